@@ -1,0 +1,115 @@
+//! The rayon CPU device: the reference every GPU kernel is checked against (in f64) and the
+//! fallback when no GPU exists (in f32). Op implementations live beside their families in
+//! `crate::ops::<family>::cpu`.
+
+use crate::device::{Buffer, Device, MemoryStats, MemoryTracker};
+use crate::element::Element;
+use crate::error::Result;
+use crate::ops::conv::DEFAULT_WORKSPACE_MB;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+/// A host buffer whose bytes count toward the CPU device's memory statistics.
+pub struct CpuBuf<T> {
+    data: Vec<T>,
+    tracker: Arc<MemoryTracker>,
+}
+
+impl<T> CpuBuf<T> {
+    pub fn into_vec(mut self) -> Vec<T> {
+        self.tracker.sub(self.data.len() * std::mem::size_of::<T>());
+        std::mem::take(&mut self.data)
+    }
+}
+
+impl<T> Drop for CpuBuf<T> {
+    fn drop(&mut self) {
+        self.tracker.sub(self.data.len() * std::mem::size_of::<T>());
+    }
+}
+
+impl<T> Deref for CpuBuf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.data
+    }
+}
+
+impl<T> DerefMut for CpuBuf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+}
+
+impl<T: Send + Sync> Buffer for CpuBuf<T> {
+    fn len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+#[derive(Clone)]
+pub struct CpuBackend {
+    tracker: Arc<MemoryTracker>,
+    /// Upper bound on the im2col buffer of one convolution call, in bytes.
+    pub workspace_bytes: usize,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend { tracker: MemoryTracker::new(), workspace_bytes: DEFAULT_WORKSPACE_MB << 20 }
+    }
+    pub fn with_workspace_mb(mut self, mb: usize) -> Self {
+        self.workspace_bytes = mb.max(1) << 20;
+        self
+    }
+    /// Takes ownership of a host vector as a device buffer.
+    pub fn wrap<T>(&self, data: Vec<T>) -> CpuBuf<T> {
+        self.tracker.add(data.len() * std::mem::size_of::<T>());
+        CpuBuf { data, tracker: self.tracker.clone() }
+    }
+    pub fn threads(&self) -> usize {
+        rayon::current_num_threads()
+    }
+}
+
+impl<E: Element> Device<E> for CpuBackend {
+    type Buf = CpuBuf<E>;
+    type IdxBuf = CpuBuf<u32>;
+
+    fn name(&self) -> String {
+        "cpu".to_string()
+    }
+    fn zeros(&self, len: usize) -> Result<CpuBuf<E>> {
+        Ok(self.wrap(vec![E::zero(); len]))
+    }
+    fn upload(&self, host: &[E]) -> Result<CpuBuf<E>> {
+        Ok(self.wrap(host.to_vec()))
+    }
+    fn download(&self, buf: &CpuBuf<E>) -> Result<Vec<E>> {
+        Ok(buf.to_vec())
+    }
+    fn upload_idx(&self, host: &[u32]) -> Result<CpuBuf<u32>> {
+        Ok(self.wrap(host.to_vec()))
+    }
+    fn download_idx(&self, buf: &CpuBuf<u32>) -> Result<Vec<u32>> {
+        Ok(buf.to_vec())
+    }
+    fn copy_buf(&self, buf: &CpuBuf<E>) -> Result<CpuBuf<E>> {
+        Ok(self.wrap(buf.to_vec()))
+    }
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+    fn memory(&self) -> MemoryStats {
+        self.tracker.stats()
+    }
+    fn reset_peak(&self) {
+        self.tracker.reset_peak()
+    }
+}

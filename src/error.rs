@@ -1,0 +1,70 @@
+//! The one error type of ferronet. Every variant renders as a single line that names the problem
+//! and, where the user can act, what to do.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Tensor shapes or layer geometry that do not fit together.
+    Shape(String),
+    /// A flag, option or configuration value that is impossible.
+    Config(String),
+    /// A file that could not be read or written.
+    Io { path: PathBuf, source: std::io::Error },
+    /// A file whose contents are corrupt, truncated or of the wrong kind.
+    Data { path: PathBuf, problem: String },
+    /// A driver, compiler or kernel-launch failure.
+    Device(String),
+    /// A device allocation that did not fit.
+    OutOfMemory { requested: usize, free: usize, hint: String },
+    /// A fault found by the PTX simulator's sanitizer, or an instruction it does not know.
+    Sim(String),
+    /// A NaN/inf loss or another numerical fault.
+    Numerical(String),
+    /// The user asked to stop (Ctrl-C).
+    Interrupted,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn shape(msg: impl Into<String>) -> Self {
+        Error::Shape(msg.into())
+    }
+    pub fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+    pub fn device(msg: impl Into<String>) -> Self {
+        Error::Device(msg.into())
+    }
+    pub fn data(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Error::Data { path: path.into(), problem: problem.into() }
+    }
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Shape(m) => write!(f, "shape error: {m}"),
+            Error::Config(m) => write!(f, "invalid configuration: {m}"),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Data { path, problem } => write!(f, "{}: {problem}", path.display()),
+            Error::Device(m) => write!(f, "device error: {m}"),
+            Error::OutOfMemory { requested, free, hint } => write!(
+                f,
+                "out of device memory: requested {} MiB with {} MiB free; {hint}",
+                requested >> 20,
+                free >> 20
+            ),
+            Error::Sim(m) => write!(f, "simulator: {m}"),
+            Error::Numerical(m) => write!(f, "numerical fault: {m}"),
+            Error::Interrupted => write!(f, "interrupted"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,60 @@
+//! The driver trait: the only thing the GPU backend needs from a device. Implemented over cudarc
+//! for real GPUs (`crate::gpu::cuda_driver`) and by the PTX simulator (`crate::sim`), so the same
+//! launch code runs on both.
+
+use crate::error::Result;
+
+/// A device address. 0 is never a valid allocation.
+pub type DevPtr = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    /// Dynamic shared memory (`extern __shared__`) in bytes.
+    pub shared_mem_bytes: u32,
+}
+
+impl LaunchConfig {
+    /// A 1-D launch covering `n` threads with blocks of `block` threads.
+    pub fn linear(n: usize, block: u32) -> Self {
+        let blocks = n.div_ceil(block as usize).max(1) as u32;
+        LaunchConfig { grid: (blocks, 1, 1), block: (block, 1, 1), shared_mem_bytes: 0 }
+    }
+}
+
+/// One kernel parameter, in the order of the kernel's signature. Pointers are `Ptr`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelArg {
+    Ptr(DevPtr),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    U64(u64),
+    F32(f32),
+    F64(f64),
+}
+
+/// An opaque timing event recorded in the device's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventId(pub u64);
+
+pub trait Driver: Send + Sync {
+    /// "cuda:0 NVIDIA GeForce RTX 3090 (sm_86, 24 GiB)", "sim", ...
+    fn name(&self) -> String;
+    fn alloc(&self, bytes: usize) -> Result<DevPtr>;
+    fn free(&self, ptr: DevPtr);
+    fn copy_htod(&self, dst: DevPtr, src: &[u8]) -> Result<()>;
+    fn copy_dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()>;
+    fn copy_dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()>;
+    /// Sets `bytes` bytes at `dst` to `value`.
+    fn memset(&self, dst: DevPtr, value: u8, bytes: usize) -> Result<()>;
+    /// Launches `kernel` from the embedded module `module` (a `kernels/<module>.cu` file stem).
+    fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()>;
+    fn synchronize(&self) -> Result<()>;
+    /// (free, total) device memory in bytes.
+    fn mem_info(&self) -> Result<(usize, usize)>;
+    fn record_event(&self) -> Result<EventId>;
+    /// Milliseconds between two recorded events (after synchronising on the later one).
+    fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32>;
+}

@@ -1,0 +1,14 @@
+//! ferronet: a deep-learning engine for CNN training with hand-written CUDA kernels, a rayon CPU
+//! reference backend and a PTX simulator that runs the kernels where no GPU exists.
+
+pub mod cli;
+pub mod cpu;
+pub mod device;
+pub mod element;
+pub mod error;
+pub mod gpu;
+pub mod graph;
+pub mod ops;
+pub mod shape;
+
+pub use error::{Error, Result};

@@ -1,0 +1,52 @@
+//! The `ferronet` command line. Each subcommand lives in `ferronet::cli::<name>`.
+
+use clap::{Parser, Subcommand};
+use ferronet::cli;
+
+#[derive(Parser)]
+#[command(name = "ferronet", version, about = "Train and check CNNs on CPU, CUDA GPUs and a PTX simulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model (with no arguments: a small CNN on the built-in synthetic dataset).
+    Train(cli::train::TrainArgs),
+    /// Evaluate a checkpoint on a dataset's test split.
+    Eval(cli::eval::EvalArgs),
+    /// Top-5 classes of images according to a checkpoint.
+    Predict(cli::predict::PredictArgs),
+    /// Finite-difference gradient checks (CPU) and device-vs-CPU comparisons (cuda, sim).
+    Gradcheck(cli::gradcheck::GradcheckArgs),
+    /// List the compute devices available.
+    Devices(cli::devices::DevicesArgs),
+    /// List the models of the zoo.
+    Models,
+    /// Layer-by-layer shapes, parameters and MACs of a model.
+    Summary(cli::summary::SummaryArgs),
+    /// Training and inference throughput of a model on a device.
+    Bench(cli::bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Train(cli::train::TrainArgs::default_run())) {
+        Command::Train(a) => cli::train::run(a),
+        Command::Eval(a) => cli::eval::run(a),
+        Command::Predict(a) => cli::predict::run(a),
+        Command::Gradcheck(a) => cli::gradcheck::run(a),
+        Command::Devices(a) => cli::devices::run(a),
+        Command::Models => cli::summary::list_models(),
+        Command::Summary(a) => cli::summary::run(a),
+        Command::Bench(a) => cli::bench::run(a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(if matches!(e, ferronet::Error::Interrupted) { 130 } else { 2 });
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Pointwise activations. Backward takes the forward *input* x (not the output), so every
+//! activation is differentiated the same way. At a kink the derivative follows PyTorch:
+//! relu'(0) = 0; relu6'(x) = 1 only for 0 < x < 6; hardswish'(x) = (2x + 3)/6 for -3 < x < 3,
+//! 0 for x <= -3, 1 for x >= 3.
+
+use crate::device::Device;
+use crate::element::Element;
+use crate::error::Result;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    Relu,
+    Relu6,
+    Sigmoid,
+    /// x * sigmoid(x) (swish)
+    Silu,
+    /// x * relu6(x + 3) / 6
+    Hardswish,
+}
+
+impl Activation {
+    pub const ALL: [Activation; 5] =
+        [Activation::Relu, Activation::Relu6, Activation::Sigmoid, Activation::Silu, Activation::Hardswish];
+    /// The op name used by gradcheck and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Silu => "silu",
+            Activation::Hardswish => "hardswish",
+        }
+    }
+}
+
+pub trait ActivationOps<E: Element>: Device<E> {
+    fn activation_forward(&self, kind: Activation, x: &Self::Buf) -> Result<Self::Buf>;
+    /// dx = dy * f'(x)
+    fn activation_backward(&self, kind: Activation, x: &Self::Buf, dy: &Self::Buf) -> Result<Self::Buf>;
+}

@@ -1,0 +1,125 @@
+//! 2-D convolution: im2col/col2im, the im2col-GEMM convolution (any groups, in one batched GEMM
+//! per chunk, never a per-group loop) and the dedicated depthwise path (groups == in channels).
+//!
+//! Layouts: x [N, C_in, H, W]; weight [C_out, C_in/groups, KH, KW]; bias [C_out];
+//! y [N, C_out, OH, OW]. The im2col buffer of images n0..n0+nb is a row-major matrix of
+//! `C_in*KH*KW` rows by `nb*OH*OW` columns: row r = (c*KH + ki)*KW + kj, column
+//! j = (n - n0)*OH*OW + oh*OW + ow, value x[n, c, oh*sh - ph + ki*dh, ow*sw - pw + kj*dw] or 0 in the
+//! padding. Because channels of one group are contiguous rows, the rows of group g are the block
+//! g*(C_in/groups)*KH*KW .. (g+1)*..., so a grouped convolution is one batched GEMM over groups.
+
+use crate::device::Device;
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::shape::window_output_len;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConvGeom {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub dh: usize,
+    pub dw: usize,
+    pub groups: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    /// Validates the configuration and computes the output size (PyTorch's rule).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        n: usize,
+        c_in: usize,
+        (h, w): (usize, usize),
+        c_out: usize,
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+        (dh, dw): (usize, usize),
+        groups: usize,
+    ) -> Result<Self> {
+        if n == 0 || c_in == 0 || c_out == 0 || h == 0 || w == 0 {
+            return Err(Error::shape(format!(
+                "conv2d needs non-empty input and output: N={n} C_in={c_in} H={h} W={w} C_out={c_out}"
+            )));
+        }
+        if groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
+            return Err(Error::shape(format!(
+                "conv2d groups={groups} must divide both in channels ({c_in}) and out channels ({c_out})"
+            )));
+        }
+        let oh = window_output_len(h, kh, sh, ph, dh, false)
+            .map_err(|e| Error::shape(format!("conv2d height: {e}")))?;
+        let ow = window_output_len(w, kw, sw, pw, dw, false)
+            .map_err(|e| Error::shape(format!("conv2d width: {e}")))?;
+        Ok(ConvGeom { n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow })
+    }
+    /// groups == C_in: the dedicated depthwise kernels apply (C_out = multiplier * C_in).
+    pub fn is_depthwise(&self) -> bool {
+        self.groups == self.c_in && self.groups > 1
+    }
+    pub fn c_in_per_group(&self) -> usize {
+        self.c_in / self.groups
+    }
+    pub fn c_out_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+    pub fn x_len(&self) -> usize {
+        self.n * self.c_in * self.h * self.w
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.c_out * self.oh * self.ow
+    }
+    pub fn weight_len(&self) -> usize {
+        self.c_out * self.c_in_per_group() * self.kh * self.kw
+    }
+    /// Rows of the im2col matrix: C_in * KH * KW.
+    pub fn col_rows(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+    /// Columns of the im2col matrix for `nb` images.
+    pub fn col_cols(&self, nb: usize) -> usize {
+        nb * self.oh * self.ow
+    }
+    /// Images per im2col chunk so the column buffer stays within `limit_bytes` (at least 1).
+    pub fn images_per_chunk(&self, limit_bytes: usize, elem_bytes: usize) -> usize {
+        let per_image = self.col_rows() * self.oh * self.ow * elem_bytes;
+        (limit_bytes / per_image.max(1)).clamp(1, self.n)
+    }
+    /// Multiply-accumulates of the forward pass.
+    pub fn macs(&self) -> u64 {
+        (self.y_len() * self.c_in_per_group() * self.kh * self.kw) as u64
+    }
+}
+
+/// The im2col workspace limit used when none is configured (MiB).
+pub const DEFAULT_WORKSPACE_MB: usize = 256;
+
+pub trait ConvOps<E: Element>: Device<E> {
+    /// Writes the im2col matrix of images n0..n0+nb into `cols` (at least col_rows * col_cols(nb)).
+    fn im2col(&self, x: &Self::Buf, g: &ConvGeom, n0: usize, nb: usize, cols: &mut Self::Buf) -> Result<()>;
+    /// The adjoint of im2col: overwrites images n0..n0+nb of `dx` with the sum of every column
+    /// entry that was read from each input position.
+    fn col2im(&self, cols: &Self::Buf, g: &ConvGeom, n0: usize, nb: usize, dx: &mut Self::Buf) -> Result<()>;
+    /// y = conv(x, w) + bias, any groups.
+    fn conv2d_forward(&self, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>, g: &ConvGeom) -> Result<Self::Buf>;
+    /// dx from dy and the weight.
+    fn conv2d_backward_data(&self, dy: &Self::Buf, w: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
+    /// dweight from x and dy, accumulated over the batch without an N x weight temporary.
+    fn conv2d_backward_filter(&self, x: &Self::Buf, dy: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
+    /// dbias [C_out]: dy summed over N, OH, OW.
+    fn conv2d_backward_bias(&self, dy: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
+    /// Depthwise forward (g.is_depthwise()): output channel co reads input channel co / (C_out/C_in).
+    fn depthwise_conv2d_forward(&self, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>, g: &ConvGeom) -> Result<Self::Buf>;
+    fn depthwise_conv2d_backward_data(&self, dy: &Self::Buf, w: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
+    fn depthwise_conv2d_backward_filter(&self, x: &Self::Buf, dy: &Self::Buf, g: &ConvGeom) -> Result<Self::Buf>;
+}

@@ -1,0 +1,58 @@
+//! Elementwise arithmetic: same-shape add and mul (residual connections), per-channel broadcast
+//! add and mul (bias-like terms, squeeze-excitation gates), and the in-place helpers that
+//! gradient accumulation and optimisers need.
+
+use crate::device::Device;
+use crate::element::Element;
+use crate::error::Result;
+
+/// x is [N, C, HW]; the broadcast operand is [N, C] when `per_sample`, else [C].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelBroadcast {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+    pub per_sample: bool,
+}
+
+impl ChannelBroadcast {
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+    pub fn operand_len(&self) -> usize {
+        if self.per_sample {
+            self.n * self.c
+        } else {
+            self.c
+        }
+    }
+}
+
+pub trait ElementwiseOps<E: Element>: Device<E> {
+    /// a + b (same length)
+    fn add(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
+    /// a * b (same length)
+    fn mul(&self, a: &Self::Buf, b: &Self::Buf) -> Result<Self::Buf>;
+    /// (da, db) = (dy * b, dy * a)
+    fn mul_backward(&self, a: &Self::Buf, b: &Self::Buf, dy: &Self::Buf) -> Result<(Self::Buf, Self::Buf)>;
+    /// y = x + b broadcast over HW (and N unless per_sample)
+    fn add_channel(&self, x: &Self::Buf, b: &Self::Buf, g: &ChannelBroadcast) -> Result<Self::Buf>;
+    /// db = dy summed over HW (and N unless per_sample); dx is dy itself.
+    fn add_channel_backward(&self, dy: &Self::Buf, g: &ChannelBroadcast) -> Result<Self::Buf>;
+    /// y = x * s broadcast over HW (and N unless per_sample)
+    fn mul_channel(&self, x: &Self::Buf, s: &Self::Buf, g: &ChannelBroadcast) -> Result<Self::Buf>;
+    /// (dx, ds) = (dy * s, sum over HW (and N unless per_sample) of dy * x)
+    fn mul_channel_backward(
+        &self,
+        x: &Self::Buf,
+        s: &Self::Buf,
+        dy: &Self::Buf,
+        g: &ChannelBroadcast,
+    ) -> Result<(Self::Buf, Self::Buf)>;
+    /// y += alpha * x
+    fn axpy(&self, alpha: E, x: &Self::Buf, y: &mut Self::Buf) -> Result<()>;
+    /// x *= alpha
+    fn scale(&self, alpha: E, x: &mut Self::Buf) -> Result<()>;
+    /// x[..] = value
+    fn fill(&self, value: E, x: &mut Self::Buf) -> Result<()>;
+}

@@ -1,0 +1,81 @@
+//! Batch normalisation over N, H, W per channel (BatchNorm2d), with PyTorch's conventions:
+//! training uses the biased batch variance to normalise, and updates
+//! running = (1 - momentum) * running + momentum * batch_stat, with the *unbiased* variance
+//! (times m/(m-1), m = N*H*W) going into running_var. Statistics are kept in fp32 or better.
+
+use crate::device::Device;
+use crate::element::Element;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BatchNormGeom {
+    pub n: usize,
+    pub c: usize,
+    /// H * W
+    pub hw: usize,
+    pub eps: f64,
+}
+
+impl BatchNormGeom {
+    pub fn new(n: usize, c: usize, hw: usize, eps: f64) -> Result<Self> {
+        if n == 0 || c == 0 || hw == 0 {
+            return Err(Error::shape(format!("batch_norm2d needs a non-empty input, got N={n} C={c} HW={hw}")));
+        }
+        if !(eps > 0.0) {
+            return Err(Error::config(format!("batch_norm2d eps must be positive, got {eps}")));
+        }
+        Ok(BatchNormGeom { n, c, hw, eps })
+    }
+    pub fn len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Elements per channel statistic: N * H * W.
+    pub fn count(&self) -> usize {
+        self.n * self.hw
+    }
+}
+
+/// What a training forward keeps for its backward: per-channel batch mean and 1/sqrt(var + eps).
+pub struct BatchNormSaved<B> {
+    pub mean: B,
+    pub invstd: B,
+}
+
+pub trait NormOps<E: Element>: Device<E> {
+    /// Training forward: normalises with batch statistics, updates running_mean/running_var in
+    /// place with `momentum` (PyTorch's convention; a batch of one value per channel leaves
+    /// running_var's update using m/(m-1) undefined, so it is an error), returns y and saved stats.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm2d_forward_train(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        running_mean: &mut Self::Buf,
+        running_var: &mut Self::Buf,
+        momentum: f64,
+        g: &BatchNormGeom,
+    ) -> Result<(Self::Buf, BatchNormSaved<Self::Buf>)>;
+    /// Eval forward with the running statistics.
+    fn batch_norm2d_forward_eval(
+        &self,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        running_mean: &Self::Buf,
+        running_var: &Self::Buf,
+        g: &BatchNormGeom,
+    ) -> Result<Self::Buf>;
+    /// Training backward: (dx, dgamma, dbeta).
+    fn batch_norm2d_backward(
+        &self,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        gamma: &Self::Buf,
+        saved: &BatchNormSaved<Self::Buf>,
+        g: &BatchNormGeom,
+    ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+}

@@ -1,0 +1,123 @@
+//! Max, average and adaptive-average pooling, forward and backward, for any kernel, stride and
+//! padding, overlapping windows and ceil mode included. Layout x [N, C, H, W] -> y [N, C, OH, OW].
+
+use crate::device::Device;
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::shape::window_output_len;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub ceil_mode: bool,
+    /// Average pooling only: whether padded positions count in the divisor (PyTorch's default).
+    pub count_include_pad: bool,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl PoolGeom {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        n: usize,
+        c: usize,
+        (h, w): (usize, usize),
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (ph, pw): (usize, usize),
+        ceil_mode: bool,
+        count_include_pad: bool,
+    ) -> Result<Self> {
+        if n == 0 || c == 0 || h == 0 || w == 0 {
+            return Err(Error::shape(format!("pooling needs a non-empty input, got N={n} C={c} H={h} W={w}")));
+        }
+        if 2 * ph > kh || 2 * pw > kw {
+            return Err(Error::shape(format!(
+                "pooling padding ({ph}, {pw}) must be at most half the kernel ({kh}, {kw})"
+            )));
+        }
+        let oh = window_output_len(h, kh, sh, ph, 1, ceil_mode)
+            .map_err(|e| Error::shape(format!("pooling height: {e}")))?;
+        let ow = window_output_len(w, kw, sw, pw, 1, ceil_mode)
+            .map_err(|e| Error::shape(format!("pooling width: {e}")))?;
+        Ok(PoolGeom { n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, oh, ow })
+    }
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.c * self.oh * self.ow
+    }
+    /// The divisor of average pooling for output (oh, ow), as PyTorch computes it: the window is
+    /// clipped to the padded input, and further to the real input unless count_include_pad.
+    pub fn avg_divisor(&self, oh: usize, ow: usize) -> usize {
+        let span = |o: usize, s: usize, p: usize, k: usize, len: usize| {
+            let start = (o * s) as isize - p as isize;
+            let end = (start + k as isize).min((len + p) as isize);
+            let padded = (end - start) as usize;
+            let (cs, ce) = (start.max(0), end.min(len as isize));
+            (padded, (ce - cs).max(0) as usize)
+        };
+        let (ph_len, h_len) = span(oh, self.sh, self.ph, self.kh, self.h);
+        let (pw_len, w_len) = span(ow, self.sw, self.pw, self.kw, self.w);
+        if self.count_include_pad {
+            ph_len * pw_len
+        } else {
+            h_len * w_len
+        }
+    }
+}
+
+/// Adaptive average pooling to (oh, ow): output i covers input rows
+/// floor(i*H/OH) .. ceil((i+1)*H/OH), likewise for columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AdaptivePoolGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl AdaptivePoolGeom {
+    pub fn new(n: usize, c: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Result<Self> {
+        if n == 0 || c == 0 || h == 0 || w == 0 || oh == 0 || ow == 0 {
+            return Err(Error::shape(format!(
+                "adaptive pooling needs non-empty input and output, got N={n} C={c} H={h} W={w} -> {oh}x{ow}"
+            )));
+        }
+        Ok(AdaptivePoolGeom { n, c, h, w, oh, ow })
+    }
+    /// Input range [start, end) of output index `i` along an axis of `len` pooled to `out`.
+    pub fn range(i: usize, len: usize, out: usize) -> (usize, usize) {
+        (i * len / out, ((i + 1) * len).div_ceil(out))
+    }
+    pub fn x_len(&self) -> usize {
+        self.n * self.c * self.h * self.w
+    }
+    pub fn y_len(&self) -> usize {
+        self.n * self.c * self.oh * self.ow
+    }
+}
+
+pub trait PoolOps<E: Element>: Device<E> {
+    /// y and, per output, the argmax as a flat index ih*W + iw within its (n, c) plane. Padding
+    /// never wins (it is -inf); among equal values the first in row-major window order wins.
+    fn max_pool2d_forward(&self, x: &Self::Buf, g: &PoolGeom) -> Result<(Self::Buf, Self::IdxBuf)>;
+    /// dx: each dy routed to its argmax; overlapping windows accumulate.
+    fn max_pool2d_backward(&self, dy: &Self::Buf, indices: &Self::IdxBuf, g: &PoolGeom) -> Result<Self::Buf>;
+    fn avg_pool2d_forward(&self, x: &Self::Buf, g: &PoolGeom) -> Result<Self::Buf>;
+    fn avg_pool2d_backward(&self, dy: &Self::Buf, g: &PoolGeom) -> Result<Self::Buf>;
+    fn adaptive_avg_pool2d_forward(&self, x: &Self::Buf, g: &AdaptivePoolGeom) -> Result<Self::Buf>;
+    fn adaptive_avg_pool2d_backward(&self, dy: &Self::Buf, g: &AdaptivePoolGeom) -> Result<Self::Buf>;
+}

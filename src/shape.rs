@@ -1,0 +1,98 @@
+//! Tensor shapes (NCHW, contiguous) and the output-size rules of convolution and pooling.
+
+use crate::error::{Error, Result};
+use std::fmt;
+
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Shape(pub Vec<usize>);
+
+impl Shape {
+    pub fn new(dims: &[usize]) -> Self {
+        Shape(dims.to_vec())
+    }
+    pub fn dims(&self) -> &[usize] {
+        &self.0
+    }
+    pub fn rank(&self) -> usize {
+        self.0.len()
+    }
+    pub fn numel(&self) -> usize {
+        self.0.iter().product()
+    }
+    /// The four NCHW dimensions; a clear error for any other rank.
+    pub fn nchw(&self, what: &str) -> Result<(usize, usize, usize, usize)> {
+        match self.0.as_slice() {
+            &[n, c, h, w] => Ok((n, c, h, w)),
+            _ => Err(Error::shape(format!("{what} expects an NCHW (rank-4) tensor, got {self}"))),
+        }
+    }
+    pub fn expect_eq(&self, other: &Shape, what: &str) -> Result<()> {
+        if self == other {
+            Ok(())
+        } else {
+            Err(Error::shape(format!("{what}: shapes {self} and {other} differ")))
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
+        write!(f, "[{}]", parts.join(", "))
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Output length of a convolution or pooling window along one axis, as PyTorch computes it:
+/// floor((len + 2*pad - dilation*(kernel-1) - 1) / stride) + 1, or with ceil instead of floor in
+/// ceil mode, where the last window must still start inside the input or its left padding.
+pub fn window_output_len(
+    len: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    dilation: usize,
+    ceil_mode: bool,
+) -> Result<usize> {
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return Err(Error::shape(format!(
+            "kernel ({kernel}), stride ({stride}) and dilation ({dilation}) must all be at least 1"
+        )));
+    }
+    let span = dilation * (kernel - 1) + 1;
+    let padded = len + 2 * pad;
+    if padded < span {
+        return Err(Error::shape(format!(
+            "input length {len} with padding {pad} is smaller than the kernel's extent {span}"
+        )));
+    }
+    let room = padded - span;
+    let mut out = if ceil_mode { room.div_ceil(stride) + 1 } else { room / stride + 1 };
+    if ceil_mode && (out - 1) * stride >= len + pad {
+        out -= 1;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_len_follows_pytorch() {
+        assert_eq!(window_output_len(227, 11, 4, 0, 1, false).unwrap(), 55);
+        assert_eq!(window_output_len(112, 3, 2, 1, 1, false).unwrap(), 56);
+        assert_eq!(window_output_len(5, 3, 1, 2, 2, false).unwrap(), 5);
+        // ceil mode: 6 with k=3 s=2 gives 3 windows instead of 2 (the last one clipped)
+        assert_eq!(window_output_len(6, 3, 2, 0, 1, true).unwrap(), 3);
+        assert_eq!(window_output_len(6, 3, 2, 0, 1, false).unwrap(), 2);
+        // ceil mode never starts a window entirely in the right padding
+        assert_eq!(window_output_len(5, 2, 2, 1, 1, true).unwrap(), 3);
+        assert!(window_output_len(2, 5, 1, 0, 1, false).is_err());
+    }
+}
