@@ -9,6 +9,7 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod ops;
+pub mod rng;
 pub mod shape;
 
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 //! [`driver::Driver`] trait so a real GPU (cudarc) and the PTX simulator run the same code.
 
 pub mod backend;
+pub mod nvrtc_locate;
 pub mod driver;
 pub mod modules;
 
