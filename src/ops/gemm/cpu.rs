@@ -74,3 +74,109 @@ pub(crate) fn gemm_slices<E: Element>(spec: &GemmSpec<E>, a: &[E], b: &[E], c: &
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Device;
+    use crate::ops::cpu_test_support::{assert_close, narrow, random_vec, widen};
+
+    /// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] by the definition.
+    fn naive_gemm(spec: &GemmSpec<f64>, a: &[f64], b: &[f64], c: &mut [f64]) {
+        let (m, n, k) = (spec.m, spec.n, spec.k);
+        for batch in 0..spec.batch {
+            let a0 = spec.offset_a + batch * spec.stride_a;
+            let b0 = spec.offset_b + batch * spec.stride_b;
+            let c0 = spec.offset_c + batch * spec.stride_c;
+            for i in 0..m {
+                for j in 0..n {
+                    let mut acc = 0.0;
+                    for l in 0..k {
+                        let av = if spec.trans_a { a[a0 + l * m + i] } else { a[a0 + i * k + l] };
+                        let bv = if spec.trans_b { b[b0 + j * k + l] } else { b[b0 + l * n + j] };
+                        acc += av * bv;
+                    }
+                    let old = if spec.beta == 0.0 { 0.0 } else { spec.beta * c[c0 + i * n + j] };
+                    c[c0 + i * n + j] = spec.alpha * acc + old;
+                }
+            }
+        }
+    }
+
+    /// A batch-2 spec with gaps between matrices and non-zero offsets.
+    fn strided_spec<E: Element>(trans_a: bool, trans_b: bool, beta: f64) -> GemmSpec<E> {
+        let (m, n, k) = (5, 7, 3);
+        GemmSpec {
+            alpha: <E as Element>::from_f64(1.5),
+            beta: <E as Element>::from_f64(beta),
+            batch: 2,
+            stride_a: m * k + 4,
+            stride_b: k * n + 1,
+            stride_c: m * n + 3,
+            offset_a: 2,
+            offset_b: 5,
+            offset_c: 1,
+            ..GemmSpec::new(trans_a, trans_b, m, n, k)
+        }
+    }
+
+    #[test]
+    fn matches_naive_for_all_transposes_batches_offsets_and_beta() {
+        let cpu = CpuBackend::new();
+        for (trans_a, trans_b) in [(false, false), (true, false), (false, true), (true, true)] {
+            for beta in [0.0, 1.0, 0.5] {
+                let spec = strided_spec(trans_a, trans_b, beta);
+                let (la, lb, lc) = spec.required_lens();
+                let a = random_vec(1, la);
+                let b = random_vec(2, lb);
+                // With beta == 0 C must not be read: NaN there would leak into the result.
+                let c0: Vec<f64> = if beta == 0.0 { vec![f64::NAN; lc + 2] } else { random_vec(3, lc + 2) };
+                let mut want = c0.clone();
+                naive_gemm(&spec, &a, &b, &mut want);
+                if beta == 0.0 {
+                    // Elements outside the matrices keep their (NaN) value; compare only the rest.
+                    want.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = 0.0);
+                }
+                let mut c = cpu.wrap(c0);
+                cpu.gemm(&spec, &cpu.wrap(a), &cpu.wrap(b), &mut c).unwrap();
+                let mut got = c.to_vec();
+                if beta == 0.0 {
+                    got.iter_mut().filter(|v| v.is_nan()).for_each(|v| *v = 0.0);
+                }
+                assert_close(&format!("gemm trans=({trans_a},{trans_b}) beta={beta}"), &got, &want, 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        let cpu = CpuBackend::new();
+        let spec = strided_spec::<f64>(true, false, 1.0);
+        let (la, lb, lc) = spec.required_lens();
+        let (a, b, c0) = (random_vec(4, la), random_vec(5, lb), random_vec(6, lc));
+        let mut c64 = cpu.wrap(c0.clone());
+        cpu.gemm(&spec, &cpu.wrap(a.clone()), &cpu.wrap(b.clone()), &mut c64).unwrap();
+        let spec32 = strided_spec::<f32>(true, false, 1.0);
+        let mut c32 = cpu.wrap(narrow(&c0));
+        cpu.gemm(&spec32, &cpu.wrap(narrow(&a)), &cpu.wrap(narrow(&b)), &mut c32).unwrap();
+        assert_close("gemm f32 vs f64", &widen(&c32), &c64, 1e-5);
+    }
+
+    #[test]
+    fn rejects_specs_that_leave_the_buffers_or_overlap() {
+        let cpu = CpuBackend::new();
+        let spec = strided_spec::<f64>(false, false, 0.0);
+        let (la, lb, lc) = spec.required_lens();
+        let a = cpu.wrap(vec![0.0f64; la]);
+        let b = cpu.wrap(vec![0.0f64; lb]);
+        let mut short_c: CpuBuf<f64> = cpu.zeros(lc - 1).unwrap();
+        let err = cpu.gemm(&spec, &a, &b, &mut short_c).unwrap_err().to_string();
+        assert!(err.contains("operand C") && err.contains(&format!("needs {lc}")), "{err}");
+        let short_a = cpu.wrap(vec![0.0f64; la - 1]);
+        let mut c: CpuBuf<f64> = cpu.zeros(lc).unwrap();
+        assert!(cpu.gemm(&spec, &short_a, &b, &mut c).is_err());
+        let overlapping = GemmSpec { stride_c: spec.m * spec.n - 1, ..spec };
+        let err = cpu.gemm(&overlapping, &a, &b, &mut c).unwrap_err().to_string();
+        assert!(err.contains("overlap"), "{err}");
+    }
+}
