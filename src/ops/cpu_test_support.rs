@@ -31,3 +31,12 @@ pub(crate) fn widen(v: &[f32]) -> Vec<f64> {
 pub(crate) fn narrow(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
+
+/// The message of an operation that must fail (buffers do not implement Debug, so no unwrap_err).
+#[track_caller]
+pub(crate) fn error_text<T>(result: crate::error::Result<T>) -> String {
+    match result {
+        Ok(_) => panic!("the operation succeeded but an error was expected"),
+        Err(e) => e.to_string(),
+    }
+}

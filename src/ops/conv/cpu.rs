@@ -410,3 +410,253 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         Ok(dw)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Device;
+    use crate::ops::cpu_test_support::{assert_close, dot, error_text, narrow, random_vec, widen};
+
+    /// (N, C_in, (H, W), C_out, (KH, KW), stride, padding, dilation, groups)
+    type Case = (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
+
+    /// Kernels 1/3/5/7/11, strides 1/2/4, paddings 0/1/2, dilations 1/2, groups 1/2/C (depthwise
+    /// with multipliers 1 and 2), odd and rectangular sizes, batches 1 to 3.
+    const CASES: &[Case] = &[
+        (1, 3, (11, 11), 4, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (3, 4, (9, 7), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2),
+        (2, 3, (13, 13), 5, (5, 5), (2, 2), (2, 2), (1, 1), 1),
+        (1, 2, (15, 15), 3, (7, 7), (2, 2), (1, 1), (1, 1), 1),
+        (1, 3, (23, 23), 4, (11, 11), (4, 4), (2, 2), (1, 1), 1),
+        (3, 4, (9, 9), 4, (3, 3), (1, 1), (2, 2), (2, 2), 1),
+        (1, 1, (9, 9), 2, (3, 3), (4, 4), (0, 0), (1, 1), 1),
+        (2, 2, (6, 10), 4, (3, 1), (2, 1), (1, 0), (1, 2), 2),
+        (3, 4, (7, 9), 4, (3, 3), (1, 1), (1, 1), (1, 1), 4),
+        (2, 3, (8, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 3),
+        (1, 2, (11, 11), 2, (5, 5), (1, 1), (2, 2), (2, 2), 2),
+        (3, 5, (9, 9), 10, (3, 3), (2, 2), (0, 0), (1, 1), 5),
+    ];
+
+    fn geom(&(n, c_in, hw, c_out, k, s, p, d, groups): &Case) -> ConvGeom {
+        ConvGeom::new(n, c_in, hw, c_out, k, s, p, d, groups).unwrap()
+    }
+
+    /// A backend whose workspace holds the columns of two images, so a batch of 3 takes two chunks.
+    fn chunked_backend(g: &ConvGeom) -> CpuBackend {
+        let mut cpu = CpuBackend::new();
+        cpu.workspace_bytes = 2 * g.col_rows() * g.oh * g.ow * std::mem::size_of::<f64>();
+        cpu
+    }
+
+    /// The direct 7-loop convolution of the definition.
+    fn naive_forward(x: &[f64], w: &[f64], bias: Option<&[f64]>, g: &ConvGeom) -> Vec<f64> {
+        let (cin_pg, cout_pg) = (g.c_in_per_group(), g.c_out_per_group());
+        let mut y = vec![0.0; g.y_len()];
+        for n in 0..g.n {
+            for co in 0..g.c_out {
+                for oh in 0..g.oh {
+                    for ow in 0..g.ow {
+                        let mut acc = bias.map_or(0.0, |b| b[co]);
+                        for cig in 0..cin_pg {
+                            let ci = co / cout_pg * cin_pg + cig;
+                            for ki in 0..g.kh {
+                                for kj in 0..g.kw {
+                                    let ih = (oh * g.sh + ki * g.dh) as isize - g.ph as isize;
+                                    let iw = (ow * g.sw + kj * g.dw) as isize - g.pw as isize;
+                                    if ih < 0 || iw < 0 || ih >= g.h as isize || iw >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * g.c_in + ci) * g.h + ih as usize) * g.w + iw as usize];
+                                    acc += xv * w[((co * cin_pg + cig) * g.kh + ki) * g.kw + kj];
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + co) * g.oh + oh) * g.ow + ow] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// Operands of a case: (x, w, bias, dy).
+    fn operands(g: &ConvGeom, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        (
+            random_vec(seed, g.x_len()),
+            random_vec(seed + 1, g.weight_len()),
+            random_vec(seed + 2, g.c_out),
+            random_vec(seed + 3, g.y_len()),
+        )
+    }
+
+    #[test]
+    fn forward_matches_direct_convolution() {
+        for (i, case) in CASES.iter().enumerate() {
+            let g = geom(case);
+            let (x, w, b, _) = operands(&g, 10 * i as u64);
+            let want = naive_forward(&x, &w, Some(&b), &g);
+            let want_no_bias = naive_forward(&x, &w, None, &g);
+            for cpu in [CpuBackend::new(), chunked_backend(&g)] {
+                let (xb, wb, bb) = (cpu.wrap(x.clone()), cpu.wrap(w.clone()), cpu.wrap(b.clone()));
+                let y = cpu.conv2d_forward(&xb, &wb, Some(&bb), &g).unwrap();
+                assert_close(&format!("case {i} forward"), &y, &want, 1e-12);
+                let y = cpu.conv2d_forward(&xb, &wb, None, &g).unwrap();
+                assert_close(&format!("case {i} forward without bias"), &y, &want_no_bias, 1e-12);
+                if g.is_depthwise() {
+                    let y = cpu.depthwise_conv2d_forward(&xb, &wb, Some(&bb), &g).unwrap();
+                    assert_close(&format!("case {i} depthwise forward"), &y, &want, 1e-12);
+                }
+            }
+        }
+    }
+
+    /// <conv(x, w), dy> = <x, backward_data(dy)> = <w, backward_filter(x, dy)>, on both the
+    /// im2col path (one chunk and several) and the depthwise path, which must also agree.
+    #[test]
+    fn backward_passes_are_adjoint_to_forward() {
+        for (i, case) in CASES.iter().enumerate() {
+            let g = geom(case);
+            let (x, w, _, dy) = operands(&g, 10 * i as u64);
+            let forward_dot = dot(&naive_forward(&x, &w, None, &g), &dy);
+            let mut reference: Option<(Vec<f64>, Vec<f64>)> = None;
+            for cpu in [CpuBackend::new(), chunked_backend(&g)] {
+                let (xb, wb, dyb) = (cpu.wrap(x.clone()), cpu.wrap(w.clone()), cpu.wrap(dy.clone()));
+                let mut grads = vec![(
+                    "im2col",
+                    cpu.conv2d_backward_data(&dyb, &wb, &g).unwrap().to_vec(),
+                    cpu.conv2d_backward_filter(&xb, &dyb, &g).unwrap().to_vec(),
+                )];
+                if g.is_depthwise() {
+                    grads.push((
+                        "depthwise",
+                        cpu.depthwise_conv2d_backward_data(&dyb, &wb, &g).unwrap().to_vec(),
+                        cpu.depthwise_conv2d_backward_filter(&xb, &dyb, &g).unwrap().to_vec(),
+                    ));
+                }
+                for (path, dx, dw) in grads {
+                    let what = format!("case {i} {path}");
+                    assert_close(&format!("{what} <x, dx>"), &[dot(&x, &dx)], &[forward_dot], 1e-10);
+                    assert_close(&format!("{what} <w, dw>"), &[dot(&w, &dw)], &[forward_dot], 1e-10);
+                    match &reference {
+                        None => reference = Some((dx, dw)),
+                        Some((rdx, rdw)) => {
+                            assert_close(&format!("{what} dx"), &dx, rdx, 1e-12);
+                            assert_close(&format!("{what} dw"), &dw, rdw, 1e-12);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backward_bias_sums_the_output_gradient() {
+        let g = geom(&CASES[1]);
+        let dy = random_vec(7, g.y_len());
+        let plane = g.oh * g.ow;
+        let want: Vec<f64> = (0..g.c_out)
+            .map(|co| (0..g.n).map(|n| dy[(n * g.c_out + co) * plane..][..plane].iter().sum::<f64>()).sum())
+            .collect();
+        let cpu = CpuBackend::new();
+        let db = cpu.conv2d_backward_bias(&cpu.wrap(dy), &g).unwrap();
+        assert_close("conv bias gradient", &db, &want, 1e-12);
+    }
+
+    /// Central differences of L = <conv(x, w) + b, dy> against every gradient entry.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let cpu = CpuBackend::new();
+        for case in [&CASES[7], &CASES[9]] {
+            let g = geom(case);
+            let (x, w, b, dy) = operands(&g, 99);
+            let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+                let y = cpu.conv2d_forward(&cpu.wrap(x.to_vec()), &cpu.wrap(w.to_vec()), Some(&cpu.wrap(b.to_vec())), &g);
+                dot(&y.unwrap(), &dy)
+            };
+            let eps = 1e-5;
+            let numeric = |v: &[f64], eval: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+                (0..v.len())
+                    .map(|j| {
+                        let (mut plus, mut minus) = (v.to_vec(), v.to_vec());
+                        plus[j] += eps;
+                        minus[j] -= eps;
+                        (eval(&plus) - eval(&minus)) / (2.0 * eps)
+                    })
+                    .collect()
+            };
+            let dyb = cpu.wrap(dy.clone());
+            let dx = cpu.conv2d_backward_data(&dyb, &cpu.wrap(w.clone()), &g).unwrap();
+            let dw = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &dyb, &g).unwrap();
+            let db = cpu.conv2d_backward_bias(&dyb, &g).unwrap();
+            assert_close("dx vs finite differences", &dx, &numeric(&x, &|v| loss(v, &w, &b)), 1e-7);
+            assert_close("dw vs finite differences", &dw, &numeric(&w, &|v| loss(&x, v, &b)), 1e-7);
+            assert_close("db vs finite differences", &db, &numeric(&b, &|v| loss(&x, &w, v)), 1e-7);
+        }
+    }
+
+    #[test]
+    fn im2col_follows_the_documented_layout_and_col2im_is_its_adjoint() {
+        let cpu = CpuBackend::new();
+        let g = geom(&CASES[7]);
+        let (n0, nb) = (1, 1);
+        let x = random_vec(3, g.x_len());
+        let mut cols: CpuBuf<f64> = cpu.zeros(g.col_rows() * g.col_cols(nb)).unwrap();
+        cpu.im2col(&cpu.wrap(x.clone()), &g, n0, nb, &mut cols).unwrap();
+        let ncols = g.col_cols(nb);
+        for c in 0..g.c_in {
+            for (ki, kj) in (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| (ki, kj))) {
+                for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
+                    let ih = (oh * g.sh + ki * g.dh) as isize - g.ph as isize;
+                    let iw = (ow * g.sw + kj * g.dw) as isize - g.pw as isize;
+                    let inside = ih >= 0 && iw >= 0 && ih < g.h as isize && iw < g.w as isize;
+                    let want = if inside { x[((n0 * g.c_in + c) * g.h + ih as usize) * g.w + iw as usize] } else { 0.0 };
+                    let row = (c * g.kh + ki) * g.kw + kj;
+                    assert_eq!(cols[row * ncols + oh * g.ow + ow], want, "row {row} at ({oh}, {ow})");
+                }
+            }
+        }
+        // col2im overwrites only its images (image 0 keeps its marker) and is im2col's adjoint.
+        let c = random_vec(4, cols.len());
+        let mut dx = cpu.wrap(vec![7.0; g.x_len()]);
+        cpu.col2im(&cpu.wrap(c.clone()), &g, n0, nb, &mut dx).unwrap();
+        let image = g.c_in * g.h * g.w;
+        assert!(dx[..image].iter().all(|&v| v == 7.0));
+        let x_image = &x[image..2 * image];
+        assert_close("<im2col(x), c> = <x, col2im(c)>", &[dot(x_image, &dx[image..2 * image])], &[dot(&cols, &c)], 1e-12);
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        let g = geom(&CASES[2]);
+        let (x, w, b, dy) = operands(&g, 5);
+        let cpu = CpuBackend::new();
+        let y64 = cpu.conv2d_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
+        let dx64 = cpu.conv2d_backward_data(&cpu.wrap(dy.clone()), &cpu.wrap(w.clone()), &g).unwrap();
+        let dw64 = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &cpu.wrap(dy.clone()), &g).unwrap();
+        let (x32, w32, b32, dy32) = (cpu.wrap(narrow(&x)), cpu.wrap(narrow(&w)), cpu.wrap(narrow(&b)), cpu.wrap(narrow(&dy)));
+        let y32 = cpu.conv2d_forward(&x32, &w32, Some(&b32), &g).unwrap();
+        assert_close("f32 forward", &widen(&y32), &y64, 1e-5);
+        assert_close("f32 backward data", &widen(&cpu.conv2d_backward_data(&dy32, &w32, &g).unwrap()), &dx64, 1e-5);
+        assert_close("f32 backward filter", &widen(&cpu.conv2d_backward_filter(&x32, &dy32, &g).unwrap()), &dw64, 1e-5);
+    }
+
+    #[test]
+    fn mismatched_buffers_are_shape_errors() {
+        let cpu = CpuBackend::new();
+        let g = geom(&CASES[1]);
+        let (x, w, b) = (cpu.wrap(vec![0.0f64; g.x_len()]), cpu.wrap(vec![0.0f64; g.weight_len()]), cpu.wrap(vec![0.0f64; g.c_out]));
+        let short = cpu.wrap(vec![0.0f64; g.x_len() - 1]);
+        let err = error_text(cpu.conv2d_forward(&short, &w, Some(&b), &g));
+        assert!(err.contains(&format!("holds {} elements", g.x_len() - 1)) && err.contains(&g.x_len().to_string()), "{err}");
+        assert!(cpu.conv2d_forward(&x, &x, None, &g).is_err());
+        assert!(cpu.conv2d_forward(&x, &w, Some(&w), &g).is_err());
+        assert!(cpu.conv2d_backward_data(&x, &w, &g).is_err());
+        assert!(cpu.conv2d_backward_filter(&x, &x, &g).is_err());
+        let err = error_text(cpu.depthwise_conv2d_forward(&x, &w, None, &g));
+        assert!(err.contains("groups == in channels"), "{err}");
+        let mut cols: CpuBuf<f64> = cpu.zeros(g.col_rows() * g.col_cols(1)).unwrap();
+        assert!(cpu.im2col(&x, &g, g.n - 1, 2, &mut cols).is_err());
+        assert!(cpu.im2col(&x, &g, 0, 2, &mut cols).is_err());
+        assert!(cpu.im2col(&x, &g, 0, 1, &mut cols).is_ok());
+    }
+}
