@@ -181,3 +181,200 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         Ok(dx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::cpu_test_support::{assert_close, dot, error_text, narrow, random_vec, widen};
+
+    /// (N, C, (H, W), (KH, KW), stride, padding, ceil_mode)
+    type Case = (usize, usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
+
+    const CASES: &[Case] = &[
+        (2, 3, (8, 8), (2, 2), (2, 2), (0, 0), false),
+        // overlapping 3x3/s2 windows, with and without padding, floor and ceil mode
+        (1, 2, (9, 9), (3, 3), (2, 2), (0, 0), false),
+        (2, 2, (8, 8), (3, 3), (2, 2), (0, 0), true),
+        (1, 3, (7, 10), (3, 3), (2, 2), (1, 1), true),
+        (3, 1, (6, 5), (3, 3), (1, 1), (1, 1), false),
+        // rectangular window whose ceil-mode last column is clipped by the right edge
+        (1, 2, (7, 6), (2, 4), (1, 3), (1, 2), true),
+    ];
+
+    fn geom(&(n, c, hw, k, s, p, ceil): &Case, count_include_pad: bool) -> PoolGeom {
+        PoolGeom::new(n, c, hw, k, s, p, ceil, count_include_pad).unwrap()
+    }
+
+    /// Every position of window (oh, ow) on the padded grid, row-major, as (ih, iw) that may lie
+    /// in the padding or beyond it.
+    fn window_positions(g: &PoolGeom, oh: usize, ow: usize) -> Vec<(isize, isize)> {
+        let mut positions = Vec::new();
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                positions.push(((oh * g.sh + ki) as isize - g.ph as isize, (ow * g.sw + kj) as isize - g.pw as isize));
+            }
+        }
+        positions
+    }
+
+    fn inside(len: usize, i: isize) -> bool {
+        i >= 0 && i < len as isize
+    }
+
+    /// Direct max pooling: values and first-max flat indices.
+    fn naive_max(x: &[f64], g: &PoolGeom) -> (Vec<f64>, Vec<u32>) {
+        let mut y = Vec::new();
+        let mut idx = Vec::new();
+        for p in 0..g.n * g.c {
+            for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
+                let mut best: Option<(f64, usize)> = None;
+                for (ih, iw) in window_positions(g, oh, ow) {
+                    if inside(g.h, ih) && inside(g.w, iw) {
+                        let flat = ih as usize * g.w + iw as usize;
+                        let v = x[p * g.h * g.w + flat];
+                        if best.is_none_or(|(b, _)| v > b) {
+                            best = Some((v, flat));
+                        }
+                    }
+                }
+                let (v, flat) = best.expect("every window holds an input element");
+                y.push(v);
+                idx.push(flat as u32);
+            }
+        }
+        (y, idx)
+    }
+
+    /// Direct average pooling with PyTorch's divisor, counted position by position.
+    fn naive_avg(x: &[f64], g: &PoolGeom) -> Vec<f64> {
+        let mut y = Vec::new();
+        for p in 0..g.n * g.c {
+            for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
+                let (mut sum, mut count) = (0.0, 0);
+                for (ih, iw) in window_positions(g, oh, ow) {
+                    let real = inside(g.h, ih) && inside(g.w, iw);
+                    if real {
+                        sum += x[(p * g.h + ih as usize) * g.w + iw as usize];
+                    }
+                    let in_padded = ih < (g.h + g.ph) as isize && iw < (g.w + g.pw) as isize;
+                    if real || (g.count_include_pad && in_padded) {
+                        count += 1;
+                    }
+                }
+                y.push(sum / count as f64);
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn max_pool_matches_direct_loops_and_routes_gradients_to_the_argmax() {
+        let cpu = CpuBackend::new();
+        for (i, case) in CASES.iter().enumerate() {
+            let g = geom(case, false);
+            let x = random_vec(i as u64, g.x_len());
+            let (want_y, want_idx) = naive_max(&x, &g);
+            let (y, idx) = cpu.max_pool2d_forward(&cpu.wrap(x), &g).unwrap();
+            assert_close(&format!("case {i} max forward"), &y, &want_y, 0.0);
+            assert_eq!(&idx[..], &want_idx[..], "case {i} argmax");
+            let dy = random_vec(100 + i as u64, g.y_len());
+            let mut want_dx = vec![0.0; g.x_len()];
+            for (o, (&grad, &flat)) in dy.iter().zip(&want_idx).enumerate() {
+                want_dx[o / (g.oh * g.ow) * g.h * g.w + flat as usize] += grad;
+            }
+            let dx = cpu.max_pool2d_backward(&cpu.wrap(dy), &idx, &g).unwrap();
+            assert_close(&format!("case {i} max backward"), &dx, &want_dx, 1e-12);
+        }
+    }
+
+    #[test]
+    fn max_pool_ties_pick_the_first_real_element() {
+        let cpu = CpuBackend::new();
+        let g = geom(&CASES[3], false);
+        let (_, idx) = cpu.max_pool2d_forward(&cpu.wrap(vec![-2.0f64; g.x_len()]), &g).unwrap();
+        for (o, &flat) in idx[..g.oh * g.ow].iter().enumerate() {
+            let first_real = window_positions(&g, o / g.ow, o % g.ow)
+                .into_iter()
+                .find(|&(ih, iw)| inside(g.h, ih) && inside(g.w, iw))
+                .map(|(ih, iw)| ih as usize * g.w + iw as usize);
+            assert_eq!(Some(flat as usize), first_real, "output {o}");
+        }
+    }
+
+    #[test]
+    fn avg_pool_matches_direct_loops_both_divisor_rules() {
+        let cpu = CpuBackend::new();
+        for (i, case) in CASES.iter().enumerate() {
+            for count_include_pad in [true, false] {
+                let g = geom(case, count_include_pad);
+                let what = format!("case {i} count_include_pad={count_include_pad}");
+                let x = random_vec(i as u64, g.x_len());
+                let y = cpu.avg_pool2d_forward(&cpu.wrap(x.clone()), &g).unwrap();
+                assert_close(&format!("{what} forward"), &y, &naive_avg(&x, &g), 1e-12);
+                let dy = random_vec(50 + i as u64, g.y_len());
+                let dx = cpu.avg_pool2d_backward(&cpu.wrap(dy.clone()), &g).unwrap();
+                assert_close(&format!("{what} <avg(x), dy> = <x, dx>"), &[dot(&x, &dx)], &[dot(&y, &dy)], 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn adaptive_pool_covers_overlapping_ranges_for_non_divisible_sizes() {
+        assert_eq!((0..3).map(|i| AdaptivePoolGeom::range(i, 7, 3)).collect::<Vec<_>>(), [(0, 3), (2, 5), (4, 7)]);
+        assert_eq!((0..2).map(|i| AdaptivePoolGeom::range(i, 5, 2)).collect::<Vec<_>>(), [(0, 3), (2, 5)]);
+        let cpu = CpuBackend::new();
+        for (hw, out) in [((7, 5), (3, 2)), ((5, 7), (2, 3)), ((6, 6), (1, 1)), ((3, 2), (5, 4))] {
+            let g = AdaptivePoolGeom::new(2, 3, hw, out).unwrap();
+            let x = random_vec(8, g.x_len());
+            // Ranges from real-valued bounds, independently of AdaptivePoolGeom::range.
+            let bounds = |i: usize, len: usize, out: usize| {
+                let (lo, hi) = (i as f64 * len as f64 / out as f64, (i + 1) as f64 * len as f64 / out as f64);
+                (lo.floor() as usize, hi.ceil() as usize)
+            };
+            let mut want = Vec::new();
+            for p in 0..g.n * g.c {
+                for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
+                    let ((h0, h1), (w0, w1)) = (bounds(oh, g.h, g.oh), bounds(ow, g.w, g.ow));
+                    let sum: f64 = (h0..h1).flat_map(|ih| (w0..w1).map(move |iw| (ih, iw))).map(|(ih, iw)| x[(p * g.h + ih) * g.w + iw]).sum();
+                    want.push(sum / ((h1 - h0) * (w1 - w0)) as f64);
+                }
+            }
+            let y = cpu.adaptive_avg_pool2d_forward(&cpu.wrap(x.clone()), &g).unwrap();
+            assert_close(&format!("adaptive {hw:?} -> {out:?}"), &y, &want, 1e-12);
+            let dy = random_vec(9, g.y_len());
+            let dx = cpu.adaptive_avg_pool2d_backward(&cpu.wrap(dy.clone()), &g).unwrap();
+            assert_close(&format!("adaptive {hw:?} -> {out:?} adjoint"), &[dot(&x, &dx)], &[dot(&y, &dy)], 1e-12);
+        }
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        let cpu = CpuBackend::new();
+        let g = geom(&CASES[3], false);
+        let x = random_vec(3, g.x_len());
+        let x32 = narrow(&x);
+        let (y64, i64) = cpu.max_pool2d_forward(&cpu.wrap(x.clone()), &g).unwrap();
+        let (y32, i32) = cpu.max_pool2d_forward(&cpu.wrap(x32.clone()), &g).unwrap();
+        assert_eq!(&i64[..], &i32[..]);
+        assert_close("max f32", &widen(&y32), &y64, 1e-6);
+        let a64 = cpu.avg_pool2d_forward(&cpu.wrap(x), &g).unwrap();
+        let a32 = cpu.avg_pool2d_forward(&cpu.wrap(x32), &g).unwrap();
+        assert_close("avg f32", &widen(&a32), &a64, 1e-6);
+    }
+
+    #[test]
+    fn bad_buffers_indices_and_geometry_are_shape_errors() {
+        let cpu = CpuBackend::new();
+        let g = geom(&CASES[1], false);
+        let err = error_text(cpu.max_pool2d_forward(&cpu.wrap(vec![0.0f64; g.x_len() + 1]), &g));
+        assert!(err.contains(&format!("holds {} elements", g.x_len() + 1)), "{err}");
+        let dy = cpu.wrap(vec![1.0f64; g.y_len()]);
+        let mut bad = vec![0u32; g.y_len()];
+        bad[3] = (g.h * g.w) as u32;
+        let err = error_text(cpu.max_pool2d_backward(&dy, &cpu.wrap(bad), &g));
+        assert!(err.contains("outside"), "{err}");
+        let inconsistent = PoolGeom { oh: g.oh + 1, ..g };
+        let err = error_text(cpu.avg_pool2d_forward(&cpu.wrap(vec![0.0f64; g.x_len()]), &inconsistent));
+        assert!(err.contains("geometry"), "{err}");
+    }
+}
