@@ -11,6 +11,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::gemm::{GemmOps, GemmSpec};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// The output positions `o` in 0..out whose input index `o * stride + offset` lies in 0..len,
 /// as a half-open range (empty when the tap never touches the input).
@@ -77,24 +78,23 @@ fn lane_sum<E: Element>(v: &[E]) -> E {
     lanes.iter().copied().sum::<E>() + tail
 }
 
-/// One kernel tap (ki, kj) of a geometry: where its rows and columns land in the input.
+/// One kernel tap (ki, kj) of a geometry: which output positions read inside the input, and where.
 struct Tap {
     h_offset: isize,
-    w_offset: isize,
+    /// Valid output rows and columns, half-open; the tap reads nothing when either is empty.
     oh: (usize, usize),
     ow: (usize, usize),
+    /// Input column read by output column `ow.0` (0 when the tap reads nothing).
+    iw0: usize,
 }
 
 impl Tap {
     fn new(g: &ConvGeom, ki: usize, kj: usize) -> Self {
         let h_offset = (ki * g.dh) as isize - g.ph as isize;
         let w_offset = (kj * g.dw) as isize - g.pw as isize;
-        Tap {
-            h_offset,
-            w_offset,
-            oh: valid_outputs(g.oh, g.sh, h_offset, g.h),
-            ow: valid_outputs(g.ow, g.sw, w_offset, g.w),
-        }
+        let ow = valid_outputs(g.ow, g.sw, w_offset, g.w);
+        let iw0 = if ow.0 < ow.1 { input_index(ow.0, g.sw, w_offset) } else { 0 };
+        Tap { h_offset, oh: valid_outputs(g.oh, g.sh, h_offset, g.h), ow, iw0 }
     }
     fn is_empty(&self) -> bool {
         self.oh.0 >= self.oh.1 || self.ow.0 >= self.ow.1
@@ -102,10 +102,17 @@ impl Tap {
     fn ih(&self, g: &ConvGeom, oh: usize) -> usize {
         input_index(oh, g.sh, self.h_offset)
     }
-    /// First input column read by the row, i.e. that of output column `ow.0`.
-    fn iw0(&self, g: &ConvGeom) -> usize {
-        input_index(self.ow.0, g.sw, self.w_offset)
+    /// Per output row the tap reaches: the flat index in the input plane of its first read
+    /// (later reads follow every `sw` elements) and the flat output-plane range it covers.
+    fn row_segments<'a>(&'a self, g: &'a ConvGeom) -> impl Iterator<Item = (usize, Range<usize>)> + 'a {
+        let rows = if self.is_empty() { 0..0 } else { self.oh.0..self.oh.1 };
+        rows.map(move |oh| (self.ih(g, oh) * g.w + self.iw0, oh * g.ow + self.ow.0..oh * g.ow + self.ow.1))
     }
+}
+
+/// The taps of a kernel in row-major (ki, kj) order, the order of a weight's KH*KW block.
+fn conv_taps(g: &ConvGeom) -> Vec<Tap> {
+    (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect()
 }
 
 fn check_image_range(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
@@ -227,7 +234,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
                 return;
             }
             let (ow_lo, ow_hi) = tap.ow;
-            let iw0 = tap.iw0(g);
+            let iw0 = tap.iw0;
             for (i, image_row) in row.chunks_exact_mut(plane_out).enumerate() {
                 let x_plane = &x[((n0 + i) * g.c_in + c) * plane_in..][..plane_in];
                 for (oh, out) in image_row.chunks_exact_mut(g.ow).enumerate() {
@@ -256,7 +263,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         check_cols(g, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let ncols = g.col_cols(nb);
-        let taps: Vec<Tap> = (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect();
+        let taps = conv_taps(g);
         // One task per input plane: every column entry that reads from it is added in this task,
         // so no two tasks write the same element.
         dx[n0 * g.c_in * plane_in..(n0 + nb) * g.c_in * plane_in]
@@ -265,13 +272,10 @@ impl<E: Element> ConvOps<E> for CpuBackend {
             .for_each(|(p, dx_plane)| {
                 let (i, c) = (p / g.c_in, p % g.c_in);
                 dx_plane.fill(E::zero());
-                for (t, tap) in taps.iter().enumerate().filter(|(_, tap)| !tap.is_empty()) {
+                for (t, tap) in taps.iter().enumerate() {
                     let row = &cols[(c * g.kh * g.kw + t) * ncols + i * plane_out..][..plane_out];
-                    let iw0 = tap.iw0(g);
-                    for oh in tap.oh.0..tap.oh.1 {
-                        let dx_row = &mut dx_plane[tap.ih(g, oh) * g.w..][..g.w];
-                        let src = &row[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                        scatter_axpy(&mut dx_row[iw0..], src, g.sw, E::one());
+                    for (x_at, out) in tap.row_segments(g) {
+                        scatter_axpy(&mut dx_plane[x_at..], &row[out], g.sw, E::one());
                     }
                 }
             });
@@ -341,23 +345,16 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         if let Some(b) = bias {
             expect_len("depthwise conv2d bias", b.len(), g.c_out)?;
         }
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let (n, co) = (p / g.c_out, p % g.c_out);
             let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
             y_plane.fill(bias.map_or(E::zero(), |b| b[co]));
-            for (t, &weight) in w[co * taps..(co + 1) * taps].iter().enumerate() {
-                let tap = Tap::new(g, t / g.kw, t % g.kw);
-                if tap.is_empty() {
-                    continue;
-                }
-                let iw0 = tap.iw0(g);
-                for oh in tap.oh.0..tap.oh.1 {
-                    let x_row = &x_plane[tap.ih(g, oh) * g.w..][..g.w];
-                    let dst = &mut y_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                    gather_axpy(dst, &x_row[iw0..], g.sw, weight);
+            for (tap, &weight) in taps.iter().zip(&w[co * taps.len()..(co + 1) * taps.len()]) {
+                for (x_at, out) in tap.row_segments(g) {
+                    gather_axpy(&mut y_plane[out], &x_plane[x_at..], g.sw, weight);
                 }
             }
         });
@@ -368,7 +365,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         check_depthwise(g)?;
         expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
         expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         // One task per input plane, which gathers from the `multiplier` output channels it feeds.
@@ -376,16 +373,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
             let (n, ci) = (p / g.c_in, p % g.c_in);
             for co in ci * multiplier..(ci + 1) * multiplier {
                 let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
-                for (t, &weight) in w[co * taps..(co + 1) * taps].iter().enumerate() {
-                    let tap = Tap::new(g, t / g.kw, t % g.kw);
-                    if tap.is_empty() {
-                        continue;
-                    }
-                    let iw0 = tap.iw0(g);
-                    for oh in tap.oh.0..tap.oh.1 {
-                        let dx_row = &mut dx_plane[tap.ih(g, oh) * g.w..][..g.w];
-                        let src = &dy_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                        scatter_axpy(&mut dx_row[iw0..], src, g.sw, weight);
+                for (tap, &weight) in taps.iter().zip(&w[co * taps.len()..(co + 1) * taps.len()]) {
+                    for (x_at, out) in tap.row_segments(g) {
+                        scatter_axpy(&mut dx_plane[x_at..], &dy_plane[out], g.sw, weight);
                     }
                 }
             }
@@ -397,24 +387,17 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         check_depthwise(g)?;
         expect_len("depthwise conv2d input", x.len(), g.x_len())?;
         expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         // One task per output channel; it sums its taps' gradients over the whole batch.
-        dw.par_chunks_mut(taps).enumerate().for_each(|(co, dw_taps)| {
-            for (t, dw_tap) in dw_taps.iter_mut().enumerate() {
-                let tap = Tap::new(g, t / g.kw, t % g.kw);
-                if tap.is_empty() {
-                    continue;
-                }
-                let iw0 = tap.iw0(g);
+        dw.par_chunks_mut(taps.len()).enumerate().for_each(|(co, dw_taps)| {
+            for (tap, dw_tap) in taps.iter().zip(dw_taps) {
                 for n in 0..g.n {
                     let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
                     let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
-                    for oh in tap.oh.0..tap.oh.1 {
-                        let x_row = &x_plane[tap.ih(g, oh) * g.w..][..g.w];
-                        let dy_row = &dy_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                        *dw_tap += strided_dot(dy_row, &x_row[iw0..], g.sw);
+                    for (x_at, out) in tap.row_segments(g) {
+                        *dw_tap += strided_dot(&dy_plane[out], &x_plane[x_at..], g.sw);
                     }
                 }
             }
