@@ -115,9 +115,36 @@ fn conv_taps(g: &ConvGeom) -> Vec<Tap> {
     (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect()
 }
 
+/// Every method re-derives its geometry through `ConvGeom::new`, so a hand-built one with zero
+/// groups or an output size its input cannot produce is an error instead of a panic.
+fn check_geometry(g: &ConvGeom) -> Result<()> {
+    let rebuilt = ConvGeom::new(
+        g.n,
+        g.c_in,
+        (g.h, g.w),
+        g.c_out,
+        (g.kh, g.kw),
+        (g.sh, g.sw),
+        (g.ph, g.pw),
+        (g.dh, g.dw),
+        g.groups,
+    )?;
+    if rebuilt != *g {
+        return Err(Error::shape(format!(
+            "conv2d geometry says output {}x{} but its input, kernel, stride, padding and dilation give {}x{}",
+            g.oh, g.ow, rebuilt.oh, rebuilt.ow
+        )));
+    }
+    Ok(())
+}
+
 fn check_image_range(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
     if nb == 0 || n0 + nb > g.n {
-        return Err(Error::shape(format!("im2col images {n0}..{} are not a non-empty part of the batch of {}", n0 + nb, g.n)));
+        return Err(Error::shape(format!(
+            "im2col images {n0}..{} are not a non-empty part of the batch of {}",
+            n0 + nb,
+            g.n
+        )));
     }
     Ok(())
 }
@@ -131,6 +158,7 @@ fn check_cols(g: &ConvGeom, nb: usize, have: usize) -> Result<()> {
 }
 
 fn check_depthwise(g: &ConvGeom) -> Result<()> {
+    check_geometry(g)?;
     if !g.is_depthwise() {
         return Err(Error::shape(format!(
             "depthwise convolution needs groups == in channels > 1, got groups={} with {} in channels",
@@ -195,17 +223,14 @@ fn gather_channel_major<E: Element>(dy: &[E], g: &ConvGeom, n0: usize, nb: usize
 fn scatter_channel_major<E: Element>(rows: &[E], bias: Option<&[E]>, g: &ConvGeom, n0: usize, nb: usize, y: &mut [E]) {
     let plane = g.oh * g.ow;
     let ncols = g.col_cols(nb);
-    y[n0 * g.c_out * plane..(n0 + nb) * g.c_out * plane]
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(p, dst)| {
-            let (i, co) = (p / g.c_out, p % g.c_out);
-            let src = &rows[co * ncols + i * plane..][..plane];
-            match bias {
-                Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b[co]),
-                None => dst.copy_from_slice(src),
-            }
-        });
+    y[n0 * g.c_out * plane..(n0 + nb) * g.c_out * plane].par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
+        let (i, co) = (p / g.c_out, p % g.c_out);
+        let src = &rows[co * ncols + i * plane..][..plane];
+        match bias {
+            Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b[co]),
+            None => dst.copy_from_slice(src),
+        }
+    });
 }
 
 impl CpuBackend {
@@ -221,6 +246,7 @@ impl CpuBackend {
 
 impl<E: Element> ConvOps<E> for CpuBackend {
     fn im2col(&self, x: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut CpuBuf<E>) -> Result<()> {
+        check_geometry(g)?;
         expect_len("im2col input", x.len(), g.x_len())?;
         check_image_range(g, n0, nb)?;
         check_cols(g, nb, cols.len())?;
@@ -258,6 +284,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn col2im(&self, cols: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut CpuBuf<E>) -> Result<()> {
+        check_geometry(g)?;
         expect_len("col2im output", dx.len(), g.x_len())?;
         check_image_range(g, n0, nb)?;
         check_cols(g, nb, cols.len())?;
@@ -266,10 +293,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         let taps = conv_taps(g);
         // One task per input plane: every column entry that reads from it is added in this task,
         // so no two tasks write the same element.
-        dx[n0 * g.c_in * plane_in..(n0 + nb) * g.c_in * plane_in]
-            .par_chunks_mut(plane_in)
-            .enumerate()
-            .for_each(|(p, dx_plane)| {
+        dx[n0 * g.c_in * plane_in..(n0 + nb) * g.c_in * plane_in].par_chunks_mut(plane_in).enumerate().for_each(
+            |(p, dx_plane)| {
                 let (i, c) = (p / g.c_in, p % g.c_in);
                 dx_plane.fill(E::zero());
                 for (t, tap) in taps.iter().enumerate() {
@@ -278,11 +303,19 @@ impl<E: Element> ConvOps<E> for CpuBackend {
                         scatter_axpy(&mut dx_plane[x_at..], &row[out], g.sw, E::one());
                     }
                 }
-            });
+            },
+        );
         Ok(())
     }
 
-    fn conv2d_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+    fn conv2d_forward(
+        &self,
+        x: &CpuBuf<E>,
+        w: &CpuBuf<E>,
+        bias: Option<&CpuBuf<E>>,
+        g: &ConvGeom,
+    ) -> Result<CpuBuf<E>> {
+        check_geometry(g)?;
         expect_len("conv2d input", x.len(), g.x_len())?;
         expect_len("conv2d weight", w.len(), g.weight_len())?;
         if let Some(b) = bias {
@@ -300,6 +333,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        check_geometry(g)?;
         expect_len("conv2d output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d weight", w.len(), g.weight_len())?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
@@ -314,6 +348,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        check_geometry(g)?;
         expect_len("conv2d input", x.len(), g.x_len())?;
         expect_len("conv2d output gradient", dy.len(), g.y_len())?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
@@ -329,6 +364,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_bias(&self, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        check_geometry(g)?;
         expect_len("conv2d output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let db = (0..g.c_out)
@@ -338,7 +374,13 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         Ok(self.wrap(db))
     }
 
-    fn depthwise_conv2d_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+    fn depthwise_conv2d_forward(
+        &self,
+        x: &CpuBuf<E>,
+        w: &CpuBuf<E>,
+        bias: Option<&CpuBuf<E>>,
+        g: &ConvGeom,
+    ) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
         expect_len("depthwise conv2d input", x.len(), g.x_len())?;
         expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
@@ -413,7 +455,8 @@ mod tests {
     use crate::ops::cpu_test_support::{assert_close, dot, error_text, narrow, random_vec, widen};
 
     /// (N, C_in, (H, W), C_out, (KH, KW), stride, padding, dilation, groups)
-    type Case = (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
+    type Case =
+        (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
 
     /// Kernels 1/3/5/7/11, strides 1/2/4, paddings 0/1/2, dilations 1/2, groups 1/2/C (depthwise
     /// with multipliers 1 and 2), odd and rectangular sizes, batches 1 to 3.
@@ -565,7 +608,8 @@ mod tests {
             let g = geom(case);
             let (x, w, b, dy) = operands(&g, 99);
             let loss = |x: &[f64], w: &[f64], b: &[f64]| {
-                let y = cpu.conv2d_forward(&cpu.wrap(x.to_vec()), &cpu.wrap(w.to_vec()), Some(&cpu.wrap(b.to_vec())), &g);
+                let y =
+                    cpu.conv2d_forward(&cpu.wrap(x.to_vec()), &cpu.wrap(w.to_vec()), Some(&cpu.wrap(b.to_vec())), &g);
                 dot(&y.unwrap(), &dy)
             };
             let eps = 1e-5;
@@ -604,7 +648,8 @@ mod tests {
                     let ih = (oh * g.sh + ki * g.dh) as isize - g.ph as isize;
                     let iw = (ow * g.sw + kj * g.dw) as isize - g.pw as isize;
                     let inside = ih >= 0 && iw >= 0 && ih < g.h as isize && iw < g.w as isize;
-                    let want = if inside { x[((n0 * g.c_in + c) * g.h + ih as usize) * g.w + iw as usize] } else { 0.0 };
+                    let want =
+                        if inside { x[((n0 * g.c_in + c) * g.h + ih as usize) * g.w + iw as usize] } else { 0.0 };
                     let row = (c * g.kh + ki) * g.kw + kj;
                     assert_eq!(cols[row * ncols + oh * g.ow + ow], want, "row {row} at ({oh}, {ow})");
                 }
@@ -617,7 +662,12 @@ mod tests {
         let image = g.c_in * g.h * g.w;
         assert!(dx[..image].iter().all(|&v| v == 7.0));
         let x_image = &x[image..2 * image];
-        assert_close("<im2col(x), c> = <x, col2im(c)>", &[dot(x_image, &dx[image..2 * image])], &[dot(&cols, &c)], 1e-12);
+        assert_close(
+            "<im2col(x), c> = <x, col2im(c)>",
+            &[dot(x_image, &dx[image..2 * image])],
+            &[dot(&cols, &c)],
+            1e-12,
+        );
     }
 
     #[test]
@@ -625,10 +675,12 @@ mod tests {
         let g = geom(&CASES[2]);
         let (x, w, b, dy) = operands(&g, 5);
         let cpu = CpuBackend::new();
-        let y64 = cpu.conv2d_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
+        let y64 =
+            cpu.conv2d_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
         let dx64 = cpu.conv2d_backward_data(&cpu.wrap(dy.clone()), &cpu.wrap(w.clone()), &g).unwrap();
         let dw64 = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &cpu.wrap(dy.clone()), &g).unwrap();
-        let (x32, w32, b32, dy32) = (cpu.wrap(narrow(&x)), cpu.wrap(narrow(&w)), cpu.wrap(narrow(&b)), cpu.wrap(narrow(&dy)));
+        let (x32, w32, b32, dy32) =
+            (cpu.wrap(narrow(&x)), cpu.wrap(narrow(&w)), cpu.wrap(narrow(&b)), cpu.wrap(narrow(&dy)));
         let y32 = cpu.conv2d_forward(&x32, &w32, Some(&b32), &g).unwrap();
         assert_close("f32 forward", &widen(&y32), &y64, 1e-5);
         assert_close("f32 backward data", &widen(&cpu.conv2d_backward_data(&dy32, &w32, &g).unwrap()), &dx64, 1e-5);
@@ -639,10 +691,17 @@ mod tests {
     fn mismatched_buffers_are_shape_errors() {
         let cpu = CpuBackend::new();
         let g = geom(&CASES[1]);
-        let (x, w, b) = (cpu.wrap(vec![0.0f64; g.x_len()]), cpu.wrap(vec![0.0f64; g.weight_len()]), cpu.wrap(vec![0.0f64; g.c_out]));
+        let (x, w, b) = (
+            cpu.wrap(vec![0.0f64; g.x_len()]),
+            cpu.wrap(vec![0.0f64; g.weight_len()]),
+            cpu.wrap(vec![0.0f64; g.c_out]),
+        );
         let short = cpu.wrap(vec![0.0f64; g.x_len() - 1]);
         let err = error_text(cpu.conv2d_forward(&short, &w, Some(&b), &g));
-        assert!(err.contains(&format!("holds {} elements", g.x_len() - 1)) && err.contains(&g.x_len().to_string()), "{err}");
+        assert!(
+            err.contains(&format!("holds {} elements", g.x_len() - 1)) && err.contains(&g.x_len().to_string()),
+            "{err}"
+        );
         assert!(cpu.conv2d_forward(&x, &x, None, &g).is_err());
         assert!(cpu.conv2d_forward(&x, &w, Some(&w), &g).is_err());
         assert!(cpu.conv2d_backward_data(&x, &w, &g).is_err());
@@ -653,5 +712,8 @@ mod tests {
         assert!(cpu.im2col(&x, &g, g.n - 1, 2, &mut cols).is_err());
         assert!(cpu.im2col(&x, &g, 0, 2, &mut cols).is_err());
         assert!(cpu.im2col(&x, &g, 0, 1, &mut cols).is_ok());
+        let err = error_text(cpu.conv2d_forward(&x, &w, None, &ConvGeom { ow: g.ow + 1, ..g }));
+        assert!(err.contains("geometry"), "{err}");
+        assert!(cpu.conv2d_backward_bias(&x, &ConvGeom { groups: 0, ..g }).is_err());
     }
 }

@@ -83,7 +83,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         check_geometry(g)?;
         expect_len("max pooling input", x.len(), g.x_len())?;
         if u32::try_from(g.h * g.w).is_err() {
-            return Err(Error::shape(format!("max pooling plane {}x{} is too large for 32-bit argmax indices", g.h, g.w)));
+            return Err(Error::shape(format!(
+                "max pooling plane {}x{} is too large for 32-bit argmax indices",
+                g.h, g.w
+            )));
         }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
@@ -92,7 +95,9 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         y.par_chunks_mut(plane_out).zip(indices.par_chunks_mut(plane_out)).enumerate().for_each(
             |(p, (y_plane, idx_plane))| {
                 let x_plane = &x[p * plane_in..][..plane_in];
-                for ((y_out, idx_out), &((h0, h1), (w0, w1))) in y_plane.iter_mut().zip(idx_plane.iter_mut()).zip(&windows) {
+                for ((y_out, idx_out), &((h0, h1), (w0, w1))) in
+                    y_plane.iter_mut().zip(idx_plane.iter_mut()).zip(&windows)
+                {
                     let mut best = E::neg_infinity();
                     let mut arg = h0 * g.w + w0;
                     for ih in h0..h1 {
@@ -347,7 +352,10 @@ mod tests {
             for p in 0..g.n * g.c {
                 for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
                     let ((h0, h1), (w0, w1)) = (bounds(oh, g.h, g.oh), bounds(ow, g.w, g.ow));
-                    let sum: f64 = (h0..h1).flat_map(|ih| (w0..w1).map(move |iw| (ih, iw))).map(|(ih, iw)| x[(p * g.h + ih) * g.w + iw]).sum();
+                    let sum: f64 = (h0..h1)
+                        .flat_map(|ih| (w0..w1).map(move |iw| (ih, iw)))
+                        .map(|(ih, iw)| x[(p * g.h + ih) * g.w + iw])
+                        .sum();
                     want.push(sum / ((h1 - h0) * (w1 - w0)) as f64);
                 }
             }
