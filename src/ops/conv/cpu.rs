@@ -141,7 +141,7 @@ fn check_geometry(g: &ConvGeom) -> Result<()> {
 fn check_image_range(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
     if nb == 0 || n0 + nb > g.n {
         return Err(Error::shape(format!(
-            "im2col images {n0}..{} are not a non-empty part of the batch of {}",
+            "conv images {n0}..{} are not a non-empty part of the batch of {}",
             n0 + nb,
             g.n
         )));
@@ -174,7 +174,6 @@ fn grouped_spec<E: Element>(g: &ConvGeom, ncols: usize, product: ConvProduct, ac
     let weight = cout * k;
     let col = k * ncols;
     let out = cout * ncols;
-    // (trans_a, trans_b, m, n, k, stride_a, stride_b, stride_c)
     let (trans_a, trans_b, m, n, inner, stride_a, stride_b, stride_c) = match product {
         ConvProduct::Forward => (false, false, cout, ncols, k, weight, col, out),
         ConvProduct::Data => (true, false, k, ncols, cout, weight, out, col),
