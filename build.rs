@@ -30,6 +30,9 @@ fn compile(name: &str, src: &str) -> Result<String, String> {
     };
     match cudarc::nvrtc::compile_ptx_with_opts(src, opts) {
         Ok(ptx) => Ok(ptx.to_src().to_string()),
+        Err(cudarc::nvrtc::CompileError::CompileError { log, options, .. }) => {
+            Err(format!("options {options:?}\n{}", log.to_string_lossy()))
+        }
         Err(e) => Err(format!("{e:?}")),
     }
 }
