@@ -59,7 +59,7 @@ fn window_add<E: Element>(dx_plane: &mut [E], w: usize, (h0, h1): (usize, usize)
 }
 
 fn divisor<E: Element>(count: usize) -> E {
-    <E as Element>::from_f64(count as f64)
+    E::from_f64(count as f64)
 }
 
 /// The average-pooling divisor of every output of a plane, row-major.
