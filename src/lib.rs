@@ -7,6 +7,7 @@ pub mod device;
 pub mod element;
 pub mod error;
 pub mod gpu;
+pub mod gradcheck;
 pub mod graph;
 pub mod ops;
 pub mod rng;

@@ -6,7 +6,6 @@
 pub mod cases;
 
 use crate::cpu::CpuBackend;
-use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::Backend;
