@@ -10,7 +10,8 @@ pub struct LaunchStats {
     pub block: (u32, u32, u32),
     /// Warp-level instructions issued (one per warp per executed instruction).
     pub warp_insts: u64,
-    /// Lane-level instructions: warp instructions times their active (unpredicated) lanes.
+    /// Lane-level instructions: warp instructions times their active lanes (lanes on the
+    /// warp's current path, whether or not a guard predicate disables them).
     pub lane_insts: u64,
     /// f32 floating-point operations (add/sub/mul 1, fma 2 per active lane).
     pub flops: u64,
