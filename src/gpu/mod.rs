@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod nvrtc_locate;
 pub mod driver;
+pub mod launch;
 pub mod modules;
 
 pub use backend::{GpuBackend, GpuBuf};

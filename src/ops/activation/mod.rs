@@ -38,3 +38,4 @@ pub trait ActivationOps<E: Element>: Device<E> {
     /// dx = dy * f'(x)
     fn activation_backward(&self, kind: Activation, x: &Self::Buf, dy: &Self::Buf) -> Result<Self::Buf>;
 }
+mod cuda;

@@ -16,3 +16,4 @@ pub trait ChannelOps<E: Element>: Device<E> {
     /// The inverse permutation (the gradient of channel_shuffle).
     fn channel_shuffle_backward(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize, groups: usize) -> Result<Self::Buf>;
 }
+mod cuda;

@@ -27,3 +27,4 @@ pub trait DropoutOps<E: Element>: Device<E> {
     /// dx = dy * mask
     fn dropout_backward(&self, dy: &Self::Buf, mask: &Self::Buf) -> Result<Self::Buf>;
 }
+mod cuda;

@@ -56,3 +56,4 @@ pub trait ElementwiseOps<E: Element>: Device<E> {
     /// x[..] = value
     fn fill(&self, value: E, x: &mut Self::Buf) -> Result<()>;
 }
+mod cuda;

@@ -20,3 +20,4 @@ pub trait LossOps<E: Element>: Device<E> {
     /// Row-wise softmax probabilities [N, K] (inference, predict).
     fn softmax(&self, logits: &Self::Buf, n: usize, classes: usize) -> Result<Self::Buf>;
 }
+mod cuda;

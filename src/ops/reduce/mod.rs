@@ -10,3 +10,4 @@ pub trait ReduceOps<E: Element>: Device<E> {
     /// Sum of squares (for gradient-norm clipping).
     fn sum_squares(&self, x: &Self::Buf) -> Result<Self::Buf>;
 }
+mod cuda;

@@ -1,0 +1,124 @@
+//! GPU elementwise ops: kernels/elementwise.cu. The broadcast backward reductions run one block
+//! per element of the broadcast operand.
+
+use super::{ChannelBroadcast, ElementwiseOps};
+use crate::device::Buffer;
+use crate::error::Result;
+use crate::gpu::driver::KernelArg;
+use crate::gpu::launch::{expect_len, i32_arg, pointwise, reduction};
+use crate::gpu::{GpuBackend, GpuBuf};
+
+impl GpuBackend {
+    /// y = op(a, b) for the same-length binary kernels `add` and `mul`.
+    fn binary(&self, kernel: &str, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        expect_len(kernel, "b", b, a.len())?;
+        let n = i32_arg(a.len(), kernel)?;
+        let y = self.alloc::<f32>(a.len())?;
+        self.launch("elementwise", kernel, pointwise(a.len()), &[a.arg(), b.arg(), y.arg(), KernelArg::I32(n)])?;
+        Ok(y)
+    }
+
+    /// y = x op operand[channel] for the broadcast kernels `add_channel` and `mul_channel`.
+    fn broadcast(&self, kernel: &str, x: &GpuBuf<f32>, operand: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        expect_len(kernel, "x", x, g.x_len())?;
+        expect_len(kernel, "the channel operand", operand, g.operand_len())?;
+        let y = self.alloc::<f32>(g.x_len())?;
+        let args = [
+            x.arg(),
+            operand.arg(),
+            y.arg(),
+            KernelArg::I32(i32_arg(g.c, kernel)?),
+            KernelArg::I32(i32_arg(g.hw, kernel)?),
+            KernelArg::I32(g.per_sample as i32),
+            KernelArg::I32(i32_arg(g.x_len(), kernel)?),
+        ];
+        self.launch("elementwise", kernel, pointwise(g.x_len()), &args)?;
+        Ok(y)
+    }
+
+    /// The broadcast operand's gradient: `channel_sum` (of dy) or `channel_dot` (of dy * x), one
+    /// block per operand element.
+    fn channel_reduce(&self, kernel: &str, dy: &GpuBuf<f32>, x: Option<&GpuBuf<f32>>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        expect_len(kernel, "dy", dy, g.x_len())?;
+        let out = self.alloc::<f32>(g.operand_len())?;
+        let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
+        let mut args = vec![dy.arg()];
+        if let Some(x) = x {
+            expect_len(kernel, "x", x, g.x_len())?;
+            args.push(x.arg());
+        }
+        args.extend([
+            out.arg(),
+            KernelArg::I32(i32_arg(g.n, kernel)?),
+            KernelArg::I32(i32_arg(g.c, kernel)?),
+            KernelArg::I32(i32_arg(g.hw, kernel)?),
+            KernelArg::I32(g.per_sample as i32),
+        ]);
+        // The kernel's flat element indices reach x_len.
+        i32_arg(g.x_len(), kernel)?;
+        self.launch("elementwise", kernel, reduction(g.operand_len(), per_output)?, &args)?;
+        Ok(out)
+    }
+}
+
+impl ElementwiseOps<f32> for GpuBackend {
+    fn add(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        self.binary("add", a, b)
+    }
+
+    fn mul(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        self.binary("mul", a, b)
+    }
+
+    fn mul_backward(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
+        expect_len("mul backward", "b", b, a.len())?;
+        expect_len("mul backward", "dy", dy, a.len())?;
+        let n = i32_arg(a.len(), "mul backward")?;
+        let da = self.alloc::<f32>(a.len())?;
+        let db = self.alloc::<f32>(a.len())?;
+        let args = [a.arg(), b.arg(), dy.arg(), da.arg(), db.arg(), KernelArg::I32(n)];
+        self.launch("elementwise", "mul_backward", pointwise(a.len()), &args)?;
+        Ok((da, db))
+    }
+
+    fn add_channel(&self, x: &GpuBuf<f32>, b: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        self.broadcast("add_channel", x, b, g)
+    }
+
+    fn add_channel_backward(&self, dy: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        self.channel_reduce("channel_sum", dy, None, g)
+    }
+
+    fn mul_channel(&self, x: &GpuBuf<f32>, s: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        self.broadcast("mul_channel", x, s, g)
+    }
+
+    fn mul_channel_backward(
+        &self,
+        x: &GpuBuf<f32>,
+        s: &GpuBuf<f32>,
+        dy: &GpuBuf<f32>,
+        g: &ChannelBroadcast,
+    ) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
+        // dx = dy * s is the forward broadcast applied to dy.
+        let dx = self.broadcast("mul_channel", dy, s, g)?;
+        let ds = self.channel_reduce("channel_dot", dy, Some(x), g)?;
+        Ok((dx, ds))
+    }
+
+    fn axpy(&self, alpha: f32, x: &GpuBuf<f32>, y: &mut GpuBuf<f32>) -> Result<()> {
+        expect_len("axpy", "x", x, y.len())?;
+        let n = i32_arg(y.len(), "axpy")?;
+        self.launch("elementwise", "axpy", pointwise(y.len()), &[KernelArg::F32(alpha), x.arg(), y.arg(), KernelArg::I32(n)])
+    }
+
+    fn scale(&self, alpha: f32, x: &mut GpuBuf<f32>) -> Result<()> {
+        let n = i32_arg(x.len(), "scale")?;
+        self.launch("elementwise", "scale", pointwise(x.len()), &[KernelArg::F32(alpha), x.arg(), KernelArg::I32(n)])
+    }
+
+    fn fill(&self, value: f32, x: &mut GpuBuf<f32>) -> Result<()> {
+        let n = i32_arg(x.len(), "fill")?;
+        self.launch("elementwise", "fill", pointwise(x.len()), &[KernelArg::F32(value), x.arg(), KernelArg::I32(n)])
+    }
+}
