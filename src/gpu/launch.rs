@@ -1,7 +1,6 @@
 //! Argument checks and launch shapes shared by the op families' GPU launchers.
 
 use super::driver::LaunchConfig;
-use crate::device::Buffer;
 use crate::error::{Error, Result};
 
 /// Threads per block of the one-thread-per-element kernels.
@@ -16,15 +15,6 @@ pub fn i32_arg(value: usize, op: &str) -> Result<i32> {
     i32::try_from(value).map_err(|_| {
         Error::shape(format!("{op}: size {value} exceeds the GPU kernels' 32-bit index range; use smaller batches"))
     })
-}
-
-/// An error naming the op and operand unless `buf` holds exactly `want` elements.
-pub fn expect_len(op: &str, operand: &str, buf: &impl Buffer, want: usize) -> Result<()> {
-    if buf.len() == want {
-        Ok(())
-    } else {
-        Err(Error::shape(format!("{op}: {operand} has {} elements, expected {want}", buf.len())))
-    }
 }
 
 /// One thread per element for `n` elements.

@@ -4,7 +4,8 @@ use super::{Activation, ActivationOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{expect_len, i32_arg, pointwise};
+use crate::ops::check::expect_len;
+use crate::gpu::launch::{i32_arg, pointwise};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// The `kind` code the kernels switch on (kernels/activation.cu).
@@ -29,7 +30,7 @@ impl ActivationOps<f32> for GpuBackend {
 
     fn activation_backward(&self, kind: Activation, x: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         let op = format!("{} backward", kind.name());
-        expect_len(&op, "dy", dy, x.len())?;
+        expect_len(&op, "dy", dy.len(), x.len())?;
         let n = i32_arg(x.len(), &op)?;
         let dx = self.alloc::<f32>(x.len())?;
         let args = [x.arg(), dy.arg(), dx.arg(), KernelArg::I32(kind_code(kind)), KernelArg::I32(n)];

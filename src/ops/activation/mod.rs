@@ -4,6 +4,7 @@
 //! 0 for x <= -3, 1 for x >= 3.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
@@ -40,4 +41,3 @@ pub trait ActivationOps<E: Element>: Device<E> {
     /// dx = dy * f'(x)
     fn activation_backward(&self, kind: Activation, x: &Self::Buf, dy: &Self::Buf) -> Result<Self::Buf>;
 }
-mod cuda;

@@ -5,7 +5,8 @@ use super::ChannelOps;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{expect_len, i32_arg, pointwise};
+use crate::ops::check::expect_len;
+use crate::gpu::launch::{i32_arg, pointwise};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// Where one part's channels sit inside the joined tensor.
@@ -59,7 +60,7 @@ impl GpuBackend {
         if groups == 0 || c % groups != 0 {
             return Err(Error::shape(format!("{op}: groups={groups} must divide the {c} channels")));
         }
-        expect_len(op, "x", x, n * c * hw)?;
+        expect_len(op, "x", x.len(), n * c * hw)?;
         let total = i32_arg(x.len(), op)?;
         let y = self.alloc::<f32>(x.len())?;
         let int = |v: usize| KernelArg::I32(v as i32);
@@ -76,7 +77,7 @@ impl ChannelOps<f32> for GpuBackend {
         }
         let (parts, total_c) = slabs("concat", channels)?;
         for (i, (x, part)) in xs.iter().zip(&parts).enumerate() {
-            expect_len("concat", &format!("input {i}"), *x, n * part.count * hw)?;
+            expect_len("concat", &format!("input {i}"), x.len(), n * part.count * hw)?;
         }
         let y = self.alloc::<f32>(n * total_c * hw)?;
         for (x, part) in xs.iter().zip(&parts) {
@@ -87,7 +88,7 @@ impl ChannelOps<f32> for GpuBackend {
 
     fn split_channels(&self, x: &GpuBuf<f32>, channels: &[usize], n: usize, hw: usize) -> Result<Vec<GpuBuf<f32>>> {
         let (parts, total_c) = slabs("split", channels)?;
-        expect_len("split", "x", x, n * total_c * hw)?;
+        expect_len("split", "x", x.len(), n * total_c * hw)?;
         parts
             .iter()
             .map(|part| {

@@ -2,6 +2,7 @@
 //! and ShuffleNet's channel shuffle. Tensors are [N, C, HW].
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
@@ -18,4 +19,3 @@ pub trait ChannelOps<E: Element>: Device<E> {
     /// The inverse permutation (the gradient of channel_shuffle).
     fn channel_shuffle_backward(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize, groups: usize) -> Result<Self::Buf>;
 }
-mod cuda;

@@ -3,6 +3,7 @@
 //! every device's code gives bit-identical masks on the CPU, the simulator and a GPU.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
@@ -29,4 +30,3 @@ pub trait DropoutOps<E: Element>: Device<E> {
     /// dx = dy * mask
     fn dropout_backward(&self, dy: &Self::Buf, mask: &Self::Buf) -> Result<Self::Buf>;
 }
-mod cuda;

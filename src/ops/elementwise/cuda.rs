@@ -5,13 +5,14 @@ use super::{ChannelBroadcast, ElementwiseOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{expect_len, i32_arg, pointwise, reduction};
+use crate::ops::check::expect_len;
+use crate::gpu::launch::{i32_arg, pointwise, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 impl GpuBackend {
     /// y = op(a, b) for the same-length binary kernels `add` and `mul`.
     fn binary(&self, kernel: &str, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
-        expect_len(kernel, "b", b, a.len())?;
+        expect_len(kernel, "b", b.len(), a.len())?;
         let n = i32_arg(a.len(), kernel)?;
         let y = self.alloc::<f32>(a.len())?;
         self.launch("elementwise", kernel, pointwise(a.len()), &[a.arg(), b.arg(), y.arg(), KernelArg::I32(n)])?;
@@ -20,8 +21,8 @@ impl GpuBackend {
 
     /// y = x op operand[channel] for the broadcast kernels `add_channel` and `mul_channel`.
     fn broadcast(&self, kernel: &str, x: &GpuBuf<f32>, operand: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
-        expect_len(kernel, "x", x, g.x_len())?;
-        expect_len(kernel, "the channel operand", operand, g.operand_len())?;
+        expect_len(kernel, "x", x.len(), g.x_len())?;
+        expect_len(kernel, "the channel operand", operand.len(), g.operand_len())?;
         let y = self.alloc::<f32>(g.x_len())?;
         let args = [
             x.arg(),
@@ -39,12 +40,12 @@ impl GpuBackend {
     /// The broadcast operand's gradient: `channel_sum` (of dy) or `channel_dot` (of dy * x), one
     /// block per operand element.
     fn channel_reduce(&self, kernel: &str, dy: &GpuBuf<f32>, x: Option<&GpuBuf<f32>>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
-        expect_len(kernel, "dy", dy, g.x_len())?;
+        expect_len(kernel, "dy", dy.len(), g.x_len())?;
         let out = self.alloc::<f32>(g.operand_len())?;
         let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
         let mut args = vec![dy.arg()];
         if let Some(x) = x {
-            expect_len(kernel, "x", x, g.x_len())?;
+            expect_len(kernel, "x", x.len(), g.x_len())?;
             args.push(x.arg());
         }
         args.extend([
@@ -71,8 +72,8 @@ impl ElementwiseOps<f32> for GpuBackend {
     }
 
     fn mul_backward(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
-        expect_len("mul backward", "b", b, a.len())?;
-        expect_len("mul backward", "dy", dy, a.len())?;
+        expect_len("mul backward", "b", b.len(), a.len())?;
+        expect_len("mul backward", "dy", dy.len(), a.len())?;
         let n = i32_arg(a.len(), "mul backward")?;
         let da = self.alloc::<f32>(a.len())?;
         let db = self.alloc::<f32>(a.len())?;
@@ -107,7 +108,7 @@ impl ElementwiseOps<f32> for GpuBackend {
     }
 
     fn axpy(&self, alpha: f32, x: &GpuBuf<f32>, y: &mut GpuBuf<f32>) -> Result<()> {
-        expect_len("axpy", "x", x, y.len())?;
+        expect_len("axpy", "x", x.len(), y.len())?;
         let n = i32_arg(y.len(), "axpy")?;
         self.launch("elementwise", "axpy", pointwise(y.len()), &[KernelArg::F32(alpha), x.arg(), y.arg(), KernelArg::I32(n)])
     }

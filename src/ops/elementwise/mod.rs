@@ -3,6 +3,7 @@
 //! gradient accumulation and optimisers need.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
@@ -58,4 +59,3 @@ pub trait ElementwiseOps<E: Element>: Device<E> {
     /// x[..] = value
     fn fill(&self, value: E, x: &mut Self::Buf) -> Result<()>;
 }
-mod cuda;

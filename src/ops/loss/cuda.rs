@@ -2,17 +2,18 @@
 //! loss is reduce_sum over the per-row losses.
 
 use super::LossOps;
-use crate::device::Device;
+use crate::device::{Buffer, Device};
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{expect_len, i32_arg, reduction};
+use crate::ops::check::expect_len;
+use crate::gpu::launch::{i32_arg, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 fn check_rows(op: &str, logits: &GpuBuf<f32>, n: usize, classes: usize) -> Result<()> {
     if n == 0 || classes == 0 {
         return Err(Error::shape(format!("{op} needs at least one row and one class, got N={n} K={classes}")));
     }
-    expect_len(op, "logits", logits, n * classes)?;
+    expect_len(op, "logits", logits.len(), n * classes)?;
     i32_arg(n * classes, op).map(|_| ())
 }
 
@@ -27,14 +28,14 @@ impl LossOps<f32> for GpuBackend {
     ) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
         const OP: &str = "softmax_cross_entropy";
         check_rows(OP, logits, n, classes)?;
-        expect_len(OP, "labels", labels, n)?;
+        expect_len(OP, "labels", labels.len(), n)?;
         if !(0.0..=1.0).contains(&label_smoothing) {
             return Err(Error::config(format!("label smoothing must be in [0, 1], got {label_smoothing}")));
         }
         // The kernel indexes the row by its label: an out-of-range label must never reach it.
         if let Some((row, label)) = self.download_idx(labels)?.into_iter().enumerate().find(|&(_, l)| l as usize >= classes) {
             return Err(Error::shape(format!(
-                "{OP}: label {label} of sample {row} is out of range for {classes} classes"
+                "{OP}: label {label} of sample {row} is out of range for {classes} classes (labels must be below {classes})"
             )));
         }
         let row_loss = self.alloc::<f32>(n)?;

@@ -3,6 +3,7 @@
 //! distribution is (1 - eps) * onehot + eps / K, as PyTorch's CrossEntropyLoss.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
@@ -22,4 +23,3 @@ pub trait LossOps<E: Element>: Device<E> {
     /// Row-wise softmax probabilities [N, K] (inference, predict).
     fn softmax(&self, logits: &Self::Buf, n: usize, classes: usize) -> Result<Self::Buf>;
 }
-mod cuda;

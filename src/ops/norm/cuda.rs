@@ -3,9 +3,11 @@
 //! thread per element.
 
 use super::{BatchNormGeom, BatchNormSaved, NormOps};
+use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{expect_len, i32_arg, pointwise, reduction};
+use crate::ops::check::expect_len;
+use crate::gpu::launch::{i32_arg, pointwise, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// The (n, c, hw) kernel arguments, after checking the flat indices fit in 32 bits.
@@ -15,7 +17,7 @@ fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
 }
 
 fn expect_per_channel(op: &str, operands: &[(&str, &GpuBuf<f32>)], g: &BatchNormGeom) -> Result<()> {
-    operands.iter().try_for_each(|(name, buf)| expect_len(op, name, *buf, g.c))
+    operands.iter().try_for_each(|(name, buf)| expect_len(op, name, buf.len(), g.c))
 }
 
 impl NormOps<f32> for GpuBackend {
@@ -30,7 +32,7 @@ impl NormOps<f32> for GpuBackend {
         g: &BatchNormGeom,
     ) -> Result<(GpuBuf<f32>, BatchNormSaved<GpuBuf<f32>>)> {
         const OP: &str = "batch_norm2d";
-        expect_len(OP, "x", x, g.len())?;
+        expect_len(OP, "x", x.len(), g.len())?;
         expect_per_channel(
             OP,
             &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
@@ -70,7 +72,7 @@ impl NormOps<f32> for GpuBackend {
         g: &BatchNormGeom,
     ) -> Result<GpuBuf<f32>> {
         const OP: &str = "batch_norm2d (eval)";
-        expect_len(OP, "x", x, g.len())?;
+        expect_len(OP, "x", x.len(), g.len())?;
         expect_per_channel(
             OP,
             &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
@@ -103,8 +105,8 @@ impl NormOps<f32> for GpuBackend {
         g: &BatchNormGeom,
     ) -> Result<(GpuBuf<f32>, GpuBuf<f32>, GpuBuf<f32>)> {
         const OP: &str = "batch_norm2d backward";
-        expect_len(OP, "dy", dy, g.len())?;
-        expect_len(OP, "x", x, g.len())?;
+        expect_len(OP, "dy", dy.len(), g.len())?;
+        expect_len(OP, "x", x.len(), g.len())?;
         expect_per_channel(OP, &[("gamma", gamma), ("saved mean", &saved.mean), ("saved invstd", &saved.invstd)], g)?;
         let dx = self.alloc::<f32>(g.len())?;
         let dgamma = self.alloc::<f32>(g.c)?;

@@ -4,7 +4,8 @@ use super::{AdamParams, OptimOps, SgdParams};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{expect_len, i32_arg, pointwise};
+use crate::ops::check::expect_len;
+use crate::gpu::launch::{i32_arg, pointwise};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 impl OptimOps<f32> for GpuBackend {
@@ -16,10 +17,10 @@ impl OptimOps<f32> for GpuBackend {
         h: &SgdParams,
         first_step: bool,
     ) -> Result<()> {
-        expect_len("sgd", "grad", grad, param.len())?;
+        expect_len("sgd", "grad", grad.len(), param.len())?;
         let use_momentum = h.momentum != 0.0;
         if use_momentum {
-            expect_len("sgd", "momentum buffer", momentum_buf, param.len())?;
+            expect_len("sgd", "momentum buffer", momentum_buf.len(), param.len())?;
         }
         let n = i32_arg(param.len(), "sgd")?;
         let args = [
@@ -47,9 +48,9 @@ impl OptimOps<f32> for GpuBackend {
         h: &AdamParams,
         step: u64,
     ) -> Result<()> {
-        expect_len("adam", "grad", grad, param.len())?;
-        expect_len("adam", "first moment", m, param.len())?;
-        expect_len("adam", "second moment", v, param.len())?;
+        expect_len("adam", "grad", grad.len(), param.len())?;
+        expect_len("adam", "first moment", m.len(), param.len())?;
+        expect_len("adam", "second moment", v.len(), param.len())?;
         if step == 0 {
             return Err(Error::config("adam step counts from 1, got 0"));
         }

@@ -1,6 +1,7 @@
 //! Full reductions to a single value (a buffer of length 1): loss totals, gradient norms.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
@@ -12,4 +13,3 @@ pub trait ReduceOps<E: Element>: Device<E> {
     /// Sum of squares (for gradient-norm clipping).
     fn sum_squares(&self, x: &Self::Buf) -> Result<Self::Buf>;
 }
-mod cuda;
