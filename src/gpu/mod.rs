@@ -4,7 +4,7 @@
 pub mod backend;
 pub mod nvrtc_locate;
 pub mod driver;
-pub mod launch;
+pub mod grid;
 pub mod modules;
 
 pub use backend::{GpuBackend, GpuBuf};

@@ -6,7 +6,7 @@ use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
 use crate::ops::check::expect_len;
-use crate::gpu::launch::{i32_arg, pointwise};
+use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// Where one part's channels sit inside the joined tensor.
@@ -50,10 +50,11 @@ impl GpuBackend {
         hw: usize,
     ) -> Result<()> {
         let elems = n * count * hw;
-        i32_arg(n * src_c.max(dst_c) * hw, "channel copy")?;
-        let int = |v: usize| KernelArg::I32(v as i32);
-        let args = [src.arg(), dst.arg(), int(n), int(hw), int(count), int(src_c), int(src_first), int(dst_c), int(dst_first)];
-        self.launch("channel", "copy_channels", pointwise(elems), &args)
+        // Every size below is at most the larger tensor's element count, checked to fit an int.
+        int(n * src_c.max(dst_c) * hw, "the element count of a concatenated tensor")?;
+        let arg = |v: usize| KernelArg::I32(v as i32);
+        let args = [src.arg(), dst.arg(), arg(n), arg(hw), arg(count), arg(src_c), arg(src_first), arg(dst_c), arg(dst_first)];
+        self.launch("channel", "copy_channels", per_element(elems, "copy_channels")?, &args)
     }
 
     fn shuffle(&self, x: &GpuBuf<f32>, n: usize, c: usize, hw: usize, groups: usize, op: &str) -> Result<GpuBuf<f32>> {
@@ -61,11 +62,12 @@ impl GpuBackend {
             return Err(Error::shape(format!("{op}: groups={groups} must divide the {c} channels")));
         }
         expect_len(op, "x", x.len(), n * c * hw)?;
-        let total = i32_arg(x.len(), op)?;
+        // c, hw and groups are at most the element count, checked to fit an int.
+        let total = int(x.len(), &format!("the element count of the {op} input"))?;
         let y = self.alloc::<f32>(x.len())?;
-        let int = |v: usize| KernelArg::I32(v as i32);
-        let args = [x.arg(), y.arg(), int(c), int(hw), int(groups), KernelArg::I32(total)];
-        self.launch("channel", "channel_shuffle", pointwise(x.len()), &args)?;
+        let arg = |v: usize| KernelArg::I32(v as i32);
+        let args = [x.arg(), y.arg(), arg(c), arg(hw), arg(groups), total];
+        self.launch("channel", "channel_shuffle", per_element(x.len(), "channel_shuffle")?, &args)?;
         Ok(y)
     }
 }

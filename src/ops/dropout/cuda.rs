@@ -4,7 +4,7 @@ use super::DropoutOps;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{i32_arg, pointwise};
+use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::ElementwiseOps;
 
@@ -22,7 +22,7 @@ impl DropoutOps<f32> for GpuBackend {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")));
         }
-        let n = i32_arg(x.len(), "dropout")?;
+        let n = int(x.len(), "the element count of the dropout input")?;
         let y = self.alloc::<f32>(x.len())?;
         let mask = self.alloc::<f32>(x.len())?;
         let args = [
@@ -32,9 +32,9 @@ impl DropoutOps<f32> for GpuBackend {
             KernelArg::U64(seed),
             KernelArg::U32(keep_threshold(p)),
             KernelArg::F32((1.0 / (1.0 - p)) as f32),
-            KernelArg::I32(n),
+            n,
         ];
-        self.launch("dropout", "dropout_forward", pointwise(x.len()), &args)?;
+        self.launch("dropout", "dropout_forward", per_element(x.len(), "dropout_forward")?, &args)?;
         Ok((y, mask))
     }
 

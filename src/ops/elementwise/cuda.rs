@@ -6,16 +6,16 @@ use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
 use crate::ops::check::expect_len;
-use crate::gpu::launch::{i32_arg, pointwise, reduction};
+use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 impl GpuBackend {
     /// y = op(a, b) for the same-length binary kernels `add` and `mul`.
     fn binary(&self, kernel: &str, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         expect_len(kernel, "b", b.len(), a.len())?;
-        let n = i32_arg(a.len(), kernel)?;
+        let n = int(a.len(), &format!("the length of the {kernel} input"))?;
         let y = self.alloc::<f32>(a.len())?;
-        self.launch("elementwise", kernel, pointwise(a.len()), &[a.arg(), b.arg(), y.arg(), KernelArg::I32(n)])?;
+        self.launch("elementwise", kernel, per_element(a.len(), kernel)?, &[a.arg(), b.arg(), y.arg(), n])?;
         Ok(y)
     }
 
@@ -23,17 +23,18 @@ impl GpuBackend {
     fn broadcast(&self, kernel: &str, x: &GpuBuf<f32>, operand: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
         expect_len(kernel, "x", x.len(), g.x_len())?;
         expect_len(kernel, "the channel operand", operand.len(), g.operand_len())?;
+        // c and hw are at most x_len, checked below to fit an int.
         let y = self.alloc::<f32>(g.x_len())?;
         let args = [
             x.arg(),
             operand.arg(),
             y.arg(),
-            KernelArg::I32(i32_arg(g.c, kernel)?),
-            KernelArg::I32(i32_arg(g.hw, kernel)?),
+            KernelArg::I32(g.c as i32),
+            KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
-            KernelArg::I32(i32_arg(g.x_len(), kernel)?),
+            int(g.x_len(), &format!("the element count of the {kernel} input"))?,
         ];
-        self.launch("elementwise", kernel, pointwise(g.x_len()), &args)?;
+        self.launch("elementwise", kernel, per_element(g.x_len(), kernel)?, &args)?;
         Ok(y)
     }
 
@@ -41,6 +42,8 @@ impl GpuBackend {
     /// block per operand element.
     fn channel_reduce(&self, kernel: &str, dy: &GpuBuf<f32>, x: Option<&GpuBuf<f32>>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
         expect_len(kernel, "dy", dy.len(), g.x_len())?;
+        // The kernel's flat indices reach x_len; n, c and hw are at most that.
+        int(g.x_len(), &format!("the element count of the {kernel} input"))?;
         let out = self.alloc::<f32>(g.operand_len())?;
         let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
         let mut args = vec![dy.arg()];
@@ -50,13 +53,11 @@ impl GpuBackend {
         }
         args.extend([
             out.arg(),
-            KernelArg::I32(i32_arg(g.n, kernel)?),
-            KernelArg::I32(i32_arg(g.c, kernel)?),
-            KernelArg::I32(i32_arg(g.hw, kernel)?),
+            KernelArg::I32(g.n as i32),
+            KernelArg::I32(g.c as i32),
+            KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
         ]);
-        // The kernel's flat element indices reach x_len.
-        i32_arg(g.x_len(), kernel)?;
         self.launch("elementwise", kernel, reduction(g.operand_len(), per_output)?, &args)?;
         Ok(out)
     }
@@ -74,11 +75,11 @@ impl ElementwiseOps<f32> for GpuBackend {
     fn mul_backward(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
         expect_len("mul backward", "b", b.len(), a.len())?;
         expect_len("mul backward", "dy", dy.len(), a.len())?;
-        let n = i32_arg(a.len(), "mul backward")?;
+        let n = int(a.len(), "the length of the mul backward input")?;
         let da = self.alloc::<f32>(a.len())?;
         let db = self.alloc::<f32>(a.len())?;
-        let args = [a.arg(), b.arg(), dy.arg(), da.arg(), db.arg(), KernelArg::I32(n)];
-        self.launch("elementwise", "mul_backward", pointwise(a.len()), &args)?;
+        let args = [a.arg(), b.arg(), dy.arg(), da.arg(), db.arg(), n];
+        self.launch("elementwise", "mul_backward", per_element(a.len(), "mul_backward")?, &args)?;
         Ok((da, db))
     }
 
@@ -109,17 +110,17 @@ impl ElementwiseOps<f32> for GpuBackend {
 
     fn axpy(&self, alpha: f32, x: &GpuBuf<f32>, y: &mut GpuBuf<f32>) -> Result<()> {
         expect_len("axpy", "x", x.len(), y.len())?;
-        let n = i32_arg(y.len(), "axpy")?;
-        self.launch("elementwise", "axpy", pointwise(y.len()), &[KernelArg::F32(alpha), x.arg(), y.arg(), KernelArg::I32(n)])
+        let n = int(y.len(), "the length of the axpy input")?;
+        self.launch("elementwise", "axpy", per_element(y.len(), "axpy")?, &[KernelArg::F32(alpha), x.arg(), y.arg(), n])
     }
 
     fn scale(&self, alpha: f32, x: &mut GpuBuf<f32>) -> Result<()> {
-        let n = i32_arg(x.len(), "scale")?;
-        self.launch("elementwise", "scale", pointwise(x.len()), &[KernelArg::F32(alpha), x.arg(), KernelArg::I32(n)])
+        let n = int(x.len(), "the length of the scale input")?;
+        self.launch("elementwise", "scale", per_element(x.len(), "scale")?, &[KernelArg::F32(alpha), x.arg(), n])
     }
 
     fn fill(&self, value: f32, x: &mut GpuBuf<f32>) -> Result<()> {
-        let n = i32_arg(x.len(), "fill")?;
-        self.launch("elementwise", "fill", pointwise(x.len()), &[KernelArg::F32(value), x.arg(), KernelArg::I32(n)])
+        let n = int(x.len(), "the length of the fill input")?;
+        self.launch("elementwise", "fill", per_element(x.len(), "fill")?, &[KernelArg::F32(value), x.arg(), n])
     }
 }

@@ -6,7 +6,7 @@ use crate::device::{Buffer, Device};
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
 use crate::ops::check::expect_len;
-use crate::gpu::launch::{i32_arg, reduction};
+use crate::gpu::grid::{int, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 fn check_rows(op: &str, logits: &GpuBuf<f32>, n: usize, classes: usize) -> Result<()> {
@@ -14,7 +14,7 @@ fn check_rows(op: &str, logits: &GpuBuf<f32>, n: usize, classes: usize) -> Resul
         return Err(Error::shape(format!("{op} needs at least one row and one class, got N={n} K={classes}")));
     }
     expect_len(op, "logits", logits.len(), n * classes)?;
-    i32_arg(n * classes, op).map(|_| ())
+    int(n * classes, &format!("the element count of the {op} logits")).map(|_| ())
 }
 
 impl LossOps<f32> for GpuBackend {

@@ -7,12 +7,12 @@ use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
 use crate::ops::check::expect_len;
-use crate::gpu::launch::{i32_arg, pointwise, reduction};
+use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// The (n, c, hw) kernel arguments, after checking the flat indices fit in 32 bits.
 fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
-    i32_arg(g.len(), "batch_norm2d")?;
+    int(g.len(), "the element count of the batch_norm2d input")?;
     Ok([KernelArg::I32(g.n as i32), KernelArg::I32(g.c as i32), KernelArg::I32(g.hw as i32)])
 }
 
@@ -78,7 +78,7 @@ impl NormOps<f32> for GpuBackend {
             &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
             g,
         )?;
-        let total = i32_arg(g.len(), OP)?;
+        let total = int(g.len(), "the element count of the batch_norm2d input")?;
         let y = self.alloc::<f32>(g.len())?;
         let args = [
             x.arg(),
@@ -89,10 +89,10 @@ impl NormOps<f32> for GpuBackend {
             y.arg(),
             KernelArg::I32(g.c as i32),
             KernelArg::I32(g.hw as i32),
-            KernelArg::I32(total),
+            total,
             KernelArg::F32(g.eps as f32),
         ];
-        self.launch("norm", "bn_forward_eval", pointwise(g.len()), &args)?;
+        self.launch("norm", "bn_forward_eval", per_element(g.len(), "bn_forward_eval")?, &args)?;
         Ok(y)
     }
 

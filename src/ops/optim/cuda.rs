@@ -5,7 +5,7 @@ use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
 use crate::ops::check::expect_len;
-use crate::gpu::launch::{i32_arg, pointwise};
+use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 impl OptimOps<f32> for GpuBackend {
@@ -22,7 +22,7 @@ impl OptimOps<f32> for GpuBackend {
         if use_momentum {
             expect_len("sgd", "momentum buffer", momentum_buf.len(), param.len())?;
         }
-        let n = i32_arg(param.len(), "sgd")?;
+        let n = int(param.len(), "sgd")?;
         let args = [
             param.arg(),
             grad.arg(),
@@ -34,9 +34,9 @@ impl OptimOps<f32> for GpuBackend {
             KernelArg::I32(use_momentum as i32),
             KernelArg::I32(h.nesterov as i32),
             KernelArg::I32(first_step as i32),
-            KernelArg::I32(n),
+            n,
         ];
-        self.launch("optim", "sgd_step", pointwise(param.len()), &args)
+        self.launch("optim", "sgd_step", per_element(param.len(), "sgd_step")?, &args)
     }
 
     fn adam_step(
@@ -54,7 +54,7 @@ impl OptimOps<f32> for GpuBackend {
         if step == 0 {
             return Err(Error::config("adam step counts from 1, got 0"));
         }
-        let n = i32_arg(param.len(), "adam")?;
+        let n = int(param.len(), "adam")?;
         // Bias corrections in f64: beta^t for large t underflows gracefully to 0 there.
         let t = step as f64;
         let bias1 = 1.0 - h.beta1.powf(t);
@@ -72,8 +72,8 @@ impl OptimOps<f32> for GpuBackend {
             KernelArg::I32(h.decoupled as i32),
             KernelArg::F32(bias1 as f32),
             KernelArg::F32(bias2 as f32),
-            KernelArg::I32(n),
+            n,
         ];
-        self.launch("optim", "adam_step", pointwise(param.len()), &args)
+        self.launch("optim", "adam_step", per_element(param.len(), "adam_step")?, &args)
     }
 }

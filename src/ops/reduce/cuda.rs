@@ -5,7 +5,7 @@ use super::ReduceOps;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::gpu::launch::{i32_arg, reduction};
+use crate::gpu::grid::{int, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// Values each thread of the first pass accumulates before the block reduction, at least.
@@ -17,16 +17,16 @@ const BLOCK: usize = 256;
 impl GpuBackend {
     /// scale * sum of x (of x^2 when `square`) into a buffer of length 1.
     pub(crate) fn reduce_to_scalar(&self, x: &GpuBuf<f32>, square: bool, scale: f32, op: &str) -> Result<GpuBuf<f32>> {
-        let n = i32_arg(x.len(), op)?;
+        let n = int(x.len(), &format!("the element count of the {op} input"))?;
         let out = self.alloc::<f32>(1)?;
         let blocks = x.len().div_ceil(BLOCK * VALUES_PER_THREAD).clamp(1, MAX_PARTIALS);
         let square = KernelArg::I32(square as i32);
         if blocks == 1 {
-            let args = [x.arg(), out.arg(), KernelArg::I32(n), square, KernelArg::F32(scale)];
+            let args = [x.arg(), out.arg(), n, square, KernelArg::F32(scale)];
             self.launch("reduce", "reduce_sum", reduction(1, x.len())?, &args)?;
         } else {
             let partials = self.alloc::<f32>(blocks)?;
-            let args = [x.arg(), partials.arg(), KernelArg::I32(n), square, KernelArg::F32(1.0)];
+            let args = [x.arg(), partials.arg(), n, square, KernelArg::F32(1.0)];
             self.launch("reduce", "reduce_sum", reduction(blocks, BLOCK)?, &args)?;
             let args = [partials.arg(), out.arg(), KernelArg::I32(blocks as i32), KernelArg::I32(0), KernelArg::F32(scale)];
             self.launch("reduce", "reduce_sum", reduction(1, blocks)?, &args)?;
