@@ -2,6 +2,10 @@
 //! fallback when no GPU exists (in f32). Op implementations live beside their families in
 //! `crate::ops::<family>::cpu`.
 
+pub mod par;
+#[cfg(test)]
+pub(crate) mod testutil;
+
 use crate::device::{Buffer, Device, MemoryStats, MemoryTracker};
 use crate::element::Element;
 use crate::error::Result;

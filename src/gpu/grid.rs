@@ -29,3 +29,17 @@ pub fn expect_len(got: usize, want: usize, what: &str) -> Result<()> {
         Err(Error::shape(format!("{what} has {got} elements, the geometry needs {want}")))
     }
 }
+
+/// The largest block a reduction kernel uses (a multiple of 32, as the block reductions in
+/// kernels/common.cuh require).
+const MAX_REDUCTION_BLOCK: usize = 256;
+
+/// `blocks` blocks that each reduce `per_block` values with ferro_block_sum/max: the block is
+/// the smallest multiple of 32 covering `per_block`, capped at 256, so tiny reductions do not
+/// run idle warps.
+pub fn reduction(blocks: usize, per_block: usize) -> Result<LaunchConfig> {
+    let grid = u32::try_from(blocks.max(1))
+        .map_err(|_| Error::shape(format!("{blocks} reduction blocks exceed the GPU grid limit")))?;
+    let threads = (per_block.div_ceil(32) * 32).clamp(32, MAX_REDUCTION_BLOCK) as u32;
+    Ok(LaunchConfig { grid: (grid, 1, 1), block: (threads, 1, 1), shared_mem_bytes: 0 })
+}

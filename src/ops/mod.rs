@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod channel;
+pub mod check;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
