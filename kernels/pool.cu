@@ -25,7 +25,8 @@ __device__ __forceinline__ int avg_divisor(int oh, int ow, int H, int W, int KH,
 }
 
 // y = max over the window, idx = argmax as ih * W + iw within the (n, c) plane. Padding never wins;
-// among equal values the first in row-major order does; NaN propagates (as in PyTorch).
+// among equal values the first in row-major order does; the first NaN wins and stays, so NaN
+// propagates as in PyTorch.
 extern "C" __global__ void max_pool_forward(const float* __restrict__ x, float* __restrict__ y,
                                             unsigned int* __restrict__ indices, int planes, int H,
                                             int W, int KH, int KW, int sh, int sw, int ph, int pw,
@@ -44,7 +45,7 @@ extern "C" __global__ void max_pool_forward(const float* __restrict__ x, float* 
     for (int ih = hs; ih < he; ++ih) {
         for (int iw = ws; iw < we; ++iw) {
             float v = plane[ih * W + iw];
-            if (v > best || isnan(v)) {
+            if (v > best || (isnan(v) && !isnan(best))) {
                 best = v;
                 best_at = ih * W + iw;
             }
