@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
@@ -53,6 +53,11 @@ fn gpu_with_chunk(g: &ConvGeom, images: usize) -> GpuBackend {
     gpu
 }
 
+/// The CPU reference's copy of GPU inputs.
+fn widened(cpu: &CpuBackend, host: &[f32]) -> ferronet::cpu::CpuBuf<f64> {
+    cpu.upload(&widen(host)).unwrap()
+}
+
 /// Random f32 values in [-1, 1): the GPU gets them as they are, the CPU widened to f64.
 fn values(len: usize, seed: u64) -> Vec<f32> {
     random_f32(len, seed, -1.0, 1.0)
@@ -69,7 +74,7 @@ fn im2col_and_col2im_match_the_reference_on_an_inner_chunk() {
         let mut cols = gpu.zeros(len).unwrap();
         gpu.im2col(&gpu.upload(&x).unwrap(), &g, n0, nb, &mut cols).unwrap();
         let mut want = cpu.zeros(len).unwrap();
-        cpu.im2col(&cpu.upload(&widen(&x)).unwrap(), &g, n0, nb, &mut want).unwrap();
+        cpu.im2col(&widened(&cpu, &x), &g, n0, nb, &mut want).unwrap();
         assert_close(&format!("im2col {g:?}"), &gpu.download(&cols).unwrap(), &want, 0.0, 0.0);
 
         let c = values(len, 200 + i as u64);
@@ -77,8 +82,8 @@ fn im2col_and_col2im_match_the_reference_on_an_inner_chunk() {
         let dx0 = values(g.x_len(), 300 + i as u64);
         let mut dx = gpu.upload(&dx0).unwrap();
         gpu.col2im(&gpu.upload(&c).unwrap(), &g, n0, nb, &mut dx).unwrap();
-        let mut want = cpu.upload(&widen(&dx0)).unwrap();
-        cpu.col2im(&cpu.upload(&widen(&c)).unwrap(), &g, n0, nb, &mut want).unwrap();
+        let mut want = widened(&cpu, &dx0);
+        cpu.col2im(&widened(&cpu, &c), &g, n0, nb, &mut want).unwrap();
         assert_close(&format!("col2im {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
     }
 }
@@ -90,12 +95,7 @@ fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
         let seed = 1000 + 10 * i as u64;
         let (x, w, b, dy) =
             (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
-        let (cx, cw, cb, cdy) = (
-            cpu.upload(&widen(&x)).unwrap(),
-            cpu.upload(&widen(&w)).unwrap(),
-            cpu.upload(&widen(&b)).unwrap(),
-            cpu.upload(&widen(&dy)).unwrap(),
-        );
+        let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
         let y_ref = cpu.conv2d_forward(&cx, &cw, Some(&cb), &g).unwrap();
         let dx_ref = cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap();
         let dw_ref = cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap();
@@ -142,14 +142,8 @@ fn depthwise_kernels_match_the_reference() {
         let seed = 2000 + 10 * i as u64;
         let (x, w, b, dy) =
             (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
-        let (gx, gw, gb, gdy) =
-            (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
-        let (cx, cw, cb, cdy) = (
-            cpu.upload(&widen(&x)).unwrap(),
-            cpu.upload(&widen(&w)).unwrap(),
-            cpu.upload(&widen(&b)).unwrap(),
-            cpu.upload(&widen(&dy)).unwrap(),
-        );
+        let ((gx, cx), (gw, cw)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &w));
+        let ((gb, cb), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &b), upload_pair(&gpu, &cpu, &dy));
         for bias in [true, false] {
             let y = gpu.depthwise_conv2d_forward(&gx, &gw, bias.then_some(&gb), &g).unwrap();
             let want = cpu.depthwise_conv2d_forward(&cx, &cw, bias.then_some(&cb), &g).unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{LinearGeom, LinearOps};
@@ -20,13 +20,8 @@ fn forward_and_backward_match_the_reference() {
             random_f32(outf, seed + 2, -1.0, 1.0),
             random_f32(n * outf, seed + 3, -1.0, 1.0),
         );
-        let (gx, gw, gb, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
-        let (cx, cw, cb, cdy) = (
-            cpu.upload(&widen(&x)).unwrap(),
-            cpu.upload(&widen(&w)).unwrap(),
-            cpu.upload(&widen(&b)).unwrap(),
-            cpu.upload(&widen(&dy)).unwrap(),
-        );
+        let ((gx, cx), (gw, cw)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &w));
+        let ((gb, cb), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &b), upload_pair(&gpu, &cpu, &dy));
         for bias in [true, false] {
             let y = gpu.linear_forward(&gx, &gw, bias.then_some(&gb), &g).unwrap();
             let want = cpu.linear_forward(&cx, &cw, bias.then_some(&cb), &g).unwrap();

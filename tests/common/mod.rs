@@ -34,3 +34,13 @@ pub fn random_f32(len: usize, seed: u64, lo: f64, hi: f64) -> Vec<f32> {
 pub fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
+
+/// The same f32 values on the GPU and, widened exactly to f64, on the CPU reference.
+pub fn upload_pair(
+    gpu: &GpuBackend,
+    cpu: &ferronet::cpu::CpuBackend,
+    host: &[f32],
+) -> (ferronet::gpu::GpuBuf<f32>, ferronet::cpu::CpuBuf<f64>) {
+    use ferronet::device::Device;
+    (gpu.upload(host).unwrap(), cpu.upload(&widen(host)).unwrap())
+}
