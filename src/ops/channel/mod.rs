@@ -1,6 +1,9 @@
 //! Channel concatenation and split (Inception, DenseNet-like joins, ShuffleNet's branch split)
 //! and ShuffleNet's channel shuffle. Tensors are [N, C, HW].
 
+mod cpu;
+mod cuda;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;

@@ -1,8 +1,12 @@
 //! General matrix multiply, row-major, optionally transposed and batched, with beta-accumulate.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;
+
+mod cuda;
 
 /// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b in 0..batch, all row-major and packed.
 /// op(A) is m x k: A is stored m x k, or k x m when `trans_a`. op(B) is k x n: B is stored k x n,
