@@ -68,13 +68,13 @@ extern "C" __global__ void depthwise_backward_data(const float* __restrict__ dy,
 }
 
 // dw[co][ki][kj] = sum over n, oh, ow of dy[n][co][oh][ow] * x[n][co / mult][ih][iw]. One block of
-// 256 threads per filter tap, reduced through warp shuffles; overwrites dw.
+// up to 256 threads per filter tap; overwrites dw.
 extern "C" __global__ void __launch_bounds__(256)
     depthwise_backward_filter(const float* __restrict__ x, const float* __restrict__ dy,
                               float* __restrict__ dw_out, int N, int C, int H, int W, int mult,
                               int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH,
                               int OW) {
-    __shared__ float warp_sums[256 / FERRO_WARP];
+    __shared__ float scratch[33];
     int tap = blockIdx.x;
     int kj = tap % KW;
     int ki = (tap / KW) % KH;
@@ -95,16 +95,6 @@ extern "C" __global__ void __launch_bounds__(256)
                        x[(((size_t)n * C + ci) * H + ih) * W + iw], sum);
         }
     }
-#pragma unroll
-    for (int off = FERRO_WARP / 2; off > 0; off /= 2) sum += __shfl_down_sync(FERRO_FULL_MASK, sum, off);
-    int lane = threadIdx.x % FERRO_WARP;
-    int warp = threadIdx.x / FERRO_WARP;
-    if (lane == 0) warp_sums[warp] = sum;
-    __syncthreads();
-    if (warp == 0) {
-        sum = lane < blockDim.x / FERRO_WARP ? warp_sums[lane] : 0.f;
-#pragma unroll
-        for (int off = FERRO_WARP / 2; off > 0; off /= 2) sum += __shfl_down_sync(FERRO_FULL_MASK, sum, off);
-        if (lane == 0) dw_out[tap] = sum;
-    }
+    float total = ferro_block_sum(sum, scratch);
+    if (threadIdx.x == 0) dw_out[tap] = total;
 }

@@ -166,10 +166,10 @@ extern "C" __global__ void add_bias(float* y, const float* bias, int channels, i
 }
 
 // db[c] = sum over o < outer, i < inner of dy[(o * channels + c) * inner + i]; one block of
-// 256 threads per channel, reduced through warp shuffles and one shared-memory step.
+// up to 256 threads per channel.
 extern "C" __global__ void __launch_bounds__(256)
     bias_grad(const float* dy, float* db, int outer, int channels, int inner) {
-    __shared__ float warp_sums[256 / FERRO_WARP];
+    __shared__ float scratch[33];
     int c = blockIdx.x;
     int count = outer * inner;
     float sum = 0.f;
@@ -178,16 +178,6 @@ extern "C" __global__ void __launch_bounds__(256)
         int i = idx - o * inner;
         sum += dy[((size_t)o * channels + c) * inner + i];
     }
-#pragma unroll
-    for (int off = FERRO_WARP / 2; off > 0; off /= 2) sum += __shfl_down_sync(FERRO_FULL_MASK, sum, off);
-    int lane = threadIdx.x % FERRO_WARP;
-    int warp = threadIdx.x / FERRO_WARP;
-    if (lane == 0) warp_sums[warp] = sum;
-    __syncthreads();
-    if (warp == 0) {
-        sum = lane < blockDim.x / FERRO_WARP ? warp_sums[lane] : 0.f;
-#pragma unroll
-        for (int off = FERRO_WARP / 2; off > 0; off /= 2) sum += __shfl_down_sync(FERRO_FULL_MASK, sum, off);
-        if (lane == 0) db[c] = sum;
-    }
+    float total = ferro_block_sum(sum, scratch);
+    if (threadIdx.x == 0) db[c] = total;
 }

@@ -21,15 +21,6 @@ pub fn int(v: usize, what: &str) -> Result<KernelArg> {
     })
 }
 
-/// A clear error when a buffer does not hold exactly the elements a geometry needs.
-pub fn expect_len(got: usize, want: usize, what: &str) -> Result<()> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(Error::shape(format!("{what} has {got} elements, the geometry needs {want}")))
-    }
-}
-
 /// The largest block a reduction kernel uses (a multiple of 32, as the block reductions in
 /// kernels/common.cuh require).
 const MAX_REDUCTION_BLOCK: usize = 256;

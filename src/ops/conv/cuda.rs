@@ -4,8 +4,9 @@
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
-use crate::gpu::driver::{KernelArg, LaunchConfig};
-use crate::gpu::grid::{expect_len, int, per_element};
+use crate::gpu::driver::KernelArg;
+use crate::gpu::grid::{int, per_element, reduction};
+use crate::ops::check::expect_len;
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::gemm::{GemmOps, GemmSpec};
 
@@ -108,7 +109,7 @@ impl GpuBackend {
 
 impl ConvOps<f32> for GpuBackend {
     fn im2col(&self, x: &GpuBuf<f32>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut GpuBuf<f32>) -> Result<()> {
-        expect_len(x.len(), g.x_len(), "conv input")?;
+        expect_len("conv2d", "input", x.len(), g.x_len())?;
         check_chunk(g, n0, nb)?;
         let need = g.col_rows() * g.col_cols(nb);
         if cols.len() < need {
@@ -123,7 +124,7 @@ impl ConvOps<f32> for GpuBackend {
     }
 
     fn col2im(&self, cols: &GpuBuf<f32>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut GpuBuf<f32>) -> Result<()> {
-        expect_len(dx.len(), g.x_len(), "conv input gradient")?;
+        expect_len("conv2d", "input gradient", dx.len(), g.x_len())?;
         check_chunk(g, n0, nb)?;
         let need = g.col_rows() * g.col_cols(nb);
         if cols.len() < need {
@@ -138,10 +139,10 @@ impl ConvOps<f32> for GpuBackend {
     }
 
     fn conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
-        expect_len(x.len(), g.x_len(), "conv input")?;
-        expect_len(w.len(), g.weight_len(), "conv weight")?;
+        expect_len("conv2d", "input", x.len(), g.x_len())?;
+        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         if let Some(b) = bias {
-            expect_len(b.len(), g.c_out, "conv bias")?;
+            expect_len("conv2d", "bias", b.len(), g.c_out)?;
         }
         let plane = g.oh * g.ow;
         let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
@@ -176,8 +177,8 @@ impl ConvOps<f32> for GpuBackend {
     }
 
     fn conv2d_backward_data(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
-        expect_len(dy.len(), g.y_len(), "conv output gradient")?;
-        expect_len(w.len(), g.weight_len(), "conv weight")?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
+        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let plane = g.oh * g.ow;
         let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
         let mut dx = self.alloc::<f32>(g.x_len())?;
@@ -200,8 +201,8 @@ impl ConvOps<f32> for GpuBackend {
     }
 
     fn conv2d_backward_filter(&self, x: &GpuBuf<f32>, dy: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
-        expect_len(x.len(), g.x_len(), "conv input")?;
-        expect_len(dy.len(), g.y_len(), "conv output gradient")?;
+        expect_len("conv2d", "input", x.len(), g.x_len())?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
         let mut dw = self.alloc::<f32>(g.weight_len())?;
@@ -226,16 +227,16 @@ impl ConvOps<f32> for GpuBackend {
     }
 
     fn conv2d_backward_bias(&self, dy: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
-        expect_len(dy.len(), g.y_len(), "conv output gradient")?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         self.bias_grad(dy, g.n, g.c_out, g.oh * g.ow)
     }
 
     fn depthwise_conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         let geometry = self.check_depthwise(g)?;
-        expect_len(x.len(), g.x_len(), "depthwise input")?;
-        expect_len(w.len(), g.weight_len(), "depthwise weight")?;
+        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         if let Some(b) = bias {
-            expect_len(b.len(), g.c_out, "depthwise bias")?;
+            expect_len("depthwise conv2d", "bias", b.len(), g.c_out)?;
         }
         let y = self.alloc::<f32>(g.y_len())?;
         let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
@@ -247,8 +248,8 @@ impl ConvOps<f32> for GpuBackend {
 
     fn depthwise_conv2d_backward_data(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         let geometry = self.check_depthwise(g)?;
-        expect_len(dy.len(), g.y_len(), "depthwise output gradient")?;
-        expect_len(w.len(), g.weight_len(), "depthwise weight")?;
+        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
+        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         int(g.y_len(), "the depthwise output")?;
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), w.arg(), dx.arg()];
@@ -259,14 +260,13 @@ impl ConvOps<f32> for GpuBackend {
 
     fn depthwise_conv2d_backward_filter(&self, x: &GpuBuf<f32>, dy: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         let geometry = self.check_depthwise(g)?;
-        expect_len(x.len(), g.x_len(), "depthwise input")?;
-        expect_len(dy.len(), g.y_len(), "depthwise output gradient")?;
+        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
         int(g.y_len(), "the depthwise output")?;
         int(g.x_len(), "the depthwise input")?;
         let dw = self.alloc::<f32>(g.weight_len())?;
         // One block per filter tap.
-        let cfg = LaunchConfig { grid: (g.weight_len() as u32, 1, 1), block: (256, 1, 1), shared_mem_bytes: 0 };
-        int(g.weight_len(), "the depthwise weight")?;
+        let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;
         let mut args = vec![x.arg(), dy.arg(), dw.arg()];
         args.extend(geometry);
         self.launch("depthwise", "depthwise_backward_filter", cfg, &args)?;

@@ -5,7 +5,7 @@ use super::{GemmOps, GemmSpec};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::{KernelArg, LaunchConfig};
-use crate::gpu::grid::{int, per_element};
+use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// The kernel's block tile (rows and columns of C) and threads per block.
@@ -97,7 +97,7 @@ impl GpuBackend {
     /// The bias gradient [channels]: dy (outer x channels x inner) summed over outer and inner.
     pub(crate) fn bias_grad(&self, dy: &GpuBuf<f32>, outer: usize, channels: usize, inner: usize) -> Result<GpuBuf<f32>> {
         let db = self.alloc::<f32>(channels)?;
-        let cfg = LaunchConfig { grid: (channels as u32, 1, 1), block: (256, 1, 1), shared_mem_bytes: 0 };
+        let cfg = reduction(channels, outer * inner)?;
         int(outer * inner, "the positions summed per bias channel")?;
         let args = [dy.arg(), db.arg(), int(outer, "bias outer size")?, int(channels, "bias channels")?, int(inner, "bias inner size")?];
         self.launch("gemm", "bias_grad", cfg, &args)?;

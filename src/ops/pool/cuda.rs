@@ -5,7 +5,8 @@ use super::{AdaptivePoolGeom, PoolGeom, PoolOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::gpu::grid::{expect_len, int, per_element};
+use crate::gpu::grid::{int, per_element};
+use crate::ops::check::expect_len;
 use crate::gpu::{GpuBackend, GpuBuf};
 
 /// Kernel arguments planes, H, W, KH, KW, sh, sw, ph, pw, OH, OW.
@@ -29,7 +30,7 @@ fn adaptive_args(g: &AdaptivePoolGeom) -> Result<Vec<KernelArg>> {
 
 impl PoolOps<f32> for GpuBackend {
     fn max_pool2d_forward(&self, x: &GpuBuf<f32>, g: &PoolGeom) -> Result<(GpuBuf<f32>, GpuBuf<u32>)> {
-        expect_len(x.len(), g.x_len(), "max-pool input")?;
+        expect_len("max_pool2d", "input", x.len(), g.x_len())?;
         let y = self.alloc::<f32>(g.y_len())?;
         let indices = self.alloc::<u32>(g.y_len())?;
         let mut args = vec![x.arg(), y.arg(), indices.arg()];
@@ -39,8 +40,8 @@ impl PoolOps<f32> for GpuBackend {
     }
 
     fn max_pool2d_backward(&self, dy: &GpuBuf<f32>, indices: &GpuBuf<u32>, g: &PoolGeom) -> Result<GpuBuf<f32>> {
-        expect_len(dy.len(), g.y_len(), "max-pool output gradient")?;
-        expect_len(indices.len(), g.y_len(), "max-pool indices")?;
+        expect_len("max_pool2d", "output gradient", dy.len(), g.y_len())?;
+        expect_len("max_pool2d", "indices", indices.len(), g.y_len())?;
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), indices.arg(), dx.arg()];
         args.extend(window_args(g)?);
@@ -49,7 +50,7 @@ impl PoolOps<f32> for GpuBackend {
     }
 
     fn avg_pool2d_forward(&self, x: &GpuBuf<f32>, g: &PoolGeom) -> Result<GpuBuf<f32>> {
-        expect_len(x.len(), g.x_len(), "avg-pool input")?;
+        expect_len("avg_pool2d", "input", x.len(), g.x_len())?;
         let y = self.alloc::<f32>(g.y_len())?;
         let mut args = vec![x.arg(), y.arg()];
         args.extend(window_args(g)?);
@@ -59,7 +60,7 @@ impl PoolOps<f32> for GpuBackend {
     }
 
     fn avg_pool2d_backward(&self, dy: &GpuBuf<f32>, g: &PoolGeom) -> Result<GpuBuf<f32>> {
-        expect_len(dy.len(), g.y_len(), "avg-pool output gradient")?;
+        expect_len("avg_pool2d", "output gradient", dy.len(), g.y_len())?;
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), dx.arg()];
         args.extend(window_args(g)?);
@@ -69,7 +70,7 @@ impl PoolOps<f32> for GpuBackend {
     }
 
     fn adaptive_avg_pool2d_forward(&self, x: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<GpuBuf<f32>> {
-        expect_len(x.len(), g.x_len(), "adaptive-pool input")?;
+        expect_len("adaptive_avg_pool2d", "input", x.len(), g.x_len())?;
         let y = self.alloc::<f32>(g.y_len())?;
         let mut args = vec![x.arg(), y.arg()];
         args.extend(adaptive_args(g)?);
@@ -78,7 +79,7 @@ impl PoolOps<f32> for GpuBackend {
     }
 
     fn adaptive_avg_pool2d_backward(&self, dy: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<GpuBuf<f32>> {
-        expect_len(dy.len(), g.y_len(), "adaptive-pool output gradient")?;
+        expect_len("adaptive_avg_pool2d", "output gradient", dy.len(), g.y_len())?;
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), dx.arg()];
         args.extend(adaptive_args(g)?);
