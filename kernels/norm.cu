@@ -45,10 +45,10 @@ extern "C" __global__ void bn_forward_train(const float* __restrict__ x, const f
     }
 
     const float scale = gamma[ch] * invstd;
-    const float shift = beta[ch];
+    const float bias = beta[ch];
     for (int i = threadIdx.x; i < count; i += blockDim.x) {
         const int idx = bn_index(i, ch, c, hw);
-        y[idx] = (x[idx] - mean) * scale + shift;
+        y[idx] = (x[idx] - mean) * scale + bias;
     }
 }
 
