@@ -52,7 +52,7 @@ impl OptimOps<f32> for GpuBackend {
         expect_len("adam", "first moment", m.len(), param.len())?;
         expect_len("adam", "second moment", v.len(), param.len())?;
         if step == 0 {
-            return Err(Error::config("adam step counts from 1, got 0"));
+            return Err(Error::config("Adam steps count from 1, got step 0"));
         }
         let n = int(param.len(), "adam")?;
         // Bias corrections in f64: beta^t for large t underflows gracefully to 0 there.
