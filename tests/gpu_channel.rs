@@ -20,8 +20,11 @@ fn concat_and_split_match_the_cpu_reference() {
         [(1, 35, vec![3usize]), (5, 35, vec![3, 1, 4]), (2, 1, vec![2, 5]), (3, 7, vec![1, 1])].into_iter().enumerate()
     {
         let what = format!("N={n} HW={hw} channels={channels:?}");
-        let parts: Vec<Vec<f32>> =
-            channels.iter().enumerate().map(|(i, &c)| random_f32(n * c * hw, (seed * 10 + i) as u64, -2.0, 2.0)).collect();
+        let parts: Vec<Vec<f32>> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| random_f32(n * c * hw, (seed * 10 + i) as u64, -2.0, 2.0))
+            .collect();
         let gparts: Vec<_> = parts.iter().map(|p| gpu.upload(p).unwrap()).collect();
         let cparts: Vec<_> = parts.iter().map(|p| cpu.upload(&widen(p)).unwrap()).collect();
 
@@ -41,12 +44,18 @@ fn concat_and_split_match_the_cpu_reference() {
 fn shuffle_and_its_inverse_match_the_cpu_reference() {
     let gpu = gpu();
     let cpu = CpuBackend::new();
-    for (seed, (n, c, hw, groups)) in [(1, 6, 35, 2), (5, 6, 7, 3), (2, 12, 1, 4), (3, 5, 3, 1), (1, 8, 5, 8)].into_iter().enumerate() {
+    for (seed, (n, c, hw, groups)) in
+        [(1, 6, 35, 2), (5, 6, 7, 3), (2, 12, 1, 4), (3, 5, 3, 1), (1, 8, 5, 8)].into_iter().enumerate()
+    {
         let what = format!("N={n} C={c} HW={hw} groups={groups}");
         let x = random_f32(n * c * hw, seed as u64, -2.0, 2.0);
         let (gx, cx) = (gpu.upload(&x).unwrap(), cpu.upload(&widen(&x)).unwrap());
         let y = gpu.channel_shuffle(&gx, n, c, hw, groups).unwrap();
-        exact(&format!("shuffle {what}"), &gpu.download(&y).unwrap(), &cpu.channel_shuffle(&cx, n, c, hw, groups).unwrap());
+        exact(
+            &format!("shuffle {what}"),
+            &gpu.download(&y).unwrap(),
+            &cpu.channel_shuffle(&cx, n, c, hw, groups).unwrap(),
+        );
         let back = gpu.channel_shuffle_backward(&gx, n, c, hw, groups).unwrap();
         let want = cpu.channel_shuffle_backward(&cx, n, c, hw, groups).unwrap();
         exact(&format!("shuffle backward {what}"), &gpu.download(&back).unwrap(), &want);

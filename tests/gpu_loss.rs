@@ -27,10 +27,17 @@ fn cross_entropy_matches_the_cpu_reference() {
         let y = labels(n, k, seed + 50);
         for smoothing in [0.0, 0.1] {
             let what = format!("N={n} K={k} smoothing={smoothing}");
-            let (loss, dlogits) =
-                gpu.softmax_cross_entropy(&gpu.upload(&logits).unwrap(), &gpu.upload_idx(&y).unwrap(), n, k, smoothing).unwrap();
+            let (loss, dlogits) = gpu
+                .softmax_cross_entropy(&gpu.upload(&logits).unwrap(), &gpu.upload_idx(&y).unwrap(), n, k, smoothing)
+                .unwrap();
             let (want_loss, want_d) = cpu
-                .softmax_cross_entropy(&cpu.upload(&widen(&logits)).unwrap(), &Device::<f64>::upload_idx(&cpu, &y).unwrap(), n, k, smoothing)
+                .softmax_cross_entropy(
+                    &cpu.upload(&widen(&logits)).unwrap(),
+                    &Device::<f64>::upload_idx(&cpu, &y).unwrap(),
+                    n,
+                    k,
+                    smoothing,
+                )
                 .unwrap();
             assert_close(&format!("loss {what}"), &gpu.download(&loss).unwrap(), &want_loss, 1e-4, 1e-5);
             assert_close(&format!("dlogits {what}"), &gpu.download(&dlogits).unwrap(), &want_d, 1e-6, 1e-4);

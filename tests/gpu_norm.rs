@@ -34,7 +34,8 @@ fn training_forward_and_backward_match_the_cpu_reference() {
         let up = |v: &[f32]| gpu.upload(v).unwrap();
         let (gx, ggamma, gbeta, gdy) = (up(&x), up(&gamma), up(&beta), up(&dy));
         let (mut grm, mut grv) = (up(&running_mean), up(&running_var));
-        let (y, saved) = gpu.batch_norm2d_forward_train(&gx, &ggamma, &gbeta, &mut grm, &mut grv, MOMENTUM, &g).unwrap();
+        let (y, saved) =
+            gpu.batch_norm2d_forward_train(&gx, &ggamma, &gbeta, &mut grm, &mut grv, MOMENTUM, &g).unwrap();
         let (dx, dgamma, dbeta) = gpu.batch_norm2d_backward(&gdy, &gx, &ggamma, &saved, &g).unwrap();
 
         let cup = |v: &[f32]| cpu.upload(&widen(v)).unwrap();
@@ -42,7 +43,8 @@ fn training_forward_and_backward_match_the_cpu_reference() {
         let (mut crm, mut crv) = (cup(&running_mean), cup(&running_var));
         let (want_y, want_saved) =
             cpu.batch_norm2d_forward_train(&cx, &cgamma, &cbeta, &mut crm, &mut crv, MOMENTUM, &g).unwrap();
-        let (want_dx, want_dgamma, want_dbeta) = cpu.batch_norm2d_backward(&cdy, &cx, &cgamma, &want_saved, &g).unwrap();
+        let (want_dx, want_dgamma, want_dbeta) =
+            cpu.batch_norm2d_backward(&cdy, &cx, &cgamma, &want_saved, &g).unwrap();
 
         let down = |b| gpu.download(b).unwrap();
         assert_close(&format!("y {what}"), &down(&y), &want_y, 1e-4, 1e-4);
@@ -72,8 +74,9 @@ fn eval_forward_matches_the_cpu_reference() {
         let gp: Vec<_> = params.iter().map(|p| gpu.upload(p).unwrap()).collect();
         let cp: Vec<_> = params.iter().map(|p| cpu.upload(&widen(p)).unwrap()).collect();
         let y = gpu.batch_norm2d_forward_eval(&gpu.upload(&x).unwrap(), &gp[0], &gp[1], &gp[2], &gp[3], &g).unwrap();
-        let want =
-            cpu.batch_norm2d_forward_eval(&cpu.upload(&widen(&x)).unwrap(), &cp[0], &cp[1], &cp[2], &cp[3], &g).unwrap();
+        let want = cpu
+            .batch_norm2d_forward_eval(&cpu.upload(&widen(&x)).unwrap(), &cp[0], &cp[1], &cp[2], &cp[3], &g)
+            .unwrap();
         assert_close(&format!("eval N={n} C={c} HW={hw}"), &gpu.download(&y).unwrap(), &want, 1e-4, 1e-4);
     }
 }

@@ -6,9 +6,9 @@ use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 /// The (n, c, hw) kernel arguments, after checking the flat indices fit in 32 bits.
 fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {

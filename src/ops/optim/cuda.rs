@@ -4,9 +4,9 @@ use super::{AdamParams, OptimOps, SgdParams};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 impl OptimOps<f32> for GpuBackend {
     fn sgd_step(
