@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, random_nchw, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{ChannelBroadcast, ElementwiseOps};
 
-/// [N, C, HW] shapes with odd sizes and a one-image batch.
+/// [N, C, HW] shapes with odd sizes and a one-image batch (random ones are added).
 const SHAPES: [(usize, usize, usize); 4] = [(1, 3, 35), (5, 3, 35), (2, 1, 1), (3, 7, 300)];
 
 #[test]
@@ -37,7 +37,7 @@ fn add_mul_and_mul_backward_match_the_cpu_reference() {
 fn channel_broadcasts_and_their_reductions_match_the_cpu_reference() {
     let gpu = gpu();
     let cpu = CpuBackend::new();
-    for (seed, &(n, c, hw)) in SHAPES.iter().enumerate() {
+    for (seed, (n, c, hw)) in SHAPES.into_iter().chain(random_nchw(4, 77)).enumerate() {
         for per_sample in [false, true] {
             let g = ChannelBroadcast { n, c, hw, per_sample };
             let what = format!("N={n} C={c} HW={hw} per_sample={per_sample}");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, random_nchw, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{BatchNormGeom, NormOps};
@@ -13,6 +13,12 @@ use ferronet::ops::{BatchNormGeom, NormOps};
 const CASES: [(usize, usize, usize, f32); 5] =
     [(1, 3, 35, 0.0), (5, 3, 35, 0.0), (4, 2, 1, 0.0), (2, 4, 300, 0.0), (3, 2, 35, 1000.0)];
 
+/// The fixed cases and random shapes with more than one value per channel.
+fn cases() -> Vec<(usize, usize, usize, f32)> {
+    let random = random_nchw(4, 31).into_iter().filter(|&(n, _, hw)| n * hw > 1).map(|(n, c, hw)| (n, c, hw, 0.0));
+    CASES.into_iter().chain(random).collect()
+}
+
 const MOMENTUM: f64 = 0.1;
 const EPS: f64 = 1e-5;
 
@@ -20,7 +26,7 @@ const EPS: f64 = 1e-5;
 fn training_forward_and_backward_match_the_cpu_reference() {
     let gpu = gpu();
     let cpu = CpuBackend::new();
-    for (seed, &(n, c, hw, offset)) in CASES.iter().enumerate() {
+    for (seed, (n, c, hw, offset)) in cases().into_iter().enumerate() {
         let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
         let what = format!("N={n} C={c} HW={hw} offset={offset}");
         let seed = seed as u64 * 10;
@@ -62,7 +68,7 @@ fn training_forward_and_backward_match_the_cpu_reference() {
 fn eval_forward_matches_the_cpu_reference() {
     let gpu = gpu();
     let cpu = CpuBackend::new();
-    for (seed, &(n, c, hw, offset)) in CASES.iter().enumerate() {
+    for (seed, (n, c, hw, offset)) in cases().into_iter().enumerate() {
         let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
         let seed = seed as u64 * 10 + 7;
         let x: Vec<f32> = random_f32(g.len(), seed, -2.0, 2.0).iter().map(|v| v + offset).collect();

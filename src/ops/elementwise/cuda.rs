@@ -5,7 +5,7 @@ use super::{ChannelBroadcast, ElementwiseOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::gpu::grid::{int, per_element, reduction};
+use crate::gpu::grid::{int, per_element, wide_reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 
@@ -70,7 +70,7 @@ impl GpuBackend {
             KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
         ]);
-        self.launch("elementwise", kernel, reduction(g.operand_len(), per_output)?, &args)?;
+        self.launch("elementwise", kernel, wide_reduction(g.operand_len(), per_output)?, &args)?;
         Ok(out)
     }
 }

@@ -6,7 +6,7 @@ use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::gpu::grid::{int, per_element, reduction};
+use crate::gpu::grid::{int, per_element, wide_reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 
@@ -58,7 +58,7 @@ impl NormOps<f32> for GpuBackend {
         ];
         args.extend(geometry_args(g)?);
         args.extend([KernelArg::F32(g.eps as f32), KernelArg::F32(momentum as f32)]);
-        self.launch("norm", "bn_forward_train", reduction(g.c, g.count())?, &args)?;
+        self.launch("norm", "bn_forward_train", wide_reduction(g.c, g.count())?, &args)?;
         Ok((y, saved))
     }
 
@@ -122,7 +122,7 @@ impl NormOps<f32> for GpuBackend {
             dbeta.arg(),
         ];
         args.extend(geometry_args(g)?);
-        self.launch("norm", "bn_backward", reduction(g.c, g.count())?, &args)?;
+        self.launch("norm", "bn_backward", wide_reduction(g.c, g.count())?, &args)?;
         Ok((dx, dgamma, dbeta))
     }
 }
