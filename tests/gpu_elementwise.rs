@@ -7,8 +7,9 @@ use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{ChannelBroadcast, ElementwiseOps};
 
-/// [N, C, HW] shapes with odd sizes and a one-image batch (random ones are added).
-const SHAPES: [(usize, usize, usize); 4] = [(1, 3, 35), (5, 3, 35), (2, 1, 1), (3, 7, 300)];
+/// [N, C, HW] shapes with odd sizes, a one-image batch and more values per channel than a block
+/// has threads (random ones are added).
+const SHAPES: [(usize, usize, usize); 5] = [(1, 3, 35), (5, 3, 35), (2, 1, 1), (3, 7, 300), (5, 2, 300)];
 
 #[test]
 fn add_mul_and_mul_backward_match_the_cpu_reference() {

@@ -8,10 +8,11 @@ use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{BatchNormGeom, NormOps};
 
-/// (N, C, HW, offset): odd sizes, one image, one value per image, and a mean far from zero whose
-/// variance a one-pass E[x^2] - E[x]^2 in f32 would lose.
-const CASES: [(usize, usize, usize, f32); 5] =
-    [(1, 3, 35, 0.0), (5, 3, 35, 0.0), (4, 2, 1, 0.0), (2, 4, 300, 0.0), (3, 2, 35, 1000.0)];
+/// (N, C, HW, offset): odd sizes, one image, one value per image, more values per channel than
+/// a block has threads, and a mean far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32
+/// would lose.
+const CASES: [(usize, usize, usize, f32); 6] =
+    [(1, 3, 35, 0.0), (5, 3, 35, 0.0), (4, 2, 1, 0.0), (2, 4, 300, 0.0), (3, 2, 700, 0.0), (3, 2, 35, 1000.0)];
 
 /// The fixed cases and random shapes with more than one value per channel.
 fn cases() -> Vec<(usize, usize, usize, f32)> {
