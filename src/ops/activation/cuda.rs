@@ -4,9 +4,9 @@ use super::{Activation, ActivationOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 /// The `kind` code the kernels switch on (kernels/activation.cu).
 fn kind_code(kind: Activation) -> i32 {

@@ -1,13 +1,13 @@
 //! GPU channel concat/split/shuffle: kernels/channel.cu. Concat and split launch one slab copy
 //! per part; the shuffle's inverse is the shuffle with C/groups groups.
 
-use super::ChannelOps;
+use super::{channels_per_group, ChannelOps};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 /// Where one part's channels sit inside the joined tensor.
 struct Slab {
@@ -53,14 +53,13 @@ impl GpuBackend {
         // Every size below is at most the larger tensor's element count, checked to fit an int.
         int(n * src_c.max(dst_c) * hw, "the element count of a concatenated tensor")?;
         let arg = |v: usize| KernelArg::I32(v as i32);
-        let args = [src.arg(), dst.arg(), arg(n), arg(hw), arg(count), arg(src_c), arg(src_first), arg(dst_c), arg(dst_first)];
+        let args =
+            [src.arg(), dst.arg(), arg(n), arg(hw), arg(count), arg(src_c), arg(src_first), arg(dst_c), arg(dst_first)];
         self.launch("channel", "copy_channels", per_element(elems, "copy_channels")?, &args)
     }
 
     fn shuffle(&self, x: &GpuBuf<f32>, n: usize, c: usize, hw: usize, groups: usize, op: &str) -> Result<GpuBuf<f32>> {
-        if groups == 0 || c % groups != 0 {
-            return Err(Error::shape(format!("{op}: groups={groups} must divide the {c} channels")));
-        }
+        channels_per_group(op, c, groups)?;
         expect_len(op, "x", x.len(), n * c * hw)?;
         // c, hw and groups are at most the element count, checked to fit an int.
         let total = int(x.len(), &format!("the element count of the {op} input"))?;
@@ -105,10 +104,15 @@ impl ChannelOps<f32> for GpuBackend {
         self.shuffle(x, n, c, hw, groups, "channel_shuffle")
     }
 
-    fn channel_shuffle_backward(&self, dy: &GpuBuf<f32>, n: usize, c: usize, hw: usize, groups: usize) -> Result<GpuBuf<f32>> {
-        if groups == 0 || c % groups != 0 {
-            return Err(Error::shape(format!("channel_shuffle backward: groups={groups} must divide the {c} channels")));
-        }
-        self.shuffle(dy, n, c, hw, c / groups, "channel_shuffle backward")
+    fn channel_shuffle_backward(
+        &self,
+        dy: &GpuBuf<f32>,
+        n: usize,
+        c: usize,
+        hw: usize,
+        groups: usize,
+    ) -> Result<GpuBuf<f32>> {
+        let per_group = channels_per_group("channel_shuffle backward", c, groups)?;
+        self.shuffle(dy, n, c, hw, per_group, "channel_shuffle backward")
     }
 }

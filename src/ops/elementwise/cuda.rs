@@ -5,9 +5,9 @@ use super::{ChannelBroadcast, ElementwiseOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
-use crate::gpu::grid::{int, per_element, reduction};
+use crate::gpu::grid::{int, per_element, wide_reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 impl GpuBackend {
     /// y = op(a, b) for the same-length binary kernels `add` and `mul`.
@@ -20,7 +20,13 @@ impl GpuBackend {
     }
 
     /// y = x op operand[channel] for the broadcast kernels `add_channel` and `mul_channel`.
-    fn broadcast(&self, kernel: &str, x: &GpuBuf<f32>, operand: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+    fn broadcast(
+        &self,
+        kernel: &str,
+        x: &GpuBuf<f32>,
+        operand: &GpuBuf<f32>,
+        g: &ChannelBroadcast,
+    ) -> Result<GpuBuf<f32>> {
         expect_len(kernel, "x", x.len(), g.x_len())?;
         expect_len(kernel, "the channel operand", operand.len(), g.operand_len())?;
         // c and hw are at most x_len, checked below to fit an int.
@@ -40,7 +46,13 @@ impl GpuBackend {
 
     /// The broadcast operand's gradient: `channel_sum` (of dy) or `channel_dot` (of dy * x), one
     /// block per operand element.
-    fn channel_reduce(&self, kernel: &str, dy: &GpuBuf<f32>, x: Option<&GpuBuf<f32>>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+    fn channel_reduce(
+        &self,
+        kernel: &str,
+        dy: &GpuBuf<f32>,
+        x: Option<&GpuBuf<f32>>,
+        g: &ChannelBroadcast,
+    ) -> Result<GpuBuf<f32>> {
         expect_len(kernel, "dy", dy.len(), g.x_len())?;
         // The kernel's flat indices reach x_len; n, c and hw are at most that.
         int(g.x_len(), &format!("the element count of the {kernel} input"))?;
@@ -58,7 +70,7 @@ impl GpuBackend {
             KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
         ]);
-        self.launch("elementwise", kernel, reduction(g.operand_len(), per_output)?, &args)?;
+        self.launch("elementwise", kernel, wide_reduction(g.operand_len(), per_output)?, &args)?;
         Ok(out)
     }
 }

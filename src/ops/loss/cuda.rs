@@ -5,9 +5,9 @@ use super::LossOps;
 use crate::device::{Buffer, Device};
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
 use crate::gpu::grid::{int, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 fn check_rows(op: &str, logits: &GpuBuf<f32>, n: usize, classes: usize) -> Result<()> {
     if n == 0 || classes == 0 {
@@ -33,7 +33,9 @@ impl LossOps<f32> for GpuBackend {
             return Err(Error::config(format!("label smoothing must be in [0, 1], got {label_smoothing}")));
         }
         // The kernel indexes the row by its label: an out-of-range label must never reach it.
-        if let Some((row, label)) = self.download_idx(labels)?.into_iter().enumerate().find(|&(_, l)| l as usize >= classes) {
+        if let Some((row, label)) =
+            self.download_idx(labels)?.into_iter().enumerate().find(|&(_, l)| l as usize >= classes)
+        {
             return Err(Error::shape(format!(
                 "{OP}: label {label} of sample {row} is out of range for {classes} classes (labels must be below {classes})"
             )));

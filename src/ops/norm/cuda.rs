@@ -6,9 +6,9 @@ use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
-use crate::gpu::grid::{int, per_element, reduction};
+use crate::gpu::grid::{int, per_element, wide_reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 /// The (n, c, hw) kernel arguments, after checking the flat indices fit in 32 bits.
 fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
@@ -58,7 +58,7 @@ impl NormOps<f32> for GpuBackend {
         ];
         args.extend(geometry_args(g)?);
         args.extend([KernelArg::F32(g.eps as f32), KernelArg::F32(momentum as f32)]);
-        self.launch("norm", "bn_forward_train", reduction(g.c, g.count())?, &args)?;
+        self.launch("norm", "bn_forward_train", wide_reduction(g.c, g.count())?, &args)?;
         Ok((y, saved))
     }
 
@@ -122,7 +122,7 @@ impl NormOps<f32> for GpuBackend {
             dbeta.arg(),
         ];
         args.extend(geometry_args(g)?);
-        self.launch("norm", "bn_backward", reduction(g.c, g.count())?, &args)?;
+        self.launch("norm", "bn_backward", wide_reduction(g.c, g.count())?, &args)?;
         Ok((dx, dgamma, dbeta))
     }
 }

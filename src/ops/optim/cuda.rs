@@ -4,9 +4,9 @@ use super::{AdamParams, OptimOps, SgdParams};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 impl OptimOps<f32> for GpuBackend {
     fn sgd_step(
@@ -52,7 +52,7 @@ impl OptimOps<f32> for GpuBackend {
         expect_len("adam", "first moment", m.len(), param.len())?;
         expect_len("adam", "second moment", v.len(), param.len())?;
         if step == 0 {
-            return Err(Error::config("adam step counts from 1, got 0"));
+            return Err(Error::config("Adam steps count from 1, got step 0"));
         }
         let n = int(param.len(), "adam")?;
         // Bias corrections in f64: beta^t for large t underflows gracefully to 0 there.

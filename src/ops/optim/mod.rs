@@ -5,6 +5,9 @@
 //! Adam: g = grad + wd * p (Adam, L2) or p *= 1 - lr * wd (AdamW, decoupled); m = b1 m + (1-b1) g;
 //! v = b2 v + (1-b2) g^2; p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t from 1.
 
+mod cpu;
+mod cuda;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;
@@ -51,4 +54,3 @@ pub trait OptimOps<E: Element>: Device<E> {
         step: u64,
     ) -> Result<()>;
 }
-mod cuda;
