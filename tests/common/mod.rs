@@ -42,3 +42,13 @@ pub fn random_nchw(count: usize, seed: u64) -> Vec<(usize, usize, usize)> {
     let mut dim = |max: u64| 1 + rng.below(max) as usize;
     (0..count).map(|_| (dim(6), dim(9), dim(80))).collect()
 }
+
+/// The same f32 values on the GPU and, widened exactly to f64, on the CPU reference.
+pub fn upload_pair(
+    gpu: &GpuBackend,
+    cpu: &ferronet::cpu::CpuBackend,
+    host: &[f32],
+) -> (ferronet::gpu::GpuBuf<f32>, ferronet::cpu::CpuBuf<f64>) {
+    use ferronet::device::Device;
+    (gpu.upload(host).unwrap(), cpu.upload(&widen(host)).unwrap())
+}

@@ -242,7 +242,7 @@ impl ConvOps<f32> for GpuBackend {
         let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
         args.extend(geometry);
         args.push(KernelArg::I32(bias.is_some() as i32));
-        self.launch("depthwise", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?;
+        self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?;
         Ok(y)
     }
 
@@ -254,7 +254,7 @@ impl ConvOps<f32> for GpuBackend {
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), w.arg(), dx.arg()];
         args.extend(geometry);
-        self.launch("depthwise", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?;
+        self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?;
         Ok(dx)
     }
 
@@ -269,7 +269,7 @@ impl ConvOps<f32> for GpuBackend {
         let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;
         let mut args = vec![x.arg(), dy.arg(), dw.arg()];
         args.extend(geometry);
-        self.launch("depthwise", "depthwise_backward_filter", cfg, &args)?;
+        self.launch("conv", "depthwise_backward_filter", cfg, &args)?;
         Ok(dw)
     }
 }
