@@ -10,7 +10,8 @@ pub struct LaunchStats {
     pub block: (u32, u32, u32),
     /// Warp-level instructions issued (one per warp per executed instruction).
     pub warp_insts: u64,
-    /// Lane-level instructions: warp instructions times their active (unpredicated) lanes.
+    /// Lane-level instructions: warp instructions times their active lanes (lanes on the
+    /// warp's current path, whether or not a guard predicate disables them).
     pub lane_insts: u64,
     /// f32 floating-point operations (add/sub/mul 1, fma 2 per active lane).
     pub flops: u64,
@@ -83,7 +84,10 @@ pub fn distinct_sectors(addrs: &mut [u64]) -> u64 {
     for a in addrs.iter_mut() {
         *a >>= 5;
     }
-    addrs.sort_unstable();
+    // Coalesced accesses arrive in lane order already; sort only when they do not.
+    if !addrs.is_sorted() {
+        addrs.sort_unstable();
+    }
     let mut n = 0;
     let mut last = u64::MAX;
     for &s in addrs.iter() {
@@ -95,10 +99,40 @@ pub fn distinct_sectors(addrs: &mut [u64]) -> u64 {
     n
 }
 
+/// Wavefronts one phase of a shared access needs: the most distinct 4-byte words any bank serves.
+fn phase_wavefronts(words: &mut [u64]) -> u64 {
+    // Fast path: no bank serves two different words (conflict-free or broadcast).
+    let mut bank_word = [u64::MAX; 32];
+    let mut conflict = false;
+    for &w in words.iter() {
+        let b = (w & 31) as usize;
+        if bank_word[b] == u64::MAX {
+            bank_word[b] = w;
+        } else if bank_word[b] != w {
+            conflict = true;
+            break;
+        }
+    }
+    if !conflict {
+        return 1;
+    }
+    words.sort_unstable();
+    let mut per_bank = [0u8; 32];
+    let mut last = u64::MAX;
+    for &w in words.iter() {
+        if w != last {
+            per_bank[(w & 31) as usize] += 1;
+            last = w;
+        }
+    }
+    per_bank.iter().copied().max().unwrap_or(1).max(1) as u64
+}
+
 /// Wavefronts for one warp's shared access: accesses wider than 4 bytes per lane are split into
 /// phases of 128 bytes (half-warps for 8 bytes, quarter-warps for 16); within a phase, a bank
 /// serving k distinct 4-byte words needs k wavefronts (same word = broadcast).
-/// `lane_addrs` holds (lane, byte offset) for active lanes; returns (wavefronts, ideal).
+/// `lane_addrs` holds (lane, byte offset) for active lanes in lane order; returns
+/// (wavefronts, ideal wavefronts).
 pub fn shared_wavefronts(lane_addrs: &[(u32, u64)], bytes_per_lane: u32) -> (u64, u64) {
     let words_per_lane = (bytes_per_lane / 4).max(1) as usize;
     let lanes_per_phase = (32 / words_per_lane as u32).max(1);
@@ -119,17 +153,7 @@ pub fn shared_wavefronts(lane_addrs: &[(u32, u64)], bytes_per_lane: u32) -> (u64
             }
             end += 1;
         }
-        let words = &mut words[..nw];
-        words.sort_unstable();
-        let mut per_bank = [0u8; 32];
-        let mut last = u64::MAX;
-        for &w in words.iter() {
-            if w != last {
-                per_bank[(w & 31) as usize] += 1;
-                last = w;
-            }
-        }
-        total += per_bank.iter().copied().max().unwrap_or(0).max(1) as u64;
+        total += phase_wavefronts(&mut words[..nw]);
         ideal += 1;
         start = end;
     }

@@ -342,10 +342,11 @@ impl<'a> Worker<'a> {
                 });
                 mask = g;
             }
-            let active = mask.count_ones() as u64;
+            // Lane instructions count the warp's active lanes (predicated-off lanes still
+            // occupy their slot, as in warp execution efficiency); FLOPs only the enabled ones.
             self.stats.warp_insts += 1;
-            self.stats.lane_insts += active;
-            self.stats.flops += inst.flops as u64 * active;
+            self.stats.lane_insts += w.cur_mask.count_ones() as u64;
+            self.stats.flops += inst.flops as u64 * mask.count_ones() as u64;
             let geo = &self.geo;
             match inst.op {
                 Op::Bin { f, d, a, b } => lanes!(mask, l, {
