@@ -153,6 +153,18 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         self.rng = Rng::from_state(state);
     }
 
+    /// Host values of a parameter by name (checkpoints, gradient checks).
+    pub fn param_host(&self, name: &str) -> Result<Vec<E>> {
+        self.params.get_host(&self.backend, name)
+    }
+    /// Replaces a parameter's values by name.
+    pub fn set_param_host(&mut self, name: &str, values: &[E]) -> Result<()> {
+        self.params.set_host(&self.backend, name, values)
+    }
+    /// Host values of a parameter's gradient by name; None when it has none (frozen).
+    pub fn grad_host_by_name(&self, name: &str) -> Result<Option<Vec<E>>> {
+        self.grad_host(self.params.id(name)?)
+    }
     /// Host values of a parameter's gradient from the last training step; None when frozen.
     pub fn grad_host(&self, id: ParamId) -> Result<Option<Vec<E>>> {
         self.grads.get(id).map(|g| self.backend.download(g)).transpose()
