@@ -58,6 +58,7 @@ impl Default for StepOptions {
     }
 }
 
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepOutput<E> {
     /// sum over loss outputs of loss_weight * mean cross-entropy.
     pub loss: f64,

@@ -94,3 +94,18 @@ pub fn batch(graph: &Graph, n: usize, seed: u64) -> Vec<f64> {
 pub fn labels(n: usize, classes: usize) -> Vec<u32> {
     (0..n).map(|i| (i % classes) as u32).collect()
 }
+
+/// `depth` conv-BN-relu layers of 8 channels on [3, 8, 8] and a classifier: long enough for
+/// liveness to matter.
+pub fn conv_chain(depth: usize) -> Graph {
+    let mut b = GraphBuilder::new("conv_chain", &[3, 8, 8]);
+    let mut x = 0;
+    for i in 0..depth {
+        let c = b.conv2d(&format!("conv{i}"), x, ConvCfg::new(8, 3).padding(1).bias(false)).unwrap();
+        let n = b.batch_norm2d(&format!("bn{i}"), c, 1e-5, 0.1).unwrap();
+        x = b.activation(&format!("relu{i}"), n, Activation::Relu);
+    }
+    let fc = head(&mut b, x, 5);
+    b.output(fc, 1.0, false);
+    b.finish().unwrap()
+}
