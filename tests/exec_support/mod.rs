@@ -57,18 +57,19 @@ pub fn inverted_residual() -> Graph {
     b.finish().unwrap()
 }
 
-/// Every remaining op in one graph: ShuffleNet's split/concat/shuffle, squeeze-excitation gating,
+/// Every remaining op in one graph: ShuffleNet's split (with a gap)/concat/shuffle, squeeze-excitation gating,
 /// elementwise mul, max/avg pooling, dropout and an auxiliary head; input [4, 6, 6].
 pub fn op_zoo() -> Graph {
     let mut b = GraphBuilder::new("op_zoo", &[4, 6, 6]);
-    let left = b.slice_channels("split_left", 0, 0, 2).unwrap();
+    // Channel 1 is read by neither slice: its gradient is a zero pad.
+    let left = b.slice_channels("split_left", 0, 0, 1).unwrap();
     let right = b.slice_channels("split_right", 0, 2, 2).unwrap();
     let conv = b.conv2d("branch_conv", right, ConvCfg::new(2, 3).padding(1)).unwrap();
     let act = b.activation("branch_hswish", conv, Activation::Hardswish);
     let joined = b.concat("concat", &[left, act]).unwrap();
-    let shuffled = b.channel_shuffle("shuffle", joined, 2).unwrap();
+    let shuffled = b.channel_shuffle("shuffle", joined, 3).unwrap();
     let squeeze = b.adaptive_avg_pool2d("se_pool", shuffled, (1, 1)).unwrap();
-    let gate_conv = b.conv2d("se_fc", squeeze, ConvCfg::new(4, 1)).unwrap();
+    let gate_conv = b.conv2d("se_fc", squeeze, ConvCfg::new(3, 1)).unwrap();
     let gate = b.activation("se_gate", gate_conv, Activation::Sigmoid);
     let gated = b.mul_channel("se_scale", shuffled, gate).unwrap();
     let squared = b.mul("square", gated, shuffled).unwrap();
