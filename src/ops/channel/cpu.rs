@@ -22,7 +22,7 @@ fn channel_offsets(channels: &[usize]) -> (Vec<usize>, usize) {
 
 /// Channels per group of a shuffle, after checking that `groups` divides `c`.
 fn channels_per_group(op: &str, c: usize, groups: usize) -> Result<usize> {
-    if groups == 0 || c % groups != 0 {
+    if groups == 0 || !c.is_multiple_of(groups) {
         return Err(Error::shape(format!("{op}: {c} channels cannot be split into {groups} equal groups")));
     }
     Ok(c / groups)

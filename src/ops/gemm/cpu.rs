@@ -107,8 +107,8 @@ mod tests {
     fn strided_spec<E: Element>(trans_a: bool, trans_b: bool, beta: f64) -> GemmSpec<E> {
         let (m, n, k) = (5, 7, 3);
         GemmSpec {
-            alpha: <E as Element>::from_f64(1.5),
-            beta: <E as Element>::from_f64(beta),
+            alpha: E::from_f64(1.5),
+            beta: E::from_f64(beta),
             batch: 2,
             stride_a: m * k + 4,
             stride_b: k * n + 1,

@@ -9,7 +9,13 @@ use crate::ops::gemm::{GemmOps, GemmSpec};
 use rayon::prelude::*;
 
 impl<E: Element> LinearOps<E> for CpuBackend {
-    fn linear_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &LinearGeom) -> Result<CpuBuf<E>> {
+    fn linear_forward(
+        &self,
+        x: &CpuBuf<E>,
+        w: &CpuBuf<E>,
+        bias: Option<&CpuBuf<E>>,
+        g: &LinearGeom,
+    ) -> Result<CpuBuf<E>> {
         expect_len("linear input", x.len(), g.n * g.in_features)?;
         expect_len("linear weight", w.len(), g.out_features * g.in_features)?;
         if let Some(b) = bias {
@@ -85,8 +91,10 @@ mod tests {
         let cpu = CpuBackend::new();
         let g = LinearGeom::new(4, 7, 3).unwrap();
         let (x, w, b) = (random_vec(5, 28), random_vec(6, 21), random_vec(7, 3));
-        let y64 = cpu.linear_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
-        let y32 = cpu.linear_forward(&cpu.wrap(narrow(&x)), &cpu.wrap(narrow(&w)), Some(&cpu.wrap(narrow(&b))), &g).unwrap();
+        let y64 =
+            cpu.linear_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
+        let y32 =
+            cpu.linear_forward(&cpu.wrap(narrow(&x)), &cpu.wrap(narrow(&w)), Some(&cpu.wrap(narrow(&b))), &g).unwrap();
         assert_close("linear f32", &widen(&y32), &y64, 1e-5);
     }
 

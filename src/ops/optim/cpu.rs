@@ -67,7 +67,7 @@ impl<E: Element> OptimOps<E> for CpuBackend {
                 *b = if first_step { d } else { momentum * *b + undamped * d };
                 d = if h.nesterov { d + momentum * *b } else { *b };
             }
-            *p = *p - lr * d;
+            *p -= lr * d;
         };
         let params = param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK));
         if h.momentum == 0.0 {
@@ -105,12 +105,12 @@ impl<E: Element> OptimOps<E> for CpuBackend {
                 for (((p, &g), m), v) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
                     let g = if h.weight_decay != 0.0 && !h.decoupled { g + wd * *p } else { g };
                     if h.decoupled {
-                        *p = *p * decay_factor;
+                        *p *= decay_factor;
                     }
                     *m = b1 * *m + one_minus_b1 * g;
                     *v = b2 * *v + one_minus_b2 * g * g;
                     let denom = v.sqrt() / bias_correction2_sqrt + eps;
-                    *p = *p - step_size * *m / denom;
+                    *p -= step_size * *m / denom;
                 }
             },
         );

@@ -59,7 +59,23 @@ fn window_add<E: Element>(dx_plane: &mut [E], w: usize, (h0, h1): (usize, usize)
 }
 
 fn divisor<E: Element>(count: usize) -> E {
-    <E as Element>::from_f64(count as f64)
+    E::from_f64(count as f64)
+}
+
+/// The average-pooling divisor of every output of a plane, row-major.
+fn avg_divisors<E: Element>(g: &PoolGeom) -> Vec<E> {
+    (0..g.oh * g.ow).map(|o| divisor(g.avg_divisor(o / g.ow, o % g.ow))).collect()
+}
+
+/// The windows of every output of an adaptive plane, row-major, with the number of elements each averages.
+fn adaptive_windows<E: Element>(g: &AdaptivePoolGeom) -> Vec<((usize, usize), (usize, usize), E)> {
+    (0..g.oh * g.ow)
+        .map(|o| {
+            let rows = AdaptivePoolGeom::range(o / g.ow, g.h, g.oh);
+            let cols = AdaptivePoolGeom::range(o % g.ow, g.w, g.ow);
+            (rows, cols, divisor((rows.1 - rows.0) * (cols.1 - cols.0)))
+        })
+        .collect()
 }
 
 impl<E: Element> PoolOps<E> for CpuBackend {
@@ -67,7 +83,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         check_geometry(g)?;
         expect_len("max pooling input", x.len(), g.x_len())?;
         if u32::try_from(g.h * g.w).is_err() {
-            return Err(Error::shape(format!("max pooling plane {}x{} is too large for 32-bit argmax indices", g.h, g.w)));
+            return Err(Error::shape(format!(
+                "max pooling plane {}x{} is too large for 32-bit argmax indices",
+                g.h, g.w
+            )));
         }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
@@ -76,7 +95,9 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         y.par_chunks_mut(plane_out).zip(indices.par_chunks_mut(plane_out)).enumerate().for_each(
             |(p, (y_plane, idx_plane))| {
                 let x_plane = &x[p * plane_in..][..plane_in];
-                for ((y_out, idx_out), &((h0, h1), (w0, w1))) in y_plane.iter_mut().zip(idx_plane.iter_mut()).zip(&windows) {
+                for ((y_out, idx_out), &((h0, h1), (w0, w1))) in
+                    y_plane.iter_mut().zip(idx_plane.iter_mut()).zip(&windows)
+                {
                     let mut best = E::neg_infinity();
                     let mut arg = h0 * g.w + w0;
                     for ih in h0..h1 {
@@ -122,7 +143,7 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         expect_len("average pooling input", x.len(), g.x_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
-        let divisors: Vec<E> = (0..plane_out).map(|o| divisor(g.avg_divisor(o / g.ow, o % g.ow))).collect();
+        let divisors = avg_divisors::<E>(g);
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let x_plane = &x[p * plane_in..][..plane_in];
@@ -138,7 +159,7 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         expect_len("average pooling output gradient", dy.len(), g.y_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
-        let divisors: Vec<E> = (0..plane_out).map(|o| divisor(g.avg_divisor(o / g.ow, o % g.ow))).collect();
+        let divisors = avg_divisors::<E>(g);
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx_plane)| {
             let dy_plane = &dy[p * plane_out..][..plane_out];
@@ -152,14 +173,12 @@ impl<E: Element> PoolOps<E> for CpuBackend {
     fn adaptive_avg_pool2d_forward(&self, x: &CpuBuf<E>, g: &AdaptivePoolGeom) -> Result<CpuBuf<E>> {
         expect_len("adaptive average pooling input", x.len(), g.x_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        let windows = adaptive_windows::<E>(g);
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let x_plane = &x[p * plane_in..][..plane_in];
-            for (o, y_out) in y_plane.iter_mut().enumerate() {
-                let rows = AdaptivePoolGeom::range(o / g.ow, g.h, g.oh);
-                let cols = AdaptivePoolGeom::range(o % g.ow, g.w, g.ow);
-                let count = (rows.1 - rows.0) * (cols.1 - cols.0);
-                *y_out = window_sum(x_plane, g.w, rows, cols) / divisor(count);
+            for (y_out, &(rows, cols, div)) in y_plane.iter_mut().zip(&windows) {
+                *y_out = window_sum(x_plane, g.w, rows, cols) / div;
             }
         });
         Ok(y)
@@ -168,14 +187,12 @@ impl<E: Element> PoolOps<E> for CpuBackend {
     fn adaptive_avg_pool2d_backward(&self, dy: &CpuBuf<E>, g: &AdaptivePoolGeom) -> Result<CpuBuf<E>> {
         expect_len("adaptive average pooling output gradient", dy.len(), g.y_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        let windows = adaptive_windows::<E>(g);
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx_plane)| {
             let dy_plane = &dy[p * plane_out..][..plane_out];
-            for (o, &grad) in dy_plane.iter().enumerate() {
-                let rows = AdaptivePoolGeom::range(o / g.ow, g.h, g.oh);
-                let cols = AdaptivePoolGeom::range(o % g.ow, g.w, g.ow);
-                let count = (rows.1 - rows.0) * (cols.1 - cols.0);
-                window_add(dx_plane, g.w, rows, cols, grad / divisor(count));
+            for (&grad, &(rows, cols, div)) in dy_plane.iter().zip(&windows) {
+                window_add(dx_plane, g.w, rows, cols, grad / div);
             }
         });
         Ok(dx)
@@ -335,7 +352,10 @@ mod tests {
             for p in 0..g.n * g.c {
                 for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
                     let ((h0, h1), (w0, w1)) = (bounds(oh, g.h, g.oh), bounds(ow, g.w, g.ow));
-                    let sum: f64 = (h0..h1).flat_map(|ih| (w0..w1).map(move |iw| (ih, iw))).map(|(ih, iw)| x[(p * g.h + ih) * g.w + iw]).sum();
+                    let sum: f64 = (h0..h1)
+                        .flat_map(|ih| (w0..w1).map(move |iw| (ih, iw)))
+                        .map(|(ih, iw)| x[(p * g.h + ih) * g.w + iw])
+                        .sum();
                     want.push(sum / ((h1 - h0) * (w1 - w0)) as f64);
                 }
             }
