@@ -18,65 +18,89 @@ fn sigmoid<E: Element>(x: E) -> E {
     }
 }
 
-#[inline]
-fn forward<E: Element>(kind: Activation, x: E) -> E {
-    let (zero, three, six) = (E::zero(), lift::<E>(3.0), lift::<E>(6.0));
-    match kind {
-        Activation::Relu => x.max(zero),
-        Activation::Relu6 => x.max(zero).min(six),
-        Activation::Sigmoid => sigmoid(x),
-        Activation::Silu => x * sigmoid(x),
-        Activation::Hardswish => x * (x + three).max(zero).min(six) / six,
+// The *_grad functions are f'(x) with the kink conventions documented in `ops::activation`.
+
+fn relu<E: Element>(x: E) -> E {
+    x.max(E::zero())
+}
+
+fn relu_grad<E: Element>(x: E) -> E {
+    if x > E::zero() {
+        E::one()
+    } else {
+        E::zero()
     }
 }
 
-/// f'(x), with the kink conventions documented in `ops::activation`.
-#[inline]
-fn derivative<E: Element>(kind: Activation, x: E) -> E {
-    let (zero, one, three, six) = (E::zero(), E::one(), lift::<E>(3.0), lift::<E>(6.0));
-    match kind {
-        Activation::Relu => {
-            if x > zero {
-                one
-            } else {
-                zero
-            }
-        }
-        Activation::Relu6 => {
-            if x > zero && x < six {
-                one
-            } else {
-                zero
-            }
-        }
-        Activation::Sigmoid => {
-            let s = sigmoid(x);
-            s * (one - s)
-        }
-        Activation::Silu => {
-            let s = sigmoid(x);
-            s * (one + x * (one - s))
-        }
-        Activation::Hardswish => {
-            if x <= -three {
-                zero
-            } else if x >= three {
-                one
-            } else {
-                (x + x + three) / six
-            }
-        }
+fn relu6<E: Element>(x: E) -> E {
+    x.max(E::zero()).min(lift(6.0))
+}
+
+fn relu6_grad<E: Element>(x: E) -> E {
+    if x > E::zero() && x < lift(6.0) {
+        E::one()
+    } else {
+        E::zero()
     }
 }
 
+fn sigmoid_grad<E: Element>(x: E) -> E {
+    let s = sigmoid(x);
+    s * (E::one() - s)
+}
+
+fn silu<E: Element>(x: E) -> E {
+    x * sigmoid(x)
+}
+
+fn silu_grad<E: Element>(x: E) -> E {
+    let s = sigmoid(x);
+    s * (E::one() + x * (E::one() - s))
+}
+
+fn hardswish<E: Element>(x: E) -> E {
+    x * relu6(x + lift(3.0)) / lift(6.0)
+}
+
+fn hardswish_grad<E: Element>(x: E) -> E {
+    let three: E = lift(3.0);
+    if x <= -three {
+        E::zero()
+    } else if x >= three {
+        E::one()
+    } else {
+        (x + x + three) / lift(6.0)
+    }
+}
+
+// Each kind is dispatched once, outside the loop, so every loop body is a single straight-line
+// function the compiler can vectorise.
 impl<E: Element> ActivationOps<E> for CpuBackend {
     fn activation_forward(&self, kind: Activation, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
-        Ok(self.wrap(map(x, |v| forward(kind, v))))
+        let y = match kind {
+            Activation::Relu => map(x, relu),
+            Activation::Relu6 => map(x, relu6),
+            Activation::Sigmoid => map(x, sigmoid),
+            Activation::Silu => map(x, silu),
+            Activation::Hardswish => map(x, hardswish),
+        };
+        Ok(self.wrap(y))
     }
 
     fn activation_backward(&self, kind: Activation, x: &CpuBuf<E>, dy: &CpuBuf<E>) -> Result<CpuBuf<E>> {
         expect_len(kind.name(), "dy", dy.len(), x.len())?;
-        Ok(self.wrap(zip_map(x, dy, |x, dy| dy * derivative(kind, x))))
+        // dx = dy * f'(x), instantiated separately for each derivative.
+        fn chain<E: Element>(x: &[E], dy: &[E], derivative: impl Fn(E) -> E + Sync) -> Vec<E> {
+            zip_map(x, dy, |x, dy| dy * derivative(x))
+        }
+        let dx = match kind {
+            Activation::Relu => chain(x, dy, relu_grad),
+            Activation::Relu6 => chain(x, dy, relu6_grad),
+            Activation::Sigmoid => chain(x, dy, sigmoid_grad),
+            Activation::Silu => chain(x, dy, silu_grad),
+            Activation::Hardswish => chain(x, dy, hardswish_grad),
+        };
+        Ok(self.wrap(dx))
     }
 }
 
