@@ -23,10 +23,12 @@ fn per_channel<T: Send>(g: &BatchNormGeom, f: impl Fn(usize) -> T + Sync) -> Vec
 
 /// y[row] = f(channel of row, x[row], other[row]) for every [N, C] row, in parallel.
 fn map_rows<E: Element>(g: &BatchNormGeom, x: &[E], other: &[E], f: impl Fn(usize, E, E) -> E + Sync) -> Vec<E> {
+    // BatchNormGeom::new rejects HW = 0, but the fields are public; max(1) keeps chunking valid.
+    let hw = g.hw.max(1);
     let mut y = vec![E::zero(); g.len()];
-    y.par_chunks_mut(g.hw)
-        .zip(x.par_chunks(g.hw).zip(other.par_chunks(g.hw)))
-        .with_min_len((CHUNK / g.hw).max(1))
+    y.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw).zip(other.par_chunks(hw)))
+        .with_min_len((CHUNK / hw).max(1))
         .enumerate()
         .for_each(|(row, (yr, (xr, or)))| {
             let ch = row % g.c;
@@ -74,11 +76,13 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_var", running_var.len()),
         ];
         check_lengths(OP, g, &[x.len()], &per_channel_lens)?;
-        if g.count() == 1 {
+        if g.count() <= 1 {
             return Err(Error::shape(format!(
-                "{OP} needs more than one value per channel, got N*H*W = 1 (N={}, HW={}); \
+                "{OP} needs more than one value per channel, got N*H*W = {} (N={}, HW={}); \
                  train with a batch of at least 2 or use eval mode",
-                g.n, g.hw
+                g.count(),
+                g.n,
+                g.hw
             )));
         }
         let stats = per_channel(g, |ch| channel_mean_var(x, g, ch));
