@@ -51,3 +51,13 @@ pub fn error_text<T>(r: crate::error::Result<T>) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// An f32 copy of an f64 operand, for f32-vs-f64 agreement tests.
+pub fn narrow(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// An f64 copy of an f32 result, to compare with an f64 reference.
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
