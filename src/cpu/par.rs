@@ -8,18 +8,6 @@ use rayon::prelude::*;
 /// Elements per rayon task.
 pub const CHUNK: usize = 1 << 14;
 
-/// `Element::from_f64`, spelled so that it cannot be confused with `FromPrimitive::from_f64`.
-#[inline]
-pub fn lift<E: Element>(v: f64) -> E {
-    <E as Element>::from_f64(v)
-}
-
-/// `Element::to_f64`, spelled so that it cannot be confused with `ToPrimitive::to_f64`.
-#[inline]
-pub fn widen<E: Element>(v: E) -> f64 {
-    <E as Element>::to_f64(v)
-}
-
 /// y[i] = f(x[i])
 pub fn map<E: Element>(x: &[E], f: impl Fn(E) -> E + Sync) -> Vec<E> {
     let mut y = vec![E::zero(); x.len()];

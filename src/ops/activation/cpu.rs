@@ -1,7 +1,7 @@
 //! Pointwise activations on the CPU.
 
 use super::{Activation, ActivationOps};
-use crate::cpu::par::{lift, map, zip_map};
+use crate::cpu::par::{map, zip_map};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
@@ -33,11 +33,11 @@ fn relu_grad<E: Element>(x: E) -> E {
 }
 
 fn relu6<E: Element>(x: E) -> E {
-    x.max(E::zero()).min(lift(6.0))
+    x.max(E::zero()).min(E::from_f64(6.0))
 }
 
 fn relu6_grad<E: Element>(x: E) -> E {
-    if x > E::zero() && x < lift(6.0) {
+    if x > E::zero() && x < E::from_f64(6.0) {
         E::one()
     } else {
         E::zero()
@@ -59,17 +59,17 @@ fn silu_grad<E: Element>(x: E) -> E {
 }
 
 fn hardswish<E: Element>(x: E) -> E {
-    x * relu6(x + lift(3.0)) / lift(6.0)
+    x * relu6(x + E::from_f64(3.0)) / E::from_f64(6.0)
 }
 
 fn hardswish_grad<E: Element>(x: E) -> E {
-    let three: E = lift(3.0);
+    let three: E = E::from_f64(3.0);
     if x <= -three {
         E::zero()
     } else if x >= three {
         E::one()
     } else {
-        (x + x + three) / lift(6.0)
+        (x + x + three) / E::from_f64(6.0)
     }
 }
 
@@ -107,7 +107,7 @@ impl<E: Element> ActivationOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, random};
+    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, narrow, random, widen};
 
     fn forward_f64(cpu: &CpuBackend, kind: Activation, x: &[f64]) -> Vec<f64> {
         cpu.activation_forward(kind, &buf(cpu, x)).unwrap().to_vec()
@@ -170,12 +170,11 @@ mod tests {
     fn f32_agrees_with_f64() {
         let cpu = CpuBackend::new();
         let x = random(100, 5);
-        let x32: Vec<f32> = x.iter().map(|&v| v as f32 * 4.0).collect();
-        let x64: Vec<f64> = x32.iter().map(|&v| v as f64).collect();
+        let x32 = narrow(&x.iter().map(|v| v * 4.0).collect::<Vec<_>>());
+        let x64 = widen(&x32);
         for kind in Activation::ALL {
             let y32 = cpu.activation_forward(kind, &cpu.wrap(x32.clone())).unwrap();
             let d32 = cpu.activation_backward(kind, &cpu.wrap(x32.clone()), &cpu.wrap(vec![1.0f32; 100])).unwrap();
-            let widen = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
             assert_close(kind.name(), &widen(&y32), &forward_f64(&cpu, kind, &x64), 1e-6);
             let d64 = cpu.activation_backward(kind, &buf(&cpu, &x64), &buf(&cpu, &[1.0; 100])).unwrap();
             assert_close(kind.name(), &widen(&d32), &d64, 1e-6);

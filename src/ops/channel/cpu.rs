@@ -98,7 +98,7 @@ impl<E: Element> ChannelOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{buf, error_text, random};
+    use crate::cpu::testutil::{buf, error_text, random, widen};
 
     #[test]
     fn shuffle_matches_pytorch_order_by_hand() {
@@ -143,9 +143,9 @@ mod tests {
         let cpu = CpuBackend::new();
         let x: Vec<f32> = (0..24).map(|v| v as f32).collect();
         let y32 = cpu.channel_shuffle(&cpu.wrap(x.clone()), 2, 4, 3, 2).unwrap();
-        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let x64 = widen(&x);
         let y64 = cpu.channel_shuffle(&buf(&cpu, &x64), 2, 4, 3, 2).unwrap();
-        assert_eq!(y32.iter().map(|&v| v as f64).collect::<Vec<_>>(), y64.to_vec());
+        assert_eq!(widen(&y32), y64.to_vec());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Inverted dropout on the CPU with the counter-based mask shared by every device.
 
 use super::{dropout_hash, DropoutOps};
-use crate::cpu::par::{lift, zip_map, CHUNK};
+use crate::cpu::par::{zip_map, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -13,7 +13,7 @@ impl<E: Element> DropoutOps<E> for CpuBackend {
         if !(0.0..1.0).contains(&p) {
             return Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")));
         }
-        let keep_scale: E = lift(1.0 / (1.0 - p));
+        let keep_scale: E = E::from_f64(1.0 / (1.0 - p));
         // dropout_uniform is (hash >> 40) / 2^24 exactly and p * 2^24 is exact in f64, so
         // `uniform >= p` is `hash >> 40 >= ceil(p * 2^24)`: the same mask without converting
         // every hash to floating point, which costs several times the hash itself.

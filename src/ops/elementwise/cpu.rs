@@ -1,7 +1,7 @@
 //! Elementwise arithmetic and per-channel broadcasts on the CPU.
 
 use super::{ChannelBroadcast, ElementwiseOps};
-use crate::cpu::par::{lift, update, widen, zip_map, CHUNK};
+use crate::cpu::par::{update, zip_map, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
@@ -40,7 +40,7 @@ fn broadcast<E: Element>(x: &[E], operand: &[E], g: &ChannelBroadcast, f: impl F
 
 /// out[k] = sum over the rows sharing operand entry k of row_sum(row), each row's sum in f64.
 fn reduce_to_operand<E: Element>(g: &ChannelBroadcast, row_sum: impl Fn(usize) -> f64 + Sync) -> Vec<E> {
-    (0..g.operand_len()).into_par_iter().map(|k| lift(g.rows_of(k).map(&row_sum).sum())).collect()
+    (0..g.operand_len()).into_par_iter().map(|k| E::from_f64(g.rows_of(k).map(&row_sum).sum())).collect()
 }
 
 fn check_broadcast(op: &str, x_len: usize, operand_len: usize, g: &ChannelBroadcast) -> Result<()> {
@@ -73,7 +73,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
     fn add_channel_backward(&self, dy: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
         expect_len("add_channel backward", "dy", dy.len(), g.x_len())?;
         let row = |r: usize| &dy[r * g.hw..(r + 1) * g.hw];
-        Ok(self.wrap(reduce_to_operand(g, |r| row(r).iter().map(|&v| widen(v)).sum())))
+        Ok(self.wrap(reduce_to_operand(g, |r| row(r).iter().map(|&v| v.to_f64()).sum())))
     }
 
     fn mul_channel(&self, x: &CpuBuf<E>, s: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
@@ -92,7 +92,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
         expect_len("mul_channel backward", "dy", dy.len(), g.x_len())?;
         let dx = broadcast(dy, s, g, |dy, s| dy * s);
         let rows = |r: usize| dy[r * g.hw..(r + 1) * g.hw].iter().zip(&x[r * g.hw..(r + 1) * g.hw]);
-        let ds = reduce_to_operand(g, |r| rows(r).map(|(&dy, &x)| widen(dy) * widen(x)).sum());
+        let ds = reduce_to_operand(g, |r| rows(r).map(|(&dy, &x)| dy.to_f64() * x.to_f64()).sum());
         Ok((self.wrap(dx), self.wrap(ds)))
     }
 
@@ -120,7 +120,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, random};
+    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, narrow, random, widen};
 
     const GEOMS: [ChannelBroadcast; 3] = [
         ChannelBroadcast { n: 2, c: 3, hw: 5, per_sample: false },
@@ -179,12 +179,11 @@ mod tests {
         let cpu = CpuBackend::new();
         let g = GEOMS[0];
         let (x, s, w) = (random(g.x_len(), 4), random(g.operand_len(), 5), random(g.x_len(), 6));
-        let narrow = |v: &[f64]| cpu.wrap(v.iter().map(|&v| v as f32).collect::<Vec<_>>());
-        let (dx32, ds32) = cpu.mul_channel_backward(&narrow(&x), &narrow(&s), &narrow(&w), &g).unwrap();
+        let buf32 = |v: &[f64]| cpu.wrap(narrow(v));
+        let (dx32, ds32) = cpu.mul_channel_backward(&buf32(&x), &buf32(&s), &buf32(&w), &g).unwrap();
         let (dx, ds) = cpu.mul_channel_backward(&buf(&cpu, &x), &buf(&cpu, &s), &buf(&cpu, &w), &g).unwrap();
-        let widen32 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
-        assert_close("dx", &widen32(&dx32), &dx, 1e-6);
-        assert_close("ds", &widen32(&ds32), &ds, 1e-6);
+        assert_close("dx", &widen(&dx32), &dx, 1e-6);
+        assert_close("ds", &widen(&ds32), &ds, 1e-6);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Softmax cross-entropy and softmax on the CPU, one row per rayon task, in f64 internally.
 
 use super::LossOps;
-use crate::cpu::par::{lift, widen};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -11,8 +10,8 @@ use rayon::prelude::*;
 /// The row's maximum and log(sum(exp(x - max))): log-sum-exp = max + the second value, computed
 /// without overflow whatever the magnitude of the logits.
 fn max_and_log_sum_exp<E: Element>(row: &[E]) -> (f64, f64) {
-    let max = row.iter().map(|&v| widen(v)).fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = row.iter().map(|&v| (widen(v) - max).exp()).sum();
+    let max = row.iter().map(|&v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = row.iter().map(|&v| (v.to_f64() - max).exp()).sum();
     (max, sum.ln())
 }
 
@@ -57,15 +56,15 @@ impl<E: Element> LossOps<E> for CpuBackend {
                 for (k, (d, &x)) in drow.iter_mut().zip(row).enumerate() {
                     let target = if k == label as usize { on_target } else { off_target };
                     // -log softmax_k, never negative, so the weighted sum does not cancel.
-                    let neg_log_p = log_sum - (widen(x) - max);
+                    let neg_log_p = log_sum - (x.to_f64() - max);
                     loss += target * neg_log_p;
-                    *d = lift(((-neg_log_p).exp() - target) * inv_n);
+                    *d = E::from_f64(((-neg_log_p).exp() - target) * inv_n);
                 }
                 loss
             })
             .collect();
         let mean_loss = row_losses.iter().sum::<f64>() * inv_n;
-        Ok((self.wrap(vec![lift(mean_loss)]), self.wrap(dlogits)))
+        Ok((self.wrap(vec![E::from_f64(mean_loss)]), self.wrap(dlogits)))
     }
 
     fn softmax(&self, logits: &CpuBuf<E>, n: usize, classes: usize) -> Result<CpuBuf<E>> {
@@ -74,7 +73,7 @@ impl<E: Element> LossOps<E> for CpuBackend {
         probs.par_chunks_mut(classes).zip(logits.par_chunks(classes)).for_each(|(prow, row)| {
             let (max, log_sum) = max_and_log_sum_exp(row);
             for (p, &x) in prow.iter_mut().zip(row) {
-                *p = lift((widen(x) - max - log_sum).exp());
+                *p = E::from_f64((x.to_f64() - max - log_sum).exp());
             }
         });
         Ok(self.wrap(probs))
@@ -84,7 +83,7 @@ impl<E: Element> LossOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, error_text, finite_diff, random};
+    use crate::cpu::testutil::{assert_close, buf, error_text, finite_diff, narrow, random, widen};
 
     fn loss_and_grad(cpu: &CpuBackend, logits: &[f64], labels: &[u32], k: usize, eps: f64) -> (f64, Vec<f64>) {
         let (loss, d) = cpu.softmax_cross_entropy(&buf(cpu, logits), &cpu.wrap(labels.to_vec()), labels.len(), k, eps).unwrap();
@@ -140,14 +139,14 @@ mod tests {
         for row in p64.chunks(7) {
             assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-14);
         }
-        let l32: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
+        let l32 = narrow(&logits);
         let p32 = cpu.softmax(&cpu.wrap(l32.clone()), 4, 7).unwrap();
-        assert_close("softmax f32", &p32.iter().map(|&v| v as f64).collect::<Vec<_>>(), &p64, 1e-6);
+        assert_close("softmax f32", &widen(&p32), &p64, 1e-6);
         let labels = cpu.wrap(vec![0u32, 6, 3, 3]);
         let (loss32, d32) = cpu.softmax_cross_entropy(&cpu.wrap(l32), &labels, 4, 7, 0.1).unwrap();
         let (loss64, d64) = loss_and_grad(&cpu, &logits, &[0, 6, 3, 3], 7, 0.1);
         assert_close("loss f32", &[loss32[0] as f64], &[loss64], 1e-6);
-        assert_close("dlogits f32", &d32.iter().map(|&v| v as f64).collect::<Vec<_>>(), &d64, 1e-6);
+        assert_close("dlogits f32", &widen(&d32), &d64, 1e-6);
     }
 
     #[test]

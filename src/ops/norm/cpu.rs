@@ -3,7 +3,7 @@
 //! elementwise parts run in parallel over [N, C] rows.
 
 use super::{BatchNormGeom, BatchNormSaved, NormOps};
-use crate::cpu::par::{lift, widen, CHUNK};
+use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -42,8 +42,8 @@ fn map_rows<E: Element>(g: &BatchNormGeom, x: &[E], other: &[E], f: impl Fn(usiz
 /// Biased batch mean and variance of one channel.
 fn channel_mean_var<E: Element>(x: &[E], g: &BatchNormGeom, ch: usize) -> (f64, f64) {
     let count = g.count() as f64;
-    let mean = channel_rows(x, g, ch).flatten().map(|&v| widen(v)).sum::<f64>() / count;
-    let var = channel_rows(x, g, ch).flatten().map(|&v| (widen(v) - mean).powi(2)).sum::<f64>() / count;
+    let mean = channel_rows(x, g, ch).flatten().map(|&v| v.to_f64()).sum::<f64>() / count;
+    let var = channel_rows(x, g, ch).flatten().map(|&v| (v.to_f64() - mean).powi(2)).sum::<f64>() / count;
     (mean, var)
 }
 
@@ -88,13 +88,13 @@ impl<E: Element> NormOps<E> for CpuBackend {
         let stats = per_channel(g, |ch| channel_mean_var(x, g, ch));
         let unbias = g.count() as f64 / (g.count() - 1) as f64;
         for (ch, &(mean, var)) in stats.iter().enumerate() {
-            let rm = widen(running_mean[ch]);
-            let rv = widen(running_var[ch]);
-            running_mean[ch] = lift((1.0 - momentum) * rm + momentum * mean);
-            running_var[ch] = lift((1.0 - momentum) * rv + momentum * var * unbias);
+            let rm = running_mean[ch].to_f64();
+            let rv = running_var[ch].to_f64();
+            running_mean[ch] = E::from_f64((1.0 - momentum) * rm + momentum * mean);
+            running_var[ch] = E::from_f64((1.0 - momentum) * rv + momentum * var * unbias);
         }
-        let mean: Vec<E> = stats.iter().map(|&(m, _)| lift(m)).collect();
-        let invstd: Vec<E> = stats.iter().map(|&(_, v)| lift(1.0 / (v + g.eps).sqrt())).collect();
+        let mean: Vec<E> = stats.iter().map(|&(m, _)| E::from_f64(m)).collect();
+        let invstd: Vec<E> = stats.iter().map(|&(_, v)| E::from_f64(1.0 / (v + g.eps).sqrt())).collect();
         let scale: Vec<E> = invstd.iter().zip(gamma.iter()).map(|(&s, &gm)| s * gm).collect();
         let y = map_rows(g, x, x, |ch, x, _| (x - mean[ch]) * scale[ch] + beta[ch]);
         Ok((self.wrap(y), BatchNormSaved { mean: self.wrap(mean), invstd: self.wrap(invstd) }))
@@ -116,7 +116,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_var", running_var.len()),
         ];
         check_lengths("batch_norm2d (eval)", g, &[x.len()], &per_channel_lens)?;
-        let scale: Vec<E> = (0..g.c).map(|ch| lift(widen(gamma[ch]) / (widen(running_var[ch]) + g.eps).sqrt())).collect();
+        let scale: Vec<E> = (0..g.c).map(|ch| E::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + g.eps).sqrt())).collect();
         Ok(self.wrap(map_rows(g, x, x, |ch, x, _| (x - running_mean[ch]) * scale[ch] + beta[ch])))
     }
 
@@ -133,9 +133,9 @@ impl<E: Element> NormOps<E> for CpuBackend {
         let (mean, invstd) = (&saved.mean, &saved.invstd);
         // Per channel: sum(dy) = dbeta and sum(dy * xhat) = dgamma, with xhat = (x - mean) * invstd.
         let sums = per_channel(g, |ch| {
-            let (m, s) = (widen(mean[ch]), widen(invstd[ch]));
+            let (m, s) = (mean[ch].to_f64(), invstd[ch].to_f64());
             channel_rows(dy, g, ch).flatten().zip(channel_rows(x, g, ch).flatten()).fold((0.0, 0.0), |(db, dg), (&dy, &x)| {
-                (db + widen(dy), dg + widen(dy) * (widen(x) - m) * s)
+                (db + dy.to_f64(), dg + dy.to_f64() * (x.to_f64() - m) * s)
             })
         });
         // dx = gamma * invstd * (dy - dbeta / m - xhat * dgamma / m), the closed form of the
@@ -145,7 +145,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
             .iter()
             .enumerate()
             .map(|(ch, &(dbeta, dgamma))| {
-                (lift(widen(gamma[ch]) * widen(invstd[ch])), lift(dbeta / count), lift(dgamma / count))
+                (E::from_f64(gamma[ch].to_f64() * invstd[ch].to_f64()), E::from_f64(dbeta / count), E::from_f64(dgamma / count))
             })
             .collect();
         let dx = map_rows(g, dy, x, |ch, dy, x| {
@@ -153,8 +153,8 @@ impl<E: Element> NormOps<E> for CpuBackend {
             let xhat = (x - mean[ch]) * invstd[ch];
             k * (dy - mean_dy - xhat * mean_dy_xhat)
         });
-        let dgamma = sums.iter().map(|&(_, dg)| lift(dg)).collect();
-        let dbeta = sums.iter().map(|&(db, _)| lift(db)).collect();
+        let dgamma = sums.iter().map(|&(_, dg)| E::from_f64(dg)).collect();
+        let dbeta = sums.iter().map(|&(db, _)| E::from_f64(db)).collect();
         Ok((self.wrap(dx), self.wrap(dgamma), self.wrap(dbeta)))
     }
 }
@@ -162,7 +162,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, random};
+    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, narrow, random, widen};
 
     const EPS: f64 = 1e-5;
 
@@ -237,7 +237,7 @@ mod tests {
             .unwrap();
         assert_eq!(rv[0], 5.0 / 3.0);
         let want = [-1.5f64, -0.5, 0.5, 1.5].map(|d| d / (1.25f64 + EPS).sqrt());
-        assert_close("y", &y.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want, 1e-6);
+        assert_close("y", &widen(&y), &want, 1e-6);
     }
 
     #[test]
@@ -245,23 +245,22 @@ mod tests {
         let cpu = CpuBackend::new();
         let g = BatchNormGeom::new(3, 4, 6, EPS).unwrap();
         let (x, gamma, beta, dy) = (random(g.len(), 5), random(4, 6), random(4, 7), random(g.len(), 8));
-        let narrow = |v: &[f64]| cpu.wrap(v.iter().map(|&v| v as f32).collect::<Vec<_>>());
-        let widen32 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
-        let (mut rm32, mut rv32) = (narrow(&[0.0; 4]), narrow(&[1.0; 4]));
-        let (x32, g32) = (narrow(&x), narrow(&gamma));
-        let (y32, s32) = cpu.batch_norm2d_forward_train(&x32, &g32, &narrow(&beta), &mut rm32, &mut rv32, 0.1, &g).unwrap();
-        let (dx32, dg32, db32) = cpu.batch_norm2d_backward(&narrow(&dy), &x32, &g32, &s32, &g).unwrap();
+        let buf32 = |v: &[f64]| cpu.wrap(narrow(v));
+        let (mut rm32, mut rv32) = (buf32(&[0.0; 4]), buf32(&[1.0; 4]));
+        let (x32, g32) = (buf32(&x), buf32(&gamma));
+        let (y32, s32) = cpu.batch_norm2d_forward_train(&x32, &g32, &buf32(&beta), &mut rm32, &mut rv32, 0.1, &g).unwrap();
+        let (dx32, dg32, db32) = cpu.batch_norm2d_backward(&buf32(&dy), &x32, &g32, &s32, &g).unwrap();
         let (mut rm, mut rv) = (buf(&cpu, &[0.0; 4]), buf(&cpu, &[1.0; 4]));
         let (xb, gb) = (buf(&cpu, &x), buf(&cpu, &gamma));
         let (y, s) = cpu.batch_norm2d_forward_train(&xb, &gb, &buf(&cpu, &beta), &mut rm, &mut rv, 0.1, &g).unwrap();
         let (dx, dg, db) = cpu.batch_norm2d_backward(&buf(&cpu, &dy), &xb, &gb, &s, &g).unwrap();
         for (what, got, want) in [
-            ("y", widen32(&y32), y.to_vec()),
-            ("running_mean", widen32(&rm32), rm.to_vec()),
-            ("running_var", widen32(&rv32), rv.to_vec()),
-            ("dx", widen32(&dx32), dx.to_vec()),
-            ("dgamma", widen32(&dg32), dg.to_vec()),
-            ("dbeta", widen32(&db32), db.to_vec()),
+            ("y", widen(&y32), y.to_vec()),
+            ("running_mean", widen(&rm32), rm.to_vec()),
+            ("running_var", widen(&rv32), rv.to_vec()),
+            ("dx", widen(&dx32), dx.to_vec()),
+            ("dgamma", widen(&dg32), dg.to_vec()),
+            ("dbeta", widen(&db32), db.to_vec()),
         ] {
             assert_close(what, &got, &want, 1e-5);
         }

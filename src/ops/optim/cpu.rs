@@ -2,7 +2,7 @@
 //! them (single-tensor path), so f32 results round like PyTorch's.
 
 use super::{AdamParams, OptimOps, SgdParams};
-use crate::cpu::par::{lift, CHUNK};
+use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -59,8 +59,8 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         if h.momentum != 0.0 {
             expect_len("sgd_step", "momentum buffer", momentum_buf.len(), param.len())?;
         }
-        let (lr, wd, momentum): (E, E, E) = (lift(h.lr), lift(h.weight_decay), lift(h.momentum));
-        let undamped: E = lift(1.0 - h.dampening);
+        let (lr, wd, momentum): (E, E, E) = (E::from_f64(h.lr), E::from_f64(h.weight_decay), E::from_f64(h.momentum));
+        let undamped: E = E::from_f64(1.0 - h.dampening);
         let descend = |p: &mut E, g: E, buf: Option<&mut E>| {
             let mut d = if h.weight_decay != 0.0 { g + wd * *p } else { g };
             if let Some(b) = buf {
@@ -95,11 +95,11 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         expect_len("adam_step", "second moment", v.len(), param.len())?;
         // Exponents beyond i32 only arise after billions of steps, where beta^t is 0 anyway.
         let t = i32::try_from(step).unwrap_or(i32::MAX);
-        let step_size: E = lift(h.lr / (1.0 - h.beta1.powi(t)));
-        let bias_correction2_sqrt: E = lift((1.0 - h.beta2.powi(t)).sqrt());
-        let (b1, b2, eps, wd): (E, E, E, E) = (lift(h.beta1), lift(h.beta2), lift(h.eps), lift(h.weight_decay));
-        let (one_minus_b1, one_minus_b2): (E, E) = (lift(1.0 - h.beta1), lift(1.0 - h.beta2));
-        let decay_factor: E = lift(1.0 - h.lr * h.weight_decay);
+        let step_size: E = E::from_f64(h.lr / (1.0 - h.beta1.powi(t)));
+        let bias_correction2_sqrt: E = E::from_f64((1.0 - h.beta2.powi(t)).sqrt());
+        let (b1, b2, eps, wd): (E, E, E, E) = (E::from_f64(h.beta1), E::from_f64(h.beta2), E::from_f64(h.eps), E::from_f64(h.weight_decay));
+        let (one_minus_b1, one_minus_b2): (E, E) = (E::from_f64(1.0 - h.beta1), E::from_f64(1.0 - h.beta2));
+        let decay_factor: E = E::from_f64(1.0 - h.lr * h.weight_decay);
         param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
             |((pc, gc), (mc, vc))| {
                 for (((p, &g), m), v) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
@@ -121,7 +121,7 @@ impl<E: Element> OptimOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, error_text, random};
+    use crate::cpu::testutil::{assert_close, buf, error_text, narrow, random, widen};
 
     const START: [f64; 2] = [1.0, -2.0];
     const GRADS: [[f64; 2]; 3] = [[0.5, 1.0], [-1.0, 0.25], [2.0, -0.5]];
@@ -240,23 +240,22 @@ mod tests {
         let cpu = CpuBackend::new();
         let len = CHUNK + 5;
         let (p0, grads) = (random(len, 1), [random(len, 2), random(len, 3)]);
-        let narrow = |v: &[f64]| cpu.wrap(v.iter().map(|&v| v as f32).collect::<Vec<_>>());
-        let widen32 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
+        let buf32 = |v: &[f64]| cpu.wrap(narrow(v));
         let h = sgd(0.05, 0.9, 0.1, false, 1e-4);
-        let (mut p32, mut b32, mut p64, mut b64) = (narrow(&p0), narrow(&p0), buf(&cpu, &p0), buf(&cpu, &p0));
+        let (mut p32, mut b32, mut p64, mut b64) = (buf32(&p0), buf32(&p0), buf(&cpu, &p0), buf(&cpu, &p0));
         for (t, g) in grads.iter().enumerate() {
-            cpu.sgd_step(&mut p32, &narrow(g), &mut b32, &h, t == 0).unwrap();
+            cpu.sgd_step(&mut p32, &buf32(g), &mut b32, &h, t == 0).unwrap();
             cpu.sgd_step(&mut p64, &buf(&cpu, g), &mut b64, &h, t == 0).unwrap();
         }
-        assert_close("sgd", &widen32(&p32), &p64, 1e-6);
+        assert_close("sgd", &widen(&p32), &p64, 1e-6);
         let h = adam(0.01, true);
-        let (mut p32, mut m32, mut v32) = (narrow(&p0), narrow(&vec![0.0; len]), narrow(&vec![0.0; len]));
+        let (mut p32, mut m32, mut v32) = (buf32(&p0), buf32(&vec![0.0; len]), buf32(&vec![0.0; len]));
         let (mut p64, mut m64, mut v64) = (buf(&cpu, &p0), buf(&cpu, &vec![0.0; len]), buf(&cpu, &vec![0.0; len]));
         for (t, g) in grads.iter().enumerate() {
-            cpu.adam_step(&mut p32, &narrow(g), &mut m32, &mut v32, &h, t as u64 + 1).unwrap();
+            cpu.adam_step(&mut p32, &buf32(g), &mut m32, &mut v32, &h, t as u64 + 1).unwrap();
             cpu.adam_step(&mut p64, &buf(&cpu, g), &mut m64, &mut v64, &h, t as u64 + 1).unwrap();
         }
-        assert_close("adam", &widen32(&p32), &p64, 1e-6);
+        assert_close("adam", &widen(&p32), &p64, 1e-6);
     }
 
     #[test]

@@ -1,25 +1,25 @@
 //! Full reductions on the CPU, accumulated in f64 in a fixed order (see `cpu::par::sum_f64`).
 
 use super::ReduceOps;
-use crate::cpu::par::{lift, sum_f64, widen};
+use crate::cpu::par::sum_f64;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
 
 impl<E: Element> ReduceOps<E> for CpuBackend {
     fn sum(&self, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
-        Ok(self.wrap(vec![lift(sum_f64(x, widen))]))
+        Ok(self.wrap(vec![E::from_f64(sum_f64(x, Element::to_f64))]))
     }
 
     fn mean(&self, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
         if x.is_empty() {
             return Err(Error::shape("mean of an empty buffer is undefined"));
         }
-        Ok(self.wrap(vec![lift(sum_f64(x, widen) / x.len() as f64)]))
+        Ok(self.wrap(vec![E::from_f64(sum_f64(x, Element::to_f64) / x.len() as f64)]))
     }
 
     fn sum_squares(&self, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
-        Ok(self.wrap(vec![lift(sum_f64(x, |v| widen(v) * widen(v)))]))
+        Ok(self.wrap(vec![E::from_f64(sum_f64(x, |v| v.to_f64() * v.to_f64()))]))
     }
 }
 
