@@ -87,7 +87,12 @@ impl<E: Element> ActivationOps<E> for CpuBackend {
         Ok(self.wrap(y))
     }
 
-    fn activation_backward(&self, kind: Activation, x: &CpuBuf<E>, dy: &CpuBuf<E>) -> Result<CpuBuf<E>> {
+    fn activation_backward(
+        &self,
+        kind: Activation,
+        x: &CpuBuf<E>,
+        dy: &CpuBuf<E>,
+    ) -> Result<CpuBuf<E>> {
         expect_len(kind.name(), "dy", dy.len(), x.len())?;
         // dx = dy * f'(x), instantiated separately for each derivative.
         fn chain<E: Element>(x: &[E], dy: &[E], derivative: impl Fn(E) -> E + Sync) -> Vec<E> {
@@ -107,7 +112,9 @@ impl<E: Element> ActivationOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, narrow, random, widen};
+    use crate::cpu::testutil::{
+        assert_close, buf, dot, error_text, finite_diff, narrow, random, widen,
+    };
 
     fn forward_f64(cpu: &CpuBackend, kind: Activation, x: &[f64]) -> Vec<f64> {
         cpu.activation_forward(kind, &buf(cpu, x)).unwrap().to_vec()
@@ -121,11 +128,19 @@ mod tests {
         let x: Vec<f64> = random(64, 11)
             .iter()
             .map(|v| v * 4.0)
-            .map(|v| if kinks.iter().any(|k| (v - k).abs() < 1e-3) { v + 0.01 } else { v })
+            .map(|v| {
+                if kinks.iter().any(|k| (v - k).abs() < 1e-3) {
+                    v + 0.01
+                } else {
+                    v
+                }
+            })
             .collect();
         let w = random(x.len(), 12);
         for kind in Activation::ALL {
-            let dx = cpu.activation_backward(kind, &buf(&cpu, &x), &buf(&cpu, &w)).unwrap();
+            let dx = cpu
+                .activation_backward(kind, &buf(&cpu, &x), &buf(&cpu, &w))
+                .unwrap();
             let numeric = finite_diff(&x, 1e-6, |x| dot(&forward_f64(&cpu, kind, x), &w));
             assert_close(kind.name(), &dx, &numeric, 1e-6);
         }
@@ -137,8 +152,16 @@ mod tests {
         let x = [-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 6.0, 7.0];
         let ones = [1.0; 8];
         let cases: [(Activation, [f64; 8], [f64; 8]); 3] = [
-            (Activation::Relu, [0.0, 0.0, 0.0, 0.0, 1.5, 3.0, 6.0, 7.0], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]),
-            (Activation::Relu6, [0.0, 0.0, 0.0, 0.0, 1.5, 3.0, 6.0, 6.0], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]),
+            (
+                Activation::Relu,
+                [0.0, 0.0, 0.0, 0.0, 1.5, 3.0, 6.0, 7.0],
+                [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+            ),
+            (
+                Activation::Relu6,
+                [0.0, 0.0, 0.0, 0.0, 1.5, 3.0, 6.0, 6.0],
+                [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0],
+            ),
             (
                 Activation::Hardswish,
                 [0.0, 0.0, -0.375, 0.0, 1.125, 3.0, 6.0, 7.0],
@@ -147,7 +170,9 @@ mod tests {
         ];
         for (kind, y, dy) in cases {
             assert_eq!(forward_f64(&cpu, kind, &x), y, "{} forward", kind.name());
-            let got = cpu.activation_backward(kind, &buf(&cpu, &x), &buf(&cpu, &ones)).unwrap();
+            let got = cpu
+                .activation_backward(kind, &buf(&cpu, &x), &buf(&cpu, &ones))
+                .unwrap();
             assert_eq!(got.to_vec(), dy, "{} derivative", kind.name());
         }
     }
@@ -156,13 +181,23 @@ mod tests {
     fn sigmoid_and_silu_are_finite_and_saturate_for_large_inputs() {
         let cpu = CpuBackend::new();
         let x = [-1000.0f32, -90.0, 90.0, 1000.0];
-        let s = cpu.activation_forward(Activation::Sigmoid, &cpu.wrap(x.to_vec())).unwrap();
+        let s = cpu
+            .activation_forward(Activation::Sigmoid, &cpu.wrap(x.to_vec()))
+            .unwrap();
         assert_eq!(s.to_vec(), vec![0.0, s[1], 1.0, 1.0]);
         assert!(s[1] >= 0.0 && s[1] < 1e-38);
-        let silu = cpu.activation_forward(Activation::Silu, &cpu.wrap(x.to_vec())).unwrap();
+        let silu = cpu
+            .activation_forward(Activation::Silu, &cpu.wrap(x.to_vec()))
+            .unwrap();
         assert!(silu.iter().all(|v| v.is_finite()));
         assert_eq!((silu[0], silu[3]), (0.0, 1000.0));
-        let ds = cpu.activation_backward(Activation::Silu, &cpu.wrap(x.to_vec()), &cpu.wrap(vec![1.0; 4])).unwrap();
+        let ds = cpu
+            .activation_backward(
+                Activation::Silu,
+                &cpu.wrap(x.to_vec()),
+                &cpu.wrap(vec![1.0; 4]),
+            )
+            .unwrap();
         assert_eq!(ds.to_vec(), vec![0.0, ds[1], 1.0, 1.0]);
     }
 
@@ -173,10 +208,21 @@ mod tests {
         let x32 = narrow(&x.iter().map(|v| v * 4.0).collect::<Vec<_>>());
         let x64 = widen(&x32);
         for kind in Activation::ALL {
-            let y32 = cpu.activation_forward(kind, &cpu.wrap(x32.clone())).unwrap();
-            let d32 = cpu.activation_backward(kind, &cpu.wrap(x32.clone()), &cpu.wrap(vec![1.0f32; 100])).unwrap();
-            assert_close(kind.name(), &widen(&y32), &forward_f64(&cpu, kind, &x64), 1e-6);
-            let d64 = cpu.activation_backward(kind, &buf(&cpu, &x64), &buf(&cpu, &[1.0; 100])).unwrap();
+            let y32 = cpu
+                .activation_forward(kind, &cpu.wrap(x32.clone()))
+                .unwrap();
+            let d32 = cpu
+                .activation_backward(kind, &cpu.wrap(x32.clone()), &cpu.wrap(vec![1.0f32; 100]))
+                .unwrap();
+            assert_close(
+                kind.name(),
+                &widen(&y32),
+                &forward_f64(&cpu, kind, &x64),
+                1e-6,
+            );
+            let d64 = cpu
+                .activation_backward(kind, &buf(&cpu, &x64), &buf(&cpu, &[1.0; 100]))
+                .unwrap();
             assert_close(kind.name(), &widen(&d32), &d64, 1e-6);
         }
     }
@@ -184,7 +230,11 @@ mod tests {
     #[test]
     fn mismatched_gradient_length_is_an_error() {
         let cpu = CpuBackend::new();
-        let err = error_text(cpu.activation_backward(Activation::Relu, &buf(&cpu, &[1.0; 4]), &buf(&cpu, &[1.0; 3])));
+        let err = error_text(cpu.activation_backward(
+            Activation::Relu,
+            &buf(&cpu, &[1.0; 4]),
+            &buf(&cpu, &[1.0; 3]),
+        ));
         assert_eq!(err, "shape error: relu: dy has 3 elements but 4 are needed");
     }
 }
