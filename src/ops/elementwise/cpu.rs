@@ -8,25 +8,22 @@ use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
-impl ChannelBroadcast {
-    /// The operand entry that row `row` (= n * C + c) of x is combined with.
-    fn operand_index(&self, row: usize) -> usize {
-        if self.per_sample {
-            row
-        } else {
-            row % self.c
-        }
-    }
+// Free functions rather than inherent methods, so that the GPU launcher can add its own helpers
+// to ChannelBroadcast without clashing names.
 
-    /// The rows of x that share operand entry `k`.
-    fn rows_of(&self, k: usize) -> impl Iterator<Item = usize> {
-        let (rows, stride) = if self.per_sample {
-            (1, 0)
-        } else {
-            (self.n, self.c)
-        };
-        (0..rows).map(move |i| k + i * stride)
+/// The operand entry that row `row` (= n * C + c) of x is combined with.
+fn operand_index(g: &ChannelBroadcast, row: usize) -> usize {
+    if g.per_sample {
+        row
+    } else {
+        row % g.c
     }
+}
+
+/// The rows of x that share operand entry `k`.
+fn rows_sharing(g: &ChannelBroadcast, k: usize) -> impl Iterator<Item = usize> {
+    let (rows, stride) = if g.per_sample { (1, 0) } else { (g.n, g.c) };
+    (0..rows).map(move |i| k + i * stride)
 }
 
 /// y = f(x, operand) with the operand broadcast over HW (and N unless per sample).
@@ -43,7 +40,7 @@ fn broadcast<E: Element>(
         .with_min_len((CHUNK / hw).max(1))
         .enumerate()
         .for_each(|(row, (yr, xr))| {
-            let s = operand[g.operand_index(row)];
+            let s = operand[operand_index(g, row)];
             for (y, &x) in yr.iter_mut().zip(xr) {
                 *y = f(x, s);
             }
@@ -58,7 +55,7 @@ fn reduce_to_operand<E: Element>(
 ) -> Vec<E> {
     (0..g.operand_len())
         .into_par_iter()
-        .map(|k| E::from_f64(g.rows_of(k).map(&row_sum).sum()))
+        .map(|k| E::from_f64(rows_sharing(g, k).map(&row_sum).sum()))
         .collect()
 }
 
