@@ -12,5 +12,6 @@ pub mod graph;
 pub mod ops;
 pub mod rng;
 pub mod shape;
+pub mod sim;
 
 pub use error::{Error, Result};

@@ -2,13 +2,16 @@
 //! [`driver::Driver`] trait so a real GPU (cudarc) and the PTX simulator run the same code.
 
 pub mod backend;
+pub mod cuda_driver;
 pub mod nvrtc_locate;
 pub mod driver;
+pub mod grid;
 pub mod modules;
+pub mod select;
 
 pub use backend::{GpuBackend, GpuBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use driver::Driver;
 use std::sync::Arc;
 
@@ -21,12 +24,15 @@ pub fn test_backend() -> Result<GpuBackend> {
     sim_test_driver().map(GpuBackend::new)
 }
 
-/// A real CUDA device, if this machine has one (filled in by the CUDA driver work).
+/// CUDA device 0, if this machine has a CUDA driver and at least one device.
 fn cuda_test_driver() -> Result<Option<Arc<dyn Driver>>> {
-    Ok(None)
+    match cuda_driver::list_devices()? {
+        Some(devices) if !devices.is_empty() => Ok(Some(Arc::new(cuda_driver::CudaDriver::new(0)?))),
+        _ => Ok(None),
+    }
 }
 
-/// The PTX simulator with its sanitizer on (filled in by the simulator work).
+/// The PTX simulator with its sanitizer on.
 fn sim_test_driver() -> Result<Arc<dyn Driver>> {
-    Err(Error::device("the PTX simulator is not built yet"))
+    Ok(Arc::new(crate::sim::SimDriver::new(crate::sim::SimOptions::default())))
 }

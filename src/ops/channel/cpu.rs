@@ -1,7 +1,7 @@
 //! Channel concatenation, split and shuffle on the CPU: pure data movement, parallel over samples
 //! or channel rows.
 
-use super::ChannelOps;
+use super::{channels_per_group, ChannelOps};
 use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
@@ -18,14 +18,6 @@ fn channel_offsets(channels: &[usize]) -> (Vec<usize>, usize) {
         total += c;
     }
     (offsets, total)
-}
-
-/// Channels per group of a shuffle, after checking that `groups` divides `c`.
-fn channels_per_group(op: &str, c: usize, groups: usize) -> Result<usize> {
-    if groups == 0 || !c.is_multiple_of(groups) {
-        return Err(Error::shape(format!("{op}: {c} channels cannot be split into {groups} equal groups")));
-    }
-    Ok(c / groups)
 }
 
 /// y channel j = x channel source(j), for every sample.

@@ -2,10 +2,11 @@
 //! and ShuffleNet's channel shuffle. Tensors are [N, C, HW].
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub trait ChannelOps<E: Element>: Device<E> {
     /// Concatenates xs[i] ([N, channels[i], HW]) along channels.
@@ -17,4 +18,12 @@ pub trait ChannelOps<E: Element>: Device<E> {
     fn channel_shuffle(&self, x: &Self::Buf, n: usize, c: usize, hw: usize, groups: usize) -> Result<Self::Buf>;
     /// The inverse permutation (the gradient of channel_shuffle).
     fn channel_shuffle_backward(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize, groups: usize) -> Result<Self::Buf>;
+}
+
+/// Channels per group of a shuffle, after checking that `groups` divides `c`.
+pub(crate) fn channels_per_group(op: &str, c: usize, groups: usize) -> Result<usize> {
+    if groups == 0 || !c.is_multiple_of(groups) {
+        return Err(Error::shape(format!("{op}: {c} channels cannot be split into {groups} equal groups")));
+    }
+    Ok(c / groups)
 }

@@ -4,6 +4,7 @@
 //! (times m/(m-1), m = N*H*W) going into running_var. Statistics are kept in fp32 or better.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;

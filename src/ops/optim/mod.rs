@@ -6,6 +6,7 @@
 //! v = b2 v + (1-b2) g^2; p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t from 1.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;

@@ -1,0 +1,1165 @@
+//! Turns parsed PTX into a compact instruction array per kernel: registers resolved to indices,
+//! immediates typed, symbols turned into addresses, labels into instruction indices and every
+//! arithmetic opcode into a function pointer from `alu`.
+
+use super::alu::{self, BinFn, CmpFn, CvtSpec, QuadFn, Rnd, TerFn, Ty, UnFn};
+use super::parse::{Imm, Instruction, KernelAst, ModuleAst, Operand, Statement, VarDecl};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+
+/// Generic addresses of the shared and local windows (`cvta`): far above any global allocation.
+pub const SHARED_WINDOW: u64 = 1 << 48;
+pub const LOCAL_WINDOW: u64 = 2 << 48;
+pub const WINDOW_SIZE: u64 = 1 << 48;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    Tid(u8),
+    Ntid(u8),
+    Ctaid(u8),
+    Nctaid(u8),
+    LaneId,
+    WarpId,
+    NWarpId,
+    LaneMaskEq,
+    LaneMaskLt,
+    LaneMaskLe,
+    LaneMaskGt,
+    LaneMaskGe,
+    SmId,
+    Clock,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Src {
+    Reg(u32),
+    Imm(u64),
+    Special(Special),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    Global,
+    Shared,
+    Local,
+    Param,
+    Generic,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Addr {
+    pub base: Src,
+    pub offset: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShflMode {
+    Up,
+    Down,
+    Bfly,
+    Idx,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoteMode {
+    All,
+    Any,
+    Uni,
+    Ballot,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Comb {
+    And,
+    Or,
+    Xor,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Op {
+    Un { f: UnFn, d: u32, a: Src },
+    Bin { f: BinFn, d: u32, a: Src, b: Src },
+    Ter { f: TerFn, d: u32, a: Src, b: Src, c: Src },
+    Quad { f: QuadFn, d: u32, a: Src, b: Src, c: Src, e: Src },
+    /// `setp.cmp[.bool] p[|q], a, b[, c]`: q receives the complement of the comparison.
+    Setp { f: CmpFn, comb: Option<(Comb, Src, bool)>, p: u32, q: Option<u32>, a: Src, b: Src },
+    Cvt { spec: CvtSpec, d: u32, a: Src },
+    /// `mov.b64 {lo, hi}, a`: splits a into `n` fields of `bits`.
+    Unpack { ds: [u32; 4], n: u8, bits: u8, a: Src },
+    /// `mov.b64 d, {lo, hi}`.
+    Pack { d: u32, srcs: [Src; 4], n: u8, bits: u8 },
+    Ld { space: Space, size: u8, n: u8, signed: bool, d: [u32; 4], addr: Addr },
+    St { space: Space, size: u8, n: u8, v: [Src; 4], addr: Addr },
+    /// `atom`/`red`: new = f(old, b, c); d receives old.
+    Atom { space: Space, f: TerFn, size: u8, d: u32, addr: Addr, b: Src, c: Src },
+    Bar,
+    WarpSync { mask: Src },
+    Shfl { mode: ShflMode, d: u32, p: Option<u32>, a: Src, b: Src, c: Src, mask: Src },
+    Vote { mode: VoteMode, d: u32, a: Src, neg: bool, mask: Src },
+    Bra { target: u32 },
+    Exit,
+    Nop,
+}
+
+pub const NO_GUARD: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Inst {
+    pub op: Op,
+    /// Predicate register guarding the instruction, or NO_GUARD.
+    pub guard: u32,
+    pub guard_neg: bool,
+    /// f32 floating-point operations per active lane (add/mul 1, fma 2).
+    pub flops: u8,
+}
+
+#[derive(Debug)]
+pub struct Kernel {
+    pub name: String,
+    /// (offset, bytes) of each parameter in the parameter buffer.
+    pub params: Vec<(usize, usize)>,
+    pub param_bytes: usize,
+    pub nregs: usize,
+    /// Bytes of static shared memory; dynamic shared memory starts at `dyn_shared_offset`.
+    pub static_shared: usize,
+    pub dyn_shared_offset: usize,
+    pub local_bytes: usize,
+    pub insts: Vec<Inst>,
+    /// Source line and text of each instruction, for diagnostics.
+    pub lines: Vec<(u32, String)>,
+    /// Named shared and local variables (name, space, offset, bytes) for diagnostics.
+    pub vars: Vec<(String, Space, usize, usize)>,
+}
+
+impl Kernel {
+    /// "line 42 (`ld.global.f32 %f1, [%rd4]`)" for instruction `pc`.
+    pub fn where_(&self, pc: usize) -> String {
+        match self.lines.get(pc) {
+            Some((line, text)) => format!("PTX line {line} (`{text}`)"),
+            None => format!("instruction {pc}"),
+        }
+    }
+    /// The named variable of `space` holding `offset`, for error messages.
+    pub fn var_at(&self, space: Space, offset: u64) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(_, s, o, b)| *s == space && offset >= *o as u64 && offset < (*o + (*b).max(1)) as u64)
+            .map(|(n, ..)| n.as_str())
+    }
+}
+
+fn align_up(v: usize, a: usize) -> usize {
+    v.div_ceil(a.max(1)) * a.max(1)
+}
+
+fn operand_text(o: &Operand) -> String {
+    match o {
+        Operand::Reg(r) | Operand::Sym(r) => r.clone(),
+        Operand::Imm(Imm::Int(v)) => format!("{}", *v as i64),
+        Operand::Imm(Imm::F32Bits(b)) => format!("0f{b:08X}"),
+        Operand::Imm(Imm::F64Bits(b)) => format!("0d{b:016X}"),
+        Operand::Imm(Imm::Float(v)) => format!("{v}"),
+        Operand::Addr { base, offset } => match base {
+            Some(b) if *offset != 0 => format!("[{}+{offset}]", operand_text(b)),
+            Some(b) => format!("[{}]", operand_text(b)),
+            None => format!("[{offset}]"),
+        },
+        Operand::Vector(v) => format!("{{{}}}", v.iter().map(operand_text).collect::<Vec<_>>().join(", ")),
+        Operand::Pair(a, b) => format!("{}|{}", operand_text(a), operand_text(b)),
+        Operand::Not(a) => format!("!{}", operand_text(a)),
+        Operand::Sink => "_".into(),
+    }
+}
+
+fn instruction_text(i: &Instruction) -> String {
+    let mut s = String::new();
+    if let Some((g, neg)) = &i.guard {
+        s.push_str(&format!("@{}{g} ", if *neg { "!" } else { "" }));
+    }
+    s.push_str(&i.opcode);
+    let ops: Vec<String> = i.operands.iter().map(operand_text).collect();
+    if !ops.is_empty() {
+        s.push(' ');
+        s.push_str(&ops.join(", "));
+    }
+    s
+}
+
+struct Decoder<'a> {
+    kernel: &'a str,
+    regs: HashMap<String, u32>,
+    nregs: u32,
+    symbols: HashMap<String, (Space, u64)>,
+    labels: HashMap<String, u32>,
+    line: u32,
+    text: String,
+}
+
+/// Parsed opcode: base name, modifiers and the scalar type(s) in order.
+struct Opcode<'a> {
+    base: &'a str,
+    mods: Vec<&'a str>,
+    types: Vec<Ty>,
+    pred: bool,
+}
+
+impl<'a> Opcode<'a> {
+    fn parse(s: &'a str) -> Self {
+        let mut parts = s.split('.');
+        let base = parts.next().unwrap_or("");
+        let mut mods = Vec::new();
+        let mut types = Vec::new();
+        let mut pred = false;
+        for p in parts {
+            if p == "pred" {
+                pred = true;
+            } else if let Some(t) = Ty::parse(p) {
+                types.push(t);
+            } else if p == "f16x2" {
+                types.push(Ty::U(32));
+                mods.push(p);
+            } else {
+                mods.push(p);
+            }
+        }
+        Opcode { base, mods, types, pred }
+    }
+    fn has(&self, m: &str) -> bool {
+        self.mods.contains(&m)
+    }
+    fn rnd(&self) -> Option<Rnd> {
+        self.mods.iter().find_map(|m| match *m {
+            "rn" => Some(Rnd::Rn),
+            "rz" => Some(Rnd::Rz),
+            "rm" => Some(Rnd::Rm),
+            "rp" => Some(Rnd::Rp),
+            _ => None,
+        })
+    }
+    fn int_rnd(&self) -> Option<Rnd> {
+        self.mods.iter().find_map(|m| match *m {
+            "rni" => Some(Rnd::Rn),
+            "rzi" => Some(Rnd::Rz),
+            "rmi" => Some(Rnd::Rm),
+            "rpi" => Some(Rnd::Rp),
+            _ => None,
+        })
+    }
+}
+
+macro_rules! by_width {
+    ($w:expr, $f:ident $(, $extra:expr)*) => {
+        match $w {
+            8 => alu::$f::<8 $(, $extra)*>,
+            16 => alu::$f::<16 $(, $extra)*>,
+            32 => alu::$f::<32 $(, $extra)*>,
+            _ => alu::$f::<64 $(, $extra)*>,
+        }
+    };
+}
+
+macro_rules! by_width_sign {
+    ($w:expr, $s:expr, $f:ident) => {
+        match ($w, $s) {
+            (8, false) => alu::$f::<8, false>,
+            (8, true) => alu::$f::<8, true>,
+            (16, false) => alu::$f::<16, false>,
+            (16, true) => alu::$f::<16, true>,
+            (32, false) => alu::$f::<32, false>,
+            (32, true) => alu::$f::<32, true>,
+            (_, false) => alu::$f::<64, false>,
+            (_, true) => alu::$f::<64, true>,
+        }
+    };
+}
+
+macro_rules! by_mode_ftz_sat {
+    ($mode:expr, $ftz:expr, $sat:expr, $f:ident $(, $pre:expr)*) => {
+        match ($mode, $ftz, $sat) {
+            (alu::RN, false, false) => alu::$f::<$($pre,)* {alu::RN}, false, false>,
+            (alu::RN, true, false) => alu::$f::<$($pre,)* {alu::RN}, true, false>,
+            (alu::RN, false, true) => alu::$f::<$($pre,)* {alu::RN}, false, true>,
+            (alu::RN, true, true) => alu::$f::<$($pre,)* {alu::RN}, true, true>,
+            (alu::RZ, false, false) => alu::$f::<$($pre,)* {alu::RZ}, false, false>,
+            (alu::RZ, true, _) => alu::$f::<$($pre,)* {alu::RZ}, true, false>,
+            (alu::RZ, false, true) => alu::$f::<$($pre,)* {alu::RZ}, false, true>,
+            (alu::RM, false, false) => alu::$f::<$($pre,)* {alu::RM}, false, false>,
+            (alu::RM, true, _) => alu::$f::<$($pre,)* {alu::RM}, true, false>,
+            (alu::RM, false, true) => alu::$f::<$($pre,)* {alu::RM}, false, true>,
+            (_, false, false) => alu::$f::<$($pre,)* {alu::RP}, false, false>,
+            (_, true, _) => alu::$f::<$($pre,)* {alu::RP}, true, false>,
+            (_, false, true) => alu::$f::<$($pre,)* {alu::RP}, false, true>,
+        }
+    };
+}
+
+fn f32_binop(op: u8, mode: u8, ftz: bool, sat: bool) -> BinFn {
+    match op {
+        alu::ADD => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::ADD }),
+        alu::SUB => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::SUB }),
+        alu::MUL => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::MUL }),
+        alu::DIV => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::DIV }),
+        alu::MIN => by_mode_ftz_sat!(alu::RN, ftz, false, f32_bin, { alu::MIN }),
+        _ => by_mode_ftz_sat!(alu::RN, ftz, false, f32_bin, { alu::MAX }),
+    }
+}
+
+fn f32_unop(op: u8, mode: u8, ftz: bool) -> UnFn {
+    macro_rules! m {
+        ($op:expr) => {
+            match (mode, ftz) {
+                (alu::RN, false) => alu::f32_un::<{ $op }, { alu::RN }, false>,
+                (alu::RN, true) => alu::f32_un::<{ $op }, { alu::RN }, true>,
+                (alu::RZ, false) => alu::f32_un::<{ $op }, { alu::RZ }, false>,
+                (alu::RZ, true) => alu::f32_un::<{ $op }, { alu::RZ }, true>,
+                (alu::RM, false) => alu::f32_un::<{ $op }, { alu::RM }, false>,
+                (alu::RM, true) => alu::f32_un::<{ $op }, { alu::RM }, true>,
+                (_, false) => alu::f32_un::<{ $op }, { alu::RP }, false>,
+                (_, true) => alu::f32_un::<{ $op }, { alu::RP }, true>,
+            }
+        };
+    }
+    match op {
+        alu::NEG => m!(alu::NEG),
+        alu::ABS => m!(alu::ABS),
+        alu::SQRT => m!(alu::SQRT),
+        alu::RSQRT => m!(alu::RSQRT),
+        alu::RCP => m!(alu::RCP),
+        alu::EX2 => m!(alu::EX2),
+        alu::LG2 => m!(alu::LG2),
+        alu::SIN => m!(alu::SIN),
+        alu::COS => m!(alu::COS),
+        _ => m!(alu::TANH),
+    }
+}
+
+fn f64_unop(op: u8) -> UnFn {
+    match op {
+        alu::NEG => alu::f64_un::<{ alu::NEG }>,
+        alu::ABS => alu::f64_un::<{ alu::ABS }>,
+        alu::SQRT => alu::f64_un::<{ alu::SQRT }>,
+        alu::RSQRT => alu::f64_un::<{ alu::RSQRT }>,
+        alu::RCP => alu::f64_un::<{ alu::RCP }>,
+        alu::EX2 => alu::f64_un::<{ alu::EX2 }>,
+        alu::LG2 => alu::f64_un::<{ alu::LG2 }>,
+        alu::SIN => alu::f64_un::<{ alu::SIN }>,
+        alu::COS => alu::f64_un::<{ alu::COS }>,
+        _ => alu::f64_un::<{ alu::TANH }>,
+    }
+}
+
+fn f64_binop(op: u8, mode: u8) -> BinFn {
+    macro_rules! m {
+        ($op:expr) => {
+            match mode {
+                alu::RN => alu::f64_bin::<{ $op }, { alu::RN }>,
+                alu::RZ => alu::f64_bin::<{ $op }, { alu::RZ }>,
+                alu::RM => alu::f64_bin::<{ $op }, { alu::RM }>,
+                _ => alu::f64_bin::<{ $op }, { alu::RP }>,
+            }
+        };
+    }
+    match op {
+        alu::ADD => m!(alu::ADD),
+        alu::SUB => m!(alu::SUB),
+        alu::MUL => m!(alu::MUL),
+        alu::DIV => m!(alu::DIV),
+        alu::MIN => m!(alu::MIN),
+        _ => m!(alu::MAX),
+    }
+}
+
+fn cmp_fn(code: u8, ty: Ty, ftz: bool) -> Option<CmpFn> {
+    macro_rules! float {
+        ($c:expr) => {
+            match ty {
+                Ty::F64 => alu::cmp_f64::<{ $c }>,
+                _ if ftz => alu::cmp_f32::<{ $c }, true>,
+                _ => alu::cmp_f32::<{ $c }, false>,
+            }
+        };
+    }
+    macro_rules! int {
+        ($c:expr) => {
+            match ty {
+                Ty::S(w) => by_width!(w, cmp_int, { $c }, true),
+                Ty::U(w) => by_width!(w, cmp_int, { $c }, false),
+                _ => return None,
+            }
+        };
+    }
+    if ty.is_float() {
+        if matches!(ty, Ty::F16 | Ty::Bf16) {
+            return None;
+        }
+        return Some(match code {
+            alu::EQ => float!(alu::EQ),
+            alu::NE => float!(alu::NE),
+            alu::LT => float!(alu::LT),
+            alu::LE => float!(alu::LE),
+            alu::GT => float!(alu::GT),
+            alu::GE => float!(alu::GE),
+            alu::EQU => float!(alu::EQU),
+            alu::NEU => float!(alu::NEU),
+            alu::LTU => float!(alu::LTU),
+            alu::LEU => float!(alu::LEU),
+            alu::GTU => float!(alu::GTU),
+            alu::GEU => float!(alu::GEU),
+            alu::NUM => float!(alu::NUM),
+            _ => float!(alu::NAN),
+        });
+    }
+    // For bit types (`setp.eq.b32`) treat as unsigned.
+    Some(match code {
+        alu::EQ => int!(alu::EQ),
+        alu::NE => int!(alu::NE),
+        alu::LT => int!(alu::LT),
+        alu::LE => int!(alu::LE),
+        alu::GT => int!(alu::GT),
+        alu::GE => int!(alu::GE),
+        _ => return None,
+    })
+}
+
+fn atom_add<const W: u32>(old: u64, b: u64, _: u64) -> u64 {
+    alu::add::<W>(old, b)
+}
+fn atom_add_f32(old: u64, b: u64, _: u64) -> u64 {
+    alu::fb(alu::f(old) + alu::f(b))
+}
+fn atom_add_f64(old: u64, b: u64, _: u64) -> u64 {
+    alu::db(alu::d(old) + alu::d(b))
+}
+fn atom_min<const W: u32, const S: bool>(old: u64, b: u64, _: u64) -> u64 {
+    alu::min_int::<W, S>(old, b)
+}
+fn atom_max<const W: u32, const S: bool>(old: u64, b: u64, _: u64) -> u64 {
+    alu::max_int::<W, S>(old, b)
+}
+fn atom_min_f32(old: u64, b: u64, _: u64) -> u64 {
+    alu::fb(alu::f(old).min(alu::f(b)))
+}
+fn atom_max_f32(old: u64, b: u64, _: u64) -> u64 {
+    alu::fb(alu::f(old).max(alu::f(b)))
+}
+fn atom_exch(_: u64, b: u64, _: u64) -> u64 {
+    b
+}
+fn atom_cas(old: u64, b: u64, c: u64) -> u64 {
+    if old == b {
+        c
+    } else {
+        old
+    }
+}
+fn atom_cas32(old: u64, b: u64, c: u64) -> u64 {
+    if old as u32 == b as u32 {
+        c & 0xffff_ffff
+    } else {
+        old
+    }
+}
+fn atom_and(old: u64, b: u64, _: u64) -> u64 {
+    old & b
+}
+fn atom_or(old: u64, b: u64, _: u64) -> u64 {
+    old | b
+}
+fn atom_xor(old: u64, b: u64, _: u64) -> u64 {
+    old ^ b
+}
+fn atom_inc(old: u64, b: u64, _: u64) -> u64 {
+    let (o, b) = (old as u32, b as u32);
+    (if o >= b { 0 } else { o + 1 }) as u64
+}
+fn atom_dec(old: u64, b: u64, _: u64) -> u64 {
+    let (o, b) = (old as u32, b as u32);
+    (if o == 0 || o > b { b } else { o - 1 }) as u64
+}
+
+impl<'a> Decoder<'a> {
+    fn err<T>(&self, msg: impl std::fmt::Display) -> Result<T> {
+        Err(Error::Sim(format!("kernel {}, PTX line {} (`{}`): {msg}", self.kernel, self.line, self.text)))
+    }
+
+    fn reg(&self, name: &str) -> Result<u32> {
+        match self.regs.get(name) {
+            Some(&r) => Ok(r),
+            None => self.err(format!("undeclared register {name}")),
+        }
+    }
+
+    fn special(name: &str) -> Option<Special> {
+        let dim = |s: &str| match s {
+            "x" => Some(0u8),
+            "y" => Some(1),
+            "z" => Some(2),
+            _ => None,
+        };
+        let (head, tail) = name.split_once('.').map_or((name, None), |(h, t)| (h, Some(t)));
+        Some(match (head, tail) {
+            ("%tid", Some(t)) => Special::Tid(dim(t)?),
+            ("%ntid", Some(t)) => Special::Ntid(dim(t)?),
+            ("%ctaid", Some(t)) => Special::Ctaid(dim(t)?),
+            ("%nctaid", Some(t)) => Special::Nctaid(dim(t)?),
+            ("%laneid", None) => Special::LaneId,
+            ("%warpid", None) => Special::WarpId,
+            ("%nwarpid", None) => Special::NWarpId,
+            ("%lanemask_eq", None) => Special::LaneMaskEq,
+            ("%lanemask_lt", None) => Special::LaneMaskLt,
+            ("%lanemask_le", None) => Special::LaneMaskLe,
+            ("%lanemask_gt", None) => Special::LaneMaskGt,
+            ("%lanemask_ge", None) => Special::LaneMaskGe,
+            ("%smid", None) => Special::SmId,
+            ("%clock" | "%clock64", None) => Special::Clock,
+            _ => return None,
+        })
+    }
+
+    fn imm(&self, imm: Imm, ty: Option<Ty>) -> u64 {
+        match (imm, ty) {
+            (Imm::F32Bits(b), Some(Ty::F64)) => alu::db(f32::from_bits(b) as f64),
+            (Imm::F32Bits(b), _) => b as u64,
+            (Imm::F64Bits(b), Some(Ty::F32)) => alu::fb(f64::from_bits(b) as f32),
+            (Imm::F64Bits(b), _) => b,
+            (Imm::Float(v), Some(Ty::F64)) => v.to_bits(),
+            (Imm::Float(v), _) => alu::fb(v as f32),
+            (Imm::Int(v), Some(t)) if t.bits() < 64 => v & alu::mask(t.bits()),
+            (Imm::Int(v), _) => v,
+        }
+    }
+
+    fn src(&self, o: &Operand, ty: Option<Ty>) -> Result<Src> {
+        match o {
+            Operand::Reg(name) => match Self::special(name) {
+                Some(s) => Ok(Src::Special(s)),
+                None => Ok(Src::Reg(self.reg(name)?)),
+            },
+            Operand::Imm(i) => Ok(Src::Imm(self.imm(*i, ty))),
+            Operand::Sym(name) => match self.symbols.get(name) {
+                Some(&(_, addr)) => Ok(Src::Imm(addr)),
+                None => self.err(format!("unknown symbol {name}")),
+            },
+            other => self.err(format!("unexpected operand {}", operand_text(other))),
+        }
+    }
+
+    fn dst(&mut self, o: &Operand) -> Result<u32> {
+        match o {
+            Operand::Reg(name) => self.reg(name),
+            Operand::Sink => Ok(self.sink()),
+            other => self.err(format!("expected a destination register, found {}", operand_text(other))),
+        }
+    }
+
+    /// A scratch register for `_` destinations.
+    fn sink(&mut self) -> u32 {
+        *self.regs.entry("_".into()).or_insert_with(|| {
+            self.nregs += 1;
+            self.nregs - 1
+        })
+    }
+
+    fn addr(&self, o: &Operand) -> Result<(Addr, Option<Space>)> {
+        match o {
+            Operand::Addr { base: Some(b), offset } => {
+                let space = match &**b {
+                    Operand::Sym(s) => self.symbols.get(s).map(|&(sp, _)| sp),
+                    _ => None,
+                };
+                Ok((Addr { base: self.src(b, Some(Ty::U(64)))?, offset: *offset }, space))
+            }
+            Operand::Addr { base: None, offset } => Ok((Addr { base: Src::Imm(0), offset: *offset }, None)),
+            other => self.err(format!("expected an address, found {}", operand_text(other))),
+        }
+    }
+
+    fn ops(&self, i: &Instruction, n: usize) -> Result<()> {
+        if i.operands.len() != n {
+            return self.err(format!("expected {n} operands, found {}", i.operands.len()));
+        }
+        Ok(())
+    }
+
+    fn space_of(&self, oc: &Opcode) -> Space {
+        if oc.has("global") {
+            Space::Global
+        } else if oc.has("shared") {
+            Space::Shared
+        } else if oc.has("local") {
+            Space::Local
+        } else if oc.has("param") {
+            Space::Param
+        } else {
+            Space::Generic
+        }
+    }
+
+    fn vec_width(&self, oc: &Opcode) -> u8 {
+        if oc.has("v4") {
+            4
+        } else if oc.has("v2") {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn decode(&mut self, i: &Instruction) -> Result<(Op, u8)> {
+        let oc = Opcode::parse(&i.opcode);
+        let ty = oc.types.first().copied();
+        let o = &i.operands;
+        let w = ty.map_or(64, |t| t.bits());
+        let signed = matches!(ty, Some(Ty::S(_)));
+        let ftz = oc.has("ftz");
+        let sat = oc.has("sat");
+        let mode = alu::rnd_tag(oc.rnd().unwrap_or(Rnd::Rn));
+        let is_f32 = ty == Some(Ty::F32);
+        let is_f64 = ty == Some(Ty::F64);
+        let f16x2 = oc.has("f16x2");
+        let mut flops = 0u8;
+
+        macro_rules! bin {
+            ($f:expr) => {{
+                self.ops(i, 3)?;
+                Op::Bin { f: $f, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, b: self.src(&o[2], ty)? }
+            }};
+        }
+        macro_rules! un {
+            ($f:expr) => {{
+                self.ops(i, 2)?;
+                Op::Un { f: $f, d: self.dst(&o[0])?, a: self.src(&o[1], ty)? }
+            }};
+        }
+        macro_rules! ter {
+            ($f:expr, $cty:expr) => {{
+                self.ops(i, 4)?;
+                Op::Ter { f: $f, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, b: self.src(&o[2], ty)?, c: self.src(&o[3], $cty)? }
+            }};
+        }
+        let float_bin = |op: u8| -> Option<BinFn> {
+            if is_f32 {
+                Some(f32_binop(op, mode, ftz, sat))
+            } else if is_f64 {
+                Some(f64_binop(op, mode))
+            } else {
+                None
+            }
+        };
+        let unsupported = || Error::Sim(format!(
+            "kernel {}, PTX line {}: the simulator does not support `{}`",
+            self.kernel, self.line, i.opcode
+        ));
+
+        let op = match oc.base {
+            "add" | "sub" | "mul" | "min" | "max" | "div" if ty.is_some_and(|t| t.is_float()) && !f16x2 => {
+                let code = match oc.base {
+                    "add" => alu::ADD,
+                    "sub" => alu::SUB,
+                    "mul" => alu::MUL,
+                    "min" => alu::MIN,
+                    "max" => alu::MAX,
+                    _ => alu::DIV,
+                };
+                if is_f64 && mode != alu::RN && code == alu::DIV && oc.rnd().is_none() {
+                    return Err(unsupported());
+                }
+                if is_f32 && code <= alu::MUL {
+                    flops = 1;
+                }
+                bin!(float_bin(code).ok_or_else(unsupported)?)
+            }
+            "add" => bin!(by_width!(w, add)),
+            "sub" => bin!(by_width!(w, sub)),
+            "mul" | "mul24" if oc.has("wide") => bin!(by_width_sign!(w, signed, mul_wide)),
+            "mul" | "mul24" if oc.has("hi") => bin!(by_width_sign!(w, signed, mul_hi)),
+            "mul" | "mul24" => bin!(by_width!(w, mul_lo)),
+            "mad" | "mad24" if ty.is_some_and(|t| t.is_float()) => {
+                if !is_f32 {
+                    return Err(unsupported());
+                }
+                flops = 2;
+                ter!(by_mode_ftz_sat!(mode, ftz, sat, f32_fma), ty)
+            }
+            "mad" | "mad24" if oc.has("wide") => {
+                let cty = Some(Ty::U(2 * w));
+                ter!(by_width_sign!(w, signed, mad_wide), cty)
+            }
+            "mad" | "mad24" if oc.has("hi") => ter!(by_width_sign!(w, signed, mad_hi), ty),
+            "mad" | "mad24" => ter!(by_width!(w, mad_lo), ty),
+            "fma" if f16x2 => ter!(alu::f16x2_fma, ty),
+            "fma" if ty == Some(Ty::F16) => ter!(alu::f16_fma, ty),
+            "fma" if is_f32 => {
+                flops = 2;
+                ter!(by_mode_ftz_sat!(mode, ftz, sat, f32_fma), ty)
+            }
+            "fma" if is_f64 && mode == alu::RN => ter!(alu::f64_fma, ty),
+            "div" => bin!(by_width_sign!(w, signed, div)),
+            "rem" => bin!(by_width_sign!(w, signed, rem)),
+            "min" => bin!(by_width_sign!(w, signed, min_int)),
+            "max" => bin!(by_width_sign!(w, signed, max_int)),
+            "neg" | "abs" | "sqrt" | "rsqrt" | "rcp" | "ex2" | "lg2" | "sin" | "cos" | "tanh"
+                if is_f32 || is_f64 =>
+            {
+                let code = match oc.base {
+                    "neg" => alu::NEG,
+                    "abs" => alu::ABS,
+                    "sqrt" => alu::SQRT,
+                    "rsqrt" => alu::RSQRT,
+                    "rcp" => alu::RCP,
+                    "ex2" => alu::EX2,
+                    "lg2" => alu::LG2,
+                    "sin" => alu::SIN,
+                    "cos" => alu::COS,
+                    _ => alu::TANH,
+                };
+                if is_f64 && mode != alu::RN {
+                    return Err(unsupported());
+                }
+                un!(if is_f32 { f32_unop(code, mode, ftz) } else { f64_unop(code) })
+            }
+            "neg" => un!(by_width!(w, neg_int)),
+            "abs" => un!(by_width!(w, abs_int)),
+            "and" if oc.pred => bin!(alu::and::<1>),
+            "or" if oc.pred => bin!(alu::or::<1>),
+            "xor" if oc.pred => bin!(alu::xor::<1>),
+            "not" if oc.pred => un!(alu::not_pred),
+            "and" => bin!(by_width!(w, and)),
+            "or" => bin!(by_width!(w, or)),
+            "xor" => bin!(by_width!(w, xor)),
+            "not" => un!(by_width!(w, not)),
+            "cnot" => un!(alu::not_pred),
+            "shl" => {
+                self.ops(i, 3)?;
+                Op::Bin { f: by_width!(w, shl), d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, b: self.src(&o[2], Some(Ty::U(32)))? }
+            }
+            "shr" => {
+                self.ops(i, 3)?;
+                let f = if signed { by_width!(w, shr_s) } else { by_width!(w, shr_u) };
+                Op::Bin { f, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, b: self.src(&o[2], Some(Ty::U(32)))? }
+            }
+            "popc" => un!(by_width!(w, popc)),
+            "clz" => un!(by_width!(w, clz)),
+            "brev" => un!(by_width!(w, brev)),
+            "bfind" if !oc.has("shiftamt") => un!(by_width_sign!(w, signed, bfind)),
+            "bfe" => {
+                let u32ty = Some(Ty::U(32));
+                self.ops(i, 4)?;
+                Op::Ter {
+                    f: by_width_sign!(w, signed, bfe),
+                    d: self.dst(&o[0])?,
+                    a: self.src(&o[1], ty)?,
+                    b: self.src(&o[2], u32ty)?,
+                    c: self.src(&o[3], u32ty)?,
+                }
+            }
+            "bfi" => {
+                self.ops(i, 5)?;
+                let u32ty = Some(Ty::U(32));
+                Op::Quad {
+                    f: by_width!(w, bfi),
+                    d: self.dst(&o[0])?,
+                    a: self.src(&o[1], ty)?,
+                    b: self.src(&o[2], ty)?,
+                    c: self.src(&o[3], u32ty)?,
+                    e: self.src(&o[4], u32ty)?,
+                }
+            }
+            "prmt" if oc.mods.is_empty() => ter!(alu::prmt, ty),
+            "selp" => {
+                self.ops(i, 4)?;
+                Op::Ter { f: alu::selp, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, b: self.src(&o[2], ty)?, c: self.src(&o[3], None)? }
+            }
+            "setp" => self.setp(i, &oc)?,
+            "cvt" => {
+                self.ops(i, 2)?;
+                let (Some(&dst), Some(&src)) = (oc.types.first(), oc.types.get(1)) else { return Err(unsupported()) };
+                let spec = CvtSpec { dst, src, float_rnd: oc.rnd().unwrap_or(Rnd::Rn), int_rnd: oc.int_rnd(), sat, ftz };
+                if matches!(dst, Ty::F16 | Ty::Bf16) && spec.float_rnd != Rnd::Rn {
+                    return Err(unsupported());
+                }
+                Op::Cvt { spec, d: self.dst(&o[0])?, a: self.src(&o[1], Some(src))? }
+            }
+            "cvta" => {
+                self.ops(i, 2)?;
+                let to = oc.has("to");
+                let window = if oc.has("shared") {
+                    SHARED_WINDOW
+                } else if oc.has("local") {
+                    LOCAL_WINDOW
+                } else {
+                    0
+                };
+                let f: BinFn = if to { alu::sub::<64> } else { alu::add::<64> };
+                Op::Bin { f, d: self.dst(&o[0])?, a: self.src(&o[1], Some(Ty::U(64)))?, b: Src::Imm(window) }
+            }
+            "mov" => self.mov(i, ty, oc.pred)?,
+            "ld" | "ldu" => {
+                self.ops(i, 2)?;
+                let n = self.vec_width(&oc);
+                let (addr, sym_space) = self.addr(&o[1])?;
+                let mut space = self.space_of(&oc);
+                if space == Space::Generic {
+                    space = sym_space.unwrap_or(Space::Generic);
+                }
+                let size = (ty.ok_or_else(unsupported)?.bits() / 8) as u8;
+                let mut d = [0u32; 4];
+                match &o[0] {
+                    Operand::Vector(v) if v.len() == n as usize => {
+                        for (k, r) in v.iter().enumerate() {
+                            d[k] = self.dst(r)?;
+                        }
+                    }
+                    r if n == 1 => d[0] = self.dst(r)?,
+                    _ => return self.err("vector width does not match the operand"),
+                }
+                Op::Ld { space, size, n, signed, d, addr }
+            }
+            "st" => {
+                self.ops(i, 2)?;
+                let n = self.vec_width(&oc);
+                let (addr, sym_space) = self.addr(&o[0])?;
+                let mut space = self.space_of(&oc);
+                if space == Space::Generic {
+                    space = sym_space.unwrap_or(Space::Generic);
+                }
+                let size = (ty.ok_or_else(unsupported)?.bits() / 8) as u8;
+                let mut v = [Src::Imm(0); 4];
+                match &o[1] {
+                    Operand::Vector(items) if items.len() == n as usize => {
+                        for (k, r) in items.iter().enumerate() {
+                            v[k] = self.src(r, ty)?;
+                        }
+                    }
+                    r if n == 1 => v[0] = self.src(r, ty)?,
+                    _ => return self.err("vector width does not match the operand"),
+                }
+                Op::St { space, size, n, v, addr }
+            }
+            "atom" | "red" => self.atom(i, &oc)?,
+            "bar" | "barrier" if oc.has("warp") => {
+                self.ops(i, 1)?;
+                Op::WarpSync { mask: self.src(&o[0], Some(Ty::U(32)))? }
+            }
+            "bar" | "barrier" if !oc.has("arrive") && !oc.has("red") => {
+                // bar.sync 0 over the whole block only: named barriers with counts are rare.
+                if o.len() != 1 || !matches!(o[0], Operand::Imm(Imm::Int(0))) {
+                    return self.err("only `bar.sync 0` (the whole block) is supported");
+                }
+                Op::Bar
+            }
+            "shfl" => {
+                self.ops(i, 5)?;
+                let mode = if oc.has("up") {
+                    ShflMode::Up
+                } else if oc.has("down") {
+                    ShflMode::Down
+                } else if oc.has("bfly") {
+                    ShflMode::Bfly
+                } else if oc.has("idx") {
+                    ShflMode::Idx
+                } else {
+                    return Err(unsupported());
+                };
+                let (d, p) = match &o[0] {
+                    Operand::Pair(a, b) => (self.dst(a)?, Some(self.dst(b)?)),
+                    other => (self.dst(other)?, None),
+                };
+                let u = Some(Ty::U(32));
+                Op::Shfl { mode, d, p, a: self.src(&o[1], u)?, b: self.src(&o[2], u)?, c: self.src(&o[3], u)?, mask: self.src(&o[4], u)? }
+            }
+            "vote" => {
+                self.ops(i, 3)?;
+                let mode = if oc.has("ballot") {
+                    VoteMode::Ballot
+                } else if oc.has("all") {
+                    VoteMode::All
+                } else if oc.has("any") {
+                    VoteMode::Any
+                } else if oc.has("uni") {
+                    VoteMode::Uni
+                } else {
+                    return Err(unsupported());
+                };
+                let (a, neg) = match &o[1] {
+                    Operand::Not(p) => (self.src(p, None)?, true),
+                    p => (self.src(p, None)?, false),
+                };
+                Op::Vote { mode, d: self.dst(&o[0])?, a, neg, mask: self.src(&o[2], Some(Ty::U(32)))? }
+            }
+            "activemask" => {
+                self.ops(i, 1)?;
+                Op::Vote { mode: VoteMode::Ballot, d: self.dst(&o[0])?, a: Src::Imm(1), neg: false, mask: Src::Imm(0xffff_ffff) }
+            }
+            "membar" | "fence" => Op::Nop,
+            "bra" | "brx" if oc.base == "bra" => {
+                self.ops(i, 1)?;
+                let Operand::Sym(label) = &o[0] else { return self.err("branch target must be a label") };
+                match self.labels.get(label) {
+                    Some(&t) => Op::Bra { target: t },
+                    None => return self.err(format!("unknown label {label}")),
+                }
+            }
+            "ret" | "exit" => Op::Exit,
+            _ => return Err(unsupported()),
+        };
+        Ok((op, flops))
+    }
+
+    fn setp(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
+        let o = &i.operands;
+        let ty = oc.types.first().copied();
+        let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
+        let code = oc.mods.iter().find_map(|m| alu::cmp_code(m)).ok_or_else(unsupported)?;
+        let f = cmp_fn(code, ty.ok_or_else(unsupported)?, oc.has("ftz")).ok_or_else(unsupported)?;
+        let comb = if oc.has("and") {
+            Some(Comb::And)
+        } else if oc.has("or") {
+            Some(Comb::Or)
+        } else if oc.has("xor") {
+            Some(Comb::Xor)
+        } else {
+            None
+        };
+        let (p, q) = match &o[0] {
+            Operand::Pair(a, b) => (self.dst(a)?, Some(self.dst(b)?)),
+            other => (self.dst(other)?, None),
+        };
+        let comb = match comb {
+            Some(c) => {
+                self.ops(i, 4)?;
+                let (src, neg) = match &o[3] {
+                    Operand::Not(p) => (self.src(p, None)?, true),
+                    p => (self.src(p, None)?, false),
+                };
+                Some((c, src, neg))
+            }
+            None => {
+                self.ops(i, 3)?;
+                None
+            }
+        };
+        Ok(Op::Setp { f, comb, p, q, a: self.src(&o[1], ty)?, b: self.src(&o[2], ty)? })
+    }
+
+    fn mov(&mut self, i: &Instruction, ty: Option<Ty>, pred: bool) -> Result<Op> {
+        self.ops(i, 2)?;
+        let o = &i.operands;
+        let bits = if pred { 1 } else { ty.map_or(64, |t| t.bits()) };
+        match (&o[0], &o[1]) {
+            (Operand::Vector(ds), src) => {
+                let n = ds.len();
+                if n == 0 || n > 4 || bits as usize % n != 0 {
+                    return self.err("bad vector unpack");
+                }
+                let mut regs = [0u32; 4];
+                for (k, r) in ds.iter().enumerate() {
+                    regs[k] = self.dst(r)?;
+                }
+                Ok(Op::Unpack { ds: regs, n: n as u8, bits: (bits as usize / n) as u8, a: self.src(src, ty)? })
+            }
+            (dst, Operand::Vector(ss)) => {
+                let n = ss.len();
+                if n == 0 || n > 4 || bits as usize % n != 0 {
+                    return self.err("bad vector pack");
+                }
+                let mut srcs = [Src::Imm(0); 4];
+                for (k, s) in ss.iter().enumerate() {
+                    srcs[k] = self.src(s, None)?;
+                }
+                Ok(Op::Pack { d: self.dst(dst)?, srcs, n: n as u8, bits: (bits as usize / n) as u8 })
+            }
+            (dst, src) => {
+                let f: UnFn = match bits {
+                    1 => alu::mask_to::<1>,
+                    8 => alu::mask_to::<8>,
+                    16 => alu::mask_to::<16>,
+                    32 => alu::mask_to::<32>,
+                    _ => alu::identity,
+                };
+                Ok(Op::Un { f, d: self.dst(dst)?, a: self.src(src, ty)? })
+            }
+        }
+    }
+
+    fn atom(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
+        let o = &i.operands;
+        let is_red = oc.base == "red";
+        let ty = oc.types.first().copied();
+        let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
+        let ty = ty.ok_or_else(unsupported)?;
+        let w = ty.bits();
+        if w != 32 && w != 64 {
+            return Err(unsupported());
+        }
+        let signed = matches!(ty, Ty::S(_));
+        let f: TerFn = if oc.has("add") {
+            match ty {
+                Ty::F32 => atom_add_f32,
+                Ty::F64 => atom_add_f64,
+                _ if w == 32 => atom_add::<32>,
+                _ => atom_add::<64>,
+            }
+        } else if oc.has("min") || oc.has("max") {
+            let is_min = oc.has("min");
+            match (ty, w, signed, is_min) {
+                (Ty::F32, _, _, true) => atom_min_f32,
+                (Ty::F32, _, _, false) => atom_max_f32,
+                (Ty::F64, ..) => return Err(unsupported()),
+                (_, 32, false, true) => atom_min::<32, false>,
+                (_, 32, true, true) => atom_min::<32, true>,
+                (_, 32, false, false) => atom_max::<32, false>,
+                (_, 32, true, false) => atom_max::<32, true>,
+                (_, _, false, true) => atom_min::<64, false>,
+                (_, _, true, true) => atom_min::<64, true>,
+                (_, _, false, false) => atom_max::<64, false>,
+                (_, _, true, false) => atom_max::<64, true>,
+            }
+        } else if oc.has("exch") {
+            atom_exch
+        } else if oc.has("cas") {
+            if w == 32 {
+                atom_cas32
+            } else {
+                atom_cas
+            }
+        } else if oc.has("and") {
+            atom_and
+        } else if oc.has("or") {
+            atom_or
+        } else if oc.has("xor") {
+            atom_xor
+        } else if oc.has("inc") && w == 32 {
+            atom_inc
+        } else if oc.has("dec") && w == 32 {
+            atom_dec
+        } else {
+            return Err(unsupported());
+        };
+        let (d, rest) = if is_red { (self.sink(), &o[..]) } else { (self.dst(&o[0])?, &o[1..]) };
+        let cas = oc.has("cas");
+        if rest.len() != if cas { 3 } else { 2 } {
+            return self.err("wrong operand count");
+        }
+        let (addr, sym_space) = self.addr(&rest[0])?;
+        let mut space = self.space_of(oc);
+        if space == Space::Generic {
+            space = sym_space.unwrap_or(Space::Generic);
+        }
+        let b = self.src(&rest[1], Some(ty))?;
+        let c = if cas { self.src(&rest[2], Some(ty))? } else { Src::Imm(0) };
+        Ok(Op::Atom { space, f, size: (w / 8) as u8, d, addr, b, c })
+    }
+}
+
+/// Lays out variables one after another with their alignment; returns the end offset.
+fn layout(vars: &[&VarDecl], start: usize, space: Space, symbols: &mut HashMap<String, (Space, u64)>, named: &mut Vec<(String, Space, usize, usize)>) -> usize {
+    let mut off = start;
+    for v in vars {
+        off = align_up(off, v.align as usize);
+        symbols.insert(v.name.clone(), (space, off as u64));
+        named.push((v.name.clone(), space, off, v.bytes as usize));
+        off += v.bytes as usize;
+    }
+    off
+}
+
+pub fn decode_kernel(module: &ModuleAst, k: &KernelAst) -> Result<Kernel> {
+    let mut symbols = HashMap::new();
+    let mut vars = Vec::new();
+    // Parameters: laid out by their alignment, addressed by offset in the parameter buffer.
+    let mut params = Vec::new();
+    let mut poff = 0usize;
+    for p in &k.params {
+        poff = align_up(poff, p.align as usize);
+        symbols.insert(p.name.clone(), (Space::Param, poff as u64));
+        params.push((poff, p.bytes as usize));
+        poff += p.bytes as usize;
+    }
+    let statics: Vec<&VarDecl> = module.shared.iter().chain(&k.shared).filter(|v| !v.is_extern).collect();
+    let static_shared = layout(&statics, 0, Space::Shared, &mut symbols, &mut vars);
+    let dyn_shared_offset = align_up(static_shared, 16);
+    for v in module.shared.iter().chain(&k.shared).filter(|v| v.is_extern) {
+        symbols.insert(v.name.clone(), (Space::Shared, dyn_shared_offset as u64));
+        vars.push((v.name.clone(), Space::Shared, dyn_shared_offset, 0));
+    }
+    let locals: Vec<&VarDecl> = k.local.iter().collect();
+    let local_bytes = layout(&locals, 0, Space::Local, &mut symbols, &mut vars);
+
+    let mut regs = HashMap::new();
+    let mut nregs = 0u32;
+    for r in &k.regs {
+        match r.count {
+            Some(c) => {
+                for idx in 0..c {
+                    regs.insert(format!("{}{idx}", r.name), nregs);
+                    nregs += 1;
+                }
+            }
+            None => {
+                regs.insert(r.name.clone(), nregs);
+                nregs += 1;
+            }
+        }
+    }
+    let mut labels = HashMap::new();
+    let mut count = 0u32;
+    for s in &k.body {
+        match s {
+            Statement::Label(l) => {
+                labels.insert(l.clone(), count);
+            }
+            Statement::Instruction(_) => count += 1,
+        }
+    }
+    let mut dec = Decoder { kernel: &k.name, regs, nregs, symbols, labels, line: 0, text: String::new() };
+    let mut insts = Vec::with_capacity(count as usize);
+    let mut lines = Vec::with_capacity(count as usize);
+    for s in &k.body {
+        let Statement::Instruction(i) = s else { continue };
+        let text = instruction_text(i);
+        dec.line = i.line;
+        dec.text = text.clone();
+        let (op, flops) = dec.decode(i)?;
+        let (guard, guard_neg) = match &i.guard {
+            Some((g, neg)) => (dec.reg(g)?, *neg),
+            None => (NO_GUARD, false),
+        };
+        insts.push(Inst { op, guard, guard_neg, flops });
+        lines.push((i.line, text));
+    }
+    // Falling off the end of a kernel is an exit.
+    insts.push(Inst { op: Op::Exit, guard: NO_GUARD, guard_neg: false, flops: 0 });
+    lines.push((0, "(end of kernel)".into()));
+    Ok(Kernel {
+        name: k.name.clone(),
+        params,
+        param_bytes: poff,
+        nregs: dec.nregs as usize,
+        static_shared,
+        dyn_shared_offset,
+        local_bytes,
+        insts,
+        lines,
+        vars,
+    })
+}
+
+/// A kernel that failed to decode keeps its message, reported when it is launched, so one
+/// unsupported kernel does not take the rest of its module down.
+pub type DecodedKernel = std::result::Result<std::sync::Arc<Kernel>, String>;
+
+/// Every kernel of a module, decoded.
+pub fn decode_module(text: &str) -> Result<HashMap<String, DecodedKernel>> {
+    let ast = super::parse::parse_module(text)?;
+    let mut out = HashMap::new();
+    for k in &ast.kernels {
+        let decoded = match decode_kernel(&ast, k) {
+            Ok(kernel) => Ok(std::sync::Arc::new(kernel)),
+            Err(Error::Sim(m)) => Err(m),
+            Err(e) => Err(e.to_string()),
+        };
+        out.insert(k.name.clone(), decoded);
+    }
+    Ok(out)
+}
