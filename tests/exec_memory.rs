@@ -106,3 +106,19 @@ fn bad_batches_are_clear_errors() {
     let device_batch = ex.backend().upload(&x).unwrap();
     assert_eq!(ex.infer(Batch::Device(device_batch)).unwrap().len(), 2 * 3);
 }
+
+#[test]
+fn a_batch_too_large_for_free_memory_names_one_that_fits() {
+    let graph = conv_chain(3);
+    let ex = Executor::<f32, _>::new(CpuBackend::new(), graph, 2).unwrap();
+    let workspace = DEFAULT_WORKSPACE_MB << 20;
+    let per_16 = ex.planned_peak_bytes(16, Mode::Train, workspace).unwrap();
+    let per_5 = ex.planned_peak_bytes(5, Mode::Train, workspace).unwrap();
+    let per_6 = ex.planned_peak_bytes(6, Mode::Train, workspace).unwrap();
+    assert!(per_5 < per_6 && per_6 < per_16);
+    ex.check_batch_fits(16, Mode::Train, workspace, 1000, per_16 + 1000).unwrap();
+    let err = ex.check_batch_fits(16, Mode::Train, workspace, 1000, per_5 + 1000).unwrap_err().to_string();
+    assert!(err.contains("at most 5 fits"), "{err}");
+    let err = ex.check_batch_fits(16, Mode::Train, workspace, 0, 10).unwrap_err().to_string();
+    assert!(err.contains("even a batch of 1"), "{err}");
+}
