@@ -321,7 +321,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// parameters only) and, with `input_grad`, in `input_grad_host()`.
     pub fn train_step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<StepOutput<E>> {
         // Last step's gradients go first: they would otherwise double the gradient memory.
-        self.grads.drain(drop);
+        self.grads.clear();
         self.input_grad = None;
         self.backend.reset_peak();
         let (input, n) = self.upload_batch(batch)?;
@@ -366,9 +366,12 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         Ok(logits)
     }
 
-    /// Applies one optimiser step with the last training step's gradients; returns the global
-    /// gradient norm when the optimiser clips.
+    /// Applies one optimiser step with the last training step's gradients, then frees them (so
+    /// an evaluation between steps does not carry gradient memory); returns the global gradient
+    /// norm when the optimiser clips.
     pub fn optimizer_step(&mut self, optimizer: &mut Optimizer<E, B>) -> Result<Option<f64>> {
-        optimizer.step(&self.backend, &mut self.params, &mut self.grads)
+        let norm = optimizer.step(&self.backend, &mut self.params, &mut self.grads)?;
+        self.grads.clear();
+        Ok(norm)
     }
 }
