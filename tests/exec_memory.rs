@@ -6,7 +6,7 @@ mod exec_support;
 use exec_support::{batch, conv_chain, labels, op_zoo, residual_block};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
-use ferronet::exec::{Batch, Executor, Mode, StepOptions};
+use ferronet::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 use ferronet::ops::conv::DEFAULT_WORKSPACE_MB;
 
 const N: usize = 4;
@@ -43,10 +43,12 @@ fn planned_peak_tracks_measured_peak() {
         let planned_eval = ex.planned_peak_bytes(N, Mode::Eval, workspace).unwrap();
         ex.train_step(Batch::Host(&x), &y, &StepOptions::default()).unwrap();
         let train = ex.last_peak_bytes();
-        // Measure inference without last step's gradients resident, as the plan assumes.
-        let mut fresh = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 2).unwrap();
-        fresh.infer(Batch::Host(&x)).unwrap();
-        let eval = fresh.last_peak_bytes();
+        // The optimiser step frees the gradients; its own state stays resident during eval.
+        let kind = OptimizerKind::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false };
+        let mut opt = Optimizer::new(OptimizerConfig { kind, lr: 0.1, weight_decay: 0.0, decay_weights_only: true, clip_grad_norm: None }).unwrap();
+        ex.optimizer_step(&mut opt).unwrap();
+        ex.infer(Batch::Host(&x)).unwrap();
+        let eval = ex.last_peak_bytes() - opt.state_bytes(ex.params());
         println!("{}: train planned {planned_train} measured {train}; eval planned {planned_eval} measured {eval}", graph.name);
         for (what, planned, measured) in [("train", planned_train, train), ("eval", planned_eval, eval)] {
             assert!(measured <= planned, "{}: {what} measured {measured} above planned {planned}", graph.name);
@@ -105,4 +107,20 @@ fn bad_batches_are_clear_errors() {
     assert!(err.contains("3 labels") && err.contains("2 samples"), "{err}");
     let device_batch = ex.backend().upload(&x).unwrap();
     assert_eq!(ex.infer(Batch::Device(device_batch)).unwrap().len(), 2 * 3);
+}
+
+#[test]
+fn a_batch_too_large_for_free_memory_names_one_that_fits() {
+    let graph = conv_chain(3);
+    let ex = Executor::<f32, _>::new(CpuBackend::new(), graph, 2).unwrap();
+    let workspace = DEFAULT_WORKSPACE_MB << 20;
+    let per_16 = ex.planned_peak_bytes(16, Mode::Train, workspace).unwrap();
+    let per_5 = ex.planned_peak_bytes(5, Mode::Train, workspace).unwrap();
+    let per_6 = ex.planned_peak_bytes(6, Mode::Train, workspace).unwrap();
+    assert!(per_5 < per_6 && per_6 < per_16);
+    ex.check_batch_fits(16, Mode::Train, workspace, 1000, per_16 + 1000).unwrap();
+    let err = ex.check_batch_fits(16, Mode::Train, workspace, 1000, per_5 + 1000).unwrap_err().to_string();
+    assert!(err.contains("at most 5 fits"), "{err}");
+    let err = ex.check_batch_fits(16, Mode::Train, workspace, 0, 10).unwrap_err().to_string();
+    assert!(err.contains("even a batch of 1"), "{err}");
 }
