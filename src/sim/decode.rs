@@ -1,6 +1,25 @@
 //! Turns parsed PTX into a compact instruction array per kernel: registers resolved to indices,
 //! immediates typed, symbols turned into addresses, labels into instruction indices and every
 //! arithmetic opcode into a function pointer from `alu`.
+//!
+//! Supported (anything else is an `Error::Sim` naming the instruction, kernel and line):
+//! - integer: add/sub (incl. `.sat.s32`), mul/mad `.lo/.hi/.wide`, mul24/mad24, div, rem, min,
+//!   max, neg, abs, and/or/xor/not/cnot (incl. `.pred`), shl/shr, shf, popc, clz, brev,
+//!   bfind (not `.shiftamt`), bfe, bfi, prmt (default mode), selp;
+//! - f32: add/sub/mul/fma/mad/div with `.rn/.rz/.rm/.rp`, `.ftz`, `.sat`; min/max, neg, abs,
+//!   sqrt, rsqrt, rcp, ex2, lg2, sin, cos, tanh (`.approx` ones use the host's accurate
+//!   functions), copysign, testp; f64 the same minus directed fma/unary rounding;
+//!   f16/f16x2 fma only;
+//! - setp with every comparison (incl. unordered, num, nan) and `.and/.or/.xor` combining;
+//! - cvt between all integer and float types (f16/bf16 round-to-nearest only), `.rni/.rzi/.rmi/
+//!   .rpi`, `.sat`, `.ftz`; cvta to and from shared/local/global; mov incl. special registers
+//!   and vector pack/unpack;
+//! - ld/ldu/st on param, global (`.nc`), shared (static and `extern`), local and generic
+//!   addresses, scalar and v2/v4; atom/red add (u32/s32/u64/f32/f64), min/max, exch, cas,
+//!   and/or/xor, inc/dec on global and shared;
+//! - bar.sync/barrier.sync 0, bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate
+//!   output), vote.sync all/any/uni/ballot, activemask, membar/fence (no-ops), bra, ret/exit,
+//!   trap.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, QuadFn, Rnd, TerFn, Ty, UnFn};
 use super::parse::{Imm, Instruction, KernelAst, ModuleAst, Operand, Statement, VarDecl};
