@@ -80,6 +80,21 @@ fn batched_with_offsets_alpha_and_beta() {
 }
 
 #[test]
+fn random_shapes_transposes_and_batches() {
+    let mut rng = ferronet::rng::Rng::new(99);
+    let mut dim = |max: u64| 1 + rng.below(max) as usize;
+    for case in 0..12u64 {
+        let (m, n, k) = (dim(70), dim(70), dim(40));
+        let mut s = spec(case % 2 == 1, case / 2 % 2 == 1, m, n, k);
+        s.batch = dim(3);
+        (s.stride_a, s.stride_b, s.stride_c) = (m * k + dim(5) - 1, k * n + dim(5) - 1, m * n + dim(5) - 1);
+        (s.offset_a, s.offset_b, s.offset_c) = (dim(8) - 1, dim(8) - 1, dim(8) - 1);
+        (s.alpha, s.beta) = (1.25, if case % 3 == 0 { 0.0 } else { -0.75 });
+        check(s, false, 60 + case);
+    }
+}
+
+#[test]
 fn beta_zero_never_reads_c_and_k_zero_scales_c() {
     // C full of NaN: any read of it with beta == 0 would poison the result.
     check(spec(false, false, 9, 13, 6), true, 50);
