@@ -76,6 +76,11 @@ fn batched_with_offsets_alpha_and_beta() {
         (s.offset_a, s.offset_b, s.offset_c) = (4, 8, 12);
         (s.alpha, s.beta) = (-1.5, 1.0);
         check(s, false, 40 + i as u64);
+        // One A shared by every batch (stride 0), as pointwise convolutions use it.
+        let mut s = spec(ta, tb, 6, 10, 5);
+        s.batch = 3;
+        s.stride_a = 0;
+        check(s, false, 45 + i as u64);
     }
 }
 
