@@ -183,6 +183,6 @@ fn bad_buffers_and_geometries_are_clear_errors() {
     let err = gpu.depthwise_conv2d_forward(&x, &w, None, &g).err().expect("groups = 1 is not depthwise").to_string();
     assert!(err.contains("depthwise convolution needs groups == in channels"), "{err}");
     let mut cols = gpu.zeros(g.col_rows() * g.col_cols(1)).unwrap();
-    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).err().expect("image 1 of 1").to_string();
+    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).expect_err("image 1 of 1").to_string();
     assert!(err.contains("outside the batch of 1"), "{err}");
 }

@@ -114,6 +114,6 @@ fn too_short_operands_are_a_clear_error() {
     let gpu = gpu();
     let a = gpu.upload(&[0.0f32; 6]).unwrap();
     let mut c = gpu.zeros(4).unwrap();
-    let err = gpu.gemm(&spec(false, false, 2, 2, 4), &a, &a, &mut c).err().expect("A needs 8 elements").to_string();
+    let err = gpu.gemm(&spec(false, false, 2, 2, 4), &a, &a, &mut c).expect_err("A needs 8 elements").to_string();
     assert!(err.contains("operand A has 6 elements") && err.contains("needs 8"), "{err}");
 }

@@ -17,7 +17,7 @@ const MAX_GRID_YZ: usize = 65535;
 /// Whether an operand can be read with 16-byte loads: its first matrix is 16-byte aligned and
 /// every row and every batch matrix starts 4 floats apart.
 fn vectorizable(buf: &GpuBuf<f32>, offset: usize, ld: usize, stride: usize, batch: usize) -> KernelArg {
-    let aligned = buf.ptr_at(offset) % 16 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0);
+    let aligned = buf.ptr_at(offset).is_multiple_of(16) && ld.is_multiple_of(4) && (batch == 1 || stride.is_multiple_of(4));
     KernelArg::I32(aligned as i32)
 }
 
