@@ -53,6 +53,12 @@ fn pointwise_spec(g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
     Some(spec)
 }
 
+/// Rows of one group's weight matrix (C_out / groups) and its columns, the GEMMs' inner size
+/// (C_in / groups * KH * KW).
+fn group_gemm_dims(g: &ConvGeom) -> (usize, usize) {
+    (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw)
+}
+
 fn check_chunk(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
     if nb == 0 || n0 + nb > g.n {
         return Err(Error::shape(format!("conv image chunk {n0}..{} is outside the batch of {}", n0 + nb, g.n)));
@@ -97,28 +103,20 @@ impl GpuBackend {
         }
     }
 
-    /// Images per chunk and the column buffer for them, bounded by `workspace_bytes`.
-    fn conv_workspace(&self, g: &ConvGeom) -> Result<(usize, GpuBuf<f32>)> {
+    /// Images per chunk (bounded by `workspace_bytes`), the column buffer for them and, when a
+    /// chunk holds several images, a [C_out, images * OH * OW] scratch buffer.
+    fn chunk_buffers(&self, g: &ConvGeom) -> Result<(usize, GpuBuf<f32>, Option<GpuBuf<f32>>)> {
         let nb = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<f32>());
         let cols = self.alloc::<f32>(g.col_rows() * g.col_cols(nb))?;
-        Ok((nb, cols))
-    }
-
-    /// A [C_out, nb * OH * OW] scratch buffer, needed only when a chunk holds several images.
-    fn chunk_scratch(&self, g: &ConvGeom, nb: usize) -> Result<Option<GpuBuf<f32>>> {
-        if nb > 1 {
-            Ok(Some(self.alloc::<f32>(g.c_out * g.col_cols(nb))?))
-        } else {
-            Ok(None)
-        }
+        let scratch = if nb > 1 { Some(self.alloc::<f32>(g.c_out * g.col_cols(nb))?) } else { None };
+        Ok((nb, cols, scratch))
     }
 
     /// y = conv(x, w) without bias through im2col and one grouped GEMM per chunk of images.
     fn forward_chunked(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
         let plane = g.oh * g.ow;
-        let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
-        let (nb, mut cols) = self.conv_workspace(g)?;
-        let mut scratch = self.chunk_scratch(g, nb)?;
+        let (cout_g, k) = group_gemm_dims(g);
+        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
         for n0 in (0..g.n).step_by(nb) {
             let cur = nb.min(g.n - n0);
             self.im2col(x, g, n0, cur, &mut cols)?;
@@ -146,9 +144,8 @@ impl GpuBackend {
     /// dx through one grouped GEMM and col2im per chunk of images.
     fn backward_data_chunked(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
         let plane = g.oh * g.ow;
-        let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
-        let (nb, mut cols) = self.conv_workspace(g)?;
-        let mut scratch = self.chunk_scratch(g, nb)?;
+        let (cout_g, k) = group_gemm_dims(g);
+        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
         for n0 in (0..g.n).step_by(nb) {
             let cur = nb.min(g.n - n0);
             let (dy_mat, dy_at) = self.dy_chunk(dy, g, n0, cur, &mut scratch)?;
@@ -242,10 +239,9 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "input", x.len(), g.x_len())?;
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
-        let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
+        let (cout_g, k) = group_gemm_dims(g);
         let mut dw = self.alloc::<f32>(g.weight_len())?;
-        let (nb, mut cols) = self.conv_workspace(g)?;
-        let mut scratch = self.chunk_scratch(g, nb)?;
+        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
         for n0 in (0..g.n).step_by(nb) {
             let cur = nb.min(g.n - n0);
             self.im2col(x, g, n0, cur, &mut cols)?;
