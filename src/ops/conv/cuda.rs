@@ -6,11 +6,12 @@ use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
-use crate::ops::check::expect_len;
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
 
-/// The geometry arguments every conv kernel takes after its pointers, from C to OW.
+/// The window geometry as kernel `int`s, in the order the callers destructure it into each
+/// kernel's own argument order.
 fn window_args(g: &ConvGeom) -> Result<[KernelArg; 12]> {
     Ok([
         int(g.kh, "conv kernel height")?,
