@@ -19,13 +19,16 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
 }
 
 #[test]
-fn embedded_smoke_kernel_runs_through_the_test_backend() {
+fn embedded_kernel_runs_through_the_test_backend() {
     let gpu = ferronet::gpu::test_backend().expect("simulator backend");
-    let out = gpu.alloc::<f32>(300).unwrap();
-    let cfg = LaunchConfig::linear(300, 128);
-    gpu.launch("smoke", "fill_f32", cfg, &[out.arg(), KernelArg::F32(2.5), KernelArg::I32(300)]).unwrap();
-    assert_eq!(gpu.download(&out).unwrap(), vec![2.5f32; 300]);
-    assert_eq!(gpu.take_kernel_log(), vec!["smoke::fill_f32".to_string()]);
+    let n = 300;
+    let (a, b) = (data(n, 11), data(n, 12));
+    let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+    let out = gpu.alloc::<f32>(n).unwrap();
+    gpu.launch("elementwise", "add", LaunchConfig::linear(n, 128), &[da.arg(), db.arg(), out.arg(), KernelArg::I32(n as i32)]).unwrap();
+    let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    assert_eq!(gpu.download(&out).unwrap(), want);
+    assert_eq!(gpu.take_kernel_log(), vec!["elementwise::add".to_string()]);
 }
 
 #[test]

@@ -1018,7 +1018,7 @@ impl<'a> Decoder<'a> {
         match (&o[0], &o[1]) {
             (Operand::Vector(ds), src) => {
                 let n = ds.len();
-                if n == 0 || n > 4 || bits as usize % n != 0 {
+                if n == 0 || n > 4 || !(bits as usize).is_multiple_of(n) {
                     return self.err("bad vector unpack");
                 }
                 let mut regs = [0u32; 4];
@@ -1029,7 +1029,7 @@ impl<'a> Decoder<'a> {
             }
             (dst, Operand::Vector(ss)) => {
                 let n = ss.len();
-                if n == 0 || n > 4 || bits as usize % n != 0 {
+                if n == 0 || n > 4 || !(bits as usize).is_multiple_of(n) {
                     return self.err("bad vector pack");
                 }
                 let mut srcs = [Src::Imm(0); 4];

@@ -11,7 +11,7 @@ use super::counters::{distinct_sectors, shared_wavefronts, LaunchStats};
 use super::decode::{Addr, Comb, Inst, Kernel, Op, ShflMode, Space, Special, Src, VoteMode, LOCAL_WINDOW, NO_GUARD, SHARED_WINDOW, WINDOW_SIZE};
 use super::memory::{GlobalView, Region};
 use super::sanitizer::{fault, Site, Stamp, WordShadow};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A block that runs longer than this is assumed stuck in a loop (minutes of simulation).
 const MAX_WARP_INSTS_PER_BLOCK: u64 = 1 << 30;
@@ -61,6 +61,7 @@ macro_rules! lanes {
     ($mask:expr, $l:ident, $body:block) => {{
         let m: u32 = $mask;
         if m == u32::MAX {
+            #[allow(clippy::needless_range_loop)]
             for $l in 0..32usize $body
         } else {
             let mut bits = m;
@@ -589,7 +590,7 @@ impl<'a> Worker<'a> {
             let l = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let a = self.address(wi, addr, l);
-            if a % bytes.min(16) != 0 || a % size as u64 != 0 {
+            if !a.is_multiple_of(bytes.min(16)) || !a.is_multiple_of(size as u64) {
                 return Err(fault(
                     "misaligned access",
                     &self.site(pc, wi, l),
@@ -649,7 +650,7 @@ impl<'a> Worker<'a> {
                         ));
                     }
                     let t = (self.warps[wi].base_tid as usize + l) * lb as usize;
-                    self.local_lane(wi, inst, l, t + off as usize)?;
+                    buffer_lane(&mut self.local, &mut self.warps[wi], &self.geo, &inst.op, l, t + off as usize);
                 }
                 Target::Param => {
                     let pb = self.lp.params.len() as u64;
@@ -663,9 +664,9 @@ impl<'a> Worker<'a> {
                             format!("{bytes}-byte load at parameter offset {off}, but the parameters take {pb} bytes"),
                         ));
                     }
-                    for k in 0..n as usize {
+                    for (k, &reg) in d.iter().take(n as usize).enumerate() {
                         let v = sh_load(self.lp.params, off as usize + k * size as usize, size);
-                        self.warps[wi].set(d[k], l, extend(v, size, signed));
+                        self.warps[wi].set(reg, l, extend(v, size, signed));
                     }
                 }
             }
@@ -755,36 +756,15 @@ impl<'a> Worker<'a> {
     }
 
     fn shared_lane(&mut self, wi: usize, pc: usize, inst: &Inst, l: usize, off: usize) -> Result<()> {
-        let (size, n) = match inst.op {
-            Op::Ld { size, n, .. } | Op::St { size, n, .. } => (size, n),
-            Op::Atom { size, .. } => (size, 1),
-            _ => return Ok(()),
-        };
         if self.lp.sanitize {
-            self.check_shared(wi, pc, inst, l, off, size as usize * n as usize)?;
+            let bytes = match inst.op {
+                Op::Ld { size, n, .. } | Op::St { size, n, .. } => size as usize * n as usize,
+                Op::Atom { size, .. } => size as usize,
+                _ => 0,
+            };
+            self.check_shared(wi, pc, inst, l, off, bytes)?;
         }
-        match inst.op {
-            Op::Ld { signed, d, .. } => {
-                for k in 0..n as usize {
-                    let v = sh_load(&self.shared, off + k * size as usize, size);
-                    self.warps[wi].set(d[k], l, extend(v, size, signed));
-                }
-            }
-            Op::St { v, .. } => {
-                for k in 0..n as usize {
-                    let val = read(&self.warps[wi], &self.geo, v[k], l);
-                    sh_store(&mut self.shared, off + k * size as usize, size, val);
-                }
-            }
-            Op::Atom { f, d, b, c, .. } => {
-                let w = &self.warps[wi];
-                let (bv, cv) = (read(w, &self.geo, b, l), read(w, &self.geo, c, l));
-                let old = sh_load(&self.shared, off, size);
-                sh_store(&mut self.shared, off, size, f(old, bv, cv));
-                self.warps[wi].set(d, l, old);
-            }
-            _ => {}
-        }
+        buffer_lane(&mut self.shared, &mut self.warps[wi], &self.geo, &inst.op, l, off);
         Ok(())
     }
 
@@ -833,25 +813,30 @@ impl<'a> Worker<'a> {
         }
         Ok(())
     }
+}
 
-    fn local_lane(&mut self, wi: usize, inst: &Inst, l: usize, off: usize) -> Result<()> {
-        match inst.op {
-            Op::Ld { size, n, signed, d, .. } => {
-                for k in 0..n as usize {
-                    let v = sh_load(&self.local, off + k * size as usize, size);
-                    self.warps[wi].set(d[k], l, extend(v, size, signed));
-                }
+/// One lane's ld/st/atom on a plain byte buffer (shared or local memory), bounds already checked.
+fn buffer_lane(buf: &mut [u8], w: &mut Warp, geo: &Geometry, op: &Op, l: usize, off: usize) {
+    match *op {
+        Op::Ld { size, n, signed, d, .. } => {
+            for (k, &reg) in d.iter().take(n as usize).enumerate() {
+                let v = sh_load(buf, off + k * size as usize, size);
+                w.set(reg, l, extend(v, size, signed));
             }
-            Op::St { size, n, v, .. } => {
-                for k in 0..n as usize {
-                    let val = read(&self.warps[wi], &self.geo, v[k], l);
-                    sh_store(&mut self.local, off + k * size as usize, size, val);
-                }
-            }
-            Op::Atom { .. } => return Err(Error::Sim("atomics on local memory are not supported".into())),
-            _ => {}
         }
-        Ok(())
+        Op::St { size, n, v, .. } => {
+            for (k, &src) in v.iter().take(n as usize).enumerate() {
+                let val = read(w, geo, src, l);
+                sh_store(buf, off + k * size as usize, size, val);
+            }
+        }
+        Op::Atom { f, size, d, b, c, .. } => {
+            let (bv, cv) = (read(w, geo, b, l), read(w, geo, c, l));
+            let old = sh_load(buf, off, size);
+            sh_store(buf, off, size, f(old, bv, cv));
+            w.set(d, l, old);
+        }
+        _ => {}
     }
 }
 

@@ -31,10 +31,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// Limits a block's resources like a real device does, so kernels that would fail to launch on
-/// a GPU fail here too.
+/// Launch limits of every CUDA GPU since Volta, so launches that would fail on a GPU fail here
+/// too. Shared memory is the 48 KiB a block gets without the opt-in attribute (which the CUDA
+/// driver does not set).
 const MAX_THREADS_PER_BLOCK: u32 = 1024;
-const MAX_SHARED_PER_BLOCK: usize = 99 * 1024;
+const MAX_BLOCK_DIM: [u32; 3] = [1024, 1024, 64];
+const MAX_GRID_DIM: [u32; 3] = [i32::MAX as u32, 65535, 65535];
+const MAX_SHARED_PER_BLOCK: usize = 48 * 1024;
 /// Launch statistics kept for `take_launch_stats` (oldest dropped first).
 const MAX_KEPT_STATS: usize = 10_000;
 
@@ -239,9 +242,11 @@ impl Driver for SimDriver {
         let grid = [cfg.grid.0, cfg.grid.1, cfg.grid.2];
         let block = [cfg.block.0, cfg.block.1, cfg.block.2];
         let threads = block.iter().map(|&b| b as u64).product::<u64>();
-        if grid.contains(&0) || block.contains(&0) || threads > MAX_THREADS_PER_BLOCK as u64 {
+        let within = |dims: [u32; 3], max: [u32; 3]| dims.iter().zip(max).all(|(&d, m)| (1..=m).contains(&d));
+        if !within(grid, MAX_GRID_DIM) || !within(block, MAX_BLOCK_DIM) || threads > MAX_THREADS_PER_BLOCK as u64 {
             return Err(Error::device(format!(
-                "invalid launch of {module}::{kernel}: grid {grid:?}, block {block:?} (blocks need 1..={MAX_THREADS_PER_BLOCK} threads)"
+                "invalid launch of {module}::{kernel}: grid {grid:?}, block {block:?} (grid up to {MAX_GRID_DIM:?}, \
+                 block up to {MAX_BLOCK_DIM:?} with at most {MAX_THREADS_PER_BLOCK} threads)"
             )));
         }
         let params = Self::marshal(&k, args)?;
