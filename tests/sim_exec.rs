@@ -181,3 +181,28 @@ fn counters_measure_coalescing_and_bank_conflicts() {
     assert_eq!(s[0].bank_conflicts, 32 * 31, "32 column reads, each 32-way conflicted");
     assert_eq!(s[1].bank_conflicts, 0, "padding removes the conflicts");
 }
+
+#[test]
+fn generic_addresses_reach_shared_and_global_memory() {
+    let (_, gpu) = sim("misc", MISC);
+    let out = gpu.alloc::<f32>(65).unwrap();
+    gpu.launch("misc", "generic_store", LaunchConfig::linear(64, 64), &[out.arg()]).unwrap();
+    let got = gpu.download(&out).unwrap();
+    for t in 0..64 {
+        let want = if t % 2 == 1 { t as f32 * 10.0 } else { t as f32 };
+        assert_eq!(got[t], want, "thread {t}");
+    }
+    assert_eq!(got[64], 64.0, "shared-memory atomic counter");
+}
+
+#[test]
+fn threads_that_exited_do_not_block_a_barrier() {
+    let (_, gpu) = sim("misc", MISC);
+    let n = 100;
+    let x = data(n, 13);
+    let dx = gpu.upload(&x).unwrap();
+    let y = gpu.alloc::<f32>(n).unwrap();
+    gpu.launch("misc", "early_exit_then_barrier", LaunchConfig::linear(128, 128), &[dx.arg(), y.arg(), KernelArg::I32(n as i32)]).unwrap();
+    let want: Vec<f32> = x.iter().rev().copied().collect();
+    assert_eq!(gpu.download(&y).unwrap(), want);
+}
