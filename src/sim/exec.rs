@@ -49,6 +49,9 @@ struct Warp {
     exited: u32,
     /// Lanes parked at a block barrier.
     waiting: u32,
+    /// Lanes parked at a warp-synchronous instruction (shfl/vote/bar.warp.sync), waiting for the
+    /// other lanes named in its member mask to arrive.
+    wsync: u32,
     cur_pc: u32,
     cur_mask: u32,
     /// Count of `bar.warp.sync` executed: orders shared accesses between lanes of this warp.
@@ -76,7 +79,29 @@ macro_rules! lanes {
 
 impl Warp {
     fn runnable(&self) -> u32 {
-        self.valid & !self.exited & !self.waiting
+        self.valid & !self.exited & !self.waiting & !self.wsync
+    }
+
+    /// When nothing else can run, lanes parked at a warp-synchronous instruction go ahead
+    /// without the lanes that never came (they exited or wait at a block barrier).
+    fn release_warp_sync(&mut self) -> bool {
+        if self.wsync == 0 {
+            return false;
+        }
+        let (mut min, mut m) = (u32::MAX, 0u32);
+        lanes!(self.wsync, l, {
+            let pc = self.pcs[l];
+            if pc < min {
+                min = pc;
+                m = 1 << l;
+            } else if pc == min {
+                m |= 1 << l;
+            }
+        });
+        self.wsync &= !m;
+        self.cur_pc = min;
+        self.cur_mask = m;
+        true
     }
 
     /// Selects the runnable lanes with the lowest pc; false when no lane can run.
@@ -142,6 +167,13 @@ impl Warp {
     fn set(&mut self, r: u32, l: usize, v: u64) {
         self.regs[r as usize * 32 + l] = v;
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WarpSync {
+    Done,
+    /// The lanes wait at the instruction for the rest of their member mask.
+    Parked,
 }
 
 /// Block geometry for special registers.
@@ -233,6 +265,7 @@ impl<'a> Worker<'a> {
                 valid: if (w + 1) * 32 <= nthreads { u32::MAX } else { (1u32 << (nthreads - w * 32)) - 1 },
                 exited: 0,
                 waiting: 0,
+                wsync: 0,
                 cur_pc: 0,
                 cur_mask: 0,
                 sync_epoch: 0,
@@ -273,6 +306,7 @@ impl<'a> Worker<'a> {
             w.pcs = [0; 32];
             w.exited = 0;
             w.waiting = 0;
+            w.wsync = 0;
             w.cur_pc = 0;
             w.cur_mask = w.valid;
             w.sync_epoch = 0;
@@ -335,7 +369,7 @@ impl<'a> Worker<'a> {
         let insts: &'a [Inst] = &self.lp.kernel.insts;
         loop {
             let w = &mut self.warps[wi];
-            if w.cur_mask == 0 && !w.schedule() {
+            if w.cur_mask == 0 && !w.schedule() && !w.release_warp_sync() {
                 return Ok(());
             }
             let pc = w.cur_pc as usize;
@@ -460,7 +494,11 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } => self.memory_op(wi, pc, inst, mask)?,
-                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => self.warp_op(wi, pc, inst, mask)?,
+                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => {
+                    if self.warp_op(wi, pc, inst, mask)? == WarpSync::Parked {
+                        continue;
+                    }
+                }
             }
             self.warps[wi].advance(pc as u32 + 1);
         }
@@ -476,22 +514,50 @@ impl<'a> Worker<'a> {
                 "warp-synchronous error",
                 &self.site(pc, wi, l),
                 format!(
-                    "{what} names lanes {missing:#010x} in its member mask {member:#010x}, but they are not executing it \
-                     with this lane (they diverged); every named non-exited lane must reach the same {what}"
+                    "{what} names lanes {missing:#010x} in its member mask {member:#010x}, but they wait at another \
+                     barrier or warp-synchronous instruction; every named non-exited lane must reach the same {what}"
                 ),
             ));
         }
         Ok(())
     }
 
-    fn warp_op(&mut self, wi: usize, pc: usize, inst: &Inst, mask: u32) -> Result<()> {
+    /// Runs a warp-synchronous instruction for `mask` plus any lanes parked at it, or parks them
+    /// all while lanes named in the member mask are still on their way (as `.sync` waits on
+    /// Volta and later).
+    fn warp_op(&mut self, wi: usize, pc: usize, inst: &Inst, mask: u32) -> Result<WarpSync> {
+        let w = &mut self.warps[wi];
+        let mut arrived = 0u32;
+        lanes!(w.wsync, l, {
+            if w.pcs[l] == pc as u32 {
+                arrived |= 1 << l;
+            }
+        });
+        w.wsync &= !arrived;
+        w.cur_mask |= arrived;
+        let mask = mask | arrived;
         if mask == 0 {
-            return Ok(());
+            return Ok(WarpSync::Done);
         }
         let first = mask.trailing_zeros() as usize;
+        let mm = match inst.op {
+            Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } => mask,
+            _ => unreachable!("warp_op is called for warp-level instructions only"),
+        };
+        let member = read(w, &self.geo, mm, first) as u32;
+        if member & !mask & w.runnable() != 0 {
+            w.wsync |= mask;
+            lanes!(mask, l, {
+                w.pcs[l] = pc as u32;
+            });
+            w.cur_mask &= !mask;
+            if w.cur_mask != 0 {
+                w.advance(pc as u32 + 1);
+            }
+            return Ok(WarpSync::Parked);
+        }
         match inst.op {
-            Op::Shfl { mode, d, p, a, b, c, mask: mm } => {
-                let member = read(&self.warps[wi], &self.geo, mm, first) as u32;
+            Op::Shfl { mode, d, p, a, b, c, .. } => {
                 self.check_converged(wi, pc, mask, member, "shfl.sync")?;
                 let w = &self.warps[wi];
                 let mut vals = [0u64; 32];
@@ -538,8 +604,7 @@ impl<'a> Worker<'a> {
                     }
                 });
             }
-            Op::Vote { mode, d, a, neg, mask: mm } => {
-                let member = read(&self.warps[wi], &self.geo, mm, first) as u32;
+            Op::Vote { mode, d, a, neg, .. } => {
                 self.check_converged(wi, pc, mask, member, "vote.sync")?;
                 let w = &mut self.warps[wi];
                 let voters = mask & member;
@@ -559,14 +624,13 @@ impl<'a> Worker<'a> {
                     w.set(d, l, v);
                 });
             }
-            Op::WarpSync { mask: mm } => {
-                let member = read(&self.warps[wi], &self.geo, mm, first) as u32;
+            Op::WarpSync { .. } => {
                 self.check_converged(wi, pc, mask, member, "bar.warp.sync")?;
                 self.warps[wi].sync_epoch += 1;
             }
             _ => unreachable!("warp_op is called for warp-level instructions only"),
         }
-        Ok(())
+        Ok(WarpSync::Done)
     }
 
     fn memory_op(&mut self, wi: usize, pc: usize, inst: &Inst, mask: u32) -> Result<()> {
