@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{Activation, ActivationOps};
@@ -22,8 +22,7 @@ fn forward_and_backward_match_the_cpu_reference() {
     for (len, seed) in [(1, 1), (35, 2), (301, 3)] {
         let x = inputs(len, seed);
         let dy = random_f32(x.len(), seed + 100, -1.0, 1.0);
-        let (gx, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap());
-        let (cx, cdy) = (cpu.upload(&widen(&x)).unwrap(), cpu.upload(&widen(&dy)).unwrap());
+        let ((gx, cx), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &dy));
         for kind in Activation::ALL {
             let y = gpu.download(&gpu.activation_forward(kind, &gx).unwrap()).unwrap();
             let want = cpu.activation_forward(kind, &cx).unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gpu, random_f32, widen};
+use common::{gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::ChannelOps;
@@ -49,7 +49,7 @@ fn shuffle_and_its_inverse_match_the_cpu_reference() {
     {
         let what = format!("N={n} C={c} HW={hw} groups={groups}");
         let x = random_f32(n * c * hw, seed as u64, -2.0, 2.0);
-        let (gx, cx) = (gpu.upload(&x).unwrap(), cpu.upload(&widen(&x)).unwrap());
+        let (gx, cx) = upload_pair(&gpu, &cpu, &x);
         let y = gpu.channel_shuffle(&gx, n, c, hw, groups).unwrap();
         exact(
             &format!("shuffle {what}"),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, random_nchw, widen};
+use common::{assert_close, gpu, random_f32, random_nchw, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{ChannelBroadcast, ElementwiseOps};
@@ -19,9 +19,7 @@ fn add_mul_and_mul_backward_match_the_cpu_reference() {
         let a = random_f32(len, seed, -3.0, 3.0);
         let b = random_f32(len, seed + 10, -3.0, 3.0);
         let dy = random_f32(len, seed + 20, -1.0, 1.0);
-        let (ga, gb, gdy) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
-        let (ca, cb, cdy) =
-            (cpu.upload(&widen(&a)).unwrap(), cpu.upload(&widen(&b)).unwrap(), cpu.upload(&widen(&dy)).unwrap());
+        let [(ga, ca), (gb, cb), (gdy, cdy)] = [&a, &b, &dy].map(|v| upload_pair(&gpu, &cpu, v));
 
         let got = gpu.download(&gpu.add(&ga, &gb).unwrap()).unwrap();
         assert_close("add", &got, &cpu.add(&ca, &cb).unwrap(), 1e-6, 1e-6);
@@ -46,9 +44,7 @@ fn channel_broadcasts_and_their_reductions_match_the_cpu_reference() {
             let x = random_f32(g.x_len(), seed, -2.0, 2.0);
             let s = random_f32(g.operand_len(), seed + 1, -2.0, 2.0);
             let dy = random_f32(g.x_len(), seed + 2, -1.0, 1.0);
-            let (gx, gs, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&s).unwrap(), gpu.upload(&dy).unwrap());
-            let (cx, cs, cdy) =
-                (cpu.upload(&widen(&x)).unwrap(), cpu.upload(&widen(&s)).unwrap(), cpu.upload(&widen(&dy)).unwrap());
+            let [(gx, cx), (gs, cs), (gdy, cdy)] = [&x, &s, &dy].map(|v| upload_pair(&gpu, &cpu, v));
 
             let got = gpu.download(&gpu.add_channel(&gx, &gs, &g).unwrap()).unwrap();
             assert_close(&format!("add_channel {what}"), &got, &cpu.add_channel(&cx, &cs, &g).unwrap(), 1e-6, 1e-6);
@@ -72,8 +68,7 @@ fn axpy_scale_and_fill_update_in_place() {
     let cpu = CpuBackend::new();
     let x = random_f32(517, 7, -2.0, 2.0);
     let y = random_f32(517, 8, -2.0, 2.0);
-    let (gx, mut gy) = (gpu.upload(&x).unwrap(), gpu.upload(&y).unwrap());
-    let (cx, mut cy) = (cpu.upload(&widen(&x)).unwrap(), cpu.upload(&widen(&y)).unwrap());
+    let [(gx, cx), (mut gy, mut cy)] = [&x, &y].map(|v| upload_pair(&gpu, &cpu, v));
 
     gpu.axpy(-0.75, &gx, &mut gy).unwrap();
     cpu.axpy(-0.75, &cx, &mut cy).unwrap();

@@ -92,3 +92,13 @@ fn adam_step_zero_is_an_error() {
     let err = gpu.adam_step(&mut p, &grad, &mut m, &mut v, &h, 0).unwrap_err();
     assert_eq!(err.to_string(), "invalid configuration: Adam steps count from 1, got step 0");
 }
+
+#[test]
+fn hyperparameters_are_checked_like_the_cpu() {
+    let gpu = gpu();
+    let h = SgdParams { lr: 0.1, momentum: 0.0, dampening: 0.0, nesterov: true, weight_decay: 0.0 };
+    let (mut p, mut buf) = (gpu.zeros(2).unwrap(), gpu.zeros(2).unwrap());
+    let err = gpu.sgd_step(&mut p, &gpu.zeros(2).unwrap(), &mut buf, &h, true).unwrap_err();
+    assert_eq!(err.to_string(), h.validate().unwrap_err().to_string());
+    assert!(err.to_string().starts_with("invalid configuration: Nesterov SGD needs momentum > 0"), "{err}");
+}

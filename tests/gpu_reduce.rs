@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::ReduceOps;
@@ -15,7 +15,7 @@ fn reductions_match_the_cpu_reference() {
     // 2048 values fill exactly one first-pass block; 5000 needs three partials.
     for (len, seed) in [(1, 1), (33, 2), (2048, 3), (5000, 4)] {
         let x = random_f32(len, seed, -2.0, 3.0);
-        let (gx, cx) = (gpu.upload(&x).unwrap(), cpu.upload(&widen(&x)).unwrap());
+        let (gx, cx) = upload_pair(&gpu, &cpu, &x);
         let tol = 1e-6 * len as f64;
         let got = gpu.download(&gpu.sum(&gx).unwrap()).unwrap();
         assert_close(&format!("sum of {len}"), &got, &cpu.sum(&cx).unwrap(), tol, 1e-5);

@@ -5,45 +5,9 @@ use super::{AdamParams, OptimOps, SgdParams};
 use crate::cpu::par::{lift, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
-
-fn check_non_negative(what: &str, value: f64) -> Result<()> {
-    if value >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::config(format!("{what} must be non-negative, got {value}")))
-    }
-}
-
-fn validate_sgd(h: &SgdParams) -> Result<()> {
-    check_non_negative("SGD learning rate", h.lr)?;
-    check_non_negative("SGD momentum", h.momentum)?;
-    check_non_negative("SGD weight decay", h.weight_decay)?;
-    if h.nesterov && (h.momentum <= 0.0 || h.dampening != 0.0) {
-        return Err(Error::config(format!(
-            "Nesterov SGD needs momentum > 0 and dampening 0, got momentum {} and dampening {}",
-            h.momentum, h.dampening
-        )));
-    }
-    Ok(())
-}
-
-fn validate_adam(h: &AdamParams, step: u64) -> Result<()> {
-    check_non_negative("Adam learning rate", h.lr)?;
-    check_non_negative("Adam eps", h.eps)?;
-    check_non_negative("Adam weight decay", h.weight_decay)?;
-    for (name, beta) in [("beta1", h.beta1), ("beta2", h.beta2)] {
-        if !(0.0..1.0).contains(&beta) {
-            return Err(Error::config(format!("Adam {name} must be in [0, 1), got {beta}")));
-        }
-    }
-    if step == 0 {
-        return Err(Error::config("Adam steps count from 1, got step 0"));
-    }
-    Ok(())
-}
 
 impl<E: Element> OptimOps<E> for CpuBackend {
     fn sgd_step(
@@ -54,7 +18,7 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         h: &SgdParams,
         first_step: bool,
     ) -> Result<()> {
-        validate_sgd(h)?;
+        h.validate()?;
         expect_len("sgd_step", "grad", grad.len(), param.len())?;
         if h.momentum != 0.0 {
             expect_len("sgd_step", "momentum buffer", momentum_buf.len(), param.len())?;
@@ -89,7 +53,7 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         h: &AdamParams,
         step: u64,
     ) -> Result<()> {
-        validate_adam(h, step)?;
+        h.validate(step)?;
         expect_len("adam_step", "grad", grad.len(), param.len())?;
         expect_len("adam_step", "first moment", m.len(), param.len())?;
         expect_len("adam_step", "second moment", v.len(), param.len())?;
