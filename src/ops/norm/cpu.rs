@@ -6,8 +6,7 @@ use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::cpu::par::{lift, widen, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
-use crate::ops::check::expect_len;
+use crate::error::Result;
 use rayon::prelude::*;
 
 /// The HW-long rows of x that belong to channel `ch`, one per sample.
@@ -45,16 +44,6 @@ fn channel_mean_var<E: Element>(x: &[E], g: &BatchNormGeom, ch: usize) -> (f64, 
     (mean, var)
 }
 
-fn check_lengths(op: &str, g: &BatchNormGeom, x: &[usize], per_channel: &[(&str, usize)]) -> Result<()> {
-    for &len in x {
-        expect_len(op, "the input", len, g.len())?;
-    }
-    for &(name, len) in per_channel {
-        expect_len(op, name, len, g.c)?;
-    }
-    Ok(())
-}
-
 impl<E: Element> NormOps<E> for CpuBackend {
     fn batch_norm2d_forward_train(
         &self,
@@ -73,14 +62,8 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_mean", running_mean.len()),
             ("running_var", running_var.len()),
         ];
-        check_lengths(OP, g, &[x.len()], &per_channel_lens)?;
-        if g.count() == 1 {
-            return Err(Error::shape(format!(
-                "{OP} needs more than one value per channel, got N*H*W = 1 (N={}, HW={}); \
-                 train with a batch of at least 2 or use eval mode",
-                g.n, g.hw
-            )));
-        }
+        g.check_lengths(OP, &[x.len()], &per_channel_lens)?;
+        g.check_trainable(OP)?;
         let stats = per_channel(g, |ch| channel_mean_var(x, g, ch));
         let unbias = g.count() as f64 / (g.count() - 1) as f64;
         for (ch, &(mean, var)) in stats.iter().enumerate() {
@@ -111,7 +94,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_mean", running_mean.len()),
             ("running_var", running_var.len()),
         ];
-        check_lengths("batch_norm2d (eval)", g, &[x.len()], &per_channel_lens)?;
+        g.check_lengths("batch_norm2d (eval)", &[x.len()], &per_channel_lens)?;
         let scale: Vec<E> = (0..g.c).map(|ch| lift(widen(gamma[ch]) / (widen(running_var[ch]) + g.eps).sqrt())).collect();
         Ok(self.wrap(map_rows(g, x, x, |ch, x, _| (x - running_mean[ch]) * scale[ch] + beta[ch])))
     }
@@ -125,7 +108,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
         g: &BatchNormGeom,
     ) -> Result<(CpuBuf<E>, CpuBuf<E>, CpuBuf<E>)> {
         let per_channel_lens = [("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved invstd", saved.invstd.len())];
-        check_lengths("batch_norm2d backward", g, &[x.len(), dy.len()], &per_channel_lens)?;
+        g.check_lengths("batch_norm2d backward", &[x.len(), dy.len()], &per_channel_lens)?;
         let (mean, invstd) = (&saved.mean, &saved.invstd);
         // Per channel: sum(dy) = dbeta and sum(dy * xhat) = dgamma, with xhat = (x - mean) * invstd.
         let sums = per_channel(g, |ch| {
