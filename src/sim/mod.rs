@@ -67,6 +67,27 @@ impl Default for SimOptions {
     }
 }
 
+/// Environment variable that turns the sanitizer off (`0`/`off`/`false`) or on (`1`/`on`/`true`)
+/// for simulator devices opened by `--device sim` and the test backend.
+pub const SANITIZE_ENV: &str = "FERRONET_SIM_SANITIZE";
+
+impl SimOptions {
+    /// The defaults, with the sanitizer setting taken from `FERRONET_SIM_SANITIZE` when set.
+    pub fn from_env() -> Result<Self> {
+        let mut options = SimOptions::default();
+        if let Ok(v) = std::env::var(SANITIZE_ENV) {
+            options.sanitize = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "on" | "true" | "yes" => true,
+                "0" | "off" | "false" | "no" => false,
+                other => {
+                    return Err(Error::config(format!("{SANITIZE_ENV}={other}: use 1/on/true or 0/off/false")));
+                }
+            };
+        }
+        Ok(options)
+    }
+}
+
 type Module = HashMap<String, DecodedKernel>;
 
 pub struct SimDriver {
