@@ -236,13 +236,29 @@ pub struct Worker<'a> {
     scratch_shared: Vec<(u32, u64)>,
 }
 
+/// Little-endian load of `size` (1, 2, 4 or 8) bytes from a byte buffer (shared, local, params).
+#[inline(always)]
 fn sh_load(buf: &[u8], off: usize, size: u8) -> u64 {
-    let mut b = [0u8; 8];
-    b[..size as usize].copy_from_slice(&buf[off..off + size as usize]);
-    u64::from_le_bytes(b)
+    fn get<const N: usize>(buf: &[u8], off: usize) -> [u8; N] {
+        let mut b = [0u8; N];
+        b.copy_from_slice(&buf[off..off + N]);
+        b
+    }
+    match size {
+        1 => buf[off] as u64,
+        2 => u16::from_le_bytes(get(buf, off)) as u64,
+        4 => u32::from_le_bytes(get(buf, off)) as u64,
+        _ => u64::from_le_bytes(get(buf, off)),
+    }
 }
+#[inline(always)]
 fn sh_store(buf: &mut [u8], off: usize, size: u8, v: u64) {
-    buf[off..off + size as usize].copy_from_slice(&v.to_le_bytes()[..size as usize]);
+    match size {
+        1 => buf[off] = v as u8,
+        2 => buf[off..off + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+        4 => buf[off..off + 4].copy_from_slice(&(v as u32).to_le_bytes()),
+        _ => buf[off..off + 8].copy_from_slice(&v.to_le_bytes()),
+    }
 }
 
 /// Which memory a resolved access goes to.
@@ -880,6 +896,7 @@ impl<'a> Worker<'a> {
 }
 
 /// One lane's ld/st/atom on a plain byte buffer (shared or local memory), bounds already checked.
+#[inline]
 fn buffer_lane(buf: &mut [u8], w: &mut Warp, geo: &Geometry, op: &Op, l: usize, off: usize) {
     match *op {
         Op::Ld { size, n, signed, d, .. } => {
