@@ -4,17 +4,19 @@
 //! uninitialised reads, shared-memory races, divergent barriers and warp-synchronous misuse) and
 //! counts what each launch did for a roofline estimate.
 //!
-//! Modules: `parse` (PTX text to syntax tree), `decode` (to a compact instruction array),
-//! `alu` (arithmetic semantics), `exec` (warps, blocks, memory instructions), `memory` (global
-//! memory and its shadow), `sanitizer` (shared shadow and fault messages), `counters` and
-//! `roofline`.
+//! Modules: `parse` (PTX text to syntax tree), `decode` (to the compact instruction array of
+//! `program`, with `dispatch` picking `alu` functions), `alu` (arithmetic semantics), `exec`
+//! (warps and blocks; `exec::memory_ops` for ld/st/atom), `memory` (global memory and its
+//! shadow), `sanitizer` (shared shadow and fault messages), `counters` and `roofline`.
 
 mod alu;
 pub mod counters;
 mod decode;
+mod dispatch;
 mod exec;
 mod memory;
 mod parse;
+mod program;
 pub mod roofline;
 mod sanitizer;
 
@@ -188,7 +190,7 @@ impl SimDriver {
         lock(&self.modules)?.get(name).cloned().ok_or_else(|| Error::Sim(format!("module {name} vanished")))
     }
 
-    fn marshal(kernel: &decode::Kernel, args: &[KernelArg]) -> Result<Vec<u8>> {
+    fn marshal(kernel: &program::Kernel, args: &[KernelArg]) -> Result<Vec<u8>> {
         if args.len() != kernel.params.len() {
             return Err(Error::device(format!(
                 "kernel {} takes {} parameters but the launch passed {}",
