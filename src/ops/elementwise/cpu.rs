@@ -43,11 +43,6 @@ fn reduce_to_operand<E: Element>(g: &ChannelBroadcast, row_sum: impl Fn(usize) -
     (0..g.operand_len()).into_par_iter().map(|k| lift(g.rows_of(k).map(&row_sum).sum())).collect()
 }
 
-fn check_broadcast(op: &str, x_len: usize, operand_len: usize, g: &ChannelBroadcast) -> Result<()> {
-    expect_len(op, "x", x_len, g.x_len())?;
-    expect_len(op, "the per-channel operand", operand_len, g.operand_len())
-}
-
 impl<E: Element> ElementwiseOps<E> for CpuBackend {
     fn add(&self, a: &CpuBuf<E>, b: &CpuBuf<E>) -> Result<CpuBuf<E>> {
         expect_len("add", "b", b.len(), a.len())?;
@@ -66,7 +61,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
     }
 
     fn add_channel(&self, x: &CpuBuf<E>, b: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
-        check_broadcast("add_channel", x.len(), b.len(), g)?;
+        g.check("add_channel", x.len(), b.len())?;
         Ok(self.wrap(broadcast(x, b, g, |x, b| x + b)))
     }
 
@@ -77,7 +72,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
     }
 
     fn mul_channel(&self, x: &CpuBuf<E>, s: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
-        check_broadcast("mul_channel", x.len(), s.len(), g)?;
+        g.check("mul_channel", x.len(), s.len())?;
         Ok(self.wrap(broadcast(x, s, g, |x, s| x * s)))
     }
 
@@ -88,7 +83,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
         dy: &CpuBuf<E>,
         g: &ChannelBroadcast,
     ) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
-        check_broadcast("mul_channel backward", x.len(), s.len(), g)?;
+        g.check("mul_channel backward", x.len(), s.len())?;
         expect_len("mul_channel backward", "dy", dy.len(), g.x_len())?;
         let dx = broadcast(dy, s, g, |dy, s| dy * s);
         let rows = |r: usize| dy[r * g.hw..(r + 1) * g.hw].iter().zip(&x[r * g.hw..(r + 1) * g.hw]);
