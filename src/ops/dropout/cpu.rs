@@ -1,18 +1,16 @@
 //! Inverted dropout on the CPU with the counter-based mask shared by every device.
 
-use super::{dropout_uniform, DropoutOps};
+use super::{check_probability, dropout_uniform, DropoutOps};
 use crate::cpu::par::{lift, zip_map, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
 impl<E: Element> DropoutOps<E> for CpuBackend {
     fn dropout_forward(&self, x: &CpuBuf<E>, p: f64, seed: u64) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")));
-        }
+        check_probability(p)?;
         let keep_scale: E = lift(1.0 / (1.0 - p));
         let mut mask = vec![E::zero(); x.len()];
         mask.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, mc)| {

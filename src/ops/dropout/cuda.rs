@@ -1,11 +1,12 @@
 //! GPU dropout: kernels/dropout.cu hashes each element index exactly as `dropout_uniform`.
 
-use super::DropoutOps;
+use super::{check_probability, DropoutOps};
 use crate::device::Buffer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 use crate::ops::ElementwiseOps;
 
 /// 2^24: `dropout_uniform` is (hash >> 40) / 2^24.
@@ -19,9 +20,7 @@ fn keep_threshold(p: f64) -> u32 {
 
 impl DropoutOps<f32> for GpuBackend {
     fn dropout_forward(&self, x: &GpuBuf<f32>, p: f64, seed: u64) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")));
-        }
+        check_probability(p)?;
         let n = int(x.len(), "the element count of the dropout input")?;
         let y = self.alloc::<f32>(x.len())?;
         let mask = self.alloc::<f32>(x.len())?;
@@ -39,6 +38,7 @@ impl DropoutOps<f32> for GpuBackend {
     }
 
     fn dropout_backward(&self, dy: &GpuBuf<f32>, mask: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        expect_len("dropout backward", "mask", mask.len(), dy.len())?;
         self.mul(dy, mask)
     }
 }

@@ -7,7 +7,7 @@ mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// splitmix64's finaliser of (seed + (i+1) * golden ratio): a well-mixed 64-bit hash.
 #[inline]
@@ -22,6 +22,15 @@ pub fn dropout_hash(seed: u64, i: u64) -> u64 {
 #[inline]
 pub fn dropout_uniform(seed: u64, i: u64) -> f32 {
     (dropout_hash(seed, i) >> 40) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// The drop probability every device accepts: 0 <= p < 1 (p = 1 would scale by 1/0).
+pub(crate) fn check_probability(p: f64) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")))
+    }
 }
 
 pub trait DropoutOps<E: Element>: Device<E> {
