@@ -6,9 +6,10 @@
 //! inside the input is computed once (`valid_outputs`), so no per-element padding test remains.
 
 use super::{ConvGeom, ConvOps};
-use crate::cpu::{expect_len, CpuBackend, CpuBuf};
+use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -246,7 +247,7 @@ impl CpuBackend {
 impl<E: Element> ConvOps<E> for CpuBackend {
     fn im2col(&self, x: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut CpuBuf<E>) -> Result<()> {
         check_geometry(g)?;
-        expect_len("im2col input", x.len(), g.x_len())?;
+        expect_len("im2col", "input", x.len(), g.x_len())?;
         check_image_range(g, n0, nb)?;
         check_cols(g, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
@@ -284,7 +285,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn col2im(&self, cols: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut CpuBuf<E>) -> Result<()> {
         check_geometry(g)?;
-        expect_len("col2im output", dx.len(), g.x_len())?;
+        expect_len("col2im", "output", dx.len(), g.x_len())?;
         check_image_range(g, n0, nb)?;
         check_cols(g, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
@@ -315,10 +316,10 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("conv2d input", x.len(), g.x_len())?;
-        expect_len("conv2d weight", w.len(), g.weight_len())?;
+        expect_len("conv2d", "input", x.len(), g.x_len())?;
+        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         if let Some(b) = bias {
-            expect_len("conv2d bias", b.len(), g.c_out)?;
+            expect_len("conv2d", "bias", b.len(), g.c_out)?;
         }
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
@@ -333,8 +334,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
-        expect_len("conv2d weight", w.len(), g.weight_len())?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
+        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
         for n0 in (0..g.n).step_by(chunk) {
@@ -348,8 +349,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("conv2d input", x.len(), g.x_len())?;
-        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
+        expect_len("conv2d", "input", x.len(), g.x_len())?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
         for n0 in (0..g.n).step_by(chunk) {
@@ -364,7 +365,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn conv2d_backward_bias(&self, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let db = (0..g.c_out)
             .into_par_iter()
@@ -381,10 +382,10 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
-        expect_len("depthwise conv2d input", x.len(), g.x_len())?;
-        expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
+        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         if let Some(b) = bias {
-            expect_len("depthwise conv2d bias", b.len(), g.c_out)?;
+            expect_len("depthwise conv2d", "bias", b.len(), g.c_out)?;
         }
         let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
@@ -404,8 +405,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn depthwise_conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
-        expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
-        expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
+        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
+        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
@@ -426,8 +427,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn depthwise_conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
-        expect_len("depthwise conv2d input", x.len(), g.x_len())?;
-        expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
+        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
         let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
@@ -450,8 +451,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::testutil::{assert_close, dot, error_text, finite_diff, narrow, random, widen};
     use crate::device::Device;
-    use crate::ops::cpu_test_support::{assert_close, dot, error_text, narrow, random_vec, widen};
 
     /// (N, C_in, (H, W), C_out, (KH, KW), stride, padding, dilation, groups)
     type Case =
@@ -519,10 +520,10 @@ mod tests {
     /// Operands of a case: (x, w, bias, dy).
     fn operands(g: &ConvGeom, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         (
-            random_vec(seed, g.x_len()),
-            random_vec(seed + 1, g.weight_len()),
-            random_vec(seed + 2, g.c_out),
-            random_vec(seed + 3, g.y_len()),
+            random(g.x_len(), seed),
+            random(g.weight_len(), seed + 1),
+            random(g.c_out, seed + 2),
+            random(g.y_len(), seed + 3),
         )
     }
 
@@ -589,7 +590,7 @@ mod tests {
     #[test]
     fn backward_bias_sums_the_output_gradient() {
         let g = geom(&CASES[1]);
-        let dy = random_vec(7, g.y_len());
+        let dy = random(g.y_len(), 7);
         let plane = g.oh * g.ow;
         let want: Vec<f64> = (0..g.c_out)
             .map(|co| (0..g.n).map(|n| dy[(n * g.c_out + co) * plane..][..plane].iter().sum::<f64>()).sum())
@@ -611,24 +612,14 @@ mod tests {
                     cpu.conv2d_forward(&cpu.wrap(x.to_vec()), &cpu.wrap(w.to_vec()), Some(&cpu.wrap(b.to_vec())), &g);
                 dot(&y.unwrap(), &dy)
             };
-            let eps = 1e-5;
-            let numeric = |v: &[f64], eval: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
-                (0..v.len())
-                    .map(|j| {
-                        let (mut plus, mut minus) = (v.to_vec(), v.to_vec());
-                        plus[j] += eps;
-                        minus[j] -= eps;
-                        (eval(&plus) - eval(&minus)) / (2.0 * eps)
-                    })
-                    .collect()
-            };
+            let h = 1e-5;
             let dyb = cpu.wrap(dy.clone());
             let dx = cpu.conv2d_backward_data(&dyb, &cpu.wrap(w.clone()), &g).unwrap();
             let dw = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &dyb, &g).unwrap();
             let db = cpu.conv2d_backward_bias(&dyb, &g).unwrap();
-            assert_close("dx vs finite differences", &dx, &numeric(&x, &|v| loss(v, &w, &b)), 1e-7);
-            assert_close("dw vs finite differences", &dw, &numeric(&w, &|v| loss(&x, v, &b)), 1e-7);
-            assert_close("db vs finite differences", &db, &numeric(&b, &|v| loss(&x, &w, v)), 1e-7);
+            assert_close("dx vs finite differences", &dx, &finite_diff(&x, h, |v| loss(v, &w, &b)), 1e-7);
+            assert_close("dw vs finite differences", &dw, &finite_diff(&w, h, |v| loss(&x, v, &b)), 1e-7);
+            assert_close("db vs finite differences", &db, &finite_diff(&b, h, |v| loss(&x, &w, v)), 1e-7);
         }
     }
 
@@ -637,7 +628,7 @@ mod tests {
         let cpu = CpuBackend::new();
         let g = geom(&CASES[7]);
         let (n0, nb) = (1, 1);
-        let x = random_vec(3, g.x_len());
+        let x = random(g.x_len(), 3);
         let mut cols: CpuBuf<f64> = cpu.zeros(g.col_rows() * g.col_cols(nb)).unwrap();
         cpu.im2col(&cpu.wrap(x.clone()), &g, n0, nb, &mut cols).unwrap();
         let ncols = g.col_cols(nb);
@@ -655,7 +646,7 @@ mod tests {
             }
         }
         // col2im overwrites only its images (image 0 keeps its marker) and is im2col's adjoint.
-        let c = random_vec(4, cols.len());
+        let c = random(cols.len(), 4);
         let mut dx = cpu.wrap(vec![7.0; g.x_len()]);
         cpu.col2im(&cpu.wrap(c.clone()), &g, n0, nb, &mut dx).unwrap();
         let image = g.c_in * g.h * g.w;
@@ -697,10 +688,7 @@ mod tests {
         );
         let short = cpu.wrap(vec![0.0f64; g.x_len() - 1]);
         let err = error_text(cpu.conv2d_forward(&short, &w, Some(&b), &g));
-        assert!(
-            err.contains(&format!("holds {} elements", g.x_len() - 1)) && err.contains(&g.x_len().to_string()),
-            "{err}"
-        );
+        assert!(err.contains(&format!("input has {} elements but {} are needed", g.x_len() - 1, g.x_len())), "{err}");
         assert!(cpu.conv2d_forward(&x, &x, None, &g).is_err());
         assert!(cpu.conv2d_forward(&x, &w, Some(&w), &g).is_err());
         assert!(cpu.conv2d_backward_data(&x, &w, &g).is_err());
