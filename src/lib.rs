@@ -3,11 +3,15 @@
 
 pub mod cli;
 pub mod cpu;
+pub mod data;
 pub mod device;
 pub mod element;
 pub mod error;
+pub mod exec;
 pub mod gpu;
+pub mod gradcheck;
 pub mod graph;
+pub mod models;
 pub mod ops;
 pub mod rng;
 pub mod shape;
