@@ -29,13 +29,14 @@ fn configs() -> Vec<ConvGeom> {
         (2, 4, (5, 5), 8, (1, 1), (1, 1), (0, 0), (1, 1), 4),
         (1, 3, (11, 10), 5, (5, 5), (3, 2), (2, 2), (1, 1), 1),
         (3, 6, (6, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 6),
+        (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise: GEMMs on the tensors
     ]
     .into_iter()
     .map(geom)
     .collect();
     let mut rng = Rng::new(7);
     let mut pick = |lo: usize, hi: usize| lo + rng.below((hi - lo + 1) as u64) as usize;
-    while out.len() < 8 {
+    while out.len() < 9 {
         let groups = pick(1, 3);
         let (k, s, p, d) = ((pick(1, 3), pick(1, 3)), (pick(1, 2), pick(1, 3)), (pick(0, 2), pick(0, 1)), (pick(1, 2), pick(1, 2)));
         let c = (pick(1, 3), groups * pick(1, 3), (pick(3, 9), pick(3, 9)), groups * pick(1, 3), k, s, p, d, groups);
@@ -123,6 +124,18 @@ fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
     }
 }
 
+#[test]
+fn pointwise_convolution_skips_im2col() {
+    let gpu = gpu();
+    let g = geom((2, 3, (3, 5), 4, (1, 1), (1, 1), (0, 0), (1, 1), 1));
+    let (x, w, b) = (gpu.upload(&values(g.x_len(), 1)).unwrap(), gpu.upload(&values(g.weight_len(), 2)).unwrap(), gpu.upload(&values(g.c_out, 3)).unwrap());
+    gpu.take_kernel_log();
+    let y = gpu.conv2d_forward(&x, &w, Some(&b), &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_nn", "gemm::add_bias"]);
+    gpu.conv2d_backward_data(&y, &w, &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_tn"]);
+}
+
 fn depthwise_configs() -> Vec<ConvGeom> {
     [
         (2, 3, (7, 7), 3, (3, 3), (1, 1), (1, 1), (1, 1), 3),
@@ -170,6 +183,6 @@ fn bad_buffers_and_geometries_are_clear_errors() {
     let err = gpu.depthwise_conv2d_forward(&x, &w, None, &g).err().expect("groups = 1 is not depthwise").to_string();
     assert!(err.contains("depthwise convolution needs groups == in channels"), "{err}");
     let mut cols = gpu.zeros(g.col_rows() * g.col_cols(1)).unwrap();
-    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).err().expect("image 1 of 1").to_string();
+    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).expect_err("image 1 of 1").to_string();
     assert!(err.contains("outside the batch of 1"), "{err}");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{AdaptivePoolGeom, PoolGeom, PoolOps};
@@ -42,6 +42,45 @@ fn max_pool_matches_the_reference_values_indices_and_gradients() {
         let dx = gpu.max_pool2d_backward(&gpu.upload(&dy).unwrap(), &idx, &g).unwrap();
         let want = cpu.max_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &idx_ref, &g).unwrap();
         assert_close(&format!("max backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+/// Random valid geometries (fixed seed): kernels 1..=4, strides 1..=3, legal padding, both modes.
+fn random_cases() -> Vec<Case> {
+    let mut rng = ferronet::rng::Rng::new(5);
+    let mut pick = |lo: usize, hi: usize| lo + rng.below((hi - lo + 1) as u64) as usize;
+    let mut out = Vec::new();
+    while out.len() < 8 {
+        let k = (pick(1, 4), pick(1, 4));
+        let case = (pick(1, 2), pick(1, 3), (pick(3, 12), pick(3, 12)), k, (pick(1, 3), pick(1, 3)), (pick(0, k.0 / 2), pick(0, k.1 / 2)), pick(0, 1) == 1);
+        if PoolGeom::new(case.0, case.1, case.2, case.3, case.4, case.5, case.6, true).is_ok() {
+            out.push(case);
+        }
+    }
+    out
+}
+
+#[test]
+fn random_geometries_match_the_reference() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (i, case) in random_cases().iter().enumerate() {
+        let g = geom(case, i % 2 == 0);
+        let x = random_f32(g.x_len(), 70 + i as u64, -1.0, 1.0);
+        let dy = random_f32(g.y_len(), 80 + i as u64, -1.0, 1.0);
+        let ((gx, cx), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &dy));
+        let (y, idx) = gpu.max_pool2d_forward(&gx, &g).unwrap();
+        let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cx, &g).unwrap();
+        assert_close(&format!("max forward {g:?}"), &gpu.download(&y).unwrap(), &y_ref, 0.0, 0.0);
+        assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec(), "max argmax {g:?}");
+        let dx = gpu.max_pool2d_backward(&gdy, &idx, &g).unwrap();
+        let want = cpu.max_pool2d_backward(&cdy, &idx_ref, &g).unwrap();
+        assert_close(&format!("max backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+        let y = gpu.avg_pool2d_forward(&gx, &g).unwrap();
+        let want = cpu.avg_pool2d_forward(&cx, &g).unwrap();
+        assert_close(&format!("avg forward {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        let dx = gpu.avg_pool2d_backward(&gdy, &g).unwrap();
+        let want = cpu.avg_pool2d_backward(&cdy, &g).unwrap();
+        assert_close(&format!("avg backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
     }
 }
 

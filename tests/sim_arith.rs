@@ -183,3 +183,23 @@ fn directed_rounding_fma_as_in_inlined_expf() {
     let got = floats(&run("fma.rp.f32 %f3, %f2, %f4, 0f00000000;\nmov.b32 %r3, %f3;", &a, &b));
     assert_eq!(got, vec![1.0, -(1.0f32.next_down())]);
 }
+
+#[test]
+fn saturating_adds_24_bit_multiplies_funnel_shifts_copysign_and_testp() {
+    let a = ints(&[i32::MAX, i32::MIN, 5]);
+    let b = ints(&[1, -1, 7]);
+    assert_eq!(run("add.sat.s32 %r3, %r2, %r4;", &a, &b), ints(&[i32::MAX, i32::MIN, 12]));
+    assert_eq!(run("sub.sat.s32 %r3, %r2, %r4;", &a, &b), ints(&[i32::MAX - 1, i32::MIN + 1, -2]));
+    // Only the low 24 bits take part: 0x1000003 * 2 uses 3 * 2.
+    assert_eq!(run("mul24.lo.u32 %r3, %r2, %r4;", &ints(&[0x100_0003, 0x7f_ffff]), &ints(&[2, 0x100])), vec![6, 0x7fff_ff00]);
+    assert_eq!(run("mul24.hi.u32 %r3, %r2, %r4;", &ints(&[0xff_ffff]), &ints(&[0xff_ffff])), vec![0xffff_fe00]);
+    let rot = "shf.l.wrap.b32 %r3, %r2, %r2, %r4;";
+    assert_eq!(run(rot, &[0x8000_0001, 0x1234_5678], &[1, 36]), vec![0x0000_0003, 0x2345_6781]);
+    // Clamped shift counts stop at 32: the whole high word comes down.
+    assert_eq!(run("shf.r.clamp.b32 %r3, %r2, %r4, 40;", &[0xdead_beef], &[0x1234_5678]), vec![0x1234_5678]);
+    let signs = floats(&run("copysign.f32 %f3, %f2, %f4;\nmov.b32 %r3, %f3;", &bits(&[-1.0, 2.0]), &bits(&[3.0, -4.0])));
+    assert_eq!(signs, vec![-3.0, 4.0]);
+    let body = "testp.finite.f32 %p1, %f2;\ntestp.notanumber.f32 %p2, %f2;\nselp.u32 %r5, 1, 0, %p1;\n\
+                selp.u32 %r6, 2, 0, %p2;\nor.b32 %r3, %r5, %r6;";
+    assert_eq!(run(body, &bits(&[1.0, f32::INFINITY, f32::NAN]), &[0; 3]), vec![1, 0, 2]);
+}

@@ -125,12 +125,12 @@ fn full_mask_shuffle_in_a_divergent_branch_is_reported() {
 
 #[test]
 fn unknown_instructions_are_named_with_kernel_and_line() {
-    let ptx = ".version 8.8\n.target sm_75\n.address_size 64\n.visible .entry odd()\n{\n\t.reg .b32 %r<3>;\n\ttestp.finite.f32 %r1, %r2;\n\tret;\n}\n";
+    let ptx = ".version 8.8\n.target sm_75\n.address_size 64\n.visible .entry odd()\n{\n\t.reg .b32 %r<3>;\n\tsad.u32 %r1, %r2, %r2, %r2;\n\tret;\n}\n";
     let driver = ferronet::sim::SimDriver::new(SimOptions::default());
     driver.load_ptx("odd", ptx).unwrap();
     let gpu = ferronet::gpu::GpuBackend::new(std::sync::Arc::new(driver));
     let err = gpu.launch("odd", "odd", LaunchConfig::linear(1, 1), &[]).unwrap_err();
-    assert_mentions(&err, &["kernel odd", "PTX line 7", "does not support `testp.finite.f32`"]);
+    assert_mentions(&err, &["kernel odd", "PTX line 7", "does not support `sad.u32`"]);
 }
 
 #[test]

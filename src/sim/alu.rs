@@ -189,6 +189,44 @@ pub fn bfi<const W: u32>(a: u64, b: u64, pos: u64, len: u64) -> u64 {
     let m = mask(len.min(W - pos)) << pos;
     ((b & !m) | ((a << pos) & m)) & mask(W)
 }
+/// Saturating signed 32-bit add/sub (`add.sat.s32`).
+pub fn add_sat_s32(a: u64, b: u64) -> u64 {
+    (a as i32).saturating_add(b as i32) as u32 as u64
+}
+pub fn sub_sat_s32(a: u64, b: u64) -> u64 {
+    (a as i32).saturating_sub(b as i32) as u32 as u64
+}
+/// 24-bit multiplies: the low 24 bits of each operand form a 48-bit product; `.lo` keeps bits
+/// 0..32 of it, `.hi` bits 16..48.
+fn mul24(a: u64, b: u64, signed: bool) -> i64 {
+    if signed {
+        sext(a, 24) * sext(b, 24)
+    } else {
+        ((a & 0xff_ffff) * (b & 0xff_ffff)) as i64
+    }
+}
+pub fn mul24_lo<const S: bool>(a: u64, b: u64) -> u64 {
+    mul24(a, b, S) as u64 & 0xffff_ffff
+}
+pub fn mul24_hi<const S: bool>(a: u64, b: u64) -> u64 {
+    (mul24(a, b, S) >> 16) as u64 & 0xffff_ffff
+}
+pub fn mad24_lo<const S: bool>(a: u64, b: u64, c: u64) -> u64 {
+    mul24_lo::<S>(a, b).wrapping_add(c) & 0xffff_ffff
+}
+pub fn mad24_hi<const S: bool>(a: u64, b: u64, c: u64) -> u64 {
+    mul24_hi::<S>(a, b).wrapping_add(c) & 0xffff_ffff
+}
+/// Funnel shifts of the 64-bit value b:a (`shf.l/r.wrap/clamp.b32`).
+pub fn shf<const LEFT: bool, const WRAP: bool>(a: u64, b: u64, c: u64) -> u64 {
+    let n = if WRAP { (c as u32) & 31 } else { (c as u32).min(32) };
+    let v = ((b & 0xffff_ffff) << 32) | (a & 0xffff_ffff);
+    if LEFT {
+        ((v << n) >> 32) & 0xffff_ffff
+    } else {
+        (v >> n) & 0xffff_ffff
+    }
+}
 /// `prmt.b32` in its default mode: picks four bytes out of the eight of {b, a}, with sign
 /// replication when bit 3 of a selector is set.
 pub fn prmt(a: u64, b: u64, c: u64) -> u64 {
@@ -486,6 +524,14 @@ pub fn f16x2_fma(a: u64, b: u64, c: u64) -> u64 {
     lo | (hi << 16)
 }
 
+/// `copysign.f32 d, a, b`: the magnitude of b with the sign of a.
+pub fn copysign_f32(a: u64, b: u64) -> u64 {
+    fb(f(b).copysign(f(a)))
+}
+pub fn copysign_f64(a: u64, b: u64) -> u64 {
+    db(d(b).copysign(d(a)))
+}
+
 // ---------------------------------------------------------------- comparisons
 
 pub const EQ: u8 = 0;
@@ -562,6 +608,27 @@ pub fn cmp_int<const W: u32, const C: u8, const S: bool>(a: u64, b: u64) -> bool
         LE => x <= y,
         GT => x > y,
         _ => x >= y,
+    }
+}
+
+pub const FINITE: u8 = 0;
+pub const INFINITE: u8 = 1;
+pub const NUMBER: u8 = 2;
+pub const NOTANUMBER: u8 = 3;
+pub const NORMAL: u8 = 4;
+pub const SUBNORMAL: u8 = 5;
+
+/// `testp.op.f32/f64 p, a` (the second operand of the comparison signature is unused).
+pub fn testp<const K: u8, const F64: bool>(a: u64, _: u64) -> bool {
+    let x = if F64 { d(a) } else { f(a) as f64 };
+    let sub = if F64 { x.is_subnormal() } else { f(a).is_subnormal() };
+    match K {
+        FINITE => x.is_finite(),
+        INFINITE => x.is_infinite(),
+        NUMBER => !x.is_nan(),
+        NOTANUMBER => x.is_nan(),
+        NORMAL => x.is_finite() && x != 0.0 && !sub,
+        _ => sub,
     }
 }
 

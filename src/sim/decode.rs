@@ -1,6 +1,25 @@
 //! Turns parsed PTX into a compact instruction array per kernel: registers resolved to indices,
 //! immediates typed, symbols turned into addresses, labels into instruction indices and every
 //! arithmetic opcode into a function pointer from `alu`.
+//!
+//! Supported (anything else is an `Error::Sim` naming the instruction, kernel and line):
+//! - integer: add/sub (incl. `.sat.s32`), mul/mad `.lo/.hi/.wide`, mul24/mad24, div, rem, min,
+//!   max, neg, abs, and/or/xor/not/cnot (incl. `.pred`), shl/shr, shf, popc, clz, brev,
+//!   bfind (not `.shiftamt`), bfe, bfi, prmt (default mode), selp;
+//! - f32: add/sub/mul/fma/mad/div with `.rn/.rz/.rm/.rp`, `.ftz`, `.sat`; min/max, neg, abs,
+//!   sqrt, rsqrt, rcp, ex2, lg2, sin, cos, tanh (`.approx` ones use the host's accurate
+//!   functions), copysign, testp; f64 the same minus directed fma/unary rounding;
+//!   f16/f16x2 fma only;
+//! - setp with every comparison (incl. unordered, num, nan) and `.and/.or/.xor` combining;
+//! - cvt between all integer and float types (f16/bf16 round-to-nearest only), `.rni/.rzi/.rmi/
+//!   .rpi`, `.sat`, `.ftz`; cvta to and from shared/local/global; mov incl. special registers
+//!   and vector pack/unpack;
+//! - ld/ldu/st on param, global (`.nc`), shared (static and `extern`), local and generic
+//!   addresses, scalar and v2/v4; atom/red add (u32/s32/u64/f32/f64), min/max, exch, cas,
+//!   and/or/xor, inc/dec on global and shared;
+//! - bar.sync/barrier.sync 0, bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate
+//!   output), vote.sync all/any/uni/ballot, activemask, membar/fence (no-ops), bra, ret/exit,
+//!   trap.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, QuadFn, Rnd, TerFn, Ty, UnFn};
 use super::parse::{Imm, Instruction, KernelAst, ModuleAst, Operand, Statement, VarDecl};
@@ -98,6 +117,8 @@ pub enum Op {
     Vote { mode: VoteMode, d: u32, a: Src, neg: bool, mask: Src },
     Bra { target: u32 },
     Exit,
+    /// `trap` (a failed device-side `assert`): aborts the launch with an error.
+    Trap,
     Nop,
 }
 
@@ -669,24 +690,31 @@ impl<'a> Decoder<'a> {
                 }
                 bin!(float_bin(code).ok_or_else(unsupported)?)
             }
+            "add" if sat && ty == Some(Ty::S(32)) => bin!(alu::add_sat_s32),
+            "sub" if sat && ty == Some(Ty::S(32)) => bin!(alu::sub_sat_s32),
+            "add" | "sub" if sat => return Err(unsupported()),
             "add" => bin!(by_width!(w, add)),
             "sub" => bin!(by_width!(w, sub)),
-            "mul" | "mul24" if oc.has("wide") => bin!(by_width_sign!(w, signed, mul_wide)),
-            "mul" | "mul24" if oc.has("hi") => bin!(by_width_sign!(w, signed, mul_hi)),
-            "mul" | "mul24" => bin!(by_width!(w, mul_lo)),
-            "mad" | "mad24" if ty.is_some_and(|t| t.is_float()) => {
+            "mul24" if oc.has("hi") => bin!(if signed { alu::mul24_hi::<true> } else { alu::mul24_hi::<false> }),
+            "mul24" => bin!(if signed { alu::mul24_lo::<true> } else { alu::mul24_lo::<false> }),
+            "mad24" if oc.has("hi") => ter!(if signed { alu::mad24_hi::<true> } else { alu::mad24_hi::<false> }, ty),
+            "mad24" => ter!(if signed { alu::mad24_lo::<true> } else { alu::mad24_lo::<false> }, ty),
+            "mul" if oc.has("wide") => bin!(by_width_sign!(w, signed, mul_wide)),
+            "mul" if oc.has("hi") => bin!(by_width_sign!(w, signed, mul_hi)),
+            "mul" => bin!(by_width!(w, mul_lo)),
+            "mad" if ty.is_some_and(|t| t.is_float()) => {
                 if !is_f32 {
                     return Err(unsupported());
                 }
                 flops = 2;
                 ter!(by_mode_ftz_sat!(mode, ftz, sat, f32_fma), ty)
             }
-            "mad" | "mad24" if oc.has("wide") => {
+            "mad" if oc.has("wide") => {
                 let cty = Some(Ty::U(2 * w));
                 ter!(by_width_sign!(w, signed, mad_wide), cty)
             }
-            "mad" | "mad24" if oc.has("hi") => ter!(by_width_sign!(w, signed, mad_hi), ty),
-            "mad" | "mad24" => ter!(by_width!(w, mad_lo), ty),
+            "mad" if oc.has("hi") => ter!(by_width_sign!(w, signed, mad_hi), ty),
+            "mad" => ter!(by_width!(w, mad_lo), ty),
             "fma" if f16x2 => ter!(alu::f16x2_fma, ty),
             "fma" if ty == Some(Ty::F16) => ter!(alu::f16_fma, ty),
             "fma" if is_f32 => {
@@ -766,6 +794,47 @@ impl<'a> Decoder<'a> {
                 }
             }
             "prmt" if oc.mods.is_empty() => ter!(alu::prmt, ty),
+            "shf" => {
+                let f: TerFn = match (oc.has("l"), oc.has("wrap")) {
+                    (true, true) => alu::shf::<true, true>,
+                    (true, false) => alu::shf::<true, false>,
+                    (false, true) => alu::shf::<false, true>,
+                    (false, false) => alu::shf::<false, false>,
+                };
+                ter!(f, Some(Ty::U(32)))
+            }
+            "copysign" if is_f32 => bin!(alu::copysign_f32),
+            "copysign" if is_f64 => bin!(alu::copysign_f64),
+            "testp" if is_f32 || is_f64 => {
+                self.ops(i, 2)?;
+                macro_rules! t {
+                    ($k:expr) => {
+                        if is_f64 {
+                            alu::testp::<{ $k }, true>
+                        } else {
+                            alu::testp::<{ $k }, false>
+                        }
+                    };
+                }
+                let f: CmpFn = if oc.has("finite") {
+                    t!(alu::FINITE)
+                } else if oc.has("infinite") {
+                    t!(alu::INFINITE)
+                } else if oc.has("number") {
+                    t!(alu::NUMBER)
+                } else if oc.has("notanumber") {
+                    t!(alu::NOTANUMBER)
+                } else if oc.has("normal") {
+                    t!(alu::NORMAL)
+                } else if oc.has("subnormal") {
+                    t!(alu::SUBNORMAL)
+                } else {
+                    return Err(unsupported());
+                };
+                let a = self.src(&o[1], ty)?;
+                Op::Setp { f, comb: None, p: self.dst(&o[0])?, q: None, a, b: Src::Imm(0) }
+            }
+            "trap" => Op::Trap,
             "selp" => {
                 self.ops(i, 4)?;
                 Op::Ter { f: alu::selp, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, b: self.src(&o[2], ty)?, c: self.src(&o[3], None)? }

@@ -13,6 +13,9 @@ use super::memory::{GlobalView, Region};
 use super::sanitizer::{fault, Site, Stamp, WordShadow};
 use crate::error::{Error, Result};
 
+/// A block that runs longer than this is assumed stuck in a loop (minutes of simulation).
+const MAX_WARP_INSTS_PER_BLOCK: u64 = 1 << 30;
+
 /// Everything a block needs to know about its launch.
 pub struct Launch<'a> {
     pub kernel: &'a Kernel,
@@ -194,6 +197,8 @@ pub struct Worker<'a> {
     block_gen: u32,
     geo: Geometry,
     pub stats: LaunchStats,
+    /// `stats.warp_insts` when the current block started (for the runaway-loop watchdog).
+    block_start_insts: u64,
     scratch_addrs: Vec<u64>,
     scratch_shared: Vec<(u32, u64)>,
 }
@@ -242,6 +247,7 @@ impl<'a> Worker<'a> {
             local: vec![0; lp.kernel.local_bytes * nthreads as usize],
             epoch: 0,
             block_gen: 0,
+            block_start_insts: 0,
             geo: Geometry { ntid: lp.block, nctaid: lp.grid, ctaid: [0; 3], nwarps },
             stats: LaunchStats::default(),
             scratch_addrs: Vec::with_capacity(128),
@@ -272,6 +278,7 @@ impl<'a> Worker<'a> {
         }
         self.shared.fill(0);
         self.local.fill(0);
+        self.block_start_insts = self.stats.warp_insts;
         loop {
             for w in 0..self.warps.len() {
                 self.run_warp(w)?;
@@ -332,6 +339,14 @@ impl<'a> Worker<'a> {
             }
             let pc = w.cur_pc as usize;
             let inst = &insts[pc];
+            if self.stats.warp_insts - self.block_start_insts > MAX_WARP_INSTS_PER_BLOCK {
+                let l = w.cur_mask.trailing_zeros() as usize;
+                return Err(fault(
+                    "runaway kernel",
+                    &self.site(pc, wi, l),
+                    format!("the block executed more than {MAX_WARP_INSTS_PER_BLOCK} warp instructions; is a loop missing its exit?"),
+                ));
+            }
             let mut mask = w.cur_mask;
             if inst.guard != NO_GUARD {
                 let mut g = 0u32;
@@ -437,6 +452,12 @@ impl<'a> Worker<'a> {
                     continue;
                 }
                 Op::Nop => {}
+                Op::Trap => {
+                    if mask != 0 {
+                        let l = mask.trailing_zeros() as usize;
+                        return Err(fault("trap", &self.site(pc, wi, l), "the kernel executed `trap` (a device-side assert failed)"));
+                    }
+                }
                 Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } => self.memory_op(wi, pc, inst, mask)?,
                 Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => self.warp_op(wi, pc, inst, mask)?,
             }

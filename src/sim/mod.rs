@@ -135,6 +135,20 @@ impl SimDriver {
         self.stats.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default()
     }
 
+    /// Loads module `name` (embedded or registered) and decodes all its kernels; returns their
+    /// names, or the first kernel's decode error (an unsupported instruction, with its line).
+    pub fn validate_module(&self, name: &str) -> Result<Vec<String>> {
+        let module = self.module(name)?;
+        let mut names: Vec<String> = module.keys().cloned().collect();
+        names.sort();
+        for kernel in &names {
+            if let Some(Err(msg)) = module.get(kernel) {
+                return Err(Error::Sim(msg.clone()));
+            }
+        }
+        Ok(names)
+    }
+
     fn module(&self, name: &str) -> Result<Arc<Module>> {
         if let Some(m) = lock(&self.modules)?.get(name) {
             return Ok(m.clone());
