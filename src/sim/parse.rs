@@ -274,7 +274,9 @@ impl Parser {
             if self.eat(']') {
                 bytes = 0;
             } else {
-                bytes = elem * self.number()?;
+                let count = self.number()?;
+                let Some(total) = elem.checked_mul(count) else { return self.err(format!("array '{name}' is too large")) };
+                bytes = total;
                 self.expect(']')?;
             }
         }

@@ -85,3 +85,31 @@ extern "C" __global__ void column_read(const float* x, float* y, int pad) {
     for (int c = 0; c < 32; c++) acc += tile[t * (32 + pad) + c];
     y[t] = acc;
 }
+
+// Odd threads write through a pointer into shared memory, even threads into global memory: the
+// compiler cannot tell which, so the store uses a generic address (cvta.shared + st).
+extern "C" __global__ void generic_store(float* out) {
+    __shared__ float s[64];
+    __shared__ unsigned count;
+    int t = threadIdx.x;
+    if (t == 0) count = 0;
+    s[t] = 0.f;
+    __syncthreads();
+    float* p = (t & 1) ? &s[t] : &out[t];
+    *p = (float)t;
+    atomicAdd(&count, 1u);
+    __syncthreads();
+    if (t & 1) out[t] = s[t] * 10.f;
+    if (t == 0) out[64] = (float)count;
+}
+
+// Threads past the end return before a barrier that the others reach: allowed, since exited
+// threads do not take part in later barriers.
+extern "C" __global__ void early_exit_then_barrier(const float* x, float* y, int n) {
+    __shared__ float s[128];
+    int t = threadIdx.x;
+    if (t >= n) return;
+    s[t] = x[t];
+    __syncthreads();
+    y[t] = s[n - 1 - t];
+}
