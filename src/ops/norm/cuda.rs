@@ -15,6 +15,21 @@ fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
     Ok([KernelArg::I32(g.n as i32), KernelArg::I32(g.c as i32), KernelArg::I32(g.hw as i32)])
 }
 
+/// The per-channel operands of both forwards, named for the length check.
+fn forward_per_channel<'a>(
+    gamma: &GpuBuf<f32>,
+    beta: &GpuBuf<f32>,
+    running_mean: &GpuBuf<f32>,
+    running_var: &GpuBuf<f32>,
+) -> [(&'a str, usize); 4] {
+    [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+    ]
+}
+
 impl NormOps<f32> for GpuBackend {
     fn batch_norm2d_forward_train(
         &self,
@@ -27,13 +42,7 @@ impl NormOps<f32> for GpuBackend {
         g: &BatchNormGeom,
     ) -> Result<(GpuBuf<f32>, BatchNormSaved<GpuBuf<f32>>)> {
         const OP: &str = "batch_norm2d (training)";
-        let per_channel = [
-            ("gamma", gamma.len()),
-            ("beta", beta.len()),
-            ("running_mean", running_mean.len()),
-            ("running_var", running_var.len()),
-        ];
-        g.check_lengths(OP, &[x.len()], &per_channel)?;
+        g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         g.check_trainable(OP)?;
         let y = self.alloc::<f32>(g.len())?;
         let saved = BatchNormSaved { mean: self.alloc::<f32>(g.c)?, invstd: self.alloc::<f32>(g.c)? };
@@ -63,13 +72,7 @@ impl NormOps<f32> for GpuBackend {
         g: &BatchNormGeom,
     ) -> Result<GpuBuf<f32>> {
         const OP: &str = "batch_norm2d (eval)";
-        let per_channel = [
-            ("gamma", gamma.len()),
-            ("beta", beta.len()),
-            ("running_mean", running_mean.len()),
-            ("running_var", running_var.len()),
-        ];
-        g.check_lengths(OP, &[x.len()], &per_channel)?;
+        g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         let total = int(g.len(), "the element count of the batch_norm2d input")?;
         let y = self.alloc::<f32>(g.len())?;
         let args = [

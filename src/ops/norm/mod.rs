@@ -57,9 +57,11 @@ impl BatchNormGeom {
             return Ok(());
         }
         Err(Error::shape(format!(
-            "{op} needs more than one value per channel, got N*H*W = 1 (N={}, HW={}); \
+            "{op} needs more than one value per channel, got N*H*W = {} (N={}, HW={}); \
              train with a batch of at least 2 or use eval mode",
-            self.n, self.hw
+            self.count(),
+            self.n,
+            self.hw
         )))
     }
 }
