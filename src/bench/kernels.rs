@@ -6,7 +6,7 @@
 use super::cases::{kernel_cases, BenchCase};
 use super::cuda::{CudaBench, DevicePeaks};
 use super::ops::{results, HostOperands, KernelOp};
-use super::predict::{scale_stats, Limit, GPU_MODELS};
+use super::predict::{scale_stats, slower, LaunchPrediction, Limit, GPU_MODELS};
 use super::resources::{kernel_resources, KernelResources, ARCH};
 use super::timing::{time_host, Timing};
 use super::validate::{compare, reference, Validation};
@@ -76,9 +76,15 @@ pub struct SimLaunch {
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     pub gpu: &'static str,
+    /// No cache: every sector each launch touches moves through DRAM (pessimistic).
     pub seconds: f64,
     /// The roof of the launch that takes longest.
     pub limit: Limit,
+    /// Ideal cache: the launches' on-chip work, or the case's compulsory bytes through DRAM,
+    /// whichever is slower (optimistic).
+    pub seconds_ideal_cache: f64,
+    pub limit_ideal_cache: Limit,
+    /// Rates at the no-cache time.
     pub gflops: f64,
     pub gbytes_per_s: f64,
 }
@@ -237,21 +243,27 @@ fn sim_launch(stats: &LaunchStats, resources: &HashMap<String, KernelResources>)
     }
 }
 
-/// Predicted time of a case on each modelled GPU: the sum of its launches' predictions, limited by
-/// the roof of the longest launch.
+/// Predicted time of a case on each modelled GPU: the sum of its launches' predictions, limited
+/// by the roof of the longest launch; once with no cache and once with an ideal one.
 fn predictions(op: &KernelOp, launches: &[LaunchStats]) -> Vec<Prediction> {
     GPU_MODELS
         .iter()
         .map(|model| {
-            let per_launch: Vec<_> = launches.iter().map(|s| model.predict(s)).collect();
-            let seconds: f64 = per_launch.iter().map(|p| p.seconds).sum();
-            let limit = per_launch.iter().max_by(|a, b| a.seconds.total_cmp(&b.seconds)).map_or(Limit::Dram, |p| p.limit);
+            let total = |per_launch: Vec<LaunchPrediction>| LaunchPrediction {
+                seconds: per_launch.iter().map(|p| p.seconds).sum(),
+                limit: per_launch.iter().max_by(|a, b| a.seconds.total_cmp(&b.seconds)).map_or(Limit::Dram, |p| p.limit),
+            };
+            let no_cache = total(launches.iter().map(|s| model.predict(s)).collect());
+            let on_chip = total(launches.iter().map(|s| model.predict_on_chip(s)).collect());
+            let ideal_cache = slower(on_chip, model.dram_time(op.min_bytes()));
             Prediction {
                 gpu: model.spec.name,
-                seconds,
-                limit,
-                gflops: op.flops() / seconds / 1e9,
-                gbytes_per_s: op.min_bytes() / seconds / 1e9,
+                seconds: no_cache.seconds,
+                limit: no_cache.limit,
+                seconds_ideal_cache: ideal_cache.seconds,
+                limit_ideal_cache: ideal_cache.limit,
+                gflops: op.flops() / no_cache.seconds / 1e9,
+                gbytes_per_s: op.min_bytes() / no_cache.seconds / 1e9,
             }
         })
         .collect()

@@ -6,6 +6,7 @@ pub mod args;
 pub mod cases;
 pub mod cuda;
 pub mod kernels;
+pub mod model;
 pub mod ops;
 pub mod predict;
 pub mod report;

@@ -4,8 +4,11 @@
 //! charges idle lanes and non-FMA work) and shared-memory wavefronts (bank conflicts included),
 //! plus the occupancy ptxas's register and shared-memory counts allow.
 //!
-//! The model assumes every SM is busy and that no DRAM sector is served from L2; it does not model
-//! latency, so low occupancy is reported beside the prediction rather than folded into it.
+//! The simulator has no cache model, so a prediction is a range: with no cache, every sector a
+//! launch touches comes from DRAM (pessimistic for re-read data such as GEMM tiles); with an ideal
+//! cache, only the case's compulsory bytes do (optimistic where an intermediate, an im2col
+//! buffer, exceeds L2). Both assume every SM is busy and leave latency out, so low occupancy is
+//! reported beside the prediction rather than folded into it.
 
 use crate::sim::{GpuSpec, LaunchStats, H100_SXM, RTX_3090, RTX_4090};
 use serde::Serialize;
@@ -92,18 +95,27 @@ pub struct LaunchPrediction {
 }
 
 impl GpuModel {
-    /// The predicted time of one launch with these counters.
+    /// The predicted time of one launch with these counters and no cache: the largest roof.
     pub fn predict(&self, stats: &LaunchStats) -> LaunchPrediction {
-        let roofline = self.spec.predict(stats);
+        let dram = LaunchPrediction { seconds: self.spec.predict(stats).memory_s, limit: Limit::Dram };
+        slower(self.predict_on_chip(stats), dram)
+    }
+
+    /// The time of a launch's on-chip work alone (fp32, issue and shared-memory roofs).
+    pub fn predict_on_chip(&self, stats: &LaunchStats) -> LaunchPrediction {
         let per_clock = self.sms as f64 * self.clock_hz;
-        let roofs = [
-            (roofline.compute_s, Limit::Fp32),
-            (stats.warp_insts as f64 / (4.0 * per_clock), Limit::Issue),
-            (stats.shared_wavefronts as f64 / per_clock, Limit::Shared),
-            (roofline.memory_s, Limit::Dram),
-        ];
-        let (seconds, limit) = roofs.into_iter().fold((0.0, Limit::Fp32), |best, roof| if roof.0 > best.0 { roof } else { best });
-        LaunchPrediction { seconds, limit }
+        [
+            LaunchPrediction { seconds: self.spec.predict(stats).compute_s, limit: Limit::Fp32 },
+            LaunchPrediction { seconds: stats.warp_insts as f64 / (4.0 * per_clock), limit: Limit::Issue },
+            LaunchPrediction { seconds: stats.shared_wavefronts as f64 / per_clock, limit: Limit::Shared },
+        ]
+        .into_iter()
+        .fold(LaunchPrediction { seconds: 0.0, limit: Limit::Fp32 }, slower)
+    }
+
+    /// Moving `bytes` between DRAM and the SMs at full bandwidth.
+    pub fn dram_time(&self, bytes: f64) -> LaunchPrediction {
+        LaunchPrediction { seconds: bytes / self.spec.dram_bytes_per_s, limit: Limit::Dram }
     }
 
     /// Fraction of the SM's warp slots a launch can fill, given its block size and ptxas's
@@ -121,6 +133,15 @@ impl GpuModel {
         };
         let blocks = by_regs.min(by_warps).min(by_shared).min(self.max_blocks_per_sm);
         (blocks * warps_per_block) as f64 / self.max_warps_per_sm as f64
+    }
+}
+
+/// The longer of two predictions (the first on a tie).
+pub fn slower(a: LaunchPrediction, b: LaunchPrediction) -> LaunchPrediction {
+    if b.seconds > a.seconds {
+        b
+    } else {
+        a
     }
 }
 

@@ -97,7 +97,18 @@ fn sim_row(name: &str, s: &Simulated) -> String {
     let predicted: Vec<String> = if s.predictions.is_empty() {
         vec!["-".into(); 3]
     } else {
-        s.predictions.iter().map(|p| format!("{:.1} ({})", p.seconds * 1e6, p.limit.label())).collect()
+        s.predictions
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.1} {} / {:.1} {}",
+                    p.seconds * 1e6,
+                    p.limit.label(),
+                    p.seconds_ideal_cache * 1e6,
+                    p.limit_ideal_cache.label()
+                )
+            })
+            .collect()
     };
     format!(
         "| {name} | {check} | {} | {:.2} | {:.3} | {:.1} | {:.2} | {:.2} | {} | {longest} | {} |",
@@ -135,8 +146,8 @@ pub fn tables(report: &KernelReport) -> String {
     if cases.iter().any(|c| c.sim.is_some()) {
         let _ = writeln!(
             out,
-            "## PTX simulator: counters scaled to batch {} and PREDICTED times (roofline: fp32, issue, shared, dram; \
-             registers and shared memory from ptxas for {})\n",
+            "## PTX simulator: counters scaled to batch {}; PREDICTED times in us as `no cache / ideal cache` with the \
+             limiting roof (fp32, issue, shared, dram); registers and shared memory from ptxas for {}\n",
             report.batch, report.resources_arch
         );
         out.push_str(&sim_rows(cases));
