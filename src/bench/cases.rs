@@ -38,6 +38,9 @@ fn pool(n: usize, c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> R
     PoolGeom::new(n, c, (hw, hw), (k, k), (stride, stride), (pad, pad), false, true)
 }
 
+/// A layer's convolution geometry for a given batch size.
+type GeomAtBatch = fn(usize) -> Result<ConvGeom>;
+
 /// Every case with the batch-dependent shapes at `batch` images.
 pub fn kernel_cases(batch: usize) -> Result<Vec<BenchCase>> {
     if batch == 0 {
@@ -85,7 +88,7 @@ pub fn kernel_cases(batch: usize) -> Result<Vec<BenchCase>> {
 
     // MobileNetV2 at 224x224, the 56x56 stage (24 channels, expansion 6): 1x1 expand and
     // project, the 3x3 depthwise convolution, and the stride-2 depthwise that leaves the stage.
-    let mobilenet: [(&str, fn(usize) -> Result<ConvGeom>); 4] = [
+    let mobilenet: [(&str, GeomAtBatch); 4] = [
         ("1x1 expand 24->144 56x56", |n| conv(n, 24, 56, 144, 1, 1, 1)),
         ("1x1 project 144->24 56x56", |n| conv(n, 144, 56, 24, 1, 1, 1)),
         ("dw 3x3 144x56x56", |n| conv(n, 144, 56, 144, 3, 1, 144)),

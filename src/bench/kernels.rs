@@ -5,7 +5,7 @@
 
 use super::cases::{kernel_cases, BenchCase};
 use super::cuda::{CudaBench, DevicePeaks};
-use super::ops::{results, HostOperands, KernelOp};
+use super::ops::{results, HostOperands, KernelOp, Operands};
 use super::predict::{scale_stats, slower, LaunchPrediction, Limit, GPU_MODELS};
 use super::resources::{kernel_resources, KernelResources, ARCH};
 use super::timing::{time_host, Timing};
@@ -160,8 +160,11 @@ fn outcome<T>(r: Result<T>) -> Outcome<T> {
     }
 }
 
+/// Every output of one run on the host, and the operands (kept for timing further runs).
+type RunResult<B> = (Vec<Vec<f64>>, Operands<f32, B>);
+
 /// Runs the op once on `backend`, synchronised, and returns every output on the host.
-fn run_once<B: Backend<f32>>(op: &KernelOp, backend: &B, host: &HostOperands) -> Result<(Vec<Vec<f64>>, super::ops::Operands<f32, B>)> {
+fn run_once<B: Backend<f32>>(op: &KernelOp, backend: &B, host: &HostOperands) -> Result<RunResult<B>> {
     let mut operands = host.upload::<f32, _>(backend)?;
     let created = op.execute(backend, &mut operands)?;
     backend.synchronize()?;
@@ -325,21 +328,20 @@ pub fn run_kernel_bench(opts: &KernelBenchOptions, mut progress: impl FnMut(&str
     let mut reports = Vec::with_capacity(cases.len());
     for case in &cases {
         progress(&case.name);
-        let timed = opts.cpu || cuda.is_some();
-        let full = if timed {
-            Some(case.full.host_operands(opts.seed).and_then(|host| reference(&case.full, &host).map(|want| (host, want))))
-        } else {
-            None
-        };
-        let on_full = |f: &dyn Fn(&HostOperands, &[Vec<f64>]) -> Result<Measured>| match &full {
-            Some(Ok((host, want))) => outcome(f(host, want)),
-            Some(Err(e)) => Outcome::Error(format!("reference: {e}")),
-            None => unreachable!("only called when a timed device is selected"),
-        };
-        let cpu = opts.cpu.then(|| on_full(&|host, want| measure_cpu(&case.full, host, want, opts)));
-        let cuda_result = match (&cuda, &cuda_peaks) {
-            (Some(bench), Some(peaks)) => Some(on_full(&|host, want| measure_cuda(&case.full, host, want, bench, peaks, opts))),
-            _ => None,
+        let timed_cuda = cuda.as_ref().zip(cuda_peaks.as_ref());
+        // The full-shape operands and their f64 reference, shared by the timed devices.
+        let full = (opts.cpu || timed_cuda.is_some())
+            .then(|| case.full.host_operands(opts.seed).and_then(|host| reference(&case.full, &host).map(|want| (host, want))));
+        let (cpu, cuda_result) = match &full {
+            None => (None, None),
+            Some(Err(e)) => {
+                let failed = || Outcome::Error(format!("reference: {e}"));
+                (opts.cpu.then(failed), timed_cuda.map(|_| failed()))
+            }
+            Some(Ok((host, want))) => (
+                opts.cpu.then(|| outcome(measure_cpu(&case.full, host, want, opts))),
+                timed_cuda.map(|(bench, peaks)| outcome(measure_cuda(&case.full, host, want, bench, peaks, opts))),
+            ),
         };
         let sim = opts.sim.then(|| outcome(simulate(case, opts.seed, &resources)));
         reports.push(CaseReport {

@@ -124,7 +124,7 @@ impl GpuModel {
         let warps_per_block = threads_per_block.div_ceil(32).max(1);
         // Registers are allocated per warp in units of 256.
         let regs_per_warp = (registers * 32).div_ceil(256) * 256;
-        let by_regs = if regs_per_warp == 0 { u32::MAX } else { self.registers_per_sm / regs_per_warp / warps_per_block };
+        let by_regs = self.registers_per_sm.checked_div(regs_per_warp).map_or(u32::MAX, |warps| warps / warps_per_block);
         let by_warps = self.max_warps_per_sm / warps_per_block;
         let by_shared = if shared_bytes == 0 {
             u32::MAX

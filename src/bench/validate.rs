@@ -42,7 +42,7 @@ pub fn compare(op: &KernelOp, got: &[Vec<f64>], want: &[Vec<f64>]) -> Validation
             let err = (gv - wv).abs();
             let ratio = err / (atol + rtol * wv.abs());
             // NaN compares false: a NaN result fails here rather than slipping through a max.
-            if !(ratio <= 1.0) && failure.is_none() {
+            if (ratio.is_nan() || ratio > 1.0) && failure.is_none() {
                 failure = Some(format!("output {out} element {i} is {gv} but the reference is {wv} (atol {atol:.1e}, rtol {rtol:.0e})"));
             }
             max_abs_error = max_abs_error.max(if err.is_nan() { f64::INFINITY } else { err });
