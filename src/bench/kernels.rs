@@ -204,14 +204,7 @@ fn measure_cuda(
     if !validation.passed {
         return Ok(Measured { validation, timing: None, gflops: None, gbytes_per_s: None, fraction_of_peak: None, peak: None, cublas: None });
     }
-    // Outputs are dropped after the end event (in the next run or here), so frees stay untimed.
-    let mut previous = Vec::new();
-    let timing = bench.time(opts.warmup, opts.gpu_reps, || {
-        let out = op.execute(gpu, &mut operands)?;
-        previous = out;
-        Ok(())
-    })?;
-    drop(previous);
+    let timing = bench.time(opts.warmup, opts.gpu_reps, || op.execute(gpu, &mut operands))?;
     let (gflops, gbytes_per_s) = rates(op, timing.median_s);
     // The case's bound on this device: compare its arithmetic intensity with the ridge point.
     let compute_bound = peaks.cublas_sgemm_flops.is_some_and(|f| op.flops() / op.min_bytes() > f / peaks.copy_bytes_per_s);
@@ -364,4 +357,26 @@ pub fn run_kernel_bench(opts: &KernelBenchOptions, mut progress: impl FnMut(&str
         resources_arch: ARCH,
         cases: reports,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> KernelBenchOptions {
+        KernelBenchOptions { cpu: true, sim: false, cuda: None, batch: 1, warmup: 0, cpu_reps: 2, gpu_reps: 1, filter: None, seed: 3 }
+    }
+
+    #[test]
+    fn a_case_that_fails_validation_is_not_timed() {
+        let op = KernelOp::Sgd { len: 40 };
+        let host = op.host_operands(3).unwrap();
+        let mut want = reference(&op, &host).unwrap();
+        let passed = measure_cpu(&op, &host, &want, &options()).unwrap();
+        assert!(passed.validation.passed && passed.timing.is_some_and(|t| t.reps == 2) && passed.gbytes_per_s.is_some());
+        want[0][7] += 0.5;
+        let failed = measure_cpu(&op, &host, &want, &options()).unwrap();
+        assert!(!failed.validation.passed && failed.timing.is_none() && failed.gflops.is_none(), "{failed:?}");
+        assert!(failed.validation.failure.as_deref().is_some_and(|f| f.contains("output 0 element 7")), "{failed:?}");
+    }
 }
