@@ -1,6 +1,7 @@
 //! ferronet: a deep-learning engine for CNN training with hand-written CUDA kernels, a rayon CPU
 //! reference backend and a PTX simulator that runs the kernels where no GPU exists.
 
+pub mod bench;
 pub mod cli;
 pub mod cpu;
 pub mod data;

@@ -1,0 +1,68 @@
+//! Smoke tests of the benchmarks (the benchmarks themselves are not run by `cargo test`): one
+//! validated kernel case on the simulator with its predictions, and one `ferronet bench` step
+//! on the CPU with its flag errors.
+
+use ferronet::bench::kernels::{run_kernel_bench, KernelBenchOptions, Outcome};
+use ferronet::bench::report::tables;
+use std::process::Command;
+
+#[test]
+fn a_kernel_case_is_validated_on_the_simulator_and_predicted_for_every_gpu() {
+    let opts = KernelBenchOptions {
+        cpu: false,
+        sim: true,
+        cuda: None,
+        batch: 2,
+        warmup: 0,
+        cpu_reps: 1,
+        gpu_reps: 1,
+        filter: Some("softmax_ce".into()),
+        seed: 1,
+    };
+    let report = run_kernel_bench(&opts, |_| {}).unwrap();
+    assert_eq!(report.cases.len(), 1);
+    let case = &report.cases[0];
+    let Some(Outcome::Ran(sim)) = &case.sim else { panic!("the simulator did not run: {:?}", case.sim) };
+    assert!(sim.validation.passed, "{:?}", sim.validation);
+    assert!(sim.launches.iter().any(|l| l.kernel == "loss::softmax_cross_entropy" && l.flops > 0 && l.dram_bytes > 0));
+    assert_eq!(sim.predictions.len(), 3);
+    assert!(sim.predictions.iter().all(|p| p.seconds > 0.0 && p.seconds < 1e-2), "{:?}", sim.predictions);
+    assert!(!report.any_failed());
+    let text = tables(&report);
+    assert!(text.contains("| softmax_ce 8x1000 | ok |"), "{text}");
+}
+
+fn ferronet(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferronet")).arg("bench").args(args).output().expect("run ferronet")
+}
+
+#[test]
+fn one_training_step_on_the_cpu_reports_throughput_and_memory() {
+    let out = ferronet(&["--model", "small_cnn", "--batch", "2", "--classes", "10", "--steps", "1", "--warmup", "0", "--device", "cpu", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["model"], "small_cnn");
+    assert_eq!(report["device"], "cpu");
+    assert_eq!(report["input"], serde_json::json!([1, 28, 28]));
+    for key in ["train_images_per_s", "inference_images_per_s", "peak_train_bytes", "peak_inference_bytes", "parameters"] {
+        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {}", report[key]);
+    }
+    assert!(report["peak_train_bytes"].as_f64() > report["peak_inference_bytes"].as_f64());
+}
+
+#[test]
+fn bad_flags_are_one_line_errors() {
+    for (args, expect) in [
+        (&["--model", "small_cnn", "--batch", "0", "--device", "cpu"][..], "--batch must be at least 1"),
+        (&["--model", "small_cnn", "--steps", "0", "--device", "cpu"][..], "--steps must be at least 1"),
+        (&["--model", "nonet", "--device", "cpu"][..], "unknown model `nonet`"),
+        (&["--model", "small_cnn", "--input", "1,28", "--device", "cpu"][..], "three positive numbers"),
+        (&["--model", "small_cnn", "--device", "tpu"][..], "unknown device `tpu`"),
+    ] {
+        let out = ferronet(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        // The error is the first line (clap adds a hint line after its own parse errors).
+        assert!(stderr.lines().next().is_some_and(|l| l.starts_with("error: ") && l.contains(expect)), "{args:?}: {stderr}");
+    }
+}
