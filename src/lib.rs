@@ -11,5 +11,6 @@ pub mod graph;
 pub mod ops;
 pub mod rng;
 pub mod shape;
+pub mod train;
 
 pub use error::{Error, Result};
