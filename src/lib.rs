@@ -8,6 +8,7 @@ pub mod element;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod models;
 pub mod ops;
 pub mod rng;
 pub mod shape;

@@ -1,13 +1,154 @@
+//! `ferronet summary` (per-layer shapes, parameters and MACs of a model) and `ferronet models`.
+
 use crate::error::{Error, Result};
+use crate::models::summary::{summarize, ModelSummary};
+use crate::models::{self, ModelOptions};
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
-pub struct SummaryArgs {}
+pub struct SummaryArgs {
+    /// Model name (see `ferronet models`).
+    #[arg(long)]
+    pub model: String,
+    /// Number of classes of the classifier.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Input as C,H,W (default: the model's usual input, e.g. 3,224,224).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Batch size the activation-memory estimate is for.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// CIFAR stem (resnet, mobilenet_v2, shufflenet): 3x3 stride-1 first conv, no stem max-pool.
+    #[arg(long)]
+    pub cifar_stem: bool,
+    /// Divide every hidden width by this (tiny variants).
+    #[arg(long, default_value_t = 1)]
+    pub width_divisor: usize,
+    /// MobileNetV2 width multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    pub width_mult: f64,
+    /// Leave out the auxiliary classifiers of inception_v3 and googlenet.
+    #[arg(long)]
+    pub no_aux: bool,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: SummaryArgs) -> Result<i32> {
-    Err(Error::config("`ferronet summary` is not built yet"))
+/// Parses "C,H,W" (spaces allowed) into three positive numbers.
+pub fn parse_input(text: &str) -> Result<[usize; 3]> {
+    let bad = || Error::config(format!("--input `{text}` must be three positive numbers C,H,W, e.g. 3,224,224"));
+    let dims: Vec<usize> = text.split(',').map(|part| part.trim().parse::<usize>().map_err(|_| bad())).collect::<Result<_>>()?;
+    match dims.as_slice() {
+        &[c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => Err(bad()),
+    }
+}
+
+pub fn run(args: SummaryArgs) -> Result<i32> {
+    if args.batch == 0 {
+        return Err(Error::config("--batch must be at least 1"));
+    }
+    let input = match &args.input {
+        Some(text) => parse_input(text)?,
+        None => models::default_input(&args.model)?,
+    };
+    let opts = ModelOptions {
+        classes: args.classes,
+        input,
+        cifar_stem: args.cifar_stem,
+        width_divisor: args.width_divisor,
+        width_mult: args.width_mult,
+        aux_logits: !args.no_aux,
+    };
+    let graph = models::build(&args.model, &opts)?;
+    let summary = summarize(&graph, args.batch);
+    if args.json {
+        let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::config(format!("cannot encode the summary: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", table(&summary));
+    }
+    Ok(0)
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn shape_text(dims: &[usize]) -> String {
+    format!("[{}]", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+/// The human-readable table: one row per layer, then the totals.
+pub fn table(s: &ModelSummary) -> String {
+    let rows: Vec<[String; 5]> = s
+        .layers
+        .iter()
+        .map(|l| [l.name.clone(), l.op.clone(), shape_text(&l.output_shape), thousands(l.params as u64), thousands(l.macs)])
+        .collect();
+    let header = ["layer", "op", "output", "params", "MACs"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |row: &[String; 5]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}\n",
+            row[0], row[1], row[2], row[3], row[4],
+            w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3], w4 = widths[4]
+        )
+    };
+    let mut out = format!("{} for input {} (batch {})\n", s.model, shape_text(&s.input), s.batch);
+    out += &line(&header);
+    out += &format!("{}\n", "-".repeat(widths.iter().sum::<usize>() + 8));
+    for row in &rows {
+        out += &line(row);
+    }
+    out += &format!("trainable params:      {}\n", thousands(s.trainable_params as u64));
+    out += &format!("non-trainable params:  {}\n", thousands(s.non_trainable_params as u64));
+    out += &format!("total params:          {}\n", thousands(s.total_params as u64));
+    out += &format!("MACs per sample:       {} ({:.3} G)\n", thousands(s.macs), s.macs as f64 / 1e9);
+    out += &format!(
+        "activation memory:     {:.1} MiB per training step at batch {} (f32 outputs kept for backward)\n",
+        s.activation_bytes as f64 / (1u64 << 20) as f64,
+        s.batch
+    );
+    out
 }
 
 pub fn list_models() -> Result<i32> {
-    Err(Error::config("`ferronet models` is not built yet"))
+    let width = models::names().iter().map(|n| n.len()).max().unwrap_or(0);
+    for (name, description) in models::descriptions() {
+        println!("{name:<width$}  {description}");
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_parsing() {
+        assert_eq!(parse_input("3,224,224").unwrap(), [3, 224, 224]);
+        assert_eq!(parse_input(" 1, 28 ,28").unwrap(), [1, 28, 28]);
+        for bad in ["3,224", "3,224,224,1", "3,0,224", "a,b,c", ""] {
+            let err = parse_input(bad).unwrap_err().to_string();
+            assert!(err.contains("C,H,W"), "{bad}: {err}");
+        }
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+    }
 }

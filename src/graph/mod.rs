@@ -109,6 +109,21 @@ pub enum Op {
     Flatten,
 }
 
+impl Op {
+    /// The parameters this op reads (weight before bias; BN: gamma, beta, running mean, var).
+    pub fn params(&self) -> Vec<ParamId> {
+        match self {
+            Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias, .. } => {
+                std::iter::once(*weight).chain(*bias).collect()
+            }
+            Op::BatchNorm2d { gamma, beta, running_mean, running_var, .. } => {
+                vec![*gamma, *beta, *running_mean, *running_var]
+            }
+            _ => vec![],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
     pub name: String,
@@ -241,15 +256,7 @@ impl GraphBuilder {
         self.graph.params[id].init = init;
     }
     pub fn node_params(&self, id: NodeId) -> Vec<ParamId> {
-        match &self.graph.nodes[id].op {
-            Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias, .. } => {
-                std::iter::once(*weight).chain(*bias).collect()
-            }
-            Op::BatchNorm2d { gamma, beta, running_mean, running_var, .. } => {
-                vec![*gamma, *beta, *running_mean, *running_var]
-            }
-            _ => vec![],
-        }
+        self.graph.nodes[id].op.params()
     }
 
     fn push(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
