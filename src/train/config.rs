@@ -172,26 +172,15 @@ pub struct TrainConfig {
 /// The largest learning rate accepted: anything above is a typo, not a schedule.
 const MAX_LR: f64 = 10.0;
 
-fn parse_list<T: std::str::FromStr, const N: usize>(s: &str, what: &str) -> std::result::Result<[T; N], String> {
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let parsed: Option<Vec<T>> = parts.iter().map(|p| p.parse().ok()).collect();
-    match parsed {
-        Some(v) if v.len() == N => Ok(v.try_into().unwrap_or_else(|_| unreachable!("length checked"))),
-        _ => Err(format!("expected {what}, got `{s}`")),
-    }
-}
-
-/// `C,H,W` with each dimension at least 1.
-pub fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
-    let chw: [usize; 3] = parse_list(s, "three positive integers C,H,W such as 3,224,224")?;
-    if chw.contains(&0) {
-        return Err(format!("every dimension of C,H,W must be at least 1, got `{s}`"));
-    }
-    Ok(chw)
+/// `C,H,W` with each dimension at least 1 (the syntax of `ferronet summary --input`).
+fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
+    crate::cli::summary::parse_input(s).map_err(|e| e.to_string())
 }
 
 fn parse_jitter(s: &str) -> std::result::Result<[f32; 4], String> {
-    let j: [f32; 4] = parse_list(s, "four numbers B,C,S,H such as 0.4,0.4,0.4,0.1")?;
+    let bad = || format!("expected four numbers B,C,S,H such as 0.4,0.4,0.4,0.1, got `{s}`");
+    let values: Vec<f32> = s.split(',').map(|p| p.trim().parse()).collect::<std::result::Result<_, _>>().map_err(|_| bad())?;
+    let j: [f32; 4] = values.try_into().map_err(|_| bad())?;
     if j[..3].iter().any(|v| !(0.0..=1.0).contains(v)) || !(0.0..=0.5).contains(&j[3]) {
         return Err(format!("brightness, contrast and saturation must be in [0, 1] and hue in [0, 0.5], got `{s}`"));
     }
@@ -316,7 +305,7 @@ mod tests {
             assert!(msg.contains(needle) && !msg.contains('\n'), "{args:?}: {msg}");
         }
         assert!(parse(&["--dataset", "imagenet"]).unwrap_err().contains("imagenet"));
-        assert!(parse(&["--input", "3,0,5"]).unwrap_err().contains("at least 1"));
+        assert!(parse(&["--input", "3,0,5"]).unwrap_err().contains("C,H,W"));
         assert!(parse(&["--color-jitter", "0.4,0.4"]).unwrap_err().contains("B,C,S,H"));
     }
 
