@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod device;
 pub mod element;
 pub mod error;
+pub mod exec;
 pub mod gpu;
 pub mod graph;
 pub mod models;

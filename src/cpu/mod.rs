@@ -2,6 +2,10 @@
 //! fallback when no GPU exists (in f32). Op implementations live beside their families in
 //! `crate::ops::<family>::cpu`.
 
+pub mod par;
+#[cfg(test)]
+pub(crate) mod testutil;
+
 use crate::device::{Buffer, Device, MemoryStats, MemoryTracker};
 use crate::element::Element;
 use crate::error::Result;
@@ -111,5 +115,14 @@ impl<E: Element> Device<E> for CpuBackend {
     }
     fn reset_peak(&self) {
         self.tracker.reset_peak()
+    }
+}
+
+/// The check every CPU op makes on each buffer it is given: the exact length its geometry implies.
+pub(crate) fn expect_len(what: &str, have: usize, want: usize) -> Result<()> {
+    if have == want {
+        Ok(())
+    } else {
+        Err(crate::error::Error::shape(format!("{what} holds {have} elements but the geometry needs {want}")))
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod channel;
+pub mod check;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
@@ -15,6 +16,9 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+
+#[cfg(test)]
+pub(crate) mod cpu_test_support;
 
 pub use activation::{Activation, ActivationOps};
 pub use channel::ChannelOps;

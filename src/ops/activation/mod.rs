@@ -3,6 +3,8 @@
 //! relu'(0) = 0; relu6'(x) = 1 only for 0 < x < 6; hardswish'(x) = (2x + 3)/6 for -3 < x < 3,
 //! 0 for x <= -3, 1 for x >= 3.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;

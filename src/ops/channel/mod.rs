@@ -1,6 +1,8 @@
 //! Channel concatenation and split (Inception, DenseNet-like joins, ShuffleNet's branch split)
 //! and ShuffleNet's channel shuffle. Tensors are [N, C, HW].
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;

@@ -2,6 +2,8 @@
 //! add and mul (bias-like terms, squeeze-excitation gates), and the in-place helpers that
 //! gradient accumulation and optimisers need.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;

@@ -1,5 +1,7 @@
 //! General matrix multiply, row-major, optionally transposed and batched, with beta-accumulate.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;

@@ -1,5 +1,7 @@
 //! Fully connected layer: x [N, in] -> y [N, out] = x * W^T + b, W [out, in] as PyTorch stores it.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};

@@ -2,6 +2,8 @@
 //! the logits, never materialising the probabilities. With label smoothing eps the target
 //! distribution is (1 - eps) * onehot + eps / K, as PyTorch's CrossEntropyLoss.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;

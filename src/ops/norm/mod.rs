@@ -3,6 +3,8 @@
 //! running = (1 - momentum) * running + momentum * batch_stat, with the *unbiased* variance
 //! (times m/(m-1), m = N*H*W) going into running_var. Statistics are kept in fp32 or better.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};

@@ -1,6 +1,8 @@
 //! Max, average and adaptive-average pooling, forward and backward, for any kernel, stride and
 //! padding, overlapping windows and ceil mode included. Layout x [N, C, H, W] -> y [N, C, OH, OW].
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};

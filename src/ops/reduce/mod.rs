@@ -1,5 +1,7 @@
 //! Full reductions to a single value (a buffer of length 1): loss totals, gradient norms.
 
+mod cpu;
+
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;

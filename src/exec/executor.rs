@@ -1,0 +1,327 @@
+//! The executor: runs a graph on a backend for training steps, loss evaluations and inference.
+//!
+//! ```text
+//! let mut ex = Executor::new(CpuBackend::new(), graph, seed)?;
+//! let out = ex.train_step(Batch::Host(&images), &labels, &StepOptions::default())?; // loss, logits
+//! ex.optimizer_step(&mut optimizer)?;                                                  // update
+//! let logits = ex.infer(Batch::Host(&images))?;                                        // eval
+//! ```
+//! The seed draws the initial weights first and then one dropout seed per training step, so a
+//! seed fixes a whole run. Gradient checks call `train_step` with `input_grad` and a fixed
+//! `dropout_seed`, read `grad`/`input_grad`, and evaluate perturbed losses with `loss`, which
+//! leaves BN running statistics alone when `update_running_stats` is false.
+
+use super::backward::Backward;
+use super::forward::{Forward, ForwardResult};
+use super::memory::planned_peak;
+use super::optim::Optimizer;
+use super::params::{GradStore, ParamStore};
+use super::plan::{Mode, Plan};
+use super::pool::BufferPool;
+use super::tape::Value;
+use super::Buf;
+use crate::device::Device;
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId, Op, ParamId};
+use crate::ops::Backend;
+use crate::rng::Rng;
+use std::sync::Arc;
+
+/// Gradients of the loss with respect to each loss output's logits.
+type OutputGrads<E, B> = Vec<(NodeId, Buf<E, B>)>;
+
+/// An input batch of N samples in NCHW order.
+pub enum Batch<'a, E: Element, B: Device<E>> {
+    Host(&'a [E]),
+    /// Host f32 data (what the data loader produces) for a model of any element type.
+    HostF32(&'a [f32]),
+    /// Already on the device.
+    Device(Buf<E, B>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepOptions {
+    /// Cross-entropy label smoothing (0 = none).
+    pub label_smoothing: f64,
+    /// Whether BN running statistics move towards this batch's (false for gradient checks).
+    pub update_running_stats: bool,
+    /// Also compute the gradient with respect to the input batch.
+    pub input_grad: bool,
+    /// Dropout seed of this step; None draws one from the executor's generator.
+    pub dropout_seed: Option<u64>,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions { label_smoothing: 0.0, update_running_stats: true, input_grad: false, dropout_seed: None }
+    }
+}
+
+pub struct StepOutput<E> {
+    /// sum over loss outputs of loss_weight * mean cross-entropy.
+    pub loss: f64,
+    /// The main output's logits [N, classes].
+    pub logits: Vec<E>,
+}
+
+pub struct Executor<E: Element, B: Backend<E>> {
+    backend: B,
+    graph: Graph,
+    params: ParamStore<E, B>,
+    grads: GradStore<E, B>,
+    input_grad: Option<Value<E, B>>,
+    rng: Rng,
+    pool: BufferPool<E, B>,
+    last_peak_bytes: usize,
+}
+
+/// Checks what the executor relies on: node 0 is the only input, every input precedes its
+/// consumer, every parameter id exists, outputs are per-sample vectors of logits.
+fn validate(graph: &Graph) -> Result<()> {
+    let bad = |msg: String| Err(Error::shape(format!("graph {}: {msg}", graph.name)));
+    if graph.nodes.first().map(|n| &n.op) != Some(&Op::Input) {
+        return bad("node 0 must be the input".into());
+    }
+    for (i, node) in graph.nodes.iter().enumerate().skip(1) {
+        if node.op == Op::Input || node.inputs.is_empty() || node.inputs.iter().any(|&j| j >= i) {
+            return bad(format!("node {} ({i}) must read only earlier nodes and not be an input", node.name));
+        }
+        if node.op.params().iter().any(|&p| p >= graph.params.len()) {
+            return bad(format!("node {} refers to a parameter that does not exist", node.name));
+        }
+    }
+    if graph.outputs.iter().filter(|o| !o.auxiliary).count() != 1 {
+        return bad("there must be exactly one main output".into());
+    }
+    for o in &graph.outputs {
+        if o.node >= graph.nodes.len() || graph.nodes[o.node].shape.len() != 1 {
+            return bad("every output must be a node of per-sample shape [classes]".into());
+        }
+    }
+    Ok(())
+}
+
+impl<E: Element, B: Backend<E>> Executor<E, B> {
+    /// Materialises the graph's parameters on `backend`, initialised from `seed`.
+    pub fn new(backend: B, graph: Graph, seed: u64) -> Result<Self> {
+        validate(&graph)?;
+        let mut rng = Rng::new(seed);
+        let params = ParamStore::new(&backend, &graph.params, &mut rng)?;
+        let grads = GradStore::new(graph.params.len());
+        Ok(Executor {
+            backend,
+            graph,
+            params,
+            grads,
+            input_grad: None,
+            rng,
+            pool: BufferPool::new(true),
+            last_peak_bytes: 0,
+        })
+    }
+
+    /// Turns reuse of the executor's own scratch buffers on (the default) or off.
+    pub fn set_buffer_pooling(&mut self, enabled: bool) {
+        self.pool = BufferPool::new(enabled);
+    }
+    /// (allocations, reuses) of the executor's scratch buffers so far.
+    pub fn pool_stats(&self) -> (usize, usize) {
+        (self.pool.allocations(), self.pool.reuses())
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    pub fn params(&self) -> &ParamStore<E, B> {
+        &self.params
+    }
+    pub fn params_mut(&mut self) -> &mut ParamStore<E, B> {
+        &mut self.params
+    }
+    pub fn grads(&self) -> &GradStore<E, B> {
+        &self.grads
+    }
+    /// The generator state (for checkpoints) and its restoration.
+    pub fn rng_state(&self) -> [u64; 4] {
+        self.rng.state()
+    }
+    pub fn set_rng_state(&mut self, state: [u64; 4]) {
+        self.rng = Rng::from_state(state);
+    }
+
+    /// Host values of a parameter's gradient from the last training step; None when frozen.
+    pub fn grad_host(&self, id: ParamId) -> Result<Option<Vec<E>>> {
+        self.grads.get(id).map(|g| self.backend.download(g)).transpose()
+    }
+    /// Host values of the loss gradient with respect to the input batch of the last training
+    /// step run with `input_grad`.
+    pub fn input_grad_host(&self) -> Result<Option<Vec<E>>> {
+        self.input_grad.as_deref().map(|g| self.backend.download(g)).transpose()
+    }
+
+    /// Device bytes at the peak of the last step (parameters included).
+    pub fn last_peak_bytes(&self) -> usize {
+        self.last_peak_bytes
+    }
+
+    /// Device bytes a step with `batch` samples is planned to need at its peak: parameters,
+    /// gradients, activations by liveness and the tape, and convolution workspace bounded by
+    /// `workspace_bytes`. Optimiser state comes on top (`Optimizer::state_bytes`).
+    pub fn planned_peak_bytes(&self, batch: usize, mode: Mode, workspace_bytes: usize) -> Result<usize> {
+        let plan = self.plan(mode, false);
+        let activations = planned_peak(&self.graph, &plan, batch, std::mem::size_of::<E>(), workspace_bytes, |p| {
+            self.params.is_trainable(p)
+        })?;
+        Ok(self.params.bytes() + activations)
+    }
+
+    fn plan(&self, mode: Mode, input_grad: bool) -> Plan {
+        Plan::new(&self.graph, mode, |p| self.params.is_trainable(p), input_grad)
+    }
+
+    /// Puts the batch on the device and returns it with its sample count.
+    fn upload_batch(&self, batch: Batch<'_, E, B>) -> Result<(Value<E, B>, usize)> {
+        let buf = match batch {
+            Batch::Host(data) => self.backend.upload(data)?,
+            Batch::HostF32(data) => {
+                let converted: Vec<E> = data.iter().map(|&v| <E as Element>::from_f64(v as f64)).collect();
+                self.backend.upload(&converted)?
+            }
+            Batch::Device(buf) => buf,
+        };
+        let per_sample: usize = self.graph.input_shape().iter().product();
+        let len = crate::device::Buffer::len(&buf);
+        if len == 0 || !len.is_multiple_of(per_sample) {
+            return Err(Error::shape(format!(
+                "an input batch of {len} values is not a whole number of samples of shape {:?} ({per_sample} values each)",
+                self.graph.input_shape()
+            )));
+        }
+        Ok((Arc::new(buf), len / per_sample))
+    }
+
+    fn forward(
+        &mut self,
+        plan: &Plan,
+        input: Value<E, B>,
+        n: usize,
+        update_running_stats: bool,
+        dropout_seed: Option<u64>,
+    ) -> Result<ForwardResult<E, B>> {
+        let dropout_seed = match (plan.mode, dropout_seed) {
+            (Mode::Eval, _) => 0,
+            (Mode::Train, Some(seed)) => seed,
+            (Mode::Train, None) => self.rng.next_u64(),
+        };
+        Forward {
+            backend: &self.backend,
+            graph: &self.graph,
+            plan,
+            params: &mut self.params,
+            pool: &mut self.pool,
+            n,
+            update_running_stats,
+            dropout_seed,
+        }
+        .run(input)
+    }
+
+    /// The weighted loss of every loss output and, per output, d(total loss)/d(logits).
+    fn loss(
+        &self,
+        result: &ForwardResult<E, B>,
+        labels: &[u32],
+        n: usize,
+        label_smoothing: f64,
+    ) -> Result<(f64, OutputGrads<E, B>)> {
+        if labels.len() != n {
+            return Err(Error::shape(format!("{} labels for a batch of {n} samples", labels.len())));
+        }
+        let labels = self.backend.upload_idx(labels)?;
+        let mut total = 0.0;
+        let mut output_grads = Vec::new();
+        for out in &self.graph.outputs {
+            let Some(logits) = result.outputs.get(&out.node) else { continue };
+            if out.loss_weight == 0.0 {
+                continue;
+            }
+            let classes = super::geom::numel(&self.graph, out.node);
+            let (loss, mut dlogits) =
+                self.backend.softmax_cross_entropy(logits, &labels, n, classes, label_smoothing)?;
+            total += out.loss_weight * self.backend.download(&loss)?[0].to_f64();
+            if out.loss_weight != 1.0 {
+                self.backend.scale(<E as Element>::from_f64(out.loss_weight), &mut dlogits)?;
+            }
+            output_grads.push((out.node, dlogits));
+        }
+        if !total.is_finite() {
+            return Err(Error::Numerical(format!(
+                "the loss is {total}; lower the learning rate or check the input data"
+            )));
+        }
+        Ok((total, output_grads))
+    }
+
+    fn main_logits(&self, result: &ForwardResult<E, B>) -> Result<Vec<E>> {
+        self.backend.download(&result.outputs[&self.graph.main_output().node])
+    }
+
+    /// Forward, loss and backward on one batch; gradients land in `grads()` (trainable
+    /// parameters only) and, with `input_grad`, in `input_grad_host()`.
+    pub fn train_step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<StepOutput<E>> {
+        // Last step's gradients go first: they would otherwise double the gradient memory.
+        self.grads.drain(drop);
+        self.input_grad = None;
+        self.backend.reset_peak();
+        let (input, n) = self.upload_batch(batch)?;
+        let plan = self.plan(Mode::Train, opts.input_grad);
+        let mut result = self.forward(&plan, input, n, opts.update_running_stats, opts.dropout_seed)?;
+        let (loss, output_grads) = self.loss(&result, labels, n, opts.label_smoothing)?;
+        let logits = self.main_logits(&result)?;
+        result.outputs.clear();
+        self.input_grad = Backward {
+            backend: &self.backend,
+            graph: &self.graph,
+            plan: &plan,
+            params: &self.params,
+            grads: &mut self.grads,
+            pool: &mut self.pool,
+            n,
+        }
+        .run(result.tape, output_grads)?;
+        self.backend.synchronize()?;
+        self.last_peak_bytes = self.backend.memory().peak_bytes;
+        Ok(StepOutput { loss, logits })
+    }
+
+    /// The training-mode loss of a batch without backward or a tape (gradient checks).
+    pub fn loss_only(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<f64> {
+        let (input, n) = self.upload_batch(batch)?;
+        let plan = Plan::new(&self.graph, Mode::Train, |_| false, false);
+        let result = self.forward(&plan, input, n, opts.update_running_stats, opts.dropout_seed)?;
+        Ok(self.loss(&result, labels, n, opts.label_smoothing)?.0)
+    }
+
+    /// Eval-mode logits [N, classes] of the main output; no tape, activations freed early.
+    pub fn infer(&mut self, batch: Batch<'_, E, B>) -> Result<Vec<E>> {
+        self.backend.reset_peak();
+        let (input, n) = self.upload_batch(batch)?;
+        let plan = self.plan(Mode::Eval, false);
+        let result = self.forward(&plan, input, n, false, None)?;
+        let logits = self.main_logits(&result)?;
+        drop(result);
+        self.backend.synchronize()?;
+        self.last_peak_bytes = self.backend.memory().peak_bytes;
+        Ok(logits)
+    }
+
+    /// Applies one optimiser step with the last training step's gradients; returns the global
+    /// gradient norm when the optimiser clips.
+    pub fn optimizer_step(&mut self, optimizer: &mut Optimizer<E, B>) -> Result<Option<f64>> {
+        optimizer.step(&self.backend, &mut self.params, &mut self.grads)
+    }
+}

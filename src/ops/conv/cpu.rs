@@ -1,0 +1,662 @@
+//! CPU convolution. The general path is im2col + one batched GEMM (batch = groups) per chunk of
+//! images, with the chunk sized so the column buffer stays within the backend's workspace limit.
+//! Depthwise convolution has direct loops instead: its GEMMs would be a single row each.
+//!
+//! The hot loops walk whole rows: for each kernel tap the range of output positions that reads
+//! inside the input is computed once (`valid_outputs`), so no per-element padding test remains.
+
+use super::{ConvGeom, ConvOps};
+use crate::cpu::{expect_len, CpuBackend, CpuBuf};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::ops::gemm::{GemmOps, GemmSpec};
+use rayon::prelude::*;
+
+/// The output positions `o` in 0..out whose input index `o * stride + offset` lies in 0..len,
+/// as a half-open range (empty when the tap never touches the input).
+fn valid_outputs(out: usize, stride: usize, offset: isize, len: usize) -> (usize, usize) {
+    let lo = if offset >= 0 { 0 } else { offset.unsigned_abs().div_ceil(stride) };
+    let hi = if offset >= len as isize { 0 } else { ((len as isize - offset) as usize).div_ceil(stride) };
+    let hi = hi.min(out);
+    (lo.min(hi), hi)
+}
+
+/// Input index of output position `o` (which `valid_outputs` has proven in range).
+#[inline]
+fn input_index(o: usize, stride: usize, offset: isize) -> usize {
+    ((o * stride) as isize + offset) as usize
+}
+
+/// dst[i] += alpha * src[i * stride] for every i in dst.
+#[inline]
+fn gather_axpy<E: Element>(dst: &mut [E], src: &[E], stride: usize, alpha: E) {
+    if stride == 1 {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d += alpha * s;
+        }
+    } else {
+        for (d, &s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+            *d += alpha * s;
+        }
+    }
+}
+
+/// dst[i * stride] += alpha * src[i] for every i in src.
+#[inline]
+fn scatter_axpy<E: Element>(dst: &mut [E], src: &[E], stride: usize, alpha: E) {
+    if stride == 1 {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d += alpha * s;
+        }
+    } else {
+        for (d, &s) in dst.iter_mut().step_by(stride).zip(src) {
+            *d += alpha * s;
+        }
+    }
+}
+
+/// sum over i of a[i] * b[i * stride].
+#[inline]
+fn strided_dot<E: Element>(a: &[E], b: &[E], stride: usize) -> E {
+    if stride == 1 {
+        a.iter().zip(b).fold(E::zero(), |acc, (&x, &y)| acc + x * y)
+    } else {
+        a.iter().zip(b.iter().step_by(stride)).fold(E::zero(), |acc, (&x, &y)| acc + x * y)
+    }
+}
+
+/// One kernel tap (ki, kj) of a geometry: where its rows and columns land in the input.
+struct Tap {
+    h_offset: isize,
+    w_offset: isize,
+    oh: (usize, usize),
+    ow: (usize, usize),
+}
+
+impl Tap {
+    fn new(g: &ConvGeom, ki: usize, kj: usize) -> Self {
+        let h_offset = (ki * g.dh) as isize - g.ph as isize;
+        let w_offset = (kj * g.dw) as isize - g.pw as isize;
+        Tap {
+            h_offset,
+            w_offset,
+            oh: valid_outputs(g.oh, g.sh, h_offset, g.h),
+            ow: valid_outputs(g.ow, g.sw, w_offset, g.w),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.oh.0 >= self.oh.1 || self.ow.0 >= self.ow.1
+    }
+    fn ih(&self, g: &ConvGeom, oh: usize) -> usize {
+        input_index(oh, g.sh, self.h_offset)
+    }
+    /// First input column read by the row, i.e. that of output column `ow.0`.
+    fn iw0(&self, g: &ConvGeom) -> usize {
+        input_index(self.ow.0, g.sw, self.w_offset)
+    }
+}
+
+fn check_image_range(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
+    if nb == 0 || n0 + nb > g.n {
+        return Err(Error::shape(format!("im2col images {n0}..{} are not a non-empty part of the batch of {}", n0 + nb, g.n)));
+    }
+    Ok(())
+}
+
+fn check_cols(g: &ConvGeom, nb: usize, have: usize) -> Result<()> {
+    let need = g.col_rows() * g.col_cols(nb);
+    if have < need {
+        return Err(Error::shape(format!("im2col buffer holds {have} elements but {nb} images need {need}")));
+    }
+    Ok(())
+}
+
+fn check_depthwise(g: &ConvGeom) -> Result<()> {
+    if !g.is_depthwise() {
+        return Err(Error::shape(format!(
+            "depthwise convolution needs groups == in channels > 1, got groups={} with {} in channels",
+            g.groups, g.c_in
+        )));
+    }
+    Ok(())
+}
+
+/// The grouped product of one chunk: for each group, out = op(a) * op(b) over `ncols` columns.
+fn grouped_spec<E: Element>(g: &ConvGeom, ncols: usize, product: ConvProduct, accumulate: bool) -> GemmSpec<E> {
+    let (cout, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
+    let weight = cout * k;
+    let col = k * ncols;
+    let out = cout * ncols;
+    // (trans_a, trans_b, m, n, k, stride_a, stride_b, stride_c)
+    let (trans_a, trans_b, m, n, inner, stride_a, stride_b, stride_c) = match product {
+        ConvProduct::Forward => (false, false, cout, ncols, k, weight, col, out),
+        ConvProduct::Data => (true, false, k, ncols, cout, weight, out, col),
+        ConvProduct::Filter => (false, true, cout, k, ncols, out, col, weight),
+    };
+    GemmSpec {
+        trans_a,
+        trans_b,
+        m,
+        n,
+        k: inner,
+        alpha: E::one(),
+        beta: if accumulate { E::one() } else { E::zero() },
+        batch: g.groups,
+        stride_a,
+        stride_b,
+        stride_c,
+        offset_a: 0,
+        offset_b: 0,
+        offset_c: 0,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ConvProduct {
+    /// y[C_out, cols] = W * col
+    Forward,
+    /// col = W^T * dy[C_out, cols]
+    Data,
+    /// dW += dy[C_out, cols] * col^T
+    Filter,
+}
+
+/// Copies images n0.. of dy [N, C_out, OH*OW] into `rows` as the matrix [C_out, nb*OH*OW].
+fn gather_channel_major<E: Element>(dy: &[E], g: &ConvGeom, n0: usize, nb: usize, rows: &mut [E]) {
+    let plane = g.oh * g.ow;
+    let ncols = g.col_cols(nb);
+    rows[..g.c_out * ncols].par_chunks_mut(ncols).enumerate().for_each(|(co, row)| {
+        for (i, dst) in row.chunks_exact_mut(plane).enumerate() {
+            dst.copy_from_slice(&dy[((n0 + i) * g.c_out + co) * plane..][..plane]);
+        }
+    });
+}
+
+/// The inverse of `gather_channel_major`, adding bias[co] on the way.
+fn scatter_channel_major<E: Element>(rows: &[E], bias: Option<&[E]>, g: &ConvGeom, n0: usize, nb: usize, y: &mut [E]) {
+    let plane = g.oh * g.ow;
+    let ncols = g.col_cols(nb);
+    y[n0 * g.c_out * plane..(n0 + nb) * g.c_out * plane]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let (i, co) = (p / g.c_out, p % g.c_out);
+            let src = &rows[co * ncols + i * plane..][..plane];
+            match bias {
+                Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b[co]),
+                None => dst.copy_from_slice(src),
+            }
+        });
+}
+
+impl CpuBackend {
+    /// Images per chunk and the workspaces of one chunk: the column buffer and a [C_out, cols]
+    /// matrix for the channel-major output or gradient.
+    fn conv_workspaces<E: Element>(&self, g: &ConvGeom) -> (usize, CpuBuf<E>, CpuBuf<E>) {
+        let chunk = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<E>());
+        let cols = self.wrap(vec![E::zero(); g.col_rows() * g.col_cols(chunk)]);
+        let rows = self.wrap(vec![E::zero(); g.c_out * g.col_cols(chunk)]);
+        (chunk, cols, rows)
+    }
+}
+
+impl<E: Element> ConvOps<E> for CpuBackend {
+    fn im2col(&self, x: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut CpuBuf<E>) -> Result<()> {
+        expect_len("im2col input", x.len(), g.x_len())?;
+        check_image_range(g, n0, nb)?;
+        check_cols(g, nb, cols.len())?;
+        let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        let ncols = g.col_cols(nb);
+        cols[..g.col_rows() * ncols].par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
+            let (c, ki, kj) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+            let tap = Tap::new(g, ki, kj);
+            if tap.is_empty() {
+                row.fill(E::zero());
+                return;
+            }
+            let (ow_lo, ow_hi) = tap.ow;
+            let iw0 = tap.iw0(g);
+            for (i, image_row) in row.chunks_exact_mut(plane_out).enumerate() {
+                let x_plane = &x[((n0 + i) * g.c_in + c) * plane_in..][..plane_in];
+                for (oh, out) in image_row.chunks_exact_mut(g.ow).enumerate() {
+                    if oh < tap.oh.0 || oh >= tap.oh.1 {
+                        out.fill(E::zero());
+                        continue;
+                    }
+                    let x_row = &x_plane[tap.ih(g, oh) * g.w..][..g.w];
+                    out[..ow_lo].fill(E::zero());
+                    out[ow_hi..].fill(E::zero());
+                    let inside = &mut out[ow_lo..ow_hi];
+                    if g.sw == 1 {
+                        inside.copy_from_slice(&x_row[iw0..iw0 + inside.len()]);
+                    } else {
+                        inside.iter_mut().zip(x_row[iw0..].iter().step_by(g.sw)).for_each(|(d, &s)| *d = s);
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn col2im(&self, cols: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut CpuBuf<E>) -> Result<()> {
+        expect_len("col2im output", dx.len(), g.x_len())?;
+        check_image_range(g, n0, nb)?;
+        check_cols(g, nb, cols.len())?;
+        let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        let ncols = g.col_cols(nb);
+        let taps: Vec<Tap> = (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect();
+        // One task per input plane: every column entry that reads from it is added in this task,
+        // so no two tasks write the same element.
+        dx[n0 * g.c_in * plane_in..(n0 + nb) * g.c_in * plane_in]
+            .par_chunks_mut(plane_in)
+            .enumerate()
+            .for_each(|(p, dx_plane)| {
+                let (i, c) = (p / g.c_in, p % g.c_in);
+                dx_plane.fill(E::zero());
+                for (t, tap) in taps.iter().enumerate().filter(|(_, tap)| !tap.is_empty()) {
+                    let row = &cols[(c * g.kh * g.kw + t) * ncols + i * plane_out..][..plane_out];
+                    let iw0 = tap.iw0(g);
+                    for oh in tap.oh.0..tap.oh.1 {
+                        let dx_row = &mut dx_plane[tap.ih(g, oh) * g.w..][..g.w];
+                        let src = &row[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
+                        scatter_axpy(&mut dx_row[iw0..], src, g.sw, E::one());
+                    }
+                }
+            });
+        Ok(())
+    }
+
+    fn conv2d_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        expect_len("conv2d input", x.len(), g.x_len())?;
+        expect_len("conv2d weight", w.len(), g.weight_len())?;
+        if let Some(b) = bias {
+            expect_len("conv2d bias", b.len(), g.c_out)?;
+        }
+        let mut y = self.wrap(vec![E::zero(); g.y_len()]);
+        let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
+        for n0 in (0..g.n).step_by(chunk) {
+            let nb = chunk.min(g.n - n0);
+            self.im2col(x, g, n0, nb, &mut cols)?;
+            self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Forward, false), w, &cols, &mut rows)?;
+            scatter_channel_major(&rows, bias.map(|b| &b[..]), g, n0, nb, &mut y);
+        }
+        Ok(y)
+    }
+
+    fn conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
+        expect_len("conv2d weight", w.len(), g.weight_len())?;
+        let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
+        let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
+        for n0 in (0..g.n).step_by(chunk) {
+            let nb = chunk.min(g.n - n0);
+            gather_channel_major(dy, g, n0, nb, &mut rows);
+            self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Data, false), w, &rows, &mut cols)?;
+            self.col2im(&cols, g, n0, nb, &mut dx)?;
+        }
+        Ok(dx)
+    }
+
+    fn conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        expect_len("conv2d input", x.len(), g.x_len())?;
+        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
+        let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
+        let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
+        for n0 in (0..g.n).step_by(chunk) {
+            let nb = chunk.min(g.n - n0);
+            self.im2col(x, g, n0, nb, &mut cols)?;
+            gather_channel_major(dy, g, n0, nb, &mut rows);
+            let spec = grouped_spec(g, g.col_cols(nb), ConvProduct::Filter, n0 > 0);
+            self.gemm(&spec, &rows, &cols, &mut dw)?;
+        }
+        Ok(dw)
+    }
+
+    fn conv2d_backward_bias(&self, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
+        let plane = g.oh * g.ow;
+        let db = (0..g.c_out)
+            .into_par_iter()
+            .map(|co| (0..g.n).map(|n| dy[(n * g.c_out + co) * plane..][..plane].iter().copied().sum::<E>()).sum())
+            .collect();
+        Ok(self.wrap(db))
+    }
+
+    fn depthwise_conv2d_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        check_depthwise(g)?;
+        expect_len("depthwise conv2d input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
+        if let Some(b) = bias {
+            expect_len("depthwise conv2d bias", b.len(), g.c_out)?;
+        }
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let multiplier = g.c_out / g.c_in;
+        let mut y = self.wrap(vec![E::zero(); g.y_len()]);
+        y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
+            let (n, co) = (p / g.c_out, p % g.c_out);
+            let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
+            y_plane.fill(bias.map_or(E::zero(), |b| b[co]));
+            for (t, &weight) in w[co * taps..(co + 1) * taps].iter().enumerate() {
+                let tap = Tap::new(g, t / g.kw, t % g.kw);
+                if tap.is_empty() {
+                    continue;
+                }
+                let iw0 = tap.iw0(g);
+                for oh in tap.oh.0..tap.oh.1 {
+                    let x_row = &x_plane[tap.ih(g, oh) * g.w..][..g.w];
+                    let dst = &mut y_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
+                    gather_axpy(dst, &x_row[iw0..], g.sw, weight);
+                }
+            }
+        });
+        Ok(y)
+    }
+
+    fn depthwise_conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        check_depthwise(g)?;
+        expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
+        expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let multiplier = g.c_out / g.c_in;
+        let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
+        // One task per input plane, which gathers from the `multiplier` output channels it feeds.
+        dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx_plane)| {
+            let (n, ci) = (p / g.c_in, p % g.c_in);
+            for co in ci * multiplier..(ci + 1) * multiplier {
+                let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
+                for (t, &weight) in w[co * taps..(co + 1) * taps].iter().enumerate() {
+                    let tap = Tap::new(g, t / g.kw, t % g.kw);
+                    if tap.is_empty() {
+                        continue;
+                    }
+                    let iw0 = tap.iw0(g);
+                    for oh in tap.oh.0..tap.oh.1 {
+                        let dx_row = &mut dx_plane[tap.ih(g, oh) * g.w..][..g.w];
+                        let src = &dy_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
+                        scatter_axpy(&mut dx_row[iw0..], src, g.sw, weight);
+                    }
+                }
+            }
+        });
+        Ok(dx)
+    }
+
+    fn depthwise_conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+        check_depthwise(g)?;
+        expect_len("depthwise conv2d input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let multiplier = g.c_out / g.c_in;
+        let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
+        // One task per output channel; it sums its taps' gradients over the whole batch.
+        dw.par_chunks_mut(taps).enumerate().for_each(|(co, dw_taps)| {
+            for (t, dw_tap) in dw_taps.iter_mut().enumerate() {
+                let tap = Tap::new(g, t / g.kw, t % g.kw);
+                if tap.is_empty() {
+                    continue;
+                }
+                let iw0 = tap.iw0(g);
+                for n in 0..g.n {
+                    let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
+                    let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
+                    for oh in tap.oh.0..tap.oh.1 {
+                        let x_row = &x_plane[tap.ih(g, oh) * g.w..][..g.w];
+                        let dy_row = &dy_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
+                        *dw_tap += strided_dot(dy_row, &x_row[iw0..], g.sw);
+                    }
+                }
+            }
+        });
+        Ok(dw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Device;
+    use crate::ops::cpu_test_support::{assert_close, dot, error_text, narrow, random_vec, widen};
+
+    /// (N, C_in, (H, W), C_out, (KH, KW), stride, padding, dilation, groups)
+    type Case = (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
+
+    /// Kernels 1/3/5/7/11, strides 1/2/4, paddings 0/1/2, dilations 1/2, groups 1/2/C (depthwise
+    /// with multipliers 1 and 2), odd and rectangular sizes, batches 1 to 3.
+    const CASES: &[Case] = &[
+        (1, 3, (11, 11), 4, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (3, 4, (9, 7), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2),
+        (2, 3, (13, 13), 5, (5, 5), (2, 2), (2, 2), (1, 1), 1),
+        (1, 2, (15, 15), 3, (7, 7), (2, 2), (1, 1), (1, 1), 1),
+        (1, 3, (23, 23), 4, (11, 11), (4, 4), (2, 2), (1, 1), 1),
+        (3, 4, (9, 9), 4, (3, 3), (1, 1), (2, 2), (2, 2), 1),
+        (1, 1, (9, 9), 2, (3, 3), (4, 4), (0, 0), (1, 1), 1),
+        (2, 2, (6, 10), 4, (3, 1), (2, 1), (1, 0), (1, 2), 2),
+        (3, 4, (7, 9), 4, (3, 3), (1, 1), (1, 1), (1, 1), 4),
+        (2, 3, (8, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 3),
+        (1, 2, (11, 11), 2, (5, 5), (1, 1), (2, 2), (2, 2), 2),
+        (3, 5, (9, 9), 10, (3, 3), (2, 2), (0, 0), (1, 1), 5),
+    ];
+
+    fn geom(&(n, c_in, hw, c_out, k, s, p, d, groups): &Case) -> ConvGeom {
+        ConvGeom::new(n, c_in, hw, c_out, k, s, p, d, groups).unwrap()
+    }
+
+    /// A backend whose workspace holds the columns of two images, so a batch of 3 takes two chunks.
+    fn chunked_backend(g: &ConvGeom) -> CpuBackend {
+        let mut cpu = CpuBackend::new();
+        cpu.workspace_bytes = 2 * g.col_rows() * g.oh * g.ow * std::mem::size_of::<f64>();
+        cpu
+    }
+
+    /// The direct 7-loop convolution of the definition.
+    fn naive_forward(x: &[f64], w: &[f64], bias: Option<&[f64]>, g: &ConvGeom) -> Vec<f64> {
+        let (cin_pg, cout_pg) = (g.c_in_per_group(), g.c_out_per_group());
+        let mut y = vec![0.0; g.y_len()];
+        for n in 0..g.n {
+            for co in 0..g.c_out {
+                for oh in 0..g.oh {
+                    for ow in 0..g.ow {
+                        let mut acc = bias.map_or(0.0, |b| b[co]);
+                        for cig in 0..cin_pg {
+                            let ci = co / cout_pg * cin_pg + cig;
+                            for ki in 0..g.kh {
+                                for kj in 0..g.kw {
+                                    let ih = (oh * g.sh + ki * g.dh) as isize - g.ph as isize;
+                                    let iw = (ow * g.sw + kj * g.dw) as isize - g.pw as isize;
+                                    if ih < 0 || iw < 0 || ih >= g.h as isize || iw >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * g.c_in + ci) * g.h + ih as usize) * g.w + iw as usize];
+                                    acc += xv * w[((co * cin_pg + cig) * g.kh + ki) * g.kw + kj];
+                                }
+                            }
+                        }
+                        y[((n * g.c_out + co) * g.oh + oh) * g.ow + ow] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    /// Operands of a case: (x, w, bias, dy).
+    fn operands(g: &ConvGeom, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        (
+            random_vec(seed, g.x_len()),
+            random_vec(seed + 1, g.weight_len()),
+            random_vec(seed + 2, g.c_out),
+            random_vec(seed + 3, g.y_len()),
+        )
+    }
+
+    #[test]
+    fn forward_matches_direct_convolution() {
+        for (i, case) in CASES.iter().enumerate() {
+            let g = geom(case);
+            let (x, w, b, _) = operands(&g, 10 * i as u64);
+            let want = naive_forward(&x, &w, Some(&b), &g);
+            let want_no_bias = naive_forward(&x, &w, None, &g);
+            for cpu in [CpuBackend::new(), chunked_backend(&g)] {
+                let (xb, wb, bb) = (cpu.wrap(x.clone()), cpu.wrap(w.clone()), cpu.wrap(b.clone()));
+                let y = cpu.conv2d_forward(&xb, &wb, Some(&bb), &g).unwrap();
+                assert_close(&format!("case {i} forward"), &y, &want, 1e-12);
+                let y = cpu.conv2d_forward(&xb, &wb, None, &g).unwrap();
+                assert_close(&format!("case {i} forward without bias"), &y, &want_no_bias, 1e-12);
+                if g.is_depthwise() {
+                    let y = cpu.depthwise_conv2d_forward(&xb, &wb, Some(&bb), &g).unwrap();
+                    assert_close(&format!("case {i} depthwise forward"), &y, &want, 1e-12);
+                }
+            }
+        }
+    }
+
+    /// <conv(x, w), dy> = <x, backward_data(dy)> = <w, backward_filter(x, dy)>, on both the
+    /// im2col path (one chunk and several) and the depthwise path, which must also agree.
+    #[test]
+    fn backward_passes_are_adjoint_to_forward() {
+        for (i, case) in CASES.iter().enumerate() {
+            let g = geom(case);
+            let (x, w, _, dy) = operands(&g, 10 * i as u64);
+            let forward_dot = dot(&naive_forward(&x, &w, None, &g), &dy);
+            let mut reference: Option<(Vec<f64>, Vec<f64>)> = None;
+            for cpu in [CpuBackend::new(), chunked_backend(&g)] {
+                let (xb, wb, dyb) = (cpu.wrap(x.clone()), cpu.wrap(w.clone()), cpu.wrap(dy.clone()));
+                let mut grads = vec![(
+                    "im2col",
+                    cpu.conv2d_backward_data(&dyb, &wb, &g).unwrap().to_vec(),
+                    cpu.conv2d_backward_filter(&xb, &dyb, &g).unwrap().to_vec(),
+                )];
+                if g.is_depthwise() {
+                    grads.push((
+                        "depthwise",
+                        cpu.depthwise_conv2d_backward_data(&dyb, &wb, &g).unwrap().to_vec(),
+                        cpu.depthwise_conv2d_backward_filter(&xb, &dyb, &g).unwrap().to_vec(),
+                    ));
+                }
+                for (path, dx, dw) in grads {
+                    let what = format!("case {i} {path}");
+                    assert_close(&format!("{what} <x, dx>"), &[dot(&x, &dx)], &[forward_dot], 1e-10);
+                    assert_close(&format!("{what} <w, dw>"), &[dot(&w, &dw)], &[forward_dot], 1e-10);
+                    match &reference {
+                        None => reference = Some((dx, dw)),
+                        Some((rdx, rdw)) => {
+                            assert_close(&format!("{what} dx"), &dx, rdx, 1e-12);
+                            assert_close(&format!("{what} dw"), &dw, rdw, 1e-12);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backward_bias_sums_the_output_gradient() {
+        let g = geom(&CASES[1]);
+        let dy = random_vec(7, g.y_len());
+        let plane = g.oh * g.ow;
+        let want: Vec<f64> = (0..g.c_out)
+            .map(|co| (0..g.n).map(|n| dy[(n * g.c_out + co) * plane..][..plane].iter().sum::<f64>()).sum())
+            .collect();
+        let cpu = CpuBackend::new();
+        let db = cpu.conv2d_backward_bias(&cpu.wrap(dy), &g).unwrap();
+        assert_close("conv bias gradient", &db, &want, 1e-12);
+    }
+
+    /// Central differences of L = <conv(x, w) + b, dy> against every gradient entry.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let cpu = CpuBackend::new();
+        for case in [&CASES[7], &CASES[9]] {
+            let g = geom(case);
+            let (x, w, b, dy) = operands(&g, 99);
+            let loss = |x: &[f64], w: &[f64], b: &[f64]| {
+                let y = cpu.conv2d_forward(&cpu.wrap(x.to_vec()), &cpu.wrap(w.to_vec()), Some(&cpu.wrap(b.to_vec())), &g);
+                dot(&y.unwrap(), &dy)
+            };
+            let eps = 1e-5;
+            let numeric = |v: &[f64], eval: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+                (0..v.len())
+                    .map(|j| {
+                        let (mut plus, mut minus) = (v.to_vec(), v.to_vec());
+                        plus[j] += eps;
+                        minus[j] -= eps;
+                        (eval(&plus) - eval(&minus)) / (2.0 * eps)
+                    })
+                    .collect()
+            };
+            let dyb = cpu.wrap(dy.clone());
+            let dx = cpu.conv2d_backward_data(&dyb, &cpu.wrap(w.clone()), &g).unwrap();
+            let dw = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &dyb, &g).unwrap();
+            let db = cpu.conv2d_backward_bias(&dyb, &g).unwrap();
+            assert_close("dx vs finite differences", &dx, &numeric(&x, &|v| loss(v, &w, &b)), 1e-7);
+            assert_close("dw vs finite differences", &dw, &numeric(&w, &|v| loss(&x, v, &b)), 1e-7);
+            assert_close("db vs finite differences", &db, &numeric(&b, &|v| loss(&x, &w, v)), 1e-7);
+        }
+    }
+
+    #[test]
+    fn im2col_follows_the_documented_layout_and_col2im_is_its_adjoint() {
+        let cpu = CpuBackend::new();
+        let g = geom(&CASES[7]);
+        let (n0, nb) = (1, 1);
+        let x = random_vec(3, g.x_len());
+        let mut cols: CpuBuf<f64> = cpu.zeros(g.col_rows() * g.col_cols(nb)).unwrap();
+        cpu.im2col(&cpu.wrap(x.clone()), &g, n0, nb, &mut cols).unwrap();
+        let ncols = g.col_cols(nb);
+        for c in 0..g.c_in {
+            for (ki, kj) in (0..g.kh).flat_map(|ki| (0..g.kw).map(move |kj| (ki, kj))) {
+                for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
+                    let ih = (oh * g.sh + ki * g.dh) as isize - g.ph as isize;
+                    let iw = (ow * g.sw + kj * g.dw) as isize - g.pw as isize;
+                    let inside = ih >= 0 && iw >= 0 && ih < g.h as isize && iw < g.w as isize;
+                    let want = if inside { x[((n0 * g.c_in + c) * g.h + ih as usize) * g.w + iw as usize] } else { 0.0 };
+                    let row = (c * g.kh + ki) * g.kw + kj;
+                    assert_eq!(cols[row * ncols + oh * g.ow + ow], want, "row {row} at ({oh}, {ow})");
+                }
+            }
+        }
+        // col2im overwrites only its images (image 0 keeps its marker) and is im2col's adjoint.
+        let c = random_vec(4, cols.len());
+        let mut dx = cpu.wrap(vec![7.0; g.x_len()]);
+        cpu.col2im(&cpu.wrap(c.clone()), &g, n0, nb, &mut dx).unwrap();
+        let image = g.c_in * g.h * g.w;
+        assert!(dx[..image].iter().all(|&v| v == 7.0));
+        let x_image = &x[image..2 * image];
+        assert_close("<im2col(x), c> = <x, col2im(c)>", &[dot(x_image, &dx[image..2 * image])], &[dot(&cols, &c)], 1e-12);
+    }
+
+    #[test]
+    fn f32_agrees_with_f64() {
+        let g = geom(&CASES[2]);
+        let (x, w, b, dy) = operands(&g, 5);
+        let cpu = CpuBackend::new();
+        let y64 = cpu.conv2d_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
+        let dx64 = cpu.conv2d_backward_data(&cpu.wrap(dy.clone()), &cpu.wrap(w.clone()), &g).unwrap();
+        let dw64 = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &cpu.wrap(dy.clone()), &g).unwrap();
+        let (x32, w32, b32, dy32) = (cpu.wrap(narrow(&x)), cpu.wrap(narrow(&w)), cpu.wrap(narrow(&b)), cpu.wrap(narrow(&dy)));
+        let y32 = cpu.conv2d_forward(&x32, &w32, Some(&b32), &g).unwrap();
+        assert_close("f32 forward", &widen(&y32), &y64, 1e-5);
+        assert_close("f32 backward data", &widen(&cpu.conv2d_backward_data(&dy32, &w32, &g).unwrap()), &dx64, 1e-5);
+        assert_close("f32 backward filter", &widen(&cpu.conv2d_backward_filter(&x32, &dy32, &g).unwrap()), &dw64, 1e-5);
+    }
+
+    #[test]
+    fn mismatched_buffers_are_shape_errors() {
+        let cpu = CpuBackend::new();
+        let g = geom(&CASES[1]);
+        let (x, w, b) = (cpu.wrap(vec![0.0f64; g.x_len()]), cpu.wrap(vec![0.0f64; g.weight_len()]), cpu.wrap(vec![0.0f64; g.c_out]));
+        let short = cpu.wrap(vec![0.0f64; g.x_len() - 1]);
+        let err = error_text(cpu.conv2d_forward(&short, &w, Some(&b), &g));
+        assert!(err.contains(&format!("holds {} elements", g.x_len() - 1)) && err.contains(&g.x_len().to_string()), "{err}");
+        assert!(cpu.conv2d_forward(&x, &x, None, &g).is_err());
+        assert!(cpu.conv2d_forward(&x, &w, Some(&w), &g).is_err());
+        assert!(cpu.conv2d_backward_data(&x, &w, &g).is_err());
+        assert!(cpu.conv2d_backward_filter(&x, &x, &g).is_err());
+        let err = error_text(cpu.depthwise_conv2d_forward(&x, &w, None, &g));
+        assert!(err.contains("groups == in channels"), "{err}");
+        let mut cols: CpuBuf<f64> = cpu.zeros(g.col_rows() * g.col_cols(1)).unwrap();
+        assert!(cpu.im2col(&x, &g, g.n - 1, 2, &mut cols).is_err());
+        assert!(cpu.im2col(&x, &g, 0, 2, &mut cols).is_err());
+        assert!(cpu.im2col(&x, &g, 0, 1, &mut cols).is_ok());
+    }
+}

@@ -1,0 +1,104 @@
+//! Inverted dropout on the CPU with the counter-based mask shared by every device.
+
+use super::{dropout_uniform, DropoutOps};
+use crate::cpu::par::{lift, zip_map, CHUNK};
+use crate::cpu::{CpuBackend, CpuBuf};
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
+use rayon::prelude::*;
+
+impl<E: Element> DropoutOps<E> for CpuBackend {
+    fn dropout_forward(&self, x: &CpuBuf<E>, p: f64, seed: u64) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")));
+        }
+        let keep_scale: E = lift(1.0 / (1.0 - p));
+        let mut mask = vec![E::zero(); x.len()];
+        mask.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, mc)| {
+            let first = (chunk * CHUNK) as u64;
+            for (i, m) in mc.iter_mut().enumerate() {
+                // The uniform is a multiple of 2^-24, exact in f64, so this is the exact rule.
+                if f64::from(dropout_uniform(seed, first + i as u64)) >= p {
+                    *m = keep_scale;
+                }
+            }
+        });
+        let y = zip_map(x, &mask, |x, m| x * m);
+        Ok((self.wrap(y), self.wrap(mask)))
+    }
+
+    fn dropout_backward(&self, dy: &CpuBuf<E>, mask: &CpuBuf<E>) -> Result<CpuBuf<E>> {
+        expect_len("dropout backward", "mask", mask.len(), dy.len())?;
+        Ok(self.wrap(zip_map(dy, mask, |dy, m| dy * m)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::testutil::{buf, error_text, random};
+
+    #[test]
+    fn keeps_about_one_minus_p_and_scales_the_kept() {
+        let cpu = CpuBackend::new();
+        let len = 40_000;
+        let x = buf(&cpu, &vec![2.0; len]);
+        for p in [0.1, 0.5, 0.8] {
+            let (y, mask) = cpu.dropout_forward(&x, p, 42).unwrap();
+            let kept = mask.iter().filter(|&&m| m != 0.0).count();
+            let rate = kept as f64 / len as f64;
+            // Binomial standard deviation is at most 0.0025 here; allow four of them.
+            assert!((rate - (1.0 - p)).abs() < 0.01, "p {p}: kept {rate}");
+            for (i, (&m, &y)) in mask.iter().zip(y.iter()).enumerate() {
+                let keep = f64::from(dropout_uniform(42, i as u64)) >= p;
+                assert_eq!(m, if keep { 1.0 / (1.0 - p) } else { 0.0 }, "mask[{i}] for p {p}");
+                assert_eq!(y, 2.0 * m);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_probability_keeps_everything_unscaled() {
+        let cpu = CpuBackend::new();
+        let x = random(1000, 3);
+        let (y, mask) = cpu.dropout_forward(&buf(&cpu, &x), 0.0, 9).unwrap();
+        assert_eq!(y.to_vec(), x);
+        assert!(mask.iter().all(|&m| m == 1.0));
+    }
+
+    #[test]
+    fn mask_depends_on_seed_only_and_matches_between_f32_and_f64() {
+        let cpu = CpuBackend::new();
+        let len = 3 * CHUNK + 17;
+        let (_, a) = cpu.dropout_forward(&cpu.wrap(vec![1.0f32; len]), 0.3, 5).unwrap();
+        let (_, b) = cpu.dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 5).unwrap();
+        let (_, c) = cpu.dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 6).unwrap();
+        let kept = |m: &[f64]| m.iter().map(|&v| v != 0.0).collect::<Vec<_>>();
+        let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
+        assert_eq!(kept(&a64), kept(&b));
+        assert_ne!(kept(&b), kept(&c));
+    }
+
+    #[test]
+    fn backward_applies_the_mask() {
+        let cpu = CpuBackend::new();
+        let mask = buf(&cpu, &[2.0, 0.0, 2.0]);
+        let dx = cpu.dropout_backward(&buf(&cpu, &[1.0, 5.0, -3.0]), &mask).unwrap();
+        assert_eq!(dx.to_vec(), vec![2.0, 0.0, -6.0]);
+        assert_eq!(
+            error_text(cpu.dropout_backward(&buf(&cpu, &[1.0; 2]), &mask)),
+            "shape error: dropout backward: mask has 3 elements but 2 are needed"
+        );
+    }
+
+    #[test]
+    fn probability_outside_zero_to_one_is_an_error() {
+        let cpu = CpuBackend::new();
+        let x = buf(&cpu, &[1.0; 4]);
+        for p in [1.0, -0.1, f64::NAN] {
+            let err = error_text(cpu.dropout_forward(&x, p, 1));
+            assert!(err.starts_with("invalid configuration: dropout probability must be in [0, 1)"), "{err}");
+        }
+    }
+}
