@@ -9,3 +9,49 @@
 
 // A full-warp mask for shuffles and votes.
 #define FERRO_FULL_MASK 0xffffffffu
+
+// Block-wide reductions. Contract: blockDim.x is a multiple of 32 (full-warp shuffles), every
+// thread of the block calls them (they hold barriers), and `scratch` is __shared__ float[33].
+// Every thread gets the result. Two barriers make back-to-back calls on one scratch race-free:
+// the next call's writes to scratch[warp] happen after this call's reads of scratch[lane] (those
+// precede the second barrier), and its write of scratch[32] after every thread passed the first
+// barrier of the next call, i.e. after every thread read this call's scratch[32].
+struct FerroSum {
+    __device__ static float identity() { return 0.0f; }
+    __device__ static float apply(float a, float b) { return a + b; }
+};
+struct FerroMax {
+    __device__ static float identity() { return -FERRO_INF; }
+    __device__ static float apply(float a, float b) { return fmaxf(a, b); }
+};
+
+template <typename Op>
+__device__ __forceinline__ float ferro_warp_reduce(float v) {
+    for (int offset = FERRO_WARP / 2; offset > 0; offset >>= 1)
+        v = Op::apply(v, __shfl_xor_sync(FERRO_FULL_MASK, v, offset));
+    return v;
+}
+
+template <typename Op>
+__device__ __forceinline__ float ferro_block_reduce(float v, float* scratch) {
+    const int lane = threadIdx.x % FERRO_WARP;
+    const int warp = threadIdx.x / FERRO_WARP;
+    const int warps = blockDim.x / FERRO_WARP;
+    v = ferro_warp_reduce<Op>(v);
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float w = lane < warps ? scratch[lane] : Op::identity();
+        w = ferro_warp_reduce<Op>(w);
+        if (lane == 0) scratch[32] = w;
+    }
+    __syncthreads();
+    return scratch[32];
+}
+
+__device__ __forceinline__ float ferro_block_sum(float v, float* scratch) {
+    return ferro_block_reduce<FerroSum>(v, scratch);
+}
+__device__ __forceinline__ float ferro_block_max(float v, float* scratch) {
+    return ferro_block_reduce<FerroMax>(v, scratch);
+}

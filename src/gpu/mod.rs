@@ -2,9 +2,12 @@
 //! [`driver::Driver`] trait so a real GPU (cudarc) and the PTX simulator run the same code.
 
 pub mod backend;
+pub mod cuda_driver;
 pub mod nvrtc_locate;
 pub mod driver;
+pub mod grid;
 pub mod modules;
+pub mod select;
 
 pub use backend::{GpuBackend, GpuBuf};
 
@@ -21,9 +24,12 @@ pub fn test_backend() -> Result<GpuBackend> {
     sim_test_driver().map(GpuBackend::new)
 }
 
-/// A real CUDA device, if this machine has one (filled in by the CUDA driver work).
+/// CUDA device 0, if this machine has a CUDA driver and at least one device.
 fn cuda_test_driver() -> Result<Option<Arc<dyn Driver>>> {
-    Ok(None)
+    match cuda_driver::list_devices()? {
+        Some(devices) if !devices.is_empty() => Ok(Some(Arc::new(cuda_driver::CudaDriver::new(0)?))),
+        _ => Ok(None),
+    }
 }
 
 /// The PTX simulator with its sanitizer on (filled in by the simulator work).

@@ -23,3 +23,14 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
         panic!("{what}: element {i} is {} but the reference is {} (atol {atol}, rtol {rtol})", got[i], want[i]);
     }
 }
+
+/// `len` f32 values uniform in [lo, hi), fixed by `seed`.
+pub fn random_f32(len: usize, seed: u64, lo: f64, hi: f64) -> Vec<f32> {
+    let mut rng = ferronet::rng::Rng::new(seed);
+    (0..len).map(|_| rng.uniform_range(lo, hi) as f32).collect()
+}
+
+/// f32 values widened exactly to f64, so the CPU reference sees the very inputs the GPU saw.
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}

@@ -4,6 +4,7 @@
 //! 0 for x <= -3, 1 for x >= 3.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;

@@ -2,6 +2,7 @@
 //! and ShuffleNet's channel shuffle. Tensors are [N, C, HW].
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;

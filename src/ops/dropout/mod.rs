@@ -3,6 +3,7 @@
 //! every device's code gives bit-identical masks on the CPU, the simulator and a GPU.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;

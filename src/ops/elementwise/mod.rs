@@ -3,6 +3,7 @@
 //! gradient accumulation and optimisers need.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;

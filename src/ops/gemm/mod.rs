@@ -6,6 +6,8 @@ use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;
 
+mod cuda;
+
 /// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b in 0..batch, all row-major and packed.
 /// op(A) is m x k: A is stored m x k, or k x m when `trans_a`. op(B) is k x n: B is stored k x n,
 /// or n x k when `trans_b`. C is m x n. Matrix b of A starts at `offset_a + b * stride_a`

@@ -6,6 +6,8 @@ use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
 
+mod cuda;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LinearGeom {
     pub n: usize,

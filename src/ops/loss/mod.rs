@@ -3,6 +3,7 @@
 //! distribution is (1 - eps) * onehot + eps / K, as PyTorch's CrossEntropyLoss.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;

@@ -81,3 +81,4 @@ pub trait NormOps<E: Element>: Device<E> {
         g: &BatchNormGeom,
     ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
 }
+mod cuda;

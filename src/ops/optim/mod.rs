@@ -53,3 +53,4 @@ pub trait OptimOps<E: Element>: Device<E> {
         step: u64,
     ) -> Result<()>;
 }
+mod cuda;

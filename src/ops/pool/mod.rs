@@ -8,6 +8,8 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::shape::window_output_len;
 
+mod cuda;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PoolGeom {
     pub n: usize,

@@ -1,0 +1,183 @@
+// Single-precision GEMM and the bias steps of GEMM-based layers (linear, im2col convolution).
+//
+// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b], row-major, batch index = blockIdx.z.
+// One block computes a 64x64 tile of C with 256 threads, each holding a 4x4 micro-tile in
+// registers. Both operand tiles live in shared memory k-major (As[k][m], Bs[k][n]) so the inner
+// product reads one float4 of each per k step. Global loads are float4 when the host says the
+// operand is 16-byte aligned with a leading dimension divisible by 4, scalar and bounds-checked at
+// the edges otherwise. The next k-slice is fetched into registers while the current one is used.
+#include "common.cuh"
+
+#define GEMM_BM 64
+#define GEMM_BN 64
+#define GEMM_BK 16
+#define GEMM_THREADS 256
+// Row padding of the k-major tiles: keeps rows 16-byte aligned for float4 reads and halves the
+// bank conflicts of the transposing stores.
+#define GEMM_PAD 4
+
+// Four consecutive elements p[0..3], of which `avail` (possibly <= 0) are inside the matrix.
+__device__ __forceinline__ float4 gemm_load4(const float* p, int avail, bool vec) {
+    if (vec && avail >= 4) {
+        return *reinterpret_cast<const float4*>(p);
+    }
+    float4 r = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (avail > 0) r.x = p[0];
+    if (avail > 1) r.y = p[1];
+    if (avail > 2) r.z = p[2];
+    if (avail > 3) r.w = p[3];
+    return r;
+}
+
+// Loads this thread's share of a 64 x 16 slice of an operand into registers. `ROW_MAJOR_IN_K`
+// means the operand's contiguous direction is k (A untransposed, B transposed): each thread then
+// reads 4 consecutive k of one tile row. Otherwise the contiguous direction is the tile's m/n
+// axis and each thread reads 4 consecutive m/n of one k.
+template <bool CONTIGUOUS_IN_K>
+__device__ __forceinline__ float4 gemm_fetch(const float* base, int ld, int tile_start, int extent,
+                                             int k0, int K, bool vec) {
+    int t = threadIdx.x;
+    if (CONTIGUOUS_IN_K) {
+        int row = tile_start + t / 4;
+        int k = k0 + (t % 4) * 4;
+        int avail = row < extent ? K - k : 0;
+        return gemm_load4(base + (size_t)row * ld + k, avail, vec);
+    } else {
+        int k = k0 + t / 16;
+        int col = tile_start + (t % 16) * 4;
+        int avail = k < K ? extent - col : 0;
+        return gemm_load4(base + (size_t)k * ld + col, avail, vec);
+    }
+}
+
+// Stores a fetched float4 into the k-major tile `s` (GEMM_BK rows of GEMM_BM + GEMM_PAD).
+template <bool CONTIGUOUS_IN_K>
+__device__ __forceinline__ void gemm_stash(float (*s)[GEMM_BM + GEMM_PAD], float4 v) {
+    int t = threadIdx.x;
+    if (CONTIGUOUS_IN_K) {
+        int row = t / 4;
+        int k = (t % 4) * 4;
+        s[k + 0][row] = v.x;
+        s[k + 1][row] = v.y;
+        s[k + 2][row] = v.z;
+        s[k + 3][row] = v.w;
+    } else {
+        *reinterpret_cast<float4*>(&s[t / 16][(t % 16) * 4]) = v;
+    }
+}
+
+template <bool TRANS_A, bool TRANS_B>
+__device__ __forceinline__ void sgemm_tile(const float* __restrict__ A, const float* __restrict__ B,
+                                           float* __restrict__ C, int M, int N, int K, int lda,
+                                           int ldb, int ldc, long long stride_a, long long stride_b,
+                                           long long stride_c, float alpha, float beta, int vec_a,
+                                           int vec_b, int vec_c) {
+    __shared__ __align__(16) float As[GEMM_BK][GEMM_BM + GEMM_PAD];
+    __shared__ __align__(16) float Bs[GEMM_BK][GEMM_BN + GEMM_PAD];
+
+    A += blockIdx.z * stride_a;
+    B += blockIdx.z * stride_b;
+    C += blockIdx.z * stride_c;
+    int m0 = blockIdx.y * GEMM_BM;
+    int n0 = blockIdx.x * GEMM_BN;
+    int tx = threadIdx.x % 16;
+    int ty = threadIdx.x / 16;
+
+    // A untransposed is m x k (contiguous in k); B untransposed is k x n (contiguous in n).
+    const bool a_in_k = !TRANS_A;
+    const bool b_in_k = TRANS_B;
+
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+
+    float4 next_a = gemm_fetch<a_in_k>(A, lda, m0, M, 0, K, vec_a);
+    float4 next_b = gemm_fetch<b_in_k>(B, ldb, n0, N, 0, K, vec_b);
+    for (int k0 = 0; k0 < K; k0 += GEMM_BK) {
+        gemm_stash<a_in_k>(As, next_a);
+        gemm_stash<b_in_k>(Bs, next_b);
+        __syncthreads();
+        if (k0 + GEMM_BK < K) {
+            next_a = gemm_fetch<a_in_k>(A, lda, m0, M, k0 + GEMM_BK, K, vec_a);
+            next_b = gemm_fetch<b_in_k>(B, ldb, n0, N, k0 + GEMM_BK, K, vec_b);
+        }
+#pragma unroll
+        for (int kk = 0; kk < GEMM_BK; ++kk) {
+            float4 a = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
+            float4 b = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
+            float av[4] = {a.x, a.y, a.z, a.w};
+            float bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+
+    int col = n0 + tx * 4;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        int row = m0 + ty * 4 + i;
+        if (row >= M) break;
+        float* c = C + (size_t)row * ldc + col;
+        float v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = alpha * acc[i][j];
+        if (vec_c && col + 3 < N) {
+            if (beta != 0.f) {
+                float4 old = *reinterpret_cast<const float4*>(c);
+                v[0] += beta * old.x;
+                v[1] += beta * old.y;
+                v[2] += beta * old.z;
+                v[3] += beta * old.w;
+            }
+            *reinterpret_cast<float4*>(c) = make_float4(v[0], v[1], v[2], v[3]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                if (col + j < N) c[j] = beta != 0.f ? v[j] + beta * c[j] : v[j];
+            }
+        }
+    }
+}
+
+#define FERRO_SGEMM_KERNEL(NAME, TA, TB)                                                          \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
+        NAME(const float* A, const float* B, float* C, int M, int N, int K, int lda, int ldb,     \
+             int ldc, long long stride_a, long long stride_b, long long stride_c, float alpha,    \
+             float beta, int vec_a, int vec_b, int vec_c) {                                       \
+        sgemm_tile<TA, TB>(A, B, C, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, alpha,  \
+                           beta, vec_a, vec_b, vec_c);                                            \
+    }
+
+FERRO_SGEMM_KERNEL(sgemm_nn, false, false)
+FERRO_SGEMM_KERNEL(sgemm_nt, false, true)
+FERRO_SGEMM_KERNEL(sgemm_tn, true, false)
+FERRO_SGEMM_KERNEL(sgemm_tt, true, true)
+
+// y[(o * channels + c) * inner + i] += bias[c], one thread per element of y.
+extern "C" __global__ void add_bias(float* y, const float* bias, int channels, int inner, int total) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= total) return;
+    y[idx] += bias[(idx / inner) % channels];
+}
+
+// db[c] = sum over o < outer, i < inner of dy[(o * channels + c) * inner + i]; one block of
+// up to 256 threads per channel.
+extern "C" __global__ void __launch_bounds__(256)
+    bias_grad(const float* dy, float* db, int outer, int channels, int inner) {
+    __shared__ float scratch[33];
+    int c = blockIdx.x;
+    int count = outer * inner;
+    float sum = 0.f;
+    for (int idx = threadIdx.x; idx < count; idx += blockDim.x) {
+        int o = idx / inner;
+        int i = idx - o * inner;
+        sum += dy[((size_t)o * channels + c) * inner + i];
+    }
+    float total = ferro_block_sum(sum, scratch);
+    if (threadIdx.x == 0) db[c] = total;
+}

@@ -1,0 +1,355 @@
+//! The [`Driver`] of real NVIDIA GPUs, over cudarc's thin driver-API wrappers with the CUDA
+//! library loaded at run time (a machine without it still runs everything else).
+//!
+//! Each kernel module is loaded on first use from the PTX build.rs embedded. When the driver
+//! rejects that PTX (a driver older than the NVRTC that produced it) or the build had no NVRTC,
+//! the embedded source is compiled at run time with the machine's NVRTC for the device's exact
+//! architecture. All work goes to the legacy default stream, so launches, copies and events are
+//! ordered without explicit stream management.
+
+use super::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
+use super::{modules, nvrtc_locate};
+use crate::error::{Error, Result};
+use cudarc::driver::result::{self as cu, DriverError};
+use cudarc::driver::sys::{self, CUdevice_attribute, CUresult};
+use std::collections::HashMap;
+use std::ffi::{c_void, CString};
+use std::sync::Mutex;
+
+/// Whether the CUDA driver library (libcuda) can be loaded. Every entry point checks this first:
+/// cudarc panics on any driver call when the library is absent.
+pub fn driver_library_present() -> bool {
+    // SAFETY: only tries to dlopen the library by its usual names.
+    unsafe { sys::is_culib_present() }
+}
+
+/// One CUDA device as `ferronet devices` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CudaDeviceInfo {
+    pub ordinal: usize,
+    pub name: String,
+    /// (major, minor), e.g. (8, 6) for sm_86.
+    pub compute_capability: (i32, i32),
+    pub total_mem_bytes: usize,
+}
+
+fn driver_error(what: &str, e: DriverError) -> Error {
+    let name = e.error_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("{:?}", e.0));
+    Error::device(format!("{what} failed: {name}"))
+}
+
+/// Initialises the driver API: Ok(None) without the driver library, Ok(Some(device count))
+/// otherwise (0 when the driver finds no device).
+fn init_driver() -> Result<Option<usize>> {
+    if !driver_library_present() {
+        return Ok(None);
+    }
+    match cu::init() {
+        Ok(()) => {}
+        Err(DriverError(CUresult::CUDA_ERROR_NO_DEVICE)) => return Ok(Some(0)),
+        Err(e) => return Err(driver_error("initialising the CUDA driver", e)),
+    }
+    let count = cu::device::get_count().map_err(|e| driver_error("counting CUDA devices", e))?;
+    Ok(Some(count.max(0) as usize))
+}
+
+fn device_info(ordinal: usize) -> Result<(sys::CUdevice, CudaDeviceInfo)> {
+    let dev = cu::device::get(ordinal as i32).map_err(|e| driver_error("opening the CUDA device", e))?;
+    let name = cu::device::get_name(dev).map_err(|e| driver_error("reading the device name", e))?;
+    // SAFETY: `dev` came from device::get.
+    let (major, minor, total) = unsafe {
+        let attr = |a| cu::device::get_attribute(dev, a).map_err(|e| driver_error("reading a device attribute", e));
+        (
+            attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+            attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+            cu::device::total_mem(dev).map_err(|e| driver_error("reading the device memory size", e))?,
+        )
+    };
+    Ok((dev, CudaDeviceInfo { ordinal, name, compute_capability: (major, minor), total_mem_bytes: total }))
+}
+
+/// The CUDA devices of this machine: None when no CUDA driver is installed.
+pub fn list_devices() -> Result<Option<Vec<CudaDeviceInfo>>> {
+    let Some(count) = init_driver()? else {
+        return Ok(None);
+    };
+    (0..count).map(|i| device_info(i).map(|(_, info)| info)).collect::<Result<Vec<_>>>().map(Some)
+}
+
+/// A loaded module and the kernels looked up in it so far.
+struct LoadedModule {
+    module: sys::CUmodule,
+    functions: HashMap<String, sys::CUfunction>,
+}
+
+pub struct CudaDriver {
+    device: sys::CUdevice,
+    ctx: sys::CUcontext,
+    info: CudaDeviceInfo,
+    modules: Mutex<HashMap<&'static str, LoadedModule>>,
+    events: Mutex<Vec<sys::CUevent>>,
+}
+
+// SAFETY: the raw handles are only used through driver-API calls, which are thread-safe once the
+// context is made current on the calling thread (every method does so first); the module and
+// event tables are behind mutexes.
+unsafe impl Send for CudaDriver {}
+unsafe impl Sync for CudaDriver {}
+
+impl CudaDriver {
+    /// Opens CUDA device `ordinal` with its primary context.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let count = init_driver()?.ok_or_else(|| {
+            Error::device("no CUDA driver (libcuda.so) is installed on this machine; use --device cpu or --device sim")
+        })?;
+        if ordinal >= count {
+            return Err(Error::device(format!(
+                "cuda:{ordinal} does not exist: this machine has {count} CUDA device(s); `ferronet devices` lists them"
+            )));
+        }
+        let (device, info) = device_info(ordinal)?;
+        // SAFETY: `device` came from device::get; the context is released in Drop.
+        let ctx = unsafe { cu::primary_ctx::retain(device) }.map_err(|e| driver_error("creating the CUDA context", e))?;
+        Ok(CudaDriver { device, ctx, info, modules: Mutex::new(HashMap::new()), events: Mutex::new(Vec::new()) })
+    }
+
+    pub fn info(&self) -> &CudaDeviceInfo {
+        &self.info
+    }
+
+    fn bind(&self) -> Result<()> {
+        // SAFETY: the primary context stays retained for the driver's lifetime.
+        unsafe { cu::ctx::set_current(self.ctx) }.map_err(|e| driver_error("making the CUDA context current", e))
+    }
+
+    /// Loads `name` from its embedded PTX, or from its source through NVRTC when there is no PTX
+    /// or the driver cannot use it.
+    fn load_module(&self, name: &str) -> Result<sys::CUmodule> {
+        let embedded = modules::module(name).ok_or_else(|| Error::device(format!("no kernel module named {name}")))?;
+        if let Some(ptx) = embedded.ptx {
+            match load_ptx(ptx) {
+                Ok(m) => return Ok(m),
+                Err(DriverError(
+                    CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+                    | CUresult::CUDA_ERROR_INVALID_PTX
+                    | CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU,
+                )) => {}
+                Err(e) => return Err(driver_error(&format!("loading kernel module {name}"), e)),
+            }
+        }
+        let ptx = self.compile_for_device(name, embedded.source)?;
+        load_ptx(&ptx).map_err(|e| driver_error(&format!("loading kernel module {name} compiled at run time"), e))
+    }
+
+    fn compile_for_device(&self, name: &str, source: &str) -> Result<String> {
+        let present = nvrtc_locate::ensure_nvrtc_loaded().is_some()
+            // SAFETY: only tries to dlopen NVRTC, which ensure_nvrtc_loaded made resolvable.
+            && unsafe { cudarc::nvrtc::sys::is_culib_present() };
+        if !present {
+            return Err(Error::device(format!(
+                "kernel module {name} must be compiled for this GPU but NVRTC is missing; \
+                 install it with `pip install nvidia-cuda-nvrtc-cu12`"
+            )));
+        }
+        let (major, minor) = self.info.compute_capability;
+        let opts = cudarc::nvrtc::CompileOptions {
+            options: vec!["--std=c++17".into(), format!("--gpu-architecture=compute_{major}{minor}")],
+            name: Some(format!("{name}.cu")),
+            ..Default::default()
+        };
+        cudarc::nvrtc::compile_ptx_with_opts(source, opts)
+            .map(|ptx| ptx.to_src().to_string())
+            .map_err(|e| Error::device(format!("NVRTC could not compile kernel module {name}: {e:?}")))
+    }
+
+    fn function(&self, module: &str, kernel: &str) -> Result<sys::CUfunction> {
+        let mut modules = self.modules.lock().map_err(|_| Error::device("CUDA module table poisoned"))?;
+        let entry = match modules.get_mut(module) {
+            Some(entry) => entry,
+            None => {
+                let loaded = self.load_module(module)?;
+                let key = modules::module(module).map(|m| m.name).expect("load_module found this module");
+                modules.entry(key).or_insert(LoadedModule { module: loaded, functions: HashMap::new() })
+            }
+        };
+        if let Some(&f) = entry.functions.get(kernel) {
+            return Ok(f);
+        }
+        let cname = CString::new(kernel).map_err(|_| Error::device(format!("invalid kernel name {kernel:?}")))?;
+        // SAFETY: the module is loaded and stays loaded until Drop.
+        let f = unsafe { cu::module::get_function(entry.module, cname) }
+            .map_err(|e| driver_error(&format!("finding kernel {module}::{kernel}"), e))?;
+        entry.functions.insert(kernel.to_string(), f);
+        Ok(f)
+    }
+}
+
+fn load_ptx(ptx: &str) -> std::result::Result<sys::CUmodule, DriverError> {
+    let image = CString::new(ptx).map_err(|_| DriverError(CUresult::CUDA_ERROR_INVALID_PTX))?;
+    // SAFETY: a NUL-terminated PTX string that outlives the call.
+    unsafe { cu::module::load_data(image.as_ptr() as *const c_void) }
+}
+
+/// One kernel parameter in an 8-byte slot; the driver reads the parameter's own size from it.
+fn arg_slot(arg: &KernelArg) -> [u8; 8] {
+    let mut slot = [0u8; 8];
+    let mut put = |bytes: &[u8]| slot[..bytes.len()].copy_from_slice(bytes);
+    match *arg {
+        KernelArg::Ptr(p) => put(&p.to_ne_bytes()),
+        KernelArg::I32(v) => put(&v.to_ne_bytes()),
+        KernelArg::U32(v) => put(&v.to_ne_bytes()),
+        KernelArg::I64(v) => put(&v.to_ne_bytes()),
+        KernelArg::U64(v) => put(&v.to_ne_bytes()),
+        KernelArg::F32(v) => put(&v.to_ne_bytes()),
+        KernelArg::F64(v) => put(&v.to_ne_bytes()),
+    }
+    slot
+}
+
+impl Driver for CudaDriver {
+    fn name(&self) -> String {
+        let (major, minor) = self.info.compute_capability;
+        format!(
+            "cuda:{} {} (sm_{major}{minor}, {} GiB)",
+            self.info.ordinal,
+            self.info.name,
+            (self.info.total_mem_bytes as f64 / (1u64 << 30) as f64).round()
+        )
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DevPtr> {
+        self.bind()?;
+        // SAFETY: plain device allocation in the bound context.
+        match unsafe { cu::malloc_sync(bytes) } {
+            Ok(ptr) => Ok(ptr),
+            Err(DriverError(CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => Err(Error::OutOfMemory {
+                requested: bytes,
+                free: cu::mem_get_info().map(|(free, _)| free).unwrap_or(0),
+                hint: "use a smaller --batch-size or --workspace-mb".into(),
+            }),
+            Err(e) => Err(driver_error(&format!("allocating {bytes} bytes"), e)),
+        }
+    }
+
+    fn free(&self, ptr: DevPtr) {
+        // A failed free (a context already torn down at exit) leaves nothing to recover.
+        if self.bind().is_ok() {
+            // SAFETY: `ptr` came from alloc and GpuBuf frees it once.
+            let _ = unsafe { cu::free_sync(ptr) };
+        }
+    }
+
+    fn copy_htod(&self, dst: DevPtr, src: &[u8]) -> Result<()> {
+        self.bind()?;
+        // SAFETY: GpuBackend passes a live allocation at least `src.len()` bytes long.
+        unsafe { cu::memcpy_htod_sync(dst, src) }.map_err(|e| driver_error("copying to the GPU", e))
+    }
+
+    fn copy_dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()> {
+        self.bind()?;
+        // SAFETY: as above, for `dst.len()` bytes.
+        unsafe { cu::memcpy_dtoh_sync(dst, src) }.map_err(|e| driver_error("copying from the GPU", e))
+    }
+
+    fn copy_dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
+        self.bind()?;
+        // SAFETY: both are live allocations of at least `bytes` bytes.
+        unsafe { cu::memcpy_dtod_sync(dst, src, bytes) }.map_err(|e| driver_error("copying on the GPU", e))
+    }
+
+    fn memset(&self, dst: DevPtr, value: u8, bytes: usize) -> Result<()> {
+        self.bind()?;
+        // SAFETY: a live allocation of at least `bytes` bytes.
+        unsafe { cu::memset_d8_sync(dst, value, bytes) }.map_err(|e| driver_error("clearing GPU memory", e))
+    }
+
+    fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
+        self.bind()?;
+        let f = self.function(module, kernel)?;
+        let mut slots: Vec<[u8; 8]> = args.iter().map(arg_slot).collect();
+        let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s.as_mut_ptr() as *mut c_void).collect();
+        // SAFETY: `f` is a live kernel whose signature the op launchers match argument by argument;
+        // the parameter slots outlive the call, which copies them.
+        unsafe { cu::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_mem_bytes, std::ptr::null_mut(), &mut params) }
+            .map_err(|e| driver_error(&format!("launching {module}::{kernel}"), e))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.bind()?;
+        cu::ctx::synchronize().map_err(|e| driver_error("waiting for the GPU", e))
+    }
+
+    fn mem_info(&self) -> Result<(usize, usize)> {
+        self.bind()?;
+        cu::mem_get_info().map_err(|e| driver_error("reading GPU memory use", e))
+    }
+
+    fn record_event(&self) -> Result<EventId> {
+        self.bind()?;
+        let event = cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(|e| driver_error("creating an event", e))?;
+        // SAFETY: a freshly created event on the legacy stream.
+        unsafe { cu::event::record(event, std::ptr::null_mut()) }.map_err(|e| driver_error("recording an event", e))?;
+        let mut events = self.events.lock().map_err(|_| Error::device("CUDA event table poisoned"))?;
+        events.push(event);
+        Ok(EventId(events.len() as u64 - 1))
+    }
+
+    fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32> {
+        self.bind()?;
+        let events = self.events.lock().map_err(|_| Error::device("CUDA event table poisoned"))?;
+        let get = |id: EventId| {
+            events.get(id.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", id.0)))
+        };
+        let (s, e) = (get(start)?, get(end)?);
+        // SAFETY: both events were created and recorded by this driver and are not destroyed.
+        unsafe {
+            cu::event::synchronize(e).map_err(|err| driver_error("waiting for an event", err))?;
+            cu::event::elapsed(s, e).map_err(|err| driver_error("timing between events", err))
+        }
+    }
+}
+
+impl Drop for CudaDriver {
+    fn drop(&mut self) {
+        if self.bind().is_err() {
+            return;
+        }
+        // SAFETY: every handle was created by this driver and is released exactly once here;
+        // errors at teardown leave nothing to recover.
+        unsafe {
+            for event in self.events.get_mut().map(std::mem::take).unwrap_or_default() {
+                let _ = cu::event::destroy(event);
+            }
+            for (_, loaded) in self.modules.get_mut().map(std::mem::take).unwrap_or_default() {
+                let _ = cu::module::unload(loaded.module);
+            }
+            let _ = cu::primary_ctx::release(self.device);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_driver_nothing_is_listed_and_opening_fails_clearly() {
+        if driver_library_present() {
+            // A machine with CUDA: listing works and an absurd ordinal is refused.
+            assert!(list_devices().unwrap().is_some());
+            let err = CudaDriver::new(1 << 20).err().expect("no machine has a million GPUs").to_string();
+            assert!(err.contains("does not exist"), "{err}");
+        } else {
+            assert_eq!(list_devices().unwrap(), None);
+            let err = CudaDriver::new(0).err().expect("no driver, no device").to_string();
+            assert!(err.contains("no CUDA driver"), "{err}");
+        }
+    }
+
+    #[test]
+    fn kernel_arguments_fill_their_slot_from_the_start() {
+        assert_eq!(arg_slot(&KernelArg::I32(-2)), [0xfe, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        assert_eq!(arg_slot(&KernelArg::F32(1.0))[..4], 1.0f32.to_ne_bytes());
+        assert_eq!(arg_slot(&KernelArg::Ptr(0x1234_5678_9abc)), 0x1234_5678_9abcu64.to_ne_bytes());
+    }
+}

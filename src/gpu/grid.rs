@@ -1,0 +1,36 @@
+//! Launch-geometry and argument checks shared by the op launchers in `crate::ops::*::cuda`: the
+//! kernels index with 32-bit ints, so every size that reaches them is checked to fit first.
+
+use super::driver::{KernelArg, LaunchConfig};
+use crate::error::{Error, Result};
+
+/// Threads per block of the one-thread-per-element kernels.
+pub const ELEMENT_BLOCK: u32 = 256;
+
+/// A 1-D launch with one thread per element of a `total`-element tensor (`what` names it in the
+/// error when it is too large for 32-bit indexing).
+pub fn per_element(total: usize, what: &str) -> Result<LaunchConfig> {
+    int(total, &format!("the element count of {what}"))?;
+    Ok(LaunchConfig::linear(total, ELEMENT_BLOCK))
+}
+
+/// `v` as a kernel's `int` argument.
+pub fn int(v: usize, what: &str) -> Result<KernelArg> {
+    i32::try_from(v).map(KernelArg::I32).map_err(|_| {
+        Error::shape(format!("{what} is {v}, more than the GPU kernels' 32-bit indexing allows"))
+    })
+}
+
+/// The largest block a reduction kernel uses (a multiple of 32, as the block reductions in
+/// kernels/common.cuh require).
+const MAX_REDUCTION_BLOCK: usize = 256;
+
+/// `blocks` blocks that each reduce `per_block` values with ferro_block_sum/max: the block is
+/// the smallest multiple of 32 covering `per_block`, capped at 256, so tiny reductions do not
+/// run idle warps.
+pub fn reduction(blocks: usize, per_block: usize) -> Result<LaunchConfig> {
+    let grid = u32::try_from(blocks.max(1))
+        .map_err(|_| Error::shape(format!("{blocks} reduction blocks exceed the GPU grid limit")))?;
+    let threads = (per_block.div_ceil(32) * 32).clamp(32, MAX_REDUCTION_BLOCK) as u32;
+    Ok(LaunchConfig { grid: (grid, 1, 1), block: (threads, 1, 1), shared_mem_bytes: 0 })
+}

@@ -1,0 +1,40 @@
+//! GPU activations: kernels/activation.cu, one thread per element.
+
+use super::{Activation, ActivationOps};
+use crate::device::Buffer;
+use crate::error::Result;
+use crate::gpu::driver::KernelArg;
+use crate::ops::check::expect_len;
+use crate::gpu::grid::{int, per_element};
+use crate::gpu::{GpuBackend, GpuBuf};
+
+/// The `kind` code the kernels switch on (kernels/activation.cu).
+fn kind_code(kind: Activation) -> i32 {
+    match kind {
+        Activation::Relu => 0,
+        Activation::Relu6 => 1,
+        Activation::Sigmoid => 2,
+        Activation::Silu => 3,
+        Activation::Hardswish => 4,
+    }
+}
+
+impl ActivationOps<f32> for GpuBackend {
+    fn activation_forward(&self, kind: Activation, x: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        let n = int(x.len(), &format!("the length of the {} input", kind.name()))?;
+        let y = self.alloc::<f32>(x.len())?;
+        let args = [x.arg(), y.arg(), KernelArg::I32(kind_code(kind)), n];
+        self.launch("activation", "activation_forward", per_element(x.len(), "activation_forward")?, &args)?;
+        Ok(y)
+    }
+
+    fn activation_backward(&self, kind: Activation, x: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        let op = format!("{} backward", kind.name());
+        expect_len(&op, "dy", dy.len(), x.len())?;
+        let n = int(x.len(), &format!("the length of the {op} input"))?;
+        let dx = self.alloc::<f32>(x.len())?;
+        let args = [x.arg(), dy.arg(), dx.arg(), KernelArg::I32(kind_code(kind)), n];
+        self.launch("activation", "activation_backward", per_element(x.len(), "activation_backward")?, &args)?;
+        Ok(dx)
+    }
+}

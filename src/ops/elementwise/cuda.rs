@@ -1,0 +1,126 @@
+//! GPU elementwise ops: kernels/elementwise.cu. The broadcast backward reductions run one block
+//! per element of the broadcast operand.
+
+use super::{ChannelBroadcast, ElementwiseOps};
+use crate::device::Buffer;
+use crate::error::Result;
+use crate::gpu::driver::KernelArg;
+use crate::ops::check::expect_len;
+use crate::gpu::grid::{int, per_element, reduction};
+use crate::gpu::{GpuBackend, GpuBuf};
+
+impl GpuBackend {
+    /// y = op(a, b) for the same-length binary kernels `add` and `mul`.
+    fn binary(&self, kernel: &str, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        expect_len(kernel, "b", b.len(), a.len())?;
+        let n = int(a.len(), &format!("the length of the {kernel} input"))?;
+        let y = self.alloc::<f32>(a.len())?;
+        self.launch("elementwise", kernel, per_element(a.len(), kernel)?, &[a.arg(), b.arg(), y.arg(), n])?;
+        Ok(y)
+    }
+
+    /// y = x op operand[channel] for the broadcast kernels `add_channel` and `mul_channel`.
+    fn broadcast(&self, kernel: &str, x: &GpuBuf<f32>, operand: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        expect_len(kernel, "x", x.len(), g.x_len())?;
+        expect_len(kernel, "the channel operand", operand.len(), g.operand_len())?;
+        // c and hw are at most x_len, checked below to fit an int.
+        let y = self.alloc::<f32>(g.x_len())?;
+        let args = [
+            x.arg(),
+            operand.arg(),
+            y.arg(),
+            KernelArg::I32(g.c as i32),
+            KernelArg::I32(g.hw as i32),
+            KernelArg::I32(g.per_sample as i32),
+            int(g.x_len(), &format!("the element count of the {kernel} input"))?,
+        ];
+        self.launch("elementwise", kernel, per_element(g.x_len(), kernel)?, &args)?;
+        Ok(y)
+    }
+
+    /// The broadcast operand's gradient: `channel_sum` (of dy) or `channel_dot` (of dy * x), one
+    /// block per operand element.
+    fn channel_reduce(&self, kernel: &str, dy: &GpuBuf<f32>, x: Option<&GpuBuf<f32>>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        expect_len(kernel, "dy", dy.len(), g.x_len())?;
+        // The kernel's flat indices reach x_len; n, c and hw are at most that.
+        int(g.x_len(), &format!("the element count of the {kernel} input"))?;
+        let out = self.alloc::<f32>(g.operand_len())?;
+        let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
+        let mut args = vec![dy.arg()];
+        if let Some(x) = x {
+            expect_len(kernel, "x", x.len(), g.x_len())?;
+            args.push(x.arg());
+        }
+        args.extend([
+            out.arg(),
+            KernelArg::I32(g.n as i32),
+            KernelArg::I32(g.c as i32),
+            KernelArg::I32(g.hw as i32),
+            KernelArg::I32(g.per_sample as i32),
+        ]);
+        self.launch("elementwise", kernel, reduction(g.operand_len(), per_output)?, &args)?;
+        Ok(out)
+    }
+}
+
+impl ElementwiseOps<f32> for GpuBackend {
+    fn add(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        self.binary("add", a, b)
+    }
+
+    fn mul(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
+        self.binary("mul", a, b)
+    }
+
+    fn mul_backward(&self, a: &GpuBuf<f32>, b: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
+        expect_len("mul backward", "b", b.len(), a.len())?;
+        expect_len("mul backward", "dy", dy.len(), a.len())?;
+        let n = int(a.len(), "the length of the mul backward input")?;
+        let da = self.alloc::<f32>(a.len())?;
+        let db = self.alloc::<f32>(a.len())?;
+        let args = [a.arg(), b.arg(), dy.arg(), da.arg(), db.arg(), n];
+        self.launch("elementwise", "mul_backward", per_element(a.len(), "mul_backward")?, &args)?;
+        Ok((da, db))
+    }
+
+    fn add_channel(&self, x: &GpuBuf<f32>, b: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        self.broadcast("add_channel", x, b, g)
+    }
+
+    fn add_channel_backward(&self, dy: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        self.channel_reduce("channel_sum", dy, None, g)
+    }
+
+    fn mul_channel(&self, x: &GpuBuf<f32>, s: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        self.broadcast("mul_channel", x, s, g)
+    }
+
+    fn mul_channel_backward(
+        &self,
+        x: &GpuBuf<f32>,
+        s: &GpuBuf<f32>,
+        dy: &GpuBuf<f32>,
+        g: &ChannelBroadcast,
+    ) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
+        // dx = dy * s is the forward broadcast applied to dy.
+        let dx = self.broadcast("mul_channel", dy, s, g)?;
+        let ds = self.channel_reduce("channel_dot", dy, Some(x), g)?;
+        Ok((dx, ds))
+    }
+
+    fn axpy(&self, alpha: f32, x: &GpuBuf<f32>, y: &mut GpuBuf<f32>) -> Result<()> {
+        expect_len("axpy", "x", x.len(), y.len())?;
+        let n = int(y.len(), "the length of the axpy input")?;
+        self.launch("elementwise", "axpy", per_element(y.len(), "axpy")?, &[KernelArg::F32(alpha), x.arg(), y.arg(), n])
+    }
+
+    fn scale(&self, alpha: f32, x: &mut GpuBuf<f32>) -> Result<()> {
+        let n = int(x.len(), "the length of the scale input")?;
+        self.launch("elementwise", "scale", per_element(x.len(), "scale")?, &[KernelArg::F32(alpha), x.arg(), n])
+    }
+
+    fn fill(&self, value: f32, x: &mut GpuBuf<f32>) -> Result<()> {
+        let n = int(x.len(), "the length of the fill input")?;
+        self.launch("elementwise", "fill", per_element(x.len(), "fill")?, &[KernelArg::F32(value), x.arg(), n])
+    }
+}

@@ -1,0 +1,47 @@
+//! GPU fully connected layer: the tiled SGEMM plus the shared bias kernels.
+
+use super::{LinearGeom, LinearOps};
+use crate::device::Buffer;
+use crate::error::Result;
+use crate::ops::check::expect_len;
+use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::gemm::{GemmOps, GemmSpec};
+
+impl LinearOps<f32> for GpuBackend {
+    fn linear_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &LinearGeom) -> Result<GpuBuf<f32>> {
+        expect_len("linear", "input", x.len(), g.n * g.in_features)?;
+        expect_len("linear", "weight", w.len(), g.out_features * g.in_features)?;
+        if let Some(b) = bias {
+            expect_len("linear", "bias", b.len(), g.out_features)?;
+        }
+        // y [N, out] = x [N, in] x W^T, W stored [out, in].
+        let mut y = self.alloc::<f32>(g.n * g.out_features)?;
+        self.gemm(&GemmSpec::new(false, true, g.n, g.out_features, g.in_features), x, w, &mut y)?;
+        if let Some(b) = bias {
+            self.add_bias(&mut y, b, g.out_features, 1)?;
+        }
+        Ok(y)
+    }
+
+    fn linear_backward_data(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &LinearGeom) -> Result<GpuBuf<f32>> {
+        expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
+        expect_len("linear", "weight", w.len(), g.out_features * g.in_features)?;
+        let mut dx = self.alloc::<f32>(g.n * g.in_features)?;
+        self.gemm(&GemmSpec::new(false, false, g.n, g.in_features, g.out_features), dy, w, &mut dx)?;
+        Ok(dx)
+    }
+
+    fn linear_backward_weight(&self, x: &GpuBuf<f32>, dy: &GpuBuf<f32>, g: &LinearGeom) -> Result<GpuBuf<f32>> {
+        expect_len("linear", "input", x.len(), g.n * g.in_features)?;
+        expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
+        // dW [out, in] = dy^T x, dy stored [N, out].
+        let mut dw = self.alloc::<f32>(g.out_features * g.in_features)?;
+        self.gemm(&GemmSpec::new(true, false, g.out_features, g.in_features, g.n), dy, x, &mut dw)?;
+        Ok(dw)
+    }
+
+    fn linear_backward_bias(&self, dy: &GpuBuf<f32>, g: &LinearGeom) -> Result<GpuBuf<f32>> {
+        expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
+        self.bias_grad(dy, g.n, g.out_features, 1)
+    }
+}
