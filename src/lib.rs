@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod cpu;
+pub mod data;
 pub mod device;
 pub mod element;
 pub mod error;

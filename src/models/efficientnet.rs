@@ -1,7 +1,7 @@
-//! EfficientNet-B0 as torchvision: MBConv blocks (1x1 expand - depthwise kxk - squeeze-excitation
-//! - 1x1 projection, SiLU), Kaiming fan-out convs with zero bias, BN 1/0, and a classifier drawn
-//! from U(+-1/sqrt(classes)) with zero bias. Stochastic depth on the residual branches is left
-//! out: the graph has no op for it, and it only acts during training.
+//! EfficientNet-B0 as torchvision: MBConv blocks (1x1 expand, depthwise kxk, squeeze-excitation,
+//! then 1x1 projection, SiLU), Kaiming fan-out convs with zero bias, BN 1/0, and a classifier
+//! drawn from U(+-1/sqrt(classes)) with zero bias. Stochastic depth on the residual branches is
+//! left out: the graph has no op for it, and it only acts during training.
 
 use super::layers::{conv, conv_bn, linear, make_divisible, ConvInit, LinearInit, UnitNames};
 use super::ModelOptions;

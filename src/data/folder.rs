@@ -1,0 +1,108 @@
+//! Image folders: one sub-folder per class holding PNG or JPEG files, either directly in the data
+//! directory or in its `train/` (and optional `test/`) sub-folders. Images are read as RGB.
+
+use super::transform::resize_bilinear;
+use super::{ImageSet, RawDataset};
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => super::missing(dir, "an image folder with one sub-folder per class"),
+        _ => Error::io(dir, e),
+    })?;
+    let mut paths = entries.map(|e| e.map(|e| e.path()).map_err(|err| Error::io(dir, err))).collect::<Result<Vec<_>>>()?;
+    paths.sort();
+    Ok(paths)
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn decode(path: &Path) -> Result<image::DynamicImage> {
+    let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    reader.decode().map_err(|e| Error::data(path, format!("cannot decode the image ({e}): expected a PNG or JPEG file")))
+}
+
+/// Decodes `path` into `channels` (1 = grey, 3 = RGB) planes resized bilinearly to
+/// `height` x `width`, CHW, as u8.
+pub fn load_image_file(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
+    if height == 0 || width == 0 {
+        return Err(Error::config(format!("image size {height}x{width} must be non-empty")));
+    }
+    let image = decode(path)?;
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let interleaved = match channels {
+        1 => image.into_luma8().into_raw(),
+        3 => image.into_rgb8().into_raw(),
+        _ => return Err(Error::config(format!("images can be read with 1 or 3 channels, not {channels}"))),
+    };
+    let mut planar = vec![0u8; interleaved.len()];
+    for (i, px) in interleaved.chunks_exact(channels).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            planar[c * h * w + i] = v;
+        }
+    }
+    Ok(if (h, w) == (height, width) { planar } else { resize_bilinear(&planar, channels, (h, w), (height, width)) })
+}
+
+/// Reads the class folders under `dir`. With `classes` given (the test split), folder names must
+/// be among them; otherwise they define the classes, in sorted order.
+fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, usize)>) -> Result<(Vec<String>, ImageSet)> {
+    let folders: Vec<PathBuf> = list_dir(dir)?.into_iter().filter(|p| p.is_dir()).collect();
+    if folders.is_empty() {
+        return Err(Error::data(dir, "no class sub-folders: expected one folder of PNG/JPEG images per class"));
+    }
+    let names: Vec<String> = folders.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    let mut set = ImageSet::empty(3, 0, 0);
+    for (index, (folder, name)) in folders.iter().zip(&names).enumerate() {
+        let label = match classes {
+            Some(known) => known.iter().position(|c| c == name).ok_or_else(|| {
+                Error::data(folder, format!("class `{name}` is not among the training classes ({})", known.join(", ")))
+            })?,
+            None => index,
+        };
+        let files: Vec<PathBuf> = list_dir(folder)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
+        if files.is_empty() {
+            return Err(Error::data(folder, "empty class folder: expected at least one .png, .jpg or .jpeg image"));
+        }
+        for file in files {
+            let (h, w) = match *size {
+                Some(hw) => hw,
+                None => {
+                    let image = decode(&file)?;
+                    let hw = (image.height() as usize, image.width() as usize);
+                    *size = Some(hw);
+                    hw
+                }
+            };
+            set.pixels.extend(load_image_file(&file, 3, h, w)?);
+            set.labels.push(label as u32);
+        }
+    }
+    let (h, w) = size.expect("a non-empty folder fixed the image size");
+    set.height = h;
+    set.width = w;
+    Ok((names, set))
+}
+
+/// Images are resized to `resize` when given, else to the size of the first image read.
+pub fn load_folder(dir: &Path, resize: Option<(usize, usize)>) -> Result<RawDataset> {
+    let mut size = resize;
+    let train_dir = dir.join("train");
+    if !train_dir.is_dir() {
+        let (classes, train) = read_split(dir, None, &mut size)?;
+        return Ok(RawDataset { classes, train, test: None });
+    }
+    let (classes, train) = read_split(&train_dir, None, &mut size)?;
+    let test_dir = ["test", "val"].iter().map(|s| dir.join(s)).find(|p| p.is_dir());
+    let test = match test_dir {
+        Some(test_dir) => Some(read_split(&test_dir, Some(&classes), &mut size)?.1),
+        None => None,
+    };
+    Ok(RawDataset { classes, train, test })
+}

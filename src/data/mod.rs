@@ -1,0 +1,239 @@
+//! Datasets: readers for MNIST/Fashion-MNIST (IDX), CIFAR-10/100 (binary) and image folders, a
+//! built-in synthetic dataset, seeded splits, resizing, per-channel statistics, augmentation and
+//! the prefetching multi-threaded [`Loader`].
+//!
+//! Every reader checks what a file declares against what it really holds before allocating for
+//! it, and reports a corrupt or missing file as one line naming the file and what was expected.
+
+mod augment;
+mod cifar;
+mod folder;
+mod idx;
+mod loader;
+mod synthetic;
+mod transform;
+
+pub use augment::Augment;
+pub use folder::load_image_file;
+pub use loader::{Batch, Loader};
+pub use transform::{channel_stats, normalise_image, resize_bilinear, seeded_split};
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Images as u8 0..=255, CHW per image, all of one size, with labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageSet {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `len() * channels * height * width` bytes.
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u32>,
+}
+
+impl ImageSet {
+    pub fn empty(channels: usize, height: usize, width: usize) -> Self {
+        ImageSet { channels, height, width, pixels: vec![], labels: vec![] }
+    }
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// Bytes per image.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+    /// The images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> ImageSet {
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        ImageSet { pixels, labels, ..ImageSet::empty(self.channels, self.height, self.width) }
+    }
+    /// The first `n` images (all of them when there are fewer).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.labels.truncate(n);
+        self.pixels.truncate(n * self.image_len());
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetKind {
+    Synthetic,
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    Cifar100,
+    ImageFolder,
+}
+
+impl DatasetKind {
+    pub const ALL: [DatasetKind; 6] = [
+        DatasetKind::Synthetic,
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::Cifar10,
+        DatasetKind::Cifar100,
+        DatasetKind::ImageFolder,
+    ];
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Synthetic => "synthetic",
+            DatasetKind::Mnist => "mnist",
+            DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::ImageFolder => "folder",
+        }
+    }
+    pub fn parse(text: &str) -> Result<Self> {
+        DatasetKind::ALL.into_iter().find(|k| k.name() == text).ok_or_else(|| {
+            let known: Vec<&str> = DatasetKind::ALL.iter().map(|k| k.name()).collect();
+            Error::config(format!("unknown dataset `{text}`; known datasets: {}", known.join(", ")))
+        })
+    }
+    /// Where the files are looked for when no data directory is given.
+    pub fn default_dir(self) -> Option<PathBuf> {
+        match self {
+            DatasetKind::Mnist => Some("/usr/share/datasets/mnist".into()),
+            DatasetKind::FashionMnist => Some("/usr/share/datasets/fashion-mnist".into()),
+            DatasetKind::Cifar10 => Some("data/cifar-10-batches-bin".into()),
+            DatasetKind::Cifar100 => Some("data/cifar-100-binary".into()),
+            DatasetKind::Synthetic | DatasetKind::ImageFolder => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatasetOptions {
+    pub kind: DatasetKind,
+    pub data_dir: Option<PathBuf>,
+    /// Fraction of the training images held out for validation with a seeded split. With 0, a
+    /// dataset that has a test set validates on it; one without is an error.
+    pub val_fraction: f64,
+    pub seed: u64,
+    /// Bilinear resize of every image to (height, width), e.g. to the model's input.
+    pub resize: Option<(usize, usize)>,
+    /// Repeat a single grey channel three times (grey images into RGB models).
+    pub grayscale_to_rgb: bool,
+    /// Only the first N training images, for quick runs.
+    pub limit: Option<usize>,
+}
+
+impl DatasetOptions {
+    pub fn new(kind: DatasetKind) -> Self {
+        DatasetOptions { kind, data_dir: None, val_fraction: 0.2, seed: 0, resize: None, grayscale_to_rgb: false, limit: None }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub name: String,
+    pub classes: Vec<String>,
+    pub train: ImageSet,
+    pub val: ImageSet,
+    pub test: Option<ImageSet>,
+    /// Per channel, of the training images, in [0, 1] units.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// What a reader returns before splitting and transforming.
+pub(crate) struct RawDataset {
+    pub classes: Vec<String>,
+    pub train: ImageSet,
+    pub test: Option<ImageSet>,
+}
+
+pub fn load(opts: &DatasetOptions) -> Result<Dataset> {
+    if !(0.0..1.0).contains(&opts.val_fraction) {
+        return Err(Error::config(format!("validation fraction {} must be in [0, 1)", opts.val_fraction)));
+    }
+    if opts.limit == Some(0) {
+        return Err(Error::config("the image limit must be at least 1"));
+    }
+    if let Some((h, w)) = opts.resize {
+        if h == 0 || w == 0 {
+            return Err(Error::config(format!("resize target {h}x{w} must be non-empty")));
+        }
+    }
+    let dir = || -> Result<PathBuf> {
+        opts.data_dir.clone().or_else(|| opts.kind.default_dir()).ok_or_else(|| {
+            Error::config(format!("the {} dataset needs a data directory (--data-dir)", opts.kind.name()))
+        })
+    };
+    let raw = match opts.kind {
+        DatasetKind::Synthetic => synthetic::generate(opts.seed),
+        DatasetKind::Mnist | DatasetKind::FashionMnist => idx::load_mnist_dir(&dir()?, opts.kind == DatasetKind::FashionMnist)?,
+        DatasetKind::Cifar10 => cifar::load_cifar10(&dir()?)?,
+        DatasetKind::Cifar100 => cifar::load_cifar100(&dir()?)?,
+        DatasetKind::ImageFolder => folder::load_folder(&dir()?, opts.resize)?,
+    };
+    finish(opts, raw)
+}
+
+/// Limit, split, resize, convert channels and compute the statistics.
+fn finish(opts: &DatasetOptions, raw: RawDataset) -> Result<Dataset> {
+    let RawDataset { classes, mut train, test } = raw;
+    if let Some(limit) = opts.limit {
+        train.truncate(limit);
+    }
+    let (train, val) = if opts.val_fraction > 0.0 {
+        let (train_idx, val_idx) = seeded_split(train.len(), opts.val_fraction, opts.seed);
+        if train_idx.is_empty() || val_idx.is_empty() {
+            return Err(Error::config(format!(
+                "cannot split {} training images with validation fraction {}: one side would be empty",
+                train.len(),
+                opts.val_fraction
+            )));
+        }
+        (train.select(&train_idx), train.select(&val_idx))
+    } else {
+        let val = test.clone().ok_or_else(|| {
+            Error::config(format!("the {} dataset has no test set: give a validation fraction above 0", opts.kind.name()))
+        })?;
+        (train, val)
+    };
+    let prepare = |set: ImageSet| -> ImageSet {
+        let set = match opts.resize {
+            Some((h, w)) if (h, w) != (set.height, set.width) => transform::resize_set(&set, h, w),
+            _ => set,
+        };
+        if opts.grayscale_to_rgb && set.channels == 1 {
+            transform::grey_to_rgb(&set)
+        } else {
+            set
+        }
+    };
+    let (train, val, test) = (prepare(train), prepare(val), test.map(prepare));
+    if train.is_empty() {
+        return Err(Error::config(format!("the {} dataset has no training images", opts.kind.name())));
+    }
+    let (mean, std) = channel_stats(&train);
+    Ok(Dataset { name: opts.kind.name().into(), classes, train, val, test, mean, std })
+}
+
+/// The one-line error for a file that is not there.
+pub(crate) fn missing(path: &Path, what: &str) -> Error {
+    Error::data(path, format!("missing: expected {what} here (see datasets/README.md for where to get it)"))
+}
+
+/// Reads a whole file, with its path in any error.
+pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing(path, what)),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
