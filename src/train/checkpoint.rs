@@ -37,12 +37,31 @@ pub struct CheckpointMeta {
     pub config: TrainConfig,
     /// Epochs completed.
     pub epochs_done: usize,
-    /// The trainer's RNG after `epochs_done` epochs.
+    /// The trainer's RNG (one draw per epoch seeds its shuffling and augmentation).
     pub rng_state: [u64; 4],
-    /// Optimiser steps taken (Adam's bias correction needs the count).
-    pub optimizer_steps: u64,
+    /// The executor's RNG (one dropout seed per step).
+    pub executor_rng_state: [u64; 4],
+    /// Optimiser steps taken per parameter (Adam's bias correction needs them).
+    pub optimizer_steps: Vec<(String, u64)>,
     pub schedule: LrSchedule,
     pub history: Vec<EpochRecord>,
+    /// Set when the run was interrupted inside epoch `epochs_done + 1`.
+    pub partial_epoch: Option<PartialEpoch>,
+}
+
+/// How far an interrupted epoch got, so a resumed run replays it exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Seed of the epoch's shuffling and augmentation.
+    pub seed: u64,
+    pub steps_done: usize,
+    /// Sums over the steps done: loss x images, correct predictions, images, skipped steps.
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+    pub skipped_steps: usize,
+    /// Wall time spent in those steps.
+    pub seconds: f64,
 }
 
 fn meta_error(path: &Path, problem: impl std::fmt::Display) -> Error {
@@ -127,9 +146,11 @@ mod tests {
             config,
             epochs_done: 1,
             rng_state: [1, u64::MAX, 3, 0x9E37_79B9_7F4A_7C15],
-            optimizer_steps: 17,
+            executor_rng_state: [5, 6, 7, 8],
+            optimizer_steps: vec![("conv1.weight".into(), 17)],
             schedule,
             history: vec![],
+            partial_epoch: Some(PartialEpoch { seed: u64::MAX - 1, steps_done: 3, loss_sum: 0.1 + 0.2, ..Default::default() }),
         };
         let tensors = vec![
             NamedTensor { name: "conv1.weight".into(), shape: vec![2, 1, 1, 1], data: vec![0.1, -3.5e-8] },

@@ -169,6 +169,15 @@ pub struct TrainConfig {
     pub skip_nonfinite: bool,
 }
 
+impl Default for TrainConfig {
+    /// The flags' defaults (what `ferronet train` with no arguments runs).
+    fn default() -> Self {
+        use clap::{FromArgMatches, Command};
+        let matches = Self::augment_args(Command::new("train")).get_matches_from(["train"]);
+        Self::from_arg_matches(&matches).expect("the defaults of every flag parse")
+    }
+}
+
 /// The largest learning rate accepted: anything above is a typo, not a schedule.
 const MAX_LR: f64 = 10.0;
 
@@ -283,6 +292,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_impossible_values_are_one_line_errors() {
         let defaults = parse(&[]).unwrap();
+        assert_eq!(defaults, TrainConfig::default());
         defaults.validate().unwrap();
         assert_eq!(defaults.model, "small_cnn");
         assert_eq!(defaults.data.dataset, DatasetChoice::Synthetic);

@@ -133,6 +133,20 @@ pub fn argmax(logits: &[f32]) -> usize {
     best
 }
 
+/// Log-probabilities of one row of logits, computed in f64 with the max subtracted.
+pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let log_sum = logits.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
+    logits.iter().map(|&v| v as f64 - log_sum).collect()
+}
+
+/// Mean cross-entropy of rows of `classes` logits against `labels` (no label smoothing: the
+/// validation loss PyTorch users compare).
+pub fn cross_entropy(logits: &[f32], labels: &[u32], classes: usize) -> f64 {
+    let total: f64 = logits.chunks_exact(classes).zip(labels).map(|(row, &l)| -log_softmax(row)[l as usize]).sum();
+    ratio(total, labels.len() as f64)
+}
+
 /// The summary of one evaluation pass.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct EvalMetrics {
@@ -171,15 +185,15 @@ impl EvalAccumulator {
         }
     }
 
-    /// One batch: logits [n, classes] row-major, its labels, its mean loss and forward time.
-    pub fn add_batch(&mut self, logits: &[f32], labels: &[u32], mean_loss: f64, seconds: f64) {
+    /// One batch: logits [n, classes] row-major, its labels and its forward time.
+    pub fn add_batch(&mut self, logits: &[f32], labels: &[u32], seconds: f64) {
         let k = self.confusion.classes();
         for (row, &label) in logits.chunks_exact(k).zip(labels) {
             let label = label as usize;
             self.confusion.add(label, argmax(row));
             self.top5_hits += usize::from(in_top_k(row, label, 5));
         }
-        self.loss_sum += mean_loss * labels.len() as f64;
+        self.loss_sum += cross_entropy(logits, labels, k) * labels.len() as f64;
         self.samples += labels.len();
         self.batches += 1;
         self.inference_seconds += seconds;
@@ -261,11 +275,15 @@ mod tests {
 
         let mut acc = EvalAccumulator::new(3);
         // batch 1: predictions 0, 2 for labels 0, 1; batch 2: prediction 2 for label 2.
-        acc.add_batch(&[3.0, 1.0, 0.0, 0.0, 1.0, 2.0], &[0, 1], 0.5, 0.010);
-        acc.add_batch(&[0.0, 0.0, 1.0], &[2], 2.0, 0.030);
+        acc.add_batch(&[3.0, 1.0, 0.0, 0.0, 1.0, 2.0], &[0, 1], 0.010);
+        acc.add_batch(&[0.0, 0.0, 1.0], &[2], 0.030);
         let m = acc.finish();
         assert_eq!(m.samples, 3);
-        assert!((m.loss - (0.5 * 2.0 + 2.0) / 3.0).abs() < 1e-12);
+        // -log softmax: [3,1,0] at 0, [0,1,2] at 1, [0,0,1] at 2
+        let ce = |row: [f64; 3], l: usize| row.iter().map(|v| v.exp()).sum::<f64>().ln() - row[l];
+        let want = (ce([3.0, 1.0, 0.0], 0) + ce([0.0, 1.0, 2.0], 1) + ce([0.0, 0.0, 1.0], 2)) / 3.0;
+        assert!((m.loss - want).abs() < 1e-12, "{} vs {want}", m.loss);
+        assert!((cross_entropy(&[1000.0, 0.0], &[1], 2) - 1000.0).abs() < 1e-9, "stable for large logits");
         assert!((m.top1 - 2.0 / 3.0).abs() < 1e-12);
         assert_eq!(m.top5, 1.0); // fewer than 5 classes: always in the top 5
         assert!((m.inference_ms_per_batch - 20.0).abs() < 1e-9);

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod evaluate;
 pub mod files;
 pub mod history;
 pub mod interrupt;
@@ -12,3 +13,5 @@ pub mod outputs;
 pub mod plot;
 pub mod progress;
 pub mod schedule;
+pub mod session;
+pub mod trainer;
