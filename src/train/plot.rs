@@ -146,19 +146,18 @@ pub fn confusion_heatmap(title: &str, matrix: &ConfusionMatrix, class_names: &[S
     let k = matrix.classes().max(1);
     let cell = (480.0 / k as f64).clamp(12.0, 60.0);
     let label_space = 130.0;
-    let size = label_space + cell * k as f64 + 20.0;
+    let top = label_space + 30.0;
+    let width = label_space + cell * k as f64 + 60.0;
+    let height = top + cell * k as f64 + 35.0;
     let normalised = matrix.row_normalised();
     let font = (cell / 4.5).clamp(5.0, 12.0);
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{size:.0}" height="{:.0}" viewBox="0 0 {size:.0} {:.0}" font-family="sans-serif" font-size="{font:.1}">"#,
-        size + 30.0,
-        size + 30.0
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="{font:.1}">"#
     );
     let _ = write!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = write!(svg, r#"<text x="{:.1}" y="20" font-size="16" text-anchor="middle">{}</text>"#, size / 2.0, escape(title));
-    let top = label_space + 30.0;
+    let _ = write!(svg, r#"<text x="{:.1}" y="20" font-size="16" text-anchor="middle">{}</text>"#, width / 2.0, escape(title));
     for t in 0..matrix.classes() {
         for p in 0..matrix.classes() {
             let share = normalised[t * matrix.classes() + p];

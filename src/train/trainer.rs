@@ -282,7 +282,8 @@ impl OnBackend for TrainRun {
                 part.steps_done = step;
                 part.seconds += start.elapsed().as_secs_f64();
                 bar.step(part.loss_sum / part.seen.max(1) as f64, part.correct as f64 / part.seen.max(1) as f64, part.seen as f64 / part.seconds);
-                if interrupt::requested() {
+                interrupt::step_done();
+                if interrupt::take_request() {
                     bar.finish();
                     state.partial = Some(part);
                     saver.save(&ex, &optimizer, &state)?;
@@ -359,7 +360,7 @@ impl OnBackend for TrainRun {
                     break;
                 }
             }
-            if interrupt::requested() {
+            if interrupt::take_request() {
                 eprintln!(
                     "interrupted after epoch {}; checkpoint written to {}; continue with `ferronet train --resume --out {}`",
                     epoch + 1,
