@@ -58,9 +58,9 @@ impl DatasetChoice {
         }
     }
 
-    /// Whether the dataset ships a separate test split.
+    /// Whether the dataset has a separate test split (the synthetic one generates one).
     pub fn has_test_set(self) -> bool {
-        !matches!(self, DatasetChoice::Synthetic | DatasetChoice::Folder)
+        self != DatasetChoice::Folder
     }
 
     /// The number of classes known before loading (image folders: one per sub-folder).

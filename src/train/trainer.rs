@@ -6,6 +6,7 @@
 use crate::data::{self, Augment, Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
+use crate::graph::Graph;
 use crate::models::summary::summarize;
 use crate::ops::Backend;
 use crate::rng::Rng;
@@ -86,7 +87,7 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     let input = config.data.model_input()?;
     // A model that cannot take the input fails here, before any data is read.
     if let Some(classes) = config.data.dataset.classes() {
-        build_model(&config.model, classes, input, config.cifar_stem)?;
+        prepare_model(&config, classes, input)?;
     }
     let options = config.data.dataset_options(input, config.seed)?;
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
@@ -94,13 +95,16 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     let dataset = data::load(&options)?;
     interrupt::arm();
     let device = config.device.clone();
-    on_device(&device, TrainRun { config, input, dataset, out_dir, resume })
+    let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
+    on_device(&device, TrainRun { config, input, dataset, val_is_test, out_dir, resume })
 }
 
 struct TrainRun {
     config: TrainConfig,
     input: [usize; 3],
     dataset: Dataset,
+    /// Validation runs on the test set (its final metrics are the last validation's).
+    val_is_test: bool,
     out_dir: PathBuf,
     resume: Option<(Vec<NamedTensor>, CheckpointMeta)>,
 }
@@ -132,6 +136,18 @@ fn augmentation(c: &TrainConfig) -> Option<Augment> {
     (crop_padding > 0 || hflip || jitter).then_some(Augment { crop_padding, hflip, brightness, contrast, saturation, hue })
 }
 
+/// The model as this run trains it: built for the data, dropout overridden, layers frozen.
+fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
+    let mut graph = build_model(&config.model, classes, input, config.cifar_stem)?;
+    if let Some(p) = config.dropout {
+        override_dropout(&mut graph, p);
+    }
+    if let Some(k) = config.freeze_all_but {
+        freeze_all_but(&mut graph, k)?;
+    }
+    Ok(graph)
+}
+
 /// The epoch with the best validation top-1 (the first on ties), 1-based, and that accuracy.
 pub fn best_epoch(history: &[EpochRecord]) -> Option<(usize, f64)> {
     history.iter().fold(None, |best, r| match best {
@@ -153,15 +169,9 @@ impl OnBackend for TrainRun {
     type Output = TrainOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<TrainOutcome> {
-        let TrainRun { config, input, dataset, out_dir, resume } = self;
+        let TrainRun { config, input, dataset, val_is_test, out_dir, resume } = self;
         let classes = dataset.classes.len();
-        let mut graph = build_model(&config.model, classes, input, config.cifar_stem)?;
-        if let Some(p) = config.dropout {
-            override_dropout(&mut graph, p);
-        }
-        if let Some(k) = config.freeze_all_but {
-            freeze_all_but(&mut graph, k)?;
-        }
+        let graph = prepare_model(&config, classes, input)?;
         let summary = summarize(&graph, config.batch_size);
         let totals = ModelTotals {
             trainable_params: summary.trainable_params,
@@ -374,7 +384,7 @@ impl OnBackend for TrainRun {
         // Final metrics on the test set; when validation already ran on it (or there is none),
         // the last validation pass is that evaluation.
         let evaluated_on = if dataset.test.is_some() { "test" } else { "validation" };
-        let separate_test = dataset.test.filter(|_| config.data.val_split.unwrap_or(0.0) > 0.0);
+        let separate_test = dataset.test.filter(|_| !val_is_test);
         let final_metrics = match (separate_test, last_val) {
             (Some(test), _) => evaluate(&mut ex, Arc::new(test), &setup)?,
             (None, Some(val)) => val,
