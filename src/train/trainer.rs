@@ -280,10 +280,10 @@ impl OnBackend for TrainRun {
                         let last_good = if epoch == 0 {
                             "no checkpoint was written yet".to_string()
                         } else {
-                            format!("the last good checkpoint is {} (after epoch {epoch})", saver.path.display())
+                            format!("the last good checkpoint is {}, after epoch {epoch}", saver.path.display())
                         };
                         return Err(Error::Numerical(format!(
-                            "epoch {}, step {step}: {msg}; {last_good}; or pass --skip-nonfinite",
+                            "epoch {}, step {step}: {msg} ({last_good}; --skip-nonfinite skips such steps)",
                             epoch + 1
                         )));
                     }
