@@ -123,17 +123,10 @@ pub fn load(path: &Path) -> Result<(Vec<NamedTensor>, CheckpointMeta)> {
 mod tests {
     use super::*;
     use crate::train::schedule::ScheduleKind;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        config: TrainConfig,
-    }
 
     #[test]
     fn round_trip_keeps_tensors_and_metadata_exactly() {
-        let config = Cli::parse_from(["train", "--epochs", "4", "--lr", "0.1"]).config;
+        let config = TrainConfig { epochs: 4, lr: 0.1, ..TrainConfig::default() };
         let mut schedule = LrSchedule::new(ScheduleKind::Cosine, 0.1, 0, 4).unwrap();
         schedule.end_epoch(0, 0.5);
         let meta = CheckpointMeta {

@@ -297,13 +297,7 @@ impl OnBackend for TrainRun {
                     bar.finish();
                     state.partial = Some(part);
                     saver.save(&ex, &optimizer, &state)?;
-                    eprintln!(
-                        "interrupted in epoch {} after step {step}; checkpoint written to {}; continue with `ferronet train --resume --out {}`",
-                        epoch + 1,
-                        saver.path.display(),
-                        out_dir.display()
-                    );
-                    return Err(Error::Interrupted);
+                    return Err(interrupted(&format!("in epoch {} after step {step}", epoch + 1), &out_dir));
                 }
             }
             bar.finish();
@@ -371,13 +365,7 @@ impl OnBackend for TrainRun {
                 }
             }
             if interrupt::take_request() {
-                eprintln!(
-                    "interrupted after epoch {}; checkpoint written to {}; continue with `ferronet train --resume --out {}`",
-                    epoch + 1,
-                    saver.path.display(),
-                    out_dir.display()
-                );
-                return Err(Error::Interrupted);
+                return Err(interrupted(&format!("after epoch {}", epoch + 1), &out_dir));
             }
         }
 
@@ -431,6 +419,16 @@ impl OnBackend for TrainRun {
             stopped_early,
         })
     }
+}
+
+/// Says where the run stopped and how to continue it; the caller has written the checkpoint.
+fn interrupted(when: &str, out_dir: &Path) -> Error {
+    eprintln!(
+        "interrupted {when}; checkpoint written to {}; continue with `ferronet train --resume --out {}`",
+        checkpoint_path(out_dir).display(),
+        out_dir.display()
+    );
+    Error::Interrupted
 }
 
 fn append_json_line(path: &Path, record: &EpochRecord) -> Result<()> {
