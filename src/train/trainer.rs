@@ -181,32 +181,38 @@ impl OnBackend for TrainRun {
         };
         let mut ex = Executor::new(backend.clone(), graph, config.seed)?;
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
-        let mut state = RunState {
-            rng: Rng::new(config.seed ^ TRAINER_SEED_SALT),
-            schedule: LrSchedule::new(config.schedule_kind(), config.lr, config.warmup_epochs, config.epochs)?,
-            history: Vec::new(),
-            epochs_done: 0,
-            partial: None,
-        };
-        if let Some((tensors, meta)) = resume {
-            load_model_tensors(&mut ex, &tensors)?;
-            let buffers = tensors
-                .into_iter()
-                .filter_map(|t| t.name.strip_prefix(OPTIMIZER_PREFIX).map(|key| (key.to_string(), t.data)))
-                .collect();
-            let saved = OptimizerState { buffers, steps: meta.optimizer_steps };
-            optimizer.import_state(&backend, ex.params(), &saved)?;
-            ex.set_rng_state(meta.executor_rng_state);
-            state = RunState {
-                rng: Rng::from_state(meta.rng_state),
-                schedule: meta.schedule,
-                history: meta.history,
-                epochs_done: meta.epochs_done,
-                partial: meta.partial_epoch,
-            };
-            if !config.quiet {
-                eprintln!("resuming {} after epoch {} of {}", out_dir.display(), meta.epochs_done, config.epochs);
+        let mut state = match resume {
+            None => RunState {
+                rng: Rng::new(config.seed ^ TRAINER_SEED_SALT),
+                schedule: LrSchedule::new(config.schedule_kind(), config.lr, config.warmup_epochs, config.epochs)?,
+                history: Vec::new(),
+                epochs_done: 0,
+                partial: None,
+            },
+            Some((tensors, meta)) => {
+                load_model_tensors(&mut ex, &tensors)?;
+                let buffers = tensors
+                    .into_iter()
+                    .filter_map(|t| t.name.strip_prefix(OPTIMIZER_PREFIX).map(|key| (key.to_string(), t.data)))
+                    .collect();
+                let saved = OptimizerState { buffers, steps: meta.optimizer_steps };
+                optimizer.import_state(&backend, ex.params(), &saved)?;
+                ex.set_rng_state(meta.executor_rng_state);
+                RunState {
+                    rng: Rng::from_state(meta.rng_state),
+                    schedule: meta.schedule,
+                    history: meta.history,
+                    epochs_done: meta.epochs_done,
+                    partial: meta.partial_epoch,
+                }
             }
+        };
+        if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
+            let at = match &state.partial {
+                Some(p) => format!("in epoch {} after step {}", state.epochs_done + 1, p.steps_done),
+                None => format!("after epoch {}", state.epochs_done),
+            };
+            eprintln!("resuming {} {at} of {}", out_dir.display(), config.epochs);
         }
 
         let train_set = Arc::new(dataset.train);
@@ -259,35 +265,19 @@ impl OnBackend for TrainRun {
             for batch in loader.skip(resumed_steps) {
                 let start = Instant::now();
                 let step = part.steps_done + 1;
-                let outcome = ex.train_step(Batch::HostF32(&batch.x), &batch.labels, &step_options).and_then(|out| {
-                    ex.optimizer_step(&mut optimizer)?;
-                    Ok(out)
-                });
-                match outcome {
-                    Ok(out) => {
-                        part.loss_sum += out.loss * batch.n as f64;
-                        part.correct += out
-                            .logits
-                            .chunks_exact(classes)
-                            .zip(&batch.labels)
-                            .filter(|(row, &l)| argmax(row) == l as usize)
-                            .count();
-                        part.seen += batch.n;
-                    }
-                    Err(Error::Numerical(_)) if config.skip_nonfinite => part.skipped_steps += 1,
-                    Err(Error::Numerical(msg)) => {
-                        bar.finish();
-                        let last_good = if epoch == 0 {
-                            "no checkpoint was written yet".to_string()
-                        } else {
-                            format!("the last good checkpoint is {}, after epoch {epoch}", saver.path.display())
-                        };
-                        return Err(Error::Numerical(format!(
-                            "epoch {}, step {step}: {msg} ({last_good}; --skip-nonfinite skips such steps)",
-                            epoch + 1
-                        )));
-                    }
-                    Err(e) => return Err(e),
+                let stepped = train_step(&mut ex, &mut optimizer, &batch, &step_options, config.skip_nonfinite, &mut part);
+                if let Err(err) = stepped {
+                    bar.finish();
+                    let Error::Numerical(msg) = err else { return Err(err) };
+                    let last_good = if epoch == 0 {
+                        "no checkpoint was written yet".to_string()
+                    } else {
+                        format!("the last good checkpoint is {}, after epoch {epoch}", saver.path.display())
+                    };
+                    return Err(Error::Numerical(format!(
+                        "epoch {}, step {step}: {msg} ({last_good}; --skip-nonfinite skips such steps)",
+                        epoch + 1
+                    )));
                 }
                 part.steps_done = step;
                 part.seconds += start.elapsed().as_secs_f64();
@@ -311,41 +301,14 @@ impl OnBackend for TrainRun {
             let val_start = Instant::now();
             let val = evaluate(&mut ex, val_set.clone(), &setup)?;
             let val_seconds = val_start.elapsed().as_secs_f64();
-            let record = EpochRecord {
-                epoch: epoch + 1,
-                lr,
-                train_loss: part.loss_sum / part.seen as f64,
-                train_acc: part.correct as f64 / part.seen as f64,
-                val_loss: val.loss,
-                val_top1: val.top1,
-                val_top5: val.top5,
-                val_macro_precision: val.macro_precision,
-                val_macro_recall: val.macro_recall,
-                val_macro_f1: val.macro_f1,
-                skipped_steps: part.skipped_steps,
-                epoch_seconds: part.seconds + val_seconds,
-                train_images_per_second: part.seen as f64 / part.seconds,
-                inference_ms_per_batch: val.inference_ms_per_batch,
-            };
+            let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds);
             let monitored = match config.schedule_kind() {
                 ScheduleKind::Plateau { mode: PlateauMode::Max, .. } => val.top1,
                 _ => val.loss,
             };
             state.schedule.end_epoch(epoch, monitored);
             if !config.quiet {
-                eprintln!(
-                    "epoch {}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | lr {:.4} | {:.1} s, {:.0} img/s",
-                    record.epoch,
-                    config.epochs,
-                    record.train_loss,
-                    record.train_acc * 100.0,
-                    record.val_loss,
-                    record.val_top1 * 100.0,
-                    record.val_top5 * 100.0,
-                    lr,
-                    record.epoch_seconds,
-                    record.train_images_per_second
-                );
+                eprintln!("{}", epoch_line(&record, config.epochs));
             }
             if let Some(path) = &config.log_json {
                 append_json_line(path, &record)?;
@@ -419,6 +382,72 @@ impl OnBackend for TrainRun {
             stopped_early,
         })
     }
+}
+
+/// One optimisation step on `batch`, added to the epoch's sums. A NaN/inf loss (or gradient
+/// norm) is counted and skipped with `skip_nonfinite`, else returned as the error.
+fn train_step<B: Backend<f32>>(
+    ex: &mut Executor<f32, B>,
+    optimizer: &mut Optimizer<f32, B>,
+    batch: &data::Batch,
+    options: &StepOptions,
+    skip_nonfinite: bool,
+    part: &mut PartialEpoch,
+) -> Result<()> {
+    let outcome = ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options).and_then(|out| {
+        ex.optimizer_step(optimizer)?;
+        Ok(out)
+    });
+    match outcome {
+        Ok(out) => {
+            let classes = ex.graph().num_classes();
+            part.loss_sum += out.loss * batch.n as f64;
+            part.correct +=
+                out.logits.chunks_exact(classes).zip(&batch.labels).filter(|(row, &l)| argmax(row) == l as usize).count();
+            part.seen += batch.n;
+            Ok(())
+        }
+        Err(Error::Numerical(_)) if skip_nonfinite => {
+            part.skipped_steps += 1;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, val_seconds: f64) -> EpochRecord {
+    EpochRecord {
+        epoch,
+        lr,
+        train_loss: part.loss_sum / part.seen as f64,
+        train_acc: part.correct as f64 / part.seen as f64,
+        val_loss: val.loss,
+        val_top1: val.top1,
+        val_top5: val.top5,
+        val_macro_precision: val.macro_precision,
+        val_macro_recall: val.macro_recall,
+        val_macro_f1: val.macro_f1,
+        skipped_steps: part.skipped_steps,
+        epoch_seconds: part.seconds + val_seconds,
+        train_images_per_second: part.seen as f64 / part.seconds,
+        inference_ms_per_batch: val.inference_ms_per_batch,
+    }
+}
+
+/// The line printed after each epoch.
+fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
+    format!(
+        "epoch {}/{epochs}: train loss {:.4} acc {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | lr {:.4} | {:.1} s, {:.0} img/s",
+        r.epoch,
+        r.train_loss,
+        r.train_acc * 100.0,
+        r.val_loss,
+        r.val_top1 * 100.0,
+        r.val_top5 * 100.0,
+        r.lr,
+        r.epoch_seconds,
+        r.train_images_per_second
+    )
 }
 
 /// Says where the run stopped and how to continue it; the caller has written the checkpoint.
