@@ -16,9 +16,20 @@ const ARCH: &str = "compute_75";
 const COMMON_HEADER: &str = "common.cuh";
 
 /// The source with `#include "common.cuh"` replaced by the header's text, so the embedded source
-/// compiles on its own at run time.
-fn inline_common(src: &str, header: &str) -> String {
-    src.replace(&format!("#include \"{COMMON_HEADER}\""), header)
+/// compiles on its own at run time; a `#line` directive keeps compiler messages on the .cu's lines.
+fn inline_common(file_name: &str, src: &str, header: &str) -> String {
+    let include = format!("#include \"{COMMON_HEADER}\"");
+    let mut out = String::with_capacity(src.len() + header.len());
+    for (i, line) in src.lines().enumerate() {
+        if line.trim() == include {
+            out.push_str(header);
+            let _ = writeln!(out, "\n#line {} \"{file_name}\"", i + 2);
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn compile(name: &str, src: &str) -> Result<String, String> {
@@ -30,6 +41,9 @@ fn compile(name: &str, src: &str) -> Result<String, String> {
     };
     match cudarc::nvrtc::compile_ptx_with_opts(src, opts) {
         Ok(ptx) => Ok(ptx.to_src().to_string()),
+        Err(cudarc::nvrtc::CompileError::CompileError { log, options, .. }) => {
+            Err(format!("options {options:?}\n{}", log.to_string_lossy()))
+        }
         Err(e) => Err(format!("{e:?}")),
     }
 }
@@ -59,7 +73,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", file.display());
         let name = file.file_stem().and_then(|s| s.to_str()).expect("kernel file names are UTF-8");
         let src = match std::fs::read_to_string(file) {
-            Ok(s) => inline_common(&s, &header),
+            Ok(s) => inline_common(&format!("{name}.cu"), &s, &header),
             Err(e) => panic!("cannot read {}: {e}", file.display()),
         };
         let ptx = match nvrtc {

@@ -29,40 +29,65 @@ __device__ __forceinline__ float4 gemm_load4(const float* p, int avail, bool vec
     return r;
 }
 
-// Loads this thread's share of a 64 x 16 slice of an operand into registers. `ROW_MAJOR_IN_K`
-// means the operand's contiguous direction is k (A untransposed, B transposed): each thread then
-// reads 4 consecutive k of one tile row. Otherwise the contiguous direction is the tile's m/n
-// axis and each thread reads 4 consecutive m/n of one k.
+// Where element `i` (0..3) of this thread's share of a 64 x 16 operand slice lies in the slice:
+// (row, k) of the 64-row tile axis and the 16-deep k axis. CONTIGUOUS_IN_K means the operand's
+// contiguous direction is k (A untransposed, B transposed), otherwise it is the row axis.
+// Vectorised operands give each thread 4 consecutive contiguous-direction elements (one float4).
+// Scalar ones interleave threads instead (element i is slice element i * 256 + thread), so the 32
+// lanes of a warp read consecutive addresses.
 template <bool CONTIGUOUS_IN_K>
-__device__ __forceinline__ float4 gemm_fetch(const float* base, int ld, int tile_start, int extent,
-                                             int k0, int K, bool vec) {
+__device__ __forceinline__ void gemm_slot(int i, bool vec, int& row, int& k) {
     int t = threadIdx.x;
+    int e = i * GEMM_THREADS + t;
     if (CONTIGUOUS_IN_K) {
-        int row = tile_start + t / 4;
-        int k = k0 + (t % 4) * 4;
-        int avail = row < extent ? K - k : 0;
-        return gemm_load4(base + (size_t)row * ld + k, avail, vec);
+        row = vec ? t / 4 : e / GEMM_BK;
+        k = vec ? (t % 4) * 4 + i : e % GEMM_BK;
     } else {
-        int k = k0 + t / 16;
-        int col = tile_start + (t % 16) * 4;
-        int avail = k < K ? extent - col : 0;
-        return gemm_load4(base + (size_t)k * ld + col, avail, vec);
+        k = vec ? t / 16 : e / GEMM_BM;
+        row = vec ? (t % 16) * 4 + i : e % GEMM_BM;
     }
 }
 
-// Stores a fetched float4 into the k-major tile `s` (GEMM_BK rows of GEMM_BM + GEMM_PAD).
+// Loads this thread's share of the slice at (tile_start, k0) into registers, zero outside the
+// matrix (extent rows, K deep).
 template <bool CONTIGUOUS_IN_K>
-__device__ __forceinline__ void gemm_stash(float (*s)[GEMM_BM + GEMM_PAD], float4 v) {
-    int t = threadIdx.x;
-    if (CONTIGUOUS_IN_K) {
-        int row = t / 4;
-        int k = (t % 4) * 4;
-        s[k + 0][row] = v.x;
-        s[k + 1][row] = v.y;
-        s[k + 2][row] = v.z;
-        s[k + 3][row] = v.w;
-    } else {
-        *reinterpret_cast<float4*>(&s[t / 16][(t % 16) * 4]) = v;
+__device__ __forceinline__ float4 gemm_fetch(const float* base, int ld, int tile_start, int extent,
+                                             int k0, int K, bool vec) {
+    int row, k;
+    gemm_slot<CONTIGUOUS_IN_K>(0, vec, row, k);
+    row += tile_start;
+    k += k0;
+    if (vec) {
+        int avail = CONTIGUOUS_IN_K ? (row < extent ? K - k : 0) : (k < K ? extent - row : 0);
+        const float* p = CONTIGUOUS_IN_K ? base + (size_t)row * ld + k : base + (size_t)k * ld + row;
+        return gemm_load4(p, avail, true);
+    }
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        gemm_slot<CONTIGUOUS_IN_K>(i, false, row, k);
+        row += tile_start;
+        k += k0;
+        bool inside = row < extent && k < K;
+        size_t at = CONTIGUOUS_IN_K ? (size_t)row * ld + k : (size_t)k * ld + row;
+        v[i] = inside ? base[at] : 0.f;
+    }
+    return make_float4(v[0], v[1], v[2], v[3]);
+}
+
+// Stores a fetched share into the k-major tile `s` (GEMM_BK rows of GEMM_BM + GEMM_PAD).
+template <bool CONTIGUOUS_IN_K>
+__device__ __forceinline__ void gemm_stash(float (*s)[GEMM_BM + GEMM_PAD], float4 f, bool vec) {
+    if (vec && !CONTIGUOUS_IN_K) {
+        *reinterpret_cast<float4*>(&s[threadIdx.x / 16][(threadIdx.x % 16) * 4]) = f;
+        return;
+    }
+    float v[4] = {f.x, f.y, f.z, f.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        int row, k;
+        gemm_slot<CONTIGUOUS_IN_K>(i, vec, row, k);
+        s[k][row] = v[i];
     }
 }
 
@@ -96,8 +121,8 @@ __device__ __forceinline__ void sgemm_tile(const float* __restrict__ A, const fl
     float4 next_a = gemm_fetch<a_in_k>(A, lda, m0, M, 0, K, vec_a);
     float4 next_b = gemm_fetch<b_in_k>(B, ldb, n0, N, 0, K, vec_b);
     for (int k0 = 0; k0 < K; k0 += GEMM_BK) {
-        gemm_stash<a_in_k>(As, next_a);
-        gemm_stash<b_in_k>(Bs, next_b);
+        gemm_stash<a_in_k>(As, next_a, vec_a);
+        gemm_stash<b_in_k>(Bs, next_b, vec_b);
         __syncthreads();
         if (k0 + GEMM_BK < K) {
             next_a = gemm_fetch<a_in_k>(A, lda, m0, M, k0 + GEMM_BK, K, vec_a);
@@ -144,8 +169,10 @@ __device__ __forceinline__ void sgemm_tile(const float* __restrict__ A, const fl
     }
 }
 
+// Four blocks per SM: caps registers at 64 (ptxas needs no spills for that) to keep 32 warps
+// resident for latency hiding.
 #define FERRO_SGEMM_KERNEL(NAME, TA, TB)                                                          \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                    \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 4)                                  \
         NAME(const float* A, const float* B, float* C, int M, int N, int K, int lda, int ldb,     \
              int ldc, long long stride_a, long long stride_b, long long stride_c, float alpha,    \
              float beta, int vec_a, int vec_b, int vec_c) {                                       \

@@ -1,5 +1,5 @@
-// BatchNorm2d over x [N, C, HW]: one block per channel. Statistics are two-pass in fp32 (mean,
-// then the mean of squared deviations) so the variance does not cancel catastrophically when
+// BatchNorm2d over x [N, C, HW]: one block per channel. Statistics are two-pass in fp32 (a shifted
+// mean, then the mean of squared deviations) so the variance does not cancel catastrophically when
 // |mean| >> std, as E[x^2] - E[x]^2 would.
 #include "common.cuh"
 
@@ -21,9 +21,12 @@ extern "C" __global__ void bn_forward_train(const float* __restrict__ x, const f
     const int ch = blockIdx.x;
     const int count = n * hw;
 
+    // Summing x - shift (any value of the channel) keeps the partial sums small when |mean| is
+    // large, so the mean keeps its low bits.
+    const float shift = x[bn_index(0, ch, c, hw)];
     float sum = 0.0f;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) sum += x[bn_index(i, ch, c, hw)];
-    const float mean = ferro_block_sum(sum, scratch) / (float)count;
+    for (int i = threadIdx.x; i < count; i += blockDim.x) sum += x[bn_index(i, ch, c, hw)] - shift;
+    const float mean = shift + ferro_block_sum(sum, scratch) / (float)count;
 
     float sq = 0.0f;
     for (int i = threadIdx.x; i < count; i += blockDim.x) {
@@ -42,10 +45,10 @@ extern "C" __global__ void bn_forward_train(const float* __restrict__ x, const f
     }
 
     const float scale = gamma[ch] * invstd;
-    const float shift = beta[ch];
+    const float bias = beta[ch];
     for (int i = threadIdx.x; i < count; i += blockDim.x) {
         const int idx = bn_index(i, ch, c, hw);
-        y[idx] = (x[idx] - mean) * scale + shift;
+        y[idx] = (x[idx] - mean) * scale + bias;
     }
 }
 

@@ -14,6 +14,14 @@ __device__ __forceinline__ int pool_last_window(int i, int s, int p, int out) {
     return min((i + p) / s, out - 1);
 }
 
+// Sum of plane[ih][iw] over ih in [hs, he), iw in [ws, we).
+__device__ __forceinline__ float pool_window_sum(const float* plane, int W, int hs, int he, int ws, int we) {
+    float sum = 0.f;
+    for (int ih = hs; ih < he; ++ih)
+        for (int iw = ws; iw < we; ++iw) sum += plane[ih * W + iw];
+    return sum;
+}
+
 // PyTorch's average-pool divisor: the window clipped to the padded input, and further to the real
 // input unless padding counts.
 __device__ __forceinline__ int avg_divisor(int oh, int ow, int H, int W, int KH, int KW, int sh,
@@ -25,7 +33,8 @@ __device__ __forceinline__ int avg_divisor(int oh, int ow, int H, int W, int KH,
 }
 
 // y = max over the window, idx = argmax as ih * W + iw within the (n, c) plane. Padding never wins;
-// among equal values the first in row-major order does; NaN propagates (as in PyTorch).
+// among equal values the first in row-major order does; the first NaN wins and stays, so NaN
+// propagates as in PyTorch.
 extern "C" __global__ void max_pool_forward(const float* __restrict__ x, float* __restrict__ y,
                                             unsigned int* __restrict__ indices, int planes, int H,
                                             int W, int KH, int KW, int sh, int sw, int ph, int pw,
@@ -44,7 +53,7 @@ extern "C" __global__ void max_pool_forward(const float* __restrict__ x, float* 
     for (int ih = hs; ih < he; ++ih) {
         for (int iw = ws; iw < we; ++iw) {
             float v = plane[ih * W + iw];
-            if (v > best || isnan(v)) {
+            if (v > best || (isnan(v) && !isnan(best))) {
                 best = v;
                 best_at = ih * W + iw;
             }
@@ -88,10 +97,7 @@ extern "C" __global__ void avg_pool_forward(const float* __restrict__ x, float* 
     const float* plane = x + (size_t)(idx / (OW * OH)) * H * W;
     int hs = max(oh * sh - ph, 0), ws = max(ow * sw - pw, 0);
     int he = min(oh * sh - ph + KH, H), we = min(ow * sw - pw + KW, W);
-    float sum = 0.f;
-    for (int ih = hs; ih < he; ++ih)
-        for (int iw = ws; iw < we; ++iw) sum += plane[ih * W + iw];
-    y[idx] = sum / (float)avg_divisor(oh, ow, H, W, KH, KW, sh, sw, ph, pw, count_include_pad);
+    y[idx] = pool_window_sum(plane, W, hs, he, ws, we) / (float)avg_divisor(oh, ow, H, W, KH, KW, sh, sw, ph, pw, count_include_pad);
 }
 
 extern "C" __global__ void avg_pool_backward(const float* __restrict__ dy, float* __restrict__ dx,
@@ -127,10 +133,7 @@ extern "C" __global__ void adaptive_avg_pool_forward(const float* __restrict__ x
     const float* plane = x + (size_t)(idx / (OW * OH)) * H * W;
     int hs = adaptive_start(oh, H, OH), he = adaptive_end(oh, H, OH);
     int ws = adaptive_start(ow, W, OW), we = adaptive_end(ow, W, OW);
-    float sum = 0.f;
-    for (int ih = hs; ih < he; ++ih)
-        for (int iw = ws; iw < we; ++iw) sum += plane[ih * W + iw];
-    y[idx] = sum / (float)((he - hs) * (we - ws));
+    y[idx] = pool_window_sum(plane, W, hs, he, ws, we) / (float)((he - hs) * (we - ws));
 }
 
 // The outputs whose range contains input i are floor(i*O/L) .. ceil((i+1)*O/L) - 1.

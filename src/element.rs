@@ -10,7 +10,6 @@ pub enum DType {
 
 pub trait Element:
     num_traits::Float
-    + num_traits::FromPrimitive
     + num_traits::NumAssign
     + bytemuck::Pod
     + Default

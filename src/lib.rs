@@ -9,11 +9,13 @@ pub mod element;
 pub mod error;
 pub mod exec;
 pub mod gpu;
+pub mod gradcheck;
 pub mod graph;
 pub mod models;
 pub mod ops;
 pub mod rng;
 pub mod shape;
+pub mod sim;
 pub mod train;
 
 pub use error::{Error, Result};

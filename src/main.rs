@@ -31,6 +31,12 @@ enum Command {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, which turns `ferronet ... | head` into a panic on the next print;
+    // restore the default so a closed pipe ends the process quietly, as for any Unix tool.
+    // SAFETY: setting a signal disposition to SIG_DFL before any threads exist is sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Train(cli::train::TrainArgs::default_run())) {
         Command::Train(a) => cli::train::run(a),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_f32, widen};
+use common::{assert_close, gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
@@ -29,13 +29,14 @@ fn configs() -> Vec<ConvGeom> {
         (2, 4, (5, 5), 8, (1, 1), (1, 1), (0, 0), (1, 1), 4),
         (1, 3, (11, 10), 5, (5, 5), (3, 2), (2, 2), (1, 1), 1),
         (3, 6, (6, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 6),
+        (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise: GEMMs on the tensors
     ]
     .into_iter()
     .map(geom)
     .collect();
     let mut rng = Rng::new(7);
     let mut pick = |lo: usize, hi: usize| lo + rng.below((hi - lo + 1) as u64) as usize;
-    while out.len() < 8 {
+    while out.len() < 9 {
         let groups = pick(1, 3);
         let (k, s, p, d) = ((pick(1, 3), pick(1, 3)), (pick(1, 2), pick(1, 3)), (pick(0, 2), pick(0, 1)), (pick(1, 2), pick(1, 2)));
         let c = (pick(1, 3), groups * pick(1, 3), (pick(3, 9), pick(3, 9)), groups * pick(1, 3), k, s, p, d, groups);
@@ -51,6 +52,11 @@ fn gpu_with_chunk(g: &ConvGeom, images: usize) -> GpuBackend {
     let mut gpu = gpu();
     gpu.workspace_bytes = images * g.col_rows() * g.oh * g.ow * 4;
     gpu
+}
+
+/// The CPU reference's copy of GPU inputs.
+fn widened(cpu: &CpuBackend, host: &[f32]) -> ferronet::cpu::CpuBuf<f64> {
+    cpu.upload(&widen(host)).unwrap()
 }
 
 /// Random f32 values in [-1, 1): the GPU gets them as they are, the CPU widened to f64.
@@ -69,7 +75,7 @@ fn im2col_and_col2im_match_the_reference_on_an_inner_chunk() {
         let mut cols = gpu.zeros(len).unwrap();
         gpu.im2col(&gpu.upload(&x).unwrap(), &g, n0, nb, &mut cols).unwrap();
         let mut want = cpu.zeros(len).unwrap();
-        cpu.im2col(&cpu.upload(&widen(&x)).unwrap(), &g, n0, nb, &mut want).unwrap();
+        cpu.im2col(&widened(&cpu, &x), &g, n0, nb, &mut want).unwrap();
         assert_close(&format!("im2col {g:?}"), &gpu.download(&cols).unwrap(), &want, 0.0, 0.0);
 
         let c = values(len, 200 + i as u64);
@@ -77,8 +83,8 @@ fn im2col_and_col2im_match_the_reference_on_an_inner_chunk() {
         let dx0 = values(g.x_len(), 300 + i as u64);
         let mut dx = gpu.upload(&dx0).unwrap();
         gpu.col2im(&gpu.upload(&c).unwrap(), &g, n0, nb, &mut dx).unwrap();
-        let mut want = cpu.upload(&widen(&dx0)).unwrap();
-        cpu.col2im(&cpu.upload(&widen(&c)).unwrap(), &g, n0, nb, &mut want).unwrap();
+        let mut want = widened(&cpu, &dx0);
+        cpu.col2im(&widened(&cpu, &c), &g, n0, nb, &mut want).unwrap();
         assert_close(&format!("col2im {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
     }
 }
@@ -90,12 +96,7 @@ fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
         let seed = 1000 + 10 * i as u64;
         let (x, w, b, dy) =
             (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
-        let (cx, cw, cb, cdy) = (
-            cpu.upload(&widen(&x)).unwrap(),
-            cpu.upload(&widen(&w)).unwrap(),
-            cpu.upload(&widen(&b)).unwrap(),
-            cpu.upload(&widen(&dy)).unwrap(),
-        );
+        let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
         let y_ref = cpu.conv2d_forward(&cx, &cw, Some(&cb), &g).unwrap();
         let dx_ref = cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap();
         let dw_ref = cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap();
@@ -123,6 +124,18 @@ fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
     }
 }
 
+#[test]
+fn pointwise_convolution_skips_im2col() {
+    let gpu = gpu();
+    let g = geom((2, 3, (3, 5), 4, (1, 1), (1, 1), (0, 0), (1, 1), 1));
+    let (x, w, b) = (gpu.upload(&values(g.x_len(), 1)).unwrap(), gpu.upload(&values(g.weight_len(), 2)).unwrap(), gpu.upload(&values(g.c_out, 3)).unwrap());
+    gpu.take_kernel_log();
+    let y = gpu.conv2d_forward(&x, &w, Some(&b), &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_nn", "gemm::add_bias"]);
+    gpu.conv2d_backward_data(&y, &w, &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_tn"]);
+}
+
 fn depthwise_configs() -> Vec<ConvGeom> {
     [
         (2, 3, (7, 7), 3, (3, 3), (1, 1), (1, 1), (1, 1), 3),
@@ -142,14 +155,8 @@ fn depthwise_kernels_match_the_reference() {
         let seed = 2000 + 10 * i as u64;
         let (x, w, b, dy) =
             (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
-        let (gx, gw, gb, gdy) =
-            (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
-        let (cx, cw, cb, cdy) = (
-            cpu.upload(&widen(&x)).unwrap(),
-            cpu.upload(&widen(&w)).unwrap(),
-            cpu.upload(&widen(&b)).unwrap(),
-            cpu.upload(&widen(&dy)).unwrap(),
-        );
+        let ((gx, cx), (gw, cw)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &w));
+        let ((gb, cb), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &b), upload_pair(&gpu, &cpu, &dy));
         for bias in [true, false] {
             let y = gpu.depthwise_conv2d_forward(&gx, &gw, bias.then_some(&gb), &g).unwrap();
             let want = cpu.depthwise_conv2d_forward(&cx, &cw, bias.then_some(&cb), &g).unwrap();
@@ -176,6 +183,6 @@ fn bad_buffers_and_geometries_are_clear_errors() {
     let err = gpu.depthwise_conv2d_forward(&x, &w, None, &g).err().expect("groups = 1 is not depthwise").to_string();
     assert!(err.contains("depthwise convolution needs groups == in channels"), "{err}");
     let mut cols = gpu.zeros(g.col_rows() * g.col_cols(1)).unwrap();
-    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).err().expect("image 1 of 1").to_string();
+    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).expect_err("image 1 of 1").to_string();
     assert!(err.contains("outside the batch of 1"), "{err}");
 }

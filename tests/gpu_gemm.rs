@@ -76,6 +76,26 @@ fn batched_with_offsets_alpha_and_beta() {
         (s.offset_a, s.offset_b, s.offset_c) = (4, 8, 12);
         (s.alpha, s.beta) = (-1.5, 1.0);
         check(s, false, 40 + i as u64);
+        // One A shared by every batch (stride 0), as pointwise convolutions use it.
+        let mut s = spec(ta, tb, 6, 10, 5);
+        s.batch = 3;
+        s.stride_a = 0;
+        check(s, false, 45 + i as u64);
+    }
+}
+
+#[test]
+fn random_shapes_transposes_and_batches() {
+    let mut rng = ferronet::rng::Rng::new(99);
+    let mut dim = |max: u64| 1 + rng.below(max) as usize;
+    for case in 0..12u64 {
+        let (m, n, k) = (dim(70), dim(70), dim(40));
+        let mut s = spec(case % 2 == 1, case / 2 % 2 == 1, m, n, k);
+        s.batch = dim(3);
+        (s.stride_a, s.stride_b, s.stride_c) = (m * k + dim(5) - 1, k * n + dim(5) - 1, m * n + dim(5) - 1);
+        (s.offset_a, s.offset_b, s.offset_c) = (dim(8) - 1, dim(8) - 1, dim(8) - 1);
+        (s.alpha, s.beta) = (1.25, if case % 3 == 0 { 0.0 } else { -0.75 });
+        check(s, false, 60 + case);
     }
 }
 
@@ -94,6 +114,6 @@ fn too_short_operands_are_a_clear_error() {
     let gpu = gpu();
     let a = gpu.upload(&[0.0f32; 6]).unwrap();
     let mut c = gpu.zeros(4).unwrap();
-    let err = gpu.gemm(&spec(false, false, 2, 2, 4), &a, &a, &mut c).err().expect("A needs 8 elements").to_string();
+    let err = gpu.gemm(&spec(false, false, 2, 2, 4), &a, &a, &mut c).expect_err("A needs 8 elements").to_string();
     assert!(err.contains("operand A has 6 elements") && err.contains("needs 8"), "{err}");
 }

@@ -19,9 +19,9 @@ fn ptxas_path() -> PathBuf {
     }
     match python_wheel_dir("nvidia.cuda_nvcc") {
         Some(dir) => dir.join("bin").join("ptxas"),
-        None => panic!(
-            "ptxas not found: set FERRONET_PTXAS or `pip install nvidia-cuda-nvcc-cu12==12.9.86` for python3"
-        ),
+        None => {
+            panic!("ptxas not found: set FERRONET_PTXAS or `pip install nvidia-cuda-nvcc-cu12==12.9.86` for python3")
+        }
     }
 }
 
@@ -41,8 +41,15 @@ struct KernelResources {
 /// The integer just before `unit` in `line` ("23 registers" -> 23), or 0 when absent.
 fn number_before(line: &str, unit: &str) -> u32 {
     let Some(end) = line.find(unit) else { return 0 };
-    let digits: String =
-        line[..end].trim_end().chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+    let digits: String = line[..end]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     digits.parse().unwrap_or(0)
 }
 
@@ -125,7 +132,11 @@ fn markdown(rows: &[KernelResources]) -> String {
 #[test]
 fn every_kernel_assembles_without_spills_or_local_memory() {
     let ptxas = ptxas_path();
-    assert!(ptxas.is_file(), "ptxas not found at {} (set FERRONET_PTXAS or install nvidia-cuda-nvcc-cu12)", ptxas.display());
+    assert!(
+        ptxas.is_file(),
+        "ptxas not found at {} (set FERRONET_PTXAS or install nvidia-cuda-nvcc-cu12)",
+        ptxas.display()
+    );
     assert!(!MODULES.is_empty(), "no kernel modules are embedded");
     let mut problems = Vec::new();
     let mut rows = Vec::new();

@@ -1,9 +1,78 @@
+//! `ferronet gradcheck`: finite-difference gradient checks in f64 on the CPU, or the same ops on
+//! a GPU device (CUDA or the simulator) compared with the verified f64 CPU reference.
+
+use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
+use crate::gpu::select::{DeviceRequest, SelectedDevice};
+use crate::gradcheck::{compare_device, finite_difference, select_cases, CheckReport, DEVICE_ATOL, DEVICE_RTOL, FD_MAX_REL};
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
-pub struct GradcheckArgs {}
+pub struct GradcheckArgs {
+    /// The op to check (conv2d, depthwise_conv2d, max_pool2d, ..., flatten) or `all`.
+    #[arg(long, default_value = "all")]
+    pub op: String,
+    /// cpu: finite differences in f64; cuda[:N] or sim: device results vs the f64 CPU reference;
+    /// auto: cuda when present, else cpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceRequest,
+    /// One JSON object per check and line (op, config, max_abs_err, max_rel_err, passed).
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: GradcheckArgs) -> Result<i32> {
-    Err(Error::config("`ferronet gradcheck` is not built yet"))
+pub fn run(args: GradcheckArgs) -> Result<i32> {
+    let cases = select_cases(&args.op)?;
+    let cpu = CpuBackend::new();
+    let device = args.device.open()?;
+    let (device_name, criterion) = match &device {
+        SelectedDevice::Cpu(_) => ("cpu (f64)".to_string(), format!("finite differences, max rel < {FD_MAX_REL:e}")),
+        SelectedDevice::Gpu(gpu) => {
+            (gpu.driver().name(), format!("vs f64 CPU reference, |err| <= {DEVICE_ATOL:e} + {DEVICE_RTOL:e}*|ref|"))
+        }
+    };
+    if !args.json {
+        println!("gradcheck on {device_name}: {criterion}");
+    }
+    let mut failed = 0;
+    let mut kernels: Vec<String> = Vec::new();
+    for case in &cases {
+        let report = match &device {
+            SelectedDevice::Cpu(_) => finite_difference(&cpu, case),
+            SelectedDevice::Gpu(gpu) => compare_device(gpu, &cpu, case),
+        }
+        .map_err(|e| Error::config(format!("{} ({}): {e}", case.op, case.config)))?;
+        failed += usize::from(!report.passed);
+        for k in &report.kernels {
+            if !kernels.contains(k) {
+                kernels.push(k.clone());
+            }
+        }
+        print_report(&report, args.json)?;
+    }
+    let summary = format!("{} checks: {} passed, {failed} failed", cases.len(), cases.len() - failed);
+    if args.json {
+        eprintln!("{summary}");
+    } else {
+        if !kernels.is_empty() {
+            println!("kernels exercised ({}): {}", kernels.len(), kernels.join(", "));
+        }
+        println!("{summary}");
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+fn print_report(r: &CheckReport, json: bool) -> Result<()> {
+    if json {
+        let line = serde_json::to_string(r).map_err(|e| Error::config(format!("cannot encode a report as JSON: {e}")))?;
+        println!("{line}");
+    } else {
+        let verdict = if r.passed { "PASS" } else { "FAIL" };
+        let kernels = if r.kernels.is_empty() { String::new() } else { format!("  [{}]", r.kernels.join(", ")) };
+        println!(
+            "{verdict} {:<22} {:<62} max_abs {:.2e}  max_rel {:.2e}{kernels}",
+            r.op, r.config, r.max_abs_err, r.max_rel_err
+        );
+    }
+    Ok(())
 }

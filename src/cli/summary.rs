@@ -63,7 +63,7 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
         aux_logits: !args.no_aux,
     };
     let graph = models::build(&args.model, &opts)?;
-    let summary = summarize(&graph, args.batch);
+    let summary = summarize(&graph, args.batch)?;
     if args.json {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::config(format!("cannot encode the summary: {e}")))?;
         println!("{text}");
@@ -121,9 +121,13 @@ pub fn table(s: &ModelSummary) -> String {
     out += &format!("total params:          {}\n", thousands(s.total_params as u64));
     out += &format!("MACs per sample:       {} ({:.3} G)\n", thousands(s.macs), s.macs as f64 / 1e9);
     out += &format!(
-        "activation memory:     {:.1} MiB per training step at batch {} (f32 outputs kept for backward)\n",
+        "activation memory:     {:.1} MiB at batch {} (every f32 output, masks and indices kept for backward)\n",
         s.activation_bytes as f64 / (1u64 << 20) as f64,
         s.batch
+    );
+    out += &format!(
+        "planned step peak:     {:.1} MiB (executor plan: live activations, tape, gradients, workspace)\n",
+        s.peak_step_bytes as f64 / (1u64 << 20) as f64
     );
     out
 }

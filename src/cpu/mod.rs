@@ -117,12 +117,3 @@ impl<E: Element> Device<E> for CpuBackend {
         self.tracker.reset_peak()
     }
 }
-
-/// The check every CPU op makes on each buffer it is given: the exact length its geometry implies.
-pub(crate) fn expect_len(what: &str, have: usize, want: usize) -> Result<()> {
-    if have == want {
-        Ok(())
-    } else {
-        Err(crate::error::Error::shape(format!("{what} holds {have} elements but the geometry needs {want}")))
-    }
-}

@@ -8,26 +8,16 @@ use rayon::prelude::*;
 /// Elements per rayon task.
 pub const CHUNK: usize = 1 << 14;
 
-/// `Element::from_f64`, spelled so that it cannot be confused with `FromPrimitive::from_f64`.
-#[inline]
-pub fn lift<E: Element>(v: f64) -> E {
-    <E as Element>::from_f64(v)
-}
-
-/// `Element::to_f64`, spelled so that it cannot be confused with `ToPrimitive::to_f64`.
-#[inline]
-pub fn widen<E: Element>(v: E) -> f64 {
-    <E as Element>::to_f64(v)
-}
-
 /// y[i] = f(x[i])
 pub fn map<E: Element>(x: &[E], f: impl Fn(E) -> E + Sync) -> Vec<E> {
     let mut y = vec![E::zero(); x.len()];
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
-        for (y, &x) in yc.iter_mut().zip(xc) {
-            *y = f(x);
-        }
-    });
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(yc, xc)| {
+            for (y, &x) in yc.iter_mut().zip(xc) {
+                *y = f(x);
+            }
+        });
     y
 }
 
@@ -35,11 +25,13 @@ pub fn map<E: Element>(x: &[E], f: impl Fn(E) -> E + Sync) -> Vec<E> {
 pub fn zip_map<E: Element>(a: &[E], b: &[E], f: impl Fn(E, E) -> E + Sync) -> Vec<E> {
     debug_assert_eq!(a.len(), b.len());
     let mut y = vec![E::zero(); a.len()];
-    y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(yc, (ac, bc))| {
-        for ((y, &a), &b) in yc.iter_mut().zip(ac).zip(bc) {
-            *y = f(a, b);
-        }
-    });
+    y.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(yc, (ac, bc))| {
+            for ((y, &a), &b) in yc.iter_mut().zip(ac).zip(bc) {
+                *y = f(a, b);
+            }
+        });
     y
 }
 
@@ -54,6 +46,9 @@ pub fn update<E: Element>(x: &mut [E], f: impl Fn(E) -> E + Sync) {
 
 /// The sum of f(x[i]) accumulated in f64; the same value on every run, whatever the thread count.
 pub fn sum_f64<E: Element>(x: &[E], f: impl Fn(E) -> f64 + Sync) -> f64 {
-    let partials: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|&v| f(v)).sum::<f64>()).collect();
+    let partials: Vec<f64> = x
+        .par_chunks(CHUNK)
+        .map(|c| c.iter().map(|&v| f(v)).sum::<f64>())
+        .collect();
     partials.iter().sum()
 }

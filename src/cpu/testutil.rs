@@ -39,7 +39,10 @@ pub fn finite_diff(x: &[f64], h: f64, loss: impl Fn(&[f64]) -> f64) -> Vec<f64> 
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: lengths differ");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: got {g}, want {w} (tol {tol})");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w} (tol {tol})"
+        );
     }
 }
 
@@ -50,4 +53,14 @@ pub fn error_text<T>(r: crate::error::Result<T>) -> String {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     }
+}
+
+/// An f32 copy of an f64 operand, for f32-vs-f64 agreement tests.
+pub fn narrow(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// An f64 copy of an f32 result, to compare with an f64 reference.
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
 }

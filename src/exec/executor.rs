@@ -58,6 +58,7 @@ impl Default for StepOptions {
     }
 }
 
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepOutput<E> {
     /// sum over loss outputs of loss_weight * mean cross-entropy.
     pub loss: f64,
@@ -153,6 +154,18 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         self.rng = Rng::from_state(state);
     }
 
+    /// Host values of a parameter by name (checkpoints, gradient checks).
+    pub fn param_host(&self, name: &str) -> Result<Vec<E>> {
+        self.params.get_host(&self.backend, name)
+    }
+    /// Replaces a parameter's values by name.
+    pub fn set_param_host(&mut self, name: &str, values: &[E]) -> Result<()> {
+        self.params.set_host(&self.backend, name, values)
+    }
+    /// Host values of a parameter's gradient by name; None when it has none (frozen).
+    pub fn grad_host_by_name(&self, name: &str) -> Result<Option<Vec<E>>> {
+        self.grad_host(self.params.id(name)?)
+    }
     /// Host values of a parameter's gradient from the last training step; None when frozen.
     pub fn grad_host(&self, id: ParamId) -> Result<Option<Vec<E>>> {
         self.grads.get(id).map(|g| self.backend.download(g)).transpose()
@@ -177,6 +190,40 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             self.params.is_trainable(p)
         })?;
         Ok(self.params.bytes() + activations)
+    }
+
+    /// Checks before running that a step with `batch` samples fits in `free_bytes` of device
+    /// memory next to `extra_bytes` (optimiser state, data already resident). When it does not,
+    /// the error names the largest batch size that would.
+    pub fn check_batch_fits(
+        &self,
+        batch: usize,
+        mode: Mode,
+        workspace_bytes: usize,
+        extra_bytes: usize,
+        free_bytes: usize,
+    ) -> Result<()> {
+        let need = |b: usize| self.planned_peak_bytes(b, mode, workspace_bytes).map(|p| p + extra_bytes);
+        let requested = need(batch)?;
+        if requested <= free_bytes {
+            return Ok(());
+        }
+        // The peak grows with the batch size: bisect for the largest that fits.
+        let (mut fits, mut fails) = (0, batch);
+        while fails - fits > 1 {
+            let mid = (fits + fails) / 2;
+            if need(mid)? <= free_bytes {
+                fits = mid;
+            } else {
+                fails = mid;
+            }
+        }
+        let hint = if fits == 0 {
+            "even a batch of 1 does not fit; use a smaller model, input size or convolution workspace".to_string()
+        } else {
+            format!("a batch size of at most {fits} fits; lower the batch size")
+        };
+        Err(Error::OutOfMemory { requested, free: free_bytes, hint })
     }
 
     fn plan(&self, mode: Mode, input_grad: bool) -> Plan {
@@ -274,7 +321,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// parameters only) and, with `input_grad`, in `input_grad_host()`.
     pub fn train_step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<StepOutput<E>> {
         // Last step's gradients go first: they would otherwise double the gradient memory.
-        self.grads.drain(drop);
+        self.grads.clear();
         self.input_grad = None;
         self.backend.reset_peak();
         let (input, n) = self.upload_batch(batch)?;
@@ -319,9 +366,12 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         Ok(logits)
     }
 
-    /// Applies one optimiser step with the last training step's gradients; returns the global
-    /// gradient norm when the optimiser clips.
+    /// Applies one optimiser step with the last training step's gradients, then frees them (so
+    /// an evaluation between steps does not carry gradient memory); returns the global gradient
+    /// norm when the optimiser clips.
     pub fn optimizer_step(&mut self, optimizer: &mut Optimizer<E, B>) -> Result<Option<f64>> {
-        optimizer.step(&self.backend, &mut self.params, &mut self.grads)
+        let norm = optimizer.step(&self.backend, &mut self.params, &mut self.grads)?;
+        self.grads.clear();
+        Ok(norm)
     }
 }

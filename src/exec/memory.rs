@@ -56,14 +56,16 @@ impl Sizes<'_> {
     fn channels(&self, id: NodeId) -> usize {
         self.graph.nodes[id].shape[0]
     }
-    /// The im2col column buffer of a non-depthwise convolution, chunked to the workspace limit.
+    /// The workspace of a non-depthwise convolution for one chunk of images (sized to the
+    /// workspace limit): the im2col columns and the GEMM's [C_out, columns] result, which is
+    /// reordered into NCHW afterwards.
     fn conv_workspace(&self, id: NodeId) -> Result<usize> {
         let g = geom::conv(self.graph, id, self.n)?;
         if g.is_depthwise() {
             return Ok(0);
         }
         let images = g.images_per_chunk(self.workspace, self.elem);
-        Ok(g.col_rows() * g.col_cols(images) * self.elem)
+        Ok((g.col_rows() + g.c_out) * g.col_cols(images) * self.elem)
     }
 }
 
@@ -110,10 +112,12 @@ pub fn planned_peak(
             }
             own.expect("the leader is a member of its group")
         } else {
+            // Ops allocate their output before their workspace.
+            let out = sim.alloc(sizes.out(i));
             if let Op::Conv2d { .. } = node.op {
                 sim.transient(sizes.conv_workspace(i)?);
             }
-            sim.alloc(sizes.out(i))
+            out
         };
         // Buffers the forward makes for backward: kept when recorded, else dropped at once.
         let extra = match node.op {
@@ -203,9 +207,6 @@ pub fn planned_peak(
                 }
                 _ => {}
             }
-            if let Op::Conv2d { .. } = node.op {
-                sim.transient(sizes.conv_workspace(i)?);
-            }
             let passes_dy = matches!(node.op, Op::Add | Op::Flatten)
                 || plan.aliases_input(&node.op, node.inputs.len())
                 || matches!(node.op, Op::Dropout { p } if p == 0.0);
@@ -226,6 +227,9 @@ pub fn planned_peak(
                         }
                     }
                 }
+            }
+            if let Op::Conv2d { .. } = node.op {
+                sim.transient(sizes.conv_workspace(i)?);
             }
             sim.release(dy);
         }

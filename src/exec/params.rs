@@ -148,13 +148,9 @@ impl<E: Element, B: Device<E>> GradStore<E, B> {
     pub fn ids(&self) -> impl Iterator<Item = ParamId> + '_ {
         self.grads.iter().enumerate().filter(|(_, g)| g.is_some()).map(|(id, _)| id)
     }
-    /// Removes every gradient, handing the buffers to `recycle`.
-    pub fn drain(&mut self, mut recycle: impl FnMut(Buf<E, B>)) {
-        for g in &mut self.grads {
-            if let Some(buf) = g.take() {
-                recycle(buf);
-            }
-        }
+    /// Frees every gradient.
+    pub fn clear(&mut self) {
+        self.grads.iter_mut().for_each(|g| *g = None);
     }
     /// Adds `grad` into the gradient of `id` (parameters shared by several layers sum theirs).
     pub fn accumulate(&mut self, backend: &B, id: ParamId, grad: Buf<E, B>) -> Result<()>

@@ -186,3 +186,60 @@ fn slice_groups(graph: &Graph, live: &[bool]) -> SliceGroups {
     }
     (leaders, groups)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{ConvCfg, GraphBuilder};
+    use crate::ops::Activation;
+
+    /// input -> conv -> relu -> slices [0..1) and [2..4) of 4 -> concat -> flatten -> fc (main),
+    /// plus an auxiliary head on relu.
+    fn graph() -> Graph {
+        let mut b = GraphBuilder::new("plan", &[2, 3, 3]);
+        let conv = b.conv2d("conv", 0, ConvCfg::new(4, 1)).unwrap();
+        let relu = b.activation("relu", conv, Activation::Relu);
+        let left = b.slice_channels("left", relu, 0, 1).unwrap();
+        let right = b.slice_channels("right", relu, 2, 2).unwrap();
+        let cat = b.concat("cat", &[left, right]).unwrap();
+        let flat = b.flatten("flat", cat);
+        let fc = b.linear("fc", flat, 2, true).unwrap();
+        let aux_flat = b.flatten("aux_flat", relu);
+        let aux = b.linear("aux", aux_flat, 2, false).unwrap();
+        b.output(fc, 1.0, false);
+        b.output(aux, 0.3, true);
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn eval_skips_auxiliary_heads_and_frees_at_last_use() {
+        let g = graph();
+        let plan = Plan::new(&g, Mode::Eval, |_| true, false);
+        assert_eq!(plan.live, [true, true, true, true, true, true, true, true, false, false]);
+        // relu is last read by the first slice: the second takes its piece from that split.
+        assert_eq!(plan.last_use[2], 3);
+        assert_eq!(plan.last_use[0], 1);
+        assert_eq!(plan.last_use[7], KEPT_TO_END);
+        assert!(plan.requires_grad.iter().all(|&r| !r));
+    }
+
+    #[test]
+    fn training_keeps_what_backward_reads_and_groups_slices() {
+        let g = graph();
+        let plan = Plan::new(&g, Mode::Train, |_| true, false);
+        assert!(plan.live.iter().all(|&l| l));
+        assert_eq!(plan.last_use[2], 8, "the auxiliary flatten reads relu last");
+        assert_eq!(plan.saved_inputs[1], [true], "conv keeps its input for the weight gradient");
+        assert_eq!(plan.saved_inputs[2], [true], "relu keeps its input");
+        assert_eq!(plan.saved_inputs[5], [false, false], "concat keeps nothing");
+        assert_eq!(plan.slice_leader[&4], 3);
+        assert_eq!(plan.slice_groups[&3].pieces, [(1, Some(3)), (1, None), (2, Some(4))]);
+
+        let frozen_conv = Plan::new(&g, Mode::Train, |p| p != 0, false);
+        assert!(!frozen_conv.requires_grad[0]);
+        assert!(frozen_conv.requires_grad[1], "the conv's bias still trains");
+        assert_eq!(frozen_conv.saved_inputs[1], [false], "a frozen conv weight needs no input");
+        let input_grad = Plan::new(&g, Mode::Train, |_| false, true);
+        assert!(input_grad.requires_grad.iter().enumerate().all(|(i, &r)| r == input_grad.live[i]));
+    }
+}

@@ -21,16 +21,29 @@ pub fn int(v: usize, what: &str) -> Result<KernelArg> {
     })
 }
 
-/// The largest block a reduction kernel uses (a multiple of 32, as the block reductions in
-/// kernels/common.cuh require).
-const MAX_REDUCTION_BLOCK: usize = 256;
+/// Block sizes of the reduction kernels: multiples of 32, as the block reductions in
+/// kernels/common.cuh require, and at most 1024 threads (the hardware limit, and the 32 warps their
+/// scratch holds).
+const REDUCTION_BLOCK: usize = 256;
+const WIDE_REDUCTION_BLOCK: usize = 1024;
 
 /// `blocks` blocks that each reduce `per_block` values with ferro_block_sum/max: the block is
 /// the smallest multiple of 32 covering `per_block`, capped at 256, so tiny reductions do not
 /// run idle warps.
 pub fn reduction(blocks: usize, per_block: usize) -> Result<LaunchConfig> {
+    reduction_capped(blocks, per_block, REDUCTION_BLOCK)
+}
+
+/// Like [`reduction`] but with blocks of up to 1024 threads, for launches with few blocks that
+/// each stream a lot of data (one block per BatchNorm channel over N*H*W values): more warps per
+/// block keep more loads in flight on each multiprocessor.
+pub fn wide_reduction(blocks: usize, per_block: usize) -> Result<LaunchConfig> {
+    reduction_capped(blocks, per_block, WIDE_REDUCTION_BLOCK)
+}
+
+fn reduction_capped(blocks: usize, per_block: usize, cap: usize) -> Result<LaunchConfig> {
     let grid = u32::try_from(blocks.max(1))
         .map_err(|_| Error::shape(format!("{blocks} reduction blocks exceed the GPU grid limit")))?;
-    let threads = (per_block.div_ceil(32) * 32).clamp(32, MAX_REDUCTION_BLOCK) as u32;
+    let threads = (per_block.div_ceil(32) * 32).clamp(32, cap) as u32;
     Ok(LaunchConfig { grid: (grid, 1, 1), block: (threads, 1, 1), shared_mem_bytes: 0 })
 }

@@ -28,7 +28,7 @@ impl FromStr for DeviceRequest {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(DeviceRequest::Auto),
             "cpu" => Ok(DeviceRequest::Cpu),
-            "cuda" | "gpu" => Ok(DeviceRequest::Cuda(0)),
+            "cuda" => Ok(DeviceRequest::Cuda(0)),
             "sim" => Ok(DeviceRequest::Sim),
             other => match other.strip_prefix("cuda:") {
                 Some(n) => n.parse().map(DeviceRequest::Cuda).map_err(|_| unknown()),

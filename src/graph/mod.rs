@@ -110,7 +110,7 @@ pub enum Op {
 }
 
 impl Op {
-    /// The parameters this op reads (weight before bias; BN: gamma, beta, running mean, var).
+    /// The parameters (and running statistics) this op reads, weight first.
     pub fn params(&self) -> Vec<ParamId> {
         match self {
             Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias, .. } => {

@@ -3,7 +3,7 @@
 //! drawn from U(+-1/sqrt(classes)) with zero bias. Stochastic depth on the residual branches is
 //! left out: the graph has no op for it, and it only acts during training.
 
-use super::layers::{conv, conv_bn, linear, make_divisible, ConvInit, LinearInit, UnitNames};
+use super::layers::{conv, conv_bn, make_divisible, pooled_classifier, ConvInit, LinearInit, UnitNames};
 use super::ModelOptions;
 use crate::error::Result;
 use crate::graph::{ConvCfg, Graph, GraphBuilder, NodeId};
@@ -71,10 +71,8 @@ pub fn efficientnet_b0(opts: &ModelOptions) -> Result<Graph> {
     }
     let head = ConvCfg::new(channels(1280), 1);
     let x = conv_bn(b, &UnitNames::sequential("features.8"), x, head, ConvInit::KaimingFanOut, 1e-5, SILU)?;
-    let x = b.adaptive_avg_pool2d("avgpool", x, (1, 1))?;
-    let x = b.flatten("flatten", x);
-    let x = b.dropout("classifier.0", x, 0.2)?;
-    let logits = linear(b, "classifier.1", x, opts.classes, LinearInit::UniformByOutputs)?;
+    let dropout = Some(("classifier.0", 0.2));
+    let logits = pooled_classifier(b, x, "avgpool", dropout, "classifier.1", opts.classes, LinearInit::UniformByOutputs)?;
     b.output(logits, 1.0, false);
     graph.finish()
 }

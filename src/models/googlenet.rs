@@ -3,7 +3,7 @@
 //! conv and dense weights draw from a truncated normal of std 0.01, dense biases keep PyTorch's
 //! default. torchvision's "5x5" branch really uses a 3x3 kernel; so does this one.
 
-use super::layers::{conv_bn, linear, ConvInit, LinearInit, UnitNames};
+use super::layers::{conv_bn, linear, pooled_classifier, ConvInit, LinearInit, UnitNames};
 use super::ModelOptions;
 use crate::error::Result;
 use crate::graph::{ConvCfg, Graph, GraphBuilder, NodeId};
@@ -65,10 +65,7 @@ pub fn googlenet(opts: &ModelOptions) -> Result<Graph> {
     let x = b.max_pool2d("maxpool4", x, 2, 2, 0, true)?;
     let x = inception(b, opts, "inception5a", x, (256, 160, 320, 32, 128, 128))?;
     let x = inception(b, opts, "inception5b", x, (384, 192, 384, 48, 128, 128))?;
-    let x = b.adaptive_avg_pool2d("avgpool", x, (1, 1))?;
-    let x = b.flatten("flatten", x);
-    let x = b.dropout("dropout", x, 0.2)?;
-    let logits = linear(b, "fc", x, opts.classes, LinearInit::TruncNormal(STD))?;
+    let logits = pooled_classifier(b, x, "avgpool", Some(("dropout", 0.2)), "fc", opts.classes, LinearInit::TruncNormal(STD))?;
     b.output(logits, 1.0, false);
     for aux in [aux1, aux2].into_iter().flatten() {
         b.output(aux, 0.3, true);

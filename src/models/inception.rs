@@ -3,7 +3,7 @@
 //! Convs and dense weights draw from a truncated normal of std 0.1 (0.01 for the auxiliary conv1,
 //! 0.001 for its fc); dense biases keep PyTorch's default; BN 1/0.
 
-use super::layers::{conv_bn, linear, ConvInit, LinearInit, UnitNames};
+use super::layers::{conv_bn, linear, pooled_classifier, ConvInit, LinearInit, UnitNames};
 use super::ModelOptions;
 use crate::error::{Error, Result};
 use crate::graph::{ConvCfg, Graph, GraphBuilder, NodeId};
@@ -146,10 +146,8 @@ pub fn inception_v3(opts: &ModelOptions) -> Result<Graph> {
     let x = net.inception_d("Mixed_7a", x)?;
     let x = net.inception_e("Mixed_7b", x)?;
     let x = net.inception_e("Mixed_7c", x)?;
-    let x = net.b.adaptive_avg_pool2d("avgpool", x, (1, 1))?;
-    let x = net.b.dropout("dropout", x, 0.5)?;
-    let x = net.b.flatten("flatten", x);
-    let logits = linear(&mut net.b, "fc", x, opts.classes, LinearInit::TruncNormal(STD))?;
+    let dropout = Some(("dropout", 0.5));
+    let logits = pooled_classifier(&mut net.b, x, "avgpool", dropout, "fc", opts.classes, LinearInit::TruncNormal(STD))?;
     net.b.output(logits, 1.0, false);
     if let Some(aux) = aux {
         net.b.output(aux, 0.3, true);

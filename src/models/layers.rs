@@ -66,6 +66,25 @@ pub fn linear(b: &mut GraphBuilder, name: &str, x: NodeId, out_features: usize, 
     Ok(y)
 }
 
+/// Global average pool, flatten, dropout when given (name, p), then the dense classifier: the
+/// head of every model that ends in adaptive 1x1 pooling. Returns the logits.
+pub fn pooled_classifier(
+    b: &mut GraphBuilder,
+    x: NodeId,
+    pool: &str,
+    dropout: Option<(&str, f64)>,
+    fc: &str,
+    classes: usize,
+    init: LinearInit,
+) -> Result<NodeId> {
+    let x = b.adaptive_avg_pool2d(pool, x, (1, 1))?;
+    let mut x = b.flatten("flatten", x);
+    if let Some((name, p)) = dropout {
+        x = b.dropout(name, x, p)?;
+    }
+    linear(b, fc, x, classes, init)
+}
+
 /// Names of one conv-BN-activation unit's three layers.
 pub struct UnitNames {
     pub conv: String,

@@ -2,7 +2,7 @@
 //! projection, ReLU6), channel counts rounded to multiples of 8 after the width multiplier;
 //! Kaiming fan-out convs, BN 1/0, N(0, 0.01) classifier with zero bias.
 
-use super::layers::{conv, conv_bn, linear, make_divisible, ConvInit, LinearInit, UnitNames};
+use super::layers::{conv, conv_bn, make_divisible, pooled_classifier, ConvInit, LinearInit, UnitNames};
 use super::ModelOptions;
 use crate::error::Result;
 use crate::graph::{ConvCfg, Graph, GraphBuilder, NodeId};
@@ -56,10 +56,8 @@ pub fn mobilenet_v2(opts: &ModelOptions) -> Result<Graph> {
     let last = make_divisible(1280.0 * opts.width_mult.max(1.0) / opts.width_divisor as f64, 8);
     let names = UnitNames::sequential(&format!("features.{index}"));
     let x = conv_bn(&mut b, &names, x, ConvCfg::new(last, 1), ConvInit::KaimingFanOut, 1e-5, RELU6)?;
-    let x = b.adaptive_avg_pool2d("avgpool", x, (1, 1))?;
-    let x = b.flatten("flatten", x);
-    let x = b.dropout("classifier.0", x, 0.2)?;
-    let logits = linear(&mut b, "classifier.1", x, opts.classes, LinearInit::Normal(0.01))?;
+    let dropout = Some(("classifier.0", 0.2));
+    let logits = pooled_classifier(&mut b, x, "avgpool", dropout, "classifier.1", opts.classes, LinearInit::Normal(0.01))?;
     b.output(logits, 1.0, false);
     b.finish()
 }

@@ -1,7 +1,7 @@
 //! ResNet-18/34 (basic blocks) and ResNet-50 (bottlenecks, stride on the 3x3 conv as torchvision's
 //! v1.5), with torchvision's names and initialisation (Kaiming fan-out convs, BN 1/0, default fc).
 
-use super::layers::{conv_bn, linear, ConvInit, LinearInit, UnitNames};
+use super::layers::{conv_bn, pooled_classifier, ConvInit, LinearInit, UnitNames};
 use super::ModelOptions;
 use crate::error::Result;
 use crate::graph::{ConvCfg, Graph, GraphBuilder, NodeId};
@@ -70,9 +70,7 @@ fn resnet(name: &str, kind: Block, layers: [usize; 4], opts: &ModelOptions) -> R
             x = block(&mut b, &format!("layer{}.{i}", stage + 1), x, kind, opts.width(planes), stride)?;
         }
     }
-    let x = b.adaptive_avg_pool2d("avgpool", x, (1, 1))?;
-    let x = b.flatten("flatten", x);
-    let logits = linear(&mut b, "fc", x, opts.classes, LinearInit::Default)?;
+    let logits = pooled_classifier(&mut b, x, "avgpool", None, "fc", opts.classes, LinearInit::Default)?;
     b.output(logits, 1.0, false);
     b.finish()
 }

@@ -2,7 +2,7 @@
 //! both branches (stride 2), concatenates and shuffles the two halves. PyTorch's default
 //! initialisation throughout (torchvision sets none for this family).
 
-use super::layers::{conv_bn, linear, ConvInit, LinearInit, UnitNames};
+use super::layers::{conv_bn, pooled_classifier, ConvInit, LinearInit, UnitNames};
 use super::ModelOptions;
 use crate::error::Result;
 use crate::graph::{ConvCfg, Graph, GraphBuilder, NodeId};
@@ -65,9 +65,7 @@ fn shufflenet_v2(name: &str, stage_channels: [usize; 5], opts: &ModelOptions) ->
         }
     }
     let x = seq_unit(&mut b, "conv5", 0, x, ConvCfg::new(opts.width(stage_channels[4]), 1), RELU)?;
-    let x = b.adaptive_avg_pool2d("mean", x, (1, 1))?;
-    let x = b.flatten("flatten", x);
-    let logits = linear(&mut b, "fc", x, opts.classes, LinearInit::Default)?;
+    let logits = pooled_classifier(&mut b, x, "mean", None, "fc", opts.classes, LinearInit::Default)?;
     b.output(logits, 1.0, false);
     b.finish()
 }

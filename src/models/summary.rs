@@ -6,11 +6,19 @@
 //!
 //! Activation memory estimate (what the tape keeps for backward, in f32 at the given batch):
 //! every node's output, the input included, except Flatten (a view of its input); plus, per
-//! dropout layer, its mask (one f32 per element), and per batch-norm layer its saved mean and
-//! inverse standard deviation (two f32 per channel). Parameters, gradients, optimiser state and
-//! the transient workspace of the kernels are not included.
+//! dropout layer, its mask (one f32 per element), per max-pool layer its argmax indices (one u32
+//! per output element), and per batch-norm layer its saved mean and inverse standard deviation
+//! (two f32 per channel). Parameters, gradients, optimiser state and the transient workspace of
+//! the kernels are not included. It is an upper bound on the tape: the executor frees what
+//! backward does not need. `peak_step_bytes` is the executor's own planned peak
+//! (`crate::exec::memory::planned_peak`): live activations, tape, gradients and convolution
+//! workspace at the worst moment of a training step, parameters excluded.
 
+use crate::error::Result;
+use crate::exec::memory::planned_peak;
+use crate::exec::plan::{Mode, Plan};
 use crate::graph::{Graph, Op};
+use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use serde::Serialize;
 
 const F32_BYTES: u64 = 4;
@@ -37,6 +45,8 @@ pub struct ModelSummary {
     pub macs: u64,
     /// Estimated bytes the tape keeps for one training step at `batch` (see the module docs).
     pub activation_bytes: u64,
+    /// The executor's planned peak of a training step at `batch`, parameters excluded.
+    pub peak_step_bytes: u64,
     pub layers: Vec<LayerSummary>,
 }
 
@@ -107,12 +117,12 @@ fn kept_elements(graph: &Graph, id: usize) -> u64 {
     let out = node.shape.iter().product::<usize>() as u64;
     match node.op {
         Op::Flatten => 0,
-        Op::Dropout { .. } => 2 * out,
+        Op::Dropout { .. } | Op::MaxPool2d { .. } => 2 * out,
         _ => out,
     }
 }
 
-pub fn summarize(graph: &Graph, batch: usize) -> ModelSummary {
+pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
     let layers: Vec<LayerSummary> = graph
         .nodes
         .iter()
@@ -134,7 +144,10 @@ pub fn summarize(graph: &Graph, batch: usize) -> ModelSummary {
         .sum();
     let trainable = graph.trainable_params();
     let non_trainable = graph.non_trainable_params();
-    ModelSummary {
+    let trains = |p: usize| graph.params[p].trainable;
+    let plan = Plan::new(graph, Mode::Train, trains, false);
+    let peak = planned_peak(graph, &plan, batch, F32_BYTES as usize, DEFAULT_WORKSPACE_MB << 20, trains)?;
+    Ok(ModelSummary {
         model: graph.name.clone(),
         input: graph.input_shape().to_vec(),
         batch,
@@ -143,6 +156,7 @@ pub fn summarize(graph: &Graph, batch: usize) -> ModelSummary {
         total_params: trainable + non_trainable,
         macs: layers.iter().map(|l| l.macs).sum(),
         activation_bytes: (per_sample * batch as u64 + bn_saved) * F32_BYTES,
+        peak_step_bytes: peak as u64,
         layers,
-    }
+    })
 }

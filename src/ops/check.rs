@@ -8,6 +8,8 @@ pub fn expect_len(op: &str, operand: &str, got: usize, want: usize) -> Result<()
     if got == want {
         Ok(())
     } else {
-        Err(Error::shape(format!("{op}: {operand} has {got} elements but {want} are needed")))
+        Err(Error::shape(format!(
+            "{op}: {operand} has {got} elements but {want} are needed"
+        )))
     }
 }

@@ -17,9 +17,6 @@ pub mod optim;
 pub mod pool;
 pub mod reduce;
 
-#[cfg(test)]
-pub(crate) mod cpu_test_support;
-
 pub use activation::{Activation, ActivationOps};
 pub use channel::ChannelOps;
 pub use conv::{ConvGeom, ConvOps};

@@ -1,69 +1,69 @@
 //! Channel concatenation, split and shuffle on the CPU: pure data movement, parallel over samples
 //! or channel rows.
 
-use super::ChannelOps;
+use super::{channel_offsets, channels_per_group, check_concat_inputs, ChannelOps};
 use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
-/// Where each part starts inside the joined channel axis, and the total channel count.
-fn channel_offsets(channels: &[usize]) -> (Vec<usize>, usize) {
-    let mut offsets = Vec::with_capacity(channels.len());
-    let mut total = 0;
-    for &c in channels {
-        offsets.push(total);
-        total += c;
-    }
-    (offsets, total)
-}
-
-/// Channels per group of a shuffle, after checking that `groups` divides `c`.
-fn channels_per_group(op: &str, c: usize, groups: usize) -> Result<usize> {
-    if groups == 0 || c % groups != 0 {
-        return Err(Error::shape(format!("{op}: {c} channels cannot be split into {groups} equal groups")));
-    }
-    Ok(c / groups)
-}
-
 /// y channel j = x channel source(j), for every sample.
-fn permute_channels<E: Element>(x: &[E], c: usize, hw: usize, source: impl Fn(usize) -> usize + Sync) -> Vec<E> {
+fn permute_channels<E: Element>(
+    x: &[E],
+    c: usize,
+    hw: usize,
+    source: impl Fn(usize) -> usize + Sync,
+) -> Vec<E> {
     let hw_chunk = hw.max(1);
     let mut y = vec![E::zero(); x.len()];
-    y.par_chunks_mut(hw_chunk).with_min_len((CHUNK / hw_chunk).max(1)).enumerate().for_each(|(row, yr)| {
-        let (sample, j) = (row / c, row % c);
-        let from = (sample * c + source(j)) * hw;
-        yr.copy_from_slice(&x[from..from + hw]);
-    });
+    y.par_chunks_mut(hw_chunk)
+        .with_min_len((CHUNK / hw_chunk).max(1))
+        .enumerate()
+        .for_each(|(row, yr)| {
+            let (sample, j) = (row / c, row % c);
+            let from = (sample * c + source(j)) * hw;
+            yr.copy_from_slice(&x[from..from + hw]);
+        });
     y
 }
 
 impl<E: Element> ChannelOps<E> for CpuBackend {
-    fn concat_channels(&self, xs: &[&CpuBuf<E>], channels: &[usize], n: usize, hw: usize) -> Result<CpuBuf<E>> {
-        if xs.len() != channels.len() {
-            return Err(Error::shape(format!(
-                "concat_channels: {} inputs but {} channel counts",
-                xs.len(),
-                channels.len()
-            )));
-        }
-        for (i, (x, &c)) in xs.iter().zip(channels).enumerate() {
-            expect_len("concat_channels", &format!("input {i}"), x.len(), n * c * hw)?;
-        }
+    fn concat_channels(
+        &self,
+        xs: &[&CpuBuf<E>],
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+    ) -> Result<CpuBuf<E>> {
+        check_concat_inputs(
+            &xs.iter().map(|x| x.len()).collect::<Vec<_>>(),
+            channels,
+            n,
+            hw,
+        )?;
         let (offsets, total) = channel_offsets(channels);
         let mut y = vec![E::zero(); n * total * hw];
-        y.par_chunks_mut((total * hw).max(1)).enumerate().for_each(|(sample, ys)| {
-            for ((x, &c), &offset) in xs.iter().zip(channels).zip(&offsets) {
-                let part = c * hw;
-                ys[offset * hw..offset * hw + part].copy_from_slice(&x[sample * part..(sample + 1) * part]);
-            }
-        });
+        y.par_chunks_mut((total * hw).max(1))
+            .enumerate()
+            .for_each(|(sample, ys)| {
+                for ((x, &c), &offset) in xs.iter().zip(channels).zip(&offsets) {
+                    let part = c * hw;
+                    ys[offset * hw..offset * hw + part]
+                        .copy_from_slice(&x[sample * part..(sample + 1) * part]);
+                }
+            });
         Ok(self.wrap(y))
     }
 
-    fn split_channels(&self, x: &CpuBuf<E>, channels: &[usize], n: usize, hw: usize) -> Result<Vec<CpuBuf<E>>> {
+    fn split_channels(
+        &self,
+        x: &CpuBuf<E>,
+        channels: &[usize],
+        n: usize,
+        hw: usize,
+    ) -> Result<Vec<CpuBuf<E>>> {
         let (offsets, total) = channel_offsets(channels);
         expect_len("split_channels", "x", x.len(), n * total * hw)?;
         let parts: Vec<Vec<E>> = channels
@@ -81,24 +81,42 @@ impl<E: Element> ChannelOps<E> for CpuBackend {
         Ok(parts.into_iter().map(|p| self.wrap(p)).collect())
     }
 
-    fn channel_shuffle(&self, x: &CpuBuf<E>, n: usize, c: usize, hw: usize, groups: usize) -> Result<CpuBuf<E>> {
+    fn channel_shuffle(
+        &self,
+        x: &CpuBuf<E>,
+        n: usize,
+        c: usize,
+        hw: usize,
+        groups: usize,
+    ) -> Result<CpuBuf<E>> {
         let per_group = channels_per_group("channel_shuffle", c, groups)?;
         expect_len("channel_shuffle", "x", x.len(), n * c * hw)?;
-        Ok(self.wrap(permute_channels(x, c, hw, |j| (j % groups) * per_group + j / groups)))
+        Ok(self.wrap(permute_channels(x, c, hw, |j| {
+            (j % groups) * per_group + j / groups
+        })))
     }
 
-    fn channel_shuffle_backward(&self, dy: &CpuBuf<E>, n: usize, c: usize, hw: usize, groups: usize) -> Result<CpuBuf<E>> {
+    fn channel_shuffle_backward(
+        &self,
+        dy: &CpuBuf<E>,
+        n: usize,
+        c: usize,
+        hw: usize,
+        groups: usize,
+    ) -> Result<CpuBuf<E>> {
         let per_group = channels_per_group("channel_shuffle backward", c, groups)?;
         expect_len("channel_shuffle backward", "dy", dy.len(), n * c * hw)?;
         // Input channel g * per_group + i went to output channel i * groups + g.
-        Ok(self.wrap(permute_channels(dy, c, hw, |k| (k % per_group) * groups + k / per_group)))
+        Ok(self.wrap(permute_channels(dy, c, hw, |k| {
+            (k % per_group) * groups + k / per_group
+        })))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{buf, error_text, random};
+    use crate::cpu::testutil::{buf, error_text, random, widen};
 
     #[test]
     fn shuffle_matches_pytorch_order_by_hand() {
@@ -117,9 +135,15 @@ mod tests {
         let (n, c, hw) = (2, 12, 3);
         let x = random(n * c * hw, 7);
         for groups in [1, 2, 3, 4, 6, 12] {
-            let y = cpu.channel_shuffle(&buf(&cpu, &x), n, c, hw, groups).unwrap();
+            let y = cpu
+                .channel_shuffle(&buf(&cpu, &x), n, c, hw, groups)
+                .unwrap();
             let permutes = groups > 1 && groups < c;
-            assert_eq!(y.to_vec() != x, permutes, "groups {groups}: permutes only for 1 < groups < C");
+            assert_eq!(
+                y.to_vec() != x,
+                permutes,
+                "groups {groups}: permutes only for 1 < groups < C"
+            );
             let back = cpu.channel_shuffle_backward(&y, n, c, hw, groups).unwrap();
             assert_eq!(back.to_vec(), x, "groups {groups}");
         }
@@ -129,9 +153,15 @@ mod tests {
     fn concat_then_split_is_identity() {
         let cpu = CpuBackend::new();
         let (n, hw, channels) = (3, 2, [2, 1, 3]);
-        let parts: Vec<Vec<f64>> = channels.iter().enumerate().map(|(i, &c)| random(n * c * hw, i as u64)).collect();
+        let parts: Vec<Vec<f64>> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| random(n * c * hw, i as u64))
+            .collect();
         let bufs: Vec<CpuBuf<f64>> = parts.iter().map(|p| buf(&cpu, p)).collect();
-        let joined = cpu.concat_channels(&bufs.iter().collect::<Vec<_>>(), &channels, n, hw).unwrap();
+        let joined = cpu
+            .concat_channels(&bufs.iter().collect::<Vec<_>>(), &channels, n, hw)
+            .unwrap();
         // Sample 1, channel 3 of the join is channel 0 of part 2.
         assert_eq!(joined[(6 + 3) * hw..(6 + 4) * hw], parts[2][3 * hw..4 * hw]);
         let split = cpu.split_channels(&joined, &channels, n, hw).unwrap();
@@ -142,10 +172,12 @@ mod tests {
     fn f32_moves_the_same_values() {
         let cpu = CpuBackend::new();
         let x: Vec<f32> = (0..24).map(|v| v as f32).collect();
-        let y32 = cpu.channel_shuffle(&cpu.wrap(x.clone()), 2, 4, 3, 2).unwrap();
-        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let y32 = cpu
+            .channel_shuffle(&cpu.wrap(x.clone()), 2, 4, 3, 2)
+            .unwrap();
+        let x64 = widen(&x);
         let y64 = cpu.channel_shuffle(&buf(&cpu, &x64), 2, 4, 3, 2).unwrap();
-        assert_eq!(y32.iter().map(|&v| v as f64).collect::<Vec<_>>(), y64.to_vec());
+        assert_eq!(widen(&y32), y64.to_vec());
     }
 
     #[test]

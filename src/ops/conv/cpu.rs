@@ -6,11 +6,13 @@
 //! inside the input is computed once (`valid_outputs`), so no per-element padding test remains.
 
 use super::{ConvGeom, ConvOps};
-use crate::cpu::{expect_len, CpuBackend, CpuBuf};
+use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// The output positions `o` in 0..out whose input index `o * stride + offset` lies in 0..len,
 /// as a half-open range (empty when the tap never touches the input).
@@ -65,24 +67,35 @@ fn strided_dot<E: Element>(a: &[E], b: &[E], stride: usize) -> E {
     }
 }
 
-/// One kernel tap (ki, kj) of a geometry: where its rows and columns land in the input.
+/// Sum of a long slice in eight independent lanes, which the compiler can vectorise (a single
+/// running sum cannot be reordered) and which loses less precision than one long chain.
+fn lane_sum<E: Element>(v: &[E]) -> E {
+    let mut lanes = [E::zero(); 8];
+    let chunks = v.chunks_exact(lanes.len());
+    let tail: E = chunks.remainder().iter().copied().sum();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(lane, &x)| *lane += x);
+    }
+    lanes.iter().copied().sum::<E>() + tail
+}
+
+/// One kernel tap (ki, kj) of a geometry: which output positions read inside the input, and where.
 struct Tap {
     h_offset: isize,
-    w_offset: isize,
+    /// Valid output rows and columns, half-open; the tap reads nothing when either is empty.
     oh: (usize, usize),
     ow: (usize, usize),
+    /// Input column read by output column `ow.0` (0 when the tap reads nothing).
+    iw0: usize,
 }
 
 impl Tap {
     fn new(g: &ConvGeom, ki: usize, kj: usize) -> Self {
         let h_offset = (ki * g.dh) as isize - g.ph as isize;
         let w_offset = (kj * g.dw) as isize - g.pw as isize;
-        Tap {
-            h_offset,
-            w_offset,
-            oh: valid_outputs(g.oh, g.sh, h_offset, g.h),
-            ow: valid_outputs(g.ow, g.sw, w_offset, g.w),
-        }
+        let ow = valid_outputs(g.ow, g.sw, w_offset, g.w);
+        let iw0 = if ow.0 < ow.1 { input_index(ow.0, g.sw, w_offset) } else { 0 };
+        Tap { h_offset, oh: valid_outputs(g.oh, g.sh, h_offset, g.h), ow, iw0 }
     }
     fn is_empty(&self) -> bool {
         self.oh.0 >= self.oh.1 || self.ow.0 >= self.ow.1
@@ -90,15 +103,49 @@ impl Tap {
     fn ih(&self, g: &ConvGeom, oh: usize) -> usize {
         input_index(oh, g.sh, self.h_offset)
     }
-    /// First input column read by the row, i.e. that of output column `ow.0`.
-    fn iw0(&self, g: &ConvGeom) -> usize {
-        input_index(self.ow.0, g.sw, self.w_offset)
+    /// Per output row the tap reaches: the flat index in the input plane of its first read
+    /// (later reads follow every `sw` elements) and the flat output-plane range it covers.
+    fn row_segments<'a>(&'a self, g: &'a ConvGeom) -> impl Iterator<Item = (usize, Range<usize>)> + 'a {
+        let rows = if self.is_empty() { 0..0 } else { self.oh.0..self.oh.1 };
+        rows.map(move |oh| (self.ih(g, oh) * g.w + self.iw0, oh * g.ow + self.ow.0..oh * g.ow + self.ow.1))
     }
+}
+
+/// The taps of a kernel in row-major (ki, kj) order, the order of a weight's KH*KW block.
+fn conv_taps(g: &ConvGeom) -> Vec<Tap> {
+    (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect()
+}
+
+/// Every method re-derives its geometry through `ConvGeom::new`, so a hand-built one with zero
+/// groups or an output size its input cannot produce is an error instead of a panic.
+fn check_geometry(g: &ConvGeom) -> Result<()> {
+    let rebuilt = ConvGeom::new(
+        g.n,
+        g.c_in,
+        (g.h, g.w),
+        g.c_out,
+        (g.kh, g.kw),
+        (g.sh, g.sw),
+        (g.ph, g.pw),
+        (g.dh, g.dw),
+        g.groups,
+    )?;
+    if rebuilt != *g {
+        return Err(Error::shape(format!(
+            "conv2d geometry says output {}x{} but its input, kernel, stride, padding and dilation give {}x{}",
+            g.oh, g.ow, rebuilt.oh, rebuilt.ow
+        )));
+    }
+    Ok(())
 }
 
 fn check_image_range(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
     if nb == 0 || n0 + nb > g.n {
-        return Err(Error::shape(format!("im2col images {n0}..{} are not a non-empty part of the batch of {}", n0 + nb, g.n)));
+        return Err(Error::shape(format!(
+            "conv images {n0}..{} are not a non-empty part of the batch of {}",
+            n0 + nb,
+            g.n
+        )));
     }
     Ok(())
 }
@@ -112,6 +159,7 @@ fn check_cols(g: &ConvGeom, nb: usize, have: usize) -> Result<()> {
 }
 
 fn check_depthwise(g: &ConvGeom) -> Result<()> {
+    check_geometry(g)?;
     if !g.is_depthwise() {
         return Err(Error::shape(format!(
             "depthwise convolution needs groups == in channels > 1, got groups={} with {} in channels",
@@ -127,7 +175,6 @@ fn grouped_spec<E: Element>(g: &ConvGeom, ncols: usize, product: ConvProduct, ac
     let weight = cout * k;
     let col = k * ncols;
     let out = cout * ncols;
-    // (trans_a, trans_b, m, n, k, stride_a, stride_b, stride_c)
     let (trans_a, trans_b, m, n, inner, stride_a, stride_b, stride_c) = match product {
         ConvProduct::Forward => (false, false, cout, ncols, k, weight, col, out),
         ConvProduct::Data => (true, false, k, ncols, cout, weight, out, col),
@@ -176,17 +223,14 @@ fn gather_channel_major<E: Element>(dy: &[E], g: &ConvGeom, n0: usize, nb: usize
 fn scatter_channel_major<E: Element>(rows: &[E], bias: Option<&[E]>, g: &ConvGeom, n0: usize, nb: usize, y: &mut [E]) {
     let plane = g.oh * g.ow;
     let ncols = g.col_cols(nb);
-    y[n0 * g.c_out * plane..(n0 + nb) * g.c_out * plane]
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each(|(p, dst)| {
-            let (i, co) = (p / g.c_out, p % g.c_out);
-            let src = &rows[co * ncols + i * plane..][..plane];
-            match bias {
-                Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b[co]),
-                None => dst.copy_from_slice(src),
-            }
-        });
+    y[n0 * g.c_out * plane..(n0 + nb) * g.c_out * plane].par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
+        let (i, co) = (p / g.c_out, p % g.c_out);
+        let src = &rows[co * ncols + i * plane..][..plane];
+        match bias {
+            Some(b) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b[co]),
+            None => dst.copy_from_slice(src),
+        }
+    });
 }
 
 impl CpuBackend {
@@ -202,7 +246,8 @@ impl CpuBackend {
 
 impl<E: Element> ConvOps<E> for CpuBackend {
     fn im2col(&self, x: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut CpuBuf<E>) -> Result<()> {
-        expect_len("im2col input", x.len(), g.x_len())?;
+        check_geometry(g)?;
+        expect_len("im2col", "input", x.len(), g.x_len())?;
         check_image_range(g, n0, nb)?;
         check_cols(g, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
@@ -215,7 +260,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
                 return;
             }
             let (ow_lo, ow_hi) = tap.ow;
-            let iw0 = tap.iw0(g);
+            let iw0 = tap.iw0;
             for (i, image_row) in row.chunks_exact_mut(plane_out).enumerate() {
                 let x_plane = &x[((n0 + i) * g.c_in + c) * plane_in..][..plane_in];
                 for (oh, out) in image_row.chunks_exact_mut(g.ow).enumerate() {
@@ -239,38 +284,42 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn col2im(&self, cols: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut CpuBuf<E>) -> Result<()> {
-        expect_len("col2im output", dx.len(), g.x_len())?;
+        check_geometry(g)?;
+        expect_len("col2im", "output", dx.len(), g.x_len())?;
         check_image_range(g, n0, nb)?;
         check_cols(g, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let ncols = g.col_cols(nb);
-        let taps: Vec<Tap> = (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect();
+        let taps = conv_taps(g);
         // One task per input plane: every column entry that reads from it is added in this task,
         // so no two tasks write the same element.
-        dx[n0 * g.c_in * plane_in..(n0 + nb) * g.c_in * plane_in]
-            .par_chunks_mut(plane_in)
-            .enumerate()
-            .for_each(|(p, dx_plane)| {
+        dx[n0 * g.c_in * plane_in..(n0 + nb) * g.c_in * plane_in].par_chunks_mut(plane_in).enumerate().for_each(
+            |(p, dx_plane)| {
                 let (i, c) = (p / g.c_in, p % g.c_in);
                 dx_plane.fill(E::zero());
-                for (t, tap) in taps.iter().enumerate().filter(|(_, tap)| !tap.is_empty()) {
+                for (t, tap) in taps.iter().enumerate() {
                     let row = &cols[(c * g.kh * g.kw + t) * ncols + i * plane_out..][..plane_out];
-                    let iw0 = tap.iw0(g);
-                    for oh in tap.oh.0..tap.oh.1 {
-                        let dx_row = &mut dx_plane[tap.ih(g, oh) * g.w..][..g.w];
-                        let src = &row[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                        scatter_axpy(&mut dx_row[iw0..], src, g.sw, E::one());
+                    for (x_at, out) in tap.row_segments(g) {
+                        scatter_axpy(&mut dx_plane[x_at..], &row[out], g.sw, E::one());
                     }
                 }
-            });
+            },
+        );
         Ok(())
     }
 
-    fn conv2d_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        expect_len("conv2d input", x.len(), g.x_len())?;
-        expect_len("conv2d weight", w.len(), g.weight_len())?;
+    fn conv2d_forward(
+        &self,
+        x: &CpuBuf<E>,
+        w: &CpuBuf<E>,
+        bias: Option<&CpuBuf<E>>,
+        g: &ConvGeom,
+    ) -> Result<CpuBuf<E>> {
+        check_geometry(g)?;
+        expect_len("conv2d", "input", x.len(), g.x_len())?;
+        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         if let Some(b) = bias {
-            expect_len("conv2d bias", b.len(), g.c_out)?;
+            expect_len("conv2d", "bias", b.len(), g.c_out)?;
         }
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
@@ -284,8 +333,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
-        expect_len("conv2d weight", w.len(), g.weight_len())?;
+        check_geometry(g)?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
+        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
         for n0 in (0..g.n).step_by(chunk) {
@@ -298,8 +348,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        expect_len("conv2d input", x.len(), g.x_len())?;
-        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
+        check_geometry(g)?;
+        expect_len("conv2d", "input", x.len(), g.x_len())?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
         for n0 in (0..g.n).step_by(chunk) {
@@ -313,39 +364,39 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_bias(&self, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        expect_len("conv2d output gradient", dy.len(), g.y_len())?;
+        check_geometry(g)?;
+        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let db = (0..g.c_out)
             .into_par_iter()
-            .map(|co| (0..g.n).map(|n| dy[(n * g.c_out + co) * plane..][..plane].iter().copied().sum::<E>()).sum())
+            .map(|co| (0..g.n).map(|n| lane_sum(&dy[(n * g.c_out + co) * plane..][..plane])).sum())
             .collect();
         Ok(self.wrap(db))
     }
 
-    fn depthwise_conv2d_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &ConvGeom) -> Result<CpuBuf<E>> {
+    fn depthwise_conv2d_forward(
+        &self,
+        x: &CpuBuf<E>,
+        w: &CpuBuf<E>,
+        bias: Option<&CpuBuf<E>>,
+        g: &ConvGeom,
+    ) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
-        expect_len("depthwise conv2d input", x.len(), g.x_len())?;
-        expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
+        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         if let Some(b) = bias {
-            expect_len("depthwise conv2d bias", b.len(), g.c_out)?;
+            expect_len("depthwise conv2d", "bias", b.len(), g.c_out)?;
         }
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let (n, co) = (p / g.c_out, p % g.c_out);
             let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
             y_plane.fill(bias.map_or(E::zero(), |b| b[co]));
-            for (t, &weight) in w[co * taps..(co + 1) * taps].iter().enumerate() {
-                let tap = Tap::new(g, t / g.kw, t % g.kw);
-                if tap.is_empty() {
-                    continue;
-                }
-                let iw0 = tap.iw0(g);
-                for oh in tap.oh.0..tap.oh.1 {
-                    let x_row = &x_plane[tap.ih(g, oh) * g.w..][..g.w];
-                    let dst = &mut y_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                    gather_axpy(dst, &x_row[iw0..], g.sw, weight);
+            for (tap, &weight) in taps.iter().zip(&w[co * taps.len()..(co + 1) * taps.len()]) {
+                for (x_at, out) in tap.row_segments(g) {
+                    gather_axpy(&mut y_plane[out], &x_plane[x_at..], g.sw, weight);
                 }
             }
         });
@@ -354,9 +405,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn depthwise_conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
-        expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
-        expect_len("depthwise conv2d weight", w.len(), g.weight_len())?;
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
+        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         // One task per input plane, which gathers from the `multiplier` output channels it feeds.
@@ -364,16 +415,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
             let (n, ci) = (p / g.c_in, p % g.c_in);
             for co in ci * multiplier..(ci + 1) * multiplier {
                 let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
-                for (t, &weight) in w[co * taps..(co + 1) * taps].iter().enumerate() {
-                    let tap = Tap::new(g, t / g.kw, t % g.kw);
-                    if tap.is_empty() {
-                        continue;
-                    }
-                    let iw0 = tap.iw0(g);
-                    for oh in tap.oh.0..tap.oh.1 {
-                        let dx_row = &mut dx_plane[tap.ih(g, oh) * g.w..][..g.w];
-                        let src = &dy_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                        scatter_axpy(&mut dx_row[iw0..], src, g.sw, weight);
+                for (tap, &weight) in taps.iter().zip(&w[co * taps.len()..(co + 1) * taps.len()]) {
+                    for (x_at, out) in tap.row_segments(g) {
+                        scatter_axpy(&mut dx_plane[x_at..], &dy_plane[out], g.sw, weight);
                     }
                 }
             }
@@ -383,26 +427,19 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn depthwise_conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
-        expect_len("depthwise conv2d input", x.len(), g.x_len())?;
-        expect_len("depthwise conv2d output gradient", dy.len(), g.y_len())?;
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, g.kh * g.kw);
+        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
+        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
+        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         // One task per output channel; it sums its taps' gradients over the whole batch.
-        dw.par_chunks_mut(taps).enumerate().for_each(|(co, dw_taps)| {
-            for (t, dw_tap) in dw_taps.iter_mut().enumerate() {
-                let tap = Tap::new(g, t / g.kw, t % g.kw);
-                if tap.is_empty() {
-                    continue;
-                }
-                let iw0 = tap.iw0(g);
+        dw.par_chunks_mut(taps.len()).enumerate().for_each(|(co, dw_taps)| {
+            for (tap, dw_tap) in taps.iter().zip(dw_taps) {
                 for n in 0..g.n {
                     let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
                     let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
-                    for oh in tap.oh.0..tap.oh.1 {
-                        let x_row = &x_plane[tap.ih(g, oh) * g.w..][..g.w];
-                        let dy_row = &dy_plane[oh * g.ow + tap.ow.0..oh * g.ow + tap.ow.1];
-                        *dw_tap += strided_dot(dy_row, &x_row[iw0..], g.sw);
+                    for (x_at, out) in tap.row_segments(g) {
+                        *dw_tap += strided_dot(&dy_plane[out], &x_plane[x_at..], g.sw);
                     }
                 }
             }
@@ -414,11 +451,12 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::testutil::{assert_close, dot, error_text, finite_diff, narrow, random, widen};
     use crate::device::Device;
-    use crate::ops::cpu_test_support::{assert_close, dot, error_text, narrow, random_vec, widen};
 
     /// (N, C_in, (H, W), C_out, (KH, KW), stride, padding, dilation, groups)
-    type Case = (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
+    type Case =
+        (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
 
     /// Kernels 1/3/5/7/11, strides 1/2/4, paddings 0/1/2, dilations 1/2, groups 1/2/C (depthwise
     /// with multipliers 1 and 2), odd and rectangular sizes, batches 1 to 3.
@@ -482,10 +520,10 @@ mod tests {
     /// Operands of a case: (x, w, bias, dy).
     fn operands(g: &ConvGeom, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         (
-            random_vec(seed, g.x_len()),
-            random_vec(seed + 1, g.weight_len()),
-            random_vec(seed + 2, g.c_out),
-            random_vec(seed + 3, g.y_len()),
+            random(g.x_len(), seed),
+            random(g.weight_len(), seed + 1),
+            random(g.c_out, seed + 2),
+            random(g.y_len(), seed + 3),
         )
     }
 
@@ -552,7 +590,7 @@ mod tests {
     #[test]
     fn backward_bias_sums_the_output_gradient() {
         let g = geom(&CASES[1]);
-        let dy = random_vec(7, g.y_len());
+        let dy = random(g.y_len(), 7);
         let plane = g.oh * g.ow;
         let want: Vec<f64> = (0..g.c_out)
             .map(|co| (0..g.n).map(|n| dy[(n * g.c_out + co) * plane..][..plane].iter().sum::<f64>()).sum())
@@ -570,27 +608,18 @@ mod tests {
             let g = geom(case);
             let (x, w, b, dy) = operands(&g, 99);
             let loss = |x: &[f64], w: &[f64], b: &[f64]| {
-                let y = cpu.conv2d_forward(&cpu.wrap(x.to_vec()), &cpu.wrap(w.to_vec()), Some(&cpu.wrap(b.to_vec())), &g);
+                let y =
+                    cpu.conv2d_forward(&cpu.wrap(x.to_vec()), &cpu.wrap(w.to_vec()), Some(&cpu.wrap(b.to_vec())), &g);
                 dot(&y.unwrap(), &dy)
             };
-            let eps = 1e-5;
-            let numeric = |v: &[f64], eval: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
-                (0..v.len())
-                    .map(|j| {
-                        let (mut plus, mut minus) = (v.to_vec(), v.to_vec());
-                        plus[j] += eps;
-                        minus[j] -= eps;
-                        (eval(&plus) - eval(&minus)) / (2.0 * eps)
-                    })
-                    .collect()
-            };
+            let h = 1e-5;
             let dyb = cpu.wrap(dy.clone());
             let dx = cpu.conv2d_backward_data(&dyb, &cpu.wrap(w.clone()), &g).unwrap();
             let dw = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &dyb, &g).unwrap();
             let db = cpu.conv2d_backward_bias(&dyb, &g).unwrap();
-            assert_close("dx vs finite differences", &dx, &numeric(&x, &|v| loss(v, &w, &b)), 1e-7);
-            assert_close("dw vs finite differences", &dw, &numeric(&w, &|v| loss(&x, v, &b)), 1e-7);
-            assert_close("db vs finite differences", &db, &numeric(&b, &|v| loss(&x, &w, v)), 1e-7);
+            assert_close("dx vs finite differences", &dx, &finite_diff(&x, h, |v| loss(v, &w, &b)), 1e-7);
+            assert_close("dw vs finite differences", &dw, &finite_diff(&w, h, |v| loss(&x, v, &b)), 1e-7);
+            assert_close("db vs finite differences", &db, &finite_diff(&b, h, |v| loss(&x, &w, v)), 1e-7);
         }
     }
 
@@ -599,7 +628,7 @@ mod tests {
         let cpu = CpuBackend::new();
         let g = geom(&CASES[7]);
         let (n0, nb) = (1, 1);
-        let x = random_vec(3, g.x_len());
+        let x = random(g.x_len(), 3);
         let mut cols: CpuBuf<f64> = cpu.zeros(g.col_rows() * g.col_cols(nb)).unwrap();
         cpu.im2col(&cpu.wrap(x.clone()), &g, n0, nb, &mut cols).unwrap();
         let ncols = g.col_cols(nb);
@@ -609,20 +638,26 @@ mod tests {
                     let ih = (oh * g.sh + ki * g.dh) as isize - g.ph as isize;
                     let iw = (ow * g.sw + kj * g.dw) as isize - g.pw as isize;
                     let inside = ih >= 0 && iw >= 0 && ih < g.h as isize && iw < g.w as isize;
-                    let want = if inside { x[((n0 * g.c_in + c) * g.h + ih as usize) * g.w + iw as usize] } else { 0.0 };
+                    let want =
+                        if inside { x[((n0 * g.c_in + c) * g.h + ih as usize) * g.w + iw as usize] } else { 0.0 };
                     let row = (c * g.kh + ki) * g.kw + kj;
                     assert_eq!(cols[row * ncols + oh * g.ow + ow], want, "row {row} at ({oh}, {ow})");
                 }
             }
         }
         // col2im overwrites only its images (image 0 keeps its marker) and is im2col's adjoint.
-        let c = random_vec(4, cols.len());
+        let c = random(cols.len(), 4);
         let mut dx = cpu.wrap(vec![7.0; g.x_len()]);
         cpu.col2im(&cpu.wrap(c.clone()), &g, n0, nb, &mut dx).unwrap();
         let image = g.c_in * g.h * g.w;
         assert!(dx[..image].iter().all(|&v| v == 7.0));
         let x_image = &x[image..2 * image];
-        assert_close("<im2col(x), c> = <x, col2im(c)>", &[dot(x_image, &dx[image..2 * image])], &[dot(&cols, &c)], 1e-12);
+        assert_close(
+            "<im2col(x), c> = <x, col2im(c)>",
+            &[dot(x_image, &dx[image..2 * image])],
+            &[dot(&cols, &c)],
+            1e-12,
+        );
     }
 
     #[test]
@@ -630,10 +665,12 @@ mod tests {
         let g = geom(&CASES[2]);
         let (x, w, b, dy) = operands(&g, 5);
         let cpu = CpuBackend::new();
-        let y64 = cpu.conv2d_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
+        let y64 =
+            cpu.conv2d_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
         let dx64 = cpu.conv2d_backward_data(&cpu.wrap(dy.clone()), &cpu.wrap(w.clone()), &g).unwrap();
         let dw64 = cpu.conv2d_backward_filter(&cpu.wrap(x.clone()), &cpu.wrap(dy.clone()), &g).unwrap();
-        let (x32, w32, b32, dy32) = (cpu.wrap(narrow(&x)), cpu.wrap(narrow(&w)), cpu.wrap(narrow(&b)), cpu.wrap(narrow(&dy)));
+        let (x32, w32, b32, dy32) =
+            (cpu.wrap(narrow(&x)), cpu.wrap(narrow(&w)), cpu.wrap(narrow(&b)), cpu.wrap(narrow(&dy)));
         let y32 = cpu.conv2d_forward(&x32, &w32, Some(&b32), &g).unwrap();
         assert_close("f32 forward", &widen(&y32), &y64, 1e-5);
         assert_close("f32 backward data", &widen(&cpu.conv2d_backward_data(&dy32, &w32, &g).unwrap()), &dx64, 1e-5);
@@ -644,10 +681,14 @@ mod tests {
     fn mismatched_buffers_are_shape_errors() {
         let cpu = CpuBackend::new();
         let g = geom(&CASES[1]);
-        let (x, w, b) = (cpu.wrap(vec![0.0f64; g.x_len()]), cpu.wrap(vec![0.0f64; g.weight_len()]), cpu.wrap(vec![0.0f64; g.c_out]));
+        let (x, w, b) = (
+            cpu.wrap(vec![0.0f64; g.x_len()]),
+            cpu.wrap(vec![0.0f64; g.weight_len()]),
+            cpu.wrap(vec![0.0f64; g.c_out]),
+        );
         let short = cpu.wrap(vec![0.0f64; g.x_len() - 1]);
         let err = error_text(cpu.conv2d_forward(&short, &w, Some(&b), &g));
-        assert!(err.contains(&format!("holds {} elements", g.x_len() - 1)) && err.contains(&g.x_len().to_string()), "{err}");
+        assert!(err.contains(&format!("input has {} elements but {} are needed", g.x_len() - 1, g.x_len())), "{err}");
         assert!(cpu.conv2d_forward(&x, &x, None, &g).is_err());
         assert!(cpu.conv2d_forward(&x, &w, Some(&w), &g).is_err());
         assert!(cpu.conv2d_backward_data(&x, &w, &g).is_err());
@@ -658,5 +699,8 @@ mod tests {
         assert!(cpu.im2col(&x, &g, g.n - 1, 2, &mut cols).is_err());
         assert!(cpu.im2col(&x, &g, 0, 2, &mut cols).is_err());
         assert!(cpu.im2col(&x, &g, 0, 1, &mut cols).is_ok());
+        let err = error_text(cpu.conv2d_forward(&x, &w, None, &ConvGeom { ow: g.ow + 1, ..g }));
+        assert!(err.contains("geometry"), "{err}");
+        assert!(cpu.conv2d_backward_bias(&x, &ConvGeom { groups: 0, ..g }).is_err());
     }
 }

@@ -6,11 +6,12 @@ use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
-use crate::ops::check::expect_len;
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
 
-/// The geometry arguments every conv kernel takes after its pointers, from C to OW.
+/// The window geometry as kernel `int`s, in the order the callers destructure it into each
+/// kernel's own argument order.
 fn window_args(g: &ConvGeom) -> Result<[KernelArg; 12]> {
     Ok([
         int(g.kh, "conv kernel height")?,
@@ -32,6 +33,31 @@ fn window_args(g: &ConvGeom) -> Result<[KernelArg; 12]> {
 fn geometry_args(channels: usize, g: &ConvGeom) -> Result<Vec<KernelArg>> {
     let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w] = window_args(g)?;
     Ok(vec![int(channels, "conv channels")?, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow])
+}
+
+/// The GEMM of a pointwise convolution (1x1 kernel, stride 1, no padding, one group): each image
+/// already is the [C_in, H*W] matrix im2col would build, so forward (C_out rows) and backward
+/// data (`transpose`d weight, C_in rows) are one GEMM batched over images with the weight shared
+/// (stride 0), with no workspace and no layout shuffle.
+fn pointwise_spec(g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
+    let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 && g.groups == 1;
+    if !pointwise {
+        return None;
+    }
+    let plane = g.h * g.w;
+    let (rows, inner) = if transpose { (g.c_in, g.c_out) } else { (g.c_out, g.c_in) };
+    let mut spec = GemmSpec::new(transpose, false, rows, plane, inner);
+    spec.batch = g.n;
+    spec.stride_a = 0;
+    spec.stride_b = inner * plane;
+    spec.stride_c = rows * plane;
+    Some(spec)
+}
+
+/// Rows of one group's weight matrix (C_out / groups) and its columns, the GEMMs' inner size
+/// (C_in / groups * KH * KW).
+fn group_gemm_dims(g: &ConvGeom) -> (usize, usize) {
+    (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw)
 }
 
 fn check_chunk(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
@@ -78,20 +104,63 @@ impl GpuBackend {
         }
     }
 
-    /// Images per chunk and the column buffer for them, bounded by `workspace_bytes`.
-    fn conv_workspace(&self, g: &ConvGeom) -> Result<(usize, GpuBuf<f32>)> {
+    /// Images per chunk (bounded by `workspace_bytes`), the column buffer for them and, when a
+    /// chunk holds several images, a [C_out, images * OH * OW] scratch buffer.
+    fn chunk_buffers(&self, g: &ConvGeom) -> Result<(usize, GpuBuf<f32>, Option<GpuBuf<f32>>)> {
         let nb = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<f32>());
         let cols = self.alloc::<f32>(g.col_rows() * g.col_cols(nb))?;
-        Ok((nb, cols))
+        let scratch = if nb > 1 { Some(self.alloc::<f32>(g.c_out * g.col_cols(nb))?) } else { None };
+        Ok((nb, cols, scratch))
     }
 
-    /// A [C_out, nb * OH * OW] scratch buffer, needed only when a chunk holds several images.
-    fn chunk_scratch(&self, g: &ConvGeom, nb: usize) -> Result<Option<GpuBuf<f32>>> {
-        if nb > 1 {
-            Ok(Some(self.alloc::<f32>(g.c_out * g.col_cols(nb))?))
-        } else {
-            Ok(None)
+    /// y = conv(x, w) without bias through im2col and one grouped GEMM per chunk of images.
+    fn forward_chunked(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
+        let plane = g.oh * g.ow;
+        let (cout_g, k) = group_gemm_dims(g);
+        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
+        for n0 in (0..g.n).step_by(nb) {
+            let cur = nb.min(g.n - n0);
+            self.im2col(x, g, n0, cur, &mut cols)?;
+            // Per group: [C_out/g, k] x [k, cur * plane], written straight into y for one image
+            // (its NCHW slice is exactly that matrix), else into scratch and rearranged.
+            let mut spec = GemmSpec::new(false, false, cout_g, cur * plane, k);
+            spec.batch = g.groups;
+            spec.stride_a = cout_g * k;
+            spec.stride_b = k * cur * plane;
+            spec.stride_c = cout_g * cur * plane;
+            match scratch.as_mut() {
+                Some(tmp) if cur > 1 => {
+                    self.gemm(&spec, w, &cols, tmp)?;
+                    self.swap_outer_axes(tmp, 0, y, n0 * g.c_out * plane, (g.c_out, cur, plane))?;
+                }
+                _ => {
+                    spec.offset_c = n0 * g.c_out * plane;
+                    self.gemm(&spec, w, &cols, y)?;
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// dx through one grouped GEMM and col2im per chunk of images.
+    fn backward_data_chunked(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
+        let plane = g.oh * g.ow;
+        let (cout_g, k) = group_gemm_dims(g);
+        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
+        for n0 in (0..g.n).step_by(nb) {
+            let cur = nb.min(g.n - n0);
+            let (dy_mat, dy_at) = self.dy_chunk(dy, g, n0, cur, &mut scratch)?;
+            // Per group: dcols [k, cur * plane] = W_g^T [k, C_out/g] x dy_g [C_out/g, cur * plane].
+            let mut spec = GemmSpec::new(true, false, k, cur * plane, cout_g);
+            spec.batch = g.groups;
+            spec.stride_a = cout_g * k;
+            spec.stride_b = cout_g * cur * plane;
+            spec.offset_b = dy_at;
+            spec.stride_c = k * cur * plane;
+            self.gemm(&spec, w, dy_mat, &mut cols)?;
+            self.col2im(&cols, g, n0, cur, dx)?;
+        }
+        Ok(())
     }
 
     fn check_depthwise(&self, g: &ConvGeom) -> Result<Vec<KernelArg>> {
@@ -145,30 +214,10 @@ impl ConvOps<f32> for GpuBackend {
             expect_len("conv2d", "bias", b.len(), g.c_out)?;
         }
         let plane = g.oh * g.ow;
-        let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
         let mut y = self.alloc::<f32>(g.y_len())?;
-        let (nb, mut cols) = self.conv_workspace(g)?;
-        let mut scratch = self.chunk_scratch(g, nb)?;
-        for n0 in (0..g.n).step_by(nb) {
-            let cur = nb.min(g.n - n0);
-            self.im2col(x, g, n0, cur, &mut cols)?;
-            // Per group: [C_out/g, k] x [k, cur * plane], written straight into y for one image
-            // (its NCHW slice is exactly that matrix), else into scratch and rearranged.
-            let mut spec = GemmSpec::new(false, false, cout_g, cur * plane, k);
-            spec.batch = g.groups;
-            spec.stride_a = cout_g * k;
-            spec.stride_b = k * cur * plane;
-            spec.stride_c = cout_g * cur * plane;
-            match scratch.as_mut() {
-                Some(tmp) if cur > 1 => {
-                    self.gemm(&spec, w, &cols, tmp)?;
-                    self.swap_outer_axes(tmp, 0, &mut y, n0 * g.c_out * plane, (g.c_out, cur, plane))?;
-                }
-                _ => {
-                    spec.offset_c = n0 * g.c_out * plane;
-                    self.gemm(&spec, w, &cols, &mut y)?;
-                }
-            }
+        match pointwise_spec(g, false) {
+            Some(spec) => self.gemm(&spec, w, x, &mut y)?,
+            None => self.forward_chunked(x, w, g, &mut y)?,
         }
         if let Some(b) = bias {
             self.add_bias(&mut y, b, g.c_out, plane)?;
@@ -179,23 +228,10 @@ impl ConvOps<f32> for GpuBackend {
     fn conv2d_backward_data(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
-        let plane = g.oh * g.ow;
-        let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
         let mut dx = self.alloc::<f32>(g.x_len())?;
-        let (nb, mut cols) = self.conv_workspace(g)?;
-        let mut scratch = self.chunk_scratch(g, nb)?;
-        for n0 in (0..g.n).step_by(nb) {
-            let cur = nb.min(g.n - n0);
-            let (dy_mat, dy_at) = self.dy_chunk(dy, g, n0, cur, &mut scratch)?;
-            // Per group: dcols [k, cur * plane] = W_g^T [k, C_out/g] x dy_g [C_out/g, cur * plane].
-            let mut spec = GemmSpec::new(true, false, k, cur * plane, cout_g);
-            spec.batch = g.groups;
-            spec.stride_a = cout_g * k;
-            spec.stride_b = cout_g * cur * plane;
-            spec.offset_b = dy_at;
-            spec.stride_c = k * cur * plane;
-            self.gemm(&spec, w, dy_mat, &mut cols)?;
-            self.col2im(&cols, g, n0, cur, &mut dx)?;
+        match pointwise_spec(g, true) {
+            Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
+            None => self.backward_data_chunked(dy, w, g, &mut dx)?,
         }
         Ok(dx)
     }
@@ -204,10 +240,9 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "input", x.len(), g.x_len())?;
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
-        let (cout_g, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
+        let (cout_g, k) = group_gemm_dims(g);
         let mut dw = self.alloc::<f32>(g.weight_len())?;
-        let (nb, mut cols) = self.conv_workspace(g)?;
-        let mut scratch = self.chunk_scratch(g, nb)?;
+        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
         for n0 in (0..g.n).step_by(nb) {
             let cur = nb.min(g.n - n0);
             self.im2col(x, g, n0, cur, &mut cols)?;
@@ -242,7 +277,7 @@ impl ConvOps<f32> for GpuBackend {
         let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
         args.extend(geometry);
         args.push(KernelArg::I32(bias.is_some() as i32));
-        self.launch("depthwise", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?;
+        self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?;
         Ok(y)
     }
 
@@ -254,7 +289,7 @@ impl ConvOps<f32> for GpuBackend {
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), w.arg(), dx.arg()];
         args.extend(geometry);
-        self.launch("depthwise", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?;
+        self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?;
         Ok(dx)
     }
 
@@ -269,7 +304,7 @@ impl ConvOps<f32> for GpuBackend {
         let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;
         let mut args = vec![x.arg(), dy.arg(), dw.arg()];
         args.extend(geometry);
-        self.launch("depthwise", "depthwise_backward_filter", cfg, &args)?;
+        self.launch("conv", "depthwise_backward_filter", cfg, &args)?;
         Ok(dw)
     }
 }

@@ -1,29 +1,34 @@
 //! Inverted dropout on the CPU with the counter-based mask shared by every device.
 
-use super::{dropout_uniform, DropoutOps};
-use crate::cpu::par::{lift, zip_map, CHUNK};
+use super::{check_probability, dropout_hash, keep_threshold, DropoutOps};
+use crate::cpu::par::{zip_map, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
 impl<E: Element> DropoutOps<E> for CpuBackend {
     fn dropout_forward(&self, x: &CpuBuf<E>, p: f64, seed: u64) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")));
-        }
-        let keep_scale: E = lift(1.0 / (1.0 - p));
+        check_probability(p)?;
+        let keep_scale: E = E::from_f64(1.0 / (1.0 - p));
+        // Comparing the hash's top 24 bits with keep_threshold(p) gives the mask of
+        // `dropout_uniform >= p` without converting every hash to floating point, which costs
+        // several times the hash itself.
+        let threshold = u64::from(keep_threshold(p));
+        // Indexed by the keep decision rather than branched on it: a branch would be mispredicted
+        // for about min(p, 1 - p) of the elements.
+        let mask_values = [E::zero(), keep_scale];
         let mut mask = vec![E::zero(); x.len()];
-        mask.par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, mc)| {
-            let first = (chunk * CHUNK) as u64;
-            for (i, m) in mc.iter_mut().enumerate() {
-                // The uniform is a multiple of 2^-24, exact in f64, so this is the exact rule.
-                if f64::from(dropout_uniform(seed, first + i as u64)) >= p {
-                    *m = keep_scale;
+        mask.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(chunk, mc)| {
+                let first = (chunk * CHUNK) as u64;
+                for (i, m) in mc.iter_mut().enumerate() {
+                    let keep = dropout_hash(seed, first + i as u64) >> 40 >= threshold;
+                    *m = mask_values[usize::from(keep)];
                 }
-            }
-        });
+            });
         let y = zip_map(x, &mask, |x, m| x * m);
         Ok((self.wrap(y), self.wrap(mask)))
     }
@@ -38,13 +43,15 @@ impl<E: Element> DropoutOps<E> for CpuBackend {
 mod tests {
     use super::*;
     use crate::cpu::testutil::{buf, error_text, random};
+    use crate::ops::dropout::dropout_uniform;
 
     #[test]
     fn keeps_about_one_minus_p_and_scales_the_kept() {
         let cpu = CpuBackend::new();
         let len = 40_000;
         let x = buf(&cpu, &vec![2.0; len]);
-        for p in [0.1, 0.5, 0.8] {
+        // 0.25 lies on the 2^-24 grid of the uniforms, 0.5 + 2^-30 between two grid points.
+        for p in [0.1, 0.25, 0.5 + 2f64.powi(-30), 0.8] {
             let (y, mask) = cpu.dropout_forward(&x, p, 42).unwrap();
             let kept = mask.iter().filter(|&&m| m != 0.0).count();
             let rate = kept as f64 / len as f64;
@@ -52,7 +59,11 @@ mod tests {
             assert!((rate - (1.0 - p)).abs() < 0.01, "p {p}: kept {rate}");
             for (i, (&m, &y)) in mask.iter().zip(y.iter()).enumerate() {
                 let keep = f64::from(dropout_uniform(42, i as u64)) >= p;
-                assert_eq!(m, if keep { 1.0 / (1.0 - p) } else { 0.0 }, "mask[{i}] for p {p}");
+                assert_eq!(
+                    m,
+                    if keep { 1.0 / (1.0 - p) } else { 0.0 },
+                    "mask[{i}] for p {p}"
+                );
                 assert_eq!(y, 2.0 * m);
             }
         }
@@ -71,9 +82,15 @@ mod tests {
     fn mask_depends_on_seed_only_and_matches_between_f32_and_f64() {
         let cpu = CpuBackend::new();
         let len = 3 * CHUNK + 17;
-        let (_, a) = cpu.dropout_forward(&cpu.wrap(vec![1.0f32; len]), 0.3, 5).unwrap();
-        let (_, b) = cpu.dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 5).unwrap();
-        let (_, c) = cpu.dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 6).unwrap();
+        let (_, a) = cpu
+            .dropout_forward(&cpu.wrap(vec![1.0f32; len]), 0.3, 5)
+            .unwrap();
+        let (_, b) = cpu
+            .dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 5)
+            .unwrap();
+        let (_, c) = cpu
+            .dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 6)
+            .unwrap();
         let kept = |m: &[f64]| m.iter().map(|&v| v != 0.0).collect::<Vec<_>>();
         let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
         assert_eq!(kept(&a64), kept(&b));
@@ -84,7 +101,9 @@ mod tests {
     fn backward_applies_the_mask() {
         let cpu = CpuBackend::new();
         let mask = buf(&cpu, &[2.0, 0.0, 2.0]);
-        let dx = cpu.dropout_backward(&buf(&cpu, &[1.0, 5.0, -3.0]), &mask).unwrap();
+        let dx = cpu
+            .dropout_backward(&buf(&cpu, &[1.0, 5.0, -3.0]), &mask)
+            .unwrap();
         assert_eq!(dx.to_vec(), vec![2.0, 0.0, -6.0]);
         assert_eq!(
             error_text(cpu.dropout_backward(&buf(&cpu, &[1.0; 2]), &mask)),
@@ -98,7 +117,10 @@ mod tests {
         let x = buf(&cpu, &[1.0; 4]);
         for p in [1.0, -0.1, f64::NAN] {
             let err = error_text(cpu.dropout_forward(&x, p, 1));
-            assert!(err.starts_with("invalid configuration: dropout probability must be in [0, 1)"), "{err}");
+            assert!(
+                err.starts_with("invalid configuration: dropout probability must be in [0, 1)"),
+                "{err}"
+            );
         }
     }
 }

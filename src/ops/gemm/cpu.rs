@@ -78,8 +78,8 @@ pub(crate) fn gemm_slices<E: Element>(spec: &GemmSpec<E>, a: &[E], b: &[E], c: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::testutil::{assert_close, narrow, random, widen};
     use crate::device::Device;
-    use crate::ops::cpu_test_support::{assert_close, narrow, random_vec, widen};
 
     /// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] by the definition.
     fn naive_gemm(spec: &GemmSpec<f64>, a: &[f64], b: &[f64], c: &mut [f64]) {
@@ -107,8 +107,8 @@ mod tests {
     fn strided_spec<E: Element>(trans_a: bool, trans_b: bool, beta: f64) -> GemmSpec<E> {
         let (m, n, k) = (5, 7, 3);
         GemmSpec {
-            alpha: <E as Element>::from_f64(1.5),
-            beta: <E as Element>::from_f64(beta),
+            alpha: E::from_f64(1.5),
+            beta: E::from_f64(beta),
             batch: 2,
             stride_a: m * k + 4,
             stride_b: k * n + 1,
@@ -127,10 +127,10 @@ mod tests {
             for beta in [0.0, 1.0, 0.5] {
                 let spec = strided_spec(trans_a, trans_b, beta);
                 let (la, lb, lc) = spec.required_lens();
-                let a = random_vec(1, la);
-                let b = random_vec(2, lb);
+                let a = random(la, 1);
+                let b = random(lb, 2);
                 // With beta == 0 C must not be read: NaN there would leak into the result.
-                let c0: Vec<f64> = if beta == 0.0 { vec![f64::NAN; lc + 2] } else { random_vec(3, lc + 2) };
+                let c0: Vec<f64> = if beta == 0.0 { vec![f64::NAN; lc + 2] } else { random(lc + 2, 3) };
                 let mut want = c0.clone();
                 naive_gemm(&spec, &a, &b, &mut want);
                 if beta == 0.0 {
@@ -153,7 +153,7 @@ mod tests {
         let cpu = CpuBackend::new();
         let spec = strided_spec::<f64>(true, false, 1.0);
         let (la, lb, lc) = spec.required_lens();
-        let (a, b, c0) = (random_vec(4, la), random_vec(5, lb), random_vec(6, lc));
+        let (a, b, c0) = (random(la, 4), random(lb, 5), random(lc, 6));
         let mut c64 = cpu.wrap(c0.clone());
         cpu.gemm(&spec, &cpu.wrap(a.clone()), &cpu.wrap(b.clone()), &mut c64).unwrap();
         let spec32 = strided_spec::<f32>(true, false, 1.0);

@@ -17,7 +17,7 @@ const MAX_GRID_YZ: usize = 65535;
 /// Whether an operand can be read with 16-byte loads: its first matrix is 16-byte aligned and
 /// every row and every batch matrix starts 4 floats apart.
 fn vectorizable(buf: &GpuBuf<f32>, offset: usize, ld: usize, stride: usize, batch: usize) -> KernelArg {
-    let aligned = buf.ptr_at(offset) % 16 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0);
+    let aligned = buf.ptr_at(offset).is_multiple_of(16) && ld.is_multiple_of(4) && (batch == 1 || stride.is_multiple_of(4));
     KernelArg::I32(aligned as i32)
 }
 
@@ -41,13 +41,8 @@ impl GemmOps<f32> for GpuBackend {
         if spec.m == 0 || spec.n == 0 || spec.batch == 0 {
             return Ok(());
         }
-        if spec.batch > MAX_GRID_YZ || spec.m.div_ceil(TILE) > MAX_GRID_YZ {
-            return Err(Error::shape(format!(
-                "gemm batch {} and rows {} must stay within {MAX_GRID_YZ} batches and {} rows",
-                spec.batch,
-                spec.m,
-                MAX_GRID_YZ * TILE
-            )));
+        if spec.m.div_ceil(TILE) > MAX_GRID_YZ {
+            return Err(Error::shape(format!("gemm has {} rows, more than the {} one launch covers", spec.m, MAX_GRID_YZ * TILE)));
         }
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
@@ -58,31 +53,38 @@ impl GemmOps<f32> for GpuBackend {
             (true, false) => "sgemm_tn",
             (true, true) => "sgemm_tt",
         };
-        let cfg = LaunchConfig {
-            grid: (spec.n.div_ceil(TILE) as u32, spec.m.div_ceil(TILE) as u32, spec.batch as u32),
-            block: (GEMM_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let args = [
-            KernelArg::Ptr(a.ptr_at(spec.offset_a)),
-            KernelArg::Ptr(b.ptr_at(spec.offset_b)),
-            KernelArg::Ptr(c.ptr_at(spec.offset_c)),
-            int(spec.m, "gemm m")?,
-            int(spec.n, "gemm n")?,
-            int(spec.k, "gemm k")?,
-            int(lda, "gemm lda")?,
-            int(ldb, "gemm ldb")?,
-            int(ldc, "gemm ldc")?,
-            stride_arg(spec.stride_a, "A")?,
-            stride_arg(spec.stride_b, "B")?,
-            stride_arg(spec.stride_c, "C")?,
-            KernelArg::F32(spec.alpha),
-            KernelArg::F32(spec.beta),
-            vectorizable(a, spec.offset_a, lda, spec.stride_a, spec.batch),
-            vectorizable(b, spec.offset_b, ldb, spec.stride_b, spec.batch),
-            vectorizable(c, spec.offset_c, ldc, spec.stride_c, spec.batch),
-        ];
-        self.launch("gemm", kernel, cfg, &args)
+        // The batch is the grid's z axis, so batches beyond its limit take several launches.
+        for first in (0..spec.batch).step_by(MAX_GRID_YZ) {
+            let batch = MAX_GRID_YZ.min(spec.batch - first);
+            let (off_a, off_b, off_c) =
+                (spec.offset_a + first * spec.stride_a, spec.offset_b + first * spec.stride_b, spec.offset_c + first * spec.stride_c);
+            let cfg = LaunchConfig {
+                grid: (spec.n.div_ceil(TILE) as u32, spec.m.div_ceil(TILE) as u32, batch as u32),
+                block: (GEMM_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let args = [
+                KernelArg::Ptr(a.ptr_at(off_a)),
+                KernelArg::Ptr(b.ptr_at(off_b)),
+                KernelArg::Ptr(c.ptr_at(off_c)),
+                int(spec.m, "gemm m")?,
+                int(spec.n, "gemm n")?,
+                int(spec.k, "gemm k")?,
+                int(lda, "gemm lda")?,
+                int(ldb, "gemm ldb")?,
+                int(ldc, "gemm ldc")?,
+                stride_arg(spec.stride_a, "A")?,
+                stride_arg(spec.stride_b, "B")?,
+                stride_arg(spec.stride_c, "C")?,
+                KernelArg::F32(spec.alpha),
+                KernelArg::F32(spec.beta),
+                vectorizable(a, off_a, lda, spec.stride_a, batch),
+                vectorizable(b, off_b, ldb, spec.stride_b, batch),
+                vectorizable(c, off_c, ldc, spec.stride_c, batch),
+            ];
+            self.launch("gemm", kernel, cfg, &args)?;
+        }
+        Ok(())
     }
 }
 

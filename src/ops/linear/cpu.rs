@@ -2,18 +2,25 @@
 //! bias as a row broadcast and a column sum.
 
 use super::{LinearGeom, LinearOps};
-use crate::cpu::{expect_len, CpuBackend, CpuBuf};
+use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
+use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
 use rayon::prelude::*;
 
 impl<E: Element> LinearOps<E> for CpuBackend {
-    fn linear_forward(&self, x: &CpuBuf<E>, w: &CpuBuf<E>, bias: Option<&CpuBuf<E>>, g: &LinearGeom) -> Result<CpuBuf<E>> {
-        expect_len("linear input", x.len(), g.n * g.in_features)?;
-        expect_len("linear weight", w.len(), g.out_features * g.in_features)?;
+    fn linear_forward(
+        &self,
+        x: &CpuBuf<E>,
+        w: &CpuBuf<E>,
+        bias: Option<&CpuBuf<E>>,
+        g: &LinearGeom,
+    ) -> Result<CpuBuf<E>> {
+        expect_len("linear", "input", x.len(), g.n * g.in_features)?;
+        expect_len("linear", "weight", w.len(), g.out_features * g.in_features)?;
         if let Some(b) = bias {
-            expect_len("linear bias", b.len(), g.out_features)?;
+            expect_len("linear", "bias", b.len(), g.out_features)?;
         }
         let mut y = self.wrap(vec![E::zero(); g.n * g.out_features]);
         self.gemm(&GemmSpec::new(false, true, g.n, g.out_features, g.in_features), x, w, &mut y)?;
@@ -24,23 +31,23 @@ impl<E: Element> LinearOps<E> for CpuBackend {
     }
 
     fn linear_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &LinearGeom) -> Result<CpuBuf<E>> {
-        expect_len("linear output gradient", dy.len(), g.n * g.out_features)?;
-        expect_len("linear weight", w.len(), g.out_features * g.in_features)?;
+        expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
+        expect_len("linear", "weight", w.len(), g.out_features * g.in_features)?;
         let mut dx = self.wrap(vec![E::zero(); g.n * g.in_features]);
         self.gemm(&GemmSpec::new(false, false, g.n, g.in_features, g.out_features), dy, w, &mut dx)?;
         Ok(dx)
     }
 
     fn linear_backward_weight(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &LinearGeom) -> Result<CpuBuf<E>> {
-        expect_len("linear input", x.len(), g.n * g.in_features)?;
-        expect_len("linear output gradient", dy.len(), g.n * g.out_features)?;
+        expect_len("linear", "input", x.len(), g.n * g.in_features)?;
+        expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
         let mut dw = self.wrap(vec![E::zero(); g.out_features * g.in_features]);
         self.gemm(&GemmSpec::new(true, false, g.out_features, g.in_features, g.n), dy, x, &mut dw)?;
         Ok(dw)
     }
 
     fn linear_backward_bias(&self, dy: &CpuBuf<E>, g: &LinearGeom) -> Result<CpuBuf<E>> {
-        expect_len("linear output gradient", dy.len(), g.n * g.out_features)?;
+        expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
         let mut db = vec![E::zero(); g.out_features];
         for row in dy.chunks_exact(g.out_features) {
             db.iter_mut().zip(row).for_each(|(d, &v)| *d += v);
@@ -52,13 +59,13 @@ impl<E: Element> LinearOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::cpu_test_support::{assert_close, error_text, narrow, random_vec, widen};
+    use crate::cpu::testutil::{assert_close, error_text, narrow, random, widen};
 
     #[test]
     fn forward_and_backward_match_the_definitions() {
         let cpu = CpuBackend::new();
         let g = LinearGeom::new(3, 5, 4).unwrap();
-        let (x, w, b, dy) = (random_vec(1, 15), random_vec(2, 20), random_vec(3, 4), random_vec(4, 12));
+        let (x, w, b, dy) = (random(15, 1), random(20, 2), random(4, 3), random(12, 4));
         let mut want_y = vec![0.0; 12];
         let mut want_dx = vec![0.0; 15];
         let mut want_dw = vec![0.0; 20];
@@ -84,9 +91,11 @@ mod tests {
     fn f32_agrees_with_f64() {
         let cpu = CpuBackend::new();
         let g = LinearGeom::new(4, 7, 3).unwrap();
-        let (x, w, b) = (random_vec(5, 28), random_vec(6, 21), random_vec(7, 3));
-        let y64 = cpu.linear_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
-        let y32 = cpu.linear_forward(&cpu.wrap(narrow(&x)), &cpu.wrap(narrow(&w)), Some(&cpu.wrap(narrow(&b))), &g).unwrap();
+        let (x, w, b) = (random(28, 5), random(21, 6), random(3, 7));
+        let y64 =
+            cpu.linear_forward(&cpu.wrap(x.clone()), &cpu.wrap(w.clone()), Some(&cpu.wrap(b.clone())), &g).unwrap();
+        let y32 =
+            cpu.linear_forward(&cpu.wrap(narrow(&x)), &cpu.wrap(narrow(&w)), Some(&cpu.wrap(narrow(&b))), &g).unwrap();
         assert_close("linear f32", &widen(&y32), &y64, 1e-5);
     }
 
@@ -96,7 +105,7 @@ mod tests {
         let g = LinearGeom::new(2, 3, 4).unwrap();
         let (x, w) = (cpu.wrap(vec![0.0f64; 6]), cpu.wrap(vec![0.0f64; 12]));
         let err = error_text(cpu.linear_forward(&x, &w, Some(&cpu.wrap(vec![0.0; 3])), &g));
-        assert!(err.contains("linear bias holds 3 elements but the geometry needs 4"), "{err}");
+        assert!(err.contains("linear: bias has 3 elements but 4 are needed"), "{err}");
         assert!(cpu.linear_forward(&w, &w, None, &g).is_err());
         assert!(cpu.linear_backward_data(&x, &w, &g).is_err());
         assert!(cpu.linear_backward_weight(&x, &x, &g).is_err());

@@ -3,8 +3,8 @@
 use super::{LinearGeom, LinearOps};
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::ops::check::expect_len;
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
 
 impl LinearOps<f32> for GpuBackend {

@@ -1,26 +1,20 @@
 //! Softmax cross-entropy and softmax on the CPU, one row per rayon task, in f64 internally.
 
-use super::LossOps;
-use crate::cpu::par::{lift, widen};
+use super::{check_cross_entropy, check_labels, check_rows, LossOps};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
-use crate::ops::check::expect_len;
+use crate::error::Result;
 use rayon::prelude::*;
 
 /// The row's maximum and log(sum(exp(x - max))): log-sum-exp = max + the second value, computed
 /// without overflow whatever the magnitude of the logits.
 fn max_and_log_sum_exp<E: Element>(row: &[E]) -> (f64, f64) {
-    let max = row.iter().map(|&v| widen(v)).fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = row.iter().map(|&v| (widen(v) - max).exp()).sum();
+    let max = row
+        .iter()
+        .map(|&v| v.to_f64())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = row.iter().map(|&v| (v.to_f64() - max).exp()).sum();
     (max, sum.ln())
-}
-
-fn check_rows(op: &str, logits_len: usize, n: usize, classes: usize) -> Result<()> {
-    if n == 0 || classes == 0 {
-        return Err(Error::shape(format!("{op} needs at least one sample and one class, got N={n} K={classes}")));
-    }
-    expect_len(op, "logits", logits_len, n * classes)
 }
 
 impl<E: Element> LossOps<E> for CpuBackend {
@@ -32,17 +26,8 @@ impl<E: Element> LossOps<E> for CpuBackend {
         classes: usize,
         label_smoothing: f64,
     ) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
-        const OP: &str = "softmax_cross_entropy";
-        check_rows(OP, logits.len(), n, classes)?;
-        expect_len(OP, "labels", labels.len(), n)?;
-        if !(0.0..=1.0).contains(&label_smoothing) {
-            return Err(Error::config(format!("label smoothing must be in [0, 1], got {label_smoothing}")));
-        }
-        if let Some((i, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
-            return Err(Error::shape(format!(
-                "{OP}: label {label} of sample {i} is out of range for {classes} classes (labels must be below {classes})"
-            )));
-        }
+        check_cross_entropy(logits.len(), labels.len(), n, classes, label_smoothing)?;
+        check_labels(labels, classes)?;
         let off_target = label_smoothing / classes as f64;
         let on_target = 1.0 - label_smoothing + off_target;
         let inv_n = 1.0 / n as f64;
@@ -55,28 +40,35 @@ impl<E: Element> LossOps<E> for CpuBackend {
                 let (max, log_sum) = max_and_log_sum_exp(row);
                 let mut loss = 0.0;
                 for (k, (d, &x)) in drow.iter_mut().zip(row).enumerate() {
-                    let target = if k == label as usize { on_target } else { off_target };
+                    let target = if k == label as usize {
+                        on_target
+                    } else {
+                        off_target
+                    };
                     // -log softmax_k, never negative, so the weighted sum does not cancel.
-                    let neg_log_p = log_sum - (widen(x) - max);
+                    let neg_log_p = log_sum - (x.to_f64() - max);
                     loss += target * neg_log_p;
-                    *d = lift(((-neg_log_p).exp() - target) * inv_n);
+                    *d = E::from_f64(((-neg_log_p).exp() - target) * inv_n);
                 }
                 loss
             })
             .collect();
         let mean_loss = row_losses.iter().sum::<f64>() * inv_n;
-        Ok((self.wrap(vec![lift(mean_loss)]), self.wrap(dlogits)))
+        Ok((self.wrap(vec![E::from_f64(mean_loss)]), self.wrap(dlogits)))
     }
 
     fn softmax(&self, logits: &CpuBuf<E>, n: usize, classes: usize) -> Result<CpuBuf<E>> {
         check_rows("softmax", logits.len(), n, classes)?;
         let mut probs = vec![E::zero(); n * classes];
-        probs.par_chunks_mut(classes).zip(logits.par_chunks(classes)).for_each(|(prow, row)| {
-            let (max, log_sum) = max_and_log_sum_exp(row);
-            for (p, &x) in prow.iter_mut().zip(row) {
-                *p = lift((widen(x) - max - log_sum).exp());
-            }
-        });
+        probs
+            .par_chunks_mut(classes)
+            .zip(logits.par_chunks(classes))
+            .for_each(|(prow, row)| {
+                let (max, log_sum) = max_and_log_sum_exp(row);
+                for (p, &x) in prow.iter_mut().zip(row) {
+                    *p = E::from_f64((x.to_f64() - max - log_sum).exp());
+                }
+            });
         Ok(self.wrap(probs))
     }
 }
@@ -84,10 +76,24 @@ impl<E: Element> LossOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, error_text, finite_diff, random};
+    use crate::cpu::testutil::{assert_close, buf, error_text, finite_diff, narrow, random, widen};
 
-    fn loss_and_grad(cpu: &CpuBackend, logits: &[f64], labels: &[u32], k: usize, eps: f64) -> (f64, Vec<f64>) {
-        let (loss, d) = cpu.softmax_cross_entropy(&buf(cpu, logits), &cpu.wrap(labels.to_vec()), labels.len(), k, eps).unwrap();
+    fn loss_and_grad(
+        cpu: &CpuBackend,
+        logits: &[f64],
+        labels: &[u32],
+        k: usize,
+        eps: f64,
+    ) -> (f64, Vec<f64>) {
+        let (loss, d) = cpu
+            .softmax_cross_entropy(
+                &buf(cpu, logits),
+                &cpu.wrap(labels.to_vec()),
+                labels.len(),
+                k,
+                eps,
+            )
+            .unwrap();
         (loss[0], d.to_vec())
     }
 
@@ -104,7 +110,12 @@ mod tests {
         let (loss, grad) = loss_and_grad(&cpu, &[1.0, 2.0, 3.0], &[0], 3, 0.3);
         assert!((loss - (0.8 * (lse - 1.0) + 0.1 * (lse - 2.0) + 0.1 * (lse - 3.0))).abs() < 1e-14);
         let p: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|x| (x - lse).exp()).collect();
-        assert_close("smoothed grad", &grad, &[p[0] - 0.8, p[1] - 0.1, p[2] - 0.1], 1e-15);
+        assert_close(
+            "smoothed grad",
+            &grad,
+            &[p[0] - 0.8, p[1] - 0.1, p[2] - 0.1],
+            1e-15,
+        );
     }
 
     #[test]
@@ -126,7 +137,9 @@ mod tests {
         let (loss, grad) = loss_and_grad(&cpu, &[1000.0, 0.0, -1000.0], &[1], 3, 0.0);
         assert_eq!(loss, 1000.0);
         assert_eq!(grad, vec![1.0, -1.0, 0.0]);
-        let probs = cpu.softmax(&cpu.wrap(vec![1e30f32, 0.0, 89.0, 88.0]), 2, 2).unwrap();
+        let probs = cpu
+            .softmax(&cpu.wrap(vec![1e30f32, 0.0, 89.0, 88.0]), 2, 2)
+            .unwrap();
         assert!(probs.iter().all(|p| p.is_finite()));
         assert_eq!((probs[0], probs[1]), (1.0, 0.0));
         assert!((probs[2] - 1.0 / (1.0 + (-1f32).exp())).abs() < 1e-6);
@@ -140,14 +153,16 @@ mod tests {
         for row in p64.chunks(7) {
             assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-14);
         }
-        let l32: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
+        let l32 = narrow(&logits);
         let p32 = cpu.softmax(&cpu.wrap(l32.clone()), 4, 7).unwrap();
-        assert_close("softmax f32", &p32.iter().map(|&v| v as f64).collect::<Vec<_>>(), &p64, 1e-6);
+        assert_close("softmax f32", &widen(&p32), &p64, 1e-6);
         let labels = cpu.wrap(vec![0u32, 6, 3, 3]);
-        let (loss32, d32) = cpu.softmax_cross_entropy(&cpu.wrap(l32), &labels, 4, 7, 0.1).unwrap();
+        let (loss32, d32) = cpu
+            .softmax_cross_entropy(&cpu.wrap(l32), &labels, 4, 7, 0.1)
+            .unwrap();
         let (loss64, d64) = loss_and_grad(&cpu, &logits, &[0, 6, 3, 3], 7, 0.1);
         assert_close("loss f32", &[loss32[0] as f64], &[loss64], 1e-6);
-        assert_close("dlogits f32", &d32.iter().map(|&v| v as f64).collect::<Vec<_>>(), &d64, 1e-6);
+        assert_close("dlogits f32", &widen(&d32), &d64, 1e-6);
     }
 
     #[test]
@@ -160,10 +175,19 @@ mod tests {
             "shape error: softmax_cross_entropy: label 3 of sample 1 is out of range for 3 classes (labels must be below 3)"
         );
         let err = error_text(cpu.softmax_cross_entropy(&logits, &cpu.wrap(vec![1]), 2, 3, 0.0));
-        assert_eq!(err, "shape error: softmax_cross_entropy: labels has 1 elements but 2 are needed");
+        assert_eq!(
+            err,
+            "shape error: softmax_cross_entropy: labels has 1 elements but 2 are needed"
+        );
         let err = error_text(cpu.softmax_cross_entropy(&logits, &cpu.wrap(vec![0, 0]), 2, 3, 1.5));
-        assert_eq!(err, "invalid configuration: label smoothing must be in [0, 1], got 1.5");
+        assert_eq!(
+            err,
+            "invalid configuration: label smoothing must be in [0, 1], got 1.5"
+        );
         let err = error_text(cpu.softmax(&logits, 0, 3));
-        assert_eq!(err, "shape error: softmax needs at least one sample and one class, got N=0 K=3");
+        assert_eq!(
+            err,
+            "shape error: softmax needs at least one sample and one class, got N=0 K=3"
+        );
     }
 }

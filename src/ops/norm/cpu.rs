@@ -3,11 +3,10 @@
 //! elementwise parts run in parallel over [N, C] rows.
 
 use super::{BatchNormGeom, BatchNormSaved, NormOps};
-use crate::cpu::par::{lift, widen, CHUNK};
+use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
-use crate::ops::check::expect_len;
+use crate::error::Result;
 use rayon::prelude::*;
 
 /// The HW-long rows of x that belong to channel `ch`, one per sample.
@@ -22,11 +21,18 @@ fn per_channel<T: Send>(g: &BatchNormGeom, f: impl Fn(usize) -> T + Sync) -> Vec
 }
 
 /// y[row] = f(channel of row, x[row], other[row]) for every [N, C] row, in parallel.
-fn map_rows<E: Element>(g: &BatchNormGeom, x: &[E], other: &[E], f: impl Fn(usize, E, E) -> E + Sync) -> Vec<E> {
+fn map_rows<E: Element>(
+    g: &BatchNormGeom,
+    x: &[E],
+    other: &[E],
+    f: impl Fn(usize, E, E) -> E + Sync,
+) -> Vec<E> {
+    // BatchNormGeom::new rejects HW = 0, but the fields are public; max(1) keeps chunking valid.
+    let hw = g.hw.max(1);
     let mut y = vec![E::zero(); g.len()];
-    y.par_chunks_mut(g.hw)
-        .zip(x.par_chunks(g.hw).zip(other.par_chunks(g.hw)))
-        .with_min_len((CHUNK / g.hw).max(1))
+    y.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw).zip(other.par_chunks(hw)))
+        .with_min_len((CHUNK / hw).max(1))
         .enumerate()
         .for_each(|(row, (yr, (xr, or)))| {
             let ch = row % g.c;
@@ -40,19 +46,17 @@ fn map_rows<E: Element>(g: &BatchNormGeom, x: &[E], other: &[E], f: impl Fn(usiz
 /// Biased batch mean and variance of one channel.
 fn channel_mean_var<E: Element>(x: &[E], g: &BatchNormGeom, ch: usize) -> (f64, f64) {
     let count = g.count() as f64;
-    let mean = channel_rows(x, g, ch).flatten().map(|&v| widen(v)).sum::<f64>() / count;
-    let var = channel_rows(x, g, ch).flatten().map(|&v| (widen(v) - mean).powi(2)).sum::<f64>() / count;
+    let mean = channel_rows(x, g, ch)
+        .flatten()
+        .map(|&v| v.to_f64())
+        .sum::<f64>()
+        / count;
+    let var = channel_rows(x, g, ch)
+        .flatten()
+        .map(|&v| (v.to_f64() - mean).powi(2))
+        .sum::<f64>()
+        / count;
     (mean, var)
-}
-
-fn check_lengths(op: &str, g: &BatchNormGeom, x: &[usize], per_channel: &[(&str, usize)]) -> Result<()> {
-    for &len in x {
-        expect_len(op, "the input", len, g.len())?;
-    }
-    for &(name, len) in per_channel {
-        expect_len(op, name, len, g.c)?;
-    }
-    Ok(())
 }
 
 impl<E: Element> NormOps<E> for CpuBackend {
@@ -73,27 +77,34 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_mean", running_mean.len()),
             ("running_var", running_var.len()),
         ];
-        check_lengths(OP, g, &[x.len()], &per_channel_lens)?;
-        if g.count() == 1 {
-            return Err(Error::shape(format!(
-                "{OP} needs more than one value per channel, got N*H*W = 1 (N={}, HW={}); \
-                 train with a batch of at least 2 or use eval mode",
-                g.n, g.hw
-            )));
-        }
+        g.check_lengths(OP, &[x.len()], &per_channel_lens)?;
+        g.check_trainable(OP)?;
         let stats = per_channel(g, |ch| channel_mean_var(x, g, ch));
         let unbias = g.count() as f64 / (g.count() - 1) as f64;
         for (ch, &(mean, var)) in stats.iter().enumerate() {
-            let rm = widen(running_mean[ch]);
-            let rv = widen(running_var[ch]);
-            running_mean[ch] = lift((1.0 - momentum) * rm + momentum * mean);
-            running_var[ch] = lift((1.0 - momentum) * rv + momentum * var * unbias);
+            let rm = running_mean[ch].to_f64();
+            let rv = running_var[ch].to_f64();
+            running_mean[ch] = E::from_f64((1.0 - momentum) * rm + momentum * mean);
+            running_var[ch] = E::from_f64((1.0 - momentum) * rv + momentum * var * unbias);
         }
-        let mean: Vec<E> = stats.iter().map(|&(m, _)| lift(m)).collect();
-        let invstd: Vec<E> = stats.iter().map(|&(_, v)| lift(1.0 / (v + g.eps).sqrt())).collect();
-        let scale: Vec<E> = invstd.iter().zip(gamma.iter()).map(|(&s, &gm)| s * gm).collect();
+        let mean: Vec<E> = stats.iter().map(|&(m, _)| E::from_f64(m)).collect();
+        let invstd: Vec<E> = stats
+            .iter()
+            .map(|&(_, v)| E::from_f64(1.0 / (v + g.eps).sqrt()))
+            .collect();
+        let scale: Vec<E> = invstd
+            .iter()
+            .zip(gamma.iter())
+            .map(|(&s, &gm)| s * gm)
+            .collect();
         let y = map_rows(g, x, x, |ch, x, _| (x - mean[ch]) * scale[ch] + beta[ch]);
-        Ok((self.wrap(y), BatchNormSaved { mean: self.wrap(mean), invstd: self.wrap(invstd) }))
+        Ok((
+            self.wrap(y),
+            BatchNormSaved {
+                mean: self.wrap(mean),
+                invstd: self.wrap(invstd),
+            },
+        ))
     }
 
     fn batch_norm2d_forward_eval(
@@ -111,9 +122,13 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_mean", running_mean.len()),
             ("running_var", running_var.len()),
         ];
-        check_lengths("batch_norm2d (eval)", g, &[x.len()], &per_channel_lens)?;
-        let scale: Vec<E> = (0..g.c).map(|ch| lift(widen(gamma[ch]) / (widen(running_var[ch]) + g.eps).sqrt())).collect();
-        Ok(self.wrap(map_rows(g, x, x, |ch, x, _| (x - running_mean[ch]) * scale[ch] + beta[ch])))
+        g.check_lengths("batch_norm2d (eval)", &[x.len()], &per_channel_lens)?;
+        let scale: Vec<E> = (0..g.c)
+            .map(|ch| E::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + g.eps).sqrt()))
+            .collect();
+        Ok(self.wrap(map_rows(g, x, x, |ch, x, _| {
+            (x - running_mean[ch]) * scale[ch] + beta[ch]
+        })))
     }
 
     fn batch_norm2d_backward(
@@ -124,15 +139,26 @@ impl<E: Element> NormOps<E> for CpuBackend {
         saved: &BatchNormSaved<CpuBuf<E>>,
         g: &BatchNormGeom,
     ) -> Result<(CpuBuf<E>, CpuBuf<E>, CpuBuf<E>)> {
-        let per_channel_lens = [("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved invstd", saved.invstd.len())];
-        check_lengths("batch_norm2d backward", g, &[x.len(), dy.len()], &per_channel_lens)?;
+        let per_channel_lens = [
+            ("gamma", gamma.len()),
+            ("saved mean", saved.mean.len()),
+            ("saved invstd", saved.invstd.len()),
+        ];
+        g.check_lengths(
+            "batch_norm2d backward",
+            &[x.len(), dy.len()],
+            &per_channel_lens,
+        )?;
         let (mean, invstd) = (&saved.mean, &saved.invstd);
         // Per channel: sum(dy) = dbeta and sum(dy * xhat) = dgamma, with xhat = (x - mean) * invstd.
         let sums = per_channel(g, |ch| {
-            let (m, s) = (widen(mean[ch]), widen(invstd[ch]));
-            channel_rows(dy, g, ch).flatten().zip(channel_rows(x, g, ch).flatten()).fold((0.0, 0.0), |(db, dg), (&dy, &x)| {
-                (db + widen(dy), dg + widen(dy) * (widen(x) - m) * s)
-            })
+            let (m, s) = (mean[ch].to_f64(), invstd[ch].to_f64());
+            channel_rows(dy, g, ch)
+                .flatten()
+                .zip(channel_rows(x, g, ch).flatten())
+                .fold((0.0, 0.0), |(db, dg), (&dy, &x)| {
+                    (db + dy.to_f64(), dg + dy.to_f64() * (x.to_f64() - m) * s)
+                })
         });
         // dx = gamma * invstd * (dy - dbeta / m - xhat * dgamma / m), the closed form of the
         // gradient through the batch mean and variance.
@@ -141,7 +167,11 @@ impl<E: Element> NormOps<E> for CpuBackend {
             .iter()
             .enumerate()
             .map(|(ch, &(dbeta, dgamma))| {
-                (lift(widen(gamma[ch]) * widen(invstd[ch])), lift(dbeta / count), lift(dgamma / count))
+                (
+                    E::from_f64(gamma[ch].to_f64() * invstd[ch].to_f64()),
+                    E::from_f64(dbeta / count),
+                    E::from_f64(dgamma / count),
+                )
             })
             .collect();
         let dx = map_rows(g, dy, x, |ch, dy, x| {
@@ -149,8 +179,8 @@ impl<E: Element> NormOps<E> for CpuBackend {
             let xhat = (x - mean[ch]) * invstd[ch];
             k * (dy - mean_dy - xhat * mean_dy_xhat)
         });
-        let dgamma = sums.iter().map(|&(_, dg)| lift(dg)).collect();
-        let dbeta = sums.iter().map(|&(db, _)| lift(db)).collect();
+        let dgamma = sums.iter().map(|&(_, dg)| E::from_f64(dg)).collect();
+        let dbeta = sums.iter().map(|&(db, _)| E::from_f64(db)).collect();
         Ok((self.wrap(dx), self.wrap(dgamma), self.wrap(dbeta)))
     }
 }
@@ -158,15 +188,26 @@ impl<E: Element> NormOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, dot, error_text, finite_diff, random};
+    use crate::cpu::testutil::{
+        assert_close, buf, dot, error_text, finite_diff, narrow, random, widen,
+    };
 
     const EPS: f64 = 1e-5;
 
     /// y of a training forward, with fresh running statistics.
-    fn train_y(cpu: &CpuBackend, x: &[f64], gamma: &[f64], beta: &[f64], g: &BatchNormGeom) -> Vec<f64> {
+    fn train_y(
+        cpu: &CpuBackend,
+        x: &[f64],
+        gamma: &[f64],
+        beta: &[f64],
+        g: &BatchNormGeom,
+    ) -> Vec<f64> {
         let (mut rm, mut rv) = (buf(cpu, &vec![0.0; g.c]), buf(cpu, &vec![1.0; g.c]));
         let (gm, bt) = (buf(cpu, gamma), buf(cpu, beta));
-        cpu.batch_norm2d_forward_train(&buf(cpu, x), &gm, &bt, &mut rm, &mut rv, 0.1, g).unwrap().0.to_vec()
+        cpu.batch_norm2d_forward_train(&buf(cpu, x), &gm, &bt, &mut rm, &mut rv, 0.1, g)
+            .unwrap()
+            .0
+            .to_vec()
     }
 
     #[test]
@@ -175,18 +216,31 @@ mod tests {
         // Batch 1 with spatial extent, odd sizes, and one value per sample.
         for (n, c, hw) in [(2, 3, 5), (1, 2, 4), (3, 1, 1), (5, 3, 7)] {
             let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
-            let (x, gamma, beta, w) = (random(g.len(), 1), random(c, 2), random(c, 3), random(g.len(), 4));
+            let (x, gamma, beta, w) = (
+                random(g.len(), 1),
+                random(c, 2),
+                random(c, 3),
+                random(g.len(), 4),
+            );
             let (mut rm, mut rv) = (buf(&cpu, &vec![0.0; c]), buf(&cpu, &vec![1.0; c]));
             let xb = buf(&cpu, &x);
             let gb = buf(&cpu, &gamma);
-            let (_, saved) = cpu.batch_norm2d_forward_train(&xb, &gb, &buf(&cpu, &beta), &mut rm, &mut rv, 0.1, &g).unwrap();
-            let (dx, dgamma, dbeta) = cpu.batch_norm2d_backward(&buf(&cpu, &w), &xb, &gb, &saved, &g).unwrap();
+            let (_, saved) = cpu
+                .batch_norm2d_forward_train(&xb, &gb, &buf(&cpu, &beta), &mut rm, &mut rv, 0.1, &g)
+                .unwrap();
+            let (dx, dgamma, dbeta) = cpu
+                .batch_norm2d_backward(&buf(&cpu, &w), &xb, &gb, &saved, &g)
+                .unwrap();
             let what = format!("N={n} C={c} HW={hw}");
             let fd_x = finite_diff(&x, 1e-5, |x| dot(&train_y(&cpu, x, &gamma, &beta, &g), &w));
             assert_close(&format!("dx {what}"), &dx, &fd_x, 1e-6);
-            let fd_gamma = finite_diff(&gamma, 1e-5, |gm| dot(&train_y(&cpu, &x, gm, &beta, &g), &w));
+            let fd_gamma = finite_diff(&gamma, 1e-5, |gm| {
+                dot(&train_y(&cpu, &x, gm, &beta, &g), &w)
+            });
             assert_close(&format!("dgamma {what}"), &dgamma, &fd_gamma, 1e-7);
-            let fd_beta = finite_diff(&beta, 1e-5, |bt| dot(&train_y(&cpu, &x, &gamma, bt, &g), &w));
+            let fd_beta = finite_diff(&beta, 1e-5, |bt| {
+                dot(&train_y(&cpu, &x, &gamma, bt, &g), &w)
+            });
             assert_close(&format!("dbeta {what}"), &dbeta, &fd_beta, 1e-7);
         }
     }
@@ -198,18 +252,51 @@ mod tests {
         let g = BatchNormGeom::new(2, 1, 2, EPS).unwrap();
         let x = buf(&cpu, &[1.0, 2.0, 3.0, 6.0]);
         let (mut rm, mut rv) = (buf(&cpu, &[0.5]), buf(&cpu, &[2.0]));
-        let (y, saved) =
-            cpu.batch_norm2d_forward_train(&x, &buf(&cpu, &[2.0]), &buf(&cpu, &[1.0]), &mut rm, &mut rv, 0.1, &g).unwrap();
+        let (y, saved) = cpu
+            .batch_norm2d_forward_train(
+                &x,
+                &buf(&cpu, &[2.0]),
+                &buf(&cpu, &[1.0]),
+                &mut rm,
+                &mut rv,
+                0.1,
+                &g,
+            )
+            .unwrap();
         let invstd = 1.0 / (3.5f64 + EPS).sqrt();
         assert_eq!((saved.mean[0], saved.invstd[0]), (3.0, invstd));
-        assert_close("y", &y, &[-4.0 * invstd + 1.0, -2.0 * invstd + 1.0, 1.0, 6.0 * invstd + 1.0], 1e-15);
+        assert_close(
+            "y",
+            &y,
+            &[
+                -4.0 * invstd + 1.0,
+                -2.0 * invstd + 1.0,
+                1.0,
+                6.0 * invstd + 1.0,
+            ],
+            1e-15,
+        );
         assert_close("running_mean", &rm, &[0.9 * 0.5 + 0.1 * 3.0], 1e-15);
         assert_close("running_var", &rv, &[0.9 * 2.0 + 0.1 * 14.0 / 3.0], 1e-15);
         // A second step moves the running statistics again from where they are.
         let x2 = buf(&cpu, &[0.0, 0.0, 0.0, 4.0]);
-        cpu.batch_norm2d_forward_train(&x2, &buf(&cpu, &[1.0]), &buf(&cpu, &[0.0]), &mut rm, &mut rv, 0.1, &g).unwrap();
+        cpu.batch_norm2d_forward_train(
+            &x2,
+            &buf(&cpu, &[1.0]),
+            &buf(&cpu, &[0.0]),
+            &mut rm,
+            &mut rv,
+            0.1,
+            &g,
+        )
+        .unwrap();
         assert_close("running_mean 2", &rm, &[0.9 * 0.75 + 0.1 * 1.0], 1e-15);
-        assert_close("running_var 2", &rv, &[0.9 * (1.8 + 1.4 / 3.0) + 0.1 * 12.0 / 3.0], 1e-15);
+        assert_close(
+            "running_var 2",
+            &rv,
+            &[0.9 * (1.8 + 1.4 / 3.0) + 0.1 * 12.0 / 3.0],
+            1e-15,
+        );
     }
 
     #[test]
@@ -218,7 +305,16 @@ mod tests {
         let g = BatchNormGeom::new(1, 2, 2, EPS).unwrap();
         let x = buf(&cpu, &[1.0, 3.0, -1.0, 0.0]);
         let (rm, rv) = (buf(&cpu, &[1.0, -1.0]), buf(&cpu, &[4.0 - EPS, 0.25 - EPS]));
-        let y = cpu.batch_norm2d_forward_eval(&x, &buf(&cpu, &[2.0, 1.0]), &buf(&cpu, &[0.5, 0.0]), &rm, &rv, &g).unwrap();
+        let y = cpu
+            .batch_norm2d_forward_eval(
+                &x,
+                &buf(&cpu, &[2.0, 1.0]),
+                &buf(&cpu, &[0.5, 0.0]),
+                &rm,
+                &rv,
+                &g,
+            )
+            .unwrap();
         assert_close("y", &y, &[0.5, 2.5, 0.0, 2.0], 1e-12);
     }
 
@@ -229,35 +325,55 @@ mod tests {
         let x: Vec<f32> = [1.0e4, 1.0e4 + 1.0, 1.0e4 + 2.0, 1.0e4 + 3.0].to_vec();
         let (mut rm, mut rv) = (cpu.wrap(vec![0.0f32]), cpu.wrap(vec![0.0f32]));
         let (y, _) = cpu
-            .batch_norm2d_forward_train(&cpu.wrap(x), &cpu.wrap(vec![1.0]), &cpu.wrap(vec![0.0]), &mut rm, &mut rv, 1.0, &g)
+            .batch_norm2d_forward_train(
+                &cpu.wrap(x),
+                &cpu.wrap(vec![1.0]),
+                &cpu.wrap(vec![0.0]),
+                &mut rm,
+                &mut rv,
+                1.0,
+                &g,
+            )
             .unwrap();
         assert_eq!(rv[0], 5.0 / 3.0);
         let want = [-1.5f64, -0.5, 0.5, 1.5].map(|d| d / (1.25f64 + EPS).sqrt());
-        assert_close("y", &y.iter().map(|&v| v as f64).collect::<Vec<_>>(), &want, 1e-6);
+        assert_close("y", &widen(&y), &want, 1e-6);
     }
 
     #[test]
     fn f32_agrees_with_f64() {
         let cpu = CpuBackend::new();
         let g = BatchNormGeom::new(3, 4, 6, EPS).unwrap();
-        let (x, gamma, beta, dy) = (random(g.len(), 5), random(4, 6), random(4, 7), random(g.len(), 8));
-        let narrow = |v: &[f64]| cpu.wrap(v.iter().map(|&v| v as f32).collect::<Vec<_>>());
-        let widen32 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
-        let (mut rm32, mut rv32) = (narrow(&[0.0; 4]), narrow(&[1.0; 4]));
-        let (x32, g32) = (narrow(&x), narrow(&gamma));
-        let (y32, s32) = cpu.batch_norm2d_forward_train(&x32, &g32, &narrow(&beta), &mut rm32, &mut rv32, 0.1, &g).unwrap();
-        let (dx32, dg32, db32) = cpu.batch_norm2d_backward(&narrow(&dy), &x32, &g32, &s32, &g).unwrap();
+        let (x, gamma, beta, dy) = (
+            random(g.len(), 5),
+            random(4, 6),
+            random(4, 7),
+            random(g.len(), 8),
+        );
+        let buf32 = |v: &[f64]| cpu.wrap(narrow(v));
+        let (mut rm32, mut rv32) = (buf32(&[0.0; 4]), buf32(&[1.0; 4]));
+        let (x32, g32) = (buf32(&x), buf32(&gamma));
+        let (y32, s32) = cpu
+            .batch_norm2d_forward_train(&x32, &g32, &buf32(&beta), &mut rm32, &mut rv32, 0.1, &g)
+            .unwrap();
+        let (dx32, dg32, db32) = cpu
+            .batch_norm2d_backward(&buf32(&dy), &x32, &g32, &s32, &g)
+            .unwrap();
         let (mut rm, mut rv) = (buf(&cpu, &[0.0; 4]), buf(&cpu, &[1.0; 4]));
         let (xb, gb) = (buf(&cpu, &x), buf(&cpu, &gamma));
-        let (y, s) = cpu.batch_norm2d_forward_train(&xb, &gb, &buf(&cpu, &beta), &mut rm, &mut rv, 0.1, &g).unwrap();
-        let (dx, dg, db) = cpu.batch_norm2d_backward(&buf(&cpu, &dy), &xb, &gb, &s, &g).unwrap();
+        let (y, s) = cpu
+            .batch_norm2d_forward_train(&xb, &gb, &buf(&cpu, &beta), &mut rm, &mut rv, 0.1, &g)
+            .unwrap();
+        let (dx, dg, db) = cpu
+            .batch_norm2d_backward(&buf(&cpu, &dy), &xb, &gb, &s, &g)
+            .unwrap();
         for (what, got, want) in [
-            ("y", widen32(&y32), y.to_vec()),
-            ("running_mean", widen32(&rm32), rm.to_vec()),
-            ("running_var", widen32(&rv32), rv.to_vec()),
-            ("dx", widen32(&dx32), dx.to_vec()),
-            ("dgamma", widen32(&dg32), dg.to_vec()),
-            ("dbeta", widen32(&db32), db.to_vec()),
+            ("y", widen(&y32), y.to_vec()),
+            ("running_mean", widen(&rm32), rm.to_vec()),
+            ("running_var", widen(&rv32), rv.to_vec()),
+            ("dx", widen(&dx32), dx.to_vec()),
+            ("dgamma", widen(&dg32), dg.to_vec()),
+            ("dbeta", widen(&db32), db.to_vec()),
         ] {
             assert_close(what, &got, &want, 1e-5);
         }
@@ -268,15 +384,36 @@ mod tests {
         let cpu = CpuBackend::new();
         let g = BatchNormGeom::new(1, 2, 1, EPS).unwrap();
         let (mut rm, mut rv) = (buf(&cpu, &[0.0; 2]), buf(&cpu, &[1.0; 2]));
-        let (x, gamma, beta) = (buf(&cpu, &[1.0, 2.0]), buf(&cpu, &[1.0; 2]), buf(&cpu, &[0.0; 2]));
-        let err = error_text(cpu.batch_norm2d_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, &g));
+        let (x, gamma, beta) = (
+            buf(&cpu, &[1.0, 2.0]),
+            buf(&cpu, &[1.0; 2]),
+            buf(&cpu, &[0.0; 2]),
+        );
+        let err = error_text(
+            cpu.batch_norm2d_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, 0.1, &g),
+        );
         assert_eq!(
             err,
             "shape error: batch_norm2d (training) needs more than one value per channel, got N*H*W = 1 (N=1, HW=1); \
              train with a batch of at least 2 or use eval mode"
         );
-        assert_eq!((rm.to_vec(), rv.to_vec()), (vec![0.0; 2], vec![1.0; 2]), "running stats must be untouched");
-        let err = error_text(cpu.batch_norm2d_forward_train(&x, &buf(&cpu, &[1.0]), &beta, &mut rm, &mut rv, 0.1, &g));
-        assert_eq!(err, "shape error: batch_norm2d (training): gamma has 1 elements but 2 are needed");
+        assert_eq!(
+            (rm.to_vec(), rv.to_vec()),
+            (vec![0.0; 2], vec![1.0; 2]),
+            "running stats must be untouched"
+        );
+        let err = error_text(cpu.batch_norm2d_forward_train(
+            &x,
+            &buf(&cpu, &[1.0]),
+            &beta,
+            &mut rm,
+            &mut rv,
+            0.1,
+            &g,
+        ));
+        assert_eq!(
+            err,
+            "shape error: batch_norm2d (training): gamma has 1 elements but 2 are needed"
+        );
     }
 }

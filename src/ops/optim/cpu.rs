@@ -2,48 +2,12 @@
 //! them (single-tensor path), so f32 results round like PyTorch's.
 
 use super::{AdamParams, OptimOps, SgdParams};
-use crate::cpu::par::{lift, CHUNK};
+use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
-
-fn check_non_negative(what: &str, value: f64) -> Result<()> {
-    if value >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::config(format!("{what} must be non-negative, got {value}")))
-    }
-}
-
-fn validate_sgd(h: &SgdParams) -> Result<()> {
-    check_non_negative("SGD learning rate", h.lr)?;
-    check_non_negative("SGD momentum", h.momentum)?;
-    check_non_negative("SGD weight decay", h.weight_decay)?;
-    if h.nesterov && (h.momentum <= 0.0 || h.dampening != 0.0) {
-        return Err(Error::config(format!(
-            "Nesterov SGD needs momentum > 0 and dampening 0, got momentum {} and dampening {}",
-            h.momentum, h.dampening
-        )));
-    }
-    Ok(())
-}
-
-fn validate_adam(h: &AdamParams, step: u64) -> Result<()> {
-    check_non_negative("Adam learning rate", h.lr)?;
-    check_non_negative("Adam eps", h.eps)?;
-    check_non_negative("Adam weight decay", h.weight_decay)?;
-    for (name, beta) in [("beta1", h.beta1), ("beta2", h.beta2)] {
-        if !(0.0..1.0).contains(&beta) {
-            return Err(Error::config(format!("Adam {name} must be in [0, 1), got {beta}")));
-        }
-    }
-    if step == 0 {
-        return Err(Error::config("Adam steps count from 1, got step 0"));
-    }
-    Ok(())
-}
 
 impl<E: Element> OptimOps<E> for CpuBackend {
     fn sgd_step(
@@ -54,20 +18,20 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         h: &SgdParams,
         first_step: bool,
     ) -> Result<()> {
-        validate_sgd(h)?;
+        h.validate()?;
         expect_len("sgd_step", "grad", grad.len(), param.len())?;
         if h.momentum != 0.0 {
             expect_len("sgd_step", "momentum buffer", momentum_buf.len(), param.len())?;
         }
-        let (lr, wd, momentum): (E, E, E) = (lift(h.lr), lift(h.weight_decay), lift(h.momentum));
-        let undamped: E = lift(1.0 - h.dampening);
+        let (lr, wd, momentum): (E, E, E) = (E::from_f64(h.lr), E::from_f64(h.weight_decay), E::from_f64(h.momentum));
+        let undamped: E = E::from_f64(1.0 - h.dampening);
         let descend = |p: &mut E, g: E, buf: Option<&mut E>| {
             let mut d = if h.weight_decay != 0.0 { g + wd * *p } else { g };
             if let Some(b) = buf {
                 *b = if first_step { d } else { momentum * *b + undamped * d };
                 d = if h.nesterov { d + momentum * *b } else { *b };
             }
-            *p = *p - lr * d;
+            *p -= lr * d;
         };
         let params = param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK));
         if h.momentum == 0.0 {
@@ -89,28 +53,28 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         h: &AdamParams,
         step: u64,
     ) -> Result<()> {
-        validate_adam(h, step)?;
+        h.validate(step)?;
         expect_len("adam_step", "grad", grad.len(), param.len())?;
         expect_len("adam_step", "first moment", m.len(), param.len())?;
         expect_len("adam_step", "second moment", v.len(), param.len())?;
         // Exponents beyond i32 only arise after billions of steps, where beta^t is 0 anyway.
         let t = i32::try_from(step).unwrap_or(i32::MAX);
-        let step_size: E = lift(h.lr / (1.0 - h.beta1.powi(t)));
-        let bias_correction2_sqrt: E = lift((1.0 - h.beta2.powi(t)).sqrt());
-        let (b1, b2, eps, wd): (E, E, E, E) = (lift(h.beta1), lift(h.beta2), lift(h.eps), lift(h.weight_decay));
-        let (one_minus_b1, one_minus_b2): (E, E) = (lift(1.0 - h.beta1), lift(1.0 - h.beta2));
-        let decay_factor: E = lift(1.0 - h.lr * h.weight_decay);
+        let step_size: E = E::from_f64(h.lr / (1.0 - h.beta1.powi(t)));
+        let bias_correction2_sqrt: E = E::from_f64((1.0 - h.beta2.powi(t)).sqrt());
+        let (b1, b2, eps, wd): (E, E, E, E) = (E::from_f64(h.beta1), E::from_f64(h.beta2), E::from_f64(h.eps), E::from_f64(h.weight_decay));
+        let (one_minus_b1, one_minus_b2): (E, E) = (E::from_f64(1.0 - h.beta1), E::from_f64(1.0 - h.beta2));
+        let decay_factor: E = E::from_f64(1.0 - h.lr * h.weight_decay);
         param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
             |((pc, gc), (mc, vc))| {
                 for (((p, &g), m), v) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
                     let g = if h.weight_decay != 0.0 && !h.decoupled { g + wd * *p } else { g };
                     if h.decoupled {
-                        *p = *p * decay_factor;
+                        *p *= decay_factor;
                     }
                     *m = b1 * *m + one_minus_b1 * g;
                     *v = b2 * *v + one_minus_b2 * g * g;
                     let denom = v.sqrt() / bias_correction2_sqrt + eps;
-                    *p = *p - step_size * *m / denom;
+                    *p -= step_size * *m / denom;
                 }
             },
         );

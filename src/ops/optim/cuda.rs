@@ -2,11 +2,11 @@
 
 use super::{AdamParams, OptimOps, SgdParams};
 use crate::device::Buffer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::ops::check::expect_len;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 impl OptimOps<f32> for GpuBackend {
     fn sgd_step(
@@ -17,10 +17,11 @@ impl OptimOps<f32> for GpuBackend {
         h: &SgdParams,
         first_step: bool,
     ) -> Result<()> {
-        expect_len("sgd", "grad", grad.len(), param.len())?;
+        h.validate()?;
+        expect_len("sgd_step", "grad", grad.len(), param.len())?;
         let use_momentum = h.momentum != 0.0;
         if use_momentum {
-            expect_len("sgd", "momentum buffer", momentum_buf.len(), param.len())?;
+            expect_len("sgd_step", "momentum buffer", momentum_buf.len(), param.len())?;
         }
         let n = int(param.len(), "sgd")?;
         let args = [
@@ -48,12 +49,10 @@ impl OptimOps<f32> for GpuBackend {
         h: &AdamParams,
         step: u64,
     ) -> Result<()> {
-        expect_len("adam", "grad", grad.len(), param.len())?;
-        expect_len("adam", "first moment", m.len(), param.len())?;
-        expect_len("adam", "second moment", v.len(), param.len())?;
-        if step == 0 {
-            return Err(Error::config("adam step counts from 1, got 0"));
-        }
+        h.validate(step)?;
+        expect_len("adam_step", "grad", grad.len(), param.len())?;
+        expect_len("adam_step", "first moment", m.len(), param.len())?;
+        expect_len("adam_step", "second moment", v.len(), param.len())?;
         let n = int(param.len(), "adam")?;
         // Bias corrections in f64: beta^t for large t underflows gracefully to 0 there.
         let t = step as f64;

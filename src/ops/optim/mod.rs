@@ -6,10 +6,11 @@
 //! v = b2 v + (1-b2) g^2; p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t from 1.
 
 mod cpu;
+mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdParams {
@@ -53,4 +54,46 @@ pub trait OptimOps<E: Element>: Device<E> {
         step: u64,
     ) -> Result<()>;
 }
-mod cuda;
+
+fn check_non_negative(what: &str, value: f64) -> Result<()> {
+    if value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config(format!("{what} must be non-negative, got {value}")))
+    }
+}
+
+impl SgdParams {
+    /// The hyperparameter checks torch.optim.SGD makes; every device runs them before a step.
+    pub fn validate(&self) -> Result<()> {
+        check_non_negative("SGD learning rate", self.lr)?;
+        check_non_negative("SGD momentum", self.momentum)?;
+        check_non_negative("SGD weight decay", self.weight_decay)?;
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::config(format!(
+                "Nesterov SGD needs momentum > 0 and dampening 0, got momentum {} and dampening {}",
+                self.momentum, self.dampening
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl AdamParams {
+    /// The hyperparameter checks torch.optim.Adam makes, and `step` counting from 1; every device
+    /// runs them before a step.
+    pub fn validate(&self, step: u64) -> Result<()> {
+        check_non_negative("Adam learning rate", self.lr)?;
+        check_non_negative("Adam eps", self.eps)?;
+        check_non_negative("Adam weight decay", self.weight_decay)?;
+        for (name, beta) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(Error::config(format!("Adam {name} must be in [0, 1), got {beta}")));
+            }
+        }
+        if step == 0 {
+            return Err(Error::config("Adam steps count from 1, got step 0"));
+        }
+        Ok(())
+    }
+}

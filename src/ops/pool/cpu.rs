@@ -2,9 +2,10 @@
 //! so padding is never read: it never wins a max and only counts in an average's divisor.
 
 use super::{AdaptivePoolGeom, PoolGeom, PoolOps};
-use crate::cpu::{expect_len, CpuBackend, CpuBuf};
+use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
 /// The input range [start, end) along one axis that window `o` covers, clipped to the input.
@@ -37,8 +38,11 @@ fn check_geometry(g: &PoolGeom) -> Result<()> {
     Ok(())
 }
 
-/// The windows of every output of a plane, row-major: ((h_start, h_end), (w_start, w_end)).
-fn plane_windows(g: &PoolGeom) -> Vec<((usize, usize), (usize, usize))> {
+/// The input rows and columns of one pooling window: ((h_start, h_end), (w_start, w_end)).
+type Window = ((usize, usize), (usize, usize));
+
+/// The windows of every output of a plane, row-major.
+fn plane_windows(g: &PoolGeom) -> Vec<Window> {
     let rows: Vec<_> = (0..g.oh).map(|oh| clipped_window(oh, g.sh, g.ph, g.kh, g.h)).collect();
     let cols: Vec<_> = (0..g.ow).map(|ow| clipped_window(ow, g.sw, g.pw, g.kw, g.w)).collect();
     rows.iter().flat_map(|&r| cols.iter().map(move |&c| (r, c))).collect()
@@ -59,15 +63,34 @@ fn window_add<E: Element>(dx_plane: &mut [E], w: usize, (h0, h1): (usize, usize)
 }
 
 fn divisor<E: Element>(count: usize) -> E {
-    <E as Element>::from_f64(count as f64)
+    E::from_f64(count as f64)
+}
+
+/// The average-pooling divisor of every output of a plane, row-major.
+fn avg_divisors<E: Element>(g: &PoolGeom) -> Vec<E> {
+    (0..g.oh * g.ow).map(|o| divisor(g.avg_divisor(o / g.ow, o % g.ow))).collect()
+}
+
+/// The windows of every output of an adaptive plane, row-major, with the number of elements each averages.
+fn adaptive_windows<E: Element>(g: &AdaptivePoolGeom) -> Vec<(Window, E)> {
+    (0..g.oh * g.ow)
+        .map(|o| {
+            let rows = AdaptivePoolGeom::range(o / g.ow, g.h, g.oh);
+            let cols = AdaptivePoolGeom::range(o % g.ow, g.w, g.ow);
+            ((rows, cols), divisor((rows.1 - rows.0) * (cols.1 - cols.0)))
+        })
+        .collect()
 }
 
 impl<E: Element> PoolOps<E> for CpuBackend {
     fn max_pool2d_forward(&self, x: &CpuBuf<E>, g: &PoolGeom) -> Result<(CpuBuf<E>, CpuBuf<u32>)> {
         check_geometry(g)?;
-        expect_len("max pooling input", x.len(), g.x_len())?;
+        expect_len("max pooling", "input", x.len(), g.x_len())?;
         if u32::try_from(g.h * g.w).is_err() {
-            return Err(Error::shape(format!("max pooling plane {}x{} is too large for 32-bit argmax indices", g.h, g.w)));
+            return Err(Error::shape(format!(
+                "max pooling plane {}x{} is too large for 32-bit argmax indices",
+                g.h, g.w
+            )));
         }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
@@ -76,7 +99,9 @@ impl<E: Element> PoolOps<E> for CpuBackend {
         y.par_chunks_mut(plane_out).zip(indices.par_chunks_mut(plane_out)).enumerate().for_each(
             |(p, (y_plane, idx_plane))| {
                 let x_plane = &x[p * plane_in..][..plane_in];
-                for ((y_out, idx_out), &((h0, h1), (w0, w1))) in y_plane.iter_mut().zip(idx_plane.iter_mut()).zip(&windows) {
+                for ((y_out, idx_out), &((h0, h1), (w0, w1))) in
+                    y_plane.iter_mut().zip(idx_plane.iter_mut()).zip(&windows)
+                {
                     let mut best = E::neg_infinity();
                     let mut arg = h0 * g.w + w0;
                     for ih in h0..h1 {
@@ -99,8 +124,8 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 
     fn max_pool2d_backward(&self, dy: &CpuBuf<E>, indices: &CpuBuf<u32>, g: &PoolGeom) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("max pooling output gradient", dy.len(), g.y_len())?;
-        expect_len("max pooling indices", indices.len(), g.y_len())?;
+        expect_len("max pooling", "output gradient", dy.len(), g.y_len())?;
+        expect_len("max pooling", "indices", indices.len(), g.y_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         dx.par_chunks_mut(plane_in).enumerate().try_for_each(|(p, dx_plane)| {
@@ -119,10 +144,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 
     fn avg_pool2d_forward(&self, x: &CpuBuf<E>, g: &PoolGeom) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("average pooling input", x.len(), g.x_len())?;
+        expect_len("average pooling", "input", x.len(), g.x_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
-        let divisors: Vec<E> = (0..plane_out).map(|o| divisor(g.avg_divisor(o / g.ow, o % g.ow))).collect();
+        let divisors = avg_divisors::<E>(g);
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let x_plane = &x[p * plane_in..][..plane_in];
@@ -135,10 +160,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 
     fn avg_pool2d_backward(&self, dy: &CpuBuf<E>, g: &PoolGeom) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("average pooling output gradient", dy.len(), g.y_len())?;
+        expect_len("average pooling", "output gradient", dy.len(), g.y_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
-        let divisors: Vec<E> = (0..plane_out).map(|o| divisor(g.avg_divisor(o / g.ow, o % g.ow))).collect();
+        let divisors = avg_divisors::<E>(g);
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx_plane)| {
             let dy_plane = &dy[p * plane_out..][..plane_out];
@@ -150,32 +175,28 @@ impl<E: Element> PoolOps<E> for CpuBackend {
     }
 
     fn adaptive_avg_pool2d_forward(&self, x: &CpuBuf<E>, g: &AdaptivePoolGeom) -> Result<CpuBuf<E>> {
-        expect_len("adaptive average pooling input", x.len(), g.x_len())?;
+        expect_len("adaptive average pooling", "input", x.len(), g.x_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        let windows = adaptive_windows::<E>(g);
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let x_plane = &x[p * plane_in..][..plane_in];
-            for (o, y_out) in y_plane.iter_mut().enumerate() {
-                let rows = AdaptivePoolGeom::range(o / g.ow, g.h, g.oh);
-                let cols = AdaptivePoolGeom::range(o % g.ow, g.w, g.ow);
-                let count = (rows.1 - rows.0) * (cols.1 - cols.0);
-                *y_out = window_sum(x_plane, g.w, rows, cols) / divisor(count);
+            for (y_out, &((rows, cols), div)) in y_plane.iter_mut().zip(&windows) {
+                *y_out = window_sum(x_plane, g.w, rows, cols) / div;
             }
         });
         Ok(y)
     }
 
     fn adaptive_avg_pool2d_backward(&self, dy: &CpuBuf<E>, g: &AdaptivePoolGeom) -> Result<CpuBuf<E>> {
-        expect_len("adaptive average pooling output gradient", dy.len(), g.y_len())?;
+        expect_len("adaptive average pooling", "output gradient", dy.len(), g.y_len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        let windows = adaptive_windows::<E>(g);
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx_plane)| {
             let dy_plane = &dy[p * plane_out..][..plane_out];
-            for (o, &grad) in dy_plane.iter().enumerate() {
-                let rows = AdaptivePoolGeom::range(o / g.ow, g.h, g.oh);
-                let cols = AdaptivePoolGeom::range(o % g.ow, g.w, g.ow);
-                let count = (rows.1 - rows.0) * (cols.1 - cols.0);
-                window_add(dx_plane, g.w, rows, cols, grad / divisor(count));
+            for (&grad, &((rows, cols), div)) in dy_plane.iter().zip(&windows) {
+                window_add(dx_plane, g.w, rows, cols, grad / div);
             }
         });
         Ok(dx)
@@ -185,7 +206,7 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::cpu_test_support::{assert_close, dot, error_text, narrow, random_vec, widen};
+    use crate::cpu::testutil::{assert_close, dot, error_text, narrow, random, widen};
 
     /// (N, C, (H, W), (KH, KW), stride, padding, ceil_mode)
     type Case = (usize, usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
@@ -272,12 +293,12 @@ mod tests {
         let cpu = CpuBackend::new();
         for (i, case) in CASES.iter().enumerate() {
             let g = geom(case, false);
-            let x = random_vec(i as u64, g.x_len());
+            let x = random(g.x_len(), i as u64);
             let (want_y, want_idx) = naive_max(&x, &g);
             let (y, idx) = cpu.max_pool2d_forward(&cpu.wrap(x), &g).unwrap();
             assert_close(&format!("case {i} max forward"), &y, &want_y, 0.0);
             assert_eq!(&idx[..], &want_idx[..], "case {i} argmax");
-            let dy = random_vec(100 + i as u64, g.y_len());
+            let dy = random(g.y_len(), 100 + i as u64);
             let mut want_dx = vec![0.0; g.x_len()];
             for (o, (&grad, &flat)) in dy.iter().zip(&want_idx).enumerate() {
                 want_dx[o / (g.oh * g.ow) * g.h * g.w + flat as usize] += grad;
@@ -308,10 +329,10 @@ mod tests {
             for count_include_pad in [true, false] {
                 let g = geom(case, count_include_pad);
                 let what = format!("case {i} count_include_pad={count_include_pad}");
-                let x = random_vec(i as u64, g.x_len());
+                let x = random(g.x_len(), i as u64);
                 let y = cpu.avg_pool2d_forward(&cpu.wrap(x.clone()), &g).unwrap();
                 assert_close(&format!("{what} forward"), &y, &naive_avg(&x, &g), 1e-12);
-                let dy = random_vec(50 + i as u64, g.y_len());
+                let dy = random(g.y_len(), 50 + i as u64);
                 let dx = cpu.avg_pool2d_backward(&cpu.wrap(dy.clone()), &g).unwrap();
                 assert_close(&format!("{what} <avg(x), dy> = <x, dx>"), &[dot(&x, &dx)], &[dot(&y, &dy)], 1e-12);
             }
@@ -325,7 +346,7 @@ mod tests {
         let cpu = CpuBackend::new();
         for (hw, out) in [((7, 5), (3, 2)), ((5, 7), (2, 3)), ((6, 6), (1, 1)), ((3, 2), (5, 4))] {
             let g = AdaptivePoolGeom::new(2, 3, hw, out).unwrap();
-            let x = random_vec(8, g.x_len());
+            let x = random(g.x_len(), 8);
             // Ranges from real-valued bounds, independently of AdaptivePoolGeom::range.
             let bounds = |i: usize, len: usize, out: usize| {
                 let (lo, hi) = (i as f64 * len as f64 / out as f64, (i + 1) as f64 * len as f64 / out as f64);
@@ -335,13 +356,16 @@ mod tests {
             for p in 0..g.n * g.c {
                 for (oh, ow) in (0..g.oh).flat_map(|oh| (0..g.ow).map(move |ow| (oh, ow))) {
                     let ((h0, h1), (w0, w1)) = (bounds(oh, g.h, g.oh), bounds(ow, g.w, g.ow));
-                    let sum: f64 = (h0..h1).flat_map(|ih| (w0..w1).map(move |iw| (ih, iw))).map(|(ih, iw)| x[(p * g.h + ih) * g.w + iw]).sum();
+                    let sum: f64 = (h0..h1)
+                        .flat_map(|ih| (w0..w1).map(move |iw| (ih, iw)))
+                        .map(|(ih, iw)| x[(p * g.h + ih) * g.w + iw])
+                        .sum();
                     want.push(sum / ((h1 - h0) * (w1 - w0)) as f64);
                 }
             }
             let y = cpu.adaptive_avg_pool2d_forward(&cpu.wrap(x.clone()), &g).unwrap();
             assert_close(&format!("adaptive {hw:?} -> {out:?}"), &y, &want, 1e-12);
-            let dy = random_vec(9, g.y_len());
+            let dy = random(g.y_len(), 9);
             let dx = cpu.adaptive_avg_pool2d_backward(&cpu.wrap(dy.clone()), &g).unwrap();
             assert_close(&format!("adaptive {hw:?} -> {out:?} adjoint"), &[dot(&x, &dx)], &[dot(&y, &dy)], 1e-12);
         }
@@ -351,7 +375,7 @@ mod tests {
     fn f32_agrees_with_f64() {
         let cpu = CpuBackend::new();
         let g = geom(&CASES[3], false);
-        let x = random_vec(3, g.x_len());
+        let x = random(g.x_len(), 3);
         let x32 = narrow(&x);
         let (y64, i64) = cpu.max_pool2d_forward(&cpu.wrap(x.clone()), &g).unwrap();
         let (y32, i32) = cpu.max_pool2d_forward(&cpu.wrap(x32.clone()), &g).unwrap();
@@ -367,7 +391,7 @@ mod tests {
         let cpu = CpuBackend::new();
         let g = geom(&CASES[1], false);
         let err = error_text(cpu.max_pool2d_forward(&cpu.wrap(vec![0.0f64; g.x_len() + 1]), &g));
-        assert!(err.contains(&format!("holds {} elements", g.x_len() + 1)), "{err}");
+        assert!(err.contains(&format!("has {} elements", g.x_len() + 1)), "{err}");
         let dy = cpu.wrap(vec![1.0f64; g.y_len()]);
         let mut bad = vec![0u32; g.y_len()];
         bad[3] = (g.h * g.w) as u32;

@@ -6,8 +6,8 @@ use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
-use crate::ops::check::expect_len;
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::check::expect_len;
 
 /// Kernel arguments planes, H, W, KH, KW, sh, sw, ph, pw, OH, OW.
 fn window_args(g: &PoolGeom) -> Result<Vec<KernelArg>> {

@@ -1,25 +1,27 @@
 //! Full reductions on the CPU, accumulated in f64 in a fixed order (see `cpu::par::sum_f64`).
 
 use super::ReduceOps;
-use crate::cpu::par::{lift, sum_f64, widen};
+use crate::cpu::par::sum_f64;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
 
 impl<E: Element> ReduceOps<E> for CpuBackend {
     fn sum(&self, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
-        Ok(self.wrap(vec![lift(sum_f64(x, widen))]))
+        Ok(self.wrap(vec![E::from_f64(sum_f64(x, Element::to_f64))]))
     }
 
     fn mean(&self, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
         if x.is_empty() {
             return Err(Error::shape("mean of an empty buffer is undefined"));
         }
-        Ok(self.wrap(vec![lift(sum_f64(x, widen) / x.len() as f64)]))
+        Ok(self.wrap(vec![E::from_f64(
+            sum_f64(x, Element::to_f64) / x.len() as f64,
+        )]))
     }
 
     fn sum_squares(&self, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
-        Ok(self.wrap(vec![lift(sum_f64(x, |v| widen(v) * widen(v)))]))
+        Ok(self.wrap(vec![E::from_f64(sum_f64(x, |v| v.to_f64() * v.to_f64()))]))
     }
 }
 
@@ -47,7 +49,10 @@ mod tests {
         let x = cpu.wrap(vec![1.0f32 + f32::EPSILON; len]);
         let exact = len as f64 * (1.0 + f64::from(f32::EPSILON));
         assert_eq!(cpu.sum(&x).unwrap()[0], exact as f32);
-        assert_ne!(exact as f32, len as f32, "the test must be sensitive to the small part");
+        assert_ne!(
+            exact as f32, len as f32,
+            "the test must be sensitive to the small part"
+        );
         assert_eq!(cpu.mean(&x).unwrap()[0], 1.0 + f32::EPSILON);
         let big = cpu.wrap(vec![3.0f32; len]);
         assert_eq!(cpu.sum_squares(&big).unwrap()[0], (9 * len) as f32);
@@ -56,6 +61,9 @@ mod tests {
     #[test]
     fn mean_of_nothing_is_an_error() {
         let cpu = CpuBackend::new();
-        assert_eq!(error_text(cpu.mean(&buf(&cpu, &[]))), "shape error: mean of an empty buffer is undefined");
+        assert_eq!(
+            error_text(cpu.mean(&buf(&cpu, &[]))),
+            "shape error: mean of an empty buffer is undefined"
+        );
     }
 }

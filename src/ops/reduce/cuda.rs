@@ -28,7 +28,8 @@ impl GpuBackend {
             let partials = self.alloc::<f32>(blocks)?;
             let args = [x.arg(), partials.arg(), n, square, KernelArg::F32(1.0)];
             self.launch("reduce", "reduce_sum", reduction(blocks, BLOCK)?, &args)?;
-            let args = [partials.arg(), out.arg(), KernelArg::I32(blocks as i32), KernelArg::I32(0), KernelArg::F32(scale)];
+            let args =
+                [partials.arg(), out.arg(), KernelArg::I32(blocks as i32), KernelArg::I32(0), KernelArg::F32(scale)];
             self.launch("reduce", "reduce_sum", reduction(1, blocks)?, &args)?;
         }
         Ok(out)

@@ -1,0 +1,849 @@
+//! Arithmetic semantics of PTX instructions, one plain function per opcode/type combination so
+//! the decoder can pick a function pointer and the executor calls it per lane. Registers are
+//! 64-bit slots: every function truncates its inputs to its own width, integer results are stored
+//! zero-extended (sign-extended for signed narrow conversions), floats as their bit patterns.
+
+pub type UnFn = fn(u64) -> u64;
+pub type BinFn = fn(u64, u64) -> u64;
+pub type TerFn = fn(u64, u64, u64) -> u64;
+pub type QuadFn = fn(u64, u64, u64, u64) -> u64;
+pub type CmpFn = fn(u64, u64) -> bool;
+
+#[inline(always)]
+pub const fn mask(w: u32) -> u64 {
+    if w >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << w) - 1
+    }
+}
+
+#[inline(always)]
+pub fn sext(v: u64, w: u32) -> i64 {
+    if w >= 64 {
+        v as i64
+    } else {
+        let s = 64 - w;
+        ((v << s) as i64) >> s
+    }
+}
+
+// ---------------------------------------------------------------- integers
+
+pub fn add<const W: u32>(a: u64, b: u64) -> u64 {
+    a.wrapping_add(b) & mask(W)
+}
+pub fn sub<const W: u32>(a: u64, b: u64) -> u64 {
+    a.wrapping_sub(b) & mask(W)
+}
+pub fn mul_lo<const W: u32>(a: u64, b: u64) -> u64 {
+    a.wrapping_mul(b) & mask(W)
+}
+pub fn mul_hi<const W: u32, const S: bool>(a: u64, b: u64) -> u64 {
+    let p = if S {
+        (sext(a, W) as i128 * sext(b, W) as i128) as u128
+    } else {
+        (a & mask(W)) as u128 * (b & mask(W)) as u128
+    };
+    ((p >> W) as u64) & mask(W)
+}
+pub fn mul_wide<const W: u32, const S: bool>(a: u64, b: u64) -> u64 {
+    let p = if S {
+        (sext(a, W) as i128 * sext(b, W) as i128) as u128
+    } else {
+        (a & mask(W)) as u128 * (b & mask(W)) as u128
+    };
+    (p as u64) & mask(2 * W)
+}
+pub fn mad_lo<const W: u32>(a: u64, b: u64, c: u64) -> u64 {
+    a.wrapping_mul(b).wrapping_add(c) & mask(W)
+}
+pub fn mad_hi<const W: u32, const S: bool>(a: u64, b: u64, c: u64) -> u64 {
+    mul_hi::<W, S>(a, b).wrapping_add(c) & mask(W)
+}
+pub fn mad_wide<const W: u32, const S: bool>(a: u64, b: u64, c: u64) -> u64 {
+    mul_wide::<W, S>(a, b).wrapping_add(c) & mask(2 * W)
+}
+/// Division by zero gives all ones (what the hardware sequence produces), never a panic.
+pub fn div<const W: u32, const S: bool>(a: u64, b: u64) -> u64 {
+    if b & mask(W) == 0 {
+        return mask(W);
+    }
+    if S {
+        (sext(a, W).wrapping_div(sext(b, W)) as u64) & mask(W)
+    } else {
+        ((a & mask(W)) / (b & mask(W))) & mask(W)
+    }
+}
+/// Remainder by zero gives the dividend; the sign follows the dividend (C semantics).
+pub fn rem<const W: u32, const S: bool>(a: u64, b: u64) -> u64 {
+    if b & mask(W) == 0 {
+        return a & mask(W);
+    }
+    if S {
+        (sext(a, W).wrapping_rem(sext(b, W)) as u64) & mask(W)
+    } else {
+        ((a & mask(W)) % (b & mask(W))) & mask(W)
+    }
+}
+pub fn min_int<const W: u32, const S: bool>(a: u64, b: u64) -> u64 {
+    if S {
+        (sext(a, W).min(sext(b, W)) as u64) & mask(W)
+    } else {
+        (a & mask(W)).min(b & mask(W))
+    }
+}
+pub fn max_int<const W: u32, const S: bool>(a: u64, b: u64) -> u64 {
+    if S {
+        (sext(a, W).max(sext(b, W)) as u64) & mask(W)
+    } else {
+        (a & mask(W)).max(b & mask(W))
+    }
+}
+pub fn neg_int<const W: u32>(a: u64) -> u64 {
+    a.wrapping_neg() & mask(W)
+}
+pub fn abs_int<const W: u32>(a: u64) -> u64 {
+    (sext(a, W).wrapping_abs() as u64) & mask(W)
+}
+pub fn and<const W: u32>(a: u64, b: u64) -> u64 {
+    a & b & mask(W)
+}
+pub fn or<const W: u32>(a: u64, b: u64) -> u64 {
+    (a | b) & mask(W)
+}
+pub fn xor<const W: u32>(a: u64, b: u64) -> u64 {
+    (a ^ b) & mask(W)
+}
+pub fn not<const W: u32>(a: u64) -> u64 {
+    !a & mask(W)
+}
+pub fn not_pred(a: u64) -> u64 {
+    (a == 0) as u64
+}
+/// Shift amounts are unsigned 32-bit and clamp at the width.
+pub fn shl<const W: u32>(a: u64, b: u64) -> u64 {
+    let n = b as u32;
+    if n >= W {
+        0
+    } else {
+        (a << n) & mask(W)
+    }
+}
+pub fn shr_u<const W: u32>(a: u64, b: u64) -> u64 {
+    let n = b as u32;
+    if n >= W {
+        0
+    } else {
+        (a & mask(W)) >> n
+    }
+}
+pub fn shr_s<const W: u32>(a: u64, b: u64) -> u64 {
+    let n = (b as u32).min(W - 1);
+    ((sext(a, W) >> n) as u64) & mask(W)
+}
+pub fn popc<const W: u32>(a: u64) -> u64 {
+    (a & mask(W)).count_ones() as u64
+}
+pub fn clz<const W: u32>(a: u64) -> u64 {
+    ((a & mask(W)).leading_zeros() - (64 - W)) as u64
+}
+pub fn brev<const W: u32>(a: u64) -> u64 {
+    (a & mask(W)).reverse_bits() >> (64 - W)
+}
+/// Position of the most significant non-sign bit; 0xffffffff when there is none.
+pub fn bfind<const W: u32, const S: bool>(a: u64) -> u64 {
+    let v = a & mask(W);
+    let v = if S && sext(v, W) < 0 { !v & mask(W) } else { v };
+    if v == 0 {
+        0xffff_ffff
+    } else {
+        (63 - v.leading_zeros()) as u64
+    }
+}
+/// Bit-field extract: `len` bits from `pos`, sign-extended from the field's top bit when signed.
+pub fn bfe<const W: u32, const S: bool>(a: u64, pos: u64, len: u64) -> u64 {
+    let (pos, len) = ((pos & 0xff) as u32, (len & 0xff) as u32);
+    let v = a & mask(W);
+    let field = if pos >= W { 0 } else { (v >> pos) & mask(len.min(W)) };
+    if !S || len == 0 {
+        return if len == 0 { 0 } else { field & mask(W) };
+    }
+    // The sign bit is the field's top bit, or the operand's when the field runs past the end.
+    let sbit_pos = (pos + len - 1).min(W - 1);
+    let sign = (v >> sbit_pos) & 1 == 1;
+    let keep = len.min(W.saturating_sub(pos));
+    let low = if pos >= W { 0 } else { (v >> pos) & mask(keep) };
+    if sign {
+        (low | !mask(keep)) & mask(W)
+    } else {
+        low
+    }
+}
+/// Bit-field insert: `len` bits of `a` into `b` at `pos`.
+pub fn bfi<const W: u32>(a: u64, b: u64, pos: u64, len: u64) -> u64 {
+    let (pos, len) = ((pos & 0xff) as u32, (len & 0xff) as u32);
+    if pos >= W || len == 0 {
+        return b & mask(W);
+    }
+    let m = mask(len.min(W - pos)) << pos;
+    ((b & !m) | ((a << pos) & m)) & mask(W)
+}
+/// Saturating signed 32-bit add/sub (`add.sat.s32`).
+pub fn add_sat_s32(a: u64, b: u64) -> u64 {
+    (a as i32).saturating_add(b as i32) as u32 as u64
+}
+pub fn sub_sat_s32(a: u64, b: u64) -> u64 {
+    (a as i32).saturating_sub(b as i32) as u32 as u64
+}
+/// 24-bit multiplies: the low 24 bits of each operand form a 48-bit product; `.lo` keeps bits
+/// 0..32 of it, `.hi` bits 16..48.
+fn mul24(a: u64, b: u64, signed: bool) -> i64 {
+    if signed {
+        sext(a, 24) * sext(b, 24)
+    } else {
+        ((a & 0xff_ffff) * (b & 0xff_ffff)) as i64
+    }
+}
+pub fn mul24_lo<const S: bool>(a: u64, b: u64) -> u64 {
+    mul24(a, b, S) as u64 & 0xffff_ffff
+}
+pub fn mul24_hi<const S: bool>(a: u64, b: u64) -> u64 {
+    (mul24(a, b, S) >> 16) as u64 & 0xffff_ffff
+}
+pub fn mad24_lo<const S: bool>(a: u64, b: u64, c: u64) -> u64 {
+    mul24_lo::<S>(a, b).wrapping_add(c) & 0xffff_ffff
+}
+pub fn mad24_hi<const S: bool>(a: u64, b: u64, c: u64) -> u64 {
+    mul24_hi::<S>(a, b).wrapping_add(c) & 0xffff_ffff
+}
+/// Funnel shifts of the 64-bit value b:a (`shf.l/r.wrap/clamp.b32`).
+pub fn shf<const LEFT: bool, const WRAP: bool>(a: u64, b: u64, c: u64) -> u64 {
+    let n = if WRAP { (c as u32) & 31 } else { (c as u32).min(32) };
+    let v = ((b & 0xffff_ffff) << 32) | (a & 0xffff_ffff);
+    if LEFT {
+        ((v << n) >> 32) & 0xffff_ffff
+    } else {
+        (v >> n) & 0xffff_ffff
+    }
+}
+/// `prmt.b32` in its default mode: picks four bytes out of the eight of {b, a}, with sign
+/// replication when bit 3 of a selector is set.
+pub fn prmt(a: u64, b: u64, c: u64) -> u64 {
+    let bytes = ((b as u32 as u64) << 32) | (a as u32 as u64);
+    let mut out = 0u64;
+    for i in 0..4 {
+        let sel = (c >> (4 * i)) & 0xf;
+        let byte = (bytes >> ((sel & 7) * 8)) & 0xff;
+        let byte = if sel & 8 != 0 { if byte & 0x80 != 0 { 0xff } else { 0 } } else { byte };
+        out |= byte << (8 * i);
+    }
+    out
+}
+pub fn selp(a: u64, b: u64, p: u64) -> u64 {
+    if p != 0 {
+        a
+    } else {
+        b
+    }
+}
+pub fn identity(a: u64) -> u64 {
+    a
+}
+pub fn mask_to<const W: u32>(a: u64) -> u64 {
+    a & mask(W)
+}
+
+// ---------------------------------------------------------------- floats
+
+#[inline(always)]
+pub fn f(a: u64) -> f32 {
+    f32::from_bits(a as u32)
+}
+#[inline(always)]
+pub fn fb(v: f32) -> u64 {
+    v.to_bits() as u64
+}
+#[inline(always)]
+pub fn d(a: u64) -> f64 {
+    f64::from_bits(a)
+}
+#[inline(always)]
+pub fn db(v: f64) -> u64 {
+    v.to_bits()
+}
+
+/// Subnormals become zero of the same sign (`.ftz`).
+#[inline(always)]
+pub fn ftz(v: f32) -> f32 {
+    if v.is_subnormal() {
+        f32::from_bits(v.to_bits() & 0x8000_0000)
+    } else {
+        v
+    }
+}
+/// `.sat`: clamp to [0, 1], NaN to 0.
+#[inline(always)]
+pub fn sat(v: f32) -> f32 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(0.0, 1.0)
+    }
+}
+
+#[inline(always)]
+fn fin<const FTZ: bool>(a: u64) -> f32 {
+    if FTZ {
+        ftz(f(a))
+    } else {
+        f(a)
+    }
+}
+#[inline(always)]
+fn fout<const FTZ: bool, const SAT: bool>(v: f32) -> u64 {
+    let v = if FTZ { ftz(v) } else { v };
+    fb(if SAT { sat(v) } else { v })
+}
+
+/// Rounding modes of float results; the integer-rounding `.rni` family reuses the same tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rnd {
+    Rn,
+    Rz,
+    Rm,
+    Rp,
+}
+pub const RN: u8 = 0;
+pub const RZ: u8 = 1;
+pub const RM: u8 = 2;
+pub const RP: u8 = 3;
+
+pub fn rnd_tag(r: Rnd) -> u8 {
+    match r {
+        Rnd::Rn => RN,
+        Rnd::Rz => RZ,
+        Rnd::Rm => RM,
+        Rnd::Rp => RP,
+    }
+}
+
+/// Turns a round-to-nearest result into a directed one, given the sign of (exact - rounded).
+fn redirect_f32(r: f32, err: f64, mode: u8, inputs_finite: bool) -> f32 {
+    if r.is_infinite() && inputs_finite {
+        // Overflow: directed modes stop at the largest finite value on their side.
+        return match mode {
+            RZ => f32::MAX.copysign(r),
+            RM if r > 0.0 => f32::MAX,
+            RP if r < 0.0 => -f32::MAX,
+            _ => r,
+        };
+    }
+    if !(err != 0.0) || r.is_nan() {
+        return r;
+    }
+    match mode {
+        RZ if r > 0.0 && err < 0.0 => r.next_down(),
+        RZ if r < 0.0 && err > 0.0 => r.next_up(),
+        RZ if r == 0.0 => r,
+        RM if err < 0.0 => r.next_down(),
+        RP if err > 0.0 => r.next_up(),
+        _ => r,
+    }
+}
+
+fn redirect_f64(r: f64, err: f64, mode: u8, inputs_finite: bool) -> f64 {
+    if r.is_infinite() && inputs_finite {
+        return match mode {
+            RZ => f64::MAX.copysign(r),
+            RM if r > 0.0 => f64::MAX,
+            RP if r < 0.0 => -f64::MAX,
+            _ => r,
+        };
+    }
+    if !(err != 0.0) || r.is_nan() {
+        return r;
+    }
+    match mode {
+        RZ if r > 0.0 && err < 0.0 => r.next_down(),
+        RZ if r < 0.0 && err > 0.0 => r.next_up(),
+        RM if err < 0.0 => r.next_down(),
+        RP if err > 0.0 => r.next_up(),
+        _ => r,
+    }
+}
+
+/// Exact a + b as s + e (Knuth's two-sum).
+#[inline]
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let s = a + b;
+    let bb = s - a;
+    let e = (a - (s - bb)) + (b - bb);
+    (s, e)
+}
+
+/// The sign of (exact - r) where exact = p + c and p is exact in f64.
+fn residual_sign(p: f64, c: f64, r: f32) -> f64 {
+    let (s, e) = two_sum(p, c);
+    (s - r as f64) + e
+}
+
+pub const ADD: u8 = 0;
+pub const SUB: u8 = 1;
+pub const MUL: u8 = 2;
+pub const DIV: u8 = 3;
+pub const MIN: u8 = 4;
+pub const MAX: u8 = 5;
+
+pub fn f32_bin<const OP: u8, const MODE: u8, const FTZ: bool, const SAT: bool>(a: u64, b: u64) -> u64 {
+    let (x, y) = (fin::<FTZ>(a), fin::<FTZ>(b));
+    let r = match OP {
+        ADD => x + y,
+        SUB => x - y,
+        MUL => x * y,
+        DIV => x / y,
+        MIN => x.min(y),
+        _ => x.max(y),
+    };
+    let r = if MODE == RN || OP >= MIN {
+        r
+    } else {
+        let (xd, yd) = (x as f64, y as f64);
+        let err = match OP {
+            ADD => residual_sign(xd, yd, r),
+            SUB => residual_sign(xd, -yd, r),
+            MUL => xd * yd - r as f64,
+            // sign(x/y - r) = sign(x - r*y) * sign(y); r*y is exact in f64.
+            _ => (xd - r as f64 * yd) * yd.signum(),
+        };
+        redirect_f32(r, err, MODE, x.is_finite() && y.is_finite())
+    };
+    fout::<FTZ, SAT>(r)
+}
+
+pub fn f32_fma<const MODE: u8, const FTZ: bool, const SAT: bool>(a: u64, b: u64, c: u64) -> u64 {
+    let (x, y, z) = (fin::<FTZ>(a), fin::<FTZ>(b), fin::<FTZ>(c));
+    let r = x.mul_add(y, z);
+    let r = if MODE == RN {
+        r
+    } else {
+        let err = residual_sign(x as f64 * y as f64, z as f64, r);
+        redirect_f32(r, err, MODE, x.is_finite() && y.is_finite() && z.is_finite())
+    };
+    fout::<FTZ, SAT>(r)
+}
+
+pub const NEG: u8 = 0;
+pub const ABS: u8 = 1;
+pub const SQRT: u8 = 2;
+pub const RSQRT: u8 = 3;
+pub const RCP: u8 = 4;
+pub const EX2: u8 = 5;
+pub const LG2: u8 = 6;
+pub const SIN: u8 = 7;
+pub const COS: u8 = 8;
+pub const TANH: u8 = 9;
+
+/// Unary float ops. The `.approx` transcendentals use the host's accurate functions, which are
+/// within the hardware's documented error bounds of the approximations.
+pub fn f32_un<const OP: u8, const MODE: u8, const FTZ: bool>(a: u64) -> u64 {
+    let x = fin::<FTZ>(a);
+    let r = match OP {
+        NEG => -x,
+        ABS => x.abs(),
+        SQRT => x.sqrt(),
+        RSQRT => 1.0 / x.sqrt(),
+        RCP => 1.0 / x,
+        EX2 => x.exp2(),
+        LG2 => x.log2(),
+        SIN => x.sin(),
+        COS => x.cos(),
+        _ => x.tanh(),
+    };
+    let r = if MODE == RN || !(OP == SQRT || OP == RCP) {
+        r
+    } else if OP == SQRT {
+        redirect_f32(r, x as f64 - r as f64 * r as f64, MODE, x.is_finite())
+    } else {
+        redirect_f32(r, (1.0 - r as f64 * x as f64) * (x as f64).signum(), MODE, x.is_finite())
+    };
+    fout::<FTZ, false>(r)
+}
+
+pub fn f64_bin<const OP: u8, const MODE: u8>(a: u64, b: u64) -> u64 {
+    let (x, y) = (d(a), d(b));
+    let r = match OP {
+        ADD => x + y,
+        SUB => x - y,
+        MUL => x * y,
+        DIV => x / y,
+        MIN => x.min(y),
+        _ => x.max(y),
+    };
+    if MODE == RN || OP >= MIN {
+        return db(r);
+    }
+    let err = match OP {
+        ADD => two_sum(x, y).1,
+        SUB => two_sum(x, -y).1,
+        MUL => x.mul_add(y, -r),
+        // The residual of a correctly rounded quotient is exact under fma.
+        _ => (-r).mul_add(y, x) * y.signum(),
+    };
+    db(redirect_f64(r, err, MODE, x.is_finite() && y.is_finite()))
+}
+
+pub fn f64_fma(a: u64, b: u64, c: u64) -> u64 {
+    db(d(a).mul_add(d(b), d(c)))
+}
+
+pub fn f64_un<const OP: u8>(a: u64) -> u64 {
+    let x = d(a);
+    db(match OP {
+        NEG => -x,
+        ABS => x.abs(),
+        SQRT => x.sqrt(),
+        RSQRT => 1.0 / x.sqrt(),
+        RCP => 1.0 / x,
+        EX2 => x.exp2(),
+        LG2 => x.log2(),
+        SIN => x.sin(),
+        COS => x.cos(),
+        _ => x.tanh(),
+    })
+}
+
+/// `fma.rn.f16x2`/`.f16` lanes: compute in f32 and round once to f16 (exact for products of f16).
+pub fn f16_fma(a: u64, b: u64, c: u64) -> u64 {
+    let h = |v: u64| half::f16::from_bits(v as u16).to_f32();
+    half::f16::from_f32(h(a).mul_add(h(b), h(c))).to_bits() as u64
+}
+pub fn f16x2_fma(a: u64, b: u64, c: u64) -> u64 {
+    let lo = f16_fma(a & 0xffff, b & 0xffff, c & 0xffff);
+    let hi = f16_fma((a >> 16) & 0xffff, (b >> 16) & 0xffff, (c >> 16) & 0xffff);
+    lo | (hi << 16)
+}
+
+/// `copysign.f32 d, a, b`: the magnitude of b with the sign of a.
+pub fn copysign_f32(a: u64, b: u64) -> u64 {
+    fb(f(b).copysign(f(a)))
+}
+pub fn copysign_f64(a: u64, b: u64) -> u64 {
+    db(d(b).copysign(d(a)))
+}
+
+// ---------------------------------------------------------------- comparisons
+
+pub const EQ: u8 = 0;
+pub const NE: u8 = 1;
+pub const LT: u8 = 2;
+pub const LE: u8 = 3;
+pub const GT: u8 = 4;
+pub const GE: u8 = 5;
+pub const EQU: u8 = 6;
+pub const NEU: u8 = 7;
+pub const LTU: u8 = 8;
+pub const LEU: u8 = 9;
+pub const GTU: u8 = 10;
+pub const GEU: u8 = 11;
+pub const NUM: u8 = 12;
+pub const NAN: u8 = 13;
+
+pub fn cmp_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "eq" => EQ,
+        "ne" => NE,
+        "lt" | "lo" => LT,
+        "le" | "ls" => LE,
+        "gt" | "hi" => GT,
+        "ge" | "hs" => GE,
+        "equ" => EQU,
+        "neu" => NEU,
+        "ltu" => LTU,
+        "leu" => LEU,
+        "gtu" => GTU,
+        "geu" => GEU,
+        "num" => NUM,
+        "nan" => NAN,
+        _ => return None,
+    })
+}
+
+#[inline(always)]
+fn float_cmp<const C: u8>(x: f64, y: f64) -> bool {
+    let unordered = x.is_nan() || y.is_nan();
+    match C {
+        EQ => x == y,
+        NE => !unordered && x != y,
+        LT => x < y,
+        LE => x <= y,
+        GT => x > y,
+        GE => x >= y,
+        EQU => unordered || x == y,
+        NEU => x != y,
+        LTU => unordered || x < y,
+        LEU => unordered || x <= y,
+        GTU => unordered || x > y,
+        GEU => unordered || x >= y,
+        NUM => !unordered,
+        _ => unordered,
+    }
+}
+pub fn cmp_f32<const C: u8, const FTZ: bool>(a: u64, b: u64) -> bool {
+    float_cmp::<C>(fin::<FTZ>(a) as f64, fin::<FTZ>(b) as f64)
+}
+pub fn cmp_f64<const C: u8>(a: u64, b: u64) -> bool {
+    float_cmp::<C>(d(a), d(b))
+}
+pub fn cmp_int<const W: u32, const C: u8, const S: bool>(a: u64, b: u64) -> bool {
+    let (x, y) = if S {
+        (sext(a, W) as i128, sext(b, W) as i128)
+    } else {
+        ((a & mask(W)) as i128, (b & mask(W)) as i128)
+    };
+    match C {
+        EQ => x == y,
+        NE => x != y,
+        LT => x < y,
+        LE => x <= y,
+        GT => x > y,
+        _ => x >= y,
+    }
+}
+
+pub const FINITE: u8 = 0;
+pub const INFINITE: u8 = 1;
+pub const NUMBER: u8 = 2;
+pub const NOTANUMBER: u8 = 3;
+pub const NORMAL: u8 = 4;
+pub const SUBNORMAL: u8 = 5;
+
+/// `testp.op.f32/f64 p, a` (the second operand of the comparison signature is unused).
+pub fn testp<const K: u8, const F64: bool>(a: u64, _: u64) -> bool {
+    let x = if F64 { d(a) } else { f(a) as f64 };
+    let sub = if F64 { x.is_subnormal() } else { f(a).is_subnormal() };
+    match K {
+        FINITE => x.is_finite(),
+        INFINITE => x.is_infinite(),
+        NUMBER => !x.is_nan(),
+        NOTANUMBER => x.is_nan(),
+        NORMAL => x.is_finite() && x != 0.0 && !sub,
+        _ => sub,
+    }
+}
+
+// ---------------------------------------------------------------- conversions
+
+/// A scalar PTX type as far as conversions care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    U(u32),
+    S(u32),
+    F16,
+    Bf16,
+    F32,
+    F64,
+}
+
+impl Ty {
+    pub fn parse(s: &str) -> Option<Ty> {
+        Some(match s {
+            "u8" | "b8" => Ty::U(8),
+            "u16" | "b16" => Ty::U(16),
+            "u32" | "b32" => Ty::U(32),
+            "u64" | "b64" => Ty::U(64),
+            "s8" => Ty::S(8),
+            "s16" => Ty::S(16),
+            "s32" => Ty::S(32),
+            "s64" => Ty::S(64),
+            "f16" => Ty::F16,
+            "bf16" => Ty::Bf16,
+            "f32" => Ty::F32,
+            "f64" => Ty::F64,
+            _ => return None,
+        })
+    }
+    pub fn bits(self) -> u32 {
+        match self {
+            Ty::U(w) | Ty::S(w) => w,
+            Ty::F16 | Ty::Bf16 => 16,
+            Ty::F32 => 32,
+            Ty::F64 => 64,
+        }
+    }
+    pub fn is_float(self) -> bool {
+        matches!(self, Ty::F16 | Ty::Bf16 | Ty::F32 | Ty::F64)
+    }
+}
+
+/// Which rounding a `cvt` applies: to a float (`.rn`...) or to an integral value (`.rni`...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CvtSpec {
+    pub dst: Ty,
+    pub src: Ty,
+    pub float_rnd: Rnd,
+    pub int_rnd: Option<Rnd>,
+    pub sat: bool,
+    pub ftz: bool,
+}
+
+fn round_integral(v: f64, r: Rnd) -> f64 {
+    match r {
+        Rnd::Rn => v.round_ties_even(),
+        Rnd::Rz => v.trunc(),
+        Rnd::Rm => v.floor(),
+        Rnd::Rp => v.ceil(),
+    }
+}
+
+/// An exact integer rounded to f32 in the given mode.
+fn int_to_f32(v: i128, r: Rnd) -> f32 {
+    let n = v as f32;
+    let err = if n.is_finite() { (v - n as i128) as f64 } else { 0.0 };
+    redirect_f32(n, err, rnd_tag(r), true)
+}
+fn int_to_f64(v: i128, r: Rnd) -> f64 {
+    let n = v as f64;
+    let err = if n.is_finite() { (v - n as i128) as f64 } else { 0.0 };
+    redirect_f64(n, err, rnd_tag(r), true)
+}
+
+pub fn convert(s: &CvtSpec, a: u64) -> u64 {
+    // Source value: exact integer, or float widened to f64 (exact for f16/bf16/f32).
+    enum V {
+        I(i128),
+        F(f64),
+    }
+    let v = match s.src {
+        Ty::U(w) => V::I((a & mask(w)) as i128),
+        Ty::S(w) => V::I(sext(a, w) as i128),
+        Ty::F16 => V::F(half::f16::from_bits(a as u16).to_f64()),
+        Ty::Bf16 => V::F(half::bf16::from_bits(a as u16).to_f64()),
+        Ty::F32 => V::F(if s.ftz { ftz(f(a)) } else { f(a) } as f64),
+        Ty::F64 => V::F(d(a)),
+    };
+    match s.dst {
+        Ty::U(w) | Ty::S(w) => {
+            let signed = matches!(s.dst, Ty::S(_));
+            let (lo, hi) = if signed {
+                (-(1i128 << (w - 1)), (1i128 << (w - 1)) - 1)
+            } else {
+                (0, (1i128 << w) - 1)
+            };
+            let n = match v {
+                V::I(i) if s.sat => i.clamp(lo, hi),
+                V::I(i) => i,
+                // Float to integer always saturates; NaN becomes 0.
+                V::F(x) if x.is_nan() => 0,
+                V::F(x) => {
+                    let r = round_integral(x, s.int_rnd.unwrap_or(Rnd::Rz));
+                    if r <= lo as f64 {
+                        lo
+                    } else if r >= hi as f64 {
+                        hi
+                    } else {
+                        r as i128
+                    }
+                }
+            };
+            if signed {
+                // Signed results are kept sign-extended; narrower consumers truncate.
+                n as i64 as u64
+            } else {
+                (n as u64) & mask(w)
+            }
+        }
+        Ty::F32 => {
+            let r = match v {
+                V::I(i) => int_to_f32(i, s.float_rnd),
+                V::F(x) => {
+                    let x = match s.int_rnd {
+                        Some(r) => round_integral(x, r),
+                        None => x,
+                    };
+                    let n = x as f32;
+                    if s.src == Ty::F64 {
+                        redirect_f32(n, if n.is_finite() { x - n as f64 } else { 0.0 }, rnd_tag(s.float_rnd), x.is_finite())
+                    } else {
+                        n
+                    }
+                }
+            };
+            let r = if s.ftz { ftz(r) } else { r };
+            fb(if s.sat { sat(r) } else { r })
+        }
+        Ty::F64 => {
+            let r = match v {
+                V::I(i) => int_to_f64(i, s.float_rnd),
+                V::F(x) => match s.int_rnd {
+                    Some(r) => round_integral(x, r),
+                    None => x,
+                },
+            };
+            db(if s.sat { if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) } } else { r })
+        }
+        Ty::F16 | Ty::Bf16 => {
+            let x = match v {
+                V::I(i) => i as f64,
+                V::F(x) => match s.int_rnd {
+                    Some(r) => round_integral(x, r),
+                    None => x,
+                },
+            };
+            let x = if s.sat { if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) } } else { x };
+            if s.dst == Ty::F16 {
+                half::f16::from_f64(x).to_bits() as u64
+            } else {
+                half::bf16::from_f64(x).to_bits() as u64
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cvt(dst: Ty, src: Ty, float_rnd: Rnd, int_rnd: Option<Rnd>, sat: bool, a: u64) -> u64 {
+        convert(&CvtSpec { dst, src, float_rnd, int_rnd, sat, ftz: false }, a)
+    }
+
+    #[test]
+    fn integer_division_follows_c_and_never_panics() {
+        assert_eq!(div::<32, true>((-7i32) as u32 as u64, 2) as u32 as i32, -3);
+        assert_eq!(rem::<32, true>((-7i32) as u32 as u64, 2) as u32 as i32, -1);
+        assert_eq!(rem::<32, true>(7, (-2i32) as u32 as u64) as u32 as i32, 1);
+        assert_eq!(div::<32, true>(i32::MIN as u32 as u64, u32::MAX as u64) as u32 as i32, i32::MIN);
+        assert_eq!(div::<32, false>(5, 0), 0xffff_ffff);
+    }
+
+    #[test]
+    fn directed_rounding_brackets_the_exact_value() {
+        let (a, b) = (fb(1.0), fb(3.0));
+        let down = f(f32_bin::<DIV, RM, false, false>(a, b));
+        let up = f(f32_bin::<DIV, RP, false, false>(a, b));
+        assert_eq!(up, down.next_up());
+        assert!((down as f64) < 1.0 / 3.0 && (up as f64) > 1.0 / 3.0);
+        let e = f32::EPSILON;
+        assert_eq!(f(f32_fma::<RM, false, false>(fb(1.0 + e), fb(1.0 - e), fb(0.0))), 1.0f32.next_down());
+        assert_eq!(f(f32_fma::<RN, false, false>(fb(1.0 + e), fb(1.0 - e), fb(0.0))), 1.0);
+        assert_eq!(f(f32_bin::<ADD, RZ, false, false>(fb(1.0), fb(-1e-10))), 1.0f32.next_down());
+        assert_eq!(f(f32_bin::<ADD, RZ, false, false>(fb(f32::MAX), fb(f32::MAX))), f32::MAX);
+    }
+
+    #[test]
+    fn conversions_round_and_saturate() {
+        let f25 = fb(2.5);
+        assert_eq!(cvt(Ty::S(32), Ty::F32, Rnd::Rn, Some(Rnd::Rn), false, f25), 2);
+        assert_eq!(cvt(Ty::S(32), Ty::F32, Rnd::Rn, Some(Rnd::Rp), false, f25), 3);
+        assert_eq!(cvt(Ty::S(32), Ty::F32, Rnd::Rn, Some(Rnd::Rm), false, fb(-2.5)) as u32 as i32, -3);
+        assert_eq!(cvt(Ty::U(8), Ty::S(32), Rnd::Rn, None, true, 300), 255);
+        assert_eq!(cvt(Ty::U(8), Ty::S(32), Rnd::Rn, None, true, (-5i32) as u32 as u64), 0);
+        assert_eq!(cvt(Ty::S(32), Ty::F32, Rnd::Rn, Some(Rnd::Rz), false, fb(f32::NAN)), 0);
+        assert_eq!(cvt(Ty::S(32), Ty::F32, Rnd::Rn, Some(Rnd::Rz), false, fb(1e20)) as u32, i32::MAX as u32);
+        // 2^24 + 1 is not representable: rz rounds down, rp up.
+        let v = (1u64 << 24) + 1;
+        assert_eq!(f(cvt(Ty::F32, Ty::S(32), Rnd::Rz, None, false, v)), 16777216.0);
+        assert_eq!(f(cvt(Ty::F32, Ty::S(32), Rnd::Rp, None, false, v)), 16777218.0);
+    }
+}

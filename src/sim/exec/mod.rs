@@ -1,0 +1,619 @@
+//! The execution engine: blocks run independently (spread over host threads by the caller),
+//! each as warps of 32 lanes in lockstep. Registers are lane-major per warp (`regs[reg*32+lane]`)
+//! and every decoded instruction runs for all its active lanes in one tight loop.
+//!
+//! Control flow uses min-PC scheduling: each lane has its own pc, and a warp always runs the
+//! lanes at the lowest pc among those that can run, so divergent lanes of structured code
+//! reconverge where their paths meet. `bar.sync` parks lanes until every non-exited thread of the
+//! block waits at the same barrier.
+
+mod memory_ops;
+
+use super::counters::LaunchStats;
+use super::program::{Comb, Inst, Kernel, Op, ShflMode, Special, Src, VoteMode, NO_GUARD};
+use super::memory::GlobalView;
+use super::sanitizer::{fault, Site, WordShadow};
+use crate::error::Result;
+
+/// A block that runs longer than this is assumed stuck in a loop (minutes of simulation).
+const MAX_WARP_INSTS_PER_BLOCK: u64 = 1 << 30;
+
+/// Everything a block needs to know about its launch.
+pub struct Launch<'a> {
+    pub kernel: &'a Kernel,
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    /// Dynamic shared memory bytes requested by the launch.
+    pub dyn_shared: usize,
+    pub params: &'a [u8],
+    pub mem: &'a GlobalView,
+    pub sanitize: bool,
+}
+
+impl Launch<'_> {
+    pub fn threads_per_block(&self) -> u32 {
+        self.block[0] * self.block[1] * self.block[2]
+    }
+    pub fn shared_bytes(&self) -> usize {
+        self.kernel.dyn_shared_offset.max(self.kernel.static_shared) + self.dyn_shared
+    }
+    fn thread_coords(&self, t: u32) -> [u32; 3] {
+        let [bx, by, _] = self.block;
+        [t % bx, (t / bx) % by, t / (bx * by)]
+    }
+}
+
+struct Warp {
+    regs: Vec<u64>,
+    pcs: [u32; 32],
+    /// Lanes that exist (the last warp of a block may be partial).
+    valid: u32,
+    exited: u32,
+    /// Lanes parked at a block barrier.
+    waiting: u32,
+    /// Lanes parked at a warp-synchronous instruction (shfl/vote/bar.warp.sync), waiting for the
+    /// other lanes named in its member mask to arrive.
+    wsync: u32,
+    cur_pc: u32,
+    cur_mask: u32,
+    /// Count of `bar.warp.sync` executed: orders shared accesses between lanes of this warp.
+    sync_epoch: u32,
+    /// Linear thread index of lane 0.
+    base_tid: u32,
+}
+
+macro_rules! lanes {
+    ($mask:expr, $l:ident, $body:block) => {{
+        let m: u32 = $mask;
+        if m == u32::MAX {
+            #[allow(clippy::needless_range_loop)]
+            for $l in 0..32usize $body
+        } else {
+            let mut bits = m;
+            while bits != 0 {
+                let $l = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                $body
+            }
+        }
+    }};
+}
+
+impl Warp {
+    fn runnable(&self) -> u32 {
+        self.valid & !self.exited & !self.waiting & !self.wsync
+    }
+
+    /// When nothing else can run, lanes parked at a warp-synchronous instruction go ahead
+    /// without the lanes that never came (they exited or wait at a block barrier).
+    fn release_warp_sync(&mut self) -> bool {
+        if self.wsync == 0 {
+            return false;
+        }
+        let (mut min, mut m) = (u32::MAX, 0u32);
+        lanes!(self.wsync, l, {
+            let pc = self.pcs[l];
+            if pc < min {
+                min = pc;
+                m = 1 << l;
+            } else if pc == min {
+                m |= 1 << l;
+            }
+        });
+        self.wsync &= !m;
+        self.cur_pc = min;
+        self.cur_mask = m;
+        true
+    }
+
+    /// Selects the runnable lanes with the lowest pc; false when no lane can run.
+    fn schedule(&mut self) -> bool {
+        let r = self.runnable();
+        if r == 0 {
+            self.cur_mask = 0;
+            return false;
+        }
+        let (mut min, mut m) = (u32::MAX, 0u32);
+        lanes!(r, l, {
+            let pc = self.pcs[l];
+            if pc < min {
+                min = pc;
+                m = 1 << l;
+            } else if pc == min {
+                m |= 1 << l;
+            }
+        });
+        self.cur_pc = min;
+        self.cur_mask = m;
+        true
+    }
+
+    /// Stores the current pc into the per-lane pcs of the current lanes.
+    fn park_current(&mut self) {
+        let pc = self.cur_pc;
+        lanes!(self.cur_mask, l, {
+            self.pcs[l] = pc;
+        });
+    }
+
+    /// The current lanes move on to `next`, merging with lanes already waiting there. Other
+    /// runnable lanes are all at higher pcs (min-PC), so `next = pc + 1` keeps the order.
+    fn advance(&mut self, next: u32) {
+        self.cur_pc = next;
+        let others = self.runnable() & !self.cur_mask;
+        if others != 0 {
+            lanes!(others, l, {
+                if self.pcs[l] == next {
+                    self.cur_mask |= 1 << l;
+                }
+            });
+        }
+    }
+
+    /// Jumps the current lanes to `target` and picks the next lanes to run.
+    fn jump(&mut self, target: u32) {
+        if self.runnable() == self.cur_mask {
+            self.cur_pc = target;
+        } else {
+            self.cur_pc = target;
+            self.park_current();
+            self.schedule();
+        }
+    }
+
+    #[inline(always)]
+    fn reg(&self, r: u32, l: usize) -> u64 {
+        self.regs[r as usize * 32 + l]
+    }
+    #[inline(always)]
+    fn set(&mut self, r: u32, l: usize, v: u64) {
+        self.regs[r as usize * 32 + l] = v;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WarpSync {
+    Done,
+    /// The lanes wait at the instruction for the rest of their member mask.
+    Parked,
+}
+
+/// Block geometry for special registers.
+struct Geometry {
+    ntid: [u32; 3],
+    nctaid: [u32; 3],
+    ctaid: [u32; 3],
+    nwarps: u32,
+}
+
+#[inline(always)]
+fn read(w: &Warp, g: &Geometry, s: Src, l: usize) -> u64 {
+    match s {
+        Src::Reg(r) => w.reg(r, l),
+        Src::Imm(v) => v,
+        Src::Special(sp) => special(w, g, sp, l),
+    }
+}
+
+fn special(w: &Warp, g: &Geometry, sp: Special, l: usize) -> u64 {
+    let t = w.base_tid + l as u32;
+    let [bx, by, _] = g.ntid;
+    let lane_bit = 1u64 << l;
+    (match sp {
+        Special::Tid(0) => t % bx,
+        Special::Tid(1) => (t / bx) % by,
+        Special::Tid(_) => t / (bx * by),
+        Special::Ntid(d) => g.ntid[d as usize],
+        Special::Ctaid(d) => g.ctaid[d as usize],
+        Special::Nctaid(d) => g.nctaid[d as usize],
+        Special::LaneId => l as u32,
+        Special::WarpId => w.base_tid / 32,
+        Special::NWarpId => g.nwarps,
+        Special::LaneMaskEq => lane_bit as u32,
+        Special::LaneMaskLt => (lane_bit - 1) as u32,
+        Special::LaneMaskLe => ((lane_bit << 1) - 1) as u32,
+        Special::LaneMaskGt => !(((lane_bit << 1) - 1) as u32),
+        Special::LaneMaskGe => !((lane_bit - 1) as u32),
+        Special::SmId => 0,
+        Special::Clock => 0,
+    }) as u64
+}
+
+/// Per-host-thread state reused across the blocks it runs.
+pub struct Worker<'a> {
+    lp: &'a Launch<'a>,
+    warps: Vec<Warp>,
+    shared: Vec<u8>,
+    shadow: Vec<WordShadow>,
+    local: Vec<u8>,
+    /// Barrier epoch, increasing over all blocks this worker runs (so stale shadow never matches).
+    epoch: u32,
+    /// Epoch at which the current block started: shadow init older than this is stale.
+    block_gen: u32,
+    geo: Geometry,
+    pub stats: LaunchStats,
+    /// `stats.warp_insts` when the current block started (for the runaway-loop watchdog).
+    block_start_insts: u64,
+    scratch_addrs: Vec<u64>,
+    scratch_shared: Vec<(u32, u64)>,
+}
+
+impl<'a> Worker<'a> {
+    pub fn new(lp: &'a Launch<'a>) -> Self {
+        let nthreads = lp.threads_per_block();
+        let nwarps = nthreads.div_ceil(32);
+        let warps = (0..nwarps)
+            .map(|w| Warp {
+                regs: vec![0; lp.kernel.nregs * 32],
+                pcs: [0; 32],
+                valid: if (w + 1) * 32 <= nthreads { u32::MAX } else { (1u32 << (nthreads - w * 32)) - 1 },
+                exited: 0,
+                waiting: 0,
+                wsync: 0,
+                cur_pc: 0,
+                cur_mask: 0,
+                sync_epoch: 0,
+                base_tid: w * 32,
+            })
+            .collect();
+        let shared_bytes = lp.shared_bytes();
+        Worker {
+            lp,
+            warps,
+            shared: vec![0; shared_bytes],
+            shadow: if lp.sanitize { vec![WordShadow::default(); shared_bytes.div_ceil(4)] } else { Vec::new() },
+            local: vec![0; lp.kernel.local_bytes * nthreads as usize],
+            epoch: 0,
+            block_gen: 0,
+            block_start_insts: 0,
+            geo: Geometry { ntid: lp.block, nctaid: lp.grid, ctaid: [0; 3], nwarps },
+            stats: LaunchStats::default(),
+            scratch_addrs: Vec::with_capacity(128),
+            scratch_shared: Vec::with_capacity(128),
+        }
+    }
+
+    fn site(&self, pc: usize, w: usize, l: usize) -> Site<'a> {
+        let t = self.warps[w].base_tid + l as u32;
+        Site { kernel: self.lp.kernel, pc, block: self.geo.ctaid, thread: self.lp.thread_coords(t) }
+    }
+
+    /// Runs block `linear` (x fastest) to completion.
+    pub fn run_block(&mut self, linear: u32) -> Result<()> {
+        let [gx, gy, _] = self.lp.grid;
+        self.geo.ctaid = [linear % gx, (linear / gx) % gy, linear / (gx * gy)];
+        self.epoch += 1;
+        self.block_gen = self.epoch;
+        // Fresh state per block; zeroed so a kernel that reads garbage does so deterministically.
+        for w in &mut self.warps {
+            w.regs.fill(0);
+            w.pcs = [0; 32];
+            w.exited = 0;
+            w.waiting = 0;
+            w.wsync = 0;
+            w.cur_pc = 0;
+            w.cur_mask = w.valid;
+            w.sync_epoch = 0;
+        }
+        self.shared.fill(0);
+        self.local.fill(0);
+        self.block_start_insts = self.stats.warp_insts;
+        loop {
+            for w in 0..self.warps.len() {
+                self.run_warp(w)?;
+            }
+            self.release_barrier()?;
+            if self.warps.iter().all(|w| w.valid & !w.exited == 0) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Called when no warp can run: every lane has exited or waits at a barrier. Releases the
+    /// barrier if all waiting threads wait at the same one.
+    fn release_barrier(&mut self) -> Result<()> {
+        let mut at: Option<(u32, usize, usize)> = None;
+        for (wi, w) in self.warps.iter().enumerate() {
+            let mut bad = None;
+            lanes!(w.waiting, l, {
+                match at {
+                    None => at = Some((w.pcs[l], wi, l)),
+                    Some((pc, ..)) if pc != w.pcs[l] && bad.is_none() => bad = Some(l),
+                    _ => {}
+                }
+            });
+            if let (Some(l), Some((pc, w0, l0))) = (bad, at) {
+                let other = self.site(pc as usize, w0, l0);
+                let detail = format!(
+                    "barrier divergence: this thread waits here while thread ({},{},{}) waits at {}; \
+                     every non-exited thread of a block must reach the same __syncthreads()",
+                    other.thread[0],
+                    other.thread[1],
+                    other.thread[2],
+                    self.lp.kernel.where_(pc as usize)
+                );
+                return Err(fault("barrier error", &self.site(w.pcs[l] as usize, wi, l), detail));
+            }
+        }
+        if let Some((pc, ..)) = at {
+            for w in &mut self.warps {
+                lanes!(w.waiting, l, {
+                    w.pcs[l] = pc + 1;
+                });
+                w.waiting = 0;
+                w.schedule();
+            }
+            self.epoch += 1;
+            self.stats.barriers += 1;
+        }
+        Ok(())
+    }
+
+    fn run_warp(&mut self, wi: usize) -> Result<()> {
+        let insts: &'a [Inst] = &self.lp.kernel.insts;
+        loop {
+            let w = &mut self.warps[wi];
+            if w.cur_mask == 0 && !w.schedule() && !w.release_warp_sync() {
+                return Ok(());
+            }
+            let pc = w.cur_pc as usize;
+            let inst = &insts[pc];
+            if self.stats.warp_insts - self.block_start_insts > MAX_WARP_INSTS_PER_BLOCK {
+                let l = w.cur_mask.trailing_zeros() as usize;
+                return Err(fault(
+                    "runaway kernel",
+                    &self.site(pc, wi, l),
+                    format!("the block executed more than {MAX_WARP_INSTS_PER_BLOCK} warp instructions; is a loop missing its exit?"),
+                ));
+            }
+            let mut mask = w.cur_mask;
+            if inst.guard != NO_GUARD {
+                let mut g = 0u32;
+                lanes!(mask, l, {
+                    if (w.reg(inst.guard, l) != 0) != inst.guard_neg {
+                        g |= 1 << l;
+                    }
+                });
+                mask = g;
+            }
+            // Lane instructions count the warp's active lanes (predicated-off lanes still
+            // occupy their slot, as in warp execution efficiency); FLOPs only the enabled ones.
+            self.stats.warp_insts += 1;
+            self.stats.lane_insts += w.cur_mask.count_ones() as u64;
+            self.stats.flops += inst.flops as u64 * mask.count_ones() as u64;
+            let geo = &self.geo;
+            match inst.op {
+                Op::Bin { f, d, a, b } => lanes!(mask, l, {
+                    let v = f(read(w, geo, a, l), read(w, geo, b, l));
+                    w.set(d, l, v);
+                }),
+                Op::Ter { f, d, a, b, c } => lanes!(mask, l, {
+                    let v = f(read(w, geo, a, l), read(w, geo, b, l), read(w, geo, c, l));
+                    w.set(d, l, v);
+                }),
+                Op::Un { f, d, a } => lanes!(mask, l, {
+                    let v = f(read(w, geo, a, l));
+                    w.set(d, l, v);
+                }),
+                Op::Quad { f, d, a, b, c, e } => lanes!(mask, l, {
+                    let v = f(read(w, geo, a, l), read(w, geo, b, l), read(w, geo, c, l), read(w, geo, e, l));
+                    w.set(d, l, v);
+                }),
+                Op::Setp { f, comb, p, q, a, b } => lanes!(mask, l, {
+                    let mut t = f(read(w, geo, a, l), read(w, geo, b, l));
+                    let mut nt = !t;
+                    if let Some((c, src, neg)) = comb {
+                        let x = (read(w, geo, src, l) != 0) != neg;
+                        let combine = |v: bool| match c {
+                            Comb::And => v && x,
+                            Comb::Or => v || x,
+                            Comb::Xor => v ^ x,
+                        };
+                        t = combine(t);
+                        nt = combine(nt);
+                    }
+                    w.set(p, l, t as u64);
+                    if let Some(q) = q {
+                        w.set(q, l, nt as u64);
+                    }
+                }),
+                Op::Cvt { ref spec, d, a } => lanes!(mask, l, {
+                    let v = super::alu::convert(spec, read(w, geo, a, l));
+                    w.set(d, l, v);
+                }),
+                Op::Unpack { ds, n, bits, a } => lanes!(mask, l, {
+                    let v = read(w, geo, a, l);
+                    for (k, &d) in ds.iter().take(n as usize).enumerate() {
+                        w.set(d, l, (v >> (k as u32 * bits as u32)) & super::alu::mask(bits as u32));
+                    }
+                }),
+                Op::Pack { d, srcs, n, bits } => lanes!(mask, l, {
+                    let mut v = 0u64;
+                    for (k, &s) in srcs.iter().take(n as usize).enumerate() {
+                        v |= (read(w, geo, s, l) & super::alu::mask(bits as u32)) << (k as u32 * bits as u32);
+                    }
+                    w.set(d, l, v);
+                }),
+                Op::Bra { target } => {
+                    let not_taken = w.cur_mask & !mask;
+                    if not_taken == 0 {
+                        w.jump(target);
+                    } else if mask == 0 {
+                        w.advance(pc as u32 + 1);
+                    } else {
+                        lanes!(mask, l, {
+                            w.pcs[l] = target;
+                        });
+                        lanes!(not_taken, l, {
+                            w.pcs[l] = pc as u32 + 1;
+                        });
+                        w.schedule();
+                    }
+                    continue;
+                }
+                Op::Exit => {
+                    w.exited |= mask;
+                    w.cur_mask &= !mask;
+                    if w.cur_mask != 0 {
+                        w.advance(pc as u32 + 1);
+                    }
+                    continue;
+                }
+                Op::Bar => {
+                    w.waiting |= mask;
+                    lanes!(mask, l, {
+                        w.pcs[l] = pc as u32;
+                    });
+                    w.cur_mask &= !mask;
+                    if w.cur_mask != 0 {
+                        w.advance(pc as u32 + 1);
+                    }
+                    continue;
+                }
+                Op::Nop => {}
+                Op::Trap => {
+                    if mask != 0 {
+                        let l = mask.trailing_zeros() as usize;
+                        return Err(fault("trap", &self.site(pc, wi, l), "the kernel executed `trap` (a device-side assert failed)"));
+                    }
+                }
+                Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } => self.memory_op(wi, pc, inst, mask)?,
+                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => {
+                    if self.warp_op(wi, pc, inst, mask)? == WarpSync::Parked {
+                        continue;
+                    }
+                }
+            }
+            self.warps[wi].advance(pc as u32 + 1);
+        }
+    }
+
+    /// Checks that the lanes named in a `.sync` member mask are converged here.
+    fn check_converged(&self, wi: usize, pc: usize, mask: u32, member: u32, what: &str) -> Result<()> {
+        let w = &self.warps[wi];
+        let missing = member & w.valid & !w.exited & !mask;
+        if self.lp.sanitize && missing != 0 && mask != 0 {
+            let l = mask.trailing_zeros() as usize;
+            return Err(fault(
+                "warp-synchronous error",
+                &self.site(pc, wi, l),
+                format!(
+                    "{what} names lanes {missing:#010x} in its member mask {member:#010x}, but they wait at another \
+                     barrier or warp-synchronous instruction; every named non-exited lane must reach the same {what}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs a warp-synchronous instruction for `mask` plus any lanes parked at it, or parks them
+    /// all while lanes named in the member mask are still on their way (as `.sync` waits on
+    /// Volta and later).
+    fn warp_op(&mut self, wi: usize, pc: usize, inst: &Inst, mask: u32) -> Result<WarpSync> {
+        let w = &mut self.warps[wi];
+        let mut arrived = 0u32;
+        lanes!(w.wsync, l, {
+            if w.pcs[l] == pc as u32 {
+                arrived |= 1 << l;
+            }
+        });
+        w.wsync &= !arrived;
+        w.cur_mask |= arrived;
+        let mask = mask | arrived;
+        if mask == 0 {
+            return Ok(WarpSync::Done);
+        }
+        let first = mask.trailing_zeros() as usize;
+        let mm = match inst.op {
+            Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } => mask,
+            _ => unreachable!("warp_op is called for warp-level instructions only"),
+        };
+        let member = read(w, &self.geo, mm, first) as u32;
+        if member & !mask & w.runnable() != 0 {
+            w.wsync |= mask;
+            lanes!(mask, l, {
+                w.pcs[l] = pc as u32;
+            });
+            w.cur_mask &= !mask;
+            if w.cur_mask != 0 {
+                w.advance(pc as u32 + 1);
+            }
+            return Ok(WarpSync::Parked);
+        }
+        match inst.op {
+            Op::Shfl { mode, d, p, a, b, c, .. } => {
+                self.check_converged(wi, pc, mask, member, "shfl.sync")?;
+                let w = &self.warps[wi];
+                let mut vals = [0u64; 32];
+                let mut oks = 0u32;
+                let mut bad_source = None;
+                lanes!(mask, l, {
+                    let lane = l as i32;
+                    let bval = (read(w, &self.geo, b, l) & 31) as i32;
+                    let cval = read(w, &self.geo, c, l) as u32;
+                    let segmask = ((cval >> 8) & 31) as i32;
+                    let clamp = (cval & 31) as i32;
+                    let max_lane = (lane & segmask) | (clamp & !segmask);
+                    let min_lane = lane & segmask;
+                    let (j, ok) = match mode {
+                        ShflMode::Up => (lane - bval, lane - bval >= max_lane),
+                        ShflMode::Down => (lane + bval, lane + bval <= max_lane),
+                        ShflMode::Bfly => (lane ^ bval, (lane ^ bval) <= max_lane),
+                        ShflMode::Idx => {
+                            let j = min_lane | (bval & !segmask);
+                            (j, j <= max_lane)
+                        }
+                    };
+                    let j = if ok { j as usize } else { l };
+                    if ok {
+                        oks |= 1 << l;
+                    }
+                    if mask & (1 << j) == 0 && bad_source.is_none() {
+                        bad_source = Some((l, j));
+                    }
+                    vals[l] = read(w, &self.geo, a, j);
+                });
+                if let (true, Some((l, j))) = (self.lp.sanitize, bad_source) {
+                    return Err(fault(
+                        "warp-synchronous error",
+                        &self.site(pc, wi, l),
+                        format!("shfl.sync reads lane {j}, which is not executing it (inactive, exited or beyond the block); the value is undefined"),
+                    ));
+                }
+                let w = &mut self.warps[wi];
+                lanes!(mask, l, {
+                    w.set(d, l, vals[l]);
+                    if let Some(p) = p {
+                        w.set(p, l, ((oks >> l) & 1) as u64);
+                    }
+                });
+            }
+            Op::Vote { mode, d, a, neg, .. } => {
+                self.check_converged(wi, pc, mask, member, "vote.sync")?;
+                let w = &mut self.warps[wi];
+                let voters = mask & member;
+                let mut ballot = 0u32;
+                lanes!(voters, l, {
+                    if (read(w, &self.geo, a, l) != 0) != neg {
+                        ballot |= 1 << l;
+                    }
+                });
+                let v = match mode {
+                    VoteMode::Ballot => ballot as u64,
+                    VoteMode::All => (ballot == voters) as u64,
+                    VoteMode::Any => (ballot != 0) as u64,
+                    VoteMode::Uni => (ballot == 0 || ballot == voters) as u64,
+                };
+                lanes!(mask, l, {
+                    w.set(d, l, v);
+                });
+            }
+            Op::WarpSync { .. } => {
+                self.check_converged(wi, pc, mask, member, "bar.warp.sync")?;
+                self.warps[wi].sync_epoch += 1;
+            }
+            _ => unreachable!("warp_op is called for warp-level instructions only"),
+        }
+        Ok(WarpSync::Done)
+    }
+}

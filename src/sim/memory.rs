@@ -1,0 +1,299 @@
+//! Simulated global memory: allocations in a flat address space (non-zero, 256-aligned, never
+//! reused so stale pointers miss), each with a shadow bitmap of initialised bytes.
+//!
+//! During a launch, blocks on different host threads access memory through a [`GlobalView`] of
+//! raw pointers; every access is a relaxed atomic of the access size (a plain `mov` on x86), so
+//! concurrent blocks never form a Rust data race, and `atom` instructions are CAS loops.
+
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+
+/// First address handed out: far from 0 so null and small integers are never valid pointers.
+const BASE_ADDRESS: u64 = 0x7_0000_0000;
+pub const ALIGNMENT: u64 = 256;
+
+struct Allocation {
+    id: u64,
+    len: usize,
+    /// Backing store in u64 words so 8-byte atomics are aligned.
+    data: Box<[u64]>,
+    /// One bit per byte: written since allocation.
+    init: Box<[u8]>,
+}
+
+impl Allocation {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the u64 buffer holds at least `len` bytes and u8 has no alignment needs.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: as above, shared.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.len) }
+    }
+    fn mark_init(&mut self, off: usize, n: usize) {
+        for b in off..off + n {
+            self.init[b >> 3] |= 1 << (b & 7);
+        }
+    }
+}
+
+pub struct GlobalMemory {
+    allocs: BTreeMap<u64, Allocation>,
+    next_base: u64,
+    next_id: u64,
+    used: usize,
+    capacity: usize,
+}
+
+fn describe_alloc(id: u64, base: u64, len: usize) -> String {
+    format!("allocation #{id} ({len} bytes at {base:#x})")
+}
+
+impl GlobalMemory {
+    pub fn new(capacity: usize) -> Self {
+        GlobalMemory { allocs: BTreeMap::new(), next_base: BASE_ADDRESS, next_id: 1, used: 0, capacity }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn alloc(&mut self, bytes: usize) -> Result<u64> {
+        if self.used + bytes > self.capacity {
+            return Err(Error::OutOfMemory {
+                requested: bytes,
+                free: self.capacity - self.used,
+                hint: "the simulator's device capacity is a SimOptions setting; use smaller batches or shapes".into(),
+            });
+        }
+        let base = self.next_base;
+        let span = (bytes.max(1) as u64).div_ceil(ALIGNMENT) * ALIGNMENT;
+        // A gap after each allocation so running off its end never lands in the next one.
+        self.next_base += span + ALIGNMENT;
+        let id = self.next_id;
+        self.next_id += 1;
+        let alloc = Allocation {
+            id,
+            len: bytes,
+            data: vec![0u64; bytes.div_ceil(8)].into_boxed_slice(),
+            init: vec![0u8; bytes.div_ceil(8)].into_boxed_slice(),
+        };
+        self.allocs.insert(base, alloc);
+        self.used += bytes;
+        Ok(base)
+    }
+
+    pub fn free(&mut self, ptr: u64) {
+        if let Some(a) = self.allocs.remove(&ptr) {
+            self.used -= a.len;
+        }
+    }
+
+    /// The allocation holding [addr, addr+n) and the offset of addr in it.
+    fn locate(&mut self, addr: u64, n: usize, what: &str) -> Result<(&mut Allocation, usize)> {
+        let found = self.allocs.range_mut(..=addr).next_back();
+        match found {
+            Some((&base, a)) if addr - base + n as u64 <= a.len as u64 => Ok((a, (addr - base) as usize)),
+            Some((&base, a)) => Err(Error::Sim(format!(
+                "{what} of {n} bytes at {addr:#x} runs past the end of {}",
+                describe_alloc(a.id, base, a.len)
+            ))),
+            None => Err(Error::Sim(format!("{what} of {n} bytes at {addr:#x} is outside every allocation"))),
+        }
+    }
+
+    pub fn write(&mut self, addr: u64, src: &[u8]) -> Result<()> {
+        let (a, off) = self.locate(addr, src.len(), "host-to-device copy")?;
+        a.bytes_mut()[off..off + src.len()].copy_from_slice(src);
+        a.mark_init(off, src.len());
+        Ok(())
+    }
+
+    pub fn read(&mut self, addr: u64, dst: &mut [u8]) -> Result<()> {
+        let (a, off) = self.locate(addr, dst.len(), "device-to-host copy")?;
+        dst.copy_from_slice(&a.bytes()[off..off + dst.len()]);
+        Ok(())
+    }
+
+    pub fn fill(&mut self, addr: u64, value: u8, n: usize) -> Result<()> {
+        let (a, off) = self.locate(addr, n, "memset")?;
+        a.bytes_mut()[off..off + n].fill(value);
+        a.mark_init(off, n);
+        Ok(())
+    }
+
+    pub fn copy(&mut self, dst: u64, src: u64, n: usize) -> Result<()> {
+        let mut tmp = vec![0u8; n];
+        let (a, off) = self.locate(src, n, "device-to-device copy source")?;
+        tmp.copy_from_slice(&a.bytes()[off..off + n]);
+        let init: Vec<bool> = (off..off + n).map(|b| a.init[b >> 3] & (1 << (b & 7)) != 0).collect();
+        let (d, doff) = self.locate(dst, n, "device-to-device copy destination")?;
+        d.bytes_mut()[doff..doff + n].copy_from_slice(&tmp);
+        // Copying carries the source's initialised bits over (uninitialised stays uninitialised).
+        for (k, was) in init.into_iter().enumerate() {
+            let b = doff + k;
+            if was {
+                d.init[b >> 3] |= 1 << (b & 7);
+            } else {
+                d.init[b >> 3] &= !(1 << (b & 7));
+            }
+        }
+        Ok(())
+    }
+
+    /// Raw views of every allocation for the duration of a launch. The caller holds `&mut self`
+    /// (the memory lock) while the view is in use, so no allocation moves or disappears.
+    pub fn view(&mut self) -> GlobalView {
+        let regions = self
+            .allocs
+            .iter_mut()
+            .map(|(&base, a)| Region {
+                base,
+                len: a.len as u64,
+                id: a.id,
+                data: a.data.as_mut_ptr().cast::<u8>(),
+                init: a.init.as_mut_ptr(),
+            })
+            .collect();
+        GlobalView { regions }
+    }
+}
+
+pub struct Region {
+    pub base: u64,
+    pub len: u64,
+    pub id: u64,
+    data: *mut u8,
+    init: *mut u8,
+}
+
+/// Raw pointers into global memory, shared by the block workers of one launch.
+pub struct GlobalView {
+    regions: Vec<Region>,
+}
+
+// SAFETY: the view is used only while the owning GlobalMemory is locked for the launch, and all
+// accesses through it are atomic operations of the access size.
+unsafe impl Send for GlobalView {}
+unsafe impl Sync for GlobalView {}
+
+impl Region {
+    pub fn describe(&self) -> String {
+        describe_alloc(self.id, self.base, self.len as usize)
+    }
+    #[inline]
+    pub fn contains(&self, addr: u64, n: u64) -> bool {
+        addr >= self.base && addr - self.base + n <= self.len
+    }
+
+    /// Loads `size` (1, 2, 4, 8) bytes at `off`, which must be in bounds and size-aligned.
+    #[inline]
+    pub fn load(&self, off: u64, size: u8) -> u64 {
+        // SAFETY: the caller checked bounds and alignment; the pointers stay valid for the launch.
+        unsafe {
+            let p = self.data.add(off as usize);
+            match size {
+                1 => AtomicU8::from_ptr(p).load(Relaxed) as u64,
+                2 => AtomicU16::from_ptr(p.cast()).load(Relaxed) as u64,
+                4 => AtomicU32::from_ptr(p.cast()).load(Relaxed) as u64,
+                _ => AtomicU64::from_ptr(p.cast()).load(Relaxed),
+            }
+        }
+    }
+
+    #[inline]
+    pub fn store(&self, off: u64, size: u8, v: u64) {
+        // SAFETY: as for load.
+        unsafe {
+            let p = self.data.add(off as usize);
+            match size {
+                1 => AtomicU8::from_ptr(p).store(v as u8, Relaxed),
+                2 => AtomicU16::from_ptr(p.cast()).store(v as u16, Relaxed),
+                4 => AtomicU32::from_ptr(p.cast()).store(v as u32, Relaxed),
+                _ => AtomicU64::from_ptr(p.cast()).store(v, Relaxed),
+            }
+        }
+    }
+
+    /// Atomically replaces the value with `f(old, b, c)`; returns old. `size` is 4 or 8.
+    #[inline]
+    pub fn rmw(&self, off: u64, size: u8, f: fn(u64, u64, u64) -> u64, b: u64, c: u64) -> u64 {
+        // SAFETY: as for load.
+        unsafe {
+            let p = self.data.add(off as usize);
+            if size == 4 {
+                let a = AtomicU32::from_ptr(p.cast());
+                let mut old = a.load(Relaxed);
+                loop {
+                    let new = f(old as u64, b, c) as u32;
+                    match a.compare_exchange_weak(old, new, Relaxed, Relaxed) {
+                        Ok(_) => return old as u64,
+                        Err(cur) => old = cur,
+                    }
+                }
+            } else {
+                let a = AtomicU64::from_ptr(p.cast());
+                let mut old = a.load(Relaxed);
+                loop {
+                    let new = f(old, b, c);
+                    match a.compare_exchange_weak(old, new, Relaxed, Relaxed) {
+                        Ok(_) => return old,
+                        Err(cur) => old = cur,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether all `size` bytes at `off` (size-aligned, size <= 8) were ever written.
+    #[inline]
+    pub fn is_init(&self, off: u64, size: u8) -> bool {
+        let want = (((1u16 << size) - 1) << (off & 7)) as u8;
+        // SAFETY: off is in bounds, so its bitmap byte is too.
+        let have = unsafe { AtomicU8::from_ptr(self.init.add((off >> 3) as usize)).load(Relaxed) };
+        have & want == want
+    }
+
+    #[inline]
+    pub fn mark_init(&self, off: u64, size: u8) {
+        let bits = (((1u16 << size) - 1) << (off & 7)) as u8;
+        // SAFETY: as for is_init.
+        let cell = unsafe { AtomicU8::from_ptr(self.init.add((off >> 3) as usize)) };
+        if cell.load(Relaxed) & bits != bits {
+            cell.fetch_or(bits, Relaxed);
+        }
+    }
+}
+
+impl GlobalView {
+    /// The region containing `addr`.
+    #[inline]
+    pub fn find(&self, addr: u64) -> Option<&Region> {
+        let i = self.regions.partition_point(|r| r.base <= addr);
+        let r = self.regions.get(i.checked_sub(1)?)?;
+        (addr < r.base + r.len).then_some(r)
+    }
+
+    /// "8 bytes past the end of allocation #3 (1024 bytes at 0x...)": where a bad address lies
+    /// relative to the nearest allocation.
+    pub fn describe_miss(&self, addr: u64, n: u64) -> String {
+        let nearest = self.regions.iter().min_by_key(|r| {
+            if addr < r.base {
+                r.base - addr
+            } else {
+                (addr + n).saturating_sub(r.base + r.len)
+            }
+        });
+        match nearest {
+            None => "no allocation exists".into(),
+            Some(r) if addr < r.base => format!("{} bytes before the start of {}", r.base - addr, r.describe()),
+            Some(r) if addr == r.base + r.len => format!("just past the end of {} (offset {})", r.describe(), r.len),
+            Some(r) if addr > r.base + r.len => format!("{} bytes past the end of {}", addr - (r.base + r.len), r.describe()),
+            Some(r) => format!("overlapping the end of {} at offset {}", r.describe(), addr - r.base),
+        }
+    }
+}

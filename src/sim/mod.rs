@@ -1,0 +1,398 @@
+//! A PTX simulator that implements [`Driver`], so the GPU backend's launch code runs unchanged on
+//! machines without a GPU: it parses and decodes the NVRTC PTX of `kernels/*.cu`, executes blocks
+//! as warps of 32 lanes in lockstep, checks every access with a sanitizer (bounds, alignment,
+//! uninitialised reads, shared-memory races, divergent barriers and warp-synchronous misuse) and
+//! counts what each launch did for a roofline estimate.
+//!
+//! Modules: `parse` (PTX text to syntax tree), `decode` (to the compact instruction array of
+//! `program`, with `dispatch` picking `alu` functions), `alu` (arithmetic semantics), `exec`
+//! (warps and blocks; `exec::memory_ops` for ld/st/atom), `memory` (global memory and its
+//! shadow), `sanitizer` (shared shadow and fault messages), `counters` and `roofline`.
+
+mod alu;
+pub mod counters;
+mod decode;
+mod dispatch;
+mod exec;
+mod memory;
+mod parse;
+mod program;
+pub mod roofline;
+mod sanitizer;
+
+pub use counters::LaunchStats;
+pub use roofline::{Bound, GpuSpec, Prediction, GPU_SPECS, H100_SXM, RTX_3090, RTX_4090};
+
+use crate::error::{Error, Result};
+use crate::gpu::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
+use decode::DecodedKernel;
+use memory::GlobalMemory;
+use rayon::prelude::*;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Launch limits of every CUDA GPU since Volta, so launches that would fail on a GPU fail here
+/// too. Shared memory is the 48 KiB a block gets without the opt-in attribute (which the CUDA
+/// driver does not set).
+const MAX_THREADS_PER_BLOCK: u32 = 1024;
+const MAX_BLOCK_DIM: [u32; 3] = [1024, 1024, 64];
+const MAX_GRID_DIM: [u32; 3] = [i32::MAX as u32, 65535, 65535];
+const MAX_SHARED_PER_BLOCK: usize = 48 * 1024;
+/// Launch statistics kept for `take_launch_stats` (oldest dropped first).
+const MAX_KEPT_STATS: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockOrder {
+    /// Blocks are handed out in linear order (x fastest).
+    Linear,
+    /// Blocks are handed out in an order shuffled by this seed (mixed with the launch number).
+    Shuffled(u64),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SimOptions {
+    /// Uninitialised reads, shared-memory races and warp-synchronous checks. Bounds, alignment
+    /// and barrier divergence are always checked (a real GPU faults or hangs on those).
+    pub sanitize: bool,
+    pub block_order: BlockOrder,
+    /// Host threads running blocks; 0 means rayon's pool size.
+    pub threads: usize,
+    /// Simulated device memory in bytes.
+    pub capacity_bytes: usize,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions { sanitize: true, block_order: BlockOrder::Shuffled(0x5eed), threads: 0, capacity_bytes: 16 << 30 }
+    }
+}
+
+/// Environment variable that turns the sanitizer off (`0`/`off`/`false`) or on (`1`/`on`/`true`)
+/// for simulator devices opened by `--device sim` and the test backend.
+pub const SANITIZE_ENV: &str = "FERRONET_SIM_SANITIZE";
+
+impl SimOptions {
+    /// The defaults, with the sanitizer setting taken from `FERRONET_SIM_SANITIZE` when set.
+    pub fn from_env() -> Result<Self> {
+        let mut options = SimOptions::default();
+        if let Ok(v) = std::env::var(SANITIZE_ENV) {
+            options.sanitize = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "on" | "true" | "yes" => true,
+                "0" | "off" | "false" | "no" => false,
+                other => {
+                    return Err(Error::config(format!("{SANITIZE_ENV}={other}: use 1/on/true or 0/off/false")));
+                }
+            };
+        }
+        Ok(options)
+    }
+}
+
+/// A loaded module: its decoded kernels and the allocations of its global variables.
+struct Module {
+    kernels: HashMap<String, DecodedKernel>,
+    globals: Vec<DevPtr>,
+}
+
+pub struct SimDriver {
+    options: Mutex<SimOptions>,
+    memory: Mutex<GlobalMemory>,
+    modules: Mutex<HashMap<String, Arc<Module>>>,
+    stats: Mutex<VecDeque<LaunchStats>>,
+    events: Mutex<Vec<Instant>>,
+    launches: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    m.lock().map_err(|_| Error::Sim("simulator state poisoned by an earlier panic".into()))
+}
+
+/// Compiles an embedded module's source with the machine's NVRTC (for builds without PTX).
+fn compile_source(name: &str, source: &str) -> Result<String> {
+    if crate::gpu::nvrtc_locate::ensure_nvrtc_loaded().is_none() {
+        return Err(Error::device(format!(
+            "kernel module {name} has no embedded PTX and NVRTC is not installed to compile it \
+             (pip install nvidia-cuda-nvrtc-cu12==12.9.86)"
+        )));
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        arch: Some("compute_75"),
+        options: vec!["--std=c++17".into()],
+        name: Some(format!("{name}.cu")),
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(source, opts)
+        .map(|p| p.to_src().to_string())
+        .map_err(|e| Error::device(format!("NVRTC failed to compile kernels/{name}.cu: {e:?}")))
+}
+
+impl SimDriver {
+    pub fn new(options: SimOptions) -> Self {
+        SimDriver {
+            memory: Mutex::new(GlobalMemory::new(options.capacity_bytes)),
+            options: Mutex::new(options),
+            modules: Mutex::new(HashMap::new()),
+            stats: Mutex::new(VecDeque::new()),
+            events: Mutex::new(Vec::new()),
+            launches: AtomicU64::new(0),
+        }
+    }
+
+    /// Registers PTX text as module `name` (replacing a module of that name), for kernels that
+    /// are not among the embedded `kernels/*.cu`.
+    pub fn load_ptx(&self, name: &str, ptx: &str) -> Result<()> {
+        let ast = parse::parse_module(ptx).map_err(|e| match e {
+            Error::Sim(m) => Error::Sim(format!("module {name}: {m}")),
+            other => other,
+        })?;
+        // Module variables (`__device__`, `__constant__`) live in global memory for as long as
+        // the module is loaded, initialised like static storage.
+        let mut addresses = HashMap::new();
+        let mut globals = Vec::new();
+        {
+            let mut memory = lock(&self.memory)?;
+            for var in &ast.globals {
+                let ptr = memory.alloc(var.bytes as usize)?;
+                globals.push(ptr);
+                memory.write(ptr, &var.initial_bytes())?;
+                addresses.insert(var.name.clone(), ptr);
+            }
+        }
+        let kernels = decode::decode_module(&ast, &addresses);
+        let replaced = lock(&self.modules)?.insert(name.to_string(), Arc::new(Module { kernels, globals }));
+        if let Some(old) = replaced {
+            for &ptr in &old.globals {
+                self.free(ptr);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn set_sanitize(&self, on: bool) -> Result<()> {
+        lock(&self.options)?.sanitize = on;
+        Ok(())
+    }
+    pub fn set_block_order(&self, order: BlockOrder) -> Result<()> {
+        lock(&self.options)?.block_order = order;
+        Ok(())
+    }
+
+    /// Counters of the launches since the last call, oldest first.
+    pub fn take_launch_stats(&self) -> Vec<LaunchStats> {
+        self.stats.lock().map(|mut s| s.drain(..).collect()).unwrap_or_default()
+    }
+
+    /// Loads module `name` (embedded or registered) and decodes all its kernels; returns their
+    /// names, or the first kernel's decode error (an unsupported instruction, with its line).
+    pub fn validate_module(&self, name: &str) -> Result<Vec<String>> {
+        let module = self.module(name)?;
+        let mut names: Vec<String> = module.kernels.keys().cloned().collect();
+        names.sort();
+        for kernel in &names {
+            if let Some(Err(msg)) = module.kernels.get(kernel) {
+                return Err(Error::Sim(msg.clone()));
+            }
+        }
+        Ok(names)
+    }
+
+    fn module(&self, name: &str) -> Result<Arc<Module>> {
+        if let Some(m) = lock(&self.modules)?.get(name) {
+            return Ok(m.clone());
+        }
+        let Some(embedded) = crate::gpu::modules::module(name) else {
+            return Err(Error::device(format!("no kernel module named {name} (no kernels/{name}.cu)")));
+        };
+        let ptx = match embedded.ptx {
+            Some(p) => p.to_string(),
+            None => compile_source(name, embedded.source)?,
+        };
+        self.load_ptx(name, &ptx)?;
+        lock(&self.modules)?.get(name).cloned().ok_or_else(|| Error::Sim(format!("module {name} vanished")))
+    }
+
+    fn marshal(kernel: &program::Kernel, args: &[KernelArg]) -> Result<Vec<u8>> {
+        if args.len() != kernel.params.len() {
+            return Err(Error::device(format!(
+                "kernel {} takes {} parameters but the launch passed {}",
+                kernel.name,
+                kernel.params.len(),
+                args.len()
+            )));
+        }
+        let mut buf = vec![0u8; kernel.param_bytes];
+        for (i, (arg, &(off, bytes))) in args.iter().zip(&kernel.params).enumerate() {
+            let raw: Vec<u8> = match *arg {
+                KernelArg::Ptr(p) => p.to_le_bytes().to_vec(),
+                KernelArg::I32(v) => v.to_le_bytes().to_vec(),
+                KernelArg::U32(v) => v.to_le_bytes().to_vec(),
+                KernelArg::I64(v) => v.to_le_bytes().to_vec(),
+                KernelArg::U64(v) => v.to_le_bytes().to_vec(),
+                KernelArg::F32(v) => v.to_le_bytes().to_vec(),
+                KernelArg::F64(v) => v.to_le_bytes().to_vec(),
+            };
+            if raw.len() != bytes {
+                return Err(Error::device(format!(
+                    "kernel {} parameter {i} is {bytes} bytes but the launch passed {arg:?} ({} bytes)",
+                    kernel.name,
+                    raw.len()
+                )));
+            }
+            buf[off..off + bytes].copy_from_slice(&raw);
+        }
+        Ok(buf)
+    }
+}
+
+impl Driver for SimDriver {
+    fn name(&self) -> String {
+        "sim".into()
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DevPtr> {
+        lock(&self.memory)?.alloc(bytes)
+    }
+
+    fn free(&self, ptr: DevPtr) {
+        if let Ok(mut m) = self.memory.lock() {
+            m.free(ptr);
+        }
+    }
+
+    fn copy_htod(&self, dst: DevPtr, src: &[u8]) -> Result<()> {
+        lock(&self.memory)?.write(dst, src)
+    }
+
+    fn copy_dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()> {
+        lock(&self.memory)?.read(src, dst)
+    }
+
+    fn copy_dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
+        lock(&self.memory)?.copy(dst, src, bytes)
+    }
+
+    fn memset(&self, dst: DevPtr, value: u8, bytes: usize) -> Result<()> {
+        lock(&self.memory)?.fill(dst, value, bytes)
+    }
+
+    fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
+        let started = Instant::now();
+        let decoded = self.module(module)?;
+        let k = match decoded.kernels.get(kernel) {
+            Some(Ok(k)) => k.clone(),
+            Some(Err(msg)) => return Err(Error::Sim(msg.clone())),
+            None => return Err(Error::device(format!("module {module} has no kernel named {kernel}"))),
+        };
+        let grid = [cfg.grid.0, cfg.grid.1, cfg.grid.2];
+        let block = [cfg.block.0, cfg.block.1, cfg.block.2];
+        let threads = block.iter().map(|&b| b as u64).product::<u64>();
+        let within = |dims: [u32; 3], max: [u32; 3]| dims.iter().zip(max).all(|(&d, m)| (1..=m).contains(&d));
+        if !within(grid, MAX_GRID_DIM) || !within(block, MAX_BLOCK_DIM) || threads > MAX_THREADS_PER_BLOCK as u64 {
+            return Err(Error::device(format!(
+                "invalid launch of {module}::{kernel}: grid {grid:?}, block {block:?} (grid up to {MAX_GRID_DIM:?}, \
+                 block up to {MAX_BLOCK_DIM:?} with at most {MAX_THREADS_PER_BLOCK} threads)"
+            )));
+        }
+        let params = Self::marshal(&k, args)?;
+        let options = *lock(&self.options)?;
+        let launch_no = self.launches.fetch_add(1, Ordering::Relaxed);
+
+        let mut memory = lock(&self.memory)?;
+        let view = memory.view();
+        let lp = exec::Launch {
+            kernel: &k,
+            grid,
+            block,
+            dyn_shared: cfg.shared_mem_bytes as usize,
+            params: &params,
+            mem: &view,
+            sanitize: options.sanitize,
+        };
+        if lp.shared_bytes() > MAX_SHARED_PER_BLOCK {
+            return Err(Error::device(format!(
+                "{module}::{kernel} needs {} bytes of shared memory per block; the limit is {MAX_SHARED_PER_BLOCK}",
+                lp.shared_bytes()
+            )));
+        }
+        let nblocks = grid.iter().map(|&g| g as u64).product::<u64>();
+        let nblocks = u32::try_from(nblocks).map_err(|_| Error::device(format!("grid {grid:?} has too many blocks for the simulator")))?;
+        let mut order: Vec<u32> = (0..nblocks).collect();
+        if let BlockOrder::Shuffled(seed) = options.block_order {
+            crate::rng::Rng::new(seed ^ launch_no.wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
+        }
+        let workers = if options.threads == 0 { rayon::current_num_threads() } else { options.threads }.max(1);
+        let mut stats = run_blocks(&lp, &order, workers)?;
+        drop(memory);
+
+        stats.kernel = format!("{module}::{kernel}");
+        stats.grid = cfg.grid;
+        stats.block = cfg.block;
+        stats.sim_seconds = started.elapsed().as_secs_f64();
+        let mut kept = lock(&self.stats)?;
+        if kept.len() == MAX_KEPT_STATS {
+            kept.pop_front();
+        }
+        kept.push_back(stats);
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn mem_info(&self) -> Result<(usize, usize)> {
+        let m = lock(&self.memory)?;
+        Ok((m.capacity() - m.used(), m.capacity()))
+    }
+
+    fn record_event(&self) -> Result<EventId> {
+        let mut ev = lock(&self.events)?;
+        ev.push(Instant::now());
+        Ok(EventId(ev.len() as u64 - 1))
+    }
+
+    fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32> {
+        let ev = lock(&self.events)?;
+        let get = |e: EventId| ev.get(e.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", e.0)));
+        let (a, b) = (get(start)?, get(end)?);
+        Ok(b.saturating_duration_since(a).as_secs_f32() * 1000.0)
+    }
+}
+
+/// Runs the blocks in `order` on up to `workers` host threads; each thread takes contiguous
+/// chunks of the order. The first fault stops the others.
+fn run_blocks(lp: &exec::Launch, order: &[u32], workers: usize) -> Result<LaunchStats> {
+    if workers <= 1 || order.len() <= 1 {
+        let mut w = exec::Worker::new(lp);
+        for &b in order {
+            w.run_block(b)?;
+        }
+        return Ok(w.stats);
+    }
+    let abort = AtomicBool::new(false);
+    // A few chunks per thread balance uneven blocks without much per-chunk setup.
+    let chunk = order.len().div_ceil(workers * 4).max(1);
+    let results: Vec<Result<LaunchStats>> = order
+        .par_chunks(chunk)
+        .map(|blocks| {
+            let mut w = exec::Worker::new(lp);
+            for &b in blocks {
+                if abort.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Err(e) = w.run_block(b) {
+                    abort.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(w.stats)
+        })
+        .collect();
+    let mut total = LaunchStats::default();
+    for r in results {
+        total.merge(&r?);
+    }
+    Ok(total)
+}

@@ -1,0 +1,134 @@
+//! Sanitizer state and diagnostics: shadow records for shared-memory words (initialised bytes,
+//! last writer, recent readers, by barrier epoch) and the one-line messages every fault uses.
+
+use super::program::Kernel;
+use crate::error::Error;
+
+/// Where a fault happened: kernel, instruction, block and thread.
+pub struct Site<'a> {
+    pub kernel: &'a Kernel,
+    pub pc: usize,
+    pub block: [u32; 3],
+    pub thread: [u32; 3],
+}
+
+pub fn fault(kind: &str, site: &Site, detail: impl std::fmt::Display) -> Error {
+    let [bx, by, bz] = site.block;
+    let [tx, ty, tz] = site.thread;
+    Error::Sim(format!(
+        "{kind} in kernel {} at {}, block ({bx},{by},{bz}) thread ({tx},{ty},{tz}): {detail}",
+        site.kernel.name,
+        site.kernel.where_(site.pc)
+    ))
+}
+
+/// An access by one thread, stamped with the block's barrier epoch and the warp's
+/// `bar.warp.sync` count (threads of one warp that synced since are ordered).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub tid: u32,
+    pub epoch: u32,
+    pub warp_epoch: u32,
+}
+
+impl Stamp {
+    /// Whether `self` and `other` are unordered accesses of different threads.
+    fn conflicts(&self, other: &Stamp) -> bool {
+        other.epoch == self.epoch
+            && other.tid != self.tid
+            && !(other.tid / 32 == self.tid / 32 && other.warp_epoch != self.warp_epoch)
+    }
+}
+
+/// Shadow of one 4-byte shared-memory word. Epochs start at 1, so the zeroed default records
+/// conflict with nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WordShadow {
+    /// Block generation in which `init_bytes` were written (older generations mean nothing).
+    pub init_gen: u32,
+    pub init_bytes: u8,
+    pub writer: Stamp,
+    /// The two most recent distinct readers.
+    pub readers: [Stamp; 2],
+}
+
+pub enum Race {
+    ReadAfterWrite(Stamp),
+    WriteAfterWrite(Stamp),
+    WriteAfterRead(Stamp),
+}
+
+impl Race {
+    pub fn describe(&self, word_offset: u64, var: Option<&str>, block_dim: [u32; 3]) -> String {
+        let (what, other) = match self {
+            Race::ReadAfterWrite(s) => ("read of a word written by", s),
+            Race::WriteAfterWrite(s) => ("write of a word also written by", s),
+            Race::WriteAfterRead(s) => ("write of a word read by", s),
+        };
+        let t = other.tid;
+        let (x, y, z) = (t % block_dim[0], (t / block_dim[0]) % block_dim[1], t / (block_dim[0] * block_dim[1]));
+        let var = var.map(|v| format!(" ({v})")).unwrap_or_default();
+        format!(
+            "shared-memory {what} thread ({x},{y},{z}) with no barrier in between, at shared offset {word_offset}{var}; \
+             a __syncthreads() (or __syncwarp() within a warp) is missing"
+        )
+    }
+}
+
+impl WordShadow {
+    /// Records a read; returns the race it forms with the last write, if any.
+    pub fn read(&mut self, s: Stamp) -> Option<Race> {
+        if s.conflicts(&self.writer) {
+            return Some(Race::ReadAfterWrite(self.writer));
+        }
+        if self.readers[1].tid != s.tid {
+            self.readers[0] = self.readers[1];
+        }
+        self.readers[1] = s;
+        None
+    }
+
+    /// Records a write; returns the race it forms with earlier accesses, if any.
+    pub fn write(&mut self, s: Stamp) -> Option<Race> {
+        if s.conflicts(&self.writer) {
+            return Some(Race::WriteAfterWrite(self.writer));
+        }
+        for r in self.readers {
+            if s.conflicts(&r) {
+                return Some(Race::WriteAfterRead(r));
+            }
+        }
+        self.writer = s;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(tid: u32, epoch: u32) -> Stamp {
+        Stamp { tid, epoch, warp_epoch: 0 }
+    }
+
+    #[test]
+    fn races_need_two_threads_in_one_epoch() {
+        let mut w = WordShadow::default();
+        assert!(w.write(st(0, 1)).is_none());
+        assert!(w.read(st(0, 1)).is_none());
+        assert!(matches!(w.read(st(1, 1)), Some(Race::ReadAfterWrite(_))));
+        assert!(w.read(st(1, 2)).is_none());
+        assert!(w.read(st(2, 2)).is_none());
+        assert!(matches!(w.write(st(1, 2)), Some(Race::WriteAfterRead(_))));
+        assert!(w.write(st(3, 3)).is_none());
+        assert!(matches!(w.write(st(4, 3)), Some(Race::WriteAfterWrite(_))));
+    }
+
+    #[test]
+    fn warp_sync_orders_lanes_of_one_warp() {
+        let mut w = WordShadow::default();
+        assert!(w.write(Stamp { tid: 0, epoch: 1, warp_epoch: 0 }).is_none());
+        assert!(w.read(Stamp { tid: 5, epoch: 1, warp_epoch: 1 }).is_none());
+        assert!(w.read(Stamp { tid: 40, epoch: 1, warp_epoch: 1 }).is_some());
+    }
+}
