@@ -172,7 +172,7 @@ impl OnBackend for TrainRun {
         let TrainRun { config, input, dataset, val_is_test, out_dir, resume } = self;
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
-        let summary = summarize(&graph, config.batch_size);
+        let summary = summarize(&graph, config.batch_size)?;
         let totals = ModelTotals {
             trainable_params: summary.trainable_params,
             non_trainable_params: summary.non_trainable_params,
