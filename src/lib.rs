@@ -17,5 +17,6 @@ pub mod ops;
 pub mod rng;
 pub mod shape;
 pub mod sim;
+pub mod train;
 
 pub use error::{Error, Result};

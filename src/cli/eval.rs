@@ -1,9 +1,170 @@
+//! `ferronet eval --checkpoint FILE`: the metrics of a trained model on a dataset's test split
+//! (or its validation split when it has none), normalised with the checkpoint's mean/std.
+
+use crate::data;
 use crate::error::{Error, Result};
+use crate::ops::Backend;
+use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor};
+use crate::train::config::DatasetChoice;
+use crate::train::evaluate::{evaluate, EvalSetup};
+use crate::train::metrics::EvalMetrics;
+use crate::train::outputs::{class_breakdown, ClassMetrics};
+use crate::train::session::{on_device, parse_device, restore_model, OnBackend};
 use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args, Debug, Clone)]
-pub struct EvalArgs {}
+pub struct EvalArgs {
+    /// A checkpoint.safetensors written by `ferronet train`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Dataset to evaluate on (default: the one the model was trained on).
+    #[arg(long, value_enum)]
+    pub dataset: Option<DatasetChoice>,
+    /// Directory of the dataset's files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// auto, cpu, cuda, cuda:N or sim.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Threads preparing batches.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: EvalArgs) -> Result<i32> {
-    Err(Error::config("`ferronet eval` is not built yet"))
+/// What `ferronet eval` measured.
+#[derive(Debug)]
+pub struct EvalOutcome {
+    pub model: String,
+    pub dataset: String,
+    pub evaluated_on: &'static str,
+    pub device: String,
+    pub class_names: Vec<String>,
+    pub metrics: EvalMetrics,
+}
+
+#[derive(Serialize)]
+struct EvalReport<'a> {
+    checkpoint: &'a str,
+    model: &'a str,
+    dataset: &'a str,
+    evaluated_on: &'a str,
+    device: &'a str,
+    #[serde(flatten)]
+    metrics: &'a EvalMetrics,
+    per_class: Vec<ClassMetrics>,
+    confusion_matrix: Vec<Vec<u64>>,
+    confusion_matrix_normalised: Vec<Vec<f64>>,
+}
+
+struct EvalRun {
+    batch_size: usize,
+    workers: usize,
+    meta: CheckpointMeta,
+    tensors: Vec<NamedTensor>,
+    dataset: data::Dataset,
+}
+
+impl OnBackend for EvalRun {
+    type Output = EvalOutcome;
+
+    fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<EvalOutcome> {
+        let EvalRun { batch_size, workers, meta, tensors, dataset } = self;
+        let mut ex = restore_model(backend, &meta, &tensors)?;
+        let (set, evaluated_on) = match dataset.test {
+            Some(test) => (test, "test"),
+            None => (dataset.val, "validation"),
+        };
+        let setup = EvalSetup { mean: &meta.mean, std: &meta.std, batch_size, workers };
+        let metrics = evaluate(&mut ex, Arc::new(set), &setup)?;
+        Ok(EvalOutcome {
+            model: meta.model,
+            dataset: dataset.name,
+            evaluated_on,
+            device,
+            class_names: meta.class_names,
+            metrics,
+        })
+    }
+}
+
+/// Evaluates the checkpoint on the test split of the dataset it names (or the one it was
+/// trained on), normalised with the checkpoint's statistics.
+pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
+    if args.batch_size == 0 || args.workers == 0 {
+        return Err(Error::config("--batch-size and --workers must be at least 1"));
+    }
+    parse_device(&args.device)?;
+    let (tensors, meta) = checkpoint::load(&args.checkpoint)?;
+    let mut data_config = meta.config.data.clone();
+    if let Some(dataset) = args.dataset {
+        data_config.dataset = dataset;
+        data_config.data_dir = None;
+    }
+    if args.data_dir.is_some() {
+        data_config.data_dir = args.data_dir.clone();
+    }
+    data_config.validate()?;
+    let dataset = data::load(&data_config.dataset_options(meta.input, meta.config.seed)?)?;
+    if dataset.classes.len() != meta.class_names.len() {
+        return Err(Error::config(format!(
+            "{} has {} classes but the model was trained on {} ({})",
+            dataset.name,
+            dataset.classes.len(),
+            meta.class_names.len(),
+            meta.config.data.dataset.name()
+        )));
+    }
+    on_device(&args.device, EvalRun { batch_size: args.batch_size, workers: args.workers, meta, tensors, dataset })
+}
+
+pub fn run(args: EvalArgs) -> Result<i32> {
+    let out = eval(&args)?;
+    let metrics = &out.metrics;
+    let (per_class, confusion_matrix, confusion_matrix_normalised) = class_breakdown(metrics, &out.class_names);
+    if args.json {
+        let report = EvalReport {
+            checkpoint: &args.checkpoint.to_string_lossy(),
+            model: &out.model,
+            dataset: &out.dataset,
+            evaluated_on: out.evaluated_on,
+            device: &out.device,
+            metrics,
+            per_class,
+            confusion_matrix,
+            confusion_matrix_normalised,
+        };
+        println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
+        return Ok(0);
+    }
+    println!("{} on the {} {} set ({} images, {}):", out.model, out.dataset, out.evaluated_on, metrics.samples, out.device);
+    println!(
+        "  top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  macro precision {:.4} recall {:.4} F1 {:.4}  {:.2} ms/batch of {}",
+        metrics.top1 * 100.0,
+        metrics.top5 * 100.0,
+        metrics.loss,
+        metrics.macro_precision,
+        metrics.macro_recall,
+        metrics.macro_f1,
+        metrics.inference_ms_per_batch,
+        args.batch_size
+    );
+    let width = out.class_names.iter().map(String::len).max().unwrap_or(5).max(5);
+    println!("  {:width$}  precision  recall      F1  support", "class");
+    for c in &per_class {
+        println!("  {:width$}  {:9.4}  {:6.4}  {:6.4}  {:7}", c.class, c.precision, c.recall, c.f1, c.support);
+    }
+    println!("  confusion matrix (rows: true class, columns: predicted):");
+    for row in &confusion_matrix {
+        let cells: Vec<String> = row.iter().map(|v| format!("{v:6}")).collect();
+        println!("  {}", cells.join(""));
+    }
+    Ok(0)
 }

@@ -1,9 +1,111 @@
+//! `ferronet predict --checkpoint FILE IMAGE...`: the most likely classes of each image with
+//! their probabilities, the images resized to the model's input and normalised as in training.
+
+use crate::data::{load_image_file, normalise_image};
 use crate::error::{Error, Result};
+use crate::exec::Batch;
+use crate::ops::Backend;
+use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor};
+use crate::train::metrics::log_softmax;
+use crate::train::session::{on_device, parse_device, restore_model, OnBackend};
 use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
-pub struct PredictArgs {}
+pub struct PredictArgs {
+    /// A checkpoint.safetensors written by `ferronet train`.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Image files (PNG or JPEG).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// How many classes to list per image.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// auto, cpu, cuda, cuda:N or sim.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Print JSON (one array of per-image results) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: PredictArgs) -> Result<i32> {
-    Err(Error::config("`ferronet predict` is not built yet"))
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct ClassProbability {
+    pub class: String,
+    pub probability: f64,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Prediction {
+    pub image: String,
+    pub top: Vec<ClassProbability>,
+}
+
+/// Images decoded per forward pass.
+const PREDICT_BATCH: usize = 64;
+
+struct PredictRun {
+    args: PredictArgs,
+    meta: CheckpointMeta,
+    tensors: Vec<NamedTensor>,
+}
+
+impl OnBackend for PredictRun {
+    type Output = Vec<Prediction>;
+
+    fn run<B: Backend<f32> + Clone>(self, backend: B, _device: String) -> Result<Vec<Prediction>> {
+        let PredictRun { args, meta, tensors } = self;
+        let mut ex = restore_model(backend, &meta, &tensors)?;
+        let [c, h, w] = meta.input;
+        let classes = meta.class_names.len();
+        let mut out = Vec::with_capacity(args.images.len());
+        for chunk in args.images.chunks(PREDICT_BATCH) {
+            let mut x = Vec::with_capacity(chunk.len() * c * h * w);
+            for path in chunk {
+                let pixels = load_image_file(path, c, h, w)?;
+                x.extend(normalise_image(&pixels, c, &meta.mean, &meta.std));
+            }
+            let logits = ex.infer(Batch::HostF32(&x))?;
+            for (path, row) in chunk.iter().zip(logits.chunks_exact(classes)) {
+                let mut ranked: Vec<(usize, f64)> = log_softmax(row).into_iter().map(f64::exp).enumerate().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let top = ranked
+                    .into_iter()
+                    .take(args.top)
+                    .map(|(i, probability)| ClassProbability { class: meta.class_names[i].clone(), probability })
+                    .collect();
+                out.push(Prediction { image: path.display().to_string(), top });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The top classes of each image according to the checkpoint.
+pub fn predict(args: PredictArgs) -> Result<Vec<Prediction>> {
+    if args.top == 0 {
+        return Err(Error::config("--top must be at least 1"));
+    }
+    parse_device(&args.device)?;
+    let (tensors, meta) = checkpoint::load(&args.checkpoint)?;
+    let device = args.device.clone();
+    on_device(&device, PredictRun { args, meta, tensors })
+}
+
+pub fn run(args: PredictArgs) -> Result<i32> {
+    let json = args.json;
+    let predictions = predict(args)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&predictions).expect("predictions serialise"));
+        return Ok(0);
+    }
+    for p in &predictions {
+        println!("{}:", p.image);
+        for (rank, c) in p.top.iter().enumerate() {
+            println!("  {}. {:<24} {:6.2}%", rank + 1, c.class, c.probability * 100.0);
+        }
+    }
+    Ok(0)
 }

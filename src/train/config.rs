@@ -1,0 +1,329 @@
+//! The training configuration: the `ferronet train` flags, checked for impossible values before
+//! any work, and stored in every checkpoint so `--resume` and `eval` rebuild the same run.
+
+use crate::error::{Error, Result};
+use crate::train::schedule::{PlateauMode, ScheduleKind};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+pub enum DatasetChoice {
+    Synthetic,
+    Mnist,
+    FashionMnist,
+    Cifar10,
+    Cifar100,
+    /// One sub-folder of images per class under --data-dir.
+    Folder,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+pub enum OptimizerChoice {
+    Sgd,
+    Adam,
+    Adamw,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+pub enum SchedulerChoice {
+    None,
+    Step,
+    Cosine,
+    Plateau,
+}
+
+/// Where the images come from and how they are shaped for the model (shared by train and eval).
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    /// Dataset to train on.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    pub dataset: DatasetChoice,
+    /// Directory holding the dataset's files (defaults to the dataset's usual system location).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Fraction of the training images held out for validation (datasets with a test set
+    /// validate on it when this is 0; others default to 0.2).
+    #[arg(long)]
+    pub val_split: Option<f64>,
+    /// Resize images to C,H,W (bilinear), e.g. 3,224,224.
+    #[arg(long, value_parser = parse_chw)]
+    pub input: Option<[usize; 3]>,
+    /// Repeat grayscale images over 3 channels (to feed RGB models).
+    #[arg(long)]
+    pub gray_to_rgb: bool,
+    /// Use only the first N training images (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Every flag of `ferronet train`. Defaults train `small_cnn` on the synthetic dataset.
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Model of the zoo (`ferronet models` lists them).
+    #[arg(long, default_value = "small_cnn")]
+    pub model: String,
+    #[command(flatten)]
+    pub data: DataConfig,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
+    #[arg(long, value_enum, default_value = "sgd")]
+    pub optimizer: OptimizerChoice,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// SGD dampening.
+    #[arg(long, default_value_t = 0.0)]
+    pub dampening: f64,
+    /// SGD Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    /// Adam/AdamW epsilon.
+    #[arg(long, default_value_t = 1e-8)]
+    pub eps: f64,
+    /// L2 weight decay (decoupled for AdamW).
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Exempt biases and batch-norm parameters from weight decay.
+    #[arg(long)]
+    pub no_decay_bn_bias: bool,
+    /// Cross-entropy label smoothing in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// Override the dropout probability of every dropout layer of the model.
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    #[arg(long, value_enum, default_value = "none")]
+    pub scheduler: SchedulerChoice,
+    /// StepLR: epochs between decays.
+    #[arg(long, default_value_t = 10)]
+    pub step_size: usize,
+    /// StepLR: decay factor.
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f64,
+    /// ReduceLROnPlateau: min watches the validation loss, max the validation top-1.
+    #[arg(long, value_enum, default_value = "min")]
+    pub plateau_mode: PlateauMode,
+    #[arg(long, default_value_t = 0.1)]
+    pub plateau_factor: f64,
+    #[arg(long, default_value_t = 10)]
+    pub plateau_patience: usize,
+    /// Epochs of linear learning-rate warm-up before the schedule.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: usize,
+    /// Stop after this many epochs without a better validation top-1.
+    #[arg(long, value_name = "PATIENCE")]
+    pub early_stopping: Option<usize>,
+    /// Clip gradients to this global L2 norm.
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
+    /// Train only the last K layers that have parameters; freeze the rest.
+    #[arg(long, value_name = "K")]
+    pub freeze_all_but: Option<usize>,
+    /// Basic augmentation: random crop with padding 4 and horizontal flip.
+    #[arg(long)]
+    pub augment: bool,
+    /// Random-crop padding in pixels (0 = no crop).
+    #[arg(long)]
+    pub crop_padding: Option<usize>,
+    /// Random horizontal flip.
+    #[arg(long)]
+    pub hflip: bool,
+    /// Colour jitter strengths B,C,S,H (brightness, contrast, saturation in [0, 1], hue in [0, 0.5]).
+    #[arg(long, value_parser = parse_jitter, value_name = "B,C,S,H")]
+    pub color_jitter: Option<[f32; 4]>,
+    /// Use the CIFAR stem (3x3 stride-1 first conv, no stem max-pool) where the model has one.
+    #[arg(long)]
+    pub cifar_stem: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto, cpu, cuda, cuda:N or sim.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Threads preparing batches ahead of the training step.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Output directory (default: runs/<next free number>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from --out's checkpoint.safetensors with its saved configuration.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Also append one JSON object per epoch to this file.
+    #[arg(long, value_name = "FILE")]
+    pub log_json: Option<PathBuf>,
+    /// Skip a step whose loss is NaN/inf instead of stopping.
+    #[arg(long)]
+    pub skip_nonfinite: bool,
+}
+
+impl Default for TrainConfig {
+    /// The flags' defaults (what `ferronet train` with no arguments runs).
+    fn default() -> Self {
+        use clap::{FromArgMatches, Command};
+        let matches = Self::augment_args(Command::new("train")).get_matches_from(["train"]);
+        Self::from_arg_matches(&matches).expect("the defaults of every flag parse")
+    }
+}
+
+/// The largest learning rate accepted: anything above is a typo, not a schedule.
+const MAX_LR: f64 = 10.0;
+
+/// `C,H,W` with each dimension at least 1 (the syntax of `ferronet summary --input`).
+fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
+    crate::cli::summary::parse_input(s).map_err(|e| e.to_string())
+}
+
+fn parse_jitter(s: &str) -> std::result::Result<[f32; 4], String> {
+    let bad = || format!("expected four numbers B,C,S,H such as 0.4,0.4,0.4,0.1, got `{s}`");
+    let values: Vec<f32> = s.split(',').map(|p| p.trim().parse()).collect::<std::result::Result<_, _>>().map_err(|_| bad())?;
+    let j: [f32; 4] = values.try_into().map_err(|_| bad())?;
+    if j[..3].iter().any(|v| !(0.0..=1.0).contains(v)) || !(0.0..=0.5).contains(&j[3]) {
+        return Err(format!("brightness, contrast and saturation must be in [0, 1] and hue in [0, 0.5], got `{s}`"));
+    }
+    Ok(j)
+}
+
+fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(msg()))
+    }
+}
+
+impl DataConfig {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(v) = self.val_split {
+            check((0.0..1.0).contains(&v), || format!("--val-split {v} must be in [0, 1)"))?;
+        }
+        check(self.limit != Some(0), || "--limit must be at least 1 image".into())?;
+        check(self.dataset != DatasetChoice::Folder || self.data_dir.is_some(), || {
+            "--dataset folder needs --data-dir DIR with one sub-folder of images per class".into()
+        })
+    }
+}
+
+impl TrainConfig {
+    /// Every check that needs neither the data nor the model; fails on the first impossible value.
+    pub fn validate(&self) -> Result<()> {
+        self.data.validate()?;
+        check(self.epochs >= 1, || "--epochs must be at least 1".into())?;
+        check(self.batch_size >= 1, || "--batch-size must be at least 1".into())?;
+        check(self.lr > 0.0 && self.lr <= MAX_LR, || format!("--lr {} must be in (0, {MAX_LR}]", self.lr))?;
+        check((0.0..1.0).contains(&self.momentum), || format!("--momentum {} must be in [0, 1)", self.momentum))?;
+        check((0.0..=1.0).contains(&self.dampening), || format!("--dampening {} must be in [0, 1]", self.dampening))?;
+        check(!self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0), || {
+            "--nesterov needs --momentum > 0 and --dampening 0 (as PyTorch)".into()
+        })?;
+        for (name, b) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
+            check((0.0..1.0).contains(&b), || format!("{name} {b} must be in [0, 1)"))?;
+        }
+        check(self.eps > 0.0, || format!("--eps {} must be positive", self.eps))?;
+        check(self.weight_decay >= 0.0 && self.weight_decay.is_finite(), || {
+            format!("--weight-decay {} must be a non-negative number", self.weight_decay)
+        })?;
+        check((0.0..1.0).contains(&self.label_smoothing), || {
+            format!("--label-smoothing {} must be in [0, 1)", self.label_smoothing)
+        })?;
+        if let Some(p) = self.dropout {
+            check((0.0..1.0).contains(&p), || format!("--dropout {p} must be in [0, 1)"))?;
+        }
+        check(self.early_stopping != Some(0), || "--early-stopping PATIENCE must be at least 1 epoch".into())?;
+        if let Some(c) = self.clip_grad_norm {
+            check(c > 0.0 && c.is_finite(), || format!("--clip-grad-norm {c} must be positive"))?;
+        }
+        check(self.freeze_all_but != Some(0), || "--freeze-all-but K needs K >= 1 trainable layers".into())?;
+        check(self.workers >= 1, || "--workers must be at least 1".into())?;
+        check(!self.resume || self.out.is_some(), || "--resume needs --out DIR of the run to continue".into())?;
+        // The schedule checks its own parameters.
+        crate::train::schedule::LrSchedule::new(self.schedule_kind(), self.lr, self.warmup_epochs, self.epochs)?;
+        Ok(())
+    }
+
+    pub fn schedule_kind(&self) -> ScheduleKind {
+        match self.scheduler {
+            SchedulerChoice::None => ScheduleKind::Constant,
+            SchedulerChoice::Step => ScheduleKind::Step { step_size: self.step_size, gamma: self.gamma },
+            SchedulerChoice::Cosine => ScheduleKind::Cosine,
+            SchedulerChoice::Plateau => ScheduleKind::Plateau {
+                mode: self.plateau_mode,
+                factor: self.plateau_factor,
+                patience: self.plateau_patience,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: TrainConfig,
+    }
+
+    fn parse(args: &[&str]) -> std::result::Result<TrainConfig, String> {
+        let mut all = vec!["train"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|c| c.config).map_err(|e| e.to_string())
+    }
+
+    fn invalid(args: &[&str]) -> String {
+        let config = parse(args).expect("parses");
+        config.validate().expect_err("must be rejected").to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_impossible_values_are_one_line_errors() {
+        let defaults = parse(&[]).unwrap();
+        assert_eq!(defaults, TrainConfig::default());
+        defaults.validate().unwrap();
+        assert_eq!(defaults.model, "small_cnn");
+        assert_eq!(defaults.data.dataset, DatasetChoice::Synthetic);
+        for (args, needle) in [
+            (&["--batch-size", "0"][..], "--batch-size"),
+            (&["--lr=-0.1"][..], "--lr"),
+            (&["--lr", "11"][..], "--lr"),
+            (&["--epochs", "0"][..], "--epochs"),
+            (&["--momentum", "1.5"][..], "--momentum"),
+            (&["--nesterov", "--momentum", "0"][..], "--nesterov"),
+            (&["--label-smoothing", "1"][..], "--label-smoothing"),
+            (&["--val-split", "1.0"][..], "--val-split"),
+            (&["--dataset", "folder"][..], "--data-dir"),
+            (&["--scheduler", "step", "--step-size", "0"][..], "--step-size"),
+            (&["--warmup-epochs", "3", "--epochs", "3"][..], "--warmup-epochs"),
+            (&["--resume"][..], "--out"),
+            (&["--freeze-all-but", "0"][..], "--freeze-all-but"),
+        ] {
+            let msg = invalid(args);
+            assert!(msg.contains(needle) && !msg.contains('\n'), "{args:?}: {msg}");
+        }
+        assert!(parse(&["--dataset", "imagenet"]).unwrap_err().contains("imagenet"));
+        assert!(parse(&["--input", "3,0,5"]).unwrap_err().contains("C,H,W"));
+        assert!(parse(&["--color-jitter", "0.4,0.4"]).unwrap_err().contains("B,C,S,H"));
+    }
+
+    #[test]
+    fn list_flags_parse() {
+        assert_eq!(parse(&["--input", "3,32,32"]).unwrap().data.input, Some([3, 32, 32]));
+        let jitter = parse(&["--color-jitter", "0.2,0.1,0,0.05"]).unwrap().color_jitter;
+        assert_eq!(jitter, Some([0.2, 0.1, 0.0, 0.05]));
+        assert!(parse(&["--color-jitter", "0.2,0.1,0,0.9"]).unwrap_err().contains("hue"));
+    }
+}

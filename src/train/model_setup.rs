@@ -1,0 +1,63 @@
+//! Adjustments of a built model for a training run: `--dropout` replaces every dropout
+//! probability, `--freeze-all-but K` leaves only the last K parameterised layers trainable.
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, Op};
+
+/// Sets the probability of every dropout layer to `p`; returns how many layers changed.
+pub fn override_dropout(graph: &mut Graph, p: f64) -> usize {
+    let mut changed = 0;
+    for node in &mut graph.nodes {
+        if let Op::Dropout { p: old } = &mut node.op {
+            *old = p;
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// Freezes every parameter except those of the last `k` layers that have parameters (in
+/// topological order, i.e. the layers nearest the output). Running statistics stay state either
+/// way. Returns the names of the layers left trainable.
+pub fn freeze_all_but(graph: &mut Graph, k: usize) -> Result<Vec<String>> {
+    let layers: Vec<usize> = (0..graph.nodes.len()).filter(|&i| !graph.nodes[i].op.params().is_empty()).collect();
+    if k > layers.len() {
+        return Err(Error::config(format!(
+            "--freeze-all-but {k}: {} has only {} layers with parameters",
+            graph.name,
+            layers.len()
+        )));
+    }
+    let keep = &layers[layers.len() - k..];
+    for p in &mut graph.params {
+        p.trainable = false;
+    }
+    for &node in keep {
+        for id in graph.nodes[node].op.params() {
+            let param = &mut graph.params[id];
+            param.trainable = !param.kind.is_state();
+        }
+    }
+    Ok(keep.iter().map(|&i| graph.nodes[i].name.clone()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{build, ModelOptions};
+
+    #[test]
+    fn dropout_override_and_freezing_touch_the_right_layers() {
+        let mut g = build("small_cnn", &ModelOptions::new(10, [1, 28, 28])).unwrap();
+        assert_eq!(override_dropout(&mut g, 0.1), 2);
+        assert!(g.nodes.iter().all(|n| !matches!(n.op, Op::Dropout { p } if p != 0.1)));
+
+        let kept = freeze_all_but(&mut g, 2).unwrap();
+        assert_eq!(kept, vec!["fc1".to_string(), "fc2".to_string()]);
+        let trainable: Vec<&str> = g.params.iter().filter(|p| p.trainable).map(|p| p.name.as_str()).collect();
+        assert_eq!(trainable, vec!["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
+
+        let err = freeze_all_but(&mut g, 99).unwrap_err().to_string();
+        assert!(err.contains("only 6 layers"), "{err}");
+    }
+}

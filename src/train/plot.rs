@@ -1,0 +1,243 @@
+//! Hand-written SVG plots: line charts of per-epoch curves and the confusion-matrix heat map.
+//! Plain SVG 1.1 (no scripts, no external fonts) so any viewer or `rsvg-convert` renders it.
+
+use crate::train::metrics::ConfusionMatrix;
+use std::fmt::Write;
+
+/// One curve of a line chart: y values for epochs 1, 2, ...
+pub struct Series<'a> {
+    pub label: &'a str,
+    pub values: Vec<f64>,
+    pub color: &'a str,
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 400.0;
+const MARGIN_LEFT: f64 = 70.0;
+const MARGIN_RIGHT: f64 = 150.0;
+const MARGIN_TOP: f64 = 40.0;
+const MARGIN_BOTTOM: f64 = 50.0;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Tick positions covering [lo, hi] at a 1-2-5 step giving about five ticks.
+fn nice_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let span = (hi - lo).max(1e-12);
+    let raw = span / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| span / s <= 6.0).unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
+/// Formats a tick label without float noise (0.30000000000000004 -> 0.3).
+fn tick_label(v: f64) -> String {
+    let s = format!("{:.6}", v);
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+/// A line chart over epochs with axes, ticks, a legend and a title. Non-finite values are left
+/// out of the curve.
+pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> String {
+    let epochs = series.iter().map(|s| s.values.len()).max().unwrap_or(0).max(1);
+    let finite = || series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| v.is_finite());
+    let (mut lo, mut hi) = finite().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if hi - lo < 1e-9 {
+        (lo, hi) = (lo - 0.5, hi + 0.5);
+    }
+    let pad = (hi - lo) * 0.05;
+    let (lo, hi) = (if lo >= 0.0 { (lo - pad).max(0.0) } else { lo - pad }, hi + pad);
+    let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
+    let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
+    let x_of = |epoch: f64| {
+        if epochs == 1 {
+            MARGIN_LEFT + plot_w / 2.0
+        } else {
+            MARGIN_LEFT + (epoch - 1.0) / (epochs - 1) as f64 * plot_w
+        }
+    };
+    let y_of = |v: f64| MARGIN_TOP + (hi - v) / (hi - lo) * plot_h;
+
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(svg, r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
+    let _ = write!(svg, r#"<text x="{}" y="24" font-size="16" text-anchor="middle">{}</text>"#, WIDTH / 2.0, escape(title));
+    for t in nice_ticks(lo, hi) {
+        let y = y_of(t);
+        let _ = write!(
+            svg,
+            r##"<line x1="{MARGIN_LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            MARGIN_LEFT + plot_w,
+            MARGIN_LEFT - 6.0,
+            y + 4.0,
+            tick_label(t)
+        );
+    }
+    for t in nice_ticks(1.0, epochs as f64).into_iter().filter(|t| t.fract() == 0.0) {
+        let x = x_of(t);
+        let _ = write!(
+            svg,
+            r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="black"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            MARGIN_TOP + plot_h,
+            MARGIN_TOP + plot_h + 5.0,
+            MARGIN_TOP + plot_h + 18.0,
+            t as usize
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<rect x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">epoch</text><text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">{}</text>"#,
+        MARGIN_LEFT + plot_w / 2.0,
+        HEIGHT - 12.0,
+        MARGIN_TOP + plot_h / 2.0,
+        MARGIN_TOP + plot_h / 2.0,
+        escape(y_label)
+    );
+    for (i, s) in series.iter().enumerate() {
+        let points: Vec<String> = s
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(e, &v)| format!("{:.1},{:.1}", x_of(e as f64 + 1.0), y_of(v)))
+            .collect();
+        let _ = write!(svg, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, s.color, points.join(" "));
+        for p in &points {
+            let (x, y) = p.split_once(',').expect("point has a comma");
+            let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3" fill="{}"/>"#, s.color);
+        }
+        let ly = MARGIN_TOP + 10.0 + 20.0 * i as f64;
+        let lx = MARGIN_LEFT + plot_w + 12.0;
+        let _ = write!(
+            svg,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+            lx + 20.0,
+            s.color,
+            lx + 26.0,
+            ly + 4.0,
+            escape(s.label)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The confusion matrix as a heat map: cell colour = row-normalised share (white to dark blue),
+/// text = count and percentage; rows are true classes, columns predictions.
+pub fn confusion_heatmap(title: &str, matrix: &ConfusionMatrix, class_names: &[String]) -> String {
+    let k = matrix.classes().max(1);
+    let cell = (480.0 / k as f64).clamp(12.0, 60.0);
+    let label_space = 130.0;
+    let top = label_space + 30.0;
+    let width = label_space + cell * k as f64 + 60.0;
+    let height = top + cell * k as f64 + 35.0;
+    let normalised = matrix.row_normalised();
+    let font = (cell / 4.5).clamp(5.0, 12.0);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="{font:.1}">"#
+    );
+    let _ = write!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = write!(svg, r#"<text x="{:.1}" y="20" font-size="16" text-anchor="middle">{}</text>"#, width / 2.0, escape(title));
+    for t in 0..matrix.classes() {
+        for p in 0..matrix.classes() {
+            let share = normalised[t * matrix.classes() + p];
+            // White (255,255,255) to dark blue (8,48,107).
+            let mix = |from: f64, to: f64| (from + (to - from) * share).round() as u8;
+            let (x, y) = (label_space + p as f64 * cell, top + t as f64 * cell);
+            let _ = write!(
+                svg,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="rgb({},{},{})" stroke="#cccccc"/>"##,
+                mix(255.0, 8.0),
+                mix(255.0, 48.0),
+                mix(255.0, 107.0)
+            );
+            if cell >= 24.0 {
+                let color = if share > 0.5 { "white" } else { "black" };
+                let _ = write!(
+                    svg,
+                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="{color}">{}<tspan x="{:.1}" dy="{:.1}">{:.0}%</tspan></text>"#,
+                    x + cell / 2.0,
+                    y + cell / 2.0 - 2.0,
+                    matrix.count(t, p),
+                    x + cell / 2.0,
+                    font + 1.0,
+                    share * 100.0
+                );
+            }
+        }
+    }
+    for (i, name) in class_names.iter().enumerate().take(matrix.classes()) {
+        let c = i as f64 * cell + cell / 2.0;
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            label_space - 6.0,
+            top + c + font / 3.0,
+            escape(name)
+        );
+        let (x, y) = (label_space + c, top - 6.0);
+        let _ = write!(svg, r#"<text x="{x:.1}" y="{y:.1}" transform="rotate(-60 {x:.1} {y:.1})">{}</text>"#, escape(name));
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">predicted</text><text x="14" y="{:.1}" text-anchor="middle" transform="rotate(-90 14 {:.1})">true</text>"#,
+        label_space + cell * k as f64 / 2.0,
+        top + cell * k as f64 + 20.0,
+        top + cell * k as f64 / 2.0,
+        top + cell * k as f64 / 2.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(nice_ticks(0.0, 1.0), vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]);
+        assert_eq!(tick_label(0.6000000000000001), "0.6");
+        assert_eq!(nice_ticks(1.0, 3.0), vec![1.0, 1.5, 2.0, 2.5, 3.0]);
+        assert_eq!(nice_ticks(1.0, 30.0), vec![5.0, 10.0, 15.0, 20.0, 25.0, 30.0]);
+    }
+
+    #[test]
+    fn charts_are_well_formed_svg_with_every_point() {
+        let svg = line_chart(
+            "loss <train & val>",
+            "loss",
+            &[
+                Series { label: "train", values: vec![2.0, 1.0, 0.5], color: "#1f77b4" },
+                Series { label: "val", values: vec![2.2, f64::NAN, 0.7], color: "#ff7f0e" },
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("loss &lt;train &amp; val&gt;"));
+        assert_eq!(svg.matches("<circle").count(), 5, "the NaN point is left out");
+        let m = ConfusionMatrix::from_counts(2, vec![3, 1, 0, 4]);
+        let heat = confusion_heatmap("confusion", &m, &["a".into(), "b".into()]);
+        assert_eq!(heat.matches("<rect x=").count(), 4);
+        assert!(heat.contains("75%") && heat.contains("rgb(8,48,107)"));
+    }
+}

@@ -1,0 +1,531 @@
+//! The training loop of `ferronet train`: epochs of shuffled (augmented) batches through the
+//! executor and optimiser, a validation pass per epoch, the schedule, early stopping, outputs and
+//! a checkpoint after every epoch, exact resumption (also from a Ctrl-C inside an epoch), and
+//! NaN/inf handling.
+
+use crate::data::{self, Augment, Dataset, Loader};
+use crate::error::{Error, Result};
+use crate::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
+use crate::graph::Graph;
+use crate::models::summary::summarize;
+use crate::ops::Backend;
+use crate::rng::Rng;
+use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor, PartialEpoch, FORMAT_VERSION};
+use crate::train::config::{OptimizerChoice, TrainConfig};
+use crate::train::evaluate::{evaluate, EvalSetup};
+use crate::train::files::{next_run_dir, RunLock};
+use crate::train::history::EpochRecord;
+use crate::train::metrics::{argmax, EvalMetrics};
+use crate::train::model_setup::{freeze_all_but, override_dropout};
+use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
+use crate::train::progress::EpochProgress;
+use crate::train::schedule::{LrSchedule, PlateauMode, ScheduleKind};
+use crate::train::session::{build_model, load_model_tensors, model_tensors, on_device, parse_device, OnBackend};
+use crate::train::interrupt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Checkpoint names of optimiser state tensors: this prefix + the optimiser's own key.
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+/// Mixed into the seed for the trainer's own generator, so it differs from the executor's.
+const TRAINER_SEED_SALT: u64 = 0x7472_6169_6e65_7221;
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub out_dir: PathBuf,
+    pub device: String,
+    /// Metrics of the final model on the test set (or validation set when there is none).
+    pub final_metrics: EvalMetrics,
+    pub evaluated_on: &'static str,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub best_val_top1: f64,
+    pub train_seconds: f64,
+    pub stopped_early: bool,
+}
+
+/// The checkpoint file of a run directory.
+pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
+    out_dir.join("checkpoint.safetensors")
+}
+
+/// Runs `ferronet train` with `config`: checks it, picks and locks the output directory, loads
+/// the data and trains on the `--device` backend.
+pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
+    config.validate()?;
+    parse_device(&config.device)?;
+    let out_dir = config.out.clone().unwrap_or_else(|| next_run_dir(Path::new("runs")));
+    let ckpt = checkpoint_path(&out_dir);
+    let (config, resume) = if config.resume {
+        if !ckpt.exists() {
+            return Err(Error::config(format!("--resume: there is no checkpoint at {}", ckpt.display())));
+        }
+        let (tensors, meta) = checkpoint::load(&ckpt)?;
+        // The saved configuration fixes the run; only how it is run may change.
+        let resumed = TrainConfig {
+            device: config.device,
+            workers: config.workers,
+            quiet: config.quiet,
+            log_json: config.log_json,
+            out: config.out,
+            resume: true,
+            ..meta.config.clone()
+        };
+        (resumed, Some((tensors, meta)))
+    } else {
+        if ckpt.exists() {
+            return Err(Error::config(format!(
+                "{} already holds a run; add --resume to continue it, or choose another --out",
+                out_dir.display()
+            )));
+        }
+        (config, None)
+    };
+    let input = config.data.model_input()?;
+    // A model that cannot take the input fails here, before any data is read.
+    if let Some(classes) = config.data.dataset.classes() {
+        prepare_model(&config, classes, input)?;
+    }
+    let options = config.data.dataset_options(input, config.seed)?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+    let _lock = RunLock::acquire(&out_dir)?;
+    let dataset = data::load(&options)?;
+    interrupt::arm();
+    let device = config.device.clone();
+    let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
+    on_device(&device, TrainRun { config, input, dataset, val_is_test, out_dir, resume })
+}
+
+struct TrainRun {
+    config: TrainConfig,
+    input: [usize; 3],
+    dataset: Dataset,
+    /// Validation runs on the test set (its final metrics are the last validation's).
+    val_is_test: bool,
+    out_dir: PathBuf,
+    resume: Option<(Vec<NamedTensor>, CheckpointMeta)>,
+}
+
+fn optimizer_config(c: &TrainConfig) -> OptimizerConfig {
+    let kind = match c.optimizer {
+        OptimizerChoice::Sgd => OptimizerKind::Sgd { momentum: c.momentum, dampening: c.dampening, nesterov: c.nesterov },
+        OptimizerChoice::Adam | OptimizerChoice::Adamw => OptimizerKind::Adam {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            decoupled: c.optimizer == OptimizerChoice::Adamw,
+        },
+    };
+    OptimizerConfig {
+        kind,
+        lr: c.lr,
+        weight_decay: c.weight_decay,
+        decay_weights_only: c.no_decay_bn_bias,
+        clip_grad_norm: c.clip_grad_norm,
+    }
+}
+
+fn augmentation(c: &TrainConfig) -> Option<Augment> {
+    let crop_padding = c.crop_padding.unwrap_or(if c.augment { 4 } else { 0 });
+    let hflip = c.hflip || c.augment;
+    let [brightness, contrast, saturation, hue] = c.color_jitter.unwrap_or([0.0; 4]);
+    let jitter = [brightness, contrast, saturation, hue].iter().any(|&v| v > 0.0);
+    (crop_padding > 0 || hflip || jitter).then_some(Augment { crop_padding, hflip, brightness, contrast, saturation, hue })
+}
+
+/// The model as this run trains it: built for the data, dropout overridden, layers frozen.
+fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
+    let mut graph = build_model(&config.model, classes, input, config.cifar_stem)?;
+    if let Some(p) = config.dropout {
+        override_dropout(&mut graph, p);
+    }
+    if let Some(k) = config.freeze_all_but {
+        freeze_all_but(&mut graph, k)?;
+    }
+    Ok(graph)
+}
+
+/// The epoch with the best validation top-1 (the first on ties), 1-based, and that accuracy.
+pub fn best_epoch(history: &[EpochRecord]) -> Option<(usize, f64)> {
+    history.iter().fold(None, |best, r| match best {
+        Some((_, top1)) if top1 >= r.val_top1 => best,
+        _ => Some((r.epoch, r.val_top1)),
+    })
+}
+
+/// The state of a run between steps, everything a checkpoint holds besides the tensors.
+struct RunState {
+    rng: Rng,
+    schedule: LrSchedule,
+    history: Vec<EpochRecord>,
+    epochs_done: usize,
+    partial: Option<PartialEpoch>,
+}
+
+impl OnBackend for TrainRun {
+    type Output = TrainOutcome;
+
+    fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<TrainOutcome> {
+        let TrainRun { config, input, dataset, val_is_test, out_dir, resume } = self;
+        let classes = dataset.classes.len();
+        let graph = prepare_model(&config, classes, input)?;
+        let summary = summarize(&graph, config.batch_size)?;
+        let totals = ModelTotals {
+            trainable_params: summary.trainable_params,
+            non_trainable_params: summary.non_trainable_params,
+            total_params: summary.total_params,
+            macs_per_image: summary.macs,
+        };
+        let mut ex = Executor::new(backend.clone(), graph, config.seed)?;
+        let mut optimizer = Optimizer::new(optimizer_config(&config))?;
+        let mut state = match resume {
+            None => RunState {
+                rng: Rng::new(config.seed ^ TRAINER_SEED_SALT),
+                schedule: LrSchedule::new(config.schedule_kind(), config.lr, config.warmup_epochs, config.epochs)?,
+                history: Vec::new(),
+                epochs_done: 0,
+                partial: None,
+            },
+            Some((tensors, meta)) => {
+                load_model_tensors(&mut ex, &tensors)?;
+                let buffers = tensors
+                    .into_iter()
+                    .filter_map(|t| t.name.strip_prefix(OPTIMIZER_PREFIX).map(|key| (key.to_string(), t.data)))
+                    .collect();
+                let saved = OptimizerState { buffers, steps: meta.optimizer_steps };
+                optimizer.import_state(&backend, ex.params(), &saved)?;
+                ex.set_rng_state(meta.executor_rng_state);
+                RunState {
+                    rng: Rng::from_state(meta.rng_state),
+                    schedule: meta.schedule,
+                    history: meta.history,
+                    epochs_done: meta.epochs_done,
+                    partial: meta.partial_epoch,
+                }
+            }
+        };
+        if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
+            let at = match &state.partial {
+                Some(p) => format!("in epoch {} after step {}", state.epochs_done + 1, p.steps_done),
+                None => format!("after epoch {}", state.epochs_done),
+            };
+            eprintln!("resuming {} {at} of {}", out_dir.display(), config.epochs);
+        }
+
+        let train_set = Arc::new(dataset.train);
+        let val_set = Arc::new(dataset.val);
+        let saver = Saver {
+            path: checkpoint_path(&out_dir),
+            config: &config,
+            input,
+            mean: &dataset.mean,
+            std: &dataset.std,
+            class_names: &dataset.classes,
+        };
+        let setup = EvalSetup { mean: &dataset.mean, std: &dataset.std, batch_size: config.batch_size, workers: config.workers };
+        let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
+        let mut last_val: Option<EvalMetrics> = None;
+        let mut stopped_early = false;
+        if !config.quiet && state.epochs_done == 0 && state.partial.is_none() {
+            eprintln!(
+                "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}; outputs in {}",
+                config.model,
+                totals.trainable_params,
+                dataset.name,
+                train_set.len(),
+                val_set.len(),
+                out_dir.display()
+            );
+        }
+
+        while state.epochs_done < config.epochs {
+            let epoch = state.epochs_done; // 0-based
+            let lr = state.schedule.lr(epoch);
+            optimizer.set_lr(lr)?;
+            let mut part = match state.partial.take() {
+                Some(p) => p,
+                None => PartialEpoch { seed: state.rng.next_u64(), ..PartialEpoch::default() },
+            };
+            let steps = train_set.len().div_ceil(config.batch_size);
+            let bar = EpochProgress::new(epoch + 1, config.epochs, steps, config.quiet);
+            let loader = Loader::new(
+                train_set.clone(),
+                &dataset.mean,
+                &dataset.std,
+                config.batch_size,
+                true,
+                augmentation(&config),
+                part.seed,
+                config.workers,
+            )?;
+            let resumed_steps = part.steps_done;
+            for batch in loader.skip(resumed_steps) {
+                let start = Instant::now();
+                let step = part.steps_done + 1;
+                let stepped = train_step(&mut ex, &mut optimizer, &batch, &step_options, config.skip_nonfinite, &mut part);
+                if let Err(err) = stepped {
+                    bar.finish();
+                    let Error::Numerical(msg) = err else { return Err(err) };
+                    let last_good = if epoch == 0 {
+                        "no checkpoint was written yet".to_string()
+                    } else {
+                        format!("the last good checkpoint is {}, after epoch {epoch}", saver.path.display())
+                    };
+                    return Err(Error::Numerical(format!(
+                        "epoch {}, step {step}: {msg} ({last_good}; --skip-nonfinite skips such steps)",
+                        epoch + 1
+                    )));
+                }
+                part.steps_done = step;
+                part.seconds += start.elapsed().as_secs_f64();
+                bar.step(part.loss_sum / part.seen.max(1) as f64, part.correct as f64 / part.seen.max(1) as f64, part.seen as f64 / part.seconds);
+                interrupt::step_done();
+                if interrupt::take_request() {
+                    bar.finish();
+                    state.partial = Some(part);
+                    saver.save(&ex, &optimizer, &state)?;
+                    return Err(interrupted(&format!("in epoch {} after step {step}", epoch + 1), &out_dir));
+                }
+            }
+            bar.finish();
+            if part.seen == 0 {
+                return Err(Error::Numerical(format!(
+                    "every step of epoch {} had a NaN/inf loss; lower --lr or check the data",
+                    epoch + 1
+                )));
+            }
+
+            let val_start = Instant::now();
+            let val = evaluate(&mut ex, val_set.clone(), &setup)?;
+            let val_seconds = val_start.elapsed().as_secs_f64();
+            let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds);
+            let monitored = match config.schedule_kind() {
+                ScheduleKind::Plateau { mode: PlateauMode::Max, .. } => val.top1,
+                _ => val.loss,
+            };
+            state.schedule.end_epoch(epoch, monitored);
+            if !config.quiet {
+                eprintln!("{}", epoch_line(&record, config.epochs));
+            }
+            if let Some(path) = &config.log_json {
+                append_json_line(path, &record)?;
+            }
+            state.history.push(record);
+            state.epochs_done += 1;
+            last_val = Some(val);
+            write_history(&out_dir, &state.history)?;
+            saver.save(&ex, &optimizer, &state)?;
+            if let (Some(patience), Some((best, _))) = (config.early_stopping, best_epoch(&state.history)) {
+                if state.epochs_done - best >= patience && state.epochs_done < config.epochs {
+                    if !config.quiet {
+                        eprintln!("early stopping: no better validation top-1 for {patience} epochs (best: epoch {best})");
+                    }
+                    stopped_early = true;
+                    break;
+                }
+            }
+            if interrupt::take_request() {
+                return Err(interrupted(&format!("after epoch {}", epoch + 1), &out_dir));
+            }
+        }
+
+        // Final metrics on the test set; when validation already ran on it (or there is none),
+        // the last validation pass is that evaluation.
+        let evaluated_on = if dataset.test.is_some() { "test" } else { "validation" };
+        let separate_test = dataset.test.filter(|_| !val_is_test);
+        let final_metrics = match (separate_test, last_val) {
+            (Some(test), _) => evaluate(&mut ex, Arc::new(test), &setup)?,
+            (None, Some(val)) => val,
+            // A resumed run that had finished all its epochs.
+            (None, None) => evaluate(&mut ex, val_set, &setup)?,
+        };
+        let (best_epoch, best_val_top1) = best_epoch(&state.history).unwrap_or((0, 0.0));
+        let train_seconds: f64 = state.history.iter().map(|r| r.epoch_seconds).sum();
+        let (per_class, confusion_matrix, confusion_matrix_normalised) = class_breakdown(&final_metrics, &dataset.classes);
+        let report = FinalMetrics {
+            model: &config.model,
+            dataset: &dataset.name,
+            device: &device,
+            evaluated_on,
+            val_top1: final_metrics.top1,
+            val_top5: final_metrics.top5,
+            val_loss: final_metrics.loss,
+            macro_precision: final_metrics.macro_precision,
+            macro_recall: final_metrics.macro_recall,
+            macro_f1: final_metrics.macro_f1,
+            inference_ms_per_batch: final_metrics.inference_ms_per_batch,
+            samples: final_metrics.samples,
+            best_epoch,
+            best_val_top1,
+            epochs_run: state.epochs_done,
+            train_seconds,
+            stopped_early,
+            per_class,
+            confusion_matrix,
+            confusion_matrix_normalised,
+            model_summary: totals,
+            config: &config,
+        };
+        write_final(&out_dir, &report, &final_metrics, &dataset.classes)?;
+        Ok(TrainOutcome {
+            out_dir,
+            device,
+            final_metrics,
+            evaluated_on,
+            history: state.history,
+            best_epoch,
+            best_val_top1,
+            train_seconds,
+            stopped_early,
+        })
+    }
+}
+
+/// One optimisation step on `batch`, added to the epoch's sums. A NaN/inf loss (or gradient
+/// norm) is counted and skipped with `skip_nonfinite`, else returned as the error.
+fn train_step<B: Backend<f32>>(
+    ex: &mut Executor<f32, B>,
+    optimizer: &mut Optimizer<f32, B>,
+    batch: &data::Batch,
+    options: &StepOptions,
+    skip_nonfinite: bool,
+    part: &mut PartialEpoch,
+) -> Result<()> {
+    let outcome = ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options).and_then(|out| {
+        ex.optimizer_step(optimizer)?;
+        Ok(out)
+    });
+    match outcome {
+        Ok(out) => {
+            let classes = ex.graph().num_classes();
+            part.loss_sum += out.loss * batch.n as f64;
+            part.correct +=
+                out.logits.chunks_exact(classes).zip(&batch.labels).filter(|(row, &l)| argmax(row) == l as usize).count();
+            part.seen += batch.n;
+            Ok(())
+        }
+        Err(Error::Numerical(_)) if skip_nonfinite => {
+            part.skipped_steps += 1;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, val_seconds: f64) -> EpochRecord {
+    EpochRecord {
+        epoch,
+        lr,
+        train_loss: part.loss_sum / part.seen as f64,
+        train_acc: part.correct as f64 / part.seen as f64,
+        val_loss: val.loss,
+        val_top1: val.top1,
+        val_top5: val.top5,
+        val_macro_precision: val.macro_precision,
+        val_macro_recall: val.macro_recall,
+        val_macro_f1: val.macro_f1,
+        skipped_steps: part.skipped_steps,
+        epoch_seconds: part.seconds + val_seconds,
+        train_images_per_second: part.seen as f64 / part.seconds,
+        inference_ms_per_batch: val.inference_ms_per_batch,
+    }
+}
+
+/// The line printed after each epoch.
+fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
+    format!(
+        "epoch {}/{epochs}: train loss {:.4} acc {:.2}% | val loss {:.4} top-1 {:.2}% top-5 {:.2}% | lr {:.4} | {:.1} s, {:.0} img/s",
+        r.epoch,
+        r.train_loss,
+        r.train_acc * 100.0,
+        r.val_loss,
+        r.val_top1 * 100.0,
+        r.val_top5 * 100.0,
+        r.lr,
+        r.epoch_seconds,
+        r.train_images_per_second
+    )
+}
+
+/// Says where the run stopped and how to continue it; the caller has written the checkpoint.
+fn interrupted(when: &str, out_dir: &Path) -> Error {
+    eprintln!(
+        "interrupted {when}; checkpoint written to {}; continue with `ferronet train --resume --out {}`",
+        checkpoint_path(out_dir).display(),
+        out_dir.display()
+    );
+    Error::Interrupted
+}
+
+fn append_json_line(path: &Path, record: &EpochRecord) -> Result<()> {
+    let line = serde_json::to_string(record).expect("epoch records serialise");
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io(path, e))
+}
+
+/// Writes checkpoints of one run: the model, the optimiser state and the run state.
+struct Saver<'a> {
+    path: PathBuf,
+    config: &'a TrainConfig,
+    input: [usize; 3],
+    mean: &'a [f32],
+    std: &'a [f32],
+    class_names: &'a [String],
+}
+
+impl Saver<'_> {
+    fn save<B: Backend<f32>>(&self, ex: &Executor<f32, B>, optimizer: &Optimizer<f32, B>, state: &RunState) -> Result<()> {
+        let mut tensors = model_tensors(ex)?;
+        let opt = optimizer.export_state(ex.backend(), ex.params())?;
+        for (key, data) in opt.buffers {
+            tensors.push(NamedTensor { name: format!("{OPTIMIZER_PREFIX}{key}"), shape: vec![data.len()], data });
+        }
+        let meta = CheckpointMeta {
+            format_version: FORMAT_VERSION,
+            model: self.config.model.clone(),
+            class_names: self.class_names.to_vec(),
+            input: self.input,
+            mean: self.mean.to_vec(),
+            std: self.std.to_vec(),
+            config: self.config.clone(),
+            epochs_done: state.epochs_done,
+            rng_state: state.rng.state(),
+            executor_rng_state: ex.rng_state(),
+            optimizer_steps: opt.steps,
+            schedule: state.schedule.clone(),
+            history: state.history.clone(),
+            partial_epoch: state.partial.clone(),
+        };
+        checkpoint::save(&self.path, &tensors, &meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn best_epoch_is_the_first_highest_top1() {
+        let r = |epoch, val_top1| EpochRecord {
+            epoch,
+            lr: 0.1,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            val_loss: 1.0,
+            val_top1,
+            val_top5: 1.0,
+            val_macro_precision: 0.5,
+            val_macro_recall: 0.5,
+            val_macro_f1: 0.5,
+            skipped_steps: 0,
+            epoch_seconds: 1.0,
+            train_images_per_second: 1.0,
+            inference_ms_per_batch: 1.0,
+        };
+        assert_eq!(best_epoch(&[]), None);
+        assert_eq!(best_epoch(&[r(1, 0.5), r(2, 0.7), r(3, 0.7), r(4, 0.6)]), Some((2, 0.7)));
+    }
+}
