@@ -5,7 +5,8 @@
 
 use crate::data::{self, Augment, Dataset, Loader};
 use crate::error::{Error, Result};
-use crate::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
+use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
+use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use crate::graph::Graph;
 use crate::models::summary::summarize;
 use crate::ops::Backend;
@@ -207,6 +208,7 @@ impl OnBackend for TrainRun {
                 }
             }
         };
+        check_memory_fits(&ex, &optimizer, config.batch_size)?;
         if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
             let at = match &state.partial {
                 Some(p) => format!("in epoch {} after step {}", state.epochs_done + 1, p.steps_done),
@@ -382,6 +384,18 @@ impl OnBackend for TrainRun {
             stopped_early,
         })
     }
+}
+
+/// On a GPU, checks before the first step that a training step's planned peak fits the device's
+/// memory, so a batch size that cannot fit fails at once naming the largest one that does
+/// (instead of an allocation failure somewhere inside the first step).
+fn check_memory_fits<B: Backend<f32>>(ex: &Executor<f32, B>, optimizer: &Optimizer<f32, B>, batch: usize) -> Result<()> {
+    let Some(free) = ex.backend().free_memory()? else { return Ok(()) };
+    // The parameters (and a resumed optimiser's state) are already on the device and counted by
+    // the plan, so the memory they hold is available to it.
+    let available = free + ex.backend().memory().current_bytes;
+    // The backend is opened with the default convolution workspace.
+    ex.check_batch_fits(batch, Mode::Train, DEFAULT_WORKSPACE_MB << 20, optimizer.state_bytes(ex.params()), available)
 }
 
 /// One optimisation step on `batch`, added to the epoch's sums. A NaN/inf loss (or gradient
