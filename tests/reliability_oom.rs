@@ -1,6 +1,7 @@
 //! A training run whose batch cannot fit the GPU's memory stops before its first step with one
 //! line giving the memory requested and free and the largest batch size that fits. Checked on
-//! the PTX simulator with its memory cut to a few MiB by FERRONET_SIM_MEMORY_MB.
+//! the PTX simulator with its memory cut to a few MiB by FERRONET_SIM_MEMORY_MB; `ferronet
+//! bench` is refused the same way.
 
 mod reliability_support;
 
@@ -44,6 +45,15 @@ fn a_batch_too_large_for_the_gpu_is_refused_before_the_first_step() {
     for file in ["checkpoint.safetensors", "history.csv", "train.lock"] {
         assert!(!out.join(file).exists(), "no step ran, so there is no {file}");
     }
+
+    // `ferronet bench` checks the same plan (plus its resident batch and each step's copy).
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_ferronet"));
+    bench
+        .env("FERRONET_SIM_MEMORY_MB", SIM_MEMORY_MB.to_string())
+        .args(["bench", "--device", "sim", "--model", "small_cnn", "--input", "1,28,28", "--classes", "10"])
+        .args(["--batch", &BATCH.to_string()]);
+    let line = single_error_line(&run(bench));
+    assert!(line.starts_with("error: out of device memory: requested ") && line.ends_with("fits; lower the batch size"), "{line}");
 
     let mut bad = Command::new(env!("CARGO_BIN_EXE_ferronet"));
     bad.env("FERRONET_SIM_MEMORY_MB", "lots").args(["train", "--device", "sim", "--quiet", "--out"]).arg(root.join("bad"));

@@ -208,7 +208,9 @@ impl OnBackend for TrainRun {
                 }
             }
         };
-        check_memory_fits(&ex, &optimizer, config.batch_size)?;
+        // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
+        // of an allocation failure inside the first step. The backend has the default workspace.
+        ex.check_batch_fits_device(config.batch_size, Mode::Train, DEFAULT_WORKSPACE_MB << 20, optimizer.state_bytes(ex.params()))?;
         if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
             let at = match &state.partial {
                 Some(p) => format!("in epoch {} after step {}", state.epochs_done + 1, p.steps_done),
@@ -384,18 +386,6 @@ impl OnBackend for TrainRun {
             stopped_early,
         })
     }
-}
-
-/// On a GPU, checks before the first step that a training step's planned peak fits the device's
-/// memory, so a batch size that cannot fit fails at once naming the largest one that does
-/// (instead of an allocation failure somewhere inside the first step).
-fn check_memory_fits<B: Backend<f32>>(ex: &Executor<f32, B>, optimizer: &Optimizer<f32, B>, batch: usize) -> Result<()> {
-    let Some(free) = ex.backend().free_memory()? else { return Ok(()) };
-    // The parameters (and a resumed optimiser's state) are already on the device and counted by
-    // the plan, so the memory they hold is available to it.
-    let available = free + ex.backend().memory().current_bytes;
-    // The backend is opened with the default convolution workspace.
-    ex.check_batch_fits(batch, Mode::Train, DEFAULT_WORKSPACE_MB << 20, optimizer.state_bytes(ex.params()), available)
 }
 
 /// One optimisation step on `batch`, added to the epoch's sums. A NaN/inf loss (or gradient
