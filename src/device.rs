@@ -43,6 +43,11 @@ pub trait Device<E: Element>: Send + Sync {
     fn synchronize(&self) -> Result<()>;
     fn memory(&self) -> MemoryStats;
     fn reset_peak(&self);
+    /// Device memory still free for allocations, in bytes; None where memory is the host's
+    /// (the CPU), which a run does not plan against.
+    fn free_memory(&self) -> Result<Option<usize>> {
+        Ok(None)
+    }
     /// Names of the kernels launched since the last call, in launch order, deduplicated
     /// ("module::kernel"); empty on devices that run no kernels.
     fn take_kernel_log(&self) -> Vec<String> {

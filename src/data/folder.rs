@@ -25,7 +25,12 @@ fn is_image(path: &Path) -> bool {
 fn decode(path: &Path) -> Result<image::DynamicImage> {
     let reader = image::ImageReader::open(path).map_err(|e| Error::io(path, e))?;
     let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
-    reader.decode().map_err(|e| Error::data(path, format!("cannot decode the image ({e}): expected a PNG or JPEG file")))
+    reader.decode().map_err(|e| {
+        // The decoders' messages can span lines (the JPEG one for a truncated file does); an
+        // error is one line.
+        let reason = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        Error::data(path, format!("cannot decode the image ({reason}): expected a PNG or JPEG file"))
+    })
 }
 
 /// Decodes `path` into `channels` (1 = grey, 3 = RGB) planes resized bilinearly to

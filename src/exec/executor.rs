@@ -226,6 +226,16 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         Err(Error::OutOfMemory { requested, free: free_bytes, hint })
     }
 
+    /// On a device with memory of its own (a GPU), checks before the first step that a step
+    /// with `batch` samples fits what the device has: its free memory plus what this backend's
+    /// buffers (parameters, resident data) already hold, since the plan and `extra_bytes` count
+    /// those. Devices using host memory (the CPU) are not checked.
+    pub fn check_batch_fits_device(&self, batch: usize, mode: Mode, workspace_bytes: usize, extra_bytes: usize) -> Result<()> {
+        let Some(free) = self.backend.free_memory()? else { return Ok(()) };
+        let available = free + self.backend.memory().current_bytes;
+        self.check_batch_fits(batch, mode, workspace_bytes, extra_bytes, available)
+    }
+
     fn plan(&self, mode: Mode, input_grad: bool) -> Plan {
         Plan::new(&self.graph, mode, |p| self.params.is_trainable(p), input_grad)
     }

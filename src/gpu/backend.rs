@@ -152,6 +152,9 @@ impl Device<f32> for GpuBackend {
     fn memory(&self) -> MemoryStats {
         self.tracker.stats()
     }
+    fn free_memory(&self) -> Result<Option<usize>> {
+        self.driver.mem_info().map(|(free, _)| Some(free))
+    }
     fn reset_peak(&self) {
         self.tracker.reset_peak()
     }

@@ -67,7 +67,7 @@ impl GlobalMemory {
             return Err(Error::OutOfMemory {
                 requested: bytes,
                 free: self.capacity - self.used,
-                hint: "the simulator's device capacity is a SimOptions setting; use smaller batches or shapes".into(),
+                hint: "the simulated device memory is set by FERRONET_SIM_MEMORY_MB; use smaller batches or shapes".into(),
             });
         }
         let base = self.next_base;

@@ -72,9 +72,13 @@ impl Default for SimOptions {
 /// Environment variable that turns the sanitizer off (`0`/`off`/`false`) or on (`1`/`on`/`true`)
 /// for simulator devices opened by `--device sim` and the test backend.
 pub const SANITIZE_ENV: &str = "FERRONET_SIM_SANITIZE";
+/// Environment variable that sets the simulated device memory in MiB (default 16 GiB), so a run
+/// can be tried against a small GPU.
+pub const MEMORY_ENV: &str = "FERRONET_SIM_MEMORY_MB";
 
 impl SimOptions {
-    /// The defaults, with the sanitizer setting taken from `FERRONET_SIM_SANITIZE` when set.
+    /// The defaults, with the sanitizer setting taken from `FERRONET_SIM_SANITIZE` and the
+    /// memory from `FERRONET_SIM_MEMORY_MB` when set.
     pub fn from_env() -> Result<Self> {
         let mut options = SimOptions::default();
         if let Ok(v) = std::env::var(SANITIZE_ENV) {
@@ -85,6 +89,12 @@ impl SimOptions {
                     return Err(Error::config(format!("{SANITIZE_ENV}={other}: use 1/on/true or 0/off/false")));
                 }
             };
+        }
+        if let Ok(v) = std::env::var(MEMORY_ENV) {
+            let mib = v.trim().parse::<usize>().ok().filter(|&m| m > 0 && m <= 1 << 30).ok_or_else(|| {
+                Error::config(format!("{MEMORY_ENV}={v}: give the simulated device memory as a whole number of MiB"))
+            })?;
+            options.capacity_bytes = mib << 20;
         }
         Ok(options)
     }

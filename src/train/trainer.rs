@@ -5,7 +5,8 @@
 
 use crate::data::{self, Augment, Dataset, Loader};
 use crate::error::{Error, Result};
-use crate::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
+use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
+use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use crate::graph::Graph;
 use crate::models::summary::summarize;
 use crate::ops::Backend;
@@ -163,6 +164,16 @@ struct RunState {
     history: Vec<EpochRecord>,
     epochs_done: usize,
     partial: Option<PartialEpoch>,
+    /// Where the checkpoint on disk stands ("after epoch 2"), for messages; None before the first.
+    checkpoint_at: Option<String>,
+}
+
+/// A run's position for messages: "after epoch N" or "in epoch N after step S".
+fn position(epochs_done: usize, partial: Option<&PartialEpoch>) -> String {
+    match partial {
+        Some(p) => format!("in epoch {} after step {}", epochs_done + 1, p.steps_done),
+        None => format!("after epoch {epochs_done}"),
+    }
 }
 
 impl OnBackend for TrainRun {
@@ -188,6 +199,7 @@ impl OnBackend for TrainRun {
                 history: Vec::new(),
                 epochs_done: 0,
                 partial: None,
+                checkpoint_at: None,
             },
             Some((tensors, meta)) => {
                 load_model_tensors(&mut ex, &tensors)?;
@@ -203,15 +215,16 @@ impl OnBackend for TrainRun {
                     schedule: meta.schedule,
                     history: meta.history,
                     epochs_done: meta.epochs_done,
+                    checkpoint_at: Some(position(meta.epochs_done, meta.partial_epoch.as_ref())),
                     partial: meta.partial_epoch,
                 }
             }
         };
+        // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
+        // of an allocation failure inside the first step. The backend has the default workspace.
+        ex.check_batch_fits_device(config.batch_size, Mode::Train, DEFAULT_WORKSPACE_MB << 20, optimizer.state_bytes(ex.params()))?;
         if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
-            let at = match &state.partial {
-                Some(p) => format!("in epoch {} after step {}", state.epochs_done + 1, p.steps_done),
-                None => format!("after epoch {}", state.epochs_done),
-            };
+            let at = position(state.epochs_done, state.partial.as_ref());
             eprintln!("resuming {} {at} of {}", out_dir.display(), config.epochs);
         }
 
@@ -269,10 +282,10 @@ impl OnBackend for TrainRun {
                 if let Err(err) = stepped {
                     bar.finish();
                     let Error::Numerical(msg) = err else { return Err(err) };
-                    let last_good = if epoch == 0 {
-                        "no checkpoint was written yet".to_string()
-                    } else {
-                        format!("the last good checkpoint is {}, after epoch {epoch}", saver.path.display())
+                    // A resumed run's checkpoint may hold part of an epoch: name what is on disk.
+                    let last_good = match &state.checkpoint_at {
+                        None => "no checkpoint was written yet".to_string(),
+                        Some(at) => format!("the last good checkpoint is {}, {at}", saver.path.display()),
                     };
                     return Err(Error::Numerical(format!(
                         "epoch {}, step {step}: {msg} ({last_good}; --skip-nonfinite skips such steps)",
@@ -318,6 +331,7 @@ impl OnBackend for TrainRun {
             last_val = Some(val);
             write_history(&out_dir, &state.history)?;
             saver.save(&ex, &optimizer, &state)?;
+            state.checkpoint_at = Some(position(state.epochs_done, None));
             if let (Some(patience), Some((best, _))) = (config.early_stopping, best_epoch(&state.history)) {
                 if state.epochs_done - best >= patience && state.epochs_done < config.epochs {
                     if !config.quiet {
