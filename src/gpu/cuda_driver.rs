@@ -225,7 +225,7 @@ impl Driver for CudaDriver {
             Err(DriverError(CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => Err(Error::OutOfMemory {
                 requested: bytes,
                 free: cu::mem_get_info().map(|(free, _)| free).unwrap_or(0),
-                hint: "use a smaller --batch-size or --workspace-mb".into(),
+                hint: "lower the batch size (--batch-size for train, --batch for bench)".into(),
             }),
             Err(e) => Err(driver_error(&format!("allocating {bytes} bytes"), e)),
         }
