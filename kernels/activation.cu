@@ -28,8 +28,8 @@ __device__ __forceinline__ float derivative(int kind, float v) {
             return s * (1.0f + v * (1.0f - s));
         }
         default:
-            if (v <= -3.0f) return 0.0f;
-            if (v >= 3.0f) return 1.0f;
+            if (v < -3.0f) return 0.0f;
+            if (v > 3.0f) return 1.0f;
             return (2.0f * v + 3.0f) / 6.0f;
     }
 }

@@ -36,10 +36,11 @@ fn forward_and_backward_match_the_cpu_reference() {
 }
 
 #[test]
-fn backward_rejects_a_gradient_of_another_length() {
-    let gpu = gpu();
-    let x = gpu.upload(&[1.0f32; 4]).unwrap();
-    let dy = gpu.upload(&[1.0f32; 3]).unwrap();
-    let err = gpu.activation_backward(Activation::Relu, &x, &dy).err().expect("a length mismatch is an error");
-    assert_eq!(err.to_string(), "shape error: relu backward: dy has 3 elements but 4 are needed");
+fn backward_rejects_a_gradient_of_another_length_as_the_cpu_does() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let ((gx, cx), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &[1.0; 4]), upload_pair(&gpu, &cpu, &[1.0; 3]));
+    let err = gpu.activation_backward(Activation::Relu, &gx, &gdy).err().expect("a length mismatch is an error");
+    let cpu_err = cpu.activation_backward(Activation::Relu, &cx, &cdy).err().expect("a length mismatch is an error");
+    assert_eq!(err.to_string(), cpu_err.to_string());
+    assert_eq!(err.to_string(), "shape error: relu: dy has 3 elements but 4 are needed");
 }

@@ -65,10 +65,39 @@ fn shuffle_and_its_inverse_match_the_cpu_reference() {
 }
 
 #[test]
-fn bad_geometry_is_an_error() {
+fn bad_geometry_is_the_same_error_as_on_the_cpu() {
     let gpu = gpu();
-    let x = gpu.upload(&[0.0f32; 12]).unwrap();
-    assert!(gpu.channel_shuffle(&x, 1, 6, 2, 4).is_err(), "groups must divide the channels");
-    assert!(gpu.split_channels(&x, &[2, 3], 1, 2).is_err(), "the parts must cover x");
-    assert!(gpu.concat_channels(&[&x], &[5], 1, 2).is_err(), "the input must match its channel count");
+    let cpu = CpuBackend::new();
+    let (gx, cx) = upload_pair(&gpu, &cpu, &[0.0f32; 12]);
+    let same = |what: &str, g: ferronet::Result<()>, c: ferronet::Result<()>| {
+        let (g, c) = (g.expect_err(what).to_string(), c.expect_err(what).to_string());
+        assert_eq!(g, c, "{what}");
+    };
+    same(
+        "groups must divide the channels",
+        gpu.channel_shuffle(&gx, 1, 6, 2, 4).map(drop),
+        cpu.channel_shuffle(&cx, 1, 6, 2, 4).map(drop),
+    );
+    same(
+        "the parts must cover x",
+        gpu.split_channels(&gx, &[2, 3], 1, 2).map(drop),
+        cpu.split_channels(&cx, &[2, 3], 1, 2).map(drop),
+    );
+    same(
+        "an input must match its channel count",
+        gpu.concat_channels(&[&gx], &[5], 1, 2).map(drop),
+        cpu.concat_channels(&[&cx], &[5], 1, 2).map(drop),
+    );
+    same(
+        "one channel count per input",
+        gpu.concat_channels(&[&gx], &[], 1, 2).map(drop),
+        cpu.concat_channels(&[&cx], &[], 1, 2).map(drop),
+    );
+}
+
+#[test]
+fn concat_of_no_parts_is_empty() {
+    let gpu = gpu();
+    assert_eq!(gpu.download(&gpu.concat_channels(&[], &[], 3, 5).unwrap()).unwrap(), Vec::<f32>::new());
+    assert!(gpu.split_channels(&gpu.upload(&[]).unwrap(), &[], 3, 5).unwrap().is_empty());
 }

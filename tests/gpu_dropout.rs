@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gpu, random_f32, widen};
+use common::{gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::dropout::dropout_uniform;
@@ -49,4 +49,15 @@ fn probability_outside_zero_to_one_is_an_error() {
         let err = gpu.dropout_forward(&x, p, 1).err().expect("an invalid probability is an error").to_string();
         assert!(err.starts_with("invalid configuration: dropout probability must be in [0, 1)"), "{err}");
     }
+}
+
+#[test]
+fn a_mask_of_another_length_is_the_same_error_as_on_the_cpu() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let ((gdy, cdy), (gmask, cmask)) = (upload_pair(&gpu, &cpu, &[1.0; 2]), upload_pair(&gpu, &cpu, &[2.0, 0.0, 2.0]));
+    let err = gpu.dropout_backward(&gdy, &gmask).err().expect("a length mismatch is an error");
+    assert_eq!(
+        err.to_string(),
+        cpu.dropout_backward(&cdy, &cmask).err().expect("a length mismatch is an error").to_string()
+    );
 }

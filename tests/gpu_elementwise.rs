@@ -90,5 +90,5 @@ fn mismatched_operands_are_errors() {
     assert_eq!(gpu.add(&a, &b).err().unwrap().to_string(), "shape error: add: b has 5 elements but 6 are needed");
     let g = ChannelBroadcast { n: 2, c: 3, hw: 1, per_sample: true };
     let err = gpu.mul_channel(&a, &b, &g).err().unwrap().to_string();
-    assert_eq!(err, "shape error: mul_channel: the channel operand has 5 elements but 6 are needed");
+    assert_eq!(err, "shape error: mul_channel: the per-channel operand has 5 elements but 6 are needed");
 }

@@ -8,7 +8,8 @@ use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{AdamParams, OptimOps, SgdParams};
 
-const LEN: usize = 301;
+/// Parameter tensor lengths, cycled over the configurations: one value, odd sizes.
+const LENS: [usize; 3] = [1, 37, 301];
 const STEPS: u64 = 3;
 
 fn sgd_configs() -> Vec<SgdParams> {
@@ -27,12 +28,13 @@ fn sgd_steps_match_the_cpu_reference() {
     let gpu = gpu();
     let cpu = CpuBackend::new();
     for (seed, h) in sgd_configs().into_iter().enumerate() {
+        let len = LENS[seed % LENS.len()];
         let seed = seed as u64 * 10;
-        let param = random_f32(LEN, seed, -1.0, 1.0);
-        let (mut gp, mut gbuf) = (gpu.upload(&param).unwrap(), gpu.zeros(LEN).unwrap());
-        let (mut cp, mut cbuf) = (cpu.upload(&widen(&param)).unwrap(), cpu.zeros(LEN).unwrap());
+        let param = random_f32(len, seed, -1.0, 1.0);
+        let (mut gp, mut gbuf) = (gpu.upload(&param).unwrap(), gpu.zeros(len).unwrap());
+        let (mut cp, mut cbuf) = (cpu.upload(&widen(&param)).unwrap(), cpu.zeros(len).unwrap());
         for step in 1..=STEPS {
-            let grad = random_f32(LEN, seed + step, -1.0, 1.0);
+            let grad = random_f32(len, seed + step, -1.0, 1.0);
             gpu.sgd_step(&mut gp, &gpu.upload(&grad).unwrap(), &mut gbuf, &h, step == 1).unwrap();
             cpu.sgd_step(&mut cp, &cpu.upload(&widen(&grad)).unwrap(), &mut cbuf, &h, step == 1).unwrap();
             assert_close(&format!("sgd {h:?} step {step} param"), &gpu.download(&gp).unwrap(), &cp, 1e-6, 1e-5);
@@ -67,12 +69,13 @@ fn adam_and_adamw_steps_match_the_cpu_reference() {
     let configs =
         [base, AdamParams { weight_decay: 1e-2, ..base }, AdamParams { weight_decay: 1e-2, decoupled: true, ..base }];
     for (seed, h) in configs.into_iter().enumerate() {
+        let len = LENS[seed % LENS.len()];
         let seed = seed as u64 * 10 + 100;
-        let param = random_f32(LEN, seed, -1.0, 1.0);
-        let mut g = (gpu.upload(&param).unwrap(), gpu.zeros(LEN).unwrap(), gpu.zeros(LEN).unwrap());
-        let mut c = (cpu.upload(&widen(&param)).unwrap(), cpu.zeros(LEN).unwrap(), cpu.zeros(LEN).unwrap());
+        let param = random_f32(len, seed, -1.0, 1.0);
+        let mut g = (gpu.upload(&param).unwrap(), gpu.zeros(len).unwrap(), gpu.zeros(len).unwrap());
+        let mut c = (cpu.upload(&widen(&param)).unwrap(), cpu.zeros(len).unwrap(), cpu.zeros(len).unwrap());
         for step in 1..=STEPS {
-            let grad = random_f32(LEN, seed + step, -1.0, 1.0);
+            let grad = random_f32(len, seed + step, -1.0, 1.0);
             gpu.adam_step(&mut g.0, &gpu.upload(&grad).unwrap(), &mut g.1, &mut g.2, &h, step).unwrap();
             cpu.adam_step(&mut c.0, &cpu.upload(&widen(&grad)).unwrap(), &mut c.1, &mut c.2, &h, step).unwrap();
             let what = format!("adam {h:?} step {step}");

@@ -19,13 +19,16 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
 }
 
 #[test]
-fn embedded_smoke_kernel_runs_through_the_test_backend() {
+fn embedded_kernel_runs_through_the_test_backend() {
     let gpu = ferronet::gpu::test_backend().expect("simulator backend");
-    let out = gpu.alloc::<f32>(300).unwrap();
-    let cfg = LaunchConfig::linear(300, 128);
-    gpu.launch("smoke", "fill_f32", cfg, &[out.arg(), KernelArg::F32(2.5), KernelArg::I32(300)]).unwrap();
-    assert_eq!(gpu.download(&out).unwrap(), vec![2.5f32; 300]);
-    assert_eq!(gpu.take_kernel_log(), vec!["smoke::fill_f32".to_string()]);
+    let n = 300;
+    let (a, b) = (data(n, 11), data(n, 12));
+    let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+    let out = gpu.alloc::<f32>(n).unwrap();
+    gpu.launch("elementwise", "add", LaunchConfig::linear(n, 128), &[da.arg(), db.arg(), out.arg(), KernelArg::I32(n as i32)]).unwrap();
+    let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    assert_eq!(gpu.download(&out).unwrap(), want);
+    assert_eq!(gpu.take_kernel_log(), vec!["elementwise::add".to_string()]);
 }
 
 #[test]
@@ -177,4 +180,47 @@ fn counters_measure_coalescing_and_bank_conflicts() {
     let s = driver.take_launch_stats();
     assert_eq!(s[0].bank_conflicts, 32 * 31, "32 column reads, each 32-way conflicted");
     assert_eq!(s[1].bank_conflicts, 0, "padding removes the conflicts");
+}
+
+#[test]
+fn generic_addresses_reach_shared_and_global_memory() {
+    let (_, gpu) = sim("misc", MISC);
+    let out = gpu.alloc::<f32>(65).unwrap();
+    gpu.launch("misc", "generic_store", LaunchConfig::linear(64, 64), &[out.arg()]).unwrap();
+    let got = gpu.download(&out).unwrap();
+    for (t, &v) in got.iter().take(64).enumerate() {
+        let want = if t % 2 == 1 { t as f32 * 10.0 } else { t as f32 };
+        assert_eq!(v, want, "thread {t}");
+    }
+    assert_eq!(got[64], 64.0, "shared-memory atomic counter");
+}
+
+#[test]
+fn threads_that_exited_do_not_block_a_barrier() {
+    let (_, gpu) = sim("misc", MISC);
+    let n = 100;
+    let x = data(n, 13);
+    let dx = gpu.upload(&x).unwrap();
+    let y = gpu.alloc::<f32>(n).unwrap();
+    gpu.launch("misc", "early_exit_then_barrier", LaunchConfig::linear(128, 128), &[dx.arg(), y.arg(), KernelArg::I32(n as i32)]).unwrap();
+    let want: Vec<f32> = x.iter().rev().copied().collect();
+    assert_eq!(gpu.download(&y).unwrap(), want);
+}
+
+#[test]
+fn constant_tables_and_device_variables_persist_across_launches() {
+    let (_, gpu) = sim("misc", MISC);
+    let n = 70;
+    let idx: Vec<u32> = (0..n as u32).map(|i| i * 7).collect();
+    let didx = gpu.upload_idx(&idx).unwrap();
+    let out = gpu.alloc::<f32>(n).unwrap();
+    let count = gpu.alloc::<u32>(1).unwrap();
+    for round in 1..=2u32 {
+        gpu.launch("misc", "table_lookup", LaunchConfig::linear(n, 32), &[didx.arg(), out.arg(), KernelArg::I32(n as i32)]).unwrap();
+        gpu.launch("misc", "read_count", LaunchConfig::linear(1, 1), &[count.arg()]).unwrap();
+        assert_eq!(gpu.download_idx(&count).unwrap(), vec![round * n as u32], "the counter starts at zero and accumulates");
+    }
+    let table = [1.5f32, -2.0, 0.25, 8.0];
+    let want: Vec<f32> = idx.iter().map(|&i| table[(i & 3) as usize]).collect();
+    assert_eq!(gpu.download(&out).unwrap(), want);
 }

@@ -114,13 +114,29 @@ fn barrier_inside_a_divergent_branch_is_reported() {
 }
 
 #[test]
-fn full_mask_shuffle_in_a_divergent_branch_is_reported() {
+fn full_mask_shuffles_on_both_sides_of_a_branch_are_reported() {
     let (_, gpu) = sim("broken", BROKEN);
     let x = gpu.upload(&data(32, 7)).unwrap();
     let y = gpu.alloc::<f32>(32).unwrap();
     let err = gpu.launch("broken", "shuffle_in_branch", LaunchConfig::linear(32, 32), &[x.arg(), y.arg(), KernelArg::I32(16)]).unwrap_err();
-    assert_mentions(&err, &["warp-synchronous error", "shfl.sync", "0xffff0000"]);
+    assert_mentions(&err, &["warp-synchronous error", "shfl.sync", "0x0000ffff", "member mask 0xffffffff"]);
     gpu.launch("broken", "shuffle_in_branch", LaunchConfig::linear(32, 32), &[x.arg(), y.arg(), KernelArg::I32(32)]).unwrap();
+}
+
+#[test]
+fn shuffles_wait_for_lanes_on_their_way_and_not_for_exited_ones() {
+    let (_, gpu) = sim("broken", BROKEN);
+    let x = data(32, 9);
+    let dx = gpu.upload(&x).unwrap();
+    let y = gpu.zeros(32).unwrap();
+    gpu.launch("broken", "shuffle_after_exit", LaunchConfig::linear(32, 32), &[dx.arg(), y.arg(), KernelArg::I32(16)]).unwrap();
+    let got = gpu.download(&y).unwrap();
+    for t in 0..16 {
+        assert_eq!(got[t], x[t] + x[t ^ 1], "lane {t}");
+    }
+    // With 15 live lanes, lane 14 reads lane 15, which has exited.
+    let err = gpu.launch("broken", "shuffle_after_exit", LaunchConfig::linear(32, 32), &[dx.arg(), y.arg(), KernelArg::I32(15)]).unwrap_err();
+    assert_mentions(&err, &["warp-synchronous error", "reads lane 15", "not executing it"]);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Simulator speed on SGEMM: prints lane-instructions per second (one host thread, sanitizer
-//! on and off, and all threads) and asserts a conservative floor so regressions show in CI.
+//! on and off, and all threads; best of three runs) and asserts a conservative floor so
+//! regressions show in CI.
 
 mod sim_support;
 
@@ -37,7 +38,11 @@ fn sgemm_lane_instructions_per_second() {
             ("1 thread, sanitizer off", SimOptions { threads: 1, sanitize: false, ..SimOptions::default() }),
             ("all threads, sanitizer on", SimOptions::default()),
         ] {
-            let s = sgemm_stats(kernel, options, size);
+            // Best of three: the machine is shared, and the slowest runs measure other load.
+            let s = (0..3)
+                .map(|_| sgemm_stats(kernel, options, size))
+                .max_by(|a, b| a.lane_insts_per_second().total_cmp(&b.lane_insts_per_second()))
+                .expect("three runs");
             let rate = s.lane_insts_per_second();
             println!(
                 "{kernel} {size}^3 [{label}]: {} lane-insts in {:.3} s = {:.1} M lane-insts/s; utilisation {:.2}, \

@@ -32,7 +32,7 @@ fn cuda_test_driver() -> Result<Option<Arc<dyn Driver>>> {
     }
 }
 
-/// The PTX simulator with its sanitizer on.
+/// The PTX simulator with its sanitizer on (unless FERRONET_SIM_SANITIZE=0 turns it off for speed).
 fn sim_test_driver() -> Result<Arc<dyn Driver>> {
-    Ok(Arc::new(crate::sim::SimDriver::new(crate::sim::SimOptions::default())))
+    Ok(Arc::new(crate::sim::SimDriver::new(crate::sim::SimOptions::from_env()?)))
 }

@@ -19,155 +19,18 @@
 //!   and/or/xor, inc/dec on global and shared;
 //! - bar.sync/barrier.sync 0, bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate
 //!   output), vote.sync all/any/uni/ballot, activemask, membar/fence (no-ops), bra, ret/exit,
-//!   trap.
+//!   trap;
+//! - module-scope `.global`/`.const` variables (with numeric initialisers), static and `extern`
+//!   `.shared`, kernel `.local` arrays.
+//! Not supported: `call` (so no printf/assert), textures/surfaces, named barriers with thread
+//! counts, `bar.red`, f16/bf16 arithmetic other than fma, directed-rounding f64 fma.
 
-use super::alu::{self, BinFn, CmpFn, CvtSpec, QuadFn, Rnd, TerFn, Ty, UnFn};
+use super::alu::{self, BinFn, CmpFn, CvtSpec, Rnd, TerFn, Ty, UnFn};
+use super::dispatch::{self, by_mode_ftz_sat, by_width, by_width_sign};
 use super::parse::{Imm, Instruction, KernelAst, ModuleAst, Operand, Statement, VarDecl};
+use super::program::*;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
-
-/// Generic addresses of the shared and local windows (`cvta`): far above any global allocation.
-pub const SHARED_WINDOW: u64 = 1 << 48;
-pub const LOCAL_WINDOW: u64 = 2 << 48;
-pub const WINDOW_SIZE: u64 = 1 << 48;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Special {
-    Tid(u8),
-    Ntid(u8),
-    Ctaid(u8),
-    Nctaid(u8),
-    LaneId,
-    WarpId,
-    NWarpId,
-    LaneMaskEq,
-    LaneMaskLt,
-    LaneMaskLe,
-    LaneMaskGt,
-    LaneMaskGe,
-    SmId,
-    Clock,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Src {
-    Reg(u32),
-    Imm(u64),
-    Special(Special),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Space {
-    Global,
-    Shared,
-    Local,
-    Param,
-    Generic,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Addr {
-    pub base: Src,
-    pub offset: i64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShflMode {
-    Up,
-    Down,
-    Bfly,
-    Idx,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VoteMode {
-    All,
-    Any,
-    Uni,
-    Ballot,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Comb {
-    And,
-    Or,
-    Xor,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub enum Op {
-    Un { f: UnFn, d: u32, a: Src },
-    Bin { f: BinFn, d: u32, a: Src, b: Src },
-    Ter { f: TerFn, d: u32, a: Src, b: Src, c: Src },
-    Quad { f: QuadFn, d: u32, a: Src, b: Src, c: Src, e: Src },
-    /// `setp.cmp[.bool] p[|q], a, b[, c]`: q receives the complement of the comparison.
-    Setp { f: CmpFn, comb: Option<(Comb, Src, bool)>, p: u32, q: Option<u32>, a: Src, b: Src },
-    Cvt { spec: CvtSpec, d: u32, a: Src },
-    /// `mov.b64 {lo, hi}, a`: splits a into `n` fields of `bits`.
-    Unpack { ds: [u32; 4], n: u8, bits: u8, a: Src },
-    /// `mov.b64 d, {lo, hi}`.
-    Pack { d: u32, srcs: [Src; 4], n: u8, bits: u8 },
-    Ld { space: Space, size: u8, n: u8, signed: bool, d: [u32; 4], addr: Addr },
-    St { space: Space, size: u8, n: u8, v: [Src; 4], addr: Addr },
-    /// `atom`/`red`: new = f(old, b, c); d receives old.
-    Atom { space: Space, f: TerFn, size: u8, d: u32, addr: Addr, b: Src, c: Src },
-    Bar,
-    WarpSync { mask: Src },
-    Shfl { mode: ShflMode, d: u32, p: Option<u32>, a: Src, b: Src, c: Src, mask: Src },
-    Vote { mode: VoteMode, d: u32, a: Src, neg: bool, mask: Src },
-    Bra { target: u32 },
-    Exit,
-    /// `trap` (a failed device-side `assert`): aborts the launch with an error.
-    Trap,
-    Nop,
-}
-
-pub const NO_GUARD: u32 = u32::MAX;
-
-#[derive(Clone, Copy, Debug)]
-pub struct Inst {
-    pub op: Op,
-    /// Predicate register guarding the instruction, or NO_GUARD.
-    pub guard: u32,
-    pub guard_neg: bool,
-    /// f32 floating-point operations per active lane (add/mul 1, fma 2).
-    pub flops: u8,
-}
-
-#[derive(Debug)]
-pub struct Kernel {
-    pub name: String,
-    /// (offset, bytes) of each parameter in the parameter buffer.
-    pub params: Vec<(usize, usize)>,
-    pub param_bytes: usize,
-    pub nregs: usize,
-    /// Bytes of static shared memory; dynamic shared memory starts at `dyn_shared_offset`.
-    pub static_shared: usize,
-    pub dyn_shared_offset: usize,
-    pub local_bytes: usize,
-    pub insts: Vec<Inst>,
-    /// Source line and text of each instruction, for diagnostics.
-    pub lines: Vec<(u32, String)>,
-    /// Named shared and local variables (name, space, offset, bytes) for diagnostics.
-    pub vars: Vec<(String, Space, usize, usize)>,
-}
-
-impl Kernel {
-    /// "line 42 (`ld.global.f32 %f1, [%rd4]`)" for instruction `pc`.
-    pub fn where_(&self, pc: usize) -> String {
-        match self.lines.get(pc) {
-            Some((line, text)) => format!("PTX line {line} (`{text}`)"),
-            None => format!("instruction {pc}"),
-        }
-    }
-    /// The named variable of `space` holding `offset`, for error messages.
-    pub fn var_at(&self, space: Space, offset: u64) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(_, s, o, b)| *s == space && offset >= *o as u64 && offset < (*o + (*b).max(1)) as u64)
-            .map(|(n, ..)| n.as_str())
-    }
-}
 
 fn align_up(v: usize, a: usize) -> usize {
     v.div_ceil(a.max(1)) * a.max(1)
@@ -266,236 +129,6 @@ impl<'a> Opcode<'a> {
             _ => None,
         })
     }
-}
-
-macro_rules! by_width {
-    ($w:expr, $f:ident $(, $extra:expr)*) => {
-        match $w {
-            8 => alu::$f::<8 $(, $extra)*>,
-            16 => alu::$f::<16 $(, $extra)*>,
-            32 => alu::$f::<32 $(, $extra)*>,
-            _ => alu::$f::<64 $(, $extra)*>,
-        }
-    };
-}
-
-macro_rules! by_width_sign {
-    ($w:expr, $s:expr, $f:ident) => {
-        match ($w, $s) {
-            (8, false) => alu::$f::<8, false>,
-            (8, true) => alu::$f::<8, true>,
-            (16, false) => alu::$f::<16, false>,
-            (16, true) => alu::$f::<16, true>,
-            (32, false) => alu::$f::<32, false>,
-            (32, true) => alu::$f::<32, true>,
-            (_, false) => alu::$f::<64, false>,
-            (_, true) => alu::$f::<64, true>,
-        }
-    };
-}
-
-macro_rules! by_mode_ftz_sat {
-    ($mode:expr, $ftz:expr, $sat:expr, $f:ident $(, $pre:expr)*) => {
-        match ($mode, $ftz, $sat) {
-            (alu::RN, false, false) => alu::$f::<$($pre,)* {alu::RN}, false, false>,
-            (alu::RN, true, false) => alu::$f::<$($pre,)* {alu::RN}, true, false>,
-            (alu::RN, false, true) => alu::$f::<$($pre,)* {alu::RN}, false, true>,
-            (alu::RN, true, true) => alu::$f::<$($pre,)* {alu::RN}, true, true>,
-            (alu::RZ, false, false) => alu::$f::<$($pre,)* {alu::RZ}, false, false>,
-            (alu::RZ, true, _) => alu::$f::<$($pre,)* {alu::RZ}, true, false>,
-            (alu::RZ, false, true) => alu::$f::<$($pre,)* {alu::RZ}, false, true>,
-            (alu::RM, false, false) => alu::$f::<$($pre,)* {alu::RM}, false, false>,
-            (alu::RM, true, _) => alu::$f::<$($pre,)* {alu::RM}, true, false>,
-            (alu::RM, false, true) => alu::$f::<$($pre,)* {alu::RM}, false, true>,
-            (_, false, false) => alu::$f::<$($pre,)* {alu::RP}, false, false>,
-            (_, true, _) => alu::$f::<$($pre,)* {alu::RP}, true, false>,
-            (_, false, true) => alu::$f::<$($pre,)* {alu::RP}, false, true>,
-        }
-    };
-}
-
-fn f32_binop(op: u8, mode: u8, ftz: bool, sat: bool) -> BinFn {
-    match op {
-        alu::ADD => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::ADD }),
-        alu::SUB => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::SUB }),
-        alu::MUL => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::MUL }),
-        alu::DIV => by_mode_ftz_sat!(mode, ftz, sat, f32_bin, { alu::DIV }),
-        alu::MIN => by_mode_ftz_sat!(alu::RN, ftz, false, f32_bin, { alu::MIN }),
-        _ => by_mode_ftz_sat!(alu::RN, ftz, false, f32_bin, { alu::MAX }),
-    }
-}
-
-fn f32_unop(op: u8, mode: u8, ftz: bool) -> UnFn {
-    macro_rules! m {
-        ($op:expr) => {
-            match (mode, ftz) {
-                (alu::RN, false) => alu::f32_un::<{ $op }, { alu::RN }, false>,
-                (alu::RN, true) => alu::f32_un::<{ $op }, { alu::RN }, true>,
-                (alu::RZ, false) => alu::f32_un::<{ $op }, { alu::RZ }, false>,
-                (alu::RZ, true) => alu::f32_un::<{ $op }, { alu::RZ }, true>,
-                (alu::RM, false) => alu::f32_un::<{ $op }, { alu::RM }, false>,
-                (alu::RM, true) => alu::f32_un::<{ $op }, { alu::RM }, true>,
-                (_, false) => alu::f32_un::<{ $op }, { alu::RP }, false>,
-                (_, true) => alu::f32_un::<{ $op }, { alu::RP }, true>,
-            }
-        };
-    }
-    match op {
-        alu::NEG => m!(alu::NEG),
-        alu::ABS => m!(alu::ABS),
-        alu::SQRT => m!(alu::SQRT),
-        alu::RSQRT => m!(alu::RSQRT),
-        alu::RCP => m!(alu::RCP),
-        alu::EX2 => m!(alu::EX2),
-        alu::LG2 => m!(alu::LG2),
-        alu::SIN => m!(alu::SIN),
-        alu::COS => m!(alu::COS),
-        _ => m!(alu::TANH),
-    }
-}
-
-fn f64_unop(op: u8) -> UnFn {
-    match op {
-        alu::NEG => alu::f64_un::<{ alu::NEG }>,
-        alu::ABS => alu::f64_un::<{ alu::ABS }>,
-        alu::SQRT => alu::f64_un::<{ alu::SQRT }>,
-        alu::RSQRT => alu::f64_un::<{ alu::RSQRT }>,
-        alu::RCP => alu::f64_un::<{ alu::RCP }>,
-        alu::EX2 => alu::f64_un::<{ alu::EX2 }>,
-        alu::LG2 => alu::f64_un::<{ alu::LG2 }>,
-        alu::SIN => alu::f64_un::<{ alu::SIN }>,
-        alu::COS => alu::f64_un::<{ alu::COS }>,
-        _ => alu::f64_un::<{ alu::TANH }>,
-    }
-}
-
-fn f64_binop(op: u8, mode: u8) -> BinFn {
-    macro_rules! m {
-        ($op:expr) => {
-            match mode {
-                alu::RN => alu::f64_bin::<{ $op }, { alu::RN }>,
-                alu::RZ => alu::f64_bin::<{ $op }, { alu::RZ }>,
-                alu::RM => alu::f64_bin::<{ $op }, { alu::RM }>,
-                _ => alu::f64_bin::<{ $op }, { alu::RP }>,
-            }
-        };
-    }
-    match op {
-        alu::ADD => m!(alu::ADD),
-        alu::SUB => m!(alu::SUB),
-        alu::MUL => m!(alu::MUL),
-        alu::DIV => m!(alu::DIV),
-        alu::MIN => m!(alu::MIN),
-        _ => m!(alu::MAX),
-    }
-}
-
-fn cmp_fn(code: u8, ty: Ty, ftz: bool) -> Option<CmpFn> {
-    macro_rules! float {
-        ($c:expr) => {
-            match ty {
-                Ty::F64 => alu::cmp_f64::<{ $c }>,
-                _ if ftz => alu::cmp_f32::<{ $c }, true>,
-                _ => alu::cmp_f32::<{ $c }, false>,
-            }
-        };
-    }
-    macro_rules! int {
-        ($c:expr) => {
-            match ty {
-                Ty::S(w) => by_width!(w, cmp_int, { $c }, true),
-                Ty::U(w) => by_width!(w, cmp_int, { $c }, false),
-                _ => return None,
-            }
-        };
-    }
-    if ty.is_float() {
-        if matches!(ty, Ty::F16 | Ty::Bf16) {
-            return None;
-        }
-        return Some(match code {
-            alu::EQ => float!(alu::EQ),
-            alu::NE => float!(alu::NE),
-            alu::LT => float!(alu::LT),
-            alu::LE => float!(alu::LE),
-            alu::GT => float!(alu::GT),
-            alu::GE => float!(alu::GE),
-            alu::EQU => float!(alu::EQU),
-            alu::NEU => float!(alu::NEU),
-            alu::LTU => float!(alu::LTU),
-            alu::LEU => float!(alu::LEU),
-            alu::GTU => float!(alu::GTU),
-            alu::GEU => float!(alu::GEU),
-            alu::NUM => float!(alu::NUM),
-            _ => float!(alu::NAN),
-        });
-    }
-    // For bit types (`setp.eq.b32`) treat as unsigned.
-    Some(match code {
-        alu::EQ => int!(alu::EQ),
-        alu::NE => int!(alu::NE),
-        alu::LT => int!(alu::LT),
-        alu::LE => int!(alu::LE),
-        alu::GT => int!(alu::GT),
-        alu::GE => int!(alu::GE),
-        _ => return None,
-    })
-}
-
-fn atom_add<const W: u32>(old: u64, b: u64, _: u64) -> u64 {
-    alu::add::<W>(old, b)
-}
-fn atom_add_f32(old: u64, b: u64, _: u64) -> u64 {
-    alu::fb(alu::f(old) + alu::f(b))
-}
-fn atom_add_f64(old: u64, b: u64, _: u64) -> u64 {
-    alu::db(alu::d(old) + alu::d(b))
-}
-fn atom_min<const W: u32, const S: bool>(old: u64, b: u64, _: u64) -> u64 {
-    alu::min_int::<W, S>(old, b)
-}
-fn atom_max<const W: u32, const S: bool>(old: u64, b: u64, _: u64) -> u64 {
-    alu::max_int::<W, S>(old, b)
-}
-fn atom_min_f32(old: u64, b: u64, _: u64) -> u64 {
-    alu::fb(alu::f(old).min(alu::f(b)))
-}
-fn atom_max_f32(old: u64, b: u64, _: u64) -> u64 {
-    alu::fb(alu::f(old).max(alu::f(b)))
-}
-fn atom_exch(_: u64, b: u64, _: u64) -> u64 {
-    b
-}
-fn atom_cas(old: u64, b: u64, c: u64) -> u64 {
-    if old == b {
-        c
-    } else {
-        old
-    }
-}
-fn atom_cas32(old: u64, b: u64, c: u64) -> u64 {
-    if old as u32 == b as u32 {
-        c & 0xffff_ffff
-    } else {
-        old
-    }
-}
-fn atom_and(old: u64, b: u64, _: u64) -> u64 {
-    old & b
-}
-fn atom_or(old: u64, b: u64, _: u64) -> u64 {
-    old | b
-}
-fn atom_xor(old: u64, b: u64, _: u64) -> u64 {
-    old ^ b
-}
-fn atom_inc(old: u64, b: u64, _: u64) -> u64 {
-    let (o, b) = (old as u32, b as u32);
-    (if o >= b { 0 } else { o + 1 }) as u64
-}
-fn atom_dec(old: u64, b: u64, _: u64) -> u64 {
-    let (o, b) = (old as u32, b as u32);
-    (if o == 0 || o > b { b } else { o - 1 }) as u64
 }
 
 impl<'a> Decoder<'a> {
@@ -607,6 +240,9 @@ impl<'a> Decoder<'a> {
             Space::Global
         } else if oc.has("shared") {
             Space::Shared
+        } else if oc.has("const") {
+            // Constant memory is global memory in the simulator (module `.const` variables).
+            Space::Global
         } else if oc.has("local") {
             Space::Local
         } else if oc.has("param") {
@@ -660,9 +296,9 @@ impl<'a> Decoder<'a> {
         }
         let float_bin = |op: u8| -> Option<BinFn> {
             if is_f32 {
-                Some(f32_binop(op, mode, ftz, sat))
+                Some(dispatch::f32_binop(op, mode, ftz, sat))
             } else if is_f64 {
-                Some(f64_binop(op, mode))
+                Some(dispatch::f64_binop(op, mode))
             } else {
                 None
             }
@@ -744,7 +380,7 @@ impl<'a> Decoder<'a> {
                 if is_f64 && mode != alu::RN {
                     return Err(unsupported());
                 }
-                un!(if is_f32 { f32_unop(code, mode, ftz) } else { f64_unop(code) })
+                un!(if is_f32 { dispatch::f32_unop(code, mode, ftz) } else { dispatch::f64_unop(code) })
             }
             "neg" => un!(by_width!(w, neg_int)),
             "abs" => un!(by_width!(w, abs_int)),
@@ -980,7 +616,7 @@ impl<'a> Decoder<'a> {
         let ty = oc.types.first().copied();
         let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
         let code = oc.mods.iter().find_map(|m| alu::cmp_code(m)).ok_or_else(unsupported)?;
-        let f = cmp_fn(code, ty.ok_or_else(unsupported)?, oc.has("ftz")).ok_or_else(unsupported)?;
+        let f = dispatch::cmp_fn(code, ty.ok_or_else(unsupported)?, oc.has("ftz")).ok_or_else(unsupported)?;
         let comb = if oc.has("and") {
             Some(Comb::And)
         } else if oc.has("or") {
@@ -1018,7 +654,7 @@ impl<'a> Decoder<'a> {
         match (&o[0], &o[1]) {
             (Operand::Vector(ds), src) => {
                 let n = ds.len();
-                if n == 0 || n > 4 || bits as usize % n != 0 {
+                if n == 0 || n > 4 || !(bits as usize).is_multiple_of(n) {
                     return self.err("bad vector unpack");
                 }
                 let mut regs = [0u32; 4];
@@ -1029,7 +665,7 @@ impl<'a> Decoder<'a> {
             }
             (dst, Operand::Vector(ss)) => {
                 let n = ss.len();
-                if n == 0 || n > 4 || bits as usize % n != 0 {
+                if n == 0 || n > 4 || !(bits as usize).is_multiple_of(n) {
                     return self.err("bad vector pack");
                 }
                 let mut srcs = [Src::Imm(0); 4];
@@ -1064,44 +700,44 @@ impl<'a> Decoder<'a> {
         let signed = matches!(ty, Ty::S(_));
         let f: TerFn = if oc.has("add") {
             match ty {
-                Ty::F32 => atom_add_f32,
-                Ty::F64 => atom_add_f64,
-                _ if w == 32 => atom_add::<32>,
-                _ => atom_add::<64>,
+                Ty::F32 => dispatch::atom_add_f32,
+                Ty::F64 => dispatch::atom_add_f64,
+                _ if w == 32 => dispatch::atom_add::<32>,
+                _ => dispatch::atom_add::<64>,
             }
         } else if oc.has("min") || oc.has("max") {
             let is_min = oc.has("min");
             match (ty, w, signed, is_min) {
-                (Ty::F32, _, _, true) => atom_min_f32,
-                (Ty::F32, _, _, false) => atom_max_f32,
+                (Ty::F32, _, _, true) => dispatch::atom_min_f32,
+                (Ty::F32, _, _, false) => dispatch::atom_max_f32,
                 (Ty::F64, ..) => return Err(unsupported()),
-                (_, 32, false, true) => atom_min::<32, false>,
-                (_, 32, true, true) => atom_min::<32, true>,
-                (_, 32, false, false) => atom_max::<32, false>,
-                (_, 32, true, false) => atom_max::<32, true>,
-                (_, _, false, true) => atom_min::<64, false>,
-                (_, _, true, true) => atom_min::<64, true>,
-                (_, _, false, false) => atom_max::<64, false>,
-                (_, _, true, false) => atom_max::<64, true>,
+                (_, 32, false, true) => dispatch::atom_min::<32, false>,
+                (_, 32, true, true) => dispatch::atom_min::<32, true>,
+                (_, 32, false, false) => dispatch::atom_max::<32, false>,
+                (_, 32, true, false) => dispatch::atom_max::<32, true>,
+                (_, _, false, true) => dispatch::atom_min::<64, false>,
+                (_, _, true, true) => dispatch::atom_min::<64, true>,
+                (_, _, false, false) => dispatch::atom_max::<64, false>,
+                (_, _, true, false) => dispatch::atom_max::<64, true>,
             }
         } else if oc.has("exch") {
-            atom_exch
+            dispatch::atom_exch
         } else if oc.has("cas") {
             if w == 32 {
-                atom_cas32
+                dispatch::atom_cas32
             } else {
-                atom_cas
+                dispatch::atom_cas
             }
         } else if oc.has("and") {
-            atom_and
+            dispatch::atom_and
         } else if oc.has("or") {
-            atom_or
+            dispatch::atom_or
         } else if oc.has("xor") {
-            atom_xor
+            dispatch::atom_xor
         } else if oc.has("inc") && w == 32 {
-            atom_inc
+            dispatch::atom_inc
         } else if oc.has("dec") && w == 32 {
-            atom_dec
+            dispatch::atom_dec
         } else {
             return Err(unsupported());
         };
@@ -1133,8 +769,10 @@ fn layout(vars: &[&VarDecl], start: usize, space: Space, symbols: &mut HashMap<S
     off
 }
 
-pub fn decode_kernel(module: &ModuleAst, k: &KernelAst) -> Result<Kernel> {
-    let mut symbols = HashMap::new();
+/// Decodes kernel `k`; `globals` holds the device addresses of the module's `.global`/`.const`
+/// variables.
+pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String, u64>) -> Result<Kernel> {
+    let mut symbols: HashMap<String, (Space, u64)> = globals.iter().map(|(n, &a)| (n.clone(), (Space::Global, a))).collect();
     let mut vars = Vec::new();
     // Parameters: laid out by their alignment, addressed by offset in the parameter buffer.
     let mut params = Vec::new();
@@ -1218,17 +856,17 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst) -> Result<Kernel> {
 /// unsupported kernel does not take the rest of its module down.
 pub type DecodedKernel = std::result::Result<std::sync::Arc<Kernel>, String>;
 
-/// Every kernel of a module, decoded.
-pub fn decode_module(text: &str) -> Result<HashMap<String, DecodedKernel>> {
-    let ast = super::parse::parse_module(text)?;
-    let mut out = HashMap::new();
-    for k in &ast.kernels {
-        let decoded = match decode_kernel(&ast, k) {
-            Ok(kernel) => Ok(std::sync::Arc::new(kernel)),
-            Err(Error::Sim(m)) => Err(m),
-            Err(e) => Err(e.to_string()),
-        };
-        out.insert(k.name.clone(), decoded);
-    }
-    Ok(out)
+/// Every kernel of a parsed module, decoded against the addresses of its global variables.
+pub fn decode_module(ast: &ModuleAst, globals: &HashMap<String, u64>) -> HashMap<String, DecodedKernel> {
+    ast.kernels
+        .iter()
+        .map(|k| {
+            let decoded = match decode_kernel(ast, k, globals) {
+                Ok(kernel) => Ok(std::sync::Arc::new(kernel)),
+                Err(Error::Sim(m)) => Err(m),
+                Err(e) => Err(e.to_string()),
+            };
+            (k.name.clone(), decoded)
+        })
+        .collect()
 }

@@ -4,17 +4,19 @@
 //! uninitialised reads, shared-memory races, divergent barriers and warp-synchronous misuse) and
 //! counts what each launch did for a roofline estimate.
 //!
-//! Modules: `parse` (PTX text to syntax tree), `decode` (to a compact instruction array),
-//! `alu` (arithmetic semantics), `exec` (warps, blocks, memory instructions), `memory` (global
-//! memory and its shadow), `sanitizer` (shared shadow and fault messages), `counters` and
-//! `roofline`.
+//! Modules: `parse` (PTX text to syntax tree), `decode` (to the compact instruction array of
+//! `program`, with `dispatch` picking `alu` functions), `alu` (arithmetic semantics), `exec`
+//! (warps and blocks; `exec::memory_ops` for ld/st/atom), `memory` (global memory and its
+//! shadow), `sanitizer` (shared shadow and fault messages), `counters` and `roofline`.
 
 mod alu;
 pub mod counters;
 mod decode;
+mod dispatch;
 mod exec;
 mod memory;
 mod parse;
+mod program;
 pub mod roofline;
 mod sanitizer;
 
@@ -31,10 +33,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// Limits a block's resources like a real device does, so kernels that would fail to launch on
-/// a GPU fail here too.
+/// Launch limits of every CUDA GPU since Volta, so launches that would fail on a GPU fail here
+/// too. Shared memory is the 48 KiB a block gets without the opt-in attribute (which the CUDA
+/// driver does not set).
 const MAX_THREADS_PER_BLOCK: u32 = 1024;
-const MAX_SHARED_PER_BLOCK: usize = 99 * 1024;
+const MAX_BLOCK_DIM: [u32; 3] = [1024, 1024, 64];
+const MAX_GRID_DIM: [u32; 3] = [i32::MAX as u32, 65535, 65535];
+const MAX_SHARED_PER_BLOCK: usize = 48 * 1024;
 /// Launch statistics kept for `take_launch_stats` (oldest dropped first).
 const MAX_KEPT_STATS: usize = 10_000;
 
@@ -64,7 +69,32 @@ impl Default for SimOptions {
     }
 }
 
-type Module = HashMap<String, DecodedKernel>;
+/// Environment variable that turns the sanitizer off (`0`/`off`/`false`) or on (`1`/`on`/`true`)
+/// for simulator devices opened by `--device sim` and the test backend.
+pub const SANITIZE_ENV: &str = "FERRONET_SIM_SANITIZE";
+
+impl SimOptions {
+    /// The defaults, with the sanitizer setting taken from `FERRONET_SIM_SANITIZE` when set.
+    pub fn from_env() -> Result<Self> {
+        let mut options = SimOptions::default();
+        if let Ok(v) = std::env::var(SANITIZE_ENV) {
+            options.sanitize = match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "on" | "true" | "yes" => true,
+                "0" | "off" | "false" | "no" => false,
+                other => {
+                    return Err(Error::config(format!("{SANITIZE_ENV}={other}: use 1/on/true or 0/off/false")));
+                }
+            };
+        }
+        Ok(options)
+    }
+}
+
+/// A loaded module: its decoded kernels and the allocations of its global variables.
+struct Module {
+    kernels: HashMap<String, DecodedKernel>,
+    globals: Vec<DevPtr>,
+}
 
 pub struct SimDriver {
     options: Mutex<SimOptions>,
@@ -113,11 +143,30 @@ impl SimDriver {
     /// Registers PTX text as module `name` (replacing a module of that name), for kernels that
     /// are not among the embedded `kernels/*.cu`.
     pub fn load_ptx(&self, name: &str, ptx: &str) -> Result<()> {
-        let module = decode::decode_module(ptx).map_err(|e| match e {
+        let ast = parse::parse_module(ptx).map_err(|e| match e {
             Error::Sim(m) => Error::Sim(format!("module {name}: {m}")),
             other => other,
         })?;
-        lock(&self.modules)?.insert(name.to_string(), Arc::new(module));
+        // Module variables (`__device__`, `__constant__`) live in global memory for as long as
+        // the module is loaded, initialised like static storage.
+        let mut addresses = HashMap::new();
+        let mut globals = Vec::new();
+        {
+            let mut memory = lock(&self.memory)?;
+            for var in &ast.globals {
+                let ptr = memory.alloc(var.bytes as usize)?;
+                globals.push(ptr);
+                memory.write(ptr, &var.initial_bytes())?;
+                addresses.insert(var.name.clone(), ptr);
+            }
+        }
+        let kernels = decode::decode_module(&ast, &addresses);
+        let replaced = lock(&self.modules)?.insert(name.to_string(), Arc::new(Module { kernels, globals }));
+        if let Some(old) = replaced {
+            for &ptr in &old.globals {
+                self.free(ptr);
+            }
+        }
         Ok(())
     }
 
@@ -139,10 +188,10 @@ impl SimDriver {
     /// names, or the first kernel's decode error (an unsupported instruction, with its line).
     pub fn validate_module(&self, name: &str) -> Result<Vec<String>> {
         let module = self.module(name)?;
-        let mut names: Vec<String> = module.keys().cloned().collect();
+        let mut names: Vec<String> = module.kernels.keys().cloned().collect();
         names.sort();
         for kernel in &names {
-            if let Some(Err(msg)) = module.get(kernel) {
+            if let Some(Err(msg)) = module.kernels.get(kernel) {
                 return Err(Error::Sim(msg.clone()));
             }
         }
@@ -164,7 +213,7 @@ impl SimDriver {
         lock(&self.modules)?.get(name).cloned().ok_or_else(|| Error::Sim(format!("module {name} vanished")))
     }
 
-    fn marshal(kernel: &decode::Kernel, args: &[KernelArg]) -> Result<Vec<u8>> {
+    fn marshal(kernel: &program::Kernel, args: &[KernelArg]) -> Result<Vec<u8>> {
         if args.len() != kernel.params.len() {
             return Err(Error::device(format!(
                 "kernel {} takes {} parameters but the launch passed {}",
@@ -231,7 +280,7 @@ impl Driver for SimDriver {
     fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
         let started = Instant::now();
         let decoded = self.module(module)?;
-        let k = match decoded.get(kernel) {
+        let k = match decoded.kernels.get(kernel) {
             Some(Ok(k)) => k.clone(),
             Some(Err(msg)) => return Err(Error::Sim(msg.clone())),
             None => return Err(Error::device(format!("module {module} has no kernel named {kernel}"))),
@@ -239,9 +288,11 @@ impl Driver for SimDriver {
         let grid = [cfg.grid.0, cfg.grid.1, cfg.grid.2];
         let block = [cfg.block.0, cfg.block.1, cfg.block.2];
         let threads = block.iter().map(|&b| b as u64).product::<u64>();
-        if grid.contains(&0) || block.contains(&0) || threads > MAX_THREADS_PER_BLOCK as u64 {
+        let within = |dims: [u32; 3], max: [u32; 3]| dims.iter().zip(max).all(|(&d, m)| (1..=m).contains(&d));
+        if !within(grid, MAX_GRID_DIM) || !within(block, MAX_BLOCK_DIM) || threads > MAX_THREADS_PER_BLOCK as u64 {
             return Err(Error::device(format!(
-                "invalid launch of {module}::{kernel}: grid {grid:?}, block {block:?} (blocks need 1..={MAX_THREADS_PER_BLOCK} threads)"
+                "invalid launch of {module}::{kernel}: grid {grid:?}, block {block:?} (grid up to {MAX_GRID_DIM:?}, \
+                 block up to {MAX_BLOCK_DIM:?} with at most {MAX_THREADS_PER_BLOCK} threads)"
             )));
         }
         let params = Self::marshal(&k, args)?;

@@ -1,7 +1,7 @@
 //! Sanitizer state and diagnostics: shadow records for shared-memory words (initialised bytes,
 //! last writer, recent readers, by barrier epoch) and the one-line messages every fault uses.
 
-use super::decode::Kernel;
+use super::program::Kernel;
 use crate::error::Error;
 
 /// Where a fault happened: kernel, instruction, block and thread.

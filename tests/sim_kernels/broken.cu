@@ -26,11 +26,21 @@ extern "C" __global__ void divergent_barrier(const float* x, float* y, int split
     y[t] = s[63 - t];
 }
 
-// Warp reduction after an early exit of half the warp: the full-mask shuffle names exited lanes'
-// partners... the broken variant shuffles inside a branch only half the warp takes.
+// Full-mask shuffles on both sides of a branch that splits the warp: each side waits for lanes
+// that are waiting at the other shuffle. With split = 32 the warp stays converged.
 extern "C" __global__ void shuffle_in_branch(const float* x, float* y, int split) {
     int t = threadIdx.x;
     float v = x[t];
     if (t < split) v += __shfl_xor_sync(0xffffffffu, v, 1);
+    else v -= __shfl_xor_sync(0xffffffffu, v, 2);
     y[t] = v;
+}
+
+// Half the warp returns early; the other half shuffles among itself with the full mask. Exited
+// lanes do not hold up a .sync instruction, and no lane reads from an exited one.
+extern "C" __global__ void shuffle_after_exit(const float* x, float* y, int live) {
+    int t = threadIdx.x;
+    if (t >= live) return;
+    float v = x[t];
+    y[t] = v + __shfl_xor_sync(0xffffffffu, v, 1);
 }

@@ -85,3 +85,46 @@ extern "C" __global__ void column_read(const float* x, float* y, int pad) {
     for (int c = 0; c < 32; c++) acc += tile[t * (32 + pad) + c];
     y[t] = acc;
 }
+
+// Odd threads write through a pointer into shared memory, even threads into global memory: the
+// compiler cannot tell which, so the store uses a generic address (cvta.shared + st).
+extern "C" __global__ void generic_store(float* out) {
+    __shared__ float s[64];
+    __shared__ unsigned count;
+    int t = threadIdx.x;
+    if (t == 0) count = 0;
+    s[t] = 0.f;
+    __syncthreads();
+    float* p = (t & 1) ? &s[t] : &out[t];
+    *p = (float)t;
+    atomicAdd(&count, 1u);
+    __syncthreads();
+    if (t & 1) out[t] = s[t] * 10.f;
+    if (t == 0) out[64] = (float)count;
+}
+
+// Threads past the end return before a barrier that the others reach: allowed, since exited
+// threads do not take part in later barriers.
+extern "C" __global__ void early_exit_then_barrier(const float* x, float* y, int n) {
+    __shared__ float s[128];
+    int t = threadIdx.x;
+    if (t >= n) return;
+    s[t] = x[t];
+    __syncthreads();
+    y[t] = s[n - 1 - t];
+}
+
+// Module variables: a constant table with initialisers and a zero-initialised device counter
+// that keeps its value between launches.
+__constant__ float kTable[4] = {1.5f, -2.0f, 0.25f, 8.0f};
+__device__ unsigned gCount;
+
+extern "C" __global__ void table_lookup(const int* idx, float* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i] = kTable[idx[i] & 3];
+        atomicAdd(&gCount, 1u);
+    }
+}
+
+extern "C" __global__ void read_count(unsigned* out) { *out = gCount; }

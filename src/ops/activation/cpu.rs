@@ -64,9 +64,9 @@ fn hardswish<E: Element>(x: E) -> E {
 
 fn hardswish_grad<E: Element>(x: E) -> E {
     let three: E = E::from_f64(3.0);
-    if x <= -three {
+    if x < -three {
         E::zero()
-    } else if x >= three {
+    } else if x > three {
         E::one()
     } else {
         (x + x + three) / E::from_f64(6.0)
@@ -165,7 +165,7 @@ mod tests {
             (
                 Activation::Hardswish,
                 [0.0, 0.0, -0.375, 0.0, 1.125, 3.0, 6.0, 7.0],
-                [0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0, 1.0],
+                [0.0, -0.5, 0.0, 0.5, 1.0, 1.5, 1.0, 1.0],
             ),
         ];
         for (kind, y, dy) in cases {

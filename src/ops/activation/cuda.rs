@@ -29,9 +29,8 @@ impl ActivationOps<f32> for GpuBackend {
     }
 
     fn activation_backward(&self, kind: Activation, x: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
-        let op = format!("{} backward", kind.name());
-        expect_len(&op, "dy", dy.len(), x.len())?;
-        let n = int(x.len(), &format!("the length of the {op} input"))?;
+        expect_len(kind.name(), "dy", dy.len(), x.len())?;
+        let n = int(x.len(), &format!("the length of the {} backward input", kind.name()))?;
         let dx = self.alloc::<f32>(x.len())?;
         let args = [x.arg(), dy.arg(), dx.arg(), KernelArg::I32(kind_code(kind)), n];
         self.launch("activation", "activation_backward", per_element(x.len(), "activation_backward")?, &args)?;

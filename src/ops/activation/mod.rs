@@ -1,7 +1,7 @@
 //! Pointwise activations. Backward takes the forward *input* x (not the output), so every
 //! activation is differentiated the same way. At a kink the derivative follows PyTorch:
-//! relu'(0) = 0; relu6'(x) = 1 only for 0 < x < 6; hardswish'(x) = (2x + 3)/6 for -3 < x < 3,
-//! 0 for x <= -3, 1 for x >= 3.
+//! relu'(0) = 0; relu6'(x) = 1 only for 0 < x < 6; hardswish'(x) = (2x + 3)/6 for -3 <= x <= 3
+//! (so -0.5 at -3 and 1.5 at 3, as torch's hardswish_backward), 0 below -3, 1 above 3.
 
 mod cpu;
 mod cuda;

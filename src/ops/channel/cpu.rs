@@ -1,24 +1,13 @@
 //! Channel concatenation, split and shuffle on the CPU: pure data movement, parallel over samples
 //! or channel rows.
 
-use super::{channels_per_group, ChannelOps};
+use super::{channel_offsets, channels_per_group, check_concat_inputs, ChannelOps};
 use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
-
-/// Where each part starts inside the joined channel axis, and the total channel count.
-fn channel_offsets(channels: &[usize]) -> (Vec<usize>, usize) {
-    let mut offsets = Vec::with_capacity(channels.len());
-    let mut total = 0;
-    for &c in channels {
-        offsets.push(total);
-        total += c;
-    }
-    (offsets, total)
-}
 
 /// y channel j = x channel source(j), for every sample.
 fn permute_channels<E: Element>(
@@ -48,21 +37,12 @@ impl<E: Element> ChannelOps<E> for CpuBackend {
         n: usize,
         hw: usize,
     ) -> Result<CpuBuf<E>> {
-        if xs.len() != channels.len() {
-            return Err(Error::shape(format!(
-                "concat_channels: {} inputs but {} channel counts",
-                xs.len(),
-                channels.len()
-            )));
-        }
-        for (i, (x, &c)) in xs.iter().zip(channels).enumerate() {
-            expect_len(
-                "concat_channels",
-                &format!("input {i}"),
-                x.len(),
-                n * c * hw,
-            )?;
-        }
+        check_concat_inputs(
+            &xs.iter().map(|x| x.len()).collect::<Vec<_>>(),
+            channels,
+            n,
+            hw,
+        )?;
         let (offsets, total) = channel_offsets(channels);
         let mut y = vec![E::zero(); n * total * hw];
         y.par_chunks_mut((total * hw).max(1))

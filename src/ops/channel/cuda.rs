@@ -1,66 +1,46 @@
 //! GPU channel concat/split/shuffle: kernels/channel.cu. Concat and split launch one slab copy
 //! per part; the shuffle's inverse is the shuffle with C/groups groups.
 
-use super::{channels_per_group, ChannelOps};
+use super::{channel_offsets, channels_per_group, check_concat_inputs, ChannelOps};
 use crate::device::Buffer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 
-/// Where one part's channels sit inside the joined tensor.
-struct Slab {
-    /// Channels in the part.
-    count: usize,
-    /// The part's first channel in the joined tensor.
+/// A run of channels inside a [N, channels, HW] tensor.
+#[derive(Clone, Copy)]
+struct Channels<'a> {
+    buf: &'a GpuBuf<f32>,
+    /// The tensor's channel count.
+    total: usize,
+    /// The run's first channel.
     first: usize,
 }
 
-fn slabs(op: &str, channels: &[usize]) -> Result<(Vec<Slab>, usize)> {
-    if channels.is_empty() {
-        return Err(Error::shape(format!("{op} needs at least one part")));
-    }
-    let mut first = 0;
-    let parts = channels
-        .iter()
-        .map(|&count| {
-            let slab = Slab { count, first };
-            first += count;
-            slab
-        })
-        .collect();
-    Ok((parts, first))
-}
-
 impl GpuBackend {
-    /// Copies `count` channels from channel `src_first` of src [n, src_c, hw] to channel
-    /// `dst_first` of dst [n, dst_c, hw].
-    #[allow(clippy::too_many_arguments)]
-    fn copy_channels(
-        &self,
-        src: &GpuBuf<f32>,
-        src_c: usize,
-        src_first: usize,
-        dst: &GpuBuf<f32>,
-        dst_c: usize,
-        dst_first: usize,
-        count: usize,
-        n: usize,
-        hw: usize,
-    ) -> Result<()> {
-        let elems = n * count * hw;
+    /// Copies `count` channels of every image from `src` to `dst`.
+    fn copy_channels(&self, src: Channels, dst: Channels, count: usize, n: usize, hw: usize) -> Result<()> {
         // Every size below is at most the larger tensor's element count, checked to fit an int.
-        int(n * src_c.max(dst_c) * hw, "the element count of a concatenated tensor")?;
+        int(n * src.total.max(dst.total) * hw, "the element count of a concatenated tensor")?;
         let arg = |v: usize| KernelArg::I32(v as i32);
-        let args =
-            [src.arg(), dst.arg(), arg(n), arg(hw), arg(count), arg(src_c), arg(src_first), arg(dst_c), arg(dst_first)];
-        self.launch("channel", "copy_channels", per_element(elems, "copy_channels")?, &args)
+        let args = [
+            src.buf.arg(),
+            dst.buf.arg(),
+            arg(n),
+            arg(hw),
+            arg(count),
+            arg(src.total),
+            arg(src.first),
+            arg(dst.total),
+            arg(dst.first),
+        ];
+        self.launch("channel", "copy_channels", per_element(n * count * hw, "copy_channels")?, &args)
     }
 
-    fn shuffle(&self, x: &GpuBuf<f32>, n: usize, c: usize, hw: usize, groups: usize, op: &str) -> Result<GpuBuf<f32>> {
-        channels_per_group(op, c, groups)?;
-        expect_len(op, "x", x.len(), n * c * hw)?;
+    /// The shuffle of x [N, c, hw] (length already checked) with `groups` groups.
+    fn shuffle(&self, x: &GpuBuf<f32>, c: usize, hw: usize, groups: usize, op: &str) -> Result<GpuBuf<f32>> {
         // c, hw and groups are at most the element count, checked to fit an int.
         let total = int(x.len(), &format!("the element count of the {op} input"))?;
         let y = self.alloc::<f32>(x.len())?;
@@ -73,35 +53,35 @@ impl GpuBackend {
 
 impl ChannelOps<f32> for GpuBackend {
     fn concat_channels(&self, xs: &[&GpuBuf<f32>], channels: &[usize], n: usize, hw: usize) -> Result<GpuBuf<f32>> {
-        if xs.len() != channels.len() {
-            return Err(Error::shape(format!("concat: {} inputs but {} channel counts", xs.len(), channels.len())));
-        }
-        let (parts, total_c) = slabs("concat", channels)?;
-        for (i, (x, part)) in xs.iter().zip(&parts).enumerate() {
-            expect_len("concat", &format!("input {i}"), x.len(), n * part.count * hw)?;
-        }
-        let y = self.alloc::<f32>(n * total_c * hw)?;
-        for (x, part) in xs.iter().zip(&parts) {
-            self.copy_channels(x, part.count, 0, &y, total_c, part.first, part.count, n, hw)?;
+        check_concat_inputs(&xs.iter().map(|x| x.len()).collect::<Vec<_>>(), channels, n, hw)?;
+        let (offsets, total) = channel_offsets(channels);
+        let y = self.alloc::<f32>(n * total * hw)?;
+        for ((x, &count), &first) in xs.iter().zip(channels).zip(&offsets) {
+            let src = Channels { buf: x, total: count, first: 0 };
+            self.copy_channels(src, Channels { buf: &y, total, first }, count, n, hw)?;
         }
         Ok(y)
     }
 
     fn split_channels(&self, x: &GpuBuf<f32>, channels: &[usize], n: usize, hw: usize) -> Result<Vec<GpuBuf<f32>>> {
-        let (parts, total_c) = slabs("split", channels)?;
-        expect_len("split", "x", x.len(), n * total_c * hw)?;
-        parts
+        let (offsets, total) = channel_offsets(channels);
+        expect_len("split_channels", "x", x.len(), n * total * hw)?;
+        channels
             .iter()
-            .map(|part| {
-                let y = self.alloc::<f32>(n * part.count * hw)?;
-                self.copy_channels(x, total_c, part.first, &y, part.count, 0, part.count, n, hw)?;
-                Ok(y)
+            .zip(&offsets)
+            .map(|(&count, &first)| {
+                let part = self.alloc::<f32>(n * count * hw)?;
+                let dst = Channels { buf: &part, total: count, first: 0 };
+                self.copy_channels(Channels { buf: x, total, first }, dst, count, n, hw)?;
+                Ok(part)
             })
             .collect()
     }
 
     fn channel_shuffle(&self, x: &GpuBuf<f32>, n: usize, c: usize, hw: usize, groups: usize) -> Result<GpuBuf<f32>> {
-        self.shuffle(x, n, c, hw, groups, "channel_shuffle")
+        channels_per_group("channel_shuffle", c, groups)?;
+        expect_len("channel_shuffle", "x", x.len(), n * c * hw)?;
+        self.shuffle(x, c, hw, groups, "channel_shuffle")
     }
 
     fn channel_shuffle_backward(
@@ -113,6 +93,7 @@ impl ChannelOps<f32> for GpuBackend {
         groups: usize,
     ) -> Result<GpuBuf<f32>> {
         let per_group = channels_per_group("channel_shuffle backward", c, groups)?;
-        self.shuffle(dy, n, c, hw, per_group, "channel_shuffle backward")
+        expect_len("channel_shuffle backward", "dy", dy.len(), n * c * hw)?;
+        self.shuffle(dy, c, hw, per_group, "channel_shuffle backward")
     }
 }

@@ -7,6 +7,7 @@ mod cuda;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 
 pub trait ChannelOps<E: Element>: Device<E> {
     /// Concatenates xs[i] ([N, channels[i], HW]) along channels.
@@ -26,4 +27,31 @@ pub(crate) fn channels_per_group(op: &str, c: usize, groups: usize) -> Result<us
         return Err(Error::shape(format!("{op}: {c} channels cannot be split into {groups} equal groups")));
     }
     Ok(c / groups)
+}
+
+/// Where each part starts inside the joined channel axis, and the total channel count.
+pub(crate) fn channel_offsets(channels: &[usize]) -> (Vec<usize>, usize) {
+    let mut offsets = Vec::with_capacity(channels.len());
+    let mut total = 0;
+    for &c in channels {
+        offsets.push(total);
+        total += c;
+    }
+    (offsets, total)
+}
+
+/// concat_channels' checks, shared by every device: one channel count per input, and input i
+/// holding [N, channels[i], HW].
+pub(crate) fn check_concat_inputs(input_lens: &[usize], channels: &[usize], n: usize, hw: usize) -> Result<()> {
+    if input_lens.len() != channels.len() {
+        return Err(Error::shape(format!(
+            "concat_channels: {} inputs but {} channel counts",
+            input_lens.len(),
+            channels.len()
+        )));
+    }
+    for (i, (&len, &c)) in input_lens.iter().zip(channels).enumerate() {
+        expect_len("concat_channels", &format!("input {i}"), len, n * c * hw)?;
+    }
+    Ok(())
 }

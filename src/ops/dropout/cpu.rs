@@ -1,25 +1,21 @@
 //! Inverted dropout on the CPU with the counter-based mask shared by every device.
 
-use super::{dropout_hash, DropoutOps};
+use super::{check_probability, dropout_hash, keep_threshold, DropoutOps};
 use crate::cpu::par::{zip_map, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
 impl<E: Element> DropoutOps<E> for CpuBackend {
     fn dropout_forward(&self, x: &CpuBuf<E>, p: f64, seed: u64) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::config(format!(
-                "dropout probability must be in [0, 1), got {p}"
-            )));
-        }
+        check_probability(p)?;
         let keep_scale: E = E::from_f64(1.0 / (1.0 - p));
-        // dropout_uniform is (hash >> 40) / 2^24 exactly and p * 2^24 is exact in f64, so
-        // `uniform >= p` is `hash >> 40 >= ceil(p * 2^24)`: the same mask without converting
-        // every hash to floating point, which costs several times the hash itself.
-        let threshold = (p * 16_777_216.0).ceil() as u64;
+        // Comparing the hash's top 24 bits with keep_threshold(p) gives the mask of
+        // `dropout_uniform >= p` without converting every hash to floating point, which costs
+        // several times the hash itself.
+        let threshold = u64::from(keep_threshold(p));
         // Indexed by the keep decision rather than branched on it: a branch would be mispredicted
         // for about min(p, 1 - p) of the elements.
         let mask_values = [E::zero(), keep_scale];

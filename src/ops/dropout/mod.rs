@@ -7,7 +7,7 @@ mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// splitmix64's finaliser of (seed + (i+1) * golden ratio): a well-mixed 64-bit hash.
 #[inline]
@@ -24,9 +24,45 @@ pub fn dropout_uniform(seed: u64, i: u64) -> f32 {
     (dropout_hash(seed, i) >> 40) as f32 * (1.0 / 16_777_216.0)
 }
 
+/// 2^24: `dropout_uniform` is (hash >> 40) / 2^24.
+const UNIFORM_STEPS: f64 = 16_777_216.0;
+
+/// The smallest 24-bit hash value that is kept: k / 2^24 >= p  <=>  k >= ceil(p * 2^24), exact in
+/// f64 (p * 2^24 only shifts the exponent).
+pub(crate) fn keep_threshold(p: f64) -> u32 {
+    (p * UNIFORM_STEPS).ceil() as u32
+}
+
+/// The drop probability every device accepts: 0 <= p < 1 (p = 1 would scale by 1/0).
+pub(crate) fn check_probability(p: f64) -> Result<()> {
+    if (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(Error::config(format!("dropout probability must be in [0, 1), got {p}")))
+    }
+}
+
 pub trait DropoutOps<E: Element>: Device<E> {
     /// (y, mask) where mask[i] = 1/(1-p) if kept else 0 and y = x * mask. 0 <= p < 1.
     fn dropout_forward(&self, x: &Self::Buf, p: f64, seed: u64) -> Result<(Self::Buf, Self::Buf)>;
     /// dx = dy * mask
     fn dropout_backward(&self, dy: &Self::Buf, mask: &Self::Buf) -> Result<Self::Buf>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The threshold is the boundary of `k / 2^24 >= p` over the 24-bit values k.
+    #[test]
+    fn threshold_is_the_first_kept_uniform() {
+        for p in [0.0, 1e-9, 0.1, 0.25, 0.3, 0.5, 0.7, 0.999_999_99] {
+            let t = keep_threshold(p);
+            assert!(t as f64 / UNIFORM_STEPS >= p, "p={p}: threshold {t} is dropped");
+            if t > 0 {
+                assert!(((t - 1) as f64 / UNIFORM_STEPS) < p, "p={p}: {} is kept", t - 1);
+            }
+        }
+        assert_eq!(keep_threshold(0.5), 1 << 23);
+    }
 }

@@ -59,11 +59,6 @@ fn reduce_to_operand<E: Element>(
         .collect()
 }
 
-fn check_broadcast(op: &str, x_len: usize, operand_len: usize, g: &ChannelBroadcast) -> Result<()> {
-    expect_len(op, "x", x_len, g.x_len())?;
-    expect_len(op, "the per-channel operand", operand_len, g.operand_len())
-}
-
 impl<E: Element> ElementwiseOps<E> for CpuBackend {
     fn add(&self, a: &CpuBuf<E>, b: &CpuBuf<E>) -> Result<CpuBuf<E>> {
         expect_len("add", "b", b.len(), a.len())?;
@@ -90,7 +85,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
     }
 
     fn add_channel(&self, x: &CpuBuf<E>, b: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
-        check_broadcast("add_channel", x.len(), b.len(), g)?;
+        g.check("add_channel", x.len(), b.len())?;
         Ok(self.wrap(broadcast(x, b, g, |x, b| x + b)))
     }
 
@@ -103,7 +98,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
     }
 
     fn mul_channel(&self, x: &CpuBuf<E>, s: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
-        check_broadcast("mul_channel", x.len(), s.len(), g)?;
+        g.check("mul_channel", x.len(), s.len())?;
         Ok(self.wrap(broadcast(x, s, g, |x, s| x * s)))
     }
 
@@ -114,7 +109,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
         dy: &CpuBuf<E>,
         g: &ChannelBroadcast,
     ) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
-        check_broadcast("mul_channel backward", x.len(), s.len(), g)?;
+        g.check("mul_channel backward", x.len(), s.len())?;
         expect_len("mul_channel backward", "dy", dy.len(), g.x_len())?;
         let dx = broadcast(dy, s, g, |dy, s| dy * s);
         let rows = |r: usize| {

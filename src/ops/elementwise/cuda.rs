@@ -10,7 +10,7 @@ use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 
 impl GpuBackend {
-    /// y = op(a, b) for the same-length binary kernels `add` and `mul`.
+    /// y = op(a, b) for the same-length binary kernels `add` and `mul` (also the op names).
     fn binary(&self, kernel: &str, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         expect_len(kernel, "b", b.len(), a.len())?;
         let n = int(a.len(), &format!("the length of the {kernel} input"))?;
@@ -19,7 +19,8 @@ impl GpuBackend {
         Ok(y)
     }
 
-    /// y = x op operand[channel] for the broadcast kernels `add_channel` and `mul_channel`.
+    /// y = x op operand[channel] with the broadcast kernel `add_channel` or `mul_channel`; `x` and
+    /// `operand` were checked against `g`.
     fn broadcast(
         &self,
         kernel: &str,
@@ -27,9 +28,8 @@ impl GpuBackend {
         operand: &GpuBuf<f32>,
         g: &ChannelBroadcast,
     ) -> Result<GpuBuf<f32>> {
-        expect_len(kernel, "x", x.len(), g.x_len())?;
-        expect_len(kernel, "the channel operand", operand.len(), g.operand_len())?;
-        // c and hw are at most x_len, checked below to fit an int.
+        // c and hw are at most x_len, checked here to fit an int.
+        let total = int(g.x_len(), &format!("the element count of the {kernel} input"))?;
         let y = self.alloc::<f32>(g.x_len())?;
         let args = [
             x.arg(),
@@ -38,14 +38,14 @@ impl GpuBackend {
             KernelArg::I32(g.c as i32),
             KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
-            int(g.x_len(), &format!("the element count of the {kernel} input"))?,
+            total,
         ];
         self.launch("elementwise", kernel, per_element(g.x_len(), kernel)?, &args)?;
         Ok(y)
     }
 
     /// The broadcast operand's gradient: `channel_sum` (of dy) or `channel_dot` (of dy * x), one
-    /// block per operand element.
+    /// block per operand element; `dy` and `x` were checked against `g`.
     fn channel_reduce(
         &self,
         kernel: &str,
@@ -53,16 +53,12 @@ impl GpuBackend {
         x: Option<&GpuBuf<f32>>,
         g: &ChannelBroadcast,
     ) -> Result<GpuBuf<f32>> {
-        expect_len(kernel, "dy", dy.len(), g.x_len())?;
         // The kernel's flat indices reach x_len; n, c and hw are at most that.
         int(g.x_len(), &format!("the element count of the {kernel} input"))?;
         let out = self.alloc::<f32>(g.operand_len())?;
         let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
         let mut args = vec![dy.arg()];
-        if let Some(x) = x {
-            expect_len(kernel, "x", x.len(), g.x_len())?;
-            args.push(x.arg());
-        }
+        args.extend(x.map(|x| x.arg()));
         args.extend([
             out.arg(),
             KernelArg::I32(g.n as i32),
@@ -72,6 +68,12 @@ impl GpuBackend {
         ]);
         self.launch("elementwise", kernel, wide_reduction(g.operand_len(), per_output)?, &args)?;
         Ok(out)
+    }
+
+    /// In-place `x = f(x)` kernels (`scale`, `fill`) taking (value, x, n).
+    fn update(&self, kernel: &str, value: f32, x: &mut GpuBuf<f32>) -> Result<()> {
+        let n = int(x.len(), &format!("the length of the {kernel} input"))?;
+        self.launch("elementwise", kernel, per_element(x.len(), kernel)?, &[KernelArg::F32(value), x.arg(), n])
     }
 }
 
@@ -96,14 +98,17 @@ impl ElementwiseOps<f32> for GpuBackend {
     }
 
     fn add_channel(&self, x: &GpuBuf<f32>, b: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        g.check("add_channel", x.len(), b.len())?;
         self.broadcast("add_channel", x, b, g)
     }
 
     fn add_channel_backward(&self, dy: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        expect_len("add_channel backward", "dy", dy.len(), g.x_len())?;
         self.channel_reduce("channel_sum", dy, None, g)
     }
 
     fn mul_channel(&self, x: &GpuBuf<f32>, s: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        g.check("mul_channel", x.len(), s.len())?;
         self.broadcast("mul_channel", x, s, g)
     }
 
@@ -114,6 +119,8 @@ impl ElementwiseOps<f32> for GpuBackend {
         dy: &GpuBuf<f32>,
         g: &ChannelBroadcast,
     ) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
+        g.check("mul_channel backward", x.len(), s.len())?;
+        expect_len("mul_channel backward", "dy", dy.len(), g.x_len())?;
         // dx = dy * s is the forward broadcast applied to dy.
         let dx = self.broadcast("mul_channel", dy, s, g)?;
         let ds = self.channel_reduce("channel_dot", dy, Some(x), g)?;
@@ -127,12 +134,10 @@ impl ElementwiseOps<f32> for GpuBackend {
     }
 
     fn scale(&self, alpha: f32, x: &mut GpuBuf<f32>) -> Result<()> {
-        let n = int(x.len(), "the length of the scale input")?;
-        self.launch("elementwise", "scale", per_element(x.len(), "scale")?, &[KernelArg::F32(alpha), x.arg(), n])
+        self.update("scale", alpha, x)
     }
 
     fn fill(&self, value: f32, x: &mut GpuBuf<f32>) -> Result<()> {
-        let n = int(x.len(), "the length of the fill input")?;
-        self.launch("elementwise", "fill", per_element(x.len(), "fill")?, &[KernelArg::F32(value), x.arg(), n])
+        self.update("fill", value, x)
     }
 }

@@ -8,6 +8,7 @@ mod cuda;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;
+use crate::ops::check::expect_len;
 
 /// x is [N, C, HW]; the broadcast operand is [N, C] when `per_sample`, else [C].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +29,12 @@ impl ChannelBroadcast {
         } else {
             self.c
         }
+    }
+    /// The checks of a broadcast op, shared by every device: x is [N, C, HW] and the operand has
+    /// operand_len values.
+    pub(crate) fn check(&self, op: &str, x_len: usize, operand_len: usize) -> Result<()> {
+        expect_len(op, "x", x_len, self.x_len())?;
+        expect_len(op, "the per-channel operand", operand_len, self.operand_len())
     }
 }
 

@@ -1,10 +1,9 @@
 //! Softmax cross-entropy and softmax on the CPU, one row per rayon task, in f64 internally.
 
-use super::LossOps;
+use super::{check_cross_entropy, check_labels, check_rows, LossOps};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
-use crate::ops::check::expect_len;
+use crate::error::Result;
 use rayon::prelude::*;
 
 /// The row's maximum and log(sum(exp(x - max))): log-sum-exp = max + the second value, computed
@@ -18,15 +17,6 @@ fn max_and_log_sum_exp<E: Element>(row: &[E]) -> (f64, f64) {
     (max, sum.ln())
 }
 
-fn check_rows(op: &str, logits_len: usize, n: usize, classes: usize) -> Result<()> {
-    if n == 0 || classes == 0 {
-        return Err(Error::shape(format!(
-            "{op} needs at least one sample and one class, got N={n} K={classes}"
-        )));
-    }
-    expect_len(op, "logits", logits_len, n * classes)
-}
-
 impl<E: Element> LossOps<E> for CpuBackend {
     fn softmax_cross_entropy(
         &self,
@@ -36,23 +26,8 @@ impl<E: Element> LossOps<E> for CpuBackend {
         classes: usize,
         label_smoothing: f64,
     ) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
-        const OP: &str = "softmax_cross_entropy";
-        check_rows(OP, logits.len(), n, classes)?;
-        expect_len(OP, "labels", labels.len(), n)?;
-        if !(0.0..=1.0).contains(&label_smoothing) {
-            return Err(Error::config(format!(
-                "label smoothing must be in [0, 1], got {label_smoothing}"
-            )));
-        }
-        if let Some((i, &label)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= classes)
-        {
-            return Err(Error::shape(format!(
-                "{OP}: label {label} of sample {i} is out of range for {classes} classes (labels must be below {classes})"
-            )));
-        }
+        check_cross_entropy(logits.len(), labels.len(), n, classes, label_smoothing)?;
+        check_labels(labels, classes)?;
         let off_target = label_smoothing / classes as f64;
         let on_target = 1.0 - label_smoothing + off_target;
         let inv_n = 1.0 / n as f64;

@@ -6,8 +6,7 @@ use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
-use crate::ops::check::expect_len;
+use crate::error::Result;
 use rayon::prelude::*;
 
 /// The HW-long rows of x that belong to channel `ch`, one per sample.
@@ -60,21 +59,6 @@ fn channel_mean_var<E: Element>(x: &[E], g: &BatchNormGeom, ch: usize) -> (f64, 
     (mean, var)
 }
 
-fn check_lengths(
-    op: &str,
-    g: &BatchNormGeom,
-    x: &[usize],
-    per_channel: &[(&str, usize)],
-) -> Result<()> {
-    for &len in x {
-        expect_len(op, "the input", len, g.len())?;
-    }
-    for &(name, len) in per_channel {
-        expect_len(op, name, len, g.c)?;
-    }
-    Ok(())
-}
-
 impl<E: Element> NormOps<E> for CpuBackend {
     fn batch_norm2d_forward_train(
         &self,
@@ -93,16 +77,8 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_mean", running_mean.len()),
             ("running_var", running_var.len()),
         ];
-        check_lengths(OP, g, &[x.len()], &per_channel_lens)?;
-        if g.count() <= 1 {
-            return Err(Error::shape(format!(
-                "{OP} needs more than one value per channel, got N*H*W = {} (N={}, HW={}); \
-                 train with a batch of at least 2 or use eval mode",
-                g.count(),
-                g.n,
-                g.hw
-            )));
-        }
+        g.check_lengths(OP, &[x.len()], &per_channel_lens)?;
+        g.check_trainable(OP)?;
         let stats = per_channel(g, |ch| channel_mean_var(x, g, ch));
         let unbias = g.count() as f64 / (g.count() - 1) as f64;
         for (ch, &(mean, var)) in stats.iter().enumerate() {
@@ -146,7 +122,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("running_mean", running_mean.len()),
             ("running_var", running_var.len()),
         ];
-        check_lengths("batch_norm2d (eval)", g, &[x.len()], &per_channel_lens)?;
+        g.check_lengths("batch_norm2d (eval)", &[x.len()], &per_channel_lens)?;
         let scale: Vec<E> = (0..g.c)
             .map(|ch| E::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + g.eps).sqrt()))
             .collect();
@@ -168,9 +144,8 @@ impl<E: Element> NormOps<E> for CpuBackend {
             ("saved mean", saved.mean.len()),
             ("saved invstd", saved.invstd.len()),
         ];
-        check_lengths(
+        g.check_lengths(
             "batch_norm2d backward",
-            g,
             &[x.len(), dy.len()],
             &per_channel_lens,
         )?;

@@ -4,11 +4,10 @@
 
 use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gpu::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, wide_reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
-use crate::ops::check::expect_len;
 
 /// The (n, c, hw) kernel arguments, after checking the flat indices fit in 32 bits.
 fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
@@ -16,8 +15,19 @@ fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
     Ok([KernelArg::I32(g.n as i32), KernelArg::I32(g.c as i32), KernelArg::I32(g.hw as i32)])
 }
 
-fn expect_per_channel(op: &str, operands: &[(&str, &GpuBuf<f32>)], g: &BatchNormGeom) -> Result<()> {
-    operands.iter().try_for_each(|(name, buf)| expect_len(op, name, buf.len(), g.c))
+/// The per-channel operands of both forwards, named for the length check.
+fn forward_per_channel<'a>(
+    gamma: &GpuBuf<f32>,
+    beta: &GpuBuf<f32>,
+    running_mean: &GpuBuf<f32>,
+    running_var: &GpuBuf<f32>,
+) -> [(&'a str, usize); 4] {
+    [
+        ("gamma", gamma.len()),
+        ("beta", beta.len()),
+        ("running_mean", running_mean.len()),
+        ("running_var", running_var.len()),
+    ]
 }
 
 impl NormOps<f32> for GpuBackend {
@@ -31,19 +41,9 @@ impl NormOps<f32> for GpuBackend {
         momentum: f64,
         g: &BatchNormGeom,
     ) -> Result<(GpuBuf<f32>, BatchNormSaved<GpuBuf<f32>>)> {
-        const OP: &str = "batch_norm2d";
-        expect_len(OP, "x", x.len(), g.len())?;
-        expect_per_channel(
-            OP,
-            &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
-            g,
-        )?;
-        if g.count() < 2 {
-            return Err(Error::shape(format!(
-                "{OP} in training needs more than one value per channel (N*H*W = {}); use a larger batch or eval mode",
-                g.count()
-            )));
-        }
+        const OP: &str = "batch_norm2d (training)";
+        g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
+        g.check_trainable(OP)?;
         let y = self.alloc::<f32>(g.len())?;
         let saved = BatchNormSaved { mean: self.alloc::<f32>(g.c)?, invstd: self.alloc::<f32>(g.c)? };
         let mut args = vec![
@@ -72,12 +72,7 @@ impl NormOps<f32> for GpuBackend {
         g: &BatchNormGeom,
     ) -> Result<GpuBuf<f32>> {
         const OP: &str = "batch_norm2d (eval)";
-        expect_len(OP, "x", x.len(), g.len())?;
-        expect_per_channel(
-            OP,
-            &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
-            g,
-        )?;
+        g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         let total = int(g.len(), "the element count of the batch_norm2d input")?;
         let y = self.alloc::<f32>(g.len())?;
         let args = [
@@ -105,9 +100,9 @@ impl NormOps<f32> for GpuBackend {
         g: &BatchNormGeom,
     ) -> Result<(GpuBuf<f32>, GpuBuf<f32>, GpuBuf<f32>)> {
         const OP: &str = "batch_norm2d backward";
-        expect_len(OP, "dy", dy.len(), g.len())?;
-        expect_len(OP, "x", x.len(), g.len())?;
-        expect_per_channel(OP, &[("gamma", gamma), ("saved mean", &saved.mean), ("saved invstd", &saved.invstd)], g)?;
+        let per_channel =
+            [("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved invstd", saved.invstd.len())];
+        g.check_lengths(OP, &[x.len(), dy.len()], &per_channel)?;
         let dx = self.alloc::<f32>(g.len())?;
         let dgamma = self.alloc::<f32>(g.c)?;
         let dbeta = self.alloc::<f32>(g.c)?;

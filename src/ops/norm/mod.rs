@@ -9,6 +9,7 @@ mod cuda;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNormGeom {
@@ -38,6 +39,30 @@ impl BatchNormGeom {
     /// Elements per channel statistic: N * H * W.
     pub fn count(&self) -> usize {
         self.n * self.hw
+    }
+    /// Length checks shared by every device: each of `inputs` holds the whole tensor and each of
+    /// `per_channel` (name, length) one value per channel.
+    pub(crate) fn check_lengths(&self, op: &str, inputs: &[usize], per_channel: &[(&str, usize)]) -> Result<()> {
+        for &len in inputs {
+            expect_len(op, "the input", len, self.len())?;
+        }
+        for &(name, len) in per_channel {
+            expect_len(op, name, len, self.c)?;
+        }
+        Ok(())
+    }
+    /// Training needs two or more values per channel: the unbiased variance divides by m - 1.
+    pub(crate) fn check_trainable(&self, op: &str) -> Result<()> {
+        if self.count() > 1 {
+            return Ok(());
+        }
+        Err(Error::shape(format!(
+            "{op} needs more than one value per channel, got N*H*W = {} (N={}, HW={}); \
+             train with a batch of at least 2 or use eval mode",
+            self.count(),
+            self.n,
+            self.hw
+        )))
     }
 }
 

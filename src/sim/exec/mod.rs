@@ -7,11 +7,13 @@
 //! reconverge where their paths meet. `bar.sync` parks lanes until every non-exited thread of the
 //! block waits at the same barrier.
 
-use super::counters::{distinct_sectors, shared_wavefronts, LaunchStats};
-use super::decode::{Addr, Comb, Inst, Kernel, Op, ShflMode, Space, Special, Src, VoteMode, LOCAL_WINDOW, NO_GUARD, SHARED_WINDOW, WINDOW_SIZE};
-use super::memory::{GlobalView, Region};
-use super::sanitizer::{fault, Site, Stamp, WordShadow};
-use crate::error::{Error, Result};
+mod memory_ops;
+
+use super::counters::LaunchStats;
+use super::program::{Comb, Inst, Kernel, Op, ShflMode, Special, Src, VoteMode, NO_GUARD};
+use super::memory::GlobalView;
+use super::sanitizer::{fault, Site, WordShadow};
+use crate::error::Result;
 
 /// A block that runs longer than this is assumed stuck in a loop (minutes of simulation).
 const MAX_WARP_INSTS_PER_BLOCK: u64 = 1 << 30;
@@ -49,6 +51,9 @@ struct Warp {
     exited: u32,
     /// Lanes parked at a block barrier.
     waiting: u32,
+    /// Lanes parked at a warp-synchronous instruction (shfl/vote/bar.warp.sync), waiting for the
+    /// other lanes named in its member mask to arrive.
+    wsync: u32,
     cur_pc: u32,
     cur_mask: u32,
     /// Count of `bar.warp.sync` executed: orders shared accesses between lanes of this warp.
@@ -61,6 +66,7 @@ macro_rules! lanes {
     ($mask:expr, $l:ident, $body:block) => {{
         let m: u32 = $mask;
         if m == u32::MAX {
+            #[allow(clippy::needless_range_loop)]
             for $l in 0..32usize $body
         } else {
             let mut bits = m;
@@ -75,7 +81,29 @@ macro_rules! lanes {
 
 impl Warp {
     fn runnable(&self) -> u32 {
-        self.valid & !self.exited & !self.waiting
+        self.valid & !self.exited & !self.waiting & !self.wsync
+    }
+
+    /// When nothing else can run, lanes parked at a warp-synchronous instruction go ahead
+    /// without the lanes that never came (they exited or wait at a block barrier).
+    fn release_warp_sync(&mut self) -> bool {
+        if self.wsync == 0 {
+            return false;
+        }
+        let (mut min, mut m) = (u32::MAX, 0u32);
+        lanes!(self.wsync, l, {
+            let pc = self.pcs[l];
+            if pc < min {
+                min = pc;
+                m = 1 << l;
+            } else if pc == min {
+                m |= 1 << l;
+            }
+        });
+        self.wsync &= !m;
+        self.cur_pc = min;
+        self.cur_mask = m;
+        true
     }
 
     /// Selects the runnable lanes with the lowest pc; false when no lane can run.
@@ -143,6 +171,13 @@ impl Warp {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WarpSync {
+    Done,
+    /// The lanes wait at the instruction for the rest of their member mask.
+    Parked,
+}
+
 /// Block geometry for special registers.
 struct Geometry {
     ntid: [u32; 3],
@@ -203,24 +238,6 @@ pub struct Worker<'a> {
     scratch_shared: Vec<(u32, u64)>,
 }
 
-fn sh_load(buf: &[u8], off: usize, size: u8) -> u64 {
-    let mut b = [0u8; 8];
-    b[..size as usize].copy_from_slice(&buf[off..off + size as usize]);
-    u64::from_le_bytes(b)
-}
-fn sh_store(buf: &mut [u8], off: usize, size: u8, v: u64) {
-    buf[off..off + size as usize].copy_from_slice(&v.to_le_bytes()[..size as usize]);
-}
-
-/// Which memory a resolved access goes to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Target {
-    Global,
-    Shared,
-    Local,
-    Param,
-}
-
 impl<'a> Worker<'a> {
     pub fn new(lp: &'a Launch<'a>) -> Self {
         let nthreads = lp.threads_per_block();
@@ -232,6 +249,7 @@ impl<'a> Worker<'a> {
                 valid: if (w + 1) * 32 <= nthreads { u32::MAX } else { (1u32 << (nthreads - w * 32)) - 1 },
                 exited: 0,
                 waiting: 0,
+                wsync: 0,
                 cur_pc: 0,
                 cur_mask: 0,
                 sync_epoch: 0,
@@ -272,6 +290,7 @@ impl<'a> Worker<'a> {
             w.pcs = [0; 32];
             w.exited = 0;
             w.waiting = 0;
+            w.wsync = 0;
             w.cur_pc = 0;
             w.cur_mask = w.valid;
             w.sync_epoch = 0;
@@ -334,7 +353,7 @@ impl<'a> Worker<'a> {
         let insts: &'a [Inst] = &self.lp.kernel.insts;
         loop {
             let w = &mut self.warps[wi];
-            if w.cur_mask == 0 && !w.schedule() {
+            if w.cur_mask == 0 && !w.schedule() && !w.release_warp_sync() {
                 return Ok(());
             }
             let pc = w.cur_pc as usize;
@@ -459,7 +478,11 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } => self.memory_op(wi, pc, inst, mask)?,
-                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => self.warp_op(wi, pc, inst, mask)?,
+                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => {
+                    if self.warp_op(wi, pc, inst, mask)? == WarpSync::Parked {
+                        continue;
+                    }
+                }
             }
             self.warps[wi].advance(pc as u32 + 1);
         }
@@ -475,22 +498,50 @@ impl<'a> Worker<'a> {
                 "warp-synchronous error",
                 &self.site(pc, wi, l),
                 format!(
-                    "{what} names lanes {missing:#010x} in its member mask {member:#010x}, but they are not executing it \
-                     with this lane (they diverged); every named non-exited lane must reach the same {what}"
+                    "{what} names lanes {missing:#010x} in its member mask {member:#010x}, but they wait at another \
+                     barrier or warp-synchronous instruction; every named non-exited lane must reach the same {what}"
                 ),
             ));
         }
         Ok(())
     }
 
-    fn warp_op(&mut self, wi: usize, pc: usize, inst: &Inst, mask: u32) -> Result<()> {
+    /// Runs a warp-synchronous instruction for `mask` plus any lanes parked at it, or parks them
+    /// all while lanes named in the member mask are still on their way (as `.sync` waits on
+    /// Volta and later).
+    fn warp_op(&mut self, wi: usize, pc: usize, inst: &Inst, mask: u32) -> Result<WarpSync> {
+        let w = &mut self.warps[wi];
+        let mut arrived = 0u32;
+        lanes!(w.wsync, l, {
+            if w.pcs[l] == pc as u32 {
+                arrived |= 1 << l;
+            }
+        });
+        w.wsync &= !arrived;
+        w.cur_mask |= arrived;
+        let mask = mask | arrived;
         if mask == 0 {
-            return Ok(());
+            return Ok(WarpSync::Done);
         }
         let first = mask.trailing_zeros() as usize;
+        let mm = match inst.op {
+            Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } => mask,
+            _ => unreachable!("warp_op is called for warp-level instructions only"),
+        };
+        let member = read(w, &self.geo, mm, first) as u32;
+        if member & !mask & w.runnable() != 0 {
+            w.wsync |= mask;
+            lanes!(mask, l, {
+                w.pcs[l] = pc as u32;
+            });
+            w.cur_mask &= !mask;
+            if w.cur_mask != 0 {
+                w.advance(pc as u32 + 1);
+            }
+            return Ok(WarpSync::Parked);
+        }
         match inst.op {
-            Op::Shfl { mode, d, p, a, b, c, mask: mm } => {
-                let member = read(&self.warps[wi], &self.geo, mm, first) as u32;
+            Op::Shfl { mode, d, p, a, b, c, .. } => {
                 self.check_converged(wi, pc, mask, member, "shfl.sync")?;
                 let w = &self.warps[wi];
                 let mut vals = [0u64; 32];
@@ -537,8 +588,7 @@ impl<'a> Worker<'a> {
                     }
                 });
             }
-            Op::Vote { mode, d, a, neg, mask: mm } => {
-                let member = read(&self.warps[wi], &self.geo, mm, first) as u32;
+            Op::Vote { mode, d, a, neg, .. } => {
                 self.check_converged(wi, pc, mask, member, "vote.sync")?;
                 let w = &mut self.warps[wi];
                 let voters = mask & member;
@@ -558,325 +608,12 @@ impl<'a> Worker<'a> {
                     w.set(d, l, v);
                 });
             }
-            Op::WarpSync { mask: mm } => {
-                let member = read(&self.warps[wi], &self.geo, mm, first) as u32;
+            Op::WarpSync { .. } => {
                 self.check_converged(wi, pc, mask, member, "bar.warp.sync")?;
                 self.warps[wi].sync_epoch += 1;
             }
             _ => unreachable!("warp_op is called for warp-level instructions only"),
         }
-        Ok(())
+        Ok(WarpSync::Done)
     }
-
-    fn memory_op(&mut self, wi: usize, pc: usize, inst: &Inst, mask: u32) -> Result<()> {
-        let (space, size, n, addr) = match inst.op {
-            Op::Ld { space, size, n, addr, .. } => (space, size, n, addr),
-            Op::St { space, size, n, addr, .. } => (space, size, n, addr),
-            Op::Atom { space, size, addr, .. } => (space, size, 1, addr),
-            _ => unreachable!("memory_op is called for ld/st/atom only"),
-        };
-        if mask == 0 {
-            return Ok(());
-        }
-        let bytes = size as u64 * n as u64;
-        let mut region: Option<&Region> = None;
-        self.scratch_addrs.clear();
-        self.scratch_shared.clear();
-        let mut global_bytes = 0u64;
-        let mut shared_lanes = 0u32;
-        let mut bits = mask;
-        while bits != 0 {
-            let l = bits.trailing_zeros() as usize;
-            bits &= bits - 1;
-            let a = self.address(wi, addr, l);
-            if a % bytes.min(16) != 0 || a % size as u64 != 0 {
-                return Err(fault(
-                    "misaligned access",
-                    &self.site(pc, wi, l),
-                    format!("{bytes}-byte {} at address {a:#x}, which is not {}-byte aligned", op_name(&inst.op, space), bytes.min(16)),
-                ));
-            }
-            let (target, off) = self.resolve(space, a);
-            match target {
-                Target::Global => {
-                    let r = match region {
-                        Some(r) if r.contains(a, bytes) => r,
-                        _ => match self.lp.mem.find(a) {
-                            Some(r) if r.contains(a, bytes) => {
-                                region = Some(r);
-                                r
-                            }
-                            _ => {
-                                return Err(fault(
-                                    "out-of-bounds global access",
-                                    &self.site(pc, wi, l),
-                                    format!("{bytes}-byte {} at {a:#x}: {}", op_name(&inst.op, space), self.lp.mem.describe_miss(a, bytes)),
-                                ))
-                            }
-                        },
-                    };
-                    self.global_lane(wi, pc, inst, l, r, a - r.base)?;
-                    self.scratch_addrs.push(a);
-                    global_bytes += bytes;
-                }
-                Target::Shared => {
-                    let limit = self.shared.len() as u64;
-                    if off.checked_add(bytes).is_none_or(|end| end > limit) {
-                        let var = self.lp.kernel.var_at(Space::Shared, off).map(|v| format!(" (in {v})")).unwrap_or_default();
-                        return Err(fault(
-                            "out-of-bounds shared access",
-                            &self.site(pc, wi, l),
-                            format!(
-                                "{bytes}-byte {} at shared offset {off}{var}, but the block has {limit} bytes of shared memory \
-                                 ({} static + {} dynamic)",
-                                op_name(&inst.op, space),
-                                self.lp.kernel.static_shared,
-                                self.lp.dyn_shared
-                            ),
-                        ));
-                    }
-                    self.shared_lane(wi, pc, inst, l, off as usize)?;
-                    self.scratch_shared.push((l as u32, off));
-                    shared_lanes += 1;
-                }
-                Target::Local => {
-                    let lb = self.lp.kernel.local_bytes as u64;
-                    if off.checked_add(bytes).is_none_or(|end| end > lb) {
-                        return Err(fault(
-                            "out-of-bounds local access",
-                            &self.site(pc, wi, l),
-                            format!("{bytes}-byte {} at local offset {off}, but each thread has {lb} bytes of local memory", op_name(&inst.op, space)),
-                        ));
-                    }
-                    let t = (self.warps[wi].base_tid as usize + l) * lb as usize;
-                    self.local_lane(wi, inst, l, t + off as usize)?;
-                }
-                Target::Param => {
-                    let pb = self.lp.params.len() as u64;
-                    let Op::Ld { d, signed, .. } = inst.op else {
-                        return Err(fault("invalid access", &self.site(pc, wi, l), "kernel parameters are read-only"));
-                    };
-                    if off.checked_add(bytes).is_none_or(|end| end > pb) {
-                        return Err(fault(
-                            "out-of-bounds parameter access",
-                            &self.site(pc, wi, l),
-                            format!("{bytes}-byte load at parameter offset {off}, but the parameters take {pb} bytes"),
-                        ));
-                    }
-                    for k in 0..n as usize {
-                        let v = sh_load(self.lp.params, off as usize + k * size as usize, size);
-                        self.warps[wi].set(d[k], l, extend(v, size, signed));
-                    }
-                }
-            }
-        }
-        if !self.scratch_addrs.is_empty() {
-            self.stats.global_accesses += 1;
-            self.stats.global_sectors += distinct_sectors(&mut self.scratch_addrs);
-            match inst.op {
-                Op::Ld { .. } => self.stats.global_load_bytes += global_bytes,
-                Op::St { .. } => self.stats.global_store_bytes += global_bytes,
-                _ => self.stats.global_atomic_bytes += global_bytes,
-            }
-        }
-        if shared_lanes > 0 {
-            let (waves, ideal) = shared_wavefronts(&self.scratch_shared, bytes as u32);
-            self.stats.shared_accesses += 1;
-            self.stats.shared_wavefronts += waves;
-            self.stats.bank_conflicts += waves - ideal;
-        }
-        Ok(())
-    }
-
-    #[inline]
-    fn address(&self, wi: usize, addr: Addr, l: usize) -> u64 {
-        read(&self.warps[wi], &self.geo, addr.base, l).wrapping_add(addr.offset as u64)
-    }
-
-    /// The memory an address of `space` refers to and the offset within it.
-    fn resolve(&self, space: Space, a: u64) -> (Target, u64) {
-        match space {
-            Space::Global => (Target::Global, a),
-            Space::Shared => (Target::Shared, a),
-            Space::Local => (Target::Local, a),
-            Space::Param => (Target::Param, a),
-            Space::Generic if (SHARED_WINDOW..SHARED_WINDOW + WINDOW_SIZE).contains(&a) => (Target::Shared, a - SHARED_WINDOW),
-            Space::Generic if (LOCAL_WINDOW..LOCAL_WINDOW + WINDOW_SIZE).contains(&a) => (Target::Local, a - LOCAL_WINDOW),
-            Space::Generic => (Target::Global, a),
-        }
-    }
-
-    fn global_lane(&mut self, wi: usize, pc: usize, inst: &Inst, l: usize, r: &Region, off: u64) -> Result<()> {
-        let sanitize = self.lp.sanitize;
-        let uninit = |this: &Self, k: u64| {
-            fault(
-                "uninitialised read",
-                &this.site(pc, wi, l),
-                format!(
-                    "global load at {:#x} (offset {} of {}) reads memory that no kernel, copy or memset has written",
-                    r.base + off + k,
-                    off + k,
-                    r.describe()
-                ),
-            )
-        };
-        match inst.op {
-            Op::Ld { size, n, signed, d, .. } => {
-                for k in 0..n as u64 {
-                    let o = off + k * size as u64;
-                    if sanitize && !r.is_init(o, size) {
-                        return Err(uninit(self, k * size as u64));
-                    }
-                    let v = r.load(o, size);
-                    self.warps[wi].set(d[k as usize], l, extend(v, size, signed));
-                }
-            }
-            Op::St { size, n, v, .. } => {
-                for k in 0..n as u64 {
-                    let o = off + k * size as u64;
-                    let val = read(&self.warps[wi], &self.geo, v[k as usize], l);
-                    r.store(o, size, val);
-                    r.mark_init(o, size);
-                }
-            }
-            Op::Atom { f, size, d, b, c, .. } => {
-                if sanitize && !r.is_init(off, size) {
-                    return Err(uninit(self, 0));
-                }
-                let w = &self.warps[wi];
-                let (bv, cv) = (read(w, &self.geo, b, l), read(w, &self.geo, c, l));
-                let old = r.rmw(off, size, f, bv, cv);
-                r.mark_init(off, size);
-                self.warps[wi].set(d, l, old);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn shared_lane(&mut self, wi: usize, pc: usize, inst: &Inst, l: usize, off: usize) -> Result<()> {
-        let (size, n) = match inst.op {
-            Op::Ld { size, n, .. } | Op::St { size, n, .. } => (size, n),
-            Op::Atom { size, .. } => (size, 1),
-            _ => return Ok(()),
-        };
-        if self.lp.sanitize {
-            self.check_shared(wi, pc, inst, l, off, size as usize * n as usize)?;
-        }
-        match inst.op {
-            Op::Ld { signed, d, .. } => {
-                for k in 0..n as usize {
-                    let v = sh_load(&self.shared, off + k * size as usize, size);
-                    self.warps[wi].set(d[k], l, extend(v, size, signed));
-                }
-            }
-            Op::St { v, .. } => {
-                for k in 0..n as usize {
-                    let val = read(&self.warps[wi], &self.geo, v[k], l);
-                    sh_store(&mut self.shared, off + k * size as usize, size, val);
-                }
-            }
-            Op::Atom { f, d, b, c, .. } => {
-                let w = &self.warps[wi];
-                let (bv, cv) = (read(w, &self.geo, b, l), read(w, &self.geo, c, l));
-                let old = sh_load(&self.shared, off, size);
-                sh_store(&mut self.shared, off, size, f(old, bv, cv));
-                self.warps[wi].set(d, l, old);
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Sanitizer checks of one lane's shared access: initialised bytes and races.
-    fn check_shared(&mut self, wi: usize, pc: usize, inst: &Inst, l: usize, off: usize, bytes: usize) -> Result<()> {
-        let w = &self.warps[wi];
-        let stamp = Stamp { tid: w.base_tid + l as u32, epoch: self.epoch, warp_epoch: w.sync_epoch };
-        let is_load = matches!(inst.op, Op::Ld { .. });
-        let is_atom = matches!(inst.op, Op::Atom { .. });
-        let mut b = off;
-        while b < off + bytes {
-            let word = b / 4;
-            let in_word = (4 - b % 4).min(off + bytes - b);
-            let byte_mask = (((1u16 << in_word) - 1) << (b % 4)) as u8;
-            let gen = self.block_gen;
-            let sh = &mut self.shadow[word];
-            if sh.init_gen != gen {
-                sh.init_gen = gen;
-                sh.init_bytes = 0;
-            }
-            if (is_load || is_atom) && sh.init_bytes & byte_mask != byte_mask {
-                let var = self.lp.kernel.var_at(Space::Shared, b as u64).map(|v| format!(" ({v})")).unwrap_or_default();
-                return Err(fault(
-                    "uninitialised read",
-                    &self.site(pc, wi, l),
-                    format!("shared load at offset {b}{var} reads shared memory no thread of this block has written"),
-                ));
-            }
-            let race = if is_atom {
-                None
-            } else if is_load {
-                sh.read(stamp)
-            } else {
-                sh.init_bytes |= byte_mask;
-                sh.write(stamp)
-            };
-            if is_atom {
-                sh.init_bytes |= byte_mask;
-            }
-            if let Some(race) = race {
-                let var = self.lp.kernel.var_at(Space::Shared, b as u64);
-                let detail = race.describe((word * 4) as u64, var, self.lp.block);
-                return Err(fault("data race", &self.site(pc, wi, l), detail));
-            }
-            b += in_word;
-        }
-        Ok(())
-    }
-
-    fn local_lane(&mut self, wi: usize, inst: &Inst, l: usize, off: usize) -> Result<()> {
-        match inst.op {
-            Op::Ld { size, n, signed, d, .. } => {
-                for k in 0..n as usize {
-                    let v = sh_load(&self.local, off + k * size as usize, size);
-                    self.warps[wi].set(d[k], l, extend(v, size, signed));
-                }
-            }
-            Op::St { size, n, v, .. } => {
-                for k in 0..n as usize {
-                    let val = read(&self.warps[wi], &self.geo, v[k], l);
-                    sh_store(&mut self.local, off + k * size as usize, size, val);
-                }
-            }
-            Op::Atom { .. } => return Err(Error::Sim("atomics on local memory are not supported".into())),
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-/// Sign-extends a narrow signed load to the full register.
-#[inline]
-fn extend(v: u64, size: u8, signed: bool) -> u64 {
-    if signed && size < 8 {
-        super::alu::sext(v, size as u32 * 8) as u64
-    } else {
-        v
-    }
-}
-
-fn op_name(op: &Op, space: Space) -> String {
-    let kind = match op {
-        Op::Ld { .. } => "load",
-        Op::St { .. } => "store",
-        _ => "atomic",
-    };
-    let sp = match space {
-        Space::Global => "global ",
-        Space::Shared => "shared ",
-        Space::Local => "local ",
-        Space::Param => "param ",
-        Space::Generic => "",
-    };
-    format!("{sp}{kind}")
 }
