@@ -15,6 +15,16 @@
 //! `rel` was measured per family and set about 3x above the need; the same step on the CPU in f32
 //! needs about the same slack as the GPU (the ill-conditioning is the network's, not a kernel's).
 //!
+//! Kink flips. A pre-activation within f32 rounding of a ReLU/ReLU6 kink takes the other branch
+//! in one precision; the difference in that one element's gradient then reaches every gradient
+//! upstream, amplified through the BN layers. Over 16 input seeds, 5 runs of the ten models had a
+//! model whose upstream gradients moved by 3% to 22% of their tensor's scale (the CPU in f32 is
+//! just as exposed). The forward values (loss,
+//! logits, BN running statistics) and the classifier layers' gradients see no flip and are held
+//! to `rel`; every other gradient, and the update SGD makes with it, to `KINK_REL` of its scale:
+//! enough to catch a wrong layout, index, accumulation or missing term (errors of the order of
+//! the values), not a subtle numeric drift (the per-op GPU tests hold those tightly).
+//!
 //! BN layers see at least 4 values per channel (batch 2, at least 2x2 at the last stage) except
 //! inception_v3's auxiliary head, whose 1x1 output is fixed by the 299x299 input it needs; with
 //! fewer, BN's input gradient is pure rounding noise (two values normalise to exactly -1/+1).
@@ -37,6 +47,8 @@ const LIGHT_BN: f64 = 1e-4;
 const MOBILE_BN: f64 = 5e-4;
 /// 50+ BN layers in series on a handful of channels (measured: up to 1.1e-3).
 const DEEP_BN: f64 = 3e-3;
+/// Gradients a kink flip can reach (see the module comment).
+const KINK_REL: f64 = 0.5;
 const LR: f64 = 0.05;
 
 fn sgd() -> OptimizerConfig {
@@ -85,17 +97,23 @@ fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
     assert!((got.loss - want.loss).abs() <= rel * want.loss.abs(), "{model}: loss {} vs reference {}", got.loss, want.loss);
     assert_tensor_close(&format!("{model} logits"), &got.logits, &want.logits, rel, 0.0);
 
+    // Classifier layers (the parameters of each loss output) see only forward values upstream,
+    // so no kink flip reaches their gradients.
+    let classifier: Vec<&str> =
+        graph.outputs.iter().flat_map(|o| graph.nodes[o.node].op.params()).map(|id| graph.params[id].name.as_str()).collect();
+    let grad_rel = |name: &str| if classifier.contains(&name) { rel } else { KINK_REL };
+
     let mut grads = Vec::new();
     for name in &names {
         match (gpu.grad_host_by_name(name).unwrap(), cpu.grad_host_by_name(name).unwrap()) {
-            (Some(g), Some(w)) => grads.push((name, g, w)),
+            (Some(g), Some(w)) => grads.push((name.as_str(), g, w)),
             (None, None) => {}
             (g, w) => panic!("{model}: gradient of {name} on the GPU: {}, on the CPU: {}", g.is_some(), w.is_some()),
         }
     }
     let largest_grad = grads.iter().map(|(_, _, w)| max_abs(w)).fold(0.0, f64::max);
     for (name, g, w) in &grads {
-        assert_tensor_close(&format!("{model} grad {name}"), g, w, rel, FLOOR * largest_grad);
+        assert_tensor_close(&format!("{model} grad {name}"), g, w, grad_rel(name), FLOOR * largest_grad);
     }
 
     let (mut opt_cpu, mut opt_gpu) = (Optimizer::new(sgd()).unwrap(), Optimizer::new(sgd()).unwrap());
@@ -106,14 +124,15 @@ fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
     // BN running statistics (and frozen parameters) moved with the batch statistics; a running
     // mean that is zero in exact arithmetic (a BN fed by a bias-free conv of a BN's output) is
     // compared at the scale of the model's other statistics.
-    let largest_state = graph.params.iter().zip(&after).filter(|(p, _)| p.kind.is_state()).map(|(_, (_, w))| max_abs(w)).fold(0.0, f64::max);
+    let largest_state =
+        graph.params.iter().zip(&after).filter(|(p, _)| p.kind.is_state()).map(|(_, (_, w))| max_abs(w)).fold(0.0, f64::max);
     for ((name, spec), (got, want)) in names.iter().zip(&graph.params).zip(&after) {
         let what = format!("{model} {name} after SGD");
-        match grads.iter().find(|(n, _, _)| *n == name) {
+        match grads.iter().find(|(n, _, _)| n == name) {
             // The update moves a weight by LR times its gradient (momentum and decay add nothing
             // on the first step beyond f32 rounding of the weight itself).
             Some((_, _, w)) => {
-                let atol = LR * rel * max_abs(w).max(FLOOR * largest_grad) + 1e-6 * max_abs(want);
+                let atol = LR * grad_rel(name) * max_abs(w).max(FLOOR * largest_grad) + 1e-6 * max_abs(want);
                 common::assert_close(&what, got, want, atol, 0.0);
             }
             None => {
