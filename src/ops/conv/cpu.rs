@@ -316,11 +316,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
         check_geometry(g)?;
-        expect_len("conv2d", "input", x.len(), g.x_len())?;
-        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
-        if let Some(b) = bias {
-            expect_len("conv2d", "bias", b.len(), g.c_out)?;
-        }
+        g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
         for n0 in (0..g.n).step_by(chunk) {
@@ -382,11 +378,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
         check_depthwise(g)?;
-        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
-        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
-        if let Some(b) = bias {
-            expect_len("depthwise conv2d", "bias", b.len(), g.c_out)?;
-        }
+        g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);

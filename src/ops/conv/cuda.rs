@@ -208,11 +208,7 @@ impl ConvOps<f32> for GpuBackend {
     }
 
     fn conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
-        expect_len("conv2d", "input", x.len(), g.x_len())?;
-        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
-        if let Some(b) = bias {
-            expect_len("conv2d", "bias", b.len(), g.c_out)?;
-        }
+        g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let plane = g.oh * g.ow;
         let mut y = self.alloc::<f32>(g.y_len())?;
         match pointwise_spec(g, false) {
@@ -268,11 +264,7 @@ impl ConvOps<f32> for GpuBackend {
 
     fn depthwise_conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         let geometry = self.check_depthwise(g)?;
-        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
-        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
-        if let Some(b) = bias {
-            expect_len("depthwise conv2d", "bias", b.len(), g.c_out)?;
-        }
+        g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let y = self.alloc::<f32>(g.y_len())?;
         let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
         args.extend(geometry);

@@ -13,6 +13,7 @@ mod cpu;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 use crate::shape::window_output_len;
 
 mod cuda;
@@ -98,6 +99,15 @@ impl ConvGeom {
     pub fn images_per_chunk(&self, limit_bytes: usize, elem_bytes: usize) -> usize {
         let per_image = self.col_rows() * self.oh * self.ow * elem_bytes;
         (limit_bytes / per_image.max(1)).clamp(1, self.n)
+    }
+    /// The forward operands' lengths against this geometry, the same check on every device.
+    pub fn check_forward_operands(&self, op: &str, x: usize, w: usize, bias: Option<usize>) -> Result<()> {
+        expect_len(op, "input", x, self.x_len())?;
+        expect_len(op, "weight", w, self.weight_len())?;
+        match bias {
+            Some(b) => expect_len(op, "bias", b, self.c_out),
+            None => Ok(()),
+        }
     }
     /// Multiply-accumulates of the forward pass.
     pub fn macs(&self) -> u64 {

@@ -6,7 +6,6 @@ use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
-use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
 impl<E: Element> OptimOps<E> for CpuBackend {
@@ -18,11 +17,7 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         h: &SgdParams,
         first_step: bool,
     ) -> Result<()> {
-        h.validate()?;
-        expect_len("sgd_step", "grad", grad.len(), param.len())?;
-        if h.momentum != 0.0 {
-            expect_len("sgd_step", "momentum buffer", momentum_buf.len(), param.len())?;
-        }
+        h.check_step(param.len(), grad.len(), momentum_buf.len())?;
         let (lr, wd, momentum): (E, E, E) = (E::from_f64(h.lr), E::from_f64(h.weight_decay), E::from_f64(h.momentum));
         let undamped: E = E::from_f64(1.0 - h.dampening);
         let descend = |p: &mut E, g: E, buf: Option<&mut E>| {
@@ -53,10 +48,7 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         h: &AdamParams,
         step: u64,
     ) -> Result<()> {
-        h.validate(step)?;
-        expect_len("adam_step", "grad", grad.len(), param.len())?;
-        expect_len("adam_step", "first moment", m.len(), param.len())?;
-        expect_len("adam_step", "second moment", v.len(), param.len())?;
+        h.check_step(step, param.len(), grad.len(), m.len(), v.len())?;
         // Exponents beyond i32 only arise after billions of steps, where beta^t is 0 anyway.
         let t = i32::try_from(step).unwrap_or(i32::MAX);
         let step_size: E = E::from_f64(h.lr / (1.0 - h.beta1.powi(t)));

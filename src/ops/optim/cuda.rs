@@ -6,7 +6,6 @@ use crate::error::Result;
 use crate::gpu::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
-use crate::ops::check::expect_len;
 
 impl OptimOps<f32> for GpuBackend {
     fn sgd_step(
@@ -17,12 +16,8 @@ impl OptimOps<f32> for GpuBackend {
         h: &SgdParams,
         first_step: bool,
     ) -> Result<()> {
-        h.validate()?;
-        expect_len("sgd_step", "grad", grad.len(), param.len())?;
+        h.check_step(param.len(), grad.len(), momentum_buf.len())?;
         let use_momentum = h.momentum != 0.0;
-        if use_momentum {
-            expect_len("sgd_step", "momentum buffer", momentum_buf.len(), param.len())?;
-        }
         let n = int(param.len(), "sgd")?;
         let args = [
             param.arg(),
@@ -49,10 +44,7 @@ impl OptimOps<f32> for GpuBackend {
         h: &AdamParams,
         step: u64,
     ) -> Result<()> {
-        h.validate(step)?;
-        expect_len("adam_step", "grad", grad.len(), param.len())?;
-        expect_len("adam_step", "first moment", m.len(), param.len())?;
-        expect_len("adam_step", "second moment", v.len(), param.len())?;
+        h.check_step(step, param.len(), grad.len(), m.len(), v.len())?;
         let n = int(param.len(), "adam")?;
         // Bias corrections in f64: beta^t for large t underflows gracefully to 0 there.
         let t = step as f64;

@@ -11,6 +11,7 @@ mod cuda;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdParams {
@@ -95,5 +96,28 @@ impl AdamParams {
             return Err(Error::config("Adam steps count from 1, got step 0"));
         }
         Ok(())
+    }
+}
+
+impl SgdParams {
+    /// The settings and one step's buffer lengths, checked the same way on every device.
+    pub fn check_step(&self, param: usize, grad: usize, momentum_buf: usize) -> Result<()> {
+        self.validate()?;
+        expect_len("sgd_step", "grad", grad, param)?;
+        if self.momentum != 0.0 {
+            expect_len("sgd_step", "momentum buffer", momentum_buf, param)?;
+        }
+        Ok(())
+    }
+}
+
+impl AdamParams {
+    /// The settings, the step number and one step's buffer lengths, checked the same way on
+    /// every device.
+    pub fn check_step(&self, step: u64, param: usize, grad: usize, m: usize, v: usize) -> Result<()> {
+        self.validate(step)?;
+        expect_len("adam_step", "grad", grad, param)?;
+        expect_len("adam_step", "first moment", m, param)?;
+        expect_len("adam_step", "second moment", v, param)
     }
 }
