@@ -32,8 +32,20 @@ impl Allocation {
         unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.len) }
     }
     fn mark_init(&mut self, off: usize, n: usize) {
-        for b in off..off + n {
+        let end = off + n;
+        let mut b = off;
+        // Bit by bit up to a byte boundary of the bitmap, then whole bytes, then the tail.
+        while b < end && b % 8 != 0 {
             self.init[b >> 3] |= 1 << (b & 7);
+            b += 1;
+        }
+        while b + 8 <= end {
+            self.init[b >> 3] = 0xff;
+            b += 8;
+        }
+        while b < end {
+            self.init[b >> 3] |= 1 << (b & 7);
+            b += 1;
         }
     }
 }
