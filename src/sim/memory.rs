@@ -35,7 +35,7 @@ impl Allocation {
         let end = off + n;
         let mut b = off;
         // Bit by bit up to a byte boundary of the bitmap, then whole bytes, then the tail.
-        while b < end && b % 8 != 0 {
+        while b < end && !b.is_multiple_of(8) {
             self.init[b >> 3] |= 1 << (b & 7);
             b += 1;
         }
