@@ -319,7 +319,7 @@ mod tests {
         let mut m = GlobalMemory::new(1 << 20);
         let a = m.alloc(100).unwrap();
         let b = m.alloc(10).unwrap();
-        assert!(a != 0 && a % ALIGNMENT == 0 && b % ALIGNMENT == 0);
+        assert!(a != 0 && a.is_multiple_of(ALIGNMENT) && b.is_multiple_of(ALIGNMENT));
         assert!(b >= a + 100 + ALIGNMENT, "a gap separates neighbours");
         m.write(a + 3, &[1, 2, 3]).unwrap();
         let mut back = [0u8; 5];
