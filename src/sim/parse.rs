@@ -360,6 +360,21 @@ impl Parser {
         Ok(op)
     }
 
+    /// Comma-separated operands up to `close` (possibly none), as a vector operand.
+    fn list(&mut self, close: char) -> Result<Operand> {
+        let mut items = Vec::new();
+        if !self.eat(close) {
+            loop {
+                items.push(self.primary()?);
+                if self.eat(close) {
+                    break;
+                }
+                self.expect(',')?;
+            }
+        }
+        Ok(Operand::Vector(items))
+    }
+
     fn primary(&mut self) -> Result<Operand> {
         match self.next()? {
             Tok::Punct('[') => {
@@ -383,31 +398,9 @@ impl Parser {
                 self.expect(']')?;
                 Ok(Operand::Addr { base, offset })
             }
-            Tok::Punct('{') => {
-                let mut items = Vec::new();
-                loop {
-                    items.push(self.primary()?);
-                    if self.eat('}') {
-                        break;
-                    }
-                    self.expect(',')?;
-                }
-                Ok(Operand::Vector(items))
-            }
-            Tok::Punct('(') => {
-                // `call` argument and return lists.
-                let mut items = Vec::new();
-                if !self.eat(')') {
-                    loop {
-                        items.push(self.primary()?);
-                        if self.eat(')') {
-                            break;
-                        }
-                        self.expect(',')?;
-                    }
-                }
-                Ok(Operand::Vector(items))
-            }
+            Tok::Punct('{') => self.list('}'),
+            // `call` argument and return lists.
+            Tok::Punct('(') => self.list(')'),
             Tok::Punct('!') => Ok(Operand::Not(Box::new(self.primary()?))),
             Tok::Punct('-') => {
                 let w = self.word()?;
