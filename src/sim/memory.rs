@@ -32,8 +32,20 @@ impl Allocation {
         unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast::<u8>(), self.len) }
     }
     fn mark_init(&mut self, off: usize, n: usize) {
-        for b in off..off + n {
+        let end = off + n;
+        let mut b = off;
+        // Bit by bit up to a byte boundary of the bitmap, then whole bytes, then the tail.
+        while b < end && !b.is_multiple_of(8) {
             self.init[b >> 3] |= 1 << (b & 7);
+            b += 1;
+        }
+        while b + 8 <= end {
+            self.init[b >> 3] = 0xff;
+            b += 8;
+        }
+        while b < end {
+            self.init[b >> 3] |= 1 << (b & 7);
+            b += 1;
         }
     }
 }
@@ -295,5 +307,43 @@ impl GlobalView {
             Some(r) if addr > r.base + r.len => format!("{} bytes past the end of {}", addr - (r.base + r.len), r.describe()),
             Some(r) => format!("overlapping the end of {} at offset {}", r.describe(), addr - r.base),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_are_aligned_disjoint_and_checked() {
+        let mut m = GlobalMemory::new(1 << 20);
+        let a = m.alloc(100).unwrap();
+        let b = m.alloc(10).unwrap();
+        assert!(a != 0 && a.is_multiple_of(ALIGNMENT) && b.is_multiple_of(ALIGNMENT));
+        assert!(b >= a + 100 + ALIGNMENT, "a gap separates neighbours");
+        m.write(a + 3, &[1, 2, 3]).unwrap();
+        let mut back = [0u8; 5];
+        m.read(a + 2, &mut back).unwrap();
+        assert_eq!(back, [0, 1, 2, 3, 0]);
+        assert!(m.write(a + 98, &[0; 4]).unwrap_err().to_string().contains("runs past the end of allocation #1"));
+        assert!(matches!(m.alloc(2 << 20), Err(Error::OutOfMemory { .. })));
+        m.free(a);
+        assert!(m.read(a, &mut back).is_err(), "freed addresses are never valid again");
+        assert_eq!(m.used(), 10);
+    }
+
+    #[test]
+    fn init_bits_follow_writes_and_copies() {
+        let mut m = GlobalMemory::new(1 << 20);
+        let a = m.alloc(64).unwrap();
+        let b = m.alloc(64).unwrap();
+        m.write(a + 5, &[7; 20]).unwrap();
+        m.copy(b, a, 64).unwrap();
+        let view = m.view();
+        let r = view.find(b + 10).unwrap();
+        assert!(!r.is_init(4, 1) && r.is_init(5, 1) && r.is_init(24, 1) && !r.is_init(25, 1));
+        assert!(r.is_init(8, 8) && !r.is_init(0, 8));
+        assert!(view.find(a + 64).is_none(), "the byte after an allocation is outside it");
+        assert!(view.describe_miss(a + 64, 4).starts_with("just past the end of allocation #1"));
     }
 }
