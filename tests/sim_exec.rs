@@ -206,3 +206,21 @@ fn threads_that_exited_do_not_block_a_barrier() {
     let want: Vec<f32> = x.iter().rev().copied().collect();
     assert_eq!(gpu.download(&y).unwrap(), want);
 }
+
+#[test]
+fn constant_tables_and_device_variables_persist_across_launches() {
+    let (_, gpu) = sim("misc", MISC);
+    let n = 70;
+    let idx: Vec<u32> = (0..n as u32).map(|i| i * 7).collect();
+    let didx = gpu.upload_idx(&idx).unwrap();
+    let out = gpu.alloc::<f32>(n).unwrap();
+    let count = gpu.alloc::<u32>(1).unwrap();
+    for round in 1..=2u32 {
+        gpu.launch("misc", "table_lookup", LaunchConfig::linear(n, 32), &[didx.arg(), out.arg(), KernelArg::I32(n as i32)]).unwrap();
+        gpu.launch("misc", "read_count", LaunchConfig::linear(1, 1), &[count.arg()]).unwrap();
+        assert_eq!(gpu.download_idx(&count).unwrap(), vec![round * n as u32], "the counter starts at zero and accumulates");
+    }
+    let table = [1.5f32, -2.0, 0.25, 8.0];
+    let want: Vec<f32> = idx.iter().map(|&i| table[(i & 3) as usize]).collect();
+    assert_eq!(gpu.download(&out).unwrap(), want);
+}

@@ -19,7 +19,11 @@
 //!   and/or/xor, inc/dec on global and shared;
 //! - bar.sync/barrier.sync 0, bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate
 //!   output), vote.sync all/any/uni/ballot, activemask, membar/fence (no-ops), bra, ret/exit,
-//!   trap.
+//!   trap;
+//! - module-scope `.global`/`.const` variables (with numeric initialisers), static and `extern`
+//!   `.shared`, kernel `.local` arrays.
+//! Not supported: `call` (so no printf/assert), textures/surfaces, named barriers with thread
+//! counts, `bar.red`, f16/bf16 arithmetic other than fma, directed-rounding f64 fma.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, Rnd, TerFn, Ty, UnFn};
 use super::dispatch::{self, by_mode_ftz_sat, by_width, by_width_sign};
@@ -236,6 +240,9 @@ impl<'a> Decoder<'a> {
             Space::Global
         } else if oc.has("shared") {
             Space::Shared
+        } else if oc.has("const") {
+            // Constant memory is global memory in the simulator (module `.const` variables).
+            Space::Global
         } else if oc.has("local") {
             Space::Local
         } else if oc.has("param") {
@@ -762,8 +769,10 @@ fn layout(vars: &[&VarDecl], start: usize, space: Space, symbols: &mut HashMap<S
     off
 }
 
-pub fn decode_kernel(module: &ModuleAst, k: &KernelAst) -> Result<Kernel> {
-    let mut symbols = HashMap::new();
+/// Decodes kernel `k`; `globals` holds the device addresses of the module's `.global`/`.const`
+/// variables.
+pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String, u64>) -> Result<Kernel> {
+    let mut symbols: HashMap<String, (Space, u64)> = globals.iter().map(|(n, &a)| (n.clone(), (Space::Global, a))).collect();
     let mut vars = Vec::new();
     // Parameters: laid out by their alignment, addressed by offset in the parameter buffer.
     let mut params = Vec::new();
@@ -847,17 +856,17 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst) -> Result<Kernel> {
 /// unsupported kernel does not take the rest of its module down.
 pub type DecodedKernel = std::result::Result<std::sync::Arc<Kernel>, String>;
 
-/// Every kernel of a module, decoded.
-pub fn decode_module(text: &str) -> Result<HashMap<String, DecodedKernel>> {
-    let ast = super::parse::parse_module(text)?;
-    let mut out = HashMap::new();
-    for k in &ast.kernels {
-        let decoded = match decode_kernel(&ast, k) {
-            Ok(kernel) => Ok(std::sync::Arc::new(kernel)),
-            Err(Error::Sim(m)) => Err(m),
-            Err(e) => Err(e.to_string()),
-        };
-        out.insert(k.name.clone(), decoded);
-    }
-    Ok(out)
+/// Every kernel of a parsed module, decoded against the addresses of its global variables.
+pub fn decode_module(ast: &ModuleAst, globals: &HashMap<String, u64>) -> HashMap<String, DecodedKernel> {
+    ast.kernels
+        .iter()
+        .map(|k| {
+            let decoded = match decode_kernel(ast, k, globals) {
+                Ok(kernel) => Ok(std::sync::Arc::new(kernel)),
+                Err(Error::Sim(m)) => Err(m),
+                Err(e) => Err(e.to_string()),
+            };
+            (k.name.clone(), decoded)
+        })
+        .collect()
 }

@@ -90,7 +90,11 @@ impl SimOptions {
     }
 }
 
-type Module = HashMap<String, DecodedKernel>;
+/// A loaded module: its decoded kernels and the allocations of its global variables.
+struct Module {
+    kernels: HashMap<String, DecodedKernel>,
+    globals: Vec<DevPtr>,
+}
 
 pub struct SimDriver {
     options: Mutex<SimOptions>,
@@ -139,11 +143,30 @@ impl SimDriver {
     /// Registers PTX text as module `name` (replacing a module of that name), for kernels that
     /// are not among the embedded `kernels/*.cu`.
     pub fn load_ptx(&self, name: &str, ptx: &str) -> Result<()> {
-        let module = decode::decode_module(ptx).map_err(|e| match e {
+        let ast = parse::parse_module(ptx).map_err(|e| match e {
             Error::Sim(m) => Error::Sim(format!("module {name}: {m}")),
             other => other,
         })?;
-        lock(&self.modules)?.insert(name.to_string(), Arc::new(module));
+        // Module variables (`__device__`, `__constant__`) live in global memory for as long as
+        // the module is loaded, initialised like static storage.
+        let mut addresses = HashMap::new();
+        let mut globals = Vec::new();
+        {
+            let mut memory = lock(&self.memory)?;
+            for var in &ast.globals {
+                let ptr = memory.alloc(var.bytes as usize)?;
+                globals.push(ptr);
+                memory.write(ptr, &var.initial_bytes())?;
+                addresses.insert(var.name.clone(), ptr);
+            }
+        }
+        let kernels = decode::decode_module(&ast, &addresses);
+        let replaced = lock(&self.modules)?.insert(name.to_string(), Arc::new(Module { kernels, globals }));
+        if let Some(old) = replaced {
+            for &ptr in &old.globals {
+                self.free(ptr);
+            }
+        }
         Ok(())
     }
 
@@ -165,10 +188,10 @@ impl SimDriver {
     /// names, or the first kernel's decode error (an unsupported instruction, with its line).
     pub fn validate_module(&self, name: &str) -> Result<Vec<String>> {
         let module = self.module(name)?;
-        let mut names: Vec<String> = module.keys().cloned().collect();
+        let mut names: Vec<String> = module.kernels.keys().cloned().collect();
         names.sort();
         for kernel in &names {
-            if let Some(Err(msg)) = module.get(kernel) {
+            if let Some(Err(msg)) = module.kernels.get(kernel) {
                 return Err(Error::Sim(msg.clone()));
             }
         }
@@ -257,7 +280,7 @@ impl Driver for SimDriver {
     fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
         let started = Instant::now();
         let decoded = self.module(module)?;
-        let k = match decoded.get(kernel) {
+        let k = match decoded.kernels.get(kernel) {
             Some(Ok(k)) => k.clone(),
             Some(Err(msg)) => return Err(Error::Sim(msg.clone())),
             None => return Err(Error::device(format!("module {module} has no kernel named {kernel}"))),

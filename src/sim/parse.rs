@@ -114,14 +114,40 @@ pub enum Statement {
     Instruction(Instruction),
 }
 
-/// `.shared`/`.local` variable: `.shared .align 4 .b8 name[1024];`.
+/// A variable: `.shared .align 4 .b8 name[1024];`, `.global .u32 counter;`,
+/// `.const .align 4 .b8 table[8] = {0, 0, 128, 63, 0, 0, 0, 64};`.
 #[derive(Clone, Debug)]
 pub struct VarDecl {
     pub name: String,
     pub align: u64,
+    /// Bytes per element of the declared type.
+    pub elem_bytes: u64,
     /// Size in bytes; 0 for `extern` arrays (sized at launch).
     pub bytes: u64,
     pub is_extern: bool,
+    /// Initial element values (module-scope `.global`/`.const` only); the rest is zero.
+    pub init: Vec<Imm>,
+}
+
+impl VarDecl {
+    /// The variable's bytes at load time: the initialisers, little-endian, then zeros.
+    pub fn initial_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.bytes as usize];
+        let n = self.elem_bytes as usize;
+        for (i, imm) in self.init.iter().enumerate() {
+            let raw = match (*imm, n) {
+                (Imm::Int(v), _) => v,
+                (Imm::F32Bits(b), 8) => (f32::from_bits(b) as f64).to_bits(),
+                (Imm::F32Bits(b), _) => b as u64,
+                (Imm::F64Bits(b), 4) => (f64::from_bits(b) as f32).to_bits() as u64,
+                (Imm::F64Bits(b), _) => b,
+                (Imm::Float(f), 8) => f.to_bits(),
+                (Imm::Float(f), _) => (f as f32).to_bits() as u64,
+            };
+            out[i * n..(i + 1) * n].copy_from_slice(&raw.to_le_bytes()[..n]);
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -153,6 +179,8 @@ pub struct ModuleAst {
     pub kernels: Vec<KernelAst>,
     /// Module-scope `.shared` variables, visible to every kernel.
     pub shared: Vec<VarDecl>,
+    /// Module-scope `.global` and `.const` variables (`__device__`, `__constant__`).
+    pub globals: Vec<VarDecl>,
 }
 
 struct Parser {
@@ -261,6 +289,16 @@ impl Parser {
 
     /// After `.shared`/`.local`: `[.align N] .type name[N]?` up to and including `;`.
     fn var_decl(&mut self, is_extern: bool) -> Result<VarDecl> {
+        let decl = self.initialised_var_decl(is_extern)?;
+        if !decl.init.is_empty() {
+            return self.err(format!("variable '{}' of this state space cannot be initialised", decl.name));
+        }
+        Ok(decl)
+    }
+
+    /// After `.shared`/`.local`/`.global`/`.const`: `[.align N] .type name[N]? [= init]` up to
+    /// and including `;`.
+    fn initialised_var_decl(&mut self, is_extern: bool) -> Result<VarDecl> {
         let mut align = 1;
         if self.eat_word(".align") {
             align = self.number()?;
@@ -280,11 +318,34 @@ impl Parser {
                 self.expect(']')?;
             }
         }
-        if self.peek() == Some(&Tok::Punct('=')) {
-            return self.err(format!("initialised variable '{name}' is not supported"));
+        let mut init = Vec::new();
+        if self.eat('=') {
+            let braced = self.eat('{');
+            loop {
+                let neg = self.eat('-');
+                let w = self.word()?;
+                let Some(v) = parse_number(&w) else {
+                    return self.err(format!("initialiser '{w}' of '{name}' is not a number (address initialisers are not supported)"));
+                };
+                init.push(match (neg, v) {
+                    (false, v) => v,
+                    (true, Imm::Int(i)) => Imm::Int(i.wrapping_neg()),
+                    (true, Imm::Float(f)) => Imm::Float(-f),
+                    (true, _) => return self.err(format!("bad negative initialiser of '{name}'")),
+                });
+                if !braced || !self.eat(',') {
+                    break;
+                }
+            }
+            if braced {
+                self.expect('}')?;
+            }
+            if init.len() as u64 * elem > bytes {
+                return self.err(format!("'{name}' has more initialisers than elements"));
+            }
         }
         self.expect(';')?;
-        Ok(VarDecl { name, align, bytes, is_extern })
+        Ok(VarDecl { name, align, elem_bytes: elem, bytes, is_extern, init })
     }
 
     fn operand(&mut self) -> Result<Operand> {
@@ -519,6 +580,10 @@ impl Parser {
                 ".shared" => {
                     let decl = self.var_decl(false)?;
                     m.shared.push(decl);
+                }
+                ".global" | ".const" => {
+                    let decl = self.initialised_var_decl(false)?;
+                    m.globals.push(decl);
                 }
                 ".entry" => {
                     let k = self.entry()?;

@@ -113,3 +113,18 @@ extern "C" __global__ void early_exit_then_barrier(const float* x, float* y, int
     __syncthreads();
     y[t] = s[n - 1 - t];
 }
+
+// Module variables: a constant table with initialisers and a zero-initialised device counter
+// that keeps its value between launches.
+__constant__ float kTable[4] = {1.5f, -2.0f, 0.25f, 8.0f};
+__device__ unsigned gCount;
+
+extern "C" __global__ void table_lookup(const int* idx, float* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i] = kTable[idx[i] & 3];
+        atomicAdd(&gCount, 1u);
+    }
+}
+
+extern "C" __global__ void read_count(unsigned* out) { *out = gCount; }

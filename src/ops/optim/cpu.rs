@@ -21,51 +21,25 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         h.validate()?;
         expect_len("sgd_step", "grad", grad.len(), param.len())?;
         if h.momentum != 0.0 {
-            expect_len(
-                "sgd_step",
-                "momentum buffer",
-                momentum_buf.len(),
-                param.len(),
-            )?;
+            expect_len("sgd_step", "momentum buffer", momentum_buf.len(), param.len())?;
         }
-        let (lr, wd, momentum): (E, E, E) = (
-            E::from_f64(h.lr),
-            E::from_f64(h.weight_decay),
-            E::from_f64(h.momentum),
-        );
+        let (lr, wd, momentum): (E, E, E) = (E::from_f64(h.lr), E::from_f64(h.weight_decay), E::from_f64(h.momentum));
         let undamped: E = E::from_f64(1.0 - h.dampening);
         let descend = |p: &mut E, g: E, buf: Option<&mut E>| {
-            let mut d = if h.weight_decay != 0.0 {
-                g + wd * *p
-            } else {
-                g
-            };
+            let mut d = if h.weight_decay != 0.0 { g + wd * *p } else { g };
             if let Some(b) = buf {
-                *b = if first_step {
-                    d
-                } else {
-                    momentum * *b + undamped * d
-                };
+                *b = if first_step { d } else { momentum * *b + undamped * d };
                 d = if h.nesterov { d + momentum * *b } else { *b };
             }
             *p -= lr * d;
         };
         let params = param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK));
         if h.momentum == 0.0 {
-            params.for_each(|(pc, gc)| {
-                pc.iter_mut()
-                    .zip(gc)
-                    .for_each(|(p, &g)| descend(p, g, None))
-            });
+            params.for_each(|(pc, gc)| pc.iter_mut().zip(gc).for_each(|(p, &g)| descend(p, g, None)));
         } else {
-            params
-                .zip(momentum_buf.par_chunks_mut(CHUNK))
-                .for_each(|((pc, gc), bc)| {
-                    pc.iter_mut()
-                        .zip(gc)
-                        .zip(bc)
-                        .for_each(|((p, &g), b)| descend(p, g, Some(b)))
-                });
+            params.zip(momentum_buf.par_chunks_mut(CHUNK)).for_each(|((pc, gc), bc)| {
+                pc.iter_mut().zip(gc).zip(bc).for_each(|((p, &g), b)| descend(p, g, Some(b)))
+            });
         }
         Ok(())
     }
@@ -87,26 +61,13 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         let t = i32::try_from(step).unwrap_or(i32::MAX);
         let step_size: E = E::from_f64(h.lr / (1.0 - h.beta1.powi(t)));
         let bias_correction2_sqrt: E = E::from_f64((1.0 - h.beta2.powi(t)).sqrt());
-        let (b1, b2, eps, wd): (E, E, E, E) = (
-            E::from_f64(h.beta1),
-            E::from_f64(h.beta2),
-            E::from_f64(h.eps),
-            E::from_f64(h.weight_decay),
-        );
-        let (one_minus_b1, one_minus_b2): (E, E) =
-            (E::from_f64(1.0 - h.beta1), E::from_f64(1.0 - h.beta2));
+        let (b1, b2, eps, wd): (E, E, E, E) = (E::from_f64(h.beta1), E::from_f64(h.beta2), E::from_f64(h.eps), E::from_f64(h.weight_decay));
+        let (one_minus_b1, one_minus_b2): (E, E) = (E::from_f64(1.0 - h.beta1), E::from_f64(1.0 - h.beta2));
         let decay_factor: E = E::from_f64(1.0 - h.lr * h.weight_decay);
-        param
-            .par_chunks_mut(CHUNK)
-            .zip(grad.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-            .for_each(|((pc, gc), (mc, vc))| {
+        param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
+            |((pc, gc), (mc, vc))| {
                 for (((p, &g), m), v) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
-                    let g = if h.weight_decay != 0.0 && !h.decoupled {
-                        g + wd * *p
-                    } else {
-                        g
-                    };
+                    let g = if h.weight_decay != 0.0 && !h.decoupled { g + wd * *p } else { g };
                     if h.decoupled {
                         *p *= decay_factor;
                     }
@@ -115,7 +76,8 @@ impl<E: Element> OptimOps<E> for CpuBackend {
                     let denom = v.sqrt() / bias_correction2_sqrt + eps;
                     *p -= step_size * *m / denom;
                 }
-            });
+            },
+        );
         Ok(())
     }
 }
@@ -123,30 +85,17 @@ impl<E: Element> OptimOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu::testutil::{assert_close, buf, error_text, narrow, random, widen};
+    use crate::cpu::testutil::{assert_close, buf, error_text, random};
 
     const START: [f64; 2] = [1.0, -2.0];
     const GRADS: [[f64; 2]; 3] = [[0.5, 1.0], [-1.0, 0.25], [2.0, -0.5]];
 
     fn sgd(lr: f64, momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64) -> SgdParams {
-        SgdParams {
-            lr,
-            momentum,
-            dampening,
-            nesterov,
-            weight_decay,
-        }
+        SgdParams { lr, momentum, dampening, nesterov, weight_decay }
     }
 
     fn adam(weight_decay: f64, decoupled: bool) -> AdamParams {
-        AdamParams {
-            lr: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay,
-            decoupled,
-        }
+        AdamParams { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay, decoupled }
     }
 
     fn run_sgd(h: &SgdParams) -> Vec<Vec<f64>> {
@@ -154,8 +103,7 @@ mod tests {
         let (mut p, mut buf_m) = (buf(&cpu, &START), buf(&cpu, &[0.0; 2]));
         (0..3)
             .map(|t| {
-                cpu.sgd_step(&mut p, &buf(&cpu, &GRADS[t]), &mut buf_m, h, t == 0)
-                    .unwrap();
+                cpu.sgd_step(&mut p, &buf(&cpu, &GRADS[t]), &mut buf_m, h, t == 0).unwrap();
                 p.to_vec()
             })
             .collect()
@@ -163,22 +111,10 @@ mod tests {
 
     fn run_adam(h: &AdamParams) -> Vec<Vec<f64>> {
         let cpu = CpuBackend::new();
-        let (mut p, mut m, mut v) = (
-            buf(&cpu, &START),
-            buf(&cpu, &[0.0; 2]),
-            buf(&cpu, &[0.0; 2]),
-        );
+        let (mut p, mut m, mut v) = (buf(&cpu, &START), buf(&cpu, &[0.0; 2]), buf(&cpu, &[0.0; 2]));
         (0..3)
             .map(|t| {
-                cpu.adam_step(
-                    &mut p,
-                    &buf(&cpu, &GRADS[t]),
-                    &mut m,
-                    &mut v,
-                    h,
-                    t as u64 + 1,
-                )
-                .unwrap();
+                cpu.adam_step(&mut p, &buf(&cpu, &GRADS[t]), &mut m, &mut v, h, t as u64 + 1).unwrap();
                 p.to_vec()
             })
             .collect()
@@ -195,11 +131,7 @@ mod tests {
     #[test]
     fn sgd_sequences_match_torch() {
         // Plain: p -= 0.1 * g.
-        assert_trajectory(
-            "plain",
-            run_sgd(&sgd(0.1, 0.0, 0.0, false, 0.0)),
-            [[0.95, -2.1], [1.05, -2.125], [0.85, -2.075]],
-        );
+        assert_trajectory("plain", run_sgd(&sgd(0.1, 0.0, 0.0, false, 0.0)), [[0.95, -2.1], [1.05, -2.125], [0.85, -2.075]]);
         // Momentum 0.9: buf = g on step 1, then 0.9 buf + g (buf: 0.5, -0.55, 1.505 for p[0]).
         assert_trajectory(
             "momentum",
@@ -222,20 +154,12 @@ mod tests {
         assert_trajectory(
             "momentum + weight decay",
             run_sgd(&sgd(0.1, 0.9, 0.0, false, 0.01)),
-            [
-                [0.949, -2.098],
-                [1.002151, -2.209102],
-                [0.848984749, -2.256884698],
-            ],
+            [[0.949, -2.098], [1.002151, -2.209102], [0.848984749, -2.256884698]],
         );
         assert_trajectory(
             "weight decay",
             run_sgd(&sgd(0.1, 0.0, 0.0, false, 0.01)),
-            [
-                [0.949, -2.098],
-                [1.048051, -2.120902],
-                [0.847002949, -2.068781098],
-            ],
+            [[0.949, -2.098], [1.048051, -2.120902], [0.847002949, -2.068781098]],
         );
     }
 
@@ -280,80 +204,45 @@ mod tests {
         let cpu = CpuBackend::new();
         let len = CHUNK + 5;
         let (p0, grads) = (random(len, 1), [random(len, 2), random(len, 3)]);
-        let buf32 = |v: &[f64]| cpu.wrap(narrow(v));
+        let narrow = |v: &[f64]| cpu.wrap(v.iter().map(|&v| v as f32).collect::<Vec<_>>());
+        let widen32 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
         let h = sgd(0.05, 0.9, 0.1, false, 1e-4);
-        let (mut p32, mut b32, mut p64, mut b64) =
-            (buf32(&p0), buf32(&p0), buf(&cpu, &p0), buf(&cpu, &p0));
+        let (mut p32, mut b32, mut p64, mut b64) = (narrow(&p0), narrow(&p0), buf(&cpu, &p0), buf(&cpu, &p0));
         for (t, g) in grads.iter().enumerate() {
-            cpu.sgd_step(&mut p32, &buf32(g), &mut b32, &h, t == 0)
-                .unwrap();
-            cpu.sgd_step(&mut p64, &buf(&cpu, g), &mut b64, &h, t == 0)
-                .unwrap();
+            cpu.sgd_step(&mut p32, &narrow(g), &mut b32, &h, t == 0).unwrap();
+            cpu.sgd_step(&mut p64, &buf(&cpu, g), &mut b64, &h, t == 0).unwrap();
         }
-        assert_close("sgd", &widen(&p32), &p64, 1e-6);
+        assert_close("sgd", &widen32(&p32), &p64, 1e-6);
         let h = adam(0.01, true);
-        let (mut p32, mut m32, mut v32) =
-            (buf32(&p0), buf32(&vec![0.0; len]), buf32(&vec![0.0; len]));
-        let (mut p64, mut m64, mut v64) = (
-            buf(&cpu, &p0),
-            buf(&cpu, &vec![0.0; len]),
-            buf(&cpu, &vec![0.0; len]),
-        );
+        let (mut p32, mut m32, mut v32) = (narrow(&p0), narrow(&vec![0.0; len]), narrow(&vec![0.0; len]));
+        let (mut p64, mut m64, mut v64) = (buf(&cpu, &p0), buf(&cpu, &vec![0.0; len]), buf(&cpu, &vec![0.0; len]));
         for (t, g) in grads.iter().enumerate() {
-            cpu.adam_step(&mut p32, &buf32(g), &mut m32, &mut v32, &h, t as u64 + 1)
-                .unwrap();
-            cpu.adam_step(
-                &mut p64,
-                &buf(&cpu, g),
-                &mut m64,
-                &mut v64,
-                &h,
-                t as u64 + 1,
-            )
-            .unwrap();
+            cpu.adam_step(&mut p32, &narrow(g), &mut m32, &mut v32, &h, t as u64 + 1).unwrap();
+            cpu.adam_step(&mut p64, &buf(&cpu, g), &mut m64, &mut v64, &h, t as u64 + 1).unwrap();
         }
-        assert_close("adam", &widen(&p32), &p64, 1e-6);
+        assert_close("adam", &widen32(&p32), &p64, 1e-6);
     }
 
     #[test]
     fn impossible_settings_and_lengths_are_errors() {
         let cpu = CpuBackend::new();
-        let (mut p, g, mut b) = (
-            buf(&cpu, &[1.0; 3]),
-            buf(&cpu, &[1.0; 3]),
-            buf(&cpu, &[0.0; 2]),
-        );
-        let err =
-            error_text(cpu.sgd_step(&mut p, &g, &mut b, &sgd(0.1, 0.0, 0.0, true, 0.0), true));
+        let (mut p, g, mut b) = (buf(&cpu, &[1.0; 3]), buf(&cpu, &[1.0; 3]), buf(&cpu, &[0.0; 2]));
+        let err = error_text(cpu.sgd_step(&mut p, &g, &mut b, &sgd(0.1, 0.0, 0.0, true, 0.0), true));
         assert_eq!(
             err,
             "invalid configuration: Nesterov SGD needs momentum > 0 and dampening 0, got momentum 0 and dampening 0"
         );
-        let err =
-            error_text(cpu.sgd_step(&mut p, &g, &mut b, &sgd(0.1, 0.9, 0.0, false, 0.0), true));
-        assert_eq!(
-            err,
-            "shape error: sgd_step: momentum buffer has 2 elements but 3 are needed"
-        );
+        let err = error_text(cpu.sgd_step(&mut p, &g, &mut b, &sgd(0.1, 0.9, 0.0, false, 0.0), true));
+        assert_eq!(err, "shape error: sgd_step: momentum buffer has 2 elements but 3 are needed");
         // Without momentum the buffer is not used, so its length does not matter.
-        cpu.sgd_step(&mut p, &g, &mut b, &sgd(0.5, 0.0, 0.0, false, 0.0), true)
-            .unwrap();
+        cpu.sgd_step(&mut p, &g, &mut b, &sgd(0.5, 0.0, 0.0, false, 0.0), true).unwrap();
         assert_eq!(p.to_vec(), vec![0.5; 3]);
         let mut m = buf(&cpu, &[0.0; 3]);
         let mut v = buf(&cpu, &[0.0; 3]);
         let err = error_text(cpu.adam_step(&mut p, &g, &mut m, &mut v, &adam(0.0, false), 0));
-        assert_eq!(
-            err,
-            "invalid configuration: Adam steps count from 1, got step 0"
-        );
-        let bad_beta = AdamParams {
-            beta2: 1.0,
-            ..adam(0.0, false)
-        };
+        assert_eq!(err, "invalid configuration: Adam steps count from 1, got step 0");
+        let bad_beta = AdamParams { beta2: 1.0, ..adam(0.0, false) };
         let err = error_text(cpu.adam_step(&mut p, &g, &mut m, &mut v, &bad_beta, 1));
-        assert_eq!(
-            err,
-            "invalid configuration: Adam beta2 must be in [0, 1), got 1"
-        );
+        assert_eq!(err, "invalid configuration: Adam beta2 must be in [0, 1), got 1");
     }
 }
