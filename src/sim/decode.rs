@@ -19,10 +19,11 @@
 //!   and/or/xor, inc/dec on global and shared;
 //! - bar.sync/barrier.sync 0, bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate
 //!   output), vote.sync all/any/uni/ballot, activemask, membar/fence (no-ops), bra, ret/exit,
-//!   trap;
+//!   trap, `call` to the device runtime's `__assertfail` (assert) and `vprintf` (printf);
 //! - module-scope `.global`/`.const` variables (with numeric initialisers), static and `extern`
-//!   `.shared`, kernel `.local` arrays.
-//! Not supported: `call` (so no printf/assert), textures/surfaces, named barriers with thread
+//!   `.shared`, kernel `.local` arrays, call-argument `.param`s.
+//!
+//! Not supported: calls to other functions, textures/surfaces, named barriers with thread
 //! counts, `bar.red`, f16/bf16 arithmetic other than fma, directed-rounding f64 fma.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, Rnd, TerFn, Ty, UnFn};
@@ -252,6 +253,43 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// The state space of an ld/st: the opcode's, refined by the symbol it addresses (generic
+    /// accesses to a named variable, and `.param` accesses to call arguments, which live in the
+    /// thread's local memory).
+    fn access_space(&self, oc: &Opcode, sym_space: Option<Space>) -> Space {
+        match (self.space_of(oc), sym_space) {
+            (Space::Generic, Some(s)) => s,
+            (Space::Param, Some(Space::Local)) => Space::Local,
+            (s, _) => s,
+        }
+    }
+
+    /// `call [(ret),] target, (args)`: only the device runtime's assert and printf hooks.
+    fn call(&self, i: &Instruction) -> Result<Op> {
+        let local = |o: &Operand| -> Result<u32> {
+            match o {
+                Operand::Sym(name) => match self.symbols.get(name) {
+                    Some(&(Space::Local, off)) => Ok(off as u32),
+                    _ => self.err(format!("call argument {name} is not a declared .param")),
+                },
+                other => self.err(format!("unexpected call argument {}", operand_text(other))),
+            }
+        };
+        let (ret, rest) = match i.operands.first() {
+            Some(Operand::Vector(r)) => (r.first(), &i.operands[1..]),
+            _ => (None, &i.operands[..]),
+        };
+        let (Some(Operand::Sym(target)), Some(Operand::Vector(args))) = (rest.first(), rest.get(1)) else {
+            return self.err("malformed call");
+        };
+        let arg = |k: usize| args.get(k).map(&local).unwrap_or_else(|| self.err(format!("{target} needs more arguments")));
+        match target.as_str() {
+            "__assertfail" => Ok(Op::AssertFail { args: [arg(0)?, arg(1)?, arg(2)?, arg(3)?] }),
+            "vprintf" => Ok(Op::Printf { format: arg(0)?, args: arg(1)?, ret: ret.map(&local).transpose()? }),
+            other => self.err(format!("calls are not supported (only assert and printf): `call {other}`")),
+        }
+    }
+
     fn vec_width(&self, oc: &Opcode) -> u8 {
         if oc.has("v4") {
             4
@@ -471,6 +509,7 @@ impl<'a> Decoder<'a> {
                 Op::Setp { f, comb: None, p: self.dst(&o[0])?, q: None, a, b: Src::Imm(0) }
             }
             "trap" => Op::Trap,
+            "call" => self.call(i)?,
             "selp" => {
                 self.ops(i, 4)?;
                 Op::Ter { f: alu::selp, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, b: self.src(&o[2], ty)?, c: self.src(&o[3], None)? }
@@ -503,10 +542,7 @@ impl<'a> Decoder<'a> {
                 self.ops(i, 2)?;
                 let n = self.vec_width(&oc);
                 let (addr, sym_space) = self.addr(&o[1])?;
-                let mut space = self.space_of(&oc);
-                if space == Space::Generic {
-                    space = sym_space.unwrap_or(Space::Generic);
-                }
+                let space = self.access_space(&oc, sym_space);
                 let size = (ty.ok_or_else(unsupported)?.bits() / 8) as u8;
                 let mut d = [0u32; 4];
                 match &o[0] {
@@ -524,10 +560,7 @@ impl<'a> Decoder<'a> {
                 self.ops(i, 2)?;
                 let n = self.vec_width(&oc);
                 let (addr, sym_space) = self.addr(&o[0])?;
-                let mut space = self.space_of(&oc);
-                if space == Space::Generic {
-                    space = sym_space.unwrap_or(Space::Generic);
-                }
+                let space = self.access_space(&oc, sym_space);
                 let size = (ty.ok_or_else(unsupported)?.bits() / 8) as u8;
                 let mut v = [Src::Imm(0); 4];
                 match &o[1] {
@@ -790,7 +823,19 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String
         symbols.insert(v.name.clone(), (Space::Shared, dyn_shared_offset as u64));
         vars.push((v.name.clone(), Space::Shared, dyn_shared_offset, 0));
     }
-    let locals: Vec<&VarDecl> = k.local.iter().collect();
+    // Call arguments live in each thread's local memory after its local arrays; a name declared
+    // by several call sequences gets one slot big enough for all of them.
+    let mut call_params: Vec<VarDecl> = Vec::new();
+    for p in &k.call_params {
+        match call_params.iter_mut().find(|q| q.name == p.name) {
+            Some(q) => {
+                q.bytes = q.bytes.max(p.bytes);
+                q.align = q.align.max(p.align);
+            }
+            None => call_params.push(p.clone()),
+        }
+    }
+    let locals: Vec<&VarDecl> = k.local.iter().chain(&call_params).collect();
     let local_bytes = layout(&locals, 0, Space::Local, &mut symbols, &mut vars);
 
     let mut regs = HashMap::new();

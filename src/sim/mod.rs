@@ -16,6 +16,7 @@ mod dispatch;
 mod exec;
 mod memory;
 mod parse;
+mod printf;
 mod program;
 pub mod roofline;
 mod sanitizer;
@@ -42,6 +43,8 @@ const MAX_GRID_DIM: [u32; 3] = [i32::MAX as u32, 65535, 65535];
 const MAX_SHARED_PER_BLOCK: usize = 48 * 1024;
 /// Launch statistics kept for `take_launch_stats` (oldest dropped first).
 const MAX_KEPT_STATS: usize = 10_000;
+/// Bytes of printf output kept for `take_printf_output` (later output is only echoed).
+const MAX_KEPT_PRINTF: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockOrder {
@@ -61,11 +64,20 @@ pub struct SimOptions {
     pub threads: usize,
     /// Simulated device memory in bytes.
     pub capacity_bytes: usize,
+    /// Device `printf` output also goes to stdout after each launch (it is always kept for
+    /// `take_printf_output`).
+    pub echo_printf: bool,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { sanitize: true, block_order: BlockOrder::Shuffled(0x5eed), threads: 0, capacity_bytes: 16 << 30 }
+        SimOptions {
+            sanitize: true,
+            block_order: BlockOrder::Shuffled(0x5eed),
+            threads: 0,
+            capacity_bytes: 16 << 30,
+            echo_printf: true,
+        }
     }
 }
 
@@ -101,6 +113,7 @@ pub struct SimDriver {
     memory: Mutex<GlobalMemory>,
     modules: Mutex<HashMap<String, Arc<Module>>>,
     stats: Mutex<VecDeque<LaunchStats>>,
+    printf_output: Mutex<String>,
     events: Mutex<Vec<Instant>>,
     launches: AtomicU64,
 }
@@ -135,6 +148,7 @@ impl SimDriver {
             options: Mutex::new(options),
             modules: Mutex::new(HashMap::new()),
             stats: Mutex::new(VecDeque::new()),
+            printf_output: Mutex::new(String::new()),
             events: Mutex::new(Vec::new()),
             launches: AtomicU64::new(0),
         }
@@ -177,6 +191,11 @@ impl SimDriver {
     pub fn set_block_order(&self, order: BlockOrder) -> Result<()> {
         lock(&self.options)?.block_order = order;
         Ok(())
+    }
+
+    /// Device `printf` output since the last call.
+    pub fn take_printf_output(&self) -> String {
+        self.printf_output.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default()
     }
 
     /// Counters of the launches since the last call, oldest first.
@@ -323,8 +342,20 @@ impl Driver for SimDriver {
             crate::rng::Rng::new(seed ^ launch_no.wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
         }
         let workers = if options.threads == 0 { rayon::current_num_threads() } else { options.threads }.max(1);
-        let mut stats = run_blocks(&lp, &order, workers)?;
+        let (result, printed) = run_blocks(&lp, &order, workers);
         drop(memory);
+        // Output printed before a fault is kept: it is what one debugs the fault with.
+        if !printed.is_empty() {
+            if options.echo_printf {
+                // Device printf is best effort, as on a GPU: a closed stdout loses it.
+                let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), printed.as_bytes());
+            }
+            let mut kept = lock(&self.printf_output)?;
+            if kept.len() < MAX_KEPT_PRINTF {
+                kept.push_str(&printed);
+            }
+        }
+        let mut stats = result?;
 
         stats.kernel = format!("{module}::{kernel}");
         stats.grid = cfg.grid;
@@ -362,37 +393,38 @@ impl Driver for SimDriver {
 }
 
 /// Runs the blocks in `order` on up to `workers` host threads; each thread takes contiguous
-/// chunks of the order. The first fault stops the others.
-fn run_blocks(lp: &exec::Launch, order: &[u32], workers: usize) -> Result<LaunchStats> {
-    if workers <= 1 || order.len() <= 1 {
+/// chunks of the order. The first fault stops the others. Returns the summed counters (or the
+/// fault) and the printf output in block order, also when a block faulted.
+fn run_blocks(lp: &exec::Launch, order: &[u32], workers: usize) -> (Result<LaunchStats>, String) {
+    let run_chunk = |blocks: &[u32], abort: &AtomicBool| {
         let mut w = exec::Worker::new(lp);
-        for &b in order {
-            w.run_block(b)?;
+        for &b in blocks {
+            if abort.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Err(e) = w.run_block(b) {
+                abort.store(true, Ordering::Relaxed);
+                return (Err(e), w.printf_output);
+            }
         }
-        return Ok(w.stats);
-    }
+        (Ok(w.stats), w.printf_output)
+    };
     let abort = AtomicBool::new(false);
+    if workers <= 1 || order.len() <= 1 {
+        return run_chunk(order, &abort);
+    }
     // A few chunks per thread balance uneven blocks without much per-chunk setup.
     let chunk = order.len().div_ceil(workers * 4).max(1);
-    let results: Vec<Result<LaunchStats>> = order
-        .par_chunks(chunk)
-        .map(|blocks| {
-            let mut w = exec::Worker::new(lp);
-            for &b in blocks {
-                if abort.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Err(e) = w.run_block(b) {
-                    abort.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
-            }
-            Ok(w.stats)
-        })
-        .collect();
-    let mut total = LaunchStats::default();
-    for r in results {
-        total.merge(&r?);
+    let results: Vec<(Result<LaunchStats>, String)> = order.par_chunks(chunk).map(|blocks| run_chunk(blocks, &abort)).collect();
+    let mut total = Ok(LaunchStats::default());
+    let mut printed = String::new();
+    for (r, text) in results {
+        printed.push_str(&text);
+        match (r, &mut total) {
+            (Ok(stats), Ok(t)) => t.merge(&stats),
+            (Err(e), Ok(_)) => total = Err(e),
+            _ => {}
+        }
     }
-    Ok(total)
+    (total, printed)
 }

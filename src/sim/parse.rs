@@ -171,6 +171,9 @@ pub struct KernelAst {
     pub regs: Vec<RegDecl>,
     pub shared: Vec<VarDecl>,
     pub local: Vec<VarDecl>,
+    /// `.param` variables declared in the body for calls (`param0`, `retval0`); the same name
+    /// may be declared by several call sequences.
+    pub call_params: Vec<VarDecl>,
     pub body: Vec<Statement>,
 }
 
@@ -391,6 +394,20 @@ impl Parser {
                 }
                 Ok(Operand::Vector(items))
             }
+            Tok::Punct('(') => {
+                // `call` argument and return lists.
+                let mut items = Vec::new();
+                if !self.eat(')') {
+                    loop {
+                        items.push(self.primary()?);
+                        if self.eat(')') {
+                            break;
+                        }
+                        self.expect(',')?;
+                    }
+                }
+                Ok(Operand::Vector(items))
+            }
             Tok::Punct('!') => Ok(Operand::Not(Box::new(self.primary()?))),
             Tok::Punct('-') => {
                 let w = self.word()?;
@@ -479,7 +496,7 @@ impl Parser {
             }
         }
         self.expect('{')?;
-        let mut k = KernelAst { name, params, regs: Vec::new(), shared: Vec::new(), local: Vec::new(), body: Vec::new() };
+        let mut k = KernelAst { name, params, regs: Vec::new(), shared: Vec::new(), local: Vec::new(), call_params: Vec::new(), body: Vec::new() };
         let mut depth = 1;
         while depth > 0 {
             match self.peek().cloned() {
@@ -517,6 +534,11 @@ impl Parser {
                     self.pos += 1;
                     let decl = self.var_decl(false)?;
                     k.local.push(decl);
+                }
+                Some(Tok::Word(w)) if w == ".param" => {
+                    self.pos += 1;
+                    let decl = self.var_decl(false)?;
+                    k.call_params.push(decl);
                 }
                 Some(Tok::Word(w)) if w == ".loc" || w == ".file" => self.skip_line(),
                 Some(Tok::Word(w)) if w == ".pragma" => self.skip_past(';')?,

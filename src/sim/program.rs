@@ -94,8 +94,13 @@ pub enum Op {
     Vote { mode: VoteMode, d: u32, a: Src, neg: bool, mask: Src },
     Bra { target: u32 },
     Exit,
-    /// `trap` (a failed device-side `assert`): aborts the launch with an error.
+    /// `trap`: aborts the launch with an error.
     Trap,
+    /// `call __assertfail`: local offsets of the message, file, line and function arguments.
+    AssertFail { args: [u32; 4] },
+    /// `call vprintf`: local offsets of the format and argument-buffer pointers, and of the
+    /// return value if the call has one.
+    Printf { format: u32, args: u32, ret: Option<u32> },
     Nop,
 }
 

@@ -11,7 +11,7 @@ use crate::sim::sanitizer::{fault, Stamp};
 
 /// Little-endian load of `size` (1, 2, 4 or 8) bytes from a byte buffer (shared, local, params).
 #[inline(always)]
-fn sh_load(buf: &[u8], off: usize, size: u8) -> u64 {
+pub(super) fn sh_load(buf: &[u8], off: usize, size: u8) -> u64 {
     fn get<const N: usize>(buf: &[u8], off: usize) -> [u8; N] {
         let mut b = [0u8; N];
         b.copy_from_slice(&buf[off..off + N]);
@@ -25,7 +25,7 @@ fn sh_load(buf: &[u8], off: usize, size: u8) -> u64 {
     }
 }
 #[inline(always)]
-fn sh_store(buf: &mut [u8], off: usize, size: u8, v: u64) {
+pub(super) fn sh_store(buf: &mut [u8], off: usize, size: u8, v: u64) {
     match size {
         1 => buf[off] = v as u8,
         2 => buf[off..off + 2].copy_from_slice(&(v as u16).to_le_bytes()),

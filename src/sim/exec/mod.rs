@@ -7,6 +7,7 @@
 //! reconverge where their paths meet. `bar.sync` parks lanes until every non-exited thread of the
 //! block waits at the same barrier.
 
+mod device_calls;
 mod memory_ops;
 
 use super::counters::LaunchStats;
@@ -232,6 +233,8 @@ pub struct Worker<'a> {
     block_gen: u32,
     geo: Geometry,
     pub stats: LaunchStats,
+    /// Device `printf` output of the blocks this worker ran, in execution order.
+    pub printf_output: String,
     /// `stats.warp_insts` when the current block started (for the runaway-loop watchdog).
     block_start_insts: u64,
     scratch_addrs: Vec<u64>,
@@ -268,6 +271,7 @@ impl<'a> Worker<'a> {
             block_start_insts: 0,
             geo: Geometry { ntid: lp.block, nctaid: lp.grid, ctaid: [0; 3], nwarps },
             stats: LaunchStats::default(),
+            printf_output: String::new(),
             scratch_addrs: Vec::with_capacity(128),
             scratch_shared: Vec::with_capacity(128),
         }
@@ -471,6 +475,12 @@ impl<'a> Worker<'a> {
                     continue;
                 }
                 Op::Nop => {}
+                Op::AssertFail { args } => {
+                    if mask != 0 {
+                        return Err(self.assert_fail(wi, pc, mask, args));
+                    }
+                }
+                Op::Printf { format, args, ret } => self.printf(wi, mask, format, args, ret),
                 Op::Trap => {
                     if mask != 0 {
                         let l = mask.trailing_zeros() as usize;
