@@ -1,55 +1,95 @@
-// BatchNorm2d over x [N, C, HW]: one block per channel. Statistics are two-pass in fp32 (a shifted
-// mean, then the mean of squared deviations) so the variance does not cancel catastrophically when
-// |mean| >> std, as E[x^2] - E[x]^2 would.
+// BatchNorm2d over x [N, C, HW]. Each channel's N*HW values are cut into `splits` chunks of
+// `chunk` values (the last may be shorter, never empty), one block per (channel, chunk), so even
+// a few channels over large images fill the GPU; blockIdx.x = ch * splits + s. Per-channel
+// results are combined by a second kernel, and a pointwise kernel applies them.
+//
+// Statistics are two-pass in fp32 within a chunk (a shifted mean, then the sum of squared
+// deviations M2) and chunks are merged with Chan et al.'s pairwise rule, so the variance does not
+// cancel catastrophically when |mean| >> std, as E[x^2] - E[x]^2 would.
 #include "common.cuh"
 
-// Element i (0 <= i < n*hw) of channel ch, walking the channel's N planes of hw values.
+// Flat index of the i-th value (0 <= i < n*hw) of channel ch.
 __device__ __forceinline__ int bn_index(int i, int ch, int c, int hw) {
     const int img = i / hw;
     return (img * c + ch) * hw + (i - img * hw);
 }
 
-// Training forward: batch mean and biased variance of channel blockIdx.x, y = (x - mean) *
-// invstd * gamma + beta, the saved statistics, and PyTorch's running-statistics update with the
-// unbiased variance (the host guarantees n*hw > 1).
-extern "C" __global__ void bn_forward_train(const float* __restrict__ x, const float* __restrict__ gamma,
-                                            const float* __restrict__ beta, float* __restrict__ y,
-                                            float* __restrict__ save_mean, float* __restrict__ save_invstd,
-                                            float* __restrict__ running_mean, float* __restrict__ running_var,
-                                            int n, int c, int hw, float eps, float momentum) {
-    __shared__ float scratch[33];
-    const int ch = blockIdx.x;
-    const int count = n * hw;
+// Values in chunk s of a channel of `count` values.
+__device__ __forceinline__ int chunk_len(int s, int chunk, int count) {
+    return min(chunk, count - s * chunk);
+}
 
-    // Summing x - shift (any value of the channel) keeps the partial sums small when |mean| is
-    // large, so the mean keeps its low bits.
-    const float shift = x[bn_index(0, ch, c, hw)];
+// Per (channel, chunk): the chunk's mean and M2 (sum of squared deviations from that mean).
+extern "C" __global__ void bn_partial_stats(const float* __restrict__ x, float* __restrict__ part_mean,
+                                            float* __restrict__ part_m2, int n, int c, int hw, int chunk,
+                                            int splits) {
+    __shared__ float scratch[33];
+    const int ch = blockIdx.x / splits;
+    const int s = blockIdx.x - ch * splits;
+    const int begin = s * chunk;
+    const int end = begin + chunk_len(s, chunk, n * hw);
+
+    // Summing x - shift (a value of the chunk) keeps the partial sums small when |mean| is large,
+    // so the mean keeps its low bits.
+    const float shift = x[bn_index(begin, ch, c, hw)];
     float sum = 0.0f;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) sum += x[bn_index(i, ch, c, hw)] - shift;
-    const float mean = shift + ferro_block_sum(sum, scratch) / (float)count;
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) sum += x[bn_index(i, ch, c, hw)] - shift;
+    const float mean = shift + ferro_block_sum(sum, scratch) / (float)(end - begin);
 
     float sq = 0.0f;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
         const float d = x[bn_index(i, ch, c, hw)] - mean;
         sq += d * d;
     }
-    const float var = ferro_block_sum(sq, scratch) / (float)count;
-    const float invstd = 1.0f / sqrtf(var + eps);
+    const float m2 = ferro_block_sum(sq, scratch);
+    if (threadIdx.x == 0) {
+        part_mean[blockIdx.x] = mean;
+        part_m2[blockIdx.x] = m2;
+    }
+}
+
+// One block per channel merges its chunks: mean = mean_0 + sum n_s (mean_s - mean_0) / count
+// (shifted by the first chunk's mean for the same reason as above), M2 = sum M2_s +
+// n_s (mean_s - mean)^2. Writes the saved statistics (mean, 1/sqrt(biased var + eps)) and
+// PyTorch's running-statistics update with the unbiased variance (the host guarantees count > 1).
+extern "C" __global__ void bn_finalize_stats(const float* __restrict__ part_mean, const float* __restrict__ part_m2,
+                                             float* __restrict__ save_mean, float* __restrict__ save_invstd,
+                                             float* __restrict__ running_mean, float* __restrict__ running_var,
+                                             int count, int chunk, int splits, float eps, float momentum) {
+    __shared__ float scratch[33];
+    const int ch = blockIdx.x;
+    const float* means = part_mean + ch * splits;
+    const float* m2s = part_m2 + ch * splits;
+
+    const float shift = means[0];
+    float weighted = 0.0f;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) weighted += chunk_len(s, chunk, count) * (means[s] - shift);
+    const float mean = shift + ferro_block_sum(weighted, scratch) / (float)count;
+
+    float m2 = 0.0f;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        const float d = means[s] - mean;
+        m2 += m2s[s] + chunk_len(s, chunk, count) * d * d;
+    }
+    const float var = ferro_block_sum(m2, scratch) / (float)count;
 
     if (threadIdx.x == 0) {
         save_mean[ch] = mean;
-        save_invstd[ch] = invstd;
+        save_invstd[ch] = 1.0f / sqrtf(var + eps);
         const float unbiased = var * ((float)count / (float)(count - 1));
         running_mean[ch] = (1.0f - momentum) * running_mean[ch] + momentum * mean;
         running_var[ch] = (1.0f - momentum) * running_var[ch] + momentum * unbiased;
     }
+}
 
-    const float scale = gamma[ch] * invstd;
-    const float bias = beta[ch];
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
-        const int idx = bn_index(i, ch, c, hw);
-        y[idx] = (x[idx] - mean) * scale + bias;
-    }
+// Training normalisation, one thread per element: y = (x - mean) * invstd * gamma + beta.
+extern "C" __global__ void bn_apply(const float* __restrict__ x, const float* __restrict__ mean,
+                                    const float* __restrict__ invstd, const float* __restrict__ gamma,
+                                    const float* __restrict__ beta, float* __restrict__ y, int c, int hw, int total) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int ch = (i / hw) % c;
+    y[i] = (x[i] - mean[ch]) * (gamma[ch] * invstd[ch]) + beta[ch];
 }
 
 // Eval forward, one thread per element, with the running statistics.
@@ -64,21 +104,24 @@ extern "C" __global__ void bn_forward_eval(const float* __restrict__ x, const fl
     y[i] = (x[i] - running_mean[ch]) * scale + beta[ch];
 }
 
-// Training backward of channel blockIdx.x with xhat = (x - mean) * invstd, m = n*hw:
-// dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - dbeta/m - xhat * dgamma/m).
-extern "C" __global__ void bn_backward(const float* __restrict__ dy, const float* __restrict__ x,
-                                       const float* __restrict__ gamma, const float* __restrict__ save_mean,
-                                       const float* __restrict__ save_invstd, float* __restrict__ dx,
-                                       float* __restrict__ dgamma, float* __restrict__ dbeta, int n, int c, int hw) {
+// Per (channel, chunk) of the backward: sum dy and sum dy * xhat, xhat = (x - mean) * invstd.
+// Summed over chunks (elementwise::channel_sum) they are dbeta and dgamma.
+extern "C" __global__ void bn_partial_grads(const float* __restrict__ dy, const float* __restrict__ x,
+                                            const float* __restrict__ save_mean,
+                                            const float* __restrict__ save_invstd, float* __restrict__ part_dy,
+                                            float* __restrict__ part_dy_xhat, int n, int c, int hw, int chunk,
+                                            int splits) {
     __shared__ float scratch[33];
-    const int ch = blockIdx.x;
-    const int count = n * hw;
+    const int ch = blockIdx.x / splits;
+    const int s = blockIdx.x - ch * splits;
+    const int begin = s * chunk;
+    const int end = begin + chunk_len(s, chunk, n * hw);
     const float mean = save_mean[ch];
     const float invstd = save_invstd[ch];
 
     float sum_dy = 0.0f;
     float sum_dy_xhat = 0.0f;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
         const int idx = bn_index(i, ch, c, hw);
         const float g = dy[idx];
         sum_dy += g;
@@ -86,18 +129,22 @@ extern "C" __global__ void bn_backward(const float* __restrict__ dy, const float
     }
     sum_dy = ferro_block_sum(sum_dy, scratch);
     sum_dy_xhat = ferro_block_sum(sum_dy_xhat, scratch);
-
     if (threadIdx.x == 0) {
-        dbeta[ch] = sum_dy;
-        dgamma[ch] = sum_dy_xhat;
+        part_dy[blockIdx.x] = sum_dy;
+        part_dy_xhat[blockIdx.x] = sum_dy_xhat;
     }
-    const float inv_count = 1.0f / (float)count;
-    const float mean_dy = sum_dy * inv_count;
-    const float mean_dy_xhat = sum_dy_xhat * inv_count;
-    const float scale = gamma[ch] * invstd;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
-        const int idx = bn_index(i, ch, c, hw);
-        const float xhat = (x[idx] - mean) * invstd;
-        dx[idx] = scale * (dy[idx] - mean_dy - xhat * mean_dy_xhat);
-    }
+}
+
+// dx = gamma * invstd * (dy - dbeta / m - xhat * dgamma / m), one thread per element.
+extern "C" __global__ void bn_backward_apply(const float* __restrict__ dy, const float* __restrict__ x,
+                                             const float* __restrict__ gamma, const float* __restrict__ save_mean,
+                                             const float* __restrict__ save_invstd, const float* __restrict__ dgamma,
+                                             const float* __restrict__ dbeta, float* __restrict__ dx, int c, int hw,
+                                             int total, float inv_count) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int ch = (i / hw) % c;
+    const float invstd = save_invstd[ch];
+    const float xhat = (x[i] - save_mean[ch]) * invstd;
+    dx[i] = gamma[ch] * invstd * (dy[i] - dbeta[ch] * inv_count - xhat * dgamma[ch] * inv_count);
 }

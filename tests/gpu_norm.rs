@@ -9,10 +9,18 @@ use ferronet::device::Device;
 use ferronet::ops::{BatchNormGeom, NormOps};
 
 /// (N, C, HW, offset): odd sizes, one image, one value per image, more values per channel than
-/// a block has threads, and a mean far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32
-/// would lose.
-const CASES: [(usize, usize, usize, f32); 6] =
-    [(1, 3, 35, 0.0), (5, 3, 35, 0.0), (4, 2, 1, 0.0), (2, 4, 300, 0.0), (3, 2, 700, 0.0), (3, 2, 35, 1000.0)];
+/// a block has threads, channels cut into two or three chunks (the last one shorter), and means
+/// far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32 would lose.
+const CASES: [(usize, usize, usize, f32); 8] = [
+    (1, 3, 35, 0.0),
+    (5, 3, 35, 0.0),
+    (4, 2, 1, 0.0),
+    (2, 4, 300, 0.0),
+    (3, 2, 700, 0.0),
+    (3, 2, 35, 1000.0),
+    (1, 1, 12301, 0.0),
+    (3, 2, 3000, 500.0),
+];
 
 /// The fixed cases and random shapes with more than one value per channel.
 fn cases() -> Vec<(usize, usize, usize, f32)> {

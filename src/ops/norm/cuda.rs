@@ -1,15 +1,44 @@
-//! GPU BatchNorm2d: kernels/norm.cu. Training forward and backward run one block per channel
-//! (statistics and gradients reduced in fp32 with warp shuffles and shared memory); eval is one
-//! thread per element.
+//! GPU BatchNorm2d: kernels/norm.cu. Training statistics and gradients are reduced in fp32 with
+//! warp shuffles and shared memory, one block per (channel, chunk of the channel's N*H*W values),
+//! then merged per channel; normalisation and dx are one thread per element, as is eval.
 
 use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::driver::KernelArg;
-use crate::gpu::grid::{int, per_element, wide_reduction};
+use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::{ChannelBroadcast, ElementwiseOps};
 
-/// The (n, c, hw) kernel arguments, after checking the flat indices fit in 32 bits.
+/// Values per block below which cutting a channel into more chunks does not pay.
+const MIN_CHUNK: usize = 4096;
+/// Enough blocks of the per-chunk reductions to fill any current GPU a few times over.
+const TARGET_BLOCKS: usize = 512;
+
+/// How each channel's N*H*W values are cut for the per-chunk reductions: `splits` chunks of
+/// `chunk` values, the last shorter but never empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chunks {
+    chunk: usize,
+    splits: usize,
+}
+
+impl Chunks {
+    /// Few channels over large images get several chunks each, many channels one each.
+    fn of(g: &BatchNormGeom) -> Self {
+        let count = g.count();
+        let wanted = TARGET_BLOCKS.div_ceil(g.c).min(count / MIN_CHUNK).max(1);
+        let chunk = count.div_ceil(wanted);
+        Chunks { chunk, splits: count.div_ceil(chunk) }
+    }
+
+    fn blocks(&self, g: &BatchNormGeom) -> usize {
+        g.c * self.splits
+    }
+}
+
+/// The (n, c, hw) kernel arguments, after checking the flat indices fit in 32 bits (n, c and hw,
+/// and so chunk and splits, are at most that).
 fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
     int(g.len(), "the element count of the batch_norm2d input")?;
     Ok([KernelArg::I32(g.n as i32), KernelArg::I32(g.c as i32), KernelArg::I32(g.hw as i32)])
@@ -44,21 +73,46 @@ impl NormOps<f32> for GpuBackend {
         const OP: &str = "batch_norm2d (training)";
         g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         g.check_trainable(OP)?;
-        let y = self.alloc::<f32>(g.len())?;
+        let geometry = geometry_args(g)?;
+        let chunks = Chunks::of(g);
+        let (chunk, splits) = (KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32));
+
+        let part_mean = self.alloc::<f32>(chunks.blocks(g))?;
+        let part_m2 = self.alloc::<f32>(chunks.blocks(g))?;
+        let mut args = vec![x.arg(), part_mean.arg(), part_m2.arg()];
+        args.extend(geometry);
+        args.extend([chunk, splits]);
+        self.launch("norm", "bn_partial_stats", reduction(chunks.blocks(g), chunks.chunk)?, &args)?;
+
         let saved = BatchNormSaved { mean: self.alloc::<f32>(g.c)?, invstd: self.alloc::<f32>(g.c)? };
-        let mut args = vec![
-            x.arg(),
-            gamma.arg(),
-            beta.arg(),
-            y.arg(),
+        let args = [
+            part_mean.arg(),
+            part_m2.arg(),
             saved.mean.arg(),
             saved.invstd.arg(),
             running_mean.arg(),
             running_var.arg(),
+            KernelArg::I32(g.count() as i32),
+            chunk,
+            splits,
+            KernelArg::F32(g.eps as f32),
+            KernelArg::F32(momentum as f32),
         ];
-        args.extend(geometry_args(g)?);
-        args.extend([KernelArg::F32(g.eps as f32), KernelArg::F32(momentum as f32)]);
-        self.launch("norm", "bn_forward_train", wide_reduction(g.c, g.count())?, &args)?;
+        self.launch("norm", "bn_finalize_stats", reduction(g.c, chunks.splits)?, &args)?;
+
+        let y = self.alloc::<f32>(g.len())?;
+        let args = [
+            x.arg(),
+            saved.mean.arg(),
+            saved.invstd.arg(),
+            gamma.arg(),
+            beta.arg(),
+            y.arg(),
+            geometry[1],
+            geometry[2],
+            KernelArg::I32(g.len() as i32),
+        ];
+        self.launch("norm", "bn_apply", per_element(g.len(), "bn_apply")?, &args)?;
         Ok((y, saved))
     }
 
@@ -73,7 +127,7 @@ impl NormOps<f32> for GpuBackend {
     ) -> Result<GpuBuf<f32>> {
         const OP: &str = "batch_norm2d (eval)";
         g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
-        let total = int(g.len(), "the element count of the batch_norm2d input")?;
+        let [_, c, hw] = geometry_args(g)?;
         let y = self.alloc::<f32>(g.len())?;
         let args = [
             x.arg(),
@@ -82,9 +136,9 @@ impl NormOps<f32> for GpuBackend {
             running_mean.arg(),
             running_var.arg(),
             y.arg(),
-            KernelArg::I32(g.c as i32),
-            KernelArg::I32(g.hw as i32),
-            total,
+            c,
+            hw,
+            KernelArg::I32(g.len() as i32),
             KernelArg::F32(g.eps as f32),
         ];
         self.launch("norm", "bn_forward_eval", per_element(g.len(), "bn_forward_eval")?, &args)?;
@@ -103,21 +157,60 @@ impl NormOps<f32> for GpuBackend {
         let per_channel =
             [("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved invstd", saved.invstd.len())];
         g.check_lengths(OP, &[x.len(), dy.len()], &per_channel)?;
+        let geometry = geometry_args(g)?;
+        let chunks = Chunks::of(g);
+
+        let part_dy = self.alloc::<f32>(chunks.blocks(g))?;
+        let part_dy_xhat = self.alloc::<f32>(chunks.blocks(g))?;
+        let mut args = vec![dy.arg(), x.arg(), saved.mean.arg(), saved.invstd.arg(), part_dy.arg(), part_dy_xhat.arg()];
+        args.extend(geometry);
+        args.extend([KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32)]);
+        self.launch("norm", "bn_partial_grads", reduction(chunks.blocks(g), chunks.chunk)?, &args)?;
+
+        // The partials are [C, splits]: summing each channel's row is add_channel's backward with
+        // one "image" of C planes of `splits` values.
+        let rows = ChannelBroadcast { n: 1, c: g.c, hw: chunks.splits, per_sample: true };
+        let dbeta = self.add_channel_backward(&part_dy, &rows)?;
+        let dgamma = self.add_channel_backward(&part_dy_xhat, &rows)?;
+
         let dx = self.alloc::<f32>(g.len())?;
-        let dgamma = self.alloc::<f32>(g.c)?;
-        let dbeta = self.alloc::<f32>(g.c)?;
-        let mut args = vec![
+        let args = [
             dy.arg(),
             x.arg(),
             gamma.arg(),
             saved.mean.arg(),
             saved.invstd.arg(),
-            dx.arg(),
             dgamma.arg(),
             dbeta.arg(),
+            dx.arg(),
+            geometry[1],
+            geometry[2],
+            KernelArg::I32(g.len() as i32),
+            KernelArg::F32((1.0 / g.count() as f64) as f32),
         ];
-        args.extend(geometry_args(g)?);
-        self.launch("norm", "bn_backward", wide_reduction(g.c, g.count())?, &args)?;
+        self.launch("norm", "bn_backward_apply", per_element(g.len(), "bn_backward_apply")?, &args)?;
         Ok((dx, dgamma, dbeta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_each_channel_with_no_empty_chunk() {
+        for (n, c, hw) in [(1, 3, 35), (64, 3, 224 * 224), (128, 512, 49), (2, 1, 1), (5, 2, 4097), (7, 1, 1171)] {
+            let g = BatchNormGeom::new(n, c, hw, 1e-5).unwrap();
+            let Chunks { chunk, splits } = Chunks::of(&g);
+            assert!(
+                splits * chunk >= g.count() && (splits - 1) * chunk < g.count(),
+                "{n}x{c}x{hw}: {chunk} x {splits}"
+            );
+            assert!(splits == 1 || chunk >= MIN_CHUNK, "{n}x{c}x{hw}: chunk {chunk} below the minimum");
+            assert!(splits == 1 || g.c * splits <= 2 * TARGET_BLOCKS, "{n}x{c}x{hw}: {splits} splits");
+        }
+        let few_large = BatchNormGeom::new(64, 3, 224 * 224, 1e-5).unwrap();
+        assert!(Chunks::of(&few_large).splits > 100, "three channels over 3.2M values each need many blocks");
+        assert_eq!(Chunks::of(&BatchNormGeom::new(128, 512, 49, 1e-5).unwrap()).splits, 1);
     }
 }
