@@ -328,50 +328,35 @@ pub fn rnd_tag(r: Rnd) -> u8 {
     }
 }
 
-/// Turns a round-to-nearest result into a directed one, given the sign of (exact - rounded).
-fn redirect_f32(r: f32, err: f64, mode: u8, inputs_finite: bool) -> f32 {
-    if r.is_infinite() && inputs_finite {
-        // Overflow: directed modes stop at the largest finite value on their side.
-        return match mode {
-            RZ => f32::MAX.copysign(r),
-            RM if r > 0.0 => f32::MAX,
-            RP if r < 0.0 => -f32::MAX,
-            _ => r,
-        };
-    }
-    if !(err != 0.0) || r.is_nan() {
-        return r;
-    }
-    match mode {
-        RZ if r > 0.0 && err < 0.0 => r.next_down(),
-        RZ if r < 0.0 && err > 0.0 => r.next_up(),
-        RZ if r == 0.0 => r,
-        RM if err < 0.0 => r.next_down(),
-        RP if err > 0.0 => r.next_up(),
-        _ => r,
-    }
+/// Turns a round-to-nearest result into a directed one, given the sign of (exact - rounded); one
+/// body for both widths.
+macro_rules! redirect {
+    ($name:ident, $t:ty) => {
+        fn $name(r: $t, err: f64, mode: u8, inputs_finite: bool) -> $t {
+            if r.is_infinite() && inputs_finite {
+                // Overflow: directed modes stop at the largest finite value on their side.
+                return match mode {
+                    RZ => <$t>::MAX.copysign(r),
+                    RM if r > 0.0 => <$t>::MAX,
+                    RP if r < 0.0 => -<$t>::MAX,
+                    _ => r,
+                };
+            }
+            if !(err != 0.0) || r.is_nan() {
+                return r;
+            }
+            match mode {
+                RZ if r > 0.0 && err < 0.0 => r.next_down(),
+                RZ if r < 0.0 && err > 0.0 => r.next_up(),
+                RM if err < 0.0 => r.next_down(),
+                RP if err > 0.0 => r.next_up(),
+                _ => r,
+            }
+        }
+    };
 }
-
-fn redirect_f64(r: f64, err: f64, mode: u8, inputs_finite: bool) -> f64 {
-    if r.is_infinite() && inputs_finite {
-        return match mode {
-            RZ => f64::MAX.copysign(r),
-            RM if r > 0.0 => f64::MAX,
-            RP if r < 0.0 => -f64::MAX,
-            _ => r,
-        };
-    }
-    if !(err != 0.0) || r.is_nan() {
-        return r;
-    }
-    match mode {
-        RZ if r > 0.0 && err < 0.0 => r.next_down(),
-        RZ if r < 0.0 && err > 0.0 => r.next_up(),
-        RM if err < 0.0 => r.next_down(),
-        RP if err > 0.0 => r.next_up(),
-        _ => r,
-    }
-}
+redirect!(redirect_f32, f32);
+redirect!(redirect_f64, f64);
 
 /// Exact a + b as s + e (Knuth's two-sum).
 #[inline]
