@@ -1,18 +1,13 @@
-//! The real Fashion-MNIST files, when installed (`apt-get install dataset-fashion-mnist` puts them
-//! in /usr/share/datasets/fashion-mnist; CI installs them). Without them this test says so and
-//! checks nothing else.
+//! The real Fashion-MNIST files (`apt-get install dataset-fashion-mnist` puts them in
+//! /usr/share/datasets/fashion-mnist; CI installs them). Without them the test fails, naming the
+//! package.
 
 use ferronet::data::{load, DatasetKind, DatasetOptions};
-use std::path::Path;
-
-const DIR: &str = "/usr/share/datasets/fashion-mnist";
+use ferronet_test_support::fashion_mnist_dir;
 
 #[test]
 fn real_fashion_mnist_files() {
-    if !Path::new(DIR).exists() {
-        eprintln!("{DIR} is not installed: real Fashion-MNIST check not run");
-        return;
-    }
+    fashion_mnist_dir();
     let opts = DatasetOptions { val_fraction: 0.0, ..DatasetOptions::new(DatasetKind::FashionMnist) };
     let data = load(&opts).unwrap();
     assert_eq!((data.train.len(), data.test.as_ref().unwrap().len()), (60_000, 10_000));

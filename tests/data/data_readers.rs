@@ -1,17 +1,10 @@
 //! Dataset readers: round trips on small files written here, and one clear error per corruption.
 
 use ferronet::data::{load, load_image_file, DatasetKind, DatasetOptions, ImageSet};
+use ferronet_test_support::scratch_dir;
 use flate2::write::GzEncoder;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-/// A fresh, empty directory for one test.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferronet-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::path::Path;
 
 fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
     let mut bytes = magic.to_be_bytes().to_vec();
@@ -59,7 +52,7 @@ fn load_err(opts: &DatasetOptions) -> String {
 #[test]
 fn idx_round_trip_plain_and_gzipped() {
     for gz in [false, true] {
-        let dir = scratch(if gz { "idx-gz" } else { "idx-plain" });
+        let dir = scratch_dir(if gz { "readers-idx-gz" } else { "readers-idx-plain" });
         let (train, test) = (sample_set(12, 4, 5), sample_set(3, 4, 5));
         write_mnist(&dir, &train, &test, gz);
         let data = load(&mnist_opts(&dir)).unwrap();
@@ -79,7 +72,7 @@ fn idx_round_trip_plain_and_gzipped() {
 
 #[test]
 fn idx_corruptions_are_one_line_errors_naming_the_file() {
-    let dir = scratch("idx-bad");
+    let dir = scratch_dir("readers-idx-bad");
     let (train, test) = (sample_set(6, 3, 3), sample_set(2, 3, 3));
     let images = dir.join("train-images-idx3-ubyte");
     let labels = dir.join("train-labels-idx1-ubyte");
@@ -134,7 +127,7 @@ fn cifar_record(label_bytes: &[u8], seed: u8) -> Vec<u8> {
 
 #[test]
 fn cifar_round_trips_and_corruptions() {
-    let dir = scratch("cifar10").join("cifar-10-batches-bin");
+    let dir = scratch_dir("readers-cifar10").join("cifar-10-batches-bin");
     std::fs::create_dir_all(&dir).unwrap();
     for b in 1..=5u8 {
         let bytes: Vec<u8> = [cifar_record(&[b], b), cifar_record(&[9], b + 10)].concat();
@@ -162,7 +155,7 @@ fn cifar_round_trips_and_corruptions() {
     let err = load_err(&opts);
     assert!(err.contains("data_batch_3.bin") && err.contains("missing"), "{err}");
 
-    let dir = scratch("cifar100");
+    let dir = scratch_dir("readers-cifar100");
     std::fs::write(dir.join("train.bin"), [cifar_record(&[1, 42], 3), cifar_record(&[2, 99], 4)].concat()).unwrap();
     std::fs::write(dir.join("test.bin"), cifar_record(&[0, 7], 5)).unwrap();
     let opts = DatasetOptions { data_dir: Some(dir.clone()), val_fraction: 0.0, ..DatasetOptions::new(DatasetKind::Cifar100) };
@@ -180,7 +173,7 @@ fn rgb_image(w: u32, h: u32, seed: u8) -> image::RgbImage {
 
 #[test]
 fn image_folder_round_trip_and_corruptions() {
-    let dir = scratch("folder");
+    let dir = scratch_dir("readers-folder");
     for (class, seeds) in [("cat", [1u8, 2]), ("dog", [3, 4])] {
         let folder = dir.join("train").join(class);
         std::fs::create_dir_all(&folder).unwrap();
@@ -226,7 +219,7 @@ fn image_folder_round_trip_and_corruptions() {
     let err = load_err(&opts);
     assert!(err.contains("class `horse` is not among the training classes"), "{err}");
 
-    let err = load_err(&DatasetOptions { data_dir: Some(scratch("folder-none")), ..opts.clone() });
+    let err = load_err(&DatasetOptions { data_dir: Some(scratch_dir("readers-folder-none")), ..opts.clone() });
     assert!(err.contains("no class sub-folders"), "{err}");
     // Without a test split there is nothing to validate on unless a fraction is carved out.
     let flat = dir.join("train");
@@ -238,7 +231,7 @@ fn image_folder_round_trip_and_corruptions() {
 
 #[test]
 fn single_image_files_for_predict() {
-    let dir = scratch("predict");
+    let dir = scratch_dir("readers-predict");
     let path = dir.join("x.png");
     image::GrayImage::from_fn(4, 4, |x, _| image::Luma([(x * 80) as u8])).save(&path).unwrap();
     let grey = load_image_file(&path, 1, 4, 4).unwrap();

@@ -1,12 +1,12 @@
 //! Damaged checkpoints never panic the reader, and a checkpoint whose tensors do not fit the
 //! model names the tensor: missing, misshapen or of the wrong dtype.
 
-mod fuzz_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::fuzz::{apply, config, corpus, mutation};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::train::checkpoint::{self, NamedTensor};
 use ferronet::train::session::{build_model, restore_model};
-use fuzz_support::{apply, config, corpus, mutation, scratch_dir};
 use proptest::prelude::*;
 use std::path::Path;
 

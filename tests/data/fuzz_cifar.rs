@@ -1,10 +1,10 @@
 //! Damaged CIFAR-10 binary batches never panic the reader: it returns the dataset or one line
 //! naming the file.
 
-mod fuzz_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::fuzz::{apply, config, corpus, mutation};
 
 use ferronet::data::{load, DatasetKind, DatasetOptions};
-use fuzz_support::{apply, config, corpus, mutation, scratch_dir};
 use proptest::prelude::*;
 use std::path::Path;
 

@@ -1,10 +1,10 @@
 //! Damaged or random files named .png/.jpg in an image folder never panic the reader: it returns
 //! the dataset or one line naming the file, and a header declaring a huge image fails fast.
 
-mod fuzz_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::fuzz::{apply, config, corpus, mutation};
 
 use ferronet::data::{load, load_image_file, DatasetKind, DatasetOptions};
-use fuzz_support::{apply, config, corpus, mutation, scratch_dir};
 use proptest::prelude::*;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -1,10 +1,10 @@
 //! Damaged MNIST IDX files, plain and gzipped, never panic the reader and never make it allocate
 //! for data the file does not hold: it returns the dataset or one line naming the file.
 
-mod fuzz_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::fuzz::{Mutation, apply, config, corpus, mutation};
 
 use ferronet::data::{load, DatasetKind, DatasetOptions};
-use fuzz_support::{apply, config, corpus, mutation, scratch_dir, Mutation};
 use proptest::prelude::*;
 use std::io::Write;
 use std::path::Path;

@@ -1,9 +1,8 @@
 //! Dropout through the executor: masks come from the executor's seed (reproducible runs, a new
 //! mask every step), an explicit seed pins them, and evaluation does not drop.
 
-mod exec_support;
+use ferronet_test_support::graphs::{batch, labels, op_zoo};
 
-use exec_support::{batch, labels, op_zoo};
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 

@@ -1,9 +1,8 @@
 //! Whole-graph gradients through the executor against central finite differences of the loss
 //! (f64), and f32 gradients against the f64 ones.
 
-mod exec_support;
+use ferronet_test_support::graphs::{batch, inverted_residual, labels, op_zoo, residual_block, two_conv};
 
-use exec_support::{batch, inverted_residual, labels, op_zoo, residual_block, two_conv};
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Batch, Executor, StepOptions};
 use ferronet::graph::Graph;

@@ -1,9 +1,8 @@
 //! Liveness and memory: inference frees activations early, training keeps only what backward
 //! reads, the planner predicts the measured peak, and scratch buffers are reused.
 
-mod exec_support;
+use ferronet_test_support::graphs::{batch, conv_chain, labels, op_zoo, residual_block};
 
-use exec_support::{batch, conv_chain, labels, op_zoo, residual_block};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};

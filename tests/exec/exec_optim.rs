@@ -1,9 +1,8 @@
 //! Optimiser steps through the executor against torch.optim's update rules written out on the
 //! host, over two steps of a tiny linear model; frozen parameters; state export/import.
 
-mod exec_support;
+use ferronet_test_support::graphs::labels;
 
-use exec_support::labels;
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 use ferronet::graph::{Graph, GraphBuilder, ParamKind};

@@ -29,7 +29,8 @@
 //! inception_v3's auxiliary head, whose 1x1 output is fixed by the 299x299 input it needs; with
 //! fewer, BN's input gradient is pure rounding noise (two values normalise to exactly -1/+1).
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, widen};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
@@ -68,7 +69,7 @@ fn max_abs(v: &[f64]) -> f64 {
 /// `got` within `rel * max(scale of want, floor)` of `want`, element by element.
 #[track_caller]
 fn assert_tensor_close(what: &str, got: &[f32], want: &[f64], rel: f64, floor: f64) {
-    common::assert_close(what, got, want, rel * max_abs(want).max(floor), 0.0);
+    assert_close(what, got, want, rel * max_abs(want).max(floor), 0.0);
 }
 
 fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
@@ -80,18 +81,18 @@ fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
         assert_eq!(summary.layers[output.node].output_shape, vec![CLASSES], "{model}: summary of output {name}");
     }
 
-    let x32 = common::random_f32(BATCH * opts.input.iter().product::<usize>(), 12, -2.0, 2.0);
+    let x32 = random_f32(BATCH * opts.input.iter().product::<usize>(), 12, -2.0, 2.0);
     let labels: Vec<u32> = (0..BATCH).map(|i| (i % CLASSES) as u32).collect();
     let step = StepOptions { dropout_seed: Some(5), ..StepOptions::default() };
 
-    let mut gpu = Executor::<f32, _>::new(common::gpu(), graph.clone(), 3).unwrap();
+    let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 3).unwrap();
     let mut cpu = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 3).unwrap();
     let names: Vec<String> = graph.params.iter().map(|p| p.name.clone()).collect();
     for name in &names {
-        cpu.set_param_host(name, &common::widen(&gpu.param_host(name).unwrap())).unwrap();
+        cpu.set_param_host(name, &widen(&gpu.param_host(name).unwrap())).unwrap();
     }
     let got = gpu.train_step(Batch::HostF32(&x32), &labels, &step).unwrap_or_else(|e| panic!("{model} on the GPU: {e}"));
-    let want = cpu.train_step(Batch::Host(&common::widen(&x32)), &labels, &step).unwrap();
+    let want = cpu.train_step(Batch::Host(&widen(&x32)), &labels, &step).unwrap();
 
     assert_eq!(got.logits.len(), BATCH * CLASSES, "{model}: logits");
     assert!((got.loss - want.loss).abs() <= rel * want.loss.abs(), "{model}: loss {} vs reference {}", got.loss, want.loss);
@@ -133,7 +134,7 @@ fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
             // on the first step beyond f32 rounding of the weight itself).
             Some((_, _, w)) => {
                 let atol = LR * grad_rel(name) * max_abs(w).max(FLOOR * largest_grad) + 1e-6 * max_abs(want);
-                common::assert_close(&what, got, want, atol, 0.0);
+                assert_close(&what, got, want, atol, 0.0);
             }
             None => {
                 assert!(spec.kind.is_state() || !spec.trainable, "{model}: {name} is trainable but has no gradient");

@@ -1,9 +1,9 @@
 //! GPU activations against the f64 CPU reference, forward and backward, including the kinks
 //! whose derivative conventions follow PyTorch.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair};
 
-use common::{assert_close, gpu, random_f32, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{Activation, ActivationOps};

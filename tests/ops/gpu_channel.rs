@@ -1,9 +1,8 @@
 //! GPU channel concat/split/shuffle against the CPU reference. These only move values, so the
 //! results must be bit-identical.
 
-mod common;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
-use common::{gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::ChannelOps;

@@ -2,9 +2,9 @@
 //! convolution (forward, backward data/filter/bias) over odd sizes, groups, dilation, stride and
 //! padding with whole-batch, two-image and one-image chunks, and the dedicated depthwise kernels.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
-use common::{assert_close, gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;

@@ -1,9 +1,9 @@
 //! GPU dropout: the mask must equal the CPU's bit for bit (same counter-based hash), and the
 //! backward applies it.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
-use common::{gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::dropout::dropout_uniform;
@@ -38,7 +38,7 @@ fn backward_applies_the_mask() {
     let dx = gpu.download(&gpu.dropout_backward(&gpu.upload(&dy).unwrap(), &mask).unwrap()).unwrap();
     let cpu_mask = cpu.upload(&widen(&gpu.download(&mask).unwrap())).unwrap();
     let want = cpu.dropout_backward(&cpu.upload(&widen(&dy)).unwrap(), &cpu_mask).unwrap();
-    common::assert_close("dropout backward", &dx, &want, 0.0, 1e-6);
+    assert_close("dropout backward", &dx, &want, 0.0, 1e-6);
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! GPU elementwise ops and channel broadcasts against the f64 CPU reference.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, upload_pair};
 
-use common::{assert_close, gpu, random_f32, random_nchw, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{ChannelBroadcast, ElementwiseOps};

@@ -2,9 +2,9 @@
 //! with unaligned offsets (scalar loads) and aligned ones (float4 loads), alpha/beta, and beta == 0
 //! never reading C.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, widen};
 
-use common::{assert_close, gpu, random_f32, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{GemmOps, GemmSpec};

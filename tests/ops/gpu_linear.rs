@@ -1,9 +1,9 @@
 //! The GPU fully connected layer against the f64 CPU reference, forward and backward, on odd sizes
 //! that exercise the SGEMM's edge tiles.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair};
 
-use common::{assert_close, gpu, random_f32, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{LinearGeom, LinearOps};

@@ -1,8 +1,8 @@
 //! GPU softmax and fused softmax cross-entropy against the f64 CPU reference.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, widen};
 
-use common::{assert_close, gpu, random_f32, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::LossOps;

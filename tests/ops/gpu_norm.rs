@@ -1,9 +1,9 @@
 //! GPU BatchNorm2d against the f64 CPU reference: training forward (output, saved statistics,
 //! running statistics), eval forward and backward.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, widen};
 
-use common::{assert_close, gpu, random_f32, random_nchw, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{BatchNormGeom, NormOps};

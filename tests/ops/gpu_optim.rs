@@ -1,9 +1,9 @@
 //! GPU SGD and Adam/AdamW steps against the f64 CPU reference over several consecutive steps, so
 //! the momentum and moment buffers carried between steps are checked too.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, widen};
 
-use common::{assert_close, gpu, random_f32, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{AdamParams, OptimOps, SgdParams};

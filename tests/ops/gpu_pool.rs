@@ -2,9 +2,9 @@
 //! divisor rules) and adaptive average, forward and backward, with overlapping windows, padding,
 //! ceil mode and odd sizes.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
-use common::{assert_close, gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{AdaptivePoolGeom, PoolGeom, PoolOps};

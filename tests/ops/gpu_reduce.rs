@@ -1,9 +1,9 @@
 //! GPU sum, mean and sum of squares against the f64 CPU reference, on lengths that take the
 //! one-block path and the two-pass path.
 
-mod common;
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair};
 
-use common::{assert_close, gpu, random_f32, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::ReduceOps;

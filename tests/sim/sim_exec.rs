@@ -1,22 +1,15 @@
 //! End-to-end runs of NVRTC-compiled kernels on the PTX simulator: results against host
 //! references, warp primitives, atomics, block-order independence and performance counters.
 
-mod sim_support;
+use ferronet_test_support::sim::{data, matmul_ref, sim, sim_with};
 
 use ferronet::device::Device;
 use ferronet::gpu::driver::{KernelArg, LaunchConfig};
 use ferronet::sim::{BlockOrder, SimOptions};
-use sim_support::{data, matmul_ref, sim, sim_with};
+use ferronet::tolerance::assert_close;
 
 const SGEMM: &str = include_str!("sim_kernels/sgemm.cu");
 const MISC: &str = include_str!("sim_kernels/misc.cu");
-
-fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!((g as f64 - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}] = {g}, want {w}");
-    }
-}
 
 #[test]
 fn embedded_kernel_runs_through_the_test_backend() {
@@ -41,7 +34,7 @@ fn tiled_sgemm_matches_the_reference_on_ragged_shapes() {
     let cfg = LaunchConfig { grid: (n.div_ceil(16) as u32, m.div_ceil(16) as u32, 1), block: (16, 16, 1), shared_mem_bytes: 0 };
     let args = [da.arg(), db.arg(), dc.arg(), KernelArg::I32(m as i32), KernelArg::I32(n as i32), KernelArg::I32(k as i32)];
     gpu.launch("sgemm", "sgemm_tiled", cfg, &args).unwrap();
-    assert_close("C", &gpu.download(&dc).unwrap(), &matmul_ref(&a, &b, m, n, k), 1e-5);
+    assert_close("C", &gpu.download(&dc).unwrap(), &matmul_ref(&a, &b, m, n, k), 1e-5, 1e-5);
 }
 
 #[test]
@@ -54,7 +47,7 @@ fn register_blocked_sgemm_with_float4_matches_the_reference() {
     let cfg = LaunchConfig { grid: ((n / 64) as u32, (m / 64) as u32, 1), block: (256, 1, 1), shared_mem_bytes: 0 };
     let args = [da.arg(), db.arg(), dc.arg(), KernelArg::I32(m as i32), KernelArg::I32(n as i32), KernelArg::I32(k as i32)];
     gpu.launch("sgemm", "sgemm_reg4x4", cfg, &args).unwrap();
-    assert_close("C", &gpu.download(&dc).unwrap(), &matmul_ref(&a, &b, m, n, k), 1e-5);
+    assert_close("C", &gpu.download(&dc).unwrap(), &matmul_ref(&a, &b, m, n, k), 1e-5, 1e-5);
     let stats = driver.take_launch_stats();
     assert_eq!(stats.len(), 1);
     assert_eq!(stats[0].flops, 2 * (m * n * k) as u64, "one fma (2 flops) per multiply-add");

@@ -1,12 +1,11 @@
 //! Device-side assert and printf on the simulator: a failed assert is an error quoting the
 //! assertion, and printf output is formatted like C's and kept in block order.
 
-mod sim_support;
+use ferronet_test_support::sim::sim_with;
 
 use ferronet::device::Device;
 use ferronet::gpu::driver::{KernelArg, LaunchConfig};
 use ferronet::sim::{BlockOrder, SimOptions};
-use sim_support::sim_with;
 
 const RUNTIME: &str = include_str!("sim_kernels/runtime.cu");
 

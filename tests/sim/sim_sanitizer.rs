@@ -1,12 +1,11 @@
 //! The sanitizer on deliberately broken kernels compiled with NVRTC: each fault is reported
 //! with the right diagnosis, and each broken kernel's correct twin runs clean.
 
-mod sim_support;
+use ferronet_test_support::sim::{data, sim, sim_with};
 
 use ferronet::device::Device;
 use ferronet::gpu::driver::{KernelArg, LaunchConfig};
 use ferronet::sim::SimOptions;
-use sim_support::{data, sim, sim_with};
 
 const BROKEN: &str = include_str!("sim_kernels/broken.cu");
 const SGEMM: &str = include_str!("sim_kernels/sgemm.cu");

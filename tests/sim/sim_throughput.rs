@@ -2,12 +2,11 @@
 //! on and off, and all threads; best of three runs) and asserts a conservative floor so
 //! regressions show in CI.
 
-mod sim_support;
+use ferronet_test_support::sim::{data, sim_with};
 
 use ferronet::device::Device;
 use ferronet::gpu::driver::{KernelArg, LaunchConfig};
 use ferronet::sim::{LaunchStats, SimOptions, GPU_SPECS};
-use sim_support::{data, sim_with};
 
 const SGEMM: &str = include_str!("sim_kernels/sgemm.cu");
 

@@ -3,10 +3,10 @@
 //! a run that was never interrupted. A half-written temporary checkpoint left behind by the kill
 //! does not disturb the resume.
 
-mod reliability_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::cli_run::{run, spawn, train_command, wait_for_file};
 
 use ferronet::train::checkpoint::{self, NamedTensor};
-use reliability_support::{run, scratch_dir, spawn, train_command, wait_for_file};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

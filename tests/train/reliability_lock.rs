@@ -1,9 +1,9 @@
 //! Two processes training into one run directory: the second is refused by the first's lock file
 //! with one line naming the process and the lock, and without touching the first run's files.
 
-mod reliability_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::cli_run::{run, single_error_line, spawn, train_command, wait_for_file};
 
-use reliability_support::{run, scratch_dir, single_error_line, spawn, train_command, wait_for_file};
 use std::process::Command;
 use std::time::Duration;
 

@@ -2,14 +2,15 @@
 //! one line naming the epoch, the step and the last good checkpoint (or that there is none yet),
 //! --skip-nonfinite skips such steps instead, and an absurd learning rate is refused up front.
 
-mod reliability_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::cli_run::{run, single_error_line, train_command};
 
 use ferronet::train::checkpoint;
 use ferronet::train::config::TrainConfig;
 use ferronet::train::interrupt;
 use ferronet::train::trainer::{checkpoint_path, train};
 use ferronet::Error;
-use reliability_support::{run, scratch_dir, single_error_line, train_command};
+use ferronet_test_support::train::exclusive_training;
 use std::process::Command;
 
 /// 128 images in batches of 32: 4 steps an epoch. An absurd weight decay makes every parameter
@@ -42,6 +43,7 @@ fn a_nan_loss_before_any_checkpoint_stops_the_run() {
 
 #[test]
 fn a_nan_loss_after_a_checkpoint_names_it() {
+    let _training = exclusive_training();
     let root = scratch_dir("nan-later");
     let out = root.join("run");
     let config = TrainConfig {

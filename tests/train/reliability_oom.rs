@@ -3,13 +3,13 @@
 //! the PTX simulator with its memory cut to a few MiB by FERRONET_SIM_MEMORY_MB; `ferronet
 //! bench` is refused the same way.
 
-mod reliability_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::cli_run::{run, single_error_line};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Executor, Mode};
 use ferronet::ops::conv::DEFAULT_WORKSPACE_MB;
 use ferronet::train::session::build_model;
-use reliability_support::{run, scratch_dir, single_error_line};
 use std::process::Command;
 
 const SIM_MEMORY_MB: usize = 8;

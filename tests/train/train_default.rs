@@ -1,7 +1,8 @@
 //! `ferronet train` with its defaults (small_cnn on the synthetic dataset) reaches high accuracy
 //! quickly and writes every output; `eval` and `predict` on its checkpoint agree with it.
 
-mod train_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::train::{cpu_config, shared_training};
 
 use ferronet::cli::eval::{eval, EvalArgs};
 use ferronet::cli::predict::{predict, PredictArgs};
@@ -12,12 +13,12 @@ use ferronet::train::trainer::{checkpoint_path, train, TrainOutcome};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
-use train_support::{cpu_config, scratch_dir};
 
 /// The default run, trained once for all tests of this file.
 fn default_run() -> &'static TrainOutcome {
     static RUN: OnceLock<TrainOutcome> = OnceLock::new();
     RUN.get_or_init(|| {
+        let _training = shared_training();
         let mut config = cpu_config(scratch_dir("default").join("run"));
         config.log_json = Some(config.out.clone().unwrap().with_file_name("epochs.jsonl"));
         let start = Instant::now();

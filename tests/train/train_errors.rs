@@ -1,11 +1,11 @@
 //! Impossible requests fail with one clear line before any work: nothing is trained and no run
 //! directory is created.
 
-mod train_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::train::{cpu_config, shared_training};
 
 use ferronet::train::config::DatasetChoice;
 use ferronet::train::trainer::train;
-use train_support::{cpu_config, scratch_dir};
 
 fn one_line_error(config: ferronet::train::config::TrainConfig, needle: &str) {
     let out = config.out.clone().unwrap();
@@ -16,6 +16,7 @@ fn one_line_error(config: ferronet::train::config::TrainConfig, needle: &str) {
 
 #[test]
 fn impossible_runs_are_refused_before_any_work() {
+    let _training = shared_training();
     let root = scratch_dir("errors");
     let out = root.join("run");
 
@@ -52,6 +53,7 @@ fn impossible_runs_are_refused_before_any_work() {
 
 #[test]
 fn a_second_run_in_the_same_directory_is_refused() {
+    let _training = shared_training();
     let root = scratch_dir("second-run");
     let out = root.join("run");
     let mut c = cpu_config(out.clone());

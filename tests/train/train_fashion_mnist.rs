@@ -3,22 +3,18 @@
 //! 89% test accuracy.
 //! CI installs the files with `apt-get install -y dataset-fashion-mnist`.
 
-mod train_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::fashion_mnist_dir;
+use ferronet_test_support::train::{cpu_config, shared_training};
 
 use ferronet::train::config::{DatasetChoice, OptimizerChoice, SchedulerChoice};
 use ferronet::train::trainer::train;
-use std::path::Path;
 use std::time::Instant;
-use train_support::{cpu_config, scratch_dir};
-
-const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
 #[test]
 fn small_cnn_reaches_89_percent_on_fashion_mnist() {
-    assert!(
-        Path::new(FASHION_MNIST).is_dir(),
-        "{FASHION_MNIST} is missing: install it with `apt-get update && apt-get install -y dataset-fashion-mnist`"
-    );
+    fashion_mnist_dir();
+    let _training = shared_training();
     let root = scratch_dir("fashion-mnist");
     let mut c = cpu_config(root.join("run"));
     c.data.dataset = DatasetChoice::FashionMnist;

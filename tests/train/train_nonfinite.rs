@@ -2,11 +2,11 @@
 //! state, or, with --skip-nonfinite, the step is skipped and counted. An absurd weight decay
 //! makes every parameter infinite after the first update, so step 2 is the first NaN loss.
 
-mod train_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::train::{cpu_config, shared_training};
 
 use ferronet::train::trainer::train;
 use ferronet::Error;
-use train_support::{cpu_config, scratch_dir};
 
 fn exploding(out: std::path::PathBuf) -> ferronet::train::config::TrainConfig {
     let mut c = cpu_config(out);
@@ -20,6 +20,7 @@ fn exploding(out: std::path::PathBuf) -> ferronet::train::config::TrainConfig {
 
 #[test]
 fn nan_loss_stops_or_is_skipped() {
+    let _training = shared_training();
     let root = scratch_dir("nonfinite");
     let err = train(exploding(root.join("stop"))).expect_err("the loss becomes NaN");
     let msg = err.to_string();

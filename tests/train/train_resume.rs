@@ -1,7 +1,8 @@
 //! Resuming a run gives exactly the uninterrupted run on the CPU: the same weights bit for bit
 //! and the same history, whether it stopped inside an epoch or between epochs.
 
-mod train_support;
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::train::{cpu_config, exclusive_training};
 
 use ferronet::train::checkpoint;
 use ferronet::train::config::TrainConfig;
@@ -10,7 +11,6 @@ use ferronet::train::interrupt;
 use ferronet::train::trainer::{checkpoint_path, train};
 use ferronet::Error;
 use std::path::Path;
-use train_support::{cpu_config, scratch_dir};
 
 /// Small but complete: dropout, augmentation, momentum and a schedule all carry state.
 fn config(out: &Path) -> TrainConfig {
@@ -36,6 +36,7 @@ fn deterministic(history: &[EpochRecord]) -> Vec<EpochRecord> {
 
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
+    let _training = exclusive_training();
     let root = scratch_dir("resume");
     let whole_dir = root.join("whole");
     let whole = train(config(&whole_dir)).unwrap();

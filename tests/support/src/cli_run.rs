@@ -1,23 +1,23 @@
 //! Helpers shared by the reliability tests, which run the real `ferronet` binary as a user would:
 //! starting it, waiting for files it writes, and reading its one-line errors.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A fresh, empty directory under the system's temporary directory.
-pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferronet-reliability-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The `ferronet` binary cargo built beside this test binary (target/<profile>/ferronet, the
+/// test itself being target/<profile>/deps/<name>-<hash>).
+pub fn ferronet_bin() -> PathBuf {
+    let test_exe = std::env::current_exe().expect("the test binary knows its path");
+    let bin = test_exe.parent().and_then(Path::parent).expect("a test binary lives in target/<profile>/deps").join("ferronet");
+    assert!(bin.is_file(), "{} is missing: run the tests through `cargo test`, which builds it", bin.display());
+    bin
 }
 
 /// `ferronet train` on the CPU on the synthetic dataset, quiet, writing to `out`, with `extra`
 /// flags after the common ones.
 pub fn train_command(out: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferronet"));
+    let mut cmd = Command::new(ferronet_bin());
     cmd.args(["train", "--device", "cpu", "--dataset", "synthetic", "--model", "small_cnn", "--quiet", "--workers", "1"])
         .arg("--out")
         .arg(out)

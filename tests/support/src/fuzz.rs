@@ -1,9 +1,8 @@
 //! Shared by the fuzz tests: the seed corpora in tests/corpus/ and the ways a file gets damaged
 //! (truncation, bit flips, overwritten header words, appended junk, random bytes).
-#![allow(dead_code)] // each fuzz test uses a different subset
 
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Cases per fuzzer: enough to reach every mutation of every seed many times, and each fuzzer
 /// stays within a few seconds.
@@ -14,16 +13,8 @@ pub fn config() -> ProptestConfig {
 }
 
 pub fn corpus(path: &str) -> Vec<u8> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(path);
+    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus").join(path);
     std::fs::read(&full).unwrap_or_else(|e| panic!("corpus file {}: {e}", full.display()))
-}
-
-/// A fresh, empty directory for one fuzz test.
-pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferronet-fuzz-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[derive(Clone, Debug)]

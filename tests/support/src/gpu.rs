@@ -1,27 +1,10 @@
-//! Helpers shared by the integration tests: the GPU device under test and tolerance checks.
-#![allow(dead_code)] // each test binary uses a different subset
+//! The GPU device under test and the inputs the op-vs-CPU tests feed it.
 
 use ferronet::gpu::GpuBackend;
 
 /// A real GPU when present, else the PTX simulator.
 pub fn gpu() -> GpuBackend {
     ferronet::gpu::test_backend().unwrap_or_else(|e| panic!("no GPU device for tests: {e}"))
-}
-
-/// Fails with the worst element when any |got - want| > atol + rtol * |want|.
-#[track_caller]
-pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length {} vs reference {}", got.len(), want.len());
-    let mut worst: Option<(usize, f64)> = None;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let excess = (g as f64 - w).abs() - (atol + rtol * w.abs());
-        if !(excess <= 0.0) && worst.is_none_or(|(_, e)| excess > e || excess.is_nan()) {
-            worst = Some((i, excess));
-        }
-    }
-    if let Some((i, _)) = worst {
-        panic!("{what}: element {i} is {} but the reference is {} (atol {atol}, rtol {rtol})", got[i], want[i]);
-    }
 }
 
 /// `len` f32 values uniform in [lo, hi), fixed by `seed`.

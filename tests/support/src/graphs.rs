@@ -1,5 +1,4 @@
 //! Tiny graphs and helpers shared by the executor tests.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use ferronet::graph::{ConvCfg, Graph, GraphBuilder, NodeId};
 use ferronet::ops::Activation;

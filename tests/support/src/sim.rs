@@ -1,6 +1,5 @@
 //! Helpers for the simulator tests: NVRTC compilation of test kernels and a simulator-backed
 //! GPU backend whose driver stays reachable for loading modules and reading counters.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use ferronet::gpu::GpuBackend;
 use ferronet::sim::{SimDriver, SimOptions};
