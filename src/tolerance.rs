@@ -15,7 +15,8 @@ pub fn worst_violation<T: Copy + Into<f64>>(got: &[T], want: &[f64], atol: f64, 
             continue;
         }
         let excess = (g.into() - w).abs() - (atol + rtol * w.abs());
-        if worst.is_none_or(|(_, e)| !(excess <= e)) {
+        // The first NaN stays the worst; otherwise the largest excess.
+        if worst.is_none_or(|(_, e)| !e.is_nan() && (excess.is_nan() || excess > e)) {
             worst = Some((i, excess));
         }
     }
