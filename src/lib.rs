@@ -17,6 +17,7 @@ pub mod ops;
 pub mod rng;
 pub mod shape;
 pub mod sim;
+pub mod tolerance;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -34,16 +34,10 @@ pub fn finite_diff(x: &[f64], h: f64, loss: impl Fn(&[f64]) -> f64) -> Vec<f64> 
         .collect()
 }
 
-/// Fails with the first element where |got - want| > tol * (1 + |want|).
+/// Fails when any |got - want| > tol * (1 + |want|): the project's rule with atol = rtol = tol.
 #[track_caller]
 pub fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: got {g}, want {w} (tol {tol})"
-        );
-    }
+    crate::tolerance::assert_close(what, got, want, tol, tol);
 }
 
 /// The message of an expected error (CPU buffers have no Debug, so `unwrap_err` is unavailable).

@@ -1,0 +1,8 @@
+//! The command line as a user runs it (models, bench), the PyTorch reference script and the
+//! ptxas resource gate of the kernels.
+//! One binary per layer (see README, Tests), so the crate is linked a handful of times, not once per file.
+
+mod bench_pytorch_script;
+mod bench_smoke;
+mod models_cli;
+mod ptxas_gate;

@@ -1,0 +1,9 @@
+//! The graph executor: autograd against finite differences, its memory plan, dropout,
+//! optimisers, and the GPU backend against the CPU reference.
+//! One binary per layer (see README, Tests), so the crate is linked a handful of times, not once per file.
+
+mod exec_dropout;
+mod exec_gpu;
+mod exec_gradcheck;
+mod exec_memory;
+mod exec_optim;

@@ -1,0 +1,46 @@
+//! GPU activations against the f64 CPU reference, forward and backward, including the kinks
+//! whose derivative conventions follow PyTorch.
+
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::ops::{Activation, ActivationOps};
+
+/// Random values over every activation's interesting range plus the exact kink points.
+fn inputs(len: usize, seed: u64) -> Vec<f32> {
+    let mut x = random_f32(len, seed, -9.0, 9.0);
+    x.extend([0.0, 6.0, -3.0, 3.0, -0.0, 20.0, -20.0, 90.0, -90.0]);
+    x
+}
+
+#[test]
+fn forward_and_backward_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (len, seed) in [(1, 1), (35, 2), (301, 3)] {
+        let x = inputs(len, seed);
+        let dy = random_f32(x.len(), seed + 100, -1.0, 1.0);
+        let ((gx, cx), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &dy));
+        for kind in Activation::ALL {
+            let y = gpu.download(&gpu.activation_forward(kind, &gx).unwrap()).unwrap();
+            let want = cpu.activation_forward(kind, &cx).unwrap();
+            assert_close(&format!("{} forward, len {}", kind.name(), x.len()), &y, &want, 1e-6, 1e-5);
+
+            let dx = gpu.download(&gpu.activation_backward(kind, &gx, &gdy).unwrap()).unwrap();
+            let want = cpu.activation_backward(kind, &cx, &cdy).unwrap();
+            assert_close(&format!("{} backward, len {}", kind.name(), x.len()), &dx, &want, 1e-6, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn backward_rejects_a_gradient_of_another_length_as_the_cpu_does() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let ((gx, cx), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &[1.0; 4]), upload_pair(&gpu, &cpu, &[1.0; 3]));
+    let err = gpu.activation_backward(Activation::Relu, &gx, &gdy).err().expect("a length mismatch is an error");
+    let cpu_err = cpu.activation_backward(Activation::Relu, &cx, &cdy).err().expect("a length mismatch is an error");
+    assert_eq!(err.to_string(), cpu_err.to_string());
+    assert_eq!(err.to_string(), "shape error: relu: dy has 3 elements but 4 are needed");
+}

@@ -1,0 +1,102 @@
+//! GPU channel concat/split/shuffle against the CPU reference. These only move values, so the
+//! results must be bit-identical.
+
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::ops::ChannelOps;
+
+fn exact(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(widen(got), want, "{what}");
+}
+
+#[test]
+fn concat_and_split_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (seed, (n, hw, channels)) in
+        [(1, 35, vec![3usize]), (5, 35, vec![3, 1, 4]), (2, 1, vec![2, 5]), (3, 7, vec![1, 1])].into_iter().enumerate()
+    {
+        let what = format!("N={n} HW={hw} channels={channels:?}");
+        let parts: Vec<Vec<f32>> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| random_f32(n * c * hw, (seed * 10 + i) as u64, -2.0, 2.0))
+            .collect();
+        let gparts: Vec<_> = parts.iter().map(|p| gpu.upload(p).unwrap()).collect();
+        let cparts: Vec<_> = parts.iter().map(|p| cpu.upload(&widen(p)).unwrap()).collect();
+
+        let joined = gpu.concat_channels(&gparts.iter().collect::<Vec<_>>(), &channels, n, hw).unwrap();
+        let want = cpu.concat_channels(&cparts.iter().collect::<Vec<_>>(), &channels, n, hw).unwrap();
+        exact(&format!("concat {what}"), &gpu.download(&joined).unwrap(), &want);
+
+        let split = gpu.split_channels(&joined, &channels, n, hw).unwrap();
+        assert_eq!(split.len(), channels.len());
+        for (i, (got, part)) in split.iter().zip(&parts).enumerate() {
+            assert_eq!(&gpu.download(got).unwrap(), part, "split part {i} of {what}");
+        }
+    }
+}
+
+#[test]
+fn shuffle_and_its_inverse_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (seed, (n, c, hw, groups)) in
+        [(1, 6, 35, 2), (5, 6, 7, 3), (2, 12, 1, 4), (3, 5, 3, 1), (1, 8, 5, 8)].into_iter().enumerate()
+    {
+        let what = format!("N={n} C={c} HW={hw} groups={groups}");
+        let x = random_f32(n * c * hw, seed as u64, -2.0, 2.0);
+        let (gx, cx) = upload_pair(&gpu, &cpu, &x);
+        let y = gpu.channel_shuffle(&gx, n, c, hw, groups).unwrap();
+        exact(
+            &format!("shuffle {what}"),
+            &gpu.download(&y).unwrap(),
+            &cpu.channel_shuffle(&cx, n, c, hw, groups).unwrap(),
+        );
+        let back = gpu.channel_shuffle_backward(&gx, n, c, hw, groups).unwrap();
+        let want = cpu.channel_shuffle_backward(&cx, n, c, hw, groups).unwrap();
+        exact(&format!("shuffle backward {what}"), &gpu.download(&back).unwrap(), &want);
+        let round_trip = gpu.channel_shuffle_backward(&y, n, c, hw, groups).unwrap();
+        assert_eq!(gpu.download(&round_trip).unwrap(), x, "shuffle then its inverse, {what}");
+    }
+}
+
+#[test]
+fn bad_geometry_is_the_same_error_as_on_the_cpu() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    let (gx, cx) = upload_pair(&gpu, &cpu, &[0.0f32; 12]);
+    let same = |what: &str, g: ferronet::Result<()>, c: ferronet::Result<()>| {
+        let (g, c) = (g.expect_err(what).to_string(), c.expect_err(what).to_string());
+        assert_eq!(g, c, "{what}");
+    };
+    same(
+        "groups must divide the channels",
+        gpu.channel_shuffle(&gx, 1, 6, 2, 4).map(drop),
+        cpu.channel_shuffle(&cx, 1, 6, 2, 4).map(drop),
+    );
+    same(
+        "the parts must cover x",
+        gpu.split_channels(&gx, &[2, 3], 1, 2).map(drop),
+        cpu.split_channels(&cx, &[2, 3], 1, 2).map(drop),
+    );
+    same(
+        "an input must match its channel count",
+        gpu.concat_channels(&[&gx], &[5], 1, 2).map(drop),
+        cpu.concat_channels(&[&cx], &[5], 1, 2).map(drop),
+    );
+    same(
+        "one channel count per input",
+        gpu.concat_channels(&[&gx], &[], 1, 2).map(drop),
+        cpu.concat_channels(&[&cx], &[], 1, 2).map(drop),
+    );
+}
+
+#[test]
+fn concat_of_no_parts_is_empty() {
+    let gpu = gpu();
+    assert_eq!(gpu.download(&gpu.concat_channels(&[], &[], 3, 5).unwrap()).unwrap(), Vec::<f32>::new());
+    assert!(gpu.split_channels(&gpu.upload(&[]).unwrap(), &[], 3, 5).unwrap().is_empty());
+}

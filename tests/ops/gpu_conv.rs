@@ -1,0 +1,188 @@
+//! GPU convolution against the f64 CPU reference: im2col/col2im, the chunked im2col-GEMM
+//! convolution (forward, backward data/filter/bias) over odd sizes, groups, dilation, stride and
+//! padding with whole-batch, two-image and one-image chunks, and the dedicated depthwise kernels.
+
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::gpu::GpuBackend;
+use ferronet::ops::{ConvGeom, ConvOps};
+use ferronet::rng::Rng;
+
+const ATOL: f64 = 1e-4;
+const RTOL: f64 = 1e-4;
+
+/// (N, C_in, (H, W), C_out, kernel, stride, padding, dilation, groups)
+type Config = (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
+
+fn geom(c: Config) -> ConvGeom {
+    ConvGeom::new(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8).unwrap()
+}
+
+/// Hand-picked geometries covering each feature, plus random ones (fixed seed).
+fn configs() -> Vec<ConvGeom> {
+    let mut out: Vec<ConvGeom> = [
+        (2, 3, (7, 6), 4, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (3, 4, (9, 8), 6, (3, 2), (2, 1), (1, 0), (1, 2), 2),
+        (2, 4, (5, 5), 8, (1, 1), (1, 1), (0, 0), (1, 1), 4),
+        (1, 3, (11, 10), 5, (5, 5), (3, 2), (2, 2), (1, 1), 1),
+        (3, 6, (6, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 6),
+        (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise: GEMMs on the tensors
+    ]
+    .into_iter()
+    .map(geom)
+    .collect();
+    let mut rng = Rng::new(7);
+    let mut pick = |lo: usize, hi: usize| lo + rng.below((hi - lo + 1) as u64) as usize;
+    while out.len() < 9 {
+        let groups = pick(1, 3);
+        let (k, s, p, d) = ((pick(1, 3), pick(1, 3)), (pick(1, 2), pick(1, 3)), (pick(0, 2), pick(0, 1)), (pick(1, 2), pick(1, 2)));
+        let c = (pick(1, 3), groups * pick(1, 3), (pick(3, 9), pick(3, 9)), groups * pick(1, 3), k, s, p, d, groups);
+        if let Ok(g) = ConvGeom::new(c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+/// The GPU with its im2col workspace sized for exactly `images` images per chunk.
+fn gpu_with_chunk(g: &ConvGeom, images: usize) -> GpuBackend {
+    let mut gpu = gpu();
+    gpu.workspace_bytes = images * g.col_rows() * g.oh * g.ow * 4;
+    gpu
+}
+
+/// The CPU reference's copy of GPU inputs.
+fn widened(cpu: &CpuBackend, host: &[f32]) -> ferronet::cpu::CpuBuf<f64> {
+    cpu.upload(&widen(host)).unwrap()
+}
+
+/// Random f32 values in [-1, 1): the GPU gets them as they are, the CPU widened to f64.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    random_f32(len, seed, -1.0, 1.0)
+}
+
+#[test]
+fn im2col_and_col2im_match_the_reference_on_an_inner_chunk() {
+    let cpu = CpuBackend::new();
+    for (i, g) in configs().into_iter().enumerate().filter(|(_, g)| g.n > 1) {
+        let gpu = gpu();
+        let (n0, nb) = (1, (g.n - 1).min(2));
+        let x = values(g.x_len(), 100 + i as u64);
+        let len = g.col_rows() * g.col_cols(nb);
+        let mut cols = gpu.zeros(len).unwrap();
+        gpu.im2col(&gpu.upload(&x).unwrap(), &g, n0, nb, &mut cols).unwrap();
+        let mut want = cpu.zeros(len).unwrap();
+        cpu.im2col(&widened(&cpu, &x), &g, n0, nb, &mut want).unwrap();
+        assert_close(&format!("im2col {g:?}"), &gpu.download(&cols).unwrap(), &want, 0.0, 0.0);
+
+        let c = values(len, 200 + i as u64);
+        // dx starts non-zero: col2im overwrites the chunk's images and leaves the others alone.
+        let dx0 = values(g.x_len(), 300 + i as u64);
+        let mut dx = gpu.upload(&dx0).unwrap();
+        gpu.col2im(&gpu.upload(&c).unwrap(), &g, n0, nb, &mut dx).unwrap();
+        let mut want = widened(&cpu, &dx0);
+        cpu.col2im(&widened(&cpu, &c), &g, n0, nb, &mut want).unwrap();
+        assert_close(&format!("col2im {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
+    let cpu = CpuBackend::new();
+    for (i, g) in configs().into_iter().enumerate() {
+        let seed = 1000 + 10 * i as u64;
+        let (x, w, b, dy) =
+            (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
+        let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
+        let y_ref = cpu.conv2d_forward(&cx, &cw, Some(&cb), &g).unwrap();
+        let dx_ref = cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap();
+        let dw_ref = cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap();
+        // Whole batch, two images (a partial last chunk when N is odd), one image.
+        for images in [g.n, 2, 1] {
+            let gpu = gpu_with_chunk(&g, images);
+            let (gx, gw, gb, gdy) =
+                (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
+            let what = |op: &str| format!("{op} with {images}-image chunks, {g:?}");
+            let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
+            assert_close(&what("forward"), &gpu.download(&y).unwrap(), &y_ref, ATOL, RTOL);
+            let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
+            assert_close(&what("backward data"), &gpu.download(&dx).unwrap(), &dx_ref, ATOL, RTOL);
+            let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+            assert_close(&what("backward filter"), &gpu.download(&dw).unwrap(), &dw_ref, ATOL, RTOL);
+        }
+        let gpu = gpu();
+        let (gx, gw, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&dy).unwrap());
+        let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
+        let want = cpu.conv2d_forward(&cx, &cw, None, &g).unwrap();
+        assert_close(&format!("forward without bias {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        let db = gpu.conv2d_backward_bias(&gdy, &g).unwrap();
+        let want = cpu.conv2d_backward_bias(&cdy, &g).unwrap();
+        assert_close(&format!("backward bias {g:?}"), &gpu.download(&db).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn pointwise_convolution_skips_im2col() {
+    let gpu = gpu();
+    let g = geom((2, 3, (3, 5), 4, (1, 1), (1, 1), (0, 0), (1, 1), 1));
+    let (x, w, b) = (gpu.upload(&values(g.x_len(), 1)).unwrap(), gpu.upload(&values(g.weight_len(), 2)).unwrap(), gpu.upload(&values(g.c_out, 3)).unwrap());
+    gpu.take_kernel_log();
+    let y = gpu.conv2d_forward(&x, &w, Some(&b), &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_nn", "gemm::add_bias"]);
+    gpu.conv2d_backward_data(&y, &w, &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_tn"]);
+}
+
+fn depthwise_configs() -> Vec<ConvGeom> {
+    [
+        (2, 3, (7, 7), 3, (3, 3), (1, 1), (1, 1), (1, 1), 3),
+        (2, 4, (8, 7), 8, (3, 3), (2, 2), (1, 1), (1, 1), 4),
+        (1, 2, (9, 9), 6, (5, 5), (1, 1), (2, 2), (2, 2), 2),
+        (3, 5, (6, 5), 5, (3, 1), (1, 2), (1, 0), (1, 1), 5),
+    ]
+    .into_iter()
+    .map(geom)
+    .collect()
+}
+
+#[test]
+fn depthwise_kernels_match_the_reference() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (i, g) in depthwise_configs().into_iter().enumerate() {
+        let seed = 2000 + 10 * i as u64;
+        let (x, w, b, dy) =
+            (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
+        let ((gx, cx), (gw, cw)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &w));
+        let ((gb, cb), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &b), upload_pair(&gpu, &cpu, &dy));
+        for bias in [true, false] {
+            let y = gpu.depthwise_conv2d_forward(&gx, &gw, bias.then_some(&gb), &g).unwrap();
+            let want = cpu.depthwise_conv2d_forward(&cx, &cw, bias.then_some(&cb), &g).unwrap();
+            assert_close(&format!("depthwise forward (bias {bias}) {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        }
+        let dx = gpu.depthwise_conv2d_backward_data(&gdy, &gw, &g).unwrap();
+        let want = cpu.depthwise_conv2d_backward_data(&cdy, &cw, &g).unwrap();
+        assert_close(&format!("depthwise backward data {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+        let dw = gpu.depthwise_conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+        let want = cpu.depthwise_conv2d_backward_filter(&cx, &cdy, &g).unwrap();
+        assert_close(&format!("depthwise backward filter {g:?}"), &gpu.download(&dw).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn bad_buffers_and_geometries_are_clear_errors() {
+    let gpu = gpu();
+    let g = geom((1, 2, (4, 4), 2, (3, 3), (1, 1), (1, 1), (1, 1), 1));
+    let x = gpu.zeros(g.x_len()).unwrap();
+    let short = gpu.zeros(g.weight_len() - 1).unwrap();
+    let err = gpu.conv2d_forward(&x, &short, None, &g).err().expect("short weight").to_string();
+    assert_eq!(err, "shape error: conv2d: weight has 35 elements but 36 are needed");
+    let w = gpu.zeros(g.weight_len()).unwrap();
+    let err = gpu.depthwise_conv2d_forward(&x, &w, None, &g).err().expect("groups = 1 is not depthwise").to_string();
+    assert!(err.contains("depthwise convolution needs groups == in channels"), "{err}");
+    let mut cols = gpu.zeros(g.col_rows() * g.col_cols(1)).unwrap();
+    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).expect_err("image 1 of 1").to_string();
+    assert!(err.contains("outside the batch of 1"), "{err}");
+}

@@ -1,0 +1,94 @@
+//! GPU elementwise ops and channel broadcasts against the f64 CPU reference.
+
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, upload_pair};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::ops::{ChannelBroadcast, ElementwiseOps};
+
+/// [N, C, HW] shapes with odd sizes, a one-image batch and more values per channel than a block
+/// has threads (random ones are added).
+const SHAPES: [(usize, usize, usize); 5] = [(1, 3, 35), (5, 3, 35), (2, 1, 1), (3, 7, 300), (5, 2, 300)];
+
+#[test]
+fn add_mul_and_mul_backward_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (len, seed) in [(1, 1), (37, 2), (1001, 3)] {
+        let a = random_f32(len, seed, -3.0, 3.0);
+        let b = random_f32(len, seed + 10, -3.0, 3.0);
+        let dy = random_f32(len, seed + 20, -1.0, 1.0);
+        let [(ga, ca), (gb, cb), (gdy, cdy)] = [&a, &b, &dy].map(|v| upload_pair(&gpu, &cpu, v));
+
+        let got = gpu.download(&gpu.add(&ga, &gb).unwrap()).unwrap();
+        assert_close("add", &got, &cpu.add(&ca, &cb).unwrap(), 1e-6, 1e-6);
+        let got = gpu.download(&gpu.mul(&ga, &gb).unwrap()).unwrap();
+        assert_close("mul", &got, &cpu.mul(&ca, &cb).unwrap(), 1e-6, 1e-6);
+        let (da, db) = gpu.mul_backward(&ga, &gb, &gdy).unwrap();
+        let (want_da, want_db) = cpu.mul_backward(&ca, &cb, &cdy).unwrap();
+        assert_close("mul backward da", &gpu.download(&da).unwrap(), &want_da, 1e-6, 1e-6);
+        assert_close("mul backward db", &gpu.download(&db).unwrap(), &want_db, 1e-6, 1e-6);
+    }
+}
+
+#[test]
+fn channel_broadcasts_and_their_reductions_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (seed, (n, c, hw)) in SHAPES.into_iter().chain(random_nchw(4, 77)).enumerate() {
+        for per_sample in [false, true] {
+            let g = ChannelBroadcast { n, c, hw, per_sample };
+            let what = format!("N={n} C={c} HW={hw} per_sample={per_sample}");
+            let seed = seed as u64 * 10;
+            let x = random_f32(g.x_len(), seed, -2.0, 2.0);
+            let s = random_f32(g.operand_len(), seed + 1, -2.0, 2.0);
+            let dy = random_f32(g.x_len(), seed + 2, -1.0, 1.0);
+            let [(gx, cx), (gs, cs), (gdy, cdy)] = [&x, &s, &dy].map(|v| upload_pair(&gpu, &cpu, v));
+
+            let got = gpu.download(&gpu.add_channel(&gx, &gs, &g).unwrap()).unwrap();
+            assert_close(&format!("add_channel {what}"), &got, &cpu.add_channel(&cx, &cs, &g).unwrap(), 1e-6, 1e-6);
+            let got = gpu.download(&gpu.add_channel_backward(&gdy, &g).unwrap()).unwrap();
+            let want = cpu.add_channel_backward(&cdy, &g).unwrap();
+            assert_close(&format!("add_channel backward {what}"), &got, &want, 1e-5, 1e-5);
+
+            let got = gpu.download(&gpu.mul_channel(&gx, &gs, &g).unwrap()).unwrap();
+            assert_close(&format!("mul_channel {what}"), &got, &cpu.mul_channel(&cx, &cs, &g).unwrap(), 1e-6, 1e-6);
+            let (dx, ds) = gpu.mul_channel_backward(&gx, &gs, &gdy, &g).unwrap();
+            let (want_dx, want_ds) = cpu.mul_channel_backward(&cx, &cs, &cdy, &g).unwrap();
+            assert_close(&format!("mul_channel backward dx {what}"), &gpu.download(&dx).unwrap(), &want_dx, 1e-6, 1e-6);
+            assert_close(&format!("mul_channel backward ds {what}"), &gpu.download(&ds).unwrap(), &want_ds, 1e-5, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn axpy_scale_and_fill_update_in_place() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    let x = random_f32(517, 7, -2.0, 2.0);
+    let y = random_f32(517, 8, -2.0, 2.0);
+    let [(gx, cx), (mut gy, mut cy)] = [&x, &y].map(|v| upload_pair(&gpu, &cpu, v));
+
+    gpu.axpy(-0.75, &gx, &mut gy).unwrap();
+    cpu.axpy(-0.75, &cx, &mut cy).unwrap();
+    assert_close("axpy", &gpu.download(&gy).unwrap(), &cy, 1e-6, 1e-6);
+
+    gpu.scale(1.5, &mut gy).unwrap();
+    cpu.scale(1.5, &mut cy).unwrap();
+    assert_close("scale", &gpu.download(&gy).unwrap(), &cy, 1e-6, 1e-6);
+
+    gpu.fill(-4.25, &mut gy).unwrap();
+    assert!(gpu.download(&gy).unwrap().iter().all(|&v| v == -4.25), "fill left other values");
+}
+
+#[test]
+fn mismatched_operands_are_errors() {
+    let gpu = gpu();
+    let a = gpu.upload(&[1.0f32; 6]).unwrap();
+    let b = gpu.upload(&[1.0f32; 5]).unwrap();
+    assert_eq!(gpu.add(&a, &b).err().unwrap().to_string(), "shape error: add: b has 5 elements but 6 are needed");
+    let g = ChannelBroadcast { n: 2, c: 3, hw: 1, per_sample: true };
+    let err = gpu.mul_channel(&a, &b, &g).err().unwrap().to_string();
+    assert_eq!(err, "shape error: mul_channel: the per-channel operand has 5 elements but 6 are needed");
+}

@@ -1,0 +1,119 @@
+//! The tiled GPU SGEMM against the f64 CPU GEMM: every transpose combination, tile edges, batches
+//! with unaligned offsets (scalar loads) and aligned ones (float4 loads), alpha/beta, and beta == 0
+//! never reading C.
+
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, widen};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::ops::{GemmOps, GemmSpec};
+
+/// Runs `spec` on both devices from the same random operands and compares every element of C,
+/// including one spare element past its end that neither may touch. With `nan_c`, C starts as NaN
+/// (and the reference from zeros): a spec with beta == 0 that covers C must overwrite it all.
+fn check(spec: GemmSpec<f32>, nan_c: bool, seed: u64) {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let (la, lb, lc) = spec.required_lens();
+    let a = random_f32(la + 1, seed, -1.0, 1.0);
+    let b = random_f32(lb + 1, seed + 1, -1.0, 1.0);
+    let c = if nan_c { vec![f32::NAN; lc + 1] } else { random_f32(lc + 1, seed + 2, -1.0, 1.0) };
+    let mut gc = gpu.upload(&c).unwrap();
+    gpu.gemm(&spec, &gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), &mut gc).unwrap();
+    let got = gpu.download(&gc).unwrap();
+
+    let spec64 = GemmSpec::<f64> {
+        trans_a: spec.trans_a,
+        trans_b: spec.trans_b,
+        m: spec.m,
+        n: spec.n,
+        k: spec.k,
+        alpha: spec.alpha as f64,
+        beta: spec.beta as f64,
+        batch: spec.batch,
+        stride_a: spec.stride_a,
+        stride_b: spec.stride_b,
+        stride_c: spec.stride_c,
+        offset_a: spec.offset_a,
+        offset_b: spec.offset_b,
+        offset_c: spec.offset_c,
+    };
+    let c_ref = if nan_c { vec![0.0; lc + 1] } else { widen(&c) };
+    let mut cc = cpu.upload(&c_ref).unwrap();
+    cpu.gemm(&spec64, &cpu.upload(&widen(&a)).unwrap(), &cpu.upload(&widen(&b)).unwrap(), &mut cc).unwrap();
+    let want = cpu.download(&cc).unwrap();
+    assert_close(&format!("{spec:?}"), &got[..lc], &want[..lc], 1e-4, 1e-4);
+    assert!(got[lc].to_bits() == c[lc].to_bits(), "{spec:?}: the element past C changed");
+}
+
+fn spec(trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> GemmSpec<f32> {
+    GemmSpec::new(trans_a, trans_b, m, n, k)
+}
+
+#[test]
+fn every_transpose_across_tile_edges() {
+    for (i, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
+        // 65 x 66 spans 2 x 2 block tiles with one-row/-column edges; k = 17 spans two k-slices.
+        check(spec(ta, tb, 65, 66, 17), false, 10 + i as u64);
+        // Tiny and odd: nothing aligned, everything an edge.
+        check(spec(ta, tb, 3, 5, 7), false, 20 + i as u64);
+    }
+}
+
+#[test]
+fn batched_with_offsets_alpha_and_beta() {
+    for (i, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
+        // Unaligned offsets and strides: the scalar load path.
+        let mut s = spec(ta, tb, 5, 7, 9);
+        s.batch = 3;
+        (s.stride_a, s.stride_b, s.stride_c) = (5 * 9 + 1, 9 * 7 + 3, 5 * 7 + 2);
+        (s.offset_a, s.offset_b, s.offset_c) = (1, 2, 3);
+        (s.alpha, s.beta) = (0.5, 2.0);
+        check(s, false, 30 + i as u64);
+        // Aligned: every row and matrix starts on 16 bytes, so float4 loads and stores apply.
+        let mut s = spec(ta, tb, 8, 12, 20);
+        s.batch = 2;
+        (s.offset_a, s.offset_b, s.offset_c) = (4, 8, 12);
+        (s.alpha, s.beta) = (-1.5, 1.0);
+        check(s, false, 40 + i as u64);
+        // One A shared by every batch (stride 0), as pointwise convolutions use it.
+        let mut s = spec(ta, tb, 6, 10, 5);
+        s.batch = 3;
+        s.stride_a = 0;
+        check(s, false, 45 + i as u64);
+    }
+}
+
+#[test]
+fn random_shapes_transposes_and_batches() {
+    let mut rng = ferronet::rng::Rng::new(99);
+    let mut dim = |max: u64| 1 + rng.below(max) as usize;
+    for case in 0..12u64 {
+        let (m, n, k) = (dim(70), dim(70), dim(40));
+        let mut s = spec(case % 2 == 1, case / 2 % 2 == 1, m, n, k);
+        s.batch = dim(3);
+        (s.stride_a, s.stride_b, s.stride_c) = (m * k + dim(5) - 1, k * n + dim(5) - 1, m * n + dim(5) - 1);
+        (s.offset_a, s.offset_b, s.offset_c) = (dim(8) - 1, dim(8) - 1, dim(8) - 1);
+        (s.alpha, s.beta) = (1.25, if case % 3 == 0 { 0.0 } else { -0.75 });
+        check(s, false, 60 + case);
+    }
+}
+
+#[test]
+fn beta_zero_never_reads_c_and_k_zero_scales_c() {
+    // C full of NaN: any read of it with beta == 0 would poison the result.
+    check(spec(false, false, 9, 13, 6), true, 50);
+    check(spec(true, true, 16, 8, 4), true, 51);
+    let mut s = spec(false, false, 3, 4, 0);
+    s.beta = 0.5;
+    check(s, false, 52);
+}
+
+#[test]
+fn too_short_operands_are_a_clear_error() {
+    let gpu = gpu();
+    let a = gpu.upload(&[0.0f32; 6]).unwrap();
+    let mut c = gpu.zeros(4).unwrap();
+    let err = gpu.gemm(&spec(false, false, 2, 2, 4), &a, &a, &mut c).expect_err("A needs 8 elements").to_string();
+    assert!(err.contains("operand A has 6 elements") && err.contains("needs 8"), "{err}");
+}

@@ -1,0 +1,111 @@
+//! GPU BatchNorm2d against the f64 CPU reference: training forward (output, saved statistics,
+//! running statistics), eval forward and backward.
+
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, widen};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::ops::{BatchNormGeom, NormOps};
+
+/// (N, C, HW, offset): odd sizes, one image, one value per image, more values per channel than
+/// a block has threads, channels cut into two or three chunks (the last one shorter), and means
+/// far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32 would lose.
+const CASES: [(usize, usize, usize, f32); 8] = [
+    (1, 3, 35, 0.0),
+    (5, 3, 35, 0.0),
+    (4, 2, 1, 0.0),
+    (2, 4, 300, 0.0),
+    (3, 2, 700, 0.0),
+    (3, 2, 35, 1000.0),
+    (1, 1, 12301, 0.0),
+    (3, 2, 3000, 500.0),
+];
+
+/// The fixed cases and random shapes with more than one value per channel.
+fn cases() -> Vec<(usize, usize, usize, f32)> {
+    let random = random_nchw(4, 31).into_iter().filter(|&(n, _, hw)| n * hw > 1).map(|(n, c, hw)| (n, c, hw, 0.0));
+    CASES.into_iter().chain(random).collect()
+}
+
+const MOMENTUM: f64 = 0.1;
+const EPS: f64 = 1e-5;
+
+#[test]
+fn training_forward_and_backward_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (seed, (n, c, hw, offset)) in cases().into_iter().enumerate() {
+        let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
+        let what = format!("N={n} C={c} HW={hw} offset={offset}");
+        let seed = seed as u64 * 10;
+        let x: Vec<f32> = random_f32(g.len(), seed, -2.0, 2.0).iter().map(|v| v + offset).collect();
+        let gamma = random_f32(c, seed + 1, 0.5, 1.5);
+        let beta = random_f32(c, seed + 2, -0.5, 0.5);
+        let running_mean = random_f32(c, seed + 3, -0.2, 0.2);
+        let running_var = random_f32(c, seed + 4, 0.5, 1.5);
+        let dy = random_f32(g.len(), seed + 5, -1.0, 1.0);
+
+        let up = |v: &[f32]| gpu.upload(v).unwrap();
+        let (gx, ggamma, gbeta, gdy) = (up(&x), up(&gamma), up(&beta), up(&dy));
+        let (mut grm, mut grv) = (up(&running_mean), up(&running_var));
+        let (y, saved) =
+            gpu.batch_norm2d_forward_train(&gx, &ggamma, &gbeta, &mut grm, &mut grv, MOMENTUM, &g).unwrap();
+        let (dx, dgamma, dbeta) = gpu.batch_norm2d_backward(&gdy, &gx, &ggamma, &saved, &g).unwrap();
+
+        let cup = |v: &[f32]| cpu.upload(&widen(v)).unwrap();
+        let (cx, cgamma, cbeta, cdy) = (cup(&x), cup(&gamma), cup(&beta), cup(&dy));
+        let (mut crm, mut crv) = (cup(&running_mean), cup(&running_var));
+        let (want_y, want_saved) =
+            cpu.batch_norm2d_forward_train(&cx, &cgamma, &cbeta, &mut crm, &mut crv, MOMENTUM, &g).unwrap();
+        let (want_dx, want_dgamma, want_dbeta) =
+            cpu.batch_norm2d_backward(&cdy, &cx, &cgamma, &want_saved, &g).unwrap();
+
+        let down = |b| gpu.download(b).unwrap();
+        assert_close(&format!("y {what}"), &down(&y), &want_y, 1e-4, 1e-4);
+        assert_close(&format!("saved mean {what}"), &down(&saved.mean), &want_saved.mean, 1e-5, 1e-6);
+        assert_close(&format!("saved invstd {what}"), &down(&saved.invstd), &want_saved.invstd, 1e-5, 1e-4);
+        assert_close(&format!("running mean {what}"), &down(&grm), &crm, 1e-5, 1e-6);
+        assert_close(&format!("running var {what}"), &down(&grv), &crv, 1e-5, 1e-4);
+        assert_close(&format!("dx {what}"), &down(&dx), &want_dx, 1e-4, 1e-3);
+        assert_close(&format!("dgamma {what}"), &down(&dgamma), &want_dgamma, 1e-4, 1e-4);
+        assert_close(&format!("dbeta {what}"), &down(&dbeta), &want_dbeta, 1e-4, 1e-5);
+    }
+}
+
+#[test]
+fn eval_forward_matches_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (seed, (n, c, hw, offset)) in cases().into_iter().enumerate() {
+        let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
+        let seed = seed as u64 * 10 + 7;
+        let x: Vec<f32> = random_f32(g.len(), seed, -2.0, 2.0).iter().map(|v| v + offset).collect();
+        let params: Vec<Vec<f32>> = [(0.5, 1.5), (-0.5, 0.5), (offset as f64 - 0.2, offset as f64 + 0.2), (0.5, 1.5)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(lo, hi))| random_f32(c, seed + 1 + i as u64, lo, hi))
+            .collect();
+        let gp: Vec<_> = params.iter().map(|p| gpu.upload(p).unwrap()).collect();
+        let cp: Vec<_> = params.iter().map(|p| cpu.upload(&widen(p)).unwrap()).collect();
+        let y = gpu.batch_norm2d_forward_eval(&gpu.upload(&x).unwrap(), &gp[0], &gp[1], &gp[2], &gp[3], &g).unwrap();
+        let want = cpu
+            .batch_norm2d_forward_eval(&cpu.upload(&widen(&x)).unwrap(), &cp[0], &cp[1], &cp[2], &cp[3], &g)
+            .unwrap();
+        assert_close(&format!("eval N={n} C={c} HW={hw}"), &gpu.download(&y).unwrap(), &want, 1e-4, 1e-4);
+    }
+}
+
+#[test]
+fn training_with_one_value_per_channel_is_an_error() {
+    let gpu = gpu();
+    let g = BatchNormGeom::new(1, 2, 1, EPS).unwrap();
+    let x = gpu.upload(&[1.0f32, 2.0]).unwrap();
+    let ones = gpu.upload(&[1.0f32; 2]).unwrap();
+    let (mut rm, mut rv) = (gpu.upload(&[0.0f32; 2]).unwrap(), gpu.upload(&[1.0f32; 2]).unwrap());
+    let err = gpu.batch_norm2d_forward_train(&x, &ones, &ones, &mut rm, &mut rv, MOMENTUM, &g).err();
+    assert!(err
+        .expect("N*H*W = 1 is an error")
+        .to_string()
+        .starts_with("shape error: batch_norm2d (training) needs more than one value per channel"));
+}

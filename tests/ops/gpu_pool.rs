@@ -1,0 +1,149 @@
+//! GPU pooling against the f64 CPU reference: max (values, argmax, ties, NaN), average (both
+//! divisor rules) and adaptive average, forward and backward, with overlapping windows, padding,
+//! ceil mode and odd sizes.
+
+use ferronet::tolerance::assert_close;
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::ops::{AdaptivePoolGeom, PoolGeom, PoolOps};
+
+const ATOL: f64 = 1e-5;
+const RTOL: f64 = 1e-5;
+
+/// (N, C, (H, W), kernel, stride, padding, ceil_mode)
+type Case = (usize, usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
+
+const CASES: [Case; 6] = [
+    (2, 3, (7, 7), (3, 3), (2, 2), (0, 0), false), // overlapping windows
+    (1, 2, (6, 6), (3, 3), (2, 2), (0, 0), true),  // ceil mode: a clipped last window
+    (2, 2, (9, 8), (3, 2), (2, 2), (1, 1), true),  // padding and ceil mode
+    (1, 3, (5, 7), (2, 2), (2, 2), (0, 0), false), // disjoint windows, odd size drops a row
+    (2, 1, (8, 5), (3, 3), (1, 1), (1, 1), false), // stride 1, every input in up to 9 windows
+    (1, 2, (11, 6), (5, 3), (3, 2), (2, 1), true),
+];
+
+fn geom(&(n, c, hw, k, s, p, ceil): &Case, count_include_pad: bool) -> PoolGeom {
+    PoolGeom::new(n, c, hw, k, s, p, ceil, count_include_pad).unwrap()
+}
+
+#[test]
+fn max_pool_matches_the_reference_values_indices_and_gradients() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (i, case) in CASES.iter().enumerate() {
+        let g = geom(case, true);
+        let x = random_f32(g.x_len(), 10 + i as u64, -1.0, 1.0);
+        let dy = random_f32(g.y_len(), 20 + i as u64, -1.0, 1.0);
+        let (y, idx) = gpu.max_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+        let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+        assert_close(&format!("max forward {g:?}"), &gpu.download(&y).unwrap(), &y_ref, 0.0, 0.0);
+        assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec(), "max argmax {g:?}");
+        let dx = gpu.max_pool2d_backward(&gpu.upload(&dy).unwrap(), &idx, &g).unwrap();
+        let want = cpu.max_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &idx_ref, &g).unwrap();
+        assert_close(&format!("max backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+/// Random valid geometries (fixed seed): kernels 1..=4, strides 1..=3, legal padding, both modes.
+fn random_cases() -> Vec<Case> {
+    let mut rng = ferronet::rng::Rng::new(5);
+    let mut pick = |lo: usize, hi: usize| lo + rng.below((hi - lo + 1) as u64) as usize;
+    let mut out = Vec::new();
+    while out.len() < 8 {
+        let k = (pick(1, 4), pick(1, 4));
+        let case = (pick(1, 2), pick(1, 3), (pick(3, 12), pick(3, 12)), k, (pick(1, 3), pick(1, 3)), (pick(0, k.0 / 2), pick(0, k.1 / 2)), pick(0, 1) == 1);
+        if PoolGeom::new(case.0, case.1, case.2, case.3, case.4, case.5, case.6, true).is_ok() {
+            out.push(case);
+        }
+    }
+    out
+}
+
+#[test]
+fn random_geometries_match_the_reference() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (i, case) in random_cases().iter().enumerate() {
+        let g = geom(case, i % 2 == 0);
+        let x = random_f32(g.x_len(), 70 + i as u64, -1.0, 1.0);
+        let dy = random_f32(g.y_len(), 80 + i as u64, -1.0, 1.0);
+        let ((gx, cx), (gdy, cdy)) = (upload_pair(&gpu, &cpu, &x), upload_pair(&gpu, &cpu, &dy));
+        let (y, idx) = gpu.max_pool2d_forward(&gx, &g).unwrap();
+        let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cx, &g).unwrap();
+        assert_close(&format!("max forward {g:?}"), &gpu.download(&y).unwrap(), &y_ref, 0.0, 0.0);
+        assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec(), "max argmax {g:?}");
+        let dx = gpu.max_pool2d_backward(&gdy, &idx, &g).unwrap();
+        let want = cpu.max_pool2d_backward(&cdy, &idx_ref, &g).unwrap();
+        assert_close(&format!("max backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+        let y = gpu.avg_pool2d_forward(&gx, &g).unwrap();
+        let want = cpu.avg_pool2d_forward(&cx, &g).unwrap();
+        assert_close(&format!("avg forward {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        let dx = gpu.avg_pool2d_backward(&gdy, &g).unwrap();
+        let want = cpu.avg_pool2d_backward(&cdy, &g).unwrap();
+        assert_close(&format!("avg backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn max_pool_ties_pick_the_first_element_and_nan_propagates() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let g = geom(&(1, 1, (5, 5), (3, 3), (1, 1), (1, 1), false), true);
+    // Mostly equal values (ties everywhere) with two NaNs.
+    let mut x: Vec<f32> = (0..g.x_len()).map(|i| if i % 3 == 0 { 1.0 } else { 0.5 }).collect();
+    x[7] = f32::NAN;
+    x[8] = f32::NAN;
+    let (y, idx) = gpu.max_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+    let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+    assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec());
+    let y = gpu.download(&y).unwrap();
+    for (got, want) in y.iter().zip(y_ref.iter()) {
+        assert!(got.is_nan() == want.is_nan() && (got.is_nan() || *got as f64 == *want), "{got} vs {want}");
+    }
+}
+
+#[test]
+fn avg_pool_matches_the_reference_for_both_divisor_rules() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (i, case) in CASES.iter().enumerate() {
+        for count_include_pad in [true, false] {
+            let g = geom(case, count_include_pad);
+            let x = random_f32(g.x_len(), 30 + i as u64, -1.0, 1.0);
+            let dy = random_f32(g.y_len(), 40 + i as u64, -1.0, 1.0);
+            let y = gpu.avg_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+            let want = cpu.avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+            assert_close(&format!("avg forward {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
+            let dx = gpu.avg_pool2d_backward(&gpu.upload(&dy).unwrap(), &g).unwrap();
+            let want = cpu.avg_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &g).unwrap();
+            assert_close(&format!("avg backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+        }
+    }
+}
+
+#[test]
+fn adaptive_avg_pool_matches_the_reference_for_any_ratio() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    // Divisible, non-divisible (overlapping ranges), global, and larger-than-input outputs.
+    for (i, &(hw, out)) in [((8, 6), (4, 3)), ((7, 5), (3, 2)), ((5, 6), (1, 1)), ((3, 2), (5, 4))].iter().enumerate() {
+        let g = AdaptivePoolGeom::new(2, 3, hw, out).unwrap();
+        let x = random_f32(g.x_len(), 50 + i as u64, -1.0, 1.0);
+        let dy = random_f32(g.y_len(), 60 + i as u64, -1.0, 1.0);
+        let y = gpu.adaptive_avg_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+        let want = cpu.adaptive_avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+        assert_close(&format!("adaptive forward {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        let dx = gpu.adaptive_avg_pool2d_backward(&gpu.upload(&dy).unwrap(), &g).unwrap();
+        let want = cpu.adaptive_avg_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &g).unwrap();
+        assert_close(&format!("adaptive backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+#[test]
+fn mismatched_buffers_are_clear_errors() {
+    let gpu = gpu();
+    let g = geom(&CASES[0], true);
+    let err = gpu.avg_pool2d_forward(&gpu.zeros(3).unwrap(), &g).err().expect("3 is not N*C*H*W").to_string();
+    assert_eq!(err, format!("shape error: avg_pool2d: input has 3 elements but {} are needed", g.x_len()));
+    let dy = gpu.zeros(g.y_len()).unwrap();
+    let idx = gpu.upload_idx(&[0]).unwrap();
+    let err = gpu.max_pool2d_backward(&dy, &idx, &g).err().expect("one index").to_string();
+    assert!(err.contains("indices has 1 elements"), "{err}");
+}

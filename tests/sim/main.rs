@@ -1,0 +1,10 @@
+//! The PTX simulator: NVRTC-compiled test kernels (sim_kernels/) and the project's modules run
+//! on it, its arithmetic, sanitizer, runtime features and throughput counters.
+//! One binary per layer (see README, Tests), so the crate is linked a handful of times, not once per file.
+
+mod sim_arith;
+mod sim_exec;
+mod sim_modules;
+mod sim_runtime;
+mod sim_sanitizer;
+mod sim_throughput;

@@ -1,0 +1,63 @@
+//! Helpers for the simulator tests: NVRTC compilation of test kernels and a simulator-backed
+//! GPU backend whose driver stays reachable for loading modules and reading counters.
+
+use ferronet::gpu::GpuBackend;
+use ferronet::sim::{SimDriver, SimOptions};
+use std::sync::Arc;
+
+/// Compiles CUDA source to PTX for compute_75, as build.rs does for kernels/*.cu. NVRTC is
+/// required: these tests exist to run NVRTC's output.
+pub fn compile(name: &str, src: &str) -> String {
+    assert!(
+        ferronet::gpu::nvrtc_locate::ensure_nvrtc_loaded().is_some(),
+        "NVRTC is required for the simulator tests (pip install nvidia-cuda-nvrtc-cu12==12.9.86)"
+    );
+    let mut options = vec!["--std=c++17".to_string()];
+    // cuda_fp16.h comes from the CUDA runtime wheel (NVRTC ships no headers).
+    if let Some(dir) = ferronet::gpu::nvrtc_locate::python_wheel_dir("nvidia.cuda_runtime") {
+        options.push(format!("-I{}", dir.join("include").display()));
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        arch: Some("compute_75"),
+        options,
+        name: Some(format!("{name}.cu")),
+        ..Default::default()
+    };
+    match cudarc::nvrtc::compile_ptx_with_opts(src, opts) {
+        Ok(ptx) => ptx.to_src().to_string(),
+        Err(e) => panic!("NVRTC failed on {name}: {e:?}"),
+    }
+}
+
+/// A simulator with `options`, the module `name` loaded from CUDA source, and a backend over it.
+pub fn sim_with(options: SimOptions, name: &str, cuda_src: &str) -> (Arc<SimDriver>, GpuBackend) {
+    let driver = Arc::new(SimDriver::new(options));
+    driver.load_ptx(name, &compile(name, cuda_src)).unwrap_or_else(|e| panic!("{e}"));
+    let backend = GpuBackend::new(driver.clone());
+    (driver, backend)
+}
+
+/// The default (sanitizing) simulator with module `name`.
+pub fn sim(name: &str, cuda_src: &str) -> (Arc<SimDriver>, GpuBackend) {
+    sim_with(SimOptions::default(), name, cuda_src)
+}
+
+/// Deterministic test data in [-1, 1).
+pub fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ferronet::rng::Rng::new(seed);
+    (0..n).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect()
+}
+
+/// Row-major C = A B in f64.
+pub fn matmul_ref(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            let av = a[i * k + p] as f64;
+            for j in 0..n {
+                c[i * n + j] += av * b[p * n + j] as f64;
+            }
+        }
+    }
+    c
+}
