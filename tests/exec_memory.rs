@@ -7,7 +7,7 @@ use exec_support::{batch, conv_chain, labels, op_zoo, residual_block};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
-use ferronet::ops::conv::DEFAULT_WORKSPACE_MB;
+use ferronet::device::DEFAULT_WORKSPACE_MB;
 
 const N: usize = 4;
 

@@ -7,7 +7,7 @@ mod reliability_support;
 
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Executor, Mode};
-use ferronet::ops::conv::DEFAULT_WORKSPACE_MB;
+use ferronet::device::DEFAULT_WORKSPACE_MB;
 use ferronet::train::session::build_model;
 use reliability_support::{run, scratch_dir, single_error_line};
 use std::process::Command;

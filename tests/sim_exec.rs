@@ -20,7 +20,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
 
 #[test]
 fn embedded_kernel_runs_through_the_test_backend() {
-    let gpu = ferronet::gpu::test_backend().expect("simulator backend");
+    let gpu = ferronet::select::test_backend().expect("simulator backend");
     let n = 300;
     let (a, b) = (data(n, 11), data(n, 12));
     let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());

@@ -5,7 +5,7 @@ use ferronet::gpu::GpuBackend;
 
 /// A real GPU when present, else the PTX simulator.
 pub fn gpu() -> GpuBackend {
-    ferronet::gpu::test_backend().unwrap_or_else(|e| panic!("no GPU device for tests: {e}"))
+    ferronet::select::test_backend().unwrap_or_else(|e| panic!("no GPU device for tests: {e}"))
 }
 
 /// Fails with the worst element when any |got - want| > atol + rtol * |want|.

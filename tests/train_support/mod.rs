@@ -14,5 +14,5 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 
 /// The default configuration on the CPU, quiet, writing to `out`.
 pub fn cpu_config(out: PathBuf) -> TrainConfig {
-    TrainConfig { out: Some(out), quiet: true, device: "cpu".into(), ..TrainConfig::default() }
+    TrainConfig { out: Some(out), quiet: true, device: "cpu".parse().unwrap(), ..TrainConfig::default() }
 }
