@@ -1,6 +1,6 @@
 //! The rayon CPU device: the reference every GPU kernel is checked against (in f64) and the
 //! fallback when no GPU exists (in f32). Op implementations live beside their families in
-//! `crate::ops::<family>::cpu`.
+//! `ops::<family>::cpu` (the layer above).
 
 pub mod par;
 #[cfg(test)]

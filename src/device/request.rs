@@ -1,5 +1,5 @@
 //! `--device auto|cpu|cuda[:N]|sim`: what the user asked for, parsed and printed in one form.
-//! Opening the device it names is `crate::select`'s job (it sits above the devices).
+//! Opening the device it names is `select`'s job (it sits above the devices).
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

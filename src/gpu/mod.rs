@@ -1,7 +1,7 @@
 //! The GPU backend: launch geometry and argument marshalling for every op, written once over the
 //! device layer's [`Driver`](crate::device::driver::Driver) trait so a real GPU (`cuda_driver`,
-//! over cudarc) and the PTX simulator (`crate::sim`, a peer of this module) run the same code.
-//! Opening one of them for `--device` is `crate::select`'s job.
+//! over cudarc) and the PTX simulator (`sim`, a peer of this module) run the same code.
+//! Opening one of them for `--device` is `select`'s job.
 
 pub mod backend;
 pub mod cuda_driver;
