@@ -4,15 +4,15 @@
 //! JIT-compiled forward by the driver for any newer GPU. A kernel that fails to compile fails the
 //! build with NVRTC's log naming the file. Without NVRTC the build still succeeds (with a
 //! cargo:warning) and embeds only the sources, which the runtime compiles with the machine's own
-//! NVRTC.
+//! NVRTC. Compilation is the runtime's own function (`src/device/nvrtc.rs`), so build time and
+//! run time compile alike.
 
-#[path = "src/gpu/nvrtc_locate.rs"]
-mod nvrtc_locate;
+#[path = "src/device/nvrtc.rs"]
+mod nvrtc;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const ARCH: &str = "compute_75";
 const COMMON_HEADER: &str = "common.cuh";
 
 /// The source with `#include "common.cuh"` replaced by the header's text, so the embedded source
@@ -32,22 +32,6 @@ fn inline_common(file_name: &str, src: &str, header: &str) -> String {
     out
 }
 
-fn compile(name: &str, src: &str) -> Result<String, String> {
-    let opts = cudarc::nvrtc::CompileOptions {
-        arch: Some(ARCH),
-        options: vec!["--std=c++17".into()],
-        name: Some(format!("{name}.cu")),
-        ..Default::default()
-    };
-    match cudarc::nvrtc::compile_ptx_with_opts(src, opts) {
-        Ok(ptx) => Ok(ptx.to_src().to_string()),
-        Err(cudarc::nvrtc::CompileError::CompileError { log, options, .. }) => {
-            Err(format!("options {options:?}\n{}", log.to_string_lossy()))
-        }
-        Err(e) => Err(format!("{e:?}")),
-    }
-}
-
 fn main() {
     let kernels = Path::new("kernels");
     println!("cargo:rerun-if-changed=kernels");
@@ -59,11 +43,12 @@ fn main() {
     files.retain(|p| p.extension().is_some_and(|e| e == "cu"));
     files.sort();
 
-    let nvrtc = nvrtc_locate::ensure_nvrtc_loaded();
-    if nvrtc.is_none() {
+    let have_nvrtc = nvrtc::available();
+    if !have_nvrtc {
         println!(
             "cargo:warning=NVRTC not found: kernels embedded as source only and compiled at run time \
-             (install it with `pip install nvidia-cuda-nvrtc-cu12==12.9.86` to compile them at build time)"
+             (install it with `{}` to compile them at build time)",
+            nvrtc::INSTALL_HINT
         );
     }
 
@@ -76,15 +61,16 @@ fn main() {
             Ok(s) => inline_common(&format!("{name}.cu"), &s, &header),
             Err(e) => panic!("cannot read {}: {e}", file.display()),
         };
-        let ptx = match nvrtc {
-            Some(_) => match compile(name, &src) {
+        let ptx = if have_nvrtc {
+            match nvrtc::compile_ptx(name, &src, nvrtc::BASE_COMPUTE_CAPABILITY) {
                 Ok(ptx) => Some(ptx),
                 Err(log) => {
-                    failures.push(format!("kernels/{name}.cu failed to compile with NVRTC:\n{log}"));
+                    failures.push(log);
                     None
                 }
-            },
-            None => None,
+            }
+        } else {
+            None
         };
         writeln!(
             out,

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod models;
 pub mod ops;
 pub mod rng;
+pub mod select;
 pub mod shape;
 pub mod sim;
 pub mod tolerance;

@@ -1,52 +1,6 @@
-//! Tensor shapes (NCHW, contiguous) and the output-size rules of convolution and pooling.
+//! The output-size rule of convolution and pooling windows, shared by every geometry.
 
 use crate::error::{Error, Result};
-use std::fmt;
-
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Shape(pub Vec<usize>);
-
-impl Shape {
-    pub fn new(dims: &[usize]) -> Self {
-        Shape(dims.to_vec())
-    }
-    pub fn dims(&self) -> &[usize] {
-        &self.0
-    }
-    pub fn rank(&self) -> usize {
-        self.0.len()
-    }
-    pub fn numel(&self) -> usize {
-        self.0.iter().product()
-    }
-    /// The four NCHW dimensions; a clear error for any other rank.
-    pub fn nchw(&self, what: &str) -> Result<(usize, usize, usize, usize)> {
-        match self.0.as_slice() {
-            &[n, c, h, w] => Ok((n, c, h, w)),
-            _ => Err(Error::shape(format!("{what} expects an NCHW (rank-4) tensor, got {self}"))),
-        }
-    }
-    pub fn expect_eq(&self, other: &Shape, what: &str) -> Result<()> {
-        if self == other {
-            Ok(())
-        } else {
-            Err(Error::shape(format!("{what}: shapes {self} and {other} differ")))
-        }
-    }
-}
-
-impl fmt::Display for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
-        write!(f, "[{}]", parts.join(", "))
-    }
-}
-
-impl fmt::Debug for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
 
 /// Output length of a convolution or pooling window along one axis, as PyTorch computes it:
 /// floor((len + 2*pad - dilation*(kernel-1) - 1) / stride) + 1, or with ceil instead of floor in

@@ -1,6 +1,7 @@
 //! Command-line arguments of `cargo bench --bench kernels -- [ARGS]`.
 
 use super::kernels::KernelBenchOptions;
+use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::gpu::cuda_driver;
 use clap::Parser;
@@ -14,10 +15,10 @@ pub const JSON_ENV: &str = "FERRONET_BENCH_JSON";
 #[derive(Parser, Debug, Clone)]
 #[command(name = "kernels", about = "Validated kernel microbenchmarks: CPU and CUDA timings, simulator predictions")]
 pub struct KernelBenchArgs {
-    /// Devices, comma-separated: cpu, sim, cuda, cuda:N, or all (cpu, sim and cuda:0 when a CUDA
-    /// device exists).
-    #[arg(long, default_value = "all")]
-    pub device: String,
+    /// Devices, comma-separated: cpu, sim, cuda, cuda:N or auto (cuda:0 when a CUDA device exists,
+    /// else cpu). Default: cpu, sim and cuda:0 when a CUDA device exists.
+    #[arg(long, value_delimiter = ',')]
+    pub device: Vec<DeviceRequest>,
     /// Images per batch of the convolution, pooling, batch-norm and loss shapes.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -61,26 +62,19 @@ impl KernelBenchArgs {
             filter: self.filter.clone(),
             seed: self.seed,
         };
-        for name in self.device.split(',').map(|d| d.trim().to_ascii_lowercase()) {
-            match name.as_str() {
-                "cpu" => opts.cpu = true,
-                "sim" => opts.sim = true,
-                "cuda" => opts.cuda = Some(0),
-                "all" => {
-                    opts.cpu = true;
-                    opts.sim = true;
-                    if matches!(cuda_driver::list_devices(), Ok(Some(d)) if !d.is_empty()) {
-                        opts.cuda = Some(0);
-                    }
-                }
-                other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-                    Some(n) => opts.cuda = Some(n),
-                    None => {
-                        return Err(Error::config(format!(
-                            "unknown device `{other}` in --device: use cpu, sim, cuda, cuda:N or all, comma-separated"
-                        )))
-                    }
-                },
+        let cuda_present = || matches!(cuda_driver::list_devices(), Ok(Some(d)) if !d.is_empty());
+        if self.device.is_empty() {
+            opts.cpu = true;
+            opts.sim = true;
+            opts.cuda = cuda_present().then_some(0);
+        }
+        for device in &self.device {
+            match device {
+                DeviceRequest::Cpu => opts.cpu = true,
+                DeviceRequest::Sim => opts.sim = true,
+                DeviceRequest::Cuda(n) => opts.cuda = Some(*n),
+                DeviceRequest::Auto if cuda_present() => opts.cuda = Some(0),
+                DeviceRequest::Auto => opts.cpu = true,
             }
         }
         Ok(opts)
@@ -96,8 +90,12 @@ impl KernelBenchArgs {
 mod tests {
     use super::*;
 
+    fn try_parse(args: &[&str]) -> std::result::Result<KernelBenchArgs, clap::Error> {
+        KernelBenchArgs::try_parse_from(std::iter::once("kernels").chain(args.iter().copied()))
+    }
+
     fn parse(args: &[&str]) -> KernelBenchArgs {
-        KernelBenchArgs::try_parse_from(std::iter::once("kernels").chain(args.iter().copied())).unwrap()
+        try_parse(args).unwrap()
     }
 
     #[test]
@@ -106,7 +104,9 @@ mod tests {
         assert!(o.cpu && !o.sim && o.cuda == Some(1));
         let o = parse(&["--device", "sim"]).options().unwrap();
         assert!(!o.cpu && o.sim && o.cuda.is_none());
-        let err = parse(&["--device", "cpu,tpu"]).options().unwrap_err().to_string();
+        let o = parse(&[]).options().unwrap();
+        assert!(o.cpu && o.sim);
+        let err = try_parse(&["--device", "cpu,tpu"]).err().expect("tpu is no device").to_string();
         assert!(err.contains("unknown device `tpu`"), "{err}");
         assert!(parse(&["--reps", "0"]).options().is_err());
     }

@@ -5,9 +5,9 @@
 
 use super::timing::Timing;
 use crate::error::{Error, Result};
-use crate::gpu::cuda_driver::CudaDriver;
+use crate::device::driver::Driver;
 use crate::device::Buffer;
-use crate::gpu::driver::Driver;
+use crate::gpu::cuda_driver::CudaDriver;
 use crate::gpu::{GpuBackend, GpuBuf};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
 use cudarc::driver::{result as cu, sys as cu_sys};

@@ -6,7 +6,6 @@
 use super::cases::{kernel_cases, BenchCase};
 use super::cuda::{CudaBench, DevicePeaks};
 use super::ops::{results, HostOperands, KernelOp, Operands};
-use super::predict::{scale_stats, slower, LaunchPrediction, Limit, GPU_MODELS};
 use super::resources::{kernel_resources, KernelResources, ARCH};
 use super::timing::{time_host, Timing};
 use super::validate::{compare, reference, Validation};
@@ -14,6 +13,7 @@ use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::GpuBackend;
 use crate::ops::Backend;
+use crate::sim::roofline::{slower, LaunchPrediction, Limit, GPU_MODELS};
 use crate::sim::{LaunchStats, SimDriver, SimOptions};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -239,6 +239,29 @@ fn sim_launch(stats: &LaunchStats, resources: &HashMap<String, KernelResources>)
     }
 }
 
+/// The counters of a launch at `factor` times its size (see `super::cases` for why linear).
+fn scale_stats(stats: &LaunchStats, factor: f64) -> LaunchStats {
+    let s = |v: u64| (v as f64 * factor).round() as u64;
+    LaunchStats {
+        kernel: stats.kernel.clone(),
+        grid: stats.grid,
+        block: stats.block,
+        warp_insts: s(stats.warp_insts),
+        lane_insts: s(stats.lane_insts),
+        flops: s(stats.flops),
+        global_load_bytes: s(stats.global_load_bytes),
+        global_store_bytes: s(stats.global_store_bytes),
+        global_atomic_bytes: s(stats.global_atomic_bytes),
+        global_accesses: s(stats.global_accesses),
+        global_sectors: s(stats.global_sectors),
+        shared_accesses: s(stats.shared_accesses),
+        shared_wavefronts: s(stats.shared_wavefronts),
+        bank_conflicts: s(stats.bank_conflicts),
+        barriers: s(stats.barriers),
+        sim_seconds: stats.sim_seconds,
+    }
+}
+
 /// Predicted time of a case on each modelled GPU: the sum of its launches' predictions, limited
 /// by the roof of the longest launch; once with no cache and once with an ideal one.
 fn predictions(op: &KernelOp, launches: &[LaunchStats]) -> Vec<Prediction> {
@@ -258,7 +281,7 @@ fn predictions(op: &KernelOp, launches: &[LaunchStats]) -> Vec<Prediction> {
                 ideal => ideal,
             };
             Prediction {
-                gpu: model.spec.name,
+                gpu: model.name,
                 seconds: no_cache.seconds,
                 limit: no_cache.limit,
                 seconds_ideal_cache: ideal_cache.seconds,
@@ -383,5 +406,12 @@ mod tests {
         let failed = measure_cpu(&op, &host, &want, &options()).unwrap();
         assert!(!failed.validation.passed && failed.timing.is_none() && failed.gflops.is_none(), "{failed:?}");
         assert!(failed.validation.failure.as_deref().is_some_and(|f| f.contains("output 0 element 7")), "{failed:?}");
+    }
+
+    #[test]
+    fn scaling_multiplies_every_counter() {
+        let s = LaunchStats { flops: 10, global_sectors: 3, warp_insts: 7, ..Default::default() };
+        let t = scale_stats(&s, 4.0);
+        assert_eq!((t.flops, t.global_sectors, t.warp_insts), (40, 12, 28));
     }
 }

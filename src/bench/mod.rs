@@ -8,7 +8,6 @@ pub mod cuda;
 pub mod kernels;
 pub mod model;
 pub mod ops;
-pub mod predict;
 pub mod report;
 pub mod resources;
 pub mod timing;

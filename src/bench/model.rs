@@ -4,7 +4,6 @@
 use super::timing::{time_host, Timing};
 use crate::error::{Error, Result};
 use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
-use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use crate::graph::Graph;
 use crate::ops::Backend;
 use crate::rng::Rng;
@@ -78,12 +77,12 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         clip_grad_norm: None,
     })?;
     // The resident batch (already on the device) and each step's copy of it come on top of the
-    // plan; the backend has the default convolution workspace.
+    // plan.
     let batch_bytes = 2 * opts.batch * per_sample * std::mem::size_of::<f32>();
     executor.check_batch_fits_device(
         opts.batch,
         Mode::Train,
-        DEFAULT_WORKSPACE_MB << 20,
+        executor.backend().workspace_bytes(),
         optimizer.state_bytes(executor.params()) + batch_bytes,
     )?;
     let step_options = StepOptions::default();

@@ -1,10 +1,10 @@
 //! `ferronet bench`: training-step and inference throughput of a zoo model on one device.
 
 use crate::bench::model::{bench_model, summary_text, ModelBenchOptions};
-use crate::cli::summary::parse_input;
+use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
-use crate::gpu::select::{DeviceArg, SelectedDevice};
-use crate::models::{self, ModelOptions};
+use crate::models::{self, parse_input, ModelOptions};
+use crate::select::{self, SelectedDevice};
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
@@ -35,8 +35,9 @@ pub struct BenchArgs {
     /// Seed of the weights, inputs and labels.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[command(flatten)]
-    pub device: DeviceArg,
+    /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
     /// One JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -57,7 +58,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         None => models::default_input(&args.model)?,
     };
     let graph = models::build(&args.model, &ModelOptions::new(args.classes, input))?;
-    let report = match args.device.device.open()? {
+    let report = match select::open(args.device)? {
         SelectedDevice::Cpu(cpu) => bench_model(cpu, graph, &opts)?,
         SelectedDevice::Gpu(gpu) => bench_model(gpu, graph, &opts)?,
     };

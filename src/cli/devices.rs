@@ -3,7 +3,8 @@
 use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::cuda_driver::list_devices;
-use crate::gpu::select::DeviceRequest;
+use crate::device::DeviceRequest;
+use crate::select;
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
@@ -27,7 +28,7 @@ pub fn run(_args: DevicesArgs) -> Result<i32> {
         Ok(None) => println!("cuda      no CUDA driver is present (libcuda.so not found)"),
         Err(e) => println!("cuda      the CUDA driver is unusable: {e}"),
     }
-    match DeviceRequest::Sim.open() {
+    match select::open(DeviceRequest::Sim) {
         Ok(_) => println!("sim       PTX simulator (runs the CUDA kernels on the CPU; slow, for checks)"),
         Err(e) => println!("sim       unavailable: {e}"),
     }

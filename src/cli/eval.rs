@@ -2,6 +2,7 @@
 //! (or its validation split when it has none), normalised with the checkpoint's mean/std.
 
 use crate::data;
+use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::ops::Backend;
 use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor};
@@ -9,7 +10,7 @@ use crate::train::config::DatasetChoice;
 use crate::train::evaluate::{evaluate, EvalSetup};
 use crate::train::metrics::EvalMetrics;
 use crate::train::outputs::{class_breakdown, ClassMetrics};
-use crate::train::session::{on_device, parse_device, restore_model, OnBackend};
+use crate::train::session::{on_device, restore_model, OnBackend};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -28,9 +29,9 @@ pub struct EvalArgs {
     pub data_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
-    /// auto, cpu, cuda, cuda:N or sim.
+    /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceRequest,
     /// Threads preparing batches.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -101,7 +102,6 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
     if args.batch_size == 0 || args.workers == 0 {
         return Err(Error::config("--batch-size and --workers must be at least 1"));
     }
-    parse_device(&args.device)?;
     let (tensors, meta) = checkpoint::load(&args.checkpoint)?;
     let mut data_config = meta.config.data.clone();
     if let Some(dataset) = args.dataset {
@@ -122,7 +122,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
             meta.config.data.dataset.name()
         )));
     }
-    on_device(&args.device, EvalRun { batch_size: args.batch_size, workers: args.workers, meta, tensors, dataset })
+    on_device(args.device, EvalRun { batch_size: args.batch_size, workers: args.workers, meta, tensors, dataset })
 }
 
 pub fn run(args: EvalArgs) -> Result<i32> {

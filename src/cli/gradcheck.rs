@@ -3,8 +3,9 @@
 
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
-use crate::gpu::select::{DeviceRequest, SelectedDevice};
+use crate::device::DeviceRequest;
 use crate::gradcheck::{compare_device, finite_difference, select_cases, CheckReport, DEVICE_ATOL, DEVICE_RTOL, FD_MAX_REL};
+use crate::select::{self, SelectedDevice};
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
@@ -24,7 +25,7 @@ pub struct GradcheckArgs {
 pub fn run(args: GradcheckArgs) -> Result<i32> {
     let cases = select_cases(&args.op)?;
     let cpu = CpuBackend::new();
-    let device = args.device.open()?;
+    let device = select::open(args.device)?;
     let (device_name, criterion) = match &device {
         SelectedDevice::Cpu(_) => ("cpu (f64)".to_string(), format!("finite differences, max rel < {FD_MAX_REL:e}")),
         SelectedDevice::Gpu(gpu) => {

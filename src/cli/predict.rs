@@ -2,12 +2,13 @@
 //! their probabilities, the images resized to the model's input and normalised as in training.
 
 use crate::data::{load_image_file, normalise_image};
+use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::exec::Batch;
 use crate::ops::Backend;
 use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor};
 use crate::train::metrics::log_softmax;
-use crate::train::session::{on_device, parse_device, restore_model, OnBackend};
+use crate::train::session::{on_device, restore_model, OnBackend};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -23,9 +24,9 @@ pub struct PredictArgs {
     /// How many classes to list per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
-    /// auto, cpu, cuda, cuda:N or sim.
+    /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceRequest,
     /// Print JSON (one array of per-image results) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -88,10 +89,8 @@ pub fn predict(args: PredictArgs) -> Result<Vec<Prediction>> {
     if args.top == 0 {
         return Err(Error::config("--top must be at least 1"));
     }
-    parse_device(&args.device)?;
     let (tensors, meta) = checkpoint::load(&args.checkpoint)?;
-    let device = args.device.clone();
-    on_device(&device, PredictRun { args, meta, tensors })
+    on_device(args.device, PredictRun { args, meta, tensors })
 }
 
 pub fn run(args: PredictArgs) -> Result<i32> {

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::models::summary::{summarize, ModelSummary};
-use crate::models::{self, ModelOptions};
+use crate::models::{self, parse_input, ModelOptions};
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
@@ -34,16 +34,6 @@ pub struct SummaryArgs {
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Parses "C,H,W" (spaces allowed) into three positive numbers.
-pub fn parse_input(text: &str) -> Result<[usize; 3]> {
-    let bad = || Error::config(format!("--input `{text}` must be three positive numbers C,H,W, e.g. 3,224,224"));
-    let dims: Vec<usize> = text.split(',').map(|part| part.trim().parse::<usize>().map_err(|_| bad())).collect::<Result<_>>()?;
-    match dims.as_slice() {
-        &[c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
-        _ => Err(bad()),
-    }
 }
 
 pub fn run(args: SummaryArgs) -> Result<i32> {
@@ -126,8 +116,10 @@ pub fn table(s: &ModelSummary) -> String {
         s.batch
     );
     out += &format!(
-        "planned step peak:     {:.1} MiB (executor plan: live activations, tape, gradients, workspace)\n",
-        s.peak_step_bytes as f64 / (1u64 << 20) as f64
+        "planned step peak:     {:.1} MiB (executor plan: live activations, tape, gradients, and the device \
+         layer's default convolution workspace of {} MiB)\n",
+        s.peak_step_bytes as f64 / (1u64 << 20) as f64,
+        s.workspace_bytes >> 20
     );
     out
 }
@@ -145,13 +137,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn input_parsing() {
-        assert_eq!(parse_input("3,224,224").unwrap(), [3, 224, 224]);
-        assert_eq!(parse_input(" 1, 28 ,28").unwrap(), [1, 28, 28]);
-        for bad in ["3,224", "3,224,224,1", "3,0,224", "a,b,c", ""] {
-            let err = parse_input(bad).unwrap_err().to_string();
-            assert!(err.contains("C,H,W"), "{bad}: {err}");
-        }
+    fn thousands_separators() {
         assert_eq!(thousands(1234567), "1,234,567");
         assert_eq!(thousands(12), "12");
     }

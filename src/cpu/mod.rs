@@ -1,15 +1,14 @@
 //! The rayon CPU device: the reference every GPU kernel is checked against (in f64) and the
 //! fallback when no GPU exists (in f32). Op implementations live beside their families in
-//! `crate::ops::<family>::cpu`.
+//! `ops::<family>::cpu` (the layer above).
 
 pub mod par;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-use crate::device::{Buffer, Device, MemoryStats, MemoryTracker};
+use crate::device::{Buffer, Device, MemoryStats, MemoryTracker, DEFAULT_WORKSPACE_MB};
 use crate::element::Element;
 use crate::error::Result;
-use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -17,13 +16,6 @@ use std::sync::Arc;
 pub struct CpuBuf<T> {
     data: Vec<T>,
     tracker: Arc<MemoryTracker>,
-}
-
-impl<T> CpuBuf<T> {
-    pub fn into_vec(mut self) -> Vec<T> {
-        self.tracker.sub(self.data.len() * std::mem::size_of::<T>());
-        std::mem::take(&mut self.data)
-    }
 }
 
 impl<T> Drop for CpuBuf<T> {
@@ -68,10 +60,6 @@ impl CpuBackend {
     pub fn new() -> Self {
         CpuBackend { tracker: MemoryTracker::new(), workspace_bytes: DEFAULT_WORKSPACE_MB << 20 }
     }
-    pub fn with_workspace_mb(mut self, mb: usize) -> Self {
-        self.workspace_bytes = mb.max(1) << 20;
-        self
-    }
     /// Takes ownership of a host vector as a device buffer.
     pub fn wrap<T>(&self, data: Vec<T>) -> CpuBuf<T> {
         self.tracker.add(data.len() * std::mem::size_of::<T>());
@@ -112,6 +100,9 @@ impl<E: Element> Device<E> for CpuBackend {
     }
     fn memory(&self) -> MemoryStats {
         self.tracker.stats()
+    }
+    fn workspace_bytes(&self) -> usize {
+        self.workspace_bytes
     }
     fn reset_peak(&self) {
         self.tracker.reset_peak()

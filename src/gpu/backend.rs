@@ -1,10 +1,9 @@
 //! The GPU device over any [`Driver`]: buffers, transfers, memory accounting and the launch helper
 //! every op family's `cuda.rs` uses.
 
-use super::driver::{DevPtr, Driver, KernelArg, LaunchConfig};
-use crate::device::{Buffer, Device, MemoryStats, MemoryTracker};
+use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig};
+use crate::device::{Buffer, Device, MemoryStats, MemoryTracker, DEFAULT_WORKSPACE_MB};
 use crate::error::{Error, Result};
-use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
@@ -63,10 +62,6 @@ impl GpuBackend {
             kernel_log: Arc::new(Mutex::new(Vec::new())),
             workspace_bytes: DEFAULT_WORKSPACE_MB << 20,
         }
-    }
-    pub fn with_workspace_mb(mut self, mb: usize) -> Self {
-        self.workspace_bytes = mb.max(1) << 20;
-        self
     }
     pub fn driver(&self) -> &Arc<dyn Driver> {
         &self.driver
@@ -151,6 +146,9 @@ impl Device<f32> for GpuBackend {
     }
     fn memory(&self) -> MemoryStats {
         self.tracker.stats()
+    }
+    fn workspace_bytes(&self) -> usize {
+        self.workspace_bytes
     }
     fn free_memory(&self) -> Result<Option<usize>> {
         self.driver.mem_info().map(|(free, _)| Some(free))

@@ -7,11 +7,12 @@
 //! architecture. All work goes to the legacy default stream, so launches, copies and events are
 //! ordered without explicit stream management.
 
-use super::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
-use super::{modules, nvrtc_locate};
+use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
+use crate::device::modules::{self, PtxSource};
 use crate::error::{Error, Result};
 use cudarc::driver::result::{self as cu, DriverError};
 use cudarc::driver::sys::{self, CUdevice_attribute, CUresult};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::{c_void, CString};
 use std::sync::Mutex;
@@ -122,44 +123,24 @@ impl CudaDriver {
         unsafe { cu::ctx::set_current(self.ctx) }.map_err(|e| driver_error("making the CUDA context current", e))
     }
 
-    /// Loads `name` from its embedded PTX, or from its source through NVRTC when there is no PTX
-    /// or the driver cannot use it.
+    /// Loads `name` from its embedded PTX, or from its source compiled for this device when there
+    /// is no PTX or the driver rejects it.
     fn load_module(&self, name: &str) -> Result<sys::CUmodule> {
-        let embedded = modules::module(name).ok_or_else(|| Error::device(format!("no kernel module named {name}")))?;
-        if let Some(ptx) = embedded.ptx {
-            match load_ptx(ptx) {
-                Ok(m) => return Ok(m),
-                Err(DriverError(
-                    CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION
-                    | CUresult::CUDA_ERROR_INVALID_PTX
-                    | CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU,
-                )) => {}
-                Err(e) => return Err(driver_error(&format!("loading kernel module {name}"), e)),
+        let cc = self.info.compute_capability;
+        let ptx = modules::ptx(name, cc, PtxSource::EmbeddedFirst)?;
+        match load_ptx(&ptx) {
+            Ok(m) => Ok(m),
+            Err(DriverError(
+                CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION
+                | CUresult::CUDA_ERROR_INVALID_PTX
+                | CUresult::CUDA_ERROR_NO_BINARY_FOR_GPU,
+            // Borrowed is the embedded PTX: a fresh compile for this device may still load.
+            )) if matches!(ptx, Cow::Borrowed(_)) => {
+                let ptx = modules::ptx(name, cc, PtxSource::CompiledNow)?;
+                load_ptx(&ptx).map_err(|e| driver_error(&format!("loading kernel module {name} compiled at run time"), e))
             }
+            Err(e) => Err(driver_error(&format!("loading kernel module {name}"), e)),
         }
-        let ptx = self.compile_for_device(name, embedded.source)?;
-        load_ptx(&ptx).map_err(|e| driver_error(&format!("loading kernel module {name} compiled at run time"), e))
-    }
-
-    fn compile_for_device(&self, name: &str, source: &str) -> Result<String> {
-        let present = nvrtc_locate::ensure_nvrtc_loaded().is_some()
-            // SAFETY: only tries to dlopen NVRTC, which ensure_nvrtc_loaded made resolvable.
-            && unsafe { cudarc::nvrtc::sys::is_culib_present() };
-        if !present {
-            return Err(Error::device(format!(
-                "kernel module {name} must be compiled for this GPU but NVRTC is missing; \
-                 install it with `pip install nvidia-cuda-nvrtc-cu12`"
-            )));
-        }
-        let (major, minor) = self.info.compute_capability;
-        let opts = cudarc::nvrtc::CompileOptions {
-            options: vec!["--std=c++17".into(), format!("--gpu-architecture=compute_{major}{minor}")],
-            name: Some(format!("{name}.cu")),
-            ..Default::default()
-        };
-        cudarc::nvrtc::compile_ptx_with_opts(source, opts)
-            .map(|ptx| ptx.to_src().to_string())
-            .map_err(|e| Error::device(format!("NVRTC could not compile kernel module {name}: {e:?}")))
     }
 
     fn function(&self, module: &str, kernel: &str) -> Result<sys::CUfunction> {

@@ -1,4 +1,4 @@
-//! Launch-geometry and argument checks shared by the op launchers in `crate::ops::*::cuda`: the
+//! Launch-geometry and argument checks shared by the op launchers in `ops::*::cuda`: the
 //! kernels index with 32-bit ints, so every size that reaches them is checked to fit first.
 
 use super::driver::{KernelArg, LaunchConfig};

@@ -96,6 +96,16 @@ pub fn descriptions() -> Vec<(&'static str, &'static str)> {
     ZOO.iter().map(|(name, description, _)| (*name, *description)).collect()
 }
 
+/// Parses a model input "C,H,W" (spaces allowed) into three positive numbers.
+pub fn parse_input(text: &str) -> Result<[usize; 3]> {
+    let bad = || Error::config(format!("--input `{text}` must be three positive numbers C,H,W, e.g. 3,224,224"));
+    let dims: Vec<usize> = text.split(',').map(|part| part.trim().parse::<usize>().map_err(|_| bad())).collect::<Result<_>>()?;
+    match dims.as_slice() {
+        &[c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => Err(bad()),
+    }
+}
+
 /// The input a model is usually trained at: 1x28x28 for small_cnn, 3x227x227 for alexnet_bn,
 /// 3x299x299 for inception_v3, 3x224x224 for the rest.
 pub fn default_input(name: &str) -> Result<[usize; 3]> {
@@ -128,4 +138,19 @@ pub fn build(name: &str, opts: &ModelOptions) -> Result<Graph> {
         }
         other => other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_parsing() {
+        assert_eq!(parse_input("3,224,224").unwrap(), [3, 224, 224]);
+        assert_eq!(parse_input(" 1, 28 ,28").unwrap(), [1, 28, 28]);
+        for bad in ["3,224", "3,224,224,1", "3,0,224", "a,b,c", ""] {
+            let err = parse_input(bad).unwrap_err().to_string();
+            assert!(err.contains("C,H,W"), "{bad}: {err}");
+        }
+    }
 }

@@ -12,13 +12,15 @@
 //! the kernels are not included. It is an upper bound on the tape: the executor frees what
 //! backward does not need. `peak_step_bytes` is the executor's own planned peak
 //! (`crate::exec::memory::planned_peak`): live activations, tape, gradients and convolution
-//! workspace at the worst moment of a training step, parameters excluded.
+//! workspace at the worst moment of a training step, parameters excluded. A summary has no
+//! backend to ask for its workspace, so it assumes the device layer's default
+//! (`DEFAULT_WORKSPACE_MB`) and reports it as `workspace_bytes`.
 
+use crate::device::DEFAULT_WORKSPACE_MB;
 use crate::error::Result;
 use crate::exec::memory::planned_peak;
 use crate::exec::plan::{Mode, Plan};
 use crate::graph::{Graph, Op};
-use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use serde::Serialize;
 
 const F32_BYTES: u64 = 4;
@@ -47,6 +49,8 @@ pub struct ModelSummary {
     pub activation_bytes: u64,
     /// The executor's planned peak of a training step at `batch`, parameters excluded.
     pub peak_step_bytes: u64,
+    /// The convolution workspace the planned peak assumes: the device layer's default.
+    pub workspace_bytes: u64,
     pub layers: Vec<LayerSummary>,
 }
 
@@ -146,7 +150,8 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
     let non_trainable = graph.non_trainable_params();
     let trains = |p: usize| graph.params[p].trainable;
     let plan = Plan::new(graph, Mode::Train, trains, false);
-    let peak = planned_peak(graph, &plan, batch, F32_BYTES as usize, DEFAULT_WORKSPACE_MB << 20, trains)?;
+    let workspace_bytes = DEFAULT_WORKSPACE_MB << 20;
+    let peak = planned_peak(graph, &plan, batch, F32_BYTES as usize, workspace_bytes, trains)?;
     Ok(ModelSummary {
         model: graph.name.clone(),
         input: graph.input_shape().to_vec(),
@@ -157,6 +162,7 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
         macs: layers.iter().map(|l| l.macs).sum(),
         activation_bytes: (per_sample * batch as u64 + bn_saved) * F32_BYTES,
         peak_step_bytes: peak as u64,
+        workspace_bytes: workspace_bytes as u64,
         layers,
     })
 }

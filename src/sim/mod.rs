@@ -2,7 +2,8 @@
 //! machines without a GPU: it parses and decodes the NVRTC PTX of `kernels/*.cu`, executes blocks
 //! as warps of 32 lanes in lockstep, checks every access with a sanitizer (bounds, alignment,
 //! uninitialised reads, shared-memory races, divergent barriers and warp-synchronous misuse) and
-//! counts what each launch did for a roofline estimate.
+//! counts what each launch did for the GPU performance model (`roofline`), whose times are
+//! predictions.
 //!
 //! Modules: `parse` (PTX text to syntax tree), `decode` (to the compact instruction array of
 //! `program`, with `dispatch` picking `alu` functions), `alu` (arithmetic semantics), `exec`
@@ -22,10 +23,12 @@ pub mod roofline;
 mod sanitizer;
 
 pub use counters::LaunchStats;
-pub use roofline::{Bound, GpuSpec, Prediction, GPU_SPECS, H100_SXM, RTX_3090, RTX_4090};
+pub use roofline::{GpuModel, LaunchPrediction, Limit, GPU_MODELS};
 
+use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
+use crate::device::modules::{self as kernel_modules, PtxSource};
+use crate::device::nvrtc::BASE_COMPUTE_CAPABILITY;
 use crate::error::{Error, Result};
-use crate::gpu::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
 use decode::DecodedKernel;
 use memory::GlobalMemory;
 use rayon::prelude::*;
@@ -132,25 +135,6 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
     m.lock().map_err(|_| Error::Sim("simulator state poisoned by an earlier panic".into()))
 }
 
-/// Compiles an embedded module's source with the machine's NVRTC (for builds without PTX).
-fn compile_source(name: &str, source: &str) -> Result<String> {
-    if crate::gpu::nvrtc_locate::ensure_nvrtc_loaded().is_none() {
-        return Err(Error::device(format!(
-            "kernel module {name} has no embedded PTX and NVRTC is not installed to compile it \
-             (pip install nvidia-cuda-nvrtc-cu12==12.9.86)"
-        )));
-    }
-    let opts = cudarc::nvrtc::CompileOptions {
-        arch: Some("compute_75"),
-        options: vec!["--std=c++17".into()],
-        name: Some(format!("{name}.cu")),
-        ..Default::default()
-    };
-    cudarc::nvrtc::compile_ptx_with_opts(source, opts)
-        .map(|p| p.to_src().to_string())
-        .map_err(|e| Error::device(format!("NVRTC failed to compile kernels/{name}.cu: {e:?}")))
-}
-
 impl SimDriver {
     pub fn new(options: SimOptions) -> Self {
         SimDriver {
@@ -198,10 +182,6 @@ impl SimDriver {
         lock(&self.options)?.sanitize = on;
         Ok(())
     }
-    pub fn set_block_order(&self, order: BlockOrder) -> Result<()> {
-        lock(&self.options)?.block_order = order;
-        Ok(())
-    }
 
     /// Device `printf` output since the last call.
     pub fn take_printf_output(&self) -> String {
@@ -231,13 +211,8 @@ impl SimDriver {
         if let Some(m) = lock(&self.modules)?.get(name) {
             return Ok(m.clone());
         }
-        let Some(embedded) = crate::gpu::modules::module(name) else {
-            return Err(Error::device(format!("no kernel module named {name} (no kernels/{name}.cu)")));
-        };
-        let ptx = match embedded.ptx {
-            Some(p) => p.to_string(),
-            None => compile_source(name, embedded.source)?,
-        };
+        // The simulator runs the base architecture's PTX, as build.rs embeds it.
+        let ptx = kernel_modules::ptx(name, BASE_COMPUTE_CAPABILITY, PtxSource::EmbeddedFirst)?;
         self.load_ptx(name, &ptx)?;
         lock(&self.modules)?.get(name).cloned().ok_or_else(|| Error::Sim(format!("module {name} vanished")))
     }

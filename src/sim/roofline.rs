@@ -1,46 +1,157 @@
-//! A small roofline model: a launch's FLOPs and DRAM traffic against a GPU's peak fp32 rate and
-//! memory bandwidth give a predicted time and the bound that limits it.
+//! The GPU performance model: predicted times of a launch from the simulator's counters. Four
+//! roofs: fp32 FLOPs against the peak rate, DRAM sectors against the memory bandwidth,
+//! instruction issue (warp instructions against four schedulers per SM, which charges idle lanes
+//! and non-FMA work) and shared-memory wavefronts (bank conflicts included); plus the occupancy
+//! ptxas's register and shared-memory counts allow. Every time it gives is a prediction.
+//!
+//! The simulator has no cache model: memory traffic is every 32-byte sector a launch touched, so
+//! re-read data (tiles in SGEMM) makes the DRAM roof pessimistic. All roofs assume every SM is
+//! busy and leave latency out, so low occupancy is reported beside a prediction rather than
+//! folded into it.
 
 use super::counters::LaunchStats;
+use serde::Serialize;
 
+/// A GPU for the prediction: its peak rates and the SM resources behind them.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct GpuSpec {
+pub struct GpuModel {
     pub name: &'static str,
-    /// Peak fp32 FLOP/s (FMA counted as 2, boost clock, no tensor cores).
+    /// Peak fp32 FLOP/s as published (FMA counted as 2, boost clock, no tensor cores).
     pub peak_fp32_flops: f64,
     /// DRAM bandwidth in bytes/s.
     pub dram_bytes_per_s: f64,
+    pub sms: u32,
+    /// Boost clock in Hz (the one the peak FLOP/s assumes).
+    pub clock_hz: f64,
+    pub max_warps_per_sm: u32,
+    pub max_blocks_per_sm: u32,
+    pub registers_per_sm: u32,
+    /// Shared memory a block may use per SM (bytes), and what the runtime reserves per block.
+    pub shared_per_sm: u32,
+    pub shared_reserved_per_block: u32,
 }
 
-pub const RTX_3090: GpuSpec = GpuSpec { name: "RTX 3090", peak_fp32_flops: 35.6e12, dram_bytes_per_s: 936e9 };
-pub const RTX_4090: GpuSpec = GpuSpec { name: "RTX 4090", peak_fp32_flops: 82.6e12, dram_bytes_per_s: 1008e9 };
-pub const H100_SXM: GpuSpec = GpuSpec { name: "H100 SXM", peak_fp32_flops: 66.9e12, dram_bytes_per_s: 3.35e12 };
+/// Peaks, boost clocks and SM resources from NVIDIA's Ampere, Ada and Hopper data sheets and
+/// tuning guides; 128 fp32 lanes per SM times two (FMA) times the clock reproduce the peaks.
+pub const RTX_3090: GpuModel = GpuModel {
+    name: "RTX 3090",
+    peak_fp32_flops: 35.6e12,
+    dram_bytes_per_s: 936e9,
+    sms: 82,
+    clock_hz: 1.695e9,
+    max_warps_per_sm: 48,
+    max_blocks_per_sm: 16,
+    registers_per_sm: 65536,
+    shared_per_sm: 100 * 1024,
+    shared_reserved_per_block: 1024,
+};
+pub const RTX_4090: GpuModel = GpuModel {
+    name: "RTX 4090",
+    peak_fp32_flops: 82.6e12,
+    dram_bytes_per_s: 1008e9,
+    sms: 128,
+    clock_hz: 2.52e9,
+    max_warps_per_sm: 48,
+    max_blocks_per_sm: 24,
+    registers_per_sm: 65536,
+    shared_per_sm: 100 * 1024,
+    shared_reserved_per_block: 1024,
+};
+pub const H100_SXM: GpuModel = GpuModel {
+    name: "H100 SXM",
+    peak_fp32_flops: 66.9e12,
+    dram_bytes_per_s: 3.35e12,
+    sms: 132,
+    clock_hz: 1.98e9,
+    max_warps_per_sm: 64,
+    max_blocks_per_sm: 32,
+    registers_per_sm: 65536,
+    shared_per_sm: 228 * 1024,
+    shared_reserved_per_block: 1024,
+};
 
-pub const GPU_SPECS: [GpuSpec; 3] = [RTX_3090, RTX_4090, H100_SXM];
+/// Every modelled GPU, in the order reports list them.
+pub const GPU_MODELS: [GpuModel; 3] = [RTX_3090, RTX_4090, H100_SXM];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bound {
-    Compute,
-    Memory,
+/// What limits a launch's predicted time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// fp32 FLOPs at the peak rate.
+    Fp32,
+    /// Warp instructions at four issued per SM per clock.
+    Issue,
+    /// Shared-memory wavefronts at one per SM per clock.
+    Shared,
+    /// DRAM sectors at the memory bandwidth.
+    Dram,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Prediction {
-    pub compute_s: f64,
-    pub memory_s: f64,
-    /// max(compute_s, memory_s).
+impl Limit {
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Fp32 => "fp32",
+            Limit::Issue => "issue",
+            Limit::Shared => "shared",
+            Limit::Dram => "dram",
+        }
+    }
+}
+
+/// A predicted time (not a measurement) and the roof that sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct LaunchPrediction {
     pub seconds: f64,
-    pub bound: Bound,
+    pub limit: Limit,
 }
 
-impl GpuSpec {
-    /// Predicted time of a launch. Memory traffic is every 32-byte sector the launch touched, with
-    /// no cache model, so re-read data (tiles in SGEMM) makes this pessimistic for memory.
-    pub fn predict(&self, stats: &LaunchStats) -> Prediction {
-        let compute_s = stats.flops as f64 / self.peak_fp32_flops;
-        let memory_s = stats.dram_bytes() as f64 / self.dram_bytes_per_s;
-        let bound = if compute_s >= memory_s { Bound::Compute } else { Bound::Memory };
-        Prediction { compute_s, memory_s, seconds: compute_s.max(memory_s), bound }
+impl GpuModel {
+    /// The predicted time of one launch with these counters and no cache: the largest roof.
+    pub fn predict(&self, stats: &LaunchStats) -> LaunchPrediction {
+        slower(self.predict_on_chip(stats), self.dram_time(stats.dram_bytes() as f64))
+    }
+
+    /// The time of a launch's on-chip work alone (fp32, issue and shared-memory roofs).
+    pub fn predict_on_chip(&self, stats: &LaunchStats) -> LaunchPrediction {
+        let per_clock = self.sms as f64 * self.clock_hz;
+        [
+            LaunchPrediction { seconds: stats.flops as f64 / self.peak_fp32_flops, limit: Limit::Fp32 },
+            LaunchPrediction { seconds: stats.warp_insts as f64 / (4.0 * per_clock), limit: Limit::Issue },
+            LaunchPrediction { seconds: stats.shared_wavefronts as f64 / per_clock, limit: Limit::Shared },
+        ]
+        .into_iter()
+        .fold(LaunchPrediction { seconds: 0.0, limit: Limit::Fp32 }, slower)
+    }
+
+    /// Moving `bytes` between DRAM and the SMs at full bandwidth.
+    pub fn dram_time(&self, bytes: f64) -> LaunchPrediction {
+        LaunchPrediction { seconds: bytes / self.dram_bytes_per_s, limit: Limit::Dram }
+    }
+
+    /// Fraction of the SM's warp slots a launch can fill, given its block size and ptxas's
+    /// registers per thread and static shared memory per block (plus the launch's dynamic).
+    pub fn occupancy(&self, threads_per_block: u32, registers: u32, shared_bytes: u32) -> f64 {
+        let warps_per_block = threads_per_block.div_ceil(32).max(1);
+        // Registers are allocated per warp in units of 256.
+        let regs_per_warp = (registers * 32).div_ceil(256) * 256;
+        let by_regs = self.registers_per_sm.checked_div(regs_per_warp).map_or(u32::MAX, |warps| warps / warps_per_block);
+        let by_warps = self.max_warps_per_sm / warps_per_block;
+        let by_shared = if shared_bytes == 0 {
+            u32::MAX
+        } else {
+            self.shared_per_sm / (shared_bytes + self.shared_reserved_per_block)
+        };
+        let blocks = by_regs.min(by_warps).min(by_shared).min(self.max_blocks_per_sm);
+        (blocks * warps_per_block) as f64 / self.max_warps_per_sm as f64
+    }
+}
+
+/// The longer of two predictions (the first on a tie).
+pub fn slower(a: LaunchPrediction, b: LaunchPrediction) -> LaunchPrediction {
+    if b.seconds > a.seconds {
+        b
+    } else {
+        a
     }
 }
 
@@ -52,9 +163,42 @@ mod tests {
     fn the_larger_time_sets_the_bound() {
         let stats = LaunchStats { flops: 2_000_000_000, global_sectors: 1000, ..Default::default() };
         let p = RTX_3090.predict(&stats);
-        assert_eq!(p.bound, Bound::Compute);
+        assert_eq!(p.limit, Limit::Fp32);
         assert!((p.seconds - 2e9 / 35.6e12).abs() < 1e-12);
         let stats = LaunchStats { flops: 10, global_sectors: 1 << 20, ..Default::default() };
-        assert_eq!(H100_SXM.predict(&stats).bound, Bound::Memory);
+        assert_eq!(H100_SXM.predict(&stats).limit, Limit::Dram);
+    }
+
+    #[test]
+    fn the_largest_roof_limits_the_launch() {
+        let model = GPU_MODELS[0];
+        let compute = LaunchStats { flops: 1 << 34, warp_insts: 1 << 20, global_sectors: 1 << 10, ..Default::default() };
+        assert_eq!(model.predict(&compute).limit, Limit::Fp32);
+        let memory = LaunchStats { flops: 1 << 10, warp_insts: 1 << 10, global_sectors: 1 << 26, ..Default::default() };
+        let p = model.predict(&memory);
+        assert_eq!(p.limit, Limit::Dram);
+        assert!((p.seconds - 32.0 * (1u64 << 26) as f64 / 936e9).abs() < 1e-12);
+        let conflicted = LaunchStats { shared_wavefronts: 1 << 30, ..Default::default() };
+        assert_eq!(model.predict(&conflicted).limit, Limit::Shared);
+        let idle_lanes = LaunchStats { warp_insts: 1 << 30, flops: 1 << 30, ..Default::default() };
+        assert_eq!(model.predict(&idle_lanes).limit, Limit::Issue);
+    }
+
+    #[test]
+    fn the_modelled_clocks_reproduce_the_published_peaks() {
+        for m in GPU_MODELS {
+            let peak = m.sms as f64 * 128.0 * 2.0 * m.clock_hz;
+            assert!((peak / m.peak_fp32_flops - 1.0).abs() < 0.01, "{}: {peak:e}", m.name);
+        }
+    }
+
+    #[test]
+    fn occupancy_follows_registers_block_size_and_shared_memory() {
+        let ampere = GPU_MODELS[0];
+        // 256 threads at 64 registers: 65536 / (64 * 256) = 4 blocks = 32 of 48 warps.
+        assert!((ampere.occupancy(256, 64, 8704) - 32.0 / 48.0).abs() < 1e-12);
+        assert!((ampere.occupancy(256, 16, 0) - 1.0).abs() < 1e-12);
+        // 48 KiB of shared memory per block: two blocks of 4 warps.
+        assert!((ampere.occupancy(128, 16, 48 * 1024) - 8.0 / 48.0).abs() < 1e-12);
     }
 }

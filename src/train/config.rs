@@ -1,7 +1,9 @@
 //! The training configuration: the `ferronet train` flags, checked for impossible values before
 //! any work, and stored in every checkpoint so `--resume` and `eval` rebuild the same run.
 
+use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
+use crate::models::parse_input;
 use crate::train::schedule::{PlateauMode, ScheduleKind};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -146,9 +148,9 @@ pub struct TrainConfig {
     pub cifar_stem: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// auto, cpu, cuda, cuda:N or sim.
+    /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
     #[arg(long, default_value = "auto")]
-    pub device: String,
+    pub device: DeviceRequest,
     /// Threads preparing batches ahead of the training step.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -183,7 +185,7 @@ const MAX_LR: f64 = 10.0;
 
 /// `C,H,W` with each dimension at least 1 (the syntax of `ferronet summary --input`).
 fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
-    crate::cli::summary::parse_input(s).map_err(|e| e.to_string())
+    parse_input(s).map_err(|e| e.to_string())
 }
 
 fn parse_jitter(s: &str) -> std::result::Result<[f32; 4], String> {
@@ -315,6 +317,9 @@ mod tests {
             assert!(msg.contains(needle) && !msg.contains('\n'), "{args:?}: {msg}");
         }
         assert!(parse(&["--dataset", "imagenet"]).unwrap_err().contains("imagenet"));
+        assert!(parse(&["--device", "tpu"]).unwrap_err().contains("unknown device `tpu`"));
+        assert_eq!(defaults.device, DeviceRequest::Auto);
+        assert_eq!(parse(&["--device", "cuda:1"]).unwrap().device, DeviceRequest::Cuda(1));
         assert!(parse(&["--input", "3,0,5"]).unwrap_err().contains("C,H,W"));
         assert!(parse(&["--color-jitter", "0.4,0.4"]).unwrap_err().contains("B,C,S,H"));
     }

@@ -3,12 +3,13 @@
 
 use crate::cpu::CpuBackend;
 use crate::data::{DatasetKind, DatasetOptions};
+use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
-use crate::gpu::select::{DeviceRequest, SelectedDevice};
 use crate::graph::Graph;
 use crate::models::{self, ModelOptions};
 use crate::ops::Backend;
+use crate::select::{self, SelectedDevice};
 use crate::train::checkpoint::{CheckpointMeta, NamedTensor};
 use crate::train::config::{DataConfig, DatasetChoice};
 
@@ -18,14 +19,9 @@ pub trait OnBackend {
     fn run<B: Backend<f32> + Clone>(self, backend: B, device_name: String) -> Result<Self::Output>;
 }
 
-/// Checks a `--device` value without opening anything.
-pub fn parse_device(device: &str) -> Result<DeviceRequest> {
-    device.parse()
-}
-
 /// Opens `device` and runs `work` on it.
-pub fn on_device<W: OnBackend>(device: &str, work: W) -> Result<W::Output> {
-    match parse_device(device)?.open()? {
+pub fn on_device<W: OnBackend>(device: DeviceRequest, work: W) -> Result<W::Output> {
+    match select::open(device)? {
         SelectedDevice::Cpu(cpu) => {
             let name = format!("cpu ({} threads)", cpu.threads());
             work.run::<CpuBackend>(cpu, name)

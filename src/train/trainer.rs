@@ -6,7 +6,6 @@
 use crate::data::{self, Augment, Dataset, Loader};
 use crate::error::{Error, Result};
 use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
-use crate::ops::conv::DEFAULT_WORKSPACE_MB;
 use crate::graph::Graph;
 use crate::models::summary::summarize;
 use crate::ops::Backend;
@@ -21,7 +20,7 @@ use crate::train::model_setup::{freeze_all_but, override_dropout};
 use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
 use crate::train::progress::EpochProgress;
 use crate::train::schedule::{LrSchedule, PlateauMode, ScheduleKind};
-use crate::train::session::{build_model, load_model_tensors, model_tensors, on_device, parse_device, OnBackend};
+use crate::train::session::{build_model, load_model_tensors, model_tensors, on_device, OnBackend};
 use crate::train::interrupt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,7 +56,6 @@ pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
 /// the data and trains on the `--device` backend.
 pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     config.validate()?;
-    parse_device(&config.device)?;
     let out_dir = config.out.clone().unwrap_or_else(|| next_run_dir(Path::new("runs")));
     let ckpt = checkpoint_path(&out_dir);
     let (config, resume) = if config.resume {
@@ -95,9 +93,9 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     let _lock = RunLock::acquire(&out_dir)?;
     let dataset = data::load(&options)?;
     interrupt::arm();
-    let device = config.device.clone();
+    let device = config.device;
     let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
-    on_device(&device, TrainRun { config, input, dataset, val_is_test, out_dir, resume })
+    on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir, resume })
 }
 
 struct TrainRun {
@@ -221,8 +219,9 @@ impl OnBackend for TrainRun {
             }
         };
         // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
-        // of an allocation failure inside the first step. The backend has the default workspace.
-        ex.check_batch_fits_device(config.batch_size, Mode::Train, DEFAULT_WORKSPACE_MB << 20, optimizer.state_bytes(ex.params()))?;
+        // of an allocation failure inside the first step.
+        let workspace = backend.workspace_bytes();
+        ex.check_batch_fits_device(config.batch_size, Mode::Train, workspace, optimizer.state_bytes(ex.params()))?;
         if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
             let at = position(state.epochs_done, state.partial.as_ref());
             eprintln!("resuming {} {at} of {}", out_dir.display(), config.epochs);

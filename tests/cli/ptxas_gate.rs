@@ -9,8 +9,8 @@
 //! ptxas is $FERRONET_PTXAS or the one in the `nvidia-cuda-nvcc-cu12` PyPI wheel of python3. A
 //! missing ptxas fails the test: CI installs it.
 
-use ferronet::gpu::modules::{KernelModule, MODULES};
-use ferronet::gpu::nvrtc_locate::python_wheel_dir;
+use ferronet::device::modules::{KernelModule, MODULES};
+use ferronet::device::nvrtc::python_wheel_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -76,7 +76,7 @@ fn op_zoo_step_matches_cpu() {
 #[test]
 fn planned_peak_bounds_gpu_peak() {
     use ferronet::exec::Mode;
-    use ferronet::ops::conv::DEFAULT_WORKSPACE_MB;
+    use ferronet::device::DEFAULT_WORKSPACE_MB;
     for graph in [conv_chain(3), residual_block(), op_zoo()] {
         let x: Vec<f32> = batch(&graph, N, 4).iter().map(|&v| v as f32).collect();
         let y = labels(N, graph.num_classes());

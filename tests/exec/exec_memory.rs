@@ -6,7 +6,7 @@ use ferronet_test_support::graphs::{batch, conv_chain, labels, op_zoo, residual_
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
-use ferronet::ops::conv::DEFAULT_WORKSPACE_MB;
+use ferronet::device::DEFAULT_WORKSPACE_MB;
 
 const N: usize = 4;
 

@@ -13,7 +13,7 @@ const MISC: &str = include_str!("sim_kernels/misc.cu");
 
 #[test]
 fn embedded_kernel_runs_through_the_test_backend() {
-    let gpu = ferronet::gpu::test_backend().expect("simulator backend");
+    let gpu = ferronet::select::test_backend().expect("simulator backend");
     let n = 300;
     let (a, b) = (data(n, 11), data(n, 12));
     let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());

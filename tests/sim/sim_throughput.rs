@@ -6,7 +6,7 @@ use ferronet_test_support::sim::{data, sim_with};
 
 use ferronet::device::Device;
 use ferronet::gpu::driver::{KernelArg, LaunchConfig};
-use ferronet::sim::{LaunchStats, SimOptions, GPU_SPECS};
+use ferronet::sim::{LaunchStats, SimOptions, GPU_MODELS};
 
 const SGEMM: &str = include_str!("sim_kernels/sgemm.cu");
 
@@ -55,9 +55,9 @@ fn sgemm_lane_instructions_per_second() {
             );
             if kernel == "sgemm_tiled" && options.threads == 1 && options.sanitize {
                 single_sanitized = rate;
-                for spec in GPU_SPECS {
-                    let p = spec.predict(&s);
-                    println!("  predicted on {}: {:.2} us ({:?}-bound)", spec.name, p.seconds * 1e6, p.bound);
+                for model in GPU_MODELS {
+                    let p = model.predict(&s);
+                    println!("  predicted on {}: {:.2} us ({:?}-bound)", model.name, p.seconds * 1e6, p.limit);
                 }
             }
         }

@@ -49,7 +49,7 @@ fn a_nan_loss_after_a_checkpoint_names_it() {
     let config = TrainConfig {
         out: Some(out.clone()),
         quiet: true,
-        device: "cpu".into(),
+        device: "cpu".parse().unwrap(),
         epochs: 2,
         batch_size: 32,
         data: ferronet::train::config::DataConfig { limit: Some(128), ..TrainConfig::default().data },

@@ -8,7 +8,7 @@ use ferronet_test_support::cli_run::{run, single_error_line};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Executor, Mode};
-use ferronet::ops::conv::DEFAULT_WORKSPACE_MB;
+use ferronet::device::DEFAULT_WORKSPACE_MB;
 use ferronet::train::session::build_model;
 use std::process::Command;
 

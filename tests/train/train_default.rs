@@ -95,7 +95,7 @@ fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
         dataset: None,
         data_dir: None,
         batch_size: 100,
-        device: "cpu".into(),
+        device: "cpu".parse().unwrap(),
         workers: 1,
         json: false,
     };
@@ -125,7 +125,7 @@ fn predict_ranks_the_true_class_of_synthetic_images_first() {
         image::GrayImage::from_raw(28, 28, test.image(i).to_vec()).unwrap().save(&path).unwrap();
         images.push(path);
     }
-    let args = PredictArgs { checkpoint: checkpoint_path(&run.out_dir), images, top: 5, device: "cpu".into(), json: false };
+    let args = PredictArgs { checkpoint: checkpoint_path(&run.out_dir), images, top: 5, device: "cpu".parse().unwrap(), json: false };
     let predictions = predict(args).unwrap();
     assert_eq!(predictions.len(), 4);
     let (_, meta) = checkpoint::load(&checkpoint_path(&run.out_dir)).unwrap();

@@ -115,9 +115,6 @@ impl ConvGeom {
     }
 }
 
-/// The im2col workspace limit used when none is configured (MiB).
-pub const DEFAULT_WORKSPACE_MB: usize = 256;
-
 pub trait ConvOps<E: Element>: Device<E> {
     /// Writes the im2col matrix of images n0..n0+nb into `cols` (at least col_rows * col_cols(nb)).
     fn im2col(&self, x: &Self::Buf, g: &ConvGeom, n0: usize, nb: usize, cols: &mut Self::Buf) -> Result<()>;

@@ -4,7 +4,7 @@ use ferronet::gpu::GpuBackend;
 
 /// A real GPU when present, else the PTX simulator.
 pub fn gpu() -> GpuBackend {
-    ferronet::gpu::test_backend().unwrap_or_else(|e| panic!("no GPU device for tests: {e}"))
+    ferronet::select::test_backend().unwrap_or_else(|e| panic!("no GPU device for tests: {e}"))
 }
 
 /// `len` f32 values uniform in [lo, hi), fixed by `seed`.

@@ -5,28 +5,11 @@ use ferronet::gpu::GpuBackend;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
 
-/// Compiles CUDA source to PTX for compute_75, as build.rs does for kernels/*.cu. NVRTC is
-/// required: these tests exist to run NVRTC's output.
+/// Compiles CUDA source to PTX for compute_75 with the function build.rs uses for kernels/*.cu.
+/// NVRTC is required: these tests exist to run NVRTC's output.
 pub fn compile(name: &str, src: &str) -> String {
-    assert!(
-        ferronet::gpu::nvrtc_locate::ensure_nvrtc_loaded().is_some(),
-        "NVRTC is required for the simulator tests (pip install nvidia-cuda-nvrtc-cu12==12.9.86)"
-    );
-    let mut options = vec!["--std=c++17".to_string()];
-    // cuda_fp16.h comes from the CUDA runtime wheel (NVRTC ships no headers).
-    if let Some(dir) = ferronet::gpu::nvrtc_locate::python_wheel_dir("nvidia.cuda_runtime") {
-        options.push(format!("-I{}", dir.join("include").display()));
-    }
-    let opts = cudarc::nvrtc::CompileOptions {
-        arch: Some("compute_75"),
-        options,
-        name: Some(format!("{name}.cu")),
-        ..Default::default()
-    };
-    match cudarc::nvrtc::compile_ptx_with_opts(src, opts) {
-        Ok(ptx) => ptx.to_src().to_string(),
-        Err(e) => panic!("NVRTC failed on {name}: {e:?}"),
-    }
+    use ferronet::device::nvrtc::{compile_ptx, BASE_COMPUTE_CAPABILITY};
+    compile_ptx(name, src, BASE_COMPUTE_CAPABILITY).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A simulator with `options`, the module `name` loaded from CUDA source, and a backend over it.

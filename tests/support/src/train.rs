@@ -7,7 +7,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The default configuration on the CPU, quiet, writing to `out`.
 pub fn cpu_config(out: PathBuf) -> TrainConfig {
-    TrainConfig { out: Some(out), quiet: true, device: "cpu".into(), ..TrainConfig::default() }
+    TrainConfig { out: Some(out), quiet: true, device: "cpu".parse().unwrap(), ..TrainConfig::default() }
 }
 
 /// Guards the process-wide stop countdown (`ferronet::train::interrupt::request_after`): every

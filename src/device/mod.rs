@@ -1,8 +1,17 @@
-//! What every device provides before any op: buffers, transfers, memory accounting.
+//! The device layer, below everything that computes: what every device provides before any op
+//! (buffers, transfers, memory accounting, its convolution workspace), the [`driver::Driver`]
+//! trait the CUDA driver and the PTX simulator implement, the embedded kernel modules and the one
+//! NVRTC compile path, and the `--device` request.
 //!
 //! A device implements [`Device<E>`] for each element type it supports (the CPU: f32 and f64;
-//! GPU devices: f32), and the op-family traits in `crate::ops` on top of it. The sum of all of
-//! them is [`crate::ops::Backend`].
+//! GPU devices: f32); the op families (the `ops` layer above) add their traits on top of it.
+
+pub mod driver;
+pub mod modules;
+pub mod nvrtc;
+pub mod request;
+
+pub use request::DeviceRequest;
 
 use crate::element::Element;
 use crate::error::Result;
@@ -16,6 +25,10 @@ pub trait Buffer: Send + Sync {
         self.len() == 0
     }
 }
+
+/// The im2col workspace a backend gets when none is configured (MiB): the upper bound on the
+/// column buffer of one convolution call.
+pub const DEFAULT_WORKSPACE_MB: usize = 256;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryStats {
@@ -42,6 +55,9 @@ pub trait Device<E: Element>: Send + Sync {
     /// Wait until all queued work is finished (a no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
     fn memory(&self) -> MemoryStats;
+    /// Upper bound on the im2col buffer of one convolution call, in bytes: what memory plans
+    /// must reserve for it on this device.
+    fn workspace_bytes(&self) -> usize;
     fn reset_peak(&self);
     /// Device memory still free for allocations, in bytes; None where memory is the host's
     /// (the CPU), which a run does not plan against.

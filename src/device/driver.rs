@@ -1,6 +1,6 @@
 //! The driver trait: the only thing the GPU backend needs from a device. Implemented over cudarc
-//! for real GPUs (`crate::gpu::cuda_driver`) and by the PTX simulator (`crate::sim`), so the same
-//! launch code runs on both.
+//! for real GPUs (`gpu::cuda_driver`) and by the PTX simulator (`sim`), two peers above this
+//! layer, so the same launch code runs on both.
 
 use crate::error::Result;
 
