@@ -9,6 +9,9 @@
 //! g*(C_in/groups)*KH*KW .. (g+1)*..., so a grouped convolution is one batched GEMM over groups.
 
 mod cpu;
+mod node;
+
+pub use node::{describe_window, Conv2d, ConvCfg, ConvPath};
 
 use crate::device::Device;
 use crate::element::Element;
@@ -67,6 +70,15 @@ impl ConvGeom {
         let ow = window_output_len(w, kw, sw, pw, dw, false)
             .map_err(|e| Error::shape(format!("conv2d width: {e}")))?;
         Ok(ConvGeom { n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow })
+    }
+    pub fn c_out(&self) -> usize {
+        self.c_out
+    }
+    pub fn oh(&self) -> usize {
+        self.oh
+    }
+    pub fn ow(&self) -> usize {
+        self.ow
     }
     /// groups == C_in: the dedicated depthwise kernels apply (C_out = multiplier * C_in).
     pub fn is_depthwise(&self) -> bool {

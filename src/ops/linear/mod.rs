@@ -1,6 +1,9 @@
 //! Fully connected layer: x [N, in] -> y [N, out] = x * W^T + b, W [out, in] as PyTorch stores it.
 
 mod cpu;
+mod node;
+
+pub use node::Linear;
 
 use crate::device::Device;
 use crate::element::Element;

@@ -4,6 +4,9 @@
 //! (times m/(m-1), m = N*H*W) going into running_var. Statistics are kept in fp32 or better.
 
 mod cpu;
+mod node;
+
+pub use node::{BatchNorm2d, BatchNormParams};
 mod cuda;
 
 use crate::device::Device;

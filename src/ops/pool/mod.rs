@@ -2,6 +2,9 @@
 //! padding, overlapping windows and ceil mode included. Layout x [N, C, H, W] -> y [N, C, OH, OW].
 
 mod cpu;
+mod node;
+
+pub use node::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolWindow};
 
 use crate::device::Device;
 use crate::element::Element;
@@ -60,6 +63,12 @@ impl PoolGeom {
     }
     pub fn y_len(&self) -> usize {
         self.n * self.c * self.oh * self.ow
+    }
+    pub fn oh(&self) -> usize {
+        self.oh
+    }
+    pub fn ow(&self) -> usize {
+        self.ow
     }
     /// The divisor of average pooling for output (oh, ow), as PyTorch computes it: the window is
     /// clipped to the padded input, and further to the real input unless count_include_pad.
