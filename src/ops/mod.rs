@@ -7,8 +7,9 @@
 
 #[macro_use]
 mod registry;
-
+#[macro_use]
 pub mod check;
+
 pub mod node;
 
 pub use conv::{ConvCfg, ConvGeom, ConvPath};

@@ -109,7 +109,7 @@ impl ConvPath {
             ConvPath::Depthwise => 0,
             ConvPath::Im2colGemm => {
                 let images = g.images_per_chunk(limit, elem);
-                (g.col_rows() + g.c_out()) * g.col_cols(images) * elem
+                (g.col_rows() + g.c_out) * g.col_cols(images) * elem
             }
         }
     }
@@ -163,7 +163,7 @@ pub fn describe_window(kind: &str, k: (usize, usize), s: (usize, usize), p: (usi
 impl NodeOp for Conv2d {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let g = self.geom(inputs[0], 1)?;
-        Ok(vec![self.cfg.out_channels, g.oh(), g.ow()])
+        Ok(vec![self.cfg.out_channels, g.oh, g.ow])
     }
     fn describe(&self) -> String {
         let cfg = &self.cfg;

@@ -30,7 +30,7 @@ impl PoolWindow {
     }
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let g = self.geom(input, 1, true)?;
-        Ok(vec![input[0], g.oh(), g.ow()])
+        Ok(vec![input[0], g.oh, g.ow])
     }
     fn describe(&self, kind: &str) -> String {
         describe_window(kind, self.kernel, self.stride, self.padding) + if self.ceil_mode { " ceil" } else { "" }
