@@ -24,5 +24,3 @@ use crate::device::Device;
 
 /// A device buffer of `E`.
 pub type Buf<E, B> = <B as Device<E>>::Buf;
-/// A device buffer of u32 (labels, argmax indices).
-pub type IdxBuf<E, B> = <B as Device<E>>::IdxBuf;

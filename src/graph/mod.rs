@@ -182,8 +182,7 @@ impl GraphBuilder {
         let running_mean = self.param(format!("{name}.running_mean"), vec![c], Init::Const(0.0), ParamKind::BnRunningMean);
         let running_var = self.param(format!("{name}.running_var"), vec![c], Init::Const(1.0), ParamKind::BnRunningVar);
         let params = BatchNormParams { gamma, beta, running_mean, running_var };
-        let op = BatchNorm2d::new(eps, momentum, params).map_err(|e| in_layer(name, e))?;
-        self.node(name, op, &[x])
+        self.node(name, BatchNorm2d::new(eps, momentum, params), &[x])
     }
 
     /// Linear with PyTorch's default init; the input is flattened per sample.

@@ -3,7 +3,7 @@
 
 use super::BatchNormGeom;
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::node::{chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, ParamId, Saved};
 use crate::ops::Backend;
 
@@ -24,11 +24,9 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    pub fn new(eps: f64, momentum: f64, params: BatchNormParams) -> Result<Self> {
-        if !(eps > 0.0) {
-            return Err(Error::config(format!("batch_norm2d eps must be positive, got {eps}")));
-        }
-        Ok(BatchNorm2d { eps, momentum, params })
+    /// `eps` is checked with the input's shape, by `BatchNormGeom::new`.
+    pub fn new(eps: f64, momentum: f64, params: BatchNormParams) -> Self {
+        BatchNorm2d { eps, momentum, params }
     }
     fn geom(&self, input: &[usize], n: usize) -> Result<BatchNormGeom> {
         let (c, h, w) = chw(input, "batch_norm2d")?;
@@ -38,7 +36,7 @@ impl BatchNorm2d {
 
 impl NodeOp for BatchNorm2d {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        chw(inputs[0], "batch_norm2d")?;
+        self.geom(inputs[0], 1)?;
         Ok(inputs[0].to_vec())
     }
     fn describe(&self) -> String {
