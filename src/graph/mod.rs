@@ -1,6 +1,7 @@
 //! A model is a static DAG of layers. This module is the model's *description*: nodes with their
 //! per-sample output shapes, parameters with their initialisers, and the outputs that feed the
-//! loss. It holds no tensors; `crate::exec` runs it on a device.
+//! loss. It holds no tensors; `crate::exec` runs it on a device. A node's op is its unit from
+//! `crate::ops` (see `crate::ops::node`), which derives the node's shape when it is added.
 
 use crate::error::{Error, Result};
 use crate::ops::{
