@@ -111,7 +111,7 @@ pub fn table(s: &ModelSummary) -> String {
     out += &format!("total params:          {}\n", thousands(s.total_params as u64));
     out += &format!("MACs per sample:       {} ({:.3} G)\n", thousands(s.macs), s.macs as f64 / 1e9);
     out += &format!(
-        "activation memory:     {:.1} MiB at batch {} (every f32 output, masks and indices kept for backward)\n",
+        "activation memory:     {:.1} MiB at batch {} (what the tape keeps for backward: inputs, masks, indices, statistics)\n",
         s.activation_bytes as f64 / (1u64 << 20) as f64,
         s.batch
     );

@@ -12,18 +12,20 @@
 //! leaves BN running statistics alone when `update_running_stats` is false.
 
 use super::backward::Backward;
+use super::buffer_cache::BufferCache;
 use super::forward::{Forward, ForwardResult};
-use super::memory::planned_peak;
+use super::memory::plan_memory;
 use super::optim::Optimizer;
 use super::params::{GradStore, ParamStore};
 use super::plan::{Mode, Plan};
-use super::pool::BufferPool;
 use super::tape::Value;
 use super::Buf;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op, ParamId};
+use crate::ops::node::numel;
+use crate::ops::{Input, NodeOp};
 use crate::ops::Backend;
 use crate::rng::Rng;
 use std::sync::Arc;
@@ -73,7 +75,7 @@ pub struct Executor<E: Element, B: Backend<E>> {
     grads: GradStore<E, B>,
     input_grad: Option<Value<E, B>>,
     rng: Rng,
-    pool: BufferPool<E, B>,
+    scratch: BufferCache<E, B>,
     last_peak_bytes: usize,
 }
 
@@ -81,11 +83,11 @@ pub struct Executor<E: Element, B: Backend<E>> {
 /// consumer, every parameter id exists, outputs are per-sample vectors of logits.
 fn validate(graph: &Graph) -> Result<()> {
     let bad = |msg: String| Err(Error::shape(format!("graph {}: {msg}", graph.name)));
-    if graph.nodes.first().map(|n| &n.op) != Some(&Op::Input) {
+    if graph.nodes.first().map(|n| &n.op) != Some(&Op::Input(Input)) {
         return bad("node 0 must be the input".into());
     }
     for (i, node) in graph.nodes.iter().enumerate().skip(1) {
-        if node.op == Op::Input || node.inputs.is_empty() || node.inputs.iter().any(|&j| j >= i) {
+        if node.op == Op::Input(Input) || node.inputs.is_empty() || node.inputs.iter().any(|&j| j >= i) {
             return bad(format!("node {} ({i}) must read only earlier nodes and not be an input", node.name));
         }
         if node.op.params().iter().any(|&p| p >= graph.params.len()) {
@@ -117,18 +119,18 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             grads,
             input_grad: None,
             rng,
-            pool: BufferPool::new(true),
+            scratch: BufferCache::new(true),
             last_peak_bytes: 0,
         })
     }
 
     /// Turns reuse of the executor's own scratch buffers on (the default) or off.
     pub fn set_buffer_pooling(&mut self, enabled: bool) {
-        self.pool = BufferPool::new(enabled);
+        self.scratch = BufferCache::new(enabled);
     }
     /// (allocations, reuses) of the executor's scratch buffers so far.
     pub fn pool_stats(&self) -> (usize, usize) {
-        (self.pool.allocations(), self.pool.reuses())
+        (self.scratch.allocations(), self.scratch.reuses())
     }
 
     pub fn backend(&self) -> &B {
@@ -186,10 +188,10 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// `workspace_bytes`. Optimiser state comes on top (`Optimizer::state_bytes`).
     pub fn planned_peak_bytes(&self, batch: usize, mode: Mode, workspace_bytes: usize) -> Result<usize> {
         let plan = self.plan(mode, false);
-        let activations = planned_peak(&self.graph, &plan, batch, std::mem::size_of::<E>(), workspace_bytes, |p| {
+        let activations = plan_memory(&self.graph, &plan, batch, std::mem::size_of::<E>(), workspace_bytes, |p| {
             self.params.is_trainable(p)
         })?;
-        Ok(self.params.bytes() + activations)
+        Ok(self.params.bytes() + activations.peak)
     }
 
     /// Checks before running that a step with `batch` samples fits in `free_bytes` of device
@@ -279,7 +281,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             graph: &self.graph,
             plan,
             params: &mut self.params,
-            pool: &mut self.pool,
+            scratch: &mut self.scratch,
             n,
             update_running_stats,
             dropout_seed,
@@ -306,7 +308,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             if out.loss_weight == 0.0 {
                 continue;
             }
-            let classes = super::geom::numel(&self.graph, out.node);
+            let classes = numel(&self.graph.nodes[out.node].shape);
             let (loss, mut dlogits) =
                 self.backend.softmax_cross_entropy(logits, &labels, n, classes, label_smoothing)?;
             total += out.loss_weight * self.backend.download(&loss)?[0].to_f64();
@@ -346,7 +348,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             plan: &plan,
             params: &self.params,
             grads: &mut self.grads,
-            pool: &mut self.pool,
+            scratch: &mut self.scratch,
             n,
         }
         .run(result.tape, output_grads)?;

@@ -1,19 +1,18 @@
 //! Running a graph description (`crate::graph`) on a device: parameters and gradients
 //! ([`params`]), the plan of what runs, is kept and freed ([`plan`]), the forward pass with its
 //! tape and the backward pass that replays it ([`forward`], [`backward`], [`tape`]), the memory
-//! planner ([`memory`]), scratch-buffer reuse ([`pool`]), the [`Executor`] that ties them
+//! planner ([`memory`]), scratch-buffer reuse ([`buffer_cache`]), the [`Executor`] that ties them
 //! together, and the optimisers ([`optim`]). Everything is generic over the element type and the
 //! backend: the CPU runs f32 and f64, GPUs f32.
 
 pub mod backward;
+pub mod buffer_cache;
 pub mod executor;
 pub mod forward;
-pub mod geom;
 pub mod memory;
 pub mod optim;
 pub mod params;
 pub mod plan;
-pub mod pool;
 pub mod tape;
 
 pub use executor::{Batch, Executor, StepOptions, StepOutput};
@@ -25,5 +24,3 @@ use crate::device::Device;
 
 /// A device buffer of `E`.
 pub type Buf<E, B> = <B as Device<E>>::Buf;
-/// A device buffer of u32 (labels, argmax indices).
-pub type IdxBuf<E, B> = <B as Device<E>>::IdxBuf;

@@ -7,6 +7,7 @@ use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::{Init, ParamId, ParamSpec};
+use crate::ops::node::ParamValues;
 use crate::rng::Rng;
 use std::collections::HashMap;
 
@@ -71,15 +72,6 @@ impl<E: Element, B: Device<E>> ParamStore<E, B> {
     pub fn value_mut(&mut self, id: ParamId) -> &mut Buf<E, B> {
         &mut self.params[id].value
     }
-    /// Mutable access to several distinct parameters at once (BN updates its running statistics
-    /// while reading gamma and beta).
-    pub fn values_mut<const N: usize>(&mut self, ids: [ParamId; N]) -> Result<[&mut Buf<E, B>; N]> {
-        let params = self
-            .params
-            .get_disjoint_mut(ids)
-            .map_err(|_| Error::config(format!("a layer uses the same parameter twice: {ids:?}")))?;
-        Ok(params.map(|p| &mut p.value))
-    }
     /// Whether the optimiser updates this parameter and backward computes its gradient.
     pub fn is_trainable(&self, id: ParamId) -> bool {
         self.params[id].spec.trainable
@@ -126,6 +118,24 @@ impl<E: Element, B: Device<E>> ParamStore<E, B> {
     /// Bytes of every parameter and running statistic.
     pub fn bytes(&self) -> usize {
         self.params.iter().map(|p| p.spec.numel()).sum::<usize>() * std::mem::size_of::<E>()
+    }
+}
+
+/// How units read parameters during forward and backward.
+impl<E: Element, B: Device<E>> ParamValues<E, B> for ParamStore<E, B> {
+    fn value(&self, id: ParamId) -> &Buf<E, B> {
+        ParamStore::value(self, id)
+    }
+    /// Mutable access to several distinct parameters at once (BN updates its running statistics
+    /// while reading gamma and beta).
+    fn values_mut(&mut self, ids: &[ParamId]) -> Result<Vec<&mut Buf<E, B>>> {
+        let mut slots: Vec<Option<&mut Param<E, B>>> = self.params.iter_mut().map(Some).collect();
+        ids.iter()
+            .map(|&id| {
+                let param = slots.get_mut(id).and_then(Option::take);
+                param.map(|p| &mut p.value).ok_or_else(|| Error::config(format!("a layer uses the same parameter twice: {ids:?}")))
+            })
+            .collect()
     }
 }
 

@@ -4,6 +4,7 @@
 //! the memory planner replays it with byte counts instead of buffers.
 
 use crate::graph::{Graph, NodeId, Op, ParamId};
+use crate::ops::NodeOp;
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,10 +103,10 @@ impl Plan {
                     continue;
                 }
                 let from_input = node.inputs.iter().any(|&j| requires_grad[j]);
-                let own_params = learnable_params(&node.op).into_iter().any(&trainable);
+                let own_params = node.op.learnable_params().into_iter().any(&trainable);
                 requires_grad[i] = (i == 0 && input_grad) || from_input || own_params;
                 if requires_grad[i] {
-                    saved_inputs[i] = kept_inputs(&node.op, node.inputs.len(), &trainable);
+                    saved_inputs[i] = node.op.kept_inputs(node.inputs.len(), &trainable);
                 }
             }
         }
@@ -119,31 +120,7 @@ impl Plan {
 
     /// Whether the node's output is its first input's buffer itself (no copy).
     pub fn aliases_input(&self, op: &Op, inputs: usize) -> bool {
-        match op {
-            Op::Flatten => true,
-            Op::Dropout { p } => self.mode == Mode::Eval || *p == 0.0,
-            Op::Concat => inputs == 1,
-            _ => false,
-        }
-    }
-}
-
-/// The parameters that can receive gradients (running statistics never do).
-pub fn learnable_params(op: &Op) -> Vec<ParamId> {
-    match op {
-        Op::BatchNorm2d { gamma, beta, .. } => vec![*gamma, *beta],
-        other => other.params(),
-    }
-}
-
-/// Inputs whose forward values the backward of `op` reads.
-fn kept_inputs(op: &Op, inputs: usize, trainable: impl Fn(ParamId) -> bool) -> Vec<bool> {
-    match op {
-        // dx needs only the weight; the input is kept for the weight gradient.
-        Op::Conv2d { weight, .. } | Op::Linear { weight, .. } => vec![trainable(*weight)],
-        Op::BatchNorm2d { .. } | Op::Activation(_) => vec![true],
-        Op::Mul | Op::MulChannel => vec![true, true],
-        _ => vec![false; inputs],
+        op.aliases_input(self.mode == Mode::Train, inputs)
     }
 }
 
@@ -153,8 +130,8 @@ type SliceGroups = (HashMap<NodeId, NodeId>, HashMap<NodeId, SliceGroup>);
 fn slice_groups(graph: &Graph, live: &[bool]) -> SliceGroups {
     let mut by_input: HashMap<NodeId, Vec<(usize, usize, NodeId)>> = HashMap::new();
     for (i, node) in graph.nodes.iter().enumerate() {
-        if let (true, Op::SliceChannels { start, len }) = (live[i], &node.op) {
-            by_input.entry(node.inputs[0]).or_default().push((*start, *len, i));
+        if let (true, Some((start, len))) = (live[i], node.op.channel_range()) {
+            by_input.entry(node.inputs[0]).or_default().push((start, len, i));
         }
     }
     let mut leaders = HashMap::new();

@@ -1,12 +1,17 @@
 //! A model is a static DAG of layers. This module is the model's *description*: nodes with their
 //! per-sample output shapes, parameters with their initialisers, and the outputs that feed the
-//! loss. It holds no tensors; `crate::exec` runs it on a device.
+//! loss. It holds no tensors; `crate::exec` runs it on a device. A node's op is its unit from
+//! `crate::ops` (see `crate::ops::node`), which derives the node's shape when it is added.
 
 use crate::error::{Error, Result};
-use crate::ops::Activation;
+use crate::ops::{
+    Activation, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, BatchNormParams, ChannelShuffle, Concat, Conv2d, Dropout,
+    Flatten, Input, Linear, MaxPool2d, Mul, MulChannel, NodeOp, PoolWindow, SliceChannels,
+};
+
+pub use crate::ops::{ConvCfg, Op, ParamId};
 
 pub type NodeId = usize;
-pub type ParamId = usize;
 
 /// How a parameter is initialised (all draws from the seeded RNG of the executor).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -60,71 +65,6 @@ impl ParamSpec {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    /// The image batch; per-sample shape [C, H, W].
-    Input,
-    Conv2d {
-        out_channels: usize,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-        groups: usize,
-        weight: ParamId,
-        bias: Option<ParamId>,
-    },
-    BatchNorm2d {
-        eps: f64,
-        momentum: f64,
-        gamma: ParamId,
-        beta: ParamId,
-        running_mean: ParamId,
-        running_var: ParamId,
-    },
-    /// Input is flattened per sample: [F] -> [out_features].
-    Linear { out_features: usize, weight: ParamId, bias: Option<ParamId> },
-    Activation(Activation),
-    MaxPool2d { kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize), ceil_mode: bool },
-    AvgPool2d {
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        ceil_mode: bool,
-        count_include_pad: bool,
-    },
-    AdaptiveAvgPool2d { output: (usize, usize) },
-    /// inputs[0] + inputs[1], same shape.
-    Add,
-    /// inputs[0] * inputs[1], same shape.
-    Mul,
-    /// inputs[0] [C, H, W] times inputs[1] [C, 1, 1] broadcast per sample (squeeze-excitation).
-    MulChannel,
-    /// Channel concatenation of all inputs.
-    Concat,
-    /// Channels start..start+len of the input (ShuffleNet's branch split).
-    SliceChannels { start: usize, len: usize },
-    ChannelShuffle { groups: usize },
-    Dropout { p: f64 },
-    /// [C, H, W] -> [C*H*W]
-    Flatten,
-}
-
-impl Op {
-    /// The parameters (and running statistics) this op reads, weight first.
-    pub fn params(&self) -> Vec<ParamId> {
-        match self {
-            Op::Conv2d { weight, bias, .. } | Op::Linear { weight, bias, .. } => {
-                std::iter::once(*weight).chain(*bias).collect()
-            }
-            Op::BatchNorm2d { gamma, beta, running_mean, running_var, .. } => {
-                vec![*gamma, *beta, *running_mean, *running_var]
-            }
-            _ => vec![],
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
 pub struct Node {
     pub name: String,
     pub op: Op,
@@ -159,6 +99,10 @@ impl Graph {
     pub fn main_output(&self) -> &GraphOutput {
         self.outputs.iter().find(|o| !o.auxiliary).expect("graph has a main output")
     }
+    /// Per-sample shapes of node `id`'s inputs, in input order.
+    pub fn input_shapes(&self, id: NodeId) -> Vec<&[usize]> {
+        self.nodes[id].inputs.iter().map(|&j| self.nodes[j].shape.as_slice()).collect()
+    }
     pub fn num_classes(&self) -> usize {
         self.nodes[self.main_output().node].shape.iter().product()
     }
@@ -167,61 +111,6 @@ impl Graph {
     }
     pub fn non_trainable_params(&self) -> usize {
         self.params.iter().filter(|p| p.kind.is_state()).map(|p| p.numel()).sum()
-    }
-}
-
-/// Configuration of a Conv2d layer, PyTorch's defaults: stride 1, padding 0, dilation 1,
-/// groups 1, bias on.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ConvCfg {
-    pub out_channels: usize,
-    pub kernel: (usize, usize),
-    pub stride: (usize, usize),
-    pub padding: (usize, usize),
-    pub dilation: (usize, usize),
-    pub groups: usize,
-    pub bias: bool,
-}
-
-impl ConvCfg {
-    pub fn new(out_channels: usize, kernel: usize) -> Self {
-        ConvCfg {
-            out_channels,
-            kernel: (kernel, kernel),
-            stride: (1, 1),
-            padding: (0, 0),
-            dilation: (1, 1),
-            groups: 1,
-            bias: true,
-        }
-    }
-    pub fn kernel_hw(mut self, kh: usize, kw: usize) -> Self {
-        self.kernel = (kh, kw);
-        self
-    }
-    pub fn stride(mut self, s: usize) -> Self {
-        self.stride = (s, s);
-        self
-    }
-    pub fn padding(mut self, p: usize) -> Self {
-        self.padding = (p, p);
-        self
-    }
-    pub fn padding_hw(mut self, ph: usize, pw: usize) -> Self {
-        self.padding = (ph, pw);
-        self
-    }
-    pub fn dilation(mut self, d: usize) -> Self {
-        self.dilation = (d, d);
-        self
-    }
-    pub fn groups(mut self, g: usize) -> Self {
-        self.groups = g;
-        self
-    }
-    pub fn bias(mut self, b: bool) -> Self {
-        self.bias = b;
-        self
     }
 }
 
@@ -234,7 +123,7 @@ pub struct GraphBuilder {
 impl GraphBuilder {
     /// `input` is the per-sample shape [C, H, W].
     pub fn new(name: &str, input: &[usize]) -> Self {
-        let node = Node { name: "input".into(), op: Op::Input, inputs: vec![], shape: input.to_vec() };
+        let node = Node { name: "input".into(), op: Op::Input(Input), inputs: vec![], shape: input.to_vec() };
         GraphBuilder { graph: Graph { name: name.into(), nodes: vec![node], params: vec![], outputs: vec![] } }
     }
     pub fn input(&self) -> NodeId {
@@ -259,34 +148,22 @@ impl GraphBuilder {
         self.graph.nodes[id].op.params()
     }
 
-    fn push(&mut self, name: &str, op: Op, inputs: Vec<NodeId>, shape: Vec<usize>) -> NodeId {
-        self.graph.nodes.push(Node { name: name.into(), op, inputs, shape });
-        self.graph.nodes.len() - 1
-    }
-
-    fn chw(&self, id: NodeId, what: &str) -> Result<(usize, usize, usize)> {
-        match self.shape(id) {
-            &[c, h, w] => Ok((c, h, w)),
-            s => Err(Error::shape(format!("{what} needs a [C, H, W] input, got {s:?}"))),
-        }
+    /// Adds a node of any kind reading `inputs`; its unit derives the output shape, and an error
+    /// names the layer whose input does not fit.
+    pub fn node(&mut self, name: &str, op: impl Into<Op>, inputs: &[NodeId]) -> Result<NodeId> {
+        let op = op.into();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|&j| self.shape(j)).collect();
+        let shape = op.output_shape(&shapes).map_err(|e| in_layer(name, e))?;
+        self.graph.nodes.push(Node { name: name.into(), op, inputs: inputs.to_vec(), shape });
+        Ok(self.graph.nodes.len() - 1)
     }
 
     /// Conv2d with PyTorch's default initialisation (kaiming_uniform(a=sqrt(5)), i.e.
     /// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias); builders override with set_init.
     pub fn conv2d(&mut self, name: &str, x: NodeId, cfg: ConvCfg) -> Result<NodeId> {
-        let (c, h, w) = self.chw(x, name)?;
-        let geom = crate::ops::ConvGeom::new(
-            1,
-            c,
-            (h, w),
-            cfg.out_channels,
-            cfg.kernel,
-            cfg.stride,
-            cfg.padding,
-            cfg.dilation,
-            cfg.groups,
-        )
-        .map_err(|e| Error::shape(format!("layer {name}: {e}")))?;
+        let c = self.channels(x);
+        // Checks the geometry before any parameter is added.
+        cfg.geom(self.shape(x), 1).map_err(|e| in_layer(name, e))?;
         let fan_in = (c / cfg.groups) * cfg.kernel.0 * cfg.kernel.1;
         let bound = 1.0 / (fan_in as f64).sqrt();
         let wshape = vec![cfg.out_channels, c / cfg.groups, cfg.kernel.0, cfg.kernel.1];
@@ -294,28 +171,19 @@ impl GraphBuilder {
         let bias = cfg
             .bias
             .then(|| self.param(format!("{name}.bias"), vec![cfg.out_channels], Init::Uniform { bound }, ParamKind::Bias));
-        let op = Op::Conv2d {
-            out_channels: cfg.out_channels,
-            kernel: cfg.kernel,
-            stride: cfg.stride,
-            padding: cfg.padding,
-            dilation: cfg.dilation,
-            groups: cfg.groups,
-            weight,
-            bias,
-        };
-        Ok(self.push(name, op, vec![x], vec![cfg.out_channels, geom.oh, geom.ow]))
+        let op = Conv2d::new(cfg, weight, bias).map_err(|e| in_layer(name, e))?;
+        self.node(name, op, &[x])
     }
 
     /// BatchNorm2d(eps=1e-5, momentum=0.1 unless given): gamma 1, beta 0, running mean 0, var 1.
     pub fn batch_norm2d(&mut self, name: &str, x: NodeId, eps: f64, momentum: f64) -> Result<NodeId> {
-        let (c, _, _) = self.chw(x, name)?;
+        let c = self.channels(x);
         let gamma = self.param(format!("{name}.weight"), vec![c], Init::Const(1.0), ParamKind::BnGamma);
         let beta = self.param(format!("{name}.bias"), vec![c], Init::Const(0.0), ParamKind::BnBeta);
         let running_mean = self.param(format!("{name}.running_mean"), vec![c], Init::Const(0.0), ParamKind::BnRunningMean);
         let running_var = self.param(format!("{name}.running_var"), vec![c], Init::Const(1.0), ParamKind::BnRunningVar);
-        let shape = self.shape(x).to_vec();
-        Ok(self.push(name, Op::BatchNorm2d { eps, momentum, gamma, beta, running_mean, running_var }, vec![x], shape))
+        let params = BatchNormParams { gamma, beta, running_mean, running_var };
+        self.node(name, BatchNorm2d::new(eps, momentum, params), &[x])
     }
 
     /// Linear with PyTorch's default init; the input is flattened per sample.
@@ -324,20 +192,17 @@ impl GraphBuilder {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let weight = self.param(format!("{name}.weight"), vec![out_features, fan_in], Init::Uniform { bound }, ParamKind::Weight);
         let bias = bias.then(|| self.param(format!("{name}.bias"), vec![out_features], Init::Uniform { bound }, ParamKind::Bias));
-        Ok(self.push(name, Op::Linear { out_features, weight, bias }, vec![x], vec![out_features]))
+        let op = Linear::new(out_features, weight, bias).map_err(|e| in_layer(name, e))?;
+        self.node(name, op, &[x])
     }
 
     pub fn activation(&mut self, name: &str, x: NodeId, kind: Activation) -> NodeId {
-        let shape = self.shape(x).to_vec();
-        self.push(name, Op::Activation(kind), vec![x], shape)
+        self.node(name, kind, &[x]).expect("an activation takes any input shape")
     }
 
     pub fn max_pool2d(&mut self, name: &str, x: NodeId, kernel: usize, stride: usize, padding: usize, ceil_mode: bool) -> Result<NodeId> {
-        let (c, h, w) = self.chw(x, name)?;
-        let g = crate::ops::PoolGeom::new(1, c, (h, w), (kernel, kernel), (stride, stride), (padding, padding), ceil_mode, true)
-            .map_err(|e| Error::shape(format!("layer {name}: {e}")))?;
-        let op = Op::MaxPool2d { kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding), ceil_mode };
-        Ok(self.push(name, op, vec![x], vec![c, g.oh, g.ow]))
+        let window = PoolWindow::new(kernel, stride, padding, ceil_mode).map_err(|e| in_layer(name, e))?;
+        self.node(name, MaxPool2d::new(window), &[x])
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -351,96 +216,49 @@ impl GraphBuilder {
         ceil_mode: bool,
         count_include_pad: bool,
     ) -> Result<NodeId> {
-        let (c, h, w) = self.chw(x, name)?;
-        let g = crate::ops::PoolGeom::new(1, c, (h, w), (kernel, kernel), (stride, stride), (padding, padding), ceil_mode, count_include_pad)
-            .map_err(|e| Error::shape(format!("layer {name}: {e}")))?;
-        let op = Op::AvgPool2d {
-            kernel: (kernel, kernel),
-            stride: (stride, stride),
-            padding: (padding, padding),
-            ceil_mode,
-            count_include_pad,
-        };
-        Ok(self.push(name, op, vec![x], vec![c, g.oh, g.ow]))
+        let window = PoolWindow::new(kernel, stride, padding, ceil_mode).map_err(|e| in_layer(name, e))?;
+        self.node(name, AvgPool2d::new(window, count_include_pad), &[x])
     }
 
     pub fn adaptive_avg_pool2d(&mut self, name: &str, x: NodeId, output: (usize, usize)) -> Result<NodeId> {
-        let (c, _, _) = self.chw(x, name)?;
-        if output.0 == 0 || output.1 == 0 {
-            return Err(Error::shape(format!("layer {name}: adaptive pooling output must be non-empty")));
-        }
-        Ok(self.push(name, Op::AdaptiveAvgPool2d { output }, vec![x], vec![c, output.0, output.1]))
-    }
-
-    fn same_shape(&self, name: &str, a: NodeId, b: NodeId) -> Result<Vec<usize>> {
-        let (sa, sb) = (self.shape(a), self.shape(b));
-        if sa != sb {
-            return Err(Error::shape(format!("layer {name}: operand shapes {sa:?} and {sb:?} differ")));
-        }
-        Ok(sa.to_vec())
+        let op = AdaptiveAvgPool2d::new(output).map_err(|e| in_layer(name, e))?;
+        self.node(name, op, &[x])
     }
 
     pub fn add(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
-        let shape = self.same_shape(name, a, b)?;
-        Ok(self.push(name, Op::Add, vec![a, b], shape))
+        self.node(name, Add, &[a, b])
     }
 
     pub fn mul(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
-        let shape = self.same_shape(name, a, b)?;
-        Ok(self.push(name, Op::Mul, vec![a, b], shape))
+        self.node(name, Mul, &[a, b])
     }
 
     /// x [C, H, W] * s [C, 1, 1] per sample.
     pub fn mul_channel(&mut self, name: &str, x: NodeId, s: NodeId) -> Result<NodeId> {
-        let (c, _, _) = self.chw(x, name)?;
-        if self.shape(s) != [c, 1, 1] {
-            return Err(Error::shape(format!("layer {name}: gate shape {:?} must be [{c}, 1, 1]", self.shape(s))));
-        }
-        let shape = self.shape(x).to_vec();
-        Ok(self.push(name, Op::MulChannel, vec![x, s], shape))
+        self.node(name, MulChannel, &[x, s])
     }
 
     pub fn concat(&mut self, name: &str, xs: &[NodeId]) -> Result<NodeId> {
-        let (_, h, w) = self.chw(xs[0], name)?;
-        let mut c = 0;
-        for &x in xs {
-            let (cx, hx, wx) = self.chw(x, name)?;
-            if (hx, wx) != (h, w) {
-                return Err(Error::shape(format!("layer {name}: concat inputs differ in spatial size ({h}x{w} vs {hx}x{wx})")));
-            }
-            c += cx;
-        }
-        Ok(self.push(name, Op::Concat, xs.to_vec(), vec![c, h, w]))
+        self.node(name, Concat, xs)
     }
 
     pub fn slice_channels(&mut self, name: &str, x: NodeId, start: usize, len: usize) -> Result<NodeId> {
-        let (c, h, w) = self.chw(x, name)?;
-        if len == 0 || start + len > c {
-            return Err(Error::shape(format!("layer {name}: channels {start}..{} outside 0..{c}", start + len)));
-        }
-        Ok(self.push(name, Op::SliceChannels { start, len }, vec![x], vec![len, h, w]))
+        let op = SliceChannels::new(start, len).map_err(|e| in_layer(name, e))?;
+        self.node(name, op, &[x])
     }
 
     pub fn channel_shuffle(&mut self, name: &str, x: NodeId, groups: usize) -> Result<NodeId> {
-        let (c, _, _) = self.chw(x, name)?;
-        if groups == 0 || c % groups != 0 {
-            return Err(Error::shape(format!("layer {name}: {groups} groups do not divide {c} channels")));
-        }
-        let shape = self.shape(x).to_vec();
-        Ok(self.push(name, Op::ChannelShuffle { groups }, vec![x], shape))
+        let op = ChannelShuffle::new(groups).map_err(|e| in_layer(name, e))?;
+        self.node(name, op, &[x])
     }
 
     pub fn dropout(&mut self, name: &str, x: NodeId, p: f64) -> Result<NodeId> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(Error::config(format!("layer {name}: dropout probability {p} must be in [0, 1)")));
-        }
-        let shape = self.shape(x).to_vec();
-        Ok(self.push(name, Op::Dropout { p }, vec![x], shape))
+        let op = Dropout::new(p).map_err(|e| in_layer(name, e))?;
+        self.node(name, op, &[x])
     }
 
     pub fn flatten(&mut self, name: &str, x: NodeId) -> NodeId {
-        let n = self.shape(x).iter().product();
-        self.push(name, Op::Flatten, vec![x], vec![n])
+        self.node(name, Flatten, &[x]).expect("flatten takes any input shape")
     }
 
     /// Marks `node` as a logits output; `auxiliary` heads are weighted into the training loss only.
@@ -454,5 +272,14 @@ impl GraphBuilder {
             return Err(Error::shape(format!("graph {} must have exactly one main output, has {mains}", self.graph.name)));
         }
         Ok(self.graph)
+    }
+}
+
+/// Prefixes a unit's error with the layer it belongs to, keeping its kind.
+fn in_layer(name: &str, e: Error) -> Error {
+    match e {
+        Error::Shape(m) => Error::shape(format!("layer {name}: {m}")),
+        Error::Config(m) => Error::config(format!("layer {name}: {m}")),
+        other => other,
     }
 }

@@ -13,3 +13,22 @@ pub fn expect_len(op: &str, operand: &str, got: usize, want: usize) -> Result<()
         )))
     }
 }
+
+/// Declares a checked geometry `$geom` wrapping its sizes `$dims`: the sizes read through it
+/// (it derefs to them, read-only), but only the family's validating constructor makes one, so
+/// every geometry a kernel receives was checked.
+macro_rules! checked_geometry {
+    ($(#[$meta:meta])* $geom:ident => $dims:ident) => {
+        $(#[$meta])*
+        pub struct $geom {
+            dims: $dims,
+        }
+
+        impl std::ops::Deref for $geom {
+            type Target = $dims;
+            fn deref(&self) -> &$dims {
+                &self.dims
+            }
+        }
+    };
+}

@@ -1,66 +1,43 @@
 //! Every primitive a CNN training step needs, one folder per op family. Each family's `mod.rs`
-//! holds its geometry and its trait (forward and backward as separate methods, so each device
-//! supplies dedicated kernels); `cpu.rs` is the rayon reference, `cuda.rs` the GPU launcher, and
-//! `kernels/<family>.cu` the GPU code.
+//! holds its geometry and its backend trait (forward and backward as separate methods, so each
+//! device supplies dedicated kernels); `cpu.rs` is the rayon reference, `cuda.rs` the GPU
+//! launcher, `kernels/<family>.cu` the GPU code, and `node.rs` the graph node kinds of the
+//! family (see [`node`]). The list below registers each family: its folder, its backend trait
+//! (part of [`Backend`]) and its node kinds (variants of [`Op`]).
 
-pub mod activation;
-pub mod channel;
+#[macro_use]
+mod registry;
+#[macro_use]
 pub mod check;
-pub mod conv;
-pub mod dropout;
-pub mod elementwise;
-pub mod gemm;
-pub mod linear;
-pub mod loss;
-pub mod norm;
-pub mod optim;
-pub mod pool;
-pub mod reduce;
 
-pub use activation::{Activation, ActivationOps};
-pub use channel::ChannelOps;
-pub use conv::{ConvGeom, ConvOps};
-pub use dropout::DropoutOps;
-pub use elementwise::{ChannelBroadcast, ElementwiseOps};
-pub use gemm::{GemmOps, GemmSpec};
-pub use linear::{LinearGeom, LinearOps};
-pub use loss::LossOps;
-pub use norm::{BatchNormGeom, BatchNormSaved, NormOps};
-pub use optim::{AdamParams, OptimOps, SgdParams};
-pub use pool::{AdaptivePoolGeom, PoolGeom, PoolOps};
-pub use reduce::ReduceOps;
+pub mod node;
 
+pub use conv::{ConvCfg, ConvGeom, ConvPath};
+pub use elementwise::ChannelBroadcast;
+pub use gemm::GemmSpec;
+pub use linear::LinearGeom;
+pub use node::{NodeOp, ParamId};
+pub use norm::{BatchNormGeom, BatchNormParams, BatchNormSaved};
+pub use optim::{AdamParams, SgdParams};
+pub use pool::{AdaptivePoolGeom, PoolGeom, PoolWindow};
+
+use crate::device::Device;
 use crate::element::Element;
+use crate::error::Result;
+use node::{BackwardCtx, ForwardCtx, GradFlow, Saved};
 
-/// Everything a device must provide to train a CNN in element type `E`.
-pub trait Backend<E: Element>:
-    GemmOps<E>
-    + ConvOps<E>
-    + PoolOps<E>
-    + NormOps<E>
-    + LinearOps<E>
-    + ActivationOps<E>
-    + ElementwiseOps<E>
-    + ChannelOps<E>
-    + DropoutOps<E>
-    + LossOps<E>
-    + ReduceOps<E>
-    + OptimOps<E>
-{
-}
-
-impl<E: Element, T> Backend<E> for T where
-    T: GemmOps<E>
-        + ConvOps<E>
-        + PoolOps<E>
-        + NormOps<E>
-        + LinearOps<E>
-        + ActivationOps<E>
-        + ElementwiseOps<E>
-        + ChannelOps<E>
-        + DropoutOps<E>
-        + LossOps<E>
-        + ReduceOps<E>
-        + OptimOps<E>
-{
+node_ops! {
+    activation: ActivationOps => [Activation],
+    channel: ChannelOps => [Concat, SliceChannels, ChannelShuffle],
+    conv: ConvOps => [Conv2d],
+    dropout: DropoutOps => [Dropout],
+    elementwise: ElementwiseOps => [Add, Mul, MulChannel],
+    gemm: GemmOps => [],
+    linear: LinearOps => [Linear],
+    loss: LossOps => [],
+    norm: NormOps => [BatchNorm2d],
+    optim: OptimOps => [],
+    pool: PoolOps => [MaxPool2d, AvgPool2d, AdaptiveAvgPool2d],
+    reduce: ReduceOps => [],
+    view => [Input, Flatten],
 }

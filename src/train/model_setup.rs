@@ -3,17 +3,18 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Op};
+use crate::ops::{Dropout, NodeOp};
 
 /// Sets the probability of every dropout layer to `p`; returns how many layers changed.
-pub fn override_dropout(graph: &mut Graph, p: f64) -> usize {
+pub fn override_dropout(graph: &mut Graph, p: f64) -> Result<usize> {
     let mut changed = 0;
     for node in &mut graph.nodes {
-        if let Op::Dropout { p: old } = &mut node.op {
-            *old = p;
+        if let Op::Dropout(layer) = &mut node.op {
+            *layer = Dropout::new(p)?;
             changed += 1;
         }
     }
-    changed
+    Ok(changed)
 }
 
 /// Freezes every parameter except those of the last `k` layers that have parameters (in
@@ -49,8 +50,8 @@ mod tests {
     #[test]
     fn dropout_override_and_freezing_touch_the_right_layers() {
         let mut g = build("small_cnn", &ModelOptions::new(10, [1, 28, 28])).unwrap();
-        assert_eq!(override_dropout(&mut g, 0.1), 2);
-        assert!(g.nodes.iter().all(|n| !matches!(n.op, Op::Dropout { p } if p != 0.1)));
+        assert_eq!(override_dropout(&mut g, 0.1).unwrap(), 2);
+        assert!(g.nodes.iter().all(|n| !matches!(n.op, Op::Dropout(d) if d.p() != 0.1)));
 
         let kept = freeze_all_but(&mut g, 2).unwrap();
         assert_eq!(kept, vec!["fc1".to_string(), "fc2".to_string()]);

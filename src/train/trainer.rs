@@ -139,7 +139,7 @@ fn augmentation(c: &TrainConfig) -> Option<Augment> {
 fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
     let mut graph = build_model(&config.model, classes, input, config.cifar_stem)?;
     if let Some(p) = config.dropout {
-        override_dropout(&mut graph, p);
+        override_dropout(&mut graph, p)?;
     }
     if let Some(k) = config.freeze_all_but {
         freeze_all_but(&mut graph, k)?;

@@ -1,6 +1,7 @@
 //! Parameter counts and output shapes of the model zoo, against torchvision's published models.
 
 use ferronet::graph::{Graph, Op};
+use ferronet::ops::Flatten;
 use ferronet::models::{build, names, summary::summarize, ModelOptions};
 
 fn model(name: &str, classes: usize, input: [usize; 3]) -> Graph {
@@ -85,7 +86,7 @@ fn alexnet_bn_seed_study_counts() {
     assert_eq!(g.trainable_params(), 58_304_581);
     assert_eq!(g.non_trainable_params(), 2_752);
     assert_eq!(g.trainable_params() + g.non_trainable_params(), 58_307_333);
-    let flatten = g.nodes.iter().find(|n| n.op == Op::Flatten).unwrap();
+    let flatten = g.nodes.iter().find(|n| n.op == Op::Flatten(Flatten)).unwrap();
     assert_eq!(flatten.shape, vec![9216]);
 }
 

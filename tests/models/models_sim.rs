@@ -36,6 +36,7 @@ use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 use ferronet::models::summary::summarize;
 use ferronet::models::{build, ModelOptions};
+use ferronet::ops::NodeOp;
 use std::time::Instant;
 
 const CLASSES: usize = 5;

@@ -5,6 +5,7 @@
 
 mod cpu;
 mod cuda;
+mod node;
 
 use crate::device::Device;
 use crate::element::Element;

@@ -2,6 +2,9 @@
 //! and ShuffleNet's channel shuffle. Tensors are [N, C, HW].
 
 mod cpu;
+mod node;
+
+pub use node::{ChannelShuffle, Concat, SliceChannels};
 mod cuda;
 
 use crate::device::Device;

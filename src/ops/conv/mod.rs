@@ -9,6 +9,9 @@
 //! g*(C_in/groups)*KH*KW .. (g+1)*..., so a grouped convolution is one batched GEMM over groups.
 
 mod cpu;
+mod node;
+
+pub use node::{describe_window, Conv2d, ConvCfg, ConvPath};
 
 use crate::device::Device;
 use crate::element::Element;
@@ -18,8 +21,9 @@ use crate::shape::window_output_len;
 
 mod cuda;
 
+/// The sizes of a [`ConvGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ConvGeom {
+pub struct ConvDims {
     pub n: usize,
     pub c_in: usize,
     pub h: usize,
@@ -37,6 +41,16 @@ pub struct ConvGeom {
     pub oh: usize,
     pub ow: usize,
 }
+
+checked_geometry!(
+    /// A convolution checked by `ConvGeom::new`; no other way makes or changes one:
+    /// ```compile_fail
+    /// let g = ferronet::ops::ConvGeom::new(1, 1, (4, 4), 1, (3, 3), (1, 1), (0, 0), (1, 1), 1).unwrap();
+    /// let inconsistent = ferronet::ops::ConvGeom { ow: g.ow + 1, ..g };
+    /// ```
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    ConvGeom => ConvDims
+);
 
 impl ConvGeom {
     /// Validates the configuration and computes the output size (PyTorch's rule).
@@ -66,7 +80,7 @@ impl ConvGeom {
             .map_err(|e| Error::shape(format!("conv2d height: {e}")))?;
         let ow = window_output_len(w, kw, sw, pw, dw, false)
             .map_err(|e| Error::shape(format!("conv2d width: {e}")))?;
-        Ok(ConvGeom { n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow })
+        Ok(ConvGeom { dims: ConvDims { n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow } })
     }
     /// groups == C_in: the dedicated depthwise kernels apply (C_out = multiplier * C_in).
     pub fn is_depthwise(&self) -> bool {

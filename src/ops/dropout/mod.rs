@@ -3,6 +3,9 @@
 //! every device's code gives bit-identical masks on the CPU, the simulator and a GPU.
 
 mod cpu;
+mod node;
+
+pub use node::Dropout;
 mod cuda;
 
 use crate::device::Device;

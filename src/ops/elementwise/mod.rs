@@ -3,6 +3,9 @@
 //! gradient accumulation and optimisers need.
 
 mod cpu;
+mod node;
+
+pub use node::{Add, Mul, MulChannel};
 mod cuda;
 
 use crate::device::Device;

@@ -1,6 +1,9 @@
 //! Fully connected layer: x [N, in] -> y [N, out] = x * W^T + b, W [out, in] as PyTorch stores it.
 
 mod cpu;
+mod node;
+
+pub use node::Linear;
 
 use crate::device::Device;
 use crate::element::Element;
@@ -8,12 +11,19 @@ use crate::error::{Error, Result};
 
 mod cuda;
 
+/// The sizes of a [`LinearGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LinearGeom {
+pub struct LinearDims {
     pub n: usize,
     pub in_features: usize,
     pub out_features: usize,
 }
+
+checked_geometry!(
+    /// A dense layer checked by `LinearGeom::new`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    LinearGeom => LinearDims
+);
 
 impl LinearGeom {
     pub fn new(n: usize, in_features: usize, out_features: usize) -> Result<Self> {
@@ -22,7 +32,7 @@ impl LinearGeom {
                 "linear needs non-empty sizes, got N={n} in={in_features} out={out_features}"
             )));
         }
-        Ok(LinearGeom { n, in_features, out_features })
+        Ok(LinearGeom { dims: LinearDims { n, in_features, out_features } })
     }
 }
 

@@ -4,6 +4,9 @@
 //! (times m/(m-1), m = N*H*W) going into running_var. Statistics are kept in fp32 or better.
 
 mod cpu;
+mod node;
+
+pub use node::{BatchNorm2d, BatchNormParams};
 mod cuda;
 
 use crate::device::Device;
@@ -11,14 +14,21 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::check::expect_len;
 
+/// The sizes of a [`BatchNormGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BatchNormGeom {
+pub struct BatchNormDims {
     pub n: usize,
     pub c: usize,
     /// H * W
     pub hw: usize,
     pub eps: f64,
 }
+
+checked_geometry!(
+    /// A batch norm checked by `BatchNormGeom::new`.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    BatchNormGeom => BatchNormDims
+);
 
 impl BatchNormGeom {
     pub fn new(n: usize, c: usize, hw: usize, eps: f64) -> Result<Self> {
@@ -28,7 +38,7 @@ impl BatchNormGeom {
         if !(eps > 0.0) {
             return Err(Error::config(format!("batch_norm2d eps must be positive, got {eps}")));
         }
-        Ok(BatchNormGeom { n, c, hw, eps })
+        Ok(BatchNormGeom { dims: BatchNormDims { n, c, hw, eps } })
     }
     pub fn len(&self) -> usize {
         self.n * self.c * self.hw

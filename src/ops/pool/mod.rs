@@ -2,6 +2,9 @@
 //! padding, overlapping windows and ceil mode included. Layout x [N, C, H, W] -> y [N, C, OH, OW].
 
 mod cpu;
+mod node;
+
+pub use node::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolWindow};
 
 use crate::device::Device;
 use crate::element::Element;
@@ -10,8 +13,9 @@ use crate::shape::window_output_len;
 
 mod cuda;
 
+/// The sizes of a [`PoolGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PoolGeom {
+pub struct PoolDims {
     pub n: usize,
     pub c: usize,
     pub h: usize,
@@ -28,6 +32,17 @@ pub struct PoolGeom {
     pub oh: usize,
     pub ow: usize,
 }
+
+checked_geometry!(
+    /// A max or average pooling checked by `PoolGeom::new`; no other way makes or changes one:
+    /// ```compile_fail
+    /// let g = ferronet::ops::PoolGeom::new(1, 1, (4, 4), (2, 2), (2, 2), (0, 0), false, true).unwrap();
+    /// let mut copy = g;
+    /// copy.oh += 1;
+    /// ```
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    PoolGeom => PoolDims
+);
 
 impl PoolGeom {
     #[allow(clippy::too_many_arguments)]
@@ -53,7 +68,7 @@ impl PoolGeom {
             .map_err(|e| Error::shape(format!("pooling height: {e}")))?;
         let ow = window_output_len(w, kw, sw, pw, 1, ceil_mode)
             .map_err(|e| Error::shape(format!("pooling width: {e}")))?;
-        Ok(PoolGeom { n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, oh, ow })
+        Ok(PoolGeom { dims: PoolDims { n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, oh, ow } })
     }
     pub fn x_len(&self) -> usize {
         self.n * self.c * self.h * self.w
@@ -83,8 +98,9 @@ impl PoolGeom {
 
 /// Adaptive average pooling to (oh, ow): output i covers input rows
 /// floor(i*H/OH) .. ceil((i+1)*H/OH), likewise for columns.
+/// The sizes of a [`AdaptivePoolGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AdaptivePoolGeom {
+pub struct AdaptivePoolDims {
     pub n: usize,
     pub c: usize,
     pub h: usize,
@@ -93,6 +109,12 @@ pub struct AdaptivePoolGeom {
     pub ow: usize,
 }
 
+checked_geometry!(
+    /// An adaptive average pooling checked by `AdaptivePoolGeom::new`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    AdaptivePoolGeom => AdaptivePoolDims
+);
+
 impl AdaptivePoolGeom {
     pub fn new(n: usize, c: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Result<Self> {
         if n == 0 || c == 0 || h == 0 || w == 0 || oh == 0 || ow == 0 {
@@ -100,7 +122,7 @@ impl AdaptivePoolGeom {
                 "adaptive pooling needs non-empty input and output, got N={n} C={c} H={h} W={w} -> {oh}x{ow}"
             )));
         }
-        Ok(AdaptivePoolGeom { n, c, h, w, oh, ow })
+        Ok(AdaptivePoolGeom { dims: AdaptivePoolDims { n, c, h, w, oh, ow } })
     }
     /// Input range [start, end) of output index `i` along an axis of `len` pooled to `out`.
     pub fn range(i: usize, len: usize, out: usize) -> (usize, usize) {

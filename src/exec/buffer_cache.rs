@@ -1,4 +1,4 @@
-//! A pool of freed device buffers keyed by length. The executor routes the buffers it allocates
+//! A cache of freed device buffers keyed by length. The executor routes the buffers it allocates
 //! itself (zero pads, scratch statistics, gradient accumulators, last step's gradients) through
 //! it, so a steady training loop stops allocating them after the first step. Op outputs are
 //! allocated by the ops themselves and do not pass through here.
@@ -6,19 +6,20 @@
 use super::Buf;
 use crate::element::Element;
 use crate::error::Result;
+use crate::ops::node::Scratch;
 use crate::ops::ElementwiseOps;
 use std::collections::HashMap;
 
-pub struct BufferPool<E: Element, B: ElementwiseOps<E>> {
+pub struct BufferCache<E: Element, B: ElementwiseOps<E>> {
     free: HashMap<usize, Vec<Buf<E, B>>>,
     enabled: bool,
     allocations: usize,
     reuses: usize,
 }
 
-impl<E: Element, B: ElementwiseOps<E>> BufferPool<E, B> {
+impl<E: Element, B: ElementwiseOps<E>> BufferCache<E, B> {
     pub fn new(enabled: bool) -> Self {
-        BufferPool { free: HashMap::new(), enabled, allocations: 0, reuses: 0 }
+        BufferCache { free: HashMap::new(), enabled, allocations: 0, reuses: 0 }
     }
 
     /// A buffer of `len` elements, all zero: a pooled one refilled, else a fresh allocation.
@@ -59,8 +60,14 @@ impl<E: Element, B: ElementwiseOps<E>> BufferPool<E, B> {
     pub fn reuses(&self) -> usize {
         self.reuses
     }
-    /// Bytes held by free pooled buffers.
-    pub fn held_bytes(&self) -> usize {
-        self.free.iter().map(|(len, bufs)| len * bufs.len()).sum::<usize>() * std::mem::size_of::<E>()
+}
+
+/// Units borrow their scratch buffers (e.g. BN's throw-away running statistics) from here.
+impl<E: Element, B: ElementwiseOps<E>> Scratch<E, B> for BufferCache<E, B> {
+    fn copy_of(&mut self, backend: &B, src: &Buf<E, B>) -> Result<Buf<E, B>> {
+        BufferCache::copy_of(self, backend, src)
+    }
+    fn recycle(&mut self, buf: Buf<E, B>) {
+        BufferCache::recycle(self, buf)
     }
 }
