@@ -12,6 +12,8 @@ pub mod exec;
 pub mod gpu;
 pub mod gradcheck;
 pub mod graph;
+#[cfg(test)]
+mod layering;
 pub mod models;
 pub mod ops;
 pub mod rng;

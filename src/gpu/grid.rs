@@ -1,7 +1,7 @@
 //! Launch-geometry and argument checks shared by the op launchers in `ops::*::cuda`: the
 //! kernels index with 32-bit ints, so every size that reaches them is checked to fit first.
 
-use super::driver::{KernelArg, LaunchConfig};
+use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::error::{Error, Result};
 
 /// Threads per block of the one-thread-per-element kernels.

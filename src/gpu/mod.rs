@@ -7,6 +7,4 @@ pub mod backend;
 pub mod cuda_driver;
 pub mod grid;
 
-/// The launch types every op launcher passes to [`GpuBackend::launch`], where they are defined.
-pub use crate::device::driver;
 pub use backend::{GpuBackend, GpuBuf};

@@ -2,7 +2,7 @@
 //! runs a hand-written PTX body per thread on inputs a[i], b[i] and checks out[i].
 
 use ferronet::device::Device;
-use ferronet::gpu::driver::LaunchConfig;
+use ferronet::device::driver::LaunchConfig;
 use ferronet::gpu::GpuBackend;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 use ferronet_test_support::sim::sim_with;
 
 use ferronet::device::Device;
-use ferronet::gpu::driver::{KernelArg, LaunchConfig};
+use ferronet::device::driver::{KernelArg, LaunchConfig};
 use ferronet::sim::{BlockOrder, SimOptions};
 
 const RUNTIME: &str = include_str!("sim_kernels/runtime.cu");

@@ -4,7 +4,7 @@
 use ferronet_test_support::sim::{data, sim, sim_with};
 
 use ferronet::device::Device;
-use ferronet::gpu::driver::{KernelArg, LaunchConfig};
+use ferronet::device::driver::{KernelArg, LaunchConfig};
 use ferronet::sim::SimOptions;
 
 const BROKEN: &str = include_str!("sim_kernels/broken.cu");

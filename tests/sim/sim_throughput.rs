@@ -5,7 +5,7 @@
 use ferronet_test_support::sim::{data, sim_with};
 
 use ferronet::device::Device;
-use ferronet::gpu::driver::{KernelArg, LaunchConfig};
+use ferronet::device::driver::{KernelArg, LaunchConfig};
 use ferronet::sim::{LaunchStats, SimOptions, GPU_MODELS};
 
 const SGEMM: &str = include_str!("sim_kernels/sgemm.cu");

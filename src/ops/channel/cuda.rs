@@ -4,7 +4,7 @@
 use super::{channel_offsets, channels_per_group, check_concat_inputs, ChannelOps};
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::gpu::driver::KernelArg;
+use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;

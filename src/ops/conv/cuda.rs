@@ -4,7 +4,7 @@
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
-use crate::gpu::driver::KernelArg;
+use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;

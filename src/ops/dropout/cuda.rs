@@ -3,7 +3,7 @@
 use super::{check_probability, keep_threshold, DropoutOps};
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::gpu::driver::KernelArg;
+use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;

@@ -4,7 +4,7 @@
 use super::{GemmOps, GemmSpec};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
-use crate::gpu::driver::{KernelArg, LaunchConfig};
+use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 

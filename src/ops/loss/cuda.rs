@@ -4,7 +4,7 @@
 use super::{check_cross_entropy, check_labels, check_rows, LossOps};
 use crate::device::{Buffer, Device};
 use crate::error::Result;
-use crate::gpu::driver::KernelArg;
+use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 

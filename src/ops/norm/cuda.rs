@@ -5,7 +5,7 @@
 use super::{BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::gpu::driver::KernelArg;
+use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::{ChannelBroadcast, ElementwiseOps};

@@ -4,7 +4,7 @@
 use super::ReduceOps;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
-use crate::gpu::driver::KernelArg;
+use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
