@@ -4,6 +4,7 @@
 //! `kernels/<family>.cu` the GPU code.
 
 pub mod activation;
+pub mod cases;
 pub mod channel;
 pub mod check;
 pub mod conv;
@@ -16,6 +17,7 @@ pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod reduce;
+pub mod reshape;
 
 pub use activation::{Activation, ActivationOps};
 pub use channel::ChannelOps;
