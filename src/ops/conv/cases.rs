@@ -1,7 +1,8 @@
 //! Convolution cases: gradient checks of the general and the depthwise path, and the benchmarked
 //! im2col, col2im and convolution calls at ResNet-18 and MobileNetV2 shapes.
 
-use super::{path, ConvGeom};
+use super::path::ConvPath;
+use super::ConvGeom;
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
@@ -23,7 +24,7 @@ impl FamilyCases for Cases {
             (2, 4, (8, 8), 4, 3, 2, 1, 1, 4, false),
             (3, 3, (6, 5), 2, 3, 4, 1, 1, 1, true),
         ] {
-            push_conv(cases, Path::General, n, c, hw, co, (k, s, p, d), g, bias);
+            push_conv(cases, ConvPath::Im2colGemm, n, c, hw, co, (k, s, p, d), g, bias);
         }
         for &(n, c, hw, co, k, s, p, d, bias) in &[
             (2, 4, (7, 7), 4, 3, 1, 1, 1, false),
@@ -31,7 +32,7 @@ impl FamilyCases for Cases {
             (1, 2, (11, 11), 2, 5, 1, 4, 2, true),
             (2, 3, (5, 6), 3, 5, 2, 2, 1, false),
         ] {
-            push_conv(cases, Path::Depthwise, n, c, hw, co, (k, s, p, d), c, bias);
+            push_conv(cases, ConvPath::Depthwise, n, c, hw, co, (k, s, p, d), c, bias);
         }
     }
 
@@ -64,17 +65,10 @@ impl FamilyCases for Cases {
     }
 }
 
-/// Which implementation a gradient check exercises.
-#[derive(Clone, Copy, PartialEq)]
-enum Path {
-    General,
-    Depthwise,
-}
-
 #[allow(clippy::too_many_arguments)]
 fn push_conv(
     cases: &mut GradCases,
-    path: Path,
+    path: ConvPath,
     n: usize,
     c: usize,
     hw: (usize, usize),
@@ -89,13 +83,14 @@ fn push_conv(
     if bias {
         inputs.push(cases.symmetric(co));
     }
-    let op = if path == Path::Depthwise { "depthwise_conv2d" } else { "conv2d" };
+    let op = if path == ConvPath::Depthwise { "depthwise_conv2d" } else { "conv2d" };
     cases.push(op, config, ConvGrad { path, g, bias }, inputs, g.y_len());
 }
 
-/// Inputs x, weight and (with `bias`) bias through one path's forward and backward.
+/// Inputs x, weight and (with `bias`) bias through the named path's forward and backward (the
+/// checks test each path, whatever a layer of the geometry would take).
 struct ConvGrad {
-    path: Path,
+    path: ConvPath,
     g: ConvGeom,
     bias: bool,
 }
@@ -103,17 +98,8 @@ struct ConvGrad {
 impl GradOp for ConvGrad {
     fn run<E: Element, B: Backend<E>>(&self, b: &B, inputs: &[B::Buf], dy: &B::Buf, _dy_host: &[E]) -> Result<(B::Buf, Vec<B::Buf>)> {
         let (g, x, w, bias) = (&self.g, &inputs[0], &inputs[1], inputs.get(2));
-        let (y, dx, dw) = match self.path {
-            Path::General => {
-                (b.conv2d_forward(x, w, bias, g)?, b.conv2d_backward_data(dy, w, g)?, b.conv2d_backward_filter(x, dy, g)?)
-            }
-            Path::Depthwise => (
-                b.depthwise_conv2d_forward(x, w, bias, g)?,
-                b.depthwise_conv2d_backward_data(dy, w, g)?,
-                b.depthwise_conv2d_backward_filter(x, dy, g)?,
-            ),
-        };
-        let mut grads = vec![dx, dw];
+        let y = self.path.forward(b, x, w, bias, g)?;
+        let mut grads = vec![self.path.backward_data(b, dy, w, g)?, self.path.backward_filter(b, x, dy, g)?];
         if self.bias {
             grads.push(b.conv2d_backward_bias(dy, g)?);
         }
@@ -222,9 +208,9 @@ impl RunKernel for ConvKernel {
                 b.col2im(&cols[0], &g, 0, g.n, &mut dx[0])?;
                 vec![]
             }
-            ConvKernel::Forward(g) => vec![path::forward(b, &v[0], &v[1], None, &g)?],
-            ConvKernel::BackwardData(g) => vec![path::backward_data(b, &v[0], &v[1], &g)?],
-            ConvKernel::BackwardFilter(g) => vec![path::backward_filter(b, &v[0], &v[1], &g)?],
+            ConvKernel::Forward(g) => vec![ConvPath::of(&g).forward(b, &v[0], &v[1], None, &g)?],
+            ConvKernel::BackwardData(g) => vec![ConvPath::of(&g).backward_data(b, &v[0], &v[1], &g)?],
+            ConvKernel::BackwardFilter(g) => vec![ConvPath::of(&g).backward_filter(b, &v[0], &v[1], &g)?],
         })
     }
 }
