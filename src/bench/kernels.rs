@@ -5,14 +5,13 @@
 
 use super::cases::{kernel_cases, BenchCase};
 use super::cuda::{CudaBench, DevicePeaks};
-use super::ops::{results, HostOperands, KernelOp, Operands};
 use super::resources::{kernel_resources, KernelResources, ARCH};
 use super::timing::{time_host, Timing};
-use super::validate::{compare, reference, Validation};
+use super::validate::{compare, reference, results, Validation};
 use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::GpuBackend;
-use crate::ops::Backend;
+use crate::ops::cases::{CaseBackend, DynKernel, HostOperands, Operands};
 use crate::sim::roofline::{slower, LaunchPrediction, Limit, GPU_MODELS};
 use crate::sim::{LaunchStats, SimDriver, SimOptions};
 use serde::Serialize;
@@ -164,7 +163,7 @@ fn outcome<T>(r: Result<T>) -> Outcome<T> {
 type RunResult<B> = (Vec<Vec<f64>>, Operands<f32, B>);
 
 /// Runs the op once on `backend`, synchronised, and returns every output on the host.
-fn run_once<B: Backend<f32>>(op: &KernelOp, backend: &B, host: &HostOperands) -> Result<RunResult<B>> {
+fn run_once<B: CaseBackend<f32>>(op: &dyn DynKernel, backend: &B, host: &HostOperands) -> Result<RunResult<B>> {
     let mut operands = host.upload::<f32, _>(backend)?;
     let created = op.execute(backend, &mut operands)?;
     backend.synchronize()?;
@@ -172,12 +171,12 @@ fn run_once<B: Backend<f32>>(op: &KernelOp, backend: &B, host: &HostOperands) ->
     Ok((got, operands))
 }
 
-fn rates(op: &KernelOp, seconds: f64) -> (Option<f64>, Option<f64>) {
+fn rates(op: &dyn DynKernel, seconds: f64) -> (Option<f64>, Option<f64>) {
     let gflops = (op.flops() > 0.0).then(|| op.flops() / seconds / 1e9);
     (gflops, Some(op.min_bytes() / seconds / 1e9))
 }
 
-fn measure_cpu(op: &KernelOp, host: &HostOperands, want: &[Vec<f64>], opts: &KernelBenchOptions) -> Result<Measured> {
+fn measure_cpu(op: &dyn DynKernel, host: &HostOperands, want: &[Vec<f64>], opts: &KernelBenchOptions) -> Result<Measured> {
     let cpu = CpuBackend::new();
     let (got, mut operands) = run_once(op, &cpu, host)?;
     let validation = compare(op, &got, want);
@@ -191,7 +190,7 @@ fn measure_cpu(op: &KernelOp, host: &HostOperands, want: &[Vec<f64>], opts: &Ker
 }
 
 fn measure_cuda(
-    op: &KernelOp,
+    op: &dyn DynKernel,
     host: &HostOperands,
     want: &[Vec<f64>],
     bench: &CudaBench,
@@ -212,9 +211,9 @@ fn measure_cuda(
         (true, Some(flops)) => (Some(op.flops() / timing.median_s / flops), Some("cublas_sgemm")),
         _ => (Some(op.min_bytes() / timing.median_s / peaks.copy_bytes_per_s), Some("copy_bandwidth")),
     };
-    let cublas = match *op {
-        KernelOp::Gemm { trans_a, trans_b, m, n, k } => bench.cublas_gemm(trans_a, trans_b, m, n, k)?,
-        _ => None,
+    let cublas = match op.as_sgemm() {
+        Some((trans_a, trans_b, m, n, k)) => bench.cublas_gemm(trans_a, trans_b, m, n, k)?,
+        None => None,
     };
     Ok(Measured { validation, timing: Some(timing), gflops, gbytes_per_s, fraction_of_peak, peak, cublas })
 }
@@ -264,7 +263,7 @@ fn scale_stats(stats: &LaunchStats, factor: f64) -> LaunchStats {
 
 /// Predicted time of a case on each modelled GPU: the sum of its launches' predictions, limited
 /// by the roof of the longest launch; once with no cache and once with an ideal one.
-fn predictions(op: &KernelOp, launches: &[LaunchStats]) -> Vec<Prediction> {
+fn predictions(op: &dyn DynKernel, launches: &[LaunchStats]) -> Vec<Prediction> {
     GPU_MODELS
         .iter()
         .map(|model| {
@@ -295,15 +294,15 @@ fn predictions(op: &KernelOp, launches: &[LaunchStats]) -> Vec<Prediction> {
 
 fn simulate(case: &BenchCase, seed: u64, resources: &HashMap<String, KernelResources>) -> Result<Simulated> {
     let host = case.sim.host_operands(seed)?;
-    let want = reference(&case.sim, &host)?;
+    let want = reference(case.sim.as_ref(), &host)?;
     // Validation against the reference replaces the sanitizer here; it would triple the time.
     let driver = Arc::new(SimDriver::new(SimOptions { sanitize: false, ..SimOptions::default() }));
     let gpu = GpuBackend::new(driver.clone());
-    let (got, _operands) = run_once(&case.sim, &gpu, &host)?;
+    let (got, _operands) = run_once(case.sim.as_ref(), &gpu, &host)?;
     let stats = driver.take_launch_stats();
-    let validation = compare(&case.sim, &got, &want);
+    let validation = compare(case.sim.as_ref(), &got, &want);
     let scaled: Vec<LaunchStats> = stats.iter().map(|s| scale_stats(s, case.sim_scale)).collect();
-    let predictions = if validation.passed { predictions(&case.full, &scaled) } else { Vec::new() };
+    let predictions = if validation.passed { predictions(case.full.as_ref(), &scaled) } else { Vec::new() };
     Ok(Simulated {
         validation,
         sim_scale: case.sim_scale,
@@ -311,30 +310,6 @@ fn simulate(case: &BenchCase, seed: u64, resources: &HashMap<String, KernelResou
         launches: scaled.iter().map(|s| sim_launch(s, resources)).collect(),
         predictions,
     })
-}
-
-/// A short text form of an op's shape for the report.
-pub fn describe(op: &KernelOp) -> String {
-    match op {
-        KernelOp::Gemm { trans_a, trans_b, m, n, k } => format!("m={m} n={n} k={k} trans_a={trans_a} trans_b={trans_b}"),
-        KernelOp::Im2col(g)
-        | KernelOp::Col2im(g)
-        | KernelOp::ConvForward(g)
-        | KernelOp::ConvBackwardData(g)
-        | KernelOp::ConvBackwardFilter(g) => format!(
-            "N={} {}x{}x{} -> {}x{}x{} k{}x{} s{} p{} groups={}",
-            g.n, g.c_in, g.h, g.w, g.c_out, g.oh, g.ow, g.kh, g.kw, g.sh, g.ph, g.groups
-        ),
-        KernelOp::MaxPoolForward(g) | KernelOp::MaxPoolBackward(g) | KernelOp::AvgPoolForward(g) | KernelOp::AvgPoolBackward(g) => {
-            format!("N={} C={} {}x{} -> {}x{} k{} s{} p{}", g.n, g.c, g.h, g.w, g.oh, g.ow, g.kh, g.sh, g.ph)
-        }
-        KernelOp::AdaptiveAvgPoolForward(g) | KernelOp::AdaptiveAvgPoolBackward(g) => {
-            format!("N={} C={} {}x{} -> {}x{}", g.n, g.c, g.h, g.w, g.oh, g.ow)
-        }
-        KernelOp::BatchNormForwardTrain(g) | KernelOp::BatchNormBackward(g) => format!("N={} C={} HW={}", g.n, g.c, g.hw),
-        KernelOp::SoftmaxCrossEntropy { n, classes } => format!("N={n} classes={classes}"),
-        KernelOp::Sgd { len } | KernelOp::Adam { len } => format!("{len} values"),
-    }
 }
 
 /// Runs every selected case on the selected devices; `progress` hears each case's name first.
@@ -352,7 +327,7 @@ pub fn run_kernel_bench(opts: &KernelBenchOptions, mut progress: impl FnMut(&str
         let timed_cuda = cuda.as_ref().zip(cuda_peaks.as_ref());
         // The full-shape operands and their f64 reference, shared by the timed devices.
         let full = (opts.cpu || timed_cuda.is_some())
-            .then(|| case.full.host_operands(opts.seed).and_then(|host| reference(&case.full, &host).map(|want| (host, want))));
+            .then(|| case.full.host_operands(opts.seed).and_then(|host| reference(case.full.as_ref(), &host).map(|want| (host, want))));
         let (cpu, cuda_result) = match &full {
             None => (None, None),
             Some(Err(e)) => {
@@ -360,16 +335,16 @@ pub fn run_kernel_bench(opts: &KernelBenchOptions, mut progress: impl FnMut(&str
                 (opts.cpu.then(failed), timed_cuda.map(|_| failed()))
             }
             Some(Ok((host, want))) => (
-                opts.cpu.then(|| outcome(measure_cpu(&case.full, host, want, opts))),
-                timed_cuda.map(|(bench, peaks)| outcome(measure_cuda(&case.full, host, want, bench, peaks, opts))),
+                opts.cpu.then(|| outcome(measure_cpu(case.full.as_ref(), host, want, opts))),
+                timed_cuda.map(|(bench, peaks)| outcome(measure_cuda(case.full.as_ref(), host, want, bench, peaks, opts))),
             ),
         };
         let sim = opts.sim.then(|| outcome(simulate(case, opts.seed, &resources)));
         reports.push(CaseReport {
             name: case.name.clone(),
             family: case.family,
-            shape: describe(&case.full),
-            sim_shape: describe(&case.sim),
+            shape: case.full.describe(),
+            sim_shape: case.sim.describe(),
             flops: case.full.flops(),
             min_bytes: case.full.min_bytes(),
             cpu,
@@ -390,6 +365,7 @@ pub fn run_kernel_bench(opts: &KernelBenchOptions, mut progress: impl FnMut(&str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::optim::cases::OptimKernel;
 
     fn options() -> KernelBenchOptions {
         KernelBenchOptions { cpu: true, sim: false, cuda: None, batch: 1, warmup: 0, cpu_reps: 2, gpu_reps: 1, filter: None, seed: 3 }
@@ -397,13 +373,13 @@ mod tests {
 
     #[test]
     fn a_case_that_fails_validation_is_not_timed() {
-        let op = KernelOp::Sgd { len: 40 };
+        let op: &dyn DynKernel = &OptimKernel::Sgd { len: 40 };
         let host = op.host_operands(3).unwrap();
-        let mut want = reference(&op, &host).unwrap();
-        let passed = measure_cpu(&op, &host, &want, &options()).unwrap();
+        let mut want = reference(op, &host).unwrap();
+        let passed = measure_cpu(op, &host, &want, &options()).unwrap();
         assert!(passed.validation.passed && passed.timing.is_some_and(|t| t.reps == 2) && passed.gbytes_per_s.is_some());
         want[0][7] += 0.5;
-        let failed = measure_cpu(&op, &host, &want, &options()).unwrap();
+        let failed = measure_cpu(op, &host, &want, &options()).unwrap();
         assert!(!failed.validation.passed && failed.timing.is_none() && failed.gflops.is_none(), "{failed:?}");
         assert!(failed.validation.failure.as_deref().is_some_and(|f| f.contains("output 0 element 7")), "{failed:?}");
     }

@@ -7,7 +7,6 @@ pub mod cases;
 pub mod cuda;
 pub mod kernels;
 pub mod model;
-pub mod ops;
 pub mod report;
 pub mod resources;
 pub mod timing;

@@ -1,8 +1,10 @@
 //! Checking a device's results against the f64 CPU reference on the same inputs.
 
-use super::ops::{results, HostOperands, KernelOp};
 use crate::cpu::CpuBackend;
+use crate::device::Device;
+use crate::element::Element;
 use crate::error::Result;
+use crate::ops::cases::{DynKernel, HostOperands, Operands};
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -16,8 +18,19 @@ pub struct Validation {
     pub failure: Option<String>,
 }
 
+/// Every value an op produced, in a fixed order (created buffers, then written operands), on
+/// the host as f64.
+pub fn results<E: Element, B: Device<E>>(op: &dyn DynKernel, b: &B, created: &[B::Buf], ops: &Operands<E, B>) -> Result<Vec<Vec<f64>>> {
+    let download = |buf: &B::Buf| b.download(buf).map(|v| v.iter().map(|&x| Element::to_f64(x)).collect::<Vec<f64>>());
+    let mut out = created.iter().map(download).collect::<Result<Vec<_>>>()?;
+    for &i in op.written_operands() {
+        out.push(download(&ops.bufs[i])?);
+    }
+    Ok(out)
+}
+
 /// The op's outputs computed by the CPU backend in f64 on `host` (widened exactly).
-pub fn reference(op: &KernelOp, host: &HostOperands) -> Result<Vec<Vec<f64>>> {
+pub fn reference(op: &dyn DynKernel, host: &HostOperands) -> Result<Vec<Vec<f64>>> {
     let cpu = CpuBackend::new();
     let mut operands = host.upload::<f64, _>(&cpu)?;
     let created = op.execute(&cpu, &mut operands)?;
@@ -25,7 +38,7 @@ pub fn reference(op: &KernelOp, host: &HostOperands) -> Result<Vec<Vec<f64>>> {
 }
 
 /// Compares every output of a device with the reference within the op's tolerance.
-pub fn compare(op: &KernelOp, got: &[Vec<f64>], want: &[Vec<f64>]) -> Validation {
+pub fn compare(op: &dyn DynKernel, got: &[Vec<f64>], want: &[Vec<f64>]) -> Validation {
     let (atol, rtol) = op.tolerance();
     let mut max_abs_error: f64 = 0.0;
     let mut worst_tolerance_ratio: f64 = 0.0;
@@ -55,10 +68,11 @@ pub fn compare(op: &KernelOp, got: &[Vec<f64>], want: &[Vec<f64>]) -> Validation
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::optim::cases::OptimKernel;
 
     #[test]
     fn a_result_off_by_more_than_the_tolerance_fails_and_nan_never_passes() {
-        let op = KernelOp::Sgd { len: 2 };
+        let op = OptimKernel::Sgd { len: 2 };
         let want = vec![vec![1.0, -2.0]];
         assert!(compare(&op, &[vec![1.0 + 1e-6, -2.0]], &want).passed);
         let off = compare(&op, &[vec![1.1, -2.0]], &want);

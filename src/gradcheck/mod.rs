@@ -8,32 +8,9 @@ pub mod cases;
 use crate::cpu::CpuBackend;
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::ops::Backend;
-pub use cases::{all_cases, Case};
+use crate::ops::cases::CaseBackend;
+pub use cases::{all_cases, op_names, GradCase};
 use serde::Serialize;
-
-/// Every op name the checker knows, as `--op` spells them.
-pub const OP_NAMES: [&str; 19] = [
-    "conv2d",
-    "depthwise_conv2d",
-    "max_pool2d",
-    "avg_pool2d",
-    "adaptive_avg_pool2d",
-    "batch_norm2d",
-    "linear",
-    "relu",
-    "relu6",
-    "sigmoid",
-    "silu",
-    "hardswish",
-    "add",
-    "mul",
-    "concat",
-    "channel_shuffle",
-    "dropout",
-    "softmax_cross_entropy",
-    "flatten",
-];
 
 /// Central-difference step in f64: balances truncation (~h^2) against rounding (~eps/h).
 const FD_STEP: f64 = 1e-5;
@@ -61,9 +38,10 @@ pub struct CheckReport {
 }
 
 /// The cases for `--op NAME` or `--op all`.
-pub fn select_cases(op: &str) -> Result<Vec<Case>> {
-    if op != "all" && !OP_NAMES.contains(&op) {
-        return Err(Error::config(format!("unknown op '{op}'; known ops: all, {}", OP_NAMES.join(", "))));
+pub fn select_cases(op: &str) -> Result<Vec<GradCase>> {
+    let names = op_names();
+    if op != "all" && !names.contains(&op) {
+        return Err(Error::config(format!("unknown op '{op}'; known ops: all, {}", names.join(", "))));
     }
     Ok(all_cases().into_iter().filter(|c| op == "all" || c.op == op).collect())
 }
@@ -86,8 +64,8 @@ fn weighted_difference(plus: &[f64], minus: &[f64], dy: &[f64]) -> f64 {
 }
 
 /// Checks `case`'s backward on the f64 CPU reference against central finite differences.
-pub fn finite_difference(cpu: &CpuBackend, case: &Case) -> Result<CheckReport> {
-    let (_, analytic) = cases::run::<f64, _>(cpu, case, &case.inputs, &case.dy)?;
+pub fn finite_difference(cpu: &CpuBackend, case: &GradCase) -> Result<CheckReport> {
+    let (_, analytic) = case.run::<f64, _>(cpu, &case.inputs, &case.dy)?;
     let mut stats = ErrorStats { passed: true, ..Default::default() };
     let mut inputs = case.inputs.clone();
     for (t, grad) in analytic.iter().enumerate() {
@@ -96,9 +74,9 @@ pub fn finite_difference(cpu: &CpuBackend, case: &Case) -> Result<CheckReport> {
         for i in (0..len).step_by(stride) {
             let orig = inputs[t][i];
             inputs[t][i] = orig + FD_STEP;
-            let plus = cases::run::<f64, _>(cpu, case, &inputs, &case.dy)?.0;
+            let plus = case.run::<f64, _>(cpu, &inputs, &case.dy)?.0;
             inputs[t][i] = orig - FD_STEP;
-            let minus = cases::run::<f64, _>(cpu, case, &inputs, &case.dy)?.0;
+            let minus = case.run::<f64, _>(cpu, &inputs, &case.dy)?.0;
             inputs[t][i] = orig;
             let numeric = weighted_difference(&plus, &minus, &case.dy) / (2.0 * FD_STEP);
             let abs = (grad[i] - numeric).abs();
@@ -115,14 +93,14 @@ pub fn finite_difference(cpu: &CpuBackend, case: &Case) -> Result<CheckReport> {
 
 /// Runs `case` on `device` in f32 and compares its output and every gradient with the f64 CPU
 /// reference computed from the same (f32-rounded) inputs.
-pub fn compare_device<B: Backend<f32>>(device: &B, cpu: &CpuBackend, case: &Case) -> Result<CheckReport> {
+pub fn compare_device<B: CaseBackend<f32>>(device: &B, cpu: &CpuBackend, case: &GradCase) -> Result<CheckReport> {
     let inputs32: Vec<Vec<f32>> = case.inputs.iter().map(|v| to_elems(v)).collect();
     let dy32: Vec<f32> = to_elems(&case.dy);
     let inputs64: Vec<Vec<f64>> = inputs32.iter().map(|v| v.iter().map(|&x| x as f64).collect()).collect();
     let dy64: Vec<f64> = dy32.iter().map(|&x| x as f64).collect();
-    let (ref_out, ref_grads) = cases::run::<f64, _>(cpu, case, &inputs64, &dy64)?;
+    let (ref_out, ref_grads) = case.run::<f64, _>(cpu, &inputs64, &dy64)?;
     device.take_kernel_log();
-    let (out, grads) = cases::run::<f32, _>(device, case, &inputs32, &dy32)?;
+    let (out, grads) = case.run::<f32, _>(device, &inputs32, &dy32)?;
     device.synchronize()?;
     let kernels = device.take_kernel_log();
     let mut stats = ErrorStats { passed: true, ..Default::default() };
@@ -148,7 +126,7 @@ pub fn compare_device<B: Backend<f32>>(device: &B, cpu: &CpuBackend, case: &Case
     Ok(report(case, stats, kernels))
 }
 
-fn report(case: &Case, stats: ErrorStats, kernels: Vec<String>) -> CheckReport {
+fn report(case: &GradCase, stats: ErrorStats, kernels: Vec<String>) -> CheckReport {
     CheckReport {
         op: case.op.to_string(),
         config: case.config.clone(),

@@ -2,13 +2,15 @@
 //! holds its geometry and its backend trait (forward and backward as separate methods, so each
 //! device supplies dedicated kernels); `cpu.rs` is the rayon reference, `cuda.rs` the GPU
 //! launcher, `kernels/<family>.cu` the GPU code, and `node.rs` the graph node kinds of the
-//! family (see [`node`]). The list below registers each family: its folder, its backend trait
-//! (part of [`Backend`]) and its node kinds (variants of [`Op`]).
+//! family (see [`node`]), `cases.rs` its gradient checks and benchmark cases (see [`cases`]).
+//! The list below registers each family in one line: its folder, its backend trait (part of
+//! [`Backend`]), its node kinds (variants of [`Op`]) and, with `+ cases`, its cases.
 
 #[macro_use]
 mod registry;
 #[macro_use]
 pub mod check;
+pub mod cases;
 
 pub mod node;
 
@@ -27,17 +29,17 @@ use crate::error::Result;
 use node::{BackwardCtx, ForwardCtx, GradFlow, Saved};
 
 node_ops! {
-    activation: ActivationOps => [Activation],
-    channel: ChannelOps => [Concat, SliceChannels, ChannelShuffle],
-    conv: ConvOps => [Conv2d],
-    dropout: DropoutOps => [Dropout],
-    elementwise: ElementwiseOps => [Add, Mul, MulChannel],
-    gemm: GemmOps => [],
-    linear: LinearOps => [Linear],
-    loss: LossOps => [],
-    norm: NormOps => [BatchNorm2d],
-    optim: OptimOps => [],
-    pool: PoolOps => [MaxPool2d, AvgPool2d, AdaptiveAvgPool2d],
+    gemm: GemmOps => [] + cases,
+    conv: ConvOps => [Conv2d] + cases,
+    pool: PoolOps => [MaxPool2d, AvgPool2d, AdaptiveAvgPool2d] + cases,
+    norm: NormOps => [BatchNorm2d] + cases,
+    linear: LinearOps => [Linear] + cases,
+    activation: ActivationOps => [Activation] + cases,
+    elementwise: ElementwiseOps => [Add, Mul, MulChannel] + cases,
+    channel: ChannelOps => [Concat, SliceChannels, ChannelShuffle] + cases,
+    dropout: DropoutOps => [Dropout] + cases,
+    loss: LossOps => [] + cases,
+    view => [Input, Flatten] + cases,
+    optim: OptimOps => [] + cases,
     reduce: ReduceOps => [],
-    view => [Input, Flatten],
 }

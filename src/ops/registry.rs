@@ -1,13 +1,22 @@
 //! `node_ops!` turns the registration list in `ops/mod.rs` (one line per op family: its folder,
-//! its backend trait, its node kinds) into the family modules, the `Backend` supertrait, the
-//! graph's node enum `Op` with one variant per node kind, and `Op`'s dispatch to the units.
+//! its backend trait, its node kinds and whether it has a `cases.rs`) into the family modules,
+//! the `Backend` supertrait, the graph's node enum `Op` with one variant per node kind, `Op`'s
+//! dispatch to the units, and [`families`](crate::ops::families), the families whose gradient
+//! checks and benchmark cases gradcheck and the benches run.
 
 macro_rules! node_ops {
-    ($($family:ident $(: $ops:ident)? => [$($unit:ident),* $(,)?]),* $(,)?) => {
+    ($($family:ident $(: $ops:ident)? => [$($unit:ident),* $(,)?] $(+ $cases:ident)?),* $(,)?) => {
         $(
             pub mod $family;
             pub use $family::{$($ops,)? $($unit,)*};
         )*
+
+        /// Every op family with cases, in registration order: gradcheck and the benchmarks run
+        /// them in this order, which is part of each gradient check's values (they are drawn
+        /// from one seeded stream).
+        pub fn families() -> Vec<cases::Family> {
+            vec![$($(cases::Family { name: stringify!($family), cases: &$family::$cases::Cases },)?)*]
+        }
 
         /// Everything a device must provide to train a CNN in element type `E`.
         pub trait Backend<E: Element>: $($($ops<E> +)?)* Device<E> {}

@@ -3,6 +3,7 @@
 //! relu'(0) = 0; relu6'(x) = 1 only for 0 < x < 6; hardswish'(x) = (2x + 3)/6 for -3 <= x <= 3
 //! (so -0.5 at -3 and 1.5 at 3, as torch's hardswish_backward), 0 below -3, 1 above 3.
 
+pub mod cases;
 mod cpu;
 mod cuda;
 mod node;

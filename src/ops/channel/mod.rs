@@ -1,6 +1,7 @@
 //! Channel concatenation and split (Inception, DenseNet-like joins, ShuffleNet's branch split)
 //! and ShuffleNet's channel shuffle. Tensors are [N, C, HW].
 
+pub mod cases;
 mod cpu;
 mod node;
 

@@ -8,6 +8,7 @@
 //! padding. Because channels of one group are contiguous rows, the rows of group g are the block
 //! g*(C_in/groups)*KH*KW .. (g+1)*..., so a grouped convolution is one batched GEMM over groups.
 
+pub mod cases;
 mod cpu;
 mod node;
 

@@ -2,6 +2,7 @@
 //! `dropout_uniform(seed, i) >= p`, and kept elements are scaled by 1/(1-p). The same function in
 //! every device's code gives bit-identical masks on the CPU, the simulator and a GPU.
 
+pub mod cases;
 mod cpu;
 mod node;
 

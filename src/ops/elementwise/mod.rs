@@ -2,6 +2,7 @@
 //! add and mul (bias-like terms, squeeze-excitation gates), and the in-place helpers that
 //! gradient accumulation and optimisers need.
 
+pub mod cases;
 mod cpu;
 mod node;
 

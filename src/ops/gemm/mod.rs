@@ -1,5 +1,6 @@
 //! General matrix multiply, row-major, optionally transposed and batched, with beta-accumulate.
 
+pub mod cases;
 mod cpu;
 
 use crate::device::Device;

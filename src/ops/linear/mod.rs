@@ -1,5 +1,6 @@
 //! Fully connected layer: x [N, in] -> y [N, out] = x * W^T + b, W [out, in] as PyTorch stores it.
 
+pub mod cases;
 mod cpu;
 mod node;
 

@@ -2,6 +2,7 @@
 //! the logits, never materialising the probabilities. With label smoothing eps the target
 //! distribution is (1 - eps) * onehot + eps / K, as PyTorch's CrossEntropyLoss.
 
+pub mod cases;
 mod cpu;
 mod cuda;
 

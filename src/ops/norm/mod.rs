@@ -3,6 +3,7 @@
 //! running = (1 - momentum) * running + momentum * batch_stat, with the *unbiased* variance
 //! (times m/(m-1), m = N*H*W) going into running_var. Statistics are kept in fp32 or better.
 
+pub mod cases;
 mod cpu;
 mod node;
 

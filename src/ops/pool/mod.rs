@@ -1,6 +1,7 @@
 //! Max, average and adaptive-average pooling, forward and backward, for any kernel, stride and
 //! padding, overlapping windows and ceil mode included. Layout x [N, C, H, W] -> y [N, C, OH, OW].
 
+pub mod cases;
 mod cpu;
 mod node;
 

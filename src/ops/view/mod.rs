@@ -1,6 +1,8 @@
 //! Nodes that compute nothing of their own: the graph's input and Flatten, a view of its input.
 //! No backend trait and no kernels.
 
+pub mod cases;
+
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::node::{numel, BackwardCtx, ForwardCtx, InputGrad, NodeOp, Saved};

@@ -1,0 +1,216 @@
+//! Convolution cases: gradient checks of the general and the depthwise path, and the benchmarked
+//! im2col, col2im and convolution calls at ResNet-18 and MobileNetV2 shapes.
+
+use super::ConvPath;
+use super::ConvGeom;
+use crate::element::Element;
+use crate::error::Result;
+use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
+use crate::ops::Backend;
+
+pub struct Cases;
+
+impl FamilyCases for Cases {
+    /// Kernels 1/3/5/7/11, strides 1/2/4, padding 0/1/2, dilation 1/2, groups 1/2/C, odd spatial
+    /// sizes, batch 1 and > 1.
+    fn grad_cases(&self, cases: &mut GradCases) {
+        for &(n, c, hw, co, k, s, p, d, g, bias) in &[
+            (2, 3, (7, 7), 4, 3, 1, 1, 1, 1, true),
+            (1, 2, (9, 8), 3, 1, 1, 0, 1, 1, false),
+            (2, 4, (9, 9), 4, 5, 2, 2, 1, 2, true),
+            (1, 2, (13, 13), 2, 7, 1, 0, 1, 1, true),
+            (1, 1, (15, 15), 2, 11, 4, 2, 1, 1, true),
+            (2, 2, (9, 7), 3, 3, 1, 2, 2, 1, true),
+            (2, 4, (8, 8), 4, 3, 2, 1, 1, 4, false),
+            (3, 3, (6, 5), 2, 3, 4, 1, 1, 1, true),
+        ] {
+            push_conv(cases, ConvPath::Im2colGemm, n, c, hw, co, (k, s, p, d), g, bias);
+        }
+        for &(n, c, hw, co, k, s, p, d, bias) in &[
+            (2, 4, (7, 7), 4, 3, 1, 1, 1, false),
+            (1, 3, (8, 9), 6, 3, 2, 1, 1, true),
+            (1, 2, (11, 11), 2, 5, 1, 4, 2, true),
+            (2, 3, (5, 6), 3, 5, 2, 2, 1, false),
+        ] {
+            push_conv(cases, ConvPath::Depthwise, n, c, hw, co, (k, s, p, d), c, bias);
+        }
+    }
+
+    fn bench_cases(&self, cases: &mut BenchCases) -> Result<()> {
+        let batch = cases.batch();
+        let scale = batch as f64;
+        // ResNet-18 on CIFAR: the 3x3 convolutions of its three widest stages.
+        for (c, hw) in [(64, 32), (128, 16), (256, 8)] {
+            let full = bench_geom(batch, c, hw, c, 3, 1, 1)?;
+            let sim = bench_geom(1, c, hw, c, 3, 1, 1)?;
+            let shape = format!("resnet18 {c}x{hw}x{hw} 3x3");
+            if c == 64 {
+                cases.add(format!("im2col {shape}"), ConvKernel::Im2col(full), ConvKernel::Im2col(sim), scale);
+                cases.add(format!("col2im {shape}"), ConvKernel::Col2im(full), ConvKernel::Col2im(sim), scale);
+            }
+            add_conv_passes(cases, &shape, full, sim);
+        }
+        // MobileNetV2 at 224x224, the 56x56 stage (24 channels, expansion 6): 1x1 expand and
+        // project, the 3x3 depthwise convolution, and the stride-2 depthwise that leaves the stage.
+        let mobilenet: [(&str, GeomAtBatch); 4] = [
+            ("1x1 expand 24->144 56x56", |n| bench_geom(n, 24, 56, 144, 1, 1, 1)),
+            ("1x1 project 144->24 56x56", |n| bench_geom(n, 144, 56, 24, 1, 1, 1)),
+            ("dw 3x3 144x56x56", |n| bench_geom(n, 144, 56, 144, 3, 1, 144)),
+            ("dw 3x3 s2 144x56x56", |n| bench_geom(n, 144, 56, 144, 3, 2, 144)),
+        ];
+        for (shape, geom) in mobilenet {
+            add_conv_passes(cases, &format!("mobilenet_v2 {shape}"), geom(batch)?, geom(1)?);
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_conv(
+    cases: &mut GradCases,
+    path: ConvPath,
+    n: usize,
+    c: usize,
+    hw: (usize, usize),
+    co: usize,
+    (k, s, p, d): (usize, usize, usize, usize),
+    groups: usize,
+    bias: bool,
+) {
+    let g = ConvGeom::new(n, c, hw, co, (k, k), (s, s), (p, p), (d, d), groups).expect("gradcheck conv configs are valid");
+    let config = format!("n={n} c_in={c} {}x{} c_out={co} k={k} s={s} p={p} d={d} groups={groups} bias={bias}", hw.0, hw.1);
+    let mut inputs = vec![cases.symmetric(g.x_len()), cases.symmetric(g.weight_len())];
+    if bias {
+        inputs.push(cases.symmetric(co));
+    }
+    let op = if path == ConvPath::Depthwise { "depthwise_conv2d" } else { "conv2d" };
+    cases.push(op, config, ConvGrad { path, g, bias }, inputs, g.y_len());
+}
+
+/// Inputs x, weight and (with `bias`) bias through the named path's forward and backward (the
+/// checks test each path, whatever a layer of the geometry would take).
+struct ConvGrad {
+    path: ConvPath,
+    g: ConvGeom,
+    bias: bool,
+}
+
+impl GradOp for ConvGrad {
+    fn run<E: Element, B: Backend<E>>(&self, b: &B, inputs: &[B::Buf], dy: &B::Buf, _dy_host: &[E]) -> Result<(B::Buf, Vec<B::Buf>)> {
+        let (g, x, w, bias) = (&self.g, &inputs[0], &inputs[1], inputs.get(2));
+        let y = self.path.forward(b, x, w, bias, g)?;
+        let mut grads = vec![self.path.backward_data(b, dy, w, g)?, self.path.backward_filter(b, x, dy, g)?];
+        if self.bias {
+            grads.push(b.conv2d_backward_bias(dy, g)?);
+        }
+        Ok((y, grads))
+    }
+}
+
+/// A layer's convolution geometry for a given batch size.
+type GeomAtBatch = fn(usize) -> Result<ConvGeom>;
+
+fn bench_geom(n: usize, c_in: usize, hw: usize, c_out: usize, k: usize, stride: usize, groups: usize) -> Result<ConvGeom> {
+    ConvGeom::new(n, c_in, (hw, hw), c_out, (k, k), (stride, stride), (k / 2, k / 2), (1, 1), groups)
+}
+
+fn add_conv_passes(cases: &mut BenchCases, shape: &str, full: ConvGeom, sim: ConvGeom) {
+    let scale = cases.batch() as f64;
+    cases.add(format!("conv_fwd {shape}"), ConvKernel::Forward(full), ConvKernel::Forward(sim), scale);
+    cases.add(format!("conv_bwd_data {shape}"), ConvKernel::BackwardData(full), ConvKernel::BackwardData(sim), scale);
+    cases.add(format!("conv_bwd_filter {shape}"), ConvKernel::BackwardFilter(full), ConvKernel::BackwardFilter(sim), scale);
+}
+
+/// A benchmarked convolution call; the passes take the path a layer of this geometry takes.
+#[derive(Clone, Copy)]
+enum ConvKernel {
+    /// im2col of the whole batch.
+    Im2col(ConvGeom),
+    /// col2im of the whole batch.
+    Col2im(ConvGeom),
+    /// Forward without bias.
+    Forward(ConvGeom),
+    BackwardData(ConvGeom),
+    BackwardFilter(ConvGeom),
+}
+
+impl ConvKernel {
+    fn geom(&self) -> &ConvGeom {
+        match self {
+            ConvKernel::Im2col(g) | ConvKernel::Col2im(g) | ConvKernel::Forward(g) | ConvKernel::BackwardData(g) | ConvKernel::BackwardFilter(g) => g,
+        }
+    }
+}
+
+impl BenchKernel for ConvKernel {
+    fn operand_ranges(&self) -> Vec<(usize, f64, f64)> {
+        let sym = |len: usize| (len, -1.0, 1.0);
+        let g = self.geom();
+        let cols = g.col_rows() * g.col_cols(g.n);
+        match self {
+            ConvKernel::Im2col(_) => vec![sym(g.x_len()), sym(cols)],
+            ConvKernel::Col2im(_) => vec![sym(cols), sym(g.x_len())],
+            ConvKernel::Forward(_) => vec![sym(g.x_len()), sym(g.weight_len())],
+            ConvKernel::BackwardData(_) => vec![sym(g.y_len()), sym(g.weight_len())],
+            ConvKernel::BackwardFilter(_) => vec![sym(g.x_len()), sym(g.y_len())],
+        }
+    }
+    fn written_operands(&self) -> &'static [usize] {
+        match self {
+            ConvKernel::Im2col(_) | ConvKernel::Col2im(_) => &[1],
+            _ => &[],
+        }
+    }
+    fn flops(&self) -> f64 {
+        match self {
+            ConvKernel::Im2col(_) | ConvKernel::Col2im(_) => 0.0,
+            _ => 2.0 * self.geom().macs() as f64,
+        }
+    }
+    fn min_bytes(&self) -> f64 {
+        let words = |v: usize| 4.0 * v as f64;
+        let g = self.geom();
+        match self {
+            ConvKernel::Im2col(_) | ConvKernel::Col2im(_) => words(g.x_len() + g.col_rows() * g.col_cols(g.n)),
+            _ => words(g.x_len() + g.weight_len() + g.y_len()),
+        }
+    }
+    fn reduction_len(&self) -> usize {
+        let g = self.geom();
+        match self {
+            ConvKernel::Im2col(_) => 1,
+            ConvKernel::Col2im(_) => g.kh * g.kw,
+            ConvKernel::Forward(_) => g.c_in_per_group() * g.kh * g.kw,
+            ConvKernel::BackwardData(_) => g.c_out_per_group() * g.kh * g.kw,
+            ConvKernel::BackwardFilter(_) => g.n * g.oh * g.ow,
+        }
+    }
+    fn describe(&self) -> String {
+        let g = self.geom();
+        format!(
+            "N={} {}x{}x{} -> {}x{}x{} k{}x{} s{} p{} groups={}",
+            g.n, g.c_in, g.h, g.w, g.c_out, g.oh, g.ow, g.kh, g.kw, g.sh, g.ph, g.groups
+        )
+    }
+}
+
+impl RunKernel for ConvKernel {
+    fn execute<E: Element, B: Backend<E>>(&self, b: &B, ops: &mut Operands<E, B>) -> Result<Vec<B::Buf>> {
+        let v = &mut ops.bufs;
+        Ok(match *self {
+            ConvKernel::Im2col(g) => {
+                let (x, cols) = v.split_at_mut(1);
+                b.im2col(&x[0], &g, 0, g.n, &mut cols[0])?;
+                vec![]
+            }
+            ConvKernel::Col2im(g) => {
+                let (cols, dx) = v.split_at_mut(1);
+                b.col2im(&cols[0], &g, 0, g.n, &mut dx[0])?;
+                vec![]
+            }
+            ConvKernel::Forward(g) => vec![ConvPath::of(&g).forward(b, &v[0], &v[1], None, &g)?],
+            ConvKernel::BackwardData(g) => vec![ConvPath::of(&g).backward_data(b, &v[0], &v[1], &g)?],
+            ConvKernel::BackwardFilter(g) => vec![ConvPath::of(&g).backward_filter(b, &v[0], &v[1], &g)?],
+        })
+    }
+}

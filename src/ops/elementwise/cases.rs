@@ -1,0 +1,51 @@
+//! Elementwise cases: gradient checks of same-shape and per-channel broadcast add and mul.
+
+use super::ChannelBroadcast;
+use crate::element::Element;
+use crate::error::Result;
+use crate::ops::cases::{FamilyCases, GradCases, GradOp};
+use crate::ops::Backend;
+
+pub struct Cases;
+
+impl FamilyCases for Cases {
+    fn grad_cases(&self, cases: &mut GradCases) {
+        for len in [1, 60] {
+            let inputs = vec![cases.symmetric(len), cases.symmetric(len)];
+            cases.push("add", format!("same shape len={len}"), ElementwiseGrad::Add, inputs.clone(), len);
+            cases.push("mul", format!("same shape len={len}"), ElementwiseGrad::Mul, inputs, len);
+        }
+        for &(n, c, hw, per_sample) in &[(2, 3, 5, true), (2, 3, 5, false), (1, 4, 9, true)] {
+            let g = ChannelBroadcast { n, c, hw, per_sample };
+            let inputs = vec![cases.symmetric(g.x_len()), cases.symmetric(g.operand_len())];
+            let config = format!("channel broadcast n={n} c={c} hw={hw} per_sample={per_sample}");
+            cases.push("add", config.clone(), ElementwiseGrad::AddChannel(g), inputs.clone(), g.x_len());
+            cases.push("mul", config, ElementwiseGrad::MulChannel(g), inputs, g.x_len());
+        }
+    }
+}
+
+enum ElementwiseGrad {
+    Add,
+    AddChannel(ChannelBroadcast),
+    Mul,
+    MulChannel(ChannelBroadcast),
+}
+
+impl GradOp for ElementwiseGrad {
+    fn run<E: Element, B: Backend<E>>(&self, b: &B, inputs: &[B::Buf], dy: &B::Buf, _dy_host: &[E]) -> Result<(B::Buf, Vec<B::Buf>)> {
+        let (x, other) = (&inputs[0], &inputs[1]);
+        Ok(match self {
+            ElementwiseGrad::Add => (b.add(x, other)?, vec![b.copy_buf(dy)?, b.copy_buf(dy)?]),
+            ElementwiseGrad::AddChannel(g) => (b.add_channel(x, other, g)?, vec![b.copy_buf(dy)?, b.add_channel_backward(dy, g)?]),
+            ElementwiseGrad::Mul => {
+                let (dx, dother) = b.mul_backward(x, other, dy)?;
+                (b.mul(x, other)?, vec![dx, dother])
+            }
+            ElementwiseGrad::MulChannel(g) => {
+                let (dx, ds) = b.mul_channel_backward(x, other, dy, g)?;
+                (b.mul_channel(x, other, g)?, vec![dx, ds])
+            }
+        })
+    }
+}
