@@ -193,6 +193,8 @@ impl<'a> Decoder<'a> {
             Operand::Imm(i) => Ok(Src::Imm(self.imm(*i, ty))),
             Operand::Sym(name) => match self.symbols.get(name) {
                 Some(&(_, addr)) => Ok(Src::Imm(addr)),
+                // The one predefined constant of PTX.
+                None if name == "WARP_SZ" => Ok(Src::Imm(32)),
                 None => self.err(format!("unknown symbol {name}")),
             },
             other => self.err(format!("unexpected operand {}", operand_text(other))),

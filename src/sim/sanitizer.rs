@@ -15,11 +15,10 @@ pub struct Site<'a> {
 pub fn fault(kind: &str, site: &Site, detail: impl std::fmt::Display) -> Error {
     let [bx, by, bz] = site.block;
     let [tx, ty, tz] = site.thread;
-    Error::Sim(format!(
-        "{kind} in kernel {} at {}, block ({bx},{by},{bz}) thread ({tx},{ty},{tz}): {detail}",
-        site.kernel.name,
-        site.kernel.where_(site.pc)
-    ))
+    Error::KernelFault {
+        kernel: site.kernel.name.clone(),
+        detail: format!("{kind} at {}, block ({bx},{by},{bz}) thread ({tx},{ty},{tz}): {detail}", site.kernel.where_(site.pc)),
+    }
 }
 
 /// An access by one thread, stamped with the block's barrier epoch and the warp's

@@ -18,6 +18,10 @@ use crate::error::Result;
 
 /// A block that runs longer than this is assumed stuck in a loop (minutes of simulation).
 const MAX_WARP_INSTS_PER_BLOCK: u64 = 1 << 30;
+/// Warp instructions a warp runs before the next warp of its block gets its turn. Hardware
+/// guarantees forward progress between warps, so a warp spinning on a flag another warp sets
+/// must yield; a long quantum keeps the switching cost out of the common case.
+const WARP_QUANTUM: u32 = 4096;
 
 /// Everything a block needs to know about its launch.
 pub struct Launch<'a> {
@@ -303,8 +307,13 @@ impl<'a> Worker<'a> {
         self.local.fill(0);
         self.block_start_insts = self.stats.warp_insts;
         loop {
+            // Round robin in quanta until every warp is blocked (at a barrier) or done.
+            let mut preempted = false;
             for w in 0..self.warps.len() {
-                self.run_warp(w)?;
+                preempted |= self.run_warp(w, WARP_QUANTUM)?;
+            }
+            if preempted {
+                continue;
             }
             self.release_barrier()?;
             if self.warps.iter().all(|w| w.valid & !w.exited == 0) {
@@ -353,13 +362,20 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    fn run_warp(&mut self, wi: usize) -> Result<()> {
+    /// Runs warp `wi` until none of its lanes can run (false) or for `quantum` instructions
+    /// (true: it was preempted and can go on).
+    fn run_warp(&mut self, wi: usize, quantum: u32) -> Result<bool> {
         let insts: &'a [Inst] = &self.lp.kernel.insts;
+        let mut budget = quantum;
         loop {
             let w = &mut self.warps[wi];
             if w.cur_mask == 0 && !w.schedule() && !w.release_warp_sync() {
-                return Ok(());
+                return Ok(false);
             }
+            if budget == 0 {
+                return Ok(true);
+            }
+            budget -= 1;
             let pc = w.cur_pc as usize;
             let inst = &insts[pc];
             if self.stats.warp_insts - self.block_start_insts > MAX_WARP_INSTS_PER_BLOCK {
