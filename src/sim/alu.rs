@@ -240,6 +240,10 @@ pub fn prmt(a: u64, b: u64, c: u64) -> u64 {
     }
     out
 }
+/// `mbarrier.pending_count`: the pending arrivals recorded in an mbarrier state value.
+pub fn mbar_pending_count(state: u64) -> u64 {
+    state & 0xffff_ffff
+}
 pub fn selp(a: u64, b: u64, p: u64) -> u64 {
     if p != 0 {
         a

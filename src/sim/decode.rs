@@ -96,6 +96,8 @@ impl<'a> Opcode<'a> {
         let mut types = Vec::new();
         let mut pred = false;
         for p in parts {
+            // `shared::cta`, `L2::128B`: the qualifier after `::` refines the modifier.
+            let p = p.split_once("::").map_or(p, |(head, _)| head);
             if p == "pred" {
                 pred = true;
             } else if let Some(t) = Ty::parse(p) {
@@ -556,7 +558,7 @@ impl<'a> Decoder<'a> {
                     r if n == 1 => d[0] = self.dst(r)?,
                     _ => return self.err("vector width does not match the operand"),
                 }
-                Op::Ld { space, size, n, signed, d, addr }
+                Op::Ld { space, size, n, signed, sync: is_sync_access(&oc), d, addr }
             }
             "st" => {
                 self.ops(i, 2)?;
@@ -574,20 +576,59 @@ impl<'a> Decoder<'a> {
                     r if n == 1 => v[0] = self.src(r, ty)?,
                     _ => return self.err("vector width does not match the operand"),
                 }
-                Op::St { space, size, n, v, addr }
+                Op::St { space, size, n, sync: is_sync_access(&oc), v, addr }
             }
             "atom" | "red" => self.atom(i, &oc)?,
             "bar" | "barrier" if oc.has("warp") => {
                 self.ops(i, 1)?;
                 Op::WarpSync { mask: self.src(&o[0], Some(Ty::U(32)))? }
             }
-            "bar" | "barrier" if !oc.has("arrive") && !oc.has("red") => {
-                // bar.sync 0 over the whole block only: named barriers with counts are rare.
-                if o.len() != 1 || !matches!(o[0], Operand::Imm(Imm::Int(0))) {
-                    return self.err("only `bar.sync 0` (the whole block) is supported");
+            "bar" | "barrier" if !oc.has("red") => {
+                let u = Some(Ty::U(32));
+                let arrive = oc.has("arrive");
+                let (id, count) = match o.len() {
+                    // `barrier.sync` with no operand (PTX 8.x `__syncthreads`) is barrier 0.
+                    0 if !arrive => (Src::Imm(0), None),
+                    1 if !arrive => (self.src(&o[0], u)?, None),
+                    2 => (self.src(&o[0], u)?, Some(self.src(&o[1], u)?)),
+                    _ => return self.err("expected a barrier number and an optional thread count (required for bar.arrive)"),
+                };
+                if let Some(Src::Imm(c)) = count {
+                    if c == 0 || c % 32 != 0 {
+                        return self.err(format!("barrier thread count {c} is not a positive multiple of the warp size"));
+                    }
                 }
-                Op::Bar
+                Op::Bar { id, count, arrive }
             }
+            "mbarrier" => self.mbarrier(i, &oc)?,
+            "redux" if oc.has("sync") => {
+                self.ops(i, 3)?;
+                let f: BinFn = match (oc.mods.iter().find(|m| matches!(**m, "add" | "min" | "max" | "and" | "or" | "xor")), signed) {
+                    (Some(&"add"), _) => alu::add::<32>,
+                    (Some(&"min"), false) => alu::min_int::<32, false>,
+                    (Some(&"min"), true) => alu::min_int::<32, true>,
+                    (Some(&"max"), false) => alu::max_int::<32, false>,
+                    (Some(&"max"), true) => alu::max_int::<32, true>,
+                    (Some(&"and"), _) => alu::and::<32>,
+                    (Some(&"or"), _) => alu::or::<32>,
+                    (Some(&"xor"), _) => alu::xor::<32>,
+                    _ => return Err(unsupported()),
+                };
+                if w != 32 {
+                    return Err(unsupported());
+                }
+                Op::Redux { f, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, mask: self.src(&o[2], Some(Ty::U(32)))? }
+            }
+            "match" if oc.has("sync") && (oc.has("any") || oc.has("all")) => {
+                self.ops(i, 3)?;
+                let (d, p) = match &o[0] {
+                    Operand::Pair(a, b) => (self.dst(a)?, Some(self.dst(b)?)),
+                    other => (self.dst(other)?, None),
+                };
+                Op::Match { all: oc.has("all"), d, p, a: self.src(&o[1], ty)?, mask: self.src(&o[2], Some(Ty::U(32)))? }
+            }
+            // Hints with no effect on results: sleeping in a spin loop, cache prefetch/discard.
+            "nanosleep" | "prefetch" | "prefetchu" | "discard" | "pmevent" => Op::Nop,
             "shfl" => {
                 self.ops(i, 5)?;
                 let mode = if oc.has("up") {
@@ -631,7 +672,7 @@ impl<'a> Decoder<'a> {
                 self.ops(i, 1)?;
                 Op::Vote { mode: VoteMode::Ballot, d: self.dst(&o[0])?, a: Src::Imm(1), neg: false, mask: Src::Imm(0xffff_ffff) }
             }
-            "membar" | "fence" => Op::Nop,
+            "membar" | "fence" => Op::Fence,
             "bra" | "brx" if oc.base == "bra" => {
                 self.ops(i, 1)?;
                 let Operand::Sym(label) = &o[0] else { return self.err("branch target must be a label") };
@@ -644,6 +685,66 @@ impl<'a> Decoder<'a> {
             _ => return Err(unsupported()),
         };
         Ok((op, flops))
+    }
+
+    /// `mbarrier.{init,arrive,arrive_drop,test_wait,try_wait,inval,pending_count}` on shared
+    /// memory (sm_80's `cuda::barrier`); `pending_count` reads a state value, not memory.
+    fn mbarrier(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
+        let o = &i.operands;
+        let u32ty = Some(Ty::U(32));
+        let u64ty = Some(Ty::U(64));
+        let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
+        let shared_addr = |this: &Self, op: &Operand| -> Result<Addr> {
+            let (addr, _) = this.addr(op)?;
+            if this.space_of(oc) != Space::Shared {
+                return this.err("mbarrier objects are supported in shared memory only (`.shared`)");
+            }
+            Ok(addr)
+        };
+        let verb = oc.mods.first().copied().unwrap_or("");
+        if oc.has("expect_tx") || oc.has("complete_tx") {
+            return Err(unsupported());
+        }
+        Ok(match verb {
+            "init" => {
+                self.ops(i, 2)?;
+                let addr = shared_addr(self, &o[0])?;
+                Op::Mbar { kind: MbarOp::Init, d: self.sink(), addr, b: self.src(&o[1], u32ty)? }
+            }
+            "arrive" | "arrive_drop" => {
+                let (d, rest) = match o.first() {
+                    Some(Operand::Addr { .. }) => (self.sink(), &o[..]),
+                    Some(first) => (self.dst(first)?, &o[1..]),
+                    None => return self.err("mbarrier.arrive needs an address"),
+                };
+                let count = match rest.len() {
+                    1 => Src::Imm(1),
+                    2 => self.src(&rest[1], u32ty)?,
+                    _ => return self.err("expected [addr] and an optional count"),
+                };
+                let addr = shared_addr(self, &rest[0])?;
+                Op::Mbar { kind: MbarOp::Arrive { drop: verb == "arrive_drop" }, d, addr, b: count }
+            }
+            "test_wait" | "try_wait" => {
+                // try_wait's optional suspend-time hint does not change the result.
+                if o.len() != 3 && !(verb == "try_wait" && o.len() == 4) {
+                    return self.err("expected p, [addr], state");
+                }
+                let parity = oc.has("parity");
+                let addr = shared_addr(self, &o[1])?;
+                Op::Mbar { kind: MbarOp::TestWait { parity }, d: self.dst(&o[0])?, addr, b: self.src(&o[2], if parity { u32ty } else { u64ty })? }
+            }
+            "inval" => {
+                self.ops(i, 1)?;
+                let addr = shared_addr(self, &o[0])?;
+                Op::Mbar { kind: MbarOp::Inval, d: self.sink(), addr, b: Src::Imm(0) }
+            }
+            "pending_count" => {
+                self.ops(i, 2)?;
+                Op::Un { f: alu::mbar_pending_count, d: self.dst(&o[0])?, a: self.src(&o[1], u64ty)? }
+            }
+            _ => return Err(unsupported()),
+        })
     }
 
     fn setp(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
@@ -788,8 +889,15 @@ impl<'a> Decoder<'a> {
         }
         let b = self.src(&rest[1], Some(ty))?;
         let c = if cas { self.src(&rest[2], Some(ty))? } else { Src::Imm(0) };
-        Ok(Op::Atom { space, f, size: (w / 8) as u8, d, addr, b, c })
+        let release = oc.has("release") || oc.has("acq_rel");
+        Ok(Op::Atom { space, f, size: (w / 8) as u8, release, d, addr, b, c })
     }
+}
+
+/// Volatile and memory-model-qualified (`.relaxed/.acquire/.release`) accesses: the ones
+/// threads synchronise through.
+fn is_sync_access(oc: &Opcode) -> bool {
+    ["volatile", "relaxed", "acquire", "release"].iter().any(|m| oc.has(m))
 }
 
 /// Lays out variables one after another with their alignment; returns the end offset.

@@ -56,8 +56,9 @@ fn tokenize(text: &str) -> Vec<Token> {
             out.push(Token { tok: Tok::Str, line });
         } else if is_word_char(c) {
             let start = i;
-            while i < chars.len() && is_word_char(chars[i]) {
-                i += 1;
+            // `::` belongs to the word (`ld.shared::cta.u32`, `.L2::128B`).
+            while i < chars.len() && (is_word_char(chars[i]) || (chars[i] == ':' && chars.get(i + 1) == Some(&':'))) {
+                i += if chars[i] == ':' { 2 } else { 1 };
             }
             out.push(Token { tok: Tok::Word(chars[start..i].iter().collect()), line });
         } else {
