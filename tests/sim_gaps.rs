@@ -15,7 +15,12 @@ const IDIOMS_SM80: &str = include_str!("sim_kernels/idioms80.cu");
 /// compute_75 only; sm_80 features need compute_80).
 fn compile_for(name: &str, src: &str, arch: &'static str) -> String {
     assert!(ferronet::gpu::nvrtc_locate::ensure_nvrtc_loaded().is_some(), "NVRTC is required (pip install nvidia-cuda-nvrtc-cu12==12.9.86)");
-    let opts = cudarc::nvrtc::CompileOptions { arch: Some(arch), options: vec!["--std=c++17".into()], name: Some(format!("{name}.cu")), ..Default::default() };
+    let mut options = vec!["--std=c++17".to_string()];
+    // cuda_fp16.h and cuda_bf16.h come from the CUDA runtime wheel (NVRTC ships no headers).
+    if let Some(dir) = ferronet::gpu::nvrtc_locate::python_wheel_dir("nvidia.cuda_runtime") {
+        options.push(format!("-I{}", dir.join("include").display()));
+    }
+    let opts = cudarc::nvrtc::CompileOptions { arch: Some(arch), options, name: Some(format!("{name}.cu")), ..Default::default() };
     cudarc::nvrtc::compile_ptx_with_opts(src, opts).unwrap_or_else(|e| panic!("NVRTC failed on {name} for {arch}: {e:?}")).to_src().to_string()
 }
 
@@ -211,4 +216,34 @@ fn mbarrier_hands_data_between_warps_over_two_phases() {
     // Each arrival's state records the arrivals still pending when it came (warp 0 first).
     let want: Vec<u32> = (0..64).map(|t| 64 - t).collect();
     assert_eq!(gpu.download_slice(&pending).unwrap(), want);
+}
+
+#[test]
+fn half_precision_math_and_bit_tricks_on_sm80() {
+    use half::{bf16, f16};
+    let gpu = sim_for("idioms80", IDIOMS_SM80, "compute_80");
+    let h = gpu.alloc_zeroed::<u16>(129).unwrap();
+    let b = gpu.alloc::<u16>(64).unwrap();
+    let packed = gpu.alloc::<u32>(32).unwrap();
+    let ints = gpu.alloc_zeroed::<i32>(97).unwrap();
+    gpu.launch("idioms80", "half_math", block(32), &[h.arg(), b.arg(), packed.arg(), ints.arg()]).unwrap();
+    let (h, b) = (gpu.download_slice(&h).unwrap(), gpu.download_slice(&b).unwrap());
+    let (packed, ints) = (gpu.download_slice(&packed).unwrap(), gpu.download_slice(&ints).unwrap());
+    let hf = |i: usize| f16::from_bits(h[i]).to_f32();
+    let bf = |i: usize| bf16::from_bits(b[i]).to_f32();
+    for t in 0..32usize {
+        let (x, y) = (0.5 * t as f32, 0.25 * (t % 8) as f32);
+        assert_eq!([hf(t), hf(32 + t), hf(64 + t), hf(96 + t)], [x * y + x + y, x.max(y), x * y, -(y * x)], "f16 thread {t}");
+        assert_eq!([bf(t), bf(32 + t)], [1.5 * t as f32, (t as f32).max(20.0)], "bf16 thread {t}");
+        let (lo, hi) = (bf16::from_bits(packed[t] as u16).to_f32(), bf16::from_bits((packed[t] >> 16) as u16).to_f32());
+        assert_eq!((lo, hi), (t as f32 + 0.5, t as f32 + 1.5), "bf16x2 thread {t}");
+        // dp4a: bytes (t, t, t, t) . (3, 1, -2, 2) + 5t.
+        assert_eq!(ints[t], 9 * t as i32, "dp4a thread {t}");
+        let second_set_bit_from_t = (t as u32..32).filter(|p| 0xf0f0_f0f0u32 >> p & 1 == 1).nth(1).map_or(-1, |p| p as i32);
+        assert_eq!(ints[32 + t], second_set_bit_from_t, "fns thread {t}");
+        let (a, bb, c) = (t as i32, 0x0f, 0x33);
+        assert_eq!(ints[64 + t], (a & bb) | (a & c) | (bb & c), "lop3 majority thread {t}");
+    }
+    assert_eq!(hf(128), 48.0, "f16 atomicAdd of 0+1+2+3 eight times");
+    assert_eq!(ints[96], 7 << 16, "16-bit atomicCAS on the upper half-word");
 }

@@ -102,7 +102,7 @@ impl<'a> Opcode<'a> {
                 pred = true;
             } else if let Some(t) = Ty::parse(p) {
                 types.push(t);
-            } else if p == "f16x2" {
+            } else if p == "f16x2" || p == "bf16x2" {
                 types.push(Ty::U(32));
                 mods.push(p);
             } else {
@@ -316,6 +316,10 @@ impl<'a> Decoder<'a> {
         let is_f32 = ty == Some(Ty::F32);
         let is_f64 = ty == Some(Ty::F64);
         let f16x2 = oc.has("f16x2");
+        // 16-bit floats: f16/bf16 scalars and packed f16x2/bf16x2 pairs.
+        let bf = ty == Some(Ty::Bf16) || oc.has("bf16x2");
+        let h16 = matches!(ty, Some(Ty::F16 | Ty::Bf16)) || f16x2 || oc.has("bf16x2");
+        let x2 = f16x2 || oc.has("bf16x2");
         let mut flops = 0u8;
 
         macro_rules! bin {
@@ -351,6 +355,41 @@ impl<'a> Decoder<'a> {
         ));
 
         let op = match oc.base {
+            "add" | "sub" | "mul" | "min" | "max" if h16 && !sat => {
+                let code = match oc.base {
+                    "add" => alu::ADD,
+                    "sub" => alu::SUB,
+                    "mul" => alu::MUL,
+                    "min" => alu::MIN,
+                    _ => alu::MAX,
+                };
+                if oc.rnd().is_some_and(|r| r != Rnd::Rn) || oc.has("NaN") || oc.has("xorsign") {
+                    return Err(unsupported());
+                }
+                bin!(dispatch::h16_binop(code, bf, x2))
+            }
+            "fma" if h16 && !sat && oc.rnd().is_none_or(|r| r == Rnd::Rn) && !oc.has("relu") => ter!(dispatch::h16_fmaop(bf, x2), ty),
+            "neg" | "abs" if h16 => un!(dispatch::h16_unop(if oc.base == "neg" { alu::NEG } else { alu::ABS }, x2)),
+            "cvt" if x2 && o.len() == 3 && oc.types.get(1) == Some(&Ty::F32) && oc.rnd() == Some(Rnd::Rn) && !oc.has("relu") && !sat => {
+                let f32ty = Some(Ty::F32);
+                let f: BinFn = if bf { alu::pack_h16x2_f32::<true> } else { alu::pack_h16x2_f32::<false> };
+                Op::Bin { f, d: self.dst(&o[0])?, a: self.src(&o[1], f32ty)?, b: self.src(&o[2], f32ty)? }
+            }
+            "dp4a" => {
+                let (Some(ta), Some(tb)) = (oc.types.first(), oc.types.get(1)) else { return Err(unsupported()) };
+                let f: TerFn = match (matches!(ta, Ty::S(_)), matches!(tb, Ty::S(_))) {
+                    (false, false) => alu::dp4a::<false, false>,
+                    (false, true) => alu::dp4a::<false, true>,
+                    (true, false) => alu::dp4a::<true, false>,
+                    (true, true) => alu::dp4a::<true, true>,
+                };
+                ter!(f, Some(Ty::U(32)))
+            }
+            "lop3" if o.len() == 5 => {
+                let u = Some(Ty::U(32));
+                Op::Quad { f: alu::lop3, d: self.dst(&o[0])?, a: self.src(&o[1], u)?, b: self.src(&o[2], u)?, c: self.src(&o[3], u)?, e: self.src(&o[4], u)? }
+            }
+            "fns" => ter!(alu::fns, Some(Ty::U(32))),
             "add" | "sub" | "mul" | "min" | "max" | "div" if ty.is_some_and(|t| t.is_float()) && !f16x2 => {
                 let code = match oc.base {
                     "add" => alu::ADD,
@@ -393,8 +432,6 @@ impl<'a> Decoder<'a> {
             }
             "mad" if oc.has("hi") => ter!(by_width_sign!(w, signed, mad_hi), ty),
             "mad" => ter!(by_width!(w, mad_lo), ty),
-            "fma" if f16x2 => ter!(alu::f16x2_fma, ty),
-            "fma" if ty == Some(Ty::F16) => ter!(alu::f16_fma, ty),
             "fma" if is_f32 => {
                 flops = 2;
                 ter!(by_mode_ftz_sat!(mode, ftz, sat, f32_fma), ty)
@@ -752,6 +789,9 @@ impl<'a> Decoder<'a> {
         let ty = oc.types.first().copied();
         let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
         let code = oc.mods.iter().find_map(|m| alu::cmp_code(m)).ok_or_else(unsupported)?;
+        if oc.has("f16x2") || oc.has("bf16x2") {
+            return Err(unsupported());
+        }
         let f = dispatch::cmp_fn(code, ty.ok_or_else(unsupported)?, oc.has("ftz")).ok_or_else(unsupported)?;
         let comb = if oc.has("and") {
             Some(Comb::And)
@@ -830,11 +870,20 @@ impl<'a> Decoder<'a> {
         let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
         let ty = ty.ok_or_else(unsupported)?;
         let w = ty.bits();
-        if w != 32 && w != 64 {
+        let x2 = oc.has("f16x2") || oc.has("bf16x2");
+        let signed = matches!(ty, Ty::S(_));
+        let half_add = oc.has("add") && (matches!(ty, Ty::F16 | Ty::Bf16) || x2);
+        if w == 16 && !(half_add || oc.has("cas") || oc.has("exch")) || !matches!(w, 16 | 32 | 64) {
             return Err(unsupported());
         }
-        let signed = matches!(ty, Ty::S(_));
-        let f: TerFn = if oc.has("add") {
+        let f: TerFn = if half_add {
+            match (ty, oc.has("bf16x2")) {
+                (Ty::F16, _) => dispatch::atom_add_h16::<false>,
+                (Ty::Bf16, _) => dispatch::atom_add_h16::<true>,
+                (_, false) => dispatch::atom_add_h16x2::<false>,
+                (_, true) => dispatch::atom_add_h16x2::<true>,
+            }
+        } else if oc.has("add") {
             match ty {
                 Ty::F32 => dispatch::atom_add_f32,
                 Ty::F64 => dispatch::atom_add_f64,
@@ -859,7 +908,9 @@ impl<'a> Decoder<'a> {
         } else if oc.has("exch") {
             dispatch::atom_exch
         } else if oc.has("cas") {
-            if w == 32 {
+            if w == 16 {
+                dispatch::atom_cas16
+            } else if w == 32 {
                 dispatch::atom_cas32
             } else {
                 dispatch::atom_cas

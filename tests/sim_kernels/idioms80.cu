@@ -42,3 +42,30 @@ extern "C" __global__ void mbarrier_handoff(float* out, unsigned* pending) {
         __syncthreads();
     }
 }
+
+// 16-bit floats (values chosen so every result is exact): f16 and bf16 arithmetic, packed
+// pairs, conversions from f32, and a half-precision atomicAdd; plus dp4a, fns, lop3 and a
+// 16-bit atomicCAS.
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+extern "C" __global__ void half_math(__half* h, __nv_bfloat16* b, __nv_bfloat162* packed, int* ints) {
+    const int t = threadIdx.x;
+    const __half x = __float2half(0.5f * t), y = __float2half(0.25f * (t % 8));
+    h[t] = __hfma(x, y, __hadd(x, y));
+    h[32 + t] = __hmax(x, y);
+    const __half2 p = __hmul2(__halves2half2(x, y), __halves2half2(y, x));
+    h[64 + t] = __low2half(p);
+    h[96 + t] = __hneg(__high2half(p));
+    atomicAdd(&h[128], __float2half((float)(t % 4)));
+    const __nv_bfloat16 c = __float2bfloat16((float)t), d = __float2bfloat16(0.5f);
+    b[t] = __hfma(c, d, c);
+    b[32 + t] = __hmax(c, __hmul(d, __float2bfloat16(40.0f)));
+    packed[t] = __floats2bfloat162_rn(t + 0.5f, t + 1.5f);
+    ints[t] = __dp4a(t * 0x01010101, 0x02fe0103, 5 * t);
+    ints[32 + t] = __fns(0xf0f0f0f0u, t, 2);
+    unsigned l;
+    asm("lop3.b32 %0, %1, %2, %3, 0xe8;" : "=r"(l) : "r"(t), "r"(0x0f), "r"(0x33));
+    ints[64 + t] = l;
+    atomicCAS((unsigned short*)&ints[96] + 1, (unsigned short)0, (unsigned short)7);
+}
