@@ -88,3 +88,18 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_the_kind_of_error() {
+        let fault = Error::KernelFault { kernel: "conv::im2col".into(), detail: "data race (missing barrier) at PTX line 9".into() };
+        assert_eq!(
+            fault.context("checking conv2d (3x3)").to_string(),
+            "kernel fault in conv::im2col: data race (missing barrier) at PTX line 9 (while checking conv2d (3x3))"
+        );
+        assert_eq!(Error::config("lr must be positive").context("checking sgd").to_string(), "invalid configuration: checking sgd: lr must be positive");
+    }
+}

@@ -247,3 +247,14 @@ fn half_precision_math_and_bit_tricks_on_sm80() {
     assert_eq!(hf(128), 48.0, "f16 atomicAdd of 0+1+2+3 eight times");
     assert_eq!(ints[96], 7 << 16, "16-bit atomicCAS on the upper half-word");
 }
+
+#[test]
+fn syncthreads_count_and_or() {
+    let gpu = sim_for("idioms", IDIOMS, "compute_75");
+    let x: Vec<i32> = (0..64).map(|i| (i * 5) % 23 - 2).collect();
+    let dx = gpu.upload_slice(&x).unwrap();
+    let out = gpu.alloc::<i32>(3).unwrap();
+    gpu.launch("idioms", "barrier_reductions", block(64), &[dx.arg(), out.arg()]).unwrap();
+    let want = [x.iter().filter(|&&v| v > 10).count() as i32, x.iter().all(|&v| v >= 0) as i32, x.contains(&13) as i32];
+    assert_eq!(gpu.download_slice(&out).unwrap(), want);
+}

@@ -5,26 +5,31 @@
 //! Supported (anything else is an `Error::Sim` naming the instruction, kernel and line):
 //! - integer: add/sub (incl. `.sat.s32`), mul/mad `.lo/.hi/.wide`, mul24/mad24, div, rem, min,
 //!   max, neg, abs, and/or/xor/not/cnot (incl. `.pred`), shl/shr, shf, popc, clz, brev,
-//!   bfind (not `.shiftamt`), bfe, bfi, prmt (default mode), selp;
+//!   bfind (not `.shiftamt`), bfe, bfi, prmt (default mode), selp, dp4a, lop3, fns;
 //! - f32: add/sub/mul/fma/mad/div with `.rn/.rz/.rm/.rp`, `.ftz`, `.sat`; min/max, neg, abs,
 //!   sqrt, rsqrt, rcp, ex2, lg2, sin, cos, tanh (`.approx` ones use the host's accurate
 //!   functions), copysign, testp; f64 the same minus directed fma/unary rounding;
-//!   f16/f16x2 fma only;
+//!   f16/bf16 and packed f16x2/bf16x2: add/sub/mul/min/max/fma (`.rn`), neg, abs, setp;
 //! - setp with every comparison (incl. unordered, num, nan) and `.and/.or/.xor` combining;
 //! - cvt between all integer and float types (f16/bf16 round-to-nearest only), `.rni/.rzi/.rmi/
-//!   .rpi`, `.sat`, `.ftz`; cvta to and from shared/local/global; mov incl. special registers
-//!   and vector pack/unpack;
+//!   .rpi`, `.sat`, `.ftz`, `cvt.rn.{f16x2,bf16x2}.f32`; cvta to and from shared/local/global;
+//!   mov incl. special registers, `WARP_SZ` and vector pack/unpack;
 //! - ld/ldu/st on param, global (`.nc`), shared (static and `extern`), local and generic
-//!   addresses, scalar and v2/v4; atom/red add (u32/s32/u64/f32/f64), min/max, exch, cas,
-//!   and/or/xor, inc/dec on global and shared;
-//! - bar.sync/barrier.sync 0, bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate
-//!   output), vote.sync all/any/uni/ballot, activemask, membar/fence (no-ops), bra, ret/exit,
-//!   trap, `call` to the device runtime's `__assertfail` (assert) and `vprintf` (printf);
+//!   addresses, scalar and v2/v4, `.volatile/.relaxed/.acquire/.release` (synchronising
+//!   accesses); atom/red add (u32/s32/u64/f32/f64, f16/bf16 scalar and x2), min/max, exch, cas
+//!   (32/64 and 16-bit), and/or/xor, inc/dec on global and shared;
+//! - bar.sync/barrier.sync/bar.arrive with barrier numbers and thread counts, bar.red
+//!   popc/and/or, mbarrier init/arrive/arrive_drop/test_wait/try_wait/pending_count/inval,
+//!   bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate output), vote.sync
+//!   all/any/uni/ballot, redux.sync, match.any/all.sync, activemask, membar/fence, nanosleep and
+//!   prefetch (no effect on results), bra, ret/exit, trap, `call` to the device runtime's
+//!   `__assertfail` (assert) and `vprintf` (printf);
 //! - module-scope `.global`/`.const` variables (with numeric initialisers), static and `extern`
-//!   `.shared`, kernel `.local` arrays, call-argument `.param`s.
+//!   `.shared`, kernel `.local` arrays, call-argument `.param`s; `.reg` declared in nested
+//!   `{ }` blocks (inline asm), scoped to their block.
 //!
-//! Not supported: calls to other functions, textures/surfaces, named barriers with thread
-//! counts, `bar.red`, f16/bf16 arithmetic other than fma, directed-rounding f64 fma.
+//! Not supported: calls to other functions, textures/surfaces, cp.async and the tensor-memory
+//! (`expect_tx`) mbarrier operations, directed-rounding f64 fma and f16 rounding.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, Rnd, TerFn, Ty, UnFn};
 use super::dispatch::{self, by_mode_ftz_sat, by_width, by_width_sign};
@@ -620,9 +625,28 @@ impl<'a> Decoder<'a> {
                 self.ops(i, 1)?;
                 Op::WarpSync { mask: self.src(&o[0], Some(Ty::U(32)))? }
             }
-            "bar" | "barrier" if !oc.has("red") => {
+            "bar" | "barrier" => {
                 let u = Some(Ty::U(32));
                 let arrive = oc.has("arrive");
+                let (red, o) = if oc.has("red") {
+                    let kind = if oc.has("popc") {
+                        BarRedKind::Popc
+                    } else if oc.has("and") {
+                        BarRedKind::And
+                    } else if oc.has("or") {
+                        BarRedKind::Or
+                    } else {
+                        return Err(unsupported());
+                    };
+                    let (Some(first), Some(last)) = (o.first(), o.last()) else { return self.err("bar.red needs d, a[, b], c") };
+                    let (c, neg) = match last {
+                        Operand::Not(p) => (self.src(p, None)?, true),
+                        p => (self.src(p, None)?, false),
+                    };
+                    (Some(BarRed { kind, d: self.dst(first)?, c, neg }), &o[1..o.len() - 1])
+                } else {
+                    (None, &o[..])
+                };
                 let (id, count) = match o.len() {
                     // `barrier.sync` with no operand (PTX 8.x `__syncthreads`) is barrier 0.
                     0 if !arrive => (Src::Imm(0), None),
@@ -635,7 +659,7 @@ impl<'a> Decoder<'a> {
                         return self.err(format!("barrier thread count {c} is not a positive multiple of the warp size"));
                     }
                 }
-                Op::Bar { id, count, arrive }
+                Op::Bar { id, count, arrive, red }
             }
             "mbarrier" => self.mbarrier(i, &oc)?,
             "redux" if oc.has("sync") => {

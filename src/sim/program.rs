@@ -96,8 +96,9 @@ pub enum Op {
     /// synchronise with it afterwards.
     Fence,
     /// `bar.sync`/`barrier.sync`/`bar.arrive` on barrier `id` (0..15) for `count` threads
-    /// (all the block's when absent); `arrive` signals without waiting.
-    Bar { id: Src, count: Option<Src>, arrive: bool },
+    /// (all the block's when absent); `arrive` signals without waiting; `red`: `bar.red`
+    /// (`__syncthreads_count/and/or`).
+    Bar { id: Src, count: Option<Src>, arrive: bool, red: Option<BarRed> },
     /// An `mbarrier` operation on the 8-byte barrier object at `addr` in shared memory.
     Mbar { kind: MbarOp, d: u32, addr: Addr, b: Src },
     WarpSync { mask: Src },
@@ -118,6 +119,23 @@ pub enum Op {
     /// return value if the call has one.
     Printf { format: u32, args: u32, ret: Option<u32> },
     Nop,
+}
+
+/// `bar.red.{popc,and,or}`: d receives the count of participating threads whose predicate
+/// (`c`, negated when `neg`) holds, or whether all or any of them hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarRed {
+    pub kind: BarRedKind,
+    pub d: u32,
+    pub c: Src,
+    pub neg: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarRedKind {
+    Popc,
+    And,
+    Or,
 }
 
 /// The `mbarrier` operations. The object holds the phase (bit 63), the expected arrivals per

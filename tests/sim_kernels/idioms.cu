@@ -163,3 +163,16 @@ extern "C" __global__ void atomics(int* gi, unsigned* gu, unsigned long long* gu
     if (t < 4) gi[6 + t] = si[t];
     if (t < 2) gu[7 + t] = su[t];
 }
+
+// __syncthreads_count/and/or over a block of 64 (bar.red).
+extern "C" __global__ void barrier_reductions(const int* x, int* out) {
+    const int t = threadIdx.x, v = x[t];
+    const int count = __syncthreads_count(v > 10);
+    const int all = __syncthreads_and(v >= 0);
+    const int any = __syncthreads_or(v == 13);
+    if (t == 0) {
+        out[0] = count;
+        out[1] = all;
+        out[2] = any;
+    }
+}

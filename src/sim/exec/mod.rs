@@ -4,14 +4,16 @@
 //!
 //! Control flow uses min-PC scheduling: each lane has its own pc, and a warp always runs the
 //! lanes at the lowest pc among those that can run, so divergent lanes of structured code
-//! reconverge where their paths meet. `bar.sync` parks lanes until every non-exited thread of the
-//! block waits at the same barrier.
+//! reconverge where their paths meet. The warps of a block take turns in quanta of instructions
+//! (round robin, deterministic), so a warp spinning on another warp's flag lets it run. `bar.sync`
+//! parks lanes until every non-exited thread of the block waits at the same barrier (or, for a
+//! barrier with a thread count, until that many threads arrived).
 
 mod device_calls;
 mod memory_ops;
 
 use super::counters::LaunchStats;
-use super::program::{Comb, Inst, Kernel, Op, ShflMode, Special, Src, VoteMode, NO_GUARD};
+use super::program::{BarRedKind, Comb, Inst, Kernel, Op, ShflMode, Special, Src, VoteMode, NO_GUARD};
 use super::memory::GlobalView;
 use super::sanitizer::{fault, Site, WordShadow};
 use crate::error::Result;
@@ -442,14 +444,38 @@ impl<'a> Worker<'a> {
                 continue;
             }
             self.bar_arrivals[id] = 0;
-            for w in &mut self.warps {
+            let released_here = |w: &Warp, geo: &Geometry| {
                 let mut freed = 0u32;
                 lanes!(w.waiting, l, {
                     let Op::Bar { id: bid, .. } = insts[w.pcs[l] as usize].op else { unreachable!("lanes wait at barriers only") };
-                    if (read(w, &self.geo, bid, l) & 15) as usize == id {
+                    if (read(w, geo, bid, l) & 15) as usize == id {
                         freed |= 1 << l;
                     }
                 });
+                freed
+            };
+            // bar.red: the reduction over every released thread, handed to each of them.
+            if let Op::Bar { red: Some(red), .. } = insts[g.pc as usize].op {
+                let (mut count, mut threads) = (0u64, 0u64);
+                for w in &self.warps {
+                    lanes!(released_here(w, &self.geo), l, {
+                        threads += 1;
+                        count += ((read(w, &self.geo, red.c, l) != 0) != red.neg) as u64;
+                    });
+                }
+                let v = match red.kind {
+                    BarRedKind::Popc => count,
+                    BarRedKind::And => (count == threads) as u64,
+                    BarRedKind::Or => (count > 0) as u64,
+                };
+                for w in &mut self.warps {
+                    lanes!(released_here(w, &self.geo), l, {
+                        w.set(red.d, l, v);
+                    });
+                }
+            }
+            for w in &mut self.warps {
+                let freed = released_here(w, &self.geo);
                 lanes!(freed, l, {
                     w.pcs[l] += 1;
                 });
