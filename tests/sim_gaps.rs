@@ -258,3 +258,11 @@ fn syncthreads_count_and_or() {
     let want = [x.iter().filter(|&&v| v > 10).count() as i32, x.iter().all(|&v| v >= 0) as i32, x.contains(&13) as i32];
     assert_eq!(gpu.download_slice(&out).unwrap(), want);
 }
+
+#[test]
+fn spinning_on_never_written_shared_memory_is_reported_not_run_forever() {
+    let gpu = sim_for("idioms", IDIOMS, "compute_75");
+    let out = gpu.alloc::<i32>(32).unwrap();
+    let err = gpu.launch("idioms", "spin_on_unwritten_shared", block(32), &[out.arg()]).unwrap_err();
+    assert_mentions(&err, &["kernel fault in idioms::spin_on_unwritten_shared: uninitialised read", "ld.volatile.shared", "thread (0,0,0)"]);
+}

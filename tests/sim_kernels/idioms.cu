@@ -176,3 +176,11 @@ extern "C" __global__ void barrier_reductions(const int* x, int* out) {
         out[2] = any;
     }
 }
+
+// Spins on shared memory nothing writes.
+extern "C" __global__ void spin_on_unwritten_shared(int* out) {
+    __shared__ int s[32];
+    int n = 0;
+    while (((volatile int*)s)[threadIdx.x] == 0) ++n;
+    out[threadIdx.x] = n;
+}

@@ -271,6 +271,7 @@ impl Worker<'_> {
                 sh.init_bytes = 0;
             }
             if reads && sh.init_bytes & byte_mask != byte_mask && self.pending_uninit.is_none() {
+                self.pending_uninit_at = self.stats.warp_insts;
                 let var = self.lp.kernel.var_at(Space::Shared, b as u64).map(|v| format!(" ({v})")).unwrap_or_default();
                 self.pending_uninit = Some(fault(
                     "uninitialised read",

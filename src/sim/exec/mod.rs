@@ -24,6 +24,10 @@ const MAX_WARP_INSTS_PER_BLOCK: u64 = 1 << 30;
 /// guarantees forward progress between warps, so a warp spinning on a flag another warp sets
 /// must yield; a long quantum keeps the switching cost out of the common case.
 const WARP_QUANTUM: u32 = 4096;
+/// Warp instructions a block may run past a read of never-written shared memory while waiting
+/// to see whether another thread's write makes it a race; then the read is reported, before
+/// garbage it read can send a loop spinning.
+const UNINIT_GRACE: u64 = 1 << 20;
 
 /// Everything a block needs to know about its launch.
 pub struct Launch<'a> {
@@ -290,6 +294,8 @@ pub struct Worker<'a> {
     /// reported when the interval ends, unless another thread writes the word before then:
     /// that is a race whichever order the simulator happened to run the two in.
     pending_uninit: Option<crate::error::Error>,
+    /// `stats.warp_insts` when `pending_uninit` was recorded.
+    pending_uninit_at: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -329,6 +335,7 @@ impl<'a> Worker<'a> {
             bar_arrivals: [0; 16],
             counted_barriers: lp.kernel.insts.iter().any(|i| matches!(i.op, Op::Bar { count: Some(_), .. })),
             pending_uninit: None,
+            pending_uninit_at: 0,
         }
     }
 
@@ -373,6 +380,9 @@ impl<'a> Worker<'a> {
             let mut preempted = false;
             for w in 0..self.warps.len() {
                 preempted |= self.run_warp(w, WARP_QUANTUM)?;
+            }
+            if self.pending_uninit.is_some() && self.stats.warp_insts - self.pending_uninit_at > UNINIT_GRACE {
+                return Ok(()); // run_block reports the pending read
             }
             if preempted {
                 // A barrier for a thread count completes once enough warps arrived, even while
