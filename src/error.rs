@@ -18,8 +18,12 @@ pub enum Error {
     Device(String),
     /// A device allocation that did not fit.
     OutOfMemory { requested: usize, free: usize, hint: String },
-    /// A fault found by the PTX simulator's sanitizer, or an instruction it does not know.
+    /// A PTX instruction or construct the simulator does not support, or its own state failing.
     Sim(String),
+    /// A kernel that misbehaved on the device (out-of-bounds or misaligned access, data race,
+    /// barrier misuse, failed assert, trap), found by the simulator's checks: a bug in the
+    /// kernel, not in how it was called.
+    KernelFault { kernel: String, detail: String },
     /// A NaN/inf loss or another numerical fault.
     Numerical(String),
     /// The user asked to stop (Ctrl-C).
@@ -44,6 +48,21 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
+
+    /// The same error with `context` (what was being done) in front of its message; the kind
+    /// stays, so a kernel fault met while checking an op still reads as a kernel fault.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        match self {
+            Error::Shape(m) => Error::Shape(format!("{context}: {m}")),
+            Error::Config(m) => Error::Config(format!("{context}: {m}")),
+            Error::Data { path, problem } => Error::Data { path, problem: format!("{context}: {problem}") },
+            Error::Device(m) => Error::Device(format!("{context}: {m}")),
+            Error::Sim(m) => Error::Sim(format!("{context}: {m}")),
+            Error::KernelFault { kernel, detail } => Error::KernelFault { kernel, detail: format!("{detail} (while {context})") },
+            Error::Numerical(m) => Error::Numerical(format!("{context}: {m}")),
+            other @ (Error::Io { .. } | Error::OutOfMemory { .. } | Error::Interrupted) => other,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -61,6 +80,7 @@ impl fmt::Display for Error {
                 free >> 20
             ),
             Error::Sim(m) => write!(f, "simulator: {m}"),
+            Error::KernelFault { kernel, detail } => write!(f, "kernel fault in {kernel}: {detail}"),
             Error::Numerical(m) => write!(f, "numerical fault: {m}"),
             Error::Interrupted => write!(f, "interrupted"),
         }
@@ -68,3 +88,18 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_keeps_the_kind_of_error() {
+        let fault = Error::KernelFault { kernel: "conv::im2col".into(), detail: "data race (missing barrier) at PTX line 9".into() };
+        assert_eq!(
+            fault.context("checking conv2d (3x3)").to_string(),
+            "kernel fault in conv::im2col: data race (missing barrier) at PTX line 9 (while checking conv2d (3x3))"
+        );
+        assert_eq!(Error::config("lr must be positive").context("checking sgd").to_string(), "invalid configuration: checking sgd: lr must be positive");
+    }
+}

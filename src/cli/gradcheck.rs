@@ -42,7 +42,7 @@ pub fn run(args: GradcheckArgs) -> Result<i32> {
             SelectedDevice::Cpu(_) => finite_difference(&cpu, case),
             SelectedDevice::Gpu(gpu) => compare_device(gpu, &cpu, case),
         }
-        .map_err(|e| Error::config(format!("{} ({}): {e}", case.op, case.config)))?;
+        .map_err(|e| e.context(format!("checking {} ({})", case.op, case.config)))?;
         failed += usize::from(!report.passed);
         for k in &report.kernels {
             if !kernels.contains(k) {

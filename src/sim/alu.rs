@@ -240,6 +240,10 @@ pub fn prmt(a: u64, b: u64, c: u64) -> u64 {
     }
     out
 }
+/// `mbarrier.pending_count`: the pending arrivals recorded in an mbarrier state value.
+pub fn mbar_pending_count(state: u64) -> u64 {
+    state & 0xffff_ffff
+}
 pub fn selp(a: u64, b: u64, p: u64) -> u64 {
     if p != 0 {
         a
@@ -498,15 +502,108 @@ pub fn f64_un<const OP: u8>(a: u64) -> u64 {
     })
 }
 
-/// `fma.rn.f16x2`/`.f16` lanes: compute in f32 and round once to f16 (exact for products of f16).
-pub fn f16_fma(a: u64, b: u64, c: u64) -> u64 {
-    let h = |v: u64| half::f16::from_bits(v as u16).to_f32();
-    half::f16::from_f32(h(a).mul_add(h(b), h(c))).to_bits() as u64
+/// A 16-bit float (f16, or bf16 when `BF`) widened to f32, exactly.
+#[inline(always)]
+fn h2f<const BF: bool>(v: u64) -> f32 {
+    if BF {
+        half::bf16::from_bits(v as u16).to_f32()
+    } else {
+        half::f16::from_bits(v as u16).to_f32()
+    }
 }
-pub fn f16x2_fma(a: u64, b: u64, c: u64) -> u64 {
-    let lo = f16_fma(a & 0xffff, b & 0xffff, c & 0xffff);
-    let hi = f16_fma((a >> 16) & 0xffff, (b >> 16) & 0xffff, (c >> 16) & 0xffff);
+/// An f64 rounded to the nearest 16-bit float.
+#[inline(always)]
+fn d2h<const BF: bool>(v: f64) -> u64 {
+    if BF {
+        half::bf16::from_f64(v).to_bits() as u64
+    } else {
+        half::f16::from_f64(v).to_bits() as u64
+    }
+}
+
+/// f16/bf16 add, sub, mul, min, max: computed in f64 (exact for sums and products of 16-bit
+/// floats' significands, so one rounding to 16 bits) as `.rn` requires.
+pub fn h16_bin<const OP: u8, const BF: bool>(a: u64, b: u64) -> u64 {
+    let (x, y) = (h2f::<BF>(a) as f64, h2f::<BF>(b) as f64);
+    d2h::<BF>(match OP {
+        ADD => x + y,
+        SUB => x - y,
+        MUL => x * y,
+        MIN => x.min(y),
+        _ => x.max(y),
+    })
+}
+/// `fma.rn` of 16-bit floats: the product is exact in f64, so the sum rounds once there first.
+pub fn h16_fma<const BF: bool>(a: u64, b: u64, c: u64) -> u64 {
+    d2h::<BF>((h2f::<BF>(a) as f64).mul_add(h2f::<BF>(b) as f64, h2f::<BF>(c) as f64))
+}
+pub fn h16_un<const OP: u8>(a: u64) -> u64 {
+    // neg and abs flip or clear the sign bit, also of NaNs.
+    match OP {
+        NEG => (a ^ 0x8000) & 0xffff,
+        _ => a & 0x7fff,
+    }
+}
+/// The two 16-bit halves of packed operands through `f`, lane by lane.
+#[inline(always)]
+fn halves2(a: u64, b: u64, f: impl Fn(u64, u64) -> u64) -> u64 {
+    f(a & 0xffff, b & 0xffff) | (f((a >> 16) & 0xffff, (b >> 16) & 0xffff) << 16)
+}
+pub fn h16x2_bin<const OP: u8, const BF: bool>(a: u64, b: u64) -> u64 {
+    halves2(a, b, h16_bin::<OP, BF>)
+}
+pub fn h16x2_fma<const BF: bool>(a: u64, b: u64, c: u64) -> u64 {
+    let lo = h16_fma::<BF>(a & 0xffff, b & 0xffff, c & 0xffff);
+    let hi = h16_fma::<BF>((a >> 16) & 0xffff, (b >> 16) & 0xffff, (c >> 16) & 0xffff);
     lo | (hi << 16)
+}
+pub fn h16x2_un<const OP: u8>(a: u64) -> u64 {
+    halves2(a, 0, |x, _| h16_un::<OP>(x))
+}
+/// `cvt.rn.f16x2.f32 d, a, b` (bf16x2 when `BF`): a to the upper half, b to the lower.
+pub fn pack_h16x2_f32<const BF: bool>(a: u64, b: u64) -> u64 {
+    (d2h::<BF>(f(a) as f64) << 16) | d2h::<BF>(f(b) as f64)
+}
+pub fn cmp_h16<const C: u8, const BF: bool>(a: u64, b: u64) -> bool {
+    float_cmp::<C>(h2f::<BF>(a) as f64, h2f::<BF>(b) as f64)
+}
+
+/// `dp4a`: c plus the dot product of the four bytes of a and b (each signed or not).
+pub fn dp4a<const SA: bool, const SB: bool>(a: u64, b: u64, c: u64) -> u64 {
+    let byte = |v: u64, i: u32, s: bool| -> i64 {
+        let x = (v >> (8 * i)) & 0xff;
+        if s {
+            x as u8 as i8 as i64
+        } else {
+            x as i64
+        }
+    };
+    let dot: i64 = (0..4).map(|i| byte(a, i, SA) * byte(b, i, SB)).sum();
+    (c as i64).wrapping_add(dot) as u64 & 0xffff_ffff
+}
+/// `lop3.b32 d, a, b, c, lut`: bit i of the result is bit (a_i b_i c_i) of the truth table.
+pub fn lop3(a: u64, b: u64, c: u64, lut: u64) -> u64 {
+    let mut r = 0u64;
+    for minterm in 0..8u32 {
+        if lut >> minterm & 1 == 1 {
+            let pick = |v: u64, bit: u32| if minterm >> bit & 1 == 1 { v } else { !v };
+            r |= pick(a, 2) & pick(b, 1) & pick(c, 0);
+        }
+    }
+    r & 0xffff_ffff
+}
+/// `fns.b32 d, mask, base, offset`: the position of the offset-th set bit of mask counting up
+/// from base (down for a negative offset; offset 0 asks whether base itself is set), or
+/// 0xffffffff when there is none.
+pub fn fns(mask: u64, base: u64, offset: u64) -> u64 {
+    let (m, base, n) = (mask as u32, (base as u32).min(31), offset as u32 as i32);
+    let set = |p: u32| m >> p & 1 == 1;
+    let found = match n {
+        0 => set(base).then_some(base),
+        n if n > 0 => (base..32).filter(|&p| set(p)).nth(n as usize - 1),
+        n => (0..=base).rev().filter(|&p| set(p)).nth(n.unsigned_abs() as usize - 1),
+    };
+    found.map_or(0xffff_ffff, |p| p as u64)
 }
 
 /// `copysign.f32 d, a, b`: the magnitude of b with the sign of a.

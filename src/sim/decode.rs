@@ -5,26 +5,31 @@
 //! Supported (anything else is an `Error::Sim` naming the instruction, kernel and line):
 //! - integer: add/sub (incl. `.sat.s32`), mul/mad `.lo/.hi/.wide`, mul24/mad24, div, rem, min,
 //!   max, neg, abs, and/or/xor/not/cnot (incl. `.pred`), shl/shr, shf, popc, clz, brev,
-//!   bfind (not `.shiftamt`), bfe, bfi, prmt (default mode), selp;
+//!   bfind (not `.shiftamt`), bfe, bfi, prmt (default mode), selp, dp4a, lop3, fns;
 //! - f32: add/sub/mul/fma/mad/div with `.rn/.rz/.rm/.rp`, `.ftz`, `.sat`; min/max, neg, abs,
 //!   sqrt, rsqrt, rcp, ex2, lg2, sin, cos, tanh (`.approx` ones use the host's accurate
 //!   functions), copysign, testp; f64 the same minus directed fma/unary rounding;
-//!   f16/f16x2 fma only;
+//!   f16/bf16 and packed f16x2/bf16x2: add/sub/mul/min/max/fma (`.rn`), neg, abs, setp;
 //! - setp with every comparison (incl. unordered, num, nan) and `.and/.or/.xor` combining;
 //! - cvt between all integer and float types (f16/bf16 round-to-nearest only), `.rni/.rzi/.rmi/
-//!   .rpi`, `.sat`, `.ftz`; cvta to and from shared/local/global; mov incl. special registers
-//!   and vector pack/unpack;
+//!   .rpi`, `.sat`, `.ftz`, `cvt.rn.{f16x2,bf16x2}.f32`; cvta to and from shared/local/global;
+//!   mov incl. special registers, `WARP_SZ` and vector pack/unpack;
 //! - ld/ldu/st on param, global (`.nc`), shared (static and `extern`), local and generic
-//!   addresses, scalar and v2/v4; atom/red add (u32/s32/u64/f32/f64), min/max, exch, cas,
-//!   and/or/xor, inc/dec on global and shared;
-//! - bar.sync/barrier.sync 0, bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate
-//!   output), vote.sync all/any/uni/ballot, activemask, membar/fence (no-ops), bra, ret/exit,
-//!   trap, `call` to the device runtime's `__assertfail` (assert) and `vprintf` (printf);
+//!   addresses, scalar and v2/v4, `.volatile/.relaxed/.acquire/.release` (synchronising
+//!   accesses); atom/red add (u32/s32/u64/f32/f64, f16/bf16 scalar and x2), min/max, exch, cas
+//!   (32/64 and 16-bit), and/or/xor, inc/dec on global and shared;
+//! - bar.sync/barrier.sync/bar.arrive with barrier numbers and thread counts, bar.red
+//!   popc/and/or, mbarrier init/arrive/arrive_drop/test_wait/try_wait/pending_count/inval,
+//!   bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate output), vote.sync
+//!   all/any/uni/ballot, redux.sync, match.any/all.sync, activemask, membar/fence, nanosleep and
+//!   prefetch (no effect on results), bra, ret/exit, trap, `call` to the device runtime's
+//!   `__assertfail` (assert) and `vprintf` (printf);
 //! - module-scope `.global`/`.const` variables (with numeric initialisers), static and `extern`
-//!   `.shared`, kernel `.local` arrays, call-argument `.param`s.
+//!   `.shared`, kernel `.local` arrays, call-argument `.param`s; `.reg` declared in nested
+//!   `{ }` blocks (inline asm), scoped to their block.
 //!
-//! Not supported: calls to other functions, textures/surfaces, named barriers with thread
-//! counts, `bar.red`, f16/bf16 arithmetic other than fma, directed-rounding f64 fma.
+//! Not supported: calls to other functions, textures/surfaces, cp.async and the tensor-memory
+//! (`expect_tx`) mbarrier operations, directed-rounding f64 fma and f16 rounding.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, Rnd, TerFn, Ty, UnFn};
 use super::dispatch::{self, by_mode_ftz_sat, by_width, by_width_sign};
@@ -96,11 +101,13 @@ impl<'a> Opcode<'a> {
         let mut types = Vec::new();
         let mut pred = false;
         for p in parts {
+            // `shared::cta`, `L2::128B`: the qualifier after `::` refines the modifier.
+            let p = p.split_once("::").map_or(p, |(head, _)| head);
             if p == "pred" {
                 pred = true;
             } else if let Some(t) = Ty::parse(p) {
                 types.push(t);
-            } else if p == "f16x2" {
+            } else if p == "f16x2" || p == "bf16x2" {
                 types.push(Ty::U(32));
                 mods.push(p);
             } else {
@@ -193,6 +200,8 @@ impl<'a> Decoder<'a> {
             Operand::Imm(i) => Ok(Src::Imm(self.imm(*i, ty))),
             Operand::Sym(name) => match self.symbols.get(name) {
                 Some(&(_, addr)) => Ok(Src::Imm(addr)),
+                // The one predefined constant of PTX.
+                None if name == "WARP_SZ" => Ok(Src::Imm(32)),
                 None => self.err(format!("unknown symbol {name}")),
             },
             other => self.err(format!("unexpected operand {}", operand_text(other))),
@@ -312,6 +321,10 @@ impl<'a> Decoder<'a> {
         let is_f32 = ty == Some(Ty::F32);
         let is_f64 = ty == Some(Ty::F64);
         let f16x2 = oc.has("f16x2");
+        // 16-bit floats: f16/bf16 scalars and packed f16x2/bf16x2 pairs.
+        let bf = ty == Some(Ty::Bf16) || oc.has("bf16x2");
+        let h16 = matches!(ty, Some(Ty::F16 | Ty::Bf16)) || f16x2 || oc.has("bf16x2");
+        let x2 = f16x2 || oc.has("bf16x2");
         let mut flops = 0u8;
 
         macro_rules! bin {
@@ -347,6 +360,41 @@ impl<'a> Decoder<'a> {
         ));
 
         let op = match oc.base {
+            "add" | "sub" | "mul" | "min" | "max" if h16 && !sat => {
+                let code = match oc.base {
+                    "add" => alu::ADD,
+                    "sub" => alu::SUB,
+                    "mul" => alu::MUL,
+                    "min" => alu::MIN,
+                    _ => alu::MAX,
+                };
+                if oc.rnd().is_some_and(|r| r != Rnd::Rn) || oc.has("NaN") || oc.has("xorsign") {
+                    return Err(unsupported());
+                }
+                bin!(dispatch::h16_binop(code, bf, x2))
+            }
+            "fma" if h16 && !sat && oc.rnd().is_none_or(|r| r == Rnd::Rn) && !oc.has("relu") => ter!(dispatch::h16_fmaop(bf, x2), ty),
+            "neg" | "abs" if h16 => un!(dispatch::h16_unop(if oc.base == "neg" { alu::NEG } else { alu::ABS }, x2)),
+            "cvt" if x2 && o.len() == 3 && oc.types.get(1) == Some(&Ty::F32) && oc.rnd() == Some(Rnd::Rn) && !oc.has("relu") && !sat => {
+                let f32ty = Some(Ty::F32);
+                let f: BinFn = if bf { alu::pack_h16x2_f32::<true> } else { alu::pack_h16x2_f32::<false> };
+                Op::Bin { f, d: self.dst(&o[0])?, a: self.src(&o[1], f32ty)?, b: self.src(&o[2], f32ty)? }
+            }
+            "dp4a" => {
+                let (Some(ta), Some(tb)) = (oc.types.first(), oc.types.get(1)) else { return Err(unsupported()) };
+                let f: TerFn = match (matches!(ta, Ty::S(_)), matches!(tb, Ty::S(_))) {
+                    (false, false) => alu::dp4a::<false, false>,
+                    (false, true) => alu::dp4a::<false, true>,
+                    (true, false) => alu::dp4a::<true, false>,
+                    (true, true) => alu::dp4a::<true, true>,
+                };
+                ter!(f, Some(Ty::U(32)))
+            }
+            "lop3" if o.len() == 5 => {
+                let u = Some(Ty::U(32));
+                Op::Quad { f: alu::lop3, d: self.dst(&o[0])?, a: self.src(&o[1], u)?, b: self.src(&o[2], u)?, c: self.src(&o[3], u)?, e: self.src(&o[4], u)? }
+            }
+            "fns" => ter!(alu::fns, Some(Ty::U(32))),
             "add" | "sub" | "mul" | "min" | "max" | "div" if ty.is_some_and(|t| t.is_float()) && !f16x2 => {
                 let code = match oc.base {
                     "add" => alu::ADD,
@@ -389,8 +437,6 @@ impl<'a> Decoder<'a> {
             }
             "mad" if oc.has("hi") => ter!(by_width_sign!(w, signed, mad_hi), ty),
             "mad" => ter!(by_width!(w, mad_lo), ty),
-            "fma" if f16x2 => ter!(alu::f16x2_fma, ty),
-            "fma" if ty == Some(Ty::F16) => ter!(alu::f16_fma, ty),
             "fma" if is_f32 => {
                 flops = 2;
                 ter!(by_mode_ftz_sat!(mode, ftz, sat, f32_fma), ty)
@@ -554,7 +600,7 @@ impl<'a> Decoder<'a> {
                     r if n == 1 => d[0] = self.dst(r)?,
                     _ => return self.err("vector width does not match the operand"),
                 }
-                Op::Ld { space, size, n, signed, d, addr }
+                Op::Ld { space, size, n, signed, sync: is_sync_access(&oc), d, addr }
             }
             "st" => {
                 self.ops(i, 2)?;
@@ -572,20 +618,78 @@ impl<'a> Decoder<'a> {
                     r if n == 1 => v[0] = self.src(r, ty)?,
                     _ => return self.err("vector width does not match the operand"),
                 }
-                Op::St { space, size, n, v, addr }
+                Op::St { space, size, n, sync: is_sync_access(&oc), v, addr }
             }
             "atom" | "red" => self.atom(i, &oc)?,
             "bar" | "barrier" if oc.has("warp") => {
                 self.ops(i, 1)?;
                 Op::WarpSync { mask: self.src(&o[0], Some(Ty::U(32)))? }
             }
-            "bar" | "barrier" if !oc.has("arrive") && !oc.has("red") => {
-                // bar.sync 0 over the whole block only: named barriers with counts are rare.
-                if o.len() != 1 || !matches!(o[0], Operand::Imm(Imm::Int(0))) {
-                    return self.err("only `bar.sync 0` (the whole block) is supported");
+            "bar" | "barrier" => {
+                let u = Some(Ty::U(32));
+                let arrive = oc.has("arrive");
+                let (red, o) = if oc.has("red") {
+                    let kind = if oc.has("popc") {
+                        BarRedKind::Popc
+                    } else if oc.has("and") {
+                        BarRedKind::And
+                    } else if oc.has("or") {
+                        BarRedKind::Or
+                    } else {
+                        return Err(unsupported());
+                    };
+                    let (Some(first), Some(last)) = (o.first(), o.last()) else { return self.err("bar.red needs d, a[, b], c") };
+                    let (c, neg) = match last {
+                        Operand::Not(p) => (self.src(p, None)?, true),
+                        p => (self.src(p, None)?, false),
+                    };
+                    (Some(BarRed { kind, d: self.dst(first)?, c, neg }), &o[1..o.len() - 1])
+                } else {
+                    (None, &o[..])
+                };
+                let (id, count) = match o.len() {
+                    // `barrier.sync` with no operand (PTX 8.x `__syncthreads`) is barrier 0.
+                    0 if !arrive => (Src::Imm(0), None),
+                    1 if !arrive => (self.src(&o[0], u)?, None),
+                    2 => (self.src(&o[0], u)?, Some(self.src(&o[1], u)?)),
+                    _ => return self.err("expected a barrier number and an optional thread count (required for bar.arrive)"),
+                };
+                if let Some(Src::Imm(c)) = count {
+                    if c == 0 || c % 32 != 0 {
+                        return self.err(format!("barrier thread count {c} is not a positive multiple of the warp size"));
+                    }
                 }
-                Op::Bar
+                Op::Bar { id, count, arrive, red }
             }
+            "mbarrier" => self.mbarrier(i, &oc)?,
+            "redux" if oc.has("sync") => {
+                self.ops(i, 3)?;
+                let f: BinFn = match (oc.mods.iter().find(|m| matches!(**m, "add" | "min" | "max" | "and" | "or" | "xor")), signed) {
+                    (Some(&"add"), _) => alu::add::<32>,
+                    (Some(&"min"), false) => alu::min_int::<32, false>,
+                    (Some(&"min"), true) => alu::min_int::<32, true>,
+                    (Some(&"max"), false) => alu::max_int::<32, false>,
+                    (Some(&"max"), true) => alu::max_int::<32, true>,
+                    (Some(&"and"), _) => alu::and::<32>,
+                    (Some(&"or"), _) => alu::or::<32>,
+                    (Some(&"xor"), _) => alu::xor::<32>,
+                    _ => return Err(unsupported()),
+                };
+                if w != 32 {
+                    return Err(unsupported());
+                }
+                Op::Redux { f, d: self.dst(&o[0])?, a: self.src(&o[1], ty)?, mask: self.src(&o[2], Some(Ty::U(32)))? }
+            }
+            "match" if oc.has("sync") && (oc.has("any") || oc.has("all")) => {
+                self.ops(i, 3)?;
+                let (d, p) = match &o[0] {
+                    Operand::Pair(a, b) => (self.dst(a)?, Some(self.dst(b)?)),
+                    other => (self.dst(other)?, None),
+                };
+                Op::Match { all: oc.has("all"), d, p, a: self.src(&o[1], ty)?, mask: self.src(&o[2], Some(Ty::U(32)))? }
+            }
+            // Hints with no effect on results: sleeping in a spin loop, cache prefetch/discard.
+            "nanosleep" | "prefetch" | "prefetchu" | "discard" | "pmevent" => Op::Nop,
             "shfl" => {
                 self.ops(i, 5)?;
                 let mode = if oc.has("up") {
@@ -629,7 +733,7 @@ impl<'a> Decoder<'a> {
                 self.ops(i, 1)?;
                 Op::Vote { mode: VoteMode::Ballot, d: self.dst(&o[0])?, a: Src::Imm(1), neg: false, mask: Src::Imm(0xffff_ffff) }
             }
-            "membar" | "fence" => Op::Nop,
+            "membar" | "fence" => Op::Fence,
             "bra" | "brx" if oc.base == "bra" => {
                 self.ops(i, 1)?;
                 let Operand::Sym(label) = &o[0] else { return self.err("branch target must be a label") };
@@ -644,11 +748,74 @@ impl<'a> Decoder<'a> {
         Ok((op, flops))
     }
 
+    /// `mbarrier.{init,arrive,arrive_drop,test_wait,try_wait,inval,pending_count}` on shared
+    /// memory (sm_80's `cuda::barrier`); `pending_count` reads a state value, not memory.
+    fn mbarrier(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
+        let o = &i.operands;
+        let u32ty = Some(Ty::U(32));
+        let u64ty = Some(Ty::U(64));
+        let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
+        let shared_addr = |this: &Self, op: &Operand| -> Result<Addr> {
+            let (addr, _) = this.addr(op)?;
+            if this.space_of(oc) != Space::Shared {
+                return this.err("mbarrier objects are supported in shared memory only (`.shared`)");
+            }
+            Ok(addr)
+        };
+        let verb = oc.mods.first().copied().unwrap_or("");
+        if oc.has("expect_tx") || oc.has("complete_tx") {
+            return Err(unsupported());
+        }
+        Ok(match verb {
+            "init" => {
+                self.ops(i, 2)?;
+                let addr = shared_addr(self, &o[0])?;
+                Op::Mbar { kind: MbarOp::Init, d: self.sink(), addr, b: self.src(&o[1], u32ty)? }
+            }
+            "arrive" | "arrive_drop" => {
+                let (d, rest) = match o.first() {
+                    Some(Operand::Addr { .. }) => (self.sink(), &o[..]),
+                    Some(first) => (self.dst(first)?, &o[1..]),
+                    None => return self.err("mbarrier.arrive needs an address"),
+                };
+                let count = match rest.len() {
+                    1 => Src::Imm(1),
+                    2 => self.src(&rest[1], u32ty)?,
+                    _ => return self.err("expected [addr] and an optional count"),
+                };
+                let addr = shared_addr(self, &rest[0])?;
+                Op::Mbar { kind: MbarOp::Arrive { drop: verb == "arrive_drop" }, d, addr, b: count }
+            }
+            "test_wait" | "try_wait" => {
+                // try_wait's optional suspend-time hint does not change the result.
+                if o.len() != 3 && !(verb == "try_wait" && o.len() == 4) {
+                    return self.err("expected p, [addr], state");
+                }
+                let parity = oc.has("parity");
+                let addr = shared_addr(self, &o[1])?;
+                Op::Mbar { kind: MbarOp::TestWait { parity }, d: self.dst(&o[0])?, addr, b: self.src(&o[2], if parity { u32ty } else { u64ty })? }
+            }
+            "inval" => {
+                self.ops(i, 1)?;
+                let addr = shared_addr(self, &o[0])?;
+                Op::Mbar { kind: MbarOp::Inval, d: self.sink(), addr, b: Src::Imm(0) }
+            }
+            "pending_count" => {
+                self.ops(i, 2)?;
+                Op::Un { f: alu::mbar_pending_count, d: self.dst(&o[0])?, a: self.src(&o[1], u64ty)? }
+            }
+            _ => return Err(unsupported()),
+        })
+    }
+
     fn setp(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
         let o = &i.operands;
         let ty = oc.types.first().copied();
         let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
         let code = oc.mods.iter().find_map(|m| alu::cmp_code(m)).ok_or_else(unsupported)?;
+        if oc.has("f16x2") || oc.has("bf16x2") {
+            return Err(unsupported());
+        }
         let f = dispatch::cmp_fn(code, ty.ok_or_else(unsupported)?, oc.has("ftz")).ok_or_else(unsupported)?;
         let comb = if oc.has("and") {
             Some(Comb::And)
@@ -727,11 +894,20 @@ impl<'a> Decoder<'a> {
         let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
         let ty = ty.ok_or_else(unsupported)?;
         let w = ty.bits();
-        if w != 32 && w != 64 {
+        let x2 = oc.has("f16x2") || oc.has("bf16x2");
+        let signed = matches!(ty, Ty::S(_));
+        let half_add = oc.has("add") && (matches!(ty, Ty::F16 | Ty::Bf16) || x2);
+        if w == 16 && !(half_add || oc.has("cas") || oc.has("exch")) || !matches!(w, 16 | 32 | 64) {
             return Err(unsupported());
         }
-        let signed = matches!(ty, Ty::S(_));
-        let f: TerFn = if oc.has("add") {
+        let f: TerFn = if half_add {
+            match (ty, oc.has("bf16x2")) {
+                (Ty::F16, _) => dispatch::atom_add_h16::<false>,
+                (Ty::Bf16, _) => dispatch::atom_add_h16::<true>,
+                (_, false) => dispatch::atom_add_h16x2::<false>,
+                (_, true) => dispatch::atom_add_h16x2::<true>,
+            }
+        } else if oc.has("add") {
             match ty {
                 Ty::F32 => dispatch::atom_add_f32,
                 Ty::F64 => dispatch::atom_add_f64,
@@ -756,7 +932,9 @@ impl<'a> Decoder<'a> {
         } else if oc.has("exch") {
             dispatch::atom_exch
         } else if oc.has("cas") {
-            if w == 32 {
+            if w == 16 {
+                dispatch::atom_cas16
+            } else if w == 32 {
                 dispatch::atom_cas32
             } else {
                 dispatch::atom_cas
@@ -786,8 +964,15 @@ impl<'a> Decoder<'a> {
         }
         let b = self.src(&rest[1], Some(ty))?;
         let c = if cas { self.src(&rest[2], Some(ty))? } else { Src::Imm(0) };
-        Ok(Op::Atom { space, f, size: (w / 8) as u8, d, addr, b, c })
+        let release = oc.has("release") || oc.has("acq_rel");
+        Ok(Op::Atom { space, f, size: (w / 8) as u8, release, d, addr, b, c })
     }
+}
+
+/// Volatile and memory-model-qualified (`.relaxed/.acquire/.release`) accesses: the ones
+/// threads synchronise through.
+fn is_sync_access(oc: &Opcode) -> bool {
+    ["volatile", "relaxed", "acquire", "release"].iter().any(|m| oc.has(m))
 }
 
 /// Lays out variables one after another with their alignment; returns the end offset.

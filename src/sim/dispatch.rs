@@ -145,10 +145,32 @@ pub(super) fn cmp_fn(code: u8, ty: Ty, ftz: bool) -> Option<CmpFn> {
             }
         };
     }
+    macro_rules! half {
+        ($bf:expr) => {
+            return Some(match code {
+                alu::EQ => alu::cmp_h16::<{ alu::EQ }, $bf>,
+                alu::NE => alu::cmp_h16::<{ alu::NE }, $bf>,
+                alu::LT => alu::cmp_h16::<{ alu::LT }, $bf>,
+                alu::LE => alu::cmp_h16::<{ alu::LE }, $bf>,
+                alu::GT => alu::cmp_h16::<{ alu::GT }, $bf>,
+                alu::GE => alu::cmp_h16::<{ alu::GE }, $bf>,
+                alu::EQU => alu::cmp_h16::<{ alu::EQU }, $bf>,
+                alu::NEU => alu::cmp_h16::<{ alu::NEU }, $bf>,
+                alu::LTU => alu::cmp_h16::<{ alu::LTU }, $bf>,
+                alu::LEU => alu::cmp_h16::<{ alu::LEU }, $bf>,
+                alu::GTU => alu::cmp_h16::<{ alu::GTU }, $bf>,
+                alu::GEU => alu::cmp_h16::<{ alu::GEU }, $bf>,
+                alu::NUM => alu::cmp_h16::<{ alu::NUM }, $bf>,
+                _ => alu::cmp_h16::<{ alu::NAN }, $bf>,
+            })
+        };
+    }
+    match ty {
+        Ty::F16 => half!(false),
+        Ty::Bf16 => half!(true),
+        _ => {}
+    }
     if ty.is_float() {
-        if matches!(ty, Ty::F16 | Ty::Bf16) {
-            return None;
-        }
         return Some(match code {
             alu::EQ => float!(alu::EQ),
             alu::NE => float!(alu::NE),
@@ -178,6 +200,55 @@ pub(super) fn cmp_fn(code: u8, ty: Ty, ftz: bool) -> Option<CmpFn> {
     })
 }
 
+/// 16-bit float arithmetic: f16 or bf16 (`bf`), scalar or packed pairs (`x2`).
+pub(super) fn h16_binop(op: u8, bf: bool, x2: bool) -> BinFn {
+    macro_rules! m {
+        ($op:expr) => {
+            match (bf, x2) {
+                (false, false) => alu::h16_bin::<{ $op }, false>,
+                (true, false) => alu::h16_bin::<{ $op }, true>,
+                (false, true) => alu::h16x2_bin::<{ $op }, false>,
+                (true, true) => alu::h16x2_bin::<{ $op }, true>,
+            }
+        };
+    }
+    match op {
+        alu::ADD => m!(alu::ADD),
+        alu::SUB => m!(alu::SUB),
+        alu::MUL => m!(alu::MUL),
+        alu::MIN => m!(alu::MIN),
+        _ => m!(alu::MAX),
+    }
+}
+pub(super) fn h16_fmaop(bf: bool, x2: bool) -> alu::TerFn {
+    match (bf, x2) {
+        (false, false) => alu::h16_fma::<false>,
+        (true, false) => alu::h16_fma::<true>,
+        (false, true) => alu::h16x2_fma::<false>,
+        (true, true) => alu::h16x2_fma::<true>,
+    }
+}
+pub(super) fn h16_unop(op: u8, x2: bool) -> UnFn {
+    match (op == alu::NEG, x2) {
+        (true, false) => alu::h16_un::<{ alu::NEG }>,
+        (false, false) => alu::h16_un::<{ alu::ABS }>,
+        (true, true) => alu::h16x2_un::<{ alu::NEG }>,
+        (false, true) => alu::h16x2_un::<{ alu::ABS }>,
+    }
+}
+pub(super) fn atom_add_h16<const BF: bool>(old: u64, b: u64, _: u64) -> u64 {
+    alu::h16_bin::<{ alu::ADD }, BF>(old, b)
+}
+pub(super) fn atom_add_h16x2<const BF: bool>(old: u64, b: u64, _: u64) -> u64 {
+    alu::h16x2_bin::<{ alu::ADD }, BF>(old, b)
+}
+pub(super) fn atom_cas16(old: u64, b: u64, c: u64) -> u64 {
+    if old as u16 == b as u16 {
+        c & 0xffff
+    } else {
+        old
+    }
+}
 pub(super) fn atom_add<const W: u32>(old: u64, b: u64, _: u64) -> u64 {
     alu::add::<W>(old, b)
 }

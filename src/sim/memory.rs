@@ -231,12 +231,27 @@ impl Region {
         }
     }
 
-    /// Atomically replaces the value with `f(old, b, c)`; returns old. `size` is 4 or 8.
+    /// Atomically replaces the value with `f(old, b, c)`; returns old. `size` is 2, 4 or 8.
     #[inline]
     pub fn rmw(&self, off: u64, size: u8, f: fn(u64, u64, u64) -> u64, b: u64, c: u64) -> u64 {
         // SAFETY: as for load.
         unsafe {
             let p = self.data.add(off as usize);
+            if size == 2 {
+                // A CAS loop on the aligned word holding the half-word (bounds: allocations are
+                // backed by whole u64s).
+                let shift = (off & 2) * 8;
+                let a = AtomicU32::from_ptr(self.data.add((off & !3) as usize).cast());
+                let mut word = a.load(Relaxed);
+                loop {
+                    let old = (word >> shift) & 0xffff;
+                    let new = (word & !(0xffff << shift)) | (((f(old as u64, b, c) as u32) & 0xffff) << shift);
+                    match a.compare_exchange_weak(word, new, Relaxed, Relaxed) {
+                        Ok(_) => return old as u64,
+                        Err(cur) => word = cur,
+                    }
+                }
+            }
             if size == 4 {
                 let a = AtomicU32::from_ptr(p.cast());
                 let mut old = a.load(Relaxed);

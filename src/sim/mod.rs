@@ -340,7 +340,11 @@ impl Driver for SimDriver {
                 kept.push_str(&printed);
             }
         }
-        let mut stats = result?;
+        // Faults name the kernel as the launch did: module::kernel.
+        let mut stats = result.map_err(|e| match e {
+            Error::KernelFault { kernel, detail } => Error::KernelFault { kernel: format!("{module}::{kernel}"), detail },
+            other => other,
+        })?;
 
         stats.kernel = format!("{module}::{kernel}");
         stats.grid = cfg.grid;

@@ -2,6 +2,7 @@
 //! Only the syntax NVRTC emits is accepted; anything else is an `Error::Sim` naming the line.
 
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
@@ -55,8 +56,9 @@ fn tokenize(text: &str) -> Vec<Token> {
             out.push(Token { tok: Tok::Str, line });
         } else if is_word_char(c) {
             let start = i;
-            while i < chars.len() && is_word_char(chars[i]) {
-                i += 1;
+            // `::` belongs to the word (`ld.shared::cta.u32`, `.L2::128B`).
+            while i < chars.len() && (is_word_char(chars[i]) || (chars[i] == ':' && chars.get(i + 1) == Some(&':'))) {
+                i += if chars[i] == ':' { 2 } else { 1 };
             }
             out.push(Token { tok: Tok::Word(chars[start..i].iter().collect()), line });
         } else {
@@ -490,16 +492,23 @@ impl Parser {
         }
         self.expect('{')?;
         let mut k = KernelAst { name, params, regs: Vec::new(), shared: Vec::new(), local: Vec::new(), call_params: Vec::new(), body: Vec::new() };
+        // Registers declared inside nested `{ }` blocks (inline asm) are renamed apart so they
+        // shadow outer names within their block only: one map per open block, innermost last.
+        let mut scopes: Vec<HashMap<String, String>> = Vec::new();
+        let mut blocks_opened = 0u32;
         let mut depth = 1;
         while depth > 0 {
             match self.peek().cloned() {
                 Some(Tok::Punct('{')) => {
                     self.pos += 1;
                     depth += 1;
+                    blocks_opened += 1;
+                    scopes.push(HashMap::new());
                 }
                 Some(Tok::Punct('}')) => {
                     self.pos += 1;
                     depth -= 1;
+                    scopes.pop();
                 }
                 Some(Tok::Word(w)) if w == ".reg" => {
                     self.pos += 1;
@@ -511,7 +520,20 @@ impl Parser {
                             count = Some(self.number()? as u32);
                             self.expect('>')?;
                         }
-                        k.regs.push(RegDecl { name: rname, count });
+                        match scopes.last_mut() {
+                            None => k.regs.push(RegDecl { name: rname, count }),
+                            Some(scope) => {
+                                let names: Vec<String> = match count {
+                                    Some(c) => (0..c).map(|i| format!("{rname}{i}")).collect(),
+                                    None => vec![rname],
+                                };
+                                for name in names {
+                                    let unique = format!("{name}$block{blocks_opened}");
+                                    k.regs.push(RegDecl { name: unique.clone(), count: None });
+                                    scope.insert(name, unique);
+                                }
+                            }
+                        }
                         if self.eat(';') {
                             break;
                         }
@@ -543,7 +565,10 @@ impl Parser {
                     k.body.push(Statement::Label(w));
                 }
                 Some(_) => {
-                    let inst = self.instruction()?;
+                    let mut inst = self.instruction()?;
+                    if scopes.iter().any(|s| !s.is_empty()) {
+                        rename_scoped(&mut inst, &scopes);
+                    }
                     k.body.push(Statement::Instruction(inst));
                 }
                 None => return self.err(format!("kernel {} has no closing brace", k.name)),
@@ -613,6 +638,39 @@ impl Parser {
         }
         Ok(m)
     }
+}
+
+/// The innermost block-scoped register called `name`, if any.
+fn scoped_name<'s>(name: &str, scopes: &'s [HashMap<String, String>]) -> Option<&'s String> {
+    scopes.iter().rev().find_map(|s| s.get(name))
+}
+
+/// Points an instruction's register names (and the bare names inline asm gives its scoped
+/// registers, which parse as symbols) at the block-scoped registers they refer to.
+fn rename_scoped(inst: &mut Instruction, scopes: &[HashMap<String, String>]) {
+    fn operand(o: &mut Operand, scopes: &[HashMap<String, String>]) {
+        match o {
+            Operand::Reg(n) | Operand::Sym(n) => {
+                if let Some(unique) = scoped_name(n, scopes) {
+                    *o = Operand::Reg(unique.clone());
+                }
+            }
+            Operand::Addr { base: Some(b), .. } => operand(b, scopes),
+            Operand::Vector(items) => items.iter_mut().for_each(|i| operand(i, scopes)),
+            Operand::Pair(a, b) => {
+                operand(a, scopes);
+                operand(b, scopes);
+            }
+            Operand::Not(a) => operand(a, scopes),
+            Operand::Addr { base: None, .. } | Operand::Imm(_) | Operand::Sink => {}
+        }
+    }
+    if let Some((g, _)) = &mut inst.guard {
+        if let Some(unique) = scoped_name(g, scopes) {
+            *g = unique.clone();
+        }
+    }
+    inst.operands.iter_mut().for_each(|o| operand(o, scopes));
 }
 
 fn word_operand(w: String) -> Operand {

@@ -84,12 +84,29 @@ pub enum Op {
     Unpack { ds: [u32; 4], n: u8, bits: u8, a: Src },
     /// `mov.b64 d, {lo, hi}`.
     Pack { d: u32, srcs: [Src; 4], n: u8, bits: u8 },
-    Ld { space: Space, size: u8, n: u8, signed: bool, d: [u32; 4], addr: Addr },
-    St { space: Space, size: u8, n: u8, v: [Src; 4], addr: Addr },
-    /// `atom`/`red`: new = f(old, b, c); d receives old.
-    Atom { space: Space, f: TerFn, size: u8, d: u32, addr: Addr, b: Src, c: Src },
-    Bar,
+    /// `sync`: a volatile, relaxed, acquire or release access, which synchronises threads by
+    /// itself (a flag another thread polls) instead of racing with them.
+    Ld { space: Space, size: u8, n: u8, signed: bool, sync: bool, d: [u32; 4], addr: Addr },
+    /// A `sync` store (see `Ld`) also releases: it orders the thread's earlier accesses before
+    /// those of threads that observe it.
+    St { space: Space, size: u8, n: u8, sync: bool, v: [Src; 4], addr: Addr },
+    /// `atom`/`red`: new = f(old, b, c); d receives old. `release`: `.release`/`.acq_rel`.
+    Atom { space: Space, f: TerFn, size: u8, release: bool, d: u32, addr: Addr, b: Src, c: Src },
+    /// `fence`/`membar`: orders the thread's accesses before it with those of threads that
+    /// synchronise with it afterwards.
+    Fence,
+    /// `bar.sync`/`barrier.sync`/`bar.arrive` on barrier `id` (0..15) for `count` threads
+    /// (all the block's when absent); `arrive` signals without waiting; `red`: `bar.red`
+    /// (`__syncthreads_count/and/or`).
+    Bar { id: Src, count: Option<Src>, arrive: bool, red: Option<BarRed> },
+    /// An `mbarrier` operation on the 8-byte barrier object at `addr` in shared memory.
+    Mbar { kind: MbarOp, d: u32, addr: Addr, b: Src },
     WarpSync { mask: Src },
+    /// `redux.sync`: d = f folded over the value of every lane in the member mask.
+    Redux { f: BinFn, d: u32, a: Src, mask: Src },
+    /// `match.any.sync` (d = lanes with the same value) or `match.all.sync` (d = the member
+    /// mask if all values agree, else 0; p = whether they agree).
+    Match { all: bool, d: u32, p: Option<u32>, a: Src, mask: Src },
     Shfl { mode: ShflMode, d: u32, p: Option<u32>, a: Src, b: Src, c: Src, mask: Src },
     Vote { mode: VoteMode, d: u32, a: Src, neg: bool, mask: Src },
     Bra { target: u32 },
@@ -102,6 +119,38 @@ pub enum Op {
     /// return value if the call has one.
     Printf { format: u32, args: u32, ret: Option<u32> },
     Nop,
+}
+
+/// `bar.red.{popc,and,or}`: d receives the count of participating threads whose predicate
+/// (`c`, negated when `neg`) holds, or whether all or any of them hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarRed {
+    pub kind: BarRedKind,
+    pub d: u32,
+    pub c: Src,
+    pub neg: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarRedKind {
+    Popc,
+    And,
+    Or,
+}
+
+/// The `mbarrier` operations. The object holds the phase (bit 63), the expected arrivals per
+/// phase (bits 32..63) and the pending arrivals of the current phase (bits 0..32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MbarOp {
+    /// `mbarrier.init [addr], count`.
+    Init,
+    /// `mbarrier.arrive[_drop] state, [addr][, count]`: d receives the state before the
+    /// arrival (its phase is what `test_wait` waits to change).
+    Arrive { drop: bool },
+    /// `mbarrier.test_wait/try_wait[.parity] p, [addr], state|parity`.
+    TestWait { parity: bool },
+    /// `mbarrier.inval [addr]`.
+    Inval,
 }
 
 pub const NO_GUARD: u32 = u32::MAX;

@@ -1,5 +1,5 @@
 //! Sanitizer state and diagnostics: shadow records for shared-memory words (initialised bytes,
-//! last writer, recent readers, by barrier epoch) and the one-line messages every fault uses.
+//! the accesses of the current barrier interval) and the one-line messages every fault uses.
 
 use super::program::Kernel;
 use crate::error::Error;
@@ -15,20 +15,23 @@ pub struct Site<'a> {
 pub fn fault(kind: &str, site: &Site, detail: impl std::fmt::Display) -> Error {
     let [bx, by, bz] = site.block;
     let [tx, ty, tz] = site.thread;
-    Error::Sim(format!(
-        "{kind} in kernel {} at {}, block ({bx},{by},{bz}) thread ({tx},{ty},{tz}): {detail}",
-        site.kernel.name,
-        site.kernel.where_(site.pc)
-    ))
+    Error::KernelFault {
+        kernel: site.kernel.name.clone(),
+        detail: format!("{kind} at {}, block ({bx},{by},{bz}) thread ({tx},{ty},{tz}): {detail}", site.kernel.where_(site.pc)),
+    }
 }
 
-/// An access by one thread, stamped with the block's barrier epoch and the warp's
-/// `bar.warp.sync` count (threads of one warp that synced since are ordered).
+/// An access by one thread, stamped with the block's barrier epoch, the warp's
+/// `bar.warp.sync` count (threads of one warp that synced since are ordered), the instruction
+/// (`pc`, for the report) and which execution of a memory instruction it was (`inst`: the lanes
+/// of one warp instruction do not race among themselves; the word ends up with one of the values).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stamp {
     pub tid: u32,
     pub epoch: u32,
     pub warp_epoch: u32,
+    pub pc: u32,
+    pub inst: u32,
 }
 
 impl Stamp {
@@ -36,11 +39,14 @@ impl Stamp {
     fn conflicts(&self, other: &Stamp) -> bool {
         other.epoch == self.epoch
             && other.tid != self.tid
+            && other.inst != self.inst
             && !(other.tid / 32 == self.tid / 32 && other.warp_epoch != self.warp_epoch)
     }
 }
 
-/// Shadow of one 4-byte shared-memory word. Epochs start at 1, so the zeroed default records
+/// Shadow of one 4-byte shared-memory word: what happened to it in the current barrier interval
+/// (the last writer and the two most recent distinct readers), so a conflicting pair is found
+/// whichever of the two accesses ran first. Epochs start at 1, so the zeroed default records
 /// conflict with nothing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WordShadow {
@@ -48,7 +54,6 @@ pub struct WordShadow {
     pub init_gen: u32,
     pub init_bytes: u8,
     pub writer: Stamp,
-    /// The two most recent distinct readers.
     pub readers: [Stamp; 2],
 }
 
@@ -59,7 +64,8 @@ pub enum Race {
 }
 
 impl Race {
-    pub fn describe(&self, word_offset: u64, var: Option<&str>, block_dim: [u32; 3]) -> String {
+    /// The finding as compute-sanitizer's racecheck words it: both threads, both instructions.
+    pub fn describe(&self, kernel: &Kernel, word_offset: u64, var: Option<&str>, block_dim: [u32; 3]) -> String {
         let (what, other) = match self {
             Race::ReadAfterWrite(s) => ("read of a word written by", s),
             Race::WriteAfterWrite(s) => ("write of a word also written by", s),
@@ -69,14 +75,15 @@ impl Race {
         let (x, y, z) = (t % block_dim[0], (t / block_dim[0]) % block_dim[1], t / (block_dim[0] * block_dim[1]));
         let var = var.map(|v| format!(" ({v})")).unwrap_or_default();
         format!(
-            "shared-memory {what} thread ({x},{y},{z}) with no barrier in between, at shared offset {word_offset}{var}; \
-             a __syncthreads() (or __syncwarp() within a warp) is missing"
+            "shared-memory {what} thread ({x},{y},{z}) at {} in the same barrier interval, at shared offset {word_offset}{var}; \
+             a __syncthreads() (or __syncwarp() within a warp) is missing between the two accesses",
+            kernel.where_(other.pc as usize)
         )
     }
 }
 
 impl WordShadow {
-    /// Records a read; returns the race it forms with the last write, if any.
+    /// Records a read; returns the race it forms with the interval's write, if any.
     pub fn read(&mut self, s: Stamp) -> Option<Race> {
         if s.conflicts(&self.writer) {
             return Some(Race::ReadAfterWrite(self.writer));
@@ -88,7 +95,7 @@ impl WordShadow {
         None
     }
 
-    /// Records a write; returns the race it forms with earlier accesses, if any.
+    /// Records a write; returns the race it forms with the interval's earlier accesses, if any.
     pub fn write(&mut self, s: Stamp) -> Option<Race> {
         if s.conflicts(&self.writer) {
             return Some(Race::WriteAfterWrite(self.writer));
@@ -108,7 +115,7 @@ mod tests {
     use super::*;
 
     fn st(tid: u32, epoch: u32) -> Stamp {
-        Stamp { tid, epoch, warp_epoch: 0 }
+        Stamp { tid, epoch, warp_epoch: 0, pc: 0, inst: tid + 100 * epoch }
     }
 
     #[test]
@@ -127,8 +134,24 @@ mod tests {
     #[test]
     fn warp_sync_orders_lanes_of_one_warp() {
         let mut w = WordShadow::default();
-        assert!(w.write(Stamp { tid: 0, epoch: 1, warp_epoch: 0 }).is_none());
-        assert!(w.read(Stamp { tid: 5, epoch: 1, warp_epoch: 1 }).is_none());
-        assert!(w.read(Stamp { tid: 40, epoch: 1, warp_epoch: 1 }).is_some());
+        assert!(w.write(Stamp { tid: 0, epoch: 1, warp_epoch: 0, pc: 0, inst: 1 }).is_none());
+        assert!(w.read(Stamp { tid: 5, epoch: 1, warp_epoch: 1, pc: 0, inst: 2 }).is_none());
+        assert!(w.read(Stamp { tid: 40, epoch: 1, warp_epoch: 1, pc: 0, inst: 3 }).is_some());
+    }
+
+    #[test]
+    fn lanes_of_one_instruction_do_not_race() {
+        let mut w = WordShadow::default();
+        for tid in 0..32 {
+            assert!(w.write(Stamp { tid, epoch: 1, warp_epoch: 0, pc: 7, inst: 9 }).is_none());
+        }
+        assert!(matches!(w.write(Stamp { tid: 3, epoch: 1, warp_epoch: 0, pc: 8, inst: 10 }), Some(Race::WriteAfterWrite(_))));
+    }
+
+    #[test]
+    fn a_read_before_another_threads_write_is_a_race_too() {
+        let mut w = WordShadow::default();
+        assert!(w.read(st(1, 4)).is_none());
+        assert!(matches!(w.write(st(33, 4)), Some(Race::WriteAfterRead(s)) if s.tid == 1));
     }
 }

@@ -4,6 +4,7 @@
 
 mod sim_arith;
 mod sim_exec;
+mod sim_gaps;
 mod sim_modules;
 mod sim_runtime;
 mod sim_sanitizer;

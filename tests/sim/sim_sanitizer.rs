@@ -1,6 +1,7 @@
 //! The sanitizer on deliberately broken kernels compiled with NVRTC: each fault is reported
 //! with the right diagnosis, and each broken kernel's correct twin runs clean.
 
+use ferronet_test_support::assert_mentions;
 use ferronet_test_support::sim::{data, sim, sim_with};
 
 use ferronet::device::Device;
@@ -9,15 +10,6 @@ use ferronet::sim::SimOptions;
 
 const BROKEN: &str = include_str!("sim_kernels/broken.cu");
 const SGEMM: &str = include_str!("sim_kernels/sgemm.cu");
-
-#[track_caller]
-fn assert_mentions(err: &ferronet::Error, parts: &[&str]) {
-    let msg = err.to_string();
-    assert!(!msg.contains('\n'), "errors are one line: {msg}");
-    for p in parts {
-        assert!(msg.contains(p), "expected {p:?} in: {msg}");
-    }
-}
 
 fn sgemm_launch(kernel: &str) -> ferronet::Result<Vec<f32>> {
     let (_, gpu) = sim("sgemm", SGEMM);

@@ -6,7 +6,7 @@ use super::{read, Geometry, Warp, Worker};
 use crate::error::Result;
 use crate::sim::counters::{distinct_sectors, shared_wavefronts};
 use crate::sim::memory::Region;
-use crate::sim::program::{Addr, Inst, Op, Space, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_SIZE};
+use crate::sim::program::{Addr, Inst, MbarOp, Op, Space, LOCAL_WINDOW, SHARED_WINDOW, WINDOW_SIZE};
 use crate::sim::sanitizer::{fault, Stamp};
 
 /// Little-endian load of `size` (1, 2, 4 or 8) bytes from a byte buffer (shared, local, params).
@@ -49,11 +49,13 @@ impl Worker<'_> {
             Op::Ld { space, size, n, addr, .. } => (space, size, n, addr),
             Op::St { space, size, n, addr, .. } => (space, size, n, addr),
             Op::Atom { space, size, addr, .. } => (space, size, 1, addr),
-            _ => unreachable!("memory_op is called for ld/st/atom only"),
+            Op::Mbar { addr, .. } => (Space::Shared, 8, 1, addr),
+            _ => unreachable!("memory_op is called for ld/st/atom/mbarrier only"),
         };
         if mask == 0 {
             return Ok(());
         }
+        self.mem_inst_seq = self.mem_inst_seq.wrapping_add(1);
         let bytes = size as u64 * n as u64;
         let mut region: Option<&Region> = None;
         self.scratch_addrs.clear();
@@ -161,6 +163,11 @@ impl Worker<'_> {
             self.stats.shared_wavefronts += waves;
             self.stats.bank_conflicts += waves - ideal;
         }
+        // A releasing access ends the interval for race checks: what the thread did before it
+        // is ordered before what other threads do after they observe it.
+        if matches!(inst.op, Op::St { sync: true, .. } | Op::Atom { release: true, .. } | Op::Mbar { kind: MbarOp::Arrive { .. }, .. }) {
+            self.epoch += 1;
+        }
         Ok(())
     }
 
@@ -235,6 +242,7 @@ impl Worker<'_> {
             let bytes = match inst.op {
                 Op::Ld { size, n, .. } | Op::St { size, n, .. } => size as usize * n as usize,
                 Op::Atom { size, .. } => size as usize,
+                Op::Mbar { .. } => 8,
                 _ => 0,
             };
             self.check_shared(wi, pc, inst, l, off, bytes)?;
@@ -243,12 +251,14 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Sanitizer checks of one lane's shared access: initialised bytes and races.
+    /// Sanitizer checks of one lane's shared access: initialised bytes and races. Atomics and
+    /// synchronising (volatile/relaxed/acquire/release) accesses do not race.
     fn check_shared(&mut self, wi: usize, pc: usize, inst: &Inst, l: usize, off: usize, bytes: usize) -> Result<()> {
         let w = &self.warps[wi];
-        let stamp = Stamp { tid: w.base_tid + l as u32, epoch: self.epoch, warp_epoch: w.sync_epoch };
-        let is_load = matches!(inst.op, Op::Ld { .. });
-        let is_atom = matches!(inst.op, Op::Atom { .. });
+        let stamp = Stamp { tid: w.base_tid + l as u32, epoch: self.epoch, warp_epoch: w.sync_epoch, pc: pc as u32, inst: self.mem_inst_seq };
+        let is_load = matches!(inst.op, Op::Ld { .. } | Op::Mbar { kind: MbarOp::TestWait { .. }, .. });
+        let reads = is_load || matches!(inst.op, Op::Atom { .. } | Op::Mbar { kind: MbarOp::Arrive { .. }, .. });
+        let synchronising = matches!(inst.op, Op::Atom { .. } | Op::Mbar { .. } | Op::Ld { sync: true, .. } | Op::St { sync: true, .. });
         let mut b = off;
         while b < off + bytes {
             let word = b / 4;
@@ -260,29 +270,32 @@ impl Worker<'_> {
                 sh.init_gen = gen;
                 sh.init_bytes = 0;
             }
-            if (is_load || is_atom) && sh.init_bytes & byte_mask != byte_mask {
+            if reads && sh.init_bytes & byte_mask != byte_mask && self.pending_uninit.is_none() {
+                self.pending_uninit_at = self.stats.warp_insts;
                 let var = self.lp.kernel.var_at(Space::Shared, b as u64).map(|v| format!(" ({v})")).unwrap_or_default();
-                return Err(fault(
+                self.pending_uninit = Some(fault(
                     "uninitialised read",
                     &self.site(pc, wi, l),
                     format!("shared load at offset {b}{var} reads shared memory no thread of this block has written"),
                 ));
             }
-            let race = if is_atom {
+            let sh = &mut self.shadow[word];
+            if !is_load {
+                sh.init_bytes |= byte_mask;
+            }
+            let race = if synchronising {
                 None
             } else if is_load {
                 sh.read(stamp)
             } else {
-                sh.init_bytes |= byte_mask;
                 sh.write(stamp)
             };
-            if is_atom {
-                sh.init_bytes |= byte_mask;
-            }
             if let Some(race) = race {
                 let var = self.lp.kernel.var_at(Space::Shared, b as u64);
-                let detail = race.describe((word * 4) as u64, var, self.lp.block);
-                return Err(fault("data race", &self.site(pc, wi, l), detail));
+                let detail = race.describe(self.lp.kernel, (word * 4) as u64, var, self.lp.block);
+                // The race is the root cause of an uninitialised read it explains.
+                self.pending_uninit = None;
+                return Err(fault("data race (missing barrier)", &self.site(pc, wi, l), detail));
             }
             b += in_word;
         }
@@ -313,7 +326,41 @@ fn buffer_lane(buf: &mut [u8], w: &mut Warp, geo: &Geometry, op: &Op, l: usize, 
             sh_store(buf, off, size, f(old, bv, cv));
             w.set(d, l, old);
         }
+        Op::Mbar { kind, d, b, .. } => {
+            let (old, bv) = (sh_load(buf, off, 8), read(w, geo, b, l));
+            let (new, result) = mbarrier(kind, old, bv);
+            sh_store(buf, off, 8, new);
+            w.set(d, l, result);
+        }
         _ => {}
+    }
+}
+
+const MBAR_PHASE: u64 = 1 << 63;
+const MBAR_COUNT: u64 = 0x7fff_ffff;
+
+/// One `mbarrier` operation on the object's value `old` with operand `b` (count, state or
+/// parity): the new value and the destination's.
+fn mbarrier(kind: MbarOp, old: u64, b: u64) -> (u64, u64) {
+    let phase = old & MBAR_PHASE;
+    let expected = (old >> 32) & MBAR_COUNT;
+    let pending = old & 0xffff_ffff;
+    match kind {
+        MbarOp::Init => {
+            let count = b & MBAR_COUNT;
+            ((count << 32) | count, 0)
+        }
+        MbarOp::Arrive { drop } => {
+            let expected = if drop { expected.saturating_sub(b) } else { expected };
+            let pending = pending.saturating_sub(b);
+            // The last arrival completes the phase: the next one expects the full count again.
+            let new = if pending == 0 { (phase ^ MBAR_PHASE) | (expected << 32) | expected } else { phase | (expected << 32) | pending };
+            (new, old)
+        }
+        // The phase a state (or parity) names is complete once the object moved past it.
+        MbarOp::TestWait { parity: false } => (old, ((b & MBAR_PHASE) != phase) as u64),
+        MbarOp::TestWait { parity: true } => (old, ((b & 1) != phase >> 63) as u64),
+        MbarOp::Inval => (0, 0),
     }
 }
 

@@ -4,20 +4,30 @@
 //!
 //! Control flow uses min-PC scheduling: each lane has its own pc, and a warp always runs the
 //! lanes at the lowest pc among those that can run, so divergent lanes of structured code
-//! reconverge where their paths meet. `bar.sync` parks lanes until every non-exited thread of the
-//! block waits at the same barrier.
+//! reconverge where their paths meet. The warps of a block take turns in quanta of instructions
+//! (round robin, deterministic), so a warp spinning on another warp's flag lets it run. `bar.sync`
+//! parks lanes until every non-exited thread of the block waits at the same barrier (or, for a
+//! barrier with a thread count, until that many threads arrived).
 
 mod device_calls;
 mod memory_ops;
 
 use super::counters::LaunchStats;
-use super::program::{Comb, Inst, Kernel, Op, ShflMode, Special, Src, VoteMode, NO_GUARD};
+use super::program::{BarRedKind, Comb, Inst, Kernel, Op, ShflMode, Special, Src, VoteMode, NO_GUARD};
 use super::memory::GlobalView;
 use super::sanitizer::{fault, Site, WordShadow};
 use crate::error::Result;
 
 /// A block that runs longer than this is assumed stuck in a loop (minutes of simulation).
 const MAX_WARP_INSTS_PER_BLOCK: u64 = 1 << 30;
+/// Warp instructions a warp runs before the next warp of its block gets its turn. Hardware
+/// guarantees forward progress between warps, so a warp spinning on a flag another warp sets
+/// must yield; a long quantum keeps the switching cost out of the common case.
+const WARP_QUANTUM: u32 = 4096;
+/// Warp instructions a block may run past a read of never-written shared memory while waiting
+/// to see whether another thread's write makes it a race; then the read is reported, before
+/// garbage it read can send a loop spinning.
+const UNINIT_GRACE: u64 = 1 << 20;
 
 /// Everything a block needs to know about its launch.
 pub struct Launch<'a> {
@@ -172,11 +182,45 @@ impl Warp {
     }
 }
 
+/// The threads waiting at one barrier id: the first one's pc, warp and lane (for messages),
+/// the thread count it waits for, and how many threads and warps wait.
+#[derive(Clone, Copy)]
+struct BarrierGroup {
+    pc: u32,
+    warp: usize,
+    lane: usize,
+    count: Option<u32>,
+    threads: u32,
+    warps: u32,
+    last_warp: usize,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum WarpSync {
     Done,
     /// The lanes wait at the instruction for the rest of their member mask.
     Parked,
+}
+
+/// The lanes of `mask` grouped by the member mask each names (cooperative groups' tiles give
+/// each tile its own): (lanes, member mask) pairs, and how many there are.
+fn member_groups(w: &Warp, g: &Geometry, mm: Src, mask: u32) -> ([(u32, u32); 32], usize) {
+    let mut groups = [(0u32, 0u32); 32];
+    let mut n = 0;
+    let mut todo = mask;
+    while todo != 0 {
+        let member = read(w, g, mm, todo.trailing_zeros() as usize) as u32;
+        let mut lanes_of = 0u32;
+        lanes!(todo, l, {
+            if read(w, g, mm, l) as u32 == member {
+                lanes_of |= 1 << l;
+            }
+        });
+        groups[n] = (lanes_of, member);
+        n += 1;
+        todo &= !lanes_of;
+    }
+    (groups, n)
 }
 
 /// Block geometry for special registers.
@@ -239,6 +283,19 @@ pub struct Worker<'a> {
     block_start_insts: u64,
     scratch_addrs: Vec<u64>,
     scratch_shared: Vec<(u32, u64)>,
+    /// Executions of memory instructions so far: tells the lanes of one instruction apart from
+    /// accesses of other instructions in race checks.
+    mem_inst_seq: u32,
+    /// Threads that signalled each named barrier with `bar.arrive` since it last completed.
+    bar_arrivals: [u32; 16],
+    /// Whether the kernel uses barriers for a thread count (checked while warps still run).
+    counted_barriers: bool,
+    /// The first read of never-written shared memory in the current barrier interval. It is
+    /// reported when the interval ends, unless another thread writes the word before then:
+    /// that is a race whichever order the simulator happened to run the two in.
+    pending_uninit: Option<crate::error::Error>,
+    /// `stats.warp_insts` when `pending_uninit` was recorded.
+    pending_uninit_at: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -274,6 +331,11 @@ impl<'a> Worker<'a> {
             printf_output: String::new(),
             scratch_addrs: Vec::with_capacity(128),
             scratch_shared: Vec::with_capacity(128),
+            mem_inst_seq: 0,
+            bar_arrivals: [0; 16],
+            counted_barriers: lp.kernel.insts.iter().any(|i| matches!(i.op, Op::Bar { count: Some(_), .. })),
+            pending_uninit: None,
+            pending_uninit_at: 0,
         }
     }
 
@@ -282,8 +344,18 @@ impl<'a> Worker<'a> {
         Site { kernel: self.lp.kernel, pc, block: self.geo.ctaid, thread: self.lp.thread_coords(t) }
     }
 
-    /// Runs block `linear` (x fastest) to completion.
+    /// Runs block `linear` (x fastest) to completion. A pending uninitialised read is the
+    /// root cause of any later fault of the block.
     pub fn run_block(&mut self, linear: u32) -> Result<()> {
+        self.pending_uninit = None;
+        let result = self.run_block_warps(linear);
+        match self.pending_uninit.take() {
+            Some(uninit) => Err(uninit),
+            None => result,
+        }
+    }
+
+    fn run_block_warps(&mut self, linear: u32) -> Result<()> {
         let [gx, gy, _] = self.lp.grid;
         self.geo.ctaid = [linear % gx, (linear / gx) % gy, linear / (gx * gy)];
         self.epoch += 1;
@@ -301,65 +373,162 @@ impl<'a> Worker<'a> {
         }
         self.shared.fill(0);
         self.local.fill(0);
+        self.bar_arrivals = [0; 16];
         self.block_start_insts = self.stats.warp_insts;
         loop {
+            // Round robin in quanta until every warp is blocked (at a barrier) or done.
+            let mut preempted = false;
             for w in 0..self.warps.len() {
-                self.run_warp(w)?;
+                preempted |= self.run_warp(w, WARP_QUANTUM)?;
             }
-            self.release_barrier()?;
+            if self.pending_uninit.is_some() && self.stats.warp_insts - self.pending_uninit_at > UNINIT_GRACE {
+                return Ok(()); // run_block reports the pending read
+            }
+            if preempted {
+                // A barrier for a thread count completes once enough warps arrived, even while
+                // others run on (maybe waiting for what the released threads do next).
+                if self.counted_barriers {
+                    self.release_barriers(false)?;
+                }
+                continue;
+            }
+            self.release_barriers(true)?;
             if self.warps.iter().all(|w| w.valid & !w.exited == 0) {
                 return Ok(());
             }
         }
     }
 
-    /// Called when no warp can run: every lane has exited or waits at a barrier. Releases the
-    /// barrier if all waiting threads wait at the same one.
-    fn release_barrier(&mut self) -> Result<()> {
-        let mut at: Option<(u32, usize, usize)> = None;
+    /// Releases the barriers whose participants have all arrived. `all_blocked`: no warp can
+    /// run (every lane has exited or waits), so a barrier of the whole block is complete when
+    /// every waiting thread waits at it, and nothing to release is a deadlock.
+    fn release_barriers(&mut self, all_blocked: bool) -> Result<()> {
+        if all_blocked {
+            if let Some(uninit) = self.pending_uninit.take() {
+                return Err(uninit);
+            }
+        }
+        let insts = &self.lp.kernel.insts;
+        let mut groups: [Option<BarrierGroup>; 16] = [None; 16];
+        let mut total_waiting = 0u32;
         for (wi, w) in self.warps.iter().enumerate() {
-            let mut bad = None;
+            let mut divergent = None;
             lanes!(w.waiting, l, {
-                match at {
-                    None => at = Some((w.pcs[l], wi, l)),
-                    Some((pc, ..)) if pc != w.pcs[l] && bad.is_none() => bad = Some(l),
-                    _ => {}
+                let pc = w.pcs[l];
+                let Op::Bar { id, count, .. } = insts[pc as usize].op else { unreachable!("lanes wait at barriers only") };
+                let id = (read(w, &self.geo, id, l) & 15) as usize;
+                let count = count.map(|c| read(w, &self.geo, c, l) as u32);
+                let g = groups[id].get_or_insert(BarrierGroup { pc, warp: wi, lane: l, count, threads: 0, warps: 0, last_warp: usize::MAX });
+                if g.count.is_none() && g.pc != pc && divergent.is_none() {
+                    divergent = Some((l, *g));
                 }
+                g.threads += 1;
+                if g.last_warp != wi {
+                    g.last_warp = wi;
+                    g.warps += 1;
+                }
+                total_waiting += 1;
             });
-            if let (Some(l), Some((pc, w0, l0))) = (bad, at) {
-                let other = self.site(pc as usize, w0, l0);
+            if let (true, Some((l, other))) = (all_blocked, divergent) {
+                let first = self.site(other.pc as usize, other.warp, other.lane);
                 let detail = format!(
                     "barrier divergence: this thread waits here while thread ({},{},{}) waits at {}; \
                      every non-exited thread of a block must reach the same __syncthreads()",
-                    other.thread[0],
-                    other.thread[1],
-                    other.thread[2],
-                    self.lp.kernel.where_(pc as usize)
+                    first.thread[0],
+                    first.thread[1],
+                    first.thread[2],
+                    self.lp.kernel.where_(other.pc as usize)
                 );
                 return Err(fault("barrier error", &self.site(w.pcs[l] as usize, wi, l), detail));
             }
         }
-        if let Some((pc, ..)) = at {
-            for w in &mut self.warps {
-                lanes!(w.waiting, l, {
-                    w.pcs[l] = pc + 1;
-                });
-                w.waiting = 0;
-                w.schedule();
+        let mut released = false;
+        for (id, g) in groups.iter().enumerate() {
+            let Some(g) = g else { continue };
+            // Hardware counts a warp's arrival as the whole warp.
+            let ready = match g.count {
+                None => all_blocked && g.threads == total_waiting,
+                Some(c) => g.warps * 32 + self.bar_arrivals[id] >= c,
+            };
+            if !ready {
+                continue;
             }
-            self.epoch += 1;
+            self.bar_arrivals[id] = 0;
+            let released_here = |w: &Warp, geo: &Geometry| {
+                let mut freed = 0u32;
+                lanes!(w.waiting, l, {
+                    let Op::Bar { id: bid, .. } = insts[w.pcs[l] as usize].op else { unreachable!("lanes wait at barriers only") };
+                    if (read(w, geo, bid, l) & 15) as usize == id {
+                        freed |= 1 << l;
+                    }
+                });
+                freed
+            };
+            // bar.red: the reduction over every released thread, handed to each of them.
+            if let Op::Bar { red: Some(red), .. } = insts[g.pc as usize].op {
+                let (mut count, mut threads) = (0u64, 0u64);
+                for w in &self.warps {
+                    lanes!(released_here(w, &self.geo), l, {
+                        threads += 1;
+                        count += ((read(w, &self.geo, red.c, l) != 0) != red.neg) as u64;
+                    });
+                }
+                let v = match red.kind {
+                    BarRedKind::Popc => count,
+                    BarRedKind::And => (count == threads) as u64,
+                    BarRedKind::Or => (count > 0) as u64,
+                };
+                for w in &mut self.warps {
+                    lanes!(released_here(w, &self.geo), l, {
+                        w.set(red.d, l, v);
+                    });
+                }
+            }
+            for w in &mut self.warps {
+                let freed = released_here(w, &self.geo);
+                lanes!(freed, l, {
+                    w.pcs[l] += 1;
+                });
+                w.waiting &= !freed;
+                if freed != 0 && w.cur_mask == 0 {
+                    w.schedule();
+                }
+            }
+            released = true;
             self.stats.barriers += 1;
+        }
+        if released {
+            self.epoch += 1;
+        } else if all_blocked && total_waiting > 0 {
+            let g = groups.iter().flatten().next().copied().expect("a waiting thread has a barrier");
+            let detail = format!(
+                "barrier deadlock: {} threads wait at barrier {} {}, and no other thread can arrive",
+                g.threads,
+                groups.iter().position(|x| x.is_some()).unwrap_or(0),
+                match g.count {
+                    Some(c) => format!("for {c} threads, but only {} arrived", g.warps * 32),
+                    None => format!("for the whole block, but {} other threads wait at other barriers", total_waiting - g.threads),
+                }
+            );
+            return Err(fault("barrier error", &self.site(g.pc as usize, g.warp, g.lane), detail));
         }
         Ok(())
     }
 
-    fn run_warp(&mut self, wi: usize) -> Result<()> {
+    /// Runs warp `wi` until none of its lanes can run (false) or for `quantum` instructions
+    /// (true: it was preempted and can go on).
+    fn run_warp(&mut self, wi: usize, quantum: u32) -> Result<bool> {
         let insts: &'a [Inst] = &self.lp.kernel.insts;
+        let mut budget = quantum;
         loop {
             let w = &mut self.warps[wi];
             if w.cur_mask == 0 && !w.schedule() && !w.release_warp_sync() {
-                return Ok(());
+                return Ok(false);
             }
+            if budget == 0 {
+                return Ok(true);
+            }
+            budget -= 1;
             let pc = w.cur_pc as usize;
             let inst = &insts[pc];
             if self.stats.warp_insts - self.block_start_insts > MAX_WARP_INSTS_PER_BLOCK {
@@ -463,7 +632,14 @@ impl<'a> Worker<'a> {
                     }
                     continue;
                 }
-                Op::Bar => {
+                Op::Bar { arrive: true, id, .. } => {
+                    // Signals the warp's arrival without waiting.
+                    if mask != 0 {
+                        let l = mask.trailing_zeros() as usize;
+                        self.bar_arrivals[(read(w, geo, id, l) & 15) as usize] += 32;
+                    }
+                }
+                Op::Bar { .. } => {
                     w.waiting |= mask;
                     lanes!(mask, l, {
                         w.pcs[l] = pc as u32;
@@ -475,6 +651,7 @@ impl<'a> Worker<'a> {
                     continue;
                 }
                 Op::Nop => {}
+                Op::Fence => self.epoch += 1,
                 Op::AssertFail { args } => {
                     if mask != 0 {
                         return Err(self.assert_fail(wi, pc, mask, args));
@@ -488,7 +665,8 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } => self.memory_op(wi, pc, inst, mask)?,
-                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } => {
+                Op::Mbar { .. } => self.memory_op(wi, pc, inst, mask)?,
+                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } | Op::Redux { .. } | Op::Match { .. } => {
                     if self.warp_op(wi, pc, inst, mask)? == WarpSync::Parked {
                         continue;
                     }
@@ -535,7 +713,7 @@ impl<'a> Worker<'a> {
         }
         let first = mask.trailing_zeros() as usize;
         let mm = match inst.op {
-            Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } => mask,
+            Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } | Op::Redux { mask, .. } | Op::Match { mask, .. } => mask,
             _ => unreachable!("warp_op is called for warp-level instructions only"),
         };
         let member = read(w, &self.geo, mm, first) as u32;
@@ -598,29 +776,86 @@ impl<'a> Worker<'a> {
                     }
                 });
             }
-            Op::Vote { mode, d, a, neg, .. } => {
+            Op::Vote { mode, d, a, neg, mask: mm } => {
                 self.check_converged(wi, pc, mask, member, "vote.sync")?;
                 let w = &mut self.warps[wi];
-                let voters = mask & member;
-                let mut ballot = 0u32;
-                lanes!(voters, l, {
-                    if (read(w, &self.geo, a, l) != 0) != neg {
-                        ballot |= 1 << l;
-                    }
-                });
-                let v = match mode {
-                    VoteMode::Ballot => ballot as u64,
-                    VoteMode::All => (ballot == voters) as u64,
-                    VoteMode::Any => (ballot != 0) as u64,
-                    VoteMode::Uni => (ballot == 0 || ballot == voters) as u64,
-                };
-                lanes!(mask, l, {
-                    w.set(d, l, v);
-                });
+                let (groups, n) = member_groups(w, &self.geo, mm, mask);
+                for &(lanes_of, member) in &groups[..n] {
+                    let voters = mask & member;
+                    let mut ballot = 0u32;
+                    lanes!(voters, l, {
+                        if (read(w, &self.geo, a, l) != 0) != neg {
+                            ballot |= 1 << l;
+                        }
+                    });
+                    let v = match mode {
+                        VoteMode::Ballot => ballot as u64,
+                        VoteMode::All => (ballot == voters) as u64,
+                        VoteMode::Any => (ballot != 0) as u64,
+                        VoteMode::Uni => (ballot == 0 || ballot == voters) as u64,
+                    };
+                    lanes!(lanes_of, l, {
+                        w.set(d, l, v);
+                    });
+                }
             }
             Op::WarpSync { .. } => {
                 self.check_converged(wi, pc, mask, member, "bar.warp.sync")?;
                 self.warps[wi].sync_epoch += 1;
+            }
+            Op::Redux { f, d, a, mask: mm } => {
+                self.check_converged(wi, pc, mask, member, "redux.sync")?;
+                let w = &mut self.warps[wi];
+                let (groups, n) = member_groups(w, &self.geo, mm, mask);
+                for &(lanes_of, member) in &groups[..n] {
+                    let mut acc: Option<u64> = None;
+                    lanes!(mask & member, l, {
+                        let v = read(w, &self.geo, a, l) & 0xffff_ffff;
+                        acc = Some(acc.map_or(v, |x| f(x, v)));
+                    });
+                    let v = acc.unwrap_or(0);
+                    lanes!(lanes_of, l, {
+                        w.set(d, l, v);
+                    });
+                }
+            }
+            Op::Match { all, d, p, a, mask: mm } => {
+                self.check_converged(wi, pc, mask, member, "match.sync")?;
+                let w = &mut self.warps[wi];
+                let mut vals = [0u64; 32];
+                lanes!(mask, l, {
+                    vals[l] = read(w, &self.geo, a, l);
+                });
+                let (groups, n) = member_groups(w, &self.geo, mm, mask);
+                for &(lanes_of, member) in &groups[..n] {
+                    let voters = mask & member;
+                    let first = vals[(voters.trailing_zeros() % 32) as usize];
+                    let mut agree = voters != 0;
+                    lanes!(voters, l, {
+                        agree &= vals[l] == first;
+                    });
+                    lanes!(lanes_of, l, {
+                        let same = if all {
+                            if agree {
+                                voters
+                            } else {
+                                0
+                            }
+                        } else {
+                            let mut m = 0u32;
+                            lanes!(voters, k, {
+                                if vals[k] == vals[l] {
+                                    m |= 1 << k;
+                                }
+                            });
+                            m
+                        };
+                        w.set(d, l, same as u64);
+                        if let Some(p) = p {
+                            w.set(p, l, agree as u64);
+                        }
+                    });
+                }
             }
             _ => unreachable!("warp_op is called for warp-level instructions only"),
         }

@@ -33,3 +33,13 @@ pub fn fashion_mnist_dir() -> &'static Path {
     );
     dir
 }
+
+/// Asserts that `err` is one line mentioning every one of `parts`.
+#[track_caller]
+pub fn assert_mentions(err: &ferronet::Error, parts: &[&str]) {
+    let msg = err.to_string();
+    assert!(!msg.contains('\n'), "errors are one line: {msg}");
+    for p in parts {
+        assert!(msg.contains(p), "expected {p:?} in: {msg}");
+    }
+}

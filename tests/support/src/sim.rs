@@ -8,8 +8,12 @@ use std::sync::Arc;
 /// Compiles CUDA source to PTX for compute_75 with the function build.rs uses for kernels/*.cu.
 /// NVRTC is required: these tests exist to run NVRTC's output.
 pub fn compile(name: &str, src: &str) -> String {
-    use ferronet::device::nvrtc::{compile_ptx, BASE_COMPUTE_CAPABILITY};
-    compile_ptx(name, src, BASE_COMPUTE_CAPABILITY).unwrap_or_else(|e| panic!("{e}"))
+    compile_for(name, src, ferronet::device::nvrtc::BASE_COMPUTE_CAPABILITY)
+}
+
+/// Compiles CUDA source to PTX for compute capability `cc`, e.g. (8, 0) for what sm_80 adds.
+pub fn compile_for(name: &str, src: &str, cc: (i32, i32)) -> String {
+    ferronet::device::nvrtc::compile_ptx(name, src, cc).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A simulator with `options`, the module `name` loaded from CUDA source, and a backend over it.
