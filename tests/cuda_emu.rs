@@ -97,6 +97,7 @@ const INVALID_DEVICE: CuResult = 101;
 const INVALID_CONTEXT: CuResult = 201;
 const INVALID_HANDLE: CuResult = 400;
 const NOT_FOUND: CuResult = 500;
+const NOT_READY: CuResult = 600;
 const ILLEGAL_ADDRESS: CuResult = 700;
 const NOT_SUPPORTED: CuResult = 801;
 const STREAM_CAPTURE_UNSUPPORTED: CuResult = 900;
@@ -188,6 +189,13 @@ impl Cuda {
 
 fn arg<T>(v: &mut T) -> Handle {
     v as *mut T as Handle
+}
+
+/// Launches `fill` over 256 floats at `out`: out[i] = value * 2 + 1000 + i for i < 200.
+fn launch_fill(cuda: &Cuda, fill: Handle, stream: Handle, out: u64, value: f32) -> CuResult {
+    let (mut out, mut n, mut value, mut scale, mut offset) = (out, 200u32, value, 2.0f64, 1000i64);
+    let mut params = [arg(&mut out), arg(&mut n), arg(&mut value), arg(&mut scale), arg(&mut offset)];
+    cuda.launch(fill, 2, (128, 1, 1), 0, stream, &mut params)
 }
 
 /// One test, because the driver's state is per process: the not-initialised checks must come
@@ -312,6 +320,39 @@ fn the_driver_api_returns_the_real_drivers_error_codes() {
     assert_eq!(cuda.read(buf, 1).0, STREAM_CAPTURE_IMPLICIT);
     assert_eq!(call!(cuda, cuStreamEndCapture(stream, &mut graph) as fn(Handle, *mut Handle)), STREAM_CAPTURE_INVALIDATED);
     assert_eq!(call!(cuda, cuStreamDestroy_v2(stream) as fn(Handle)), SUCCESS);
+
+    // Work on a created stream runs at a synchronising call: a missing synchronisation or
+    // event wait shows up as stale data.
+    let (mut s1, mut s2, mut ready) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+    assert_eq!(call!(cuda, cuStreamCreate(&mut s1, 0) as fn(*mut Handle, c_uint)), SUCCESS);
+    assert_eq!(call!(cuda, cuStreamCreate(&mut s2, 0) as fn(*mut Handle, c_uint)), SUCCESS);
+    assert_eq!(call!(cuda, cuEventCreate(&mut ready, 0) as fn(*mut Handle, c_uint)), SUCCESS);
+    let mut host = vec![0f32; 4];
+    let copy_back = |host: &mut Vec<f32>, stream: Handle| {
+        call!(cuda, cuMemcpyDtoHAsync_v2(host.as_mut_ptr() as Handle, buf, 16, stream) as fn(Handle, u64, usize, Handle))
+    };
+    assert_eq!(launch_fill(&cuda, fill, s1, buf, 2.0), SUCCESS);
+    assert_eq!(copy_back(&mut host, s1), SUCCESS);
+    assert_eq!(host[0], 0.0, "before cuStreamSynchronize the copy has not run");
+    assert_eq!(call!(cuda, cuStreamSynchronize(s1) as fn(Handle)), SUCCESS);
+    assert_eq!(host[0], 1004.0);
+    // s2 reads what s1 writes, without waiting for it: the adversarial order runs the read first.
+    assert_eq!(launch_fill(&cuda, fill, s1, buf, 3.0), SUCCESS);
+    assert_eq!(call!(cuda, cuEventRecord(ready, s1) as fn(Handle, Handle)), SUCCESS);
+    assert_eq!(copy_back(&mut host, s2), SUCCESS);
+    assert_eq!(call!(cuda, cuEventElapsedTime(&mut ms, start, ready) as fn(*mut f32, Handle, Handle)), NOT_READY);
+    assert_eq!(cuda.sync(), SUCCESS);
+    assert_eq!(host[0], 1004.0, "the missing event wait shows as stale data");
+    // With the wait, the read sees the kernel's result.
+    assert_eq!(launch_fill(&cuda, fill, s1, buf, 4.0), SUCCESS);
+    assert_eq!(call!(cuda, cuEventRecord(ready, s1) as fn(Handle, Handle)), SUCCESS);
+    assert_eq!(call!(cuda, cuStreamWaitEvent(s2, ready, 0) as fn(Handle, Handle, c_uint)), SUCCESS);
+    assert_eq!(copy_back(&mut host, s2), SUCCESS);
+    assert_eq!(call!(cuda, cuStreamSynchronize(s2) as fn(Handle)), SUCCESS);
+    assert_eq!(host[0], 1008.0);
+    for s in [s1, s2] {
+        assert_eq!(call!(cuda, cuStreamDestroy_v2(s) as fn(Handle)), SUCCESS);
+    }
 
     // Unimplemented calls say so instead of aborting.
     assert_eq!(call!(cuda, cuCtxSetLimit(0, 0) as fn(c_uint, usize)), NOT_SUPPORTED);

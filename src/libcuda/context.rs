@@ -2,7 +2,7 @@
 //! cuCtxSetCurrent/GetCurrent/GetDevice, cuCtxSynchronize.
 
 use crate::errors::{guard, write_out, CuResult};
-use crate::queue::invalidate_captures;
+use crate::queue::{drain, invalidate_captures};
 use crate::state::{current_context, set_current_context, with_context, with_emulator};
 use cudarc::driver::sys::CUresult;
 use std::ffi::{c_int, c_void};
@@ -71,7 +71,7 @@ fn synchronize_context() -> CuResult {
         if invalidate_captures(emu, dev) {
             return Err(CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
         }
-        Ok(())
+        drain(emu, dev, |_| false)
     })
 }
 

@@ -6,7 +6,7 @@
 //! allocation are refused with the same code.
 
 use crate::errors::{guard, notice_once, write_out, CuResult};
-use crate::queue::{stream_ref, submit, Op, StreamRef};
+use crate::queue::{drain, stream_ref, submit, Op, StreamRef};
 use crate::state::{with_context, Emulator, Object};
 use cudarc::driver::sys::CUresult;
 use ferronet::gpu::driver::Driver;
@@ -27,7 +27,9 @@ fn alloc(emu: &mut Emulator, dev: usize, bytes: usize) -> CuResult<u64> {
     Ok(ptr)
 }
 
+/// Frees after all queued work has run: it may still use the allocation.
 fn free(emu: &mut Emulator, dev: usize, ptr: u64) -> CuResult {
+    drain(emu, dev, |_| false)?;
     let device = &mut emu.devices[dev];
     device.ctx.allocations.remove(&ptr).ok_or(CUresult::CUDA_ERROR_INVALID_VALUE)?;
     device.sim.free(ptr);

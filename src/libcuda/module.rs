@@ -145,6 +145,8 @@ pub extern "C" fn cuModuleUnload(module: *mut c_void) -> CUresult {
     guard("cuModuleUnload", || {
         with_context(|emu, dev| {
             let sim_module = module_name(emu, dev, module)?;
+            // Queued launches may still use the module's kernels.
+            crate::queue::drain(emu, dev, |_| false)?;
             emu.objects.retain(|_, o| !matches!(o, Object::Function { module: m, .. } if *m == module as u64));
             emu.objects.remove(&(module as u64));
             emu.devices[dev].sim.unload_module(&sim_module).map_err(|_| CUresult::CUDA_ERROR_UNKNOWN)

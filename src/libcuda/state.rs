@@ -9,7 +9,7 @@ use cudarc::driver::sys::CUresult;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::alloc::Layout;
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 /// The primary context of one device.
@@ -42,8 +42,10 @@ pub enum Capture {
 pub enum Object {
     Module { device: usize, sim_name: String, functions: HashMap<String, u64> },
     Function { device: usize, module: u64, sim_module: String, kernel: String, params: Vec<(usize, usize)> },
-    Stream { device: usize, capture: Option<Capture> },
-    Event { device: usize, timing: bool, recorded_at_s: Option<f64> },
+    /// `queue`: work submitted and not yet run, with its submission number.
+    Stream { device: usize, capture: Option<Capture>, queue: VecDeque<(u64, Op)> },
+    /// `submitted`/`completed`: how many records were submitted and how many have run.
+    Event { device: usize, timing: bool, recorded_at_s: Option<f64>, submitted: u64, completed: u64 },
     Graph { device: usize, ops: Vec<Op> },
     GraphExec { device: usize, ops: Vec<Op> },
 }
@@ -66,6 +68,8 @@ pub struct Emulator {
     pub objects: HashMap<u64, Object>,
     pub host_allocations: HashMap<usize, Layout>,
     next_handle: u64,
+    /// Submission counter of queued work (the scheduler runs the latest ready work first).
+    pub next_submission: u64,
 }
 
 /// None until cuInit; Err when cuInit failed (every later cuInit returns the same code).
@@ -128,7 +132,7 @@ impl Emulator {
             CUresult::CUDA_ERROR_INVALID_VALUE
         };
         let configs = config::devices_from_env().map_err(invalid)?;
-        let mut emu = Emulator { devices: Vec::new(), objects: HashMap::new(), host_allocations: HashMap::new(), next_handle: 0x1000 };
+        let mut emu = Emulator { devices: Vec::new(), objects: HashMap::new(), host_allocations: HashMap::new(), next_handle: 0x1000, next_submission: 0 };
         for config in configs {
             let mut options = SimOptions::from_env().map_err(|e| invalid(e.to_string()))?;
             options.capacity_bytes = config.memory_bytes;

@@ -1,10 +1,9 @@
 //! Streams and events: cuStreamCreate/Destroy/Synchronize/Query/WaitEvent and
-//! cuEventCreate/Record/Query/Synchronize/ElapsedTime/Destroy. Work has run by the time it is
-//! submitted (see queue.rs), so waits only validate their handles; event times are the
-//! simulator's predicted device times.
+//! cuEventCreate/Record/Query/Synchronize/ElapsedTime/Destroy. Synchronising calls run the queued
+//! work they wait for (queue.rs); event times are the simulator's predicted device times.
 
 use crate::errors::{guard, write_out, CuResult};
-use crate::queue::{invalidate_captures, stream_ref, submit, Op, StreamRef};
+use crate::queue::{drain, event_complete, invalidate_captures, stream_idle, stream_ref, submit, Op, StreamRef};
 use crate::state::{with_context, Capture, Emulator, Object};
 use cudarc::driver::sys::CUresult;
 use std::ffi::{c_int, c_uint, c_void};
@@ -13,7 +12,7 @@ const CU_EVENT_DISABLE_TIMING: c_uint = 0x2;
 
 #[no_mangle]
 pub extern "C" fn cuStreamCreate(stream: *mut *mut c_void, _flags: c_uint) -> CUresult {
-    guard("cuStreamCreate", || with_context(|emu, dev| write_out(stream, emu.insert(Object::Stream { device: dev, capture: None }) as *mut c_void)))
+    guard("cuStreamCreate", || with_context(|emu, dev| write_out(stream, emu.insert(Object::Stream { device: dev, capture: None, queue: Default::default() }) as *mut c_void)))
 }
 
 /// Priorities do not change a synchronous order.
@@ -37,8 +36,10 @@ pub extern "C" fn cuStreamDestroy_v2(stream: *mut c_void) -> CUresult {
     guard("cuStreamDestroy_v2", || {
         with_context(|emu, dev| match created_stream(emu, dev, stream)? {
             Some(_) => {
+                // The stream's queued work still completes, as on the real driver.
+                let result = drain(emu, dev, |emu| stream_idle(emu, stream as u64));
                 emu.objects.remove(&(stream as u64));
-                Ok(())
+                result
             }
             None => Err(CUresult::CUDA_ERROR_INVALID_HANDLE),
         })
@@ -57,7 +58,10 @@ fn wait_for_stream(stream: *mut c_void) -> CuResult {
             *capture = Some(Capture::Invalidated);
             return Err(CUresult::CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
         }
-        Ok(())
+        match stream_ref(emu, dev, stream as u64)? {
+            StreamRef::Created(handle) => drain(emu, dev, |emu| stream_idle(emu, handle)),
+            StreamRef::Legacy | StreamRef::PerThread => drain(emu, dev, |_| false),
+        }
     })
 }
 
@@ -82,8 +86,8 @@ fn event(emu: &mut Emulator, dev: usize, event: *mut c_void) -> CuResult<(bool, 
 pub extern "C" fn cuStreamWaitEvent(stream: *mut c_void, h_event: *mut c_void, _flags: c_uint) -> CUresult {
     guard("cuStreamWaitEvent", || {
         with_context(|emu, dev| {
-            stream_ref(emu, dev, stream as u64)?;
-            event(emu, dev, h_event).map(|_| ())
+            event(emu, dev, h_event)?;
+            submit(emu, dev, stream as u64, Op::WaitEvent { event: h_event as u64, generation: 0 })
         })
     })
 }
@@ -93,7 +97,7 @@ pub extern "C" fn cuEventCreate(ph_event: *mut *mut c_void, flags: c_uint) -> CU
     guard("cuEventCreate", || {
         with_context(|emu, dev| {
             let timing = flags & CU_EVENT_DISABLE_TIMING == 0;
-            write_out(ph_event, emu.insert(Object::Event { device: dev, timing, recorded_at_s: None }) as *mut c_void)
+            write_out(ph_event, emu.insert(Object::Event { device: dev, timing, recorded_at_s: None, submitted: 0, completed: 0 }) as *mut c_void)
         })
     })
 }
@@ -103,29 +107,43 @@ pub extern "C" fn cuEventRecord(h_event: *mut c_void, stream: *mut c_void) -> CU
     guard("cuEventRecord", || {
         with_context(|emu, dev| {
             event(emu, dev, h_event)?;
-            submit(emu, dev, stream as u64, Op::RecordEvent { event: h_event as u64 })
+            submit(emu, dev, stream as u64, Op::RecordEvent { event: h_event as u64, generation: 0 })
         })
+    })
+}
+
+/// Runs the queued work up to the event's latest record.
+fn wait_for_event(h_event: *mut c_void) -> CuResult {
+    with_context(|emu, dev| {
+        event(emu, dev, h_event)?;
+        drain(emu, dev, |emu| event_complete(emu, h_event as u64))
     })
 }
 
 #[no_mangle]
 pub extern "C" fn cuEventQuery(h_event: *mut c_void) -> CUresult {
-    guard("cuEventQuery", || with_context(|emu, dev| event(emu, dev, h_event).map(|_| ())))
+    guard("cuEventQuery", || wait_for_event(h_event))
 }
 
 #[no_mangle]
 pub extern "C" fn cuEventSynchronize(h_event: *mut c_void) -> CUresult {
-    guard("cuEventSynchronize", || with_context(|emu, dev| event(emu, dev, h_event).map(|_| ())))
+    guard("cuEventSynchronize", || wait_for_event(h_event))
 }
 
 /// Milliseconds of predicted device time between two recorded events. An event never recorded,
-/// or created without timing, is INVALID_HANDLE as on the real driver.
+/// or created without timing, is INVALID_HANDLE, and one whose record has not run yet (no
+/// synchronisation on it) NOT_READY, as on the real driver.
 #[no_mangle]
 pub extern "C" fn cuEventElapsedTime(ms: *mut f32, h_start: *mut c_void, h_end: *mut c_void) -> CUresult {
     guard("cuEventElapsedTime", || {
-        with_context(|emu, dev| match (event(emu, dev, h_start)?, event(emu, dev, h_end)?) {
+        with_context(|emu, dev| {
+            if !event_complete(emu, h_start as u64) || !event_complete(emu, h_end as u64) {
+                return Err(CUresult::CUDA_ERROR_NOT_READY);
+            }
+            match (event(emu, dev, h_start)?, event(emu, dev, h_end)?) {
             ((true, Some(start)), (true, Some(end))) => write_out(ms, ((end - start) * 1e3) as f32),
-            _ => Err(CUresult::CUDA_ERROR_INVALID_HANDLE),
+                _ => Err(CUresult::CUDA_ERROR_INVALID_HANDLE),
+            }
         })
     })
 }
