@@ -99,7 +99,4 @@ fn main() {
     }
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("kernels.rs");
     std::fs::write(&dest, out).unwrap_or_else(|e| panic!("cannot write {}: {e}", dest.display()));
-    // SONAME of the emulated driver (src/libcuda). Cargo ignores `rustc-link-arg-examples` for a
-    // cdylib example, so this goes to every linked target; executables ignore a SONAME.
-    println!("cargo:rustc-link-arg=-Wl,-soname,libcuda.so.1");
 }

@@ -89,7 +89,7 @@ fn lookup(code: u32) -> Option<&'static (u32, &'static CStr, &'static CStr)> {
 
 /// Shared body of cuGetErrorName and cuGetErrorString: an unknown code is INVALID_VALUE and
 /// stores NULL, as the real driver does.
-pub fn describe(code: u32, out: *mut *const c_char, text: impl Fn(&(u32, &'static CStr, &'static CStr)) -> &'static CStr) -> CuResult {
+fn describe(code: u32, out: *mut *const c_char, text: impl Fn(&(u32, &'static CStr, &'static CStr)) -> &'static CStr) -> CuResult {
     match lookup(code) {
         Some(entry) => write_out(out, text(entry).as_ptr()),
         None => {

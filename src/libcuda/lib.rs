@@ -5,7 +5,8 @@
 //!
 //! It is strict where the real driver is: the same error codes for a missing current context,
 //! an uninitialised driver, invalid or freed pointers, launches over the device's limits, and
-//! kernel faults, which become the context's sticky error. A call it does not implement returns
+//! kernel faults, which become the context's sticky error. Work on created streams runs late and
+//! in an adversarial order (queue.rs). A call it does not implement returns
 //! CUDA_ERROR_NOT_SUPPORTED and names itself once on stderr; no entry point unwinds into its
 //! caller.
 //!

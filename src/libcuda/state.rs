@@ -178,7 +178,7 @@ impl Emulator {
     /// Drops everything of device `dev` when its primary context is released for the last time.
     pub fn reset_device(&mut self, dev: usize) {
         let device = &mut self.devices[dev];
-        for (&ptr, _) in &device.ctx.allocations {
+        for &ptr in device.ctx.allocations.keys() {
             ferronet::gpu::driver::Driver::free(&device.sim, ptr);
         }
         device.ctx.allocations.clear();
