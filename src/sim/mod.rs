@@ -119,6 +119,8 @@ impl SimOptions {
 struct Module {
     kernels: HashMap<String, DecodedKernel>,
     globals: Vec<DevPtr>,
+    /// Each global variable's address and size in bytes, by name.
+    symbols: HashMap<String, (DevPtr, usize)>,
 }
 
 pub struct SimDriver {
@@ -159,6 +161,7 @@ impl SimDriver {
         // the module is loaded, initialised like static storage.
         let mut addresses = HashMap::new();
         let mut globals = Vec::new();
+        let mut symbols = HashMap::new();
         {
             let mut memory = lock(&self.memory)?;
             for var in &ast.globals {
@@ -166,10 +169,11 @@ impl SimDriver {
                 globals.push(ptr);
                 memory.write(ptr, &var.initial_bytes())?;
                 addresses.insert(var.name.clone(), ptr);
+                symbols.insert(var.name.clone(), (ptr, var.bytes as usize));
             }
         }
         let kernels = decode::decode_module(&ast, &addresses);
-        let replaced = lock(&self.modules)?.insert(name.to_string(), Arc::new(Module { kernels, globals }));
+        let replaced = lock(&self.modules)?.insert(name.to_string(), Arc::new(Module { kernels, globals, symbols }));
         if let Some(old) = replaced {
             for &ptr in &old.globals {
                 self.free(ptr);
@@ -283,40 +287,116 @@ impl Driver for SimDriver {
 
     fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
         let started = Instant::now();
-        let decoded = self.module(module)?;
-        let k = match decoded.kernels.get(kernel) {
-            Some(Ok(k)) => k.clone(),
-            Some(Err(msg)) => return Err(Error::Sim(msg.clone())),
-            None => return Err(Error::device(format!("module {module} has no kernel named {kernel}"))),
-        };
+        let k = self.kernel(module, kernel)?;
+        let params = Self::marshal(&k, args)?;
+        self.run_kernel(started, module, &k, cfg, &params)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn mem_info(&self) -> Result<(usize, usize)> {
+        let m = lock(&self.memory)?;
+        Ok((m.capacity() - m.used(), m.capacity()))
+    }
+
+    fn record_event(&self) -> Result<EventId> {
+        let mut ev = lock(&self.events)?;
+        ev.push(Instant::now());
+        Ok(EventId(ev.len() as u64 - 1))
+    }
+
+    fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32> {
+        let ev = lock(&self.events)?;
+        let get = |e: EventId| ev.get(e.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", e.0)));
+        let (a, b) = (get(start)?, get(end)?);
+        Ok(b.saturating_duration_since(a).as_secs_f32() * 1000.0)
+    }
+}
+
+/// Raw launches, for the emulated CUDA driver library (src/libcuda), which receives kernel
+/// parameters as the bytes the caller laid out.
+impl SimDriver {
+    /// The (offset, size) in bytes of each parameter of `module::kernel`, in signature order, as
+    /// its PTX `.param` list declares them; Ok(None) when the module has no such kernel.
+    pub fn kernel_params(&self, module: &str, kernel: &str) -> Result<Option<Vec<(usize, usize)>>> {
+        match self.module(module)?.kernels.get(kernel) {
+            Some(Ok(k)) => Ok(Some(k.params.clone())),
+            Some(Err(msg)) => Err(Error::Sim(msg.clone())),
+            None => Ok(None),
+        }
+    }
+
+    /// Launches `module::kernel` with its parameter buffer already laid out as
+    /// [`SimDriver::kernel_params`] describes.
+    pub fn launch_raw(&self, module: &str, kernel: &str, cfg: &LaunchConfig, params: &[u8]) -> Result<()> {
+        let started = Instant::now();
+        let k = self.kernel(module, kernel)?;
+        if params.len() != k.param_bytes {
+            return Err(Error::device(format!(
+                "kernel {kernel} takes {} bytes of parameters but the launch passed {}",
+                k.param_bytes,
+                params.len()
+            )));
+        }
+        self.run_kernel(started, module, &k, cfg, params)
+    }
+
+    /// The address and size of global variable `symbol` of module `name`; Ok(None) when the
+    /// module has no such variable.
+    pub fn global(&self, name: &str, symbol: &str) -> Result<Option<(DevPtr, usize)>> {
+        Ok(self.module(name)?.symbols.get(symbol).copied())
+    }
+
+    /// Unloads module `name` and frees its global variables (a no-op for an unknown name).
+    pub fn unload_module(&self, name: &str) -> Result<()> {
+        if let Some(old) = lock(&self.modules)?.remove(name) {
+            for &ptr in &old.globals {
+                self.free(ptr);
+            }
+        }
+        Ok(())
+    }
+
+    fn kernel(&self, module: &str, kernel: &str) -> Result<Arc<program::Kernel>> {
+        match self.module(module)?.kernels.get(kernel) {
+            Some(Ok(k)) => Ok(k.clone()),
+            Some(Err(msg)) => Err(Error::Sim(msg.clone())),
+            None => Err(Error::device(format!("module {module} has no kernel named {kernel}"))),
+        }
+    }
+
+    fn run_kernel(&self, started: Instant, module: &str, k: &program::Kernel, cfg: &LaunchConfig, params: &[u8]) -> Result<()> {
         let grid = [cfg.grid.0, cfg.grid.1, cfg.grid.2];
         let block = [cfg.block.0, cfg.block.1, cfg.block.2];
         let threads = block.iter().map(|&b| b as u64).product::<u64>();
         let within = |dims: [u32; 3], max: [u32; 3]| dims.iter().zip(max).all(|(&d, m)| (1..=m).contains(&d));
         if !within(grid, MAX_GRID_DIM) || !within(block, MAX_BLOCK_DIM) || threads > MAX_THREADS_PER_BLOCK as u64 {
             return Err(Error::device(format!(
-                "invalid launch of {module}::{kernel}: grid {grid:?}, block {block:?} (grid up to {MAX_GRID_DIM:?}, \
-                 block up to {MAX_BLOCK_DIM:?} with at most {MAX_THREADS_PER_BLOCK} threads)"
+                "invalid launch of {module}::{}: grid {grid:?}, block {block:?} (grid up to {MAX_GRID_DIM:?}, \
+                 block up to {MAX_BLOCK_DIM:?} with at most {MAX_THREADS_PER_BLOCK} threads)",
+                k.name
             )));
         }
-        let params = Self::marshal(&k, args)?;
         let options = *lock(&self.options)?;
         let launch_no = self.launches.fetch_add(1, Ordering::Relaxed);
 
         let mut memory = lock(&self.memory)?;
         let view = memory.view();
         let lp = exec::Launch {
-            kernel: &k,
+            kernel: k,
             grid,
             block,
             dyn_shared: cfg.shared_mem_bytes as usize,
-            params: &params,
+            params,
             mem: &view,
             sanitize: options.sanitize,
         };
         if lp.shared_bytes() > MAX_SHARED_PER_BLOCK {
             return Err(Error::device(format!(
-                "{module}::{kernel} needs {} bytes of shared memory per block; the limit is {MAX_SHARED_PER_BLOCK}",
+                "{module}::{} needs {} bytes of shared memory per block; the limit is {MAX_SHARED_PER_BLOCK}",
+                k.name,
                 lp.shared_bytes()
             )));
         }
@@ -346,7 +426,7 @@ impl Driver for SimDriver {
             other => other,
         })?;
 
-        stats.kernel = format!("{module}::{kernel}");
+        stats.kernel = format!("{module}::{}", k.name);
         stats.grid = cfg.grid;
         stats.block = cfg.block;
         stats.sim_seconds = started.elapsed().as_secs_f64();
@@ -358,27 +438,6 @@ impl Driver for SimDriver {
         Ok(())
     }
 
-    fn synchronize(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn mem_info(&self) -> Result<(usize, usize)> {
-        let m = lock(&self.memory)?;
-        Ok((m.capacity() - m.used(), m.capacity()))
-    }
-
-    fn record_event(&self) -> Result<EventId> {
-        let mut ev = lock(&self.events)?;
-        ev.push(Instant::now());
-        Ok(EventId(ev.len() as u64 - 1))
-    }
-
-    fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32> {
-        let ev = lock(&self.events)?;
-        let get = |e: EventId| ev.get(e.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", e.0)));
-        let (a, b) = (get(start)?, get(end)?);
-        Ok(b.saturating_duration_since(a).as_secs_f32() * 1000.0)
-    }
 }
 
 /// Runs the blocks in `order` on up to `workers` host threads; each thread takes contiguous

@@ -4,5 +4,6 @@
 
 mod bench_pytorch_script;
 mod bench_smoke;
+mod cuda_emu;
 mod models_cli;
 mod ptxas_gate;
