@@ -196,7 +196,7 @@ pub fn run(emu: &mut Emulator, dev: usize, op: &Op) -> CuResult {
                 let predicted: f64 = sim.take_launch_stats().iter().map(|s| device.config.roofline.predict(s).seconds).sum();
                 device.ctx.predicted_s += predicted;
             }
-            Err(Error::Sim(message)) => {
+            Err(Error::KernelFault { detail: message, .. }) => {
                 let code = fault_code(&message);
                 eprintln!("libcuda (ferronet emulation): kernel fault, the context now returns {code:?}: {message}");
                 device.ctx.sticky = Some(code);

@@ -433,22 +433,29 @@ pub const SIN: u8 = 7;
 pub const COS: u8 = 8;
 pub const TANH: u8 = 9;
 
+/// The unary op `OP` of `x`, for f32 and f64 alike.
+macro_rules! unary {
+    ($op:expr, $x:expr) => {
+        match $op {
+            NEG => -$x,
+            ABS => $x.abs(),
+            SQRT => $x.sqrt(),
+            RSQRT => 1.0 / $x.sqrt(),
+            RCP => 1.0 / $x,
+            EX2 => $x.exp2(),
+            LG2 => $x.log2(),
+            SIN => $x.sin(),
+            COS => $x.cos(),
+            _ => $x.tanh(),
+        }
+    };
+}
+
 /// Unary float ops. The `.approx` transcendentals use the host's accurate functions, which are
 /// within the hardware's documented error bounds of the approximations.
 pub fn f32_un<const OP: u8, const MODE: u8, const FTZ: bool>(a: u64) -> u64 {
     let x = fin::<FTZ>(a);
-    let r = match OP {
-        NEG => -x,
-        ABS => x.abs(),
-        SQRT => x.sqrt(),
-        RSQRT => 1.0 / x.sqrt(),
-        RCP => 1.0 / x,
-        EX2 => x.exp2(),
-        LG2 => x.log2(),
-        SIN => x.sin(),
-        COS => x.cos(),
-        _ => x.tanh(),
-    };
+    let r = unary!(OP, x);
     let r = if MODE == RN || !(OP == SQRT || OP == RCP) {
         r
     } else if OP == SQRT {
@@ -488,18 +495,7 @@ pub fn f64_fma(a: u64, b: u64, c: u64) -> u64 {
 
 pub fn f64_un<const OP: u8>(a: u64) -> u64 {
     let x = d(a);
-    db(match OP {
-        NEG => -x,
-        ABS => x.abs(),
-        SQRT => x.sqrt(),
-        RSQRT => 1.0 / x.sqrt(),
-        RCP => 1.0 / x,
-        EX2 => x.exp2(),
-        LG2 => x.log2(),
-        SIN => x.sin(),
-        COS => x.cos(),
-        _ => x.tanh(),
-    })
+    db(unary!(OP, x))
 }
 
 /// A 16-bit float (f16, or bf16 when `BF`) widened to f32, exactly.

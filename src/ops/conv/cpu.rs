@@ -210,13 +210,21 @@ fn scatter_channel_major<E: Element>(rows: &[E], bias: Option<&[E]>, g: &ConvGeo
 }
 
 impl CpuBackend {
-    /// Images per chunk and the workspaces of one chunk: the column buffer and a [C_out, cols]
-    /// matrix for the channel-major output or gradient.
-    fn conv_workspaces<E: Element>(&self, g: &ConvGeom) -> (usize, CpuBuf<E>, CpuBuf<E>) {
+    /// Runs `step(n0, nb, cols, rows)` over the batch in chunks of `nb` images, sized so the
+    /// im2col columns (`cols`) stay within the workspace; `rows` holds the chunk's
+    /// [C_out, nb * OH * OW] matrix.
+    fn for_each_image_chunk<E: Element>(
+        &self,
+        g: &ConvGeom,
+        mut step: impl FnMut(usize, usize, &mut CpuBuf<E>, &mut CpuBuf<E>) -> Result<()>,
+    ) -> Result<()> {
         let chunk = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<E>());
-        let cols = self.wrap(vec![E::zero(); g.col_rows() * g.col_cols(chunk)]);
-        let rows = self.wrap(vec![E::zero(); g.c_out * g.col_cols(chunk)]);
-        (chunk, cols, rows)
+        let mut cols = self.wrap(vec![E::zero(); g.col_rows() * g.col_cols(chunk)]);
+        let mut rows = self.wrap(vec![E::zero(); g.c_out * g.col_cols(chunk)]);
+        for n0 in (0..g.n).step_by(chunk) {
+            step(n0, chunk.min(g.n - n0), &mut cols, &mut rows)?;
+        }
+        Ok(())
     }
 }
 
@@ -291,13 +299,12 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     ) -> Result<CpuBuf<E>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
-        let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
-        for n0 in (0..g.n).step_by(chunk) {
-            let nb = chunk.min(g.n - n0);
-            self.im2col(x, g, n0, nb, &mut cols)?;
-            self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Forward, false), w, &cols, &mut rows)?;
-            scatter_channel_major(&rows, bias.map(|b| &b[..]), g, n0, nb, &mut y);
-        }
+        self.for_each_image_chunk(g, |n0, nb, cols, rows| {
+            self.im2col(x, g, n0, nb, cols)?;
+            self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Forward, false), w, cols, rows)?;
+            scatter_channel_major(rows, bias.map(|b| &b[..]), g, n0, nb, &mut y);
+            Ok(())
+        })?;
         Ok(y)
     }
 
@@ -305,13 +312,11 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
-        let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
-        for n0 in (0..g.n).step_by(chunk) {
-            let nb = chunk.min(g.n - n0);
-            gather_channel_major(dy, g, n0, nb, &mut rows);
-            self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Data, false), w, &rows, &mut cols)?;
-            self.col2im(&cols, g, n0, nb, &mut dx)?;
-        }
+        self.for_each_image_chunk(g, |n0, nb, cols, rows| {
+            gather_channel_major(dy, g, n0, nb, rows);
+            self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Data, false), w, rows, cols)?;
+            self.col2im(cols, g, n0, nb, &mut dx)
+        })?;
         Ok(dx)
     }
 
@@ -319,14 +324,12 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         expect_len("conv2d", "input", x.len(), g.x_len())?;
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
-        let (chunk, mut cols, mut rows) = self.conv_workspaces::<E>(g);
-        for n0 in (0..g.n).step_by(chunk) {
-            let nb = chunk.min(g.n - n0);
-            self.im2col(x, g, n0, nb, &mut cols)?;
-            gather_channel_major(dy, g, n0, nb, &mut rows);
+        self.for_each_image_chunk(g, |n0, nb, cols, rows| {
+            self.im2col(x, g, n0, nb, cols)?;
+            gather_channel_major(dy, g, n0, nb, rows);
             let spec = grouped_spec(g, g.col_cols(nb), ConvProduct::Filter, n0 > 0);
-            self.gemm(&spec, &rows, &cols, &mut dw)?;
-        }
+            self.gemm(&spec, rows, cols, &mut dw)
+        })?;
         Ok(dw)
     }
 

@@ -147,6 +147,18 @@ impl Warp {
         });
     }
 
+    /// Lanes `mask` of the current ones stay at `pc` (waiting for a barrier or a warp sync); the
+    /// other current lanes move on past it.
+    fn hold(&mut self, mask: u32, pc: u32) {
+        lanes!(mask, l, {
+            self.pcs[l] = pc;
+        });
+        self.cur_mask &= !mask;
+        if self.cur_mask != 0 {
+            self.advance(pc + 1);
+        }
+    }
+
     /// The current lanes move on to `next`, merging with lanes already waiting there. Other
     /// runnable lanes are all at higher pcs (min-PC), so `next = pc + 1` keeps the order.
     fn advance(&mut self, next: u32) {
@@ -641,13 +653,7 @@ impl<'a> Worker<'a> {
                 }
                 Op::Bar { .. } => {
                     w.waiting |= mask;
-                    lanes!(mask, l, {
-                        w.pcs[l] = pc as u32;
-                    });
-                    w.cur_mask &= !mask;
-                    if w.cur_mask != 0 {
-                        w.advance(pc as u32 + 1);
-                    }
+                    w.hold(mask, pc as u32);
                     continue;
                 }
                 Op::Nop => {}
@@ -719,13 +725,7 @@ impl<'a> Worker<'a> {
         let member = read(w, &self.geo, mm, first) as u32;
         if member & !mask & w.runnable() != 0 {
             w.wsync |= mask;
-            lanes!(mask, l, {
-                w.pcs[l] = pc as u32;
-            });
-            w.cur_mask &= !mask;
-            if w.cur_mask != 0 {
-                w.advance(pc as u32 + 1);
-            }
+            w.hold(mask, pc as u32);
             return Ok(WarpSync::Parked);
         }
         match inst.op {
