@@ -42,7 +42,7 @@ pub fn load_image_file(path: &Path, channels: usize, height: usize, width: usize
     let image = decode(path)?;
     let (w, h) = (image.width() as usize, image.height() as usize);
     let interleaved = match channels {
-        1 => image.into_luma8().into_raw(),
+        1 => image.into_rgb8().pixels().map(|p| pil_luma(p.0)).collect(),
         3 => image.into_rgb8().into_raw(),
         _ => return Err(Error::config(format!("images can be read with 1 or 3 channels, not {channels}"))),
     };
@@ -55,15 +55,21 @@ pub fn load_image_file(path: &Path, channels: usize, height: usize, width: usize
     Ok(if (h, w) == (height, width) { planar } else { resize_bilinear(&planar, channels, (h, w), (height, width)) })
 }
 
+/// Grey as PIL's `convert("L")` (ITU-R 601 weights in 16-bit fixed point), which torchvision's
+/// `Grayscale` uses; the image crate's own conversion weighs by Rec. 709 instead.
+fn pil_luma([r, g, b]: [u8; 3]) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
 /// Reads the class folders under `dir`. With `classes` given (the test split), folder names must
 /// be among them; otherwise they define the classes, in sorted order.
-fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, usize)>) -> Result<(Vec<String>, ImageSet)> {
+fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, usize)>, channels: usize) -> Result<(Vec<String>, ImageSet)> {
     let folders: Vec<PathBuf> = list_dir(dir)?.into_iter().filter(|p| p.is_dir()).collect();
     if folders.is_empty() {
         return Err(Error::data(dir, "no class sub-folders: expected one folder of PNG/JPEG images per class"));
     }
     let names: Vec<String> = folders.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
-    let mut set = ImageSet::empty(3, 0, 0);
+    let mut set = ImageSet::empty(channels, 0, 0);
     for (index, (folder, name)) in folders.iter().zip(&names).enumerate() {
         let label = match classes {
             Some(known) => known.iter().position(|c| c == name).ok_or_else(|| {
@@ -85,7 +91,7 @@ fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, 
                     hw
                 }
             };
-            set.pixels.extend(load_image_file(&file, 3, h, w)?);
+            set.pixels.extend(load_image_file(&file, channels, h, w)?);
             set.labels.push(label as u32);
         }
     }
@@ -95,18 +101,19 @@ fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, 
     Ok((names, set))
 }
 
-/// Images are resized to `resize` when given, else to the size of the first image read.
-pub fn load_folder(dir: &Path, resize: Option<(usize, usize)>) -> Result<RawDataset> {
+/// Images are decoded to `channels` (1 or 3) and resized to `resize` when given, else to the size
+/// of the first image read.
+pub fn load_folder(dir: &Path, resize: Option<(usize, usize)>, channels: usize) -> Result<RawDataset> {
     let mut size = resize;
     let train_dir = dir.join("train");
     if !train_dir.is_dir() {
-        let (classes, train) = read_split(dir, None, &mut size)?;
+        let (classes, train) = read_split(dir, None, &mut size, channels)?;
         return Ok(RawDataset { classes, train, test: None });
     }
-    let (classes, train) = read_split(&train_dir, None, &mut size)?;
+    let (classes, train) = read_split(&train_dir, None, &mut size, channels)?;
     let test_dir = ["test", "val"].iter().map(|s| dir.join(s)).find(|p| p.is_dir());
     let test = match test_dir {
-        Some(test_dir) => Some(read_split(&test_dir, Some(&classes), &mut size)?.1),
+        Some(test_dir) => Some(read_split(&test_dir, Some(&classes), &mut size, channels)?.1),
         None => None,
     };
     Ok(RawDataset { classes, train, test })

@@ -127,13 +127,16 @@ pub struct DatasetOptions {
     pub resize: Option<(usize, usize)>,
     /// Repeat a single grey channel three times (grey images into RGB models).
     pub grayscale_to_rgb: bool,
+    /// The channels an image folder's images are decoded to: 1 (grey, as PIL's `convert("L")`)
+    /// or 3 (RGB). The other readers keep their files' channels.
+    pub folder_channels: usize,
     /// Only the first N training images, for quick runs.
     pub limit: Option<usize>,
 }
 
 impl DatasetOptions {
     pub fn new(kind: DatasetKind) -> Self {
-        DatasetOptions { kind, data_dir: None, val_fraction: 0.2, seed: 0, resize: None, grayscale_to_rgb: false, limit: None }
+        DatasetOptions { kind, data_dir: None, val_fraction: 0.2, seed: 0, resize: None, grayscale_to_rgb: false, folder_channels: 3, limit: None }
     }
 }
 
@@ -178,7 +181,7 @@ pub fn load(opts: &DatasetOptions) -> Result<Dataset> {
         DatasetKind::Mnist | DatasetKind::FashionMnist => idx::load_mnist_dir(&dir()?, opts.kind == DatasetKind::FashionMnist)?,
         DatasetKind::Cifar10 => cifar::load_cifar10(&dir()?)?,
         DatasetKind::Cifar100 => cifar::load_cifar100(&dir()?)?,
-        DatasetKind::ImageFolder => folder::load_folder(&dir()?, opts.resize)?,
+        DatasetKind::ImageFolder => folder::load_folder(&dir()?, opts.resize, opts.folder_channels)?,
     };
     finish(opts, raw)
 }

@@ -114,6 +114,7 @@ impl DataConfig {
             seed,
             resize: (native.map(|[_, h, w]| (h, w)) != Some((input[1], input[2]))).then_some((input[1], input[2])),
             grayscale_to_rgb: self.gray_to_rgb || input[0] == 3,
+            folder_channels: input[0],
             limit: self.limit,
         })
     }

@@ -87,6 +87,52 @@ fn the_second_emulated_device_runs_kernels() {
     assert!(!out.status.success() && text(&out.stderr).contains("cuda:2 does not exist"), "{}", text(&out.stderr));
 }
 
+/// A folder of real images: the first 36 Fashion-MNIST test images as PNG files, one sub-folder
+/// per class.
+fn fashion_mnist_folder(dir: &std::path::Path) {
+    use ferronet::data::{load, DatasetKind, DatasetOptions};
+    let options = DatasetOptions {
+        data_dir: Some(ferronet_test_support::fashion_mnist_dir().to_path_buf()),
+        val_fraction: 0.0,
+        ..DatasetOptions::new(DatasetKind::FashionMnist)
+    };
+    let data = load(&options).unwrap_or_else(|e| panic!("{e}"));
+    let test = data.test.expect("Fashion-MNIST has a test set");
+    for i in 0..36 {
+        let class = dir.join(format!("class{}", test.labels[i]));
+        std::fs::create_dir_all(&class).unwrap();
+        let image = image::GrayImage::from_raw(test.width as u32, test.height as u32, test.image(i).to_vec()).expect("28x28 grey");
+        image.save(class.join(format!("{i}.png"))).unwrap();
+    }
+}
+
+/// The evaluation figures of a run's metrics.json (not its device name or timings).
+fn evaluation(run: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    let text = std::fs::read_to_string(run.join("metrics.json")).unwrap_or_else(|e| panic!("{}: {e}", run.display()));
+    let metrics: serde_json::Value = serde_json::from_str(&text).expect("metrics.json is JSON");
+    ["val_top1", "val_top5", "val_loss", "macro_precision", "macro_recall", "macro_f1"]
+        .iter()
+        .map(|k| (k.to_string(), metrics[*k].clone()))
+        .collect()
+}
+
+#[test]
+fn training_through_the_emulated_driver_equals_the_simulator_device() {
+    let dir = ferronet_test_support::scratch_dir("cuda-emu-train");
+    let images = dir.join("images");
+    fashion_mnist_folder(&images);
+    let mut runs = Vec::new();
+    for device in ["cuda", "sim"] {
+        let out_dir = dir.join(device);
+        let args = ["train", "--dataset", "folder", "--data-dir", images.to_str().unwrap(), "--input", "1,28,28", "--val-split", "0.25", "--epochs", "1"];
+        let out = ferronet(&[&args[..], &["--batch-size", "9", "--seed", "3", "--device", device, "--quiet", "--out", out_dir.to_str().unwrap()]].concat(), &[]);
+        assert!(out.status.success(), "train --device {device} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+        runs.push(evaluation(&out_dir));
+    }
+    assert_eq!(runs[0], runs[1], "cuda (emulated driver) and sim differ for the same seed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---- The C entry points, called directly (no cudarc) ----
 
 type CuResult = c_uint;

@@ -204,6 +204,13 @@ fn image_folder_round_trip_and_corruptions() {
     assert!(err < 40.0, "mean JPEG error {err}");
     let resized = load(&DatasetOptions { resize: Some((8, 8)), ..opts.clone() }).unwrap();
     assert_eq!((resized.train.height, resized.train.width, resized.train.pixels.len()), (8, 8, 4 * 3 * 64));
+    // For a one-channel model the folder decodes to grey (ITU-R 601 luma, as PIL's convert("L")).
+    let grey = load(&DatasetOptions { folder_channels: 1, ..opts.clone() }).unwrap();
+    assert_eq!((grey.train.channels, grey.train.pixels.len()), (1, 4 * 24));
+    let luma = |p: &image::Rgb<u8>| (299 * p.0[0] as u32 + 587 * p.0[1] as u32 + 114 * p.0[2] as u32) as f64 / 1000.0;
+    for (i, px) in written.pixels().enumerate() {
+        assert!((grey.train.image(2)[i] as f64 - luma(px)).abs() <= 1.0, "pixel {i}");
+    }
 
     std::fs::write(dir.join("train").join("cat").join("broken.png"), b"\x89PNG\r\n\x1a\n garbage").unwrap();
     let err = load_err(&opts);

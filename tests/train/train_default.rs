@@ -108,15 +108,7 @@ fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
 #[test]
 fn predict_ranks_the_true_class_of_synthetic_images_first() {
     let run = default_run();
-    let opts = DatasetOptions {
-        kind: DatasetKind::Synthetic,
-        data_dir: None,
-        val_fraction: 0.2,
-        seed: 0,
-        resize: None,
-        grayscale_to_rgb: false,
-        limit: None,
-    };
+    let opts = DatasetOptions::new(DatasetKind::Synthetic);
     let test = data::load(&opts).unwrap().test.unwrap();
     let dir = scratch_dir("predict");
     let mut images: Vec<PathBuf> = vec![];

@@ -1,7 +1,7 @@
 //! Channel concatenation, split and shuffle on the CPU: pure data movement, parallel over samples
 //! or channel rows.
 
-use super::{channel_offsets, channels_per_group, check_concat_inputs, ChannelOps};
+use super::{channel_offsets, check_concat_inputs, check_shuffle, ChannelOps};
 use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
@@ -89,8 +89,7 @@ impl<E: Element> ChannelOps<E> for CpuBackend {
         hw: usize,
         groups: usize,
     ) -> Result<CpuBuf<E>> {
-        let per_group = channels_per_group("channel_shuffle", c, groups)?;
-        expect_len("channel_shuffle", "x", x.len(), n * c * hw)?;
+        let per_group = check_shuffle("channel_shuffle", "x", x.len(), (n, c, hw), groups)?;
         Ok(self.wrap(permute_channels(x, c, hw, |j| {
             (j % groups) * per_group + j / groups
         })))
@@ -104,8 +103,7 @@ impl<E: Element> ChannelOps<E> for CpuBackend {
         hw: usize,
         groups: usize,
     ) -> Result<CpuBuf<E>> {
-        let per_group = channels_per_group("channel_shuffle backward", c, groups)?;
-        expect_len("channel_shuffle backward", "dy", dy.len(), n * c * hw)?;
+        let per_group = check_shuffle("channel_shuffle backward", "dy", dy.len(), (n, c, hw), groups)?;
         // Input channel g * per_group + i went to output channel i * groups + g.
         Ok(self.wrap(permute_channels(dy, c, hw, |k| {
             (k % per_group) * groups + k / per_group

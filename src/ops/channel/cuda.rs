@@ -1,7 +1,7 @@
 //! GPU channel concat/split/shuffle: kernels/channel.cu. Concat and split launch one slab copy
 //! per part; the shuffle's inverse is the shuffle with C/groups groups.
 
-use super::{channel_offsets, channels_per_group, check_concat_inputs, ChannelOps};
+use super::{channel_offsets, check_concat_inputs, check_shuffle, ChannelOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::device::driver::KernelArg;
@@ -79,8 +79,7 @@ impl ChannelOps<f32> for GpuBackend {
     }
 
     fn channel_shuffle(&self, x: &GpuBuf<f32>, n: usize, c: usize, hw: usize, groups: usize) -> Result<GpuBuf<f32>> {
-        channels_per_group("channel_shuffle", c, groups)?;
-        expect_len("channel_shuffle", "x", x.len(), n * c * hw)?;
+        check_shuffle("channel_shuffle", "x", x.len(), (n, c, hw), groups)?;
         self.shuffle(x, c, hw, groups, "channel_shuffle")
     }
 
@@ -92,8 +91,7 @@ impl ChannelOps<f32> for GpuBackend {
         hw: usize,
         groups: usize,
     ) -> Result<GpuBuf<f32>> {
-        let per_group = channels_per_group("channel_shuffle backward", c, groups)?;
-        expect_len("channel_shuffle backward", "dy", dy.len(), n * c * hw)?;
+        let per_group = check_shuffle("channel_shuffle backward", "dy", dy.len(), (n, c, hw), groups)?;
         self.shuffle(dy, c, hw, per_group, "channel_shuffle backward")
     }
 }

@@ -25,11 +25,13 @@ pub trait ChannelOps<E: Element>: Device<E> {
     fn channel_shuffle_backward(&self, dy: &Self::Buf, n: usize, c: usize, hw: usize, groups: usize) -> Result<Self::Buf>;
 }
 
-/// Channels per group of a shuffle, after checking that `groups` divides `c`.
-pub(crate) fn channels_per_group(op: &str, c: usize, groups: usize) -> Result<usize> {
+/// Channels per group of a shuffle of `len` elements, after checking that `groups` divides `c`
+/// and that `len` is N * C * HW.
+pub(crate) fn check_shuffle(op: &str, operand: &str, len: usize, (n, c, hw): (usize, usize, usize), groups: usize) -> Result<usize> {
     if groups == 0 || !c.is_multiple_of(groups) {
         return Err(Error::shape(format!("{op}: {c} channels cannot be split into {groups} equal groups")));
     }
+    expect_len(op, operand, len, n * c * hw)?;
     Ok(c / groups)
 }
 

@@ -8,7 +8,7 @@
 use super::{ConvGeom, ConvOps};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
 use rayon::prelude::*;
@@ -116,35 +116,6 @@ fn conv_taps(g: &ConvGeom) -> Vec<Tap> {
     (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect()
 }
 
-fn check_image_range(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
-    if nb == 0 || n0 + nb > g.n {
-        return Err(Error::shape(format!(
-            "conv images {n0}..{} are not a non-empty part of the batch of {}",
-            n0 + nb,
-            g.n
-        )));
-    }
-    Ok(())
-}
-
-fn check_cols(g: &ConvGeom, nb: usize, have: usize) -> Result<()> {
-    let need = g.col_rows() * g.col_cols(nb);
-    if have < need {
-        return Err(Error::shape(format!("im2col buffer holds {have} elements but {nb} images need {need}")));
-    }
-    Ok(())
-}
-
-fn check_depthwise(g: &ConvGeom) -> Result<()> {
-    if !g.is_depthwise() {
-        return Err(Error::shape(format!(
-            "depthwise convolution needs groups == in channels > 1, got groups={} with {} in channels",
-            g.groups, g.c_in
-        )));
-    }
-    Ok(())
-}
-
 /// The grouped product of one chunk: for each group, out = op(a) * op(b) over `ncols` columns.
 fn grouped_spec<E: Element>(g: &ConvGeom, ncols: usize, product: ConvProduct, accumulate: bool) -> GemmSpec<E> {
     let (cout, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
@@ -231,8 +202,7 @@ impl CpuBackend {
 impl<E: Element> ConvOps<E> for CpuBackend {
     fn im2col(&self, x: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut CpuBuf<E>) -> Result<()> {
         expect_len("im2col", "input", x.len(), g.x_len())?;
-        check_image_range(g, n0, nb)?;
-        check_cols(g, nb, cols.len())?;
+        g.check_image_chunk(n0, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let ncols = g.col_cols(nb);
         cols[..g.col_rows() * ncols].par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
@@ -268,8 +238,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn col2im(&self, cols: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut CpuBuf<E>) -> Result<()> {
         expect_len("col2im", "output", dx.len(), g.x_len())?;
-        check_image_range(g, n0, nb)?;
-        check_cols(g, nb, cols.len())?;
+        g.check_image_chunk(n0, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let ncols = g.col_cols(nb);
         let taps = conv_taps(g);
@@ -350,7 +319,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         bias: Option<&CpuBuf<E>>,
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
-        check_depthwise(g)?;
+        g.check_depthwise()?;
         g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
         let multiplier = g.c_out / g.c_in;
@@ -369,7 +338,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn depthwise_conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        check_depthwise(g)?;
+        g.check_depthwise()?;
         expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
@@ -391,7 +360,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn depthwise_conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        check_depthwise(g)?;
+        g.check_depthwise()?;
         expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
         expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
         let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));

@@ -3,7 +3,7 @@
 
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
@@ -58,13 +58,6 @@ fn pointwise_spec(g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
 /// (C_in / groups * KH * KW).
 fn group_gemm_dims(g: &ConvGeom) -> (usize, usize) {
     (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw)
-}
-
-fn check_chunk(g: &ConvGeom, n0: usize, nb: usize) -> Result<()> {
-    if nb == 0 || n0 + nb > g.n {
-        return Err(Error::shape(format!("conv image chunk {n0}..{} is outside the batch of {}", n0 + nb, g.n)));
-    }
-    Ok(())
 }
 
 impl GpuBackend {
@@ -164,12 +157,7 @@ impl GpuBackend {
     }
 
     fn check_depthwise(&self, g: &ConvGeom) -> Result<Vec<KernelArg>> {
-        if !g.is_depthwise() {
-            return Err(Error::shape(format!(
-                "depthwise convolution needs groups == in channels > 1, got groups={} C_in={}",
-                g.groups, g.c_in
-            )));
-        }
+        g.check_depthwise()?;
         let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w] = window_args(g)?;
         let mult = int(g.c_out / g.c_in, "depthwise multiplier")?;
         Ok(vec![int(g.n, "batch")?, int(g.c_in, "channels")?, h, w, mult, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow])
@@ -179,11 +167,8 @@ impl GpuBackend {
 impl ConvOps<f32> for GpuBackend {
     fn im2col(&self, x: &GpuBuf<f32>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut GpuBuf<f32>) -> Result<()> {
         expect_len("conv2d", "input", x.len(), g.x_len())?;
-        check_chunk(g, n0, nb)?;
+        g.check_image_chunk(n0, nb, cols.len())?;
         let need = g.col_rows() * g.col_cols(nb);
-        if cols.len() < need {
-            return Err(Error::shape(format!("im2col buffer has {} elements, needs {need}", cols.len())));
-        }
         let cfg = per_element(g.c_in * g.col_cols(nb), "the im2col matrix")?;
         int(need, "the im2col matrix")?;
         let mut args = vec![KernelArg::Ptr(x.ptr_at(n0 * g.c_in * g.h * g.w)), cols.arg()];
@@ -194,11 +179,8 @@ impl ConvOps<f32> for GpuBackend {
 
     fn col2im(&self, cols: &GpuBuf<f32>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut GpuBuf<f32>) -> Result<()> {
         expect_len("conv2d", "input gradient", dx.len(), g.x_len())?;
-        check_chunk(g, n0, nb)?;
+        g.check_image_chunk(n0, nb, cols.len())?;
         let need = g.col_rows() * g.col_cols(nb);
-        if cols.len() < need {
-            return Err(Error::shape(format!("col2im buffer has {} elements, needs {need}", cols.len())));
-        }
         let cfg = per_element(nb * g.c_in * g.h * g.w, "a conv input chunk")?;
         int(need, "the im2col matrix")?;
         let mut args = vec![cols.arg(), KernelArg::Ptr(dx.ptr_at(n0 * g.c_in * g.h * g.w))];

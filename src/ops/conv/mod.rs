@@ -115,6 +115,28 @@ impl ConvGeom {
         let per_image = self.col_rows() * self.oh * self.ow * elem_bytes;
         (limit_bytes / per_image.max(1)).clamp(1, self.n)
     }
+    /// Images n0..n0+nb must be a non-empty part of the batch and a column buffer of `cols`
+    /// elements must hold their im2col matrix; the same check on every device.
+    pub fn check_image_chunk(&self, n0: usize, nb: usize, cols: usize) -> Result<()> {
+        if nb == 0 || n0 + nb > self.n {
+            return Err(Error::shape(format!("conv image chunk {n0}..{} is outside the batch of {}", n0 + nb, self.n)));
+        }
+        let need = self.col_rows() * self.col_cols(nb);
+        if cols < need {
+            return Err(Error::shape(format!("im2col buffer holds {cols} elements but {nb} images need {need}")));
+        }
+        Ok(())
+    }
+    /// The dedicated depthwise kernels need groups == C_in > 1 (see [`ConvPath`]).
+    pub fn check_depthwise(&self) -> Result<()> {
+        if !self.is_depthwise() {
+            return Err(Error::shape(format!(
+                "depthwise convolution needs groups == in channels > 1, got groups={} with {} in channels",
+                self.groups, self.c_in
+            )));
+        }
+        Ok(())
+    }
     /// The forward operands' lengths against this geometry, the same check on every device.
     pub fn check_forward_operands(&self, op: &str, x: usize, w: usize, bias: Option<usize>) -> Result<()> {
         expect_len(op, "input", x, self.x_len())?;
