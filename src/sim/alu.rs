@@ -384,16 +384,24 @@ pub const DIV: u8 = 3;
 pub const MIN: u8 = 4;
 pub const MAX: u8 = 5;
 
+/// The host's IEEE result of binary op `OP` (round to nearest even), for f32 and f64 alike; the
+/// directed rounding modes correct it from the residual.
+macro_rules! round_to_nearest {
+    ($op:expr, $x:expr, $y:expr) => {
+        match $op {
+            ADD => $x + $y,
+            SUB => $x - $y,
+            MUL => $x * $y,
+            DIV => $x / $y,
+            MIN => $x.min($y),
+            _ => $x.max($y),
+        }
+    };
+}
+
 pub fn f32_bin<const OP: u8, const MODE: u8, const FTZ: bool, const SAT: bool>(a: u64, b: u64) -> u64 {
     let (x, y) = (fin::<FTZ>(a), fin::<FTZ>(b));
-    let r = match OP {
-        ADD => x + y,
-        SUB => x - y,
-        MUL => x * y,
-        DIV => x / y,
-        MIN => x.min(y),
-        _ => x.max(y),
-    };
+    let r = round_to_nearest!(OP, x, y);
     let r = if MODE == RN || OP >= MIN {
         r
     } else {
@@ -468,14 +476,7 @@ pub fn f32_un<const OP: u8, const MODE: u8, const FTZ: bool>(a: u64) -> u64 {
 
 pub fn f64_bin<const OP: u8, const MODE: u8>(a: u64, b: u64) -> u64 {
     let (x, y) = (d(a), d(b));
-    let r = match OP {
-        ADD => x + y,
-        SUB => x - y,
-        MUL => x * y,
-        DIV => x / y,
-        MIN => x.min(y),
-        _ => x.max(y),
-    };
+    let r = round_to_nearest!(OP, x, y);
     if MODE == RN || OP >= MIN {
         return db(r);
     }

@@ -116,6 +116,22 @@ fn conv_taps(g: &ConvGeom) -> Vec<Tap> {
     (0..g.kh * g.kw).map(|t| Tap::new(g, t / g.kw, t % g.kw)).collect()
 }
 
+/// What the three depthwise passes share: plane sizes, taps and the channel multiplier, after
+/// checking the geometry is depthwise.
+struct Depthwise {
+    plane_in: usize,
+    plane_out: usize,
+    taps: Vec<Tap>,
+    multiplier: usize,
+}
+
+impl Depthwise {
+    fn of(g: &ConvGeom) -> Result<Self> {
+        g.check_depthwise()?;
+        Ok(Depthwise { plane_in: g.h * g.w, plane_out: g.oh * g.ow, taps: conv_taps(g), multiplier: g.c_out / g.c_in })
+    }
+}
+
 /// The grouped product of one chunk: for each group, out = op(a) * op(b) over `ncols` columns.
 fn grouped_spec<E: Element>(g: &ConvGeom, ncols: usize, product: ConvProduct, accumulate: bool) -> GemmSpec<E> {
     let (cout, k) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
@@ -278,8 +294,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
-        expect_len("conv2d", "weight", w.len(), g.weight_len())?;
+        g.check_backward_data_operands("conv2d", dy.len(), w.len())?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         self.for_each_image_chunk(g, |n0, nb, cols, rows| {
             gather_channel_major(dy, g, n0, nb, rows);
@@ -290,8 +305,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        expect_len("conv2d", "input", x.len(), g.x_len())?;
-        expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
+        g.check_backward_filter_operands("conv2d", x.len(), dy.len())?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         self.for_each_image_chunk(g, |n0, nb, cols, rows| {
             self.im2col(x, g, n0, nb, cols)?;
@@ -319,10 +333,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         bias: Option<&CpuBuf<E>>,
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
-        g.check_depthwise()?;
         g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
-        let multiplier = g.c_out / g.c_in;
+        let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let (n, co) = (p / g.c_out, p % g.c_out);
@@ -338,11 +350,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn depthwise_conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        g.check_depthwise()?;
-        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
-        expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
-        let multiplier = g.c_out / g.c_in;
+        g.check_backward_data_operands("depthwise conv2d", dy.len(), w.len())?;
+        let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         // One task per input plane, which gathers from the `multiplier` output channels it feeds.
         dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx_plane)| {
@@ -360,11 +369,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     }
 
     fn depthwise_conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
-        g.check_depthwise()?;
-        expect_len("depthwise conv2d", "input", x.len(), g.x_len())?;
-        expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
-        let (plane_in, plane_out, taps) = (g.h * g.w, g.oh * g.ow, conv_taps(g));
-        let multiplier = g.c_out / g.c_in;
+        g.check_backward_filter_operands("depthwise conv2d", x.len(), dy.len())?;
+        let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         // One task per output channel; it sums its taps' gradients over the whole batch.
         dw.par_chunks_mut(taps.len()).enumerate().for_each(|(co, dw_taps)| {

@@ -146,6 +146,16 @@ impl ConvGeom {
             None => Ok(()),
         }
     }
+    /// Checks the operands of the input-gradient pass: output gradient `dy` and weight `w`.
+    pub fn check_backward_data_operands(&self, op: &str, dy: usize, w: usize) -> Result<()> {
+        expect_len(op, "output gradient", dy, self.y_len())?;
+        expect_len(op, "weight", w, self.weight_len())
+    }
+    /// Checks the operands of the weight-gradient pass: input `x` and output gradient `dy`.
+    pub fn check_backward_filter_operands(&self, op: &str, x: usize, dy: usize) -> Result<()> {
+        expect_len(op, "input", x, self.x_len())?;
+        expect_len(op, "output gradient", dy, self.y_len())
+    }
     /// Multiply-accumulates of the forward pass.
     pub fn macs(&self) -> u64 {
         (self.y_len() * self.c_in_per_group() * self.kh * self.kw) as u64

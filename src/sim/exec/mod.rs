@@ -95,22 +95,29 @@ impl Warp {
         self.valid & !self.exited & !self.waiting & !self.wsync
     }
 
+    /// The lowest pc among the lanes of `mask` and the mask of the lanes at it (pc u32::MAX
+    /// and no lane when `mask` is empty).
+    fn lowest_pc(&self, mask: u32) -> (u32, u32) {
+        let (mut min, mut at_min) = (u32::MAX, 0u32);
+        lanes!(mask, l, {
+            let pc = self.pcs[l];
+            if pc < min {
+                min = pc;
+                at_min = 1 << l;
+            } else if pc == min {
+                at_min |= 1 << l;
+            }
+        });
+        (min, at_min)
+    }
+
     /// When nothing else can run, lanes parked at a warp-synchronous instruction go ahead
     /// without the lanes that never came (they exited or wait at a block barrier).
     fn release_warp_sync(&mut self) -> bool {
         if self.wsync == 0 {
             return false;
         }
-        let (mut min, mut m) = (u32::MAX, 0u32);
-        lanes!(self.wsync, l, {
-            let pc = self.pcs[l];
-            if pc < min {
-                min = pc;
-                m = 1 << l;
-            } else if pc == min {
-                m |= 1 << l;
-            }
-        });
+        let (min, m) = self.lowest_pc(self.wsync);
         self.wsync &= !m;
         self.cur_pc = min;
         self.cur_mask = m;
@@ -124,16 +131,7 @@ impl Warp {
             self.cur_mask = 0;
             return false;
         }
-        let (mut min, mut m) = (u32::MAX, 0u32);
-        lanes!(r, l, {
-            let pc = self.pcs[l];
-            if pc < min {
-                min = pc;
-                m = 1 << l;
-            } else if pc == min {
-                m |= 1 << l;
-            }
-        });
+        let (min, m) = self.lowest_pc(r);
         self.cur_pc = min;
         self.cur_mask = m;
         true
