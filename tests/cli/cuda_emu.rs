@@ -3,31 +3,13 @@
 //! itself called directly through its C entry points.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use std::path::PathBuf;
+use ferronet_test_support::emulated_driver::{libcuda_dir, with_emulated_driver};
 use std::process::{Command, Output};
-
-/// The directory holding libcuda.so: `examples/` next to the ferronet binary.
-fn libcuda_dir() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ferronet"));
-    let dir = bin.parent().expect("the binary lives in a target directory").join("examples");
-    assert!(
-        dir.join("libcuda.so").is_file(),
-        "{} is missing: build the emulated driver with `cargo build --release --example cuda` \
-         (plain `cargo test --release` builds it too)",
-        dir.join("libcuda.so").display()
-    );
-    dir
-}
 
 /// Runs ferronet with the emulated driver first on the loader's path and `env` set.
 fn ferronet(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let dir = libcuda_dir();
-    let path = match std::env::var("LD_LIBRARY_PATH") {
-        Ok(old) if !old.is_empty() => format!("{}:{old}", dir.display()),
-        _ => dir.display().to_string(),
-    };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferronet"));
-    cmd.args(args).env("LD_LIBRARY_PATH", path);
+    with_emulated_driver(&mut cmd).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
