@@ -145,10 +145,13 @@ fn deleting_any_barrier_makes_a_case_reaching_its_kernels_report_a_race() {
                 1 => {}
                 n => panic!("{} appears {n} times in module {}", barrier.site(), module.name),
             }
-            let edited_source = module.source.replacen(&barrier.tail, &barrier.tail_without, 1);
-            let edited_ptx = ferronet_test_support::sim::compile(module.name, &edited_source);
             let original_ptx = modules::ptx(module.name, BASE_COMPUTE_CAPABILITY, PtxSource::EmbeddedFirst).unwrap_or_else(|e| panic!("{e}"));
             let before: Vec<(String, usize)> = entries(&original_ptx).into_iter().map(|(n, e)| (n, barrier_count(e))).collect();
+            if before.iter().all(|&(_, count)| count == 0) {
+                continue; // no kernel of the module calls the helper holding the barrier
+            }
+            let edited_source = module.source.replacen(&barrier.tail, &barrier.tail_without, 1);
+            let edited_ptx = ferronet_test_support::sim::compile(module.name, &edited_source);
             for (kernel, edited_entry) in entries(&edited_ptx) {
                 let had = before.iter().find(|(n, _)| *n == kernel).map(|&(_, c)| c);
                 if had.is_none_or(|c| c == barrier_count(edited_entry)) {
