@@ -2,6 +2,11 @@
 //! run (so each kernel reads its operands from DRAM, as in a training step where the previous
 //! layers evicted them), the median of many runs, and the device's measured peaks to compare
 //! against: a large device-to-device copy for bandwidth and cuBLAS SGEMM for fp32 GEMM.
+//!
+//! On a device of ferronet's emulated driver (src/libcuda) the same code runs, but its event
+//! times are the PTX simulator's roofline predictions (the report labels them so), it models no
+//! cache (nothing to flush), and it cannot run cuBLAS, which ships compiled GPU code rather than
+//! PTX: the report says cuBLAS is absent and the benchmark goes on without it.
 
 use super::timing::Timing;
 use crate::error::{Error, Result};
@@ -20,6 +25,9 @@ const FLUSH_L2_MULTIPLE: usize = 2;
 const MIN_FLUSH_BYTES: usize = 64 << 20;
 /// The bandwidth copy moves this much (far larger than any L2).
 const PEAK_COPY_BYTES: usize = 1 << 30;
+/// The emulated driver predicts a copy's time in proportion to its bytes, so a small copy gives
+/// the same rate without a gigabyte of host memory.
+const PEAK_COPY_BYTES_EMULATED: usize = 1 << 20;
 /// The cuBLAS peak is taken on a square SGEMM of this size.
 const PEAK_GEMM_SIZE: usize = 4096;
 const PEAK_REPS: usize = 10;
@@ -29,16 +37,20 @@ const PEAK_REPS: usize = 10;
 pub struct DevicePeaks {
     /// Device-to-device copy: bytes read plus bytes written per second.
     pub copy_bytes_per_s: f64,
-    /// cuBLAS SGEMM 4096^3 (fp32, no tensor cores), FLOP/s; None when cuBLAS is not installed.
+    /// cuBLAS SGEMM 4096^3 (fp32, no tensor cores), FLOP/s; None when cuBLAS is absent.
     pub cublas_sgemm_flops: Option<f64>,
+    /// Why cuBLAS is absent, when it is.
+    pub cublas_absent: Option<&'static str>,
 }
 
 /// A CUDA device opened for benchmarking.
 pub struct CudaBench {
     driver: Arc<CudaDriver>,
     pub backend: GpuBackend,
-    flush: GpuBuf<u8>,
-    cublas: Option<CublasHandle>,
+    /// None on an emulated device (no cache to evict).
+    flush: Option<GpuBuf<u8>>,
+    /// The handle, or why cuBLAS is absent.
+    cublas: std::result::Result<CublasHandle, &'static str>,
 }
 
 struct CublasHandle(cublas_sys::cublasHandle_t);
@@ -58,16 +70,24 @@ impl CudaBench {
     pub fn open(ordinal: usize) -> Result<Self> {
         let driver = Arc::new(CudaDriver::new(ordinal)?);
         let backend = GpuBackend::new(driver.clone() as Arc<dyn Driver>);
-        let l2 = l2_bytes(ordinal)?;
-        let flush = backend.alloc::<u8>((FLUSH_L2_MULTIPLE * l2).max(MIN_FLUSH_BYTES))?;
+        let emulated = is_emulated(&driver);
+        let flush = if emulated {
+            None
+        } else {
+            let l2 = l2_bytes(ordinal)?;
+            Some(backend.alloc::<u8>((FLUSH_L2_MULTIPLE * l2).max(MIN_FLUSH_BYTES))?)
+        };
         // Any driver call makes the device's context current on this thread; cuBLAS binds its
         // handle to the current context.
         driver.synchronize()?;
         // SAFETY: only tries to load the cuBLAS library.
-        let cublas = if unsafe { cublas_sys::is_culib_present() } {
-            Some(CublasHandle(cublas::create_handle().map_err(|e| cuda_error("creating a cuBLAS handle", e))?))
+        let installed = || unsafe { cublas_sys::is_culib_present() };
+        let cublas = if emulated {
+            Err("cuBLAS is absent: it ships compiled GPU code, which the emulated driver's PTX simulator cannot run")
+        } else if installed() {
+            Ok(CublasHandle(cublas::create_handle().map_err(|e| cuda_error("creating a cuBLAS handle", e))?))
         } else {
-            None
+            Err("cuBLAS is absent: libcublas is not installed")
         };
         Ok(CudaBench { driver, backend, flush, cublas })
     }
@@ -76,10 +96,19 @@ impl CudaBench {
         self.driver.name()
     }
 
+    /// Whether this is a device of ferronet's emulated driver, whose event times are the PTX
+    /// simulator's predictions rather than measurements.
+    pub fn emulated(&self) -> bool {
+        is_emulated(&self.driver)
+    }
+
     /// Evicts L2 by writing the flush buffer (a different byte each time, so no layer of the
     /// driver can skip it).
     fn flush_l2(&self, round: usize) -> Result<()> {
-        self.driver.memset(self.flush.ptr(), round as u8, self.flush.len())
+        match &self.flush {
+            Some(flush) => self.driver.memset(flush.ptr(), round as u8, flush.len()),
+            None => Ok(()),
+        }
     }
 
     /// GPU time of `run` by events: `warmup` runs, then `reps` runs each after an L2 flush.
@@ -104,20 +133,21 @@ impl CudaBench {
 
     /// The bandwidth of a large device-to-device copy and cuBLAS's SGEMM rate.
     pub fn measure_peaks(&self) -> Result<DevicePeaks> {
-        let src = self.backend.alloc_zeroed::<u8>(PEAK_COPY_BYTES)?;
-        let dst = self.backend.alloc::<u8>(PEAK_COPY_BYTES)?;
-        let copy = self.time(1, PEAK_REPS, || self.driver.copy_dtod(dst.ptr(), src.ptr(), PEAK_COPY_BYTES))?;
-        let copy_bytes_per_s = 2.0 * PEAK_COPY_BYTES as f64 / copy.median_s;
+        let bytes = if self.emulated() { PEAK_COPY_BYTES_EMULATED } else { PEAK_COPY_BYTES };
+        let src = self.backend.alloc_zeroed::<u8>(bytes)?;
+        let dst = self.backend.alloc::<u8>(bytes)?;
+        let copy = self.time(1, PEAK_REPS, || self.driver.copy_dtod(dst.ptr(), src.ptr(), bytes))?;
+        let copy_bytes_per_s = 2.0 * bytes as f64 / copy.median_s;
         drop((src, dst));
         let n = PEAK_GEMM_SIZE;
         let cublas_sgemm_flops = self.cublas_gemm(false, false, n, n, n)?.map(|t| 2.0 * (n * n * n) as f64 / t.median_s);
-        Ok(DevicePeaks { copy_bytes_per_s, cublas_sgemm_flops })
+        Ok(DevicePeaks { copy_bytes_per_s, cublas_sgemm_flops, cublas_absent: self.cublas.as_ref().err().copied() })
     }
 
     /// cuBLAS SGEMM time of the row-major C[m,n] = op(A) op(B) (ferronet's GEMM convention), on
     /// zeroed operands; None without cuBLAS.
     pub fn cublas_gemm(&self, trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> Result<Option<Timing>> {
-        let Some(handle) = &self.cublas else { return Ok(None) };
+        let Ok(handle) = &self.cublas else { return Ok(None) };
         let (a, b) = (self.backend.alloc_zeroed::<f32>(m * k)?, self.backend.alloc_zeroed::<f32>(k * n)?);
         let c = self.backend.alloc_zeroed::<f32>(m * n)?;
         let dim = |v: usize| i32::try_from(v).map_err(|_| Error::shape(format!("cuBLAS dimension {v} exceeds 32 bits")));
@@ -151,6 +181,12 @@ impl CudaBench {
         })?;
         Ok(Some(timing))
     }
+}
+
+/// Whether `driver`'s device belongs to ferronet's emulated driver: its device names always say
+/// "emulated" (src/libcuda/config.rs), which no NVIDIA device name does.
+fn is_emulated(driver: &CudaDriver) -> bool {
+    driver.info().name.contains("emulated")
 }
 
 /// The L2 cache size of CUDA device `ordinal` in bytes.

@@ -126,6 +126,9 @@ pub struct KernelReport {
     pub batch: usize,
     pub cpu_threads: usize,
     pub cuda_device: Option<String>,
+    /// True when the CUDA device is emulated (src/libcuda): its event times, and so every CUDA
+    /// time, rate and peak here, are the PTX simulator's roofline predictions, not measurements.
+    pub cuda_predicted: bool,
     pub cuda_peaks: Option<DevicePeaks>,
     pub resources_arch: &'static str,
     pub cases: Vec<CaseReport>,
@@ -356,6 +359,7 @@ pub fn run_kernel_bench(opts: &KernelBenchOptions, mut progress: impl FnMut(&str
         batch: opts.batch,
         cpu_threads: rayon::current_num_threads(),
         cuda_device: cuda.as_ref().map(|b| b.name()),
+        cuda_predicted: cuda.as_ref().is_some_and(|b| b.emulated()),
         cuda_peaks,
         resources_arch: ARCH,
         cases: reports,

@@ -22,14 +22,24 @@ fn check_cell(validation_passed: bool, failure: Option<&str>) -> String {
     }
 }
 
-fn measured_rows(cases: &[CaseReport], pick: impl Fn(&CaseReport) -> Option<&Outcome<Measured>>, gpu: bool) -> String {
+/// Which device a table of measured rows is for.
+#[derive(Clone, Copy, PartialEq)]
+enum Timed {
+    Cpu,
+    Gpu,
+    /// A device of the emulated driver: its event times are predictions.
+    EmulatedGpu,
+}
+
+fn measured_rows(cases: &[CaseReport], pick: impl Fn(&CaseReport) -> Option<&Outcome<Measured>>, timed: Timed) -> String {
     let mut out = String::new();
-    let header = if gpu {
-        "| case | check | median ms | GFLOP/s | GB/s | of peak | cuBLAS ms |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
+    let gpu = timed != Timed::Cpu;
+    let time = if timed == Timed::EmulatedGpu { "PREDICTED ms" } else { "median ms" };
+    if gpu {
+        let _ = writeln!(out, "| case | check | {time} | GFLOP/s | GB/s | of peak | cuBLAS ms |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     } else {
-        "| case | check | median ms | GFLOP/s | GB/s |\n| --- | --- | ---: | ---: | ---: |\n"
-    };
-    out.push_str(header);
+        let _ = writeln!(out, "| case | check | {time} | GFLOP/s | GB/s |\n| --- | --- | ---: | ---: | ---: |");
+    }
     for case in cases {
         let Some(result) = pick(case) else { continue };
         let row = match result {
@@ -129,18 +139,31 @@ pub fn tables(report: &KernelReport) -> String {
     let cases = &report.cases;
     if cases.iter().any(|c| c.cpu.is_some()) {
         let _ = writeln!(out, "## CPU ({} threads), f32, batch {}, validated against the f64 CPU reference\n", report.cpu_threads, report.batch);
-        out.push_str(&measured_rows(cases, |c| c.cpu.as_ref(), false));
+        out.push_str(&measured_rows(cases, |c| c.cpu.as_ref(), Timed::Cpu));
         out.push('\n');
     }
     if let (Some(device), Some(peaks)) = (&report.cuda_device, &report.cuda_peaks) {
-        let _ = writeln!(
-            out,
-            "## {device}, batch {}: events, L2 flushed before each run; peaks measured now: copy {:.0} GB/s, cuBLAS SGEMM {}\n",
-            report.batch,
-            peaks.copy_bytes_per_s / 1e9,
-            peaks.cublas_sgemm_flops.map_or("unavailable (no cuBLAS)".into(), |f| format!("{:.0} GFLOP/s", f / 1e9))
-        );
-        out.push_str(&measured_rows(cases, |c| c.cuda.as_ref(), true));
+        let cublas = peaks.cublas_sgemm_flops.map_or("absent".into(), |f| format!("{:.0} GFLOP/s", f / 1e9));
+        let copy = peaks.copy_bytes_per_s / 1e9;
+        if report.cuda_predicted {
+            let _ = writeln!(
+                out,
+                "## {device}, batch {}: PREDICTED times, not measurements: the emulated device's events time the PTX \
+                 simulator's roofline prediction of each run; predicted peak: copy {copy:.0} GB/s, cuBLAS SGEMM {cublas}\n",
+                report.batch,
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "## {device}, batch {}: events, L2 flushed before each run; peaks measured now: copy {copy:.0} GB/s, cuBLAS SGEMM {cublas}\n",
+                report.batch,
+            );
+        }
+        if let Some(why) = peaks.cublas_absent {
+            let _ = writeln!(out, "{why}; the GEMM cases have no cuBLAS reference.\n");
+        }
+        let timed = if report.cuda_predicted { Timed::EmulatedGpu } else { Timed::Gpu };
+        out.push_str(&measured_rows(cases, |c| c.cuda.as_ref(), timed));
         out.push('\n');
     }
     if cases.iter().any(|c| c.sim.is_some()) {

@@ -3,31 +3,13 @@
 //! itself called directly through its C entry points.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
-use std::path::PathBuf;
+use ferronet_test_support::emulated_driver::{libcuda_dir, run_own_tests, with_emulated_driver};
 use std::process::{Command, Output};
-
-/// The directory holding libcuda.so: `examples/` next to the ferronet binary.
-fn libcuda_dir() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ferronet"));
-    let dir = bin.parent().expect("the binary lives in a target directory").join("examples");
-    assert!(
-        dir.join("libcuda.so").is_file(),
-        "{} is missing: build the emulated driver with `cargo build --release --example cuda` \
-         (plain `cargo test --release` builds it too)",
-        dir.join("libcuda.so").display()
-    );
-    dir
-}
 
 /// Runs ferronet with the emulated driver first on the loader's path and `env` set.
 fn ferronet(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let dir = libcuda_dir();
-    let path = match std::env::var("LD_LIBRARY_PATH") {
-        Ok(old) if !old.is_empty() => format!("{}:{old}", dir.display()),
-        _ => dir.display().to_string(),
-    };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferronet"));
-    cmd.args(args).env("LD_LIBRARY_PATH", path);
+    with_emulated_driver(&mut cmd).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -85,6 +67,58 @@ fn the_second_emulated_device_runs_kernels() {
     assert!(checks > 0 && passed == checks, "{passed}/{checks}");
     let out = ferronet(&["gradcheck", "--op", "relu", "--device", "cuda:2"], &[("FERRONET_EMU_DEVICES", "2")]);
     assert!(!out.status.success() && text(&out.stderr).contains("cuda:2 does not exist"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_model_bench_runs_through_the_emulated_driver() {
+    let args = ["bench", "--model", "small_cnn", "--batch", "2", "--classes", "10", "--steps", "1", "--warmup", "0", "--device", "cuda", "--json"];
+    let out = ferronet(&args, &[]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert!(report["device"].as_str().is_some_and(|d| d.starts_with("cuda:0") && d.contains("emulated")), "{}", report["device"]);
+    assert!(report["train_images_per_s"].as_f64().is_some_and(|v| v > 0.0), "{report}");
+}
+
+/// The kernel benchmark on the emulated device: its event times are labelled as predictions and
+/// cuBLAS is reported absent in one line. Ignored in plain runs (the driver must be on the
+/// loader's path when the process starts); `the_kernel_bench_runs_through_the_emulated_driver`
+/// runs it.
+#[test]
+#[ignore = "needs the emulated driver on the loader path; the_kernel_bench_runs_through_the_emulated_driver runs it"]
+fn kernel_bench_on_the_emulated_device() {
+    use ferronet::bench::kernels::{run_kernel_bench, KernelBenchOptions, Outcome};
+    let opts = KernelBenchOptions {
+        cpu: false,
+        sim: false,
+        cuda: Some(0),
+        batch: 2,
+        warmup: 1,
+        cpu_reps: 1,
+        gpu_reps: 2,
+        filter: Some("softmax_ce".into()),
+        seed: 1,
+    };
+    let report = run_kernel_bench(&opts, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    let device = report.cuda_device.clone().unwrap_or_default();
+    assert!(device.contains("emulated"), "{device:?} is no emulated device: run this through the emulated driver");
+    assert!(report.cuda_predicted);
+    let peaks = report.cuda_peaks.expect("peaks of the CUDA device");
+    assert!(peaks.copy_bytes_per_s > 0.0 && peaks.cublas_sgemm_flops.is_none(), "{peaks:?}");
+    assert!(peaks.cublas_absent.is_some_and(|why| why.contains("emulated driver")), "{peaks:?}");
+    assert_eq!(report.cases.len(), 1);
+    let Some(Outcome::Ran(cuda)) = &report.cases[0].cuda else { panic!("{:?}", report.cases[0].cuda) };
+    assert!(cuda.validation.passed, "{:?}", cuda.validation);
+    assert!(cuda.timing.is_some_and(|t| t.reps == 2 && t.median_s > 0.0), "{:?}", cuda.timing);
+    let tables = ferronet::bench::report::tables(&report);
+    assert!(tables.contains("PREDICTED times, not measurements") && tables.contains("| PREDICTED ms |"), "{tables}");
+    assert!(!tables.contains("median ms") && !tables.contains("measured now"), "{tables}");
+    assert_eq!(tables.lines().filter(|l| l.contains("cuBLAS is absent")).count(), 1, "{tables}");
+    assert!(!report.any_failed(), "{tables}");
+}
+
+#[test]
+fn the_kernel_bench_runs_through_the_emulated_driver() {
+    run_own_tests("cuda", &["--ignored", "--exact", "cuda_emu::kernel_bench_on_the_emulated_device"]);
 }
 
 /// A folder of real images: the first 36 Fashion-MNIST test images as PNG files, one sub-folder

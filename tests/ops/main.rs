@@ -1,5 +1,6 @@
 //! Each op's GPU kernels (a real GPU when present, else the PTX simulator) against the CPU f64
-//! reference, and the finite-difference gradient checks of every op on the CPU.
+//! reference (also through cudarc and the emulated CUDA driver: through_cuda_driver), and the
+//! finite-difference gradient checks of every op on the CPU.
 //! One binary per layer (see README, Tests), so the crate is linked a handful of times, not once per file.
 
 mod gpu_activation;
@@ -15,3 +16,4 @@ mod gpu_optim;
 mod gpu_pool;
 mod gpu_reduce;
 mod gradcheck_cpu;
+mod through_cuda_driver;

@@ -15,7 +15,9 @@ impl FamilyCases for Cases {
             cases.push("add", format!("same shape len={len}"), ElementwiseGrad::Add, inputs.clone(), len);
             cases.push("mul", format!("same shape len={len}"), ElementwiseGrad::Mul, inputs, len);
         }
-        for &(n, c, hw, per_sample) in &[(2, 3, 5, true), (2, 3, 5, false), (1, 4, 9, true)] {
+        // (3, 2, 20, false): 60 values per channel, so the channel reductions run two warps per
+        // block and their block reduction's barriers matter (tests/sim/barrier_sweep.rs).
+        for &(n, c, hw, per_sample) in &[(2, 3, 5, true), (2, 3, 5, false), (1, 4, 9, true), (3, 2, 20, false)] {
             let g = ChannelBroadcast { n, c, hw, per_sample };
             let inputs = vec![cases.symmetric(g.x_len()), cases.symmetric(g.operand_len())];
             let config = format!("channel broadcast n={n} c={c} hw={hw} per_sample={per_sample}");

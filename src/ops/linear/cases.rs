@@ -10,7 +10,9 @@ pub struct Cases;
 
 impl FamilyCases for Cases {
     fn grad_cases(&self, cases: &mut GradCases) {
-        for &(n, fi, fo, bias) in &[(2, 5, 3, true), (1, 7, 4, false), (4, 16, 10, true)] {
+        // n=20: the weight gradient's GEMM reduces over the batch in two k-slices of 16, so the
+        // barrier that ends a slice is exercised (tests/sim/barrier_sweep.rs).
+        for &(n, fi, fo, bias) in &[(2, 5, 3, true), (1, 7, 4, false), (4, 16, 10, true), (20, 6, 5, false)] {
             let g = LinearGeom::new(n, fi, fo).expect("gradcheck linear configs are valid");
             let mut inputs = vec![cases.symmetric(n * fi), cases.symmetric(fo * fi)];
             if bias {

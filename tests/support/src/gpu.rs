@@ -2,9 +2,26 @@
 
 use ferronet::gpu::GpuBackend;
 
-/// A real GPU when present, else the PTX simulator.
+/// A `--device` value (cuda, cuda:N, sim) that makes [`gpu`] open that device instead of choosing
+/// one; set by [`run_own_tests`](crate::emulated_driver::run_own_tests) to run the GPU tests
+/// through cudarc and the emulated driver.
+pub const GPU_DEVICE_ENV: &str = "FERRONET_TEST_GPU";
+
+/// The device [`GPU_DEVICE_ENV`] names, else a real GPU when present, else the PTX simulator.
 pub fn gpu() -> GpuBackend {
-    ferronet::select::test_backend().unwrap_or_else(|e| panic!("no GPU device for tests: {e}"))
+    let opened = match std::env::var(GPU_DEVICE_ENV) {
+        Ok(request) => open_named(&request),
+        Err(_) => ferronet::select::test_backend(),
+    };
+    opened.unwrap_or_else(|e| panic!("no GPU device for tests: {e}"))
+}
+
+fn open_named(request: &str) -> ferronet::Result<GpuBackend> {
+    use ferronet::select::{open, SelectedDevice};
+    match open(request.parse()?)? {
+        SelectedDevice::Gpu(gpu) => Ok(gpu),
+        SelectedDevice::Cpu(_) => Err(ferronet::Error::config(format!("{GPU_DEVICE_ENV}={request} is not a GPU device"))),
+    }
 }
 
 /// `len` f32 values uniform in [lo, hi), fixed by `seed`.

@@ -2,6 +2,7 @@
 //! A library crate, so each test binary uses the subset it needs without dead code.
 
 pub mod cli_run;
+pub mod emulated_driver;
 pub mod fuzz;
 pub mod gpu;
 pub mod graphs;
