@@ -1,5 +1,6 @@
-//! GPU launcher of the tiled SGEMM (`kernels/gemm.cu`) and the bias steps of the layers built on
-//! it (linear, im2col convolution).
+//! GPU launcher of the tiled SGEMM (`kernels/gemm.cu`), unsplit or split-K as `GemmSpec::k_split`
+//! plans it for the device's SM count, and the bias steps of the layers built on it (linear,
+//! im2col convolution).
 
 use super::{GemmOps, GemmSpec, KSplit, SplitK, GEMM_TILE, MAX_GRID_YZ};
 use crate::device::Buffer;
@@ -151,6 +152,7 @@ impl GpuBackend {
         ];
         self.launch("gemm", "splitk_reduce", per_element(total, "the gemm output")?, &args)
     }
+
     /// y[(o * channels + c) * inner + i] += bias[c] for a y of outer x channels x inner elements.
     pub(crate) fn add_bias(&self, y: &mut GpuBuf<f32>, bias: &GpuBuf<f32>, channels: usize, inner: usize) -> Result<()> {
         let cfg = per_element(y.len(), "the biased output")?;

@@ -108,6 +108,8 @@ impl<E: Element> GemmSpec<E> {
         if splits < 2 {
             return unsplit;
         }
+        // Rounding the slices up to the k-step can only merge the last ones: with at most
+        // ceil(k / 16) slices of at least 2, at least two remain.
         let k_per_split = self.k.div_ceil(splits).next_multiple_of(SPLIT_K_STEP);
         let splits = self.k.div_ceil(k_per_split);
         // In FLOP-times: the work at the unsplit and the split grid's SM fill, and the partial
@@ -115,8 +117,7 @@ impl<E: Element> GemmSpec<E> {
         let at_fill = |blocks| self.flops() / sm_fill(blocks, multiprocessors);
         let saved = at_fill(tiles) - at_fill(tiles * splits);
         let partial_traffic = SPLIT_K_FLOPS_PER_BYTE * (2 * splits * partial_floats * std::mem::size_of::<f32>()) as f64;
-        let pays = split != SplitK::Auto || saved > partial_traffic;
-        if splits < 2 || !pays {
+        if split == SplitK::Auto && saved <= partial_traffic {
             return unsplit;
         }
         KSplit { splits, k_per_split }
