@@ -6,6 +6,10 @@
 // product reads one float4 of each per k step. Global loads are float4 when the host says the
 // operand is 16-byte aligned with a leading dimension divisible by 4, scalar and bounds-checked at
 // the edges otherwise. The next k-slice is fetched into registers while the current one is used.
+//
+// Split-K, for grids too small to fill the GPU: the `_split` kernels give each block one slice of
+// K and store its partial tile; `splitk_reduce` sums the partials in a fixed order (deterministic,
+// no atomics) and applies alpha and beta. The host chooses the split (src/ops/gemm/mod.rs).
 #include "common.cuh"
 
 #define GEMM_BM 64
@@ -91,18 +95,16 @@ __device__ __forceinline__ void gemm_stash(float (*s)[GEMM_BM + GEMM_PAD], float
     }
 }
 
+// The block's 64x64 tile of C = alpha * op(A) * op(B) + beta * C for one matrix of the batch
+// (A, B and C point at that matrix), summed over k_begin <= k < k_end.
 template <bool TRANS_A, bool TRANS_B>
 __device__ __forceinline__ void sgemm_tile(const float* __restrict__ A, const float* __restrict__ B,
-                                           float* __restrict__ C, int M, int N, int K, int lda,
-                                           int ldb, int ldc, long long stride_a, long long stride_b,
-                                           long long stride_c, float alpha, float beta, int vec_a,
-                                           int vec_b, int vec_c) {
+                                           float* __restrict__ C, int M, int N, int k_begin,
+                                           int k_end, int lda, int ldb, int ldc, float alpha,
+                                           float beta, int vec_a, int vec_b, int vec_c) {
     __shared__ __align__(16) float As[GEMM_BK][GEMM_BM + GEMM_PAD];
     __shared__ __align__(16) float Bs[GEMM_BK][GEMM_BN + GEMM_PAD];
 
-    A += blockIdx.z * stride_a;
-    B += blockIdx.z * stride_b;
-    C += blockIdx.z * stride_c;
     int m0 = blockIdx.y * GEMM_BM;
     int n0 = blockIdx.x * GEMM_BN;
     int tx = threadIdx.x % 16;
@@ -118,15 +120,15 @@ __device__ __forceinline__ void sgemm_tile(const float* __restrict__ A, const fl
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
 
-    float4 next_a = gemm_fetch<a_in_k>(A, lda, m0, M, 0, K, vec_a);
-    float4 next_b = gemm_fetch<b_in_k>(B, ldb, n0, N, 0, K, vec_b);
-    for (int k0 = 0; k0 < K; k0 += GEMM_BK) {
+    float4 next_a = gemm_fetch<a_in_k>(A, lda, m0, M, k_begin, k_end, vec_a);
+    float4 next_b = gemm_fetch<b_in_k>(B, ldb, n0, N, k_begin, k_end, vec_b);
+    for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
         gemm_stash<a_in_k>(As, next_a, vec_a);
         gemm_stash<b_in_k>(Bs, next_b, vec_b);
         __syncthreads();
-        if (k0 + GEMM_BK < K) {
-            next_a = gemm_fetch<a_in_k>(A, lda, m0, M, k0 + GEMM_BK, K, vec_a);
-            next_b = gemm_fetch<b_in_k>(B, ldb, n0, N, k0 + GEMM_BK, K, vec_b);
+        if (k0 + GEMM_BK < k_end) {
+            next_a = gemm_fetch<a_in_k>(A, lda, m0, M, k0 + GEMM_BK, k_end, vec_a);
+            next_b = gemm_fetch<b_in_k>(B, ldb, n0, N, k0 + GEMM_BK, k_end, vec_b);
         }
 #pragma unroll
         for (int kk = 0; kk < GEMM_BK; ++kk) {
@@ -170,20 +172,62 @@ __device__ __forceinline__ void sgemm_tile(const float* __restrict__ A, const fl
 }
 
 // Four blocks per SM: caps registers at 64 (ptxas needs no spills for that) to keep 32 warps
-// resident for latency hiding.
+// resident for latency hiding. The host's split-K planner (src/ops/gemm/mod.rs,
+// GEMM_BLOCKS_PER_SM) counts on this minimum. Batch index = blockIdx.z.
 #define FERRO_SGEMM_KERNEL(NAME, TA, TB)                                                          \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 4)                                  \
         NAME(const float* A, const float* B, float* C, int M, int N, int K, int lda, int ldb,     \
              int ldc, long long stride_a, long long stride_b, long long stride_c, float alpha,    \
              float beta, int vec_a, int vec_b, int vec_c) {                                       \
-        sgemm_tile<TA, TB>(A, B, C, M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, alpha,  \
-                           beta, vec_a, vec_b, vec_c);                                            \
+        sgemm_tile<TA, TB>(A + blockIdx.z * stride_a, B + blockIdx.z * stride_b,                  \
+                           C + blockIdx.z * stride_c, M, N, 0, K, lda, ldb, ldc, alpha, beta,     \
+                           vec_a, vec_b, vec_c);                                                  \
     }
 
 FERRO_SGEMM_KERNEL(sgemm_nn, false, false)
 FERRO_SGEMM_KERNEL(sgemm_nt, false, true)
 FERRO_SGEMM_KERNEL(sgemm_tn, true, false)
 FERRO_SGEMM_KERNEL(sgemm_tt, true, true)
+
+// Split-K, first pass: blockIdx.z = batch * splits + split. Each block sums its tile over one
+// K-slice [split * k_per_split, min(K, (split + 1) * k_per_split)) and stores the plain product
+// (no alpha, no beta) as partial matrix blockIdx.z of M x N. k_per_split is a multiple of
+// GEMM_BK, so a slice starts 16-byte aligned wherever its operand's rows do. Three blocks per SM:
+// the slice's bounds need the registers that the 64-register cap of four would spill.
+#define FERRO_SGEMM_SPLIT_KERNEL(NAME, TA, TB)                                                    \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 3)                                  \
+        NAME(const float* A, const float* B, float* partial, int M, int N, int K, int lda,        \
+             int ldb, long long stride_a, long long stride_b, int splits, int k_per_split,       \
+             int vec_a, int vec_b, int vec_p) {                                                   \
+        int batch = blockIdx.z / splits;                                                          \
+        int k_begin = (blockIdx.z - batch * splits) * k_per_split;                                \
+        sgemm_tile<TA, TB>(A + batch * stride_a, B + batch * stride_b,                            \
+                           partial + (size_t)blockIdx.z * M * N, M, N, k_begin,                   \
+                           min(K, k_begin + k_per_split), lda, ldb, N, 1.f, 0.f, vec_a, vec_b,    \
+                           vec_p);                                                                \
+    }
+
+FERRO_SGEMM_SPLIT_KERNEL(sgemm_nn_split, false, false)
+FERRO_SGEMM_SPLIT_KERNEL(sgemm_nt_split, false, true)
+FERRO_SGEMM_SPLIT_KERNEL(sgemm_tn_split, true, false)
+FERRO_SGEMM_SPLIT_KERNEL(sgemm_tt_split, true, true)
+
+// Split-K, second pass: C[b][e] = alpha * (sum of the splits' partials in split order) +
+// beta * C[b][e] (C not read when beta == 0), one thread per element e of the M x N matrices of
+// all batches. The fixed order makes the result the same bits on every run.
+extern "C" __global__ void splitk_reduce(const float* partial, float* C, int mn, int splits,
+                                         int total, long long stride_c, float alpha, float beta) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= total) return;
+    int batch = idx / mn;
+    int e = idx - batch * mn;
+    const float* p = partial + (size_t)batch * splits * mn + e;
+    float sum = p[0];
+    for (int s = 1; s < splits; ++s) sum += p[(size_t)s * mn];
+    float* c = C + batch * stride_c + e;
+    float v = alpha * sum;
+    *c = beta != 0.f ? v + beta * *c : v;
+}
 
 // y[(o * channels + c) * inner + i] += bias[c], one thread per element of y.
 extern "C" __global__ void add_bias(float* y, const float* bias, int channels, int inner, int total) {

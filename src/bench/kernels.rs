@@ -55,7 +55,7 @@ pub struct Measured {
 #[derive(Clone, Debug, Serialize)]
 pub struct SimLaunch {
     pub kernel: String,
-    /// Grid and block of the simulated (small) launch.
+    /// Grid of the simulated (small) launch with its x axis scaled like the counters, and block.
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub flops: u64,
@@ -241,12 +241,16 @@ fn sim_launch(stats: &LaunchStats, resources: &HashMap<String, KernelResources>)
     }
 }
 
-/// The counters of a launch at `factor` times its size (see `super::cases` for why linear).
+/// The counters of a launch at `factor` times its size (see `super::cases` for why linear). The
+/// grid's x axis grows by the same factor: the block count sets the SM fill of the prediction,
+/// exact where the blocks grow with the scaled axis and, where they do not, no more optimistic
+/// than assuming a full device.
 fn scale_stats(stats: &LaunchStats, factor: f64) -> LaunchStats {
     let s = |v: u64| (v as f64 * factor).round() as u64;
+    let (x, y, z) = stats.grid;
     LaunchStats {
         kernel: stats.kernel.clone(),
-        grid: stats.grid,
+        grid: (((x as f64 * factor).round() as u32).max(1), y, z),
         block: stats.block,
         warp_insts: s(stats.warp_insts),
         lane_insts: s(stats.lane_insts),
@@ -390,8 +394,8 @@ mod tests {
 
     #[test]
     fn scaling_multiplies_every_counter() {
-        let s = LaunchStats { flops: 10, global_sectors: 3, warp_insts: 7, ..Default::default() };
+        let s = LaunchStats { flops: 10, global_sectors: 3, warp_insts: 7, grid: (3, 2, 1), ..Default::default() };
         let t = scale_stats(&s, 4.0);
-        assert_eq!((t.flops, t.global_sectors, t.warp_insts), (40, 12, 28));
+        assert_eq!((t.flops, t.global_sectors, t.warp_insts, t.grid), (40, 12, 28, (12, 2, 1)));
     }
 }

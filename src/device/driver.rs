@@ -54,6 +54,9 @@ pub trait Driver: Send + Sync {
     fn synchronize(&self) -> Result<()>;
     /// (free, total) device memory in bytes.
     fn mem_info(&self) -> Result<(usize, usize)>;
+    /// Streaming multiprocessors (SMs): how many blocks run at once, for launchers that size a
+    /// grid to fill the device (split-K GEMM).
+    fn multiprocessor_count(&self) -> usize;
     fn record_event(&self) -> Result<EventId>;
     /// Milliseconds between two recorded events (after synchronising on the later one).
     fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32>;

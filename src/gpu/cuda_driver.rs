@@ -32,6 +32,8 @@ pub struct CudaDeviceInfo {
     /// (major, minor), e.g. (8, 6) for sm_86.
     pub compute_capability: (i32, i32),
     pub total_mem_bytes: usize,
+    /// Streaming multiprocessors.
+    pub multiprocessors: usize,
 }
 
 fn driver_error(what: &str, e: DriverError) -> Error {
@@ -58,15 +60,18 @@ fn device_info(ordinal: usize) -> Result<(sys::CUdevice, CudaDeviceInfo)> {
     let dev = cu::device::get(ordinal as i32).map_err(|e| driver_error("opening the CUDA device", e))?;
     let name = cu::device::get_name(dev).map_err(|e| driver_error("reading the device name", e))?;
     // SAFETY: `dev` came from device::get.
-    let (major, minor, total) = unsafe {
+    let (major, minor, sms, total) = unsafe {
         let attr = |a| cu::device::get_attribute(dev, a).map_err(|e| driver_error("reading a device attribute", e));
         (
             attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
             attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+            attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
             cu::device::total_mem(dev).map_err(|e| driver_error("reading the device memory size", e))?,
         )
     };
-    Ok((dev, CudaDeviceInfo { ordinal, name, compute_capability: (major, minor), total_mem_bytes: total }))
+    // A driver reporting no SM would make every grid-filling launcher divide by zero.
+    let multiprocessors = usize::try_from(sms).unwrap_or(0).max(1);
+    Ok((dev, CudaDeviceInfo { ordinal, name, compute_capability: (major, minor), total_mem_bytes: total, multiprocessors }))
 }
 
 /// The CUDA devices of this machine: None when no CUDA driver is installed.
@@ -263,6 +268,10 @@ impl Driver for CudaDriver {
     fn mem_info(&self) -> Result<(usize, usize)> {
         self.bind()?;
         cu::mem_get_info().map_err(|e| driver_error("reading GPU memory use", e))
+    }
+
+    fn multiprocessor_count(&self) -> usize {
+        self.info.multiprocessors
     }
 
     fn record_event(&self) -> Result<EventId> {

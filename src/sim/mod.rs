@@ -70,7 +70,14 @@ pub struct SimOptions {
     /// Device `printf` output also goes to stdout after each launch (it is always kept for
     /// `take_printf_output`).
     pub echo_printf: bool,
+    /// The SM count the device reports to launchers that size grids by it (split-K GEMM):
+    /// [`DEFAULT_SIM_MULTIPROCESSORS`] unless set. Execution itself does not depend on it.
+    pub multiprocessors: usize,
 }
+
+/// The simulated device's SM count by default: the RTX 3090's, the first GPU the performance
+/// model predicts for and the GPU of the emulated driver's default architecture (sm_86).
+pub const DEFAULT_SIM_MULTIPROCESSORS: usize = roofline::RTX_3090.sms as usize;
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -80,6 +87,7 @@ impl Default for SimOptions {
             threads: 0,
             capacity_bytes: 16 << 30,
             echo_printf: true,
+            multiprocessors: DEFAULT_SIM_MULTIPROCESSORS,
         }
     }
 }
@@ -299,6 +307,10 @@ impl Driver for SimDriver {
     fn mem_info(&self) -> Result<(usize, usize)> {
         let m = lock(&self.memory)?;
         Ok((m.capacity() - m.used(), m.capacity()))
+    }
+
+    fn multiprocessor_count(&self) -> usize {
+        self.options.lock().map_or(DEFAULT_SIM_MULTIPROCESSORS, |o| o.multiprocessors.max(1))
     }
 
     fn record_event(&self) -> Result<EventId> {

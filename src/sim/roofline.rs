@@ -5,9 +5,10 @@
 //! ptxas's register and shared-memory counts allow. Every time it gives is a prediction.
 //!
 //! The simulator has no cache model: memory traffic is every 32-byte sector a launch touched, so
-//! re-read data (tiles in SGEMM) makes the DRAM roof pessimistic. All roofs assume every SM is
-//! busy and leave latency out, so low occupancy is reported beside a prediction rather than
-//! folded into it.
+//! re-read data (tiles in SGEMM) makes the DRAM roof pessimistic. The roofs are the whole
+//! device's rates, scaled by the SM fill of the launch's grid ([`GpuModel::sm_fill`]: a grid of
+//! fewer blocks than SMs, or a last partial round of blocks, leaves SMs idle). Latency is left
+//! out, so low occupancy is reported beside a prediction rather than folded into it.
 
 use super::counters::LaunchStats;
 use serde::Serialize;
@@ -106,21 +107,37 @@ pub struct LaunchPrediction {
 }
 
 impl GpuModel {
-    /// The predicted time of one launch with these counters and no cache: the largest roof.
+    /// The predicted time of one launch with these counters and no cache: the largest roof, at
+    /// the SM fill of its grid.
     pub fn predict(&self, stats: &LaunchStats) -> LaunchPrediction {
-        slower(self.predict_on_chip(stats), self.dram_time(stats.dram_bytes() as f64))
+        let dram = self.dram_time(stats.dram_bytes() as f64);
+        let dram = LaunchPrediction { seconds: dram.seconds / self.sm_fill(stats.grid), ..dram };
+        slower(self.predict_on_chip(stats), dram)
     }
 
-    /// The time of a launch's on-chip work alone (fp32, issue and shared-memory roofs).
+    /// The time of a launch's on-chip work alone (fp32, issue and shared-memory roofs), at the
+    /// SM fill of its grid.
     pub fn predict_on_chip(&self, stats: &LaunchStats) -> LaunchPrediction {
         let per_clock = self.sms as f64 * self.clock_hz;
+        let fill = self.sm_fill(stats.grid);
         [
             LaunchPrediction { seconds: stats.flops as f64 / self.peak_fp32_flops, limit: Limit::Fp32 },
             LaunchPrediction { seconds: stats.warp_insts as f64 / (4.0 * per_clock), limit: Limit::Issue },
             LaunchPrediction { seconds: stats.shared_wavefronts as f64 / per_clock, limit: Limit::Shared },
         ]
         .into_iter()
+        .map(|p| LaunchPrediction { seconds: p.seconds / fill, ..p })
         .fold(LaunchPrediction { seconds: 0.0, limit: Limit::Fp32 }, slower)
+    }
+
+    /// The share of the device's SM-time a grid of equal blocks can use. Blocks are dealt to SMs
+    /// one by one and an SM's resident blocks share its rates, so the launch lasts as long as
+    /// the busiest SM's ceil(blocks / SMs) blocks take, while a full device would take
+    /// blocks / SMs: 9 blocks on 82 SMs use 11% of the device, 576 use 88%. Both the on-chip
+    /// roofs and DRAM (whose requests come from the SMs) are scaled by it. An empty grid (counters
+    /// built without a launch) counts as filling the device.
+    pub fn sm_fill(&self, grid: (u32, u32, u32)) -> f64 {
+        sm_fill(grid.0 as usize * grid.1 as usize * grid.2 as usize, self.sms as usize)
     }
 
     /// Moving `bytes` between DRAM and the SMs at full bandwidth.
@@ -144,6 +161,15 @@ impl GpuModel {
         let blocks = by_regs.min(by_warps).min(by_shared).min(self.max_blocks_per_sm);
         (blocks * warps_per_block) as f64 / self.max_warps_per_sm as f64
     }
+}
+
+/// [`GpuModel::sm_fill`] of `blocks` equal blocks on `sms` SMs (1 for no blocks or no SMs).
+pub fn sm_fill(blocks: usize, sms: usize) -> f64 {
+    if blocks == 0 || sms == 0 {
+        return 1.0;
+    }
+    let per_sm = blocks as f64 / sms as f64;
+    per_sm / per_sm.ceil()
 }
 
 /// The longer of two predictions (the first on a tie).
@@ -190,6 +216,21 @@ mod tests {
             let peak = m.sms as f64 * 128.0 * 2.0 * m.clock_hz;
             assert!((peak / m.peak_fp32_flops - 1.0).abs() < 0.01, "{}: {peak:e}", m.name);
         }
+    }
+
+    #[test]
+    fn small_grids_leave_sms_idle() {
+        let model = RTX_3090;
+        assert_eq!(model.sm_fill((0, 0, 0)), 1.0);
+        assert_eq!(model.sm_fill((82, 2, 1)), 1.0);
+        assert!((model.sm_fill((9, 1, 1)) - 9.0 / 82.0).abs() < 1e-12);
+        // 576 blocks: 7.02 per SM on average, 8 on the busiest.
+        assert!((model.sm_fill((72, 8, 1)) - 576.0 / 82.0 / 8.0).abs() < 1e-12);
+        // One block's work on one SM: the device's rate divided by the SM count.
+        let work = LaunchStats { flops: 1 << 30, ..Default::default() };
+        let full = model.predict(&LaunchStats { grid: (82, 1, 1), ..work.clone() }).seconds;
+        let single = model.predict(&LaunchStats { grid: (1, 1, 1), ..work }).seconds;
+        assert!((single / full - 82.0).abs() < 1e-9, "{single} vs {full}");
     }
 
     #[test]

@@ -1,26 +1,53 @@
-//! GEMM benchmark cases: square, and a linear layer's forward (x * W^T, skinny in M = batch) and
-//! weight gradient (dy^T * x, skinny in K = batch). The simulator takes a 64-wide slice (one
-//! block tile) of the long M or N axis. (GEMM's gradients are checked through linear and conv.)
+//! GEMM benchmark cases: square, a linear layer's forward (x * W^T, skinny in M = batch) and
+//! weight gradient (dy^T * x, skinny in K = batch), and ResNet-18/CIFAR convolution weight
+//! gradients (dy * cols^T: M = C_out, N = C_in * 9, K = images * H * W) with and without split-K.
+//! The simulator takes a 64-wide slice (one block tile) of the long M or N axis. Each case runs
+//! the K split that `SplitK::Auto` picks for its full shape on an RTX 3090 (or the one its name
+//! forces), on the simulator's slice too, whose own grid would plan differently. (GEMM's
+//! gradients are checked through linear and conv.)
 
-use super::GemmSpec;
+use super::{GemmSpec, SplitK};
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, Operands, RunKernel};
 use crate::ops::Backend;
+use crate::sim::roofline::RTX_3090;
 
 pub struct Cases;
 
 impl FamilyCases for Cases {
     fn bench_cases(&self, cases: &mut BenchCases) -> Result<()> {
-        let gemm = |trans_a, trans_b, m, n, k| GemmKernel { trans_a, trans_b, m, n, k };
-        cases.add("gemm_nn square 1024^3".into(), gemm(false, false, 1024, 1024, 1024), gemm(false, false, 64, 1024, 1024), 16.0);
-        cases.add("gemm_nt skinny 128x4096x4096 (fc fwd)".into(), gemm(false, true, 128, 4096, 4096), gemm(false, true, 128, 64, 4096), 64.0);
-        cases.add("gemm_tn skinny 4096x4096x128 (fc dW)".into(), gemm(true, false, 4096, 4096, 128), gemm(true, false, 64, 4096, 128), 64.0);
+        let planned = |trans_a, trans_b, m, n, k| {
+            let spec = GemmSpec::<f32>::new(trans_a, trans_b, m, n, k);
+            GemmKernel { trans_a, trans_b, m, n, k, splits: spec.k_split(SplitK::Auto, RTX_3090.sms as usize).splits }
+        };
+        let slice = |full: GemmKernel, m, n| GemmKernel { m, n, ..full };
+        let square = planned(false, false, 1024, 1024, 1024);
+        cases.add("gemm_nn square 1024^3".into(), square, slice(square, 64, 1024), 16.0);
+        let fc_fwd = planned(false, true, 128, 4096, 4096);
+        cases.add("gemm_nt skinny 128x4096x4096 (fc fwd)".into(), fc_fwd, slice(fc_fwd, 128, 64), 64.0);
+        let fc_dw = planned(true, false, 4096, 4096, 128);
+        cases.add("gemm_tn skinny 4096x4096x128 (fc dW)".into(), fc_dw, slice(fc_dw, 64, 4096), 64.0);
+        // ResNet-18/CIFAR weight gradients: layer 1 (9 tiles), split as planned; layer 4 (576
+        // tiles, under two waves), which the planner leaves whole, forced into 2 slices.
+        let images = cases.batch();
+        let layer1 = planned(false, true, 64, 576, images * 32 * 32);
+        let layer4 = planned(false, true, 512, 4608, images * 4 * 4);
+        for (layer, hw, full, forced) in [("layer1 64x576", "32x32", layer1, layer1.splits), ("layer4 512x4608", "4x4", layer4, 2)] {
+            let mut variants = vec![1, forced];
+            variants.dedup();
+            for splits in variants {
+                let split_k = if splits == 1 { "no split-K".to_string() } else { format!("split-K x{splits}") };
+                let full = GemmKernel { splits, ..full };
+                let name = format!("gemm_nt conv dW resnet18 {layer}, K={images}x{hw}, {split_k}");
+                cases.add(name, full, slice(full, full.m, 64), full.n as f64 / 64.0);
+            }
+        }
         Ok(())
     }
 }
 
-/// C = op(A) * op(B), overwriting C (operand 2).
+/// C = op(A) * op(B), overwriting C (operand 2), with K in at most `splits` slices on a GPU.
 #[derive(Clone, Copy)]
 struct GemmKernel {
     trans_a: bool,
@@ -28,6 +55,7 @@ struct GemmKernel {
     m: usize,
     n: usize,
     k: usize,
+    splits: usize,
 }
 
 impl BenchKernel for GemmKernel {
@@ -48,8 +76,8 @@ impl BenchKernel for GemmKernel {
         self.k
     }
     fn describe(&self) -> String {
-        let GemmKernel { trans_a, trans_b, m, n, k } = *self;
-        format!("m={m} n={n} k={k} trans_a={trans_a} trans_b={trans_b}")
+        let GemmKernel { trans_a, trans_b, m, n, k, splits } = *self;
+        format!("m={m} n={n} k={k} trans_a={trans_a} trans_b={trans_b} splits={splits}")
     }
     fn as_sgemm(&self) -> Option<(bool, bool, usize, usize, usize)> {
         Some((self.trans_a, self.trans_b, self.m, self.n, self.k))
@@ -60,7 +88,8 @@ impl RunKernel for GemmKernel {
     fn execute<E: Element, B: Backend<E>>(&self, b: &B, ops: &mut Operands<E, B>) -> Result<Vec<B::Buf>> {
         let (a, rest) = ops.bufs.split_at_mut(1);
         let (bm, c) = rest.split_at_mut(1);
-        b.gemm(&GemmSpec::new(self.trans_a, self.trans_b, self.m, self.n, self.k), &a[0], &bm[0], &mut c[0])?;
+        let spec = GemmSpec::new(self.trans_a, self.trans_b, self.m, self.n, self.k);
+        b.gemm_split(&spec, SplitK::Splits(self.splits), &a[0], &bm[0], &mut c[0])?;
         Ok(vec![])
     }
 }

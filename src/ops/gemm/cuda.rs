@@ -1,18 +1,16 @@
-//! GPU launcher of the tiled SGEMM (`kernels/gemm.cu`) and the bias steps of the layers built on
-//! it (linear, im2col convolution).
+//! GPU launcher of the tiled SGEMM (`kernels/gemm.cu`), unsplit or split-K as `GemmSpec::k_split`
+//! plans it for the device's SM count, and the bias steps of the layers built on it (linear,
+//! im2col convolution).
 
-use super::{GemmOps, GemmSpec};
+use super::{GemmOps, GemmSpec, KSplit, SplitK, GEMM_TILE, MAX_GRID_YZ};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
-/// The kernel's block tile (rows and columns of C) and threads per block.
-const TILE: usize = 64;
+/// Threads per block of the GEMM kernels.
 const GEMM_THREADS: u32 = 256;
-/// The most blocks a launch may have along grid y and z.
-const MAX_GRID_YZ: usize = 65535;
 
 /// Whether an operand can be read with 16-byte loads: its first matrix is 16-byte aligned and
 /// every row and every batch matrix starts 4 floats apart.
@@ -27,8 +25,31 @@ fn stride_arg(stride: usize, what: &str) -> Result<KernelArg> {
         .map_err(|_| Error::shape(format!("gemm {what} stride {stride} is too large")))
 }
 
+/// The kernel name's transpose suffix: "nn", "nt", "tn" or "tt".
+fn transposes(spec: &GemmSpec<f32>) -> &'static str {
+    match (spec.trans_a, spec.trans_b) {
+        (false, false) => "nn",
+        (false, true) => "nt",
+        (true, false) => "tn",
+        (true, true) => "tt",
+    }
+}
+
+/// A grid of 64x64 tiles of C, `z` deep.
+fn tile_grid(spec: &GemmSpec<f32>, z: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid: (spec.n.div_ceil(GEMM_TILE) as u32, spec.m.div_ceil(GEMM_TILE) as u32, z as u32),
+        block: (GEMM_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 impl GemmOps<f32> for GpuBackend {
     fn gemm(&self, spec: &GemmSpec<f32>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+        self.gemm_split(spec, SplitK::Auto, a, b, c)
+    }
+
+    fn gemm_split(&self, spec: &GemmSpec<f32>, split: SplitK, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let (need_a, need_b, need_c) = spec.required_lens();
         for (name, have, need) in [("A", a.len(), need_a), ("B", b.len(), need_b), ("C", c.len(), need_c)] {
             if have < need {
@@ -41,28 +62,27 @@ impl GemmOps<f32> for GpuBackend {
         if spec.m == 0 || spec.n == 0 || spec.batch == 0 {
             return Ok(());
         }
-        if spec.m.div_ceil(TILE) > MAX_GRID_YZ {
-            return Err(Error::shape(format!("gemm has {} rows, more than the {} one launch covers", spec.m, MAX_GRID_YZ * TILE)));
+        if spec.m.div_ceil(GEMM_TILE) > MAX_GRID_YZ {
+            return Err(Error::shape(format!("gemm has {} rows, more than the {} one launch covers", spec.m, MAX_GRID_YZ * GEMM_TILE)));
         }
+        match spec.k_split(split, self.driver().multiprocessor_count()) {
+            KSplit { splits: 1, .. } => self.gemm_unsplit(spec, a, b, c),
+            k_split => self.gemm_split_k(spec, k_split, a, b, c),
+        }
+    }
+}
+
+impl GpuBackend {
+    /// One launch of the tiled kernel per up to 65535 batch matrices (the grid's z limit).
+    fn gemm_unsplit(&self, spec: &GemmSpec<f32>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
         let ldc = spec.n;
-        let kernel = match (spec.trans_a, spec.trans_b) {
-            (false, false) => "sgemm_nn",
-            (false, true) => "sgemm_nt",
-            (true, false) => "sgemm_tn",
-            (true, true) => "sgemm_tt",
-        };
-        // The batch is the grid's z axis, so batches beyond its limit take several launches.
+        let kernel = format!("sgemm_{}", transposes(spec));
         for first in (0..spec.batch).step_by(MAX_GRID_YZ) {
             let batch = MAX_GRID_YZ.min(spec.batch - first);
             let (off_a, off_b, off_c) =
                 (spec.offset_a + first * spec.stride_a, spec.offset_b + first * spec.stride_b, spec.offset_c + first * spec.stride_c);
-            let cfg = LaunchConfig {
-                grid: (spec.n.div_ceil(TILE) as u32, spec.m.div_ceil(TILE) as u32, batch as u32),
-                block: (GEMM_THREADS, 1, 1),
-                shared_mem_bytes: 0,
-            };
             let args = [
                 KernelArg::Ptr(a.ptr_at(off_a)),
                 KernelArg::Ptr(b.ptr_at(off_b)),
@@ -82,13 +102,57 @@ impl GemmOps<f32> for GpuBackend {
                 vectorizable(b, off_b, ldb, spec.stride_b, batch),
                 vectorizable(c, off_c, ldc, spec.stride_c, batch),
             ];
-            self.launch("gemm", kernel, cfg, &args)?;
+            self.launch("gemm", &kernel, tile_grid(spec, batch), &args)?;
         }
         Ok(())
     }
-}
 
-impl GpuBackend {
+    /// Split-K: every (batch matrix, K-slice) pair's partial product into a scratch buffer of
+    /// splits x batch x m x n floats (at most `SPLIT_K_SCRATCH_BYTES`), then one reduction over
+    /// the slices in order that applies alpha and beta. `k_split` keeps batch x splits within the
+    /// grid's z limit, so each pass is one launch.
+    fn gemm_split_k(&self, spec: &GemmSpec<f32>, k_split: KSplit, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+        let KSplit { splits, k_per_split } = k_split;
+        let lda = if spec.trans_a { spec.m } else { spec.k };
+        let ldb = if spec.trans_b { spec.k } else { spec.n };
+        let mn = spec.m * spec.n;
+        let partial = self.alloc::<f32>(splits * spec.batch * mn)?;
+        let (off_a, off_b) = (spec.offset_a, spec.offset_b);
+        // A slice starts k_per_split (a multiple of 4) elements or rows further on, so the first
+        // matrix's alignment holds for every slice; each partial matrix starts m*n floats apart.
+        let vec_partial = KernelArg::I32((spec.n.is_multiple_of(4) && partial.ptr().is_multiple_of(16)) as i32);
+        let args = [
+            KernelArg::Ptr(a.ptr_at(off_a)),
+            KernelArg::Ptr(b.ptr_at(off_b)),
+            partial.arg(),
+            int(spec.m, "gemm m")?,
+            int(spec.n, "gemm n")?,
+            int(spec.k, "gemm k")?,
+            int(lda, "gemm lda")?,
+            int(ldb, "gemm ldb")?,
+            stride_arg(spec.stride_a, "A")?,
+            stride_arg(spec.stride_b, "B")?,
+            int(splits, "gemm K-splits")?,
+            int(k_per_split, "gemm K per split")?,
+            vectorizable(a, off_a, lda, spec.stride_a, spec.batch),
+            vectorizable(b, off_b, ldb, spec.stride_b, spec.batch),
+            vec_partial,
+        ];
+        self.launch("gemm", &format!("sgemm_{}_split", transposes(spec)), tile_grid(spec, spec.batch * splits), &args)?;
+        let total = spec.batch * mn;
+        let args = [
+            partial.arg(),
+            KernelArg::Ptr(c.ptr_at(spec.offset_c)),
+            int(mn, "a gemm output matrix")?,
+            int(splits, "gemm K-splits")?,
+            int(total, "the gemm output")?,
+            stride_arg(spec.stride_c, "C")?,
+            KernelArg::F32(spec.alpha),
+            KernelArg::F32(spec.beta),
+        ];
+        self.launch("gemm", "splitk_reduce", per_element(total, "the gemm output")?, &args)
+    }
+
     /// y[(o * channels + c) * inner + i] += bias[c] for a y of outer x channels x inner elements.
     pub(crate) fn add_bias(&self, y: &mut GpuBuf<f32>, bias: &GpuBuf<f32>, channels: usize, inner: usize) -> Result<()> {
         let cfg = per_element(y.len(), "the biased output")?;

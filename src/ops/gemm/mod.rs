@@ -1,4 +1,5 @@
-//! General matrix multiply, row-major, optionally transposed and batched, with beta-accumulate.
+//! General matrix multiply, row-major, optionally transposed and batched, with beta-accumulate;
+//! on the GPU, split-K for products whose grid of tiles is too small to fill the device.
 
 pub mod cases;
 mod cpu;
@@ -6,6 +7,7 @@ mod cpu;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;
+use crate::sim::roofline::sm_fill;
 
 mod cuda;
 
@@ -69,8 +71,149 @@ impl<E: Element> GemmSpec<E> {
     pub fn flops(&self) -> f64 {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
+    /// Blocks of the unsplit GPU kernel: one per 64x64 tile of C per batch matrix.
+    pub fn tiles(&self) -> usize {
+        self.m.div_ceil(GEMM_TILE) * self.n.div_ceil(GEMM_TILE) * self.batch
+    }
+
+    /// How the GPU partitions K for `split` on a device with `multiprocessors` SMs.
+    ///
+    /// `Auto` splits when the tiles fill fewer than [`SPLIT_TARGET_WAVES`] waves of the device
+    /// (SMs times [`GEMM_BLOCKS_PER_SM`] resident blocks): into as many slices as reach that many
+    /// blocks, each at least [`MIN_K_PER_SPLIT`] deep, and only when that pays: when the time
+    /// the idle SMs it puts to work save (the roofline's SM fill, `sim::roofline::sm_fill`)
+    /// exceeds the time of writing and reading the partial products, priced at
+    /// [`SPLIT_K_FLOPS_PER_BYTE`]. Both `Auto` and `Splits(n)` are capped so the partial products
+    /// fit in [`SPLIT_K_SCRATCH_BYTES`] and the grid's z axis (batch x splits) in
+    /// [`MAX_GRID_YZ`]; slices are multiples of 16 deep (the kernel's k-step), the last possibly
+    /// shorter.
+    pub fn k_split(&self, split: SplitK, multiprocessors: usize) -> KSplit {
+        let unsplit = KSplit { splits: 1, k_per_split: self.k };
+        let tiles = self.tiles();
+        let wanted = match split {
+            SplitK::Splits(n) => n,
+            SplitK::Auto => {
+                let target = SPLIT_TARGET_WAVES * GEMM_BLOCKS_PER_SM * multiprocessors;
+                if tiles == 0 || tiles >= target {
+                    return unsplit;
+                }
+                target.div_ceil(tiles).min(self.k / MIN_K_PER_SPLIT)
+            }
+        };
+        let partial_floats = self.batch * self.m * self.n;
+        let splits = wanted
+            .min(SPLIT_K_SCRATCH_BYTES / (partial_floats * std::mem::size_of::<f32>()).max(1))
+            .min(MAX_GRID_YZ / self.batch.max(1))
+            .min(self.k.div_ceil(SPLIT_K_STEP));
+        if splits < 2 {
+            return unsplit;
+        }
+        // Rounding the slices up to the k-step can only merge the last ones: with at most
+        // ceil(k / 16) slices of at least 2, at least two remain.
+        let k_per_split = self.k.div_ceil(splits).next_multiple_of(SPLIT_K_STEP);
+        let splits = self.k.div_ceil(k_per_split);
+        // In FLOP-times: the work at the unsplit and the split grid's SM fill, and the partial
+        // products' bytes (each written once and read once).
+        let at_fill = |blocks| self.flops() / sm_fill(blocks, multiprocessors);
+        let saved = at_fill(tiles) - at_fill(tiles * splits);
+        let partial_traffic = SPLIT_K_FLOPS_PER_BYTE * (2 * splits * partial_floats * std::mem::size_of::<f32>()) as f64;
+        if split == SplitK::Auto && saved <= partial_traffic {
+            return unsplit;
+        }
+        KSplit { splits, k_per_split }
+    }
+}
+
+/// FLOPs a GPU does in the time its DRAM moves one byte (about 38 on an RTX 3090, 82 on an
+/// RTX 4090, 20 on an H100): what `SplitK::Auto` charges per byte of partial products.
+pub const SPLIT_K_FLOPS_PER_BYTE: f64 = 40.0;
+
+/// Rows and columns of C one block of the GPU kernel computes.
+pub const GEMM_TILE: usize = 64;
+/// Blocks of the unsplit GPU kernel resident per SM: the minimum its `__launch_bounds__`
+/// promises. (The split kernels promise 3, so a split grid of two such waves is 2.7 of theirs.)
+pub const GEMM_BLOCKS_PER_SM: usize = 4;
+/// Waves of resident blocks below which `SplitK::Auto` splits K: with fewer, SMs idle or finish
+/// unevenly (the last, partial wave).
+pub const SPLIT_TARGET_WAVES: usize = 2;
+/// The shallowest K-slice `SplitK::Auto` gives a block.
+pub const MIN_K_PER_SPLIT: usize = 256;
+/// The kernel's k-step: K-slices are multiples of it, so every slice starts 16-byte aligned.
+const SPLIT_K_STEP: usize = 16;
+/// Bound on the split-K partial products of one GEMM call (splits x batch x m x n floats).
+pub const SPLIT_K_SCRATCH_BYTES: usize = 32 << 20;
+/// The most blocks a launch may have along grid y and z.
+pub const MAX_GRID_YZ: usize = 65535;
+
+/// How the GPU partitions a GEMM's K (the CPU computes every product in one pass whatever it says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitK {
+    /// Split when the grid is small for the device ([`GemmSpec::k_split`]).
+    Auto,
+    /// At most this many K-slices (1: unsplit), within the same caps as `Auto`.
+    Splits(usize),
+}
+
+/// A K partition: `splits` slices of `k_per_split`, the last possibly shorter; one slice is the
+/// unsplit kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KSplit {
+    pub splits: usize,
+    pub k_per_split: usize,
 }
 
 pub trait GemmOps<E: Element>: Device<E> {
+    /// The product, with K split as the device sees fit (`SplitK::Auto`).
     fn gemm(&self, spec: &GemmSpec<E>, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()>;
+    /// The product with K partitioned as `split` says; a device that never splits K (the CPU)
+    /// computes the same product as `gemm`.
+    fn gemm_split(&self, spec: &GemmSpec<E>, _split: SplitK, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()> {
+        self.gemm(spec, a, b, c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(m: usize, n: usize, k: usize, batch: usize) -> GemmSpec<f32> {
+        GemmSpec { batch, ..GemmSpec::new(false, true, m, n, k) }
+    }
+
+    #[test]
+    fn auto_splits_small_grids_up_to_two_waves() {
+        // ResNet-18/CIFAR layer 1 weight gradient at batch 128 on 82 SMs: 9 tiles, K = 131072.
+        // Two waves are 656 blocks: 73 slices of 1808 (a multiple of 16).
+        let dw = spec(64, 576, 128 * 32 * 32, 1);
+        assert_eq!(dw.tiles(), 9);
+        assert_eq!(dw.k_split(SplitK::Auto, 82), KSplit { splits: 73, k_per_split: 1808 });
+        // K limits the split: 256 deep at least.
+        assert_eq!(spec(64, 576, 1000, 1).k_split(SplitK::Auto, 82).splits, 3);
+        assert_eq!(spec(64, 576, 511, 1).k_split(SplitK::Auto, 82).splits, 1);
+        // Layer 2 (128 x 1152, K = 32768) and layer 3 (256 x 2304, K = 8192) split too; layer 4
+        // (512 x 4608, K = 2048: 576 tiles, 88% of the SMs' time) would gain 6% of its SMs'
+        // time for twice its output in partial traffic: not split.
+        assert_eq!(spec(128, 1152, 128 * 16 * 16, 1).k_split(SplitK::Auto, 82).splits, 19);
+        assert_eq!(spec(256, 2304, 128 * 8 * 8, 1).k_split(SplitK::Auto, 82).splits, 5);
+        assert_eq!(spec(512, 4608, 128 * 4 * 4, 1).k_split(SplitK::Auto, 82).splits, 1);
+        // A one-tile grid on 4 SMs gains 4x: split, 256 deep at least.
+        assert_eq!(spec(64, 64, 1024, 1).k_split(SplitK::Auto, 4).splits, 4);
+        // A grid of two waves or more is never split.
+        assert_eq!(spec(64 * 8, 64 * 82, 1 << 20, 1).k_split(SplitK::Auto, 82).splits, 1);
+        assert_eq!(spec(64, 64, 1 << 20, 656).k_split(SplitK::Auto, 82).splits, 1);
+    }
+
+    #[test]
+    fn every_split_respects_the_scratch_grid_and_depth_caps() {
+        // 2048 x 2048 floats are 16 MiB a slice: two fit the 32 MiB scratch.
+        assert_eq!(spec(2048, 2048, 1 << 16, 1).k_split(SplitK::Splits(8), 82).splits, 2);
+        assert_eq!(spec(2048, 2049, 1 << 16, 1).k_split(SplitK::Splits(8), 82).splits, 1);
+        // batch x splits stays within the grid's z limit.
+        assert_eq!(spec(1, 1, 1 << 16, 30000).k_split(SplitK::Splits(8), 82).splits, 2);
+        // Slices are multiples of 16 deep and none is empty: 37 = 16 + 16 + 5.
+        assert_eq!(spec(8, 8, 37, 1).k_split(SplitK::Splits(9), 82), KSplit { splits: 3, k_per_split: 16 });
+        assert_eq!(spec(8, 8, 100, 1).k_split(SplitK::Splits(3), 82), KSplit { splits: 3, k_per_split: 48 });
+        assert_eq!(spec(8, 8, 16, 1).k_split(SplitK::Splits(4), 82).splits, 1);
+        assert_eq!(spec(8, 8, 0, 1).k_split(SplitK::Auto, 82).splits, 1);
+    }
 }
