@@ -125,13 +125,18 @@ pub struct TracedStep {
     pub launches: Vec<LaunchStats>,
 }
 
+/// Training steps before one is in steady state (makes no driver allocation).
+pub const STEADY_AFTER: usize = 2;
+
 /// Runs warm-up steps of `graph` at `batch` on a fresh simulator device, then traces one step's
 /// own work (the bench's batch copy and timing synchronisation are left out).
 pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<TracedStep> {
     let driver = Arc::new(SimDriver::new(SimOptions::from_env()?));
     let mut train = TrainLoop::new(GpuBackend::new(driver.clone()), graph, batch, opts)?;
-    // The first step allocates what later steps reuse (optimiser state, cached blocks).
-    for _ in 0..opts.warmup.max(1) {
+    // The first steps allocate what later ones reuse: the optimiser's state and the executor's
+    // pooled buffers appear during the first, which changes the mix of buffers alive at once in
+    // the second, whose blocks the allocator then keeps.
+    for _ in 0..opts.warmup.max(STEADY_AFTER) {
         train.step()?;
     }
     let (mut calls, mut launches) = (Vec::new(), Vec::new());
