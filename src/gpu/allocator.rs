@@ -167,6 +167,11 @@ impl CachingAllocator {
         self.pool.lock().map(|p| p.cached).unwrap_or(0)
     }
 
+    /// Bytes held from the driver now (live buffers' blocks and cached ones).
+    pub fn reserved_bytes(&self) -> usize {
+        self.pool.lock().map(|p| p.reserved).unwrap_or(0)
+    }
+
     /// The most bytes held from the driver at once.
     pub fn peak_reserved_bytes(&self) -> usize {
         self.pool.lock().map(|p| p.peak_reserved).unwrap_or(0)

@@ -182,9 +182,12 @@ impl Device<f32> for GpuBackend {
     fn workspace_bytes(&self) -> usize {
         self.workspace_bytes
     }
-    /// The driver's free memory plus the cached blocks, which this device hands out first.
+    /// The driver's free memory plus what this device holds from it beyond the bytes of live
+    /// buffers (cached blocks, and the rounding of live ones), so that free memory plus
+    /// `current_bytes` is what the device has for this backend, as the memory plans count it.
     fn free_memory(&self) -> Result<Option<usize>> {
-        self.driver.mem_info().map(|(free, _)| Some(free + self.allocator.cached_bytes()))
+        let held = self.allocator.reserved_bytes().saturating_sub(self.allocator.tracker().stats().current_bytes);
+        self.driver.mem_info().map(|(free, _)| Some(free + held))
     }
     fn reset_peak(&self) {
         self.allocator.tracker().reset_peak()
