@@ -246,26 +246,9 @@ fn sim_launch(stats: &LaunchStats, resources: &HashMap<String, KernelResources>)
 /// exact where the blocks grow with the scaled axis and, where they do not, no more optimistic
 /// than assuming a full device.
 fn scale_stats(stats: &LaunchStats, factor: f64) -> LaunchStats {
-    let s = |v: u64| (v as f64 * factor).round() as u64;
+    let scaled = stats.combine(stats, |v, _| (v as f64 * factor).round() as u64);
     let (x, y, z) = stats.grid;
-    LaunchStats {
-        kernel: stats.kernel.clone(),
-        grid: (((x as f64 * factor).round() as u32).max(1), y, z),
-        block: stats.block,
-        warp_insts: s(stats.warp_insts),
-        lane_insts: s(stats.lane_insts),
-        flops: s(stats.flops),
-        global_load_bytes: s(stats.global_load_bytes),
-        global_store_bytes: s(stats.global_store_bytes),
-        global_atomic_bytes: s(stats.global_atomic_bytes),
-        global_accesses: s(stats.global_accesses),
-        global_sectors: s(stats.global_sectors),
-        shared_accesses: s(stats.shared_accesses),
-        shared_wavefronts: s(stats.shared_wavefronts),
-        bank_conflicts: s(stats.bank_conflicts),
-        barriers: s(stats.barriers),
-        sim_seconds: stats.sim_seconds,
-    }
+    LaunchStats { grid: (((x as f64 * factor).round() as u32).max(1), y, z), ..scaled }
 }
 
 /// Predicted time of a case on each modelled GPU: the sum of its launches' predictions, limited

@@ -7,6 +7,7 @@ pub mod cases;
 pub mod cuda;
 pub mod kernels;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod resources;
 pub mod timing;

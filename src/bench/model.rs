@@ -1,7 +1,9 @@
 //! Model throughput: training steps (forward, loss, backward, SGD update) and inference on one
 //! device through the executor, timed as the median of several steps after warm-up.
 
+use super::predict::StepPredictions;
 use super::timing::{time_host, Timing};
+use crate::device::{Device, DeviceCounters};
 use crate::error::{Error, Result};
 use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 use crate::graph::Graph;
@@ -45,6 +47,15 @@ pub struct ModelBenchReport {
     /// Forward, loss, backward and the SGD update, synchronised.
     pub train_step: Timing,
     pub train_images_per_s: f64,
+    /// What the last timed training step's own work (forward, loss, backward, update) sent to
+    /// the driver; all zero on the CPU.
+    pub per_step: DeviceCounters,
+    /// Whether every timed step sent the same (steady state).
+    pub per_step_uniform: bool,
+    /// What the bench itself sent per step, outside `per_step`: the device-side copy of the
+    /// batch (a memset-free D2D copy into a new buffer) and the synchronisation that ends the
+    /// timed step.
+    pub bench_per_step: DeviceCounters,
     /// Eval-mode forward of one batch, logits back on the host.
     pub inference: Timing,
     pub inference_images_per_s: f64,
@@ -52,6 +63,88 @@ pub struct ModelBenchReport {
     /// workspace and momentum buffers), and during inference.
     pub peak_train_bytes: usize,
     pub peak_inference_bytes: usize,
+    /// Bytes in the caching allocator's free blocks after the run, and the most bytes held from
+    /// the driver at once (GPU devices; 0 on the CPU).
+    pub cached_bytes: usize,
+    pub peak_reserved_bytes: usize,
+    /// PREDICTED training-step times on modelled GPUs (`--predict-batch` on the simulator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<StepPredictions>,
+}
+
+/// A training loop on random data: the batch stays on the device, as a data loader with
+/// prefetching would leave it, and each step consumes a device-side copy of it.
+pub struct TrainLoop<B: Backend<f32>> {
+    executor: Executor<f32, B>,
+    optimizer: Optimizer<f32, B>,
+    images: <B as Device<f32>>::Buf,
+    labels: Vec<u32>,
+}
+
+/// What one step of a [`TrainLoop`] sent to the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepCounters {
+    /// The step's own work: forward, loss, backward and the optimiser update.
+    pub work: DeviceCounters,
+    /// The bench's part: the device-side copy of the batch before the work, and the
+    /// synchronisation after it that lets the host clock time the step.
+    pub bench: DeviceCounters,
+}
+
+impl<B: Backend<f32>> TrainLoop<B> {
+    /// Weights from `opts.seed`, inputs and labels drawn from it, SGD with momentum; fails before
+    /// the first step when a step of `batch` samples cannot fit the device.
+    pub fn new(backend: B, graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<Self> {
+        let classes = graph.num_classes();
+        let per_sample: usize = graph.input_shape().iter().product();
+        let mut rng = Rng::new(opts.seed);
+        let images: Vec<f32> = (0..batch * per_sample).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
+        let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes as u64) as u32).collect();
+        let executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
+        let images = executor.backend().upload(&images)?;
+        let optimizer = Optimizer::new(OptimizerConfig {
+            kind: OptimizerKind::Sgd { momentum: opts.momentum, dampening: 0.0, nesterov: false },
+            lr: opts.lr,
+            weight_decay: 0.0,
+            decay_weights_only: true,
+            clip_grad_norm: None,
+        })?;
+        // The resident batch (already on the device) and each step's copy of it come on top of
+        // the plan.
+        let batch_bytes = 2 * batch * per_sample * std::mem::size_of::<f32>();
+        executor.check_batch_fits_device(
+            batch,
+            Mode::Train,
+            executor.backend().workspace_bytes(),
+            optimizer.state_bytes(executor.params()) + batch_bytes,
+        )?;
+        Ok(TrainLoop { executor, optimizer, images, labels })
+    }
+
+    pub fn backend(&self) -> &B {
+        self.executor.backend()
+    }
+
+    /// One training step, synchronised; `around_work(true)` and `around_work(false)` run just
+    /// before and just after the step's own work.
+    pub fn step_with(&mut self, mut around_work: impl FnMut(&B, bool)) -> Result<StepCounters> {
+        let start = self.backend().counters();
+        let batch = Batch::Device(self.backend().copy_buf(&self.images)?);
+        let work_start = self.backend().counters();
+        around_work(self.executor.backend(), true);
+        self.executor.train_step(batch, &self.labels, &StepOptions::default())?;
+        self.executor.optimizer_step(&mut self.optimizer)?;
+        around_work(self.executor.backend(), false);
+        let work_end = self.backend().counters();
+        self.backend().synchronize()?;
+        let end = self.backend().counters();
+        let work = work_end.since(&work_start);
+        Ok(StepCounters { work, bench: end.since(&start).since(&work) })
+    }
+
+    pub fn step(&mut self) -> Result<StepCounters> {
+        self.step_with(|_, _| {})
+    }
 }
 
 /// Benchmarks `graph` on `backend` with random inputs and labels drawn from `opts.seed`.
@@ -60,47 +153,32 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     let input: Vec<usize> = graph.input_shape().to_vec();
     let classes = graph.num_classes();
     let parameters = graph.trainable_params();
-    let mut rng = Rng::new(opts.seed);
-    let per_sample: usize = input.iter().product();
-    let images: Vec<f32> = (0..opts.batch * per_sample).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
-    let labels: Vec<u32> = (0..opts.batch).map(|_| rng.below(classes as u64) as u32).collect();
+    let model = graph.name.clone();
     let device = backend.name();
-    let mut executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
-    // The batch stays on the device, as a data loader with prefetching would leave it; each step
-    // consumes a device-side copy.
-    let images = executor.backend().upload(&images)?;
-    let mut optimizer = Optimizer::new(OptimizerConfig {
-        kind: OptimizerKind::Sgd { momentum: opts.momentum, dampening: 0.0, nesterov: false },
-        lr: opts.lr,
-        weight_decay: 0.0,
-        decay_weights_only: true,
-        clip_grad_norm: None,
-    })?;
-    // The resident batch (already on the device) and each step's copy of it come on top of the
-    // plan.
-    let batch_bytes = 2 * opts.batch * per_sample * std::mem::size_of::<f32>();
-    executor.check_batch_fits_device(
-        opts.batch,
-        Mode::Train,
-        executor.backend().workspace_bytes(),
-        optimizer.state_bytes(executor.params()) + batch_bytes,
-    )?;
-    let step_options = StepOptions::default();
+    let mut train = TrainLoop::new(backend, graph, opts.batch, opts)?;
+    let mut timed: Vec<StepCounters> = Vec::with_capacity(opts.steps);
+    let mut warmups_left = opts.warmup;
     let train_step = time_host(opts.warmup, opts.steps, || {
-        let batch = Batch::Device(executor.backend().copy_buf(&images)?);
-        executor.train_step(batch, &labels, &step_options)?;
-        executor.optimizer_step(&mut optimizer)?;
-        executor.backend().synchronize()
+        let counts = train.step()?;
+        if warmups_left > 0 {
+            warmups_left -= 1;
+        } else {
+            timed.push(counts);
+        }
+        Ok(())
     })?;
+    let last = *timed.last().ok_or_else(|| Error::config("--steps must be at least 1"))?;
     // train_step resets the peak when it starts, so this covers the last step and its update.
-    let peak_train_bytes = executor.backend().memory().peak_bytes;
+    let peak_train_bytes = train.backend().memory().peak_bytes;
+    let TrainLoop { mut executor, images, .. } = train;
     let inference = time_host(opts.warmup, opts.steps, || {
         let batch = Batch::Device(executor.backend().copy_buf(&images)?);
         executor.infer(batch).map(drop)
     })?;
     let peak_inference_bytes = executor.last_peak_bytes();
+    let memory = executor.backend().memory();
     Ok(ModelBenchReport {
-        model: executor.graph().name.clone(),
+        model,
         device,
         batch: opts.batch,
         input,
@@ -109,21 +187,49 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         warmup: opts.warmup,
         train_images_per_s: opts.batch as f64 / train_step.median_s,
         train_step,
+        per_step: last.work,
+        per_step_uniform: timed.iter().all(|c| *c == last),
+        bench_per_step: last.bench,
         inference_images_per_s: opts.batch as f64 / inference.median_s,
         inference,
         peak_train_bytes,
         peak_inference_bytes,
+        cached_bytes: memory.cached_bytes,
+        peak_reserved_bytes: memory.peak_reserved_bytes,
+        predicted: None,
     })
+}
+
+/// What reached the driver, as one line of counts.
+fn counters_text(c: &DeviceCounters) -> String {
+    format!(
+        "{} kernel launches, {} graph launches, {} memsets, {} device copies, {} allocations, {} frees, \
+         {} host syncs ({} synchronize, {} H2D copies, {} D2H copies), {} B H2D, {} B D2H",
+        c.kernel_launches,
+        c.graph_launches,
+        c.memsets,
+        c.d2d_copies,
+        c.allocations,
+        c.frees,
+        c.host_syncs,
+        c.synchronizes,
+        c.h2d_copies,
+        c.d2h_copies,
+        c.h2d_bytes,
+        c.d2h_bytes
+    )
 }
 
 /// The report as a few aligned lines.
 pub fn summary_text(r: &ModelBenchReport) -> String {
     let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
-    format!(
+    let mut out = format!(
         "{} on {}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
          training step  {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms)\n\
          inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms)\n\
-         peak memory    training {:.1} MiB, inference {:.1} MiB\n",
+         peak memory    training {:.1} MiB, inference {:.1} MiB; {:.1} MiB cached, {:.1} MiB held at most\n\
+         per step       {}{}\n\
+         bench per step {} (its batch copy and timing synchronisation)\n",
         r.model,
         r.device,
         r.batch,
@@ -142,5 +248,32 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
         r.inference.max_s * 1e3,
         mib(r.peak_train_bytes),
         mib(r.peak_inference_bytes),
-    )
+        mib(r.cached_bytes),
+        mib(r.peak_reserved_bytes),
+        counters_text(&r.per_step),
+        if r.per_step_uniform { "" } else { " (last timed step; the timed steps differed)" },
+        counters_text(&r.bench_per_step),
+    );
+    if let Some(p) = &r.predicted {
+        out += &format!(
+            "PREDICTED step at batch {} (from simulated batches {} and {}; not measured):\n  per step {}\n",
+            p.batch,
+            p.simulated_batches[0],
+            p.simulated_batches[1],
+            counters_text(&p.per_step)
+        );
+        for g in &p.gpus {
+            out += &format!(
+                "  {:<9} PREDICTED {:>9.3} ms = kernels {:.3} + transfers {:.3} + launch gaps {:.3} + syncs {:.3} + allocs {:.3}\n",
+                g.gpu,
+                g.predicted_step_ms,
+                g.predicted_kernels_ms,
+                g.predicted_transfers_ms,
+                g.predicted_launch_gaps_ms,
+                g.predicted_syncs_ms,
+                g.predicted_allocs_ms
+            );
+        }
+    }
+    out
 }

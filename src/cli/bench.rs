@@ -1,20 +1,19 @@
-//! `ferronet bench`: training-step and inference throughput of a zoo model on one device.
+//! `ferronet bench`: training-step and inference throughput of a zoo model on one device, what
+//! each training step sends to the driver, and on the simulator a PREDICTED step time on
+//! modelled GPUs.
 
+use super::summary::ModelArgs;
 use crate::bench::model::{bench_model, summary_text, ModelBenchOptions};
+use crate::bench::predict::predict_step;
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
-use crate::models::{self, parse_input, ModelOptions};
 use crate::select::{self, SelectedDevice};
 use clap::Args;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Model name (see `ferronet models`).
-    #[arg(long)]
-    pub model: String,
-    /// Input as C,H,W (default: the model's usual input, e.g. 3,224,224).
-    #[arg(long)]
-    pub input: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Images per batch.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -38,6 +37,10 @@ pub struct BenchArgs {
     /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
+    /// With --device sim: also PREDICT the training step's time at this batch on an RTX 3090,
+    /// RTX 4090 and H100, from steps simulated at --batch and --batch + 1 (see benches/RESULTS.md).
+    #[arg(long)]
+    pub predict_batch: Option<usize>,
     /// One JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -53,15 +56,17 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         seed: args.seed,
     };
     opts.validate()?;
-    let input = match &args.input {
-        Some(text) => parse_input(text)?,
-        None => models::default_input(&args.model)?,
-    };
-    let graph = models::build(&args.model, &ModelOptions::new(args.classes, input))?;
-    let report = match select::open(args.device)? {
+    if args.predict_batch.is_some() && args.device != DeviceRequest::Sim {
+        return Err(Error::config("--predict-batch needs --device sim (predictions come from the simulator's counters)"));
+    }
+    let graph = args.model.build(args.classes)?;
+    // The prediction first: its checks fail before the (slow) simulated bench.
+    let predicted = args.predict_batch.map(|batch| predict_step(|| args.model.build(args.classes), args.batch, batch, &opts)).transpose()?;
+    let mut report = match select::open(args.device)? {
         SelectedDevice::Cpu(cpu) => bench_model(cpu, graph, &opts)?,
         SelectedDevice::Gpu(gpu) => bench_model(gpu, graph, &opts)?,
     };
+    report.predicted = predicted;
     if args.json {
         let text = serde_json::to_string_pretty(&report).map_err(|e| Error::config(format!("cannot encode the report: {e}")))?;
         println!("{text}");

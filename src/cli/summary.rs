@@ -1,24 +1,20 @@
 //! `ferronet summary` (per-layer shapes, parameters and MACs of a model) and `ferronet models`.
 
 use crate::error::{Error, Result};
+use crate::graph::Graph;
 use crate::models::summary::{summarize, ModelSummary};
 use crate::models::{self, parse_input, ModelOptions};
 use clap::Args;
 
+/// Which model, and its variant: the options `summary` and `bench` share.
 #[derive(Args, Debug, Clone)]
-pub struct SummaryArgs {
+pub struct ModelArgs {
     /// Model name (see `ferronet models`).
     #[arg(long)]
     pub model: String,
-    /// Number of classes of the classifier.
-    #[arg(long, default_value_t = 10)]
-    pub classes: usize,
     /// Input as C,H,W (default: the model's usual input, e.g. 3,224,224).
     #[arg(long)]
     pub input: Option<String>,
-    /// Batch size the activation-memory estimate is for.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
     /// CIFAR stem (resnet, mobilenet_v2, shufflenet): 3x3 stride-1 first conv, no stem max-pool.
     #[arg(long)]
     pub cifar_stem: bool,
@@ -31,6 +27,41 @@ pub struct SummaryArgs {
     /// Leave out the auxiliary classifiers of inception_v3 and googlenet.
     #[arg(long)]
     pub no_aux: bool,
+}
+
+impl ModelArgs {
+    /// The model's options for a classifier of `classes` classes.
+    pub fn options(&self, classes: usize) -> Result<ModelOptions> {
+        let input = match &self.input {
+            Some(text) => parse_input(text)?,
+            None => models::default_input(&self.model)?,
+        };
+        Ok(ModelOptions {
+            classes,
+            input,
+            cifar_stem: self.cifar_stem,
+            width_divisor: self.width_divisor,
+            width_mult: self.width_mult,
+            aux_logits: !self.no_aux,
+        })
+    }
+
+    /// The model's graph for a classifier of `classes` classes.
+    pub fn build(&self, classes: usize) -> Result<Graph> {
+        models::build(&self.model, &self.options(classes)?)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Number of classes of the classifier.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Batch size the activation-memory estimate is for.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -40,19 +71,7 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     if args.batch == 0 {
         return Err(Error::config("--batch must be at least 1"));
     }
-    let input = match &args.input {
-        Some(text) => parse_input(text)?,
-        None => models::default_input(&args.model)?,
-    };
-    let opts = ModelOptions {
-        classes: args.classes,
-        input,
-        cifar_stem: args.cifar_stem,
-        width_divisor: args.width_divisor,
-        width_mult: args.width_mult,
-        aux_logits: !args.no_aux,
-    };
-    let graph = models::build(&args.model, &opts)?;
+    let graph = args.model.build(args.classes)?;
     let summary = summarize(&graph, args.batch)?;
     if args.json {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::config(format!("cannot encode the summary: {e}")))?;

@@ -44,6 +44,13 @@ pub trait Driver: Send + Sync {
     fn name(&self) -> String;
     fn alloc(&self, bytes: usize) -> Result<DevPtr>;
     fn free(&self, ptr: DevPtr);
+    /// A caching allocator hands out the block at `ptr` (from `alloc`, at least `bytes` long)
+    /// for a new buffer of `bytes` bytes. A checking driver (the simulator) treats it as a fresh
+    /// allocation of exactly that size, so its bounds and uninitialised-read checks see the
+    /// buffer, not the block; a real driver has nothing to do.
+    fn reissue(&self, _ptr: DevPtr, _bytes: usize) -> Result<()> {
+        Ok(())
+    }
     fn copy_htod(&self, dst: DevPtr, src: &[u8]) -> Result<()>;
     fn copy_dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()>;
     fn copy_dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()>;

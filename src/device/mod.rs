@@ -36,6 +36,59 @@ pub struct MemoryStats {
     pub current_bytes: usize,
     /// The most bytes held at once since the last `reset_peak`.
     pub peak_bytes: usize,
+    /// Bytes a caching allocator keeps in freed blocks for reuse (not in `current_bytes`); 0
+    /// on devices without one.
+    pub cached_bytes: usize,
+    /// The most bytes obtained from the driver at once (live buffers, their rounding and the
+    /// cache) since the device was opened; 0 on devices without a driver.
+    pub peak_reserved_bytes: usize,
+}
+
+/// What reaches a GPU driver, counted since the device was opened: the cost of a training step
+/// that kernel time alone does not show. All zero on the CPU, which has no driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCounters {
+    /// Kernel launches the host queued.
+    pub kernel_launches: u64,
+    /// CUDA graph launches (each replays many kernels with one host call).
+    pub graph_launches: u64,
+    /// Device memsets and device-to-device copies (queued like kernels).
+    pub memsets: u64,
+    pub d2d_copies: u64,
+    /// Calls to the driver's allocate (cuMemAlloc) and free (cuMemFree, which synchronises the
+    /// device).
+    pub allocations: u64,
+    pub frees: u64,
+    /// Calls on which the host waits for the device: explicit synchronisations, every
+    /// device-to-host copy (it returns when the data is on the host) and every host-to-device
+    /// copy from pageable memory (CUDA synchronises the stream before it starts one).
+    pub host_syncs: u64,
+    /// Of `host_syncs`: the explicit synchronisations and the copies in each direction.
+    pub synchronizes: u64,
+    pub h2d_copies: u64,
+    pub d2h_copies: u64,
+    pub h2d_bytes: u64,
+    pub d2h_bytes: u64,
+}
+
+impl DeviceCounters {
+    /// The counts from `earlier` to `self` (both from the same device).
+    pub fn since(&self, earlier: &DeviceCounters) -> DeviceCounters {
+        DeviceCounters {
+            kernel_launches: self.kernel_launches - earlier.kernel_launches,
+            graph_launches: self.graph_launches - earlier.graph_launches,
+            memsets: self.memsets - earlier.memsets,
+            d2d_copies: self.d2d_copies - earlier.d2d_copies,
+            allocations: self.allocations - earlier.allocations,
+            frees: self.frees - earlier.frees,
+            host_syncs: self.host_syncs - earlier.host_syncs,
+            synchronizes: self.synchronizes - earlier.synchronizes,
+            h2d_copies: self.h2d_copies - earlier.h2d_copies,
+            d2h_copies: self.d2h_copies - earlier.d2h_copies,
+            h2d_bytes: self.h2d_bytes - earlier.h2d_bytes,
+            d2h_bytes: self.d2h_bytes - earlier.d2h_bytes,
+        }
+    }
 }
 
 pub trait Device<E: Element>: Send + Sync {
@@ -69,6 +122,11 @@ pub trait Device<E: Element>: Send + Sync {
     fn take_kernel_log(&self) -> Vec<String> {
         Vec::new()
     }
+    /// What has reached a GPU driver since the device was opened (launches, allocations, host
+    /// synchronisations, transfers); all zero on devices without one (the CPU).
+    fn counters(&self) -> DeviceCounters {
+        DeviceCounters::default()
+    }
 }
 
 /// Byte counter shared by a device and its buffers: current and peak.
@@ -93,6 +151,7 @@ impl MemoryTracker {
         MemoryStats {
             current_bytes: self.current.load(Ordering::Relaxed),
             peak_bytes: self.peak.load(Ordering::Relaxed),
+            ..MemoryStats::default()
         }
     }
     pub fn reset_peak(&self) {

@@ -1,18 +1,20 @@
-//! The GPU device over any [`Driver`]: buffers, transfers, memory accounting and the launch helper
-//! every op family's `cuda.rs` uses.
+//! The GPU device over any [`Driver`]: buffers from the caching allocator, transfers, memory
+//! accounting, the count of what reaches the driver, and the launch helper every op family's
+//! `cuda.rs` uses.
 
+use super::accounting::{Accounting, DriverCall};
+use super::allocator::CachingAllocator;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig};
-use crate::device::{Buffer, Device, MemoryStats, MemoryTracker, DEFAULT_WORKSPACE_MB};
+use crate::device::{Buffer, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
 use crate::error::{Error, Result};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-/// `len` elements of `T` in device memory, freed on drop.
+/// `len` elements of `T` in device memory; on drop its block goes back to the allocator's cache.
 pub struct GpuBuf<T> {
     ptr: DevPtr,
     len: usize,
-    driver: Arc<dyn Driver>,
-    tracker: Arc<MemoryTracker>,
+    allocator: Arc<CachingAllocator>,
     _elem: PhantomData<T>,
 }
 
@@ -32,10 +34,7 @@ impl<T> GpuBuf<T> {
 
 impl<T> Drop for GpuBuf<T> {
     fn drop(&mut self) {
-        if self.ptr != 0 {
-            self.driver.free(self.ptr);
-        }
-        self.tracker.sub(self.len * std::mem::size_of::<T>());
+        self.allocator.release(self.ptr, self.len * std::mem::size_of::<T>());
     }
 }
 
@@ -48,7 +47,8 @@ impl<T: Send + Sync> Buffer for GpuBuf<T> {
 #[derive(Clone)]
 pub struct GpuBackend {
     driver: Arc<dyn Driver>,
-    tracker: Arc<MemoryTracker>,
+    allocator: Arc<CachingAllocator>,
+    accounting: Arc<Accounting>,
     kernel_log: Arc<Mutex<Vec<String>>>,
     /// Upper bound on the im2col buffer of one convolution call, in bytes.
     pub workspace_bytes: usize,
@@ -56,29 +56,32 @@ pub struct GpuBackend {
 
 impl GpuBackend {
     pub fn new(driver: Arc<dyn Driver>) -> Self {
+        let accounting = Arc::new(Accounting::default());
         GpuBackend {
+            allocator: Arc::new(CachingAllocator::new(driver.clone(), accounting.clone())),
+            accounting,
             driver,
-            tracker: MemoryTracker::new(),
             kernel_log: Arc::new(Mutex::new(Vec::new())),
             workspace_bytes: DEFAULT_WORKSPACE_MB << 20,
         }
     }
+    /// The driver itself; calls made on it directly are not counted in `counters`.
     pub fn driver(&self) -> &Arc<dyn Driver> {
         &self.driver
     }
 
     /// An uninitialised buffer of `len` elements (the kernel that follows writes all of it).
     pub fn alloc<T>(&self, len: usize) -> Result<GpuBuf<T>> {
-        let bytes = len * std::mem::size_of::<T>();
-        let ptr = if bytes == 0 { 0 } else { self.driver.alloc(bytes)? };
-        self.tracker.add(bytes);
-        Ok(GpuBuf { ptr, len, driver: self.driver.clone(), tracker: self.tracker.clone(), _elem: PhantomData })
+        let ptr = self.allocator.acquire(len * std::mem::size_of::<T>())?;
+        Ok(GpuBuf { ptr, len, allocator: self.allocator.clone(), _elem: PhantomData })
     }
 
     pub fn alloc_zeroed<T>(&self, len: usize) -> Result<GpuBuf<T>> {
         let buf = self.alloc::<T>(len)?;
         if len > 0 {
-            self.driver.memset(buf.ptr, 0, len * std::mem::size_of::<T>())?;
+            let bytes = len * std::mem::size_of::<T>();
+            self.accounting.record(DriverCall::Memset { bytes });
+            self.driver.memset(buf.ptr, 0, bytes)?;
         }
         Ok(buf)
     }
@@ -86,7 +89,9 @@ impl GpuBackend {
     pub fn upload_slice<T: bytemuck::Pod>(&self, host: &[T]) -> Result<GpuBuf<T>> {
         let buf = self.alloc::<T>(host.len())?;
         if !host.is_empty() {
-            self.driver.copy_htod(buf.ptr, bytemuck::cast_slice(host))?;
+            let bytes: &[u8] = bytemuck::cast_slice(host);
+            self.accounting.record(DriverCall::CopyH2D { bytes: bytes.len() });
+            self.driver.copy_htod(buf.ptr, bytes)?;
         }
         Ok(buf)
     }
@@ -94,9 +99,26 @@ impl GpuBackend {
     pub fn download_slice<T: bytemuck::Pod + Default>(&self, buf: &GpuBuf<T>) -> Result<Vec<T>> {
         let mut host = vec![T::default(); buf.len];
         if buf.len > 0 {
-            self.driver.copy_dtoh(bytemuck::cast_slice_mut(&mut host), buf.ptr)?;
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut host);
+            self.accounting.record(DriverCall::CopyD2H { bytes: bytes.len() });
+            self.driver.copy_dtoh(bytes, buf.ptr)?;
         }
         Ok(host)
+    }
+
+    /// Returns every cached block to the driver (after waiting for queued work).
+    pub fn empty_cache(&self) -> Result<()> {
+        self.allocator.empty_cache()
+    }
+
+    /// Starts keeping the driver calls in order, for [`GpuBackend::take_trace`].
+    pub fn start_trace(&self) {
+        self.accounting.start_trace()
+    }
+
+    /// The driver calls since `start_trace`, in order; stops keeping them.
+    pub fn take_trace(&self) -> Vec<DriverCall> {
+        self.accounting.take_trace()
     }
 
     /// Launches `module::kernel` and records its name for `take_kernel_log`.
@@ -108,6 +130,7 @@ impl GpuBackend {
                 log.push(name);
             }
         }
+        self.accounting.record(DriverCall::Launch);
         self.driver.launch(module, kernel, &cfg, args)
     }
 }
@@ -137,24 +160,37 @@ impl Device<f32> for GpuBackend {
     fn copy_buf(&self, buf: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         let out = self.alloc::<f32>(buf.len)?;
         if buf.len > 0 {
+            self.accounting.record(DriverCall::CopyD2D { bytes: buf.len * 4 });
             self.driver.copy_dtod(out.ptr, buf.ptr, buf.len * 4)?;
         }
         Ok(out)
     }
     fn synchronize(&self) -> Result<()> {
+        self.accounting.record(DriverCall::Synchronize);
         self.driver.synchronize()
     }
     fn memory(&self) -> MemoryStats {
-        self.tracker.stats()
+        MemoryStats {
+            cached_bytes: self.allocator.cached_bytes(),
+            peak_reserved_bytes: self.allocator.peak_reserved_bytes(),
+            ..self.allocator.tracker().stats()
+        }
+    }
+    fn counters(&self) -> DeviceCounters {
+        self.accounting.counters()
     }
     fn workspace_bytes(&self) -> usize {
         self.workspace_bytes
     }
+    /// The driver's free memory plus what this device holds from it beyond the bytes of live
+    /// buffers (cached blocks, and the rounding of live ones), so that free memory plus
+    /// `current_bytes` is what the device has for this backend, as the memory plans count it.
     fn free_memory(&self) -> Result<Option<usize>> {
-        self.driver.mem_info().map(|(free, _)| Some(free))
+        let held = self.allocator.reserved_bytes().saturating_sub(self.allocator.tracker().stats().current_bytes);
+        self.driver.mem_info().map(|(free, _)| Some(free + held))
     }
     fn reset_peak(&self) {
-        self.tracker.reset_peak()
+        self.allocator.tracker().reset_peak()
     }
     fn take_kernel_log(&self) -> Vec<String> {
         self.kernel_log.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()

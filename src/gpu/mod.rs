@@ -3,6 +3,8 @@
 //! over cudarc) and the PTX simulator (`sim`, a peer of this module) run the same code.
 //! Opening one of them for `--device` is `select`'s job.
 
+pub mod accounting;
+pub mod allocator;
 pub mod backend;
 pub mod cuda_driver;
 pub mod grid;

@@ -61,6 +61,29 @@ impl LaunchStats {
         self.lane_insts as f64 / self.sim_seconds
     }
 
+    /// Counters `f(self's, o's)`, each pair of counters combined alone (kernel, grid, block and
+    /// the simulation time are self's).
+    pub fn combine(&self, o: &LaunchStats, f: impl Fn(u64, u64) -> u64) -> LaunchStats {
+        LaunchStats {
+            kernel: self.kernel.clone(),
+            grid: self.grid,
+            block: self.block,
+            warp_insts: f(self.warp_insts, o.warp_insts),
+            lane_insts: f(self.lane_insts, o.lane_insts),
+            flops: f(self.flops, o.flops),
+            global_load_bytes: f(self.global_load_bytes, o.global_load_bytes),
+            global_store_bytes: f(self.global_store_bytes, o.global_store_bytes),
+            global_atomic_bytes: f(self.global_atomic_bytes, o.global_atomic_bytes),
+            global_accesses: f(self.global_accesses, o.global_accesses),
+            global_sectors: f(self.global_sectors, o.global_sectors),
+            shared_accesses: f(self.shared_accesses, o.shared_accesses),
+            shared_wavefronts: f(self.shared_wavefronts, o.shared_wavefronts),
+            bank_conflicts: f(self.bank_conflicts, o.bank_conflicts),
+            barriers: f(self.barriers, o.barriers),
+            sim_seconds: self.sim_seconds,
+        }
+    }
+
     /// Adds the counters of `o` (the same launch, another worker).
     pub fn merge(&mut self, o: &LaunchStats) {
         self.warp_insts += o.warp_insts;

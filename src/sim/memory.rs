@@ -15,7 +15,10 @@ pub const ALIGNMENT: u64 = 256;
 
 struct Allocation {
     id: u64,
+    /// Bytes of the buffer in it now: what accesses are checked against.
     len: usize,
+    /// Bytes the allocation holds (`len` or more after a `reissue`).
+    reserved: usize,
     /// Backing store in u64 words so 8-byte atomics are aligned.
     data: Box<[u64]>,
     /// One bit per byte: written since allocation.
@@ -91,6 +94,7 @@ impl GlobalMemory {
         let alloc = Allocation {
             id,
             len: bytes,
+            reserved: bytes,
             data: vec![0u64; bytes.div_ceil(8)].into_boxed_slice(),
             init: vec![0u8; bytes.div_ceil(8)].into_boxed_slice(),
         };
@@ -101,8 +105,24 @@ impl GlobalMemory {
 
     pub fn free(&mut self, ptr: u64) {
         if let Some(a) = self.allocs.remove(&ptr) {
-            self.used -= a.len;
+            self.used -= a.reserved;
         }
+    }
+
+    /// The allocation at `ptr` becomes a new one of `bytes` bytes (at most what it holds): a
+    /// new number, nothing initialised, accesses checked against `bytes`. A caching allocator
+    /// reusing a block calls this, so reuse hides no out-of-bounds or uninitialised access.
+    pub fn reissue(&mut self, ptr: u64, bytes: usize) -> Result<()> {
+        let id = self.next_id;
+        let a = self.allocs.get_mut(&ptr).ok_or_else(|| Error::Sim(format!("reissue of {ptr:#x}, which is no allocation")))?;
+        if bytes > a.reserved {
+            return Err(Error::Sim(format!("reissue of {bytes} bytes in {}", describe_alloc(a.id, ptr, a.reserved))));
+        }
+        self.next_id += 1;
+        a.id = id;
+        a.len = bytes;
+        a.init.fill(0);
+        Ok(())
     }
 
     /// The allocation holding [addr, addr+n) and the offset of addr in it.
@@ -360,5 +380,19 @@ mod tests {
         assert!(r.is_init(8, 8) && !r.is_init(0, 8));
         assert!(view.find(a + 64).is_none(), "the byte after an allocation is outside it");
         assert!(view.describe_miss(a + 64, 4).starts_with("just past the end of allocation #1"));
+    }
+
+    #[test]
+    fn a_reissued_block_is_a_fresh_allocation_of_the_new_size() {
+        let mut m = GlobalMemory::new(1 << 20);
+        let a = m.alloc(512).unwrap();
+        m.write(a, &[1; 512]).unwrap();
+        m.reissue(a, 100).unwrap();
+        assert_eq!(m.used(), 512, "the block stays reserved");
+        assert!(m.write(a + 98, &[0; 4]).unwrap_err().to_string().contains("runs past the end of allocation #2 (100 bytes"));
+        assert!(!m.view().find(a).unwrap().is_init(0, 4), "nothing of the old buffer counts as written");
+        assert!(m.reissue(a, 513).is_err(), "a block cannot grow");
+        m.free(a);
+        assert_eq!(m.used(), 0);
     }
 }

@@ -277,6 +277,10 @@ impl Driver for SimDriver {
         }
     }
 
+    fn reissue(&self, ptr: DevPtr, bytes: usize) -> Result<()> {
+        lock(&self.memory)?.reissue(ptr, bytes)
+    }
+
     fn copy_htod(&self, dst: DevPtr, src: &[u8]) -> Result<()> {
         lock(&self.memory)?.write(dst, src)
     }

@@ -66,3 +66,47 @@ fn bad_flags_are_one_line_errors() {
         assert!(stderr.lines().next().is_some_and(|l| l.starts_with("error: ") && l.contains(expect)), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn bench_takes_the_model_options_of_summary() {
+    let args = ["--model", "resnet18", "--cifar-stem", "--width-divisor", "8", "--input", "3,32,32", "--classes", "10"];
+    let out = ferronet(&[&args[..], &["--batch", "2", "--steps", "1", "--warmup", "0", "--device", "cpu", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let summary = Command::new(env!("CARGO_BIN_EXE_ferronet")).arg("summary").args(args).arg("--json").output().unwrap();
+    let summary: serde_json::Value = serde_json::from_slice(&summary.stdout).expect("summary JSON");
+    assert_eq!(report["parameters"], summary["trainable_params"]);
+    // The CPU has no driver: nothing is counted, and nothing is predicted.
+    assert_eq!(report["per_step"]["kernel_launches"], 0);
+    assert!(report.get("predicted").is_none());
+    let out = ferronet(&["--model", "small_cnn", "--device", "cpu", "--predict-batch", "8"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--predict-batch needs --device sim"));
+}
+
+#[test]
+fn on_the_simulator_steady_steps_allocate_nothing_and_the_step_is_predicted() {
+    let out = ferronet(&[
+        "--model", "small_cnn", "--batch", "2", "--classes", "10", "--steps", "1", "--warmup", "2", "--device", "sim",
+        "--predict-batch", "16", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let step = &r["per_step"];
+    assert!(step["kernel_launches"].as_u64().is_some_and(|n| n > 0), "{step}");
+    assert_eq!((step["allocations"].as_u64(), step["frees"].as_u64(), step["graph_launches"].as_u64()), (Some(0), Some(0), Some(0)), "{step}");
+    // The bench's own timing synchronisation is reported apart from the step's.
+    assert_eq!(r["bench_per_step"]["synchronizes"], 1, "{}", r["bench_per_step"]);
+    assert!(r["cached_bytes"].as_u64().is_some_and(|b| b > 0));
+    let p = &r["predicted"];
+    assert_eq!((p["batch"].as_u64(), p["simulated_batches"].clone()), (Some(16), serde_json::json!([2, 3])));
+    assert_eq!(p["per_step"]["kernel_launches"], step["kernel_launches"]);
+    assert_eq!(p["per_step"]["h2d_bytes"], 16 * 4, "the labels of 16 images");
+    let gpus = p["gpus"].as_array().unwrap();
+    assert_eq!(gpus.iter().map(|g| g["gpu"].as_str().unwrap()).collect::<Vec<_>>(), ["RTX 3090", "RTX 4090", "H100 SXM"]);
+    for g in gpus {
+        let ms = |k: &str| g[k].as_f64().unwrap();
+        let parts: f64 = ["kernels", "transfers", "launch_gaps", "syncs", "allocs"].iter().map(|k| ms(&format!("predicted_{k}_ms"))).sum();
+        assert!(ms("predicted_step_ms") > 0.0 && (parts - ms("predicted_step_ms")).abs() < 1e-9, "{g}");
+        assert_eq!(ms("predicted_allocs_ms"), 0.0, "{g}");
+    }
+}

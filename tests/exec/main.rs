@@ -2,6 +2,7 @@
 //! optimisers, and the GPU backend against the CPU reference.
 //! One binary per layer (see README, Tests), so the crate is linked a handful of times, not once per file.
 
+mod exec_allocator;
 mod exec_dropout;
 mod exec_gpu;
 mod exec_gradcheck;

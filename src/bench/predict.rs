@@ -1,0 +1,405 @@
+//! PREDICTED training-step time on modelled GPUs (RTX 3090, RTX 4090, H100), from one step run on
+//! the PTX simulator: the driver calls the step made, in order, replayed on a model of the host
+//! and the GPU. Every time here is a prediction, never a measurement.
+//!
+//! Method:
+//! - Kernels: each launch takes its roofline time ([`GpuModel::predict`], the same model as the
+//!   kernel benches: the slowest of fp32, issue, shared-memory and DRAM roofs, no cache).
+//!   Memsets and device-to-device copies stream their bytes at the DRAM bandwidth.
+//! - Host and GPU timelines: the host queues each launch in [`HostCosts::launch_s`]; the GPU runs
+//!   queued work in order and idles when the queue is empty, so a kernel shorter than the host's
+//!   time to queue the next leaves a gap. A synchronisation, a device-to-host copy and a
+//!   host-to-device copy from pageable memory (CUDA synchronises the stream before it starts
+//!   one) make the host wait until the GPU has drained its queue; the host resumes
+//!   [`HostCosts::sync_wake_s`] later and the GPU idles until the host has queued the next work.
+//!   `cuMemAlloc` costs host time ([`HostCosts::alloc_s`]); `cuMemFree` synchronises the device
+//!   first, then costs [`HostCosts::free_s`].
+//! - Breakdown: the step's time is the GPU's busy time (kernels, transfers) plus its idle time,
+//!   each idle interval charged to its cause: after a call that drained the queue, the whole
+//!   interval to the cause of that call (syncs, or allocs for `cuMemFree`); otherwise to the host
+//!   work that overlapped it (launch gaps for queueing, allocs for `cuMemAlloc`). The step starts
+//!   with an empty queue and ends when both host and GPU are done, as a timed step that ends
+//!   with a synchronisation does.
+//! - Larger batches than the simulator can run in reasonable time: the step is simulated at two
+//!   batches B and B+1 that take the same code path (the same driver calls, the same kernels in
+//!   the same order), and each launch's counters and each call's bytes are extrapolated affinely
+//!   in the batch to the predicted batch. Limits: a convolution whose im2col matrix outgrows the
+//!   workspace at the predicted batch is split into more chunks (more launches) than at B, which
+//!   the extrapolation does not add; grids are extrapolated the same way, which is exact for
+//!   grids over the batch's images and approximate where a split-K GEMM's split count depends on
+//!   the batch (its K).
+
+use super::model::{ModelBenchOptions, TrainLoop};
+use crate::device::DeviceCounters;
+use crate::error::{Error, Result};
+use crate::gpu::accounting::{Accounting, DriverCall};
+use crate::gpu::GpuBackend;
+use crate::graph::Graph;
+use crate::sim::{GpuModel, LaunchStats, SimDriver, SimOptions, GPU_MODELS};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Host-side costs of driver calls, in seconds (one set for every GPU: they are the host's and
+/// the driver's, not the GPU's).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HostCosts {
+    /// Queueing one launch (kernel, memset, device copy).
+    pub launch_s: f64,
+    /// From the GPU draining its queue to the host returning from a synchronising call.
+    pub sync_wake_s: f64,
+    /// `cuMemAlloc` of fewer than 4 KiB, and of more.
+    pub small_alloc_s: f64,
+    pub alloc_s: f64,
+    /// `cuMemFree` after its device synchronisation.
+    pub free_s: f64,
+    /// Copies between pageable host memory and the GPU.
+    pub pageable_copy_bytes_per_s: f64,
+}
+
+/// The constants and where they come from:
+/// - `launch_s` 3.8 us and `sync_wake_s` 2.9 us: NVIDIA's "Getting Started with CUDA Graphs"
+///   (developer blog, 2019) times a 2.9 us kernel at 3.8 us per kernel launched back to back and
+///   9.6 us per kernel with a stream synchronisation after each; this model gives max(3.8, 2.9)
+///   = 3.8 us and 3.8 + 2.9 + 2.9 = 9.6 us for those two loops.
+/// - `small_alloc_s` 1 us and `alloc_s` 50 us: cudaMalloc per call as measured in "Memory
+///   Allocation Overhead" (University of Virginia CUDA support pages): under 1 us below 256 B,
+///   rising between 2 and 4 KiB to about 50 us, flat up to 512 KiB and higher above (so the
+///   model understates large allocations).
+/// - `free_s` 2.9 us: no per-call figure was found; taken equal to a synchronisation's wake-up,
+///   since the synchronisation `cuMemFree` performs is its main cost.
+/// - `pageable_copy_bytes_per_s` 12 GB/s: about half of a PCIe 4.0 x16 link's pinned rate, as
+///   NVIDIA's "How to Optimize Data Transfers in CUDA C/C++" shows pageable copies reaching
+///   about half of pinned ones.
+pub const HOST_COSTS: HostCosts = HostCosts {
+    launch_s: 3.8e-6,
+    sync_wake_s: 2.9e-6,
+    small_alloc_s: 1e-6,
+    alloc_s: 50e-6,
+    free_s: 2.9e-6,
+    pageable_copy_bytes_per_s: 12e9,
+};
+
+impl HostCosts {
+    fn alloc_cost(&self, bytes: usize) -> f64 {
+        if bytes < 4096 {
+            self.small_alloc_s
+        } else {
+            self.alloc_s
+        }
+    }
+}
+
+/// One PREDICTED training step on one GPU, in milliseconds; the parts add up to the step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepPrediction {
+    pub gpu: &'static str,
+    pub predicted_step_ms: f64,
+    /// GPU busy: kernels, memsets and device copies.
+    pub predicted_kernels_ms: f64,
+    /// GPU busy: copies between host and GPU.
+    pub predicted_transfers_ms: f64,
+    /// GPU idle while the host queues work.
+    pub predicted_launch_gaps_ms: f64,
+    /// GPU idle after host synchronisations (explicit, and the waits of copies to and from the
+    /// host) until the host has queued work again.
+    pub predicted_syncs_ms: f64,
+    /// GPU idle during `cuMemAlloc`, and after each `cuMemFree`'s synchronisation.
+    pub predicted_allocs_ms: f64,
+}
+
+/// The PREDICTED step at one batch on every modelled GPU.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepPredictions {
+    pub batch: usize,
+    /// The two batches simulated; their counters were extrapolated to `batch`.
+    pub simulated_batches: [usize; 2],
+    /// What the step sends to the driver at `batch` (counts as simulated, bytes extrapolated).
+    pub per_step: DeviceCounters,
+    pub gpus: Vec<StepPrediction>,
+}
+
+/// The driver calls of one steady-state training step and the simulator's counters of its
+/// launches, in order.
+#[derive(Clone, Debug)]
+pub struct TracedStep {
+    pub batch: usize,
+    pub calls: Vec<DriverCall>,
+    pub launches: Vec<LaunchStats>,
+}
+
+/// Training steps before one is in steady state (makes no driver allocation).
+pub const STEADY_AFTER: usize = 2;
+
+/// Runs warm-up steps of `graph` at `batch` on a fresh simulator device, then traces one step's
+/// own work (the bench's batch copy and timing synchronisation are left out).
+pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<TracedStep> {
+    let driver = Arc::new(SimDriver::new(SimOptions::from_env()?));
+    let mut train = TrainLoop::new(GpuBackend::new(driver.clone()), graph, batch, opts)?;
+    // The first steps allocate what later ones reuse: the optimiser's state and the executor's
+    // pooled buffers appear during the first, which changes the mix of buffers alive at once in
+    // the second, whose blocks the allocator then keeps.
+    for _ in 0..opts.warmup.max(STEADY_AFTER) {
+        train.step()?;
+    }
+    let (mut calls, mut launches) = (Vec::new(), Vec::new());
+    train.step_with(|gpu, before| {
+        if before {
+            gpu.start_trace();
+            driver.take_launch_stats();
+        } else {
+            calls = gpu.take_trace();
+            launches = driver.take_launch_stats();
+        }
+    })?;
+    if launches.len() != calls.iter().filter(|c| **c == DriverCall::Launch).count() {
+        return Err(Error::Sim("the simulator kept fewer launch counters than the step made launches".into()));
+    }
+    Ok(TracedStep { batch, calls, launches })
+}
+
+/// The step at batch `n`: `a`'s and `b`'s calls (same sequence, batches differing by one or
+/// more) with every launch's counters and every call's bytes extrapolated affinely.
+pub fn extrapolate(a: &TracedStep, b: &TracedStep, n: usize) -> Result<TracedStep> {
+    let differ = |what: String| {
+        Error::config(format!(
+            "the training step takes different paths at batches {} and {} ({what}); predict from batches of at least 2",
+            a.batch, b.batch
+        ))
+    };
+    if a.calls.len() != b.calls.len() || a.launches.len() != b.launches.len() {
+        return Err(differ(format!("{} and {} driver calls", a.calls.len(), b.calls.len())));
+    }
+    let t = (n as f64 - a.batch as f64) / (b.batch as f64 - a.batch as f64);
+    let at = |va: u64, vb: u64| (va as f64 + (vb as f64 - va as f64) * t).round().max(0.0) as u64;
+    let bytes = |va: usize, vb: usize| at(va as u64, vb as u64) as usize;
+    let mut calls = Vec::with_capacity(a.calls.len());
+    for (i, (ca, cb)) in a.calls.iter().zip(&b.calls).enumerate() {
+        use DriverCall::*;
+        calls.push(match (*ca, *cb) {
+            (Launch, Launch) => Launch,
+            (Synchronize, Synchronize) => Synchronize,
+            (Memset { bytes: x }, Memset { bytes: y }) => Memset { bytes: bytes(x, y) },
+            (CopyD2D { bytes: x }, CopyD2D { bytes: y }) => CopyD2D { bytes: bytes(x, y) },
+            (CopyH2D { bytes: x }, CopyH2D { bytes: y }) => CopyH2D { bytes: bytes(x, y) },
+            (CopyD2H { bytes: x }, CopyD2H { bytes: y }) => CopyD2H { bytes: bytes(x, y) },
+            (Alloc { bytes: x }, Alloc { bytes: y }) => Alloc { bytes: bytes(x, y) },
+            (Free { bytes: x }, Free { bytes: y }) => Free { bytes: bytes(x, y) },
+            (x, y) => return Err(differ(format!("call {i} is {x:?} and {y:?}"))),
+        });
+    }
+    let mut launches = Vec::with_capacity(a.launches.len());
+    for (i, (la, lb)) in a.launches.iter().zip(&b.launches).enumerate() {
+        if la.kernel != lb.kernel {
+            return Err(differ(format!("launch {i} is {} and {}", la.kernel, lb.kernel)));
+        }
+        // The grid too: the block count sets the SM fill of the roofline prediction.
+        let grid = |ga: u32, gb: u32| (at(ga as u64, gb as u64) as u32).max(1);
+        let (ga, gb) = (la.grid, lb.grid);
+        let extrapolated = lb.combine(la, |vb, va| at(va, vb));
+        launches.push(LaunchStats { grid: (grid(ga.0, gb.0), grid(ga.1, gb.1), grid(ga.2, gb.2)), ..extrapolated });
+    }
+    Ok(TracedStep { batch: n, calls, launches })
+}
+
+/// What the calls count as on a device (as `GpuBackend::counters` would).
+pub fn count(calls: &[DriverCall]) -> DeviceCounters {
+    let accounting = Accounting::default();
+    for &call in calls {
+        accounting.record(call);
+    }
+    accounting.counters()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    LaunchGaps,
+    Syncs,
+    Allocs,
+}
+
+/// The host and GPU timelines of a replay, and the GPU time charged to each part so far.
+struct Timeline {
+    host: f64,
+    gpu: f64,
+    /// Host intervals since the last work reached the GPU, with their cause.
+    host_work: Vec<(f64, f64, Cause)>,
+    /// The cause of the last call that drained the GPU's queue, until work reaches it again.
+    drained_by: Option<Cause>,
+    kernels: f64,
+    transfers: f64,
+    idle: [f64; 3],
+}
+
+impl Timeline {
+    fn charge(&mut self, cause: Cause, seconds: f64) {
+        self.idle[cause as usize] += seconds;
+    }
+
+    fn host_does(&mut self, seconds: f64, cause: Cause) {
+        self.host_work.push((self.host, self.host + seconds, cause));
+        self.host += seconds;
+    }
+
+    /// The GPU idles from its last work to `until`; charge that interval.
+    fn idle_until(&mut self, until: f64) {
+        let idle = until - self.gpu;
+        if idle <= 0.0 {
+            return;
+        }
+        match self.drained_by {
+            Some(cause) => self.charge(cause, idle),
+            None => {
+                let mut charged = 0.0;
+                let (from, work) = (self.gpu, std::mem::take(&mut self.host_work));
+                for &(start, end, cause) in &work {
+                    let overlap = end.min(until) - start.max(from);
+                    if overlap > 0.0 {
+                        self.charge(cause, overlap);
+                        charged += overlap;
+                    }
+                }
+                self.charge(Cause::LaunchGaps, (idle - charged).max(0.0));
+            }
+        }
+    }
+
+    /// Work of `seconds` on the GPU, queued by the host now.
+    fn gpu_runs(&mut self, seconds: f64, transfer: bool) {
+        let start = self.gpu.max(self.host);
+        self.idle_until(start);
+        self.gpu = start + seconds;
+        if transfer {
+            self.transfers += seconds;
+        } else {
+            self.kernels += seconds;
+        }
+        self.host_work.clear();
+        self.drained_by = None;
+    }
+
+    /// The host waits until the GPU's queue is empty, then resumes after the wake-up.
+    fn host_waits(&mut self, wake_s: f64, cause: Cause) {
+        self.host = self.host.max(self.gpu);
+        self.drained_by = Some(cause);
+        self.host_does(wake_s, cause);
+    }
+}
+
+/// Replays `calls` (whose launches take `kernel_s` seconds each, in order) on `gpu` with the
+/// host costs `host`.
+pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &HostCosts) -> StepPrediction {
+    let mut t = Timeline { host: 0.0, gpu: 0.0, host_work: Vec::new(), drained_by: None, kernels: 0.0, transfers: 0.0, idle: [0.0; 3] };
+    let mut kernels = kernel_s.iter();
+    for &call in calls {
+        match call {
+            DriverCall::Launch => {
+                t.host_does(host.launch_s, Cause::LaunchGaps);
+                t.gpu_runs(kernels.next().copied().unwrap_or(0.0), false);
+            }
+            DriverCall::Memset { bytes } => {
+                t.host_does(host.launch_s, Cause::LaunchGaps);
+                t.gpu_runs(bytes as f64 / gpu.dram_bytes_per_s, false);
+            }
+            DriverCall::CopyD2D { bytes } => {
+                t.host_does(host.launch_s, Cause::LaunchGaps);
+                t.gpu_runs(2.0 * bytes as f64 / gpu.dram_bytes_per_s, false);
+            }
+            DriverCall::CopyH2D { bytes } | DriverCall::CopyD2H { bytes } => {
+                // The copy waits for the queue, moves the bytes, and the host resumes after it.
+                t.host = t.host.max(t.gpu);
+                t.gpu_runs(bytes as f64 / host.pageable_copy_bytes_per_s, true);
+                t.host_waits(host.sync_wake_s, Cause::Syncs);
+            }
+            DriverCall::Synchronize => t.host_waits(host.sync_wake_s, Cause::Syncs),
+            DriverCall::Alloc { bytes } => t.host_does(host.alloc_cost(bytes), Cause::Allocs),
+            DriverCall::Free { .. } => t.host_waits(host.free_s, Cause::Allocs),
+        }
+    }
+    let end = t.host.max(t.gpu);
+    t.idle_until(end);
+    let ms = |s: f64| s * 1e3;
+    StepPrediction {
+        gpu: gpu.name,
+        predicted_step_ms: ms(end),
+        predicted_kernels_ms: ms(t.kernels),
+        predicted_transfers_ms: ms(t.transfers),
+        predicted_launch_gaps_ms: ms(t.idle[Cause::LaunchGaps as usize]),
+        predicted_syncs_ms: ms(t.idle[Cause::Syncs as usize]),
+        predicted_allocs_ms: ms(t.idle[Cause::Allocs as usize]),
+    }
+}
+
+/// The PREDICTED step at `batch` on every modelled GPU, from steps simulated at `simulated` and
+/// `simulated + 1` (`build` makes the model's graph for each).
+pub fn predict_step(build: impl Fn() -> Result<Graph>, simulated: usize, batch: usize, opts: &ModelBenchOptions) -> Result<StepPredictions> {
+    if simulated < 2 {
+        return Err(Error::config("--predict-batch needs --batch of at least 2 (a batch of one takes other code paths)"));
+    }
+    if batch == 0 {
+        return Err(Error::config("--predict-batch must be at least 1"));
+    }
+    let a = trace_step(build()?, simulated, opts)?;
+    let b = trace_step(build()?, simulated + 1, opts)?;
+    let step = extrapolate(&a, &b, batch)?;
+    let gpus = GPU_MODELS
+        .iter()
+        .map(|gpu| {
+            let kernel_s: Vec<f64> = step.launches.iter().map(|l| gpu.predict(l).seconds).collect();
+            replay(&step.calls, &kernel_s, gpu, &HOST_COSTS)
+        })
+        .collect();
+    Ok(StepPredictions { batch, simulated_batches: [a.batch, b.batch], per_step: count(&step.calls), gpus })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::roofline::RTX_3090;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn the_host_costs_reproduce_the_published_launch_loops() {
+        let kernel = vec![2.9e-6; 100];
+        let back_to_back = vec![DriverCall::Launch; 100];
+        let p = replay(&back_to_back, &kernel, &RTX_3090, &HOST_COSTS);
+        // Host-bound: one launch cost per kernel, the last kernel's tail after it.
+        assert!(close(p.predicted_step_ms, (100.0 * 3.8e-6 + 2.9e-6) * 1e3), "{p:?}");
+        assert!(close(p.predicted_launch_gaps_ms, (3.8e-6 + 99.0 * 0.9e-6) * 1e3), "{p:?}");
+        let synced: Vec<DriverCall> = (0..100).flat_map(|_| [DriverCall::Launch, DriverCall::Synchronize]).collect();
+        let p = replay(&synced, &kernel, &RTX_3090, &HOST_COSTS);
+        assert!(close(p.predicted_step_ms, 100.0 * 9.6e-6 * 1e3), "{p:?}");
+        assert!(close(p.predicted_syncs_ms, 99.0 * 6.7e-6 * 1e3 + 2.9e-6 * 1e3), "{p:?}");
+    }
+
+    #[test]
+    fn the_parts_add_up_and_frees_drain_the_gpu() {
+        use DriverCall::*;
+        let calls = [Alloc { bytes: 1 << 20 }, Launch, Free { bytes: 1 << 20 }, Launch, CopyD2H { bytes: 4 }, Launch];
+        let p = replay(&calls, &[20e-6, 1e-6, 1e-6], &RTX_3090, &HOST_COSTS);
+        let parts = p.predicted_kernels_ms + p.predicted_transfers_ms + p.predicted_launch_gaps_ms + p.predicted_syncs_ms + p.predicted_allocs_ms;
+        assert!(close(parts, p.predicted_step_ms), "{p:?}");
+        // The allocation and the free's wake-up and re-queue are the allocs' share.
+        assert!(close(p.predicted_allocs_ms, (50e-6 + 2.9e-6 + 3.8e-6) * 1e3), "{p:?}");
+        assert!(close(p.predicted_kernels_ms, 22e-3), "{p:?}");
+    }
+
+    #[test]
+    fn counters_and_bytes_extrapolate_affinely_and_paths_must_match() {
+        let stats = |flops| LaunchStats { kernel: "m::k".into(), flops, ..Default::default() };
+        let step = |batch, bytes, flops| TracedStep {
+            batch,
+            calls: vec![DriverCall::Alloc { bytes }, DriverCall::Launch],
+            launches: vec![stats(flops)],
+        };
+        let n = extrapolate(&step(2, 300, 50), &step(3, 400, 70), 128).unwrap();
+        assert_eq!(n.calls[0], DriverCall::Alloc { bytes: 100 + 100 * 128 });
+        assert_eq!(n.launches[0].flops, 10 + 20 * 128);
+        let mut other = step(3, 400, 70);
+        other.launches[0].kernel = "m::other".into();
+        let err = extrapolate(&step(2, 300, 50), &other, 128).unwrap_err().to_string();
+        assert!(err.contains("launch 0 is m::k and m::other"), "{err}");
+    }
+}
