@@ -301,3 +301,24 @@ fn a_non_finite_gradient_norm_skips_the_update() {
     check(&CpuBackend::new());
     check(&gpu());
 }
+
+/// A launch over a table that no longer describes the step's tensors (a parameter buffer was
+/// replaced without `sync_table`) is refused instead of writing to the old buffer.
+#[test]
+fn a_stale_table_is_refused() {
+    let b = gpu();
+    let h = SgdParams { lr: 0.1, momentum: 0.0, dampening: 0.0, nesterov: false, weight_decay: 0.0 };
+    let (mut p, g) = (b.upload(&[1.0f32, 2.0]).unwrap(), b.upload(&[1.0f32, 1.0]).unwrap());
+    let mut table = None;
+    {
+        let slots = [TensorSlot { param: &mut p, grad: &g, first: None, second: None, weight_decay: 0.0, group: 0 }];
+        b.sync_table(&mut table, &slots).unwrap();
+    }
+    let mut replaced = b.upload(&[1.0f32, 2.0]).unwrap();
+    let mut slots = [TensorSlot { param: &mut replaced, grad: &g, first: None, second: None, weight_decay: 0.0, group: 0 }];
+    let err = b.sgd_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, true, None).unwrap_err();
+    assert!(err.to_string().contains("does not describe this step's tensors"), "{err}");
+    b.sync_table(&mut table, &slots).unwrap();
+    b.sgd_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, true, None).unwrap();
+    assert_eq!(b.download(&replaced).unwrap(), vec![0.9, 1.9]);
+}
