@@ -138,18 +138,21 @@ type Trajectory<E> = Vec<[Vec<E>; 3]>;
 /// clipping at `clip` when given: through the multi-tensor ops when `multi`, else through the
 /// per-tensor ops and host clipping as the optimiser did before (sum_squares of each gradient
 /// read back and summed in f64, scale applied when below 1).
-fn run<E: Element, B: OptimOps<E> + ReduceOps<E> + ElementwiseOps<E>>(b: &B, rule: Rule, clip: Option<f64>, multi: bool) -> Trajectory<E> {
+fn run<E: Element, B>(b: &B, rule: Rule, clip: Option<f64>, multi: bool) -> Trajectory<E>
+where
+    B: OptimOps<E> + ReduceOps<E> + ElementwiseOps<E>,
+{
     let host = |v: Vec<f32>| v.into_iter().map(|x| E::from_f64(x as f64)).collect::<Vec<E>>();
     let lens = MULTI_LENS;
-    let mut params: Vec<B::Buf> = lens.iter().enumerate().map(|(i, &n)| b.upload(&host(random_f32(n, i as u64, -1.0, 1.0))).unwrap()).collect();
+    let upload = |len: usize, seed: u64| b.upload(&host(random_f32(len, seed, -1.0, 1.0))).unwrap();
+    let mut params: Vec<B::Buf> = lens.iter().enumerate().map(|(i, &n)| upload(n, i as u64)).collect();
     let mut first: Vec<B::Buf> = lens.iter().map(|&n| b.zeros(n).unwrap()).collect();
     let mut second: Vec<B::Buf> = lens.iter().map(|&n| b.zeros(n).unwrap()).collect();
     let mut empty = b.zeros(0).unwrap();
     let decay = |i: usize, wd: f64| if i % 2 == 0 { wd } else { 0.0 };
     let (mut table, mut clip_state) = (None, b.zeros(ferronet::ops::optim::CLIP_STATE_LEN).unwrap());
     for step in 0..STEPS {
-        let grads: Vec<B::Buf> =
-            lens.iter().enumerate().map(|(i, &n)| b.upload(&host(random_f32(n, 100 + 10 * step + i as u64, -1.0, 1.0))).unwrap()).collect();
+        let grads: Vec<B::Buf> = lens.iter().enumerate().map(|(i, &n)| upload(n, 100 + 10 * step + i as u64)).collect();
         let adam_step = |i: usize, offsets: [u64; 2]| offsets[i % 2] + step + 1;
         if multi {
             let momentum = matches!(rule, Rule::Sgd(h) if h.momentum != 0.0);

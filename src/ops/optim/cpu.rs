@@ -10,7 +10,14 @@ use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
 /// One SGD update per element of a tensor, shared by the per-tensor and multi-tensor steps.
-fn sgd_update<E: Element>(param: &mut [E], grad: &[E], momentum_buf: Option<&mut [E]>, h: &SgdParams, first_step: bool, grad_scale: Option<E>) {
+fn sgd_update<E: Element>(
+    param: &mut [E],
+    grad: &[E],
+    momentum_buf: Option<&mut [E]>,
+    h: &SgdParams,
+    first_step: bool,
+    grad_scale: Option<E>,
+) {
     let (lr, wd, momentum): (E, E, E) = (E::from_f64(h.lr), E::from_f64(h.weight_decay), E::from_f64(h.momentum));
     let undamped: E = E::from_f64(1.0 - h.dampening);
     let descend = |p: &mut E, g: E, buf: Option<&mut E>| {
@@ -32,7 +39,15 @@ fn sgd_update<E: Element>(param: &mut [E], grad: &[E], momentum_buf: Option<&mut
 }
 
 /// One Adam/AdamW update per element of a tensor, shared by the per-tensor and multi-tensor steps.
-fn adam_update<E: Element>(param: &mut [E], grad: &[E], m: &mut [E], v: &mut [E], h: &AdamParams, step: u64, grad_scale: Option<E>) {
+fn adam_update<E: Element>(
+    param: &mut [E],
+    grad: &[E],
+    m: &mut [E],
+    v: &mut [E],
+    h: &AdamParams,
+    step: u64,
+    grad_scale: Option<E>,
+) {
     // Exponents beyond i32 only arise after billions of steps, where beta^t is 0 anyway.
     let t = i32::try_from(step).unwrap_or(i32::MAX);
     let step_size: E = E::from_f64(h.lr / (1.0 - h.beta1.powi(t)));

@@ -51,7 +51,10 @@ fn ptr_of(buf: &Option<&mut GpuBuf<f32>>) -> DevPtr {
 fn entries(slots: &[TensorSlot<'_, GpuBuf<f32>>]) -> Result<(Vec<TableEntry>, usize, usize)> {
     let (mut update_blocks, mut norm_blocks) = (0usize, 0usize);
     let mut out = Vec::with_capacity(slots.len());
-    let as_int = |v: usize, what: &str| i32::try_from(v).map_err(|_| Error::shape(format!("the optimiser's {what} is {v}, more than 32-bit indexing allows")));
+    let as_int = |v: usize, what: &str| {
+        i32::try_from(v)
+            .map_err(|_| Error::shape(format!("the optimiser's {what} is {v}, more than 32-bit indexing allows")))
+    };
     for slot in slots {
         let len = slot.param.len();
         let norm = scalar_reduction(len)?;

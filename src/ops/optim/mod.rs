@@ -204,10 +204,10 @@ pub(crate) fn check_slots<B: Buffer>(
         settings(slot.weight_decay)?;
         let len = slot.param.len();
         expect_len("multi-tensor step", "grad", slot.grad.len(), len)?;
-        for (k, state) in [&slot.first, &slot.second].into_iter().take(states).enumerate() {
-            let what = ["first state buffer", "second state buffer"][k];
-            let got = state.as_ref().map(|b| b.len()).ok_or_else(|| Error::shape(format!("multi-tensor step: a tensor has no {what}")))?;
-            expect_len("multi-tensor step", what, got, len)?;
+        let named = [("first state buffer", &slot.first), ("second state buffer", &slot.second)];
+        for (what, state) in named.into_iter().take(states) {
+            let state = state.as_ref().ok_or_else(|| Error::shape(format!("multi-tensor step: a tensor has no {what}")))?;
+            expect_len("multi-tensor step", what, state.len(), len)?;
         }
     }
     Ok(())
