@@ -379,11 +379,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     }
 
     /// Applies one optimiser step with the last training step's gradients, then frees them (so
-    /// an evaluation between steps does not carry gradient memory); returns the global gradient
-    /// norm when the optimiser clips.
-    pub fn optimizer_step(&mut self, optimizer: &mut Optimizer<E, B>) -> Result<Option<f64>> {
-        let norm = optimizer.step(&self.backend, &mut self.params, &mut self.grads)?;
+    /// an evaluation between steps does not carry gradient memory). Reads nothing back: a
+    /// clipping optimiser's gradient norm is `Optimizer::last_grad_norm`.
+    pub fn optimizer_step(&mut self, optimizer: &mut Optimizer<E, B>) -> Result<()> {
+        optimizer.step(&self.backend, &mut self.params, &self.grads)?;
         self.grads.clear();
-        Ok(norm)
+        Ok(())
     }
 }

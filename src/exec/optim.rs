@@ -1,15 +1,30 @@
 //! Optimisers over the parameter store: SGD (momentum, dampening, Nesterov), Adam and AdamW
-//! through the backend's fused steps, with per-parameter state, L2 weight decay that can spare
-//! biases and BN parameters, clipping by global gradient norm, a learning rate settable per step
-//! (schedulers), and state export/import by parameter name (checkpoints), named as PyTorch does.
+//! through the backend's multi-tensor steps, with per-parameter state, L2 weight decay that can
+//! spare biases and BN parameters, clipping by global gradient norm, a learning rate settable per
+//! step (schedulers), and state export/import by parameter name (checkpoints), named as PyTorch
+//! does.
+//!
+//! A step makes a constant number of launches whatever the number of tensors: one update per
+//! distinct step count among the tensors (normally one), plus two for clipping. The table of
+//! tensors is built once and rebuilt only when the set of tensors changes (freezing, state
+//! import); the learning rate is an argument of each launch. Nothing is read back during a
+//! step: the gradient norm stays on the device until `last_grad_norm` asks for it.
+//!
+//! Non-finite gradients under clipping: the step cannot fail at once any more (that needed the
+//! norm on the host). The device skips the update instead (parameters and optimiser state stay
+//! as they were, so the next loss is not poisoned by them), counts the step
+//! (`nonfinite_grad_steps`), and `last_grad_norm` returns the numerical error. The step count of
+//! Adam's bias correction still advances on such a step.
 
 use super::params::{GradStore, ParamStore};
 use super::Buf;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::ParamId;
-use crate::ops::{AdamParams, Backend, SgdParams};
-use std::collections::HashMap;
+use crate::ops::node::ParamValues;
+use crate::ops::optim::{TensorSlot, CLIP_STATE_LEN};
+use crate::ops::{AdamParams, Backend, OptimOps, SgdParams};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum OptimizerKind {
@@ -80,15 +95,17 @@ pub struct OptimizerState<E> {
 
 pub struct Optimizer<E: Element, B: Backend<E>> {
     config: OptimizerConfig,
-    state: HashMap<ParamId, ParamState<Buf<E, B>>>,
-    /// Passed as SGD's momentum buffer when momentum is 0 (the op ignores it then).
-    unused: Option<Buf<E, B>>,
+    state: BTreeMap<ParamId, ParamState<Buf<E, B>>>,
+    /// The tensors of the last step on the device; kept while they stay the same.
+    table: Option<<B as OptimOps<E>>::TensorTable>,
+    /// {norm, scale, non-finite steps} of the last clipping step, on the device.
+    clip: Option<Buf<E, B>>,
 }
 
 impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     pub fn new(config: OptimizerConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Optimizer { config, state: HashMap::new(), unused: None })
+        Ok(Optimizer { config, state: BTreeMap::new(), table: None, clip: None })
     }
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
@@ -114,43 +131,110 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         per_param * trainable * std::mem::size_of::<E>()
     }
 
-    /// Clips (when configured) and applies one update to every parameter holding a gradient.
-    /// Returns the global gradient norm before clipping when clipping is on.
-    pub fn step(&mut self, backend: &B, params: &mut ParamStore<E, B>, grads: &mut GradStore<E, B>) -> Result<Option<f64>> {
-        let norm = match self.config.clip_grad_norm {
-            Some(max_norm) => Some(clip(backend, grads, max_norm)?),
-            None => None,
-        };
+    /// Clips (when configured) and applies one update to every parameter holding a gradient,
+    /// without reading anything back (see `last_grad_norm`).
+    pub fn step(&mut self, backend: &B, params: &mut ParamStore<E, B>, grads: &GradStore<E, B>) -> Result<()> {
         let ids: Vec<ParamId> = grads.ids().collect();
-        for id in ids {
-            let spec = params.spec(id);
-            let decays = !self.config.decay_weights_only || spec.kind.decays_by_default();
-            let weight_decay = if decays { self.config.weight_decay } else { 0.0 };
-            let len = spec.numel();
-            let grad = grads.get(id).expect("ids lists held gradients");
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let kind = self.config.kind;
+        // Each tensor's launch key: Adam's step number, or whether SGD's momentum buffer starts.
+        let mut keys = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let len = params.spec(id).numel();
             let state = self.state.entry(id).or_insert(ParamState { step: 0, first: None, second: None });
-            let param = params.value_mut(id);
-            match self.config.kind {
-                OptimizerKind::Sgd { momentum, dampening, nesterov } => {
-                    let h = SgdParams { lr: self.config.lr, momentum, dampening, nesterov, weight_decay };
-                    let first_step = state.first.is_none();
-                    let buf = if momentum == 0.0 {
-                        self.unused.get_or_insert(backend.zeros(0)?)
-                    } else {
-                        state.first.get_or_insert(backend.zeros(len)?)
-                    };
-                    backend.sgd_step(param, grad, buf, &h, first_step)?;
+            match kind {
+                OptimizerKind::Sgd { momentum, .. } => {
+                    keys.push(u64::from(state.first.is_none()));
+                    if momentum != 0.0 && state.first.is_none() {
+                        state.first = Some(backend.zeros(len)?);
+                    }
                 }
-                OptimizerKind::Adam { beta1, beta2, eps, decoupled } => {
-                    let h = AdamParams { lr: self.config.lr, beta1, beta2, eps, weight_decay, decoupled };
-                    let m = state.first.get_or_insert(backend.zeros(len)?);
-                    let v = state.second.get_or_insert(backend.zeros(len)?);
-                    backend.adam_step(param, grad, m, v, &h, state.step + 1)?;
+                OptimizerKind::Adam { .. } => {
+                    keys.push(state.step + 1);
+                    for buf in [&mut state.first, &mut state.second] {
+                        if buf.is_none() {
+                            *buf = Some(backend.zeros(len)?);
+                        }
+                    }
                 }
             }
-            state.step += 1;
         }
-        Ok(norm)
+        let mut distinct = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let decays: Vec<f64> = ids
+            .iter()
+            .map(|&id| {
+                let decays = !self.config.decay_weights_only || params.spec(id).kind.decays_by_default();
+                if decays { self.config.weight_decay } else { 0.0 }
+            })
+            .collect();
+        let values = params.values_mut(&ids)?;
+        let states = self.state.iter_mut().filter(|(id, _)| ids.binary_search(id).is_ok());
+        let mut slots: Vec<TensorSlot<'_, Buf<E, B>>> = values
+            .into_iter()
+            .zip(states)
+            .zip(ids.iter().zip(keys.iter().zip(&decays)))
+            .map(|((param, (_, state)), (&id, (key, &weight_decay)))| TensorSlot {
+                param,
+                grad: grads.get(id).expect("ids lists held gradients"),
+                first: state.first.as_mut(),
+                second: state.second.as_mut(),
+                weight_decay,
+                group: distinct.binary_search(key).expect("distinct holds every key"),
+            })
+            .collect();
+        backend.sync_table(&mut self.table, &slots)?;
+        let table = self.table.as_ref().expect("sync_table builds the table");
+        let clip = match self.config.clip_grad_norm {
+            Some(max_norm) => {
+                let clip = match &mut self.clip {
+                    Some(clip) => clip,
+                    empty => empty.insert(backend.zeros(CLIP_STATE_LEN)?),
+                };
+                backend.clip_grad_norm(table, &slots, max_norm, clip)?;
+                Some(&*clip)
+            }
+            None => None,
+        };
+        for (group, &key) in distinct.iter().enumerate() {
+            match kind {
+                OptimizerKind::Sgd { momentum, dampening, nesterov } => {
+                    let h = SgdParams { lr: self.config.lr, momentum, dampening, nesterov, weight_decay: 0.0 };
+                    backend.sgd_multi_step(table, &mut slots, group, &h, key == 1, clip)?;
+                }
+                OptimizerKind::Adam { beta1, beta2, eps, decoupled } => {
+                    let h = AdamParams { lr: self.config.lr, beta1, beta2, eps, weight_decay: 0.0, decoupled };
+                    backend.adam_multi_step(table, &mut slots, group, &h, key, clip)?;
+                }
+            }
+        }
+        drop(slots);
+        for id in ids {
+            self.state.get_mut(&id).expect("every stepped tensor has state").step += 1;
+        }
+        Ok(())
+    }
+
+    /// The global gradient norm before clipping of the last step (one read from the device);
+    /// None when the optimiser does not clip or has not stepped. A non-finite norm (that step
+    /// was skipped) is the numerical error the step itself used to return.
+    pub fn last_grad_norm(&self, backend: &B) -> Result<Option<f64>> {
+        let Some(clip) = &self.clip else { return Ok(None) };
+        let norm = backend.download(clip)?[0].to_f64();
+        if !norm.is_finite() {
+            return Err(Error::Numerical(format!("the gradient norm is {norm}; lower the learning rate")));
+        }
+        Ok(Some(norm))
+    }
+
+    /// How many steps the device skipped for a non-finite gradient norm (one read; 0 without
+    /// clipping).
+    pub fn nonfinite_grad_steps(&self, backend: &B) -> Result<u64> {
+        let Some(clip) = &self.clip else { return Ok(0) };
+        Ok(backend.download(clip)?[2].to_f64() as u64)
     }
 
     fn suffixes(&self) -> (&'static str, Option<&'static str>) {
@@ -164,10 +248,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     pub fn export_state(&self, backend: &B, params: &ParamStore<E, B>) -> Result<OptimizerState<E>> {
         let (first, second) = self.suffixes();
         let mut out = OptimizerState::default();
-        let mut ids: Vec<&ParamId> = self.state.keys().collect();
-        ids.sort();
-        for &id in ids {
-            let st = &self.state[&id];
+        for (&id, st) in &self.state {
             let name = &params.spec(id).name;
             out.steps.push((name.clone(), st.step));
             if let Some(b) = &st.first {
@@ -183,7 +264,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     /// Replaces the state with `state` (from `export_state` of an optimiser of the same kind).
     pub fn import_state(&mut self, backend: &B, params: &ParamStore<E, B>, state: &OptimizerState<E>) -> Result<()> {
         let (first, second) = self.suffixes();
-        let mut imported: HashMap<ParamId, ParamState<Buf<E, B>>> = HashMap::new();
+        let mut imported: BTreeMap<ParamId, ParamState<Buf<E, B>>> = BTreeMap::new();
         for (name, step) in &state.steps {
             imported.insert(params.id(name)?, ParamState { step: *step, first: None, second: None });
         }
@@ -214,28 +295,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             }
         }
         self.state = imported;
+        self.table = None;
         Ok(())
     }
-}
-
-/// Scales every gradient by max_norm / (norm + 1e-6) when the global norm exceeds max_norm
-/// (PyTorch's clip_grad_norm_); returns the norm before clipping.
-fn clip<E: Element, B: Backend<E>>(backend: &B, grads: &mut GradStore<E, B>, max_norm: f64) -> Result<f64> {
-    let ids: Vec<ParamId> = grads.ids().collect();
-    let mut total = 0.0;
-    for &id in &ids {
-        let g = grads.get(id).expect("ids lists held gradients");
-        total += backend.download(&backend.sum_squares(g)?)?[0].to_f64();
-    }
-    let norm = total.sqrt();
-    if !norm.is_finite() {
-        return Err(Error::Numerical(format!("the gradient norm is {norm}; lower the learning rate")));
-    }
-    let coef = max_norm / (norm + 1e-6);
-    if coef < 1.0 {
-        for id in ids {
-            backend.scale(<E as Element>::from_f64(coef), grads.get_mut(id).expect("ids lists held gradients"))?;
-        }
-    }
-    Ok(norm)
 }

@@ -1,14 +1,91 @@
 //! SGD and Adam/AdamW steps on the CPU, fused per element and in the order torch.optim applies
 //! them (single-tensor path), so f32 results round like PyTorch's.
 
-use super::{AdamParams, OptimOps, SgdParams};
-use crate::cpu::par::CHUNK;
+use super::{check_slots, AdamParams, OptimOps, SgdParams, TensorSlot, CLIP_STATE_LEN};
+use crate::cpu::par::{sum_f64, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
+use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
+/// One SGD update per element of a tensor, shared by the per-tensor and multi-tensor steps.
+fn sgd_update<E: Element>(
+    param: &mut [E],
+    grad: &[E],
+    momentum_buf: Option<&mut [E]>,
+    h: &SgdParams,
+    first_step: bool,
+    grad_scale: Option<E>,
+) {
+    let (lr, wd, momentum): (E, E, E) = (E::from_f64(h.lr), E::from_f64(h.weight_decay), E::from_f64(h.momentum));
+    let undamped: E = E::from_f64(1.0 - h.dampening);
+    let descend = |p: &mut E, g: E, buf: Option<&mut E>| {
+        let g = grad_scale.map_or(g, |s| s * g);
+        let mut d = if h.weight_decay != 0.0 { g + wd * *p } else { g };
+        if let Some(b) = buf {
+            *b = if first_step { d } else { momentum * *b + undamped * d };
+            d = if h.nesterov { d + momentum * *b } else { *b };
+        }
+        *p -= lr * d;
+    };
+    let params = param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK));
+    match momentum_buf {
+        None => params.for_each(|(pc, gc)| pc.iter_mut().zip(gc).for_each(|(p, &g)| descend(p, g, None))),
+        Some(buf) => params.zip(buf.par_chunks_mut(CHUNK)).for_each(|((pc, gc), bc)| {
+            pc.iter_mut().zip(gc).zip(bc).for_each(|((p, &g), b)| descend(p, g, Some(b)))
+        }),
+    }
+}
+
+/// One Adam/AdamW update per element of a tensor, shared by the per-tensor and multi-tensor steps.
+fn adam_update<E: Element>(
+    param: &mut [E],
+    grad: &[E],
+    m: &mut [E],
+    v: &mut [E],
+    h: &AdamParams,
+    step: u64,
+    grad_scale: Option<E>,
+) {
+    // Exponents beyond i32 only arise after billions of steps, where beta^t is 0 anyway.
+    let t = i32::try_from(step).unwrap_or(i32::MAX);
+    let step_size: E = E::from_f64(h.lr / (1.0 - h.beta1.powi(t)));
+    let bias_correction2_sqrt: E = E::from_f64((1.0 - h.beta2.powi(t)).sqrt());
+    let (b1, b2, eps, wd): (E, E, E, E) = (E::from_f64(h.beta1), E::from_f64(h.beta2), E::from_f64(h.eps), E::from_f64(h.weight_decay));
+    let (one_minus_b1, one_minus_b2): (E, E) = (E::from_f64(1.0 - h.beta1), E::from_f64(1.0 - h.beta2));
+    let decay_factor: E = E::from_f64(1.0 - h.lr * h.weight_decay);
+    param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
+        |((pc, gc), (mc, vc))| {
+            for (((p, &g), m), v) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
+                let g = grad_scale.map_or(g, |s| s * g);
+                let g = if h.weight_decay != 0.0 && !h.decoupled { g + wd * *p } else { g };
+                if h.decoupled {
+                    *p *= decay_factor;
+                }
+                *m = b1 * *m + one_minus_b1 * g;
+                *v = b2 * *v + one_minus_b2 * g * g;
+                let denom = v.sqrt() / bias_correction2_sqrt + eps;
+                *p -= step_size * *m / denom;
+            }
+        },
+    );
+}
+
+/// The gradient scale a clipping step applies, or None when its norm was not finite (the
+/// update is skipped).
+fn clip_scale<E: Element>(clip: Option<&CpuBuf<E>>) -> Option<Option<E>> {
+    match clip {
+        None => Some(None),
+        Some(c) if c[0].to_f64().is_finite() => Some(Some(c[1])),
+        Some(_) => None,
+    }
+}
+
 impl<E: Element> OptimOps<E> for CpuBackend {
+    /// Host memory needs no table: the slots are the tensors.
+    type TensorTable = ();
+
     fn sgd_step(
         &self,
         param: &mut CpuBuf<E>,
@@ -18,24 +95,8 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         first_step: bool,
     ) -> Result<()> {
         h.check_step(param.len(), grad.len(), momentum_buf.len())?;
-        let (lr, wd, momentum): (E, E, E) = (E::from_f64(h.lr), E::from_f64(h.weight_decay), E::from_f64(h.momentum));
-        let undamped: E = E::from_f64(1.0 - h.dampening);
-        let descend = |p: &mut E, g: E, buf: Option<&mut E>| {
-            let mut d = if h.weight_decay != 0.0 { g + wd * *p } else { g };
-            if let Some(b) = buf {
-                *b = if first_step { d } else { momentum * *b + undamped * d };
-                d = if h.nesterov { d + momentum * *b } else { *b };
-            }
-            *p -= lr * d;
-        };
-        let params = param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK));
-        if h.momentum == 0.0 {
-            params.for_each(|(pc, gc)| pc.iter_mut().zip(gc).for_each(|(p, &g)| descend(p, g, None)));
-        } else {
-            params.zip(momentum_buf.par_chunks_mut(CHUNK)).for_each(|((pc, gc), bc)| {
-                pc.iter_mut().zip(gc).zip(bc).for_each(|((p, &g), b)| descend(p, g, Some(b)))
-            });
-        }
+        let buf = if h.momentum == 0.0 { None } else { Some(&mut momentum_buf[..]) };
+        sgd_update(param, grad, buf, h, first_step, None);
         Ok(())
     }
 
@@ -49,27 +110,65 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         step: u64,
     ) -> Result<()> {
         h.check_step(step, param.len(), grad.len(), m.len(), v.len())?;
-        // Exponents beyond i32 only arise after billions of steps, where beta^t is 0 anyway.
-        let t = i32::try_from(step).unwrap_or(i32::MAX);
-        let step_size: E = E::from_f64(h.lr / (1.0 - h.beta1.powi(t)));
-        let bias_correction2_sqrt: E = E::from_f64((1.0 - h.beta2.powi(t)).sqrt());
-        let (b1, b2, eps, wd): (E, E, E, E) = (E::from_f64(h.beta1), E::from_f64(h.beta2), E::from_f64(h.eps), E::from_f64(h.weight_decay));
-        let (one_minus_b1, one_minus_b2): (E, E) = (E::from_f64(1.0 - h.beta1), E::from_f64(1.0 - h.beta2));
-        let decay_factor: E = E::from_f64(1.0 - h.lr * h.weight_decay);
-        param.par_chunks_mut(CHUNK).zip(grad.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
-            |((pc, gc), (mc, vc))| {
-                for (((p, &g), m), v) in pc.iter_mut().zip(gc).zip(mc).zip(vc) {
-                    let g = if h.weight_decay != 0.0 && !h.decoupled { g + wd * *p } else { g };
-                    if h.decoupled {
-                        *p *= decay_factor;
-                    }
-                    *m = b1 * *m + one_minus_b1 * g;
-                    *v = b2 * *v + one_minus_b2 * g * g;
-                    let denom = v.sqrt() / bias_correction2_sqrt + eps;
-                    *p -= step_size * *m / denom;
-                }
-            },
-        );
+        adam_update(param, grad, m, v, h, step, None);
+        Ok(())
+    }
+
+    fn sync_table(&self, table: &mut Option<()>, _slots: &[TensorSlot<'_, CpuBuf<E>>]) -> Result<()> {
+        *table = Some(());
+        Ok(())
+    }
+
+    fn clip_grad_norm(&self, _table: &(), slots: &[TensorSlot<'_, CpuBuf<E>>], max_norm: f64, clip: &mut CpuBuf<E>) -> Result<()> {
+        expect_len("clip_grad_norm", "clip state", clip.len(), CLIP_STATE_LEN)?;
+        // Each tensor's sum of squares rounded to E, as sum_squares returns it.
+        let total: f64 = slots.iter().map(|s| E::from_f64(sum_f64(s.grad, |v| v.to_f64() * v.to_f64())).to_f64()).sum();
+        let norm = total.sqrt();
+        let coef = max_norm / (norm + 1e-6);
+        clip[0] = E::from_f64(norm);
+        clip[1] = if coef < 1.0 { E::from_f64(coef) } else { E::one() };
+        if !norm.is_finite() {
+            clip[2] += E::one();
+        }
+        Ok(())
+    }
+
+    fn sgd_multi_step(
+        &self,
+        _table: &(),
+        slots: &mut [TensorSlot<'_, CpuBuf<E>>],
+        group: usize,
+        h: &SgdParams,
+        first_step: bool,
+        clip: Option<&CpuBuf<E>>,
+    ) -> Result<()> {
+        let states = usize::from(h.momentum != 0.0);
+        check_slots(slots, states, clip, |weight_decay| SgdParams { weight_decay, ..*h }.validate())?;
+        let Some(scale) = clip_scale(clip) else { return Ok(()) };
+        for slot in slots.iter_mut().filter(|s| s.group == group) {
+            let h = SgdParams { weight_decay: slot.weight_decay, ..*h };
+            let buf = if states == 0 { None } else { slot.first.as_deref_mut().map(|b| &mut b[..]) };
+            sgd_update(slot.param, slot.grad, buf, &h, first_step, scale);
+        }
+        Ok(())
+    }
+
+    fn adam_multi_step(
+        &self,
+        _table: &(),
+        slots: &mut [TensorSlot<'_, CpuBuf<E>>],
+        group: usize,
+        h: &AdamParams,
+        step: u64,
+        clip: Option<&CpuBuf<E>>,
+    ) -> Result<()> {
+        check_slots(slots, 2, clip, |weight_decay| AdamParams { weight_decay, ..*h }.validate(step))?;
+        let Some(scale) = clip_scale(clip) else { return Ok(()) };
+        for slot in slots.iter_mut().filter(|s| s.group == group) {
+            let h = AdamParams { weight_decay: slot.weight_decay, ..*h };
+            let (m, v) = (slot.first.as_deref_mut().expect("checked"), slot.second.as_deref_mut().expect("checked"));
+            adam_update(slot.param, slot.grad, m, v, &h, step, scale);
+        }
         Ok(())
     }
 }

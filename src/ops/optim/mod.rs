@@ -4,12 +4,20 @@
 //! g = nesterov ? g + momentum * buf : buf }; p -= lr * g.
 //! Adam: g = grad + wd * p (Adam, L2) or p *= 1 - lr * wd (AdamW, decoupled); m = b1 m + (1-b1) g;
 //! v = b2 v + (1-b2) g^2; p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t from 1.
+//!
+//! Multi-tensor steps update many tensors in a constant number of launches: the tensors are
+//! described once by a [`OptimOps::TensorTable`] (on a GPU a device table of their addresses,
+//! lengths and weight decays, uploaded only when they change), every tensor of one launch shares
+//! its step count (a `group`), and the learning rate is an argument. Their per-element updates
+//! are the per-tensor steps', so both give bit-identical results. Clipping by global norm
+//! (`clip_grad_norm`) leaves {norm, scale, non-finite steps} in a small device buffer that the
+//! updates read: the scale multiplies each gradient, and a non-finite norm skips the update.
 
 pub mod cases;
 mod cpu;
 mod cuda;
 
-use crate::device::Device;
+use crate::device::{Buffer, Device};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::check::expect_len;
@@ -34,7 +42,25 @@ pub struct AdamParams {
     pub decoupled: bool,
 }
 
+/// One tensor of a multi-tensor step: its parameter, gradient and state, its weight decay (so
+/// exclusions stay per tensor) and the group (step count) of the launch that updates it.
+pub struct TensorSlot<'a, B> {
+    pub param: &'a mut B,
+    pub grad: &'a B,
+    /// SGD's momentum buffer (None without momentum) or Adam's first moment.
+    pub first: Option<&'a mut B>,
+    /// Adam's second moment (None for SGD).
+    pub second: Option<&'a mut B>,
+    pub weight_decay: f64,
+    pub group: usize,
+}
+
+/// Length of the clip state buffer: {global norm, gradient scale, steps with a non-finite norm}.
+pub const CLIP_STATE_LEN: usize = 3;
+
 pub trait OptimOps<E: Element>: Device<E> {
+    /// The device form of a list of tensors for multi-tensor steps.
+    type TensorTable: Send + Sync;
     /// One SGD step in place. `momentum_buf` is ignored when momentum == 0; `first_step` makes
     /// the buffer start as the gradient, as PyTorch does.
     fn sgd_step(
@@ -54,6 +80,46 @@ pub trait OptimOps<E: Element>: Device<E> {
         v: &mut Self::Buf,
         h: &AdamParams,
         step: u64,
+    ) -> Result<()>;
+
+    /// Makes `table` describe `slots` (in their order): builds it when there is none or when the
+    /// tensors, their order, weight decays or groups changed; re-uploads only the gradient
+    /// addresses when only those changed; does nothing in the steady state.
+    fn sync_table(&self, table: &mut Option<Self::TensorTable>, slots: &[TensorSlot<'_, Self::Buf>]) -> Result<()>;
+
+    /// Clipping by global norm without a read-back: the L2 norm of all gradients (each tensor's
+    /// sum of squares as `sum_squares` computes it, summed in f64 in slot order) and the scale
+    /// min(1, max_norm / (norm + 1e-6)) into `clip` ([`CLIP_STATE_LEN`] values, zeros at
+    /// first), whose third value counts the calls that found a non-finite norm.
+    fn clip_grad_norm(
+        &self,
+        table: &Self::TensorTable,
+        slots: &[TensorSlot<'_, Self::Buf>],
+        max_norm: f64,
+        clip: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// One SGD step of every slot of `group` (`h.weight_decay` is unused: each slot has its
+    /// own), with gradients scaled by `clip`'s scale, or left alone when its norm is not finite.
+    fn sgd_multi_step(
+        &self,
+        table: &Self::TensorTable,
+        slots: &mut [TensorSlot<'_, Self::Buf>],
+        group: usize,
+        h: &SgdParams,
+        first_step: bool,
+        clip: Option<&Self::Buf>,
+    ) -> Result<()>;
+
+    /// One Adam/AdamW step (`step` counts from 1) of every slot of `group`, as `sgd_multi_step`.
+    fn adam_multi_step(
+        &self,
+        table: &Self::TensorTable,
+        slots: &mut [TensorSlot<'_, Self::Buf>],
+        group: usize,
+        h: &AdamParams,
+        step: u64,
+        clip: Option<&Self::Buf>,
     ) -> Result<()>;
 }
 
@@ -121,4 +187,28 @@ impl AdamParams {
         expect_len("adam_step", "first moment", m, param)?;
         expect_len("adam_step", "second moment", v, param)
     }
+}
+
+/// The checks of a multi-tensor step, the same on every device: the settings with each slot's
+/// weight decay, and each slot's buffer lengths (`states` state buffers needed per slot).
+pub(crate) fn check_slots<B: Buffer>(
+    slots: &[TensorSlot<'_, B>],
+    states: usize,
+    clip: Option<&B>,
+    mut settings: impl FnMut(f64) -> Result<()>,
+) -> Result<()> {
+    if let Some(clip) = clip {
+        expect_len("multi-tensor step", "clip state", clip.len(), CLIP_STATE_LEN)?;
+    }
+    for slot in slots {
+        settings(slot.weight_decay)?;
+        let len = slot.param.len();
+        expect_len("multi-tensor step", "grad", slot.grad.len(), len)?;
+        let named = [("first state buffer", &slot.first), ("second state buffer", &slot.second)];
+        for (what, state) in named.into_iter().take(states) {
+            let state = state.as_ref().ok_or_else(|| Error::shape(format!("multi-tensor step: a tensor has no {what}")))?;
+            expect_len("multi-tensor step", what, state.len(), len)?;
+        }
+    }
+    Ok(())
 }

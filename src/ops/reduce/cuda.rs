@@ -4,7 +4,7 @@
 use super::ReduceOps;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
-use crate::device::driver::KernelArg;
+use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::gpu::grid::{int, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 
@@ -14,23 +14,44 @@ const VALUES_PER_THREAD: usize = 8;
 const MAX_PARTIALS: usize = 1024;
 const BLOCK: usize = 256;
 
+/// The launches of a full reduction of `len` values: the first pass and, when that has more than
+/// one block, the second pass over its partials. The optimiser's multi-tensor gradient norm
+/// replays the same partition (ops::optim::cuda), so it matches `sum_squares` bit for bit.
+pub(crate) struct ScalarReduction {
+    pub first: LaunchConfig,
+    pub second: Option<LaunchConfig>,
+}
+
+pub(crate) fn scalar_reduction(len: usize) -> Result<ScalarReduction> {
+    let blocks = len.div_ceil(BLOCK * VALUES_PER_THREAD).clamp(1, MAX_PARTIALS);
+    Ok(if blocks == 1 {
+        ScalarReduction { first: reduction(1, len)?, second: None }
+    } else {
+        ScalarReduction { first: reduction(blocks, BLOCK)?, second: Some(reduction(1, blocks)?) }
+    })
+}
+
 impl GpuBackend {
     /// scale * sum of x (of x^2 when `square`) into a buffer of length 1.
     pub(crate) fn reduce_to_scalar(&self, x: &GpuBuf<f32>, square: bool, scale: f32, op: &str) -> Result<GpuBuf<f32>> {
         let n = int(x.len(), &format!("the element count of the {op} input"))?;
         let out = self.alloc::<f32>(1)?;
-        let blocks = x.len().div_ceil(BLOCK * VALUES_PER_THREAD).clamp(1, MAX_PARTIALS);
+        let plan = scalar_reduction(x.len())?;
         let square = KernelArg::I32(square as i32);
-        if blocks == 1 {
-            let args = [x.arg(), out.arg(), n, square, KernelArg::F32(scale)];
-            self.launch("reduce", "reduce_sum", reduction(1, x.len())?, &args)?;
-        } else {
-            let partials = self.alloc::<f32>(blocks)?;
-            let args = [x.arg(), partials.arg(), n, square, KernelArg::F32(1.0)];
-            self.launch("reduce", "reduce_sum", reduction(blocks, BLOCK)?, &args)?;
-            let args =
-                [partials.arg(), out.arg(), KernelArg::I32(blocks as i32), KernelArg::I32(0), KernelArg::F32(scale)];
-            self.launch("reduce", "reduce_sum", reduction(1, blocks)?, &args)?;
+        match plan.second {
+            None => {
+                let args = [x.arg(), out.arg(), n, square, KernelArg::F32(scale)];
+                self.launch("reduce", "reduce_sum", plan.first, &args)?;
+            }
+            Some(second) => {
+                let blocks = plan.first.grid.0 as usize;
+                let partials = self.alloc::<f32>(blocks)?;
+                let args = [x.arg(), partials.arg(), n, square, KernelArg::F32(1.0)];
+                self.launch("reduce", "reduce_sum", plan.first, &args)?;
+                let args =
+                    [partials.arg(), out.arg(), KernelArg::I32(blocks as i32), KernelArg::I32(0), KernelArg::F32(scale)];
+                self.launch("reduce", "reduce_sum", second, &args)?;
+            }
         }
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! Full reductions to a single value (a buffer of length 1): loss totals, gradient norms.
 
 mod cpu;
-mod cuda;
+pub(crate) mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
