@@ -22,7 +22,7 @@
 //!   with a synchronisation does.
 //! - Larger batches than the simulator can run in reasonable time: the step is simulated at two
 //!   batches B and B+1 that take the same code path (the same driver calls, the same kernels in
-//!   the same order), and each launch's counters and each call's bytes are extrapolated affinely
+//!   the same order; B is the first from `--batch` up where they do), and each launch's counters and each call's bytes are extrapolated affinely
 //!   in the batch to the predicted batch. Limits: a convolution whose im2col matrix outgrows the
 //!   workspace at the predicted batch is split into more chunks (more launches) than at B, which
 //!   the extrapolation does not add; grids are extrapolated the same way, which is exact for
@@ -157,23 +157,29 @@ pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Resul
     Ok(TracedStep { batch, calls, launches })
 }
 
+/// How the steps `a` and `b` differ in their sequence of driver calls or kernels, if they do.
+fn path_difference(a: &TracedStep, b: &TracedStep) -> Option<String> {
+    if a.calls.len() != b.calls.len() || a.launches.len() != b.launches.len() {
+        return Some(format!("{} and {} driver calls", a.calls.len(), b.calls.len()));
+    }
+    if let Some((i, (x, y))) = a.calls.iter().zip(&b.calls).enumerate().find(|(_, (x, y))| std::mem::discriminant(*x) != std::mem::discriminant(*y)) {
+        return Some(format!("call {i} is {x:?} and {y:?}"));
+    }
+    let (i, (x, y)) = a.launches.iter().zip(&b.launches).enumerate().find(|(_, (x, y))| x.kernel != y.kernel)?;
+    Some(format!("launch {i} is {} and {}", x.kernel, y.kernel))
+}
+
 /// The step at batch `n`: `a`'s and `b`'s calls (same sequence, batches differing by one or
 /// more) with every launch's counters and every call's bytes extrapolated affinely.
 pub fn extrapolate(a: &TracedStep, b: &TracedStep, n: usize) -> Result<TracedStep> {
-    let differ = |what: String| {
-        Error::config(format!(
-            "the training step takes different paths at batches {} and {} ({what}); predict from batches of at least 2",
-            a.batch, b.batch
-        ))
-    };
-    if a.calls.len() != b.calls.len() || a.launches.len() != b.launches.len() {
-        return Err(differ(format!("{} and {} driver calls", a.calls.len(), b.calls.len())));
+    if let Some(what) = path_difference(a, b) {
+        return Err(Error::config(format!("the training step takes different paths at batches {} and {} ({what})", a.batch, b.batch)));
     }
     let t = (n as f64 - a.batch as f64) / (b.batch as f64 - a.batch as f64);
     let at = |va: u64, vb: u64| (va as f64 + (vb as f64 - va as f64) * t).round().max(0.0) as u64;
     let bytes = |va: usize, vb: usize| at(va as u64, vb as u64) as usize;
     let mut calls = Vec::with_capacity(a.calls.len());
-    for (i, (ca, cb)) in a.calls.iter().zip(&b.calls).enumerate() {
+    for (ca, cb) in a.calls.iter().zip(&b.calls) {
         use DriverCall::*;
         calls.push(match (*ca, *cb) {
             (Launch, Launch) => Launch,
@@ -184,14 +190,11 @@ pub fn extrapolate(a: &TracedStep, b: &TracedStep, n: usize) -> Result<TracedSte
             (CopyD2H { bytes: x }, CopyD2H { bytes: y }) => CopyD2H { bytes: bytes(x, y) },
             (Alloc { bytes: x }, Alloc { bytes: y }) => Alloc { bytes: bytes(x, y) },
             (Free { bytes: x }, Free { bytes: y }) => Free { bytes: bytes(x, y) },
-            (x, y) => return Err(differ(format!("call {i} is {x:?} and {y:?}"))),
+            (x, y) => unreachable!("{x:?} and {y:?} differ, which path_difference rules out"),
         });
     }
     let mut launches = Vec::with_capacity(a.launches.len());
-    for (i, (la, lb)) in a.launches.iter().zip(&b.launches).enumerate() {
-        if la.kernel != lb.kernel {
-            return Err(differ(format!("launch {i} is {} and {}", la.kernel, lb.kernel)));
-        }
+    for (la, lb) in a.launches.iter().zip(&b.launches) {
         // The grid too: the block count sets the SM fill of the roofline prediction.
         let grid = |ga: u32, gb: u32| (at(ga as u64, gb as u64) as u32).max(1);
         let (ga, gb) = (la.grid, lb.grid);
@@ -329,8 +332,13 @@ pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &Hos
     }
 }
 
-/// The PREDICTED step at `batch` on every modelled GPU, from steps simulated at `simulated` and
-/// `simulated + 1` (`build` makes the model's graph for each).
+/// Pairs of consecutive batches tried, from `--batch` up, for one that takes a single path.
+const PATH_SEARCH_PAIRS: usize = 6;
+
+/// The PREDICTED step at `batch` on every modelled GPU, from steps simulated at two consecutive
+/// batches from `simulated` up that take the same path (`build` makes the model's graph for
+/// each). Paths differ where a choice flips between the two batches, as split-K does when a
+/// GEMM's K (images x pixels) first reaches two slices; the next pair is then tried.
 pub fn predict_step(build: impl Fn() -> Result<Graph>, simulated: usize, batch: usize, opts: &ModelBenchOptions) -> Result<StepPredictions> {
     if simulated < 2 {
         return Err(Error::config("--predict-batch needs --batch of at least 2 (a batch of one takes other code paths)"));
@@ -338,8 +346,21 @@ pub fn predict_step(build: impl Fn() -> Result<Graph>, simulated: usize, batch: 
     if batch == 0 {
         return Err(Error::config("--predict-batch must be at least 1"));
     }
-    let a = trace_step(build()?, simulated, opts)?;
-    let b = trace_step(build()?, simulated + 1, opts)?;
+    let mut a = trace_step(build()?, simulated, opts)?;
+    let mut b = trace_step(build()?, simulated + 1, opts)?;
+    let mut tried = 1;
+    while let Some(what) = path_difference(&a, &b) {
+        if tried == PATH_SEARCH_PAIRS {
+            return Err(Error::config(format!(
+                "the training step takes different paths at every pair of batches from {simulated} to {} (at {} and {}: {what}); \
+                 predict from a larger --batch",
+                b.batch, a.batch, b.batch
+            )));
+        }
+        tried += 1;
+        a = b;
+        b = trace_step(build()?, a.batch + 1, opts)?;
+    }
     let step = extrapolate(&a, &b, batch)?;
     let gpus = GPU_MODELS
         .iter()

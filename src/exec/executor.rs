@@ -2,10 +2,15 @@
 //!
 //! ```text
 //! let mut ex = Executor::new(CpuBackend::new(), graph, seed)?;
-//! let out = ex.train_step(Batch::Host(&images), &labels, &StepOptions::default())?; // loss, logits
-//! ex.optimizer_step(&mut optimizer)?;                                                  // update
-//! let logits = ex.infer(Batch::Host(&images))?;                                        // eval
+//! ex.train_step(Batch::Host(&images), &labels, &StepOptions::default())?; // queues forward, loss, backward
+//! ex.optimizer_step(&mut optimizer)?;                                      // update
+//! let totals = ex.read_train_metrics()?;                                   // loss sum, hits (one small read)
+//! let logits = ex.infer(Batch::Host(&images))?;                            // eval
 //! ```
+//! A training step reads nothing back: its loss, top-1 hits, label check and non-finite check
+//! accumulate on the device (`exec::metrics`) until `read_train_metrics`, so on a GPU the host
+//! queues steps ahead of the device. `train_step_readback` also returns the step's loss and
+//! logits (tests, comparisons). Evaluation accumulates likewise (`infer_accumulate`).
 //! The seed draws the initial weights first and then one dropout seed per training step, so a
 //! seed fixes a whole run. Gradient checks call `train_step` with `input_grad` and a fixed
 //! `dropout_seed`, read `grad`/`input_grad`, and evaluate perturbed losses with `loss`, which
@@ -15,6 +20,7 @@ use super::backward::Backward;
 use super::buffer_cache::BufferCache;
 use super::forward::{Forward, ForwardResult};
 use super::memory::plan_memory;
+use super::metrics::{EvalCounts, TrainTotals};
 use super::optim::Optimizer;
 use super::params::{GradStore, ParamStore};
 use super::plan::{Mode, Plan};
@@ -26,12 +32,21 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op, ParamId};
 use crate::ops::node::numel;
 use crate::ops::{Input, NodeOp};
+use crate::ops::loss::{check_labels, eval_words, train_words};
 use crate::ops::Backend;
 use crate::rng::Rng;
 use std::sync::Arc;
 
 /// Gradients of the loss with respect to each loss output's logits.
 type OutputGrads<E, B> = Vec<(NodeId, Buf<E, B>)>;
+/// A device buffer of 32-bit words (labels, metrics).
+type Words<E, B> = <B as Device<E>>::IdxBuf;
+
+/// Evaluation figures accumulating on the device over the batches of one pass.
+pub struct EvalAccumulator<E: Element, B: Device<E>> {
+    words: Words<E, B>,
+    classes: usize,
+}
 
 /// An input batch of N samples in NCHW order.
 pub enum Batch<'a, E: Element, B: Device<E>> {
@@ -60,6 +75,7 @@ impl Default for StepOptions {
     }
 }
 
+/// A training step's figures read back by `train_step_readback`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepOutput<E> {
     /// sum over loss outputs of loss_weight * mean cross-entropy.
@@ -77,6 +93,8 @@ pub struct Executor<E: Element, B: Backend<E>> {
     rng: Rng,
     scratch: BufferCache<E, B>,
     last_peak_bytes: usize,
+    /// The training metrics words (`ops::loss::train_words`), made by the first step or start.
+    train_metrics: Option<Words<E, B>>,
 }
 
 /// Checks what the executor relies on: node 0 is the only input, every input precedes its
@@ -121,6 +139,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             rng,
             scratch: BufferCache::new(true),
             last_peak_bytes: 0,
+            train_metrics: None,
         })
     }
 
@@ -184,14 +203,16 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     }
 
     /// Device bytes a step with `batch` samples is planned to need at its peak: parameters,
-    /// gradients, activations by liveness and the tape, and convolution workspace bounded by
-    /// `workspace_bytes`. Optimiser state comes on top (`Optimizer::state_bytes`).
+    /// gradients, activations by liveness and the tape, convolution workspace bounded by
+    /// `workspace_bytes`, and the metrics words. Optimiser state comes on top
+    /// (`Optimizer::state_bytes`).
     pub fn planned_peak_bytes(&self, batch: usize, mode: Mode, workspace_bytes: usize) -> Result<usize> {
         let plan = self.plan(mode, false);
         let activations = plan_memory(&self.graph, &plan, batch, std::mem::size_of::<E>(), workspace_bytes, |p| {
             self.params.is_trainable(p)
         })?;
-        Ok(self.params.bytes() + activations.peak)
+        let metric_words = train_words::LEN + batch + if mode == Mode::Eval { eval_words::len(self.graph.num_classes()) } else { 0 };
+        Ok(self.params.bytes() + activations.peak + 4 * metric_words)
     }
 
     /// Checks before running that a step with `batch` samples fits in `free_bytes` of device
@@ -289,19 +310,16 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         .run(input)
     }
 
-    /// The weighted loss of every loss output and, per output, d(total loss)/d(logits).
-    fn loss(
+    /// Per weighted loss output: its weight and mean loss on the device; and per output,
+    /// d(total loss)/d(logits).
+    fn output_losses(
         &self,
         result: &ForwardResult<E, B>,
-        labels: &[u32],
+        labels: &Words<E, B>,
         n: usize,
         label_smoothing: f64,
-    ) -> Result<(f64, OutputGrads<E, B>)> {
-        if labels.len() != n {
-            return Err(Error::shape(format!("{} labels for a batch of {n} samples", labels.len())));
-        }
-        let labels = self.backend.upload_idx(labels)?;
-        let mut total = 0.0;
+    ) -> Result<(Vec<(f64, Buf<E, B>)>, OutputGrads<E, B>)> {
+        let mut losses = Vec::new();
         let mut output_grads = Vec::new();
         for out in &self.graph.outputs {
             let Some(logits) = result.outputs.get(&out.node) else { continue };
@@ -309,38 +327,76 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
                 continue;
             }
             let classes = numel(&self.graph.nodes[out.node].shape);
-            let (loss, mut dlogits) =
-                self.backend.softmax_cross_entropy(logits, &labels, n, classes, label_smoothing)?;
-            total += out.loss_weight * self.backend.download(&loss)?[0].to_f64();
+            let (loss, mut dlogits) = self.backend.softmax_cross_entropy(logits, labels, n, classes, label_smoothing)?;
             if out.loss_weight != 1.0 {
                 self.backend.scale(<E as Element>::from_f64(out.loss_weight), &mut dlogits)?;
             }
+            losses.push((out.loss_weight, loss));
             output_grads.push((out.node, dlogits));
         }
-        if !total.is_finite() {
-            return Err(Error::Numerical(format!(
-                "the loss is {total}; lower the learning rate or check the input data"
-            )));
+        Ok((losses, output_grads))
+    }
+
+    /// The labels on the device, after checking there is one per sample.
+    fn upload_labels(&self, labels: &[u32], n: usize) -> Result<Words<E, B>> {
+        if labels.len() != n {
+            return Err(Error::shape(format!("{} labels for a batch of {n} samples", labels.len())));
         }
-        Ok((total, output_grads))
+        self.backend.upload_idx(labels)
     }
 
-    fn main_logits(&self, result: &ForwardResult<E, B>) -> Result<Vec<E>> {
-        self.backend.download(&result.outputs[&self.graph.main_output().node])
+    /// Starts the training metrics from `start` (zero for a new epoch; a checkpoint's figures
+    /// for a resumed one), dropping whatever was accumulated. One small upload.
+    pub fn start_train_metrics(&mut self, start: &TrainTotals) -> Result<()> {
+        self.train_metrics = Some(self.backend.upload_idx(&start.to_words()?)?);
+        Ok(())
     }
 
-    /// Forward, loss and backward on one batch; gradients land in `grads()` (trainable
-    /// parameters only) and, with `input_grad`, in `input_grad_host()`.
-    pub fn train_step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<StepOutput<E>> {
+    /// The training metrics so far: one small download, which waits for the queued steps. An
+    /// out-of-range label seen by any step since the start is the error naming it.
+    pub fn read_train_metrics(&self) -> Result<TrainTotals> {
+        match &self.train_metrics {
+            Some(words) => TrainTotals::from_words(&self.backend.download_idx(words)?, self.graph.num_classes()),
+            None => Ok(TrainTotals::default()),
+        }
+    }
+
+    /// Forward, loss and backward on one batch, queued on the device with nothing read back:
+    /// gradients land in `grads()` (trainable parameters only) and, with `input_grad`, in
+    /// `input_grad_host()`; the loss, top-1 hits, label check and non-finite check accumulate
+    /// in the training metrics (`read_train_metrics`). A NaN/inf loss does not stop the step.
+    pub fn train_step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<()> {
+        self.step(batch, labels, opts, false).map(drop)
+    }
+
+    /// `train_step`, then reads back the step's loss and the main output's logits (a download
+    /// of each; for tests and comparisons, not for training loops).
+    pub fn train_step_readback(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<StepOutput<E>> {
+        let logits = self.step(batch, labels, opts, true)?.expect("a readback step downloads the logits");
+        Ok(StepOutput { loss: self.read_train_metrics()?.last_loss, logits })
+    }
+
+    fn step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions, read_logits: bool) -> Result<Option<Vec<E>>> {
         // Last step's gradients go first: they would otherwise double the gradient memory.
         self.grads.clear();
         self.input_grad = None;
         self.backend.reset_peak();
         let (input, n) = self.upload_batch(batch)?;
+        let labels = self.upload_labels(labels, n)?;
         let plan = self.plan(Mode::Train, opts.input_grad);
         let mut result = self.forward(&plan, input, n, opts.update_running_stats, opts.dropout_seed)?;
-        let (loss, output_grads) = self.loss(&result, labels, n, opts.label_smoothing)?;
-        let logits = self.main_logits(&result)?;
+        let (losses, output_grads) = self.output_losses(&result, &labels, n, opts.label_smoothing)?;
+        if self.train_metrics.is_none() {
+            self.start_train_metrics(&TrainTotals::default())?;
+        }
+        let metrics = self.train_metrics.as_mut().expect("started above");
+        for (weight, loss) in &losses {
+            self.backend.accumulate_step_loss(loss, *weight, metrics)?;
+        }
+        let main_logits = &result.outputs[&self.graph.main_output().node];
+        self.backend.finish_train_step(main_logits, &labels, n, self.graph.num_classes(), metrics)?;
+        let logits = if read_logits { Some(self.backend.download(main_logits)?) } else { None };
+        drop(losses);
         result.outputs.clear();
         self.input_grad = Backward {
             backend: &self.backend,
@@ -352,17 +408,53 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             n,
         }
         .run(result.tape, output_grads)?;
-        self.backend.synchronize()?;
         self.last_peak_bytes = self.backend.memory().peak_bytes;
-        Ok(StepOutput { loss, logits })
+        Ok(logits)
     }
 
-    /// The training-mode loss of a batch without backward or a tape (gradient checks).
+    /// The training-mode loss of a batch without backward or a tape (gradient checks); reads
+    /// the loss back, and a NaN/inf loss is an error.
     pub fn loss_only(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<f64> {
         let (input, n) = self.upload_batch(batch)?;
+        check_labels(labels, self.graph.num_classes())?;
+        let labels = self.upload_labels(labels, n)?;
         let plan = Plan::new(&self.graph, Mode::Train, |_| false, false);
         let result = self.forward(&plan, input, n, opts.update_running_stats, opts.dropout_seed)?;
-        Ok(self.loss(&result, labels, n, opts.label_smoothing)?.0)
+        let mut total = 0.0;
+        for (weight, loss) in self.output_losses(&result, &labels, n, opts.label_smoothing)?.0 {
+            total += weight * self.backend.download(&loss)?[0].to_f64();
+        }
+        if !total.is_finite() {
+            return Err(Error::Numerical(format!("the loss is {total}; lower the learning rate or check the input data")));
+        }
+        Ok(total)
+    }
+
+    /// An empty evaluation accumulator for `infer_accumulate`.
+    pub fn eval_metrics(&self) -> Result<EvalAccumulator<E, B>> {
+        let classes = self.graph.num_classes();
+        Ok(EvalAccumulator { words: self.backend.upload_idx(&vec![0; eval_words::len(classes)])?, classes })
+    }
+
+    /// Eval-mode forward of one labelled batch whose loss, top-1/top-5 and confusion counts
+    /// accumulate in `metrics` on the device; nothing is read back.
+    pub fn infer_accumulate(&mut self, batch: Batch<'_, E, B>, labels: &[u32], metrics: &mut EvalAccumulator<E, B>) -> Result<()> {
+        self.backend.reset_peak();
+        let (input, n) = self.upload_batch(batch)?;
+        let labels = self.upload_labels(labels, n)?;
+        let plan = self.plan(Mode::Eval, false);
+        let result = self.forward(&plan, input, n, false, None)?;
+        let logits = &result.outputs[&self.graph.main_output().node];
+        self.backend.accumulate_eval(logits, &labels, n, metrics.classes, &mut metrics.words)?;
+        drop(result);
+        self.last_peak_bytes = self.backend.memory().peak_bytes;
+        Ok(())
+    }
+
+    /// The evaluation figures accumulated so far: one download, which waits for the queued
+    /// batches.
+    pub fn read_eval_metrics(&self, metrics: &EvalAccumulator<E, B>) -> Result<EvalCounts> {
+        Ok(EvalCounts::from_words(&self.backend.download_idx(&metrics.words)?, metrics.classes))
     }
 
     /// Eval-mode logits [N, classes] of the main output; no tape, activations freed early.
@@ -371,11 +463,17 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let (input, n) = self.upload_batch(batch)?;
         let plan = self.plan(Mode::Eval, false);
         let result = self.forward(&plan, input, n, false, None)?;
-        let logits = self.main_logits(&result)?;
+        let logits = self.backend.download(&result.outputs[&self.graph.main_output().node])?;
         drop(result);
         self.backend.synchronize()?;
         self.last_peak_bytes = self.backend.memory().peak_bytes;
         Ok(logits)
+    }
+
+    /// Drops the last training step's gradients without an update (a skipped step).
+    pub fn discard_gradients(&mut self) {
+        self.grads.clear();
+        self.input_grad = None;
     }
 
     /// Applies one optimiser step with the last training step's gradients, then frees them (so

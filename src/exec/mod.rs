@@ -1,7 +1,8 @@
 //! Running a graph description (`crate::graph`) on a device: parameters and gradients
 //! ([`params`]), the plan of what runs, is kept and freed ([`plan`]), the forward pass with its
 //! tape and the backward pass that replays it ([`forward`], [`backward`], [`tape`]), the memory
-//! planner ([`memory`]), scratch-buffer reuse ([`buffer_cache`]), the [`Executor`] that ties them
+//! planner ([`memory`]), scratch-buffer reuse ([`buffer_cache`]), the training and evaluation
+//! figures accumulated on the device ([`metrics`]), the [`Executor`] that ties them
 //! together, and the optimisers ([`optim`]). Everything is generic over the element type and the
 //! backend: the CPU runs f32 and f64, GPUs f32.
 
@@ -10,12 +11,14 @@ pub mod buffer_cache;
 pub mod executor;
 pub mod forward;
 pub mod memory;
+pub mod metrics;
 pub mod optim;
 pub mod params;
 pub mod plan;
 pub mod tape;
 
-pub use executor::{Batch, Executor, StepOptions, StepOutput};
+pub use executor::{Batch, EvalAccumulator, Executor, StepOptions, StepOutput};
+pub use metrics::{EvalCounts, NonFinite, TrainTotals};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, OptimizerState};
 pub use params::{GradStore, Param, ParamStore};
 pub use plan::Mode;

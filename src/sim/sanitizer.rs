@@ -45,8 +45,10 @@ impl Stamp {
 }
 
 /// Shadow of one 4-byte shared-memory word: what happened to it in the current barrier interval
-/// (the last writer and the two most recent distinct readers), so a conflicting pair is found
-/// whichever of the two accesses ran first. Epochs start at 1, so the zeroed default records
+/// (the last writer, the two most recent distinct readers and atomic threads), so a conflicting
+/// pair is found whichever of the two accesses ran first. Atomics do not race with atomics, but
+/// do with plain accesses of other threads: a counter zeroed or read without a barrier between
+/// it and other threads' `atomicAdd`s loses or misses their additions. Epochs start at 1, so the zeroed default records
 /// conflict with nothing.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WordShadow {
@@ -55,12 +57,15 @@ pub struct WordShadow {
     pub init_bytes: u8,
     pub writer: Stamp,
     pub readers: [Stamp; 2],
+    pub atomics: [Stamp; 2],
 }
 
 pub enum Race {
     ReadAfterWrite(Stamp),
     WriteAfterWrite(Stamp),
     WriteAfterRead(Stamp),
+    AtomicAfterAccess(Stamp),
+    AccessAfterAtomic(Stamp),
 }
 
 impl Race {
@@ -70,6 +75,8 @@ impl Race {
             Race::ReadAfterWrite(s) => ("read of a word written by", s),
             Race::WriteAfterWrite(s) => ("write of a word also written by", s),
             Race::WriteAfterRead(s) => ("write of a word read by", s),
+            Race::AtomicAfterAccess(s) => ("atomic on a word accessed without an atomic by", s),
+            Race::AccessAfterAtomic(s) => ("access of a word updated atomically by", s),
         };
         let t = other.tid;
         let (x, y, z) = (t % block_dim[0], (t / block_dim[0]) % block_dim[1], t / (block_dim[0] * block_dim[1]));
@@ -88,11 +95,24 @@ impl WordShadow {
         if s.conflicts(&self.writer) {
             return Some(Race::ReadAfterWrite(self.writer));
         }
-        if self.readers[1].tid != s.tid {
-            self.readers[0] = self.readers[1];
+        if let Some(race) = self.after_atomics(s) {
+            return Some(race);
         }
-        self.readers[1] = s;
+        remember(&mut self.readers, s);
         None
+    }
+
+    /// Records an atomic; returns the race it forms with the interval's plain accesses, if any.
+    pub fn atomic(&mut self, s: Stamp) -> Option<Race> {
+        if let Some(&other) = std::iter::once(&self.writer).chain(&self.readers).find(|o| s.conflicts(o)) {
+            return Some(Race::AtomicAfterAccess(other));
+        }
+        remember(&mut self.atomics, s);
+        None
+    }
+
+    fn after_atomics(&self, s: Stamp) -> Option<Race> {
+        self.atomics.iter().find(|a| s.conflicts(a)).map(|&a| Race::AccessAfterAtomic(a))
     }
 
     /// Records a write; returns the race it forms with the interval's earlier accesses, if any.
@@ -105,9 +125,20 @@ impl WordShadow {
                 return Some(Race::WriteAfterRead(r));
             }
         }
+        if let Some(race) = self.after_atomics(s) {
+            return Some(race);
+        }
         self.writer = s;
         None
     }
+}
+
+/// Keeps `s` among the two most recent stamps of distinct threads.
+fn remember(recent: &mut [Stamp; 2], s: Stamp) {
+    if recent[1].tid != s.tid {
+        recent[0] = recent[1];
+    }
+    recent[1] = s;
 }
 
 #[cfg(test)]
@@ -146,6 +177,20 @@ mod tests {
             assert!(w.write(Stamp { tid, epoch: 1, warp_epoch: 0, pc: 7, inst: 9 }).is_none());
         }
         assert!(matches!(w.write(Stamp { tid: 3, epoch: 1, warp_epoch: 0, pc: 8, inst: 10 }), Some(Race::WriteAfterWrite(_))));
+    }
+
+    #[test]
+    fn atomics_race_with_plain_accesses_of_other_threads_only() {
+        let mut w = WordShadow::default();
+        assert!(w.write(st(0, 1)).is_none());
+        assert!(matches!(w.atomic(st(40, 1)), Some(Race::AtomicAfterAccess(s)) if s.tid == 0));
+        let mut w = WordShadow::default();
+        for tid in [3, 40, 70] {
+            assert!(w.atomic(st(tid, 1)).is_none());
+        }
+        assert!(w.read(st(70, 1)).is_some(), "thread 40's atomic is unordered with thread 70's read");
+        assert!(w.read(st(0, 2)).is_none());
+        assert!(w.atomic(st(0, 2)).is_none());
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! One evaluation pass of a model over an image set: eval-mode forward passes (no tape), with
-//! the loss, top-1/top-5, confusion matrix and inference time per batch.
+//! One evaluation pass of a model over an image set: eval-mode forward passes (no tape) whose
+//! loss, top-1/top-5 and confusion counts accumulate on the device and are read once, at the end;
+//! and the inference time per batch.
 
 use crate::data::{ImageSet, Loader};
 use crate::error::{Error, Result};
 use crate::exec::{Batch, Executor};
 use crate::ops::Backend;
-use crate::train::metrics::{EvalAccumulator, EvalMetrics};
+use crate::train::metrics::EvalMetrics;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +21,11 @@ pub struct EvalSetup<'a> {
 pub fn evaluate<B: Backend<f32>>(ex: &mut Executor<f32, B>, set: Arc<ImageSet>, setup: &EvalSetup) -> Result<EvalMetrics> {
     let classes = ex.graph().num_classes();
     let loader = Loader::new(set, setup.mean, setup.std, setup.batch_size, false, None, 0, setup.workers)?;
-    let mut acc = EvalAccumulator::new(classes);
+    let mut acc = ex.eval_metrics()?;
+    // Host time of the forward passes; on a GPU, where batches queue, the final read waits for
+    // the device and is counted too.
+    let mut seconds = 0.0;
+    let mut batches = 0;
     for batch in loader {
         if let Some(&bad) = batch.labels.iter().find(|&&l| l as usize >= classes) {
             return Err(Error::config(format!(
@@ -28,8 +33,12 @@ pub fn evaluate<B: Backend<f32>>(ex: &mut Executor<f32, B>, set: Arc<ImageSet>, 
             )));
         }
         let start = Instant::now();
-        let logits = ex.infer(Batch::HostF32(&batch.x))?;
-        acc.add_batch(&logits, &batch.labels, start.elapsed().as_secs_f64());
+        ex.infer_accumulate(Batch::HostF32(&batch.x), &batch.labels, &mut acc)?;
+        seconds += start.elapsed().as_secs_f64();
+        batches += 1;
     }
-    Ok(acc.finish())
+    let start = Instant::now();
+    let counts = ex.read_eval_metrics(&acc)?;
+    seconds += start.elapsed().as_secs_f64();
+    Ok(EvalMetrics::from_counts(counts, classes, batches, seconds))
 }

@@ -1,7 +1,9 @@
 //! Classification metrics: a confusion matrix with per-class and macro precision/recall/F1
-//! (scikit-learn's definitions, an undefined ratio counting as 0), and an accumulator that adds
-//! up loss, top-1 and top-5 over the batches of an evaluation pass.
+//! (scikit-learn's definitions, an undefined ratio counting as 0), and the summary of an
+//! evaluation pass from the counts the device accumulated (`exec::EvalCounts`; the row-level
+//! rules, top-1 ties and top-5 ranks, are the metric ops' in `ops::loss`).
 
+use crate::exec::EvalCounts;
 use serde::Serialize;
 
 /// Counts of (true class, predicted class) pairs; rows are true classes.
@@ -110,41 +112,11 @@ impl ConfusionMatrix {
     }
 }
 
-/// Whether `label` is among the `k` highest of `logits`. Ties count against the label (a logit
-/// equal to the label's, at a lower index, ranks above it), so a constant output is not "correct".
-pub fn in_top_k(logits: &[f32], label: usize, k: usize) -> bool {
-    let target = logits[label];
-    let above = logits
-        .iter()
-        .enumerate()
-        .filter(|&(i, &v)| v > target || (v == target && i < label) || v.is_nan())
-        .count();
-    above < k
-}
-
-/// The index of the largest logit (the first one on ties).
-pub fn argmax(logits: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 /// Log-probabilities of one row of logits, computed in f64 with the max subtracted.
 pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     let max = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
     let log_sum = logits.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
     logits.iter().map(|&v| v as f64 - log_sum).collect()
-}
-
-/// Mean cross-entropy of rows of `classes` logits against `labels` (no label smoothing: the
-/// validation loss PyTorch users compare).
-pub fn cross_entropy(logits: &[f32], labels: &[u32], classes: usize) -> f64 {
-    let total: f64 = logits.chunks_exact(classes).zip(labels).map(|(row, &l)| -log_softmax(row)[l as usize]).sum();
-    ratio(total, labels.len() as f64)
 }
 
 /// The summary of one evaluation pass.
@@ -163,54 +135,22 @@ pub struct EvalMetrics {
     pub confusion: ConfusionMatrix,
 }
 
-/// Sums loss, top-1/top-5 hits and the confusion matrix over the batches of one pass.
-pub struct EvalAccumulator {
-    confusion: ConfusionMatrix,
-    loss_sum: f64,
-    top5_hits: usize,
-    samples: usize,
-    batches: usize,
-    inference_seconds: f64,
-}
-
-impl EvalAccumulator {
-    pub fn new(classes: usize) -> Self {
-        EvalAccumulator {
-            confusion: ConfusionMatrix::new(classes),
-            loss_sum: 0.0,
-            top5_hits: 0,
-            samples: 0,
-            batches: 0,
-            inference_seconds: 0.0,
-        }
-    }
-
-    /// One batch: logits [n, classes] row-major, its labels and its forward time.
-    pub fn add_batch(&mut self, logits: &[f32], labels: &[u32], seconds: f64) {
-        let k = self.confusion.classes();
-        for (row, &label) in logits.chunks_exact(k).zip(labels) {
-            let label = label as usize;
-            self.confusion.add(label, argmax(row));
-            self.top5_hits += usize::from(in_top_k(row, label, 5));
-        }
-        self.loss_sum += cross_entropy(logits, labels, k) * labels.len() as f64;
-        self.samples += labels.len();
-        self.batches += 1;
-        self.inference_seconds += seconds;
-    }
-
-    pub fn finish(self) -> EvalMetrics {
-        let n = self.samples as f64;
+impl EvalMetrics {
+    /// The summary of a pass from its counts (accumulated on the device by
+    /// `Executor::infer_accumulate`), its batch count and the seconds its forward passes took.
+    pub fn from_counts(counts: EvalCounts, classes: usize, batches: usize, seconds: f64) -> Self {
+        let confusion = ConfusionMatrix::from_counts(classes, counts.confusion);
+        let n = counts.samples as f64;
         EvalMetrics {
-            loss: ratio(self.loss_sum, n),
-            top1: self.confusion.accuracy(),
-            top5: ratio(self.top5_hits as f64, n),
-            macro_precision: self.confusion.macro_precision(),
-            macro_recall: self.confusion.macro_recall(),
-            macro_f1: self.confusion.macro_f1(),
-            samples: self.samples,
-            inference_ms_per_batch: ratio(self.inference_seconds * 1e3, self.batches as f64),
-            confusion: self.confusion,
+            loss: ratio(counts.loss_sum, n),
+            top1: confusion.accuracy(),
+            top5: ratio(counts.top5_hits as f64, n),
+            macro_precision: confusion.macro_precision(),
+            macro_recall: confusion.macro_recall(),
+            macro_f1: confusion.macro_f1(),
+            samples: counts.samples,
+            inference_ms_per_batch: ratio(seconds * 1e3, batches as f64),
+            confusion,
         }
     }
 }
@@ -262,30 +202,14 @@ mod tests {
     }
 
     #[test]
-    fn top_k_and_accumulated_pass() {
-        let logits = [0.1, 0.9, 0.3, 0.2, 0.8, 0.0, 0.5];
-        assert!(in_top_k(&logits, 1, 1));
-        assert!(!in_top_k(&logits, 4, 1));
-        assert!(in_top_k(&logits, 4, 2));
-        assert!(!in_top_k(&logits, 5, 5)); // 0.0 is the lowest of 7
-        assert!(in_top_k(&logits, 5, 7));
-        // Ties: a constant output is correct only for the first class at k = 1.
-        assert!(in_top_k(&[1.0, 1.0], 0, 1));
-        assert!(!in_top_k(&[1.0, 1.0], 1, 1));
-
-        let mut acc = EvalAccumulator::new(3);
-        // batch 1: predictions 0, 2 for labels 0, 1; batch 2: prediction 2 for label 2.
-        acc.add_batch(&[3.0, 1.0, 0.0, 0.0, 1.0, 2.0], &[0, 1], 0.010);
-        acc.add_batch(&[0.0, 0.0, 1.0], &[2], 0.030);
-        let m = acc.finish();
+    fn a_pass_summary_from_its_counts() {
+        // 3 samples: predictions 0, 2, 2 for labels 0, 1, 2; two of them in the top 5.
+        let counts = EvalCounts { loss_sum: 1.5, samples: 3, top5_hits: 2, confusion: vec![1, 0, 0, 0, 0, 1, 0, 0, 1] };
+        let m = EvalMetrics::from_counts(counts, 3, 2, 0.040);
         assert_eq!(m.samples, 3);
-        // -log softmax: [3,1,0] at 0, [0,1,2] at 1, [0,0,1] at 2
-        let ce = |row: [f64; 3], l: usize| row.iter().map(|v| v.exp()).sum::<f64>().ln() - row[l];
-        let want = (ce([3.0, 1.0, 0.0], 0) + ce([0.0, 1.0, 2.0], 1) + ce([0.0, 0.0, 1.0], 2)) / 3.0;
-        assert!((m.loss - want).abs() < 1e-12, "{} vs {want}", m.loss);
-        assert!((cross_entropy(&[1000.0, 0.0], &[1], 2) - 1000.0).abs() < 1e-9, "stable for large logits");
+        assert_eq!(m.loss, 0.5);
         assert!((m.top1 - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(m.top5, 1.0); // fewer than 5 classes: always in the top 5
+        assert!((m.top5 - 2.0 / 3.0).abs() < 1e-12);
         assert!((m.inference_ms_per_batch - 20.0).abs() < 1e-9);
         assert_eq!(m.confusion.count(1, 2), 1);
     }

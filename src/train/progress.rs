@@ -1,4 +1,5 @@
-//! The per-epoch progress bar: steps done, running loss and accuracy, images/s and ETA; hidden
+//! The per-epoch progress bar: steps done, running loss and accuracy (as last read from the
+//! device), images/s and ETA; hidden
 //! with `--quiet` or when stderr is not a terminal (indicatif draws nothing there).
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,10 +19,15 @@ impl EpochProgress {
         EpochProgress { bar }
     }
 
-    /// After each step: running mean loss and accuracy of the epoch, and throughput.
-    pub fn step(&self, loss: f64, accuracy: f64, images_per_second: f64) {
-        self.bar.set_message(format!("loss {loss:.4} acc {:.2}% {images_per_second:.0} img/s", accuracy * 100.0));
+    /// After each step.
+    pub fn step(&self) {
         self.bar.inc(1);
+    }
+
+    /// When the trainer has read the epoch's figures from the device (about once a second):
+    /// running mean loss and accuracy of the epoch, and throughput.
+    pub fn show(&self, loss: f64, accuracy: f64, images_per_second: f64) {
+        self.bar.set_message(format!("loss {loss:.4} acc {:.2}% {images_per_second:.0} img/s", accuracy * 100.0));
     }
 
     pub fn finish(&self) {

@@ -5,7 +5,7 @@
 
 use crate::data::{self, Augment, Dataset, Loader};
 use crate::error::{Error, Result};
-use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions};
+use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions, TrainTotals};
 use crate::graph::Graph;
 use crate::models::summary::summarize;
 use crate::ops::Backend;
@@ -15,7 +15,7 @@ use crate::train::config::{OptimizerChoice, TrainConfig};
 use crate::train::evaluate::{evaluate, EvalSetup};
 use crate::train::files::{next_run_dir, RunLock};
 use crate::train::history::EpochRecord;
-use crate::train::metrics::{argmax, EvalMetrics};
+use crate::train::metrics::EvalMetrics;
 use crate::train::model_setup::{freeze_all_but, override_dropout};
 use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
 use crate::train::progress::EpochProgress;
@@ -25,7 +25,7 @@ use crate::train::interrupt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Checkpoint names of optimiser state tensors: this prefix + the optimiser's own key.
 const OPTIMIZER_PREFIX: &str = "optimizer.";
@@ -274,35 +274,58 @@ impl OnBackend for TrainRun {
                 config.workers,
             )?;
             let resumed_steps = part.steps_done;
+            // The last good checkpoint, named by a NaN/inf loss's error (a resumed run's may hold
+            // part of an epoch: name what is on disk).
+            let fault = |step: usize, msg: &str| {
+                let last_good = match &state.checkpoint_at {
+                    None => "no checkpoint was written yet".to_string(),
+                    Some(at) => format!("the last good checkpoint is {}, {at}", saver.path.display()),
+                };
+                Error::Numerical(format!(
+                    "epoch {}, step {step}: {msg} ({last_good}; --skip-nonfinite skips such steps)",
+                    epoch + 1
+                ))
+            };
+            let mut figures = EpochFigures::start(&mut ex, &part, config.skip_nonfinite)?;
+            let mut last_read = Instant::now();
+            let mut stepped = Ok(());
             for batch in loader.skip(resumed_steps) {
                 let start = Instant::now();
                 let step = part.steps_done + 1;
-                let stepped = train_step(&mut ex, &mut optimizer, &batch, &step_options, config.skip_nonfinite, &mut part);
-                if let Err(err) = stepped {
-                    bar.finish();
-                    let Error::Numerical(msg) = err else { return Err(err) };
-                    // A resumed run's checkpoint may hold part of an epoch: name what is on disk.
-                    let last_good = match &state.checkpoint_at {
-                        None => "no checkpoint was written yet".to_string(),
-                        Some(at) => format!("the last good checkpoint is {}, {at}", saver.path.display()),
-                    };
-                    return Err(Error::Numerical(format!(
-                        "epoch {}, step {step}: {msg} ({last_good}; --skip-nonfinite skips such steps)",
-                        epoch + 1
-                    )));
+                stepped = train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault);
+                if stepped.is_err() {
+                    break;
                 }
                 part.steps_done = step;
+                bar.step();
+                // Reading waits for the queued steps: at most about once a second.
+                let read_due = last_read.elapsed() >= METRICS_READ_INTERVAL;
+                if read_due {
+                    stepped = figures.read(&ex, &optimizer, &mut part, &fault);
+                    last_read = Instant::now();
+                }
                 part.seconds += start.elapsed().as_secs_f64();
-                bar.step(part.loss_sum / part.seen.max(1) as f64, part.correct as f64 / part.seen.max(1) as f64, part.seen as f64 / part.seconds);
+                if stepped.is_err() {
+                    break;
+                }
+                if read_due {
+                    let seen = part.seen.max(1) as f64;
+                    bar.show(part.loss_sum / seen, part.correct as f64 / seen, part.seen as f64 / part.seconds);
+                }
                 interrupt::step_done();
                 if interrupt::take_request() {
                     bar.finish();
+                    figures.read(&ex, &optimizer, &mut part, &fault)?;
                     state.partial = Some(part);
                     saver.save(&ex, &optimizer, &state)?;
                     return Err(interrupted(&format!("in epoch {} after step {step}", epoch + 1), &out_dir));
                 }
             }
             bar.finish();
+            stepped?;
+            let read_start = Instant::now();
+            figures.read(&ex, &optimizer, &mut part, &fault)?;
+            part.seconds += read_start.elapsed().as_secs_f64();
             if part.seen == 0 {
                 return Err(Error::Numerical(format!(
                     "every step of epoch {} had a NaN/inf loss; lower --lr or check the data",
@@ -397,35 +420,111 @@ impl OnBackend for TrainRun {
     }
 }
 
-/// One optimisation step on `batch`, added to the epoch's sums. A NaN/inf loss (or gradient
-/// norm) is counted and skipped with `skip_nonfinite`, else returned as the error.
+/// How often at most the trainer reads the epoch's figures from the device during an epoch, for
+/// the progress bar (and so it notices a bad label or a NaN loss early): a read waits for the
+/// queued steps. It also reads them before a checkpoint and at the end of the epoch.
+const METRICS_READ_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The epoch's figures accumulating on the device, and the host's view of them.
+struct EpochFigures {
+    skip_nonfinite: bool,
+    /// Steps skipped in this stretch because the optimiser found a NaN/inf gradient norm; their
+    /// loss was finite, so the device counted them as trained.
+    norm_skips: usize,
+    /// Skipped steps the device had counted at the last read.
+    device_skips: usize,
+    /// The optimiser's count of updates it skipped for a NaN/inf gradient norm, at the last look.
+    optimizer_skips: u64,
+}
+
+impl EpochFigures {
+    /// Starts the device's accumulation from what `part` holds (zero, or a resumed epoch's).
+    fn start<B: Backend<f32>>(ex: &mut Executor<f32, B>, part: &PartialEpoch, skip_nonfinite: bool) -> Result<Self> {
+        ex.start_train_metrics(&TrainTotals {
+            loss_sum: part.loss_sum,
+            correct: part.correct,
+            seen: part.seen,
+            skipped_steps: part.skipped_steps,
+            steps: part.steps_done,
+            ..TrainTotals::default()
+        })?;
+        Ok(EpochFigures { skip_nonfinite, norm_skips: 0, device_skips: part.skipped_steps, optimizer_skips: 0 })
+    }
+
+    /// Reads the device's figures into `part` (one small download). Without --skip-nonfinite a
+    /// step with a NaN/inf loss since the start is the error naming it; an out-of-range label
+    /// is the error naming it. Returns whether the device counted a new skipped step.
+    /// With gradient clipping, a NaN/inf gradient norm (which the device skips) is the error too,
+    /// named at the step of the read since the device does not record which step it was.
+    fn read<B: Backend<f32>>(
+        &mut self,
+        ex: &Executor<f32, B>,
+        optimizer: &Optimizer<f32, B>,
+        part: &mut PartialEpoch,
+        fault: &dyn Fn(usize, &str) -> Error,
+    ) -> Result<()> {
+        self.read_skips(ex, part, fault)?;
+        if !self.skip_nonfinite && optimizer.nonfinite_grad_steps(ex.backend())? > 0 {
+            return Err(fault(part.steps_done, "the gradient norm was NaN or inf at this step or before it; lower the learning rate"));
+        }
+        Ok(())
+    }
+
+    fn read_skips<B: Backend<f32>>(
+        &mut self,
+        ex: &Executor<f32, B>,
+        part: &mut PartialEpoch,
+        fault: &dyn Fn(usize, &str) -> Error,
+    ) -> Result<bool> {
+        let totals = ex.read_train_metrics()?;
+        if let (false, Some(bad)) = (self.skip_nonfinite, totals.first_nonfinite) {
+            return Err(fault(bad.step, &nonfinite_loss(bad.loss)));
+        }
+        part.loss_sum = totals.loss_sum;
+        part.correct = totals.correct;
+        part.seen = totals.seen;
+        part.skipped_steps = totals.skipped_steps + self.norm_skips;
+        let new_skip = totals.skipped_steps > self.device_skips;
+        self.device_skips = totals.skipped_steps;
+        Ok(new_skip)
+    }
+}
+
+/// What a NaN/inf loss is called in errors.
+fn nonfinite_loss(loss: f64) -> String {
+    format!("the loss is {loss}; lower the learning rate or check the input data")
+}
+
+/// One optimisation step on `batch`; its loss and hits add up on the device. A NaN/inf loss (or
+/// clipped gradient norm) is skipped with --skip-nonfinite, which therefore reads the step's
+/// figures back around each update (small downloads each step); without it, both are found by
+/// the next read of the figures.
+#[allow(clippy::too_many_arguments)]
 fn train_step<B: Backend<f32>>(
     ex: &mut Executor<f32, B>,
     optimizer: &mut Optimizer<f32, B>,
     batch: &data::Batch,
     options: &StepOptions,
-    skip_nonfinite: bool,
+    figures: &mut EpochFigures,
     part: &mut PartialEpoch,
+    fault: &dyn Fn(usize, &str) -> Error,
 ) -> Result<()> {
-    let outcome = ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options).and_then(|out| {
-        ex.optimizer_step(optimizer)?;
-        Ok(out)
-    });
-    match outcome {
-        Ok(out) => {
-            let classes = ex.graph().num_classes();
-            part.loss_sum += out.loss * batch.n as f64;
-            part.correct +=
-                out.logits.chunks_exact(classes).zip(&batch.labels).filter(|(row, &l)| argmax(row) == l as usize).count();
-            part.seen += batch.n;
-            Ok(())
-        }
-        Err(Error::Numerical(_)) if skip_nonfinite => {
-            part.skipped_steps += 1;
-            Ok(())
-        }
-        Err(e) => Err(e),
+    ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
+    if figures.skip_nonfinite && figures.read_skips(ex, part, fault)? {
+        ex.discard_gradients();
+        return Ok(());
     }
+    ex.optimizer_step(optimizer)?;
+    // The device skips an update whose clipped gradient norm is NaN/inf; count it as skipped.
+    if figures.skip_nonfinite {
+        let device_norm_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
+        if device_norm_skips > figures.optimizer_skips {
+            figures.optimizer_skips = device_norm_skips;
+            figures.norm_skips += 1;
+            part.skipped_steps += 1;
+        }
+    }
+    Ok(())
 }
 
 fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, val_seconds: f64) -> EpochRecord {

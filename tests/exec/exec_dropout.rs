@@ -26,7 +26,7 @@ fn the_same_seed_reproduces_a_training_run() {
         let (mut ex, mut opt) = (executor(seed), sgd());
         let mut losses = Vec::new();
         for _ in 0..3 {
-            losses.push(ex.train_step(Batch::Host(&x), &y, &StepOptions::default()).unwrap().loss);
+            losses.push(ex.train_step_readback(Batch::Host(&x), &y, &StepOptions::default()).unwrap().loss);
             ex.optimizer_step(&mut opt).unwrap();
         }
         (losses, ex.param_host("fc.weight").unwrap())
@@ -67,6 +67,6 @@ fn evaluation_does_not_drop() {
     let mut ex = executor(5);
     let eval = ex.infer(Batch::Host(&x)).unwrap();
     assert_eq!(ex.infer(Batch::Host(&x)).unwrap(), eval);
-    let train = ex.train_step(Batch::Host(&x), &y, &StepOptions::default()).unwrap().logits;
+    let train = ex.train_step_readback(Batch::Host(&x), &y, &StepOptions::default()).unwrap().logits;
     assert_ne!(train, eval, "training must drop");
 }

@@ -41,8 +41,8 @@ fn step_matches_cpu(graph: Graph) {
     let opts = StepOptions { dropout_seed: Some(3), input_grad: true, ..StepOptions::default() };
     let mut cpu = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 7).unwrap();
     let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 7).unwrap();
-    let want = cpu.train_step(Batch::Host(&x), &y, &opts).unwrap();
-    let got = gpu.train_step(Batch::HostF32(&x32), &y, &opts).unwrap();
+    let want = cpu.train_step_readback(Batch::Host(&x), &y, &opts).unwrap();
+    let got = gpu.train_step_readback(Batch::HostF32(&x32), &y, &opts).unwrap();
     let launched = ferronet::device::Device::<f32>::take_kernel_log(gpu.backend());
     assert!(launched.iter().any(|k| k.starts_with("conv")), "{}: no convolution kernel ran: {launched:?}", graph.name);
     assert!((want.loss - got.loss).abs() < 1e-4 * want.loss.abs().max(1.0), "{}: loss {} vs {}", graph.name, got.loss, want.loss);
@@ -237,4 +237,50 @@ fn resnet18_optimizer_step_launches_are_constant() {
         assert_eq!(counts[1], if cfg.clip_grad_norm.is_some() { 3 } else { 1 });
         assert!(counts[0] >= 62);
     }
+}
+
+/// A step reads nothing back: an out-of-range label does not stop it, and the next read of the
+/// training metrics is the error naming the label.
+#[test]
+fn a_bad_label_is_named_when_the_metrics_are_read() {
+    let graph = residual_block();
+    let classes = graph.num_classes();
+    let x: Vec<f32> = batch(&graph, N, 4).iter().map(|&v| v as f32).collect();
+    let mut y = labels(N, classes);
+    y[1] = classes as u32 + 2;
+    let mut gpu = Executor::<f32, _>::new(gpu(), graph, 7).unwrap();
+    gpu.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
+    assert_eq!(
+        gpu.read_train_metrics().unwrap_err().to_string(),
+        format!(
+            "shape error: softmax_cross_entropy: label {} of sample 1 is out of range for {classes} classes (labels must be below {classes})",
+            classes + 2
+        )
+    );
+}
+
+/// Training and evaluation figures accumulated on the device agree with the CPU's.
+#[test]
+fn accumulated_metrics_match_cpu() {
+    let graph = op_zoo();
+    let x = batch(&graph, N, 4);
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let y = labels(N, graph.num_classes());
+    let opts = StepOptions { dropout_seed: Some(3), ..StepOptions::default() };
+    let mut cpu = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 7).unwrap();
+    let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 7).unwrap();
+    for _ in 0..2 {
+        cpu.train_step(Batch::Host(&x), &y, &opts).unwrap();
+        gpu.train_step(Batch::HostF32(&x32), &y, &opts).unwrap();
+    }
+    let (want, got) = (cpu.read_train_metrics().unwrap(), gpu.read_train_metrics().unwrap());
+    assert_eq!((got.steps, got.seen, got.skipped_steps), (2, 2 * N, 0));
+    assert_eq!(got.correct, want.correct);
+    assert_close("train loss sum", &[got.loss_sum], &[want.loss_sum], 1e-5, 1e-4);
+    let (mut cpu_eval, mut gpu_eval) = (cpu.eval_metrics().unwrap(), gpu.eval_metrics().unwrap());
+    cpu.infer_accumulate(Batch::Host(&x), &y, &mut cpu_eval).unwrap();
+    gpu.infer_accumulate(Batch::HostF32(&x32), &y, &mut gpu_eval).unwrap();
+    let (want, got) = (cpu.read_eval_metrics(&cpu_eval).unwrap(), gpu.read_eval_metrics(&gpu_eval).unwrap());
+    assert_eq!((got.samples, got.top5_hits, &got.confusion), (want.samples, want.top5_hits, &want.confusion));
+    assert_close("eval loss sum", &[got.loss_sum], &[want.loss_sum], 1e-5, 1e-4);
 }

@@ -101,8 +101,8 @@ fn f32_gradients_follow_f64() {
         let y = labels(N, graph.num_classes());
         let mut ex64 = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 3).unwrap();
         let mut ex32 = Executor::<f32, _>::new(CpuBackend::new(), graph.clone(), 3).unwrap();
-        let l64 = ex64.train_step(Batch::Host(&x), &y, &opts()).unwrap().loss;
-        let l32 = ex32.train_step(Batch::HostF32(&x32), &y, &opts()).unwrap().loss;
+        let l64 = ex64.train_step_readback(Batch::Host(&x), &y, &opts()).unwrap().loss;
+        let l32 = ex32.train_step_readback(Batch::HostF32(&x32), &y, &opts()).unwrap().loss;
         assert!((l64 - l32).abs() < 1e-5 * l64.abs().max(1.0), "{}: loss {l32} vs {l64}", graph.name);
         for (id, p) in ex64.params().iter() {
             let Some(g64) = ex64.grad_host(id).unwrap() else { continue };

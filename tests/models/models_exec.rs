@@ -21,7 +21,7 @@ fn run(name: &str, opts: ModelOptions) {
     let mut rng = Rng::new(2);
     let x: Vec<f32> = (0..BATCH * opts.input.iter().product::<usize>()).map(|_| rng.normal() as f32).collect();
     let labels: Vec<u32> = (0..BATCH as u32).map(|i| i % CLASSES as u32).collect();
-    let out = ex.train_step(Batch::Host(&x), &labels, &StepOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let out = ex.train_step_readback(Batch::Host(&x), &labels, &StepOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(out.loss.is_finite() && out.loss > 0.0, "{name}: loss {}", out.loss);
     assert_eq!(out.logits.len(), BATCH * CLASSES, "{name}");
     let mut nonzero = 0;

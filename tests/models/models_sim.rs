@@ -92,8 +92,8 @@ fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
     for name in &names {
         cpu.set_param_host(name, &widen(&gpu.param_host(name).unwrap())).unwrap();
     }
-    let got = gpu.train_step(Batch::HostF32(&x32), &labels, &step).unwrap_or_else(|e| panic!("{model} on the GPU: {e}"));
-    let want = cpu.train_step(Batch::Host(&widen(&x32)), &labels, &step).unwrap();
+    let got = gpu.train_step_readback(Batch::HostF32(&x32), &labels, &step).unwrap_or_else(|e| panic!("{model} on the GPU: {e}"));
+    let want = cpu.train_step_readback(Batch::Host(&widen(&x32)), &labels, &step).unwrap();
 
     assert_eq!(got.logits.len(), BATCH * CLASSES, "{model}: logits");
     assert!((got.loss - want.loss).abs() <= rel * want.loss.abs(), "{model}: loss {} vs reference {}", got.loss, want.loss);

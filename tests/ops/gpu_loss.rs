@@ -5,6 +5,7 @@ use ferronet_test_support::gpu::{gpu, random_f32, widen};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
+use ferronet::ops::loss::{eval_words, train_words, word_f64};
 use ferronet::ops::LossOps;
 use ferronet::rng::Rng;
 
@@ -57,14 +58,106 @@ fn softmax_matches_the_cpu_reference() {
     }
 }
 
+/// Logits whose rows exercise the metric rules: random rows, a row of ties (top-1 is the first,
+/// the label's rank counts equal logits at lower indices above it), and a NaN row.
+fn metric_logits(n: usize, k: usize, seed: u64) -> Vec<f32> {
+    let mut logits = random_f32(n * k, seed, -4.0, 4.0);
+    if n > 2 {
+        logits[k..2 * k].fill(1.5);
+        logits[2 * k + k / 2] = f32::NAN;
+    }
+    logits
+}
+
+/// Training metrics over several steps on the GPU and the CPU: the words agree exactly (counts,
+/// the f64 loss sums, the first non-finite step and the first bad label).
 #[test]
-fn a_label_out_of_range_is_an_error_naming_it() {
+fn training_metrics_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    let mut gpu_words = gpu.upload_idx(&[0; train_words::LEN]).unwrap();
+    let mut cpu_words = Device::<f32>::upload_idx(&cpu, &[0; train_words::LEN]).unwrap();
+    // (N, K, loss values of the step's two weighted outputs, a bad label at sample 1)
+    let steps: [(usize, usize, [f32; 2], bool); 5] = [
+        (5, 3, [0.75, 0.125], false),
+        (3, 37, [2.5, 1.0], false),
+        (300, 10, [f32::NAN, 1.0], false),
+        (4, 1000, [0.1, f32::INFINITY], true),
+        (6, 7, [1.0 / 3.0, 0.2], true),
+    ];
+    for (step, &(n, k, losses, bad)) in steps.iter().enumerate() {
+        let logits = metric_logits(n, k, step as u64);
+        let mut y = labels(n, k, step as u64 + 7);
+        if bad {
+            y[1] = k as u32 + step as u32;
+        }
+        for (loss, weight) in losses.iter().zip([1.0, 0.3]) {
+            gpu.accumulate_step_loss(&gpu.upload(&[*loss]).unwrap(), weight, &mut gpu_words).unwrap();
+            cpu.accumulate_step_loss(&cpu.upload(&[*loss]).unwrap(), weight, &mut cpu_words).unwrap();
+        }
+        gpu.finish_train_step(&gpu.upload(&logits).unwrap(), &gpu.upload_idx(&y).unwrap(), n, k, &mut gpu_words).unwrap();
+        let cpu_labels = Device::<f32>::upload_idx(&cpu, &y).unwrap();
+        cpu.finish_train_step(&cpu.upload(&logits).unwrap(), &cpu_labels, n, k, &mut cpu_words).unwrap();
+        assert_eq!(gpu.download_idx(&gpu_words).unwrap(), cpu_words.to_vec(), "after step {} (N={n} K={k})", step + 1);
+    }
+    let words = cpu_words.to_vec();
+    assert_eq!((words[train_words::STEPS], words[train_words::SKIPPED], words[train_words::NONFINITE_STEP]), (5, 2, 3));
+    assert_eq!((words[train_words::BAD_STEP], words[train_words::BAD_SAMPLE], words[train_words::BAD_LABEL]), (4, 1, 1003));
+    assert_eq!(words[train_words::SEEN], 5 + 3 + 6);
+    assert_eq!(word_f64(&words, train_words::LOSS_SUM), (0.75 + 0.3 * 0.125f64) * 5.0 + (2.5 + 0.3) * 3.0 + ((1.0f32 / 3.0) as f64 + 0.3 * 0.2f32 as f64) * 6.0);
+}
+
+/// Evaluation metrics of a few batches: counts agree exactly, the f64 loss sum to rounding (the
+/// device's exp and log are not the host's).
+#[test]
+fn evaluation_metrics_match_the_cpu_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    let k = 7;
+    let len = eval_words::len(k);
+    let mut gpu_words = gpu.upload_idx(&vec![0; len]).unwrap();
+    let mut cpu_words = Device::<f32>::upload_idx(&cpu, &vec![0; len]).unwrap();
+    // A batch over one block's rows, then smaller ones.
+    for (batch, n) in [300, 5, 1].into_iter().enumerate() {
+        let logits = metric_logits(n, k, batch as u64 + 30);
+        let y = labels(n, k, batch as u64 + 40);
+        gpu.accumulate_eval(&gpu.upload(&logits).unwrap(), &gpu.upload_idx(&y).unwrap(), n, k, &mut gpu_words).unwrap();
+        let cpu_labels = Device::<f32>::upload_idx(&cpu, &y).unwrap();
+        cpu.accumulate_eval(&cpu.upload(&logits).unwrap(), &cpu_labels, n, k, &mut cpu_words).unwrap();
+    }
+    let (got, want) = (gpu.download_idx(&gpu_words).unwrap(), cpu_words.to_vec());
+    assert_eq!(got[eval_words::SAMPLES..], want[eval_words::SAMPLES..], "sample, top-5 and confusion counts");
+    assert_eq!(want[eval_words::SAMPLES], 306);
+    assert!(want[eval_words::TOP5] < 306, "the NaN rows are never in the top 5");
+    // The NaN row makes the sum NaN: compare a batch of finite rows for the loss.
+    let n = 40;
+    let logits = random_f32(n * k, 50, -60.0, 120.0);
+    let y = labels(n, k, 51);
+    let mut gpu_words = gpu.upload_idx(&vec![0; len]).unwrap();
+    let mut cpu_words = Device::<f32>::upload_idx(&cpu, &vec![0; len]).unwrap();
+    gpu.accumulate_eval(&gpu.upload(&logits).unwrap(), &gpu.upload_idx(&y).unwrap(), n, k, &mut gpu_words).unwrap();
+    let cpu_labels = Device::<f32>::upload_idx(&cpu, &y).unwrap();
+    cpu.accumulate_eval(&cpu.upload(&logits).unwrap(), &cpu_labels, n, k, &mut cpu_words).unwrap();
+    let got = word_f64(&gpu.download_idx(&gpu_words).unwrap(), eval_words::LOSS_SUM);
+    let want = word_f64(&cpu_words, eval_words::LOSS_SUM);
+    assert_close("eval loss sum", &[got], &[want], 0.0, 1e-13);
+}
+
+/// The GPU does not stop to check labels: a row with an out-of-range label gets a NaN loss and
+/// is never indexed by it, and finish_train_step records it (the executor's read names it).
+#[test]
+fn a_label_out_of_range_gives_a_nan_row_and_is_recorded() {
     let gpu = gpu();
     let logits = gpu.upload(&[0.0f32; 6]).unwrap();
     let labels = gpu.upload_idx(&[1, 3]).unwrap();
-    let err = gpu.softmax_cross_entropy(&logits, &labels, 2, 3, 0.0).err().expect("label 3 of 3 classes is an error");
-    assert_eq!(
-        err.to_string(),
-        "shape error: softmax_cross_entropy: label 3 of sample 1 is out of range for 3 classes (labels must be below 3)"
-    );
+    let (loss, dlogits) = gpu.softmax_cross_entropy(&logits, &labels, 2, 3, 0.0).unwrap();
+    assert!(gpu.download(&loss).unwrap()[0].is_nan());
+    let d = gpu.download(&dlogits).unwrap();
+    assert!(d[3..].iter().all(|&g| (g - 1.0 / 6.0).abs() < 1e-7), "no target in the bad row: {d:?}");
+    let mut words = gpu.upload_idx(&[0; train_words::LEN]).unwrap();
+    gpu.accumulate_step_loss(&loss, 1.0, &mut words).unwrap();
+    gpu.finish_train_step(&logits, &labels, 2, 3, &mut words).unwrap();
+    let words = gpu.download_idx(&words).unwrap();
+    assert_eq!((words[train_words::BAD_STEP], words[train_words::BAD_SAMPLE], words[train_words::BAD_LABEL]), (1, 1, 3));
+    assert_eq!(words[train_words::NONFINITE_STEP], 1);
 }

@@ -1,15 +1,18 @@
 //! The barrier sweep: every `__syncthreads()` in kernels/ is deleted in turn, in a copy of each
-//! module that inlines it, one changed kernel at a time, and a gradient-check case that reaches a
-//! kernel the deletion changed must fail with the sanitizer's race report naming that kernel —
-//! or the barrier was unnecessary, and is to be removed with the reasoning in a comment.
-//! Barriers are found by scanning kernels/ (a new one is swept without touching this test) and
-//! the cases reaching a kernel by running every gradient-check case once, so a barrier in kernels
-//! that no case reaches fails the sweep too.
+//! module that inlines it, one changed kernel at a time, and a probe that reaches a kernel the
+//! deletion changed must fail with the sanitizer's race report naming that kernel — or the
+//! barrier was unnecessary, and is to be removed with the reasoning in a comment.
+//! Probes are the gradient-check cases and the metric probes below (kernels with no gradient:
+//! the training and evaluation figures). Barriers are found by scanning kernels/ (a new one is
+//! swept without touching this test) and the probes reaching a kernel by running every probe
+//! once, so a barrier in kernels that no probe reaches fails the sweep too.
 
 use ferronet::device::modules::{self, PtxSource, MODULES};
+use ferronet::device::Device;
 use ferronet::device::nvrtc::BASE_COMPUTE_CAPABILITY;
 use ferronet::gpu::GpuBackend;
-use ferronet::gradcheck::{all_cases, GradCase};
+use ferronet::gradcheck::all_cases;
+use ferronet::ops::loss::{eval_words, train_words, LossOps};
 use ferronet::sim::{SimDriver, SimOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -83,59 +86,100 @@ fn barrier_count(entry: &str) -> usize {
     entry.matches("bar.sync").count() + entry.matches("barrier.sync").count()
 }
 
-/// The cases that reach each kernel: (case, the kernels it launched), from one clean run of
-/// every gradient-check case on the sanitizing simulator.
-fn kernels_per_case() -> Vec<(GradCase, BTreeSet<String>)> {
+/// Something run on a GPU backend that launches kernels and checks nothing itself: the
+/// sanitizer's reports are the verdict.
+struct Probe {
+    name: String,
+    run: Box<dyn Fn(&GpuBackend) -> ferronet::Result<()>>,
+}
+
+/// Every gradient-check case in f32.
+fn gradient_probes() -> Vec<Probe> {
+    let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     all_cases()
         .into_iter()
         .map(|case| {
-            let driver = Arc::new(SimDriver::new(SimOptions::default()));
-            run(&case, &driver).unwrap_or_else(|e| panic!("{} {} fails before any barrier is deleted: {e}", case.op, case.config));
-            let kernels = driver.take_launch_stats().into_iter().map(|s| s.kernel).collect();
-            (case, kernels)
+            let name = format!("{} {}", case.op, case.config);
+            let inputs: Vec<Vec<f32>> = case.inputs.iter().map(|v| narrow(v)).collect();
+            let dy = narrow(&case.dy);
+            Probe { name, run: Box::new(move |gpu| case.run(gpu, &inputs, &dy).map(drop)) }
         })
         .collect()
 }
 
-/// Runs `case` in f32 on a GPU backend over `driver`.
-fn run(case: &GradCase, driver: &Arc<SimDriver>) -> ferronet::Result<()> {
-    let narrow = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let inputs: Vec<Vec<f32>> = case.inputs.iter().map(|v| narrow(v)).collect();
-    case.run(&GpuBackend::new(driver.clone()), &inputs, &narrow(&case.dy)).map(drop)
+/// The training and evaluation figures of a batch of 300 rows: more than one warp per block,
+/// and more rows than accumulate_eval's block (so its loop goes round twice).
+fn metric_probes() -> Vec<Probe> {
+    const ROWS: usize = 300;
+    const CLASSES: usize = 10;
+    let logits: Vec<f32> = (0..ROWS * CLASSES).map(|i| ((i * 37 % 101) as f32 - 50.0) / 10.0).collect();
+    let labels: Vec<u32> = (0..ROWS).map(|i| (i * 7 % CLASSES) as u32).collect();
+    let (train_logits, train_labels) = (logits.clone(), labels.clone());
+    vec![
+        Probe {
+            name: format!("finish_train_step of {ROWS} rows"),
+            run: Box::new(move |gpu| {
+                let mut words = gpu.upload_idx(&[0; train_words::LEN])?;
+                gpu.finish_train_step(&gpu.upload(&train_logits)?, &gpu.upload_idx(&train_labels)?, ROWS, CLASSES, &mut words)
+            }),
+        },
+        Probe {
+            name: format!("accumulate_eval of {ROWS} rows"),
+            run: Box::new(move |gpu| {
+                let mut words = gpu.upload_idx(&vec![0; eval_words::len(CLASSES)])?;
+                gpu.accumulate_eval(&gpu.upload(&logits)?, &gpu.upload_idx(&labels)?, ROWS, CLASSES, &mut words)
+            }),
+        },
+    ]
 }
 
-/// The verdict on `kernel` of `module` with its entry taken from `edited_ptx`: Ok(the case whose
+/// The probes that reach each kernel: (probe, the kernels it launched), from one clean run of
+/// every probe on the sanitizing simulator.
+fn kernels_per_probe() -> Vec<(Probe, BTreeSet<String>)> {
+    gradient_probes()
+        .into_iter()
+        .chain(metric_probes())
+        .map(|probe| {
+            let driver = Arc::new(SimDriver::new(SimOptions::default()));
+            (probe.run)(&GpuBackend::new(driver.clone())).unwrap_or_else(|e| panic!("{} fails before any barrier is deleted: {e}", probe.name));
+            let kernels = driver.take_launch_stats().into_iter().map(|s| s.kernel).collect();
+            (probe, kernels)
+        })
+        .collect()
+}
+
+/// The verdict on `kernel` of `module` with its entry taken from `edited_ptx`: Ok(the probe whose
 /// race report named it) or Err(why not).
-fn sweep_kernel(module: &str, kernel: &str, original_ptx: &str, edited_entry: &str, probes: &[(GradCase, BTreeSet<String>)]) -> Result<String, String> {
+fn sweep_kernel(module: &str, kernel: &str, original_ptx: &str, edited_entry: &str, probes: &[(Probe, BTreeSet<String>)]) -> Result<String, String> {
     let (_, original_entry) = entries(original_ptx).into_iter().find(|(name, _)| name == kernel).expect("the kernel is in both PTX");
     let spliced = original_ptx.replacen(original_entry, edited_entry, 1);
     let qualified = format!("{module}::{kernel}");
     let mut reached = 0;
-    for (case, _) in probes.iter().filter(|(_, kernels)| kernels.contains(&qualified)) {
+    for (probe, _) in probes.iter().filter(|(_, kernels)| kernels.contains(&qualified)) {
         reached += 1;
         let driver = Arc::new(SimDriver::new(SimOptions::default()));
         driver.load_ptx(module, &spliced).unwrap_or_else(|e| panic!("{e}"));
-        match run(case, &driver) {
+        match (probe.run)(&GpuBackend::new(driver)) {
             Err(ferronet::Error::KernelFault { kernel: k, detail }) if k == qualified && detail.contains("data race") => {
-                return Ok(format!("{} {}", case.op, case.config));
+                return Ok(probe.name.clone());
             }
-            Err(e) => return Err(format!("case {} {} fails with another error: {e}", case.op, case.config)),
+            Err(e) => return Err(format!("{} fails with another error: {e}", probe.name)),
             Ok(()) => {}
         }
     }
-    Err(if reached == 0 { "no gradient-check case reaches it".into() } else { format!("none of the {reached} cases reaching it reports a race") })
+    Err(if reached == 0 { "no probe reaches it".into() } else { format!("none of the {reached} probes reaching it reports a race") })
 }
 
-/// A barrier is necessary when deleting it makes a case fail with a race report in a kernel that
+/// A barrier is necessary when deleting it makes a probe fail with a race report in a kernel that
 /// contains it. A barrier in a helper inlined into several kernels (ferro_block_reduce) need not
 /// be necessary in every one of them: a kernel that reduces only once and uses the result in one
-/// thread, or whose cases launch a single warp per block, runs race-free without it; those
+/// thread, or whose probes launch a single warp per block, runs race-free without it; those
 /// kernels are listed (`--nocapture`) but do not fail the sweep.
 #[test]
-fn deleting_any_barrier_makes_a_case_reaching_its_kernels_report_a_race() {
+fn deleting_any_barrier_makes_a_probe_reaching_its_kernels_report_a_race() {
     let barriers = barriers();
     assert!(!barriers.is_empty(), "no __syncthreads() found in kernels/");
-    let probes = kernels_per_case();
+    let probes = kernels_per_probe();
     let mut unreported = Vec::new();
     for barrier in &barriers {
         let (mut caught, mut missed) = (Vec::new(), Vec::new());
@@ -158,7 +202,7 @@ fn deleting_any_barrier_makes_a_case_reaching_its_kernels_report_a_race() {
                     continue; // the barrier is not in this kernel (an inlined helper it does not call)
                 }
                 match sweep_kernel(module.name, &kernel, &original_ptx, edited_entry, &probes) {
-                    Ok(case) => caught.push(format!("{}::{kernel} (by {case})", module.name)),
+                    Ok(probe) => caught.push(format!("{}::{kernel} (by {probe})", module.name)),
                     Err(why) => missed.push(format!("{}::{kernel} ({why})", module.name)),
                 }
             }
@@ -170,7 +214,7 @@ fn deleting_any_barrier_makes_a_case_reaching_its_kernels_report_a_race() {
     }
     assert!(
         unreported.is_empty(),
-        "barriers whose deletion no case reports as a race (add a case that reaches the kernel with more than one warp \
+        "barriers whose deletion no probe reports as a race (add a probe that reaches the kernel with more than one warp \
          per block, or remove an unnecessary barrier with the reasoning in a comment):\n{}",
         unreported.join("\n")
     );

@@ -1,6 +1,6 @@
 //! Softmax cross-entropy and softmax on the CPU, one row per rayon task, in f64 internally.
 
-use super::{check_cross_entropy, check_labels, check_rows, LossOps};
+use super::{check_cross_entropy, check_labels, check_metric_rows, check_rows, check_step_loss, eval_words, set_word_f64, train_words as tw, word_f64, LossOps};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
@@ -15,6 +15,42 @@ fn max_and_log_sum_exp<E: Element>(row: &[E]) -> (f64, f64) {
         .fold(f64::NEG_INFINITY, f64::max);
     let sum: f64 = row.iter().map(|&v| (v.to_f64() - max).exp()).sum();
     (max, sum.ln())
+}
+
+/// The index of the largest logit, the first one on ties; a NaN never wins (kernels/loss.cu's
+/// ferro_argmax).
+fn argmax<E: Element>(row: &[E]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v.to_f64() > row[best].to_f64() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Whether `label` is among the 5 highest logits. Ties count against the label (an equal logit
+/// at a lower index ranks above it) and a NaN ranks above everything, so a constant or broken
+/// output is not "correct".
+fn in_top5<E: Element>(row: &[E], label: usize) -> bool {
+    let target = row[label].to_f64();
+    let above = row
+        .iter()
+        .enumerate()
+        .filter(|&(i, &v)| {
+            let v = v.to_f64();
+            v > target || (v == target && i < label) || v.is_nan()
+        })
+        .count();
+    above < 5
+}
+
+/// -log softmax(row)[label] in f64, computed as the evaluation has always computed it: the max
+/// folded in, exp summed in order, its log plus the max subtracted from the label's logit.
+fn row_cross_entropy<E: Element>(row: &[E], label: usize) -> f64 {
+    let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v.to_f64()));
+    let log_sum = row.iter().map(|&v| (v.to_f64() - max).exp()).sum::<f64>().ln() + max;
+    -(row[label].to_f64() - log_sum)
 }
 
 impl<E: Element> LossOps<E> for CpuBackend {
@@ -70,6 +106,65 @@ impl<E: Element> LossOps<E> for CpuBackend {
                 }
             });
         Ok(self.wrap(probs))
+    }
+
+    fn accumulate_step_loss(&self, loss: &CpuBuf<E>, weight: f64, metrics: &mut CpuBuf<u32>) -> Result<()> {
+        check_step_loss(loss.len(), metrics.len())?;
+        let step = word_f64(metrics, tw::STEP_LOSS) + weight * loss[0].to_f64();
+        set_word_f64(metrics, tw::STEP_LOSS, step);
+        Ok(())
+    }
+
+    fn finish_train_step(&self, logits: &CpuBuf<E>, labels: &CpuBuf<u32>, n: usize, classes: usize, metrics: &mut CpuBuf<u32>) -> Result<()> {
+        check_metric_rows("finish_train_step", logits.len(), labels.len(), n, classes, metrics.len(), tw::LEN)?;
+        let m: &mut [u32] = metrics;
+        m[tw::STEPS] += 1;
+        let step = m[tw::STEPS];
+        if let Some((i, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
+            if m[tw::BAD_STEP] == 0 {
+                (m[tw::BAD_STEP], m[tw::BAD_SAMPLE], m[tw::BAD_LABEL]) = (step, i as u32, label);
+            }
+        }
+        let hits = logits
+            .chunks_exact(classes)
+            .zip(labels.iter())
+            .filter(|(row, &l)| (l as usize) < classes && argmax(row) == l as usize)
+            .count() as u32;
+        let loss = word_f64(m, tw::STEP_LOSS);
+        if loss.is_finite() {
+            set_word_f64(m, tw::LOSS_SUM, word_f64(m, tw::LOSS_SUM) + loss * n as f64);
+            m[tw::SEEN] += n as u32;
+            m[tw::CORRECT] += hits;
+        } else {
+            m[tw::SKIPPED] += 1;
+            if m[tw::NONFINITE_STEP] == 0 {
+                m[tw::NONFINITE_STEP] = step;
+                set_word_f64(m, tw::NONFINITE_LOSS, loss);
+            }
+        }
+        set_word_f64(m, tw::LAST_LOSS, loss);
+        set_word_f64(m, tw::STEP_LOSS, 0.0);
+        Ok(())
+    }
+
+    fn accumulate_eval(&self, logits: &CpuBuf<E>, labels: &CpuBuf<u32>, n: usize, classes: usize, metrics: &mut CpuBuf<u32>) -> Result<()> {
+        check_metric_rows("accumulate_eval", logits.len(), labels.len(), n, classes, metrics.len(), eval_words::len(classes))?;
+        let m: &mut [u32] = metrics;
+        let mut total = 0.0;
+        for (row, &label) in logits.chunks_exact(classes).zip(labels.iter()) {
+            let label = label as usize;
+            if label >= classes {
+                continue;
+            }
+            total += row_cross_entropy(row, label);
+            m[eval_words::CONFUSION + label * classes + argmax(row)] += 1;
+            m[eval_words::TOP5] += u32::from(in_top5(row, label));
+        }
+        // The batch's mean times its size, as the per-batch figures were always added up.
+        let sum = word_f64(m, eval_words::LOSS_SUM) + total / n as f64 * n as f64;
+        set_word_f64(m, eval_words::LOSS_SUM, sum);
+        m[eval_words::SAMPLES] += n as u32;
+        Ok(())
     }
 }
 

@@ -1,12 +1,15 @@
 //! GPU softmax and fused softmax cross-entropy: kernels/loss.cu, one block per row; the mean
-//! loss is reduce_sum over the per-row losses.
+//! loss is reduce_sum over the per-row losses. The metric launchers read nothing back.
 
-use super::{check_cross_entropy, check_labels, check_rows, LossOps};
-use crate::device::{Buffer, Device};
+use super::{check_cross_entropy, check_metric_rows, check_rows, check_step_loss, eval_words, train_words, LossOps};
+use crate::device::driver::{KernelArg, LaunchConfig};
+use crate::device::Buffer;
 use crate::error::Result;
-use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
+
+/// accumulate_eval's block: kernels/loss.cu's EVAL_BLOCK.
+const EVAL_BLOCK: u32 = 256;
 
 /// The flat logits index of the kernels must fit an int.
 fn check_index_range(op: &str, n: usize, classes: usize) -> Result<()> {
@@ -24,8 +27,6 @@ impl LossOps<f32> for GpuBackend {
     ) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
         check_cross_entropy(logits.len(), labels.len(), n, classes, label_smoothing)?;
         check_index_range("softmax_cross_entropy", n, classes)?;
-        // The kernel indexes each row by its label: the labels are checked on the host first.
-        check_labels(&self.download_idx(labels)?, classes)?;
         let row_loss = self.alloc::<f32>(n)?;
         let dlogits = self.alloc::<f32>(n * classes)?;
         let args = [
@@ -49,5 +50,27 @@ impl LossOps<f32> for GpuBackend {
         let args = [logits.arg(), probs.arg(), KernelArg::I32(classes as i32)];
         self.launch("loss", "softmax", reduction(n, classes)?, &args)?;
         Ok(probs)
+    }
+
+    fn accumulate_step_loss(&self, loss: &GpuBuf<f32>, weight: f64, metrics: &mut GpuBuf<u32>) -> Result<()> {
+        check_step_loss(loss.len(), metrics.len())?;
+        let args = [loss.arg(), KernelArg::F64(weight), metrics.arg()];
+        self.launch("loss", "accumulate_step_loss", LaunchConfig::linear(1, 1), &args)
+    }
+
+    fn finish_train_step(&self, logits: &GpuBuf<f32>, labels: &GpuBuf<u32>, n: usize, classes: usize, metrics: &mut GpuBuf<u32>) -> Result<()> {
+        check_metric_rows("finish_train_step", logits.len(), labels.len(), n, classes, metrics.len(), train_words::LEN)?;
+        check_index_range("finish_train_step", n, classes)?;
+        let args = [logits.arg(), labels.arg(), int(n, "the batch")?, int(classes, "the class count")?, metrics.arg()];
+        self.launch("loss", "finish_train_step", reduction(1, n)?, &args)
+    }
+
+    fn accumulate_eval(&self, logits: &GpuBuf<f32>, labels: &GpuBuf<u32>, n: usize, classes: usize, metrics: &mut GpuBuf<u32>) -> Result<()> {
+        let words = eval_words::len(classes);
+        check_metric_rows("accumulate_eval", logits.len(), labels.len(), n, classes, metrics.len(), words)?;
+        check_index_range("accumulate_eval", n, classes)?;
+        int(words, "the confusion matrix's size")?;
+        let args = [logits.arg(), labels.arg(), int(n, "the batch")?, int(classes, "the class count")?, metrics.arg()];
+        self.launch("loss", "accumulate_eval", LaunchConfig::linear(EVAL_BLOCK as usize, EVAL_BLOCK), &args)
     }
 }

@@ -251,8 +251,9 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Sanitizer checks of one lane's shared access: initialised bytes and races. Atomics and
-    /// synchronising (volatile/relaxed/acquire/release) accesses do not race.
+    /// Sanitizer checks of one lane's shared access: initialised bytes and races. Atomics race
+    /// only with plain accesses; synchronising (volatile/relaxed/acquire/release) accesses do not
+    /// race.
     fn check_shared(&mut self, wi: usize, pc: usize, inst: &Inst, l: usize, off: usize, bytes: usize) -> Result<()> {
         let w = &self.warps[wi];
         let stamp = Stamp { tid: w.base_tid + l as u32, epoch: self.epoch, warp_epoch: w.sync_epoch, pc: pc as u32, inst: self.mem_inst_seq };
@@ -283,7 +284,9 @@ impl Worker<'_> {
             if !is_load {
                 sh.init_bytes |= byte_mask;
             }
-            let race = if synchronising {
+            let race = if matches!(inst.op, Op::Atom { .. }) {
+                sh.atomic(stamp)
+            } else if synchronising {
                 None
             } else if is_load {
                 sh.read(stamp)
