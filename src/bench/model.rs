@@ -204,7 +204,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
 fn counters_text(c: &DeviceCounters) -> String {
     format!(
         "{} kernel launches, {} graph launches, {} memsets, {} device copies, {} allocations, {} frees, \
-         {} host syncs ({} synchronize, {} H2D copies, {} D2H copies), {} B H2D, {} B D2H",
+         {} host syncs ({} synchronize, {} D2H copies), {} H2D copies (queued), {} B H2D, {} B D2H",
         c.kernel_launches,
         c.graph_launches,
         c.memsets,
@@ -213,8 +213,8 @@ fn counters_text(c: &DeviceCounters) -> String {
         c.frees,
         c.host_syncs,
         c.synchronizes,
-        c.h2d_copies,
         c.d2h_copies,
+        c.h2d_copies,
         c.h2d_bytes,
         c.d2h_bytes
     )
@@ -273,6 +273,9 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
                 g.predicted_syncs_ms,
                 g.predicted_allocs_ms
             );
+            for k in g.top_kernels.iter().take(3) {
+                out += &format!("            {:>9.3} ms in {} ({} launches, {:?}-bound)\n", k.predicted_ms, k.kernel, k.launches, k.limit);
+            }
         }
     }
     out

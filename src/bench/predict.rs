@@ -8,12 +8,14 @@
 //!   Memsets and device-to-device copies stream their bytes at the DRAM bandwidth.
 //! - Host and GPU timelines: the host queues each launch in [`HostCosts::launch_s`]; the GPU runs
 //!   queued work in order and idles when the queue is empty, so a kernel shorter than the host's
-//!   time to queue the next leaves a gap. A synchronisation, a device-to-host copy and a
-//!   host-to-device copy from pageable memory (CUDA synchronises the stream before it starts
-//!   one) make the host wait until the GPU has drained its queue; the host resumes
+//!   time to queue the next leaves a gap. A host-to-device copy from pinned staging is queued
+//!   like a launch and occupies the GPU for its bytes at [`HostCosts::pinned_copy_bytes_per_s`].
+//!   A synchronisation and a device-to-host copy make the host wait until the GPU has drained
+//!   its queue; the host resumes
 //!   [`HostCosts::sync_wake_s`] later and the GPU idles until the host has queued the next work.
 //!   `cuMemAlloc` costs host time ([`HostCosts::alloc_s`]); `cuMemFree` synchronises the device
-//!   first, then costs [`HostCosts::free_s`].
+//!   first, then costs [`HostCosts::free_s`]; pinned host memory is allocated and freed likewise
+//!   ([`HostCosts::host_alloc_s`]).
 //! - Breakdown: the step's time is the GPU's busy time (kernels, transfers) plus its idle time,
 //!   each idle interval charged to its cause: after a call that drained the queue, the whole
 //!   interval to the cause of that call (syncs, or allocs for `cuMemFree`); otherwise to the host
@@ -35,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::gpu::accounting::{Accounting, DriverCall};
 use crate::gpu::GpuBackend;
 use crate::graph::Graph;
-use crate::sim::{GpuModel, LaunchStats, SimDriver, SimOptions, GPU_MODELS};
+use crate::sim::{GpuModel, LaunchPrediction, LaunchStats, Limit, SimDriver, SimOptions, GPU_MODELS};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -54,6 +56,10 @@ pub struct HostCosts {
     pub free_s: f64,
     /// Copies between pageable host memory and the GPU.
     pub pageable_copy_bytes_per_s: f64,
+    /// Copies from pinned host memory to the GPU.
+    pub pinned_copy_bytes_per_s: f64,
+    /// `cuMemHostAlloc` (pinned staging; only while its cache grows).
+    pub host_alloc_s: f64,
 }
 
 /// The constants and where they come from:
@@ -70,6 +76,11 @@ pub struct HostCosts {
 /// - `pageable_copy_bytes_per_s` 12 GB/s: about half of a PCIe 4.0 x16 link's pinned rate, as
 ///   NVIDIA's "How to Optimize Data Transfers in CUDA C/C++" shows pageable copies reaching
 ///   about half of pinned ones.
+/// - `pinned_copy_bytes_per_s` 24 GB/s: the pinned rate that pageable figure is half of; an
+///   asynchronous copy costs the host one launch and occupies the stream for its bytes.
+/// - `host_alloc_s` 1 ms: page-locking is far slower than `cuMemAlloc` (the same NVIDIA post
+///   warns against allocating pinned memory often); no per-call figure was found, and a steady
+///   step makes none.
 pub const HOST_COSTS: HostCosts = HostCosts {
     launch_s: 3.8e-6,
     sync_wake_s: 2.9e-6,
@@ -77,6 +88,8 @@ pub const HOST_COSTS: HostCosts = HostCosts {
     alloc_s: 50e-6,
     free_s: 2.9e-6,
     pageable_copy_bytes_per_s: 12e9,
+    pinned_copy_bytes_per_s: 24e9,
+    host_alloc_s: 1e-3,
 };
 
 impl HostCosts {
@@ -105,6 +118,44 @@ pub struct StepPrediction {
     pub predicted_syncs_ms: f64,
     /// GPU idle during `cuMemAlloc`, and after each `cuMemFree`'s synchronisation.
     pub predicted_allocs_ms: f64,
+    /// The kernels that take most of `predicted_kernels_ms`, longest first.
+    pub top_kernels: Vec<KernelShare>,
+}
+
+/// One kernel's launches in a PREDICTED step, together.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KernelShare {
+    /// "module::kernel".
+    pub kernel: String,
+    pub launches: usize,
+    pub predicted_ms: f64,
+    /// The roof of its longest launch.
+    pub limit: Limit,
+}
+
+/// How many kernels [`StepPrediction::top_kernels`] lists.
+pub const TOP_KERNELS: usize = 8;
+
+/// The [`TOP_KERNELS`] kernels with the most predicted time over `launches`.
+fn top_kernels(launches: &[LaunchStats], predictions: &[LaunchPrediction]) -> Vec<KernelShare> {
+    let mut shares: Vec<(KernelShare, f64)> = Vec::new();
+    for (launch, p) in launches.iter().zip(predictions) {
+        let ms = p.seconds * 1e3;
+        match shares.iter_mut().find(|(s, _)| s.kernel == launch.kernel) {
+            Some((share, longest)) => {
+                share.launches += 1;
+                share.predicted_ms += ms;
+                if ms > *longest {
+                    (share.limit, *longest) = (p.limit, ms);
+                }
+            }
+            None => shares.push((KernelShare { kernel: launch.kernel.clone(), launches: 1, predicted_ms: ms, limit: p.limit }, ms)),
+        }
+    }
+    let mut shares: Vec<KernelShare> = shares.into_iter().map(|(s, _)| s).collect();
+    shares.sort_by(|a, b| b.predicted_ms.total_cmp(&a.predicted_ms));
+    shares.truncate(TOP_KERNELS);
+    shares
 }
 
 /// The PREDICTED step at one batch on every modelled GPU.
@@ -186,10 +237,12 @@ pub fn extrapolate(a: &TracedStep, b: &TracedStep, n: usize) -> Result<TracedSte
             (Synchronize, Synchronize) => Synchronize,
             (Memset { bytes: x }, Memset { bytes: y }) => Memset { bytes: bytes(x, y) },
             (CopyD2D { bytes: x }, CopyD2D { bytes: y }) => CopyD2D { bytes: bytes(x, y) },
-            (CopyH2D { bytes: x }, CopyH2D { bytes: y }) => CopyH2D { bytes: bytes(x, y) },
+            (CopyH2DAsync { bytes: x }, CopyH2DAsync { bytes: y }) => CopyH2DAsync { bytes: bytes(x, y) },
             (CopyD2H { bytes: x }, CopyD2H { bytes: y }) => CopyD2H { bytes: bytes(x, y) },
             (Alloc { bytes: x }, Alloc { bytes: y }) => Alloc { bytes: bytes(x, y) },
             (Free { bytes: x }, Free { bytes: y }) => Free { bytes: bytes(x, y) },
+            (HostAlloc { bytes: x }, HostAlloc { bytes: y }) => HostAlloc { bytes: bytes(x, y) },
+            (HostFree { bytes: x }, HostFree { bytes: y }) => HostFree { bytes: bytes(x, y) },
             (x, y) => unreachable!("{x:?} and {y:?} differ, which path_difference rules out"),
         });
     }
@@ -289,7 +342,7 @@ impl Timeline {
 }
 
 /// Replays `calls` (whose launches take `kernel_s` seconds each, in order) on `gpu` with the
-/// host costs `host`.
+/// host costs `host` (leaving `top_kernels` to the caller, which has the launches).
 pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &HostCosts) -> StepPrediction {
     let mut t = Timeline { host: 0.0, gpu: 0.0, host_work: Vec::new(), drained_by: None, kernels: 0.0, transfers: 0.0, idle: [0.0; 3] };
     let mut kernels = kernel_s.iter();
@@ -307,7 +360,11 @@ pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &Hos
                 t.host_does(host.launch_s, Cause::LaunchGaps);
                 t.gpu_runs(2.0 * bytes as f64 / gpu.dram_bytes_per_s, false);
             }
-            DriverCall::CopyH2D { bytes } | DriverCall::CopyD2H { bytes } => {
+            DriverCall::CopyH2DAsync { bytes } => {
+                t.host_does(host.launch_s, Cause::LaunchGaps);
+                t.gpu_runs(bytes as f64 / host.pinned_copy_bytes_per_s, true);
+            }
+            DriverCall::CopyD2H { bytes } => {
                 // The copy waits for the queue, moves the bytes, and the host resumes after it.
                 t.host = t.host.max(t.gpu);
                 t.gpu_runs(bytes as f64 / host.pageable_copy_bytes_per_s, true);
@@ -316,6 +373,9 @@ pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &Hos
             DriverCall::Synchronize => t.host_waits(host.sync_wake_s, Cause::Syncs),
             DriverCall::Alloc { bytes } => t.host_does(host.alloc_cost(bytes), Cause::Allocs),
             DriverCall::Free { .. } => t.host_waits(host.free_s, Cause::Allocs),
+            DriverCall::HostAlloc { .. } => t.host_does(host.host_alloc_s, Cause::Allocs),
+            // cuMemFreeHost waits for the device as cuMemFree does.
+            DriverCall::HostFree { .. } => t.host_waits(host.free_s, Cause::Allocs),
         }
     }
     let end = t.host.max(t.gpu);
@@ -329,6 +389,7 @@ pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &Hos
         predicted_launch_gaps_ms: ms(t.idle[Cause::LaunchGaps as usize]),
         predicted_syncs_ms: ms(t.idle[Cause::Syncs as usize]),
         predicted_allocs_ms: ms(t.idle[Cause::Allocs as usize]),
+        top_kernels: Vec::new(),
     }
 }
 
@@ -365,8 +426,9 @@ pub fn predict_step(build: impl Fn() -> Result<Graph>, simulated: usize, batch: 
     let gpus = GPU_MODELS
         .iter()
         .map(|gpu| {
-            let kernel_s: Vec<f64> = step.launches.iter().map(|l| gpu.predict(l).seconds).collect();
-            replay(&step.calls, &kernel_s, gpu, &HOST_COSTS)
+            let launches: Vec<LaunchPrediction> = step.launches.iter().map(|l| gpu.predict(l)).collect();
+            let kernel_s: Vec<f64> = launches.iter().map(|p| p.seconds).collect();
+            StepPrediction { top_kernels: top_kernels(&step.launches, &launches), ..replay(&step.calls, &kernel_s, gpu, &HOST_COSTS) }
         })
         .collect();
     Ok(StepPredictions { batch, simulated_batches: [a.batch, b.batch], per_step: count(&step.calls), gpus })

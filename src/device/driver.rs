@@ -35,9 +35,14 @@ pub enum KernelArg {
     F64(f64),
 }
 
-/// An opaque timing event recorded in the device's stream.
+/// An opaque event recorded in the device's stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventId(pub u64);
+
+/// A block of page-locked (pinned) host memory from [`Driver::alloc_pinned`]: the device copies
+/// from it without the stream synchronisation a copy from pageable memory makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PinnedId(pub u64);
 
 pub trait Driver: Send + Sync {
     /// "cuda:0 NVIDIA GeForce RTX 3090 (sm_86, 24 GiB)", "sim", ...
@@ -64,7 +69,21 @@ pub trait Driver: Send + Sync {
     /// Streaming multiprocessors (SMs): how many blocks run at once, for launchers that size a
     /// grid to fill the device (split-K GEMM).
     fn multiprocessor_count(&self) -> usize;
+    /// Creates an event and records it in the stream.
     fn record_event(&self) -> Result<EventId>;
+    /// Records `event` again, at the stream's current end.
+    fn rerecord_event(&self, event: EventId) -> Result<()>;
+    /// Whether the work queued before `event`'s latest record has finished; never waits for it.
+    fn event_done(&self, event: EventId) -> Result<bool>;
     /// Milliseconds between two recorded events (after synchronising on the later one).
     fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32>;
+    /// Page-locked host memory of `bytes` bytes.
+    fn alloc_pinned(&self, bytes: usize) -> Result<PinnedId>;
+    /// Releases pinned memory no queued copy still reads.
+    fn free_pinned(&self, pinned: PinnedId);
+    /// Writes `src` at the start of `pinned` (a host copy; no queued copy may still read it).
+    fn write_pinned(&self, pinned: PinnedId, src: &[u8]) -> Result<()>;
+    /// Queues a copy of the first `bytes` bytes of `src` to `dst` in stream order and returns
+    /// without waiting for it or for the stream.
+    fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()>;
 }

@@ -55,16 +55,17 @@ pub struct DeviceCounters {
     /// Device memsets and device-to-device copies (queued like kernels).
     pub memsets: u64,
     pub d2d_copies: u64,
-    /// Calls to the driver's allocate (cuMemAlloc) and free (cuMemFree, which synchronises the
-    /// device).
+    /// Calls to the driver's allocate (cuMemAlloc, and cuMemHostAlloc for pinned staging) and
+    /// free (cuMemFree, which synchronises the device, and cuMemFreeHost).
     pub allocations: u64,
     pub frees: u64,
-    /// Calls on which the host waits for the device: explicit synchronisations, every
-    /// device-to-host copy (it returns when the data is on the host) and every host-to-device
-    /// copy from pageable memory (CUDA synchronises the stream before it starts one).
+    /// Calls on which the host waits for the device: explicit synchronisations and every
+    /// device-to-host copy (it returns when the data is on the host).
     pub host_syncs: u64,
-    /// Of `host_syncs`: the explicit synchronisations and the copies in each direction.
+    /// Of `host_syncs`: the explicit synchronisations.
     pub synchronizes: u64,
+    /// Copies in each direction; host-to-device ones go through pinned staging and are queued
+    /// without a host synchronisation.
     pub h2d_copies: u64,
     pub d2h_copies: u64,
     pub h2d_bytes: u64,

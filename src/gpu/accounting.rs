@@ -11,14 +11,18 @@ pub enum DriverCall {
     Launch,
     Memset { bytes: usize },
     CopyD2D { bytes: usize },
-    /// Host-to-device from pageable memory: the stream is synchronised before it starts.
-    CopyH2D { bytes: usize },
+    /// Host-to-device from pinned memory, queued in stream order: the host does not wait.
+    CopyH2DAsync { bytes: usize },
     /// Device-to-host: returns when the data is on the host.
     CopyD2H { bytes: usize },
     Synchronize,
     Alloc { bytes: usize },
     /// cuMemFree, which waits for the whole device.
     Free { bytes: usize },
+    /// cuMemHostAlloc: page-locked host memory for staging uploads.
+    HostAlloc { bytes: usize },
+    /// cuMemFreeHost.
+    HostFree { bytes: usize },
 }
 
 #[derive(Default)]
@@ -35,10 +39,9 @@ impl Accounting {
                 DriverCall::Launch => c.kernel_launches += 1,
                 DriverCall::Memset { .. } => c.memsets += 1,
                 DriverCall::CopyD2D { .. } => c.d2d_copies += 1,
-                DriverCall::CopyH2D { bytes } => {
+                DriverCall::CopyH2DAsync { bytes } => {
                     c.h2d_copies += 1;
                     c.h2d_bytes += bytes as u64;
-                    c.host_syncs += 1;
                 }
                 DriverCall::CopyD2H { bytes } => {
                     c.d2h_copies += 1;
@@ -49,8 +52,8 @@ impl Accounting {
                     c.synchronizes += 1;
                     c.host_syncs += 1;
                 }
-                DriverCall::Alloc { .. } => c.allocations += 1,
-                DriverCall::Free { .. } => c.frees += 1,
+                DriverCall::Alloc { .. } | DriverCall::HostAlloc { .. } => c.allocations += 1,
+                DriverCall::Free { .. } | DriverCall::HostFree { .. } => c.frees += 1,
             }
         }
         if let Ok(mut trace) = self.trace.lock() {

@@ -4,6 +4,7 @@
 
 use super::accounting::{Accounting, DriverCall};
 use super::allocator::CachingAllocator;
+use super::staging::PinnedStaging;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig};
 use crate::device::{Buffer, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
 use crate::error::{Error, Result};
@@ -48,6 +49,7 @@ impl<T: Send + Sync> Buffer for GpuBuf<T> {
 pub struct GpuBackend {
     driver: Arc<dyn Driver>,
     allocator: Arc<CachingAllocator>,
+    staging: Arc<PinnedStaging>,
     accounting: Arc<Accounting>,
     kernel_log: Arc<Mutex<Vec<String>>>,
     /// Upper bound on the im2col buffer of one convolution call, in bytes.
@@ -59,6 +61,7 @@ impl GpuBackend {
         let accounting = Arc::new(Accounting::default());
         GpuBackend {
             allocator: Arc::new(CachingAllocator::new(driver.clone(), accounting.clone())),
+            staging: Arc::new(PinnedStaging::new(driver.clone(), accounting.clone())),
             accounting,
             driver,
             kernel_log: Arc::new(Mutex::new(Vec::new())),
@@ -86,14 +89,19 @@ impl GpuBackend {
         Ok(buf)
     }
 
+    /// A device copy of `host`, queued through pinned staging: returns without waiting.
     pub fn upload_slice<T: bytemuck::Pod>(&self, host: &[T]) -> Result<GpuBuf<T>> {
         let buf = self.alloc::<T>(host.len())?;
-        if !host.is_empty() {
-            let bytes: &[u8] = bytemuck::cast_slice(host);
-            self.accounting.record(DriverCall::CopyH2D { bytes: bytes.len() });
-            self.driver.copy_htod(buf.ptr, bytes)?;
-        }
+        self.staging.upload(buf.ptr, bytemuck::cast_slice(host))?;
         Ok(buf)
+    }
+
+    /// Overwrites `buf` with `host`, queued through pinned staging like `upload_slice`.
+    pub fn upload_into<T: bytemuck::Pod>(&self, buf: &GpuBuf<T>, host: &[T]) -> Result<()> {
+        if host.len() != buf.len {
+            return Err(Error::device(format!("{} values written to a buffer of {}", host.len(), buf.len)));
+        }
+        self.staging.upload(buf.ptr, bytemuck::cast_slice(host))
     }
 
     pub fn download_slice<T: bytemuck::Pod + Default>(&self, buf: &GpuBuf<T>) -> Result<Vec<T>> {

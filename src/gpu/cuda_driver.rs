@@ -7,7 +7,7 @@
 //! architecture. All work goes to the legacy default stream, so launches, copies and events are
 //! ordered without explicit stream management.
 
-use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
+use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig, PinnedId};
 use crate::device::modules::{self, PtxSource};
 use crate::error::{Error, Result};
 use cudarc::driver::result::{self as cu, DriverError};
@@ -94,6 +94,8 @@ pub struct CudaDriver {
     info: CudaDeviceInfo,
     modules: Mutex<HashMap<&'static str, LoadedModule>>,
     events: Mutex<Vec<sys::CUevent>>,
+    /// Pinned host blocks (cuMemHostAlloc) by address, with their sizes.
+    pinned: Mutex<HashMap<u64, usize>>,
 }
 
 // SAFETY: the raw handles are only used through driver-API calls, which are thread-safe once the
@@ -116,7 +118,7 @@ impl CudaDriver {
         let (device, info) = device_info(ordinal)?;
         // SAFETY: `device` came from device::get; the context is released in Drop.
         let ctx = unsafe { cu::primary_ctx::retain(device) }.map_err(|e| driver_error("creating the CUDA context", e))?;
-        Ok(CudaDriver { device, ctx, info, modules: Mutex::new(HashMap::new()), events: Mutex::new(Vec::new()) })
+        Ok(CudaDriver { device, ctx, info, modules: Mutex::new(HashMap::new()), events: Mutex::new(Vec::new()), pinned: Mutex::new(HashMap::new()) })
     }
 
     pub fn info(&self) -> &CudaDeviceInfo {
@@ -284,17 +286,84 @@ impl Driver for CudaDriver {
         Ok(EventId(events.len() as u64 - 1))
     }
 
+    fn rerecord_event(&self, event: EventId) -> Result<()> {
+        self.bind()?;
+        let event = self.event(event)?;
+        // SAFETY: an event created by this driver and not destroyed, on the legacy stream.
+        unsafe { cu::event::record(event, std::ptr::null_mut()) }.map_err(|e| driver_error("recording an event", e))
+    }
+
+    fn event_done(&self, event: EventId) -> Result<bool> {
+        self.bind()?;
+        let event = self.event(event)?;
+        // SAFETY: as above; cuEventQuery never blocks.
+        match unsafe { cu::event::query(event) } {
+            Ok(()) => Ok(true),
+            Err(DriverError(CUresult::CUDA_ERROR_NOT_READY)) => Ok(false),
+            Err(e) => Err(driver_error("querying an event", e)),
+        }
+    }
+
     fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32> {
         self.bind()?;
-        let events = self.events.lock().map_err(|_| Error::device("CUDA event table poisoned"))?;
-        let get = |id: EventId| {
-            events.get(id.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", id.0)))
-        };
-        let (s, e) = (get(start)?, get(end)?);
+        let (s, e) = (self.event(start)?, self.event(end)?);
         // SAFETY: both events were created and recorded by this driver and are not destroyed.
         unsafe {
             cu::event::synchronize(e).map_err(|err| driver_error("waiting for an event", err))?;
             cu::event::elapsed(s, e).map_err(|err| driver_error("timing between events", err))
+        }
+    }
+
+    fn alloc_pinned(&self, bytes: usize) -> Result<PinnedId> {
+        self.bind()?;
+        // SAFETY: a plain page-locked allocation; freed once by free_pinned or Drop.
+        let ptr = unsafe { cu::malloc_host(bytes, 0) }.map_err(|e| driver_error(&format!("allocating {bytes} bytes of pinned host memory"), e))?;
+        self.pinned.lock().map_err(|_| Error::device("pinned memory table poisoned"))?.insert(ptr as u64, bytes);
+        Ok(PinnedId(ptr as u64))
+    }
+
+    fn free_pinned(&self, pinned: PinnedId) {
+        let known = self.pinned.lock().map(|mut blocks| blocks.remove(&pinned.0).is_some()).unwrap_or(false);
+        if known && self.bind().is_ok() {
+            // SAFETY: allocated by alloc_pinned and removed from the table, so freed once.
+            let _ = unsafe { cu::free_host(pinned.0 as *mut c_void) };
+        }
+    }
+
+    fn write_pinned(&self, pinned: PinnedId, src: &[u8]) -> Result<()> {
+        let dst = self.pinned_at(pinned, src.len())?;
+        // SAFETY: the block holds at least src.len() bytes and no queued copy reads it (the
+        // caller's contract); host memory cannot overlap the borrowed source.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+        Ok(())
+    }
+
+    fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()> {
+        self.bind()?;
+        let src = self.pinned_at(src, bytes)?;
+        // SAFETY: the pinned block outlives the copy (it is freed only after its event is done)
+        // and dst is a live allocation of at least `bytes` bytes.
+        unsafe {
+            let host = std::slice::from_raw_parts(src as *const u8, bytes);
+            cu::memcpy_htod_async(dst, host, std::ptr::null_mut())
+        }
+        .map_err(|e| driver_error("queueing a copy to the GPU", e))
+    }
+}
+
+impl CudaDriver {
+    fn event(&self, id: EventId) -> Result<sys::CUevent> {
+        let events = self.events.lock().map_err(|_| Error::device("CUDA event table poisoned"))?;
+        events.get(id.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", id.0)))
+    }
+
+    /// The address of pinned block `pinned` after checking it holds `bytes` bytes.
+    fn pinned_at(&self, pinned: PinnedId, bytes: usize) -> Result<*mut u8> {
+        let blocks = self.pinned.lock().map_err(|_| Error::device("pinned memory table poisoned"))?;
+        match blocks.get(&pinned.0) {
+            Some(&size) if bytes <= size => Ok(pinned.0 as *mut u8),
+            Some(_) => Err(Error::device(format!("{bytes} bytes overrun a pinned host block"))),
+            None => Err(Error::device("unknown or freed pinned host block")),
         }
     }
 }
@@ -307,6 +376,9 @@ impl Drop for CudaDriver {
         // SAFETY: every handle was created by this driver and is released exactly once here;
         // errors at teardown leave nothing to recover.
         unsafe {
+            for (pinned, _) in self.pinned.get_mut().map(std::mem::take).unwrap_or_default() {
+                let _ = cu::free_host(pinned as *mut c_void);
+            }
             for event in self.events.get_mut().map(std::mem::take).unwrap_or_default() {
                 let _ = cu::event::destroy(event);
             }

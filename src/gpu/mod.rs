@@ -8,5 +8,6 @@ pub mod allocator;
 pub mod backend;
 pub mod cuda_driver;
 pub mod grid;
+pub mod staging;
 
 pub use backend::{GpuBackend, GpuBuf};

@@ -25,7 +25,7 @@ mod sanitizer;
 pub use counters::LaunchStats;
 pub use roofline::{GpuModel, LaunchPrediction, Limit, GPU_MODELS};
 
-use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig};
+use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig, PinnedId};
 use crate::device::modules::{self as kernel_modules, PtxSource};
 use crate::device::nvrtc::BASE_COMPUTE_CAPABILITY;
 use crate::error::{Error, Result};
@@ -138,6 +138,9 @@ pub struct SimDriver {
     stats: Mutex<VecDeque<LaunchStats>>,
     printf_output: Mutex<String>,
     events: Mutex<Vec<Instant>>,
+    /// Pinned host blocks by id (ids are never reused).
+    pinned: Mutex<HashMap<u64, Vec<u8>>>,
+    next_pinned: AtomicU64,
     launches: AtomicU64,
 }
 
@@ -154,6 +157,8 @@ impl SimDriver {
             stats: Mutex::new(VecDeque::new()),
             printf_output: Mutex::new(String::new()),
             events: Mutex::new(Vec::new()),
+            pinned: Mutex::new(HashMap::new()),
+            next_pinned: AtomicU64::new(1),
             launches: AtomicU64::new(0),
         }
     }
@@ -323,12 +328,60 @@ impl Driver for SimDriver {
         Ok(EventId(ev.len() as u64 - 1))
     }
 
+    fn rerecord_event(&self, event: EventId) -> Result<()> {
+        let mut ev = lock(&self.events)?;
+        *ev.get_mut(event.0 as usize).ok_or_else(|| unknown_event(event))? = Instant::now();
+        Ok(())
+    }
+
+    /// Work runs as it is queued here, so a recorded event is always done.
+    fn event_done(&self, event: EventId) -> Result<bool> {
+        lock(&self.events)?.get(event.0 as usize).map(|_| true).ok_or_else(|| unknown_event(event))
+    }
+
     fn elapsed_ms(&self, start: EventId, end: EventId) -> Result<f32> {
         let ev = lock(&self.events)?;
-        let get = |e: EventId| ev.get(e.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", e.0)));
+        let get = |e: EventId| ev.get(e.0 as usize).copied().ok_or_else(|| unknown_event(e));
         let (a, b) = (get(start)?, get(end)?);
         Ok(b.saturating_duration_since(a).as_secs_f32() * 1000.0)
     }
+
+    fn alloc_pinned(&self, bytes: usize) -> Result<PinnedId> {
+        let id = self.next_pinned.fetch_add(1, Ordering::Relaxed);
+        lock(&self.pinned)?.insert(id, vec![0; bytes]);
+        Ok(PinnedId(id))
+    }
+
+    fn free_pinned(&self, pinned: PinnedId) {
+        if let Ok(mut blocks) = self.pinned.lock() {
+            blocks.remove(&pinned.0);
+        }
+    }
+
+    fn write_pinned(&self, pinned: PinnedId, src: &[u8]) -> Result<()> {
+        let mut blocks = lock(&self.pinned)?;
+        let block = blocks.get_mut(&pinned.0).ok_or_else(|| unknown_pinned(pinned))?;
+        block.get_mut(..src.len()).ok_or_else(|| pinned_overrun(pinned, src.len()))?.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()> {
+        let blocks = lock(&self.pinned)?;
+        let block = blocks.get(&src.0).ok_or_else(|| unknown_pinned(src))?;
+        lock(&self.memory)?.write(dst, block.get(..bytes).ok_or_else(|| pinned_overrun(src, bytes))?)
+    }
+}
+
+fn unknown_event(event: EventId) -> Error {
+    Error::device(format!("unknown event {}", event.0))
+}
+
+fn unknown_pinned(pinned: PinnedId) -> Error {
+    Error::device(format!("unknown or freed pinned host block {}", pinned.0))
+}
+
+fn pinned_overrun(pinned: PinnedId, bytes: usize) -> Error {
+    Error::device(format!("{bytes} bytes overrun pinned host block {}", pinned.0))
 }
 
 /// Raw launches, for the emulated CUDA driver library (src/libcuda), which receives kernel

@@ -8,3 +8,4 @@ mod exec_gpu;
 mod exec_gradcheck;
 mod exec_memory;
 mod exec_optim;
+mod exec_staging;

@@ -194,7 +194,7 @@ impl OptimOps<f32> for GpuBackend {
         match table {
             Some(t) if t.entries == entries => {
                 if t.grad_ptrs != grads {
-                    self.driver().copy_htod(t.grads.ptr(), bytemuck::cast_slice(&grads))?;
+                    self.upload_into(&t.grads, &grads)?;
                     t.grad_ptrs = grads;
                 }
             }

@@ -1,0 +1,117 @@
+//! Host-to-device uploads through pinned staging blocks, after PyTorch's caching host allocator:
+//! a copy from pinned memory is queued without synchronising the stream (a copy from pageable
+//! memory synchronises it first), so uploading a batch never makes the host wait for the GPU.
+//!
+//! A block is reused only once the event recorded after its last copy is done, so the host never
+//! overwrites bytes a queued copy has yet to read. Blocks come in power-of-two sizes and stay
+//! cached; past [`PINNED_CACHE_BYTES`] the stream is synchronised and the cache rebuilt, which
+//! bounds page-locked memory (it is taken from the whole machine).
+
+use super::accounting::{Accounting, DriverCall};
+use crate::device::driver::{DevPtr, Driver, EventId, PinnedId};
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// The most pinned host memory the staging cache holds.
+pub const PINNED_CACHE_BYTES: usize = 256 << 20;
+/// The smallest block: small uploads (labels, optimiser tables) share one size class.
+pub const MIN_BLOCK_BYTES: usize = 4096;
+
+struct Block {
+    pinned: PinnedId,
+    capacity: usize,
+    /// Recorded after the block's latest copy; `None` before its first.
+    last_copy: Option<EventId>,
+}
+
+pub struct PinnedStaging {
+    driver: Arc<dyn Driver>,
+    accounting: Arc<Accounting>,
+    blocks: Mutex<Vec<Block>>,
+}
+
+impl PinnedStaging {
+    pub fn new(driver: Arc<dyn Driver>, accounting: Arc<Accounting>) -> Self {
+        PinnedStaging { driver, accounting, blocks: Mutex::new(Vec::new()) }
+    }
+
+    /// Queues a copy of `host` to `dst` in stream order; returns without waiting for it.
+    pub fn upload(&self, dst: DevPtr, host: &[u8]) -> Result<()> {
+        if host.is_empty() {
+            return Ok(());
+        }
+        let mut blocks = self.blocks.lock().map_err(|_| Error::device("pinned staging cache poisoned"))?;
+        let index = self.free_block(&mut blocks, host.len())?;
+        let block = &mut blocks[index];
+        self.driver.write_pinned(block.pinned, host)?;
+        self.accounting.record(DriverCall::CopyH2DAsync { bytes: host.len() });
+        self.driver.copy_htod_async(dst, block.pinned, host.len())?;
+        match block.last_copy {
+            Some(event) => self.driver.rerecord_event(event)?,
+            None => block.last_copy = Some(self.driver.record_event()?),
+        }
+        Ok(())
+    }
+
+    /// Pinned bytes held.
+    pub fn cached_bytes(&self) -> usize {
+        self.blocks.lock().map(|b| b.iter().map(|b| b.capacity).sum()).unwrap_or(0)
+    }
+
+    /// The index of a block of at least `bytes` that no queued copy reads: the smallest such
+    /// cached one, else a new one.
+    fn free_block(&self, blocks: &mut Vec<Block>, bytes: usize) -> Result<usize> {
+        let mut best: Option<usize> = None;
+        for (i, block) in blocks.iter().enumerate() {
+            let fits = block.capacity >= bytes && best.is_none_or(|b| block.capacity < blocks[b].capacity);
+            if fits && self.copies_done(block)? {
+                best = Some(i);
+            }
+        }
+        if let Some(i) = best {
+            return Ok(i);
+        }
+        let capacity = bytes.next_power_of_two().max(MIN_BLOCK_BYTES);
+        let held: usize = blocks.iter().map(|b| b.capacity).sum();
+        if held + capacity > PINNED_CACHE_BYTES {
+            // Every block is busy or too small: wait for the queued copies, then start over.
+            self.accounting.record(DriverCall::Synchronize);
+            self.driver.synchronize()?;
+            self.release(blocks);
+        }
+        self.accounting.record(DriverCall::HostAlloc { bytes: capacity });
+        let pinned = self.driver.alloc_pinned(capacity)?;
+        blocks.push(Block { pinned, capacity, last_copy: None });
+        Ok(blocks.len() - 1)
+    }
+
+    fn copies_done(&self, block: &Block) -> Result<bool> {
+        match block.last_copy {
+            Some(event) => self.driver.event_done(event),
+            None => Ok(true),
+        }
+    }
+
+    /// Frees every block; the caller has synchronised the stream.
+    fn release(&self, blocks: &mut Vec<Block>) {
+        for block in blocks.drain(..) {
+            self.accounting.record(DriverCall::HostFree { bytes: block.capacity });
+            self.driver.free_pinned(block.pinned);
+        }
+    }
+}
+
+impl Drop for PinnedStaging {
+    fn drop(&mut self) {
+        let blocks = self.blocks.get_mut().map(std::mem::take).unwrap_or_default();
+        if blocks.is_empty() {
+            return;
+        }
+        // A queued copy may still read a block; a failed wait leaves the blocks to the driver's
+        // own teardown rather than freeing memory a copy reads.
+        if self.driver.synchronize().is_ok() {
+            let mut blocks = blocks;
+            self.release(&mut blocks);
+        }
+    }
+}
