@@ -3,9 +3,9 @@
 
 use super::predict::StepPredictions;
 use super::timing::{time_host, Timing};
-use crate::device::{Device, DeviceCounters};
+use crate::device::{CudaGraphMode, Device, DeviceCounters};
 use crate::error::{Error, Result};
-use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
+use crate::exec::{graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions, StepReplay};
 use crate::graph::Graph;
 use crate::ops::Backend;
 use crate::rng::Rng;
@@ -19,6 +19,7 @@ pub struct ModelBenchOptions {
     pub lr: f64,
     pub momentum: f64,
     pub seed: u64,
+    pub cuda_graph: CudaGraphMode,
 }
 
 impl ModelBenchOptions {
@@ -52,9 +53,11 @@ pub struct ModelBenchReport {
     pub per_step: DeviceCounters,
     /// Whether every timed step sent the same (steady state).
     pub per_step_uniform: bool,
+    /// Whether the timed steps replayed a captured CUDA graph (one graph launch per step).
+    pub cuda_graph: bool,
     /// What the bench itself sent per step, outside `per_step`: the device-side copy of the
-    /// batch (a memset-free D2D copy into a new buffer) and the synchronisation that ends the
-    /// timed step.
+    /// batch (a D2D copy into a new buffer; with a CUDA graph it is one of the graph's nodes)
+    /// and the synchronisation that ends the timed step.
     pub bench_per_step: DeviceCounters,
     /// Eval-mode forward of one batch, logits back on the host.
     pub inference: Timing,
@@ -73,12 +76,14 @@ pub struct ModelBenchReport {
 }
 
 /// A training loop on random data: the batch stays on the device, as a data loader with
-/// prefetching would leave it, and each step consumes a device-side copy of it.
+/// prefetching would leave it, and each step consumes a device-side copy of it. With a CUDA
+/// graph (`StepReplay`), the copy is one of the graph's nodes.
 pub struct TrainLoop<B: Backend<f32>> {
     executor: Executor<f32, B>,
     optimizer: Optimizer<f32, B>,
     images: <B as Device<f32>>::Buf,
     labels: Vec<u32>,
+    replay: StepReplay,
 }
 
 /// What one step of a [`TrainLoop`] sent to the driver.
@@ -93,8 +98,11 @@ pub struct StepCounters {
 
 impl<B: Backend<f32>> TrainLoop<B> {
     /// Weights from `opts.seed`, inputs and labels drawn from it, SGD with momentum; fails before
-    /// the first step when a step of `batch` samples cannot fit the device.
+    /// the first step when a step of `batch` samples cannot fit the device, or when
+    /// `--cuda-graph on` cannot be honoured.
     pub fn new(backend: B, graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<Self> {
+        let optimizer_kind = OptimizerKind::Sgd { momentum: opts.momentum, dampening: 0.0, nesterov: false };
+        let graph_mode = resolve_graph_mode(opts.cuda_graph, graph_obstacle(&graph, backend.can_capture(), &optimizer_kind))?;
         let classes = graph.num_classes();
         let per_sample: usize = graph.input_shape().iter().product();
         let mut rng = Rng::new(opts.seed);
@@ -103,7 +111,7 @@ impl<B: Backend<f32>> TrainLoop<B> {
         let executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
         let images = executor.backend().upload(&images)?;
         let optimizer = Optimizer::new(OptimizerConfig {
-            kind: OptimizerKind::Sgd { momentum: opts.momentum, dampening: 0.0, nesterov: false },
+            kind: optimizer_kind,
             lr: opts.lr,
             weight_decay: 0.0,
             decay_weights_only: true,
@@ -118,22 +126,43 @@ impl<B: Backend<f32>> TrainLoop<B> {
             executor.backend().workspace_bytes(),
             optimizer.state_bytes(executor.params()) + batch_bytes,
         )?;
-        Ok(TrainLoop { executor, optimizer, images, labels })
+        Ok(TrainLoop { executor, optimizer, images, labels, replay: StepReplay::new(graph_mode) })
     }
 
     pub fn backend(&self) -> &B {
         self.executor.backend()
     }
 
+    pub fn executor(&self) -> &Executor<f32, B> {
+        &self.executor
+    }
+
+    /// Whether steps now replay a captured graph.
+    pub fn replays_graph(&self) -> bool {
+        self.replay.replays()
+    }
+
     /// One training step, synchronised; `around_work(true)` and `around_work(false)` run just
-    /// before and just after the step's own work.
+    /// before and just after the step's own work (with a graph, around its launch; the step
+    /// that captures it records before `around_work(true)`).
     pub fn step_with(&mut self, mut around_work: impl FnMut(&B, bool)) -> Result<StepCounters> {
         let start = self.backend().counters();
-        let batch = Batch::Device(self.backend().copy_buf(&self.images)?);
-        let work_start = self.backend().counters();
-        around_work(self.executor.backend(), true);
-        self.executor.train_step(batch, &self.labels, &StepOptions::default())?;
-        self.executor.optimizer_step(&mut self.optimizer)?;
+        let mut work_start = start;
+        let (images, labels) = (&self.images, &self.labels);
+        let mut before = Some(&mut around_work);
+        self.replay.step(&mut self.executor, &mut self.optimizer, |ex, optimizer| {
+            let batch = Batch::Device(ex.backend().copy_buf(images)?);
+            if let Some(hook) = before.take() {
+                work_start = ex.backend().counters();
+                hook(ex.backend(), true);
+            }
+            ex.train_step(batch, labels, &StepOptions::default())?;
+            ex.optimizer_step(optimizer)
+        })?;
+        if let Some(hook) = before.take() {
+            // Replayed: the step's work, batch copy included, is the launch.
+            hook(self.executor.backend(), true);
+        }
         around_work(self.executor.backend(), false);
         let work_end = self.backend().counters();
         self.backend().synchronize()?;
@@ -170,6 +199,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     let last = *timed.last().ok_or_else(|| Error::config("--steps must be at least 1"))?;
     // train_step resets the peak when it starts, so this covers the last step and its update.
     let peak_train_bytes = train.backend().memory().peak_bytes;
+    let replayed_graph = train.replays_graph();
     let TrainLoop { mut executor, images, .. } = train;
     let inference = time_host(opts.warmup, opts.steps, || {
         let batch = Batch::Device(executor.backend().copy_buf(&images)?);
@@ -189,6 +219,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         train_step,
         per_step: last.work,
         per_step_uniform: timed.iter().all(|c| *c == last),
+        cuda_graph: replayed_graph,
         bench_per_step: last.bench,
         inference_images_per_s: opts.batch as f64 / inference.median_s,
         inference,
@@ -251,7 +282,11 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
         mib(r.cached_bytes),
         mib(r.peak_reserved_bytes),
         counters_text(&r.per_step),
-        if r.per_step_uniform { "" } else { " (last timed step; the timed steps differed)" },
+        match (r.cuda_graph, r.per_step_uniform) {
+            (true, true) => " (each step replays a captured CUDA graph)",
+            (false, true) => "",
+            (_, false) => " (last timed step; the timed steps differed)",
+        },
         counters_text(&r.bench_per_step),
     );
     if let Some(p) = &r.predicted {

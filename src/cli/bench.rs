@@ -4,6 +4,7 @@
 
 use super::summary::ModelArgs;
 use crate::bench::model::{bench_model, summary_text, ModelBenchOptions};
+use crate::device::CudaGraphMode;
 use crate::bench::predict::predict_step;
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
@@ -41,6 +42,10 @@ pub struct BenchArgs {
     /// RTX 4090 and H100, from steps simulated at --batch and --batch + 1 (see benches/RESULTS.md).
     #[arg(long)]
     pub predict_batch: Option<usize>,
+    /// Replay the training step as a CUDA graph captured after the first step: auto (on GPU
+    /// devices unless the model has dropout), on, or off.
+    #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
+    pub cuda_graph: CudaGraphMode,
     /// One JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +59,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         lr: args.lr,
         momentum: args.momentum,
         seed: args.seed,
+        cuda_graph: args.cuda_graph,
     };
     opts.validate()?;
     if args.predict_batch.is_some() && args.device != DeviceRequest::Sim {

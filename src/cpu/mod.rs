@@ -70,6 +70,14 @@ impl CpuBackend {
     }
 }
 
+fn overwrite_slice<T: Copy>(buf: &mut [T], host: &[T]) -> Result<()> {
+    if buf.len() != host.len() {
+        return Err(crate::error::Error::shape(format!("{} values written to a buffer of {}", host.len(), buf.len())));
+    }
+    buf.copy_from_slice(host);
+    Ok(())
+}
+
 impl<E: Element> Device<E> for CpuBackend {
     type Buf = CpuBuf<E>;
     type IdxBuf = CpuBuf<u32>;
@@ -94,6 +102,12 @@ impl<E: Element> Device<E> for CpuBackend {
     }
     fn copy_buf(&self, buf: &CpuBuf<E>) -> Result<CpuBuf<E>> {
         Ok(self.wrap(buf.to_vec()))
+    }
+    fn overwrite(&self, buf: &mut CpuBuf<E>, host: &[E]) -> Result<()> {
+        overwrite_slice(buf, host)
+    }
+    fn overwrite_idx(&self, buf: &mut CpuBuf<u32>, host: &[u32]) -> Result<()> {
+        overwrite_slice(buf, host)
     }
     fn synchronize(&self) -> Result<()> {
         Ok(())

@@ -44,6 +44,10 @@ pub struct EventId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PinnedId(pub u64);
 
+/// A captured graph of stream work, from [`Driver::end_capture`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GraphId(pub u64);
+
 pub trait Driver: Send + Sync {
     /// "cuda:0 NVIDIA GeForce RTX 3090 (sm_86, 24 GiB)", "sim", ...
     fn name(&self) -> String;
@@ -86,4 +90,15 @@ pub trait Driver: Send + Sync {
     /// Queues a copy of the first `bytes` bytes of `src` to `dst` in stream order and returns
     /// without waiting for it or for the stream.
     fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()>;
+    /// Starts recording the stream's work (launches, memsets, device copies, queued uploads)
+    /// into a graph instead of running it. Anything that would make the host wait (a
+    /// synchronisation, a device-to-host copy) is an error until `end_capture`.
+    fn begin_capture(&self) -> Result<()>;
+    /// Stops recording and returns the recorded work as a graph ready to launch.
+    fn end_capture(&self) -> Result<GraphId>;
+    /// Queues the whole graph's work, in its recorded order, with one call. A queued upload in
+    /// it reads its pinned block when it runs, not when it was recorded.
+    fn launch_graph(&self, graph: GraphId) -> Result<()>;
+    /// Releases a graph no queued launch still runs.
+    fn destroy_graph(&self, graph: GraphId);
 }

@@ -15,6 +15,7 @@ pub use request::DeviceRequest;
 
 use crate::element::Element;
 use crate::error::Result;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -106,6 +107,10 @@ pub trait Device<E: Element>: Send + Sync {
     fn upload_idx(&self, host: &[u32]) -> Result<Self::IdxBuf>;
     fn download_idx(&self, buf: &Self::IdxBuf) -> Result<Vec<u32>>;
     fn copy_buf(&self, buf: &Self::Buf) -> Result<Self::Buf>;
+    /// Overwrites `buf` (same length) with `host`, queued after the work already queued: the
+    /// way to feed a buffer whose address a captured graph has recorded.
+    fn overwrite(&self, buf: &mut Self::Buf, host: &[E]) -> Result<()>;
+    fn overwrite_idx(&self, buf: &mut Self::IdxBuf, host: &[u32]) -> Result<()>;
     /// Wait until all queued work is finished (a no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
     fn memory(&self) -> MemoryStats;
@@ -127,6 +132,47 @@ pub trait Device<E: Element>: Send + Sync {
     /// synchronisations, transfers); all zero on devices without one (the CPU).
     fn counters(&self) -> DeviceCounters {
         DeviceCounters::default()
+    }
+    /// Whether `begin_capture` can record this device's work (GPU devices).
+    fn can_capture(&self) -> bool {
+        false
+    }
+    /// Starts recording the work this device queues into a graph instead of running it (CUDA
+    /// graphs); until `end_capture`, nothing may wait for the device.
+    fn begin_capture(&self) -> Result<()> {
+        Err(crate::error::Error::config(format!("{} cannot capture CUDA graphs; a GPU device (cuda, sim) can", self.name())))
+    }
+    /// Ends the capture: the recorded work, to replay with one launch. An error abandons it.
+    fn end_capture(&self) -> Result<CapturedGraph> {
+        Err(crate::error::Error::config(format!("{} cannot capture CUDA graphs", self.name())))
+    }
+}
+
+/// Whether training steps replay a captured CUDA graph (`--cuda-graph`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CudaGraphMode {
+    /// A graph on GPU devices when the run allows one; if capture fails, one line says why
+    /// and the steps run without.
+    Auto,
+    /// A graph, or an error saying why there cannot be one.
+    On,
+    /// Every step queues its kernels from the host.
+    Off,
+}
+
+/// Work recorded once by [`Device::begin_capture`]/[`Device::end_capture`].
+pub trait GraphReplay: Send + Sync {
+    /// Queues all of the recorded work again, with one call.
+    fn launch(&self) -> Result<()>;
+}
+
+/// A captured graph; dropping it releases what it holds on the device.
+pub struct CapturedGraph(pub Box<dyn GraphReplay>);
+
+impl CapturedGraph {
+    pub fn launch(&self) -> Result<()> {
+        self.0.launch()
     }
 }
 

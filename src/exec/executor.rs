@@ -42,6 +42,24 @@ type OutputGrads<E, B> = Vec<(NodeId, Buf<E, B>)>;
 /// A device buffer of 32-bit words (labels, metrics).
 type Words<E, B> = <B as Device<E>>::IdxBuf;
 
+/// A batch's images and labels held on the device at fixed addresses and refilled for each
+/// step (`fill_resident_batch`, `train_step_resident`): what a captured CUDA graph reads.
+pub struct ResidentBatch<E: Element, B: Backend<E>> {
+    input: Value<E, B>,
+    labels: Words<E, B>,
+    n: usize,
+}
+
+impl<E: Element, B: Backend<E>> ResidentBatch<E, B> {
+    /// Samples per batch.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
 /// Evaluation figures accumulating on the device over the batches of one pass.
 pub struct EvalAccumulator<E: Element, B: Device<E>> {
     words: Words<E, B>,
@@ -346,10 +364,47 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     }
 
     /// Starts the training metrics from `start` (zero for a new epoch; a checkpoint's figures
-    /// for a resumed one), dropping whatever was accumulated. One small upload.
+    /// for a resumed one), dropping whatever was accumulated. One small upload, into the
+    /// buffer the last steps used (a captured graph keeps accumulating there).
     pub fn start_train_metrics(&mut self, start: &TrainTotals) -> Result<()> {
-        self.train_metrics = Some(self.backend.upload_idx(&start.to_words()?)?);
+        let words = start.to_words()?;
+        match &mut self.train_metrics {
+            Some(metrics) => self.backend.overwrite_idx(metrics, &words)?,
+            None => self.train_metrics = Some(self.backend.upload_idx(&words)?),
+        }
         Ok(())
+    }
+
+    /// Device buffers for batches of `n` samples, for `train_step_resident`.
+    pub fn resident_batch(&self, n: usize) -> Result<ResidentBatch<E, B>> {
+        let per_sample: usize = self.graph.input_shape().iter().product();
+        let input = Arc::new(self.backend.zeros(n * per_sample)?);
+        Ok(ResidentBatch { input, labels: self.backend.upload_idx(&vec![0; n])?, n })
+    }
+
+    /// Queues copies of a batch (host f32 data, as the loader makes it) into `resident`.
+    pub fn fill_resident_batch(&self, resident: &mut ResidentBatch<E, B>, x: &[f32], labels: &[u32]) -> Result<()> {
+        let per_sample: usize = self.graph.input_shape().iter().product();
+        if x.len() != resident.n * per_sample || labels.len() != resident.n {
+            return Err(Error::shape(format!(
+                "a batch of {} values and {} labels for device buffers of {} samples of shape {:?}",
+                x.len(),
+                labels.len(),
+                resident.n,
+                self.graph.input_shape()
+            )));
+        }
+        let converted: Vec<E> = x.iter().map(|&v| <E as Element>::from_f64(v as f64)).collect();
+        let input = Arc::get_mut(&mut resident.input).ok_or_else(|| Error::device("a resident batch is still held by a step"))?;
+        self.backend.overwrite(input, &converted)?;
+        self.backend.overwrite_idx(&mut resident.labels, labels)
+    }
+
+    /// `train_step` on the batch in `resident`: every buffer it reads or writes outside the
+    /// allocator (the batch, the metrics, parameters and optimiser state) keeps its address
+    /// from step to step, so the step can be captured as a graph and replayed.
+    pub fn train_step_resident(&mut self, resident: &ResidentBatch<E, B>, opts: &StepOptions) -> Result<()> {
+        self.step(resident.input.clone(), resident.n, &resident.labels, opts, false).map(drop)
     }
 
     /// The training metrics so far: one small download, which waits for the queued steps. An
@@ -366,26 +421,28 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// `input_grad_host()`; the loss, top-1 hits, label check and non-finite check accumulate
     /// in the training metrics (`read_train_metrics`). A NaN/inf loss does not stop the step.
     pub fn train_step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<()> {
-        self.step(batch, labels, opts, false).map(drop)
+        let (input, n) = self.upload_batch(batch)?;
+        let labels = self.upload_labels(labels, n)?;
+        self.step(input, n, &labels, opts, false).map(drop)
     }
 
     /// `train_step`, then reads back the step's loss and the main output's logits (a download
     /// of each; for tests and comparisons, not for training loops).
     pub fn train_step_readback(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<StepOutput<E>> {
-        let logits = self.step(batch, labels, opts, true)?.expect("a readback step downloads the logits");
+        let (input, n) = self.upload_batch(batch)?;
+        let labels = self.upload_labels(labels, n)?;
+        let logits = self.step(input, n, &labels, opts, true)?.expect("a readback step downloads the logits");
         Ok(StepOutput { loss: self.read_train_metrics()?.last_loss, logits })
     }
 
-    fn step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions, read_logits: bool) -> Result<Option<Vec<E>>> {
+    fn step(&mut self, input: Value<E, B>, n: usize, labels: &Words<E, B>, opts: &StepOptions, read_logits: bool) -> Result<Option<Vec<E>>> {
         // Last step's gradients go first: they would otherwise double the gradient memory.
         self.grads.clear();
         self.input_grad = None;
         self.backend.reset_peak();
-        let (input, n) = self.upload_batch(batch)?;
-        let labels = self.upload_labels(labels, n)?;
         let plan = self.plan(Mode::Train, opts.input_grad);
         let mut result = self.forward(&plan, input, n, opts.update_running_stats, opts.dropout_seed)?;
-        let (losses, output_grads) = self.output_losses(&result, &labels, n, opts.label_smoothing)?;
+        let (losses, output_grads) = self.output_losses(&result, labels, n, opts.label_smoothing)?;
         if self.train_metrics.is_none() {
             self.start_train_metrics(&TrainTotals::default())?;
         }
@@ -394,7 +451,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             self.backend.accumulate_step_loss(loss, *weight, metrics)?;
         }
         let main_logits = &result.outputs[&self.graph.main_output().node];
-        self.backend.finish_train_step(main_logits, &labels, n, self.graph.num_classes(), metrics)?;
+        self.backend.finish_train_step(main_logits, labels, n, self.graph.num_classes(), metrics)?;
         let logits = if read_logits { Some(self.backend.download(main_logits)?) } else { None };
         drop(losses);
         result.outputs.clear();
@@ -468,6 +525,12 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         self.backend.synchronize()?;
         self.last_peak_bytes = self.backend.memory().peak_bytes;
         Ok(logits)
+    }
+
+    /// Advances the generator as a training step does (it draws one dropout seed), for a step
+    /// replayed from a graph: a later checkpoint then holds the state queued steps leave.
+    pub fn advance_step_seed(&mut self) {
+        self.rng.next_u64();
     }
 
     /// Drops the last training step's gradients without an update (a skipped step).

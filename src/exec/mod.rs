@@ -3,8 +3,9 @@
 //! tape and the backward pass that replays it ([`forward`], [`backward`], [`tape`]), the memory
 //! planner ([`memory`]), scratch-buffer reuse ([`buffer_cache`]), the training and evaluation
 //! figures accumulated on the device ([`metrics`]), the [`Executor`] that ties them
-//! together, and the optimisers ([`optim`]). Everything is generic over the element type and the
-//! backend: the CPU runs f32 and f64, GPUs f32.
+//! together, the optimisers ([`optim`]) and steps replayed from a captured CUDA graph
+//! ([`replay`]). Everything is generic over the element type and the backend: the CPU runs f32
+//! and f64, GPUs f32.
 
 pub mod backward;
 pub mod buffer_cache;
@@ -15,13 +16,15 @@ pub mod metrics;
 pub mod optim;
 pub mod params;
 pub mod plan;
+pub mod replay;
 pub mod tape;
 
-pub use executor::{Batch, EvalAccumulator, Executor, StepOptions, StepOutput};
+pub use executor::{Batch, EvalAccumulator, Executor, ResidentBatch, StepOptions, StepOutput};
 pub use metrics::{EvalCounts, NonFinite, TrainTotals};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, OptimizerState};
 pub use params::{GradStore, Param, ParamStore};
 pub use plan::Mode;
+pub use replay::{graph_obstacle, resolve_graph_mode, StepReplay};
 
 use crate::device::Device;
 

@@ -122,6 +122,12 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     }
 
     /// Bytes of state this optimiser will hold for the trainable parameters of `params`.
+    /// Forgets the device table of gradient addresses, so the next step uploads it again: an
+    /// abandoned graph capture may have recorded its upload without running it.
+    pub fn forget_device_table(&mut self) {
+        self.table = None;
+    }
+
     pub fn state_bytes(&self, params: &ParamStore<E, B>) -> usize {
         let per_param = match self.config.kind {
             OptimizerKind::Sgd { momentum, .. } => usize::from(momentum != 0.0),

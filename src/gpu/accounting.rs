@@ -23,12 +23,16 @@ pub enum DriverCall {
     HostAlloc { bytes: usize },
     /// cuMemFreeHost.
     HostFree { bytes: usize },
+    /// One host call that queues a captured graph of `nodes` units of work; in a trace, the
+    /// graph's recorded calls (launches, memsets, copies) follow it.
+    GraphLaunch { nodes: usize },
 }
 
 #[derive(Default)]
 pub struct Accounting {
     counters: Mutex<DeviceCounters>,
     trace: Mutex<Option<Vec<DriverCall>>>,
+    captured: Mutex<Option<Vec<DriverCall>>>,
 }
 
 impl Accounting {
@@ -54,6 +58,7 @@ impl Accounting {
                 }
                 DriverCall::Alloc { .. } | DriverCall::HostAlloc { .. } => c.allocations += 1,
                 DriverCall::Free { .. } | DriverCall::HostFree { .. } => c.frees += 1,
+                DriverCall::GraphLaunch { .. } => c.graph_launches += 1,
             }
         }
         if let Ok(mut trace) = self.trace.lock() {
@@ -61,6 +66,37 @@ impl Accounting {
                 calls.push(call);
             }
         }
+        let queued = matches!(call, DriverCall::Launch | DriverCall::Memset { .. } | DriverCall::CopyD2D { .. } | DriverCall::CopyH2DAsync { .. });
+        if queued {
+            if let Ok(mut captured) = self.captured.lock() {
+                if let Some(calls) = captured.as_mut() {
+                    calls.push(call);
+                }
+            }
+        }
+    }
+
+    /// A graph launch: counted as one call; a trace also gets `nodes`, the calls it replays.
+    pub fn record_graph_launch(&self, nodes: &[DriverCall]) {
+        self.record(DriverCall::GraphLaunch { nodes: nodes.len() });
+        if let Ok(mut trace) = self.trace.lock() {
+            if let Some(calls) = trace.as_mut() {
+                calls.extend_from_slice(nodes);
+            }
+        }
+    }
+
+    /// Starts keeping the queued work (launches, memsets, device copies, queued uploads) made
+    /// while a graph is captured: the graph's nodes.
+    pub fn begin_capture(&self) {
+        if let Ok(mut captured) = self.captured.lock() {
+            *captured = Some(Vec::new());
+        }
+    }
+
+    /// The calls since `begin_capture`.
+    pub fn end_capture(&self) -> Vec<DriverCall> {
+        self.captured.lock().ok().and_then(|mut c| c.take()).unwrap_or_default()
     }
 
     pub fn counters(&self) -> DeviceCounters {

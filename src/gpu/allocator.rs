@@ -14,6 +14,12 @@
 //! used on and be reused only on that stream, or after an event recorded there has completed
 //! (PyTorch's `record_stream`).
 //!
+//! While a CUDA graph is captured, blocks come from and go back to that graph's own pool (as
+//! PyTorch's graph-private pools): a replay writes the very blocks the capture used, so none of
+//! them may be handed to work outside the graph while it lives. A block the capture takes from
+//! the general cache, or that is released during the capture, joins the graph's pool; dropping
+//! the graph returns its pool's free blocks to the general cache.
+//!
 //! With `FERRONET_NO_MEMORY_CACHING=1` (as PyTorch's `PYTORCH_NO_CUDA_MEMORY_CACHING`) every
 //! buffer is its own `cuMemAlloc` of exactly its size and its drop a `cuMemFree`, as before this
 //! allocator: for memory debugging and for measuring what the cache saves.
@@ -48,7 +54,18 @@ struct Pool {
     cached: usize,
     reserved: usize,
     peak_reserved: usize,
+    /// The graph pool being captured into.
+    capturing: Option<GraphPoolId>,
+    /// Free blocks of each graph pool, by block size.
+    graph_free: HashMap<GraphPoolId, HashMap<usize, Vec<DevPtr>>>,
+    /// The graph pool of each block that belongs to one.
+    owner: HashMap<DevPtr, GraphPoolId>,
+    next_graph_pool: u64,
 }
+
+/// The blocks reserved for one captured graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GraphPoolId(u64);
 
 pub struct CachingAllocator {
     driver: Arc<dyn Driver>,
@@ -82,18 +99,29 @@ impl CachingAllocator {
             return Ok(0);
         }
         let size = if self.caching { block_size(bytes) } else { bytes };
-        let cached = {
+        let (cached, capturing) = {
             let mut pool = self.pool()?;
-            let ptr = pool.free.get_mut(&size).and_then(Vec::pop);
-            if ptr.is_some() {
-                pool.cached -= size;
-            }
-            ptr
+            let capturing = pool.capturing;
+            let own = capturing.and_then(|g| pool.graph_free.get_mut(&g)).and_then(|free| free.get_mut(&size)).and_then(Vec::pop);
+            let ptr = match own {
+                Some(ptr) => Some(ptr),
+                None => {
+                    let ptr = pool.free.get_mut(&size).and_then(Vec::pop);
+                    if ptr.is_some() {
+                        pool.cached -= size;
+                    }
+                    ptr
+                }
+            };
+            (ptr, capturing)
         };
         let ptr = match cached {
             Some(ptr) => ptr,
             None => self.alloc_block(size)?,
         };
+        if let Some(graph) = capturing {
+            self.pool()?.owner.insert(ptr, graph);
+        }
         self.driver.reissue(ptr, bytes)?;
         self.tracker.add(bytes);
         Ok(ptr)
@@ -132,8 +160,22 @@ impl CachingAllocator {
         let size = block_size(bytes);
         // A poisoned pool cannot take the block back; it stays reserved until the device closes.
         if let Ok(mut pool) = self.pool.lock() {
-            pool.free.entry(size).or_default().push(ptr);
-            pool.cached += size;
+            let graph = match (pool.owner.get(&ptr).copied(), pool.capturing) {
+                (Some(graph), _) => Some(graph),
+                // The capture may have used it: it is the graph's from now on.
+                (None, Some(graph)) => {
+                    pool.owner.insert(ptr, graph);
+                    Some(graph)
+                }
+                (None, None) => None,
+            };
+            match graph {
+                Some(graph) => pool.graph_free.entry(graph).or_default().entry(size).or_default().push(ptr),
+                None => {
+                    pool.free.entry(size).or_default().push(ptr);
+                    pool.cached += size;
+                }
+            }
         }
     }
 
@@ -162,7 +204,46 @@ impl CachingAllocator {
         Ok(())
     }
 
-    /// Bytes in cached (free) blocks.
+    /// Starts a graph capture: blocks come from and return to a new graph pool until
+    /// `end_capture`. Refused without caching (a capture must not free) or during a capture.
+    pub fn begin_capture(&self) -> Result<GraphPoolId> {
+        if !self.caching {
+            return Err(Error::config(format!("CUDA graphs need the caching allocator; unset {NO_CACHING_ENV}")));
+        }
+        let mut pool = self.pool()?;
+        if pool.capturing.is_some() {
+            return Err(Error::device("a graph capture is already under way"));
+        }
+        pool.next_graph_pool += 1;
+        let graph = GraphPoolId(pool.next_graph_pool);
+        pool.capturing = Some(graph);
+        pool.graph_free.insert(graph, HashMap::new());
+        Ok(graph)
+    }
+
+    /// Ends the capture; its pool stays reserved for the graph.
+    pub fn end_capture(&self) -> Result<()> {
+        self.pool()?.capturing = None;
+        Ok(())
+    }
+
+    /// The graph of `graph` is gone: its free blocks go back to the general cache and its
+    /// blocks still in use will when released. Work queued before keeps running first, so
+    /// nothing waits.
+    pub fn release_graph_pool(&self, graph: GraphPoolId) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.capturing == Some(graph) {
+                pool.capturing = None;
+            }
+            pool.owner.retain(|_, owner| *owner != graph);
+            for (size, ptrs) in pool.graph_free.remove(&graph).unwrap_or_default() {
+                pool.cached += size * ptrs.len();
+                pool.free.entry(size).or_default().extend(ptrs);
+            }
+        }
+    }
+
+    /// Bytes in cached (free) blocks, outside graph pools.
     pub fn cached_bytes(&self) -> usize {
         self.pool.lock().map(|p| p.cached).unwrap_or(0)
     }
@@ -182,7 +263,8 @@ impl Drop for CachingAllocator {
     fn drop(&mut self) {
         // Every buffer holds the allocator, so all blocks are free here.
         if let Ok(pool) = self.pool.get_mut() {
-            for (&size, ptrs) in &pool.free {
+            let graph_pools = pool.graph_free.values().flat_map(|free| free.iter());
+            for (&size, ptrs) in pool.free.iter().chain(graph_pools) {
                 for &ptr in ptrs {
                     self.accounting.record(DriverCall::Free { bytes: size });
                     self.driver.free(ptr);

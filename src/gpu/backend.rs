@@ -3,10 +3,11 @@
 //! `cuda.rs` uses.
 
 use super::accounting::{Accounting, DriverCall};
-use super::allocator::CachingAllocator;
+use super::allocator::{CachingAllocator, GraphPoolId};
+use super::graph::GpuGraph;
 use super::staging::PinnedStaging;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig};
-use crate::device::{Buffer, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
+use crate::device::{Buffer, CapturedGraph, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
 use crate::error::{Error, Result};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -52,6 +53,8 @@ pub struct GpuBackend {
     staging: Arc<PinnedStaging>,
     accounting: Arc<Accounting>,
     kernel_log: Arc<Mutex<Vec<String>>>,
+    /// The allocator pool of the graph being captured.
+    capture: Arc<Mutex<Option<GraphPoolId>>>,
     /// Upper bound on the im2col buffer of one convolution call, in bytes.
     pub workspace_bytes: usize,
 }
@@ -65,6 +68,7 @@ impl GpuBackend {
             accounting,
             driver,
             kernel_log: Arc::new(Mutex::new(Vec::new())),
+            capture: Arc::new(Mutex::new(None)),
             workspace_bytes: DEFAULT_WORKSPACE_MB << 20,
         }
     }
@@ -165,6 +169,12 @@ impl Device<f32> for GpuBackend {
     fn download_idx(&self, buf: &GpuBuf<u32>) -> Result<Vec<u32>> {
         self.download_slice(buf)
     }
+    fn overwrite(&self, buf: &mut GpuBuf<f32>, host: &[f32]) -> Result<()> {
+        self.upload_into(buf, host)
+    }
+    fn overwrite_idx(&self, buf: &mut GpuBuf<u32>, host: &[u32]) -> Result<()> {
+        self.upload_into(buf, host)
+    }
     fn copy_buf(&self, buf: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         let out = self.alloc::<f32>(buf.len)?;
         if buf.len > 0 {
@@ -186,6 +196,23 @@ impl Device<f32> for GpuBackend {
     }
     fn counters(&self) -> DeviceCounters {
         self.accounting.counters()
+    }
+    fn can_capture(&self) -> bool {
+        true
+    }
+    fn begin_capture(&self) -> Result<()> {
+        let mut capture = self.capture.lock().map_err(|_| Error::device("graph capture state poisoned"))?;
+        if capture.is_some() {
+            return Err(Error::device("a graph capture is already under way"));
+        }
+        *capture = Some(GpuGraph::begin(&self.driver, &self.allocator, &self.staging, &self.accounting)?);
+        Ok(())
+    }
+    fn end_capture(&self) -> Result<CapturedGraph> {
+        let pool = self.capture.lock().map_err(|_| Error::device("graph capture state poisoned"))?.take();
+        let pool = pool.ok_or_else(|| Error::device("no graph capture to end"))?;
+        let graph = GpuGraph::end(self.driver.clone(), self.allocator.clone(), self.staging.clone(), self.accounting.clone(), pool)?;
+        Ok(CapturedGraph(Box::new(graph)))
     }
     fn workspace_bytes(&self) -> usize {
         self.workspace_bytes

@@ -4,10 +4,12 @@
 //! Each kernel module is loaded on first use from the PTX build.rs embedded. When the driver
 //! rejects that PTX (a driver older than the NVRTC that produced it) or the build had no NVRTC,
 //! the embedded source is compiled at run time with the machine's NVRTC for the device's exact
-//! architecture. All work goes to the legacy default stream, so launches, copies and events are
-//! ordered without explicit stream management.
+//! architecture. All queued work (launches, memsets, device copies, uploads from pinned memory,
+//! events) goes to one stream the driver creates, which a graph capture can record (the legacy
+//! stream cannot be captured). The stream is a blocking one, so the synchronous copies, which run
+//! on the legacy stream, still wait for it.
 
-use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig, PinnedId};
+use crate::device::driver::{DevPtr, Driver, EventId, GraphId, KernelArg, LaunchConfig, PinnedId};
 use crate::device::modules::{self, PtxSource};
 use crate::error::{Error, Result};
 use cudarc::driver::result::{self as cu, DriverError};
@@ -96,6 +98,9 @@ pub struct CudaDriver {
     events: Mutex<Vec<sys::CUevent>>,
     /// Pinned host blocks (cuMemHostAlloc) by address, with their sizes.
     pinned: Mutex<HashMap<u64, usize>>,
+    stream: sys::CUstream,
+    /// Captured graphs and their executable forms, by id.
+    graphs: Mutex<HashMap<u64, (sys::CUgraph, sys::CUgraphExec)>>,
 }
 
 // SAFETY: the raw handles are only used through driver-API calls, which are thread-safe once the
@@ -118,7 +123,20 @@ impl CudaDriver {
         let (device, info) = device_info(ordinal)?;
         // SAFETY: `device` came from device::get; the context is released in Drop.
         let ctx = unsafe { cu::primary_ctx::retain(device) }.map_err(|e| driver_error("creating the CUDA context", e))?;
-        Ok(CudaDriver { device, ctx, info, modules: Mutex::new(HashMap::new()), events: Mutex::new(Vec::new()), pinned: Mutex::new(HashMap::new()) })
+        // SAFETY: the context was just retained; the stream is destroyed in Drop.
+        let stream = unsafe { cu::ctx::set_current(ctx) }
+            .and_then(|()| cu::stream::create(cu::stream::StreamKind::Default))
+            .map_err(|e| driver_error("creating a CUDA stream", e))?;
+        Ok(CudaDriver {
+            device,
+            ctx,
+            info,
+            modules: Mutex::new(HashMap::new()),
+            events: Mutex::new(Vec::new()),
+            pinned: Mutex::new(HashMap::new()),
+            stream,
+            graphs: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn info(&self) -> &CudaDeviceInfo {
@@ -242,13 +260,13 @@ impl Driver for CudaDriver {
     fn copy_dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
         self.bind()?;
         // SAFETY: both are live allocations of at least `bytes` bytes.
-        unsafe { cu::memcpy_dtod_sync(dst, src, bytes) }.map_err(|e| driver_error("copying on the GPU", e))
+        unsafe { cu::memcpy_dtod_async(dst, src, bytes, self.stream) }.map_err(|e| driver_error("copying on the GPU", e))
     }
 
     fn memset(&self, dst: DevPtr, value: u8, bytes: usize) -> Result<()> {
         self.bind()?;
         // SAFETY: a live allocation of at least `bytes` bytes.
-        unsafe { cu::memset_d8_sync(dst, value, bytes) }.map_err(|e| driver_error("clearing GPU memory", e))
+        unsafe { cu::memset_d8_async(dst, value, bytes, self.stream) }.map_err(|e| driver_error("clearing GPU memory", e))
     }
 
     fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
@@ -258,7 +276,7 @@ impl Driver for CudaDriver {
         let mut params: Vec<*mut c_void> = slots.iter_mut().map(|s| s.as_mut_ptr() as *mut c_void).collect();
         // SAFETY: `f` is a live kernel whose signature the op launchers match argument by argument;
         // the parameter slots outlive the call, which copies them.
-        unsafe { cu::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_mem_bytes, std::ptr::null_mut(), &mut params) }
+        unsafe { cu::launch_kernel(f, cfg.grid, cfg.block, cfg.shared_mem_bytes, self.stream, &mut params) }
             .map_err(|e| driver_error(&format!("launching {module}::{kernel}"), e))
     }
 
@@ -280,7 +298,7 @@ impl Driver for CudaDriver {
         self.bind()?;
         let event = cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(|e| driver_error("creating an event", e))?;
         // SAFETY: a freshly created event on the legacy stream.
-        unsafe { cu::event::record(event, std::ptr::null_mut()) }.map_err(|e| driver_error("recording an event", e))?;
+        unsafe { cu::event::record(event, self.stream) }.map_err(|e| driver_error("recording an event", e))?;
         let mut events = self.events.lock().map_err(|_| Error::device("CUDA event table poisoned"))?;
         events.push(event);
         Ok(EventId(events.len() as u64 - 1))
@@ -290,7 +308,7 @@ impl Driver for CudaDriver {
         self.bind()?;
         let event = self.event(event)?;
         // SAFETY: an event created by this driver and not destroyed, on the legacy stream.
-        unsafe { cu::event::record(event, std::ptr::null_mut()) }.map_err(|e| driver_error("recording an event", e))
+        unsafe { cu::event::record(event, self.stream) }.map_err(|e| driver_error("recording an event", e))
     }
 
     fn event_done(&self, event: EventId) -> Result<bool> {
@@ -345,13 +363,65 @@ impl Driver for CudaDriver {
         // and dst is a live allocation of at least `bytes` bytes.
         unsafe {
             let host = std::slice::from_raw_parts(src as *const u8, bytes);
-            cu::memcpy_htod_async(dst, host, std::ptr::null_mut())
+            cu::memcpy_htod_async(dst, host, self.stream)
         }
         .map_err(|e| driver_error("queueing a copy to the GPU", e))
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        self.bind()?;
+        // Relaxed: the caching allocator may still need a cuMemAlloc while the step is captured.
+        // SAFETY: the driver's own stream.
+        unsafe { cu::stream::begin_capture(self.stream, sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED) }
+            .map_err(|e| driver_error("starting a CUDA graph capture", e))
+    }
+
+    fn end_capture(&self) -> Result<GraphId> {
+        self.bind()?;
+        // SAFETY: the stream is capturing (else the driver returns an error); the graph and its
+        // executable form are destroyed by destroy_graph or Drop.
+        let (graph, exec) = unsafe {
+            let graph = cu::stream::end_capture(self.stream).map_err(|e| driver_error("ending a CUDA graph capture", e))?;
+            match cu::graph::instantiate(graph, sys::CUgraphInstantiate_flags(0)) {
+                Ok(exec) => (graph, exec),
+                Err(e) => {
+                    let _ = cu::graph::destroy(graph);
+                    return Err(driver_error("instantiating a CUDA graph", e));
+                }
+            }
+        };
+        let mut graphs = self.graphs.lock().map_err(|_| Error::device("CUDA graph table poisoned"))?;
+        let id = graphs.keys().max().map_or(1, |k| k + 1);
+        graphs.insert(id, (graph, exec));
+        Ok(GraphId(id))
+    }
+
+    fn launch_graph(&self, graph: GraphId) -> Result<()> {
+        self.bind()?;
+        let exec = self.graph_exec(graph)?;
+        // SAFETY: an instantiated graph of this context, on the driver's stream.
+        unsafe { cu::graph::launch(exec, self.stream) }.map_err(|e| driver_error("launching a CUDA graph", e))
+    }
+
+    fn destroy_graph(&self, graph: GraphId) {
+        let removed = self.graphs.lock().ok().and_then(|mut graphs| graphs.remove(&graph.0));
+        if let (Some((graph, exec)), Ok(())) = (removed, self.bind()) {
+            // SAFETY: removed from the table, so destroyed once; no queued launch runs it (the
+            // caller's contract).
+            unsafe {
+                let _ = cu::graph::exec_destroy(exec);
+                let _ = cu::graph::destroy(graph);
+            }
+        }
     }
 }
 
 impl CudaDriver {
+    fn graph_exec(&self, graph: GraphId) -> Result<sys::CUgraphExec> {
+        let graphs = self.graphs.lock().map_err(|_| Error::device("CUDA graph table poisoned"))?;
+        graphs.get(&graph.0).map(|&(_, exec)| exec).ok_or_else(|| Error::device(format!("unknown or destroyed graph {}", graph.0)))
+    }
+
     fn event(&self, id: EventId) -> Result<sys::CUevent> {
         let events = self.events.lock().map_err(|_| Error::device("CUDA event table poisoned"))?;
         events.get(id.0 as usize).copied().ok_or_else(|| Error::device(format!("unknown event {}", id.0)))
@@ -379,9 +449,14 @@ impl Drop for CudaDriver {
             for (pinned, _) in self.pinned.get_mut().map(std::mem::take).unwrap_or_default() {
                 let _ = cu::free_host(pinned as *mut c_void);
             }
+            for (_, (graph, exec)) in self.graphs.get_mut().map(std::mem::take).unwrap_or_default() {
+                let _ = cu::graph::exec_destroy(exec);
+                let _ = cu::graph::destroy(graph);
+            }
             for event in self.events.get_mut().map(std::mem::take).unwrap_or_default() {
                 let _ = cu::event::destroy(event);
             }
+            let _ = cu::stream::destroy(self.stream);
             for (_, loaded) in self.modules.get_mut().map(std::mem::take).unwrap_or_default() {
                 let _ = cu::module::unload(loaded.module);
             }

@@ -7,6 +7,7 @@ pub mod accounting;
 pub mod allocator;
 pub mod backend;
 pub mod cuda_driver;
+pub mod graph;
 pub mod grid;
 pub mod staging;
 

@@ -6,6 +6,10 @@
 //! overwrites bytes a queued copy has yet to read. Blocks come in power-of-two sizes and stay
 //! cached; past [`PINNED_CACHE_BYTES`] the stream is synchronised and the cache rebuilt, which
 //! bounds page-locked memory (it is taken from the whole machine).
+//!
+//! An upload recorded in a CUDA graph reads its block each time the graph runs, so during a
+//! capture every upload gets a block of its own that stays with the graph, unchanged, until the
+//! graph is dropped.
 
 use super::accounting::{Accounting, DriverCall};
 use crate::device::driver::{DevPtr, Driver, EventId, PinnedId};
@@ -28,17 +32,50 @@ pub struct PinnedStaging {
     driver: Arc<dyn Driver>,
     accounting: Arc<Accounting>,
     blocks: Mutex<Vec<Block>>,
+    /// While a graph is captured: the blocks its uploads read.
+    captured: Mutex<Option<Vec<Block>>>,
 }
+
+/// The pinned blocks a captured graph's uploads read; see [`PinnedStaging::release_captured`].
+pub struct CapturedUploads(Vec<Block>);
 
 impl PinnedStaging {
     pub fn new(driver: Arc<dyn Driver>, accounting: Arc<Accounting>) -> Self {
-        PinnedStaging { driver, accounting, blocks: Mutex::new(Vec::new()) }
+        PinnedStaging { driver, accounting, blocks: Mutex::new(Vec::new()), captured: Mutex::new(None) }
+    }
+
+    pub fn begin_capture(&self) -> Result<()> {
+        *self.captured.lock().map_err(|_| Error::device("pinned staging cache poisoned"))? = Some(Vec::new());
+        Ok(())
+    }
+
+    /// The blocks the capture's uploads read, for the graph to keep.
+    pub fn end_capture(&self) -> CapturedUploads {
+        CapturedUploads(self.captured.lock().ok().and_then(|mut c| c.take()).unwrap_or_default())
+    }
+
+    /// Frees a dropped graph's blocks; the caller has synchronised the stream.
+    pub fn release_captured(&self, uploads: CapturedUploads) {
+        let mut blocks = uploads.0;
+        self.release(&mut blocks);
     }
 
     /// Queues a copy of `host` to `dst` in stream order; returns without waiting for it.
     pub fn upload(&self, dst: DevPtr, host: &[u8]) -> Result<()> {
         if host.is_empty() {
             return Ok(());
+        }
+        {
+            let mut captured = self.captured.lock().map_err(|_| Error::device("pinned staging cache poisoned"))?;
+            if let Some(graph_blocks) = captured.as_mut() {
+                let capacity = host.len().next_power_of_two().max(MIN_BLOCK_BYTES);
+                self.accounting.record(DriverCall::HostAlloc { bytes: capacity });
+                let pinned = self.driver.alloc_pinned(capacity)?;
+                graph_blocks.push(Block { pinned, capacity, last_copy: None });
+                self.driver.write_pinned(pinned, host)?;
+                self.accounting.record(DriverCall::CopyH2DAsync { bytes: host.len() });
+                return self.driver.copy_htod_async(dst, pinned, host.len());
+            }
         }
         let mut blocks = self.blocks.lock().map_err(|_| Error::device("pinned staging cache poisoned"))?;
         let index = self.free_block(&mut blocks, host.len())?;

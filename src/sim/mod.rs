@@ -15,6 +15,7 @@ pub mod counters;
 mod decode;
 mod dispatch;
 mod exec;
+mod graph;
 mod memory;
 mod parse;
 mod printf;
@@ -25,7 +26,8 @@ mod sanitizer;
 pub use counters::LaunchStats;
 pub use roofline::{GpuModel, LaunchPrediction, Limit, GPU_MODELS};
 
-use crate::device::driver::{DevPtr, Driver, EventId, KernelArg, LaunchConfig, PinnedId};
+use crate::device::driver::{DevPtr, Driver, EventId, GraphId, KernelArg, LaunchConfig, PinnedId};
+use graph::{Graphs, StreamOp};
 use crate::device::modules::{self as kernel_modules, PtxSource};
 use crate::device::nvrtc::BASE_COMPUTE_CAPABILITY;
 use crate::error::{Error, Result};
@@ -141,6 +143,7 @@ pub struct SimDriver {
     /// Pinned host blocks by id (ids are never reused).
     pinned: Mutex<HashMap<u64, Vec<u8>>>,
     next_pinned: AtomicU64,
+    graphs: Mutex<Graphs>,
     launches: AtomicU64,
 }
 
@@ -159,6 +162,7 @@ impl SimDriver {
             events: Mutex::new(Vec::new()),
             pinned: Mutex::new(HashMap::new()),
             next_pinned: AtomicU64::new(1),
+            graphs: Mutex::new(Graphs::default()),
             launches: AtomicU64::new(0),
         }
     }
@@ -283,34 +287,55 @@ impl Driver for SimDriver {
     }
 
     fn reissue(&self, ptr: DevPtr, bytes: usize) -> Result<()> {
+        if lock(&self.graphs)?.record(|| StreamOp::Reissue { ptr, bytes }) {
+            return Ok(());
+        }
         lock(&self.memory)?.reissue(ptr, bytes)
     }
 
     fn copy_htod(&self, dst: DevPtr, src: &[u8]) -> Result<()> {
+        lock(&self.graphs)?.refuse_during_capture("a synchronous copy to the device")?;
         lock(&self.memory)?.write(dst, src)
     }
 
     fn copy_dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()> {
+        lock(&self.graphs)?.refuse_during_capture("a copy from the device")?;
         lock(&self.memory)?.read(src, dst)
     }
 
     fn copy_dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
+        if lock(&self.graphs)?.record(|| StreamOp::CopyDtoD { dst, src, bytes }) {
+            return Ok(());
+        }
         lock(&self.memory)?.copy(dst, src, bytes)
     }
 
     fn memset(&self, dst: DevPtr, value: u8, bytes: usize) -> Result<()> {
+        if lock(&self.graphs)?.record(|| StreamOp::Memset { dst, value, bytes }) {
+            return Ok(());
+        }
         lock(&self.memory)?.fill(dst, value, bytes)
     }
 
     fn launch(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
         let started = Instant::now();
         let k = self.kernel(module, kernel)?;
+        // Checked when recorded, as the driver checks a captured launch's arguments.
         let params = Self::marshal(&k, args)?;
+        let recorded = lock(&self.graphs)?.record(|| StreamOp::Launch {
+            module: module.to_string(),
+            kernel: kernel.to_string(),
+            cfg: *cfg,
+            args: args.to_vec(),
+        });
+        if recorded {
+            return Ok(());
+        }
         self.run_kernel(started, module, &k, cfg, &params)
     }
 
     fn synchronize(&self) -> Result<()> {
-        Ok(())
+        lock(&self.graphs)?.refuse_during_capture("a synchronisation")
     }
 
     fn mem_info(&self) -> Result<(usize, usize)> {
@@ -336,6 +361,7 @@ impl Driver for SimDriver {
 
     /// Work runs as it is queued here, so a recorded event is always done.
     fn event_done(&self, event: EventId) -> Result<bool> {
+        lock(&self.graphs)?.refuse_during_capture("an event query")?;
         lock(&self.events)?.get(event.0 as usize).map(|_| true).ok_or_else(|| unknown_event(event))
     }
 
@@ -368,7 +394,43 @@ impl Driver for SimDriver {
     fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()> {
         let blocks = lock(&self.pinned)?;
         let block = blocks.get(&src.0).ok_or_else(|| unknown_pinned(src))?;
-        lock(&self.memory)?.write(dst, block.get(..bytes).ok_or_else(|| pinned_overrun(src, bytes))?)
+        let bytes_now = block.get(..bytes).ok_or_else(|| pinned_overrun(src, bytes))?;
+        if lock(&self.graphs)?.record(|| StreamOp::CopyHtoDAsync { dst, src, bytes }) {
+            return Ok(());
+        }
+        lock(&self.memory)?.write(dst, bytes_now)
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        lock(&self.graphs)?.begin()
+    }
+
+    fn end_capture(&self) -> Result<GraphId> {
+        lock(&self.graphs)?.end()
+    }
+
+    fn launch_graph(&self, graph: GraphId) -> Result<()> {
+        let ops = {
+            let graphs = lock(&self.graphs)?;
+            graphs.refuse_during_capture("launching a graph")?;
+            graphs.ops(graph)?
+        };
+        for op in ops {
+            match op {
+                StreamOp::Launch { module, kernel, cfg, args } => self.launch(&module, &kernel, &cfg, &args)?,
+                StreamOp::Memset { dst, value, bytes } => self.memset(dst, value, bytes)?,
+                StreamOp::CopyDtoD { dst, src, bytes } => self.copy_dtod(dst, src, bytes)?,
+                StreamOp::CopyHtoDAsync { dst, src, bytes } => self.copy_htod_async(dst, src, bytes)?,
+                StreamOp::Reissue { ptr, bytes } => self.reissue(ptr, bytes)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy_graph(&self, graph: GraphId) {
+        if let Ok(mut graphs) = self.graphs.lock() {
+            graphs.destroy(graph);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The training configuration: the `ferronet train` flags, checked for impossible values before
 //! any work, and stored in every checkpoint so `--resume` and `eval` rebuild the same run.
 
-use crate::device::DeviceRequest;
+use crate::device::{CudaGraphMode, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::models::parse_input;
 use crate::train::schedule::{PlateauMode, ScheduleKind};
@@ -169,6 +169,18 @@ pub struct TrainConfig {
     /// Skip a step whose loss is NaN/inf instead of stopping.
     #[arg(long)]
     pub skip_nonfinite: bool,
+    /// Replay each full-size training step as a CUDA graph captured after the first step: auto
+    /// (on GPU devices for SGD without dropout or --skip-nonfinite), on, or off. The partial
+    /// last batch of an epoch is queued from the host; the graph is captured again when the
+    /// learning rate changes.
+    #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
+    #[serde(default = "auto_graph")]
+    pub cuda_graph: CudaGraphMode,
+}
+
+/// Checkpoints written before `--cuda-graph` existed.
+fn auto_graph() -> CudaGraphMode {
+    CudaGraphMode::Auto
 }
 
 impl Default for TrainConfig {

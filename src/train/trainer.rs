@@ -5,7 +5,10 @@
 
 use crate::data::{self, Augment, Dataset, Loader};
 use crate::error::{Error, Result};
-use crate::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, StepOptions, TrainTotals};
+use crate::exec::{
+    graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, ResidentBatch,
+    StepOptions, StepReplay, TrainTotals,
+};
 use crate::graph::Graph;
 use crate::models::summary::summarize;
 use crate::ops::Backend;
@@ -45,6 +48,8 @@ pub struct TrainOutcome {
     pub best_val_top1: f64,
     pub train_seconds: f64,
     pub stopped_early: bool,
+    /// Training steps run as one launch of a captured CUDA graph (`--cuda-graph`).
+    pub graph_replayed_steps: usize,
 }
 
 /// The checkpoint file of a run directory.
@@ -239,16 +244,22 @@ impl OnBackend for TrainRun {
         };
         let setup = EvalSetup { mean: &dataset.mean, std: &dataset.std, batch_size: config.batch_size, workers: config.workers };
         let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
+        let obstacle = match config.skip_nonfinite {
+            true => Some("--skip-nonfinite reads each step's loss back before the update"),
+            false => graph_obstacle(ex.graph(), ex.backend().can_capture(), &optimizer.config().kind),
+        };
+        let mut replayed = ReplayedSteps { replay: StepReplay::new(resolve_graph_mode(config.cuda_graph, obstacle)?), resident: None };
         let mut last_val: Option<EvalMetrics> = None;
         let mut stopped_early = false;
         if !config.quiet && state.epochs_done == 0 && state.partial.is_none() {
             eprintln!(
-                "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}; outputs in {}",
+                "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}{}; outputs in {}",
                 config.model,
                 totals.trainable_params,
                 dataset.name,
                 train_set.len(),
                 val_set.len(),
+                if replayed.replay.enabled() { " replaying a CUDA graph per step" } else { "" },
                 out_dir.display()
             );
         }
@@ -292,7 +303,10 @@ impl OnBackend for TrainRun {
             for batch in loader.skip(resumed_steps) {
                 let start = Instant::now();
                 let step = part.steps_done + 1;
-                stepped = train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault);
+                stepped = match replayed.takes(&batch, config.batch_size) {
+                    true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
+                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault),
+                };
                 if stepped.is_err() {
                     break;
                 }
@@ -416,6 +430,7 @@ impl OnBackend for TrainRun {
             best_val_top1,
             train_seconds,
             stopped_early,
+            graph_replayed_steps: replayed.replay.launches(),
         })
     }
 }
@@ -493,6 +508,34 @@ impl EpochFigures {
 /// What a NaN/inf loss is called in errors.
 fn nonfinite_loss(loss: f64) -> String {
     format!("the loss is {loss}; lower the learning rate or check the input data")
+}
+
+/// Training steps that may replay a CUDA graph, and the device buffers their batches go to.
+struct ReplayedSteps<B: Backend<f32>> {
+    replay: StepReplay,
+    resident: Option<ResidentBatch<f32, B>>,
+}
+
+impl<B: Backend<f32>> ReplayedSteps<B> {
+    /// Whether `batch` goes through here: with graphs on, a full-size batch (the partial last
+    /// batch of an epoch is queued from the host).
+    fn takes(&self, batch: &data::Batch, batch_size: usize) -> bool {
+        self.replay.enabled() && batch.n == batch_size
+    }
+
+    /// Copies `batch` into the resident buffers the graph reads, then runs the step.
+    fn step(&mut self, ex: &mut Executor<f32, B>, optimizer: &mut Optimizer<f32, B>, batch: &data::Batch, options: &StepOptions) -> Result<()> {
+        let resident = match &mut self.resident {
+            Some(resident) => resident,
+            empty => empty.insert(ex.resident_batch(batch.n)?),
+        };
+        ex.fill_resident_batch(resident, &batch.x, &batch.labels)?;
+        let resident = &*resident;
+        self.replay.step(ex, optimizer, |ex, optimizer| {
+            ex.train_step_resident(resident, options)?;
+            ex.optimizer_step(optimizer)
+        })
+    }
 }
 
 /// One optimisation step on `batch`; its loss and hits add up on the device. A NaN/inf loss (or

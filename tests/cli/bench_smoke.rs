@@ -92,6 +92,8 @@ fn on_the_simulator_steady_steps_allocate_nothing_and_the_step_is_predicted() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     let step = &r["per_step"];
+    // small_cnn has dropout, so `--cuda-graph auto` queues each step's kernels from the host.
+    assert_eq!(r["cuda_graph"], false);
     assert!(step["kernel_launches"].as_u64().is_some_and(|n| n > 0), "{step}");
     assert_eq!((step["allocations"].as_u64(), step["frees"].as_u64(), step["graph_launches"].as_u64()), (Some(0), Some(0), Some(0)), "{step}");
     // Uploads are queued from pinned staging and metrics stay on the device: the host never waits.
@@ -118,4 +120,53 @@ fn on_the_simulator_steady_steps_allocate_nothing_and_the_step_is_predicted() {
         assert!(ms("predicted_step_ms") > 0.0 && (parts - ms("predicted_step_ms")).abs() < 1e-9, "{g}");
         assert_eq!(ms("predicted_allocs_ms"), 0.0, "{g}");
     }
+}
+
+/// The judged bench, at a smaller width and image so it stays quick. Of the two warm-up
+/// steps, the first is queued from the host and the second captures the graph.
+const RESNET_ARGS: [&str; 17] = [
+    "--model", "resnet18", "--cifar-stem", "--width-divisor", "16", "--input", "3,16,16", "--classes", "10", "--batch", "2",
+    "--steps", "2", "--warmup", "2", "--device", "sim",
+];
+
+#[test]
+fn on_the_simulator_a_step_is_one_graph_launch_from_the_host() {
+    let out = ferronet(&[&RESNET_ARGS[..], &["--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!((r["cuda_graph"].as_bool(), r["per_step_uniform"].as_bool()), (Some(true), Some(true)), "{r}");
+    let step = &r["per_step"];
+    let counts: Vec<u64> = ["graph_launches", "kernel_launches", "memsets", "allocations", "frees", "host_syncs", "d2h_bytes", "h2d_copies"]
+        .iter()
+        .map(|k| step[k].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [1, 0, 0, 0, 0, 0, 0, 0], "{step}");
+    let text = ferronet(&RESNET_ARGS);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("(each step replays a captured CUDA graph)"));
+}
+
+#[test]
+fn a_failed_capture_is_one_line_then_steps_without_a_graph_or_an_error_when_asked_for() {
+    let run = |mode: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ferronet"))
+            .arg("bench")
+            .args(RESNET_ARGS)
+            .args(["--json", "--cuda-graph", mode])
+            .env("FERRONET_NO_MEMORY_CACHING", "1")
+            .output()
+            .unwrap()
+    };
+    let auto = run("auto");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("running without a CUDA graph") && stderr.contains("FERRONET_NO_MEMORY_CACHING"), "{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&auto.stdout).unwrap();
+    assert_eq!((r["cuda_graph"].as_bool(), r["per_step"]["graph_launches"].as_u64()), (Some(false), Some(0)));
+    let on = run("on");
+    let stderr = String::from_utf8_lossy(&on.stderr);
+    assert_eq!(on.status.code(), Some(2), "{stderr}");
+    assert!(stderr.lines().next().is_some_and(|l| l.starts_with("error: ") && l.contains("CUDA graphs need the caching allocator")), "{stderr}");
+    let cpu = ferronet(&["--model", "small_cnn", "--device", "cpu", "--cuda-graph", "on"]);
+    assert!(String::from_utf8_lossy(&cpu.stderr).contains("--cuda-graph on: it needs a GPU device"));
 }

@@ -71,12 +71,24 @@ fn the_second_emulated_device_runs_kernels() {
 
 #[test]
 fn the_model_bench_runs_through_the_emulated_driver() {
-    let args = ["bench", "--model", "small_cnn", "--batch", "2", "--classes", "10", "--steps", "1", "--warmup", "0", "--device", "cuda", "--json"];
-    let out = ferronet(&args, &[]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    assert!(report["device"].as_str().is_some_and(|d| d.starts_with("cuda:0") && d.contains("emulated")), "{}", report["device"]);
-    assert!(report["train_images_per_s"].as_f64().is_some_and(|v| v > 0.0), "{report}");
+    let bench = |model: &[&str], graph: &str| {
+        let steps = ["--batch", "2", "--classes", "10", "--steps", "2", "--warmup", "1", "--device", "cuda", "--json", "--cuda-graph", graph];
+        let out = ferronet(&[&["bench"][..], model, &steps].concat(), &[]);
+        assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON on stdout")
+    };
+    let eager = bench(&["--model", "small_cnn"], "off");
+    assert!(eager["device"].as_str().is_some_and(|d| d.starts_with("cuda:0") && d.contains("emulated")), "{}", eager["device"]);
+    assert!(eager["train_images_per_s"].as_f64().is_some_and(|v| v > 0.0), "{eager}");
+    let step = &eager["per_step"];
+    assert!(step["kernel_launches"].as_u64().is_some_and(|n| n > 0), "{step}");
+    assert_eq!((step["allocations"].as_u64(), step["frees"].as_u64(), step["host_syncs"].as_u64()), (Some(0), Some(0), Some(0)), "{step}");
+    // cuStreamBeginCapture .. cuGraphLaunch through cudarc: the step is one graph launch.
+    let graph = bench(&["--model", "resnet18", "--cifar-stem", "--width-divisor", "16", "--input", "3,16,16"], "on");
+    assert_eq!(graph["cuda_graph"], true);
+    let step = &graph["per_step"];
+    assert_eq!((step["graph_launches"].as_u64(), step["kernel_launches"].as_u64()), (Some(1), Some(0)), "{step}");
+    assert_eq!((step["allocations"].as_u64(), step["frees"].as_u64(), step["host_syncs"].as_u64()), (Some(0), Some(0), Some(0)), "{step}");
 }
 
 /// The kernel benchmark on the emulated device: its event times are labelled as predictions and

@@ -5,6 +5,7 @@
 mod exec_allocator;
 mod exec_dropout;
 mod exec_gpu;
+mod exec_graph;
 mod exec_gradcheck;
 mod exec_memory;
 mod exec_optim;

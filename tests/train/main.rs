@@ -9,5 +9,6 @@ mod reliability_oom;
 mod train_default;
 mod train_errors;
 mod train_fashion_mnist;
+mod train_graph;
 mod train_nonfinite;
 mod train_resume;

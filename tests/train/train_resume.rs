@@ -2,11 +2,10 @@
 //! and the same history, whether it stopped inside an epoch or between epochs.
 
 use ferronet_test_support::scratch_dir;
-use ferronet_test_support::train::{cpu_config, exclusive_training};
+use ferronet_test_support::train::{cpu_config, deterministic, exclusive_training};
 
 use ferronet::train::checkpoint;
 use ferronet::train::config::TrainConfig;
-use ferronet::train::history::EpochRecord;
 use ferronet::train::interrupt;
 use ferronet::train::trainer::{checkpoint_path, train};
 use ferronet::Error;
@@ -26,13 +25,6 @@ fn config(out: &Path) -> TrainConfig {
     c
 }
 
-/// The history without its wall-clock columns.
-fn deterministic(history: &[EpochRecord]) -> Vec<EpochRecord> {
-    history
-        .iter()
-        .map(|r| EpochRecord { epoch_seconds: 0.0, train_images_per_second: 0.0, inference_ms_per_batch: 0.0, ..r.clone() })
-        .collect()
-}
 
 #[test]
 fn resumed_run_equals_uninterrupted_run() {

@@ -1,7 +1,8 @@
-//! Helpers shared by the training tests: a quiet CPU configuration, and the lock that keeps
-//! in-process runs from consuming each other's stop countdown.
+//! Helpers shared by the training tests: a quiet CPU configuration, the lock that keeps
+//! in-process runs from consuming each other's stop countdown, and histories without wall times.
 
 use ferronet::train::config::TrainConfig;
+use ferronet::train::history::EpochRecord;
 use std::path::PathBuf;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -24,4 +25,12 @@ pub fn shared_training() -> RwLockReadGuard<'static, ()> {
 /// Held by a test while it arms the stop countdown and trains in this process.
 pub fn exclusive_training() -> RwLockWriteGuard<'static, ()> {
     TRAINING.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A run's history without its wall-clock columns, for comparing runs.
+pub fn deterministic(history: &[EpochRecord]) -> Vec<EpochRecord> {
+    history
+        .iter()
+        .map(|r| EpochRecord { epoch_seconds: 0.0, train_images_per_second: 0.0, inference_ms_per_batch: 0.0, ..r.clone() })
+        .collect()
 }

@@ -1,0 +1,81 @@
+//! `--cuda-graph`: on the simulator a run whose full-size steps replay a captured CUDA graph
+//! ends exactly where the same run queued from the host ends — history, confusion matrix,
+//! weights, optimiser state and generator state — through a learning-rate change (the graph is
+//! captured again) and a partial last batch (queued from the host); runs a graph cannot replay
+//! faithfully are refused under `on` (`auto` runs them without one: exec_graph).
+
+use ferronet_test_support::scratch_dir;
+use ferronet_test_support::train::{cpu_config, deterministic, shared_training};
+
+use ferronet::device::CudaGraphMode;
+use ferronet::train::checkpoint;
+use ferronet::train::config::{OptimizerChoice, SchedulerChoice, TrainConfig};
+use ferronet::train::trainer::{checkpoint_path, train};
+use std::path::Path;
+
+/// The training images of a run limited to them (the synthetic set's test split validates).
+const TRAIN_IMAGES: usize = 56;
+
+/// small_cnn without its dropout, 2 epochs of 3 full batches and a partial one, the learning
+/// rate halved after the first epoch.
+fn config(out: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
+    let mut c = cpu_config(out.to_path_buf());
+    c.device = "sim".parse().unwrap();
+    c.data.limit = Some(TRAIN_IMAGES);
+    c.batch_size = 16;
+    c.epochs = 2;
+    c.dropout = Some(0.0);
+    c.augment = true;
+    c.scheduler = SchedulerChoice::Step;
+    c.step_size = 1;
+    c.gamma = 0.5;
+    c.clip_grad_norm = Some(5.0);
+    c.cuda_graph = cuda_graph;
+    c
+}
+
+
+#[test]
+#[ignore = "two runs with a test-set evaluation on the simulator take minutes; exec_graph checks the same steps quickly"]
+fn replayed_steps_train_exactly_as_queued_steps() {
+    let _training = shared_training();
+    let root = scratch_dir("graph");
+    let queued = train(config(&root.join("queued"), CudaGraphMode::Off)).unwrap();
+    let replayed = train(config(&root.join("replayed"), CudaGraphMode::On)).unwrap();
+    assert_eq!(queued.graph_replayed_steps, 0);
+    // The very first step is queued from the host (it makes the optimiser's state), and so is
+    // each epoch's partial last batch; the other full batches are launches of a graph captured
+    // in each epoch (the rate changes).
+    assert_eq!(replayed.graph_replayed_steps, 2 * (TRAIN_IMAGES / 16) - 1);
+    assert_eq!(deterministic(&replayed.history), deterministic(&queued.history));
+    assert_eq!(replayed.final_metrics.confusion, queued.final_metrics.confusion);
+    let (mut a, meta_a) = checkpoint::load(&checkpoint_path(&root.join("queued"))).unwrap();
+    let (mut b, meta_b) = checkpoint::load(&checkpoint_path(&root.join("replayed"))).unwrap();
+    assert_eq!((meta_a.rng_state, meta_a.executor_rng_state), (meta_b.rng_state, meta_b.executor_rng_state), "replayed steps draw the generators as queued ones");
+    a.sort_by(|x, y| x.name.cmp(&y.name));
+    b.sort_by(|x, y| x.name.cmp(&y.name));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let same_bits = x.data.len() == y.data.len() && x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same_bits, "{} differs between queued and replayed steps", x.name);
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn runs_a_graph_cannot_replay_are_refused_before_any_work() {
+    let _training = shared_training();
+    let root = scratch_dir("graph_refused");
+    for (change, why) in [
+        (&(|c: &mut TrainConfig| c.dropout = Some(0.5)) as &dyn Fn(&mut TrainConfig), "dropout"),
+        (&|c: &mut TrainConfig| c.optimizer = OptimizerChoice::Adam, "Adam's bias corrections"),
+        (&|c: &mut TrainConfig| c.skip_nonfinite = true, "--skip-nonfinite"),
+        (&|c: &mut TrainConfig| c.device = "cpu".parse().unwrap(), "needs a GPU device"),
+    ] {
+        let mut c = config(&root.join("on"), CudaGraphMode::On);
+        change(&mut c);
+        let err = train(c).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("--cuda-graph on") && err.contains(why), "{why}: {err}");
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}
