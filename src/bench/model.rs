@@ -150,6 +150,12 @@ impl<B: Backend<f32>> TrainLoop<B> {
         let mut work_start = start;
         let (images, labels) = (&self.images, &self.labels);
         let mut before = Some(&mut around_work);
+        if self.replay.next_is_launch(&self.optimizer) {
+            // The step's work, batch copy included, is the launch.
+            if let Some(hook) = before.take() {
+                hook(self.executor.backend(), true);
+            }
+        }
         self.replay.step(&mut self.executor, &mut self.optimizer, |ex, optimizer| {
             let batch = Batch::Device(ex.backend().copy_buf(images)?);
             if let Some(hook) = before.take() {
@@ -159,10 +165,6 @@ impl<B: Backend<f32>> TrainLoop<B> {
             ex.train_step(batch, labels, &StepOptions::default())?;
             ex.optimizer_step(optimizer)
         })?;
-        if let Some(hook) = before.take() {
-            // Replayed: the step's work, batch copy included, is the launch.
-            hook(self.executor.backend(), true);
-        }
         around_work(self.executor.backend(), false);
         let work_end = self.backend().counters();
         self.backend().synchronize()?;

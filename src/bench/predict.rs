@@ -15,7 +15,9 @@
 //!   [`HostCosts::sync_wake_s`] later and the GPU idles until the host has queued the next work.
 //!   `cuMemAlloc` costs host time ([`HostCosts::alloc_s`]); `cuMemFree` synchronises the device
 //!   first, then costs [`HostCosts::free_s`]; pinned host memory is allocated and freed likewise
-//!   ([`HostCosts::host_alloc_s`]).
+//!   ([`HostCosts::host_alloc_s`]). A CUDA graph launch costs the host one launch; its nodes
+//!   then run on the GPU in order, each after [`HostCosts::graph_node_s`] of GPU idle time
+//!   (charged to launch gaps), with no host work between them.
 //! - Breakdown: the step's time is the GPU's busy time (kernels, transfers) plus its idle time,
 //!   each idle interval charged to its cause: after a call that drained the queue, the whole
 //!   interval to the cause of that call (syncs, or allocs for `cuMemFree`); otherwise to the host

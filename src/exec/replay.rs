@@ -65,6 +65,12 @@ impl StepReplay {
         self.mode != CudaGraphMode::Off
     }
 
+    /// Whether the next step with the optimiser at its current rate will be one launch of
+    /// an already captured graph.
+    pub fn next_is_launch<E: Element, B: Backend<E>>(&self, optimizer: &Optimizer<E, B>) -> bool {
+        self.mode != CudaGraphMode::Off && self.graph.as_ref().is_some_and(|(_, lr)| *lr == optimizer.lr())
+    }
+
     /// Steps run as a graph launch so far.
     pub fn launches(&self) -> usize {
         self.launches

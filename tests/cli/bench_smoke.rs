@@ -131,10 +131,17 @@ const RESNET_ARGS: [&str; 17] = [
 
 #[test]
 fn on_the_simulator_a_step_is_one_graph_launch_from_the_host() {
-    let out = ferronet(&[&RESNET_ARGS[..], &["--json"]].concat());
+    let out = ferronet(&[&RESNET_ARGS[..], &["--json", "--predict-batch", "8"]].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     assert_eq!((r["cuda_graph"].as_bool(), r["per_step_uniform"].as_bool()), (Some(true), Some(true)), "{r}");
+    // The prediction replays the graph's nodes: one host call, the kernels still timed.
+    let p = &r["predicted"];
+    assert_eq!((p["per_step"]["graph_launches"].as_u64(), p["per_step"]["kernel_launches"].as_u64()), (Some(1), Some(0)), "{p}");
+    for g in p["gpus"].as_array().unwrap() {
+        assert!(g["predicted_kernels_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{g}");
+        assert!(g["predicted_launch_gaps_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{g}");
+    }
     let step = &r["per_step"];
     let counts: Vec<u64> = ["graph_launches", "kernel_launches", "memsets", "allocations", "frees", "host_syncs", "d2h_bytes", "h2d_copies"]
         .iter()
