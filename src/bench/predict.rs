@@ -337,7 +337,6 @@ impl Timeline {
         }
     }
 
-    /// Work of `seconds` on the GPU, queued by the host now.
     /// The GPU spends `seconds` between two nodes of a graph (no host work involved).
     fn graph_node_gap(&mut self, seconds: f64) {
         let start = self.gpu.max(self.host);
@@ -346,6 +345,7 @@ impl Timeline {
         self.idle[Cause::LaunchGaps as usize] += seconds;
     }
 
+    /// Work of `seconds` on the GPU, queued by the host now.
     fn gpu_runs(&mut self, seconds: f64, transfer: bool) {
         let start = self.gpu.max(self.host);
         self.idle_until(start);
@@ -374,18 +374,20 @@ pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &Hos
     let mut kernels = kernel_s.iter();
     let mut graph_nodes = 0;
     for &call in calls {
+        let queued = queued_seconds(call, &mut kernels, gpu, host);
         if graph_nodes > 0 {
-            // A node of a launched graph: queued work the GPU starts after a short gap.
+            // A node of a launched graph: queued work the GPU starts after a short gap (a
+            // capture records only queued work).
             graph_nodes -= 1;
             t.graph_node_gap(host.graph_node_s);
-            match call {
-                DriverCall::Launch => t.gpu_runs(kernels.next().copied().unwrap_or(0.0), false),
-                DriverCall::Memset { bytes } => t.gpu_runs(bytes as f64 / gpu.dram_bytes_per_s, false),
-                DriverCall::CopyD2D { bytes } => t.gpu_runs(2.0 * bytes as f64 / gpu.dram_bytes_per_s, false),
-                DriverCall::CopyH2DAsync { bytes } => t.gpu_runs(bytes as f64 / host.pinned_copy_bytes_per_s, true),
-                // A capture records only queued work.
-                _ => {}
+            if let Some((seconds, transfer)) = queued {
+                t.gpu_runs(seconds, transfer);
             }
+            continue;
+        }
+        if let Some((seconds, transfer)) = queued {
+            t.host_does(host.launch_s, Cause::LaunchGaps);
+            t.gpu_runs(seconds, transfer);
             continue;
         }
         match call {
@@ -393,21 +395,8 @@ pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &Hos
                 t.host_does(host.launch_s, Cause::LaunchGaps);
                 graph_nodes = nodes;
             }
-            DriverCall::Launch => {
-                t.host_does(host.launch_s, Cause::LaunchGaps);
-                t.gpu_runs(kernels.next().copied().unwrap_or(0.0), false);
-            }
-            DriverCall::Memset { bytes } => {
-                t.host_does(host.launch_s, Cause::LaunchGaps);
-                t.gpu_runs(bytes as f64 / gpu.dram_bytes_per_s, false);
-            }
-            DriverCall::CopyD2D { bytes } => {
-                t.host_does(host.launch_s, Cause::LaunchGaps);
-                t.gpu_runs(2.0 * bytes as f64 / gpu.dram_bytes_per_s, false);
-            }
-            DriverCall::CopyH2DAsync { bytes } => {
-                t.host_does(host.launch_s, Cause::LaunchGaps);
-                t.gpu_runs(bytes as f64 / host.pinned_copy_bytes_per_s, true);
+            DriverCall::Launch | DriverCall::Memset { .. } | DriverCall::CopyD2D { .. } | DriverCall::CopyH2DAsync { .. } => {
+                unreachable!("queued work is timed above")
             }
             DriverCall::CopyD2H { bytes } => {
                 // The copy waits for the queue, moves the bytes, and the host resumes after it.
@@ -435,6 +424,18 @@ pub fn replay(calls: &[DriverCall], kernel_s: &[f64], gpu: &GpuModel, host: &Hos
         predicted_syncs_ms: ms(t.idle[Cause::Syncs as usize]),
         predicted_allocs_ms: ms(t.idle[Cause::Allocs as usize]),
         top_kernels: Vec::new(),
+    }
+}
+
+/// The GPU time of a call that queues work (a launch takes the next of `kernels`) and whether
+/// it is a transfer; None for calls that queue nothing.
+fn queued_seconds(call: DriverCall, kernels: &mut std::slice::Iter<'_, f64>, gpu: &GpuModel, host: &HostCosts) -> Option<(f64, bool)> {
+    match call {
+        DriverCall::Launch => Some((kernels.next().copied().unwrap_or(0.0), false)),
+        DriverCall::Memset { bytes } => Some((bytes as f64 / gpu.dram_bytes_per_s, false)),
+        DriverCall::CopyD2D { bytes } => Some((2.0 * bytes as f64 / gpu.dram_bytes_per_s, false)),
+        DriverCall::CopyH2DAsync { bytes } => Some((bytes as f64 / host.pinned_copy_bytes_per_s, true)),
+        _ => None,
     }
 }
 

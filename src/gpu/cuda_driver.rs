@@ -101,6 +101,7 @@ pub struct CudaDriver {
     stream: sys::CUstream,
     /// Captured graphs and their executable forms, by id.
     graphs: Mutex<HashMap<u64, (sys::CUgraph, sys::CUgraphExec)>>,
+    next_graph: std::sync::atomic::AtomicU64,
 }
 
 // SAFETY: the raw handles are only used through driver-API calls, which are thread-safe once the
@@ -136,6 +137,7 @@ impl CudaDriver {
             pinned: Mutex::new(HashMap::new()),
             stream,
             graphs: Mutex::new(HashMap::new()),
+            next_graph: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -391,7 +393,8 @@ impl Driver for CudaDriver {
             }
         };
         let mut graphs = self.graphs.lock().map_err(|_| Error::device("CUDA graph table poisoned"))?;
-        let id = graphs.keys().max().map_or(1, |k| k + 1);
+        // Ids are never reused, so a destroyed graph's id cannot launch another.
+        let id = self.next_graph.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         graphs.insert(id, (graph, exec));
         Ok(GraphId(id))
     }
