@@ -13,20 +13,27 @@ mod nvrtc;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const COMMON_HEADER: &str = "common.cuh";
-
-/// The source with `#include "common.cuh"` replaced by the header's text, so the embedded source
-/// compiles on its own at run time; a `#line` directive keeps compiler messages on the .cu's lines.
-fn inline_common(file_name: &str, src: &str, header: &str) -> String {
-    let include = format!("#include \"{COMMON_HEADER}\"");
-    let mut out = String::with_capacity(src.len() + header.len());
+/// The source with each `#include "<header>.cuh"` of a header in kernels/ replaced by the
+/// header's own inlined text, so the embedded source compiles on its own at run time; a `#line`
+/// directive keeps compiler messages on the .cu's lines. A header is inlined once per source
+/// (headers include what they need, so a second include would redefine it).
+fn inline_headers(file_name: &str, src: &str, headers: &[(String, String)], seen: &mut Vec<String>) -> String {
+    let mut out = String::with_capacity(src.len());
     for (i, line) in src.lines().enumerate() {
-        if line.trim() == include {
-            out.push_str(header);
-            let _ = writeln!(out, "\n#line {} \"{file_name}\"", i + 2);
-        } else {
-            out.push_str(line);
-            out.push('\n');
+        let included = line.trim().strip_prefix("#include \"").and_then(|rest| rest.strip_suffix('"'));
+        match included.and_then(|name| headers.iter().find(|(h, _)| h == name)) {
+            Some((name, text)) => {
+                if !seen.contains(name) {
+                    seen.push(name.clone());
+                    let _ = writeln!(out, "#line 1 \"{name}\"");
+                    out.push_str(&inline_headers(name, text, headers, seen));
+                }
+                let _ = writeln!(out, "#line {} \"{file_name}\"", i + 2);
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
     }
     out
@@ -36,12 +43,20 @@ fn main() {
     let kernels = Path::new("kernels");
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-env-changed=FERRONET_NVRTC_LIB");
-    let header = std::fs::read_to_string(kernels.join(COMMON_HEADER)).unwrap_or_default();
     let mut files: Vec<PathBuf> = std::fs::read_dir(kernels)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
-    files.retain(|p| p.extension().is_some_and(|e| e == "cu"));
     files.sort();
+    let headers: Vec<(String, String)> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "cuh"))
+        .map(|p| {
+            let name = p.file_name().and_then(|s| s.to_str()).expect("kernel file names are UTF-8");
+            let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            (name.to_string(), text)
+        })
+        .collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "cu"));
 
     let have_nvrtc = nvrtc::available();
     if !have_nvrtc {
@@ -58,7 +73,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", file.display());
         let name = file.file_stem().and_then(|s| s.to_str()).expect("kernel file names are UTF-8");
         let src = match std::fs::read_to_string(file) {
-            Ok(s) => inline_common(&format!("{name}.cu"), &s, &header),
+            Ok(s) => inline_headers(&format!("{name}.cu"), &s, &headers, &mut Vec::new()),
             Err(e) => panic!("cannot read {}: {e}", file.display()),
         };
         let ptx = if have_nvrtc {

@@ -1,8 +1,109 @@
-// Convolution kernels: im2col / col2im, the layout shuffle between the GEMM's
-// [C_out, images * OH * OW] output and NCHW, and the dedicated depthwise kernels. The column layout is the one fixed in src/ops/conv/mod.rs: row (c * KH + ki) * KW + kj,
+// Convolution kernels: the three GEMMs of the im2col convolution on gemm_tile.cuh's tiles, which
+// read their operands in place (the input's im2col matrix gathered on the fly, NCHW activations
+// as [channels, images * OH * OW] matrices); im2col / col2im; and the dedicated depthwise kernels.
+// The column layout is the one fixed in src/ops/conv/mod.rs: row (c * KH + ki) * KW + kj,
 // column n * OH * OW + oh * OW + ow, for the nb images of one chunk. `x`/`dx` point at the
 // chunk's first image.
-#include "common.cuh"
+#include "gemm_tile.cuh"
+
+// The arguments every convolution GEMM starts with, and where it writes. blockIdx.z = group *
+// splits + split; the block sums its tile over K-slice `split` (the whole K when splits == 1).
+// Unsplit, C of group g goes to `out` + g * out_group as GemmOut (out_plane, out_image) places
+// it; split, the plain partial product goes to partial matrix blockIdx.z (M x N, row-major) for
+// splitk_reduce (gemm.cu) to sum. vec_out allows float4 stores to whichever is written.
+#define CONV_GEMM_PARAMS                                                                          \
+    float *out, float *partial, int M, int N, int K, int splits, int k_per_split,                 \
+        long long out_group, int out_plane, long long out_image, int vec_out
+#define CONV_GEMM_SETUP                                                                           \
+    int group = blockIdx.z / splits;                                                              \
+    int k_begin = (blockIdx.z - group * splits) * k_per_split;                                    \
+    int k_end = min(K, k_begin + k_per_split);                                                    \
+    GemmOut dest = splits > 1 ? GemmOut{partial + (size_t)blockIdx.z * M * N, N, 0}               \
+                              : GemmOut{out + group * out_group, out_plane, out_image};
+// The window geometry of an im2col operand (GemmIm2col's fields after the input pointer).
+#define CONV_WINDOW_PARAMS                                                                        \
+    int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OW, int plane, \
+        long long x_image
+#define CONV_WINDOW H, W, KH, KW, sh, sw, ph, pw, dh, dw, OW, plane, x_image
+
+// Each GEMM comes as NAME (64x64 tiles) and NAME_128 (128x128), the host picks as for gemm.cu.
+// The 64x64 ones promise three blocks per SM, as the split GEMMs (the geometry needs the registers
+// a cap of 64 would spill), the data gradient's two (two image-major address computations, or the
+// flipped weight's and the im2col gather's, spill at three's 80 registers); the 128x128 ones
+// promise one, as gemm.cu's.
+#define CONV_GEMM_KERNELS(MACRO, NAME, MIN_BLOCKS) MACRO(NAME, 64, MIN_BLOCKS) MACRO(NAME##_128, 128, 1)
+
+// Forward: y_g [C_out/g, n * OH * OW] = W_g [C_out/g, K] x im2col(x)_g, written into NCHW y.
+#define CONV_FORWARD_GEMM(NAME, TILE, MIN_BLOCKS)                                                 \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
+        NAME(CONV_GEMM_PARAMS, const float* w, const float* x, long long w_group,                 \
+             long long x_group, CONV_WINDOW_PARAMS, int vec_w) {                                  \
+        CONV_GEMM_SETUP                                                                           \
+        GemmDense a{w + group * w_group, K};                                                      \
+        GemmIm2col b{x + group * x_group, CONV_WINDOW};                                           \
+        gemm_tile<TILE, TILE, true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, 0,  \
+                                           vec_out);                                              \
+    }
+CONV_GEMM_KERNELS(CONV_FORWARD_GEMM, conv_forward_gemm, 3)
+
+// Weight gradient: dW_g [C_out/g, K] = dy_g [C_out/g, n * OH * OW] x im2col(x)_g^T, dy read in
+// place from NCHW.
+#define CONV_FILTER_GEMM(NAME, TILE, MIN_BLOCKS)                                                  \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
+        NAME(CONV_GEMM_PARAMS, const float* dy, const float* x, long long dy_group,               \
+             long long dy_image, long long x_group, CONV_WINDOW_PARAMS, int vec_dy) {             \
+        CONV_GEMM_SETUP                                                                           \
+        GemmImageMajor a{dy + group * dy_group, plane, dy_image};                                 \
+        GemmIm2col b{x + group * x_group, CONV_WINDOW};                                           \
+        gemm_tile<TILE, TILE, true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, 0,  \
+                                          vec_out);                                               \
+    }
+CONV_GEMM_KERNELS(CONV_FILTER_GEMM, conv_filter_gemm, 3)
+
+// Data gradient's columns (strided convolutions): dcols_g [K_g, n * OH * OW] = W_g^T x
+// dy_g [C_out/g, n * OH * OW], dy read in place from NCHW; col2im then sums them into dx.
+#define CONV_DATA_GEMM(NAME, TILE, MIN_BLOCKS)                                                    \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
+        NAME(CONV_GEMM_PARAMS, const float* w, const float* dy, long long w_group,                \
+             long long dy_group, int plane, long long dy_image, int vec_w, int vec_dy) {          \
+        CONV_GEMM_SETUP                                                                           \
+        GemmDense a{w + group * w_group, M};                                                      \
+        GemmImageMajor b{dy + group * dy_group, plane, dy_image};                                 \
+        gemm_tile<TILE, TILE, false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w,    \
+                                            vec_dy, vec_out);                                     \
+    }
+CONV_GEMM_KERNELS(CONV_DATA_GEMM, conv_data_gemm, 2)
+
+// The data gradient of a stride-1 convolution is itself a convolution: dy convolved with the
+// window reversed and the weight transposed (the columns of W_g^T x dy would overlap, which
+// col2im sums). Row c, column (o * KH + ki) * KW + kj of that weight holds
+// W[o][c][KH-1-ki][KW-1-kj], read in place from W [C_out/g, C_in/g, KH, KW].
+struct GemmFlippedWeights {
+    static constexpr bool vectorizable = false;
+    const float* w;
+    int cin;
+    int taps;
+    __device__ __forceinline__ float at(int c, int r) const {
+        int o = r / taps;
+        int tap = r - o * taps;
+        return w[((size_t)o * cin + c) * taps + (taps - 1 - tap)];
+    }
+};
+
+// Data gradient of a stride-1 convolution: dx_g [C_in/g, n * H * W] = flipped W_g^T x
+// im2col(dy)_g with the reversed window (stride 1, padding dilation * (kernel - 1) - padding),
+// written into NCHW dx: no columns, no col2im.
+#define CONV_DATA_DIRECT_GEMM(NAME, TILE, MIN_BLOCKS)                                             \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
+        NAME(CONV_GEMM_PARAMS, const float* w, const float* dy, long long w_group,                \
+             long long dy_group, int cin, CONV_WINDOW_PARAMS) {                                   \
+        CONV_GEMM_SETUP                                                                           \
+        GemmFlippedWeights a{w + group * w_group, cin, KH * KW};                                  \
+        GemmIm2col b{dy + group * dy_group, CONV_WINDOW};                                         \
+        gemm_tile<TILE, TILE, true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, 0, 0,      \
+                                           vec_out);                                              \
+    }
+CONV_GEMM_KERNELS(CONV_DATA_DIRECT_GEMM, conv_data_direct_gemm, 2)
 
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does
 // (the stride skips it, or it falls outside the output).
@@ -65,19 +166,6 @@ extern "C" __global__ void col2im(const float* __restrict__ cols, float* __restr
         }
     }
     dx[idx] = sum;
-}
-
-// dst[b][a][p] = src[a][b][p]: swaps the two outer axes of a [A, B, P] tensor. Turns the GEMM's
-// [C_out, nb, OH*OW] output into NCHW (A = C_out, B = nb) and NCHW gradients into the GEMM's
-// layout (A = nb, B = C_out). One thread per destination element.
-extern "C" __global__ void swap_outer_axes(const float* __restrict__ src, float* __restrict__ dst, int A,
-                                           int B, int P) {
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= A * B * P) return;
-    int p = idx % P;
-    int a = (idx / P) % A;
-    int b = idx / (P * A);
-    dst[idx] = src[((size_t)a * B + b) * P + p];
 }
 
 // ---- Depthwise convolution (groups == C_in, C_out = multiplier * C_in): output channel co reads

@@ -70,7 +70,7 @@ impl CudaBench {
     pub fn open(ordinal: usize) -> Result<Self> {
         let driver = Arc::new(CudaDriver::new(ordinal)?);
         let backend = GpuBackend::new(driver.clone() as Arc<dyn Driver>);
-        let emulated = is_emulated(&driver);
+        let emulated = driver.simulated();
         let flush = if emulated {
             None
         } else {
@@ -99,7 +99,7 @@ impl CudaBench {
     /// Whether this is a device of ferronet's emulated driver, whose event times are the PTX
     /// simulator's predictions rather than measurements.
     pub fn emulated(&self) -> bool {
-        is_emulated(&self.driver)
+        self.driver.simulated()
     }
 
     /// Evicts L2 by writing the flush buffer (a different byte each time, so no layer of the
@@ -181,12 +181,6 @@ impl CudaBench {
         })?;
         Ok(Some(timing))
     }
-}
-
-/// Whether `driver`'s device belongs to ferronet's emulated driver: its device names always say
-/// "emulated" (src/libcuda/config.rs), which no NVIDIA device name does.
-fn is_emulated(driver: &CudaDriver) -> bool {
-    driver.info().name.contains("emulated")
 }
 
 /// The L2 cache size of CUDA device `ordinal` in bytes.

@@ -70,6 +70,10 @@ pub struct ModelBenchReport {
     /// the driver at once (GPU devices; 0 on the CPU).
     pub cached_bytes: usize,
     pub peak_reserved_bytes: usize,
+    /// The device runs kernels on the PTX simulator (`sim`, or the emulated CUDA driver): the
+    /// timings above are the host's time of simulating them, neither a GPU's time nor a
+    /// prediction of one (`--predict-batch` predicts).
+    pub simulator_host_time: bool,
     /// PREDICTED training-step times on modelled GPUs (`--predict-batch` on the simulator).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub predicted: Option<StepPredictions>,
@@ -123,7 +127,7 @@ impl<B: Backend<f32>> TrainLoop<B> {
         executor.check_batch_fits_device(
             batch,
             Mode::Train,
-            executor.backend().workspace_bytes(),
+            executor.backend().conv_workspace(),
             optimizer.state_bytes(executor.params()) + batch_bytes,
         )?;
         Ok(TrainLoop { executor, optimizer, images, labels, replay: StepReplay::new(graph_mode) })
@@ -186,6 +190,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     let parameters = graph.trainable_params();
     let model = graph.name.clone();
     let device = backend.name();
+    let simulator_host_time = backend.simulated();
     let mut train = TrainLoop::new(backend, graph, opts.batch, opts)?;
     let mut timed: Vec<StepCounters> = Vec::with_capacity(opts.steps);
     let mut warmups_left = opts.warmup;
@@ -229,6 +234,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         peak_inference_bytes,
         cached_bytes: memory.cached_bytes,
         peak_reserved_bytes: memory.peak_reserved_bytes,
+        simulator_host_time,
         predicted: None,
     })
 }
@@ -291,12 +297,16 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
         },
         counters_text(&r.bench_per_step),
     );
+    if r.simulator_host_time {
+        out += "(times above: the host simulating the kernels on the PTX simulator, not a GPU's time; \
+                --predict-batch N gives PREDICTED GPU step times)\n";
+    }
     if let Some(p) = &r.predicted {
         out += &format!(
-            "PREDICTED step at batch {} (from simulated batches {} and {}; not measured):\n  per step {}\n",
+            "PREDICTED step at batch {} (simulated at that batch, at most {} blocks of each launch run and its counters \
+             scaled to the grid; not measured):\n  per step {}\n",
             p.batch,
-            p.simulated_batches[0],
-            p.simulated_batches[1],
+            p.sampled_blocks,
             counters_text(&p.per_step)
         );
         for g in &p.gpus {

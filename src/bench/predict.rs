@@ -24,15 +24,14 @@
 //!   work that overlapped it (launch gaps for queueing, allocs for `cuMemAlloc`). The step starts
 //!   with an empty queue and ends when both host and GPU are done, as a timed step that ends
 //!   with a synchronisation does.
-//! - Larger batches than the simulator can run in reasonable time: the step is simulated at two
-//!   batches B and B+1 that take the same code path (the same driver calls, the same kernels in
-//!   the same order; B is the first from `--batch` up where they do), and each launch's counters and each call's bytes are extrapolated affinely
-//!   in the batch to the predicted batch. Limits: a convolution whose im2col matrix outgrows the
-//!   workspace at the predicted batch is split into more chunks (more launches) than at B, which
-//!   the extrapolation does not add; grids are extrapolated the same way, which is exact for
-//!   grids over the batch's images and approximate where a split-K GEMM's split count depends on
-//!   the batch (its K).
-
+//! - Batches larger than the simulator can run whole: the step runs at the predicted batch itself,
+//!   with at most [`SAMPLED_BLOCKS`] blocks of each launch executed, spread evenly over its grid,
+//!   and the launch's counters scaled to the whole grid (`SimOptions::sample_blocks`; the warm-up
+//!   steps execute one block per launch, since only their allocations matter). Every launch,
+//!   grid, tile choice, split and byte count is the one that batch makes; blocks of one launch
+//!   do the same work but for the edges of a grid, which the spread samples in proportion. The
+//!   values computed are meaningless (skipped blocks write nothing), which changes no counter of
+//!   the kernels here: none branches on data for its amount of work.
 use super::model::{ModelBenchOptions, TrainLoop};
 use crate::device::DeviceCounters;
 use crate::error::{Error, Result};
@@ -170,9 +169,9 @@ fn top_kernels(launches: &[LaunchStats], predictions: &[LaunchPrediction]) -> Ve
 #[derive(Clone, Debug, Serialize)]
 pub struct StepPredictions {
     pub batch: usize,
-    /// The two batches simulated; their counters were extrapolated to `batch`.
-    pub simulated_batches: [usize; 2],
-    /// What the step sends to the driver at `batch` (counts as simulated, bytes extrapolated).
+    /// The most blocks of one launch executed; its counters were scaled to its whole grid.
+    pub sampled_blocks: u32,
+    /// What the step sends to the driver at `batch`.
     pub per_step: DeviceCounters,
     pub gpus: Vec<StepPrediction>,
 }
@@ -189,10 +188,14 @@ pub struct TracedStep {
 /// Training steps before one is in steady state (makes no driver allocation).
 pub const STEADY_AFTER: usize = 2;
 
-/// Runs warm-up steps of `graph` at `batch` on a fresh simulator device, then traces one step's
-/// own work (the bench's batch copy and timing synchronisation are left out).
+/// Blocks executed per launch of a traced step at most ([`SimOptions::sample_blocks`]).
+pub const SAMPLED_BLOCKS: u32 = 16;
+
+/// Runs warm-up steps of `graph` at `batch` on a fresh simulator device (one block per launch),
+/// then traces one step's own work with at most [`SAMPLED_BLOCKS`] blocks per launch (the
+/// bench's batch copy and timing synchronisation are left out).
 pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<TracedStep> {
-    let driver = Arc::new(SimDriver::new(SimOptions::from_env()?));
+    let driver = Arc::new(SimDriver::new(SimOptions { sample_blocks: Some(1), ..SimOptions::from_env()? }));
     let mut train = TrainLoop::new(GpuBackend::new(driver.clone()), graph, batch, opts)?;
     // The first steps allocate what later ones reuse: the optimiser's state and the executor's
     // pooled buffers appear during the first, which changes the mix of buffers alive at once in
@@ -200,6 +203,7 @@ pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Resul
     for _ in 0..opts.warmup.max(STEADY_AFTER) {
         train.step()?;
     }
+    driver.set_sample_blocks(Some(SAMPLED_BLOCKS))?;
     let (mut calls, mut launches) = (Vec::new(), Vec::new());
     train.step_with(|gpu, before| {
         if before {
@@ -214,56 +218,6 @@ pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Resul
         return Err(Error::Sim("the simulator kept fewer launch counters than the step made launches".into()));
     }
     Ok(TracedStep { batch, calls, launches })
-}
-
-/// How the steps `a` and `b` differ in their sequence of driver calls or kernels, if they do.
-fn path_difference(a: &TracedStep, b: &TracedStep) -> Option<String> {
-    if a.calls.len() != b.calls.len() || a.launches.len() != b.launches.len() {
-        return Some(format!("{} and {} driver calls", a.calls.len(), b.calls.len()));
-    }
-    if let Some((i, (x, y))) = a.calls.iter().zip(&b.calls).enumerate().find(|(_, (x, y))| std::mem::discriminant(*x) != std::mem::discriminant(*y)) {
-        return Some(format!("call {i} is {x:?} and {y:?}"));
-    }
-    let (i, (x, y)) = a.launches.iter().zip(&b.launches).enumerate().find(|(_, (x, y))| x.kernel != y.kernel)?;
-    Some(format!("launch {i} is {} and {}", x.kernel, y.kernel))
-}
-
-/// The step at batch `n`: `a`'s and `b`'s calls (same sequence, batches differing by one or
-/// more) with every launch's counters and every call's bytes extrapolated affinely.
-pub fn extrapolate(a: &TracedStep, b: &TracedStep, n: usize) -> Result<TracedStep> {
-    if let Some(what) = path_difference(a, b) {
-        return Err(Error::config(format!("the training step takes different paths at batches {} and {} ({what})", a.batch, b.batch)));
-    }
-    let t = (n as f64 - a.batch as f64) / (b.batch as f64 - a.batch as f64);
-    let at = |va: u64, vb: u64| (va as f64 + (vb as f64 - va as f64) * t).round().max(0.0) as u64;
-    let bytes = |va: usize, vb: usize| at(va as u64, vb as u64) as usize;
-    let mut calls = Vec::with_capacity(a.calls.len());
-    for (ca, cb) in a.calls.iter().zip(&b.calls) {
-        use DriverCall::*;
-        calls.push(match (*ca, *cb) {
-            (Launch, Launch) => Launch,
-            (Synchronize, Synchronize) => Synchronize,
-            (Memset { bytes: x }, Memset { bytes: y }) => Memset { bytes: bytes(x, y) },
-            (CopyD2D { bytes: x }, CopyD2D { bytes: y }) => CopyD2D { bytes: bytes(x, y) },
-            (CopyH2DAsync { bytes: x }, CopyH2DAsync { bytes: y }) => CopyH2DAsync { bytes: bytes(x, y) },
-            (CopyD2H { bytes: x }, CopyD2H { bytes: y }) => CopyD2H { bytes: bytes(x, y) },
-            (Alloc { bytes: x }, Alloc { bytes: y }) => Alloc { bytes: bytes(x, y) },
-            (Free { bytes: x }, Free { bytes: y }) => Free { bytes: bytes(x, y) },
-            (HostAlloc { bytes: x }, HostAlloc { bytes: y }) => HostAlloc { bytes: bytes(x, y) },
-            (HostFree { bytes: x }, HostFree { bytes: y }) => HostFree { bytes: bytes(x, y) },
-            (GraphLaunch { nodes }, GraphLaunch { .. }) => GraphLaunch { nodes },
-            (x, y) => unreachable!("{x:?} and {y:?} differ, which path_difference rules out"),
-        });
-    }
-    let mut launches = Vec::with_capacity(a.launches.len());
-    for (la, lb) in a.launches.iter().zip(&b.launches) {
-        // The grid too: the block count sets the SM fill of the roofline prediction.
-        let grid = |ga: u32, gb: u32| (at(ga as u64, gb as u64) as u32).max(1);
-        let (ga, gb) = (la.grid, lb.grid);
-        let extrapolated = lb.combine(la, |vb, va| at(va, vb));
-        launches.push(LaunchStats { grid: (grid(ga.0, gb.0), grid(ga.1, gb.1), grid(ga.2, gb.2)), ..extrapolated });
-    }
-    Ok(TracedStep { batch: n, calls, launches })
 }
 
 /// What the calls count as on a device (as `GpuBackend::counters` would).
@@ -439,36 +393,13 @@ fn queued_seconds(call: DriverCall, kernels: &mut std::slice::Iter<'_, f64>, gpu
     }
 }
 
-/// Pairs of consecutive batches tried, from `--batch` up, for one that takes a single path.
-const PATH_SEARCH_PAIRS: usize = 6;
-
-/// The PREDICTED step at `batch` on every modelled GPU, from steps simulated at two consecutive
-/// batches from `simulated` up that take the same path (`build` makes the model's graph for
-/// each). Paths differ where a choice flips between the two batches, as split-K does when a
-/// GEMM's K (images x pixels) first reaches two slices; the next pair is then tried.
-pub fn predict_step(build: impl Fn() -> Result<Graph>, simulated: usize, batch: usize, opts: &ModelBenchOptions) -> Result<StepPredictions> {
-    if simulated < 2 {
-        return Err(Error::config("--predict-batch needs --batch of at least 2 (a batch of one takes other code paths)"));
-    }
+/// The PREDICTED step at `batch` on every modelled GPU, from one sampled step at that batch
+/// (`build` makes the model's graph).
+pub fn predict_step(build: impl Fn() -> Result<Graph>, batch: usize, opts: &ModelBenchOptions) -> Result<StepPredictions> {
     if batch == 0 {
         return Err(Error::config("--predict-batch must be at least 1"));
     }
-    let mut a = trace_step(build()?, simulated, opts)?;
-    let mut b = trace_step(build()?, simulated + 1, opts)?;
-    let mut tried = 1;
-    while let Some(what) = path_difference(&a, &b) {
-        if tried == PATH_SEARCH_PAIRS {
-            return Err(Error::config(format!(
-                "the training step takes different paths at every pair of batches from {simulated} to {} (at {} and {}: {what}); \
-                 predict from a larger --batch",
-                b.batch, a.batch, b.batch
-            )));
-        }
-        tried += 1;
-        a = b;
-        b = trace_step(build()?, a.batch + 1, opts)?;
-    }
-    let step = extrapolate(&a, &b, batch)?;
+    let step = trace_step(build()?, batch, opts)?;
     let gpus = GPU_MODELS
         .iter()
         .map(|gpu| {
@@ -477,7 +408,7 @@ pub fn predict_step(build: impl Fn() -> Result<Graph>, simulated: usize, batch: 
             StepPrediction { top_kernels: top_kernels(&step.launches, &launches), ..replay(&step.calls, &kernel_s, gpu, &HOST_COSTS) }
         })
         .collect();
-    Ok(StepPredictions { batch, simulated_batches: [a.batch, b.batch], per_step: count(&step.calls), gpus })
+    Ok(StepPredictions { batch, sampled_blocks: SAMPLED_BLOCKS, per_step: count(&step.calls), gpus })
 }
 
 #[cfg(test)]
@@ -513,22 +444,5 @@ mod tests {
         // The allocation and the free's wake-up and re-queue are the allocs' share.
         assert!(close(p.predicted_allocs_ms, (50e-6 + 2.9e-6 + 3.8e-6) * 1e3), "{p:?}");
         assert!(close(p.predicted_kernels_ms, 22e-3), "{p:?}");
-    }
-
-    #[test]
-    fn counters_and_bytes_extrapolate_affinely_and_paths_must_match() {
-        let stats = |flops| LaunchStats { kernel: "m::k".into(), flops, ..Default::default() };
-        let step = |batch, bytes, flops| TracedStep {
-            batch,
-            calls: vec![DriverCall::Alloc { bytes }, DriverCall::Launch],
-            launches: vec![stats(flops)],
-        };
-        let n = extrapolate(&step(2, 300, 50), &step(3, 400, 70), 128).unwrap();
-        assert_eq!(n.calls[0], DriverCall::Alloc { bytes: 100 + 100 * 128 });
-        assert_eq!(n.launches[0].flops, 10 + 20 * 128);
-        let mut other = step(3, 400, 70);
-        other.launches[0].kernel = "m::other".into();
-        let err = extrapolate(&step(2, 300, 50), &other, 128).unwrap_err().to_string();
-        assert!(err.contains("launch 0 is m::k and m::other"), "{err}");
     }
 }

@@ -39,7 +39,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
     /// With --device sim: also PREDICT the training step's time at this batch on an RTX 3090,
-    /// RTX 4090 and H100, from steps simulated at --batch and --batch + 1 (see benches/RESULTS.md).
+    /// RTX 4090 and H100, from a step simulated at this batch with at most 16 blocks of each
+    /// launch run and its counters scaled to the grid (see benches/RESULTS.md).
     #[arg(long)]
     pub predict_batch: Option<usize>,
     /// Replay the training step as a CUDA graph captured after the first step: auto (on GPU
@@ -67,7 +68,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     }
     let graph = args.model.build(args.classes)?;
     // The prediction first: its checks fail before the (slow) simulated bench.
-    let predicted = args.predict_batch.map(|batch| predict_step(|| args.model.build(args.classes), args.batch, batch, &opts)).transpose()?;
+    let predicted = args.predict_batch.map(|batch| predict_step(|| args.model.build(args.classes), batch, &opts)).transpose()?;
     let mut report = match select::open(args.device)? {
         SelectedDevice::Cpu(cpu) => bench_model(cpu, graph, &opts)?,
         SelectedDevice::Gpu(gpu) => bench_model(gpu, graph, &opts)?,

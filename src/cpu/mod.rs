@@ -6,7 +6,7 @@ pub mod par;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-use crate::device::{Buffer, Device, MemoryStats, MemoryTracker, DEFAULT_WORKSPACE_MB};
+use crate::device::{Buffer, ConvWorkspace, Device, MemoryStats, MemoryTracker, DEFAULT_WORKSPACE_MB};
 use crate::element::Element;
 use crate::error::Result;
 use std::ops::{Deref, DerefMut};
@@ -85,6 +85,9 @@ impl<E: Element> Device<E> for CpuBackend {
     fn name(&self) -> String {
         "cpu".to_string()
     }
+    fn simulated(&self) -> bool {
+        false
+    }
     fn zeros(&self, len: usize) -> Result<CpuBuf<E>> {
         Ok(self.wrap(vec![E::zero(); len]))
     }
@@ -115,8 +118,8 @@ impl<E: Element> Device<E> for CpuBackend {
     fn memory(&self) -> MemoryStats {
         self.tracker.stats()
     }
-    fn workspace_bytes(&self) -> usize {
-        self.workspace_bytes
+    fn conv_workspace(&self) -> ConvWorkspace {
+        ConvWorkspace::columns(self.workspace_bytes)
     }
     fn reset_peak(&self) {
         self.tracker.reset_peak()

@@ -51,6 +51,9 @@ pub struct GraphId(pub u64);
 pub trait Driver: Send + Sync {
     /// "cuda:0 NVIDIA GeForce RTX 3090 (sm_86, 24 GiB)", "sim", ...
     fn name(&self) -> String;
+    /// Whether kernels run on ferronet's PTX simulator (the simulator device, or a device of the
+    /// emulated CUDA driver): then the host's timings are the simulator's, not a GPU's.
+    fn simulated(&self) -> bool;
     fn alloc(&self, bytes: usize) -> Result<DevPtr>;
     fn free(&self, ptr: DevPtr);
     /// A caching allocator hands out the block at `ptr` (from `alloc`, at least `bytes` long)

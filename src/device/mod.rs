@@ -31,6 +31,24 @@ pub trait Buffer: Send + Sync {
 /// column buffer of one convolution call.
 pub const DEFAULT_WORKSPACE_MB: usize = 256;
 
+/// What a backend's convolutions hold while they run, for memory plans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvWorkspace {
+    /// Upper bound on one call's im2col column buffer, in bytes.
+    pub limit_bytes: usize,
+    /// `Some(SMs)` on a GPU: its convolution GEMMs read the im2col matrix in place, split K as
+    /// planned for this many SMs, and only a strided convolution's data gradient builds columns.
+    /// `None`: every pass builds columns (the CPU).
+    pub gemm_sms: Option<usize>,
+}
+
+impl ConvWorkspace {
+    /// Column buffers of at most `limit_bytes` for every pass (the CPU's way).
+    pub fn columns(limit_bytes: usize) -> ConvWorkspace {
+        ConvWorkspace { limit_bytes, gemm_sms: None }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryStats {
     /// Bytes held in buffers right now.
@@ -101,6 +119,9 @@ pub trait Device<E: Element>: Send + Sync {
 
     /// Short name for messages: "cpu", "cuda:0 (NVIDIA ...)", "sim".
     fn name(&self) -> String;
+    /// Whether GPU kernels run on ferronet's PTX simulator (`Driver::simulated`): host timings
+    /// of this device are then the simulator's, not a GPU's.
+    fn simulated(&self) -> bool;
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     fn upload(&self, host: &[E]) -> Result<Self::Buf>;
     fn download(&self, buf: &Self::Buf) -> Result<Vec<E>>;
@@ -114,9 +135,8 @@ pub trait Device<E: Element>: Send + Sync {
     /// Wait until all queued work is finished (a no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
     fn memory(&self) -> MemoryStats;
-    /// Upper bound on the im2col buffer of one convolution call, in bytes: what memory plans
-    /// must reserve for it on this device.
-    fn workspace_bytes(&self) -> usize;
+    /// What this device's convolutions hold while they run: what memory plans must reserve.
+    fn conv_workspace(&self) -> ConvWorkspace;
     fn reset_peak(&self);
     /// Device memory still free for allocations, in bytes; None where memory is the host's
     /// (the CPU), which a run does not plan against.

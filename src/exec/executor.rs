@@ -26,7 +26,7 @@ use super::params::{GradStore, ParamStore};
 use super::plan::{Mode, Plan};
 use super::tape::Value;
 use super::Buf;
-use crate::device::Device;
+use crate::device::{ConvWorkspace, Device};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op, ParamId};
@@ -221,12 +221,12 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     }
 
     /// Device bytes a step with `batch` samples is planned to need at its peak: parameters,
-    /// gradients, activations by liveness and the tape, convolution workspace bounded by
-    /// `workspace_bytes`, and the metrics words. Optimiser state comes on top
+    /// gradients, activations by liveness and the tape, convolution workspace as `workspace`
+    /// says, and the metrics words. Optimiser state comes on top
     /// (`Optimizer::state_bytes`).
-    pub fn planned_peak_bytes(&self, batch: usize, mode: Mode, workspace_bytes: usize) -> Result<usize> {
+    pub fn planned_peak_bytes(&self, batch: usize, mode: Mode, workspace: ConvWorkspace) -> Result<usize> {
         let plan = self.plan(mode, false);
-        let activations = plan_memory(&self.graph, &plan, batch, std::mem::size_of::<E>(), workspace_bytes, |p| {
+        let activations = plan_memory(&self.graph, &plan, batch, std::mem::size_of::<E>(), workspace, |p| {
             self.params.is_trainable(p)
         })?;
         let metric_words = train_words::LEN + batch + if mode == Mode::Eval { eval_words::len(self.graph.num_classes()) } else { 0 };
@@ -240,11 +240,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         &self,
         batch: usize,
         mode: Mode,
-        workspace_bytes: usize,
+        workspace: ConvWorkspace,
         extra_bytes: usize,
         free_bytes: usize,
     ) -> Result<()> {
-        let need = |b: usize| self.planned_peak_bytes(b, mode, workspace_bytes).map(|p| p + extra_bytes);
+        let need = |b: usize| self.planned_peak_bytes(b, mode, workspace).map(|p| p + extra_bytes);
         let requested = need(batch)?;
         if requested <= free_bytes {
             return Ok(());
@@ -271,10 +271,10 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// with `batch` samples fits what the device has: its free memory plus what this backend's
     /// buffers (parameters, resident data) already hold, since the plan and `extra_bytes` count
     /// those. Devices using host memory (the CPU) are not checked.
-    pub fn check_batch_fits_device(&self, batch: usize, mode: Mode, workspace_bytes: usize, extra_bytes: usize) -> Result<()> {
+    pub fn check_batch_fits_device(&self, batch: usize, mode: Mode, workspace: ConvWorkspace, extra_bytes: usize) -> Result<()> {
         let Some(free) = self.backend.free_memory()? else { return Ok(()) };
         let available = free + self.backend.memory().current_bytes;
-        self.check_batch_fits(batch, mode, workspace_bytes, extra_bytes, available)
+        self.check_batch_fits(batch, mode, workspace, extra_bytes, available)
     }
 
     fn plan(&self, mode: Mode, input_grad: bool) -> Plan {

@@ -4,6 +4,7 @@
 //! gradients) come from its unit.
 
 use super::plan::{Mode, Plan};
+use crate::device::ConvWorkspace;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, ParamId};
 use crate::ops::node::{numel, GradFlow};
@@ -49,7 +50,7 @@ struct Sizes<'a> {
     graph: &'a Graph,
     n: usize,
     elem: usize,
-    workspace: usize,
+    workspace: ConvWorkspace,
 }
 
 impl Sizes<'_> {
@@ -76,14 +77,14 @@ pub struct PlannedMemory {
     pub tape: usize,
 }
 
-/// The memory of one pass with `n` samples of `elem` bytes each, with convolution workspace
-/// bounded by `workspace` bytes.
+/// The memory of one pass with `n` samples of `elem` bytes each, with convolution workspace as
+/// `workspace` says.
 pub fn plan_memory(
     graph: &Graph,
     plan: &Plan,
     n: usize,
     elem: usize,
-    workspace: usize,
+    workspace: ConvWorkspace,
     trainable: impl Fn(ParamId) -> bool,
 ) -> Result<PlannedMemory> {
     let sizes = Sizes { graph, n, elem, workspace };

@@ -7,7 +7,7 @@ use super::allocator::{CachingAllocator, GraphPoolId};
 use super::graph::GpuGraph;
 use super::staging::PinnedStaging;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig};
-use crate::device::{Buffer, CapturedGraph, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
+use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
 use crate::error::{Error, Result};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -154,6 +154,9 @@ impl Device<f32> for GpuBackend {
     fn name(&self) -> String {
         self.driver.name()
     }
+    fn simulated(&self) -> bool {
+        self.driver.simulated()
+    }
     fn zeros(&self, len: usize) -> Result<GpuBuf<f32>> {
         self.alloc_zeroed(len)
     }
@@ -214,8 +217,8 @@ impl Device<f32> for GpuBackend {
         let graph = GpuGraph::end(self.driver.clone(), self.allocator.clone(), self.staging.clone(), self.accounting.clone(), pool)?;
         Ok(CapturedGraph(Box::new(graph)))
     }
-    fn workspace_bytes(&self) -> usize {
-        self.workspace_bytes
+    fn conv_workspace(&self) -> ConvWorkspace {
+        ConvWorkspace { limit_bytes: self.workspace_bytes, gemm_sms: Some(self.driver.multiprocessor_count()) }
     }
     /// The driver's free memory plus what this device holds from it beyond the bytes of live
     /// buffers (cached blocks, and the rounding of live ones), so that free memory plus

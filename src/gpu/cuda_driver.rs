@@ -225,6 +225,12 @@ impl Driver for CudaDriver {
         )
     }
 
+    /// The emulated driver's device names always say "emulated" (src/libcuda/config.rs), which no
+    /// NVIDIA device name does.
+    fn simulated(&self) -> bool {
+        self.info.name.contains("emulated")
+    }
+
     fn alloc(&self, bytes: usize) -> Result<DevPtr> {
         self.bind()?;
         // SAFETY: plain device allocation in the bound context.

@@ -6,9 +6,10 @@
 //! live activations, tape, gradients and convolution workspace at the worst moment of a training
 //! step, both in f32 with parameters excluded.
 //! A summary has no backend to ask for its workspace, so it assumes the device layer's default
-//! (`DEFAULT_WORKSPACE_MB`) and reports it as `workspace_bytes`.
+//! (`DEFAULT_WORKSPACE_MB`) with column buffers for every pass, as the CPU runs convolutions (the
+//! GPU needs less), and reports it as `workspace_bytes`.
 
-use crate::device::DEFAULT_WORKSPACE_MB;
+use crate::device::{ConvWorkspace, DEFAULT_WORKSPACE_MB};
 use crate::error::Result;
 use crate::exec::memory::plan_memory;
 use crate::exec::plan::{Mode, Plan};
@@ -65,7 +66,7 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
     let trains = |p: usize| graph.params[p].trainable;
     let plan = Plan::new(graph, Mode::Train, trains, false);
     let workspace_bytes = DEFAULT_WORKSPACE_MB << 20;
-    let memory = plan_memory(graph, &plan, batch, F32_BYTES, workspace_bytes, trains)?;
+    let memory = plan_memory(graph, &plan, batch, F32_BYTES, ConvWorkspace::columns(workspace_bytes), trains)?;
     Ok(ModelSummary {
         model: graph.name.clone(),
         input: graph.input_shape().to_vec(),

@@ -4,7 +4,7 @@
 //! and the model summary ask the units for these facts (through [`crate::ops::Op`], the enum
 //! `node_ops!` generates from the registration list) instead of matching on node kinds.
 
-use crate::device::Device;
+use crate::device::{ConvWorkspace, Device};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::{Backend, BatchNormSaved};
@@ -154,8 +154,9 @@ pub trait NodeOp {
     fn saved_bytes(&self, _training: bool, _output: &[usize], _n: usize, _elem: usize) -> usize {
         0
     }
-    /// Bytes held only while forward or backward runs, with a workspace limit of `limit` bytes.
-    fn workspace_bytes(&self, _inputs: &[&[usize]], _n: usize, _elem: usize, _limit: usize) -> Result<usize> {
+    /// Bytes held only while forward or backward runs on a device whose convolutions work as
+    /// `workspace` says.
+    fn workspace_bytes(&self, _inputs: &[&[usize]], _n: usize, _elem: usize, _workspace: ConvWorkspace) -> Result<usize> {
         Ok(0)
     }
     /// How backward (in training) hands out input gradients.

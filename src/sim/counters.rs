@@ -61,6 +61,11 @@ impl LaunchStats {
         self.lane_insts as f64 / self.sim_seconds
     }
 
+    /// Every counter times `factor`, rounded (kernel, grid, block and the simulation time kept).
+    pub fn scaled(&self, factor: f64) -> LaunchStats {
+        self.combine(self, |v, _| (v as f64 * factor).round() as u64)
+    }
+
     /// Counters `f(self's, o's)`, each pair of counters combined alone (kernel, grid, block and
     /// the simulation time are self's).
     pub fn combine(&self, o: &LaunchStats, f: impl Fn(u64, u64) -> u64) -> LaunchStats {

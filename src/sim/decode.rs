@@ -987,6 +987,19 @@ fn layout(vars: &[&VarDecl], start: usize, space: Space, symbols: &mut HashMap<S
     off
 }
 
+/// Every identifier the instructions of `k` name (registers, symbols, labels).
+fn identifiers(k: &KernelAst) -> std::collections::HashSet<String> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '%';
+    k.body
+        .iter()
+        .filter_map(|s| match s {
+            Statement::Instruction(i) => Some(instruction_text(i)),
+            Statement::Label(_) => None,
+        })
+        .flat_map(|text| text.split(|c: char| !is_ident(c)).filter(|t| !t.is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
 /// Decodes kernel `k`; `globals` holds the device addresses of the module's `.global`/`.const`
 /// variables.
 pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String, u64>) -> Result<Kernel> {
@@ -1001,7 +1014,17 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String
         params.push((poff, p.bytes as usize));
         poff += p.bytes as usize;
     }
-    let statics: Vec<&VarDecl> = module.shared.iter().chain(&k.shared).filter(|v| !v.is_extern).collect();
+    // As ptxas does, a kernel holds the module-scope shared variables it names, not every one
+    // in the module (NVRTC places a device function's `__shared__` arrays at module scope, one
+    // per template instantiation).
+    let named = identifiers(k);
+    let statics: Vec<&VarDecl> = module
+        .shared
+        .iter()
+        .filter(|v| named.contains(v.name.as_str()))
+        .chain(&k.shared)
+        .filter(|v| !v.is_extern)
+        .collect();
     let static_shared = layout(&statics, 0, Space::Shared, &mut symbols, &mut vars);
     let dyn_shared_offset = align_up(static_shared, 16);
     for v in module.shared.iter().chain(&k.shared).filter(|v| v.is_extern) {

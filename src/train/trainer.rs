@@ -225,7 +225,7 @@ impl OnBackend for TrainRun {
         };
         // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
         // of an allocation failure inside the first step.
-        let workspace = backend.workspace_bytes();
+        let workspace = backend.conv_workspace();
         ex.check_batch_fits_device(config.batch_size, Mode::Train, workspace, optimizer.state_bytes(ex.params()))?;
         if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
             let at = position(state.epochs_done, state.partial.as_ref());

@@ -80,6 +80,8 @@ fn the_model_bench_runs_through_the_emulated_driver() {
     let eager = bench(&["--model", "small_cnn"], "off");
     assert!(eager["device"].as_str().is_some_and(|d| d.starts_with("cuda:0") && d.contains("emulated")), "{}", eager["device"]);
     assert!(eager["train_images_per_s"].as_f64().is_some_and(|v| v > 0.0), "{eager}");
+    // The emulated device's timings are the simulator's host time, and the report says so.
+    assert_eq!(eager["simulator_host_time"], true);
     let step = &eager["per_step"];
     assert!(step["kernel_launches"].as_u64().is_some_and(|n| n > 0), "{step}");
     assert_eq!((step["allocations"].as_u64(), step["frees"].as_u64(), step["host_syncs"].as_u64()), (Some(0), Some(0), Some(0)), "{step}");

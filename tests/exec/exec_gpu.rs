@@ -89,12 +89,11 @@ fn op_zoo_step_matches_cpu() {
 #[test]
 fn planned_peak_bounds_gpu_peak() {
     use ferronet::exec::Mode;
-    use ferronet::device::DEFAULT_WORKSPACE_MB;
     for graph in [conv_chain(3), residual_block(), op_zoo()] {
         let x: Vec<f32> = batch(&graph, N, 4).iter().map(|&v| v as f32).collect();
         let y = labels(N, graph.num_classes());
         let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 7).unwrap();
-        let planned = gpu.planned_peak_bytes(N, Mode::Train, DEFAULT_WORKSPACE_MB << 20).unwrap();
+        let planned = gpu.planned_peak_bytes(N, Mode::Train, gpu.backend().conv_workspace()).unwrap();
         gpu.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
         let measured = gpu.last_peak_bytes();
         println!("{}: planned {planned} measured {measured}", graph.name);

@@ -6,7 +6,7 @@ use ferronet_test_support::graphs::{batch, conv_chain, labels, op_zoo, residual_
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
-use ferronet::device::DEFAULT_WORKSPACE_MB;
+use ferronet::device::{ConvWorkspace, DEFAULT_WORKSPACE_MB};
 
 const N: usize = 4;
 
@@ -37,7 +37,7 @@ fn planned_peak_tracks_measured_peak() {
         let x = batch(&graph, N, 1);
         let y = labels(N, graph.num_classes());
         let mut ex = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 2).unwrap();
-        let workspace = DEFAULT_WORKSPACE_MB << 20;
+        let workspace = ConvWorkspace::columns(DEFAULT_WORKSPACE_MB << 20);
         let planned_train = ex.planned_peak_bytes(N, Mode::Train, workspace).unwrap();
         let planned_eval = ex.planned_peak_bytes(N, Mode::Eval, workspace).unwrap();
         ex.train_step(Batch::Host(&x), &y, &StepOptions::default()).unwrap();
@@ -112,7 +112,7 @@ fn bad_batches_are_clear_errors() {
 fn a_batch_too_large_for_free_memory_names_one_that_fits() {
     let graph = conv_chain(3);
     let ex = Executor::<f32, _>::new(CpuBackend::new(), graph, 2).unwrap();
-    let workspace = DEFAULT_WORKSPACE_MB << 20;
+    let workspace = ConvWorkspace::columns(DEFAULT_WORKSPACE_MB << 20);
     let per_16 = ex.planned_peak_bytes(16, Mode::Train, workspace).unwrap();
     let per_5 = ex.planned_peak_bytes(5, Mode::Train, workspace).unwrap();
     let per_6 = ex.planned_peak_bytes(6, Mode::Train, workspace).unwrap();

@@ -1,6 +1,7 @@
-//! GPU convolution against the f64 CPU reference: im2col/col2im, the chunked im2col-GEMM
-//! convolution (forward, backward data/filter/bias) over odd sizes, groups, dilation, stride and
-//! padding with whole-batch, two-image and one-image chunks, and the dedicated depthwise kernels.
+//! GPU convolution against the f64 CPU reference: im2col/col2im, the im2col-GEMM convolution
+//! (forward, backward data/filter/bias; the data gradient's columns in whole-batch, two-image and
+//! one-image chunks) over odd sizes, groups, dilation, stride and padding, its GEMMs with K split,
+//! and the dedicated depthwise kernels.
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
@@ -10,6 +11,8 @@ use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
 use ferronet::ops::{ConvGeom, ConvOps};
 use ferronet::rng::Rng;
+use ferronet::sim::{SimDriver, SimOptions};
+use std::sync::Arc;
 
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-4;
@@ -121,6 +124,63 @@ fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
         let db = gpu.conv2d_backward_bias(&gdy, &g).unwrap();
         let want = cpu.conv2d_backward_bias(&cdy, &g).unwrap();
         assert_close(&format!("backward bias {g:?}"), &gpu.download(&db).unwrap(), &want, ATOL, RTOL);
+    }
+}
+
+/// On a 4-SM simulator the GEMMs of these geometries split K (forward: K = 64 * 9; filter:
+/// K = 2 images * 256 positions; strided data columns: K = 512 output channels; stride-1 data:
+/// K = 512 * 9), with planes that are and that are not a multiple of 4 (16-byte loads and stores
+/// of the NCHW operands, or scalar ones).
+#[test]
+fn convolution_gemms_with_k_split_match_the_reference() {
+    let cpu = CpuBackend::new();
+    let gpu = GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 4, ..SimOptions::default() })));
+    let cases = [
+        ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), "conv::conv_forward_gemm"),
+        ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), "conv::conv_filter_gemm"),
+        ((2, 3, (5, 5), 512, (3, 3), (2, 2), (1, 1), (1, 1), 1), "conv::conv_data_gemm"),
+        ((2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2), "conv::conv_data_direct_gemm"),
+    ];
+    for (i, (config, split_kernel)) in cases.into_iter().enumerate() {
+        let g = geom(config);
+        let seed = 5000 + 10 * i as u64;
+        let (x, w, dy) = (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.y_len(), seed + 2));
+        let (cx, cw, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &dy));
+        let (gx, gw, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&dy).unwrap());
+        gpu.take_kernel_log();
+        let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
+        assert_close(&format!("forward {g:?}"), &gpu.download(&y).unwrap(), &cpu.conv2d_forward(&cx, &cw, None, &g).unwrap(), ATOL, RTOL);
+        let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
+        assert_close(&format!("backward data {g:?}"), &gpu.download(&dx).unwrap(), &cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap(), ATOL, RTOL);
+        let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+        assert_close(&format!("backward filter {g:?}"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
+        let log = gpu.take_kernel_log();
+        let split = log.iter().position(|k| k == split_kernel).map(|at| log.get(at + 1).map(String::as_str));
+        assert_eq!(split, Some(Some("gemm::splitk_reduce")), "{split_kernel} splits K for {g:?}: {log:?}");
+        assert!(!log.iter().any(|k| k == "conv::im2col"), "no im2col matrix is built: {log:?}");
+    }
+}
+
+/// A ResNet-like layer large enough for the 128x128 tiles in all three GEMMs (on 2 SMs, which
+/// even the large tiles' grids fill).
+#[test]
+fn convolution_gemms_on_the_large_tile_match_the_reference() {
+    let cpu = CpuBackend::new();
+    let gpu = GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 2, ..SimOptions::default() })));
+    let g = geom((2, 64, (16, 16), 128, (3, 3), (1, 1), (1, 1), (1, 1), 1));
+    let (x, w, dy) = (values(g.x_len(), 6000), values(g.weight_len(), 6001), values(g.y_len(), 6002));
+    let (cx, cw, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &dy));
+    let (gx, gw, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&dy).unwrap());
+    gpu.take_kernel_log();
+    let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
+    assert_close("forward", &gpu.download(&y).unwrap(), &cpu.conv2d_forward(&cx, &cw, None, &g).unwrap(), ATOL, RTOL);
+    let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
+    assert_close("backward data", &gpu.download(&dx).unwrap(), &cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap(), ATOL, RTOL);
+    let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+    assert_close("backward filter", &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
+    let log = gpu.take_kernel_log();
+    for kernel in ["conv::conv_forward_gemm_128", "conv::conv_data_direct_gemm_128", "conv::conv_filter_gemm_128"] {
+        assert!(log.iter().any(|k| k.starts_with(kernel)), "{kernel} ran: {log:?}");
     }
 }
 

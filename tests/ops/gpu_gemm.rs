@@ -1,6 +1,7 @@
 //! The tiled GPU SGEMM against the f64 CPU GEMM: every transpose combination, tile edges, batches
 //! with unaligned offsets (scalar loads) and aligned ones (float4 loads), alpha/beta, and beta == 0
-//! never reading C; split-K the same way, its determinism, and when it is chosen.
+//! never reading C, on both tiles; split-K the same way, its determinism, and when each tile and
+//! a split are chosen.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use ferronet_test_support::gpu::{gpu, random_f32, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
-use ferronet::ops::gemm::SplitK;
+use ferronet::ops::gemm::{GemmTile, SplitK};
 use ferronet::ops::{GemmOps, GemmSpec};
 use ferronet::sim::{BlockOrder, SimDriver, SimOptions};
 
@@ -23,13 +24,22 @@ fn check(spec: GemmSpec<f32>, nan_c: bool, seed: u64) {
 
 /// [`check`] with K partitioned as `split` says; returns the GPU's C.
 fn check_split(spec: GemmSpec<f32>, split: SplitK, nan_c: bool, seed: u64) -> Vec<f32> {
+    check_on(spec, None, split, nan_c, seed)
+}
+
+/// [`check_split`] on `tile`, or on the tile the GPU picks.
+fn check_on(spec: GemmSpec<f32>, tile: Option<GemmTile>, split: SplitK, nan_c: bool, seed: u64) -> Vec<f32> {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
     let (la, lb, lc) = spec.required_lens();
     let a = random_f32(la + 1, seed, -1.0, 1.0);
     let b = random_f32(lb + 1, seed + 1, -1.0, 1.0);
     let c = if nan_c { vec![f32::NAN; lc + 1] } else { random_f32(lc + 1, seed + 2, -1.0, 1.0) };
     let mut gc = gpu.upload(&c).unwrap();
-    gpu.gemm_split(&spec, split, &gpu.upload(&a).unwrap(), &gpu.upload(&b).unwrap(), &mut gc).unwrap();
+    let (ga, gb) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
+    match tile {
+        Some(tile) => gpu.gemm_on_tile(&spec, tile, split, &ga, &gb, &mut gc).unwrap(),
+        None => gpu.gemm_split(&spec, split, &ga, &gb, &mut gc).unwrap(),
+    }
     let got = gpu.download(&gc).unwrap();
 
     let spec64 = GemmSpec::<f64> {
@@ -68,6 +78,35 @@ fn every_transpose_across_tile_edges() {
         check(spec(ta, tb, 65, 66, 17), false, 10 + i as u64);
         // Tiny and odd: nothing aligned, everything an edge.
         check(spec(ta, tb, 3, 5, 7), false, 20 + i as u64);
+    }
+}
+
+#[test]
+fn the_large_tile_matches_the_cpu_for_every_transpose_edge_batch_and_split() {
+    let large = |s, split, nan_c, seed| drop(check_on(s, Some(GemmTile::Large), split, nan_c, seed));
+    for (i, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
+        let i = i as u64;
+        // 129 x 130 spans 2 x 2 large tiles with one-row/-column edges; k = 17 two k-slices.
+        large(spec(ta, tb, 129, 130, 17), SplitK::Splits(1), false, 200 + i);
+        large(spec(ta, tb, 3, 5, 7), SplitK::Splits(1), true, 210 + i);
+        // Batched, unaligned (scalar loads), alpha and beta; then aligned (float4 loads).
+        let mut s = spec(ta, tb, 70, 9, 33);
+        s.batch = 2;
+        (s.stride_a, s.stride_b, s.stride_c) = (70 * 33 + 1, 33 * 9 + 3, 70 * 9 + 2);
+        (s.offset_a, s.offset_b, s.offset_c) = (1, 2, 3);
+        (s.alpha, s.beta) = (0.5, 2.0);
+        large(s, SplitK::Splits(1), false, 220 + i);
+        let mut s = spec(ta, tb, 132, 136, 40);
+        s.batch = 2;
+        (s.offset_a, s.offset_b, s.offset_c) = (4, 8, 12);
+        (s.alpha, s.beta) = (-1.5, 1.0);
+        large(s, SplitK::Splits(1), false, 230 + i);
+        // Split in 3 slices, the last shorter; aligned and with C (NaN) never read.
+        let mut s = spec(ta, tb, 130, 68, 90);
+        s.batch = 2;
+        s.stride_a = 0;
+        (s.offset_a, s.offset_b) = (4, 8);
+        large(s, SplitK::Splits(3), true, 240 + i);
     }
 }
 
@@ -209,11 +248,16 @@ fn split_k_is_chosen_for_small_grids_only() {
     assert_eq!(gemm_kernels(&gpu, &spec(false, false, 64, 64, 1024)), split);
     // K too shallow for two 256-deep slices: not split.
     assert_eq!(gemm_kernels(&gpu, &spec(false, false, 64, 64, 500)), ["gemm::sgemm_nn"]);
-    // 8 tiles already busy every SM: the partial products would cost more than they save.
-    assert_eq!(gemm_kernels(&gpu, &spec(false, false, 128, 256, 512)), ["gemm::sgemm_nn"]);
+    // 128 x 256: 8 small tiles already busy every SM and would not split; 2 large ones read the
+    // operands half as often, and split in 2 they fill the 4 SMs.
+    let wide = spec(false, false, 128, 256, 512);
+    assert_eq!(wide.k_split_on(GemmTile::Small, SplitK::Auto, 4).splits, 1);
+    assert_eq!(gemm_kernels(&gpu, &wide), ["gemm::sgemm_nn_128_split", "gemm::splitk_reduce"]);
+    // Big enough for both tiles to fill the device unsplit: the large one.
+    assert_eq!(gemm_kernels(&gpu, &spec(true, false, 512, 512, 64)), ["gemm::sgemm_tn_128"]);
     // A grid of two waves or more is never split, and a larger device splits a grid further.
     let (grid_of_32, one_tile) = (spec(false, false, 64, 64 * 32, 1 << 16), spec(false, false, 64, 64, 1 << 16));
-    assert_eq!(grid_of_32.k_split(SplitK::Auto, 4).splits, 1);
-    assert_eq!(one_tile.k_split(SplitK::Auto, 4).splits, 32);
-    assert!(one_tile.k_split(SplitK::Auto, 82).splits > 32);
+    assert_eq!(grid_of_32.k_split_on(GemmTile::Small, SplitK::Auto, 4).splits, 1);
+    assert_eq!(one_tile.k_split_on(GemmTile::Small, SplitK::Auto, 4).splits, 32);
+    assert!(one_tile.k_split_on(GemmTile::Small, SplitK::Auto, 82).splits > 32);
 }

@@ -9,5 +9,6 @@ mod sim_exec;
 mod sim_gaps;
 mod sim_modules;
 mod sim_runtime;
+mod sim_sampling;
 mod sim_sanitizer;
 mod sim_throughput;

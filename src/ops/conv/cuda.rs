@@ -1,14 +1,19 @@
-//! GPU convolution: im2col + the tiled SGEMM over a bounded workspace (chunks of images, groups as
-//! the GEMM batch), col2im as a gather, and the dedicated depthwise kernels.
+//! GPU convolution: the im2col convolution's three GEMMs on the tiled SGEMM, which read the
+//! input's im2col matrix on the fly and NCHW activations in place (no column buffer forward, for
+//! the weight gradient, or for the data gradient of a stride-1 convolution, which is dy convolved
+//! with the reversed window; a strided one's data-gradient columns go through a bounded
+//! workspace, chunks of images, then col2im as a gather), groups as the GEMM batch; and the
+//! dedicated depthwise kernels.
 
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
-use crate::ops::gemm::{GemmOps, GemmSpec};
+use crate::ops::gemm::cuda::GemmTarget;
+use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
 /// kernel's own argument order.
@@ -33,6 +38,29 @@ fn window_args(g: &ConvGeom) -> Result<[KernelArg; 12]> {
 fn geometry_args(channels: usize, g: &ConvGeom) -> Result<Vec<KernelArg>> {
     let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w] = window_args(g)?;
     Ok(vec![int(channels, "conv channels")?, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow])
+}
+
+/// The im2col operand of the convolution GEMMs (`CONV_WINDOW_PARAMS` in kernels/conv.cu): H, W,
+/// KH, KW, sh, sw, ph, pw, dh, dw, OW, OH * OW and the input's image stride.
+fn im2col_operand_args(g: &ConvGeom) -> Result<Vec<KernelArg>> {
+    let [kh, kw, sh, sw, ph, pw, dh, dw, _, ow, h, w] = window_args(g)?;
+    Ok(vec![h, w, kh, kw, sh, sw, ph, pw, dh, dw, ow, int(g.oh * g.ow, "conv output plane")?, image_stride(g.c_in * g.h * g.w)?])
+}
+
+fn image_stride(elements: usize) -> Result<KernelArg> {
+    stride(elements, "a conv image")
+}
+
+fn stride(elements: usize, what: &str) -> Result<KernelArg> {
+    i64::try_from(elements)
+        .map(KernelArg::I64)
+        .map_err(|_| Error::shape(format!("{what} of {elements} elements is too large")))
+}
+
+/// Whether a row-major operand at `ptr` with rows of `ld` floats and batch matrices `stride`
+/// apart takes 16-byte loads.
+fn vec_arg(ptr: u64, ld: usize, stride: usize) -> KernelArg {
+    KernelArg::I32((ptr.is_multiple_of(16) && ld.is_multiple_of(4) && stride.is_multiple_of(4)) as i32)
 }
 
 /// The GEMM of a pointwise convolution (1x1 kernel, stride 1, no padding, one group): each image
@@ -60,97 +88,140 @@ fn group_gemm_dims(g: &ConvGeom) -> (usize, usize) {
     (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw)
 }
 
+/// The NCHW tensor of `channels` channels of `plane`-pixel planes at `ptr` as the GEMMs'
+/// image-major [channels / groups, images * plane] matrices, one per group.
+fn nchw_target(ptr: u64, g: &ConvGeom, channels: usize, plane: usize) -> GemmTarget {
+    let group = channels / g.groups * plane;
+    GemmTarget { ptr, batch_stride: group, plane, image_stride: channels * plane, vec: ptr.is_multiple_of(16) && plane.is_multiple_of(4) }
+}
+
+/// A product of `spec`'s shape (batch = groups), alpha 1, beta 0.
+fn group_spec(g: &ConvGeom, m: usize, n: usize, k: usize) -> GemmSpec<f32> {
+    GemmSpec { batch: g.groups, ..GemmSpec::new(false, false, m, n, k) }
+}
+
+/// Forward: y_g [C_out/g, n * OH * OW] = W_g x im2col(x)_g.
+fn forward_spec(g: &ConvGeom) -> GemmSpec<f32> {
+    let (cout_g, k) = group_gemm_dims(g);
+    group_spec(g, cout_g, g.n * g.oh * g.ow, k)
+}
+
+/// Stride-1 data gradient: dx_g [C_in/g, n * H * W] = flipped W_g^T x im2col(dy)_g.
+fn data_direct_spec(g: &ConvGeom) -> GemmSpec<f32> {
+    group_spec(g, g.c_in_per_group(), g.n * g.h * g.w, g.c_out_per_group() * g.kh * g.kw)
+}
+
+/// Strided data gradient's columns for `images` images: dcols [k, images * OH * OW] = W_g^T x dy_g.
+fn data_columns_spec(g: &ConvGeom, images: usize) -> GemmSpec<f32> {
+    let (cout_g, k) = group_gemm_dims(g);
+    group_spec(g, k, images * g.oh * g.ow, cout_g)
+}
+
+/// Weight gradient: dW_g [C_out/g, k] = dy_g x im2col(x)_g^T over the whole batch.
+fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
+    let (cout_g, k) = group_gemm_dims(g);
+    group_spec(g, cout_g, k, g.n * g.oh * g.ow)
+}
+
+/// Bytes the GPU convolution holds while its largest pass runs on a device of `sms` SMs, with
+/// column buffers of at most `limit_bytes`: split-K partial products, and a strided
+/// convolution's data-gradient columns for one chunk of images.
+pub fn gpu_workspace_bytes(g: &ConvGeom, limit_bytes: usize, sms: usize) -> usize {
+    let f32_bytes = std::mem::size_of::<f32>();
+    let partials = |spec: &GemmSpec<f32>| match spec.plan(SplitK::Auto, sms).k_split.splits {
+        1 => 0,
+        splits => splits * spec.batch * spec.m * spec.n * f32_bytes,
+    };
+    let forward = partials(&pointwise_spec(g, false).unwrap_or_else(|| forward_spec(g)));
+    let data = match pointwise_spec(g, true) {
+        Some(spec) => partials(&spec),
+        None if g.sh == 1 && g.sw == 1 => partials(&data_direct_spec(g)),
+        None => {
+            let images = g.images_per_chunk(limit_bytes, f32_bytes);
+            g.col_rows() * g.col_cols(images) * f32_bytes + partials(&data_columns_spec(g, images))
+        }
+    };
+    let filter = partials(&filter_spec(g));
+    forward.max(data).max(filter)
+}
+
 impl GpuBackend {
-    /// dst [B, A, P] = src [A, B, P] with its two outer axes swapped; `src_at`/`dst_at` are element
-    /// offsets of the tensors inside their buffers.
-    fn swap_outer_axes(
-        &self,
-        src: &GpuBuf<f32>,
-        src_at: usize,
-        dst: &mut GpuBuf<f32>,
-        dst_at: usize,
-        (a, b, p): (usize, usize, usize),
-    ) -> Result<()> {
-        let cfg = per_element(a * b * p, "a conv chunk")?;
-        let args = [KernelArg::Ptr(src.ptr_at(src_at)), KernelArg::Ptr(dst.ptr_at(dst_at)), int(a, "a chunk axis")?, int(b, "a chunk axis")?, int(p, "a chunk axis")?];
-        self.launch("conv", "swap_outer_axes", cfg, &args)
+    /// The tile and K split of `spec` on this device.
+    fn plan(&self, spec: &GemmSpec<f32>) -> GemmPlan {
+        spec.plan(SplitK::Auto, self.driver().multiprocessor_count())
     }
 
-    /// The [C_out, nb * OH * OW] view of dy for images n0..n0+nb that the GEMMs read, with the
-    /// element offset it starts at: dy itself for a single image, else a rearranged copy.
-    fn dy_chunk<'a>(
-        &self,
-        dy: &'a GpuBuf<f32>,
-        g: &ConvGeom,
-        n0: usize,
-        nb: usize,
-        scratch: &'a mut Option<GpuBuf<f32>>,
-    ) -> Result<(&'a GpuBuf<f32>, usize)> {
-        let plane = g.oh * g.ow;
-        let at = n0 * g.c_out * plane;
-        match scratch {
-            Some(buf) if nb > 1 => {
-                self.swap_outer_axes(dy, at, buf, 0, (nb, g.c_out, plane))?;
-                Ok((buf, 0))
-            }
-            _ => Ok((dy, at)),
-        }
-    }
-
-    /// Images per chunk (bounded by `workspace_bytes`), the column buffer for them and, when a
-    /// chunk holds several images, a [C_out, images * OH * OW] scratch buffer.
-    fn chunk_buffers(&self, g: &ConvGeom) -> Result<(usize, GpuBuf<f32>, Option<GpuBuf<f32>>)> {
-        let nb = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<f32>());
-        let cols = self.alloc::<f32>(g.col_rows() * g.col_cols(nb))?;
-        let scratch = if nb > 1 { Some(self.alloc::<f32>(g.c_out * g.col_cols(nb))?) } else { None };
-        Ok((nb, cols, scratch))
-    }
-
-    /// y = conv(x, w) without bias through im2col and one grouped GEMM per chunk of images.
-    fn forward_chunked(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
-        let plane = g.oh * g.ow;
+    /// y = conv(x, w) without bias: one GEMM per group reading x's im2col matrix on the fly.
+    fn forward_implicit(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
         let (cout_g, k) = group_gemm_dims(g);
-        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
-        for n0 in (0..g.n).step_by(nb) {
-            let cur = nb.min(g.n - n0);
-            self.im2col(x, g, n0, cur, &mut cols)?;
-            // Per group: [C_out/g, k] x [k, cur * plane], written straight into y for one image
-            // (its NCHW slice is exactly that matrix), else into scratch and rearranged.
-            let mut spec = GemmSpec::new(false, false, cout_g, cur * plane, k);
-            spec.batch = g.groups;
-            spec.stride_a = cout_g * k;
-            spec.stride_b = k * cur * plane;
-            spec.stride_c = cout_g * cur * plane;
-            match scratch.as_mut() {
-                Some(tmp) if cur > 1 => {
-                    self.gemm(&spec, w, &cols, tmp)?;
-                    self.swap_outer_axes(tmp, 0, y, n0 * g.c_out * plane, (g.c_out, cur, plane))?;
-                }
-                _ => {
-                    spec.offset_c = n0 * g.c_out * plane;
-                    self.gemm(&spec, w, &cols, y)?;
-                }
-            }
-        }
-        Ok(())
+        let spec = forward_spec(g);
+        let plan = self.plan(&spec);
+        let mut operands = vec![w.arg(), x.arg(), stride(cout_g * k, "a conv weight group")?, stride(g.c_in_per_group() * g.h * g.w, "a conv input group")?];
+        operands.extend(im2col_operand_args(g)?);
+        operands.push(vec_arg(w.ptr(), k, cout_g * k));
+        self.launch_tiled_gemm("conv", "conv_forward_gemm", &spec, plan, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
     }
 
-    /// dx through one grouped GEMM and col2im per chunk of images.
+    /// dx of a stride-1 convolution: one GEMM per group, dy convolved with the reversed window
+    /// and the transposed weight (kernels/conv.cu, conv_data_direct_gemm), no columns.
+    fn backward_data_direct(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
+        let taps = g.kh * g.kw;
+        let (cout_g, cin_g) = (g.c_out_per_group(), g.c_in_per_group());
+        let spec = data_direct_spec(g);
+        let plan = self.plan(&spec);
+        // The reversed window's padding: dilation * (kernel - 1) - padding, negative when the
+        // padding exceeds the window's reach (the bounds checks then skip the far taps).
+        let reversed_pad = |d: usize, k: usize, p: usize| {
+            i32::try_from(d as i64 * (k as i64 - 1) - p as i64).map(KernelArg::I32).map_err(|_| Error::shape("conv padding or dilation is too large"))
+        };
+        let operands = [
+            w.arg(),
+            dy.arg(),
+            stride(cout_g * cin_g * taps, "a conv weight group")?,
+            stride(cout_g * g.oh * g.ow, "a conv output-gradient group")?,
+            int(cin_g, "conv input channels per group")?,
+            int(g.oh, "conv output height")?,
+            int(g.ow, "conv output width")?,
+            int(g.kh, "conv kernel height")?,
+            int(g.kw, "conv kernel width")?,
+            KernelArg::I32(1),
+            KernelArg::I32(1),
+            reversed_pad(g.dh, g.kh, g.ph)?,
+            reversed_pad(g.dw, g.kw, g.pw)?,
+            int(g.dh, "conv dilation")?,
+            int(g.dw, "conv dilation")?,
+            int(g.w, "conv input width")?,
+            int(g.h * g.w, "conv input plane")?,
+            image_stride(g.c_out * g.oh * g.ow)?,
+        ];
+        self.launch_tiled_gemm("conv", "conv_data_direct_gemm", &spec, plan, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
+    }
+
+    /// dx of a strided convolution through one grouped GEMM (dy read in place) and col2im per
+    /// chunk of images.
     fn backward_data_chunked(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
         let plane = g.oh * g.ow;
         let (cout_g, k) = group_gemm_dims(g);
-        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
+        let nb = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<f32>());
+        let cols = self.alloc::<f32>(g.col_rows() * g.col_cols(nb))?;
+        let dy_vec = dy.ptr().is_multiple_of(16) && plane.is_multiple_of(4);
         for n0 in (0..g.n).step_by(nb) {
             let cur = nb.min(g.n - n0);
-            let (dy_mat, dy_at) = self.dy_chunk(dy, g, n0, cur, &mut scratch)?;
             // Per group: dcols [k, cur * plane] = W_g^T [k, C_out/g] x dy_g [C_out/g, cur * plane].
-            let mut spec = GemmSpec::new(true, false, k, cur * plane, cout_g);
-            spec.batch = g.groups;
-            spec.stride_a = cout_g * k;
-            spec.stride_b = cout_g * cur * plane;
-            spec.offset_b = dy_at;
-            spec.stride_c = k * cur * plane;
-            self.gemm(&spec, w, dy_mat, &mut cols)?;
+            let spec = data_columns_spec(g, cur);
+            let plan = self.plan(&spec);
+            let target = GemmTarget::row_major(cols.ptr(), &spec);
+            let operands = [
+                w.arg(),
+                KernelArg::Ptr(dy.ptr_at(n0 * g.c_out * plane)),
+                stride(cout_g * k, "a conv weight group")?,
+                stride(cout_g * plane, "a conv output-gradient group")?,
+                int(plane, "conv output plane")?,
+                image_stride(g.c_out * plane)?,
+                vec_arg(w.ptr(), k, cout_g * k),
+                KernelArg::I32(dy_vec as i32),
+            ];
+            self.launch_tiled_gemm("conv", "conv_data_gemm", &spec, plan, &target, &operands)?;
             self.col2im(&cols, g, n0, cur, dx)?;
         }
         Ok(())
@@ -195,7 +266,7 @@ impl ConvOps<f32> for GpuBackend {
         let mut y = self.alloc::<f32>(g.y_len())?;
         match pointwise_spec(g, false) {
             Some(spec) => self.gemm(&spec, w, x, &mut y)?,
-            None => self.forward_chunked(x, w, g, &mut y)?,
+            None => self.forward_implicit(x, w, g, &mut y)?,
         }
         if let Some(b) = bias {
             self.add_bias(&mut y, b, g.c_out, plane)?;
@@ -209,6 +280,7 @@ impl ConvOps<f32> for GpuBackend {
         let mut dx = self.alloc::<f32>(g.x_len())?;
         match pointwise_spec(g, true) {
             Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
+            None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,
             None => self.backward_data_chunked(dy, w, g, &mut dx)?,
         }
         Ok(dx)
@@ -218,24 +290,22 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "input", x.len(), g.x_len())?;
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
-        let (cout_g, k) = group_gemm_dims(g);
-        let mut dw = self.alloc::<f32>(g.weight_len())?;
-        let (nb, mut cols, mut scratch) = self.chunk_buffers(g)?;
-        for n0 in (0..g.n).step_by(nb) {
-            let cur = nb.min(g.n - n0);
-            self.im2col(x, g, n0, cur, &mut cols)?;
-            let (dy_mat, dy_at) = self.dy_chunk(dy, g, n0, cur, &mut scratch)?;
-            // Per group: dW_g [C_out/g, k] (+)= dy_g [C_out/g, cur * plane] x cols_g^T; the first
-            // chunk overwrites, later ones accumulate.
-            let mut spec = GemmSpec::new(false, true, cout_g, k, cur * plane);
-            spec.batch = g.groups;
-            spec.stride_a = cout_g * cur * plane;
-            spec.offset_a = dy_at;
-            spec.stride_b = k * cur * plane;
-            spec.stride_c = cout_g * k;
-            spec.beta = if n0 == 0 { 0.0 } else { 1.0 };
-            self.gemm(&spec, dy_mat, &cols, &mut dw)?;
-        }
+        let cout_g = g.c_out_per_group();
+        let dw = self.alloc::<f32>(g.weight_len())?;
+        // Per group: dW_g [C_out/g, k] = dy_g [C_out/g, n * plane] x im2col(x)_g^T, in one GEMM
+        // over the whole batch (K = n * plane, split as the device needs).
+        let spec = filter_spec(g);
+        let plan = self.plan(&spec);
+        let mut operands = vec![
+            dy.arg(),
+            x.arg(),
+            stride(cout_g * plane, "a conv output-gradient group")?,
+            image_stride(g.c_out * plane)?,
+            stride(g.c_in_per_group() * g.h * g.w, "a conv input group")?,
+        ];
+        operands.extend(im2col_operand_args(g)?);
+        operands.push(KernelArg::I32((dy.ptr().is_multiple_of(16) && plane.is_multiple_of(4)) as i32));
+        self.launch_tiled_gemm("conv", "conv_filter_gemm", &spec, plan, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
         Ok(dw)
     }
 

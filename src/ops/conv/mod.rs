@@ -22,6 +22,8 @@ use crate::shape::window_output_len;
 
 mod cuda;
 
+pub use cuda::gpu_workspace_bytes;
+
 /// The sizes of a [`ConvGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvDims {

@@ -2,6 +2,7 @@
 //! where it chooses once between the depthwise kernels and the im2col-GEMM path.
 
 use super::{ConvGeom, ConvOps};
+use crate::device::ConvWorkspace;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::node::{chw, BackwardCtx, ForwardCtx, InputGrad, NodeOp, ParamId, Saved};
@@ -102,13 +103,16 @@ impl ConvPath {
             ConvPath::Im2colGemm => b.conv2d_backward_filter(x, dy, g),
         }
     }
-    /// Bytes held while one pass runs: for im2col-GEMM, the columns of one chunk of images (sized
-    /// to the workspace limit) and the GEMM's [C_out, columns] result, reordered into NCHW after.
-    pub fn workspace_bytes(self, g: &ConvGeom, elem: usize, limit: usize) -> usize {
-        match self {
-            ConvPath::Depthwise => 0,
-            ConvPath::Im2colGemm => {
-                let images = g.images_per_chunk(limit, elem);
+    /// Bytes held while one pass runs. For im2col-GEMM on the CPU (column buffers), the columns
+    /// of one chunk of images (sized to the workspace limit) and the GEMM's [C_out, columns]
+    /// result, reordered into NCHW after; on a GPU, its largest pass's split-K partial products
+    /// and strided data-gradient columns (`gpu_workspace_bytes`).
+    pub fn workspace_bytes(self, g: &ConvGeom, elem: usize, workspace: ConvWorkspace) -> usize {
+        match (self, workspace.gemm_sms) {
+            (ConvPath::Depthwise, _) => 0,
+            (ConvPath::Im2colGemm, Some(sms)) => super::gpu_workspace_bytes(g, workspace.limit_bytes, sms),
+            (ConvPath::Im2colGemm, None) => {
+                let images = g.images_per_chunk(workspace.limit_bytes, elem);
                 (g.col_rows() + g.c_out) * g.col_cols(images) * elem
             }
         }
@@ -187,9 +191,9 @@ impl NodeOp for Conv2d {
     fn kept_inputs(&self, _inputs: usize, trainable: &dyn Fn(ParamId) -> bool) -> Vec<bool> {
         vec![trainable(self.weight)]
     }
-    fn workspace_bytes(&self, inputs: &[&[usize]], n: usize, elem: usize, limit: usize) -> Result<usize> {
+    fn workspace_bytes(&self, inputs: &[&[usize]], n: usize, elem: usize, workspace: ConvWorkspace) -> Result<usize> {
         let g = self.geom(inputs[0], n)?;
-        Ok(ConvPath::of(&g).workspace_bytes(&g, elem, limit))
+        Ok(ConvPath::of(&g).workspace_bytes(&g, elem, workspace))
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
         let g = self.geom(ctx.inputs[0], ctx.n)?;

@@ -1,8 +1,9 @@
 //! GPU launcher of the tiled SGEMM (`kernels/gemm.cu`), unsplit or split-K as `GemmSpec::k_split`
-//! plans it for the device's SM count, and the bias steps of the layers built on it (linear,
-//! im2col convolution).
+//! plans it for the device's SM count; the same planning for the GEMMs other op families build on
+//! the tiles (the convolution's, `kernels/conv.cu`); and the bias steps of the layers built on it
+//! (linear, convolution).
 
-use super::{GemmOps, GemmSpec, KSplit, SplitK, GEMM_TILE, MAX_GRID_YZ};
+use super::{GemmOps, GemmPlan, GemmSpec, GemmTile, KSplit, SplitK, MAX_GRID_YZ};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::device::driver::{KernelArg, LaunchConfig};
@@ -35,10 +36,36 @@ fn transposes(spec: &GemmSpec<f32>) -> &'static str {
     }
 }
 
-/// A grid of 64x64 tiles of C, `z` deep.
-fn tile_grid(spec: &GemmSpec<f32>, z: usize) -> LaunchConfig {
+/// Whether partial products (m x n matrices packed one after another) take 16-byte stores.
+fn vec_partial(spec: &GemmSpec<f32>, partial: &GpuBuf<f32>) -> KernelArg {
+    KernelArg::I32((spec.n.is_multiple_of(4) && partial.ptr().is_multiple_of(16)) as i32)
+}
+
+/// Where a GEMM writes C[b]: element (r, c) of matrix b at `ptr` + (b * batch_stride + r * plane
+/// + (c / plane) * image_stride + c % plane) floats. A row-major C is plane = n, image_stride = 0;
+/// an NCHW convolution output is plane = OH * OW, image_stride = channels * plane. `vec`: the
+/// unsplit kernel may store 4 consecutive columns at once (16-byte aligned, plane a multiple of 4).
+pub(crate) struct GemmTarget {
+    pub ptr: u64,
+    pub batch_stride: usize,
+    pub plane: usize,
+    pub image_stride: usize,
+    pub vec: bool,
+}
+
+impl GemmTarget {
+    /// The packed row-major C of `spec` at `ptr`.
+    pub fn row_major(ptr: u64, spec: &GemmSpec<f32>) -> GemmTarget {
+        let vec = ptr.is_multiple_of(16) && spec.n.is_multiple_of(4) && (spec.batch == 1 || spec.stride_c.is_multiple_of(4));
+        GemmTarget { ptr, batch_stride: spec.stride_c, plane: spec.n, image_stride: 0, vec }
+    }
+}
+
+/// A grid of `tile`s of C, `z` deep.
+fn tile_grid(spec: &GemmSpec<f32>, tile: GemmTile, z: usize) -> LaunchConfig {
+    let edge = tile.edge();
     LaunchConfig {
-        grid: (spec.n.div_ceil(GEMM_TILE) as u32, spec.m.div_ceil(GEMM_TILE) as u32, z as u32),
+        grid: (spec.n.div_ceil(edge) as u32, spec.m.div_ceil(edge) as u32, z as u32),
         block: (GEMM_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
@@ -50,6 +77,25 @@ impl GemmOps<f32> for GpuBackend {
     }
 
     fn gemm_split(&self, spec: &GemmSpec<f32>, split: SplitK, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+        let plan = spec.plan(split, self.driver().multiprocessor_count());
+        self.gemm_planned(spec, plan, a, b, c)
+    }
+
+    fn gemm_on_tile(&self, spec: &GemmSpec<f32>, tile: GemmTile, split: SplitK, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+        let k_split = spec.k_split_on(tile, split, self.driver().multiprocessor_count());
+        self.gemm_planned(spec, GemmPlan { tile, k_split }, a, b, c)
+    }
+}
+
+/// The error for a product with more rows than one launch's grid covers, or None.
+fn too_many_rows(what: &str, spec: &GemmSpec<f32>) -> Option<Error> {
+    let edge = GemmTile::Small.edge();
+    (spec.m.div_ceil(edge) > MAX_GRID_YZ)
+        .then(|| Error::shape(format!("{what} has {} rows, more than the {} one launch covers", spec.m, MAX_GRID_YZ * edge)))
+}
+
+impl GpuBackend {
+    fn gemm_planned(&self, spec: &GemmSpec<f32>, plan: GemmPlan, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let (need_a, need_b, need_c) = spec.required_lens();
         for (name, have, need) in [("A", a.len(), need_a), ("B", b.len(), need_b), ("C", c.len(), need_c)] {
             if have < need {
@@ -62,23 +108,21 @@ impl GemmOps<f32> for GpuBackend {
         if spec.m == 0 || spec.n == 0 || spec.batch == 0 {
             return Ok(());
         }
-        if spec.m.div_ceil(GEMM_TILE) > MAX_GRID_YZ {
-            return Err(Error::shape(format!("gemm has {} rows, more than the {} one launch covers", spec.m, MAX_GRID_YZ * GEMM_TILE)));
+        if let Some(e) = too_many_rows("gemm", spec) {
+            return Err(e);
         }
-        match spec.k_split(split, self.driver().multiprocessor_count()) {
-            KSplit { splits: 1, .. } => self.gemm_unsplit(spec, a, b, c),
-            k_split => self.gemm_split_k(spec, k_split, a, b, c),
+        match plan.k_split {
+            KSplit { splits: 1, .. } => self.gemm_unsplit(spec, plan.tile, a, b, c),
+            k_split => self.gemm_split_k(spec, plan.tile, k_split, a, b, c),
         }
     }
-}
 
-impl GpuBackend {
     /// One launch of the tiled kernel per up to 65535 batch matrices (the grid's z limit).
-    fn gemm_unsplit(&self, spec: &GemmSpec<f32>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    fn gemm_unsplit(&self, spec: &GemmSpec<f32>, tile: GemmTile, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
         let ldc = spec.n;
-        let kernel = format!("sgemm_{}", transposes(spec));
+        let kernel = format!("sgemm_{}{}", transposes(spec), tile.suffix());
         for first in (0..spec.batch).step_by(MAX_GRID_YZ) {
             let batch = MAX_GRID_YZ.min(spec.batch - first);
             let (off_a, off_b, off_c) =
@@ -102,7 +146,7 @@ impl GpuBackend {
                 vectorizable(b, off_b, ldb, spec.stride_b, batch),
                 vectorizable(c, off_c, ldc, spec.stride_c, batch),
             ];
-            self.launch("gemm", &kernel, tile_grid(spec, batch), &args)?;
+            self.launch("gemm", &kernel, tile_grid(spec, tile, batch), &args)?;
         }
         Ok(())
     }
@@ -111,16 +155,12 @@ impl GpuBackend {
     /// splits x batch x m x n floats (at most `SPLIT_K_SCRATCH_BYTES`), then one reduction over
     /// the slices in order that applies alpha and beta. `k_split` keeps batch x splits within the
     /// grid's z limit, so each pass is one launch.
-    fn gemm_split_k(&self, spec: &GemmSpec<f32>, k_split: KSplit, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    fn gemm_split_k(&self, spec: &GemmSpec<f32>, tile: GemmTile, k_split: KSplit, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let KSplit { splits, k_per_split } = k_split;
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
-        let mn = spec.m * spec.n;
-        let partial = self.alloc::<f32>(splits * spec.batch * mn)?;
+        let partial = self.alloc::<f32>(splits * spec.batch * spec.m * spec.n)?;
         let (off_a, off_b) = (spec.offset_a, spec.offset_b);
-        // A slice starts k_per_split (a multiple of 4) elements or rows further on, so the first
-        // matrix's alignment holds for every slice; each partial matrix starts m*n floats apart.
-        let vec_partial = KernelArg::I32((spec.n.is_multiple_of(4) && partial.ptr().is_multiple_of(16)) as i32);
         let args = [
             KernelArg::Ptr(a.ptr_at(off_a)),
             KernelArg::Ptr(b.ptr_at(off_b)),
@@ -136,21 +176,79 @@ impl GpuBackend {
             int(k_per_split, "gemm K per split")?,
             vectorizable(a, off_a, lda, spec.stride_a, spec.batch),
             vectorizable(b, off_b, ldb, spec.stride_b, spec.batch),
-            vec_partial,
+            vec_partial(spec, &partial),
         ];
-        self.launch("gemm", &format!("sgemm_{}_split", transposes(spec)), tile_grid(spec, spec.batch * splits), &args)?;
+        let kernel = format!("sgemm_{}{}_split", transposes(spec), tile.suffix());
+        self.launch("gemm", &kernel, tile_grid(spec, tile, spec.batch * splits), &args)?;
+        self.reduce_splits(&partial, spec, splits, &GemmTarget::row_major(c.ptr_at(spec.offset_c), spec))
+    }
+
+    /// C = alpha * (the split partial products summed in split order) + beta * C, written where
+    /// `target` says.
+    fn reduce_splits(&self, partial: &GpuBuf<f32>, spec: &GemmSpec<f32>, splits: usize, target: &GemmTarget) -> Result<()> {
+        let mn = spec.m * spec.n;
         let total = spec.batch * mn;
         let args = [
             partial.arg(),
-            KernelArg::Ptr(c.ptr_at(spec.offset_c)),
+            KernelArg::Ptr(target.ptr),
+            int(spec.n, "gemm n")?,
             int(mn, "a gemm output matrix")?,
             int(splits, "gemm K-splits")?,
             int(total, "the gemm output")?,
-            stride_arg(spec.stride_c, "C")?,
+            stride_arg(target.batch_stride, "C")?,
+            int(target.plane, "a gemm output plane")?,
+            stride_arg(target.image_stride, "C image")?,
             KernelArg::F32(spec.alpha),
             KernelArg::F32(spec.beta),
         ];
         self.launch("gemm", "splitk_reduce", per_element(total, "the gemm output")?, &args)
+    }
+
+    /// Launches a GEMM kernel of another op family built on `kernels/gemm_tile.cuh` that begins
+    /// with the arguments of conv.cu's `CONV_GEMM_PARAMS` (C = op(A) op(B) for `spec`'s m, n, k
+    /// and batch, alpha 1, beta 0), followed by its own `operands`: `kernel` on the plan's tile
+    /// (`kernel` with the tile's suffix) and with K split as it says, the partial products then
+    /// summed into `target`.
+    pub(crate) fn launch_tiled_gemm(
+        &self,
+        module: &str,
+        kernel: &str,
+        spec: &GemmSpec<f32>,
+        plan: GemmPlan,
+        target: &GemmTarget,
+        operands: &[KernelArg],
+    ) -> Result<()> {
+        if spec.m == 0 || spec.n == 0 || spec.k == 0 || spec.batch == 0 {
+            return Ok(());
+        }
+        if let Some(e) = too_many_rows(kernel, spec) {
+            return Err(e);
+        }
+        let GemmPlan { tile, k_split: KSplit { splits, k_per_split } } = plan;
+        let partial = if splits > 1 { Some(self.alloc::<f32>(splits * spec.batch * spec.m * spec.n)?) } else { None };
+        let vec_out = match &partial {
+            Some(p) => vec_partial(spec, p),
+            None => KernelArg::I32(target.vec as i32),
+        };
+        let mut args = vec![
+            KernelArg::Ptr(target.ptr),
+            KernelArg::Ptr(partial.as_ref().map_or(0, |p| p.ptr())),
+            int(spec.m, "gemm m")?,
+            int(spec.n, "gemm n")?,
+            int(spec.k, "gemm k")?,
+            int(splits, "gemm K-splits")?,
+            int(k_per_split, "gemm K per split")?,
+            stride_arg(target.batch_stride, "C")?,
+            int(target.plane, "a gemm output plane")?,
+            stride_arg(target.image_stride, "C image")?,
+            vec_out,
+        ];
+        args.extend_from_slice(operands);
+        self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(spec, tile, spec.batch * splits), &args)?;
+        match partial {
+            Some(p) => self.reduce_splits(&p, spec, splits, target),
+            None => Ok(()),
+        }
     }
 
     /// y[(o * channels + c) * inner + i] += bias[c] for a y of outer x channels x inner elements.

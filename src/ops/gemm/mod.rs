@@ -9,7 +9,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::sim::roofline::sm_fill;
 
-mod cuda;
+pub(crate) mod cuda;
 
 /// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b in 0..batch, all row-major and packed.
 /// op(A) is m x k: A is stored m x k, or k x m when `trans_a`. op(B) is k x n: B is stored k x n,
@@ -71,29 +71,65 @@ impl<E: Element> GemmSpec<E> {
     pub fn flops(&self) -> f64 {
         2.0 * self.batch as f64 * self.m as f64 * self.n as f64 * self.k as f64
     }
-    /// Blocks of the unsplit GPU kernel: one per 64x64 tile of C per batch matrix.
-    pub fn tiles(&self) -> usize {
-        self.m.div_ceil(GEMM_TILE) * self.n.div_ceil(GEMM_TILE) * self.batch
+    /// Blocks of the unsplit GPU kernel on `tile`: one per tile of C per batch matrix.
+    pub fn tiles(&self, tile: GemmTile) -> usize {
+        let edge = tile.edge();
+        self.m.div_ceil(edge) * self.n.div_ceil(edge) * self.batch
     }
 
-    /// How the GPU partitions K for `split` on a device with `multiprocessors` SMs.
+    /// The tile and K partition the GPU uses for `split` on a device with `multiprocessors` SMs:
+    /// of the two tiles, with each one's [`GemmSpec::k_split_on`], the one
+    /// [`GemmSpec::cost`] finds faster (the 64x64 tile on a tie).
+    pub fn plan(&self, split: SplitK, multiprocessors: usize) -> GemmPlan {
+        let on = |tile| GemmPlan { tile, k_split: self.k_split_on(tile, split, multiprocessors) };
+        let (small, large) = (on(GemmTile::Small), on(GemmTile::Large));
+        if self.cost(&large, multiprocessors) < self.cost(&small, multiprocessors) {
+            large
+        } else {
+            small
+        }
+    }
+
+    /// The K partition of the tile [`GemmSpec::plan`] picks.
+    pub fn k_split(&self, split: SplitK, multiprocessors: usize) -> KSplit {
+        self.plan(split, multiprocessors).k_split
+    }
+
+    /// A plan's time in FLOP-times, as the roofline sees it (`sim/roofline.rs`): the larger of its
+    /// multiply-adds (those of the zero padding of partial tiles included) and its memory traffic
+    /// priced at [`SPLIT_K_FLOPS_PER_BYTE`] (each operand read once per tile of the other's
+    /// axis, C written once, split partial products written and read once more), over the SM
+    /// fill of its grid.
+    pub fn cost(&self, plan: &GemmPlan, multiprocessors: usize) -> f64 {
+        let edge = plan.tile.edge();
+        let (row_tiles, col_tiles) = (self.m.div_ceil(edge), self.n.div_ceil(edge));
+        let (m, n, k, batch) = (self.m as f64, self.n as f64, self.k as f64, self.batch as f64);
+        let padded_flops = 2.0 * batch * (row_tiles * edge) as f64 * (col_tiles * edge) as f64 * k;
+        let splits = plan.k_split.splits;
+        let output_passes = if splits == 1 { 1 } else { 2 * splits + 1 };
+        let floats = batch * (m * k * col_tiles as f64 + k * n * row_tiles as f64 + m * n * output_passes as f64);
+        let traffic = SPLIT_K_FLOPS_PER_BYTE * floats * std::mem::size_of::<f32>() as f64;
+        padded_flops.max(traffic) / sm_fill(self.tiles(plan.tile) * splits, multiprocessors)
+    }
+
+    /// How the GPU partitions K for `split` on `tile` on a device with `multiprocessors` SMs.
     ///
     /// `Auto` splits when the tiles fill fewer than [`SPLIT_TARGET_WAVES`] waves of the device
-    /// (SMs times [`GEMM_BLOCKS_PER_SM`] resident blocks): into as many slices as reach that many
-    /// blocks, each at least [`MIN_K_PER_SPLIT`] deep, and only when that pays: when the time
-    /// the idle SMs it puts to work save (the roofline's SM fill, `sim::roofline::sm_fill`)
-    /// exceeds the time of writing and reading the partial products, priced at
-    /// [`SPLIT_K_FLOPS_PER_BYTE`]. Both `Auto` and `Splits(n)` are capped so the partial products
-    /// fit in [`SPLIT_K_SCRATCH_BYTES`] and the grid's z axis (batch x splits) in
+    /// (SMs times the tile's resident blocks, [`GemmTile::blocks_per_sm`]): into as many slices as
+    /// reach that many blocks, each at least [`MIN_K_PER_SPLIT`] deep, and only when that pays:
+    /// when the time the idle SMs it puts to work save (the roofline's SM fill,
+    /// `sim::roofline::sm_fill`) exceeds the time of writing and reading the partial products,
+    /// priced at [`SPLIT_K_FLOPS_PER_BYTE`]. Both `Auto` and `Splits(n)` are capped so the partial
+    /// products fit in [`SPLIT_K_SCRATCH_BYTES`] and the grid's z axis (batch x splits) in
     /// [`MAX_GRID_YZ`]; slices are multiples of 16 deep (the kernel's k-step), the last possibly
     /// shorter.
-    pub fn k_split(&self, split: SplitK, multiprocessors: usize) -> KSplit {
+    pub fn k_split_on(&self, tile: GemmTile, split: SplitK, multiprocessors: usize) -> KSplit {
         let unsplit = KSplit { splits: 1, k_per_split: self.k };
-        let tiles = self.tiles();
+        let tiles = self.tiles(tile);
         let wanted = match split {
             SplitK::Splits(n) => n,
             SplitK::Auto => {
-                let target = SPLIT_TARGET_WAVES * GEMM_BLOCKS_PER_SM * multiprocessors;
+                let target = SPLIT_TARGET_WAVES * tile.blocks_per_sm() * multiprocessors;
                 if tiles == 0 || tiles >= target {
                     return unsplit;
                 }
@@ -128,11 +164,47 @@ impl<E: Element> GemmSpec<E> {
 /// RTX 4090, 20 on an H100): what `SplitK::Auto` charges per byte of partial products.
 pub const SPLIT_K_FLOPS_PER_BYTE: f64 = 40.0;
 
-/// Rows and columns of C one block of the GPU kernel computes.
-pub const GEMM_TILE: usize = 64;
-/// Blocks of the unsplit GPU kernel resident per SM: the minimum its `__launch_bounds__`
-/// promises. (The split kernels promise 3, so a split grid of two such waves is 2.7 of theirs.)
-pub const GEMM_BLOCKS_PER_SM: usize = 4;
+/// The square tile of C one block of the GPU kernels computes (kernels/gemm_tile.cuh).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmTile {
+    /// 64x64, 4x4 per thread: fills small grids.
+    Small,
+    /// 128x128, 8x8 per thread: reads each operand half as often.
+    Large,
+}
+
+impl GemmTile {
+    /// Rows and columns of C per block.
+    pub fn edge(self) -> usize {
+        match self {
+            GemmTile::Small => 64,
+            GemmTile::Large => 128,
+        }
+    }
+    /// The kernel name's suffix for the tile ("" or "_128").
+    pub fn suffix(self) -> &'static str {
+        match self {
+            GemmTile::Small => "",
+            GemmTile::Large => "_128",
+        }
+    }
+    /// Blocks of the unsplit GPU kernel resident per SM: the minimum its `__launch_bounds__`
+    /// promises. (The 64x64 split kernels promise 3, so a split grid of two such waves is 2.7 of
+    /// theirs.)
+    pub fn blocks_per_sm(self) -> usize {
+        match self {
+            GemmTile::Small => 4,
+            GemmTile::Large => 1,
+        }
+    }
+}
+
+/// The tile and the K partition of one GEMM on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmPlan {
+    pub tile: GemmTile,
+    pub k_split: KSplit,
+}
 /// Waves of resident blocks below which `SplitK::Auto` splits K: with fewer, SMs idle or finish
 /// unevenly (the last, partial wave).
 pub const SPLIT_TARGET_WAVES: usize = 2;
@@ -165,9 +237,14 @@ pub struct KSplit {
 pub trait GemmOps<E: Element>: Device<E> {
     /// The product, with K split as the device sees fit (`SplitK::Auto`).
     fn gemm(&self, spec: &GemmSpec<E>, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()>;
-    /// The product with K partitioned as `split` says; a device that never splits K (the CPU)
-    /// computes the same product as `gemm`.
+    /// The product with K partitioned as `split` says, on the tile the device picks; a device
+    /// that never splits K (the CPU) computes the same product as `gemm`.
     fn gemm_split(&self, spec: &GemmSpec<E>, _split: SplitK, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()> {
+        self.gemm(spec, a, b, c)
+    }
+    /// The product on `tile` with K partitioned as `split` says; a device without tiles (the
+    /// CPU) computes the same product as `gemm`.
+    fn gemm_on_tile(&self, spec: &GemmSpec<E>, _tile: GemmTile, _split: SplitK, a: &Self::Buf, b: &Self::Buf, c: &mut Self::Buf) -> Result<()> {
         self.gemm(spec, a, b, c)
     }
 }
@@ -185,35 +262,52 @@ mod tests {
         // ResNet-18/CIFAR layer 1 weight gradient at batch 128 on 82 SMs: 9 tiles, K = 131072.
         // Two waves are 656 blocks: 73 slices of 1808 (a multiple of 16).
         let dw = spec(64, 576, 128 * 32 * 32, 1);
-        assert_eq!(dw.tiles(), 9);
-        assert_eq!(dw.k_split(SplitK::Auto, 82), KSplit { splits: 73, k_per_split: 1808 });
+        assert_eq!(dw.tiles(GemmTile::Small), 9);
+        assert_eq!(dw.k_split_on(GemmTile::Small, SplitK::Auto, 82), KSplit { splits: 73, k_per_split: 1808 });
         // K limits the split: 256 deep at least.
-        assert_eq!(spec(64, 576, 1000, 1).k_split(SplitK::Auto, 82).splits, 3);
-        assert_eq!(spec(64, 576, 511, 1).k_split(SplitK::Auto, 82).splits, 1);
+        assert_eq!(spec(64, 576, 1000, 1).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 3);
+        assert_eq!(spec(64, 576, 511, 1).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 1);
         // Layer 2 (128 x 1152, K = 32768) and layer 3 (256 x 2304, K = 8192) split too; layer 4
         // (512 x 4608, K = 2048: 576 tiles, 88% of the SMs' time) would gain 6% of its SMs'
         // time for twice its output in partial traffic: not split.
-        assert_eq!(spec(128, 1152, 128 * 16 * 16, 1).k_split(SplitK::Auto, 82).splits, 19);
-        assert_eq!(spec(256, 2304, 128 * 8 * 8, 1).k_split(SplitK::Auto, 82).splits, 5);
-        assert_eq!(spec(512, 4608, 128 * 4 * 4, 1).k_split(SplitK::Auto, 82).splits, 1);
+        assert_eq!(spec(128, 1152, 128 * 16 * 16, 1).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 19);
+        assert_eq!(spec(256, 2304, 128 * 8 * 8, 1).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 5);
+        assert_eq!(spec(512, 4608, 128 * 4 * 4, 1).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 1);
         // A one-tile grid on 4 SMs gains 4x: split, 256 deep at least.
-        assert_eq!(spec(64, 64, 1024, 1).k_split(SplitK::Auto, 4).splits, 4);
+        assert_eq!(spec(64, 64, 1024, 1).k_split_on(GemmTile::Small, SplitK::Auto, 4).splits, 4);
         // A grid of two waves or more is never split.
-        assert_eq!(spec(64 * 8, 64 * 82, 1 << 20, 1).k_split(SplitK::Auto, 82).splits, 1);
-        assert_eq!(spec(64, 64, 1 << 20, 656).k_split(SplitK::Auto, 82).splits, 1);
+        assert_eq!(spec(64 * 8, 64 * 82, 1 << 20, 1).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 1);
+        assert_eq!(spec(64, 64, 1 << 20, 656).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 1);
     }
 
     #[test]
     fn every_split_respects_the_scratch_grid_and_depth_caps() {
         // 2048 x 2048 floats are 16 MiB a slice: two fit the 32 MiB scratch.
-        assert_eq!(spec(2048, 2048, 1 << 16, 1).k_split(SplitK::Splits(8), 82).splits, 2);
-        assert_eq!(spec(2048, 2049, 1 << 16, 1).k_split(SplitK::Splits(8), 82).splits, 1);
+        assert_eq!(spec(2048, 2048, 1 << 16, 1).k_split_on(GemmTile::Small, SplitK::Splits(8), 82).splits, 2);
+        assert_eq!(spec(2048, 2049, 1 << 16, 1).k_split_on(GemmTile::Small, SplitK::Splits(8), 82).splits, 1);
         // batch x splits stays within the grid's z limit.
-        assert_eq!(spec(1, 1, 1 << 16, 30000).k_split(SplitK::Splits(8), 82).splits, 2);
+        assert_eq!(spec(1, 1, 1 << 16, 30000).k_split_on(GemmTile::Small, SplitK::Splits(8), 82).splits, 2);
         // Slices are multiples of 16 deep and none is empty: 37 = 16 + 16 + 5.
-        assert_eq!(spec(8, 8, 37, 1).k_split(SplitK::Splits(9), 82), KSplit { splits: 3, k_per_split: 16 });
-        assert_eq!(spec(8, 8, 100, 1).k_split(SplitK::Splits(3), 82), KSplit { splits: 3, k_per_split: 48 });
-        assert_eq!(spec(8, 8, 16, 1).k_split(SplitK::Splits(4), 82).splits, 1);
-        assert_eq!(spec(8, 8, 0, 1).k_split(SplitK::Auto, 82).splits, 1);
+        assert_eq!(spec(8, 8, 37, 1).k_split_on(GemmTile::Small, SplitK::Splits(9), 82), KSplit { splits: 3, k_per_split: 16 });
+        assert_eq!(spec(8, 8, 100, 1).k_split_on(GemmTile::Small, SplitK::Splits(3), 82), KSplit { splits: 3, k_per_split: 48 });
+        assert_eq!(spec(8, 8, 16, 1).k_split_on(GemmTile::Small, SplitK::Splits(4), 82).splits, 1);
+        assert_eq!(spec(8, 8, 0, 1).k_split_on(GemmTile::Small, SplitK::Auto, 82).splits, 1);
+    }
+
+    #[test]
+    fn the_large_tile_serves_big_products_and_the_small_one_small_or_thin_ones() {
+        // ResNet-18/CIFAR batch 128, 82 SMs. Layer 3's forward GEMM (256 x 8192, K = 2304): 64x64
+        // tiles read 600 MB, 128x128 ones half; 128 tiles of 128 fill 78% of the SMs.
+        let fwd = GemmSpec::<f32>::new(false, false, 256, 128 * 64, 2304);
+        assert_eq!(fwd.plan(SplitK::Auto, 82).tile, GemmTile::Large);
+        // Layer 1's data gradient columns (576 x 131072, K = 64): large.
+        assert_eq!(GemmSpec::<f32>::new(true, false, 576, 128 * 1024, 64).plan(SplitK::Auto, 82).tile, GemmTile::Large);
+        // The classifier (128 x 10, K = 512) and a product too thin to fill a 128-row tile.
+        assert_eq!(GemmSpec::<f32>::new(false, true, 128, 10, 512).plan(SplitK::Auto, 82).tile, GemmTile::Small);
+        assert_eq!(GemmSpec::<f32>::new(false, false, 32, 4096, 64).plan(SplitK::Auto, 82).tile, GemmTile::Small);
+        // The plan's split is the one planned for its tile.
+        let plan = fwd.plan(SplitK::Auto, 82);
+        assert_eq!(plan.k_split, fwd.k_split_on(plan.tile, SplitK::Auto, 82));
+        assert_eq!(fwd.k_split(SplitK::Auto, 82), plan.k_split);
     }
 }

@@ -84,6 +84,20 @@ impl Worker<'_> {
                                 region = Some(r);
                                 r
                             }
+                            _ if self.lp.sampled => {
+                                // Counted, not made: the address came from memory a skipped
+                                // block would have written.
+                                if let Op::Ld { n, d, .. } = inst.op {
+                                    for k in 0..n as usize {
+                                        self.warps[wi].set(d[k], l, 0);
+                                    }
+                                } else if let Op::Atom { d, .. } = inst.op {
+                                    self.warps[wi].set(d, l, 0);
+                                }
+                                self.scratch_addrs.push(a);
+                                global_bytes += bytes;
+                                continue;
+                            }
                             _ => {
                                 return Err(fault(
                                     "out-of-bounds global access",

@@ -39,6 +39,9 @@ pub struct Launch<'a> {
     pub params: &'a [u8],
     pub mem: &'a GlobalView,
     pub sanitize: bool,
+    /// Only some blocks run (`SimOptions::sample_blocks`): a global access outside every
+    /// allocation is counted and skipped (loads give 0) instead of faulting.
+    pub sampled: bool,
 }
 
 impl Launch<'_> {

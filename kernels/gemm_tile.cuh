@@ -1,0 +1,294 @@
+// The tiled SGEMM core shared by the GEMM kernels (gemm.cu) and the implicit-im2col convolution
+// GEMMs (conv.cu).
+//
+// One block computes a BM x BN tile of C = alpha * op(A) * op(B) + beta * C (64x64 or 128x128)
+// with 256 threads in a 16x16 grid, each holding a (BM/16) x (BN/16) micro-tile in registers as
+// 4x4 blocks 64 rows or columns apart. Both operand tiles live in shared memory k-major
+// (As[k][m], Bs[k][n]) so the inner product reads float4s of each per k step, conflict-free. The
+// next k-slice is fetched into registers while the current one is used. The larger tile reads
+// each operand half as often from memory for the same work (32 instead of 16 FLOP per byte).
+//
+// Operands are read through small policy structs that say where element (r, c) of their storage
+// matrix lies: a plain row-major matrix (`GemmDense`), an image-major view of NCHW activations
+// (`GemmImageMajor`: the [channels, images * plane] matrix the convolution GEMMs work on, read in
+// place instead of rearranged), or the im2col matrix of an input gathered on the fly
+// (`GemmIm2col`: no column buffer in memory). Global loads are float4 when the policy allows it
+// and the host says the operand is 16-byte aligned with rows of a multiple of 4 floats; scalar and
+// bounds-checked at the edges otherwise.
+#pragma once
+#include "common.cuh"
+
+#define GEMM_BK 16
+#define GEMM_THREADS 256
+// Row padding of the k-major tiles: keeps rows 16-byte aligned for float4 reads and halves the
+// bank conflicts of the transposing stores.
+#define GEMM_PAD 4
+
+// A row-major matrix: (r, c) at base + r * ld + c.
+struct GemmDense {
+    static constexpr bool vectorizable = true;
+    const float* base;
+    int ld;
+    __device__ __forceinline__ const float* ptr(int r, int c) const { return base + (size_t)r * ld + c; }
+    __device__ __forceinline__ float at(int r, int c) const { return *ptr(r, c); }
+};
+
+// The [rows, images * plane] matrix whose row r of image i is the plane at
+// base + i * image_stride + r * plane (an NCHW tensor's channels as rows). Four consecutive
+// columns stay in one image when plane is a multiple of 4, which the host requires for float4.
+struct GemmImageMajor {
+    static constexpr bool vectorizable = true;
+    const float* base;
+    int plane;
+    long long image_stride;
+    __device__ __forceinline__ const float* ptr(int r, int c) const {
+        int image = c / plane;
+        return base + image * image_stride + (size_t)r * plane + (c - image * plane);
+    }
+    __device__ __forceinline__ float at(int r, int c) const { return *ptr(r, c); }
+};
+
+// The im2col matrix of NCHW input `x` (src/ops/conv/mod.rs fixes its layout): row
+// (ch * KH + ki) * KW + kj, column image * OH * OW + oh * OW + ow holds x[image][ch][ih][iw] with
+// ih = oh * sh - ph + ki * dh, iw = ow * sw - pw + kj * dw, or 0 in the padding. Gathered one
+// element at a time, never stored.
+struct GemmIm2col {
+    static constexpr bool vectorizable = false;
+    const float* x;
+    int H, W, KH, KW, sh, sw, ph, pw, dh, dw, OW, plane;
+    long long image_stride;
+    __device__ __forceinline__ float at(int r, int c) const {
+        int taps = KH * KW;
+        int ch = r / taps;
+        int tap = r - ch * taps;
+        int ki = tap / KW;
+        int kj = tap - ki * KW;
+        int image = c / plane;
+        int q = c - image * plane;
+        int oh = q / OW;
+        int ow = q - oh * OW;
+        int ih = oh * sh - ph + ki * dh;
+        int iw = ow * sw - pw + kj * dw;
+        if (ih < 0 || ih >= H || iw < 0 || iw >= W) return 0.f;
+        return x[image * image_stride + ((size_t)ch * H + ih) * W + iw];
+    }
+};
+
+// Where the tile writes C: (r, c) at base + r * plane + (c / plane) * image_stride + c % plane.
+// A plain row-major matrix is plane = its column count, image_stride = 0; an NCHW output is
+// plane = OH * OW, image_stride = channels * plane.
+struct GemmOut {
+    float* base;
+    int plane;
+    long long image_stride;
+    __device__ __forceinline__ float* ptr(int r, int c) const {
+        int image = c / plane;
+        return base + image * image_stride + (size_t)r * plane + (c - image * plane);
+    }
+};
+
+// Four consecutive elements p[0..3], of which `avail` (possibly <= 0) are inside the matrix.
+__device__ __forceinline__ float4 gemm_load4(const float* p, int avail, bool vec) {
+    if (vec && avail >= 4) {
+        return *reinterpret_cast<const float4*>(p);
+    }
+    float4 r = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (avail > 0) r.x = p[0];
+    if (avail > 1) r.y = p[1];
+    if (avail > 2) r.z = p[2];
+    if (avail > 3) r.w = p[3];
+    return r;
+}
+
+__device__ __forceinline__ float gemm_lane(const float4& f, int j) {
+    return j == 0 ? f.x : j == 1 ? f.y : j == 2 ? f.z : f.w;
+}
+
+// One thread's share of a ROWS x 16 operand slice: ROWS / 16 elements as ROWS / 64 float4s.
+template <int ROWS>
+struct GemmFrag {
+    float4 v[ROWS / 64];
+};
+
+// Where element `i` (0 .. ROWS/16 - 1) of this thread's share of a ROWS x 16 operand slice lies
+// in the slice: (row, k) of the ROWS-row tile axis and the 16-deep k axis. CONTIGUOUS_IN_K means
+// the operand's contiguous direction is k (A untransposed, B transposed), otherwise it is the
+// row axis. Vectorised operands give each thread float4s of 4 consecutive contiguous-direction
+// elements (element i is lane i % 4 of float4 i / 4). Scalar ones interleave threads instead
+// (element i is slice element i * 256 + thread), so the 32 lanes of a warp read consecutive
+// addresses.
+template <bool CONTIGUOUS_IN_K, int ROWS>
+__device__ __forceinline__ void gemm_slot(int i, bool vec, int& row, int& k) {
+    int t = threadIdx.x;
+    if (vec) {
+        int f = (i / 4) * GEMM_THREADS + t;
+        if (CONTIGUOUS_IN_K) {
+            row = f / 4;
+            k = (f % 4) * 4 + i % 4;
+        } else {
+            k = f / (ROWS / 4);
+            row = (f % (ROWS / 4)) * 4 + i % 4;
+        }
+        return;
+    }
+    int e = i * GEMM_THREADS + t;
+    if (CONTIGUOUS_IN_K) {
+        row = e / GEMM_BK;
+        k = e % GEMM_BK;
+    } else {
+        k = e / ROWS;
+        row = e % ROWS;
+    }
+}
+
+// Loads this thread's share of the slice at (tile_start, k0) into registers, zero outside the
+// matrix (extent rows, K deep). The storage element of (row, k) is (row, k) when
+// CONTIGUOUS_IN_K, else (k, row).
+template <bool CONTIGUOUS_IN_K, int ROWS, class Operand>
+__device__ __forceinline__ GemmFrag<ROWS> gemm_fetch(const Operand& op, int tile_start, int extent, int k0,
+                                                     int K, bool vec) {
+    GemmFrag<ROWS> frag;
+    int row, k;
+    if constexpr (Operand::vectorizable) {
+        if (vec) {
+#pragma unroll
+            for (int q = 0; q < ROWS / 64; ++q) {
+                gemm_slot<CONTIGUOUS_IN_K, ROWS>(q * 4, true, row, k);
+                row += tile_start;
+                k += k0;
+                int avail = CONTIGUOUS_IN_K ? (row < extent ? K - k : 0) : (k < K ? extent - row : 0);
+                frag.v[q] = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
+                                       : gemm_load4(CONTIGUOUS_IN_K ? op.ptr(row, k) : op.ptr(k, row), avail, true);
+            }
+            return frag;
+        }
+    }
+#pragma unroll
+    for (int q = 0; q < ROWS / 64; ++q) {
+        float v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            gemm_slot<CONTIGUOUS_IN_K, ROWS>(q * 4 + j, false, row, k);
+            row += tile_start;
+            k += k0;
+            bool inside = row < extent && k < K;
+            v[j] = inside ? (CONTIGUOUS_IN_K ? op.at(row, k) : op.at(k, row)) : 0.f;
+        }
+        frag.v[q] = make_float4(v[0], v[1], v[2], v[3]);
+    }
+    return frag;
+}
+
+// Stores a fetched share into the k-major tile `s` (GEMM_BK rows of ROWS + GEMM_PAD).
+template <bool CONTIGUOUS_IN_K, int ROWS>
+__device__ __forceinline__ void gemm_stash(float (*s)[ROWS + GEMM_PAD], const GemmFrag<ROWS>& frag, bool vec) {
+#pragma unroll
+    for (int q = 0; q < ROWS / 64; ++q) {
+        int row, k;
+        if (vec && !CONTIGUOUS_IN_K) {
+            gemm_slot<CONTIGUOUS_IN_K, ROWS>(q * 4, true, row, k);
+            *reinterpret_cast<float4*>(&s[k][row]) = frag.v[q];
+            continue;
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            gemm_slot<CONTIGUOUS_IN_K, ROWS>(q * 4 + j, vec, row, k);
+            s[k][row] = gemm_lane(frag.v[q], j);
+        }
+    }
+}
+
+// This thread's STRIPS float4s of one k-row of a shared tile, at `first` and every 64 after.
+template <int STRIPS>
+__device__ __forceinline__ void gemm_row(const float* row, int first, float* v) {
+#pragma unroll
+    for (int s = 0; s < STRIPS; ++s) {
+        float4 f = *reinterpret_cast<const float4*>(&row[s * 64 + first]);
+        v[4 * s] = f.x;
+        v[4 * s + 1] = f.y;
+        v[4 * s + 2] = f.z;
+        v[4 * s + 3] = f.w;
+    }
+}
+
+// The block's BM x BN tile (blockIdx.y, blockIdx.x) of C = alpha * op(A) * op(B) + beta * C,
+// op(A) M x K and op(B) K x N, summed over k_begin <= k < k_end. A_IN_K: A's storage is M x K
+// (contiguous in k), else K x M; B_IN_K: B's storage is N x K, else K x N. vec_a / vec_b allow
+// float4 loads of a vectorizable operand, vec_c float4 stores of 4 consecutive columns of C.
+template <int BM, int BN, bool A_IN_K, bool B_IN_K, class OperandA, class OperandB>
+__device__ __forceinline__ void gemm_tile(const OperandA& a, const OperandB& b, const GemmOut& out, int M,
+                                          int N, int k_begin, int k_end, float alpha, float beta,
+                                          int vec_a, int vec_b, int vec_c) {
+    constexpr int SM = BM / 64;  // 4-row strips of a thread's micro-tile, 64 rows apart
+    constexpr int SN = BN / 64;
+    __shared__ __align__(16) float As[GEMM_BK][BM + GEMM_PAD];
+    __shared__ __align__(16) float Bs[GEMM_BK][BN + GEMM_PAD];
+
+    int m0 = blockIdx.y * BM;
+    int n0 = blockIdx.x * BN;
+    int tx = threadIdx.x % 16;
+    int ty = threadIdx.x / 16;
+    const bool va = OperandA::vectorizable && vec_a;
+    const bool vb = OperandB::vectorizable && vec_b;
+
+    float acc[4 * SM][4 * SN];
+#pragma unroll
+    for (int i = 0; i < 4 * SM; ++i)
+#pragma unroll
+        for (int j = 0; j < 4 * SN; ++j) acc[i][j] = 0.f;
+
+    GemmFrag<BM> next_a = gemm_fetch<A_IN_K, BM>(a, m0, M, k_begin, k_end, va);
+    GemmFrag<BN> next_b = gemm_fetch<B_IN_K, BN>(b, n0, N, k_begin, k_end, vb);
+    for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
+        gemm_stash<A_IN_K, BM>(As, next_a, va);
+        gemm_stash<B_IN_K, BN>(Bs, next_b, vb);
+        __syncthreads();
+        if (k0 + GEMM_BK < k_end) {
+            next_a = gemm_fetch<A_IN_K, BM>(a, m0, M, k0 + GEMM_BK, k_end, va);
+            next_b = gemm_fetch<B_IN_K, BN>(b, n0, N, k0 + GEMM_BK, k_end, vb);
+        }
+#pragma unroll
+        for (int kk = 0; kk < GEMM_BK; ++kk) {
+            float av[4 * SM], bv[4 * SN];
+            gemm_row<SM>(As[kk], ty * 4, av);
+            gemm_row<SN>(Bs[kk], tx * 4, bv);
+#pragma unroll
+            for (int i = 0; i < 4 * SM; ++i)
+#pragma unroll
+                for (int j = 0; j < 4 * SN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4 * SM; ++i) {
+        int row = m0 + (i / 4) * 64 + ty * 4 + i % 4;
+        if (row >= M) break;
+#pragma unroll
+        for (int s = 0; s < SN; ++s) {
+            int col = n0 + s * 64 + tx * 4;
+            float v[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) v[j] = alpha * acc[i][4 * s + j];
+            if (vec_c && col + 3 < N) {
+                float* c = out.ptr(row, col);
+                if (beta != 0.f) {
+                    float4 old = *reinterpret_cast<const float4*>(c);
+                    v[0] += beta * old.x;
+                    v[1] += beta * old.y;
+                    v[2] += beta * old.z;
+                    v[3] += beta * old.w;
+                }
+                *reinterpret_cast<float4*>(c) = make_float4(v[0], v[1], v[2], v[3]);
+            } else {
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    if (col + j < N) {
+                        float* c = out.ptr(row, col + j);
+                        *c = beta != 0.f ? v[j] + beta * *c : v[j];
+                    }
+                }
+            }
+        }
+    }
+}
