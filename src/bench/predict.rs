@@ -393,13 +393,13 @@ fn queued_seconds(call: DriverCall, kernels: &mut std::slice::Iter<'_, f64>, gpu
     }
 }
 
-/// The PREDICTED step at `batch` on every modelled GPU, from one sampled step at that batch
-/// (`build` makes the model's graph).
-pub fn predict_step(build: impl Fn() -> Result<Graph>, batch: usize, opts: &ModelBenchOptions) -> Result<StepPredictions> {
+/// The PREDICTED step of `graph` at `batch` on every modelled GPU, from one sampled step at
+/// that batch.
+pub fn predict_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<StepPredictions> {
     if batch == 0 {
         return Err(Error::config("--predict-batch must be at least 1"));
     }
-    let step = trace_step(build()?, batch, opts)?;
+    let step = trace_step(graph, batch, opts)?;
     let gpus = GPU_MODELS
         .iter()
         .map(|gpu| {

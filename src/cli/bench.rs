@@ -68,7 +68,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     }
     let graph = args.model.build(args.classes)?;
     // The prediction first: its checks fail before the (slow) simulated bench.
-    let predicted = args.predict_batch.map(|batch| predict_step(|| args.model.build(args.classes), batch, &opts)).transpose()?;
+    let predicted = args.predict_batch.map(|batch| predict_step(graph.clone(), batch, &opts)).transpose()?;
     let mut report = match select::open(args.device)? {
         SelectedDevice::Cpu(cpu) => bench_model(cpu, graph, &opts)?,
         SelectedDevice::Gpu(gpu) => bench_model(gpu, graph, &opts)?,

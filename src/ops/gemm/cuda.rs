@@ -161,6 +161,8 @@ impl GpuBackend {
         let ldb = if spec.trans_b { spec.k } else { spec.n };
         let partial = self.alloc::<f32>(splits * spec.batch * spec.m * spec.n)?;
         let (off_a, off_b) = (spec.offset_a, spec.offset_b);
+        // A slice starts k_per_split (a multiple of 4) elements or rows further on, so the first
+        // matrix's alignment holds for every slice; each partial matrix starts m*n floats apart.
         let args = [
             KernelArg::Ptr(a.ptr_at(off_a)),
             KernelArg::Ptr(b.ptr_at(off_b)),
@@ -218,7 +220,7 @@ impl GpuBackend {
         target: &GemmTarget,
         operands: &[KernelArg],
     ) -> Result<()> {
-        if spec.m == 0 || spec.n == 0 || spec.k == 0 || spec.batch == 0 {
+        if spec.m == 0 || spec.n == 0 || spec.batch == 0 {
             return Ok(());
         }
         if let Some(e) = too_many_rows(kernel, spec) {
