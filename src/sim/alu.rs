@@ -161,6 +161,14 @@ pub fn bfind<const W: u32, const S: bool>(a: u64) -> u64 {
         (63 - v.leading_zeros()) as u64
     }
 }
+/// `bfind.shiftamt`: the left shift that moves [`bfind`]'s bit to the top of the W-bit value
+/// (W - 1 - its position), or 0xffffffff when there is none.
+pub fn bfind_shiftamt<const W: u32, const S: bool>(a: u64) -> u64 {
+    match bfind::<W, S>(a) {
+        0xffff_ffff => 0xffff_ffff,
+        position => (W as u64 - 1) - position,
+    }
+}
 /// Bit-field extract: `len` bits from `pos`, sign-extended from the field's top bit when signed.
 pub fn bfe<const W: u32, const S: bool>(a: u64, pos: u64, len: u64) -> u64 {
     let (pos, len) = ((pos & 0xff) as u32, (len & 0xff) as u32);

@@ -5,7 +5,7 @@
 //! Supported (anything else is an `Error::Sim` naming the instruction, kernel and line):
 //! - integer: add/sub (incl. `.sat.s32`), mul/mad `.lo/.hi/.wide`, mul24/mad24, div, rem, min,
 //!   max, neg, abs, and/or/xor/not/cnot (incl. `.pred`), shl/shr, shf, popc, clz, brev,
-//!   bfind (not `.shiftamt`), bfe, bfi, prmt (default mode), selp, dp4a, lop3, fns;
+//!   bfind (also `.shiftamt`), bfe, bfi, prmt (default mode), selp, dp4a, lop3, fns;
 //! - f32: add/sub/mul/fma/mad/div with `.rn/.rz/.rm/.rp`, `.ftz`, `.sat`; min/max, neg, abs,
 //!   sqrt, rsqrt, rcp, ex2, lg2, sin, cos, tanh (`.approx` ones use the host's accurate
 //!   functions), copysign, testp; f64 the same minus directed fma/unary rounding;
@@ -489,7 +489,8 @@ impl<'a> Decoder<'a> {
             "popc" => un!(by_width!(w, popc)),
             "clz" => un!(by_width!(w, clz)),
             "brev" => un!(by_width!(w, brev)),
-            "bfind" if !oc.has("shiftamt") => un!(by_width_sign!(w, signed, bfind)),
+            "bfind" if oc.has("shiftamt") => un!(by_width_sign!(w, signed, bfind_shiftamt)),
+            "bfind" => un!(by_width_sign!(w, signed, bfind)),
             "bfe" => {
                 let u32ty = Some(Ty::U(32));
                 self.ops(i, 4)?;

@@ -165,6 +165,10 @@ fn bit_manipulation_and_wide_multiplies() {
     assert_eq!(run("brev.b32 %r3, %r2;", &a, &b), vec![0x0f0f_0000, u32::MAX, 0x1e6a_2c48]);
     assert_eq!(run("clz.b32 %r3, %r2;", &a, &b), vec![16, 0, 3]);
     assert_eq!(run("bfind.u32 %r3, %r2;", &a, &b), vec![15, 31, 28]);
+    // The shift that brings that bit to bit 31; a signed -1 (no bit differing from the sign) and 0
+    // have none.
+    assert_eq!(run("bfind.shiftamt.u32 %r3, %r2;", &a, &b), vec![16, 0, 3]);
+    assert_eq!(run("bfind.shiftamt.s32 %r3, %r2;", &ints(&[-1, 0, 1, -2]), &[0; 4]), vec![u32::MAX, u32::MAX, 31, 31]);
     assert_eq!(run("mul.hi.s32 %r3, %r2, %r4;", &ints(&[-3, i32::MAX]), &ints(&[1 << 30, 4])), ints(&[-1, 1]));
     let wide = "mul.wide.s32 %rd8, %r2, %r4;\nshr.u64 %rd9, %rd8, 32;\ncvt.u32.u64 %r3, %rd9;";
     assert_eq!(run(wide, &ints(&[-3, i32::MAX]), &ints(&[1 << 30, 4])), ints(&[-1, 1]));
