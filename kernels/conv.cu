@@ -26,53 +26,57 @@
         long long x_image
 #define CONV_WINDOW H, W, KH, KW, sh, sw, ph, pw, dh, dw, OW, plane, x_image
 
-// Each GEMM comes as NAME (64x64 tiles) and NAME_128 (128x128), the host picks as for gemm.cu.
+// Each GEMM comes as NAME (64x64 tiles), NAME_64x128 and NAME_128 (128x128), the host picks as
+// for gemm.cu.
 // The 64x64 ones promise three blocks per SM, as the split GEMMs (the geometry needs the registers
 // a cap of 64 would spill), the data gradient's two (two image-major address computations, or the
 // flipped weight's and the im2col gather's, spill at three's 80 registers); the 128x128 ones
-// promise one, as gemm.cu's.
-#define CONV_GEMM_KERNELS(MACRO, NAME, MIN_BLOCKS) MACRO(NAME, 64, MIN_BLOCKS) MACRO(NAME##_128, 128, 1)
+// promise one, as gemm.cu's, the 64x128 ones two (one for the data gradient's columns, which
+// spill at 128 registers).
+#define CONV_GEMM_KERNELS(MACRO, NAME, MIN_BLOCKS, MIN_BLOCKS_WIDE)                               \
+    MACRO(NAME, 64, 64, MIN_BLOCKS)                                                               \
+    MACRO(NAME##_64x128, 64, 128, MIN_BLOCKS_WIDE) MACRO(NAME##_128, 128, 128, 1)
 
 // Forward: y_g [C_out/g, n * OH * OW] = W_g [C_out/g, K] x im2col(x)_g, written into NCHW y.
-#define CONV_FORWARD_GEMM(NAME, TILE, MIN_BLOCKS)                                                 \
+#define CONV_FORWARD_GEMM(NAME, BM, BN, MIN_BLOCKS)                                                 \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
         NAME(CONV_GEMM_PARAMS, const float* w, const float* x, long long w_group,                 \
              long long x_group, CONV_WINDOW_PARAMS, int vec_w) {                                  \
         CONV_GEMM_SETUP                                                                           \
         GemmDense a{w + group * w_group, K};                                                      \
         GemmIm2col b{x + group * x_group, CONV_WINDOW};                                           \
-        gemm_tile<TILE, TILE, true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, 0,  \
+        gemm_tile<BM, BN, true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, 0,  \
                                            vec_out);                                              \
     }
-CONV_GEMM_KERNELS(CONV_FORWARD_GEMM, conv_forward_gemm, 3)
+CONV_GEMM_KERNELS(CONV_FORWARD_GEMM, conv_forward_gemm, 3, 2)
 
 // Weight gradient: dW_g [C_out/g, K] = dy_g [C_out/g, n * OH * OW] x im2col(x)_g^T, dy read in
 // place from NCHW.
-#define CONV_FILTER_GEMM(NAME, TILE, MIN_BLOCKS)                                                  \
+#define CONV_FILTER_GEMM(NAME, BM, BN, MIN_BLOCKS)                                                  \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
         NAME(CONV_GEMM_PARAMS, const float* dy, const float* x, long long dy_group,               \
              long long dy_image, long long x_group, CONV_WINDOW_PARAMS, int vec_dy) {             \
         CONV_GEMM_SETUP                                                                           \
         GemmImageMajor a{dy + group * dy_group, plane, dy_image};                                 \
         GemmIm2col b{x + group * x_group, CONV_WINDOW};                                           \
-        gemm_tile<TILE, TILE, true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, 0,  \
+        gemm_tile<BM, BN, true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, 0,  \
                                           vec_out);                                               \
     }
-CONV_GEMM_KERNELS(CONV_FILTER_GEMM, conv_filter_gemm, 3)
+CONV_GEMM_KERNELS(CONV_FILTER_GEMM, conv_filter_gemm, 3, 2)
 
 // Data gradient's columns (strided convolutions): dcols_g [K_g, n * OH * OW] = W_g^T x
 // dy_g [C_out/g, n * OH * OW], dy read in place from NCHW; col2im then sums them into dx.
-#define CONV_DATA_GEMM(NAME, TILE, MIN_BLOCKS)                                                    \
+#define CONV_DATA_GEMM(NAME, BM, BN, MIN_BLOCKS)                                                    \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
         NAME(CONV_GEMM_PARAMS, const float* w, const float* dy, long long w_group,                \
              long long dy_group, int plane, long long dy_image, int vec_w, int vec_dy) {          \
         CONV_GEMM_SETUP                                                                           \
         GemmDense a{w + group * w_group, M};                                                      \
         GemmImageMajor b{dy + group * dy_group, plane, dy_image};                                 \
-        gemm_tile<TILE, TILE, false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w,    \
+        gemm_tile<BM, BN, false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w,    \
                                             vec_dy, vec_out);                                     \
     }
-CONV_GEMM_KERNELS(CONV_DATA_GEMM, conv_data_gemm, 2)
+CONV_GEMM_KERNELS(CONV_DATA_GEMM, conv_data_gemm, 2, 1)
 
 // The data gradient of a stride-1 convolution is itself a convolution: dy convolved with the
 // window reversed and the weight transposed (the columns of W_g^T x dy would overlap, which
@@ -93,17 +97,17 @@ struct GemmFlippedWeights {
 // Data gradient of a stride-1 convolution: dx_g [C_in/g, n * H * W] = flipped W_g^T x
 // im2col(dy)_g with the reversed window (stride 1, padding dilation * (kernel - 1) - padding),
 // written into NCHW dx: no columns, no col2im.
-#define CONV_DATA_DIRECT_GEMM(NAME, TILE, MIN_BLOCKS)                                             \
+#define CONV_DATA_DIRECT_GEMM(NAME, BM, BN, MIN_BLOCKS)                                             \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
         NAME(CONV_GEMM_PARAMS, const float* w, const float* dy, long long w_group,                \
              long long dy_group, int cin, CONV_WINDOW_PARAMS) {                                   \
         CONV_GEMM_SETUP                                                                           \
         GemmFlippedWeights a{w + group * w_group, cin, KH * KW};                                  \
         GemmIm2col b{dy + group * dy_group, CONV_WINDOW};                                         \
-        gemm_tile<TILE, TILE, true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, 0, 0,      \
+        gemm_tile<BM, BN, true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, 0, 0,      \
                                            vec_out);                                              \
     }
-CONV_GEMM_KERNELS(CONV_DATA_DIRECT_GEMM, conv_data_direct_gemm, 2)
+CONV_GEMM_KERNELS(CONV_DATA_DIRECT_GEMM, conv_data_direct_gemm, 2, 2)
 
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does
 // (the stride skips it, or it falls outside the output).

@@ -10,11 +10,12 @@
 
 // Batch index = blockIdx.z. The 64x64 kernels promise four blocks per SM: that caps registers
 // at 64 (ptxas needs no spills for that) to keep 32 warps resident for latency hiding; the host's
-// split-K planner (src/ops/gemm/mod.rs, GEMM_BLOCKS_PER_SM) counts on this minimum. The 128x128
-// ones (suffix _128) promise one: their 8x8 micro-tile and its operand addresses need about 200
-// registers (ptxas spills 350-530 bytes at the 128 of two), so one block of 8 warps runs per SM
-// and the 64 independent accumulators of each thread hide the latency instead.
-#define FERRO_SGEMM_KERNEL(NAME, TA, TB, TILE, MIN_BLOCKS)                                        \
+// split-K planner (src/ops/gemm/mod.rs, GemmTile::blocks_per_sm) counts on these minimums. The
+// 128x128 ones (suffix _128) promise one: their 8x8 micro-tile and its operand addresses need
+// about 200 registers (ptxas spills 350-530 bytes at the 128 of two), so one block of 8 warps
+// runs per SM and the 64 independent accumulators of each thread hide the latency instead. The
+// 64x128 ones (suffix _64x128, 4x8 per thread) promise two.
+#define FERRO_SGEMM_KERNEL(NAME, TA, TB, BM, BN, MIN_BLOCKS)                                      \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
         NAME(const float* A, const float* B, float* C, int M, int N, int K, int lda, int ldb,     \
              int ldc, long long stride_a, long long stride_b, long long stride_c, float alpha,    \
@@ -22,7 +23,7 @@
         GemmDense a{A + blockIdx.z * stride_a, lda};                                              \
         GemmDense b{B + blockIdx.z * stride_b, ldb};                                              \
         GemmOut c{C + blockIdx.z * stride_c, ldc, 0};                                             \
-        gemm_tile<TILE, TILE, !TA, TB>(a, b, c, M, N, 0, K, alpha, beta, vec_a, vec_b, vec_c);    \
+        gemm_tile<BM, BN, !TA, TB>(a, b, c, M, N, 0, K, alpha, beta, vec_a, vec_b, vec_c);        \
     }
 
 // Split-K, first pass: blockIdx.z = batch * splits + split. Each block sums its tile over one
@@ -31,7 +32,7 @@
 // GEMM_BK, so a slice starts 16-byte aligned wherever its operand's rows do. The 64x64 kernels
 // promise three blocks per SM: the slice's bounds need the registers that the 64-register cap of
 // four would spill.
-#define FERRO_SGEMM_SPLIT_KERNEL(NAME, TA, TB, TILE, MIN_BLOCKS)                                  \
+#define FERRO_SGEMM_SPLIT_KERNEL(NAME, TA, TB, BM, BN, MIN_BLOCKS)                                \
     extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
         NAME(const float* A, const float* B, float* partial, int M, int N, int K, int lda,        \
              int ldb, long long stride_a, long long stride_b, int splits, int k_per_split,       \
@@ -41,15 +42,17 @@
         GemmDense a{A + batch * stride_a, lda};                                                   \
         GemmDense b{B + batch * stride_b, ldb};                                                   \
         GemmOut p{partial + (size_t)blockIdx.z * M * N, N, 0};                                    \
-        gemm_tile<TILE, TILE, !TA, TB>(a, b, p, M, N, k_begin, min(K, k_begin + k_per_split),     \
+        gemm_tile<BM, BN, !TA, TB>(a, b, p, M, N, k_begin, min(K, k_begin + k_per_split),         \
                                        1.f, 0.f, vec_a, vec_b, vec_p);                            \
     }
 
 #define FERRO_SGEMM_KERNELS(TRANSPOSES, TA, TB)                                                   \
-    FERRO_SGEMM_KERNEL(sgemm_##TRANSPOSES, TA, TB, 64, 4)                                         \
-    FERRO_SGEMM_KERNEL(sgemm_##TRANSPOSES##_128, TA, TB, 128, 1)                                  \
-    FERRO_SGEMM_SPLIT_KERNEL(sgemm_##TRANSPOSES##_split, TA, TB, 64, 3)                           \
-    FERRO_SGEMM_SPLIT_KERNEL(sgemm_##TRANSPOSES##_128_split, TA, TB, 128, 1)
+    FERRO_SGEMM_KERNEL(sgemm_##TRANSPOSES, TA, TB, 64, 64, 4)                                     \
+    FERRO_SGEMM_KERNEL(sgemm_##TRANSPOSES##_64x128, TA, TB, 64, 128, 2)                           \
+    FERRO_SGEMM_KERNEL(sgemm_##TRANSPOSES##_128, TA, TB, 128, 128, 1)                             \
+    FERRO_SGEMM_SPLIT_KERNEL(sgemm_##TRANSPOSES##_split, TA, TB, 64, 64, 3)                       \
+    FERRO_SGEMM_SPLIT_KERNEL(sgemm_##TRANSPOSES##_64x128_split, TA, TB, 64, 128, 2)               \
+    FERRO_SGEMM_SPLIT_KERNEL(sgemm_##TRANSPOSES##_128_split, TA, TB, 128, 128, 1)
 
 FERRO_SGEMM_KERNELS(nn, false, false)
 FERRO_SGEMM_KERNELS(nt, false, true)

@@ -82,11 +82,18 @@ fn every_transpose_across_tile_edges() {
 }
 
 #[test]
-fn the_large_tile_matches_the_cpu_for_every_transpose_edge_batch_and_split() {
-    let large = |s, split, nan_c, seed| drop(check_on(s, Some(GemmTile::Large), split, nan_c, seed));
+fn the_larger_tiles_match_the_cpu_for_every_transpose_edge_batch_and_split() {
+    for tile in [GemmTile::Wide, GemmTile::Large] {
+        larger_tile_cases(tile);
+    }
+}
+
+fn larger_tile_cases(tile: GemmTile) {
+    let large = |s, split, nan_c, seed| drop(check_on(s, Some(tile), split, nan_c, seed));
     for (i, (ta, tb)) in [(false, false), (false, true), (true, false), (true, true)].into_iter().enumerate() {
         let i = i as u64;
-        // 129 x 130 spans 2 x 2 large tiles with one-row/-column edges; k = 17 two k-slices.
+        // 129 x 130 spans 2 x 2 large tiles (3 x 2 wide ones) with one-row/-column edges; k = 17
+        // two k-slices.
         large(spec(ta, tb, 129, 130, 17), SplitK::Splits(1), false, 200 + i);
         large(spec(ta, tb, 3, 5, 7), SplitK::Splits(1), true, 210 + i);
         // Batched, unaligned (scalar loads), alpha and beta; then aligned (float4 loads).
@@ -248,11 +255,13 @@ fn split_k_is_chosen_for_small_grids_only() {
     assert_eq!(gemm_kernels(&gpu, &spec(false, false, 64, 64, 1024)), split);
     // K too shallow for two 256-deep slices: not split.
     assert_eq!(gemm_kernels(&gpu, &spec(false, false, 64, 64, 500)), ["gemm::sgemm_nn"]);
-    // 128 x 256: 8 small tiles already busy every SM and would not split; 2 large ones read the
-    // operands half as often, and split in 2 they fill the 4 SMs.
+    // 128 x 256: 8 small tiles already busy every SM and would not split; 4 tiles of 64 x 128
+    // read B as often and A half as often, and still fill the 4 SMs unsplit.
     let wide = spec(false, false, 128, 256, 512);
     assert_eq!(wide.k_split_on(GemmTile::Small, SplitK::Auto, 4).splits, 1);
-    assert_eq!(gemm_kernels(&gpu, &wide), ["gemm::sgemm_nn_128_split", "gemm::splitk_reduce"]);
+    assert_eq!(gemm_kernels(&gpu, &wide), ["gemm::sgemm_nn_64x128"]);
+    // 2 large tiles would split in 2 to fill them.
+    assert_eq!(wide.k_split_on(GemmTile::Large, SplitK::Auto, 4).splits, 2);
     // Big enough for both tiles to fill the device unsplit: the large one.
     assert_eq!(gemm_kernels(&gpu, &spec(true, false, 512, 512, 64)), ["gemm::sgemm_tn_128"]);
     // A grid of two waves or more is never split, and a larger device splits a grid further.

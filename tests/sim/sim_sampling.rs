@@ -7,14 +7,15 @@ use std::sync::Arc;
 use ferronet::device::driver::{KernelArg, LaunchConfig};
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
+use ferronet::ops::gemm::{GemmTile, SplitK};
 use ferronet::ops::{GemmOps, GemmSpec};
 use ferronet::sim::{SimDriver, SimOptions};
 use ferronet_test_support::sim::sim_with;
 
 const GATHER: &str = include_str!("sim_kernels/gather.cu");
 
-/// A 512 x 1024 x 64 GEMM (128 tiles) run whole and with 4 of its blocks: the same grid, and
-/// counters within 2% (the tiles are all full, so every block does the same work).
+/// A 512 x 1024 x 64 GEMM on 64x64 tiles (128 blocks) run whole and with 4 of its blocks: the
+/// same grid, and counters within 2% (the tiles are all full, so every block does the same work).
 #[test]
 fn sampled_counters_are_scaled_to_the_whole_grid() {
     let spec = GemmSpec::<f32>::new(false, false, 512, 1024, 64);
@@ -24,7 +25,7 @@ fn sampled_counters_are_scaled_to_the_whole_grid() {
         let (la, lb, lc) = spec.required_lens();
         let (a, b, mut c) = (gpu.upload(&vec![0.5; la]).unwrap(), gpu.upload(&vec![0.25; lb]).unwrap(), gpu.zeros(lc).unwrap());
         driver.take_launch_stats();
-        gpu.gemm(&spec, &a, &b, &mut c).unwrap();
+        gpu.gemm_on_tile(&spec, GemmTile::Small, SplitK::Splits(1), &a, &b, &mut c).unwrap();
         let stats = driver.take_launch_stats();
         assert_eq!(stats.len(), 1, "{stats:?}");
         stats[0].clone()

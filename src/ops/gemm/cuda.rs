@@ -63,9 +63,8 @@ impl GemmTarget {
 
 /// A grid of `tile`s of C, `z` deep.
 fn tile_grid(spec: &GemmSpec<f32>, tile: GemmTile, z: usize) -> LaunchConfig {
-    let edge = tile.edge();
     LaunchConfig {
-        grid: (spec.n.div_ceil(edge) as u32, spec.m.div_ceil(edge) as u32, z as u32),
+        grid: (spec.n.div_ceil(tile.cols()) as u32, spec.m.div_ceil(tile.rows()) as u32, z as u32),
         block: (GEMM_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
@@ -89,7 +88,7 @@ impl GemmOps<f32> for GpuBackend {
 
 /// The error for a product with more rows than one launch's grid covers, or None.
 fn too_many_rows(what: &str, spec: &GemmSpec<f32>) -> Option<Error> {
-    let edge = GemmTile::Small.edge();
+    let edge = GemmTile::Small.rows();
     (spec.m.div_ceil(edge) > MAX_GRID_YZ)
         .then(|| Error::shape(format!("{what} has {} rows, more than the {} one launch covers", spec.m, MAX_GRID_YZ * edge)))
 }

@@ -73,21 +73,22 @@ impl<E: Element> GemmSpec<E> {
     }
     /// Blocks of the unsplit GPU kernel on `tile`: one per tile of C per batch matrix.
     pub fn tiles(&self, tile: GemmTile) -> usize {
-        let edge = tile.edge();
-        self.m.div_ceil(edge) * self.n.div_ceil(edge) * self.batch
+        self.m.div_ceil(tile.rows()) * self.n.div_ceil(tile.cols()) * self.batch
     }
 
     /// The tile and K partition the GPU uses for `split` on a device with `multiprocessors` SMs:
-    /// of the two tiles, with each one's [`GemmSpec::k_split_on`], the one
-    /// [`GemmSpec::cost`] finds faster (the 64x64 tile on a tie).
+    /// of the tiles, with each one's [`GemmSpec::k_split_on`], the one [`GemmSpec::cost`] finds
+    /// fastest (the smaller tile on a tie).
     pub fn plan(&self, split: SplitK, multiprocessors: usize) -> GemmPlan {
         let on = |tile| GemmPlan { tile, k_split: self.k_split_on(tile, split, multiprocessors) };
-        let (small, large) = (on(GemmTile::Small), on(GemmTile::Large));
-        if self.cost(&large, multiprocessors) < self.cost(&small, multiprocessors) {
-            large
-        } else {
-            small
-        }
+        [GemmTile::Small, GemmTile::Wide, GemmTile::Large]
+            .map(on)
+            .into_iter()
+            .fold(None, |best: Option<GemmPlan>, plan| match best {
+                Some(b) if self.cost(&b, multiprocessors) <= self.cost(&plan, multiprocessors) => Some(b),
+                _ => Some(plan),
+            })
+            .expect("three tiles to choose from")
     }
 
     /// The K partition of the tile [`GemmSpec::plan`] picks.
@@ -101,10 +102,10 @@ impl<E: Element> GemmSpec<E> {
     /// axis, C written once, split partial products written and read once more), over the SM
     /// fill of its grid.
     pub fn cost(&self, plan: &GemmPlan, multiprocessors: usize) -> f64 {
-        let edge = plan.tile.edge();
-        let (row_tiles, col_tiles) = (self.m.div_ceil(edge), self.n.div_ceil(edge));
+        let (rows, cols) = (plan.tile.rows(), plan.tile.cols());
+        let (row_tiles, col_tiles) = (self.m.div_ceil(rows), self.n.div_ceil(cols));
         let (m, n, k, batch) = (self.m as f64, self.n as f64, self.k as f64, self.batch as f64);
-        let padded_flops = 2.0 * batch * (row_tiles * edge) as f64 * (col_tiles * edge) as f64 * k;
+        let padded_flops = 2.0 * batch * (row_tiles * rows) as f64 * (col_tiles * cols) as f64 * k;
         let splits = plan.k_split.splits;
         let output_passes = if splits == 1 { 1 } else { 2 * splits + 1 };
         let floats = batch * (m * k * col_tiles as f64 + k * n * row_tiles as f64 + m * n * output_passes as f64);
@@ -164,27 +165,37 @@ impl<E: Element> GemmSpec<E> {
 /// RTX 4090, 20 on an H100): what `SplitK::Auto` charges per byte of partial products.
 pub const SPLIT_K_FLOPS_PER_BYTE: f64 = 40.0;
 
-/// The square tile of C one block of the GPU kernels computes (kernels/gemm_tile.cuh).
+/// The tile of C one block of the GPU kernels computes (kernels/gemm_tile.cuh).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmTile {
     /// 64x64, 4x4 per thread: fills small grids.
     Small,
+    /// 64 rows x 128 columns, 4x8 per thread: reads A half as often without padding a 64-row C.
+    Wide,
     /// 128x128, 8x8 per thread: reads each operand half as often.
     Large,
 }
 
 impl GemmTile {
-    /// Rows and columns of C per block.
-    pub fn edge(self) -> usize {
+    /// Rows of C per block.
+    pub fn rows(self) -> usize {
         match self {
-            GemmTile::Small => 64,
+            GemmTile::Small | GemmTile::Wide => 64,
             GemmTile::Large => 128,
         }
     }
-    /// The kernel name's suffix for the tile ("" or "_128").
+    /// Columns of C per block.
+    pub fn cols(self) -> usize {
+        match self {
+            GemmTile::Small => 64,
+            GemmTile::Wide | GemmTile::Large => 128,
+        }
+    }
+    /// The kernel name's suffix for the tile ("", "_64x128" or "_128").
     pub fn suffix(self) -> &'static str {
         match self {
             GemmTile::Small => "",
+            GemmTile::Wide => "_64x128",
             GemmTile::Large => "_128",
         }
     }
@@ -194,6 +205,7 @@ impl GemmTile {
     pub fn blocks_per_sm(self) -> usize {
         match self {
             GemmTile::Small => 4,
+            GemmTile::Wide => 2,
             GemmTile::Large => 1,
         }
     }
@@ -302,9 +314,12 @@ mod tests {
         assert_eq!(fwd.plan(SplitK::Auto, 82).tile, GemmTile::Large);
         // Layer 1's data gradient columns (576 x 131072, K = 64): large.
         assert_eq!(GemmSpec::<f32>::new(true, false, 576, 128 * 1024, 64).plan(SplitK::Auto, 82).tile, GemmTile::Large);
-        // The classifier (128 x 10, K = 512) and a product too thin to fill a 128-row tile.
+        // Layer 1's forward (64 x 131072, K = 576): 64 rows, so the 64x128 tile, which reads the
+        // weights half as often as 64x64 without padding C to 128 rows.
+        assert_eq!(GemmSpec::<f32>::new(false, false, 64, 128 * 1024, 576).plan(SplitK::Auto, 82).tile, GemmTile::Wide);
+        // The classifier (128 x 10, K = 512) and a product too thin for anything but 64x64.
         assert_eq!(GemmSpec::<f32>::new(false, true, 128, 10, 512).plan(SplitK::Auto, 82).tile, GemmTile::Small);
-        assert_eq!(GemmSpec::<f32>::new(false, false, 32, 4096, 64).plan(SplitK::Auto, 82).tile, GemmTile::Small);
+        assert_eq!(GemmSpec::<f32>::new(false, false, 32, 64, 64).plan(SplitK::Auto, 82).tile, GemmTile::Small);
         // The plan's split is the one planned for its tile.
         let plan = fwd.plan(SplitK::Auto, 82);
         assert_eq!(plan.k_split, fwd.k_split_on(plan.tile, SplitK::Auto, 82));
