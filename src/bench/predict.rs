@@ -180,7 +180,6 @@ pub struct StepPredictions {
 /// launches, in order.
 #[derive(Clone, Debug)]
 pub struct TracedStep {
-    pub batch: usize,
     pub calls: Vec<DriverCall>,
     pub launches: Vec<LaunchStats>,
 }
@@ -217,7 +216,7 @@ pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Resul
     if launches.len() != calls.iter().filter(|c| **c == DriverCall::Launch).count() {
         return Err(Error::Sim("the simulator kept fewer launch counters than the step made launches".into()));
     }
-    Ok(TracedStep { batch, calls, launches })
+    Ok(TracedStep { calls, launches })
 }
 
 /// What the calls count as on a device (as `GpuBackend::counters` would).
