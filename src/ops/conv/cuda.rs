@@ -12,7 +12,7 @@ use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
-use crate::ops::gemm::cuda::GemmTarget;
+use crate::ops::gemm::cuda::{stride_arg, vectorizable, GemmTarget};
 use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
@@ -48,19 +48,14 @@ fn im2col_operand_args(g: &ConvGeom) -> Result<Vec<KernelArg>> {
 }
 
 fn image_stride(elements: usize) -> Result<KernelArg> {
-    stride(elements, "a conv image")
+    stride_arg(elements, "conv image")
 }
 
-fn stride(elements: usize, what: &str) -> Result<KernelArg> {
-    i64::try_from(elements)
-        .map(KernelArg::I64)
-        .map_err(|_| Error::shape(format!("{what} of {elements} elements is too large")))
-}
-
-/// Whether a row-major operand at `ptr` with rows of `ld` floats and batch matrices `stride`
-/// apart takes 16-byte loads.
-fn vec_arg(ptr: u64, ld: usize, stride: usize) -> KernelArg {
-    KernelArg::I32((ptr.is_multiple_of(16) && ld.is_multiple_of(4) && stride.is_multiple_of(4)) as i32)
+/// Whether an NCHW tensor at `ptr` with `plane`-pixel planes takes 16-byte accesses as an
+/// image-major matrix: 4 consecutive columns then stay in one plane, and every plane, image and
+/// group starts 16-byte aligned.
+fn image_major_vec(ptr: u64, plane: usize) -> bool {
+    ptr.is_multiple_of(16) && plane.is_multiple_of(4)
 }
 
 /// The GEMM of a pointwise convolution (1x1 kernel, stride 1, no padding, one group): each image
@@ -92,7 +87,7 @@ fn group_gemm_dims(g: &ConvGeom) -> (usize, usize) {
 /// image-major [channels / groups, images * plane] matrices, one per group.
 fn nchw_target(ptr: u64, g: &ConvGeom, channels: usize, plane: usize) -> GemmTarget {
     let group = channels / g.groups * plane;
-    GemmTarget { ptr, batch_stride: group, plane, image_stride: channels * plane, vec: ptr.is_multiple_of(16) && plane.is_multiple_of(4) }
+    GemmTarget { ptr, batch_stride: group, plane, image_stride: channels * plane, vec: image_major_vec(ptr, plane) }
 }
 
 /// A product of `spec`'s shape (batch = groups), alpha 1, beta 0.
@@ -156,9 +151,9 @@ impl GpuBackend {
         let (cout_g, k) = group_gemm_dims(g);
         let spec = forward_spec(g);
         let plan = self.plan(&spec);
-        let mut operands = vec![w.arg(), x.arg(), stride(cout_g * k, "a conv weight group")?, stride(g.c_in_per_group() * g.h * g.w, "a conv input group")?];
+        let mut operands = vec![w.arg(), x.arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?];
         operands.extend(im2col_operand_args(g)?);
-        operands.push(vec_arg(w.ptr(), k, cout_g * k));
+        operands.push(vectorizable(w, 0, k, cout_g * k, g.groups));
         self.launch_tiled_gemm("conv", "conv_forward_gemm", &spec, plan, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
     }
 
@@ -177,8 +172,8 @@ impl GpuBackend {
         let operands = [
             w.arg(),
             dy.arg(),
-            stride(cout_g * cin_g * taps, "a conv weight group")?,
-            stride(cout_g * g.oh * g.ow, "a conv output-gradient group")?,
+            stride_arg(cout_g * cin_g * taps, "conv weight group")?,
+            stride_arg(cout_g * g.oh * g.ow, "conv output-gradient group")?,
             int(cin_g, "conv input channels per group")?,
             int(g.oh, "conv output height")?,
             int(g.ow, "conv output width")?,
@@ -204,7 +199,7 @@ impl GpuBackend {
         let (cout_g, k) = group_gemm_dims(g);
         let nb = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<f32>());
         let cols = self.alloc::<f32>(g.col_rows() * g.col_cols(nb))?;
-        let dy_vec = dy.ptr().is_multiple_of(16) && plane.is_multiple_of(4);
+        let dy_vec = KernelArg::I32(image_major_vec(dy.ptr(), plane) as i32);
         for n0 in (0..g.n).step_by(nb) {
             let cur = nb.min(g.n - n0);
             // Per group: dcols [k, cur * plane] = W_g^T [k, C_out/g] x dy_g [C_out/g, cur * plane].
@@ -214,12 +209,12 @@ impl GpuBackend {
             let operands = [
                 w.arg(),
                 KernelArg::Ptr(dy.ptr_at(n0 * g.c_out * plane)),
-                stride(cout_g * k, "a conv weight group")?,
-                stride(cout_g * plane, "a conv output-gradient group")?,
+                stride_arg(cout_g * k, "conv weight group")?,
+                stride_arg(cout_g * plane, "conv output-gradient group")?,
                 int(plane, "conv output plane")?,
                 image_stride(g.c_out * plane)?,
-                vec_arg(w.ptr(), k, cout_g * k),
-                KernelArg::I32(dy_vec as i32),
+                vectorizable(w, 0, k, cout_g * k, g.groups),
+                dy_vec,
             ];
             self.launch_tiled_gemm("conv", "conv_data_gemm", &spec, plan, &target, &operands)?;
             self.col2im(&cols, g, n0, cur, dx)?;
@@ -299,12 +294,12 @@ impl ConvOps<f32> for GpuBackend {
         let mut operands = vec![
             dy.arg(),
             x.arg(),
-            stride(cout_g * plane, "a conv output-gradient group")?,
+            stride_arg(cout_g * plane, "conv output-gradient group")?,
             image_stride(g.c_out * plane)?,
-            stride(g.c_in_per_group() * g.h * g.w, "a conv input group")?,
+            stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?,
         ];
         operands.extend(im2col_operand_args(g)?);
-        operands.push(KernelArg::I32((dy.ptr().is_multiple_of(16) && plane.is_multiple_of(4)) as i32));
+        operands.push(KernelArg::I32(image_major_vec(dy.ptr(), plane) as i32));
         self.launch_tiled_gemm("conv", "conv_filter_gemm", &spec, plan, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
         Ok(dw)
     }

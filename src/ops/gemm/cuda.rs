@@ -15,15 +15,16 @@ const GEMM_THREADS: u32 = 256;
 
 /// Whether an operand can be read with 16-byte loads: its first matrix is 16-byte aligned and
 /// every row and every batch matrix starts 4 floats apart.
-fn vectorizable(buf: &GpuBuf<f32>, offset: usize, ld: usize, stride: usize, batch: usize) -> KernelArg {
+pub(crate) fn vectorizable(buf: &GpuBuf<f32>, offset: usize, ld: usize, stride: usize, batch: usize) -> KernelArg {
     let aligned = buf.ptr_at(offset).is_multiple_of(16) && ld.is_multiple_of(4) && (batch == 1 || stride.is_multiple_of(4));
     KernelArg::I32(aligned as i32)
 }
 
-fn stride_arg(stride: usize, what: &str) -> Result<KernelArg> {
+/// A stride or offset in elements as a kernel's `long long`; `what` names it in the error.
+pub(crate) fn stride_arg(stride: usize, what: &str) -> Result<KernelArg> {
     i64::try_from(stride)
         .map(KernelArg::I64)
-        .map_err(|_| Error::shape(format!("gemm {what} stride {stride} is too large")))
+        .map_err(|_| Error::shape(format!("{what} stride {stride} is too large")))
 }
 
 /// The kernel name's transpose suffix: "nn", "nt", "tn" or "tt".
@@ -136,9 +137,9 @@ impl GpuBackend {
                 int(lda, "gemm lda")?,
                 int(ldb, "gemm ldb")?,
                 int(ldc, "gemm ldc")?,
-                stride_arg(spec.stride_a, "A")?,
-                stride_arg(spec.stride_b, "B")?,
-                stride_arg(spec.stride_c, "C")?,
+                stride_arg(spec.stride_a, "gemm A")?,
+                stride_arg(spec.stride_b, "gemm B")?,
+                stride_arg(spec.stride_c, "gemm C")?,
                 KernelArg::F32(spec.alpha),
                 KernelArg::F32(spec.beta),
                 vectorizable(a, off_a, lda, spec.stride_a, batch),
@@ -171,8 +172,8 @@ impl GpuBackend {
             int(spec.k, "gemm k")?,
             int(lda, "gemm lda")?,
             int(ldb, "gemm ldb")?,
-            stride_arg(spec.stride_a, "A")?,
-            stride_arg(spec.stride_b, "B")?,
+            stride_arg(spec.stride_a, "gemm A")?,
+            stride_arg(spec.stride_b, "gemm B")?,
             int(splits, "gemm K-splits")?,
             int(k_per_split, "gemm K per split")?,
             vectorizable(a, off_a, lda, spec.stride_a, spec.batch),
@@ -196,9 +197,9 @@ impl GpuBackend {
             int(mn, "a gemm output matrix")?,
             int(splits, "gemm K-splits")?,
             int(total, "the gemm output")?,
-            stride_arg(target.batch_stride, "C")?,
+            stride_arg(target.batch_stride, "gemm C")?,
             int(target.plane, "a gemm output plane")?,
-            stride_arg(target.image_stride, "C image")?,
+            stride_arg(target.image_stride, "gemm C image")?,
             KernelArg::F32(spec.alpha),
             KernelArg::F32(spec.beta),
         ];
@@ -239,9 +240,9 @@ impl GpuBackend {
             int(spec.k, "gemm k")?,
             int(splits, "gemm K-splits")?,
             int(k_per_split, "gemm K per split")?,
-            stride_arg(target.batch_stride, "C")?,
+            stride_arg(target.batch_stride, "gemm C")?,
             int(target.plane, "a gemm output plane")?,
-            stride_arg(target.image_stride, "C image")?,
+            stride_arg(target.image_stride, "gemm C image")?,
             vec_out,
         ];
         args.extend_from_slice(operands);
