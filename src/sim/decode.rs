@@ -1018,7 +1018,7 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String
     // As ptxas does, a kernel holds the module-scope shared variables it names, not every one
     // in the module (NVRTC places a device function's `__shared__` arrays at module scope, one
     // per template instantiation).
-    let named = identifiers(k);
+    let named = if module.shared.is_empty() { Default::default() } else { identifiers(k) };
     let statics: Vec<&VarDecl> = module
         .shared
         .iter()

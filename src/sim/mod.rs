@@ -213,7 +213,7 @@ impl SimDriver {
 
     /// Sets [`SimOptions::sample_blocks`] for the launches that follow.
     pub fn set_sample_blocks(&self, most: Option<u32>) -> Result<()> {
-        lock(&self.options)?.sample_blocks = most.map(|m| m.max(1));
+        lock(&self.options)?.sample_blocks = most;
         Ok(())
     }
 
@@ -552,7 +552,8 @@ impl SimDriver {
         let nblocks = grid.iter().map(|&g| g as u64).product::<u64>();
         let nblocks = u32::try_from(nblocks).map_err(|_| Error::device(format!("grid {grid:?} has too many blocks for the simulator")))?;
         let mut order: Vec<u32> = match options.sample_blocks {
-            Some(most) if nblocks > most => sampled_blocks(nblocks, most),
+            // At least one block runs, whatever the option says.
+            Some(most) if nblocks > most.max(1) => sampled_blocks(nblocks, most.max(1)),
             _ => (0..nblocks).collect(),
         };
         let executed = order.len();

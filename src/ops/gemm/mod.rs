@@ -78,16 +78,13 @@ impl<E: Element> GemmSpec<E> {
 
     /// The tile and K partition the GPU uses for `split` on a device with `multiprocessors` SMs:
     /// of the tiles, with each one's [`GemmSpec::k_split_on`], the one [`GemmSpec::cost`] finds
-    /// fastest (the smaller tile on a tie).
+    /// fastest (the first, smaller tile on a tie).
     pub fn plan(&self, split: SplitK, multiprocessors: usize) -> GemmPlan {
         let on = |tile| GemmPlan { tile, k_split: self.k_split_on(tile, split, multiprocessors) };
         [GemmTile::Small, GemmTile::Wide, GemmTile::Large]
             .map(on)
             .into_iter()
-            .fold(None, |best: Option<GemmPlan>, plan| match best {
-                Some(b) if self.cost(&b, multiprocessors) <= self.cost(&plan, multiprocessors) => Some(b),
-                _ => Some(plan),
-            })
+            .min_by(|a, b| self.cost(a, multiprocessors).total_cmp(&self.cost(b, multiprocessors)))
             .expect("three tiles to choose from")
     }
 
