@@ -10,7 +10,7 @@
 
 use super::timing::Timing;
 use crate::error::{Error, Result};
-use crate::device::driver::Driver;
+use crate::device::driver::{Driver, Stream};
 use crate::device::Buffer;
 use crate::gpu::cuda_driver::CudaDriver;
 use crate::gpu::{GpuBackend, GpuBuf};
@@ -122,9 +122,9 @@ impl CudaBench {
         let mut samples = Vec::with_capacity(reps);
         for rep in 0..reps {
             self.flush_l2(rep)?;
-            let start = self.driver.record_event()?;
+            let start = self.driver.record_event(Stream::Compute)?;
             let outputs = run()?;
-            let end = self.driver.record_event()?;
+            let end = self.driver.record_event(Stream::Compute)?;
             samples.push(self.driver.elapsed_ms(start, end)? as f64 * 1e-3);
             drop(outputs);
         }

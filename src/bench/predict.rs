@@ -9,7 +9,9 @@
 //! - Host and GPU timelines: the host queues each launch in [`HostCosts::launch_s`]; the GPU runs
 //!   queued work in order and idles when the queue is empty, so a kernel shorter than the host's
 //!   time to queue the next leaves a gap. A host-to-device copy from pinned staging is queued
-//!   like a launch and occupies the GPU for its bytes at [`HostCosts::pinned_copy_bytes_per_s`].
+//!   like a launch and occupies the GPU for its bytes at [`HostCosts::pinned_copy_bytes_per_s`]
+//!   (the bench's step has none: its batch is on the device, as `train`'s is when the copy
+//!   stream has uploaded it during the step before).
 //!   A synchronisation and a device-to-host copy make the host wait until the GPU has drained
 //!   its queue; the host resumes
 //!   [`HostCosts::sync_wake_s`] later and the GPU idles until the host has queued the next work.

@@ -35,7 +35,17 @@ pub enum KernelArg {
     F64(f64),
 }
 
-/// An opaque event recorded in the device's stream.
+/// The device's two streams. Work queued on one runs in the order it was queued; between the two,
+/// only events order it (recorded on one, waited for on the other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// A step's work: launches, memsets, device copies, graph launches; what a capture records.
+    Compute,
+    /// Uploads that overlap the compute stream's work: the next batch while a step runs.
+    Copy,
+}
+
+/// An opaque event recorded in one of the device's streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventId(pub u64);
 
@@ -76,10 +86,13 @@ pub trait Driver: Send + Sync {
     /// Streaming multiprocessors (SMs): how many blocks run at once, for launchers that size a
     /// grid to fill the device (split-K GEMM).
     fn multiprocessor_count(&self) -> usize;
-    /// Creates an event and records it in the stream.
-    fn record_event(&self) -> Result<EventId>;
-    /// Records `event` again, at the stream's current end.
-    fn rerecord_event(&self, event: EventId) -> Result<()>;
+    /// Creates an event and records it in `stream`.
+    fn record_event(&self, stream: Stream) -> Result<EventId>;
+    /// Records `event` again, at the current end of `stream`.
+    fn rerecord_event(&self, stream: Stream, event: EventId) -> Result<()>;
+    /// Work queued on `stream` from now on starts only after the work queued before `event`'s
+    /// latest record has finished. The host does not wait. Not allowed during a capture.
+    fn wait_event(&self, stream: Stream, event: EventId) -> Result<()>;
     /// Whether the work queued before `event`'s latest record has finished; never waits for it.
     fn event_done(&self, event: EventId) -> Result<bool>;
     /// Milliseconds between two recorded events (after synchronising on the later one).
@@ -90,10 +103,10 @@ pub trait Driver: Send + Sync {
     fn free_pinned(&self, pinned: PinnedId);
     /// Writes `src` at the start of `pinned` (a host copy; no queued copy may still read it).
     fn write_pinned(&self, pinned: PinnedId, src: &[u8]) -> Result<()>;
-    /// Queues a copy of the first `bytes` bytes of `src` to `dst` in stream order and returns
-    /// without waiting for it or for the stream.
-    fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()>;
-    /// Starts recording the stream's work (launches, memsets, device copies, queued uploads)
+    /// Queues a copy of the first `bytes` bytes of `src` to `dst` on `stream` and returns
+    /// without waiting for it or for the stream. A capture records only compute-stream copies.
+    fn copy_htod_async(&self, stream: Stream, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()>;
+    /// Starts recording the compute stream's work (launches, memsets, device copies, queued uploads)
     /// into a graph instead of running it. Anything that would make the host wait (a
     /// synchronisation, a device-to-host copy) is an error until `end_capture`.
     fn begin_capture(&self) -> Result<()>;

@@ -132,6 +132,17 @@ pub trait Device<E: Element>: Send + Sync {
     /// way to feed a buffer whose address a captured graph has recorded.
     fn overwrite(&self, buf: &mut Self::Buf, host: &[E]) -> Result<()>;
     fn overwrite_idx(&self, buf: &mut Self::IdxBuf, host: &[u32]) -> Result<()>;
+    /// `overwrite`, with the copy from the host made on the device's copy stream so that it
+    /// overlaps the work already queued: it lands in `landing` (allocated on first use, kept by
+    /// the caller for the next call and used for nothing else), and only a device-side copy from
+    /// there into `buf` is queued after that work. How a resident batch is refilled while the
+    /// step before runs. Devices without a copy stream (the CPU) overwrite `buf` directly.
+    fn overwrite_through(&self, buf: &mut Self::Buf, _landing: &mut Option<Self::Buf>, host: &[E]) -> Result<()> {
+        self.overwrite(buf, host)
+    }
+    fn overwrite_idx_through(&self, buf: &mut Self::IdxBuf, _landing: &mut Option<Self::IdxBuf>, host: &[u32]) -> Result<()> {
+        self.overwrite_idx(buf, host)
+    }
     /// Wait until all queued work is finished (a no-op on the CPU).
     fn synchronize(&self) -> Result<()>;
     fn memory(&self) -> MemoryStats;

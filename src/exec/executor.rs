@@ -43,10 +43,13 @@ type OutputGrads<E, B> = Vec<(NodeId, Buf<E, B>)>;
 type Words<E, B> = <B as Device<E>>::IdxBuf;
 
 /// A batch's images and labels held on the device at fixed addresses and refilled for each
-/// step (`fill_resident_batch`, `train_step_resident`): what a captured CUDA graph reads.
+/// step (`fill_resident_batch`, `train_step_resident`): what a captured CUDA graph reads. The
+/// next batch's upload lands beside them on the device's copy stream while the step before runs.
 pub struct ResidentBatch<E: Element, B: Backend<E>> {
     input: Value<E, B>,
     labels: Words<E, B>,
+    landing_input: Option<Buf<E, B>>,
+    landing_labels: Option<Words<E, B>>,
     n: usize,
 }
 
@@ -379,10 +382,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     pub fn resident_batch(&self, n: usize) -> Result<ResidentBatch<E, B>> {
         let per_sample: usize = self.graph.input_shape().iter().product();
         let input = Arc::new(self.backend.zeros(n * per_sample)?);
-        Ok(ResidentBatch { input, labels: self.backend.upload_idx(&vec![0; n])?, n })
+        Ok(ResidentBatch { input, labels: self.backend.upload_idx(&vec![0; n])?, landing_input: None, landing_labels: None, n })
     }
 
-    /// Queues copies of a batch (host f32 data, as the loader makes it) into `resident`.
+    /// Queues copies of a batch (host f32 data, as the loader makes it) into `resident`; the
+    /// upload itself overlaps the work already queued (`Device::overwrite_through`).
     pub fn fill_resident_batch(&self, resident: &mut ResidentBatch<E, B>, x: &[f32], labels: &[u32]) -> Result<()> {
         let per_sample: usize = self.graph.input_shape().iter().product();
         if x.len() != resident.n * per_sample || labels.len() != resident.n {
@@ -396,8 +400,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         }
         let converted: Vec<E> = x.iter().map(|&v| <E as Element>::from_f64(v as f64)).collect();
         let input = Arc::get_mut(&mut resident.input).ok_or_else(|| Error::device("a resident batch is still held by a step"))?;
-        self.backend.overwrite(input, &converted)?;
-        self.backend.overwrite_idx(&mut resident.labels, labels)
+        self.backend.overwrite_through(input, &mut resident.landing_input, &converted)?;
+        self.backend.overwrite_idx_through(&mut resident.labels, &mut resident.landing_labels, labels)
     }
 
     /// `train_step` on the batch in `resident`: every buffer it reads or writes outside the

@@ -4,9 +4,10 @@
 
 use super::accounting::{Accounting, DriverCall};
 use super::allocator::{CachingAllocator, GraphPoolId};
+use super::copy_stream::CopyStreamUploads;
 use super::graph::GpuGraph;
 use super::staging::PinnedStaging;
-use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig};
+use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig, Stream};
 use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
 use crate::error::{Error, Result};
 use std::marker::PhantomData;
@@ -51,6 +52,7 @@ pub struct GpuBackend {
     driver: Arc<dyn Driver>,
     allocator: Arc<CachingAllocator>,
     staging: Arc<PinnedStaging>,
+    copy_stream: Arc<CopyStreamUploads>,
     accounting: Arc<Accounting>,
     kernel_log: Arc<Mutex<Vec<String>>>,
     /// The allocator pool of the graph being captured.
@@ -62,9 +64,11 @@ pub struct GpuBackend {
 impl GpuBackend {
     pub fn new(driver: Arc<dyn Driver>) -> Self {
         let accounting = Arc::new(Accounting::default());
+        let staging = Arc::new(PinnedStaging::new(driver.clone(), accounting.clone()));
         GpuBackend {
             allocator: Arc::new(CachingAllocator::new(driver.clone(), accounting.clone())),
-            staging: Arc::new(PinnedStaging::new(driver.clone(), accounting.clone())),
+            copy_stream: Arc::new(CopyStreamUploads::new(driver.clone(), staging.clone(), accounting.clone())),
+            staging,
             accounting,
             driver,
             kernel_log: Arc::new(Mutex::new(Vec::new())),
@@ -96,16 +100,29 @@ impl GpuBackend {
     /// A device copy of `host`, queued through pinned staging: returns without waiting.
     pub fn upload_slice<T: bytemuck::Pod>(&self, host: &[T]) -> Result<GpuBuf<T>> {
         let buf = self.alloc::<T>(host.len())?;
-        self.staging.upload(buf.ptr, bytemuck::cast_slice(host))?;
+        self.staging.upload(Stream::Compute, buf.ptr, bytemuck::cast_slice(host))?;
         Ok(buf)
     }
 
     /// Overwrites `buf` with `host`, queued through pinned staging like `upload_slice`.
     pub fn upload_into<T: bytemuck::Pod>(&self, buf: &GpuBuf<T>, host: &[T]) -> Result<()> {
-        if host.len() != buf.len {
-            return Err(Error::device(format!("{} values written to a buffer of {}", host.len(), buf.len)));
-        }
-        self.staging.upload(buf.ptr, bytemuck::cast_slice(host))
+        check_overwrite_len(buf, host)?;
+        self.staging.upload(Stream::Compute, buf.ptr, bytemuck::cast_slice(host))
+    }
+
+    /// Overwrites `buf` with `host` through the copy stream and `landing` (allocated on first
+    /// use): see [`Device::overwrite_through`].
+    pub fn upload_through<T: bytemuck::Pod>(&self, buf: &GpuBuf<T>, landing: &mut Option<GpuBuf<T>>, host: &[T]) -> Result<()> {
+        check_overwrite_len(buf, host)?;
+        let landing = match landing {
+            Some(landing) if landing.len == buf.len => landing,
+            _ => {
+                let fresh = self.alloc::<T>(buf.len)?;
+                self.copy_stream.new_landing()?;
+                landing.insert(fresh)
+            }
+        };
+        self.copy_stream.overwrite(buf.ptr, landing.ptr, bytemuck::cast_slice(host))
     }
 
     pub fn download_slice<T: bytemuck::Pod + Default>(&self, buf: &GpuBuf<T>) -> Result<Vec<T>> {
@@ -147,6 +164,13 @@ impl GpuBackend {
     }
 }
 
+fn check_overwrite_len<T>(buf: &GpuBuf<T>, host: &[T]) -> Result<()> {
+    if host.len() != buf.len {
+        return Err(Error::device(format!("{} values written to a buffer of {}", host.len(), buf.len)));
+    }
+    Ok(())
+}
+
 impl Device<f32> for GpuBackend {
     type Buf = GpuBuf<f32>;
     type IdxBuf = GpuBuf<u32>;
@@ -177,6 +201,12 @@ impl Device<f32> for GpuBackend {
     }
     fn overwrite_idx(&self, buf: &mut GpuBuf<u32>, host: &[u32]) -> Result<()> {
         self.upload_into(buf, host)
+    }
+    fn overwrite_through(&self, buf: &mut GpuBuf<f32>, landing: &mut Option<GpuBuf<f32>>, host: &[f32]) -> Result<()> {
+        self.upload_through(buf, landing, host)
+    }
+    fn overwrite_idx_through(&self, buf: &mut GpuBuf<u32>, landing: &mut Option<GpuBuf<u32>>, host: &[u32]) -> Result<()> {
+        self.upload_through(buf, landing, host)
     }
     fn copy_buf(&self, buf: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         let out = self.alloc::<f32>(buf.len)?;

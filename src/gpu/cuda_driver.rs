@@ -5,11 +5,12 @@
 //! rejects that PTX (a driver older than the NVRTC that produced it) or the build had no NVRTC,
 //! the embedded source is compiled at run time with the machine's NVRTC for the device's exact
 //! architecture. All queued work (launches, memsets, device copies, uploads from pinned memory,
-//! events) goes to one stream the driver creates, which a graph capture can record (the legacy
-//! stream cannot be captured). The stream is a blocking one, so the synchronous copies, which run
-//! on the legacy stream, still wait for it.
+//! events) goes to a compute stream the driver creates, which a graph capture can record (the
+//! legacy stream cannot be captured), except the uploads a caller puts on the copy stream so they
+//! overlap the compute stream's work. Both are blocking streams, so the synchronous copies, which
+//! run on the legacy stream, still wait for them.
 
-use crate::device::driver::{DevPtr, Driver, EventId, GraphId, KernelArg, LaunchConfig, PinnedId};
+use crate::device::driver::{DevPtr, Driver, EventId, GraphId, KernelArg, LaunchConfig, PinnedId, Stream};
 use crate::device::modules::{self, PtxSource};
 use crate::error::{Error, Result};
 use cudarc::driver::result::{self as cu, DriverError};
@@ -99,6 +100,8 @@ pub struct CudaDriver {
     /// Pinned host blocks (cuMemHostAlloc) by address, with their sizes.
     pinned: Mutex<HashMap<u64, usize>>,
     stream: sys::CUstream,
+    /// [`Stream::Copy`]: uploads that overlap the work on `stream`.
+    copy_stream: sys::CUstream,
     /// Captured graphs and their executable forms, by id.
     graphs: Mutex<HashMap<u64, (sys::CUgraph, sys::CUgraphExec)>>,
     next_graph: std::sync::atomic::AtomicU64,
@@ -124,9 +127,9 @@ impl CudaDriver {
         let (device, info) = device_info(ordinal)?;
         // SAFETY: `device` came from device::get; the context is released in Drop.
         let ctx = unsafe { cu::primary_ctx::retain(device) }.map_err(|e| driver_error("creating the CUDA context", e))?;
-        // SAFETY: the context was just retained; the stream is destroyed in Drop.
-        let stream = unsafe { cu::ctx::set_current(ctx) }
-            .and_then(|()| cu::stream::create(cu::stream::StreamKind::Default))
+        // SAFETY: the context was just retained; the streams are destroyed in Drop.
+        let (stream, copy_stream) = unsafe { cu::ctx::set_current(ctx) }
+            .and_then(|()| Ok((cu::stream::create(cu::stream::StreamKind::Default)?, cu::stream::create(cu::stream::StreamKind::Default)?)))
             .map_err(|e| driver_error("creating a CUDA stream", e))?;
         Ok(CudaDriver {
             device,
@@ -136,6 +139,7 @@ impl CudaDriver {
             events: Mutex::new(Vec::new()),
             pinned: Mutex::new(HashMap::new()),
             stream,
+            copy_stream,
             graphs: Mutex::new(HashMap::new()),
             next_graph: std::sync::atomic::AtomicU64::new(1),
         })
@@ -302,21 +306,29 @@ impl Driver for CudaDriver {
         self.info.multiprocessors
     }
 
-    fn record_event(&self) -> Result<EventId> {
+    fn record_event(&self, stream: Stream) -> Result<EventId> {
         self.bind()?;
         let event = cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(|e| driver_error("creating an event", e))?;
-        // SAFETY: a freshly created event on the legacy stream.
-        unsafe { cu::event::record(event, self.stream) }.map_err(|e| driver_error("recording an event", e))?;
+        // SAFETY: a freshly created event on one of the driver's streams.
+        unsafe { cu::event::record(event, self.cu_stream(stream)) }.map_err(|e| driver_error("recording an event", e))?;
         let mut events = self.events.lock().map_err(|_| Error::device("CUDA event table poisoned"))?;
         events.push(event);
         Ok(EventId(events.len() as u64 - 1))
     }
 
-    fn rerecord_event(&self, event: EventId) -> Result<()> {
+    fn rerecord_event(&self, stream: Stream, event: EventId) -> Result<()> {
         self.bind()?;
         let event = self.event(event)?;
-        // SAFETY: an event created by this driver and not destroyed, on the legacy stream.
-        unsafe { cu::event::record(event, self.stream) }.map_err(|e| driver_error("recording an event", e))
+        // SAFETY: an event created by this driver and not destroyed, on one of its streams.
+        unsafe { cu::event::record(event, self.cu_stream(stream)) }.map_err(|e| driver_error("recording an event", e))
+    }
+
+    fn wait_event(&self, stream: Stream, event: EventId) -> Result<()> {
+        self.bind()?;
+        let event = self.event(event)?;
+        // SAFETY: as above.
+        unsafe { cu::stream::wait_event(self.cu_stream(stream), event, sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT) }
+            .map_err(|e| driver_error("making a stream wait for an event", e))
     }
 
     fn event_done(&self, event: EventId) -> Result<bool> {
@@ -364,14 +376,14 @@ impl Driver for CudaDriver {
         Ok(())
     }
 
-    fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()> {
+    fn copy_htod_async(&self, stream: Stream, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()> {
         self.bind()?;
         let src = self.pinned_at(src, bytes)?;
         // SAFETY: the pinned block outlives the copy (it is freed only after its event is done)
         // and dst is a live allocation of at least `bytes` bytes.
         unsafe {
             let host = std::slice::from_raw_parts(src as *const u8, bytes);
-            cu::memcpy_htod_async(dst, host, self.stream)
+            cu::memcpy_htod_async(dst, host, self.cu_stream(stream))
         }
         .map_err(|e| driver_error("queueing a copy to the GPU", e))
     }
@@ -426,6 +438,13 @@ impl Driver for CudaDriver {
 }
 
 impl CudaDriver {
+    fn cu_stream(&self, stream: Stream) -> sys::CUstream {
+        match stream {
+            Stream::Compute => self.stream,
+            Stream::Copy => self.copy_stream,
+        }
+    }
+
     fn graph_exec(&self, graph: GraphId) -> Result<sys::CUgraphExec> {
         let graphs = self.graphs.lock().map_err(|_| Error::device("CUDA graph table poisoned"))?;
         graphs.get(&graph.0).map(|&(_, exec)| exec).ok_or_else(|| Error::device(format!("unknown or destroyed graph {}", graph.0)))
@@ -466,6 +485,7 @@ impl Drop for CudaDriver {
                 let _ = cu::event::destroy(event);
             }
             let _ = cu::stream::destroy(self.stream);
+            let _ = cu::stream::destroy(self.copy_stream);
             for (_, loaded) in self.modules.get_mut().map(std::mem::take).unwrap_or_default() {
                 let _ = cu::module::unload(loaded.module);
             }

@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod allocator;
 pub mod backend;
+pub mod copy_stream;
 pub mod cuda_driver;
 pub mod graph;
 pub mod grid;

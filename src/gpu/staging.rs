@@ -8,11 +8,11 @@
 //! bounds page-locked memory (it is taken from the whole machine).
 //!
 //! An upload recorded in a CUDA graph reads its block each time the graph runs, so during a
-//! capture every upload gets a block of its own that stays with the graph, unchanged, until the
-//! graph is dropped.
+//! capture every compute-stream upload gets a block of its own that stays with the graph,
+//! unchanged, until the graph is dropped (a capture does not record the copy stream).
 
 use super::accounting::{Accounting, DriverCall};
-use crate::device::driver::{DevPtr, Driver, EventId, PinnedId};
+use crate::device::driver::{DevPtr, Driver, EventId, PinnedId, Stream};
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 
@@ -60,21 +60,21 @@ impl PinnedStaging {
         self.release(&mut blocks);
     }
 
-    /// Queues a copy of `host` to `dst` in stream order; returns without waiting for it.
-    pub fn upload(&self, dst: DevPtr, host: &[u8]) -> Result<()> {
+    /// Queues a copy of `host` to `dst` on `stream`; returns without waiting for it.
+    pub fn upload(&self, stream: Stream, dst: DevPtr, host: &[u8]) -> Result<()> {
         if host.is_empty() {
             return Ok(());
         }
         {
             let mut captured = self.captured.lock().map_err(|_| Error::device("pinned staging cache poisoned"))?;
-            if let Some(graph_blocks) = captured.as_mut() {
+            if let (Some(graph_blocks), Stream::Compute) = (captured.as_mut(), stream) {
                 let capacity = host.len().next_power_of_two().max(MIN_BLOCK_BYTES);
                 self.accounting.record(DriverCall::HostAlloc { bytes: capacity });
                 let pinned = self.driver.alloc_pinned(capacity)?;
                 graph_blocks.push(Block { pinned, capacity, last_copy: None });
                 self.driver.write_pinned(pinned, host)?;
                 self.accounting.record(DriverCall::CopyH2DAsync { bytes: host.len() });
-                return self.driver.copy_htod_async(dst, pinned, host.len());
+                return self.driver.copy_htod_async(stream, dst, pinned, host.len());
             }
         }
         let mut blocks = self.blocks.lock().map_err(|_| Error::device("pinned staging cache poisoned"))?;
@@ -82,10 +82,10 @@ impl PinnedStaging {
         let block = &mut blocks[index];
         self.driver.write_pinned(block.pinned, host)?;
         self.accounting.record(DriverCall::CopyH2DAsync { bytes: host.len() });
-        self.driver.copy_htod_async(dst, block.pinned, host.len())?;
+        self.driver.copy_htod_async(stream, dst, block.pinned, host.len())?;
         match block.last_copy {
-            Some(event) => self.driver.rerecord_event(event)?,
-            None => block.last_copy = Some(self.driver.record_event()?),
+            Some(event) => self.driver.rerecord_event(stream, event)?,
+            None => block.last_copy = Some(self.driver.record_event(stream)?),
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ mod sanitizer;
 pub use counters::LaunchStats;
 pub use roofline::{GpuModel, LaunchPrediction, Limit, GPU_MODELS};
 
-use crate::device::driver::{DevPtr, Driver, EventId, GraphId, KernelArg, LaunchConfig, PinnedId};
+use crate::device::driver::{DevPtr, Driver, EventId, GraphId, KernelArg, LaunchConfig, PinnedId, Stream};
 use graph::{Graphs, StreamOp};
 use crate::device::modules::{self as kernel_modules, PtxSource};
 use crate::device::nvrtc::BASE_COMPUTE_CAPABILITY;
@@ -364,16 +364,22 @@ impl Driver for SimDriver {
         self.options.lock().map_or(DEFAULT_SIM_MULTIPROCESSORS, |o| o.multiprocessors.max(1))
     }
 
-    fn record_event(&self) -> Result<EventId> {
+    fn record_event(&self, _stream: Stream) -> Result<EventId> {
         let mut ev = lock(&self.events)?;
         ev.push(Instant::now());
         Ok(EventId(ev.len() as u64 - 1))
     }
 
-    fn rerecord_event(&self, event: EventId) -> Result<()> {
+    fn rerecord_event(&self, _stream: Stream, event: EventId) -> Result<()> {
         let mut ev = lock(&self.events)?;
         *ev.get_mut(event.0 as usize).ok_or_else(|| unknown_event(event))? = Instant::now();
         Ok(())
+    }
+
+    /// Work runs as it is queued here, so every recorded event is already done.
+    fn wait_event(&self, _stream: Stream, event: EventId) -> Result<()> {
+        lock(&self.graphs)?.refuse_during_capture("waiting for an event")?;
+        lock(&self.events)?.get(event.0 as usize).map(drop).ok_or_else(|| unknown_event(event))
     }
 
     /// Work runs as it is queued here, so a recorded event is always done.
@@ -408,11 +414,11 @@ impl Driver for SimDriver {
         Ok(())
     }
 
-    fn copy_htod_async(&self, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()> {
+    fn copy_htod_async(&self, stream: Stream, dst: DevPtr, src: PinnedId, bytes: usize) -> Result<()> {
         let blocks = lock(&self.pinned)?;
         let block = blocks.get(&src.0).ok_or_else(|| unknown_pinned(src))?;
         let bytes_now = block.get(..bytes).ok_or_else(|| pinned_overrun(src, bytes))?;
-        if lock(&self.graphs)?.record(|| StreamOp::CopyHtoDAsync { dst, src, bytes }) {
+        if stream == Stream::Compute && lock(&self.graphs)?.record(|| StreamOp::CopyHtoDAsync { dst, src, bytes }) {
             return Ok(());
         }
         lock(&self.memory)?.write(dst, bytes_now)
@@ -437,7 +443,7 @@ impl Driver for SimDriver {
                 StreamOp::Launch { module, kernel, cfg, args } => self.launch(&module, &kernel, &cfg, &args)?,
                 StreamOp::Memset { dst, value, bytes } => self.memset(dst, value, bytes)?,
                 StreamOp::CopyDtoD { dst, src, bytes } => self.copy_dtod(dst, src, bytes)?,
-                StreamOp::CopyHtoDAsync { dst, src, bytes } => self.copy_htod_async(dst, src, bytes)?,
+                StreamOp::CopyHtoDAsync { dst, src, bytes } => self.copy_htod_async(Stream::Compute, dst, src, bytes)?,
                 StreamOp::Reissue { ptr, bytes } => self.reissue(ptr, bytes)?,
             }
         }

@@ -248,7 +248,13 @@ impl OnBackend for TrainRun {
             true => Some("--skip-nonfinite reads each step's loss back before the update"),
             false => graph_obstacle(ex.graph(), ex.backend().can_capture(), &optimizer.config().kind),
         };
-        let mut replayed = ReplayedSteps { replay: StepReplay::new(resolve_graph_mode(config.cuda_graph, obstacle)?), resident: None };
+        let mut replayed = ReplayedSteps {
+            replay: StepReplay::new(resolve_graph_mode(config.cuda_graph, obstacle)?),
+            // GPU devices (those that capture graphs) have a copy stream; --skip-nonfinite reads
+            // each step back between its halves, which train_step does.
+            copy_stream: ex.backend().can_capture() && !config.skip_nonfinite,
+            resident: None,
+        };
         let mut last_val: Option<EvalMetrics> = None;
         let mut stopped_early = false;
         if !config.quiet && state.epochs_done == 0 && state.partial.is_none() {
@@ -510,17 +516,20 @@ fn nonfinite_loss(loss: f64) -> String {
     format!("the loss is {loss}; lower the learning rate or check the input data")
 }
 
-/// Training steps that may replay a CUDA graph, and the device buffers their batches go to.
+/// Training steps on a resident batch refilled through the device's copy stream, so the next
+/// batch's upload overlaps the step before; they may replay a CUDA graph.
 struct ReplayedSteps<B: Backend<f32>> {
     replay: StepReplay,
+    /// Whether batches go through the copy stream even without a graph.
+    copy_stream: bool,
     resident: Option<ResidentBatch<f32, B>>,
 }
 
 impl<B: Backend<f32>> ReplayedSteps<B> {
-    /// Whether `batch` goes through here: with graphs on, a full-size batch (the partial last
-    /// batch of an epoch is queued from the host).
+    /// Whether `batch` goes through here: a full-size batch, with graphs on or a copy stream
+    /// (the partial last batch of an epoch is queued from the host).
     fn takes(&self, batch: &data::Batch, batch_size: usize) -> bool {
-        self.replay.enabled() && batch.n == batch_size
+        (self.replay.enabled() || self.copy_stream) && batch.n == batch_size
     }
 
     /// Copies `batch` into the resident buffers the graph reads, then runs the step.
