@@ -19,7 +19,7 @@ __device__ __forceinline__ void ferro_sgd_update(float* param, float g, float* m
 }
 
 // One Adam/AdamW update of param[i] with gradient g. bias1 = 1 - beta1^t and bias2 = 1 - beta2^t
-// come from the host (computed in f64). Decoupled (AdamW) decay scales the parameter first;
+// are computed in f64: by the host for adam_step, on the device for adam_multi_step. Decoupled (AdamW) decay scales the parameter first;
 // otherwise (Adam) the decay joins the gradient.
 __device__ __forceinline__ void ferro_adam_update(float* param, float g, float* m, float* v, int i, float lr,
                                                   float beta1, float beta2, float eps, float weight_decay,
@@ -133,15 +133,43 @@ extern "C" __global__ void sgd_multi_step(const FerroOptimTensor* __restrict__ t
                          b.tensor.weight_decay, use_momentum, nesterov, first_step);
 }
 
+// base^t by repeated squaring: the same function of t however the count got there (a resumed run
+// continues with the bits an uninterrupted one has).
+__device__ double ferro_pow_count(double base, unsigned int t) {
+    double result = 1.0;
+    while (t != 0u) {
+        if (t & 1u) result *= base;
+        base *= base;
+        t >>= 1;
+    }
+    return result;
+}
+
+// The step number steps[group] is read here, not passed by value, so that a replayed CUDA graph
+// updates with the count advance_steps has reached; thread 0 turns it into the bias corrections.
 extern "C" __global__ void adam_multi_step(const FerroOptimTensor* __restrict__ table,
                                            const float* const* __restrict__ grads, int count, int group,
                                            const float* __restrict__ clip, float lr, float beta1, float beta2,
-                                           float eps, int decoupled, float bias1, float bias2) {
+                                           double beta1_f64, double beta2_f64, float eps, int decoupled,
+                                           const unsigned int* __restrict__ steps) {
+    __shared__ float bias[2];
     FerroUpdateBlock b;
     if (!ferro_update_block(table, grads, count, group, clip, &b)) return;
+    if (threadIdx.x == 0) {
+        const unsigned int t = steps[group];
+        bias[0] = (float)(1.0 - ferro_pow_count(beta1_f64, t));
+        bias[1] = (float)(1.0 - ferro_pow_count(beta2_f64, t));
+    }
+    __syncthreads();
     for (int i = b.begin; i < b.end; i += blockDim.x)
         ferro_adam_update(b.tensor.param, __fmul_rn(b.grad[i], b.scale), b.tensor.first, b.tensor.second, i, lr,
-                          beta1, beta2, eps, b.tensor.weight_decay, decoupled, bias1, bias2);
+                          beta1, beta2, eps, b.tensor.weight_decay, decoupled, bias[0], bias[1]);
+}
+
+// One more step for every count of a multi-tensor Adam step (one thread per group).
+extern "C" __global__ void advance_steps(unsigned int* __restrict__ steps, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) steps[i] += 1u;
 }
 
 // First pass of the global gradient norm: each block is one block of the first pass of the

@@ -5,7 +5,9 @@ use super::predict::StepPredictions;
 use super::timing::{time_host, Timing};
 use crate::device::{CudaGraphMode, Device, DeviceCounters};
 use crate::error::{Error, Result};
-use crate::exec::{graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, StepOptions, StepReplay};
+use crate::exec::{
+    graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, ResidentBatch, StepOptions, StepReplay,
+};
 use crate::graph::Graph;
 use crate::ops::Backend;
 use crate::rng::Rng;
@@ -79,14 +81,15 @@ pub struct ModelBenchReport {
     pub predicted: Option<StepPredictions>,
 }
 
-/// A training loop on random data: the batch stays on the device, as a data loader with
-/// prefetching would leave it, and each step consumes a device-side copy of it. With a CUDA
-/// graph (`StepReplay`), the copy is one of the graph's nodes.
+/// A training loop on random data: the batch stays in the resident buffers a step reads, as
+/// `train`'s copy stream leaves each batch there during the step before; only each step's
+/// dropout seed is queued from the host before the step (with a CUDA graph, before its launch).
 pub struct TrainLoop<B: Backend<f32>> {
     executor: Executor<f32, B>,
     optimizer: Optimizer<f32, B>,
+    resident: ResidentBatch<f32, B>,
+    /// The batch again, for the inference timing.
     images: <B as Device<f32>>::Buf,
-    labels: Vec<u32>,
     replay: StepReplay,
 }
 
@@ -95,7 +98,7 @@ pub struct TrainLoop<B: Backend<f32>> {
 pub struct StepCounters {
     /// The step's own work: forward, loss, backward and the optimiser update.
     pub work: DeviceCounters,
-    /// The bench's part: the device-side copy of the batch before the work, and the
+    /// The bench's part: the upload of the step's dropout seed before the work, and the
     /// synchronisation after it that lets the host clock time the step.
     pub bench: DeviceCounters,
 }
@@ -106,13 +109,15 @@ impl<B: Backend<f32>> TrainLoop<B> {
     /// `--cuda-graph on` cannot be honoured.
     pub fn new(backend: B, graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<Self> {
         let optimizer_kind = OptimizerKind::Sgd { momentum: opts.momentum, dampening: 0.0, nesterov: false };
-        let graph_mode = resolve_graph_mode(opts.cuda_graph, graph_obstacle(&graph, backend.can_capture(), &optimizer_kind))?;
+        let graph_mode = resolve_graph_mode(opts.cuda_graph, graph_obstacle(backend.can_capture()))?;
         let classes = graph.num_classes();
         let per_sample: usize = graph.input_shape().iter().product();
         let mut rng = Rng::new(opts.seed);
         let images: Vec<f32> = (0..batch * per_sample).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
         let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes as u64) as u32).collect();
         let executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
+        let mut resident = executor.resident_batch(batch)?;
+        executor.fill_resident_batch(&mut resident, &images, &labels)?;
         let images = executor.backend().upload(&images)?;
         let optimizer = Optimizer::new(OptimizerConfig {
             kind: optimizer_kind,
@@ -121,16 +126,16 @@ impl<B: Backend<f32>> TrainLoop<B> {
             decay_weights_only: true,
             clip_grad_norm: None,
         })?;
-        // The resident batch (already on the device) and each step's copy of it come on top of
-        // the plan.
-        let batch_bytes = 2 * batch * per_sample * std::mem::size_of::<f32>();
+        // The resident batch, the landing buffer it was uploaded through and the inference copy
+        // come on top of the plan.
+        let batch_bytes = 3 * batch * per_sample * std::mem::size_of::<f32>();
         executor.check_batch_fits_device(
             batch,
             Mode::Train,
             executor.backend().conv_workspace(),
             optimizer.state_bytes(executor.params()) + batch_bytes,
         )?;
-        Ok(TrainLoop { executor, optimizer, images, labels, replay: StepReplay::new(graph_mode) })
+        Ok(TrainLoop { executor, optimizer, resident, images, replay: StepReplay::new(graph_mode) })
     }
 
     pub fn backend(&self) -> &B {
@@ -151,22 +156,22 @@ impl<B: Backend<f32>> TrainLoop<B> {
     /// that captures it records before `around_work(true)`).
     pub fn step_with(&mut self, mut around_work: impl FnMut(&B, bool)) -> Result<StepCounters> {
         let start = self.backend().counters();
-        let mut work_start = start;
-        let (images, labels) = (&self.images, &self.labels);
+        self.executor.queue_step_seed(&mut self.resident, None)?;
+        let mut work_start = self.backend().counters();
+        let resident = &self.resident;
         let mut before = Some(&mut around_work);
         if self.replay.next_is_launch(&self.optimizer) {
-            // The step's work, batch copy included, is the launch.
+            // The step's work is the launch.
             if let Some(hook) = before.take() {
                 hook(self.executor.backend(), true);
             }
         }
         self.replay.step(&mut self.executor, &mut self.optimizer, |ex, optimizer| {
-            let batch = Batch::Device(ex.backend().copy_buf(images)?);
             if let Some(hook) = before.take() {
                 work_start = ex.backend().counters();
                 hook(ex.backend(), true);
             }
-            ex.train_step(batch, labels, &StepOptions::default())?;
+            ex.train_step_resident(resident, &StepOptions::default())?;
             ex.optimizer_step(optimizer)
         })?;
         around_work(self.executor.backend(), false);

@@ -25,13 +25,14 @@ use super::optim::Optimizer;
 use super::params::{GradStore, ParamStore};
 use super::plan::{Mode, Plan};
 use super::tape::Value;
-use super::Buf;
+use super::{Buf, Words};
 use crate::device::{ConvWorkspace, Device};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op, ParamId};
 use crate::ops::node::numel;
 use crate::ops::{Input, NodeOp};
+use crate::ops::dropout::step_seed_words;
 use crate::ops::loss::{check_labels, eval_words, train_words};
 use crate::ops::Backend;
 use crate::rng::Rng;
@@ -39,8 +40,6 @@ use std::sync::Arc;
 
 /// Gradients of the loss with respect to each loss output's logits.
 type OutputGrads<E, B> = Vec<(NodeId, Buf<E, B>)>;
-/// A device buffer of 32-bit words (labels, metrics).
-type Words<E, B> = <B as Device<E>>::IdxBuf;
 
 /// A batch's images and labels held on the device at fixed addresses and refilled for each
 /// step (`fill_resident_batch`, `train_step_resident`): what a captured CUDA graph reads. The
@@ -48,6 +47,8 @@ type Words<E, B> = <B as Device<E>>::IdxBuf;
 pub struct ResidentBatch<E: Element, B: Backend<E>> {
     input: Value<E, B>,
     labels: Words<E, B>,
+    /// The step's dropout seed (`queue_step_seed`).
+    step_seed: Words<E, B>,
     landing_input: Option<Buf<E, B>>,
     landing_labels: Option<Words<E, B>>,
     n: usize,
@@ -311,13 +312,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         input: Value<E, B>,
         n: usize,
         update_running_stats: bool,
-        dropout_seed: Option<u64>,
+        step_seed: Option<&Words<E, B>>,
     ) -> Result<ForwardResult<E, B>> {
-        let dropout_seed = match (plan.mode, dropout_seed) {
-            (Mode::Eval, _) => 0,
-            (Mode::Train, Some(seed)) => seed,
-            (Mode::Train, None) => self.rng.next_u64(),
-        };
         Forward {
             backend: &self.backend,
             graph: &self.graph,
@@ -326,7 +322,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             scratch: &mut self.scratch,
             n,
             update_running_stats,
-            dropout_seed,
+            step_seed,
         }
         .run(input)
     }
@@ -382,7 +378,14 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     pub fn resident_batch(&self, n: usize) -> Result<ResidentBatch<E, B>> {
         let per_sample: usize = self.graph.input_shape().iter().product();
         let input = Arc::new(self.backend.zeros(n * per_sample)?);
-        Ok(ResidentBatch { input, labels: self.backend.upload_idx(&vec![0; n])?, landing_input: None, landing_labels: None, n })
+        Ok(ResidentBatch {
+            input,
+            labels: self.backend.upload_idx(&vec![0; n])?,
+            step_seed: self.backend.upload_idx(&step_seed_words(0))?,
+            landing_input: None,
+            landing_labels: None,
+            n,
+        })
     }
 
     /// Queues copies of a batch (host f32 data, as the loader makes it) into `resident`; the
@@ -404,11 +407,20 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         self.backend.overwrite_idx_through(&mut resident.labels, &mut resident.landing_labels, labels)
     }
 
-    /// `train_step` on the batch in `resident`: every buffer it reads or writes outside the
-    /// allocator (the batch, the metrics, parameters and optimiser state) keeps its address
-    /// from step to step, so the step can be captured as a graph and replayed.
+    /// Draws the next step's dropout seed (`seed`, else the executor's generator's next value,
+    /// as every training step draws one) and queues it into `resident` for the step that
+    /// `train_step_resident` queues or a replayed graph runs next. One call per step.
+    pub fn queue_step_seed(&mut self, resident: &mut ResidentBatch<E, B>, seed: Option<u64>) -> Result<()> {
+        let seed = seed.unwrap_or_else(|| self.rng.next_u64());
+        self.backend.overwrite_idx(&mut resident.step_seed, &step_seed_words(seed))
+    }
+
+    /// `train_step` on the batch in `resident` with the dropout seed `queue_step_seed` put there
+    /// (`opts.dropout_seed` is not read): every buffer it reads or writes outside the allocator
+    /// (the batch, its seed, the metrics, parameters and optimiser state) keeps its address from
+    /// step to step, so the step can be captured as a graph and replayed.
     pub fn train_step_resident(&mut self, resident: &ResidentBatch<E, B>, opts: &StepOptions) -> Result<()> {
-        self.step(resident.input.clone(), resident.n, &resident.labels, opts, false).map(drop)
+        self.step(resident.input.clone(), resident.n, &resident.labels, &resident.step_seed, opts, false).map(drop)
     }
 
     /// The training metrics so far: one small download, which waits for the queued steps. An
@@ -427,7 +439,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     pub fn train_step(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<()> {
         let (input, n) = self.upload_batch(batch)?;
         let labels = self.upload_labels(labels, n)?;
-        self.step(input, n, &labels, opts, false).map(drop)
+        let step_seed = self.upload_step_seed(opts)?;
+        self.step(input, n, &labels, &step_seed, opts, false).map(drop)
     }
 
     /// `train_step`, then reads back the step's loss and the main output's logits (a download
@@ -435,17 +448,34 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     pub fn train_step_readback(&mut self, batch: Batch<'_, E, B>, labels: &[u32], opts: &StepOptions) -> Result<StepOutput<E>> {
         let (input, n) = self.upload_batch(batch)?;
         let labels = self.upload_labels(labels, n)?;
-        let logits = self.step(input, n, &labels, opts, true)?.expect("a readback step downloads the logits");
+        let step_seed = self.upload_step_seed(opts)?;
+        let logits = self.step(input, n, &labels, &step_seed, opts, true)?.expect("a readback step downloads the logits");
         Ok(StepOutput { loss: self.read_train_metrics()?.last_loss, logits })
     }
 
-    fn step(&mut self, input: Value<E, B>, n: usize, labels: &Words<E, B>, opts: &StepOptions, read_logits: bool) -> Result<Option<Vec<E>>> {
+    /// The dropout seed of a step queued from the host: `opts.dropout_seed`, else the
+    /// generator's next value.
+    fn upload_step_seed(&mut self, opts: &StepOptions) -> Result<Words<E, B>> {
+        let seed = opts.dropout_seed.unwrap_or_else(|| self.rng.next_u64());
+        self.backend.upload_idx(&step_seed_words(seed))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        input: Value<E, B>,
+        n: usize,
+        labels: &Words<E, B>,
+        step_seed: &Words<E, B>,
+        opts: &StepOptions,
+        read_logits: bool,
+    ) -> Result<Option<Vec<E>>> {
         // Last step's gradients go first: they would otherwise double the gradient memory.
         self.grads.clear();
         self.input_grad = None;
         self.backend.reset_peak();
         let plan = self.plan(Mode::Train, opts.input_grad);
-        let mut result = self.forward(&plan, input, n, opts.update_running_stats, opts.dropout_seed)?;
+        let mut result = self.forward(&plan, input, n, opts.update_running_stats, Some(step_seed))?;
         let (losses, output_grads) = self.output_losses(&result, labels, n, opts.label_smoothing)?;
         if self.train_metrics.is_none() {
             self.start_train_metrics(&TrainTotals::default())?;
@@ -479,8 +509,9 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let (input, n) = self.upload_batch(batch)?;
         check_labels(labels, self.graph.num_classes())?;
         let labels = self.upload_labels(labels, n)?;
+        let step_seed = self.upload_step_seed(opts)?;
         let plan = Plan::new(&self.graph, Mode::Train, |_| false, false);
-        let result = self.forward(&plan, input, n, opts.update_running_stats, opts.dropout_seed)?;
+        let result = self.forward(&plan, input, n, opts.update_running_stats, Some(&step_seed))?;
         let mut total = 0.0;
         for (weight, loss) in self.output_losses(&result, &labels, n, opts.label_smoothing)?.0 {
             total += weight * self.backend.download(&loss)?[0].to_f64();
@@ -529,12 +560,6 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         self.backend.synchronize()?;
         self.last_peak_bytes = self.backend.memory().peak_bytes;
         Ok(logits)
-    }
-
-    /// Advances the generator as a training step does (it draws one dropout seed), for a step
-    /// replayed from a graph: a later checkpoint then holds the state queued steps leave.
-    pub fn advance_step_seed(&mut self) {
-        self.rng.next_u64();
     }
 
     /// Drops the last training step's gradients without an update (a skipped step).

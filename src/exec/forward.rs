@@ -5,6 +5,7 @@ use super::buffer_cache::BufferCache;
 use super::params::ParamStore;
 use super::plan::{Mode, Plan, KEPT_TO_END};
 use super::tape::{Record, Tape, Value};
+use super::Words;
 use crate::element::Element;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId};
@@ -22,8 +23,8 @@ pub struct Forward<'a, E: Element, B: Backend<E>> {
     pub n: usize,
     /// Train mode only: whether BN running statistics take this batch's statistics.
     pub update_running_stats: bool,
-    /// Train mode only: the step's dropout seed; each node mixes in its id.
-    pub dropout_seed: u64,
+    /// Train mode only: the step's dropout seed on the device; each node mixes in its id.
+    pub step_seed: Option<&'a Words<E, B>>,
 }
 
 /// What a forward pass leaves behind: the values of the plan's outputs and the tape.
@@ -129,7 +130,7 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
             training: self.plan.mode == Mode::Train,
             update_running_stats: self.update_running_stats,
             record: self.plan.records(i),
-            step_seed: self.dropout_seed,
+            step_seed: self.step_seed,
             node: i,
         };
         graph.nodes[i].op.forward(&mut ctx, &bufs)

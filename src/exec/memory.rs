@@ -67,6 +67,9 @@ impl Sizes<'_> {
     }
 }
 
+/// The two words of a step's dropout seed (`ops::dropout::step_seed_words`).
+const STEP_SEED_BYTES: usize = 8;
+
 /// What the planner predicts for one pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlannedMemory {
@@ -94,6 +97,10 @@ pub fn plan_memory(
     let mut tape: Vec<Vec<Block>> = vec![Vec::new(); count];
     let mut pending_slices: HashMap<NodeId, Block> = HashMap::new();
     values[0] = Some(ledger.alloc(sizes.out(0)));
+    // A training step's dropout seed, on the device for the whole step.
+    if plan.mode == Mode::Train {
+        ledger.alloc(STEP_SEED_BYTES);
+    }
 
     for i in 1..count {
         if !plan.live[i] {

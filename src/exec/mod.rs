@@ -30,3 +30,5 @@ use crate::device::Device;
 
 /// A device buffer of `E`.
 pub type Buf<E, B> = <B as Device<E>>::Buf;
+/// A device buffer of 32-bit words (labels, metrics, the step's dropout seed).
+pub type Words<E, B> = <B as Device<E>>::IdxBuf;

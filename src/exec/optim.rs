@@ -15,9 +15,13 @@
 //! as they were, so the next loss is not poisoned by them), counts the step
 //! (`nonfinite_grad_steps`), and `last_grad_norm` returns the numerical error. The step count of
 //! Adam's bias correction still advances on such a step.
+//!
+//! Adam's step numbers live on the device (`advance_steps` before each update) so that a step
+//! replayed from a CUDA graph updates with the next count; the host mirrors them
+//! (`count_replayed_step`) for checkpoints.
 
 use super::params::{GradStore, ParamStore};
-use super::Buf;
+use super::{Buf, Words};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::ParamId;
@@ -100,12 +104,19 @@ pub struct Optimizer<E: Element, B: Backend<E>> {
     table: Option<<B as OptimOps<E>>::TensorTable>,
     /// {norm, scale, non-finite steps} of the last clipping step, on the device.
     clip: Option<Buf<E, B>>,
+    /// Adam: each group's step count on the device, and the counts it holds.
+    adam_steps: Option<(Words<E, B>, Vec<u64>)>,
+    /// The parameters the last step updated (those a replay of it updates).
+    last_stepped: Vec<ParamId>,
 }
+
+/// The host's step counts before a step, to go back to if its capture is abandoned.
+pub struct StepCounts(Vec<(ParamId, u64)>);
 
 impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     pub fn new(config: OptimizerConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Optimizer { config, state: BTreeMap::new(), table: None, clip: None })
+        Ok(Optimizer { config, state: BTreeMap::new(), table: None, clip: None, adam_steps: None, last_stepped: Vec::new() })
     }
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
@@ -121,13 +132,39 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         Ok(())
     }
 
-    /// Bytes of state this optimiser will hold for the trainable parameters of `params`.
-    /// Forgets the device table of gradient addresses, so the next step uploads it again: an
-    /// abandoned graph capture may have recorded its upload without running it.
-    pub fn forget_device_table(&mut self) {
-        self.table = None;
+    /// The host's step counts now, for `abandon_captured_step`.
+    pub fn step_counts(&self) -> StepCounts {
+        StepCounts(self.state.iter().map(|(&id, s)| (id, s.step)).collect())
     }
 
+    /// Undoes the host side of a step whose graph capture was abandoned (its work never ran):
+    /// the step counts go back to `before`, and the device tables (gradient addresses, Adam's
+    /// counts) are dropped so the next step uploads them again, since the capture may have
+    /// recorded their uploads without running them.
+    pub fn abandon_captured_step(&mut self, before: StepCounts) {
+        for (id, step) in before.0 {
+            if let Some(state) = self.state.get_mut(&id) {
+                state.step = step;
+            }
+        }
+        self.table = None;
+        self.adam_steps = None;
+    }
+
+    /// The host side of a step replayed from a graph: the step counts the replayed update
+    /// advances on the device advance here too.
+    pub fn count_replayed_step(&mut self) {
+        for id in &self.last_stepped {
+            if let Some(state) = self.state.get_mut(id) {
+                state.step += 1;
+            }
+        }
+        if let Some((_, held)) = &mut self.adam_steps {
+            held.iter_mut().for_each(|count| *count += 1);
+        }
+    }
+
+    /// Bytes of state this optimiser will hold for the trainable parameters of `params`.
     pub fn state_bytes(&self, params: &ParamStore<E, B>) -> usize {
         let per_param = match self.config.kind {
             OptimizerKind::Sgd { momentum, .. } => usize::from(momentum != 0.0),
@@ -205,22 +242,26 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             }
             None => None,
         };
-        for (group, &key) in distinct.iter().enumerate() {
-            match kind {
-                OptimizerKind::Sgd { momentum, dampening, nesterov } => {
-                    let h = SgdParams { lr: self.config.lr, momentum, dampening, nesterov, weight_decay: 0.0 };
+        match kind {
+            OptimizerKind::Sgd { momentum, dampening, nesterov } => {
+                let h = SgdParams { lr: self.config.lr, momentum, dampening, nesterov, weight_decay: 0.0 };
+                for (group, &key) in distinct.iter().enumerate() {
                     backend.sgd_multi_step(table, &mut slots, group, &h, key == 1, clip)?;
                 }
-                OptimizerKind::Adam { beta1, beta2, eps, decoupled } => {
-                    let h = AdamParams { lr: self.config.lr, beta1, beta2, eps, weight_decay: 0.0, decoupled };
-                    backend.adam_multi_step(table, &mut slots, group, &h, key, clip)?;
+            }
+            OptimizerKind::Adam { beta1, beta2, eps, decoupled } => {
+                let steps = advance_adam_steps(backend, &mut self.adam_steps, &distinct)?;
+                let h = AdamParams { lr: self.config.lr, beta1, beta2, eps, weight_decay: 0.0, decoupled };
+                for group in 0..distinct.len() {
+                    backend.adam_multi_step(table, &mut slots, group, &h, steps, clip)?;
                 }
             }
         }
         drop(slots);
-        for id in ids {
+        for &id in &ids {
             self.state.get_mut(&id).expect("every stepped tensor has state").step += 1;
         }
+        self.last_stepped = ids;
         Ok(())
     }
 
@@ -302,6 +343,29 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         }
         self.state = imported;
         self.table = None;
+        self.adam_steps = None;
         Ok(())
     }
+}
+
+/// Adam's step counts on the device for a step whose groups update to step numbers `numbers`:
+/// uploaded as `numbers - 1` when the device does not hold those (the first step, new groups,
+/// imported state), then advanced by one on the device.
+fn advance_adam_steps<'a, E: Element, B: Backend<E>>(
+    backend: &B,
+    slot: &'a mut Option<(Words<E, B>, Vec<u64>)>,
+    numbers: &[u64],
+) -> Result<&'a Words<E, B>> {
+    let before: Vec<u64> = numbers.iter().map(|n| n - 1).collect();
+    if slot.as_ref().is_none_or(|(_, held)| *held != before) {
+        let words = before
+            .iter()
+            .map(|&n| u32::try_from(n).map_err(|_| Error::config(format!("Adam's step count {n} passed 2^32"))))
+            .collect::<Result<Vec<u32>>>()?;
+        *slot = Some((backend.upload_idx(&words)?, before));
+    }
+    let (steps, held) = slot.as_mut().expect("set above");
+    backend.advance_steps(steps)?;
+    held.copy_from_slice(numbers);
+    Ok(steps)
 }

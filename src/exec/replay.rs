@@ -6,33 +6,21 @@
 //! batch); the allocator keeps the captured step's own blocks for the graph.
 //!
 //! What a launch cannot change is fixed at capture: every by-value kernel argument. So the
-//! graph is captured again when the learning rate changes (at most once an epoch), and runs
-//! where a step's by-value arguments change every step are refused (`auto` runs them queued
-//! from the host): dropout (each step's mask seed) and Adam/AdamW (bias corrections).
+//! graph is captured again when the learning rate changes (at most once an epoch), and what
+//! changes every step is read from device memory instead: each step's dropout seed, which the
+//! host queues into the resident batch before the launch (`Executor::queue_step_seed`), and
+//! Adam's step numbers, which the step itself advances on the device (`OptimOps::advance_steps`).
 
-use super::optim::{Optimizer, OptimizerKind};
+use super::optim::Optimizer;
 use super::Executor;
 use crate::device::{CapturedGraph, CudaGraphMode};
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::graph::Graph;
 use crate::ops::Backend;
 
-/// Why a model with dropout cannot replay its steps.
-const DROPOUT_OBSTACLE: &str = "the model has dropout, whose mask a replayed graph would repeat at every step";
-
-/// Why `--cuda-graph` cannot hold for this run, if it cannot: no GPU, dropout, or an
-/// optimiser whose launches change every step.
-pub fn graph_obstacle(graph: &Graph, can_capture: bool, optimizer: &OptimizerKind) -> Option<&'static str> {
-    if !can_capture {
-        Some("it needs a GPU device (cuda, sim)")
-    } else if graph.draws_dropout_masks() {
-        Some(DROPOUT_OBSTACLE)
-    } else if matches!(optimizer, OptimizerKind::Adam { .. }) {
-        Some("Adam's bias corrections change every step and a replayed graph would repeat one; use --optimizer sgd")
-    } else {
-        None
-    }
+/// Why `--cuda-graph` cannot hold for this run, if it cannot: it needs a GPU.
+pub fn graph_obstacle(can_capture: bool) -> Option<&'static str> {
+    (!can_capture).then_some("it needs a GPU device (cuda, sim)")
 }
 
 /// The mode a run goes with: `auto` turns into `off` where there is an obstacle, for which
@@ -99,17 +87,14 @@ impl StepReplay {
             // Dropping it waits for its queued launches, then frees what it holds.
             self.graph = None;
         }
-        // A capture runs the step's host side, which draws the step's dropout seed.
-        let mut seed_drawn = false;
-        if self.graph.is_none() {
+        // A capture runs the step's host side, which counts the step; a replay must count it.
+        let captured_now = self.graph.is_none();
+        if captured_now {
+            let counts = optimizer.step_counts();
             match capture(ex, optimizer, &mut work) {
-                Ok(graph) => {
-                    self.graph = Some((graph, lr));
-                    seed_drawn = true;
-                }
+                Ok(graph) => self.graph = Some((graph, lr)),
                 Err(e) => {
-                    // The abandoned capture may have cached an upload that never ran.
-                    optimizer.forget_device_table();
+                    optimizer.abandon_captured_step(counts);
                     if self.mode == CudaGraphMode::On {
                         return Err(e);
                     }
@@ -119,8 +104,8 @@ impl StepReplay {
                 }
             }
         }
-        if !seed_drawn {
-            ex.advance_step_seed();
+        if !captured_now {
+            optimizer.count_replayed_step();
         }
         let (graph, _) = self.graph.as_ref().expect("captured above");
         graph.launch()?;

@@ -106,11 +106,6 @@ impl Graph {
     pub fn num_classes(&self) -> usize {
         self.nodes[self.main_output().node].shape.iter().product()
     }
-    /// Whether training draws dropout masks (a layer with p > 0): each step's mask comes from
-    /// a seed passed by value, which a replayed CUDA graph would repeat.
-    pub fn draws_dropout_masks(&self) -> bool {
-        self.nodes.iter().any(|n| matches!(&n.op, Op::Dropout(d) if d.p() > 0.0))
-    }
     pub fn trainable_params(&self) -> usize {
         self.params.iter().filter(|p| !p.kind.is_state()).map(|p| p.numel()).sum()
     }

@@ -91,8 +91,9 @@ pub struct ForwardCtx<'a, E: Element, B: Backend<E>> {
     pub update_running_stats: bool,
     /// Whether this node's backward will run, so what it saves must be kept.
     pub record: bool,
-    /// The step's dropout seed and the node's id, which dropout mixes into it.
-    pub step_seed: u64,
+    /// Training only: the step's dropout seed on the device (`dropout::step_seed_words`), and
+    /// the node's id, which dropout mixes into it.
+    pub step_seed: Option<&'a B::IdxBuf>,
     pub node: usize,
 }
 

@@ -246,7 +246,7 @@ impl OnBackend for TrainRun {
         let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
         let obstacle = match config.skip_nonfinite {
             true => Some("--skip-nonfinite reads each step's loss back before the update"),
-            false => graph_obstacle(ex.graph(), ex.backend().can_capture(), &optimizer.config().kind),
+            false => graph_obstacle(ex.backend().can_capture()),
         };
         let mut replayed = ReplayedSteps {
             replay: StepReplay::new(resolve_graph_mode(config.cuda_graph, obstacle)?),
@@ -539,6 +539,7 @@ impl<B: Backend<f32>> ReplayedSteps<B> {
             empty => empty.insert(ex.resident_batch(batch.n)?),
         };
         ex.fill_resident_batch(resident, &batch.x, &batch.labels)?;
+        ex.queue_step_seed(resident, options.dropout_seed)?;
         let resident = &*resident;
         self.replay.step(ex, optimizer, |ex, optimizer| {
             ex.train_step_resident(resident, options)?;

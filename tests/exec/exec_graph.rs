@@ -75,9 +75,9 @@ fn options(cuda_graph: CudaGraphMode) -> ModelBenchOptions {
     ModelBenchOptions { batch: 2, steps: 1, warmup: 1, lr: 0.05, momentum: 0.9, seed: 11, cuda_graph }
 }
 
-/// Every parameter after `steps` steps, and what the last step sent to the driver.
-fn train(cuda_graph: CudaGraphMode, steps: usize) -> (Vec<Vec<f32>>, ferronet::device::DeviceCounters) {
-    let mut train = TrainLoop::new(sim(), residual_block(), 2, &options(cuda_graph)).unwrap();
+/// Every parameter of `graph` after `steps` steps, and what the last step sent to the driver.
+fn train_graph(graph: Graph, cuda_graph: CudaGraphMode, steps: usize) -> (Vec<Vec<f32>>, ferronet::device::DeviceCounters) {
+    let mut train = TrainLoop::new(sim(), graph, 2, &options(cuda_graph)).unwrap();
     let mut last = None;
     for _ in 0..steps {
         last = Some(train.step().unwrap().work);
@@ -86,6 +86,10 @@ fn train(cuda_graph: CudaGraphMode, steps: usize) -> (Vec<Vec<f32>>, ferronet::d
     let ex = train.executor();
     let params = ex.params().iter().map(|(_, p)| ex.param_host(&p.spec.name).unwrap()).collect();
     (params, last.unwrap())
+}
+
+fn train(cuda_graph: CudaGraphMode, steps: usize) -> (Vec<Vec<f32>>, ferronet::device::DeviceCounters) {
+    train_graph(residual_block(), cuda_graph, steps)
 }
 
 #[test]
@@ -114,32 +118,39 @@ fn with_dropout() -> Graph {
 }
 
 #[test]
-fn graphs_are_refused_where_a_replay_would_not_be_the_same_training() {
-    let refused = |backend_is_gpu: bool, graph: Graph| {
-        let opts = options(CudaGraphMode::On);
-        let err = if backend_is_gpu { TrainLoop::new(sim(), graph, 2, &opts).err() } else { TrainLoop::new(CpuBackend::new(), graph, 2, &opts).err() };
-        err.map(|e| e.to_string()).unwrap_or_default()
-    };
-    assert!(refused(false, residual_block()).contains("--cuda-graph on: it needs a GPU device"));
-    assert!(refused(true, with_dropout()).contains("dropout"));
-    // auto runs such models without a graph.
-    let mut auto = TrainLoop::new(sim(), with_dropout(), 2, &options(CudaGraphMode::Auto)).unwrap();
-    for _ in 0..3 {
-        assert!(auto.step().unwrap().work.kernel_launches > 0);
-    }
-    assert!(!auto.replays_graph());
+fn graphs_need_a_gpu() {
+    let err = TrainLoop::new(CpuBackend::new(), residual_block(), 2, &options(CudaGraphMode::On)).err();
+    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("--cuda-graph on: it needs a GPU device"));
 }
+
+/// Each step's dropout seed is read from the device, written before the step: a replayed
+/// graph draws the same fresh masks as queued steps, not the captured step's mask again.
+#[test]
+fn a_replayed_step_with_dropout_draws_a_fresh_mask() {
+    let (eager, _) = train_graph(with_dropout(), CudaGraphMode::Off, 4);
+    let (replayed, graph_step) = train_graph(with_dropout(), CudaGraphMode::On, 4);
+    assert_eq!((graph_step.graph_launches, graph_step.kernel_launches), (1, 0), "{graph_step:?}");
+    for (e, r) in eager.iter().zip(&replayed) {
+        assert!(e.iter().zip(r).all(|(a, b)| a.to_bits() == b.to_bits()), "a parameter differs between queued and replayed steps");
+    }
+}
+
+/// What a trainer-like run ends with: every parameter, the generator's state, the graph
+/// launches, and the optimiser's step counts.
+type TrainerEnd = (Vec<Vec<f32>>, [u64; 4], usize, Vec<(String, u64)>);
+
+const NESTEROV: ferronet::exec::OptimizerKind = ferronet::exec::OptimizerKind::Sgd { momentum: 0.9, dampening: 0.0, nesterov: true };
 
 /// Five steps over resident batches of 4, then a partial batch of 3 queued from the host, the
 /// learning rate changed after the third step: the trainer's use of `StepReplay`.
-fn trainer_like(mode: CudaGraphMode) -> (Vec<Vec<f32>>, [u64; 4], usize) {
-    use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions, StepReplay};
+fn trainer_like(mode: CudaGraphMode, kind: ferronet::exec::OptimizerKind) -> TrainerEnd {
+    use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, StepOptions, StepReplay};
     use ferronet_test_support::graphs::{batch, labels};
     let graph = residual_block();
     let classes = graph.num_classes();
     let mut ex = Executor::<f32, _>::new(sim(), graph.clone(), 5).unwrap();
     let mut optimizer = Optimizer::new(OptimizerConfig {
-        kind: OptimizerKind::Sgd { momentum: 0.9, dampening: 0.0, nesterov: true },
+        kind,
         lr: 0.05,
         weight_decay: 1e-3,
         decay_weights_only: true,
@@ -155,6 +166,7 @@ fn trainer_like(mode: CudaGraphMode) -> (Vec<Vec<f32>>, [u64; 4], usize) {
         let x: Vec<f32> = batch(&graph, 4, 100 + step).iter().map(|&v| v as f32).collect();
         let y: Vec<u32> = labels(4, classes).iter().map(|&l| (l + step as u32) % classes as u32).collect();
         ex.fill_resident_batch(&mut resident, &x, &y).unwrap();
+        ex.queue_step_seed(&mut resident, None).unwrap();
         let resident = &resident;
         replay
             .step(&mut ex, &mut optimizer, |ex, optimizer| {
@@ -167,18 +179,31 @@ fn trainer_like(mode: CudaGraphMode) -> (Vec<Vec<f32>>, [u64; 4], usize) {
     ex.train_step(Batch::HostF32(&x), &labels(3, classes), &StepOptions::default()).unwrap();
     ex.optimizer_step(&mut optimizer).unwrap();
     let params = ex.params().iter().map(|(_, p)| ex.param_host(&p.spec.name).unwrap()).collect();
-    (params, ex.rng_state(), replay.launches())
+    let steps = optimizer.export_state(ex.backend(), ex.params()).unwrap().steps;
+    (params, ex.rng_state(), replay.launches(), steps)
 }
 
-#[test]
-fn resident_batches_replay_through_a_rate_change_exactly_as_queued_steps() {
-    let (queued, queued_rng, none) = trainer_like(CudaGraphMode::Off);
-    let (replayed, replayed_rng, launches) = trainer_like(CudaGraphMode::On);
+fn replays_exactly_as_queued_steps(kind: ferronet::exec::OptimizerKind) {
+    let (queued, queued_rng, none, queued_steps) = trainer_like(CudaGraphMode::Off, kind);
+    let (replayed, replayed_rng, launches, replayed_steps) = trainer_like(CudaGraphMode::On, kind);
     assert_eq!(none, 0);
     // Step 1 is queued; 2 and 3 launch the first graph, 4 and 5 one captured at the new rate.
     assert_eq!(launches, 4);
     assert_eq!(queued_rng, replayed_rng, "replayed steps draw the generator as queued ones");
+    assert_eq!(queued_steps, replayed_steps, "replayed steps are counted as queued ones");
+    assert!(queued_steps.iter().all(|(_, s)| *s == 6), "{queued_steps:?}");
     for (q, r) in queued.iter().zip(&replayed) {
         assert!(q.iter().zip(r).all(|(a, b)| a.to_bits() == b.to_bits()), "a parameter differs");
     }
+}
+
+#[test]
+fn resident_batches_replay_through_a_rate_change_exactly_as_queued_steps() {
+    replays_exactly_as_queued_steps(NESTEROV);
+}
+
+/// Adam's step numbers advance on the device, so replayed steps use the next bias corrections.
+#[test]
+fn adam_replays_exactly_as_queued_steps() {
+    replays_exactly_as_queued_steps(ferronet::exec::OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, decoupled: true });
 }

@@ -6,8 +6,13 @@ use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
-use ferronet::ops::dropout::dropout_uniform;
+use ferronet::ops::dropout::{dropout_uniform, mask_seed, step_seed_words};
 use ferronet::ops::DropoutOps;
+
+/// Dropout as node 3 of a step seeded `step_seed`, on `device`.
+fn forward<D: DropoutOps<f32>>(device: &D, x: &D::Buf, p: f64, step_seed: u64) -> ferronet::Result<(D::Buf, D::Buf)> {
+    device.dropout_forward(x, p, &device.upload_idx(&step_seed_words(step_seed))?, 3)
+}
 
 #[test]
 fn masks_are_bit_identical_to_the_cpu() {
@@ -15,14 +20,14 @@ fn masks_are_bit_identical_to_the_cpu() {
     let cpu = CpuBackend::new();
     for (len, p, seed) in [(1, 0.5, 3u64), (777, 0.1, 42), (2048, 0.5, 7), (1000, 0.0, 9), (333, 0.9, u64::MAX)] {
         let x = random_f32(len, seed ^ 1, -2.0, 2.0);
-        let (y, mask) = gpu.dropout_forward(&gpu.upload(&x).unwrap(), p, seed).unwrap();
+        let (y, mask) = forward(&gpu, &gpu.upload(&x).unwrap(), p, seed).unwrap();
         let (y, mask) = (gpu.download(&y).unwrap(), gpu.download(&mask).unwrap());
-        let (cpu_y, cpu_mask) = cpu.dropout_forward(&cpu.upload(&x).unwrap(), p, seed).unwrap();
+        let (cpu_y, cpu_mask) = forward(&cpu, &cpu.upload(&x).unwrap(), p, seed).unwrap();
         assert_eq!(mask, cpu_mask.to_vec(), "mask for len {len} p {p} seed {seed}");
         assert_eq!(y, cpu_y.to_vec(), "y for len {len} p {p} seed {seed}");
         let keep = (1.0 / (1.0 - p)) as f32;
         for (i, &m) in mask.iter().enumerate() {
-            let kept = f64::from(dropout_uniform(seed, i as u64)) >= p;
+            let kept = f64::from(dropout_uniform(mask_seed(seed, 3), i as u64)) >= p;
             assert_eq!(m, if kept { keep } else { 0.0 }, "mask[{i}] for p {p} seed {seed}");
         }
     }
@@ -34,7 +39,7 @@ fn backward_applies_the_mask() {
     let cpu = CpuBackend::new();
     let x = random_f32(301, 5, -2.0, 2.0);
     let dy = random_f32(301, 6, -1.0, 1.0);
-    let (_, mask) = gpu.dropout_forward(&gpu.upload(&x).unwrap(), 0.3, 11).unwrap();
+    let (_, mask) = forward(&gpu, &gpu.upload(&x).unwrap(), 0.3, 11).unwrap();
     let dx = gpu.download(&gpu.dropout_backward(&gpu.upload(&dy).unwrap(), &mask).unwrap()).unwrap();
     let cpu_mask = cpu.upload(&widen(&gpu.download(&mask).unwrap())).unwrap();
     let want = cpu.dropout_backward(&cpu.upload(&widen(&dy)).unwrap(), &cpu_mask).unwrap();
@@ -46,7 +51,7 @@ fn probability_outside_zero_to_one_is_an_error() {
     let gpu = gpu();
     let x = gpu.upload(&[1.0f32; 4]).unwrap();
     for p in [1.0, -0.1, f64::NAN] {
-        let err = gpu.dropout_forward(&x, p, 1).err().expect("an invalid probability is an error").to_string();
+        let err = forward(&gpu, &x, p, 1).err().expect("an invalid probability is an error").to_string();
         assert!(err.starts_with("invalid configuration: dropout probability must be in [0, 1)"), "{err}");
     }
 }

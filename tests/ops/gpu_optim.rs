@@ -151,6 +151,11 @@ where
     let mut empty = b.zeros(0).unwrap();
     let decay = |i: usize, wd: f64| if i % 2 == 0 { wd } else { 0.0 };
     let (mut table, mut clip_state) = (None, b.zeros(ferronet::ops::optim::CLIP_STATE_LEN).unwrap());
+    // The multi-tensor steps' counts on the device: each group's offset, advanced before each update.
+    let mut adam_steps = match rule {
+        Rule::Adam(_, offsets) => b.upload_idx(&offsets.map(|o| o as u32)).unwrap(),
+        Rule::Sgd(_) => b.upload_idx(&[]).unwrap(),
+    };
     for step in 0..STEPS {
         let grads: Vec<B::Buf> = lens.iter().enumerate().map(|(i, &n)| upload(n, 100 + 10 * step + i as u64)).collect();
         let adam_step = |i: usize, offsets: [u64; 2]| offsets[i % 2] + step + 1;
@@ -178,8 +183,9 @@ where
             match rule {
                 Rule::Sgd(h) => b.sgd_multi_step(table, &mut slots, 0, &h, step == 0, clip).unwrap(),
                 Rule::Adam(h, offsets) => {
-                    for (group, offset) in offsets.iter().enumerate().take(if offsets[0] == offsets[1] { 1 } else { 2 }) {
-                        b.adam_multi_step(table, &mut slots, group, &h, offset + step + 1, clip).unwrap();
+                    b.advance_steps(&mut adam_steps).unwrap();
+                    for group in 0..if offsets[0] == offsets[1] { 1 } else { 2 } {
+                        b.adam_multi_step(table, &mut slots, group, &h, &adam_steps, clip).unwrap();
                     }
                 }
             }
@@ -293,7 +299,7 @@ fn a_non_finite_gradient_norm_skips_the_update() {
         b.sync_table(&mut table, &slots).unwrap();
         for _ in 0..2 {
             b.clip_grad_norm(table.as_ref().unwrap(), &slots, 1.0, &mut clip).unwrap();
-            b.adam_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, 1, Some(&clip)).unwrap();
+            b.adam_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, &b.upload_idx(&[1]).unwrap(), Some(&clip)).unwrap();
         }
         drop(slots);
         assert_eq!((b.download(&p).unwrap(), b.download(&q).unwrap()), (vec![1.0, 2.0], vec![3.0]));

@@ -5,6 +5,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::ops::cases::{FamilyCases, GradCases, GradOp};
 use crate::ops::Backend;
+use super::step_seed_words;
 
 pub struct Cases;
 
@@ -24,7 +25,8 @@ struct DropoutGrad {
 
 impl GradOp for DropoutGrad {
     fn run<E: Element, B: Backend<E>>(&self, b: &B, inputs: &[B::Buf], dy: &B::Buf, _dy_host: &[E]) -> Result<(B::Buf, Vec<B::Buf>)> {
-        let (y, mask) = b.dropout_forward(&inputs[0], self.p, self.seed)?;
+        let step_seed = b.upload_idx(&step_seed_words(self.seed))?;
+        let (y, mask) = b.dropout_forward(&inputs[0], self.p, &step_seed, 0)?;
         Ok((y, vec![b.dropout_backward(dy, &mask)?]))
     }
 }

@@ -1,6 +1,6 @@
 //! Inverted dropout on the CPU with the counter-based mask shared by every device.
 
-use super::{check_probability, dropout_hash, keep_threshold, DropoutOps};
+use super::{check_probability, dropout_hash, keep_threshold, mask_seed, step_seed_of, DropoutOps};
 use crate::cpu::par::{zip_map, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
@@ -9,8 +9,9 @@ use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
 impl<E: Element> DropoutOps<E> for CpuBackend {
-    fn dropout_forward(&self, x: &CpuBuf<E>, p: f64, seed: u64) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
+    fn dropout_forward(&self, x: &CpuBuf<E>, p: f64, step_seed: &CpuBuf<u32>, node: u64) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
         check_probability(p)?;
+        let seed = mask_seed(step_seed_of(step_seed)?, node);
         let keep_scale: E = E::from_f64(1.0 / (1.0 - p));
         // Comparing the hash's top 24 bits with keep_threshold(p) gives the mask of
         // `dropout_uniform >= p` without converting every hash to floating point, which costs
@@ -43,7 +44,12 @@ impl<E: Element> DropoutOps<E> for CpuBackend {
 mod tests {
     use super::*;
     use crate::cpu::testutil::{buf, error_text, random};
-    use crate::ops::dropout::dropout_uniform;
+    use crate::ops::dropout::{dropout_uniform, step_seed_words};
+
+    /// Dropout as node 0 of a step seeded `step_seed`.
+    fn forward<E: Element>(cpu: &CpuBackend, x: &CpuBuf<E>, p: f64, step_seed: u64) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
+        cpu.dropout_forward(x, p, &cpu.wrap(step_seed_words(step_seed).to_vec()), 0)
+    }
 
     #[test]
     fn keeps_about_one_minus_p_and_scales_the_kept() {
@@ -52,13 +58,13 @@ mod tests {
         let x = buf(&cpu, &vec![2.0; len]);
         // 0.25 lies on the 2^-24 grid of the uniforms, 0.5 + 2^-30 between two grid points.
         for p in [0.1, 0.25, 0.5 + 2f64.powi(-30), 0.8] {
-            let (y, mask) = cpu.dropout_forward(&x, p, 42).unwrap();
+            let (y, mask) = forward(&cpu, &x, p, 42).unwrap();
             let kept = mask.iter().filter(|&&m| m != 0.0).count();
             let rate = kept as f64 / len as f64;
             // Binomial standard deviation is at most 0.0025 here; allow four of them.
             assert!((rate - (1.0 - p)).abs() < 0.01, "p {p}: kept {rate}");
             for (i, (&m, &y)) in mask.iter().zip(y.iter()).enumerate() {
-                let keep = f64::from(dropout_uniform(42, i as u64)) >= p;
+                let keep = f64::from(dropout_uniform(mask_seed(42, 0), i as u64)) >= p;
                 assert_eq!(
                     m,
                     if keep { 1.0 / (1.0 - p) } else { 0.0 },
@@ -73,7 +79,7 @@ mod tests {
     fn zero_probability_keeps_everything_unscaled() {
         let cpu = CpuBackend::new();
         let x = random(1000, 3);
-        let (y, mask) = cpu.dropout_forward(&buf(&cpu, &x), 0.0, 9).unwrap();
+        let (y, mask) = forward(&cpu, &buf(&cpu, &x), 0.0, 9).unwrap();
         assert_eq!(y.to_vec(), x);
         assert!(mask.iter().all(|&m| m == 1.0));
     }
@@ -82,15 +88,9 @@ mod tests {
     fn mask_depends_on_seed_only_and_matches_between_f32_and_f64() {
         let cpu = CpuBackend::new();
         let len = 3 * CHUNK + 17;
-        let (_, a) = cpu
-            .dropout_forward(&cpu.wrap(vec![1.0f32; len]), 0.3, 5)
-            .unwrap();
-        let (_, b) = cpu
-            .dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 5)
-            .unwrap();
-        let (_, c) = cpu
-            .dropout_forward(&buf(&cpu, &vec![1.0; len]), 0.3, 6)
-            .unwrap();
+        let (_, a) = forward(&cpu, &cpu.wrap(vec![1.0f32; len]), 0.3, 5).unwrap();
+        let (_, b) = forward(&cpu, &buf(&cpu, &vec![1.0; len]), 0.3, 5).unwrap();
+        let (_, c) = forward(&cpu, &buf(&cpu, &vec![1.0; len]), 0.3, 6).unwrap();
         let kept = |m: &[f64]| m.iter().map(|&v| v != 0.0).collect::<Vec<_>>();
         let a64: Vec<f64> = a.iter().map(|&v| v as f64).collect();
         assert_eq!(kept(&a64), kept(&b));
@@ -116,7 +116,7 @@ mod tests {
         let cpu = CpuBackend::new();
         let x = buf(&cpu, &[1.0; 4]);
         for p in [1.0, -0.1, f64::NAN] {
-            let err = error_text(cpu.dropout_forward(&x, p, 1));
+            let err = error_text(forward(&cpu, &x, p, 1));
             assert!(
                 err.starts_with("invalid configuration: dropout probability must be in [0, 1)"),
                 "{err}"

@@ -1,4 +1,5 @@
-//! GPU dropout: kernels/dropout.cu hashes each element index exactly as `dropout_uniform`.
+//! GPU dropout: kernels/dropout.cu hashes each element index exactly as `dropout_uniform`, with
+//! the mask seed derived on the device from the step seed it reads.
 
 use super::{check_probability, keep_threshold, DropoutOps};
 use crate::device::Buffer;
@@ -10,8 +11,9 @@ use crate::ops::check::expect_len;
 use crate::ops::ElementwiseOps;
 
 impl DropoutOps<f32> for GpuBackend {
-    fn dropout_forward(&self, x: &GpuBuf<f32>, p: f64, seed: u64) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
+    fn dropout_forward(&self, x: &GpuBuf<f32>, p: f64, step_seed: &GpuBuf<u32>, node: u64) -> Result<(GpuBuf<f32>, GpuBuf<f32>)> {
         check_probability(p)?;
+        expect_len("dropout", "step seed", step_seed.len(), 2)?;
         let n = int(x.len(), "the element count of the dropout input")?;
         let y = self.alloc::<f32>(x.len())?;
         let mask = self.alloc::<f32>(x.len())?;
@@ -19,7 +21,8 @@ impl DropoutOps<f32> for GpuBackend {
             x.arg(),
             y.arg(),
             mask.arg(),
-            KernelArg::U64(seed),
+            step_seed.arg(),
+            KernelArg::U64(node),
             KernelArg::U32(keep_threshold(p)),
             KernelArg::F32((1.0 / (1.0 - p)) as f32),
             n,

@@ -1,8 +1,8 @@
 //! The Dropout node: a fresh keep mask per step in training, the identity in evaluation.
 
-use super::{check_probability, dropout_hash};
+use super::check_probability;
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::node::{numel, BackwardCtx, ForwardCtx, InputGrad, NodeOp, Saved};
 use crate::ops::Backend;
 
@@ -41,8 +41,8 @@ impl NodeOp for Dropout {
         }
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let seed = dropout_hash(ctx.step_seed, ctx.node as u64);
-        let (y, mask) = ctx.backend.dropout_forward(xs[0], self.p, seed)?;
+        let step_seed = ctx.step_seed.ok_or_else(|| Error::config("dropout in training needs the step's seed on the device"))?;
+        let (y, mask) = ctx.backend.dropout_forward(xs[0], self.p, step_seed, ctx.node as u64)?;
         Ok((y, if ctx.record { Saved::Mask(mask) } else { Saved::None }))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {

@@ -1,11 +1,11 @@
 //! SGD and Adam/AdamW steps on the CPU, fused per element and in the order torch.optim applies
 //! them (single-tensor path), so f32 results round like PyTorch's.
 
-use super::{check_slots, AdamParams, OptimOps, SgdParams, TensorSlot, CLIP_STATE_LEN};
+use super::{check_group_steps, check_slots, AdamParams, OptimOps, SgdParams, TensorSlot, CLIP_STATE_LEN};
 use crate::cpu::par::{sum_f64, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::check::expect_len;
 use rayon::prelude::*;
 
@@ -159,15 +159,24 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         slots: &mut [TensorSlot<'_, CpuBuf<E>>],
         group: usize,
         h: &AdamParams,
-        step: u64,
+        steps: &CpuBuf<u32>,
         clip: Option<&CpuBuf<E>>,
     ) -> Result<()> {
+        check_group_steps(steps.len(), group)?;
+        let step = u64::from(steps[group]);
         check_slots(slots, 2, clip, |weight_decay| AdamParams { weight_decay, ..*h }.validate(step))?;
         let Some(scale) = clip_scale(clip) else { return Ok(()) };
         for slot in slots.iter_mut().filter(|s| s.group == group) {
             let h = AdamParams { weight_decay: slot.weight_decay, ..*h };
             let (m, v) = (slot.first.as_deref_mut().expect("checked"), slot.second.as_deref_mut().expect("checked"));
             adam_update(slot.param, slot.grad, m, v, &h, step, scale);
+        }
+        Ok(())
+    }
+
+    fn advance_steps(&self, steps: &mut CpuBuf<u32>) -> Result<()> {
+        for count in steps.iter_mut() {
+            *count = count.checked_add(1).ok_or_else(|| Error::config("Adam's step count passed 2^32"))?;
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! GPU optimiser steps: kernels/optim.cu, one fused pass over each parameter tensor, or over
 //! every tensor of a table in one launch per step count, and the global gradient norm in two.
 
-use super::{check_slots, AdamParams, OptimOps, SgdParams, TensorSlot};
+use super::{check_group_steps, check_slots, AdamParams, OptimOps, SgdParams, TensorSlot};
 use crate::device::driver::{DevPtr, KernelArg, LaunchConfig};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
@@ -259,21 +259,30 @@ impl OptimOps<f32> for GpuBackend {
         slots: &mut [TensorSlot<'_, GpuBuf<f32>>],
         group: usize,
         h: &AdamParams,
-        step: u64,
+        steps: &GpuBuf<u32>,
         clip: Option<&GpuBuf<f32>>,
     ) -> Result<()> {
-        check_slots(slots, 2, clip, |weight_decay| AdamParams { weight_decay, ..*h }.validate(step))?;
-        let (bias1, bias2) = bias_corrections(h, step);
+        check_group_steps(steps.len(), group)?;
+        check_slots(slots, 2, clip, |weight_decay| AdamParams { weight_decay, ..*h }.validate_settings())?;
         let rule = [
             KernelArg::F32(h.lr as f32),
             KernelArg::F32(h.beta1 as f32),
             KernelArg::F32(h.beta2 as f32),
+            KernelArg::F64(h.beta1),
+            KernelArg::F64(h.beta2),
             KernelArg::F32(h.eps as f32),
             KernelArg::I32(h.decoupled as i32),
-            KernelArg::F32(bias1),
-            KernelArg::F32(bias2),
+            steps.arg(),
         ];
         self.launch_update("adam_multi_step", table, slots, group, clip, &rule)
+    }
+
+    fn advance_steps(&self, steps: &mut GpuBuf<u32>) -> Result<()> {
+        if steps.len() == 0 {
+            return Ok(());
+        }
+        let args = [steps.arg(), int(steps.len(), "the number of Adam step counts")?];
+        self.launch("optim", "advance_steps", per_element(steps.len(), "advance_steps")?, &args)
     }
 }
 

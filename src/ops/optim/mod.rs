@@ -111,16 +111,21 @@ pub trait OptimOps<E: Element>: Device<E> {
         clip: Option<&Self::Buf>,
     ) -> Result<()>;
 
-    /// One Adam/AdamW step (`step` counts from 1) of every slot of `group`, as `sgd_multi_step`.
+    /// One Adam/AdamW step of every slot of `group`, as `sgd_multi_step`. Its step number
+    /// (counting from 1; the bias corrections' exponent) is `steps[group]`, read when the work
+    /// runs, so a replayed CUDA graph takes the count `advance_steps` left.
     fn adam_multi_step(
         &self,
         table: &Self::TensorTable,
         slots: &mut [TensorSlot<'_, Self::Buf>],
         group: usize,
         h: &AdamParams,
-        step: u64,
+        steps: &Self::IdxBuf,
         clip: Option<&Self::Buf>,
     ) -> Result<()>;
+
+    /// Adds one to every step count in `steps`, on the device.
+    fn advance_steps(&self, steps: &mut Self::IdxBuf) -> Result<()>;
 }
 
 fn check_non_negative(what: &str, value: f64) -> Result<()> {
@@ -151,6 +156,15 @@ impl AdamParams {
     /// The hyperparameter checks torch.optim.Adam makes, and `step` counting from 1; every device
     /// runs them before a step.
     pub fn validate(&self, step: u64) -> Result<()> {
+        self.validate_settings()?;
+        if step == 0 {
+            return Err(Error::config("Adam steps count from 1, got step 0"));
+        }
+        Ok(())
+    }
+
+    /// The hyperparameter checks alone, for steps whose number is read on the device.
+    pub fn validate_settings(&self) -> Result<()> {
         check_non_negative("Adam learning rate", self.lr)?;
         check_non_negative("Adam eps", self.eps)?;
         check_non_negative("Adam weight decay", self.weight_decay)?;
@@ -158,9 +172,6 @@ impl AdamParams {
             if !(0.0..1.0).contains(&beta) {
                 return Err(Error::config(format!("Adam {name} must be in [0, 1), got {beta}")));
             }
-        }
-        if step == 0 {
-            return Err(Error::config("Adam steps count from 1, got step 0"));
         }
         Ok(())
     }
@@ -186,6 +197,15 @@ impl AdamParams {
         expect_len("adam_step", "grad", grad, param)?;
         expect_len("adam_step", "first moment", m, param)?;
         expect_len("adam_step", "second moment", v, param)
+    }
+}
+
+/// That `steps` (of `len` words) holds a count for `group`.
+pub(crate) fn check_group_steps(len: usize, group: usize) -> Result<()> {
+    if group < len {
+        Ok(())
+    } else {
+        Err(Error::shape(format!("Adam's step counts cover {len} groups; group {group} has none")))
     }
 }
 
