@@ -1,5 +1,6 @@
-//! Image folders: one sub-folder per class holding PNG or JPEG files, either directly in the data
-//! directory or in its `train/` (and optional `test/`) sub-folders. Images are read as RGB.
+//! Image folders: one sub-folder per class holding PNG or JPEG files (directly, or one folder
+//! further down, as torchvision's ImageFolder finds them), either directly in the data directory
+//! or in its `train/` (and optional `test/`) sub-folders. Images are read as RGB or grey.
 
 use super::transform::resize_bilinear;
 use super::{ImageSet, RawDataset};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => super::missing(dir, "an image folder with one sub-folder per class"),
         _ => Error::io(dir, e),
@@ -61,9 +62,41 @@ fn pil_luma([r, g, b]: [u8; 3]) -> u8 {
     ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
 }
 
+/// The images of a class folder: its own and those of its sub-folders (Tiny-ImageNet keeps them
+/// in `<class>/images/`), each group in sorted order.
+fn class_images(folder: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in list_dir(folder)? {
+        if path.is_dir() {
+            files.extend(list_dir(&path)?.into_iter().filter(|p| p.is_file() && is_image(p)));
+        } else if is_image(&path) {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// Appends the image at `file` with `label` to `set`, at the size in `size` or, when that is
+/// not fixed yet, at this first image's own size, which then fixes it.
+pub(super) fn push_image(set: &mut ImageSet, file: &Path, label: u32, size: &mut Option<(usize, usize)>) -> Result<()> {
+    let (h, w) = match *size {
+        Some(hw) => hw,
+        None => {
+            let image = decode(file)?;
+            let hw = (image.height() as usize, image.width() as usize);
+            *size = Some(hw);
+            hw
+        }
+    };
+    set.pixels.extend(load_image_file(file, set.channels, h, w)?);
+    set.labels.push(label);
+    (set.height, set.width) = (h, w);
+    Ok(())
+}
+
 /// Reads the class folders under `dir`. With `classes` given (the test split), folder names must
 /// be among them; otherwise they define the classes, in sorted order.
-fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, usize)>, channels: usize) -> Result<(Vec<String>, ImageSet)> {
+pub(super) fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, usize)>, channels: usize) -> Result<(Vec<String>, ImageSet)> {
     let folders: Vec<PathBuf> = list_dir(dir)?.into_iter().filter(|p| p.is_dir()).collect();
     if folders.is_empty() {
         return Err(Error::data(dir, "no class sub-folders: expected one folder of PNG/JPEG images per class"));
@@ -77,27 +110,14 @@ fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, 
             })?,
             None => index,
         };
-        let files: Vec<PathBuf> = list_dir(folder)?.into_iter().filter(|p| p.is_file() && is_image(p)).collect();
+        let files = class_images(folder)?;
         if files.is_empty() {
             return Err(Error::data(folder, "empty class folder: expected at least one .png, .jpg or .jpeg image"));
         }
         for file in files {
-            let (h, w) = match *size {
-                Some(hw) => hw,
-                None => {
-                    let image = decode(&file)?;
-                    let hw = (image.height() as usize, image.width() as usize);
-                    *size = Some(hw);
-                    hw
-                }
-            };
-            set.pixels.extend(load_image_file(&file, channels, h, w)?);
-            set.labels.push(label as u32);
+            push_image(&mut set, &file, label as u32, size)?;
         }
     }
-    let (h, w) = size.expect("a non-empty folder fixed the image size");
-    set.height = h;
-    set.width = w;
     Ok((names, set))
 }
 

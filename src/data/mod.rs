@@ -1,4 +1,5 @@
-//! Datasets: readers for MNIST/Fashion-MNIST (IDX), CIFAR-10/100 (binary) and image folders, a
+//! Datasets: readers for MNIST/Fashion-MNIST (IDX), CIFAR-10/100 (binary), Tiny-ImageNet and
+//! image folders, a
 //! built-in synthetic dataset, seeded splits, resizing, per-channel statistics, augmentation and
 //! the prefetching multi-threaded [`Loader`].
 //!
@@ -11,6 +12,7 @@ mod folder;
 mod idx;
 mod loader;
 mod synthetic;
+mod tiny_imagenet;
 mod transform;
 
 pub use augment::Augment;
@@ -74,16 +76,18 @@ pub enum DatasetKind {
     FashionMnist,
     Cifar10,
     Cifar100,
+    TinyImagenet,
     ImageFolder,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 6] = [
+    pub const ALL: [DatasetKind; 7] = [
         DatasetKind::Synthetic,
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
+        DatasetKind::TinyImagenet,
         DatasetKind::ImageFolder,
     ];
     /// The name used on the command line.
@@ -94,6 +98,7 @@ impl DatasetKind {
             DatasetKind::FashionMnist => "fashion-mnist",
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::TinyImagenet => "tiny-imagenet",
             DatasetKind::ImageFolder => "folder",
         }
     }
@@ -110,6 +115,7 @@ impl DatasetKind {
             DatasetKind::FashionMnist => Some("/usr/share/datasets/fashion-mnist".into()),
             DatasetKind::Cifar10 => Some("data/cifar-10-batches-bin".into()),
             DatasetKind::Cifar100 => Some("data/cifar-100-binary".into()),
+            DatasetKind::TinyImagenet => Some("data/tiny-imagenet-200".into()),
             DatasetKind::Synthetic | DatasetKind::ImageFolder => None,
         }
     }
@@ -181,6 +187,7 @@ pub fn load(opts: &DatasetOptions) -> Result<Dataset> {
         DatasetKind::Mnist | DatasetKind::FashionMnist => idx::load_mnist_dir(&dir()?, opts.kind == DatasetKind::FashionMnist)?,
         DatasetKind::Cifar10 => cifar::load_cifar10(&dir()?)?,
         DatasetKind::Cifar100 => cifar::load_cifar100(&dir()?)?,
+        DatasetKind::TinyImagenet => tiny_imagenet::load_tiny_imagenet(&dir()?, opts.resize, opts.folder_channels)?,
         DatasetKind::ImageFolder => folder::load_folder(&dir()?, opts.resize, opts.folder_channels)?,
     };
     finish(opts, raw)

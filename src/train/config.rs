@@ -16,6 +16,8 @@ pub enum DatasetChoice {
     FashionMnist,
     Cifar10,
     Cifar100,
+    /// Tiny-ImageNet's official layout (tiny-imagenet-200/): 200 classes of 64x64 images.
+    TinyImagenet,
     /// One sub-folder of images per class under --data-dir.
     Folder,
 }

@@ -41,6 +41,7 @@ impl DatasetChoice {
             DatasetChoice::FashionMnist => DatasetKind::FashionMnist,
             DatasetChoice::Cifar10 => DatasetKind::Cifar10,
             DatasetChoice::Cifar100 => DatasetKind::Cifar100,
+            DatasetChoice::TinyImagenet => DatasetKind::TinyImagenet,
             DatasetChoice::Folder => DatasetKind::ImageFolder,
         }
     }
@@ -50,6 +51,7 @@ impl DatasetChoice {
         match self {
             DatasetChoice::Synthetic | DatasetChoice::Mnist | DatasetChoice::FashionMnist => Some([1, 28, 28]),
             DatasetChoice::Cifar10 | DatasetChoice::Cifar100 => Some([3, 32, 32]),
+            DatasetChoice::TinyImagenet => Some([3, 64, 64]),
             DatasetChoice::Folder => None,
         }
     }
@@ -63,7 +65,8 @@ impl DatasetChoice {
     pub fn classes(self) -> Option<usize> {
         match self {
             DatasetChoice::Cifar100 => Some(100),
-            DatasetChoice::Folder => None,
+            // The real dataset has 200; a folder in its layout may hold any number.
+            DatasetChoice::TinyImagenet | DatasetChoice::Folder => None,
             _ => Some(10),
         }
     }
@@ -75,6 +78,7 @@ impl DatasetChoice {
             DatasetChoice::FashionMnist => "fashion-mnist",
             DatasetChoice::Cifar10 => "cifar10",
             DatasetChoice::Cifar100 => "cifar100",
+            DatasetChoice::TinyImagenet => "tiny-imagenet",
             DatasetChoice::Folder => "folder",
         }
     }

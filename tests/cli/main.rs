@@ -5,5 +5,6 @@
 mod bench_pytorch_script;
 mod bench_smoke;
 mod cuda_emu;
+mod datasets_cli;
 mod models_cli;
 mod ptxas_gate;

@@ -250,3 +250,32 @@ fn single_image_files_for_predict() {
     assert!(err.contains("nope.png"), "{err}");
     assert!(load_image_file(&path, 2, 2, 2).is_err());
 }
+
+#[test]
+fn tiny_imagenet_layout_reads_with_names_and_validation_labels() {
+    use ferronet_test_support::tiny_imagenet::{write, PER_CLASS, VAL_CLASSES, WNIDS};
+    let dir = write(&scratch_dir("readers-tiny-imagenet"));
+    let opts = DatasetOptions { data_dir: Some(dir.clone()), val_fraction: 0.0, ..DatasetOptions::new(DatasetKind::TinyImagenet) };
+    let data = load(&opts).unwrap();
+    // Named by words.txt's first name; a WordNet id it does not list keeps its id.
+    assert_eq!(data.classes, vec!["goldfish", WNIDS[1], "Egyptian cat"]);
+    assert_eq!(data.train.labels, (0..3u32).flat_map(|c| [c; PER_CLASS]).collect::<Vec<_>>());
+    assert_eq!((data.train.channels, data.train.height, data.train.width), (3, 8, 8));
+    // The validation images, labelled by val_annotations.txt, are the test set.
+    let expected: Vec<u32> = VAL_CLASSES.iter().map(|&c| c as u32).collect();
+    assert_eq!(data.val.labels, expected);
+    // Each class's image is brightest in its own channel (JPEG is lossy, so by a margin).
+    for (i, &class) in VAL_CLASSES.iter().enumerate() {
+        let img = data.val.image(i);
+        let mean = |c: usize| img[c * 64..(c + 1) * 64].iter().map(|&v| v as f64).sum::<f64>() / 64.0;
+        assert!((0..3).filter(|&c| c != class).all(|c| mean(class) > mean(c) + 100.0), "val image {i}");
+    }
+
+    std::fs::write(dir.join("val/val_annotations.txt"), "val_0.JPEG\tn00000001\t0\t0\t7\t7\n").unwrap();
+    let err = load_err(&opts);
+    assert!(err.contains("val_annotations.txt") && err.contains("line 1: class n00000001 has no folder in train/"), "{err}");
+    std::fs::write(dir.join("wnids.txt"), "n01443537\n").unwrap();
+    let err = load_err(&opts);
+    assert!(err.contains("wnids.txt") && err.contains("lists 1 classes but train/ holds 3"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
