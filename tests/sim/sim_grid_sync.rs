@@ -1,0 +1,45 @@
+//! Grid-wide synchronisation (cooperative groups' `this_grid().sync()`, compiled by NVRTC with
+//! the CCCL headers): a cooperative launch runs every block co-resident, so blocks spinning on
+//! the grid barrier's counter wait for each other, whatever the (seeded) block order; a plain
+//! launch of such a kernel traps as on a GPU, and a grid larger than the device holds at once is
+//! refused.
+
+use ferronet::device::driver::LaunchConfig;
+use ferronet::sim::{BlockOrder, SimOptions};
+use ferronet_test_support::assert_mentions;
+use ferronet_test_support::sim::{data, sim_for_cc};
+
+const GRID_SYNC: &str = include_str!("sim_kernels/grid_sync.cu");
+
+fn grid(blocks: u32, threads: u32) -> LaunchConfig {
+    LaunchConfig { grid: (blocks, 1, 1), block: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+#[test]
+fn a_cooperative_launch_syncs_the_whole_grid_in_any_block_order() {
+    let x = data(512, 5);
+    let want: Vec<f32> = (0..512).map(|i| 2.0 * x[i] + 2.0 * x[(i + 1) % 512]).collect();
+    for order in [BlockOrder::Linear, BlockOrder::Shuffled(1), BlockOrder::Shuffled(2)] {
+        let (driver, gpu) = sim_for_cc(SimOptions { block_order: order, ..SimOptions::default() }, "grid_sync", GRID_SYNC, (7, 5));
+        let dx = gpu.upload_slice(&x).unwrap();
+        let (a, out) = (gpu.alloc::<f32>(512).unwrap(), gpu.alloc::<f32>(512).unwrap());
+        driver.launch_cooperative("grid_sync", "grid_neighbours", &grid(8, 64), &[dx.arg(), a.arg(), out.arg()]).unwrap_or_else(|e| panic!("{order:?}: {e}"));
+        assert_eq!(gpu.download_slice(&out).unwrap(), want, "{order:?}");
+    }
+}
+
+#[test]
+fn grid_sync_needs_a_cooperative_launch_that_fits_the_device() {
+    let (driver, gpu) = sim_for_cc(SimOptions::default(), "grid_sync", GRID_SYNC, (7, 5));
+    let dx = gpu.upload_slice(&data(512, 5)).unwrap();
+    let (a, out) = (gpu.alloc::<f32>(512).unwrap(), gpu.alloc::<f32>(512).unwrap());
+    let args = [dx.arg(), a.arg(), out.arg()];
+    // Without a cooperative launch there is no grid workspace: cooperative groups traps.
+    let err = gpu.launch("grid_sync", "grid_neighbours", grid(8, 64), &args).unwrap_err();
+    assert_mentions(&err, &["kernel fault in grid_sync::grid_neighbours: trap"]);
+    // 64-thread blocks: 16 per SM (the RTX 3090's block limit) on 82 SMs.
+    let most = driver.max_cooperative_blocks("grid_sync", "grid_neighbours", &grid(1, 64)).unwrap();
+    assert_eq!(most, 82 * 16);
+    let err = driver.launch_cooperative("grid_sync", "grid_neighbours", &grid(most as u32 + 1, 64), &args).unwrap_err();
+    assert_mentions(&err, &["cooperative launch too large", "grid_sync::grid_neighbours", "1313 blocks", "at most 1312"]);
+}
