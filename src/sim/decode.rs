@@ -18,22 +18,24 @@
 //!   addresses, scalar and v2/v4, `.volatile/.relaxed/.acquire/.release` (synchronising
 //!   accesses); atom/red add (u32/s32/u64/f32/f64, f16/bf16 scalar and x2), min/max, exch, cas
 //!   (32/64 and 16-bit), and/or/xor, inc/dec on global and shared;
-//! - cp.async.{ca,cg}.shared.global (4/8/16 bytes, source size or ignore-src, cache hint), commit_group,
-//!   wait_group, wait_all, cp.async.mbarrier.arrive[.noinc] (deferred copies: `exec::async_copy`);
+//! - cp.async.{ca,cg}.shared.global (4/8/16 bytes, source size or ignore-src, cache hint),
+//!   commit_group, wait_group, wait_all, cp.async.mbarrier.arrive[.noinc] (deferred copies:
+//!   `exec::async_copy`);
 //! - bar.sync/barrier.sync/bar.arrive with barrier numbers and thread counts, bar.red
 //!   popc/and/or, mbarrier init/arrive/arrive_drop/arrive.expect_tx/expect_tx/complete_tx/
 //!   test_wait/try_wait (`.parity`)/pending_count/inval, bar.warp.sync, shfl.sync
 //!   up/down/bfly/idx (with the predicate output), vote.sync all/any/uni/ballot, redux.sync,
-//!   match.any/all.sync, elect.sync, activemask, membar/fence, nanosleep and prefetch (no effect
-//!   on results), bra, ret/exit, trap, `call` to the device runtime's `__assertfail` (assert)
-//!   and `vprintf` (printf); `%envreg1/2` (the grid-barrier workspace of a cooperative launch);
+//!   match.any/all.sync, elect.sync, activemask, membar/fence, nanosleep, prefetch,
+//!   applypriority and createpolicy (no effect on results), bra, ret/exit, trap, `call` to the
+//!   device runtime's `__assertfail` (assert) and `vprintf` (printf); `%envreg1/2` (the
+//!   grid-barrier workspace of a cooperative launch);
 //! - module-scope `.global`/`.const` variables (with numeric initialisers), static and `extern`
 //!   `.shared`, kernel `.local` arrays, call-argument `.param`s; `.reg` declared in nested
 //!   `{ }` blocks (inline asm), scoped to their block.
 //!
 //! Not supported: calls to other functions, textures/surfaces, bulk (TMA) copies
-//! (`cp.async.bulk`), `mbarrier.arrive.noComplete`,
-//! directed-rounding f64 fma and directed-rounding f16 arithmetic.
+//! (`cp.async.bulk`), `mbarrier.arrive.noComplete`, directed-rounding f64 fma and
+//! directed-rounding f16 arithmetic.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, Rnd, TerFn, Ty, UnFn};
 use super::dispatch::{self, by_mode_ftz_sat, by_width, by_width_sign};
@@ -714,8 +716,11 @@ impl<'a> Decoder<'a> {
                 };
                 Op::Match { all: oc.has("all"), d, p, a: self.src(&o[1], ty)?, mask: self.src(&o[2], Some(Ty::U(32)))? }
             }
-            // Hints with no effect on results: sleeping in a spin loop, cache prefetch/discard.
-            "nanosleep" | "prefetch" | "prefetchu" | "discard" | "pmevent" => Op::Nop,
+            // Hints with no effect on results: sleeping in a spin loop, cache prefetch/discard
+            // and eviction priorities.
+            "nanosleep" | "prefetch" | "prefetchu" | "discard" | "pmevent" | "applypriority" => Op::Nop,
+            // A cache eviction policy for `.L2::cache_hint` accesses, which are only hints here.
+            "createpolicy" => Op::Un { f: alu::identity, d: self.dst(o.first().ok_or_else(unsupported)?)?, a: Src::Imm(0) },
             "shfl" => {
                 self.ops(i, 5)?;
                 let mode = if oc.has("up") {

@@ -2,7 +2,7 @@
 //! the CCCL headers): a cooperative launch runs every block co-resident, so blocks spinning on
 //! the grid barrier's counter wait for each other, whatever the (seeded) block order; a plain
 //! launch of such a kernel traps as on a GPU, and a grid larger than the device holds at once is
-//! refused.
+//! refused. The interleaving of the blocks is fixed by the block-order seed.
 
 use ferronet::device::driver::LaunchConfig;
 use ferronet::sim::{BlockOrder, SimOptions};
@@ -26,6 +26,22 @@ fn a_cooperative_launch_syncs_the_whole_grid_in_any_block_order() {
         driver.launch_cooperative("grid_sync", "grid_neighbours", &grid(8, 64), &[dx.arg(), a.arg(), out.arg()]).unwrap_or_else(|e| panic!("{order:?}: {e}"));
         assert_eq!(gpu.download_slice(&out).unwrap(), want, "{order:?}");
     }
+}
+
+#[test]
+fn the_interleaving_of_a_cooperative_launch_is_fixed_by_its_seed() {
+    let arrivals = |seed: u64| {
+        let (driver, gpu) = sim_for_cc(SimOptions { block_order: BlockOrder::Shuffled(seed), ..SimOptions::default() }, "grid_sync", GRID_SYNC, (7, 5));
+        let (tickets, order) = (gpu.alloc_zeroed::<u32>(1).unwrap(), gpu.alloc::<u32>(16).unwrap());
+        driver.launch_cooperative("grid_sync", "arrival_order", &grid(16, 64), &[tickets.arg(), order.arg()]).unwrap();
+        gpu.download_slice(&order).unwrap()
+    };
+    let first = arrivals(7);
+    let mut sorted = first.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..16).collect::<Vec<u32>>(), "every block arrived once");
+    assert_eq!(arrivals(7), first, "the same seed, the same interleaving");
+    assert_ne!(arrivals(8), first, "another seed, another interleaving");
 }
 
 #[test]

@@ -39,8 +39,9 @@ extern "C" __global__ void pipelined_tiles(const float* x, int n, int tiles, flo
     out[t] = acc;
 }
 
-// 16-byte (cp.async.cg, the upper half zero-filled for odd threads), 8-byte and 4-byte copies
-// (the last ignoring its source, so zero-filling, where t & 2), awaited with cp.async.wait_all;
+// 16-byte (cp.async.cg, the upper half zero-filled for odd threads), 8-byte (with an L2 cache
+// policy) and 4-byte copies (the last ignoring its source, so zero-filling, where t & 2),
+// awaited with cp.async.wait_all;
 // the outputs receive the shared buffers reversed.
 extern "C" __global__ void wide_copies(const float4* in4, const double* in8, const float* in1, float4* out4, double* out8, float* out1) {
     __shared__ float4 s4[32];
@@ -49,7 +50,9 @@ extern "C" __global__ void wide_copies(const float4* in4, const double* in8, con
     const int t = threadIdx.x;
     const unsigned src_bytes = (t & 1) ? 8 : 16;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem(&s4[t])), "l"(__cvta_generic_to_global(&in4[t])), "r"(src_bytes) : "memory");
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(smem(&s8[t])), "l"(__cvta_generic_to_global(&in8[t])) : "memory");
+    asm volatile("{\n\t.reg .b64 policy;\n\tcreatepolicy.fractional.L2::evict_last.b64 policy, 1.0;\n\t"
+                 "cp.async.ca.shared.global.L2::cache_hint [%0], [%1], 8, policy;\n\t}"
+                 ::"r"(smem(&s8[t])), "l"(__cvta_generic_to_global(&in8[t])) : "memory");
     asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.u32 p, %2, 0;\n\tcp.async.ca.shared.global [%0], [%1], 4, p;\n\t}"
                  ::"r"(smem(&s1[t])), "l"(__cvta_generic_to_global(&in1[t])), "r"(t & 2) : "memory");
     asm volatile("cp.async.wait_all;" ::: "memory");

@@ -15,3 +15,10 @@ extern "C" __global__ void grid_neighbours(const float* x, float* a, float* out)
     grid.sync();
     out[i] = a[(i + 1) % n];
 }
+
+// order[k] = the k-th block to reach the grid barrier (thread 0 of each block takes a ticket).
+extern "C" __global__ void arrival_order(unsigned* tickets, unsigned* order) {
+    cg::grid_group grid = cg::this_grid();
+    if (threadIdx.x == 0) order[atomicAdd(tickets, 1u)] = blockIdx.x;
+    grid.sync();
+}
