@@ -285,6 +285,17 @@ pub fn selp(a: u64, b: u64, p: u64) -> u64 {
         b
     }
 }
+/// `cvt.rna.tf32.f32`: the f32 rounded to a 10-bit mantissa, ties away from zero (the low 13
+/// bits cleared); NaN and infinities pass through.
+pub fn f32_to_tf32_rna(a: u64) -> u64 {
+    let bits = a as u32;
+    if f32::from_bits(bits).is_finite() {
+        let rounded = ((bits & 0x7fff_ffff) + 0x1000) & !0x1fff;
+        ((bits & 0x8000_0000) | rounded) as u64
+    } else {
+        bits as u64
+    }
+}
 pub fn identity(a: u64) -> u64 {
     a
 }
@@ -997,6 +1008,16 @@ mod tests {
                 assert_eq!(f(a, b, 0x8F94 | sel as u64), w, "mode {} selector {sel}", row + 1);
             }
         }
+    }
+
+    #[test]
+    fn tf32_rounds_ties_away_from_zero() {
+        let tf32 = |x: f32| f32::from_bits(f32_to_tf32_rna(fb(x)) as u32);
+        let ulp = 2f32.powi(-10);
+        assert_eq!(tf32(1.0 + ulp / 2.0), 1.0 + ulp, "a tie rounds away from zero");
+        assert_eq!(tf32(-(1.0 + ulp / 2.0)), -(1.0 + ulp));
+        assert_eq!(tf32(1.0 + ulp / 2.0 - 2f32.powi(-23)), 1.0, "below the tie rounds down");
+        assert!(tf32(f32::NAN).is_nan());
     }
 
     #[test]

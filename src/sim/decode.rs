@@ -12,7 +12,8 @@
 //!   f16/bf16 and packed f16x2/bf16x2: add/sub/mul/min/max/fma (`.rn`), neg, abs, setp;
 //! - setp with every comparison (incl. unordered, num, nan) and `.and/.or/.xor` combining;
 //! - cvt between all integer and float types with `.rn/.rz/.rm/.rp`, `.rni/.rzi/.rmi/.rpi`,
-//!   `.sat`, `.ftz`, `cvt.rn.{f16x2,bf16x2}.f32`; cvta to and from shared/local/global;
+//!   `.sat`, `.ftz`, `cvt.rn.{f16x2,bf16x2}.f32`, `cvt.rna.tf32.f32`; cvta to and from
+//!   shared/local/global;
 //!   mov incl. special registers, `WARP_SZ` and vector pack/unpack;
 //! - ld/ldu/st on param, global (`.nc`), shared (static and `extern`), local and generic
 //!   addresses, scalar and v2/v4, `.volatile/.relaxed/.acquire/.release` (synchronising
@@ -392,6 +393,8 @@ impl<'a> Decoder<'a> {
                 let f: BinFn = if bf { alu::pack_h16x2_f32::<true> } else { alu::pack_h16x2_f32::<false> };
                 Op::Bin { f, d: self.dst(&o[0])?, a: self.src(&o[1], f32ty)?, b: self.src(&o[2], f32ty)? }
             }
+            // TF32 (wmma::__float_to_tf32): f32 bits with the mantissa rounded to 10 bits.
+            "cvt" if oc.has("tf32") && oc.has("rna") && oc.types.as_slice() == [Ty::F32] && !sat => un!(alu::f32_to_tf32_rna),
             "dp4a" => {
                 let (Some(ta), Some(tb)) = (oc.types.first(), oc.types.get(1)) else { return Err(unsupported()) };
                 let f: TerFn = match (matches!(ta, Ty::S(_)), matches!(tb, Ty::S(_))) {
