@@ -11,9 +11,11 @@
 //! `program`, with `dispatch` picking `alu` functions), `alu` (arithmetic semantics), `exec`
 //! (warps and blocks; `exec::memory_ops` for ld/st/atom, `exec::async_copy` for cp.async),
 //! `mbarrier` (the mbarrier object), `memory` (global memory and its shadow), `sanitizer`
-//! (shared shadow and fault messages), `counters` and `roofline`.
+//! (shared shadow and fault messages), `coresident` (cooperative launches), `counters` and
+//! `roofline`.
 
 mod alu;
+mod coresident;
 pub mod counters;
 mod decode;
 mod dispatch;
@@ -625,7 +627,7 @@ impl SimDriver {
             crate::rng::Rng::new(seed ^ launch_no.wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
         }
         let workers = if options.threads == 0 { rayon::current_num_threads() } else { options.threads }.max(1);
-        let (result, printed) = if cooperative { run_coresident(&lp, &order) } else { run_blocks(&lp, &order, workers) };
+        let (result, printed) = if cooperative { coresident::run(&lp, &order) } else { run_blocks(&lp, &order, workers) };
         if cooperative {
             memory.free(workspace);
         }
@@ -668,46 +670,6 @@ impl SimDriver {
 /// runs of the linear block order (x fastest), so rows and columns of a 2-D grid are all visited.
 fn sampled_blocks(blocks: u32, most: u32) -> Vec<u32> {
     (0..most as u64).map(|i| ((2 * i + 1) * blocks as u64 / (2 * most as u64)) as u32).collect()
-}
-
-/// Runs every block of a cooperative launch on this host thread, interleaved: each round gives
-/// each unfinished block (in `order`) one quantum per warp, so blocks spinning on each other (a
-/// grid barrier) all make progress, as when they are all resident on a GPU. Deterministic for a
-/// given order. The first fault stops the launch.
-fn run_coresident(lp: &exec::Launch, order: &[u32]) -> (Result<LaunchStats>, String) {
-    let mut blocks: Vec<exec::Worker> = order
-        .iter()
-        .map(|&b| {
-            let mut w = exec::Worker::new(lp);
-            w.begin_block(b);
-            w
-        })
-        .collect();
-    let mut running: Vec<usize> = (0..blocks.len()).collect();
-    let mut failure = None;
-    while !running.is_empty() && failure.is_none() {
-        running.retain(|&i| {
-            if failure.is_some() {
-                return true;
-            }
-            let outcome = match blocks[i].step_block() {
-                Ok(false) => return true,
-                Ok(true) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = blocks[i].finish_block(outcome) {
-                failure = Some(e);
-            }
-            false
-        });
-    }
-    let mut stats = LaunchStats::default();
-    let mut printed = String::new();
-    for w in &blocks {
-        stats.merge(&w.stats);
-        printed.push_str(&w.printf_output);
-    }
-    (failure.map_or(Ok(stats), Err), printed)
 }
 
 /// How many blocks of `threads` threads and `shared_bytes` bytes of shared memory can be

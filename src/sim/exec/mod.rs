@@ -431,6 +431,37 @@ impl<'a> Worker<'a> {
         Ok(self.warps.iter().all(|w| w.valid & !w.exited == 0))
     }
 
+    /// A fingerprint of everything the current block's future depends on besides global memory
+    /// (registers, control state, shared memory, named-barrier arrivals).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for w in &self.warps {
+            (&w.regs, w.pcs, w.exited, w.waiting, w.wsync, w.cur_pc, w.cur_mask).hash(&mut h);
+        }
+        (&self.shared, self.bar_arrivals).hash(&mut h);
+        h.finish()
+    }
+
+    /// Bytes of global memory the blocks this worker ran have stored or updated atomically.
+    pub fn global_writes(&self) -> u64 {
+        self.stats.global_store_bytes + self.stats.global_atomic_bytes
+    }
+
+    /// The fault of a cooperative launch whose blocks wait for each other forever, at the
+    /// current block's first unfinished lane.
+    pub fn grid_deadlock(&self) -> crate::error::Error {
+        let (wi, w) = self.warps.iter().enumerate().find(|(_, w)| w.valid & !w.exited != 0).unwrap_or((0, &self.warps[0]));
+        let l = (w.valid & !w.exited).trailing_zeros() as usize % 32;
+        let pc = if w.cur_mask >> l & 1 == 1 { w.cur_pc } else { w.pcs[l] };
+        fault(
+            "grid deadlock",
+            &self.site(pc as usize, wi, l),
+            "every unfinished block of the cooperative launch waits for the others and none can change anything they wait \
+             for (their states repeat and no block writes global memory); every block must reach each grid-wide sync",
+        )
+    }
+
     /// The outcome of the current block given how its steps ended: a pending uninitialised read
     /// is the root cause of any later fault.
     pub fn finish_block(&mut self, result: Result<()>) -> Result<()> {

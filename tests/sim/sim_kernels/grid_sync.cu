@@ -22,3 +22,11 @@ extern "C" __global__ void arrival_order(unsigned* tickets, unsigned* order) {
     if (threadIdx.x == 0) order[atomicAdd(tickets, 1u)] = blockIdx.x;
     grid.sync();
 }
+
+// Block 0 leaves before the grid sync the others wait at.
+extern "C" __global__ void one_block_skips_the_sync(float* out) {
+    cg::grid_group grid = cg::this_grid();
+    if (blockIdx.x == 0) return;
+    grid.sync();
+    out[grid.thread_rank()] = 1.0f;
+}

@@ -28,8 +28,14 @@ pub fn sim_with(options: SimOptions, name: &str, cuda_src: &str) -> (Arc<SimDriv
 /// A quiet sanitizing simulator (printf kept, not echoed) with module `name` compiled for
 /// compute capability `cc`, and a backend over it.
 pub fn sim_for_cc(options: SimOptions, name: &str, cuda_src: &str, cc: (i32, i32)) -> (Arc<SimDriver>, GpuBackend) {
+    quiet_sim_with_ptx(options, name, &compile_for(name, cuda_src, cc))
+}
+
+/// A quiet sanitizing simulator (printf kept, not echoed) with module `name` loaded from `ptx`
+/// (compiled once for several simulators), and a backend over it.
+pub fn quiet_sim_with_ptx(options: SimOptions, name: &str, ptx: &str) -> (Arc<SimDriver>, GpuBackend) {
     let driver = Arc::new(SimDriver::new(SimOptions { echo_printf: false, ..options }));
-    driver.load_ptx(name, &compile_for(name, cuda_src, cc)).unwrap_or_else(|e| panic!("{e}"));
+    driver.load_ptx(name, ptx).unwrap_or_else(|e| panic!("{e}"));
     let backend = GpuBackend::new(driver.clone());
     (driver, backend)
 }
