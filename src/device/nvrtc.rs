@@ -73,11 +73,13 @@ pub fn available() -> bool {
     ensure_nvrtc_loaded().is_some() && unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
-/// Include directory of the CUDA runtime wheel, for kernels that include CUDA headers such as
-/// `cuda_fp16.h` (NVRTC ships none); looked up once per process.
-fn cuda_include_dir() -> Option<PathBuf> {
-    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| python_wheel_dir("nvidia.cuda_runtime").map(|d| d.join("include"))).clone()
+/// Include directories of the CUDA runtime wheel, for kernels that include CUDA headers such as
+/// `cuda_fp16.h` (NVRTC ships none), and of the CCCL wheel (`nvidia-cuda-cccl-cu12`) when
+/// installed, for libcu++ and cooperative groups (`cuda/pipeline`, `nv/target`); looked up once
+/// per process.
+fn cuda_include_dirs() -> &'static [PathBuf] {
+    static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    DIRS.get_or_init(|| ["nvidia.cuda_runtime", "nvidia.cuda_cccl"].iter().filter_map(|p| python_wheel_dir(p)).map(|d| d.join("include")).collect())
 }
 
 /// Compiles the CUDA source of module `name` (`kernels/<name>.cu` with its header inlined, or a
@@ -88,9 +90,7 @@ pub fn compile_ptx(name: &str, source: &str, (major, minor): (i32, i32)) -> Resu
         return Err(format!("{name}.cu must be compiled to PTX but NVRTC is not installed; install it with `{INSTALL_HINT}`"));
     }
     let mut options = vec!["--std=c++17".to_string(), format!("--gpu-architecture=compute_{major}{minor}")];
-    if let Some(dir) = cuda_include_dir() {
-        options.push(format!("-I{}", dir.display()));
-    }
+    options.extend(cuda_include_dirs().iter().map(|dir| format!("-I{}", dir.display())));
     let opts = cudarc::nvrtc::CompileOptions { options, name: Some(format!("{name}.cu")), ..Default::default() };
     match cudarc::nvrtc::compile_ptx_with_opts(source, opts) {
         Ok(ptx) => Ok(ptx.to_src().to_string()),

@@ -95,6 +95,7 @@ fn attribute_value(config: &DeviceConfig, dev: c_int, attribute: c_uint) -> Opti
         (A::CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID, 0),
         (A::CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID, 0),
         (A::CU_DEVICE_ATTRIBUTE_COMPUTE_MODE, 0),
+        (A::CU_DEVICE_ATTRIBUTE_COOPERATIVE_LAUNCH, 1),
     ];
     table.iter().find(|(a, _)| *a as c_uint == attribute).map(|&(_, v)| v)
 }

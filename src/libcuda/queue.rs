@@ -14,6 +14,7 @@ use crate::errors::CuResult;
 use crate::state::{Capture, Emulator, Object};
 use cudarc::driver::sys::CUresult;
 use ferronet::device::driver::{Driver, LaunchConfig};
+use ferronet::sim::LaunchKind;
 use ferronet::Error;
 
 /// Host <-> device copies are predicted at a PCIe 4.0 x16 rate.
@@ -21,7 +22,7 @@ const PCIE_BYTES_PER_S: f64 = 25e9;
 
 #[derive(Clone, Debug)]
 pub enum Op {
-    Launch { sim_module: String, kernel: String, cfg: LaunchConfig, params: Vec<u8> },
+    Launch { sim_module: String, kernel: String, cfg: LaunchConfig, params: Vec<u8>, kind: LaunchKind },
     /// Host addresses are read or written when the operation runs, as a DMA engine would.
     HtoD { dst: u64, src: usize, bytes: usize },
     DtoH { dst: usize, src: u64, bytes: usize },
@@ -191,7 +192,7 @@ pub fn run(emu: &mut Emulator, dev: usize, op: &Op) -> CuResult {
     let sim = &device.sim;
     let copy_s = |bytes: usize| bytes as f64 / PCIE_BYTES_PER_S;
     match *op {
-        Op::Launch { ref sim_module, ref kernel, ref cfg, ref params } => match sim.launch_raw(sim_module, kernel, cfg, params) {
+        Op::Launch { ref sim_module, ref kernel, ref cfg, ref params, kind } => match sim.launch_raw(sim_module, kernel, cfg, params, kind) {
             Ok(()) => {
                 let predicted: f64 = sim.take_launch_stats().iter().map(|s| device.config.roofline.predict(s).seconds).sum();
                 device.ctx.predicted_s += predicted;

@@ -136,6 +136,9 @@ impl Emulator {
         for config in configs {
             let mut options = SimOptions::from_env().map_err(|e| invalid(e.to_string()))?;
             options.capacity_bytes = config.memory_bytes;
+            // Cooperative launches must fit this device's SMs.
+            options.multiprocessors = config.sm_count as usize;
+            options.residency = config.roofline;
             let ctx = Context { handle: emu.new_handle(), retained: 0, sticky: None, allocations: BTreeMap::new(), predicted_s: 0.0 };
             emu.devices.push(Device { config, sim: SimDriver::new(options), ctx });
         }

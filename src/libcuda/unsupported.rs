@@ -42,7 +42,6 @@ not_supported!(
     cuFuncSetCacheConfig,
     cuGraphUpload,
     cuImportExternalMemory,
-    cuLaunchCooperativeKernel,
     cuLaunchHostFunc,
     cuMemAdvise_v2,
     cuMemAllocFromPoolAsync,

@@ -248,15 +248,52 @@ pub fn prmt(a: u64, b: u64, c: u64) -> u64 {
     }
     out
 }
-/// `mbarrier.pending_count`: the pending arrivals recorded in an mbarrier state value.
-pub fn mbar_pending_count(state: u64) -> u64 {
-    state & 0xffff_ffff
+/// The special `prmt.b32` modes (`.f4e`, `.b4e`, `.rc8`, `.ecl`, `.ecr`, `.rc16`): the two low
+/// bits of c select one of four fixed byte patterns over the eight bytes of {b, a}.
+pub const PRMT_F4E: u8 = 1;
+pub const PRMT_B4E: u8 = 2;
+pub const PRMT_RC8: u8 = 3;
+pub const PRMT_ECL: u8 = 4;
+pub const PRMT_ECR: u8 = 5;
+pub const PRMT_RC16: u8 = 6;
+pub fn prmt_mode<const MODE: u8>(a: u64, b: u64, c: u64) -> u64 {
+    let bytes = ((b as u32 as u64) << 32) | (a as u32 as u64);
+    let s = c & 3;
+    let mut out = 0u64;
+    for i in 0..4u64 {
+        // The source byte of result byte i, per the ISA's table for each mode.
+        let src = match MODE {
+            // A window of four consecutive bytes starting at byte s.
+            PRMT_F4E => s + i,
+            // The same window read backwards (wrapping around the eight bytes).
+            PRMT_B4E => (s + 8 - i) & 7,
+            PRMT_RC8 => s,
+            // Bytes below s (ecl) or above s (ecr) are clamped to byte s.
+            PRMT_ECL => i.max(s),
+            PRMT_ECR => i.min(s),
+            // The half-word s selects (s & 1), twice.
+            _ => (s & 1) * 2 + (i & 1),
+        };
+        out |= ((bytes >> (src * 8)) & 0xff) << (8 * i);
+    }
+    out
 }
 pub fn selp(a: u64, b: u64, p: u64) -> u64 {
     if p != 0 {
         a
     } else {
         b
+    }
+}
+/// `cvt.rna.tf32.f32`: the f32 rounded to a 10-bit mantissa, ties away from zero (the low 13
+/// bits cleared); NaN and infinities pass through.
+pub fn f32_to_tf32_rna(a: u64) -> u64 {
+    let bits = a as u32;
+    if f32::from_bits(bits).is_finite() {
+        let rounded = ((bits & 0x7fff_ffff) + 0x1000) & !0x1fff;
+        ((bits & 0x8000_0000) | rounded) as u64
+    } else {
+        bits as u64
     }
 }
 pub fn identity(a: u64) -> u64 {
@@ -878,12 +915,47 @@ pub fn convert(s: &CvtSpec, a: u64) -> u64 {
                 },
             };
             let x = if s.sat { if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) } } else { x };
-            if s.dst == Ty::F16 {
-                half::f16::from_f64(x).to_bits() as u64
-            } else {
-                half::bf16::from_f64(x).to_bits() as u64
-            }
+            let bf = s.dst == Ty::Bf16;
+            let nearest = if bf { half::bf16::from_f64(x).to_bits() } else { half::f16::from_f64(x).to_bits() };
+            redirect_h16(nearest, x, s.float_rnd, bf) as u64
         }
+    }
+}
+
+/// Turns the round-to-nearest f16 (or bf16) `bits` of `exact` into the result of rounding mode
+/// `r`. Both formats are sign-magnitude, so the neighbouring value is one step of the bits.
+fn redirect_h16(bits: u16, exact: f64, r: Rnd, bf: bool) -> u16 {
+    let value = |b: u16| if bf { half::bf16::from_bits(b).to_f64() } else { half::f16::from_bits(b).to_f64() };
+    let max_finite: u16 = if bf { 0x7f7f } else { 0x7bff };
+    let rounded = value(bits);
+    if r == Rnd::Rn || rounded.is_nan() || rounded == exact {
+        return bits;
+    }
+    let negative = bits & 0x8000 != 0;
+    if rounded.is_infinite() {
+        // Overflow: directed modes stop at the largest finite value on their side.
+        let toward_zero = match r {
+            Rnd::Rz => true,
+            Rnd::Rm => !negative,
+            _ => negative,
+        };
+        return if toward_zero { max_finite | (bits & 0x8000) } else { bits };
+    }
+    let up = |b: u16| match b {
+        0x0000 | 0x8000 => 0x0001,
+        _ if b & 0x8000 != 0 => b - 1,
+        _ => b + 1,
+    };
+    let down = |b: u16| match b {
+        0x0000 | 0x8000 => 0x8001,
+        _ if b & 0x8000 != 0 => b + 1,
+        _ => b - 1,
+    };
+    match r {
+        Rnd::Rz if rounded.abs() > exact.abs() => if negative { up(bits) } else { down(bits) },
+        Rnd::Rm if rounded > exact => down(bits),
+        Rnd::Rp if rounded < exact => up(bits),
+        _ => bits,
     }
 }
 
@@ -916,6 +988,36 @@ mod tests {
         assert_eq!(f(f32_fma::<RN, false, false>(fb(1.0 + e), fb(1.0 - e), fb(0.0))), 1.0);
         assert_eq!(f(f32_bin::<ADD, RZ, false, false>(fb(1.0), fb(-1e-10))), 1.0f32.next_down());
         assert_eq!(f(f32_bin::<ADD, RZ, false, false>(fb(f32::MAX), fb(f32::MAX))), f32::MAX);
+    }
+
+    #[test]
+    fn prmt_modes_follow_the_isa_tables() {
+        // Bytes 0..8 of {b, a}: B3 22 91 80 | FF E6 55 C4. Each row lists the results for
+        // selectors 0..3; the bits of c above the two selector bits are ignored.
+        let (a, b) = (0x8091_22B3, 0xC455_E6FF);
+        let rows: [(TerFn, [u64; 4]); 6] = [
+            (prmt_mode::<PRMT_F4E>, [0x8091_22B3, 0xFF80_9122, 0xE6FF_8091, 0x55E6_FF80]),
+            (prmt_mode::<PRMT_B4E>, [0xE655_C4B3, 0x55C4_B322, 0xC4B3_2291, 0xB322_9180]),
+            (prmt_mode::<PRMT_RC8>, [0xB3B3_B3B3, 0x2222_2222, 0x9191_9191, 0x8080_8080]),
+            (prmt_mode::<PRMT_ECL>, [0x8091_22B3, 0x8091_2222, 0x8091_9191, 0x8080_8080]),
+            (prmt_mode::<PRMT_ECR>, [0xB3B3_B3B3, 0x2222_22B3, 0x9191_22B3, 0x8091_22B3]),
+            (prmt_mode::<PRMT_RC16>, [0x22B3_22B3, 0x8091_8091, 0x22B3_22B3, 0x8091_8091]),
+        ];
+        for (row, (f, want)) in rows.iter().enumerate() {
+            for (sel, &w) in want.iter().enumerate() {
+                assert_eq!(f(a, b, 0x8F94 | sel as u64), w, "mode {} selector {sel}", row + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn tf32_rounds_ties_away_from_zero() {
+        let tf32 = |x: f32| f32::from_bits(f32_to_tf32_rna(fb(x)) as u32);
+        let ulp = 2f32.powi(-10);
+        assert_eq!(tf32(1.0 + ulp / 2.0), 1.0 + ulp, "a tie rounds away from zero");
+        assert_eq!(tf32(-(1.0 + ulp / 2.0)), -(1.0 + ulp));
+        assert_eq!(tf32(1.0 + ulp / 2.0 - 2f32.powi(-23)), 1.0, "below the tie rounds down");
+        assert!(tf32(f32::NAN).is_nan());
     }
 
     #[test]

@@ -5,31 +5,38 @@
 //! Supported (anything else is an `Error::Sim` naming the instruction, kernel and line):
 //! - integer: add/sub (incl. `.sat.s32`), mul/mad `.lo/.hi/.wide`, mul24/mad24, div, rem, min,
 //!   max, neg, abs, and/or/xor/not/cnot (incl. `.pred`), shl/shr, shf, popc, clz, brev,
-//!   bfind (also `.shiftamt`), bfe, bfi, prmt (default mode), selp, dp4a, lop3, fns;
+//!   bfind (also `.shiftamt`), bfe, bfi, prmt (every mode), selp, dp4a, lop3, fns;
 //! - f32: add/sub/mul/fma/mad/div with `.rn/.rz/.rm/.rp`, `.ftz`, `.sat`; min/max, neg, abs,
 //!   sqrt, rsqrt, rcp, ex2, lg2, sin, cos, tanh (`.approx` ones use the host's accurate
 //!   functions), copysign, testp; f64 the same minus directed fma/unary rounding;
 //!   f16/bf16 and packed f16x2/bf16x2: add/sub/mul/min/max/fma (`.rn`), neg, abs, setp;
 //! - setp with every comparison (incl. unordered, num, nan) and `.and/.or/.xor` combining;
-//! - cvt between all integer and float types (f16/bf16 round-to-nearest only), `.rni/.rzi/.rmi/
-//!   .rpi`, `.sat`, `.ftz`, `cvt.rn.{f16x2,bf16x2}.f32`; cvta to and from shared/local/global;
+//! - cvt between all integer and float types with `.rn/.rz/.rm/.rp`, `.rni/.rzi/.rmi/.rpi`,
+//!   `.sat`, `.ftz`, `cvt.rn.{f16x2,bf16x2}.f32`, `cvt.rna.tf32.f32`; cvta to and from
+//!   shared/local/global;
 //!   mov incl. special registers, `WARP_SZ` and vector pack/unpack;
 //! - ld/ldu/st on param, global (`.nc`), shared (static and `extern`), local and generic
 //!   addresses, scalar and v2/v4, `.volatile/.relaxed/.acquire/.release` (synchronising
 //!   accesses); atom/red add (u32/s32/u64/f32/f64, f16/bf16 scalar and x2), min/max, exch, cas
 //!   (32/64 and 16-bit), and/or/xor, inc/dec on global and shared;
+//! - cp.async.{ca,cg}.shared.global (4/8/16 bytes, source size or ignore-src, cache hint),
+//!   commit_group, wait_group, wait_all, cp.async.mbarrier.arrive[.noinc] (deferred copies:
+//!   `exec::async_copy`);
 //! - bar.sync/barrier.sync/bar.arrive with barrier numbers and thread counts, bar.red
-//!   popc/and/or, mbarrier init/arrive/arrive_drop/test_wait/try_wait/pending_count/inval,
-//!   bar.warp.sync, shfl.sync up/down/bfly/idx (with the predicate output), vote.sync
-//!   all/any/uni/ballot, redux.sync, match.any/all.sync, activemask, membar/fence, nanosleep and
-//!   prefetch (no effect on results), bra, ret/exit, trap, `call` to the device runtime's
-//!   `__assertfail` (assert) and `vprintf` (printf);
+//!   popc/and/or, mbarrier init/arrive/arrive_drop/arrive.expect_tx/expect_tx/complete_tx/
+//!   test_wait/try_wait (`.parity`)/pending_count/inval, bar.warp.sync, shfl.sync
+//!   up/down/bfly/idx (with the predicate output), vote.sync all/any/uni/ballot, redux.sync,
+//!   match.any/all.sync, elect.sync, activemask, membar/fence, nanosleep, prefetch,
+//!   applypriority and createpolicy (no effect on results), bra, ret/exit, trap, `call` to the
+//!   device runtime's `__assertfail` (assert) and `vprintf` (printf); `%envreg1/2` (the
+//!   grid-barrier workspace of a cooperative launch);
 //! - module-scope `.global`/`.const` variables (with numeric initialisers), static and `extern`
 //!   `.shared`, kernel `.local` arrays, call-argument `.param`s; `.reg` declared in nested
 //!   `{ }` blocks (inline asm), scoped to their block.
 //!
-//! Not supported: calls to other functions, textures/surfaces, cp.async and the tensor-memory
-//! (`expect_tx`) mbarrier operations, directed-rounding f64 fma and f16 rounding.
+//! Not supported: calls to other functions, textures/surfaces, bulk (TMA) copies
+//! (`cp.async.bulk`), `mbarrier.arrive.noComplete`, directed-rounding f64 fma and
+//! directed-rounding f16 arithmetic.
 
 use super::alu::{self, BinFn, CmpFn, CvtSpec, Rnd, TerFn, Ty, UnFn};
 use super::dispatch::{self, by_mode_ftz_sat, by_width, by_width_sign};
@@ -78,6 +85,8 @@ fn instruction_text(i: &Instruction) -> String {
 struct Decoder<'a> {
     kernel: &'a str,
     regs: HashMap<String, u32>,
+    /// The `.pred` registers among `regs`.
+    predicates: std::collections::HashSet<u32>,
     nregs: u32,
     symbols: HashMap<String, (Space, u64)>,
     labels: HashMap<String, u32>,
@@ -173,7 +182,11 @@ impl<'a> Decoder<'a> {
             ("%lanemask_gt", None) => Special::LaneMaskGt,
             ("%lanemask_ge", None) => Special::LaneMaskGe,
             ("%smid", None) => Special::SmId,
-            ("%clock" | "%clock64", None) => Special::Clock,
+            // Timers read 0: results must not depend on time (libcu++ reads %globaltimer only to
+            // back off while it polls).
+            ("%clock" | "%clock64" | "%globaltimer" | "%globaltimer_lo" | "%globaltimer_hi", None) => Special::Clock,
+            ("%envreg1", None) => Special::EnvReg(1),
+            ("%envreg2", None) => Special::EnvReg(2),
             _ => return None,
         })
     }
@@ -380,6 +393,8 @@ impl<'a> Decoder<'a> {
                 let f: BinFn = if bf { alu::pack_h16x2_f32::<true> } else { alu::pack_h16x2_f32::<false> };
                 Op::Bin { f, d: self.dst(&o[0])?, a: self.src(&o[1], f32ty)?, b: self.src(&o[2], f32ty)? }
             }
+            // TF32 (wmma::__float_to_tf32): f32 bits with the mantissa rounded to 10 bits.
+            "cvt" if oc.has("tf32") && oc.has("rna") && oc.types.as_slice() == [Ty::F32] && !sat => un!(alu::f32_to_tf32_rna),
             "dp4a" => {
                 let (Some(ta), Some(tb)) = (oc.types.first(), oc.types.get(1)) else { return Err(unsupported()) };
                 let f: TerFn = match (matches!(ta, Ty::S(_)), matches!(tb, Ty::S(_))) {
@@ -514,7 +529,19 @@ impl<'a> Decoder<'a> {
                     e: self.src(&o[4], u32ty)?,
                 }
             }
-            "prmt" if oc.mods.is_empty() => ter!(alu::prmt, ty),
+            "prmt" => {
+                let f: TerFn = match oc.mods.as_slice() {
+                    [] => alu::prmt,
+                    ["f4e"] => alu::prmt_mode::<{ alu::PRMT_F4E }>,
+                    ["b4e"] => alu::prmt_mode::<{ alu::PRMT_B4E }>,
+                    ["rc8"] => alu::prmt_mode::<{ alu::PRMT_RC8 }>,
+                    ["ecl"] => alu::prmt_mode::<{ alu::PRMT_ECL }>,
+                    ["ecr"] => alu::prmt_mode::<{ alu::PRMT_ECR }>,
+                    ["rc16"] => alu::prmt_mode::<{ alu::PRMT_RC16 }>,
+                    _ => return Err(unsupported()),
+                };
+                ter!(f, ty)
+            }
             "shf" => {
                 let f: TerFn = match (oc.has("l"), oc.has("wrap")) {
                     (true, true) => alu::shf::<true, true>,
@@ -566,9 +593,6 @@ impl<'a> Decoder<'a> {
                 self.ops(i, 2)?;
                 let (Some(&dst), Some(&src)) = (oc.types.first(), oc.types.get(1)) else { return Err(unsupported()) };
                 let spec = CvtSpec { dst, src, float_rnd: oc.rnd().unwrap_or(Rnd::Rn), int_rnd: oc.int_rnd(), sat, ftz };
-                if matches!(dst, Ty::F16 | Ty::Bf16) && spec.float_rnd != Rnd::Rn {
-                    return Err(unsupported());
-                }
                 Op::Cvt { spec, d: self.dst(&o[0])?, a: self.src(&o[1], Some(src))? }
             }
             "cvta" => {
@@ -663,6 +687,12 @@ impl<'a> Decoder<'a> {
                 Op::Bar { id, count, arrive, red }
             }
             "mbarrier" => self.mbarrier(i, &oc)?,
+            "cp" if oc.has("async") => self.cp_async(i, &oc)?,
+            "elect" if oc.has("sync") => {
+                self.ops(i, 2)?;
+                let Operand::Pair(d, p) = &o[0] else { return self.err("elect.sync needs a destination pair d|p") };
+                Op::Elect { d: self.dst(d)?, p: self.dst(p)?, mask: self.src(&o[1], Some(Ty::U(32)))? }
+            }
             "redux" if oc.has("sync") => {
                 self.ops(i, 3)?;
                 let f: BinFn = match (oc.mods.iter().find(|m| matches!(**m, "add" | "min" | "max" | "and" | "or" | "xor")), signed) {
@@ -689,8 +719,11 @@ impl<'a> Decoder<'a> {
                 };
                 Op::Match { all: oc.has("all"), d, p, a: self.src(&o[1], ty)?, mask: self.src(&o[2], Some(Ty::U(32)))? }
             }
-            // Hints with no effect on results: sleeping in a spin loop, cache prefetch/discard.
-            "nanosleep" | "prefetch" | "prefetchu" | "discard" | "pmevent" => Op::Nop,
+            // Hints with no effect on results: sleeping in a spin loop, cache prefetch/discard
+            // and eviction priorities.
+            "nanosleep" | "prefetch" | "prefetchu" | "discard" | "pmevent" | "applypriority" => Op::Nop,
+            // A cache eviction policy for `.L2::cache_hint` accesses, which are only hints here.
+            "createpolicy" => Op::Un { f: alu::identity, d: self.dst(o.first().ok_or_else(unsupported)?)?, a: Src::Imm(0) },
             "shfl" => {
                 self.ops(i, 5)?;
                 let mode = if oc.has("up") {
@@ -749,8 +782,9 @@ impl<'a> Decoder<'a> {
         Ok((op, flops))
     }
 
-    /// `mbarrier.{init,arrive,arrive_drop,test_wait,try_wait,inval,pending_count}` on shared
-    /// memory (sm_80's `cuda::barrier`); `pending_count` reads a state value, not memory.
+    /// `mbarrier.{init,arrive,arrive_drop,expect_tx,complete_tx,test_wait,try_wait,inval,
+    /// pending_count}` on shared memory (`cuda::barrier`, and the transaction counts of sm_90);
+    /// `pending_count` reads a state value, not memory.
     fn mbarrier(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
         let o = &i.operands;
         let u32ty = Some(Ty::U(32));
@@ -764,7 +798,7 @@ impl<'a> Decoder<'a> {
             Ok(addr)
         };
         let verb = oc.mods.first().copied().unwrap_or("");
-        if oc.has("expect_tx") || oc.has("complete_tx") {
+        if oc.has("noComplete") {
             return Err(unsupported());
         }
         Ok(match verb {
@@ -779,13 +813,22 @@ impl<'a> Decoder<'a> {
                     Some(first) => (self.dst(first)?, &o[1..]),
                     None => return self.err("mbarrier.arrive needs an address"),
                 };
-                let count = match rest.len() {
-                    1 => Src::Imm(1),
+                // With `.expect_tx` the operand after the address is a byte count (one arrival).
+                let expect_tx = oc.has("expect_tx");
+                let b = match rest.len() {
+                    1 if !expect_tx => Src::Imm(1),
                     2 => self.src(&rest[1], u32ty)?,
+                    _ if expect_tx => return self.err("expected [addr] and a transaction byte count"),
                     _ => return self.err("expected [addr] and an optional count"),
                 };
                 let addr = shared_addr(self, &rest[0])?;
-                Op::Mbar { kind: MbarOp::Arrive { drop: verb == "arrive_drop" }, d, addr, b: count }
+                Op::Mbar { kind: MbarOp::Arrive { drop: verb == "arrive_drop", expect_tx }, d, addr, b }
+            }
+            "expect_tx" | "complete_tx" => {
+                self.ops(i, 2)?;
+                let addr = shared_addr(self, &o[0])?;
+                let kind = if verb == "expect_tx" { MbarOp::ExpectTx } else { MbarOp::CompleteTx };
+                Op::Mbar { kind, d: self.sink(), addr, b: self.src(&o[1], u32ty)? }
             }
             "test_wait" | "try_wait" => {
                 // try_wait's optional suspend-time hint does not change the result.
@@ -803,10 +846,69 @@ impl<'a> Decoder<'a> {
             }
             "pending_count" => {
                 self.ops(i, 2)?;
-                Op::Un { f: alu::mbar_pending_count, d: self.dst(&o[0])?, a: self.src(&o[1], u64ty)? }
+                Op::Un { f: super::mbarrier::pending_count, d: self.dst(&o[0])?, a: self.src(&o[1], u64ty)? }
             }
             _ => return Err(unsupported()),
         })
+    }
+
+    /// `cp.async.{ca,cg}.shared.global` (with the optional source size and cache policy),
+    /// `commit_group`, `wait_group`, `wait_all` and `mbarrier.arrive[.noinc]`; the bulk (TMA)
+    /// forms are not supported.
+    fn cp_async(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
+        let o = &i.operands;
+        let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
+        if oc.has("bulk") {
+            return Err(unsupported());
+        }
+        if oc.has("commit_group") {
+            self.ops(i, 0)?;
+            return Ok(Op::CpAsyncCommit);
+        }
+        if oc.has("wait_all") {
+            self.ops(i, 0)?;
+            return Ok(Op::CpAsyncWait { newest_pending: None });
+        }
+        if oc.has("wait_group") {
+            self.ops(i, 1)?;
+            let Operand::Imm(Imm::Int(n)) = o[0] else { return self.err("cp.async.wait_group takes an integer constant") };
+            return Ok(Op::CpAsyncWait { newest_pending: Some(n as u32) });
+        }
+        if oc.has("mbarrier") && oc.has("arrive") {
+            self.ops(i, 1)?;
+            if self.space_of(oc) != Space::Shared {
+                return self.err("mbarrier objects are supported in shared memory only (`.shared`)");
+            }
+            let (addr, _) = self.addr(&o[0])?;
+            return Ok(Op::CpAsyncMbarArrive { noinc: oc.has("noinc"), addr });
+        }
+        if !(oc.has("shared") && oc.has("global")) || !(oc.has("ca") || oc.has("cg")) {
+            return Err(unsupported());
+        }
+        // A trailing cache policy (`.L2::cache_hint`) is a hint with no effect on the result.
+        let operands = if i.opcode.contains("cache_hint") { o.len().saturating_sub(1) } else { o.len() };
+        if !(3..=4).contains(&operands) {
+            return self.err("expected [dst], [src], cp-size and an optional src-size");
+        }
+        let size = match o[2] {
+            Operand::Imm(Imm::Int(n @ (4 | 8 | 16))) => n as u8,
+            _ => return self.err("cp.async copies 4, 8 or 16 bytes (an integer constant)"),
+        };
+        if oc.has("cg") && size != 16 {
+            return self.err("cp.async.cg copies 16 bytes");
+        }
+        // The fourth operand is a source size, or a predicate (`ignore-src`: copy nothing, fill
+        // zeros when true).
+        let (src_size, ignore_src) = match operands {
+            4 => {
+                let s = self.src(&o[3], Some(Ty::U(32)))?;
+                (s, matches!(s, Src::Reg(r) if self.predicates.contains(&r)))
+            }
+            _ => (Src::Imm(size as u64), false),
+        };
+        let (dst, _) = self.addr(&o[0])?;
+        let (src, _) = self.addr(&o[1])?;
+        Ok(Op::CpAsync { dst, src, size, src_size, ignore_src })
     }
 
     fn setp(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
@@ -1049,7 +1151,9 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String
 
     let mut regs = HashMap::new();
     let mut nregs = 0u32;
+    let mut predicates = std::collections::HashSet::new();
     for r in &k.regs {
+        let first = nregs;
         match r.count {
             Some(c) => {
                 for idx in 0..c {
@@ -1062,6 +1166,9 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String
                 nregs += 1;
             }
         }
+        if r.pred {
+            predicates.extend(first..nregs);
+        }
     }
     let mut labels = HashMap::new();
     let mut count = 0u32;
@@ -1073,7 +1180,7 @@ pub fn decode_kernel(module: &ModuleAst, k: &KernelAst, globals: &HashMap<String
             Statement::Instruction(_) => count += 1,
         }
     }
-    let mut dec = Decoder { kernel: &k.name, regs, nregs, symbols, labels, line: 0, text: String::new() };
+    let mut dec = Decoder { kernel: &k.name, regs, predicates, nregs, symbols, labels, line: 0, text: String::new() };
     let mut insts = Vec::with_capacity(count as usize);
     let mut lines = Vec::with_capacity(count as usize);
     for s in &k.body {

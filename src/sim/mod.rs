@@ -3,19 +3,25 @@
 //! as warps of 32 lanes in lockstep, checks every access with a sanitizer (bounds, alignment,
 //! uninitialised reads, shared-memory races, divergent barriers and warp-synchronous misuse) and
 //! counts what each launch did for the GPU performance model (`roofline`), whose times are
-//! predictions.
+//! predictions. Blocks run independently, except in a cooperative launch
+//! ([`SimDriver::launch_cooperative`]), whose blocks all run interleaved so they can wait for
+//! each other (cooperative groups' grid sync).
 //!
 //! Modules: `parse` (PTX text to syntax tree), `decode` (to the compact instruction array of
 //! `program`, with `dispatch` picking `alu` functions), `alu` (arithmetic semantics), `exec`
-//! (warps and blocks; `exec::memory_ops` for ld/st/atom), `memory` (global memory and its
-//! shadow), `sanitizer` (shared shadow and fault messages), `counters` and `roofline`.
+//! (warps and blocks; `exec::memory_ops` for ld/st/atom, `exec::async_copy` for cp.async),
+//! `mbarrier` (the mbarrier object), `memory` (global memory and its shadow), `sanitizer`
+//! (shared shadow and fault messages), `coresident` (cooperative launches), `counters` and
+//! `roofline`.
 
 mod alu;
+mod coresident;
 pub mod counters;
 mod decode;
 mod dispatch;
 mod exec;
 mod graph;
+mod mbarrier;
 mod memory;
 mod parse;
 mod printf;
@@ -46,10 +52,26 @@ const MAX_THREADS_PER_BLOCK: u32 = 1024;
 const MAX_BLOCK_DIM: [u32; 3] = [1024, 1024, 64];
 const MAX_GRID_DIM: [u32; 3] = [i32::MAX as u32, 65535, 65535];
 const MAX_SHARED_PER_BLOCK: usize = 48 * 1024;
+/// The zeroed global workspace a cooperative launch hands its grid barrier (cooperative groups
+/// counts arrivals in its second word).
+const GRID_WORKSPACE_BYTES: usize = 16;
+/// How a cooperative launch's error begins: the emulated driver maps it to
+/// CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE.
+pub const COOPERATIVE_TOO_LARGE: &str = "cooperative launch too large";
 /// Launch statistics kept for `take_launch_stats` (oldest dropped first).
 const MAX_KEPT_STATS: usize = 10_000;
 /// Bytes of printf output kept for `take_printf_output` (later output is only echoed).
 const MAX_KEPT_PRINTF: usize = 1 << 20;
+
+/// How a kernel is launched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaunchKind {
+    /// Blocks run independently, in any order.
+    Plain,
+    /// `cuLaunchCooperativeKernel`: all blocks are resident at once and may wait for each other
+    /// (cooperative groups' `this_grid().sync()`); the grid must fit on the device.
+    Cooperative,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockOrder {
@@ -81,6 +103,10 @@ pub struct SimOptions {
     /// outside every allocation (an index read from memory no block wrote) is counted but not
     /// made (a load gives 0) instead of faulting.
     pub sample_blocks: Option<u32>,
+    /// The GPU whose per-SM limits (warps, blocks, shared memory) bound a cooperative launch,
+    /// all of whose blocks must be resident at once on `multiprocessors` SMs. Registers are not
+    /// counted: PTX leaves their allocation to the driver's compiler.
+    pub residency: GpuModel,
 }
 
 /// The simulated device's SM count by default: the RTX 3090's, the first GPU the performance
@@ -97,6 +123,7 @@ impl Default for SimOptions {
             echo_printf: true,
             multiprocessors: DEFAULT_SIM_MULTIPROCESSORS,
             sample_blocks: None,
+            residency: roofline::RTX_3090,
         }
     }
 }
@@ -348,7 +375,7 @@ impl Driver for SimDriver {
         if recorded {
             return Ok(());
         }
-        self.run_kernel(started, module, &k, cfg, &params)
+        self.run_kernel(started, module, &k, cfg, &params, LaunchKind::Plain)
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -482,9 +509,26 @@ impl SimDriver {
         }
     }
 
+    /// The most blocks a cooperative launch of `module::kernel` with `cfg`'s block size and
+    /// dynamic shared memory may have (more fail with [`COOPERATIVE_TOO_LARGE`]).
+    pub fn max_cooperative_blocks(&self, module: &str, kernel: &str, cfg: &LaunchConfig) -> Result<u64> {
+        let k = self.kernel(module, kernel)?;
+        let threads = cfg.block.0 as u64 * cfg.block.1 as u64 * cfg.block.2 as u64;
+        Ok(coresident_blocks(&*lock(&self.options)?, threads, k.shared_bytes(cfg.shared_mem_bytes as usize)))
+    }
+
+    /// Launches `module::kernel` cooperatively (see [`LaunchKind::Cooperative`]).
+    pub fn launch_cooperative(&self, module: &str, kernel: &str, cfg: &LaunchConfig, args: &[KernelArg]) -> Result<()> {
+        let started = Instant::now();
+        lock(&self.graphs)?.refuse_during_capture("a cooperative launch")?;
+        let k = self.kernel(module, kernel)?;
+        let params = Self::marshal(&k, args)?;
+        self.run_kernel(started, module, &k, cfg, &params, LaunchKind::Cooperative)
+    }
+
     /// Launches `module::kernel` with its parameter buffer already laid out as
     /// [`SimDriver::kernel_params`] describes.
-    pub fn launch_raw(&self, module: &str, kernel: &str, cfg: &LaunchConfig, params: &[u8]) -> Result<()> {
+    pub fn launch_raw(&self, module: &str, kernel: &str, cfg: &LaunchConfig, params: &[u8], kind: LaunchKind) -> Result<()> {
         let started = Instant::now();
         let k = self.kernel(module, kernel)?;
         if params.len() != k.param_bytes {
@@ -494,7 +538,7 @@ impl SimDriver {
                 params.len()
             )));
         }
-        self.run_kernel(started, module, &k, cfg, params)
+        self.run_kernel(started, module, &k, cfg, params, kind)
     }
 
     /// The address and size of global variable `symbol` of module `name`; Ok(None) when the
@@ -521,7 +565,7 @@ impl SimDriver {
         }
     }
 
-    fn run_kernel(&self, started: Instant, module: &str, k: &program::Kernel, cfg: &LaunchConfig, params: &[u8]) -> Result<()> {
+    fn run_kernel(&self, started: Instant, module: &str, k: &program::Kernel, cfg: &LaunchConfig, params: &[u8], kind: LaunchKind) -> Result<()> {
         let grid = [cfg.grid.0, cfg.grid.1, cfg.grid.2];
         let block = [cfg.block.0, cfg.block.1, cfg.block.2];
         let threads = block.iter().map(|&b| b as u64).product::<u64>();
@@ -535,8 +579,38 @@ impl SimDriver {
         }
         let options = *lock(&self.options)?;
         let launch_no = self.launches.fetch_add(1, Ordering::Relaxed);
+        let shared_bytes = k.shared_bytes(cfg.shared_mem_bytes as usize);
+        if shared_bytes > MAX_SHARED_PER_BLOCK {
+            return Err(Error::device(format!(
+                "{module}::{} needs {shared_bytes} bytes of shared memory per block; the limit is {MAX_SHARED_PER_BLOCK}",
+                k.name
+            )));
+        }
+        let nblocks = grid.iter().map(|&g| g as u64).product::<u64>();
+        let nblocks = u32::try_from(nblocks).map_err(|_| Error::device(format!("grid {grid:?} has too many blocks for the simulator")))?;
+        let cooperative = kind == LaunchKind::Cooperative;
+        if cooperative {
+            let most = coresident_blocks(&options, threads, shared_bytes);
+            if nblocks as u64 > most {
+                return Err(Error::device(format!(
+                    "{COOPERATIVE_TOO_LARGE}: {module}::{} asks for {nblocks} blocks of {threads} threads and {shared_bytes} bytes \
+                     of shared memory, but at most {most} such blocks fit on the device's {} SMs at once",
+                    k.name, options.multiprocessors
+                )));
+            }
+        }
+        // Every block of a cooperative launch runs: they wait for each other.
+        let sampling = options.sample_blocks.filter(|_| !cooperative);
 
         let mut memory = lock(&self.memory)?;
+        // The grid barrier's counter lives in a zeroed global workspace for the launch.
+        let workspace = if cooperative {
+            let ptr = memory.alloc(GRID_WORKSPACE_BYTES)?;
+            memory.write(ptr, &[0; GRID_WORKSPACE_BYTES])?;
+            ptr
+        } else {
+            0
+        };
         let view = memory.view();
         let lp = exec::Launch {
             kernel: k,
@@ -545,19 +619,11 @@ impl SimDriver {
             dyn_shared: cfg.shared_mem_bytes as usize,
             params,
             mem: &view,
-            sanitize: options.sanitize && options.sample_blocks.is_none(),
-            sampled: options.sample_blocks.is_some(),
+            sanitize: options.sanitize && sampling.is_none(),
+            sampled: sampling.is_some(),
+            grid_workspace: workspace,
         };
-        if lp.shared_bytes() > MAX_SHARED_PER_BLOCK {
-            return Err(Error::device(format!(
-                "{module}::{} needs {} bytes of shared memory per block; the limit is {MAX_SHARED_PER_BLOCK}",
-                k.name,
-                lp.shared_bytes()
-            )));
-        }
-        let nblocks = grid.iter().map(|&g| g as u64).product::<u64>();
-        let nblocks = u32::try_from(nblocks).map_err(|_| Error::device(format!("grid {grid:?} has too many blocks for the simulator")))?;
-        let mut order: Vec<u32> = match options.sample_blocks {
+        let mut order: Vec<u32> = match sampling {
             // At least one block runs, whatever the option says.
             Some(most) if nblocks > most.max(1) => sampled_blocks(nblocks, most.max(1)),
             _ => (0..nblocks).collect(),
@@ -567,7 +633,10 @@ impl SimDriver {
             crate::rng::Rng::new(seed ^ launch_no.wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
         }
         let workers = if options.threads == 0 { rayon::current_num_threads() } else { options.threads }.max(1);
-        let (result, printed) = run_blocks(&lp, &order, workers);
+        let (result, printed) = if cooperative { coresident::run(&lp, &order) } else { run_blocks(&lp, &order, workers) };
+        if cooperative {
+            memory.free(workspace);
+        }
         drop(memory);
         // Output printed before a fault is kept: it is what one debugs the fault with.
         if !printed.is_empty() {
@@ -607,6 +676,13 @@ impl SimDriver {
 /// runs of the linear block order (x fastest), so rows and columns of a 2-D grid are all visited.
 fn sampled_blocks(blocks: u32, most: u32) -> Vec<u32> {
     (0..most as u64).map(|i| ((2 * i + 1) * blocks as u64 / (2 * most as u64)) as u32).collect()
+}
+
+/// How many blocks of `threads` threads and `shared_bytes` bytes of shared memory can be
+/// resident at once on the device `options` describe.
+fn coresident_blocks(options: &SimOptions, threads: u64, shared_bytes: usize) -> u64 {
+    let per_sm = options.residency.resident_blocks_per_sm(threads as u32, 0, shared_bytes as u32);
+    options.multiprocessors.max(1) as u64 * per_sm as u64
 }
 
 /// Runs the blocks in `order` on up to `workers` host threads; each thread takes contiguous

@@ -164,6 +164,8 @@ pub struct Param {
 pub struct RegDecl {
     pub name: String,
     pub count: Option<u32>,
+    /// A `.pred` register (some instructions take either a predicate or a number).
+    pub pred: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -512,7 +514,8 @@ impl Parser {
                 }
                 Some(Tok::Word(w)) if w == ".reg" => {
                     self.pos += 1;
-                    self.word()?; // the type: every register is a 64-bit slot in the simulator
+                    // Every register is a 64-bit slot in the simulator; only predicates are told apart.
+                    let pred = self.word()? == ".pred";
                     loop {
                         let rname = self.word()?;
                         let mut count = None;
@@ -521,7 +524,7 @@ impl Parser {
                             self.expect('>')?;
                         }
                         match scopes.last_mut() {
-                            None => k.regs.push(RegDecl { name: rname, count }),
+                            None => k.regs.push(RegDecl { name: rname, count, pred }),
                             Some(scope) => {
                                 let names: Vec<String> = match count {
                                     Some(c) => (0..c).map(|i| format!("{rname}{i}")).collect(),
@@ -529,7 +532,7 @@ impl Parser {
                                 };
                                 for name in names {
                                     let unique = format!("{name}$block{blocks_opened}");
-                                    k.regs.push(RegDecl { name: unique.clone(), count: None });
+                                    k.regs.push(RegDecl { name: unique.clone(), count: None, pred });
                                     scope.insert(name, unique);
                                 }
                             }

@@ -24,6 +24,9 @@ pub enum Special {
     LaneMaskGe,
     SmId,
     Clock,
+    /// `%envreg1`/`%envreg2`: the high and low halves of the grid-synchronisation workspace's
+    /// address that a cooperative launch passes (0 otherwise), as cooperative groups reads it.
+    EnvReg(u8),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +104,24 @@ pub enum Op {
     Bar { id: Src, count: Option<Src>, arrive: bool, red: Option<BarRed> },
     /// An `mbarrier` operation on the 8-byte barrier object at `addr` in shared memory.
     Mbar { kind: MbarOp, d: u32, addr: Addr, b: Src },
+    /// `cp.async.{ca,cg}.shared.global [dst], [src], size[, src_size]`: copies `size` bytes, of
+    /// which the first `src_size` come from global memory and the rest are zeros; with
+    /// `ignore_src`, `src_size` is the `ignore-src` predicate (true: all zeros). The copy is
+    /// deferred: it lands when a wait covers its commit group (or an mbarrier tracking it
+    /// completes its phase).
+    CpAsync { dst: Addr, src: Addr, size: u8, src_size: Src, ignore_src: bool },
+    /// `cp.async.commit_group`: the thread's uncommitted copies become its newest group.
+    CpAsyncCommit,
+    /// `cp.async.wait_group n` (all but the newest `n` groups land) or `cp.async.wait_all`
+    /// (`None`: every copy lands, committed or not).
+    CpAsyncWait { newest_pending: Option<u32> },
+    /// `cp.async.mbarrier.arrive[.noinc] [addr]`: the mbarrier at `addr` gets an arrival once the
+    /// thread's earlier copies landed; without `.noinc` its pending count grows by one first, so
+    /// the arrival is in addition to the expected ones.
+    CpAsyncMbarArrive { noinc: bool, addr: Addr },
+    /// `elect.sync d|p, membermask`: the lowest lane of the member mask among those executing
+    /// is the leader; d receives its lane id and p whether this lane is it.
+    Elect { d: u32, p: u32, mask: Src },
     WarpSync { mask: Src },
     /// `redux.sync`: d = f folded over the value of every lane in the member mask.
     Redux { f: BinFn, d: u32, a: Src, mask: Src },
@@ -138,15 +159,20 @@ pub enum BarRedKind {
     Or,
 }
 
-/// The `mbarrier` operations. The object holds the phase (bit 63), the expected arrivals per
-/// phase (bits 32..63) and the pending arrivals of the current phase (bits 0..32).
+/// The `mbarrier` operations (the object's layout is `exec::mbarrier`'s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MbarOp {
     /// `mbarrier.init [addr], count`.
     Init,
     /// `mbarrier.arrive[_drop] state, [addr][, count]`: d receives the state before the
-    /// arrival (its phase is what `test_wait` waits to change).
-    Arrive { drop: bool },
+    /// arrival (its phase is what `test_wait` waits to change). `expect_tx`:
+    /// `mbarrier.arrive.expect_tx state, [addr], tx`: one arrival after expecting `tx` more
+    /// transaction bytes (b is then the byte count).
+    Arrive { drop: bool, expect_tx: bool },
+    /// `mbarrier.expect_tx [addr], tx`: the current phase also waits for `tx` more bytes.
+    ExpectTx,
+    /// `mbarrier.complete_tx [addr], tx`: `tx` of the expected bytes arrived.
+    CompleteTx,
     /// `mbarrier.test_wait/try_wait[.parity] p, [addr], state|parity`.
     TestWait { parity: bool },
     /// `mbarrier.inval [addr]`.
@@ -184,6 +210,10 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// Shared memory a block uses with `dyn_shared` bytes of dynamic shared memory.
+    pub fn shared_bytes(&self, dyn_shared: usize) -> usize {
+        self.dyn_shared_offset.max(self.static_shared) + dyn_shared
+    }
     /// "line 42 (`ld.global.f32 %f1, [%rd4]`)" for instruction `pc`.
     pub fn where_(&self, pc: usize) -> String {
         match self.lines.get(pc) {

@@ -149,6 +149,13 @@ impl GpuModel {
     /// registers per thread and static shared memory per block (plus the launch's dynamic).
     pub fn occupancy(&self, threads_per_block: u32, registers: u32, shared_bytes: u32) -> f64 {
         let warps_per_block = threads_per_block.div_ceil(32).max(1);
+        (self.resident_blocks_per_sm(threads_per_block, registers, shared_bytes) * warps_per_block) as f64 / self.max_warps_per_sm as f64
+    }
+
+    /// Blocks one SM holds at once, given the block size, registers per thread (0: not
+    /// limiting) and shared memory per block.
+    pub fn resident_blocks_per_sm(&self, threads_per_block: u32, registers: u32, shared_bytes: u32) -> u32 {
+        let warps_per_block = threads_per_block.div_ceil(32).max(1);
         // Registers are allocated per warp in units of 256.
         let regs_per_warp = (registers * 32).div_ceil(256) * 256;
         let by_regs = self.registers_per_sm.checked_div(regs_per_warp).map_or(u32::MAX, |warps| warps / warps_per_block);
@@ -158,8 +165,7 @@ impl GpuModel {
         } else {
             self.shared_per_sm / (shared_bytes + self.shared_reserved_per_block)
         };
-        let blocks = by_regs.min(by_warps).min(by_shared).min(self.max_blocks_per_sm);
-        (blocks * warps_per_block) as f64 / self.max_warps_per_sm as f64
+        by_regs.min(by_warps).min(by_shared).min(self.max_blocks_per_sm)
     }
 }
 

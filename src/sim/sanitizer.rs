@@ -55,6 +55,9 @@ pub struct WordShadow {
     /// Block generation in which `init_bytes` were written (older generations mean nothing).
     pub init_gen: u32,
     pub init_bytes: u8,
+    /// Deferred `cp.async` copies into the word that have not landed yet: any other access to
+    /// it sees (or is overwritten by) memory the copy has not written.
+    pub in_flight: u16,
     pub writer: Stamp,
     pub readers: [Stamp; 2],
     pub atomics: [Stamp; 2],

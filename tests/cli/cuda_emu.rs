@@ -193,6 +193,7 @@ const INVALID_HANDLE: CuResult = 400;
 const NOT_FOUND: CuResult = 500;
 const NOT_READY: CuResult = 600;
 const ILLEGAL_ADDRESS: CuResult = 700;
+const COOPERATIVE_LAUNCH_TOO_LARGE: CuResult = 720;
 const NOT_SUPPORTED: CuResult = 801;
 const STREAM_CAPTURE_UNSUPPORTED: CuResult = 900;
 const STREAM_CAPTURE_INVALIDATED: CuResult = 901;
@@ -275,6 +276,14 @@ impl Cuda {
     fn launch(&self, f: Handle, grid: u32, block: (u32, u32, u32), shared: u32, stream: Handle, params: &mut [Handle]) -> CuResult {
         call!(self, cuLaunchKernel(f, grid, 1, 1, block.0, block.1, block.2, shared, stream, params.as_mut_ptr(), std::ptr::null_mut())
             as fn(Handle, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, Handle, *mut Handle, *mut Handle))
+    }
+}
+
+impl Cuda {
+    /// Launches `f` cooperatively with `grid` blocks of `threads` threads.
+    fn launch_cooperative(&self, f: Handle, grid: u32, threads: u32, params: &mut [Handle]) -> CuResult {
+        call!(self, cuLaunchCooperativeKernel(f, grid, 1, 1, threads, 1, 1, 0, std::ptr::null_mut(), params.as_mut_ptr())
+            as fn(Handle, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, Handle, *mut Handle))
     }
 }
 
@@ -369,6 +378,12 @@ fn the_driver_api_returns_the_real_drivers_error_codes() {
     let mut counter = 0u32;
     assert_eq!(call!(cuda, cuMemcpyDtoH_v2(arg(&mut counter), global, 4) as fn(Handle, u64, usize)), SUCCESS);
     assert_eq!(counter, 7 + 96);
+    // Cooperative launches: every block is resident at once, so a grid larger than the device's
+    // 82 SMs hold (16 blocks of 32 threads each) is refused.
+    assert_eq!(cuda.launch_cooperative(bump, 82 * 16 + 1, 32, &mut []), COOPERATIVE_LAUNCH_TOO_LARGE);
+    assert_eq!(cuda.launch_cooperative(bump, 82 * 16, 32, &mut []), SUCCESS);
+    assert_eq!(call!(cuda, cuMemcpyDtoH_v2(arg(&mut counter), global, 4) as fn(Handle, u64, usize)), SUCCESS);
+    assert_eq!(counter, 7 + 96 + 82 * 16 * 32);
 
     // Events: predicted times, INVALID_HANDLE for an event never recorded.
     let (mut start, mut end) = (std::ptr::null_mut(), std::ptr::null_mut());

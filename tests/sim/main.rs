@@ -5,8 +5,11 @@
 
 mod barrier_sweep;
 mod sim_arith;
+mod sim_async;
+mod sim_conversions;
 mod sim_exec;
 mod sim_gaps;
+mod sim_grid_sync;
 mod sim_modules;
 mod sim_runtime;
 mod sim_sampling;

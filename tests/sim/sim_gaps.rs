@@ -3,11 +3,11 @@
 //! warp reductions and matches, named barriers, mbarriers, atomics of every width and op; and
 //! the sanitizer naming a missing barrier as a race (both threads and lines) in either order.
 
-use ferronet::device::driver::{KernelArg, LaunchConfig};
+use ferronet::device::driver::KernelArg;
 use ferronet::gpu::GpuBackend;
 use ferronet::sim::{SimDriver, SimOptions};
 use ferronet_test_support::assert_mentions;
-use ferronet_test_support::sim::compile_for;
+use ferronet_test_support::sim::{one_block as block, sim_for_cc};
 use std::sync::Arc;
 
 const IDIOMS: &str = include_str!("sim_kernels/idioms.cu");
@@ -20,13 +20,7 @@ fn capability(arch: &str) -> (i32, i32) {
 }
 
 fn sim_for(name: &str, src: &str, arch: &'static str) -> GpuBackend {
-    let driver = Arc::new(SimDriver::new(SimOptions { echo_printf: false, ..SimOptions::default() }));
-    driver.load_ptx(name, &compile_for(name, src, capability(arch))).unwrap_or_else(|e| panic!("{e}"));
-    GpuBackend::new(driver)
-}
-
-fn block(threads: u32) -> LaunchConfig {
-    LaunchConfig { grid: (1, 1, 1), block: (threads, 1, 1), shared_mem_bytes: 0 }
+    sim_for_cc(SimOptions::default(), name, src, capability(arch)).1
 }
 
 #[test]

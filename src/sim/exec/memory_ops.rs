@@ -177,16 +177,21 @@ impl Worker<'_> {
             self.stats.shared_wavefronts += waves;
             self.stats.bank_conflicts += waves - ideal;
         }
+        // An arrival or a transaction count may leave a phase waiting only for cp.async copies,
+        // which then land before the phase completes.
+        if matches!(inst.op, Op::Mbar { kind: MbarOp::Arrive { .. } | MbarOp::ExpectTx | MbarOp::CompleteTx, .. }) {
+            self.settle_deferred_arrivals()?;
+        }
         // A releasing access ends the interval for race checks: what the thread did before it
         // is ordered before what other threads do after they observe it.
-        if matches!(inst.op, Op::St { sync: true, .. } | Op::Atom { release: true, .. } | Op::Mbar { kind: MbarOp::Arrive { .. }, .. }) {
+        if matches!(inst.op, Op::St { sync: true, .. } | Op::Atom { release: true, .. } | Op::Mbar { kind: MbarOp::Arrive { .. } | MbarOp::CompleteTx, .. }) {
             self.epoch += 1;
         }
         Ok(())
     }
 
     #[inline]
-    fn address(&self, wi: usize, addr: Addr, l: usize) -> u64 {
+    pub(super) fn address(&self, wi: usize, addr: Addr, l: usize) -> u64 {
         read(&self.warps[wi], &self.geo, addr.base, l).wrapping_add(addr.offset as u64)
     }
 
@@ -259,21 +264,24 @@ impl Worker<'_> {
                 Op::Mbar { .. } => 8,
                 _ => 0,
             };
-            self.check_shared(wi, pc, inst, l, off, bytes)?;
+            self.check_shared(wi, pc, SharedAccess::of(&inst.op), l, off, bytes)?;
         }
         buffer_lane(&mut self.shared, &mut self.warps[wi], &self.geo, &inst.op, l, off);
         Ok(())
     }
 
-    /// Sanitizer checks of one lane's shared access: initialised bytes and races. Atomics race
-    /// only with plain accesses; synchronising (volatile/relaxed/acquire/release) accesses do not
-    /// race.
-    fn check_shared(&mut self, wi: usize, pc: usize, inst: &Inst, l: usize, off: usize, bytes: usize) -> Result<()> {
+    /// Sanitizer checks of one lane's shared access: initialised bytes, deferred copies not
+    /// landed yet, and races. Atomics race only with plain accesses; synchronising
+    /// (volatile/relaxed/acquire/release) accesses do not race.
+    pub(super) fn check_shared(&mut self, wi: usize, pc: usize, access: SharedAccess, l: usize, off: usize, bytes: usize) -> Result<()> {
         let w = &self.warps[wi];
         let stamp = Stamp { tid: w.base_tid + l as u32, epoch: self.epoch, warp_epoch: w.sync_epoch, pc: pc as u32, inst: self.mem_inst_seq };
-        let is_load = matches!(inst.op, Op::Ld { .. } | Op::Mbar { kind: MbarOp::TestWait { .. }, .. });
-        let reads = is_load || matches!(inst.op, Op::Atom { .. } | Op::Mbar { kind: MbarOp::Arrive { .. }, .. });
-        let synchronising = matches!(inst.op, Op::Atom { .. } | Op::Mbar { .. } | Op::Ld { sync: true, .. } | Op::St { sync: true, .. });
+        let SharedAccess { reads, writes, race: kind, async_copy } = access;
+        if !async_copy {
+            if let Some(word) = (off / 4..(off + bytes).div_ceil(4)).find(|&w| self.shadow[w].in_flight > 0) {
+                return Err(self.not_landed_yet(wi, pc, l, word * 4, reads));
+            }
+        }
         let mut b = off;
         while b < off + bytes {
             let word = b / 4;
@@ -295,17 +303,14 @@ impl Worker<'_> {
                 ));
             }
             let sh = &mut self.shadow[word];
-            if !is_load {
+            if writes {
                 sh.init_bytes |= byte_mask;
             }
-            let race = if matches!(inst.op, Op::Atom { .. }) {
-                sh.atomic(stamp)
-            } else if synchronising {
-                None
-            } else if is_load {
-                sh.read(stamp)
-            } else {
-                sh.write(stamp)
+            let race = match kind {
+                RaceCheck::Atomic => sh.atomic(stamp),
+                RaceCheck::None => None,
+                RaceCheck::Read => sh.read(stamp),
+                RaceCheck::Write => sh.write(stamp),
             };
             if let Some(race) = race {
                 let var = self.lp.kernel.var_at(Space::Shared, b as u64);
@@ -320,6 +325,41 @@ impl Worker<'_> {
     }
 }
 
+/// What a shared access does, for the sanitizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SharedAccess {
+    /// It reads the bytes (so they must have been written).
+    pub reads: bool,
+    /// It writes the bytes (so they count as initialised afterwards).
+    pub writes: bool,
+    pub race: RaceCheck,
+    /// A deferred copy's own issue or landing, which may touch words it has in flight.
+    pub async_copy: bool,
+}
+
+/// Which race check an access takes part in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RaceCheck {
+    Read,
+    Write,
+    Atomic,
+    /// Synchronising accesses (volatile/relaxed/acquire/release, mbarriers) do not race.
+    None,
+}
+
+impl SharedAccess {
+    fn of(op: &Op) -> Self {
+        let (reads, writes, race) = match *op {
+            Op::Ld { sync, .. } => (true, false, if sync { RaceCheck::None } else { RaceCheck::Read }),
+            Op::St { sync, .. } => (false, true, if sync { RaceCheck::None } else { RaceCheck::Write }),
+            Op::Atom { .. } => (true, true, RaceCheck::Atomic),
+            Op::Mbar { kind: MbarOp::TestWait { .. }, .. } => (true, false, RaceCheck::None),
+            Op::Mbar { kind: MbarOp::Init | MbarOp::Inval, .. } => (false, true, RaceCheck::None),
+            _ => (true, true, RaceCheck::None),
+        };
+        SharedAccess { reads, writes, race, async_copy: false }
+    }
+}
 
 /// One lane's ld/st/atom on a plain byte buffer (shared or local memory), bounds already checked.
 #[inline]
@@ -345,39 +385,11 @@ fn buffer_lane(buf: &mut [u8], w: &mut Warp, geo: &Geometry, op: &Op, l: usize, 
         }
         Op::Mbar { kind, d, b, .. } => {
             let (old, bv) = (sh_load(buf, off, 8), read(w, geo, b, l));
-            let (new, result) = mbarrier(kind, old, bv);
+            let (new, result) = crate::sim::mbarrier::apply(kind, old, bv);
             sh_store(buf, off, 8, new);
             w.set(d, l, result);
         }
         _ => {}
-    }
-}
-
-const MBAR_PHASE: u64 = 1 << 63;
-const MBAR_COUNT: u64 = 0x7fff_ffff;
-
-/// One `mbarrier` operation on the object's value `old` with operand `b` (count, state or
-/// parity): the new value and the destination's.
-fn mbarrier(kind: MbarOp, old: u64, b: u64) -> (u64, u64) {
-    let phase = old & MBAR_PHASE;
-    let expected = (old >> 32) & MBAR_COUNT;
-    let pending = old & 0xffff_ffff;
-    match kind {
-        MbarOp::Init => {
-            let count = b & MBAR_COUNT;
-            ((count << 32) | count, 0)
-        }
-        MbarOp::Arrive { drop } => {
-            let expected = if drop { expected.saturating_sub(b) } else { expected };
-            let pending = pending.saturating_sub(b);
-            // The last arrival completes the phase: the next one expects the full count again.
-            let new = if pending == 0 { (phase ^ MBAR_PHASE) | (expected << 32) | expected } else { phase | (expected << 32) | pending };
-            (new, old)
-        }
-        // The phase a state (or parity) names is complete once the object moved past it.
-        MbarOp::TestWait { parity: false } => (old, ((b & MBAR_PHASE) != phase) as u64),
-        MbarOp::TestWait { parity: true } => (old, ((b & 1) != phase >> 63) as u64),
-        MbarOp::Inval => (0, 0),
     }
 }
 

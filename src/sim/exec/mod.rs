@@ -8,7 +8,12 @@
 //! (round robin, deterministic), so a warp spinning on another warp's flag lets it run. `bar.sync`
 //! parks lanes until every non-exited thread of the block waits at the same barrier (or, for a
 //! barrier with a thread count, until that many threads arrived).
+//!
+//! A worker runs one block at a time to completion ([`Worker::run_block`]), except for a
+//! cooperative launch, whose blocks each get a worker and advance together one round of quanta
+//! at a time ([`Worker::step_block`]) so they can wait for each other.
 
+mod async_copy;
 mod device_calls;
 mod memory_ops;
 
@@ -42,6 +47,8 @@ pub struct Launch<'a> {
     /// Only some blocks run (`SimOptions::sample_blocks`): a global access outside every
     /// allocation is counted and skipped (loads give 0) instead of faulting.
     pub sampled: bool,
+    /// The zeroed global workspace of a cooperative launch's grid barrier (`%envreg1/2`), or 0.
+    pub grid_workspace: u64,
 }
 
 impl Launch<'_> {
@@ -49,7 +56,7 @@ impl Launch<'_> {
         self.block[0] * self.block[1] * self.block[2]
     }
     pub fn shared_bytes(&self) -> usize {
-        self.kernel.dyn_shared_offset.max(self.kernel.static_shared) + self.dyn_shared
+        self.kernel.shared_bytes(self.dyn_shared)
     }
     fn thread_coords(&self, t: u32) -> [u32; 3] {
         let [bx, by, _] = self.block;
@@ -242,6 +249,7 @@ struct Geometry {
     nctaid: [u32; 3],
     ctaid: [u32; 3],
     nwarps: u32,
+    grid_workspace: u64,
 }
 
 #[inline(always)]
@@ -274,6 +282,8 @@ fn special(w: &Warp, g: &Geometry, sp: Special, l: usize) -> u64 {
         Special::LaneMaskGe => !((lane_bit - 1) as u32),
         Special::SmId => 0,
         Special::Clock => 0,
+        Special::EnvReg(1) => (g.grid_workspace >> 32) as u32,
+        Special::EnvReg(_) => g.grid_workspace as u32,
     }) as u64
 }
 
@@ -309,6 +319,7 @@ pub struct Worker<'a> {
     pending_uninit: Option<crate::error::Error>,
     /// `stats.warp_insts` when `pending_uninit` was recorded.
     pending_uninit_at: u64,
+    async_copies: async_copy::AsyncCopies,
 }
 
 impl<'a> Worker<'a> {
@@ -339,7 +350,7 @@ impl<'a> Worker<'a> {
             epoch: 0,
             block_gen: 0,
             block_start_insts: 0,
-            geo: Geometry { ntid: lp.block, nctaid: lp.grid, ctaid: [0; 3], nwarps },
+            geo: Geometry { ntid: lp.block, nctaid: lp.grid, ctaid: [0; 3], nwarps, grid_workspace: lp.grid_workspace },
             stats: LaunchStats::default(),
             printf_output: String::new(),
             scratch_addrs: Vec::with_capacity(128),
@@ -349,6 +360,7 @@ impl<'a> Worker<'a> {
             counted_barriers: lp.kernel.insts.iter().any(|i| matches!(i.op, Op::Bar { count: Some(_), .. })),
             pending_uninit: None,
             pending_uninit_at: 0,
+            async_copies: async_copy::AsyncCopies::new(nthreads as usize),
         }
     }
 
@@ -360,15 +372,20 @@ impl<'a> Worker<'a> {
     /// Runs block `linear` (x fastest) to completion. A pending uninitialised read is the
     /// root cause of any later fault of the block.
     pub fn run_block(&mut self, linear: u32) -> Result<()> {
-        self.pending_uninit = None;
-        let result = self.run_block_warps(linear);
-        match self.pending_uninit.take() {
-            Some(uninit) => Err(uninit),
-            None => result,
-        }
+        self.begin_block(linear);
+        let result = loop {
+            match self.step_block() {
+                Ok(false) => continue,
+                Ok(true) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.finish_block(result)
     }
 
-    fn run_block_warps(&mut self, linear: u32) -> Result<()> {
+    /// Sets up block `linear` (x fastest) to run with [`Worker::step_block`].
+    pub fn begin_block(&mut self, linear: u32) {
+        self.pending_uninit = None;
         let [gx, gy, _] = self.lp.grid;
         self.geo.ctaid = [linear % gx, (linear / gx) % gy, linear / (gx * gy)];
         self.epoch += 1;
@@ -384,31 +401,73 @@ impl<'a> Worker<'a> {
             w.cur_mask = w.valid;
             w.sync_epoch = 0;
         }
+        self.reset_async_copies();
         self.shared.fill(0);
         self.local.fill(0);
         self.bar_arrivals = [0; 16];
         self.block_start_insts = self.stats.warp_insts;
-        loop {
-            // Round robin in quanta until every warp is blocked (at a barrier) or done.
-            let mut preempted = false;
-            for w in 0..self.warps.len() {
-                preempted |= self.run_warp(w, WARP_QUANTUM)?;
+    }
+
+    /// Gives every warp of the current block one quantum, round robin; Ok(true) once every
+    /// thread has exited (or a pending uninitialised read has waited out its grace).
+    pub fn step_block(&mut self) -> Result<bool> {
+        let mut preempted = false;
+        for w in 0..self.warps.len() {
+            preempted |= self.run_warp(w, WARP_QUANTUM)?;
+        }
+        if self.pending_uninit.is_some() && self.stats.warp_insts - self.pending_uninit_at > UNINIT_GRACE {
+            return Ok(true); // finish_block reports the pending read
+        }
+        if preempted {
+            // A barrier for a thread count completes once enough warps arrived, even while
+            // others run on (maybe waiting for what the released threads do next).
+            if self.counted_barriers {
+                self.release_barriers(false)?;
             }
-            if self.pending_uninit.is_some() && self.stats.warp_insts - self.pending_uninit_at > UNINIT_GRACE {
-                return Ok(()); // run_block reports the pending read
-            }
-            if preempted {
-                // A barrier for a thread count completes once enough warps arrived, even while
-                // others run on (maybe waiting for what the released threads do next).
-                if self.counted_barriers {
-                    self.release_barriers(false)?;
-                }
-                continue;
-            }
-            self.release_barriers(true)?;
-            if self.warps.iter().all(|w| w.valid & !w.exited == 0) {
-                return Ok(());
-            }
+            return Ok(false);
+        }
+        // Every warp is blocked (at a barrier) or done.
+        self.release_barriers(true)?;
+        Ok(self.warps.iter().all(|w| w.valid & !w.exited == 0))
+    }
+
+    /// A fingerprint of everything the current block's future depends on besides global memory
+    /// (registers, control state, shared memory, named-barrier arrivals).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for w in &self.warps {
+            (&w.regs, w.pcs, w.exited, w.waiting, w.wsync, w.cur_pc, w.cur_mask).hash(&mut h);
+        }
+        (&self.shared, self.bar_arrivals).hash(&mut h);
+        h.finish()
+    }
+
+    /// Bytes of global memory the blocks this worker ran have stored or updated atomically.
+    pub fn global_writes(&self) -> u64 {
+        self.stats.global_store_bytes + self.stats.global_atomic_bytes
+    }
+
+    /// The fault of a cooperative launch whose blocks wait for each other forever, at the
+    /// current block's first unfinished lane.
+    pub fn grid_deadlock(&self) -> crate::error::Error {
+        let (wi, w) = self.warps.iter().enumerate().find(|(_, w)| w.valid & !w.exited != 0).unwrap_or((0, &self.warps[0]));
+        let l = (w.valid & !w.exited).trailing_zeros() as usize % 32;
+        let pc = if w.cur_mask >> l & 1 == 1 { w.cur_pc } else { w.pcs[l] };
+        fault(
+            "grid deadlock",
+            &self.site(pc as usize, wi, l),
+            "every unfinished block of the cooperative launch waits for the others and none can change anything they wait \
+             for (their states repeat and no block writes global memory); every block must reach each grid-wide sync",
+        )
+    }
+
+    /// The outcome of the current block given how its steps ended: a pending uninitialised read
+    /// is the root cause of any later fault.
+    pub fn finish_block(&mut self, result: Result<()>) -> Result<()> {
+        match self.pending_uninit.take() {
+            Some(uninit) => Err(uninit),
+            None => result,
         }
     }
 
@@ -673,7 +732,8 @@ impl<'a> Worker<'a> {
                 }
                 Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } => self.memory_op(wi, pc, inst, mask)?,
                 Op::Mbar { .. } => self.memory_op(wi, pc, inst, mask)?,
-                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } | Op::Redux { .. } | Op::Match { .. } => {
+                Op::CpAsync { .. } | Op::CpAsyncCommit | Op::CpAsyncWait { .. } | Op::CpAsyncMbarArrive { .. } => self.async_op(wi, pc, inst, mask)?,
+                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } | Op::Redux { .. } | Op::Match { .. } | Op::Elect { .. } => {
                     if self.warp_op(wi, pc, inst, mask)? == WarpSync::Parked {
                         continue;
                     }
@@ -720,7 +780,7 @@ impl<'a> Worker<'a> {
         }
         let first = mask.trailing_zeros() as usize;
         let mm = match inst.op {
-            Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } | Op::Redux { mask, .. } | Op::Match { mask, .. } => mask,
+            Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } | Op::Redux { mask, .. } | Op::Match { mask, .. } | Op::Elect { mask, .. } => mask,
             _ => unreachable!("warp_op is called for warp-level instructions only"),
         };
         let member = read(w, &self.geo, mm, first) as u32;
@@ -797,6 +857,19 @@ impl<'a> Worker<'a> {
                     };
                     lanes!(lanes_of, l, {
                         w.set(d, l, v);
+                    });
+                }
+            }
+            Op::Elect { d, p, mask: mm } => {
+                self.check_converged(wi, pc, mask, member, "elect.sync")?;
+                let w = &mut self.warps[wi];
+                let (groups, n) = member_groups(w, &self.geo, mm, mask);
+                for &(lanes_of, member) in &groups[..n] {
+                    // No leader when none of the member mask executes here (lane id 32 never matches).
+                    let leader = (mask & member).trailing_zeros();
+                    lanes!(lanes_of, l, {
+                        w.set(d, l, (leader % 32) as u64);
+                        w.set(p, l, (l as u32 == leader) as u64);
                     });
                 }
             }

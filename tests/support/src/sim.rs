@@ -1,6 +1,7 @@
 //! Helpers for the simulator tests: NVRTC compilation of test kernels and a simulator-backed
 //! GPU backend whose driver stays reachable for loading modules and reading counters.
 
+use ferronet::device::driver::LaunchConfig;
 use ferronet::gpu::GpuBackend;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
@@ -22,6 +23,26 @@ pub fn sim_with(options: SimOptions, name: &str, cuda_src: &str) -> (Arc<SimDriv
     driver.load_ptx(name, &compile(name, cuda_src)).unwrap_or_else(|e| panic!("{e}"));
     let backend = GpuBackend::new(driver.clone());
     (driver, backend)
+}
+
+/// A quiet sanitizing simulator (printf kept, not echoed) with module `name` compiled for
+/// compute capability `cc`, and a backend over it.
+pub fn sim_for_cc(options: SimOptions, name: &str, cuda_src: &str, cc: (i32, i32)) -> (Arc<SimDriver>, GpuBackend) {
+    quiet_sim_with_ptx(options, name, &compile_for(name, cuda_src, cc))
+}
+
+/// A quiet sanitizing simulator (printf kept, not echoed) with module `name` loaded from `ptx`
+/// (compiled once for several simulators), and a backend over it.
+pub fn quiet_sim_with_ptx(options: SimOptions, name: &str, ptx: &str) -> (Arc<SimDriver>, GpuBackend) {
+    let driver = Arc::new(SimDriver::new(SimOptions { echo_printf: false, ..options }));
+    driver.load_ptx(name, ptx).unwrap_or_else(|e| panic!("{e}"));
+    let backend = GpuBackend::new(driver.clone());
+    (driver, backend)
+}
+
+/// One block of `threads` threads along x, no dynamic shared memory.
+pub fn one_block(threads: u32) -> LaunchConfig {
+    LaunchConfig { grid: (1, 1, 1), block: (threads, 1, 1), shared_mem_bytes: 0 }
 }
 
 /// The default (sanitizing) simulator with module `name`.
