@@ -14,9 +14,9 @@ struct Cli {
 enum Command {
     /// Train a model (with no arguments: a small CNN on the built-in synthetic dataset).
     Train(cli::train::TrainArgs),
-    /// Evaluate a checkpoint on a dataset's test split.
+    /// Evaluate a checkpoint, or a zoo model with PyTorch/torchvision weights (--weights), on a dataset's test split.
     Eval(cli::eval::EvalArgs),
-    /// Top-5 classes of images according to a checkpoint.
+    /// Top-5 classes of images according to a checkpoint, or a zoo model with PyTorch/torchvision weights (--weights).
     Predict(cli::predict::PredictArgs),
     /// Finite-difference gradient checks (CPU) and device-vs-CPU comparisons (cuda, sim).
     Gradcheck(cli::gradcheck::GradcheckArgs),

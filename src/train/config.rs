@@ -146,6 +146,14 @@ pub struct TrainConfig {
     /// Use the CIFAR stem (3x3 stride-1 first conv, no stem max-pool) where the model has one.
     #[arg(long)]
     pub cifar_stem: bool,
+    /// Start from the weights of a PyTorch state_dict: the .pth/.pt of torch.save(model.state_dict(), FILE)
+    /// (e.g. torchvision's) or a safetensors file, matched to the model's torchvision-style parameter
+    /// names (a `module.` prefix is dropped). What it lacks or holds in another shape (a classifier for
+    /// another number of classes) keeps its initialisation and is listed; only tensors are read from a
+    /// .pth, nothing in it runs.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
@@ -196,7 +204,7 @@ impl Default for TrainConfig {
 const MAX_LR: f64 = 10.0;
 
 /// `C,H,W` with each dimension at least 1 (the syntax of `ferronet summary --input`).
-fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
+pub fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
     parse_input(s).map_err(|e| e.to_string())
 }
 

@@ -23,7 +23,9 @@ use crate::train::model_setup::{freeze_all_but, override_dropout};
 use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
 use crate::train::progress::EpochProgress;
 use crate::train::schedule::{LrSchedule, PlateauMode, ScheduleKind};
+use crate::train::pretrained::init_from;
 use crate::train::session::{build_model, load_model_tensors, model_tensors, on_device, OnBackend};
+use crate::weights::read_state_dict;
 use crate::train::interrupt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,11 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
         }
         (config, None)
     };
+    // Read before the data, so a bad file fails at once; a resumed run has its own weights.
+    let init = match (&config.init_from, &resume) {
+        (Some(path), None) => Some((path.clone(), read_state_dict(path)?)),
+        _ => None,
+    };
     let input = config.data.model_input()?;
     // A model that cannot take the input fails here, before any data is read.
     if let Some(classes) = config.data.dataset.classes() {
@@ -100,7 +107,7 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     interrupt::arm();
     let device = config.device;
     let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
-    on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir, resume })
+    on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir, resume, init })
 }
 
 struct TrainRun {
@@ -111,6 +118,8 @@ struct TrainRun {
     val_is_test: bool,
     out_dir: PathBuf,
     resume: Option<(Vec<NamedTensor>, CheckpointMeta)>,
+    /// --init-from: the file and its tensors.
+    init: Option<(PathBuf, Vec<NamedTensor>)>,
 }
 
 fn optimizer_config(c: &TrainConfig) -> OptimizerConfig {
@@ -183,7 +192,7 @@ impl OnBackend for TrainRun {
     type Output = TrainOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<TrainOutcome> {
-        let TrainRun { config, input, dataset, val_is_test, out_dir, resume } = self;
+        let TrainRun { config, input, dataset, val_is_test, out_dir, resume, init } = self;
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
         let summary = summarize(&graph, config.batch_size)?;
@@ -195,6 +204,9 @@ impl OnBackend for TrainRun {
         };
         let mut ex = Executor::new(backend.clone(), graph, config.seed)?;
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
+        if let Some((path, tensors)) = &init {
+            init_from(&mut ex, path, tensors, config.quiet)?;
+        }
         let mut state = match resume {
             None => RunState {
                 rng: Rng::new(config.seed ^ TRAINER_SEED_SALT),
