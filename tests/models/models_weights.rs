@@ -147,3 +147,33 @@ fn mismatches_are_reported_like_load_state_dict_strict_false() {
     let err = load_state_dict(&mut ex, &read_state_dict(&path).unwrap(), &path).unwrap_err().to_string();
     assert!(err.contains("shares no parameter name with small_cnn"), "{err}");
 }
+
+/// Every zoo model torchvision also has takes torchvision's state_dict as it is: the same keys
+/// (num_batches_tracked aside) with the same shapes. (The order is torchvision's too, except
+/// googlenet's auxiliary heads, which ferronet builds where they branch off.)
+#[test]
+fn zoo_parameters_are_torchvisions_state_dict_keys() {
+    let text = std::fs::read_to_string(fixture("torchvision_keys.json")).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut differing = Vec::new();
+    for (model, keys) in all.as_object().unwrap() {
+        let mut want: Vec<(String, Vec<usize>)> = keys
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| (k[0].as_str().unwrap().to_string(), k[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect()))
+            .collect();
+        let input = ferronet::models::default_input(model).unwrap();
+        let graph = build(model, &ModelOptions::new(1000, input)).unwrap();
+        let mut got: Vec<(String, Vec<usize>)> = graph.params.iter().map(|p| (p.name.clone(), p.shape.clone())).collect();
+        want.sort();
+        got.sort();
+        if got != want {
+            let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).map(|w| &w.0).take(3).collect();
+            let extra: Vec<&String> = got.iter().filter(|g| !want.contains(g)).map(|g| &g.0).take(3).collect();
+            differing.push(format!("{model}: torchvision's not in ferronet {missing:?}, ferronet's not in torchvision {extra:?}"));
+        }
+    }
+    assert_eq!(all.as_object().unwrap().len(), 18);
+    assert!(differing.is_empty(), "{differing:#?}");
+}
