@@ -1,13 +1,16 @@
 //! Weights from elsewhere: a PyTorch/torchvision `state_dict` read from a safetensors file or
 //! from the zip archive `torch.save` writes (through a restricted unpickler that only builds
 //! tensors and never runs anything), and its loading into a model by parameter name, reported as
-//! PyTorch's `load_state_dict(strict=False)` reports (missing, unexpected, misshapen keys).
+//! PyTorch's `load_state_dict(strict=False)` reports (missing, unexpected, misshapen keys); and
+//! a model's parameters written back as a torchvision state_dict.
 
+mod export;
 mod load;
 mod pickle;
 mod pth;
 mod safetensors_file;
 
+pub use export::torchvision_safetensors;
 pub use load::{load_state_dict, LoadReport, ShapeMismatch};
 
 use crate::error::{Error, Result};

@@ -1,6 +1,7 @@
-//! `--weights` (predict, eval) and `train --init-from` with the PyTorch fixtures of
-//! tests/fixtures/torchvision (see make_torchvision_fixtures.py): predictions equal PyTorch's,
-//! training starts from the file's values, and bad files are one-line errors.
+//! `--weights` (predict, eval), `train --init-from` and `export --format torchvision` with the
+//! PyTorch fixtures of tests/fixtures/torchvision (see make_torchvision_fixtures.py): predictions
+//! equal PyTorch's, training starts from the file's values, an export reads back exactly, and bad
+//! files are one-line errors.
 
 use ferronet::train::checkpoint;
 use ferronet::weights::read_state_dict;
@@ -68,7 +69,7 @@ fn eval_with_weights_runs_on_a_dataset() {
 }
 
 #[test]
-fn train_init_from_starts_from_the_files_weights() {
+fn train_init_from_starts_from_the_files_weights_and_export_reads_back_exactly() {
     let dir = scratch_dir("init-from");
     let out_dir = dir.join("run");
     let weights = fixture("small_cnn_nested.pth");
@@ -86,6 +87,20 @@ fn train_init_from_starts_from_the_files_weights() {
         let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(diff < 1e-6, "{name} moved by {diff} from the --init-from values");
     }
+
+    let exported = dir.join("exported.safetensors");
+    let out = ferronet(&["export", "--checkpoint", path_arg(&out_dir.join("checkpoint.safetensors")), "--format", "torchvision", "--out", path_arg(&exported)]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut back = read_state_dict(&exported).unwrap();
+    // torchvision's BatchNorm2d counter: one per training step (64 images, batches of 64).
+    for layer in ["bn1", "bn2"] {
+        let counter = back.iter().position(|t| t.name == format!("{layer}.num_batches_tracked")).expect("strict loading needs it");
+        assert_eq!((back[counter].shape.len(), back[counter].data[0]), (0, 1.0));
+        back.remove(counter);
+    }
+    let mut model: Vec<_> = trained.into_iter().filter(|t| !t.name.starts_with("optimizer.")).collect();
+    model.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(back, model, "the export holds exactly the checkpoint's parameters and statistics");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
