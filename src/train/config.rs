@@ -154,6 +154,15 @@ pub struct TrainConfig {
     #[arg(long, value_name = "FILE")]
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// With --init-from: the classifier (the layers producing the logits) keeps its initialisation
+    /// instead of the file's values, to fine-tune on other classes.
+    #[arg(long, requires = "init_from")]
+    #[serde(default)]
+    pub replace_classifier: bool,
+    /// Train only the classifier (the layers producing the logits); freeze everything else.
+    #[arg(long, conflicts_with = "freeze_all_but")]
+    #[serde(default)]
+    pub freeze_backbone: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
@@ -350,5 +359,9 @@ mod tests {
         let jitter = parse(&["--color-jitter", "0.2,0.1,0,0.05"]).unwrap().color_jitter;
         assert_eq!(jitter, Some([0.2, 0.1, 0.0, 0.05]));
         assert!(parse(&["--color-jitter", "0.2,0.1,0,0.9"]).unwrap_err().contains("hue"));
+        assert!(parse(&["--replace-classifier"]).unwrap_err().contains("--init-from"));
+        assert!(parse(&["--freeze-backbone", "--freeze-all-but", "2"]).unwrap_err().contains("cannot be used with"));
+        let fine_tune = parse(&["--init-from", "w.pth", "--replace-classifier", "--freeze-backbone"]).unwrap();
+        assert!(fine_tune.replace_classifier && fine_tune.freeze_backbone);
     }
 }

@@ -7,6 +7,7 @@ use crate::models;
 use crate::ops::Backend;
 use crate::train::checkpoint::{CheckpointMeta, NamedTensor};
 use crate::train::config::parse_chw;
+use crate::train::model_setup::classifier_params;
 use crate::train::session::{build_model, load_model_tensors};
 use crate::weights::{load_state_dict, read_state_dict};
 use clap::{Args, ValueEnum};
@@ -162,14 +163,33 @@ impl RunnableModel {
 }
 
 /// `train --init-from FILE`: the model starts from the file's values; what the file does not
-/// provide (a classifier for another number of classes) keeps its initialisation, and the
-/// differences are printed unless `quiet`.
-pub fn init_from<B: Backend<f32> + Clone>(ex: &mut Executor<f32, B>, path: &Path, tensors: &[NamedTensor], quiet: bool) -> Result<()> {
+/// provide (a classifier for another number of classes) keeps its initialisation, as does the
+/// classifier with `replace_classifier`; the differences are printed unless `quiet`.
+pub fn init_from<B: Backend<f32> + Clone>(
+    ex: &mut Executor<f32, B>,
+    path: &Path,
+    tensors: &[NamedTensor],
+    replace_classifier: bool,
+    quiet: bool,
+) -> Result<()> {
+    let backend = ex.backend().clone();
+    let classifier: Vec<String> = match replace_classifier {
+        true => classifier_params(ex.graph()).into_iter().map(|id| ex.graph().params[id].name.clone()).collect(),
+        false => Vec::new(),
+    };
+    let initial = classifier.iter().map(|name| ex.params().get_host(&backend, name)).collect::<Result<Vec<_>>>()?;
     let report = load_state_dict(ex, tensors, path)?;
+    for (name, values) in classifier.iter().zip(&initial) {
+        ex.params_mut().set_host(&backend, name, values)?;
+    }
     if !quiet {
-        eprintln!("--init-from {}: {} of {} parameters and statistics loaded", path.display(), report.loaded, ex.graph().params.len());
+        let shown = path.display();
+        eprintln!("--init-from {shown}: {} of {} parameters and statistics loaded", report.loaded, ex.graph().params.len());
         for line in report.lines() {
-            eprintln!("--init-from {}: {line}", path.display());
+            eprintln!("--init-from {shown}: {line}");
+        }
+        if replace_classifier {
+            eprintln!("--replace-classifier: {} keep their initialisation", classifier.join(", "));
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ use crate::train::evaluate::{evaluate, EvalSetup};
 use crate::train::files::{next_run_dir, RunLock};
 use crate::train::history::EpochRecord;
 use crate::train::metrics::EvalMetrics;
-use crate::train::model_setup::{freeze_all_but, override_dropout};
+use crate::train::model_setup::{freeze_all_but, freeze_backbone, override_dropout};
 use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
 use crate::train::progress::EpochProgress;
 use crate::train::schedule::{LrSchedule, PlateauMode, ScheduleKind};
@@ -158,6 +158,9 @@ fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Res
     if let Some(k) = config.freeze_all_but {
         freeze_all_but(&mut graph, k)?;
     }
+    if config.freeze_backbone {
+        freeze_backbone(&mut graph);
+    }
     Ok(graph)
 }
 
@@ -205,7 +208,7 @@ impl OnBackend for TrainRun {
         let mut ex = Executor::new(backend.clone(), graph, config.seed)?;
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
         if let Some((path, tensors)) = &init {
-            init_from(&mut ex, path, tensors, config.quiet)?;
+            init_from(&mut ex, path, tensors, config.replace_classifier, config.quiet)?;
         }
         let mut state = match resume {
             None => RunState {

@@ -104,6 +104,34 @@ fn train_init_from_starts_from_the_files_weights_and_export_reads_back_exactly()
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The tensor `name` of a state_dict or checkpoint.
+fn values<'a>(tensors: &'a [ferronet::weights::NamedTensor], name: &str) -> &'a [f32] {
+    &tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no {name}")).data
+}
+
+#[test]
+fn fine_tuning_replaces_the_classifier_and_trains_only_it() {
+    let dir = scratch_dir("fine-tune");
+    let out_dir = dir.join("run");
+    let weights = fixture("small_cnn.pth");
+    let out = ferronet(&[
+        "train", "--init-from", path_arg(&weights), "--replace-classifier", "--freeze-backbone", "--input", "1,12,12",
+        "--epochs", "1", "--limit", "128", "--lr", "0.01", "--device", "cpu", "--workers", "1", "--out", path_arg(&out_dir),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("--replace-classifier: fc2.weight, fc2.bias keep their initialisation"), "{stderr}");
+    let (trained, _) = checkpoint::load(&out_dir.join("checkpoint.safetensors")).unwrap();
+    let file = read_state_dict(&weights).unwrap();
+    // The frozen backbone keeps the file's values exactly; the classifier is neither the file's nor still its start.
+    for name in ["conv1.weight", "bn2.bias", "fc1.weight", "fc1.bias"] {
+        assert_eq!(values(&trained, name), values(&file, name), "{name}");
+    }
+    let (got, from_file) = (values(&trained, "fc2.weight"), values(&file, "fc2.weight"));
+    assert!(got.iter().zip(from_file).all(|(a, b)| (a - b).abs() > 1e-6 || *b == 0.0), "fc2.weight was loaded from the file");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn bad_weights_are_one_line_errors() {
     let dir = scratch_dir("bad-weights");
