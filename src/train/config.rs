@@ -4,6 +4,7 @@
 use crate::device::{CudaGraphMode, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::models::parse_input;
+use crate::train::pretrained::NormalizeChoice;
 use crate::train::schedule::{PlateauMode, ScheduleKind};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -143,6 +144,11 @@ pub struct TrainConfig {
     /// Colour jitter strengths B,C,S,H (brightness, contrast, saturation in [0, 1], hue in [0, 0.5]).
     #[arg(long, value_parser = parse_jitter, value_name = "B,C,S,H")]
     pub color_jitter: Option<[f32; 4]>,
+    /// Normalise images with the dataset's own mean and std, with ImageNet's (what torchvision's
+    /// pretrained weights expect, for --init-from) or not at all (pixels in [0, 1]).
+    #[arg(long, value_enum, default_value = "dataset")]
+    #[serde(default = "dataset_normalization")]
+    pub normalize: NormalizeChoice,
     /// Use the CIFAR stem (3x3 stride-1 first conv, no stem max-pool) where the model has one.
     #[arg(long)]
     pub cifar_stem: bool,
@@ -198,6 +204,11 @@ pub struct TrainConfig {
 /// Checkpoints written before `--cuda-graph` existed.
 fn auto_graph() -> CudaGraphMode {
     CudaGraphMode::Auto
+}
+
+/// Checkpoints written before `--normalize` existed.
+fn dataset_normalization() -> NormalizeChoice {
+    NormalizeChoice::Dataset
 }
 
 impl Default for TrainConfig {

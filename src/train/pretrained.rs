@@ -11,22 +11,41 @@ use crate::train::model_setup::classifier_params;
 use crate::train::session::{build_model, load_model_tensors};
 use crate::weights::{load_state_dict, read_state_dict};
 use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The per-channel mean and std torchvision's ImageNet weights expect, in [0, 1] pixel units.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// How images are normalised for a model loaded with --weights.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+/// How images are normalised (eval/predict --weights, train).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 pub enum NormalizeChoice {
     /// ImageNet's mean and std (what torchvision's pretrained weights expect; 3 channels).
     #[default]
     Imagenet,
-    /// The evaluated dataset's own mean and std (as `ferronet train` normalises; eval only).
+    /// The dataset's own mean and std (not in predict, which has no dataset).
     Dataset,
     /// Pixel values in [0, 1] as they are.
     None,
+}
+
+impl NormalizeChoice {
+    /// The per-channel mean and std for a `channels`-channel input; `dataset` holds the
+    /// dataset's own, where there is a dataset.
+    pub fn stats(self, channels: usize, dataset: Option<(&[f32], &[f32])>) -> Result<(Vec<f32>, Vec<f32>)> {
+        match (self, dataset) {
+            (NormalizeChoice::Imagenet, _) if channels != 3 => Err(Error::config(format!(
+                "--normalize imagenet needs a 3-channel input, not {channels}; use --normalize dataset or none"
+            ))),
+            (NormalizeChoice::Imagenet, _) => Ok((IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec())),
+            (NormalizeChoice::Dataset, Some((mean, std))) => Ok((mean.to_vec(), std.to_vec())),
+            (NormalizeChoice::Dataset, None) => Err(Error::config(
+                "--normalize dataset needs a dataset to take mean and std from (ferronet eval --dataset); use imagenet or none",
+            )),
+            (NormalizeChoice::None, _) => Ok((vec![0.0; channels], vec![1.0; channels])),
+        }
+    }
 }
 
 /// `--weights FILE --model NAME ...`: a zoo model with weights from a state_dict file, the
@@ -116,22 +135,7 @@ impl RunnableModel {
         let input = args.model_input()?;
         // The file is read before any device opens, so a bad file fails at once.
         let tensors = read_state_dict(path)?;
-        let (mean, std) = match (args.normalize, dataset_stats) {
-            (NormalizeChoice::Imagenet, _) if input[0] != 3 => {
-                return Err(Error::config(format!(
-                    "--normalize imagenet needs a 3-channel --input, not {}; use --normalize dataset or none",
-                    input[0]
-                )))
-            }
-            (NormalizeChoice::Imagenet, _) => (IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec()),
-            (NormalizeChoice::Dataset, Some((mean, std))) => (mean.to_vec(), std.to_vec()),
-            (NormalizeChoice::Dataset, None) => {
-                return Err(Error::config(
-                    "--normalize dataset needs a dataset to take mean and std from (ferronet eval --dataset); use imagenet or none",
-                ))
-            }
-            (NormalizeChoice::None, _) => (vec![0.0; input[0]], vec![1.0; input[0]]),
-        };
+        let (mean, std) = args.normalize.stats(input[0], dataset_stats)?;
         Ok(Some(RunnableModel {
             model,
             class_names: (0..classes).map(|c| c.to_string()).collect(),
@@ -193,4 +197,20 @@ pub fn init_from<B: Backend<f32> + Clone>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_statistics() {
+        let own: (&[f32], &[f32]) = (&[0.5], &[0.25]);
+        assert_eq!(NormalizeChoice::Dataset.stats(1, Some(own)).unwrap(), (vec![0.5], vec![0.25]));
+        assert_eq!(NormalizeChoice::None.stats(3, None).unwrap(), (vec![0.0; 3], vec![1.0; 3]));
+        assert_eq!(NormalizeChoice::Imagenet.stats(3, Some(own)).unwrap().0, IMAGENET_MEAN.to_vec());
+        let err = NormalizeChoice::Imagenet.stats(1, Some(own)).unwrap_err().to_string();
+        assert!(err.contains("3-channel input, not 1"), "{err}");
+        assert!(NormalizeChoice::Dataset.stats(3, None).unwrap_err().to_string().contains("needs a dataset"));
+    }
 }

@@ -103,7 +103,8 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     let options = config.data.dataset_options(input, config.seed)?;
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let _lock = RunLock::acquire(&out_dir)?;
-    let dataset = data::load(&options)?;
+    let mut dataset = data::load(&options)?;
+    (dataset.mean, dataset.std) = config.normalize.stats(input[0], Some((&dataset.mean, &dataset.std)))?;
     interrupt::arm();
     let device = config.device;
     let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;

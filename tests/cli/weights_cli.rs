@@ -172,5 +172,7 @@ fn bad_weights_are_one_line_errors() {
         "train", "--init-from", path_arg(&fixture("tampered.pth")), "--device", "cpu", "--out", path_arg(&dir.join("run")),
     ]));
     assert!(err.contains("posix.system"), "{err}");
+    let err = single_error_line(&ferronet(&["train", "--normalize", "imagenet", "--device", "cpu", "--out", path_arg(&dir.join("run"))]));
+    assert!(err.contains("--normalize imagenet needs a 3-channel input, not 1"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
