@@ -143,6 +143,7 @@ impl RunnableModel {
             mean,
             std,
             cifar_stem: args.cifar_stem,
+            // Every parameter comes from the file: the seed only draws the values it replaces.
             seed: 0,
             weights: Weights::StateDict { path: path.clone(), tensors },
         }))
