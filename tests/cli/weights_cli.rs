@@ -30,15 +30,16 @@ fn pytorch_probabilities() -> Vec<f64> {
     all["shufflenet_v2_x0_5"]["png_probabilities"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
 }
 
+/// On the CPU and on the simulator (the CUDA kernels).
 #[test]
 fn predict_with_torchvision_weights_equals_pytorch() {
     let want = pytorch_probabilities();
     let image = fixture("shufflenet_v2_x0_5.png");
-    for file in ["shufflenet_v2_x0_5.pth", "shufflenet_v2_x0_5.safetensors"] {
+    for (file, device) in [("shufflenet_v2_x0_5.pth", "cpu"), ("shufflenet_v2_x0_5.safetensors", "cpu"), ("shufflenet_v2_x0_5.pth", "sim")] {
         let weights = fixture(file);
         let out = ferronet(&[
             "predict", "--weights", path_arg(&weights), "--model", "shufflenet_v2_x0_5", "--classes", "10", "--input", "3,64,64",
-            "--normalize", "imagenet", "--top", "10", "--device", "cpu", "--json", path_arg(&image),
+            "--normalize", "imagenet", "--top", "10", "--device", device, "--json", path_arg(&image),
         ]);
         assert_eq!(out.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&out.stderr));
         let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -50,8 +51,8 @@ fn predict_with_torchvision_weights_equals_pytorch() {
             let class: usize = entry["class"].as_str().unwrap().parse().unwrap();
             diff = diff.max((entry["probability"].as_f64().unwrap() - want[class]).abs());
         }
-        eprintln!("{file}: max |probability - PyTorch| = {diff:e}");
-        assert!(diff < 1e-5, "{file}: probabilities differ from PyTorch's by {diff}");
+        eprintln!("{file} on {device}: max |probability - PyTorch| = {diff:e}");
+        assert!(diff < 1e-5, "{file} on {device}: probabilities differ from PyTorch's by {diff}");
     }
 }
 
