@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["ops", "select"],
     &["graph"],
     &["exec"],
-    &["models", "data", "gradcheck"],
+    &["models", "data", "gradcheck", "weights"],
     &["train", "bench"],
     &["cli"],
 ];

@@ -22,5 +22,6 @@ pub mod shape;
 pub mod sim;
 pub mod tolerance;
 pub mod train;
+pub mod weights;
 
 pub use error::{Error, Result};

@@ -14,10 +14,12 @@ struct Cli {
 enum Command {
     /// Train a model (with no arguments: a small CNN on the built-in synthetic dataset).
     Train(cli::train::TrainArgs),
-    /// Evaluate a checkpoint on a dataset's test split.
+    /// Evaluate a checkpoint, or a zoo model with PyTorch/torchvision weights (--weights), on a dataset's test split.
     Eval(cli::eval::EvalArgs),
-    /// Top-5 classes of images according to a checkpoint.
+    /// Top-5 classes of images according to a checkpoint, or a zoo model with PyTorch/torchvision weights (--weights).
     Predict(cli::predict::PredictArgs),
+    /// Write a checkpoint's weights for PyTorch (a torchvision state_dict in safetensors).
+    Export(cli::export::ExportArgs),
     /// Finite-difference gradient checks (CPU) and device-vs-CPU comparisons (cuda, sim).
     Gradcheck(cli::gradcheck::GradcheckArgs),
     /// List the compute devices available.
@@ -42,6 +44,7 @@ fn main() {
         Command::Train(a) => cli::train::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Predict(a) => cli::predict::run(a),
+        Command::Export(a) => cli::export::run(a),
         Command::Gradcheck(a) => cli::gradcheck::run(a),
         Command::Devices(a) => cli::devices::run(a),
         Command::Models => cli::summary::list_models(),

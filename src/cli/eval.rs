@@ -1,16 +1,18 @@
-//! `ferronet eval --checkpoint FILE`: the metrics of a trained model on a dataset's test split
-//! (or its validation split when it has none), normalised with the checkpoint's mean/std.
+//! `ferronet eval --checkpoint FILE` (or `--weights FILE --model NAME --dataset ...`): the metrics
+//! of a model on a dataset's test split (or its validation split when it has none), normalised
+//! with the checkpoint's mean/std (or as --normalize says).
 
 use crate::data;
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::ops::Backend;
-use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor};
-use crate::train::config::DatasetChoice;
+use crate::train::checkpoint;
+use crate::train::config::{DataConfig, DatasetChoice};
 use crate::train::evaluate::{evaluate, EvalSetup};
 use crate::train::metrics::EvalMetrics;
 use crate::train::outputs::{class_breakdown, ClassMetrics};
-use crate::train::session::{on_device, restore_model, OnBackend};
+use crate::train::pretrained::{RunnableModel, WeightsArgs};
+use crate::train::session::{on_device, OnBackend};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -18,10 +20,12 @@ use std::sync::Arc;
 
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// A checkpoint.safetensors written by `ferronet train`.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Dataset to evaluate on (default: the one the model was trained on).
+    /// A checkpoint.safetensors written by `ferronet train` (or --weights).
+    #[arg(long, required_unless_present = "weights")]
+    pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
+    /// Dataset to evaluate on (default: the one the checkpoint's model was trained on; needed with --weights).
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetChoice>,
     /// Directory of the dataset's files.
@@ -53,7 +57,10 @@ pub struct EvalOutcome {
 
 #[derive(Serialize)]
 struct EvalReport<'a> {
-    checkpoint: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weights: Option<String>,
     model: &'a str,
     dataset: &'a str,
     evaluated_on: &'a str,
@@ -68,8 +75,7 @@ struct EvalReport<'a> {
 struct EvalRun {
     batch_size: usize,
     workers: usize,
-    meta: CheckpointMeta,
-    tensors: Vec<NamedTensor>,
+    model: RunnableModel,
     dataset: data::Dataset,
 }
 
@@ -77,32 +83,68 @@ impl OnBackend for EvalRun {
     type Output = EvalOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<EvalOutcome> {
-        let EvalRun { batch_size, workers, meta, tensors, dataset } = self;
-        let mut ex = restore_model(backend, &meta, &tensors)?;
+        let EvalRun { batch_size, workers, model, dataset } = self;
+        let mut ex = model.restore(backend)?;
         let (set, evaluated_on) = match dataset.test {
             Some(test) => (test, "test"),
             None => (dataset.val, "validation"),
         };
-        let setup = EvalSetup { mean: &meta.mean, std: &meta.std, batch_size, workers };
+        let setup = EvalSetup { mean: &model.mean, std: &model.std, batch_size, workers };
         let metrics = evaluate(&mut ex, Arc::new(set), &setup)?;
         Ok(EvalOutcome {
-            model: meta.model,
+            model: model.model,
             dataset: dataset.name,
             evaluated_on,
             device,
-            class_names: meta.class_names,
+            class_names: model.class_names,
             metrics,
         })
     }
 }
 
 /// Evaluates the checkpoint on the test split of the dataset it names (or the one it was
-/// trained on), normalised with the checkpoint's statistics.
+/// trained on), normalised with the checkpoint's statistics; or the --weights model on --dataset.
 pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
     if args.batch_size == 0 || args.workers == 0 {
         return Err(Error::config("--batch-size and --workers must be at least 1"));
     }
-    let (tensors, meta) = checkpoint::load(&args.checkpoint)?;
+    let (model, dataset) = match &args.checkpoint {
+        Some(path) if args.weights.weights.is_none() => from_checkpoint(args, path)?,
+        _ => from_weights(args)?,
+    };
+    on_device(args.device, EvalRun { batch_size: args.batch_size, workers: args.workers, model, dataset })
+}
+
+/// The --weights model and the --dataset it is evaluated on, whose class names it takes.
+fn from_weights(args: &EvalArgs) -> Result<(RunnableModel, data::Dataset)> {
+    let choice = args.dataset.ok_or_else(|| Error::config("eval --weights needs --dataset to evaluate on"))?;
+    let data_config = DataConfig {
+        dataset: choice,
+        data_dir: args.data_dir.clone(),
+        val_split: None,
+        input: None,
+        gray_to_rgb: false,
+        limit: None,
+    };
+    data_config.validate()?;
+    let dataset = data::load(&data_config.dataset_options(args.weights.model_input()?, 0)?)?;
+    let classes = args.weights.classes.unwrap_or(dataset.classes.len());
+    if classes != dataset.classes.len() {
+        return Err(Error::config(format!(
+            "{} has {} classes but --classes is {classes}; evaluate on a dataset with the model's classes",
+            dataset.name,
+            dataset.classes.len()
+        )));
+    }
+    let mut model = RunnableModel::from_weights(&args.weights, classes, Some((&dataset.mean, &dataset.std)))?
+        .ok_or_else(|| Error::config("eval needs --checkpoint FILE or --weights FILE --model NAME"))?;
+    model.class_names = dataset.classes.clone();
+    Ok((model, dataset))
+}
+
+/// The checkpoint's model and the dataset it is evaluated on (by default, its own).
+fn from_checkpoint(args: &EvalArgs, path: &std::path::Path) -> Result<(RunnableModel, data::Dataset)> {
+    let (tensors, meta) = checkpoint::load(path)?;
     let mut data_config = meta.config.data.clone();
     if let Some(dataset) = args.dataset {
         data_config.dataset = dataset;
@@ -122,7 +164,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
             meta.config.data.dataset.name()
         )));
     }
-    on_device(args.device, EvalRun { batch_size: args.batch_size, workers: args.workers, meta, tensors, dataset })
+    Ok((RunnableModel::from_checkpoint(&meta, tensors), dataset))
 }
 
 pub fn run(args: EvalArgs) -> Result<i32> {
@@ -130,8 +172,10 @@ pub fn run(args: EvalArgs) -> Result<i32> {
     let metrics = &out.metrics;
     let (per_class, confusion_matrix, confusion_matrix_normalised) = class_breakdown(metrics, &out.class_names);
     if args.json {
+        let path_text = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         let report = EvalReport {
-            checkpoint: &args.checkpoint.to_string_lossy(),
+            checkpoint: path_text(&args.checkpoint),
+            weights: path_text(&args.weights.weights),
             model: &out.model,
             dataset: &out.dataset,
             evaluated_on: out.evaluated_on,

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod devices;
 pub mod eval;
+pub mod export;
 pub mod gradcheck;
 pub mod predict;
 pub mod summary;

@@ -1,23 +1,27 @@
-//! `ferronet predict --checkpoint FILE IMAGE...`: the most likely classes of each image with
-//! their probabilities, the images resized to the model's input and normalised as in training.
+//! `ferronet predict --checkpoint FILE IMAGE...` (or `--weights FILE --model NAME`): the most
+//! likely classes of each image with their probabilities, the images resized to the model's input
+//! and normalised as in training (or as --normalize says).
 
 use crate::data::{load_image_file, normalise_image};
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::exec::Batch;
 use crate::ops::Backend;
-use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor};
+use crate::train::checkpoint;
 use crate::train::metrics::log_softmax;
-use crate::train::session::{on_device, restore_model, OnBackend};
+use crate::train::pretrained::{RunnableModel, WeightsArgs};
+use crate::train::session::{on_device, OnBackend};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// A checkpoint.safetensors written by `ferronet train`.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    /// A checkpoint.safetensors written by `ferronet train` (or --weights).
+    #[arg(long, required_unless_present = "weights")]
+    pub checkpoint: Option<PathBuf>,
+    #[command(flatten)]
+    pub weights: WeightsArgs,
     /// Image files (PNG or JPEG).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -46,27 +50,28 @@ pub struct Prediction {
 
 /// Images decoded per forward pass.
 const PREDICT_BATCH: usize = 64;
+/// --classes of --weights when not given: ImageNet's, which torchvision's weights classify.
+const IMAGENET_CLASSES: usize = 1000;
 
 struct PredictRun {
     args: PredictArgs,
-    meta: CheckpointMeta,
-    tensors: Vec<NamedTensor>,
+    model: RunnableModel,
 }
 
 impl OnBackend for PredictRun {
     type Output = Vec<Prediction>;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, _device: String) -> Result<Vec<Prediction>> {
-        let PredictRun { args, meta, tensors } = self;
-        let mut ex = restore_model(backend, &meta, &tensors)?;
-        let [c, h, w] = meta.input;
-        let classes = meta.class_names.len();
+        let PredictRun { args, model } = self;
+        let mut ex = model.restore(backend)?;
+        let [c, h, w] = model.input;
+        let classes = model.class_names.len();
         let mut out = Vec::with_capacity(args.images.len());
         for chunk in args.images.chunks(PREDICT_BATCH) {
             let mut x = Vec::with_capacity(chunk.len() * c * h * w);
             for path in chunk {
                 let pixels = load_image_file(path, c, h, w)?;
-                x.extend(normalise_image(&pixels, c, &meta.mean, &meta.std));
+                x.extend(normalise_image(&pixels, c, &model.mean, &model.std));
             }
             let logits = ex.infer(Batch::HostF32(&x))?;
             for (path, row) in chunk.iter().zip(logits.chunks_exact(classes)) {
@@ -75,7 +80,7 @@ impl OnBackend for PredictRun {
                 let top = ranked
                     .into_iter()
                     .take(args.top)
-                    .map(|(i, probability)| ClassProbability { class: meta.class_names[i].clone(), probability })
+                    .map(|(i, probability)| ClassProbability { class: model.class_names[i].clone(), probability })
                     .collect();
                 out.push(Prediction { image: path.display().to_string(), top });
             }
@@ -84,13 +89,21 @@ impl OnBackend for PredictRun {
     }
 }
 
-/// The top classes of each image according to the checkpoint.
+/// The top classes of each image according to the checkpoint or the --weights model.
 pub fn predict(args: PredictArgs) -> Result<Vec<Prediction>> {
     if args.top == 0 {
         return Err(Error::config("--top must be at least 1"));
     }
-    let (tensors, meta) = checkpoint::load(&args.checkpoint)?;
-    on_device(args.device, PredictRun { args, meta, tensors })
+    let classes = args.weights.classes.unwrap_or(IMAGENET_CLASSES);
+    let model = match (RunnableModel::from_weights(&args.weights, classes, None)?, &args.checkpoint) {
+        (Some(model), _) => model,
+        (None, Some(path)) => {
+            let (tensors, meta) = checkpoint::load(path)?;
+            RunnableModel::from_checkpoint(&meta, tensors)
+        }
+        (None, None) => return Err(Error::config("predict needs --checkpoint FILE or --weights FILE --model NAME")),
+    };
+    on_device(args.device, PredictRun { args, model })
 }
 
 pub fn run(args: PredictArgs) -> Result<i32> {

@@ -13,16 +13,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
+pub use crate::weights::NamedTensor;
+
 /// Bumped when the layout changes incompatibly.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// A host tensor in f32.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NamedTensor {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointMeta {

@@ -4,6 +4,7 @@
 use crate::device::{CudaGraphMode, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::models::parse_input;
+use crate::train::pretrained::NormalizeChoice;
 use crate::train::schedule::{PlateauMode, ScheduleKind};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -145,9 +146,31 @@ pub struct TrainConfig {
     /// Colour jitter strengths B,C,S,H (brightness, contrast, saturation in [0, 1], hue in [0, 0.5]).
     #[arg(long, value_parser = parse_jitter, value_name = "B,C,S,H")]
     pub color_jitter: Option<[f32; 4]>,
+    /// Normalise images with the dataset's own mean and std, with ImageNet's (what torchvision's
+    /// pretrained weights expect, for --init-from) or not at all (pixels in [0, 1]).
+    #[arg(long, value_enum, default_value = "dataset")]
+    #[serde(default = "dataset_normalization")]
+    pub normalize: NormalizeChoice,
     /// Use the CIFAR stem (3x3 stride-1 first conv, no stem max-pool) where the model has one.
     #[arg(long)]
     pub cifar_stem: bool,
+    /// Start from the weights of a PyTorch state_dict: the .pth/.pt of torch.save(model.state_dict(), FILE)
+    /// (e.g. torchvision's) or a safetensors file, matched to the model's torchvision-style parameter
+    /// names (a `module.` prefix is dropped). What it lacks or holds in another shape (a classifier for
+    /// another number of classes) keeps its initialisation and is listed; only tensors are read from a
+    /// .pth, nothing in it runs.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: the classifier (the layers producing the logits) keeps its initialisation
+    /// instead of the file's values, to fine-tune on other classes.
+    #[arg(long, requires = "init_from")]
+    #[serde(default)]
+    pub replace_classifier: bool,
+    /// Train only the classifier (the layers producing the logits); freeze everything else.
+    #[arg(long, conflicts_with = "freeze_all_but")]
+    #[serde(default)]
+    pub freeze_backbone: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
@@ -185,6 +208,11 @@ fn auto_graph() -> CudaGraphMode {
     CudaGraphMode::Auto
 }
 
+/// Checkpoints written before `--normalize` existed.
+fn dataset_normalization() -> NormalizeChoice {
+    NormalizeChoice::Dataset
+}
+
 impl Default for TrainConfig {
     /// The flags' defaults (what `ferronet train` with no arguments runs).
     fn default() -> Self {
@@ -198,7 +226,7 @@ impl Default for TrainConfig {
 const MAX_LR: f64 = 10.0;
 
 /// `C,H,W` with each dimension at least 1 (the syntax of `ferronet summary --input`).
-fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
+pub fn parse_chw(s: &str) -> std::result::Result<[usize; 3], String> {
     parse_input(s).map_err(|e| e.to_string())
 }
 
@@ -344,5 +372,9 @@ mod tests {
         let jitter = parse(&["--color-jitter", "0.2,0.1,0,0.05"]).unwrap().color_jitter;
         assert_eq!(jitter, Some([0.2, 0.1, 0.0, 0.05]));
         assert!(parse(&["--color-jitter", "0.2,0.1,0,0.9"]).unwrap_err().contains("hue"));
+        assert!(parse(&["--replace-classifier"]).unwrap_err().contains("--init-from"));
+        assert!(parse(&["--freeze-backbone", "--freeze-all-but", "2"]).unwrap_err().contains("cannot be used with"));
+        let fine_tune = parse(&["--init-from", "w.pth", "--replace-classifier", "--freeze-backbone"]).unwrap();
+        assert!(fine_tune.replace_classifier && fine_tune.freeze_backbone);
     }
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod model_setup;
 pub mod outputs;
 pub mod plot;
+pub mod pretrained;
 pub mod progress;
 pub mod schedule;
 pub mod session;

@@ -1,8 +1,9 @@
 //! Adjustments of a built model for a training run: `--dropout` replaces every dropout
-//! probability, `--freeze-all-but K` leaves only the last K parameterised layers trainable.
+//! probability, `--freeze-all-but K` leaves only the last K parameterised layers trainable,
+//! `--freeze-backbone` only the classifier.
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Op};
+use crate::graph::{Graph, Op, ParamId};
 use crate::ops::{Dropout, NodeOp};
 
 /// Sets the probability of every dropout layer to `p`; returns how many layers changed.
@@ -42,6 +43,20 @@ pub fn freeze_all_but(graph: &mut Graph, k: usize) -> Result<Vec<String>> {
     Ok(keep.iter().map(|&i| graph.nodes[i].name.clone()).collect())
 }
 
+/// The parameters of the layers whose outputs are the logits: the classifier, and the last
+/// layers of auxiliary heads.
+pub fn classifier_params(graph: &Graph) -> Vec<ParamId> {
+    graph.outputs.iter().flat_map(|o| graph.nodes[o.node].op.params()).collect()
+}
+
+/// Freezes every parameter but the classifier's (a linear probe on a pretrained backbone).
+pub fn freeze_backbone(graph: &mut Graph) {
+    let keep = classifier_params(graph);
+    for (id, p) in graph.params.iter_mut().enumerate() {
+        p.trainable = keep.contains(&id) && !p.kind.is_state();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +75,14 @@ mod tests {
 
         let err = freeze_all_but(&mut g, 99).unwrap_err().to_string();
         assert!(err.contains("only 6 layers"), "{err}");
+
+        freeze_backbone(&mut g);
+        let trainable: Vec<&str> = g.params.iter().filter(|p| p.trainable).map(|p| p.name.as_str()).collect();
+        assert_eq!(trainable, vec!["fc2.weight", "fc2.bias"]);
+        // googlenet's classifier includes its auxiliary heads' last layers.
+        let g = build("googlenet", &ModelOptions::new(10, [3, 64, 64])).unwrap();
+        let names: Vec<&str> = classifier_params(&g).into_iter().map(|id| g.params[id].name.as_str()).collect();
+        assert_eq!(names.len(), 6, "{names:?}");
+        assert!(names.contains(&"fc.weight") && names.contains(&"aux1.fc2.bias"), "{names:?}");
     }
 }

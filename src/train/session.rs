@@ -10,7 +10,7 @@ use crate::graph::Graph;
 use crate::models::{self, ModelOptions};
 use crate::ops::Backend;
 use crate::select::{self, SelectedDevice};
-use crate::train::checkpoint::{CheckpointMeta, NamedTensor};
+use crate::train::checkpoint::NamedTensor;
 use crate::train::config::{DataConfig, DatasetChoice};
 
 /// Work that runs on whichever backend `--device` opened.
@@ -164,16 +164,4 @@ pub fn load_model_tensors<B: Backend<f32> + Clone>(ex: &mut Executor<f32, B>, te
         ex.params_mut().set_host(&backend, &spec.name, &t.data)?;
     }
     Ok(())
-}
-
-/// The model a checkpoint holds, on `backend`, with its trained parameters.
-pub fn restore_model<B: Backend<f32> + Clone>(
-    backend: B,
-    meta: &CheckpointMeta,
-    tensors: &[NamedTensor],
-) -> Result<Executor<f32, B>> {
-    let graph = build_model(&meta.model, meta.class_names.len(), meta.input, meta.config.cifar_stem)?;
-    let mut ex = Executor::new(backend, graph, meta.config.seed)?;
-    load_model_tensors(&mut ex, tensors)?;
-    Ok(ex)
 }

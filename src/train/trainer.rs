@@ -19,11 +19,13 @@ use crate::train::evaluate::{evaluate, EvalSetup};
 use crate::train::files::{next_run_dir, RunLock};
 use crate::train::history::EpochRecord;
 use crate::train::metrics::EvalMetrics;
-use crate::train::model_setup::{freeze_all_but, override_dropout};
+use crate::train::model_setup::{freeze_all_but, freeze_backbone, override_dropout};
 use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
 use crate::train::progress::EpochProgress;
 use crate::train::schedule::{LrSchedule, PlateauMode, ScheduleKind};
+use crate::train::pretrained::init_from;
 use crate::train::session::{build_model, load_model_tensors, model_tensors, on_device, OnBackend};
+use crate::weights::read_state_dict;
 use crate::train::interrupt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,11 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
         }
         (config, None)
     };
+    // Read before the data, so a bad file fails at once; a resumed run has its own weights.
+    let init = match (&config.init_from, &resume) {
+        (Some(path), None) => Some((path.clone(), read_state_dict(path)?)),
+        _ => None,
+    };
     let input = config.data.model_input()?;
     // A model that cannot take the input fails here, before any data is read.
     if let Some(classes) = config.data.dataset.classes() {
@@ -96,11 +103,12 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     let options = config.data.dataset_options(input, config.seed)?;
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let _lock = RunLock::acquire(&out_dir)?;
-    let dataset = data::load(&options)?;
+    let mut dataset = data::load(&options)?;
+    (dataset.mean, dataset.std) = config.normalize.stats(input[0], Some((&dataset.mean, &dataset.std)))?;
     interrupt::arm();
     let device = config.device;
     let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
-    on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir, resume })
+    on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir, resume, init })
 }
 
 struct TrainRun {
@@ -111,6 +119,8 @@ struct TrainRun {
     val_is_test: bool,
     out_dir: PathBuf,
     resume: Option<(Vec<NamedTensor>, CheckpointMeta)>,
+    /// --init-from: the file and its tensors.
+    init: Option<(PathBuf, Vec<NamedTensor>)>,
 }
 
 fn optimizer_config(c: &TrainConfig) -> OptimizerConfig {
@@ -149,6 +159,9 @@ fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Res
     if let Some(k) = config.freeze_all_but {
         freeze_all_but(&mut graph, k)?;
     }
+    if config.freeze_backbone {
+        freeze_backbone(&mut graph);
+    }
     Ok(graph)
 }
 
@@ -183,7 +196,7 @@ impl OnBackend for TrainRun {
     type Output = TrainOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<TrainOutcome> {
-        let TrainRun { config, input, dataset, val_is_test, out_dir, resume } = self;
+        let TrainRun { config, input, dataset, val_is_test, out_dir, resume, init } = self;
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
         let summary = summarize(&graph, config.batch_size)?;
@@ -195,6 +208,9 @@ impl OnBackend for TrainRun {
         };
         let mut ex = Executor::new(backend.clone(), graph, config.seed)?;
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
+        if let Some((path, tensors)) = &init {
+            init_from(&mut ex, path, tensors, config.replace_classifier, config.quiet)?;
+        }
         let mut state = match resume {
             None => RunState {
                 rng: Rng::new(config.seed ^ TRAINER_SEED_SALT),

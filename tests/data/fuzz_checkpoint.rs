@@ -6,7 +6,8 @@ use ferronet_test_support::fuzz::{apply, config, corpus, mutation};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::train::checkpoint::{self, NamedTensor};
-use ferronet::train::session::{build_model, restore_model};
+use ferronet::train::pretrained::RunnableModel;
+use ferronet::train::session::build_model;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -66,16 +67,17 @@ fn mismatched_tensors_are_named() {
         .iter()
         .map(|p| NamedTensor { name: p.name.clone(), shape: p.shape.clone(), data: vec![0.25; p.shape.iter().product()] })
         .collect();
-    restore_model(CpuBackend::new(), &meta, &full).expect("every tensor present and well shaped");
+    let restore_model = |tensors: &[NamedTensor]| RunnableModel::from_checkpoint(&meta, tensors.to_vec()).restore(CpuBackend::new());
+    restore_model(&full).expect("every tensor present and well shaped");
 
     let missing: Vec<NamedTensor> = full.iter().filter(|t| t.name != "fc2.bias").cloned().collect();
-    let msg = restore_model(CpuBackend::new(), &meta, &missing).err().expect("fc2.bias is missing").to_string();
+    let msg = restore_model(&missing).err().expect("fc2.bias is missing").to_string();
     assert_eq!(msg, "invalid configuration: the checkpoint has no tensor fc2.bias for model small_cnn");
 
     let mut misshapen = full.clone();
     let conv = misshapen.iter_mut().find(|t| t.name == "conv1.weight").unwrap();
     conv.shape = vec![32, 3, 3, 1];
-    let msg = restore_model(CpuBackend::new(), &meta, &misshapen).err().expect("conv1.weight is misshapen").to_string();
+    let msg = restore_model(&misshapen).err().expect("conv1.weight is misshapen").to_string();
     assert_eq!(msg, "shape error: checkpoint tensor conv1.weight is [32, 3, 3, 1], model small_cnn needs [32, 1, 3, 3]");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,3 +6,4 @@ mod models_exec;
 mod models_params;
 mod models_sim;
 mod models_train_synthetic;
+mod models_weights;

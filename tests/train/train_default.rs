@@ -91,7 +91,8 @@ fn every_output_file_is_written_and_parses() {
 fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
     let run = default_run();
     let args = EvalArgs {
-        checkpoint: checkpoint_path(&run.out_dir),
+        checkpoint: Some(checkpoint_path(&run.out_dir)),
+        weights: Default::default(),
         dataset: None,
         data_dir: None,
         batch_size: 100,
@@ -117,7 +118,14 @@ fn predict_ranks_the_true_class_of_synthetic_images_first() {
         image::GrayImage::from_raw(28, 28, test.image(i).to_vec()).unwrap().save(&path).unwrap();
         images.push(path);
     }
-    let args = PredictArgs { checkpoint: checkpoint_path(&run.out_dir), images, top: 5, device: "cpu".parse().unwrap(), json: false };
+    let args = PredictArgs {
+        checkpoint: Some(checkpoint_path(&run.out_dir)),
+        weights: Default::default(),
+        images,
+        top: 5,
+        device: "cpu".parse().unwrap(),
+        json: false,
+    };
     let predictions = predict(args).unwrap();
     assert_eq!(predictions.len(), 4);
     let (_, meta) = checkpoint::load(&checkpoint_path(&run.out_dir)).unwrap();
