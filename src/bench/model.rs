@@ -273,7 +273,7 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
          inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms)\n\
          peak memory    training {:.1} MiB, inference {:.1} MiB; {:.1} MiB cached, {:.1} MiB held at most\n\
          per step       {}{}\n\
-         bench per step {} (its batch copy and timing synchronisation)\n",
+         bench per step {} (its dropout seed and timing synchronisation)\n",
         r.model,
         r.device,
         r.batch,
