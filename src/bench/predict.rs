@@ -194,7 +194,7 @@ pub const SAMPLED_BLOCKS: u32 = 16;
 
 /// Runs warm-up steps of `graph` at `batch` on a fresh simulator device (one block per launch),
 /// then traces one step's own work with at most [`SAMPLED_BLOCKS`] blocks per launch (the
-/// bench's batch copy and timing synchronisation are left out).
+/// bench's dropout seed upload and timing synchronisation are left out).
 pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Result<TracedStep> {
     let driver = Arc::new(SimDriver::new(SimOptions { sample_blocks: Some(1), ..SimOptions::from_env()? }));
     let mut train = TrainLoop::new(GpuBackend::new(driver.clone()), graph, batch, opts)?;
