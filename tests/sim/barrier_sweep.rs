@@ -2,8 +2,8 @@
 //! module that inlines it, one changed kernel at a time, and a probe that reaches a kernel the
 //! deletion changed must fail with the sanitizer's race report naming that kernel — or the
 //! barrier was unnecessary, and is to be removed with the reasoning in a comment.
-//! Probes are the gradient-check cases and the metric probes below (kernels with no gradient:
-//! the training and evaluation figures). Barriers are found by scanning kernels/ (a new one is
+//! Probes are the gradient-check cases and the metric and optimiser probes below (kernels with no
+//! gradient: the training and evaluation figures, the optimiser's update). Barriers are found by scanning kernels/ (a new one is
 //! swept without touching this test) and the probes reaching a kernel by running every probe
 //! once, so a barrier in kernels that no probe reaches fails the sweep too.
 
@@ -133,12 +133,41 @@ fn metric_probes() -> Vec<Probe> {
     ]
 }
 
+/// One clipped multi-tensor Adam step over two tensors of 3000 and 700 values: blocks of 256
+/// threads, whose update reads the bias corrections thread 0 computed from the device's step count.
+fn optimiser_probes() -> Vec<Probe> {
+    use ferronet::ops::optim::{TensorSlot, CLIP_STATE_LEN};
+    use ferronet::ops::{AdamParams, OptimOps};
+    vec![Probe {
+        name: "clipped adam_multi_step over tensors of 3000 and 700".into(),
+        run: Box::new(|gpu| {
+            let values = |n: usize| (0..n).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect::<Vec<f32>>();
+            let (mut p, mut q) = (gpu.upload(&values(3000))?, gpu.upload(&values(700))?);
+            let (g, g2) = (gpu.upload(&values(3000))?, gpu.upload(&values(700))?);
+            let (mut m, mut v, mut m2, mut v2) = (gpu.zeros(3000)?, gpu.zeros(3000)?, gpu.zeros(700)?, gpu.zeros(700)?);
+            let mut slots = vec![
+                TensorSlot { param: &mut p, grad: &g, first: Some(&mut m), second: Some(&mut v), weight_decay: 0.01, group: 0 },
+                TensorSlot { param: &mut q, grad: &g2, first: Some(&mut m2), second: Some(&mut v2), weight_decay: 0.0, group: 0 },
+            ];
+            let (mut table, mut clip) = (None, gpu.zeros(CLIP_STATE_LEN)?);
+            gpu.sync_table(&mut table, &slots)?;
+            let table = table.as_ref().expect("sync_table builds it");
+            let mut steps = gpu.upload_idx(&[4])?;
+            gpu.clip_grad_norm(table, &slots, 1.0, &mut clip)?;
+            gpu.advance_steps(&mut steps)?;
+            let h = AdamParams { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true };
+            gpu.adam_multi_step(table, &mut slots, 0, &h, &steps, Some(&clip))
+        }),
+    }]
+}
+
 /// The probes that reach each kernel: (probe, the kernels it launched), from one clean run of
 /// every probe on the sanitizing simulator.
 fn kernels_per_probe() -> Vec<(Probe, BTreeSet<String>)> {
     gradient_probes()
         .into_iter()
         .chain(metric_probes())
+        .chain(optimiser_probes())
         .map(|probe| {
             let driver = Arc::new(SimDriver::new(SimOptions::default()));
             (probe.run)(&GpuBackend::new(driver.clone())).unwrap_or_else(|e| panic!("{} fails before any barrier is deleted: {e}", probe.name));
