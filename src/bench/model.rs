@@ -3,7 +3,7 @@
 
 use super::predict::StepPredictions;
 use super::timing::{time_host, Timing};
-use crate::device::{CudaGraphMode, Device, DeviceCounters};
+use crate::device::{CudaGraphMode, DeviceCounters};
 use crate::error::{Error, Result};
 use crate::exec::{
     graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, ResidentBatch, StepOptions, StepReplay,
@@ -88,8 +88,6 @@ pub struct TrainLoop<B: Backend<f32>> {
     executor: Executor<f32, B>,
     optimizer: Optimizer<f32, B>,
     resident: ResidentBatch<f32, B>,
-    /// The batch again, for the inference timing.
-    images: <B as Device<f32>>::Buf,
     replay: StepReplay,
 }
 
@@ -118,7 +116,6 @@ impl<B: Backend<f32>> TrainLoop<B> {
         let executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
         let mut resident = executor.resident_batch(batch)?;
         executor.fill_resident_batch(&mut resident, &images, &labels)?;
-        let images = executor.backend().upload(&images)?;
         let optimizer = Optimizer::new(OptimizerConfig {
             kind: optimizer_kind,
             lr: opts.lr,
@@ -126,16 +123,16 @@ impl<B: Backend<f32>> TrainLoop<B> {
             decay_weights_only: true,
             clip_grad_norm: None,
         })?;
-        // The resident batch, the landing buffer it was uploaded through and the inference copy
-        // come on top of the plan.
-        let batch_bytes = 3 * batch * per_sample * std::mem::size_of::<f32>();
+        // The resident batch and the landing buffer it was uploaded through come on top of the
+        // plan.
+        let batch_bytes = 2 * batch * per_sample * std::mem::size_of::<f32>();
         executor.check_batch_fits_device(
             batch,
             Mode::Train,
             executor.backend().conv_workspace(),
             optimizer.state_bytes(executor.params()) + batch_bytes,
         )?;
-        Ok(TrainLoop { executor, optimizer, resident, images, replay: StepReplay::new(graph_mode) })
+        Ok(TrainLoop { executor, optimizer, resident, replay: StepReplay::new(graph_mode) })
     }
 
     pub fn backend(&self) -> &B {
@@ -212,9 +209,9 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     // train_step resets the peak when it starts, so this covers the last step and its update.
     let peak_train_bytes = train.backend().memory().peak_bytes;
     let replayed_graph = train.replays_graph();
-    let TrainLoop { mut executor, images, .. } = train;
+    let TrainLoop { mut executor, resident, .. } = train;
     let inference = time_host(opts.warmup, opts.steps, || {
-        let batch = Batch::Device(executor.backend().copy_buf(&images)?);
+        let batch = Batch::Device(executor.backend().copy_buf(resident.input())?);
         executor.infer(batch).map(drop)
     })?;
     let peak_inference_bytes = executor.last_peak_bytes();

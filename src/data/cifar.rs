@@ -1,6 +1,6 @@
 //! CIFAR-10 and CIFAR-100 in their binary form: records of label byte(s) then 3x32x32 pixels, CHW.
 
-use super::{read_file, ImageSet, RawDataset};
+use super::{read_file, read_text, ImageSet, RawDataset};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -74,7 +74,7 @@ pub fn load_cifar100(dir: &Path) -> Result<RawDataset> {
     let test = read_set(&dir, &["test.bin"], 2, 100)?;
     let names_path = dir.join("fine_label_names.txt");
     let classes = if names_path.exists() {
-        let text = String::from_utf8_lossy(&read_file(&names_path, "the CIFAR-100 class names")?).into_owned();
+        let text = read_text(&names_path, "the CIFAR-100 class names")?;
         let names: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
         if names.len() != 100 {
             return Err(Error::data(&names_path, format!("{} class names: expected 100, one per line", names.len())));

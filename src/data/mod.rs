@@ -239,6 +239,11 @@ pub(crate) fn missing(path: &Path, what: &str) -> Error {
     Error::data(path, format!("missing: expected {what} here (see datasets/README.md for where to get it)"))
 }
 
+/// Reads a whole text file (invalid UTF-8 replaced), with its path in any error.
+pub(crate) fn read_text(path: &Path, what: &str) -> Result<String> {
+    Ok(String::from_utf8_lossy(&read_file(path, what)?).into_owned())
+}
+
 /// Reads a whole file, with its path in any error.
 pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
     match std::fs::read(path) {

@@ -5,7 +5,7 @@
 //! as the test set; the unlabelled `test/` split is not read.
 
 use super::folder::{push_image, read_split};
-use super::{read_file, ImageSet, RawDataset};
+use super::{read_text, ImageSet, RawDataset};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,7 +26,7 @@ fn check_wnids(dir: &Path, folders: &[String]) -> Result<()> {
     if !path.is_file() {
         return Ok(());
     }
-    let text = String::from_utf8_lossy(&read_file(&path, "the list of WordNet ids")?).into_owned();
+    let text = read_text(&path, "the list of WordNet ids")?;
     let mut listed: Vec<&str> = text.split_whitespace().collect();
     listed.sort_unstable();
     if listed != folders {
@@ -45,7 +45,7 @@ fn class_names(dir: &Path, wnids: &[String]) -> Result<Vec<String>> {
     if !path.is_file() {
         return Ok(wnids.to_vec());
     }
-    let text = String::from_utf8_lossy(&read_file(&path, "the WordNet id names")?).into_owned();
+    let text = read_text(&path, "the WordNet id names")?;
     let names: HashMap<&str, &str> = text
         .lines()
         .filter_map(|line| line.split_once('\t'))
@@ -57,7 +57,7 @@ fn class_names(dir: &Path, wnids: &[String]) -> Result<Vec<String>> {
 /// The validation images, labelled by `val/val_annotations.txt`.
 fn read_val(dir: &Path, wnids: &[String], size: &mut Option<(usize, usize)>, channels: usize) -> Result<ImageSet> {
     let path = dir.join("val").join("val_annotations.txt");
-    let text = String::from_utf8_lossy(&read_file(&path, "the validation labels (file, WordNet id, box per line)")?).into_owned();
+    let text = read_text(&path, "the validation labels (file, WordNet id, box per line)")?;
     let mut set = ImageSet::empty(channels, 0, 0);
     for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let mut fields = line.split_whitespace();

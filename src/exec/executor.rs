@@ -55,6 +55,10 @@ pub struct ResidentBatch<E: Element, B: Backend<E>> {
 }
 
 impl<E: Element, B: Backend<E>> ResidentBatch<E, B> {
+    /// The images on the device.
+    pub fn input(&self) -> &Buf<E, B> {
+        &self.input
+    }
     /// Samples per batch.
     pub fn len(&self) -> usize {
         self.n
@@ -411,8 +415,14 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// as every training step draws one) and queues it into `resident` for the step that
     /// `train_step_resident` queues or a replayed graph runs next. One call per step.
     pub fn queue_step_seed(&mut self, resident: &mut ResidentBatch<E, B>, seed: Option<u64>) -> Result<()> {
-        let seed = seed.unwrap_or_else(|| self.rng.next_u64());
-        self.backend.overwrite_idx(&mut resident.step_seed, &step_seed_words(seed))
+        let words = self.draw_step_seed(seed);
+        self.backend.overwrite_idx(&mut resident.step_seed, &words)
+    }
+
+    /// A step's dropout seed as the words the kernels read: `seed`, else the generator's next
+    /// value.
+    fn draw_step_seed(&mut self, seed: Option<u64>) -> [u32; 2] {
+        step_seed_words(seed.unwrap_or_else(|| self.rng.next_u64()))
     }
 
     /// `train_step` on the batch in `resident` with the dropout seed `queue_step_seed` put there
@@ -453,11 +463,10 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         Ok(StepOutput { loss: self.read_train_metrics()?.last_loss, logits })
     }
 
-    /// The dropout seed of a step queued from the host: `opts.dropout_seed`, else the
-    /// generator's next value.
+    /// The dropout seed of a step queued from the host (`draw_step_seed` of `opts.dropout_seed`).
     fn upload_step_seed(&mut self, opts: &StepOptions) -> Result<Words<E, B>> {
-        let seed = opts.dropout_seed.unwrap_or_else(|| self.rng.next_u64());
-        self.backend.upload_idx(&step_seed_words(seed))
+        let words = self.draw_step_seed(opts.dropout_seed);
+        self.backend.upload_idx(&words)
     }
 
     #[allow(clippy::too_many_arguments)]

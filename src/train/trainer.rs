@@ -266,9 +266,10 @@ impl OnBackend for TrainRun {
         };
         let mut replayed = ReplayedSteps {
             replay: StepReplay::new(resolve_graph_mode(config.cuda_graph, obstacle)?),
-            // GPU devices (those that capture graphs) have a copy stream; --skip-nonfinite reads
-            // each step back between its halves, which train_step does.
-            copy_stream: ex.backend().can_capture() && !config.skip_nonfinite,
+            // What keeps a run off graphs keeps it off the resident batch too: the CPU has no
+            // copy stream, and --skip-nonfinite reads each step back between its halves, which
+            // train_step does.
+            resident_steps: obstacle.is_none(),
             resident: None,
         };
         let mut last_val: Option<EvalMetrics> = None;
@@ -536,16 +537,16 @@ fn nonfinite_loss(loss: f64) -> String {
 /// batch's upload overlaps the step before; they may replay a CUDA graph.
 struct ReplayedSteps<B: Backend<f32>> {
     replay: StepReplay,
-    /// Whether batches go through the copy stream even without a graph.
-    copy_stream: bool,
+    /// Whether full-size batches go through here (GPU devices; graphs on or off).
+    resident_steps: bool,
     resident: Option<ResidentBatch<f32, B>>,
 }
 
 impl<B: Backend<f32>> ReplayedSteps<B> {
-    /// Whether `batch` goes through here: a full-size batch, with graphs on or a copy stream
-    /// (the partial last batch of an epoch is queued from the host).
+    /// Whether `batch` goes through here: a full-size batch on a run with resident steps (the
+    /// partial last batch of an epoch is queued from the host).
     fn takes(&self, batch: &data::Batch, batch_size: usize) -> bool {
-        (self.replay.enabled() || self.copy_stream) && batch.n == batch_size
+        self.resident_steps && batch.n == batch_size
     }
 
     /// Copies `batch` into the resident buffers the graph reads, then runs the step.
