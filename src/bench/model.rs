@@ -22,6 +22,9 @@ pub struct ModelBenchOptions {
     pub momentum: f64,
     pub seed: u64,
     pub cuda_graph: CudaGraphMode,
+    /// Inference with each batch norm that reads a convolution folded into it, as `eval` and
+    /// `predict` run (`--no-fusion` turns it off).
+    pub fold_batch_norms: bool,
 }
 
 impl ModelBenchOptions {
@@ -57,6 +60,8 @@ pub struct ModelBenchReport {
     pub per_step_uniform: bool,
     /// Whether the timed steps replayed a captured CUDA graph (one graph launch per step).
     pub cuda_graph: bool,
+    /// Batch norms folded into their convolutions for the inference timing.
+    pub folded_batch_norms: usize,
     /// What the bench itself sent per step, outside `per_step`: the device-side copy of the
     /// batch (a D2D copy into a new buffer; with a CUDA graph it is one of the graph's nodes)
     /// and the synchronisation that ends the timed step.
@@ -209,7 +214,11 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     // train_step resets the peak when it starts, so this covers the last step and its update.
     let peak_train_bytes = train.backend().memory().peak_bytes;
     let replayed_graph = train.replays_graph();
-    let TrainLoop { mut executor, resident, .. } = train;
+    let TrainLoop { executor, resident, .. } = train;
+    let (mut executor, folded_batch_norms) = match opts.fold_batch_norms {
+        true => executor.fold_batch_norms()?,
+        false => (executor, 0),
+    };
     let inference = time_host(opts.warmup, opts.steps, || {
         let batch = Batch::Device(executor.backend().copy_buf(resident.input())?);
         executor.infer(batch).map(drop)
@@ -229,6 +238,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         per_step: last.work,
         per_step_uniform: timed.iter().all(|c| *c == last),
         cuda_graph: replayed_graph,
+        folded_batch_norms,
         bench_per_step: last.bench,
         inference_images_per_s: opts.batch as f64 / inference.median_s,
         inference,
@@ -267,7 +277,7 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
     let mut out = format!(
         "{} on {}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
          training step  {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms)\n\
-         inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms)\n\
+         inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norms folded)\n\
          peak memory    training {:.1} MiB, inference {:.1} MiB; {:.1} MiB cached, {:.1} MiB held at most\n\
          per step       {}{}\n\
          bench per step {} (its dropout seed and timing synchronisation)\n",
@@ -287,6 +297,7 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
         r.inference_images_per_s,
         r.inference.min_s * 1e3,
         r.inference.max_s * 1e3,
+        r.folded_batch_norms,
         mib(r.peak_train_bytes),
         mib(r.peak_inference_bytes),
         mib(r.cached_bytes),

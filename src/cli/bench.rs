@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// devices unless the model has dropout), on, or off.
     #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
     pub cuda_graph: CudaGraphMode,
+    /// Time inference as trained, without folding each batch norm into the convolution before
+    /// it (as `eval --no-fusion`).
+    #[arg(long)]
+    pub no_fusion: bool,
     /// One JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +65,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         momentum: args.momentum,
         seed: args.seed,
         cuda_graph: args.cuda_graph,
+        fold_batch_norms: !args.no_fusion,
     };
     opts.validate()?;
     if args.predict_batch.is_some() && args.device != DeviceRequest::Sim {

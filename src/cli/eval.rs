@@ -42,6 +42,10 @@ pub struct EvalArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
+    /// Evaluate the model as trained, without folding each batch norm into the convolution
+    /// before it (folding computes the same function up to rounding, one pass over memory fewer).
+    #[arg(long)]
+    pub no_fusion: bool,
 }
 
 /// What `ferronet eval` measured.
@@ -74,6 +78,7 @@ struct EvalReport<'a> {
 
 struct EvalRun {
     batch_size: usize,
+    fold_batch_norms: bool,
     workers: usize,
     model: RunnableModel,
     dataset: data::Dataset,
@@ -83,8 +88,8 @@ impl OnBackend for EvalRun {
     type Output = EvalOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<EvalOutcome> {
-        let EvalRun { batch_size, workers, model, dataset } = self;
-        let mut ex = model.restore(backend)?;
+        let EvalRun { batch_size, fold_batch_norms, workers, model, dataset } = self;
+        let mut ex = model.restore_for_inference(backend, fold_batch_norms)?;
         let (set, evaluated_on) = match dataset.test {
             Some(test) => (test, "test"),
             None => (dataset.val, "validation"),
@@ -112,7 +117,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
         Some(path) if args.weights.weights.is_none() => from_checkpoint(args, path)?,
         _ => from_weights(args)?,
     };
-    on_device(args.device, EvalRun { batch_size: args.batch_size, workers: args.workers, model, dataset })
+    on_device(args.device, EvalRun { batch_size: args.batch_size, fold_batch_norms: !args.no_fusion, workers: args.workers, model, dataset })
 }
 
 /// The --weights model and the --dataset it is evaluated on, whose class names it takes.

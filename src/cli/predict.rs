@@ -34,6 +34,10 @@ pub struct PredictArgs {
     /// Print JSON (one array of per-image results) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Evaluate the model as trained, without folding each batch norm into the convolution
+    /// before it (folding computes the same function up to rounding, one pass over memory fewer).
+    #[arg(long)]
+    pub no_fusion: bool,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -63,7 +67,7 @@ impl OnBackend for PredictRun {
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, _device: String) -> Result<Vec<Prediction>> {
         let PredictRun { args, model } = self;
-        let mut ex = model.restore(backend)?;
+        let mut ex = model.restore_for_inference(backend, !args.no_fusion)?;
         let [c, h, w] = model.input;
         let classes = model.class_names.len();
         let mut out = Vec::with_capacity(args.images.len());

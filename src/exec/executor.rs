@@ -169,6 +169,19 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         })
     }
 
+    /// This model for evaluation with every batch norm that reads a convolution folded into it
+    /// (`graph::fold`), and how many were folded: one pass over memory fewer per pair, the same
+    /// function up to rounding. The result cannot train: its batch norms are gone.
+    pub fn fold_batch_norms(self) -> Result<(Self, usize)> {
+        let folded = crate::graph::fold::fold_batch_norms(&self.graph);
+        let mut params = self.params;
+        super::fold::fold_values(&self.backend, &mut params, &folded)?;
+        let count = folded.folds.len();
+        let grads = GradStore::new(folded.graph.params.len());
+        let graph = folded.graph;
+        Ok((Executor { graph, params, grads, input_grad: None, last_peak_bytes: 0, train_metrics: None, ..self }, count))
+    }
+
     /// Turns reuse of the executor's own scratch buffers on (the default) or off.
     pub fn set_buffer_pooling(&mut self, enabled: bool) {
         self.scratch = BufferCache::new(enabled);

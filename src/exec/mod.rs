@@ -10,6 +10,7 @@
 pub mod backward;
 pub mod buffer_cache;
 pub mod executor;
+pub mod fold;
 pub mod forward;
 pub mod memory;
 pub mod metrics;

@@ -54,6 +54,16 @@ impl<E: Element, B: Device<E>> ParamStore<E, B> {
         Ok(ParamStore { params, by_name })
     }
 
+    /// Appends a parameter (the folded graph's new biases); its id is the next one.
+    pub fn push(&mut self, spec: ParamSpec, value: Buf<E, B>) -> Result<ParamId> {
+        let id = self.params.len();
+        if self.by_name.insert(spec.name.clone(), id).is_some() {
+            return Err(Error::config(format!("parameter name {} appears twice in the graph", spec.name)));
+        }
+        self.params.push(Param { spec, value });
+        Ok(id)
+    }
+
     pub fn len(&self) -> usize {
         self.params.len()
     }

@@ -3,6 +3,8 @@
 //! loss. It holds no tensors; `crate::exec` runs it on a device. A node's op is its unit from
 //! `crate::ops` (see `crate::ops::node`), which derives the node's shape when it is added.
 
+pub mod fold;
+
 use crate::error::{Error, Result};
 use crate::ops::{
     Activation, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, BatchNormParams, ChannelShuffle, Concat, Conv2d, Dropout,

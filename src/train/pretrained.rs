@@ -165,6 +165,13 @@ impl RunnableModel {
         }
         Ok(ex)
     }
+
+    /// The model for evaluation: [`restore`](Self::restore), then every batch norm that reads a
+    /// convolution folded into it unless `fold_batch_norms` is off (`--no-fusion`).
+    pub fn restore_for_inference<B: Backend<f32> + Clone>(&self, backend: B, fold_batch_norms: bool) -> Result<Executor<f32, B>> {
+        let ex = self.restore(backend)?;
+        Ok(if fold_batch_norms { ex.fold_batch_norms()?.0 } else { ex })
+    }
 }
 
 /// `train --init-from FILE`: the model starts from the file's values; what the file does not

@@ -87,23 +87,27 @@ fn every_output_file_is_written_and_parses() {
     assert!(!dir.join("train.lock").exists(), "the lock is released");
 }
 
+/// With its batch norms folded into the convolutions (the default) and as trained.
 #[test]
 fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
     let run = default_run();
-    let args = EvalArgs {
-        checkpoint: Some(checkpoint_path(&run.out_dir)),
-        weights: Default::default(),
-        dataset: None,
-        data_dir: None,
-        batch_size: 100,
-        device: "cpu".parse().unwrap(),
-        workers: 1,
-        json: false,
-    };
-    let out = eval(&args).unwrap();
-    assert_eq!(out.evaluated_on, run.evaluated_on);
-    assert_eq!(out.metrics.confusion, run.final_metrics.confusion);
-    assert!((out.metrics.loss - run.final_metrics.loss).abs() < 1e-6);
+    for no_fusion in [false, true] {
+        let args = EvalArgs {
+            checkpoint: Some(checkpoint_path(&run.out_dir)),
+            weights: Default::default(),
+            dataset: None,
+            data_dir: None,
+            batch_size: 100,
+            device: "cpu".parse().unwrap(),
+            workers: 1,
+            json: false,
+            no_fusion,
+        };
+        let out = eval(&args).unwrap();
+        assert_eq!(out.evaluated_on, run.evaluated_on);
+        assert_eq!(out.metrics.confusion, run.final_metrics.confusion, "no_fusion {no_fusion}");
+        assert!((out.metrics.loss - run.final_metrics.loss).abs() < 1e-6, "no_fusion {no_fusion}");
+    }
 }
 
 #[test]
@@ -125,6 +129,7 @@ fn predict_ranks_the_true_class_of_synthetic_images_first() {
         top: 5,
         device: "cpu".parse().unwrap(),
         json: false,
+        no_fusion: false,
     };
     let predictions = predict(args).unwrap();
     assert_eq!(predictions.len(), 4);

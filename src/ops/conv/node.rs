@@ -142,6 +142,12 @@ impl Conv2d {
     pub fn cfg(&self) -> &ConvCfg {
         &self.cfg
     }
+    pub fn weight(&self) -> ParamId {
+        self.weight
+    }
+    pub fn bias(&self) -> Option<ParamId> {
+        self.bias
+    }
     pub fn geom(&self, input: &[usize], n: usize) -> Result<ConvGeom> {
         self.cfg.geom(input, n)
     }
