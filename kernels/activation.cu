@@ -44,3 +44,10 @@ extern "C" __global__ void activation_backward(const float* __restrict__ x, cons
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dx[i] = dy[i] * derivative(kind, x[i]);
 }
+
+// y = f(y + bias[channel]) in place over [N, channels, plane]: a folded convolution's epilogue.
+extern "C" __global__ void bias_activation(float* __restrict__ y, const float* __restrict__ bias, int kind,
+                                           int channels, int plane, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = activate(kind, y[i] + bias[(i / plane) % channels]);
+}

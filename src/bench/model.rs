@@ -6,7 +6,7 @@ use super::timing::{time_host, Timing};
 use crate::device::{CudaGraphMode, DeviceCounters};
 use crate::error::{Error, Result};
 use crate::exec::{
-    graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, ResidentBatch, StepOptions, StepReplay,
+    graph_obstacle, resolve_graph_mode, Batch, Executor, FoldCounts, Mode, Optimizer, OptimizerConfig, OptimizerKind, ResidentBatch, StepOptions, StepReplay,
 };
 use crate::graph::Graph;
 use crate::ops::Backend;
@@ -60,8 +60,9 @@ pub struct ModelBenchReport {
     pub per_step_uniform: bool,
     /// Whether the timed steps replayed a captured CUDA graph (one graph launch per step).
     pub cuda_graph: bool,
-    /// Batch norms folded into their convolutions for the inference timing.
-    pub folded_batch_norms: usize,
+    /// Batch norms folded into their convolutions, and activations fused into their bias pass,
+    /// for the inference timing.
+    pub folded: FoldCounts,
     /// What the bench itself sent per step, outside `per_step`: the device-side copy of the
     /// batch (a D2D copy into a new buffer; with a CUDA graph it is one of the graph's nodes)
     /// and the synchronisation that ends the timed step.
@@ -215,9 +216,9 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     let peak_train_bytes = train.backend().memory().peak_bytes;
     let replayed_graph = train.replays_graph();
     let TrainLoop { executor, resident, .. } = train;
-    let (mut executor, folded_batch_norms) = match opts.fold_batch_norms {
+    let (mut executor, folded) = match opts.fold_batch_norms {
         true => executor.fold_batch_norms()?,
-        false => (executor, 0),
+        false => (executor, FoldCounts::default()),
     };
     let inference = time_host(opts.warmup, opts.steps, || {
         let batch = Batch::Device(executor.backend().copy_buf(resident.input())?);
@@ -238,7 +239,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         per_step: last.work,
         per_step_uniform: timed.iter().all(|c| *c == last),
         cuda_graph: replayed_graph,
-        folded_batch_norms,
+        folded,
         bench_per_step: last.bench,
         inference_images_per_s: opts.batch as f64 / inference.median_s,
         inference,
@@ -277,7 +278,7 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
     let mut out = format!(
         "{} on {}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
          training step  {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms)\n\
-         inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norms folded)\n\
+         inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norms folded, {} activations fused)\n\
          peak memory    training {:.1} MiB, inference {:.1} MiB; {:.1} MiB cached, {:.1} MiB held at most\n\
          per step       {}{}\n\
          bench per step {} (its dropout seed and timing synchronisation)\n",
@@ -297,7 +298,8 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
         r.inference_images_per_s,
         r.inference.min_s * 1e3,
         r.inference.max_s * 1e3,
-        r.folded_batch_norms,
+        r.folded.batch_norms,
+        r.folded.activations,
         mib(r.peak_train_bytes),
         mib(r.peak_inference_bytes),
         mib(r.cached_bytes),

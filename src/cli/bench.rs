@@ -47,8 +47,8 @@ pub struct BenchArgs {
     /// devices unless the model has dropout), on, or off.
     #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
     pub cuda_graph: CudaGraphMode,
-    /// Time inference as trained, without folding each batch norm into the convolution before
-    /// it (as `eval --no-fusion`).
+    /// Time inference as trained, without folding batch norms and activations into the
+    /// convolutions (as `eval --no-fusion`).
     #[arg(long)]
     pub no_fusion: bool,
     /// One JSON object on stdout instead of the text summary.

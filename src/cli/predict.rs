@@ -35,7 +35,8 @@ pub struct PredictArgs {
     #[arg(long)]
     pub json: bool,
     /// Evaluate the model as trained, without folding each batch norm into the convolution
-    /// before it (folding computes the same function up to rounding, one pass over memory fewer).
+    /// before it and the activation after into its bias pass (folding computes the same function
+    /// up to rounding with fewer passes over memory).
     #[arg(long)]
     pub no_fusion: bool,
 }

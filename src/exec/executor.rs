@@ -36,6 +36,7 @@ use crate::ops::dropout::step_seed_words;
 use crate::ops::loss::{check_labels, eval_words, train_words};
 use crate::ops::Backend;
 use crate::rng::Rng;
+use serde::Serialize;
 use std::sync::Arc;
 
 /// Gradients of the loss with respect to each loss output's logits.
@@ -110,6 +111,13 @@ pub struct StepOutput<E> {
     pub logits: Vec<E>,
 }
 
+/// What `Executor::fold_batch_norms` removed from the graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FoldCounts {
+    pub batch_norms: usize,
+    pub activations: usize,
+}
+
 pub struct Executor<E: Element, B: Backend<E>> {
     backend: B,
     graph: Graph,
@@ -170,13 +178,14 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     }
 
     /// This model for evaluation with every batch norm that reads a convolution folded into it
-    /// (`graph::fold`), and how many were folded: one pass over memory fewer per pair, the same
-    /// function up to rounding. The result cannot train: its batch norms are gone.
-    pub fn fold_batch_norms(self) -> Result<(Self, usize)> {
+    /// and each activation that then reads the convolution alone fused into its bias pass
+    /// (`graph::fold`), and how many batch norms and activations went: one pass over memory fewer
+    /// each, the same function up to rounding. The result cannot train.
+    pub fn fold_batch_norms(self) -> Result<(Self, FoldCounts)> {
         let folded = crate::graph::fold::fold_batch_norms(&self.graph);
         let mut params = self.params;
         super::fold::fold_values(&self.backend, &mut params, &folded)?;
-        let count = folded.folds.len();
+        let count = FoldCounts { batch_norms: folded.folds.len(), activations: folded.fused_activations };
         let grads = GradStore::new(folded.graph.params.len());
         let graph = folded.graph;
         Ok((Executor { graph, params, grads, input_grad: None, last_peak_bytes: 0, train_metrics: None, ..self }, count))

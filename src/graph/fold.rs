@@ -1,7 +1,9 @@
 //! Batch norm folded into the convolution before it, for evaluation: there a batch norm is a fixed
 //! per-channel affine map, so `conv -> batch norm` is one convolution with rescaled weights and a
-//! bias, and the batch norm's pass over memory disappears. This module rewrites the graph;
-//! `crate::exec` computes the folded values from the parameters.
+//! bias, and the batch norm's pass over memory disappears. An activation that then reads the
+//! biased convolution alone is applied in the same pass as the bias (`Conv2d::with_activation`),
+//! so `conv -> batch norm -> relu` leaves one pass after the convolution where it had two. This
+//! module rewrites the graph; `crate::exec` computes the folded values from the parameters.
 
 use super::{Graph, Init, Node, NodeId, ParamId, ParamKind, ParamSpec};
 use crate::ops::{BatchNormParams, Conv2d, Op};
@@ -25,10 +27,13 @@ pub struct BnFold {
 pub struct FoldedGraph {
     pub graph: Graph,
     pub folds: Vec<BnFold>,
+    /// Activations applied in their convolution's bias pass.
+    pub fused_activations: usize,
 }
 
-/// Folds every batch norm whose input is a convolution that feeds nothing else. Evaluation only:
-/// training needs the batch statistics the folded graph no longer computes.
+/// Folds every batch norm whose input is a convolution that feeds nothing else, then every
+/// activation whose input is a biased convolution (or such a folded pair) that feeds nothing
+/// else. Evaluation only: training needs the batch statistics the folded graph no longer computes.
 pub fn fold_batch_norms(source: &Graph) -> FoldedGraph {
     let mut readers = vec![0usize; source.nodes.len()];
     for node in &source.nodes {
@@ -43,6 +48,7 @@ pub fn fold_batch_norms(source: &Graph) -> FoldedGraph {
     let mut nodes: Vec<Node> = Vec::with_capacity(source.nodes.len());
     let mut new_id: Vec<NodeId> = Vec::with_capacity(source.nodes.len());
     let mut folds = Vec::new();
+    let mut fused_activations = 0;
     for node in &source.nodes {
         if let Some((conv_node, conv, bn)) = foldable(source, node, &readers) {
             let folded = new_id[conv_node];
@@ -60,11 +66,17 @@ pub fn fold_batch_norms(source: &Graph) -> FoldedGraph {
             new_id.push(folded);
             continue;
         }
+        if let Some((target, conv)) = fusable_activation(node, &nodes, &new_id, &readers) {
+            nodes[target].op = Op::Conv2d(conv);
+            fused_activations += 1;
+            new_id.push(target);
+            continue;
+        }
         new_id.push(nodes.len());
         nodes.push(Node { inputs: node.inputs.iter().map(|&j| new_id[j]).collect(), ..node.clone() });
     }
     let outputs = source.outputs.iter().map(|o| super::GraphOutput { node: new_id[o.node], ..o.clone() }).collect();
-    FoldedGraph { graph: Graph { name: source.name.clone(), nodes, params, outputs }, folds }
+    FoldedGraph { graph: Graph { name: source.name.clone(), nodes, params, outputs }, folds, fused_activations }
 }
 
 /// The convolution node, the convolution and the batch norm when `node` is a batch norm reading a
@@ -78,11 +90,25 @@ fn foldable<'g>(graph: &'g Graph, node: &'g Node, readers: &[usize]) -> Option<(
     }
 }
 
+/// The folded graph's node that `node` (an activation) joins and its convolution with the
+/// activation fused, when `node` reads a biased convolution without one that nothing else reads.
+fn fusable_activation(node: &Node, folded: &[Node], new_id: &[NodeId], readers: &[usize]) -> Option<(NodeId, Conv2d)> {
+    let Op::Activation(activation) = node.op else { return None };
+    let &[input] = node.inputs.as_slice() else { return None };
+    let target = new_id[input];
+    match &folded[target].op {
+        Op::Conv2d(conv) if readers[input] == 1 && conv.activation().is_none() => {
+            conv.clone().with_activation(activation).ok().map(|conv| (target, conv))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::graph::GraphBuilder;
-    use crate::ops::{Activation, ConvCfg};
+    use crate::ops::{Activation, ConvCfg, NodeOp};
 
     fn count(graph: &Graph, pred: impl Fn(&Op) -> bool) -> usize {
         graph.nodes.iter().filter(|n| pred(&n.op)).count()
@@ -99,15 +125,15 @@ mod tests {
         b.output(fc, 1.0, false);
         let source = b.finish().unwrap();
         let folded = fold_batch_norms(&source);
-        assert_eq!(folded.folds.len(), 1);
-        assert_eq!(count(&folded.graph, |op| matches!(op, Op::BatchNorm2d(_))), 0);
-        assert_eq!(folded.graph.nodes.len(), source.nodes.len() - 1);
+        assert_eq!((folded.folds.len(), folded.fused_activations), (1, 1));
+        assert_eq!(count(&folded.graph, |op| matches!(op, Op::BatchNorm2d(_) | Op::Activation(_))), 0);
+        assert_eq!(folded.graph.nodes.len(), source.nodes.len() - 2);
         let fold = &folded.folds[0];
         assert_eq!(fold.source_bias, None);
         assert_eq!(folded.graph.params[fold.bias].name, "conv.bias");
         let Op::Conv2d(conv) = &folded.graph.nodes[1].op else { panic!("node 1 stays the convolution") };
-        assert_eq!(conv.bias(), Some(fold.bias));
-        assert_eq!(folded.graph.nodes[2].inputs, vec![1], "the activation reads the convolution");
+        assert_eq!((conv.bias(), conv.activation()), (Some(fold.bias), Some(Activation::Relu)));
+        assert_eq!(folded.graph.nodes[2].inputs, vec![1], "the flatten reads the convolution");
         assert_eq!(folded.graph.main_output().node, folded.graph.nodes.len() - 1);
     }
 
@@ -124,5 +150,26 @@ mod tests {
         let folded = fold_batch_norms(&source);
         assert!(folded.folds.is_empty());
         assert_eq!(folded.graph, source);
+    }
+
+    #[test]
+    fn an_activation_fuses_only_into_a_biased_convolution_it_alone_reads() {
+        let mut b = GraphBuilder::new("t", &[2, 4, 4]);
+        let plain = b.conv2d("plain", b.input(), ConvCfg { bias: false, ..ConvCfg::new(2, 1) }).unwrap();
+        let relu_plain = b.activation("relu_plain", plain, Activation::Relu);
+        let biased = b.conv2d("biased", relu_plain, ConvCfg::new(2, 1)).unwrap();
+        let silu = b.activation("silu", biased, Activation::Silu);
+        let shared = b.conv2d("shared", silu, ConvCfg::new(2, 1)).unwrap();
+        let relu6 = b.activation("relu6", shared, Activation::Relu6);
+        let sum = b.add("add", relu6, shared).unwrap();
+        let flat = b.flatten("flat", sum);
+        let fc = b.linear("fc", flat, 2, true).unwrap();
+        b.output(fc, 1.0, false);
+        let source = b.finish().unwrap();
+        let folded = fold_batch_norms(&source);
+        assert_eq!(folded.fused_activations, 1, "only silu after the biased convolution read by it alone");
+        let described: Vec<String> = folded.graph.nodes.iter().map(|n| n.op.describe()).collect();
+        assert!(described.contains(&"conv 1x1/1 +silu".to_string()), "{described:?}");
+        assert_eq!(count(&folded.graph, |op| matches!(op, Op::Activation(_))), 2);
     }
 }

@@ -1,6 +1,7 @@
-//! Batch norm folded into convolutions for evaluation (`Executor::fold_batch_norms`): every zoo
-//! model evaluates the same logits folded and unfolded (CPU f64, to rounding), and the folded
-//! model on the GPU matches the unfolded CPU reference without launching a batch-norm kernel.
+//! Batch norm folded into convolutions and activations fused into their bias pass, for
+//! evaluation (`Executor::fold_batch_norms`): every zoo model evaluates the same logits folded and
+//! unfolded (CPU f64, to rounding), and the folded model on the GPU matches the unfolded CPU
+//! reference without launching a batch-norm kernel.
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
@@ -61,10 +62,11 @@ fn every_zoo_model_evaluates_the_same_folded() {
         randomise_batch_norms(&mut ex, 2);
         let want = ex.infer(Batch::Host(&x)).unwrap();
         let (mut folded, count) = ex.fold_batch_norms().unwrap();
-        assert_eq!(batch_norms(folded.graph()), before - count, "{name}");
+        assert_eq!(batch_norms(folded.graph()), before - count.batch_norms, "{name}");
         if before > 0 {
-            assert!(count > 0, "{name}: none of its {before} batch norms was folded");
+            assert!(count.batch_norms > 0, "{name}: none of its {before} batch norms was folded");
         }
+        assert!(count.activations > 0, "{name}: no activation was fused");
         let got = folded.infer(Batch::Host(&x)).unwrap();
         assert_close(&format!("{name} folded logits"), &got, &want, 1e-12, 1e-9);
     }
@@ -83,12 +85,13 @@ fn folded_models_on_the_gpu_match_the_unfolded_cpu_reference() {
         let mut gpu_ex = Executor::<f32, _>::new(gpu(), graph, 1).unwrap();
         randomise_batch_norms(&mut gpu_ex, 4);
         let (mut folded, count) = gpu_ex.fold_batch_norms().unwrap();
-        assert!(count > 0, "{name}");
+        assert!(count.batch_norms > 0 && count.activations > 0, "{name}: {count:?}");
         Device::<f32>::take_kernel_log(folded.backend());
         let got = folded.infer(Batch::HostF32(&x32)).unwrap();
         let launched = Device::<f32>::take_kernel_log(folded.backend());
         assert!(launched.iter().any(|k| k.starts_with("conv")), "{name}: no convolution ran: {launched:?}");
         assert!(!launched.iter().any(|k| k.starts_with("norm")), "{name}: a batch-norm kernel ran: {launched:?}");
+        assert!(launched.iter().any(|k| k == "activation::bias_activation"), "{name}: no fused epilogue ran: {launched:?}");
         assert_close(&format!("{name} folded logits on the GPU"), &got, &want, 1e-4, 1e-4);
     }
 }

@@ -44,3 +44,29 @@ fn backward_rejects_a_gradient_of_another_length_as_the_cpu_does() {
     assert_eq!(err.to_string(), cpu_err.to_string());
     assert_eq!(err.to_string(), "shape error: relu: dy has 3 elements but 4 are needed");
 }
+
+/// The epilogue of a convolution with its batch norm folded in: y = f(y + bias[channel]) in place.
+#[test]
+fn channel_bias_activation_matches_the_cpu_reference() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (n, channels, plane, seed) in [(1, 1, 1, 1), (2, 3, 7, 2), (3, 5, 33, 3)] {
+        let y = random_f32(n * channels * plane, seed, -9.0, 9.0);
+        let bias = random_f32(channels, seed + 50, -2.0, 2.0);
+        let ((gy, cy), (gb, cb)) = (upload_pair(&gpu, &cpu, &y), upload_pair(&gpu, &cpu, &bias));
+        for kind in Activation::ALL {
+            let (mut gy, mut cy) = (gpu.copy_buf(&gy).unwrap(), cpu.copy_buf(&cy).unwrap());
+            gpu.channel_bias_activation(kind, &mut gy, &gb, channels, plane).unwrap();
+            cpu.channel_bias_activation(kind, &mut cy, &cb, channels, plane).unwrap();
+            let want: Vec<f64> = y.iter().enumerate().map(|(i, &v)| {
+                let x = v as f64 + bias[(i / plane) % channels] as f64;
+                cpu.activation_forward(kind, &cpu.upload(&[x]).unwrap()).unwrap()[0]
+            }).collect();
+            assert_close(&format!("{} bias epilogue on the CPU", kind.name()), &cy, &want, 1e-12, 1e-12);
+            let got = gpu.download(&gy).unwrap();
+            assert_close(&format!("{} bias epilogue, {n}x{channels}x{plane}", kind.name()), &got, &want, 1e-6, 1e-5);
+        }
+    }
+    let (mut gy, gb) = (gpu.upload(&[0.0f32; 6]).unwrap(), gpu.upload(&[0.0f32; 4]).unwrap());
+    let err = gpu.channel_bias_activation(Activation::Relu, &mut gy, &gb, 4, 1).err().expect("6 values are not whole samples of 4 channels");
+    assert!(err.to_string().contains("not whole samples of 4 channels"), "{err}");
+}

@@ -1,11 +1,12 @@
 //! Pointwise activations on the CPU.
 
-use super::{Activation, ActivationOps};
+use super::{check_channel_bias, Activation, ActivationOps};
 use crate::cpu::par::{map, zip_map};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::check::expect_len;
+use rayon::prelude::*;
 
 /// 1 / (1 + e^-x) without overflow: for x < 0 it is evaluated as e^x / (1 + e^x).
 #[inline]
@@ -106,6 +107,26 @@ impl<E: Element> ActivationOps<E> for CpuBackend {
             Activation::Hardswish => chain(x, dy, hardswish_grad),
         };
         Ok(self.wrap(dx))
+    }
+
+    fn channel_bias_activation(&self, kind: Activation, y: &mut CpuBuf<E>, bias: &CpuBuf<E>, channels: usize, plane: usize) -> Result<()> {
+        check_channel_bias(kind, y.len(), bias.len(), channels, plane)?;
+        fn apply<E: Element>(y: &mut [E], bias: &[E], plane: usize, f: impl Fn(E) -> E + Sync) {
+            y.par_chunks_mut(plane).enumerate().for_each(|(p, row)| {
+                let b = bias[p % bias.len()];
+                for v in row {
+                    *v = f(*v + b);
+                }
+            });
+        }
+        match kind {
+            Activation::Relu => apply(y, bias, plane, relu),
+            Activation::Relu6 => apply(y, bias, plane, relu6),
+            Activation::Sigmoid => apply(y, bias, plane, sigmoid),
+            Activation::Silu => apply(y, bias, plane, silu),
+            Activation::Hardswish => apply(y, bias, plane, hardswish),
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,6 @@
 //! GPU activations: kernels/activation.cu, one thread per element.
 
-use super::{Activation, ActivationOps};
+use super::{check_channel_bias, Activation, ActivationOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::device::driver::KernelArg;
@@ -35,5 +35,19 @@ impl ActivationOps<f32> for GpuBackend {
         let args = [x.arg(), dy.arg(), dx.arg(), KernelArg::I32(kind_code(kind)), n];
         self.launch("activation", "activation_backward", per_element(x.len(), "activation_backward")?, &args)?;
         Ok(dx)
+    }
+
+    fn channel_bias_activation(&self, kind: Activation, y: &mut GpuBuf<f32>, bias: &GpuBuf<f32>, channels: usize, plane: usize) -> Result<()> {
+        check_channel_bias(kind, y.len(), bias.len(), channels, plane)?;
+        let what = |part: &str| format!("the {part} of the {} convolution epilogue", kind.name());
+        let args = [
+            y.arg(),
+            bias.arg(),
+            KernelArg::I32(kind_code(kind)),
+            int(channels, &what("channels"))?,
+            int(plane, &what("plane"))?,
+            int(y.len(), &what("length"))?,
+        ];
+        self.launch("activation", "bias_activation", per_element(y.len(), "bias_activation")?, &args)
     }
 }

@@ -10,7 +10,8 @@ mod node;
 
 use crate::device::Device;
 use crate::element::Element;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::ops::check::expect_len;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Activation {
@@ -42,4 +43,21 @@ pub trait ActivationOps<E: Element>: Device<E> {
     fn activation_forward(&self, kind: Activation, x: &Self::Buf) -> Result<Self::Buf>;
     /// dx = dy * f'(x)
     fn activation_backward(&self, kind: Activation, x: &Self::Buf, dy: &Self::Buf) -> Result<Self::Buf>;
+    /// y = f(y + bias[c]) in place, y being [N, channels, plane]: the epilogue of a convolution
+    /// with its batch norm and activation folded in (evaluation only, so no backward).
+    fn channel_bias_activation(&self, kind: Activation, y: &mut Self::Buf, bias: &Self::Buf, channels: usize, plane: usize) -> Result<()>;
+}
+
+/// The geometry checks of `channel_bias_activation`: one bias per channel, whole [channels, plane]
+/// samples.
+fn check_channel_bias(kind: Activation, y_len: usize, bias_len: usize, channels: usize, plane: usize) -> Result<()> {
+    expect_len(kind.name(), "bias", bias_len, channels)?;
+    let sample = channels * plane;
+    if sample == 0 || y_len % sample != 0 {
+        return Err(Error::shape(format!(
+            "{} with a channel bias: {y_len} values are not whole samples of {channels} channels x {plane} pixels",
+            kind.name()
+        )));
+    }
+    Ok(())
 }

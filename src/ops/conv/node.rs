@@ -6,7 +6,7 @@ use crate::device::ConvWorkspace;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::node::{chw, BackwardCtx, ForwardCtx, InputGrad, NodeOp, ParamId, Saved};
-use crate::ops::Backend;
+use crate::ops::{Activation, Backend};
 
 /// Configuration of a Conv2d layer, PyTorch's defaults: stride 1, padding 0, dilation 1,
 /// groups 1, bias on.
@@ -125,6 +125,9 @@ pub struct Conv2d {
     cfg: ConvCfg,
     weight: ParamId,
     bias: Option<ParamId>,
+    /// An activation applied to the biased output in the same pass: evaluation only, set by
+    /// `graph::fold` where the activation was the convolution's only reader.
+    activation: Option<Activation>,
 }
 
 impl Conv2d {
@@ -137,7 +140,7 @@ impl Conv2d {
         if cfg.bias != bias.is_some() {
             return Err(Error::config("conv2d: a bias parameter is given exactly when the configuration has a bias"));
         }
-        Ok(Conv2d { cfg, weight, bias })
+        Ok(Conv2d { cfg, weight, bias, activation: None })
     }
     pub fn cfg(&self) -> &ConvCfg {
         &self.cfg
@@ -147,6 +150,17 @@ impl Conv2d {
     }
     pub fn bias(&self) -> Option<ParamId> {
         self.bias
+    }
+    /// This convolution with `activation` applied to its biased output in the same pass; for
+    /// evaluation only (its backward is refused) and only with a bias.
+    pub fn with_activation(self, activation: Activation) -> Result<Self> {
+        if self.bias.is_none() {
+            return Err(Error::config("conv2d: a fused activation needs the convolution's bias"));
+        }
+        Ok(Conv2d { activation: Some(activation), ..self })
+    }
+    pub fn activation(&self) -> Option<Activation> {
+        self.activation
     }
     pub fn geom(&self, input: &[usize], n: usize) -> Result<ConvGeom> {
         self.cfg.geom(input, n)
@@ -184,6 +198,9 @@ impl NodeOp for Conv2d {
         if cfg.groups != 1 {
             text += &format!(" g{}", cfg.groups);
         }
+        if let Some(activation) = self.activation {
+            text += &format!(" +{}", activation.name());
+        }
         text
     }
     fn macs(&self, inputs: &[&[usize]], output: &[usize]) -> u64 {
@@ -204,9 +221,22 @@ impl NodeOp for Conv2d {
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
         let g = self.geom(ctx.inputs[0], ctx.n)?;
         let (w, b) = (ctx.params.value(self.weight), self.bias.map(|b| ctx.params.value(b)));
-        Ok((ConvPath::of(&g).forward(ctx.backend, xs[0], w, b, &g)?, Saved::None))
+        let path = ConvPath::of(&g);
+        let y = match (self.activation, b) {
+            (Some(activation), Some(b)) if !ctx.training => {
+                let mut y = path.forward(ctx.backend, xs[0], w, None, &g)?;
+                ctx.backend.channel_bias_activation(activation, &mut y, b, g.c_out, g.oh * g.ow)?;
+                y
+            }
+            (Some(_), _) => return Err(evaluation_only()),
+            (None, b) => path.forward(ctx.backend, xs[0], w, b, &g)?,
+        };
+        Ok((y, Saved::None))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
+        if self.activation.is_some() {
+            return Err(evaluation_only());
+        }
         let g = self.geom(ctx.inputs[0], ctx.n)?;
         let path = ConvPath::of(&g);
         let backend = ctx.backend;
@@ -223,4 +253,9 @@ impl NodeOp for Conv2d {
         }
         Ok(())
     }
+}
+
+/// A convolution with a fused activation exists only in a folded evaluation graph.
+fn evaluation_only() -> Error {
+    Error::config("a convolution with a fused activation (a folded evaluation graph) cannot train; train the unfolded model")
 }
