@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 /// The per-channel mean and std torchvision's ImageNet weights expect, in [0, 1] pixel units.
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// --classes of --weights where a command has no dataset to take it from: ImageNet's, which
+/// torchvision's weights classify.
+pub const IMAGENET_CLASSES: usize = 1000;
 
 /// How images are normalised (eval/predict --weights, train).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]

@@ -28,6 +28,9 @@ impl BatchNorm2d {
     pub fn new(eps: f64, momentum: f64, params: BatchNormParams) -> Self {
         BatchNorm2d { eps, momentum, params }
     }
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
     fn geom(&self, input: &[usize], n: usize) -> Result<BatchNormGeom> {
         let (c, h, w) = chw(input, "batch_norm2d")?;
         BatchNormGeom::new(n, c, h * w, self.eps)
