@@ -11,7 +11,7 @@ use crate::train::config::{DataConfig, DatasetChoice};
 use crate::train::evaluate::{evaluate, EvalSetup};
 use crate::train::metrics::EvalMetrics;
 use crate::train::outputs::{class_breakdown, ClassMetrics};
-use crate::train::pretrained::{RunnableModel, WeightsArgs};
+use crate::train::pretrained::{ResizeArgs, RunnableModel, WeightsArgs};
 use crate::train::session::{on_device, OnBackend};
 use clap::Args;
 use serde::Serialize;
@@ -31,6 +31,9 @@ pub struct EvalArgs {
     /// Directory of the dataset's files.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// torchvision's Resize and CenterCrop (default: as the checkpoint's run did).
+    #[command(flatten)]
+    pub resize: ResizeArgs,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
     /// Compute device: auto (CUDA if present, else CPU), cpu, cuda, cuda:N or sim (the PTX simulator).
@@ -131,6 +134,7 @@ fn from_weights(args: &EvalArgs) -> Result<(RunnableModel, data::Dataset)> {
         input: None,
         gray_to_rgb: false,
         limit: None,
+        resize: args.resize,
     };
     data_config.validate()?;
     let dataset = data::load(&data_config.dataset_options(args.weights.model_input()?, 0)?)?;
@@ -158,6 +162,9 @@ fn from_checkpoint(args: &EvalArgs, path: &std::path::Path) -> Result<(RunnableM
     }
     if args.data_dir.is_some() {
         data_config.data_dir = args.data_dir.clone();
+    }
+    if args.resize.is_set() {
+        data_config.resize = args.resize;
     }
     data_config.validate()?;
     let dataset = data::load(&data_config.dataset_options(meta.input, meta.config.seed)?)?;

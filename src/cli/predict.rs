@@ -2,14 +2,14 @@
 //! likely classes of each image with their probabilities, the images resized to the model's input
 //! and normalised as in training (or as --normalize says).
 
-use crate::data::{load_image_file, normalise_image};
+use crate::data::normalise_image;
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::exec::Batch;
 use crate::ops::Backend;
 use crate::train::checkpoint;
 use crate::train::metrics::log_softmax;
-use crate::train::pretrained::{RunnableModel, WeightsArgs};
+use crate::train::pretrained::{ResizeArgs, RunnableModel, WeightsArgs};
 use crate::train::session::{on_device, OnBackend};
 use clap::Args;
 use serde::Serialize;
@@ -22,6 +22,9 @@ pub struct PredictArgs {
     pub checkpoint: Option<PathBuf>,
     #[command(flatten)]
     pub weights: WeightsArgs,
+    /// torchvision's Resize and CenterCrop (default: as the checkpoint's run did).
+    #[command(flatten)]
+    pub resize: ResizeArgs,
     /// Image files (PNG or JPEG).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -75,7 +78,7 @@ impl OnBackend for PredictRun {
         for chunk in args.images.chunks(PREDICT_BATCH) {
             let mut x = Vec::with_capacity(chunk.len() * c * h * w);
             for path in chunk {
-                let pixels = load_image_file(path, c, h, w)?;
+                let pixels = model.load_image(path, &args.resize)?;
                 x.extend(normalise_image(&pixels, c, &model.mean, &model.std));
             }
             let logits = ex.infer(Batch::HostF32(&x))?;

@@ -2,7 +2,7 @@
 //! further down, as torchvision's ImageFolder finds them), either directly in the data directory
 //! or in its `train/` (and optional `test/`) sub-folders. Images are read as RGB or grey.
 
-use super::transform::resize_bilinear;
+use super::transform::Fit;
 use super::{ImageSet, RawDataset};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -37,6 +37,13 @@ fn decode(path: &Path) -> Result<image::DynamicImage> {
 /// Decodes `path` into `channels` (1 = grey, 3 = RGB) planes resized bilinearly to
 /// `height` x `width`, CHW, as u8.
 pub fn load_image_file(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
+    load_image(path, channels, &Fit::Stretch(height, width))
+}
+
+/// Decodes `path` into `channels` (1 = grey, 3 = RGB) planes fitted to one size as `fit` says,
+/// CHW, as u8.
+pub fn load_image(path: &Path, channels: usize, fit: &Fit) -> Result<Vec<u8>> {
+    let (height, width) = fit.size();
     if height == 0 || width == 0 {
         return Err(Error::config(format!("image size {height}x{width} must be non-empty")));
     }
@@ -53,7 +60,7 @@ pub fn load_image_file(path: &Path, channels: usize, height: usize, width: usize
             planar[c * h * w + i] = v;
         }
     }
-    Ok(if (h, w) == (height, width) { planar } else { resize_bilinear(&planar, channels, (h, w), (height, width)) })
+    fit.apply(&planar, channels, (h, w)).map_err(|e| Error::data(path, e.to_string()))
 }
 
 /// Grey as PIL's `convert("L")` (ITU-R 601 weights in 16-bit fixed point), which torchvision's
@@ -76,27 +83,25 @@ fn class_images(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Appends the image at `file` with `label` to `set`, at the size in `size` or, when that is
-/// not fixed yet, at this first image's own size, which then fixes it.
-pub(super) fn push_image(set: &mut ImageSet, file: &Path, label: u32, size: &mut Option<(usize, usize)>) -> Result<()> {
-    let (h, w) = match *size {
-        Some(hw) => hw,
+/// Appends the image at `file` with `label` to `set`, fitted as `fit` says or, when that is not
+/// fixed yet, at this first image's own size, which then fixes it.
+pub(super) fn push_image(set: &mut ImageSet, file: &Path, label: u32, fit: &mut Option<Fit>) -> Result<()> {
+    let fit = match *fit {
+        Some(fit) => fit,
         None => {
             let image = decode(file)?;
-            let hw = (image.height() as usize, image.width() as usize);
-            *size = Some(hw);
-            hw
+            *fit.insert(Fit::Stretch(image.height() as usize, image.width() as usize))
         }
     };
-    set.pixels.extend(load_image_file(file, set.channels, h, w)?);
+    set.pixels.extend(load_image(file, set.channels, &fit)?);
     set.labels.push(label);
-    (set.height, set.width) = (h, w);
+    (set.height, set.width) = fit.size();
     Ok(())
 }
 
 /// Reads the class folders under `dir`. With `classes` given (the test split), folder names must
 /// be among them; otherwise they define the classes, in sorted order.
-pub(super) fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Option<(usize, usize)>, channels: usize) -> Result<(Vec<String>, ImageSet)> {
+pub(super) fn read_split(dir: &Path, classes: Option<&[String]>, fit: &mut Option<Fit>, channels: usize) -> Result<(Vec<String>, ImageSet)> {
     let folders: Vec<PathBuf> = list_dir(dir)?.into_iter().filter(|p| p.is_dir()).collect();
     if folders.is_empty() {
         return Err(Error::data(dir, "no class sub-folders: expected one folder of PNG/JPEG images per class"));
@@ -115,16 +120,16 @@ pub(super) fn read_split(dir: &Path, classes: Option<&[String]>, size: &mut Opti
             return Err(Error::data(folder, "empty class folder: expected at least one .png, .jpg or .jpeg image"));
         }
         for file in files {
-            push_image(&mut set, &file, label as u32, size)?;
+            push_image(&mut set, &file, label as u32, fit)?;
         }
     }
     Ok((names, set))
 }
 
-/// Images are decoded to `channels` (1 or 3) and resized to `resize` when given, else to the size
-/// of the first image read.
-pub fn load_folder(dir: &Path, resize: Option<(usize, usize)>, channels: usize) -> Result<RawDataset> {
-    let mut size = resize;
+/// Images are decoded to `channels` (1 or 3) and fitted as `fit` says when given, else resized to
+/// the size of the first image read.
+pub fn load_folder(dir: &Path, fit: Option<Fit>, channels: usize) -> Result<RawDataset> {
+    let mut size = fit;
     let train_dir = dir.join("train");
     if !train_dir.is_dir() {
         let (classes, train) = read_split(dir, None, &mut size, channels)?;

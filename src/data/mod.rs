@@ -16,9 +16,9 @@ mod tiny_imagenet;
 mod transform;
 
 pub use augment::Augment;
-pub use folder::load_image_file;
+pub use folder::{load_image, load_image_file};
 pub use loader::{Batch, Loader};
-pub use transform::{channel_stats, normalise_image, resize_bilinear, seeded_split};
+pub use transform::{channel_stats, normalise_image, resize_antialiased, resize_bilinear, seeded_split, Fit, ResizeCrop};
 
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -131,6 +131,8 @@ pub struct DatasetOptions {
     pub seed: u64,
     /// Bilinear resize of every image to (height, width), e.g. to the model's input.
     pub resize: Option<(usize, usize)>,
+    /// torchvision's Resize and CenterCrop instead of `resize` (what pretrained weights expect).
+    pub resize_crop: Option<ResizeCrop>,
     /// Repeat a single grey channel three times (grey images into RGB models).
     pub grayscale_to_rgb: bool,
     /// The channels an image folder's images are decoded to: 1 (grey, as PIL's `convert("L")`)
@@ -142,7 +144,17 @@ pub struct DatasetOptions {
 
 impl DatasetOptions {
     pub fn new(kind: DatasetKind) -> Self {
-        DatasetOptions { kind, data_dir: None, val_fraction: 0.2, seed: 0, resize: None, grayscale_to_rgb: false, folder_channels: 3, limit: None }
+        DatasetOptions {
+            kind,
+            data_dir: None,
+            val_fraction: 0.2,
+            seed: 0,
+            resize: None,
+            resize_crop: None,
+            grayscale_to_rgb: false,
+            folder_channels: 3,
+            limit: None,
+        }
     }
 }
 
@@ -172,7 +184,8 @@ pub fn load(opts: &DatasetOptions) -> Result<Dataset> {
     if opts.limit == Some(0) {
         return Err(Error::config("the image limit must be at least 1"));
     }
-    if let Some((h, w)) = opts.resize {
+    let fit = opts.resize_crop.map(Fit::ResizeCrop).or(opts.resize.map(|(h, w)| Fit::Stretch(h, w)));
+    if let Some((h, w)) = fit.map(|fit| fit.size()) {
         if h == 0 || w == 0 {
             return Err(Error::config(format!("resize target {h}x{w} must be non-empty")));
         }
@@ -187,14 +200,16 @@ pub fn load(opts: &DatasetOptions) -> Result<Dataset> {
         DatasetKind::Mnist | DatasetKind::FashionMnist => idx::load_mnist_dir(&dir()?, opts.kind == DatasetKind::FashionMnist)?,
         DatasetKind::Cifar10 => cifar::load_cifar10(&dir()?)?,
         DatasetKind::Cifar100 => cifar::load_cifar100(&dir()?)?,
-        DatasetKind::TinyImagenet => tiny_imagenet::load_tiny_imagenet(&dir()?, opts.resize, opts.folder_channels)?,
-        DatasetKind::ImageFolder => folder::load_folder(&dir()?, opts.resize, opts.folder_channels)?,
+        DatasetKind::TinyImagenet => tiny_imagenet::load_tiny_imagenet(&dir()?, fit, opts.folder_channels)?,
+        DatasetKind::ImageFolder => folder::load_folder(&dir()?, fit, opts.folder_channels)?,
     };
-    finish(opts, raw)
+    // Image files are fitted as they are decoded; the arrays of the other readers here.
+    let fit_arrays = fit.filter(|_| !matches!(opts.kind, DatasetKind::TinyImagenet | DatasetKind::ImageFolder));
+    finish(opts, raw, fit_arrays)
 }
 
-/// Limit, split, resize, convert channels and compute the statistics.
-fn finish(opts: &DatasetOptions, raw: RawDataset) -> Result<Dataset> {
+/// Limit, split, fit to size, convert channels and compute the statistics.
+fn finish(opts: &DatasetOptions, raw: RawDataset, fit: Option<Fit>) -> Result<Dataset> {
     let RawDataset { classes, mut train, test } = raw;
     if let Some(limit) = opts.limit {
         train.truncate(limit);
@@ -215,18 +230,14 @@ fn finish(opts: &DatasetOptions, raw: RawDataset) -> Result<Dataset> {
         })?;
         (train, val)
     };
-    let prepare = |set: ImageSet| -> ImageSet {
-        let set = match opts.resize {
-            Some((h, w)) if (h, w) != (set.height, set.width) => transform::resize_set(&set, h, w),
-            _ => set,
+    let prepare = |set: ImageSet| -> Result<ImageSet> {
+        let set = match &fit {
+            Some(fit) => transform::fit_set(&set, fit)?,
+            None => set,
         };
-        if opts.grayscale_to_rgb && set.channels == 1 {
-            transform::grey_to_rgb(&set)
-        } else {
-            set
-        }
+        Ok(if opts.grayscale_to_rgb && set.channels == 1 { transform::grey_to_rgb(&set) } else { set })
     };
-    let (train, val, test) = (prepare(train), prepare(val), test.map(prepare));
+    let (train, val, test) = (prepare(train)?, prepare(val)?, test.map(prepare).transpose()?);
     if train.is_empty() {
         return Err(Error::config(format!("the {} dataset has no training images", opts.kind.name())));
     }

@@ -5,15 +5,16 @@
 //! as the test set; the unlabelled `test/` split is not read.
 
 use super::folder::{push_image, read_split};
+use super::transform::Fit;
 use super::{read_text, ImageSet, RawDataset};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The dataset under `dir` (the `tiny-imagenet-200` folder), decoded to `channels` and resized
-/// to `resize` when given (else kept at the first image's size, 64x64 in the real dataset).
-pub fn load_tiny_imagenet(dir: &Path, resize: Option<(usize, usize)>, channels: usize) -> Result<RawDataset> {
-    let mut size = resize;
+/// The dataset under `dir` (the `tiny-imagenet-200` folder), decoded to `channels` and fitted as
+/// `fit` says when given (else kept at the first image's size, 64x64 in the real dataset).
+pub fn load_tiny_imagenet(dir: &Path, fit: Option<Fit>, channels: usize) -> Result<RawDataset> {
+    let mut size = fit;
     let (wnids, train) = read_split(&dir.join("train"), None, &mut size, channels)?;
     check_wnids(dir, &wnids)?;
     let test = read_val(dir, &wnids, &mut size, channels)?;
@@ -55,7 +56,7 @@ fn class_names(dir: &Path, wnids: &[String]) -> Result<Vec<String>> {
 }
 
 /// The validation images, labelled by `val/val_annotations.txt`.
-fn read_val(dir: &Path, wnids: &[String], size: &mut Option<(usize, usize)>, channels: usize) -> Result<ImageSet> {
+fn read_val(dir: &Path, wnids: &[String], size: &mut Option<Fit>, channels: usize) -> Result<ImageSet> {
     let path = dir.join("val").join("val_annotations.txt");
     let text = read_text(&path, "the validation labels (file, WordNet id, box per line)")?;
     let mut set = ImageSet::empty(channels, 0, 0);

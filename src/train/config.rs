@@ -60,6 +60,9 @@ pub struct DataConfig {
     /// Use only the first N training images (quick runs).
     #[arg(long)]
     pub limit: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub resize: crate::train::pretrained::ResizeArgs,
 }
 
 /// Every flag of `ferronet train`. Defaults train `small_cnn` on the synthetic dataset.

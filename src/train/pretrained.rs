@@ -1,6 +1,7 @@
 //! Models from weights saved elsewhere (a torchvision state_dict as .pth/.pt or safetensors):
 //! the `--weights` flags of eval and predict, the model they describe, and `train --init-from`.
 
+use crate::data::{load_image, Fit, ResizeCrop};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::models;
@@ -17,6 +18,9 @@ use std::path::{Path, PathBuf};
 /// The per-channel mean and std torchvision's ImageNet weights expect, in [0, 1] pixel units.
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// --classes of --weights where a command has no dataset to take it from: ImageNet's, which
+/// torchvision's weights classify.
+pub const IMAGENET_CLASSES: usize = 1000;
 
 /// How images are normalised (eval/predict --weights, train).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -45,6 +49,40 @@ impl NormalizeChoice {
             )),
             (NormalizeChoice::None, _) => Ok((vec![0.0; channels], vec![1.0; channels])),
         }
+    }
+}
+
+/// `--resize N --center-crop S`: torchvision's evaluation preprocessing, which its pretrained
+/// weights expect (`Resize(256)`, `CenterCrop(224)`), instead of stretching images to the input.
+#[derive(Args, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResizeArgs {
+    /// Resize images so that their shorter edge is N pixels (the longer in proportion), with
+    /// antialiased bilinear filtering exactly as torchvision's transforms.Resize(N) on PIL images,
+    /// then center-crop them to the model's input size.
+    #[arg(long, value_name = "N")]
+    pub resize: Option<usize>,
+    /// Center-crop images to S x S as torchvision's transforms.CenterCrop(S) (after --resize);
+    /// S must be the model's input height and width.
+    #[arg(long, value_name = "S")]
+    pub center_crop: Option<usize>,
+}
+
+impl ResizeArgs {
+    pub fn is_set(&self) -> bool {
+        self.resize.is_some() || self.center_crop.is_some()
+    }
+
+    /// The Resize-CenterCrop these flags ask for a model taking `input`; None without them.
+    pub fn resize_crop(&self, [_, h, w]: [usize; 3]) -> Result<Option<ResizeCrop>> {
+        if self.resize == Some(0) {
+            return Err(Error::config("--resize must be at least 1 pixel"));
+        }
+        if let Some(side) = self.center_crop.filter(|&side| (side, side) != (h, w)) {
+            return Err(Error::config(format!(
+                "--center-crop {side} gives {side}x{side} images but the model's input is {h}x{w}; give --input C,{side},{side}"
+            )));
+        }
+        Ok(self.is_set().then_some(ResizeCrop { shorter_side: self.resize, crop: (h, w) }))
     }
 }
 
@@ -107,6 +145,8 @@ pub struct RunnableModel {
     /// Per-channel normalisation in [0, 1] pixel units.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// How the checkpoint's run fitted images to the input (none for --weights).
+    resize: ResizeArgs,
     cifar_stem: bool,
     seed: u64,
     weights: Weights,
@@ -121,6 +161,7 @@ impl RunnableModel {
             input: meta.input,
             mean: meta.mean.clone(),
             std: meta.std.clone(),
+            resize: meta.config.data.resize,
             cifar_stem: meta.config.cifar_stem,
             seed: meta.config.seed,
             weights: Weights::Checkpoint(tensors),
@@ -142,11 +183,21 @@ impl RunnableModel {
             input,
             mean,
             std,
+            resize: ResizeArgs::default(),
             cifar_stem: args.cifar_stem,
             // Every parameter comes from the file: the seed only draws the values it replaces.
             seed: 0,
             weights: Weights::StateDict { path: path.clone(), tensors },
         }))
+    }
+
+    /// The image at `path` as the model's input pixels (CHW u8): fitted as `resize` says when it
+    /// is set, else as the checkpoint's run fitted its images (stretched to the input without one).
+    pub fn load_image(&self, path: &Path, resize: &ResizeArgs) -> Result<Vec<u8>> {
+        let resize = if resize.is_set() { resize } else { &self.resize };
+        let [c, h, w] = self.input;
+        let fit = resize.resize_crop(self.input)?.map_or(Fit::Stretch(h, w), Fit::ResizeCrop);
+        load_image(path, c, &fit)
     }
 
     /// The model on `backend` with its weights.
@@ -210,6 +261,18 @@ pub fn init_from<B: Backend<f32> + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resize_flags_crop_to_the_model_input() {
+        let flags = |resize, center_crop| ResizeArgs { resize, center_crop };
+        assert_eq!(flags(None, None).resize_crop([3, 224, 224]).unwrap(), None);
+        let torchvision = ResizeCrop { shorter_side: Some(256), crop: (224, 224) };
+        assert_eq!(flags(Some(256), Some(224)).resize_crop([3, 224, 224]).unwrap(), Some(torchvision));
+        assert_eq!(flags(Some(256), None).resize_crop([3, 224, 224]).unwrap(), Some(torchvision));
+        let err = flags(Some(256), Some(200)).resize_crop([3, 224, 224]).unwrap_err().to_string();
+        assert!(err.contains("--center-crop 200 gives 200x200 images but the model's input is 224x224"), "{err}");
+        assert!(flags(Some(0), None).resize_crop([3, 8, 8]).unwrap_err().to_string().contains("--resize must be at least 1"));
+    }
 
     #[test]
     fn normalisation_statistics() {

@@ -117,6 +117,7 @@ impl DataConfig {
             val_fraction: self.val_split.unwrap_or(default_val),
             seed,
             resize: (native.map(|[_, h, w]| (h, w)) != Some((input[1], input[2]))).then_some((input[1], input[2])),
+            resize_crop: self.resize.resize_crop(input)?,
             grayscale_to_rgb: self.gray_to_rgb || input[0] == 3,
             folder_channels: input[0],
             limit: self.limit,

@@ -2,10 +2,12 @@
 //! from the zip archive `torch.save` writes (through a restricted unpickler that only builds
 //! tensors and never runs anything), and its loading into a model by parameter name, reported as
 //! PyTorch's `load_state_dict(strict=False)` reports (missing, unexpected, misshapen keys); and
-//! a model's parameters written back as a torchvision state_dict.
+//! a model's parameters written back as a torchvision state_dict, or with its evaluation graph
+//! as an ONNX model.
 
 mod export;
 mod load;
+pub mod onnx;
 mod pickle;
 mod pth;
 mod safetensors_file;

@@ -1,4 +1,4 @@
-//! The command line as a user runs it (models, bench, --weights and --init-from), the PyTorch reference script and the
+//! The command line as a user runs it (models, bench, --weights and --init-from, ONNX export in onnxruntime), the PyTorch reference script and the
 //! ptxas resource gate of the kernels.
 //! One binary per layer (see README, Tests), so the crate is linked a handful of times, not once per file.
 
@@ -7,5 +7,6 @@ mod bench_smoke;
 mod cuda_emu;
 mod datasets_cli;
 mod models_cli;
+mod onnx_cli;
 mod ptxas_gate;
 mod weights_cli;

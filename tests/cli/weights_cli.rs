@@ -56,6 +56,36 @@ fn predict_with_torchvision_weights_equals_pytorch() {
     }
 }
 
+/// `--resize 12` fits the 29x37 image of tests/fixtures/resize as torchvision's Resize(12) and
+/// CenterCrop(12) (the crop defaults to the input), not stretched to 12x12; a crop that is not the
+/// model's input is refused.
+#[test]
+fn predict_resizes_and_crops_as_torchvision_when_asked() {
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resize/input.png");
+    let weights = fixture("small_cnn.safetensors");
+    let model = ["--weights", path_arg(&weights), "--model", "small_cnn", "--classes", "10", "--input", "1,12,12", "--normalize", "none"];
+    let probabilities = |extra: &[&str]| {
+        let out = ferronet(&[&["predict", "--top", "10", "--device", "cpu", "--json"], &model[..], extra, &[path_arg(&image)]].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut top: Vec<(String, f64)> = got[0]["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["class"].as_str().unwrap().to_string(), e["probability"].as_f64().unwrap()))
+            .collect();
+        top.sort_by(|a, b| a.0.cmp(&b.0));
+        top
+    };
+    let stretched = probabilities(&[]);
+    let cropped = probabilities(&["--resize", "12"]);
+    assert_eq!(probabilities(&["--resize", "12", "--center-crop", "12"]), cropped);
+    let moved = cropped.iter().zip(&stretched).map(|(a, b)| (a.1 - b.1).abs()).fold(0.0, f64::max);
+    assert!(moved > 1e-3, "resizing and cropping gave the stretched image's probabilities");
+    let err = single_error_line(&ferronet(&[&["predict", "--device", "cpu", "--resize", "16", "--center-crop", "10"], &model[..], &[path_arg(&image)]].concat()));
+    assert!(err.contains("--center-crop 10 gives 10x10 images but the model's input is 12x12"), "{err}");
+}
+
 #[test]
 fn eval_with_weights_runs_on_a_dataset() {
     let weights = fixture("small_cnn.safetensors");

@@ -5,6 +5,7 @@
 mod data_fashion_mnist;
 mod data_pipeline;
 mod data_readers;
+mod data_resize;
 mod fuzz_checkpoint;
 mod fuzz_cifar;
 mod fuzz_folder;

@@ -95,6 +95,7 @@ fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
         let args = EvalArgs {
             checkpoint: Some(checkpoint_path(&run.out_dir)),
             weights: Default::default(),
+            resize: Default::default(),
             dataset: None,
             data_dir: None,
             batch_size: 100,
@@ -125,6 +126,7 @@ fn predict_ranks_the_true_class_of_synthetic_images_first() {
     let args = PredictArgs {
         checkpoint: Some(checkpoint_path(&run.out_dir)),
         weights: Default::default(),
+        resize: Default::default(),
         images,
         top: 5,
         device: "cpu".parse().unwrap(),

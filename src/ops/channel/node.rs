@@ -113,6 +113,9 @@ impl ChannelShuffle {
         }
         Ok(ChannelShuffle { groups })
     }
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
 }
 
 impl NodeOp for ChannelShuffle {

@@ -24,6 +24,18 @@ impl PoolWindow {
         }
         Ok(PoolWindow { kernel: (kernel, kernel), stride: (stride, stride), padding: (padding, padding), ceil_mode })
     }
+    pub fn kernel(&self) -> (usize, usize) {
+        self.kernel
+    }
+    pub fn stride(&self) -> (usize, usize) {
+        self.stride
+    }
+    pub fn padding(&self) -> (usize, usize) {
+        self.padding
+    }
+    pub fn ceil_mode(&self) -> bool {
+        self.ceil_mode
+    }
     fn geom(&self, input: &[usize], n: usize, count_include_pad: bool) -> Result<PoolGeom> {
         let (c, h, w) = chw(input, "pooling")?;
         PoolGeom::new(n, c, (h, w), self.kernel, self.stride, self.padding, self.ceil_mode, count_include_pad)
@@ -45,6 +57,9 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     pub fn new(window: PoolWindow) -> Self {
         MaxPool2d { window }
+    }
+    pub fn window(&self) -> &PoolWindow {
+        &self.window
     }
 }
 
@@ -82,6 +97,12 @@ impl AvgPool2d {
     pub fn new(window: PoolWindow, count_include_pad: bool) -> Self {
         AvgPool2d { window, count_include_pad }
     }
+    pub fn window(&self) -> &PoolWindow {
+        &self.window
+    }
+    pub fn count_include_pad(&self) -> bool {
+        self.count_include_pad
+    }
 }
 
 impl NodeOp for AvgPool2d {
@@ -114,6 +135,9 @@ impl AdaptiveAvgPool2d {
             return Err(Error::shape("adaptive pooling output must be non-empty"));
         }
         Ok(AdaptiveAvgPool2d { output })
+    }
+    pub fn output(&self) -> (usize, usize) {
+        self.output
     }
     fn geom(&self, input: &[usize], n: usize) -> Result<AdaptivePoolGeom> {
         let (c, h, w) = chw(input, "adaptive pooling")?;
