@@ -46,6 +46,10 @@ pub struct EvalArgs {
     /// before it (folding computes the same function up to rounding, one pass over memory fewer).
     #[arg(long)]
     pub no_fusion: bool,
+    /// Build inception_v3 and googlenet without their auxiliary classifiers (which evaluation
+    /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
+    #[arg(long)]
+    pub no_aux: bool,
 }
 
 /// What `ferronet eval` measured.
@@ -113,10 +117,11 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
     if args.batch_size == 0 || args.workers == 0 {
         return Err(Error::config("--batch-size and --workers must be at least 1"));
     }
-    let (model, dataset) = match &args.checkpoint {
+    let (mut model, dataset) = match &args.checkpoint {
         Some(path) if args.weights.weights.is_none() => from_checkpoint(args, path)?,
         _ => from_weights(args)?,
     };
+    model.aux_logits &= !args.no_aux;
     on_device(args.device, EvalRun { batch_size: args.batch_size, fold_batch_norms: !args.no_fusion, workers: args.workers, model, dataset })
 }
 

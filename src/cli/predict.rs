@@ -38,6 +38,10 @@ pub struct PredictArgs {
     /// before it (folding computes the same function up to rounding, one pass over memory fewer).
     #[arg(long)]
     pub no_fusion: bool,
+    /// Build inception_v3 and googlenet without their auxiliary classifiers (which evaluation
+    /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
+    #[arg(long)]
+    pub no_aux: bool,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -99,7 +103,7 @@ pub fn predict(args: PredictArgs) -> Result<Vec<Prediction>> {
         return Err(Error::config("--top must be at least 1"));
     }
     let classes = args.weights.classes.unwrap_or(IMAGENET_CLASSES);
-    let model = match (RunnableModel::from_weights(&args.weights, classes, None)?, &args.checkpoint) {
+    let mut model = match (RunnableModel::from_weights(&args.weights, classes, None)?, &args.checkpoint) {
         (Some(model), _) => model,
         (None, Some(path)) => {
             let (tensors, meta) = checkpoint::load(path)?;
@@ -107,6 +111,7 @@ pub fn predict(args: PredictArgs) -> Result<Vec<Prediction>> {
         }
         (None, None) => return Err(Error::config("predict needs --checkpoint FILE or --weights FILE --model NAME")),
     };
+    model.aux_logits &= !args.no_aux;
     on_device(args.device, PredictRun { args, model })
 }
 
