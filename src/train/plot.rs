@@ -96,10 +96,10 @@ pub fn xy_chart(title: &str, scale: XScale, x_label: &str, y_label: &str, curves
     let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
     let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
     let x_of = |x: f64| {
-        if !(x_hi > x_lo) {
-            MARGIN_LEFT + plot_w / 2.0
-        } else {
+        if x_hi > x_lo {
             MARGIN_LEFT + (to_axis(x) - x_lo) / (x_hi - x_lo) * plot_w
+        } else {
+            MARGIN_LEFT + plot_w / 2.0
         }
     };
     let y_of = |v: f64| MARGIN_TOP + (hi - v) / (hi - lo) * plot_h;

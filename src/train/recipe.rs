@@ -47,8 +47,8 @@ const FLAG_DEFAULTS: Recipe = Recipe {
     dropout: None,
 };
 
-/// small_cnn: Adam with the learning rate annealed to zero, light dropout (90.6% test top-1 on
-/// Fashion-MNIST in 3 epochs on the CPU; see README).
+/// small_cnn: Adam with cosine annealing and light dropout (91.26% test top-1 on Fashion-MNIST
+/// in 3 epochs on the CPU, against 86.5% with the flags' own defaults; see README).
 const SMALL_CNN: Recipe = Recipe {
     optimizer: OptimizerChoice::Adam,
     lr: 0.002,
@@ -206,39 +206,33 @@ mod tests {
         GivenFlags::from_ids(ids.iter().map(|s| s.to_string()))
     }
 
-    fn fashion(model: &str) -> TrainConfig {
-        let mut c = TrainConfig::default();
-        c.model = model.into();
-        c.data.dataset = DatasetChoice::FashionMnist;
-        c
+    fn on(model: &str, dataset: DatasetChoice) -> TrainConfig {
+        let defaults = TrainConfig::default();
+        TrainConfig { model: model.into(), data: crate::train::config::DataConfig { dataset, ..defaults.data.clone() }, ..defaults }
     }
 
     #[test]
     fn recipes_fill_what_the_user_left_unset() {
-        let mut c = fashion("small_cnn");
+        let mut c = on("small_cnn", DatasetChoice::FashionMnist);
         let announced = apply(&mut c, &given(&["dataset"]));
         assert_eq!((c.optimizer, c.lr, c.weight_decay, c.scheduler, c.dropout), (OptimizerChoice::Adam, 0.002, 0.0, SchedulerChoice::Cosine, Some(0.1)));
         assert!(!c.augment && !c.cifar_stem);
         assert_eq!(announced, ["--optimizer adam", "--lr 0.002", "--weight-decay 0", "--scheduler cosine", "--dropout 0.1"]);
 
         // Given flags win; an optimiser other than the recipe's takes its own learning rate.
-        let mut c = fashion("small_cnn");
+        let mut c = on("small_cnn", DatasetChoice::FashionMnist);
         c.optimizer = OptimizerChoice::Sgd;
         c.dropout = Some(0.3);
         apply(&mut c, &given(&["optimizer", "dropout"]));
         assert_eq!((c.optimizer, c.lr, c.weight_decay, c.dropout), (OptimizerChoice::Sgd, 0.05, 5e-4, Some(0.3)));
 
-        let mut c = TrainConfig::default();
-        c.model = "resnet18".into();
-        c.data.dataset = DatasetChoice::Cifar10;
+        let mut c = on("resnet18", DatasetChoice::Cifar10);
         c.lr = 0.02;
         apply(&mut c, &given(&["lr"]));
         assert_eq!((c.optimizer, c.lr, c.batch_size, c.augment, c.cifar_stem), (OptimizerChoice::Sgd, 0.02, 128, true, true));
 
         // Fine-tuning: a tenth of the rate, the ImageNet stem and statistics.
-        let mut c = TrainConfig::default();
-        c.model = "mobilenet_v2".into();
-        c.data.dataset = DatasetChoice::Cifar100;
+        let mut c = on("mobilenet_v2", DatasetChoice::Cifar100);
         c.init_from = Some("w.pth".into());
         apply(&mut c, &given(&[]));
         assert_eq!((c.lr, c.weight_decay, c.cifar_stem, c.normalize), (0.005, 4e-5, false, NormalizeChoice::Imagenet));

@@ -61,8 +61,9 @@ pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
     out_dir.join("checkpoint.safetensors")
 }
 
-/// Runs `ferronet train` with `config`, every value of which the caller chose (so a resumed run
-/// refuses any that differs from its saved configuration but those that may change).
+/// Runs `ferronet train` with `config` as a whole: every value counts as chosen, so no recipe
+/// fills any, and on `--resume` each that differs from the saved configuration must be one that
+/// may change.
 pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
     train_given(config, &GivenFlags::every())
 }
@@ -169,7 +170,7 @@ pub(crate) fn augmentation(c: &TrainConfig) -> Option<Augment> {
 }
 
 /// The model as this run trains it: built for the data, dropout overridden, layers frozen.
-pub fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
+pub(crate) fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
     let mut graph = build_model_with_aux(&config.model, classes, input, config.cifar_stem, !config.no_aux)?;
     if let Some(p) = config.dropout {
         override_dropout(&mut graph, p)?;
