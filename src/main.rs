@@ -20,6 +20,8 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// Write a checkpoint's weights for PyTorch (a torchvision state_dict in safetensors).
     Export(cli::export::ExportArgs),
+    /// The learning-rate range test: the training loss as the learning rate grows, a plot and a suggested rate.
+    LrFind(cli::lr_find::LrFindArgs),
     /// Finite-difference gradient checks (CPU) and device-vs-CPU comparisons (cuda, sim).
     Gradcheck(cli::gradcheck::GradcheckArgs),
     /// List the compute devices available.
@@ -45,6 +47,7 @@ fn main() {
         Command::Eval(a) => cli::eval::run(a),
         Command::Predict(a) => cli::predict::run(a),
         Command::Export(a) => cli::export::run(a),
+        Command::LrFind(a) => cli::lr_find::run(a),
         Command::Gradcheck(a) => cli::gradcheck::run(a),
         Command::Devices(a) => cli::devices::run(a),
         Command::Models => cli::summary::list_models(),

@@ -50,6 +50,10 @@ pub struct EvalArgs {
     /// up to rounding with fewer passes over memory).
     #[arg(long)]
     pub no_fusion: bool,
+    /// Build inception_v3 and googlenet without their auxiliary classifiers (which evaluation
+    /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
+    #[arg(long)]
+    pub no_aux: bool,
 }
 
 /// What `ferronet eval` measured.
@@ -117,10 +121,11 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
     if args.batch_size == 0 || args.workers == 0 {
         return Err(Error::config("--batch-size and --workers must be at least 1"));
     }
-    let (model, dataset) = match &args.checkpoint {
+    let (mut model, dataset) = match &args.checkpoint {
         Some(path) if args.weights.weights.is_none() => from_checkpoint(args, path)?,
         _ => from_weights(args)?,
     };
+    model.aux_logits &= !args.no_aux;
     on_device(args.device, EvalRun { batch_size: args.batch_size, fold_batch_norms: !args.no_fusion, workers: args.workers, model, dataset })
 }
 

@@ -6,6 +6,7 @@ pub mod devices;
 pub mod eval;
 pub mod export;
 pub mod gradcheck;
+pub mod lr_find;
 pub mod predict;
 pub mod summary;
 pub mod train;

@@ -9,7 +9,7 @@ use crate::exec::Batch;
 use crate::ops::Backend;
 use crate::train::checkpoint;
 use crate::train::metrics::log_softmax;
-use crate::train::pretrained::{ResizeArgs, RunnableModel, WeightsArgs};
+use crate::train::pretrained::{ResizeArgs, RunnableModel, WeightsArgs, IMAGENET_CLASSES};
 use crate::train::session::{on_device, OnBackend};
 use clap::Args;
 use serde::Serialize;
@@ -42,6 +42,10 @@ pub struct PredictArgs {
     /// up to rounding with fewer passes over memory).
     #[arg(long)]
     pub no_fusion: bool,
+    /// Build inception_v3 and googlenet without their auxiliary classifiers (which evaluation
+    /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
+    #[arg(long)]
+    pub no_aux: bool,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -58,8 +62,6 @@ pub struct Prediction {
 
 /// Images decoded per forward pass.
 const PREDICT_BATCH: usize = 64;
-/// --classes of --weights when not given: ImageNet's, which torchvision's weights classify.
-const IMAGENET_CLASSES: usize = 1000;
 
 struct PredictRun {
     args: PredictArgs,
@@ -103,7 +105,7 @@ pub fn predict(args: PredictArgs) -> Result<Vec<Prediction>> {
         return Err(Error::config("--top must be at least 1"));
     }
     let classes = args.weights.classes.unwrap_or(IMAGENET_CLASSES);
-    let model = match (RunnableModel::from_weights(&args.weights, classes, None)?, &args.checkpoint) {
+    let mut model = match (RunnableModel::from_weights(&args.weights, classes, None)?, &args.checkpoint) {
         (Some(model), _) => model,
         (None, Some(path)) => {
             let (tensors, meta) = checkpoint::load(path)?;
@@ -111,6 +113,7 @@ pub fn predict(args: PredictArgs) -> Result<Vec<Prediction>> {
         }
         (None, None) => return Err(Error::config("predict needs --checkpoint FILE or --weights FILE --model NAME")),
     };
+    model.aux_logits &= !args.no_aux;
     on_device(args.device, PredictRun { args, model })
 }
 

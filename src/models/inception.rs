@@ -135,7 +135,7 @@ pub fn inception_v3(opts: &ModelOptions) -> Result<Graph> {
     let aux = if opts.aux_logits {
         let aux = net.aux(x).map_err(|e| match e {
             Error::Shape(m) => Error::shape(format!(
-                "{m} (the auxiliary classifier needs at least 299x299 inputs; turn it off for smaller ones)"
+                "{m} (the auxiliary classifier needs at least 299x299 inputs; turn it off for smaller ones with --no-aux)"
             )),
             other => other,
         })?;

@@ -6,8 +6,10 @@ use crate::error::{Error, Result};
 use crate::models::parse_input;
 use crate::train::pretrained::NormalizeChoice;
 use crate::train::schedule::{PlateauMode, ScheduleKind};
-use clap::{Args, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Command, ValueEnum};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -75,12 +77,14 @@ pub struct TrainConfig {
     pub data: DataConfig,
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    /// Images per training step [default: by model and dataset, see below].
+    #[arg(long, default_value_t = 64, hide_default_value = true)]
     pub batch_size: usize,
-    /// Base learning rate.
-    #[arg(long, default_value_t = 0.05)]
+    /// Base learning rate [default: by model and dataset, see below].
+    #[arg(long, default_value_t = 0.05, hide_default_value = true)]
     pub lr: f64,
-    #[arg(long, value_enum, default_value = "sgd")]
+    /// [default: by model and dataset, see below]
+    #[arg(long, value_enum, default_value = "sgd", hide_default_value = true)]
     pub optimizer: OptimizerChoice,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.9)]
@@ -98,8 +102,8 @@ pub struct TrainConfig {
     /// Adam/AdamW epsilon.
     #[arg(long, default_value_t = 1e-8)]
     pub eps: f64,
-    /// L2 weight decay (decoupled for AdamW).
-    #[arg(long, default_value_t = 5e-4)]
+    /// L2 weight decay (decoupled for AdamW) [default: by model and dataset, see below].
+    #[arg(long, default_value_t = 5e-4, hide_default_value = true)]
     pub weight_decay: f64,
     /// Exempt biases and batch-norm parameters from weight decay.
     #[arg(long)]
@@ -107,10 +111,12 @@ pub struct TrainConfig {
     /// Cross-entropy label smoothing in [0, 1).
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
-    /// Override the dropout probability of every dropout layer of the model.
+    /// Override the dropout probability of every dropout layer of the model [default: by model
+    /// and dataset, see below; else the model's own].
     #[arg(long)]
     pub dropout: Option<f64>,
-    #[arg(long, value_enum, default_value = "none")]
+    /// [default: by model and dataset, see below]
+    #[arg(long, value_enum, default_value = "none", hide_default_value = true)]
     pub scheduler: SchedulerChoice,
     /// StepLR: epochs between decays.
     #[arg(long, default_value_t = 10)]
@@ -137,26 +143,34 @@ pub struct TrainConfig {
     /// Train only the last K layers that have parameters; freeze the rest.
     #[arg(long, value_name = "K")]
     pub freeze_all_but: Option<usize>,
-    /// Basic augmentation: random crop with padding 4 and horizontal flip.
-    #[arg(long)]
+    /// Basic augmentation: random crop with padding 4 and horizontal flip [default: on for
+    /// cifar10, cifar100 and tiny-imagenet; --augment=false turns it off].
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", require_equals = true, hide_default_value = true)]
     pub augment: bool,
     /// Random-crop padding in pixels (0 = no crop).
     #[arg(long)]
     pub crop_padding: Option<usize>,
-    /// Random horizontal flip.
-    #[arg(long)]
+    /// Random horizontal flip [default: on for image folders; --hflip=false turns it off].
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", require_equals = true, hide_default_value = true)]
     pub hflip: bool,
     /// Colour jitter strengths B,C,S,H (brightness, contrast, saturation in [0, 1], hue in [0, 0.5]).
     #[arg(long, value_parser = parse_jitter, value_name = "B,C,S,H")]
     pub color_jitter: Option<[f32; 4]>,
     /// Normalise images with the dataset's own mean and std, with ImageNet's (what torchvision's
-    /// pretrained weights expect, for --init-from) or not at all (pixels in [0, 1]).
-    #[arg(long, value_enum, default_value = "dataset")]
+    /// pretrained weights expect) or not at all (pixels in [0, 1]) [default: dataset; imagenet
+    /// with --init-from on 3-channel inputs].
+    #[arg(long, value_enum, default_value = "dataset", hide_default_value = true)]
     #[serde(default = "dataset_normalization")]
     pub normalize: NormalizeChoice,
-    /// Use the CIFAR stem (3x3 stride-1 first conv, no stem max-pool) where the model has one.
-    #[arg(long)]
+    /// Use the CIFAR stem (3x3 stride-1 first conv, no stem max-pool) where the model has one
+    /// [default: on for cifar10 and cifar100 without --init-from; --cifar-stem=false turns it off].
+    #[arg(long, num_args = 0..=1, default_value_t = false, default_missing_value = "true", require_equals = true, hide_default_value = true)]
     pub cifar_stem: bool,
+    /// Leave out the auxiliary classifiers of inception_v3 and googlenet (inception_v3 needs
+    /// them off below 299x299).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_aux: bool,
     /// Start from the weights of a PyTorch state_dict: the .pth/.pt of torch.save(model.state_dict(), FILE)
     /// (e.g. torchvision's) or a safetensors file, matched to the model's torchvision-style parameter
     /// names (a `module.` prefix is dropped). What it lacks or holds in another shape (a classifier for
@@ -185,7 +199,9 @@ pub struct TrainConfig {
     /// Output directory (default: runs/<next free number>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue from --out's checkpoint.safetensors with its saved configuration.
+    /// Continue from --out's checkpoint.safetensors with its saved configuration. Only --epochs,
+    /// --device, --workers, --quiet, --log-json, --cuda-graph, --skip-nonfinite and --data-dir
+    /// may change (and are announced); another flag that differs from the saved value is refused.
     #[arg(long)]
     pub resume: bool,
     /// No progress bar or per-epoch lines.
@@ -219,9 +235,44 @@ fn dataset_normalization() -> NormalizeChoice {
 impl Default for TrainConfig {
     /// The flags' defaults (what `ferronet train` with no arguments runs).
     fn default() -> Self {
-        use clap::{FromArgMatches, Command};
+        use clap::FromArgMatches;
         let matches = Self::augment_args(Command::new("train")).get_matches_from(["train"]);
         Self::from_arg_matches(&matches).expect("the defaults of every flag parse")
+    }
+}
+
+/// The flags of a configuration that the user gave on the command line (clap's
+/// `ValueSource::CommandLine`), by clap id (the field's name: `lr`, `batch_size`): recipes fill
+/// the others, and `--resume` checks the given ones against the saved run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GivenFlags(Option<BTreeSet<String>>);
+
+impl GivenFlags {
+    /// Every flag counts as given: a configuration built in code means each of its values.
+    pub fn every() -> Self {
+        GivenFlags(None)
+    }
+
+    pub fn from_ids(ids: impl IntoIterator<Item = String>) -> Self {
+        GivenFlags(Some(ids.into_iter().collect()))
+    }
+
+    /// The train flags typed on the command line of `matches` (not defaults). Argument groups,
+    /// which clap reports as typed with their members, are no flags and are left out.
+    pub fn from_matches(matches: &ArgMatches) -> Self {
+        let typed = TrainConfig::flags().into_iter().map(|arg| arg.get_id().to_string());
+        Self::from_ids(typed.filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine)))
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.as_ref().is_none_or(|ids| ids.contains(id))
+    }
+}
+
+impl TrainConfig {
+    /// The `ferronet train` flags, as clap declares them (ids, long names, possible values).
+    pub fn flags() -> Vec<clap::Arg> {
+        Self::augment_args(Command::new("train")).get_arguments().cloned().collect()
     }
 }
 

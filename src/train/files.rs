@@ -11,6 +11,29 @@ pub fn next_run_dir(root: &Path) -> PathBuf {
     (1..).map(|n| root.join(n.to_string())).find(|p| !p.exists()).expect("an unused run number exists")
 }
 
+/// The directories a run created (its directory and any missing parents, deepest first), so
+/// a run that fails before writing anything leaves none of them behind.
+#[derive(Debug)]
+pub struct CreatedDirs(Vec<PathBuf>);
+
+impl CreatedDirs {
+    pub fn create(dir: &Path) -> Result<CreatedDirs> {
+        let missing = dir.ancestors().take_while(|p| !p.as_os_str().is_empty() && !p.exists()).map(Path::to_path_buf).collect();
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(CreatedDirs(missing))
+    }
+
+    /// Removes the created directories that are still empty, deepest first. `fs::remove_dir`
+    /// removes only an empty directory, so whatever the run wrote stays.
+    pub fn remove_if_empty(self) {
+        for dir in &self.0 {
+            if fs::remove_dir(dir).is_err() {
+                break;
+            }
+        }
+    }
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -123,6 +146,19 @@ mod tests {
         assert_eq!(next_run_dir(&dir), dir.join("1"));
         fs::create_dir(dir.join("1")).unwrap();
         assert_eq!(next_run_dir(&dir), dir.join("2"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn created_dirs_are_removed_only_while_empty() {
+        let dir = scratch("created");
+        let created = CreatedDirs::create(&dir.join("runs/1")).unwrap();
+        created.remove_if_empty();
+        assert!(!dir.join("runs").exists() && dir.exists(), "both created levels go, the existing parent stays");
+        let created = CreatedDirs::create(&dir.join("runs/1")).unwrap();
+        fs::write(dir.join("runs/1/history.csv"), "epoch").unwrap();
+        created.remove_if_empty();
+        assert!(dir.join("runs/1/history.csv").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -47,9 +47,40 @@ fn tick_label(v: f64) -> String {
 /// A line chart over epochs with axes, ticks, a legend and a title. Non-finite values are left
 /// out of the curve.
 pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> String {
-    let epochs = series.iter().map(|s| s.values.len()).max().unwrap_or(0).max(1);
-    let finite = || series.iter().flat_map(|s| s.values.iter().copied()).filter(|v| v.is_finite());
-    let (mut lo, mut hi) = finite().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let curves: Vec<Curve> = series
+        .iter()
+        .map(|s| Curve { label: s.label, color: s.color, points: s.values.iter().enumerate().map(|(e, &v)| ((e + 1) as f64, v)).collect() })
+        .collect();
+    xy_chart(title, XScale::Epochs, "epoch", y_label, &curves, None)
+}
+
+/// How x values map onto the horizontal axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XScale {
+    /// Epochs 1, 2, ...: linear, whole-number ticks, a dot on every point.
+    Epochs,
+    /// Logarithmic (learning rates): ticks at powers of ten, no dots.
+    Log10,
+}
+
+/// One curve of an [`xy_chart`]: (x, y) points.
+pub struct Curve<'a> {
+    pub label: &'a str,
+    pub color: &'a str,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart of curves with axes, ticks, a legend, a title and, with `marker`, a dashed
+/// vertical line at an x value with its label. Points with a non-finite coordinate (or x <= 0
+/// on a log scale) are left out.
+pub fn xy_chart(title: &str, scale: XScale, x_label: &str, y_label: &str, curves: &[Curve], marker: Option<(f64, &str)>) -> String {
+    let to_axis = |x: f64| match scale {
+        XScale::Epochs => x,
+        XScale::Log10 => x.log10(),
+    };
+    let shown = |&(x, y): &(f64, f64)| to_axis(x).is_finite() && y.is_finite();
+    let points = || curves.iter().flat_map(|c| c.points.iter().copied()).filter(shown);
+    let (mut lo, mut hi) = points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, v)| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
@@ -58,13 +89,17 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> String {
     }
     let pad = (hi - lo) * 0.05;
     let (lo, hi) = (if lo >= 0.0 { (lo - pad).max(0.0) } else { lo - pad }, hi + pad);
+    let (x_lo, x_hi) = match scale {
+        XScale::Epochs => (1.0, curves.iter().map(|c| c.points.len()).max().unwrap_or(0).max(1) as f64),
+        XScale::Log10 => points().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| (a.min(x.log10()), b.max(x.log10()))),
+    };
     let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
     let plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM;
-    let x_of = |epoch: f64| {
-        if epochs == 1 {
-            MARGIN_LEFT + plot_w / 2.0
+    let x_of = |x: f64| {
+        if x_hi > x_lo {
+            MARGIN_LEFT + (to_axis(x) - x_lo) / (x_hi - x_lo) * plot_w
         } else {
-            MARGIN_LEFT + (epoch - 1.0) / (epochs - 1) as f64 * plot_w
+            MARGIN_LEFT + plot_w / 2.0
         }
     };
     let y_of = |v: f64| MARGIN_TOP + (hi - v) / (hi - lo) * plot_h;
@@ -87,15 +122,21 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> String {
             tick_label(t)
         );
     }
-    for t in nice_ticks(1.0, epochs as f64).into_iter().filter(|t| t.fract() == 0.0) {
+    let x_ticks: Vec<(f64, String)> = match scale {
+        XScale::Epochs => nice_ticks(x_lo, x_hi).into_iter().filter(|t| t.fract() == 0.0).map(|t| (t, (t as usize).to_string())).collect(),
+        XScale::Log10 if x_lo.is_finite() => {
+            (x_lo.ceil() as i32..=x_hi.floor() as i32).map(|p| (10f64.powi(p), power_label(p))).collect()
+        }
+        XScale::Log10 => Vec::new(),
+    };
+    for (t, label) in x_ticks {
         let x = x_of(t);
         let _ = write!(
             svg,
-            r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="black"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="black"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
             MARGIN_TOP + plot_h,
             MARGIN_TOP + plot_h + 5.0,
             MARGIN_TOP + plot_h + 18.0,
-            t as usize
         );
     }
     let _ = write!(
@@ -104,25 +145,33 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> String {
     );
     let _ = write!(
         svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">epoch</text><text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">{}</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">{}</text>"#,
         MARGIN_LEFT + plot_w / 2.0,
         HEIGHT - 12.0,
+        escape(x_label),
         MARGIN_TOP + plot_h / 2.0,
         MARGIN_TOP + plot_h / 2.0,
         escape(y_label)
     );
-    for (i, s) in series.iter().enumerate() {
-        let points: Vec<String> = s
-            .values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(e, &v)| format!("{:.1},{:.1}", x_of(e as f64 + 1.0), y_of(v)))
-            .collect();
-        let _ = write!(svg, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, s.color, points.join(" "));
-        for p in &points {
-            let (x, y) = p.split_once(',').expect("point has a comma");
-            let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3" fill="{}"/>"#, s.color);
+    if let Some((x, label)) = marker.filter(|&(x, _)| to_axis(x).is_finite()) {
+        let mx = x_of(x);
+        let _ = write!(
+            svg,
+            r##"<line x1="{mx:.1}" y1="{MARGIN_TOP}" x2="{mx:.1}" y2="{:.1}" stroke="#d62728" stroke-dasharray="5,4"/><text x="{:.1}" y="{:.1}" fill="#d62728">{}</text>"##,
+            MARGIN_TOP + plot_h,
+            mx + 4.0,
+            MARGIN_TOP + 14.0,
+            escape(label)
+        );
+    }
+    for (i, c) in curves.iter().enumerate() {
+        let points: Vec<String> = c.points.iter().filter(|p| shown(p)).map(|&(x, v)| format!("{:.1},{:.1}", x_of(x), y_of(v))).collect();
+        let _ = write!(svg, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, c.color, points.join(" "));
+        if scale == XScale::Epochs {
+            for p in &points {
+                let (x, y) = p.split_once(',').expect("point has a comma");
+                let _ = write!(svg, r#"<circle cx="{x}" cy="{y}" r="3" fill="{}"/>"#, c.color);
+            }
         }
         let ly = MARGIN_TOP + 10.0 + 20.0 * i as f64;
         let lx = MARGIN_LEFT + plot_w + 12.0;
@@ -130,14 +179,22 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> String {
             svg,
             r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
             lx + 20.0,
-            s.color,
+            c.color,
             lx + 26.0,
             ly + 4.0,
-            escape(s.label)
+            escape(c.label)
         );
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The label of the tick at 10^p: 0.001 .. 1000 written out, beyond as 1e-7.
+fn power_label(p: i32) -> String {
+    match p {
+        -3..=3 => tick_label(10f64.powi(p)),
+        _ => format!("1e{p}"),
+    }
 }
 
 /// The confusion matrix as a heat map: cell colour = row-normalised share (white to dark blue),
@@ -239,5 +296,20 @@ mod tests {
         let heat = confusion_heatmap("confusion", &m, &["a".into(), "b".into()]);
         assert_eq!(heat.matches("<rect x=").count(), 4);
         assert!(heat.contains("75%") && heat.contains("rgb(8,48,107)"));
+    }
+
+    #[test]
+    fn log_scale_charts_tick_powers_of_ten_and_mark_a_value() {
+        let points = (0..=40).map(|i| (1e-6 * 10f64.powf(i as f64 / 8.0), 2.0 - i as f64 * 0.03)).collect();
+        let curves = [Curve { label: "smoothed loss", color: "#1f77b4", points }];
+        let svg = xy_chart("range test", XScale::Log10, "learning rate", "loss", &curves, Some((1e-3, "suggested 1e-3")));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        for label in [">1e-6<", ">1e-5<", ">1e-4<", ">0.001<", ">0.01<", ">0.1<"] {
+            assert!(svg.contains(label), "{label}");
+        }
+        assert!(svg.contains("suggested 1e-3") && svg.contains("stroke-dasharray"));
+        assert_eq!(svg.matches("<circle").count(), 0);
+        let points = svg.split("points=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+        assert_eq!(points.split(' ').count(), 41);
     }
 }

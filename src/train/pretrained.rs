@@ -9,7 +9,7 @@ use crate::ops::Backend;
 use crate::train::checkpoint::{CheckpointMeta, NamedTensor};
 use crate::train::config::parse_chw;
 use crate::train::model_setup::classifier_params;
-use crate::train::session::{build_model, load_model_tensors};
+use crate::train::session::{build_model_with_aux, load_model_tensors};
 use crate::weights::{load_state_dict, read_state_dict};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -147,6 +147,9 @@ pub struct RunnableModel {
     pub std: Vec<f32>,
     /// How the checkpoint's run fitted images to the input (none for --weights).
     resize: ResizeArgs,
+    /// Built with the auxiliary classifiers of inception_v3 and googlenet (evaluation never
+    /// runs them; --no-aux builds the model without, as for inputs below 299x299).
+    pub aux_logits: bool,
     cifar_stem: bool,
     seed: u64,
     weights: Weights,
@@ -162,6 +165,7 @@ impl RunnableModel {
             mean: meta.mean.clone(),
             std: meta.std.clone(),
             resize: meta.config.data.resize,
+            aux_logits: !meta.config.no_aux,
             cifar_stem: meta.config.cifar_stem,
             seed: meta.config.seed,
             weights: Weights::Checkpoint(tensors),
@@ -184,6 +188,7 @@ impl RunnableModel {
             mean,
             std,
             resize: ResizeArgs::default(),
+            aux_logits: true,
             cifar_stem: args.cifar_stem,
             // Every parameter comes from the file: the seed only draws the values it replaces.
             seed: 0,
@@ -202,7 +207,7 @@ impl RunnableModel {
 
     /// The model on `backend` with its weights.
     pub fn restore<B: Backend<f32> + Clone>(&self, backend: B) -> Result<Executor<f32, B>> {
-        let graph = build_model(&self.model, self.class_names.len(), self.input, self.cifar_stem)?;
+        let graph = build_model_with_aux(&self.model, self.class_names.len(), self.input, self.cifar_stem, self.aux_logits)?;
         let mut ex = Executor::new(backend, graph, self.seed)?;
         match &self.weights {
             Weights::Checkpoint(tensors) => load_model_tensors(&mut ex, tensors)?,

@@ -72,6 +72,12 @@ impl LrSchedule {
         })
     }
 
+    /// The schedule of a run extended (or shortened) to `total_epochs` on `--resume --epochs`:
+    /// cosine annealing then ends at the new last epoch; the other schedules do not depend on it.
+    pub fn with_total_epochs(self, total_epochs: usize) -> Self {
+        LrSchedule { total_epochs, ..self }
+    }
+
     /// The learning rate of epoch `epoch` (0-based).
     pub fn lr(&self, epoch: usize) -> f64 {
         if epoch < self.warmup_epochs {

@@ -125,10 +125,17 @@ impl DataConfig {
     }
 }
 
-/// Builds `model` for `classes` classes and the given input, as the checkpoint or run asks.
+/// Builds `model` for `classes` classes and the given input, as the checkpoint or run asks,
+/// with the auxiliary classifiers of inception_v3 and googlenet.
 pub fn build_model(model: &str, classes: usize, input: [usize; 3], cifar_stem: bool) -> Result<Graph> {
+    build_model_with_aux(model, classes, input, cifar_stem, true)
+}
+
+/// [`build_model`] with the auxiliary classifiers only when `aux_logits` (`--no-aux` turns them off).
+pub fn build_model_with_aux(model: &str, classes: usize, input: [usize; 3], cifar_stem: bool, aux_logits: bool) -> Result<Graph> {
     let mut opts = ModelOptions::new(classes, input);
     opts.cifar_stem = cifar_stem;
+    opts.aux_logits = aux_logits;
     models::build(model, &opts)
 }
 

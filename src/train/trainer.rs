@@ -14,9 +14,9 @@ use crate::models::summary::summarize;
 use crate::ops::Backend;
 use crate::rng::Rng;
 use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor, PartialEpoch, FORMAT_VERSION};
-use crate::train::config::{OptimizerChoice, TrainConfig};
+use crate::train::config::{GivenFlags, OptimizerChoice, TrainConfig};
 use crate::train::evaluate::{evaluate, EvalSetup};
-use crate::train::files::{next_run_dir, RunLock};
+use crate::train::files::{next_run_dir, CreatedDirs, RunLock};
 use crate::train::history::EpochRecord;
 use crate::train::metrics::EvalMetrics;
 use crate::train::model_setup::{freeze_all_but, freeze_backbone, override_dropout};
@@ -24,7 +24,9 @@ use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMe
 use crate::train::progress::EpochProgress;
 use crate::train::schedule::{LrSchedule, PlateauMode, ScheduleKind};
 use crate::train::pretrained::init_from;
-use crate::train::session::{build_model, load_model_tensors, model_tensors, on_device, OnBackend};
+use crate::train::recipe;
+use crate::train::resume::resumed_config;
+use crate::train::session::{build_model_with_aux, load_model_tensors, model_tensors, on_device, OnBackend};
 use crate::weights::read_state_dict;
 use crate::train::interrupt;
 use std::io::Write;
@@ -59,9 +61,19 @@ pub fn checkpoint_path(out_dir: &Path) -> PathBuf {
     out_dir.join("checkpoint.safetensors")
 }
 
-/// Runs `ferronet train` with `config`: checks it, picks and locks the output directory, loads
-/// the data and trains on the `--device` backend.
+/// Runs `ferronet train` with `config` as a whole: every value counts as chosen, so no recipe
+/// fills any, and on `--resume` each that differs from the saved configuration must be one that
+/// may change.
 pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
+    train_given(config, &GivenFlags::every())
+}
+
+/// Runs `ferronet train` with `config`, of which `given` are the flags the user typed: checks
+/// it, picks and locks the output directory, loads the data and trains on the `--device`
+/// backend. A run that fails before writing anything leaves no directory it created behind.
+pub fn train_given(mut config: TrainConfig, given: &GivenFlags) -> Result<TrainOutcome> {
+    // A resumed run keeps its saved configuration; a new one takes the recipe's defaults.
+    let recipe_chosen = if config.resume { Vec::new() } else { recipe::apply(&mut config, given) };
     config.validate()?;
     let out_dir = config.out.clone().unwrap_or_else(|| next_run_dir(Path::new("runs")));
     let ckpt = checkpoint_path(&out_dir);
@@ -70,17 +82,8 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
             return Err(Error::config(format!("--resume: there is no checkpoint at {}", ckpt.display())));
         }
         let (tensors, meta) = checkpoint::load(&ckpt)?;
-        // The saved configuration fixes the run; only how it is run may change.
-        let resumed = TrainConfig {
-            device: config.device,
-            workers: config.workers,
-            quiet: config.quiet,
-            log_json: config.log_json,
-            out: config.out,
-            resume: true,
-            ..meta.config.clone()
-        };
-        (resumed, Some((tensors, meta)))
+        let resumed = resumed_config(&meta.config, &config, given, meta.epochs_done)?;
+        (resumed.config, Some(ResumeFrom { tensors, meta, changes: resumed.changes }))
     } else {
         if ckpt.exists() {
             return Err(Error::config(format!(
@@ -101,14 +104,20 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
         prepare_model(&config, classes, input)?;
     }
     let options = config.data.dataset_options(input, config.seed)?;
-    std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
-    let _lock = RunLock::acquire(&out_dir)?;
-    let mut dataset = data::load(&options)?;
-    (dataset.mean, dataset.std) = config.normalize.stats(input[0], Some((&dataset.mean, &dataset.std)))?;
-    interrupt::arm();
-    let device = config.device;
-    let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
-    on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir, resume, init })
+    let created = CreatedDirs::create(&out_dir)?;
+    let outcome = (|| {
+        let _lock = RunLock::acquire(&out_dir)?;
+        let mut dataset = data::load(&options)?;
+        (dataset.mean, dataset.std) = config.normalize.stats(input[0], Some((&dataset.mean, &dataset.std)))?;
+        interrupt::arm();
+        let device = config.device;
+        let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
+        on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir: out_dir.clone(), resume, init, recipe_chosen })
+    })();
+    if outcome.is_err() {
+        created.remove_if_empty();
+    }
+    outcome
 }
 
 struct TrainRun {
@@ -118,12 +127,22 @@ struct TrainRun {
     /// Validation runs on the test set (its final metrics are the last validation's).
     val_is_test: bool,
     out_dir: PathBuf,
-    resume: Option<(Vec<NamedTensor>, CheckpointMeta)>,
+    resume: Option<ResumeFrom>,
     /// --init-from: the file and its tensors.
     init: Option<(PathBuf, Vec<NamedTensor>)>,
+    /// The recipe's values for flags the user did not give, as flags (`--optimizer adam`).
+    recipe_chosen: Vec<String>,
 }
 
-fn optimizer_config(c: &TrainConfig) -> OptimizerConfig {
+/// What a resumed run continues from.
+struct ResumeFrom {
+    tensors: Vec<NamedTensor>,
+    meta: CheckpointMeta,
+    /// The flags that changed from the saved configuration, as `--epochs 5 (saved: 3)`.
+    changes: Vec<String>,
+}
+
+pub(crate) fn optimizer_config(c: &TrainConfig) -> OptimizerConfig {
     let kind = match c.optimizer {
         OptimizerChoice::Sgd => OptimizerKind::Sgd { momentum: c.momentum, dampening: c.dampening, nesterov: c.nesterov },
         OptimizerChoice::Adam | OptimizerChoice::Adamw => OptimizerKind::Adam {
@@ -142,7 +161,7 @@ fn optimizer_config(c: &TrainConfig) -> OptimizerConfig {
     }
 }
 
-fn augmentation(c: &TrainConfig) -> Option<Augment> {
+pub(crate) fn augmentation(c: &TrainConfig) -> Option<Augment> {
     let crop_padding = c.crop_padding.unwrap_or(if c.augment { 4 } else { 0 });
     let hflip = c.hflip || c.augment;
     let [brightness, contrast, saturation, hue] = c.color_jitter.unwrap_or([0.0; 4]);
@@ -151,8 +170,8 @@ fn augmentation(c: &TrainConfig) -> Option<Augment> {
 }
 
 /// The model as this run trains it: built for the data, dropout overridden, layers frozen.
-fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
-    let mut graph = build_model(&config.model, classes, input, config.cifar_stem)?;
+pub(crate) fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
+    let mut graph = build_model_with_aux(&config.model, classes, input, config.cifar_stem, !config.no_aux)?;
     if let Some(p) = config.dropout {
         override_dropout(&mut graph, p)?;
     }
@@ -196,7 +215,7 @@ impl OnBackend for TrainRun {
     type Output = TrainOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<TrainOutcome> {
-        let TrainRun { config, input, dataset, val_is_test, out_dir, resume, init } = self;
+        let TrainRun { config, input, dataset, val_is_test, out_dir, resume, init, recipe_chosen } = self;
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
         let summary = summarize(&graph, config.batch_size)?;
@@ -220,7 +239,12 @@ impl OnBackend for TrainRun {
                 partial: None,
                 checkpoint_at: None,
             },
-            Some((tensors, meta)) => {
+            Some(ResumeFrom { tensors, meta, changes }) => {
+                if !config.quiet {
+                    let at = position(meta.epochs_done, meta.partial_epoch.as_ref());
+                    let with = if changes.is_empty() { String::new() } else { format!(" with {}", changes.join(", ")) };
+                    eprintln!("resuming {} {at} of {}{with}", out_dir.display(), config.epochs);
+                }
                 load_model_tensors(&mut ex, &tensors)?;
                 let buffers = tensors
                     .into_iter()
@@ -231,7 +255,7 @@ impl OnBackend for TrainRun {
                 ex.set_rng_state(meta.executor_rng_state);
                 RunState {
                     rng: Rng::from_state(meta.rng_state),
-                    schedule: meta.schedule,
+                    schedule: meta.schedule.with_total_epochs(config.epochs),
                     history: meta.history,
                     epochs_done: meta.epochs_done,
                     checkpoint_at: Some(position(meta.epochs_done, meta.partial_epoch.as_ref())),
@@ -243,10 +267,6 @@ impl OnBackend for TrainRun {
         // of an allocation failure inside the first step.
         let workspace = backend.conv_workspace();
         ex.check_batch_fits_device(config.batch_size, Mode::Train, workspace, optimizer.state_bytes(ex.params()))?;
-        if !config.quiet && (state.epochs_done > 0 || state.partial.is_some()) {
-            let at = position(state.epochs_done, state.partial.as_ref());
-            eprintln!("resuming {} {at} of {}", out_dir.display(), config.epochs);
-        }
 
         let train_set = Arc::new(dataset.train);
         let val_set = Arc::new(dataset.val);
@@ -275,6 +295,9 @@ impl OnBackend for TrainRun {
         let mut last_val: Option<EvalMetrics> = None;
         let mut stopped_early = false;
         if !config.quiet && state.epochs_done == 0 && state.partial.is_none() {
+            if let Some(line) = recipe::announcement(&config, &recipe_chosen) {
+                eprintln!("{line}");
+            }
             eprintln!(
                 "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}{}; outputs in {}",
                 config.model,

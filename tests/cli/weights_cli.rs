@@ -5,23 +5,12 @@
 
 use ferronet::train::checkpoint;
 use ferronet::weights::read_state_dict;
-use ferronet_test_support::cli_run::{ferronet_bin, run, single_error_line};
+use ferronet_test_support::cli_run::{ferronet, path_arg, single_error_line};
 use ferronet_test_support::scratch_dir;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torchvision").join(name)
-}
-
-fn ferronet(args: &[&str]) -> Output {
-    let mut cmd = Command::new(ferronet_bin());
-    cmd.args(args);
-    run(cmd)
-}
-
-fn path_arg(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// PyTorch's softmax for the fixture image, normalised with ImageNet's mean and std.
@@ -205,5 +194,13 @@ fn bad_weights_are_one_line_errors() {
     assert!(err.contains("posix.system"), "{err}");
     let err = single_error_line(&ferronet(&["train", "--normalize", "imagenet", "--device", "cpu", "--out", path_arg(&dir.join("run"))]));
     assert!(err.contains("--normalize imagenet needs a 3-channel input, not 1"), "{err}");
+    // Weights of another model fail once the model is built, after the data is read: the run
+    // directory made for the run goes again, with the parents the run created.
+    let run_dir = dir.join("runs/1");
+    let err = single_error_line(&ferronet(&[
+        "train", "--init-from", path_arg(&fixture("shufflenet_v2_x0_5.pth")), "--device", "cpu", "--out", path_arg(&run_dir),
+    ]));
+    assert!(err.contains("shares no parameter name with small_cnn"), "{err}");
+    assert!(!dir.join("run").exists() && !dir.join("runs").exists(), "a failed run leaves no empty run directory");
     std::fs::remove_dir_all(&dir).unwrap();
 }

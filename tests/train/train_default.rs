@@ -103,6 +103,7 @@ fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
             workers: 1,
             json: false,
             no_fusion,
+            no_aux: false,
         };
         let out = eval(&args).unwrap();
         assert_eq!(out.evaluated_on, run.evaluated_on);
@@ -132,6 +133,7 @@ fn predict_ranks_the_true_class_of_synthetic_images_first() {
         device: "cpu".parse().unwrap(),
         json: false,
         no_fusion: false,
+        no_aux: false,
     };
     let predictions = predict(args).unwrap();
     assert_eq!(predictions.len(), 4);

@@ -1,6 +1,8 @@
 //! Resuming a run gives exactly the uninterrupted run on the CPU: the same weights bit for bit
-//! and the same history, whether it stopped inside an epoch or between epochs.
+//! and the same history, whether it stopped inside an epoch or between epochs; flags given with
+//! --resume apply where they may change and are refused where they contradict the saved run.
 
+use ferronet_test_support::cli_run::{ferronet_bin, run, single_error_line, train_command};
 use ferronet_test_support::scratch_dir;
 use ferronet_test_support::train::{cpu_config, deterministic, exclusive_training};
 
@@ -10,6 +12,7 @@ use ferronet::train::interrupt;
 use ferronet::train::trainer::{checkpoint_path, train};
 use ferronet::Error;
 use std::path::Path;
+use std::process::Command;
 
 /// Small but complete: dropout, augmentation, momentum and a schedule all carry state.
 fn config(out: &Path) -> TrainConfig {
@@ -65,5 +68,35 @@ fn resumed_run_equals_uninterrupted_run() {
     }
     assert!(a.iter().any(|t| t.name.ends_with("running_mean")), "BN running statistics are saved");
     assert!(a.iter().any(|t| t.name.starts_with("optimizer.") && t.name.ends_with("exp_avg_sq")), "Adam state is saved");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// `ferronet train --resume` with other flags: those about how the run goes (more epochs,
+/// workers, the JSON log) apply and are announced in one line; a flag that would change what
+/// the run computes is refused in one line naming it with its saved value.
+#[test]
+fn resume_applies_run_flags_and_refuses_the_others() {
+    let root = scratch_dir("resume-flags");
+    let out = root.join("run");
+    let first = run(train_command(&out, &["--limit", "64", "--batch-size", "32", "--epochs", "1"]));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+
+    let line = single_error_line(&run(train_command(&out, &["--resume", "--lr", "0.3", "--epochs", "2", "--scheduler", "cosine"])));
+    assert!(line.contains("--lr 0.3 (saved: 0.05)") && line.contains("--scheduler cosine (saved: none)"), "{line}");
+    assert!(!line.contains("--epochs 2 ("), "--epochs may change: {line}");
+
+    let log = root.join("epochs.jsonl");
+    let mut resume = Command::new(ferronet_bin());
+    resume.args(["train", "--resume", "--epochs", "2", "--workers", "2", "--device", "cpu", "--out"]).arg(&out).arg("--log-json").arg(&log);
+    let resumed = run(resume);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    let announced: Vec<&str> = stderr.lines().filter(|l| l.starts_with("resuming")).collect();
+    assert_eq!(announced.len(), 1, "{stderr}");
+    let want = format!("after epoch 1 of 2 with --epochs 2 (saved: 1), --workers 2 (saved: 1), --log-json {} (saved: unset)", log.display());
+    assert!(announced[0].ends_with(&want), "{stderr}");
+    let (_, meta) = checkpoint::load(&checkpoint_path(&out)).unwrap();
+    assert_eq!((meta.epochs_done, meta.config.epochs, meta.config.workers), (2, 2, 2));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1, "the log holds the resumed epoch");
     std::fs::remove_dir_all(&root).unwrap();
 }

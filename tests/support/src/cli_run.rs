@@ -46,6 +46,18 @@ pub fn wait_for_file(child: &mut Child, path: &Path, limit: Duration) -> bool {
     false
 }
 
+/// Runs `ferronet ARGS...` to completion and returns its output.
+pub fn ferronet(args: &[&str]) -> Output {
+    let mut cmd = Command::new(ferronet_bin());
+    cmd.args(args);
+    run(cmd)
+}
+
+/// A path as a command-line argument (test paths are UTF-8).
+pub fn path_arg(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
 /// Runs `cmd` to completion and returns its output.
 pub fn run(mut cmd: Command) -> Output {
     cmd.output().expect("the ferronet binary runs")
