@@ -184,7 +184,7 @@ th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}\
 .charts,.confusions{display:flex;flex-wrap:wrap;gap:16px}\
 .charts svg{width:640px;max-width:100%;height:auto}\
 figure{margin:0}.confusions svg{width:420px;max-width:100%;height:auto}figcaption{text-align:center}\
-p.note{font-size:13px;color:#555;max-width:60em}";
+p.note{font-size:13px;color:#555;max-width:60em}.table{overflow-x:auto}";
 
 pub fn report_html(study: &Study, results: &[RunResult]) -> String {
     let columns = table_columns(results);
@@ -210,7 +210,7 @@ pub fn report_html(study: &Study, results: &[RunResult]) -> String {
         let _ = writeln!(html, "<p>{}</p>", escape(d));
     }
     let _ = writeln!(html, "<p>{} runs in {}, written by <code>ferronet compare</code>.</p>", results.len(), escape(&study.out.display().to_string()));
-    html += "<h2>Results</h2>\n<table>\n<tr>";
+    html += "<h2>Results</h2>\n<div class=\"table\"><table>\n<tr>";
     for c in &columns {
         let _ = write!(html, "<th>{}</th>", escape(c.title));
     }
@@ -222,7 +222,7 @@ pub fn report_html(study: &Study, results: &[RunResult]) -> String {
         }
         html += "</tr>\n";
     }
-    let _ = writeln!(html, "</table>\n<p class=\"note\">{}</p>", escape(&notes()));
+    let _ = writeln!(html, "</table></div>\n<p class=\"note\">{}</p>", escape(&notes()));
     html += "<h2>Training curves</h2>\n<div class=\"charts\">\n";
     html += &line_chart("Validation top-1 per epoch", "top-1", &curves(|e| e.val_top1));
     html += &line_chart("Validation loss per epoch", "cross-entropy", &curves(|e| e.val_loss));

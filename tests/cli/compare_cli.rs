@@ -28,7 +28,7 @@ fn a_quick_fashion_mnist_study_writes_the_comparison() {
     fashion_mnist_dir();
     let out = scratch_dir("compare-fmnist");
     let study = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/studies/fashion-mnist-small.toml");
-    let done = run(compare(&[path_arg(&study), "--quick", "--limit", "300", "--batch-size", "32", "--out", path_arg(&out)]));
+    let done = run(compare(&[path_arg(&study), "--quick", "--limit", "300", "--epochs", "1", "--out", path_arg(&out)]));
     let stderr = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success(), "{stderr}");
     let models = ["small_cnn", "mobilenet_v2", "shufflenet_v2_x0_5"];
