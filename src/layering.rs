@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["exec"],
     &["models", "data", "gradcheck", "weights"],
     &["train", "bench"],
+    &["study"],
     &["cli"],
 ];
 

@@ -20,6 +20,7 @@ pub mod rng;
 pub mod select;
 pub mod shape;
 pub mod sim;
+pub mod study;
 pub mod tolerance;
 pub mod train;
 pub mod weights;

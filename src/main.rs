@@ -14,6 +14,9 @@ struct Cli {
 enum Command {
     /// Train a model (with no arguments: a small CNN on the built-in synthetic dataset).
     Train(cli::train::TrainArgs),
+    /// Compare models: train each of a study's models x datasets x recipes (a study file or
+    /// --models with train flags), resuming where it stopped, and write the comparison table and report.
+    Compare(cli::compare::CompareArgs),
     /// Evaluate a checkpoint, or a zoo model with PyTorch/torchvision weights (--weights), on a dataset's test split.
     Eval(cli::eval::EvalArgs),
     /// Top-5 classes of images according to a checkpoint, or a zoo model with PyTorch/torchvision weights (--weights).
@@ -44,6 +47,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Train(cli::train::TrainArgs::default_run())) {
         Command::Train(a) => cli::train::run(a),
+        Command::Compare(a) => cli::compare::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Predict(a) => cli::predict::run(a),
         Command::Export(a) => cli::export::run(a),

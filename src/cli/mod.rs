@@ -2,6 +2,7 @@
 //! (0, or 1 when checks failed) and an [`crate::Error`] for anything the user must fix.
 
 pub mod bench;
+pub mod compare;
 pub mod devices;
 pub mod eval;
 pub mod export;

@@ -108,6 +108,11 @@ impl DatasetKind {
             Error::config(format!("unknown dataset `{text}`; known datasets: {}", known.join(", ")))
         })
     }
+    /// Whether the reader returns the training images class by class (image folders), so that
+    /// the first N images would hold the first classes only.
+    fn grouped_by_class(self) -> bool {
+        matches!(self, DatasetKind::TinyImagenet | DatasetKind::ImageFolder)
+    }
     /// Where the files are looked for when no data directory is given.
     pub fn default_dir(self) -> Option<PathBuf> {
         match self {
@@ -211,8 +216,14 @@ pub fn load(opts: &DatasetOptions) -> Result<Dataset> {
 /// Limit, split, fit to size, convert channels and compute the statistics.
 fn finish(opts: &DatasetOptions, raw: RawDataset, fit: Option<Fit>) -> Result<Dataset> {
     let RawDataset { classes, mut train, test } = raw;
-    if let Some(limit) = opts.limit {
-        train.truncate(limit);
+    match opts.limit {
+        // Evenly spaced images, so every class keeps its share of a limited run.
+        Some(limit) if opts.kind.grouped_by_class() && limit < train.len() => {
+            let picked: Vec<usize> = (0..limit).map(|i| i * train.len() / limit).collect();
+            train = train.select(&picked);
+        }
+        Some(limit) => train.truncate(limit),
+        None => {}
     }
     let (train, val) = if opts.val_fraction > 0.0 {
         let (train_idx, val_idx) = seeded_split(train.len(), opts.val_fraction, opts.seed);

@@ -70,6 +70,43 @@ impl EpochRecord {
     }
 }
 
+/// Reads history.csv back (what [`history_csv`] writes); the error says what is wrong with it.
+pub fn parse_history_csv(text: &str) -> std::result::Result<Vec<EpochRecord>, String> {
+    let mut lines = text.lines();
+    let header = HISTORY_COLUMNS.join(",");
+    if lines.next() != Some(header.as_str()) {
+        return Err(format!("its first line is not the header `{header}`"));
+    }
+    lines
+        .enumerate()
+        .map(|(row, line)| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let bad = |column: usize| format!("row {} has no number in column {}", row + 1, HISTORY_COLUMNS[column]);
+            if cells.len() != HISTORY_COLUMNS.len() {
+                return Err(format!("row {} has {} columns, not {}", row + 1, cells.len(), HISTORY_COLUMNS.len()));
+            }
+            let real = |column: usize| cells[column].parse::<f64>().map_err(|_| bad(column));
+            let count = |column: usize| cells[column].parse::<usize>().map_err(|_| bad(column));
+            Ok(EpochRecord {
+                epoch: count(0)?,
+                lr: real(1)?,
+                train_loss: real(2)?,
+                train_acc: real(3)?,
+                val_loss: real(4)?,
+                val_top1: real(5)?,
+                val_top5: real(6)?,
+                val_macro_precision: real(7)?,
+                val_macro_recall: real(8)?,
+                val_macro_f1: real(9)?,
+                skipped_steps: count(10)?,
+                epoch_seconds: real(11)?,
+                train_images_per_second: real(12)?,
+                inference_ms_per_batch: real(13)?,
+            })
+        })
+        .collect()
+}
+
 pub fn history_csv(records: &[EpochRecord]) -> String {
     let mut out = HISTORY_COLUMNS.join(",");
     out.push('\n');
@@ -81,7 +118,7 @@ pub fn history_csv(records: &[EpochRecord]) -> String {
 }
 
 /// A CSV field: quoted when it holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -135,6 +172,13 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].split(',').count(), HISTORY_COLUMNS.len());
         assert_eq!(lines[2], "2,0.1,0.5,0.75,0.25,0.875,1,0.8,0.7,0.74,0,1.5,1000,2.5");
+        let nan_loss = EpochRecord { epoch: 3, val_loss: f64::NAN, ..record.clone() };
+        let read = parse_history_csv(&history_csv(&[record.clone(), nan_loss])).unwrap();
+        assert_eq!(read[0], record);
+        assert!(read[1].val_loss.is_nan() && read[1].epoch == 3);
+        assert!(parse_history_csv("epoch,lr\n1,0.1\n").unwrap_err().contains("header"));
+        let short = format!("{}\n1,0.1\n", HISTORY_COLUMNS.join(","));
+        assert!(parse_history_csv(&short).unwrap_err().contains("row 1 has 2 columns"));
 
         let m = ConfusionMatrix::from_counts(2, vec![3, 1, 0, 4]);
         let names = vec!["T-shirt/top".to_string(), "a,b".to_string()];

@@ -79,6 +79,10 @@ pub struct FinalMetrics<'a> {
     pub epochs_run: usize,
     pub train_seconds: f64,
     pub stopped_early: bool,
+    /// The most device bytes held at once during a training step (parameters, gradients,
+    /// optimiser state, activations, workspace), over the steps this process ran; None when it
+    /// ran none (a resumed run that had finished its epochs).
+    pub peak_memory_bytes: Option<usize>,
     pub per_class: Vec<ClassMetrics>,
     pub confusion_matrix: Vec<Vec<u64>>,
     pub confusion_matrix_normalised: Vec<Vec<f64>>,

@@ -294,6 +294,8 @@ impl OnBackend for TrainRun {
         };
         let mut last_val: Option<EvalMetrics> = None;
         let mut stopped_early = false;
+        // The most device bytes any training step of this process held (None: no step ran).
+        let mut peak_memory_bytes: Option<usize> = None;
         if !config.quiet && state.epochs_done == 0 && state.partial.is_none() {
             if let Some(line) = recipe::announcement(&config, &recipe_chosen) {
                 eprintln!("{line}");
@@ -357,6 +359,7 @@ impl OnBackend for TrainRun {
                     break;
                 }
                 part.steps_done = step;
+                peak_memory_bytes = peak_memory_bytes.max(Some(ex.last_peak_bytes()));
                 bar.step();
                 // Reading waits for the queued steps: at most about once a second.
                 let read_due = last_read.elapsed() >= METRICS_READ_INTERVAL;
@@ -459,6 +462,7 @@ impl OnBackend for TrainRun {
             epochs_run: state.epochs_done,
             train_seconds,
             stopped_early,
+            peak_memory_bytes,
             per_class,
             confusion_matrix,
             confusion_matrix_normalised,

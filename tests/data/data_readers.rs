@@ -264,6 +264,9 @@ fn tiny_imagenet_layout_reads_with_names_and_validation_labels() {
     // The validation images, labelled by val_annotations.txt, are the test set.
     let expected: Vec<u32> = VAL_CLASSES.iter().map(|&c| c as u32).collect();
     assert_eq!(data.val.labels, expected);
+    // Limited, images grouped by class are picked evenly spaced: every class keeps its share.
+    let limited = load(&DatasetOptions { limit: Some(6), ..opts.clone() }).unwrap();
+    assert_eq!(limited.train.labels, [0, 0, 1, 1, 2, 2]);
     // Each class's image is brightest in its own channel (JPEG is lossy, so by a margin).
     for (i, &class) in VAL_CLASSES.iter().enumerate() {
         let img = data.val.image(i);
