@@ -26,6 +26,8 @@ pub enum Error {
     KernelFault { kernel: String, detail: String },
     /// A NaN/inf loss or another numerical fault.
     Numerical(String),
+    /// A data-parallel job that cannot go on: a rank died, hangs or is being stopped.
+    Distributed(String),
     /// The user asked to stop (Ctrl-C).
     Interrupted,
 }
@@ -60,6 +62,7 @@ impl Error {
             Error::Sim(m) => Error::Sim(format!("{context}: {m}")),
             Error::KernelFault { kernel, detail } => Error::KernelFault { kernel, detail: format!("{detail} (while {context})") },
             Error::Numerical(m) => Error::Numerical(format!("{context}: {m}")),
+            Error::Distributed(m) => Error::Distributed(format!("{context}: {m}")),
             other @ (Error::Io { .. } | Error::OutOfMemory { .. } | Error::Interrupted) => other,
         }
     }
@@ -82,6 +85,7 @@ impl fmt::Display for Error {
             Error::Sim(m) => write!(f, "simulator: {m}"),
             Error::KernelFault { kernel, detail } => write!(f, "kernel fault in {kernel}: {detail}"),
             Error::Numerical(m) => write!(f, "numerical fault: {m}"),
+            Error::Distributed(m) => write!(f, "data-parallel job: {m}"),
             Error::Interrupted => write!(f, "interrupted"),
         }
     }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod element;
 pub mod error;
 pub mod exec;

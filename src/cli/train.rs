@@ -1,10 +1,14 @@
 //! `ferronet train`: see `crate::train::config::TrainConfig` for the flags and
 //! `crate::train::recipe` for the defaults by model and dataset.
 
-use crate::error::Result;
+use crate::device::DeviceRequest;
+use crate::dist::{Launch, ProcessGroup};
+use crate::error::{Error, Result};
 use crate::train::config::{GivenFlags, TrainConfig};
 use crate::train::recipe;
-use crate::train::trainer::train_given;
+use crate::train::trainer::train_in_group;
+use std::sync::Arc;
+use std::time::Duration;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 /// The train flags and which of them the user typed (recipes fill the others, `--resume`
@@ -37,9 +41,24 @@ impl Args for TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<i32> {
-    let TrainArgs { config, given } = args;
-    let quiet = config.quiet;
-    let outcome = train_given(config, &given)?;
+    let TrainArgs { mut config, given } = args;
+    let launch = Launch::from_environment()?;
+    let group = Arc::new(ProcessGroup::join(&launch, Duration::from_secs_f64(config.collective_timeout.clamp(1.0, 1e9)))?);
+    if group.world_size() > 1 {
+        share_the_machine(&launch, &mut config);
+    }
+    let quiet = config.quiet || !group.is_leader();
+    let outcome = match train_in_group(config, &given, group.clone()) {
+        Ok(outcome) => outcome,
+        // A stop every rank took together ends normally; a failure of this rank alone must end
+        // the others too, which would wait for it in the next all-reduce.
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(e) if group.world_size() > 1 => {
+            eprintln!("error: rank {} of {}: {e}", group.rank(), group.world_size());
+            group.abort(1)
+        }
+        Err(e) => return Err(e),
+    };
     let m = &outcome.final_metrics;
     if !quiet {
         println!(
@@ -58,6 +77,22 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         println!("outputs in {}", outcome.out_dir.display());
     }
     Ok(0)
+}
+
+/// One of several ranks on this machine takes its own GPU (`cuda` is `cuda:LOCAL_RANK`) or its
+/// share of the CPU threads (unless RAYON_NUM_THREADS says otherwise), as torchrun sets
+/// OMP_NUM_THREADS.
+fn share_the_machine(launch: &Launch, config: &mut TrainConfig) {
+    let local_rank = launch.local_rank();
+    if config.device == DeviceRequest::Cuda(0) {
+        config.device = DeviceRequest::Cuda(local_rank);
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = (cores / launch.local_world()).max(1);
+        // Fails only when the pool already exists, which then keeps its size.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    }
 }
 
 impl TrainArgs {

@@ -62,6 +62,33 @@ impl Plan {
     }
 }
 
+/// Which slice of each epoch a loader gives: rank `rank` of `world` data-parallel processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole epoch (one process).
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    /// This shard's images of `order`, padded first to a multiple of `world` by repeating its
+    /// start.
+    fn slice(self, mut order: Vec<usize>) -> Vec<usize> {
+        if self.world <= 1 || order.is_empty() {
+            return order;
+        }
+        let total = order.len().div_ceil(self.world) * self.world;
+        let mut pad = 0;
+        while order.len() < total {
+            order.push(order[pad]);
+            pad += 1;
+        }
+        order.into_iter().skip(self.rank).step_by(self.world).collect()
+    }
+}
+
 /// Batches of one epoch, prepared by `workers` threads that prefetch ahead (none: prepared on
 /// the consumer's thread); order and augmentation fixed by `seed`; the last partial batch is kept.
 pub struct Loader {
@@ -82,6 +109,25 @@ impl Loader {
         augment: Option<Augment>,
         seed: u64,
         workers: usize,
+    ) -> Result<Self> {
+        Self::sharded(set, mean, std, batch_size, shuffle, augment, seed, workers, Shard::WHOLE)
+    }
+
+    /// A loader of `shard`'s slice of the epoch: every rank shuffles with the same `seed`, and
+    /// takes every `world`-th image of that order from its rank on, as PyTorch's
+    /// DistributedSampler (the order is first padded with its own start to a multiple of
+    /// `world`, so every rank has as many batches).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sharded(
+        set: Arc<ImageSet>,
+        mean: &[f32],
+        std: &[f32],
+        batch_size: usize,
+        shuffle: bool,
+        augment: Option<Augment>,
+        seed: u64,
+        workers: usize,
+        shard: Shard,
     ) -> Result<Self> {
         if batch_size == 0 {
             return Err(Error::config("the batch size must be at least 1"));
@@ -105,6 +151,7 @@ impl Loader {
         if shuffle {
             rng.shuffle(&mut order);
         }
+        let order = shard.slice(order);
         let plan = Arc::new(Plan {
             set,
             order,
@@ -178,5 +225,28 @@ impl Drop for Loader {
         for handle in self.workers.drain(..) {
             let _ = handle.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shard;
+
+    #[test]
+    fn shards_are_disjoint_interleaved_slices_padded_to_equal_length() {
+        let order = vec![7, 3, 9, 1, 4];
+        let shards: Vec<Vec<usize>> = (0..2).map(|rank| Shard { rank, world: 2 }.slice(order.clone())).collect();
+        assert_eq!(shards[0], [7, 9, 4]);
+        // Padded with the order's first image, as DistributedSampler does.
+        assert_eq!(shards[1], [3, 1, 7]);
+        assert_eq!(Shard::WHOLE.slice(order.clone()), order);
+        // Batch k of every shard together is batch k of the whole order at world times the size.
+        let even = vec![5, 0, 2, 8, 6, 1];
+        let halves: Vec<Vec<usize>> = (0..2).map(|rank| Shard { rank, world: 2 }.slice(even.clone())).collect();
+        let mut first: Vec<usize> = [&halves[0][..2], &halves[1][..2]].concat();
+        first.sort();
+        let mut whole = even[..4].to_vec();
+        whole.sort();
+        assert_eq!(first, whole);
     }
 }

@@ -17,7 +17,7 @@ mod transform;
 
 pub use augment::Augment;
 pub use folder::{load_image, load_image_file};
-pub use loader::{Batch, Loader};
+pub use loader::{Batch, Loader, Shard};
 pub use transform::{channel_stats, normalise_image, resize_antialiased, resize_bilinear, seeded_split, Fit, ResizeCrop};
 
 use crate::error::{Error, Result};

@@ -6,6 +6,7 @@ use super::params::{GradStore, ParamStore};
 use super::plan::Plan;
 use super::tape::{Record, Tape, Value};
 use super::Buf;
+use crate::dist::ProcessGroup;
 use crate::element::Element;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, ParamId};
@@ -22,6 +23,8 @@ pub struct Backward<'a, E: Element, B: Backend<E>> {
     pub grads: &'a mut GradStore<E, B>,
     pub scratch: &'a mut BufferCache<E, B>,
     pub n: usize,
+    /// As `Forward::batch_norm_group`.
+    pub batch_norm_group: Option<&'a ProcessGroup>,
 }
 
 impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
@@ -58,9 +61,9 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         let Record { inputs: kept, saved } = record;
         let kept: Vec<Option<&Buf<E, B>>> = kept.iter().map(|v| v.as_deref()).collect();
         let inputs = graph.input_shapes(i);
-        let (backend, params, n) = (self.backend, self.params, self.n);
+        let (backend, params, n, batch_norm_group) = (self.backend, self.params, self.n, self.batch_norm_group);
         let mut sink = NodeGrads { backward: self, node: i, dy, grads };
-        let mut ctx = BackwardCtx { backend, params, n, inputs: &inputs, kept: &kept, saved: &saved, grads: &mut sink };
+        let mut ctx = BackwardCtx { backend, params, n, inputs: &inputs, kept: &kept, saved: &saved, grads: &mut sink, batch_norm_group };
         graph.nodes[i].op.backward(&mut ctx, dy)
     }
 

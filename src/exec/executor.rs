@@ -27,6 +27,7 @@ use super::plan::{Mode, Plan};
 use super::tape::Value;
 use super::{Buf, Words};
 use crate::device::{ConvWorkspace, Device};
+use crate::dist::ProcessGroup;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId, Op, ParamId};
@@ -129,6 +130,8 @@ pub struct Executor<E: Element, B: Backend<E>> {
     last_peak_bytes: usize,
     /// The training metrics words (`ops::loss::train_words`), made by the first step or start.
     train_metrics: Option<Words<E, B>>,
+    /// `--sync-bn`: the ranks whose batches training's batch-norm statistics span.
+    batch_norm_group: Option<Arc<ProcessGroup>>,
 }
 
 /// Checks what the executor relies on: node 0 is the only input, every input precedes its
@@ -174,7 +177,14 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             scratch: BufferCache::new(true),
             last_peak_bytes: 0,
             train_metrics: None,
+            batch_norm_group: None,
         })
+    }
+
+    /// Training's batch norms take their statistics over the batches of every rank of `group`
+    /// (synchronised batch norm) instead of this process's batch alone.
+    pub fn synchronise_batch_norms(&mut self, group: Arc<ProcessGroup>) {
+        self.batch_norm_group = Some(group);
     }
 
     /// This model for evaluation with every batch norm that reads a convolution folded into it
@@ -349,6 +359,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             n,
             update_running_stats,
             step_seed,
+            batch_norm_group: self.batch_norm_group.as_deref(),
         }
         .run(input)
     }
@@ -528,6 +539,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             grads: &mut self.grads,
             scratch: &mut self.scratch,
             n,
+            batch_norm_group: self.batch_norm_group.as_deref(),
         }
         .run(result.tape, output_grads)?;
         self.last_peak_bytes = self.backend.memory().peak_bytes;
@@ -597,6 +609,53 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     pub fn discard_gradients(&mut self) {
         self.grads.clear();
         self.input_grad = None;
+    }
+
+    /// Replaces the last training step's gradients by their mean over the ranks of `group`
+    /// (data parallelism: every rank's batch is an equal slice of the global batch, so the mean
+    /// of the ranks' mean gradients is the global batch's). One all-reduce of every gradient,
+    /// summed in f64, through the host.
+    pub fn average_gradients(&mut self, group: &ProcessGroup) -> Result<()> {
+        if group.world_size() == 1 {
+            return Ok(());
+        }
+        let ids: Vec<ParamId> = self.grads.ids().collect();
+        let mut flat = Vec::new();
+        let mut lens = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let grad = self.grads.get(id).expect("ids() lists held gradients");
+            let host = self.backend.download(grad)?;
+            lens.push(host.len());
+            flat.extend(host.into_iter().map(Element::to_f64));
+        }
+        group.all_reduce_sum(&mut flat)?;
+        let scale = 1.0 / group.world_size() as f64;
+        let mut at = 0;
+        for (&id, len) in ids.iter().zip(lens) {
+            let mean: Vec<E> = flat[at..at + len].iter().map(|&v| E::from_f64(v * scale)).collect();
+            at += len;
+            let grad = self.grads.get_mut(id).expect("ids() lists held gradients");
+            *grad = self.backend.upload(&mean)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces every parameter and buffer by rank 0's: at the start, so all ranks begin from
+    /// one model, and after each epoch, so batch norm's running statistics (which each rank
+    /// updates from its own slice of the batch) are rank 0's everywhere, as PyTorch's DDP
+    /// broadcasts its buffers.
+    pub fn broadcast_params(&mut self, group: &ProcessGroup) -> Result<()> {
+        if group.world_size() == 1 {
+            return Ok(());
+        }
+        let ids: Vec<ParamId> = self.params.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let mut values: Vec<f64> = self.backend.download(self.params.value(id))?.into_iter().map(Element::to_f64).collect();
+            group.broadcast(&mut values)?;
+            let values: Vec<E> = values.into_iter().map(E::from_f64).collect();
+            *self.params.value_mut(id) = self.backend.upload(&values)?;
+        }
+        Ok(())
     }
 
     /// Applies one optimiser step with the last training step's gradients, then frees them (so

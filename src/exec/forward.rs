@@ -6,6 +6,7 @@ use super::params::ParamStore;
 use super::plan::{Mode, Plan, KEPT_TO_END};
 use super::tape::{Record, Tape, Value};
 use super::Words;
+use crate::dist::ProcessGroup;
 use crate::element::Element;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId};
@@ -25,6 +26,8 @@ pub struct Forward<'a, E: Element, B: Backend<E>> {
     pub update_running_stats: bool,
     /// Train mode only: the step's dropout seed on the device; each node mixes in its id.
     pub step_seed: Option<&'a Words<E, B>>,
+    /// Train mode with `--sync-bn`: the ranks batch norm's statistics span.
+    pub batch_norm_group: Option<&'a ProcessGroup>,
 }
 
 /// What a forward pass leaves behind: the values of the plan's outputs and the tape.
@@ -132,6 +135,7 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
             record: self.plan.records(i),
             step_seed: self.step_seed,
             node: i,
+            batch_norm_group: self.batch_norm_group,
         };
         graph.nodes[i].op.forward(&mut ctx, &bufs)
     }

@@ -5,6 +5,7 @@ mod alexnet;
 mod efficientnet;
 mod googlenet;
 mod inception;
+mod lenet;
 mod layers;
 mod mobilenet;
 mod resnet;
@@ -65,6 +66,7 @@ type Builder = fn(&ModelOptions) -> Result<Graph>;
 /// Name, one-line description, builder.
 const ZOO: &[(&str, &str, Builder)] = &[
     ("small_cnn", "two conv-BN-ReLU-pool blocks and two dense layers, for 28x28 images (the default)", small_cnn::small_cnn),
+    ("lenet5", "LeNet-5 with ReLU and max pooling, no batch norm, for 28x28 images", lenet::lenet5),
     ("alexnet", "AlexNet as torchvision (5 convs, adaptive 6x6 pool, 3 dense layers)", alexnet::alexnet),
     ("alexnet_bn", "AlexNet with batch norm after every conv, 227x227 input (the seed study's)", alexnet::alexnet_bn),
     ("vgg11", "VGG-11 (configuration A)", vgg::vgg11),
@@ -106,12 +108,12 @@ pub fn parse_input(text: &str) -> Result<[usize; 3]> {
     }
 }
 
-/// The input a model is usually trained at: 1x28x28 for small_cnn, 3x227x227 for alexnet_bn,
+/// The input a model is usually trained at: 1x28x28 for small_cnn and lenet5, 3x227x227 for alexnet_bn,
 /// 3x299x299 for inception_v3, 3x224x224 for the rest.
 pub fn default_input(name: &str) -> Result<[usize; 3]> {
     lookup(name)?;
     Ok(match name {
-        "small_cnn" => [1, 28, 28],
+        "small_cnn" | "lenet5" => [1, 28, 28],
         "alexnet_bn" => [3, 227, 227],
         "inception_v3" => [3, 299, 299],
         _ => [3, 224, 224],

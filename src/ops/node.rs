@@ -5,6 +5,7 @@
 //! `node_ops!` generates from the registration list) instead of matching on node kinds.
 
 use crate::device::{ConvWorkspace, Device};
+use crate::dist::ProcessGroup;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::{Backend, BatchNormSaved};
@@ -95,6 +96,9 @@ pub struct ForwardCtx<'a, E: Element, B: Backend<E>> {
     /// the node's id, which dropout mixes into it.
     pub step_seed: Option<&'a B::IdxBuf>,
     pub node: usize,
+    /// Training with `--sync-bn`: the data-parallel ranks whose batches batch norm's
+    /// statistics span (None: this process's batch alone).
+    pub batch_norm_group: Option<&'a ProcessGroup>,
 }
 
 /// What a unit's backward gets besides the output gradient.
@@ -108,6 +112,8 @@ pub struct BackwardCtx<'a, E: Element, B: Backend<E>> {
     /// What the forward saved.
     pub saved: &'a Saved<E, B>,
     pub grads: &'a mut dyn GradSink<E, B>,
+    /// As `ForwardCtx::batch_norm_group`.
+    pub batch_norm_group: Option<&'a ProcessGroup>,
 }
 
 impl<E: Element, B: Backend<E>> BackwardCtx<'_, E, B> {

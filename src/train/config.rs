@@ -220,6 +220,23 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
     #[serde(default = "auto_graph")]
     pub cuda_graph: CudaGraphMode,
+    /// In a data-parallel run: batch norm's training statistics over the global batch (every
+    /// rank's slice), as PyTorch's SyncBatchNorm, instead of each rank's slice alone.
+    #[arg(long)]
+    #[serde(default)]
+    pub sync_bn: bool,
+    /// In a data-parallel run (`mpirun -np N ferronet train ...`): how long a rank waits for
+    /// the others in a gradient all-reduce before it ends the job (a rank died or hangs).
+    #[arg(long, default_value_t = DEFAULT_COLLECTIVE_TIMEOUT, value_name = "SECONDS")]
+    #[serde(default = "default_collective_timeout")]
+    pub collective_timeout: f64,
+}
+
+const DEFAULT_COLLECTIVE_TIMEOUT: f64 = 300.0;
+
+/// Checkpoints written before `--collective-timeout` existed.
+fn default_collective_timeout() -> f64 {
+    DEFAULT_COLLECTIVE_TIMEOUT
 }
 
 /// Checkpoints written before `--cuda-graph` existed.
@@ -345,6 +362,9 @@ impl TrainConfig {
         }
         check(self.freeze_all_but != Some(0), || "--freeze-all-but K needs K >= 1 trainable layers".into())?;
         check(self.workers >= 1, || "--workers must be at least 1".into())?;
+        check(self.collective_timeout > 0.0 && self.collective_timeout.is_finite(), || {
+            format!("--collective-timeout {} must be a positive number of seconds", self.collective_timeout)
+        })?;
         check(!self.resume || self.out.is_some(), || "--resume needs --out DIR of the run to continue".into())?;
         // The schedule checks its own parameters.
         crate::train::schedule::LrSchedule::new(self.schedule_kind(), self.lr, self.warmup_epochs, self.epochs)?;

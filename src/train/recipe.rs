@@ -20,7 +20,7 @@ pub struct Recipe {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     SmallCnn,
-    /// AlexNet and VGG without batch norm: large learning rates diverge.
+    /// LeNet-5, AlexNet and VGG without batch norm: large learning rates diverge.
     Plain,
     /// Depthwise-separable models (MobileNetV2, ShuffleNetV2, EfficientNet): little weight decay.
     Mobile,
@@ -31,7 +31,7 @@ enum Family {
 fn family(model: &str) -> Family {
     match model {
         "small_cnn" => Family::SmallCnn,
-        "alexnet" | "vgg11" | "vgg13" | "vgg16" | "vgg19" => Family::Plain,
+        "lenet5" | "alexnet" | "vgg11" | "vgg13" | "vgg16" | "vgg19" => Family::Plain,
         m if m.starts_with("mobilenet") || m.starts_with("shufflenet") || m.starts_with("efficientnet") => Family::Mobile,
         _ => Family::BatchNorm,
     }

@@ -3,7 +3,8 @@
 //! a checkpoint after every epoch, exact resumption (also from a Ctrl-C inside an epoch), and
 //! NaN/inf handling.
 
-use crate::data::{self, Augment, Dataset, Loader};
+use crate::data::{self, Augment, Dataset, Loader, Shard};
+use crate::dist::ProcessGroup;
 use crate::error::{Error, Result};
 use crate::exec::{
     graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, ResidentBatch,
@@ -71,11 +72,23 @@ pub fn train(config: TrainConfig) -> Result<TrainOutcome> {
 /// Runs `ferronet train` with `config`, of which `given` are the flags the user typed: checks
 /// it, picks and locks the output directory, loads the data and trains on the `--device`
 /// backend. A run that fails before writing anything leaves no directory it created behind.
-pub fn train_given(mut config: TrainConfig, given: &GivenFlags) -> Result<TrainOutcome> {
+pub fn train_given(config: TrainConfig, given: &GivenFlags) -> Result<TrainOutcome> {
+    train_in_group(config, given, Arc::new(ProcessGroup::alone()))
+}
+
+/// Runs `ferronet train` as one rank of `group` (data parallelism: each rank trains on its
+/// slice of every global batch of --batch-size and the gradients are averaged over the ranks
+/// before each update). Rank 0 alone writes the run directory and reports; the others read a
+/// resumed run's checkpoint from it.
+pub fn train_in_group(mut config: TrainConfig, given: &GivenFlags, group: Arc<ProcessGroup>) -> Result<TrainOutcome> {
     // A resumed run keeps its saved configuration; a new one takes the recipe's defaults.
     let recipe_chosen = if config.resume { Vec::new() } else { recipe::apply(&mut config, given) };
     config.validate()?;
-    let out_dir = config.out.clone().unwrap_or_else(|| next_run_dir(Path::new("runs")));
+    validate_for_group(&config, &group)?;
+    let leader = group.is_leader();
+    let chosen_dir = config.out.clone().unwrap_or_else(|| next_run_dir(Path::new("runs")));
+    // Rank 0 picks the directory; the others take its choice (they may not see its folders yet).
+    let out_dir = PathBuf::from(group.broadcast_text(&chosen_dir.to_string_lossy())?);
     let ckpt = checkpoint_path(&out_dir);
     let (config, resume) = if config.resume {
         if !ckpt.exists() {
@@ -85,7 +98,7 @@ pub fn train_given(mut config: TrainConfig, given: &GivenFlags) -> Result<TrainO
         let resumed = resumed_config(&meta.config, &config, given, meta.epochs_done)?;
         (resumed.config, Some(ResumeFrom { tensors, meta, changes: resumed.changes }))
     } else {
-        if ckpt.exists() {
+        if leader && ckpt.exists() {
             return Err(Error::config(format!(
                 "{} already holds a run; add --resume to continue it, or choose another --out",
                 out_dir.display()
@@ -104,20 +117,39 @@ pub fn train_given(mut config: TrainConfig, given: &GivenFlags) -> Result<TrainO
         prepare_model(&config, classes, input)?;
     }
     let options = config.data.dataset_options(input, config.seed)?;
-    let created = CreatedDirs::create(&out_dir)?;
+    let created = if leader { Some(CreatedDirs::create(&out_dir)?) } else { None };
     let outcome = (|| {
-        let _lock = RunLock::acquire(&out_dir)?;
+        let _lock = if leader { Some(RunLock::acquire(&out_dir)?) } else { None };
         let mut dataset = data::load(&options)?;
         (dataset.mean, dataset.std) = config.normalize.stats(input[0], Some((&dataset.mean, &dataset.std)))?;
         interrupt::arm();
         let device = config.device;
         let val_is_test = dataset.test.is_some() && options.val_fraction == 0.0;
-        on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir: out_dir.clone(), resume, init, recipe_chosen })
+        on_device(device, TrainRun { config, input, dataset, val_is_test, out_dir: out_dir.clone(), resume, init, recipe_chosen, group })
     })();
-    if outcome.is_err() {
+    if let (Err(_), Some(created)) = (&outcome, created) {
         created.remove_if_empty();
     }
     outcome
+}
+
+/// What data parallelism needs of the flags: a global batch that splits evenly over the ranks,
+/// and no per-step decision one rank could take alone.
+fn validate_for_group(config: &TrainConfig, group: &ProcessGroup) -> Result<()> {
+    let world = group.world_size();
+    if world == 1 {
+        return Ok(());
+    }
+    if config.batch_size % world != 0 {
+        return Err(Error::config(format!(
+            "--batch-size {} is the global batch and must split evenly over the {world} ranks; give a multiple of {world}",
+            config.batch_size
+        )));
+    }
+    if config.skip_nonfinite {
+        return Err(Error::config("--skip-nonfinite is not available in data-parallel runs yet (the ranks would have to agree on each skip); drop it"));
+    }
+    Ok(())
 }
 
 struct TrainRun {
@@ -132,6 +164,8 @@ struct TrainRun {
     init: Option<(PathBuf, Vec<NamedTensor>)>,
     /// The recipe's values for flags the user did not give, as flags (`--optimizer adam`).
     recipe_chosen: Vec<String>,
+    /// The data-parallel ranks this process trains with (alone: a group of one).
+    group: Arc<ProcessGroup>,
 }
 
 /// What a resumed run continues from.
@@ -215,7 +249,12 @@ impl OnBackend for TrainRun {
     type Output = TrainOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<TrainOutcome> {
-        let TrainRun { config, input, dataset, val_is_test, out_dir, resume, init, recipe_chosen } = self;
+        let TrainRun { config, input, dataset, val_is_test, out_dir, resume, init, recipe_chosen, group } = self;
+        let leader = group.is_leader();
+        let quiet = config.quiet || !leader;
+        // Each rank's slice of every global batch.
+        let local_batch = config.batch_size / group.world_size();
+        let shard = Shard { rank: group.rank(), world: group.world_size() };
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
         let summary = summarize(&graph, config.batch_size)?;
@@ -226,9 +265,12 @@ impl OnBackend for TrainRun {
             macs_per_image: summary.macs,
         };
         let mut ex = Executor::new(backend.clone(), graph, config.seed)?;
+        if config.sync_bn && group.world_size() > 1 {
+            ex.synchronise_batch_norms(group.clone());
+        }
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
         if let Some((path, tensors)) = &init {
-            init_from(&mut ex, path, tensors, config.replace_classifier, config.quiet)?;
+            init_from(&mut ex, path, tensors, config.replace_classifier, quiet)?;
         }
         let mut state = match resume {
             None => RunState {
@@ -240,7 +282,7 @@ impl OnBackend for TrainRun {
                 checkpoint_at: None,
             },
             Some(ResumeFrom { tensors, meta, changes }) => {
-                if !config.quiet {
+                if !quiet {
                     let at = position(meta.epochs_done, meta.partial_epoch.as_ref());
                     let with = if changes.is_empty() { String::new() } else { format!(" with {}", changes.join(", ")) };
                     eprintln!("resuming {} {at} of {}{with}", out_dir.display(), config.epochs);
@@ -266,7 +308,9 @@ impl OnBackend for TrainRun {
         // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
         // of an allocation failure inside the first step.
         let workspace = backend.conv_workspace();
-        ex.check_batch_fits_device(config.batch_size, Mode::Train, workspace, optimizer.state_bytes(ex.params()))?;
+        // Every rank starts from rank 0's model (a resumed run's is the same file everywhere).
+        ex.broadcast_params(&group)?;
+        ex.check_batch_fits_device(local_batch, Mode::Train, workspace, optimizer.state_bytes(ex.params()))?;
 
         let train_set = Arc::new(dataset.train);
         let val_set = Arc::new(dataset.val);
@@ -280,9 +324,10 @@ impl OnBackend for TrainRun {
         };
         let setup = EvalSetup { mean: &dataset.mean, std: &dataset.std, batch_size: config.batch_size, workers: config.workers };
         let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
-        let obstacle = match config.skip_nonfinite {
-            true => Some("--skip-nonfinite reads each step's loss back before the update"),
-            false => graph_obstacle(ex.backend().can_capture()),
+        let obstacle = match (config.skip_nonfinite, group.world_size() > 1) {
+            (true, _) => Some("--skip-nonfinite reads each step's loss back before the update"),
+            (_, true) => Some("data-parallel ranks average their gradients between backward and the update"),
+            _ => graph_obstacle(ex.backend().can_capture()),
         };
         let mut replayed = ReplayedSteps {
             replay: StepReplay::new(resolve_graph_mode(config.cuda_graph, obstacle)?),
@@ -296,7 +341,7 @@ impl OnBackend for TrainRun {
         let mut stopped_early = false;
         // The most device bytes any training step of this process held (None: no step ran).
         let mut peak_memory_bytes: Option<usize> = None;
-        if !config.quiet && state.epochs_done == 0 && state.partial.is_none() {
+        if !quiet && state.epochs_done == 0 && state.partial.is_none() {
             if let Some(line) = recipe::announcement(&config, &recipe_chosen) {
                 eprintln!("{line}");
             }
@@ -320,18 +365,18 @@ impl OnBackend for TrainRun {
                 Some(p) => p,
                 None => PartialEpoch { seed: state.rng.next_u64(), ..PartialEpoch::default() },
             };
-            let steps = train_set.len().div_ceil(config.batch_size);
-            let bar = EpochProgress::new(epoch + 1, config.epochs, steps, config.quiet);
-            let loader = Loader::new(
+            let loader = Loader::sharded(
                 train_set.clone(),
                 &dataset.mean,
                 &dataset.std,
-                config.batch_size,
+                local_batch,
                 true,
                 augmentation(&config),
                 part.seed,
                 config.workers,
+                shard,
             )?;
+            let bar = EpochProgress::new(epoch + 1, config.epochs, loader.batches(), quiet);
             let resumed_steps = part.steps_done;
             // The last good checkpoint, named by a NaN/inf loss's error (a resumed run's may hold
             // part of an epoch: name what is on disk).
@@ -351,9 +396,9 @@ impl OnBackend for TrainRun {
             for batch in loader.skip(resumed_steps) {
                 let start = Instant::now();
                 let step = part.steps_done + 1;
-                stepped = match replayed.takes(&batch, config.batch_size) {
+                stepped = match replayed.takes(&batch, local_batch) {
                     true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
-                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault),
+                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, &group),
                 };
                 if stepped.is_err() {
                     break;
@@ -376,12 +421,15 @@ impl OnBackend for TrainRun {
                     bar.show(part.loss_sum / seen, part.correct as f64 / seen, part.seen as f64 / part.seconds);
                 }
                 interrupt::step_done();
-                if interrupt::take_request() {
+                // Every rank stops after the same step (a Ctrl-C reaches each at its own time).
+                if group.any(interrupt::take_request())? {
                     bar.finish();
                     figures.read(&ex, &optimizer, &mut part, &fault)?;
                     state.partial = Some(part);
-                    saver.save(&ex, &optimizer, &state)?;
-                    return Err(interrupted(&format!("in epoch {} after step {step}", epoch + 1), &out_dir));
+                    if leader {
+                        saver.save(&ex, &optimizer, &state)?;
+                    }
+                    return Err(interrupted(&format!("in epoch {} after step {step}", epoch + 1), &out_dir, leader));
                 }
             }
             bar.finish();
@@ -396,6 +444,10 @@ impl OnBackend for TrainRun {
                 )));
             }
 
+            let part = summed_over_ranks(&group, part)?;
+            // Batch norm's running statistics differ between ranks; evaluate rank 0's model on
+            // every rank, so their schedules and early stopping decide alike.
+            ex.broadcast_params(&group)?;
             let val_start = Instant::now();
             let val = evaluate(&mut ex, val_set.clone(), &setup)?;
             let val_seconds = val_start.elapsed().as_secs_f64();
@@ -405,29 +457,31 @@ impl OnBackend for TrainRun {
                 _ => val.loss,
             };
             state.schedule.end_epoch(epoch, monitored);
-            if !config.quiet {
+            if !quiet {
                 eprintln!("{}", epoch_line(&record, config.epochs));
             }
-            if let Some(path) = &config.log_json {
+            if let (true, Some(path)) = (leader, &config.log_json) {
                 append_json_line(path, &record)?;
             }
             state.history.push(record);
             state.epochs_done += 1;
             last_val = Some(val);
-            write_history(&out_dir, &state.history)?;
-            saver.save(&ex, &optimizer, &state)?;
+            if leader {
+                write_history(&out_dir, &state.history)?;
+                saver.save(&ex, &optimizer, &state)?;
+            }
             state.checkpoint_at = Some(position(state.epochs_done, None));
             if let (Some(patience), Some((best, _))) = (config.early_stopping, best_epoch(&state.history)) {
                 if state.epochs_done - best >= patience && state.epochs_done < config.epochs {
-                    if !config.quiet {
+                    if !quiet {
                         eprintln!("early stopping: no better validation top-1 for {patience} epochs (best: epoch {best})");
                     }
                     stopped_early = true;
                     break;
                 }
             }
-            if interrupt::take_request() {
-                return Err(interrupted(&format!("after epoch {}", epoch + 1), &out_dir));
+            if group.any(interrupt::take_request())? {
+                return Err(interrupted(&format!("after epoch {}", epoch + 1), &out_dir, leader));
             }
         }
 
@@ -469,7 +523,9 @@ impl OnBackend for TrainRun {
             model_summary: totals,
             config: &config,
         };
-        write_final(&out_dir, &report, &final_metrics, &dataset.classes)?;
+        if leader {
+            write_final(&out_dir, &report, &final_metrics, &dataset.classes)?;
+        }
         Ok(TrainOutcome {
             out_dir,
             device,
@@ -555,6 +611,15 @@ impl EpochFigures {
     }
 }
 
+/// An epoch's training figures summed over the ranks (each rank counted its own slice).
+fn summed_over_ranks(group: &ProcessGroup, mut part: PartialEpoch) -> Result<PartialEpoch> {
+    let mut sums = [part.loss_sum, part.correct as f64, part.seen as f64];
+    group.all_reduce_sum(&mut sums)?;
+    part.loss_sum = sums[0];
+    [part.correct, part.seen] = [sums[1], sums[2]].map(|v| v as usize);
+    Ok(part)
+}
+
 /// What a NaN/inf loss is called in errors.
 fn nonfinite_loss(loss: f64) -> String {
     format!("the loss is {loss}; lower the learning rate or check the input data")
@@ -605,8 +670,10 @@ fn train_step<B: Backend<f32>>(
     figures: &mut EpochFigures,
     part: &mut PartialEpoch,
     fault: &dyn Fn(usize, &str) -> Error,
+    group: &ProcessGroup,
 ) -> Result<()> {
     ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
+    ex.average_gradients(group)?;
     if figures.skip_nonfinite && figures.read_skips(ex, part, fault)? {
         ex.discard_gradients();
         return Ok(());
@@ -660,7 +727,10 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 }
 
 /// Says where the run stopped and how to continue it; the caller has written the checkpoint.
-fn interrupted(when: &str, out_dir: &Path) -> Error {
+fn interrupted(when: &str, out_dir: &Path, leader: bool) -> Error {
+    if !leader {
+        return Error::Interrupted;
+    }
     eprintln!(
         "interrupted {when}; checkpoint written to {}; continue with `ferronet train --resume --out {}`",
         checkpoint_path(out_dir).display(),

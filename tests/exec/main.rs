@@ -11,3 +11,4 @@ mod exec_gradcheck;
 mod exec_memory;
 mod exec_optim;
 mod exec_staging;
+mod exec_sync_bn;

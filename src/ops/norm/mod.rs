@@ -6,6 +6,7 @@
 pub mod cases;
 mod cpu;
 mod node;
+mod sync;
 
 pub use node::{BatchNorm2d, BatchNormParams};
 mod cuda;

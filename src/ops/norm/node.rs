@@ -1,7 +1,7 @@
 //! The BatchNorm2d node: batch statistics in training (optionally moving the running
 //! statistics), running statistics in evaluation.
 
-use super::BatchNormGeom;
+use super::{sync, BatchNormGeom};
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::node::{chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, ParamId, Saved};
@@ -79,7 +79,10 @@ impl NodeOp for BatchNorm2d {
         }
         let values = ctx.params.values_mut(&[p.gamma, p.beta, p.running_mean, p.running_var])?;
         let [gm, bt, rm, rv]: [&mut B::Buf; 4] = values.try_into().ok().expect("four ids give four values");
-        let (y, stats) = if ctx.update_running_stats {
+        let (y, stats) = if let Some(group) = ctx.batch_norm_group {
+            let running = ctx.update_running_stats.then_some((rm, rv));
+            sync::forward_train(backend, group, xs[0], gm, bt, running, self.momentum, &g)?
+        } else if ctx.update_running_stats {
             backend.batch_norm2d_forward_train(xs[0], gm, bt, rm, rv, self.momentum, &g)?
         } else {
             // The op always updates running statistics; give it scratch copies.
@@ -95,7 +98,10 @@ impl NodeOp for BatchNorm2d {
         let Saved::BnStats(stats) = ctx.saved else { unreachable!("a recorded BN keeps its statistics") };
         let g = self.geom(ctx.inputs[0], ctx.n)?;
         let gamma = ctx.params.value(self.params.gamma);
-        let (dx, dgamma, dbeta) = ctx.backend.batch_norm2d_backward(dy, ctx.kept_input(0), gamma, stats, &g)?;
+        let (dx, dgamma, dbeta) = match ctx.batch_norm_group {
+            Some(group) => sync::backward(ctx.backend, group, dy, ctx.kept_input(0), gamma, stats, &g)?,
+            None => ctx.backend.batch_norm2d_backward(dy, ctx.kept_input(0), gamma, stats, &g)?,
+        };
         ctx.grads.send_input(0, InputGrad::New(dx))?;
         for (id, grad) in [(self.params.gamma, dgamma), (self.params.beta, dbeta)] {
             if ctx.grads.param_needs_grad(id) {

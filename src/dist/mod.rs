@@ -1,0 +1,254 @@
+//! The process group of data-parallel training: which rank this process is among how many, and
+//! the collectives the trainer needs (a sum all-reduce, a broadcast from rank 0), over MPI when
+//! `mpirun` launched the process (`--features mpi`). One process alone is a group of one whose
+//! collectives change nothing.
+//!
+//! Every collective waits at most the group's timeout for the other ranks, and gives up early
+//! when this process is asked to terminate (mpirun sends SIGTERM to the survivors when a rank
+//! dies), so a dead or hung rank ends the job with an error instead of a hang.
+
+#[cfg(feature = "mpi")]
+mod mpi_group;
+
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// The launch this process is part of, read from the environment a launcher sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// No launcher, or a job of one process.
+    Alone,
+    /// `mpirun -np N` (Open MPI or MPICH): rank, world size and rank on this machine.
+    Mpi { rank: usize, world: usize, local_rank: usize, local_world: usize },
+    /// `torchrun`'s variables (RANK, WORLD_SIZE, LOCAL_RANK) without an MPI launcher.
+    Torchrun { world: usize },
+}
+
+impl Launch {
+    /// Reads the launcher's variables: Open MPI's OMPI_COMM_WORLD_*, MPICH's PMI_*, torchrun's
+    /// RANK/WORLD_SIZE.
+    pub fn from_environment() -> Result<Launch> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Launch> {
+        let number = |name: &str| -> Result<Option<usize>> {
+            match var(name) {
+                None => Ok(None),
+                Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                    Error::config(format!("the launcher's variable {name}={v} is not a number; launch with mpirun -np N"))
+                }),
+            }
+        };
+        let mpi = [
+            ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"),
+            ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+        ];
+        for (rank, size, local_rank, local_size) in mpi {
+            if let (Some(rank), Some(world)) = (number(rank)?, number(size)?) {
+                if world <= 1 {
+                    return Ok(Launch::Alone);
+                }
+                let local_rank = number(local_rank)?.unwrap_or(rank);
+                let local_world = number(local_size)?.unwrap_or(world);
+                return Ok(Launch::Mpi { rank, world, local_rank, local_world });
+            }
+        }
+        match number("WORLD_SIZE")? {
+            Some(world) if world > 1 => Ok(Launch::Torchrun { world }),
+            _ => Ok(Launch::Alone),
+        }
+    }
+
+    /// This process's index among the processes of its machine (0 alone): the GPU it takes.
+    pub fn local_rank(&self) -> usize {
+        match self {
+            Launch::Mpi { local_rank, .. } => *local_rank,
+            _ => 0,
+        }
+    }
+
+    /// How many processes of the job share this machine (1 alone).
+    pub fn local_world(&self) -> usize {
+        match self {
+            Launch::Mpi { local_world, .. } => *local_world,
+            _ => 1,
+        }
+    }
+}
+
+/// The processes training one model together.
+pub struct ProcessGroup {
+    inner: Inner,
+}
+
+enum Inner {
+    Alone,
+    #[cfg(feature = "mpi")]
+    Mpi(mpi_group::MpiGroup),
+}
+
+impl ProcessGroup {
+    /// A group of this process alone.
+    pub fn alone() -> ProcessGroup {
+        ProcessGroup { inner: Inner::Alone }
+    }
+
+    /// Joins the job `launch` describes (initialising MPI when mpirun started it); collectives
+    /// wait at most `timeout` for the other ranks.
+    pub fn join(launch: &Launch, timeout: Duration) -> Result<ProcessGroup> {
+        match launch {
+            Launch::Alone => Ok(Self::alone()),
+            Launch::Torchrun { world } => Err(Error::config(format!(
+                "WORLD_SIZE={world} (a torchrun launch): ferronet's ranks are launched with mpirun; \
+                 run `mpirun -np {world} ferronet train ...` instead"
+            ))),
+            #[cfg(feature = "mpi")]
+            Launch::Mpi { .. } => Ok(ProcessGroup { inner: Inner::Mpi(mpi_group::MpiGroup::init(timeout)?) }),
+            #[cfg(not(feature = "mpi"))]
+            Launch::Mpi { world, .. } => {
+                let _ = timeout;
+                Err(Error::config(format!(
+                    "mpirun started this ferronet as one of {world} processes, but it was built without MPI; \
+                     rebuild it with `cargo build --release --features mpi` (see README, Data-parallel training)"
+                )))
+            }
+        }
+    }
+
+    /// This process's rank, 0 to world_size - 1.
+    pub fn rank(&self) -> usize {
+        match &self.inner {
+            Inner::Alone => 0,
+            #[cfg(feature = "mpi")]
+            Inner::Mpi(g) => g.rank(),
+        }
+    }
+
+    /// How many processes train together.
+    pub fn world_size(&self) -> usize {
+        match &self.inner {
+            Inner::Alone => 1,
+            #[cfg(feature = "mpi")]
+            Inner::Mpi(g) => g.world_size(),
+        }
+    }
+
+    /// Whether this process is rank 0, the one that writes the run's files and reports.
+    pub fn is_leader(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// Replaces `values` on every rank by their element-wise sum over the ranks.
+    pub fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
+        match &self.inner {
+            Inner::Alone => {
+                let _ = values;
+                Ok(())
+            }
+            #[cfg(feature = "mpi")]
+            Inner::Mpi(g) => g.all_reduce_sum(values),
+        }
+    }
+
+    /// Replaces `values` on every rank by rank 0's (every rank passes the same length).
+    pub fn broadcast(&self, values: &mut [f64]) -> Result<()> {
+        match &self.inner {
+            Inner::Alone => {
+                let _ = values;
+                Ok(())
+            }
+            #[cfg(feature = "mpi")]
+            Inner::Mpi(g) => g.broadcast(values),
+        }
+    }
+
+    /// Every rank's `mine` (all of one length), concatenated in rank order, on every rank.
+    pub fn all_gather(&self, mine: &[f64]) -> Result<Vec<f64>> {
+        let len = mine.len();
+        let mut all = vec![0.0; len * self.world_size()];
+        all[self.rank() * len..(self.rank() + 1) * len].copy_from_slice(mine);
+        // Each slot holds one rank's values and zeros from the others: the sum is a gather.
+        self.all_reduce_sum(&mut all)?;
+        Ok(all)
+    }
+
+    /// Rank 0's `text` on every rank (other ranks' text is ignored).
+    pub fn broadcast_text(&self, text: &str) -> Result<String> {
+        if self.world_size() == 1 {
+            return Ok(text.to_string());
+        }
+        let mut len = [text.len() as f64];
+        self.broadcast(&mut len)?;
+        let mut bytes: Vec<f64> = text.bytes().map(f64::from).collect();
+        bytes.resize(len[0] as usize, 0.0);
+        self.broadcast(&mut bytes)?;
+        String::from_utf8(bytes.iter().map(|&b| b as u8).collect())
+            .map_err(|_| Error::config("rank 0 sent a run directory that is not UTF-8; give --out"))
+    }
+
+    /// Whether any rank passes true (every rank must call it at the same point).
+    pub fn any(&self, flag: bool) -> Result<bool> {
+        let mut v = [f64::from(u8::from(flag))];
+        self.all_reduce_sum(&mut v)?;
+        Ok(v[0] > 0.0)
+    }
+
+    /// Ends every process of the job at once (after a failure on this rank, so the others do
+    /// not wait for it); alone, exits with `code`.
+    pub fn abort(&self, code: i32) -> ! {
+        match &self.inner {
+            Inner::Alone => std::process::exit(code),
+            #[cfg(feature = "mpi")]
+            Inner::Mpi(g) => g.abort(code),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn launch(vars: &[(&str, &str)]) -> Result<Launch> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Launch::from_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn launchers_are_read_from_their_variables() {
+        assert_eq!(launch(&[]).unwrap(), Launch::Alone);
+        let ompi = [
+            ("OMPI_COMM_WORLD_RANK", "1"),
+            ("OMPI_COMM_WORLD_SIZE", "4"),
+            ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+            ("OMPI_COMM_WORLD_LOCAL_SIZE", "2"),
+        ];
+        assert_eq!(launch(&ompi).unwrap(), Launch::Mpi { rank: 1, world: 4, local_rank: 1, local_world: 2 });
+        let mpich = [("PMI_RANK", "2"), ("PMI_SIZE", "3")];
+        assert_eq!(launch(&mpich).unwrap(), Launch::Mpi { rank: 2, world: 3, local_rank: 2, local_world: 3 });
+        assert_eq!(launch(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "1")]).unwrap(), Launch::Alone);
+        assert_eq!(launch(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap(), Launch::Torchrun { world: 2 });
+        let bad = launch(&[("OMPI_COMM_WORLD_RANK", "x"), ("OMPI_COMM_WORLD_SIZE", "2")]).unwrap_err().to_string();
+        assert!(bad.contains("OMPI_COMM_WORLD_RANK=x"), "{bad}");
+    }
+
+    #[test]
+    fn a_torchrun_launch_is_refused_with_the_mpirun_command() {
+        let err = ProcessGroup::join(&Launch::Torchrun { world: 2 }, Duration::from_secs(1)).err().unwrap().to_string();
+        assert!(err.contains("mpirun -np 2"), "{err}");
+    }
+
+    #[test]
+    fn a_group_of_one_leaves_values_unchanged() {
+        let group = ProcessGroup::alone();
+        let mut v = [1.5, -2.0];
+        group.all_reduce_sum(&mut v).unwrap();
+        group.broadcast(&mut v).unwrap();
+        assert_eq!(v, [1.5, -2.0]);
+        assert_eq!((group.rank(), group.world_size(), group.is_leader()), (0, 1, true));
+        assert_eq!(group.broadcast_text("runs/7").unwrap(), "runs/7");
+        assert!(group.any(true).unwrap() && !group.any(false).unwrap());
+        assert_eq!(group.all_gather(&[3.0, 4.0]).unwrap(), [3.0, 4.0]);
+    }
+}
