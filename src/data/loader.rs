@@ -65,25 +65,39 @@ impl Plan {
 /// Which slice of each epoch a loader gives: rank `rank` of `world` data-parallel processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
-    pub rank: usize,
-    pub world: usize,
+    rank: usize,
+    world: usize,
+    /// Whether every rank gets as many images (training, whose steps the ranks take together).
+    padded: bool,
 }
 
 impl Shard {
     /// The whole epoch (one process).
-    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1, padded: false };
 
-    /// This shard's images of `order`, padded first to a multiple of `world` by repeating its
-    /// start.
+    /// Training's slice: every rank as many images, the order first padded to a multiple of
+    /// `world` by repeating its start (as DistributedSampler).
+    pub fn training(rank: usize, world: usize) -> Shard {
+        Shard { rank, world, padded: true }
+    }
+
+    /// Evaluation's slice: every image exactly once over the ranks.
+    pub fn evaluation(rank: usize, world: usize) -> Shard {
+        Shard { rank, world, padded: false }
+    }
+
+    /// This shard's images of `order`: every `world`-th from `rank` on.
     fn slice(self, mut order: Vec<usize>) -> Vec<usize> {
         if self.world <= 1 || order.is_empty() {
             return order;
         }
-        let total = order.len().div_ceil(self.world) * self.world;
-        let mut pad = 0;
-        while order.len() < total {
-            order.push(order[pad]);
-            pad += 1;
+        if self.padded {
+            let total = order.len().div_ceil(self.world) * self.world;
+            let mut pad = 0;
+            while order.len() < total {
+                order.push(order[pad]);
+                pad += 1;
+            }
         }
         order.into_iter().skip(self.rank).step_by(self.world).collect()
     }
@@ -115,8 +129,7 @@ impl Loader {
 
     /// A loader of `shard`'s slice of the epoch: every rank shuffles with the same `seed`, and
     /// takes every `world`-th image of that order from its rank on, as PyTorch's
-    /// DistributedSampler (the order is first padded with its own start to a multiple of
-    /// `world`, so every rank has as many batches).
+    /// DistributedSampler.
     #[allow(clippy::too_many_arguments)]
     pub fn sharded(
         set: Arc<ImageSet>,
@@ -235,14 +248,16 @@ mod tests {
     #[test]
     fn shards_are_disjoint_interleaved_slices_padded_to_equal_length() {
         let order = vec![7, 3, 9, 1, 4];
-        let shards: Vec<Vec<usize>> = (0..2).map(|rank| Shard { rank, world: 2 }.slice(order.clone())).collect();
+        let shards: Vec<Vec<usize>> = (0..2).map(|rank| Shard::training(rank, 2).slice(order.clone())).collect();
         assert_eq!(shards[0], [7, 9, 4]);
         // Padded with the order's first image, as DistributedSampler does.
         assert_eq!(shards[1], [3, 1, 7]);
+        // Evaluation sees each image once.
+        assert_eq!(Shard::evaluation(1, 2).slice(order.clone()), [3, 1]);
         assert_eq!(Shard::WHOLE.slice(order.clone()), order);
         // Batch k of every shard together is batch k of the whole order at world times the size.
         let even = vec![5, 0, 2, 8, 6, 1];
-        let halves: Vec<Vec<usize>> = (0..2).map(|rank| Shard { rank, world: 2 }.slice(even.clone())).collect();
+        let halves: Vec<Vec<usize>> = (0..2).map(|rank| Shard::training(rank, 2).slice(even.clone())).collect();
         let mut first: Vec<usize> = [&halves[0][..2], &halves[1][..2]].concat();
         first.sort();
         let mut whole = even[..4].to_vec();

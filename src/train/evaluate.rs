@@ -2,7 +2,8 @@
 //! loss, top-1/top-5 and confusion counts accumulate on the device and are read once, at the end;
 //! and the inference time per batch.
 
-use crate::data::{ImageSet, Loader};
+use crate::data::{ImageSet, Loader, Shard};
+use crate::dist::ProcessGroup;
 use crate::error::{Error, Result};
 use crate::exec::{Batch, Executor};
 use crate::ops::Backend;
@@ -19,8 +20,20 @@ pub struct EvalSetup<'a> {
 }
 
 pub fn evaluate<B: Backend<f32>>(ex: &mut Executor<f32, B>, set: Arc<ImageSet>, setup: &EvalSetup) -> Result<EvalMetrics> {
+    evaluate_in_group(ex, set, setup, &ProcessGroup::alone())
+}
+
+/// `evaluate` split over the ranks of `group` (each rank a disjoint slice of the set, with the
+/// same model), the counts summed over the ranks: every rank gets the whole set's metrics.
+pub fn evaluate_in_group<B: Backend<f32>>(
+    ex: &mut Executor<f32, B>,
+    set: Arc<ImageSet>,
+    setup: &EvalSetup,
+    group: &ProcessGroup,
+) -> Result<EvalMetrics> {
     let classes = ex.graph().num_classes();
-    let loader = Loader::new(set, setup.mean, setup.std, setup.batch_size, false, None, 0, setup.workers)?;
+    let shard = Shard::evaluation(group.rank(), group.world_size());
+    let loader = Loader::sharded(set, setup.mean, setup.std, setup.batch_size, false, None, 0, setup.workers, shard)?;
     let mut acc = ex.eval_metrics()?;
     // Host time of the forward passes; on a GPU, where batches queue, the final read waits for
     // the device and is counted too.
@@ -38,7 +51,18 @@ pub fn evaluate<B: Backend<f32>>(ex: &mut Executor<f32, B>, set: Arc<ImageSet>, 
         batches += 1;
     }
     let start = Instant::now();
-    let counts = ex.read_eval_metrics(&acc)?;
+    let mut counts = ex.read_eval_metrics(&acc)?;
     seconds += start.elapsed().as_secs_f64();
+    if group.world_size() > 1 {
+        // Counts below 2^53 add exactly in f64.
+        let mut sums: Vec<f64> = [counts.loss_sum, counts.samples as f64, counts.top5_hits as f64]
+            .into_iter()
+            .chain(counts.confusion.iter().map(|&c| c as f64))
+            .collect();
+        group.all_reduce_sum(&mut sums)?;
+        counts.loss_sum = sums[0];
+        [counts.samples, counts.top5_hits] = [sums[1] as usize, sums[2] as usize];
+        counts.confusion = sums[3..].iter().map(|&c| c as u64).collect();
+    }
     Ok(EvalMetrics::from_counts(counts, classes, batches, seconds))
 }

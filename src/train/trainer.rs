@@ -16,7 +16,7 @@ use crate::ops::Backend;
 use crate::rng::Rng;
 use crate::train::checkpoint::{self, CheckpointMeta, NamedTensor, PartialEpoch, FORMAT_VERSION};
 use crate::train::config::{GivenFlags, OptimizerChoice, TrainConfig};
-use crate::train::evaluate::{evaluate, EvalSetup};
+use crate::train::evaluate::{evaluate_in_group, EvalSetup};
 use crate::train::files::{next_run_dir, CreatedDirs, RunLock};
 use crate::train::history::EpochRecord;
 use crate::train::metrics::EvalMetrics;
@@ -254,7 +254,7 @@ impl OnBackend for TrainRun {
         let quiet = config.quiet || !leader;
         // Each rank's slice of every global batch.
         let local_batch = config.batch_size / group.world_size();
-        let shard = Shard { rank: group.rank(), world: group.world_size() };
+        let shard = Shard::training(group.rank(), group.world_size());
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
         let summary = summarize(&graph, config.batch_size)?;
@@ -445,11 +445,12 @@ impl OnBackend for TrainRun {
             }
 
             let part = summed_over_ranks(&group, part)?;
-            // Batch norm's running statistics differ between ranks; evaluate rank 0's model on
-            // every rank, so their schedules and early stopping decide alike.
+            // Batch norm's running statistics differ between ranks: every rank evaluates its
+            // slice of the set with rank 0's model, and all get the summed counts, so their
+            // schedules and early stopping decide alike.
             ex.broadcast_params(&group)?;
             let val_start = Instant::now();
-            let val = evaluate(&mut ex, val_set.clone(), &setup)?;
+            let val = evaluate_in_group(&mut ex, val_set.clone(), &setup, &group)?;
             let val_seconds = val_start.elapsed().as_secs_f64();
             let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds);
             let monitored = match config.schedule_kind() {
@@ -490,10 +491,10 @@ impl OnBackend for TrainRun {
         let evaluated_on = if dataset.test.is_some() { "test" } else { "validation" };
         let separate_test = dataset.test.filter(|_| !val_is_test);
         let final_metrics = match (separate_test, last_val) {
-            (Some(test), _) => evaluate(&mut ex, Arc::new(test), &setup)?,
+            (Some(test), _) => evaluate_in_group(&mut ex, Arc::new(test), &setup, &group)?,
             (None, Some(val)) => val,
             // A resumed run that had finished all its epochs.
-            (None, None) => evaluate(&mut ex, val_set, &setup)?,
+            (None, None) => evaluate_in_group(&mut ex, val_set, &setup, &group)?,
         };
         let (best_epoch, best_val_top1) = best_epoch(&state.history).unwrap_or((0, 0.0));
         let train_seconds: f64 = state.history.iter().map(|r| r.epoch_seconds).sum();

@@ -53,6 +53,12 @@ fn largest_relative_difference(a: &Path, b: &Path) -> (f64, String) {
     worst
 }
 
+/// A run directory's metrics.json.
+fn metrics(root: &Path, run: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(root.join(run).join("metrics.json")).expect("metrics.json is written");
+    serde_json::from_str(&text).expect("metrics.json is JSON")
+}
+
 #[cfg(feature = "mpi")]
 mod with_mpi {
     use super::*;
@@ -80,6 +86,12 @@ mod with_mpi {
         let (diff, tensor) = largest_relative_difference(&root.join("one"), &root.join("two"));
         // f32 sums in another order, over 4 steps: a few units of f32 rounding.
         assert!(diff < 1e-5, "{tensor} differs by {diff:e} of its largest value");
+        // The ranks' evaluation counts, each over its slice of the set, add up to one process's.
+        let (one, two) = (metrics(&root, "one"), metrics(&root, "two"));
+        assert!(one["samples"].as_u64().is_some_and(|n| n > 0), "metrics.json counts its samples");
+        assert_eq!(one["samples"], two["samples"]);
+        let loss = |m: &serde_json::Value| m["val_loss"].as_f64().expect("metrics.json has val_loss");
+        assert!((loss(&one) - loss(&two)).abs() <= 1e-5 * loss(&one), "val loss {} against {}", loss(&one), loss(&two));
     }
 
     #[test]
@@ -99,11 +111,7 @@ mod with_mpi {
         let flags = ["--model", "small_cnn", "--dataset", "fashion-mnist", "--epochs", "1", "--limit", "4096", "--sync-bn", "--dropout", "0"];
         succeeded(&train(1, &root.join("one"), &flags), "one process");
         succeeded(&train(2, &root.join("two"), &flags), "two ranks");
-        let metrics = |dir: &str| -> serde_json::Value {
-            let text = std::fs::read_to_string(root.join(dir).join("metrics.json")).expect("metrics.json is written");
-            serde_json::from_str(&text).expect("metrics.json is JSON")
-        };
-        let (one, two) = (metrics("one"), metrics("two"));
+        let (one, two) = (metrics(&root, "one"), metrics(&root, "two"));
         let top1 = |m: &serde_json::Value| m["val_top1"].as_f64().expect("metrics.json has val_top1");
         // 64 Adam steps amplify f32 rounding differences (a max-pool tie broken the other way):
         // a tenth of a point apart, measured; a real difference in training would be points.
