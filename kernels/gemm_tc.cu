@@ -2,8 +2,9 @@
 // Tensor-core GEMM: C[M,N] (f32) = A[M,K] B[K,N], all row-major, with bf16 or f16 inputs
 // (mma.sync m16n8k16) or f32 inputs rounded to tf32 (m16n8k8), accumulated in f32.
 //
-// A block computes a 128x128 tile of C with 8 warps (2 along M x 4 along N), each a 64x32 tile:
-// 4 x 4 mma tiles of 16x8 whose fp32 accumulators stay in registers. The k dimension goes in
+// A block computes a 128x128 tile of C (or 64x128, for products with few tiles or M <= 64) with 8
+// warps (2 along M x 4 along N), each a 64x32 (32x32) tile: 4 (2) x 4 mma tiles of 16x8 whose fp32
+// accumulators stay in registers. The k dimension goes in
 // steps of one stage: 64 bytes of k per row of A (32 bf16/f16 or 16 f32 values) and as many rows
 // of B. Stages are filled by cp.async (16 bytes per copy, zero-filled past the matrix edges) in a
 // three-stage pipeline: while the warps multiply stage s, the copies of the next two are in flight.
@@ -12,7 +13,7 @@
 //
 // Shared tiles are XOR-swizzled in 16-byte chunks so that neither the cp.async writes nor the
 // ldmatrix reads (eight 16-byte rows at once, one per lane of a quarter warp) hit a bank twice:
-// - A (128 rows of 64 bytes = 4 chunks): chunk c of row r is stored at chunk c ^ ((r >> 1) & 3);
+// - A (128 or 64 rows of 64 bytes = 4 chunks): chunk c of row r is stored at chunk c ^ ((r >> 1) & 3);
 //   ldmatrix reads rows r..r+7 at one logical chunk, and rows 2 apart share banks unswizzled.
 // - B (rows of 128 values: 16 chunks for bf16/f16, 32 for f32): chunk c of row k is stored at
 //   c ^ (k & 7) (16-bit) or c ^ ((k & 7) << 1) (f32); ldmatrix.trans reads rows k..k+7 of one
@@ -25,14 +26,12 @@
 
 namespace {
 
-constexpr int BM = 128, BN = 128, THREADS = 256, STAGES = 3;
+constexpr int BN = 128, THREADS = 256, STAGES = 3;
 constexpr int CHUNK = 16;
 constexpr int A_ROW_BYTES = 64;
-constexpr int A_STAGE_BYTES = BM * A_ROW_BYTES;
 // BK rows of BN values: 32 x 128 x 2 bytes or 16 x 128 x 4 bytes.
 constexpr int B_STAGE_BYTES = 8192;
-constexpr int STAGE_BYTES = A_STAGE_BYTES + B_STAGE_BYTES;
-constexpr int WM = 64, WN = 32, MT = WM / 16, NT = WN / 8;
+constexpr int WN = 32, NT = WN / 8;
 
 enum Input { BF16, F16, TF32 };
 
@@ -75,16 +74,21 @@ __device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const
     }
 }
 
-template <Input IN>
+// MT: mma tiles of 16 rows per warp, so the block tile has BM = 32 MT rows.
+template <Input IN, int MT>
 __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, int m, int n, int k) {
+    constexpr int WM = MT * 16, BM = 2 * WM;
+    constexpr int A_STAGE_BYTES = BM * A_ROW_BYTES;
+    constexpr int STAGE_BYTES = A_STAGE_BYTES + B_STAGE_BYTES;
     constexpr int ELEM = IN == TF32 ? 4 : 2;
     constexpr int BK = A_ROW_BYTES / ELEM;
     constexpr int PER_CHUNK = CHUNK / ELEM;
     constexpr int B_ROW_BYTES = BN * ELEM;
     constexpr int B_ROW_CHUNKS = B_ROW_BYTES / CHUNK;
     constexpr int B_SWIZZLE_SHIFT = IN == TF32 ? 1 : 0;
-    // Each thread copies two chunks of A and two of B per stage.
-    static_assert(BM * (A_ROW_BYTES / CHUNK) == 2 * THREADS && BK * B_ROW_CHUNKS == 2 * THREADS, "two copies per thread");
+    // Each thread copies A_COPIES chunks of A and two of B per stage.
+    constexpr int A_COPIES = BM * (A_ROW_BYTES / CHUNK) / THREADS;
+    static_assert(A_COPIES * THREADS == BM * (A_ROW_BYTES / CHUNK) && BK * B_ROW_CHUNKS == 2 * THREADS, "whole copies per thread");
 
     __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
     const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -99,7 +103,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
         const unsigned base = smem_base + stage * STAGE_BYTES;
         const int k0 = kt * BK;
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
+        for (int r = 0; r < A_COPIES; ++r) {
             const int idx = tid + r * THREADS;
             const int row = idx >> 2, chunk = idx & 3;
             const int gm = bm + row, gk = k0 + chunk * PER_CHUNK;
@@ -208,15 +212,16 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
 
 }  // namespace
 
-// Pointers to bf16/f16 are raw 16-bit patterns (no cuda_bf16.h needed).
-extern "C" __global__ void __launch_bounds__(THREADS) gemm_tc_bf16(const unsigned short* a, const unsigned short* b, float* c, int m, int n, int k) {
-    gemm_tc<BF16>(a, b, c, m, n, k);
-}
+// Pointers to bf16/f16 are raw 16-bit patterns (no cuda_bf16.h needed). The `_64` kernels take
+// 64-row block tiles.
+#define GEMM_TC_KERNEL(NAME, IN, MT, T)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(const T* a, const T* b, float* c, int m, int n, int k) { \
+        gemm_tc<IN, MT>(a, b, c, m, n, k);                                                                              \
+    }
 
-extern "C" __global__ void __launch_bounds__(THREADS) gemm_tc_f16(const unsigned short* a, const unsigned short* b, float* c, int m, int n, int k) {
-    gemm_tc<F16>(a, b, c, m, n, k);
-}
-
-extern "C" __global__ void __launch_bounds__(THREADS) gemm_tc_tf32(const float* a, const float* b, float* c, int m, int n, int k) {
-    gemm_tc<TF32>(a, b, c, m, n, k);
-}
+GEMM_TC_KERNEL(gemm_tc_bf16, BF16, 4, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_f16, F16, 4, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_tf32, TF32, 4, float)
+GEMM_TC_KERNEL(gemm_tc_bf16_64, BF16, 2, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_f16_64, F16, 2, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_tf32_64, TF32, 2, float)

@@ -80,7 +80,8 @@ pub fn predict_tc(case: &TcCase) -> Result<TcReport> {
     // The values do not matter: the sampled blocks' results are discarded.
     let (a, b) = (gpu.alloc_zeroed::<u16>(m * k)?, gpu.alloc_zeroed::<u16>(k * n)?);
     let mut c = gpu.alloc::<f32>(m * n)?;
-    gemm_tc_half(&gpu, case.shape, &a, &b, &mut c)?;
+    // The tile the launcher plans for the simulated device (an RTX 3090's 82 SMs).
+    gemm_tc_half(&gpu, case.shape, None, &a, &b, &mut c)?;
     let stats = driver.take_launch_stats().remove(0);
     let compulsory_bytes = (2 * (m * k + k * n) + 4 * m * n) as f64;
     let predictions = GPU_MODELS
@@ -123,10 +124,10 @@ mod tests {
 
     #[test]
     fn a_sampled_prediction_counts_every_block_of_the_grid() {
-        // 3 x 2 blocks, of which all run (fewer than the sample): the exact padded work.
+        // 3 x 4 blocks of 64 rows (few tiles), all run (fewer than the sample): the exact padded work.
         let case = TcCase { name: "small".into(), shape: TcGemm { input: TcInput::Bf16, m: 200, n: 296, k: 64 } };
         let report = predict_tc(&case).unwrap();
-        assert_eq!(report.grid, (3, 2, 1));
+        assert_eq!(report.grid, (3, 4, 1));
         assert_eq!(report.tensor_flops, 2 * 256 * 384 * 64);
         assert_eq!(report.bank_conflicts, 0);
         let rtx4090 = report.predictions.iter().find(|p| p.gpu == "RTX 4090").unwrap();

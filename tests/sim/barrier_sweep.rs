@@ -161,23 +161,24 @@ fn optimiser_probes() -> Vec<Probe> {
     }]
 }
 
-/// The tensor-core GEMM of each input format on a product of 2 x 2 blocks and four stages of K
-/// (the pipeline's buffers wrap).
+/// The tensor-core GEMM of each input format and tile on a product of several blocks each way
+/// and four stages of K (the pipeline's buffers wrap).
 fn tensor_core_probes() -> Vec<Probe> {
-    use ferronet::ops::gemm::tc::{gemm_tc_half, gemm_tc_tf32, to_bits, TcGemm, TcInput};
+    use ferronet::ops::gemm::tc::{gemm_tc_half, gemm_tc_tf32, to_bits, TcGemm, TcInput, TcTile};
     [TcInput::Bf16, TcInput::F16, TcInput::Tf32]
         .into_iter()
-        .map(|input| Probe {
-            name: format!("tensor-core {} GEMM 130x136x128", input.name()),
+        .flat_map(|input| [TcTile::Rows128, TcTile::Rows64].map(|tile| (input, tile)))
+        .map(|(input, tile)| Probe {
+            name: format!("tensor-core {} GEMM 130x136x128 on {}-row tiles", input.name(), tile.rows()),
             run: Box::new(move |gpu| {
                 let shape = TcGemm { input, m: 130, n: 136, k: 128 };
                 let values = |n: usize| (0..n).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect::<Vec<f32>>();
                 let mut c = gpu.alloc::<f32>(130 * 136)?;
                 match input {
-                    TcInput::Tf32 => gemm_tc_tf32(gpu, shape, &gpu.upload_slice(&values(130 * 128))?, &gpu.upload_slice(&values(128 * 136))?, &mut c),
+                    TcInput::Tf32 => gemm_tc_tf32(gpu, shape, Some(tile), &gpu.upload_slice(&values(130 * 128))?, &gpu.upload_slice(&values(128 * 136))?, &mut c),
                     _ => {
                         let (a, b) = (to_bits(input, &values(130 * 128))?, to_bits(input, &values(128 * 136))?);
-                        gemm_tc_half(gpu, shape, &gpu.upload_slice(&a)?, &gpu.upload_slice(&b)?, &mut c)
+                        gemm_tc_half(gpu, shape, Some(tile), &gpu.upload_slice(&a)?, &gpu.upload_slice(&b)?, &mut c)
                     }
                 }
             }),

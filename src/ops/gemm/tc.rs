@@ -10,10 +10,25 @@ use crate::error::{Error, Result};
 use crate::gpu::{GpuBackend, GpuBuf};
 
 const MODULE: &str = "gemm_tc";
-/// The kernel's block tile of C and its threads (kernels/gemm_tc.cu).
-pub const TILE_ROWS: usize = 128;
+/// The kernel's block tile width and threads (kernels/gemm_tc.cu).
 pub const TILE_COLS: usize = 128;
 const THREADS: u32 = 256;
+
+/// The kernel's block tiles: 128 or 64 rows of C by [`TILE_COLS`] columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcTile {
+    Rows128,
+    Rows64,
+}
+
+impl TcTile {
+    pub fn rows(self) -> usize {
+        match self {
+            TcTile::Rows128 => 128,
+            TcTile::Rows64 => 64,
+        }
+    }
+}
 /// f32's unit roundoff, 2^-24.
 const F32_UNIT_ROUNDOFF: f64 = 1.0 / (1u64 << 24) as f64;
 
@@ -35,11 +50,14 @@ impl TcInput {
             TcInput::Tf32 => "tf32",
         }
     }
-    fn kernel(self) -> &'static str {
-        match self {
-            TcInput::Bf16 => "gemm_tc_bf16",
-            TcInput::F16 => "gemm_tc_f16",
-            TcInput::Tf32 => "gemm_tc_tf32",
+    fn kernel(self, tile: TcTile) -> &'static str {
+        match (self, tile) {
+            (TcInput::Bf16, TcTile::Rows128) => "gemm_tc_bf16",
+            (TcInput::F16, TcTile::Rows128) => "gemm_tc_f16",
+            (TcInput::Tf32, TcTile::Rows128) => "gemm_tc_tf32",
+            (TcInput::Bf16, TcTile::Rows64) => "gemm_tc_bf16_64",
+            (TcInput::F16, TcTile::Rows64) => "gemm_tc_f16_64",
+            (TcInput::Tf32, TcTile::Rows64) => "gemm_tc_tf32_64",
         }
     }
     /// Elements in one 16-byte copy of the kernel: K and N must be multiples of it.
@@ -92,6 +110,18 @@ impl TcGemm {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64
     }
 
+    /// The block tile for a device of `multiprocessors` SMs: 64 rows when M fits in them (a
+    /// 128-row tile would multiply zeros) or when 128-row tiles would leave SMs without a block;
+    /// else 128 rows, which read each operand half as often.
+    pub fn plan_tile(&self, multiprocessors: usize) -> TcTile {
+        let tiles_128 = self.m.div_ceil(128) * self.n.div_ceil(TILE_COLS);
+        if self.m <= 64 || tiles_128 < multiprocessors {
+            TcTile::Rows64
+        } else {
+            TcTile::Rows128
+        }
+    }
+
     /// The kernel's requirements on the shape and on the operands' lengths and addresses (A and
     /// B 16-byte aligned, C 8-byte aligned).
     fn check(&self, lens: [usize; 3], ptrs: [u64; 3]) -> Result<()> {
@@ -106,7 +136,7 @@ impl TcGemm {
                 input.name()
             )));
         }
-        if [m, n, k].iter().any(|&d| d > i32::MAX as usize) || m.div_ceil(TILE_ROWS) > 65535 {
+        if [m, n, k].iter().any(|&d| d > i32::MAX as usize) || m.div_ceil(TcTile::Rows64.rows()) > 65535 {
             return Err(Error::shape(format!("tensor-core GEMM of {m}x{n}x{k} is too large for one launch")));
         }
         for ((name, need), have) in [("A", m * k), ("B", k * n), ("C", m * n)].into_iter().zip(lens) {
@@ -122,15 +152,15 @@ impl TcGemm {
         Ok(())
     }
 
-    fn grid(&self) -> LaunchConfig {
+    fn grid(&self, tile: TcTile) -> LaunchConfig {
         LaunchConfig {
-            grid: (self.n.div_ceil(TILE_COLS) as u32, self.m.div_ceil(TILE_ROWS) as u32, 1),
+            grid: (self.n.div_ceil(TILE_COLS) as u32, self.m.div_ceil(tile.rows()) as u32, 1),
             block: (THREADS, 1, 1),
             shared_mem_bytes: 0,
         }
     }
 
-    fn launch(&self, gpu: &GpuBackend, ptrs: [u64; 3]) -> Result<()> {
+    fn launch(&self, gpu: &GpuBackend, tile: Option<TcTile>, ptrs: [u64; 3]) -> Result<()> {
         let (major, minor) = gpu.driver().compute_capability();
         if (major, minor) < (8, 0) {
             return Err(Error::device(format!(
@@ -139,28 +169,30 @@ impl TcGemm {
         }
         let dim = |d: usize| KernelArg::I32(d as i32);
         let args = [KernelArg::Ptr(ptrs[0]), KernelArg::Ptr(ptrs[1]), KernelArg::Ptr(ptrs[2]), dim(self.m), dim(self.n), dim(self.k)];
-        gpu.launch(MODULE, self.input.kernel(), self.grid(), &args)
+        let tile = tile.unwrap_or_else(|| self.plan_tile(gpu.driver().multiprocessor_count()));
+        gpu.launch(MODULE, self.input.kernel(tile), self.grid(tile), &args)
     }
 }
 
-/// C = A B on the tensor cores with bf16 or f16 operands (16-bit patterns, [`to_bits`]).
-pub fn gemm_tc_half(gpu: &GpuBackend, shape: TcGemm, a: &GpuBuf<u16>, b: &GpuBuf<u16>, c: &mut GpuBuf<f32>) -> Result<()> {
+/// C = A B on the tensor cores with bf16 or f16 operands (16-bit patterns, [`to_bits`]), on
+/// `tile` or the one [`TcGemm::plan_tile`] picks for the device.
+pub fn gemm_tc_half(gpu: &GpuBackend, shape: TcGemm, tile: Option<TcTile>, a: &GpuBuf<u16>, b: &GpuBuf<u16>, c: &mut GpuBuf<f32>) -> Result<()> {
     if shape.input == TcInput::Tf32 {
         return Err(Error::config("the tf32 GEMM takes f32 operands (gemm_tc_tf32)"));
     }
     let ptrs = [a.ptr(), b.ptr(), c.ptr()];
     shape.check([a.len(), b.len(), c.len()], ptrs)?;
-    shape.launch(gpu, ptrs)
+    shape.launch(gpu, tile, ptrs)
 }
 
-/// C = A B on the tensor cores with f32 operands rounded to tf32.
-pub fn gemm_tc_tf32(gpu: &GpuBackend, shape: TcGemm, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+/// C = A B on the tensor cores with f32 operands rounded to tf32, on `tile` or the planned one.
+pub fn gemm_tc_tf32(gpu: &GpuBackend, shape: TcGemm, tile: Option<TcTile>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
     if shape.input != TcInput::Tf32 {
         return Err(Error::config(format!("the {} GEMM takes 16-bit operands (gemm_tc_half)", shape.input.name())));
     }
     let ptrs = [a.ptr(), b.ptr(), c.ptr()];
     shape.check([a.len(), b.len(), c.len()], ptrs)?;
-    shape.launch(gpu, ptrs)
+    shape.launch(gpu, tile, ptrs)
 }
 
 /// The CPU reference of the tensor-core GEMM: each element of A B with A and B rounded as the
@@ -233,5 +265,13 @@ mod tests {
         assert!(shape.check([63, 192, 48], [0, 0, 0]).unwrap_err().to_string().contains("A holds 63 elements, it needs 64"));
         assert!(shape.check([64, 192, 48], [8, 0, 0]).unwrap_err().to_string().contains("A at 0x8 is not 16-byte aligned"));
         assert!(TcGemm { k: 0, ..shape }.check([0, 0, 0], [0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn small_products_take_64_row_tiles() {
+        let shape = |m, n| TcGemm { input: TcInput::Bf16, m, n, k: 64 };
+        assert_eq!(shape(64, 4096).plan_tile(82), TcTile::Rows64, "M fits 64 rows");
+        assert_eq!(shape(512, 2048).plan_tile(82), TcTile::Rows64, "64 tiles of 128 rows for 82 SMs");
+        assert_eq!(shape(4096, 4096).plan_tile(128), TcTile::Rows128);
     }
 }
