@@ -13,8 +13,9 @@
 //! f64 for all but extreme exponent ranges; each `mma` rounds that sum once to f32 (round to
 //! nearest even). Hardware keeps fp32 accumulators too but leaves the order and rounding of the
 //! k-sum unspecified, so results agree with a GPU to within fp32 accumulation error, not bit for
-//! bit. A tf32 input register is read as the f32 it holds with the 13 low mantissa bits ignored,
-//! as tensor cores do.
+//! bit. A tf32 input register is read as the f32 it holds with its 13 low mantissa bits ignored
+//! (kernels round their operands first, `cvt.rna.tf32.f32`, which leaves those bits zero; for
+//! other bit patterns the ISA does not say what the hardware sees).
 //!
 //! `ldmatrix.m8n8.x{n}`: lanes `8i..8i+7` give the row addresses of matrix `i` (each row 8
 //! 16-bit elements, 16 bytes, which must be 16-byte aligned); lane `l` receives in register `i`
