@@ -1,7 +1,9 @@
 //! Compiles every `kernels/*.cu` to PTX with NVRTC and embeds both the PTX and the source.
 //!
 //! Target: compute_75 (Turing), the oldest architecture the kernels are written for; PTX is
-//! JIT-compiled forward by the driver for any newer GPU. A kernel that fails to compile fails the
+//! JIT-compiled forward by the driver for any newer GPU. A source whose first lines say
+//! `// ferronet: compute_80` (tensor-core kernels) is compiled for that architecture instead, and
+//! its module records it so that drivers load it only on such devices. A kernel that fails to compile fails the
 //! build with NVRTC's log naming the file. Without NVRTC the build still succeeds (with a
 //! cargo:warning) and embeds only the sources, which the runtime compiles with the machine's own
 //! NVRTC. Compilation is the runtime's own function (`src/device/nvrtc.rs`), so build time and
@@ -76,8 +78,9 @@ fn main() {
             Ok(s) => inline_headers(&format!("{name}.cu"), &s, &headers, &mut Vec::new()),
             Err(e) => panic!("cannot read {}: {e}", file.display()),
         };
+        let arch = nvrtc::source_compute_capability(&src);
         let ptx = if have_nvrtc {
-            match nvrtc::compile_ptx(name, &src, nvrtc::BASE_COMPUTE_CAPABILITY) {
+            match nvrtc::compile_ptx(name, &src, arch) {
                 Ok(ptx) => Some(ptx),
                 Err(log) => {
                     failures.push(log);
@@ -89,7 +92,7 @@ fn main() {
         };
         writeln!(
             out,
-            "    KernelModule {{ name: {name:?}, source: {src:?}, ptx: {} }},",
+            "    KernelModule {{ name: {name:?}, source: {src:?}, compute_capability: {arch:?}, ptx: {} }},",
             ptx.map(|p| format!("Some({p:?})")).unwrap_or_else(|| "None".into())
         )
         .expect("writing to a String cannot fail");

@@ -6,6 +6,7 @@
 use super::cases::{kernel_cases, BenchCase};
 use super::cuda::{CudaBench, DevicePeaks};
 use super::resources::{kernel_resources, KernelResources, ARCH};
+use super::tensor_core::{predict_tc, tc_cases, TcReport};
 use super::timing::{time_host, Timing};
 use super::validate::{compare, reference, results, Validation};
 use crate::cpu::CpuBackend;
@@ -132,13 +133,15 @@ pub struct KernelReport {
     pub cuda_peaks: Option<DevicePeaks>,
     pub resources_arch: &'static str,
     pub cases: Vec<CaseReport>,
+    /// The tensor-core GEMM's PREDICTED times (with the simulator only).
+    pub tensor_core: Vec<Outcome<TcReport>>,
 }
 
 impl KernelReport {
     /// Whether any case failed validation or stopped with an error on any device.
     pub fn any_failed(&self) -> bool {
         let bad = |v: &Validation| !v.passed;
-        self.cases.iter().any(|c| {
+        self.tensor_core.iter().any(|t| matches!(t, Outcome::Error(_))) || self.cases.iter().any(|c| {
             let measured = |o: &Option<Outcome<Measured>>| match o {
                 Some(Outcome::Ran(m)) => bad(&m.validation),
                 Some(Outcome::Error(_)) => true,
@@ -342,7 +345,17 @@ pub fn run_kernel_bench(opts: &KernelBenchOptions, mut progress: impl FnMut(&str
             sim,
         });
     }
+    let selected = |name: &str| opts.filter.as_deref().is_none_or(|f| name.contains(f));
+    let mut tensor_core = Vec::new();
+    for case in tc_cases(opts.batch).into_iter().filter(|c| opts.sim && selected(&c.name)) {
+        progress(&case.name);
+        tensor_core.push(match predict_tc(&case) {
+            Ok(report) => Outcome::Ran(report),
+            Err(e) => Outcome::Error(format!("{}: {e}", case.name)),
+        });
+    }
     Ok(KernelReport {
+        tensor_core,
         batch: opts.batch,
         cpu_threads: rayon::current_num_threads(),
         cuda_device: cuda.as_ref().map(|b| b.name()),

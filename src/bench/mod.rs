@@ -10,5 +10,6 @@ pub mod model;
 pub mod predict;
 pub mod report;
 pub mod resources;
+pub mod tensor_core;
 pub mod timing;
 pub mod validate;

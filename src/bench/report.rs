@@ -1,6 +1,7 @@
 //! The kernel benchmark report as text tables (one per device) and as JSON.
 
 use super::kernels::{CaseReport, KernelReport, Measured, Outcome, Simulated};
+use super::tensor_core::TcReport;
 use crate::error::{Error, Result};
 use std::fmt::Write;
 use std::path::Path;
@@ -133,6 +134,47 @@ fn sim_row(name: &str, s: &Simulated) -> String {
     )
 }
 
+fn tensor_core_rows(reports: &[Outcome<TcReport>]) -> String {
+    let mut out = String::from(
+        "| case | grid | GFLOP | bank confl. | DRAM MB (no cache) | RTX 3090 us (of peak) | RTX 4090 us (of peak) | H100 us (of peak) |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for report in reports {
+        let row = match report {
+            Outcome::Error(e) => format!("| ERROR: {e} |||||||"),
+            Outcome::Ran(r) => {
+                let gpus: Vec<String> = r
+                    .predictions
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{:.1} {} ({:.0}%) / {:.1} {} ({:.0}%)",
+                            p.seconds * 1e6,
+                            p.limit.label(),
+                            100.0 * p.fraction_of_tensor_peak,
+                            p.seconds_ideal_cache * 1e6,
+                            p.limit_ideal_cache.label(),
+                            100.0 * p.fraction_of_tensor_peak_ideal_cache
+                        )
+                    })
+                    .collect();
+                let (gx, gy, _) = r.grid;
+                format!(
+                    "| {} | {gx}x{gy} | {:.1} | {} | {:.1} | {} |",
+                    r.name,
+                    r.tensor_flops as f64 / 1e9,
+                    r.bank_conflicts,
+                    r.dram_bytes as f64 / 1e6,
+                    gpus.join(" | ")
+                )
+            }
+        };
+        out.push_str(&row);
+        out.push('\n');
+    }
+    out
+}
+
 /// The report as Markdown tables, one per device that ran.
 pub fn tables(report: &KernelReport) -> String {
     let mut out = String::new();
@@ -174,6 +216,16 @@ pub fn tables(report: &KernelReport) -> String {
             report.batch, report.resources_arch
         );
         out.push_str(&sim_rows(cases));
+    }
+    if !report.tensor_core.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Tensor-core GEMM (kernels/gemm_tc.cu, bf16 inputs, f32 accumulation) on the PTX simulator: PREDICTED times \
+             in us as `no cache / ideal cache` with the limiting roof (tensor, issue, shared, dram) and the fraction of the \
+             GPU's dense bf16 tensor-core peak; 16 blocks simulated with the full K, counters scaled to the grid; tensor \
+             FLOPs counted over the padded 128x128 tiles\n"
+        );
+        out.push_str(&tensor_core_rows(&report.tensor_core));
     }
     out
 }

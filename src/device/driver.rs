@@ -86,6 +86,8 @@ pub trait Driver: Send + Sync {
     /// Streaming multiprocessors (SMs): how many blocks run at once, for launchers that size a
     /// grid to fill the device (split-K GEMM).
     fn multiprocessor_count(&self) -> usize;
+    /// The device's compute capability (major, minor): which kernel modules it loads.
+    fn compute_capability(&self) -> (i32, i32);
     /// Creates an event and records it in `stream`.
     fn record_event(&self, stream: Stream) -> Result<EventId>;
     /// Records `event` again, at the current end of `stream`.

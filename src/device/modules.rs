@@ -1,7 +1,7 @@
 //! The kernel modules build.rs embedded: each `kernels/<name>.cu` as source and, when NVRTC was
 //! available at build time, as PTX; and the one place a module's PTX comes from at run time.
 
-use super::nvrtc::{self, BASE_COMPUTE_CAPABILITY};
+use super::nvrtc;
 use crate::error::{Error, Result};
 use std::borrow::Cow;
 
@@ -10,7 +10,11 @@ pub struct KernelModule {
     pub name: &'static str,
     /// The CUDA source, with `kernels/common.cuh` already inlined, for run-time recompilation.
     pub source: &'static str,
-    /// PTX from build-time NVRTC (for [`BASE_COMPUTE_CAPABILITY`]), if it was available.
+    /// The architecture the module is compiled for and the oldest device that loads it:
+    /// [`nvrtc::BASE_COMPUTE_CAPABILITY`] unless the source names another
+    /// ([`nvrtc::ARCH_MARKER`]).
+    pub compute_capability: (i32, i32),
+    /// PTX from build-time NVRTC (for `compute_capability`), if it was available.
     pub ptx: Option<&'static str>,
 }
 
@@ -31,12 +35,22 @@ pub enum PtxSource {
 }
 
 /// Module `name`'s PTX for a device of compute capability `cc`: the embedded PTX (which targets
-/// [`BASE_COMPUTE_CAPABILITY`] and runs on every newer device) when `source` allows it and the
-/// build had NVRTC, else the embedded source compiled with the machine's NVRTC for `cc`.
+/// the module's architecture and runs on every newer device) when `source` allows it, compiled
+/// now for that architecture when the build had no NVRTC, or, for [`PtxSource::CompiledNow`], the
+/// embedded source compiled with the machine's NVRTC for `cc`. A device older than the module's
+/// architecture is refused.
 pub fn ptx(name: &str, cc: (i32, i32), source: PtxSource) -> Result<Cow<'static, str>> {
     let module = module(name).ok_or_else(|| Error::device(format!("no kernel module named {name} (no kernels/{name}.cu)")))?;
+    if cc < module.compute_capability {
+        let ((major, minor), (have_major, have_minor)) = (module.compute_capability, cc);
+        return Err(Error::device(format!(
+            "kernel module {name} needs a GPU of compute capability {major}.{minor} or newer; this device is {have_major}.{have_minor}"
+        )));
+    }
     match (module.ptx, source) {
-        (Some(ptx), PtxSource::EmbeddedFirst) if cc >= BASE_COMPUTE_CAPABILITY => Ok(Cow::Borrowed(ptx)),
-        _ => nvrtc::compile_ptx(name, module.source, cc).map(Cow::Owned).map_err(Error::device),
+        (Some(ptx), PtxSource::EmbeddedFirst) => Ok(Cow::Borrowed(ptx)),
+        // What build.rs would have embedded, for a build without NVRTC.
+        (None, PtxSource::EmbeddedFirst) => nvrtc::compile_ptx(name, module.source, module.compute_capability).map(Cow::Owned).map_err(Error::device),
+        (_, PtxSource::CompiledNow) => nvrtc::compile_ptx(name, module.source, cc).map(Cow::Owned).map_err(Error::device),
     }
 }

@@ -20,6 +20,24 @@ pub const INSTALL_HINT: &str = "pip install nvidia-cuda-nvrtc-cu12==12.9.86";
 /// newer GPU JIT-compiles its PTX forward, and the simulator runs it.
 pub const BASE_COMPUTE_CAPABILITY: (i32, i32) = (7, 5);
 
+/// The line a kernel source starts with to need a newer architecture than the base one, e.g.
+/// `// ferronet: compute_80` for tensor-core instructions (mma.sync, ldmatrix, cp.async): build.rs
+/// compiles that module for it, and drivers load it only on devices of at least that capability.
+pub const ARCH_MARKER: &str = "// ferronet: compute_";
+
+/// The compute capability a kernel source is compiled for: its [`ARCH_MARKER`] line's, else
+/// [`BASE_COMPUTE_CAPABILITY`].
+pub fn source_compute_capability(source: &str) -> (i32, i32) {
+    source
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(ARCH_MARKER))
+        .and_then(|digits| {
+            let n: i32 = digits.trim().parse().ok()?;
+            Some((n / 10, n % 10))
+        })
+        .unwrap_or(BASE_COMPUTE_CAPABILITY)
+}
+
 /// Directories that may hold NVRTC, best first.
 fn candidate_files() -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -219,6 +219,10 @@ fn arg_slot(arg: &KernelArg) -> [u8; 8] {
 }
 
 impl Driver for CudaDriver {
+    fn compute_capability(&self) -> (i32, i32) {
+        self.info.compute_capability
+    }
+
     fn name(&self) -> String {
         let (major, minor) = self.info.compute_capability;
         format!(

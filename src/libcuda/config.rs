@@ -13,10 +13,14 @@ pub const SMS_ENV: &str = "FERRONET_EMU_SMS";
 const MAX_DEVICES: usize = 16;
 
 /// Turing (a T4) for predicted timings of sm_75 devices: the simulator's performance models start
-/// at Ampere. 64 fp32 lanes per SM times two (FMA) times the boost clock give the peak.
+/// at Ampere. 64 fp32 lanes per SM times two (FMA) times the boost clock give the peak; the
+/// tensor-core peak is the T4 data sheet's 65 TFLOP/s of mixed FP16/FP32. Turing has no tf32
+/// (its devices never load compute_80 modules), so that roof never limits.
 const T4: GpuModel = GpuModel {
     name: "T4",
     peak_fp32_flops: 8.1e12,
+    peak_tensor_16bit_flops: 65e12,
+    peak_tensor_tf32_flops: f64::INFINITY,
     dram_bytes_per_s: 320e9,
     sms: 40,
     clock_hz: 1.59e9,

@@ -139,6 +139,7 @@ impl Emulator {
             // Cooperative launches must fit this device's SMs.
             options.multiprocessors = config.sm_count as usize;
             options.residency = config.roofline;
+            options.compute_capability = config.compute_capability;
             let ctx = Context { handle: emu.new_handle(), retained: 0, sticky: None, allocations: BTreeMap::new(), predicted_s: 0.0 };
             emu.devices.push(Device { config, sim: SimDriver::new(options), ctx });
         }

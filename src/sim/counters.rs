@@ -13,8 +13,12 @@ pub struct LaunchStats {
     /// Lane-level instructions: warp instructions times their active lanes (lanes on the
     /// warp's current path, whether or not a guard predicate disables them).
     pub lane_insts: u64,
-    /// f32 floating-point operations (add/sub/mul 1, fma 2 per active lane).
+    /// f32 floating-point operations on the CUDA cores (add/sub/mul 1, fma 2 per active lane).
     pub flops: u64,
+    /// Tensor-core operations (2*m*n*k per warp `mma`) with f16 or bf16 inputs, and with tf32
+    /// inputs; all accumulate in f32. Not part of `flops`.
+    pub tensor_flops_16bit: u64,
+    pub tensor_flops_tf32: u64,
     /// Global bytes requested by loads, stores and atomics (active lanes times access size).
     pub global_load_bytes: u64,
     pub global_store_bytes: u64,
@@ -76,6 +80,8 @@ impl LaunchStats {
             warp_insts: f(self.warp_insts, o.warp_insts),
             lane_insts: f(self.lane_insts, o.lane_insts),
             flops: f(self.flops, o.flops),
+            tensor_flops_16bit: f(self.tensor_flops_16bit, o.tensor_flops_16bit),
+            tensor_flops_tf32: f(self.tensor_flops_tf32, o.tensor_flops_tf32),
             global_load_bytes: f(self.global_load_bytes, o.global_load_bytes),
             global_store_bytes: f(self.global_store_bytes, o.global_store_bytes),
             global_atomic_bytes: f(self.global_atomic_bytes, o.global_atomic_bytes),
@@ -94,6 +100,8 @@ impl LaunchStats {
         self.warp_insts += o.warp_insts;
         self.lane_insts += o.lane_insts;
         self.flops += o.flops;
+        self.tensor_flops_16bit += o.tensor_flops_16bit;
+        self.tensor_flops_tf32 += o.tensor_flops_tf32;
         self.global_load_bytes += o.global_load_bytes;
         self.global_store_bytes += o.global_store_bytes;
         self.global_atomic_bytes += o.global_atomic_bytes;

@@ -22,6 +22,9 @@
 //! - cp.async.{ca,cg}.shared.global (4/8/16 bytes, source size or ignore-src, cache hint),
 //!   commit_group, wait_group, wait_all, cp.async.mbarrier.arrive[.noinc] (deferred copies:
 //!   `exec::async_copy`);
+//! - mma.sync.aligned.row.col with f32 accumulators: m16n8k16 f16/bf16, m16n8k8 f16/bf16 and
+//!   tf32; ldmatrix.sync.aligned.m8n8.x1/x2/x4 (`.trans`) .b16 from shared memory
+//!   (`exec::tensor_ops`);
 //! - bar.sync/barrier.sync/bar.arrive with barrier numbers and thread counts, bar.red
 //!   popc/and/or, mbarrier init/arrive/arrive_drop/arrive.expect_tx/expect_tx/complete_tx/
 //!   test_wait/try_wait (`.parity`)/pending_count/inval, bar.warp.sync, shfl.sync
@@ -688,6 +691,8 @@ impl<'a> Decoder<'a> {
             }
             "mbarrier" => self.mbarrier(i, &oc)?,
             "cp" if oc.has("async") => self.cp_async(i, &oc)?,
+            "mma" => self.mma(i, &oc)?,
+            "ldmatrix" => self.ldmatrix(i, &oc)?,
             "elect" if oc.has("sync") => {
                 self.ops(i, 2)?;
                 let Operand::Pair(d, p) = &o[0] else { return self.err("elect.sync needs a destination pair d|p") };
@@ -909,6 +914,69 @@ impl<'a> Decoder<'a> {
         let (dst, _) = self.addr(&o[0])?;
         let (src, _) = self.addr(&o[1])?;
         Ok(Op::CpAsync { dst, src, size, src_size, ignore_src })
+    }
+
+    /// The registers of a `{...}` operand, exactly `n` of them.
+    fn reg_vector(&mut self, o: &Operand, n: usize, what: &str) -> Result<Vec<u32>> {
+        match o {
+            Operand::Vector(v) if v.len() == n => v.iter().map(|r| self.dst(r)).collect(),
+            _ => self.err(format!("{what} must be a vector of {n} registers")),
+        }
+    }
+
+    /// `mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32` and the m16n8k8 forms
+    /// with f16/bf16 or tf32 inputs; other shapes, layouts and accumulator types are refused.
+    fn mma(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
+        let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
+        self.ops(i, 4)?;
+        if !(oc.has("sync") && oc.has("aligned") && oc.has("row") && oc.has("col")) || oc.has("satfinite") {
+            return Err(unsupported());
+        }
+        // The types are d, a, b, c in order; tf32 is not a register type, so it stays a modifier.
+        let tf32 = oc.mods.iter().filter(|m| **m == "tf32").count() == 2;
+        let shape = match (oc.has("m16n8k16"), oc.has("m16n8k8"), oc.types.as_slice()) {
+            (true, false, [Ty::F32, Ty::F16, Ty::F16, Ty::F32]) => MmaShape::K16Half { bf: false },
+            (true, false, [Ty::F32, Ty::Bf16, Ty::Bf16, Ty::F32]) => MmaShape::K16Half { bf: true },
+            (false, true, [Ty::F32, Ty::F16, Ty::F16, Ty::F32]) => MmaShape::K8Half { bf: false },
+            (false, true, [Ty::F32, Ty::Bf16, Ty::Bf16, Ty::F32]) => MmaShape::K8Half { bf: true },
+            (false, true, [Ty::F32, Ty::F32]) if tf32 => MmaShape::K8Tf32,
+            _ => return Err(unsupported()),
+        };
+        let (na, nb) = shape.fragment_regs();
+        let o = &i.operands;
+        let d = self.reg_vector(&o[0], 4, "mma's D")?;
+        let a = self.reg_vector(&o[1], na, "mma's A")?;
+        let b = self.reg_vector(&o[2], nb, "mma's B")?;
+        let c = self.reg_vector(&o[3], 4, "mma's C")?;
+        let fill = |regs: &[u32], out: &mut [Src]| regs.iter().zip(out.iter_mut()).for_each(|(&r, o)| *o = Src::Reg(r));
+        let (mut sa, mut sb, mut sc) = ([Src::Imm(0); 4], [Src::Imm(0); 2], [Src::Imm(0); 4]);
+        fill(&a, &mut sa);
+        fill(&b, &mut sb);
+        fill(&c, &mut sc);
+        Ok(Op::Mma { shape, d: [d[0], d[1], d[2], d[3]], a: sa, b: sb, c: sc })
+    }
+
+    /// `ldmatrix.sync.aligned.m8n8.x{1,2,4}{.trans}{.shared}.b16`.
+    fn ldmatrix(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {
+        let unsupported = || Error::Sim(format!("kernel {}, PTX line {}: the simulator does not support `{}`", self.kernel, self.line, i.opcode));
+        self.ops(i, 2)?;
+        let n = match (oc.has("x1"), oc.has("x2"), oc.has("x4")) {
+            (true, false, false) => 1,
+            (false, true, false) => 2,
+            (false, false, true) => 4,
+            _ => return Err(unsupported()),
+        };
+        if !(oc.has("sync") && oc.has("aligned") && oc.has("m8n8")) || oc.types.as_slice() != [Ty::U(16)] || !matches!(self.space_of(oc), Space::Shared | Space::Generic) {
+            return Err(unsupported());
+        }
+        let regs = match &i.operands[0] {
+            r @ Operand::Reg(_) if n == 1 => vec![self.dst(r)?],
+            v => self.reg_vector(v, n as usize, "ldmatrix's destination")?,
+        };
+        let mut d = [0u32; 4];
+        d[..regs.len()].copy_from_slice(&regs);
+        let (addr, _) = self.addr(&i.operands[1])?;
+        Ok(Op::Ldmatrix { n, trans: oc.has("trans"), space: self.space_of(oc), d, addr })
     }
 
     fn setp(&mut self, i: &Instruction, oc: &Opcode) -> Result<Op> {

@@ -35,7 +35,6 @@ pub use roofline::{GpuModel, LaunchPrediction, Limit, GPU_MODELS};
 use crate::device::driver::{DevPtr, Driver, EventId, GraphId, KernelArg, LaunchConfig, PinnedId, Stream};
 use graph::{Graphs, StreamOp};
 use crate::device::modules::{self as kernel_modules, PtxSource};
-use crate::device::nvrtc::BASE_COMPUTE_CAPABILITY;
 use crate::error::{Error, Result};
 use decode::DecodedKernel;
 use memory::GlobalMemory;
@@ -107,11 +106,18 @@ pub struct SimOptions {
     /// all of whose blocks must be resident at once on `multiprocessors` SMs. Registers are not
     /// counted: PTX leaves their allocation to the driver's compiler.
     pub residency: GpuModel,
+    /// The compute capability the device reports; modules compiled for a newer architecture do
+    /// not load.
+    pub compute_capability: (i32, i32),
 }
 
 /// The simulated device's SM count by default: the RTX 3090's, the first GPU the performance
 /// model predicts for and the GPU of the emulated driver's default architecture (sm_86).
 pub const DEFAULT_SIM_MULTIPROCESSORS: usize = roofline::RTX_3090.sms as usize;
+
+/// The simulated device's compute capability by default: the RTX 3090's (sm_86), as for the SM
+/// count.
+pub const SIM_COMPUTE_CAPABILITY: (i32, i32) = (8, 6);
 
 impl Default for SimOptions {
     fn default() -> Self {
@@ -124,6 +130,7 @@ impl Default for SimOptions {
             multiprocessors: DEFAULT_SIM_MULTIPROCESSORS,
             sample_blocks: None,
             residency: roofline::RTX_3090,
+            compute_capability: SIM_COMPUTE_CAPABILITY,
         }
     }
 }
@@ -272,8 +279,10 @@ impl SimDriver {
         if let Some(m) = lock(&self.modules)?.get(name) {
             return Ok(m.clone());
         }
-        // The simulator runs the base architecture's PTX, as build.rs embeds it.
-        let ptx = kernel_modules::ptx(name, BASE_COMPUTE_CAPABILITY, PtxSource::EmbeddedFirst)?;
+        // The simulator runs the PTX build.rs embeds (each module's own architecture), on a
+        // device of the capability its options say.
+        let cc = lock(&self.options)?.compute_capability;
+        let ptx = kernel_modules::ptx(name, cc, PtxSource::EmbeddedFirst)?;
         self.load_ptx(name, &ptx)?;
         lock(&self.modules)?.get(name).cloned().ok_or_else(|| Error::Sim(format!("module {name} vanished")))
     }
@@ -389,6 +398,10 @@ impl Driver for SimDriver {
 
     fn multiprocessor_count(&self) -> usize {
         self.options.lock().map_or(DEFAULT_SIM_MULTIPROCESSORS, |o| o.multiprocessors.max(1))
+    }
+
+    fn compute_capability(&self) -> (i32, i32) {
+        self.options.lock().map_or(SIM_COMPUTE_CAPABILITY, |o| o.compute_capability)
     }
 
     fn record_event(&self, _stream: Stream) -> Result<EventId> {

@@ -129,6 +129,14 @@ pub enum Op {
     /// mask if all values agree, else 0; p = whether they agree).
     Match { all: bool, d: u32, p: Option<u32>, a: Src, mask: Src },
     Shfl { mode: ShflMode, d: u32, p: Option<u32>, a: Src, b: Src, c: Src, mask: Src },
+    /// `mma.sync.aligned.{shape}.row.col.f32.{f16,bf16,tf32}.{..}.f32 {d}, {a}, {b}, {c}`: the
+    /// warp's 16x8 fp32 tile D = A (16xK) * B (Kx8) + C, each spread over the lanes' registers
+    /// as the PTX ISA's fragment layouts place them (`exec::tensor_ops`).
+    Mma { shape: MmaShape, d: [u32; 4], a: [Src; 4], b: [Src; 2], c: [Src; 4] },
+    /// `ldmatrix.sync.aligned.m8n8.x{n}{.trans}{.shared}.b16 {d}, [addr]`: `n` 8x8 matrices of
+    /// 16-bit elements, whose eight 16-byte rows come from the addresses of lanes 8i..8i+7
+    /// (shared offsets, or generic addresses in the shared window).
+    Ldmatrix { n: u8, trans: bool, space: Space, d: [u32; 4], addr: Addr },
     Vote { mode: VoteMode, d: u32, a: Src, neg: bool, mask: Src },
     Bra { target: u32 },
     Exit,
@@ -140,6 +148,37 @@ pub enum Op {
     /// return value if the call has one.
     Printf { format: u32, args: u32, ret: Option<u32> },
     Nop,
+}
+
+/// The `mma.sync` forms the simulator executes, all with fp32 accumulators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmaShape {
+    /// m16n8k16 with f16 (or bf16 when `bf`) inputs, two per 32-bit register.
+    K16Half { bf: bool },
+    /// m16n8k8 with f16 (or bf16) inputs, two per register.
+    K8Half { bf: bool },
+    /// m16n8k8 with tf32 inputs, one per register.
+    K8Tf32,
+}
+
+impl MmaShape {
+    pub fn k(self) -> usize {
+        match self {
+            MmaShape::K16Half { .. } => 16,
+            MmaShape::K8Half { .. } | MmaShape::K8Tf32 => 8,
+        }
+    }
+    /// Registers holding this lane's part of A and of B.
+    pub fn fragment_regs(self) -> (usize, usize) {
+        match self {
+            MmaShape::K16Half { .. } | MmaShape::K8Tf32 => (4, 2),
+            MmaShape::K8Half { .. } => (2, 1),
+        }
+    }
+    /// Floating-point operations of one warp's instruction (a multiply-add counts 2).
+    pub fn flops(self) -> u64 {
+        2 * 16 * 8 * self.k() as u64
+    }
 }
 
 /// `bar.red.{popc,and,or}`: d receives the count of participating threads whose predicate

@@ -1,5 +1,6 @@
-//! The GPU performance model: predicted times of a launch from the simulator's counters. Four
-//! roofs: fp32 FLOPs against the peak rate, DRAM sectors against the memory bandwidth,
+//! The GPU performance model: predicted times of a launch from the simulator's counters. Five
+//! roofs: fp32 FLOPs against the peak rate, tensor-core FLOPs against the dense tensor-core
+//! peak with fp32 accumulation (f16/bf16 and tf32 inputs each at their own rate), DRAM sectors against the memory bandwidth,
 //! instruction issue (warp instructions against four schedulers per SM, which charges idle lanes
 //! and non-FMA work) and shared-memory wavefronts (bank conflicts included); plus the occupancy
 //! ptxas's register and shared-memory counts allow. Every time it gives is a prediction.
@@ -19,6 +20,10 @@ pub struct GpuModel {
     pub name: &'static str,
     /// Peak fp32 FLOP/s as published (FMA counted as 2, boost clock, no tensor cores).
     pub peak_fp32_flops: f64,
+    /// Dense (no sparsity) tensor-core FLOP/s with fp32 accumulation, for f16/bf16 inputs and
+    /// for tf32 inputs.
+    pub peak_tensor_16bit_flops: f64,
+    pub peak_tensor_tf32_flops: f64,
     /// DRAM bandwidth in bytes/s.
     pub dram_bytes_per_s: f64,
     pub sms: u32,
@@ -34,9 +39,16 @@ pub struct GpuModel {
 
 /// Peaks, boost clocks and SM resources from NVIDIA's Ampere, Ada and Hopper data sheets and
 /// tuning guides; 128 fp32 lanes per SM times two (FMA) times the clock reproduce the peaks.
+/// Tensor-core peaks (dense, fp32 accumulate) from the vendor whitepapers: "NVIDIA Ampere GA102
+/// GPU Architecture" (RTX 3090: 71 TFLOP/s FP16/BF16 with FP32 accumulate, 35.6 TF32; we use
+/// 35.5), "NVIDIA Ada GPU Architecture" (RTX 4090: 165.2 FP16/BF16 with FP32 accumulate, 82.6
+/// TF32) and "NVIDIA H100 Tensor Core GPU Architecture" (H100 SXM5: 989.4 BF16/FP16, 494.7
+/// TF32).
 pub const RTX_3090: GpuModel = GpuModel {
     name: "RTX 3090",
     peak_fp32_flops: 35.6e12,
+    peak_tensor_16bit_flops: 71e12,
+    peak_tensor_tf32_flops: 35.5e12,
     dram_bytes_per_s: 936e9,
     sms: 82,
     clock_hz: 1.695e9,
@@ -49,6 +61,8 @@ pub const RTX_3090: GpuModel = GpuModel {
 pub const RTX_4090: GpuModel = GpuModel {
     name: "RTX 4090",
     peak_fp32_flops: 82.6e12,
+    peak_tensor_16bit_flops: 165.2e12,
+    peak_tensor_tf32_flops: 82.6e12,
     dram_bytes_per_s: 1008e9,
     sms: 128,
     clock_hz: 2.52e9,
@@ -61,6 +75,8 @@ pub const RTX_4090: GpuModel = GpuModel {
 pub const H100_SXM: GpuModel = GpuModel {
     name: "H100 SXM",
     peak_fp32_flops: 66.9e12,
+    peak_tensor_16bit_flops: 989.4e12,
+    peak_tensor_tf32_flops: 494.7e12,
     dram_bytes_per_s: 3.35e12,
     sms: 132,
     clock_hz: 1.98e9,
@@ -80,6 +96,8 @@ pub const GPU_MODELS: [GpuModel; 3] = [RTX_3090, RTX_4090, H100_SXM];
 pub enum Limit {
     /// fp32 FLOPs at the peak rate.
     Fp32,
+    /// Tensor-core FLOPs at the dense tensor-core peak.
+    Tensor,
     /// Warp instructions at four issued per SM per clock.
     Issue,
     /// Shared-memory wavefronts at one per SM per clock.
@@ -92,6 +110,7 @@ impl Limit {
     pub fn label(self) -> &'static str {
         match self {
             Limit::Fp32 => "fp32",
+            Limit::Tensor => "tensor",
             Limit::Issue => "issue",
             Limit::Shared => "shared",
             Limit::Dram => "dram",
@@ -115,19 +134,25 @@ impl GpuModel {
         slower(self.predict_on_chip(stats), dram)
     }
 
-    /// The time of a launch's on-chip work alone (fp32, issue and shared-memory roofs), at the
-    /// SM fill of its grid.
+    /// The time of a launch's on-chip work alone (fp32, tensor-core, issue and shared-memory
+    /// roofs), at the SM fill of its grid.
     pub fn predict_on_chip(&self, stats: &LaunchStats) -> LaunchPrediction {
         let per_clock = self.sms as f64 * self.clock_hz;
         let fill = self.sm_fill(stats.grid);
         [
             LaunchPrediction { seconds: stats.flops as f64 / self.peak_fp32_flops, limit: Limit::Fp32 },
+            LaunchPrediction { seconds: self.tensor_seconds(stats), limit: Limit::Tensor },
             LaunchPrediction { seconds: stats.warp_insts as f64 / (4.0 * per_clock), limit: Limit::Issue },
             LaunchPrediction { seconds: stats.shared_wavefronts as f64 / per_clock, limit: Limit::Shared },
         ]
         .into_iter()
         .map(|p| LaunchPrediction { seconds: p.seconds / fill, ..p })
         .fold(LaunchPrediction { seconds: 0.0, limit: Limit::Fp32 }, slower)
+    }
+
+    /// The tensor-core work of a launch at the dense peaks, on a full device.
+    pub fn tensor_seconds(&self, stats: &LaunchStats) -> f64 {
+        stats.tensor_flops_16bit as f64 / self.peak_tensor_16bit_flops + stats.tensor_flops_tf32 as f64 / self.peak_tensor_tf32_flops
     }
 
     /// The share of the device's SM-time a grid of equal blocks can use. Blocks are dealt to SMs
@@ -214,6 +239,21 @@ mod tests {
         assert_eq!(model.predict(&conflicted).limit, Limit::Shared);
         let idle_lanes = LaunchStats { warp_insts: 1 << 30, flops: 1 << 30, ..Default::default() };
         assert_eq!(model.predict(&idle_lanes).limit, Limit::Issue);
+    }
+
+    #[test]
+    fn tensor_core_work_has_its_own_roof() {
+        // 2^40 bf16 tensor FLOPs on an RTX 4090: 6.66 ms at 165.2 TFLOP/s, far above the few
+        // fp32 FLOPs and instructions beside them.
+        let bf16 = LaunchStats { tensor_flops_16bit: 1 << 40, flops: 1 << 20, warp_insts: 1 << 20, ..Default::default() };
+        let p = RTX_4090.predict(&bf16);
+        assert_eq!(p.limit, Limit::Tensor);
+        assert!((p.seconds - (1u64 << 40) as f64 / 165.2e12).abs() < 1e-12);
+        // tf32 runs at half the rate on every modelled GPU.
+        let tf32 = LaunchStats { tensor_flops_tf32: 1 << 40, ..Default::default() };
+        for m in GPU_MODELS {
+            assert!((m.predict(&tf32).seconds / m.predict(&bf16).seconds - 2.0).abs() < 0.01, "{}", m.name);
+        }
     }
 
     #[test]

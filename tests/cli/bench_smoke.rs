@@ -1,6 +1,6 @@
 //! Smoke tests of the benchmarks (the benchmarks themselves are not run by `cargo test`): one
-//! validated kernel case on the simulator with its predictions, and one `ferronet bench` step
-//! on the CPU with its flag errors.
+//! validated kernel case on the simulator with its predictions, one tensor-core GEMM prediction,
+//! and one `ferronet bench` step on the CPU with its flag errors.
 
 use ferronet::bench::kernels::{run_kernel_bench, KernelBenchOptions, Outcome};
 use ferronet::bench::report::tables;
@@ -30,6 +30,32 @@ fn a_kernel_case_is_validated_on_the_simulator_and_predicted_for_every_gpu() {
     assert!(!report.any_failed());
     let text = tables(&report);
     assert!(text.contains("| softmax_ce 8x1000 | ok |"), "{text}");
+}
+
+#[test]
+fn a_tensor_core_gemm_is_predicted_for_every_gpu() {
+    let opts = KernelBenchOptions {
+        cpu: false,
+        sim: true,
+        cuda: None,
+        batch: 2,
+        warmup: 0,
+        cpu_reps: 1,
+        gpu_reps: 1,
+        filter: Some("tc_gemm bf16 conv_fwd resnet18 512x4x4".into()),
+        seed: 1,
+    };
+    let report = run_kernel_bench(&opts, |_| {}).unwrap();
+    assert!(report.cases.is_empty());
+    let [Outcome::Ran(tc)] = report.tensor_core.as_slice() else { panic!("{:?}", report.tensor_core) };
+    assert_eq!((tc.m, tc.n, tc.k, tc.grid), (512, 32, 4608, (1, 8, 1)), "64-row tiles for a grid of few blocks");
+    assert_eq!(tc.bank_conflicts, 0);
+    assert_eq!(tc.tensor_flops, 2 * 512 * 128 * 4608, "eight blocks of 64x128 over the whole K");
+    assert_eq!(tc.predictions.len(), 3);
+    assert!(tc.predictions.iter().all(|p| p.fraction_of_tensor_peak > 0.0 && p.fraction_of_tensor_peak <= 1.0), "{:?}", tc.predictions);
+    assert!(!report.any_failed());
+    let text = tables(&report);
+    assert!(text.contains("Tensor-core GEMM") && text.contains("PREDICTED") && text.contains("| tc_gemm bf16 conv_fwd resnet18 512x4x4"), "{text}");
 }
 
 fn ferronet(args: &[&str]) -> std::process::Output {

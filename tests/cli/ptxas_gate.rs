@@ -1,5 +1,6 @@
 //! The register/spill gate: every embedded kernel module is assembled by ptxas for sm_75 and
-//! sm_86, and any spill or local-memory use fails the test. The per-kernel resources are tabled
+//! sm_86, and the modules compiled for compute_80 (the tensor-core GEMM) for sm_80, sm_86, sm_89
+//! and sm_90; any spill or local-memory use fails the test. The per-kernel resources are tabled
 //! in the committed kernels/RESOURCES.md, which the test checks against what ptxas reports: a
 //! stale table fails, naming the command that regenerates it,
 //! `FERRONET_WRITE_RESOURCES=1 cargo test --release --test cli ptxas_gate`. Only with that variable
@@ -14,7 +15,15 @@ use ferronet::device::nvrtc::python_wheel_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ARCHES: [&str; 2] = ["sm_75", "sm_86"];
+/// The architectures a module is assembled for: Turing and Ampere for the base (compute_75)
+/// modules, every architecture from Ampere to Hopper for those that need compute_80.
+fn arches(module: &KernelModule) -> &'static [&'static str] {
+    if module.compute_capability >= (8, 0) {
+        &["sm_80", "sm_86", "sm_89", "sm_90"]
+    } else {
+        &["sm_75", "sm_86"]
+    }
+}
 
 /// Set to 1 to write kernels/RESOURCES.md instead of checking it.
 const WRITE_RESOURCES: &str = "FERRONET_WRITE_RESOURCES";
@@ -149,7 +158,7 @@ fn every_kernel_assembles_without_spills_or_local_memory() {
     let mut problems = Vec::new();
     let mut rows = Vec::new();
     for module in MODULES {
-        for arch in ARCHES {
+        for arch in arches(module) {
             rows.extend(assemble(&ptxas, module, arch, &mut problems));
         }
     }

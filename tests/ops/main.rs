@@ -9,6 +9,7 @@ mod gpu_conv;
 mod gpu_dropout;
 mod gpu_elementwise;
 mod gpu_gemm;
+mod gpu_gemm_tc;
 mod gpu_linear;
 mod gpu_loss;
 mod gpu_norm;

@@ -2,14 +2,14 @@
 //! module that inlines it, one changed kernel at a time, and a probe that reaches a kernel the
 //! deletion changed must fail with the sanitizer's race report naming that kernel — or the
 //! barrier was unnecessary, and is to be removed with the reasoning in a comment.
-//! Probes are the gradient-check cases and the metric and optimiser probes below (kernels with no
-//! gradient: the training and evaluation figures, the optimiser's update). Barriers are found by scanning kernels/ (a new one is
+//! Probes are the gradient-check cases and the metric, optimiser and tensor-core GEMM probes below
+//! (kernels with no gradient: the training and evaluation figures, the optimiser's update, the
+//! tensor-core GEMM, which no op uses yet). Barriers are found by scanning kernels/ (a new one is
 //! swept without touching this test) and the probes reaching a kernel by running every probe
 //! once, so a barrier in kernels that no probe reaches fails the sweep too.
 
 use ferronet::device::modules::{self, PtxSource, MODULES};
 use ferronet::device::Device;
-use ferronet::device::nvrtc::BASE_COMPUTE_CAPABILITY;
 use ferronet::gpu::GpuBackend;
 use ferronet::gradcheck::all_cases;
 use ferronet::ops::loss::{eval_words, train_words, LossOps};
@@ -161,6 +161,31 @@ fn optimiser_probes() -> Vec<Probe> {
     }]
 }
 
+/// The tensor-core GEMM of each input format and tile on a product of several blocks each way
+/// and four stages of K (the pipeline's buffers wrap).
+fn tensor_core_probes() -> Vec<Probe> {
+    use ferronet::ops::gemm::tc::{gemm_tc_half, gemm_tc_tf32, to_bits, TcGemm, TcInput, TcTile};
+    [TcInput::Bf16, TcInput::F16, TcInput::Tf32]
+        .into_iter()
+        .flat_map(|input| [TcTile::Rows128, TcTile::Rows64].map(|tile| (input, tile)))
+        .map(|(input, tile)| Probe {
+            name: format!("tensor-core {} GEMM 130x136x128 on {}-row tiles", input.name(), tile.rows()),
+            run: Box::new(move |gpu| {
+                let shape = TcGemm { input, m: 130, n: 136, k: 128 };
+                let values = |n: usize| (0..n).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect::<Vec<f32>>();
+                let mut c = gpu.alloc::<f32>(130 * 136)?;
+                match input {
+                    TcInput::Tf32 => gemm_tc_tf32(gpu, shape, Some(tile), &gpu.upload_slice(&values(130 * 128))?, &gpu.upload_slice(&values(128 * 136))?, &mut c),
+                    _ => {
+                        let (a, b) = (to_bits(input, &values(130 * 128))?, to_bits(input, &values(128 * 136))?);
+                        gemm_tc_half(gpu, shape, Some(tile), &gpu.upload_slice(&a)?, &gpu.upload_slice(&b)?, &mut c)
+                    }
+                }
+            }),
+        })
+        .collect()
+}
+
 /// The probes that reach each kernel: (probe, the kernels it launched), from one clean run of
 /// every probe on the sanitizing simulator.
 fn kernels_per_probe() -> Vec<(Probe, BTreeSet<String>)> {
@@ -168,6 +193,7 @@ fn kernels_per_probe() -> Vec<(Probe, BTreeSet<String>)> {
         .into_iter()
         .chain(metric_probes())
         .chain(optimiser_probes())
+        .chain(tensor_core_probes())
         .map(|probe| {
             let driver = Arc::new(SimDriver::new(SimOptions::default()));
             (probe.run)(&GpuBackend::new(driver.clone())).unwrap_or_else(|e| panic!("{} fails before any barrier is deleted: {e}", probe.name));
@@ -218,13 +244,13 @@ fn deleting_any_barrier_makes_a_probe_reaching_its_kernels_report_a_race() {
                 1 => {}
                 n => panic!("{} appears {n} times in module {}", barrier.site(), module.name),
             }
-            let original_ptx = modules::ptx(module.name, BASE_COMPUTE_CAPABILITY, PtxSource::EmbeddedFirst).unwrap_or_else(|e| panic!("{e}"));
+            let original_ptx = modules::ptx(module.name, module.compute_capability, PtxSource::EmbeddedFirst).unwrap_or_else(|e| panic!("{e}"));
             let before: Vec<(String, usize)> = entries(&original_ptx).into_iter().map(|(n, e)| (n, barrier_count(e))).collect();
             if before.iter().all(|&(_, count)| count == 0) {
                 continue; // no kernel of the module calls the helper holding the barrier
             }
             let edited_source = module.source.replacen(&barrier.tail, &barrier.tail_without, 1);
-            let edited_ptx = ferronet_test_support::sim::compile(module.name, &edited_source);
+            let edited_ptx = ferronet_test_support::sim::compile_for(module.name, &edited_source, module.compute_capability);
             for (kernel, edited_entry) in entries(&edited_ptx) {
                 let had = before.iter().find(|(n, _)| *n == kernel).map(|&(_, c)| c);
                 if had.is_none_or(|c| c == barrier_count(edited_entry)) {

@@ -14,4 +14,5 @@ mod sim_modules;
 mod sim_runtime;
 mod sim_sampling;
 mod sim_sanitizer;
+mod sim_tensor_cores;
 mod sim_throughput;

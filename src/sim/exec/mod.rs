@@ -16,6 +16,7 @@
 mod async_copy;
 mod device_calls;
 mod memory_ops;
+mod tensor_ops;
 
 use super::counters::LaunchStats;
 use super::program::{BarRedKind, Comb, Inst, Kernel, Op, ShflMode, Special, Src, VoteMode, NO_GUARD};
@@ -733,7 +734,7 @@ impl<'a> Worker<'a> {
                 Op::Ld { .. } | Op::St { .. } | Op::Atom { .. } => self.memory_op(wi, pc, inst, mask)?,
                 Op::Mbar { .. } => self.memory_op(wi, pc, inst, mask)?,
                 Op::CpAsync { .. } | Op::CpAsyncCommit | Op::CpAsyncWait { .. } | Op::CpAsyncMbarArrive { .. } => self.async_op(wi, pc, inst, mask)?,
-                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } | Op::Redux { .. } | Op::Match { .. } | Op::Elect { .. } => {
+                Op::Shfl { .. } | Op::Vote { .. } | Op::WarpSync { .. } | Op::Redux { .. } | Op::Match { .. } | Op::Elect { .. } | Op::Mma { .. } | Op::Ldmatrix { .. } => {
                     if self.warp_op(wi, pc, inst, mask)? == WarpSync::Parked {
                         continue;
                     }
@@ -781,6 +782,8 @@ impl<'a> Worker<'a> {
         let first = mask.trailing_zeros() as usize;
         let mm = match inst.op {
             Op::Shfl { mask, .. } | Op::Vote { mask, .. } | Op::WarpSync { mask } | Op::Redux { mask, .. } | Op::Match { mask, .. } | Op::Elect { mask, .. } => mask,
+            // `.aligned` collectives: every lane of the warp takes part.
+            Op::Mma { .. } | Op::Ldmatrix { .. } => Src::Imm(u32::MAX as u64),
             _ => unreachable!("warp_op is called for warp-level instructions only"),
         };
         let member = read(w, &self.geo, mm, first) as u32;
@@ -872,6 +875,14 @@ impl<'a> Worker<'a> {
                         w.set(p, l, (l as u32 == leader) as u64);
                     });
                 }
+            }
+            Op::Mma { .. } => {
+                self.check_converged(wi, pc, mask, member, "mma.sync")?;
+                self.mma(wi, inst, mask);
+            }
+            Op::Ldmatrix { .. } => {
+                self.check_converged(wi, pc, mask, member, "ldmatrix.sync")?;
+                self.ldmatrix(wi, pc, inst, mask)?;
             }
             Op::WarpSync { .. } => {
                 self.check_converged(wi, pc, mask, member, "bar.warp.sync")?;

@@ -1,0 +1,227 @@
+// ferronet: compute_80
+// Tensor-core GEMM: C[M,N] (f32) = A[M,K] B[K,N], all row-major, with bf16 or f16 inputs
+// (mma.sync m16n8k16) or f32 inputs rounded to tf32 (m16n8k8), accumulated in f32.
+//
+// A block computes a 128x128 tile of C (or 64x128, for products with few tiles or M <= 64) with 8
+// warps (2 along M x 4 along N), each a 64x32 (32x32) tile: 4 (2) x 4 mma tiles of 16x8 whose fp32
+// accumulators stay in registers. The k dimension goes in
+// steps of one stage: 64 bytes of k per row of A (32 bf16/f16 or 16 f32 values) and as many rows
+// of B. Stages are filled by cp.async (16 bytes per copy, zero-filled past the matrix edges) in a
+// three-stage pipeline: while the warps multiply stage s, the copies of the next two are in flight.
+// One barrier per stage: it follows the wait for stage s's copies, so every warp sees all of
+// stage s, and precedes the refill of stage s - 1, which every warp has finished reading.
+//
+// Shared tiles are XOR-swizzled in 16-byte chunks so that neither the cp.async writes nor the
+// ldmatrix reads (eight 16-byte rows at once, one per lane of a quarter warp) hit a bank twice:
+// - A (128 or 64 rows of 64 bytes = 4 chunks): chunk c of row r is stored at chunk c ^ ((r >> 1) & 3);
+//   ldmatrix reads rows r..r+7 at one logical chunk, and rows 2 apart share banks unswizzled.
+// - B (rows of 128 values: 16 chunks for bf16/f16, 32 for f32): chunk c of row k is stored at
+//   c ^ (k & 7) (16-bit) or c ^ ((k & 7) << 1) (f32); ldmatrix.trans reads rows k..k+7 of one
+//   chunk (16-bit), and the tf32 path's scalar loads read rows t and t + 4 (t = lane % 4) of
+//   columns g (lane / 4), which land in 32 different banks.
+//
+// Requirements (checked by the launcher, src/ops/gemm/tc.rs): K and N multiples of 8 (16-bit
+// inputs) or 4 (f32), so every 16-byte chunk is wholly inside or outside the matrix; 16-byte
+// aligned A and B, 8-byte aligned C. M, N and K need not be multiples of the tile.
+
+namespace {
+
+constexpr int BN = 128, THREADS = 256, STAGES = 3;
+constexpr int CHUNK = 16;
+constexpr int A_ROW_BYTES = 64;
+// BK rows of BN values: 32 x 128 x 2 bytes or 16 x 128 x 4 bytes.
+constexpr int B_STAGE_BYTES = 8192;
+constexpr int WN = 32, NT = WN / 8;
+
+enum Input { BF16, F16, TF32 };
+
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ unsigned to_tf32(unsigned f32_bits) {
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(f32_bits)));
+    return r;
+}
+
+template <Input IN>
+__device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    if (IN == BF16) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else if (IN == F16) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else {
+        asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+}
+
+// MT: mma tiles of 16 rows per warp, so the block tile has BM = 32 MT rows.
+template <Input IN, int MT>
+__device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, int m, int n, int k) {
+    constexpr int WM = MT * 16, BM = 2 * WM;
+    constexpr int A_STAGE_BYTES = BM * A_ROW_BYTES;
+    constexpr int STAGE_BYTES = A_STAGE_BYTES + B_STAGE_BYTES;
+    constexpr int ELEM = IN == TF32 ? 4 : 2;
+    constexpr int BK = A_ROW_BYTES / ELEM;
+    constexpr int PER_CHUNK = CHUNK / ELEM;
+    constexpr int B_ROW_BYTES = BN * ELEM;
+    constexpr int B_ROW_CHUNKS = B_ROW_BYTES / CHUNK;
+    constexpr int B_SWIZZLE_SHIFT = IN == TF32 ? 1 : 0;
+    // Each thread copies A_COPIES chunks of A and two of B per stage.
+    constexpr int A_COPIES = BM * (A_ROW_BYTES / CHUNK) / THREADS;
+    static_assert(A_COPIES * THREADS == BM * (A_ROW_BYTES / CHUNK) && BK * B_ROW_CHUNKS == 2 * THREADS, "whole copies per thread");
+
+    __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
+    const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 2, wn = warp & 3;
+    const int bm = blockIdx.y * BM, bn = blockIdx.x * BN;
+    const char* ga = static_cast<const char*>(a);
+    const char* gb = static_cast<const char*>(b);
+    const int ktiles = (k + BK - 1) / BK;
+
+    auto load_stage = [&](int stage, int kt) {
+        const unsigned base = smem_base + stage * STAGE_BYTES;
+        const int k0 = kt * BK;
+#pragma unroll
+        for (int r = 0; r < A_COPIES; ++r) {
+            const int idx = tid + r * THREADS;
+            const int row = idx >> 2, chunk = idx & 3;
+            const int gm = bm + row, gk = k0 + chunk * PER_CHUNK;
+            const bool inside = gm < m && gk < k;
+            const char* src = inside ? ga + ((size_t)gm * k + gk) * ELEM : ga;
+            cp_async16(base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4), src, inside ? CHUNK : 0);
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int idx = tid + r * THREADS;
+            const int row = idx / B_ROW_CHUNKS, chunk = idx % B_ROW_CHUNKS;
+            const int gk = k0 + row, gn = bn + chunk * PER_CHUNK;
+            const bool inside = gk < k && gn < n;
+            const char* src = inside ? gb + ((size_t)gk * n + gn) * ELEM : gb;
+            cp_async16(base + A_STAGE_BYTES + row * B_ROW_BYTES + ((chunk ^ ((row & 7) << B_SWIZZLE_SHIFT)) << 4), src, inside ? CHUNK : 0);
+        }
+    };
+
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < ktiles) load_stage(s, s);
+        asm volatile("cp.async.commit_group;");
+    }
+
+    // The lane's ldmatrix row and chunk half: lanes 0-15 give rows 0-15 of the first 16-byte
+    // half of a 16x16 (k) block, lanes 16-31 those of the second.
+    const int lrow = lane & 15, lhalf = lane >> 4;
+    const int g = lane >> 2, t = lane & 3;
+
+    for (int kt = 0; kt < ktiles; ++kt) {
+        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
+        __syncthreads();
+        const int next = kt + STAGES - 1;
+        if (next < ktiles) load_stage(next % STAGES, next);
+        asm volatile("cp.async.commit_group;");
+
+        const unsigned a_base = smem_base + (kt % STAGES) * STAGE_BYTES;
+        const unsigned b_base = a_base + A_STAGE_BYTES;
+#pragma unroll
+        for (int ks = 0; ks < 2; ++ks) {
+            unsigned af[MT][4];
+#pragma unroll
+            for (int i = 0; i < MT; ++i) {
+                const int row = wm * WM + i * 16 + lrow;
+                const int chunk = 2 * ks + lhalf;
+                ldmatrix_x4(af[i], a_base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4));
+                if (IN == TF32) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
+                }
+            }
+            unsigned bf[NT][2];
+            if (IN == TF32) {
+#pragma unroll
+                for (int j = 0; j < NT; ++j) {
+                    const int col = wn * WN + j * 8 + g;
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int row = ks * 8 + t + 4 * h;
+                        const int offset = A_STAGE_BYTES + row * B_ROW_BYTES + (((col >> 2) ^ ((row & 7) << 1)) << 4) + (col & 3) * 4;
+                        const unsigned bits = *reinterpret_cast<const unsigned*>(smem + (kt % STAGES) * STAGE_BYTES + offset);
+                        bf[j][h] = to_tf32(bits);
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < NT / 2; ++j) {
+                    const int row = ks * 16 + lrow;
+                    const int chunk = (wn * WN + j * 16) / 8 + lhalf;
+                    unsigned r[4];
+                    ldmatrix_x4_trans(r, b_base + row * B_ROW_BYTES + ((chunk ^ (row & 7)) << 4));
+                    bf[2 * j][0] = r[0];
+                    bf[2 * j][1] = r[1];
+                    bf[2 * j + 1][0] = r[2];
+                    bf[2 * j + 1][1] = r[3];
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int j = 0; j < NT; ++j) mma<IN>(acc[i][j], af[i], bf[j]);
+        }
+    }
+    // No copy is left in flight: the last commits were empty groups.
+
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            const int row = bm + wm * WM + i * 16 + g;
+            const int col = bn + wn * WN + j * 8 + 2 * t;
+            if (col >= n) continue;
+            if (row < m) *reinterpret_cast<float2*>(c + (size_t)row * n + col) = make_float2(acc[i][j][0], acc[i][j][1]);
+            if (row + 8 < m) *reinterpret_cast<float2*>(c + (size_t)(row + 8) * n + col) = make_float2(acc[i][j][2], acc[i][j][3]);
+        }
+    }
+}
+
+}  // namespace
+
+// Pointers to bf16/f16 are raw 16-bit patterns (no cuda_bf16.h needed). The `_64` kernels take
+// 64-row block tiles.
+#define GEMM_TC_KERNEL(NAME, IN, MT, T)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(const T* a, const T* b, float* c, int m, int n, int k) { \
+        gemm_tc<IN, MT>(a, b, c, m, n, k);                                                                              \
+    }
+
+GEMM_TC_KERNEL(gemm_tc_bf16, BF16, 4, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_f16, F16, 4, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_tf32, TF32, 4, float)
+GEMM_TC_KERNEL(gemm_tc_bf16_64, BF16, 2, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_f16_64, F16, 2, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_tf32_64, TF32, 2, float)

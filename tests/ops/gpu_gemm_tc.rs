@@ -1,0 +1,76 @@
+//! The tensor-core GEMM (kernels/gemm_tc.cu) on the sanitizing simulator against its CPU
+//! reference of the same arithmetic (inputs rounded as the GPU sees them, f64 sums, the f32
+//! accumulation's error bound): bf16, f16 and tf32, shapes whose M, N and K are not multiples of
+//! the tile, with no bank conflict in any shared access; and a pre-Ampere device refused.
+
+use ferronet::gpu::GpuBackend;
+use ferronet::ops::gemm::tc::{gemm_tc_half, gemm_tc_tf32, reference, to_bits, TcGemm, TcInput, TcTile};
+use ferronet::sim::{SimDriver, SimOptions};
+use ferronet::tolerance::within;
+use ferronet_test_support::gpu::random_f32;
+use std::sync::Arc;
+
+/// Runs `shape` on `tile` on the simulator with the sanitizer from random operands in [-1, 1) and
+/// checks every element of C against the reference within its bound; returns the launch's bank
+/// conflicts.
+fn check(shape: TcGemm, tile: TcTile, seed: u64) -> u64 {
+    let TcGemm { m, n, k, input } = shape;
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let gpu = GpuBackend::new(driver.clone());
+    let a = random_f32(m * k, seed, -1.0, 1.0);
+    let b = random_f32(k * n, seed + 1, -1.0, 1.0);
+    let mut c = gpu.alloc::<f32>(m * n).unwrap();
+    match input {
+        TcInput::Tf32 => gemm_tc_tf32(&gpu, shape, Some(tile), &gpu.upload_slice(&a).unwrap(), &gpu.upload_slice(&b).unwrap(), &mut c).unwrap(),
+        _ => {
+            let (ga, gb) = (gpu.upload_slice(&to_bits(input, &a).unwrap()).unwrap(), gpu.upload_slice(&to_bits(input, &b).unwrap()).unwrap());
+            gemm_tc_half(&gpu, shape, Some(tile), &ga, &gb, &mut c).unwrap()
+        }
+    }
+    let got = gpu.download_slice(&c).unwrap();
+    let (want, bound) = reference(shape, &a, &b);
+    for (i, ((&g, &w), &e)) in got.iter().zip(&want).zip(&bound).enumerate() {
+        assert!(within(g as f64, w, e, 0.0), "{shape:?}: C[{}][{}] = {g}, reference {w} (bound {e:e})", i / n, i % n);
+    }
+    let stats = driver.take_launch_stats();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0].flops, 0, "no fp32 FLOPs on the CUDA cores");
+    let tensor = if input == TcInput::Tf32 { stats[0].tensor_flops_tf32 } else { stats[0].tensor_flops_16bit };
+    // Every block runs every mma of its padded tile.
+    let padded = 2 * m.div_ceil(tile.rows()) * tile.rows() * n.div_ceil(128) * 128 * k.div_ceil(if input == TcInput::Tf32 { 16 } else { 32 }) * if input == TcInput::Tf32 { 16 } else { 32 };
+    assert_eq!(tensor, padded as u64, "{shape:?}");
+    stats[0].bank_conflicts
+}
+
+#[test]
+fn bf16_and_f16_products_match_the_reference_with_ragged_edges() {
+    for input in [TcInput::Bf16, TcInput::F16] {
+        for tile in [TcTile::Rows128, TcTile::Rows64] {
+            assert_eq!(check(TcGemm { input, m: 50, n: 72, k: 40 }, tile, 11), 0, "{input:?} {tile:?}");
+            // Several blocks each way and four stages of K: the pipeline's buffers wrap.
+            assert_eq!(check(TcGemm { input, m: 130, n: 136, k: 104 }, tile, 12), 0, "{input:?} {tile:?}");
+        }
+    }
+}
+
+#[test]
+fn tf32_products_match_the_reference_with_ragged_edges() {
+    for tile in [TcTile::Rows128, TcTile::Rows64] {
+        assert_eq!(check(TcGemm { input: TcInput::Tf32, m: 50, n: 68, k: 36 }, tile, 13), 0, "{tile:?}");
+        assert_eq!(check(TcGemm { input: TcInput::Tf32, m: 130, n: 132, k: 52 }, tile, 14), 0, "{tile:?}");
+    }
+}
+
+#[test]
+fn a_device_before_ampere_is_refused() {
+    let driver = Arc::new(SimDriver::new(SimOptions { compute_capability: (7, 5), ..SimOptions::default() }));
+    let gpu = GpuBackend::new(driver.clone());
+    let shape = TcGemm { input: TcInput::Bf16, m: 16, n: 8, k: 16 };
+    let (a, b) = (gpu.upload_slice(&[0u16; 256]).unwrap(), gpu.upload_slice(&[0u16; 128]).unwrap());
+    let mut c = gpu.alloc::<f32>(128).unwrap();
+    let err = gemm_tc_half(&gpu, shape, None, &a, &b, &mut c).unwrap_err().to_string();
+    assert!(err.contains("needs a GPU of compute capability 8.0 or newer") && err.contains("this one is 7.5"), "{err}");
+    // The module itself does not load there either.
+    let err = driver.validate_module("gemm_tc").unwrap_err().to_string();
+    assert!(err.contains("kernel module gemm_tc needs a GPU of compute capability 8.0 or newer; this device is 7.5"), "{err}");
+}
