@@ -3,6 +3,24 @@
 use clap::{Parser, Subcommand};
 use ferronet::cli;
 
+/// Every op output and workspace is a fresh host allocation; mimalloc serves them from memory it
+/// retains (see `retain_freed_memory`) where glibc's malloc would map and unmap large blocks, each
+/// first touch a page fault.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc.h (the same index in its v2 and v3); the Rust bindings
+/// name only the stable options.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Freed memory is never returned to the kernel (purge delay -1): a training step's buffers are
+/// the same sizes every step, so the next step reuses them without page faults. The environment
+/// (`MIMALLOC_PURGE_DELAY`) still overrides this default.
+fn retain_freed_memory() {
+    // SAFETY: sets one of mimalloc's documented options to a documented value.
+    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, -1) }
+}
+
 #[derive(Parser)]
 #[command(name = "ferronet", version, about = "Train and check CNNs on CPU, CUDA GPUs and a PTX simulator")]
 struct Cli {
@@ -44,6 +62,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    retain_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Train(cli::train::TrainArgs::default_run())) {
         Command::Train(a) => cli::train::run(a),

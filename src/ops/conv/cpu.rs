@@ -1,6 +1,8 @@
 //! CPU convolution. The general path is im2col + one batched GEMM (batch = groups) per chunk of
 //! images, with the chunk sized so the column buffer stays within the backend's workspace limit.
-//! Depthwise convolution has direct loops instead: its GEMMs would be a single row each.
+//! Depthwise convolution has direct loops instead: its GEMMs would be a single row each. A
+//! pointwise convolution (1x1, stride 1, no padding) multiplies the NCHW buffers in place, one
+//! GEMM per image: its im2col matrix would be a copy of the input.
 //!
 //! The hot loops walk whole rows: for each kernel tap the range of output positions that reads
 //! inside the input is computed once (`valid_outputs`), so no per-element padding test remains.
@@ -161,6 +163,20 @@ fn grouped_spec<E: Element>(g: &ConvGeom, ncols: usize, product: ConvProduct, ac
     }
 }
 
+/// The product of image `n` of a pointwise convolution on the NCHW buffers themselves: that
+/// image's input planes are its im2col matrix, so this is the chunk product of one image with the
+/// operands read at the image's offsets.
+fn pointwise_spec<E: Element>(g: &ConvGeom, n: usize, product: ConvProduct, accumulate: bool) -> GemmSpec<E> {
+    let plane = g.h * g.w;
+    let (x_at, y_at) = (n * g.c_in * plane, n * g.c_out * plane);
+    let (offset_a, offset_b, offset_c) = match product {
+        ConvProduct::Forward => (0, x_at, y_at),
+        ConvProduct::Data => (0, y_at, x_at),
+        ConvProduct::Filter => (y_at, x_at, 0),
+    };
+    GemmSpec { offset_a, offset_b, offset_c, ..grouped_spec(g, plane, product, accumulate) }
+}
+
 #[derive(Clone, Copy)]
 enum ConvProduct {
     /// y[C_out, cols] = W * col
@@ -284,6 +300,16 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     ) -> Result<CpuBuf<E>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
+        if g.is_pointwise() {
+            // Each output plane starts as its bias and the GEMM adds the product to it.
+            if let Some(b) = bias {
+                y.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(p, plane)| plane.fill(b[p % g.c_out]));
+            }
+            for n in 0..g.n {
+                self.gemm(&pointwise_spec(g, n, ConvProduct::Forward, bias.is_some()), w, x, &mut y)?;
+            }
+            return Ok(y);
+        }
         self.for_each_image_chunk(g, |n0, nb, cols, rows| {
             self.im2col(x, g, n0, nb, cols)?;
             self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Forward, false), w, cols, rows)?;
@@ -296,6 +322,12 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     fn conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         g.check_backward_data_operands("conv2d", dy.len(), w.len())?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
+        if g.is_pointwise() {
+            for n in 0..g.n {
+                self.gemm(&pointwise_spec(g, n, ConvProduct::Data, false), w, dy, &mut dx)?;
+            }
+            return Ok(dx);
+        }
         self.for_each_image_chunk(g, |n0, nb, cols, rows| {
             gather_channel_major(dy, g, n0, nb, rows);
             self.gemm(&grouped_spec(g, g.col_cols(nb), ConvProduct::Data, false), w, rows, cols)?;
@@ -307,6 +339,12 @@ impl<E: Element> ConvOps<E> for CpuBackend {
     fn conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         g.check_backward_filter_operands("conv2d", x.len(), dy.len())?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
+        if g.is_pointwise() {
+            for n in 0..g.n {
+                self.gemm(&pointwise_spec(g, n, ConvProduct::Filter, n > 0), dy, x, &mut dw)?;
+            }
+            return Ok(dw);
+        }
         self.for_each_image_chunk(g, |n0, nb, cols, rows| {
             self.im2col(x, g, n0, nb, cols)?;
             gather_channel_major(dy, g, n0, nb, rows);
@@ -399,7 +437,8 @@ mod tests {
         (usize, usize, (usize, usize), usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), usize);
 
     /// Kernels 1/3/5/7/11, strides 1/2/4, paddings 0/1/2, dilations 1/2, groups 1/2/C (depthwise
-    /// with multipliers 1 and 2), odd and rectangular sizes, batches 1 to 3.
+    /// with multipliers 1 and 2), odd and rectangular sizes, batches 1 to 3; the first and the
+    /// last two are pointwise (grouped and not), which multiply the NCHW buffers in place.
     const CASES: &[Case] = &[
         (1, 3, (11, 11), 4, (1, 1), (1, 1), (0, 0), (1, 1), 1),
         (3, 4, (9, 7), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2),
@@ -413,6 +452,8 @@ mod tests {
         (2, 3, (8, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 3),
         (1, 2, (11, 11), 2, (5, 5), (1, 1), (2, 2), (2, 2), 2),
         (3, 5, (9, 9), 10, (3, 3), (2, 2), (0, 0), (1, 1), 5),
+        (3, 4, (5, 7), 6, (1, 1), (1, 1), (0, 0), (1, 1), 2),
+        (2, 6, (4, 3), 5, (1, 1), (1, 1), (0, 0), (2, 2), 1),
     ];
 
     fn geom(&(n, c_in, hw, c_out, k, s, p, d, groups): &Case) -> ConvGeom {

@@ -89,6 +89,11 @@ impl ConvGeom {
     pub fn is_depthwise(&self) -> bool {
         self.groups == self.c_in && self.groups > 1
     }
+    /// 1x1, stride 1, no padding: each image's output is the weight times its input read in place
+    /// as a [C_in, H*W] matrix, so the CPU needs no im2col columns.
+    pub fn is_pointwise(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0)
+    }
     pub fn c_in_per_group(&self) -> usize {
         self.c_in / self.groups
     }

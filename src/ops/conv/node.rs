@@ -103,7 +103,8 @@ impl ConvPath {
             ConvPath::Im2colGemm => b.conv2d_backward_filter(x, dy, g),
         }
     }
-    /// Bytes held while one pass runs. For im2col-GEMM on the CPU (column buffers), the columns
+    /// Bytes held while one pass runs. For im2col-GEMM on the CPU (column buffers; none for a
+    /// pointwise convolution, which multiplies the NCHW buffers in place), the columns
     /// of one chunk of images (sized to the workspace limit) and the GEMM's [C_out, columns]
     /// result, reordered into NCHW after; on a GPU, its largest pass's split-K partial products
     /// and strided data-gradient columns (`gpu_workspace_bytes`).
@@ -111,6 +112,7 @@ impl ConvPath {
         match (self, workspace.gemm_sms) {
             (ConvPath::Depthwise, _) => 0,
             (ConvPath::Im2colGemm, Some(sms)) => super::gpu_workspace_bytes(g, workspace.limit_bytes, sms),
+            (ConvPath::Im2colGemm, None) if g.is_pointwise() => 0,
             (ConvPath::Im2colGemm, None) => {
                 let images = g.images_per_chunk(workspace.limit_bytes, elem);
                 (g.col_rows() + g.c_out) * g.col_cols(images) * elem
