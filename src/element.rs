@@ -26,7 +26,7 @@ pub trait Element:
 
     /// Row-major strided GEMM on the CPU: C = alpha * A(m x k) * B(k x n) + beta * C, where each
     /// matrix is given by its slice and (row stride, column stride). Transposes are expressed by
-    /// swapping strides. Dispatches to matrixmultiply's sgemm/dgemm.
+    /// swapping strides. matrixmultiply's sgemm/dgemm on blocks of C spread over rayon's threads.
     #[allow(clippy::too_many_arguments)]
     fn cpu_gemm(
         m: usize,
@@ -85,28 +85,72 @@ macro_rules! impl_element {
                 if m == 0 || n == 0 {
                     return;
                 }
-                // SAFETY: the extents were checked above against each slice's length.
-                unsafe {
-                    $gemm(
-                        m,
-                        k,
-                        n,
-                        alpha,
-                        a.as_ptr(),
-                        a_strides.0,
-                        a_strides.1,
-                        b.as_ptr(),
-                        b_strides.0,
-                        b_strides.1,
-                        beta,
-                        c.as_mut_ptr(),
-                        c_strides.0,
-                        c_strides.1,
-                    )
-                }
+                let (a, b, c) = (SharedPtr(a.as_ptr()), SharedPtr(b.as_ptr()), SharedPtr(c.as_mut_ptr() as *const $t));
+                // One block of C: rows `rows` (or columns `cols`) of the whole product.
+                let block = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>| {
+                    let (a, b, c) = (&a, &b, &c);
+                    // SAFETY: the extents were checked above against each slice's length, a
+                    // block lies inside the whole matrices, and the blocks' C elements are
+                    // disjoint, so no two tasks write the same element.
+                    unsafe {
+                        $gemm(
+                            rows.len(),
+                            k,
+                            cols.len(),
+                            alpha,
+                            a.0.offset(rows.start as isize * a_strides.0),
+                            a_strides.0,
+                            a_strides.1,
+                            b.0.offset(cols.start as isize * b_strides.1),
+                            b_strides.0,
+                            b_strides.1,
+                            beta,
+                            (c.0 as *mut $t).offset(rows.start as isize * c_strides.0 + cols.start as isize * c_strides.1),
+                            c_strides.0,
+                            c_strides.1,
+                        )
+                    }
+                };
+                split_gemm(m, n, k, block);
             }
         }
     };
+}
+
+/// A pointer the blocks of one GEMM share across rayon's threads; each block touches only its
+/// own elements of the output.
+struct SharedPtr<T>(*const T);
+// SAFETY: see `split_gemm`: the blocks write disjoint elements and only read the inputs.
+unsafe impl<T> Send for SharedPtr<T> {}
+unsafe impl<T> Sync for SharedPtr<T> {}
+
+/// Multiply-adds below which a GEMM runs on the calling thread: splitting costs more than it
+/// gains.
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+/// The fewest rows or columns of C a block gets, so the micro-kernel's panels stay full.
+const MIN_BLOCK: usize = 64;
+
+/// Runs `block(rows, cols)` over blocks of an m x n product on rayon's threads: the longer side
+/// is cut into a few blocks per thread (the same pool as every other CPU op, instead of a GEMM
+/// pool of its own competing with it). Each element's sum over k is the same whichever block
+/// computes it, so the result does not depend on the split.
+fn split_gemm(m: usize, n: usize, k: usize, block: impl Fn(std::ops::Range<usize>, std::ops::Range<usize>) + Sync) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let long = m.max(n);
+    let blocks = (4 * threads).min(long / MIN_BLOCK);
+    if threads == 1 || blocks < 2 || m * n * k < PARALLEL_MIN_MACS {
+        return block(0..m, 0..n);
+    }
+    let size = long.div_ceil(blocks);
+    (0..long.div_ceil(size)).into_par_iter().for_each(|i| {
+        let part = i * size..((i + 1) * size).min(long);
+        if m >= n {
+            block(part, 0..n)
+        } else {
+            block(0..m, part)
+        }
+    });
 }
 
 impl_element!(f32, DType::F32, matrixmultiply::sgemm);

@@ -1,4 +1,4 @@
-//! CPU GEMM: each batch entry is one call into matrixmultiply (itself multithreaded), after the
+//! CPU GEMM: each batch entry is one call of `Element::cpu_gemm` (split over rayon's threads), after the
 //! whole spec has been checked against the buffers so that no call can go out of bounds.
 
 use super::{GemmOps, GemmSpec};
