@@ -1,9 +1,8 @@
-// Convolution kernels: the three GEMMs of the im2col convolution on gemm_tile.cuh's tiles, which
-// read their operands in place (the input's im2col matrix gathered on the fly, NCHW activations
-// as [channels, images * OH * OW] matrices); im2col / col2im; and the dedicated depthwise kernels.
-// The column layout is the one fixed in src/ops/conv/mod.rs: row (c * KH + ki) * KW + kj,
-// column n * OH * OW + oh * OW + ow, for the nb images of one chunk. `x`/`dx` point at the
-// chunk's first image.
+// Convolution kernels: the GEMMs of the convolution on gemm_tile.cuh's tiles, which read their
+// operands in place (the input's im2col matrix gathered on the fly, never stored; NCHW
+// activations as [channels, images * OH * OW] matrices), and the dedicated depthwise kernels.
+// The gathered im2col layout is the one fixed in src/ops/conv/mod.rs: row (c * KH + ki) * KW +
+// kj, column n * OH * OW + oh * OW + ow.
 #include "gemm_tile.cuh"
 
 // The arguments every convolution GEMM starts with, and where it writes. blockIdx.z = group *
@@ -64,20 +63,6 @@ CONV_GEMM_KERNELS(CONV_FORWARD_GEMM, conv_forward_gemm, 3, 2)
     }
 CONV_GEMM_KERNELS(CONV_FILTER_GEMM, conv_filter_gemm, 3, 2)
 
-// Data gradient's columns (strided convolutions): dcols_g [K_g, n * OH * OW] = W_g^T x
-// dy_g [C_out/g, n * OH * OW], dy read in place from NCHW; col2im then sums them into dx.
-#define CONV_DATA_GEMM(NAME, BM, BN, MIN_BLOCKS)                                                    \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
-        NAME(CONV_GEMM_PARAMS, const float* w, const float* dy, long long w_group,                \
-             long long dy_group, int plane, long long dy_image, int vec_w, int vec_dy) {          \
-        CONV_GEMM_SETUP                                                                           \
-        GemmDense a{w + group * w_group, M};                                                      \
-        GemmImageMajor b{dy + group * dy_group, plane, dy_image};                                 \
-        gemm_tile<BM, BN, false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w,    \
-                                            vec_dy, vec_out);                                     \
-    }
-CONV_GEMM_KERNELS(CONV_DATA_GEMM, conv_data_gemm, 2, 1)
-
 // The data gradient of a stride-1 convolution is itself a convolution: dy convolved with the
 // window reversed and the weight transposed (the columns of W_g^T x dy would overlap, which
 // col2im sums). Row c, column (o * KH + ki) * KW + kj of that weight holds
@@ -109,6 +94,145 @@ struct GemmFlippedWeights {
     }
 CONV_GEMM_KERNELS(CONV_DATA_DIRECT_GEMM, conv_data_direct_gemm, 2, 2)
 
+// The data gradient of a strided convolution by output phase (as CUTLASS's strided dgrad): the
+// input positions ih = rh + sh * a of one row phase rh are reached only by the taps ki with
+// ih + ph - ki * dh a multiple of sh, which form the progression ki_first + t * step (step =
+// sh / gcd(sh, dh)), each reading dy row oh = a + offset - t * advance. So each of the sh * sw
+// phases of dx is a GEMM over its own taps only, and no multiply-add is spent on taps whose
+// offset the stride does not divide.
+struct ConvPhaseAxis {
+    int first;    // first tap of the phase (meaningless when taps == 0)
+    int step;     // tap index step between the phase's taps
+    int taps;     // taps of the window that reach this phase
+    int offset;   // dy index minus phase index a for the first tap
+    int advance;  // how much the dy index drops per later tap
+    int size;     // phase positions inside the input: ceil((extent - phase) / stride)
+    int phase;
+    int stride;
+
+    __device__ __forceinline__ ConvPhaseAxis(int r, int extent, int k, int s, int p, int d) {
+        phase = r;
+        stride = s;
+        int g = s, b = d;
+        while (b != 0) {
+            int t = g % b;
+            g = b;
+            b = t;
+        }
+        step = s / g;
+        first = -1;
+        for (int t = 0; t < step && t < k; ++t)
+            if ((r + p - t * d) % s == 0) {
+                first = t;
+                break;
+            }
+        taps = first < 0 ? 0 : (k - 1 - first) / step + 1;
+        offset = first < 0 ? 0 : (r + p - first * d) / s;
+        advance = step * d / s;
+        size = r < extent ? (extent - r + s - 1) / s : 0;
+    }
+};
+
+// Block z of the launch: group * phases + phase, phase = rh * sw + rw. Its GEMM's K index r is
+// (o * h.taps + t) * w.taps + u (output channel o, the phase's t-th row tap and u-th column tap)
+// and its column index image * plane + a * w.size + b (dx pixel (h.phase + a * sh,
+// w.phase + b * sw) of that image).
+struct ConvPhase {
+    ConvPhaseAxis h, w;
+    __device__ __forceinline__ ConvPhase(int phase, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                         int pw, int dh, int dw)
+        : h(phase / sw, H, KH, sh, ph, dh), w(phase % sw, W, KW, sw, pw, dw) {}
+    __device__ __forceinline__ int taps() const { return h.taps * w.taps; }
+    __device__ __forceinline__ int plane() const { return h.size * w.size; }
+    __device__ __forceinline__ void tap_of(int r, int& o, int& t, int& u) const {
+        int per_channel = taps();
+        o = r / per_channel;
+        int tap = r - o * per_channel;
+        t = tap / w.taps;
+        u = tap - t * w.taps;
+    }
+    __device__ __forceinline__ void pixel_of(int c, int& image, int& a, int& b) const {
+        int per_image = plane();
+        image = c / per_image;
+        int q = c - image * per_image;
+        a = q / w.size;
+        b = q - a * w.size;
+    }
+};
+
+// A phase's weight [C_in/g, C_out/g * taps]: row c, column r = (o, t, u) holds
+// W[o][c][h.first + t * h.step][w.first + u * w.step], read in place.
+struct GemmPhaseWeights {
+    static constexpr bool vectorizable = false;
+    const float* w;
+    int cin, KH, KW;
+    ConvPhase phase;
+    __device__ __forceinline__ float at(int c, int r) const {
+        int o, t, u;
+        phase.tap_of(r, o, t, u);
+        int ki = phase.h.first + t * phase.h.step;
+        int kj = phase.w.first + u * phase.w.step;
+        return w[(((size_t)o * cin + c) * KH + ki) * KW + kj];
+    }
+};
+
+// The phase's gather of dy [C_out/g * taps, images * phase plane]: row (o, t, u), column
+// (image, a, b) holds dy[image][o][a + h.offset - t * h.advance][b + w.offset - u * w.advance],
+// 0 outside dy.
+struct GemmPhaseGather {
+    static constexpr bool vectorizable = false;
+    const float* dy;
+    int OH, OW;
+    long long image_stride;
+    ConvPhase phase;
+    __device__ __forceinline__ float at(int r, int c) const {
+        int o, t, u, image, a, b;
+        phase.tap_of(r, o, t, u);
+        phase.pixel_of(c, image, a, b);
+        int oh = a + phase.h.offset - t * phase.h.advance;
+        int ow = b + phase.w.offset - u * phase.w.advance;
+        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return 0.f;
+        return dy[image * image_stride + ((size_t)o * OH + oh) * OW + ow];
+    }
+};
+
+// Where a phase's dx tile goes: (c, (image, a, b)) at
+// dx[image][c][h.phase + a * sh][w.phase + b * sw].
+struct GemmPhaseOut {
+    float* dx;
+    int H, W;
+    long long image_stride;
+    ConvPhase phase;
+    __device__ __forceinline__ float* ptr(int c, int col) const {
+        int image, a, b;
+        phase.pixel_of(col, image, a, b);
+        int ih = phase.h.phase + a * phase.h.stride;
+        int iw = phase.w.phase + b * phase.w.stride;
+        return dx + image * image_stride + ((size_t)c * H + ih) * W + iw;
+    }
+};
+
+// Data gradient of a strided convolution: per group and phase, dx_phase [C_in/g, n * phase
+// plane] = phase weights x phase gather of dy, written into NCHW dx. One launch for every group
+// and phase (blockIdx.z); the grid covers the largest phase, the blocks past a smaller phase's
+// columns return. A phase no tap reaches (a 1x1 stride-2 convolution's odd rows) gets zeros.
+#define CONV_DATA_PHASE_GEMM(NAME, BM, BN, MIN_BLOCKS)                                              \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS)                         \
+        NAME(float* dx, const float* w, const float* dy, int M, int images, int phases,            \
+             long long w_group, long long dy_group, long long dx_group, int cout,                 \
+             int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, \
+             int OW, long long dy_image, long long dx_image) {                                    \
+        int group = blockIdx.z / phases;                                                          \
+        ConvPhase phase(blockIdx.z - group * phases, H, W, KH, KW, sh, sw, ph, pw, dh, dw);       \
+        int N = images * phase.plane();                                                           \
+        if ((int)blockIdx.x * BN >= N) return;                                                    \
+        GemmPhaseWeights a{w + group * w_group, M, KH, KW, phase};                                \
+        GemmPhaseGather b{dy + group * dy_group, OH, OW, dy_image, phase};                        \
+        GemmPhaseOut out{dx + group * dx_group, H, W, dx_image, phase};                           \
+        gemm_tile<BM, BN, true, false>(a, b, out, M, N, 0, cout * phase.taps(), 1.f, 0.f, 0, 0, 0); \
+    }
+CONV_GEMM_KERNELS(CONV_DATA_PHASE_GEMM, conv_data_phase_gemm, 2, 1)
+
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does
 // (the stride skips it, or it falls outside the output).
 __device__ __forceinline__ int conv_output_of_tap(int i, int k, int s, int p, int d, int out) {
@@ -116,60 +240,6 @@ __device__ __forceinline__ int conv_output_of_tap(int i, int k, int s, int p, in
     if (t < 0 || t % s != 0) return -1;
     int o = t / s;
     return o < out ? o : -1;
-}
-
-// One thread per (channel, column): it walks the KH*KW rows of that channel, so for every row
-// consecutive threads write consecutive columns.
-extern "C" __global__ void im2col(const float* __restrict__ x, float* __restrict__ cols, int C, int H,
-                                  int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh,
-                                  int dw, int OH, int OW, int nb) {
-    int ncols = nb * OH * OW;
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= C * ncols) return;
-    int c = idx / ncols;
-    int j = idx - c * ncols;
-    int n = j / (OH * OW);
-    int p = j - n * (OH * OW);
-    int oh = p / OW;
-    int ow = p - oh * OW;
-    const float* plane = x + ((size_t)n * C + c) * H * W;
-    float* out = cols + (size_t)c * KH * KW * ncols + j;
-    for (int ki = 0; ki < KH; ++ki) {
-        int ih = oh * sh - ph + ki * dh;
-        bool row_in = ih >= 0 && ih < H;
-        for (int kj = 0; kj < KW; ++kj) {
-            int iw = ow * sw - pw + kj * dw;
-            *out = row_in && iw >= 0 && iw < W ? plane[ih * W + iw] : 0.f;
-            out += ncols;
-        }
-    }
-}
-
-// The adjoint of im2col as a gather: one thread per input element sums every column entry that
-// im2col read from it and overwrites dx (no atomics, deterministic).
-extern "C" __global__ void col2im(const float* __restrict__ cols, float* __restrict__ dx, int C, int H,
-                                  int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh,
-                                  int dw, int OH, int OW, int nb) {
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= nb * C * H * W) return;
-    int iw = idx % W;
-    int ih = (idx / W) % H;
-    int c = (idx / (W * H)) % C;
-    int n = idx / (W * H * C);
-    int ncols = nb * OH * OW;
-    const float* image_cols = cols + (size_t)n * OH * OW;
-    float sum = 0.f;
-    for (int ki = 0; ki < KH; ++ki) {
-        int oh = conv_output_of_tap(ih, ki, sh, ph, dh, OH);
-        if (oh < 0) continue;
-        for (int kj = 0; kj < KW; ++kj) {
-            int ow = conv_output_of_tap(iw, kj, sw, pw, dw, OW);
-            if (ow < 0) continue;
-            int row = (c * KH + ki) * KW + kj;
-            sum += image_cols[(size_t)row * ncols + oh * OW + ow];
-        }
-    }
-    dx[idx] = sum;
 }
 
 // ---- Depthwise convolution (groups == C_in, C_out = multiplier * C_in): output channel co reads

@@ -215,8 +215,9 @@ __device__ __forceinline__ void gemm_row(const float* row, int first, float* v) 
 // op(A) M x K and op(B) K x N, summed over k_begin <= k < k_end. A_IN_K: A's storage is M x K
 // (contiguous in k), else K x M; B_IN_K: B's storage is N x K, else K x N. vec_a / vec_b allow
 // float4 loads of a vectorizable operand, vec_c float4 stores of 4 consecutive columns of C.
-template <int BM, int BN, bool A_IN_K, bool B_IN_K, class OperandA, class OperandB>
-__device__ __forceinline__ void gemm_tile(const OperandA& a, const OperandB& b, const GemmOut& out, int M,
+// `out` says where (r, c) of C lies: a GemmOut, or any struct with the same `ptr(r, c)`.
+template <int BM, int BN, bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
+__device__ __forceinline__ void gemm_tile(const OperandA& a, const OperandB& b, const Out& out, int M,
                                           int N, int k_begin, int k_end, float alpha, float beta,
                                           int vec_a, int vec_b, int vec_c) {
     constexpr int SM = BM / 64;  // 4-row strips of a thread's micro-tile, 64 rows apart

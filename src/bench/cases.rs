@@ -1,5 +1,5 @@
 //! The benchmarked kernel calls of every op family (each written in `src/ops/<family>/cases.rs`):
-//! GEMM square and skinny, im2col/col2im and convolution at ResNet-18 CIFAR shapes, MobileNetV2's
+//! GEMM square and skinny, convolution at ResNet-18 CIFAR shapes, MobileNetV2's
 //! pointwise and depthwise convolutions, pooling, batch norm, softmax-cross-entropy and the
 //! optimisers.
 

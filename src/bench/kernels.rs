@@ -267,7 +267,7 @@ fn predictions(op: &dyn DynKernel, launches: &[LaunchStats]) -> Vec<Prediction> 
             let no_cache = total(launches.iter().map(|s| model.predict(s)).collect());
             let on_chip = total(launches.iter().map(|s| model.predict_on_chip(s)).collect());
             // A cache never slows a launch down; the compulsory bytes overstate the traffic of
-            // a kernel that skips part of an operand (col2im never reads padded columns).
+            // a kernel that skips part of an operand (a padded window never reads its padding).
             let ideal_cache = match slower(on_chip, model.dram_time(op.min_bytes())) {
                 ideal if ideal.seconds > no_cache.seconds => no_cache,
                 ideal => ideal,

@@ -319,10 +319,14 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
     if let Some(p) = &r.predicted {
         out += &format!(
             "PREDICTED step at batch {} (simulated at that batch, at most {} blocks of each launch run and its counters \
-             scaled to the grid; not measured):\n  per step {}\n",
+             scaled to the grid; not measured):\n  per step {}\n  per step {:.3} GB of DRAM traffic (PREDICTED, no cache); \
+             allocator peak {:.1} MiB live, {:.1} MiB held (simulated at that batch)\n",
             p.batch,
             p.sampled_blocks,
-            counters_text(&p.per_step)
+            counters_text(&p.per_step),
+            p.dram_bytes as f64 / 1e9,
+            p.peak_bytes as f64 / (1u64 << 20) as f64,
+            p.peak_reserved_bytes as f64 / (1u64 << 20) as f64
         );
         for g in &p.gpus {
             out += &format!(

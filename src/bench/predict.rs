@@ -35,7 +35,7 @@
 //!   values computed are meaningless (skipped blocks write nothing), which changes no counter of
 //!   the kernels here: none branches on data for its amount of work.
 use super::model::{ModelBenchOptions, TrainLoop};
-use crate::device::DeviceCounters;
+use crate::device::{Device, DeviceCounters, MemoryStats};
 use crate::error::{Error, Result};
 use crate::gpu::accounting::{Accounting, DriverCall};
 use crate::gpu::GpuBackend;
@@ -175,6 +175,14 @@ pub struct StepPredictions {
     pub sampled_blocks: u32,
     /// What the step sends to the driver at `batch`.
     pub per_step: DeviceCounters,
+    /// DRAM bytes of the step's launches (every global sector read or written once, no cache),
+    /// scaled to their whole grids as the times are: PREDICTED.
+    pub dram_bytes: u64,
+    /// The simulator allocator's peak during the traced step at `batch`: bytes of live buffers,
+    /// and bytes held from the driver (cached blocks included). Allocation is not sampled, so
+    /// these are the step's own.
+    pub peak_bytes: usize,
+    pub peak_reserved_bytes: usize,
     pub gpus: Vec<StepPrediction>,
 }
 
@@ -184,6 +192,8 @@ pub struct StepPredictions {
 pub struct TracedStep {
     pub calls: Vec<DriverCall>,
     pub launches: Vec<LaunchStats>,
+    /// The device's memory figures after the step (its peaks are the step's own).
+    pub memory: MemoryStats,
 }
 
 /// Training steps before one is in steady state (makes no driver allocation).
@@ -218,7 +228,7 @@ pub fn trace_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Resul
     if launches.len() != calls.iter().filter(|c| **c == DriverCall::Launch).count() {
         return Err(Error::Sim("the simulator kept fewer launch counters than the step made launches".into()));
     }
-    Ok(TracedStep { calls, launches })
+    Ok(TracedStep { calls, launches, memory: Device::<f32>::memory(train.backend()) })
 }
 
 /// What the calls count as on a device (as `GpuBackend::counters` would).
@@ -409,7 +419,15 @@ pub fn predict_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Res
             StepPrediction { top_kernels: top_kernels(&step.launches, &launches), ..replay(&step.calls, &kernel_s, gpu, &HOST_COSTS) }
         })
         .collect();
-    Ok(StepPredictions { batch, sampled_blocks: SAMPLED_BLOCKS, per_step: count(&step.calls), gpus })
+    Ok(StepPredictions {
+        batch,
+        sampled_blocks: SAMPLED_BLOCKS,
+        per_step: count(&step.calls),
+        dram_bytes: step.launches.iter().map(LaunchStats::dram_bytes).sum(),
+        peak_bytes: step.memory.peak_bytes,
+        peak_reserved_bytes: step.memory.peak_reserved_bytes,
+        gpus,
+    })
 }
 
 #[cfg(test)]

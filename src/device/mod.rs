@@ -33,19 +33,18 @@ pub const DEFAULT_WORKSPACE_MB: usize = 256;
 
 /// What a backend's convolutions hold while they run, for memory plans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvWorkspace {
-    /// Upper bound on one call's im2col column buffer, in bytes.
-    pub limit_bytes: usize,
-    /// `Some(SMs)` on a GPU: its convolution GEMMs read the im2col matrix in place, split K as
-    /// planned for this many SMs, and only a strided convolution's data gradient builds columns.
-    /// `None`: every pass builds columns (the CPU).
-    pub gemm_sms: Option<usize>,
+pub enum ConvWorkspace {
+    /// Every pass builds im2col column buffers of at most `limit_bytes` (the CPU).
+    Columns { limit_bytes: usize },
+    /// A GPU: the convolution GEMMs read their operands in place (no columns in any pass) and
+    /// split K as planned for `gemm_sms` SMs, holding the partial products.
+    ImplicitGemm { gemm_sms: usize },
 }
 
 impl ConvWorkspace {
     /// Column buffers of at most `limit_bytes` for every pass (the CPU's way).
     pub fn columns(limit_bytes: usize) -> ConvWorkspace {
-        ConvWorkspace { limit_bytes, gemm_sms: None }
+        ConvWorkspace::Columns { limit_bytes }
     }
 }
 

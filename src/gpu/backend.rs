@@ -8,7 +8,7 @@ use super::copy_stream::CopyStreamUploads;
 use super::graph::GpuGraph;
 use super::staging::PinnedStaging;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig, Stream};
-use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats, DEFAULT_WORKSPACE_MB};
+use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats};
 use crate::error::{Error, Result};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -57,8 +57,6 @@ pub struct GpuBackend {
     kernel_log: Arc<Mutex<Vec<String>>>,
     /// The allocator pool of the graph being captured.
     capture: Arc<Mutex<Option<GraphPoolId>>>,
-    /// Upper bound on the im2col buffer of one convolution call, in bytes.
-    pub workspace_bytes: usize,
 }
 
 impl GpuBackend {
@@ -73,7 +71,6 @@ impl GpuBackend {
             driver,
             kernel_log: Arc::new(Mutex::new(Vec::new())),
             capture: Arc::new(Mutex::new(None)),
-            workspace_bytes: DEFAULT_WORKSPACE_MB << 20,
         }
     }
     /// The driver itself; calls made on it directly are not counted in `counters`.
@@ -248,7 +245,7 @@ impl Device<f32> for GpuBackend {
         Ok(CapturedGraph(Box::new(graph)))
     }
     fn conv_workspace(&self) -> ConvWorkspace {
-        ConvWorkspace { limit_bytes: self.workspace_bytes, gemm_sms: Some(self.driver.multiprocessor_count()) }
+        ConvWorkspace::ImplicitGemm { gemm_sms: self.driver.multiprocessor_count() }
     }
     /// The driver's free memory plus what this device holds from it beyond the bytes of live
     /// buffers (cached blocks, and the rounding of live ones), so that free memory plus

@@ -5,11 +5,14 @@
 //! reads, plus masks, argmax indices and batch statistics), `peak_step_bytes` the planned peak of
 //! live activations, tape, gradients and convolution workspace at the worst moment of a training
 //! step, both in f32 with parameters excluded.
-//! A summary has no backend to ask for its workspace, so it assumes the device layer's default
-//! (`DEFAULT_WORKSPACE_MB`) with column buffers for every pass, as the CPU runs convolutions (the
-//! GPU needs less), and reports it as `workspace_bytes`.
+//! A summary has no backend to ask for its workspace, so it plans twice: with the device layer's
+//! default (`DEFAULT_WORKSPACE_MB`) of column buffers for every pass, as the CPU runs
+//! convolutions (`workspace_bytes`), and as a GPU of the simulator's default SM count runs them,
+//! implicit GEMMs with no columns whose only workspace is split-K partial products
+//! (`gpu_peak_step_bytes`, `gpu_workspace_bytes`: the largest one convolution holds).
 
 use crate::device::{ConvWorkspace, DEFAULT_WORKSPACE_MB};
+use crate::sim::DEFAULT_SIM_MULTIPROCESSORS;
 use crate::error::Result;
 use crate::exec::memory::plan_memory;
 use crate::exec::plan::{Mode, Plan};
@@ -45,6 +48,11 @@ pub struct ModelSummary {
     pub peak_step_bytes: u64,
     /// The convolution workspace the planned peak assumes: the device layer's default.
     pub workspace_bytes: u64,
+    /// The planned peak on a GPU of `DEFAULT_SIM_MULTIPROCESSORS` SMs (implicit-GEMM
+    /// convolutions), parameters excluded.
+    pub gpu_peak_step_bytes: u64,
+    /// The most workspace one convolution holds on that GPU (split-K partial products).
+    pub gpu_workspace_bytes: u64,
     pub layers: Vec<LayerSummary>,
 }
 
@@ -67,6 +75,12 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
     let plan = Plan::new(graph, Mode::Train, trains, false);
     let workspace_bytes = DEFAULT_WORKSPACE_MB << 20;
     let memory = plan_memory(graph, &plan, batch, F32_BYTES, ConvWorkspace::columns(workspace_bytes), trains)?;
+    let gpu = ConvWorkspace::ImplicitGemm { gemm_sms: DEFAULT_SIM_MULTIPROCESSORS };
+    let gpu_memory = plan_memory(graph, &plan, batch, F32_BYTES, gpu, trains)?;
+    let mut gpu_workspace_bytes = 0;
+    for (id, node) in graph.nodes.iter().enumerate().skip(1) {
+        gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&graph.input_shapes(id), batch, F32_BYTES, gpu)?);
+    }
     Ok(ModelSummary {
         model: graph.name.clone(),
         input: graph.input_shape().to_vec(),
@@ -78,6 +92,8 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
         activation_bytes: memory.tape as u64,
         peak_step_bytes: memory.peak as u64,
         workspace_bytes: workspace_bytes as u64,
+        gpu_peak_step_bytes: gpu_memory.peak as u64,
+        gpu_workspace_bytes: gpu_workspace_bytes as u64,
         layers,
     })
 }

@@ -1,7 +1,7 @@
-//! GPU convolution against the f64 CPU reference: im2col/col2im, the im2col-GEMM convolution
-//! (forward, backward data/filter/bias; the data gradient's columns in whole-batch, two-image and
-//! one-image chunks) over odd sizes, groups, dilation, stride and padding, its GEMMs with K split,
-//! and the dedicated depthwise kernels.
+//! GPU convolution against the f64 CPU reference: the implicit-GEMM convolution (forward,
+//! backward data/filter/bias; a strided data gradient by stride phase) over odd sizes, groups,
+//! dilation, stride and padding, its GEMMs with K split and on the larger tiles, and the
+//! dedicated depthwise kernels.
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
@@ -33,13 +33,20 @@ fn configs() -> Vec<ConvGeom> {
         (1, 3, (11, 10), 5, (5, 5), (3, 2), (2, 2), (1, 1), 1),
         (3, 6, (6, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 6),
         (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1), // pointwise: GEMMs on the tensors
+        // Strided data gradients by phase, as the zoo's layers: a grouped 1x1 stride-2
+        // downsample (three of four phases reached by no tap), the 7x7 stride-2 stem, AlexNet's
+        // 11x11 stride 4, and dilation 2 at stride 2 (the odd phases reached by no tap).
+        (2, 4, (7, 8), 6, (1, 1), (2, 2), (0, 0), (1, 1), 2),
+        (1, 2, (13, 12), 3, (7, 7), (2, 2), (3, 3), (1, 1), 1),
+        (1, 2, (19, 18), 2, (11, 11), (4, 4), (2, 2), (1, 1), 1),
+        (2, 3, (9, 10), 3, (3, 3), (2, 2), (2, 2), (2, 2), 3),
     ]
     .into_iter()
     .map(geom)
     .collect();
     let mut rng = Rng::new(7);
     let mut pick = |lo: usize, hi: usize| lo + rng.below((hi - lo + 1) as u64) as usize;
-    while out.len() < 9 {
+    while out.len() < 13 {
         let groups = pick(1, 3);
         let (k, s, p, d) = ((pick(1, 3), pick(1, 3)), (pick(1, 2), pick(1, 3)), (pick(0, 2), pick(0, 1)), (pick(1, 2), pick(1, 2)));
         let c = (pick(1, 3), groups * pick(1, 3), (pick(3, 9), pick(3, 9)), groups * pick(1, 3), k, s, p, d, groups);
@@ -48,13 +55,6 @@ fn configs() -> Vec<ConvGeom> {
         }
     }
     out
-}
-
-/// The GPU with its im2col workspace sized for exactly `images` images per chunk.
-fn gpu_with_chunk(g: &ConvGeom, images: usize) -> GpuBackend {
-    let mut gpu = gpu();
-    gpu.workspace_bytes = images * g.col_rows() * g.oh * g.ow * 4;
-    gpu
 }
 
 /// The CPU reference's copy of GPU inputs.
@@ -68,32 +68,7 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
 }
 
 #[test]
-fn im2col_and_col2im_match_the_reference_on_an_inner_chunk() {
-    let cpu = CpuBackend::new();
-    for (i, g) in configs().into_iter().enumerate().filter(|(_, g)| g.n > 1) {
-        let gpu = gpu();
-        let (n0, nb) = (1, (g.n - 1).min(2));
-        let x = values(g.x_len(), 100 + i as u64);
-        let len = g.col_rows() * g.col_cols(nb);
-        let mut cols = gpu.zeros(len).unwrap();
-        gpu.im2col(&gpu.upload(&x).unwrap(), &g, n0, nb, &mut cols).unwrap();
-        let mut want = cpu.zeros(len).unwrap();
-        cpu.im2col(&widened(&cpu, &x), &g, n0, nb, &mut want).unwrap();
-        assert_close(&format!("im2col {g:?}"), &gpu.download(&cols).unwrap(), &want, 0.0, 0.0);
-
-        let c = values(len, 200 + i as u64);
-        // dx starts non-zero: col2im overwrites the chunk's images and leaves the others alone.
-        let dx0 = values(g.x_len(), 300 + i as u64);
-        let mut dx = gpu.upload(&dx0).unwrap();
-        gpu.col2im(&gpu.upload(&c).unwrap(), &g, n0, nb, &mut dx).unwrap();
-        let mut want = widened(&cpu, &dx0);
-        cpu.col2im(&widened(&cpu, &c), &g, n0, nb, &mut want).unwrap();
-        assert_close(&format!("col2im {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
-    }
-}
-
-#[test]
-fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
+fn convolution_forward_and_backward_match_the_reference() {
     let cpu = CpuBackend::new();
     for (i, g) in configs().into_iter().enumerate() {
         let seed = 1000 + 10 * i as u64;
@@ -103,21 +78,24 @@ fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
         let y_ref = cpu.conv2d_forward(&cx, &cw, Some(&cb), &g).unwrap();
         let dx_ref = cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap();
         let dw_ref = cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap();
-        // Whole batch, two images (a partial last chunk when N is odd), one image.
-        for images in [g.n, 2, 1] {
-            let gpu = gpu_with_chunk(&g, images);
-            let (gx, gw, gb, gdy) =
-                (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
-            let what = |op: &str| format!("{op} with {images}-image chunks, {g:?}");
-            let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
-            assert_close(&what("forward"), &gpu.download(&y).unwrap(), &y_ref, ATOL, RTOL);
-            let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
-            assert_close(&what("backward data"), &gpu.download(&dx).unwrap(), &dx_ref, ATOL, RTOL);
-            let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
-            assert_close(&what("backward filter"), &gpu.download(&dw).unwrap(), &dw_ref, ATOL, RTOL);
-        }
         let gpu = gpu();
-        let (gx, gw, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&dy).unwrap());
+        let (gx, gw, gb, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
+        let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
+        assert_close(&format!("forward {g:?}"), &gpu.download(&y).unwrap(), &y_ref, ATOL, RTOL);
+        gpu.take_kernel_log();
+        // dx starts from a pool block another buffer dirtied: every element, those of phases no
+        // tap reaches included, must be written.
+        drop(gpu.upload(&vec![f32::NAN; g.x_len()]).unwrap());
+        let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
+        assert_close(&format!("backward data {g:?}"), &gpu.download(&dx).unwrap(), &dx_ref, ATOL, RTOL);
+        let log = gpu.take_kernel_log();
+        assert!(log.iter().all(|k| !k.contains("im2col") && !k.contains("col2im")), "no columns: {log:?}");
+        if g.sh > 1 || g.sw > 1 {
+            assert_eq!(log.len(), 1, "a strided data gradient is one launch for every group and phase: {log:?}");
+            assert!(log[0].starts_with("conv::conv_data_phase_gemm"), "{log:?}");
+        }
+        let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+        assert_close(&format!("backward filter {g:?}"), &gpu.download(&dw).unwrap(), &dw_ref, ATOL, RTOL);
         let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
         let want = cpu.conv2d_forward(&cx, &cw, None, &g).unwrap();
         assert_close(&format!("forward without bias {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
@@ -128,8 +106,7 @@ fn convolution_forward_and_backward_match_the_reference_for_every_chunking() {
 }
 
 /// On a 4-SM simulator the GEMMs of these geometries split K (forward: K = 64 * 9; filter:
-/// K = 2 images * 256 positions; strided data columns: K = 512 output channels; stride-1 data:
-/// K = 512 * 9), with planes that are and that are not a multiple of 4 (16-byte loads and stores
+/// K = 2 images * 256 positions; stride-1 data: K = 512 * 9), with planes that are and that are not a multiple of 4 (16-byte loads and stores
 /// of the NCHW operands, or scalar ones).
 #[test]
 fn convolution_gemms_with_k_split_match_the_reference() {
@@ -138,7 +115,6 @@ fn convolution_gemms_with_k_split_match_the_reference() {
     let cases = [
         ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), "conv::conv_forward_gemm"),
         ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), "conv::conv_filter_gemm"),
-        ((2, 3, (5, 5), 512, (3, 3), (2, 2), (1, 1), (1, 1), 1), "conv::conv_data_gemm"),
         ((2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2), "conv::conv_data_direct_gemm"),
     ];
     for (i, (config, split_kernel)) in cases.into_iter().enumerate() {
@@ -157,19 +133,21 @@ fn convolution_gemms_with_k_split_match_the_reference() {
         let log = gpu.take_kernel_log();
         let split = log.iter().position(|k| k == split_kernel).map(|at| log.get(at + 1).map(String::as_str));
         assert_eq!(split, Some(Some("gemm::splitk_reduce")), "{split_kernel} splits K for {g:?}: {log:?}");
-        assert!(!log.iter().any(|k| k == "conv::im2col"), "no im2col matrix is built: {log:?}");
     }
 }
 
-/// ResNet-like layers large enough for the 64x128 and 128x128 tiles in all three GEMMs (on 2 SMs,
-/// which even the large tiles' grids fill): 128 output rows take the 128x128 tile, 64 the 64x128.
+/// ResNet-like layers, stride 1 and 2, large enough for the 64x128 and 128x128 tiles in all four
+/// GEMMs (on 2 SMs, which even the large tiles' grids fill): 128 output rows take the 128x128
+/// tile, 64 the 64x128.
 #[test]
 fn convolution_gemms_on_the_larger_tiles_match_the_reference() {
     let mut ran = Vec::new();
     for (i, (c_in, c_out)) in [(64, 128), (128, 64)].into_iter().enumerate() {
         ran.extend(larger_tile_layer(geom((2, c_in, (16, 16), c_out, (3, 3), (1, 1), (1, 1), (1, 1), 1)), 6000 + 10 * i as u64));
+        // Stride 2: the data gradient's phase GEMMs have c_in rows.
+        ran.extend(larger_tile_layer(geom((2, c_in, (16, 16), c_out, (3, 3), (2, 2), (1, 1), (1, 1), 1)), 6100 + 10 * i as u64));
     }
-    for gemm in ["conv_forward_gemm", "conv_data_direct_gemm", "conv_filter_gemm"] {
+    for gemm in ["conv_forward_gemm", "conv_data_direct_gemm", "conv_data_phase_gemm", "conv_filter_gemm"] {
         for tile in ["_64x128", "_128"] {
             let kernel = format!("conv::{gemm}{tile}");
             assert!(ran.contains(&kernel), "{kernel} ran: {ran:?}");
@@ -252,7 +230,4 @@ fn bad_buffers_and_geometries_are_clear_errors() {
     let w = gpu.zeros(g.weight_len()).unwrap();
     let err = gpu.depthwise_conv2d_forward(&x, &w, None, &g).err().expect("groups = 1 is not depthwise").to_string();
     assert!(err.contains("depthwise convolution needs groups == in channels"), "{err}");
-    let mut cols = gpu.zeros(g.col_rows() * g.col_cols(1)).unwrap();
-    let err = gpu.im2col(&x, &g, 1, 1, &mut cols).expect_err("image 1 of 1").to_string();
-    assert!(err.contains("outside the batch of 1"), "{err}");
 }

@@ -8,7 +8,7 @@ use ferronet_test_support::cli_run::{run, single_error_line};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::exec::{Executor, Mode};
-use ferronet::device::{ConvWorkspace, DEFAULT_WORKSPACE_MB};
+use ferronet::device::ConvWorkspace;
 use ferronet::sim::DEFAULT_SIM_MULTIPROCESSORS;
 use ferronet::train::session::build_model;
 use std::process::Command;
@@ -23,7 +23,7 @@ fn a_batch_too_large_for_the_gpu_is_refused_before_the_first_step() {
     let graph = build_model("small_cnn", 10, [1, 28, 28], false).unwrap();
     let momentum_bytes: usize = graph.params.iter().filter(|p| p.trainable).map(|p| p.numel() * 4).sum();
     let ex = Executor::<f32, _>::new(CpuBackend::new(), graph, 0).unwrap();
-    let gpu_workspace = ConvWorkspace { limit_bytes: DEFAULT_WORKSPACE_MB << 20, gemm_sms: Some(DEFAULT_SIM_MULTIPROCESSORS) };
+    let gpu_workspace = ConvWorkspace::ImplicitGemm { gemm_sms: DEFAULT_SIM_MULTIPROCESSORS };
     let need = |batch: usize| ex.planned_peak_bytes(batch, Mode::Train, gpu_workspace).unwrap() + momentum_bytes;
     let capacity = SIM_MEMORY_MB << 20;
     let fits = (1..BATCH).take_while(|&b| need(b) <= capacity).last().expect("a small batch fits in the test's memory");

@@ -1,5 +1,5 @@
 //! Convolution cases: gradient checks of the general and the depthwise path, and the benchmarked
-//! im2col, col2im and convolution calls at ResNet-18 and MobileNetV2 shapes.
+//! convolution calls at ResNet-18 and MobileNetV2 shapes.
 
 use super::ConvPath;
 use super::ConvGeom;
@@ -11,7 +11,7 @@ use crate::ops::Backend;
 pub struct Cases;
 
 impl FamilyCases for Cases {
-    /// Kernels 1/3/5/7/11, strides 1/2/4, padding 0/1/2, dilation 1/2, groups 1/2/C, odd spatial
+    /// Kernels 1/3/5/7/11, strides 1/2/3/4, padding 0/1/2/3, dilation 1/2, groups 1/2/C, odd spatial
     /// sizes, batch 1 and > 1.
     fn grad_cases(&self, cases: &mut GradCases) {
         for &(n, c, hw, co, k, s, p, d, g, bias) in &[
@@ -23,6 +23,13 @@ impl FamilyCases for Cases {
             (2, 2, (9, 7), 3, 3, 1, 2, 2, 1, true),
             (2, 4, (8, 8), 4, 3, 2, 1, 1, 4, false),
             (3, 3, (6, 5), 2, 3, 4, 1, 1, 1, true),
+            // Strided data gradients by phase: a 1x1 stride 2 (three of four phases get no tap),
+            // the 7x7 stride-2 stem, dilation 2 at stride 2 (odd phases get no tap), stride 3
+            // with dilation 2 (one tap per phase, offsets not in tap order).
+            (2, 3, (9, 8), 4, 1, 2, 0, 1, 1, false),
+            (1, 2, (11, 10), 3, 7, 2, 3, 1, 1, false),
+            (2, 4, (10, 9), 4, 3, 2, 2, 2, 2, true),
+            (1, 2, (12, 11), 2, 3, 3, 1, 2, 1, false),
         ] {
             push_conv(cases, ConvPath::Im2colGemm, n, c, hw, co, (k, s, p, d), g, bias);
         }
@@ -38,16 +45,11 @@ impl FamilyCases for Cases {
 
     fn bench_cases(&self, cases: &mut BenchCases) -> Result<()> {
         let batch = cases.batch();
-        let scale = batch as f64;
         // ResNet-18 on CIFAR: the 3x3 convolutions of its three widest stages.
         for (c, hw) in [(64, 32), (128, 16), (256, 8)] {
             let full = bench_geom(batch, c, hw, c, 3, 1, 1)?;
             let sim = bench_geom(1, c, hw, c, 3, 1, 1)?;
             let shape = format!("resnet18 {c}x{hw}x{hw} 3x3");
-            if c == 64 {
-                cases.add(format!("im2col {shape}"), ConvKernel::Im2col(full), ConvKernel::Im2col(sim), scale);
-                cases.add(format!("col2im {shape}"), ConvKernel::Col2im(full), ConvKernel::Col2im(sim), scale);
-            }
             add_conv_passes(cases, &shape, full, sim);
         }
         // MobileNetV2 at 224x224, the 56x56 stage (24 channels, expansion 6): 1x1 expand and
@@ -124,10 +126,6 @@ fn add_conv_passes(cases: &mut BenchCases, shape: &str, full: ConvGeom, sim: Con
 /// A benchmarked convolution call; the passes take the path a layer of this geometry takes.
 #[derive(Clone, Copy)]
 enum ConvKernel {
-    /// im2col of the whole batch.
-    Im2col(ConvGeom),
-    /// col2im of the whole batch.
-    Col2im(ConvGeom),
     /// Forward without bias.
     Forward(ConvGeom),
     BackwardData(ConvGeom),
@@ -137,7 +135,7 @@ enum ConvKernel {
 impl ConvKernel {
     fn geom(&self) -> &ConvGeom {
         match self {
-            ConvKernel::Im2col(g) | ConvKernel::Col2im(g) | ConvKernel::Forward(g) | ConvKernel::BackwardData(g) | ConvKernel::BackwardFilter(g) => g,
+            ConvKernel::Forward(g) | ConvKernel::BackwardData(g) | ConvKernel::BackwardFilter(g) => g,
         }
     }
 }
@@ -146,40 +144,22 @@ impl BenchKernel for ConvKernel {
     fn operand_ranges(&self) -> Vec<(usize, f64, f64)> {
         let sym = |len: usize| (len, -1.0, 1.0);
         let g = self.geom();
-        let cols = g.col_rows() * g.col_cols(g.n);
         match self {
-            ConvKernel::Im2col(_) => vec![sym(g.x_len()), sym(cols)],
-            ConvKernel::Col2im(_) => vec![sym(cols), sym(g.x_len())],
             ConvKernel::Forward(_) => vec![sym(g.x_len()), sym(g.weight_len())],
             ConvKernel::BackwardData(_) => vec![sym(g.y_len()), sym(g.weight_len())],
             ConvKernel::BackwardFilter(_) => vec![sym(g.x_len()), sym(g.y_len())],
         }
     }
-    fn written_operands(&self) -> &'static [usize] {
-        match self {
-            ConvKernel::Im2col(_) | ConvKernel::Col2im(_) => &[1],
-            _ => &[],
-        }
-    }
     fn flops(&self) -> f64 {
-        match self {
-            ConvKernel::Im2col(_) | ConvKernel::Col2im(_) => 0.0,
-            _ => 2.0 * self.geom().macs() as f64,
-        }
+        2.0 * self.geom().macs() as f64
     }
     fn min_bytes(&self) -> f64 {
-        let words = |v: usize| 4.0 * v as f64;
         let g = self.geom();
-        match self {
-            ConvKernel::Im2col(_) | ConvKernel::Col2im(_) => words(g.x_len() + g.col_rows() * g.col_cols(g.n)),
-            _ => words(g.x_len() + g.weight_len() + g.y_len()),
-        }
+        4.0 * (g.x_len() + g.weight_len() + g.y_len()) as f64
     }
     fn reduction_len(&self) -> usize {
         let g = self.geom();
         match self {
-            ConvKernel::Im2col(_) => 1,
-            ConvKernel::Col2im(_) => g.kh * g.kw,
             ConvKernel::Forward(_) => g.c_in_per_group() * g.kh * g.kw,
             ConvKernel::BackwardData(_) => g.c_out_per_group() * g.kh * g.kw,
             ConvKernel::BackwardFilter(_) => g.n * g.oh * g.ow,
@@ -196,18 +176,8 @@ impl BenchKernel for ConvKernel {
 
 impl RunKernel for ConvKernel {
     fn execute<E: Element, B: Backend<E>>(&self, b: &B, ops: &mut Operands<E, B>) -> Result<Vec<B::Buf>> {
-        let v = &mut ops.bufs;
+        let v = &ops.bufs;
         Ok(match *self {
-            ConvKernel::Im2col(g) => {
-                let (x, cols) = v.split_at_mut(1);
-                b.im2col(&x[0], &g, 0, g.n, &mut cols[0])?;
-                vec![]
-            }
-            ConvKernel::Col2im(g) => {
-                let (cols, dx) = v.split_at_mut(1);
-                b.col2im(&cols[0], &g, 0, g.n, &mut dx[0])?;
-                vec![]
-            }
             ConvKernel::Forward(g) => vec![ConvPath::of(&g).forward(b, &v[0], &v[1], None, &g)?],
             ConvKernel::BackwardData(g) => vec![ConvPath::of(&g).backward_data(b, &v[0], &v[1], &g)?],
             ConvKernel::BackwardFilter(g) => vec![ConvPath::of(&g).backward_filter(b, &v[0], &v[1], &g)?],

@@ -231,8 +231,10 @@ impl CpuBackend {
     }
 }
 
-impl<E: Element> ConvOps<E> for CpuBackend {
-    fn im2col(&self, x: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut CpuBuf<E>) -> Result<()> {
+/// The column buffers of the CPU's im2col convolution (the GPU gathers them on the fly instead).
+impl CpuBackend {
+    /// Writes the im2col matrix of images n0..n0+nb into `cols` (at least col_rows * col_cols(nb)).
+    pub fn im2col<E: Element>(&self, x: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut CpuBuf<E>) -> Result<()> {
         expect_len("im2col", "input", x.len(), g.x_len())?;
         g.check_image_chunk(n0, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
@@ -268,7 +270,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         Ok(())
     }
 
-    fn col2im(&self, cols: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut CpuBuf<E>) -> Result<()> {
+    /// The adjoint of im2col: overwrites images n0..n0+nb of `dx` with the sum of every column
+    /// entry that was read from each input position.
+    pub fn col2im<E: Element>(&self, cols: &CpuBuf<E>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut CpuBuf<E>) -> Result<()> {
         expect_len("col2im", "output", dx.len(), g.x_len())?;
         g.check_image_chunk(n0, nb, cols.len())?;
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
@@ -291,6 +295,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         Ok(())
     }
 
+}
+
+impl<E: Element> ConvOps<E> for CpuBackend {
     fn conv2d_forward(
         &self,
         x: &CpuBuf<E>,

@@ -1,9 +1,8 @@
-//! GPU convolution: the im2col convolution's three GEMMs on the tiled SGEMM, which read the
-//! input's im2col matrix on the fly and NCHW activations in place (no column buffer forward, for
-//! the weight gradient, or for the data gradient of a stride-1 convolution, which is dy convolved
-//! with the reversed window; a strided one's data-gradient columns go through a bounded
-//! workspace, chunks of images, then col2im as a gather), groups as the GEMM batch; and the
-//! dedicated depthwise kernels.
+//! GPU convolution: implicit GEMMs on the tiled SGEMM, which read the input's im2col matrix on
+//! the fly and NCHW activations in place, with no column buffer in any pass: forward, weight
+//! gradient, the data gradient of a stride-1 convolution as dy convolved with the reversed
+//! window, and a strided one's by stride phase (each phase of dx summing only the taps that
+//! reach it); groups (and phases) as the GEMM batch; and the dedicated depthwise kernels.
 
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
@@ -12,7 +11,7 @@ use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
-use crate::ops::gemm::cuda::{stride_arg, vectorizable, GemmTarget};
+use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
 use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
@@ -32,12 +31,6 @@ fn window_args(g: &ConvGeom) -> Result<[KernelArg; 12]> {
         int(g.h, "conv input height")?,
         int(g.w, "conv input width")?,
     ])
-}
-
-/// Kernel arguments C, H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW in the kernels' order.
-fn geometry_args(channels: usize, g: &ConvGeom) -> Result<Vec<KernelArg>> {
-    let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w] = window_args(g)?;
-    Ok(vec![int(channels, "conv channels")?, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow])
 }
 
 /// The im2col operand of the convolution GEMMs (`CONV_WINDOW_PARAMS` in kernels/conv.cu): H, W,
@@ -106,10 +99,15 @@ fn data_direct_spec(g: &ConvGeom) -> GemmSpec<f32> {
     group_spec(g, g.c_in_per_group(), g.n * g.h * g.w, g.c_out_per_group() * g.kh * g.kw)
 }
 
-/// Strided data gradient's columns for `images` images: dcols [k, images * OH * OW] = W_g^T x dy_g.
-fn data_columns_spec(g: &ConvGeom, images: usize) -> GemmSpec<f32> {
-    let (cout_g, k) = group_gemm_dims(g);
-    group_spec(g, k, images * g.oh * g.ow, cout_g)
+/// Strided data gradient as one batch of groups x phases, each phase at the largest's size:
+/// dx_phase [C_in/g, n * phase plane] = phase weights x the phase's gather of dy, K at most
+/// C_out/g times the taps of the phase with the most (kernels/conv.cu, conv_data_phase_gemm).
+/// The first phase (0, 0) has the largest plane, ceil(H / sh) x ceil(W / sw).
+fn data_phase_spec(g: &ConvGeom) -> GemmSpec<f32> {
+    let phase_taps = |k: usize, s: usize| k.div_ceil(s);
+    let k = g.c_out_per_group() * phase_taps(g.kh, g.sh) * phase_taps(g.kw, g.sw);
+    let plane = g.h.div_ceil(g.sh) * g.w.div_ceil(g.sw);
+    GemmSpec { batch: g.groups * g.sh * g.sw, ..GemmSpec::new(false, false, g.c_in_per_group(), g.n * plane, k) }
 }
 
 /// Weight gradient: dW_g [C_out/g, k] = dy_g x im2col(x)_g^T over the whole batch.
@@ -118,10 +116,9 @@ fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
     group_spec(g, cout_g, k, g.n * g.oh * g.ow)
 }
 
-/// Bytes the GPU convolution holds while its largest pass runs on a device of `sms` SMs, with
-/// column buffers of at most `limit_bytes`: split-K partial products, and a strided
-/// convolution's data-gradient columns for one chunk of images.
-pub fn gpu_workspace_bytes(g: &ConvGeom, limit_bytes: usize, sms: usize) -> usize {
+/// Bytes the GPU convolution holds while its largest pass runs on a device of `sms` SMs: the
+/// split-K partial products (no pass builds columns; a strided data gradient never splits K).
+pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
     let f32_bytes = std::mem::size_of::<f32>();
     let partials = |spec: &GemmSpec<f32>| match spec.plan(SplitK::Auto, sms).k_split.splits {
         1 => 0,
@@ -131,10 +128,7 @@ pub fn gpu_workspace_bytes(g: &ConvGeom, limit_bytes: usize, sms: usize) -> usiz
     let data = match pointwise_spec(g, true) {
         Some(spec) => partials(&spec),
         None if g.sh == 1 && g.sw == 1 => partials(&data_direct_spec(g)),
-        None => {
-            let images = g.images_per_chunk(limit_bytes, f32_bytes);
-            g.col_rows() * g.col_cols(images) * f32_bytes + partials(&data_columns_spec(g, images))
-        }
+        None => 0,
     };
     let filter = partials(&filter_spec(g));
     forward.max(data).max(filter)
@@ -192,34 +186,48 @@ impl GpuBackend {
         self.launch_tiled_gemm("conv", "conv_data_direct_gemm", &spec, plan, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
     }
 
-    /// dx of a strided convolution through one grouped GEMM (dy read in place) and col2im per
-    /// chunk of images.
-    fn backward_data_chunked(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
-        let plane = g.oh * g.ow;
-        let (cout_g, k) = group_gemm_dims(g);
-        let nb = g.images_per_chunk(self.workspace_bytes, std::mem::size_of::<f32>());
-        let cols = self.alloc::<f32>(g.col_rows() * g.col_cols(nb))?;
-        let dy_vec = KernelArg::I32(image_major_vec(dy.ptr(), plane) as i32);
-        for n0 in (0..g.n).step_by(nb) {
-            let cur = nb.min(g.n - n0);
-            // Per group: dcols [k, cur * plane] = W_g^T [k, C_out/g] x dy_g [C_out/g, cur * plane].
-            let spec = data_columns_spec(g, cur);
-            let plan = self.plan(&spec);
-            let target = GemmTarget::row_major(cols.ptr(), &spec);
-            let operands = [
-                w.arg(),
-                KernelArg::Ptr(dy.ptr_at(n0 * g.c_out * plane)),
-                stride_arg(cout_g * k, "conv weight group")?,
-                stride_arg(cout_g * plane, "conv output-gradient group")?,
-                int(plane, "conv output plane")?,
-                image_stride(g.c_out * plane)?,
-                vectorizable(w, 0, k, cout_g * k, g.groups),
-                dy_vec,
-            ];
-            self.launch_tiled_gemm("conv", "conv_data_gemm", &spec, plan, &target, &operands)?;
-            self.col2im(&cols, g, n0, cur, dx)?;
+    /// dx of a strided convolution: one launch of phase GEMMs (kernels/conv.cu,
+    /// conv_data_phase_gemm), each of the stride's sh * sw phases of dx of every group summing
+    /// only the taps that reach it; no columns, no col2im.
+    fn backward_data_phased(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
+        let (cout_g, cin_g, taps) = (g.c_out_per_group(), g.c_in_per_group(), g.kh * g.kw);
+        let spec = data_phase_spec(g);
+        if spec.m == 0 || spec.n == 0 {
+            return Ok(());
         }
-        Ok(())
+        // Split-K would need a reduction that scatters into the phase's pixels; a phase's GEMM
+        // already has images x phase plane columns of blocks.
+        let tile = spec.plan(SplitK::Splits(1), self.driver().multiprocessor_count()).tile;
+        let phases = g.sh * g.sw;
+        let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w_arg] = window_args(g)?;
+        let args = [
+            dx.arg(),
+            w.arg(),
+            dy.arg(),
+            int(cin_g, "conv input channels per group")?,
+            int(g.n, "batch")?,
+            int(phases, "conv stride phases")?,
+            stride_arg(cout_g * cin_g * taps, "conv weight group")?,
+            stride_arg(cout_g * g.oh * g.ow, "conv output-gradient group")?,
+            stride_arg(cin_g * g.h * g.w, "conv input-gradient group")?,
+            int(cout_g, "conv output channels per group")?,
+            h,
+            w_arg,
+            kh,
+            kw,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+            oh,
+            ow,
+            image_stride(g.c_out * g.oh * g.ow)?,
+            image_stride(g.c_in * g.h * g.w)?,
+        ];
+        int(spec.n, "conv input-gradient phase columns")?;
+        self.launch("conv", &format!("conv_data_phase_gemm{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
 
     fn check_depthwise(&self, g: &ConvGeom) -> Result<Vec<KernelArg>> {
@@ -231,30 +239,6 @@ impl GpuBackend {
 }
 
 impl ConvOps<f32> for GpuBackend {
-    fn im2col(&self, x: &GpuBuf<f32>, g: &ConvGeom, n0: usize, nb: usize, cols: &mut GpuBuf<f32>) -> Result<()> {
-        expect_len("conv2d", "input", x.len(), g.x_len())?;
-        g.check_image_chunk(n0, nb, cols.len())?;
-        let need = g.col_rows() * g.col_cols(nb);
-        let cfg = per_element(g.c_in * g.col_cols(nb), "the im2col matrix")?;
-        int(need, "the im2col matrix")?;
-        let mut args = vec![KernelArg::Ptr(x.ptr_at(n0 * g.c_in * g.h * g.w)), cols.arg()];
-        args.extend(geometry_args(g.c_in, g)?);
-        args.push(int(nb, "images per chunk")?);
-        self.launch("conv", "im2col", cfg, &args)
-    }
-
-    fn col2im(&self, cols: &GpuBuf<f32>, g: &ConvGeom, n0: usize, nb: usize, dx: &mut GpuBuf<f32>) -> Result<()> {
-        expect_len("conv2d", "input gradient", dx.len(), g.x_len())?;
-        g.check_image_chunk(n0, nb, cols.len())?;
-        let need = g.col_rows() * g.col_cols(nb);
-        let cfg = per_element(nb * g.c_in * g.h * g.w, "a conv input chunk")?;
-        int(need, "the im2col matrix")?;
-        let mut args = vec![cols.arg(), KernelArg::Ptr(dx.ptr_at(n0 * g.c_in * g.h * g.w))];
-        args.extend(geometry_args(g.c_in, g)?);
-        args.push(int(nb, "images per chunk")?);
-        self.launch("conv", "col2im", cfg, &args)
-    }
-
     fn conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let plane = g.oh * g.ow;
@@ -276,7 +260,7 @@ impl ConvOps<f32> for GpuBackend {
         match pointwise_spec(g, true) {
             Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
             None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,
-            None => self.backward_data_chunked(dy, w, g, &mut dx)?,
+            None => self.backward_data_phased(dy, w, g, &mut dx)?,
         }
         Ok(dx)
     }

@@ -1,5 +1,6 @@
-//! 2-D convolution: im2col/col2im, the im2col-GEMM convolution (any groups, in one batched GEMM
-//! per chunk, never a per-group loop) and the dedicated depthwise path (groups == in channels).
+//! 2-D convolution: the im2col-GEMM convolution (any groups, in one batched GEMM per chunk, never
+//! a per-group loop; the CPU builds the columns, the GPU gathers them on the fly) and the
+//! dedicated depthwise path (groups == in channels).
 //!
 //! Layouts: x [N, C_in, H, W]; weight [C_out, C_in/groups, KH, KW]; bias [C_out];
 //! y [N, C_out, OH, OW]. The im2col buffer of images n0..n0+nb is a row-major matrix of
@@ -170,11 +171,6 @@ impl ConvGeom {
 }
 
 pub trait ConvOps<E: Element>: Device<E> {
-    /// Writes the im2col matrix of images n0..n0+nb into `cols` (at least col_rows * col_cols(nb)).
-    fn im2col(&self, x: &Self::Buf, g: &ConvGeom, n0: usize, nb: usize, cols: &mut Self::Buf) -> Result<()>;
-    /// The adjoint of im2col: overwrites images n0..n0+nb of `dx` with the sum of every column
-    /// entry that was read from each input position.
-    fn col2im(&self, cols: &Self::Buf, g: &ConvGeom, n0: usize, nb: usize, dx: &mut Self::Buf) -> Result<()>;
     /// y = conv(x, w) + bias, any groups.
     fn conv2d_forward(&self, x: &Self::Buf, w: &Self::Buf, bias: Option<&Self::Buf>, g: &ConvGeom) -> Result<Self::Buf>;
     /// dx from dy and the weight.

@@ -106,15 +106,15 @@ impl ConvPath {
     /// Bytes held while one pass runs. For im2col-GEMM on the CPU (column buffers; none for a
     /// pointwise convolution, which multiplies the NCHW buffers in place), the columns
     /// of one chunk of images (sized to the workspace limit) and the GEMM's [C_out, columns]
-    /// result, reordered into NCHW after; on a GPU, its largest pass's split-K partial products
-    /// and strided data-gradient columns (`gpu_workspace_bytes`).
+    /// result, reordered into NCHW after; on a GPU (no columns), its largest pass's split-K
+    /// partial products (`gpu_workspace_bytes`).
     pub fn workspace_bytes(self, g: &ConvGeom, elem: usize, workspace: ConvWorkspace) -> usize {
-        match (self, workspace.gemm_sms) {
+        match (self, workspace) {
             (ConvPath::Depthwise, _) => 0,
-            (ConvPath::Im2colGemm, Some(sms)) => super::gpu_workspace_bytes(g, workspace.limit_bytes, sms),
-            (ConvPath::Im2colGemm, None) if g.is_pointwise() => 0,
-            (ConvPath::Im2colGemm, None) => {
-                let images = g.images_per_chunk(workspace.limit_bytes, elem);
+            (ConvPath::Im2colGemm, ConvWorkspace::ImplicitGemm { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms),
+            (ConvPath::Im2colGemm, ConvWorkspace::Columns { .. }) if g.is_pointwise() => 0,
+            (ConvPath::Im2colGemm, ConvWorkspace::Columns { limit_bytes }) => {
+                let images = g.images_per_chunk(limit_bytes, elem);
                 (g.col_rows() + g.c_out) * g.col_cols(images) * elem
             }
         }

@@ -63,7 +63,7 @@ impl GemmTarget {
 }
 
 /// A grid of `tile`s of C, `z` deep.
-fn tile_grid(spec: &GemmSpec<f32>, tile: GemmTile, z: usize) -> LaunchConfig {
+pub(crate) fn tile_grid(spec: &GemmSpec<f32>, tile: GemmTile, z: usize) -> LaunchConfig {
     LaunchConfig {
         grid: (spec.n.div_ceil(tile.cols()) as u32, spec.m.div_ceil(tile.rows()) as u32, z as u32),
         block: (GEMM_THREADS, 1, 1),
