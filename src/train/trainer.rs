@@ -170,6 +170,15 @@ pub(crate) fn augmentation(c: &TrainConfig) -> Option<Augment> {
 }
 
 /// The model as this run trains it: built for the data, dropout overridden, layers frozen.
+/// The executor with its batch norm -> (add) -> activation chains fused for training, unless
+/// `--no-fusion` keeps them apart.
+pub(crate) fn fused_unless<B: Backend<f32>>(no_fusion: bool, ex: Executor<f32, B>) -> Executor<f32, B> {
+    match no_fusion {
+        true => ex,
+        false => ex.fuse_batch_norm_activations().0,
+    }
+}
+
 pub(crate) fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
     let mut graph = build_model_with_aux(&config.model, classes, input, config.cifar_stem, !config.no_aux)?;
     if let Some(p) = config.dropout {
@@ -218,7 +227,7 @@ impl OnBackend for TrainRun {
         let TrainRun { config, input, dataset, val_is_test, out_dir, resume, init, recipe_chosen } = self;
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
-        let summary = summarize(&graph, config.batch_size)?;
+        let summary = summarize(&graph, config.batch_size, !config.no_fusion)?;
         let totals = ModelTotals {
             trainable_params: summary.trainable_params,
             non_trainable_params: summary.non_trainable_params,
@@ -230,6 +239,7 @@ impl OnBackend for TrainRun {
         if let Some((path, tensors)) = &init {
             init_from(&mut ex, path, tensors, config.replace_classifier, config.quiet)?;
         }
+        let mut ex = fused_unless(config.no_fusion, ex);
         let mut state = match resume {
             None => RunState {
                 rng: Rng::new(config.seed ^ TRAINER_SEED_SALT),
