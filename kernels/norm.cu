@@ -3,10 +3,11 @@
 // a few channels over large images fill the GPU; blockIdx.x = ch * splits + s. Per-channel
 // results are combined by a second kernel, and a pointwise kernel applies them.
 //
-// Statistics are two-pass in fp32 within a chunk (a shifted mean, then the sum of squared
-// deviations M2) and chunks are merged with Chan et al.'s pairwise rule, so the variance does not
-// cancel catastrophically when |mean| >> std, as E[x^2] - E[x]^2 would.
+// Statistics are one pass in fp32 within a chunk (sums of x and x^2 shifted by a value of the
+// chunk) and chunks are merged with Chan et al.'s pairwise rule, so the variance does not cancel
+// catastrophically when |mean| >> std, as E[x^2] - E[x]^2 would.
 #include "common.cuh"
+#include "activation.cuh"
 
 // Flat index of the i-th value (0 <= i < n*hw) of channel ch.
 __device__ __forceinline__ int bn_index(int i, int ch, int c, int hw) {
@@ -29,19 +30,22 @@ extern "C" __global__ void bn_partial_stats(const float* __restrict__ x, float* 
     const int begin = s * chunk;
     const int end = begin + chunk_len(s, chunk, n * hw);
 
-    // Summing x - shift (a value of the chunk) keeps the partial sums small when |mean| is large,
-    // so the mean keeps its low bits.
+    // One pass: the sum and the sum of squares of x - shift (a value of the chunk). Shifting by a
+    // value of the chunk keeps both small when |mean| >> std, so M2 = S2 - S1^2 / len does not
+    // cancel catastrophically as E[x^2] - E[x]^2 would.
     const float shift = x[bn_index(begin, ch, c, hw)];
     float sum = 0.0f;
-    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) sum += x[bn_index(i, ch, c, hw)] - shift;
-    const float mean = shift + ferro_block_sum(sum, scratch) / (float)(end - begin);
-
     float sq = 0.0f;
     for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        const float d = x[bn_index(i, ch, c, hw)] - mean;
+        const float d = x[bn_index(i, ch, c, hw)] - shift;
+        sum += d;
         sq += d * d;
     }
-    const float m2 = ferro_block_sum(sq, scratch);
+    const float len = (float)(end - begin);
+    const float s1 = ferro_block_sum(sum, scratch);
+    const float s2 = ferro_block_sum(sq, scratch);
+    const float mean = shift + s1 / len;
+    const float m2 = fmaxf(s2 - s1 * s1 / len, 0.0f);
     if (threadIdx.x == 0) {
         part_mean[blockIdx.x] = mean;
         part_m2[blockIdx.x] = m2;
@@ -147,4 +151,90 @@ extern "C" __global__ void bn_backward_apply(const float* __restrict__ dy, const
     const float invstd = save_invstd[ch];
     const float xhat = (x[i] - save_mean[ch]) * invstd;
     dx[i] = gamma[ch] * invstd * (dy[i] - dbeta[ch] * inv_count - xhat * dgamma[ch] * inv_count);
+}
+
+// Batch norm -> (residual add) -> activation fused (crate::ops::norm's BatchNormAct): the
+// pre-activation z = (x - mean) * invstd * gamma + beta (+ r) is never stored. The forward
+// writes act(z) alone and the backward recomputes z from x (and r), so the chain keeps only the
+// batch norm's input and the residual, which the residual's other readers keep anyway.
+// `has_residual` is uniform across a launch; without a residual, `residual` is never read.
+__device__ __forceinline__ float bn_act_pre(const float* __restrict__ x, const float* __restrict__ residual,
+                                            int has_residual, float mean, float invstd, float gamma,
+                                            float beta, int i, float* xhat) {
+    *xhat = (x[i] - mean) * invstd;
+    const float z = *xhat * gamma + beta;
+    return has_residual ? z + residual[i] : z;
+}
+
+// Training apply after bn_partial_stats and bn_finalize_stats: y = act(z), one thread per element.
+extern "C" __global__ void bn_act_apply(const float* __restrict__ x, const float* __restrict__ residual,
+                                        const float* __restrict__ mean, const float* __restrict__ invstd,
+                                        const float* __restrict__ gamma, const float* __restrict__ beta,
+                                        float* __restrict__ y, int has_residual, int kind, int c, int hw,
+                                        int total) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int ch = (i / hw) % c;
+    float xhat;
+    const float z = bn_act_pre(x, residual, has_residual, mean[ch], invstd[ch], gamma[ch], beta[ch], i, &xhat);
+    y[i] = activate(kind, z);
+}
+
+// Per (channel, chunk) of the backward: with dz = dy * act'(z), sum dz and sum dz * xhat (summed
+// over chunks they are dbeta and dgamma), as bn_partial_grads does for dy.
+extern "C" __global__ void bn_act_partial_grads(const float* __restrict__ dy, const float* __restrict__ x,
+                                                const float* __restrict__ residual,
+                                                const float* __restrict__ save_mean,
+                                                const float* __restrict__ save_invstd,
+                                                const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                float* __restrict__ part_dz, float* __restrict__ part_dz_xhat,
+                                                int has_residual, int kind, int n, int c, int hw, int chunk,
+                                                int splits) {
+    __shared__ float scratch[33];
+    const int ch = blockIdx.x / splits;
+    const int s = blockIdx.x - ch * splits;
+    const int begin = s * chunk;
+    const int end = begin + chunk_len(s, chunk, n * hw);
+    const float mean = save_mean[ch];
+    const float invstd = save_invstd[ch];
+    const float g = gamma[ch];
+    const float b = beta[ch];
+
+    float sum_dz = 0.0f;
+    float sum_dz_xhat = 0.0f;
+    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const int idx = bn_index(i, ch, c, hw);
+        float xhat;
+        const float z = bn_act_pre(x, residual, has_residual, mean, invstd, g, b, idx, &xhat);
+        const float dz = dy[idx] * derivative(kind, z);
+        sum_dz += dz;
+        sum_dz_xhat += dz * xhat;
+    }
+    sum_dz = ferro_block_sum(sum_dz, scratch);
+    sum_dz_xhat = ferro_block_sum(sum_dz_xhat, scratch);
+    if (threadIdx.x == 0) {
+        part_dz[blockIdx.x] = sum_dz;
+        part_dz_xhat[blockIdx.x] = sum_dz_xhat;
+    }
+}
+
+// dr = dz (when there is a residual) and dx = gamma * invstd * (dz - dbeta / m - xhat * dgamma / m),
+// one thread per element. Without a residual, `dresidual` is never written.
+extern "C" __global__ void bn_act_backward_apply(const float* __restrict__ dy, const float* __restrict__ x,
+                                                 const float* __restrict__ residual,
+                                                 const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                 const float* __restrict__ save_mean,
+                                                 const float* __restrict__ save_invstd,
+                                                 const float* __restrict__ dgamma, const float* __restrict__ dbeta,
+                                                 float* __restrict__ dx, float* dresidual, int has_residual,
+                                                 int kind, int c, int hw, int total, float inv_count) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int ch = (i / hw) % c;
+    const float invstd = save_invstd[ch];
+    float xhat;
+    const float z = bn_act_pre(x, residual, has_residual, save_mean[ch], invstd, gamma[ch], beta[ch], i, &xhat);
+    const float dz = dy[i] * derivative(kind, z);
+    if (has_residual) dresidual[i] = dz;
+    dx[i] = gamma[ch] * invstd * (dz - dbeta[ch] * inv_count - xhat * dgamma[ch] * inv_count);
 }

@@ -6,7 +6,7 @@ use super::timing::{time_host, Timing};
 use crate::device::{CudaGraphMode, DeviceCounters};
 use crate::error::{Error, Result};
 use crate::exec::{
-    graph_obstacle, resolve_graph_mode, Batch, Executor, FoldCounts, Mode, Optimizer, OptimizerConfig, OptimizerKind, ResidentBatch, StepOptions, StepReplay,
+    graph_obstacle, resolve_graph_mode, Batch, Executor, FoldCounts, FuseCounts, Mode, Optimizer, OptimizerConfig, OptimizerKind, ResidentBatch, StepOptions, StepReplay,
 };
 use crate::graph::Graph;
 use crate::ops::Backend;
@@ -22,9 +22,10 @@ pub struct ModelBenchOptions {
     pub momentum: f64,
     pub seed: u64,
     pub cuda_graph: CudaGraphMode,
-    /// Inference with each batch norm that reads a convolution folded into it, as `eval` and
-    /// `predict` run (`--no-fusion` turns it off).
-    pub fold_batch_norms: bool,
+    /// Training with each batch norm -> (add) -> activation chain fused, as `train` runs, and
+    /// inference with each batch norm that reads a convolution folded into it, as `eval` and
+    /// `predict` run (`--no-fusion` turns both off).
+    pub fusion: bool,
 }
 
 impl ModelBenchOptions {
@@ -60,6 +61,8 @@ pub struct ModelBenchReport {
     pub per_step_uniform: bool,
     /// Whether the timed steps replayed a captured CUDA graph (one graph launch per step).
     pub cuda_graph: bool,
+    /// The batch norm -> (add) -> activation chains fused for the training step.
+    pub fused: FuseCounts,
     /// Batch norms folded into their convolutions, and activations fused into their bias pass,
     /// for the inference timing.
     pub folded: FoldCounts,
@@ -95,6 +98,8 @@ pub struct TrainLoop<B: Backend<f32>> {
     optimizer: Optimizer<f32, B>,
     resident: ResidentBatch<f32, B>,
     replay: StepReplay,
+    /// The batch norm -> (add) -> activation chains the training graph fused.
+    fused: FuseCounts,
 }
 
 /// What one step of a [`TrainLoop`] sent to the driver.
@@ -120,6 +125,10 @@ impl<B: Backend<f32>> TrainLoop<B> {
         let images: Vec<f32> = (0..batch * per_sample).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
         let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes as u64) as u32).collect();
         let executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
+        let (executor, fused) = match opts.fusion {
+            true => executor.fuse_batch_norm_activations(),
+            false => (executor, FuseCounts::default()),
+        };
         let mut resident = executor.resident_batch(batch)?;
         executor.fill_resident_batch(&mut resident, &images, &labels)?;
         let optimizer = Optimizer::new(OptimizerConfig {
@@ -138,7 +147,7 @@ impl<B: Backend<f32>> TrainLoop<B> {
             executor.backend().conv_workspace(),
             optimizer.state_bytes(executor.params()) + batch_bytes,
         )?;
-        Ok(TrainLoop { executor, optimizer, resident, replay: StepReplay::new(graph_mode) })
+        Ok(TrainLoop { executor, optimizer, resident, replay: StepReplay::new(graph_mode), fused })
     }
 
     pub fn backend(&self) -> &B {
@@ -215,8 +224,8 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     // train_step resets the peak when it starts, so this covers the last step and its update.
     let peak_train_bytes = train.backend().memory().peak_bytes;
     let replayed_graph = train.replays_graph();
-    let TrainLoop { executor, resident, .. } = train;
-    let (mut executor, folded) = match opts.fold_batch_norms {
+    let TrainLoop { executor, resident, fused, .. } = train;
+    let (mut executor, folded) = match opts.fusion {
         true => executor.fold_batch_norms()?,
         false => (executor, FoldCounts::default()),
     };
@@ -239,6 +248,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         per_step: last.work,
         per_step_uniform: timed.iter().all(|c| *c == last),
         cuda_graph: replayed_graph,
+        fused,
         folded,
         bench_per_step: last.bench,
         inference_images_per_s: opts.batch as f64 / inference.median_s,
@@ -277,7 +287,7 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
     let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
     let mut out = format!(
         "{} on {}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
-         training step  {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms)\n\
+         training step  {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norm -> activation and {} batch norm -> add -> activation chains fused)\n\
          inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norms folded, {} activations fused)\n\
          peak memory    training {:.1} MiB, inference {:.1} MiB; {:.1} MiB cached, {:.1} MiB held at most\n\
          per step       {}{}\n\
@@ -294,6 +304,8 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
         r.train_images_per_s,
         r.train_step.min_s * 1e3,
         r.train_step.max_s * 1e3,
+        r.fused.batch_norm_activations,
+        r.fused.batch_norm_add_activations,
         r.inference.median_s * 1e3,
         r.inference_images_per_s,
         r.inference.min_s * 1e3,

@@ -47,8 +47,9 @@ pub struct BenchArgs {
     /// devices unless the model has dropout), on, or off.
     #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
     pub cuda_graph: CudaGraphMode,
-    /// Time inference as trained, without folding batch norms and activations into the
-    /// convolutions (as `eval --no-fusion`).
+    /// Train with batch norm, residual add and activation as separate ops (as `train
+    /// --no-fusion`) and time inference as trained, without folding batch norms and activations
+    /// into the convolutions (as `eval --no-fusion`).
     #[arg(long)]
     pub no_fusion: bool,
     /// One JSON object on stdout instead of the text summary.
@@ -65,7 +66,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         momentum: args.momentum,
         seed: args.seed,
         cuda_graph: args.cuda_graph,
-        fold_batch_norms: !args.no_fusion,
+        fusion: !args.no_fusion,
     };
     opts.validate()?;
     if args.predict_batch.is_some() && args.device != DeviceRequest::Sim {

@@ -65,6 +65,10 @@ pub struct SummaryArgs {
     /// One JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Plan the training memory with batch norm, residual add and activation as separate ops
+    /// (as `train --no-fusion` runs) instead of fused.
+    #[arg(long)]
+    pub no_fusion: bool,
 }
 
 pub fn run(args: SummaryArgs) -> Result<i32> {
@@ -72,7 +76,7 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
         return Err(Error::config("--batch must be at least 1"));
     }
     let graph = args.model.build(args.classes)?;
-    let summary = summarize(&graph, args.batch)?;
+    let summary = summarize(&graph, args.batch, !args.no_fusion)?;
     if args.json {
         let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::config(format!("cannot encode the summary: {e}")))?;
         println!("{text}");
@@ -147,6 +151,13 @@ pub fn table(s: &ModelSummary) -> String {
         crate::sim::DEFAULT_SIM_MULTIPROCESSORS,
         s.gpu_workspace_bytes as f64 / (1u64 << 20) as f64
     );
+    if s.fused_chains > 0 {
+        out += &format!(
+            "fused for training:    {} batch norm -> (add) -> activation chains (their intermediate tensors are \
+             not kept; --no-fusion plans them unfused)\n",
+            s.fused_chains
+        );
+    }
     out
 }
 

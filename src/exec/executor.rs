@@ -30,6 +30,7 @@ use crate::device::{ConvWorkspace, Device};
 use crate::dist::ProcessGroup;
 use crate::element::Element;
 use crate::error::{Error, Result};
+use crate::graph::fuse::FuseCounts;
 use crate::graph::{Graph, NodeId, Op, ParamId};
 use crate::ops::node::numel;
 use crate::ops::{Input, NodeOp};
@@ -192,13 +193,23 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// (`graph::fold`), and how many batch norms and activations went: one pass over memory fewer
     /// each, the same function up to rounding. The result cannot train.
     pub fn fold_batch_norms(self) -> Result<(Self, FoldCounts)> {
-        let folded = crate::graph::fold::fold_batch_norms(&self.graph);
+        // A graph fused for training folds as its unfused self.
+        let folded = crate::graph::fold::fold_batch_norms(&crate::graph::fuse::unfuse(&self.graph));
         let mut params = self.params;
         super::fold::fold_values(&self.backend, &mut params, &folded)?;
         let count = FoldCounts { batch_norms: folded.folds.len(), activations: folded.fused_activations };
         let grads = GradStore::new(folded.graph.params.len());
         let graph = folded.graph;
         Ok((Executor { graph, params, grads, input_grad: None, last_peak_bytes: 0, train_metrics: None, ..self }, count))
+    }
+
+    /// This model for training with every batch norm -> (residual add) -> activation chain whose
+    /// intermediate tensors nothing else reads fused into one node (`graph::fuse`), and how many
+    /// went: the same parameters, loss and gradients up to rounding, fewer passes over memory
+    /// and fewer tensors kept for backward.
+    pub fn fuse_batch_norm_activations(self) -> (Self, FuseCounts) {
+        let fused = crate::graph::fuse::fuse_batch_norm_activations(&self.graph);
+        (Executor { graph: fused.graph, ..self }, fused.counts)
     }
 
     /// Turns reuse of the executor's own scratch buffers on (the default) or off.

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod replay;
 pub mod tape;
 
+pub use crate::graph::fuse::FuseCounts;
 pub use executor::{Batch, EvalAccumulator, Executor, FoldCounts, ResidentBatch, StepOptions, StepOutput};
 pub use metrics::{EvalCounts, NonFinite, TrainTotals};
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind, OptimizerState};

@@ -35,15 +35,7 @@ pub struct FoldedGraph {
 /// activation whose input is a biased convolution (or such a folded pair) that feeds nothing
 /// else. Evaluation only: training needs the batch statistics the folded graph no longer computes.
 pub fn fold_batch_norms(source: &Graph) -> FoldedGraph {
-    let mut readers = vec![0usize; source.nodes.len()];
-    for node in &source.nodes {
-        for &j in &node.inputs {
-            readers[j] += 1;
-        }
-    }
-    for output in &source.outputs {
-        readers[output.node] += 1;
-    }
+    let readers = source.reader_counts();
     let mut params = source.params.clone();
     let mut nodes: Vec<Node> = Vec::with_capacity(source.nodes.len());
     let mut new_id: Vec<NodeId> = Vec::with_capacity(source.nodes.len());

@@ -4,6 +4,7 @@
 //! `crate::ops` (see `crate::ops::node`), which derives the node's shape when it is added.
 
 pub mod fold;
+pub mod fuse;
 
 use crate::error::{Error, Result};
 use crate::ops::{
@@ -104,6 +105,19 @@ impl Graph {
     /// Per-sample shapes of node `id`'s inputs, in input order.
     pub fn input_shapes(&self, id: NodeId) -> Vec<&[usize]> {
         self.nodes[id].inputs.iter().map(|&j| self.nodes[j].shape.as_slice()).collect()
+    }
+    /// For every node, how many node inputs and graph outputs read it.
+    pub fn reader_counts(&self) -> Vec<usize> {
+        let mut readers = vec![0usize; self.nodes.len()];
+        for node in &self.nodes {
+            for &j in &node.inputs {
+                readers[j] += 1;
+            }
+        }
+        for output in &self.outputs {
+            readers[output.node] += 1;
+        }
+        readers
     }
     pub fn num_classes(&self) -> usize {
         self.nodes[self.main_output().node].shape.iter().product()

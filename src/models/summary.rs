@@ -4,7 +4,10 @@
 //! `activation_bytes` is what the tape holds when the forward pass ends (the inputs backward
 //! reads, plus masks, argmax indices and batch statistics), `peak_step_bytes` the planned peak of
 //! live activations, tape, gradients and convolution workspace at the worst moment of a training
-//! step, both in f32 with parameters excluded.
+//! step, both in f32 with parameters excluded. With fusion on (as `train` runs by default), the
+//! memory figures are those of the graph with its batch norm -> (add) -> activation chains fused
+//! (`graph::fuse`), which keeps neither the batch norms' outputs nor the sums; the layer rows are
+//! the model's own.
 //! A summary has no backend to ask for its workspace, so it plans twice: with the device layer's
 //! default (`DEFAULT_WORKSPACE_MB`) of column buffers for every pass, as the CPU runs
 //! convolutions (`workspace_bytes`), and as a GPU of the simulator's default SM count runs them,
@@ -16,6 +19,7 @@ use crate::sim::DEFAULT_SIM_MULTIPROCESSORS;
 use crate::error::Result;
 use crate::exec::memory::plan_memory;
 use crate::exec::plan::{Mode, Plan};
+use crate::graph::fuse::fuse_batch_norm_activations;
 use crate::graph::Graph;
 use crate::ops::NodeOp;
 use serde::Serialize;
@@ -53,10 +57,15 @@ pub struct ModelSummary {
     pub gpu_peak_step_bytes: u64,
     /// The most workspace one convolution holds on that GPU (split-K partial products).
     pub gpu_workspace_bytes: u64,
+    /// Batch norm -> (add) -> activation chains fused in the graph the memory figures plan; zero
+    /// without fusion.
+    pub fused_chains: usize,
     pub layers: Vec<LayerSummary>,
 }
 
-pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
+/// The summary of `graph` at `batch`, its memory planned for training with the batch norm ->
+/// (add) -> activation chains fused when `fusion` holds.
+pub fn summarize(graph: &Graph, batch: usize, fusion: bool) -> Result<ModelSummary> {
     let layers: Vec<LayerSummary> = graph
         .nodes
         .iter()
@@ -72,14 +81,19 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
     let trainable = graph.trainable_params();
     let non_trainable = graph.non_trainable_params();
     let trains = |p: usize| graph.params[p].trainable;
-    let plan = Plan::new(graph, Mode::Train, trains, false);
+    let fused = fusion.then(|| fuse_batch_norm_activations(graph));
+    let (trained, fused_chains) = match &fused {
+        Some(f) => (&f.graph, f.counts.batch_norm_activations + f.counts.batch_norm_add_activations),
+        None => (graph, 0),
+    };
+    let plan = Plan::new(trained, Mode::Train, trains, false);
     let workspace_bytes = DEFAULT_WORKSPACE_MB << 20;
-    let memory = plan_memory(graph, &plan, batch, F32_BYTES, ConvWorkspace::columns(workspace_bytes), trains)?;
+    let memory = plan_memory(trained, &plan, batch, F32_BYTES, ConvWorkspace::columns(workspace_bytes), trains)?;
     let gpu = ConvWorkspace::ImplicitGemm { gemm_sms: DEFAULT_SIM_MULTIPROCESSORS };
-    let gpu_memory = plan_memory(graph, &plan, batch, F32_BYTES, gpu, trains)?;
+    let gpu_memory = plan_memory(trained, &plan, batch, F32_BYTES, gpu, trains)?;
     let mut gpu_workspace_bytes = 0;
-    for (id, node) in graph.nodes.iter().enumerate().skip(1) {
-        gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&graph.input_shapes(id), batch, F32_BYTES, gpu)?);
+    for (id, node) in trained.nodes.iter().enumerate().skip(1) {
+        gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&trained.input_shapes(id), batch, F32_BYTES, gpu)?);
     }
     Ok(ModelSummary {
         model: graph.name.clone(),
@@ -94,6 +108,7 @@ pub fn summarize(graph: &Graph, batch: usize) -> Result<ModelSummary> {
         workspace_bytes: workspace_bytes as u64,
         gpu_peak_step_bytes: gpu_memory.peak as u64,
         gpu_workspace_bytes: gpu_workspace_bytes as u64,
+        fused_chains,
         layers,
     })
 }

@@ -32,7 +32,7 @@ node_ops! {
     gemm: GemmOps => [] + cases,
     conv: ConvOps => [Conv2d] + cases,
     pool: PoolOps => [MaxPool2d, AvgPool2d, AdaptiveAvgPool2d] + cases,
-    norm: NormOps => [BatchNorm2d] + cases,
+    norm: NormOps => [BatchNorm2d, BatchNormAct] + cases,
     linear: LinearOps => [Linear] + cases,
     activation: ActivationOps => [Activation] + cases,
     elementwise: ElementwiseOps => [Add, Mul, MulChannel] + cases,

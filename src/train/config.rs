@@ -200,8 +200,8 @@ pub struct TrainConfig {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue from --out's checkpoint.safetensors with its saved configuration. Only --epochs,
-    /// --device, --workers, --quiet, --log-json, --cuda-graph, --skip-nonfinite and --data-dir
-    /// may change (and are announced); another flag that differs from the saved value is refused.
+    /// --device, --workers, --quiet, --log-json, --cuda-graph, --skip-nonfinite, --no-fusion and
+    /// --data-dir may change (and are announced); another flag that differs from the saved value is refused.
     #[arg(long)]
     pub resume: bool,
     /// No progress bar or per-epoch lines.
@@ -220,6 +220,12 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
     #[serde(default = "auto_graph")]
     pub cuda_graph: CudaGraphMode,
+    /// Train with batch norm, residual add and activation as separate ops instead of fused ones
+    /// (each batch norm -> (add) -> activation chain one op by default; the same results up to
+    /// rounding), for checking.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_fusion: bool,
     /// In a data-parallel run: batch norm's training statistics over the global batch (every
     /// rank's slice), as PyTorch's SyncBatchNorm, instead of each rank's slice alone.
     #[arg(long)]

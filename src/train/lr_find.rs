@@ -13,7 +13,7 @@ use crate::train::plot::{xy_chart, Curve, XScale};
 use crate::train::pretrained::init_from;
 use crate::train::recipe;
 use crate::train::session::{on_device, OnBackend};
-use crate::train::trainer::{augmentation, optimizer_config, prepare_model};
+use crate::train::trainer::{augmentation, fused_unless, optimizer_config, prepare_model};
 use crate::weights::read_state_dict;
 use serde::Serialize;
 use std::fmt::Write;
@@ -151,6 +151,7 @@ impl OnBackend for RangeTest {
         if let Some((path, tensors)) = &init {
             init_from(&mut ex, path, tensors, config.replace_classifier, config.quiet)?;
         }
+        let mut ex = fused_unless(config.no_fusion, ex);
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
         if let (false, Some(line)) = (config.quiet, recipe::announcement(&config, &recipe_chosen)) {
             eprintln!("{line}");

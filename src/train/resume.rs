@@ -7,9 +7,10 @@ use crate::train::config::{GivenFlags, TrainConfig};
 use serde_json::Value;
 
 /// Flags (clap ids) that may differ from the saved configuration: where and how the run is
-/// executed and reported, the dataset's location, NaN/inf handling (which a NaN error suggests
+/// executed and reported (fusion included), the dataset's location, NaN/inf handling (which a NaN error suggests
 /// resuming with), and the number of epochs.
-const CHANGEABLE: &[&str] = &["epochs", "device", "workers", "quiet", "log_json", "cuda_graph", "skip_nonfinite", "data_dir", "collective_timeout"];
+const CHANGEABLE: &[&str] =
+    &["epochs", "device", "workers", "quiet", "log_json", "cuda_graph", "skip_nonfinite", "no_fusion", "data_dir", "collective_timeout"];
 /// Flags that name the run to resume rather than configure it.
 const RUN_IDENTITY: &[&str] = &["out", "resume"];
 

@@ -204,6 +204,15 @@ pub(crate) fn augmentation(c: &TrainConfig) -> Option<Augment> {
 }
 
 /// The model as this run trains it: built for the data, dropout overridden, layers frozen.
+/// The executor with its batch norm -> (add) -> activation chains fused for training, unless
+/// `--no-fusion` keeps them apart.
+pub(crate) fn fused_unless<B: Backend<f32>>(no_fusion: bool, ex: Executor<f32, B>) -> Executor<f32, B> {
+    match no_fusion {
+        true => ex,
+        false => ex.fuse_batch_norm_activations().0,
+    }
+}
+
 pub(crate) fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
     let mut graph = build_model_with_aux(&config.model, classes, input, config.cifar_stem, !config.no_aux)?;
     if let Some(p) = config.dropout {
@@ -257,7 +266,7 @@ impl OnBackend for TrainRun {
         let shard = Shard::training(group.rank(), group.world_size());
         let classes = dataset.classes.len();
         let graph = prepare_model(&config, classes, input)?;
-        let summary = summarize(&graph, config.batch_size)?;
+        let summary = summarize(&graph, config.batch_size, !config.no_fusion)?;
         let totals = ModelTotals {
             trainable_params: summary.trainable_params,
             non_trainable_params: summary.non_trainable_params,
@@ -265,12 +274,16 @@ impl OnBackend for TrainRun {
             macs_per_image: summary.macs,
         };
         let mut ex = Executor::new(backend.clone(), graph, config.seed)?;
-        if config.sync_bn && group.world_size() > 1 {
-            ex.synchronise_batch_norms(group.clone());
-        }
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
         if let Some((path, tensors)) = &init {
             init_from(&mut ex, path, tensors, config.replace_classifier, quiet)?;
+        }
+        // Synchronised batch norm is the unfused op's (its statistics come from the ranks'
+        // all-reduce), so its chains stay apart.
+        let sync_bn = config.sync_bn && group.world_size() > 1;
+        let mut ex = fused_unless(config.no_fusion || sync_bn, ex);
+        if sync_bn {
+            ex.synchronise_batch_norms(group.clone());
         }
         let mut state = match resume {
             None => RunState {

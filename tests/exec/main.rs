@@ -5,6 +5,7 @@
 mod exec_allocator;
 mod exec_dropout;
 mod exec_fold;
+mod exec_fuse;
 mod exec_gpu;
 mod exec_graph;
 mod exec_gradcheck;

@@ -13,7 +13,7 @@ const CLASSES: usize = 5;
 
 fn run(name: &str, opts: ModelOptions) {
     let graph = build(name, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let summary = summarize(&graph, BATCH).unwrap();
+    let summary = summarize(&graph, BATCH, true).unwrap();
     let logits_node = graph.main_output().node;
     assert_eq!(summary.layers[logits_node].output_shape, vec![CLASSES], "{name}");
     let params = graph.params.clone();

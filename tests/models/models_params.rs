@@ -125,7 +125,7 @@ fn output_shapes_before_pooling() {
 #[test]
 fn known_macs() {
     // Conv + dense multiply-accumulates per 224x224 image, as ptflops reports them.
-    let macs = |name: &str| summarize(&model(name, 1000, [3, 224, 224]), 1).unwrap().macs;
+    let macs = |name: &str| summarize(&model(name, 1000, [3, 224, 224]), 1, true).unwrap().macs;
     assert_eq!(macs("resnet18"), 1_814_073_344);
     assert_eq!(macs("alexnet"), 714_188_480);
     assert_eq!(macs("vgg16"), 15_470_264_320);
@@ -134,7 +134,7 @@ fn known_macs() {
 #[test]
 fn small_cnn_is_cheap() {
     let g = model("small_cnn", 10, [1, 28, 28]);
-    let s = summarize(&g, 1).unwrap();
+    let s = summarize(&g, 1, true).unwrap();
     // conv1 28*28*32*9 + conv2 14*14*64*32*9 + fc1 3136*128 + fc2 128*10
     assert_eq!(s.macs, 225_792 + 3_612_672 + 401_408 + 1_280);
     assert_eq!(s.trainable_params, 288 + 64 + 18_432 + 128 + 401_536 + 1_290);

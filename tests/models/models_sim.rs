@@ -76,7 +76,7 @@ fn assert_tensor_close(what: &str, got: &[f32], want: &[f64], rel: f64, floor: f
 fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
     let start = Instant::now();
     let graph = build(model, &opts).unwrap_or_else(|e| panic!("{model}: {e}"));
-    let summary = summarize(&graph, BATCH).unwrap();
+    let summary = summarize(&graph, BATCH, true).unwrap();
     for output in &graph.outputs {
         let name = &graph.nodes[output.node].name;
         assert_eq!(summary.layers[output.node].output_shape, vec![CLASSES], "{model}: summary of output {name}");

@@ -109,3 +109,60 @@ fn training_with_one_value_per_channel_is_an_error() {
         .to_string()
         .starts_with("shape error: batch_norm2d (training) needs more than one value per channel"));
 }
+
+/// The fused batch norm -> (residual add) -> activation on the GPU against the unfused ops on the
+/// f64 CPU: output, running statistics, and the gradients of x, the residual, gamma and beta.
+#[test]
+fn fused_batch_norm_activation_matches_the_unfused_cpu_reference() {
+    use ferronet::ops::{Activation, ActivationOps, ElementwiseOps};
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    // One chunk per channel, and a channel cut into chunks with a mean far from zero.
+    for (seed, (n, c, hw, offset)) in [(2, 3, 35, 0.0f32), (1, 1, 12301, 300.0)].into_iter().enumerate() {
+        let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
+        for activation in Activation::ALL {
+            for residual in [false, true] {
+                let what = format!("N={n} C={c} HW={hw} {} residual={residual}", activation.name());
+                let seed = seed as u64 * 100;
+                let x: Vec<f32> = random_f32(g.len(), seed, -2.0, 2.0).iter().map(|v| v + offset).collect();
+                let r = random_f32(g.len(), seed + 1, -2.0, 2.0);
+                // Scaled so relu6's and hardswish's upper kinks are crossed too.
+                let gamma = random_f32(c, seed + 2, 1.5, 3.0);
+                let beta = random_f32(c, seed + 3, -0.5, 0.5);
+                let (running_mean, running_var) = (random_f32(c, seed + 4, -0.2, 0.2), random_f32(c, seed + 5, 0.5, 1.5));
+                let dy = random_f32(g.len(), seed + 6, -1.0, 1.0);
+
+                let up = |v: &[f32]| gpu.upload(v).unwrap();
+                let (gx, gr, ggamma, gbeta, gdy) = (up(&x), up(&r), up(&gamma), up(&beta), up(&dy));
+                let (mut grm, mut grv) = (up(&running_mean), up(&running_var));
+                let gres = residual.then_some(&gr);
+                let (y, saved) = gpu
+                    .batch_norm_act_forward_train(&gx, gres, &ggamma, &gbeta, &mut grm, &mut grv, MOMENTUM, activation, &g)
+                    .unwrap();
+                let grads = gpu.batch_norm_act_backward(&gdy, &gx, gres, &ggamma, &gbeta, &saved, activation, &g).unwrap();
+
+                let cup = |v: &[f32]| cpu.upload(&widen(v)).unwrap();
+                let (cx, cr, cgamma, cbeta, cdy) = (cup(&x), cup(&r), cup(&gamma), cup(&beta), cup(&dy));
+                let (mut crm, mut crv) = (cup(&running_mean), cup(&running_var));
+                let (normalized, want_saved) =
+                    cpu.batch_norm2d_forward_train(&cx, &cgamma, &cbeta, &mut crm, &mut crv, MOMENTUM, &g).unwrap();
+                let pre = if residual { cpu.add(&normalized, &cr).unwrap() } else { normalized };
+                let want_y = cpu.activation_forward(activation, &pre).unwrap();
+                let dpre = cpu.activation_backward(activation, &pre, &cdy).unwrap();
+                let (want_dx, want_dgamma, want_dbeta) = cpu.batch_norm2d_backward(&dpre, &cx, &cgamma, &want_saved, &g).unwrap();
+
+                let down = |b| gpu.download(b).unwrap();
+                assert_close(&format!("y {what}"), &down(&y), &want_y, 1e-4, 1e-4);
+                assert_close(&format!("running mean {what}"), &down(&grm), &crm, 1e-5, 1e-5);
+                assert_close(&format!("running var {what}"), &down(&grv), &crv, 1e-5, 1e-4);
+                assert_close(&format!("dx {what}"), &down(&grads.dx), &want_dx, 1e-4, 1e-3);
+                assert_close(&format!("dgamma {what}"), &down(&grads.dgamma), &want_dgamma, 1e-4, 1e-3);
+                assert_close(&format!("dbeta {what}"), &down(&grads.dbeta), &want_dbeta, 1e-4, 1e-4);
+                match grads.dresidual {
+                    Some(dr) => assert_close(&format!("dresidual {what}"), &down(&dr), &dpre, 1e-4, 1e-5),
+                    None => assert!(!residual, "{what}: no residual gradient"),
+                }
+            }
+        }
+    }
+}

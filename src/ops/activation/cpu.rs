@@ -74,6 +74,28 @@ fn hardswish_grad<E: Element>(x: E) -> E {
     }
 }
 
+/// f(x) for one value, for fused kernels that apply the activation inside their own loop.
+pub(crate) fn activate<E: Element>(kind: Activation, x: E) -> E {
+    match kind {
+        Activation::Relu => relu(x),
+        Activation::Relu6 => relu6(x),
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Silu => silu(x),
+        Activation::Hardswish => hardswish(x),
+    }
+}
+
+/// f'(x) for one value, as `activate`.
+pub(crate) fn derivative<E: Element>(kind: Activation, x: E) -> E {
+    match kind {
+        Activation::Relu => relu_grad(x),
+        Activation::Relu6 => relu6_grad(x),
+        Activation::Sigmoid => sigmoid_grad(x),
+        Activation::Silu => silu_grad(x),
+        Activation::Hardswish => hardswish_grad(x),
+    }
+}
+
 // Each kind is dispatched once, outside the loop, so every loop body is a single straight-line
 // function the compiler can vectorise.
 impl<E: Element> ActivationOps<E> for CpuBackend {

@@ -8,8 +8,8 @@ use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 
-/// The `kind` code the kernels switch on (kernels/activation.cu).
-fn kind_code(kind: Activation) -> i32 {
+/// The `kind` code the kernels switch on (kernels/activation.cuh).
+pub(crate) fn kind_code(kind: Activation) -> i32 {
     match kind {
         Activation::Relu => 0,
         Activation::Relu6 => 1,

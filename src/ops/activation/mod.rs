@@ -5,7 +5,9 @@
 
 pub mod cases;
 mod cpu;
+pub(crate) use cpu::{activate as activate_value, derivative as activation_derivative};
 mod cuda;
+pub(crate) use cuda::kind_code as activation_kind_code;
 mod node;
 
 use crate::device::Device;

@@ -5,7 +5,7 @@ use super::{BatchNormGeom, BatchNormSaved};
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
-use crate::ops::Backend;
+use crate::ops::{Activation, Backend};
 
 const BN_MOMENTUM: f64 = 0.1;
 
@@ -19,6 +19,20 @@ impl FamilyCases for Cases {
             let gamma = cases.uniform(c, 0.5, 1.5);
             let beta = cases.symmetric(c);
             cases.push("batch_norm2d", format!("n={n} c={c} hw={hw} training"), BatchNormGrad(g), vec![x, gamma, beta], g.len());
+        }
+        // The fused batch norm -> (residual add) -> activation, for every activation.
+        let g = BatchNormGeom::new(2, 3, 6, 1e-5).expect("the gradcheck batch_norm_act config is valid");
+        for activation in Activation::ALL {
+            for residual in [false, true] {
+                let mut inputs = vec![cases.symmetric(g.len())];
+                if residual {
+                    inputs.push(cases.symmetric(g.len()));
+                }
+                inputs.extend([cases.uniform(g.c, 0.5, 1.5), cases.symmetric(g.c)]);
+                let add = if residual { " +add" } else { "" };
+                let name = format!("n=2 c=3 hw=6{add} +{} training", activation.name());
+                cases.push("batch_norm_act", name, BatchNormActGrad { g, activation, residual }, inputs, g.len());
+            }
         }
     }
 
@@ -47,6 +61,31 @@ impl GradOp for BatchNormGrad {
             b.batch_norm2d_forward_train(&inputs[0], &inputs[1], &inputs[2], &mut running_mean, &mut running_var, BN_MOMENTUM, g)?;
         let (dx, dgamma, dbeta) = b.batch_norm2d_backward(dy, &inputs[0], &inputs[1], &saved, g)?;
         Ok((y, vec![dx, dgamma, dbeta]))
+    }
+}
+
+/// Inputs x, (residual,) gamma and beta through the fused training forward and backward.
+struct BatchNormActGrad {
+    g: BatchNormGeom,
+    activation: Activation,
+    residual: bool,
+}
+
+impl GradOp for BatchNormActGrad {
+    fn run<E: Element, B: Backend<E>>(&self, b: &B, inputs: &[B::Buf], dy: &B::Buf, _dy_host: &[E]) -> Result<(B::Buf, Vec<B::Buf>)> {
+        let g = &self.g;
+        let (x, rest) = inputs.split_first().expect("x comes first");
+        let (residual, rest) = if self.residual { (Some(&rest[0]), &rest[1..]) } else { (None, rest) };
+        let (gamma, beta) = (&rest[0], &rest[1]);
+        let mut running_mean = b.zeros(g.c)?;
+        let mut running_var = b.upload(&vec![E::one(); g.c])?;
+        let (y, saved) =
+            b.batch_norm_act_forward_train(x, residual, gamma, beta, &mut running_mean, &mut running_var, BN_MOMENTUM, self.activation, g)?;
+        let grads = b.batch_norm_act_backward(dy, x, residual, gamma, beta, &saved, self.activation, g)?;
+        let mut out = vec![grads.dx];
+        out.extend(grads.dresidual);
+        out.extend([grads.dgamma, grads.dbeta]);
+        Ok((y, out))
     }
 }
 

@@ -2,7 +2,9 @@
 //! accumulated in f64 (two passes for the variance, so large means do not cancel it away); the
 //! elementwise parts run in parallel over [N, C] rows.
 
-use super::{BatchNormGeom, BatchNormSaved, NormOps};
+use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
+use crate::ops::activation::{activate_value, activation_derivative};
+use crate::ops::Activation;
 use crate::cpu::par::CHUNK;
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
@@ -59,6 +61,46 @@ fn channel_mean_var<E: Element>(x: &[E], g: &BatchNormGeom, ch: usize) -> (f64, 
     (mean, var)
 }
 
+/// The batch mean and 1/sqrt(var + eps) per channel, and PyTorch's running-statistics update
+/// (the unbiased variance into running_var).
+fn train_statistics<E: Element>(
+    x: &[E],
+    running_mean: &mut [E],
+    running_var: &mut [E],
+    momentum: f64,
+    g: &BatchNormGeom,
+) -> (Vec<E>, Vec<E>) {
+    let stats = per_channel(g, |ch| channel_mean_var(x, g, ch));
+    let unbias = g.count() as f64 / (g.count() - 1) as f64;
+    for (ch, &(mean, var)) in stats.iter().enumerate() {
+        let rm = running_mean[ch].to_f64();
+        let rv = running_var[ch].to_f64();
+        running_mean[ch] = E::from_f64((1.0 - momentum) * rm + momentum * mean);
+        running_var[ch] = E::from_f64((1.0 - momentum) * rv + momentum * var * unbias);
+    }
+    let mean = stats.iter().map(|&(m, _)| E::from_f64(m)).collect();
+    let invstd = stats.iter().map(|&(_, v)| E::from_f64(1.0 / (v + g.eps).sqrt())).collect();
+    (mean, invstd)
+}
+
+/// The fused op's pre-activation z = (x - mean) * invstd * gamma + beta (+ residual) of every
+/// element.
+fn pre_activation<E: Element>(
+    x: &[E],
+    residual: Option<&[E]>,
+    gamma: &[E],
+    beta: &[E],
+    saved: &BatchNormSaved<CpuBuf<E>>,
+    g: &BatchNormGeom,
+) -> Vec<E> {
+    let (mean, invstd) = (&saved.mean, &saved.invstd);
+    let normalized = |ch: usize, x: E| (x - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+    match residual {
+        Some(r) => map_rows(g, x, r, |ch, x, r| normalized(ch, x) + r),
+        None => map_rows(g, x, x, |ch, x, _| normalized(ch, x)),
+    }
+}
+
 impl<E: Element> NormOps<E> for CpuBackend {
     fn batch_norm2d_forward_train(
         &self,
@@ -79,19 +121,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
         ];
         g.check_lengths(OP, &[x.len()], &per_channel_lens)?;
         g.check_trainable(OP)?;
-        let stats = per_channel(g, |ch| channel_mean_var(x, g, ch));
-        let unbias = g.count() as f64 / (g.count() - 1) as f64;
-        for (ch, &(mean, var)) in stats.iter().enumerate() {
-            let rm = running_mean[ch].to_f64();
-            let rv = running_var[ch].to_f64();
-            running_mean[ch] = E::from_f64((1.0 - momentum) * rm + momentum * mean);
-            running_var[ch] = E::from_f64((1.0 - momentum) * rv + momentum * var * unbias);
-        }
-        let mean: Vec<E> = stats.iter().map(|&(m, _)| E::from_f64(m)).collect();
-        let invstd: Vec<E> = stats
-            .iter()
-            .map(|&(_, v)| E::from_f64(1.0 / (v + g.eps).sqrt()))
-            .collect();
+        let (mean, invstd) = train_statistics(x, running_mean, running_var, momentum, g);
         let scale: Vec<E> = invstd
             .iter()
             .zip(gamma.iter())
@@ -182,6 +212,59 @@ impl<E: Element> NormOps<E> for CpuBackend {
         let dgamma = sums.iter().map(|&(_, dg)| E::from_f64(dg)).collect();
         let dbeta = sums.iter().map(|&(db, _)| E::from_f64(db)).collect();
         Ok((self.wrap(dx), self.wrap(dgamma), self.wrap(dbeta)))
+    }
+
+    fn batch_norm_act_forward_train(
+        &self,
+        x: &CpuBuf<E>,
+        residual: Option<&CpuBuf<E>>,
+        gamma: &CpuBuf<E>,
+        beta: &CpuBuf<E>,
+        running_mean: &mut CpuBuf<E>,
+        running_var: &mut CpuBuf<E>,
+        momentum: f64,
+        activation: Activation,
+        g: &BatchNormGeom,
+    ) -> Result<(CpuBuf<E>, BatchNormSaved<CpuBuf<E>>)> {
+        const OP: &str = "batch_norm_act (training)";
+        let per_channel_lens = [
+            ("gamma", gamma.len()),
+            ("beta", beta.len()),
+            ("running_mean", running_mean.len()),
+            ("running_var", running_var.len()),
+        ];
+        g.check_lengths(OP, &[x.len(), residual.map_or(x.len(), |r| r.len())], &per_channel_lens)?;
+        g.check_trainable(OP)?;
+        let (mean, invstd) = train_statistics(x, running_mean, running_var, momentum, g);
+        let saved = BatchNormSaved { mean: self.wrap(mean), invstd: self.wrap(invstd) };
+        let mut y = pre_activation(x, residual.map(|r| &r[..]), gamma, beta, &saved, g);
+        y.par_iter_mut().with_min_len(CHUNK).for_each(|v| *v = activate_value(activation, *v));
+        Ok((self.wrap(y), saved))
+    }
+
+    fn batch_norm_act_backward(
+        &self,
+        dy: &CpuBuf<E>,
+        x: &CpuBuf<E>,
+        residual: Option<&CpuBuf<E>>,
+        gamma: &CpuBuf<E>,
+        beta: &CpuBuf<E>,
+        saved: &BatchNormSaved<CpuBuf<E>>,
+        activation: Activation,
+        g: &BatchNormGeom,
+    ) -> Result<BatchNormActGrads<CpuBuf<E>>> {
+        let residual_len = residual.map_or(x.len(), |r| r.len());
+        g.check_lengths("batch_norm_act backward", &[x.len(), dy.len(), residual_len], &[("beta", beta.len())])?;
+        // The reference computes dz = dy * act'(z) as a tensor and runs batch norm's backward on
+        // it; the GPU kernels recompute dz in each of their two passes instead.
+        let mut dz = pre_activation(x, residual.map(|r| &r[..]), gamma, beta, saved, g);
+        dz.par_iter_mut()
+            .zip(dy.par_iter())
+            .with_min_len(CHUNK)
+            .for_each(|(z, &dy)| *z = dy * activation_derivative(activation, *z));
+        let dz = self.wrap(dz);
+        let (dx, dgamma, dbeta) = self.batch_norm2d_backward(&dz, x, gamma, saved, g)?;
+        Ok(BatchNormActGrads { dx, dresidual: residual.map(|_| dz), dgamma, dbeta })
     }
 }
 

@@ -1,14 +1,16 @@
 //! GPU BatchNorm2d: kernels/norm.cu. Training statistics and gradients are reduced in fp32 with
 //! warp shuffles and shared memory, one block per (channel, chunk of the channel's N*H*W values),
-//! then merged per channel; normalisation and dx are one thread per element, as is eval.
+//! then merged per channel; normalisation and dx are one thread per element, as is eval. The
+//! fused batch norm -> (add) -> activation shares the statistics kernels and applies in one pass.
 
-use super::{BatchNormGeom, BatchNormSaved, NormOps};
+use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
-use crate::ops::{ChannelBroadcast, ElementwiseOps};
+use crate::ops::activation::activation_kind_code;
+use crate::ops::{Activation, ChannelBroadcast, ElementwiseOps};
 
 /// Values per block below which cutting a channel into more chunks does not pay.
 const MIN_CHUNK: usize = 4096;
@@ -59,20 +61,17 @@ fn forward_per_channel<'a>(
     ]
 }
 
-impl NormOps<f32> for GpuBackend {
-    fn batch_norm2d_forward_train(
+impl GpuBackend {
+    /// The batch statistics (bn_partial_stats, one pass per chunk, then bn_finalize_stats, which
+    /// also moves the running statistics) of a training forward.
+    fn train_statistics(
         &self,
         x: &GpuBuf<f32>,
-        gamma: &GpuBuf<f32>,
-        beta: &GpuBuf<f32>,
         running_mean: &mut GpuBuf<f32>,
         running_var: &mut GpuBuf<f32>,
         momentum: f64,
         g: &BatchNormGeom,
-    ) -> Result<(GpuBuf<f32>, BatchNormSaved<GpuBuf<f32>>)> {
-        const OP: &str = "batch_norm2d (training)";
-        g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
-        g.check_trainable(OP)?;
+    ) -> Result<BatchNormSaved<GpuBuf<f32>>> {
         let geometry = geometry_args(g)?;
         let chunks = Chunks::of(g);
         let (chunk, splits) = (KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32));
@@ -100,6 +99,34 @@ impl NormOps<f32> for GpuBackend {
         ];
         self.launch("norm", "bn_finalize_stats", reduction(g.c, chunks.splits)?, &args)?;
 
+        Ok(saved)
+    }
+
+    /// Sums the per-(channel, chunk) partials of a backward over each channel's chunks.
+    fn channel_totals(&self, partials: &GpuBuf<f32>, g: &BatchNormGeom, chunks: Chunks) -> Result<GpuBuf<f32>> {
+        // The partials are [C, splits]: summing each channel's row is add_channel's backward with
+        // one "image" of C planes of `splits` values.
+        let rows = ChannelBroadcast { n: 1, c: g.c, hw: chunks.splits, per_sample: true };
+        self.add_channel_backward(partials, &rows)
+    }
+}
+
+impl NormOps<f32> for GpuBackend {
+    fn batch_norm2d_forward_train(
+        &self,
+        x: &GpuBuf<f32>,
+        gamma: &GpuBuf<f32>,
+        beta: &GpuBuf<f32>,
+        running_mean: &mut GpuBuf<f32>,
+        running_var: &mut GpuBuf<f32>,
+        momentum: f64,
+        g: &BatchNormGeom,
+    ) -> Result<(GpuBuf<f32>, BatchNormSaved<GpuBuf<f32>>)> {
+        const OP: &str = "batch_norm2d (training)";
+        g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
+        g.check_trainable(OP)?;
+        let saved = self.train_statistics(x, running_mean, running_var, momentum, g)?;
+        let geometry = geometry_args(g)?;
         let y = self.alloc::<f32>(g.len())?;
         let args = [
             x.arg(),
@@ -167,11 +194,8 @@ impl NormOps<f32> for GpuBackend {
         args.extend([KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32)]);
         self.launch("norm", "bn_partial_grads", reduction(chunks.blocks(g), chunks.chunk)?, &args)?;
 
-        // The partials are [C, splits]: summing each channel's row is add_channel's backward with
-        // one "image" of C planes of `splits` values.
-        let rows = ChannelBroadcast { n: 1, c: g.c, hw: chunks.splits, per_sample: true };
-        let dbeta = self.add_channel_backward(&part_dy, &rows)?;
-        let dgamma = self.add_channel_backward(&part_dy_xhat, &rows)?;
+        let dbeta = self.channel_totals(&part_dy, g, chunks)?;
+        let dgamma = self.channel_totals(&part_dy_xhat, g, chunks)?;
 
         let dx = self.alloc::<f32>(g.len())?;
         let args = [
@@ -190,6 +214,114 @@ impl NormOps<f32> for GpuBackend {
         ];
         self.launch("norm", "bn_backward_apply", per_element(g.len(), "bn_backward_apply")?, &args)?;
         Ok((dx, dgamma, dbeta))
+    }
+
+    fn batch_norm_act_forward_train(
+        &self,
+        x: &GpuBuf<f32>,
+        residual: Option<&GpuBuf<f32>>,
+        gamma: &GpuBuf<f32>,
+        beta: &GpuBuf<f32>,
+        running_mean: &mut GpuBuf<f32>,
+        running_var: &mut GpuBuf<f32>,
+        momentum: f64,
+        activation: Activation,
+        g: &BatchNormGeom,
+    ) -> Result<(GpuBuf<f32>, BatchNormSaved<GpuBuf<f32>>)> {
+        const OP: &str = "batch_norm_act (training)";
+        let residual_len = residual.map_or(x.len(), |r| r.len());
+        g.check_lengths(OP, &[x.len(), residual_len], &forward_per_channel(gamma, beta, running_mean, running_var))?;
+        g.check_trainable(OP)?;
+        let saved = self.train_statistics(x, running_mean, running_var, momentum, g)?;
+        let [_, c, hw] = geometry_args(g)?;
+        let y = self.alloc::<f32>(g.len())?;
+        let args = [
+            x.arg(),
+            residual.unwrap_or(x).arg(),
+            saved.mean.arg(),
+            saved.invstd.arg(),
+            gamma.arg(),
+            beta.arg(),
+            y.arg(),
+            KernelArg::I32(residual.is_some() as i32),
+            KernelArg::I32(activation_kind_code(activation)),
+            c,
+            hw,
+            KernelArg::I32(g.len() as i32),
+        ];
+        self.launch("norm", "bn_act_apply", per_element(g.len(), "bn_act_apply")?, &args)?;
+        Ok((y, saved))
+    }
+
+    fn batch_norm_act_backward(
+        &self,
+        dy: &GpuBuf<f32>,
+        x: &GpuBuf<f32>,
+        residual: Option<&GpuBuf<f32>>,
+        gamma: &GpuBuf<f32>,
+        beta: &GpuBuf<f32>,
+        saved: &BatchNormSaved<GpuBuf<f32>>,
+        activation: Activation,
+        g: &BatchNormGeom,
+    ) -> Result<BatchNormActGrads<GpuBuf<f32>>> {
+        const OP: &str = "batch_norm_act backward";
+        let per_channel = [
+            ("gamma", gamma.len()),
+            ("beta", beta.len()),
+            ("saved mean", saved.mean.len()),
+            ("saved invstd", saved.invstd.len()),
+        ];
+        g.check_lengths(OP, &[x.len(), dy.len(), residual.map_or(x.len(), |r| r.len())], &per_channel)?;
+        let geometry = geometry_args(g)?;
+        let chunks = Chunks::of(g);
+        let has_residual = KernelArg::I32(residual.is_some() as i32);
+        let kind = KernelArg::I32(activation_kind_code(activation));
+        let residual_arg = residual.unwrap_or(x).arg();
+
+        let part_dz = self.alloc::<f32>(chunks.blocks(g))?;
+        let part_dz_xhat = self.alloc::<f32>(chunks.blocks(g))?;
+        let mut args = vec![
+            dy.arg(),
+            x.arg(),
+            residual_arg,
+            saved.mean.arg(),
+            saved.invstd.arg(),
+            gamma.arg(),
+            beta.arg(),
+            part_dz.arg(),
+            part_dz_xhat.arg(),
+            has_residual,
+            kind,
+        ];
+        args.extend(geometry);
+        args.extend([KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32)]);
+        self.launch("norm", "bn_act_partial_grads", reduction(chunks.blocks(g), chunks.chunk)?, &args)?;
+        let dbeta = self.channel_totals(&part_dz, g, chunks)?;
+        let dgamma = self.channel_totals(&part_dz_xhat, g, chunks)?;
+
+        let dx = self.alloc::<f32>(g.len())?;
+        let dresidual = residual.map(|_| self.alloc::<f32>(g.len())).transpose()?;
+        let args = [
+            dy.arg(),
+            x.arg(),
+            residual_arg,
+            gamma.arg(),
+            beta.arg(),
+            saved.mean.arg(),
+            saved.invstd.arg(),
+            dgamma.arg(),
+            dbeta.arg(),
+            dx.arg(),
+            dresidual.as_ref().unwrap_or(&dx).arg(),
+            has_residual,
+            kind,
+            geometry[1],
+            geometry[2],
+            KernelArg::I32(g.len() as i32),
+            KernelArg::F32((1.0 / g.count() as f64) as f32),
+        ];
+        self.launch("norm", "bn_act_backward_apply", per_element(g.len(), "bn_act_backward_apply")?, &args)?;
+        Ok(BatchNormActGrads { dx, dresidual, dgamma, dbeta })
     }
 }
 

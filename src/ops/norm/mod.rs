@@ -2,19 +2,23 @@
 //! training uses the biased batch variance to normalise, and updates
 //! running = (1 - momentum) * running + momentum * batch_stat, with the *unbiased* variance
 //! (times m/(m-1), m = N*H*W) going into running_var. Statistics are kept in fp32 or better.
+//! `BatchNormAct` is batch norm -> (residual add) -> activation as one node (`graph::fuse` makes
+//! it for training): statistics in one pass, then normalisation, the add and the activation in one
+//! pass over memory; its backward folds the activation's into batch norm's.
 
 pub mod cases;
 mod cpu;
 mod node;
 mod sync;
 
-pub use node::{BatchNorm2d, BatchNormParams};
+pub use node::{BatchNorm2d, BatchNormAct, BatchNormParams};
 mod cuda;
 
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::check::expect_len;
+use crate::ops::Activation;
 
 /// The sizes of a [`BatchNormGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -84,6 +88,15 @@ pub struct BatchNormSaved<B> {
     pub invstd: B,
 }
 
+/// The gradients of `batch_norm_act_backward`: of x, of the residual (when there is one), of
+/// gamma and of beta.
+pub struct BatchNormActGrads<B> {
+    pub dx: B,
+    pub dresidual: Option<B>,
+    pub dgamma: B,
+    pub dbeta: B,
+}
+
 pub trait NormOps<E: Element>: Device<E> {
     /// Training forward: normalises with batch statistics, updates running_mean/running_var in
     /// place with `momentum` (PyTorch's convention; a batch of one value per channel leaves
@@ -118,4 +131,34 @@ pub trait NormOps<E: Element>: Device<E> {
         saved: &BatchNormSaved<Self::Buf>,
         g: &BatchNormGeom,
     ) -> Result<(Self::Buf, Self::Buf, Self::Buf)>;
+    /// Training forward of batch norm -> (residual add) -> activation: y = act(bn(x) + residual),
+    /// the running statistics updated as `batch_norm2d_forward_train` does; saves what
+    /// `batch_norm_act_backward` needs besides x and the residual.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_act_forward_train(
+        &self,
+        x: &Self::Buf,
+        residual: Option<&Self::Buf>,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        running_mean: &mut Self::Buf,
+        running_var: &mut Self::Buf,
+        momentum: f64,
+        activation: Activation,
+        g: &BatchNormGeom,
+    ) -> Result<(Self::Buf, BatchNormSaved<Self::Buf>)>;
+    /// Its backward: the activation's derivative at the recomputed pre-activation, then batch
+    /// norm's backward, in one reduction pass and one pass writing dx (and dresidual).
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_act_backward(
+        &self,
+        dy: &Self::Buf,
+        x: &Self::Buf,
+        residual: Option<&Self::Buf>,
+        gamma: &Self::Buf,
+        beta: &Self::Buf,
+        saved: &BatchNormSaved<Self::Buf>,
+        activation: Activation,
+        g: &BatchNormGeom,
+    ) -> Result<BatchNormActGrads<Self::Buf>>;
 }

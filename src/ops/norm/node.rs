@@ -1,11 +1,12 @@
 //! The BatchNorm2d node: batch statistics in training (optionally moving the running
-//! statistics), running statistics in evaluation.
+//! statistics), running statistics in evaluation; and BatchNormAct, batch norm -> (residual add)
+//! -> activation as one node.
 
 use super::{sync, BatchNormGeom};
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::node::{chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, ParamId, Saved};
-use crate::ops::Backend;
+use crate::ops::{Activation, Backend};
 
 /// The parameters and state of one batch-norm layer, by id in the executor's store.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,6 +38,37 @@ impl BatchNorm2d {
     fn geom(&self, input: &[usize], n: usize) -> Result<BatchNormGeom> {
         let (c, h, w) = chw(input, "batch_norm2d")?;
         BatchNormGeom::new(n, c, h * w, self.eps)
+    }
+
+    /// Runs a training forward `op(backend, gamma, beta, running_mean, running_var)` that moves
+    /// the running statistics, on scratch copies of them when this step must not move them.
+    fn train_forward<E: Element, B: Backend<E>, T>(
+        &self,
+        ctx: &mut ForwardCtx<'_, E, B>,
+        op: impl FnOnce(&B, &B::Buf, &B::Buf, &mut B::Buf, &mut B::Buf) -> Result<T>,
+    ) -> Result<T> {
+        let (backend, p) = (ctx.backend, &self.params);
+        let values = ctx.params.values_mut(&[p.gamma, p.beta, p.running_mean, p.running_var])?;
+        let [gm, bt, rm, rv]: [&mut B::Buf; 4] = values.try_into().ok().expect("four ids give four values");
+        if ctx.update_running_stats {
+            return op(backend, gm, bt, rm, rv);
+        }
+        // The ops always update running statistics; give them scratch copies.
+        let (mut rm_s, mut rv_s) = (ctx.scratch.copy_of(backend, rm)?, ctx.scratch.copy_of(backend, rv)?);
+        let out = op(backend, gm, bt, &mut rm_s, &mut rv_s);
+        ctx.scratch.recycle(rm_s);
+        ctx.scratch.recycle(rv_s);
+        out
+    }
+
+    /// Sends dgamma and dbeta to the parameters that need them.
+    fn send_param_grads<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dgamma: B::Buf, dbeta: B::Buf) -> Result<()> {
+        for (id, grad) in [(self.params.gamma, dgamma), (self.params.beta, dbeta)] {
+            if ctx.grads.param_needs_grad(id) {
+                ctx.grads.send_param(id, grad)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -77,20 +109,16 @@ impl NodeOp for BatchNorm2d {
             let y = backend.batch_norm2d_forward_eval(xs[0], v(p.gamma), v(p.beta), v(p.running_mean), v(p.running_var), &g)?;
             return Ok((y, Saved::None));
         }
-        let values = ctx.params.values_mut(&[p.gamma, p.beta, p.running_mean, p.running_var])?;
-        let [gm, bt, rm, rv]: [&mut B::Buf; 4] = values.try_into().ok().expect("four ids give four values");
-        let (y, stats) = if let Some(group) = ctx.batch_norm_group {
-            let running = ctx.update_running_stats.then_some((rm, rv));
-            sync::forward_train(backend, group, xs[0], gm, bt, running, self.momentum, &g)?
-        } else if ctx.update_running_stats {
-            backend.batch_norm2d_forward_train(xs[0], gm, bt, rm, rv, self.momentum, &g)?
-        } else {
-            // The op always updates running statistics; give it scratch copies.
-            let (mut rm_s, mut rv_s) = (ctx.scratch.copy_of(backend, rm)?, ctx.scratch.copy_of(backend, rv)?);
-            let out = backend.batch_norm2d_forward_train(xs[0], gm, bt, &mut rm_s, &mut rv_s, self.momentum, &g)?;
-            ctx.scratch.recycle(rm_s);
-            ctx.scratch.recycle(rv_s);
-            out
+        let (y, stats) = match ctx.batch_norm_group {
+            Some(group) => {
+                let values = ctx.params.values_mut(&[p.gamma, p.beta, p.running_mean, p.running_var])?;
+                let [gm, bt, rm, rv]: [&mut B::Buf; 4] = values.try_into().ok().expect("four ids give four values");
+                let running = ctx.update_running_stats.then_some((rm, rv));
+                sync::forward_train(backend, group, xs[0], gm, bt, running, self.momentum, &g)?
+            }
+            None => self.train_forward(ctx, |backend, gamma, beta, rm, rv| {
+                backend.batch_norm2d_forward_train(xs[0], gamma, beta, rm, rv, self.momentum, &g)
+            })?,
         };
         Ok((y, if ctx.record { Saved::BnStats(stats) } else { Saved::None }))
     }
@@ -103,11 +131,93 @@ impl NodeOp for BatchNorm2d {
             None => ctx.backend.batch_norm2d_backward(dy, ctx.kept_input(0), gamma, stats, &g)?,
         };
         ctx.grads.send_input(0, InputGrad::New(dx))?;
-        for (id, grad) in [(self.params.gamma, dgamma), (self.params.beta, dbeta)] {
-            if ctx.grads.param_needs_grad(id) {
-                ctx.grads.send_param(id, grad)?;
-            }
+        self.send_param_grads(ctx, dgamma, dbeta)
+    }
+}
+
+/// Batch norm -> (residual add) -> activation as one node, for training (`graph::fuse`): inputs
+/// [x] or [x, residual], output act(bn(x) + residual). Backward reads x and the residual and
+/// recomputes the pre-activation, so neither the batch norm's output nor the sum is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchNormAct {
+    bn: BatchNorm2d,
+    activation: Activation,
+    residual: bool,
+}
+
+impl BatchNormAct {
+    pub fn new(bn: BatchNorm2d, activation: Activation, residual: bool) -> Self {
+        BatchNormAct { bn, activation, residual }
+    }
+    pub fn batch_norm(&self) -> &BatchNorm2d {
+        &self.bn
+    }
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+    pub fn has_residual(&self) -> bool {
+        self.residual
+    }
+}
+
+impl NodeOp for BatchNormAct {
+    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        if self.residual && inputs[0] != inputs[1] {
+            return Err(crate::error::Error::shape(format!(
+                "batch norm output {:?} and residual {:?} differ in shape",
+                inputs[0], inputs[1]
+            )));
         }
-        Ok(())
+        self.bn.output_shape(&inputs[..1])
+    }
+    fn describe(&self) -> String {
+        let add = if self.residual { "+add" } else { "" };
+        format!("batchnorm{add}+{}", self.activation.name())
+    }
+    fn params(&self) -> Vec<ParamId> {
+        self.bn.params()
+    }
+    fn learnable_params(&self) -> Vec<ParamId> {
+        self.bn.learnable_params()
+    }
+    fn kept_inputs(&self, inputs: usize, _trainable: &dyn Fn(ParamId) -> bool) -> Vec<bool> {
+        vec![true; inputs]
+    }
+    fn saved_bytes(&self, training: bool, output: &[usize], n: usize, elem: usize) -> usize {
+        self.bn.saved_bytes(training, output, n, elem)
+    }
+    fn grad_flow(&self, _inputs: usize) -> GradFlow {
+        GradFlow::AllAtOnce
+    }
+    fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
+        let g = self.bn.geom(ctx.inputs[0], ctx.n)?;
+        let residual = self.residual.then(|| xs[1]);
+        if !ctx.training {
+            // Evaluation is off the fused path (evaluation folds batch norms into convolutions
+            // instead): the unfused ops in turn.
+            let (normalized, _) = self.bn.forward(ctx, &xs[..1])?;
+            let sum = match residual {
+                Some(r) => ctx.backend.add(&normalized, r)?,
+                None => normalized,
+            };
+            return Ok((ctx.backend.activation_forward(self.activation, &sum)?, Saved::None));
+        }
+        let (y, stats) = self.bn.train_forward(ctx, |backend, gamma, beta, rm, rv| {
+            backend.batch_norm_act_forward_train(xs[0], residual, gamma, beta, rm, rv, self.bn.momentum, self.activation, &g)
+        })?;
+        Ok((y, if ctx.record { Saved::BnStats(stats) } else { Saved::None }))
+    }
+    fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
+        let Saved::BnStats(stats) = ctx.saved else { unreachable!("a recorded BN keeps its statistics") };
+        let g = self.bn.geom(ctx.inputs[0], ctx.n)?;
+        let p = self.bn.params;
+        let (gamma, beta) = (ctx.params.value(p.gamma), ctx.params.value(p.beta));
+        let residual = self.residual.then(|| ctx.kept_input(1));
+        let grads = ctx.backend.batch_norm_act_backward(dy, ctx.kept_input(0), residual, gamma, beta, stats, self.activation, &g)?;
+        ctx.grads.send_input(0, InputGrad::New(grads.dx))?;
+        if let Some(dresidual) = grads.dresidual {
+            ctx.grads.send_input(1, InputGrad::New(dresidual))?;
+        }
+        self.bn.send_param_grads(ctx, grads.dgamma, grads.dbeta)
     }
 }

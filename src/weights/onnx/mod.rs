@@ -272,6 +272,22 @@ impl<'g> GraphWriter<'g> {
                 let inputs: Vec<&str> = std::iter::once(x).chain(params.iter().map(String::as_str)).collect();
                 self.add("BatchNormalization", name, &inputs, &out, vec![float("epsilon", bn.eps() as f32)]);
             }
+            Op::BatchNormAct(fused) => {
+                // A training graph's fused chain: its three ONNX ops in turn.
+                let inputs: Vec<&str> = std::iter::once(x).chain(params.iter().map(String::as_str)).collect();
+                let normalized = format!("{name}/bn");
+                let eps = float("epsilon", fused.batch_norm().eps() as f32);
+                self.add("BatchNormalization", &normalized, &inputs, &normalized, vec![eps]);
+                let pre = match fused.has_residual() {
+                    true => {
+                        let sum = format!("{name}/add");
+                        self.add("Add", &sum, &[&normalized, &xs[1]], &sum, vec![]);
+                        sum
+                    }
+                    false => normalized,
+                };
+                self.activation(fused.activation(), name, &pre, &out);
+            }
             Op::Activation(kind) => self.activation(*kind, name, x, &out),
             Op::MaxPool2d(pool) => {
                 let mut attributes = pool_attributes(pool.window());
