@@ -22,7 +22,8 @@ fn a_batch_too_large_for_the_gpu_is_refused_before_the_first_step() {
     // (f32 everywhere; the GPU's convolution workspace).
     let graph = build_model("small_cnn", 10, [1, 28, 28], false).unwrap();
     let momentum_bytes: usize = graph.params.iter().filter(|p| p.trainable).map(|p| p.numel() * 4).sum();
-    let ex = Executor::<f32, _>::new(CpuBackend::new(), graph, 0).unwrap();
+    // Training fuses its batch norm -> activation chains (train's default).
+    let (ex, _) = Executor::<f32, _>::new(CpuBackend::new(), graph, 0).unwrap().fuse_batch_norm_activations();
     let gpu_workspace = ConvWorkspace::ImplicitGemm { gemm_sms: DEFAULT_SIM_MULTIPROCESSORS };
     let need = |batch: usize| ex.planned_peak_bytes(batch, Mode::Train, gpu_workspace).unwrap() + momentum_bytes;
     let capacity = SIM_MEMORY_MB << 20;

@@ -15,7 +15,7 @@ fn lr_find(extra: &[&str]) -> Command {
 #[test]
 fn the_range_test_suggests_a_rate_before_the_loss_diverges() {
     let dir = scratch_dir("lr-find");
-    let out = run(lr_find(&["--steps", "60", "--start-lr", "1e-5", "--end-lr", "10", "--quiet", "--out", dir.join("sweep").to_str().unwrap()]));
+    let out = run(lr_find(&["--steps", "60", "--start-lr", "1e-5", "--end-lr", "100", "--quiet", "--out", dir.join("sweep").to_str().unwrap()]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let suggested: f64 = stdout
@@ -31,11 +31,12 @@ fn the_range_test_suggests_a_rate_before_the_loss_diverges() {
     let rows: Vec<Vec<f64>> = lines.map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
     let (first, last) = (&rows[0], &rows[rows.len() - 1]);
     assert!((first[1] - 1e-5).abs() < 1e-12, "the sweep starts at --start-lr: {first:?}");
-    // Each step multiplies the rate by (10 / 1e-5)^(1/59).
-    let factor = (1e6f64).powf(1.0 / 59.0);
+    // Each step multiplies the rate by (100 / 1e-5)^(1/59).
+    let factor = (1e7f64).powf(1.0 / 59.0);
     assert!(rows.windows(2).all(|w| (w[1][1] / w[0][1] / factor - 1.0).abs() < 1e-9), "exponential growth");
-    // SGD at a learning rate of 10 diverges on this model: the sweep stops early at a loss
-    // above four times the smallest smoothed loss.
+    // SGD at learning rates above a few units diverges on this model (fused or not, how far
+    // past 1 depends on f32 rounding): the sweep stops early at a loss above four times the
+    // smallest smoothed loss.
     let lowest = rows.iter().map(|r| r[3]).fold(f64::INFINITY, f64::min);
     assert!(rows.len() < 60 && last[3] > 4.0 * lowest, "{} steps, last {last:?}, lowest {lowest}", rows.len());
     let lowest_raw = rows.iter().map(|r| r[2]).fold(f64::INFINITY, f64::min);
