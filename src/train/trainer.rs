@@ -203,7 +203,6 @@ pub(crate) fn augmentation(c: &TrainConfig) -> Option<Augment> {
     (crop_padding > 0 || hflip || jitter).then_some(Augment { crop_padding, hflip, brightness, contrast, saturation, hue })
 }
 
-/// The model as this run trains it: built for the data, dropout overridden, layers frozen.
 /// The executor with its batch norm -> (add) -> activation chains fused for training, unless
 /// `--no-fusion` keeps them apart.
 pub(crate) fn fused_unless<B: Backend<f32>>(no_fusion: bool, ex: Executor<f32, B>) -> Executor<f32, B> {
@@ -213,6 +212,7 @@ pub(crate) fn fused_unless<B: Backend<f32>>(no_fusion: bool, ex: Executor<f32, B
     }
 }
 
+/// The model as this run trains it: built for the data, dropout overridden, layers frozen.
 pub(crate) fn prepare_model(config: &TrainConfig, classes: usize, input: [usize; 3]) -> Result<Graph> {
     let mut graph = build_model_with_aux(&config.model, classes, input, config.cifar_stem, !config.no_aux)?;
     if let Some(p) = config.dropout {
