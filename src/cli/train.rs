@@ -8,7 +8,6 @@ use crate::train::config::{GivenFlags, TrainConfig};
 use crate::train::recipe;
 use crate::train::trainer::train_in_group;
 use std::sync::Arc;
-use std::time::Duration;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 /// The train flags and which of them the user typed (recipes fill the others, `--resume`
@@ -43,7 +42,7 @@ impl Args for TrainArgs {
 pub fn run(args: TrainArgs) -> Result<i32> {
     let TrainArgs { mut config, given } = args;
     let launch = Launch::from_environment()?;
-    let group = Arc::new(ProcessGroup::join(&launch, Duration::from_secs_f64(config.collective_timeout.clamp(1.0, 1e9)))?);
+    let group = Arc::new(ProcessGroup::join(&launch, config.collective_timeout()?)?);
     if group.world_size() > 1 {
         share_the_machine(&launch, &mut config);
     }

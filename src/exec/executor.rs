@@ -625,7 +625,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// Replaces the last training step's gradients by their mean over the ranks of `group`
     /// (data parallelism: every rank's batch is an equal slice of the global batch, so the mean
     /// of the ranks' mean gradients is the global batch's). One all-reduce of every gradient,
-    /// summed in f64, through the host.
+    /// summed in f64, through the host; the gradients keep their buffers.
     pub fn average_gradients(&mut self, group: &ProcessGroup) -> Result<()> {
         if group.world_size() == 1 {
             return Ok(());
@@ -646,7 +646,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             let mean: Vec<E> = flat[at..at + len].iter().map(|&v| E::from_f64(v * scale)).collect();
             at += len;
             let grad = self.grads.get_mut(id).expect("ids() lists held gradients");
-            *grad = self.backend.upload(&mean)?;
+            self.backend.overwrite(grad, &mean)?;
         }
         Ok(())
     }
@@ -664,7 +664,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             let mut values: Vec<f64> = self.backend.download(self.params.value(id))?.into_iter().map(Element::to_f64).collect();
             group.broadcast(&mut values)?;
             let values: Vec<E> = values.into_iter().map(E::from_f64).collect();
-            *self.params.value_mut(id) = self.backend.upload(&values)?;
+            self.backend.overwrite(self.params.value_mut(id), &values)?;
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ use clap::{ArgMatches, Args, Command, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 pub enum DatasetChoice {
@@ -338,6 +339,15 @@ impl DataConfig {
 }
 
 impl TrainConfig {
+    /// `--collective-timeout` as a duration; an impossible value is the error naming it.
+    pub fn collective_timeout(&self) -> Result<Duration> {
+        let seconds = self.collective_timeout;
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(timeout) if !timeout.is_zero() => Ok(timeout),
+            _ => Err(Error::config(format!("--collective-timeout {seconds} must be a positive number of seconds"))),
+        }
+    }
+
     /// Every check that needs neither the data nor the model; fails on the first impossible value.
     pub fn validate(&self) -> Result<()> {
         self.data.validate()?;
@@ -368,9 +378,7 @@ impl TrainConfig {
         }
         check(self.freeze_all_but != Some(0), || "--freeze-all-but K needs K >= 1 trainable layers".into())?;
         check(self.workers >= 1, || "--workers must be at least 1".into())?;
-        check(self.collective_timeout > 0.0 && self.collective_timeout.is_finite(), || {
-            format!("--collective-timeout {} must be a positive number of seconds", self.collective_timeout)
-        })?;
+        self.collective_timeout()?;
         check(!self.resume || self.out.is_some(), || "--resume needs --out DIR of the run to continue".into())?;
         // The schedule checks its own parameters.
         crate::train::schedule::LrSchedule::new(self.schedule_kind(), self.lr, self.warmup_epochs, self.epochs)?;
@@ -434,6 +442,9 @@ mod tests {
             (&["--warmup-epochs", "3", "--epochs", "3"][..], "--warmup-epochs"),
             (&["--resume"][..], "--out"),
             (&["--freeze-all-but", "0"][..], "--freeze-all-but"),
+            (&["--collective-timeout", "0"][..], "--collective-timeout"),
+            (&["--collective-timeout", "nan"][..], "--collective-timeout"),
+            (&["--collective-timeout=-5"][..], "--collective-timeout"),
         ] {
             let msg = invalid(args);
             assert!(msg.contains(needle) && !msg.contains('\n'), "{args:?}: {msg}");

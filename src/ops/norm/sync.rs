@@ -15,8 +15,17 @@ fn host<E: Element, B: Backend<E>>(backend: &B, buf: &B::Buf) -> Result<Vec<f64>
     Ok(backend.download(buf)?.into_iter().map(Element::to_f64).collect())
 }
 
+fn as_elements<E: Element>(values: &[f64]) -> Vec<E> {
+    values.iter().map(|&v| E::from_f64(v)).collect()
+}
+
 fn device<E: Element, B: Backend<E>>(backend: &B, values: &[f64]) -> Result<B::Buf> {
-    backend.upload(&values.iter().map(|&v| E::from_f64(v)).collect::<Vec<E>>())
+    backend.upload(&as_elements(values))
+}
+
+/// `buf`'s values replaced in place (its address, which a parameter store hands out, stays).
+fn overwrite<E: Element, B: Backend<E>>(backend: &B, buf: &mut B::Buf, values: &[f64]) -> Result<()> {
+    backend.overwrite(buf, &as_elements(values))
 }
 
 /// Training forward with the global batch's mean and biased variance; moves `running` (mean,
@@ -62,8 +71,8 @@ pub(super) fn forward_train<E: Element, B: Backend<E>>(
         let unbiased = total / (total - 1.0);
         let moved_mean: Vec<f64> = (0..c).map(|ch| (1.0 - momentum) * old_mean[ch] + momentum * mean[ch]).collect();
         let moved_var: Vec<f64> = (0..c).map(|ch| (1.0 - momentum) * old_var[ch] + momentum * var[ch] * unbiased).collect();
-        *running_mean = device(backend, &moved_mean)?;
-        *running_var = device(backend, &moved_var)?;
+        overwrite(backend, running_mean, &moved_mean)?;
+        overwrite(backend, running_var, &moved_var)?;
     }
     let invstd: Vec<f64> = var_eps.iter().map(|v| 1.0 / v.sqrt()).collect();
     Ok((y, BatchNormSaved { mean: mean_buf, invstd: device(backend, &invstd)? }))
