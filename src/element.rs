@@ -26,7 +26,8 @@ pub trait Element:
 
     /// Row-major strided GEMM on the CPU: C = alpha * A(m x k) * B(k x n) + beta * C, where each
     /// matrix is given by its slice and (row stride, column stride). Transposes are expressed by
-    /// swapping strides. matrixmultiply's sgemm/dgemm on blocks of C spread over rayon's threads.
+    /// swapping strides. The gemm crate's kernels (measured faster than matrixmultiply's on the zoo's
+    /// convolution shapes, see benches/RESULTS.md) on blocks of C spread over rayon's threads.
     #[allow(clippy::too_many_arguments)]
     fn cpu_gemm(
         m: usize,
@@ -55,7 +56,7 @@ fn assert_gemm_extent(rows: usize, cols: usize, s: (isize, isize), len: usize) {
 }
 
 macro_rules! impl_element {
-    ($t:ty, $dtype:expr, $gemm:path) => {
+    ($t:ty, $dtype:expr) => {
         impl Element for $t {
             const DTYPE: DType = $dtype;
             #[inline]
@@ -93,21 +94,29 @@ macro_rules! impl_element {
                     // block lies inside the whole matrices, and the blocks' C elements are
                     // disjoint, so no two tasks write the same element.
                     unsafe {
-                        $gemm(
+                        let c_block = (c.0 as *mut $t).offset(rows.start as isize * c_strides.0 + cols.start as isize * c_strides.1);
+                        // gemm's convention: dst = alpha * dst + beta * lhs * rhs, dst read only
+                        // when asked (a zero beta here leaves C's old contents, even NaN, unread).
+                        gemm::gemm(
                             rows.len(),
-                            k,
                             cols.len(),
-                            alpha,
-                            a.0.offset(rows.start as isize * a_strides.0),
-                            a_strides.0,
-                            a_strides.1,
-                            b.0.offset(cols.start as isize * b_strides.1),
-                            b_strides.0,
-                            b_strides.1,
-                            beta,
-                            (c.0 as *mut $t).offset(rows.start as isize * c_strides.0 + cols.start as isize * c_strides.1),
-                            c_strides.0,
+                            k,
+                            c_block,
                             c_strides.1,
+                            c_strides.0,
+                            beta != 0.0,
+                            a.0.offset(rows.start as isize * a_strides.0),
+                            a_strides.1,
+                            a_strides.0,
+                            b.0.offset(cols.start as isize * b_strides.1),
+                            b_strides.1,
+                            b_strides.0,
+                            beta,
+                            alpha,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
                         )
                     }
                 };
@@ -153,5 +162,28 @@ fn split_gemm(m: usize, n: usize, k: usize, block: impl Fn(std::ops::Range<usize
     });
 }
 
-impl_element!(f32, DType::F32, matrixmultiply::sgemm);
-impl_element!(f64, DType::F64, matrixmultiply::dgemm);
+impl_element!(f32, DType::F32);
+impl_element!(f64, DType::F64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The comment on `split_gemm` promises a result independent of the split: a product cut
+    /// into blocks over two threads equals the one-block product bit for bit.
+    #[test]
+    fn split_gemm_equals_one_block() {
+        let (m, k, n) = (300, 257, 190);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 13.0).collect();
+        let product = |threads: usize| {
+            let mut c = vec![0f32; m * n];
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
+            pool.install(|| f32::cpu_gemm(m, k, n, 1.0, &a, (k as isize, 1), &b, (1, k as isize), 0.0, &mut c, (n as isize, 1)));
+            c
+        };
+        let (one, split) = (product(1), product(2));
+        assert!(m * n * k >= PARALLEL_MIN_MACS && m.max(n) / MIN_BLOCK >= 2, "the shape must be split");
+        assert_eq!(one, split);
+    }
+}

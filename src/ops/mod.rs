@@ -16,7 +16,7 @@ pub mod node;
 
 pub use conv::{ConvCfg, ConvGeom, ConvPath};
 pub use elementwise::ChannelBroadcast;
-pub use gemm::GemmSpec;
+pub use self::gemm::GemmSpec;
 pub use linear::LinearGeom;
 pub use node::{NodeOp, ParamId};
 pub use norm::{BatchNormGeom, BatchNormParams, BatchNormSaved};
