@@ -195,6 +195,13 @@ pub fn gemm_tc_tf32(gpu: &GpuBackend, shape: TcGemm, tile: Option<TcTile>, a: &G
     shape.launch(gpu, tile, ptrs)
 }
 
+/// gamma_K = K u / (1 - K u) for f32's unit roundoff u: a sum of K exact products accumulated in
+/// f32 is within gamma_K times the sum of their magnitudes (see [`reference`]).
+pub fn f32_accumulation_gamma(k: usize) -> f64 {
+    let ku = k as f64 * F32_UNIT_ROUNDOFF;
+    ku / (1.0 - ku)
+}
+
 /// The CPU reference of the tensor-core GEMM: each element of A B with A and B rounded as the
 /// GPU sees them ([`TcInput::round`]) and the products summed in f64, and the largest error the
 /// GPU's f32 accumulation may add to it.
@@ -211,8 +218,7 @@ pub fn reference(shape: TcGemm, a: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let TcGemm { input, m, n, k } = shape;
     let ra: Vec<f64> = a[..m * k].iter().map(|&x| input.round(x) as f64).collect();
     let rb: Vec<f64> = b[..k * n].iter().map(|&x| input.round(x) as f64).collect();
-    let ku = k as f64 * F32_UNIT_ROUNDOFF;
-    let gamma = ku / (1.0 - ku);
+    let gamma = f32_accumulation_gamma(k);
     let mut values = vec![0.0; m * n];
     let mut bounds = vec![0.0; m * n];
     for i in 0..m {
