@@ -13,8 +13,8 @@
 //
 // A block computes a BM x BN tile of Y with 8 warps (WARPS_M x WARPS_N), each MT*16 rows by 32
 // channels of 16x8 mma tiles whose accumulators stay in registers. K goes in stages of 32 values
-// (64 bytes per row of either tile), filled by a three-stage cp.async pipeline with one barrier
-// per stage, as in gemm_tc.cu. Shared rows of 64 bytes are XOR-swizzled in 16-byte chunks (chunk c
+// (64 bytes per row of either tile), filled by the three-stage cp.async pipeline of
+// tensor_core.cuh. Shared rows of 64 bytes are XOR-swizzled in 16-byte chunks (chunk c
 // of row r at c ^ ((r >> 1) & 3)) so that ldmatrix's eight rows of one chunk hit distinct banks.
 //
 // Each thread copies the same chunk column of its rows at every stage, so it keeps the chunk's
@@ -23,34 +23,11 @@
 // Requirements (checked by the launcher, src/ops/conv/tc.rs): C_in/groups a multiple of 8 (a
 // chunk never straddles two taps), x and w 16-byte aligned, y 8-byte aligned.
 
+#include "tensor_core.cuh"
+
 namespace {
 
 constexpr int THREADS = 256, STAGES = 3, CHUNK = 16, ROW_BYTES = 64, BK = 32, WN = 32, NT = WN / 8;
-
-enum Input { BF16, F16 };
-
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-template <Input IN>
-__device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-    if (IN == BF16) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    } else {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    }
-}
 
 __device__ __forceinline__ unsigned swizzled(int row, int chunk) {
     return row * ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4);
@@ -60,7 +37,7 @@ struct Geometry {
     int batch, h, w, c, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups;
 };
 
-template <Input IN, int MT, int WARPS_M, int WARPS_N>
+template <TcIn IN, int MT, int WARPS_M, int WARPS_N>
 __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned short* wt, float* y, const Geometry& p) {
     static_assert(WARPS_M * WARPS_N * 32 == THREADS, "8 warps");
     constexpr int WM = MT * 16, BM = WARPS_M * WM, BN = WARPS_N * WN;
@@ -114,7 +91,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
             const int ih = ih0[r] + ki * p.dh, iw = iw0[r] + kj * p.dw;
             const bool inside = ki < p.kh && (unsigned)ih < (unsigned)p.h && (unsigned)iw < (unsigned)p.w;
             const unsigned short* src = inside ? xg + (size_t)(image_base[r] + ih * p.w + iw) * p.c + ci : x;
-            cp_async16(base + swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside ? CHUNK : 0);
         }
         const int gk = kt * BK + chunk * (CHUNK / 2);
 #pragma unroll
@@ -122,25 +99,14 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
             const int row = first_row + r * ROWS_PER_PASS, gn = bn + row;
             const bool inside = gn < cog && gk < k;
             const unsigned short* src = inside ? wg + (size_t)gn * k + gk : wt;
-            cp_async16(base + A_STAGE_BYTES + swizzled(row, chunk), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + A_STAGE_BYTES + swizzled(row, chunk), src, inside ? CHUNK : 0);
         }
         ci += BK;
         normalize();
     };
 
     float acc[MT][NT][4];
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < ktiles) load_stage(s, s);
-        asm volatile("cp.async.commit_group;");
-    }
+    tc_zero(acc);
 
     // ldmatrix addresses: for X, lanes 0-15 give rows 0-15 of the first 16-byte half of a 16x16
     // (k) block and lanes 16-31 those of the second (a0..a3 of the mma); for W, lanes 0-7 and
@@ -149,37 +115,25 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
     const int a_row = lane & 15, a_half = lane >> 4;
     const int b_row = (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
 
-    for (int kt = 0; kt < ktiles; ++kt) {
-        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
-        __syncthreads();
-        const int next = kt + STAGES - 1;
-        if (next < ktiles) load_stage(next % STAGES, next);
-        asm volatile("cp.async.commit_group;");
-
-        const unsigned a_base = smem_base + (kt % STAGES) * STAGE_BYTES;
+    auto compute_stage = [&](int stage) {
+        const unsigned a_base = smem_base + stage * STAGE_BYTES;
         const unsigned b_base = a_base + A_STAGE_BYTES;
 #pragma unroll
         for (int ks = 0; ks < 2; ++ks) {
             unsigned af[MT][4];
 #pragma unroll
-            for (int i = 0; i < MT; ++i) ldmatrix_x4(af[i], a_base + swizzled(wm * WM + i * 16 + a_row, 2 * ks + a_half));
+            for (int i = 0; i < MT; ++i) tc_ldmatrix_x4(af[i], a_base + swizzled(wm * WM + i * 16 + a_row, 2 * ks + a_half));
             unsigned bf[NT][2];
 #pragma unroll
             for (int j = 0; j < NT / 2; ++j) {
                 unsigned r[4];
-                ldmatrix_x4(r, b_base + swizzled(wn * WN + j * 16 + b_row, 2 * ks + b_half));
-                bf[2 * j][0] = r[0];
-                bf[2 * j][1] = r[1];
-                bf[2 * j + 1][0] = r[2];
-                bf[2 * j + 1][1] = r[3];
+                tc_ldmatrix_x4(r, b_base + swizzled(wn * WN + j * 16 + b_row, 2 * ks + b_half));
+                tc_b_fragment_pair(bf, j, r);
             }
-#pragma unroll
-            for (int i = 0; i < MT; ++i)
-#pragma unroll
-                for (int j = 0; j < NT; ++j) mma<IN>(acc[i][j], af[i], bf[j]);
+            tc_mma_tiles<IN>(acc, af, bf);
         }
-    }
-    // No copy is left in flight: the last commits were empty groups.
+    };
+    tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
 
     // Lane (g, t) holds rows g and g + 8, channels 2t and 2t + 1 of each 16x8 tile: a float2
     // where the pair is inside the group and 8-byte aligned (even channels per group).
@@ -219,7 +173,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
         conv_tc<IN, MT, WARPS_M, WARPS_N>(x, w, y, p);                                                                          \
     }
 
-CONV_TC_KERNEL(conv_tc_bf16_128x128, BF16, 4, 2, 4)
-CONV_TC_KERNEL(conv_tc_f16_128x128, F16, 4, 2, 4)
-CONV_TC_KERNEL(conv_tc_bf16_128x64, BF16, 2, 4, 2)
-CONV_TC_KERNEL(conv_tc_f16_128x64, F16, 2, 4, 2)
+CONV_TC_KERNEL(conv_tc_bf16_128x128, TC_BF16, 4, 2, 4)
+CONV_TC_KERNEL(conv_tc_f16_128x128, TC_F16, 4, 2, 4)
+CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
+CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)

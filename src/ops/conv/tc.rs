@@ -14,7 +14,7 @@ use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBackend, GpuBuf};
-use crate::ops::gemm::tc::{f32_accumulation_gamma, TcInput};
+use crate::ops::gemm::tc::{check_operands, f32_accumulation_gamma, TcInput};
 
 const MODULE: &str = "conv_tc";
 const THREADS: u32 = 256;
@@ -95,17 +95,7 @@ impl TcConv {
         if ![g.n * g.h * g.w, m, k, g.c_in, g.c_out].into_iter().all(fits) || n.div_ceil(64) > 65535 || g.groups > 65535 {
             return Err(Error::shape(format!("tensor-core convolution of {g:?} is too large for one launch")));
         }
-        for ((name, need), have) in [("x", g.x_len()), ("w", g.weight_len()), ("y", g.y_len())].into_iter().zip(lens) {
-            if have < need {
-                return Err(Error::shape(format!("tensor-core convolution: {name} holds {have} elements, it needs {need}")));
-            }
-        }
-        for ((name, align), ptr) in [("x", 16), ("w", 16), ("y", 8)].into_iter().zip(ptrs) {
-            if !ptr.is_multiple_of(align) {
-                return Err(Error::shape(format!("tensor-core convolution: {name} at {ptr:#x} is not {align}-byte aligned")));
-            }
-        }
-        Ok(())
+        check_operands("tensor-core convolution", [("x", g.x_len(), 16), ("w", g.weight_len(), 16), ("y", g.y_len(), 8)], lens, ptrs)
     }
 
     pub fn grid(&self, tile: ConvTcTile) -> LaunchConfig {

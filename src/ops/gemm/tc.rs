@@ -96,6 +96,21 @@ pub fn to_bits(input: TcInput, x: &[f32]) -> Result<Vec<u16>> {
     }
 }
 
+/// A tensor-core launch's operands, each (name, elements needed, alignment in bytes), against the
+/// elements each buffer holds and its address: one error line naming `op` and the first operand
+/// too short or misaligned.
+pub(crate) fn check_operands(op: &str, needs: [(&str, usize, u64); 3], lens: [usize; 3], ptrs: [u64; 3]) -> Result<()> {
+    for (((name, need, align), have), ptr) in needs.into_iter().zip(lens).zip(ptrs) {
+        if have < need {
+            return Err(Error::shape(format!("{op}: {name} holds {have} elements, it needs {need}")));
+        }
+        if !ptr.is_multiple_of(align) {
+            return Err(Error::shape(format!("{op}: {name} at {ptr:#x} is not {align}-byte aligned")));
+        }
+    }
+    Ok(())
+}
+
 /// The shape of one tensor-core product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcGemm {
@@ -139,17 +154,7 @@ impl TcGemm {
         if [m, n, k].iter().any(|&d| d > i32::MAX as usize) || m.div_ceil(TcTile::Rows64.rows()) > 65535 {
             return Err(Error::shape(format!("tensor-core GEMM of {m}x{n}x{k} is too large for one launch")));
         }
-        for ((name, need), have) in [("A", m * k), ("B", k * n), ("C", m * n)].into_iter().zip(lens) {
-            if have < need {
-                return Err(Error::shape(format!("tensor-core GEMM of {m}x{n}x{k}: {name} holds {have} elements, it needs {need}")));
-            }
-        }
-        for ((name, align), ptr) in [("A", 16), ("B", 16), ("C", 8)].into_iter().zip(ptrs) {
-            if !ptr.is_multiple_of(align) {
-                return Err(Error::shape(format!("tensor-core GEMM: {name} at {ptr:#x} is not {align}-byte aligned")));
-            }
-        }
-        Ok(())
+        check_operands(&format!("tensor-core GEMM of {m}x{n}x{k}"), [("A", m * k, 16), ("B", k * n, 16), ("C", m * n, 8)], lens, ptrs)
     }
 
     fn grid(&self, tile: TcTile) -> LaunchConfig {
