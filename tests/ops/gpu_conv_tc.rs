@@ -81,6 +81,9 @@ fn f16_convolutions_match_the_reference() {
     let conv = TcConv { input: TcInput::F16, geom: geom((2, 16, (5, 6), 72, (3, 3), (1, 1), (1, 1), (1, 1), 1)) };
     assert_eq!(check(conv, ConvTcTile::Pixels128Channels64, 200), 0);
     assert_eq!(check(conv, ConvTcTile::Pixels128Channels128, 201), 0);
+    // More output channels than one 128-channel tile.
+    let conv = TcConv { input: TcInput::F16, geom: geom((1, 8, (4, 5), 136, (3, 3), (1, 1), (1, 1), (1, 1), 1)) };
+    assert_eq!(check(conv, ConvTcTile::Pixels128Channels128, 202), 0);
 }
 
 #[test]
