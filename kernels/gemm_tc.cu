@@ -24,6 +24,8 @@
 // inputs) or 4 (f32), so every 16-byte chunk is wholly inside or outside the matrix; 16-byte
 // aligned A and B, 8-byte aligned C. M, N and K need not be multiples of the tile.
 
+#include "tensor_core.cuh"
+
 namespace {
 
 constexpr int BN = 128, THREADS = 256, STAGES = 3;
@@ -33,59 +35,24 @@ constexpr int A_ROW_BYTES = 64;
 constexpr int B_STAGE_BYTES = 8192;
 constexpr int WN = 32, NT = WN / 8;
 
-enum Input { BF16, F16, TF32 };
-
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
 __device__ __forceinline__ unsigned to_tf32(unsigned f32_bits) {
     unsigned r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(f32_bits)));
     return r;
 }
 
-template <Input IN>
-__device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-    if (IN == BF16) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    } else if (IN == F16) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    } else {
-        asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-    }
-}
-
 // MT: mma tiles of 16 rows per warp, so the block tile has BM = 32 MT rows.
-template <Input IN, int MT>
+template <TcIn IN, int MT>
 __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, int m, int n, int k) {
     constexpr int WM = MT * 16, BM = 2 * WM;
     constexpr int A_STAGE_BYTES = BM * A_ROW_BYTES;
     constexpr int STAGE_BYTES = A_STAGE_BYTES + B_STAGE_BYTES;
-    constexpr int ELEM = IN == TF32 ? 4 : 2;
+    constexpr int ELEM = IN == TC_TF32 ? 4 : 2;
     constexpr int BK = A_ROW_BYTES / ELEM;
     constexpr int PER_CHUNK = CHUNK / ELEM;
     constexpr int B_ROW_BYTES = BN * ELEM;
     constexpr int B_ROW_CHUNKS = B_ROW_BYTES / CHUNK;
-    constexpr int B_SWIZZLE_SHIFT = IN == TF32 ? 1 : 0;
+    constexpr int B_SWIZZLE_SHIFT = IN == TC_TF32 ? 1 : 0;
     // Each thread copies A_COPIES chunks of A and two of B per stage.
     constexpr int A_COPIES = BM * (A_ROW_BYTES / CHUNK) / THREADS;
     static_assert(A_COPIES * THREADS == BM * (A_ROW_BYTES / CHUNK) && BK * B_ROW_CHUNKS == 2 * THREADS, "whole copies per thread");
@@ -109,7 +76,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             const int gm = bm + row, gk = k0 + chunk * PER_CHUNK;
             const bool inside = gm < m && gk < k;
             const char* src = inside ? ga + ((size_t)gm * k + gk) * ELEM : ga;
-            cp_async16(base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4), src, inside ? CHUNK : 0);
         }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -118,37 +85,20 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             const int gk = k0 + row, gn = bn + chunk * PER_CHUNK;
             const bool inside = gk < k && gn < n;
             const char* src = inside ? gb + ((size_t)gk * n + gn) * ELEM : gb;
-            cp_async16(base + A_STAGE_BYTES + row * B_ROW_BYTES + ((chunk ^ ((row & 7) << B_SWIZZLE_SHIFT)) << 4), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + A_STAGE_BYTES + row * B_ROW_BYTES + ((chunk ^ ((row & 7) << B_SWIZZLE_SHIFT)) << 4), src, inside ? CHUNK : 0);
         }
     };
 
     float acc[MT][NT][4];
-#pragma unroll
-    for (int i = 0; i < MT; ++i)
-#pragma unroll
-        for (int j = 0; j < NT; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < ktiles) load_stage(s, s);
-        asm volatile("cp.async.commit_group;");
-    }
+    tc_zero(acc);
 
     // The lane's ldmatrix row and chunk half: lanes 0-15 give rows 0-15 of the first 16-byte
     // half of a 16x16 (k) block, lanes 16-31 those of the second.
     const int lrow = lane & 15, lhalf = lane >> 4;
     const int g = lane >> 2, t = lane & 3;
 
-    for (int kt = 0; kt < ktiles; ++kt) {
-        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
-        __syncthreads();
-        const int next = kt + STAGES - 1;
-        if (next < ktiles) load_stage(next % STAGES, next);
-        asm volatile("cp.async.commit_group;");
-
-        const unsigned a_base = smem_base + (kt % STAGES) * STAGE_BYTES;
+    auto compute_stage = [&](int stage) {
+        const unsigned a_base = smem_base + stage * STAGE_BYTES;
         const unsigned b_base = a_base + A_STAGE_BYTES;
 #pragma unroll
         for (int ks = 0; ks < 2; ++ks) {
@@ -157,14 +107,14 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             for (int i = 0; i < MT; ++i) {
                 const int row = wm * WM + i * 16 + lrow;
                 const int chunk = 2 * ks + lhalf;
-                ldmatrix_x4(af[i], a_base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4));
-                if (IN == TF32) {
+                tc_ldmatrix_x4(af[i], a_base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4));
+                if (IN == TC_TF32) {
 #pragma unroll
                     for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
                 }
             }
             unsigned bf[NT][2];
-            if (IN == TF32) {
+            if (IN == TC_TF32) {
 #pragma unroll
                 for (int j = 0; j < NT; ++j) {
                     const int col = wn * WN + j * 8 + g;
@@ -172,7 +122,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
                     for (int h = 0; h < 2; ++h) {
                         const int row = ks * 8 + t + 4 * h;
                         const int offset = A_STAGE_BYTES + row * B_ROW_BYTES + (((col >> 2) ^ ((row & 7) << 1)) << 4) + (col & 3) * 4;
-                        const unsigned bits = *reinterpret_cast<const unsigned*>(smem + (kt % STAGES) * STAGE_BYTES + offset);
+                        const unsigned bits = *reinterpret_cast<const unsigned*>(smem + stage * STAGE_BYTES + offset);
                         bf[j][h] = to_tf32(bits);
                     }
                 }
@@ -182,20 +132,14 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
                     const int row = ks * 16 + lrow;
                     const int chunk = (wn * WN + j * 16) / 8 + lhalf;
                     unsigned r[4];
-                    ldmatrix_x4_trans(r, b_base + row * B_ROW_BYTES + ((chunk ^ (row & 7)) << 4));
-                    bf[2 * j][0] = r[0];
-                    bf[2 * j][1] = r[1];
-                    bf[2 * j + 1][0] = r[2];
-                    bf[2 * j + 1][1] = r[3];
+                    tc_ldmatrix_x4_trans(r, b_base + row * B_ROW_BYTES + ((chunk ^ (row & 7)) << 4));
+                    tc_b_fragment_pair(bf, j, r);
                 }
             }
-#pragma unroll
-            for (int i = 0; i < MT; ++i)
-#pragma unroll
-                for (int j = 0; j < NT; ++j) mma<IN>(acc[i][j], af[i], bf[j]);
+            tc_mma_tiles<IN>(acc, af, bf);
         }
-    }
-    // No copy is left in flight: the last commits were empty groups.
+    };
+    tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
 
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
@@ -219,9 +163,9 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
         gemm_tc<IN, MT>(a, b, c, m, n, k);                                                                              \
     }
 
-GEMM_TC_KERNEL(gemm_tc_bf16, BF16, 4, unsigned short)
-GEMM_TC_KERNEL(gemm_tc_f16, F16, 4, unsigned short)
-GEMM_TC_KERNEL(gemm_tc_tf32, TF32, 4, float)
-GEMM_TC_KERNEL(gemm_tc_bf16_64, BF16, 2, unsigned short)
-GEMM_TC_KERNEL(gemm_tc_f16_64, F16, 2, unsigned short)
-GEMM_TC_KERNEL(gemm_tc_tf32_64, TF32, 2, float)
+GEMM_TC_KERNEL(gemm_tc_bf16, TC_BF16, 4, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_f16, TC_F16, 4, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_tf32, TC_TF32, 4, float)
+GEMM_TC_KERNEL(gemm_tc_bf16_64, TC_BF16, 2, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_f16_64, TC_F16, 2, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_tf32_64, TC_TF32, 2, float)

@@ -1,15 +1,19 @@
-//! PREDICTED times of the tensor-core GEMM (`kernels/gemm_tc.cu`, bf16 inputs, f32 accumulation)
-//! at full size: a 4096^3 product and the forward GEMMs of ResNet-18's (CIFAR stem) 3x3
-//! convolutions as plain GEMMs (M = output channels, N = images x output pixels, K = input
-//! channels x 9; the convolution kernels do not use tensor cores yet). The simulator runs 16
-//! blocks of each launch, spread over its grid, with the full K (so each block does all its
-//! real work) and scales the counters to the whole grid; the GPU models turn them into times.
-//! Correctness is checked by the GPU-vs-CPU tests on small shapes (tests/ops/gpu_gemm_tc.rs):
-//! a sampled run computes nothing meaningful.
+//! PREDICTED times of the tensor-core kernels (bf16 inputs, f32 accumulation) at full size: the
+//! GEMM (`kernels/gemm_tc.cu`) on a 4096^3 product and on ResNet-18's (CIFAR stem) 3x3 forward
+//! convolutions as plain GEMMs over an explicit im2col matrix (M = output channels, N = images x
+//! output pixels, K = input channels x 9), and the same convolutions, and the stride-2 ones that
+//! open stages 2-4, through the implicit-GEMM convolution (`kernels/conv_tc.cu`, NHWC, no im2col
+//! matrix). The simulator runs 16 blocks of each launch, spread over its grid, with the full K
+//! (so each block does all its real work) and scales the counters to the whole grid; the GPU
+//! models turn them into times. Correctness is checked by the GPU-vs-CPU tests on small shapes
+//! (tests/ops/gpu_gemm_tc.rs, tests/ops/gpu_conv_tc.rs): a sampled run computes nothing
+//! meaningful.
 
 use crate::error::Result;
 use crate::gpu::GpuBackend;
+use crate::ops::conv::tc::{conv_tc_forward, TcConv};
 use crate::ops::gemm::tc::{gemm_tc_half, TcGemm, TcInput};
+use crate::ops::ConvGeom;
 use crate::sim::roofline::{slower, Limit, GPU_MODELS};
 use crate::sim::{SimDriver, SimOptions};
 use serde::Serialize;
@@ -18,22 +22,68 @@ use std::sync::Arc;
 /// Blocks of each launch the simulator runs.
 const SAMPLED_BLOCKS: u32 = 16;
 
-/// One benchmarked product.
+/// The kernel a case runs.
+#[derive(Clone, Copy, Debug)]
+pub enum TcWork {
+    Gemm(TcGemm),
+    Conv(TcConv),
+}
+
+impl TcWork {
+    fn flops(&self) -> f64 {
+        match self {
+            TcWork::Gemm(shape) => shape.flops(),
+            TcWork::Conv(conv) => conv.flops(),
+        }
+    }
+    /// The GEMM's (M, N, K); a convolution's per group.
+    fn gemm_dims(&self) -> (usize, usize, usize) {
+        match self {
+            TcWork::Gemm(TcGemm { m, n, k, .. }) => (*m, *n, *k),
+            TcWork::Conv(conv) => conv.gemm_dims(),
+        }
+    }
+}
+
+/// One benchmarked launch.
 #[derive(Clone, Debug)]
 pub struct TcCase {
     pub name: String,
-    pub shape: TcGemm,
+    pub work: TcWork,
 }
 
-/// The cases at `batch` images for the convolution shapes.
+/// ResNet-18's (CIFAR stem) 3x3 convolutions at `batch` images: (input channels, output
+/// channels, input side, stride). The stem's 3 input channels are left out: the tensor-core
+/// kernels need channel counts that are multiples of 8.
+fn resnet18_3x3(batch: usize) -> Vec<ConvGeom> {
+    [(64, 64, 32, 1), (64, 128, 32, 2), (128, 128, 16, 1), (128, 256, 16, 2), (256, 256, 8, 1), (256, 512, 8, 2), (512, 512, 4, 1)]
+        .into_iter()
+        .map(|(c_in, c_out, side, stride)| ConvGeom::new(batch, c_in, (side, side), c_out, (3, 3), (stride, stride), (1, 1), (1, 1), 1).unwrap())
+        .collect()
+}
+
+/// The cases at `batch` images for the convolution shapes: the plain GEMMs (`tc_gemm`) of the
+/// stride-1 convolutions, then every 3x3 convolution through the implicit kernel (`tc_conv`).
 pub fn tc_cases(batch: usize) -> Vec<TcCase> {
     let bf16 = |m, n, k| TcGemm { input: TcInput::Bf16, m, n, k };
-    let mut cases = vec![TcCase { name: "tc_gemm bf16 4096^3".into(), shape: bf16(4096, 4096, 4096) }];
-    for (channels, side) in [(64, 32), (128, 16), (256, 8), (512, 4)] {
-        let shape = bf16(channels, batch * side * side, channels * 9);
+    let mut cases = vec![TcCase { name: "tc_gemm bf16 4096^3".into(), work: TcWork::Gemm(bf16(4096, 4096, 4096)) }];
+    let convs = resnet18_3x3(batch);
+    for g in convs.iter().filter(|g| g.sh == 1) {
+        let shape = bf16(g.c_out, batch * g.oh * g.ow, g.c_in * 9);
         cases.push(TcCase {
-            name: format!("tc_gemm bf16 conv_fwd resnet18 {channels}x{side}x{side} 3x3 as a plain GEMM {}x{}x{}", shape.m, shape.n, shape.k),
-            shape,
+            name: format!("tc_gemm bf16 conv_fwd resnet18 {}x{}x{} 3x3 as a plain GEMM {}x{}x{}", g.c_in, g.h, g.w, shape.m, shape.n, shape.k),
+            work: TcWork::Gemm(shape),
+        });
+    }
+    for geom in convs {
+        let conv = TcConv { input: TcInput::Bf16, geom };
+        let (m, n, k) = conv.gemm_dims();
+        cases.push(TcCase {
+            name: format!(
+                "tc_conv bf16 conv_fwd resnet18 {}x{}x{} 3x3 s{} -> {} NHWC implicit GEMM {m}x{n}x{k}",
+                geom.c_in, geom.h, geom.w, geom.sh, geom.c_out
+            ),
+            work: TcWork::Conv(conv),
         });
     }
     cases
@@ -74,23 +124,36 @@ pub struct TcReport {
 
 /// Simulates `case` (sampled) and predicts its time on every modelled GPU.
 pub fn predict_tc(case: &TcCase) -> Result<TcReport> {
-    let TcGemm { m, n, k, .. } = case.shape;
+    let (m, n, k) = case.work.gemm_dims();
     let driver = Arc::new(SimDriver::new(SimOptions { sanitize: false, sample_blocks: Some(SAMPLED_BLOCKS), ..SimOptions::default() }));
     let gpu = GpuBackend::new(driver.clone());
-    // The values do not matter: the sampled blocks' results are discarded.
-    let (a, b) = (gpu.alloc_zeroed::<u16>(m * k)?, gpu.alloc_zeroed::<u16>(k * n)?);
-    let mut c = gpu.alloc::<f32>(m * n)?;
-    // The tile the launcher plans for the simulated device (an RTX 3090's 82 SMs).
-    gemm_tc_half(&gpu, case.shape, None, &a, &b, &mut c)?;
+    // The values do not matter: the sampled blocks' results are discarded. Each launch takes the
+    // tile its launcher plans for the simulated device (an RTX 3090's 82 SMs). The compulsory
+    // bytes: the operands in bf16 read once, the output in f32 written once.
+    let compulsory_bytes = match case.work {
+        TcWork::Gemm(shape) => {
+            let (a, b) = (gpu.alloc_zeroed::<u16>(m * k)?, gpu.alloc_zeroed::<u16>(k * n)?);
+            let mut c = gpu.alloc::<f32>(m * n)?;
+            gemm_tc_half(&gpu, shape, None, &a, &b, &mut c)?;
+            2 * (m * k + k * n) + 4 * m * n
+        }
+        TcWork::Conv(conv) => {
+            let g = conv.geom;
+            let (x, w) = (gpu.alloc_zeroed::<u16>(g.x_len())?, gpu.alloc_zeroed::<u16>(g.weight_len())?);
+            let mut y = gpu.alloc::<f32>(g.y_len())?;
+            conv_tc_forward(&gpu, conv, None, &x, &w, &mut y)?;
+            2 * (g.x_len() + g.weight_len()) + 4 * g.y_len()
+        }
+    } as f64;
     let stats = driver.take_launch_stats().remove(0);
-    let compulsory_bytes = (2 * (m * k + k * n) + 4 * m * n) as f64;
+    let flops = case.work.flops();
     let predictions = GPU_MODELS
         .iter()
         .map(|model| {
             let no_cache = model.predict(&stats);
             let ideal = slower(model.predict_on_chip(&stats), model.dram_time(compulsory_bytes));
             let ideal = if ideal.seconds > no_cache.seconds { no_cache } else { ideal };
-            let fraction = |seconds: f64| case.shape.flops() / seconds / model.peak_tensor_16bit_flops;
+            let fraction = |seconds: f64| flops / seconds / model.peak_tensor_16bit_flops;
             TcPrediction {
                 gpu: model.name,
                 seconds: no_cache.seconds,
@@ -125,13 +188,24 @@ mod tests {
     #[test]
     fn a_sampled_prediction_counts_every_block_of_the_grid() {
         // 3 x 4 blocks of 64 rows (few tiles), all run (fewer than the sample): the exact padded work.
-        let case = TcCase { name: "small".into(), shape: TcGemm { input: TcInput::Bf16, m: 200, n: 296, k: 64 } };
+        let case = TcCase { name: "small".into(), work: TcWork::Gemm(TcGemm { input: TcInput::Bf16, m: 200, n: 296, k: 64 }) };
         let report = predict_tc(&case).unwrap();
         assert_eq!(report.grid, (3, 4, 1));
         assert_eq!(report.tensor_flops, 2 * 256 * 384 * 64);
         assert_eq!(report.bank_conflicts, 0);
         let rtx4090 = report.predictions.iter().find(|p| p.gpu == "RTX 4090").unwrap();
         assert!(rtx4090.seconds >= rtx4090.seconds_ideal_cache && rtx4090.fraction_of_tensor_peak > 0.0, "{rtx4090:?}");
-        assert_eq!(tc_cases(2).len(), 5);
+        assert_eq!(tc_cases(2).len(), 12);
+    }
+
+    #[test]
+    fn a_sampled_convolution_prediction_counts_the_padded_tiles() {
+        // 2 images of 12x12 pixels (288 pixels: 3 pixel tiles), 64 channels (one channel tile).
+        let geom = ConvGeom::new(2, 64, (12, 12), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
+        let case = TcCase { name: "small conv".into(), work: TcWork::Conv(TcConv { input: TcInput::Bf16, geom }) };
+        let report = predict_tc(&case).unwrap();
+        assert_eq!(report.grid, (3, 1, 1));
+        assert_eq!(report.tensor_flops, 2 * 384 * 64 * 576);
+        assert_eq!(report.bank_conflicts, 0);
     }
 }

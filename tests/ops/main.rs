@@ -6,6 +6,7 @@
 mod gpu_activation;
 mod gpu_channel;
 mod gpu_conv;
+mod gpu_conv_tc;
 mod gpu_dropout;
 mod gpu_elementwise;
 mod gpu_gemm;

@@ -12,6 +12,7 @@
 pub mod cases;
 mod cpu;
 mod node;
+pub mod tc;
 
 pub use node::{describe_window, Conv2d, ConvCfg, ConvPath};
 

@@ -96,6 +96,21 @@ pub fn to_bits(input: TcInput, x: &[f32]) -> Result<Vec<u16>> {
     }
 }
 
+/// A tensor-core launch's operands, each (name, elements needed, alignment in bytes), against the
+/// elements each buffer holds and its address: one error line naming `op` and the first operand
+/// too short or misaligned.
+pub(crate) fn check_operands(op: &str, needs: [(&str, usize, u64); 3], lens: [usize; 3], ptrs: [u64; 3]) -> Result<()> {
+    for (((name, need, align), have), ptr) in needs.into_iter().zip(lens).zip(ptrs) {
+        if have < need {
+            return Err(Error::shape(format!("{op}: {name} holds {have} elements, it needs {need}")));
+        }
+        if !ptr.is_multiple_of(align) {
+            return Err(Error::shape(format!("{op}: {name} at {ptr:#x} is not {align}-byte aligned")));
+        }
+    }
+    Ok(())
+}
+
 /// The shape of one tensor-core product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcGemm {
@@ -139,17 +154,7 @@ impl TcGemm {
         if [m, n, k].iter().any(|&d| d > i32::MAX as usize) || m.div_ceil(TcTile::Rows64.rows()) > 65535 {
             return Err(Error::shape(format!("tensor-core GEMM of {m}x{n}x{k} is too large for one launch")));
         }
-        for ((name, need), have) in [("A", m * k), ("B", k * n), ("C", m * n)].into_iter().zip(lens) {
-            if have < need {
-                return Err(Error::shape(format!("tensor-core GEMM of {m}x{n}x{k}: {name} holds {have} elements, it needs {need}")));
-            }
-        }
-        for ((name, align), ptr) in [("A", 16), ("B", 16), ("C", 8)].into_iter().zip(ptrs) {
-            if !ptr.is_multiple_of(align) {
-                return Err(Error::shape(format!("tensor-core GEMM: {name} at {ptr:#x} is not {align}-byte aligned")));
-            }
-        }
-        Ok(())
+        check_operands(&format!("tensor-core GEMM of {m}x{n}x{k}"), [("A", m * k, 16), ("B", k * n, 16), ("C", m * n, 8)], lens, ptrs)
     }
 
     fn grid(&self, tile: TcTile) -> LaunchConfig {
@@ -195,6 +200,13 @@ pub fn gemm_tc_tf32(gpu: &GpuBackend, shape: TcGemm, tile: Option<TcTile>, a: &G
     shape.launch(gpu, tile, ptrs)
 }
 
+/// gamma_K = K u / (1 - K u) for f32's unit roundoff u: a sum of K exact products accumulated in
+/// f32 is within gamma_K times the sum of their magnitudes (see [`reference`]).
+pub fn f32_accumulation_gamma(k: usize) -> f64 {
+    let ku = k as f64 * F32_UNIT_ROUNDOFF;
+    ku / (1.0 - ku)
+}
+
 /// The CPU reference of the tensor-core GEMM: each element of A B with A and B rounded as the
 /// GPU sees them ([`TcInput::round`]) and the products summed in f64, and the largest error the
 /// GPU's f32 accumulation may add to it.
@@ -211,8 +223,7 @@ pub fn reference(shape: TcGemm, a: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let TcGemm { input, m, n, k } = shape;
     let ra: Vec<f64> = a[..m * k].iter().map(|&x| input.round(x) as f64).collect();
     let rb: Vec<f64> = b[..k * n].iter().map(|&x| input.round(x) as f64).collect();
-    let ku = k as f64 * F32_UNIT_ROUNDOFF;
-    let gamma = ku / (1.0 - ku);
+    let gamma = f32_accumulation_gamma(k);
     let mut values = vec![0.0; m * n];
     let mut bounds = vec![0.0; m * n];
     for i in 0..m {

@@ -1,0 +1,179 @@
+// ferronet: compute_80
+// Tensor-core implicit-GEMM convolution forward, channels-last: y[N,OH,OW,C_out] (f32) =
+// conv(x[N,H,W,C_in], w[C_out,KH,KW,C_in/groups]) with bf16 or f16 inputs (mma.sync m16n8k16)
+// accumulated in f32, any kernel size, stride, padding, dilation and groups.
+//
+// Per group (blockIdx.z) it is the GEMM Y[M,N] = X[M,K] W[N,K]^T with M = N*OH*OW output pixels,
+// N = C_out/groups channels and K = KH*KW*C_in/groups, k = (ki*KW + kj)*Cg + c. Row m of X is
+// the receptive field of pixel m, never stored: each 16-byte chunk of it (8 channels of one tap,
+// contiguous in NHWC) is copied by cp.async straight from x into shared memory, zero-filled
+// (source size 0) where the tap falls in the padding or past K or M. W's rows are the weight's
+// rows as stored. Both operands are k-contiguous, so both tiles are read with plain ldmatrix, and
+// a row of Y is one output pixel's channels: the NHWC output is written in place.
+//
+// A block computes a BM x BN tile of Y with 8 warps (WARPS_M x WARPS_N), each MT*16 rows by 32
+// channels of 16x8 mma tiles whose accumulators stay in registers. K goes in stages of 32 values
+// (64 bytes per row of either tile), filled by the three-stage cp.async pipeline of
+// tensor_core.cuh. Shared rows of 64 bytes are XOR-swizzled in 16-byte chunks (chunk c
+// of row r at c ^ ((r >> 1) & 3)) so that ldmatrix's eight rows of one chunk hit distinct banks.
+//
+// Each thread copies the same chunk column of its rows at every stage, so it keeps the chunk's
+// (tap, channel) position and advances it by 32 values per stage instead of dividing k.
+//
+// Requirements (checked by the launcher, src/ops/conv/tc.rs): C_in/groups a multiple of 8 (a
+// chunk never straddles two taps), x and w 16-byte aligned, y 8-byte aligned.
+
+#include "tensor_core.cuh"
+
+namespace {
+
+constexpr int THREADS = 256, STAGES = 3, CHUNK = 16, ROW_BYTES = 64, BK = 32, WN = 32, NT = WN / 8;
+
+__device__ __forceinline__ unsigned swizzled(int row, int chunk) {
+    return row * ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4);
+}
+
+struct Geometry {
+    int batch, h, w, c, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+};
+
+template <TcIn IN, int MT, int WARPS_M, int WARPS_N>
+__device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned short* wt, float* y, const Geometry& p) {
+    static_assert(WARPS_M * WARPS_N * 32 == THREADS, "8 warps");
+    constexpr int WM = MT * 16, BM = WARPS_M * WM, BN = WARPS_N * WN;
+    constexpr int A_STAGE_BYTES = BM * ROW_BYTES, STAGE_BYTES = A_STAGE_BYTES + BN * ROW_BYTES;
+    constexpr int ROW_CHUNKS = ROW_BYTES / CHUNK;
+    constexpr int ROWS_PER_PASS = THREADS / ROW_CHUNKS;
+    constexpr int A_COPIES = BM / ROWS_PER_PASS, B_COPIES = BN / ROWS_PER_PASS;
+    static_assert(A_COPIES * ROWS_PER_PASS == BM && B_COPIES * ROWS_PER_PASS == BN, "whole copies per thread");
+
+    __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
+    const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / WARPS_N, wn = warp % WARPS_N;
+    const int cg = p.c / p.groups, cog = p.c_out / p.groups;
+    const int k = p.kh * p.kw * cg, m = p.batch * p.oh * p.ow;
+    const int group = blockIdx.z;
+    const int bm = blockIdx.x * BM, bn = blockIdx.y * BN;
+    const int ktiles = (k + BK - 1) / BK;
+
+    // This thread's rows (pixels) of X and their receptive fields' corners; a pixel past M gets
+    // a corner no tap reaches, so its chunks are zero-filled.
+    const int chunk = tid & (ROW_CHUNKS - 1), first_row = tid / ROW_CHUNKS;
+    int image_base[A_COPIES], ih0[A_COPIES], iw0[A_COPIES];
+#pragma unroll
+    for (int r = 0; r < A_COPIES; ++r) {
+        const int pixel = bm + first_row + r * ROWS_PER_PASS;
+        const int ow = pixel % p.ow, oh = (pixel / p.ow) % p.oh, n = pixel / (p.ow * p.oh);
+        image_base[r] = n * p.h * p.w;
+        ih0[r] = pixel < m ? oh * p.sh - p.ph : -0x40000000;
+        iw0[r] = ow * p.sw - p.pw;
+    }
+    // The position of this thread's chunk in K: tap (ki, kj), channel ci of the group.
+    int ki = 0, kj = 0, ci = chunk * (CHUNK / 2);
+    auto normalize = [&]() {
+        while (ci >= cg) {
+            ci -= cg;
+            if (++kj == p.kw) {
+                kj = 0;
+                ++ki;
+            }
+        }
+    };
+    normalize();
+    const unsigned short* xg = x + group * cg;
+    const unsigned short* wg = wt + (size_t)group * cog * k;
+
+    auto load_stage = [&](int stage, int kt) {
+        const unsigned base = smem_base + stage * STAGE_BYTES;
+#pragma unroll
+        for (int r = 0; r < A_COPIES; ++r) {
+            const int ih = ih0[r] + ki * p.dh, iw = iw0[r] + kj * p.dw;
+            const bool inside = ki < p.kh && (unsigned)ih < (unsigned)p.h && (unsigned)iw < (unsigned)p.w;
+            const unsigned short* src = inside ? xg + (size_t)(image_base[r] + ih * p.w + iw) * p.c + ci : x;
+            tc_cp_async16(base + swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside ? CHUNK : 0);
+        }
+        const int gk = kt * BK + chunk * (CHUNK / 2);
+#pragma unroll
+        for (int r = 0; r < B_COPIES; ++r) {
+            const int row = first_row + r * ROWS_PER_PASS, gn = bn + row;
+            const bool inside = gn < cog && gk < k;
+            const unsigned short* src = inside ? wg + (size_t)gn * k + gk : wt;
+            tc_cp_async16(base + A_STAGE_BYTES + swizzled(row, chunk), src, inside ? CHUNK : 0);
+        }
+        ci += BK;
+        normalize();
+    };
+
+    float acc[MT][NT][4];
+    tc_zero(acc);
+
+    // ldmatrix addresses: for X, lanes 0-15 give rows 0-15 of the first 16-byte half of a 16x16
+    // (k) block and lanes 16-31 those of the second (a0..a3 of the mma); for W, lanes 0-7 and
+    // 8-15 give channels 0-7 at the two halves (b0, b1 of the first 8 channels) and lanes 16-31
+    // channels 8-15 likewise.
+    const int a_row = lane & 15, a_half = lane >> 4;
+    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
+
+    auto compute_stage = [&](int stage) {
+        const unsigned a_base = smem_base + stage * STAGE_BYTES;
+        const unsigned b_base = a_base + A_STAGE_BYTES;
+#pragma unroll
+        for (int ks = 0; ks < 2; ++ks) {
+            unsigned af[MT][4];
+#pragma unroll
+            for (int i = 0; i < MT; ++i) tc_ldmatrix_x4(af[i], a_base + swizzled(wm * WM + i * 16 + a_row, 2 * ks + a_half));
+            unsigned bf[NT][2];
+#pragma unroll
+            for (int j = 0; j < NT / 2; ++j) {
+                unsigned r[4];
+                tc_ldmatrix_x4(r, b_base + swizzled(wn * WN + j * 16 + b_row, 2 * ks + b_half));
+                tc_b_fragment_pair(bf, j, r);
+            }
+            tc_mma_tiles<IN>(acc, af, bf);
+        }
+    };
+    tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
+
+    // Lane (g, t) holds rows g and g + 8, channels 2t and 2t + 1 of each 16x8 tile: a float2
+    // where the pair is inside the group and 8-byte aligned (even channels per group).
+    const int g = lane >> 2, t = lane & 3;
+    float* yg = y + group * cog;
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            const int col = bn + wn * WN + j * 8 + 2 * t;
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int row = bm + wm * WM + i * 16 + g + 8 * half;
+                if (row >= m || col >= cog) continue;
+                float* dst = yg + (size_t)row * p.c_out + col;
+                const float v0 = acc[i][j][2 * half], v1 = acc[i][j][2 * half + 1];
+                if (col + 1 < cog && (cog & 1) == 0) {
+                    *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+                } else {
+                    dst[0] = v0;
+                    if (col + 1 < cog) dst[1] = v1;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace
+
+// Pointers to bf16/f16 are raw 16-bit patterns. The suffix is the block tile: output pixels x
+// output channels.
+#define CONV_TC_KERNEL(NAME, IN, MT, WARPS_M, WARPS_N)                                                                           \
+    extern "C" __global__ void __launch_bounds__(THREADS)                                                                       \
+        NAME(const unsigned short* x, const unsigned short* w, float* y, int batch, int h, int wd, int c, int oh, int ow,      \
+             int c_out, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int groups) {                          \
+        const Geometry p{batch, h, wd, c, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups};                               \
+        conv_tc<IN, MT, WARPS_M, WARPS_N>(x, w, y, p);                                                                          \
+    }
+
+CONV_TC_KERNEL(conv_tc_bf16_128x128, TC_BF16, 4, 2, 4)
+CONV_TC_KERNEL(conv_tc_f16_128x128, TC_F16, 4, 2, 4)
+CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
+CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)

@@ -1,0 +1,95 @@
+// The tensor-core building blocks shared by the tensor-core GEMM (gemm_tc.cu) and the implicit-
+// GEMM convolution (conv_tc.cu), compute capability 8.0 and newer: 16-byte cp.async copies,
+// ldmatrix, mma.sync with f32 accumulators, and the multi-stage copy pipeline both run.
+#pragma once
+
+enum TcIn { TC_BF16, TC_F16, TC_TF32 };
+
+// Copies 16 bytes from global to shared memory; the last 16 - src_bytes are zeros (src_bytes 0:
+// no global read at all, for operands past an edge or in a convolution's padding).
+__device__ __forceinline__ void tc_cp_async16(unsigned dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+
+__device__ __forceinline__ void tc_ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void tc_ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+// d += a b for one 16x8 tile: m16n8k16 for bf16/f16 operands, m16n8k8 for tf32.
+template <TcIn IN>
+__device__ __forceinline__ void tc_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    if (IN == TC_BF16) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else if (IN == TC_F16) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    } else {
+        asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    }
+}
+
+// The four 8x8 matrices of one x4 ldmatrix (k 0-7 and 8-15 of columns 0-7, then of columns
+// 8-15) as the b fragments of column tiles 2j and 2j + 1.
+template <int NT>
+__device__ __forceinline__ void tc_b_fragment_pair(unsigned (&bf)[NT][2], int j, const unsigned (&r)[4]) {
+    bf[2 * j][0] = r[0];
+    bf[2 * j][1] = r[1];
+    bf[2 * j + 1][0] = r[2];
+    bf[2 * j + 1][1] = r[3];
+}
+
+// Every pair of a warp's MT row fragments and NT column fragments multiplied into its
+// accumulators.
+template <TcIn IN, int MT, int NT>
+__device__ __forceinline__ void tc_mma_tiles(float (&acc)[MT][NT][4], const unsigned (&a)[MT][4], const unsigned (&b)[NT][2]) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j) tc_mma<IN>(acc[i][j], a[i], b[j]);
+}
+
+template <int MT, int NT>
+__device__ __forceinline__ void tc_zero(float (&acc)[MT][NT][4]) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+}
+
+// The STAGES-stage cp.async pipeline over `ktiles` stages of K: `load(stage, kt)` issues the
+// copies of K stage kt into shared buffer `stage`, and must be called for kt = 0, 1, 2, ... in
+// order; `compute(stage)` multiplies the buffer. One barrier per stage: it follows the wait for
+// stage kt's copies, so every warp sees all of them, and precedes the refill of the buffer of
+// stage kt - 1, which every warp has finished reading. Stages past K commit empty groups, so no
+// copy is left in flight at the end.
+template <int STAGES, class Load, class Compute>
+__device__ __forceinline__ void tc_pipeline(int ktiles, Load& load, Compute& compute) {
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < ktiles) load(s, s);
+        asm volatile("cp.async.commit_group;");
+    }
+    for (int kt = 0; kt < ktiles; ++kt) {
+        asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
+        __syncthreads();
+        const int next = kt + STAGES - 1;
+        if (next < ktiles) load(next % STAGES, next);
+        asm volatile("cp.async.commit_group;");
+        compute(kt % STAGES);
+    }
+}
