@@ -77,9 +77,14 @@ mod with_mpi {
         flags
     }
 
-    fn same_weights_as_one_process(model: &str, sync_bn: bool, name: &str) {
+    /// Two ranks against one process; `bucket_mb` (None: the default 25 MB) sizes the
+    /// gradient buckets. Returns the scratch root (`one`, `two`).
+    fn same_weights_as_one_process(model: &str, sync_bn: bool, bucket_mb: Option<&str>, name: &str) -> std::path::PathBuf {
         let root = scratch_dir(name);
-        let flags = steps(model, sync_bn);
+        let mut flags = steps(model, sync_bn);
+        if let Some(mb) = bucket_mb {
+            flags.extend(["--bucket-mb".to_string(), mb.to_string()]);
+        }
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         succeeded(&train(1, &root.join("one"), &flags), "one process");
         succeeded(&train(2, &root.join("two"), &flags), "two ranks");
@@ -92,16 +97,23 @@ mod with_mpi {
         assert_eq!(one["samples"], two["samples"]);
         let loss = |m: &serde_json::Value| m["val_loss"].as_f64().expect("metrics.json has val_loss");
         assert!((loss(&one) - loss(&two)).abs() <= 1e-5 * loss(&one), "val loss {} against {}", loss(&one), loss(&two));
+        root
     }
 
+    /// Tiny buckets (1 kB: dozens per step, several in flight during backward) sum every
+    /// element as the default single bucket does: the same weights to the bit.
     #[test]
     fn two_ranks_end_with_one_process_weights_without_batch_norm() {
-        same_weights_as_one_process("lenet5", false, "ddp-lenet");
+        let default = same_weights_as_one_process("lenet5", false, None, "ddp-lenet");
+        let tiny = same_weights_as_one_process("lenet5", false, Some("0.001"), "ddp-lenet-tiny-buckets");
+        let (diff, tensor) = largest_relative_difference(&default.join("two"), &tiny.join("two"));
+        assert_eq!(diff, 0.0, "{tensor} differs between bucket sizes");
     }
 
+    /// Batch norm's own all-reduces interleave with the gradient buckets in flight.
     #[test]
     fn two_ranks_with_sync_bn_end_with_one_process_weights() {
-        same_weights_as_one_process("small_cnn", true, "ddp-syncbn");
+        same_weights_as_one_process("small_cnn", true, Some("0.001"), "ddp-syncbn");
     }
 
     /// The judged command: the same final metrics as one process, and one run directory.
