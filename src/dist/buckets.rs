@@ -16,6 +16,14 @@ pub trait GradientHook<G> {
     fn between_nodes(&mut self);
 }
 
+/// Buckets whose sums run on the device itself (NCCL between GPUs), queued on a stream beside
+/// the one backward runs on.
+pub trait DeviceBuckets<G>: GradientHook<G> {
+    /// After backward: starts the last bucket and makes the device's later work wait for every
+    /// sum (the host does not wait). The gradients then hold the sums over the ranks.
+    fn finish(self: Box<Self>) -> Result<BucketCounts>;
+}
+
 /// How one step's gradients went over the ranks (`Executor::last_bucket_counts`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BucketCounts {

@@ -10,8 +10,9 @@
 mod buckets;
 #[cfg(feature = "mpi")]
 mod mpi_group;
+pub mod nccl;
 
-pub use buckets::{BucketCounts, GradientBuckets, GradientHook};
+pub use buckets::{BucketCounts, DeviceBuckets, GradientBuckets, GradientHook};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -230,7 +231,10 @@ impl ProcessGroup {
     /// Waits until every sum of `pending` has completed, at most the group's timeout.
     pub fn wait_all(&self, pending: &mut [PendingSum]) -> Result<()> {
         match &self.inner {
-            Inner::Alone => Ok(()),
+            Inner::Alone => {
+                let _ = pending;
+                Ok(())
+            }
             #[cfg(feature = "mpi")]
             Inner::Mpi(g) => {
                 let mut operations: Vec<&mut mpi_group::Pending> = pending

@@ -28,6 +28,7 @@ use super::plan::{Mode, Plan};
 use super::tape::Value;
 use super::{Buf, Words};
 use crate::device::{ConvWorkspace, Device};
+use crate::dist::nccl::NcclComm;
 use crate::dist::{BucketCounts, ProcessGroup};
 use crate::element::Element;
 use crate::error::{Error, Result};
@@ -551,8 +552,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let logits = if read_logits { Some(self.backend.download(main_logits)?) } else { None };
         drop(losses);
         result.outputs.clear();
-        let mut buckets = self.gradient_averaging.as_ref().map(|a| (a.final_after(), a.start(&self.backend)));
-        let final_gradients = buckets.as_mut().map(|(final_after, hook)| FinalGradients { final_after: *final_after, hook });
+        let mut buckets = match &self.gradient_averaging {
+            Some(averaging) => Some((averaging.final_after(), averaging.start(&self.backend)?)),
+            None => None,
+        };
+        let final_gradients = buckets.as_mut().map(|(final_after, step)| FinalGradients { final_after: *final_after, hook: step.hook() });
         self.input_grad = Backward {
             backend: &self.backend,
             graph: &self.graph,
@@ -566,7 +570,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         }
         .run(result.tape, output_grads)?;
         if let Some((_, buckets)) = buckets {
-            self.last_bucket_counts = Some(buckets.finish(&mut self.grads)?);
+            self.last_bucket_counts = Some(buckets.finish(&self.backend, &mut self.grads)?);
         }
         self.last_peak_bytes = self.backend.memory().peak_bytes;
         Ok(logits)
@@ -639,10 +643,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
 
     /// Averages every training step's gradients over the ranks of `group` (data parallelism:
     /// every rank's batch is an equal slice of the global batch) in buckets of `bucket_bytes`
-    /// whose all-reduce starts during backward, as PyTorch's DDP with bucket_cap_mb. Summed in
-    /// f64 through the host; the gradients keep their buffers.
-    pub fn average_gradients_over(&mut self, group: Arc<ProcessGroup>, bucket_bytes: usize) {
-        self.gradient_averaging = Some(GradientAveraging::new::<E>(group, bucket_bytes, &self.graph));
+    /// whose all-reduce starts during backward, as PyTorch's DDP with bucket_cap_mb: summed in
+    /// f64 through the host over MPI, or with `nccl` (the same ranks' communicator) in device
+    /// memory on a CUDA GPU. The gradients keep their buffers.
+    pub fn average_gradients_over(&mut self, group: Arc<ProcessGroup>, nccl: Option<NcclComm>, bucket_bytes: usize) {
+        self.gradient_averaging = Some(GradientAveraging::new::<E>(group, nccl, bucket_bytes, &self.graph));
     }
 
     /// How the last training step's gradients went over the ranks (None without

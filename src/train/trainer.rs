@@ -4,7 +4,8 @@
 //! NaN/inf handling.
 
 use crate::data::{self, Augment, Dataset, Loader, Shard};
-use crate::dist::ProcessGroup;
+use crate::dist::nccl::NcclComm;
+use crate::dist::{ProcessGroup, Reduction};
 use crate::error::{Error, Result};
 use crate::exec::{
     graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, ResidentBatch,
@@ -286,7 +287,12 @@ impl OnBackend for TrainRun {
             ex.synchronise_batch_norms(group.clone());
         }
         if group.world_size() > 1 {
-            ex.average_gradients_over(group.clone(), config.bucket_bytes()?);
+            // Ranks on CUDA devices (a real driver's, "cuda:N ...") sum in device memory.
+            let nccl = match config.dist_backend.resolve(&device, device.starts_with("cuda:"))? {
+                Reduction::Nccl => Some(NcclComm::join(&group)?),
+                Reduction::Mpi => None,
+            };
+            ex.average_gradients_over(group.clone(), nccl, config.bucket_bytes()?);
         }
         let mut state = match resume {
             None => RunState {

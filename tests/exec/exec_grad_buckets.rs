@@ -36,7 +36,7 @@ fn plain_and_bucketed<E: Element, B: Backend<E>>(
     assert_eq!(plain.last_bucket_counts(), None);
     let want = gradients(&mut plain, graph);
     let mut bucketed = Executor::<E, B>::new(backend(), graph.clone(), 7).unwrap();
-    bucketed.average_gradients_over(Arc::new(ProcessGroup::alone()), bucket_bytes);
+    bucketed.average_gradients_over(Arc::new(ProcessGroup::alone()), None, bucket_bytes);
     let got = gradients(&mut bucketed, graph);
     (want, got, bucketed.last_bucket_counts().expect("a bucketed step counts its buckets"))
 }
