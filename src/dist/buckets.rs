@@ -38,6 +38,9 @@ pub struct BucketCounts {
 /// The parameters of one bucket and how many values each holds, in bucket order.
 type Members = Vec<(usize, usize)>;
 
+/// Each parameter's gradient summed over the ranks, by parameter id.
+pub type SummedGradients = Vec<(usize, Vec<f64>)>;
+
 /// One step's gradient buckets: the one filling and those in flight.
 pub struct GradientBuckets<'g> {
     group: &'g ProcessGroup,
@@ -81,7 +84,7 @@ impl<'g> GradientBuckets<'g> {
 
     /// After backward: starts the last, partly filled bucket, waits for every sum (at most the
     /// group's timeout) and returns each parameter's gradient summed over the ranks.
-    pub fn finish(mut self) -> Result<(Vec<(usize, Vec<f64>)>, BucketCounts)> {
+    pub fn finish(mut self) -> Result<(SummedGradients, BucketCounts)> {
         let started_during_backward = self.in_flight.len();
         if !self.members.is_empty() {
             self.start_filling()?;

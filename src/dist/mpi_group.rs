@@ -102,8 +102,11 @@ impl MpiGroup {
     pub fn wait_all(&self, pending: &mut [&mut Pending], what: &str) -> Result<()> {
         let start = Instant::now();
         loop {
-            // Every one is tested each round, so all of them progress.
-            let done = pending.iter_mut().fold(true, |all, p| p.test() && all);
+            // Every one is tested each round (no short cut), so all of them progress.
+            let mut done = true;
+            for p in pending.iter_mut() {
+                done &= p.test();
+            }
             if done {
                 return Ok(());
             }

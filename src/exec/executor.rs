@@ -556,7 +556,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             Some(averaging) => Some((averaging.final_after(), averaging.start(&self.backend)?)),
             None => None,
         };
-        let final_gradients = buckets.as_mut().map(|(final_after, step)| FinalGradients { final_after: *final_after, hook: step.hook() });
+        let final_gradients = buckets.as_mut().map(|(final_after, step)| FinalGradients { final_after, hook: step.hook() });
         self.input_grad = Backward {
             backend: &self.backend,
             graph: &self.graph,

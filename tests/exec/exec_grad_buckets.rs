@@ -17,8 +17,11 @@ use std::sync::Arc;
 
 const N: usize = 3;
 
+/// Gradients by parameter id.
+type Gradients<E> = Vec<(usize, Vec<E>)>;
+
 /// A training step's gradients, by parameter id.
-fn gradients<E: Element, B: Backend<E>>(ex: &mut Executor<E, B>, graph: &Graph) -> Vec<(usize, Vec<E>)> {
+fn gradients<E: Element, B: Backend<E>>(ex: &mut Executor<E, B>, graph: &Graph) -> Gradients<E> {
     let x: Vec<E> = batch(graph, N, 4).iter().map(|&v| E::from_f64(v)).collect();
     ex.train_step(Batch::Host(&x), &labels(N, graph.num_classes()), &StepOptions { dropout_seed: Some(3), ..StepOptions::default() })
         .unwrap();
@@ -31,7 +34,7 @@ fn plain_and_bucketed<E: Element, B: Backend<E>>(
     backend: impl Fn() -> B,
     graph: &Graph,
     bucket_bytes: usize,
-) -> (Vec<(usize, Vec<E>)>, Vec<(usize, Vec<E>)>, BucketCounts) {
+) -> (Gradients<E>, Gradients<E>, BucketCounts) {
     let mut plain = Executor::<E, B>::new(backend(), graph.clone(), 7).unwrap();
     assert_eq!(plain.last_bucket_counts(), None);
     let want = gradients(&mut plain, graph);
