@@ -88,6 +88,11 @@ pub trait Driver: Send + Sync {
     fn multiprocessor_count(&self) -> usize;
     /// The device's compute capability (major, minor): which kernel modules it loads.
     fn compute_capability(&self) -> (i32, i32);
+    /// The CUDA stream behind `stream` (a `CUstream`), for libraries that queue work on it
+    /// (NCCL); None where there is no CUDA driver (the simulator).
+    fn cuda_stream(&self, _stream: Stream) -> Option<u64> {
+        None
+    }
     /// Creates an event and records it in `stream`.
     fn record_event(&self, stream: Stream) -> Result<EventId>;
     /// Records `event` again, at the current end of `stream`.

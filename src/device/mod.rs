@@ -163,6 +163,19 @@ pub trait Device<E: Element>: Send + Sync {
     fn counters(&self) -> DeviceCounters {
         DeviceCounters::default()
     }
+    /// Data parallelism in device memory: gradient buckets whose sums over the ranks of `comm`
+    /// NCCL runs on a stream beside backward's. Only CUDA GPUs have them.
+    fn nccl_buckets<'a>(
+        &'a self,
+        comm: &'a crate::dist::nccl::NcclComm,
+        bucket_values: usize,
+    ) -> Result<Box<dyn crate::dist::DeviceBuckets<Self::Buf> + 'a>> {
+        let _ = (comm, bucket_values);
+        Err(crate::error::Error::config(format!(
+            "{} cannot all-reduce gradients with NCCL (CUDA GPUs can); give --dist-backend mpi",
+            self.name()
+        )))
+    }
     /// Whether `begin_capture` can record this device's work (GPU devices).
     fn can_capture(&self) -> bool {
         false

@@ -7,11 +7,50 @@
 //! when this process is asked to terminate (mpirun sends SIGTERM to the survivors when a rank
 //! dies), so a dead or hung rank ends the job with an error instead of a hang.
 
+mod buckets;
 #[cfg(feature = "mpi")]
 mod mpi_group;
+pub mod nccl;
+
+pub use buckets::{BucketCounts, DeviceBuckets, GradientBuckets, GradientHook};
 
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// `--dist-backend`: how the ranks of a data-parallel run all-reduce their gradients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DistBackend {
+    /// NCCL when the ranks train on CUDA devices, MPI through the host otherwise.
+    #[default]
+    Auto,
+    /// NCCL between the ranks' GPUs, on the device buffers.
+    Nccl,
+    /// MPI through the host (any device).
+    Mpi,
+}
+
+/// The all-reduce a data-parallel run's gradients go through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    Mpi,
+    Nccl,
+}
+
+impl DistBackend {
+    /// The all-reduce for ranks whose device is `device` (`cuda` true for a CUDA device).
+    pub fn resolve(self, device: &str, cuda: bool) -> Result<Reduction> {
+        match (self, cuda) {
+            (DistBackend::Auto, true) | (DistBackend::Nccl, true) => Ok(Reduction::Nccl),
+            (DistBackend::Auto, false) | (DistBackend::Mpi, _) => Ok(Reduction::Mpi),
+            (DistBackend::Nccl, false) => Err(Error::config(format!(
+                "--dist-backend nccl reduces gradients between CUDA devices, but the ranks train on {device}; \
+                 give --device cuda or --dist-backend mpi"
+            ))),
+        }
+    }
+}
 
 /// The launch this process is part of, read from the environment a launcher sets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +112,37 @@ impl Launch {
         match self {
             Launch::Mpi { local_world, .. } => *local_world,
             _ => 1,
+        }
+    }
+}
+
+/// A sum over the ranks that may still be in flight. Its buffers stay alive until the sum
+/// completes: dropped before that (a timeout, an error), it leaks them instead of freeing memory
+/// MPI may still write to.
+pub struct PendingSum(PendingInner);
+
+enum PendingInner {
+    Done(Vec<f64>),
+    #[cfg(feature = "mpi")]
+    Mpi(mpi_group::Pending),
+}
+
+impl PendingSum {
+    /// Whether the sum has completed; lets MPI move it on (call it between pieces of other work).
+    pub fn test(&mut self) -> bool {
+        match &mut self.0 {
+            PendingInner::Done(_) => true,
+            #[cfg(feature = "mpi")]
+            PendingInner::Mpi(op) => op.test(),
+        }
+    }
+
+    /// The sum, once `ProcessGroup::wait_all` (or `test`) has seen it complete.
+    pub fn into_result(self) -> Vec<f64> {
+        match self.0 {
+            PendingInner::Done(values) => values,
+            #[cfg(feature = "mpi")]
+            PendingInner::Mpi(op) => op.into_result(),
         }
     }
 }
@@ -141,13 +211,41 @@ impl ProcessGroup {
 
     /// Replaces `values` on every rank by their element-wise sum over the ranks.
     pub fn all_reduce_sum(&self, values: &mut [f64]) -> Result<()> {
+        let mut pending = [self.start_sum(values.to_vec())?];
+        self.wait_all(&mut pending)?;
+        let [sum] = pending;
+        values.copy_from_slice(&sum.into_result());
+        Ok(())
+    }
+
+    /// Starts the element-wise sum of `values` over the ranks without waiting for it (every rank
+    /// starts its sums in the same order); `wait_all` completes it.
+    pub fn start_sum(&self, values: Vec<f64>) -> Result<PendingSum> {
+        match &self.inner {
+            Inner::Alone => Ok(PendingSum(PendingInner::Done(values))),
+            #[cfg(feature = "mpi")]
+            Inner::Mpi(g) => Ok(PendingSum(PendingInner::Mpi(g.start_sum(values)?))),
+        }
+    }
+
+    /// Waits until every sum of `pending` has completed, at most the group's timeout.
+    pub fn wait_all(&self, pending: &mut [PendingSum]) -> Result<()> {
         match &self.inner {
             Inner::Alone => {
-                let _ = values;
+                let _ = pending;
                 Ok(())
             }
             #[cfg(feature = "mpi")]
-            Inner::Mpi(g) => g.all_reduce_sum(values),
+            Inner::Mpi(g) => {
+                let mut operations: Vec<&mut mpi_group::Pending> = pending
+                    .iter_mut()
+                    .filter_map(|p| match &mut p.0 {
+                        PendingInner::Mpi(op) => Some(op),
+                        PendingInner::Done(_) => None,
+                    })
+                    .collect();
+                g.wait_all(&mut operations, "an all-reduce")
+            }
         }
     }
 
@@ -231,6 +329,16 @@ mod tests {
         assert_eq!(launch(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap(), Launch::Torchrun { world: 2 });
         let bad = launch(&[("OMPI_COMM_WORLD_RANK", "x"), ("OMPI_COMM_WORLD_SIZE", "2")]).unwrap_err().to_string();
         assert!(bad.contains("OMPI_COMM_WORLD_RANK=x"), "{bad}");
+    }
+
+    #[test]
+    fn auto_takes_nccl_between_cuda_devices_and_mpi_on_the_cpu() {
+        assert_eq!(DistBackend::Auto.resolve("cuda:1", true).unwrap(), Reduction::Nccl);
+        assert_eq!(DistBackend::Auto.resolve("cpu", false).unwrap(), Reduction::Mpi);
+        assert_eq!(DistBackend::Mpi.resolve("cuda:0", true).unwrap(), Reduction::Mpi);
+        assert_eq!(DistBackend::Nccl.resolve("cuda:0", true).unwrap(), Reduction::Nccl);
+        let err = DistBackend::Nccl.resolve("sim", false).unwrap_err().to_string();
+        assert!(err.contains("--dist-backend mpi") && err.contains("sim"), "{err}");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The backward pass: replays the tape in reverse, sending each node's output gradient to its
-//! inputs and its parameters, and freeing every gradient and tape entry once consumed.
+//! inputs and its parameters, and freeing every gradient and tape entry once consumed. In a
+//! data-parallel step it tells each parameter's gradient to the ranks' averaging as soon as no
+//! later node adds to it, so the all-reduce overlaps the rest of backward.
 
 use super::buffer_cache::BufferCache;
 use super::params::{GradStore, ParamStore};
 use super::plan::Plan;
 use super::tape::{Record, Tape, Value};
 use super::Buf;
-use crate::dist::ProcessGroup;
+use crate::dist::{GradientHook, ProcessGroup};
 use crate::element::Element;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, ParamId};
@@ -25,6 +27,15 @@ pub struct Backward<'a, E: Element, B: Backend<E>> {
     pub n: usize,
     /// As `Forward::batch_norm_group`.
     pub batch_norm_group: Option<&'a ProcessGroup>,
+    /// Data parallelism: where each parameter's gradient goes once it is final.
+    pub final_gradients: Option<FinalGradients<'a, Buf<E, B>>>,
+}
+
+/// Where backward tells each parameter's final gradient, and when each is final.
+pub struct FinalGradients<'a, G> {
+    /// Per node: the parameters whose gradient is final once that node's backward has run.
+    pub final_after: &'a [Vec<ParamId>],
+    pub hook: &'a mut dyn GradientHook<G>,
 }
 
 impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
@@ -39,20 +50,35 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         // Gradients of slice-group followers, joined by the leader.
         let mut slice_grads: HashMap<NodeId, Value<E, B>> = HashMap::new();
         for i in (1..count).rev() {
-            let Some(record) = tape[i].take() else { continue };
-            let is_slice = self.graph.nodes[i].op.channel_range().is_some();
-            match grads[i].take() {
-                Some(dy) if is_slice => {
-                    slice_grads.insert(i, dy);
+            if let Some(record) = tape[i].take() {
+                let is_slice = self.graph.nodes[i].op.channel_range().is_some();
+                match grads[i].take() {
+                    Some(dy) if is_slice => {
+                        slice_grads.insert(i, dy);
+                    }
+                    Some(dy) => self.node(i, &dy, record, &mut grads)?,
+                    None => {}
                 }
-                Some(dy) => self.node(i, &dy, record, &mut grads)?,
-                None => {}
+                if is_slice && self.plan.slice_leader[&i] == i {
+                    self.join_slice_group(i, &mut slice_grads, &mut grads)?;
+                }
             }
-            if is_slice && self.plan.slice_leader[&i] == i {
-                self.join_slice_group(i, &mut slice_grads, &mut grads)?;
-            }
+            self.tell_final_gradients(i)?;
         }
         Ok(if self.plan.requires_grad[0] { grads[0].take() } else { None })
+    }
+
+    /// Tells data parallelism the gradients node `i`'s backward finished, and lets the sums
+    /// already in flight progress.
+    fn tell_final_gradients(&mut self, i: NodeId) -> Result<()> {
+        let Some(finals) = &mut self.final_gradients else { return Ok(()) };
+        for &p in &finals.final_after[i] {
+            if let Some(grad) = self.grads.get(p) {
+                finals.hook.gradient_final(p, grad)?;
+            }
+        }
+        finals.hook.between_nodes();
+        Ok(())
     }
 
     /// Runs node `i`'s unit backward; its gradients go to its inputs and parameters.

@@ -16,9 +16,10 @@
 //! `dropout_seed`, read `grad`/`input_grad`, and evaluate perturbed losses with `loss`, which
 //! leaves BN running statistics alone when `update_running_stats` is false.
 
-use super::backward::Backward;
+use super::backward::{Backward, FinalGradients};
 use super::buffer_cache::BufferCache;
 use super::forward::{Forward, ForwardResult};
+use super::grad_average::GradientAveraging;
 use super::memory::plan_memory;
 use super::metrics::{EvalCounts, TrainTotals};
 use super::optim::Optimizer;
@@ -27,7 +28,8 @@ use super::plan::{Mode, Plan};
 use super::tape::Value;
 use super::{Buf, Words};
 use crate::device::{ConvWorkspace, Device};
-use crate::dist::ProcessGroup;
+use crate::dist::nccl::NcclComm;
+use crate::dist::{BucketCounts, ProcessGroup};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::graph::fuse::FuseCounts;
@@ -133,6 +135,10 @@ pub struct Executor<E: Element, B: Backend<E>> {
     train_metrics: Option<Words<E, B>>,
     /// `--sync-bn`: the ranks whose batches training's batch-norm statistics span.
     batch_norm_group: Option<Arc<ProcessGroup>>,
+    /// Data parallelism: the ranks each step's gradients are averaged over.
+    gradient_averaging: Option<GradientAveraging>,
+    /// How the last step's gradients went over the ranks.
+    last_bucket_counts: Option<BucketCounts>,
 }
 
 /// Checks what the executor relies on: node 0 is the only input, every input precedes its
@@ -179,6 +185,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             last_peak_bytes: 0,
             train_metrics: None,
             batch_norm_group: None,
+            gradient_averaging: None,
+            last_bucket_counts: None,
         })
     }
 
@@ -200,7 +208,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let count = FoldCounts { batch_norms: folded.folds.len(), activations: folded.fused_activations };
         let grads = GradStore::new(folded.graph.params.len());
         let graph = folded.graph;
-        Ok((Executor { graph, params, grads, input_grad: None, last_peak_bytes: 0, train_metrics: None, ..self }, count))
+        let gradient_averaging = None;
+        Ok((Executor { graph, params, grads, input_grad: None, last_peak_bytes: 0, train_metrics: None, gradient_averaging, ..self }, count))
     }
 
     /// This model for training with every batch norm -> (residual add) -> activation chain whose
@@ -209,7 +218,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// and fewer tensors kept for backward.
     pub fn fuse_batch_norm_activations(self) -> (Self, FuseCounts) {
         let fused = crate::graph::fuse::fuse_batch_norm_activations(&self.graph);
-        (Executor { graph: fused.graph, ..self }, fused.counts)
+        let gradient_averaging = self.gradient_averaging.map(|a| a.for_graph(&fused.graph));
+        (Executor { graph: fused.graph, gradient_averaging, ..self }, fused.counts)
     }
 
     /// Turns reuse of the executor's own scratch buffers on (the default) or off.
@@ -542,6 +552,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let logits = if read_logits { Some(self.backend.download(main_logits)?) } else { None };
         drop(losses);
         result.outputs.clear();
+        let mut buckets = match &self.gradient_averaging {
+            Some(averaging) => Some((averaging.final_after(), averaging.start(&self.backend)?)),
+            None => None,
+        };
+        let final_gradients = buckets.as_mut().map(|(final_after, step)| FinalGradients { final_after, hook: step.hook() });
         self.input_grad = Backward {
             backend: &self.backend,
             graph: &self.graph,
@@ -551,8 +566,12 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             scratch: &mut self.scratch,
             n,
             batch_norm_group: self.batch_norm_group.as_deref(),
+            final_gradients,
         }
         .run(result.tape, output_grads)?;
+        if let Some((_, buckets)) = buckets {
+            self.last_bucket_counts = Some(buckets.finish(&self.backend, &mut self.grads)?);
+        }
         self.last_peak_bytes = self.backend.memory().peak_bytes;
         Ok(logits)
     }
@@ -622,33 +641,19 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         self.input_grad = None;
     }
 
-    /// Replaces the last training step's gradients by their mean over the ranks of `group`
-    /// (data parallelism: every rank's batch is an equal slice of the global batch, so the mean
-    /// of the ranks' mean gradients is the global batch's). One all-reduce of every gradient,
-    /// summed in f64, through the host; the gradients keep their buffers.
-    pub fn average_gradients(&mut self, group: &ProcessGroup) -> Result<()> {
-        if group.world_size() == 1 {
-            return Ok(());
-        }
-        let ids: Vec<ParamId> = self.grads.ids().collect();
-        let mut flat = Vec::new();
-        let mut lens = Vec::with_capacity(ids.len());
-        for &id in &ids {
-            let grad = self.grads.get(id).expect("ids() lists held gradients");
-            let host = self.backend.download(grad)?;
-            lens.push(host.len());
-            flat.extend(host.into_iter().map(Element::to_f64));
-        }
-        group.all_reduce_sum(&mut flat)?;
-        let scale = 1.0 / group.world_size() as f64;
-        let mut at = 0;
-        for (&id, len) in ids.iter().zip(lens) {
-            let mean: Vec<E> = flat[at..at + len].iter().map(|&v| E::from_f64(v * scale)).collect();
-            at += len;
-            let grad = self.grads.get_mut(id).expect("ids() lists held gradients");
-            self.backend.overwrite(grad, &mean)?;
-        }
-        Ok(())
+    /// Averages every training step's gradients over the ranks of `group` (data parallelism:
+    /// every rank's batch is an equal slice of the global batch) in buckets of `bucket_bytes`
+    /// whose all-reduce starts during backward, as PyTorch's DDP with bucket_cap_mb: summed in
+    /// f64 through the host over MPI, or with `nccl` (the same ranks' communicator) in device
+    /// memory on a CUDA GPU. The gradients keep their buffers.
+    pub fn average_gradients_over(&mut self, group: Arc<ProcessGroup>, nccl: Option<NcclComm>, bucket_bytes: usize) {
+        self.gradient_averaging = Some(GradientAveraging::new::<E>(group, nccl, bucket_bytes, &self.graph));
+    }
+
+    /// How the last training step's gradients went over the ranks (None without
+    /// `average_gradients_over`).
+    pub fn last_bucket_counts(&self) -> Option<BucketCounts> {
+        self.last_bucket_counts
     }
 
     /// Replaces every parameter and buffer by rank 0's: at the start, so all ranks begin from

@@ -12,6 +12,7 @@ pub mod buffer_cache;
 pub mod executor;
 pub mod fold;
 pub mod forward;
+pub mod grad_average;
 pub mod memory;
 pub mod metrics;
 pub mod optim;

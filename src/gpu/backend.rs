@@ -6,6 +6,9 @@ use super::accounting::{Accounting, DriverCall};
 use super::allocator::{CachingAllocator, GraphPoolId};
 use super::copy_stream::CopyStreamUploads;
 use super::graph::GpuGraph;
+use super::nccl_buckets::{NcclBuckets, NcclEvents};
+use crate::dist::nccl::NcclComm;
+use crate::dist::DeviceBuckets;
 use super::staging::PinnedStaging;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig, Stream};
 use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats};
@@ -57,6 +60,8 @@ pub struct GpuBackend {
     kernel_log: Arc<Mutex<Vec<String>>>,
     /// The allocator pool of the graph being captured.
     capture: Arc<Mutex<Option<GraphPoolId>>>,
+    /// The events NCCL gradient buckets order their streams with, made by the first.
+    pub(crate) nccl_events: Arc<Mutex<Option<NcclEvents>>>,
 }
 
 impl GpuBackend {
@@ -71,6 +76,7 @@ impl GpuBackend {
             driver,
             kernel_log: Arc::new(Mutex::new(Vec::new())),
             capture: Arc::new(Mutex::new(None)),
+            nccl_events: Arc::new(Mutex::new(None)),
         }
     }
     /// The driver itself; calls made on it directly are not counted in `counters`.
@@ -226,6 +232,9 @@ impl Device<f32> for GpuBackend {
     }
     fn counters(&self) -> DeviceCounters {
         self.accounting.counters()
+    }
+    fn nccl_buckets<'a>(&'a self, comm: &'a NcclComm, bucket_values: usize) -> Result<Box<dyn DeviceBuckets<GpuBuf<f32>> + 'a>> {
+        Ok(Box::new(NcclBuckets::new(self, comm, bucket_values)?))
     }
     fn can_capture(&self) -> bool {
         true

@@ -310,6 +310,10 @@ impl Driver for CudaDriver {
         self.info.multiprocessors
     }
 
+    fn cuda_stream(&self, stream: Stream) -> Option<u64> {
+        Some(self.cu_stream(stream) as u64)
+    }
+
     fn record_event(&self, stream: Stream) -> Result<EventId> {
         self.bind()?;
         let event = cu::event::create(sys::CUevent_flags::CU_EVENT_DEFAULT).map_err(|e| driver_error("creating an event", e))?;

@@ -10,6 +10,7 @@ pub mod copy_stream;
 pub mod cuda_driver;
 pub mod graph;
 pub mod grid;
+pub mod nccl_buckets;
 pub mod staging;
 
 pub use backend::{GpuBackend, GpuBuf};

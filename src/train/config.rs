@@ -2,6 +2,7 @@
 //! any work, and stored in every checkpoint so `--resume` and `eval` rebuild the same run.
 
 use crate::device::{CudaGraphMode, DeviceRequest};
+use crate::dist::DistBackend;
 use crate::error::{Error, Result};
 use crate::models::parse_input;
 use crate::train::pretrained::NormalizeChoice;
@@ -201,8 +202,9 @@ pub struct TrainConfig {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue from --out's checkpoint.safetensors with its saved configuration. Only --epochs,
-    /// --device, --workers, --quiet, --log-json, --cuda-graph, --skip-nonfinite, --no-fusion and
-    /// --data-dir may change (and are announced); another flag that differs from the saved value is refused.
+    /// --device, --workers, --quiet, --log-json, --cuda-graph, --skip-nonfinite, --no-fusion,
+    /// --data-dir, --collective-timeout, --bucket-mb and --dist-backend may change (and are
+    /// announced); another flag that differs from the saved value is refused.
     #[arg(long)]
     pub resume: bool,
     /// No progress bar or per-epoch lines.
@@ -237,9 +239,26 @@ pub struct TrainConfig {
     #[arg(long, default_value_t = DEFAULT_COLLECTIVE_TIMEOUT, value_name = "SECONDS")]
     #[serde(default = "default_collective_timeout")]
     pub collective_timeout: f64,
+    /// In a data-parallel run: the gradients are averaged in buckets of this many MB, each
+    /// all-reduced as soon as backward has finished its gradients, overlapping the rest of
+    /// backward (PyTorch DDP's bucket_cap_mb).
+    #[arg(long, default_value_t = DEFAULT_BUCKET_MB, value_name = "MB")]
+    #[serde(default = "default_bucket_mb")]
+    pub bucket_mb: f64,
+    /// In a data-parallel run: how the ranks' gradients are all-reduced: auto (NCCL between
+    /// CUDA devices, MPI through the host for CPU ranks), nccl or mpi.
+    #[arg(long, value_enum, default_value_t = DistBackend::Auto)]
+    #[serde(default)]
+    pub dist_backend: DistBackend,
 }
 
 const DEFAULT_COLLECTIVE_TIMEOUT: f64 = 300.0;
+const DEFAULT_BUCKET_MB: f64 = 25.0;
+
+/// Checkpoints written before `--bucket-mb` existed.
+fn default_bucket_mb() -> f64 {
+    DEFAULT_BUCKET_MB
+}
 
 /// Checkpoints written before `--collective-timeout` existed.
 fn default_collective_timeout() -> f64 {
@@ -348,6 +367,15 @@ impl TrainConfig {
         }
     }
 
+    /// `--bucket-mb` in bytes; an impossible value is the error naming it.
+    pub fn bucket_bytes(&self) -> Result<usize> {
+        let bytes = self.bucket_mb * 1e6;
+        match bytes.is_finite() && bytes >= 1.0 {
+            true => Ok(bytes as usize),
+            false => Err(Error::config(format!("--bucket-mb {} must be a positive size of at least one byte", self.bucket_mb))),
+        }
+    }
+
     /// Every check that needs neither the data nor the model; fails on the first impossible value.
     pub fn validate(&self) -> Result<()> {
         self.data.validate()?;
@@ -379,6 +407,7 @@ impl TrainConfig {
         check(self.freeze_all_but != Some(0), || "--freeze-all-but K needs K >= 1 trainable layers".into())?;
         check(self.workers >= 1, || "--workers must be at least 1".into())?;
         self.collective_timeout()?;
+        self.bucket_bytes()?;
         check(!self.resume || self.out.is_some(), || "--resume needs --out DIR of the run to continue".into())?;
         // The schedule checks its own parameters.
         crate::train::schedule::LrSchedule::new(self.schedule_kind(), self.lr, self.warmup_epochs, self.epochs)?;
@@ -445,6 +474,8 @@ mod tests {
             (&["--collective-timeout", "0"][..], "--collective-timeout"),
             (&["--collective-timeout", "nan"][..], "--collective-timeout"),
             (&["--collective-timeout=-5"][..], "--collective-timeout"),
+            (&["--bucket-mb", "0"][..], "--bucket-mb"),
+            (&["--bucket-mb", "inf"][..], "--bucket-mb"),
         ] {
             let msg = invalid(args);
             assert!(msg.contains(needle) && !msg.contains('\n'), "{args:?}: {msg}");

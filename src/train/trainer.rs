@@ -4,7 +4,8 @@
 //! NaN/inf handling.
 
 use crate::data::{self, Augment, Dataset, Loader, Shard};
-use crate::dist::ProcessGroup;
+use crate::dist::nccl::NcclComm;
+use crate::dist::{ProcessGroup, Reduction};
 use crate::error::{Error, Result};
 use crate::exec::{
     graph_obstacle, resolve_graph_mode, Batch, Executor, Mode, Optimizer, OptimizerConfig, OptimizerKind, OptimizerState, ResidentBatch,
@@ -285,6 +286,14 @@ impl OnBackend for TrainRun {
         if sync_bn {
             ex.synchronise_batch_norms(group.clone());
         }
+        if group.world_size() > 1 {
+            // Ranks on CUDA devices (a real driver's, "cuda:N ...") sum in device memory.
+            let nccl = match config.dist_backend.resolve(&device, device.starts_with("cuda:"))? {
+                Reduction::Nccl => Some(NcclComm::join(&group)?),
+                Reduction::Mpi => None,
+            };
+            ex.average_gradients_over(group.clone(), nccl, config.bucket_bytes()?);
+        }
         let mut state = match resume {
             None => RunState {
                 rng: Rng::new(config.seed ^ TRAINER_SEED_SALT),
@@ -411,7 +420,7 @@ impl OnBackend for TrainRun {
                 let step = part.steps_done + 1;
                 stepped = match replayed.takes(&batch, local_batch) {
                     true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
-                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, &group),
+                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault),
                 };
                 if stepped.is_err() {
                     break;
@@ -674,8 +683,8 @@ impl<B: Backend<f32>> ReplayedSteps<B> {
 /// One optimisation step on `batch`; its loss and hits add up on the device. A NaN/inf loss (or
 /// clipped gradient norm) is skipped with --skip-nonfinite, which therefore reads the step's
 /// figures back around each update (small downloads each step); without it, both are found by
-/// the next read of the figures.
-#[allow(clippy::too_many_arguments)]
+/// the next read of the figures. In a data-parallel run the step averages its gradients over
+/// the ranks (`Executor::average_gradients_over`).
 fn train_step<B: Backend<f32>>(
     ex: &mut Executor<f32, B>,
     optimizer: &mut Optimizer<f32, B>,
@@ -684,10 +693,8 @@ fn train_step<B: Backend<f32>>(
     figures: &mut EpochFigures,
     part: &mut PartialEpoch,
     fault: &dyn Fn(usize, &str) -> Error,
-    group: &ProcessGroup,
 ) -> Result<()> {
     ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
-    ex.average_gradients(group)?;
     if figures.skip_nonfinite && figures.read_skips(ex, part, fault)? {
         ex.discard_gradients();
         return Ok(());

@@ -5,6 +5,7 @@
 //! (`.ci/run` installs it); a build without MPI is checked to refuse an mpirun launch clearly.
 
 use ferronet_test_support::cli_run::{ferronet_bin, path_arg, run};
+use ferronet_test_support::emulated_driver::with_emulated_driver;
 use ferronet_test_support::scratch_dir;
 
 use ferronet::train::checkpoint;
@@ -77,9 +78,14 @@ mod with_mpi {
         flags
     }
 
-    fn same_weights_as_one_process(model: &str, sync_bn: bool, name: &str) {
+    /// Two ranks against one process; `bucket_mb` (None: the default 25 MB) sizes the
+    /// gradient buckets. Returns the scratch root (`one`, `two`).
+    fn same_weights_as_one_process(model: &str, sync_bn: bool, bucket_mb: Option<&str>, name: &str) -> std::path::PathBuf {
         let root = scratch_dir(name);
-        let flags = steps(model, sync_bn);
+        let mut flags = steps(model, sync_bn);
+        if let Some(mb) = bucket_mb {
+            flags.extend(["--bucket-mb".to_string(), mb.to_string()]);
+        }
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         succeeded(&train(1, &root.join("one"), &flags), "one process");
         succeeded(&train(2, &root.join("two"), &flags), "two ranks");
@@ -92,16 +98,23 @@ mod with_mpi {
         assert_eq!(one["samples"], two["samples"]);
         let loss = |m: &serde_json::Value| m["val_loss"].as_f64().expect("metrics.json has val_loss");
         assert!((loss(&one) - loss(&two)).abs() <= 1e-5 * loss(&one), "val loss {} against {}", loss(&one), loss(&two));
+        root
     }
 
+    /// Tiny buckets (1 kB: dozens per step, several in flight during backward) sum every
+    /// element as the default single bucket does: the same weights to the bit.
     #[test]
     fn two_ranks_end_with_one_process_weights_without_batch_norm() {
-        same_weights_as_one_process("lenet5", false, "ddp-lenet");
+        let default = same_weights_as_one_process("lenet5", false, None, "ddp-lenet");
+        let tiny = same_weights_as_one_process("lenet5", false, Some("0.001"), "ddp-lenet-tiny-buckets");
+        let (diff, tensor) = largest_relative_difference(&default.join("two"), &tiny.join("two"));
+        assert_eq!(diff, 0.0, "{tensor} differs between bucket sizes");
     }
 
+    /// Batch norm's own all-reduces interleave with the gradient buckets in flight.
     #[test]
     fn two_ranks_with_sync_bn_end_with_one_process_weights() {
-        same_weights_as_one_process("small_cnn", true, "ddp-syncbn");
+        same_weights_as_one_process("small_cnn", true, Some("0.001"), "ddp-syncbn");
     }
 
     /// The judged command: the same final metrics as one process, and one run directory.
@@ -119,6 +132,35 @@ mod with_mpi {
         assert!(top1(&two) > 0.75, "the two ranks learned: top-1 {}", top1(&two));
         let written: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(written.len(), 2, "one run directory per job: {written:?}");
+    }
+
+    /// Two ranks on CUDA devices (the emulated driver's) take NCCL by default; on this machine,
+    /// which has no NCCL library, the job ends with the line saying how to get it, not a panic.
+    /// `--dist-backend nccl` on the CPU is refused naming the way out.
+    #[test]
+    fn cuda_ranks_select_nccl_and_a_missing_library_is_one_line() {
+        if ferronet::dist::nccl::library_present() {
+            return;
+        }
+        let dir = scratch_dir("ddp-nccl").join("run");
+        let mut cmd = Command::new("mpirun");
+        cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", "2"]).arg(ferronet_bin());
+        with_emulated_driver(&mut cmd)
+            .env("FERRONET_EMU_DEVICES", "2")
+            .args(["train", "--device", "cuda", "--quiet", "--model", "lenet5", "--dataset", "synthetic", "--limit", "64"])
+            .args(["--batch-size", "32", "--epochs", "1", "--out", path_arg(&dir)])
+            .stdin(Stdio::null());
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let line = stderr.lines().find(|l| l.starts_with("error: rank")).unwrap_or_else(|| panic!("a rank says why:\n{stderr}"));
+        assert!(line.contains("libnccl.so.2") && line.contains("pip install nvidia-nccl-cu12") && line.contains("--dist-backend mpi"), "{line}");
+
+        let out = train(2, &scratch_dir("ddp-nccl-cpu").join("run"), &["--dist-backend", "nccl", "--limit", "64", "--batch-size", "32"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && !stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("--dist-backend nccl reduces gradients between CUDA devices"), "{stderr}");
     }
 
     /// The pids of `mpirun`'s ranks, by rank, once both have started.
