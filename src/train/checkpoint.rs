@@ -54,6 +54,9 @@ pub struct PartialEpoch {
     pub correct: usize,
     pub seen: usize,
     pub skipped_steps: usize,
+    /// Steps fp16's loss scaling skipped for an overflow (`train::loss_scale`).
+    #[serde(default)]
+    pub overflow_skips: usize,
     /// Wall time spent in those steps.
     pub seconds: f64,
 }

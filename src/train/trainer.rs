@@ -19,6 +19,7 @@ use crate::train::config::{GivenFlags, OptimizerChoice, TrainConfig};
 use crate::train::evaluate::{evaluate_in_group, EvalSetup};
 use crate::train::files::{next_run_dir, CreatedDirs, RunLock};
 use crate::train::history::EpochRecord;
+use crate::train::loss_scale::LossScaler;
 use crate::train::metrics::EvalMetrics;
 use crate::train::model_setup::{freeze_all_but, freeze_backbone, override_dropout};
 use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
@@ -148,6 +149,9 @@ fn validate_for_group(config: &TrainConfig, group: &ProcessGroup) -> Result<()> 
     }
     if config.skip_nonfinite {
         return Err(Error::config("--skip-nonfinite is not available in data-parallel runs yet (the ranks would have to agree on each skip); drop it"));
+    }
+    if config.precision.needs_loss_scaling() {
+        return Err(Error::config("--precision fp16 is not available in data-parallel runs yet (the ranks would have to agree on each loss-scale skip); use bf16"));
     }
     Ok(())
 }
@@ -282,6 +286,12 @@ impl OnBackend for TrainRun {
         // all-reduce), so its chains stay apart.
         let sync_bn = config.sync_bn && group.world_size() > 1;
         let mut ex = fused_unless(config.no_fusion || sync_bn, ex);
+        ex.set_precision(config.precision);
+        // fp16: the scale of every step, from the overflow check the optimiser now makes.
+        let mut scaler = config.precision.needs_loss_scaling().then(|| {
+            optimizer.skip_nonfinite_updates();
+            LossScaler::default()
+        });
         if sync_bn {
             ex.synchronise_batch_norms(group.clone());
         }
@@ -339,6 +349,7 @@ impl OnBackend for TrainRun {
         let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
         let obstacle = match (config.skip_nonfinite, group.world_size() > 1) {
             (true, _) => Some("--skip-nonfinite reads each step's loss back before the update"),
+            _ if scaler.is_some() => Some("--precision fp16 reads each step's overflow check back to set the next loss scale"),
             (_, true) => Some("data-parallel ranks average their gradients between backward and the update"),
             _ => graph_obstacle(ex.backend().can_capture()),
         };
@@ -403,7 +414,7 @@ impl OnBackend for TrainRun {
                     epoch + 1
                 ))
             };
-            let mut figures = EpochFigures::start(&mut ex, &part, config.skip_nonfinite)?;
+            let mut figures = EpochFigures::start(&mut ex, &optimizer, &part, config.skip_nonfinite, scaler.is_some())?;
             let mut last_read = Instant::now();
             let mut stepped = Ok(());
             for batch in loader.skip(resumed_steps) {
@@ -411,7 +422,10 @@ impl OnBackend for TrainRun {
                 let step = part.steps_done + 1;
                 stepped = match replayed.takes(&batch, local_batch) {
                     true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
-                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, &group),
+                    false => {
+                        let scaler = scaler.as_mut();
+                        train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, &group, scaler)
+                    }
                 };
                 if stepped.is_err() {
                     break;
@@ -465,7 +479,8 @@ impl OnBackend for TrainRun {
             let val_start = Instant::now();
             let val = evaluate_in_group(&mut ex, val_set.clone(), &setup, &group)?;
             let val_seconds = val_start.elapsed().as_secs_f64();
-            let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds);
+            let loss_scale = scaler.as_ref().map_or(1.0, LossScaler::scale);
+            let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds, loss_scale);
             let monitored = match config.schedule_kind() {
                 ScheduleKind::Plateau { mode: PlateauMode::Max, .. } => val.top1,
                 _ => val.loss,
@@ -570,11 +585,19 @@ struct EpochFigures {
     device_skips: usize,
     /// The optimiser's count of updates it skipped for a NaN/inf gradient norm, at the last look.
     optimizer_skips: u64,
+    /// fp16's loss scaling owns the optimiser's non-finite count: its skips are overflows.
+    loss_scaling: bool,
 }
 
 impl EpochFigures {
     /// Starts the device's accumulation from what `part` holds (zero, or a resumed epoch's).
-    fn start<B: Backend<f32>>(ex: &mut Executor<f32, B>, part: &PartialEpoch, skip_nonfinite: bool) -> Result<Self> {
+    fn start<B: Backend<f32>>(
+        ex: &mut Executor<f32, B>,
+        optimizer: &Optimizer<f32, B>,
+        part: &PartialEpoch,
+        skip_nonfinite: bool,
+        loss_scaling: bool,
+    ) -> Result<Self> {
         ex.start_train_metrics(&TrainTotals {
             loss_sum: part.loss_sum,
             correct: part.correct,
@@ -583,7 +606,9 @@ impl EpochFigures {
             steps: part.steps_done,
             ..TrainTotals::default()
         })?;
-        Ok(EpochFigures { skip_nonfinite, norm_skips: 0, device_skips: part.skipped_steps, optimizer_skips: 0 })
+        // The optimiser counts over the whole run; new skips are those past this count.
+        let optimizer_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
+        Ok(EpochFigures { skip_nonfinite, norm_skips: 0, device_skips: part.skipped_steps, optimizer_skips, loss_scaling })
     }
 
     /// Reads the device's figures into `part` (one small download). Without --skip-nonfinite a
@@ -599,7 +624,7 @@ impl EpochFigures {
         fault: &dyn Fn(usize, &str) -> Error,
     ) -> Result<()> {
         self.read_skips(ex, part, fault)?;
-        if !self.skip_nonfinite && optimizer.nonfinite_grad_steps(ex.backend())? > 0 {
+        if !self.skip_nonfinite && !self.loss_scaling && optimizer.nonfinite_grad_steps(ex.backend())? > 0 {
             return Err(fault(part.steps_done, "the gradient norm was NaN or inf at this step or before it; lower the learning rate"));
         }
         Ok(())
@@ -685,7 +710,11 @@ fn train_step<B: Backend<f32>>(
     part: &mut PartialEpoch,
     fault: &dyn Fn(usize, &str) -> Error,
     group: &ProcessGroup,
+    scaler: Option<&mut LossScaler>,
 ) -> Result<()> {
+    if let Some(scaler) = &scaler {
+        ex.set_loss_scale(scaler.scale())?;
+    }
     ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
     ex.average_gradients(group)?;
     if figures.skip_nonfinite && figures.read_skips(ex, part, fault)? {
@@ -693,6 +722,15 @@ fn train_step<B: Backend<f32>>(
         return Ok(());
     }
     ex.optimizer_step(optimizer)?;
+    // fp16: the device skipped the update if a gradient overflowed; the scale follows.
+    if let Some(scaler) = scaler {
+        let device_norm_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
+        let overflow = device_norm_skips > figures.optimizer_skips;
+        figures.optimizer_skips = device_norm_skips;
+        scaler.update(overflow);
+        part.overflow_skips += usize::from(overflow);
+        return Ok(());
+    }
     // The device skips an update whose clipped gradient norm is NaN/inf; count it as skipped.
     if figures.skip_nonfinite {
         let device_norm_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
@@ -705,7 +743,7 @@ fn train_step<B: Backend<f32>>(
     Ok(())
 }
 
-fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, val_seconds: f64) -> EpochRecord {
+fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, val_seconds: f64, loss_scale: f64) -> EpochRecord {
     EpochRecord {
         epoch,
         lr,
@@ -718,6 +756,8 @@ fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, v
         val_macro_recall: val.macro_recall,
         val_macro_f1: val.macro_f1,
         skipped_steps: part.skipped_steps,
+        overflow_skips: part.overflow_skips,
+        loss_scale,
         epoch_seconds: part.seconds + val_seconds,
         train_images_per_second: part.seen as f64 / part.seconds,
         inference_ms_per_batch: val.inference_ms_per_batch,
@@ -814,6 +854,8 @@ mod tests {
             val_macro_recall: 0.5,
             val_macro_f1: 0.5,
             skipped_steps: 0,
+            overflow_skips: 0,
+            loss_scale: 1.0,
             epoch_seconds: 1.0,
             train_images_per_second: 1.0,
             inference_ms_per_batch: 1.0,
