@@ -15,7 +15,7 @@ pub const GROWTH_FACTOR: f64 = 2.0;
 pub const BACKOFF_FACTOR: f64 = 0.5;
 pub const GROWTH_INTERVAL: usize = 2000;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossScaler {
     scale: f64,
     growth_interval: usize,

@@ -248,6 +248,8 @@ struct RunState {
     partial: Option<PartialEpoch>,
     /// Where the checkpoint on disk stands ("after epoch 2"), for messages; None before the first.
     checkpoint_at: Option<String>,
+    /// fp16's dynamic loss scaling (checkpointed, so a resumed run continues its scale).
+    loss_scaler: Option<LossScaler>,
 }
 
 /// A run's position for messages: "after epoch N" or "in epoch N after step S".
@@ -287,11 +289,7 @@ impl OnBackend for TrainRun {
         let sync_bn = config.sync_bn && group.world_size() > 1;
         let mut ex = fused_unless(config.no_fusion || sync_bn, ex);
         ex.set_precision(config.precision);
-        // fp16: the scale of every step, from the overflow check the optimiser now makes.
-        let mut scaler = config.precision.needs_loss_scaling().then(|| {
-            optimizer.skip_nonfinite_updates();
-            LossScaler::default()
-        });
+        let new_scaler = || config.precision.needs_loss_scaling().then(LossScaler::default);
         if sync_bn {
             ex.synchronise_batch_norms(group.clone());
         }
@@ -303,6 +301,7 @@ impl OnBackend for TrainRun {
                 epochs_done: 0,
                 partial: None,
                 checkpoint_at: None,
+                loss_scaler: new_scaler(),
             },
             Some(ResumeFrom { tensors, meta, changes }) => {
                 if !quiet {
@@ -325,9 +324,14 @@ impl OnBackend for TrainRun {
                     epochs_done: meta.epochs_done,
                     checkpoint_at: Some(position(meta.epochs_done, meta.partial_epoch.as_ref())),
                     partial: meta.partial_epoch,
+                    loss_scaler: meta.loss_scaler.or_else(new_scaler),
                 }
             }
         };
+        // fp16: each step's scale comes from the overflow check the optimiser now makes.
+        if state.loss_scaler.is_some() {
+            optimizer.skip_nonfinite_updates();
+        }
         // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
         // of an allocation failure inside the first step.
         let workspace = backend.conv_workspace();
@@ -349,7 +353,7 @@ impl OnBackend for TrainRun {
         let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
         let obstacle = match (config.skip_nonfinite, group.world_size() > 1) {
             (true, _) => Some("--skip-nonfinite reads each step's loss back before the update"),
-            _ if scaler.is_some() => Some("--precision fp16 reads each step's overflow check back to set the next loss scale"),
+            _ if state.loss_scaler.is_some() => Some("--precision fp16 reads each step's overflow check back to set the next loss scale"),
             (_, true) => Some("data-parallel ranks average their gradients between backward and the update"),
             _ => graph_obstacle(ex.backend().can_capture()),
         };
@@ -414,7 +418,7 @@ impl OnBackend for TrainRun {
                     epoch + 1
                 ))
             };
-            let mut figures = EpochFigures::start(&mut ex, &optimizer, &part, config.skip_nonfinite, scaler.is_some())?;
+            let mut figures = EpochFigures::start(&mut ex, &optimizer, &part, config.skip_nonfinite, state.loss_scaler.is_some())?;
             let mut last_read = Instant::now();
             let mut stepped = Ok(());
             for batch in loader.skip(resumed_steps) {
@@ -423,7 +427,7 @@ impl OnBackend for TrainRun {
                 stepped = match replayed.takes(&batch, local_batch) {
                     true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
                     false => {
-                        let scaler = scaler.as_mut();
+                        let scaler = state.loss_scaler.as_mut();
                         train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, &group, scaler)
                     }
                 };
@@ -479,7 +483,7 @@ impl OnBackend for TrainRun {
             let val_start = Instant::now();
             let val = evaluate_in_group(&mut ex, val_set.clone(), &setup, &group)?;
             let val_seconds = val_start.elapsed().as_secs_f64();
-            let loss_scale = scaler.as_ref().map_or(1.0, LossScaler::scale);
+            let loss_scale = state.loss_scaler.as_ref().map_or(1.0, LossScaler::scale);
             let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds, loss_scale);
             let monitored = match config.schedule_kind() {
                 ScheduleKind::Plateau { mode: PlateauMode::Max, .. } => val.top1,
@@ -831,6 +835,7 @@ impl Saver<'_> {
             schedule: state.schedule.clone(),
             history: state.history.clone(),
             partial_epoch: state.partial.clone(),
+            loss_scaler: state.loss_scaler.clone(),
         };
         checkpoint::save(&self.path, &tensors, &meta)
     }
