@@ -5,7 +5,7 @@
 /// Top-level modules by layer, lowest first.
 const LAYERS: &[&[&str]] = &[
     &["error"],
-    &["element", "rng", "shape", "tolerance", "dist"],
+    &["element", "precision", "rng", "shape", "tolerance", "dist"],
     &["device"],
     &["cpu", "gpu", "sim"],
     &["ops", "select"],

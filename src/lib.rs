@@ -17,6 +17,7 @@ pub mod graph;
 mod layering;
 pub mod models;
 pub mod ops;
+pub mod precision;
 pub mod rng;
 pub mod select;
 pub mod shape;

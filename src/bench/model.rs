@@ -10,6 +10,7 @@ use crate::exec::{
 };
 use crate::graph::Graph;
 use crate::ops::Backend;
+use crate::precision::Precision;
 use crate::rng::Rng;
 use serde::Serialize;
 
@@ -26,6 +27,9 @@ pub struct ModelBenchOptions {
     /// inference with each batch norm that reads a convolution folded into it, as `eval` and
     /// `predict` run (`--no-fusion` turns both off).
     pub fusion: bool,
+    /// `--precision`: emulated storage (values rounded to the format in f32 buffers), so the
+    /// times include the rounding passes and no 16-bit saving; fp16 without loss scaling.
+    pub precision: Precision,
 }
 
 impl ModelBenchOptions {
@@ -45,6 +49,8 @@ pub struct ModelBenchReport {
     pub model: String,
     pub device: String,
     pub batch: usize,
+    /// The numeric format, emulated (see `ModelBenchOptions::precision`).
+    pub precision: Precision,
     /// Per-sample input [C, H, W].
     pub input: Vec<usize>,
     pub classes: usize,
@@ -125,10 +131,11 @@ impl<B: Backend<f32>> TrainLoop<B> {
         let images: Vec<f32> = (0..batch * per_sample).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
         let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes as u64) as u32).collect();
         let executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
-        let (executor, fused) = match opts.fusion {
+        let (mut executor, fused) = match opts.fusion {
             true => executor.fuse_batch_norm_activations(),
             false => (executor, FuseCounts::default()),
         };
+        executor.set_precision(opts.precision);
         let mut resident = executor.resident_batch(batch)?;
         executor.fill_resident_batch(&mut resident, &images, &labels)?;
         let optimizer = Optimizer::new(OptimizerConfig {
@@ -239,6 +246,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         model,
         device,
         batch: opts.batch,
+        precision: opts.precision,
         input,
         classes,
         parameters,
@@ -286,7 +294,7 @@ fn counters_text(c: &DeviceCounters) -> String {
 pub fn summary_text(r: &ModelBenchReport) -> String {
     let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
     let mut out = format!(
-        "{} on {}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
+        "{} on {}{}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
          training step  {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norm -> activation and {} batch norm -> add -> activation chains fused)\n\
          inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norms folded, {} activations fused)\n\
          peak memory    training {:.1} MiB, inference {:.1} MiB; {:.1} MiB cached, {:.1} MiB held at most\n\
@@ -294,6 +302,10 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
          bench per step {} (its dropout seed and timing synchronisation)\n",
         r.model,
         r.device,
+        match r.precision {
+            Precision::Fp32 => String::new(),
+            p => format!(" at {p} (emulated: f32 buffers holding {p} values)"),
+        },
         r.batch,
         r.input,
         r.classes,

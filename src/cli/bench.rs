@@ -8,6 +8,7 @@ use crate::device::CudaGraphMode;
 use crate::bench::predict::predict_step;
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use crate::select::{self, SelectedDevice};
 use clap::Args;
 
@@ -52,6 +53,10 @@ pub struct BenchArgs {
     /// into the convolutions (as `eval --no-fusion`).
     #[arg(long)]
     pub no_fusion: bool,
+    /// Numeric format as `train --precision`. Emulated storage (f32 buffers holding values
+    /// rounded to the format): the times include the rounding passes and save nothing yet.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// One JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,
@@ -67,6 +72,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         seed: args.seed,
         cuda_graph: args.cuda_graph,
         fusion: !args.no_fusion,
+        precision: args.precision,
     };
     opts.validate()?;
     if args.predict_batch.is_some() && args.device != DeviceRequest::Sim {

@@ -6,6 +6,7 @@ use crate::data;
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::ops::Backend;
+use crate::precision::Precision;
 use crate::train::checkpoint;
 use crate::train::config::{DataConfig, DatasetChoice};
 use crate::train::evaluate::{evaluate, EvalSetup};
@@ -54,6 +55,10 @@ pub struct EvalArgs {
     /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
     #[arg(long)]
     pub no_aux: bool,
+    /// Numeric format of the forward pass, as `train --precision` (emulated storage: f32 buffers
+    /// holding values rounded to the format; no memory is saved yet).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 /// What `ferronet eval` measured.
@@ -85,6 +90,7 @@ struct EvalReport<'a> {
 }
 
 struct EvalRun {
+    precision: Precision,
     batch_size: usize,
     fold_batch_norms: bool,
     workers: usize,
@@ -96,8 +102,9 @@ impl OnBackend for EvalRun {
     type Output = EvalOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<EvalOutcome> {
-        let EvalRun { batch_size, fold_batch_norms, workers, model, dataset } = self;
+        let EvalRun { precision, batch_size, fold_batch_norms, workers, model, dataset } = self;
         let mut ex = model.restore_for_inference(backend, fold_batch_norms)?;
+        ex.set_precision(precision);
         let (set, evaluated_on) = match dataset.test {
             Some(test) => (test, "test"),
             None => (dataset.val, "validation"),
@@ -126,7 +133,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
         _ => from_weights(args)?,
     };
     model.aux_logits &= !args.no_aux;
-    on_device(args.device, EvalRun { batch_size: args.batch_size, fold_batch_norms: !args.no_fusion, workers: args.workers, model, dataset })
+    on_device(args.device, EvalRun { precision: args.precision, batch_size: args.batch_size, fold_batch_norms: !args.no_fusion, workers: args.workers, model, dataset })
 }
 
 /// The --weights model and the --dataset it is evaluated on, whose class names it takes.

@@ -1,10 +1,13 @@
 //! `ferronet gradcheck`: finite-difference gradient checks in f64 on the CPU, or the same ops on
-//! a GPU device (CUDA or the simulator) compared with the verified f64 CPU reference.
+//! a GPU device (CUDA or the simulator) compared with the verified f64 CPU reference; with
+//! `--precision` below fp32, every op as a reduced-precision engine runs it (`gradcheck::precision`).
 
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::device::DeviceRequest;
+use crate::gradcheck::precision::{check_cpu_at, compare_device_at};
 use crate::gradcheck::{compare_device, finite_difference, select_cases, CheckReport, DEVICE_ATOL, DEVICE_RTOL, FD_MAX_REL};
+use crate::precision::Precision;
 use crate::select::{self, SelectedDevice};
 use clap::Args;
 
@@ -17,6 +20,13 @@ pub struct GradcheckArgs {
     /// auto: cuda when present, else cpu.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceRequest,
+    /// fp32 checks as above. tf32, bf16, fp16: each op with its inputs, output and gradients
+    /// rounded to the format as a reduced-precision engine stores them (emulated: f32 buffers
+    /// holding rounded values); a GPU device against the CPU at the same precision, the CPU
+    /// against the exact (f64) op on the same rounded inputs, within atol + rtol*|ref| derived
+    /// from the format's unit roundoff and the reduction length (src/tolerance.rs).
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// One JSON object per check and line (op, config, max_abs_err, max_rel_err, passed).
     #[arg(long)]
     pub json: bool,
@@ -26,10 +36,18 @@ pub fn run(args: GradcheckArgs) -> Result<i32> {
     let cases = select_cases(&args.op)?;
     let cpu = CpuBackend::new();
     let device = select::open(args.device)?;
-    let (device_name, criterion) = match &device {
-        SelectedDevice::Cpu(_) => ("cpu (f64)".to_string(), format!("finite differences, max rel < {FD_MAX_REL:e}")),
-        SelectedDevice::Gpu(gpu) => {
+    let precision = args.precision;
+    let derived = "|err| <= atol + rtol*|ref| from the format's unit roundoff and the reduction length";
+    let (device_name, criterion) = match (&device, precision) {
+        (SelectedDevice::Cpu(_), Precision::Fp32) => ("cpu (f64)".to_string(), format!("finite differences, max rel < {FD_MAX_REL:e}")),
+        (SelectedDevice::Gpu(gpu), Precision::Fp32) => {
             (gpu.driver().name(), format!("vs f64 CPU reference, |err| <= {DEVICE_ATOL:e} + {DEVICE_RTOL:e}*|ref|"))
+        }
+        (SelectedDevice::Cpu(_), p) => {
+            (format!("cpu (f32, {p} storage emulated)"), format!("vs the exact (f64) op on the same {p}-rounded inputs, {derived}"))
+        }
+        (SelectedDevice::Gpu(gpu), p) => {
+            (format!("{} ({p} storage emulated)", gpu.driver().name()), format!("vs the CPU at {p}, {derived}"))
         }
     };
     if !args.json {
@@ -38,9 +56,11 @@ pub fn run(args: GradcheckArgs) -> Result<i32> {
     let mut failed = 0;
     let mut kernels: Vec<String> = Vec::new();
     for case in &cases {
-        let report = match &device {
-            SelectedDevice::Cpu(_) => finite_difference(&cpu, case),
-            SelectedDevice::Gpu(gpu) => compare_device(gpu, &cpu, case),
+        let report = match (&device, precision) {
+            (SelectedDevice::Cpu(_), Precision::Fp32) => finite_difference(&cpu, case),
+            (SelectedDevice::Gpu(gpu), Precision::Fp32) => compare_device(gpu, &cpu, case),
+            (SelectedDevice::Cpu(_), p) => check_cpu_at(&cpu, case, p),
+            (SelectedDevice::Gpu(gpu), p) => compare_device_at(gpu, &cpu, case, p),
         }
         .map_err(|e| e.context(format!("checking {} ({})", case.op, case.config)))?;
         failed += usize::from(!report.passed);

@@ -6,6 +6,7 @@
 use super::buffer_cache::BufferCache;
 use super::params::{GradStore, ParamStore};
 use super::plan::Plan;
+use super::precision::StorageRounding;
 use super::tape::{Record, Tape, Value};
 use super::Buf;
 use crate::dist::{GradientHook, ProcessGroup};
@@ -29,6 +30,9 @@ pub struct Backward<'a, E: Element, B: Backend<E>> {
     pub batch_norm_group: Option<&'a ProcessGroup>,
     /// Data parallelism: where each parameter's gradient goes once it is final.
     pub final_gradients: Option<FinalGradients<'a, Buf<E, B>>>,
+    /// As `Forward::rounding`: rounds each node's complete output gradient and lends the
+    /// rounded weights.
+    pub rounding: &'a StorageRounding<E, B>,
 }
 
 /// Where backward tells each parameter's final gradient, and when each is final.
@@ -56,7 +60,10 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
                     Some(dy) if is_slice => {
                         slice_grads.insert(i, dy);
                     }
-                    Some(dy) => self.node(i, &dy, record, &mut grads)?,
+                    Some(dy) => {
+                        let dy = self.rounding.store_gradient(self.backend, &self.graph.nodes[i].op, dy)?;
+                        self.node(i, &dy, record, &mut grads)?
+                    }
                     None => {}
                 }
                 if is_slice && self.plan.slice_leader[&i] == i {
@@ -87,9 +94,11 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         let Record { inputs: kept, saved } = record;
         let kept: Vec<Option<&Buf<E, B>>> = kept.iter().map(|v| v.as_deref()).collect();
         let inputs = graph.input_shapes(i);
-        let (backend, params, n, batch_norm_group) = (self.backend, self.params, self.n, self.batch_norm_group);
+        let (backend, n, batch_norm_group) = (self.backend, self.n, self.batch_norm_group);
+        let (rounding, master) = (self.rounding, self.params);
+        let params = rounding.params_shared(master);
         let mut sink = NodeGrads { backward: self, node: i, dy, grads };
-        let mut ctx = BackwardCtx { backend, params, n, inputs: &inputs, kept: &kept, saved: &saved, grads: &mut sink, batch_norm_group };
+        let mut ctx = BackwardCtx { backend, params: &params, n, inputs: &inputs, kept: &kept, saved: &saved, grads: &mut sink, batch_norm_group };
         graph.nodes[i].op.backward(&mut ctx, dy)
     }
 

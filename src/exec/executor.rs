@@ -25,6 +25,7 @@ use super::metrics::{EvalCounts, TrainTotals};
 use super::optim::Optimizer;
 use super::params::{GradStore, ParamStore};
 use super::plan::{Mode, Plan};
+use super::precision::StorageRounding;
 use super::tape::Value;
 use super::{Buf, Words};
 use crate::device::{ConvWorkspace, Device};
@@ -39,6 +40,7 @@ use crate::ops::{Input, NodeOp};
 use crate::ops::dropout::step_seed_words;
 use crate::ops::loss::{check_labels, eval_words, train_words};
 use crate::ops::Backend;
+use crate::precision::Precision;
 use crate::rng::Rng;
 use serde::Serialize;
 use std::sync::Arc;
@@ -139,6 +141,11 @@ pub struct Executor<E: Element, B: Backend<E>> {
     gradient_averaging: Option<GradientAveraging>,
     /// How the last step's gradients went over the ranks.
     last_bucket_counts: Option<BucketCounts>,
+    /// `--precision`: what is rounded where (`exec::precision`).
+    rounding: StorageRounding<E, B>,
+    /// The factor the loss is multiplied by before backward (dynamic loss scaling); the
+    /// gradients are divided by it again before the optimiser. 1 without scaling.
+    loss_scale: f64,
 }
 
 /// Checks what the executor relies on: node 0 is the only input, every input precedes its
@@ -187,6 +194,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             batch_norm_group: None,
             gradient_averaging: None,
             last_bucket_counts: None,
+            rounding: StorageRounding::new(Precision::Fp32),
+            loss_scale: 1.0,
         })
     }
 
@@ -209,7 +218,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let grads = GradStore::new(folded.graph.params.len());
         let graph = folded.graph;
         let gradient_averaging = None;
-        Ok((Executor { graph, params, grads, input_grad: None, last_peak_bytes: 0, train_metrics: None, gradient_averaging, ..self }, count))
+        let rounding = StorageRounding::new(self.rounding.precision());
+        Ok((Executor { graph, params, grads, input_grad: None, last_peak_bytes: 0, train_metrics: None, gradient_averaging, rounding, ..self }, count))
     }
 
     /// This model for training with every batch norm -> (residual add) -> activation chain whose
@@ -220,6 +230,25 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let fused = crate::graph::fuse::fuse_batch_norm_activations(&self.graph);
         let gradient_averaging = self.gradient_averaging.map(|a| a.for_graph(&fused.graph));
         (Executor { graph: fused.graph, gradient_averaging, ..self }, fused.counts)
+    }
+
+    /// Runs every later step and evaluation at `precision` (emulated storage: values rounded to
+    /// the format in f32 buffers, see `exec::precision`).
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.rounding = StorageRounding::new(precision);
+    }
+    pub fn precision(&self) -> Precision {
+        self.rounding.precision()
+    }
+
+    /// Multiplies the loss of the next training steps by `scale` before backward and divides
+    /// their parameter gradients by it after (dynamic loss scaling, `train::loss_scale`).
+    pub fn set_loss_scale(&mut self, scale: f64) -> Result<()> {
+        if !(scale > 0.0 && scale.is_finite()) {
+            return Err(Error::config(format!("loss scale {scale} must be a positive finite number")));
+        }
+        self.loss_scale = scale;
+        Ok(())
     }
 
     /// Turns reuse of the executor's own scratch buffers on (the default) or off.
@@ -283,7 +312,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
 
     /// Device bytes a step with `batch` samples is planned to need at its peak: parameters,
     /// gradients, activations by liveness and the tape, convolution workspace as `workspace`
-    /// says, and the metrics words. Optimiser state comes on top
+    /// says, the metrics words and, at reduced precision, the rounded weight copies (tf32's
+    /// rounded operand copies are not counted). Optimiser state comes on top
     /// (`Optimizer::state_bytes`).
     pub fn planned_peak_bytes(&self, batch: usize, mode: Mode, workspace: ConvWorkspace) -> Result<usize> {
         let plan = self.plan(mode, false);
@@ -291,7 +321,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             self.params.is_trainable(p)
         })?;
         let metric_words = train_words::LEN + batch + if mode == Mode::Eval { eval_words::len(self.graph.num_classes()) } else { 0 };
-        Ok(self.params.bytes() + activations.peak + 4 * metric_words)
+        let weight_copies = self.rounding.weight_copy_bytes(&self.graph, &self.params);
+        Ok(self.params.bytes() + weight_copies + activations.peak + 4 * metric_words)
     }
 
     /// Checks before running that a step with `batch` samples fits in `free_bytes` of device
@@ -371,6 +402,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         update_running_stats: bool,
         step_seed: Option<&Words<E, B>>,
     ) -> Result<ForwardResult<E, B>> {
+        self.rounding.refresh_weights(&self.backend, &self.graph, &self.params)?;
         Forward {
             backend: &self.backend,
             graph: &self.graph,
@@ -381,6 +413,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             update_running_stats,
             step_seed,
             batch_norm_group: self.batch_norm_group.as_deref(),
+            rounding: &self.rounding,
         }
         .run(input)
     }
@@ -403,8 +436,10 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             }
             let classes = numel(&self.graph.nodes[out.node].shape);
             let (loss, mut dlogits) = self.backend.softmax_cross_entropy(logits, labels, n, classes, label_smoothing)?;
-            if out.loss_weight != 1.0 {
-                self.backend.scale(<E as Element>::from_f64(out.loss_weight), &mut dlogits)?;
+            // The gradient of loss_scale * loss_weight * loss.
+            let factor = out.loss_weight * self.loss_scale;
+            if factor != 1.0 {
+                self.backend.scale(<E as Element>::from_f64(factor), &mut dlogits)?;
             }
             losses.push((out.loss_weight, loss));
             output_grads.push((out.node, dlogits));
@@ -567,13 +602,31 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             n,
             batch_norm_group: self.batch_norm_group.as_deref(),
             final_gradients,
+            rounding: &self.rounding,
         }
         .run(result.tape, output_grads)?;
         if let Some((_, buckets)) = buckets {
             self.last_bucket_counts = Some(buckets.finish(&self.backend, &mut self.grads)?);
         }
+        self.finish_param_grads()?;
         self.last_peak_bytes = self.backend.memory().peak_bytes;
         Ok(logits)
+    }
+
+    /// The parameter gradients as the optimiser takes them: the GEMM weights' rounded to the
+    /// format (bf16/fp16), then every one divided by the loss scale (in f32, where an fp16
+    /// overflow stays infinite for the optimiser's non-finite check to find).
+    fn finish_param_grads(&mut self) -> Result<()> {
+        self.rounding.store_param_grads(&self.backend, &mut self.grads)?;
+        if self.loss_scale != 1.0 {
+            let unscale = <E as Element>::from_f64(1.0 / self.loss_scale);
+            let ids: Vec<ParamId> = self.grads.ids().collect();
+            for id in ids {
+                let grad = self.grads.get_mut(id).expect("ids() lists held gradients");
+                self.backend.scale(unscale, grad)?;
+            }
+        }
+        Ok(())
     }
 
     /// The training-mode loss of a batch without backward or a tape (gradient checks); reads

@@ -4,6 +4,7 @@
 use super::buffer_cache::BufferCache;
 use super::params::ParamStore;
 use super::plan::{Mode, Plan, KEPT_TO_END};
+use super::precision::StorageRounding;
 use super::tape::{Record, Tape, Value};
 use super::Words;
 use crate::dist::ProcessGroup;
@@ -28,6 +29,8 @@ pub struct Forward<'a, E: Element, B: Backend<E>> {
     pub step_seed: Option<&'a Words<E, B>>,
     /// Train mode with `--sync-bn`: the ranks batch norm's statistics span.
     pub batch_norm_group: Option<&'a ProcessGroup>,
+    /// What the run's precision rounds (`exec::precision`); its weight copies are fresh.
+    pub rounding: &'a StorageRounding<E, B>,
 }
 
 /// What a forward pass leaves behind: the values of the plan's outputs and the tape.
@@ -43,13 +46,16 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
         let mut tape: Tape<E, B> = (0..count).map(|_| None).collect();
         // Slices split by their group's leader, waiting for their own turn.
         let mut split_pieces: HashMap<NodeId, Value<E, B>> = HashMap::new();
-        values[0] = Some(input);
+        values[0] = Some(self.rounding.store_input(self.backend, input)?);
 
         for i in 1..count {
             if !self.plan.live[i] {
                 continue;
             }
             let node = &self.graph.nodes[i];
+            // A computing node's inputs as it read them (rounded GEMM operands at tf32): what
+            // its backward must see.
+            let mut operands: Option<Vec<Value<E, B>>> = None;
             let (value, saved) = if let Some(piece) = split_pieces.remove(&i) {
                 (piece, Saved::None)
             } else {
@@ -63,7 +69,9 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
                 } else if node.op.channel_range().is_some() {
                     (self.split_group(i, &xs[0], &mut split_pieces)?, Saved::None)
                 } else {
-                    let (y, saved) = self.node(i, &xs)?;
+                    let xs = operands.insert(self.rounding.operands(self.backend, &node.op, xs)?);
+                    let (mut y, saved) = self.node(i, xs)?;
+                    self.rounding.store_output(self.backend, &mut y)?;
                     (Arc::new(y), saved)
                 }
             };
@@ -72,7 +80,12 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
                     .inputs
                     .iter()
                     .zip(&self.plan.saved_inputs[i])
-                    .map(|(&j, &keep)| if keep { values[j].clone() } else { None })
+                    .enumerate()
+                    .map(|(k, (&j, &keep))| match (keep, &operands) {
+                        (false, _) => None,
+                        (true, Some(xs)) => Some(xs[k].clone()),
+                        (true, None) => values[j].clone(),
+                    })
                     .collect();
                 tape[i] = Some(Record { inputs, saved });
             }
@@ -124,9 +137,10 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
         let graph = self.graph;
         let inputs = graph.input_shapes(i);
         let bufs: Vec<&crate::exec::Buf<E, B>> = xs.iter().map(|v| &**v).collect();
+        let mut params = self.rounding.params(&mut *self.params);
         let mut ctx = ForwardCtx {
             backend: self.backend,
-            params: &mut *self.params,
+            params: &mut params,
             scratch: &mut *self.scratch,
             n: self.n,
             inputs: &inputs,

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod optim;
 pub mod params;
 pub mod plan;
+pub mod precision;
 pub mod replay;
 pub mod tape;
 

@@ -108,6 +108,9 @@ pub struct Optimizer<E: Element, B: Backend<E>> {
     adam_steps: Option<(Words<E, B>, Vec<u64>)>,
     /// The parameters the last step updated (those a replay of it updates).
     last_stepped: Vec<ParamId>,
+    /// Check every step's gradient norm even without clipping, skipping a non-finite one
+    /// (dynamic loss scaling's overflow check).
+    check_nonfinite: bool,
 }
 
 /// The host's step counts before a step, to go back to if its capture is abandoned.
@@ -116,7 +119,22 @@ pub struct StepCounts(Vec<(ParamId, u64)>);
 impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     pub fn new(config: OptimizerConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Optimizer { config, state: BTreeMap::new(), table: None, clip: None, adam_steps: None, last_stepped: Vec::new() })
+        Ok(Optimizer {
+            config,
+            state: BTreeMap::new(),
+            table: None,
+            clip: None,
+            adam_steps: None,
+            last_stepped: Vec::new(),
+            check_nonfinite: false,
+        })
+    }
+
+    /// From now on every step checks the global gradient norm on the device, without clipping
+    /// unless configured: an update with a NaN/inf gradient is skipped and counted
+    /// (`nonfinite_grad_steps`), as dynamic loss scaling needs.
+    pub fn skip_nonfinite_updates(&mut self) {
+        self.check_nonfinite = true;
     }
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
@@ -231,7 +249,9 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             .collect();
         backend.sync_table(&mut self.table, &slots)?;
         let table = self.table.as_ref().expect("sync_table builds the table");
-        let clip = match self.config.clip_grad_norm {
+        // Without clipping, an infinite bound checks the norm and scales by 1.
+        let bound = self.config.clip_grad_norm.or(self.check_nonfinite.then_some(f64::INFINITY));
+        let clip = match bound {
             Some(max_norm) => {
                 let clip = match &mut self.clip {
                     Some(clip) => clip,

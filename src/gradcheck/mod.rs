@@ -2,6 +2,16 @@
 //! finite differences of its forward. On a GPU device (real or simulated), the device's forward
 //! and backward in f32 are compared with the f64 CPU reference (whose gradients the finite
 //! differences have verified) under `atol + rtol * |ref|`.
+//!
+//! At a reduced precision (`--precision`, see [`precision`]) each op runs as a reduced-precision
+//! engine runs it (emulated storage): its inputs and dy rounded to the format, f32 arithmetic,
+//! its output and gradients stored rounded (at bf16/fp16; at tf32 only convolution and linear
+//! operands are rounded). A GPU device is compared with the CPU doing the same under the
+//! tolerance derived in `crate::tolerance` (two rounded results one format step apart at most);
+//! the CPU itself is compared with the exact (f64) op on the same rounded inputs, so the check
+//! says that the emulation's results are the exact ones rounded once.
+
+pub mod precision;
 
 pub mod cases;
 

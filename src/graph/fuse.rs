@@ -3,6 +3,8 @@
 //! kept for backward, and the backward folds the activation's derivative into batch norm's. A
 //! chain is fused only when nothing else reads its batch norm's output or its sum. Parameters
 //! keep their ids, so the fused graph trains, saves and loads the same parameters as its source.
+//! At bf16/fp16 a fused node's output is rounded once, where it is stored; the unfused chain
+//! rounds each of its stored outputs (`exec::precision`), so the two differ by rounding there.
 
 use super::{Graph, Node, NodeId};
 use crate::ops::{BatchNormAct, Op};

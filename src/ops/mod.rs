@@ -42,4 +42,5 @@ node_ops! {
     view => [Input, Flatten] + cases,
     optim: OptimOps => [] + cases,
     reduce: ReduceOps => [],
+    precision: PrecisionOps => [],
 }

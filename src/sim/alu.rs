@@ -556,11 +556,37 @@ fn h2f<const BF: bool>(v: u64) -> f32 {
 /// An f64 rounded to the nearest 16-bit float.
 #[inline(always)]
 fn d2h<const BF: bool>(v: f64) -> u64 {
-    if BF {
-        half::bf16::from_f64(v).to_bits() as u64
+    h16_nearest(v, BF) as u64
+}
+
+/// The bits of the f16 (bf16 when `bf`) nearest `x`, ties to even. Not half's `from_f64`: it
+/// rounds on the upper 32 bits of the f64 alone, so an f32 value one ulp above a tie (whose low
+/// bit lies in the lower word) rounds as the tie. Through f32 instead: rounding to f32 with
+/// round-to-odd keeps 13 or more bits beyond either format's last one and a sticky last bit,
+/// so half's (correct) f32 rounding of it is the correct rounding of `x`.
+fn h16_nearest(x: f64, bf: bool) -> u16 {
+    let f = f64_to_f32_round_odd(x);
+    if bf {
+        half::bf16::from_f32(f).to_bits()
     } else {
-        half::f16::from_f64(v).to_bits() as u64
+        half::f16::from_f32(f).to_bits()
     }
+}
+
+/// `x` rounded to f32 toward zero, with the last bit set when that was inexact (round to odd);
+/// magnitudes beyond f32's largest finite stay finite (odd) so that the next rounding overflows.
+fn f64_to_f32_round_odd(x: f64) -> f32 {
+    let nearest = x as f32;
+    if x.is_nan() || x.is_infinite() || nearest as f64 == x {
+        return nearest;
+    }
+    let toward_zero = if nearest.is_infinite() || (nearest as f64).abs() > x.abs() {
+        // One step toward zero on the sign-magnitude bits (infinity steps to the largest finite).
+        f32::from_bits(nearest.to_bits() - 1)
+    } else {
+        nearest
+    };
+    f32::from_bits(toward_zero.to_bits() | 1)
 }
 
 /// f16/bf16 add, sub, mul, min, max: computed in f64 (exact for sums and products of 16-bit
@@ -916,7 +942,7 @@ pub fn convert(s: &CvtSpec, a: u64) -> u64 {
             };
             let x = if s.sat { if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) } } else { x };
             let bf = s.dst == Ty::Bf16;
-            let nearest = if bf { half::bf16::from_f64(x).to_bits() } else { half::f16::from_f64(x).to_bits() };
+            let nearest = h16_nearest(x, bf);
             redirect_h16(nearest, x, s.float_rnd, bf) as u64
         }
     }
@@ -1008,6 +1034,22 @@ mod tests {
                 assert_eq!(f(a, b, 0x8F94 | sel as u64), w, "mode {} selector {sel}", row + 1);
             }
         }
+    }
+
+    #[test]
+    fn sixteen_bit_rounding_sees_bits_below_the_upper_word() {
+        // One f32 ulp above a bf16 tie: the deciding bit is in the f64's lower 32 bits.
+        let above_tie = f32::from_bits(0x3f80_8001) as f64;
+        assert_eq!(h16_nearest(above_tie, true), 0x3f81);
+        assert_eq!(h16_nearest(f32::from_bits(0x3f80_8000) as f64, true), 0x3f80, "the tie goes to even");
+        // f16: 1 + 2^-11 is a tie, one f32 ulp above it rounds up.
+        assert_eq!(h16_nearest(1.0 + 2f64.powi(-11) + 2f64.powi(-23), false), 0x3c01);
+        assert_eq!(h16_nearest(1.0 + 2f64.powi(-11), false), 0x3c00);
+        // An f64 just above a tie, beyond f32's precision, and overflow.
+        assert_eq!(h16_nearest(1.0 + 2f64.powi(-11) + 2f64.powi(-40), false), 0x3c01);
+        assert_eq!(h16_nearest(65520.0, false), 0x7c00);
+        assert_eq!(h16_nearest(1e300, true), 0x7f80);
+        assert_eq!(h16_nearest(-1e300, false), 0xfc00);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::train::config::TrainConfig;
 use crate::train::files::write_atomic;
 use crate::train::history::EpochRecord;
+use crate::train::loss_scale::LossScaler;
 use crate::train::schedule::LrSchedule;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub struct CheckpointMeta {
     pub history: Vec<EpochRecord>,
     /// Set when the run was interrupted inside epoch `epochs_done + 1`.
     pub partial_epoch: Option<PartialEpoch>,
+    /// fp16's loss scaling where the run stopped (None for other precisions and older files).
+    #[serde(default)]
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// How far an interrupted epoch got, so a resumed run replays it exactly.
@@ -54,6 +58,9 @@ pub struct PartialEpoch {
     pub correct: usize,
     pub seen: usize,
     pub skipped_steps: usize,
+    /// Steps fp16's loss scaling skipped for an overflow (`train::loss_scale`).
+    #[serde(default)]
+    pub overflow_skips: usize,
     /// Wall time spent in those steps.
     pub seconds: f64,
 }
@@ -138,6 +145,7 @@ mod tests {
             schedule,
             history: vec![],
             partial_epoch: Some(PartialEpoch { seed: u64::MAX - 1, steps_done: 3, loss_sum: 0.1 + 0.2, ..Default::default() }),
+            loss_scaler: Some(LossScaler::new(8192.0, 2000)),
         };
         let tensors = vec![
             NamedTensor { name: "conv1.weight".into(), shape: vec![2, 1, 1, 1], data: vec![0.1, -3.5e-8] },

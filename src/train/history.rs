@@ -20,6 +20,12 @@ pub struct EpochRecord {
     pub val_macro_f1: f64,
     /// Steps skipped because their loss was NaN/inf (`--skip-nonfinite`).
     pub skipped_steps: usize,
+    /// Steps fp16's dynamic loss scaling skipped because a gradient overflowed.
+    #[serde(default)]
+    pub overflow_skips: usize,
+    /// The loss scale at the end of the epoch (1 without loss scaling).
+    #[serde(default = "no_loss_scale")]
+    pub loss_scale: f64,
     /// Wall time of the epoch's training steps and its validation pass.
     pub epoch_seconds: f64,
     /// Training images per second over the epoch's steps.
@@ -28,8 +34,14 @@ pub struct EpochRecord {
     pub inference_ms_per_batch: f64,
 }
 
-/// The columns of history.csv, in order.
-pub const HISTORY_COLUMNS: [&str; 14] = [
+/// Records written before loss scaling existed.
+fn no_loss_scale() -> f64 {
+    1.0
+}
+
+/// The columns of history.csv, in order. Files written before the last two existed (14
+/// columns) read with no overflow skips and a loss scale of 1.
+pub const HISTORY_COLUMNS: [&str; 16] = [
     "epoch",
     "lr",
     "train_loss",
@@ -44,14 +56,19 @@ pub const HISTORY_COLUMNS: [&str; 14] = [
     "epoch_seconds",
     "train_images_per_second",
     "inference_ms_per_batch",
+    "overflow_skips",
+    "loss_scale",
 ];
+
+/// How many columns history.csv had before `overflow_skips` and `loss_scale`.
+const OLD_COLUMNS: usize = 14;
 
 impl EpochRecord {
     /// The record's values in [`HISTORY_COLUMNS`] order. Shortest round-trip formatting, so the
     /// CSV holds exactly the values computed.
     fn csv_row(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.epoch,
             self.lr,
             self.train_loss,
@@ -65,7 +82,9 @@ impl EpochRecord {
             self.skipped_steps,
             self.epoch_seconds,
             self.train_images_per_second,
-            self.inference_ms_per_batch
+            self.inference_ms_per_batch,
+            self.overflow_skips,
+            self.loss_scale
         )
     }
 }
@@ -74,17 +93,20 @@ impl EpochRecord {
 pub fn parse_history_csv(text: &str) -> std::result::Result<Vec<EpochRecord>, String> {
     let mut lines = text.lines();
     let header = HISTORY_COLUMNS.join(",");
-    if lines.next() != Some(header.as_str()) {
-        return Err(format!("its first line is not the header `{header}`"));
-    }
+    let columns = match lines.next() {
+        Some(h) if h == header => HISTORY_COLUMNS.len(),
+        Some(h) if h == HISTORY_COLUMNS[..OLD_COLUMNS].join(",") => OLD_COLUMNS,
+        _ => return Err(format!("its first line is not the header `{header}`")),
+    };
     lines
         .enumerate()
         .map(|(row, line)| {
             let cells: Vec<&str> = line.split(',').collect();
             let bad = |column: usize| format!("row {} has no number in column {}", row + 1, HISTORY_COLUMNS[column]);
-            if cells.len() != HISTORY_COLUMNS.len() {
-                return Err(format!("row {} has {} columns, not {}", row + 1, cells.len(), HISTORY_COLUMNS.len()));
+            if cells.len() != columns {
+                return Err(format!("row {} has {} columns, not {columns}", row + 1, cells.len()));
             }
+            let newer = columns > OLD_COLUMNS;
             let real = |column: usize| cells[column].parse::<f64>().map_err(|_| bad(column));
             let count = |column: usize| cells[column].parse::<usize>().map_err(|_| bad(column));
             Ok(EpochRecord {
@@ -102,6 +124,8 @@ pub fn parse_history_csv(text: &str) -> std::result::Result<Vec<EpochRecord>, St
                 epoch_seconds: real(11)?,
                 train_images_per_second: real(12)?,
                 inference_ms_per_batch: real(13)?,
+                overflow_skips: if newer { count(14)? } else { 0 },
+                loss_scale: if newer { real(15)? } else { 1.0 },
             })
         })
         .collect()
@@ -163,6 +187,8 @@ mod tests {
             val_macro_recall: 0.7,
             val_macro_f1: 0.74,
             skipped_steps: 0,
+            overflow_skips: 2,
+            loss_scale: 32768.0,
             epoch_seconds: 1.5,
             train_images_per_second: 1000.0,
             inference_ms_per_batch: 2.5,
@@ -171,7 +197,7 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].split(',').count(), HISTORY_COLUMNS.len());
-        assert_eq!(lines[2], "2,0.1,0.5,0.75,0.25,0.875,1,0.8,0.7,0.74,0,1.5,1000,2.5");
+        assert_eq!(lines[2], "2,0.1,0.5,0.75,0.25,0.875,1,0.8,0.7,0.74,0,1.5,1000,2.5,2,32768");
         let nan_loss = EpochRecord { epoch: 3, val_loss: f64::NAN, ..record.clone() };
         let read = parse_history_csv(&history_csv(&[record.clone(), nan_loss])).unwrap();
         assert_eq!(read[0], record);
@@ -179,6 +205,9 @@ mod tests {
         assert!(parse_history_csv("epoch,lr\n1,0.1\n").unwrap_err().contains("header"));
         let short = format!("{}\n1,0.1\n", HISTORY_COLUMNS.join(","));
         assert!(parse_history_csv(&short).unwrap_err().contains("row 1 has 2 columns"));
+        let old = format!("{}\n1,0.1,0.5,0.75,0.25,0.875,1,0.8,0.7,0.74,0,1.5,1000,2.5\n", HISTORY_COLUMNS[..OLD_COLUMNS].join(","));
+        let read = parse_history_csv(&old).unwrap();
+        assert_eq!(read[0], EpochRecord { epoch: 1, overflow_skips: 0, loss_scale: 1.0, ..record.clone() });
 
         let m = ConfusionMatrix::from_counts(2, vec![3, 1, 0, 4]);
         let names = vec!["T-shirt/top".to_string(), "a,b".to_string()];

@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod files;
 pub mod history;
 pub mod interrupt;
+pub mod loss_scale;
 pub mod lr_find;
 pub mod metrics;
 pub mod model_setup;

@@ -20,6 +20,7 @@ use crate::train::config::{GivenFlags, OptimizerChoice, TrainConfig};
 use crate::train::evaluate::{evaluate_in_group, EvalSetup};
 use crate::train::files::{next_run_dir, CreatedDirs, RunLock};
 use crate::train::history::EpochRecord;
+use crate::train::loss_scale::LossScaler;
 use crate::train::metrics::EvalMetrics;
 use crate::train::model_setup::{freeze_all_but, freeze_backbone, override_dropout};
 use crate::train::outputs::{class_breakdown, write_final, write_history, FinalMetrics, ModelTotals};
@@ -150,6 +151,9 @@ fn validate_for_group(config: &TrainConfig, group: &ProcessGroup) -> Result<()> 
     if config.skip_nonfinite {
         return Err(Error::config("--skip-nonfinite is not available in data-parallel runs yet (the ranks would have to agree on each skip); drop it"));
     }
+    if config.precision.needs_loss_scaling() {
+        return Err(Error::config("--precision fp16 is not available in data-parallel runs yet (the ranks would have to agree on each loss-scale skip); use bf16"));
+    }
     Ok(())
 }
 
@@ -245,6 +249,8 @@ struct RunState {
     partial: Option<PartialEpoch>,
     /// Where the checkpoint on disk stands ("after epoch 2"), for messages; None before the first.
     checkpoint_at: Option<String>,
+    /// fp16's dynamic loss scaling (checkpointed, so a resumed run continues its scale).
+    loss_scaler: Option<LossScaler>,
 }
 
 /// A run's position for messages: "after epoch N" or "in epoch N after step S".
@@ -283,6 +289,8 @@ impl OnBackend for TrainRun {
         // all-reduce), so its chains stay apart.
         let sync_bn = config.sync_bn && group.world_size() > 1;
         let mut ex = fused_unless(config.no_fusion || sync_bn, ex);
+        ex.set_precision(config.precision);
+        let new_scaler = || config.precision.needs_loss_scaling().then(LossScaler::default);
         if sync_bn {
             ex.synchronise_batch_norms(group.clone());
         }
@@ -302,6 +310,7 @@ impl OnBackend for TrainRun {
                 epochs_done: 0,
                 partial: None,
                 checkpoint_at: None,
+                loss_scaler: new_scaler(),
             },
             Some(ResumeFrom { tensors, meta, changes }) => {
                 if !quiet {
@@ -324,9 +333,14 @@ impl OnBackend for TrainRun {
                     epochs_done: meta.epochs_done,
                     checkpoint_at: Some(position(meta.epochs_done, meta.partial_epoch.as_ref())),
                     partial: meta.partial_epoch,
+                    loss_scaler: meta.loss_scaler.or_else(new_scaler),
                 }
             }
         };
+        // fp16: each step's scale comes from the overflow check the optimiser now makes.
+        if state.loss_scaler.is_some() {
+            optimizer.skip_nonfinite_updates();
+        }
         // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
         // of an allocation failure inside the first step.
         let workspace = backend.conv_workspace();
@@ -348,6 +362,7 @@ impl OnBackend for TrainRun {
         let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
         let obstacle = match (config.skip_nonfinite, group.world_size() > 1) {
             (true, _) => Some("--skip-nonfinite reads each step's loss back before the update"),
+            _ if state.loss_scaler.is_some() => Some("--precision fp16 reads each step's overflow check back to set the next loss scale"),
             (_, true) => Some("data-parallel ranks average their gradients between backward and the update"),
             _ => graph_obstacle(ex.backend().can_capture()),
         };
@@ -412,7 +427,7 @@ impl OnBackend for TrainRun {
                     epoch + 1
                 ))
             };
-            let mut figures = EpochFigures::start(&mut ex, &part, config.skip_nonfinite)?;
+            let mut figures = EpochFigures::start(&mut ex, &optimizer, &part, config.skip_nonfinite, state.loss_scaler.is_some())?;
             let mut last_read = Instant::now();
             let mut stepped = Ok(());
             for batch in loader.skip(resumed_steps) {
@@ -420,7 +435,10 @@ impl OnBackend for TrainRun {
                 let step = part.steps_done + 1;
                 stepped = match replayed.takes(&batch, local_batch) {
                     true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
-                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault),
+                    false => {
+                        let scaler = state.loss_scaler.as_mut();
+                        train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, scaler)
+                    }
                 };
                 if stepped.is_err() {
                     break;
@@ -474,7 +492,8 @@ impl OnBackend for TrainRun {
             let val_start = Instant::now();
             let val = evaluate_in_group(&mut ex, val_set.clone(), &setup, &group)?;
             let val_seconds = val_start.elapsed().as_secs_f64();
-            let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds);
+            let loss_scale = state.loss_scaler.as_ref().map_or(1.0, LossScaler::scale);
+            let record = epoch_record(epoch + 1, lr, &part, &val, val_seconds, loss_scale);
             let monitored = match config.schedule_kind() {
                 ScheduleKind::Plateau { mode: PlateauMode::Max, .. } => val.top1,
                 _ => val.loss,
@@ -579,11 +598,19 @@ struct EpochFigures {
     device_skips: usize,
     /// The optimiser's count of updates it skipped for a NaN/inf gradient norm, at the last look.
     optimizer_skips: u64,
+    /// fp16's loss scaling owns the optimiser's non-finite count: its skips are overflows.
+    loss_scaling: bool,
 }
 
 impl EpochFigures {
     /// Starts the device's accumulation from what `part` holds (zero, or a resumed epoch's).
-    fn start<B: Backend<f32>>(ex: &mut Executor<f32, B>, part: &PartialEpoch, skip_nonfinite: bool) -> Result<Self> {
+    fn start<B: Backend<f32>>(
+        ex: &mut Executor<f32, B>,
+        optimizer: &Optimizer<f32, B>,
+        part: &PartialEpoch,
+        skip_nonfinite: bool,
+        loss_scaling: bool,
+    ) -> Result<Self> {
         ex.start_train_metrics(&TrainTotals {
             loss_sum: part.loss_sum,
             correct: part.correct,
@@ -592,7 +619,9 @@ impl EpochFigures {
             steps: part.steps_done,
             ..TrainTotals::default()
         })?;
-        Ok(EpochFigures { skip_nonfinite, norm_skips: 0, device_skips: part.skipped_steps, optimizer_skips: 0 })
+        // The optimiser counts over the whole run; new skips are those past this count.
+        let optimizer_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
+        Ok(EpochFigures { skip_nonfinite, norm_skips: 0, device_skips: part.skipped_steps, optimizer_skips, loss_scaling })
     }
 
     /// Reads the device's figures into `part` (one small download). Without --skip-nonfinite a
@@ -608,7 +637,7 @@ impl EpochFigures {
         fault: &dyn Fn(usize, &str) -> Error,
     ) -> Result<()> {
         self.read_skips(ex, part, fault)?;
-        if !self.skip_nonfinite && optimizer.nonfinite_grad_steps(ex.backend())? > 0 {
+        if !self.skip_nonfinite && !self.loss_scaling && optimizer.nonfinite_grad_steps(ex.backend())? > 0 {
             return Err(fault(part.steps_done, "the gradient norm was NaN or inf at this step or before it; lower the learning rate"));
         }
         Ok(())
@@ -693,13 +722,26 @@ fn train_step<B: Backend<f32>>(
     figures: &mut EpochFigures,
     part: &mut PartialEpoch,
     fault: &dyn Fn(usize, &str) -> Error,
+    scaler: Option<&mut LossScaler>,
 ) -> Result<()> {
+    if let Some(scaler) = &scaler {
+        ex.set_loss_scale(scaler.scale())?;
+    }
     ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
     if figures.skip_nonfinite && figures.read_skips(ex, part, fault)? {
         ex.discard_gradients();
         return Ok(());
     }
     ex.optimizer_step(optimizer)?;
+    // fp16: the device skipped the update if a gradient overflowed; the scale follows.
+    if let Some(scaler) = scaler {
+        let device_norm_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
+        let overflow = device_norm_skips > figures.optimizer_skips;
+        figures.optimizer_skips = device_norm_skips;
+        scaler.update(overflow);
+        part.overflow_skips += usize::from(overflow);
+        return Ok(());
+    }
     // The device skips an update whose clipped gradient norm is NaN/inf; count it as skipped.
     if figures.skip_nonfinite {
         let device_norm_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
@@ -712,7 +754,7 @@ fn train_step<B: Backend<f32>>(
     Ok(())
 }
 
-fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, val_seconds: f64) -> EpochRecord {
+fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, val_seconds: f64, loss_scale: f64) -> EpochRecord {
     EpochRecord {
         epoch,
         lr,
@@ -725,6 +767,8 @@ fn epoch_record(epoch: usize, lr: f64, part: &PartialEpoch, val: &EvalMetrics, v
         val_macro_recall: val.macro_recall,
         val_macro_f1: val.macro_f1,
         skipped_steps: part.skipped_steps,
+        overflow_skips: part.overflow_skips,
+        loss_scale,
         epoch_seconds: part.seconds + val_seconds,
         train_images_per_second: part.seen as f64 / part.seconds,
         inference_ms_per_batch: val.inference_ms_per_batch,
@@ -798,6 +842,7 @@ impl Saver<'_> {
             schedule: state.schedule.clone(),
             history: state.history.clone(),
             partial_epoch: state.partial.clone(),
+            loss_scaler: state.loss_scaler.clone(),
         };
         checkpoint::save(&self.path, &tensors, &meta)
     }
@@ -821,6 +866,8 @@ mod tests {
             val_macro_recall: 0.5,
             val_macro_f1: 0.5,
             skipped_steps: 0,
+            overflow_skips: 0,
+            loss_scale: 1.0,
             epoch_seconds: 1.0,
             train_images_per_second: 1.0,
             inference_ms_per_batch: 1.0,

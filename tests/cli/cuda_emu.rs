@@ -483,3 +483,19 @@ fn the_driver_api_returns_the_real_drivers_error_codes() {
     assert_eq!(cuda.sync(), SUCCESS);
     assert_eq!(cuda.alloc(64).0, SUCCESS);
 }
+
+#[test]
+fn gradcheck_at_reduced_precision_runs_through_the_emulated_driver() {
+    for precision in ["bf16", "fp16", "tf32"] {
+        let out = ferronet(&["gradcheck", "--op", "linear", "--device", "cuda", "--precision", precision], &[]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{precision}:\n{stdout}\n{}", text(&out.stderr));
+        assert!(stdout.contains(&format!("({precision} storage emulated): vs the CPU at {precision}")), "{stdout}");
+        assert!(stdout.contains("precision::round_to_format") || precision == "tf32", "the rounding kernel ran: {stdout}");
+    }
+    // The rounding kernel needs sm_80's conversions: an sm_75 device is refused in one line.
+    let out = ferronet(&["gradcheck", "--op", "linear", "--device", "cuda", "--precision", "fp16"], &[("FERRONET_EMU_CC", "7.5")]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("compute capability 8.0"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -12,5 +12,6 @@ mod exec_graph;
 mod exec_gradcheck;
 mod exec_memory;
 mod exec_optim;
+mod exec_precision;
 mod exec_staging;
 mod exec_sync_bn;

@@ -16,6 +16,7 @@ mod gpu_loss;
 mod gpu_norm;
 mod gpu_optim;
 mod gpu_pool;
+mod gpu_precision;
 mod gpu_reduce;
 mod gradcheck_cpu;
 mod through_cuda_driver;

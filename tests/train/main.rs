@@ -13,4 +13,5 @@ mod train_fashion_mnist;
 mod train_graph;
 mod train_lr_find;
 mod train_nonfinite;
+mod train_precision;
 mod train_resume;

@@ -104,6 +104,7 @@ fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
             json: false,
             no_fusion,
             no_aux: false,
+            precision: Default::default(),
         };
         let out = eval(&args).unwrap();
         assert_eq!(out.evaluated_on, run.evaluated_on);

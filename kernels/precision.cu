@@ -1,0 +1,35 @@
+// ferronet: compute_80
+// Rounding stored values to a reduced-precision format, kept in f32 containers: what a
+// reduced-precision engine's stores do to its values, emulated (src/precision.rs). The
+// conversions are the PTX ones a bf16/fp16/tf32 kernel stores or feeds tensor cores with;
+// cvt.rn.bf16.f32 and cvt.rna.tf32.f32 need sm_80.
+#include "common.cuh"
+
+// format: 0 fp32 (a copy), 1 tf32, 2 bf16, 3 fp16.
+__device__ __forceinline__ float round_to(float x, int format) {
+    if (format == 1) {
+        unsigned r;
+        asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+        return __uint_as_float(r);
+    }
+    if (format == 2) {
+        unsigned short h;
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+        // bf16 is the upper half of an f32: widening is exact.
+        return __uint_as_float(static_cast<unsigned>(h) << 16);
+    }
+    if (format == 3) {
+        unsigned short h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+        float y;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(y) : "h"(h));
+        return y;
+    }
+    return x;
+}
+
+// y[i] = x[i] rounded to `format`; x and y may be the same buffer (in place).
+extern "C" __global__ void round_to_format(const float* x, float* y, int n, int format) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = round_to(x[i], format);
+}

@@ -1,0 +1,19 @@
+//! Rounding stored values to the run's precision (`crate::precision`): the one operation that
+//! emulates a reduced-precision engine's stores. Values stay in their 32-bit (or 64-bit)
+//! containers, rounded exactly as a bf16/fp16/tf32 store rounds them, identically on every
+//! device, so device results compare tightly with the CPU's.
+
+mod cpu;
+mod cuda;
+
+use crate::device::Device;
+use crate::element::Element;
+use crate::error::Result;
+use crate::precision::Precision;
+
+pub trait PrecisionOps<E: Element>: Device<E> {
+    /// Rounds every value of `x` in place to `precision`'s format (nothing for fp32).
+    fn round_in_place(&self, precision: Precision, x: &mut Self::Buf) -> Result<()>;
+    /// dst = `src` rounded to `precision`'s format (a copy for fp32); the same length.
+    fn round_into(&self, precision: Precision, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
+}

@@ -1,0 +1,139 @@
+//! Training at reduced precision (emulated storage, `exec::precision`): a few steps on the GPU
+//! backend (a real GPU when present, else the PTX simulator) equal the CPU's emulation of the
+//! same precision within the derived tolerance, and fp16's loss scaling skips an overflowing
+//! step and recovers.
+
+use ferronet::tolerance::{assert_close, between_rounded};
+use ferronet_test_support::gpu::gpu;
+use ferronet_test_support::graphs::{batch, labels, op_zoo, residual_block};
+
+use ferronet::cpu::CpuBackend;
+use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
+use ferronet::graph::Graph;
+use ferronet::ops::Backend;
+use ferronet::precision::Precision;
+use ferronet::train::loss_scale::LossScaler;
+
+const N: usize = 4;
+const STEPS: usize = 3;
+
+fn sgd() -> OptimizerConfig {
+    OptimizerConfig {
+        kind: OptimizerKind::Sgd { momentum: 0.9, dampening: 0.0, nesterov: false },
+        lr: 0.05,
+        weight_decay: 0.0,
+        decay_weights_only: true,
+        clip_grad_norm: None,
+    }
+}
+
+fn fused_if<B: Backend<f32>>(fused: bool, ex: Executor<f32, B>) -> Executor<f32, B> {
+    if fused {
+        ex.fuse_batch_norm_activations().0
+    } else {
+        ex
+    }
+}
+
+/// STEPS training steps of `graph` at `precision` on the device and on the CPU (both f32) from
+/// one seed: the losses and logits of every step agree within the rule of `tolerance` for
+/// values stored in the format, widened by the number of nodes that store one (each may land one
+/// format step apart on the two devices and carry that difference forward; the normalised
+/// layers of these graphs do not amplify it), and by the steps taken.
+fn steps_match(graph: Graph, precision: Precision, fused: bool) {
+    let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
+    let y = labels(N, graph.num_classes());
+    let opts = StepOptions { dropout_seed: Some(3), ..StepOptions::default() };
+    let name = format!("{} at {precision}{}", graph.name, if fused { " fused" } else { "" });
+    let mut cpu = fused_if(fused, Executor::new(CpuBackend::new(), graph.clone(), 7).unwrap());
+    let mut dev = fused_if(fused, Executor::new(gpu(), graph.clone(), 7).unwrap());
+    let (mut opt_cpu, mut opt_dev) = (Optimizer::new(sgd()).unwrap(), Optimizer::new(sgd()).unwrap());
+    cpu.set_precision(precision);
+    dev.set_precision(precision);
+    let stores = graph.nodes.len() as f64;
+    for step in 1..=STEPS {
+        let want = cpu.train_step_readback(Batch::HostF32(&x), &y, &opts).unwrap();
+        let got = dev.train_step_readback(Batch::HostF32(&x), &y, &opts).unwrap();
+        let want_logits: Vec<f64> = want.logits.iter().map(|&v| v as f64).collect();
+        let scale = want_logits.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let k = graph.params.iter().map(|p| p.numel()).sum::<usize>() + x.len();
+        let (u, tiny) = if precision.stores_activations() { (precision.unit_roundoff(), precision.smallest_subnormal()) } else { (0.0, 0.0) };
+        let rule = between_rounded(u, tiny, k, scale);
+        let widen = stores * step as f64;
+        let (atol, rtol) = (rule.atol * widen, rule.rtol * widen);
+        assert_close(&format!("{name} step {step} logits"), &got.logits, &want_logits, atol, rtol);
+        assert!((got.loss - want.loss).abs() <= atol + rtol * want.loss.abs(), "{name} step {step}: loss {} vs {}", got.loss, want.loss);
+        cpu.optimizer_step(&mut opt_cpu).unwrap();
+        dev.optimizer_step(&mut opt_dev).unwrap();
+    }
+}
+
+#[test]
+fn reduced_precision_steps_on_the_device_match_the_cpu_emulation() {
+    for precision in [Precision::Bf16, Precision::Fp16, Precision::Tf32] {
+        steps_match(residual_block(), precision, false);
+        steps_match(residual_block(), precision, true);
+        steps_match(op_zoo(), precision, false);
+    }
+}
+
+#[test]
+fn bf16_rounds_what_it_stores_and_keeps_fp32_master_weights() {
+    let graph = residual_block();
+    let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
+    let y = labels(N, graph.num_classes());
+    let mut ex = Executor::<f32, _>::new(CpuBackend::new(), graph.clone(), 7).unwrap();
+    ex.set_precision(Precision::Bf16);
+    let out = ex.train_step_readback(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
+    let in_bf16 = |v: &[f32]| v.iter().all(|&x| Precision::Bf16.round(x) == x);
+    assert!(in_bf16(&out.logits), "the logits are stored in bf16");
+    let conv = ex.grad_host_by_name("conv1.weight").unwrap().unwrap();
+    assert!(in_bf16(&conv), "a convolution's weight gradient is produced in bf16");
+    let master = ex.param_host("conv1.weight").unwrap();
+    assert!(!in_bf16(&master), "the master weights keep f32 values");
+    let mut fp32 = Executor::<f32, _>::new(CpuBackend::new(), graph, 7).unwrap();
+    let reference = fp32.train_step_readback(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
+    assert!(!in_bf16(&reference.logits), "fp32 stores f32 values");
+}
+
+/// fp16 with a loss scale so large that the gradients overflow: the optimiser skips those
+/// updates (parameters unchanged), the scaler halves the scale each time, and training resumes
+/// once the scaled gradients fit fp16.
+#[test]
+fn an_fp16_overflow_is_skipped_and_the_loss_scale_recovers() {
+    let graph = residual_block();
+    let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
+    let y = labels(N, graph.num_classes());
+    let mut ex = Executor::<f32, _>::new(CpuBackend::new(), graph, 7).unwrap();
+    ex.set_precision(Precision::Fp16);
+    let mut optimizer = Optimizer::new(sgd()).unwrap();
+    optimizer.skip_nonfinite_updates();
+    let init = 2f64.powi(40);
+    let mut scaler = LossScaler::new(init, 2);
+    let mut seen_skips = 0;
+    let mut good_steps = 0;
+    for _ in 0..40 {
+        let before = ex.param_host("conv1.weight").unwrap();
+        ex.set_loss_scale(scaler.scale()).unwrap();
+        ex.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
+        ex.optimizer_step(&mut optimizer).unwrap();
+        let skips = optimizer.nonfinite_grad_steps(ex.backend()).unwrap();
+        let overflow = skips > seen_skips;
+        seen_skips = skips;
+        scaler.update(overflow);
+        let after = ex.param_host("conv1.weight").unwrap();
+        if overflow {
+            assert_eq!(before, after, "an overflowing step leaves the parameters alone");
+        } else {
+            assert_ne!(before, after, "a finite step updates");
+            good_steps += 1;
+            if good_steps == 3 {
+                break;
+            }
+        }
+    }
+    assert!(scaler.overflow_skips() > 0, "a scale of 2^40 overflows fp16");
+    assert_eq!(good_steps, 3, "training resumed after {} skipped steps", scaler.overflow_skips());
+    assert!(scaler.scale() < init);
+    assert!(ex.read_train_metrics().unwrap().loss_sum.is_finite(), "the loss itself is f32 and unscaled");
+}

@@ -1,0 +1,88 @@
+//! kernels/precision.cu's rounding on the device against the CPU's `Precision::round`, bit for
+//! bit (NaN only as NaN: PTX leaves its payload open), and every op at each reduced precision
+//! against the CPU at the same precision (`gradcheck::precision`).
+
+use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
+use ferronet::gradcheck::precision::{check_cpu_at, compare_device_at};
+use ferronet::gradcheck::all_cases;
+use ferronet::ops::PrecisionOps;
+use ferronet::precision::Precision;
+use ferronet_test_support::gpu::{gpu, random_f32};
+
+const REDUCED: [Precision; 3] = [Precision::Tf32, Precision::Bf16, Precision::Fp16];
+
+/// Values where rounding is delicate: ties of each format (bf16, fp16/tf32) in both directions
+/// and signs, their neighbours, subnormals of f32 and fp16, fp16's overflow boundary, the
+/// largest f32, infinities, NaN and signed zeros; then random values over many binades.
+fn delicate_values() -> Vec<f32> {
+    let mut v = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, -f32::MAX, f32::MIN_POSITIVE];
+    for tie_bit in [13u32, 16] {
+        for base in [1.0f32, 1.5, 3.0, -1.0, -1.25, 1e-3, 65504.0, 1e30] {
+            let bits = base.to_bits();
+            for delta in [-1i64, 0, 1] {
+                let b = (bits as i64 + (1i64 << (tie_bit - 1)) + delta) as u32;
+                v.push(f32::from_bits(b));
+                v.push(f32::from_bits(b | (1 << tie_bit)));
+            }
+        }
+    }
+    // f32 subnormals (bf16 keeps their top bits), fp16 subnormals and its smallest step.
+    v.extend([0x0000_0001u32, 0x0001_7fff, 0x0001_8000, 0x0002_8000, 0x0000_8000, 0x807f_ffff].map(f32::from_bits));
+    v.extend([2f32.powi(-24), 2f32.powi(-25), 1.5 * 2f32.powi(-25), 3.0 * 2f32.powi(-26), 2f32.powi(-15) * 1.001, -6e-8]);
+    // fp16's overflow: 65519 stays finite, 65520 (the tie above 65504) and beyond become inf.
+    v.extend([65519.0, 65520.0, -65520.0, 65535.0, 70000.0, 1e9]);
+    v.extend(random_f32(4000, 5, -1.0, 1.0).iter().enumerate().map(|(i, x)| x * 2f32.powi((i % 80) as i32 - 40)));
+    v
+}
+
+#[test]
+fn device_rounding_matches_the_cpu_bit_for_bit() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    let values = delicate_values();
+    for p in REDUCED {
+        let want: Vec<f32> = values.iter().map(|&x| p.round(x)).collect();
+        let mut in_place = gpu.upload(&values).unwrap();
+        gpu.round_in_place(p, &mut in_place).unwrap();
+        let src = gpu.upload(&values).unwrap();
+        let mut copy = gpu.zeros(values.len()).unwrap();
+        gpu.round_into(p, &src, &mut copy).unwrap();
+        let mut on_cpu = cpu.upload(&values).unwrap();
+        cpu.round_in_place(p, &mut on_cpu).unwrap();
+        for (what, got) in [("in place", gpu.download(&in_place).unwrap()), ("copy", gpu.download(&copy).unwrap()), ("cpu", on_cpu.to_vec())] {
+            for ((&x, &g), &w) in values.iter().zip(&got).zip(&want) {
+                let same = if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
+                assert!(same, "{p} {what}: {x:e} ({:#010x}) rounds to {g:e} ({:#010x}), want {w:e} ({:#010x})", x.to_bits(), g.to_bits(), w.to_bits());
+            }
+        }
+    }
+    assert_eq!(Precision::Fp16.round(65520.0), f32::INFINITY, "the values include fp16's overflow");
+}
+
+#[test]
+fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    let cases = all_cases();
+    for p in REDUCED {
+        let failures: Vec<String> = cases
+            .iter()
+            .map(|case| compare_device_at(&gpu, &cpu, case, p).unwrap_or_else(|e| panic!("{p} {} ({}): {e}", case.op, case.config)))
+            .filter(|r| !r.passed)
+            .map(|r| format!("{p} {} ({}): max abs {:.3e} max rel {:.3e}", r.op, r.config, r.max_abs_err, r.max_rel_err))
+            .collect();
+        assert!(failures.is_empty(), "outside the derived tolerance:\n{}", failures.join("\n"));
+    }
+}
+
+#[test]
+fn the_cpu_emulation_is_the_exact_result_rounded_once() {
+    let cpu = CpuBackend::new();
+    for p in REDUCED {
+        for case in all_cases() {
+            let r = check_cpu_at(&cpu, &case, p).unwrap();
+            assert!(r.passed, "{p} {} ({}): max abs {:.3e} max rel {:.3e}", r.op, r.config, r.max_abs_err, r.max_rel_err);
+        }
+    }
+}
