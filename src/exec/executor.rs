@@ -587,26 +587,33 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let logits = if read_logits { Some(self.backend.download(main_logits)?) } else { None };
         drop(losses);
         result.outputs.clear();
-        let mut buckets = match &self.gradient_averaging {
-            Some(averaging) => Some((averaging.final_after(), averaging.start(&self.backend)?)),
-            None => None,
+        // The buckets borrow the averaging plan; they end (and are dropped) inside this block.
+        let bucket_counts = {
+            let mut buckets = match &self.gradient_averaging {
+                Some(averaging) => Some((averaging.final_after(), averaging.start(&self.backend)?)),
+                None => None,
+            };
+            let final_gradients = buckets.as_mut().map(|(final_after, step)| FinalGradients { final_after, hook: step.hook() });
+            self.input_grad = Backward {
+                backend: &self.backend,
+                graph: &self.graph,
+                plan: &plan,
+                params: &self.params,
+                grads: &mut self.grads,
+                scratch: &mut self.scratch,
+                n,
+                batch_norm_group: self.batch_norm_group.as_deref(),
+                final_gradients,
+                rounding: &self.rounding,
+            }
+            .run(result.tape, output_grads)?;
+            match buckets {
+                Some((_, buckets)) => Some(buckets.finish(&self.backend, &mut self.grads)?),
+                None => None,
+            }
         };
-        let final_gradients = buckets.as_mut().map(|(final_after, step)| FinalGradients { final_after, hook: step.hook() });
-        self.input_grad = Backward {
-            backend: &self.backend,
-            graph: &self.graph,
-            plan: &plan,
-            params: &self.params,
-            grads: &mut self.grads,
-            scratch: &mut self.scratch,
-            n,
-            batch_norm_group: self.batch_norm_group.as_deref(),
-            final_gradients,
-            rounding: &self.rounding,
-        }
-        .run(result.tape, output_grads)?;
-        if let Some((_, buckets)) = buckets {
-            self.last_bucket_counts = Some(buckets.finish(&self.backend, &mut self.grads)?);
+        if bucket_counts.is_some() {
+            self.last_bucket_counts = bucket_counts;
         }
         self.finish_param_grads()?;
         self.last_peak_bytes = self.backend.memory().peak_bytes;
