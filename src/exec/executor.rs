@@ -436,8 +436,12 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             }
             let classes = numel(&self.graph.nodes[out.node].shape);
             let (loss, mut dlogits) = self.backend.softmax_cross_entropy(logits, labels, n, classes, label_smoothing)?;
-            // The gradient of loss_scale * loss_weight * loss.
-            let factor = out.loss_weight * self.loss_scale;
+            // The gradient of loss_scale * loss_weight * loss, over the ranks' count in a
+            // data-parallel step: every rank's local-mean loss is 1/world of the global batch's
+            // mean, so the ranks' summed gradients are the global batch's and each activation
+            // gradient is the one a single process stores (fp16's range and rounding alike).
+            let ranks = self.gradient_averaging.as_ref().map_or(1, GradientAveraging::world_size);
+            let factor = out.loss_weight * self.loss_scale / ranks as f64;
             if factor != 1.0 {
                 self.backend.scale(<E as Element>::from_f64(factor), &mut dlogits)?;
             }
@@ -608,7 +612,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             }
             .run(result.tape, output_grads)?;
             match buckets {
-                Some((_, buckets)) => Some(buckets.finish(&self.backend, &mut self.grads)?),
+                Some((_, buckets)) => Some(buckets.finish(&mut self.grads)?),
                 None => None,
             }
         };

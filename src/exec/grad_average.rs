@@ -1,8 +1,10 @@
 //! Data parallelism inside a training step: each parameter's gradient, as soon as backward has
 //! finished it, goes into a gradient bucket whose sum over the ranks starts while backward goes
-//! on; after backward the means replace the gradients in their buffers. Through the host in f64
-//! over MPI (`dist::GradientBuckets`), so any device and element type reduce alike, or with NCCL
-//! in device memory on a stream beside backward's (`Device::nccl_buckets`, CUDA GPUs).
+//! on; after backward the sums replace the gradients in their buffers (each rank's loss counts
+//! 1/world of its slice's mean, `Executor::output_losses`, so the sum is the global batch's).
+//! Through the host in f64 over MPI (`dist::GradientBuckets`), so any device and element type
+//! reduce alike, or with NCCL in device memory on a stream beside backward's
+//! (`Device::nccl_buckets`, CUDA GPUs).
 
 use super::params::GradStore;
 use super::Buf;
@@ -41,21 +43,24 @@ impl GradientAveraging {
         GradientAveraging { final_after: final_after(graph), ..self }
     }
 
+    /// How many ranks the gradients are summed over.
+    pub fn world_size(&self) -> usize {
+        self.group.world_size()
+    }
+
     pub fn final_after(&self) -> &[Vec<ParamId>] {
         &self.final_after
     }
 
     /// One step's buckets, filled from `backend`'s gradients.
     pub fn start<'s, E: Element, B: Device<E>>(&'s self, backend: &'s B) -> Result<StepBuckets<'s, E, B>> {
-        let world = self.group.world_size();
         Ok(match &self.nccl {
             None => StepBuckets::Host(HostBuckets {
                 backend,
                 buckets: GradientBuckets::new(&self.group, self.bucket_values),
-                world,
                 element: PhantomData,
             }),
-            Some(comm) => StepBuckets::Device { buckets: backend.nccl_buckets(comm, self.bucket_values)?, world },
+            Some(comm) => StepBuckets::Device { buckets: backend.nccl_buckets(comm, self.bucket_values)? },
         })
     }
 }
@@ -63,7 +68,7 @@ impl GradientAveraging {
 /// One step's gradient buckets: through the host, or in device memory.
 pub enum StepBuckets<'s, E: Element, B: Device<E>> {
     Host(HostBuckets<'s, E, B>),
-    Device { buckets: Box<dyn DeviceBuckets<Buf<E, B>> + 's>, world: usize },
+    Device { buckets: Box<dyn DeviceBuckets<Buf<E, B>> + 's> },
 }
 
 impl<E: Element, B: Backend<E>> StepBuckets<'_, E, B> {
@@ -75,20 +80,12 @@ impl<E: Element, B: Backend<E>> StepBuckets<'_, E, B> {
         }
     }
 
-    /// After backward: every gradient holds its mean over the ranks (on the device, once the
-    /// queued sums and scalings have run).
-    pub fn finish(self, backend: &B, grads: &mut GradStore<E, B>) -> Result<BucketCounts> {
+    /// After backward: every gradient holds its sum over the ranks, the global batch's gradient
+    /// (on the device, once the queued sums have run).
+    pub fn finish(self, grads: &mut GradStore<E, B>) -> Result<BucketCounts> {
         match self {
             StepBuckets::Host(host) => host.finish(grads),
-            StepBuckets::Device { buckets, world } => {
-                let counts = buckets.finish()?;
-                let scale = E::from_f64(1.0 / world as f64);
-                let ids: Vec<ParamId> = grads.ids().collect();
-                for id in ids {
-                    backend.scale(scale, grads.get_mut(id).expect("ids() lists held gradients"))?;
-                }
-                Ok(counts)
-            }
+            StepBuckets::Device { buckets } => buckets.finish(),
         }
     }
 }
@@ -114,7 +111,6 @@ fn final_after(graph: &Graph) -> Vec<Vec<ParamId>> {
 pub struct HostBuckets<'s, E: Element, B: Device<E>> {
     backend: &'s B,
     buckets: GradientBuckets<'s>,
-    world: usize,
     element: PhantomData<E>,
 }
 
@@ -130,16 +126,14 @@ impl<E: Element, B: Device<E>> GradientHook<Buf<E, B>> for HostBuckets<'_, E, B>
 }
 
 impl<E: Element, B: Device<E>> HostBuckets<'_, E, B> {
-    /// Waits for every bucket's sum and writes the mean over the ranks into each gradient's
-    /// buffer (the mean of the ranks' mean gradients is the global batch's, every rank's batch
-    /// being an equal slice of it).
+    /// Waits for every bucket's sum and writes it into each gradient's buffer: the global
+    /// batch's gradient, each rank's loss having been taken as 1/world of its slice's mean.
     pub fn finish(self, grads: &mut GradStore<E, B>) -> Result<BucketCounts> {
         let (sums, counts) = self.buckets.finish()?;
-        let scale = 1.0 / self.world as f64;
         for (id, sum) in sums {
-            let mean: Vec<E> = sum.iter().map(|&v| E::from_f64(v * scale)).collect();
+            let total: Vec<E> = sum.iter().map(|&v| E::from_f64(v)).collect();
             let grad = grads.get_mut(id).expect("a bucketed gradient is held");
-            self.backend.overwrite(grad, &mean)?;
+            self.backend.overwrite(grad, &total)?;
         }
         Ok(counts)
     }

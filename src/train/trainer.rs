@@ -135,8 +135,10 @@ pub fn train_in_group(mut config: TrainConfig, given: &GivenFlags, group: Arc<Pr
     outcome
 }
 
-/// What data parallelism needs of the flags: a global batch that splits evenly over the ranks,
-/// and no per-step decision one rank could take alone.
+/// What data parallelism needs of the flags: a global batch that splits evenly over the ranks.
+/// The per-step decisions agree by construction: a skipped NaN/inf loss is agreed on by an
+/// all-reduce (`train_step`), and fp16's overflow check reads the averaged gradients, the same
+/// on every rank.
 fn validate_for_group(config: &TrainConfig, group: &ProcessGroup) -> Result<()> {
     let world = group.world_size();
     if world == 1 {
@@ -147,12 +149,6 @@ fn validate_for_group(config: &TrainConfig, group: &ProcessGroup) -> Result<()> 
             "--batch-size {} is the global batch and must split evenly over the {world} ranks; give a multiple of {world}",
             config.batch_size
         )));
-    }
-    if config.skip_nonfinite {
-        return Err(Error::config("--skip-nonfinite is not available in data-parallel runs yet (the ranks would have to agree on each skip); drop it"));
-    }
-    if config.precision.needs_loss_scaling() {
-        return Err(Error::config("--precision fp16 is not available in data-parallel runs yet (the ranks would have to agree on each loss-scale skip); use bf16"));
     }
     Ok(())
 }
@@ -437,7 +433,7 @@ impl OnBackend for TrainRun {
                     true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
                     false => {
                         let scaler = state.loss_scaler.as_mut();
-                        train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, scaler)
+                        train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, scaler, &group)
                     }
                 };
                 if stepped.is_err() {
@@ -591,9 +587,9 @@ const METRICS_READ_INTERVAL: Duration = Duration::from_secs(1);
 /// The epoch's figures accumulating on the device, and the host's view of them.
 struct EpochFigures {
     skip_nonfinite: bool,
-    /// Steps skipped in this stretch because the optimiser found a NaN/inf gradient norm; their
-    /// loss was finite, so the device counted them as trained.
-    norm_skips: usize,
+    /// Steps skipped in this stretch that the device counted as trained, their loss here being
+    /// finite: the optimiser found a NaN/inf gradient norm, or another rank's loss was NaN/inf.
+    host_counted_skips: usize,
     /// Skipped steps the device had counted at the last read.
     device_skips: usize,
     /// The optimiser's count of updates it skipped for a NaN/inf gradient norm, at the last look.
@@ -621,7 +617,7 @@ impl EpochFigures {
         })?;
         // The optimiser counts over the whole run; new skips are those past this count.
         let optimizer_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
-        Ok(EpochFigures { skip_nonfinite, norm_skips: 0, device_skips: part.skipped_steps, optimizer_skips, loss_scaling })
+        Ok(EpochFigures { skip_nonfinite, host_counted_skips: 0, device_skips: part.skipped_steps, optimizer_skips, loss_scaling })
     }
 
     /// Reads the device's figures into `part` (one small download). Without --skip-nonfinite a
@@ -656,7 +652,7 @@ impl EpochFigures {
         part.loss_sum = totals.loss_sum;
         part.correct = totals.correct;
         part.seen = totals.seen;
-        part.skipped_steps = totals.skipped_steps + self.norm_skips;
+        part.skipped_steps = totals.skipped_steps + self.host_counted_skips;
         let new_skip = totals.skipped_steps > self.device_skips;
         self.device_skips = totals.skipped_steps;
         Ok(new_skip)
@@ -670,6 +666,16 @@ fn summed_over_ranks(group: &ProcessGroup, mut part: PartialEpoch) -> Result<Par
     part.loss_sum = sums[0];
     [part.correct, part.seen] = [sums[1], sums[2]].map(|v| v as usize);
     Ok(part)
+}
+
+/// Whether `here` holds on any rank (every rank calls it at the same step).
+fn any_rank(group: &ProcessGroup, here: bool) -> Result<bool> {
+    if group.world_size() == 1 {
+        return Ok(here);
+    }
+    let mut count = [f64::from(u8::from(here))];
+    group.all_reduce_sum(&mut count)?;
+    Ok(count[0] > 0.0)
 }
 
 /// What a NaN/inf loss is called in errors.
@@ -723,14 +729,23 @@ fn train_step<B: Backend<f32>>(
     part: &mut PartialEpoch,
     fault: &dyn Fn(usize, &str) -> Error,
     scaler: Option<&mut LossScaler>,
+    group: &ProcessGroup,
 ) -> Result<()> {
     if let Some(scaler) = &scaler {
         ex.set_loss_scale(scaler.scale())?;
     }
     ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
-    if figures.skip_nonfinite && figures.read_skips(ex, part, fault)? {
-        ex.discard_gradients();
-        return Ok(());
+    if figures.skip_nonfinite {
+        let skipped_here = figures.read_skips(ex, part, fault)?;
+        if any_rank(group, skipped_here)? {
+            // Another rank's NaN/inf loss: this rank's device counted the step as trained.
+            if !skipped_here {
+                figures.host_counted_skips += 1;
+                part.skipped_steps += 1;
+            }
+            ex.discard_gradients();
+            return Ok(());
+        }
     }
     ex.optimizer_step(optimizer)?;
     // fp16: the device skipped the update if a gradient overflowed; the scale follows.
@@ -747,7 +762,7 @@ fn train_step<B: Backend<f32>>(
         let device_norm_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
         if device_norm_skips > figures.optimizer_skips {
             figures.optimizer_skips = device_norm_skips;
-            figures.norm_skips += 1;
+            figures.host_counted_skips += 1;
             part.skipped_steps += 1;
         }
     }

@@ -9,6 +9,7 @@ use ferronet_test_support::emulated_driver::with_emulated_driver;
 use ferronet_test_support::scratch_dir;
 
 use ferronet::train::checkpoint;
+use ferronet::train::history::{parse_history_csv, EpochRecord};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -132,6 +133,55 @@ mod with_mpi {
         assert!(top1(&two) > 0.75, "the two ranks learned: top-1 {}", top1(&two));
         let written: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(written.len(), 2, "one run directory per job: {written:?}");
+    }
+
+    /// A run's history.csv.
+    fn history(dir: &Path) -> Vec<EpochRecord> {
+        parse_history_csv(&std::fs::read_to_string(dir.join("history.csv")).expect("history.csv is written")).expect("history.csv parses")
+    }
+
+    /// fp16's overflow check reads the summed gradients, so every rank skips the same steps and
+    /// keeps the same loss scale as one process with the global batch.
+    #[test]
+    fn fp16_ranks_skip_the_overflows_of_one_process() {
+        let root = scratch_dir("ddp-fp16");
+        let mut flags = steps("small_cnn", true);
+        // Synchronised batch norm is unfused: one process computes the same ops.
+        flags.extend(["--precision", "fp16", "--no-fusion"].map(String::from));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        succeeded(&train(1, &root.join("one"), &flags), "one process");
+        succeeded(&train(2, &root.join("two"), &flags), "two ranks");
+        let (one, two) = (history(&root.join("one")), history(&root.join("two")));
+        let skips = |h: &[EpochRecord]| h.iter().map(|r| (r.overflow_skips, r.loss_scale)).collect::<Vec<_>>();
+        assert_eq!(skips(&one), skips(&two));
+        assert!(one[0].overflow_skips > 0, "the run overflows at fp16's initial scale: {:?}", skips(&one));
+        let loss = |h: &[EpochRecord]| h[0].val_loss;
+        assert!((loss(&one) - loss(&two)).abs() <= 1e-3 * loss(&one), "val loss {} against {}", loss(&one), loss(&two));
+        // Values stored in fp16 turn any change of summation order (here: batch norm's
+        // statistics summed over the ranks) into whole-ulp changes, and max-pool ties (common at
+        // 11 bits) then route a sample's gradient elsewhere. Measured: 3.4e-2 of a momentum
+        // buffer's largest value here; one process alone moves as far when only its thread
+        // count changes (4.0e-2 after 2 steps of these flags at --limit 128), while in fp32 the
+        // ranks match it within 1e-6. A step one rank skipped and the other took would differ
+        // by the whole update.
+        let (diff, tensor) = largest_relative_difference(&root.join("one"), &root.join("two"));
+        assert!(diff < 0.1, "{tensor} differs by {diff:e} of its largest value");
+    }
+
+    /// --skip-nonfinite: the ranks agree on each skipped step (an all-reduce of their verdicts),
+    /// so two ranks skip and count the steps one process does. An absurd weight decay makes
+    /// every parameter infinite after the first update: steps 2-4 have a NaN loss.
+    #[test]
+    fn ranks_skip_nonfinite_steps_together() {
+        let root = scratch_dir("ddp-skip-nonfinite");
+        let flags = ["--model", "lenet5", "--dataset", "synthetic", "--limit", "128", "--batch-size", "32", "--epochs", "1"];
+        let flags = [&flags[..], &["--lr", "1", "--weight-decay", "1e38", "--skip-nonfinite", "--seed", "5"]].concat();
+        succeeded(&train(1, &root.join("one"), &flags), "one process");
+        succeeded(&train(2, &root.join("two"), &flags), "two ranks");
+        let (one, two) = (history(&root.join("one")), history(&root.join("two")));
+        assert_eq!(one[0].skipped_steps, 3);
+        assert_eq!(two[0].skipped_steps, 3);
+        assert!(two[0].train_loss.is_finite() && (one[0].train_loss - two[0].train_loss).abs() <= 1e-5 * one[0].train_loss);
     }
 
     /// Two ranks on CUDA devices (the emulated driver's) take NCCL by default; on this machine,
