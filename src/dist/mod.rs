@@ -14,6 +14,7 @@ mod mpi_group;
 pub mod nccl;
 mod nccl_group;
 mod rendezvous;
+mod store;
 
 pub use buckets::{BucketCounts, DeviceBuckets, GradientBuckets, GradientHook};
 
@@ -113,7 +114,13 @@ impl Launch {
         let local_world = number("LOCAL_WORLD_SIZE")?.unwrap_or(world);
         let port = number("MASTER_PORT")?.map(|p| u16::try_from(p).map_err(|_| Error::config(format!("MASTER_PORT={p} is not a port"))));
         let master = match (var("MASTER_ADDR"), port) {
-            (Some(addr), Some(port)) => Some(Master { addr, port: port? }),
+            (Some(addr), Some(port)) => {
+                // The agent's restarts each draw a new communicator.
+                let restart = var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into());
+                let agent_store_key = (var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"))
+                    .then(|| format!("ferronet/nccl_unique_id/{restart}"));
+                Some(Master { addr, port: port?, agent_store_key })
+            }
             _ => None,
         };
         Ok(Launch::Torchrun { rank, world, local_rank, local_world, master })
@@ -384,8 +391,11 @@ mod tests {
         assert_eq!(launch(&mpich).unwrap(), Launch::Mpi { rank: 2, world: 3, local_rank: 2, local_world: 3 });
         assert_eq!(launch(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "1")]).unwrap(), Launch::Alone);
         let torchrun = [("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "node0"), ("MASTER_PORT", "29500")];
-        let master = Some(Master { addr: "node0".into(), port: 29500 });
+        let master = Some(Master { addr: "node0".into(), port: 29500, agent_store_key: None });
         assert_eq!(launch(&torchrun).unwrap(), Launch::Torchrun { rank: 1, world: 2, local_rank: 1, local_world: 2, master });
+        let agent = [("TORCHELASTIC_USE_AGENT_STORE", "True"), ("TORCHELASTIC_RESTART_COUNT", "2")];
+        let Launch::Torchrun { master: Some(master), .. } = launch(&[&torchrun[..], &agent].concat()).unwrap() else { panic!("a torchrun launch") };
+        assert_eq!(master.agent_store_key.as_deref(), Some("ferronet/nccl_unique_id/2"));
         let unaddressed = Launch::Torchrun { rank: 0, world: 2, local_rank: 0, local_world: 2, master: None };
         assert_eq!(launch(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap(), unaddressed);
         let err = launch(&[("RANK", "2"), ("WORLD_SIZE", "2")]).unwrap_err().to_string();
@@ -406,7 +416,7 @@ mod tests {
 
     #[test]
     fn a_torchrun_launch_of_cpu_ranks_is_refused_with_the_mpirun_command() {
-        let master = Some(Master { addr: "localhost".into(), port: 29500 });
+        let master = Some(Master { addr: "localhost".into(), port: 29500, agent_store_key: None });
         let launch = Launch::Torchrun { rank: 0, world: 2, local_rank: 0, local_world: 2, master };
         let err = ProcessGroup::join(&launch, Duration::from_secs(1), None).err().unwrap().to_string();
         assert!(err.contains("mpirun -np 2") && err.contains("--device cuda"), "{err}");

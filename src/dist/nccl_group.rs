@@ -2,7 +2,8 @@
 //! trainer's host values: metric sums, the first weights' broadcast, sync-BN statistics, the run
 //! directory) goes through NCCL on a device buffer of the rank's GPU (cuda:LOCAL_RANK); the
 //! gradient buckets share its communicator (`NcclComm::join`). Rank 0 draws NCCL's id and hands
-//! it to the others through the TCP rendezvous on MASTER_ADDR:MASTER_PORT (rendezvous.rs).
+//! it to the others through MASTER_ADDR:MASTER_PORT (rendezvous.rs: torchrun's store, or rank 0
+//! listening there).
 //!
 //! A collective is queued on the legacy stream, which orders it after the work of the device's
 //! other (blocking) streams, and waited for by polling: NCCL blocks on a lost rank, so a wait
@@ -69,10 +70,10 @@ impl NcclGroup {
         let id = match me.rank {
             0 => {
                 let id = nccl::draw_id()?;
-                rendezvous::serve_id(me.master, me.world, &id, timeout)?;
+                rendezvous::share_id(me.master, me.world, &id, timeout)?;
                 id
             }
-            _ => rendezvous::fetch_id(me.master, timeout)?,
+            _ => rendezvous::receive_id(me.master, timeout)?,
         };
         let comm = NcclComm::join_with_id(&id, me.rank, me.world)?;
         Ok(NcclGroup { rank: me.rank, world: me.world, device, ctx, comm, timeout })
@@ -163,7 +164,7 @@ impl NcclGroup {
     /// error of the trainer's own CUDA calls after the gradients' sum failed.
     pub fn explain(&self, e: Error) -> Error {
         match self.comm.failure() {
-            Some(why) => lost("the gradients' all-reduce", &why),
+            Some(why) => lost("the ranks' collectives", &why),
             None => e,
         }
     }

@@ -270,9 +270,12 @@ pub fn run_collective(emu: &mut Emulator, dev: usize, comm: u64, seq: u64, combi
         Ok(()) => emu.devices[dev].sim.copy_htod(recv, &buffer).map_err(|_| CUresult::CUDA_ERROR_INVALID_VALUE),
         Err((remote, message)) => {
             let code = if remote { ncclResult_t::ncclRemoteError } else { ncclResult_t::ncclSystemError };
-            printed(&format!("collective {seq} failed ({code:?}): {message}"));
+            // The first failure says why; the collectives queued after it fail with it silently.
+            if state.failure.is_none() {
+                printed(&format!("collective {seq} failed ({code:?}): {message}"));
+                state.failure = Some((code, CString::new(message).unwrap_or_default()));
+            }
             state.link = None;
-            state.failure.get_or_insert((code, CString::new(message).unwrap_or_default()));
             emu.devices[dev].ctx.sticky = Some(CUresult::CUDA_ERROR_LAUNCH_FAILED);
             Ok(())
         }

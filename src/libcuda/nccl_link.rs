@@ -240,7 +240,10 @@ fn set_timeouts(stream: &UnixStream, timeout: Duration) -> Result<(), LinkError>
 fn lost(rank: usize, timeout: Duration, e: std::io::Error) -> LinkError {
     let what = match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => format!("did not answer within {} s", timeout.as_secs_f64()),
-        _ => format!("closed its connection (it exited or was killed): {e}"),
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+            "closed its connection (it exited or was killed)".to_string()
+        }
+        _ => format!("failed: {e}"),
     };
     remote(format!("rank {rank} {what}"))
 }

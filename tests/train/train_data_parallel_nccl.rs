@@ -168,3 +168,39 @@ fn a_killed_torchrun_rank_ends_the_other_with_one_line() {
     let line = stderr.lines().find(|l| l.starts_with("error: rank 0 of 2")).unwrap_or_else(|| panic!("rank 0 says why:\n{stderr}"));
     assert!(line.contains("NCCL failed") && line.contains("rank 1") && line.contains("--resume"), "{line}");
 }
+
+/// torchrun itself (where PyTorch is installed): its agent serves a TCPStore on MASTER_PORT
+/// (TORCHELASTIC_USE_AGENT_STORE=True), through which rank 0 hands NCCL's id over.
+#[test]
+fn a_real_torchrun_launch_hands_the_id_over_its_agents_store() {
+    if Command::new("torchrun").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().map_or(true, |s| !s.success()) {
+        eprintln!("torchrun is not installed: the launch through its agent's store is not checked here");
+        return;
+    }
+    let root = scratch_dir("ddp-real-torchrun");
+    let images = root.join("images");
+    tiny_folder(&images);
+    let mut cmd = Command::new("torchrun");
+    cmd.args(["--standalone", "--nproc-per-node", "2", "--no-python"]).arg(ferronet_bin());
+    with_emulated_nccl(&mut cmd)
+        .env("FERRONET_EMU_DEVICES", "2")
+        .arg("train")
+        .args(flags(&images, "1"))
+        .args(["--out", path_arg(&root.join("run"))])
+        .stdin(Stdio::null());
+    succeeded(&run(cmd), "torchrun's two ranks");
+    assert!(root.join("run").join("checkpoint.safetensors").exists(), "rank 0 wrote the run");
+}
+
+/// CPU ranks under torchrun's variables are refused in one line with the mpirun command.
+#[test]
+fn torchrun_cpu_ranks_are_refused_with_the_mpirun_command() {
+    let dir = scratch_dir("ddp-torchrun-cpu").join("run");
+    let mut cmd = Command::new(ferronet_bin());
+    cmd.args(["train", "--device", "cpu", "--quiet", "--out", path_arg(&dir)])
+        .envs([("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")])
+        .stdin(Stdio::null());
+    let line = ferronet_test_support::cli_run::single_error_line(&run(cmd));
+    assert!(line.contains("mpirun -np 2 ferronet train") && line.contains("--device cuda"), "{line}");
+    assert!(!dir.exists(), "nothing is written");
+}
