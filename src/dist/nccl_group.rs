@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 /// Pause between polls of a collective that has not finished at once.
 const POLL_PAUSE: Duration = Duration::from_micros(50);
 
+// SAFETY: the context handle is only used through driver calls, which are thread-safe once it is
+// made current on the calling thread (every collective does so first); the communicator is
+// called one call at a time, by the thread that drives the rank.
+unsafe impl Send for NcclGroup {}
+unsafe impl Sync for NcclGroup {}
+
 pub struct NcclGroup {
     rank: usize,
     world: usize,

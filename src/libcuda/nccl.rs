@@ -42,6 +42,18 @@ pub struct Comm {
     failure: Option<(ncclResult_t, CString)>,
 }
 
+/// Collective number `seq` of communicator `comm`: `bytes` bytes from device address `send`,
+/// the result to `recv`.
+#[derive(Clone, Debug)]
+pub struct Collective {
+    pub comm: u64,
+    pub seq: u64,
+    combine: Combine,
+    send: u64,
+    recv: u64,
+    bytes: usize,
+}
+
 /// Runs an entry point's body, turning a panic into ncclInternalError (unwinding across the C
 /// boundary would abort the caller).
 fn guard(entry_point: &str, body: impl FnOnce() -> NcclResult) -> ncclResult_t {
@@ -135,7 +147,7 @@ fn queue_collective(send: *const c_void, recv: *mut c_void, bytes: usize, combin
                 return Err(ncclResult_t::ncclInvalidUsage);
             }
         }
-        let op = Op::Collective { comm: comm as u64, seq, combine, send: send as u64, recv: recv as u64, bytes };
+        let op = Op::Collective(Collective { comm: comm as u64, seq, combine, send: send as u64, recv: recv as u64, bytes });
         submit(emu, dev, stream as u64, op).map_err(|_| ncclResult_t::ncclUnhandledCudaError)?;
         comm_mut(emu, comm)?.issued += 1;
         Ok(())
@@ -256,7 +268,8 @@ pub extern "C" fn ncclGetErrorString(result: u32) -> *const c_char {
 
 /// Runs collective `seq` of communicator `comm` on device `dev` (queue.rs, with the emulator
 /// locked: the wait for the other ranks is this stream's work, as NCCL's kernel is).
-pub fn run_collective(emu: &mut Emulator, dev: usize, comm: u64, seq: u64, combine: Combine, send: u64, recv: u64, bytes: usize) -> Result<(), CUresult> {
+pub fn run_collective(emu: &mut Emulator, dev: usize, op: &Collective) -> Result<(), CUresult> {
+    let &Collective { comm, seq, combine, send, recv, bytes } = op;
     let mut buffer = vec![0u8; bytes];
     emu.devices[dev].sim.copy_dtoh(&mut buffer, send).map_err(|_| CUresult::CUDA_ERROR_INVALID_VALUE)?;
     // A communicator destroyed before its queued work ran has nothing left to do it with.

@@ -11,7 +11,7 @@
 //! call that ran the launch and by every call after it.
 
 use crate::errors::CuResult;
-use crate::nccl_link::Combine;
+use crate::nccl::Collective;
 use crate::state::{Capture, Emulator, Object};
 use cudarc::driver::sys::CUresult;
 use ferronet::device::driver::{Driver, LaunchConfig};
@@ -33,8 +33,8 @@ pub enum Op {
     RecordEvent { event: u64, generation: u64 },
     /// Holds its stream until record `generation` of `event` has run.
     WaitEvent { event: u64, generation: u64 },
-    /// Collective number `seq` of an emulated NCCL communicator (nccl.rs).
-    Collective { comm: u64, seq: u64, combine: Combine, send: u64, recv: u64, bytes: usize },
+    /// A collective of an emulated NCCL communicator (nccl.rs).
+    Collective(Collective),
 }
 
 /// Where a stream handle points.
@@ -130,7 +130,7 @@ fn ready(emu: &Emulator, op: &Op) -> bool {
             _ => true,
         },
         // A communicator's collectives run in the order they were called, whatever their streams.
-        Op::Collective { comm, seq, .. } => match emu.objects.get(&comm) {
+        Op::Collective(Collective { comm, seq, .. }) => match emu.objects.get(&comm) {
             Some(Object::NcclComm(state)) => state.completed >= seq,
             _ => true,
         },
@@ -244,7 +244,7 @@ pub fn run(emu: &mut Emulator, dev: usize, op: &Op) -> CuResult {
             }
         }
         Op::WaitEvent { .. } => {}
-        Op::Collective { comm, seq, combine, send, recv, bytes } => crate::nccl::run_collective(emu, dev, comm, seq, combine, send, recv, bytes)?,
+        Op::Collective(ref collective) => crate::nccl::run_collective(emu, dev, collective)?,
     }
     Ok(())
 }
