@@ -7,7 +7,7 @@
 //!
 //! A collective is queued on the legacy stream, which orders it after the work of the device's
 //! other (blocking) streams, and waited for by polling: NCCL blocks on a lost rank, so a wait
-//! past the group's timeout, or a failure NCCL reports, aborts the communicator and ends the
+//! past the group's timeout, or a failure NCCL reports, is an error that ends the
 //! rank with one line instead of a hang.
 
 use super::nccl::{self, NcclComm};
@@ -133,7 +133,8 @@ impl NcclGroup {
     }
 
     /// Polls the legacy stream until the collective has run, NCCL reports a failure, or the
-    /// timeout passes (the communicator is then aborted: NCCL would wait forever).
+    /// timeout passes (NCCL itself would wait forever; the rank then exits, which ends its
+    /// communicator).
     fn wait(&self, what: &str) -> Result<()> {
         let start = Instant::now();
         loop {

@@ -137,36 +137,60 @@ fn ends_within(mut child: Child, limit: Duration) -> (Output, Duration) {
     while child.try_wait().expect("the rank can be waited for").is_none() {
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("the surviving rank still runs {limit:?} after the other was killed");
+            panic!("rank 0 still runs {limit:?} after rank 1 was killed or stopped");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     (child.wait_with_output().expect("the rank's output"), start.elapsed())
 }
 
-#[test]
-fn a_killed_torchrun_rank_ends_the_other_with_one_line() {
-    let root = scratch_dir("ddp-torchrun-killed");
+/// Starts two torchrun ranks for many epochs, waits for the first checkpoint, sends `signal` to
+/// rank 1 and returns rank 0's output and how long it took to end after the signal. `timeout`:
+/// the seconds the emulated NCCL waits for a peer that does not answer.
+fn disturbed_torchrun_job(name: &str, signal: &str, timeout: &str) -> (Output, Duration) {
+    let root = scratch_dir(name);
     let images = root.join("images");
     tiny_folder(&images);
     let dir = root.join("run");
-    // A lost peer is seen at once (its socket closes); the timeout bounds a hung one.
-    let mut ranks = torchrun_ranks(&dir, &flags(&images, "50"), &[("FERRONET_EMU_NCCL_TIMEOUT_S", "20")]).into_iter();
+    let mut ranks = torchrun_ranks(&dir, &flags(&images, "50"), &[("FERRONET_EMU_NCCL_TIMEOUT_S", timeout)]).into_iter();
     let (rank0, mut rank1) = (ranks.next().unwrap(), ranks.next().unwrap());
     let start = Instant::now();
     while !dir.join("checkpoint.safetensors").exists() {
         assert!(start.elapsed() < Duration::from_secs(120), "the first epoch's checkpoint appears");
         std::thread::sleep(Duration::from_millis(10));
     }
-    rank1.kill().expect("rank 1 is killed");
+    let status = Command::new("kill").args([signal, &rank1.id().to_string()]).status().expect("kill runs");
+    assert!(status.success(), "kill {signal} rank 1");
+    let ended = ends_within(rank0, Duration::from_secs(60));
+    let _ = rank1.kill();
     let _ = rank1.wait();
-    let (out, took) = ends_within(rank0, Duration::from_secs(60));
+    ended
+}
+
+/// Rank 0's one line about the lost rank 1.
+fn the_line_about_rank_1(out: &Output, cause: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "rank 0 fails: {stderr}");
-    assert!(took < Duration::from_secs(20), "rank 0 ended {took:?} after the kill");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let line = stderr.lines().find(|l| l.starts_with("error: rank 0 of 2")).unwrap_or_else(|| panic!("rank 0 says why:\n{stderr}"));
-    assert!(line.contains("NCCL failed") && line.contains("rank 1") && line.contains("--resume"), "{line}");
+    assert!(line.contains("NCCL failed") && line.contains(cause) && line.contains("--resume"), "{line}");
+}
+
+/// A killed peer is seen at once (its sockets close).
+#[test]
+fn a_killed_torchrun_rank_ends_the_other_with_one_line() {
+    let (out, took) = disturbed_torchrun_job("ddp-torchrun-killed", "-KILL", "60");
+    the_line_about_rank_1(&out, "rank 1 closed its connection");
+    assert!(took < Duration::from_secs(20), "rank 0 ended {took:?} after the kill");
+}
+
+/// A hung peer (stopped) ends the other at the emulated NCCL's timeout (5 s here: above the
+/// ranks' skew on a loaded machine, so no healthy wait hits it).
+#[test]
+fn a_hung_torchrun_rank_ends_the_other_at_the_timeout() {
+    let (out, took) = disturbed_torchrun_job("ddp-torchrun-hung", "-STOP", "5");
+    the_line_about_rank_1(&out, "rank 1 did not answer within 5 s");
+    assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(40), "rank 0 ended {took:?} after the stop");
 }
 
 /// torchrun itself (where PyTorch is installed): its agent serves a TCPStore on MASTER_PORT
