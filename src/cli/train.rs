@@ -2,7 +2,7 @@
 //! `crate::train::recipe` for the defaults by model and dataset.
 
 use crate::device::DeviceRequest;
-use crate::dist::{Launch, ProcessGroup};
+use crate::dist::{DistBackend, Launch, ProcessGroup};
 use crate::error::{Error, Result};
 use crate::train::config::{GivenFlags, TrainConfig};
 use crate::train::recipe;
@@ -42,10 +42,14 @@ impl Args for TrainArgs {
 pub fn run(args: TrainArgs) -> Result<i32> {
     let TrainArgs { mut config, given } = args;
     let launch = Launch::from_environment()?;
-    let group = Arc::new(ProcessGroup::join(&launch, config.collective_timeout()?)?);
-    if group.world_size() > 1 {
-        share_the_machine(&launch, &mut config);
+    if launch != Launch::Alone {
+        share_the_machine(&launch, &mut config)?;
     }
+    let cuda = match config.device {
+        DeviceRequest::Cuda(ordinal) => Some(ordinal),
+        _ => None,
+    };
+    let group = Arc::new(ProcessGroup::join(&launch, config.collective_timeout()?, cuda)?);
     let quiet = config.quiet || !group.is_leader();
     let outcome = match train_in_group(config, &given, group.clone()) {
         Ok(outcome) => outcome,
@@ -53,7 +57,7 @@ pub fn run(args: TrainArgs) -> Result<i32> {
         // the others too, which would wait for it in the next all-reduce.
         Err(Error::Interrupted) => return Err(Error::Interrupted),
         Err(e) if group.world_size() > 1 => {
-            eprintln!("error: rank {} of {}: {e}", group.rank(), group.world_size());
+            eprintln!("error: rank {} of {}: {}", group.rank(), group.world_size(), group.explain(e));
             group.abort(1)
         }
         Err(e) => return Err(e),
@@ -80,9 +84,20 @@ pub fn run(args: TrainArgs) -> Result<i32> {
 
 /// One of several ranks on this machine takes its own GPU (`cuda` is `cuda:LOCAL_RANK`) or its
 /// share of the CPU threads (unless RAYON_NUM_THREADS says otherwise), as torchrun sets
-/// OMP_NUM_THREADS.
-fn share_the_machine(launch: &Launch, config: &mut TrainConfig) {
+/// OMP_NUM_THREADS. torchrun's ranks are CUDA ranks (`auto` is `cuda` there) on NCCL alone.
+fn share_the_machine(launch: &Launch, config: &mut TrainConfig) -> Result<()> {
     let local_rank = launch.local_rank();
+    if let Launch::Torchrun { world, .. } = launch {
+        if config.device == DeviceRequest::Auto {
+            config.device = DeviceRequest::Cuda(0);
+        }
+        if config.dist_backend == DistBackend::Mpi {
+            return Err(Error::config(format!(
+                "--dist-backend mpi under torchrun: torchrun's ranks reduce over NCCL alone; \
+                 drop the flag, or launch with `mpirun -np {world} ferronet train ...`"
+            )));
+        }
+    }
     if config.device == DeviceRequest::Cuda(0) {
         config.device = DeviceRequest::Cuda(local_rank);
     }
@@ -92,6 +107,7 @@ fn share_the_machine(launch: &Launch, config: &mut TrainConfig) {
         // Fails only when the pool already exists, which then keeps its size.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     }
+    Ok(())
 }
 
 impl TrainArgs {

@@ -1,6 +1,7 @@
 //! The process group of data-parallel training: which rank this process is among how many, and
 //! the collectives the trainer needs (a sum all-reduce, a broadcast from rank 0), over MPI when
-//! `mpirun` launched the process (`--features mpi`). One process alone is a group of one whose
+//! `mpirun` launched the process (`--features mpi`), over NCCL alone when torchrun's variables
+//! launched ranks on CUDA devices (nccl_group.rs). One process alone is a group of one whose
 //! collectives change nothing.
 //!
 //! Every collective waits at most the group's timeout for the other ranks, and gives up early
@@ -11,10 +12,16 @@ mod buckets;
 #[cfg(feature = "mpi")]
 mod mpi_group;
 pub mod nccl;
+mod nccl_group;
+mod rendezvous;
+mod store;
 
 pub use buckets::{BucketCounts, DeviceBuckets, GradientBuckets, GradientHook};
 
 use crate::error::{Error, Result};
+use nccl::NcclComm;
+use nccl_group::{NcclGroup, TorchrunRank};
+pub use rendezvous::Master;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -59,13 +66,15 @@ pub enum Launch {
     Alone,
     /// `mpirun -np N` (Open MPI or MPICH): rank, world size and rank on this machine.
     Mpi { rank: usize, world: usize, local_rank: usize, local_world: usize },
-    /// `torchrun`'s variables (RANK, WORLD_SIZE, LOCAL_RANK) without an MPI launcher.
-    Torchrun { world: usize },
+    /// `torchrun`'s variables (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
+    /// MASTER_PORT) without an MPI launcher; `master` None when MASTER_ADDR or MASTER_PORT is
+    /// missing.
+    Torchrun { rank: usize, world: usize, local_rank: usize, local_world: usize, master: Option<Master> },
 }
 
 impl Launch {
     /// Reads the launcher's variables: Open MPI's OMPI_COMM_WORLD_*, MPICH's PMI_*, torchrun's
-    /// RANK/WORLD_SIZE.
+    /// RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE/MASTER_ADDR/MASTER_PORT.
     pub fn from_environment() -> Result<Launch> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -93,25 +102,43 @@ impl Launch {
                 return Ok(Launch::Mpi { rank, world, local_rank, local_world });
             }
         }
-        match number("WORLD_SIZE")? {
-            Some(world) if world > 1 => Ok(Launch::Torchrun { world }),
-            _ => Ok(Launch::Alone),
+        let world = match number("WORLD_SIZE")? {
+            Some(world) if world > 1 => world,
+            _ => return Ok(Launch::Alone),
+        };
+        let rank = number("RANK")?.ok_or_else(|| Error::config("WORLD_SIZE is set but RANK is not: launch with torchrun, which sets both"))?;
+        if rank >= world {
+            return Err(Error::config(format!("RANK={rank} is not below WORLD_SIZE={world}: launch with torchrun")));
         }
+        let local_rank = number("LOCAL_RANK")?.unwrap_or(rank);
+        let local_world = number("LOCAL_WORLD_SIZE")?.unwrap_or(world);
+        let port = number("MASTER_PORT")?.map(|p| u16::try_from(p).map_err(|_| Error::config(format!("MASTER_PORT={p} is not a port"))));
+        let master = match (var("MASTER_ADDR"), port) {
+            (Some(addr), Some(port)) => {
+                // The agent's restarts each draw a new communicator.
+                let restart = var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into());
+                let agent_store_key = (var("TORCHELASTIC_USE_AGENT_STORE").as_deref() == Some("True"))
+                    .then(|| format!("ferronet/nccl_unique_id/{restart}"));
+                Some(Master { addr, port: port?, agent_store_key })
+            }
+            _ => None,
+        };
+        Ok(Launch::Torchrun { rank, world, local_rank, local_world, master })
     }
 
     /// This process's index among the processes of its machine (0 alone): the GPU it takes.
     pub fn local_rank(&self) -> usize {
         match self {
-            Launch::Mpi { local_rank, .. } => *local_rank,
-            _ => 0,
+            Launch::Mpi { local_rank, .. } | Launch::Torchrun { local_rank, .. } => *local_rank,
+            Launch::Alone => 0,
         }
     }
 
     /// How many processes of the job share this machine (1 alone).
     pub fn local_world(&self) -> usize {
         match self {
-            Launch::Mpi { local_world, .. } => *local_world,
-            _ => 1,
+            Launch::Mpi { local_world, .. } | Launch::Torchrun { local_world, .. } => *local_world,
+            Launch::Alone => 1,
         }
     }
 }
@@ -156,6 +183,7 @@ enum Inner {
     Alone,
     #[cfg(feature = "mpi")]
     Mpi(mpi_group::MpiGroup),
+    Nccl(NcclGroup),
 }
 
 impl ProcessGroup {
@@ -164,15 +192,25 @@ impl ProcessGroup {
         ProcessGroup { inner: Inner::Alone }
     }
 
-    /// Joins the job `launch` describes (initialising MPI when mpirun started it); collectives
-    /// wait at most `timeout` for the other ranks.
-    pub fn join(launch: &Launch, timeout: Duration) -> Result<ProcessGroup> {
+    /// Joins the job `launch` describes (initialising MPI when mpirun started it, NCCL on CUDA
+    /// device `cuda` when torchrun did: `cuda` is the device a CUDA rank trains on, None for
+    /// other devices, which torchrun does not launch); collectives wait at most `timeout` for
+    /// the other ranks.
+    pub fn join(launch: &Launch, timeout: Duration, cuda: Option<usize>) -> Result<ProcessGroup> {
         match launch {
             Launch::Alone => Ok(Self::alone()),
-            Launch::Torchrun { world } => Err(Error::config(format!(
-                "WORLD_SIZE={world} (a torchrun launch): ferronet's ranks are launched with mpirun; \
+            Launch::Torchrun { world, .. } if cuda.is_none() => Err(Error::config(format!(
+                "WORLD_SIZE={world} (a torchrun launch) with ranks that do not train on CUDA devices: torchrun launches \
+                 ferronet's CUDA ranks (--device cuda, over NCCL); CPU ranks are launched with mpirun: \
                  run `mpirun -np {world} ferronet train ...` instead"
             ))),
+            Launch::Torchrun { master: None, .. } => Err(Error::config(
+                "a torchrun launch needs MASTER_ADDR and MASTER_PORT (rank 0's host and a free port there), which torchrun sets; set both",
+            )),
+            &Launch::Torchrun { rank, world, master: Some(ref master), .. } => {
+                let me = TorchrunRank { rank, world, device: cuda.unwrap_or_default(), master };
+                Ok(ProcessGroup { inner: Inner::Nccl(NcclGroup::join(&me, timeout)?) })
+            }
             #[cfg(feature = "mpi")]
             Launch::Mpi { .. } => Ok(ProcessGroup { inner: Inner::Mpi(mpi_group::MpiGroup::init(timeout)?) }),
             #[cfg(not(feature = "mpi"))]
@@ -192,6 +230,7 @@ impl ProcessGroup {
             Inner::Alone => 0,
             #[cfg(feature = "mpi")]
             Inner::Mpi(g) => g.rank(),
+            Inner::Nccl(g) => g.rank(),
         }
     }
 
@@ -201,6 +240,24 @@ impl ProcessGroup {
             Inner::Alone => 1,
             #[cfg(feature = "mpi")]
             Inner::Mpi(g) => g.world_size(),
+            Inner::Nccl(g) => g.world_size(),
+        }
+    }
+
+    /// The NCCL communicator of a torchrun group, which the gradient buckets share.
+    pub fn nccl_comm(&self) -> Option<&NcclComm> {
+        match &self.inner {
+            Inner::Nccl(g) => Some(g.comm()),
+            _ => None,
+        }
+    }
+
+    /// `e`, a failure of this rank, restated with its cause when the group knows it better
+    /// (NCCL lost a rank, which the trainer's CUDA calls see only as a failed launch).
+    pub fn explain(&self, e: Error) -> Error {
+        match &self.inner {
+            Inner::Nccl(g) => g.explain(e),
+            _ => e,
         }
     }
 
@@ -220,9 +277,14 @@ impl ProcessGroup {
 
     /// Starts the element-wise sum of `values` over the ranks without waiting for it (every rank
     /// starts its sums in the same order); `wait_all` completes it.
-    pub fn start_sum(&self, values: Vec<f64>) -> Result<PendingSum> {
+    pub fn start_sum(&self, mut values: Vec<f64>) -> Result<PendingSum> {
         match &self.inner {
             Inner::Alone => Ok(PendingSum(PendingInner::Done(values))),
+            // NCCL's sum of host values waits for itself; gradients take the device buckets.
+            Inner::Nccl(g) => {
+                g.all_reduce_sum(&mut values)?;
+                Ok(PendingSum(PendingInner::Done(values)))
+            }
             #[cfg(feature = "mpi")]
             Inner::Mpi(g) => Ok(PendingSum(PendingInner::Mpi(g.start_sum(values)?))),
         }
@@ -231,7 +293,7 @@ impl ProcessGroup {
     /// Waits until every sum of `pending` has completed, at most the group's timeout.
     pub fn wait_all(&self, pending: &mut [PendingSum]) -> Result<()> {
         match &self.inner {
-            Inner::Alone => {
+            Inner::Alone | Inner::Nccl(_) => {
                 let _ = pending;
                 Ok(())
             }
@@ -258,6 +320,7 @@ impl ProcessGroup {
             }
             #[cfg(feature = "mpi")]
             Inner::Mpi(g) => g.broadcast(values),
+            Inner::Nccl(g) => g.broadcast(values),
         }
     }
 
@@ -293,10 +356,11 @@ impl ProcessGroup {
     }
 
     /// Ends every process of the job at once (after a failure on this rank, so the others do
-    /// not wait for it); alone, exits with `code`.
+    /// not wait for it); alone, exits with `code`. Under torchrun this rank exits: torchrun ends
+    /// the others, and without it their collectives fail on the lost rank or at the timeout.
     pub fn abort(&self, code: i32) -> ! {
         match &self.inner {
-            Inner::Alone => std::process::exit(code),
+            Inner::Alone | Inner::Nccl(_) => std::process::exit(code),
             #[cfg(feature = "mpi")]
             Inner::Mpi(g) => g.abort(code),
         }
@@ -326,7 +390,16 @@ mod tests {
         let mpich = [("PMI_RANK", "2"), ("PMI_SIZE", "3")];
         assert_eq!(launch(&mpich).unwrap(), Launch::Mpi { rank: 2, world: 3, local_rank: 2, local_world: 3 });
         assert_eq!(launch(&[("OMPI_COMM_WORLD_RANK", "0"), ("OMPI_COMM_WORLD_SIZE", "1")]).unwrap(), Launch::Alone);
-        assert_eq!(launch(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap(), Launch::Torchrun { world: 2 });
+        let torchrun = [("RANK", "1"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "node0"), ("MASTER_PORT", "29500")];
+        let master = Some(Master { addr: "node0".into(), port: 29500, agent_store_key: None });
+        assert_eq!(launch(&torchrun).unwrap(), Launch::Torchrun { rank: 1, world: 2, local_rank: 1, local_world: 2, master });
+        let agent = [("TORCHELASTIC_USE_AGENT_STORE", "True"), ("TORCHELASTIC_RESTART_COUNT", "2")];
+        let Launch::Torchrun { master: Some(master), .. } = launch(&[&torchrun[..], &agent].concat()).unwrap() else { panic!("a torchrun launch") };
+        assert_eq!(master.agent_store_key.as_deref(), Some("ferronet/nccl_unique_id/2"));
+        let unaddressed = Launch::Torchrun { rank: 0, world: 2, local_rank: 0, local_world: 2, master: None };
+        assert_eq!(launch(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap(), unaddressed);
+        let err = launch(&[("RANK", "2"), ("WORLD_SIZE", "2")]).unwrap_err().to_string();
+        assert!(err.contains("RANK=2"), "{err}");
         let bad = launch(&[("OMPI_COMM_WORLD_RANK", "x"), ("OMPI_COMM_WORLD_SIZE", "2")]).unwrap_err().to_string();
         assert!(bad.contains("OMPI_COMM_WORLD_RANK=x"), "{bad}");
     }
@@ -342,9 +415,14 @@ mod tests {
     }
 
     #[test]
-    fn a_torchrun_launch_is_refused_with_the_mpirun_command() {
-        let err = ProcessGroup::join(&Launch::Torchrun { world: 2 }, Duration::from_secs(1)).err().unwrap().to_string();
-        assert!(err.contains("mpirun -np 2"), "{err}");
+    fn a_torchrun_launch_of_cpu_ranks_is_refused_with_the_mpirun_command() {
+        let master = Some(Master { addr: "localhost".into(), port: 29500, agent_store_key: None });
+        let launch = Launch::Torchrun { rank: 0, world: 2, local_rank: 0, local_world: 2, master };
+        let err = ProcessGroup::join(&launch, Duration::from_secs(1), None).err().unwrap().to_string();
+        assert!(err.contains("mpirun -np 2") && err.contains("--device cuda"), "{err}");
+        let launch = Launch::Torchrun { rank: 0, world: 2, local_rank: 0, local_world: 2, master: None };
+        let err = ProcessGroup::join(&launch, Duration::from_secs(1), Some(0)).err().unwrap().to_string();
+        assert!(err.contains("MASTER_ADDR and MASTER_PORT"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! Entry points by area: `device` (init, device queries), `context`, `module`, `launch`,
 //! `memory`, `stream` (streams and events), `graph` (capture and graphs), `errors` (error
 //! names), `unsupported`; `state` holds the handles and `queue` runs work on the simulator.
+//! `nccl` (with its socket transport `nccl_link`) is a test double of NCCL over this emulator,
+//! loaded as libnccl.so.2 by tests of data-parallel training on CUDA ranks.
 
 mod config;
 mod context;
@@ -22,6 +24,8 @@ mod graph;
 mod launch;
 mod memory;
 mod module;
+mod nccl;
+mod nccl_link;
 mod queue;
 mod state;
 mod stream;

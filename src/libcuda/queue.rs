@@ -11,6 +11,7 @@
 //! call that ran the launch and by every call after it.
 
 use crate::errors::CuResult;
+use crate::nccl::Collective;
 use crate::state::{Capture, Emulator, Object};
 use cudarc::driver::sys::CUresult;
 use ferronet::device::driver::{Driver, LaunchConfig};
@@ -32,6 +33,8 @@ pub enum Op {
     RecordEvent { event: u64, generation: u64 },
     /// Holds its stream until record `generation` of `event` has run.
     WaitEvent { event: u64, generation: u64 },
+    /// A collective of an emulated NCCL communicator (nccl.rs).
+    Collective(Collective),
 }
 
 /// Where a stream handle points.
@@ -124,6 +127,11 @@ fn ready(emu: &Emulator, op: &Op) -> bool {
         // A wait on a destroyed event no longer holds anything.
         Op::WaitEvent { event, generation } => match emu.objects.get(&event) {
             Some(Object::Event { completed, .. }) => *completed >= generation,
+            _ => true,
+        },
+        // A communicator's collectives run in the order they were called, whatever their streams.
+        Op::Collective(Collective { comm, seq, .. }) => match emu.objects.get(&comm) {
+            Some(Object::NcclComm(state)) => state.completed >= seq,
             _ => true,
         },
         _ => true,
@@ -236,6 +244,7 @@ pub fn run(emu: &mut Emulator, dev: usize, op: &Op) -> CuResult {
             }
         }
         Op::WaitEvent { .. } => {}
+        Op::Collective(ref collective) => crate::nccl::run_collective(emu, dev, collective)?,
     }
     Ok(())
 }

@@ -48,6 +48,8 @@ pub enum Object {
     Event { device: usize, timing: bool, recorded_at_s: Option<f64>, submitted: u64, completed: u64 },
     Graph { device: usize, ops: Vec<Op> },
     GraphExec { device: usize, ops: Vec<Op> },
+    /// An emulated NCCL communicator (nccl.rs).
+    NcclComm(crate::nccl::Comm),
 }
 
 impl Object {
@@ -59,6 +61,7 @@ impl Object {
             | Object::Event { device, .. }
             | Object::Graph { device, .. }
             | Object::GraphExec { device, .. } => *device,
+            Object::NcclComm(comm) => comm.device,
         }
     }
 }

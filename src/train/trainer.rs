@@ -668,16 +668,6 @@ fn summed_over_ranks(group: &ProcessGroup, mut part: PartialEpoch) -> Result<Par
     Ok(part)
 }
 
-/// Whether `here` holds on any rank (every rank calls it at the same step).
-fn any_rank(group: &ProcessGroup, here: bool) -> Result<bool> {
-    if group.world_size() == 1 {
-        return Ok(here);
-    }
-    let mut count = [f64::from(u8::from(here))];
-    group.all_reduce_sum(&mut count)?;
-    Ok(count[0] > 0.0)
-}
-
 /// What a NaN/inf loss is called in errors.
 fn nonfinite_loss(loss: f64) -> String {
     format!("the loss is {loss}; lower the learning rate or check the input data")
@@ -737,7 +727,7 @@ fn train_step<B: Backend<f32>>(
     ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
     if figures.skip_nonfinite {
         let skipped_here = figures.read_skips(ex, part, fault)?;
-        if any_rank(group, skipped_here)? {
+        if group.any(skipped_here)? {
             // Another rank's NaN/inf loss: this rank's device counted the step as trained.
             if !skipped_here {
                 figures.host_counted_skips += 1;

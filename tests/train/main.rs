@@ -7,6 +7,7 @@ mod reliability_lock;
 mod reliability_numerical;
 mod reliability_oom;
 mod train_data_parallel;
+mod train_data_parallel_nccl;
 mod train_default;
 mod train_errors;
 mod train_fashion_mnist;

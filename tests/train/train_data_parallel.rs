@@ -33,13 +33,13 @@ fn train(ranks: usize, out: &Path, flags: &[&str]) -> Output {
     run(cmd)
 }
 
-fn succeeded(out: &Output, what: &str) {
+pub(super) fn succeeded(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The largest difference between the two runs' tensors, relative to each tensor's largest
 /// magnitude.
-fn largest_relative_difference(a: &Path, b: &Path) -> (f64, String) {
+pub(super) fn largest_relative_difference(a: &Path, b: &Path) -> (f64, String) {
     let (ta, _) = checkpoint::load(&a.join("checkpoint.safetensors")).expect("the first run's checkpoint loads");
     let (tb, _) = checkpoint::load(&b.join("checkpoint.safetensors")).expect("the second run's checkpoint loads");
     assert_eq!(ta.len(), tb.len());
@@ -56,7 +56,7 @@ fn largest_relative_difference(a: &Path, b: &Path) -> (f64, String) {
 }
 
 /// A run directory's metrics.json.
-fn metrics(root: &Path, run: &str) -> serde_json::Value {
+pub(super) fn metrics(root: &Path, run: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(root.join(run).join("metrics.json")).expect("metrics.json is written");
     serde_json::from_str(&text).expect("metrics.json is JSON")
 }

@@ -31,6 +31,24 @@ pub fn with_emulated_driver(cmd: &mut Command) -> &mut Command {
     cmd.env("LD_LIBRARY_PATH", path)
 }
 
+/// `cmd` with the emulated driver first on the loader's path, and its emulated NCCL
+/// (src/libcuda/nccl.rs) found as NCCL: a directory holding libnccl.so, a link to the emulated
+/// libcuda.so (the loader finds the file already loaded under its other name and shares that
+/// copy, so NCCL's collectives use the emulated devices' memory and streams). Kept apart from
+/// libcuda.so's directory, so runs with the emulated driver alone have no NCCL.
+pub fn with_emulated_nccl(cmd: &mut Command) -> &mut Command {
+    let dir = libcuda_dir().join("emulated-nccl");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let link = dir.join("libnccl.so");
+    if std::fs::symlink_metadata(&link).is_err() {
+        // Tests run in parallel: another one may make the link first.
+        let _ = std::os::unix::fs::symlink("../libcuda.so", &link);
+    }
+    let path = std::env::var("LD_LIBRARY_PATH").ok().filter(|p| !p.is_empty());
+    let path = [Some(libcuda_dir().display().to_string()), Some(dir.display().to_string()), path].into_iter().flatten().collect::<Vec<_>>().join(":");
+    cmd.env("LD_LIBRARY_PATH", path)
+}
+
 /// Runs the tests of this test binary that libtest's `args` select (filters, `--exact`,
 /// `--ignored`) in a child process with the emulated driver on the loader's path and
 /// [`GPU_DEVICE_ENV`](crate::gpu::GPU_DEVICE_ENV) set to `device`, so `gpu()` opens that CUDA
