@@ -177,3 +177,25 @@ CONV_TC_KERNEL(conv_tc_bf16_128x128, TC_BF16, 4, 2, 4)
 CONV_TC_KERNEL(conv_tc_f16_128x128, TC_F16, 4, 2, 4)
 CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
 CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
+
+// The im2col matrices of an NCHW f32 x (one group) as 16-bit tensor-core operands of the training
+// GEMMs (src/ops/conv/tc_train.rs): per image, row k = (c * KH + ki) * KW + kj (the weight's
+// order) and column p = oh * OW + ow, zero-padded to k_pad x p_pad (padding taps are zeros too),
+// stored [image][k][p], or [image][p][k] when `transpose`. `format`: TC_BF16 or TC_F16. One thread
+// per element, `total` = images * k_pad * p_pad.
+extern "C" __global__ void im2col_tc(const float* __restrict__ x, unsigned short* __restrict__ col, int total, int c_in,
+                                     int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int oh,
+                                     int ow, int k_pad, int p_pad, int transpose, int format) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int inner = transpose ? k_pad : p_pad;
+    const int a = i % inner, b = (i / inner) % (transpose ? p_pad : k_pad), image = i / (k_pad * p_pad);
+    const int k = transpose ? a : b, p = transpose ? b : a;
+    float v = 0.0f;
+    if (k < c_in * kh * kw && p < oh * ow) {
+        const int c = k / (kh * kw), ki = k / kw % kh, kj = k % kw;
+        const int ih = p / ow * sh - ph + ki * dh, iw = p % ow * sw - pw + kj * dw;
+        if (ih >= 0 && ih < h && iw >= 0 && iw < w) v = x[((image * c_in + c) * h + ih) * w + iw];
+    }
+    col[i] = tc_to_16bit(v, format);
+}

@@ -5,6 +5,18 @@
 
 enum TcIn { TC_BF16, TC_F16, TC_TF32 };
 
+// The 16-bit pattern of x in bf16 (TC_BF16) or f16 (TC_F16), rounded to nearest even: exact for
+// a value already rounded to the format, as stored values are at bf16/fp16 (src/precision.rs).
+__device__ __forceinline__ unsigned short tc_to_16bit(float x, int format) {
+    unsigned short h;
+    if (format == TC_BF16) {
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    } else {
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    }
+    return h;
+}
+
 // Copies 16 bytes from global to shared memory; the last 16 - src_bytes are zeros (src_bytes 0:
 // no global read at all, for operands past an edge or in a convolution's padding).
 __device__ __forceinline__ void tc_cp_async16(unsigned dst, const void* src, int src_bytes) {

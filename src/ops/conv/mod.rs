@@ -23,6 +23,7 @@ use crate::ops::check::expect_len;
 use crate::shape::window_output_len;
 
 mod cuda;
+mod tc_train;
 
 pub use cuda::gpu_workspace_bytes;
 
