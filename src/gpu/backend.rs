@@ -271,7 +271,13 @@ impl Device<f32> for GpuBackend {
         Ok(CapturedGraph(Box::new(graph)))
     }
     fn conv_workspace(&self) -> ConvWorkspace {
-        ConvWorkspace::ImplicitGemm { gemm_sms: self.driver.multiprocessor_count() }
+        let gemm_sms = self.driver.multiprocessor_count();
+        let tensor_cores = matches!(self.gemm_operand_format(), Precision::Bf16 | Precision::Fp16) && self.driver.compute_capability() >= (8, 0);
+        if tensor_cores {
+            ConvWorkspace::TensorCores { gemm_sms }
+        } else {
+            ConvWorkspace::ImplicitGemm { gemm_sms }
+        }
     }
     /// The driver's free memory plus what this device holds from it beyond the bytes of live
     /// buffers (cached blocks, and the rounding of live ones), so that free memory plus

@@ -26,6 +26,7 @@ mod cuda;
 mod tc_train;
 
 pub use cuda::gpu_workspace_bytes;
+pub use tc_train::tc_workspace_bytes;
 
 /// The sizes of a [`ConvGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -19,6 +19,20 @@ use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::gemm::tc::TcInput;
 use crate::ops::gemm::tc_train::{tc_format_arg, tc_padded, Pack};
 
+/// Bytes a one-group convolution holds while its largest pass runs on the tensor cores (an
+/// upper bound: a pointwise one packs its operands as `ops::gemm::tc_train` does, no larger).
+pub fn tc_workspace_bytes(g: &ConvGeom) -> usize {
+    let (half, single) = (std::mem::size_of::<u16>(), std::mem::size_of::<f32>());
+    let (k, p) = (g.c_in * g.kh * g.kw, g.oh * g.ow);
+    let (k_pad, p_pad, cout_pad) = (tc_padded(k), tc_padded(p), tc_padded(g.c_out));
+    let columns = g.n * k_pad * p_pad * half;
+    let padded_output = |rows: usize, cols: usize, cols_pad: usize| if cols_pad == cols { 0 } else { rows * cols_pad * single };
+    let forward = columns + g.c_out * k_pad * half + padded_output(g.n * g.c_out, p, p_pad);
+    let data = k * cout_pad * half + g.n * cout_pad * p_pad * half + g.n * k * p_pad * single;
+    let filter = g.c_out * g.n * p_pad * half + columns + padded_output(g.c_out, k, k_pad);
+    forward.max(data).max(filter)
+}
+
 /// The window geometry in the order im2col_tc and col2im_gather take it after the channels: H,
 /// W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW.
 fn window(g: &ConvGeom) -> Result<Vec<KernelArg>> {
