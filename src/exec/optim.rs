@@ -118,6 +118,9 @@ pub struct Optimizer<E: Element, B: Backend<E>> {
     check_nonfinite: bool,
 }
 
+/// Per tensor of the last step, the steps the device skipped; and the device's Adam counts.
+type SkippedSteps = (Vec<(ParamId, u64)>, Vec<u64>);
+
 /// The host's step counts before a step, to go back to if its capture is abandoned.
 pub struct StepCounts(Vec<(ParamId, u64)>);
 
@@ -299,7 +302,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     /// The steps the host counted for the tensors of the last step that the device skipped (a
     /// non-finite gradient norm): per tensor, its group's count as the host holds it less the
     /// device's (one read; none without a clip state or Adam's counts), with the device's counts.
-    fn skipped_steps(&self, backend: &B) -> Result<(Vec<(ParamId, u64)>, Vec<u64>)> {
+    fn skipped_steps(&self, backend: &B) -> Result<SkippedSteps> {
         let (Some(_), Some((words, held))) = (&self.clip, &self.adam_steps) else { return Ok((Vec::new(), Vec::new())) };
         let device: Vec<u64> = backend.download_idx(words)?.into_iter().map(u64::from).collect();
         let skipped = self.last_stepped.iter().zip(&self.last_groups).map(|(&id, &group)| (id, held[group].saturating_sub(device[group]))).collect();

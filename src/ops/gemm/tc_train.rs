@@ -113,7 +113,6 @@ impl GpuBackend {
     /// C[b] = A[b] B[b] for b < `batch` on the tensor cores: A packed [m, k_pad] at `a.1` elements
     /// per b (0: one A for all), B packed [k_pad, tc_padded(n)] likewise, C f32 [m, n] row-major,
     /// the batch back to back from `c_offset`. A padded N computes into a workspace first.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_tc_packed(
         &self,
         input: TcInput,
