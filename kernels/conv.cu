@@ -335,3 +335,27 @@ extern "C" __global__ void __launch_bounds__(256)
     float total = ferro_block_sum(sum, scratch);
     if (threadIdx.x == 0) dw_out[tap] = total;
 }
+
+// dx (NCHW, f32) of a one-group convolution from its column gradient, [image][k][p] with rows
+// k = (c * KH + ki) * KW + kj and a row stride of p_pad (the tensor-core data gradient,
+// src/ops/conv/tc_train.rs): each input pixel gathers the taps that read it, so no atomics. One
+// thread per element of dx, `total` = images * c_in * h * w.
+extern "C" __global__ void col2im_gather(const float* __restrict__ dcol, float* __restrict__ dx, int total, int c_in, int h,
+                                         int w, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int oh, int ow,
+                                         int p_pad) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int iw = i % w, ih = i / w % h, c = i / (w * h) % c_in, image = i / (w * h * c_in);
+    const float* rows = dcol + (size_t)image * c_in * kh * kw * p_pad;
+    float sum = 0.0f;
+    for (int ki = 0; ki < kh; ++ki) {
+        const int y = ih + ph - ki * dh;
+        if (y < 0 || y % sh != 0 || y / sh >= oh) continue;
+        for (int kj = 0; kj < kw; ++kj) {
+            const int x = iw + pw - kj * dw;
+            if (x < 0 || x % sw != 0 || x / sw >= ow) continue;
+            sum += rows[((c * kh + ki) * kw + kj) * p_pad + y / sh * ow + x / sw];
+        }
+    }
+    dx[i] = sum;
+}

@@ -27,11 +27,7 @@
 
 namespace {
 
-constexpr int THREADS = 256, STAGES = 3, CHUNK = 16, ROW_BYTES = 64, BK = 32, WN = 32, NT = WN / 8;
-
-__device__ __forceinline__ unsigned swizzled(int row, int chunk) {
-    return row * ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4);
-}
+constexpr int THREADS = 256, STAGES = 3, CHUNK = 16, ROW_BYTES = TC_ROW_BYTES, BK = 32, WN = 32, NT = WN / 8;
 
 struct Geometry {
     int batch, h, w, c, oh, ow, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups;
@@ -91,7 +87,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
             const int ih = ih0[r] + ki * p.dh, iw = iw0[r] + kj * p.dw;
             const bool inside = ki < p.kh && (unsigned)ih < (unsigned)p.h && (unsigned)iw < (unsigned)p.w;
             const unsigned short* src = inside ? xg + (size_t)(image_base[r] + ih * p.w + iw) * p.c + ci : x;
-            tc_cp_async16(base + swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + tc_swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside ? CHUNK : 0);
         }
         const int gk = kt * BK + chunk * (CHUNK / 2);
 #pragma unroll
@@ -99,7 +95,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
             const int row = first_row + r * ROWS_PER_PASS, gn = bn + row;
             const bool inside = gn < cog && gk < k;
             const unsigned short* src = inside ? wg + (size_t)gn * k + gk : wt;
-            tc_cp_async16(base + A_STAGE_BYTES + swizzled(row, chunk), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + A_STAGE_BYTES + tc_swizzled(row, chunk), src, inside ? CHUNK : 0);
         }
         ci += BK;
         normalize();
@@ -108,30 +104,23 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
     float acc[MT][NT][4];
     tc_zero(acc);
 
-    // ldmatrix addresses: for X, lanes 0-15 give rows 0-15 of the first 16-byte half of a 16x16
-    // (k) block and lanes 16-31 those of the second (a0..a3 of the mma); for W, lanes 0-7 and
-    // 8-15 give channels 0-7 at the two halves (b0, b1 of the first 8 channels) and lanes 16-31
+    // ldmatrix addresses of W (X's are tc_mma_stage's): lanes 0-7 and 8-15 give channels 0-7 at
+    // the two halves of a 16x16 (k) block (b0, b1 of the first 8 channels) and lanes 16-31
     // channels 8-15 likewise.
-    const int a_row = lane & 15, a_half = lane >> 4;
     const int b_row = (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
 
     auto compute_stage = [&](int stage) {
         const unsigned a_base = smem_base + stage * STAGE_BYTES;
         const unsigned b_base = a_base + A_STAGE_BYTES;
-#pragma unroll
-        for (int ks = 0; ks < 2; ++ks) {
-            unsigned af[MT][4];
-#pragma unroll
-            for (int i = 0; i < MT; ++i) tc_ldmatrix_x4(af[i], a_base + swizzled(wm * WM + i * 16 + a_row, 2 * ks + a_half));
-            unsigned bf[NT][2];
+        auto load_b = [&](int ks, unsigned (&bf)[NT][2]) {
 #pragma unroll
             for (int j = 0; j < NT / 2; ++j) {
                 unsigned r[4];
-                tc_ldmatrix_x4(r, b_base + swizzled(wn * WN + j * 16 + b_row, 2 * ks + b_half));
+                tc_ldmatrix_x4(r, b_base + tc_swizzled(wn * WN + j * 16 + b_row, 2 * ks + b_half));
                 tc_b_fragment_pair(bf, j, r);
             }
-            tc_mma_tiles<IN>(acc, af, bf);
-        }
+        };
+        tc_mma_stage<IN>(acc, a_base, wm * WM, lane, load_b);
     };
     tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
 
@@ -177,3 +166,25 @@ CONV_TC_KERNEL(conv_tc_bf16_128x128, TC_BF16, 4, 2, 4)
 CONV_TC_KERNEL(conv_tc_f16_128x128, TC_F16, 4, 2, 4)
 CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
 CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
+
+// The im2col matrices of an NCHW f32 x (one group) as 16-bit tensor-core operands of the training
+// GEMMs (src/ops/conv/tc_train.rs): per image, row k = (c * KH + ki) * KW + kj (the weight's
+// order) and column p = oh * OW + ow, zero-padded to k_pad x p_pad (padding taps are zeros too),
+// stored [image][k][p], or [image][p][k] when `transpose`. `format`: TC_BF16 or TC_F16. One thread
+// per element, `total` = images * k_pad * p_pad.
+extern "C" __global__ void im2col_tc(const float* __restrict__ x, unsigned short* __restrict__ col, int total, int c_in,
+                                     int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int oh,
+                                     int ow, int k_pad, int p_pad, int transpose, int format) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int inner = transpose ? k_pad : p_pad;
+    const int a = i % inner, b = (i / inner) % (transpose ? p_pad : k_pad), image = i / (k_pad * p_pad);
+    const int k = transpose ? a : b, p = transpose ? b : a;
+    float v = 0.0f;
+    if (k < c_in * kh * kw && p < oh * ow) {
+        const int c = k / (kh * kw), ki = k / kw % kh, kj = k % kw;
+        const int ih = p / ow * sh - ph + ki * dh, iw = p % ow * sw - pw + kj * dw;
+        if (ih >= 0 && ih < h && iw >= 0 && iw < w) v = x[((image * c_in + c) * h + ih) * w + iw];
+    }
+    col[i] = tc_to_16bit(v, format);
+}

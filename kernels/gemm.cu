@@ -105,3 +105,12 @@ extern "C" __global__ void __launch_bounds__(256)
     float total = ferro_block_sum(sum, scratch);
     if (threadIdx.x == 0) db[c] = total;
 }
+
+// dst [rows, dst_cols] = the first dst_cols columns of src [rows, src_cols]: a product computed
+// on N padded to the tensor-core kernel's multiple (src/ops/gemm/tc_train.rs) copied out. One
+// thread per element of dst, `total` = rows * dst_cols.
+extern "C" __global__ void copy_columns(const float* __restrict__ src, float* __restrict__ dst, int total, int src_cols,
+                                        int dst_cols) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) dst[i] = src[i / dst_cols * src_cols + i % dst_cols];
+}

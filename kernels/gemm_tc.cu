@@ -30,16 +30,10 @@ namespace {
 
 constexpr int BN = 128, THREADS = 256, STAGES = 3;
 constexpr int CHUNK = 16;
-constexpr int A_ROW_BYTES = 64;
+constexpr int A_ROW_BYTES = TC_ROW_BYTES;
 // BK rows of BN values: 32 x 128 x 2 bytes or 16 x 128 x 4 bytes.
 constexpr int B_STAGE_BYTES = 8192;
 constexpr int WN = 32, NT = WN / 8;
-
-__device__ __forceinline__ unsigned to_tf32(unsigned f32_bits) {
-    unsigned r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(f32_bits)));
-    return r;
-}
 
 // MT: mma tiles of 16 rows per warp, so the block tile has BM = 32 MT rows.
 template <TcIn IN, int MT>
@@ -76,7 +70,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             const int gm = bm + row, gk = k0 + chunk * PER_CHUNK;
             const bool inside = gm < m && gk < k;
             const char* src = inside ? ga + ((size_t)gm * k + gk) * ELEM : ga;
-            tc_cp_async16(base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + tc_swizzled(row, chunk), src, inside ? CHUNK : 0);
         }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -92,28 +86,15 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
     float acc[MT][NT][4];
     tc_zero(acc);
 
-    // The lane's ldmatrix row and chunk half: lanes 0-15 give rows 0-15 of the first 16-byte
-    // half of a 16x16 (k) block, lanes 16-31 those of the second.
+    // The lane's ldmatrix row and chunk half for B (16-bit): lanes 0-15 give rows 0-15 of the
+    // first 16-byte half of a 16x16 (k) block, lanes 16-31 those of the second.
     const int lrow = lane & 15, lhalf = lane >> 4;
     const int g = lane >> 2, t = lane & 3;
 
     auto compute_stage = [&](int stage) {
         const unsigned a_base = smem_base + stage * STAGE_BYTES;
         const unsigned b_base = a_base + A_STAGE_BYTES;
-#pragma unroll
-        for (int ks = 0; ks < 2; ++ks) {
-            unsigned af[MT][4];
-#pragma unroll
-            for (int i = 0; i < MT; ++i) {
-                const int row = wm * WM + i * 16 + lrow;
-                const int chunk = 2 * ks + lhalf;
-                tc_ldmatrix_x4(af[i], a_base + row * A_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4));
-                if (IN == TC_TF32) {
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) af[i][e] = to_tf32(af[i][e]);
-                }
-            }
-            unsigned bf[NT][2];
+        auto load_b = [&](int ks, unsigned (&bf)[NT][2]) {
             if (IN == TC_TF32) {
 #pragma unroll
                 for (int j = 0; j < NT; ++j) {
@@ -123,7 +104,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
                         const int row = ks * 8 + t + 4 * h;
                         const int offset = A_STAGE_BYTES + row * B_ROW_BYTES + (((col >> 2) ^ ((row & 7) << 1)) << 4) + (col & 3) * 4;
                         const unsigned bits = *reinterpret_cast<const unsigned*>(smem + stage * STAGE_BYTES + offset);
-                        bf[j][h] = to_tf32(bits);
+                        bf[j][h] = tc_to_tf32(bits);
                     }
                 }
             } else {
@@ -136,8 +117,8 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
                     tc_b_fragment_pair(bf, j, r);
                 }
             }
-            tc_mma_tiles<IN>(acc, af, bf);
-        }
+        };
+        tc_mma_stage<IN>(acc, a_base, wm * WM, lane, load_b);
     };
     tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
 

@@ -166,10 +166,13 @@ extern "C" __global__ void adam_multi_step(const FerroOptimTensor* __restrict__ 
                           beta1, beta2, eps, b.tensor.weight_decay, decoupled, bias[0], bias[1]);
 }
 
-// One more step for every count of a multi-tensor Adam step (one thread per group).
-extern "C" __global__ void advance_steps(unsigned int* __restrict__ steps, int n) {
+// One more step for every count of a multi-tensor Adam step (one thread per group), unless the
+// step's clip state (clip may be null) found a non-finite gradient norm: a skipped step is not
+// counted, as PyTorch's GradScaler skips optimizer.step() altogether.
+extern "C" __global__ void advance_steps(unsigned int* __restrict__ steps, int n, const float* __restrict__ clip) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) steps[i] += 1u;
+    float unused_scale;
+    if (i < n && ferro_clip_scale(clip, &unused_scale)) steps[i] += 1u;
 }
 
 // First pass of the global gradient norm: each block is one block of the first pass of the

@@ -4,6 +4,7 @@
 // conversions are the PTX ones a bf16/fp16/tf32 kernel stores or feeds tensor cores with;
 // cvt.rn.bf16.f32 and cvt.rna.tf32.f32 need sm_80.
 #include "common.cuh"
+#include "tensor_core.cuh"
 
 // format: 0 fp32 (a copy), 1 tf32, 2 bf16, 3 fp16.
 __device__ __forceinline__ float round_to(float x, int format) {
@@ -13,16 +14,12 @@ __device__ __forceinline__ float round_to(float x, int format) {
         return __uint_as_float(r);
     }
     if (format == 2) {
-        unsigned short h;
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
         // bf16 is the upper half of an f32: widening is exact.
-        return __uint_as_float(static_cast<unsigned>(h) << 16);
+        return __uint_as_float(static_cast<unsigned>(tc_to_16bit(x, TC_BF16)) << 16);
     }
     if (format == 3) {
-        unsigned short h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
         float y;
-        asm("cvt.f32.f16 %0, %1;" : "=f"(y) : "h"(h));
+        asm("cvt.f32.f16 %0, %1;" : "=f"(y) : "h"(tc_to_16bit(x, TC_F16)));
         return y;
     }
     return x;
@@ -32,4 +29,21 @@ __device__ __forceinline__ float round_to(float x, int format) {
 extern "C" __global__ void round_to_format(const float* x, float* y, int n, int format) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = round_to(x[i], format);
+}
+
+// Tensor-core operands of the training GEMMs (src/ops/gemm/tc_train.rs): `count` f32 matrices of
+// `rows` x `cols`, matrix b at x + b * src_stride, written as 16-bit patterns (`format`: TC_BF16 or
+// TC_F16), transposed when `transpose`, into out_rows x out_cols matrices zero-padded past the
+// source (padding K or N to the kernel's multiple of 8 adds only zero products): element (r, c)
+// of output matrix b lands at y[b * out_stride + r * out_row_stride + c]. One thread per output
+// element, `total` = count * out_rows * out_cols.
+extern "C" __global__ void pack_tc_operand(const float* x, unsigned short* y, int total, int src_stride, int rows, int cols,
+                                           int out_rows, int out_cols, int out_stride, int out_row_stride, int transpose,
+                                           int format) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int c = i % out_cols, r = (i / out_cols) % out_rows, b = i / (out_cols * out_rows);
+    const int sr = transpose ? c : r, sc = transpose ? r : c;
+    const float v = sr < rows && sc < cols ? x[b * src_stride + sr * cols + sc] : 0.0f;
+    y[b * out_stride + r * out_row_stride + c] = tc_to_16bit(v, format);
 }

@@ -5,6 +5,18 @@
 
 enum TcIn { TC_BF16, TC_F16, TC_TF32 };
 
+// The 16-bit pattern of x in bf16 (TC_BF16) or f16 (TC_F16), rounded to nearest even: exact for
+// a value already rounded to the format, as stored values are at bf16/fp16 (src/precision.rs).
+__device__ __forceinline__ unsigned short tc_to_16bit(float x, int format) {
+    unsigned short h;
+    if (format == TC_BF16) {
+        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    } else {
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
+    }
+    return h;
+}
+
 // Copies 16 bytes from global to shared memory; the last 16 - src_bytes are zeros (src_bytes 0:
 // no global read at all, for operands past an edge or in a convolution's padding).
 __device__ __forceinline__ void tc_cp_async16(unsigned dst, const void* src, int src_bytes) {
@@ -21,6 +33,21 @@ __device__ __forceinline__ void tc_ldmatrix_x4_trans(unsigned (&r)[4], unsigned 
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(addr));
+}
+
+// cvt.rna.tf32.f32 of the f32 with bits `f32_bits`: the tf32 value a tensor core multiplies.
+__device__ __forceinline__ unsigned tc_to_tf32(unsigned f32_bits) {
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(f32_bits)));
+    return r;
+}
+
+// Shared tiles of 64-byte rows (4 chunks of 16 bytes) are XOR-swizzled: chunk c of row r is stored
+// at chunk c ^ ((r >> 1) & 3), so that ldmatrix's eight rows of one chunk (and rows 2 apart, which
+// share banks unswizzled) hit distinct banks. The byte offset of (row, chunk).
+constexpr int TC_ROW_BYTES = 64;
+__device__ __forceinline__ unsigned tc_swizzled(int row, int chunk) {
+    return row * TC_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4);
 }
 
 // d += a b for one 16x8 tile: m16n8k16 for bf16/f16 operands, m16n8k8 for tf32.
@@ -59,6 +86,31 @@ __device__ __forceinline__ void tc_mma_tiles(float (&acc)[MT][NT][4], const unsi
     for (int i = 0; i < MT; ++i)
 #pragma unroll
         for (int j = 0; j < NT; ++j) tc_mma<IN>(acc[i][j], a[i], b[j]);
+}
+
+// One pipeline stage (64 bytes of K per row: two mma k-steps) of a warp's MT x NT tiles: the A
+// fragments by ldmatrix from the swizzled A tile at shared address a_base, rows a_row0 + 16 i
+// (lanes 0-15 give rows 0-15 of a 16x16 block's first 16-byte half, lanes 16-31 those of the
+// second; converted to tf32 for TC_TF32), the B fragments from `load_b(ks, bf)`, multiplied into
+// acc.
+template <TcIn IN, int MT, int NT, class LoadB>
+__device__ __forceinline__ void tc_mma_stage(float (&acc)[MT][NT][4], unsigned a_base, int a_row0, int lane, LoadB& load_b) {
+    const int a_row = lane & 15, a_half = lane >> 4;
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks) {
+        unsigned af[MT][4];
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            tc_ldmatrix_x4(af[i], a_base + tc_swizzled(a_row0 + i * 16 + a_row, 2 * ks + a_half));
+            if (IN == TC_TF32) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) af[i][e] = tc_to_tf32(af[i][e]);
+            }
+        }
+        unsigned bf[NT][2];
+        load_b(ks, bf);
+        tc_mma_tiles<IN>(acc, af, bf);
+    }
 }
 
 template <int MT, int NT>

@@ -236,6 +236,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// the format in f32 buffers, see `exec::precision`).
     pub fn set_precision(&mut self, precision: Precision) {
         self.rounding = StorageRounding::new(precision);
+        // Now, so that memory plans made before the first step see the GEMMs' engine.
+        self.backend.declare_gemm_operand_format(precision);
     }
     pub fn precision(&self) -> Precision {
         self.rounding.precision()

@@ -13,12 +13,15 @@
 //! Non-finite gradients under clipping: the step cannot fail at once any more (that needed the
 //! norm on the host). The device skips the update instead (parameters and optimiser state stay
 //! as they were, so the next loss is not poisoned by them), counts the step
-//! (`nonfinite_grad_steps`), and `last_grad_norm` returns the numerical error. The step count of
-//! Adam's bias correction still advances on such a step.
+//! (`nonfinite_grad_steps`), and `last_grad_norm` returns the numerical error. Adam's step count
+//! does not advance on such a step either: PyTorch's GradScaler skips `optimizer.step()` whole.
 //!
-//! Adam's step numbers live on the device (`advance_steps` before each update) so that a step
-//! replayed from a CUDA graph updates with the next count; the host mirrors them
-//! (`count_replayed_step`) for checkpoints.
+//! Adam's step numbers live on the device (`advance_steps` before each update, which a skipped
+//! step leaves alone) so that a step replayed from a CUDA graph updates with the next count. The
+//! host mirrors them (`count_replayed_step`) for checkpoints, counting every step it launched;
+//! when steps may be skipped (a clip state exists) the device's counts are the truth, read back
+//! where the host's are needed: in `export_state`, and before a step whose set of tensors
+//! changed (their groups are then rebuilt from the host's counts).
 
 use super::params::{GradStore, ParamStore};
 use super::{Buf, Words};
@@ -106,12 +109,17 @@ pub struct Optimizer<E: Element, B: Backend<E>> {
     clip: Option<Buf<E, B>>,
     /// Adam: each group's step count on the device, and the counts it holds.
     adam_steps: Option<(Words<E, B>, Vec<u64>)>,
-    /// The parameters the last step updated (those a replay of it updates).
+    /// The parameters the last step updated (those a replay of it updates), and Adam's group of
+    /// each (the device count it advanced).
     last_stepped: Vec<ParamId>,
+    last_groups: Vec<usize>,
     /// Check every step's gradient norm even without clipping, skipping a non-finite one
     /// (dynamic loss scaling's overflow check).
     check_nonfinite: bool,
 }
+
+/// Per tensor of the last step, the steps the device skipped; and the device's Adam counts.
+type SkippedSteps = (Vec<(ParamId, u64)>, Vec<u64>);
 
 /// The host's step counts before a step, to go back to if its capture is abandoned.
 pub struct StepCounts(Vec<(ParamId, u64)>);
@@ -126,6 +134,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             clip: None,
             adam_steps: None,
             last_stepped: Vec::new(),
+            last_groups: Vec::new(),
             check_nonfinite: false,
         })
     }
@@ -200,6 +209,10 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             return Ok(());
         }
         let kind = self.config.kind;
+        if ids != self.last_stepped {
+            // The groups are rebuilt from the host's counts: first take back the skipped steps.
+            self.settle_skipped_steps(backend)?;
+        }
         // Each tensor's launch key: Adam's step number, or whether SGD's momentum buffer starts.
         let mut keys = Vec::with_capacity(ids.len());
         for &id in &ids {
@@ -270,7 +283,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
                 }
             }
             OptimizerKind::Adam { beta1, beta2, eps, decoupled } => {
-                let steps = advance_adam_steps(backend, &mut self.adam_steps, &distinct)?;
+                let steps = advance_adam_steps(backend, &mut self.adam_steps, &distinct, clip)?;
                 let h = AdamParams { lr: self.config.lr, beta1, beta2, eps, weight_decay: 0.0, decoupled };
                 for group in 0..distinct.len() {
                     backend.adam_multi_step(table, &mut slots, group, &h, steps, clip)?;
@@ -281,7 +294,32 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         for &id in &ids {
             self.state.get_mut(&id).expect("every stepped tensor has state").step += 1;
         }
+        self.last_groups = keys.iter().map(|key| distinct.binary_search(key).expect("distinct holds every key")).collect();
         self.last_stepped = ids;
+        Ok(())
+    }
+
+    /// The steps the host counted for the tensors of the last step that the device skipped (a
+    /// non-finite gradient norm): per tensor, its group's count as the host holds it less the
+    /// device's (one read; none without a clip state or Adam's counts), with the device's counts.
+    fn skipped_steps(&self, backend: &B) -> Result<SkippedSteps> {
+        let (Some(_), Some((words, held))) = (&self.clip, &self.adam_steps) else { return Ok((Vec::new(), Vec::new())) };
+        let device: Vec<u64> = backend.download_idx(words)?.into_iter().map(u64::from).collect();
+        let skipped = self.last_stepped.iter().zip(&self.last_groups).map(|(&id, &group)| (id, held[group].saturating_sub(device[group]))).collect();
+        Ok((skipped, device))
+    }
+
+    /// Takes the skipped steps back from the host's counts (see `skipped_steps`).
+    fn settle_skipped_steps(&mut self, backend: &B) -> Result<()> {
+        let (skipped, device) = self.skipped_steps(backend)?;
+        for (id, count) in skipped {
+            if let Some(state) = self.state.get_mut(&id) {
+                state.step -= count;
+            }
+        }
+        if let Some((_, held)) = &mut self.adam_steps {
+            *held = device;
+        }
         Ok(())
     }
 
@@ -314,10 +352,12 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
     /// The state on the host, named by parameter.
     pub fn export_state(&self, backend: &B, params: &ParamStore<E, B>) -> Result<OptimizerState<E>> {
         let (first, second) = self.suffixes();
+        let (skipped, _) = self.skipped_steps(backend)?;
         let mut out = OptimizerState::default();
         for (&id, st) in &self.state {
             let name = &params.spec(id).name;
-            out.steps.push((name.clone(), st.step));
+            let not_taken = skipped.iter().find(|(skipped_id, _)| *skipped_id == id).map_or(0, |&(_, count)| count);
+            out.steps.push((name.clone(), st.step - not_taken));
             if let Some(b) = &st.first {
                 out.buffers.push((format!("{name}.{first}"), backend.download(b)?));
             }
@@ -370,11 +410,12 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
 
 /// Adam's step counts on the device for a step whose groups update to step numbers `numbers`:
 /// uploaded as `numbers - 1` when the device does not hold those (the first step, new groups,
-/// imported state), then advanced by one on the device.
+/// imported state), then advanced by one on the device unless `clip` finds the step skipped.
 fn advance_adam_steps<'a, E: Element, B: Backend<E>>(
     backend: &B,
     slot: &'a mut Option<(Words<E, B>, Vec<u64>)>,
     numbers: &[u64],
+    clip: Option<&Buf<E, B>>,
 ) -> Result<&'a Words<E, B>> {
     let before: Vec<u64> = numbers.iter().map(|n| n - 1).collect();
     if slot.as_ref().is_none_or(|(_, held)| *held != before) {
@@ -385,7 +426,7 @@ fn advance_adam_steps<'a, E: Element, B: Backend<E>>(
         *slot = Some((backend.upload_idx(&words)?, before));
     }
     let (steps, held) = slot.as_mut().expect("set above");
-    backend.advance_steps(steps)?;
+    backend.advance_steps(steps, clip)?;
     held.copy_from_slice(numbers);
     Ok(steps)
 }

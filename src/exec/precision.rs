@@ -50,8 +50,10 @@ impl<E: Element, B: Backend<E>> StorageRounding<E, B> {
     }
 
     /// Rounds the GEMM ops' weights into their copies (allocated at the first call, reused
-    /// after): once per forward pass, after the optimiser moved the master weights.
+    /// after): once per forward pass, after the optimiser moved the master weights. Declares the
+    /// GEMMs' operand format to the backend first (its tensor cores take them at bf16/fp16).
     pub fn refresh_weights(&mut self, backend: &B, graph: &Graph, params: &ParamStore<E, B>) -> Result<()> {
+        backend.declare_gemm_operand_format(self.precision);
         if !self.precision.rounds_gemm_operands() {
             return Ok(());
         }

@@ -13,6 +13,7 @@ use super::staging::PinnedStaging;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig, Stream};
 use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats};
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +63,9 @@ pub struct GpuBackend {
     capture: Arc<Mutex<Option<GraphPoolId>>>,
     /// The events NCCL gradient buckets order their streams with, made by the first.
     pub(crate) nccl_events: Arc<Mutex<Option<NcclEvents>>>,
+    /// The format the operands of the convolution and linear GEMMs are stored in (the run's
+    /// `--precision`): at bf16/fp16 they run on the tensor cores (`ops::gemm::tc_train`).
+    gemm_operand_format: Arc<Mutex<Precision>>,
 }
 
 impl GpuBackend {
@@ -77,7 +81,20 @@ impl GpuBackend {
             kernel_log: Arc::new(Mutex::new(Vec::new())),
             capture: Arc::new(Mutex::new(None)),
             nccl_events: Arc::new(Mutex::new(None)),
+            gemm_operand_format: Arc::new(Mutex::new(Precision::Fp32)),
         }
+    }
+
+    /// Declares the format the convolution and linear GEMMs' operands are stored in from now on.
+    pub fn set_gemm_operand_format(&self, precision: Precision) {
+        if let Ok(mut format) = self.gemm_operand_format.lock() {
+            *format = precision;
+        }
+    }
+
+    /// The format declared by `set_gemm_operand_format` (fp32 until then).
+    pub fn gemm_operand_format(&self) -> Precision {
+        self.gemm_operand_format.lock().map_or(Precision::Fp32, |format| *format)
     }
     /// The driver itself; calls made on it directly are not counted in `counters`.
     pub fn driver(&self) -> &Arc<dyn Driver> {
@@ -254,7 +271,13 @@ impl Device<f32> for GpuBackend {
         Ok(CapturedGraph(Box::new(graph)))
     }
     fn conv_workspace(&self) -> ConvWorkspace {
-        ConvWorkspace::ImplicitGemm { gemm_sms: self.driver.multiprocessor_count() }
+        let gemm_sms = self.driver.multiprocessor_count();
+        let tensor_cores = matches!(self.gemm_operand_format(), Precision::Bf16 | Precision::Fp16) && self.driver.compute_capability() >= (8, 0);
+        if tensor_cores {
+            ConvWorkspace::TensorCores { gemm_sms }
+        } else {
+            ConvWorkspace::ImplicitGemm { gemm_sms }
+        }
     }
     /// The driver's free memory plus what this device holds from it beyond the bytes of live
     /// buffers (cached blocks, and the rounding of live ones), so that free memory plus

@@ -42,7 +42,12 @@ fn stored_operands(case: &GradCase, precision: Precision) -> (Vec<Vec<f32>>, Vec
 /// The op's output and gradients on `b` at `precision`, as stored.
 fn run_at<B: CaseBackend<f32>>(b: &B, case: &GradCase, precision: Precision) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
     let (inputs, dy) = stored_operands(case, precision);
-    let (mut out, mut grads) = case.run::<f32, _>(b, &inputs, &dy)?;
+    // As training declares it: a GPU then runs convolutions' and linear layers' GEMMs on its
+    // tensor cores at bf16/fp16.
+    b.declare_gemm_operand_format(precision);
+    let ran = case.run::<f32, _>(b, &inputs, &dy);
+    b.declare_gemm_operand_format(Precision::Fp32);
+    let (mut out, mut grads) = ran?;
     if rounds_output(case.op, precision) {
         out = store(b, precision, &out)?;
     }

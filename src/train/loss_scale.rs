@@ -7,7 +7,7 @@
 //! The overflow is found on the device, by the optimiser's non-finite gradient-norm check (the
 //! one gradient clipping and --skip-nonfinite use), which leaves parameters and optimiser state
 //! as they were; the host reads that check's count back after each step to update the scale.
-//! One difference from PyTorch: Adam's step count still advances on a skipped step.
+//! As in PyTorch, a skipped step leaves the optimiser whole: Adam's step count does not advance.
 
 /// PyTorch's defaults.
 pub const INIT_SCALE: f64 = 65536.0;

@@ -85,19 +85,22 @@ fn op_zoo_step_matches_cpu() {
     step_matches_cpu(op_zoo());
 }
 
-/// The memory planner's prediction holds for the GPU backend's workspaces too.
+/// The memory planner's prediction holds for the GPU backend's workspaces too, those of the
+/// tensor-core convolutions at bf16 included.
 #[test]
 fn planned_peak_bounds_gpu_peak() {
     use ferronet::exec::Mode;
-    for graph in [conv_chain(3), residual_block(), op_zoo()] {
+    use ferronet::precision::Precision;
+    for (graph, precision) in [(conv_chain(3), Precision::Fp32), (residual_block(), Precision::Fp32), (op_zoo(), Precision::Fp32), (conv_chain(3), Precision::Bf16), (residual_block(), Precision::Bf16)] {
         let x: Vec<f32> = batch(&graph, N, 4).iter().map(|&v| v as f32).collect();
         let y = labels(N, graph.num_classes());
         let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 7).unwrap();
+        gpu.set_precision(precision);
         let planned = gpu.planned_peak_bytes(N, Mode::Train, gpu.backend().conv_workspace()).unwrap();
         gpu.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
         let measured = gpu.last_peak_bytes();
-        println!("{}: planned {planned} measured {measured}", graph.name);
-        assert!(measured <= planned && planned <= measured * 11 / 10, "{}: planned {planned} measured {measured}", graph.name);
+        println!("{} at {precision}: planned {planned} measured {measured}", graph.name);
+        assert!(measured <= planned && planned <= measured * 11 / 10, "{} at {precision}: planned {planned} measured {measured}", graph.name);
     }
 }
 

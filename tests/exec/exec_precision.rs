@@ -1,13 +1,15 @@
 //! Training at reduced precision (emulated storage, `exec::precision`): a few steps on the GPU
 //! backend (a real GPU when present, else the PTX simulator) equal the CPU's emulation of the
-//! same precision within the derived tolerance, and fp16's loss scaling skips an overflowing
-//! step and recovers.
+//! same precision within the derived tolerance, with the convolutions' and linear layers' GEMMs
+//! on the tensor cores at bf16/fp16, and fp16's loss scaling skips an overflowing step and
+//! recovers.
 
 use ferronet::tolerance::{assert_close, between_rounded};
 use ferronet_test_support::gpu::gpu;
 use ferronet_test_support::graphs::{batch, labels, op_zoo, residual_block};
 
 use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 use ferronet::graph::Graph;
 use ferronet::ops::Backend;
@@ -39,8 +41,9 @@ fn fused_if<B: Backend<f32>>(fused: bool, ex: Executor<f32, B>) -> Executor<f32,
 /// one seed: the losses and logits of every step agree within the rule of `tolerance` for
 /// values stored in the format, widened by the number of nodes that store one (each may land one
 /// format step apart on the two devices and carry that difference forward; the normalised
-/// layers of these graphs do not amplify it), and by the steps taken.
-fn steps_match(graph: Graph, precision: Precision, fused: bool) {
+/// layers of these graphs do not amplify it), and by the steps taken. Returns the kernels the
+/// device launched.
+fn steps_match(graph: Graph, precision: Precision, fused: bool) -> Vec<String> {
     let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
     let y = labels(N, graph.num_classes());
     let opts = StepOptions { dropout_seed: Some(3), ..StepOptions::default() };
@@ -51,6 +54,8 @@ fn steps_match(graph: Graph, precision: Precision, fused: bool) {
     cpu.set_precision(precision);
     dev.set_precision(precision);
     let stores = graph.nodes.len() as f64;
+    Device::<f32>::take_kernel_log(dev.backend());
+    let mut launched = Vec::new();
     for step in 1..=STEPS {
         let want = cpu.train_step_readback(Batch::HostF32(&x), &y, &opts).unwrap();
         let got = dev.train_step_readback(Batch::HostF32(&x), &y, &opts).unwrap();
@@ -65,13 +70,37 @@ fn steps_match(graph: Graph, precision: Precision, fused: bool) {
         assert!((got.loss - want.loss).abs() <= atol + rtol * want.loss.abs(), "{name} step {step}: loss {} vs {}", got.loss, want.loss);
         cpu.optimizer_step(&mut opt_cpu).unwrap();
         dev.optimizer_step(&mut opt_dev).unwrap();
+        launched.extend(Device::<f32>::take_kernel_log(dev.backend()));
+    }
+    assert_gemm_engine(&name, precision, dev.backend(), &launched);
+    launched
+}
+
+/// The launch record of a few steps: at bf16/fp16 on a device with tensor cores (compute
+/// capability 8.0+), every convolution and linear GEMM ran on the tensor-core GEMM, none on the
+/// fp32 SGEMM kernels; otherwise no tensor-core GEMM ran.
+fn assert_gemm_engine(name: &str, precision: Precision, gpu: &ferronet::gpu::GpuBackend, launched: &[String]) {
+    let ran = |prefix: &str| launched.iter().any(|k| k.starts_with(prefix));
+    let tensor_cores = gpu.driver().compute_capability() >= (8, 0) && matches!(precision, Precision::Bf16 | Precision::Fp16);
+    let tc_gemm = if precision == Precision::Fp16 { "gemm_tc::gemm_tc_f16" } else { "gemm_tc::gemm_tc_bf16" };
+    assert_eq!(ran(tc_gemm), tensor_cores, "{name}: tensor-core GEMM launched? {launched:?}");
+    if tensor_cores {
+        for kernel in ["precision::pack_tc_operand", "conv_tc::im2col_tc"] {
+            assert!(ran(kernel), "{name}: {kernel} not launched: {launched:?}");
+        }
+        for sgemm in ["conv::conv_forward_gemm", "conv::conv_data_direct_gemm", "conv::conv_filter_gemm", "gemm::sgemm"] {
+            assert!(!ran(sgemm), "{name}: the fp32 kernel {sgemm} ran: {launched:?}");
+        }
     }
 }
 
 #[test]
 fn reduced_precision_steps_on_the_device_match_the_cpu_emulation() {
     for precision in [Precision::Bf16, Precision::Fp16, Precision::Tf32] {
-        steps_match(residual_block(), precision, false);
+        let launched = steps_match(residual_block(), precision, false);
+        // conv2's data gradient: with the tensor cores, gathered into dx from its columns.
+        let ran = |prefix: &str| launched.iter().any(|k| k.starts_with(prefix));
+        assert_eq!(ran("conv::col2im_gather"), ran("gemm_tc::"), "{precision}");
         steps_match(residual_block(), precision, true);
         steps_match(op_zoo(), precision, false);
     }
@@ -136,4 +165,49 @@ fn an_fp16_overflow_is_skipped_and_the_loss_scale_recovers() {
     assert_eq!(good_steps, 3, "training resumed after {} skipped steps", scaler.overflow_skips());
     assert!(scaler.scale() < init);
     assert!(ex.read_train_metrics().unwrap().loss_sum.is_finite(), "the loss itself is f32 and unscaled");
+}
+
+fn adam() -> OptimizerConfig {
+    OptimizerConfig { kind: OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, decoupled: false }, lr: 0.01, ..sgd() }
+}
+
+/// The parameters after fp16 Adam steps at the given loss scales (2^40 overflows fp16), with the
+/// optimiser's state (step counts and moments) read after every step.
+fn adam_at_scales<B: Backend<f32>>(backend: B, scales: &[f64]) -> (Vec<f32>, Vec<ferronet::exec::OptimizerState<f32>>) {
+    let graph = residual_block();
+    let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
+    let y = labels(N, graph.num_classes());
+    let mut ex = Executor::<f32, _>::new(backend, graph, 7).unwrap();
+    ex.set_precision(Precision::Fp16);
+    let mut optimizer = Optimizer::new(adam()).unwrap();
+    optimizer.skip_nonfinite_updates();
+    let mut states = Vec::new();
+    for &scale in scales {
+        ex.set_loss_scale(scale).unwrap();
+        ex.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
+        ex.optimizer_step(&mut optimizer).unwrap();
+        states.push(optimizer.export_state(ex.backend(), ex.params()).unwrap());
+    }
+    let skips = optimizer.nonfinite_grad_steps(ex.backend()).unwrap();
+    assert_eq!(skips, scales.iter().filter(|&&s| s > 1e6).count() as u64, "the 2^40 steps overflow, the others do not");
+    (ex.param_host("conv1.weight").unwrap(), states)
+}
+
+/// A step skipped for an fp16 overflow leaves Adam whole, as PyTorch's GradScaler skips
+/// `optimizer.step()`: the step counts and moments stay as they were, and the next finite step
+/// updates exactly as if the skipped one had never been attempted (the bias corrections of step
+/// 2, not 3), on the CPU and on the GPU backend.
+fn a_skipped_step_leaves_adam_whole_on<B: Backend<f32>>(backend: impl Fn() -> B) {
+    let overflow = 2f64.powi(40);
+    let (skipping, states) = adam_at_scales(backend(), &[1024.0, overflow, 1024.0]);
+    assert_eq!(states[1], states[0], "the skipped step changed no step count and no moment");
+    assert!(states[0].steps.iter().all(|(_, step)| *step == 1) && states[2].steps.iter().all(|(_, step)| *step == 2), "{:?}", states[2].steps);
+    let (uninterrupted, _) = adam_at_scales(backend(), &[1024.0, 1024.0]);
+    assert_eq!(skipping, uninterrupted, "the step after a skipped one is the uninterrupted run's second step");
+}
+
+#[test]
+fn a_skipped_fp16_step_leaves_adam_whole_on_every_device() {
+    a_skipped_step_leaves_adam_whole_on(CpuBackend::new);
+    a_skipped_step_leaves_adam_whole_on(gpu);
 }

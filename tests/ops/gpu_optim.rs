@@ -183,7 +183,7 @@ where
             match rule {
                 Rule::Sgd(h) => b.sgd_multi_step(table, &mut slots, 0, &h, step == 0, clip).unwrap(),
                 Rule::Adam(h, offsets) => {
-                    b.advance_steps(&mut adam_steps).unwrap();
+                    b.advance_steps(&mut adam_steps, clip).unwrap();
                     for group in 0..if offsets[0] == offsets[1] { 1 } else { 2 } {
                         b.adam_multi_step(table, &mut slots, group, &h, &adam_steps, clip).unwrap();
                     }

@@ -66,9 +66,20 @@ fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
     let cpu = CpuBackend::new();
     let cases = all_cases();
     for p in REDUCED {
-        let failures: Vec<String> = cases
+        let reports: Vec<_> = cases
             .iter()
             .map(|case| compare_device_at(&gpu, &cpu, case, p).unwrap_or_else(|e| panic!("{p} {} ({}): {e}", case.op, case.config)))
+            .collect();
+        // At bf16/fp16 every linear layer and one-group convolution ran on the tensor-core GEMM
+        // (the simulator is an sm_80+ device), nothing else did, and nothing at tf32.
+        for r in &reports {
+            let gemm_op = r.op == "linear" || (r.op == "conv2d" && r.config.contains(" groups=1 "));
+            let tensor_cores = gemm_op && matches!(p, Precision::Bf16 | Precision::Fp16) && gpu.driver().compute_capability() >= (8, 0);
+            let ran = r.kernels.iter().any(|k| k.starts_with("gemm_tc::"));
+            assert_eq!(ran, tensor_cores, "{p} {} ({}): tensor-core GEMM launched? {:?}", r.op, r.config, r.kernels);
+        }
+        let failures: Vec<String> = reports
+            .into_iter()
             .filter(|r| !r.passed)
             .map(|r| format!("{p} {} ({}): max abs {:.3e} max rel {:.3e}", r.op, r.config, r.max_abs_err, r.max_rel_err))
             .collect();

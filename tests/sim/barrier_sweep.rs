@@ -154,7 +154,7 @@ fn optimiser_probes() -> Vec<Probe> {
             let table = table.as_ref().expect("sync_table builds it");
             let mut steps = gpu.upload_idx(&[4])?;
             gpu.clip_grad_norm(table, &slots, 1.0, &mut clip)?;
-            gpu.advance_steps(&mut steps)?;
+            gpu.advance_steps(&mut steps, Some(&clip))?;
             let h = AdamParams { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: true };
             gpu.adam_multi_step(table, &mut slots, 0, &h, &steps, Some(&clip))
         }),

@@ -2,7 +2,8 @@
 //! the fly and NCHW activations in place, with no column buffer in any pass: forward, weight
 //! gradient, the data gradient of a stride-1 convolution as dy convolved with the reversed
 //! window, and a strided one's by stride phase (each phase of dx summing only the taps that
-//! reach it); groups (and phases) as the GEMM batch; and the dedicated depthwise kernels.
+//! reach it); groups (and phases) as the GEMM batch; and the dedicated depthwise kernels. At
+//! bf16/fp16 the one-group convolutions run on the tensor cores instead (`tc_train`).
 
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
@@ -12,7 +13,7 @@ use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
-use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
+use crate::ops::gemm::{GemmPlan, GemmSpec, SplitK};
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
 /// kernel's own argument order.
@@ -244,7 +245,8 @@ impl ConvOps<f32> for GpuBackend {
         let plane = g.oh * g.ow;
         let mut y = self.alloc::<f32>(g.y_len())?;
         match pointwise_spec(g, false) {
-            Some(spec) => self.gemm(&spec, w, x, &mut y)?,
+            Some(spec) => self.layer_gemm(&spec, w, x, &mut y)?,
+            None if self.conv_forward_tc(x, w, g, &mut y)? => {}
             None => self.forward_implicit(x, w, g, &mut y)?,
         }
         if let Some(b) = bias {
@@ -258,7 +260,8 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let mut dx = self.alloc::<f32>(g.x_len())?;
         match pointwise_spec(g, true) {
-            Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
+            Some(spec) => self.layer_gemm(&spec, w, dy, &mut dx)?,
+            None if self.conv_backward_data_tc(dy, w, g, &mut dx)? => {}
             None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,
             None => self.backward_data_phased(dy, w, g, &mut dx)?,
         }
@@ -270,7 +273,10 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let cout_g = g.c_out_per_group();
-        let dw = self.alloc::<f32>(g.weight_len())?;
+        let mut dw = self.alloc::<f32>(g.weight_len())?;
+        if self.conv_backward_filter_tc(x, dy, g, &mut dw)? {
+            return Ok(dw);
+        }
         // Per group: dW_g [C_out/g, k] = dy_g [C_out/g, n * plane] x im2col(x)_g^T, in one GEMM
         // over the whole batch (K = n * plane, split as the device needs).
         let spec = filter_spec(g);

@@ -11,6 +11,7 @@ use crate::sim::roofline::sm_fill;
 
 pub(crate) mod cuda;
 pub mod tc;
+pub(crate) mod tc_train;
 
 /// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b in 0..batch, all row-major and packed.
 /// op(A) is m x k: A is stored m x k, or k x m when `trans_a`. op(B) is k x n: B is stored k x n,

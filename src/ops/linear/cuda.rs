@@ -1,11 +1,12 @@
-//! GPU fully connected layer: the tiled SGEMM plus the shared bias kernels.
+//! GPU fully connected layer: the tiled SGEMM, or the tensor cores at bf16/fp16
+//! (`ops::gemm::tc_train`), plus the shared bias kernels.
 
 use super::{LinearGeom, LinearOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
-use crate::ops::gemm::{GemmOps, GemmSpec};
+use crate::ops::gemm::GemmSpec;
 
 impl LinearOps<f32> for GpuBackend {
     fn linear_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &LinearGeom) -> Result<GpuBuf<f32>> {
@@ -16,7 +17,7 @@ impl LinearOps<f32> for GpuBackend {
         }
         // y [N, out] = x [N, in] x W^T, W stored [out, in].
         let mut y = self.alloc::<f32>(g.n * g.out_features)?;
-        self.gemm(&GemmSpec::new(false, true, g.n, g.out_features, g.in_features), x, w, &mut y)?;
+        self.layer_gemm(&GemmSpec::new(false, true, g.n, g.out_features, g.in_features), x, w, &mut y)?;
         if let Some(b) = bias {
             self.add_bias(&mut y, b, g.out_features, 1)?;
         }
@@ -27,7 +28,7 @@ impl LinearOps<f32> for GpuBackend {
         expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
         expect_len("linear", "weight", w.len(), g.out_features * g.in_features)?;
         let mut dx = self.alloc::<f32>(g.n * g.in_features)?;
-        self.gemm(&GemmSpec::new(false, false, g.n, g.in_features, g.out_features), dy, w, &mut dx)?;
+        self.layer_gemm(&GemmSpec::new(false, false, g.n, g.in_features, g.out_features), dy, w, &mut dx)?;
         Ok(dx)
     }
 
@@ -36,7 +37,7 @@ impl LinearOps<f32> for GpuBackend {
         expect_len("linear", "output gradient", dy.len(), g.n * g.out_features)?;
         // dW [out, in] = dy^T x, dy stored [N, out].
         let mut dw = self.alloc::<f32>(g.out_features * g.in_features)?;
-        self.gemm(&GemmSpec::new(true, false, g.out_features, g.in_features, g.n), dy, x, &mut dw)?;
+        self.layer_gemm(&GemmSpec::new(true, false, g.out_features, g.in_features, g.n), dy, x, &mut dw)?;
         Ok(dw)
     }
 

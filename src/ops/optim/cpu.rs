@@ -164,7 +164,12 @@ impl<E: Element> OptimOps<E> for CpuBackend {
     ) -> Result<()> {
         check_group_steps(steps.len(), group)?;
         let step = u64::from(steps[group]);
-        check_slots(slots, 2, clip, |weight_decay| AdamParams { weight_decay, ..*h }.validate(step))?;
+        // A skipped step's count did not advance (a first step's is still 0).
+        let skipped = clip_scale(clip).is_none();
+        check_slots(slots, 2, clip, |weight_decay| {
+            let h = AdamParams { weight_decay, ..*h };
+            if skipped { h.validate_settings() } else { h.validate(step) }
+        })?;
         let Some(scale) = clip_scale(clip) else { return Ok(()) };
         for slot in slots.iter_mut().filter(|s| s.group == group) {
             let h = AdamParams { weight_decay: slot.weight_decay, ..*h };
@@ -174,7 +179,10 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         Ok(())
     }
 
-    fn advance_steps(&self, steps: &mut CpuBuf<u32>) -> Result<()> {
+    fn advance_steps(&self, steps: &mut CpuBuf<u32>, clip: Option<&CpuBuf<E>>) -> Result<()> {
+        if clip_scale(clip).is_none() {
+            return Ok(());
+        }
         for count in steps.iter_mut() {
             *count = count.checked_add(1).ok_or_else(|| Error::config("Adam's step count passed 2^32"))?;
         }

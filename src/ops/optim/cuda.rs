@@ -277,11 +277,11 @@ impl OptimOps<f32> for GpuBackend {
         self.launch_update("adam_multi_step", table, slots, group, clip, &rule)
     }
 
-    fn advance_steps(&self, steps: &mut GpuBuf<u32>) -> Result<()> {
+    fn advance_steps(&self, steps: &mut GpuBuf<u32>, clip: Option<&GpuBuf<f32>>) -> Result<()> {
         if steps.len() == 0 {
             return Ok(());
         }
-        let args = [steps.arg(), int(steps.len(), "the number of Adam step counts")?];
+        let args = [steps.arg(), int(steps.len(), "the number of Adam step counts")?, KernelArg::Ptr(clip.map_or(0, |c| c.ptr()))];
         self.launch("optim", "advance_steps", per_element(steps.len(), "advance_steps")?, &args)
     }
 }

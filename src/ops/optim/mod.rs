@@ -124,8 +124,9 @@ pub trait OptimOps<E: Element>: Device<E> {
         clip: Option<&Self::Buf>,
     ) -> Result<()>;
 
-    /// Adds one to every step count in `steps`, on the device.
-    fn advance_steps(&self, steps: &mut Self::IdxBuf) -> Result<()>;
+    /// Adds one to every step count in `steps`, on the device, unless `clip` (the step's clip
+    /// state) holds a non-finite norm: the update is skipped then, and so is its count.
+    fn advance_steps(&self, steps: &mut Self::IdxBuf, clip: Option<&Self::Buf>) -> Result<()>;
 }
 
 fn check_non_negative(what: &str, value: f64) -> Result<()> {

@@ -43,4 +43,8 @@ impl PrecisionOps<f32> for GpuBackend {
         expect_len("round_into", "dst", dst.len(), src.len())?;
         self.launch_rounding(precision, src.arg(), dst.arg(), src.len())
     }
+
+    fn declare_gemm_operand_format(&self, precision: Precision) {
+        self.set_gemm_operand_format(precision);
+    }
 }
