@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 /// 1 / (1 + e^-x) without overflow: for x < 0 it is evaluated as e^x / (1 + e^x).
 #[inline]
-fn sigmoid<E: Element>(x: E) -> E {
+pub(crate) fn sigmoid<E: Element>(x: E) -> E {
     if x >= E::zero() {
         E::one() / (E::one() + (-x).exp())
     } else {
@@ -21,11 +21,11 @@ fn sigmoid<E: Element>(x: E) -> E {
 
 // The *_grad functions are f'(x) with the kink conventions documented in `ops::activation`.
 
-fn relu<E: Element>(x: E) -> E {
+pub(crate) fn relu<E: Element>(x: E) -> E {
     x.max(E::zero())
 }
 
-fn relu_grad<E: Element>(x: E) -> E {
+pub(crate) fn relu_grad<E: Element>(x: E) -> E {
     if x > E::zero() {
         E::one()
     } else {
@@ -33,11 +33,11 @@ fn relu_grad<E: Element>(x: E) -> E {
     }
 }
 
-fn relu6<E: Element>(x: E) -> E {
+pub(crate) fn relu6<E: Element>(x: E) -> E {
     x.max(E::zero()).min(E::from_f64(6.0))
 }
 
-fn relu6_grad<E: Element>(x: E) -> E {
+pub(crate) fn relu6_grad<E: Element>(x: E) -> E {
     if x > E::zero() && x < E::from_f64(6.0) {
         E::one()
     } else {
@@ -45,25 +45,25 @@ fn relu6_grad<E: Element>(x: E) -> E {
     }
 }
 
-fn sigmoid_grad<E: Element>(x: E) -> E {
+pub(crate) fn sigmoid_grad<E: Element>(x: E) -> E {
     let s = sigmoid(x);
     s * (E::one() - s)
 }
 
-fn silu<E: Element>(x: E) -> E {
+pub(crate) fn silu<E: Element>(x: E) -> E {
     x * sigmoid(x)
 }
 
-fn silu_grad<E: Element>(x: E) -> E {
+pub(crate) fn silu_grad<E: Element>(x: E) -> E {
     let s = sigmoid(x);
     s * (E::one() + x * (E::one() - s))
 }
 
-fn hardswish<E: Element>(x: E) -> E {
+pub(crate) fn hardswish<E: Element>(x: E) -> E {
     x * relu6(x + E::from_f64(3.0)) / E::from_f64(6.0)
 }
 
-fn hardswish_grad<E: Element>(x: E) -> E {
+pub(crate) fn hardswish_grad<E: Element>(x: E) -> E {
     let three: E = E::from_f64(3.0);
     if x < -three {
         E::zero()
@@ -74,40 +74,36 @@ fn hardswish_grad<E: Element>(x: E) -> E {
     }
 }
 
-/// f(x) for one value, for fused kernels that apply the activation inside their own loop.
-pub(crate) fn activate<E: Element>(kind: Activation, x: E) -> E {
-    match kind {
-        Activation::Relu => relu(x),
-        Activation::Relu6 => relu6(x),
-        Activation::Sigmoid => sigmoid(x),
-        Activation::Silu => silu(x),
-        Activation::Hardswish => hardswish(x),
-    }
+/// `$body` with `$f` bound to `$kind`'s function (`forward`: f(x)) or derivative (`derivative`:
+/// f'(x)), each kind its own instantiation of `$body`, for fused loops of other ops: a loop over a
+/// plain function is straight-line code the compiler can vectorise, a per-element match is not.
+macro_rules! with_activation {
+    ($kind:expr, forward, |$f:ident| $body:expr) => {
+        $crate::ops::activation::with_activation!(@arms $kind, $f, $body; relu, relu6, sigmoid, silu, hardswish)
+    };
+    ($kind:expr, derivative, |$f:ident| $body:expr) => {
+        $crate::ops::activation::with_activation!(
+            @arms $kind, $f, $body; relu_grad, relu6_grad, sigmoid_grad, silu_grad, hardswish_grad
+        )
+    };
+    (@arms $kind:expr, $f:ident, $body:expr; $relu:ident, $relu6:ident, $sigmoid:ident, $silu:ident, $hardswish:ident) => {{
+        use $crate::ops::activation::{cpu, Activation};
+        match $kind {
+            Activation::Relu => { let $f = cpu::$relu; $body }
+            Activation::Relu6 => { let $f = cpu::$relu6; $body }
+            Activation::Sigmoid => { let $f = cpu::$sigmoid; $body }
+            Activation::Silu => { let $f = cpu::$silu; $body }
+            Activation::Hardswish => { let $f = cpu::$hardswish; $body }
+        }
+    }};
 }
-
-/// f'(x) for one value, as `activate`.
-pub(crate) fn derivative<E: Element>(kind: Activation, x: E) -> E {
-    match kind {
-        Activation::Relu => relu_grad(x),
-        Activation::Relu6 => relu6_grad(x),
-        Activation::Sigmoid => sigmoid_grad(x),
-        Activation::Silu => silu_grad(x),
-        Activation::Hardswish => hardswish_grad(x),
-    }
-}
+pub(crate) use with_activation;
 
 // Each kind is dispatched once, outside the loop, so every loop body is a single straight-line
 // function the compiler can vectorise.
 impl<E: Element> ActivationOps<E> for CpuBackend {
     fn activation_forward(&self, kind: Activation, x: &CpuBuf<E>) -> Result<CpuBuf<E>> {
-        let y = match kind {
-            Activation::Relu => map(x, relu),
-            Activation::Relu6 => map(x, relu6),
-            Activation::Sigmoid => map(x, sigmoid),
-            Activation::Silu => map(x, silu),
-            Activation::Hardswish => map(x, hardswish),
-        };
-        Ok(self.wrap(y))
+        Ok(self.wrap(with_activation!(kind, forward, |f| map(x, f))))
     }
 
     fn activation_backward(
@@ -118,17 +114,7 @@ impl<E: Element> ActivationOps<E> for CpuBackend {
     ) -> Result<CpuBuf<E>> {
         expect_len(kind.name(), "dy", dy.len(), x.len())?;
         // dx = dy * f'(x), instantiated separately for each derivative.
-        fn chain<E: Element>(x: &[E], dy: &[E], derivative: impl Fn(E) -> E + Sync) -> Vec<E> {
-            zip_map(x, dy, |x, dy| dy * derivative(x))
-        }
-        let dx = match kind {
-            Activation::Relu => chain(x, dy, relu_grad),
-            Activation::Relu6 => chain(x, dy, relu6_grad),
-            Activation::Sigmoid => chain(x, dy, sigmoid_grad),
-            Activation::Silu => chain(x, dy, silu_grad),
-            Activation::Hardswish => chain(x, dy, hardswish_grad),
-        };
-        Ok(self.wrap(dx))
+        Ok(self.wrap(with_activation!(kind, derivative, |f| zip_map(x, dy, |x, dy| dy * f(x)))))
     }
 
     fn channel_bias_activation(&self, kind: Activation, y: &mut CpuBuf<E>, bias: &CpuBuf<E>, channels: usize, plane: usize) -> Result<()> {
@@ -141,13 +127,7 @@ impl<E: Element> ActivationOps<E> for CpuBackend {
                 }
             });
         }
-        match kind {
-            Activation::Relu => apply(y, bias, plane, relu),
-            Activation::Relu6 => apply(y, bias, plane, relu6),
-            Activation::Sigmoid => apply(y, bias, plane, sigmoid),
-            Activation::Silu => apply(y, bias, plane, silu),
-            Activation::Hardswish => apply(y, bias, plane, hardswish),
-        }
+        with_activation!(kind, forward, |f| apply(y, bias, plane, f));
         Ok(())
     }
 }

@@ -4,8 +4,8 @@
 //! (so -0.5 at -3 and 1.5 at 3, as torch's hardswish_backward), 0 below -3, 1 above 3.
 
 pub mod cases;
-mod cpu;
-pub(crate) use cpu::{activate as activate_value, derivative as activation_derivative};
+pub(crate) mod cpu;
+pub(crate) use cpu::with_activation;
 mod cuda;
 pub(crate) use cuda::kind_code as activation_kind_code;
 mod node;

@@ -10,6 +10,7 @@
 use super::{ConvGeom, ConvOps};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
+use crate::cpu::par::{lane_sum, lane_sum2};
 use crate::error::Result;
 use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
@@ -31,54 +32,54 @@ fn input_index(o: usize, stride: usize, offset: isize) -> usize {
     ((o * stride) as isize + offset) as usize
 }
 
+// The strided loops below take every `stride`-th element as the first of a chunk of `stride`:
+// with the stride a constant (the arms for 2), the compiler vectorises them with shuffles, which it
+// does not for `step_by`.
+
 /// dst[i] += alpha * src[i * stride] for every i in dst.
 #[inline]
 fn gather_axpy<E: Element>(dst: &mut [E], src: &[E], stride: usize, alpha: E) {
-    if stride == 1 {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d += alpha * s;
+    #[inline(always)]
+    fn strided<E: Element>(dst: &mut [E], src: &[E], stride: usize, alpha: E) {
+        for (d, s) in dst.iter_mut().zip(src.chunks(stride)) {
+            *d += alpha * s[0];
         }
-    } else {
-        for (d, &s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
-            *d += alpha * s;
-        }
+    }
+    match stride {
+        1 => dst.iter_mut().zip(src).for_each(|(d, &s)| *d += alpha * s),
+        2 => strided(dst, src, 2, alpha),
+        _ => strided(dst, src, stride, alpha),
     }
 }
 
 /// dst[i * stride] += alpha * src[i] for every i in src.
 #[inline]
 fn scatter_axpy<E: Element>(dst: &mut [E], src: &[E], stride: usize, alpha: E) {
-    if stride == 1 {
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d += alpha * s;
+    #[inline(always)]
+    fn strided<E: Element>(dst: &mut [E], src: &[E], stride: usize, alpha: E) {
+        for (d, &s) in dst.chunks_mut(stride).zip(src) {
+            d[0] += alpha * s;
         }
-    } else {
-        for (d, &s) in dst.iter_mut().step_by(stride).zip(src) {
-            *d += alpha * s;
-        }
+    }
+    match stride {
+        1 => dst.iter_mut().zip(src).for_each(|(d, &s)| *d += alpha * s),
+        2 => strided(dst, src, 2, alpha),
+        _ => strided(dst, src, stride, alpha),
     }
 }
 
-/// sum over i of a[i] * b[i * stride].
+/// sum over i of a[i] * b[i * stride] (in eight lanes when the stride is 1).
 #[inline]
 fn strided_dot<E: Element>(a: &[E], b: &[E], stride: usize) -> E {
-    if stride == 1 {
-        a.iter().zip(b).fold(E::zero(), |acc, (&x, &y)| acc + x * y)
-    } else {
-        a.iter().zip(b.iter().step_by(stride)).fold(E::zero(), |acc, (&x, &y)| acc + x * y)
+    #[inline(always)]
+    fn strided<E: Element>(a: &[E], b: &[E], stride: usize) -> E {
+        a.iter().zip(b.chunks(stride)).fold(E::zero(), |acc, (&x, y)| acc + x * y[0])
     }
-}
-
-/// Sum of a long slice in eight independent lanes, which the compiler can vectorise (a single
-/// running sum cannot be reordered) and which loses less precision than one long chain.
-fn lane_sum<E: Element>(v: &[E]) -> E {
-    let mut lanes = [E::zero(); 8];
-    let chunks = v.chunks_exact(lanes.len());
-    let tail: E = chunks.remainder().iter().copied().sum();
-    for chunk in chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(lane, &x)| *lane += x);
+    match stride {
+        1 => lane_sum2(a, &b[..a.len()], |x, y| x * y),
+        2 => strided(a, b, 2),
+        _ => strided(a, b, stride),
     }
-    lanes.iter().copied().sum::<E>() + tail
 }
 
 /// One kernel tap (ki, kj) of a geometry: which output positions read inside the input, and where.
@@ -104,6 +105,20 @@ impl Tap {
     }
     fn ih(&self, g: &ConvGeom, oh: usize) -> usize {
         input_index(oh, g.sh, self.h_offset)
+    }
+    /// The input row output row `oh` reads through this tap, if it reads inside the input.
+    fn input_row(&self, g: &ConvGeom, oh: usize) -> Option<usize> {
+        (!self.is_empty() && (self.oh.0..self.oh.1).contains(&oh)).then(|| self.ih(g, oh))
+    }
+    /// The output row that reads input row `ih` through this tap, if one does.
+    fn output_row(&self, g: &ConvGeom, ih: usize) -> Option<usize> {
+        let from_top = ih as isize - self.h_offset;
+        let oh = usize::try_from(from_top).ok().filter(|&d| d % g.sh == 0)? / g.sh;
+        self.input_row(g, oh).map(|_| oh)
+    }
+    /// The output columns this tap reads inside the input.
+    fn columns(&self) -> Range<usize> {
+        self.ow.0..self.ow.1
     }
     /// Per output row the tap reaches: the flat index in the input plane of its first read
     /// (later reads follow every `sw` elements) and the flat output-plane range it covers.
@@ -366,7 +381,7 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         let plane = g.oh * g.ow;
         let db = (0..g.c_out)
             .into_par_iter()
-            .map(|co| (0..g.n).map(|n| lane_sum(&dy[(n * g.c_out + co) * plane..][..plane])).sum())
+            .map(|co| (0..g.n).map(|n| lane_sum(&dy[(n * g.c_out + co) * plane..][..plane], |v| v)).sum())
             .collect();
         Ok(self.wrap(db))
     }
@@ -384,10 +399,14 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
             let (n, co) = (p / g.c_out, p % g.c_out);
             let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
-            y_plane.fill(bias.map_or(E::zero(), |b| b[co]));
-            for (tap, &weight) in taps.iter().zip(&w[co * taps.len()..(co + 1) * taps.len()]) {
-                for (x_at, out) in tap.row_segments(g) {
-                    gather_axpy(&mut y_plane[out], &x_plane[x_at..], g.sw, weight);
+            let weights = &w[co * taps.len()..(co + 1) * taps.len()];
+            // Row by row, every tap adding into the row while it is in L1.
+            for (oh, y_row) in y_plane.chunks_exact_mut(g.ow).enumerate() {
+                y_row.fill(bias.map_or(E::zero(), |b| b[co]));
+                for (tap, &weight) in taps.iter().zip(weights) {
+                    if let Some(ih) = tap.input_row(g, oh) {
+                        gather_axpy(&mut y_row[tap.columns()], &x_plane[ih * g.w + tap.iw0..], g.sw, weight);
+                    }
                 }
             }
         });
@@ -398,14 +417,18 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g.check_backward_data_operands("depthwise conv2d", dy.len(), w.len())?;
         let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
-        // One task per input plane, which gathers from the `multiplier` output channels it feeds.
+        // One task per input plane, which gathers from the `multiplier` output channels it feeds,
+        // row by row so that every tap adds into the row while it is in L1.
         dx.par_chunks_mut(plane_in).enumerate().for_each(|(p, dx_plane)| {
             let (n, ci) = (p / g.c_in, p % g.c_in);
-            for co in ci * multiplier..(ci + 1) * multiplier {
-                let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
-                for (tap, &weight) in taps.iter().zip(&w[co * taps.len()..(co + 1) * taps.len()]) {
-                    for (x_at, out) in tap.row_segments(g) {
-                        scatter_axpy(&mut dx_plane[x_at..], &dy_plane[out], g.sw, weight);
+            for (ih, dx_row) in dx_plane.chunks_exact_mut(g.w).enumerate() {
+                for co in ci * multiplier..(ci + 1) * multiplier {
+                    let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
+                    for (tap, &weight) in taps.iter().zip(&w[co * taps.len()..(co + 1) * taps.len()]) {
+                        if let Some(oh) = tap.output_row(g, ih) {
+                            let dy_row = &dy_plane[oh * g.ow..][..g.ow];
+                            scatter_axpy(&mut dx_row[tap.iw0..], &dy_row[tap.columns()], g.sw, weight);
+                        }
                     }
                 }
             }
@@ -417,14 +440,17 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g.check_backward_filter_operands("depthwise conv2d", x.len(), dy.len())?;
         let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
-        // One task per output channel; it sums its taps' gradients over the whole batch.
+        // One task per output channel; it sums its taps' gradients over the whole batch, output
+        // row by output row so that the rows every tap reads stay in L1.
         dw.par_chunks_mut(taps.len()).enumerate().for_each(|(co, dw_taps)| {
-            for (tap, dw_tap) in taps.iter().zip(dw_taps) {
-                for n in 0..g.n {
-                    let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
-                    let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
-                    for (x_at, out) in tap.row_segments(g) {
-                        *dw_tap += strided_dot(&dy_plane[out], &x_plane[x_at..], g.sw);
+            for n in 0..g.n {
+                let x_plane = &x[(n * g.c_in + co / multiplier) * plane_in..][..plane_in];
+                let dy_plane = &dy[(n * g.c_out + co) * plane_out..][..plane_out];
+                for (oh, dy_row) in dy_plane.chunks_exact(g.ow).enumerate() {
+                    for (tap, dw_tap) in taps.iter().zip(dw_taps.iter_mut()) {
+                        if let Some(ih) = tap.input_row(g, oh) {
+                            *dw_tap += strided_dot(&dy_row[tap.columns()], &x_plane[ih * g.w + tap.iw0..], g.sw);
+                        }
                     }
                 }
             }

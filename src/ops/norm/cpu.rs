@@ -1,11 +1,12 @@
 //! BatchNorm2d on the CPU. Per-channel statistics are reduced in parallel over channels and
-//! accumulated in f64 (two passes for the variance, so large means do not cancel it away); the
-//! elementwise parts run in parallel over [N, C] rows.
+//! accumulated in f64 over eight lanes (two passes for the variance, so large means do not cancel
+//! it away); the elementwise parts run in parallel over [N, C] rows, each row with its channel's
+//! constants taken once, and a fused activation is applied in the same pass.
 
 use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
-use crate::ops::activation::{activate_value, activation_derivative};
+use crate::ops::activation::with_activation;
 use crate::ops::Activation;
-use crate::cpu::par::CHUNK;
+use crate::cpu::par::{lane_sum, lane_sum2, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
@@ -22,12 +23,13 @@ fn per_channel<T: Send>(g: &BatchNormGeom, f: impl Fn(usize) -> T + Sync) -> Vec
     (0..g.c).into_par_iter().map(&f).collect()
 }
 
-/// y[row] = f(channel of row, x[row], other[row]) for every [N, C] row, in parallel.
+/// f(row, y row, x row, other row) for every [N, C] row (its channel is row % C), in parallel;
+/// `f` writes the whole y row (which starts zeroed).
 fn map_rows<E: Element>(
     g: &BatchNormGeom,
     x: &[E],
     other: &[E],
-    f: impl Fn(usize, E, E) -> E + Sync,
+    f: impl Fn(usize, &mut [E], &[E], &[E]) + Sync,
 ) -> Vec<E> {
     // BatchNormGeom::new rejects HW = 0, but the fields are public; max(1) keeps chunking valid.
     let hw = g.hw.max(1);
@@ -36,28 +38,24 @@ fn map_rows<E: Element>(
         .zip(x.par_chunks(hw).zip(other.par_chunks(hw)))
         .with_min_len((CHUNK / hw).max(1))
         .enumerate()
-        .for_each(|(row, (yr, (xr, or)))| {
-            let ch = row % g.c;
-            for ((y, &x), &o) in yr.iter_mut().zip(xr).zip(or) {
-                *y = f(ch, x, o);
-            }
-        });
+        .for_each(|(row, (yr, (xr, or)))| f(row, yr, xr, or));
     y
+}
+
+/// y[i] = f(x[i], other[i]) along one row.
+#[inline]
+fn each<E: Element>(y: &mut [E], x: &[E], other: &[E], f: impl Fn(E, E) -> E) {
+    for ((y, &x), &o) in y.iter_mut().zip(x).zip(other) {
+        *y = f(x, o);
+    }
 }
 
 /// Biased batch mean and variance of one channel.
 fn channel_mean_var<E: Element>(x: &[E], g: &BatchNormGeom, ch: usize) -> (f64, f64) {
     let count = g.count() as f64;
-    let mean = channel_rows(x, g, ch)
-        .flatten()
-        .map(|&v| v.to_f64())
-        .sum::<f64>()
-        / count;
-    let var = channel_rows(x, g, ch)
-        .flatten()
-        .map(|&v| (v.to_f64() - mean).powi(2))
-        .sum::<f64>()
-        / count;
+    let mean = channel_rows(x, g, ch).map(|row| lane_sum(row, |v: E| v.to_f64())).sum::<f64>() / count;
+    let squares = |row| lane_sum(row, |v: E| (v.to_f64() - mean).powi(2));
+    let var = channel_rows(x, g, ch).map(squares).sum::<f64>() / count;
     (mean, var)
 }
 
@@ -83,22 +81,31 @@ fn train_statistics<E: Element>(
     (mean, invstd)
 }
 
-/// The fused op's pre-activation z = (x - mean) * invstd * gamma + beta (+ residual) of every
-/// element.
-fn pre_activation<E: Element>(
+/// `out(z, other)` of every element, where z is the fused op's pre-activation
+/// (x - mean) * invstd * gamma + beta (+ residual), in one pass.
+fn map_pre_activation<E: Element>(
     x: &[E],
     residual: Option<&[E]>,
-    gamma: &[E],
-    beta: &[E],
+    other: &[E],
+    (gamma, beta): (&[E], &[E]),
     saved: &BatchNormSaved<CpuBuf<E>>,
     g: &BatchNormGeom,
+    out: impl Fn(E, E) -> E + Sync,
 ) -> Vec<E> {
     let (mean, invstd) = (&saved.mean, &saved.invstd);
-    let normalized = |ch: usize, x: E| (x - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
-    match residual {
-        Some(r) => map_rows(g, x, r, |ch, x, r| normalized(ch, x) + r),
-        None => map_rows(g, x, x, |ch, x, _| normalized(ch, x)),
-    }
+    map_rows(g, x, other, |row, y, xr, or| {
+        let ch = row % g.c;
+        let (m, s, gm, b) = (mean[ch], invstd[ch], gamma[ch], beta[ch]);
+        let z = |x: E| (x - m) * s * gm + b;
+        match residual.map(|r| &r[row * g.hw..][..g.hw]) {
+            Some(rr) => {
+                for (((y, &x), &o), &r) in y.iter_mut().zip(xr).zip(or).zip(rr) {
+                    *y = out(z(x) + r, o);
+                }
+            }
+            None => each(y, xr, or, |x, o| out(z(x), o)),
+        }
+    })
 }
 
 impl<E: Element> NormOps<E> for CpuBackend {
@@ -127,7 +134,11 @@ impl<E: Element> NormOps<E> for CpuBackend {
             .zip(gamma.iter())
             .map(|(&s, &gm)| s * gm)
             .collect();
-        let y = map_rows(g, x, x, |ch, x, _| (x - mean[ch]) * scale[ch] + beta[ch]);
+        let y = map_rows(g, x, x, |row, y, xr, _| {
+            let ch = row % g.c;
+            let (m, s, b) = (mean[ch], scale[ch], beta[ch]);
+            each(y, xr, xr, |x, _| (x - m) * s + b);
+        });
         Ok((
             self.wrap(y),
             BatchNormSaved {
@@ -156,8 +167,10 @@ impl<E: Element> NormOps<E> for CpuBackend {
         let scale: Vec<E> = (0..g.c)
             .map(|ch| E::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + g.eps).sqrt()))
             .collect();
-        Ok(self.wrap(map_rows(g, x, x, |ch, x, _| {
-            (x - running_mean[ch]) * scale[ch] + beta[ch]
+        Ok(self.wrap(map_rows(g, x, x, |row, y, xr, _| {
+            let ch = row % g.c;
+            let (m, s, b) = (running_mean[ch], scale[ch], beta[ch]);
+            each(y, xr, xr, |x, _| (x - m) * s + b);
         })))
     }
 
@@ -183,12 +196,10 @@ impl<E: Element> NormOps<E> for CpuBackend {
         // Per channel: sum(dy) = dbeta and sum(dy * xhat) = dgamma, with xhat = (x - mean) * invstd.
         let sums = per_channel(g, |ch| {
             let (m, s) = (mean[ch].to_f64(), invstd[ch].to_f64());
-            channel_rows(dy, g, ch)
-                .flatten()
-                .zip(channel_rows(x, g, ch).flatten())
-                .fold((0.0, 0.0), |(db, dg), (&dy, &x)| {
-                    (db + dy.to_f64(), dg + dy.to_f64() * (x.to_f64() - m) * s)
-                })
+            channel_rows(dy, g, ch).zip(channel_rows(x, g, ch)).fold((0.0, 0.0), |(db, dg), (dy, x)| {
+                let dy_xhat = lane_sum2(dy, x, |dy: E, x: E| dy.to_f64() * (x.to_f64() - m) * s);
+                (db + lane_sum(dy, |v: E| v.to_f64()), dg + dy_xhat)
+            })
         });
         // dx = gamma * invstd * (dy - dbeta / m - xhat * dgamma / m), the closed form of the
         // gradient through the batch mean and variance.
@@ -204,10 +215,10 @@ impl<E: Element> NormOps<E> for CpuBackend {
                 )
             })
             .collect();
-        let dx = map_rows(g, dy, x, |ch, dy, x| {
-            let (k, mean_dy, mean_dy_xhat) = coef[ch];
-            let xhat = (x - mean[ch]) * invstd[ch];
-            k * (dy - mean_dy - xhat * mean_dy_xhat)
+        let dx = map_rows(g, dy, x, |row, dx, dy, x| {
+            let ch = row % g.c;
+            let ((k, mean_dy, mean_dy_xhat), m, s) = (coef[ch], mean[ch], invstd[ch]);
+            each(dx, dy, x, |dy, x| k * (dy - mean_dy - (x - m) * s * mean_dy_xhat));
         });
         let dgamma = sums.iter().map(|&(_, dg)| E::from_f64(dg)).collect();
         let dbeta = sums.iter().map(|&(db, _)| E::from_f64(db)).collect();
@@ -237,8 +248,10 @@ impl<E: Element> NormOps<E> for CpuBackend {
         g.check_trainable(OP)?;
         let (mean, invstd) = train_statistics(x, running_mean, running_var, momentum, g);
         let saved = BatchNormSaved { mean: self.wrap(mean), invstd: self.wrap(invstd) };
-        let mut y = pre_activation(x, residual.map(|r| &r[..]), gamma, beta, &saved, g);
-        y.par_iter_mut().with_min_len(CHUNK).for_each(|v| *v = activate_value(activation, *v));
+        let residual = residual.map(|r| &r[..]);
+        let y = with_activation!(activation, forward, |f| {
+            map_pre_activation(x, residual, x, (gamma, beta), &saved, g, |z, _| f(z))
+        });
         Ok((self.wrap(y), saved))
     }
 
@@ -257,11 +270,10 @@ impl<E: Element> NormOps<E> for CpuBackend {
         g.check_lengths("batch_norm_act backward", &[x.len(), dy.len(), residual_len], &[("beta", beta.len())])?;
         // The reference computes dz = dy * act'(z) as a tensor and runs batch norm's backward on
         // it; the GPU kernels recompute dz in each of their two passes instead.
-        let mut dz = pre_activation(x, residual.map(|r| &r[..]), gamma, beta, saved, g);
-        dz.par_iter_mut()
-            .zip(dy.par_iter())
-            .with_min_len(CHUNK)
-            .for_each(|(z, &dy)| *z = dy * activation_derivative(activation, *z));
+        let residual_values = residual.map(|r| &r[..]);
+        let dz = with_activation!(activation, derivative, |f| {
+            map_pre_activation(x, residual_values, dy, (gamma, beta), saved, g, |z, dy| dy * f(z))
+        });
         let dz = self.wrap(dz);
         let (dx, dgamma, dbeta) = self.batch_norm2d_backward(&dz, x, gamma, saved, g)?;
         Ok(BatchNormActGrads { dx, dresidual: residual.map(|_| dz), dgamma, dbeta })
