@@ -178,18 +178,32 @@ fn grouped_spec<E: Element>(g: &ConvGeom, ncols: usize, product: ConvProduct, ac
     }
 }
 
-/// The product of image `n` of a pointwise convolution on the NCHW buffers themselves: that
-/// image's input planes are its im2col matrix, so this is the chunk product of one image with the
-/// operands read at the image's offsets.
-fn pointwise_spec<E: Element>(g: &ConvGeom, n: usize, product: ConvProduct, accumulate: bool) -> GemmSpec<E> {
+/// The products of a pointwise convolution on the NCHW buffers themselves: each image's input
+/// planes are its im2col matrix, so image n's product is the chunk product of one image with the
+/// operands read at the image's offsets. Forward and data products of one group are one GEMM
+/// batched over the images (the weights shared), whose images run in parallel; the others are
+/// one product per image, the filter gradient accumulating over them.
+fn pointwise_specs<E: Element>(g: &ConvGeom, product: ConvProduct, accumulate: bool) -> Vec<GemmSpec<E>> {
     let plane = g.h * g.w;
-    let (x_at, y_at) = (n * g.c_in * plane, n * g.c_out * plane);
-    let (offset_a, offset_b, offset_c) = match product {
-        ConvProduct::Forward => (0, x_at, y_at),
-        ConvProduct::Data => (0, y_at, x_at),
-        ConvProduct::Filter => (y_at, x_at, 0),
+    let (x_image, y_image) = (g.c_in * plane, g.c_out * plane);
+    let image = |n: usize| {
+        let (offset_a, offset_b, offset_c) = match product {
+            ConvProduct::Forward => (0, n * x_image, n * y_image),
+            ConvProduct::Data => (0, n * y_image, n * x_image),
+            ConvProduct::Filter => (n * y_image, n * x_image, 0),
+        };
+        // The filter gradient adds every image after the first to the sum.
+        let accumulate = accumulate || (matches!(product, ConvProduct::Filter) && n > 0);
+        GemmSpec { offset_a, offset_b, offset_c, ..grouped_spec(g, plane, product, accumulate) }
     };
-    GemmSpec { offset_a, offset_b, offset_c, ..grouped_spec(g, plane, product, accumulate) }
+    match product {
+        ConvProduct::Forward | ConvProduct::Data if g.groups == 1 => {
+            let (stride_b, stride_c) =
+                if matches!(product, ConvProduct::Forward) { (x_image, y_image) } else { (y_image, x_image) };
+            vec![GemmSpec { batch: g.n, stride_a: 0, stride_b, stride_c, ..image(0) }]
+        }
+        _ => (0..g.n).map(image).collect(),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -327,8 +341,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
             if let Some(b) = bias {
                 y.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(p, plane)| plane.fill(b[p % g.c_out]));
             }
-            for n in 0..g.n {
-                self.gemm(&pointwise_spec(g, n, ConvProduct::Forward, bias.is_some()), w, x, &mut y)?;
+            for spec in pointwise_specs(g, ConvProduct::Forward, bias.is_some()) {
+                self.gemm(&spec, w, x, &mut y)?;
             }
             return Ok(y);
         }
@@ -345,8 +359,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g.check_backward_data_operands("conv2d", dy.len(), w.len())?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         if g.is_pointwise() {
-            for n in 0..g.n {
-                self.gemm(&pointwise_spec(g, n, ConvProduct::Data, false), w, dy, &mut dx)?;
+            for spec in pointwise_specs(g, ConvProduct::Data, false) {
+                self.gemm(&spec, w, dy, &mut dx)?;
             }
             return Ok(dx);
         }
@@ -362,8 +376,8 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g.check_backward_filter_operands("conv2d", x.len(), dy.len())?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         if g.is_pointwise() {
-            for n in 0..g.n {
-                self.gemm(&pointwise_spec(g, n, ConvProduct::Filter, n > 0), dy, x, &mut dw)?;
+            for spec in pointwise_specs(g, ConvProduct::Filter, false) {
+                self.gemm(&spec, dy, x, &mut dw)?;
             }
             return Ok(dw);
         }

@@ -1,10 +1,12 @@
-//! CPU GEMM: each batch entry is one call of `Element::cpu_gemm` (split over rayon's threads), after the
-//! whole spec has been checked against the buffers so that no call can go out of bounds.
+//! CPU GEMM: each batch entry is one call of `Element::cpu_gemm` (split over rayon's threads; the
+//! entries of a batch run in parallel too), after the whole spec has been checked against the
+//! buffers so that no call can go out of bounds.
 
 use super::{GemmOps, GemmSpec};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
+use rayon::prelude::*;
 
 impl<E: Element> GemmOps<E> for CpuBackend {
     fn gemm(&self, spec: &GemmSpec<E>, a: &CpuBuf<E>, b: &CpuBuf<E>, c: &mut CpuBuf<E>) -> Result<()> {
@@ -54,10 +56,9 @@ pub(crate) fn gemm_slices<E: Element>(spec: &GemmSpec<E>, a: &[E], b: &[E], c: &
     // Row-major storage; a transposed operand is the same memory read with swapped strides.
     let a_strides = if spec.trans_a { (1, m as isize) } else { (k as isize, 1) };
     let b_strides = if spec.trans_b { (1, k as isize) } else { (n as isize, 1) };
-    for batch in 0..spec.batch {
+    let entry = |batch: usize, c: &mut [E]| {
         let a_start = spec.offset_a + batch * spec.stride_a;
         let b_start = spec.offset_b + batch * spec.stride_b;
-        let c_start = spec.offset_c + batch * spec.stride_c;
         E::cpu_gemm(
             m,
             k,
@@ -68,9 +69,17 @@ pub(crate) fn gemm_slices<E: Element>(spec: &GemmSpec<E>, a: &[E], b: &[E], c: &
             &b[b_start..b_start + k * n],
             b_strides,
             spec.beta,
-            &mut c[c_start..c_start + m * n],
+            &mut c[..m * n],
             (n as isize, 1),
         );
+    };
+    let c = &mut c[spec.offset_c..];
+    if spec.batch == 1 {
+        entry(0, c);
+    } else {
+        // The outputs do not overlap (checked above), so the entries run in parallel, each still
+        // split over the threads inside; every entry's result is the same whoever computes it.
+        c.par_chunks_mut(spec.stride_c).take(spec.batch).enumerate().for_each(|(batch, c)| entry(batch, c));
     }
     Ok(())
 }
