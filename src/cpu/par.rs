@@ -8,31 +8,47 @@ use rayon::prelude::*;
 /// Elements per rayon task.
 pub const CHUNK: usize = 1 << 14;
 
+/// A vector of `len` elements computed in parallel, `chunk` elements at a time (at least
+/// `min_chunks` chunks per task): chunk i holds the values `chunk_values(i)` yields, exactly as many
+/// as the chunk is long. Each element is written once: a `vec![0; len]` to overwrite would cost a
+/// memset pass whenever the allocator hands out reused memory.
+pub fn collect_chunks<E: Send, I: Iterator<Item = E>>(
+    len: usize,
+    chunk: usize,
+    min_chunks: usize,
+    chunk_values: impl Fn(usize) -> I + Sync,
+) -> Vec<E> {
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).with_min_len(min_chunks).enumerate().for_each(
+        |(i, slots)| {
+            let mut written = 0;
+            for (slot, value) in slots.iter_mut().zip(chunk_values(i)) {
+                slot.write(value);
+                written += 1;
+            }
+            assert_eq!(written, slots.len(), "chunk {i} of collect_chunks got too few values");
+        },
+    );
+    // SAFETY: each chunk of the first `len` slots asserted above that it wrote every one of its
+    // slots, and a panic in any chunk leaves for_each before this line.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// The CHUNK-long piece `i` of `v` (shorter at the end).
+fn piece<E>(v: &[E], i: usize) -> &[E] {
+    &v[i * CHUNK..((i + 1) * CHUNK).min(v.len())]
+}
+
 /// y[i] = f(x[i])
 pub fn map<E: Element>(x: &[E], f: impl Fn(E) -> E + Sync) -> Vec<E> {
-    let mut y = vec![E::zero(); x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(yc, xc)| {
-            for (y, &x) in yc.iter_mut().zip(xc) {
-                *y = f(x);
-            }
-        });
-    y
+    collect_chunks(x.len(), CHUNK, 1, |i| piece(x, i).iter().map(|&x| f(x)))
 }
 
 /// y[i] = f(a[i], b[i]); the caller has checked that the lengths agree.
 pub fn zip_map<E: Element>(a: &[E], b: &[E], f: impl Fn(E, E) -> E + Sync) -> Vec<E> {
     debug_assert_eq!(a.len(), b.len());
-    let mut y = vec![E::zero(); a.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(yc, (ac, bc))| {
-            for ((y, &a), &b) in yc.iter_mut().zip(ac).zip(bc) {
-                *y = f(a, b);
-            }
-        });
-    y
+    collect_chunks(a.len(), CHUNK, 1, |i| piece(a, i).iter().zip(piece(b, i)).map(|(&a, &b)| f(a, b)))
 }
 
 /// x[i] = f(x[i]) in place.
@@ -88,3 +104,27 @@ pub fn lane_sum2<E: Copy, A: Accumulator>(a: &[E], b: &[E], f: impl Fn(E, E) -> 
 /// What the lane sums accumulate in: f32 or f64 (zero is `default()`).
 pub trait Accumulator: Copy + Default + std::ops::Add<Output = Self> + std::iter::Sum {}
 impl<A: Copy + Default + std::ops::Add<Output = A> + std::iter::Sum> Accumulator for A {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collect_chunks_places_every_chunk_in_order() {
+        let v: Vec<usize> = collect_chunks(10, 3, 1, |i| i * 3..(i * 3 + 3).min(10));
+        assert_eq!(v, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    #[should_panic(expected = "too few values")]
+    fn collect_chunks_refuses_a_short_chunk() {
+        let _: Vec<usize> = collect_chunks(10, 3, 1, |i| i * 3..i * 3 + 2);
+    }
+
+    #[test]
+    fn lane_sums_equal_the_plain_sums() {
+        let v: Vec<f64> = (0..37).map(|i| f64::from(i) * 0.5).collect();
+        assert_eq!(lane_sum(&v, |x| x), v.iter().sum::<f64>());
+        assert_eq!(lane_sum2(&v, &v, |x, y| x * y), v.iter().map(|x| x * x).sum::<f64>());
+    }
+}

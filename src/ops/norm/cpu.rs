@@ -6,7 +6,7 @@
 use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
 use crate::ops::activation::with_activation;
 use crate::ops::Activation;
-use crate::cpu::par::{lane_sum, lane_sum2, CHUNK};
+use crate::cpu::par::{collect_chunks, lane_sum, lane_sum2, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
@@ -23,31 +23,17 @@ fn per_channel<T: Send>(g: &BatchNormGeom, f: impl Fn(usize) -> T + Sync) -> Vec
     (0..g.c).into_par_iter().map(&f).collect()
 }
 
-/// f(row, y row, x row, other row) for every [N, C] row (its channel is row % C), in parallel;
-/// `f` writes the whole y row (which starts zeroed).
-fn map_rows<E: Element>(
-    g: &BatchNormGeom,
-    x: &[E],
-    other: &[E],
-    f: impl Fn(usize, &mut [E], &[E], &[E]) + Sync,
-) -> Vec<E> {
+/// A tensor of the shape of x whose [N, C] row r (of channel r % C) holds the values
+/// `row_values(r)` yields, rows computed in parallel.
+fn map_rows<E: Element, I: Iterator<Item = E>>(g: &BatchNormGeom, row_values: impl Fn(usize) -> I + Sync) -> Vec<E> {
     // BatchNormGeom::new rejects HW = 0, but the fields are public; max(1) keeps chunking valid.
     let hw = g.hw.max(1);
-    let mut y = vec![E::zero(); g.len()];
-    y.par_chunks_mut(hw)
-        .zip(x.par_chunks(hw).zip(other.par_chunks(hw)))
-        .with_min_len((CHUNK / hw).max(1))
-        .enumerate()
-        .for_each(|(row, (yr, (xr, or)))| f(row, yr, xr, or));
-    y
+    collect_chunks(g.len(), hw, (CHUNK / hw).max(1), row_values)
 }
 
-/// y[i] = f(x[i], other[i]) along one row.
-#[inline]
-fn each<E: Element>(y: &mut [E], x: &[E], other: &[E], f: impl Fn(E, E) -> E) {
-    for ((y, &x), &o) in y.iter_mut().zip(x).zip(other) {
-        *y = f(x, o);
-    }
+/// Row r of the [N, C] rows of `v`.
+fn row_of<'a, E>(v: &'a [E], g: &BatchNormGeom, r: usize) -> &'a [E] {
+    &v[r * g.hw..(r + 1) * g.hw]
 }
 
 /// Biased batch mean and variance of one channel.
@@ -93,19 +79,24 @@ fn map_pre_activation<E: Element>(
     out: impl Fn(E, E) -> E + Sync,
 ) -> Vec<E> {
     let (mean, invstd) = (&saved.mean, &saved.invstd);
-    map_rows(g, x, other, |row, y, xr, or| {
+    let out = &out;
+    // The row's pre-activation function and its x and other rows.
+    let row_inputs = |row: usize| {
         let ch = row % g.c;
         let (m, s, gm, b) = (mean[ch], invstd[ch], gamma[ch], beta[ch]);
-        let z = |x: E| (x - m) * s * gm + b;
-        match residual.map(|r| &r[row * g.hw..][..g.hw]) {
-            Some(rr) => {
-                for (((y, &x), &o), &r) in y.iter_mut().zip(xr).zip(or).zip(rr) {
-                    *y = out(z(x) + r, o);
-                }
-            }
-            None => each(y, xr, or, |x, o| out(z(x), o)),
-        }
-    })
+        let pairs = row_of(x, g, row).iter().zip(row_of(other, g, row));
+        (move |x: E| (x - m) * s * gm + b, pairs)
+    };
+    match residual {
+        Some(residual) => map_rows(g, |row| {
+            let (z, pairs) = row_inputs(row);
+            pairs.zip(row_of(residual, g, row)).map(move |((&x, &o), &r)| out(z(x) + r, o))
+        }),
+        None => map_rows(g, |row| {
+            let (z, pairs) = row_inputs(row);
+            pairs.map(move |(&x, &o)| out(z(x), o))
+        }),
+    }
 }
 
 impl<E: Element> NormOps<E> for CpuBackend {
@@ -134,10 +125,10 @@ impl<E: Element> NormOps<E> for CpuBackend {
             .zip(gamma.iter())
             .map(|(&s, &gm)| s * gm)
             .collect();
-        let y = map_rows(g, x, x, |row, y, xr, _| {
+        let y = map_rows(g, |row| {
             let ch = row % g.c;
             let (m, s, b) = (mean[ch], scale[ch], beta[ch]);
-            each(y, xr, xr, |x, _| (x - m) * s + b);
+            row_of(x, g, row).iter().map(move |&x| (x - m) * s + b)
         });
         Ok((
             self.wrap(y),
@@ -167,10 +158,10 @@ impl<E: Element> NormOps<E> for CpuBackend {
         let scale: Vec<E> = (0..g.c)
             .map(|ch| E::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + g.eps).sqrt()))
             .collect();
-        Ok(self.wrap(map_rows(g, x, x, |row, y, xr, _| {
+        Ok(self.wrap(map_rows(g, |row| {
             let ch = row % g.c;
             let (m, s, b) = (running_mean[ch], scale[ch], beta[ch]);
-            each(y, xr, xr, |x, _| (x - m) * s + b);
+            row_of(x, g, row).iter().map(move |&x| (x - m) * s + b)
         })))
     }
 
@@ -215,10 +206,11 @@ impl<E: Element> NormOps<E> for CpuBackend {
                 )
             })
             .collect();
-        let dx = map_rows(g, dy, x, |row, dx, dy, x| {
+        let dx = map_rows(g, |row| {
             let ch = row % g.c;
             let ((k, mean_dy, mean_dy_xhat), m, s) = (coef[ch], mean[ch], invstd[ch]);
-            each(dx, dy, x, |dy, x| k * (dy - mean_dy - (x - m) * s * mean_dy_xhat));
+            let pairs = row_of(dy, g, row).iter().zip(row_of(x, g, row));
+            pairs.map(move |(&dy, &x)| k * (dy - mean_dy - (x - m) * s * mean_dy_xhat))
         });
         let dgamma = sums.iter().map(|&(_, dg)| E::from_f64(dg)).collect();
         let dbeta = sums.iter().map(|&(db, _)| E::from_f64(db)).collect();
