@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 /// What a rank sends first, so rank 0 ignores a stray connection to its port.
 const GREETING: &[u8; 16] = b"ferronet-nccl-id";
 
-/// Pause between tries while rank 0 is not listening yet, and between accepts.
+/// Pause between tries while rank 0 (or torchrun's store) is not listening yet, and between
+/// accepts.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
 /// Where the ranks meet.
@@ -93,24 +94,40 @@ fn serve_id(master: &Master, world: usize, id: &[u8; 128], timeout: Duration) ->
 /// Every other rank: connects to rank 0, retrying until `timeout` (it may not listen yet), and
 /// reads the id.
 fn fetch_id(master: &Master, timeout: Duration) -> Result<[u8; 128]> {
+    let handshake = |mut stream: TcpStream| {
+        stream.write_all(GREETING)?;
+        let mut id = [0u8; 128];
+        stream.read_exact(&mut id)?;
+        Ok(id)
+    };
+    connect_retrying(master, timeout, handshake, |endpoint| format!("rank 0 did not hand out NCCL's id on {endpoint}"))
+}
+
+/// What `handshake` makes of a connection to MASTER_ADDR:MASTER_PORT, retried until `timeout`
+/// (rank 0 or torchrun's agent may not listen yet); past it, one line that begins with
+/// `unanswered(endpoint)`.
+pub(super) fn connect_retrying<T>(
+    master: &Master,
+    timeout: Duration,
+    handshake: impl Fn(TcpStream) -> std::io::Result<T>,
+    unanswered: impl Fn(&str) -> String,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     let endpoint = format!("{}:{}", master.addr, master.port);
     loop {
-        let attempt = (|| -> std::io::Result<[u8; 128]> {
+        let attempt = (|| {
             let addr = endpoint.to_socket_addrs()?.next().ok_or(std::io::ErrorKind::AddrNotAvailable)?;
-            let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+            let stream = TcpStream::connect_timeout(&addr, timeout)?;
             stream.set_read_timeout(Some(timeout))?;
-            stream.write_all(GREETING)?;
-            let mut id = [0u8; 128];
-            stream.read_exact(&mut id)?;
-            Ok(id)
+            handshake(stream)
         })();
         match attempt {
-            Ok(id) => return Ok(id),
+            Ok(value) => return Ok(value),
             Err(_) if Instant::now() < deadline => std::thread::sleep(RETRY_PAUSE),
             Err(e) => {
                 return Err(failed(format!(
-                    "rank 0 did not hand out NCCL's id on {endpoint} within {} s ({e}); check MASTER_ADDR and MASTER_PORT",
+                    "{} within {} s ({e}); check MASTER_ADDR and MASTER_PORT",
+                    unanswered(&endpoint),
                     timeout.as_secs()
                 )))
             }

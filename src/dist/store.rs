@@ -3,11 +3,11 @@
 //! GET on the others, in the store's wire protocol (torch/csrc/distributed/c10d/TCPStore.cpp:
 //! a query byte, then strings and byte vectors as a native-endian u64 length and the bytes).
 
-use super::rendezvous::{failed, Master};
+use super::rendezvous::{connect_retrying, failed, Master};
 use crate::error::Result;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::time::Duration;
 
 /// The store's query codes (its `QueryType`).
 const VALIDATE: u8 = 0;
@@ -19,35 +19,16 @@ const VALIDATION_MAGIC: u32 = 0x3C85_F7CE;
 /// The server's answer to WAIT once the keys exist (`WaitResponseType::STOP_WAITING`).
 const STOP_WAITING: u8 = 0;
 
-/// Pause between connection attempts while the store is not up yet.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
-
 /// A validated connection to the store, retried until `timeout`.
 fn connect(master: &Master, timeout: Duration) -> Result<TcpStream> {
-    let endpoint = format!("{}:{}", master.addr, master.port);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let attempt = (|| -> std::io::Result<TcpStream> {
-            let addr = endpoint.to_socket_addrs()?.next().ok_or(std::io::ErrorKind::AddrNotAvailable)?;
-            let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-            stream.set_read_timeout(Some(timeout))?;
-            stream.set_nodelay(true)?;
-            let mut hello = vec![VALIDATE];
-            hello.extend(VALIDATION_MAGIC.to_ne_bytes());
-            stream.write_all(&hello)?;
-            Ok(stream)
-        })();
-        match attempt {
-            Ok(stream) => return Ok(stream),
-            Err(_) if Instant::now() < deadline => std::thread::sleep(RETRY_PAUSE),
-            Err(e) => {
-                return Err(failed(format!(
-                    "torchrun's store on {endpoint} did not answer within {} s ({e}); check MASTER_ADDR and MASTER_PORT",
-                    timeout.as_secs()
-                )))
-            }
-        }
-    }
+    let validate = |mut stream: TcpStream| {
+        stream.set_nodelay(true)?;
+        let mut hello = vec![VALIDATE];
+        hello.extend(VALIDATION_MAGIC.to_ne_bytes());
+        stream.write_all(&hello)?;
+        Ok(stream)
+    };
+    connect_retrying(master, timeout, validate, |endpoint| format!("torchrun's store on {endpoint} did not answer"))
 }
 
 fn with_bytes(message: &mut Vec<u8>, bytes: &[u8]) {

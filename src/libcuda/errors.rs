@@ -14,12 +14,24 @@ pub type CuResult<T = ()> = Result<T, CUresult>;
 /// Runs an entry point's body, turning a panic into CUDA_ERROR_UNKNOWN: unwinding across the C
 /// boundary would abort the calling process.
 pub fn guard(entry_point: &str, body: impl FnOnce() -> CuResult) -> CUresult {
+    guard_returning("libcuda", entry_point, body, CUresult::CUDA_SUCCESS, CUresult::CUDA_ERROR_UNKNOWN)
+}
+
+/// `guard` for an emulated library whose codes are `C` (`library` names it in the notice): the
+/// body's error code, `success`, or `panicked` after a panic.
+pub fn guard_returning<C: std::fmt::Debug>(
+    library: &str,
+    entry_point: &str,
+    body: impl FnOnce() -> Result<(), C>,
+    success: C,
+    panicked: C,
+) -> C {
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => CUresult::CUDA_SUCCESS,
+        Ok(Ok(())) => success,
         Ok(Err(code)) => code,
         Err(_) => {
-            eprintln!("libcuda (ferronet emulation): {entry_point} panicked; returning CUDA_ERROR_UNKNOWN");
-            CUresult::CUDA_ERROR_UNKNOWN
+            eprintln!("{library} (ferronet emulation): {entry_point} panicked; returning {panicked:?}");
+            panicked
         }
     }
 }

@@ -13,6 +13,7 @@
 //! keeps ncclRemoteError (ncclCommGetAsyncError, ncclGetLastError says why) and the context
 //! takes CUDA_ERROR_LAUNCH_FAILED as its sticky error, as an aborted NCCL kernel would leave it.
 
+use crate::errors::guard_returning;
 use crate::nccl_link::{timeout_from_env, Combine, Link};
 use crate::queue::{stream_ref, submit, Op, StreamRef};
 use crate::state::{with_emulator, Emulator, Object};
@@ -20,7 +21,6 @@ use cudarc::driver::sys::CUresult;
 use cudarc::nccl::sys::{ncclComm_t, ncclResult_t, ncclUniqueId};
 use ferronet::device::driver::Driver;
 use std::ffi::{c_char, c_int, c_void, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 type NcclResult<T = ()> = Result<T, ncclResult_t>;
 
@@ -57,14 +57,7 @@ pub struct Collective {
 /// Runs an entry point's body, turning a panic into ncclInternalError (unwinding across the C
 /// boundary would abort the caller).
 fn guard(entry_point: &str, body: impl FnOnce() -> NcclResult) -> ncclResult_t {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => ncclResult_t::ncclSuccess,
-        Ok(Err(code)) => code,
-        Err(_) => {
-            eprintln!("libnccl (ferronet emulation): {entry_point} panicked; returning ncclInternalError");
-            ncclResult_t::ncclInternalError
-        }
-    }
+    guard_returning("libnccl", entry_point, body, ncclResult_t::ncclSuccess, ncclResult_t::ncclInternalError)
 }
 
 fn write<T>(out: *mut T, value: T) -> NcclResult {
