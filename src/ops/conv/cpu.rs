@@ -123,8 +123,10 @@ impl Tap {
     /// Per output row the tap reaches: the flat index in the input plane of its first read
     /// (later reads follow every `sw` elements) and the flat output-plane range it covers.
     fn row_segments<'a>(&'a self, g: &'a ConvGeom) -> impl Iterator<Item = (usize, Range<usize>)> + 'a {
-        let rows = if self.is_empty() { 0..0 } else { self.oh.0..self.oh.1 };
-        rows.map(move |oh| (self.ih(g, oh) * g.w + self.iw0, oh * g.ow + self.ow.0..oh * g.ow + self.ow.1))
+        (0..g.oh).filter_map(move |oh| {
+            let ih = self.input_row(g, oh)?;
+            Some((ih * g.w + self.iw0, oh * g.ow + self.ow.0..oh * g.ow + self.ow.1))
+        })
     }
 }
 

@@ -36,6 +36,15 @@ fn row_of<'a, E>(v: &'a [E], g: &BatchNormGeom, r: usize) -> &'a [E] {
     &v[r * g.hw..(r + 1) * g.hw]
 }
 
+/// (x - mean) * scale + beta of every element, with the per-channel mean, scale and beta.
+fn normalize<E: Element>(x: &[E], (mean, scale, beta): (&[E], &[E], &[E]), g: &BatchNormGeom) -> Vec<E> {
+    map_rows(g, |row| {
+        let ch = row % g.c;
+        let (m, s, b) = (mean[ch], scale[ch], beta[ch]);
+        row_of(x, g, row).iter().map(move |&x| (x - m) * s + b)
+    })
+}
+
 /// Biased batch mean and variance of one channel.
 fn channel_mean_var<E: Element>(x: &[E], g: &BatchNormGeom, ch: usize) -> (f64, f64) {
     let count = g.count() as f64;
@@ -125,11 +134,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
             .zip(gamma.iter())
             .map(|(&s, &gm)| s * gm)
             .collect();
-        let y = map_rows(g, |row| {
-            let ch = row % g.c;
-            let (m, s, b) = (mean[ch], scale[ch], beta[ch]);
-            row_of(x, g, row).iter().map(move |&x| (x - m) * s + b)
-        });
+        let y = normalize(x, (&mean, &scale, beta), g);
         Ok((
             self.wrap(y),
             BatchNormSaved {
@@ -158,11 +163,7 @@ impl<E: Element> NormOps<E> for CpuBackend {
         let scale: Vec<E> = (0..g.c)
             .map(|ch| E::from_f64(gamma[ch].to_f64() / (running_var[ch].to_f64() + g.eps).sqrt()))
             .collect();
-        Ok(self.wrap(map_rows(g, |row| {
-            let ch = row % g.c;
-            let (m, s, b) = (running_mean[ch], scale[ch], beta[ch]);
-            row_of(x, g, row).iter().map(move |&x| (x - m) * s + b)
-        })))
+        Ok(self.wrap(normalize(x, (running_mean, &scale, beta), g)))
     }
 
     fn batch_norm2d_backward(
