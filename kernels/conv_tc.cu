@@ -23,6 +23,8 @@
 // Requirements (checked by the launcher, src/ops/conv/tc.rs): C_in/groups a multiple of 8 (a
 // chunk never straddles two taps), x and w 16-byte aligned, y 8-byte aligned.
 
+#include "conv_gemm.cuh"
+#include "tc_gemm_tile.cuh"
 #include "tensor_core.cuh"
 
 namespace {
@@ -124,30 +126,18 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
     };
     tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
 
-    // Lane (g, t) holds rows g and g + 8, channels 2t and 2t + 1 of each 16x8 tile: a float2
-    // where the pair is inside the group and 8-byte aligned (even channels per group).
-    const int g = lane >> 2, t = lane & 3;
+    // A float2 where the pair is inside the group and 8-byte aligned (even channels per group).
     float* yg = y + group * cog;
-#pragma unroll
-    for (int i = 0; i < MT; ++i) {
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-            const int col = bn + wn * WN + j * 8 + 2 * t;
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const int row = bm + wm * WM + i * 16 + g + 8 * half;
-                if (row >= m || col >= cog) continue;
-                float* dst = yg + (size_t)row * p.c_out + col;
-                const float v0 = acc[i][j][2 * half], v1 = acc[i][j][2 * half + 1];
-                if (col + 1 < cog && (cog & 1) == 0) {
-                    *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
-                } else {
-                    dst[0] = v0;
-                    if (col + 1 < cog) dst[1] = v1;
-                }
-            }
+    auto store = [&](int row, int col, float v0, float v1) {
+        float* dst = yg + (size_t)row * p.c_out + col;
+        if (col + 1 < cog && (cog & 1) == 0) {
+            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+        } else {
+            dst[0] = v0;
+            if (col + 1 < cog) dst[1] = v1;
         }
-    }
+    };
+    tc_store_tiles(acc, bm + wm * WM, bn + wn * WN, lane, m, cog, store);
 }
 
 }  // namespace
@@ -167,24 +157,39 @@ CONV_TC_KERNEL(conv_tc_f16_128x128, TC_F16, 4, 2, 4)
 CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
 CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
 
-// The im2col matrices of an NCHW f32 x (one group) as 16-bit tensor-core operands of the training
-// GEMMs (src/ops/conv/tc_train.rs): per image, row k = (c * KH + ki) * KW + kj (the weight's
-// order) and column p = oh * OW + ow, zero-padded to k_pad x p_pad (padding taps are zeros too),
-// stored [image][k][p], or [image][p][k] when `transpose`. `format`: TC_BF16 or TC_F16. One thread
-// per element, `total` = images * k_pad * p_pad.
-extern "C" __global__ void im2col_tc(const float* __restrict__ x, unsigned short* __restrict__ col, int total, int c_in,
-                                     int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int oh,
-                                     int ow, int k_pad, int p_pad, int transpose, int format) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int inner = transpose ? k_pad : p_pad;
-    const int a = i % inner, b = (i / inner) % (transpose ? p_pad : k_pad), image = i / (k_pad * p_pad);
-    const int k = transpose ? a : b, p = transpose ? b : a;
-    float v = 0.0f;
-    if (k < c_in * kh * kw && p < oh * ow) {
-        const int c = k / (kh * kw), ki = k / kw % kh, kj = k % kw;
-        const int ih = p / ow * sh - ph + ki * dh, iw = p % ow * sw - pw + kj * dw;
-        if (ih >= 0 && ih < h && iw >= 0 && iw < w) v = x[((image * c_in + c) * h + ih) * w + iw];
+// ---- The NCHW convolution GEMMs of training on the tensor cores: conv_gemm.cuh's forward,
+// weight-gradient and data-gradient bodies (operands read in place, the im2col matrix gathered
+// on the fly) on tc_gemm_tile.cuh's tiles, with the fp32 kernels' arguments and grids
+// (src/ops/conv/cuda.rs picks these at bf16/fp16/tf32 on compute capability 8.0+). No column
+// buffer, no operand pack, one launch per convolution pass whatever the batch and groups.
+
+// tc_gemm_tile as conv_gemm.cuh's tile engine.
+template <TcIn IN, int BM, int BN>
+struct TensorCoreTile {
+    template <bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
+    static __device__ __forceinline__ void run(const OperandA& a, const OperandB& b, const Out& out, int M, int N,
+                                               int k_begin, int k_end, int vec_a, int vec_b, int vec_out) {
+        tc_gemm_tile<IN, BM, BN, A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, vec_a, vec_b, vec_out);
     }
-    col[i] = tc_to_16bit(v, format);
-}
+};
+
+// NAME_tc_FORMAT (64x64 tiles), NAME_tc_FORMAT_64x128 and NAME_tc_FORMAT_128 (128x128) of one
+// GEMM: the fp32 kernels' names and tile suffixes with the format in between. EXTRA: the phase
+// body's tile width, after the engine. The 64x64 ones promise two blocks per SM; the wider ones
+// one (the weight gradient's two im2col gathers spill at 128 registers).
+#define CONV_TC_GEMM_KERNELS(NAME, KIND, FORMAT, IN, EXTRA64, EXTRA128)                           \
+    CONV_GEMM_KERNEL(NAME##_tc_##FORMAT, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, 2,   \
+                     TensorCoreTile<IN, 64, 64> EXTRA64)                                           \
+    CONV_GEMM_KERNEL(NAME##_tc_##FORMAT##_64x128, NAME##_body, CONV_##KIND##_PARAMS,                \
+                     CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 64, 128> EXTRA128)                  \
+    CONV_GEMM_KERNEL(NAME##_tc_##FORMAT##_128, NAME##_body, CONV_##KIND##_PARAMS,                   \
+                     CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 128, 128> EXTRA128)
+#define CONV_TC_FORMAT(FORMAT, IN)                                                                \
+    CONV_TC_GEMM_KERNELS(conv_forward_gemm, FORWARD, FORMAT, IN, , )                              \
+    CONV_TC_GEMM_KERNELS(conv_filter_gemm, FILTER, FORMAT, IN, , )                                \
+    CONV_TC_GEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, FORMAT, IN, , )                      \
+    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128)
+#define TC_COMMA ,
+CONV_TC_FORMAT(bf16, TC_BF16)
+CONV_TC_FORMAT(f16, TC_F16)
+CONV_TC_FORMAT(tf32, TC_TF32)

@@ -113,6 +113,28 @@ __device__ __forceinline__ void tc_mma_stage(float (&acc)[MT][NT][4], unsigned a
     }
 }
 
+// Hands each accumulator pair of a warp's MT x NT tiles, whose first row and column are row0 and
+// col0, to `store(row, col, v0, v1)`: lane (g, t) holds rows g and g + 8, columns 2t and 2t + 1
+// of each 16x8 tile. Pairs whose first element lies outside the m x n matrix are skipped; the
+// second may lie past column n - 1, which `store` checks.
+template <int MT, int NT, class Store>
+__device__ __forceinline__ void tc_store_tiles(const float (&acc)[MT][NT][4], int row0, int col0, int lane, int m, int n,
+                                               Store& store) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            const int col = col0 + j * 8 + 2 * t;
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                const int row = row0 + i * 16 + g + 8 * half;
+                if (row < m && col < n) store(row, col, acc[i][j][2 * half], acc[i][j][2 * half + 1]);
+            }
+        }
+    }
+}
+
 template <int MT, int NT>
 __device__ __forceinline__ void tc_zero(float (&acc)[MT][NT][4]) {
 #pragma unroll

@@ -39,8 +39,8 @@ pub enum ConvWorkspace {
     /// A GPU: the convolution GEMMs read their operands in place (no columns in any pass) and
     /// split K as planned for `gemm_sms` SMs, holding the partial products.
     ImplicitGemm { gemm_sms: usize },
-    /// A GPU training at bf16/fp16: its one-group convolutions run on the tensor cores with
-    /// explicit 16-bit im2col matrices (`ops::conv::tc_train`), grouped ones as `ImplicitGemm`.
+    /// A GPU whose convolution GEMMs run on the tensor cores (bf16/fp16/tf32 on compute
+    /// capability 8.0+): the same implicit GEMMs, pointwise convolutions among them.
     TensorCores { gemm_sms: usize },
 }
 

@@ -64,7 +64,7 @@ pub struct GpuBackend {
     /// The events NCCL gradient buckets order their streams with, made by the first.
     pub(crate) nccl_events: Arc<Mutex<Option<NcclEvents>>>,
     /// The format the operands of the convolution and linear GEMMs are stored in (the run's
-    /// `--precision`): at bf16/fp16 they run on the tensor cores (`ops::gemm::tc_train`).
+    /// `--precision`): at reduced precision they run on the tensor cores (`ops::gemm::tc_train`).
     gemm_operand_format: Arc<Mutex<Precision>>,
 }
 
@@ -272,8 +272,7 @@ impl Device<f32> for GpuBackend {
     }
     fn conv_workspace(&self) -> ConvWorkspace {
         let gemm_sms = self.driver.multiprocessor_count();
-        let tensor_cores = matches!(self.gemm_operand_format(), Precision::Bf16 | Precision::Fp16) && self.driver.compute_capability() >= (8, 0);
-        if tensor_cores {
+        if self.training_tc_input().is_some() {
             ConvWorkspace::TensorCores { gemm_sms }
         } else {
             ConvWorkspace::ImplicitGemm { gemm_sms }

@@ -41,9 +41,9 @@ fn fused_if<B: Backend<f32>>(fused: bool, ex: Executor<f32, B>) -> Executor<f32,
 /// one seed: the losses and logits of every step agree within the rule of `tolerance` for
 /// values stored in the format, widened by the number of nodes that store one (each may land one
 /// format step apart on the two devices and carry that difference forward; the normalised
-/// layers of these graphs do not amplify it), and by the steps taken. Returns the kernels the
-/// device launched.
-fn steps_match(graph: Graph, precision: Precision, fused: bool) -> Vec<String> {
+/// layers of these graphs do not amplify it), and by the steps taken; the GEMMs ran on the
+/// engine `assert_gemm_engine` expects.
+fn steps_match(graph: Graph, precision: Precision, fused: bool) {
     let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
     let y = labels(N, graph.num_classes());
     let opts = StepOptions { dropout_seed: Some(3), ..StepOptions::default() };
@@ -73,34 +73,40 @@ fn steps_match(graph: Graph, precision: Precision, fused: bool) -> Vec<String> {
         launched.extend(Device::<f32>::take_kernel_log(dev.backend()));
     }
     assert_gemm_engine(&name, precision, dev.backend(), &launched);
-    launched
 }
 
-/// The launch record of a few steps: at bf16/fp16 on a device with tensor cores (compute
-/// capability 8.0+), every convolution and linear GEMM ran on the tensor-core GEMM, none on the
-/// fp32 SGEMM kernels; otherwise no tensor-core GEMM ran.
+/// The launch record of a few steps: on a device with tensor cores (compute capability 8.0+),
+/// every convolution GEMM ran on the tensor-core tiles of the run's format (bf16, fp16 or tf32)
+/// and at bf16/fp16 every linear GEMM on the tensor-core GEMM, none on the fp32 SGEMM kernels;
+/// at fp32, or without tensor cores, neither ran.
 fn assert_gemm_engine(name: &str, precision: Precision, gpu: &ferronet::gpu::GpuBackend, launched: &[String]) {
     let ran = |prefix: &str| launched.iter().any(|k| k.starts_with(prefix));
-    let tensor_cores = gpu.driver().compute_capability() >= (8, 0) && matches!(precision, Precision::Bf16 | Precision::Fp16);
-    let tc_gemm = if precision == Precision::Fp16 { "gemm_tc::gemm_tc_f16" } else { "gemm_tc::gemm_tc_bf16" };
-    assert_eq!(ran(tc_gemm), tensor_cores, "{name}: tensor-core GEMM launched? {launched:?}");
-    if tensor_cores {
-        for kernel in ["precision::pack_tc_operand", "conv_tc::im2col_tc"] {
-            assert!(ran(kernel), "{name}: {kernel} not launched: {launched:?}");
-        }
-        for sgemm in ["conv::conv_forward_gemm", "conv::conv_data_direct_gemm", "conv::conv_filter_gemm", "gemm::sgemm"] {
+    let sm80 = gpu.driver().compute_capability() >= (8, 0);
+    let sixteen_bit = matches!(precision, Precision::Bf16 | Precision::Fp16);
+    let format = match precision {
+        Precision::Bf16 => "bf16",
+        Precision::Fp16 => "f16",
+        _ => "tf32",
+    };
+    let tc_gemm = format!("gemm_tc::gemm_tc_{format}");
+    assert_eq!(ran(&tc_gemm), sm80 && sixteen_bit, "{name}: tensor-core GEMM launched? {launched:?}");
+    let tc_conv = format!("conv_tc::conv_forward_gemm_tc_{format}");
+    assert_eq!(ran(&tc_conv), sm80 && precision != Precision::Fp32, "{name}: tensor-core convolution launched? {launched:?}");
+    if sm80 && sixteen_bit {
+        assert!(ran("precision::pack_tc_operand"), "{name}: the linear layers' operands were not packed: {launched:?}");
+    }
+    if sm80 && precision != Precision::Fp32 {
+        for sgemm in ["conv::conv_forward_gemm", "conv::conv_data_direct_gemm", "conv::conv_data_phase_gemm", "conv::conv_filter_gemm"] {
             assert!(!ran(sgemm), "{name}: the fp32 kernel {sgemm} ran: {launched:?}");
         }
+        assert_eq!(ran("gemm::sgemm"), !sixteen_bit, "{name}: the linear layers' engine at {precision}: {launched:?}");
     }
 }
 
 #[test]
 fn reduced_precision_steps_on_the_device_match_the_cpu_emulation() {
     for precision in [Precision::Bf16, Precision::Fp16, Precision::Tf32] {
-        let launched = steps_match(residual_block(), precision, false);
-        // conv2's data gradient: with the tensor cores, gathered into dx from its columns.
-        let ran = |prefix: &str| launched.iter().any(|k| k.starts_with(prefix));
-        assert_eq!(ran("conv::col2im_gather"), ran("gemm_tc::"), "{precision}");
+        steps_match(residual_block(), precision, false);
         steps_match(residual_block(), precision, true);
         steps_match(op_zoo(), precision, false);
     }

@@ -1,7 +1,9 @@
 //! GPU convolution against the f64 CPU reference: the implicit-GEMM convolution (forward,
 //! backward data/filter/bias; a strided data gradient by stride phase) over odd sizes, groups,
-//! dilation, stride and padding, its GEMMs with K split and on the larger tiles, and the
-//! dedicated depthwise kernels.
+//! dilation, stride and padding, its GEMMs with K split and on the larger tiles, on the fp32
+//! tiles and on the tensor-core tiles of each reduced format (operands rounded to the format as
+//! training stores them, the reference on the same rounded values: only f32 accumulation differs,
+//! so the fp32 tolerance holds), and the dedicated depthwise kernels.
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
@@ -9,7 +11,8 @@ use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
-use ferronet::ops::{ConvGeom, ConvOps};
+use ferronet::ops::{ConvGeom, ConvOps, PrecisionOps};
+use ferronet::precision::Precision;
 use ferronet::rng::Rng;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
@@ -67,108 +70,138 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
     random_f32(len, seed, -1.0, 1.0)
 }
 
+/// Every GEMM engine of the convolution: fp32, and the tensor cores at each reduced format (the
+/// simulator is an sm_80+ device).
+const ENGINES: [Precision; 4] = [Precision::Fp32, Precision::Bf16, Precision::Fp16, Precision::Tf32];
+
+/// `values` rounded to `p`'s format, as a run at `p` stores a GEMM's operands.
+fn values_at(p: Precision, len: usize, seed: u64) -> Vec<f32> {
+    values(len, seed).into_iter().map(|v| p.round(v)).collect()
+}
+
+/// The launched name of convolution GEMM kernel `base` (before its tile suffix) at `p`.
+fn kernel_at(p: Precision, base: &str) -> String {
+    match p {
+        Precision::Fp32 => format!("conv::{base}"),
+        Precision::Bf16 => format!("conv_tc::{base}_tc_bf16"),
+        Precision::Fp16 => format!("conv_tc::{base}_tc_f16"),
+        Precision::Tf32 => format!("conv_tc::{base}_tc_tf32"),
+    }
+}
+
+/// A backend whose convolution GEMMs run on `p`'s engine.
+fn at_precision(gpu: GpuBackend, p: Precision) -> GpuBackend {
+    gpu.declare_gemm_operand_format(p);
+    gpu
+}
+
 #[test]
 fn convolution_forward_and_backward_match_the_reference() {
     let cpu = CpuBackend::new();
-    for (i, g) in configs().into_iter().enumerate() {
+    for (p, (i, g)) in ENGINES.into_iter().flat_map(|p| configs().into_iter().enumerate().map(move |c| (p, c))) {
+        let g = &g;
         let seed = 1000 + 10 * i as u64;
-        let (x, w, b, dy) =
-            (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
+        let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values_at(p, g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
         let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
-        let y_ref = cpu.conv2d_forward(&cx, &cw, Some(&cb), &g).unwrap();
-        let dx_ref = cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap();
-        let dw_ref = cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap();
-        let gpu = gpu();
+        let y_ref = cpu.conv2d_forward(&cx, &cw, Some(&cb), g).unwrap();
+        let dx_ref = cpu.conv2d_backward_data(&cdy, &cw, g).unwrap();
+        let dw_ref = cpu.conv2d_backward_filter(&cx, &cdy, g).unwrap();
+        let gpu = at_precision(gpu(), p);
         let (gx, gw, gb, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap(), gpu.upload(&dy).unwrap());
-        let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
-        assert_close(&format!("forward {g:?}"), &gpu.download(&y).unwrap(), &y_ref, ATOL, RTOL);
+        let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), g).unwrap();
+        assert_close(&format!("forward {p} {g:?}"), &gpu.download(&y).unwrap(), &y_ref, ATOL, RTOL);
         gpu.take_kernel_log();
         // dx starts from a pool block another buffer dirtied: every element, those of phases no
         // tap reaches included, must be written.
         drop(gpu.upload(&vec![f32::NAN; g.x_len()]).unwrap());
-        let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
-        assert_close(&format!("backward data {g:?}"), &gpu.download(&dx).unwrap(), &dx_ref, ATOL, RTOL);
+        let dx = gpu.conv2d_backward_data(&gdy, &gw, g).unwrap();
+        assert_close(&format!("backward data {p} {g:?}"), &gpu.download(&dx).unwrap(), &dx_ref, ATOL, RTOL);
         let log = gpu.take_kernel_log();
         assert!(log.iter().all(|k| !k.contains("im2col") && !k.contains("col2im")), "no columns: {log:?}");
         if g.sh > 1 || g.sw > 1 {
             assert_eq!(log.len(), 1, "a strided data gradient is one launch for every group and phase: {log:?}");
-            assert!(log[0].starts_with("conv::conv_data_phase_gemm"), "{log:?}");
+            assert!(log[0].starts_with(&kernel_at(p, "conv_data_phase_gemm")), "{log:?}");
         }
-        let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
-        assert_close(&format!("backward filter {g:?}"), &gpu.download(&dw).unwrap(), &dw_ref, ATOL, RTOL);
-        let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
-        let want = cpu.conv2d_forward(&cx, &cw, None, &g).unwrap();
-        assert_close(&format!("forward without bias {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
-        let db = gpu.conv2d_backward_bias(&gdy, &g).unwrap();
-        let want = cpu.conv2d_backward_bias(&cdy, &g).unwrap();
-        assert_close(&format!("backward bias {g:?}"), &gpu.download(&db).unwrap(), &want, ATOL, RTOL);
+        let dw = gpu.conv2d_backward_filter(&gx, &gdy, g).unwrap();
+        assert_close(&format!("backward filter {p} {g:?}"), &gpu.download(&dw).unwrap(), &dw_ref, ATOL, RTOL);
+        let y = gpu.conv2d_forward(&gx, &gw, None, g).unwrap();
+        let want = cpu.conv2d_forward(&cx, &cw, None, g).unwrap();
+        assert_close(&format!("forward without bias {p} {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
+        let db = gpu.conv2d_backward_bias(&gdy, g).unwrap();
+        let want = cpu.conv2d_backward_bias(&cdy, g).unwrap();
+        assert_close(&format!("backward bias {p} {g:?}"), &gpu.download(&db).unwrap(), &want, ATOL, RTOL);
     }
 }
 
 /// On a 4-SM simulator the GEMMs of these geometries split K (forward: K = 64 * 9; filter:
 /// K = 2 images * 256 positions; stride-1 data: K = 512 * 9), with planes that are and that are not a multiple of 4 (16-byte loads and stores
-/// of the NCHW operands, or scalar ones).
+/// of the NCHW operands, or scalar ones), on every engine.
 #[test]
 fn convolution_gemms_with_k_split_match_the_reference() {
     let cpu = CpuBackend::new();
-    let gpu = GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 4, ..SimOptions::default() })));
     let cases = [
-        ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), "conv::conv_forward_gemm"),
-        ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), "conv::conv_filter_gemm"),
-        ((2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2), "conv::conv_data_direct_gemm"),
+        ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), "conv_forward_gemm"),
+        ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), "conv_filter_gemm"),
+        ((2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2), "conv_data_direct_gemm"),
     ];
-    for (i, (config, split_kernel)) in cases.into_iter().enumerate() {
+    for (p, (i, (config, split_kernel))) in ENGINES.into_iter().flat_map(|p| cases.into_iter().enumerate().map(move |c| (p, c))) {
+        let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 4, ..SimOptions::default() }))), p);
         let g = geom(config);
         let seed = 5000 + 10 * i as u64;
-        let (x, w, dy) = (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.y_len(), seed + 2));
+        let (x, w, dy) = (values_at(p, g.x_len(), seed), values_at(p, g.weight_len(), seed + 1), values_at(p, g.y_len(), seed + 2));
         let (cx, cw, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &dy));
         let (gx, gw, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&dy).unwrap());
         gpu.take_kernel_log();
         let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
-        assert_close(&format!("forward {g:?}"), &gpu.download(&y).unwrap(), &cpu.conv2d_forward(&cx, &cw, None, &g).unwrap(), ATOL, RTOL);
+        assert_close(&format!("forward {p} {g:?}"), &gpu.download(&y).unwrap(), &cpu.conv2d_forward(&cx, &cw, None, &g).unwrap(), ATOL, RTOL);
         let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
-        assert_close(&format!("backward data {g:?}"), &gpu.download(&dx).unwrap(), &cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap(), ATOL, RTOL);
+        assert_close(&format!("backward data {p} {g:?}"), &gpu.download(&dx).unwrap(), &cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap(), ATOL, RTOL);
         let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
-        assert_close(&format!("backward filter {g:?}"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
+        assert_close(&format!("backward filter {p} {g:?}"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
         let log = gpu.take_kernel_log();
-        let split = log.iter().position(|k| k == split_kernel).map(|at| log.get(at + 1).map(String::as_str));
-        assert_eq!(split, Some(Some("gemm::splitk_reduce")), "{split_kernel} splits K for {g:?}: {log:?}");
+        let split_kernel = kernel_at(p, split_kernel);
+        let split = log.iter().position(|k| *k == split_kernel).map(|at| log.get(at + 1).map(String::as_str));
+        assert_eq!(split, Some(Some("gemm::splitk_reduce")), "{split_kernel} splits K for {p} {g:?}: {log:?}");
     }
 }
 
 /// ResNet-like layers, stride 1 and 2, large enough for the 64x128 and 128x128 tiles in all four
 /// GEMMs (on 2 SMs, which even the large tiles' grids fill): 128 output rows take the 128x128
-/// tile, 64 the 64x128.
+/// tile, 64 the 64x128; on the fp32 tiles and the bf16 and tf32 tensor-core ones (fp16's tiles
+/// are bf16's with the other conversion and mma, which the smaller cases check).
 #[test]
 fn convolution_gemms_on_the_larger_tiles_match_the_reference() {
-    let mut ran = Vec::new();
-    for (i, (c_in, c_out)) in [(64, 128), (128, 64)].into_iter().enumerate() {
-        ran.extend(larger_tile_layer(geom((2, c_in, (16, 16), c_out, (3, 3), (1, 1), (1, 1), (1, 1), 1)), 6000 + 10 * i as u64));
-        // Stride 2: the data gradient's phase GEMMs have c_in rows.
-        ran.extend(larger_tile_layer(geom((2, c_in, (16, 16), c_out, (3, 3), (2, 2), (1, 1), (1, 1), 1)), 6100 + 10 * i as u64));
-    }
-    for gemm in ["conv_forward_gemm", "conv_data_direct_gemm", "conv_data_phase_gemm", "conv_filter_gemm"] {
-        for tile in ["_64x128", "_128"] {
-            let kernel = format!("conv::{gemm}{tile}");
-            assert!(ran.contains(&kernel), "{kernel} ran: {ran:?}");
+    for p in [Precision::Fp32, Precision::Bf16, Precision::Tf32] {
+        let mut ran = Vec::new();
+        for (i, (c_in, c_out)) in [(64, 128), (128, 64)].into_iter().enumerate() {
+            ran.extend(larger_tile_layer(p, geom((2, c_in, (16, 16), c_out, (3, 3), (1, 1), (1, 1), (1, 1), 1)), 6000 + 10 * i as u64));
+            // Stride 2: the data gradient's phase GEMMs have c_in rows.
+            ran.extend(larger_tile_layer(p, geom((2, c_in, (16, 16), c_out, (3, 3), (2, 2), (1, 1), (1, 1), 1)), 6100 + 10 * i as u64));
+        }
+        for gemm in ["conv_forward_gemm", "conv_data_direct_gemm", "conv_data_phase_gemm", "conv_filter_gemm"] {
+            for tile in ["_64x128", "_128"] {
+                let kernel = format!("{}{tile}", kernel_at(p, gemm));
+                assert!(ran.contains(&kernel), "{kernel} ran: {ran:?}");
+            }
         }
     }
 }
 
-/// Forward and both gradients of `g` against the CPU on a 2-SM simulator; the kernels launched.
-fn larger_tile_layer(g: ConvGeom, seed: u64) -> Vec<String> {
+/// Forward and both gradients of `g` at `p` against the CPU on a 2-SM simulator; the kernels
+/// launched.
+fn larger_tile_layer(p: Precision, g: ConvGeom, seed: u64) -> Vec<String> {
     let cpu = CpuBackend::new();
-    let gpu = GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 2, ..SimOptions::default() })));
-    let (x, w, dy) = (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.y_len(), seed + 2));
+    let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 2, ..SimOptions::default() }))), p);
+    let (x, w, dy) = (values_at(p, g.x_len(), seed), values_at(p, g.weight_len(), seed + 1), values_at(p, g.y_len(), seed + 2));
     let (cx, cw, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &dy));
     let (gx, gw, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&dy).unwrap());
     gpu.take_kernel_log();
     let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
-    assert_close("forward", &gpu.download(&y).unwrap(), &cpu.conv2d_forward(&cx, &cw, None, &g).unwrap(), ATOL, RTOL);
+    assert_close(&format!("{p} forward"), &gpu.download(&y).unwrap(), &cpu.conv2d_forward(&cx, &cw, None, &g).unwrap(), ATOL, RTOL);
     let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
-    assert_close("backward data", &gpu.download(&dx).unwrap(), &cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap(), ATOL, RTOL);
+    assert_close(&format!("{p} backward data"), &gpu.download(&dx).unwrap(), &cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap(), ATOL, RTOL);
     let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
-    assert_close("backward filter", &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
+    assert_close(&format!("{p} backward filter"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
     gpu.take_kernel_log()
 }
 
@@ -182,6 +215,13 @@ fn pointwise_convolution_skips_im2col() {
     assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_nn", "gemm::add_bias"]);
     gpu.conv2d_backward_data(&y, &w, &g).unwrap();
     assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_tn"]);
+    // On the tensor cores it runs the implicit GEMMs (the 1x1 window reads x in place): one
+    // launch per pass, no pack.
+    gpu.declare_gemm_operand_format(Precision::Bf16);
+    let y = gpu.conv2d_forward(&x, &w, Some(&b), &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["conv_tc::conv_forward_gemm_tc_bf16", "gemm::add_bias"]);
+    gpu.conv2d_backward_data(&y, &w, &g).unwrap();
+    assert_eq!(gpu.take_kernel_log(), ["conv_tc::conv_data_direct_gemm_tc_bf16"]);
 }
 
 fn depthwise_configs() -> Vec<ConvGeom> {

@@ -70,13 +70,24 @@ fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
             .iter()
             .map(|case| compare_device_at(&gpu, &cpu, case, p).unwrap_or_else(|e| panic!("{p} {} ({}): {e}", case.op, case.config)))
             .collect();
-        // At bf16/fp16 every linear layer and one-group convolution ran on the tensor-core GEMM
-        // (the simulator is an sm_80+ device), nothing else did, and nothing at tf32.
+        // On an sm_80+ device (the simulator is one): every convolution's GEMMs ran on the
+        // tensor-core tiles of the run's format and none on the fp32 ones, and at bf16/fp16 every
+        // linear layer's on the tensor-core GEMM; nothing else touched the tensor cores.
+        let sm80 = gpu.driver().compute_capability() >= (8, 0);
+        let format = match p {
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "f16",
+            _ => "tf32",
+        };
         for r in &reports {
-            let gemm_op = r.op == "linear" || (r.op == "conv2d" && r.config.contains(" groups=1 "));
-            let tensor_cores = gemm_op && matches!(p, Precision::Bf16 | Precision::Fp16) && gpu.driver().compute_capability() >= (8, 0);
-            let ran = r.kernels.iter().any(|k| k.starts_with("gemm_tc::"));
-            assert_eq!(ran, tensor_cores, "{p} {} ({}): tensor-core GEMM launched? {:?}", r.op, r.config, r.kernels);
+            let ran = |prefix: &str| r.kernels.iter().any(|k| k.starts_with(prefix));
+            let conv_tc = ran("conv_tc::conv_") && r.kernels.iter().filter(|k| k.starts_with("conv_tc::")).all(|k| k.contains(&format!("_tc_{format}")));
+            assert_eq!(conv_tc, sm80 && r.op == "conv2d", "{p} {} ({}): tensor-core convolution GEMMs? {:?}", r.op, r.config, r.kernels);
+            if r.op == "conv2d" && sm80 {
+                assert!(!ran("conv::conv_") && !ran("gemm::sgemm"), "{p} {} ({}): an fp32 GEMM ran: {:?}", r.op, r.config, r.kernels);
+            }
+            let gemm_tc = sm80 && r.op == "linear" && matches!(p, Precision::Bf16 | Precision::Fp16);
+            assert_eq!(ran("gemm_tc::"), gemm_tc, "{p} {} ({}): tensor-core GEMM launched? {:?}", r.op, r.config, r.kernels);
         }
         let failures: Vec<String> = reports
             .into_iter()

@@ -2,8 +2,10 @@
 //! the fly and NCHW activations in place, with no column buffer in any pass: forward, weight
 //! gradient, the data gradient of a stride-1 convolution as dy convolved with the reversed
 //! window, and a strided one's by stride phase (each phase of dx summing only the taps that
-//! reach it); groups (and phases) as the GEMM batch; and the dedicated depthwise kernels. At
-//! bf16/fp16 the one-group convolutions run on the tensor cores instead (`tc_train`).
+//! reach it); groups (and phases) as the GEMM batch; and the dedicated depthwise kernels. When
+//! the run's GEMM operands are bf16, fp16 or tf32 on a device of compute capability 8.0+
+//! (`training_tc_input`), the same GEMMs run on the tensor cores (kernels/conv_tc.cu: the same
+//! operands, arguments and grids on tensor-core tiles), pointwise convolutions included.
 
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
@@ -13,7 +15,7 @@ use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
-use crate::ops::gemm::{GemmPlan, GemmSpec, SplitK};
+use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
 /// kernel's own argument order.
@@ -119,14 +121,16 @@ fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
 
 /// Bytes the GPU convolution holds while its largest pass runs on a device of `sms` SMs: the
 /// split-K partial products (no pass builds columns; a strided data gradient never splits K).
-pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
+/// On the `tensor_cores` a pointwise convolution runs the implicit GEMMs too.
+pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize, tensor_cores: bool) -> usize {
     let f32_bytes = std::mem::size_of::<f32>();
     let partials = |spec: &GemmSpec<f32>| match spec.plan(SplitK::Auto, sms).k_split.splits {
         1 => 0,
         splits => splits * spec.batch * spec.m * spec.n * f32_bytes,
     };
-    let forward = partials(&pointwise_spec(g, false).unwrap_or_else(|| forward_spec(g)));
-    let data = match pointwise_spec(g, true) {
+    let pointwise = |transpose: bool| pointwise_spec(g, transpose).filter(|_| !tensor_cores);
+    let forward = partials(&pointwise(false).unwrap_or_else(|| forward_spec(g)));
+    let data = match pointwise(true) {
         Some(spec) => partials(&spec),
         None if g.sh == 1 && g.sw == 1 => partials(&data_direct_spec(g)),
         None => 0,
@@ -136,6 +140,27 @@ pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
 }
 
 impl GpuBackend {
+    /// The module and name of a convolution GEMM kernel (`base` the fp32 one's, before the tile
+    /// suffix): its tensor-core twin when the run's GEMM operands take the tensor cores.
+    fn conv_gemm_kernel(&self, base: &str) -> (&'static str, String) {
+        match self.training_tc_input() {
+            Some(input) => ("conv_tc", format!("{base}_tc_{}", input.name())),
+            None => ("conv", base.to_string()),
+        }
+    }
+
+    /// A pointwise convolution's plain GEMM (`pointwise_spec`), unless the tensor cores run its
+    /// implicit GEMMs.
+    fn pointwise_gemm(&self, g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
+        pointwise_spec(g, transpose).filter(|_| self.training_tc_input().is_none())
+    }
+
+    /// A convolution GEMM of `spec` on `kernel` (`conv_gemm_kernel`'s base name).
+    fn launch_conv_gemm(&self, kernel: &str, spec: &GemmSpec<f32>, target: &GemmTarget, operands: &[KernelArg]) -> Result<()> {
+        let (module, name) = self.conv_gemm_kernel(kernel);
+        self.launch_tiled_gemm(module, &name, spec, self.plan(spec), target, operands)
+    }
+
     /// The tile and K split of `spec` on this device.
     fn plan(&self, spec: &GemmSpec<f32>) -> GemmPlan {
         spec.plan(SplitK::Auto, self.driver().multiprocessor_count())
@@ -145,11 +170,10 @@ impl GpuBackend {
     fn forward_implicit(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
         let (cout_g, k) = group_gemm_dims(g);
         let spec = forward_spec(g);
-        let plan = self.plan(&spec);
         let mut operands = vec![w.arg(), x.arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?];
         operands.extend(im2col_operand_args(g)?);
         operands.push(vectorizable(w, 0, k, cout_g * k, g.groups));
-        self.launch_tiled_gemm("conv", "conv_forward_gemm", &spec, plan, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
+        self.launch_conv_gemm("conv_forward_gemm", &spec, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
     }
 
     /// dx of a stride-1 convolution: one GEMM per group, dy convolved with the reversed window
@@ -158,7 +182,6 @@ impl GpuBackend {
         let taps = g.kh * g.kw;
         let (cout_g, cin_g) = (g.c_out_per_group(), g.c_in_per_group());
         let spec = data_direct_spec(g);
-        let plan = self.plan(&spec);
         // The reversed window's padding: dilation * (kernel - 1) - padding, negative when the
         // padding exceeds the window's reach (the bounds checks then skip the far taps).
         let reversed_pad = |d: usize, k: usize, p: usize| {
@@ -184,7 +207,7 @@ impl GpuBackend {
             int(g.h * g.w, "conv input plane")?,
             image_stride(g.c_out * g.oh * g.ow)?,
         ];
-        self.launch_tiled_gemm("conv", "conv_data_direct_gemm", &spec, plan, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
+        self.launch_conv_gemm("conv_data_direct_gemm", &spec, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
     }
 
     /// dx of a strided convolution: one launch of phase GEMMs (kernels/conv.cu,
@@ -228,7 +251,8 @@ impl GpuBackend {
             image_stride(g.c_in * g.h * g.w)?,
         ];
         int(spec.n, "conv input-gradient phase columns")?;
-        self.launch("conv", &format!("conv_data_phase_gemm{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
+        let (module, kernel) = self.conv_gemm_kernel("conv_data_phase_gemm");
+        self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
 
     fn check_depthwise(&self, g: &ConvGeom) -> Result<Vec<KernelArg>> {
@@ -244,9 +268,8 @@ impl ConvOps<f32> for GpuBackend {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let plane = g.oh * g.ow;
         let mut y = self.alloc::<f32>(g.y_len())?;
-        match pointwise_spec(g, false) {
-            Some(spec) => self.layer_gemm(&spec, w, x, &mut y)?,
-            None if self.conv_forward_tc(x, w, g, &mut y)? => {}
+        match self.pointwise_gemm(g, false) {
+            Some(spec) => self.gemm(&spec, w, x, &mut y)?,
             None => self.forward_implicit(x, w, g, &mut y)?,
         }
         if let Some(b) = bias {
@@ -259,9 +282,8 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let mut dx = self.alloc::<f32>(g.x_len())?;
-        match pointwise_spec(g, true) {
-            Some(spec) => self.layer_gemm(&spec, w, dy, &mut dx)?,
-            None if self.conv_backward_data_tc(dy, w, g, &mut dx)? => {}
+        match self.pointwise_gemm(g, true) {
+            Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
             None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,
             None => self.backward_data_phased(dy, w, g, &mut dx)?,
         }
@@ -273,14 +295,10 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let cout_g = g.c_out_per_group();
-        let mut dw = self.alloc::<f32>(g.weight_len())?;
-        if self.conv_backward_filter_tc(x, dy, g, &mut dw)? {
-            return Ok(dw);
-        }
+        let dw = self.alloc::<f32>(g.weight_len())?;
         // Per group: dW_g [C_out/g, k] = dy_g [C_out/g, n * plane] x im2col(x)_g^T, in one GEMM
         // over the whole batch (K = n * plane, split as the device needs).
         let spec = filter_spec(g);
-        let plan = self.plan(&spec);
         let mut operands = vec![
             dy.arg(),
             x.arg(),
@@ -290,7 +308,7 @@ impl ConvOps<f32> for GpuBackend {
         ];
         operands.extend(im2col_operand_args(g)?);
         operands.push(KernelArg::I32(image_major_vec(dy.ptr(), plane) as i32));
-        self.launch_tiled_gemm("conv", "conv_filter_gemm", &spec, plan, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
+        self.launch_conv_gemm("conv_filter_gemm", &spec, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
         Ok(dw)
     }
 

@@ -23,10 +23,8 @@ use crate::ops::check::expect_len;
 use crate::shape::window_output_len;
 
 mod cuda;
-mod tc_train;
 
 pub use cuda::gpu_workspace_bytes;
-pub use tc_train::tc_workspace_bytes;
 
 /// The sizes of a [`ConvGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -106,15 +106,13 @@ impl ConvPath {
     /// Bytes held while one pass runs. For im2col-GEMM on the CPU (column buffers; none for a
     /// pointwise convolution, which multiplies the NCHW buffers in place), the columns
     /// of one chunk of images (sized to the workspace limit) and the GEMM's [C_out, columns]
-    /// result, reordered into NCHW after; on a GPU (no columns), its largest pass's split-K
-    /// partial products (`gpu_workspace_bytes`); on a GPU's tensor cores, its largest pass's
-    /// 16-bit columns and packs (`tc_workspace_bytes`).
+    /// result, reordered into NCHW after; on a GPU (no columns, on the tensor cores or not), its
+    /// largest pass's split-K partial products (`gpu_workspace_bytes`).
     pub fn workspace_bytes(self, g: &ConvGeom, elem: usize, workspace: ConvWorkspace) -> usize {
         match (self, workspace) {
             (ConvPath::Depthwise, _) => 0,
-            (ConvPath::Im2colGemm, ConvWorkspace::ImplicitGemm { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms),
-            (ConvPath::Im2colGemm, ConvWorkspace::TensorCores { gemm_sms }) if g.groups != 1 => super::gpu_workspace_bytes(g, gemm_sms),
-            (ConvPath::Im2colGemm, ConvWorkspace::TensorCores { .. }) => super::tc_workspace_bytes(g),
+            (ConvPath::Im2colGemm, ConvWorkspace::ImplicitGemm { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms, false),
+            (ConvPath::Im2colGemm, ConvWorkspace::TensorCores { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms, true),
             (ConvPath::Im2colGemm, ConvWorkspace::Columns { .. }) if g.is_pointwise() => 0,
             (ConvPath::Im2colGemm, ConvWorkspace::Columns { limit_bytes }) => {
                 let images = g.images_per_chunk(limit_bytes, elem);

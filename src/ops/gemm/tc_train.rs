@@ -1,10 +1,11 @@
-//! The convolution and linear GEMMs of training on the tensor cores (issue 15): when the run
-//! stores their operands in bf16 or fp16 (`GpuBackend::gemm_operand_format`, declared by the
-//! executor's storage rounding) on a device of compute capability 8.0 or newer, the GPU's linear
-//! layers and convolutions (`ops::conv::tc_train`) run their forward, data-gradient and
-//! weight-gradient GEMMs on the tensor-core GEMM (`tc.rs`: f32 accumulation and output) instead
-//! of the fp32 SGEMM. tf32 keeps the SGEMM on values rounded to tf32: its m16n8k8 kernel takes
-//! f32 operands and is not wired into training yet.
+//! The GEMMs of training on the tensor cores (issue 15): when the run stores the operands of its
+//! GEMMs rounded to bf16, fp16 or tf32 (`GpuBackend::gemm_operand_format`, declared by the
+//! executor's storage rounding) on a device of compute capability 8.0 or newer
+//! (`training_tc_input`), the convolutions' implicit GEMMs run on tensor-core tiles
+//! (`ops::conv`'s GPU module, kernels/conv_tc.cu), and at bf16/fp16 the linear layers' forward,
+//! data-gradient and weight-gradient GEMMs run on the tensor-core GEMM (`tc.rs`: f32
+//! accumulation and output) instead of the fp32 SGEMM. A linear layer at tf32 keeps the SGEMM
+//! on its tf32-rounded operands.
 //!
 //! The operands hold values already rounded to the format (activations, activation gradients and
 //! the weights' rounded copies), so packing them into 16-bit patterns (kernels/precision.cu,
@@ -75,7 +76,8 @@ impl GpuBackend {
         let input = match self.gemm_operand_format() {
             Precision::Bf16 => TcInput::Bf16,
             Precision::Fp16 => TcInput::F16,
-            Precision::Fp32 | Precision::Tf32 => return None,
+            Precision::Tf32 => TcInput::Tf32,
+            Precision::Fp32 => return None,
         };
         (self.driver().compute_capability() >= (8, 0)).then_some(input)
     }
@@ -161,7 +163,7 @@ impl GpuBackend {
     /// is a plain product (alpha 1, beta 0, C's matrices back to back), as every convolution and
     /// linear GEMM is; Ok(false) otherwise: the caller runs the fp32 SGEMM.
     pub(crate) fn try_gemm_tc(&self, spec: &GemmSpec<f32>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<bool> {
-        let Some(input) = self.training_tc_input() else { return Ok(false) };
+        let Some(input) = self.training_tc_input().filter(|input| *input != TcInput::Tf32) else { return Ok(false) };
         let GemmSpec { trans_a, trans_b, m, n, k, batch, .. } = *spec;
         let plain = spec.alpha == 1.0 && spec.beta == 0.0 && (batch == 1 || spec.stride_c == m * n);
         if !plain || m == 0 || n == 0 || k == 0 || batch == 0 {

@@ -17,7 +17,8 @@ pub trait PrecisionOps<E: Element>: Device<E> {
     /// dst = `src` rounded to `precision`'s format (a copy for fp32); the same length.
     fn round_into(&self, precision: Precision, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
     /// Declares that convolutions' and linear layers' GEMM operands are stored in `precision`'s
-    /// format from now on: a GPU then runs those GEMMs on its tensor cores at bf16/fp16
-    /// (`ops::gemm::tc_train`); a device without tensor cores computes them as before.
+    /// format from now on: a GPU then runs those GEMMs on its tensor cores (convolutions at
+    /// bf16/fp16/tf32, linear layers at bf16/fp16: `ops::gemm::tc_train`); a device without tensor
+    /// cores computes them as before.
     fn declare_gemm_operand_format(&self, _precision: Precision) {}
 }

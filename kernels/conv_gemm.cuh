@@ -1,0 +1,247 @@
+// The convolution GEMMs shared by the fp32 kernels (conv.cu, on gemm_tile.cuh's SGEMM tiles) and
+// the tensor-core ones (conv_tc.cu, on tc_gemm_tile.cuh's): the operands that read NCHW tensors in
+// place (the input's im2col matrix gathered on the fly, never stored; NCHW activations as
+// [channels, images * OH * OW] matrices; the weight flipped, or one stride phase's taps of it, for
+// the data gradient), and each GEMM's body, written once over a tile engine `Tile`:
+// Tile::template run<A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, vec_a, vec_b, vec_out)
+// computes blockIdx's tile of out = op(A) op(B) over k_begin <= k < k_end, as gemm_tile does with
+// alpha 1 and beta 0. The gathered im2col layout is the one fixed in src/ops/conv/mod.rs: row
+// (c * KH + ki) * KW + kj, column n * OH * OW + oh * OW + ow.
+#pragma once
+#include "gemm_tile.cuh"
+
+// The arguments every convolution GEMM starts with, and where it writes. blockIdx.z = group *
+// splits + split; the block sums its tile over K-slice `split` (the whole K when splits == 1).
+// Unsplit, C of group g goes to `out` + g * out_group as GemmOut (out_plane, out_image) places
+// it; split, the plain partial product goes to partial matrix blockIdx.z (M x N, row-major) for
+// splitk_reduce (gemm.cu) to sum. vec_out allows float4 stores to whichever is written.
+#define CONV_GEMM_PARAMS                                                                          \
+    float *out, float *partial, int M, int N, int K, int splits, int k_per_split,                 \
+        long long out_group, int out_plane, long long out_image, int vec_out
+#define CONV_GEMM_SETUP                                                                           \
+    int group = blockIdx.z / splits;                                                              \
+    int k_begin = (blockIdx.z - group * splits) * k_per_split;                                    \
+    int k_end = min(K, k_begin + k_per_split);                                                    \
+    GemmOut dest = splits > 1 ? GemmOut{partial + (size_t)blockIdx.z * M * N, N, 0}               \
+                              : GemmOut{out + group * out_group, out_plane, out_image};
+// The window geometry of an im2col operand (GemmIm2col's fields after the input pointer).
+#define CONV_WINDOW_PARAMS                                                                        \
+    int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OW, int plane, \
+        long long x_image
+#define CONV_WINDOW H, W, KH, KW, sh, sw, ph, pw, dh, dw, OW, plane, x_image
+
+// The data gradient of a stride-1 convolution is itself a convolution: dy convolved with the
+// window reversed and the weight transposed (the columns of W_g^T x dy would overlap, which
+// col2im sums). Row c, column (o * KH + ki) * KW + kj of that weight holds
+// W[o][c][KH-1-ki][KW-1-kj], read in place from W [C_out/g, C_in/g, KH, KW].
+struct GemmFlippedWeights {
+    static constexpr bool vectorizable = false;
+    const float* w;
+    int cin;
+    int taps;
+    __device__ __forceinline__ float at(int c, int r) const {
+        int o = r / taps;
+        int tap = r - o * taps;
+        return w[((size_t)o * cin + c) * taps + (taps - 1 - tap)];
+    }
+};
+
+// The data gradient of a strided convolution by output phase (as CUTLASS's strided dgrad): the
+// input positions ih = rh + sh * a of one row phase rh are reached only by the taps ki with
+// ih + ph - ki * dh a multiple of sh, which form the progression ki_first + t * step (step =
+// sh / gcd(sh, dh)), each reading dy row oh = a + offset - t * advance. So each of the sh * sw
+// phases of dx is a GEMM over its own taps only, and no multiply-add is spent on taps whose
+// offset the stride does not divide.
+struct ConvPhaseAxis {
+    int first;    // first tap of the phase (meaningless when taps == 0)
+    int step;     // tap index step between the phase's taps
+    int taps;     // taps of the window that reach this phase
+    int offset;   // dy index minus phase index a for the first tap
+    int advance;  // how much the dy index drops per later tap
+    int size;     // phase positions inside the input: ceil((extent - phase) / stride)
+    int phase;
+    int stride;
+
+    __device__ __forceinline__ ConvPhaseAxis(int r, int extent, int k, int s, int p, int d) {
+        phase = r;
+        stride = s;
+        int g = s, b = d;
+        while (b != 0) {
+            int t = g % b;
+            g = b;
+            b = t;
+        }
+        step = s / g;
+        first = -1;
+        for (int t = 0; t < step && t < k; ++t)
+            if ((r + p - t * d) % s == 0) {
+                first = t;
+                break;
+            }
+        taps = first < 0 ? 0 : (k - 1 - first) / step + 1;
+        offset = first < 0 ? 0 : (r + p - first * d) / s;
+        advance = step * d / s;
+        size = r < extent ? (extent - r + s - 1) / s : 0;
+    }
+};
+
+// Block z of the launch: group * phases + phase, phase = rh * sw + rw. Its GEMM's K index r is
+// (o * h.taps + t) * w.taps + u (output channel o, the phase's t-th row tap and u-th column tap)
+// and its column index image * plane + a * w.size + b (dx pixel (h.phase + a * sh,
+// w.phase + b * sw) of that image).
+struct ConvPhase {
+    ConvPhaseAxis h, w;
+    __device__ __forceinline__ ConvPhase(int phase, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                         int pw, int dh, int dw)
+        : h(phase / sw, H, KH, sh, ph, dh), w(phase % sw, W, KW, sw, pw, dw) {}
+    __device__ __forceinline__ int taps() const { return h.taps * w.taps; }
+    __device__ __forceinline__ int plane() const { return h.size * w.size; }
+    __device__ __forceinline__ void tap_of(int r, int& o, int& t, int& u) const {
+        int per_channel = taps();
+        o = r / per_channel;
+        int tap = r - o * per_channel;
+        t = tap / w.taps;
+        u = tap - t * w.taps;
+    }
+    __device__ __forceinline__ void pixel_of(int c, int& image, int& a, int& b) const {
+        int per_image = plane();
+        image = c / per_image;
+        int q = c - image * per_image;
+        a = q / w.size;
+        b = q - a * w.size;
+    }
+};
+
+// A phase's weight [C_in/g, C_out/g * taps]: row c, column r = (o, t, u) holds
+// W[o][c][h.first + t * h.step][w.first + u * w.step], read in place.
+struct GemmPhaseWeights {
+    static constexpr bool vectorizable = false;
+    const float* w;
+    int cin, KH, KW;
+    ConvPhase phase;
+    __device__ __forceinline__ float at(int c, int r) const {
+        int o, t, u;
+        phase.tap_of(r, o, t, u);
+        int ki = phase.h.first + t * phase.h.step;
+        int kj = phase.w.first + u * phase.w.step;
+        return w[(((size_t)o * cin + c) * KH + ki) * KW + kj];
+    }
+};
+
+// The phase's gather of dy [C_out/g * taps, images * phase plane]: row (o, t, u), column
+// (image, a, b) holds dy[image][o][a + h.offset - t * h.advance][b + w.offset - u * w.advance],
+// 0 outside dy.
+struct GemmPhaseGather {
+    static constexpr bool vectorizable = false;
+    const float* dy;
+    int OH, OW;
+    long long image_stride;
+    ConvPhase phase;
+    __device__ __forceinline__ float at(int r, int c) const {
+        int o, t, u, image, a, b;
+        phase.tap_of(r, o, t, u);
+        phase.pixel_of(c, image, a, b);
+        int oh = a + phase.h.offset - t * phase.h.advance;
+        int ow = b + phase.w.offset - u * phase.w.advance;
+        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return 0.f;
+        return dy[image * image_stride + ((size_t)o * OH + oh) * OW + ow];
+    }
+};
+
+// Where a phase's dx tile goes: (c, (image, a, b)) at
+// dx[image][c][h.phase + a * sh][w.phase + b * sw].
+struct GemmPhaseOut {
+    float* dx;
+    int H, W;
+    long long image_stride;
+    ConvPhase phase;
+    __device__ __forceinline__ float* ptr(int c, int col) const {
+        int image, a, b;
+        phase.pixel_of(col, image, a, b);
+        int ih = phase.h.phase + a * phase.h.stride;
+        int iw = phase.w.phase + b * phase.w.stride;
+        return dx + image * image_stride + ((size_t)c * H + ih) * W + iw;
+    }
+};
+
+// ---- The GEMM bodies. Each kernel's parameter list is its *_PARAMS macro, and its body passes
+// them on in that order (*_ARGS).
+
+// Forward: y_g [C_out/g, n * OH * OW] = W_g [C_out/g, K] x im2col(x)_g, written into NCHW y.
+#define CONV_FORWARD_PARAMS                                                                       \
+    CONV_GEMM_PARAMS, const float *w, const float *x, long long w_group, long long x_group,       \
+        CONV_WINDOW_PARAMS, int vec_w
+#define CONV_FORWARD_ARGS                                                                         \
+    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, w, x,  \
+        w_group, x_group, CONV_WINDOW, vec_w
+template <class Tile>
+__device__ __forceinline__ void conv_forward_gemm_body(CONV_FORWARD_PARAMS) {
+    CONV_GEMM_SETUP
+    GemmDense a{w + group * w_group, K};
+    GemmIm2col b{x + group * x_group, CONV_WINDOW};
+    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, vec_w, 0, vec_out);
+}
+
+// Weight gradient: dW_g [C_out/g, K] = dy_g [C_out/g, n * OH * OW] x im2col(x)_g^T, dy read in
+// place from NCHW.
+#define CONV_FILTER_PARAMS                                                                        \
+    CONV_GEMM_PARAMS, const float *dy, const float *x, long long dy_group, long long dy_image,    \
+        long long x_group, CONV_WINDOW_PARAMS, int vec_dy
+#define CONV_FILTER_ARGS                                                                          \
+    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, dy, x, \
+        dy_group, dy_image, x_group, CONV_WINDOW, vec_dy
+template <class Tile>
+__device__ __forceinline__ void conv_filter_gemm_body(CONV_FILTER_PARAMS) {
+    CONV_GEMM_SETUP
+    GemmImageMajor a{dy + group * dy_group, plane, dy_image};
+    GemmIm2col b{x + group * x_group, CONV_WINDOW};
+    Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, vec_dy, 0, vec_out);
+}
+
+// Data gradient of a stride-1 convolution: dx_g [C_in/g, n * H * W] = flipped W_g^T x
+// im2col(dy)_g with the reversed window (stride 1, padding dilation * (kernel - 1) - padding),
+// written into NCHW dx: no columns, no col2im.
+#define CONV_DATA_DIRECT_PARAMS                                                                   \
+    CONV_GEMM_PARAMS, const float *w, const float *dy, long long w_group, long long dy_group,     \
+        int cin, CONV_WINDOW_PARAMS
+#define CONV_DATA_DIRECT_ARGS                                                                     \
+    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, w, dy, \
+        w_group, dy_group, cin, CONV_WINDOW
+template <class Tile>
+__device__ __forceinline__ void conv_data_direct_gemm_body(CONV_DATA_DIRECT_PARAMS) {
+    CONV_GEMM_SETUP
+    GemmFlippedWeights a{w + group * w_group, cin, KH * KW};
+    GemmIm2col b{dy + group * dy_group, CONV_WINDOW};
+    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 0, 0, vec_out);
+}
+
+// Data gradient of a strided convolution: per group and phase, dx_phase [C_in/g, n * phase
+// plane] = phase weights x phase gather of dy, written into NCHW dx. One launch for every group
+// and phase (blockIdx.z); the grid covers the largest phase, the blocks past a smaller phase's
+// columns return. A phase no tap reaches (a 1x1 stride-2 convolution's odd rows) gets zeros.
+#define CONV_DATA_PHASE_PARAMS                                                                    \
+    float *dx, const float *w, const float *dy, int M, int images, int phases, long long w_group, \
+        long long dy_group, long long dx_group, int cout, int H, int W, int KH, int KW, int sh,   \
+        int sw, int ph, int pw, int dh, int dw, int OH, int OW, long long dy_image,               \
+        long long dx_image
+#define CONV_DATA_PHASE_ARGS                                                                      \
+    dx, w, dy, M, images, phases, w_group, dy_group, dx_group, cout, H, W, KH, KW, sh, sw, ph, pw, \
+        dh, dw, OH, OW, dy_image, dx_image
+template <class Tile, int BN>
+__device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS) {
+    int group = blockIdx.z / phases;
+    ConvPhase phase(blockIdx.z - group * phases, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
+    int N = images * phase.plane();
+    if ((int)blockIdx.x * BN >= N) return;
+    GemmPhaseWeights a{w + group * w_group, M, KH, KW, phase};
+    GemmPhaseGather b{dy + group * dy_group, OH, OW, dy_image, phase};
+    GemmPhaseOut out{dx + group * dx_group, H, W, dx_image, phase};
+    Tile::template run<true, false>(a, b, out, M, N, 0, cout * phase.taps(), 0, 0, 0);
+}
+
+// The four convolution GEMM kernels of one tile engine: NAME_PREFIX##conv_forward_gemm##SUFFIX
+// and likewise, each promising MIN_BLOCKS (the data gradients MIN_BLOCKS_DATA) blocks per SM.
+#define CONV_GEMM_KERNEL(NAME, BODY, PARAMS, ARGS, MIN_BLOCKS, ...)                               \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS) NAME(PARAMS) {          \
+        BODY<__VA_ARGS__>(ARGS);                                                                  \
+    }
