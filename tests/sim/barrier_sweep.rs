@@ -2,9 +2,10 @@
 //! module that inlines it, one changed kernel at a time, and a probe that reaches a kernel the
 //! deletion changed must fail with the sanitizer's race report naming that kernel — or the
 //! barrier was unnecessary, and is to be removed with the reasoning in a comment.
-//! Probes are the gradient-check cases and the metric, optimiser and tensor-core GEMM probes below
+//! Probes are the gradient-check cases and the metric, optimiser and tensor-core probes below
 //! (kernels with no gradient: the training and evaluation figures, the optimiser's update, the
-//! tensor-core GEMM, which no op uses yet). Barriers are found by scanning kernels/ (a new one is
+//! tensor-core GEMM, which no op uses yet, and the convolution GEMMs' tensor-core tiles, which
+//! only a run at reduced precision reaches). Barriers are found by scanning kernels/ (a new one is
 //! swept without touching this test) and the probes reaching a kernel by running every probe
 //! once, so a barrier in kernels that no probe reaches fails the sweep too.
 
@@ -186,6 +187,29 @@ fn tensor_core_probes() -> Vec<Probe> {
         .collect()
 }
 
+/// A 3x3 convolution's forward and both gradients at bf16 on the tensor-core tiles, stride 1
+/// and 2 (the direct and the phase data gradient): several blocks each way and three stages of
+/// K (C_in 8 x 9 taps), so both buffers of the tiles are written while the other is read.
+fn tensor_core_conv_probes() -> Vec<Probe> {
+    use ferronet::ops::{ConvGeom, ConvOps, PrecisionOps};
+    use ferronet::precision::Precision;
+    [1, 2]
+        .into_iter()
+        .map(|stride| Probe {
+            name: format!("bf16 tensor-core 3x3 convolution, stride {stride}, forward and gradients"),
+            run: Box::new(move |gpu| {
+                let g = ConvGeom::new(2, 8, (12, 10), 72, (3, 3), (stride, stride), (1, 1), (1, 1), 1)?;
+                let values = |n: usize| (0..n).map(|i| Precision::Bf16.round(((i * 13 % 29) as f32 - 14.0) / 7.0)).collect::<Vec<f32>>();
+                gpu.declare_gemm_operand_format(Precision::Bf16);
+                let (x, w, dy) = (gpu.upload(&values(g.x_len()))?, gpu.upload(&values(g.weight_len()))?, gpu.upload(&values(g.y_len()))?);
+                gpu.conv2d_forward(&x, &w, None, &g)?;
+                gpu.conv2d_backward_data(&dy, &w, &g)?;
+                gpu.conv2d_backward_filter(&x, &dy, &g).map(drop)
+            }),
+        })
+        .collect()
+}
+
 /// The probes that reach each kernel: (probe, the kernels it launched), from one clean run of
 /// every probe on the sanitizing simulator.
 fn kernels_per_probe() -> Vec<(Probe, BTreeSet<String>)> {
@@ -194,6 +218,7 @@ fn kernels_per_probe() -> Vec<(Probe, BTreeSet<String>)> {
         .chain(metric_probes())
         .chain(optimiser_probes())
         .chain(tensor_core_probes())
+        .chain(tensor_core_conv_probes())
         .map(|probe| {
             let driver = Arc::new(SimDriver::new(SimOptions::default()));
             (probe.run)(&GpuBackend::new(driver.clone())).unwrap_or_else(|e| panic!("{} fails before any barrier is deleted: {e}", probe.name));
