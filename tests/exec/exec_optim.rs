@@ -264,3 +264,28 @@ fn sgd_after_a_skipped_first_step_starts_its_momentum_as_torch_does() {
         assert!(state.steps.iter().all(|(_, step)| *step == 1), "{:?}", state.steps);
     }
 }
+
+/// A state without momentum buffers (saved without momentum) imported into SGD with momentum:
+/// as in PyTorch, the first step with momentum starts each buffer as its gradient, whatever
+/// steps were taken before, and the counts start again with it.
+#[test]
+fn momentum_resumed_from_a_state_without_buffers_starts_as_torch_does() {
+    let plain = config(OptimizerKind::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false });
+    let damped = config(OptimizerKind::Sgd { momentum: 0.9, dampening: 0.5, nesterov: false });
+    let mut ex = Executor::<f64, _>::new(CpuBackend::new(), linear_model(), 9).unwrap();
+    let mut opt = Optimizer::new(plain).unwrap();
+    ex.train_step(Batch::Host(&inputs(0)), &labels(N, 3), &StepOptions::default()).unwrap();
+    ex.optimizer_step(&mut opt).unwrap();
+    let saved = opt.export_state(ex.backend(), ex.params()).unwrap();
+    assert!(saved.buffers.is_empty() && saved.steps.iter().all(|(_, s)| *s == 1), "{saved:?}");
+    let mut resumed = Optimizer::new(damped).unwrap();
+    resumed.import_state(ex.backend(), ex.params(), &saved).unwrap();
+    let before = ex.param_host("fc.weight").unwrap();
+    ex.train_step(Batch::Host(&inputs(1)), &labels(N, 3), &StepOptions::default()).unwrap();
+    let grad = ex.grad_host_by_name("fc.weight").unwrap().unwrap();
+    ex.optimizer_step(&mut resumed).unwrap();
+    let state = resumed.export_state(ex.backend(), ex.params()).unwrap();
+    let decayed: Vec<f64> = grad.iter().zip(&before).map(|(g, p)| g + damped.weight_decay * p).collect();
+    assert_eq!(state.buffers[0], ("fc.weight.momentum_buffer".to_string(), decayed));
+    assert!(state.steps.iter().all(|(_, s)| *s == 1), "{:?}", state.steps);
+}
