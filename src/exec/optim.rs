@@ -162,9 +162,12 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         Ok(())
     }
 
-    /// The host's step counts now, for `abandon_captured_step`.
-    pub fn step_counts(&self) -> StepCounts {
-        StepCounts(self.state.iter().map(|(&id, s)| (id, s.step)).collect())
+    /// The step counts now, for `abandon_captured_step`: the host's, less the steps the device
+    /// skipped (one read where steps may have been skipped), since an abandoned capture drops
+    /// the device's counts and the next step uploads the host's.
+    pub fn step_counts(&mut self, backend: &B) -> Result<StepCounts> {
+        self.settle_skipped_steps(backend)?;
+        Ok(StepCounts(self.state.iter().map(|(&id, s)| (id, s.step)).collect()))
     }
 
     /// Undoes the host side of a step whose graph capture was abandoned (its work never ran):

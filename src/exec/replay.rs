@@ -90,7 +90,7 @@ impl StepReplay {
         // A capture runs the step's host side, which counts the step; a replay must count it.
         let captured_now = self.graph.is_none();
         if captured_now {
-            let counts = optimizer.step_counts();
+            let counts = optimizer.step_counts(ex.backend())?;
             match capture(ex, optimizer, &mut work) {
                 Ok(graph) => self.graph = Some((graph, lr)),
                 Err(e) => {

@@ -210,8 +210,9 @@ fn adam_replays_exactly_as_queued_steps() {
 
 /// SGD (momentum 0.9, dampening 0.5, clipping) whose first step, queued from the host, is
 /// skipped for a non-finite gradient norm (an infinite input), then three steps, captured and
-/// replayed under `mode`: the trainable parameters, and the optimiser's state.
-fn sgd_after_a_skipped_first_step(mode: CudaGraphMode) -> (Vec<Vec<f32>>, ferronet::exec::OptimizerState<f32>, usize) {
+/// replayed under `mode`: the trainable parameters, and the optimiser's state. With
+/// `read_back`, the later steps read the gradient norm back, which a capture refuses.
+fn sgd_after_a_skipped_first_step(mode: CudaGraphMode, read_back: bool) -> (Vec<Vec<f32>>, ferronet::exec::OptimizerState<f32>, usize) {
     use ferronet::exec::{Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions, StepReplay};
     use ferronet_test_support::graphs::{batch, labels};
     let graph = residual_block();
@@ -232,7 +233,11 @@ fn sgd_after_a_skipped_first_step(mode: CudaGraphMode) -> (Vec<Vec<f32>>, ferron
         replay
             .step(&mut ex, &mut optimizer, |ex, optimizer| {
                 ex.train_step_resident(resident, &StepOptions::default())?;
-                ex.optimizer_step(optimizer)
+                ex.optimizer_step(optimizer)?;
+                if read_back && step > 0 {
+                    optimizer.last_grad_norm(ex.backend())?;
+                }
+                Ok(())
             })
             .unwrap();
     }
@@ -246,12 +251,23 @@ fn sgd_after_a_skipped_first_step(mode: CudaGraphMode) -> (Vec<Vec<f32>>, ferron
 /// exec_optim and exec_precision check against PyTorch's rule), and counts only the steps taken.
 #[test]
 fn sgd_replays_after_a_skipped_first_step_exactly_as_queued_steps() {
-    let (queued, queued_state, none) = sgd_after_a_skipped_first_step(CudaGraphMode::Off);
-    let (replayed, replayed_state, launches) = sgd_after_a_skipped_first_step(CudaGraphMode::On);
+    let (queued, queued_state, none) = sgd_after_a_skipped_first_step(CudaGraphMode::Off, false);
+    let (replayed, replayed_state, launches) = sgd_after_a_skipped_first_step(CudaGraphMode::On, false);
     assert_eq!((none, launches), (0, 3), "step 1 is queued, the other three launch the graph");
     assert!(queued_state.steps.iter().all(|(_, s)| *s == 3), "{:?}", queued_state.steps);
     assert!(queued_state == replayed_state, "the replayed steps' momentum buffers or counts differ");
     for (q, r) in queued.iter().zip(&replayed) {
         assert!(q.iter().zip(r).all(|(a, b)| a.to_bits() == b.to_bits()), "a parameter differs");
     }
+}
+
+/// A capture that fails (`auto`) after a skipped step is undone from the counts of the steps
+/// taken: the step queued instead is still SGD's first, as in a run that never tried a graph.
+#[test]
+fn a_failed_capture_after_a_skipped_first_step_trains_as_queued_steps() {
+    let (queued, queued_state, _) = sgd_after_a_skipped_first_step(CudaGraphMode::Off, true);
+    let (fallen_back, fallen_back_state, launches) = sgd_after_a_skipped_first_step(CudaGraphMode::Auto, true);
+    assert_eq!(launches, 0, "the capture fails on the read-back");
+    assert!(queued_state == fallen_back_state, "{:?} vs {:?}", queued_state.steps, fallen_back_state.steps);
+    assert_eq!(queued, fallen_back);
 }
