@@ -6,10 +6,9 @@
 //!
 //! A step makes a constant number of launches whatever the number of tensors: one update per
 //! distinct step count among the tensors (normally one), one to advance the counts, plus two for
-//! clipping. The table of
-//! tensors is built once and rebuilt only when the set of tensors changes (freezing, state
-//! import); the learning rate is an argument of each launch. Nothing is read back during a
-//! step: the gradient norm stays on the device until `last_grad_norm` asks for it.
+//! clipping. The table of tensors is built once and rebuilt only when the set of tensors changes
+//! (freezing, state import); the learning rate is an argument of each launch. Nothing is read
+//! back during a step: the gradient norm stays on the device until `last_grad_norm` asks for it.
 //!
 //! Non-finite gradients under clipping: the step cannot fail at once any more (that needed the
 //! norm on the host). The device skips the update instead (parameters and optimiser state stay
