@@ -121,13 +121,16 @@ __device__ __forceinline__ bool ferro_update_block(const FerroOptimTensor* table
 }
 
 // The gradients enter as __fmul_rn(grad, scale): the clipped gradient is rounded on its own, as
-// when the scaled gradient was stored before the per-tensor step.
+// when the scaled gradient was stored before the per-tensor step. The momentum buffer starts as
+// the gradient when steps[group] (read here, as adam_multi_step reads it, after advance_steps)
+// is 1: the group's first step taken, whatever steps were skipped before it.
 extern "C" __global__ void sgd_multi_step(const FerroOptimTensor* __restrict__ table,
                                           const float* const* __restrict__ grads, int count, int group,
                                           const float* __restrict__ clip, float lr, float momentum, float dampening,
-                                          int use_momentum, int nesterov, int first_step) {
+                                          int use_momentum, int nesterov, const unsigned int* __restrict__ steps) {
     FerroUpdateBlock b;
     if (!ferro_update_block(table, grads, count, group, clip, &b)) return;
+    const int first_step = use_momentum && steps[group] == 1u;
     for (int i = b.begin; i < b.end; i += blockDim.x)
         ferro_sgd_update(b.tensor.param, __fmul_rn(b.grad[i], b.scale), b.tensor.first, i, lr, momentum, dampening,
                          b.tensor.weight_decay, use_momentum, nesterov, first_step);
@@ -166,7 +169,7 @@ extern "C" __global__ void adam_multi_step(const FerroOptimTensor* __restrict__ 
                           beta1, beta2, eps, b.tensor.weight_decay, decoupled, bias[0], bias[1]);
 }
 
-// One more step for every count of a multi-tensor Adam step (one thread per group), unless the
+// One more step for every count of a multi-tensor step (one thread per group), unless the
 // step's clip state (clip may be null) found a non-finite gradient norm: a skipped step is not
 // counted, as PyTorch's GradScaler skips optimizer.step() altogether.
 extern "C" __global__ void advance_steps(unsigned int* __restrict__ steps, int n, const float* __restrict__ clip) {

@@ -5,23 +5,25 @@
 //! does.
 //!
 //! A step makes a constant number of launches whatever the number of tensors: one update per
-//! distinct step count among the tensors (normally one), plus two for clipping. The table of
-//! tensors is built once and rebuilt only when the set of tensors changes (freezing, state
-//! import); the learning rate is an argument of each launch. Nothing is read back during a
-//! step: the gradient norm stays on the device until `last_grad_norm` asks for it.
+//! distinct step count among the tensors (normally one), one to advance the counts, plus two for
+//! clipping. The table of tensors is built once and rebuilt only when the set of tensors changes
+//! (freezing, state import); the learning rate is an argument of each launch. Nothing is read
+//! back during a step: the gradient norm stays on the device until `last_grad_norm` asks for it.
 //!
 //! Non-finite gradients under clipping: the step cannot fail at once any more (that needed the
 //! norm on the host). The device skips the update instead (parameters and optimiser state stay
 //! as they were, so the next loss is not poisoned by them), counts the step
-//! (`nonfinite_grad_steps`), and `last_grad_norm` returns the numerical error. Adam's step count
-//! does not advance on such a step either: PyTorch's GradScaler skips `optimizer.step()` whole.
+//! (`nonfinite_grad_steps`), and `last_grad_norm` returns the numerical error. The optimiser's
+//! step count does not advance on such a step either: PyTorch's GradScaler skips
+//! `optimizer.step()` whole, so Adam's bias corrections and SGD's first momentum step (the
+//! buffer starts as the gradient) come with the first step actually taken.
 //!
-//! Adam's step numbers live on the device (`advance_steps` before each update, which a skipped
-//! step leaves alone) so that a step replayed from a CUDA graph updates with the next count. The
-//! host mirrors them (`count_replayed_step`) for checkpoints, counting every step it launched;
-//! when steps may be skipped (a clip state exists) the device's counts are the truth, read back
-//! where the host's are needed: in `export_state`, and before a step whose set of tensors
-//! changed (their groups are then rebuilt from the host's counts).
+//! The step numbers live on the device (`advance_steps` before each update, which a skipped step
+//! leaves alone; the updates read them there) so that a step replayed from a CUDA graph updates
+//! with the next count. The host mirrors them (`count_replayed_step`) for checkpoints, counting
+//! every step it launched; when steps may be skipped (a clip state exists) the device's counts
+//! are the truth, read back where the host's are needed: in `export_state`, and before a step
+//! whose set of tensors changed (their groups are then rebuilt from the host's counts).
 
 use super::params::{GradStore, ParamStore};
 use super::{Buf, Words};
@@ -107,9 +109,9 @@ pub struct Optimizer<E: Element, B: Backend<E>> {
     table: Option<<B as OptimOps<E>>::TensorTable>,
     /// {norm, scale, non-finite steps} of the last clipping step, on the device.
     clip: Option<Buf<E, B>>,
-    /// Adam: each group's step count on the device, and the counts it holds.
-    adam_steps: Option<(Words<E, B>, Vec<u64>)>,
-    /// The parameters the last step updated (those a replay of it updates), and Adam's group of
+    /// Each group's step count on the device, and the counts it holds.
+    step_counts: Option<(Words<E, B>, Vec<u64>)>,
+    /// The parameters the last step updated (those a replay of it updates), and the group of
     /// each (the device count it advanced).
     last_stepped: Vec<ParamId>,
     last_groups: Vec<usize>,
@@ -118,7 +120,7 @@ pub struct Optimizer<E: Element, B: Backend<E>> {
     check_nonfinite: bool,
 }
 
-/// Per tensor of the last step, the steps the device skipped; and the device's Adam counts.
+/// Per tensor of the last step, the steps the device skipped; and the device's counts.
 type SkippedSteps = (Vec<(ParamId, u64)>, Vec<u64>);
 
 /// The host's step counts before a step, to go back to if its capture is abandoned.
@@ -132,7 +134,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             state: BTreeMap::new(),
             table: None,
             clip: None,
-            adam_steps: None,
+            step_counts: None,
             last_stepped: Vec::new(),
             last_groups: Vec::new(),
             check_nonfinite: false,
@@ -159,13 +161,16 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         Ok(())
     }
 
-    /// The host's step counts now, for `abandon_captured_step`.
-    pub fn step_counts(&self) -> StepCounts {
-        StepCounts(self.state.iter().map(|(&id, s)| (id, s.step)).collect())
+    /// The step counts now, for `abandon_captured_step`: the host's, less the steps the device
+    /// skipped (one read where steps may have been skipped), since an abandoned capture drops
+    /// the device's counts and the next step uploads the host's.
+    pub fn step_counts(&mut self, backend: &B) -> Result<StepCounts> {
+        self.settle_skipped_steps(backend)?;
+        Ok(StepCounts(self.state.iter().map(|(&id, s)| (id, s.step)).collect()))
     }
 
     /// Undoes the host side of a step whose graph capture was abandoned (its work never ran):
-    /// the step counts go back to `before`, and the device tables (gradient addresses, Adam's
+    /// the step counts go back to `before`, and the device tables (gradient addresses, step
     /// counts) are dropped so the next step uploads them again, since the capture may have
     /// recorded their uploads without running them.
     pub fn abandon_captured_step(&mut self, before: StepCounts) {
@@ -175,7 +180,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             }
         }
         self.table = None;
-        self.adam_steps = None;
+        self.step_counts = None;
     }
 
     /// The host side of a step replayed from a graph: the step counts the replayed update
@@ -186,7 +191,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
                 state.step += 1;
             }
         }
-        if let Some((_, held)) = &mut self.adam_steps {
+        if let Some((_, held)) = &mut self.step_counts {
             held.iter_mut().for_each(|count| *count += 1);
         }
     }
@@ -213,20 +218,21 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             // The groups are rebuilt from the host's counts: first take back the skipped steps.
             self.settle_skipped_steps(backend)?;
         }
-        // Each tensor's launch key: Adam's step number, or whether SGD's momentum buffer starts.
+        // Each tensor's launch key: the number of the step it is about to take.
         let mut keys = Vec::with_capacity(ids.len());
         for &id in &ids {
             let len = params.spec(id).numel();
             let state = self.state.entry(id).or_insert(ParamState { step: 0, first: None, second: None });
             match kind {
                 OptimizerKind::Sgd { momentum, .. } => {
-                    keys.push(u64::from(state.first.is_none()));
                     if momentum != 0.0 && state.first.is_none() {
+                        // PyTorch starts a missing buffer as the gradient whatever came before
+                        // (a run resumed with momentum where it had none): count from here.
+                        state.step = 0;
                         state.first = Some(backend.zeros(len)?);
                     }
                 }
                 OptimizerKind::Adam { .. } => {
-                    keys.push(state.step + 1);
                     for buf in [&mut state.first, &mut state.second] {
                         if buf.is_none() {
                             *buf = Some(backend.zeros(len)?);
@@ -234,6 +240,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
                     }
                 }
             }
+            keys.push(state.step + 1);
         }
         let mut distinct = keys.clone();
         distinct.sort_unstable();
@@ -275,15 +282,15 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
             }
             None => None,
         };
+        let steps = advance_step_counts(backend, &mut self.step_counts, &distinct, clip)?;
         match kind {
             OptimizerKind::Sgd { momentum, dampening, nesterov } => {
                 let h = SgdParams { lr: self.config.lr, momentum, dampening, nesterov, weight_decay: 0.0 };
-                for (group, &key) in distinct.iter().enumerate() {
-                    backend.sgd_multi_step(table, &mut slots, group, &h, key == 1, clip)?;
+                for group in 0..distinct.len() {
+                    backend.sgd_multi_step(table, &mut slots, group, &h, steps, clip)?;
                 }
             }
             OptimizerKind::Adam { beta1, beta2, eps, decoupled } => {
-                let steps = advance_adam_steps(backend, &mut self.adam_steps, &distinct, clip)?;
                 let h = AdamParams { lr: self.config.lr, beta1, beta2, eps, weight_decay: 0.0, decoupled };
                 for group in 0..distinct.len() {
                     backend.adam_multi_step(table, &mut slots, group, &h, steps, clip)?;
@@ -301,9 +308,9 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
 
     /// The steps the host counted for the tensors of the last step that the device skipped (a
     /// non-finite gradient norm): per tensor, its group's count as the host holds it less the
-    /// device's (one read; none without a clip state or Adam's counts), with the device's counts.
+    /// device's (one read; none without a clip state or device counts), with the device's counts.
     fn skipped_steps(&self, backend: &B) -> Result<SkippedSteps> {
-        let (Some(_), Some((words, held))) = (&self.clip, &self.adam_steps) else { return Ok((Vec::new(), Vec::new())) };
+        let (Some(_), Some((words, held))) = (&self.clip, &self.step_counts) else { return Ok((Vec::new(), Vec::new())) };
         let device: Vec<u64> = backend.download_idx(words)?.into_iter().map(u64::from).collect();
         let skipped = self.last_stepped.iter().zip(&self.last_groups).map(|(&id, &group)| (id, held[group].saturating_sub(device[group]))).collect();
         Ok((skipped, device))
@@ -317,7 +324,7 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
                 state.step -= count;
             }
         }
-        if let Some((_, held)) = &mut self.adam_steps {
+        if let Some((_, held)) = &mut self.step_counts {
             *held = device;
         }
         Ok(())
@@ -403,15 +410,15 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         }
         self.state = imported;
         self.table = None;
-        self.adam_steps = None;
+        self.step_counts = None;
         Ok(())
     }
 }
 
-/// Adam's step counts on the device for a step whose groups update to step numbers `numbers`:
+/// The step counts on the device for a step whose groups update to step numbers `numbers`:
 /// uploaded as `numbers - 1` when the device does not hold those (the first step, new groups,
 /// imported state), then advanced by one on the device unless `clip` finds the step skipped.
-fn advance_adam_steps<'a, E: Element, B: Backend<E>>(
+fn advance_step_counts<'a, E: Element, B: Backend<E>>(
     backend: &B,
     slot: &'a mut Option<(Words<E, B>, Vec<u64>)>,
     numbers: &[u64],
@@ -421,7 +428,7 @@ fn advance_adam_steps<'a, E: Element, B: Backend<E>>(
     if slot.as_ref().is_none_or(|(_, held)| *held != before) {
         let words = before
             .iter()
-            .map(|&n| u32::try_from(n).map_err(|_| Error::config(format!("Adam's step count {n} passed 2^32"))))
+            .map(|&n| u32::try_from(n).map_err(|_| Error::config(format!("the optimiser's step count {n} passed 2^32"))))
             .collect::<Result<Vec<u32>>>()?;
         *slot = Some((backend.upload_idx(&words)?, before));
     }

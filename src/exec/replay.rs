@@ -9,7 +9,7 @@
 //! graph is captured again when the learning rate changes (at most once an epoch), and what
 //! changes every step is read from device memory instead: each step's dropout seed, which the
 //! host queues into the resident batch before the launch (`Executor::queue_step_seed`), and
-//! Adam's step numbers, which the step itself advances on the device (`OptimOps::advance_steps`).
+//! the optimiser's step numbers, which the step itself advances on the device (`OptimOps::advance_steps`).
 
 use super::optim::Optimizer;
 use super::Executor;
@@ -90,7 +90,7 @@ impl StepReplay {
         // A capture runs the step's host side, which counts the step; a replay must count it.
         let captured_now = self.graph.is_none();
         if captured_now {
-            let counts = optimizer.step_counts();
+            let counts = optimizer.step_counts(ex.backend())?;
             match capture(ex, optimizer, &mut work) {
                 Ok(graph) => self.graph = Some((graph, lr)),
                 Err(e) => {

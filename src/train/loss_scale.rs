@@ -7,7 +7,8 @@
 //! The overflow is found on the device, by the optimiser's non-finite gradient-norm check (the
 //! one gradient clipping and --skip-nonfinite use), which leaves parameters and optimiser state
 //! as they were; the host reads that check's count back after each step to update the scale.
-//! As in PyTorch, a skipped step leaves the optimiser whole: Adam's step count does not advance.
+//! As in PyTorch, a skipped step leaves the optimiser whole: its step counts do not advance, so
+//! Adam's bias corrections and SGD's first momentum step come with the first step taken.
 
 /// PyTorch's defaults.
 pub const INIT_SCALE: f64 = 65536.0;

@@ -207,3 +207,67 @@ fn resident_batches_replay_through_a_rate_change_exactly_as_queued_steps() {
 fn adam_replays_exactly_as_queued_steps() {
     replays_exactly_as_queued_steps(ferronet::exec::OptimizerKind::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, decoupled: true });
 }
+
+/// SGD (momentum 0.9, dampening 0.5, clipping) whose first step, queued from the host, is
+/// skipped for a non-finite gradient norm (an infinite input), then three steps, captured and
+/// replayed under `mode`: the trainable parameters, and the optimiser's state. With
+/// `read_back`, the later steps read the gradient norm back, which a capture refuses.
+fn sgd_after_a_skipped_first_step(mode: CudaGraphMode, read_back: bool) -> (Vec<Vec<f32>>, ferronet::exec::OptimizerState<f32>, usize) {
+    use ferronet::exec::{Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions, StepReplay};
+    use ferronet_test_support::graphs::{batch, labels};
+    let graph = residual_block();
+    let mut ex = Executor::<f32, _>::new(sim(), graph.clone(), 5).unwrap();
+    let kind = OptimizerKind::Sgd { momentum: 0.9, dampening: 0.5, nesterov: false };
+    let config = OptimizerConfig { kind, lr: 0.05, weight_decay: 1e-3, decay_weights_only: true, clip_grad_norm: Some(1.0) };
+    let mut optimizer = Optimizer::new(config).unwrap();
+    let mut replay = StepReplay::new(mode);
+    let mut resident = ex.resident_batch(4).unwrap();
+    for step in 0..4u64 {
+        let mut x: Vec<f32> = batch(&graph, 4, 100 + step).iter().map(|&v| v as f32).collect();
+        if step == 0 {
+            x[0] = f32::INFINITY;
+        }
+        ex.fill_resident_batch(&mut resident, &x, &labels(4, graph.num_classes())).unwrap();
+        ex.queue_step_seed(&mut resident, None).unwrap();
+        let resident = &resident;
+        replay
+            .step(&mut ex, &mut optimizer, |ex, optimizer| {
+                ex.train_step_resident(resident, &StepOptions::default())?;
+                ex.optimizer_step(optimizer)?;
+                if read_back && step > 0 {
+                    optimizer.last_grad_norm(ex.backend())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    assert_eq!(optimizer.nonfinite_grad_steps(ex.backend()).unwrap(), 1);
+    let params = ex.params().iter().filter(|(_, p)| p.spec.trainable).map(|(_, p)| ex.param_host(&p.spec.name).unwrap()).collect();
+    (params, optimizer.export_state(ex.backend(), ex.params()).unwrap(), replay.launches())
+}
+
+/// SGD's first momentum step is the first step taken, read on the device: a step captured after
+/// a skipped first step and replayed trains exactly as the steps queued one by one (which
+/// exec_optim and exec_precision check against PyTorch's rule), and counts only the steps taken.
+#[test]
+fn sgd_replays_after_a_skipped_first_step_exactly_as_queued_steps() {
+    let (queued, queued_state, none) = sgd_after_a_skipped_first_step(CudaGraphMode::Off, false);
+    let (replayed, replayed_state, launches) = sgd_after_a_skipped_first_step(CudaGraphMode::On, false);
+    assert_eq!((none, launches), (0, 3), "step 1 is queued, the other three launch the graph");
+    assert!(queued_state.steps.iter().all(|(_, s)| *s == 3), "{:?}", queued_state.steps);
+    assert!(queued_state == replayed_state, "the replayed steps' momentum buffers or counts differ");
+    for (q, r) in queued.iter().zip(&replayed) {
+        assert!(q.iter().zip(r).all(|(a, b)| a.to_bits() == b.to_bits()), "a parameter differs");
+    }
+}
+
+/// A capture that fails (`auto`) after a skipped step is undone from the counts of the steps
+/// taken: the step queued instead is still SGD's first, as in a run that never tried a graph.
+#[test]
+fn a_failed_capture_after_a_skipped_first_step_trains_as_queued_steps() {
+    let (queued, queued_state, _) = sgd_after_a_skipped_first_step(CudaGraphMode::Off, true);
+    let (fallen_back, fallen_back_state, launches) = sgd_after_a_skipped_first_step(CudaGraphMode::Auto, true);
+    assert_eq!(launches, 0, "the capture fails on the read-back");
+    assert!(queued_state == fallen_back_state, "{:?} vs {:?}", queued_state.steps, fallen_back_state.steps);
+    assert_eq!(queued, fallen_back);
+}

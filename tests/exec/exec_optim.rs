@@ -218,3 +218,74 @@ fn impossible_settings_are_config_errors() {
         assert!(Optimizer::<f32, CpuBackend>::new(cfg).is_err(), "{cfg:?} was accepted");
     }
 }
+
+/// A first step skipped for a non-finite gradient norm (clipping; an infinite input) leaves SGD
+/// unstarted, as PyTorch's GradScaler skips `optimizer.step()`: the next step is torch's first,
+/// whose momentum buffer is that step's gradient with its weight decay (dampening 0.5 would
+/// halve a continued one). The state exported after the skipped step resumes the same way.
+#[test]
+fn sgd_after_a_skipped_first_step_starts_its_momentum_as_torch_does() {
+    let sgd = OptimizerKind::Sgd { momentum: 0.9, dampening: 0.5, nesterov: false };
+    let cfg = OptimizerConfig { clip_grad_norm: Some(100.0), ..config(sgd) };
+    let mut a = Executor::<f64, _>::new(CpuBackend::new(), linear_model(), 9).unwrap();
+    let mut b = Executor::<f64, _>::new(CpuBackend::new(), linear_model(), 9).unwrap();
+    let mut opt_a = Optimizer::new(cfg).unwrap();
+    let mut poisoned = inputs(0);
+    poisoned[0] = f64::INFINITY;
+    a.train_step(Batch::Host(&poisoned), &labels(N, 3), &StepOptions::default()).unwrap();
+    a.optimizer_step(&mut opt_a).unwrap();
+    assert_eq!(opt_a.nonfinite_grad_steps(a.backend()).unwrap(), 1);
+    let skipped = opt_a.export_state(a.backend(), a.params()).unwrap();
+    assert_eq!(skipped.steps, [("fc.weight".to_string(), 0), ("fc.bias".to_string(), 0)]);
+    let mut resumed = Optimizer::new(cfg).unwrap();
+    resumed.import_state(b.backend(), b.params(), &skipped).unwrap();
+    let names = ["fc.weight", "fc.bias"];
+    for (ex, opt) in [(&mut a, &mut opt_a), (&mut b, &mut resumed)] {
+        let mut expected: Vec<Vec<f64>> = names.iter().map(|n| ex.param_host(n).unwrap()).collect();
+        ex.train_step(Batch::Host(&inputs(1)), &labels(N, 3), &StepOptions::default()).unwrap();
+        let grads: Vec<Vec<f64>> = names.iter().map(|n| ex.grad_host_by_name(n).unwrap().unwrap()).collect();
+        ex.optimizer_step(opt).unwrap();
+        assert!(opt.last_grad_norm(ex.backend()).unwrap().unwrap() < 100.0, "the clipping threshold must not bite");
+        let state = opt.export_state(ex.backend(), ex.params()).unwrap();
+        for (i, kind) in [ParamKind::Weight, ParamKind::Bias].into_iter().enumerate() {
+            let before = expected[i].clone();
+            let mut reference = RefState::default();
+            reference_update(&cfg, kind.decays_by_default(), &mut expected[i], &grads[i], &mut reference);
+            for (g, e) in ex.param_host(names[i]).unwrap().iter().zip(&expected[i]) {
+                assert!((g - e).abs() < 1e-12, "{} after the first step taken: {g} vs {e}", names[i]);
+            }
+            let wd = if kind.decays_by_default() { cfg.weight_decay } else { 0.0 };
+            let decayed: Vec<f64> = grads[i].iter().zip(&before).map(|(g, p)| g + wd * p).collect();
+            let key = format!("{}.momentum_buffer", names[i]);
+            let buffer = &state.buffers.iter().find(|(k, _)| *k == key).unwrap().1;
+            assert_eq!(buffer, &decayed, "{key} is the first step's gradient with weight decay");
+            assert_eq!(reference.buf.as_ref(), Some(&decayed));
+        }
+        assert!(state.steps.iter().all(|(_, step)| *step == 1), "{:?}", state.steps);
+    }
+}
+
+/// A state without momentum buffers (saved without momentum) imported into SGD with momentum:
+/// as in PyTorch, the first step with momentum starts each buffer as its gradient, whatever
+/// steps were taken before, and the counts start again with it.
+#[test]
+fn momentum_resumed_from_a_state_without_buffers_starts_as_torch_does() {
+    let plain = config(OptimizerKind::Sgd { momentum: 0.0, dampening: 0.0, nesterov: false });
+    let damped = config(OptimizerKind::Sgd { momentum: 0.9, dampening: 0.5, nesterov: false });
+    let mut ex = Executor::<f64, _>::new(CpuBackend::new(), linear_model(), 9).unwrap();
+    let mut opt = Optimizer::new(plain).unwrap();
+    ex.train_step(Batch::Host(&inputs(0)), &labels(N, 3), &StepOptions::default()).unwrap();
+    ex.optimizer_step(&mut opt).unwrap();
+    let saved = opt.export_state(ex.backend(), ex.params()).unwrap();
+    assert!(saved.buffers.is_empty() && saved.steps.iter().all(|(_, s)| *s == 1), "{saved:?}");
+    let mut resumed = Optimizer::new(damped).unwrap();
+    resumed.import_state(ex.backend(), ex.params(), &saved).unwrap();
+    let before = ex.param_host("fc.weight").unwrap();
+    ex.train_step(Batch::Host(&inputs(1)), &labels(N, 3), &StepOptions::default()).unwrap();
+    let grad = ex.grad_host_by_name("fc.weight").unwrap().unwrap();
+    ex.optimizer_step(&mut resumed).unwrap();
+    let state = resumed.export_state(ex.backend(), ex.params()).unwrap();
+    let decayed: Vec<f64> = grad.iter().zip(&before).map(|(g, p)| g + damped.weight_decay * p).collect();
+    assert_eq!(state.buffers[0], ("fc.weight.momentum_buffer".to_string(), decayed));
+    assert!(state.steps.iter().all(|(_, s)| *s == 1), "{:?}", state.steps);
+}

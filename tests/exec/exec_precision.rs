@@ -217,3 +217,71 @@ fn a_skipped_fp16_step_leaves_adam_whole_on_every_device() {
     a_skipped_step_leaves_adam_whole_on(CpuBackend::new);
     a_skipped_step_leaves_adam_whole_on(gpu);
 }
+
+/// SGD with momentum 0.9, dampening 0.5 and weight decay, the dampening making a wrongly
+/// continued buffer visible (0.5 g instead of g).
+fn damped_sgd() -> OptimizerConfig {
+    OptimizerConfig { kind: OptimizerKind::Sgd { momentum: 0.9, dampening: 0.5, nesterov: false }, weight_decay: 1e-2, ..sgd() }
+}
+
+/// What fp16 SGD steps at the given loss scales leave of conv1.weight: its values after all
+/// the steps, and per step its values and gradient before the update and the optimiser's
+/// state after it.
+struct SgdRun {
+    param: Vec<f32>,
+    before: Vec<(Vec<f32>, Vec<f32>)>,
+    states: Vec<ferronet::exec::OptimizerState<f32>>,
+}
+
+fn sgd_at_scales<B: Backend<f32>>(backend: B, scales: &[f64]) -> SgdRun {
+    let graph = residual_block();
+    let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
+    let y = labels(N, graph.num_classes());
+    let mut ex = Executor::<f32, _>::new(backend, graph, 7).unwrap();
+    ex.set_precision(Precision::Fp16);
+    let mut optimizer = Optimizer::new(damped_sgd()).unwrap();
+    optimizer.skip_nonfinite_updates();
+    let (mut before, mut states) = (Vec::new(), Vec::new());
+    for &scale in scales {
+        ex.set_loss_scale(scale).unwrap();
+        ex.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
+        before.push((ex.param_host("conv1.weight").unwrap(), ex.grad_host_by_name("conv1.weight").unwrap().unwrap()));
+        ex.optimizer_step(&mut optimizer).unwrap();
+        states.push(optimizer.export_state(ex.backend(), ex.params()).unwrap());
+    }
+    let skips = optimizer.nonfinite_grad_steps(ex.backend()).unwrap();
+    assert_eq!(skips, scales.iter().filter(|&&s| s > 1e6).count() as u64, "the 2^40 steps overflow, the others do not");
+    SgdRun { param: ex.param_host("conv1.weight").unwrap(), before, states }
+}
+
+/// conv1.weight's momentum buffer in an exported state.
+fn momentum_buffer(state: &ferronet::exec::OptimizerState<f32>) -> &[f32] {
+    &state.buffers.iter().find(|(key, _)| key == "conv1.weight.momentum_buffer").expect("SGD with momentum exports its buffer").1
+}
+
+/// A skipped first step leaves SGD as if it had never been attempted, as PyTorch's GradScaler
+/// skips `optimizer.step()`: the step counts stay 0, and the first step taken starts the
+/// momentum buffer as that step's gradient with its weight decay (not 0.9 * 0 + 0.5 * g). The
+/// run then goes on as one whose first step was taken.
+fn a_skipped_first_step_leaves_sgd_unstarted_on<B: Backend<f32>>(backend: impl Fn() -> B) -> SgdRun {
+    let overflow = 2f64.powi(40);
+    let skipping = sgd_at_scales(backend(), &[overflow, 1024.0, 1024.0]);
+    assert!(skipping.states[0].steps.iter().all(|(_, step)| *step == 0), "{:?}", skipping.states[0].steps);
+    assert!(skipping.states[1].steps.iter().all(|(_, step)| *step == 1), "{:?}", skipping.states[1].steps);
+    let (param, grad) = &skipping.before[1];
+    let decayed: Vec<f64> = grad.iter().zip(param).map(|(&g, &p)| g as f64 + 1e-2 * p as f64).collect();
+    assert_close("the momentum buffer after the first step taken", momentum_buffer(&skipping.states[1]), &decayed, 1e-7, 1e-5);
+    let uninterrupted = sgd_at_scales(backend(), &[1024.0, 1024.0]);
+    assert_eq!(skipping.states[1], uninterrupted.states[0], "the first step taken is the uninterrupted run's first");
+    assert_eq!(skipping.param, uninterrupted.param, "the step after it is the uninterrupted run's second step");
+    skipping
+}
+
+#[test]
+fn a_skipped_first_fp16_step_leaves_sgd_unstarted_on_every_device() {
+    let cpu = a_skipped_first_step_leaves_sgd_unstarted_on(CpuBackend::new);
+    let gpu = a_skipped_first_step_leaves_sgd_unstarted_on(gpu);
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    assert_close("the GPU's momentum buffer against the CPU's", momentum_buffer(&gpu.states[2]), &widen(momentum_buffer(&cpu.states[2])), 1e-6, 1e-4);
+    assert_close("the GPU's parameters against the CPU's", &gpu.param, &widen(&cpu.param), 1e-6, 1e-4);
+}

@@ -152,9 +152,9 @@ where
     let decay = |i: usize, wd: f64| if i % 2 == 0 { wd } else { 0.0 };
     let (mut table, mut clip_state) = (None, b.zeros(ferronet::ops::optim::CLIP_STATE_LEN).unwrap());
     // The multi-tensor steps' counts on the device: each group's offset, advanced before each update.
-    let mut adam_steps = match rule {
+    let mut step_counts = match rule {
         Rule::Adam(_, offsets) => b.upload_idx(&offsets.map(|o| o as u32)).unwrap(),
-        Rule::Sgd(_) => b.upload_idx(&[]).unwrap(),
+        Rule::Sgd(_) => b.upload_idx(&[0]).unwrap(),
     };
     for step in 0..STEPS {
         let grads: Vec<B::Buf> = lens.iter().enumerate().map(|(i, &n)| upload(n, 100 + 10 * step + i as u64)).collect();
@@ -180,12 +180,12 @@ where
                 b.clip_grad_norm(table, &slots, max_norm, &mut clip_state).unwrap();
             }
             let clip = clip.map(|_| &clip_state);
+            b.advance_steps(&mut step_counts, clip).unwrap();
             match rule {
-                Rule::Sgd(h) => b.sgd_multi_step(table, &mut slots, 0, &h, step == 0, clip).unwrap(),
+                Rule::Sgd(h) => b.sgd_multi_step(table, &mut slots, 0, &h, &step_counts, clip).unwrap(),
                 Rule::Adam(h, offsets) => {
-                    b.advance_steps(&mut adam_steps, clip).unwrap();
                     for group in 0..if offsets[0] == offsets[1] { 1 } else { 2 } {
-                        b.adam_multi_step(table, &mut slots, group, &h, &adam_steps, clip).unwrap();
+                        b.adam_multi_step(table, &mut slots, group, &h, &step_counts, clip).unwrap();
                     }
                 }
             }
@@ -267,12 +267,12 @@ fn launches_per_step(count: usize) -> usize {
         .zip(bufs.iter_mut())
         .map(|((param, grad), buf)| TensorSlot { param, grad, first: Some(buf), second: None, weight_decay: h.weight_decay, group: 0 })
         .collect();
-    let (mut table, mut clip) = (None, b.zeros(ferronet::ops::optim::CLIP_STATE_LEN).unwrap());
+    let (mut table, mut clip, steps) = (None, b.zeros(ferronet::ops::optim::CLIP_STATE_LEN).unwrap(), b.upload_idx(&[1]).unwrap());
     b.sync_table(&mut table, &slots).unwrap();
     driver.take_launch_stats();
     let table = table.as_ref().unwrap();
     b.clip_grad_norm(table, &slots, 0.5, &mut clip).unwrap();
-    b.sgd_multi_step(table, &mut slots, 0, &h, true, Some(&clip)).unwrap();
+    b.sgd_multi_step(table, &mut slots, 0, &h, &steps, Some(&clip)).unwrap();
     driver.take_launch_stats().len()
 }
 
@@ -325,9 +325,10 @@ fn a_stale_table_is_refused() {
     }
     let mut replaced = b.upload(&[1.0f32, 2.0]).unwrap();
     let mut slots = [TensorSlot { param: &mut replaced, grad: &g, first: None, second: None, weight_decay: 0.0, group: 0 }];
-    let err = b.sgd_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, true, None).unwrap_err();
+    let steps = b.upload_idx(&[1]).unwrap();
+    let err = b.sgd_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, &steps, None).unwrap_err();
     assert!(err.to_string().contains("does not describe this step's tensors"), "{err}");
     b.sync_table(&mut table, &slots).unwrap();
-    b.sgd_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, true, None).unwrap();
+    b.sgd_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, &steps, None).unwrap();
     assert_eq!(b.download(&replaced).unwrap(), vec![0.9, 1.9]);
 }

@@ -139,12 +139,14 @@ impl<E: Element> OptimOps<E> for CpuBackend {
         slots: &mut [TensorSlot<'_, CpuBuf<E>>],
         group: usize,
         h: &SgdParams,
-        first_step: bool,
+        steps: &CpuBuf<u32>,
         clip: Option<&CpuBuf<E>>,
     ) -> Result<()> {
+        check_group_steps(steps.len(), group)?;
         let states = usize::from(h.momentum != 0.0);
         check_slots(slots, states, clip, |weight_decay| SgdParams { weight_decay, ..*h }.validate())?;
         let Some(scale) = clip_scale(clip) else { return Ok(()) };
+        let first_step = steps[group] == 1;
         for slot in slots.iter_mut().filter(|s| s.group == group) {
             let h = SgdParams { weight_decay: slot.weight_decay, ..*h };
             let buf = if states == 0 { None } else { slot.first.as_deref_mut().map(|b| &mut b[..]) };
@@ -184,7 +186,7 @@ impl<E: Element> OptimOps<E> for CpuBackend {
             return Ok(());
         }
         for count in steps.iter_mut() {
-            *count = count.checked_add(1).ok_or_else(|| Error::config("Adam's step count passed 2^32"))?;
+            *count = count.checked_add(1).ok_or_else(|| Error::config("the optimiser's step count passed 2^32"))?;
         }
         Ok(())
     }

@@ -237,9 +237,10 @@ impl OptimOps<f32> for GpuBackend {
         slots: &mut [TensorSlot<'_, GpuBuf<f32>>],
         group: usize,
         h: &SgdParams,
-        first_step: bool,
+        steps: &GpuBuf<u32>,
         clip: Option<&GpuBuf<f32>>,
     ) -> Result<()> {
+        check_group_steps(steps.len(), group)?;
         let use_momentum = h.momentum != 0.0;
         check_slots(slots, usize::from(use_momentum), clip, |weight_decay| SgdParams { weight_decay, ..*h }.validate())?;
         let rule = [
@@ -248,7 +249,7 @@ impl OptimOps<f32> for GpuBackend {
             KernelArg::F32(h.dampening as f32),
             KernelArg::I32(use_momentum as i32),
             KernelArg::I32(h.nesterov as i32),
-            KernelArg::I32(first_step as i32),
+            steps.arg(),
         ];
         self.launch_update("sgd_multi_step", table, slots, group, clip, &rule)
     }
@@ -281,7 +282,7 @@ impl OptimOps<f32> for GpuBackend {
         if steps.len() == 0 {
             return Ok(());
         }
-        let args = [steps.arg(), int(steps.len(), "the number of Adam step counts")?, KernelArg::Ptr(clip.map_or(0, |c| c.ptr()))];
+        let args = [steps.arg(), int(steps.len(), "the number of the optimiser's step counts")?, KernelArg::Ptr(clip.map_or(0, |c| c.ptr()))];
         self.launch("optim", "advance_steps", per_element(steps.len(), "advance_steps")?, &args)
     }
 }

@@ -8,7 +8,8 @@
 //! Multi-tensor steps update many tensors in a constant number of launches: the tensors are
 //! described once by a [`OptimOps::TensorTable`] (on a GPU a device table of their addresses,
 //! lengths and weight decays, uploaded only when they change), every tensor of one launch shares
-//! its step count (a `group`), and the learning rate is an argument. Their per-element updates
+//! its step count (a `group`, counted on the device by `advance_steps`: Adam's bias corrections
+//! and SGD's first momentum step follow the steps taken), and the learning rate is an argument. Their per-element updates
 //! are the per-tensor steps', so both give bit-identical results. Clipping by global norm
 //! (`clip_grad_norm`) leaves {norm, scale, non-finite steps} in a small device buffer that the
 //! updates read: the scale multiplies each gradient, and a non-finite norm skips the update.
@@ -101,13 +102,15 @@ pub trait OptimOps<E: Element>: Device<E> {
 
     /// One SGD step of every slot of `group` (`h.weight_decay` is unused: each slot has its
     /// own), with gradients scaled by `clip`'s scale, or left alone when its norm is not finite.
+    /// The momentum buffers start as the gradient when `steps[group]` is 1 (the group's first
+    /// step taken; the count `advance_steps` left, read when the work runs, as Adam's).
     fn sgd_multi_step(
         &self,
         table: &Self::TensorTable,
         slots: &mut [TensorSlot<'_, Self::Buf>],
         group: usize,
         h: &SgdParams,
-        first_step: bool,
+        steps: &Self::IdxBuf,
         clip: Option<&Self::Buf>,
     ) -> Result<()>;
 
@@ -206,7 +209,7 @@ pub(crate) fn check_group_steps(len: usize, group: usize) -> Result<()> {
     if group < len {
         Ok(())
     } else {
-        Err(Error::shape(format!("Adam's step counts cover {len} groups; group {group} has none")))
+        Err(Error::shape(format!("the optimiser's step counts cover {len} groups; group {group} has none")))
     }
 }
 
