@@ -2,16 +2,6 @@
 // on gemm_tile.cuh's SGEMM tiles, and the dedicated depthwise kernels.
 #include "conv_gemm.cuh"
 
-// gemm_tile as conv_gemm.cuh's tile engine.
-template <int BM, int BN>
-struct SgemmTile {
-    template <bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
-    static __device__ __forceinline__ void run(const OperandA& a, const OperandB& b, const Out& out, int M, int N,
-                                               int k_begin, int k_end, int vec_a, int vec_b, int vec_out) {
-        gemm_tile<BM, BN, A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, 1.f, 0.f, vec_a, vec_b, vec_out);
-    }
-};
-
 // Each GEMM comes as NAME (64x64 tiles), NAME_64x128 and NAME_128 (128x128), the host picks as
 // for gemm.cu.
 // The 64x64 ones promise three blocks per SM, as the split GEMMs (the geometry needs the registers
@@ -20,22 +10,22 @@ struct SgemmTile {
 // promise one, as gemm.cu's, the 64x128 ones two (one for the data gradient's columns, which
 // spill at 128 registers).
 #define CONV_SGEMM_KERNELS(NAME, KIND, MIN_BLOCKS, MIN_BLOCKS_WIDE)                                \
-    CONV_GEMM_KERNEL(NAME, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, MIN_BLOCKS,        \
+    GEMM_KERNEL(NAME, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, MIN_BLOCKS,        \
                      SgemmTile<64, 64>)                                                            \
-    CONV_GEMM_KERNEL(NAME##_64x128, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS,          \
+    GEMM_KERNEL(NAME##_64x128, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS,          \
                      MIN_BLOCKS_WIDE, SgemmTile<64, 128>)                                          \
-    CONV_GEMM_KERNEL(NAME##_128, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, 1,          \
+    GEMM_KERNEL(NAME##_128, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, 1,          \
                      SgemmTile<128, 128>)
 CONV_SGEMM_KERNELS(conv_forward_gemm, FORWARD, 3, 2)
 CONV_SGEMM_KERNELS(conv_filter_gemm, FILTER, 3, 2)
 CONV_SGEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, 2, 2)
 
 // The phase GEMM's body also needs the tile's width (its blocks past a phase's columns return).
-CONV_GEMM_KERNEL(conv_data_phase_gemm, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS, CONV_DATA_PHASE_ARGS, 2,
+GEMM_KERNEL(conv_data_phase_gemm, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS, CONV_DATA_PHASE_ARGS, 2,
                  SgemmTile<64, 64>, 64)
-CONV_GEMM_KERNEL(conv_data_phase_gemm_64x128, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS,
+GEMM_KERNEL(conv_data_phase_gemm_64x128, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS,
                  CONV_DATA_PHASE_ARGS, 1, SgemmTile<64, 128>, 128)
-CONV_GEMM_KERNEL(conv_data_phase_gemm_128, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS,
+GEMM_KERNEL(conv_data_phase_gemm_128, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS,
                  CONV_DATA_PHASE_ARGS, 1, SgemmTile<128, 128>, 128)
 
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does

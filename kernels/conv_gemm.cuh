@@ -3,9 +3,8 @@
 // place (the input's im2col matrix gathered on the fly, never stored; NCHW activations as
 // [channels, images * OH * OW] matrices; the weight flipped, or one stride phase's taps of it, for
 // the data gradient), and each GEMM's body, written once over a tile engine `Tile`:
-// Tile::template run<A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, vec_a, vec_b, vec_out)
-// computes blockIdx's tile of out = op(A) op(B) over k_begin <= k < k_end, as gemm_tile does with
-// alpha 1 and beta 0. The gathered im2col layout is the one fixed in src/ops/conv/mod.rs: row
+// Tile::template run<A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, 1, 0, vec_a, vec_b, vec_out)
+// computes blockIdx's tile of out = op(A) op(B) over k_begin <= k < k_end (alpha 1, beta 0). The gathered im2col layout is the one fixed in src/ops/conv/mod.rs: row
 // (c * KH + ki) * KW + kj, column n * OH * OW + oh * OW + ow.
 #pragma once
 #include "gemm_tile.cuh"
@@ -179,7 +178,7 @@ __device__ __forceinline__ void conv_forward_gemm_body(CONV_FORWARD_PARAMS) {
     CONV_GEMM_SETUP
     GemmDense a{w + group * w_group, K};
     GemmIm2col b{x + group * x_group, CONV_WINDOW};
-    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, vec_w, 0, vec_out);
+    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, 0, vec_out);
 }
 
 // Weight gradient: dW_g [C_out/g, K] = dy_g [C_out/g, n * OH * OW] x im2col(x)_g^T, dy read in
@@ -195,7 +194,7 @@ __device__ __forceinline__ void conv_filter_gemm_body(CONV_FILTER_PARAMS) {
     CONV_GEMM_SETUP
     GemmImageMajor a{dy + group * dy_group, plane, dy_image};
     GemmIm2col b{x + group * x_group, CONV_WINDOW};
-    Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, vec_dy, 0, vec_out);
+    Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, 0, vec_out);
 }
 
 // Data gradient of a stride-1 convolution: dx_g [C_in/g, n * H * W] = flipped W_g^T x
@@ -212,7 +211,7 @@ __device__ __forceinline__ void conv_data_direct_gemm_body(CONV_DATA_DIRECT_PARA
     CONV_GEMM_SETUP
     GemmFlippedWeights a{w + group * w_group, cin, KH * KW};
     GemmIm2col b{dy + group * dy_group, CONV_WINDOW};
-    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 0, 0, vec_out);
+    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, 0, 0, vec_out);
 }
 
 // Data gradient of a strided convolution: per group and phase, dx_phase [C_in/g, n * phase
@@ -236,12 +235,5 @@ __device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS
     GemmPhaseWeights a{w + group * w_group, M, KH, KW, phase};
     GemmPhaseGather b{dy + group * dy_group, OH, OW, dy_image, phase};
     GemmPhaseOut out{dx + group * dx_group, H, W, dx_image, phase};
-    Tile::template run<true, false>(a, b, out, M, N, 0, cout * phase.taps(), 0, 0, 0);
+    Tile::template run<true, false>(a, b, out, M, N, 0, cout * phase.taps(), 1.f, 0.f, 0, 0, 0);
 }
-
-// The four convolution GEMM kernels of one tile engine: NAME_PREFIX##conv_forward_gemm##SUFFIX
-// and likewise, each promising MIN_BLOCKS (the data gradients MIN_BLOCKS_DATA) blocks per SM.
-#define CONV_GEMM_KERNEL(NAME, BODY, PARAMS, ARGS, MIN_BLOCKS, ...)                               \
-    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS) NAME(PARAMS) {          \
-        BODY<__VA_ARGS__>(ARGS);                                                                  \
-    }

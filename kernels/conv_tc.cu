@@ -163,26 +163,16 @@ CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
 // (src/ops/conv/cuda.rs picks these at bf16/fp16/tf32 on compute capability 8.0+). No column
 // buffer, no operand pack, one launch per convolution pass whatever the batch and groups.
 
-// tc_gemm_tile as conv_gemm.cuh's tile engine.
-template <TcIn IN, int BM, int BN>
-struct TensorCoreTile {
-    template <bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
-    static __device__ __forceinline__ void run(const OperandA& a, const OperandB& b, const Out& out, int M, int N,
-                                               int k_begin, int k_end, int vec_a, int vec_b, int vec_out) {
-        tc_gemm_tile<IN, BM, BN, A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, vec_a, vec_b, vec_out);
-    }
-};
-
 // NAME_tc_FORMAT (64x64 tiles), NAME_tc_FORMAT_64x128 and NAME_tc_FORMAT_128 (128x128) of one
 // GEMM: the fp32 kernels' names and tile suffixes with the format in between. EXTRA: the phase
 // body's tile width, after the engine. The 64x64 ones promise two blocks per SM; the wider ones
 // one (the weight gradient's two im2col gathers spill at 128 registers).
 #define CONV_TC_GEMM_KERNELS(NAME, KIND, FORMAT, IN, EXTRA64, EXTRA128)                           \
-    CONV_GEMM_KERNEL(NAME##_tc_##FORMAT, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, 2,   \
+    GEMM_KERNEL(NAME##_tc_##FORMAT, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, 2,   \
                      TensorCoreTile<IN, 64, 64> EXTRA64)                                           \
-    CONV_GEMM_KERNEL(NAME##_tc_##FORMAT##_64x128, NAME##_body, CONV_##KIND##_PARAMS,                \
+    GEMM_KERNEL(NAME##_tc_##FORMAT##_64x128, NAME##_body, CONV_##KIND##_PARAMS,                \
                      CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 64, 128> EXTRA128)                  \
-    CONV_GEMM_KERNEL(NAME##_tc_##FORMAT##_128, NAME##_body, CONV_##KIND##_PARAMS,                   \
+    GEMM_KERNEL(NAME##_tc_##FORMAT##_128, NAME##_body, CONV_##KIND##_PARAMS,                   \
                      CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 128, 128> EXTRA128)
 #define CONV_TC_FORMAT(FORMAT, IN)                                                                \
     CONV_TC_GEMM_KERNELS(conv_forward_gemm, FORWARD, FORMAT, IN, , )                              \

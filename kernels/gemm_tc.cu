@@ -24,6 +24,8 @@
 // inputs) or 4 (f32), so every 16-byte chunk is wholly inside or outside the matrix; 16-byte
 // aligned A and B, 8-byte aligned C. M, N and K need not be multiples of the tile.
 
+#include "gemm_kernels.cuh"
+#include "tc_gemm_tile.cuh"
 #include "tensor_core.cuh"
 
 namespace {
@@ -150,3 +152,22 @@ GEMM_TC_KERNEL(gemm_tc_tf32, TC_TF32, 4, float)
 GEMM_TC_KERNEL(gemm_tc_bf16_64, TC_BF16, 2, unsigned short)
 GEMM_TC_KERNEL(gemm_tc_f16_64, TC_F16, 2, unsigned short)
 GEMM_TC_KERNEL(gemm_tc_tf32_64, TC_TF32, 2, float)
+
+// ---- The linear layers' GEMMs of training on the tensor cores: gemm_kernels.cuh's bodies (f32
+// operands read in place, converted exactly as they are already rounded to the format) on
+// tc_gemm_tile.cuh's 64x64 tiles, with the SGEMM kernels' arguments: sgemm_TRANSPOSES_tc_FORMAT
+// and its _split twin (src/ops/gemm/tc_train.rs picks them at bf16/fp16/tf32 on compute
+// capability 8.0+). No pack, no padding: any M, N and K. The transposes a linear layer uses: nn
+// (data gradient), nt (forward) and tn (weight gradient).
+#define FERRO_TC_GEMM_KERNELS(TRANSPOSES, TA, TB, FORMAT, IN)                                     \
+    GEMM_KERNEL(sgemm_##TRANSPOSES##_tc_##FORMAT, gemm_body, FERRO_GEMM_PARAMS, FERRO_GEMM_ARGS, 2, \
+                TensorCoreTile<IN, 64, 64>, TA, TB)                                               \
+    GEMM_KERNEL(sgemm_##TRANSPOSES##_tc_##FORMAT##_split, gemm_split_body, FERRO_GEMM_SPLIT_PARAMS, \
+                FERRO_GEMM_SPLIT_ARGS, 2, TensorCoreTile<IN, 64, 64>, TA, TB)
+#define FERRO_TC_GEMM_FORMAT(FORMAT, IN)                                                          \
+    FERRO_TC_GEMM_KERNELS(nn, false, false, FORMAT, IN)                                           \
+    FERRO_TC_GEMM_KERNELS(nt, false, true, FORMAT, IN)                                            \
+    FERRO_TC_GEMM_KERNELS(tn, true, false, FORMAT, IN)
+FERRO_TC_GEMM_FORMAT(bf16, TC_BF16)
+FERRO_TC_GEMM_FORMAT(f16, TC_F16)
+FERRO_TC_GEMM_FORMAT(tf32, TC_TF32)

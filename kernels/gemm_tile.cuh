@@ -293,3 +293,24 @@ __device__ __forceinline__ void gemm_tile(const OperandA& a, const OperandB& b, 
         }
     }
 }
+
+// gemm_tile as a tile engine of the GEMM bodies written once for it and for the tensor-core tiles
+// (gemm_kernels.cuh, conv_gemm.cuh): Tile::template run<A_IN_K, B_IN_K>(...) computes blockIdx's
+// tile with gemm_tile's arguments.
+template <int BM, int BN>
+struct SgemmTile {
+    template <bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
+    static __device__ __forceinline__ void run(const OperandA& a, const OperandB& b, const Out& out, int M, int N,
+                                               int k_begin, int k_end, float alpha, float beta, int vec_a, int vec_b,
+                                               int vec_out) {
+        gemm_tile<BM, BN, A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, alpha, beta, vec_a, vec_b, vec_out);
+    }
+};
+
+// An extern "C" kernel NAME(PARAMS) of GEMM_THREADS threads promising MIN_BLOCKS blocks per SM
+// whose body is BODY<template arguments...>(ARGS): one GEMM body, one tile engine.
+#define GEMM_KERNEL(NAME, BODY, PARAMS, ARGS, MIN_BLOCKS, ...)                                    \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS, MIN_BLOCKS) NAME(PARAMS) {          \
+        BODY<__VA_ARGS__>(ARGS);                                                                  \
+    }
+

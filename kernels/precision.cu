@@ -30,20 +30,3 @@ extern "C" __global__ void round_to_format(const float* x, float* y, int n, int 
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = round_to(x[i], format);
 }
-
-// Tensor-core operands of the training GEMMs (src/ops/gemm/tc_train.rs): `count` f32 matrices of
-// `rows` x `cols`, matrix b at x + b * src_stride, written as 16-bit patterns (`format`: TC_BF16 or
-// TC_F16), transposed when `transpose`, into out_rows x out_cols matrices zero-padded past the
-// source (padding K or N to the kernel's multiple of 8 adds only zero products): element (r, c)
-// of output matrix b lands at y[b * out_stride + r * out_row_stride + c]. One thread per output
-// element, `total` = count * out_rows * out_cols.
-extern "C" __global__ void pack_tc_operand(const float* x, unsigned short* y, int total, int src_stride, int rows, int cols,
-                                           int out_rows, int out_cols, int out_stride, int out_row_stride, int transpose,
-                                           int format) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int c = i % out_cols, r = (i / out_cols) % out_rows, b = i / (out_cols * out_rows);
-    const int sr = transpose ? c : r, sc = transpose ? r : c;
-    const float v = sr < rows && sc < cols ? x[b * src_stride + sr * cols + sc] : 0.0f;
-    y[b * out_stride + r * out_row_stride + c] = tc_to_16bit(v, format);
-}

@@ -163,14 +163,15 @@ struct TcSlice {
     }
 };
 
-// The block's BM x BN tile (blockIdx.y, blockIdx.x) of C = op(A) op(B) summed over k_begin <= k
-// < k_end, with gemm_tile's conventions: A_IN_K: A's storage is M x K, else K x M; B_IN_K: B's
+// The block's BM x BN tile (blockIdx.y, blockIdx.x) of C = alpha * op(A) op(B) + beta * C summed
+// over k_begin <= k < k_end (C not read when beta == 0), with gemm_tile's conventions: A_IN_K: A's storage is M x K, else K x M; B_IN_K: B's
 // storage is N x K, else K x N; vec_a / vec_b allow float4 loads of a vectorisable operand
 // contiguous in k; vec_c float2 stores of two consecutive columns of C (the host's float4
 // promise covers them); `out` says where (r, c) of C lies.
 template <TcIn IN, int BM, int BN, bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
 __device__ __forceinline__ void tc_gemm_tile(const OperandA& a, const OperandB& b, const Out& out, int M, int N,
-                                             int k_begin, int k_end, int vec_a, int vec_b, int vec_c) {
+                                             int k_begin, int k_end, float alpha, float beta, int vec_a, int vec_b,
+                                             int vec_c) {
     using S = TcStage<IN>;
     constexpr int WARPS_M = 2, WARPS_N = 4;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N, MT = WM / 16, NT = WN / 8;
@@ -239,12 +240,34 @@ __device__ __forceinline__ void tc_gemm_tile(const OperandA& a, const OperandB& 
 
     auto store = [&](int row, int col, float v0, float v1) {
         float* dst = out.ptr(row, col);
+        v0 *= alpha;
+        v1 *= alpha;
         if (vec_c && col + 1 < N) {
+            if (beta != 0.f) {
+                const float2 old = *reinterpret_cast<const float2*>(dst);
+                v0 += beta * old.x;
+                v1 += beta * old.y;
+            }
             *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
         } else {
-            *dst = v0;
-            if (col + 1 < N) *out.ptr(row, col + 1) = v1;
+            *dst = beta != 0.f ? v0 + beta * *dst : v0;
+            if (col + 1 < N) {
+                float* next = out.ptr(row, col + 1);
+                *next = beta != 0.f ? v1 + beta * *next : v1;
+            }
         }
     };
     tc_store_tiles(acc, m0 + wm * WM, n0 + wn * WN, lane, M, N, store);
 }
+
+// tc_gemm_tile as a tile engine of the GEMM bodies (gemm_kernels.cuh, conv_gemm.cuh), with
+// SgemmTile's interface.
+template <TcIn IN, int BM, int BN>
+struct TensorCoreTile {
+    template <bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
+    static __device__ __forceinline__ void run(const OperandA& a, const OperandB& b, const Out& out, int M, int N,
+                                               int k_begin, int k_end, float alpha, float beta, int vec_a, int vec_b,
+                                               int vec_out) {
+        tc_gemm_tile<IN, BM, BN, A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, alpha, beta, vec_a, vec_b, vec_out);
+    }
+};

@@ -76,30 +76,24 @@ fn steps_match(graph: Graph, precision: Precision, fused: bool) {
 }
 
 /// The launch record of a few steps: on a device with tensor cores (compute capability 8.0+),
-/// every convolution GEMM ran on the tensor-core tiles of the run's format (bf16, fp16 or tf32)
-/// and at bf16/fp16 every linear GEMM on the tensor-core GEMM, none on the fp32 SGEMM kernels;
-/// at fp32, or without tensor cores, neither ran.
+/// at bf16, fp16 or tf32 every convolution and linear GEMM ran on the tensor-core tiles of that
+/// format, none on the fp32 SGEMM kernels; at fp32, or without tensor cores, none on the tensor
+/// cores.
 fn assert_gemm_engine(name: &str, precision: Precision, gpu: &ferronet::gpu::GpuBackend, launched: &[String]) {
     let ran = |prefix: &str| launched.iter().any(|k| k.starts_with(prefix));
-    let sm80 = gpu.driver().compute_capability() >= (8, 0);
-    let sixteen_bit = matches!(precision, Precision::Bf16 | Precision::Fp16);
+    let tensor_cores = gpu.driver().compute_capability() >= (8, 0) && precision != Precision::Fp32;
     let format = match precision {
         Precision::Bf16 => "bf16",
         Precision::Fp16 => "f16",
         _ => "tf32",
     };
-    let tc_gemm = format!("gemm_tc::gemm_tc_{format}");
-    assert_eq!(ran(&tc_gemm), sm80 && sixteen_bit, "{name}: tensor-core GEMM launched? {launched:?}");
-    let tc_conv = format!("conv_tc::conv_forward_gemm_tc_{format}");
-    assert_eq!(ran(&tc_conv), sm80 && precision != Precision::Fp32, "{name}: tensor-core convolution launched? {launched:?}");
-    if sm80 && sixteen_bit {
-        assert!(ran("precision::pack_tc_operand"), "{name}: the linear layers' operands were not packed: {launched:?}");
+    for kernel in [format!("conv_tc::conv_forward_gemm_tc_{format}"), format!("gemm_tc::sgemm_nt_tc_{format}")] {
+        assert_eq!(ran(&kernel), tensor_cores, "{name}: {kernel} launched? {launched:?}");
     }
-    if sm80 && precision != Precision::Fp32 {
-        for sgemm in ["conv::conv_forward_gemm", "conv::conv_data_direct_gemm", "conv::conv_data_phase_gemm", "conv::conv_filter_gemm"] {
-            assert!(!ran(sgemm), "{name}: the fp32 kernel {sgemm} ran: {launched:?}");
+    if tensor_cores {
+        for sgemm in ["conv::conv_", "gemm::sgemm", "precision::pack"] {
+            assert!(!ran(sgemm), "{name}: {sgemm}* ran: {launched:?}");
         }
-        assert_eq!(ran("gemm::sgemm"), !sixteen_bit, "{name}: the linear layers' engine at {precision}: {launched:?}");
     }
 }
 

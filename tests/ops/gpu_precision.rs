@@ -70,9 +70,9 @@ fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
             .iter()
             .map(|case| compare_device_at(&gpu, &cpu, case, p).unwrap_or_else(|e| panic!("{p} {} ({}): {e}", case.op, case.config)))
             .collect();
-        // On an sm_80+ device (the simulator is one): every convolution's GEMMs ran on the
-        // tensor-core tiles of the run's format and none on the fp32 ones, and at bf16/fp16 every
-        // linear layer's on the tensor-core GEMM; nothing else touched the tensor cores.
+        // On an sm_80+ device (the simulator is one) every convolution's and linear layer's GEMMs
+        // ran on the tensor-core tiles of the run's format and none on the fp32 ones; nothing
+        // else touched the tensor cores.
         let sm80 = gpu.driver().compute_capability() >= (8, 0);
         let format = match p {
             Precision::Bf16 => "bf16",
@@ -81,13 +81,13 @@ fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
         };
         for r in &reports {
             let ran = |prefix: &str| r.kernels.iter().any(|k| k.starts_with(prefix));
-            let conv_tc = ran("conv_tc::conv_") && r.kernels.iter().filter(|k| k.starts_with("conv_tc::")).all(|k| k.contains(&format!("_tc_{format}")));
-            assert_eq!(conv_tc, sm80 && r.op == "conv2d", "{p} {} ({}): tensor-core convolution GEMMs? {:?}", r.op, r.config, r.kernels);
-            if r.op == "conv2d" && sm80 {
+            let tc = r.kernels.iter().filter(|k| k.starts_with("conv_tc::") || k.starts_with("gemm_tc::")).collect::<Vec<_>>();
+            let gemm_op = sm80 && (r.op == "conv2d" || r.op == "linear");
+            assert_eq!(!tc.is_empty(), gemm_op, "{p} {} ({}): tensor-core tiles? {:?}", r.op, r.config, r.kernels);
+            assert!(tc.iter().all(|k| k.contains(&format!("_tc_{format}"))), "{p} {} ({}): another format's tiles: {tc:?}", r.op, r.config);
+            if gemm_op {
                 assert!(!ran("conv::conv_") && !ran("gemm::sgemm"), "{p} {} ({}): an fp32 GEMM ran: {:?}", r.op, r.config, r.kernels);
             }
-            let gemm_tc = sm80 && r.op == "linear" && matches!(p, Precision::Bf16 | Precision::Fp16);
-            assert_eq!(ran("gemm_tc::"), gemm_tc, "{p} {} ({}): tensor-core GEMM launched? {:?}", r.op, r.config, r.kernels);
         }
         let failures: Vec<String> = reports
             .into_iter()

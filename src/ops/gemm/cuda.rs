@@ -1,8 +1,10 @@
-//! GPU launcher of the tiled SGEMM (`kernels/gemm.cu`), unsplit or split-K as `GemmSpec::k_split`
-//! plans it for the device's SM count; the same planning for the GEMMs other op families build on
+//! GPU launcher of the tiled SGEMM (`kernels/gemm.cu`) and of its tensor-core twins
+//! (`kernels/gemm_tc.cu`, [`GemmEngine`]), unsplit or split-K as `GemmSpec::k_split` plans it for
+//! the device's SM count; the same planning for the GEMMs other op families build on
 //! the tiles (the convolution's, `kernels/conv.cu`); and the bias steps of the layers built on it
 //! (linear, convolution).
 
+use super::tc::TcInput;
 use super::{GemmOps, GemmPlan, GemmSpec, GemmTile, KSplit, SplitK, MAX_GRID_YZ};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
@@ -34,6 +36,26 @@ fn transposes(spec: &GemmSpec<f32>) -> &'static str {
         (false, true) => "nt",
         (true, false) => "tn",
         (true, true) => "tt",
+    }
+}
+
+/// The kernels that run a product: the fp32 SGEMM tiles, or the tensor-core tiles of a format
+/// (64x64 only; nn, nt and tn: what the linear layers use, `ops::gemm::tc_train`), whose kernels
+/// take the same arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GemmEngine {
+    Sgemm,
+    TensorCores(TcInput),
+}
+
+impl GemmEngine {
+    /// The module and kernel of `spec`'s product on `tile`, split or not.
+    fn kernel(self, spec: &GemmSpec<f32>, tile: GemmTile, split: bool) -> (&'static str, String) {
+        let split = if split { "_split" } else { "" };
+        match self {
+            GemmEngine::Sgemm => ("gemm", format!("sgemm_{}{}{split}", transposes(spec), tile.suffix())),
+            GemmEngine::TensorCores(input) => ("gemm_tc", format!("sgemm_{}_tc_{}{}{split}", transposes(spec), input.name(), tile.suffix())),
+        }
     }
 }
 
@@ -78,12 +100,12 @@ impl GemmOps<f32> for GpuBackend {
 
     fn gemm_split(&self, spec: &GemmSpec<f32>, split: SplitK, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let plan = spec.plan(split, self.driver().multiprocessor_count());
-        self.gemm_planned(spec, plan, a, b, c)
+        self.gemm_planned(GemmEngine::Sgemm, spec, plan, a, b, c)
     }
 
     fn gemm_on_tile(&self, spec: &GemmSpec<f32>, tile: GemmTile, split: SplitK, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let k_split = spec.k_split_on(tile, split, self.driver().multiprocessor_count());
-        self.gemm_planned(spec, GemmPlan { tile, k_split }, a, b, c)
+        self.gemm_planned(GemmEngine::Sgemm, spec, GemmPlan { tile, k_split }, a, b, c)
     }
 }
 
@@ -95,7 +117,8 @@ fn too_many_rows(what: &str, spec: &GemmSpec<f32>) -> Option<Error> {
 }
 
 impl GpuBackend {
-    fn gemm_planned(&self, spec: &GemmSpec<f32>, plan: GemmPlan, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    /// `spec`'s product on `engine` as `plan` says.
+    pub(crate) fn gemm_planned(&self, engine: GemmEngine, spec: &GemmSpec<f32>, plan: GemmPlan, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let (need_a, need_b, need_c) = spec.required_lens();
         for (name, have, need) in [("A", a.len(), need_a), ("B", b.len(), need_b), ("C", c.len(), need_c)] {
             if have < need {
@@ -112,17 +135,17 @@ impl GpuBackend {
             return Err(e);
         }
         match plan.k_split {
-            KSplit { splits: 1, .. } => self.gemm_unsplit(spec, plan.tile, a, b, c),
-            k_split => self.gemm_split_k(spec, plan.tile, k_split, a, b, c),
+            KSplit { splits: 1, .. } => self.gemm_unsplit(engine, spec, plan.tile, a, b, c),
+            k_split => self.gemm_split_k(engine, spec, plan.tile, k_split, a, b, c),
         }
     }
 
     /// One launch of the tiled kernel per up to 65535 batch matrices (the grid's z limit).
-    fn gemm_unsplit(&self, spec: &GemmSpec<f32>, tile: GemmTile, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    fn gemm_unsplit(&self, engine: GemmEngine, spec: &GemmSpec<f32>, tile: GemmTile, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
         let ldc = spec.n;
-        let kernel = format!("sgemm_{}{}", transposes(spec), tile.suffix());
+        let (module, kernel) = engine.kernel(spec, tile, false);
         for first in (0..spec.batch).step_by(MAX_GRID_YZ) {
             let batch = MAX_GRID_YZ.min(spec.batch - first);
             let (off_a, off_b, off_c) =
@@ -146,7 +169,7 @@ impl GpuBackend {
                 vectorizable(b, off_b, ldb, spec.stride_b, batch),
                 vectorizable(c, off_c, ldc, spec.stride_c, batch),
             ];
-            self.launch("gemm", &kernel, tile_grid(spec, tile, batch), &args)?;
+            self.launch(module, &kernel, tile_grid(spec, tile, batch), &args)?;
         }
         Ok(())
     }
@@ -155,7 +178,7 @@ impl GpuBackend {
     /// splits x batch x m x n floats (at most `SPLIT_K_SCRATCH_BYTES`), then one reduction over
     /// the slices in order that applies alpha and beta. `k_split` keeps batch x splits within the
     /// grid's z limit, so each pass is one launch.
-    fn gemm_split_k(&self, spec: &GemmSpec<f32>, tile: GemmTile, k_split: KSplit, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    fn gemm_split_k(&self, engine: GemmEngine, spec: &GemmSpec<f32>, tile: GemmTile, k_split: KSplit, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let KSplit { splits, k_per_split } = k_split;
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
@@ -180,8 +203,8 @@ impl GpuBackend {
             vectorizable(b, off_b, ldb, spec.stride_b, spec.batch),
             vec_partial(spec, &partial),
         ];
-        let kernel = format!("sgemm_{}{}_split", transposes(spec), tile.suffix());
-        self.launch("gemm", &kernel, tile_grid(spec, tile, spec.batch * splits), &args)?;
+        let (module, kernel) = engine.kernel(spec, tile, true);
+        self.launch(module, &kernel, tile_grid(spec, tile, spec.batch * splits), &args)?;
         self.reduce_splits(&partial, spec, splits, &GemmTarget::row_major(c.ptr_at(spec.offset_c), spec))
     }
 

@@ -190,16 +190,6 @@ pub fn gemm_tc_half(gpu: &GpuBackend, shape: TcGemm, tile: Option<TcTile>, a: &G
     shape.launch(gpu, tile, ptrs)
 }
 
-/// As [`gemm_tc_half`] on matrices inside larger buffers (one product of a batch): A, B and C at
-/// device addresses `ptrs`, their buffers holding `lens` elements from there; the planned tile.
-pub(crate) fn gemm_tc_half_at(gpu: &GpuBackend, shape: TcGemm, ptrs: [u64; 3], lens: [usize; 3]) -> Result<()> {
-    if shape.input == TcInput::Tf32 {
-        return Err(Error::config("the tf32 GEMM takes f32 operands (gemm_tc_tf32)"));
-    }
-    shape.check(lens, ptrs)?;
-    shape.launch(gpu, None, ptrs)
-}
-
 /// C = A B on the tensor cores with f32 operands rounded to tf32, on `tile` or the planned one.
 pub fn gemm_tc_tf32(gpu: &GpuBackend, shape: TcGemm, tile: Option<TcTile>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
     if shape.input != TcInput::Tf32 {
