@@ -4,8 +4,9 @@
 // [channels, images * OH * OW] matrices; the weight flipped, or one stride phase's taps of it, for
 // the data gradient), and each GEMM's body, written once over a tile engine `Tile`:
 // Tile::template run<A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, 1, 0, vec_a, vec_b, vec_out)
-// computes blockIdx's tile of out = op(A) op(B) over k_begin <= k < k_end (alpha 1, beta 0). The gathered im2col layout is the one fixed in src/ops/conv/mod.rs: row
-// (c * KH + ki) * KW + kj, column n * OH * OW + oh * OW + ow.
+// computes blockIdx's tile of out = op(A) op(B) over k_begin <= k < k_end (alpha 1, beta 0).
+// The gathered im2col layout is the one fixed in src/ops/conv/mod.rs: row (c * KH + ki) * KW +
+// kj, column n * OH * OW + oh * OW + ow.
 #pragma once
 #include "gemm_tile.cuh"
 

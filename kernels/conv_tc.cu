@@ -1,4 +1,7 @@
 // ferronet: compute_80
+// Tensor-core convolutions: the channels-last implicit-GEMM forward below, which no op uses yet,
+// and (at the end of the file) the NCHW convolution GEMMs that training runs at reduced precision.
+//
 // Tensor-core implicit-GEMM convolution forward, channels-last: y[N,OH,OW,C_out] (f32) =
 // conv(x[N,H,W,C_in], w[C_out,KH,KW,C_in/groups]) with bf16 or f16 inputs (mma.sync m16n8k16)
 // accumulated in f32, any kernel size, stride, padding, dilation and groups.

@@ -1,4 +1,8 @@
 // ferronet: compute_80
+// The standalone tensor-core GEMM below (cp.async pipeline, operands as 16-bit patterns or f32
+// for tf32; benchmarks and tests), and at the end of the file the linear layers' GEMMs of training
+// on tc_gemm_tile.cuh's tiles.
+//
 // Tensor-core GEMM: C[M,N] (f32) = A[M,K] B[K,N], all row-major, with bf16 or f16 inputs
 // (mma.sync m16n8k16) or f32 inputs rounded to tf32 (m16n8k8), accumulated in f32.
 //
