@@ -109,22 +109,11 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
     float acc[MT][NT][4];
     tc_zero(acc);
 
-    // ldmatrix addresses of W (X's are tc_mma_stage's): lanes 0-7 and 8-15 give channels 0-7 at
-    // the two halves of a 16x16 (k) block (b0, b1 of the first 8 channels) and lanes 16-31
-    // channels 8-15 likewise.
-    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
-
+    // W's fragments: its tile is stored k-contiguous, like X's (whose are tc_mma_stage's).
     auto compute_stage = [&](int stage) {
         const unsigned a_base = smem_base + stage * STAGE_BYTES;
         const unsigned b_base = a_base + A_STAGE_BYTES;
-        auto load_b = [&](int ks, unsigned (&bf)[NT][2]) {
-#pragma unroll
-            for (int j = 0; j < NT / 2; ++j) {
-                unsigned r[4];
-                tc_ldmatrix_x4(r, b_base + tc_swizzled(wn * WN + j * 16 + b_row, 2 * ks + b_half));
-                tc_b_fragment_pair(bf, j, r);
-            }
-        };
+        auto load_b = [&](int ks, unsigned (&bf)[NT][2]) { tc_load_b_k_contiguous<IN>(bf, b_base, wn * WN, ks, lane); };
         tc_mma_stage<IN>(acc, a_base, wm * WM, lane, load_b);
     };
     tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);

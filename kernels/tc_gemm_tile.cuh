@@ -164,10 +164,11 @@ struct TcSlice {
 };
 
 // The block's BM x BN tile (blockIdx.y, blockIdx.x) of C = alpha * op(A) op(B) + beta * C summed
-// over k_begin <= k < k_end (C not read when beta == 0), with gemm_tile's conventions: A_IN_K: A's storage is M x K, else K x M; B_IN_K: B's
-// storage is N x K, else K x N; vec_a / vec_b allow float4 loads of a vectorisable operand
-// contiguous in k; vec_c float2 stores of two consecutive columns of C (the host's float4
-// promise covers them); `out` says where (r, c) of C lies.
+// over k_begin <= k < k_end (C not read when beta == 0), with gemm_tile's conventions: A_IN_K:
+// A's storage is M x K, else K x M; B_IN_K: B's storage is N x K, else K x N; vec_a / vec_b
+// allow float4 loads of a vectorisable operand contiguous in k; vec_c float2 stores of two
+// consecutive columns of C (the host's float4 promise covers them); `out` says where (r, c) of C
+// lies.
 template <TcIn IN, int BM, int BN, bool A_IN_K, bool B_IN_K, class OperandA, class OperandB, class Out>
 __device__ __forceinline__ void tc_gemm_tile(const OperandA& a, const OperandB& b, const Out& out, int M, int N,
                                              int k_begin, int k_end, float alpha, float beta, int vec_a, int vec_b,
@@ -190,25 +191,9 @@ __device__ __forceinline__ void tc_gemm_tile(const OperandA& a, const OperandB& 
     float acc[MT][NT][4];
     tc_zero(acc);
 
-    // ldmatrix rows of B (k-contiguous like A): lanes 0-7 and 8-15 give columns 0-7 at the two
-    // 16-byte halves of a k-step (b0, b1 of the first 8 columns), lanes 16-31 columns 8-15
-    // likewise; for tf32 a half is 4 k, so the same addresses give m16n8k8's b0 (k = t) and b1
-    // (k = t + 4).
-    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
     auto compute = [&](int stage) {
         const unsigned a_base = smem_base + stage * STAGE_BYTES, b_base = a_base + A_BYTES;
-        auto load_b = [&](int ks, unsigned (&bf)[NT][2]) {
-#pragma unroll
-            for (int j = 0; j < NT / 2; ++j) {
-                unsigned r[4];
-                tc_ldmatrix_x4(r, b_base + tc_swizzled(wn * WN + j * 16 + b_row, 2 * ks + b_half));
-                if (IN == TC_TF32) {
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) r[e] = tc_to_tf32(r[e]);
-                }
-                tc_b_fragment_pair(bf, j, r);
-            }
-        };
+        auto load_b = [&](int ks, unsigned (&bf)[NT][2]) { tc_load_b_k_contiguous<IN>(bf, b_base, wn * WN, ks, lane); };
         tc_mma_stage<IN>(acc, a_base, wm * WM, lane, load_b);
     };
 

@@ -78,6 +78,26 @@ __device__ __forceinline__ void tc_b_fragment_pair(unsigned (&bf)[NT][2], int j,
     bf[2 * j + 1][1] = r[3];
 }
 
+// The B fragments of k-step `ks` (of a stage's two) of a warp's NT column tiles from a shared B
+// tile stored k-contiguous like A (row n = column n of B, 64-byte swizzled rows), the warp's
+// columns starting at row col0: lanes 0-7 and 8-15 give columns 0-7 at the two 16-byte halves of
+// the k-step (b0, b1 of the first 8 columns), lanes 16-31 columns 8-15 likewise. For tf32 a half
+// is 4 k, so the same addresses give m16n8k8's b0 (k = t) and b1 (k = t + 4), converted.
+template <TcIn IN, int NT>
+__device__ __forceinline__ void tc_load_b_k_contiguous(unsigned (&bf)[NT][2], unsigned b_base, int col0, int ks, int lane) {
+    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
+#pragma unroll
+    for (int j = 0; j < NT / 2; ++j) {
+        unsigned r[4];
+        tc_ldmatrix_x4(r, b_base + tc_swizzled(col0 + j * 16 + b_row, 2 * ks + b_half));
+        if (IN == TC_TF32) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) r[e] = tc_to_tf32(r[e]);
+        }
+        tc_b_fragment_pair(bf, j, r);
+    }
+}
+
 // Every pair of a warp's MT row fragments and NT column fragments multiplied into its
 // accumulators.
 template <TcIn IN, int MT, int NT>

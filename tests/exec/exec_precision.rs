@@ -13,6 +13,7 @@ use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 use ferronet::graph::Graph;
 use ferronet::ops::Backend;
+use ferronet::ops::gemm::tc::TcInput;
 use ferronet::precision::Precision;
 use ferronet::train::loss_scale::LossScaler;
 
@@ -82,11 +83,7 @@ fn steps_match(graph: Graph, precision: Precision, fused: bool) {
 fn assert_gemm_engine(name: &str, precision: Precision, gpu: &ferronet::gpu::GpuBackend, launched: &[String]) {
     let ran = |prefix: &str| launched.iter().any(|k| k.starts_with(prefix));
     let tensor_cores = gpu.driver().compute_capability() >= (8, 0) && precision != Precision::Fp32;
-    let format = match precision {
-        Precision::Bf16 => "bf16",
-        Precision::Fp16 => "f16",
-        _ => "tf32",
-    };
+    let format = TcInput::for_precision(precision).map_or("fp32", TcInput::name);
     for kernel in [format!("conv_tc::conv_forward_gemm_tc_{format}"), format!("gemm_tc::sgemm_nt_tc_{format}")] {
         assert_eq!(ran(&kernel), tensor_cores, "{name}: {kernel} launched? {launched:?}");
     }

@@ -12,6 +12,7 @@ use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
 use ferronet::ops::{ConvGeom, ConvOps, PrecisionOps};
+use ferronet::ops::gemm::tc::TcInput;
 use ferronet::precision::Precision;
 use ferronet::rng::Rng;
 use ferronet::sim::{SimDriver, SimOptions};
@@ -81,11 +82,9 @@ fn values_at(p: Precision, len: usize, seed: u64) -> Vec<f32> {
 
 /// The launched name of convolution GEMM kernel `base` (before its tile suffix) at `p`.
 fn kernel_at(p: Precision, base: &str) -> String {
-    match p {
-        Precision::Fp32 => format!("conv::{base}"),
-        Precision::Bf16 => format!("conv_tc::{base}_tc_bf16"),
-        Precision::Fp16 => format!("conv_tc::{base}_tc_f16"),
-        Precision::Tf32 => format!("conv_tc::{base}_tc_tf32"),
+    match TcInput::for_precision(p) {
+        Some(input) => format!("conv_tc::{base}_tc_{}", input.name()),
+        None => format!("conv::{base}"),
     }
 }
 

@@ -7,6 +7,7 @@ use ferronet::device::Device;
 use ferronet::gradcheck::precision::{check_cpu_at, compare_device_at};
 use ferronet::gradcheck::all_cases;
 use ferronet::ops::PrecisionOps;
+use ferronet::ops::gemm::tc::TcInput;
 use ferronet::precision::Precision;
 use ferronet_test_support::gpu::{gpu, random_f32};
 
@@ -74,11 +75,7 @@ fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
         // ran on the tensor-core tiles of the run's format and none on the fp32 ones; nothing
         // else touched the tensor cores.
         let sm80 = gpu.driver().compute_capability() >= (8, 0);
-        let format = match p {
-            Precision::Bf16 => "bf16",
-            Precision::Fp16 => "f16",
-            _ => "tf32",
-        };
+        let format = TcInput::for_precision(p).map_or("fp32", TcInput::name);
         for r in &reports {
             let ran = |prefix: &str| r.kernels.iter().any(|k| k.starts_with(prefix));
             let tc = r.kernels.iter().filter(|k| k.starts_with("conv_tc::") || k.starts_with("gemm_tc::")).collect::<Vec<_>>();

@@ -136,7 +136,7 @@ impl GpuBackend {
         }
         match plan.k_split {
             KSplit { splits: 1, .. } => self.gemm_unsplit(engine, spec, plan.tile, a, b, c),
-            k_split => self.gemm_split_k(engine, spec, plan.tile, k_split, a, b, c),
+            _ => self.gemm_split_k(engine, spec, plan, a, b, c),
         }
     }
 
@@ -176,10 +176,10 @@ impl GpuBackend {
 
     /// Split-K: every (batch matrix, K-slice) pair's partial product into a scratch buffer of
     /// splits x batch x m x n floats (at most `SPLIT_K_SCRATCH_BYTES`), then one reduction over
-    /// the slices in order that applies alpha and beta. `k_split` keeps batch x splits within the
-    /// grid's z limit, so each pass is one launch.
-    fn gemm_split_k(&self, engine: GemmEngine, spec: &GemmSpec<f32>, tile: GemmTile, k_split: KSplit, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
-        let KSplit { splits, k_per_split } = k_split;
+    /// the slices in order that applies alpha and beta. The plan's K split keeps batch x splits
+    /// within the grid's z limit, so each pass is one launch.
+    fn gemm_split_k(&self, engine: GemmEngine, spec: &GemmSpec<f32>, plan: GemmPlan, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+        let GemmPlan { tile, k_split: KSplit { splits, k_per_split } } = plan;
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
         let partial = self.alloc::<f32>(splits * spec.batch * spec.m * spec.n)?;

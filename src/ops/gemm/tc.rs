@@ -8,6 +8,7 @@ use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::precision::Precision;
 
 const MODULE: &str = "gemm_tc";
 /// The kernel's block tile width and threads (kernels/gemm_tc.cu).
@@ -43,6 +44,15 @@ pub enum TcInput {
 }
 
 impl TcInput {
+    /// The tensor cores' input format for GEMM operands stored at `precision`; None at fp32.
+    pub fn for_precision(precision: Precision) -> Option<TcInput> {
+        match precision {
+            Precision::Bf16 => Some(TcInput::Bf16),
+            Precision::Fp16 => Some(TcInput::F16),
+            Precision::Tf32 => Some(TcInput::Tf32),
+            Precision::Fp32 => None,
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             TcInput::Bf16 => "bf16",

@@ -16,18 +16,11 @@ use super::tc::TcInput;
 use super::{GemmOps, GemmPlan, GemmSpec, GemmTile, SplitK};
 use crate::error::Result;
 use crate::gpu::{GpuBackend, GpuBuf};
-use crate::precision::Precision;
 
 impl GpuBackend {
     /// The tensor cores' input format for the training GEMMs, when they run there.
     pub(crate) fn training_tc_input(&self) -> Option<TcInput> {
-        let input = match self.gemm_operand_format() {
-            Precision::Bf16 => TcInput::Bf16,
-            Precision::Fp16 => TcInput::F16,
-            Precision::Tf32 => TcInput::Tf32,
-            Precision::Fp32 => return None,
-        };
-        (self.driver().compute_capability() >= (8, 0)).then_some(input)
+        TcInput::for_precision(self.gemm_operand_format()).filter(|_| self.driver().compute_capability() >= (8, 0))
     }
 
     /// A linear layer's GEMM: on the tensor-core tiles (64x64, K split as planned for them) when
