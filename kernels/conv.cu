@@ -28,6 +28,42 @@ GEMM_KERNEL(conv_data_phase_gemm_64x128, conv_data_phase_gemm_body, CONV_DATA_PH
 GEMM_KERNEL(conv_data_phase_gemm_128, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS,
                  CONV_DATA_PHASE_ARGS, 1, SgemmTile<128, 128>, 128)
 
+// ---- The data gradient's weights packed as its GEMMs read them: each group's (and phase's)
+// [C_in/g, K] matrix of GemmFlippedWeights or GemmPhaseWeights written densely, so the GEMM's
+// every block reads it with 16-byte loads instead of gathering it from the filters. One thread
+// per packed element of blockIdx.z's matrix; the grid covers the weight's elements, the threads
+// past a smaller phase's return.
+
+// Row c, column r of group blockIdx.z's flipped weight, at its place in `flipped`.
+extern "C" __global__ void pack_flipped_weights(float* __restrict__ flipped, const float* __restrict__ w,
+                                                int cin, int cout, int taps) {
+    int K = cout * taps;
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= cin * K) return;
+    size_t group = (size_t)blockIdx.z * cin * K;
+    GemmFlippedWeights weights{w + group, cin, taps};
+    int c = idx / K;
+    flipped[group + idx] = weights.at(c, idx - c * K);
+}
+
+// Row c, column r of group blockIdx.z / phases' weight of phase blockIdx.z % phases, at its place
+// in `packed` (ConvPhase::taps_before).
+extern "C" __global__ void pack_phase_weights(float* __restrict__ packed, const float* __restrict__ w,
+                                              int cin, int cout, int phases, int H, int W, int KH, int KW,
+                                              int sh, int sw, int ph, int pw, int dh, int dw) {
+    int group = blockIdx.z / phases;
+    int p = blockIdx.z - group * phases;
+    ConvPhase phase(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
+    int K = cout * phase.taps();
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= cin * K) return;
+    size_t base = (size_t)group * cin * cout * KH * KW;
+    GemmPhaseWeights weights{w + base, cin, KH, KW, phase};
+    int c = idx / K;
+    size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * cin * cout;
+    packed[base + before + idx] = weights.at(c, idx - c * K);
+}
+
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does
 // (the stride skips it, or it falls outside the output).
 __device__ __forceinline__ int conv_output_of_tap(int i, int k, int s, int p, int d, int out) {

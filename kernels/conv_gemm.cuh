@@ -33,7 +33,10 @@
 // The data gradient of a stride-1 convolution is itself a convolution: dy convolved with the
 // window reversed and the weight transposed (the columns of W_g^T x dy would overlap, which
 // col2im sums). Row c, column (o * KH + ki) * KW + kj of that weight holds
-// W[o][c][KH-1-ki][KW-1-kj], read in place from W [C_out/g, C_in/g, KH, KW].
+// W[o][c][KH-1-ki][KW-1-kj] of W [C_out/g, C_in/g, KH, KW]. Read in place, a warp's 16-deep
+// slice of it would scatter over several output channels' filters, so pack_flipped_weights
+// (conv.cu) packs it once per pass into a dense [C_in/g, C_out/g * KH * KW] matrix per group,
+// which the GEMM reads with 16-byte loads.
 struct GemmFlippedWeights {
     static constexpr bool vectorizable = false;
     const float* w;
@@ -95,6 +98,15 @@ struct ConvPhase {
                                          int pw, int dh, int dw)
         : h(phase / sw, H, KH, sh, ph, dh), w(phase % sw, W, KW, sw, pw, dw) {}
     __device__ __forceinline__ int taps() const { return h.taps * w.taps; }
+    // Where phase `p`'s block starts in pack_phase_weights' packing of one group, in units of
+    // C_in/g x C_out/g: the taps of the phases before it (every tap reaches exactly one phase,
+    // so the packing is as large as the weight).
+    static __device__ __forceinline__ int taps_before(int p, int H, int W, int KH, int KW, int sh, int sw,
+                                                      int ph, int pw, int dh, int dw) {
+        int taps = 0;
+        for (int q = 0; q < p; ++q) taps += ConvPhase(q, H, W, KH, KW, sh, sw, ph, pw, dh, dw).taps();
+        return taps;
+    }
     __device__ __forceinline__ int plane() const { return h.size * w.size; }
     __device__ __forceinline__ void tap_of(int r, int& o, int& t, int& u) const {
         int per_channel = taps();
@@ -113,7 +125,9 @@ struct ConvPhase {
 };
 
 // A phase's weight [C_in/g, C_out/g * taps]: row c, column r = (o, t, u) holds
-// W[o][c][h.first + t * h.step][w.first + u * w.step], read in place.
+// W[o][c][h.first + t * h.step][w.first + u * w.step]. pack_phase_weights (conv.cu) packs every
+// phase's densely, one after the other (ConvPhase::taps_before), for the phase GEMM's 16-byte
+// loads.
 struct GemmPhaseWeights {
     static constexpr bool vectorizable = false;
     const float* w;
@@ -201,40 +215,45 @@ __device__ __forceinline__ void conv_filter_gemm_body(CONV_FILTER_PARAMS) {
 // Data gradient of a stride-1 convolution: dx_g [C_in/g, n * H * W] = flipped W_g^T x
 // im2col(dy)_g with the reversed window (stride 1, padding dilation * (kernel - 1) - padding),
 // written into NCHW dx: no columns, no col2im.
+// `flipped` is pack_flipped_weights' packing of the weight.
 #define CONV_DATA_DIRECT_PARAMS                                                                   \
-    CONV_GEMM_PARAMS, const float *w, const float *dy, long long w_group, long long dy_group,     \
-        int cin, CONV_WINDOW_PARAMS
+    CONV_GEMM_PARAMS, const float *flipped, const float *dy, long long w_group, long long dy_group, \
+        CONV_WINDOW_PARAMS, int vec_w
 #define CONV_DATA_DIRECT_ARGS                                                                     \
-    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, w, dy, \
-        w_group, dy_group, cin, CONV_WINDOW
+    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, flipped, \
+        dy, w_group, dy_group, CONV_WINDOW, vec_w
 template <class Tile>
 __device__ __forceinline__ void conv_data_direct_gemm_body(CONV_DATA_DIRECT_PARAMS) {
     CONV_GEMM_SETUP
-    GemmFlippedWeights a{w + group * w_group, cin, KH * KW};
+    GemmDense a{flipped + group * w_group, K};
     GemmIm2col b{dy + group * dy_group, CONV_WINDOW};
-    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, 0, 0, vec_out);
+    Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, 0, vec_out);
 }
 
 // Data gradient of a strided convolution: per group and phase, dx_phase [C_in/g, n * phase
 // plane] = phase weights x phase gather of dy, written into NCHW dx. One launch for every group
 // and phase (blockIdx.z); the grid covers the largest phase, the blocks past a smaller phase's
 // columns return. A phase no tap reaches (a 1x1 stride-2 convolution's odd rows) gets zeros.
+// `packed` is pack_phase_weights' packing of the weight.
 #define CONV_DATA_PHASE_PARAMS                                                                    \
-    float *dx, const float *w, const float *dy, int M, int images, int phases, long long w_group, \
-        long long dy_group, long long dx_group, int cout, int H, int W, int KH, int KW, int sh,   \
-        int sw, int ph, int pw, int dh, int dw, int OH, int OW, long long dy_image,               \
-        long long dx_image
+    float *dx, const float *packed, const float *dy, int M, int images, int phases,               \
+        long long w_group, long long dy_group, long long dx_group, int cout, int H, int W, int KH, \
+        int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW, long long dy_image, \
+        long long dx_image, int vec_w
 #define CONV_DATA_PHASE_ARGS                                                                      \
-    dx, w, dy, M, images, phases, w_group, dy_group, dx_group, cout, H, W, KH, KW, sh, sw, ph, pw, \
-        dh, dw, OH, OW, dy_image, dx_image
+    dx, packed, dy, M, images, phases, w_group, dy_group, dx_group, cout, H, W, KH, KW, sh, sw, ph, \
+        pw, dh, dw, OH, OW, dy_image, dx_image, vec_w
 template <class Tile, int BN>
 __device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS) {
     int group = blockIdx.z / phases;
-    ConvPhase phase(blockIdx.z - group * phases, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
+    int p = blockIdx.z - group * phases;
+    ConvPhase phase(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
     int N = images * phase.plane();
     if ((int)blockIdx.x * BN >= N) return;
-    GemmPhaseWeights a{w + group * w_group, M, KH, KW, phase};
+    int K = cout * phase.taps();
+    size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * M * cout;
+    GemmDense a{packed + group * w_group + before, K};
     GemmPhaseGather b{dy + group * dy_group, OH, OW, dy_image, phase};
     GemmPhaseOut out{dx + group * dx_group, H, W, dx_image, phase};
-    Tile::template run<true, false>(a, b, out, M, N, 0, cout * phase.taps(), 1.f, 0.f, 0, 0, 0);
+    Tile::template run<true, false>(a, b, out, M, N, 0, K, 1.f, 0.f, vec_w, 0, 0);
 }

@@ -142,6 +142,31 @@ pub struct KernelShare {
     pub limit: Limit,
 }
 
+/// One kernel's DRAM bytes in a PREDICTED step (no cache), its launches together.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KernelBytes {
+    /// "module::kernel".
+    pub kernel: String,
+    pub launches: usize,
+    pub dram_bytes: u64,
+}
+
+/// Every kernel's DRAM bytes over `launches`, most first.
+fn dram_by_kernel(launches: &[LaunchStats]) -> Vec<KernelBytes> {
+    let mut kernels: Vec<KernelBytes> = Vec::new();
+    for launch in launches {
+        match kernels.iter_mut().find(|k| k.kernel == launch.kernel) {
+            Some(k) => {
+                k.launches += 1;
+                k.dram_bytes += launch.dram_bytes();
+            }
+            None => kernels.push(KernelBytes { kernel: launch.kernel.clone(), launches: 1, dram_bytes: launch.dram_bytes() }),
+        }
+    }
+    kernels.sort_by_key(|k| std::cmp::Reverse(k.dram_bytes));
+    kernels
+}
+
 /// How many kernels [`StepPrediction::top_kernels`] lists.
 pub const TOP_KERNELS: usize = 8;
 
@@ -178,6 +203,8 @@ pub struct StepPredictions {
     /// DRAM bytes of the step's launches (every global sector read or written once, no cache),
     /// scaled to their whole grids as the times are: PREDICTED.
     pub dram_bytes: u64,
+    /// `dram_bytes` by kernel, most first: PREDICTED.
+    pub dram_by_kernel: Vec<KernelBytes>,
     /// The simulator allocator's peak during the traced step at `batch`: bytes of live buffers,
     /// and bytes held from the driver (cached blocks included). Allocation is not sampled, so
     /// these are the step's own.
@@ -424,6 +451,7 @@ pub fn predict_step(graph: Graph, batch: usize, opts: &ModelBenchOptions) -> Res
         sampled_blocks: SAMPLED_BLOCKS,
         per_step: count(&step.calls),
         dram_bytes: step.launches.iter().map(LaunchStats::dram_bytes).sum(),
+        dram_by_kernel: dram_by_kernel(&step.launches),
         peak_bytes: step.memory.peak_bytes,
         peak_reserved_bytes: step.memory.peak_reserved_bytes,
         gpus,

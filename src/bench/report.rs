@@ -220,8 +220,8 @@ pub fn tables(report: &KernelReport) -> String {
     if !report.tensor_core.is_empty() {
         let _ = writeln!(
             out,
-            "\n## Tensor-core GEMM and implicit-GEMM convolution (kernels/gemm_tc.cu, kernels/conv_tc.cu, bf16 inputs, f32 \
-             accumulation) on the PTX simulator: PREDICTED times in us as `no cache / ideal cache` with the limiting roof (tensor, issue, shared, dram) and the fraction of the \
+            "\n## Tensor-core GEMM and implicit-GEMM convolution (kernels/gemm_tc.cu, kernels/conv_tc.cu on 16-bit operands; \
+             tc_train_*: training's tiles, kernels/tc_gemm_tile.cuh, on f32 storage; bf16 inputs, f32 accumulation) on the PTX simulator: PREDICTED times in us as `no cache / ideal cache` with the limiting roof (tensor, issue, shared, dram) and the fraction of the \
              GPU's dense bf16 tensor-core peak; 16 blocks simulated with the full K, counters scaled to the grid; tensor \
              FLOPs counted over the padded block tiles\n"
         );

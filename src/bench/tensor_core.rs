@@ -5,16 +5,23 @@
 //! open stages 2-4, through the implicit-GEMM convolution (`kernels/conv_tc.cu`, NHWC, no im2col
 //! matrix). The simulator runs 16 blocks of each launch, spread over its grid, with the full K
 //! (so each block does all its real work) and scales the counters to the whole grid; the GPU
-//! models turn them into times. Correctness is checked by the GPU-vs-CPU tests on small shapes
-//! (tests/ops/gpu_gemm_tc.rs, tests/ops/gpu_conv_tc.rs): a sampled run computes nothing
-//! meaningful.
+//! models turn them into times. Those kernels take 16-bit operands; training, whose tensors are
+//! still f32 holding rounded values, runs the tensor-core training tiles instead
+//! (`kernels/tc_gemm_tile.cuh`: f32 operands gathered in place and converted), so the
+//! `tc_train_*` cases predict those on the same shapes: the 4096^3 product on a linear layer's
+//! 64x64 tiles, and every ResNet-18 3x3 forward convolution as training launches it (NCHW,
+//! implicit im2col, the tile the launcher plans). Correctness is checked by the GPU-vs-CPU
+//! tests on small shapes (tests/ops/gpu_gemm_tc.rs, gpu_conv_tc.rs, gpu_linear.rs,
+//! gpu_conv.rs): a sampled run computes nothing meaningful.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::GpuBackend;
 use crate::ops::conv::tc::{conv_tc_forward, TcConv};
 use crate::ops::gemm::tc::{gemm_tc_half, TcGemm, TcInput};
-use crate::ops::ConvGeom;
-use crate::sim::roofline::{slower, Limit, GPU_MODELS};
+use crate::ops::gemm::GemmSpec;
+use crate::ops::{ConvGeom, ConvOps, PrecisionOps};
+use crate::sim::counters::LaunchStats;
+use crate::sim::roofline::{slower, Limit, LaunchPrediction, GPU_MODELS};
 use crate::sim::{SimDriver, SimOptions};
 use serde::Serialize;
 use std::sync::Arc;
@@ -25,22 +32,30 @@ const SAMPLED_BLOCKS: u32 = 16;
 /// The kernel a case runs.
 #[derive(Clone, Copy, Debug)]
 pub enum TcWork {
+    /// `gemm_tc` on 16-bit operands.
     Gemm(TcGemm),
+    /// `conv_tc`'s NHWC forward on 16-bit tensors.
     Conv(TcConv),
+    /// A linear layer's training GEMM (C = A B) on f32 operands.
+    TrainingGemm(TcGemm),
+    /// Training's forward convolution on NCHW f32 tensors (its GEMM: M = output channels,
+    /// N = images x output pixels, K = input channels x taps).
+    TrainingConv(TcConv),
 }
 
 impl TcWork {
     fn flops(&self) -> f64 {
         match self {
-            TcWork::Gemm(shape) => shape.flops(),
-            TcWork::Conv(conv) => conv.flops(),
+            TcWork::Gemm(shape) | TcWork::TrainingGemm(shape) => shape.flops(),
+            TcWork::Conv(conv) | TcWork::TrainingConv(conv) => conv.flops(),
         }
     }
     /// The GEMM's (M, N, K); a convolution's per group.
     fn gemm_dims(&self) -> (usize, usize, usize) {
         match self {
-            TcWork::Gemm(TcGemm { m, n, k, .. }) => (*m, *n, *k),
+            TcWork::Gemm(TcGemm { m, n, k, .. }) | TcWork::TrainingGemm(TcGemm { m, n, k, .. }) => (*m, *n, *k),
             TcWork::Conv(conv) => conv.gemm_dims(),
+            TcWork::TrainingConv(TcConv { geom: g, .. }) => (g.c_out_per_group(), g.n * g.oh * g.ow, g.c_in_per_group() * g.kh * g.kw),
         }
     }
 }
@@ -63,7 +78,8 @@ fn resnet18_3x3(batch: usize) -> Vec<ConvGeom> {
 }
 
 /// The cases at `batch` images for the convolution shapes: the plain GEMMs (`tc_gemm`) of the
-/// stride-1 convolutions, then every 3x3 convolution through the implicit kernel (`tc_conv`).
+/// stride-1 convolutions, every 3x3 convolution through the implicit kernel (`tc_conv`), then
+/// the training tiles on the 4096^3 product and every 3x3 convolution (`tc_train_*`).
 pub fn tc_cases(batch: usize) -> Vec<TcCase> {
     let bf16 = |m, n, k| TcGemm { input: TcInput::Bf16, m, n, k };
     let mut cases = vec![TcCase { name: "tc_gemm bf16 4096^3".into(), work: TcWork::Gemm(bf16(4096, 4096, 4096)) }];
@@ -84,6 +100,18 @@ pub fn tc_cases(batch: usize) -> Vec<TcCase> {
                 geom.c_in, geom.h, geom.w, geom.sh, geom.c_out
             ),
             work: TcWork::Conv(conv),
+        });
+    }
+    cases.push(TcCase { name: "tc_train_gemm bf16 4096^3 f32 storage, 64x64 training tiles".into(), work: TcWork::TrainingGemm(bf16(4096, 4096, 4096)) });
+    for geom in resnet18_3x3(batch) {
+        let conv = TcConv { input: TcInput::Bf16, geom };
+        let (m, n, k) = TcWork::TrainingConv(conv).gemm_dims();
+        cases.push(TcCase {
+            name: format!(
+                "tc_train_conv bf16 conv_fwd resnet18 {}x{}x{} 3x3 s{} -> {} NCHW f32 storage, implicit GEMM {m}x{n}x{k}",
+                geom.c_in, geom.h, geom.w, geom.sh, geom.c_out
+            ),
+            work: TcWork::TrainingConv(conv),
         });
     }
     cases
@@ -129,7 +157,8 @@ pub fn predict_tc(case: &TcCase) -> Result<TcReport> {
     let gpu = GpuBackend::new(driver.clone());
     // The values do not matter: the sampled blocks' results are discarded. Each launch takes the
     // tile its launcher plans for the simulated device (an RTX 3090's 82 SMs). The compulsory
-    // bytes: the operands in bf16 read once, the output in f32 written once.
+    // bytes: the operands read once (bf16, or f32 in training's storage), the output in f32
+    // written once.
     let compulsory_bytes = match case.work {
         TcWork::Gemm(shape) => {
             let (a, b) = (gpu.alloc_zeroed::<u16>(m * k)?, gpu.alloc_zeroed::<u16>(k * n)?);
@@ -144,14 +173,35 @@ pub fn predict_tc(case: &TcCase) -> Result<TcReport> {
             conv_tc_forward(&gpu, conv, None, &x, &w, &mut y)?;
             2 * (g.x_len() + g.weight_len()) + 4 * g.y_len()
         }
+        TcWork::TrainingGemm(shape) => {
+            gpu.declare_gemm_operand_format(shape.input.precision());
+            let (a, b) = (gpu.alloc_zeroed::<f32>(m * k)?, gpu.alloc_zeroed::<f32>(k * n)?);
+            let mut c = gpu.alloc::<f32>(m * n)?;
+            gpu.layer_gemm(&GemmSpec::new(false, false, m, n, k), &a, &b, &mut c)?;
+            4 * (m * k + k * n + m * n)
+        }
+        TcWork::TrainingConv(conv) => {
+            let g = conv.geom;
+            gpu.declare_gemm_operand_format(conv.input.precision());
+            let (x, w) = (gpu.alloc_zeroed::<f32>(g.x_len())?, gpu.alloc_zeroed::<f32>(g.weight_len())?);
+            gpu.conv2d_forward(&x, &w, None, &g)?;
+            4 * (g.x_len() + g.weight_len() + g.y_len())
+        }
     } as f64;
-    let stats = driver.take_launch_stats().remove(0);
+    // A split K adds the partial products' reduction: the case's counters and times are its
+    // launches' together, its grid the GEMM's.
+    let launches = driver.take_launch_stats();
+    let Some((first, rest)) = launches.split_first() else {
+        return Err(Error::config(format!("{}: no kernel was launched", case.name)));
+    };
+    let mut stats = first.clone();
+    rest.iter().for_each(|l| stats.merge(l));
     let flops = case.work.flops();
     let predictions = GPU_MODELS
         .iter()
         .map(|model| {
-            let no_cache = model.predict(&stats);
-            let ideal = slower(model.predict_on_chip(&stats), model.dram_time(compulsory_bytes));
+            let no_cache = summed(&launches, |l| model.predict(l));
+            let ideal = slower(summed(&launches, |l| model.predict_on_chip(l)), model.dram_time(compulsory_bytes));
             let ideal = if ideal.seconds > no_cache.seconds { no_cache } else { ideal };
             let fraction = |seconds: f64| flops / seconds / model.peak_tensor_16bit_flops;
             TcPrediction {
@@ -181,6 +231,14 @@ pub fn predict_tc(case: &TcCase) -> Result<TcReport> {
     })
 }
 
+/// The time of `launches` one after the other, each predicted by `predict`, limited by the roof
+/// of the longest.
+fn summed(launches: &[LaunchStats], predict: impl Fn(&LaunchStats) -> LaunchPrediction) -> LaunchPrediction {
+    let each: Vec<LaunchPrediction> = launches.iter().map(predict).collect();
+    let longest = each.iter().max_by(|a, b| a.seconds.total_cmp(&b.seconds)).map_or(Limit::Dram, |p| p.limit);
+    LaunchPrediction { seconds: each.iter().map(|p| p.seconds).sum(), limit: longest }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +253,7 @@ mod tests {
         assert_eq!(report.bank_conflicts, 0);
         let rtx4090 = report.predictions.iter().find(|p| p.gpu == "RTX 4090").unwrap();
         assert!(rtx4090.seconds >= rtx4090.seconds_ideal_cache && rtx4090.fraction_of_tensor_peak > 0.0, "{rtx4090:?}");
-        assert_eq!(tc_cases(2).len(), 12);
+        assert_eq!(tc_cases(2).len(), 20);
     }
 
     #[test]

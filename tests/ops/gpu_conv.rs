@@ -118,8 +118,12 @@ fn convolution_forward_and_backward_match_the_reference() {
         let log = gpu.take_kernel_log();
         assert!(log.iter().all(|k| !k.contains("im2col") && !k.contains("col2im")), "no columns: {log:?}");
         if g.sh > 1 || g.sw > 1 {
-            assert_eq!(log.len(), 1, "a strided data gradient is one launch for every group and phase: {log:?}");
-            assert!(log[0].starts_with(&kernel_at(p, "conv_data_phase_gemm")), "{log:?}");
+            assert_eq!(log.len(), 2, "a strided data gradient packs the weight, then is one launch for every group and phase: {log:?}");
+            assert_eq!(log[0], "conv::pack_phase_weights");
+            assert!(log[1].starts_with(&kernel_at(p, "conv_data_phase_gemm")), "{log:?}");
+        } else if !(g.is_pointwise() && g.groups == 1 && p == Precision::Fp32) {
+            assert_eq!(log[0], "conv::pack_flipped_weights", "the direct data gradient reads the flipped weight packed: {log:?}");
+            assert!(log[1].starts_with(&kernel_at(p, "conv_data_direct_gemm")), "{log:?}");
         }
         let dw = gpu.conv2d_backward_filter(&gx, &gdy, g).unwrap();
         assert_close(&format!("backward filter {p} {g:?}"), &gpu.download(&dw).unwrap(), &dw_ref, ATOL, RTOL);
@@ -215,12 +219,12 @@ fn pointwise_convolution_skips_im2col() {
     gpu.conv2d_backward_data(&y, &w, &g).unwrap();
     assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_tn"]);
     // On the tensor cores it runs the implicit GEMMs (the 1x1 window reads x in place): one
-    // launch per pass, no pack.
+    // launch per pass, the data gradient's after the weight's transpose (its 1x1 flip).
     gpu.declare_gemm_operand_format(Precision::Bf16);
     let y = gpu.conv2d_forward(&x, &w, Some(&b), &g).unwrap();
     assert_eq!(gpu.take_kernel_log(), ["conv_tc::conv_forward_gemm_tc_bf16", "gemm::add_bias"]);
     gpu.conv2d_backward_data(&y, &w, &g).unwrap();
-    assert_eq!(gpu.take_kernel_log(), ["conv_tc::conv_data_direct_gemm_tc_bf16"]);
+    assert_eq!(gpu.take_kernel_log(), ["conv::pack_flipped_weights", "conv_tc::conv_data_direct_gemm_tc_bf16"]);
 }
 
 fn depthwise_configs() -> Vec<ConvGeom> {

@@ -10,7 +10,7 @@
 use super::{ConvGeom, ConvOps};
 use crate::device::Buffer;
 use crate::error::{Error, Result};
-use crate::device::driver::KernelArg;
+use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
@@ -120,8 +120,9 @@ fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
 }
 
 /// Bytes the GPU convolution holds while its largest pass runs on a device of `sms` SMs: the
-/// split-K partial products (no pass builds columns; a strided data gradient never splits K).
-/// On the `tensor_cores` a pointwise convolution runs the implicit GEMMs too.
+/// split-K partial products (no pass builds columns; a strided data gradient never splits K),
+/// and in the implicit data gradient the weight packed for its GEMM. On the `tensor_cores` a
+/// pointwise convolution runs the implicit GEMMs too.
 pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize, tensor_cores: bool) -> usize {
     let f32_bytes = std::mem::size_of::<f32>();
     let partials = |spec: &GemmSpec<f32>| match spec.plan(SplitK::Auto, sms).k_split.splits {
@@ -130,10 +131,11 @@ pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize, tensor_cores: bool) -> usiz
     };
     let pointwise = |transpose: bool| pointwise_spec(g, transpose).filter(|_| !tensor_cores);
     let forward = partials(&pointwise(false).unwrap_or_else(|| forward_spec(g)));
+    let packed_weight = g.weight_len() * f32_bytes;
     let data = match pointwise(true) {
         Some(spec) => partials(&spec),
-        None if g.sh == 1 && g.sw == 1 => partials(&data_direct_spec(g)),
-        None => 0,
+        None if g.sh == 1 && g.sw == 1 => packed_weight + partials(&data_direct_spec(g)),
+        None => packed_weight,
     };
     let filter = partials(&filter_spec(g));
     forward.max(data).max(filter)
@@ -176,23 +178,39 @@ impl GpuBackend {
         self.launch_conv_gemm("conv_forward_gemm", &spec, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
     }
 
+    /// The weight packed as the data-gradient GEMMs read it (kernels/conv.cu): `kernel`
+    /// (pack_flipped_weights or pack_phase_weights) run over `z` matrices with `args` after the
+    /// two pointers, and whether the packing takes 16-byte loads (rows of C_out/g times taps
+    /// floats, every matrix 16-byte aligned when C_out/g is a multiple of 4).
+    fn pack_data_weights(&self, kernel: &str, w: &GpuBuf<f32>, g: &ConvGeom, z: usize, args: &[KernelArg]) -> Result<(GpuBuf<f32>, KernelArg)> {
+        let packed = self.alloc::<f32>(w.len())?;
+        let per_group = per_element(g.weight_len() / g.groups, "the convolution weight")?;
+        let cfg = LaunchConfig { grid: (per_group.grid.0, 1, z as u32), ..per_group };
+        let mut all = vec![packed.arg(), w.arg()];
+        all.extend_from_slice(args);
+        self.launch("conv", kernel, cfg, &all)?;
+        let vec = KernelArg::I32((packed.ptr().is_multiple_of(16) && g.c_out_per_group().is_multiple_of(4)) as i32);
+        Ok((packed, vec))
+    }
+
     /// dx of a stride-1 convolution: one GEMM per group, dy convolved with the reversed window
     /// and the transposed weight (kernels/conv.cu, conv_data_direct_gemm), no columns.
     fn backward_data_direct(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
         let taps = g.kh * g.kw;
         let (cout_g, cin_g) = (g.c_out_per_group(), g.c_in_per_group());
         let spec = data_direct_spec(g);
+        let pack_args = [int(cin_g, "conv input channels per group")?, int(cout_g, "conv output channels per group")?, int(taps, "conv taps")?];
+        let (flipped, vec_w) = self.pack_data_weights("pack_flipped_weights", w, g, g.groups, &pack_args)?;
         // The reversed window's padding: dilation * (kernel - 1) - padding, negative when the
         // padding exceeds the window's reach (the bounds checks then skip the far taps).
         let reversed_pad = |d: usize, k: usize, p: usize| {
             i32::try_from(d as i64 * (k as i64 - 1) - p as i64).map(KernelArg::I32).map_err(|_| Error::shape("conv padding or dilation is too large"))
         };
         let operands = [
-            w.arg(),
+            flipped.arg(),
             dy.arg(),
             stride_arg(cout_g * cin_g * taps, "conv weight group")?,
             stride_arg(cout_g * g.oh * g.ow, "conv output-gradient group")?,
-            int(cin_g, "conv input channels per group")?,
             int(g.oh, "conv output height")?,
             int(g.ow, "conv output width")?,
             int(g.kh, "conv kernel height")?,
@@ -206,6 +224,7 @@ impl GpuBackend {
             int(g.w, "conv input width")?,
             int(g.h * g.w, "conv input plane")?,
             image_stride(g.c_out * g.oh * g.ow)?,
+            vec_w,
         ];
         self.launch_conv_gemm("conv_data_direct_gemm", &spec, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
     }
@@ -224,17 +243,22 @@ impl GpuBackend {
         let tile = spec.plan(SplitK::Splits(1), self.driver().multiprocessor_count()).tile;
         let phases = g.sh * g.sw;
         let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w_arg] = window_args(g)?;
+        let cin_arg = int(cin_g, "conv input channels per group")?;
+        let cout_arg = int(cout_g, "conv output channels per group")?;
+        let phases_arg = int(phases, "conv stride phases")?;
+        let pack_args = [cin_arg, cout_arg, phases_arg, h, w_arg, kh, kw, sh, sw, ph, pw, dh, dw];
+        let (packed, vec_w) = self.pack_data_weights("pack_phase_weights", w, g, g.groups * phases, &pack_args)?;
         let args = [
             dx.arg(),
-            w.arg(),
+            packed.arg(),
             dy.arg(),
-            int(cin_g, "conv input channels per group")?,
+            cin_arg,
             int(g.n, "batch")?,
-            int(phases, "conv stride phases")?,
+            phases_arg,
             stride_arg(cout_g * cin_g * taps, "conv weight group")?,
             stride_arg(cout_g * g.oh * g.ow, "conv output-gradient group")?,
             stride_arg(cin_g * g.h * g.w, "conv input-gradient group")?,
-            int(cout_g, "conv output channels per group")?,
+            cout_arg,
             h,
             w_arg,
             kh,
@@ -249,6 +273,7 @@ impl GpuBackend {
             ow,
             image_stride(g.c_out * g.oh * g.ow)?,
             image_stride(g.c_in * g.h * g.w)?,
+            vec_w,
         ];
         int(spec.n, "conv input-gradient phase columns")?;
         let (module, kernel) = self.conv_gemm_kernel("conv_data_phase_gemm");

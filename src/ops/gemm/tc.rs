@@ -53,6 +53,14 @@ impl TcInput {
             Precision::Fp32 => None,
         }
     }
+    /// The run precision whose GEMM operands take this format (the inverse of `for_precision`).
+    pub fn precision(self) -> Precision {
+        match self {
+            TcInput::Bf16 => Precision::Bf16,
+            TcInput::F16 => Precision::Fp16,
+            TcInput::Tf32 => Precision::Tf32,
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             TcInput::Bf16 => "bf16",
