@@ -74,7 +74,9 @@ __device__ __forceinline__ int conv_output_of_tap(int i, int k, int s, int p, in
 }
 
 // ---- Depthwise convolution (groups == C_in, C_out = multiplier * C_in): output channel co reads
-// input channel co / multiplier through its own KH x KW filter.
+// input channel co / multiplier through its own KH x KW filter. These three kernels, one thread
+// per element (one block per tap for the filter gradient), take any geometry; the host runs them
+// only where the tiled kernels below would need more shared memory than a block may take.
 
 // One thread per output element.
 extern "C" __global__ void depthwise_forward(const float* __restrict__ x, const float* __restrict__ w,
@@ -133,6 +135,172 @@ extern "C" __global__ void depthwise_backward_data(const float* __restrict__ dy,
         }
     }
     dx[idx] = sum;
+}
+
+// ---- The tiled depthwise kernels: a block computes an 8 x 32 tile of one plane (a warp per row,
+// so its loads and stores are row segments), after copying the window of the plane its tile
+// reads into shared memory once. The per-element kernels above read each input value once per
+// tap that reaches it (9 or 25 times for 3x3 or 5x5, each a partly used row of sectors), and the
+// per-tap filter gradient reads dy and x once per tap; these read them about once. The host
+// sizes the windows (PH x PW, passed in) and falls back to the per-element kernels when they
+// would not fit in shared memory.
+#define DW_TILE_ROWS 8
+#define DW_TILE_COLS 32
+
+// a / b rounded down (b > 0), for indices that may start left of 0.
+__device__ __forceinline__ int dw_floor_div(int a, int b) { return a >= 0 ? a / b : -((b - 1 - a) / b); }
+
+// The block copies the PH x PW window of an H x W plane whose corner is (ih0, iw0) into `patch`,
+// zero outside the plane.
+__device__ __forceinline__ void dw_load_window(float* patch, const float* plane, int H, int W, int ih0, int iw0,
+                                               int PH, int PW) {
+    for (int i = threadIdx.x; i < PH * PW; i += blockDim.x) {
+        int r = i / PW;
+        int ih = ih0 + r;
+        int iw = iw0 + i - r * PW;
+        patch[i] = ih >= 0 && ih < H && iw >= 0 && iw < W ? plane[(size_t)ih * W + iw] : 0.f;
+    }
+}
+
+// Output tile (blockIdx.x: plane n * C_out + co, then tile) of y. The patch holds the
+// input window at ih = oh0 * sh - ph + r, iw = ow0 * sw - pw + c, zero in the padding:
+// PH = 7 * sh + (KH - 1) * dh + 1 rows, PW = 31 * sw + (KW - 1) * dw + 1 columns.
+extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
+    depthwise_forward_tiled(const float* __restrict__ x, const float* __restrict__ w,
+                            const float* __restrict__ bias, float* __restrict__ y, int N, int C, int H,
+                            int W, int mult, int KH, int KW, int sh, int sw, int ph, int pw, int dh,
+                            int dw, int OH, int OW, int has_bias, int PH, int PW) {
+    extern __shared__ float patch[];
+    int C_out = C * mult;
+    int tiles_w = (OW + DW_TILE_COLS - 1) / DW_TILE_COLS;
+    int tiles = tiles_w * ((OH + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
+    int plane = blockIdx.x / tiles;
+    int tile = blockIdx.x - plane * tiles;
+    int co = plane % C_out;
+    int n = plane / C_out;
+    int oh0 = tile / tiles_w * DW_TILE_ROWS;
+    int ow0 = tile % tiles_w * DW_TILE_COLS;
+    dw_load_window(patch, x + ((size_t)n * C + co / mult) * H * W, H, W, oh0 * sh - ph, ow0 * sw - pw, PH, PW);
+    __syncthreads();
+    int ty = threadIdx.x / DW_TILE_COLS;
+    int tx = threadIdx.x % DW_TILE_COLS;
+    int oh = oh0 + ty;
+    int ow = ow0 + tx;
+    if (oh >= OH || ow >= OW) return;
+    const float* filt = w + (size_t)co * KH * KW;
+    float sum = has_bias ? bias[co] : 0.f;
+    for (int ki = 0; ki < KH; ++ki) {
+        const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw;
+        for (int kj = 0; kj < KW; ++kj) sum = fmaf(row[kj * dw], filt[ki * KW + kj], sum);
+    }
+    y[((size_t)plane * OH + oh) * OW + ow] = sum;
+}
+
+// Input-gradient tile (blockIdx.x: plane n * C + c, then tile) of dx. The patches hold, for each
+// of the channel's `mult` output channels, the dy window the tile's taps reach: rows from
+// oh_lo = floor((ih0 + ph - (KH - 1) * dh) / sh), PH = (7 + (KH - 1) * dh) / sh + 2 of them, and
+// columns likewise (PW = (31 + (KW - 1) * dw) / sw + 2), zero outside dy.
+extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
+    depthwise_backward_data_tiled(const float* __restrict__ dy, const float* __restrict__ w,
+                                  float* __restrict__ dx, int N, int C, int H, int W, int mult, int KH,
+                                  int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
+                                  int PH, int PW) {
+    extern __shared__ float patch[];
+    int tiles_w = (W + DW_TILE_COLS - 1) / DW_TILE_COLS;
+    int tiles = tiles_w * ((H + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
+    int plane = blockIdx.x / tiles;
+    int tile = blockIdx.x - plane * tiles;
+    int c = plane % C;
+    int ih0 = tile / tiles_w * DW_TILE_ROWS;
+    int iw0 = tile % tiles_w * DW_TILE_COLS;
+    int oh_lo = dw_floor_div(ih0 + ph - (KH - 1) * dh, sh);
+    int ow_lo = dw_floor_div(iw0 + pw - (KW - 1) * dw, sw);
+    // The channel's output planes are consecutive: n * C * mult + c * mult + m = plane * mult + m.
+    const float* grad = dy + (size_t)plane * mult * OH * OW;
+    int window = PH * PW;
+    for (int i = threadIdx.x; i < mult * window; i += blockDim.x) {
+        int m = i / window;
+        int r = (i - m * window) / PW;
+        int oh = oh_lo + r;
+        int ow = ow_lo + i - m * window - r * PW;
+        patch[i] = oh >= 0 && oh < OH && ow >= 0 && ow < OW ? grad[((size_t)m * OH + oh) * OW + ow] : 0.f;
+    }
+    __syncthreads();
+    int ih = ih0 + threadIdx.x / DW_TILE_COLS;
+    int iw = iw0 + threadIdx.x % DW_TILE_COLS;
+    if (ih >= H || iw >= W) return;
+    float sum = 0.f;
+    for (int m = 0; m < mult; ++m) {
+        const float* filt = w + ((size_t)c * mult + m) * KH * KW;
+        const float* p = patch + m * window;
+        for (int ki = 0; ki < KH; ++ki) {
+            int t = ih + ph - ki * dh;
+            if (t < 0 || t % sh != 0) continue;
+            const float* row = p + (t / sh - oh_lo) * PW;
+            for (int kj = 0; kj < KW; ++kj) {
+                int u = iw + pw - kj * dw;
+                if (u < 0 || u % sw != 0) continue;
+                sum = fmaf(row[u / sw - ow_lo], filt[ki * KW + kj], sum);
+            }
+        }
+    }
+    dx[((size_t)plane * H + ih) * W + iw] = sum;
+}
+
+// Filter-gradient partial sums (blockIdx.x: output channel co, then chunk of images): over the
+// chunk's images and output tiles, every tap's dy[n][co][oh][ow] * x[n][co / mult][ih][iw],
+// with the tile's input window in shared memory as depthwise_forward_tiled holds it (PH x PW;
+// two buffers, alternate tiles, so one barrier per tile orders both the window's writes before
+// its reads and the reads of the window two tiles back before its overwrite) and each thread's
+// running sum of each tap in its own column of `acc` (taps x blockDim.x),
+// summed over the block at the end into out[(chunk * C_out + co) * taps + tap]. The host sums
+// the chunks (splitk_reduce) when there are several.
+extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
+    depthwise_backward_filter_tiled(const float* __restrict__ x, const float* __restrict__ dy,
+                                    float* __restrict__ out, int N, int C, int H, int W, int mult,
+                                    int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
+                                    int OH, int OW, int PH, int PW, int chunks) {
+    extern __shared__ float smem[];
+    __shared__ float scratch[33];
+    int taps = KH * KW;
+    float* acc = smem;
+    float* windows = smem + taps * blockDim.x;
+    int C_out = C * mult;
+    int co = blockIdx.x / chunks;
+    int chunk = blockIdx.x - co * chunks;
+    int per_chunk = (N + chunks - 1) / chunks;
+    int n_begin = chunk * per_chunk;
+    int n_end = min(N, n_begin + per_chunk);
+    for (int t = 0; t < taps; ++t) acc[t * blockDim.x + threadIdx.x] = 0.f;
+    int tiles_w = (OW + DW_TILE_COLS - 1) / DW_TILE_COLS;
+    int tiles = tiles_w * ((OH + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
+    int ty = threadIdx.x / DW_TILE_COLS;
+    int tx = threadIdx.x % DW_TILE_COLS;
+    for (int job = n_begin * tiles; job < n_end * tiles; ++job) {
+        int n = job / tiles;
+        int tile = job - n * tiles;
+        int oh0 = tile / tiles_w * DW_TILE_ROWS;
+        int ow0 = tile % tiles_w * DW_TILE_COLS;
+        float* patch = windows + (job & 1) * PH * PW;
+        dw_load_window(patch, x + ((size_t)n * C + co / mult) * H * W, H, W, oh0 * sh - ph, ow0 * sw - pw, PH, PW);
+        __syncthreads();
+        int oh = oh0 + ty;
+        int ow = ow0 + tx;
+        if (oh < OH && ow < OW) {
+            float g = dy[(((size_t)n * C_out + co) * OH + oh) * OW + ow];
+            for (int ki = 0; ki < KH; ++ki) {
+                const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw;
+                for (int kj = 0; kj < KW; ++kj) {
+                    float* a = &acc[(ki * KW + kj) * blockDim.x + threadIdx.x];
+                    *a = fmaf(g, row[kj * dw], *a);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < taps; ++t) {
+        float total = ferro_block_sum(acc[t * blockDim.x + threadIdx.x], scratch);
+        if (threadIdx.x == 0) out[((size_t)chunk * C_out + co) * taps + t] = total;
+    }
 }
 
 // dw[co][ki][kj] = sum over n, oh, ow of dy[n][co][oh][ow] * x[n][co / mult][ih][iw]. One block of

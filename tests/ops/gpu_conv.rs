@@ -233,6 +233,11 @@ fn depthwise_configs() -> Vec<ConvGeom> {
         (2, 4, (8, 7), 8, (3, 3), (2, 2), (1, 1), (1, 1), 4),
         (1, 2, (9, 9), 6, (5, 5), (1, 1), (2, 2), (2, 2), 2),
         (3, 5, (6, 5), 5, (3, 1), (1, 2), (1, 0), (1, 1), 5),
+        // Several 8 x 32 tiles per plane, forward and backward, at strides 1 and 2.
+        (2, 2, (19, 37), 2, (3, 3), (1, 1), (1, 1), (1, 1), 2),
+        (1, 2, (20, 70), 4, (5, 5), (2, 2), (2, 2), (1, 1), 2),
+        // A forward window too large for shared memory (61 x 253 floats): the per-element kernel.
+        (1, 2, (40, 40), 2, (5, 5), (8, 8), (0, 0), (1, 1), 2),
     ]
     .into_iter()
     .map(geom)
@@ -260,6 +265,26 @@ fn depthwise_kernels_match_the_reference() {
         let want = cpu.depthwise_conv2d_backward_filter(&cx, &cdy, &g).unwrap();
         assert_close(&format!("depthwise backward filter {g:?}"), &gpu.download(&dw).unwrap(), &want, ATOL, RTOL);
     }
+}
+
+#[test]
+fn depthwise_kernels_tile_unless_the_window_outgrows_shared_memory() {
+    let gpu = gpu();
+    let run = |g: &ConvGeom| {
+        let (x, w, dy) = (gpu.zeros(g.x_len()).unwrap(), gpu.zeros(g.weight_len()).unwrap(), gpu.zeros(g.y_len()).unwrap());
+        gpu.take_kernel_log();
+        gpu.depthwise_conv2d_forward(&x, &w, None, g).unwrap();
+        gpu.depthwise_conv2d_backward_data(&dy, &w, g).unwrap();
+        gpu.depthwise_conv2d_backward_filter(&x, &dy, g).unwrap();
+        gpu.take_kernel_log()
+    };
+    // 8 channels on the simulator's SMs: a block per channel and image, the two images' partial
+    // sums added after.
+    let mobilenet = geom((2, 8, (14, 14), 8, (3, 3), (2, 2), (1, 1), (1, 1), 8));
+    let tiled = ["conv::depthwise_forward_tiled", "conv::depthwise_backward_data_tiled", "conv::depthwise_backward_filter_tiled", "gemm::splitk_reduce"];
+    assert_eq!(run(&mobilenet), tiled);
+    let wide_stride = geom((1, 2, (40, 40), 2, (5, 5), (8, 8), (0, 0), (1, 1), 2));
+    assert_eq!(run(&wide_stride), ["conv::depthwise_forward", "conv::depthwise_backward_data_tiled", "conv::depthwise_backward_filter"]);
 }
 
 #[test]

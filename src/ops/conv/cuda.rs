@@ -141,6 +141,56 @@ pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize, tensor_cores: bool) -> usiz
     forward.max(data).max(filter)
 }
 
+/// Rows and columns of the tile one block of the tiled depthwise kernels computes (DW_TILE_ROWS
+/// and DW_TILE_COLS in kernels/conv.cu): a warp per row.
+const DEPTHWISE_TILE: (usize, usize) = (8, 32);
+
+/// Shared memory a block may take without opting in, on every supported device.
+const STATIC_SHARED_LIMIT: usize = 48 * 1024;
+
+/// The input window (rows, columns) an output tile of the tiled depthwise kernels reads: 7 and
+/// 31 strides plus the dilated kernel's extent.
+fn forward_window(g: &ConvGeom) -> (usize, usize) {
+    ((DEPTHWISE_TILE.0 - 1) * g.sh + (g.kh - 1) * g.dh + 1, (DEPTHWISE_TILE.1 - 1) * g.sw + (g.kw - 1) * g.dw + 1)
+}
+
+/// Shared memory of a block of the tiled depthwise filter gradient: each thread's sum per tap
+/// and two input windows.
+fn depthwise_filter_shared_bytes(g: &ConvGeom) -> usize {
+    let (rows, cols) = forward_window(g);
+    (g.kh * g.kw * DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1 + 2 * rows * cols) * std::mem::size_of::<f32>()
+}
+
+/// How many chunks of images the tiled depthwise filter gradient splits the batch into on a
+/// device of `sms` SMs (enough blocks, one per output channel and chunk, for two per SM), or
+/// None when its shared memory would not fit (the per-tap kernel then runs).
+fn depthwise_filter_chunks(g: &ConvGeom, sms: usize) -> Option<usize> {
+    (depthwise_filter_shared_bytes(g) <= STATIC_SHARED_LIMIT).then(|| (2 * sms).div_ceil(g.c_out.max(1)).clamp(1, g.n.max(1)))
+}
+
+/// Bytes a depthwise convolution holds on a GPU of `sms` SMs: the filter gradient's partial
+/// sums per chunk of images, when the batch is split.
+pub fn depthwise_gpu_workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
+    match depthwise_filter_chunks(g, sms) {
+        Some(chunks) if chunks > 1 => chunks * g.weight_len() * std::mem::size_of::<f32>(),
+        _ => 0,
+    }
+}
+
+/// The launch of a tiled depthwise kernel over `planes` planes of `tiles` tiles (both at least
+/// one: the output is not empty) whose block holds `windows` patches of `patch` (rows, columns)
+/// floats, or None when they would not fit in shared memory (the per-element kernels then run).
+fn depthwise_tiles(planes: usize, tiles: usize, patch: (usize, usize), windows: usize) -> Result<Option<LaunchConfig>> {
+    let bytes = windows * patch.0 * patch.1 * std::mem::size_of::<f32>();
+    if bytes > STATIC_SHARED_LIMIT {
+        return Ok(None);
+    }
+    let blocks = planes * tiles;
+    int(blocks, "the depthwise tiles")?;
+    let threads = (DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1) as u32;
+    Ok(Some(LaunchConfig { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_mem_bytes: bytes as u32 }))
+}
+
 impl GpuBackend {
     /// The module and name of a convolution GEMM kernel (`base` the fp32 one's, before the tile
     /// suffix): its tensor-core twin when the run's GEMM operands take the tensor cores.
@@ -346,10 +396,21 @@ impl ConvOps<f32> for GpuBackend {
         let geometry = self.check_depthwise(g)?;
         g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
         let y = self.alloc::<f32>(g.y_len())?;
+        if g.y_len() == 0 {
+            return Ok(y);
+        }
         let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
         args.extend(geometry);
         args.push(KernelArg::I32(bias.is_some() as i32));
-        self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?;
+        let patch = forward_window(g);
+        let tiles = g.oh.div_ceil(DEPTHWISE_TILE.0) * g.ow.div_ceil(DEPTHWISE_TILE.1);
+        match depthwise_tiles(g.n * g.c_out, tiles, patch, 1)? {
+            Some(cfg) => {
+                args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
+                self.launch("conv", "depthwise_forward_tiled", cfg, &args)?;
+            }
+            None => self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?,
+        }
         Ok(y)
     }
 
@@ -359,9 +420,24 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         int(g.y_len(), "the depthwise output")?;
         let dx = self.alloc::<f32>(g.x_len())?;
+        if g.x_len() == 0 {
+            return Ok(dx);
+        }
         let mut args = vec![dy.arg(), w.arg(), dx.arg()];
         args.extend(geometry);
-        self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?;
+        // The dy window an input tile's taps reach (kernels/conv.cu, depthwise_backward_data_tiled).
+        let patch = (
+            (DEPTHWISE_TILE.0 - 1 + (g.kh - 1) * g.dh) / g.sh + 2,
+            (DEPTHWISE_TILE.1 - 1 + (g.kw - 1) * g.dw) / g.sw + 2,
+        );
+        let tiles = g.h.div_ceil(DEPTHWISE_TILE.0) * g.w.div_ceil(DEPTHWISE_TILE.1);
+        match depthwise_tiles(g.n * g.c_in, tiles, patch, g.c_out / g.c_in)? {
+            Some(cfg) => {
+                args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
+                self.launch("conv", "depthwise_backward_data_tiled", cfg, &args)?;
+            }
+            None => self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?,
+        }
         Ok(dx)
     }
 
@@ -372,11 +448,30 @@ impl ConvOps<f32> for GpuBackend {
         int(g.y_len(), "the depthwise output")?;
         int(g.x_len(), "the depthwise input")?;
         let dw = self.alloc::<f32>(g.weight_len())?;
-        // One block per filter tap.
-        let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;
-        let mut args = vec![x.arg(), dy.arg(), dw.arg()];
+        let Some(chunks) = depthwise_filter_chunks(g, self.driver().multiprocessor_count()) else {
+            // One block per filter tap.
+            let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;
+            let mut args = vec![x.arg(), dy.arg(), dw.arg()];
+            args.extend(geometry);
+            self.launch("conv", "depthwise_backward_filter", cfg, &args)?;
+            return Ok(dw);
+        };
+        // One block per output channel and chunk of images; several chunks' partial sums are
+        // summed as split-K's partial products are.
+        let sums = GemmSpec::new(false, false, g.c_out, g.kh * g.kw, 0);
+        let partial = if chunks > 1 { Some(self.alloc::<f32>(chunks * g.weight_len())?) } else { None };
+        let window = forward_window(g);
+        let blocks = g.c_out * chunks;
+        int(blocks, "the depthwise filter-gradient blocks")?;
+        let threads = (DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1) as u32;
+        let cfg = LaunchConfig { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_mem_bytes: depthwise_filter_shared_bytes(g) as u32 };
+        let mut args = vec![x.arg(), dy.arg(), partial.as_ref().map_or(dw.arg(), |p| p.arg())];
         args.extend(geometry);
-        self.launch("conv", "depthwise_backward_filter", cfg, &args)?;
+        args.extend([int(window.0, "depthwise patch")?, int(window.1, "depthwise patch")?, int(chunks, "depthwise image chunks")?]);
+        self.launch("conv", "depthwise_backward_filter_tiled", cfg, &args)?;
+        if let Some(p) = partial {
+            self.reduce_splits(&p, &sums, chunks, &GemmTarget::row_major(dw.ptr(), &sums))?;
+        }
         Ok(dw)
     }
 }

@@ -24,7 +24,7 @@ use crate::shape::window_output_len;
 
 mod cuda;
 
-pub use cuda::gpu_workspace_bytes;
+pub use cuda::{depthwise_gpu_workspace_bytes, gpu_workspace_bytes};
 
 /// The sizes of a [`ConvGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

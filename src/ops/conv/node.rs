@@ -110,7 +110,10 @@ impl ConvPath {
     /// largest pass's split-K partial products (`gpu_workspace_bytes`).
     pub fn workspace_bytes(self, g: &ConvGeom, elem: usize, workspace: ConvWorkspace) -> usize {
         match (self, workspace) {
-            (ConvPath::Depthwise, _) => 0,
+            (ConvPath::Depthwise, ConvWorkspace::ImplicitGemm { gemm_sms } | ConvWorkspace::TensorCores { gemm_sms }) => {
+                super::depthwise_gpu_workspace_bytes(g, gemm_sms)
+            }
+            (ConvPath::Depthwise, ConvWorkspace::Columns { .. }) => 0,
             (ConvPath::Im2colGemm, ConvWorkspace::ImplicitGemm { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms, false),
             (ConvPath::Im2colGemm, ConvWorkspace::TensorCores { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms, true),
             (ConvPath::Im2colGemm, ConvWorkspace::Columns { .. }) if g.is_pointwise() => 0,

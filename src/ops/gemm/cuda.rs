@@ -210,7 +210,7 @@ impl GpuBackend {
 
     /// C = alpha * (the split partial products summed in split order) + beta * C, written where
     /// `target` says.
-    fn reduce_splits(&self, partial: &GpuBuf<f32>, spec: &GemmSpec<f32>, splits: usize, target: &GemmTarget) -> Result<()> {
+    pub(crate) fn reduce_splits(&self, partial: &GpuBuf<f32>, spec: &GemmSpec<f32>, splits: usize, target: &GemmTarget) -> Result<()> {
         let mn = spec.m * spec.n;
         let total = spec.batch * mn;
         let args = [
