@@ -16,6 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuBackend;
+use crate::ops::conv::forward_spec;
 use crate::ops::conv::tc::{conv_tc_forward, TcConv};
 use crate::ops::gemm::tc::{gemm_tc_half, TcGemm, TcInput};
 use crate::ops::gemm::GemmSpec;
@@ -55,7 +56,10 @@ impl TcWork {
         match self {
             TcWork::Gemm(TcGemm { m, n, k, .. }) | TcWork::TrainingGemm(TcGemm { m, n, k, .. }) => (*m, *n, *k),
             TcWork::Conv(conv) => conv.gemm_dims(),
-            TcWork::TrainingConv(TcConv { geom: g, .. }) => (g.c_out_per_group(), g.n * g.oh * g.ow, g.c_in_per_group() * g.kh * g.kw),
+            TcWork::TrainingConv(conv) => {
+                let spec = forward_spec(&conv.geom);
+                (spec.m, spec.n, spec.k)
+            }
         }
     }
 }

@@ -91,8 +91,8 @@ fn group_spec(g: &ConvGeom, m: usize, n: usize, k: usize) -> GemmSpec<f32> {
     GemmSpec { batch: g.groups, ..GemmSpec::new(false, false, m, n, k) }
 }
 
-/// Forward: y_g [C_out/g, n * OH * OW] = W_g x im2col(x)_g.
-fn forward_spec(g: &ConvGeom) -> GemmSpec<f32> {
+/// The GPU forward GEMM: y_g [C_out/g, n * OH * OW] = W_g x im2col(x)_g.
+pub(crate) fn forward_spec(g: &ConvGeom) -> GemmSpec<f32> {
     let (cout_g, k) = group_gemm_dims(g);
     group_spec(g, cout_g, g.n * g.oh * g.ow, k)
 }
@@ -157,15 +157,14 @@ fn forward_window(g: &ConvGeom) -> (usize, usize) {
 /// Shared memory of a block of the tiled depthwise filter gradient: each thread's sum per tap
 /// and two input windows.
 fn depthwise_filter_shared_bytes(g: &ConvGeom) -> usize {
-    let (rows, cols) = forward_window(g);
-    (g.kh * g.kw * DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1 + 2 * rows * cols) * std::mem::size_of::<f32>()
+    g.kh * g.kw * DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1 * std::mem::size_of::<f32>() + window_bytes(forward_window(g), 2)
 }
 
 /// How many chunks of images the tiled depthwise filter gradient splits the batch into on a
 /// device of `sms` SMs (enough blocks, one per output channel and chunk, for two per SM), or
 /// None when its shared memory would not fit (the per-tap kernel then runs).
 fn depthwise_filter_chunks(g: &ConvGeom, sms: usize) -> Option<usize> {
-    (depthwise_filter_shared_bytes(g) <= STATIC_SHARED_LIMIT).then(|| (2 * sms).div_ceil(g.c_out.max(1)).clamp(1, g.n.max(1)))
+    fits_in_shared(depthwise_filter_shared_bytes(g)).then(|| (2 * sms).div_ceil(g.c_out.max(1)).clamp(1, g.n.max(1)))
 }
 
 /// Bytes a depthwise convolution holds on a GPU of `sms` SMs: the filter gradient's partial
@@ -177,18 +176,23 @@ pub fn depthwise_gpu_workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
     }
 }
 
-/// The launch of a tiled depthwise kernel over `planes` planes of `tiles` tiles (both at least
-/// one: the output is not empty) whose block holds `windows` patches of `patch` (rows, columns)
-/// floats, or None when they would not fit in shared memory (the per-element kernels then run).
-fn depthwise_tiles(planes: usize, tiles: usize, patch: (usize, usize), windows: usize) -> Result<Option<LaunchConfig>> {
-    let bytes = windows * patch.0 * patch.1 * std::mem::size_of::<f32>();
-    if bytes > STATIC_SHARED_LIMIT {
-        return Ok(None);
-    }
-    let blocks = planes * tiles;
-    int(blocks, "the depthwise tiles")?;
+/// Whether a tiled depthwise kernel's block fits in the shared memory a block may take (the
+/// untiled kernels run otherwise).
+fn fits_in_shared(bytes: usize) -> bool {
+    bytes <= STATIC_SHARED_LIMIT
+}
+
+/// The launch of a tiled depthwise kernel: `blocks` blocks (at least one) of one tile's threads,
+/// each with `shared_bytes` of shared memory.
+fn depthwise_launch(blocks: usize, shared_bytes: usize) -> Result<LaunchConfig> {
+    int(blocks, "the depthwise blocks")?;
     let threads = (DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1) as u32;
-    Ok(Some(LaunchConfig { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_mem_bytes: bytes as u32 }))
+    Ok(LaunchConfig { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_mem_bytes: shared_bytes as u32 })
+}
+
+/// Bytes of `windows` patches of `patch` (rows, columns) floats.
+fn window_bytes(patch: (usize, usize), windows: usize) -> usize {
+    windows * patch.0 * patch.1 * std::mem::size_of::<f32>()
 }
 
 impl GpuBackend {
@@ -230,8 +234,9 @@ impl GpuBackend {
 
     /// The weight packed as the data-gradient GEMMs read it (kernels/conv.cu): `kernel`
     /// (pack_flipped_weights or pack_phase_weights) run over `z` matrices with `args` after the
-    /// two pointers, and whether the packing takes 16-byte loads (rows of C_out/g times taps
-    /// floats, every matrix 16-byte aligned when C_out/g is a multiple of 4).
+    /// two pointers, and whether the packing takes 16-byte loads. Its rows are C_out/g times a
+    /// phase's taps floats and its matrices start at multiples of C_in/g x C_out/g, so C_out/g a
+    /// multiple of 4 (`vectorizable`'s row length) keeps every row 16-byte aligned.
     fn pack_data_weights(&self, kernel: &str, w: &GpuBuf<f32>, g: &ConvGeom, z: usize, args: &[KernelArg]) -> Result<(GpuBuf<f32>, KernelArg)> {
         let packed = self.alloc::<f32>(w.len())?;
         let per_group = per_element(g.weight_len() / g.groups, "the convolution weight")?;
@@ -239,7 +244,7 @@ impl GpuBackend {
         let mut all = vec![packed.arg(), w.arg()];
         all.extend_from_slice(args);
         self.launch("conv", kernel, cfg, &all)?;
-        let vec = KernelArg::I32((packed.ptr().is_multiple_of(16) && g.c_out_per_group().is_multiple_of(4)) as i32);
+        let vec = vectorizable(&packed, 0, g.c_out_per_group(), g.weight_len() / g.groups, g.groups);
         Ok((packed, vec))
     }
 
@@ -404,12 +409,12 @@ impl ConvOps<f32> for GpuBackend {
         args.push(KernelArg::I32(bias.is_some() as i32));
         let patch = forward_window(g);
         let tiles = g.oh.div_ceil(DEPTHWISE_TILE.0) * g.ow.div_ceil(DEPTHWISE_TILE.1);
-        match depthwise_tiles(g.n * g.c_out, tiles, patch, 1)? {
-            Some(cfg) => {
-                args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
-                self.launch("conv", "depthwise_forward_tiled", cfg, &args)?;
-            }
-            None => self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?,
+        let shared = window_bytes(patch, 1);
+        if fits_in_shared(shared) {
+            args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
+            self.launch("conv", "depthwise_forward_tiled", depthwise_launch(g.n * g.c_out * tiles, shared)?, &args)?;
+        } else {
+            self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?;
         }
         Ok(y)
     }
@@ -431,12 +436,12 @@ impl ConvOps<f32> for GpuBackend {
             (DEPTHWISE_TILE.1 - 1 + (g.kw - 1) * g.dw) / g.sw + 2,
         );
         let tiles = g.h.div_ceil(DEPTHWISE_TILE.0) * g.w.div_ceil(DEPTHWISE_TILE.1);
-        match depthwise_tiles(g.n * g.c_in, tiles, patch, g.c_out / g.c_in)? {
-            Some(cfg) => {
-                args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
-                self.launch("conv", "depthwise_backward_data_tiled", cfg, &args)?;
-            }
-            None => self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?,
+        let shared = window_bytes(patch, g.c_out / g.c_in);
+        if fits_in_shared(shared) {
+            args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
+            self.launch("conv", "depthwise_backward_data_tiled", depthwise_launch(g.n * g.c_in * tiles, shared)?, &args)?;
+        } else {
+            self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?;
         }
         Ok(dx)
     }
@@ -461,10 +466,7 @@ impl ConvOps<f32> for GpuBackend {
         let sums = GemmSpec::new(false, false, g.c_out, g.kh * g.kw, 0);
         let partial = if chunks > 1 { Some(self.alloc::<f32>(chunks * g.weight_len())?) } else { None };
         let window = forward_window(g);
-        let blocks = g.c_out * chunks;
-        int(blocks, "the depthwise filter-gradient blocks")?;
-        let threads = (DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1) as u32;
-        let cfg = LaunchConfig { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_mem_bytes: depthwise_filter_shared_bytes(g) as u32 };
+        let cfg = depthwise_launch(g.c_out * chunks, depthwise_filter_shared_bytes(g))?;
         let mut args = vec![x.arg(), dy.arg(), partial.as_ref().map_or(dw.arg(), |p| p.arg())];
         args.extend(geometry);
         args.extend([int(window.0, "depthwise patch")?, int(window.1, "depthwise patch")?, int(chunks, "depthwise image chunks")?]);

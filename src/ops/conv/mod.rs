@@ -25,6 +25,7 @@ use crate::shape::window_output_len;
 mod cuda;
 
 pub use cuda::{depthwise_gpu_workspace_bytes, gpu_workspace_bytes};
+pub(crate) use cuda::forward_spec;
 
 /// The sizes of a [`ConvGeom`], read through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
