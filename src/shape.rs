@@ -1,6 +1,37 @@
-//! The output-size rule of convolution and pooling windows, shared by every geometry.
+//! The output-size rule of convolution and pooling windows, shared by every geometry, and the
+//! memory layout of image tensors.
 
 use crate::error::{Error, Result};
+
+/// How a batch of [C, H, W] images lies in memory. Shapes stay [C, H, W] per sample whatever the
+/// layout: only the order of the elements differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Channels first, [N, C, H, W]: element (n, c, h, w) at ((n * C + c) * H + h) * W + w.
+    #[default]
+    Nchw,
+    /// Channels last, [N, H, W, C]: element (n, c, h, w) at ((n * H + h) * W + w) * C + c, so the
+    /// channels of one pixel are contiguous (what implicit-GEMM convolutions gather in 16-byte
+    /// pieces and tensor cores read along K).
+    Nhwc,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Nchw => "nchw",
+            Layout::Nhwc => "nhwc",
+        }
+    }
+    /// Where element (n, c, pixel) of an [N, C, HW] batch lies in this layout.
+    pub fn offset(self, (c_len, hw_len): (usize, usize), n: usize, c: usize, pixel: usize) -> usize {
+        match self {
+            Layout::Nchw => (n * c_len + c) * hw_len + pixel,
+            Layout::Nhwc => (n * hw_len + pixel) * c_len + c,
+        }
+    }
+}
 
 /// Output length of a convolution or pooling window along one axis, as PyTorch computes it:
 /// floor((len + 2*pad - dilation*(kernel-1) - 1) / stride) + 1, or with ceil instead of floor in

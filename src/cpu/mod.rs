@@ -2,6 +2,7 @@
 //! fallback when no GPU exists (in f32). Op implementations live beside their families in
 //! `ops::<family>::cpu` (the layer above).
 
+pub mod layout;
 pub mod par;
 #[cfg(test)]
 pub(crate) mod testutil;

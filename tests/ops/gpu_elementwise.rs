@@ -6,6 +6,7 @@ use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, upload_pair};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{ChannelBroadcast, ElementwiseOps};
+use ferronet::shape::Layout;
 
 /// [N, C, HW] shapes with odd sizes, a one-image batch and more values per channel than a block
 /// has threads (random ones are added).
@@ -38,7 +39,7 @@ fn channel_broadcasts_and_their_reductions_match_the_cpu_reference() {
     let cpu = CpuBackend::new();
     for (seed, (n, c, hw)) in SHAPES.into_iter().chain(random_nchw(4, 77)).enumerate() {
         for per_sample in [false, true] {
-            let g = ChannelBroadcast { n, c, hw, per_sample };
+            let g = ChannelBroadcast { n, c, hw, per_sample, layout: Layout::Nchw };
             let what = format!("N={n} C={c} HW={hw} per_sample={per_sample}");
             let seed = seed as u64 * 10;
             let x = random_f32(g.x_len(), seed, -2.0, 2.0);
@@ -88,7 +89,7 @@ fn mismatched_operands_are_errors() {
     let a = gpu.upload(&[1.0f32; 6]).unwrap();
     let b = gpu.upload(&[1.0f32; 5]).unwrap();
     assert_eq!(gpu.add(&a, &b).err().unwrap().to_string(), "shape error: add: b has 5 elements but 6 are needed");
-    let g = ChannelBroadcast { n: 2, c: 3, hw: 1, per_sample: true };
+    let g = ChannelBroadcast { n: 2, c: 3, hw: 1, per_sample: true, layout: Layout::Nchw };
     let err = gpu.mul_channel(&a, &b, &g).err().unwrap().to_string();
     assert_eq!(err, "shape error: mul_channel: the per-channel operand has 5 elements but 6 are needed");
 }

@@ -20,7 +20,7 @@ use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::check::expect_len;
-use crate::shape::window_output_len;
+use crate::shape::{window_output_len, Layout};
 
 mod cuda;
 
@@ -46,6 +46,9 @@ pub struct ConvDims {
     pub groups: usize,
     pub oh: usize,
     pub ow: usize,
+    /// How x, y and their gradients lie in memory (the weight is [C_out, C_in/groups, KH, KW]
+    /// either way).
+    pub layout: Layout,
 }
 
 checked_geometry!(
@@ -86,7 +89,12 @@ impl ConvGeom {
             .map_err(|e| Error::shape(format!("conv2d height: {e}")))?;
         let ow = window_output_len(w, kw, sw, pw, dw, false)
             .map_err(|e| Error::shape(format!("conv2d width: {e}")))?;
-        Ok(ConvGeom { dims: ConvDims { n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow } })
+        let layout = Layout::Nchw;
+        Ok(ConvGeom { dims: ConvDims { n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow, layout } })
+    }
+    /// The same convolution on tensors in `layout` (NCHW unless set).
+    pub fn with_layout(self, layout: Layout) -> Self {
+        ConvGeom { dims: ConvDims { layout, ..self.dims } }
     }
     /// groups == C_in: the dedicated depthwise kernels apply (C_out = multiplier * C_in).
     pub fn is_depthwise(&self) -> bool {

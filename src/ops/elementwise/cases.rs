@@ -5,6 +5,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::ops::cases::{FamilyCases, GradCases, GradOp};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 pub struct Cases;
 
@@ -18,7 +19,7 @@ impl FamilyCases for Cases {
         // (3, 2, 20, false): 60 values per channel, so the channel reductions run two warps per
         // block and their block reduction's barriers matter (tests/sim/barrier_sweep.rs).
         for &(n, c, hw, per_sample) in &[(2, 3, 5, true), (2, 3, 5, false), (1, 4, 9, true), (3, 2, 20, false)] {
-            let g = ChannelBroadcast { n, c, hw, per_sample };
+            let g = ChannelBroadcast { n, c, hw, per_sample, layout: Layout::Nchw };
             let inputs = vec![cases.symmetric(g.x_len()), cases.symmetric(g.operand_len())];
             let config = format!("channel broadcast n={n} c={c} hw={hw} per_sample={per_sample}");
             cases.push("add", config.clone(), ElementwiseGrad::AddChannel(g), inputs.clone(), g.x_len());

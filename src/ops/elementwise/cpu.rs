@@ -149,6 +149,7 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shape::Layout;
     use crate::cpu::testutil::{
         assert_close, buf, dot, error_text, finite_diff, narrow, random, widen,
     };
@@ -159,18 +160,21 @@ mod tests {
             c: 3,
             hw: 5,
             per_sample: false,
+            layout: Layout::Nchw,
         },
         ChannelBroadcast {
             n: 3,
             c: 2,
             hw: 1,
             per_sample: true,
+            layout: Layout::Nchw,
         },
         ChannelBroadcast {
             n: 1,
             c: 4,
             hw: 3,
             per_sample: true,
+            layout: Layout::Nchw,
         },
     ];
 
@@ -204,6 +208,7 @@ mod tests {
             c: 2,
             hw: 2,
             per_sample: false,
+            layout: Layout::Nchw,
         };
         let x = buf(&cpu, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
         let y = cpu.add_channel(&x, &buf(&cpu, &[10.0, 20.0]), &g).unwrap();
@@ -305,6 +310,7 @@ mod tests {
             c: 2,
             hw: 2,
             per_sample: false,
+            layout: Layout::Nchw,
         };
         assert_eq!(
             error_text(cpu.mul_channel(&a, &b, &g)),

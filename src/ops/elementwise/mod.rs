@@ -13,14 +13,16 @@ use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::check::expect_len;
+use crate::shape::Layout;
 
-/// x is [N, C, HW]; the broadcast operand is [N, C] when `per_sample`, else [C].
+/// x is [N, C, HW] (in `layout`); the broadcast operand is [N, C] when `per_sample`, else [C].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChannelBroadcast {
     pub n: usize,
     pub c: usize,
     pub hw: usize,
     pub per_sample: bool,
+    pub layout: Layout,
 }
 
 impl ChannelBroadcast {

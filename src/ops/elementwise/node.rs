@@ -6,6 +6,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::node::{chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, ParamId, Saved};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 fn same_shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
     let (a, b) = (inputs[0], inputs[1]);
@@ -72,7 +73,7 @@ pub struct MulChannel;
 impl MulChannel {
     fn geom(input: &[usize], n: usize) -> Result<ChannelBroadcast> {
         let (c, h, w) = chw(input, "mul_channel")?;
-        Ok(ChannelBroadcast { n, c, hw: h * w, per_sample: true })
+        Ok(ChannelBroadcast { n, c, hw: h * w, per_sample: true, layout: Layout::Nchw })
     }
 }
 

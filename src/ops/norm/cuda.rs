@@ -11,6 +11,7 @@ use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::activation::activation_kind_code;
 use crate::ops::{Activation, ChannelBroadcast, ElementwiseOps};
+use crate::shape::Layout;
 
 /// Values per block below which cutting a channel into more chunks does not pay.
 const MIN_CHUNK: usize = 4096;
@@ -106,7 +107,7 @@ impl GpuBackend {
     fn channel_totals(&self, partials: &GpuBuf<f32>, g: &BatchNormGeom, chunks: Chunks) -> Result<GpuBuf<f32>> {
         // The partials are [C, splits]: summing each channel's row is add_channel's backward with
         // one "image" of C planes of `splits` values.
-        let rows = ChannelBroadcast { n: 1, c: g.c, hw: chunks.splits, per_sample: true };
+        let rows = ChannelBroadcast { n: 1, c: g.c, hw: chunks.splits, per_sample: true, layout: Layout::Nchw };
         self.add_channel_backward(partials, &rows)
     }
 }

@@ -10,6 +10,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::ops::elementwise::ChannelBroadcast;
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 fn host<E: Element, B: Backend<E>>(backend: &B, buf: &B::Buf) -> Result<Vec<f64>> {
     Ok(backend.download(buf)?.into_iter().map(Element::to_f64).collect())
@@ -109,7 +110,7 @@ pub(super) fn backward<E: Element, B: Backend<E>>(
         scale[ch] = k * invstd[ch] * (b - global_b);
         shift[ch] = k * (a - global_a) - scale[ch] * mean[ch];
     }
-    let per_channel = ChannelBroadcast { n: g.n, c, hw: g.hw, per_sample: false };
+    let per_channel = ChannelBroadcast { n: g.n, c, hw: g.hw, per_sample: false, layout: Layout::Nchw };
     let scaled = backend.mul_channel(x, &device(backend, &scale)?, &per_channel)?;
     let correction = backend.add_channel(&scaled, &device(backend, &shift)?, &per_channel)?;
     Ok((backend.add(&dx_local, &correction)?, dgamma, dbeta))

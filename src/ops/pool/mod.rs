@@ -10,7 +10,7 @@ pub use node::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, PoolWindow};
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::shape::window_output_len;
+use crate::shape::{window_output_len, Layout};
 
 mod cuda;
 
@@ -32,6 +32,8 @@ pub struct PoolDims {
     pub count_include_pad: bool,
     pub oh: usize,
     pub ow: usize,
+    /// How x, y and their gradients lie in memory.
+    pub layout: Layout,
 }
 
 checked_geometry!(
@@ -69,7 +71,12 @@ impl PoolGeom {
             .map_err(|e| Error::shape(format!("pooling height: {e}")))?;
         let ow = window_output_len(w, kw, sw, pw, 1, ceil_mode)
             .map_err(|e| Error::shape(format!("pooling width: {e}")))?;
-        Ok(PoolGeom { dims: PoolDims { n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, oh, ow } })
+        let layout = Layout::Nchw;
+        Ok(PoolGeom { dims: PoolDims { n, c, h, w, kh, kw, sh, sw, ph, pw, ceil_mode, count_include_pad, oh, ow, layout } })
+    }
+    /// The same pooling on tensors in `layout` (NCHW unless set).
+    pub fn with_layout(self, layout: Layout) -> Self {
+        PoolGeom { dims: PoolDims { layout, ..self.dims } }
     }
     pub fn x_len(&self) -> usize {
         self.n * self.c * self.h * self.w
@@ -108,6 +115,8 @@ pub struct AdaptivePoolDims {
     pub w: usize,
     pub oh: usize,
     pub ow: usize,
+    /// How x, y and their gradients lie in memory.
+    pub layout: Layout,
 }
 
 checked_geometry!(
@@ -123,7 +132,12 @@ impl AdaptivePoolGeom {
                 "adaptive pooling needs non-empty input and output, got N={n} C={c} H={h} W={w} -> {oh}x{ow}"
             )));
         }
-        Ok(AdaptivePoolGeom { dims: AdaptivePoolDims { n, c, h, w, oh, ow } })
+        let layout = Layout::Nchw;
+        Ok(AdaptivePoolGeom { dims: AdaptivePoolDims { n, c, h, w, oh, ow, layout } })
+    }
+    /// The same pooling on tensors in `layout` (NCHW unless set).
+    pub fn with_layout(self, layout: Layout) -> Self {
+        AdaptivePoolGeom { dims: AdaptivePoolDims { layout, ..self.dims } }
     }
     /// Input range [start, end) of output index `i` along an axis of `len` pooled to `out`.
     pub fn range(i: usize, len: usize, out: usize) -> (usize, usize) {
