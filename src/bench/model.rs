@@ -11,6 +11,7 @@ use crate::exec::{
 use crate::graph::Graph;
 use crate::ops::Backend;
 use crate::precision::Precision;
+use crate::shape::Layout;
 use crate::rng::Rng;
 use serde::Serialize;
 
@@ -27,6 +28,8 @@ pub struct ModelBenchOptions {
     /// inference with each batch norm that reads a convolution folded into it, as `eval` and
     /// `predict` run (`--no-fusion` turns both off).
     pub fusion: bool,
+    /// `--layout`: the image tensors' memory order (None: the device's preferred one).
+    pub layout: Option<Layout>,
     /// `--precision`: emulated storage (values rounded to the format in f32 buffers), so the
     /// times include the rounding passes and no 16-bit saving; fp16 without loss scaling.
     pub precision: Precision,
@@ -131,10 +134,11 @@ impl<B: Backend<f32>> TrainLoop<B> {
         let images: Vec<f32> = (0..batch * per_sample).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
         let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes as u64) as u32).collect();
         let executor = Executor::<f32, B>::new(backend, graph, opts.seed)?;
-        let (mut executor, fused) = match opts.fusion {
+        let (executor, fused) = match opts.fusion {
             true => executor.fuse_batch_norm_activations(),
             false => (executor, FuseCounts::default()),
         };
+        let mut executor = executor.in_layout(opts.layout);
         executor.set_precision(opts.precision);
         let mut resident = executor.resident_batch(batch)?;
         executor.fill_resident_batch(&mut resident, &images, &labels)?;

@@ -9,6 +9,7 @@ use crate::bench::predict::predict_step;
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::precision::Precision;
+use crate::shape::Layout;
 use crate::select::{self, SelectedDevice};
 use clap::Args;
 
@@ -53,6 +54,9 @@ pub struct BenchArgs {
     /// into the convolutions (as `eval --no-fusion`).
     #[arg(long)]
     pub no_fusion: bool,
+    /// Memory order of image tensors, as `train --layout`.
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
     /// Numeric format as `train --precision`. Emulated storage (f32 buffers holding values
     /// rounded to the format): the times include the rounding passes and save nothing yet.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
@@ -72,6 +76,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         seed: args.seed,
         cuda_graph: args.cuda_graph,
         fusion: !args.no_fusion,
+        layout: args.layout,
         precision: args.precision,
     };
     opts.validate()?;

@@ -7,6 +7,7 @@ use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
 use crate::ops::Backend;
 use crate::precision::Precision;
+use crate::shape::Layout;
 use crate::train::checkpoint;
 use crate::train::config::{DataConfig, DatasetChoice};
 use crate::train::evaluate::{evaluate, EvalSetup};
@@ -55,6 +56,9 @@ pub struct EvalArgs {
     /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
     #[arg(long)]
     pub no_aux: bool,
+    /// Memory order of image tensors, as `train --layout`.
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
     /// Numeric format of the forward pass, as `train --precision` (emulated storage: f32 buffers
     /// holding values rounded to the format; no memory is saved yet).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
@@ -93,6 +97,7 @@ struct EvalRun {
     precision: Precision,
     batch_size: usize,
     fold_batch_norms: bool,
+    layout: Option<Layout>,
     workers: usize,
     model: RunnableModel,
     dataset: data::Dataset,
@@ -102,8 +107,8 @@ impl OnBackend for EvalRun {
     type Output = EvalOutcome;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<EvalOutcome> {
-        let EvalRun { precision, batch_size, fold_batch_norms, workers, model, dataset } = self;
-        let mut ex = model.restore_for_inference(backend, fold_batch_norms)?;
+        let EvalRun { precision, batch_size, fold_batch_norms, layout, workers, model, dataset } = self;
+        let mut ex = model.restore_for_inference(backend, fold_batch_norms, layout)?;
         ex.set_precision(precision);
         let (set, evaluated_on) = match dataset.test {
             Some(test) => (test, "test"),
@@ -133,7 +138,7 @@ pub fn eval(args: &EvalArgs) -> Result<EvalOutcome> {
         _ => from_weights(args)?,
     };
     model.aux_logits &= !args.no_aux;
-    on_device(args.device, EvalRun { precision: args.precision, batch_size: args.batch_size, fold_batch_norms: !args.no_fusion, workers: args.workers, model, dataset })
+    on_device(args.device, EvalRun { precision: args.precision, batch_size: args.batch_size, fold_batch_norms: !args.no_fusion, layout: args.layout, workers: args.workers, model, dataset })
 }
 
 /// The --weights model and the --dataset it is evaluated on, whose class names it takes.

@@ -4,6 +4,7 @@
 
 use crate::data::normalise_image;
 use crate::device::DeviceRequest;
+use crate::shape::Layout;
 use crate::error::{Error, Result};
 use crate::exec::Batch;
 use crate::ops::Backend;
@@ -46,6 +47,9 @@ pub struct PredictArgs {
     /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
     #[arg(long)]
     pub no_aux: bool,
+    /// Memory order of image tensors, as `train --layout`.
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -73,7 +77,7 @@ impl OnBackend for PredictRun {
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, _device: String) -> Result<Vec<Prediction>> {
         let PredictRun { args, model } = self;
-        let mut ex = model.restore_for_inference(backend, !args.no_fusion)?;
+        let mut ex = model.restore_for_inference(backend, !args.no_fusion, args.layout)?;
         let [c, h, w] = model.input;
         let classes = model.class_names.len();
         let mut out = Vec::with_capacity(args.images.len());

@@ -13,7 +13,7 @@ use crate::dist::{GradientHook, ProcessGroup};
 use crate::element::Element;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, ParamId};
-use crate::ops::node::{chw, BackwardCtx, GradSink, InputGrad};
+use crate::ops::node::{channel_rows, chw, BackwardCtx, GradSink, InputGrad};
 use crate::ops::{Backend, NodeOp};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,7 +98,7 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         let (rounding, master) = (self.rounding, self.params);
         let params = rounding.params_shared(master);
         let mut sink = NodeGrads { backward: self, node: i, dy, grads };
-        let mut ctx = BackwardCtx { backend, params: &params, n, inputs: &inputs, kept: &kept, saved: &saved, grads: &mut sink, batch_norm_group };
+        let mut ctx = BackwardCtx { backend, params: &params, n, inputs: &inputs, layout: graph.layout, kept: &kept, saved: &saved, grads: &mut sink, batch_norm_group };
         graph.nodes[i].op.backward(&mut ctx, dy)
     }
 
@@ -116,8 +116,7 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         if members.iter().all(Option::is_none) || !self.plan.requires_grad[group.input] {
             return Ok(());
         }
-        let (_, h, w) = chw(&self.graph.nodes[group.input].shape, "a channel split")?;
-        let (n, hw) = (self.n, h * w);
+        let (n, _, hw) = channel_rows(self.graph.layout, self.n, chw(&self.graph.nodes[group.input].shape, "a channel split")?);
         let channels = group.channels();
         let mut pads = Vec::new();
         for (&c, member) in channels.iter().zip(&members) {

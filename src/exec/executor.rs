@@ -42,6 +42,7 @@ use crate::ops::loss::{check_labels, eval_words, train_words};
 use crate::ops::Backend;
 use crate::precision::Precision;
 use crate::rng::Rng;
+use crate::shape::Layout;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -230,6 +231,19 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         let fused = crate::graph::fuse::fuse_batch_norm_activations(&self.graph);
         let gradient_averaging = self.gradient_averaging.map(|a| a.for_graph(&fused.graph));
         (Executor { graph: fused.graph, gradient_averaging, ..self }, fused.counts)
+    }
+
+    /// This model with its image tensors in `layout` (None: the device's preferred one): as
+    /// built for NCHW; for NHWC, channels-last between the input and the classifier
+    /// (`graph::layout`), with the same parameters, loss and gradients up to rounding. A
+    /// channels-last model stays so.
+    pub fn in_layout(self, layout: Option<Layout>) -> Self {
+        if layout.unwrap_or_else(|| self.backend.preferred_layout()) == Layout::Nchw {
+            return self;
+        }
+        let graph = crate::graph::layout::channels_last(&self.graph);
+        let gradient_averaging = self.gradient_averaging.map(|a| a.for_graph(&graph));
+        Executor { graph, gradient_averaging, ..self }
     }
 
     /// Runs every later step and evaluation at `precision` (emulated storage: values rounded to

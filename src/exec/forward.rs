@@ -11,7 +11,7 @@ use crate::dist::ProcessGroup;
 use crate::element::Element;
 use crate::error::Result;
 use crate::graph::{Graph, NodeId};
-use crate::ops::node::{chw, ForwardCtx, Saved};
+use crate::ops::node::{channel_rows, chw, ForwardCtx, Saved};
 use crate::ops::{Backend, NodeOp};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,8 +117,8 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
         pieces: &mut HashMap<NodeId, Value<E, B>>,
     ) -> Result<Value<E, B>> {
         let group = &self.plan.slice_groups[&leader];
-        let (_, h, w) = chw(&self.graph.nodes[group.input].shape, "a channel split")?;
-        let parts = self.backend.split_channels(x, &group.channels(), self.n, h * w)?;
+        let (n, _, hw) = channel_rows(self.graph.layout, self.n, chw(&self.graph.nodes[group.input].shape, "a channel split")?);
+        let parts = self.backend.split_channels(x, &group.channels(), n, hw)?;
         let mut own = None;
         for (part, &(_, member)) in parts.into_iter().zip(&group.pieces) {
             match member {
@@ -144,6 +144,7 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
             scratch: &mut *self.scratch,
             n: self.n,
             inputs: &inputs,
+            layout: graph.layout,
             training: self.plan.mode == Mode::Train,
             update_running_stats: self.update_running_stats,
             record: self.plan.records(i),

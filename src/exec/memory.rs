@@ -63,7 +63,7 @@ impl Sizes<'_> {
     /// Bytes node `id` holds only while its forward or backward runs.
     fn workspace(&self, id: NodeId) -> Result<usize> {
         let op = &self.graph.nodes[id].op;
-        op.workspace_bytes(&self.graph.input_shapes(id), self.n, self.elem, self.workspace)
+        op.workspace_bytes(&self.graph.input_shapes(id), self.n, self.elem, self.workspace, self.graph.layout)
     }
 }
 

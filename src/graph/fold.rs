@@ -68,7 +68,7 @@ pub fn fold_batch_norms(source: &Graph) -> FoldedGraph {
         nodes.push(Node { inputs: node.inputs.iter().map(|&j| new_id[j]).collect(), ..node.clone() });
     }
     let outputs = source.outputs.iter().map(|o| super::GraphOutput { node: new_id[o.node], ..o.clone() }).collect();
-    FoldedGraph { graph: Graph { name: source.name.clone(), nodes, params, outputs }, folds, fused_activations }
+    FoldedGraph { graph: Graph { name: source.name.clone(), nodes, params, outputs, layout: source.layout }, folds, fused_activations }
 }
 
 /// The convolution node, the convolution and the batch norm when `node` is a batch norm reading a

@@ -91,7 +91,7 @@ pub fn fuse_batch_norm_activations(source: &Graph) -> FusedGraph {
         nodes.push(fused);
     }
     let outputs = source.outputs.iter().map(|o| super::GraphOutput { node: new_id[o.node], ..o.clone() }).collect();
-    let graph = Graph { name: source.name.clone(), nodes, params: source.params.clone(), outputs };
+    let graph = Graph { name: source.name.clone(), nodes, params: source.params.clone(), outputs, layout: source.layout };
     FusedGraph { graph, counts }
 }
 
@@ -117,7 +117,7 @@ pub fn unfuse(fused: &Graph) -> Graph {
         new_id.push(nodes.len() - 1);
     }
     let outputs = fused.outputs.iter().map(|o| super::GraphOutput { node: new_id[o.node], ..o.clone() }).collect();
-    Graph { name: fused.name.clone(), nodes, params: fused.params.clone(), outputs }
+    Graph { name: fused.name.clone(), nodes, params: fused.params.clone(), outputs, layout: fused.layout }
 }
 
 #[cfg(test)]

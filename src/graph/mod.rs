@@ -5,8 +5,10 @@
 
 pub mod fold;
 pub mod fuse;
+pub mod layout;
 
 use crate::error::{Error, Result};
+use crate::shape::Layout;
 use crate::ops::{
     Activation, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNorm2d, BatchNormParams, ChannelShuffle, Concat, Conv2d, Dropout,
     Flatten, Input, Linear, MaxPool2d, Mul, MulChannel, NodeOp, PoolWindow, SliceChannels,
@@ -92,6 +94,9 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub params: Vec<ParamSpec>,
     pub outputs: Vec<GraphOutput>,
+    /// How [C, H, W] activations lie in memory while it runs: NCHW as built; NHWC after
+    /// `layout::channels_last`, which places the conversions.
+    pub layout: Layout,
 }
 
 impl Graph {
@@ -140,7 +145,7 @@ impl GraphBuilder {
     /// `input` is the per-sample shape [C, H, W].
     pub fn new(name: &str, input: &[usize]) -> Self {
         let node = Node { name: "input".into(), op: Op::Input(Input), inputs: vec![], shape: input.to_vec() };
-        GraphBuilder { graph: Graph { name: name.into(), nodes: vec![node], params: vec![], outputs: vec![] } }
+        GraphBuilder { graph: Graph { name: name.into(), nodes: vec![node], params: vec![], outputs: vec![], layout: Layout::Nchw } }
     }
     pub fn input(&self) -> NodeId {
         0

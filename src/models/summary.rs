@@ -93,7 +93,7 @@ pub fn summarize(graph: &Graph, batch: usize, fusion: bool) -> Result<ModelSumma
     let gpu_memory = plan_memory(trained, &plan, batch, F32_BYTES, gpu, trains)?;
     let mut gpu_workspace_bytes = 0;
     for (id, node) in trained.nodes.iter().enumerate().skip(1) {
-        gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&trained.input_shapes(id), batch, F32_BYTES, gpu)?);
+        gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&trained.input_shapes(id), batch, F32_BYTES, gpu, trained.layout)?);
     }
     Ok(ModelSummary {
         model: graph.name.clone(),

@@ -38,6 +38,7 @@ node_ops! {
     elementwise: ElementwiseOps => [Add, Mul, MulChannel] + cases,
     channel: ChannelOps => [Concat, SliceChannels, ChannelShuffle] + cases,
     dropout: DropoutOps => [Dropout] + cases,
+    layout: LayoutOps => [Relayout] + cases,
     loss: LossOps => [] + cases,
     view => [Input, Flatten] + cases,
     optim: OptimOps => [] + cases,

@@ -9,6 +9,7 @@ use crate::dist::ProcessGroup;
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::{Backend, BatchNormSaved};
+use crate::shape::Layout;
 
 /// Index of a parameter (weights, biases, BN scale, shift and running statistics) in the graph's
 /// parameter list; the executor's parameter store owns the values.
@@ -19,6 +20,16 @@ pub fn chw(shape: &[usize], op: &str) -> Result<(usize, usize, usize)> {
     match *shape {
         [c, h, w] => Ok((c, h, w)),
         _ => Err(Error::shape(format!("{op} needs a [C, H, W] input, got {shape:?}"))),
+    }
+}
+
+/// The [N, C, HW] view channel-wise ops take of a batch of `n` [C, H, W] tensors in `layout`:
+/// itself in NCHW; in NHWC, N * H * W "images" of C channels and one pixel, the same memory
+/// order (batch norm, concat, split and shuffle then need no channels-last kernels of their own).
+pub fn channel_rows(layout: Layout, n: usize, (c, h, w): (usize, usize, usize)) -> (usize, usize, usize) {
+    match layout {
+        Layout::Nchw => (n, c, h * w),
+        Layout::Nhwc => (n * h * w, c, 1),
     }
 }
 
@@ -86,6 +97,8 @@ pub struct ForwardCtx<'a, E: Element, B: Backend<E>> {
     pub n: usize,
     /// Per-sample shapes of the node's inputs.
     pub inputs: &'a [&'a [usize]],
+    /// How the run's [C, H, W] tensors lie in memory (`Graph::layout`).
+    pub layout: Layout,
     /// Batch statistics and dropout on (else running statistics, dropout off).
     pub training: bool,
     /// Training only: whether BN running statistics take this batch's statistics.
@@ -107,6 +120,8 @@ pub struct BackwardCtx<'a, E: Element, B: Backend<E>> {
     pub params: &'a dyn ParamValues<E, B>,
     pub n: usize,
     pub inputs: &'a [&'a [usize]],
+    /// As `ForwardCtx::layout`.
+    pub layout: Layout,
     /// The inputs' forward values the plan kept (see `NodeOp::kept_inputs`).
     pub kept: &'a [Option<&'a B::Buf>],
     /// What the forward saved.
@@ -162,8 +177,8 @@ pub trait NodeOp {
         0
     }
     /// Bytes held only while forward or backward runs on a device whose convolutions work as
-    /// `workspace` says.
-    fn workspace_bytes(&self, _inputs: &[&[usize]], _n: usize, _elem: usize, _workspace: ConvWorkspace) -> Result<usize> {
+    /// `workspace` says, on tensors in `layout`.
+    fn workspace_bytes(&self, _inputs: &[&[usize]], _n: usize, _elem: usize, _workspace: ConvWorkspace, _layout: Layout) -> Result<usize> {
         Ok(0)
     }
     /// How backward (in training) hands out input gradients.

@@ -65,8 +65,8 @@ macro_rules! node_ops {
             fn saved_bytes(&self, training: bool, output: &[usize], n: usize, elem: usize) -> usize {
                 match self { $($(Op::$unit(u) => u.saved_bytes(training, output, n, elem),)*)* }
             }
-            fn workspace_bytes(&self, inputs: &[&[usize]], n: usize, elem: usize, workspace: $crate::device::ConvWorkspace) -> Result<usize> {
-                match self { $($(Op::$unit(u) => u.workspace_bytes(inputs, n, elem, workspace),)*)* }
+            fn workspace_bytes(&self, inputs: &[&[usize]], n: usize, elem: usize, workspace: $crate::device::ConvWorkspace, layout: $crate::shape::Layout) -> Result<usize> {
+                match self { $($(Op::$unit(u) => u.workspace_bytes(inputs, n, elem, workspace, layout),)*)* }
             }
             fn grad_flow(&self, inputs: usize) -> GradFlow {
                 match self { $($(Op::$unit(u) => u.grad_flow(inputs),)*)* }

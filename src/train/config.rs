@@ -6,6 +6,7 @@ use crate::dist::DistBackend;
 use crate::error::{Error, Result};
 use crate::models::parse_input;
 use crate::precision::Precision;
+use crate::shape::Layout;
 use crate::train::pretrained::NormalizeChoice;
 use crate::train::schedule::{PlateauMode, ScheduleKind};
 use clap::parser::ValueSource;
@@ -235,6 +236,13 @@ pub struct TrainConfig {
     #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
     #[serde(default = "auto_graph")]
     pub cuda_graph: CudaGraphMode,
+    /// Memory order of image tensors between the input and the classifier: nchw, or nhwc
+    /// (channels-last: the batch converted once where it enters and once before the classifier,
+    /// every op between on channels-last tensors; the same results up to rounding). Default:
+    /// the device's preferred layout.
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub layout: Option<Layout>,
     /// Train with batch norm, residual add and activation as separate ops instead of fused ones
     /// (each batch norm -> (add) -> activation chain one op by default; the same results up to
     /// rounding), for checking.

@@ -10,6 +10,7 @@ use crate::train::checkpoint::{CheckpointMeta, NamedTensor};
 use crate::train::config::parse_chw;
 use crate::train::model_setup::classifier_params;
 use crate::train::session::{build_model_with_aux, load_model_tensors};
+use crate::shape::Layout;
 use crate::weights::{load_state_dict, read_state_dict};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -224,9 +225,12 @@ impl RunnableModel {
 
     /// The model for evaluation: [`restore`](Self::restore), then every batch norm that reads a
     /// convolution folded into it unless `fold_batch_norms` is off (`--no-fusion`).
-    pub fn restore_for_inference<B: Backend<f32> + Clone>(&self, backend: B, fold_batch_norms: bool) -> Result<Executor<f32, B>> {
+    /// The restored model for evaluation, its batch norms folded when asked, in `layout` (None:
+    /// the device's preferred one).
+    pub fn restore_for_inference<B: Backend<f32> + Clone>(&self, backend: B, fold_batch_norms: bool, layout: Option<Layout>) -> Result<Executor<f32, B>> {
         let ex = self.restore(backend)?;
-        Ok(if fold_batch_norms { ex.fold_batch_norms()?.0 } else { ex })
+        let ex = if fold_batch_norms { ex.fold_batch_norms()?.0 } else { ex };
+        Ok(ex.in_layout(layout))
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 /// executed and reported (fusion included), the dataset's location, NaN/inf handling (which a NaN error suggests
 /// resuming with), and the number of epochs.
 const CHANGEABLE: &[&str] =
-    &["epochs", "device", "workers", "quiet", "log_json", "cuda_graph", "skip_nonfinite", "no_fusion", "data_dir", "collective_timeout", "bucket_mb", "dist_backend"];
+    &["epochs", "device", "workers", "quiet", "log_json", "cuda_graph", "skip_nonfinite", "no_fusion", "layout", "data_dir", "collective_timeout", "bucket_mb", "dist_backend"];
 /// Flags that name the run to resume rather than configure it.
 const RUN_IDENTITY: &[&str] = &["out", "resume"];
 

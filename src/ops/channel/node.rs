@@ -3,8 +3,9 @@
 
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::ops::node::{chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, Saved};
+use crate::ops::node::{channel_rows, chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, Saved};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 /// Channel concatenation of all inputs (one input: the input itself).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,7 +13,7 @@ pub struct Concat;
 
 impl Concat {
     /// Channel counts of each input and the shared H*W.
-    fn layout(inputs: &[&[usize]]) -> Result<(Vec<usize>, usize)> {
+    fn parts(inputs: &[&[usize]]) -> Result<(Vec<usize>, usize)> {
         let (_, h, w) = chw(inputs[0], "concat")?;
         let mut channels = Vec::with_capacity(inputs.len());
         for input in inputs {
@@ -24,11 +25,17 @@ impl Concat {
         }
         Ok((channels, h * w))
     }
+    /// The channel counts and the [N, C, HW] view (`channel_rows`) concat and split take.
+    fn rows(inputs: &[&[usize]], n: usize, layout: Layout) -> Result<(Vec<usize>, usize, usize)> {
+        let (channels, _) = Self::parts(inputs)?;
+        let (n, _, hw) = channel_rows(layout, n, chw(inputs[0], "concat")?);
+        Ok((channels, n, hw))
+    }
 }
 
 impl NodeOp for Concat {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let (channels, _) = Self::layout(inputs)?;
+        let (channels, _) = Self::parts(inputs)?;
         let (_, h, w) = chw(inputs[0], "concat")?;
         Ok(vec![channels.iter().sum(), h, w])
     }
@@ -46,15 +53,15 @@ impl NodeOp for Concat {
         }
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let (channels, hw) = Self::layout(ctx.inputs)?;
-        Ok((ctx.backend.concat_channels(xs, &channels, ctx.n, hw)?, Saved::None))
+        let (channels, n, hw) = Self::rows(ctx.inputs, ctx.n, ctx.layout)?;
+        Ok((ctx.backend.concat_channels(xs, &channels, n, hw)?, Saved::None))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
         if ctx.inputs.len() == 1 {
             return ctx.grads.send_input(0, InputGrad::PassDy);
         }
-        let (channels, hw) = Self::layout(ctx.inputs)?;
-        let parts = ctx.backend.split_channels(dy, &channels, ctx.n, hw)?;
+        let (channels, n, hw) = Self::rows(ctx.inputs, ctx.n, ctx.layout)?;
+        let parts = ctx.backend.split_channels(dy, &channels, n, hw)?;
         for (pos, part) in parts.into_iter().enumerate() {
             ctx.grads.send_input(pos, InputGrad::New(part))?;
         }
@@ -130,12 +137,12 @@ impl NodeOp for ChannelShuffle {
         format!("shuffle g{}", self.groups)
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let (c, h, w) = chw(ctx.inputs[0], "channel_shuffle")?;
-        Ok((ctx.backend.channel_shuffle(xs[0], ctx.n, c, h * w, self.groups)?, Saved::None))
+        let (n, c, hw) = channel_rows(ctx.layout, ctx.n, chw(ctx.inputs[0], "channel_shuffle")?);
+        Ok((ctx.backend.channel_shuffle(xs[0], n, c, hw, self.groups)?, Saved::None))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
-        let (c, h, w) = chw(ctx.inputs[0], "channel_shuffle")?;
-        let dx = ctx.backend.channel_shuffle_backward(dy, ctx.n, c, h * w, self.groups)?;
+        let (n, c, hw) = channel_rows(ctx.layout, ctx.n, chw(ctx.inputs[0], "channel_shuffle")?);
+        let dx = ctx.backend.channel_shuffle_backward(dy, n, c, hw, self.groups)?;
         ctx.grads.send_input(0, InputGrad::New(dx))
     }
 }

@@ -5,8 +5,9 @@ use super::{ConvGeom, ConvOps};
 use crate::device::ConvWorkspace;
 use crate::element::Element;
 use crate::error::{Error, Result};
-use crate::ops::node::{chw, BackwardCtx, ForwardCtx, InputGrad, NodeOp, ParamId, Saved};
+use crate::ops::node::{channel_rows, chw, BackwardCtx, ForwardCtx, InputGrad, NodeOp, ParamId, Saved};
 use crate::ops::{Activation, Backend};
+use crate::shape::Layout;
 
 /// Configuration of a Conv2d layer, PyTorch's defaults: stride 1, padding 0, dilation 1,
 /// groups 1, bias on.
@@ -220,18 +221,19 @@ impl NodeOp for Conv2d {
     fn kept_inputs(&self, _inputs: usize, trainable: &dyn Fn(ParamId) -> bool) -> Vec<bool> {
         vec![trainable(self.weight)]
     }
-    fn workspace_bytes(&self, inputs: &[&[usize]], n: usize, elem: usize, workspace: ConvWorkspace) -> Result<usize> {
-        let g = self.geom(inputs[0], n)?;
+    fn workspace_bytes(&self, inputs: &[&[usize]], n: usize, elem: usize, workspace: ConvWorkspace, layout: Layout) -> Result<usize> {
+        let g = self.geom(inputs[0], n)?.with_layout(layout);
         Ok(ConvPath::of(&g).workspace_bytes(&g, elem, workspace))
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let g = self.geom(ctx.inputs[0], ctx.n)?;
+        let g = self.geom(ctx.inputs[0], ctx.n)?.with_layout(ctx.layout);
         let (w, b) = (ctx.params.value(self.weight), self.bias.map(|b| ctx.params.value(b)));
         let path = ConvPath::of(&g);
         let y = match (self.activation, b) {
             (Some(activation), Some(b)) if !ctx.training => {
                 let mut y = path.forward(ctx.backend, xs[0], w, None, &g)?;
-                ctx.backend.channel_bias_activation(activation, &mut y, b, g.c_out, g.oh * g.ow)?;
+                let (_, c, hw) = channel_rows(ctx.layout, ctx.n, (g.c_out, g.oh, g.ow));
+                ctx.backend.channel_bias_activation(activation, &mut y, b, c, hw)?;
                 y
             }
             (Some(_), _) => return Err(evaluation_only()),
@@ -243,7 +245,7 @@ impl NodeOp for Conv2d {
         if self.activation.is_some() {
             return Err(evaluation_only());
         }
-        let g = self.geom(ctx.inputs[0], ctx.n)?;
+        let g = self.geom(ctx.inputs[0], ctx.n)?.with_layout(ctx.layout);
         let path = ConvPath::of(&g);
         let backend = ctx.backend;
         if ctx.grads.input_needs_grad(0) {

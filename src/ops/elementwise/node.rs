@@ -71,9 +71,9 @@ impl NodeOp for Mul {
 pub struct MulChannel;
 
 impl MulChannel {
-    fn geom(input: &[usize], n: usize) -> Result<ChannelBroadcast> {
+    fn geom(input: &[usize], n: usize, layout: Layout) -> Result<ChannelBroadcast> {
         let (c, h, w) = chw(input, "mul_channel")?;
-        Ok(ChannelBroadcast { n, c, hw: h * w, per_sample: true, layout: Layout::Nchw })
+        Ok(ChannelBroadcast { n, c, hw: h * w, per_sample: true, layout })
     }
 }
 
@@ -95,11 +95,11 @@ impl NodeOp for MulChannel {
         GradFlow::AllAtOnce
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let g = Self::geom(ctx.inputs[0], ctx.n)?;
+        let g = Self::geom(ctx.inputs[0], ctx.n, ctx.layout)?;
         Ok((ctx.backend.mul_channel(xs[0], xs[1], &g)?, Saved::None))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
-        let g = Self::geom(ctx.inputs[0], ctx.n)?;
+        let g = Self::geom(ctx.inputs[0], ctx.n, ctx.layout)?;
         let (dx, ds) = ctx.backend.mul_channel_backward(ctx.kept_input(0), ctx.kept_input(1), dy, &g)?;
         ctx.grads.send_input(0, InputGrad::New(dx))?;
         ctx.grads.send_input(1, InputGrad::New(ds))

@@ -5,8 +5,9 @@
 use super::{sync, BatchNormGeom};
 use crate::element::Element;
 use crate::error::Result;
-use crate::ops::node::{chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, ParamId, Saved};
+use crate::ops::node::{channel_rows, chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, ParamId, Saved};
 use crate::ops::{Activation, Backend};
+use crate::shape::Layout;
 
 /// The parameters and state of one batch-norm layer, by id in the executor's store.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -35,9 +36,9 @@ impl BatchNorm2d {
     pub fn bn_params(&self) -> BatchNormParams {
         self.params
     }
-    fn geom(&self, input: &[usize], n: usize) -> Result<BatchNormGeom> {
-        let (c, h, w) = chw(input, "batch_norm2d")?;
-        BatchNormGeom::new(n, c, h * w, self.eps)
+    fn geom(&self, input: &[usize], n: usize, layout: Layout) -> Result<BatchNormGeom> {
+        let (n, c, hw) = channel_rows(layout, n, chw(input, "batch_norm2d")?);
+        BatchNormGeom::new(n, c, hw, self.eps)
     }
 
     /// Runs a training forward `op(backend, gamma, beta, running_mean, running_var)` that moves
@@ -74,7 +75,7 @@ impl BatchNorm2d {
 
 impl NodeOp for BatchNorm2d {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        self.geom(inputs[0], 1)?;
+        self.geom(inputs[0], 1, Layout::Nchw)?;
         Ok(inputs[0].to_vec())
     }
     fn describe(&self) -> String {
@@ -102,7 +103,7 @@ impl NodeOp for BatchNorm2d {
         GradFlow::AllAtOnce
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let g = self.geom(ctx.inputs[0], ctx.n)?;
+        let g = self.geom(ctx.inputs[0], ctx.n, ctx.layout)?;
         let (backend, p) = (ctx.backend, &self.params);
         if !ctx.training {
             let v = |id| ctx.params.value(id);
@@ -124,7 +125,7 @@ impl NodeOp for BatchNorm2d {
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
         let Saved::BnStats(stats) = ctx.saved else { unreachable!("a recorded BN keeps its statistics") };
-        let g = self.geom(ctx.inputs[0], ctx.n)?;
+        let g = self.geom(ctx.inputs[0], ctx.n, ctx.layout)?;
         let gamma = ctx.params.value(self.params.gamma);
         let (dx, dgamma, dbeta) = match ctx.batch_norm_group {
             Some(group) => sync::backward(ctx.backend, group, dy, ctx.kept_input(0), gamma, stats, &g)?,
@@ -190,7 +191,7 @@ impl NodeOp for BatchNormAct {
         GradFlow::AllAtOnce
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let g = self.bn.geom(ctx.inputs[0], ctx.n)?;
+        let g = self.bn.geom(ctx.inputs[0], ctx.n, ctx.layout)?;
         let residual = self.residual.then(|| xs[1]);
         if !ctx.training {
             // Evaluation is off the fused path (evaluation folds batch norms into convolutions
@@ -209,7 +210,7 @@ impl NodeOp for BatchNormAct {
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
         let Saved::BnStats(stats) = ctx.saved else { unreachable!("a recorded BN keeps its statistics") };
-        let g = self.bn.geom(ctx.inputs[0], ctx.n)?;
+        let g = self.bn.geom(ctx.inputs[0], ctx.n, ctx.layout)?;
         let p = self.bn.params;
         let (gamma, beta) = (ctx.params.value(p.gamma), ctx.params.value(p.beta));
         let residual = self.residual.then(|| ctx.kept_input(1));

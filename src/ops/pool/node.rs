@@ -75,13 +75,13 @@ impl NodeOp for MaxPool2d {
         n * numel(output) * std::mem::size_of::<u32>()
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let g = self.window.geom(ctx.inputs[0], ctx.n, true)?;
+        let g = self.window.geom(ctx.inputs[0], ctx.n, true)?.with_layout(ctx.layout);
         let (y, indices) = ctx.backend.max_pool2d_forward(xs[0], &g)?;
         Ok((y, if ctx.record { Saved::Indices(indices) } else { Saved::None }))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
         let Saved::Indices(indices) = ctx.saved else { unreachable!("a recorded max-pool keeps its argmax") };
-        let dx = ctx.backend.max_pool2d_backward(dy, indices, &self.window.geom(ctx.inputs[0], ctx.n, true)?)?;
+        let dx = ctx.backend.max_pool2d_backward(dy, indices, &self.window.geom(ctx.inputs[0], ctx.n, true)?.with_layout(ctx.layout))?;
         ctx.grads.send_input(0, InputGrad::New(dx))
     }
 }
@@ -113,11 +113,11 @@ impl NodeOp for AvgPool2d {
         self.window.describe("avgpool")
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        let g = self.window.geom(ctx.inputs[0], ctx.n, self.count_include_pad)?;
+        let g = self.window.geom(ctx.inputs[0], ctx.n, self.count_include_pad)?.with_layout(ctx.layout);
         Ok((ctx.backend.avg_pool2d_forward(xs[0], &g)?, Saved::None))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
-        let g = self.window.geom(ctx.inputs[0], ctx.n, self.count_include_pad)?;
+        let g = self.window.geom(ctx.inputs[0], ctx.n, self.count_include_pad)?.with_layout(ctx.layout);
         let dx = ctx.backend.avg_pool2d_backward(dy, &g)?;
         ctx.grads.send_input(0, InputGrad::New(dx))
     }
@@ -154,10 +154,10 @@ impl NodeOp for AdaptiveAvgPool2d {
         format!("adaptive avgpool {}x{}", self.output.0, self.output.1)
     }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
-        Ok((ctx.backend.adaptive_avg_pool2d_forward(xs[0], &self.geom(ctx.inputs[0], ctx.n)?)?, Saved::None))
+        Ok((ctx.backend.adaptive_avg_pool2d_forward(xs[0], &self.geom(ctx.inputs[0], ctx.n)?.with_layout(ctx.layout))?, Saved::None))
     }
     fn backward<E: Element, B: Backend<E>>(&self, ctx: &mut BackwardCtx<'_, E, B>, dy: &B::Buf) -> Result<()> {
-        let dx = ctx.backend.adaptive_avg_pool2d_backward(dy, &self.geom(ctx.inputs[0], ctx.n)?)?;
+        let dx = ctx.backend.adaptive_avg_pool2d_backward(dy, &self.geom(ctx.inputs[0], ctx.n)?.with_layout(ctx.layout))?;
         ctx.grads.send_input(0, InputGrad::New(dx))
     }
 }

@@ -233,9 +233,9 @@ impl<'g> GraphWriter<'g> {
         self.add("Reshape", name, &[x, &target], output, vec![]);
     }
 
-    /// Emits node `id` with its output named `out`; nodes that compute nothing in evaluation
-    /// (dropout, a one-input concat, an adaptive pool to the input's own size) only name their
-    /// input's value, unless they are the graph's output.
+    /// Emits node `id` with its output named `out`; nodes that compute nothing in evaluation or on
+    /// ONNX's NCHW tensors (dropout, a one-input concat, an adaptive pool to the input's own size,
+    /// a layout conversion) only name their input's value, unless they are the graph's output.
     fn node(&mut self, id: NodeId, out: String) -> Result<()> {
         let graph = self.graph;
         let node = &graph.nodes[id];
@@ -359,6 +359,9 @@ impl<'g> GraphWriter<'g> {
                 self.reshape(name, &swapped, &[0, c, h, w], &out);
             }
             Op::Dropout(_) => alias = true,
+            // ONNX tensors are NCHW whatever order the run stores them in: a conversion is the
+            // same tensor.
+            Op::Relayout(_) => alias = true,
         }
         if alias && out == OUTPUT {
             self.add("Identity", name, &[x], &out, vec![]);
