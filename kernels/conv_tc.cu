@@ -170,7 +170,10 @@ CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
     CONV_TC_GEMM_KERNELS(conv_forward_gemm, FORWARD, FORMAT, IN, , )                              \
     CONV_TC_GEMM_KERNELS(conv_filter_gemm, FILTER, FORMAT, IN, , )                                \
     CONV_TC_GEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, FORMAT, IN, , )                      \
-    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128)
+    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128) \
+    CONV_TC_GEMM_KERNELS(conv_nhwc_gemm, NHWC, FORMAT, IN, , )                                    \
+    CONV_TC_GEMM_KERNELS(conv_nhwc_filter_gemm, NHWC_FILTER, FORMAT, IN, , )                      \
+    CONV_TC_GEMM_KERNELS(conv_nhwc_data_phase_gemm, NHWC_DATA_PHASE, FORMAT, IN, , )
 #define TC_COMMA ,
 CONV_TC_FORMAT(bf16, TC_BF16)
 CONV_TC_FORMAT(f16, TC_F16)

@@ -7,7 +7,10 @@
 //! (`training_tc_input`), the same GEMMs run on the tensor cores (kernels/conv_tc.cu: the same
 //! operands, arguments and grids on tensor-core tiles), pointwise convolutions included.
 
+mod nhwc;
+
 use super::{ConvGeom, ConvOps};
+use crate::shape::Layout;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::device::driver::{KernelArg, LaunchConfig};
@@ -124,6 +127,9 @@ fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
 /// and in the implicit data gradient the weight packed for its GEMM. On the `tensor_cores` a
 /// pointwise convolution runs the implicit GEMMs too.
 pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize, tensor_cores: bool) -> usize {
+    if g.layout == Layout::Nhwc {
+        return nhwc::workspace_bytes(g, sms, tensor_cores);
+    }
     let f32_bytes = std::mem::size_of::<f32>();
     let partials = |spec: &GemmSpec<f32>| match spec.plan(SplitK::Auto, sms).k_split.splits {
         1 => 0,
@@ -346,12 +352,21 @@ impl GpuBackend {
 impl ConvOps<f32> for GpuBackend {
     fn conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
-        let plane = g.oh * g.ow;
         let mut y = self.alloc::<f32>(g.y_len())?;
-        match self.pointwise_gemm(g, false) {
-            Some(spec) => self.gemm(&spec, w, x, &mut y)?,
-            None => self.forward_implicit(x, w, g, &mut y)?,
-        }
+        // The bias is added per channel: of each NCHW plane, or of each NHWC pixel.
+        let plane = match g.layout {
+            Layout::Nchw => {
+                match self.pointwise_gemm(g, false) {
+                    Some(spec) => self.gemm(&spec, w, x, &mut y)?,
+                    None => self.forward_implicit(x, w, g, &mut y)?,
+                }
+                g.oh * g.ow
+            }
+            Layout::Nhwc => {
+                self.forward_nhwc(x, w, g, &mut y)?;
+                1
+            }
+        };
         if let Some(b) = bias {
             self.add_bias(&mut y, b, g.c_out, plane)?;
         }
@@ -362,6 +377,10 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let mut dx = self.alloc::<f32>(g.x_len())?;
+        if g.layout == Layout::Nhwc {
+            self.backward_data_nhwc(dy, w, g, &mut dx)?;
+            return Ok(dx);
+        }
         match self.pointwise_gemm(g, true) {
             Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
             None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,
@@ -375,7 +394,11 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let cout_g = g.c_out_per_group();
-        let dw = self.alloc::<f32>(g.weight_len())?;
+        let mut dw = self.alloc::<f32>(g.weight_len())?;
+        if g.layout == Layout::Nhwc {
+            self.backward_filter_nhwc(x, dy, g, &mut dw)?;
+            return Ok(dw);
+        }
         // Per group: dW_g [C_out/g, k] = dy_g [C_out/g, n * plane] x im2col(x)_g^T, in one GEMM
         // over the whole batch (K = n * plane, split as the device needs).
         let spec = filter_spec(g);
@@ -394,7 +417,11 @@ impl ConvOps<f32> for GpuBackend {
 
     fn conv2d_backward_bias(&self, dy: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
-        self.bias_grad(dy, g.n, g.c_out, g.oh * g.ow)
+        match g.layout {
+            Layout::Nchw => self.bias_grad(dy, g.n, g.c_out, g.oh * g.ow),
+            // The columns of dy's [pixels, C_out] matrix.
+            Layout::Nhwc => self.bias_grad(dy, g.n * g.oh * g.ow, g.c_out, 1),
+        }
     }
 
     fn depthwise_conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
