@@ -41,23 +41,24 @@ CONV_SGEMM_KERNELS(conv_nhwc_data_phase_gemm, NHWC_DATA_PHASE, 2, 1)
 // per packed element of blockIdx.z's matrix; the grid covers the weight's elements, the threads
 // past a smaller phase's return.
 
-// Row c, column r of group blockIdx.z's flipped weight, at its place in `flipped`.
+// Row c, column r of group blockIdx.z's flipped weight, at its place in `flipped` (K in the
+// channels-last GEMM's order when channels_last).
 extern "C" __global__ void pack_flipped_weights(float* __restrict__ flipped, const float* __restrict__ w,
-                                                int cin, int cout, int taps) {
+                                                int cin, int cout, int taps, int channels_last) {
     int K = cout * taps;
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= cin * K) return;
     size_t group = (size_t)blockIdx.z * cin * K;
-    GemmFlippedWeights weights{w + group, cin, taps};
+    GemmFlippedWeights weights{w + group, cin, cout, taps, channels_last};
     int c = idx / K;
     flipped[group + idx] = weights.at(c, idx - c * K);
 }
 
 // Row c, column r of group blockIdx.z / phases' weight of phase blockIdx.z % phases, at its place
-// in `packed` (ConvPhase::taps_before).
+// in `packed` (ConvPhase::taps_before; K in the channels-last GEMM's order when channels_last).
 extern "C" __global__ void pack_phase_weights(float* __restrict__ packed, const float* __restrict__ w,
                                               int cin, int cout, int phases, int H, int W, int KH, int KW,
-                                              int sh, int sw, int ph, int pw, int dh, int dw) {
+                                              int sh, int sw, int ph, int pw, int dh, int dw, int channels_last) {
     int group = blockIdx.z / phases;
     int p = blockIdx.z - group * phases;
     ConvPhase phase(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
@@ -65,7 +66,7 @@ extern "C" __global__ void pack_phase_weights(float* __restrict__ packed, const 
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= cin * K) return;
     size_t base = (size_t)group * cin * cout * KH * KW;
-    GemmPhaseWeights weights{w + base, cin, KH, KW, phase};
+    GemmPhaseWeights weights{w + base, cin, KH, KW, phase, cout, channels_last};
     int c = idx / K;
     size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * cin * cout;
     packed[base + before + idx] = weights.at(c, idx - c * K);
@@ -73,69 +74,28 @@ extern "C" __global__ void pack_phase_weights(float* __restrict__ packed, const 
 
 // ---- The channels-last GEMMs' weights: K in (ki, kj, c) order, the channels innermost.
 
-// The forward's weight as [C_out, KH, KW, C_in/g]: element (o, tap, c) from w[o][c][tap]; one
-// thread per element.
+// Where element idx of a weight packed channels-last ([C_out, KH, KW, C_in/g], `taps` = KH * KW)
+// lies in PyTorch's [C_out, C_in/g, KH, KW].
+__device__ __forceinline__ size_t nhwc_weight_source(int idx, int cin, int taps) {
+    int per_o = taps * cin;
+    int o = idx / per_o;
+    int r = idx - o * per_o;
+    int tap = r / cin;
+    return ((size_t)o * cin + r - tap * cin) * taps + tap;
+}
+
+// The forward's weight packed channels-last; one thread per element.
 extern "C" __global__ void pack_nhwc_weights(float* __restrict__ packed, const float* __restrict__ w, int cin,
                                              int taps, int total) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= total) return;
-    int per_o = taps * cin;
-    int o = idx / per_o;
-    int r = idx - o * per_o;
-    int tap = r / cin;
-    packed[idx] = w[((size_t)o * cin + r - tap * cin) * taps + tap];
+    if (idx < total) packed[idx] = w[nhwc_weight_source(idx, cin, taps)];
 }
 
-// pack_nhwc_weights' inverse: the channels-last weight gradient [C_out, KH, KW, C_in/g] into
-// PyTorch's [C_out, C_in/g, KH, KW].
+// pack_nhwc_weights' inverse: the channels-last weight gradient into PyTorch's order.
 extern "C" __global__ void unpack_nhwc_filter(float* __restrict__ w, const float* __restrict__ packed, int cin,
                                               int taps, int total) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= total) return;
-    int per_o = taps * cin;
-    int o = idx / per_o;
-    int r = idx - o * per_o;
-    int tap = r / cin;
-    w[((size_t)o * cin + r - tap * cin) * taps + tap] = packed[idx];
-}
-
-// Group blockIdx.z's flipped weight for the channels-last stride-1 data gradient, [C_in/g,
-// taps * C_out/g]: row c, column t * cout + o holds W[o][c][taps - 1 - t] (the reversed window's
-// tap t).
-extern "C" __global__ void pack_nhwc_flipped_weights(float* __restrict__ flipped, const float* __restrict__ w,
-                                                     int cin, int cout, int taps) {
-    int K = cout * taps;
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= cin * K) return;
-    size_t group = (size_t)blockIdx.z * cin * K;
-    int c = idx / K;
-    int r = idx - c * K;
-    int t = r / cout;
-    int o = r - t * cout;
-    flipped[group + idx] = w[group + ((size_t)o * cin + c) * taps + (taps - 1 - t)];
-}
-
-// Group blockIdx.z / phases' weight of phase blockIdx.z % phases for the channels-last strided
-// data gradient, [C_in/g, taps of the phase * C_out/g]: row c, column (t * w.taps + u) * cout + o
-// holds W[o][c][h.first + t * h.step][w.first + u * w.step], at its place in `packed`
-// (ConvPhase::taps_before).
-extern "C" __global__ void pack_nhwc_phase_weights(float* __restrict__ packed, const float* __restrict__ w,
-                                                   int cin, int cout, int phases, int H, int W, int KH, int KW,
-                                                   int sh, int sw, int ph, int pw, int dh, int dw) {
-    int group = blockIdx.z / phases;
-    int p = blockIdx.z - group * phases;
-    ConvPhase phase(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
-    int K = cout * phase.taps();
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= cin * K) return;
-    size_t base = (size_t)group * cin * cout * KH * KW;
-    int c = idx / K;
-    int o, t, u;
-    conv_phase_tap_nhwc(phase, cout, idx - c * K, o, t, u);
-    int ki = phase.h.first + t * phase.h.step;
-    int kj = phase.w.first + u * phase.w.step;
-    size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * cin * cout;
-    packed[base + before + idx] = w[base + (((size_t)o * cin + c) * KH + ki) * KW + kj];
+    if (idx < total) w[nhwc_weight_source(idx, cin, taps)] = packed[idx];
 }
 
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does

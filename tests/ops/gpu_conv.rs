@@ -299,8 +299,8 @@ fn nhwc_launches(p: Precision, g: &ConvGeom) -> Vec<String> {
     want.extend(forward());
     want.extend(match (g.is_pointwise() && g.groups == 1, g.sh * g.sw > 1) {
         (true, _) => vec![plain("nn")],
-        (false, false) => vec!["conv::pack_nhwc_flipped_weights".to_string(), kernel_at(p, "conv_nhwc_gemm")],
-        (false, true) => vec!["conv::pack_nhwc_phase_weights".to_string(), kernel_at(p, "conv_nhwc_data_phase_gemm")],
+        (false, false) => vec!["conv::pack_flipped_weights".to_string(), kernel_at(p, "conv_nhwc_gemm")],
+        (false, true) => vec!["conv::pack_phase_weights".to_string(), kernel_at(p, "conv_nhwc_data_phase_gemm")],
     });
     want.extend(match g.is_pointwise() && g.groups == 1 {
         true => vec![plain("tn")],
@@ -348,7 +348,7 @@ fn channels_last_gemms_split_k_and_take_the_larger_tiles() {
     // once: the data gradient's GEMM is the forward's, so its reduction follows the weight pack.
     let forward = |p| kernel_at(p, "conv_nhwc_gemm");
     let filter = |p| kernel_at(p, "conv_nhwc_filter_gemm");
-    let data = |_| "conv::pack_nhwc_flipped_weights".to_string();
+    let data = |_| "conv::pack_flipped_weights".to_string();
     let cases: [(Config, fn(Precision) -> String); 3] = [
         ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), forward),
         ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), filter),

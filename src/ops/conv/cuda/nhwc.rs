@@ -5,15 +5,16 @@
 //! - forward: y_g [pixels, C_out/g] = im2col(x)_g [pixels, K] x the weight packed as
 //!   [C_out, KH, KW, C_in/g] (pack_nhwc_weights), transposed;
 //! - stride-1 data gradient: the same GEMM on dy with the reversed window and the flipped weight
-//!   packed as [C_in/g, KH, KW, C_out/g] (pack_nhwc_flipped_weights);
-//! - strided data gradient: by stride phase as the NCHW one, each phase's rows its pixels;
+//!   packed as [C_in/g, KH, KW, C_out/g] (pack_flipped_weights, channels last);
+//! - strided data gradient: by stride phase as the NCHW one (pack_phase_weights, channels last),
+//!   each phase's GEMM rows its pixels (conv_nhwc_data_phase_gemm);
 //! - weight gradient: dW_g [C_out/g, K] = dy_g^T x im2col(x)_g over the batch's pixels (split-K
 //!   as planned), then put into PyTorch's [C_out, C_in/g, KH, KW] (unpack_nhwc_filter);
 //! - a 1x1 stride-1 unpadded convolution of one group: plain GEMMs on the [pixels, channels]
 //!   matrices the tensors are (on the tensor-core tiles when the run's operands take them);
 //! - bias and its gradient: the [pixels, C_out] matrix's columns.
 
-use super::{group_gemm_dims, group_spec, window_args};
+use super::{group_gemm_dims, group_spec, phase_geometry_args};
 use crate::device::driver::KernelArg;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
@@ -147,8 +148,7 @@ impl GpuBackend {
     /// padding) and the flipped, transposed weight, in the forward's GEMM.
     fn backward_data_direct_nhwc(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
         let (cout_g, cin_g, taps) = (g.c_out_per_group(), g.c_in_per_group(), g.kh * g.kw);
-        let pack_args = [int(cin_g, "conv input channels per group")?, int(cout_g, "conv output channels per group")?, int(taps, "conv taps")?];
-        let (flipped, vec_w) = self.pack_data_weights("pack_nhwc_flipped_weights", w, g, g.groups, &pack_args)?;
+        let (flipped, vec_w) = self.pack_flipped_weights(w, g)?;
         let reversed_pad = |d: usize, k: usize, p: usize| d as i64 * (k as i64 - 1) - p as i64;
         let mut operands = vec![flipped.arg(), dy.arg(), stride_arg(cout_g * cin_g * taps, "conv weight group")?, stride_arg(cout_g, "conv output-gradient group")?];
         operands.extend(nhwc_window((g.oh, g.ow), g.c_out, cout_g, g, (1, 1), (reversed_pad(g.dh, g.kh, g.ph), reversed_pad(g.dw, g.kw, g.pw)), (g.h, g.w))?);
@@ -167,39 +167,10 @@ impl GpuBackend {
         if spec.m.div_ceil(tile.rows()) > MAX_GRID_YZ {
             return Err(Error::shape(format!("conv input gradient has {} pixels per stride phase, more than one launch covers", spec.m)));
         }
-        let (cin_g, cout_g) = (g.c_in_per_group(), g.c_out_per_group());
-        let phases = g.sh * g.sw;
-        let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w_arg] = window_args(g)?;
-        let (cin_arg, cout_arg) = (int(cin_g, "conv input channels per group")?, int(cout_g, "conv output channels per group")?);
-        let phases_arg = int(phases, "conv stride phases")?;
-        let pack_args = [cin_arg, cout_arg, phases_arg, h, w_arg, kh, kw, sh, sw, ph, pw, dh, dw];
-        let (packed, vec_w) = self.pack_data_weights("pack_nhwc_phase_weights", w, g, g.groups * phases, &pack_args)?;
-        let args = [
-            dx.arg(),
-            packed.arg(),
-            dy.arg(),
-            cin_arg,
-            int(g.n, "batch")?,
-            phases_arg,
-            stride_arg(cout_g * cin_g * g.kh * g.kw, "conv weight group")?,
-            cout_arg,
-            int(g.c_in, "conv input channels")?,
-            int(g.c_out, "conv output channels")?,
-            h,
-            w_arg,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-            oh,
-            ow,
-            vec_w,
-            nhwc_vec(dx.ptr(), g, g.c_in),
-        ];
+        let (_packed, vec_w, mut args) = self.phase_gemm_head(dx, dy, w, g)?;
+        args.extend([int(g.c_out_per_group(), "conv output channels per group")?, int(g.c_in, "conv input channels")?, int(g.c_out, "conv output channels")?]);
+        args.extend(phase_geometry_args(g)?);
+        args.extend([vec_w, nhwc_vec(dx.ptr(), g, g.c_in)]);
         let (module, kernel) = self.conv_gemm_kernel("conv_nhwc_data_phase_gemm");
         self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
