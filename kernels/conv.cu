@@ -28,29 +28,37 @@ GEMM_KERNEL(conv_data_phase_gemm_64x128, conv_data_phase_gemm_body, CONV_DATA_PH
 GEMM_KERNEL(conv_data_phase_gemm_128, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS,
                  CONV_DATA_PHASE_ARGS, 1, SgemmTile<128, 128>, 128)
 
+// The channels-last GEMMs (conv_gemm.cuh): forward and stride-1 data gradient share one body
+// (an NHWC im2col times a packed weight), the weight gradient and the strided data gradient by
+// phase. Blocks per SM as their NCHW counterparts'.
+CONV_SGEMM_KERNELS(conv_nhwc_gemm, NHWC, 2, 2)
+CONV_SGEMM_KERNELS(conv_nhwc_filter_gemm, NHWC_FILTER, 3, 2)
+CONV_SGEMM_KERNELS(conv_nhwc_data_phase_gemm, NHWC_DATA_PHASE, 2, 1)
+
 // ---- The data gradient's weights packed as its GEMMs read them: each group's (and phase's)
 // [C_in/g, K] matrix of GemmFlippedWeights or GemmPhaseWeights written densely, so the GEMM's
 // every block reads it with 16-byte loads instead of gathering it from the filters. One thread
 // per packed element of blockIdx.z's matrix; the grid covers the weight's elements, the threads
 // past a smaller phase's return.
 
-// Row c, column r of group blockIdx.z's flipped weight, at its place in `flipped`.
+// Row c, column r of group blockIdx.z's flipped weight, at its place in `flipped` (K in the
+// channels-last GEMM's order when channels_last).
 extern "C" __global__ void pack_flipped_weights(float* __restrict__ flipped, const float* __restrict__ w,
-                                                int cin, int cout, int taps) {
+                                                int cin, int cout, int taps, int channels_last) {
     int K = cout * taps;
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= cin * K) return;
     size_t group = (size_t)blockIdx.z * cin * K;
-    GemmFlippedWeights weights{w + group, cin, taps};
+    GemmFlippedWeights weights{w + group, cin, cout, taps, channels_last};
     int c = idx / K;
     flipped[group + idx] = weights.at(c, idx - c * K);
 }
 
 // Row c, column r of group blockIdx.z / phases' weight of phase blockIdx.z % phases, at its place
-// in `packed` (ConvPhase::taps_before).
+// in `packed` (ConvPhase::taps_before; K in the channels-last GEMM's order when channels_last).
 extern "C" __global__ void pack_phase_weights(float* __restrict__ packed, const float* __restrict__ w,
                                               int cin, int cout, int phases, int H, int W, int KH, int KW,
-                                              int sh, int sw, int ph, int pw, int dh, int dw) {
+                                              int sh, int sw, int ph, int pw, int dh, int dw, int channels_last) {
     int group = blockIdx.z / phases;
     int p = blockIdx.z - group * phases;
     ConvPhase phase(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
@@ -58,10 +66,36 @@ extern "C" __global__ void pack_phase_weights(float* __restrict__ packed, const 
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= cin * K) return;
     size_t base = (size_t)group * cin * cout * KH * KW;
-    GemmPhaseWeights weights{w + base, cin, KH, KW, phase};
+    GemmPhaseWeights weights{w + base, cin, KH, KW, phase, cout, channels_last};
     int c = idx / K;
     size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * cin * cout;
     packed[base + before + idx] = weights.at(c, idx - c * K);
+}
+
+// ---- The channels-last GEMMs' weights: K in (ki, kj, c) order, the channels innermost.
+
+// Where element idx of a weight packed channels-last ([C_out, KH, KW, C_in/g], `taps` = KH * KW)
+// lies in PyTorch's [C_out, C_in/g, KH, KW].
+__device__ __forceinline__ size_t nhwc_weight_source(int idx, int cin, int taps) {
+    int per_o = taps * cin;
+    int o = idx / per_o;
+    int r = idx - o * per_o;
+    int tap = r / cin;
+    return ((size_t)o * cin + r - tap * cin) * taps + tap;
+}
+
+// The forward's weight packed channels-last; one thread per element.
+extern "C" __global__ void pack_nhwc_weights(float* __restrict__ packed, const float* __restrict__ w, int cin,
+                                             int taps, int total) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx < total) packed[idx] = w[nhwc_weight_source(idx, cin, taps)];
+}
+
+// pack_nhwc_weights' inverse: the channels-last weight gradient into PyTorch's order.
+extern "C" __global__ void unpack_nhwc_filter(float* __restrict__ w, const float* __restrict__ packed, int cin,
+                                              int taps, int total) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx < total) w[nhwc_weight_source(idx, cin, taps)] = packed[idx];
 }
 
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does

@@ -18,6 +18,7 @@
 #define CONV_GEMM_PARAMS                                                                          \
     float *out, float *partial, int M, int N, int K, int splits, int k_per_split,                 \
         long long out_group, int out_plane, long long out_image, int vec_out
+#define CONV_GEMM_ARGS out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out
 #define CONV_GEMM_SETUP                                                                           \
     int group = blockIdx.z / splits;                                                              \
     int k_begin = (blockIdx.z - group * splits) * k_per_split;                                    \
@@ -37,14 +38,24 @@
 // slice of it would scatter over several output channels' filters, so pack_flipped_weights
 // (conv.cu) packs it once per pass into a dense [C_in/g, C_out/g * KH * KW] matrix per group,
 // which the GEMM reads with 16-byte loads.
+// The channels-last stride-1 data gradient reads it with the output channel innermost: there
+// column (ki * KW + kj) * C_out/g + o holds W[o][c][KH-1-ki][KW-1-kj].
 struct GemmFlippedWeights {
     static constexpr bool vectorizable = false;
     const float* w;
     int cin;
+    int cout;
     int taps;
+    int channels_last;
     __device__ __forceinline__ float at(int c, int r) const {
-        int o = r / taps;
-        int tap = r - o * taps;
+        int o, tap;
+        if (channels_last) {
+            tap = r / cout;
+            o = r - tap * cout;
+        } else {
+            o = r / taps;
+            tap = r - o * taps;
+        }
         return w[((size_t)o * cin + c) * taps + (taps - 1 - tap)];
     }
 };
@@ -115,6 +126,14 @@ struct ConvPhase {
         t = tap / w.taps;
         u = tap - t * w.taps;
     }
+    // The channels-last phase GEMMs' K order, the output channel innermost: r = (t * w.taps +
+    // u) * cout + o.
+    __device__ __forceinline__ void tap_of_channels_last(int r, int cout, int& o, int& t, int& u) const {
+        int tap = r / cout;
+        o = r - tap * cout;
+        t = tap / w.taps;
+        u = tap - t * w.taps;
+    }
     __device__ __forceinline__ void pixel_of(int c, int& image, int& a, int& b) const {
         int per_image = plane();
         image = c / per_image;
@@ -124,8 +143,8 @@ struct ConvPhase {
     }
 };
 
-// A phase's weight [C_in/g, C_out/g * taps]: row c, column r = (o, t, u) holds
-// W[o][c][h.first + t * h.step][w.first + u * w.step]. pack_phase_weights (conv.cu) packs every
+// A phase's weight [C_in/g, C_out/g * taps]: row c, column r = (o, t, u) (or (t, u, o) for the
+// channels-last GEMM) holds W[o][c][h.first + t * h.step][w.first + u * w.step]. pack_phase_weights (conv.cu) packs every
 // phase's densely, one after the other (ConvPhase::taps_before), for the phase GEMM's 16-byte
 // loads.
 struct GemmPhaseWeights {
@@ -133,9 +152,14 @@ struct GemmPhaseWeights {
     const float* w;
     int cin, KH, KW;
     ConvPhase phase;
+    int cout;
+    int channels_last;  // K in the channels-last phase GEMM's order (tap_of_channels_last)
     __device__ __forceinline__ float at(int c, int r) const {
         int o, t, u;
-        phase.tap_of(r, o, t, u);
+        if (channels_last)
+            phase.tap_of_channels_last(r, cout, o, t, u);
+        else
+            phase.tap_of(r, o, t, u);
         int ki = phase.h.first + t * phase.h.step;
         int kj = phase.w.first + u * phase.w.step;
         return w[(((size_t)o * cin + c) * KH + ki) * KW + kj];
@@ -185,9 +209,7 @@ struct GemmPhaseOut {
 #define CONV_FORWARD_PARAMS                                                                       \
     CONV_GEMM_PARAMS, const float *w, const float *x, long long w_group, long long x_group,       \
         CONV_WINDOW_PARAMS, int vec_w
-#define CONV_FORWARD_ARGS                                                                         \
-    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, w, x,  \
-        w_group, x_group, CONV_WINDOW, vec_w
+#define CONV_FORWARD_ARGS CONV_GEMM_ARGS, w, x, w_group, x_group, CONV_WINDOW, vec_w
 template <class Tile>
 __device__ __forceinline__ void conv_forward_gemm_body(CONV_FORWARD_PARAMS) {
     CONV_GEMM_SETUP
@@ -201,9 +223,7 @@ __device__ __forceinline__ void conv_forward_gemm_body(CONV_FORWARD_PARAMS) {
 #define CONV_FILTER_PARAMS                                                                        \
     CONV_GEMM_PARAMS, const float *dy, const float *x, long long dy_group, long long dy_image,    \
         long long x_group, CONV_WINDOW_PARAMS, int vec_dy
-#define CONV_FILTER_ARGS                                                                          \
-    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, dy, x, \
-        dy_group, dy_image, x_group, CONV_WINDOW, vec_dy
+#define CONV_FILTER_ARGS CONV_GEMM_ARGS, dy, x, dy_group, dy_image, x_group, CONV_WINDOW, vec_dy
 template <class Tile>
 __device__ __forceinline__ void conv_filter_gemm_body(CONV_FILTER_PARAMS) {
     CONV_GEMM_SETUP
@@ -219,9 +239,7 @@ __device__ __forceinline__ void conv_filter_gemm_body(CONV_FILTER_PARAMS) {
 #define CONV_DATA_DIRECT_PARAMS                                                                   \
     CONV_GEMM_PARAMS, const float *flipped, const float *dy, long long w_group, long long dy_group, \
         CONV_WINDOW_PARAMS, int vec_w
-#define CONV_DATA_DIRECT_ARGS                                                                     \
-    out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out, flipped, \
-        dy, w_group, dy_group, CONV_WINDOW, vec_w
+#define CONV_DATA_DIRECT_ARGS CONV_GEMM_ARGS, flipped, dy, w_group, dy_group, CONV_WINDOW, vec_w
 template <class Tile>
 __device__ __forceinline__ void conv_data_direct_gemm_body(CONV_DATA_DIRECT_PARAMS) {
     CONV_GEMM_SETUP
@@ -256,4 +274,127 @@ __device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS
     GemmPhaseGather b{dy + group * dy_group, OH, OW, dy_image, phase};
     GemmPhaseOut out{dx + group * dx_group, H, W, dx_image, phase};
     Tile::template run<true, false>(a, b, out, M, N, 0, K, 1.f, 0.f, vec_w, 0, 0);
+}
+
+// ---- Channels-last (NHWC) convolution GEMMs. A GEMM's K is ordered (ki, kj, c) with the
+// channels innermost, so the gather of one tap's channels reads consecutive addresses of a pixel;
+// GEMM rows (forward, data gradient) are pixels and columns channels, so each output row is one
+// pixel's channels, written in place with the tensor's row stride (all its channels) and the
+// group's first channel as the base.
+
+// The im2col matrix of an NHWC tensor read as pixels x K: row image * OH * OW + oh * OW + ow,
+// column k = (ki * KW + kj) * Cg + c holds x[image][ih][iw][c] of the group's channels (x points at
+// the group's first channel, C is the pixel stride) with ih = oh * sh - ph + ki * dh and
+// iw = ow * sw - pw + kj * dw, 0 in the padding. The same struct gathers dy for the stride-1 data
+// gradient (its reversed window: stride 1, padding dilation * (kernel - 1) - padding, which may be
+// negative). GEMMs read it as M x K (rows pixels) or, for the filter gradient, as K x N (rows K).
+struct GemmIm2colNhwc {
+    static constexpr bool vectorizable = false;
+    const float* x;
+    int H, W, C, Cg, KW, sh, sw, ph, pw, dh, dw, OW, plane;
+    __device__ __forceinline__ float at(int pixel, int k) const {
+        int tap = k / Cg;
+        int ki = tap / KW;
+        int image, ih, iw;
+        if (!conv_tap_input(pixel, ki, tap - ki * KW, H, W, sh, sw, ph, pw, dh, dw, OW, plane, image, ih, iw)) return 0.f;
+        return x[((size_t)(image * H + ih) * W + iw) * C + k - tap * Cg];
+    }
+};
+// The window of a GemmIm2colNhwc (its fields after the pointer).
+#define CONV_NHWC_WINDOW_PARAMS                                                                   \
+    int H, int W, int C, int Cg, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OW, int plane
+#define CONV_NHWC_WINDOW H, W, C, Cg, KW, sh, sw, ph, pw, dh, dw, OW, plane
+
+// Forward and stride-1 data gradient: out_g [pixels, cols] = im2col(src)_g [pixels, K] x
+// packed_g^T, packed_g [cols, K] row-major. Forward: src x, cols C_out/g, packed the weight as
+// [C_out, KH, KW, C_in/g] (pack_nhwc_weights). Stride-1 data gradient: src dy with the reversed
+// window, cols C_in/g, packed the flipped weight [C_in/g, KH, KW, C_out/g] per group
+// (pack_flipped_weights, channels last). `src` advances src_group per group.
+#define CONV_NHWC_PARAMS                                                                          \
+    CONV_GEMM_PARAMS, const float *packed, const float *src, long long w_group, long long src_group, \
+        CONV_NHWC_WINDOW_PARAMS, int vec_w
+#define CONV_NHWC_ARGS CONV_GEMM_ARGS, packed, src, w_group, src_group, CONV_NHWC_WINDOW, vec_w
+template <class Tile>
+__device__ __forceinline__ void conv_nhwc_gemm_body(CONV_NHWC_PARAMS) {
+    CONV_GEMM_SETUP
+    GemmIm2colNhwc a{src + group * src_group, CONV_NHWC_WINDOW};
+    GemmDense b{packed + group * w_group, K};
+    Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, 0, vec_w, vec_out);
+}
+
+// Weight gradient: dW_g [C_out/g, K] = dy_g^T x im2col(x)_g over every pixel of the batch, K in
+// (ki, kj, c) order (unpack_nhwc_filter puts it in PyTorch's order); dy [pixels, C_out] read in
+// place as K x M (rows its channels, ld C_out), im2col(x) as K x N.
+#define CONV_NHWC_FILTER_PARAMS                                                                   \
+    CONV_GEMM_PARAMS, const float *dy, const float *x, int dy_ld, long long x_group,              \
+        CONV_NHWC_WINDOW_PARAMS, int vec_dy
+#define CONV_NHWC_FILTER_ARGS CONV_GEMM_ARGS, dy, x, dy_ld, x_group, CONV_NHWC_WINDOW, vec_dy
+template <class Tile>
+__device__ __forceinline__ void conv_nhwc_filter_gemm_body(CONV_NHWC_FILTER_PARAMS) {
+    CONV_GEMM_SETUP
+    GemmDense a{dy + group * M, dy_ld};
+    GemmIm2colNhwc b{x + group * x_group, CONV_NHWC_WINDOW};
+    Tile::template run<false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, 0, vec_out);
+}
+
+// The phase's gather of NHWC dy as [images * phase plane, taps * C_out/g]: row (image, a, b),
+// column (t, u, o) holds dy[image][a + h.offset - t * h.advance][b + w.offset - u * w.advance][o]
+// of the group's channels (dy at the group's first, C its pixel stride), 0 outside dy.
+struct GemmPhaseGatherNhwc {
+    static constexpr bool vectorizable = false;
+    const float* dy;
+    int OH, OW, C, cout;
+    ConvPhase phase;
+    __device__ __forceinline__ float at(int pixel, int r) const {
+        int o, t, u, image, a, b;
+        phase.tap_of_channels_last(r, cout, o, t, u);
+        phase.pixel_of(pixel, image, a, b);
+        int oh = a + phase.h.offset - t * phase.h.advance;
+        int ow = b + phase.w.offset - u * phase.w.advance;
+        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return 0.f;
+        return dy[((size_t)(image * OH + oh) * OW + ow) * C + o];
+    }
+};
+
+// Where a phase's NHWC dx tile goes: (pixel (image, a, b), c) at
+// dx[image][h.phase + a * sh][w.phase + b * sw][c] of the group's channels.
+struct GemmPhaseOutNhwc {
+    float* dx;
+    int H, W, C;
+    ConvPhase phase;
+    __device__ __forceinline__ float* ptr(int pixel, int c) const {
+        int image, a, b;
+        phase.pixel_of(pixel, image, a, b);
+        int ih = phase.h.phase + a * phase.h.stride;
+        int iw = phase.w.phase + b * phase.w.stride;
+        return dx + ((size_t)(image * H + ih) * W + iw) * C + c;
+    }
+};
+
+// Data gradient of a strided convolution, channels-last: per group and phase, dx_phase
+// [images * phase plane, C_in/g] = phase gather of dy x packed phase weight^T
+// (pack_phase_weights, channels last: [C_in/g, taps * C_out/g] per phase, ConvPhase::taps_before
+// apart),
+// written into NHWC dx (vec_dx: float4 stores of 4 channels). As conv_data_phase_gemm, one launch
+// for every group and phase (blockIdx.z) whose grid covers the largest phase; a smaller phase's
+// tile rows past its pixels are the tiles' own edge (gathered as zeros, never stored), and a
+// phase no tap reaches (K = 0) gets zeros.
+#define CONV_NHWC_DATA_PHASE_PARAMS                                                               \
+    float *dx, const float *packed, const float *dy, int cin, int images, int phases,             \
+        long long w_group, int cout, int C_in, int C_out, int H, int W, int KH, int KW, int sh,     \
+        int sw, int ph, int pw, int dh, int dw, int OH, int OW, int vec_w, int vec_dx
+#define CONV_NHWC_DATA_PHASE_ARGS                                                                 \
+    dx, packed, dy, cin, images, phases, w_group, cout, C_in, C_out, H, W, KH, KW, sh, sw, ph, pw, \
+        dh, dw, OH, OW, vec_w, vec_dx
+template <class Tile>
+__device__ __forceinline__ void conv_nhwc_data_phase_gemm_body(CONV_NHWC_DATA_PHASE_PARAMS) {
+    int group = blockIdx.z / phases;
+    int p = blockIdx.z - group * phases;
+    ConvPhase phase(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
+    int K = cout * phase.taps();
+    size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * cin * cout;
+    GemmPhaseGatherNhwc a{dy + group * cout, OH, OW, C_out, cout, phase};
+    GemmDense b{packed + group * w_group + before, K};
+    GemmPhaseOutNhwc out{dx + group * cin, H, W, C_in, phase};
+    Tile::template run<true, true>(a, b, out, images * phase.plane(), cin, 0, K, 1.f, 0.f, 0, vec_w, vec_dx);
 }

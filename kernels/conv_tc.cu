@@ -149,8 +149,9 @@ CONV_TC_KERNEL(conv_tc_f16_128x128, TC_F16, 4, 2, 4)
 CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
 CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
 
-// ---- The NCHW convolution GEMMs of training on the tensor cores: conv_gemm.cuh's forward,
-// weight-gradient and data-gradient bodies (operands read in place, the im2col matrix gathered
+// ---- The convolution GEMMs of training on the tensor cores: conv_gemm.cuh's forward,
+// weight-gradient and data-gradient bodies of either layout (NCHW, and the channels-last
+// conv_nhwc_* ones) (operands read in place, the im2col matrix gathered
 // on the fly) on tc_gemm_tile.cuh's tiles, with the fp32 kernels' arguments and grids
 // (src/ops/conv/cuda.rs picks these at bf16/fp16/tf32 on compute capability 8.0+). No column
 // buffer, no operand pack, one launch per convolution pass whatever the batch and groups.
@@ -170,7 +171,10 @@ CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
     CONV_TC_GEMM_KERNELS(conv_forward_gemm, FORWARD, FORMAT, IN, , )                              \
     CONV_TC_GEMM_KERNELS(conv_filter_gemm, FILTER, FORMAT, IN, , )                                \
     CONV_TC_GEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, FORMAT, IN, , )                      \
-    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128)
+    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128) \
+    CONV_TC_GEMM_KERNELS(conv_nhwc_gemm, NHWC, FORMAT, IN, , )                                    \
+    CONV_TC_GEMM_KERNELS(conv_nhwc_filter_gemm, NHWC_FILTER, FORMAT, IN, , )                      \
+    CONV_TC_GEMM_KERNELS(conv_nhwc_data_phase_gemm, NHWC_DATA_PHASE, FORMAT, IN, , )
 #define TC_COMMA ,
 CONV_TC_FORMAT(bf16, TC_BF16)
 CONV_TC_FORMAT(f16, TC_F16)

@@ -48,6 +48,20 @@ struct GemmImageMajor {
     __device__ __forceinline__ float at(int r, int c) const { return *ptr(r, c); }
 };
 
+// The input position (image, ih, iw) that output pixel `c` (image * OH * OW + oh * OW + ow, plane
+// = OH * OW) reads through tap (ki, kj) of a window: ih = oh * sh - ph + ki * dh, iw = ow * sw -
+// pw + kj * dw; false in the padding. The im2col gathers of either layout (GemmIm2col here,
+// conv_gemm.cuh's channels-last one) share it.
+__device__ __forceinline__ bool conv_tap_input(int c, int ki, int kj, int H, int W, int sh, int sw, int ph, int pw,
+                                               int dh, int dw, int OW, int plane, int& image, int& ih, int& iw) {
+    image = c / plane;
+    int q = c - image * plane;
+    int oh = q / OW;
+    ih = oh * sh - ph + ki * dh;
+    iw = (q - oh * OW) * sw - pw + kj * dw;
+    return ih >= 0 && ih < H && iw >= 0 && iw < W;
+}
+
 // The im2col matrix of NCHW input `x` (src/ops/conv/mod.rs fixes its layout): row
 // (ch * KH + ki) * KW + kj, column image * OH * OW + oh * OW + ow holds x[image][ch][ih][iw] with
 // ih = oh * sh - ph + ki * dh, iw = ow * sw - pw + kj * dw, or 0 in the padding. Gathered one
@@ -62,14 +76,8 @@ struct GemmIm2col {
         int ch = r / taps;
         int tap = r - ch * taps;
         int ki = tap / KW;
-        int kj = tap - ki * KW;
-        int image = c / plane;
-        int q = c - image * plane;
-        int oh = q / OW;
-        int ow = q - oh * OW;
-        int ih = oh * sh - ph + ki * dh;
-        int iw = ow * sw - pw + kj * dw;
-        if (ih < 0 || ih >= H || iw < 0 || iw >= W) return 0.f;
+        int image, ih, iw;
+        if (!conv_tap_input(c, ki, tap - ki * KW, H, W, sh, sw, ph, pw, dh, dw, OW, plane, image, ih, iw)) return 0.f;
         return x[image * image_stride + ((size_t)ch * H + ih) * W + iw];
     }
 };

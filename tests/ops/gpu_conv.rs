@@ -8,6 +8,7 @@
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
+use ferronet::cpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
@@ -15,6 +16,7 @@ use ferronet::ops::{ConvGeom, ConvOps, PrecisionOps};
 use ferronet::ops::gemm::tc::TcInput;
 use ferronet::precision::Precision;
 use ferronet::rng::Rng;
+use ferronet::shape::Layout;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
 
@@ -225,6 +227,157 @@ fn pointwise_convolution_skips_im2col() {
     assert_eq!(gpu.take_kernel_log(), ["conv_tc::conv_forward_gemm_tc_bf16", "gemm::add_bias"]);
     gpu.conv2d_backward_data(&y, &w, &g).unwrap();
     assert_eq!(gpu.take_kernel_log(), ["conv::pack_flipped_weights", "conv_tc::conv_data_direct_gemm_tc_bf16"]);
+}
+
+/// Channels-last geometries: 3x3 stride 1 (odd channel counts, and multiples of 4 for 16-byte
+/// loads and stores), the pointwise plain GEMMs, a grouped 5x5 stride 2, the 7x7 stride-2 stem,
+/// a grouped 1x1 stride-2 downsample, dilation 2 at stride 1 and 2, and an asymmetric window.
+fn nhwc_configs() -> Vec<ConvGeom> {
+    [
+        (2, 3, (7, 6), 5, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (2, 8, (6, 5), 12, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (2, 8, (9, 8), 8, (5, 5), (2, 2), (2, 2), (1, 1), 2),
+        (1, 2, (13, 12), 3, (7, 7), (2, 2), (3, 3), (1, 1), 1),
+        (2, 8, (7, 8), 16, (1, 1), (2, 2), (0, 0), (1, 1), 2),
+        (2, 2, (9, 7), 3, (3, 3), (1, 1), (2, 2), (2, 2), 1),
+        (2, 6, (9, 10), 6, (3, 3), (2, 2), (2, 2), (2, 2), 3),
+        (1, 4, (5, 6), 8, (3, 2), (1, 2), (1, 0), (2, 1), 2),
+    ]
+    .into_iter()
+    .map(|c| geom(c).with_layout(Layout::Nhwc))
+    .collect()
+}
+
+/// Forward (with and without bias) and the three gradients of channels-last `g` on `gpu` at `p`
+/// against the CPU's NCHW reference on the same values reordered; the kernels launched.
+fn nhwc_layer(gpu: &GpuBackend, p: Precision, g: &ConvGeom, seed: u64) -> Vec<String> {
+    let cpu = CpuBackend::new();
+    let nchw = g.with_layout(Layout::Nchw);
+    let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values_at(p, g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
+    let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
+    let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+    let (gx, gw, gb) = (gpu.upload(&nchw_to_nhwc(&x, g.c_in, in_plane)).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
+    let gdy = gpu.upload(&nchw_to_nhwc(&dy, g.c_out, out_plane)).unwrap();
+    let as_nchw = |buf: &ferronet::gpu::GpuBuf<f32>, c: usize, plane: usize| nhwc_to_nchw(&gpu.download(buf).unwrap(), c, plane);
+    gpu.take_kernel_log();
+    for bias in [Some((&gb, &cb)), None] {
+        let y = gpu.conv2d_forward(&gx, &gw, bias.map(|b| b.0), g).unwrap();
+        let want = cpu.conv2d_forward(&cx, &cw, bias.map(|b| b.1), &nchw).unwrap();
+        assert_close(&format!("nhwc forward (bias {}) {p} {g:?}", bias.is_some()), &as_nchw(&y, g.c_out, out_plane), &want, ATOL, RTOL);
+    }
+    // dx starts from a pool block another buffer dirtied: every element must be written.
+    drop(gpu.upload(&vec![f32::NAN; g.x_len()]).unwrap());
+    let dx = gpu.conv2d_backward_data(&gdy, &gw, g).unwrap();
+    let want = cpu.conv2d_backward_data(&cdy, &cw, &nchw).unwrap();
+    assert_close(&format!("nhwc backward data {p} {g:?}"), &as_nchw(&dx, g.c_in, in_plane), &want, ATOL, RTOL);
+    let dw = gpu.conv2d_backward_filter(&gx, &gdy, g).unwrap();
+    let want = cpu.conv2d_backward_filter(&cx, &cdy, &nchw).unwrap();
+    assert_close(&format!("nhwc backward filter {p} {g:?}"), &gpu.download(&dw).unwrap(), &want, ATOL, RTOL);
+    let db = gpu.conv2d_backward_bias(&gdy, g).unwrap();
+    let want = cpu.conv2d_backward_bias(&cdy, &nchw).unwrap();
+    assert_close(&format!("nhwc backward bias {p} {g:?}"), &gpu.download(&db).unwrap(), &want, ATOL, RTOL);
+    gpu.take_kernel_log()
+}
+
+/// The kernels `nhwc_layer` on `g` at `p` launches, without tile suffixes, in the kernel log's
+/// order (each once): a pointwise geometry of one
+/// group runs plain GEMMs (the tensor-core ones at a reduced format), any other the channels-last
+/// GEMMs after their weight packing, the weight gradient unpacked after; splitk_reduce entries are
+/// left out (the plan decides them).
+fn nhwc_launches(p: Precision, g: &ConvGeom) -> Vec<String> {
+    let plain = |transposes: &str| match TcInput::for_precision(p) {
+        Some(input) => format!("gemm_tc::sgemm_{transposes}_tc_{}", input.name()),
+        None => format!("gemm::sgemm_{transposes}"),
+    };
+    let forward = || match g.is_pointwise() && g.groups == 1 {
+        true => vec![plain("nt")],
+        false => vec!["conv::pack_nhwc_weights".to_string(), kernel_at(p, "conv_nhwc_gemm")],
+    };
+    let mut want = forward();
+    want.push("gemm::add_bias".into());
+    want.extend(forward());
+    want.extend(match (g.is_pointwise() && g.groups == 1, g.sh * g.sw > 1) {
+        (true, _) => vec![plain("nn")],
+        (false, false) => vec!["conv::pack_flipped_weights".to_string(), kernel_at(p, "conv_nhwc_gemm")],
+        (false, true) => vec!["conv::pack_phase_weights".to_string(), kernel_at(p, "conv_nhwc_data_phase_gemm")],
+    });
+    want.extend(match g.is_pointwise() && g.groups == 1 {
+        true => vec![plain("tn")],
+        false => vec![kernel_at(p, "conv_nhwc_filter_gemm"), "conv::unpack_nhwc_filter".to_string()],
+    });
+    want.push("gemm::bias_grad".into());
+    // The log names each kernel once, at its first launch.
+    let mut once = Vec::new();
+    for k in want {
+        if !once.contains(&k) {
+            once.push(k);
+        }
+    }
+    once
+}
+
+/// A launch name without its tile suffix (and a plain GEMM's split marker after it).
+fn without_tile(kernel: &str) -> &str {
+    let kernel = kernel.strip_suffix("_split").unwrap_or(kernel);
+    kernel.strip_suffix("_64x128").or_else(|| kernel.strip_suffix("_128")).unwrap_or(kernel)
+}
+
+#[test]
+fn channels_last_convolution_runs_nhwc_kernels_matching_the_reference() {
+    for (p, (i, g)) in ENGINES.into_iter().flat_map(|p| nhwc_configs().into_iter().enumerate().map(move |c| (p, c))) {
+        let gpu = at_precision(gpu(), p);
+        let log = nhwc_layer(&gpu, p, &g, 7000 + 10 * i as u64);
+        let mut ran: Vec<&str> = Vec::new();
+        for k in log.iter().map(|k| without_tile(k)).filter(|k| *k != "gemm::splitk_reduce") {
+            if !ran.contains(&k) {
+                ran.push(k);
+            }
+        }
+        assert_eq!(ran, nhwc_launches(p, &g), "{p} {g:?}");
+    }
+}
+
+/// On a 4-SM simulator the channels-last GEMMs split K (forward: K = 9 * 64; weight gradient: K =
+/// 2 images * 256 pixels; stride-1 data gradient: K = 9 * 256), with channel counts that are and
+/// that are not multiples of 4, on every engine; and ResNet-like layers on 2 SMs take the larger
+/// tiles.
+#[test]
+fn channels_last_gemms_split_k_and_take_the_larger_tiles() {
+    // The launch the split GEMM's reduction follows in the kernel log, which names each kernel
+    // once: the data gradient's GEMM is the forward's, so its reduction follows the weight pack.
+    let forward = |p| kernel_at(p, "conv_nhwc_gemm");
+    let filter = |p| kernel_at(p, "conv_nhwc_filter_gemm");
+    let data = |_| "conv::pack_flipped_weights".to_string();
+    let cases: [(Config, fn(Precision) -> String); 3] = [
+        ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), forward),
+        ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), filter),
+        ((2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2), data),
+    ];
+    for (p, (i, (config, split_kernel))) in ENGINES.into_iter().flat_map(|p| cases.into_iter().enumerate().map(move |c| (p, c))) {
+        let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 4, ..SimOptions::default() }))), p);
+        let g = geom(config).with_layout(Layout::Nhwc);
+        let log = nhwc_layer(&gpu, p, &g, 8000 + 10 * i as u64);
+        let split_kernel = split_kernel(p);
+        let split = log.iter().position(|k| without_tile(k) == split_kernel).map(|at| log.get(at + 1).map(String::as_str));
+        assert_eq!(split, Some(Some("gemm::splitk_reduce")), "{split_kernel} splits K for {p} {g:?}: {log:?}");
+    }
+    for p in [Precision::Fp32, Precision::Bf16, Precision::Tf32] {
+        let mut ran = Vec::new();
+        // 512 or 128 pixel rows take 128x128 tiles; 64 (one image's 8x8 output or stride phase)
+        // with 128 channels the 64x128 ones.
+        for (i, (n, c_in, c_out, stride)) in [(2, 64, 128, 1), (2, 128, 64, 2), (1, 128, 128, 2)].into_iter().enumerate() {
+            let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 2, ..SimOptions::default() }))), p);
+            let g = geom((n, c_in, (16, 16), c_out, (3, 3), (stride, stride), (1, 1), (1, 1), 1)).with_layout(Layout::Nhwc);
+            ran.extend(nhwc_layer(&gpu, p, &g, 9000 + 10 * i as u64));
+        }
+        for gemm in ["conv_nhwc_gemm", "conv_nhwc_data_phase_gemm", "conv_nhwc_filter_gemm"] {
+            for tile in ["_64x128", "_128"] {
+                let kernel = format!("{}{tile}", kernel_at(p, gemm));
+                assert!(ran.contains(&kernel), "{kernel} ran: {ran:?}");
+            }
+        }
+    }
 }
 
 fn depthwise_configs() -> Vec<ConvGeom> {

@@ -4,6 +4,7 @@
 use super::ConvPath;
 use super::ConvGeom;
 use crate::element::Element;
+use crate::shape::Layout;
 use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
 use crate::ops::Backend;
@@ -31,7 +32,19 @@ impl FamilyCases for Cases {
             (2, 4, (10, 9), 4, 3, 2, 2, 2, 2, true),
             (1, 2, (12, 11), 2, 3, 3, 1, 2, 1, false),
         ] {
-            push_conv(cases, ConvPath::Im2colGemm, n, c, hw, co, (k, s, p, d), g, bias);
+            push_conv(cases, ConvPath::Im2colGemm, Layout::Nchw, n, c, hw, co, (k, s, p, d), g, bias);
+        }
+        // Channels last: 3x3 stride 1, the pointwise plain GEMMs, a grouped 5x5 stride 2, the
+        // 7x7 stride-2 stem, a 1x1 stride-2 downsample and dilation 2.
+        for &(n, c, hw, co, k, s, p, d, g, bias) in &[
+            (2, 3, (7, 6), 4, 3, 1, 1, 1, 1, true),
+            (2, 3, (5, 4), 5, 1, 1, 0, 1, 1, true),
+            (2, 4, (9, 8), 6, 5, 2, 2, 1, 2, true),
+            (1, 2, (11, 10), 3, 7, 2, 3, 1, 1, false),
+            (2, 3, (9, 8), 4, 1, 2, 0, 1, 1, false),
+            (2, 2, (9, 7), 3, 3, 1, 2, 2, 1, true),
+        ] {
+            push_conv(cases, ConvPath::Im2colGemm, Layout::Nhwc, n, c, hw, co, (k, s, p, d), g, bias);
         }
         for &(n, c, hw, co, k, s, p, d, bias) in &[
             (2, 4, (7, 7), 4, 3, 1, 1, 1, false),
@@ -39,7 +52,7 @@ impl FamilyCases for Cases {
             (1, 2, (11, 11), 2, 5, 1, 4, 2, true),
             (2, 3, (5, 6), 3, 5, 2, 2, 1, false),
         ] {
-            push_conv(cases, ConvPath::Depthwise, n, c, hw, co, (k, s, p, d), c, bias);
+            push_conv(cases, ConvPath::Depthwise, Layout::Nchw, n, c, hw, co, (k, s, p, d), c, bias);
         }
     }
 
@@ -71,6 +84,7 @@ impl FamilyCases for Cases {
 fn push_conv(
     cases: &mut GradCases,
     path: ConvPath,
+    layout: Layout,
     n: usize,
     c: usize,
     hw: (usize, usize),
@@ -79,8 +93,8 @@ fn push_conv(
     groups: usize,
     bias: bool,
 ) {
-    let g = ConvGeom::new(n, c, hw, co, (k, k), (s, s), (p, p), (d, d), groups).expect("gradcheck conv configs are valid");
-    let config = format!("n={n} c_in={c} {}x{} c_out={co} k={k} s={s} p={p} d={d} groups={groups} bias={bias}", hw.0, hw.1);
+    let g = ConvGeom::new(n, c, hw, co, (k, k), (s, s), (p, p), (d, d), groups).expect("gradcheck conv configs are valid").with_layout(layout);
+    let config = format!("n={n} c_in={c} {}x{} c_out={co} k={k} s={s} p={p} d={d} groups={groups} bias={bias} {}", hw.0, hw.1, layout.name());
     let mut inputs = vec![cases.symmetric(g.x_len()), cases.symmetric(g.weight_len())];
     if bias {
         inputs.push(cases.symmetric(co));

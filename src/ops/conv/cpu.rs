@@ -8,12 +8,14 @@
 //! inside the input is computed once (`valid_outputs`), so no per-element padding test remains.
 
 use super::{ConvGeom, ConvOps};
+use crate::cpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::cpu::par::{lane_sum, lane_sum2};
 use crate::error::Result;
 use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
+use crate::shape::Layout;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -328,6 +330,23 @@ impl CpuBackend {
 
 }
 
+/// Channels-last calls of the general path: the activations reordered to NCHW around the NCHW
+/// reference (which stays the one reference), the result reordered back.
+impl CpuBackend {
+    /// `g`'s NCHW twin when `g` is channels-last.
+    fn nchw_twin(g: &ConvGeom) -> Option<ConvGeom> {
+        (g.layout == Layout::Nhwc).then(|| g.with_layout(Layout::Nchw))
+    }
+    /// An NHWC activation of `channels` channels and `plane` pixels as NCHW.
+    fn to_nchw<E: Element>(&self, buf: &CpuBuf<E>, channels: usize, plane: usize) -> CpuBuf<E> {
+        self.wrap(nhwc_to_nchw(buf, channels, plane))
+    }
+    /// An NCHW result of `channels` channels and `plane` pixels as NHWC.
+    fn to_nhwc<E: Element>(&self, buf: &CpuBuf<E>, channels: usize, plane: usize) -> CpuBuf<E> {
+        self.wrap(nchw_to_nhwc(buf, channels, plane))
+    }
+}
+
 impl<E: Element> ConvOps<E> for CpuBackend {
     fn conv2d_forward(
         &self,
@@ -337,6 +356,10 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
+        if let Some(nchw) = Self::nchw_twin(g) {
+            let y = self.conv2d_forward(&self.to_nchw(x, g.c_in, g.h * g.w), w, bias, &nchw)?;
+            return Ok(self.to_nhwc(&y, g.c_out, g.oh * g.ow));
+        }
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         if g.is_pointwise() {
             // Each output plane starts as its bias and the GEMM adds the product to it.
@@ -359,6 +382,10 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         g.check_backward_data_operands("conv2d", dy.len(), w.len())?;
+        if let Some(nchw) = Self::nchw_twin(g) {
+            let dx = self.conv2d_backward_data(&self.to_nchw(dy, g.c_out, g.oh * g.ow), w, &nchw)?;
+            return Ok(self.to_nhwc(&dx, g.c_in, g.h * g.w));
+        }
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         if g.is_pointwise() {
             for spec in pointwise_specs(g, ConvProduct::Data, false) {
@@ -376,6 +403,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         g.check_backward_filter_operands("conv2d", x.len(), dy.len())?;
+        if let Some(nchw) = Self::nchw_twin(g) {
+            return self.conv2d_backward_filter(&self.to_nchw(x, g.c_in, g.h * g.w), &self.to_nchw(dy, g.c_out, g.oh * g.ow), &nchw);
+        }
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         if g.is_pointwise() {
             for spec in pointwise_specs(g, ConvProduct::Filter, false) {
@@ -394,6 +424,9 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn conv2d_backward_bias(&self, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
+        if let Some(nchw) = Self::nchw_twin(g) {
+            return self.conv2d_backward_bias(&self.to_nchw(dy, g.c_out, g.oh * g.ow), &nchw);
+        }
         let plane = g.oh * g.ow;
         let db = (0..g.c_out)
             .into_par_iter()

@@ -6,8 +6,12 @@
 //! the run's GEMM operands are bf16, fp16 or tf32 on a device of compute capability 8.0+
 //! (`training_tc_input`), the same GEMMs run on the tensor cores (kernels/conv_tc.cu: the same
 //! operands, arguments and grids on tensor-core tiles), pointwise convolutions included.
+//! Channels-last (NHWC) tensors take their own GEMMs, reading them in place ([`nhwc`]).
+
+mod nhwc;
 
 use super::{ConvGeom, ConvOps};
+use crate::shape::Layout;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::device::driver::{KernelArg, LaunchConfig};
@@ -34,6 +38,13 @@ fn window_args(g: &ConvGeom) -> Result<[KernelArg; 12]> {
         int(g.h, "conv input height")?,
         int(g.w, "conv input width")?,
     ])
+}
+
+/// The geometry of the stride-phase kernels (pack_phase_weights, the phase GEMMs of either
+/// layout): H, W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW.
+fn phase_geometry_args(g: &ConvGeom) -> Result<[KernelArg; 12]> {
+    let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w] = window_args(g)?;
+    Ok([h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow])
 }
 
 /// The im2col operand of the convolution GEMMs (`CONV_WINDOW_PARAMS` in kernels/conv.cu): H, W,
@@ -124,6 +135,9 @@ fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
 /// and in the implicit data gradient the weight packed for its GEMM. On the `tensor_cores` a
 /// pointwise convolution runs the implicit GEMMs too.
 pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize, tensor_cores: bool) -> usize {
+    if g.layout == Layout::Nhwc {
+        return nhwc::workspace_bytes(g, sms, tensor_cores);
+    }
     let f32_bytes = std::mem::size_of::<f32>();
     let partials = |spec: &GemmSpec<f32>| match spec.plan(SplitK::Auto, sms).k_split.splits {
         1 => 0,
@@ -248,14 +262,48 @@ impl GpuBackend {
         Ok((packed, vec))
     }
 
+    /// The flipped weight of the stride-1 data gradient (pack_flipped_weights), K in the order of
+    /// `g.layout`'s GEMM.
+    fn pack_flipped_weights(&self, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<(GpuBuf<f32>, KernelArg)> {
+        let args = [
+            int(g.c_in_per_group(), "conv input channels per group")?,
+            int(g.c_out_per_group(), "conv output channels per group")?,
+            int(g.kh * g.kw, "conv taps")?,
+            KernelArg::I32((g.layout == Layout::Nhwc) as i32),
+        ];
+        self.pack_data_weights("pack_flipped_weights", w, g, g.groups, &args)
+    }
+
+    /// Every stride phase's weight of the strided data gradient (pack_phase_weights) packed, K in
+    /// the order of `g.layout`'s phase GEMM; the packing, whether it takes 16-byte loads, and the
+    /// arguments both layouts' phase GEMMs start with: dx, the packing, dy, C_in/g, images,
+    /// phases and the packing's group stride.
+    fn phase_gemm_head(&self, dx: &GpuBuf<f32>, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<(GpuBuf<f32>, KernelArg, Vec<KernelArg>)> {
+        let phases = g.sh * g.sw;
+        let (cin_g, cout_g) = (g.c_in_per_group(), g.c_out_per_group());
+        let mut args = vec![int(cin_g, "conv input channels per group")?, int(cout_g, "conv output channels per group")?, int(phases, "conv stride phases")?];
+        args.extend(&phase_geometry_args(g)?[..10]);
+        args.push(KernelArg::I32((g.layout == Layout::Nhwc) as i32));
+        let (packed, vec_w) = self.pack_data_weights("pack_phase_weights", w, g, g.groups * phases, &args)?;
+        let head = vec![
+            dx.arg(),
+            packed.arg(),
+            dy.arg(),
+            args[0],
+            int(g.n, "batch")?,
+            args[2],
+            stride_arg(cout_g * cin_g * g.kh * g.kw, "conv weight group")?,
+        ];
+        Ok((packed, vec_w, head))
+    }
+
     /// dx of a stride-1 convolution: one GEMM per group, dy convolved with the reversed window
     /// and the transposed weight (kernels/conv.cu, conv_data_direct_gemm), no columns.
     fn backward_data_direct(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
         let taps = g.kh * g.kw;
         let (cout_g, cin_g) = (g.c_out_per_group(), g.c_in_per_group());
         let spec = data_direct_spec(g);
-        let pack_args = [int(cin_g, "conv input channels per group")?, int(cout_g, "conv output channels per group")?, int(taps, "conv taps")?];
-        let (flipped, vec_w) = self.pack_data_weights("pack_flipped_weights", w, g, g.groups, &pack_args)?;
+        let (flipped, vec_w) = self.pack_flipped_weights(w, g)?;
         // The reversed window's padding: dilation * (kernel - 1) - padding, negative when the
         // padding exceeds the window's reach (the bounds checks then skip the far taps).
         let reversed_pad = |d: usize, k: usize, p: usize| {
@@ -288,7 +336,7 @@ impl GpuBackend {
     /// conv_data_phase_gemm), each of the stride's sh * sw phases of dx of every group summing
     /// only the taps that reach it; no columns, no col2im.
     fn backward_data_phased(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &mut GpuBuf<f32>) -> Result<()> {
-        let (cout_g, cin_g, taps) = (g.c_out_per_group(), g.c_in_per_group(), g.kh * g.kw);
+        let (cout_g, cin_g) = (g.c_out_per_group(), g.c_in_per_group());
         let spec = data_phase_spec(g);
         if spec.m == 0 || spec.n == 0 {
             return Ok(());
@@ -296,40 +344,14 @@ impl GpuBackend {
         // Split-K would need a reduction that scatters into the phase's pixels; a phase's GEMM
         // already has images x phase plane columns of blocks.
         let tile = spec.plan(SplitK::Splits(1), self.driver().multiprocessor_count()).tile;
-        let phases = g.sh * g.sw;
-        let [kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, h, w_arg] = window_args(g)?;
-        let cin_arg = int(cin_g, "conv input channels per group")?;
-        let cout_arg = int(cout_g, "conv output channels per group")?;
-        let phases_arg = int(phases, "conv stride phases")?;
-        let pack_args = [cin_arg, cout_arg, phases_arg, h, w_arg, kh, kw, sh, sw, ph, pw, dh, dw];
-        let (packed, vec_w) = self.pack_data_weights("pack_phase_weights", w, g, g.groups * phases, &pack_args)?;
-        let args = [
-            dx.arg(),
-            packed.arg(),
-            dy.arg(),
-            cin_arg,
-            int(g.n, "batch")?,
-            phases_arg,
-            stride_arg(cout_g * cin_g * taps, "conv weight group")?,
+        let (_packed, vec_w, mut args) = self.phase_gemm_head(dx, dy, w, g)?;
+        args.extend([
             stride_arg(cout_g * g.oh * g.ow, "conv output-gradient group")?,
             stride_arg(cin_g * g.h * g.w, "conv input-gradient group")?,
-            cout_arg,
-            h,
-            w_arg,
-            kh,
-            kw,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-            oh,
-            ow,
-            image_stride(g.c_out * g.oh * g.ow)?,
-            image_stride(g.c_in * g.h * g.w)?,
-            vec_w,
-        ];
+            int(cout_g, "conv output channels per group")?,
+        ]);
+        args.extend(phase_geometry_args(g)?);
+        args.extend([image_stride(g.c_out * g.oh * g.ow)?, image_stride(g.c_in * g.h * g.w)?, vec_w]);
         int(spec.n, "conv input-gradient phase columns")?;
         let (module, kernel) = self.conv_gemm_kernel("conv_data_phase_gemm");
         self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
@@ -346,12 +368,21 @@ impl GpuBackend {
 impl ConvOps<f32> for GpuBackend {
     fn conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
-        let plane = g.oh * g.ow;
         let mut y = self.alloc::<f32>(g.y_len())?;
-        match self.pointwise_gemm(g, false) {
-            Some(spec) => self.gemm(&spec, w, x, &mut y)?,
-            None => self.forward_implicit(x, w, g, &mut y)?,
-        }
+        // The bias is added per channel: of each NCHW plane, or of each NHWC pixel.
+        let plane = match g.layout {
+            Layout::Nchw => {
+                match self.pointwise_gemm(g, false) {
+                    Some(spec) => self.gemm(&spec, w, x, &mut y)?,
+                    None => self.forward_implicit(x, w, g, &mut y)?,
+                }
+                g.oh * g.ow
+            }
+            Layout::Nhwc => {
+                self.forward_nhwc(x, w, g, &mut y)?;
+                1
+            }
+        };
         if let Some(b) = bias {
             self.add_bias(&mut y, b, g.c_out, plane)?;
         }
@@ -362,6 +393,10 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
         let mut dx = self.alloc::<f32>(g.x_len())?;
+        if g.layout == Layout::Nhwc {
+            self.backward_data_nhwc(dy, w, g, &mut dx)?;
+            return Ok(dx);
+        }
         match self.pointwise_gemm(g, true) {
             Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
             None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,
@@ -375,7 +410,11 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         let plane = g.oh * g.ow;
         let cout_g = g.c_out_per_group();
-        let dw = self.alloc::<f32>(g.weight_len())?;
+        let mut dw = self.alloc::<f32>(g.weight_len())?;
+        if g.layout == Layout::Nhwc {
+            self.backward_filter_nhwc(x, dy, g, &mut dw)?;
+            return Ok(dw);
+        }
         // Per group: dW_g [C_out/g, k] = dy_g [C_out/g, n * plane] x im2col(x)_g^T, in one GEMM
         // over the whole batch (K = n * plane, split as the device needs).
         let spec = filter_spec(g);
@@ -394,7 +433,11 @@ impl ConvOps<f32> for GpuBackend {
 
     fn conv2d_backward_bias(&self, dy: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
-        self.bias_grad(dy, g.n, g.c_out, g.oh * g.ow)
+        match g.layout {
+            Layout::Nchw => self.bias_grad(dy, g.n, g.c_out, g.oh * g.ow),
+            // The columns of dy's [pixels, C_out] matrix.
+            Layout::Nhwc => self.bias_grad(dy, g.n * g.oh * g.ow, g.c_out, 1),
+        }
     }
 
     fn depthwise_conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
