@@ -7,6 +7,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 pub struct Cases;
 
@@ -31,15 +32,24 @@ impl FamilyCases for Cases {
             (2, 4, (10, 9), 4, 3, 2, 2, 2, 2, true),
             (1, 2, (12, 11), 2, 3, 3, 1, 2, 1, false),
         ] {
-            push_conv(cases, ConvPath::Im2colGemm, n, c, hw, co, (k, s, p, d), g, bias);
+            push_conv(cases, ConvPath::Im2colGemm, n, c, hw, co, (k, s, p, d), g, bias, Layout::Nchw);
         }
-        for &(n, c, hw, co, k, s, p, d, bias) in &[
-            (2, 4, (7, 7), 4, 3, 1, 1, 1, false),
-            (1, 3, (8, 9), 6, 3, 2, 1, 1, true),
-            (1, 2, (11, 11), 2, 5, 1, 4, 2, true),
-            (2, 3, (5, 6), 3, 5, 2, 2, 1, false),
+        for &(n, c, hw, co, k, s, p, d, bias, layout) in &[
+            (2, 4, (7, 7), 4, 3, 1, 1, 1, false, Layout::Nchw),
+            (1, 3, (8, 9), 6, 3, 2, 1, 1, true, Layout::Nchw),
+            (1, 2, (11, 11), 2, 5, 1, 4, 2, true, Layout::Nchw),
+            (2, 3, (5, 6), 3, 5, 2, 2, 1, false, Layout::Nchw),
+            // Channels-last: the specialised kernels (3x3 and 5x5 at strides 1 and 2) with 4
+            // channels per thread (C % 4 == 0) and with 1 (C odd), and the generic ones
+            // (multiplier 2, dilation 2). No bias: its gradient is the general convolution's.
+            (2, 4, (6, 7), 4, 3, 1, 1, 1, false, Layout::Nhwc),
+            (1, 3, (7, 8), 3, 3, 2, 1, 1, false, Layout::Nhwc),
+            (1, 5, (7, 6), 5, 5, 1, 2, 1, false, Layout::Nhwc),
+            (2, 8, (9, 9), 8, 5, 2, 2, 1, false, Layout::Nhwc),
+            (1, 3, (6, 6), 6, 3, 1, 1, 1, false, Layout::Nhwc),
+            (2, 4, (8, 8), 4, 3, 1, 2, 2, false, Layout::Nhwc),
         ] {
-            push_conv(cases, ConvPath::Depthwise, n, c, hw, co, (k, s, p, d), c, bias);
+            push_conv(cases, ConvPath::Depthwise, n, c, hw, co, (k, s, p, d), c, bias, layout);
         }
     }
 
@@ -78,9 +88,10 @@ fn push_conv(
     (k, s, p, d): (usize, usize, usize, usize),
     groups: usize,
     bias: bool,
+    layout: Layout,
 ) {
-    let g = ConvGeom::new(n, c, hw, co, (k, k), (s, s), (p, p), (d, d), groups).expect("gradcheck conv configs are valid");
-    let config = format!("n={n} c_in={c} {}x{} c_out={co} k={k} s={s} p={p} d={d} groups={groups} bias={bias}", hw.0, hw.1);
+    let g = ConvGeom::new(n, c, hw, co, (k, k), (s, s), (p, p), (d, d), groups).expect("gradcheck conv configs are valid").with_layout(layout);
+    let config = format!("n={n} c_in={c} {}x{} c_out={co} k={k} s={s} p={p} d={d} groups={groups} bias={bias} {}", hw.0, hw.1, layout.name());
     let mut inputs = vec![cases.symmetric(g.x_len()), cases.symmetric(g.weight_len())];
     if bias {
         inputs.push(cases.symmetric(co));
