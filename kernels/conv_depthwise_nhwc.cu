@@ -7,7 +7,9 @@
 // padding. K and S are template parameters, so every tap loop unrolls. A thread takes V channels
 // (V = 4: one 16-byte load per pixel, when C % 4 == 0 and the tensors are 16-byte aligned) and
 // DWN_COLS consecutive columns, so each input (or dy) column its window spans is loaded once for
-// all of them instead of once per tap. The generic kernels take every other geometry.
+// all of them instead of once per tap. The generic kernels take every other geometry. The
+// forward and data-gradient kernels read the weight packed tap-major ([KH * KW, C_out],
+// depthwise_nhwc_pack_weights), so a warp's weight loads are contiguous channels too.
 #include "common.cuh"
 
 // Consecutive columns one thread of a specialised kernel computes (forward: output columns; data
@@ -44,19 +46,31 @@ template <int V> struct DwnVec {
     }
 };
 
-// Row `ki` of the K x K filters of channels c .. c + V - 1: w[kj][v].
+// wt[tap * C_out + co] = w[co * taps + tap], one thread per element of wt.
+extern "C" __global__ void depthwise_nhwc_pack_weights(const float* __restrict__ w, float* __restrict__ wt, int C_out,
+                                                       int taps) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= C_out * taps) return;
+    int tap = idx / C_out;
+    int co = idx - tap * C_out;
+    wt[idx] = w[(size_t)co * taps + tap];
+}
+
+// Row `ki` of the K x K filters of channels c .. c + V - 1 from the packed weight: wr[kj][v].
 template <int K, int V>
-__device__ __forceinline__ void dwn_filter_row(float (&wr)[K][V], const float* w, int c, int ki) {
+__device__ __forceinline__ void dwn_filter_row(float (&wr)[K][V], const float* wt, int C, int c, int ki) {
 #pragma unroll
-    for (int kj = 0; kj < K; ++kj)
+    for (int kj = 0; kj < K; ++kj) {
+        DwnVec<V> f = DwnVec<V>::load(wt + (size_t)(ki * K + kj) * C + c);
 #pragma unroll
-        for (int v = 0; v < V; ++v) wr[kj][v] = w[(size_t)(c + v) * K * K + ki * K + kj];
+        for (int v = 0; v < V; ++v) wr[kj][v] = f.v[v];
+    }
 }
 
 // ---- Forward. Thread idx = ((n * OH + oh) * runs + run) * (C / V) + group: channels c = group * V
 // .. + V - 1 of output columns ow0 = run * DWN_COLS .. + DWN_COLS - 1 of row oh.
 template <int K, int S, int V>
-__device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const float* __restrict__ w,
+__device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const float* __restrict__ wt,
                                             const float* __restrict__ bias, float* __restrict__ y, int N, int C,
                                             int H, int W, int ph, int pw, int OH, int OW, int has_bias) {
     constexpr int IN_COLS = (DWN_COLS - 1) * S + K;
@@ -83,7 +97,7 @@ __device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const f
         int ih = oh * S - ph + ki;
         if (ih < 0 || ih >= H) continue;
         float wr[K][V];
-        dwn_filter_row<K, V>(wr, w, c, ki);
+        dwn_filter_row<K, V>(wr, wt, C, c, ki);
         const float* row = x + ((size_t)n * H + ih) * W * C + c;
 #pragma unroll
         for (int col = 0; col < IN_COLS; ++col) {
@@ -141,7 +155,7 @@ __device__ __forceinline__ void dwn_data_row(float (&acc)[DWN_COLS][V], const fl
 __device__ __forceinline__ int dwn_floor_div(int a, int b) { return a >= 0 ? a / b : -((b - 1 - a) / b); }
 
 template <int K, int S, int V>
-__device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, const float* __restrict__ w,
+__device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, const float* __restrict__ wt,
                                                   float* __restrict__ dx, int N, int C, int H, int W, int ph,
                                                   int pw, int OH, int OW) {
     int groups = C / V;
@@ -167,7 +181,7 @@ __device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, 
         int t = ih + ph - ki;
         if (t < 0 || t % S != 0 || t / S >= OH) continue;
         float wr[K][V];
-        dwn_filter_row<K, V>(wr, w, c, ki);
+        dwn_filter_row<K, V>(wr, wt, C, c, ki);
         const float* dy_row = dy + ((size_t)n * OH + t / S) * OW * C + c;
         if constexpr (S == 1) {
             dwn_data_row<K, S, V, 0>(acc, wr, dy_row, ow_lo, OW, C);
@@ -277,19 +291,21 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
 }
 
 // The specialised kernels of a window K x K at stride S on V channels per thread: 256 threads
-// per block (the filter gradient's 32 x 8).
+// per block (the filter gradient's 32 x 8), promising only one block per SM: with the bare
+// thread count ptxas budgets fewer registers on sm_86 (64, or 40 for some) and spills some of
+// these (the 5x5 stride-2 data gradient with 4 channels takes 72 registers).
 #define DWN_SPECIALISED(K, S, V)                                                                        \
-    extern "C" __global__ void __launch_bounds__(256) depthwise_nhwc_forward_##K##x##K##_s##S##_v##V(   \
-        const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,        \
+    extern "C" __global__ void __launch_bounds__(256, 1) depthwise_nhwc_forward_##K##x##K##_s##S##_v##V(   \
+        const float* __restrict__ x, const float* __restrict__ wt, const float* __restrict__ bias,        \
         float* __restrict__ y, int N, int C, int H, int W, int ph, int pw, int OH, int OW, int has_bias) { \
-        dwn_forward<K, S, V>(x, w, bias, y, N, C, H, W, ph, pw, OH, OW, has_bias);                      \
+        dwn_forward<K, S, V>(x, wt, bias, y, N, C, H, W, ph, pw, OH, OW, has_bias);                      \
     }                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256) depthwise_nhwc_backward_data_##K##x##K##_s##S##_v##V( \
-        const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx, int N, int C,  \
+    extern "C" __global__ void __launch_bounds__(256, 1) depthwise_nhwc_backward_data_##K##x##K##_s##S##_v##V( \
+        const float* __restrict__ dy, const float* __restrict__ wt, float* __restrict__ dx, int N, int C,  \
         int H, int W, int ph, int pw, int OH, int OW) {                                                  \
-        dwn_backward_data<K, S, V>(dy, w, dx, N, C, H, W, ph, pw, OH, OW);                              \
+        dwn_backward_data<K, S, V>(dy, wt, dx, N, C, H, W, ph, pw, OH, OW);                              \
     }                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256)                                                   \
+    extern "C" __global__ void __launch_bounds__(256, 1)                                                   \
         depthwise_nhwc_backward_filter_##K##x##K##_s##S##_v##V(                                          \
             const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out, int N,    \
             int C, int H, int W, int ph, int pw, int OH, int OW, int chunks) {                           \
@@ -309,7 +325,7 @@ DWN_SPECIALISED(5, 2, 4)
 
 // One thread per output element, idx = ((n * OH + oh) * OW + ow) * C_out + co.
 extern "C" __global__ void __launch_bounds__(256)
-    depthwise_nhwc_forward(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
+    depthwise_nhwc_forward(const float* __restrict__ x, const float* __restrict__ wt, const float* __restrict__ bias,
                            float* __restrict__ y, int N, int C, int H, int W, int mult, int KH, int KW, int sh,
                            int sw, int ph, int pw, int dh, int dw, int OH, int OW, int has_bias) {
     int C_out = C * mult;
@@ -321,7 +337,6 @@ extern "C" __global__ void __launch_bounds__(256)
     int oh = pixel / OW % OH;
     int n = pixel / (OW * OH);
     const float* image = x + (size_t)n * H * W * C + co / mult;
-    const float* filt = w + (size_t)co * KH * KW;
     float sum = has_bias ? bias[co] : 0.f;
     for (int ki = 0; ki < KH; ++ki) {
         int ih = oh * sh - ph + ki * dh;
@@ -329,7 +344,7 @@ extern "C" __global__ void __launch_bounds__(256)
         for (int kj = 0; kj < KW; ++kj) {
             int iw = ow * sw - pw + kj * dw;
             if (iw < 0 || iw >= W) continue;
-            sum = fmaf(image[((size_t)ih * W + iw) * C], filt[ki * KW + kj], sum);
+            sum = fmaf(image[((size_t)ih * W + iw) * C], wt[(size_t)(ki * KW + kj) * C_out + co], sum);
         }
     }
     y[idx] = sum;
@@ -338,7 +353,7 @@ extern "C" __global__ void __launch_bounds__(256)
 // One thread per input element, idx = ((n * H + ih) * W + iw) * C + c: dy gathered over the
 // channel's `mult` output channels and every tap whose output reads the element.
 extern "C" __global__ void __launch_bounds__(256)
-    depthwise_nhwc_backward_data(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
+    depthwise_nhwc_backward_data(const float* __restrict__ dy, const float* __restrict__ wt, float* __restrict__ dx,
                                  int N, int C, int H, int W, int mult, int KH, int KW, int sh, int sw, int ph,
                                  int pw, int dh, int dw, int OH, int OW) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
@@ -358,7 +373,7 @@ extern "C" __global__ void __launch_bounds__(256)
             if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
             const float* grad = dy + (((size_t)n * OH + t / sh) * OW + u / sw) * C_out + (size_t)c * mult;
             for (int m = 0; m < mult; ++m)
-                sum = fmaf(grad[m], w[((size_t)c * mult + m) * KH * KW + ki * KW + kj], sum);
+                sum = fmaf(grad[m], wt[(size_t)(ki * KW + kj) * C_out + (size_t)c * mult + m], sum);
         }
     }
     dx[idx] = sum;

@@ -332,6 +332,9 @@ fn nhwc_depthwise_configs() -> Vec<(ConvGeom, Option<&'static str>)> {
     .collect()
 }
 
+/// The kernel that packs the weight tap-major for the forward and data-gradient kernels.
+const PACK: &str = "conv_depthwise_nhwc::depthwise_nhwc_pack_weights";
+
 /// A GPU result in NHWC ([N, OH*OW or H*W, C]) reordered to NCHW, for the CPU reference.
 fn nhwc_result(gpu: &GpuBackend, buf: &ferronet::gpu::GpuBuf<f32>, c: usize, hw: usize) -> Vec<f32> {
     nhwc_to_nchw(&gpu.download(buf).unwrap(), c, hw)
@@ -358,30 +361,31 @@ fn nhwc_depthwise_kernels_match_the_nchw_reference() {
             let y = gpu.depthwise_conv2d_forward(&gx, &gw, bias.then_some(&gb), &g).unwrap();
             let want = cpu.depthwise_conv2d_forward(&cx, &cw, bias.then_some(&cb), &nchw).unwrap();
             assert_close(&format!("nhwc depthwise forward (bias {bias}) {g:?}"), &nhwc_result(&gpu, &y, g.c_out, out_plane), &want, ATOL, RTOL);
-            assert_eq!(gpu.take_kernel_log(), [kernel("forward")], "{g:?}");
+            assert_eq!(gpu.take_kernel_log(), [PACK.to_string(), kernel("forward")], "{g:?}");
         }
         // dx starts from a pool block another buffer dirtied: every element must be written.
         drop(gpu.upload(&vec![f32::NAN; g.x_len()]).unwrap());
         let dx = gpu.depthwise_conv2d_backward_data(&gdy, &gw, &g).unwrap();
         let want = cpu.depthwise_conv2d_backward_data(&cdy, &cw, &nchw).unwrap();
         assert_close(&format!("nhwc depthwise backward data {g:?}"), &nhwc_result(&gpu, &dx, g.c_in, in_plane), &want, ATOL, RTOL);
-        assert_eq!(gpu.take_kernel_log(), [kernel("backward_data")], "{g:?}");
+        assert_eq!(gpu.take_kernel_log(), [PACK.to_string(), kernel("backward_data")], "{g:?}");
         let dw = gpu.depthwise_conv2d_backward_filter(&gx, &gdy, &g).unwrap();
         let want = cpu.depthwise_conv2d_backward_filter(&cx, &cdy, &nchw).unwrap();
         assert_close(&format!("nhwc depthwise backward filter {g:?}"), &gpu.download(&dw).unwrap(), &want, ATOL, RTOL);
-        // The chunks' partial sums, when there are several, are the workspace the memory plan
-        // counts.
+        // The workspace the memory plan counts: the packed weight, or the filter gradient's
+        // partial sums when it has several chunks.
         let log = gpu.take_kernel_log();
         let chunked = log.len() == 2;
         assert_eq!(log[0], kernel("backward_filter"), "{g:?}");
         if chunked {
             assert_eq!(log[1], "gemm::splitk_reduce", "{g:?}");
         }
-        assert_eq!(depthwise_gpu_workspace_bytes(&g, sms) > 0, chunked, "{g:?}: {log:?}");
+        let (workspace, weight) = (depthwise_gpu_workspace_bytes(&g, sms), 4 * g.weight_len());
+        assert!(if chunked { workspace > weight } else { workspace == weight }, "{g:?}: {workspace} bytes, {log:?}");
     }
 }
 
-/// Which kernels run: the specialised ones, the filter gradient's chunks summed by splitk_reduce
+/// Which kernels run (each named once, at its first launch): the specialised ones, the filter gradient's chunks summed by splitk_reduce
 /// when the batch's pixels fill several blocks, the generic ones for a geometry they do not take.
 #[test]
 fn nhwc_depthwise_runs_the_specialised_kernels_where_they_apply() {
@@ -400,6 +404,7 @@ fn nhwc_depthwise_runs_the_specialised_kernels_where_they_apply() {
     assert_eq!(
         run(&mobilenet),
         [
+            PACK,
             "conv_depthwise_nhwc::depthwise_nhwc_forward_3x3_s2_v4",
             "conv_depthwise_nhwc::depthwise_nhwc_backward_data_3x3_s2_v4",
             "conv_depthwise_nhwc::depthwise_nhwc_backward_filter_3x3_s2_v4",
@@ -410,6 +415,6 @@ fn nhwc_depthwise_runs_the_specialised_kernels_where_they_apply() {
     let wide = nhwc((1, 3, (8, 8), 3, (7, 7), (1, 1), (3, 3), (1, 1), 3));
     assert_eq!(
         run(&wide),
-        ["conv_depthwise_nhwc::depthwise_nhwc_forward", "conv_depthwise_nhwc::depthwise_nhwc_backward_data", "conv_depthwise_nhwc::depthwise_nhwc_backward_filter"]
+        [PACK, "conv_depthwise_nhwc::depthwise_nhwc_forward", "conv_depthwise_nhwc::depthwise_nhwc_backward_data", "conv_depthwise_nhwc::depthwise_nhwc_backward_filter"]
     );
 }

@@ -2,7 +2,9 @@
 //! and dy [N, H, W, C], the weight [C_out, 1, KH, KW]. Threads run along the channels; a square
 //! 3x3 or 5x5 window at stride 1 or 2 without dilation or multiplier runs kernels specialised for
 //! it (4 channels per thread with 16-byte accesses when C % 4 == 0 and the tensors are 16-byte
-//! aligned), every other geometry the generic ones. The filter gradient sums over the batch in
+//! aligned), every other geometry the generic ones. The forward and data-gradient kernels read
+//! the weight packed tap-major ([KH * KW, C_out]) so that its loads run along the channels too.
+//! The filter gradient sums over the batch in
 //! chunks of pixels, one block per chunk (and channel block and filter row or tap), the chunks'
 //! partial sums added by `splitk_reduce`.
 
@@ -63,14 +65,24 @@ fn runs_launch(g: &ConvGeom, rows: usize, cols: usize, vec: usize, what: &str) -
     per_element(g.n * rows * cols.div_ceil(COLS) * (g.c_in / vec), what)
 }
 
+/// The weight packed tap-major, wt[tap * C_out + co] = w[co * taps + tap], as the forward and
+/// data-gradient kernels read it.
+fn packed_weight(gpu: &GpuBackend, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
+    let wt = gpu.alloc::<f32>(g.weight_len())?;
+    let args = [w.arg(), wt.arg(), int(g.c_out, "channels")?, int(g.kh * g.kw, "conv taps")?];
+    gpu.launch(MODULE, "depthwise_nhwc_pack_weights", per_element(g.weight_len(), "the depthwise weight")?, &args)?;
+    Ok(wt)
+}
+
 /// y = depthwise conv(x, w) + bias into `y`; `geometry` is the generic kernels' window arguments
 /// (N, C, H, W, multiplier, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW).
 pub(super) fn forward(gpu: &GpuBackend, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom, y: &GpuBuf<f32>, geometry: Vec<KernelArg>) -> Result<()> {
-    let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
+    let wt = packed_weight(gpu, w, g)?;
+    let mut args = vec![x.arg(), wt.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
     let has_bias = KernelArg::I32(bias.is_some() as i32);
     match specialised(g) {
         Some(shape) => {
-            let vec = channels_per_thread(g, &[x.ptr(), y.ptr()]);
+            let vec = channels_per_thread(g, &[x.ptr(), wt.ptr(), y.ptr()]);
             args.extend(specialised_args(g)?);
             args.push(has_bias);
             let cfg = runs_launch(g, g.oh, g.ow, vec, "the depthwise output")?;
@@ -86,10 +98,11 @@ pub(super) fn forward(gpu: &GpuBackend, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: 
 
 /// dx from dy and the weight into `dx` (every element written).
 pub(super) fn backward_data(gpu: &GpuBackend, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &GpuBuf<f32>, geometry: Vec<KernelArg>) -> Result<()> {
-    let mut args = vec![dy.arg(), w.arg(), dx.arg()];
+    let wt = packed_weight(gpu, w, g)?;
+    let mut args = vec![dy.arg(), wt.arg(), dx.arg()];
     match specialised(g) {
         Some(shape) => {
-            let vec = channels_per_thread(g, &[dy.ptr(), dx.ptr()]);
+            let vec = channels_per_thread(g, &[dy.ptr(), wt.ptr(), dx.ptr()]);
             args.extend(specialised_args(g)?);
             let cfg = runs_launch(g, g.h, g.w, vec, "the depthwise input")?;
             gpu.launch(MODULE, &format!("depthwise_nhwc_backward_data_{shape}_v{vec}"), cfg, &args)
@@ -120,12 +133,14 @@ fn filter_chunks(g: &ConvGeom, sms: usize) -> usize {
     (4 * sms).div_ceil(blocks.max(1)).min(items.div_ceil(MIN_ITEMS_PER_CHUNK)).clamp(1, MAX_GRID_YZ)
 }
 
-/// Bytes the NHWC filter gradient holds on a GPU of `sms` SMs: the chunks' partial sums when there
-/// are several.
+/// Bytes the NHWC depthwise convolution holds on a GPU of `sms` SMs while its largest pass runs:
+/// the packed weight (forward and data gradient) or the filter gradient's partial sums per chunk
+/// when there are several.
 pub(super) fn workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
+    let weight = g.weight_len() * std::mem::size_of::<f32>();
     match filter_chunks(g, sms) {
-        1 => 0,
-        chunks => chunks * g.weight_len() * std::mem::size_of::<f32>(),
+        1 => weight,
+        chunks => chunks * weight,
     }
 }
 
