@@ -67,23 +67,68 @@ __device__ __forceinline__ void dwn_filter_row(float (&wr)[K][V], const float* w
     }
 }
 
-// ---- Forward. Thread idx = ((n * OH + oh) * runs + run) * (C / V) + group: channels c = group * V
-// .. + V - 1 of output columns ow0 = run * DWN_COLS .. + DWN_COLS - 1 of row oh.
+// The part of the output a thread of the specialised forward or data-gradient kernels computes
+// (rows x cols planes, their C channels in groups of V): thread idx = ((n * rows + row) * runs +
+// run) * (C / V) + group takes channels c = group * V .. + V - 1 of columns col0 = run * DWN_COLS
+// .. + DWN_COLS - 1 of row `row` of image n.
+struct DwnRun {
+    int n, row, col0, c;
+    // Thread idx's part; false for the threads past the output.
+    __device__ __forceinline__ bool at(int idx, int N, int rows, int cols, int C, int V) {
+        int groups = C / V;
+        int runs = (cols + DWN_COLS - 1) / DWN_COLS;
+        if (idx >= N * rows * runs * groups) return false;
+        c = idx % groups * V;
+        int rest = idx / groups;
+        col0 = rest % runs * DWN_COLS;
+        rest /= runs;
+        row = rest % rows;
+        n = rest / rows;
+        return true;
+    }
+    // The thread's sums (acc[column][channel]) stored to the NHWC output `out`, the columns past
+    // `cols` left out.
+    template <int V>
+    __device__ __forceinline__ void store(float* out, const float (&acc)[DWN_COLS][V], int rows, int cols, int C) const {
+        float* p = out + (((size_t)n * rows + row) * cols + col0) * C + c;
+#pragma unroll
+        for (int j = 0; j < DWN_COLS; ++j) {
+            if (col0 + j >= cols) break;
+            DwnVec<V> r;
+#pragma unroll
+            for (int v = 0; v < V; ++v) r.v[v] = acc[j][v];
+            r.store(p + (size_t)j * C);
+        }
+    }
+};
+
+// The input columns iw0 .. iw0 + (DWN_COLS - 1) * S + K - 1 of one input row that a run of
+// DWN_COLS output columns at stride S reads, each inside 0..W loaded once: `tap(j, kj, in)` for
+// every output column j whose tap kj reads it (all compile-time after unrolling).
+template <int K, int S, int V, class Tap>
+__device__ __forceinline__ void dwn_row_taps(const float* row, int iw0, int W, int C, Tap tap) {
+    constexpr int IN_COLS = (DWN_COLS - 1) * S + K;
+#pragma unroll
+    for (int col = 0; col < IN_COLS; ++col) {
+        int iw = iw0 + col;
+        if (iw < 0 || iw >= W) continue;
+        DwnVec<V> in = DwnVec<V>::load(row + (size_t)iw * C);
+#pragma unroll
+        for (int j = 0; j < DWN_COLS; ++j) {
+            int kj = col - j * S;
+            if (kj >= 0 && kj < K) tap(j, kj, in);
+        }
+    }
+}
+
+// ---- Forward: a DwnRun of y per thread.
 template <int K, int S, int V>
 __device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const float* __restrict__ wt,
                                             const float* __restrict__ bias, float* __restrict__ y, int N, int C,
                                             int H, int W, int ph, int pw, int OH, int OW, int has_bias) {
-    constexpr int IN_COLS = (DWN_COLS - 1) * S + K;
-    int groups = C / V;
-    int runs = (OW + DWN_COLS - 1) / DWN_COLS;
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= N * OH * runs * groups) return;
-    int c = idx % groups * V;
-    int rest = idx / groups;
-    int ow0 = rest % runs * DWN_COLS;
-    rest /= runs;
-    int oh = rest % OH;
-    int n = rest / OH;
+    DwnRun run;
+    if (!run.at(blockIdx.x * blockDim.x + threadIdx.x, N, OH, OW, C, V)) return;
+    int n = run.n, oh = run.row, c = run.c;
     float acc[DWN_COLS][V];
 #pragma unroll
     for (int v = 0; v < V; ++v) {
@@ -91,7 +136,7 @@ __device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const f
 #pragma unroll
         for (int j = 0; j < DWN_COLS; ++j) acc[j][v] = b;
     }
-    int iw0 = ow0 * S - pw;
+    int iw0 = run.col0 * S - pw;
 #pragma unroll
     for (int ki = 0; ki < K; ++ki) {
         int ih = oh * S - ph + ki;
@@ -99,34 +144,17 @@ __device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const f
         float wr[K][V];
         dwn_filter_row<K, V>(wr, wt, C, c, ki);
         const float* row = x + ((size_t)n * H + ih) * W * C + c;
+        dwn_row_taps<K, S, V>(row, iw0, W, C, [&](int j, int kj, const DwnVec<V>& in) {
 #pragma unroll
-        for (int col = 0; col < IN_COLS; ++col) {
-            int iw = iw0 + col;
-            if (iw < 0 || iw >= W) continue;
-            DwnVec<V> in = DwnVec<V>::load(row + (size_t)iw * C);
-#pragma unroll
-            for (int j = 0; j < DWN_COLS; ++j) {
-                int kj = col - j * S;
-                if (kj < 0 || kj >= K) continue;
-#pragma unroll
-                for (int v = 0; v < V; ++v) acc[j][v] = fmaf(in.v[v], wr[kj][v], acc[j][v]);
-            }
-        }
+            for (int v = 0; v < V; ++v) acc[j][v] = fmaf(in.v[v], wr[kj][v], acc[j][v]);
+        });
     }
-    float* out = y + (((size_t)n * OH + oh) * OW + ow0) * C + c;
-#pragma unroll
-    for (int j = 0; j < DWN_COLS; ++j) {
-        if (ow0 + j >= OW) break;
-        DwnVec<V> r;
-#pragma unroll
-        for (int v = 0; v < V; ++v) r.v[v] = acc[j][v];
-        r.store(out + (size_t)j * C);
-    }
+    run.store<V>(y, acc, OH, OW, C);
 }
 
 // ---- Data gradient: dx[ih][iw] = sum over taps (ki, kj) with ih + ph - ki = S * oh and
-// iw + pw - kj = S * ow of dy[oh][ow] * w[ki][kj]. Thread idx as in the forward, over dx: input
-// columns iw0 = run * DWN_COLS .. + DWN_COLS - 1 of row ih.
+// iw + pw - kj = S * ow of dy[oh][ow] * w[ki][kj]; a DwnRun of dx per thread (input columns iw0 =
+// col0 .. + DWN_COLS - 1 of row ih).
 
 // One dy row's contribution. The thread's columns reach dy columns from ow_lo = floor((iw0 + pw -
 // (K - 1)) / S) on, OFF = iw0 + pw - (K - 1) - S * ow_lo (0 .. S - 1, a template parameter so
@@ -158,22 +186,15 @@ template <int K, int S, int V>
 __device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, const float* __restrict__ wt,
                                                   float* __restrict__ dx, int N, int C, int H, int W, int ph,
                                                   int pw, int OH, int OW) {
-    int groups = C / V;
-    int runs = (W + DWN_COLS - 1) / DWN_COLS;
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= N * H * runs * groups) return;
-    int c = idx % groups * V;
-    int rest = idx / groups;
-    int iw0 = rest % runs * DWN_COLS;
-    rest /= runs;
-    int ih = rest % H;
-    int n = rest / H;
+    DwnRun run;
+    if (!run.at(blockIdx.x * blockDim.x + threadIdx.x, N, H, W, C, V)) return;
+    int n = run.n, ih = run.row, c = run.c;
     float acc[DWN_COLS][V];
 #pragma unroll
     for (int j = 0; j < DWN_COLS; ++j)
 #pragma unroll
         for (int v = 0; v < V; ++v) acc[j][v] = 0.f;
-    int base = iw0 + pw - (K - 1);
+    int base = run.col0 + pw - (K - 1);
     int ow_lo = dwn_floor_div(base, S);
     int off = base - S * ow_lo;
 #pragma unroll
@@ -190,15 +211,7 @@ __device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, 
             else dwn_data_row<K, S, V, 1>(acc, wr, dy_row, ow_lo, OW, C);
         }
     }
-    float* out = dx + (((size_t)n * H + ih) * W + iw0) * C + c;
-#pragma unroll
-    for (int j = 0; j < DWN_COLS; ++j) {
-        if (iw0 + j >= W) break;
-        DwnVec<V> r;
-#pragma unroll
-        for (int v = 0; v < V; ++v) r.v[v] = acc[j][v];
-        r.store(out + (size_t)j * C);
-    }
+    run.store<V>(dx, acc, H, W, C);
 }
 
 // ---- Filter gradient, in blocks of DWN_CHANNEL_LANES x DWN_PIXEL_LANES threads: each thread sums
@@ -231,7 +244,6 @@ template <int K, int S, int V>
 __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x, const float* __restrict__ dy,
                                                     float* __restrict__ out, int N, int C, int H, int W,
                                                     int ph, int pw, int OH, int OW, int chunks) {
-    constexpr int IN_COLS = (DWN_COLS - 1) * S + K;
     __shared__ float sums[DWN_PIXEL_LANES * K * V * DWN_CHANNEL_LANES];
     int groups = C / V;
     int group = blockIdx.x * DWN_CHANNEL_LANES + threadIdx.x;
@@ -265,20 +277,10 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
                 }
             }
             const float* row = x + ((size_t)n * H + ih) * W * C + c;
-            int iw0 = ow0 * S - pw;
+            dwn_row_taps<K, S, V>(row, ow0 * S - pw, W, C, [&](int j, int kj, const DwnVec<V>& in) {
 #pragma unroll
-            for (int col = 0; col < IN_COLS; ++col) {
-                int iw = iw0 + col;
-                if (iw < 0 || iw >= W) continue;
-                DwnVec<V> in = DwnVec<V>::load(row + (size_t)iw * C);
-#pragma unroll
-                for (int j = 0; j < DWN_COLS; ++j) {
-                    int kj = col - j * S;
-                    if (kj < 0 || kj >= K) continue;
-#pragma unroll
-                    for (int v = 0; v < V; ++v) acc[kj * V + v] = fmaf(g[j].v[v], in.v[v], acc[kj * V + v]);
-                }
-            }
+                for (int v = 0; v < V; ++v) acc[kj * V + v] = fmaf(g[j].v[v], in.v[v], acc[kj * V + v]);
+            });
         }
     }
     dwn_sum_lanes<K * V>(acc, sums, [&](int e, float total) {

@@ -273,14 +273,7 @@ fn depthwise_kernels_match_the_reference() {
 #[test]
 fn depthwise_kernels_tile_unless_the_window_outgrows_shared_memory() {
     let gpu = gpu();
-    let run = |g: &ConvGeom| {
-        let (x, w, dy) = (gpu.zeros(g.x_len()).unwrap(), gpu.zeros(g.weight_len()).unwrap(), gpu.zeros(g.y_len()).unwrap());
-        gpu.take_kernel_log();
-        gpu.depthwise_conv2d_forward(&x, &w, None, g).unwrap();
-        gpu.depthwise_conv2d_backward_data(&dy, &w, g).unwrap();
-        gpu.depthwise_conv2d_backward_filter(&x, &dy, g).unwrap();
-        gpu.take_kernel_log()
-    };
+    let run = |g: &ConvGeom| depthwise_kernels_run(&gpu, g);
     // 8 channels on the simulator's SMs: a block per channel and image, the two images' partial
     // sums added after.
     let mobilenet = geom((2, 8, (14, 14), 8, (3, 3), (2, 2), (1, 1), (1, 1), 8));
@@ -390,14 +383,7 @@ fn nhwc_depthwise_kernels_match_the_nchw_reference() {
 #[test]
 fn nhwc_depthwise_runs_the_specialised_kernels_where_they_apply() {
     let gpu = gpu();
-    let run = |g: &ConvGeom| {
-        let (x, w, dy) = (gpu.zeros(g.x_len()).unwrap(), gpu.zeros(g.weight_len()).unwrap(), gpu.zeros(g.y_len()).unwrap());
-        gpu.take_kernel_log();
-        gpu.depthwise_conv2d_forward(&x, &w, None, g).unwrap();
-        gpu.depthwise_conv2d_backward_data(&dy, &w, g).unwrap();
-        gpu.depthwise_conv2d_backward_filter(&x, &dy, g).unwrap();
-        gpu.take_kernel_log()
-    };
+    let run = |g: &ConvGeom| depthwise_kernels_run(&gpu, g);
     let nhwc = |c: Config| geom(c).with_layout(Layout::Nhwc);
     // MobileNetV2's stride-2 depthwise at a small size: 4 channels per thread, two chunks.
     let mobilenet = nhwc((2, 8, (32, 32), 8, (3, 3), (2, 2), (1, 1), (1, 1), 8));
@@ -417,4 +403,14 @@ fn nhwc_depthwise_runs_the_specialised_kernels_where_they_apply() {
         run(&wide),
         [PACK, "conv_depthwise_nhwc::depthwise_nhwc_forward", "conv_depthwise_nhwc::depthwise_nhwc_backward_data", "conv_depthwise_nhwc::depthwise_nhwc_backward_filter"]
     );
+}
+
+/// The kernels a depthwise convolution's three passes of `g` launch on zeros.
+fn depthwise_kernels_run(gpu: &GpuBackend, g: &ConvGeom) -> Vec<String> {
+    let (x, w, dy) = (gpu.zeros(g.x_len()).unwrap(), gpu.zeros(g.weight_len()).unwrap(), gpu.zeros(g.y_len()).unwrap());
+    gpu.take_kernel_log();
+    gpu.depthwise_conv2d_forward(&x, &w, None, g).unwrap();
+    gpu.depthwise_conv2d_backward_data(&dy, &w, g).unwrap();
+    gpu.depthwise_conv2d_backward_filter(&x, &dy, g).unwrap();
+    gpu.take_kernel_log()
 }

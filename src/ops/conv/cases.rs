@@ -63,12 +63,15 @@ impl FamilyCases for Cases {
             add_conv_passes(cases, &shape, full, sim);
         }
         // MobileNetV2 at 224x224, the 56x56 stage (24 channels, expansion 6): 1x1 expand and
-        // project, the 3x3 depthwise convolution, and the stride-2 depthwise that leaves the stage.
-        let mobilenet: [(&str, GeomAtBatch); 4] = [
+        // project, the 3x3 depthwise convolution, and the stride-2 depthwise that leaves the stage;
+        // both depthwise ones also channels-last.
+        let mobilenet: [(&str, GeomAtBatch); 6] = [
             ("1x1 expand 24->144 56x56", |n| bench_geom(n, 24, 56, 144, 1, 1, 1)),
             ("1x1 project 144->24 56x56", |n| bench_geom(n, 144, 56, 24, 1, 1, 1)),
             ("dw 3x3 144x56x56", |n| bench_geom(n, 144, 56, 144, 3, 1, 144)),
             ("dw 3x3 s2 144x56x56", |n| bench_geom(n, 144, 56, 144, 3, 2, 144)),
+            ("dw 3x3 144x56x56 nhwc", |n| Ok(bench_geom(n, 144, 56, 144, 3, 1, 144)?.with_layout(Layout::Nhwc))),
+            ("dw 3x3 s2 144x56x56 nhwc", |n| Ok(bench_geom(n, 144, 56, 144, 3, 2, 144)?.with_layout(Layout::Nhwc))),
         ];
         for (shape, geom) in mobilenet {
             add_conv_passes(cases, &format!("mobilenet_v2 {shape}"), geom(batch)?, geom(1)?);
