@@ -16,6 +16,7 @@ use ferronet::ops::{ConvGeom, ConvOps, PrecisionOps};
 use ferronet::ops::gemm::tc::TcInput;
 use ferronet::precision::Precision;
 use ferronet::rng::Rng;
+use ferronet::ops::conv::depthwise_gpu_workspace_bytes;
 use ferronet::shape::Layout;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
@@ -423,14 +424,7 @@ fn depthwise_kernels_match_the_reference() {
 #[test]
 fn depthwise_kernels_tile_unless_the_window_outgrows_shared_memory() {
     let gpu = gpu();
-    let run = |g: &ConvGeom| {
-        let (x, w, dy) = (gpu.zeros(g.x_len()).unwrap(), gpu.zeros(g.weight_len()).unwrap(), gpu.zeros(g.y_len()).unwrap());
-        gpu.take_kernel_log();
-        gpu.depthwise_conv2d_forward(&x, &w, None, g).unwrap();
-        gpu.depthwise_conv2d_backward_data(&dy, &w, g).unwrap();
-        gpu.depthwise_conv2d_backward_filter(&x, &dy, g).unwrap();
-        gpu.take_kernel_log()
-    };
+    let run = |g: &ConvGeom| depthwise_kernels_run(&gpu, g);
     // 8 channels on the simulator's SMs: a block per channel and image, the two images' partial
     // sums added after.
     let mobilenet = geom((2, 8, (14, 14), 8, (3, 3), (2, 2), (1, 1), (1, 1), 8));
@@ -451,4 +445,123 @@ fn bad_buffers_and_geometries_are_clear_errors() {
     let w = gpu.zeros(g.weight_len()).unwrap();
     let err = gpu.depthwise_conv2d_forward(&x, &w, None, &g).err().expect("groups = 1 is not depthwise").to_string();
     assert!(err.contains("depthwise convolution needs groups == in channels"), "{err}");
+}
+
+// ---- nhwc depthwise: channels-last depthwise kernels (kernels/conv_depthwise_nhwc.cu) against
+// the f64 CPU reference in NCHW, their results reordered.
+
+/// Channels-last depthwise geometries and the kernels' shape suffix ("3x3_s1_v4"; None: the
+/// generic kernels): 3x3 and 5x5 at strides 1 and 2 with 4 channels per thread (C % 4 == 0) and
+/// with 1, paddings 0 to 2, and the generic kernels' multiplier 2, dilation 2 and rectangular
+/// window and stride. The first and the 2-multiplier 12x12 have enough pixels for several chunks
+/// of the filter gradient on the simulator's SMs.
+fn nhwc_depthwise_configs() -> Vec<(ConvGeom, Option<&'static str>)> {
+    [
+        ((2, 8, (16, 16), 8, (3, 3), (1, 1), (1, 1), (1, 1), 8), Some("3x3_s1_v4")),
+        ((1, 6, (6, 5), 6, (3, 3), (1, 1), (1, 1), (1, 1), 6), Some("3x3_s1_v1")),
+        ((1, 4, (5, 6), 4, (3, 3), (1, 1), (2, 2), (1, 1), 4), Some("3x3_s1_v4")),
+        ((2, 4, (8, 7), 4, (3, 3), (2, 2), (1, 1), (1, 1), 4), Some("3x3_s2_v4")),
+        ((1, 3, (9, 10), 3, (3, 3), (2, 2), (0, 0), (1, 1), 3), Some("3x3_s2_v1")),
+        ((1, 4, (10, 9), 4, (5, 5), (1, 1), (2, 2), (1, 1), 4), Some("5x5_s1_v4")),
+        ((1, 5, (9, 8), 5, (5, 5), (1, 1), (2, 2), (1, 1), 5), Some("5x5_s1_v1")),
+        ((2, 8, (11, 10), 8, (5, 5), (2, 2), (2, 2), (1, 1), 8), Some("5x5_s2_v4")),
+        ((1, 3, (12, 11), 3, (5, 5), (2, 2), (1, 1), (1, 1), 3), Some("5x5_s2_v1")),
+        ((1, 3, (7, 7), 6, (3, 3), (1, 1), (1, 1), (1, 1), 3), None),
+        ((2, 4, (12, 12), 8, (3, 3), (1, 1), (1, 1), (1, 1), 4), None),
+        ((2, 4, (9, 9), 4, (3, 3), (1, 1), (2, 2), (2, 2), 4), None),
+        ((1, 5, (8, 9), 5, (3, 1), (1, 2), (1, 0), (1, 1), 5), None),
+    ]
+    .into_iter()
+    .map(|(c, kernels)| (geom(c).with_layout(Layout::Nhwc), kernels))
+    .collect()
+}
+
+/// The kernel that packs the weight tap-major for the forward and data-gradient kernels.
+const PACK: &str = "conv_depthwise_nhwc::depthwise_nhwc_pack_weights";
+
+/// A GPU result in NHWC ([N, OH*OW or H*W, C]) reordered to NCHW, for the CPU reference.
+fn nhwc_result(gpu: &GpuBackend, buf: &ferronet::gpu::GpuBuf<f32>, c: usize, hw: usize) -> Vec<f32> {
+    nhwc_to_nchw(&gpu.download(buf).unwrap(), c, hw)
+}
+
+#[test]
+fn nhwc_depthwise_kernels_match_the_nchw_reference() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let sms = gpu.driver().multiprocessor_count();
+    for (i, (g, shape)) in nhwc_depthwise_configs().into_iter().enumerate() {
+        let nchw = g.with_layout(Layout::Nchw);
+        let seed = 7000 + 10 * i as u64;
+        let (x, w, b, dy) = (values(g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values(g.y_len(), seed + 3));
+        let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+        let (gx, gdy) = (gpu.upload(&nchw_to_nhwc(&x, g.c_in, in_plane)).unwrap(), gpu.upload(&nchw_to_nhwc(&dy, g.c_out, out_plane)).unwrap());
+        let ((gw, cw), (gb, cb)) = (upload_pair(&gpu, &cpu, &w), upload_pair(&gpu, &cpu, &b));
+        let (cx, cdy) = (widened(&cpu, &x), widened(&cpu, &dy));
+        let kernel = |pass: &str| match shape {
+            Some(shape) => format!("conv_depthwise_nhwc::depthwise_nhwc_{pass}_{shape}"),
+            None => format!("conv_depthwise_nhwc::depthwise_nhwc_{pass}"),
+        };
+        gpu.take_kernel_log();
+        for bias in [true, false] {
+            let y = gpu.depthwise_conv2d_forward(&gx, &gw, bias.then_some(&gb), &g).unwrap();
+            let want = cpu.depthwise_conv2d_forward(&cx, &cw, bias.then_some(&cb), &nchw).unwrap();
+            assert_close(&format!("nhwc depthwise forward (bias {bias}) {g:?}"), &nhwc_result(&gpu, &y, g.c_out, out_plane), &want, ATOL, RTOL);
+            assert_eq!(gpu.take_kernel_log(), [PACK.to_string(), kernel("forward")], "{g:?}");
+        }
+        // dx starts from a pool block another buffer dirtied: every element must be written.
+        drop(gpu.upload(&vec![f32::NAN; g.x_len()]).unwrap());
+        let dx = gpu.depthwise_conv2d_backward_data(&gdy, &gw, &g).unwrap();
+        let want = cpu.depthwise_conv2d_backward_data(&cdy, &cw, &nchw).unwrap();
+        assert_close(&format!("nhwc depthwise backward data {g:?}"), &nhwc_result(&gpu, &dx, g.c_in, in_plane), &want, ATOL, RTOL);
+        assert_eq!(gpu.take_kernel_log(), [PACK.to_string(), kernel("backward_data")], "{g:?}");
+        let dw = gpu.depthwise_conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+        let want = cpu.depthwise_conv2d_backward_filter(&cx, &cdy, &nchw).unwrap();
+        assert_close(&format!("nhwc depthwise backward filter {g:?}"), &gpu.download(&dw).unwrap(), &want, ATOL, RTOL);
+        // The workspace the memory plan counts: the packed weight, or the filter gradient's
+        // partial sums when it has several chunks.
+        let log = gpu.take_kernel_log();
+        let chunked = log.len() == 2;
+        assert_eq!(log[0], kernel("backward_filter"), "{g:?}");
+        if chunked {
+            assert_eq!(log[1], "gemm::splitk_reduce", "{g:?}");
+        }
+        let (workspace, weight) = (depthwise_gpu_workspace_bytes(&g, sms), 4 * g.weight_len());
+        assert!(if chunked { workspace > weight } else { workspace == weight }, "{g:?}: {workspace} bytes, {log:?}");
+    }
+}
+
+/// Which kernels run (each named once, at its first launch): the specialised ones, the filter gradient's chunks summed by splitk_reduce
+/// when the batch's pixels fill several blocks, the generic ones for a geometry they do not take.
+#[test]
+fn nhwc_depthwise_runs_the_specialised_kernels_where_they_apply() {
+    let gpu = gpu();
+    let run = |g: &ConvGeom| depthwise_kernels_run(&gpu, g);
+    let nhwc = |c: Config| geom(c).with_layout(Layout::Nhwc);
+    // MobileNetV2's stride-2 depthwise at a small size: 4 channels per thread, two chunks.
+    let mobilenet = nhwc((2, 8, (32, 32), 8, (3, 3), (2, 2), (1, 1), (1, 1), 8));
+    assert_eq!(
+        run(&mobilenet),
+        [
+            PACK,
+            "conv_depthwise_nhwc::depthwise_nhwc_forward_3x3_s2_v4",
+            "conv_depthwise_nhwc::depthwise_nhwc_backward_data_3x3_s2_v4",
+            "conv_depthwise_nhwc::depthwise_nhwc_backward_filter_3x3_s2_v4",
+            "gemm::splitk_reduce"
+        ]
+    );
+    // A 7x7 window: the generic kernels, one chunk.
+    let wide = nhwc((1, 3, (8, 8), 3, (7, 7), (1, 1), (3, 3), (1, 1), 3));
+    assert_eq!(
+        run(&wide),
+        [PACK, "conv_depthwise_nhwc::depthwise_nhwc_forward", "conv_depthwise_nhwc::depthwise_nhwc_backward_data", "conv_depthwise_nhwc::depthwise_nhwc_backward_filter"]
+    );
+}
+
+/// The kernels a depthwise convolution's three passes of `g` launch on zeros.
+fn depthwise_kernels_run(gpu: &GpuBackend, g: &ConvGeom) -> Vec<String> {
+    let (x, w, dy) = (gpu.zeros(g.x_len()).unwrap(), gpu.zeros(g.weight_len()).unwrap(), gpu.zeros(g.y_len()).unwrap());
+    gpu.take_kernel_log();
+    gpu.depthwise_conv2d_forward(&x, &w, None, g).unwrap();
+    gpu.depthwise_conv2d_backward_data(&dy, &w, g).unwrap();
+    gpu.depthwise_conv2d_backward_filter(&x, &dy, g).unwrap();
+    gpu.take_kernel_log()
 }

@@ -8,6 +8,7 @@ use crate::shape::Layout;
 use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 pub struct Cases;
 
@@ -46,13 +47,22 @@ impl FamilyCases for Cases {
         ] {
             push_conv(cases, ConvPath::Im2colGemm, Layout::Nhwc, n, c, hw, co, (k, s, p, d), g, bias);
         }
-        for &(n, c, hw, co, k, s, p, d, bias) in &[
-            (2, 4, (7, 7), 4, 3, 1, 1, 1, false),
-            (1, 3, (8, 9), 6, 3, 2, 1, 1, true),
-            (1, 2, (11, 11), 2, 5, 1, 4, 2, true),
-            (2, 3, (5, 6), 3, 5, 2, 2, 1, false),
+        for &(n, c, hw, co, k, s, p, d, bias, layout) in &[
+            (2, 4, (7, 7), 4, 3, 1, 1, 1, false, Layout::Nchw),
+            (1, 3, (8, 9), 6, 3, 2, 1, 1, true, Layout::Nchw),
+            (1, 2, (11, 11), 2, 5, 1, 4, 2, true, Layout::Nchw),
+            (2, 3, (5, 6), 3, 5, 2, 2, 1, false, Layout::Nchw),
+            // Channels-last: the specialised kernels (3x3 and 5x5 at strides 1 and 2) with 4
+            // channels per thread (C % 4 == 0) and with 1 (C odd), and the generic ones
+            // (multiplier 2, dilation 2). No bias: its gradient is the general convolution's.
+            (2, 4, (6, 7), 4, 3, 1, 1, 1, false, Layout::Nhwc),
+            (1, 3, (7, 8), 3, 3, 2, 1, 1, false, Layout::Nhwc),
+            (1, 5, (7, 6), 5, 5, 1, 2, 1, false, Layout::Nhwc),
+            (2, 8, (9, 9), 8, 5, 2, 2, 1, false, Layout::Nhwc),
+            (1, 3, (6, 6), 6, 3, 1, 1, 1, false, Layout::Nhwc),
+            (2, 4, (8, 8), 4, 3, 1, 2, 2, false, Layout::Nhwc),
         ] {
-            push_conv(cases, ConvPath::Depthwise, Layout::Nchw, n, c, hw, co, (k, s, p, d), c, bias);
+            push_conv(cases, ConvPath::Depthwise, layout, n, c, hw, co, (k, s, p, d), c, bias);
         }
     }
 
@@ -66,12 +76,15 @@ impl FamilyCases for Cases {
             add_conv_passes(cases, &shape, full, sim);
         }
         // MobileNetV2 at 224x224, the 56x56 stage (24 channels, expansion 6): 1x1 expand and
-        // project, the 3x3 depthwise convolution, and the stride-2 depthwise that leaves the stage.
-        let mobilenet: [(&str, GeomAtBatch); 4] = [
+        // project, the 3x3 depthwise convolution, and the stride-2 depthwise that leaves the stage;
+        // both depthwise ones also channels-last.
+        let mobilenet: [(&str, GeomAtBatch); 6] = [
             ("1x1 expand 24->144 56x56", |n| bench_geom(n, 24, 56, 144, 1, 1, 1)),
             ("1x1 project 144->24 56x56", |n| bench_geom(n, 144, 56, 24, 1, 1, 1)),
             ("dw 3x3 144x56x56", |n| bench_geom(n, 144, 56, 144, 3, 1, 144)),
             ("dw 3x3 s2 144x56x56", |n| bench_geom(n, 144, 56, 144, 3, 2, 144)),
+            ("dw 3x3 144x56x56 nhwc", |n| Ok(bench_geom(n, 144, 56, 144, 3, 1, 144)?.with_layout(Layout::Nhwc))),
+            ("dw 3x3 s2 144x56x56 nhwc", |n| Ok(bench_geom(n, 144, 56, 144, 3, 2, 144)?.with_layout(Layout::Nhwc))),
         ];
         for (shape, geom) in mobilenet {
             add_conv_passes(cases, &format!("mobilenet_v2 {shape}"), geom(batch)?, geom(1)?);

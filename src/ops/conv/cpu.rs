@@ -10,6 +10,7 @@
 use super::{ConvGeom, ConvOps};
 use crate::cpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use crate::cpu::{CpuBackend, CpuBuf};
+use crate::shape::Layout;
 use crate::element::Element;
 use crate::cpu::par::{lane_sum, lane_sum2};
 use crate::error::Result;
@@ -443,6 +444,11 @@ impl<E: Element> ConvOps<E> for CpuBackend {
         g: &ConvGeom,
     ) -> Result<CpuBuf<E>> {
         g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
+        if g.layout == Layout::Nhwc {
+            let x = self.wrap(nhwc_to_nchw(x, g.c_in, g.h * g.w));
+            let y = self.depthwise_conv2d_forward(&x, w, bias, &g.with_layout(Layout::Nchw))?;
+            return Ok(self.wrap(nchw_to_nhwc(&y, g.c_out, g.oh * g.ow)));
+        }
         let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
         y.par_chunks_mut(plane_out).enumerate().for_each(|(p, y_plane)| {
@@ -464,6 +470,11 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn depthwise_conv2d_backward_data(&self, dy: &CpuBuf<E>, w: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         g.check_backward_data_operands("depthwise conv2d", dy.len(), w.len())?;
+        if g.layout == Layout::Nhwc {
+            let dy = self.wrap(nhwc_to_nchw(dy, g.c_out, g.oh * g.ow));
+            let dx = self.depthwise_conv2d_backward_data(&dy, w, &g.with_layout(Layout::Nchw))?;
+            return Ok(self.wrap(nchw_to_nhwc(&dx, g.c_in, g.h * g.w)));
+        }
         let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         // One task per input plane, which gathers from the `multiplier` output channels it feeds,
@@ -487,6 +498,10 @@ impl<E: Element> ConvOps<E> for CpuBackend {
 
     fn depthwise_conv2d_backward_filter(&self, x: &CpuBuf<E>, dy: &CpuBuf<E>, g: &ConvGeom) -> Result<CpuBuf<E>> {
         g.check_backward_filter_operands("depthwise conv2d", x.len(), dy.len())?;
+        if g.layout == Layout::Nhwc {
+            let (x, dy) = (self.wrap(nhwc_to_nchw(x, g.c_in, g.h * g.w)), self.wrap(nhwc_to_nchw(dy, g.c_out, g.oh * g.ow)));
+            return self.depthwise_conv2d_backward_filter(&x, &dy, &g.with_layout(Layout::Nchw));
+        }
         let Depthwise { plane_in, plane_out, taps, multiplier } = Depthwise::of(g)?;
         let mut dw = self.wrap(vec![E::zero(); g.weight_len()]);
         // One task per output channel; it sums its taps' gradients over the whole batch, output

@@ -10,7 +10,7 @@
 
 mod nhwc;
 
-use super::{ConvGeom, ConvOps};
+use super::{depthwise_nhwc, ConvGeom, ConvOps};
 use crate::shape::Layout;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
@@ -184,6 +184,9 @@ fn depthwise_filter_chunks(g: &ConvGeom, sms: usize) -> Option<usize> {
 /// Bytes a depthwise convolution holds on a GPU of `sms` SMs: the filter gradient's partial
 /// sums per chunk of images, when the batch is split.
 pub fn depthwise_gpu_workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
+    if g.layout == Layout::Nhwc {
+        return depthwise_nhwc::workspace_bytes(g, sms);
+    }
     match depthwise_filter_chunks(g, sms) {
         Some(chunks) if chunks > 1 => chunks * g.weight_len() * std::mem::size_of::<f32>(),
         _ => 0,
@@ -447,6 +450,10 @@ impl ConvOps<f32> for GpuBackend {
         if g.y_len() == 0 {
             return Ok(y);
         }
+        if g.layout == Layout::Nhwc {
+            depthwise_nhwc::forward(self, x, w, bias, g, &y, geometry)?;
+            return Ok(y);
+        }
         let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
         args.extend(geometry);
         args.push(KernelArg::I32(bias.is_some() as i32));
@@ -469,6 +476,10 @@ impl ConvOps<f32> for GpuBackend {
         int(g.y_len(), "the depthwise output")?;
         let dx = self.alloc::<f32>(g.x_len())?;
         if g.x_len() == 0 {
+            return Ok(dx);
+        }
+        if g.layout == Layout::Nhwc {
+            depthwise_nhwc::backward_data(self, dy, w, g, &dx, geometry)?;
             return Ok(dx);
         }
         let mut args = vec![dy.arg(), w.arg(), dx.arg()];
@@ -496,6 +507,10 @@ impl ConvOps<f32> for GpuBackend {
         int(g.y_len(), "the depthwise output")?;
         int(g.x_len(), "the depthwise input")?;
         let dw = self.alloc::<f32>(g.weight_len())?;
+        if g.layout == Layout::Nhwc {
+            depthwise_nhwc::backward_filter(self, x, dy, g, &dw, geometry)?;
+            return Ok(dw);
+        }
         let Some(chunks) = depthwise_filter_chunks(g, self.driver().multiprocessor_count()) else {
             // One block per filter tap.
             let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;

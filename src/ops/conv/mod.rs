@@ -11,6 +11,7 @@
 
 pub mod cases;
 mod cpu;
+mod depthwise_nhwc;
 mod node;
 pub mod tc;
 
