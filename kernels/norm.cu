@@ -259,6 +259,14 @@ __device__ __forceinline__ ChannelRows bn_rows(int C, int rows, int rows_per_spl
     return channel_rows(C, blockIdx.x - *split * chunks, begin);
 }
 
+// Writes a block's two per-channel totals as the [C, splits] partials `first` and `second`.
+__device__ __forceinline__ void bn_rows_store(const float (&acc)[2], const ChannelRows& cr, int split, int splits,
+                                              float* __restrict__ first, float* __restrict__ second) {
+    if (threadIdx.x >= cr.lanes) return;
+    first[cr.c * splits + split] = acc[0];
+    second[cr.c * splits + split] = acc[1];
+}
+
 // Per (row range, channel): the range's mean and M2, shifted by the range's first value of the
 // channel as bn_partial_stats does.
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
@@ -278,41 +286,56 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
         }
     }
     channel_rows_total<2>(acc, cr, scratch);
-    if (threadIdx.x < cr.lanes) {
-        const float len = (float)(end - begin);
-        part_mean[cr.c * splits + split] = shift + acc[0] / len;
-        part_m2[cr.c * splits + split] = fmaxf(acc[1] - acc[0] * acc[0] / len, 0.0f);
-    }
+    const float len = (float)(end - begin);
+    const float stats[2] = {shift + acc[0] / len, fmaxf(acc[1] - acc[0] * acc[0] / len, 0.0f)};
+    bn_rows_store(stats, cr, split, splits, part_mean, part_m2);
 }
 
-// Per (row range, channel) of the backward: sum dy and sum dy * xhat, as bn_partial_grads.
-extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_partial_grads_rows(const float* __restrict__ dy, const float* __restrict__ x,
-                          const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
-                          float* __restrict__ part_dy, float* __restrict__ part_dy_xhat, int C, int rows,
-                          int rows_per_split, int chunks, int splits) {
+// Per (row range, channel) of the backward: sum dz and sum dz * xhat, with dz = dy
+// (bn_partial_grads_rows, as bn_partial_grads) or, FUSED, dz = dy * act'(z)
+// (bn_act_partial_grads_rows, as bn_act_partial_grads; only it reads residual, gamma and beta).
+template <bool FUSED>
+__device__ __forceinline__ void bn_partial_grads_rows_body(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ residual,
+    const float* __restrict__ save_mean, const float* __restrict__ save_invstd, const float* __restrict__ gamma,
+    const float* __restrict__ beta, float* __restrict__ part_dz, float* __restrict__ part_dz_xhat, int has_residual,
+    int kind, int C, int rows, int rows_per_split, int chunks, int splits) {
     __shared__ float scratch[2][CR_THREADS];
     int split, end;
     const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
     const float mean = save_mean[cr.c];
     const float invstd = save_invstd[cr.c];
+    const float g = FUSED ? gamma[cr.c] : 0.0f;
+    const float b = FUSED ? beta[cr.c] : 0.0f;
     float acc[2] = {0.0f, 0.0f};
     if (cr.active) {
         for (int r = cr.row; r < end; r += cr.step) {
-            const size_t idx = (size_t)r * C + cr.c;
-            const float g = dy[idx];
-            acc[0] += g;
-            acc[1] += g * (x[idx] - mean) * invstd;
+            const int idx = r * C + cr.c;
+            float xhat, dz;
+            if (FUSED) {
+                const float z = bn_act_pre(x, residual, has_residual, mean, invstd, g, b, idx, &xhat);
+                dz = dy[idx] * derivative(kind, z);
+            } else {
+                xhat = (x[idx] - mean) * invstd;
+                dz = dy[idx];
+            }
+            acc[0] += dz;
+            acc[1] += dz * xhat;
         }
     }
     channel_rows_total<2>(acc, cr, scratch);
-    if (threadIdx.x < cr.lanes) {
-        part_dy[cr.c * splits + split] = acc[0];
-        part_dy_xhat[cr.c * splits + split] = acc[1];
-    }
+    bn_rows_store(acc, cr, split, splits, part_dz, part_dz_xhat);
 }
 
-// Per (row range, channel) of the fused backward: sum dz and sum dz * xhat, as bn_act_partial_grads.
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_partial_grads_rows(const float* __restrict__ dy, const float* __restrict__ x,
+                          const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
+                          float* __restrict__ part_dy, float* __restrict__ part_dy_xhat, int C, int rows,
+                          int rows_per_split, int chunks, int splits) {
+    bn_partial_grads_rows_body<false>(dy, x, nullptr, save_mean, save_invstd, nullptr, nullptr, part_dy,
+                                      part_dy_xhat, 0, 0, C, rows, rows_per_split, chunks, splits);
+}
+
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
     bn_act_partial_grads_rows(const float* __restrict__ dy, const float* __restrict__ x,
                               const float* __restrict__ residual, const float* __restrict__ save_mean,
@@ -320,27 +343,6 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
                               const float* __restrict__ beta, float* __restrict__ part_dz,
                               float* __restrict__ part_dz_xhat, int has_residual, int kind, int C, int rows,
                               int rows_per_split, int chunks, int splits) {
-    __shared__ float scratch[2][CR_THREADS];
-    int split, end;
-    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
-    const float mean = save_mean[cr.c];
-    const float invstd = save_invstd[cr.c];
-    const float g = gamma[cr.c];
-    const float b = beta[cr.c];
-    float acc[2] = {0.0f, 0.0f};
-    if (cr.active) {
-        for (int r = cr.row; r < end; r += cr.step) {
-            const int idx = r * C + cr.c;
-            float xhat;
-            const float z = bn_act_pre(x, residual, has_residual, mean, invstd, g, b, idx, &xhat);
-            const float dz = dy[idx] * derivative(kind, z);
-            acc[0] += dz;
-            acc[1] += dz * xhat;
-        }
-    }
-    channel_rows_total<2>(acc, cr, scratch);
-    if (threadIdx.x < cr.lanes) {
-        part_dz[cr.c * splits + split] = acc[0];
-        part_dz_xhat[cr.c * splits + split] = acc[1];
-    }
+    bn_partial_grads_rows_body<true>(dy, x, residual, save_mean, save_invstd, gamma, beta, part_dz, part_dz_xhat,
+                                     has_residual, kind, C, rows, rows_per_split, chunks, splits);
 }

@@ -216,11 +216,30 @@ __device__ __forceinline__ bool nhwc_thread(int idx, int N, int C, int rows, int
     return true;
 }
 
+// The mean of a window [hs, he) x [ws, we) of V channels of a channels-last image (pointing at
+// its first channel of the thread's group) over `divisor` values.
+template <int V>
+__device__ __forceinline__ void nhwc_window_mean(const float* __restrict__ image, int C, int W, int hs, int he,
+                                                 int ws, int we, float divisor, float (&mean)[V]) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) mean[j] = 0.f;
+    for (int ih = hs; ih < he; ++ih) {
+        for (int iw = ws; iw < we; ++iw) {
+            float v[V];
+            pool_load<V>(image + (size_t)(ih * W + iw) * C, v);
+#pragma unroll
+            for (int j = 0; j < V; ++j) mean[j] += v[j];
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) mean[j] /= divisor;
+}
+
 template <int V>
 __device__ __forceinline__ void max_pool_forward_nhwc_body(const float* __restrict__ x, float* __restrict__ y,
-                                                      unsigned int* __restrict__ indices, int N, int C, int H,
-                                                      int W, int KH, int KW, int sh, int sw, int ph, int pw,
-                                                      int OH, int OW) {
+                                                           unsigned int* __restrict__ indices, int N, int C, int H,
+                                                           int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                                           int OH, int OW) {
     int n, oh, ow, c;
     if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, OH, OW, &n, &oh, &ow, &c)) return;
     const float* image = x + (size_t)n * H * W * C + c;
@@ -255,9 +274,9 @@ __device__ __forceinline__ void max_pool_forward_nhwc_body(const float* __restri
 
 template <int V>
 __device__ __forceinline__ void max_pool_backward_nhwc_body(const float* __restrict__ dy,
-                                                       const unsigned int* __restrict__ indices,
-                                                       float* __restrict__ dx, int N, int C, int H, int W, int KH,
-                                                       int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+                                                            const unsigned int* __restrict__ indices,
+                                                            float* __restrict__ dx, int N, int C, int H, int W, int KH,
+                                                            int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
     int n, ih, iw, c;
     if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, H, W, &n, &ih, &iw, &c)) return;
     const size_t out_image = (size_t)n * OH * OW * C + c;
@@ -281,32 +300,23 @@ __device__ __forceinline__ void max_pool_backward_nhwc_body(const float* __restr
 
 template <int V>
 __device__ __forceinline__ void avg_pool_forward_nhwc_body(const float* __restrict__ x, float* __restrict__ y, int N,
-                                                      int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
-                                                      int pw, int OH, int OW, int count_include_pad) {
+                                                           int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                           int pw, int OH, int OW, int count_include_pad) {
     int n, oh, ow, c;
     if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, OH, OW, &n, &oh, &ow, &c)) return;
     const float* image = x + (size_t)n * H * W * C + c;
     const int hs = max(oh * sh - ph, 0), ws = max(ow * sw - pw, 0);
     const int he = min(oh * sh - ph + KH, H), we = min(ow * sw - pw + KW, W);
-    float sum[V] = {};
-    for (int ih = hs; ih < he; ++ih) {
-        for (int iw = ws; iw < we; ++iw) {
-            float v[V];
-            pool_load<V>(image + (size_t)(ih * W + iw) * C, v);
-#pragma unroll
-            for (int j = 0; j < V; ++j) sum[j] += v[j];
-        }
-    }
-    const float d = (float)avg_divisor(oh, ow, H, W, KH, KW, sh, sw, ph, pw, count_include_pad);
-#pragma unroll
-    for (int j = 0; j < V; ++j) sum[j] /= d;
-    pool_store<V>(y + ((size_t)(n * OH + oh) * OW + ow) * C + c, sum);
+    float mean[V];
+    nhwc_window_mean<V>(image, C, W, hs, he, ws, we,
+                        (float)avg_divisor(oh, ow, H, W, KH, KW, sh, sw, ph, pw, count_include_pad), mean);
+    pool_store<V>(y + ((size_t)(n * OH + oh) * OW + ow) * C + c, mean);
 }
 
 template <int V>
 __device__ __forceinline__ void avg_pool_backward_nhwc_body(const float* __restrict__ dy, float* __restrict__ dx, int N,
-                                                       int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
-                                                       int pw, int OH, int OW, int count_include_pad) {
+                                                            int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                            int pw, int OH, int OW, int count_include_pad) {
     int n, ih, iw, c;
     if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, H, W, &n, &ih, &iw, &c)) return;
     const float* grad = dy + (size_t)n * OH * OW * C + c;
@@ -326,30 +336,20 @@ __device__ __forceinline__ void avg_pool_backward_nhwc_body(const float* __restr
 
 template <int V>
 __device__ __forceinline__ void adaptive_avg_pool_forward_nhwc_body(const float* __restrict__ x, float* __restrict__ y,
-                                                               int N, int C, int H, int W, int OH, int OW) {
+                                                                    int N, int C, int H, int W, int OH, int OW) {
     int n, oh, ow, c;
     if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, OH, OW, &n, &oh, &ow, &c)) return;
     const float* image = x + (size_t)n * H * W * C + c;
     const int hs = adaptive_start(oh, H, OH), he = adaptive_end(oh, H, OH);
     const int ws = adaptive_start(ow, W, OW), we = adaptive_end(ow, W, OW);
-    float sum[V] = {};
-    for (int ih = hs; ih < he; ++ih) {
-        for (int iw = ws; iw < we; ++iw) {
-            float v[V];
-            pool_load<V>(image + (size_t)(ih * W + iw) * C, v);
-#pragma unroll
-            for (int j = 0; j < V; ++j) sum[j] += v[j];
-        }
-    }
-    const float area = (float)((he - hs) * (we - ws));
-#pragma unroll
-    for (int j = 0; j < V; ++j) sum[j] /= area;
-    pool_store<V>(y + ((size_t)(n * OH + oh) * OW + ow) * C + c, sum);
+    float mean[V];
+    nhwc_window_mean<V>(image, C, W, hs, he, ws, we, (float)((he - hs) * (we - ws)), mean);
+    pool_store<V>(y + ((size_t)(n * OH + oh) * OW + ow) * C + c, mean);
 }
 
 template <int V>
 __device__ __forceinline__ void adaptive_avg_pool_backward_nhwc_body(const float* __restrict__ dy, float* __restrict__ dx,
-                                                                int N, int C, int H, int W, int OH, int OW) {
+                                                                     int N, int C, int H, int W, int OH, int OW) {
     int n, ih, iw, c;
     if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, H, W, &n, &ih, &iw, &c)) return;
     const float* grad = dy + (size_t)n * OH * OW * C + c;
@@ -378,7 +378,7 @@ __device__ __forceinline__ void adaptive_avg_pool_backward_nhwc_body(const float
 
 template <int V>
 __device__ __forceinline__ void global_avg_pool_nhwc_body(const float* __restrict__ x, float* __restrict__ y, int C,
-                                                     int HW, int chunks) {
+                                                          int HW, int chunks) {
     // [row][lane j of the group][lane]: a warp's stores hit 32 consecutive words.
     __shared__ float partial[GAP_ROWS][V][FERRO_WARP];
     const int lane = threadIdx.x % FERRO_WARP, row = threadIdx.x / FERRO_WARP;
@@ -408,45 +408,71 @@ __device__ __forceinline__ void global_avg_pool_nhwc_body(const float* __restric
 }
 
 // The entry points: each body at V = 1 and, suffixed _vec4, at V = 4.
-extern "C" __global__ void max_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y, unsigned int* __restrict__ indices, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+extern "C" __global__ void max_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y,
+                                                 unsigned int* __restrict__ indices, int N, int C, int H, int W,
+                                                 int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
     max_pool_forward_nhwc_body<1>(x, y, indices, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
 }
-extern "C" __global__ void max_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y, unsigned int* __restrict__ indices, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+extern "C" __global__ void max_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y,
+                                                      unsigned int* __restrict__ indices, int N, int C, int H,
+                                                      int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH,
+                                                      int OW) {
     max_pool_forward_nhwc_body<4>(x, y, indices, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
 }
-extern "C" __global__ void max_pool_backward_nhwc(const float* __restrict__ dy, const unsigned int* __restrict__ indices, float* __restrict__ dx, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+extern "C" __global__ void max_pool_backward_nhwc(const float* __restrict__ dy,
+                                                  const unsigned int* __restrict__ indices, float* __restrict__ dx,
+                                                  int N, int C, int H, int W, int KH, int KW, int sh, int sw,
+                                                  int ph, int pw, int OH, int OW) {
     max_pool_backward_nhwc_body<1>(dy, indices, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
 }
-extern "C" __global__ void max_pool_backward_nhwc_vec4(const float* __restrict__ dy, const unsigned int* __restrict__ indices, float* __restrict__ dx, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+extern "C" __global__ void max_pool_backward_nhwc_vec4(const float* __restrict__ dy,
+                                                       const unsigned int* __restrict__ indices,
+                                                       float* __restrict__ dx, int N, int C, int H, int W, int KH,
+                                                       int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
     max_pool_backward_nhwc_body<4>(dy, indices, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
 }
-extern "C" __global__ void avg_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW, int count_include_pad) {
+extern "C" __global__ void avg_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y, int N, int C,
+                                                 int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                                 int OH, int OW, int count_include_pad) {
     avg_pool_forward_nhwc_body<1>(x, y, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
 }
-extern "C" __global__ void avg_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW, int count_include_pad) {
+extern "C" __global__ void avg_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y, int N,
+                                                      int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                      int pw, int OH, int OW, int count_include_pad) {
     avg_pool_forward_nhwc_body<4>(x, y, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
 }
-extern "C" __global__ void avg_pool_backward_nhwc(const float* __restrict__ dy, float* __restrict__ dx, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW, int count_include_pad) {
+extern "C" __global__ void avg_pool_backward_nhwc(const float* __restrict__ dy, float* __restrict__ dx, int N,
+                                                  int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                  int pw, int OH, int OW, int count_include_pad) {
     avg_pool_backward_nhwc_body<1>(dy, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
 }
-extern "C" __global__ void avg_pool_backward_nhwc_vec4(const float* __restrict__ dy, float* __restrict__ dx, int N, int C, int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW, int count_include_pad) {
+extern "C" __global__ void avg_pool_backward_nhwc_vec4(const float* __restrict__ dy, float* __restrict__ dx, int N,
+                                                       int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                       int pw, int OH, int OW, int count_include_pad) {
     avg_pool_backward_nhwc_body<4>(dy, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
 }
-extern "C" __global__ void adaptive_avg_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y, int N, int C, int H, int W, int OH, int OW) {
+extern "C" __global__ void adaptive_avg_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y, int N,
+                                                          int C, int H, int W, int OH, int OW) {
     adaptive_avg_pool_forward_nhwc_body<1>(x, y, N, C, H, W, OH, OW);
 }
-extern "C" __global__ void adaptive_avg_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y, int N, int C, int H, int W, int OH, int OW) {
+extern "C" __global__ void adaptive_avg_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y,
+                                                               int N, int C, int H, int W, int OH, int OW) {
     adaptive_avg_pool_forward_nhwc_body<4>(x, y, N, C, H, W, OH, OW);
 }
-extern "C" __global__ void adaptive_avg_pool_backward_nhwc(const float* __restrict__ dy, float* __restrict__ dx, int N, int C, int H, int W, int OH, int OW) {
+extern "C" __global__ void adaptive_avg_pool_backward_nhwc(const float* __restrict__ dy, float* __restrict__ dx,
+                                                           int N, int C, int H, int W, int OH, int OW) {
     adaptive_avg_pool_backward_nhwc_body<1>(dy, dx, N, C, H, W, OH, OW);
 }
-extern "C" __global__ void adaptive_avg_pool_backward_nhwc_vec4(const float* __restrict__ dy, float* __restrict__ dx, int N, int C, int H, int W, int OH, int OW) {
+extern "C" __global__ void adaptive_avg_pool_backward_nhwc_vec4(const float* __restrict__ dy,
+                                                                float* __restrict__ dx, int N, int C, int H, int W,
+                                                                int OH, int OW) {
     adaptive_avg_pool_backward_nhwc_body<4>(dy, dx, N, C, H, W, OH, OW);
 }
-extern "C" __global__ void __launch_bounds__(GAP_THREADS) global_avg_pool_nhwc(const float* __restrict__ x, float* __restrict__ y, int C, int HW, int chunks) {
+extern "C" __global__ void __launch_bounds__(GAP_THREADS) global_avg_pool_nhwc(const float* __restrict__ x,
+                                             float* __restrict__ y, int C, int HW, int chunks) {
     global_avg_pool_nhwc_body<1>(x, y, C, HW, chunks);
 }
-extern "C" __global__ void __launch_bounds__(GAP_THREADS) global_avg_pool_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y, int C, int HW, int chunks) {
+extern "C" __global__ void __launch_bounds__(GAP_THREADS) global_avg_pool_nhwc_vec4(const float* __restrict__ x,
+                                             float* __restrict__ y, int C, int HW, int chunks) {
     global_avg_pool_nhwc_body<4>(x, y, C, HW, chunks);
 }

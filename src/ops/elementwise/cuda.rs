@@ -107,13 +107,13 @@ impl GpuBackend {
     ) -> Result<GpuBuf<f32>> {
         // The kernel's flat indices reach x_len; n, c and hw are at most that.
         int(g.x_len(), &format!("the element count of the {kernel} input"))?;
+        let mut args = vec![dy.arg()];
+        args.extend(x.map(|x| x.arg()));
         if g.layout == Layout::Nhwc {
-            return self.channel_reduce_nhwc(kernel, dy, x, g);
+            return self.channel_reduce_nhwc(kernel, args, g);
         }
         let out = self.alloc::<f32>(g.operand_len())?;
         let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
-        let mut args = vec![dy.arg()];
-        args.extend(x.map(|x| x.arg()));
         args.extend([
             out.arg(),
             KernelArg::I32(g.n as i32),
@@ -125,24 +125,16 @@ impl GpuBackend {
         Ok(out)
     }
 
-    /// Channels last: `channel_sum_nhwc` or `channel_dot_nhwc` over each image's pixels
-    /// (per_sample) or the whole batch's, threads along channels; partial sums of several row
-    /// ranges are summed by a second channel_sum_nhwc.
-    fn channel_reduce_nhwc(
-        &self,
-        kernel: &str,
-        dy: &GpuBuf<f32>,
-        x: Option<&GpuBuf<f32>>,
-        g: &ChannelBroadcast,
-    ) -> Result<GpuBuf<f32>> {
+    /// Channels last: `channel_sum_nhwc` or `channel_dot_nhwc` of the input buffers `args` (dy,
+    /// and x for the dot) over each image's pixels (per_sample) or the whole batch's, threads
+    /// along channels; partial sums of several row ranges are summed by a second channel_sum_nhwc.
+    fn channel_reduce_nhwc(&self, kernel: &str, mut args: Vec<KernelArg>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
         let (segments, rows) = if g.per_sample { (g.n, g.hw) } else { (1, g.n * g.hw) };
         if rows == 0 || g.c == 0 {
             return self.zeros(g.operand_len());
         }
         let plan = RowSplits::of(segments, rows, g.c);
         let partial = self.alloc::<f32>(segments * plan.splits * g.c)?;
-        let mut args = vec![dy.arg()];
-        args.extend(x.map(|x| x.arg()));
         args.extend([partial.arg(), KernelArg::I32(g.c as i32)]);
         args.extend(plan.args(rows));
         self.launch("elementwise", &format!("{kernel}_nhwc"), plan.config(segments)?, &args)?;
