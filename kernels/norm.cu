@@ -6,8 +6,13 @@
 // Statistics are one pass in fp32 within a chunk (sums of x and x^2 shifted by a value of the
 // chunk) and chunks are merged with Chan et al.'s pairwise rule, so the variance does not cancel
 // catastrophically when |mean| >> std, as E[x^2] - E[x]^2 would.
+//
+// With one value per image and channel (hw == 1: batch norm of channels-last activations, x a
+// [rows, C] matrix) the per-channel reads above would stride by C; the _rows kernels at the end
+// reduce with threads along channels instead.
 #include "common.cuh"
 #include "activation.cuh"
+#include "channel_rows.cuh"
 
 // Flat index of the i-th value (0 <= i < n*hw) of channel ch.
 __device__ __forceinline__ int bn_index(int i, int ch, int c, int hw) {
@@ -237,4 +242,107 @@ extern "C" __global__ void bn_act_backward_apply(const float* __restrict__ dy, c
     const float dz = dy[i] * derivative(kind, z);
     if (has_residual) dresidual[i] = dz;
     dx[i] = gamma[ch] * invstd * (dz - dbeta[ch] * inv_count - xhat * dgamma[ch] * inv_count);
+}
+
+// ---- Channels innermost (hw == 1), x [rows, C]: one block per (row range, 32-channel chunk),
+// threads along channels (channel_rows.cuh), blockIdx.x = split * chunks + chunk. Each row range
+// plays the part of a chunk above: the partials are written [C, splits] in the same meaning, so
+// bn_finalize_stats and the chunk totals serve both. Ranges hold rows_per_split rows, the last
+// fewer but never none.
+
+// This block's row range [begin, end) and its channel chunk's share for this thread.
+__device__ __forceinline__ ChannelRows bn_rows(int C, int rows, int rows_per_split, int chunks, int* split,
+                                               int* end) {
+    *split = blockIdx.x / chunks;
+    const int begin = *split * rows_per_split;
+    *end = min(begin + rows_per_split, rows);
+    return channel_rows(C, blockIdx.x - *split * chunks, begin);
+}
+
+// Writes a block's two per-channel totals as the [C, splits] partials `first` and `second`.
+__device__ __forceinline__ void bn_rows_store(const float (&acc)[2], const ChannelRows& cr, int split, int splits,
+                                              float* __restrict__ first, float* __restrict__ second) {
+    if (threadIdx.x >= cr.lanes) return;
+    first[cr.c * splits + split] = acc[0];
+    second[cr.c * splits + split] = acc[1];
+}
+
+// Per (row range, channel): the range's mean and M2, shifted by the range's first value of the
+// channel as bn_partial_stats does.
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_partial_stats_rows(const float* __restrict__ x, float* __restrict__ part_mean, float* __restrict__ part_m2,
+                          int C, int rows, int rows_per_split, int chunks, int splits) {
+    __shared__ float scratch[2][CR_THREADS];
+    int split, end;
+    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
+    const int begin = split * rows_per_split;
+    const float shift = x[(size_t)begin * C + cr.c];
+    float acc[2] = {0.0f, 0.0f};
+    if (cr.active) {
+        for (int r = cr.row; r < end; r += cr.step) {
+            const float d = x[(size_t)r * C + cr.c] - shift;
+            acc[0] += d;
+            acc[1] += d * d;
+        }
+    }
+    channel_rows_total<2>(acc, cr, scratch);
+    const float len = (float)(end - begin);
+    const float stats[2] = {shift + acc[0] / len, fmaxf(acc[1] - acc[0] * acc[0] / len, 0.0f)};
+    bn_rows_store(stats, cr, split, splits, part_mean, part_m2);
+}
+
+// Per (row range, channel) of the backward: sum dz and sum dz * xhat, with dz = dy
+// (bn_partial_grads_rows, as bn_partial_grads) or, FUSED, dz = dy * act'(z)
+// (bn_act_partial_grads_rows, as bn_act_partial_grads; only it reads residual, gamma and beta).
+template <bool FUSED>
+__device__ __forceinline__ void bn_partial_grads_rows_body(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ residual,
+    const float* __restrict__ save_mean, const float* __restrict__ save_invstd, const float* __restrict__ gamma,
+    const float* __restrict__ beta, float* __restrict__ part_dz, float* __restrict__ part_dz_xhat, int has_residual,
+    int kind, int C, int rows, int rows_per_split, int chunks, int splits) {
+    __shared__ float scratch[2][CR_THREADS];
+    int split, end;
+    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
+    const float mean = save_mean[cr.c];
+    const float invstd = save_invstd[cr.c];
+    const float g = FUSED ? gamma[cr.c] : 0.0f;
+    const float b = FUSED ? beta[cr.c] : 0.0f;
+    float acc[2] = {0.0f, 0.0f};
+    if (cr.active) {
+        for (int r = cr.row; r < end; r += cr.step) {
+            const int idx = r * C + cr.c;
+            float xhat, dz;
+            if (FUSED) {
+                const float z = bn_act_pre(x, residual, has_residual, mean, invstd, g, b, idx, &xhat);
+                dz = dy[idx] * derivative(kind, z);
+            } else {
+                xhat = (x[idx] - mean) * invstd;
+                dz = dy[idx];
+            }
+            acc[0] += dz;
+            acc[1] += dz * xhat;
+        }
+    }
+    channel_rows_total<2>(acc, cr, scratch);
+    bn_rows_store(acc, cr, split, splits, part_dz, part_dz_xhat);
+}
+
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_partial_grads_rows(const float* __restrict__ dy, const float* __restrict__ x,
+                          const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
+                          float* __restrict__ part_dy, float* __restrict__ part_dy_xhat, int C, int rows,
+                          int rows_per_split, int chunks, int splits) {
+    bn_partial_grads_rows_body<false>(dy, x, nullptr, save_mean, save_invstd, nullptr, nullptr, part_dy,
+                                      part_dy_xhat, 0, 0, C, rows, rows_per_split, chunks, splits);
+}
+
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_act_partial_grads_rows(const float* __restrict__ dy, const float* __restrict__ x,
+                              const float* __restrict__ residual, const float* __restrict__ save_mean,
+                              const float* __restrict__ save_invstd, const float* __restrict__ gamma,
+                              const float* __restrict__ beta, float* __restrict__ part_dz,
+                              float* __restrict__ part_dz_xhat, int has_residual, int kind, int C, int rows,
+                              int rows_per_split, int chunks, int splits) {
+    bn_partial_grads_rows_body<true>(dy, x, residual, save_mean, save_invstd, gamma, beta, part_dz, part_dz_xhat,
+                                     has_residual, kind, C, rows, rows_per_split, chunks, splits);
 }

@@ -157,3 +157,322 @@ extern "C" __global__ void adaptive_avg_pool_backward(const float* __restrict__ 
     }
     dx[idx] = sum;
 }
+
+// ---- Channels last: x [N, H, W, C] -> y [N, OH, OW, C]. One thread per V channels of an output
+// pixel forwards and of an input pixel backwards (the same gathers as above, so no atomics), so a
+// warp's loads and stores run along C, contiguous. V = 4 moves float4s; the host picks it when
+// C % 4 == 0 and every buffer is 16-byte aligned. Max-pool indices lie in y's order and keep the
+// channels-first meaning, ih * W + iw within the (n, c) plane.
+
+template <int V>
+__device__ __forceinline__ void pool_load(const float* __restrict__ p, float (&v)[V]) {
+    if constexpr (V == 4) {
+        const float4 f = *reinterpret_cast<const float4*>(p);
+        v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+    } else {
+        v[0] = *p;
+    }
+}
+
+template <int V>
+__device__ __forceinline__ void pool_load(const unsigned int* __restrict__ p, unsigned int (&v)[V]) {
+    if constexpr (V == 4) {
+        const uint4 f = *reinterpret_cast<const uint4*>(p);
+        v[0] = f.x; v[1] = f.y; v[2] = f.z; v[3] = f.w;
+    } else {
+        v[0] = *p;
+    }
+}
+
+template <int V>
+__device__ __forceinline__ void pool_store(float* __restrict__ p, const float (&v)[V]) {
+    if constexpr (V == 4) {
+        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    } else {
+        *p = v[0];
+    }
+}
+
+template <int V>
+__device__ __forceinline__ void pool_store(unsigned int* __restrict__ p, const unsigned int (&v)[V]) {
+    if constexpr (V == 4) {
+        *reinterpret_cast<uint4*>(p) = make_uint4(v[0], v[1], v[2], v[3]);
+    } else {
+        *p = v[0];
+    }
+}
+
+// Thread idx's pixel and first channel over a [N, rows, cols, C] tensor cut into V-channel groups;
+// false past the end.
+template <int V>
+__device__ __forceinline__ bool nhwc_thread(int idx, int N, int C, int rows, int cols, int* n, int* r, int* col, int* c) {
+    const int groups = C / V;
+    if (idx >= N * rows * cols * groups) return false;
+    *c = (idx % groups) * V;
+    const int pixel = idx / groups;
+    *col = pixel % cols;
+    *r = (pixel / cols) % rows;
+    *n = pixel / (cols * rows);
+    return true;
+}
+
+// The mean of a window [hs, he) x [ws, we) of V channels of a channels-last image (pointing at
+// its first channel of the thread's group) over `divisor` values.
+template <int V>
+__device__ __forceinline__ void nhwc_window_mean(const float* __restrict__ image, int C, int W, int hs, int he,
+                                                 int ws, int we, float divisor, float (&mean)[V]) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) mean[j] = 0.f;
+    for (int ih = hs; ih < he; ++ih) {
+        for (int iw = ws; iw < we; ++iw) {
+            float v[V];
+            pool_load<V>(image + (size_t)(ih * W + iw) * C, v);
+#pragma unroll
+            for (int j = 0; j < V; ++j) mean[j] += v[j];
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) mean[j] /= divisor;
+}
+
+template <int V>
+__device__ __forceinline__ void max_pool_forward_nhwc_body(const float* __restrict__ x, float* __restrict__ y,
+                                                           unsigned int* __restrict__ indices, int N, int C, int H,
+                                                           int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                                           int OH, int OW) {
+    int n, oh, ow, c;
+    if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, OH, OW, &n, &oh, &ow, &c)) return;
+    const float* image = x + (size_t)n * H * W * C + c;
+    int hs = oh * sh - ph, ws = ow * sw - pw;
+    const int he = min(hs + KH, H), we = min(ws + KW, W);
+    hs = max(hs, 0);
+    ws = max(ws, 0);
+    float best[V];
+    unsigned int best_at[V];
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+        best[j] = -FERRO_INF;
+        best_at[j] = hs * W + ws;
+    }
+    for (int ih = hs; ih < he; ++ih) {
+        for (int iw = ws; iw < we; ++iw) {
+            float v[V];
+            pool_load<V>(image + (size_t)(ih * W + iw) * C, v);
+#pragma unroll
+            for (int j = 0; j < V; ++j) {
+                if (v[j] > best[j] || (isnan(v[j]) && !isnan(best[j]))) {
+                    best[j] = v[j];
+                    best_at[j] = ih * W + iw;
+                }
+            }
+        }
+    }
+    const size_t out = ((size_t)(n * OH + oh) * OW + ow) * C + c;
+    pool_store<V>(y + out, best);
+    pool_store<V>(indices + out, best_at);
+}
+
+template <int V>
+__device__ __forceinline__ void max_pool_backward_nhwc_body(const float* __restrict__ dy,
+                                                            const unsigned int* __restrict__ indices,
+                                                            float* __restrict__ dx, int N, int C, int H, int W, int KH,
+                                                            int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+    int n, ih, iw, c;
+    if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, H, W, &n, &ih, &iw, &c)) return;
+    const size_t out_image = (size_t)n * OH * OW * C + c;
+    const unsigned int self = ih * W + iw;
+    const int oh1 = pool_last_window(ih, sh, ph, OH), ow1 = pool_last_window(iw, sw, pw, OW);
+    float sum[V] = {};
+    for (int oh = pool_first_window(ih, KH, sh, ph); oh <= oh1; ++oh) {
+        for (int ow = pool_first_window(iw, KW, sw, pw); ow <= ow1; ++ow) {
+            const size_t o = out_image + (size_t)(oh * OW + ow) * C;
+            unsigned int at[V];
+            float g[V];
+            pool_load<V>(indices + o, at);
+            pool_load<V>(dy + o, g);
+#pragma unroll
+            for (int j = 0; j < V; ++j)
+                if (at[j] == self) sum[j] += g[j];
+        }
+    }
+    pool_store<V>(dx + ((size_t)(n * H + ih) * W + iw) * C + c, sum);
+}
+
+template <int V>
+__device__ __forceinline__ void avg_pool_forward_nhwc_body(const float* __restrict__ x, float* __restrict__ y, int N,
+                                                           int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                           int pw, int OH, int OW, int count_include_pad) {
+    int n, oh, ow, c;
+    if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, OH, OW, &n, &oh, &ow, &c)) return;
+    const float* image = x + (size_t)n * H * W * C + c;
+    const int hs = max(oh * sh - ph, 0), ws = max(ow * sw - pw, 0);
+    const int he = min(oh * sh - ph + KH, H), we = min(ow * sw - pw + KW, W);
+    float mean[V];
+    nhwc_window_mean<V>(image, C, W, hs, he, ws, we,
+                        (float)avg_divisor(oh, ow, H, W, KH, KW, sh, sw, ph, pw, count_include_pad), mean);
+    pool_store<V>(y + ((size_t)(n * OH + oh) * OW + ow) * C + c, mean);
+}
+
+template <int V>
+__device__ __forceinline__ void avg_pool_backward_nhwc_body(const float* __restrict__ dy, float* __restrict__ dx, int N,
+                                                            int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                            int pw, int OH, int OW, int count_include_pad) {
+    int n, ih, iw, c;
+    if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, H, W, &n, &ih, &iw, &c)) return;
+    const float* grad = dy + (size_t)n * OH * OW * C + c;
+    const int oh1 = pool_last_window(ih, sh, ph, OH), ow1 = pool_last_window(iw, sw, pw, OW);
+    float sum[V] = {};
+    for (int oh = pool_first_window(ih, KH, sh, ph); oh <= oh1; ++oh) {
+        for (int ow = pool_first_window(iw, KW, sw, pw); ow <= ow1; ++ow) {
+            const float d = (float)avg_divisor(oh, ow, H, W, KH, KW, sh, sw, ph, pw, count_include_pad);
+            float g[V];
+            pool_load<V>(grad + (size_t)(oh * OW + ow) * C, g);
+#pragma unroll
+            for (int j = 0; j < V; ++j) sum[j] += g[j] / d;
+        }
+    }
+    pool_store<V>(dx + ((size_t)(n * H + ih) * W + iw) * C + c, sum);
+}
+
+template <int V>
+__device__ __forceinline__ void adaptive_avg_pool_forward_nhwc_body(const float* __restrict__ x, float* __restrict__ y,
+                                                                    int N, int C, int H, int W, int OH, int OW) {
+    int n, oh, ow, c;
+    if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, OH, OW, &n, &oh, &ow, &c)) return;
+    const float* image = x + (size_t)n * H * W * C + c;
+    const int hs = adaptive_start(oh, H, OH), he = adaptive_end(oh, H, OH);
+    const int ws = adaptive_start(ow, W, OW), we = adaptive_end(ow, W, OW);
+    float mean[V];
+    nhwc_window_mean<V>(image, C, W, hs, he, ws, we, (float)((he - hs) * (we - ws)), mean);
+    pool_store<V>(y + ((size_t)(n * OH + oh) * OW + ow) * C + c, mean);
+}
+
+template <int V>
+__device__ __forceinline__ void adaptive_avg_pool_backward_nhwc_body(const float* __restrict__ dy, float* __restrict__ dx,
+                                                                     int N, int C, int H, int W, int OH, int OW) {
+    int n, ih, iw, c;
+    if (!nhwc_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, N, C, H, W, &n, &ih, &iw, &c)) return;
+    const float* grad = dy + (size_t)n * OH * OW * C + c;
+    const int oh0 = ih * OH / H, oh1 = ((ih + 1) * OH + H - 1) / H;
+    const int ow0 = iw * OW / W, ow1 = ((iw + 1) * OW + W - 1) / W;
+    float sum[V] = {};
+    for (int oh = oh0; oh < oh1; ++oh) {
+        const int rows = adaptive_end(oh, H, OH) - adaptive_start(oh, H, OH);
+        for (int ow = ow0; ow < ow1; ++ow) {
+            const float area = (float)(rows * (adaptive_end(ow, W, OW) - adaptive_start(ow, W, OW)));
+            float g[V];
+            pool_load<V>(grad + (size_t)(oh * OW + ow) * C, g);
+#pragma unroll
+            for (int j = 0; j < V; ++j) sum[j] += g[j] / area;
+        }
+    }
+    pool_store<V>(dx + ((size_t)(n * H + ih) * W + iw) * C + c, sum);
+}
+
+// Global average pooling (adaptive to 1x1), channels last: one block per (image, 32 * V channels).
+// A warp's lanes take consecutive channel groups, so each pixel's channel row is read in one
+// contiguous piece, and the block's GAP_ROWS warps take every GAP_ROWS-th pixel; their partial sums
+// meet in shared memory. blockIdx.x = n * chunks + chunk.
+#define GAP_ROWS 8
+#define GAP_THREADS (GAP_ROWS * FERRO_WARP)
+
+template <int V>
+__device__ __forceinline__ void global_avg_pool_nhwc_body(const float* __restrict__ x, float* __restrict__ y, int C,
+                                                          int HW, int chunks) {
+    // [row][lane j of the group][lane]: a warp's stores hit 32 consecutive words.
+    __shared__ float partial[GAP_ROWS][V][FERRO_WARP];
+    const int lane = threadIdx.x % FERRO_WARP, row = threadIdx.x / FERRO_WARP;
+    const int n = blockIdx.x / chunks;
+    const int c = ((blockIdx.x - n * chunks) * FERRO_WARP + lane) * V;
+    float sum[V] = {};
+    if (c < C) {
+        const float* image = x + (size_t)n * HW * C + c;
+        for (int p = row; p < HW; p += GAP_ROWS) {
+            float v[V];
+            pool_load<V>(image + (size_t)p * C, v);
+#pragma unroll
+            for (int j = 0; j < V; ++j) sum[j] += v[j];
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < V; ++j) partial[row][j][lane] = sum[j];
+    __syncthreads();
+    if (row != 0 || c >= C) return;
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+        float total = 0.f;
+        for (int r = 0; r < GAP_ROWS; ++r) total += partial[r][j][lane];
+        sum[j] = total / (float)HW;
+    }
+    pool_store<V>(y + (size_t)n * C + c, sum);
+}
+
+// The entry points: each body at V = 1 and, suffixed _vec4, at V = 4.
+extern "C" __global__ void max_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y,
+                                                 unsigned int* __restrict__ indices, int N, int C, int H, int W,
+                                                 int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+    max_pool_forward_nhwc_body<1>(x, y, indices, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
+}
+extern "C" __global__ void max_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y,
+                                                      unsigned int* __restrict__ indices, int N, int C, int H,
+                                                      int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH,
+                                                      int OW) {
+    max_pool_forward_nhwc_body<4>(x, y, indices, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
+}
+extern "C" __global__ void max_pool_backward_nhwc(const float* __restrict__ dy,
+                                                  const unsigned int* __restrict__ indices, float* __restrict__ dx,
+                                                  int N, int C, int H, int W, int KH, int KW, int sh, int sw,
+                                                  int ph, int pw, int OH, int OW) {
+    max_pool_backward_nhwc_body<1>(dy, indices, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
+}
+extern "C" __global__ void max_pool_backward_nhwc_vec4(const float* __restrict__ dy,
+                                                       const unsigned int* __restrict__ indices,
+                                                       float* __restrict__ dx, int N, int C, int H, int W, int KH,
+                                                       int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+    max_pool_backward_nhwc_body<4>(dy, indices, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW);
+}
+extern "C" __global__ void avg_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y, int N, int C,
+                                                 int H, int W, int KH, int KW, int sh, int sw, int ph, int pw,
+                                                 int OH, int OW, int count_include_pad) {
+    avg_pool_forward_nhwc_body<1>(x, y, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
+}
+extern "C" __global__ void avg_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y, int N,
+                                                      int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                      int pw, int OH, int OW, int count_include_pad) {
+    avg_pool_forward_nhwc_body<4>(x, y, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
+}
+extern "C" __global__ void avg_pool_backward_nhwc(const float* __restrict__ dy, float* __restrict__ dx, int N,
+                                                  int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                  int pw, int OH, int OW, int count_include_pad) {
+    avg_pool_backward_nhwc_body<1>(dy, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
+}
+extern "C" __global__ void avg_pool_backward_nhwc_vec4(const float* __restrict__ dy, float* __restrict__ dx, int N,
+                                                       int C, int H, int W, int KH, int KW, int sh, int sw, int ph,
+                                                       int pw, int OH, int OW, int count_include_pad) {
+    avg_pool_backward_nhwc_body<4>(dy, dx, N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW, count_include_pad);
+}
+extern "C" __global__ void adaptive_avg_pool_forward_nhwc(const float* __restrict__ x, float* __restrict__ y, int N,
+                                                          int C, int H, int W, int OH, int OW) {
+    adaptive_avg_pool_forward_nhwc_body<1>(x, y, N, C, H, W, OH, OW);
+}
+extern "C" __global__ void adaptive_avg_pool_forward_nhwc_vec4(const float* __restrict__ x, float* __restrict__ y,
+                                                               int N, int C, int H, int W, int OH, int OW) {
+    adaptive_avg_pool_forward_nhwc_body<4>(x, y, N, C, H, W, OH, OW);
+}
+extern "C" __global__ void adaptive_avg_pool_backward_nhwc(const float* __restrict__ dy, float* __restrict__ dx,
+                                                           int N, int C, int H, int W, int OH, int OW) {
+    adaptive_avg_pool_backward_nhwc_body<1>(dy, dx, N, C, H, W, OH, OW);
+}
+extern "C" __global__ void adaptive_avg_pool_backward_nhwc_vec4(const float* __restrict__ dy,
+                                                                float* __restrict__ dx, int N, int C, int H, int W,
+                                                                int OH, int OW) {
+    adaptive_avg_pool_backward_nhwc_body<4>(dy, dx, N, C, H, W, OH, OW);
+}
+extern "C" __global__ void __launch_bounds__(GAP_THREADS) global_avg_pool_nhwc(const float* __restrict__ x,
+                                             float* __restrict__ y, int C, int HW, int chunks) {
+    global_avg_pool_nhwc_body<1>(x, y, C, HW, chunks);
+}
+extern "C" __global__ void __launch_bounds__(GAP_THREADS) global_avg_pool_nhwc_vec4(const float* __restrict__ x,
+                                             float* __restrict__ y, int C, int HW, int chunks) {
+    global_avg_pool_nhwc_body<4>(x, y, C, HW, chunks);
+}

@@ -3,6 +3,7 @@
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, upload_pair};
 
+use ferronet::cpu::layout::nchw_to_nhwc;
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{ChannelBroadcast, ElementwiseOps};
@@ -59,6 +60,47 @@ fn channel_broadcasts_and_their_reductions_match_the_cpu_reference() {
             let (want_dx, want_ds) = cpu.mul_channel_backward(&cx, &cs, &cdy, &g).unwrap();
             assert_close(&format!("mul_channel backward dx {what}"), &gpu.download(&dx).unwrap(), &want_dx, 1e-6, 1e-6);
             assert_close(&format!("mul_channel backward ds {what}"), &gpu.download(&ds).unwrap(), &want_ds, 1e-5, 1e-5);
+        }
+    }
+}
+
+#[test]
+fn channels_last_broadcasts_and_their_reductions_match_the_reordered_reference() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    // Besides SHAPES: two 32-channel chunks (the last of 8), and C = 24 over 4 x 81 pixels.
+    let shapes = SHAPES.into_iter().chain([(2, 40, 100), (4, 24, 81)]).chain(random_nchw(3, 78));
+    for (seed, (n, c, hw)) in shapes.enumerate() {
+        for per_sample in [false, true] {
+            let g = ChannelBroadcast { n, c, hw, per_sample, layout: Layout::Nchw };
+            let nhwc = ChannelBroadcast { layout: Layout::Nhwc, ..g };
+            let what = format!("NHWC N={n} C={c} HW={hw} per_sample={per_sample}");
+            let seed = 500 + seed as u64 * 10;
+            let x = random_f32(g.x_len(), seed, -2.0, 2.0);
+            let s = random_f32(g.operand_len(), seed + 1, -2.0, 2.0);
+            let dy = random_f32(g.x_len(), seed + 2, -1.0, 1.0);
+            let [(_, cx), (gs, cs), (_, cdy)] = [&x, &s, &dy].map(|v| upload_pair(&gpu, &cpu, v));
+            let [gx, gdy] = [&x, &dy].map(|v| gpu.upload(&nchw_to_nhwc(v, c, hw)).unwrap());
+            let channels_last = |v: &[f64]| nchw_to_nhwc(v, c, hw);
+            gpu.take_kernel_log();
+
+            let got = gpu.download(&gpu.add_channel(&gx, &gs, &nhwc).unwrap()).unwrap();
+            assert_close(&format!("add_channel {what}"), &got, &channels_last(&cpu.add_channel(&cx, &cs, &g).unwrap()), 1e-6, 1e-6);
+            assert_eq!(gpu.take_kernel_log(), ["elementwise::add_channel_nhwc"]);
+            let got = gpu.download(&gpu.add_channel_backward(&gdy, &nhwc).unwrap()).unwrap();
+            assert_close(&format!("add_channel backward {what}"), &got, &cpu.add_channel_backward(&cdy, &g).unwrap(), 1e-5, 1e-5);
+            assert_eq!(gpu.take_kernel_log(), ["elementwise::channel_sum_nhwc"]);
+
+            let got = gpu.download(&gpu.mul_channel(&gx, &gs, &nhwc).unwrap()).unwrap();
+            assert_close(&format!("mul_channel {what}"), &got, &channels_last(&cpu.mul_channel(&cx, &cs, &g).unwrap()), 1e-6, 1e-6);
+            let (dx, ds) = gpu.mul_channel_backward(&gx, &gs, &gdy, &nhwc).unwrap();
+            let (want_dx, want_ds) = cpu.mul_channel_backward(&cx, &cs, &cdy, &g).unwrap();
+            assert_close(&format!("mul_channel backward dx {what}"), &gpu.download(&dx).unwrap(), &channels_last(&want_dx), 1e-6, 1e-6);
+            assert_close(&format!("mul_channel backward ds {what}"), &gpu.download(&ds).unwrap(), &want_ds, 1e-5, 1e-5);
+            // The partial sums of several row ranges are added by channel_sum_nhwc.
+            let log = gpu.take_kernel_log();
+            assert_eq!(log[..2], ["elementwise::mul_channel_nhwc", "elementwise::channel_dot_nhwc"], "{what}: {log:?}");
+            assert!(log[2..].iter().all(|k| k == "elementwise::channel_sum_nhwc"), "{what}: {log:?}");
         }
     }
 }

@@ -10,8 +10,13 @@ use ferronet::ops::{BatchNormGeom, NormOps};
 
 /// (N, C, HW, offset): odd sizes, one image, one value per image, more values per channel than
 /// a block has threads, channels cut into two or three chunks (the last one shorter), and means
-/// far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32 would lose.
-const CASES: [(usize, usize, usize, f32); 8] = [
+/// far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32 would lose. With HW = 1 (how
+/// channels-last activations are normalised) the reductions run along channels: C = 24 and 7
+/// (several rows per warp), and 40 channels in two chunks over 15 ranges of images.
+const CASES: [(usize, usize, usize, f32); 11] = [
+    (2 * 9 * 9, 24, 1, 0.0),
+    (2 * 9 * 9, 7, 1, 0.0),
+    (1000, 40, 1, 300.0),
     (1, 3, 35, 0.0),
     (5, 3, 35, 0.0),
     (4, 2, 1, 0.0),
@@ -117,8 +122,10 @@ fn fused_batch_norm_activation_matches_the_unfused_cpu_reference() {
     use ferronet::ops::{Activation, ActivationOps, ElementwiseOps};
     let gpu = gpu();
     let cpu = CpuBackend::new();
-    // One chunk per channel, and a channel cut into chunks with a mean far from zero.
-    for (seed, (n, c, hw, offset)) in [(2, 3, 35, 0.0f32), (1, 1, 12301, 300.0)].into_iter().enumerate() {
+    // One chunk per channel, a channel cut into chunks with a mean far from zero, and channels
+    // innermost (HW = 1) in one and in several ranges of images.
+    let shapes = [(2, 3, 35, 0.0f32), (1, 1, 12301, 300.0), (2 * 9 * 9, 7, 1, 0.0), (600, 36, 1, 100.0)];
+    for (seed, (n, c, hw, offset)) in shapes.into_iter().enumerate() {
         let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
         for activation in Activation::ALL {
             for residual in [false, true] {
@@ -164,5 +171,34 @@ fn fused_batch_norm_activation_matches_the_unfused_cpu_reference() {
                 }
             }
         }
+    }
+}
+
+/// With one value per image and channel the statistics and backward reductions are the
+/// along-channel `_rows` kernels, the per-channel ones otherwise; the passes after them are shared.
+#[test]
+fn channels_innermost_batch_norm_reduces_along_channels() {
+    use ferronet::ops::Activation;
+    let gpu = gpu();
+    for (n, c, hw) in [(2 * 9 * 9, 24, 1), (2, 24, 81)] {
+        let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
+        let rows = if hw == 1 { "_rows" } else { "" };
+        let x = gpu.upload(&random_f32(g.len(), 7, -2.0, 2.0)).unwrap();
+        let dy = gpu.upload(&random_f32(g.len(), 8, -1.0, 1.0)).unwrap();
+        let (gamma, beta) = (gpu.upload(&vec![1.0f32; c]).unwrap(), gpu.zeros(c).unwrap());
+        let (mut rm, mut rv) = (gpu.zeros(c).unwrap(), gpu.upload(&vec![1.0f32; c]).unwrap());
+        gpu.take_kernel_log();
+        let (_, saved) = gpu.batch_norm2d_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, MOMENTUM, &g).unwrap();
+        assert_eq!(gpu.take_kernel_log(), [format!("norm::bn_partial_stats{rows}"), "norm::bn_finalize_stats".into(), "norm::bn_apply".into()]);
+        gpu.batch_norm2d_backward(&dy, &x, &gamma, &saved, &g).unwrap();
+        let log = gpu.take_kernel_log();
+        assert_eq!(log[0], format!("norm::bn_partial_grads{rows}"), "{log:?}");
+        assert_eq!(log.last().unwrap(), "norm::bn_backward_apply", "{log:?}");
+        let (_, saved) = gpu.batch_norm_act_forward_train(&x, None, &gamma, &beta, &mut rm, &mut rv, MOMENTUM, Activation::Relu, &g).unwrap();
+        gpu.take_kernel_log();
+        gpu.batch_norm_act_backward(&dy, &x, None, &gamma, &beta, &saved, Activation::Relu, &g).unwrap();
+        let log = gpu.take_kernel_log();
+        assert_eq!(log[0], format!("norm::bn_act_partial_grads{rows}"), "{log:?}");
+        assert_eq!(log.last().unwrap(), "norm::bn_act_backward_apply", "{log:?}");
     }
 }

@@ -1,13 +1,15 @@
 //! GPU pooling against the f64 CPU reference: max (values, argmax, ties, NaN), average (both
 //! divisor rules) and adaptive average, forward and backward, with overlapping windows, padding,
-//! ceil mode and odd sizes.
+//! ceil mode and odd sizes; channels last against the channels-first reference reordered.
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
+use ferronet::cpu::layout::nchw_to_nhwc;
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::{AdaptivePoolGeom, PoolGeom, PoolOps};
+use ferronet::shape::Layout;
 
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-5;
@@ -146,4 +148,72 @@ fn mismatched_buffers_are_clear_errors() {
     let idx = gpu.upload_idx(&[0]).unwrap();
     let err = gpu.max_pool2d_backward(&dy, &idx, &g).err().expect("one index").to_string();
     assert!(err.contains("indices has 1 elements"), "{err}");
+}
+
+/// The pooling kernel `base` launched on channels-last tensors of `c` channels: float4 over four
+/// channels where C % 4 == 0 (the test's buffers are all 16-byte aligned), else one channel.
+fn nhwc_kernel(base: &str, c: usize) -> Vec<String> {
+    vec![format!("pool::{base}_nhwc{}", if c % 4 == 0 { "_vec4" } else { "" })]
+}
+
+#[test]
+fn channels_last_max_and_avg_pooling_match_the_reordered_reference() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (i, &(n, _, (h, w), k, s, p, ceil)) in CASES.iter().enumerate() {
+        for c in [3, 8] {
+            let count_include_pad = i % 2 == 0;
+            let g = geom(&(n, c, (h, w), k, s, p, ceil), count_include_pad);
+            let nhwc = g.with_layout(Layout::Nhwc);
+            let (x, dy) = (random_f32(g.x_len(), 90 + i as u64, -1.0, 1.0), random_f32(g.y_len(), 95 + i as u64, -1.0, 1.0));
+            let (input, output) = ((c, h * w), (c, g.oh * g.ow));
+            let (gx, gdy) = (gpu.upload(&nchw_to_nhwc(&x, input.0, input.1)).unwrap(), gpu.upload(&nchw_to_nhwc(&dy, output.0, output.1)).unwrap());
+            let (cx, cdy) = (cpu.upload(&widen(&x)).unwrap(), cpu.upload(&widen(&dy)).unwrap());
+            let what = format!("NHWC {g:?}");
+
+            gpu.take_kernel_log();
+            let (y, idx) = gpu.max_pool2d_forward(&gx, &nhwc).unwrap();
+            assert_eq!(gpu.take_kernel_log(), nhwc_kernel("max_pool_forward", c));
+            let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cx, &g).unwrap();
+            assert_close(&format!("max forward {what}"), &gpu.download(&y).unwrap(), &nchw_to_nhwc(&y_ref, output.0, output.1), 0.0, 0.0);
+            assert_eq!(gpu.download_idx(&idx).unwrap(), nchw_to_nhwc(&idx_ref, output.0, output.1), "max argmax {what}");
+            let dx = gpu.max_pool2d_backward(&gdy, &idx, &nhwc).unwrap();
+            assert_eq!(gpu.take_kernel_log(), nhwc_kernel("max_pool_backward", c));
+            let want = cpu.max_pool2d_backward(&cdy, &idx_ref, &g).unwrap();
+            assert_close(&format!("max backward {what}"), &gpu.download(&dx).unwrap(), &nchw_to_nhwc(&want, input.0, input.1), ATOL, RTOL);
+
+            let y = gpu.avg_pool2d_forward(&gx, &nhwc).unwrap();
+            assert_eq!(gpu.take_kernel_log(), nhwc_kernel("avg_pool_forward", c));
+            let want = cpu.avg_pool2d_forward(&cx, &g).unwrap();
+            assert_close(&format!("avg forward {what}"), &gpu.download(&y).unwrap(), &nchw_to_nhwc(&want, output.0, output.1), ATOL, RTOL);
+            let dx = gpu.avg_pool2d_backward(&gdy, &nhwc).unwrap();
+            assert_eq!(gpu.take_kernel_log(), nhwc_kernel("avg_pool_backward", c));
+            let want = cpu.avg_pool2d_backward(&cdy, &g).unwrap();
+            assert_close(&format!("avg backward {what}"), &gpu.download(&dx).unwrap(), &nchw_to_nhwc(&want, input.0, input.1), ATOL, RTOL);
+        }
+    }
+}
+
+#[test]
+fn channels_last_adaptive_and_global_average_pooling_match_the_reordered_reference() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    // Global pools over one and several 32-lane channel chunks (the last one partial), with and
+    // without float4, and adaptive pools with overlapping and larger-than-input outputs.
+    let shapes = [(3, (9, 9), (1, 1)), (8, (5, 6), (1, 1)), (130, (4, 3), (1, 1)), (136, (3, 3), (1, 1)), (4, (7, 5), (3, 2)), (3, (3, 2), (5, 4))];
+    for (i, &(c, (h, w), out)) in shapes.iter().enumerate() {
+        let g = AdaptivePoolGeom::new(2, c, (h, w), out).unwrap();
+        let nhwc = g.with_layout(Layout::Nhwc);
+        let (input, output) = ((c, h * w), (c, g.oh * g.ow));
+        let (x, dy) = (random_f32(g.x_len(), 110 + i as u64, -1.0, 1.0), random_f32(g.y_len(), 120 + i as u64, -1.0, 1.0));
+        let what = format!("NHWC {g:?}");
+        gpu.take_kernel_log();
+        let y = gpu.adaptive_avg_pool2d_forward(&gpu.upload(&nchw_to_nhwc(&x, input.0, input.1)).unwrap(), &nhwc).unwrap();
+        let forward = if out == (1, 1) { format!("pool::global_avg_pool_nhwc{}", if c % 4 == 0 { "_vec4" } else { "" }) } else { nhwc_kernel("adaptive_avg_pool_forward", c).remove(0) };
+        assert_eq!(gpu.take_kernel_log(), [forward]);
+        let want = cpu.adaptive_avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+        assert_close(&format!("adaptive forward {what}"), &gpu.download(&y).unwrap(), &nchw_to_nhwc(&want, output.0, output.1), ATOL, RTOL);
+        let dx = gpu.adaptive_avg_pool2d_backward(&gpu.upload(&nchw_to_nhwc(&dy, output.0, output.1)).unwrap(), &nhwc).unwrap();
+        assert_eq!(gpu.take_kernel_log(), nhwc_kernel("adaptive_avg_pool_backward", c));
+        let want = cpu.adaptive_avg_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &g).unwrap();
+        assert_close(&format!("adaptive backward {what}"), &gpu.download(&dx).unwrap(), &nchw_to_nhwc(&want, input.0, input.1), ATOL, RTOL);
+    }
 }

@@ -18,10 +18,15 @@ impl FamilyCases for Cases {
         }
         // (3, 2, 20, false): 60 values per channel, so the channel reductions run two warps per
         // block and their block reduction's barriers matter (tests/sim/barrier_sweep.rs).
-        for &(n, c, hw, per_sample) in &[(2, 3, 5, true), (2, 3, 5, false), (1, 4, 9, true), (3, 2, 20, false)] {
-            let g = ChannelBroadcast { n, c, hw, per_sample, layout: Layout::Nchw };
+        // Channels last, the last two have 130 and 140 rows of pixels to sum per operand entry:
+        // two row ranges each, whose partial sums a second pass adds.
+        let nchw = [(2, 3, 5, true), (2, 3, 5, false), (1, 4, 9, true), (3, 2, 20, false)].map(|s| (s, Layout::Nchw));
+        let nhwc = [(2, 3, 5, true), (2, 3, 5, false), (3, 2, 20, false), (1, 2, 130, true), (2, 3, 70, false)].map(|s| (s, Layout::Nhwc));
+        for &((n, c, hw, per_sample), layout) in nchw.iter().chain(&nhwc) {
+            let g = ChannelBroadcast { n, c, hw, per_sample, layout };
             let inputs = vec![cases.symmetric(g.x_len()), cases.symmetric(g.operand_len())];
-            let config = format!("channel broadcast n={n} c={c} hw={hw} per_sample={per_sample}");
+            let layout = if layout == Layout::Nhwc { " nhwc" } else { "" };
+            let config = format!("channel broadcast{layout} n={n} c={c} hw={hw} per_sample={per_sample}");
             cases.push("add", config.clone(), ElementwiseGrad::AddChannel(g), inputs.clone(), g.x_len());
             cases.push("mul", config, ElementwiseGrad::MulChannel(g), inputs, g.x_len());
         }

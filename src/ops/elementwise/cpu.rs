@@ -1,15 +1,24 @@
-//! Elementwise arithmetic and per-channel broadcasts on the CPU.
+//! Elementwise arithmetic and per-channel broadcasts on the CPU. Channels-last broadcasts
+//! reorder x and dy to channels first around the reference.
 
 use super::{ChannelBroadcast, ElementwiseOps};
+use crate::cpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use crate::cpu::par::{update, zip_map, CHUNK};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::Result;
 use crate::ops::check::expect_len;
+use crate::shape::Layout;
 use rayon::prelude::*;
 
 // Free functions rather than inherent methods, so that the GPU launcher can add its own helpers
 // to ChannelBroadcast without clashing names.
+
+/// A channels-last broadcast's x-shaped operand `v` in channels-first order, and the channels-first
+/// geometry to compute on.
+fn channels_first<E: Element>(v: &[E], g: &ChannelBroadcast) -> (Vec<E>, ChannelBroadcast) {
+    (nhwc_to_nchw(v, g.c, g.hw), ChannelBroadcast { layout: Layout::Nchw, ..*g })
+}
 
 /// The operand entry that row `row` (= n * C + c) of x is combined with.
 fn operand_index(g: &ChannelBroadcast, row: usize) -> usize {
@@ -86,11 +95,19 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
 
     fn add_channel(&self, x: &CpuBuf<E>, b: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
         g.check("add_channel", x.len(), b.len())?;
+        if g.layout == Layout::Nhwc {
+            let (x, nchw) = channels_first(x, g);
+            return Ok(self.wrap(nchw_to_nhwc(&broadcast(&x, b, &nchw, |x, b| x + b), g.c, g.hw)));
+        }
         Ok(self.wrap(broadcast(x, b, g, |x, b| x + b)))
     }
 
     fn add_channel_backward(&self, dy: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
         expect_len("add_channel backward", "dy", dy.len(), g.x_len())?;
+        if g.layout == Layout::Nhwc {
+            let (dy, nchw) = channels_first(dy, g);
+            return self.add_channel_backward(&self.wrap(dy), &nchw);
+        }
         let row = |r: usize| &dy[r * g.hw..(r + 1) * g.hw];
         Ok(self.wrap(reduce_to_operand(g, |r| {
             row(r).iter().map(|&v| v.to_f64()).sum()
@@ -99,6 +116,10 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
 
     fn mul_channel(&self, x: &CpuBuf<E>, s: &CpuBuf<E>, g: &ChannelBroadcast) -> Result<CpuBuf<E>> {
         g.check("mul_channel", x.len(), s.len())?;
+        if g.layout == Layout::Nhwc {
+            let (x, nchw) = channels_first(x, g);
+            return Ok(self.wrap(nchw_to_nhwc(&broadcast(&x, s, &nchw, |x, s| x * s), g.c, g.hw)));
+        }
         Ok(self.wrap(broadcast(x, s, g, |x, s| x * s)))
     }
 
@@ -111,6 +132,11 @@ impl<E: Element> ElementwiseOps<E> for CpuBackend {
     ) -> Result<(CpuBuf<E>, CpuBuf<E>)> {
         g.check("mul_channel backward", x.len(), s.len())?;
         expect_len("mul_channel backward", "dy", dy.len(), g.x_len())?;
+        if g.layout == Layout::Nhwc {
+            let ((x, nchw), (dy, _)) = (channels_first(x, g), channels_first(dy, g));
+            let (dx, ds) = self.mul_channel_backward(&self.wrap(x), s, &self.wrap(dy), &nchw)?;
+            return Ok((self.wrap(nchw_to_nhwc(&dx, g.c, g.hw)), ds));
+        }
         let dx = broadcast(dy, s, g, |dy, s| dy * s);
         let rows = |r: usize| {
             dy[r * g.hw..(r + 1) * g.hw]

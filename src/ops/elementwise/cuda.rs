@@ -1,13 +1,61 @@
 //! GPU elementwise ops: kernels/elementwise.cu. The broadcast backward reductions run one block
-//! per element of the broadcast operand.
+//! per element of the broadcast operand; channels last, one block per 32 channels and range of
+//! pixels, threads along channels ([`RowSplits`]).
 
 use super::{ChannelBroadcast, ElementwiseOps};
-use crate::device::Buffer;
+use crate::device::{Buffer, Device};
 use crate::error::Result;
-use crate::device::driver::KernelArg;
+use crate::device::driver::{KernelArg, LaunchConfig};
+use crate::error::Error;
 use crate::gpu::grid::{int, per_element, wide_reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
+use crate::shape::Layout;
+
+/// Threads per block and channels per block of the reductions over channels-last rows
+/// (CR_THREADS and CR_LANES in kernels/channel_rows.cuh).
+const ROW_THREADS: u32 = 256;
+const ROW_LANES: usize = 32;
+/// Enough blocks to fill any current GPU a few times over, and the fewest rows worth a block.
+const ROW_TARGET_BLOCKS: usize = 512;
+const MIN_SPLIT_ROWS: usize = 64;
+
+/// How a per-channel reduction over channels-last rows (kernels/channel_rows.cuh) covers
+/// `segments` segments of `rows` rows of C values: each segment's rows cut into `splits` ranges
+/// of `rows_per_split` (the last shorter, never empty), its channels into `chunks` of 32, one
+/// block per (segment, split, chunk), so a few segments of many rows still fill the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowSplits {
+    pub rows_per_split: usize,
+    pub splits: usize,
+    pub chunks: usize,
+}
+
+impl RowSplits {
+    pub(crate) fn of(segments: usize, rows: usize, c: usize) -> Self {
+        let chunks = c.div_ceil(ROW_LANES);
+        let wanted = ROW_TARGET_BLOCKS.div_ceil(segments * chunks).min(rows / MIN_SPLIT_ROWS).max(1);
+        let rows_per_split = rows.div_ceil(wanted);
+        RowSplits { rows_per_split, splits: rows.div_ceil(rows_per_split), chunks }
+    }
+
+    pub(crate) fn blocks(&self, segments: usize) -> usize {
+        segments * self.splits * self.chunks
+    }
+
+    pub(crate) fn config(&self, segments: usize) -> Result<LaunchConfig> {
+        let blocks = self.blocks(segments);
+        let grid = u32::try_from(blocks)
+            .map_err(|_| Error::shape(format!("{blocks} channel reduction blocks exceed the GPU grid limit")))?;
+        Ok(LaunchConfig { grid: (grid, 1, 1), block: (ROW_THREADS, 1, 1), shared_mem_bytes: 0 })
+    }
+
+    /// The kernel arguments rows, splits, rows_per_split, chunks (all at most the checked
+    /// element count).
+    pub(crate) fn args(&self, rows: usize) -> [KernelArg; 4] {
+        [rows, self.splits, self.rows_per_split, self.chunks].map(|v| KernelArg::I32(v as i32))
+    }
+}
 
 impl GpuBackend {
     /// y = op(a, b) for the same-length binary kernels `add` and `mul` (also the op names).
@@ -19,8 +67,8 @@ impl GpuBackend {
         Ok(y)
     }
 
-    /// y = x op operand[channel] with the broadcast kernel `add_channel` or `mul_channel`; `x` and
-    /// `operand` were checked against `g`.
+    /// y = x op operand[channel] with the broadcast kernel `add_channel` or `mul_channel` (their
+    /// _nhwc twins channels last); `x` and `operand` were checked against `g`.
     fn broadcast(
         &self,
         kernel: &str,
@@ -31,6 +79,10 @@ impl GpuBackend {
         // c and hw are at most x_len, checked here to fit an int.
         let total = int(g.x_len(), &format!("the element count of the {kernel} input"))?;
         let y = self.alloc::<f32>(g.x_len())?;
+        let kernel = match g.layout {
+            Layout::Nchw => kernel.to_string(),
+            Layout::Nhwc => format!("{kernel}_nhwc"),
+        };
         let args = [
             x.arg(),
             operand.arg(),
@@ -40,7 +92,7 @@ impl GpuBackend {
             KernelArg::I32(g.per_sample as i32),
             total,
         ];
-        self.launch("elementwise", kernel, per_element(g.x_len(), kernel)?, &args)?;
+        self.launch("elementwise", &kernel, per_element(g.x_len(), &kernel)?, &args)?;
         Ok(y)
     }
 
@@ -55,10 +107,13 @@ impl GpuBackend {
     ) -> Result<GpuBuf<f32>> {
         // The kernel's flat indices reach x_len; n, c and hw are at most that.
         int(g.x_len(), &format!("the element count of the {kernel} input"))?;
-        let out = self.alloc::<f32>(g.operand_len())?;
-        let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
         let mut args = vec![dy.arg()];
         args.extend(x.map(|x| x.arg()));
+        if g.layout == Layout::Nhwc {
+            return self.channel_reduce_nhwc(kernel, args, g);
+        }
+        let out = self.alloc::<f32>(g.operand_len())?;
+        let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
         args.extend([
             out.arg(),
             KernelArg::I32(g.n as i32),
@@ -67,6 +122,30 @@ impl GpuBackend {
             KernelArg::I32(g.per_sample as i32),
         ]);
         self.launch("elementwise", kernel, wide_reduction(g.operand_len(), per_output)?, &args)?;
+        Ok(out)
+    }
+
+    /// Channels last: `channel_sum_nhwc` or `channel_dot_nhwc` of the input buffers `args` (dy,
+    /// and x for the dot) over each image's pixels (per_sample) or the whole batch's, threads
+    /// along channels; partial sums of several row ranges are summed by a second channel_sum_nhwc.
+    fn channel_reduce_nhwc(&self, kernel: &str, mut args: Vec<KernelArg>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+        let (segments, rows) = if g.per_sample { (g.n, g.hw) } else { (1, g.n * g.hw) };
+        if rows == 0 || g.c == 0 {
+            return self.zeros(g.operand_len());
+        }
+        let plan = RowSplits::of(segments, rows, g.c);
+        let partial = self.alloc::<f32>(segments * plan.splits * g.c)?;
+        args.extend([partial.arg(), KernelArg::I32(g.c as i32)]);
+        args.extend(plan.args(rows));
+        self.launch("elementwise", &format!("{kernel}_nhwc"), plan.config(segments)?, &args)?;
+        if plan.splits == 1 {
+            return Ok(partial);
+        }
+        let totals = RowSplits { rows_per_split: plan.splits, splits: 1, chunks: plan.chunks };
+        let out = self.alloc::<f32>(g.operand_len())?;
+        let mut args = vec![partial.arg(), out.arg(), KernelArg::I32(g.c as i32)];
+        args.extend(totals.args(plan.splits));
+        self.launch("elementwise", "channel_sum_nhwc", totals.config(segments)?, &args)?;
         Ok(out)
     }
 

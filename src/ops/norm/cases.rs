@@ -13,16 +13,19 @@ pub struct Cases;
 
 impl FamilyCases for Cases {
     fn grad_cases(&self, cases: &mut GradCases) {
-        for &(n, c, hw) in &[(2, 3, 20), (1, 2, 9), (4, 1, 1), (3, 4, 4)] {
+        // hw = 1 with many images (channels-last activations) reduces along channels: C = 7 puts
+        // several rows in a warp, and 150 rows are two ranges of images.
+        for &(n, c, hw) in &[(2, 3, 20), (1, 2, 9), (4, 1, 1), (3, 4, 4), (150, 7, 1), (40, 33, 1)] {
             let g = BatchNormGeom::new(n, c, hw, 1e-5).expect("gradcheck batch-norm configs are valid");
             let x = cases.symmetric(g.len());
             let gamma = cases.uniform(c, 0.5, 1.5);
             let beta = cases.symmetric(c);
             cases.push("batch_norm2d", format!("n={n} c={c} hw={hw} training"), BatchNormGrad(g), vec![x, gamma, beta], g.len());
         }
-        // The fused batch norm -> (residual add) -> activation, for every activation.
-        let g = BatchNormGeom::new(2, 3, 6, 1e-5).expect("the gradcheck batch_norm_act config is valid");
-        for activation in Activation::ALL {
+        // The fused batch norm -> (residual add) -> activation, for every activation, per channel
+        // and along channels (hw = 1).
+        let shapes = [(2, 3, 6), (130, 2, 1)].map(|(n, c, hw)| BatchNormGeom::new(n, c, hw, 1e-5).expect("the gradcheck batch_norm_act configs are valid"));
+        for (g, activation) in shapes.into_iter().flat_map(|g| Activation::ALL.into_iter().map(move |a| (g, a))) {
             for residual in [false, true] {
                 let mut inputs = vec![cases.symmetric(g.len())];
                 if residual {
@@ -30,7 +33,7 @@ impl FamilyCases for Cases {
                 }
                 inputs.extend([cases.uniform(g.c, 0.5, 1.5), cases.symmetric(g.c)]);
                 let add = if residual { " +add" } else { "" };
-                let name = format!("n=2 c=3 hw=6{add} +{} training", activation.name());
+                let name = format!("n={} c={} hw={}{add} +{} training", g.n, g.c, g.hw, activation.name());
                 cases.push("batch_norm_act", name, BatchNormActGrad { g, activation, residual }, inputs, g.len());
             }
         }

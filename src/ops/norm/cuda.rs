@@ -2,14 +2,18 @@
 //! warp shuffles and shared memory, one block per (channel, chunk of the channel's N*H*W values),
 //! then merged per channel; normalisation and dx are one thread per element, as is eval. The
 //! fused batch norm -> (add) -> activation shares the statistics kernels and applies in one pass.
+//! With one value per image and channel (hw == 1, how channels-last activations are normalised)
+//! the reductions run with threads along channels instead (the `_rows` kernels, [`RowSplits`]);
+//! the pointwise passes already read along channels there.
 
 use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::device::driver::KernelArg;
+use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::activation::activation_kind_code;
+use crate::ops::elementwise::RowSplits;
 use crate::ops::{Activation, ChannelBroadcast, ElementwiseOps};
 use crate::shape::Layout;
 
@@ -37,6 +41,64 @@ impl Chunks {
 
     fn blocks(&self, g: &BatchNormGeom) -> usize {
         g.c * self.splits
+    }
+}
+
+/// How the per-chunk reductions (statistics, backward sums) cover each channel's values: per
+/// channel in chunks of its values, or, with one value per image (hw == 1), along channels in
+/// ranges of images. Either way they write [C, splits] partials of the same meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reduction {
+    PerChannel(Chunks),
+    ChannelsInnermost(RowSplits),
+}
+
+impl Reduction {
+    fn of(g: &BatchNormGeom) -> Self {
+        if g.hw == 1 {
+            Reduction::ChannelsInnermost(RowSplits::of(1, g.n, g.c))
+        } else {
+            Reduction::PerChannel(Chunks::of(g))
+        }
+    }
+
+    /// Values per chunk (images per range), and chunks (ranges) per channel.
+    fn chunk_and_splits(&self) -> (usize, usize) {
+        match self {
+            Reduction::PerChannel(c) => (c.chunk, c.splits),
+            Reduction::ChannelsInnermost(r) => (r.rows_per_split, r.splits),
+        }
+    }
+
+    fn partials(&self, g: &BatchNormGeom) -> usize {
+        g.c * self.chunk_and_splits().1
+    }
+
+    /// The kernel for per-channel reduction `base`.
+    fn kernel(&self, base: &str) -> String {
+        match self {
+            Reduction::PerChannel(_) => base.to_string(),
+            Reduction::ChannelsInnermost(_) => format!("{base}_rows"),
+        }
+    }
+
+    fn config(&self, g: &BatchNormGeom) -> Result<LaunchConfig> {
+        match self {
+            Reduction::PerChannel(c) => reduction(c.blocks(g), c.chunk),
+            Reduction::ChannelsInnermost(r) => r.config(1),
+        }
+    }
+
+    /// The kernels' trailing arguments: (n, c, hw, chunk, splits) per channel, (C, rows,
+    /// rows_per_split, chunks, splits) along channels; `geometry_args` checked them.
+    fn args(&self, g: &BatchNormGeom) -> Result<Vec<KernelArg>> {
+        let [n, c, hw] = geometry_args(g)?;
+        let (chunk, splits) = self.chunk_and_splits();
+        let (chunk, splits) = (KernelArg::I32(chunk as i32), KernelArg::I32(splits as i32));
+        Ok(match self {
+            Reduction::PerChannel(_) => vec![n, c, hw, chunk, splits],
+            Reduction::ChannelsInnermost(r) => vec![c, n, chunk, KernelArg::I32(r.chunks as i32), splits],
+        })
     }
 }
 
@@ -73,16 +135,15 @@ impl GpuBackend {
         momentum: f64,
         g: &BatchNormGeom,
     ) -> Result<BatchNormSaved<GpuBuf<f32>>> {
-        let geometry = geometry_args(g)?;
-        let chunks = Chunks::of(g);
-        let (chunk, splits) = (KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32));
+        let plan = Reduction::of(g);
+        let (chunk, splits) = plan.chunk_and_splits();
+        let (chunk, splits) = (KernelArg::I32(chunk as i32), KernelArg::I32(splits as i32));
 
-        let part_mean = self.alloc::<f32>(chunks.blocks(g))?;
-        let part_m2 = self.alloc::<f32>(chunks.blocks(g))?;
+        let part_mean = self.alloc::<f32>(plan.partials(g))?;
+        let part_m2 = self.alloc::<f32>(plan.partials(g))?;
         let mut args = vec![x.arg(), part_mean.arg(), part_m2.arg()];
-        args.extend(geometry);
-        args.extend([chunk, splits]);
-        self.launch("norm", "bn_partial_stats", reduction(chunks.blocks(g), chunks.chunk)?, &args)?;
+        args.extend(plan.args(g)?);
+        self.launch("norm", &plan.kernel("bn_partial_stats"), plan.config(g)?, &args)?;
 
         let saved = BatchNormSaved { mean: self.alloc::<f32>(g.c)?, invstd: self.alloc::<f32>(g.c)? };
         let args = [
@@ -98,16 +159,16 @@ impl GpuBackend {
             KernelArg::F32(g.eps as f32),
             KernelArg::F32(momentum as f32),
         ];
-        self.launch("norm", "bn_finalize_stats", reduction(g.c, chunks.splits)?, &args)?;
+        self.launch("norm", "bn_finalize_stats", reduction(g.c, plan.chunk_and_splits().1)?, &args)?;
 
         Ok(saved)
     }
 
     /// Sums the per-(channel, chunk) partials of a backward over each channel's chunks.
-    fn channel_totals(&self, partials: &GpuBuf<f32>, g: &BatchNormGeom, chunks: Chunks) -> Result<GpuBuf<f32>> {
+    fn channel_totals(&self, partials: &GpuBuf<f32>, g: &BatchNormGeom, plan: Reduction) -> Result<GpuBuf<f32>> {
         // The partials are [C, splits]: summing each channel's row is add_channel's backward with
         // one "image" of C planes of `splits` values.
-        let rows = ChannelBroadcast { n: 1, c: g.c, hw: chunks.splits, per_sample: true, layout: Layout::Nchw };
+        let rows = ChannelBroadcast { n: 1, c: g.c, hw: plan.chunk_and_splits().1, per_sample: true, layout: Layout::Nchw };
         self.add_channel_backward(partials, &rows)
     }
 }
@@ -186,17 +247,16 @@ impl NormOps<f32> for GpuBackend {
             [("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved invstd", saved.invstd.len())];
         g.check_lengths(OP, &[x.len(), dy.len()], &per_channel)?;
         let geometry = geometry_args(g)?;
-        let chunks = Chunks::of(g);
+        let plan = Reduction::of(g);
 
-        let part_dy = self.alloc::<f32>(chunks.blocks(g))?;
-        let part_dy_xhat = self.alloc::<f32>(chunks.blocks(g))?;
+        let part_dy = self.alloc::<f32>(plan.partials(g))?;
+        let part_dy_xhat = self.alloc::<f32>(plan.partials(g))?;
         let mut args = vec![dy.arg(), x.arg(), saved.mean.arg(), saved.invstd.arg(), part_dy.arg(), part_dy_xhat.arg()];
-        args.extend(geometry);
-        args.extend([KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32)]);
-        self.launch("norm", "bn_partial_grads", reduction(chunks.blocks(g), chunks.chunk)?, &args)?;
+        args.extend(plan.args(g)?);
+        self.launch("norm", &plan.kernel("bn_partial_grads"), plan.config(g)?, &args)?;
 
-        let dbeta = self.channel_totals(&part_dy, g, chunks)?;
-        let dgamma = self.channel_totals(&part_dy_xhat, g, chunks)?;
+        let dbeta = self.channel_totals(&part_dy, g, plan)?;
+        let dgamma = self.channel_totals(&part_dy_xhat, g, plan)?;
 
         let dx = self.alloc::<f32>(g.len())?;
         let args = [
@@ -274,13 +334,13 @@ impl NormOps<f32> for GpuBackend {
         ];
         g.check_lengths(OP, &[x.len(), dy.len(), residual.map_or(x.len(), |r| r.len())], &per_channel)?;
         let geometry = geometry_args(g)?;
-        let chunks = Chunks::of(g);
+        let plan = Reduction::of(g);
         let has_residual = KernelArg::I32(residual.is_some() as i32);
         let kind = KernelArg::I32(activation_kind_code(activation));
         let residual_arg = residual.unwrap_or(x).arg();
 
-        let part_dz = self.alloc::<f32>(chunks.blocks(g))?;
-        let part_dz_xhat = self.alloc::<f32>(chunks.blocks(g))?;
+        let part_dz = self.alloc::<f32>(plan.partials(g))?;
+        let part_dz_xhat = self.alloc::<f32>(plan.partials(g))?;
         let mut args = vec![
             dy.arg(),
             x.arg(),
@@ -294,11 +354,10 @@ impl NormOps<f32> for GpuBackend {
             has_residual,
             kind,
         ];
-        args.extend(geometry);
-        args.extend([KernelArg::I32(chunks.chunk as i32), KernelArg::I32(chunks.splits as i32)]);
-        self.launch("norm", "bn_act_partial_grads", reduction(chunks.blocks(g), chunks.chunk)?, &args)?;
-        let dbeta = self.channel_totals(&part_dz, g, chunks)?;
-        let dgamma = self.channel_totals(&part_dz_xhat, g, chunks)?;
+        args.extend(plan.args(g)?);
+        self.launch("norm", &plan.kernel("bn_act_partial_grads"), plan.config(g)?, &args)?;
+        let dbeta = self.channel_totals(&part_dz, g, plan)?;
+        let dgamma = self.channel_totals(&part_dz_xhat, g, plan)?;
 
         let dx = self.alloc::<f32>(g.len())?;
         let dresidual = residual.map(|_| self.alloc::<f32>(g.len())).transpose()?;

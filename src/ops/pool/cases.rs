@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
 use crate::ops::{Backend, PoolOps};
 use crate::rng::Rng;
+use crate::shape::Layout;
 
 pub struct Cases;
 
@@ -43,6 +44,30 @@ impl FamilyCases for Cases {
             let g = AdaptivePoolGeom::new(n, c, hw, out).expect("gradcheck adaptive pool configs are valid");
             let x = cases.symmetric(g.x_len());
             let config = format!("n={n} c={c} {}x{} -> {}x{}", hw.0, hw.1, out.0, out.1);
+            cases.push("adaptive_avg_pool2d", config, PoolGrad::AdaptiveAvg(g), vec![x], g.y_len());
+        }
+        // Channels last: C = 4 and 8 run the float4 kernels, C = 3 the one-channel ones; the 1x1
+        // adaptive outputs run the global average pool's block reduction.
+        for &(n, c, hw, k, s, p, ceil) in &[(2, 3, (7, 7), 3, 2, 1, false), (1, 4, (6, 6), 3, 2, 0, true), (1, 8, (5, 5), 2, 2, 1, true)] {
+            let g = grad_geom(n, c, hw, k, s, p, ceil, true).with_layout(Layout::Nhwc);
+            let x = cases.distinct(g.x_len());
+            let config = format!("nhwc n={n} c={c} {}x{} k={k} s={s} p={p} ceil={ceil}", hw.0, hw.1);
+            cases.push("max_pool2d", config, PoolGrad::Max(g), vec![x], g.y_len());
+        }
+        for &(n, c, hw, k, s, p, ceil, inc) in &[
+            (2, 3, (7, 7), 3, 2, 1, false, false),
+            (1, 4, (6, 6), 3, 2, 0, true, true),
+            (1, 4, (5, 7), 3, 1, 1, false, true),
+        ] {
+            let g = grad_geom(n, c, hw, k, s, p, ceil, inc).with_layout(Layout::Nhwc);
+            let x = cases.symmetric(g.x_len());
+            let config = format!("nhwc n={n} c={c} {}x{} k={k} s={s} p={p} ceil={ceil} count_include_pad={inc}", hw.0, hw.1);
+            cases.push("avg_pool2d", config, PoolGrad::Avg(g), vec![x], g.y_len());
+        }
+        for &(n, c, hw, out) in &[(2, 3, (7, 7), (1, 1)), (2, 8, (3, 3), (1, 1)), (1, 4, (7, 5), (3, 2)), (1, 3, (3, 2), (5, 4))] {
+            let g = AdaptivePoolGeom::new(n, c, hw, out).expect("gradcheck adaptive pool configs are valid").with_layout(Layout::Nhwc);
+            let x = cases.symmetric(g.x_len());
+            let config = format!("nhwc n={n} c={c} {}x{} -> {}x{}", hw.0, hw.1, out.0, out.1);
             cases.push("adaptive_avg_pool2d", config, PoolGrad::AdaptiveAvg(g), vec![x], g.y_len());
         }
     }

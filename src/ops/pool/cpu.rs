@@ -1,12 +1,26 @@
 //! CPU pooling, one rayon task per (n, c) plane. Every window is clipped to the real input once,
 //! so padding is never read: it never wins a max and only counts in an average's divisor.
+//! Channels-last calls reorder their tensors (argmax indices included) around this channels-first
+//! reference.
 
 use super::{AdaptivePoolGeom, PoolGeom, PoolOps};
+use crate::cpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use crate::cpu::{CpuBackend, CpuBuf};
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::check::expect_len;
+use crate::shape::Layout;
 use rayon::prelude::*;
+
+/// [N, HW, C] `v` as an [N, C, HW] buffer.
+fn channels_first<T: Copy + Send + Sync>(cpu: &CpuBackend, v: &[T], c: usize, hw: usize) -> CpuBuf<T> {
+    cpu.wrap(nhwc_to_nchw(v, c, hw))
+}
+
+/// [N, C, HW] `v` as an [N, HW, C] buffer.
+fn channels_last<T: Copy + Send + Sync>(cpu: &CpuBackend, v: &[T], c: usize, hw: usize) -> CpuBuf<T> {
+    cpu.wrap(nchw_to_nhwc(v, c, hw))
+}
 
 /// The input range [start, end) along one axis that window `o` covers, clipped to the input.
 #[inline]
@@ -63,6 +77,12 @@ fn adaptive_windows<E: Element>(g: &AdaptivePoolGeom) -> Vec<(Window, E)> {
 impl<E: Element> PoolOps<E> for CpuBackend {
     fn max_pool2d_forward(&self, x: &CpuBuf<E>, g: &PoolGeom) -> Result<(CpuBuf<E>, CpuBuf<u32>)> {
         expect_len("max pooling", "input", x.len(), g.x_len())?;
+        if g.layout == Layout::Nhwc {
+            let nchw = g.with_layout(Layout::Nchw);
+            let (y, indices) = self.max_pool2d_forward(&channels_first(self, x, g.c, g.h * g.w), &nchw)?;
+            let out = g.oh * g.ow;
+            return Ok((channels_last(self, &y, g.c, out), channels_last(self, &indices, g.c, out)));
+        }
         if u32::try_from(g.h * g.w).is_err() {
             return Err(Error::shape(format!(
                 "max pooling plane {}x{} is too large for 32-bit argmax indices",
@@ -102,6 +122,11 @@ impl<E: Element> PoolOps<E> for CpuBackend {
     fn max_pool2d_backward(&self, dy: &CpuBuf<E>, indices: &CpuBuf<u32>, g: &PoolGeom) -> Result<CpuBuf<E>> {
         expect_len("max pooling", "output gradient", dy.len(), g.y_len())?;
         expect_len("max pooling", "indices", indices.len(), g.y_len())?;
+        if g.layout == Layout::Nhwc {
+            let (nchw, out) = (g.with_layout(Layout::Nchw), g.oh * g.ow);
+            let (dy, indices) = (channels_first(self, dy, g.c, out), channels_first(self, indices, g.c, out));
+            return Ok(channels_last(self, &self.max_pool2d_backward(&dy, &indices, &nchw)?, g.c, g.h * g.w));
+        }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);
         dx.par_chunks_mut(plane_in).enumerate().try_for_each(|(p, dx_plane)| {
@@ -120,6 +145,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 
     fn avg_pool2d_forward(&self, x: &CpuBuf<E>, g: &PoolGeom) -> Result<CpuBuf<E>> {
         expect_len("average pooling", "input", x.len(), g.x_len())?;
+        if g.layout == Layout::Nhwc {
+            let y = self.avg_pool2d_forward(&channels_first(self, x, g.c, g.h * g.w), &g.with_layout(Layout::Nchw))?;
+            return Ok(channels_last(self, &y, g.c, g.oh * g.ow));
+        }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
         let divisors = avg_divisors::<E>(g);
@@ -135,6 +164,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 
     fn avg_pool2d_backward(&self, dy: &CpuBuf<E>, g: &PoolGeom) -> Result<CpuBuf<E>> {
         expect_len("average pooling", "output gradient", dy.len(), g.y_len())?;
+        if g.layout == Layout::Nhwc {
+            let dy = channels_first(self, dy, g.c, g.oh * g.ow);
+            return Ok(channels_last(self, &self.avg_pool2d_backward(&dy, &g.with_layout(Layout::Nchw))?, g.c, g.h * g.w));
+        }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = plane_windows(g);
         let divisors = avg_divisors::<E>(g);
@@ -150,6 +183,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 
     fn adaptive_avg_pool2d_forward(&self, x: &CpuBuf<E>, g: &AdaptivePoolGeom) -> Result<CpuBuf<E>> {
         expect_len("adaptive average pooling", "input", x.len(), g.x_len())?;
+        if g.layout == Layout::Nhwc {
+            let x = channels_first(self, x, g.c, g.h * g.w);
+            return Ok(channels_last(self, &self.adaptive_avg_pool2d_forward(&x, &g.with_layout(Layout::Nchw))?, g.c, g.oh * g.ow));
+        }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = adaptive_windows::<E>(g);
         let mut y = self.wrap(vec![E::zero(); g.y_len()]);
@@ -164,6 +201,10 @@ impl<E: Element> PoolOps<E> for CpuBackend {
 
     fn adaptive_avg_pool2d_backward(&self, dy: &CpuBuf<E>, g: &AdaptivePoolGeom) -> Result<CpuBuf<E>> {
         expect_len("adaptive average pooling", "output gradient", dy.len(), g.y_len())?;
+        if g.layout == Layout::Nhwc {
+            let dy = channels_first(self, dy, g.c, g.oh * g.ow);
+            return Ok(channels_last(self, &self.adaptive_avg_pool2d_backward(&dy, &g.with_layout(Layout::Nchw))?, g.c, g.h * g.w));
+        }
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         let windows = adaptive_windows::<E>(g);
         let mut dx = self.wrap(vec![E::zero(); g.x_len()]);

@@ -1,19 +1,34 @@
 //! GPU pooling launchers (`kernels/pool.cu`): one thread per output forwards, one per input
-//! backwards.
+//! backwards; channels last, one thread per 1 or 4 channels of a pixel (`_nhwc`, `_nhwc_vec4`),
+//! and global average pooling one block per image and 32 or 128 channels.
 
 use super::{AdaptivePoolGeom, PoolGeom, PoolOps};
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::device::driver::KernelArg;
+use crate::device::driver::{KernelArg, LaunchConfig};
+use crate::error::Error;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
+use crate::shape::Layout;
+
+/// Threads per block of global_avg_pool_nhwc: GAP_ROWS warps (kernels/pool.cu).
+const GLOBAL_POOL_THREADS: u32 = 8 * 32;
 
 /// Kernel arguments planes, H, W, KH, KW, sh, sw, ph, pw, OH, OW.
 fn window_args(g: &PoolGeom) -> Result<Vec<KernelArg>> {
     int(g.x_len(), "the pooling input")?;
     int(g.y_len(), "the pooling output")?;
     Ok([g.n * g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh, g.ow]
+        .into_iter()
+        .map(|v| KernelArg::I32(v as i32))
+        .collect())
+}
+
+/// Channels-last kernel arguments N, C, H, W, KH, KW, sh, sw, ph, pw, OH, OW.
+fn nhwc_window_args(g: &PoolGeom) -> Result<Vec<KernelArg>> {
+    window_args(g)?;
+    Ok([g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh, g.ow]
         .into_iter()
         .map(|v| KernelArg::I32(v as i32))
         .collect())
@@ -28,12 +43,59 @@ fn adaptive_args(g: &AdaptivePoolGeom) -> Result<Vec<KernelArg>> {
     Ok([g.n * g.c, g.h, g.w, g.oh, g.ow].into_iter().map(|v| KernelArg::I32(v as i32)).collect())
 }
 
+/// Channels-last kernel arguments N, C, H, W, OH, OW.
+fn nhwc_adaptive_args(g: &AdaptivePoolGeom) -> Result<Vec<KernelArg>> {
+    adaptive_args(g)?;
+    Ok([g.n, g.c, g.h, g.w, g.oh, g.ow].into_iter().map(|v| KernelArg::I32(v as i32)).collect())
+}
+
+/// Channels per thread of the channels-last kernels: 4 (float4) when C is a multiple of 4 and
+/// every buffer in `args` is 16-byte aligned, else 1.
+fn channel_lanes(c: usize, args: &[KernelArg]) -> usize {
+    let aligned = args.iter().all(|a| !matches!(a, KernelArg::Ptr(p) if !p.is_multiple_of(16)));
+    if c.is_multiple_of(4) && aligned {
+        4
+    } else {
+        1
+    }
+}
+
+impl GpuBackend {
+    /// Launches channels-last kernel `base`_nhwc (or its _vec4 twin) with one thread per lane
+    /// group of each of `total` elements; `args` are its buffers, then its geometry.
+    fn launch_pool_nhwc(&self, base: &str, total: usize, c: usize, args: &[KernelArg]) -> Result<()> {
+        let lanes = channel_lanes(c, args);
+        let kernel = if lanes == 4 { format!("{base}_nhwc_vec4") } else { format!("{base}_nhwc") };
+        self.launch("pool", &kernel, per_element(total / lanes, &kernel)?, args)
+    }
+
+    /// Adaptive average pooling to 1x1 of a channels-last x: one block per image and 32 lane
+    /// groups of channels, reading each pixel's channel row contiguously.
+    fn global_avg_pool_nhwc(&self, x: &GpuBuf<f32>, y: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<()> {
+        let buffers = [x.arg(), y.arg()];
+        let lanes = channel_lanes(g.c, &buffers);
+        let chunks = g.c.div_ceil(32 * lanes);
+        let blocks = u32::try_from(g.n * chunks)
+            .map_err(|_| Error::shape(format!("global average pooling of {} images needs too many blocks", g.n)))?;
+        let config = LaunchConfig { grid: (blocks, 1, 1), block: (GLOBAL_POOL_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let kernel = if lanes == 4 { "global_avg_pool_nhwc_vec4" } else { "global_avg_pool_nhwc" };
+        let mut args = buffers.to_vec();
+        args.extend([KernelArg::I32(g.c as i32), KernelArg::I32((g.h * g.w) as i32), KernelArg::I32(chunks as i32)]);
+        self.launch("pool", kernel, config, &args)
+    }
+}
+
 impl PoolOps<f32> for GpuBackend {
     fn max_pool2d_forward(&self, x: &GpuBuf<f32>, g: &PoolGeom) -> Result<(GpuBuf<f32>, GpuBuf<u32>)> {
         expect_len("max_pool2d", "input", x.len(), g.x_len())?;
         let y = self.alloc::<f32>(g.y_len())?;
         let indices = self.alloc::<u32>(g.y_len())?;
         let mut args = vec![x.arg(), y.arg(), indices.arg()];
+        if g.layout == Layout::Nhwc {
+            args.extend(nhwc_window_args(g)?);
+            self.launch_pool_nhwc("max_pool_forward", g.y_len(), g.c, &args)?;
+            return Ok((y, indices));
+        }
         args.extend(window_args(g)?);
         self.launch("pool", "max_pool_forward", per_element(g.y_len(), "the pooling output")?, &args)?;
         Ok((y, indices))
@@ -44,6 +106,11 @@ impl PoolOps<f32> for GpuBackend {
         expect_len("max_pool2d", "indices", indices.len(), g.y_len())?;
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), indices.arg(), dx.arg()];
+        if g.layout == Layout::Nhwc {
+            args.extend(nhwc_window_args(g)?);
+            self.launch_pool_nhwc("max_pool_backward", g.x_len(), g.c, &args)?;
+            return Ok(dx);
+        }
         args.extend(window_args(g)?);
         self.launch("pool", "max_pool_backward", per_element(g.x_len(), "the pooling input")?, &args)?;
         Ok(dx)
@@ -53,6 +120,12 @@ impl PoolOps<f32> for GpuBackend {
         expect_len("avg_pool2d", "input", x.len(), g.x_len())?;
         let y = self.alloc::<f32>(g.y_len())?;
         let mut args = vec![x.arg(), y.arg()];
+        if g.layout == Layout::Nhwc {
+            args.extend(nhwc_window_args(g)?);
+            args.push(KernelArg::I32(g.count_include_pad as i32));
+            self.launch_pool_nhwc("avg_pool_forward", g.y_len(), g.c, &args)?;
+            return Ok(y);
+        }
         args.extend(window_args(g)?);
         args.push(KernelArg::I32(g.count_include_pad as i32));
         self.launch("pool", "avg_pool_forward", per_element(g.y_len(), "the pooling output")?, &args)?;
@@ -63,6 +136,12 @@ impl PoolOps<f32> for GpuBackend {
         expect_len("avg_pool2d", "output gradient", dy.len(), g.y_len())?;
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), dx.arg()];
+        if g.layout == Layout::Nhwc {
+            args.extend(nhwc_window_args(g)?);
+            args.push(KernelArg::I32(g.count_include_pad as i32));
+            self.launch_pool_nhwc("avg_pool_backward", g.x_len(), g.c, &args)?;
+            return Ok(dx);
+        }
         args.extend(window_args(g)?);
         args.push(KernelArg::I32(g.count_include_pad as i32));
         self.launch("pool", "avg_pool_backward", per_element(g.x_len(), "the pooling input")?, &args)?;
@@ -73,6 +152,16 @@ impl PoolOps<f32> for GpuBackend {
         expect_len("adaptive_avg_pool2d", "input", x.len(), g.x_len())?;
         let y = self.alloc::<f32>(g.y_len())?;
         let mut args = vec![x.arg(), y.arg()];
+        if g.layout == Layout::Nhwc {
+            if (g.oh, g.ow) == (1, 1) {
+                adaptive_args(g)?;
+                self.global_avg_pool_nhwc(x, &y, g)?;
+            } else {
+                args.extend(nhwc_adaptive_args(g)?);
+                self.launch_pool_nhwc("adaptive_avg_pool_forward", g.y_len(), g.c, &args)?;
+            }
+            return Ok(y);
+        }
         args.extend(adaptive_args(g)?);
         self.launch("pool", "adaptive_avg_pool_forward", per_element(g.y_len(), "the pooling output")?, &args)?;
         Ok(y)
@@ -82,6 +171,11 @@ impl PoolOps<f32> for GpuBackend {
         expect_len("adaptive_avg_pool2d", "output gradient", dy.len(), g.y_len())?;
         let dx = self.alloc::<f32>(g.x_len())?;
         let mut args = vec![dy.arg(), dx.arg()];
+        if g.layout == Layout::Nhwc {
+            args.extend(nhwc_adaptive_args(g)?);
+            self.launch_pool_nhwc("adaptive_avg_pool_backward", g.x_len(), g.c, &args)?;
+            return Ok(dx);
+        }
         args.extend(adaptive_args(g)?);
         self.launch("pool", "adaptive_avg_pool_backward", per_element(g.x_len(), "the pooling input")?, &args)?;
         Ok(dx)

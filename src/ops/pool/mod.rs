@@ -1,5 +1,6 @@
 //! Max, average and adaptive-average pooling, forward and backward, for any kernel, stride and
-//! padding, overlapping windows and ceil mode included. Layout x [N, C, H, W] -> y [N, C, OH, OW].
+//! padding, overlapping windows and ceil mode included. x [N, C, H, W] -> y [N, C, OH, OW] in the
+//! geometry's layout: channels first, or channels last ([N, H, W, C] -> [N, OH, OW, C]).
 
 pub mod cases;
 mod cpu;
@@ -154,6 +155,7 @@ impl AdaptivePoolGeom {
 pub trait PoolOps<E: Element>: Device<E> {
     /// y and, per output, the argmax as a flat index ih*W + iw within its (n, c) plane. Padding
     /// never wins (it is -inf); among equal values the first in row-major window order wins.
+    /// The indices lie in y's layout (one per output, in the same order).
     fn max_pool2d_forward(&self, x: &Self::Buf, g: &PoolGeom) -> Result<(Self::Buf, Self::IdxBuf)>;
     /// dx: each dy routed to its argmax; overlapping windows accumulate.
     fn max_pool2d_backward(&self, dy: &Self::Buf, indices: &Self::IdxBuf, g: &PoolGeom) -> Result<Self::Buf>;
