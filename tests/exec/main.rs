@@ -8,6 +8,7 @@ mod exec_fold;
 mod exec_fuse;
 mod exec_gpu;
 mod exec_grad_buckets;
+mod exec_layout;
 mod exec_graph;
 mod exec_gradcheck;
 mod exec_memory;

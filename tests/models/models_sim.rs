@@ -37,6 +37,7 @@ use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind,
 use ferronet::models::summary::summarize;
 use ferronet::models::{build, ModelOptions};
 use ferronet::ops::NodeOp;
+use ferronet::shape::Layout;
 use std::time::Instant;
 
 const CLASSES: usize = 5;
@@ -74,6 +75,12 @@ fn assert_tensor_close(what: &str, got: &[f32], want: &[f64], rel: f64, floor: f
 }
 
 fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
+    step_matches_cpu_in(model, opts, rel, Layout::Nchw);
+}
+
+/// As `step_matches_cpu`, both executors keeping image tensors in `layout` (the CPU's
+/// channels-last ops reorder around its channels-first reference).
+fn step_matches_cpu_in(model: &str, opts: ModelOptions, rel: f64, layout: Layout) {
     let start = Instant::now();
     let graph = build(model, &opts).unwrap_or_else(|e| panic!("{model}: {e}"));
     let summary = summarize(&graph, BATCH, true).unwrap();
@@ -86,8 +93,8 @@ fn step_matches_cpu(model: &str, opts: ModelOptions, rel: f64) {
     let labels: Vec<u32> = (0..BATCH).map(|i| (i % CLASSES) as u32).collect();
     let step = StepOptions { dropout_seed: Some(5), ..StepOptions::default() };
 
-    let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 3).unwrap();
-    let mut cpu = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 3).unwrap();
+    let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 3).unwrap().in_layout(Some(layout));
+    let mut cpu = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 3).unwrap().in_layout(Some(layout));
     let names: Vec<String> = graph.params.iter().map(|p| p.name.clone()).collect();
     for name in &names {
         cpu.set_param_host(name, &widen(&gpu.param_host(name).unwrap())).unwrap();
@@ -216,4 +223,37 @@ fn googlenet_with_aux() {
 #[test]
 fn efficientnet_b0() {
     step_matches_cpu("efficientnet_b0", tiny([3, 64, 64], 16), MOBILE_BN);
+}
+
+/// Channels-last end to end on the GPU: every family whose ops differ by layout (convolutions,
+/// depthwise, pooling, batch norm, concat, split, shuffle, squeeze-excitation, the flatten of a
+/// 6x6 map).
+#[test]
+fn alexnet_channels_last() {
+    step_matches_cpu_in("alexnet", tiny([3, 63, 63], 16), LIGHT_BN, Layout::Nhwc);
+}
+
+#[test]
+fn resnet18_channels_last() {
+    step_matches_cpu_in("resnet18", cifar([3, 16, 16], 8), LIGHT_BN, Layout::Nhwc);
+}
+
+#[test]
+fn mobilenet_v2_channels_last() {
+    step_matches_cpu_in("mobilenet_v2", cifar([3, 32, 32], 16), MOBILE_BN, Layout::Nhwc);
+}
+
+#[test]
+fn shufflenet_v2_channels_last() {
+    step_matches_cpu_in("shufflenet_v2_x0_5", cifar([3, 16, 16], 4), MOBILE_BN, Layout::Nhwc);
+}
+
+#[test]
+fn googlenet_channels_last() {
+    step_matches_cpu_in("googlenet", tiny([3, 64, 64], 16), LIGHT_BN, Layout::Nhwc);
+}
+
+#[test]
+fn efficientnet_b0_channels_last() {
+    step_matches_cpu_in("efficientnet_b0", tiny([3, 64, 64], 16), MOBILE_BN, Layout::Nhwc);
 }

@@ -8,7 +8,6 @@ use crate::shape::Layout;
 use crate::error::Result;
 use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, GradCases, GradOp, Operands, RunKernel};
 use crate::ops::Backend;
-use crate::shape::Layout;
 
 pub struct Cases;
 

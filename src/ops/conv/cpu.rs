@@ -16,7 +16,6 @@ use crate::cpu::par::{lane_sum, lane_sum2};
 use crate::error::Result;
 use crate::ops::check::expect_len;
 use crate::ops::gemm::{GemmOps, GemmSpec};
-use crate::shape::Layout;
 use rayon::prelude::*;
 use std::ops::Range;
 
