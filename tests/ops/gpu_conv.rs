@@ -339,6 +339,10 @@ fn channels_last_convolution_runs_nhwc_kernels_matching_the_reference() {
     }
 }
 
+/// A geometry whose GEMM splits K, and the launch its reduction follows in the kernel log at a
+/// precision.
+type SplitCase = (Config, fn(Precision) -> String);
+
 /// On a 4-SM simulator the channels-last GEMMs split K (forward: K = 9 * 64; weight gradient: K =
 /// 2 images * 256 pixels; stride-1 data gradient: K = 9 * 256), with channel counts that are and
 /// that are not multiples of 4, on every engine; and ResNet-like layers on 2 SMs take the larger
@@ -350,7 +354,7 @@ fn channels_last_gemms_split_k_and_take_the_larger_tiles() {
     let forward = |p| kernel_at(p, "conv_nhwc_gemm");
     let filter = |p| kernel_at(p, "conv_nhwc_filter_gemm");
     let data = |_| "conv::pack_flipped_weights".to_string();
-    let cases: [(Config, fn(Precision) -> String); 3] = [
+    let cases: [SplitCase; 3] = [
         ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), forward),
         ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), filter),
         ((2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2), data),
