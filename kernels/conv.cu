@@ -30,9 +30,11 @@ GEMM_KERNEL(conv_data_phase_gemm_128, conv_data_phase_gemm_body, CONV_DATA_PHASE
 
 // The channels-last GEMMs (conv_gemm.cuh): forward and stride-1 data gradient share one body
 // (an NHWC im2col times a packed weight), the weight gradient and the strided data gradient by
-// phase. Blocks per SM as their NCHW counterparts'.
+// phase. Blocks per SM as the NCHW data gradient's, the weight gradient's one fewer than its
+// NCHW counterpart's (its two gathers' index arithmetic spills at three's 85 registers, and at
+// two's 128 on the 64x128 tile).
 CONV_SGEMM_KERNELS(conv_nhwc_gemm, NHWC, 2, 2)
-CONV_SGEMM_KERNELS(conv_nhwc_filter_gemm, NHWC_FILTER, 3, 2)
+CONV_SGEMM_KERNELS(conv_nhwc_filter_gemm, NHWC_FILTER, 2, 1)
 CONV_SGEMM_KERNELS(conv_nhwc_data_phase_gemm, NHWC_DATA_PHASE, 2, 1)
 
 // ---- The data gradient's weights packed as its GEMMs read them: each group's (and phase's)

@@ -10,8 +10,9 @@ use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
 use ferronet::cpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use ferronet::cpu::CpuBackend;
-use ferronet::device::Device;
+use ferronet::device::{Buffer, Device};
 use ferronet::gpu::GpuBackend;
+use ferronet::ops::conv::gpu_workspace_bytes;
 use ferronet::ops::{ConvGeom, ConvOps, PrecisionOps};
 use ferronet::ops::gemm::tc::TcInput;
 use ferronet::precision::Precision;
@@ -339,6 +340,10 @@ fn channels_last_convolution_runs_nhwc_kernels_matching_the_reference() {
     }
 }
 
+/// A geometry whose GEMM splits K, and the launch its reduction follows in the kernel log at a
+/// precision.
+type SplitCase = (Config, fn(Precision) -> String);
+
 /// On a 4-SM simulator the channels-last GEMMs split K (forward: K = 9 * 64; weight gradient: K =
 /// 2 images * 256 pixels; stride-1 data gradient: K = 9 * 256), with channel counts that are and
 /// that are not multiples of 4, on every engine; and ResNet-like layers on 2 SMs take the larger
@@ -350,7 +355,7 @@ fn channels_last_gemms_split_k_and_take_the_larger_tiles() {
     let forward = |p| kernel_at(p, "conv_nhwc_gemm");
     let filter = |p| kernel_at(p, "conv_nhwc_filter_gemm");
     let data = |_| "conv::pack_flipped_weights".to_string();
-    let cases: [(Config, fn(Precision) -> String); 3] = [
+    let cases: [SplitCase; 3] = [
         ((2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), forward),
         ((2, 4, (16, 16), 6, (3, 3), (1, 1), (1, 1), (1, 1), 2), filter),
         ((2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2), data),
@@ -377,6 +382,34 @@ fn channels_last_gemms_split_k_and_take_the_larger_tiles() {
                 let kernel = format!("{}{tile}", kernel_at(p, gemm));
                 assert!(ran.contains(&kernel), "{kernel} ran: {ran:?}");
             }
+        }
+    }
+}
+
+/// `gpu_workspace_bytes` is what the largest channels-last pass holds beyond its operands and
+/// result (packed weights, the weight gradient in K order, split-K partial products, on 4 SMs so
+/// that K splits), on the fp32 tiles and on the tensor cores.
+#[test]
+fn channels_last_workspace_is_what_the_largest_pass_holds() {
+    let split = [(2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1), (2, 6, (5, 6), 256, (3, 3), (1, 1), (2, 1), (2, 1), 2)];
+    for p in [Precision::Fp32, Precision::Bf16] {
+        for g in nhwc_configs().into_iter().chain(split.map(|c| geom(c).with_layout(Layout::Nhwc))) {
+            let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 4, ..SimOptions::default() }))), p);
+            let (x, w, dy) = (gpu.zeros(g.x_len()).unwrap(), gpu.zeros(g.weight_len()).unwrap(), gpu.zeros(g.y_len()).unwrap());
+            let held = |pass: &dyn Fn() -> ferronet::gpu::GpuBuf<f32>| {
+                let before = gpu.memory().current_bytes;
+                gpu.reset_peak();
+                let result = pass();
+                gpu.memory().peak_bytes - before - result.len() * std::mem::size_of::<f32>()
+            };
+            let most = [
+                held(&|| gpu.conv2d_forward(&x, &w, None, &g).unwrap()),
+                held(&|| gpu.conv2d_backward_data(&dy, &w, &g).unwrap()),
+                held(&|| gpu.conv2d_backward_filter(&x, &dy, &g).unwrap()),
+            ]
+            .into_iter()
+            .max();
+            assert_eq!(most, Some(gpu_workspace_bytes(&g, 4, p != Precision::Fp32)), "{p} {g:?}");
         }
     }
 }
