@@ -15,9 +15,9 @@
 // Consecutive columns one thread of a specialised kernel computes (forward: output columns; data
 // gradient: input columns; filter gradient: output columns whose products it sums).
 #define DWN_COLS 4
-// The filter-gradient blocks: 32 lanes along the channels by DWN_PIXEL_LANES along the pixels.
-#define DWN_CHANNEL_LANES 32
-#define DWN_PIXEL_LANES 8
+// Threads of a filter-gradient block: blockDim.x lanes along the channels by blockDim.y along the
+// pixels, as many channel lanes as the channels (or groups of V) up to all of them.
+#define DWN_FILTER_THREADS 256
 
 // V consecutive channels of one pixel.
 template <int V> struct DwnVec {
@@ -214,25 +214,28 @@ __device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, 
     run.store<V>(dx, acc, H, W, C);
 }
 
-// ---- Filter gradient, in blocks of DWN_CHANNEL_LANES x DWN_PIXEL_LANES threads: each thread sums
-// its channels' products over every DWN_PIXEL_LANES-th item of its block's chunk of items (pixels,
+// ---- Filter gradient, in blocks of blockDim.x channel lanes by blockDim.y pixel lanes: each thread
+// sums its channels' products over every blockDim.y-th item of its block's chunk of items (pixels,
 // or runs of columns), then the block adds its pixel lanes' sums (`dwn_sum_lanes`) and writes
 // out[(chunk * C_out + co) * KH * KW + tap]; the host sums the chunks (splitk_reduce) when there
 // are several.
 
+// The filter-gradient blocks' dynamic shared memory: their threads' sums for dwn_sum_lanes.
+extern __shared__ float dwn_sums[];
+
 // The block's KV sums per thread added over its pixel lanes: `write(e, total)` for each of the
-// KV * DWN_CHANNEL_LANES totals, e = kv * DWN_CHANNEL_LANES + channel lane. `sums` holds
-// DWN_PIXEL_LANES * KV * DWN_CHANNEL_LANES floats; one barrier orders its writes before the reads.
+// KV * blockDim.x totals, e = kv * blockDim.x + channel lane. `sums` (dynamic shared memory) holds
+// blockDim.y * KV * blockDim.x floats; one barrier orders its writes before the reads.
 template <int KV, class Write>
 __device__ __forceinline__ void dwn_sum_lanes(const float (&acc)[KV], float* sums, Write write) {
 #pragma unroll
-    for (int kv = 0; kv < KV; ++kv) sums[(threadIdx.y * KV + kv) * DWN_CHANNEL_LANES + threadIdx.x] = acc[kv];
+    for (int kv = 0; kv < KV; ++kv) sums[(threadIdx.y * KV + kv) * blockDim.x + threadIdx.x] = acc[kv];
     __syncthreads();
-    int tid = threadIdx.y * DWN_CHANNEL_LANES + threadIdx.x;
-    for (int e = tid; e < KV * DWN_CHANNEL_LANES; e += DWN_CHANNEL_LANES * DWN_PIXEL_LANES) {
+    int tid = threadIdx.y * blockDim.x + threadIdx.x;
+    int totals = KV * blockDim.x;
+    for (int e = tid; e < totals; e += blockDim.x * blockDim.y) {
         float total = 0.f;
-#pragma unroll
-        for (int lane = 0; lane < DWN_PIXEL_LANES; ++lane) total += sums[lane * KV * DWN_CHANNEL_LANES + e];
+        for (int lane = 0; lane < blockDim.y; ++lane) total += sums[lane * totals + e];
         write(e, total);
     }
 }
@@ -244,9 +247,8 @@ template <int K, int S, int V>
 __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x, const float* __restrict__ dy,
                                                     float* __restrict__ out, int N, int C, int H, int W,
                                                     int ph, int pw, int OH, int OW, int chunks) {
-    __shared__ float sums[DWN_PIXEL_LANES * K * V * DWN_CHANNEL_LANES];
     int groups = C / V;
-    int group = blockIdx.x * DWN_CHANNEL_LANES + threadIdx.x;
+    int group = blockIdx.x * blockDim.x + threadIdx.x;
     int c = group * V;
     int ki = blockIdx.z;
     int runs = (OW + DWN_COLS - 1) / DWN_COLS;
@@ -258,7 +260,7 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
 #pragma unroll
     for (int kv = 0; kv < K * V; ++kv) acc[kv] = 0.f;
     if (group < groups) {
-        for (int item = begin + threadIdx.y; item < end; item += DWN_PIXEL_LANES) {
+        for (int item = begin + threadIdx.y; item < end; item += blockDim.y) {
             int ow0 = item % runs * DWN_COLS;
             int rest = item / runs;
             int oh = rest % OH;
@@ -283,9 +285,9 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
             });
         }
     }
-    dwn_sum_lanes<K * V>(acc, sums, [&](int e, float total) {
-        int kv = e / DWN_CHANNEL_LANES;
-        int lane_group = blockIdx.x * DWN_CHANNEL_LANES + e % DWN_CHANNEL_LANES;
+    dwn_sum_lanes<K * V>(acc, dwn_sums, [&](int e, float total) {
+        int kv = e / blockDim.x;
+        int lane_group = blockIdx.x * blockDim.x + e % blockDim.x;
         if (lane_group >= groups) return;
         int co = lane_group * V + kv % V;
         out[((size_t)blockIdx.y * C + co) * K * K + ki * K + kv / V] = total;
@@ -293,7 +295,7 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
 }
 
 // The specialised kernels of a window K x K at stride S on V channels per thread: 256 threads
-// per block (the filter gradient's 32 x 8), promising only one block per SM: with the bare
+// per block (the filter gradient's DWN_FILTER_THREADS), promising only one block per SM: with the bare
 // thread count ptxas budgets fewer registers on sm_86 (64, or 40 for some) and spills some of
 // these (the 5x5 stride-2 data gradient with 4 channels takes 72 registers).
 #define DWN_SPECIALISED(K, S, V)                                                                        \
@@ -307,7 +309,7 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
         int H, int W, int ph, int pw, int OH, int OW) {                                                  \
         dwn_backward_data<K, S, V>(dy, wt, dx, N, C, H, W, ph, pw, OH, OW);                              \
     }                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256, 1)                                                   \
+    extern "C" __global__ void __launch_bounds__(DWN_FILTER_THREADS, 1)                                    \
         depthwise_nhwc_backward_filter_##K##x##K##_s##S##_v##V(                                          \
             const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out, int N,    \
             int C, int H, int W, int ph, int pw, int OH, int OW, int chunks) {                           \
@@ -382,14 +384,13 @@ extern "C" __global__ void __launch_bounds__(256)
 }
 
 // blockIdx.z is the tap (ki * KW + kj), blockIdx.y the chunk; an item is an output pixel
-// ((n * OH + oh) * OW + ow), the thread's output channel co = blockIdx.x * 32 + threadIdx.x.
-extern "C" __global__ void __launch_bounds__(DWN_CHANNEL_LANES * DWN_PIXEL_LANES)
+// ((n * OH + oh) * OW + ow), the thread's output channel co = blockIdx.x * blockDim.x + threadIdx.x.
+extern "C" __global__ void __launch_bounds__(DWN_FILTER_THREADS)
     depthwise_nhwc_backward_filter(const float* __restrict__ x, const float* __restrict__ dy,
                                    float* __restrict__ out, int N, int C, int H, int W, int mult, int KH, int KW,
                                    int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW, int chunks) {
-    __shared__ float sums[DWN_PIXEL_LANES * DWN_CHANNEL_LANES];
     int C_out = C * mult;
-    int co = blockIdx.x * DWN_CHANNEL_LANES + threadIdx.x;
+    int co = blockIdx.x * blockDim.x + threadIdx.x;
     int tap = blockIdx.z;
     int ki = tap / KW;
     int kj = tap - ki * KW;
@@ -399,7 +400,7 @@ extern "C" __global__ void __launch_bounds__(DWN_CHANNEL_LANES * DWN_PIXEL_LANES
     int end = min(items, begin + per_chunk);
     float acc[1] = {0.f};
     if (co < C_out) {
-        for (int item = begin + threadIdx.y; item < end; item += DWN_PIXEL_LANES) {
+        for (int item = begin + threadIdx.y; item < end; item += blockDim.y) {
             int ow = item % OW;
             int oh = item / OW % OH;
             int n = item / (OW * OH);
@@ -409,8 +410,8 @@ extern "C" __global__ void __launch_bounds__(DWN_CHANNEL_LANES * DWN_PIXEL_LANES
             acc[0] = fmaf(dy[(size_t)item * C_out + co], x[(((size_t)n * H + ih) * W + iw) * C + co / mult], acc[0]);
         }
     }
-    dwn_sum_lanes<1>(acc, sums, [&](int e, float total) {
-        int lane_co = blockIdx.x * DWN_CHANNEL_LANES + e;
+    dwn_sum_lanes<1>(acc, dwn_sums, [&](int e, float total) {
+        int lane_co = blockIdx.x * blockDim.x + e;
         if (lane_co < C_out) out[((size_t)blockIdx.y * C_out + lane_co) * KH * KW + tap] = total;
     });
 }

@@ -503,6 +503,9 @@ fn nhwc_depthwise_configs() -> Vec<(ConvGeom, Option<&'static str>)> {
         ((2, 4, (12, 12), 8, (3, 3), (1, 1), (1, 1), (1, 1), 4), None),
         ((2, 4, (9, 9), 4, (3, 3), (1, 1), (2, 2), (2, 2), 4), None),
         ((1, 5, (8, 9), 5, (3, 1), (1, 2), (1, 0), (1, 1), 5), None),
+        // More output channels than a filter-gradient block has threads: blocks of 256 channel
+        // lanes by one pixel lane, two of them across.
+        ((1, 129, (3, 4), 258, (3, 3), (1, 1), (1, 1), (1, 1), 129), None),
     ]
     .into_iter()
     .map(|(c, kernels)| (geom(c).with_layout(Layout::Nhwc), kernels))

@@ -4,9 +4,8 @@
 //! it (4 channels per thread with 16-byte accesses when C % 4 == 0 and the tensors are 16-byte
 //! aligned), every other geometry the generic ones. The forward and data-gradient kernels read
 //! the weight packed tap-major ([KH * KW, C_out]) so that its loads run along the channels too.
-//! The filter gradient sums over the batch in
-//! chunks of pixels, one block per chunk (and channel block and filter row or tap), the chunks'
-//! partial sums added by `splitk_reduce`.
+//! The filter gradient sums over the batch in chunks of pixels, one block per chunk (and channel
+//! block and filter row or tap), the chunks' partial sums added by `splitk_reduce`.
 
 use super::ConvGeom;
 use crate::device::driver::{KernelArg, LaunchConfig};
@@ -21,12 +20,20 @@ const MODULE: &str = "conv_depthwise_nhwc";
 /// Columns one thread of the specialised kernels computes (DWN_COLS).
 const COLS: usize = 4;
 
-/// The filter gradient's blocks: channel lanes by pixel lanes (DWN_CHANNEL_LANES, DWN_PIXEL_LANES).
-const FILTER_BLOCK: (usize, usize) = (32, 8);
+/// Threads of a filter-gradient block (DWN_FILTER_THREADS).
+const FILTER_THREADS: usize = 256;
 
-/// Items (pixels or runs of columns) a filter-gradient block sums at least, 8 per pixel lane, so
-/// the block's final reduction stays a small part of its work.
+/// Items (pixels or runs of columns) a filter-gradient block sums at least, so that its final
+/// reduction stays a small part of its work.
 const MIN_ITEMS_PER_CHUNK: usize = 64;
+
+/// A filter-gradient block for `lanes` channel lanes (channels, or groups of 4): one lane per
+/// channel lane up to all its threads (no idle lanes when the lanes are few, as MobileNet's 144
+/// channels in 36 groups of 4 would leave in blocks of 32), the rest along the pixels.
+fn filter_block(lanes: usize) -> (usize, usize) {
+    let x = lanes.clamp(1, FILTER_THREADS);
+    (x, FILTER_THREADS / x)
+}
 
 /// The specialised kernels' window and stride ("3x3_s1"), for a square 3x3 or 5x5 window at the
 /// same stride 1 or 2 both ways, no dilation and multiplier 1; None for the generic kernels.
@@ -129,7 +136,7 @@ fn filter_items(g: &ConvGeom) -> (usize, usize) {
 /// 4 * sms chunks, within the grid's y limit).
 fn filter_chunks(g: &ConvGeom, sms: usize) -> usize {
     let (items, z) = filter_items(g);
-    let blocks = g.c_out.div_ceil(FILTER_BLOCK.0) * z;
+    let blocks = g.c_out.div_ceil(FILTER_THREADS) * z;
     (4 * sms).div_ceil(blocks.max(1)).min(items.div_ceil(MIN_ITEMS_PER_CHUNK)).clamp(1, MAX_GRID_YZ)
 }
 
@@ -151,26 +158,28 @@ pub(super) fn backward_filter(gpu: &GpuBackend, x: &GpuBuf<f32>, dy: &GpuBuf<f32
     let out = partial.as_ref().map_or(dw.arg(), |p| p.arg());
     let mut args = vec![x.arg(), dy.arg(), out];
     let (_, z) = filter_items(g);
-    let (kernel, lanes) = match specialised(g) {
+    // Each thread's sums: a filter row of its channels (specialised) or one tap.
+    let (kernel, lanes, sums) = match specialised(g) {
         Some(shape) => {
             let vec = channels_per_thread(g, &[x.ptr(), dy.ptr()]);
             args.extend(specialised_args(g)?);
-            (format!("depthwise_nhwc_backward_filter_{shape}_v{vec}"), g.c_in / vec)
+            (format!("depthwise_nhwc_backward_filter_{shape}_v{vec}"), g.c_in / vec, g.kw * vec)
         }
         None => {
             args.extend(geometry);
-            ("depthwise_nhwc_backward_filter".to_string(), g.c_out)
+            ("depthwise_nhwc_backward_filter".to_string(), g.c_out, 1)
         }
     };
     args.push(int(chunks, "depthwise pixel chunks")?);
     if z > MAX_GRID_YZ {
         return Err(Error::shape(format!("depthwise conv2d: a {}x{} window has more taps than one launch takes ({MAX_GRID_YZ})", g.kh, g.kw)));
     }
-    let grid_x = u32::try_from(lanes.div_ceil(FILTER_BLOCK.0)).map_err(|_| Error::shape(format!("depthwise conv2d: {} channels are too many for one launch", g.c_out)))?;
+    let block = filter_block(lanes);
+    let grid_x = u32::try_from(lanes.div_ceil(block.0)).map_err(|_| Error::shape(format!("depthwise conv2d: {} channels are too many for one launch", g.c_out)))?;
     let cfg = LaunchConfig {
         grid: (grid_x, chunks as u32, z as u32),
-        block: (FILTER_BLOCK.0 as u32, FILTER_BLOCK.1 as u32, 1),
-        shared_mem_bytes: 0,
+        block: (block.0 as u32, block.1 as u32, 1),
+        shared_mem_bytes: (block.0 * block.1 * sums * std::mem::size_of::<f32>()) as u32,
     };
     gpu.launch(MODULE, &kernel, cfg, &args)?;
     if let Some(p) = partial {
