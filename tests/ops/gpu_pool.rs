@@ -153,7 +153,7 @@ fn mismatched_buffers_are_clear_errors() {
 /// The pooling kernel `base` launched on channels-last tensors of `c` channels: float4 over four
 /// channels where C % 4 == 0 (the test's buffers are all 16-byte aligned), else one channel.
 fn nhwc_kernel(base: &str, c: usize) -> Vec<String> {
-    vec![format!("pool::{base}_nhwc{}", if c % 4 == 0 { "_vec4" } else { "" })]
+    vec![format!("pool::{base}_nhwc{}", if c.is_multiple_of(4) { "_vec4" } else { "" })]
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn channels_last_adaptive_and_global_average_pooling_match_the_reordered_referen
         let what = format!("NHWC {g:?}");
         gpu.take_kernel_log();
         let y = gpu.adaptive_avg_pool2d_forward(&gpu.upload(&nchw_to_nhwc(&x, input.0, input.1)).unwrap(), &nhwc).unwrap();
-        let forward = if out == (1, 1) { format!("pool::global_avg_pool_nhwc{}", if c % 4 == 0 { "_vec4" } else { "" }) } else { nhwc_kernel("adaptive_avg_pool_forward", c).remove(0) };
+        let forward = if out == (1, 1) { format!("pool::global_avg_pool_nhwc{}", if c.is_multiple_of(4) { "_vec4" } else { "" }) } else { nhwc_kernel("adaptive_avg_pool_forward", c).remove(0) };
         assert_eq!(gpu.take_kernel_log(), [forward]);
         let want = cpu.adaptive_avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
         assert_close(&format!("adaptive forward {what}"), &gpu.download(&y).unwrap(), &nchw_to_nhwc(&want, output.0, output.1), ATOL, RTOL);

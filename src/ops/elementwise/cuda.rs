@@ -220,3 +220,23 @@ impl ElementwiseOps<f32> for GpuBackend {
         self.update("fill", value, x)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_splits_cover_every_row_with_no_empty_range() {
+        for (segments, rows, c) in [(1, 1, 3), (1, 162, 24), (64, 49, 512), (1, 64 * 56 * 56, 64), (2, 130, 7), (8, 63, 1)] {
+            let RowSplits { rows_per_split, splits, chunks } = RowSplits::of(segments, rows, c);
+            let what = format!("{segments} x {rows} rows of {c}: {rows_per_split} x {splits}");
+            assert!(splits * rows_per_split >= rows && (splits - 1) * rows_per_split < rows, "{what}");
+            assert!(splits == 1 || rows_per_split >= MIN_SPLIT_ROWS, "{what}: a range below the minimum");
+            assert!(splits == 1 || segments * splits * chunks <= 2 * ROW_TARGET_BLOCKS, "{what}: too many blocks");
+            assert_eq!(chunks, c.div_ceil(ROW_LANES), "{what}");
+        }
+        // One batch-wide segment of a ResNet stage's pixels is cut into enough ranges to fill a GPU.
+        let stage = RowSplits::of(1, 64 * 56 * 56, 64);
+        assert!(stage.blocks(1) >= ROW_TARGET_BLOCKS, "{stage:?}");
+    }
+}
