@@ -28,8 +28,8 @@ pub struct ModelBenchOptions {
     /// inference with each batch norm that reads a convolution folded into it, as `eval` and
     /// `predict` run (`--no-fusion` turns both off).
     pub fusion: bool,
-    /// `--layout`: the image tensors' memory order (None: the device's preferred one).
-    pub layout: Option<Layout>,
+    /// `--layout`: the image tensors' memory order.
+    pub layout: Layout,
     /// `--precision`: emulated storage (values rounded to the format in f32 buffers), so the
     /// times include the rounding passes and no 16-bit saving; fp16 without loss scaling.
     pub precision: Precision,

@@ -55,8 +55,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_fusion: bool,
     /// Memory order of image tensors, as `train --layout`.
-    #[arg(long, value_enum)]
-    pub layout: Option<Layout>,
+    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
+    pub layout: Layout,
     /// Numeric format as `train --precision`. Emulated storage (f32 buffers holding values
     /// rounded to the format): the times include the rounding passes and save nothing yet.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]

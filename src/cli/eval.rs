@@ -57,8 +57,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub no_aux: bool,
     /// Memory order of image tensors, as `train --layout`.
-    #[arg(long, value_enum)]
-    pub layout: Option<Layout>,
+    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
+    pub layout: Layout,
     /// Numeric format of the forward pass, as `train --precision` (emulated storage: f32 buffers
     /// holding values rounded to the format; no memory is saved yet).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
@@ -97,7 +97,7 @@ struct EvalRun {
     precision: Precision,
     batch_size: usize,
     fold_batch_norms: bool,
-    layout: Option<Layout>,
+    layout: Layout,
     workers: usize,
     model: RunnableModel,
     dataset: data::Dataset,

@@ -48,8 +48,8 @@ pub struct PredictArgs {
     #[arg(long)]
     pub no_aux: bool,
     /// Memory order of image tensors, as `train --layout`.
-    #[arg(long, value_enum)]
-    pub layout: Option<Layout>,
+    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
+    pub layout: Layout,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]

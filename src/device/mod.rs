@@ -150,11 +150,6 @@ pub trait Device<E: Element>: Send + Sync {
     fn memory(&self) -> MemoryStats;
     /// What this device's convolutions hold while they run: what memory plans must reserve.
     fn conv_workspace(&self) -> ConvWorkspace;
-    /// The layout runs keep image tensors in on this device unless `--layout` says otherwise:
-    /// NCHW, where the reference kernels work (the CPU).
-    fn preferred_layout(&self) -> crate::shape::Layout {
-        crate::shape::Layout::Nchw
-    }
     fn reset_peak(&self);
     /// Device memory still free for allocations, in bytes; None where memory is the host's
     /// (the CPU), which a run does not plan against.

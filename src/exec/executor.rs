@@ -233,12 +233,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         (Executor { graph: fused.graph, gradient_averaging, ..self }, fused.counts)
     }
 
-    /// This model with its image tensors in `layout` (None: the device's preferred one): as
-    /// built for NCHW; for NHWC, channels-last between the input and the classifier
-    /// (`graph::layout`), with the same parameters, loss and gradients up to rounding. A
-    /// channels-last model stays so.
-    pub fn in_layout(self, layout: Option<Layout>) -> Self {
-        if layout.unwrap_or_else(|| self.backend.preferred_layout()) == Layout::Nchw {
+    /// This model with its image tensors in `layout`: as built for NCHW; for NHWC,
+    /// channels-last between the input and the classifier (`graph::layout`), with the same
+    /// parameters, loss and gradients up to rounding. A channels-last model stays so.
+    pub fn in_layout(self, layout: Layout) -> Self {
+        if layout == Layout::Nchw {
             return self;
         }
         let graph = crate::graph::layout::channels_last(&self.graph);

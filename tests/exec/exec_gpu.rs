@@ -91,16 +91,27 @@ fn op_zoo_step_matches_cpu() {
 fn planned_peak_bounds_gpu_peak() {
     use ferronet::exec::Mode;
     use ferronet::precision::Precision;
-    for (graph, precision) in [(conv_chain(3), Precision::Fp32), (residual_block(), Precision::Fp32), (op_zoo(), Precision::Fp32), (conv_chain(3), Precision::Bf16), (residual_block(), Precision::Bf16)] {
+    use ferronet::shape::Layout::{Nchw, Nhwc};
+    let cases = [
+        (conv_chain(3), Precision::Fp32, Nchw),
+        (residual_block(), Precision::Fp32, Nchw),
+        (op_zoo(), Precision::Fp32, Nchw),
+        (conv_chain(3), Precision::Bf16, Nchw),
+        (residual_block(), Precision::Bf16, Nchw),
+        // Channels-last: the conversions and the NHWC kernels' packed weights and partials.
+        (op_zoo(), Precision::Fp32, Nhwc),
+        (residual_block(), Precision::Bf16, Nhwc),
+    ];
+    for (graph, precision, layout) in cases {
         let x: Vec<f32> = batch(&graph, N, 4).iter().map(|&v| v as f32).collect();
         let y = labels(N, graph.num_classes());
-        let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 7).unwrap();
+        let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 7).unwrap().in_layout(layout);
         gpu.set_precision(precision);
         let planned = gpu.planned_peak_bytes(N, Mode::Train, gpu.backend().conv_workspace()).unwrap();
         gpu.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
         let measured = gpu.last_peak_bytes();
-        println!("{} at {precision}: planned {planned} measured {measured}", graph.name);
-        assert!(measured <= planned && planned <= measured * 11 / 10, "{} at {precision}: planned {planned} measured {measured}", graph.name);
+        println!("{} at {precision} {layout:?}: planned {planned} measured {measured}", graph.name);
+        assert!(measured <= planned && planned <= measured * 11 / 10, "{} at {precision} {layout:?}: planned {planned} measured {measured}", graph.name);
     }
 }
 

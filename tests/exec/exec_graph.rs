@@ -72,7 +72,7 @@ fn a_graph_keeps_the_blocks_its_capture_used() {
 }
 
 fn options(cuda_graph: CudaGraphMode) -> ModelBenchOptions {
-    ModelBenchOptions { batch: 2, steps: 1, warmup: 1, lr: 0.05, momentum: 0.9, seed: 11, cuda_graph, fusion: true, layout: None, precision: Default::default() }
+    ModelBenchOptions { batch: 2, steps: 1, warmup: 1, lr: 0.05, momentum: 0.9, seed: 11, cuda_graph, fusion: true, layout: Default::default(), precision: Default::default() }
 }
 
 /// Every parameter of `graph` after `steps` steps, and what the last step sent to the driver.

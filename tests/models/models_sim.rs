@@ -33,6 +33,7 @@ use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, widen};
 
 use ferronet::cpu::CpuBackend;
+use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
 use ferronet::models::summary::summarize;
 use ferronet::models::{build, ModelOptions};
@@ -93,13 +94,22 @@ fn step_matches_cpu_in(model: &str, opts: ModelOptions, rel: f64, layout: Layout
     let labels: Vec<u32> = (0..BATCH).map(|i| (i % CLASSES) as u32).collect();
     let step = StepOptions { dropout_seed: Some(5), ..StepOptions::default() };
 
-    let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 3).unwrap().in_layout(Some(layout));
-    let mut cpu = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 3).unwrap().in_layout(Some(layout));
+    let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 3).unwrap().in_layout(layout);
+    let mut cpu = Executor::<f64, _>::new(CpuBackend::new(), graph.clone(), 3).unwrap().in_layout(layout);
     let names: Vec<String> = graph.params.iter().map(|p| p.name.clone()).collect();
     for name in &names {
         cpu.set_param_host(name, &widen(&gpu.param_host(name).unwrap())).unwrap();
     }
+    Device::<f32>::take_kernel_log(gpu.backend());
     let got = gpu.train_step_readback(Batch::HostF32(&x32), &labels, &step).unwrap_or_else(|e| panic!("{model} on the GPU: {e}"));
+    if layout == Layout::Nhwc {
+        // Channels-last end to end: the NHWC convolutions ran, no channels-first one did.
+        let launched = Device::<f32>::take_kernel_log(gpu.backend());
+        assert!(launched.iter().any(|k| k.starts_with("conv::conv_nhwc_gemm")), "{model}: {launched:?}");
+        let nchw = ["conv::conv_forward_gemm", "conv::conv_filter_gemm", "conv::conv_data_direct_gemm", "conv::conv_data_phase_gemm", "conv::depthwise_"];
+        let stray: Vec<&String> = launched.iter().filter(|k| nchw.iter().any(|p| k.starts_with(p))).collect();
+        assert!(stray.is_empty(), "{model}: channels-first kernels ran channels-last: {stray:?}");
+    }
     let want = cpu.train_step_readback(Batch::Host(&widen(&x32)), &labels, &step).unwrap();
 
     assert_eq!(got.logits.len(), BATCH * CLASSES, "{model}: logits");

@@ -104,7 +104,7 @@ fn eval_on_the_checkpoint_reproduces_the_final_metrics() {
             json: false,
             no_fusion,
             no_aux: false,
-            layout: None,
+            layout: Default::default(),
             precision: Default::default(),
         };
         let out = eval(&args).unwrap();
@@ -136,7 +136,7 @@ fn predict_ranks_the_true_class_of_synthetic_images_first() {
         json: false,
         no_fusion: false,
         no_aux: false,
-        layout: None,
+        layout: Default::default(),
     };
     let predictions = predict(args).unwrap();
     assert_eq!(predictions.len(), 4);
