@@ -11,6 +11,7 @@ use ferronet::graph::{Graph, ParamKind};
 use ferronet::models::{build, names, ModelOptions};
 use ferronet::ops::{Backend, Op};
 use ferronet::rng::Rng;
+use ferronet::shape::Layout;
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::gpu;
 
@@ -69,12 +70,15 @@ fn every_zoo_model_evaluates_the_same_folded() {
         assert!(count.activations > 0, "{name}: no activation was fused");
         let got = folded.infer(Batch::Host(&x)).unwrap();
         assert_close(&format!("{name} folded logits"), &got, &want, 1e-12, 1e-9);
+        // Channels-last, the fused bias and activation over [pixels, C] included.
+        let got = folded.in_layout(Layout::Nhwc).infer(Batch::Host(&x)).unwrap();
+        assert_close(&format!("{name} folded logits channels-last"), &got, &want, 1e-12, 1e-9);
     }
 }
 
 #[test]
 fn folded_models_on_the_gpu_match_the_unfolded_cpu_reference() {
-    for name in ["resnet18", "mobilenet_v2"] {
+    for (name, layout) in [("resnet18", Layout::Nchw), ("mobilenet_v2", Layout::Nchw), ("mobilenet_v2", Layout::Nhwc)] {
         let opts = ModelOptions { cifar_stem: true, width_divisor: 8, ..ModelOptions::new(10, [3, 16, 16]) };
         let graph = build(name, &opts).unwrap();
         let x = input(&graph, 5);
@@ -84,7 +88,8 @@ fn folded_models_on_the_gpu_match_the_unfolded_cpu_reference() {
         let want = cpu.infer(Batch::Host(&x)).unwrap();
         let mut gpu_ex = Executor::<f32, _>::new(gpu(), graph, 1).unwrap();
         randomise_batch_norms(&mut gpu_ex, 4);
-        let (mut folded, count) = gpu_ex.fold_batch_norms().unwrap();
+        let (folded, count) = gpu_ex.fold_batch_norms().unwrap();
+        let mut folded = folded.in_layout(layout);
         assert!(count.batch_norms > 0 && count.activations > 0, "{name}: {count:?}");
         Device::<f32>::take_kernel_log(folded.backend());
         let got = folded.infer(Batch::HostF32(&x32)).unwrap();
@@ -92,6 +97,6 @@ fn folded_models_on_the_gpu_match_the_unfolded_cpu_reference() {
         assert!(launched.iter().any(|k| k.starts_with("conv")), "{name}: no convolution ran: {launched:?}");
         assert!(!launched.iter().any(|k| k.starts_with("norm")), "{name}: a batch-norm kernel ran: {launched:?}");
         assert!(launched.iter().any(|k| k == "activation::bias_activation"), "{name}: no fused epilogue ran: {launched:?}");
-        assert_close(&format!("{name} folded logits on the GPU"), &got, &want, 1e-4, 1e-4);
+        assert_close(&format!("{name} {layout:?} folded logits on the GPU"), &got, &want, 1e-4, 1e-4);
     }
 }
