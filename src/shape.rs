@@ -12,8 +12,8 @@ pub enum Layout {
     #[default]
     Nchw,
     /// Channels last, [N, H, W, C]: element (n, c, h, w) at ((n * H + h) * W + w) * C + c, so the
-    /// channels of one pixel are contiguous (what implicit-GEMM convolutions gather in 16-byte
-    /// pieces and tensor cores read along K).
+    /// channels of one pixel are contiguous (the channels-last convolutions' GEMM K runs along
+    /// them).
     Nhwc,
 }
 
@@ -22,13 +22,6 @@ impl Layout {
         match self {
             Layout::Nchw => "nchw",
             Layout::Nhwc => "nhwc",
-        }
-    }
-    /// Where element (n, c, pixel) of an [N, C, HW] batch lies in this layout.
-    pub fn offset(self, (c_len, hw_len): (usize, usize), n: usize, c: usize, pixel: usize) -> usize {
-        match self {
-            Layout::Nchw => (n * c_len + c) * hw_len + pixel,
-            Layout::Nhwc => (n * hw_len + pixel) * c_len + c,
         }
     }
 }
