@@ -18,8 +18,8 @@ use ferronet_test_support::emulated_driver::run_own_tests;
 use ferronet_test_support::gpu::gpu;
 use ferronet_test_support::graphs::{batch, labels};
 
-const N: usize = 3;
-const CLASSES: usize = 3;
+pub(crate) const N: usize = 3;
+pub(crate) const CLASSES: usize = 3;
 
 /// conv-BN-relu, then conv-BN (+ the relu's output) and `activation`, then the usual head;
 /// input [3, 5, 5]. The first relu's output is also the residual, which the second convolution
@@ -61,7 +61,7 @@ fn randomise_batch_norms<E: Element, B: Backend<E>>(ex: &mut Executor<E, B>, see
 
 /// The loss, logits, input gradient, every parameter's gradient and every parameter (running
 /// statistics included) after one training step of `ex` (its update is not applied).
-struct StepResult {
+pub(crate) struct StepResult {
     loss: f64,
     logits: Vec<f64>,
     input_grad: Vec<f64>,
@@ -69,7 +69,7 @@ struct StepResult {
     params: Vec<(String, Vec<f64>)>,
 }
 
-fn step<E: Element, B: Backend<E>>(ex: &mut Executor<E, B>, x: &[f64]) -> StepResult {
+pub(crate) fn step<E: Element, B: Backend<E>>(ex: &mut Executor<E, B>, x: &[f64]) -> StepResult {
     let x: Vec<E> = x.iter().map(|&v| E::from_f64(v)).collect();
     let wide = |v: Vec<E>| v.into_iter().map(<E as Element>::to_f64).collect::<Vec<f64>>();
     let opts = StepOptions { input_grad: true, ..StepOptions::default() };
@@ -85,7 +85,7 @@ fn step<E: Element, B: Backend<E>>(ex: &mut Executor<E, B>, x: &[f64]) -> StepRe
 }
 
 #[track_caller]
-fn assert_same_step(what: &str, got: &StepResult, want: &StepResult, atol: f64, rtol: f64) {
+pub(crate) fn assert_same_step(what: &str, got: &StepResult, want: &StepResult, atol: f64, rtol: f64) {
     assert!((got.loss - want.loss).abs() <= atol + rtol * want.loss.abs(), "{what}: loss {} vs {}", got.loss, want.loss);
     assert_close(&format!("{what} logits"), &got.logits, &want.logits, atol, rtol);
     assert_close(&format!("{what} input gradient"), &got.input_grad, &want.input_grad, atol, rtol);
@@ -153,7 +153,11 @@ fn fused_patterns_through_the_emulated_driver() {
 /// renumbers (the same distribution, other draws).
 fn tiny(name: &str) -> Graph {
     let opts = ModelOptions { cifar_stem: true, width_divisor: 8, ..ModelOptions::new(10, [3, 16, 16]) };
-    let mut graph = build(name, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+    without_dropout(build(name, &opts).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+/// `graph` with every dropout's probability 0.
+pub(crate) fn without_dropout(mut graph: Graph) -> Graph {
     for node in &mut graph.nodes {
         if let Op::Dropout(_) = node.op {
             node.op = Op::Dropout(Dropout::new(0.0).unwrap());
