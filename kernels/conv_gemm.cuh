@@ -282,22 +282,46 @@ __device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS
 // pixel's channels, written in place with the tensor's row stride (all its channels) and the
 // group's first channel as the base.
 
+// at and load4 of a gathered operand whose ptr(r, c) is the element's address, or nullptr where
+// it reads 0 (the padding); the 4 elements of a load4 from a multiple of 4 are contiguous and
+// inside or outside together.
+template <class Operand>
+__device__ __forceinline__ float gemm_nullable_at(const Operand& op, int r, int c) {
+    const float* p = op.ptr(r, c);
+    return p ? *p : 0.f;
+}
+template <class Operand>
+__device__ __forceinline__ float4 gemm_nullable_load4(const Operand& op, int r, int c, int avail) {
+    if (avail < 4) return gemm_gather4(op, r, c, avail);
+    const float* p = op.ptr(r, c);
+    return p ? *reinterpret_cast<const float4*>(p) : make_float4(0.f, 0.f, 0.f, 0.f);
+}
+
 // The im2col matrix of an NHWC tensor read as pixels x K: row image * OH * OW + oh * OW + ow,
 // column k = (ki * KW + kj) * Cg + c holds x[image][ih][iw][c] of the group's channels (x points at
 // the group's first channel, C is the pixel stride) with ih = oh * sh - ph + ki * dh and
 // iw = ow * sw - pw + kj * dw, 0 in the padding. The same struct gathers dy for the stride-1 data
 // gradient (its reversed window: stride 1, padding dilation * (kernel - 1) - padding, which may be
 // negative). GEMMs read it as M x K (rows pixels) or, for the filter gradient, as K x N (rows K).
+// Vectorised (the host's flag: x 16-byte aligned, C and Cg multiples of 4), the 4 consecutive k
+// from a multiple of 4 that load4 reads are one tap's consecutive channels of one pixel, inside
+// the image or in the padding together: one bounds check and one 16-byte load.
 struct GemmIm2colNhwc {
-    static constexpr bool vectorizable = false;
+    static constexpr bool vectorizable = true;
     const float* x;
     int H, W, C, Cg, KW, sh, sw, ph, pw, dh, dw, OW, plane;
-    __device__ __forceinline__ float at(int pixel, int k) const {
+    // Where (pixel, k) lies in x, or nullptr in the padding.
+    __device__ __forceinline__ const float* ptr(int pixel, int k) const {
         int tap = k / Cg;
         int ki = tap / KW;
         int image, ih, iw;
-        if (!conv_tap_input(pixel, ki, tap - ki * KW, H, W, sh, sw, ph, pw, dh, dw, OW, plane, image, ih, iw)) return 0.f;
-        return x[((size_t)(image * H + ih) * W + iw) * C + k - tap * Cg];
+        if (!conv_tap_input(pixel, ki, tap - ki * KW, H, W, sh, sw, ph, pw, dh, dw, OW, plane, image, ih, iw))
+            return nullptr;
+        return x + ((size_t)(image * H + ih) * W + iw) * C + k - tap * Cg;
+    }
+    __device__ __forceinline__ float at(int pixel, int k) const { return gemm_nullable_at(*this, pixel, k); }
+    __device__ __forceinline__ float4 load4(int pixel, int k, int avail) const {
+        return gemm_nullable_load4(*this, pixel, k, avail);
     }
 };
 // The window of a GemmIm2colNhwc (its fields after the pointer).
@@ -310,49 +334,58 @@ struct GemmIm2colNhwc {
 // [C_out, KH, KW, C_in/g] (pack_nhwc_weights). Stride-1 data gradient: src dy with the reversed
 // window, cols C_in/g, packed the flipped weight [C_in/g, KH, KW, C_out/g] per group
 // (pack_flipped_weights, channels last). `src` advances src_group per group.
+// vec_src: 16-byte gathers of src (GemmIm2colNhwc).
 #define CONV_NHWC_PARAMS                                                                          \
     CONV_GEMM_PARAMS, const float *packed, const float *src, long long w_group, long long src_group, \
-        CONV_NHWC_WINDOW_PARAMS, int vec_w
-#define CONV_NHWC_ARGS CONV_GEMM_ARGS, packed, src, w_group, src_group, CONV_NHWC_WINDOW, vec_w
+        CONV_NHWC_WINDOW_PARAMS, int vec_w, int vec_src
+#define CONV_NHWC_ARGS CONV_GEMM_ARGS, packed, src, w_group, src_group, CONV_NHWC_WINDOW, vec_w, vec_src
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_gemm_body(CONV_NHWC_PARAMS) {
     CONV_GEMM_SETUP
     GemmIm2colNhwc a{src + group * src_group, CONV_NHWC_WINDOW};
     GemmDense b{packed + group * w_group, K};
-    Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, 0, vec_w, vec_out);
+    Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_src, vec_w, vec_out);
 }
 
 // Weight gradient: dW_g [C_out/g, K] = dy_g^T x im2col(x)_g over every pixel of the batch, K in
 // (ki, kj, c) order (unpack_nhwc_filter puts it in PyTorch's order); dy [pixels, C_out] read in
 // place as K x M (rows its channels, ld C_out), im2col(x) as K x N.
+// vec_x: 16-byte gathers of x (GemmIm2colNhwc).
 #define CONV_NHWC_FILTER_PARAMS                                                                   \
     CONV_GEMM_PARAMS, const float *dy, const float *x, int dy_ld, long long x_group,              \
-        CONV_NHWC_WINDOW_PARAMS, int vec_dy
-#define CONV_NHWC_FILTER_ARGS CONV_GEMM_ARGS, dy, x, dy_ld, x_group, CONV_NHWC_WINDOW, vec_dy
+        CONV_NHWC_WINDOW_PARAMS, int vec_dy, int vec_x
+#define CONV_NHWC_FILTER_ARGS CONV_GEMM_ARGS, dy, x, dy_ld, x_group, CONV_NHWC_WINDOW, vec_dy, vec_x
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_filter_gemm_body(CONV_NHWC_FILTER_PARAMS) {
     CONV_GEMM_SETUP
     GemmDense a{dy + group * M, dy_ld};
     GemmIm2colNhwc b{x + group * x_group, CONV_NHWC_WINDOW};
-    Tile::template run<false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, 0, vec_out);
+    Tile::template run<false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, vec_x, vec_out);
 }
 
 // The phase's gather of NHWC dy as [images * phase plane, taps * C_out/g]: row (image, a, b),
 // column (t, u, o) holds dy[image][a + h.offset - t * h.advance][b + w.offset - u * w.advance][o]
 // of the group's channels (dy at the group's first, C its pixel stride), 0 outside dy.
+// Vectorised as GemmIm2colNhwc (dy 16-byte aligned, C and cout multiples of 4): 4 consecutive r
+// from a multiple of 4 are one tap's consecutive channels of one dy pixel.
 struct GemmPhaseGatherNhwc {
-    static constexpr bool vectorizable = false;
+    static constexpr bool vectorizable = true;
     const float* dy;
     int OH, OW, C, cout;
     ConvPhase phase;
-    __device__ __forceinline__ float at(int pixel, int r) const {
+    // Where (pixel, r) lies in dy, or nullptr outside it.
+    __device__ __forceinline__ const float* ptr(int pixel, int r) const {
         int o, t, u, image, a, b;
         phase.tap_of_channels_last(r, cout, o, t, u);
         phase.pixel_of(pixel, image, a, b);
         int oh = a + phase.h.offset - t * phase.h.advance;
         int ow = b + phase.w.offset - u * phase.w.advance;
-        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return 0.f;
-        return dy[((size_t)(image * OH + oh) * OW + ow) * C + o];
+        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return nullptr;
+        return dy + ((size_t)(image * OH + oh) * OW + ow) * C + o;
+    }
+    __device__ __forceinline__ float at(int pixel, int r) const { return gemm_nullable_at(*this, pixel, r); }
+    __device__ __forceinline__ float4 load4(int pixel, int r, int avail) const {
+        return gemm_nullable_load4(*this, pixel, r, avail);
     }
 };
 
@@ -374,18 +407,17 @@ struct GemmPhaseOutNhwc {
 // Data gradient of a strided convolution, channels-last: per group and phase, dx_phase
 // [images * phase plane, C_in/g] = phase gather of dy x packed phase weight^T
 // (pack_phase_weights, channels last: [C_in/g, taps * C_out/g] per phase, ConvPhase::taps_before
-// apart),
-// written into NHWC dx (vec_dx: float4 stores of 4 channels). As conv_data_phase_gemm, one launch
-// for every group and phase (blockIdx.z) whose grid covers the largest phase; a smaller phase's
-// tile rows past its pixels are the tiles' own edge (gathered as zeros, never stored), and a
-// phase no tap reaches (K = 0) gets zeros.
+// apart), written into NHWC dx (vec_dx: float4 stores of 4 channels; vec_dy: 16-byte gathers of
+// dy). As conv_data_phase_gemm, one launch for every group and phase (blockIdx.z) whose grid
+// covers the largest phase; a smaller phase's tile rows past its pixels are the tiles' own edge
+// (gathered as zeros, never stored), and a phase no tap reaches (K = 0) gets zeros.
 #define CONV_NHWC_DATA_PHASE_PARAMS                                                               \
     float *dx, const float *packed, const float *dy, int cin, int images, int phases,             \
         long long w_group, int cout, int C_in, int C_out, int H, int W, int KH, int KW, int sh,     \
-        int sw, int ph, int pw, int dh, int dw, int OH, int OW, int vec_w, int vec_dx
+        int sw, int ph, int pw, int dh, int dw, int OH, int OW, int vec_w, int vec_dx, int vec_dy
 #define CONV_NHWC_DATA_PHASE_ARGS                                                                 \
     dx, packed, dy, cin, images, phases, w_group, cout, C_in, C_out, H, W, KH, KW, sh, sw, ph, pw, \
-        dh, dw, OH, OW, vec_w, vec_dx
+        dh, dw, OH, OW, vec_w, vec_dx, vec_dy
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_data_phase_gemm_body(CONV_NHWC_DATA_PHASE_PARAMS) {
     int group = blockIdx.z / phases;
@@ -396,5 +428,5 @@ __device__ __forceinline__ void conv_nhwc_data_phase_gemm_body(CONV_NHWC_DATA_PH
     GemmPhaseGatherNhwc a{dy + group * cout, OH, OW, C_out, cout, phase};
     GemmDense b{packed + group * w_group + before, K};
     GemmPhaseOutNhwc out{dx + group * cin, H, W, C_in, phase};
-    Tile::template run<true, true>(a, b, out, images * phase.plane(), cin, 0, K, 1.f, 0.f, 0, vec_w, vec_dx);
+    Tile::template run<true, true>(a, b, out, images * phase.plane(), cin, 0, K, 1.f, 0.f, vec_dy, vec_w, vec_dx);
 }

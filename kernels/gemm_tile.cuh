@@ -13,8 +13,9 @@
 // (`GemmImageMajor`: the [channels, images * plane] matrix the convolution GEMMs work on, read in
 // place instead of rearranged), or the im2col matrix of an input gathered on the fly
 // (`GemmIm2col`: no column buffer in memory). Global loads are float4 when the policy allows it
-// and the host says the operand is 16-byte aligned with rows of a multiple of 4 floats; scalar and
-// bounds-checked at the edges otherwise.
+// (`vectorizable`, and `load4` reads elements (r, c..c+3)) and the host says the operand is
+// 16-byte aligned with rows of a multiple of 4 floats; scalar and bounds-checked at the edges
+// otherwise.
 #pragma once
 #include "common.cuh"
 
@@ -31,6 +32,7 @@ struct GemmDense {
     int ld;
     __device__ __forceinline__ const float* ptr(int r, int c) const { return base + (size_t)r * ld + c; }
     __device__ __forceinline__ float at(int r, int c) const { return *ptr(r, c); }
+    __device__ __forceinline__ float4 load4(int r, int c, int avail) const;
 };
 
 // The [rows, images * plane] matrix whose row r of image i is the plane at
@@ -46,6 +48,7 @@ struct GemmImageMajor {
         return base + image * image_stride + (size_t)r * plane + (c - image * plane);
     }
     __device__ __forceinline__ float at(int r, int c) const { return *ptr(r, c); }
+    __device__ __forceinline__ float4 load4(int r, int c, int avail) const;
 };
 
 // The input position (image, ih, iw) that output pixel `c` (image * OH * OW + oh * OW + ow, plane
@@ -108,6 +111,23 @@ __device__ __forceinline__ float4 gemm_load4(const float* p, int avail, bool vec
     return r;
 }
 
+__device__ __forceinline__ float4 GemmDense::load4(int r, int c, int avail) const { return gemm_load4(ptr(r, c), avail, true); }
+__device__ __forceinline__ float4 GemmImageMajor::load4(int r, int c, int avail) const {
+    return gemm_load4(ptr(r, c), avail, true);
+}
+
+// Elements (r, c..c+3) of an operand gathered one at a time, of which `avail` (possibly <= 0)
+// are inside the matrix: a vectorised gather's load4 at a matrix edge.
+template <class Operand>
+__device__ __forceinline__ float4 gemm_gather4(const Operand& op, int r, int c, int avail) {
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (avail > 0) v.x = op.at(r, c);
+    if (avail > 1) v.y = op.at(r, c + 1);
+    if (avail > 2) v.z = op.at(r, c + 2);
+    if (avail > 3) v.w = op.at(r, c + 3);
+    return v;
+}
+
 __device__ __forceinline__ float gemm_lane(const float4& f, int j) {
     return j == 0 ? f.x : j == 1 ? f.y : j == 2 ? f.z : f.w;
 }
@@ -166,7 +186,7 @@ __device__ __forceinline__ GemmFrag<ROWS> gemm_fetch(const Operand& op, int tile
                 k += k0;
                 int avail = CONTIGUOUS_IN_K ? (row < extent ? K - k : 0) : (k < K ? extent - row : 0);
                 frag.v[q] = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
-                                       : gemm_load4(CONTIGUOUS_IN_K ? op.ptr(row, k) : op.ptr(k, row), avail, true);
+                                       : (CONTIGUOUS_IN_K ? op.load4(row, k, avail) : op.load4(k, row, avail));
             }
             return frag;
         }

@@ -291,6 +291,20 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
     bn_rows_store(stats, cr, split, splits, part_mean, part_m2);
 }
 
+// Element i's xhat and dz of a backward pass: dz = dy, or FUSED dy * act'(z) (only then are
+// residual, gamma and beta read).
+template <bool FUSED>
+__device__ __forceinline__ float bn_rows_dz(const float* __restrict__ dy, const float* __restrict__ x,
+                                            const float* __restrict__ residual, int has_residual, int kind,
+                                            float mean, float invstd, float gamma, float beta, int i, float* xhat) {
+    if (FUSED) {
+        const float z = bn_act_pre(x, residual, has_residual, mean, invstd, gamma, beta, i, xhat);
+        return dy[i] * derivative(kind, z);
+    }
+    *xhat = (x[i] - mean) * invstd;
+    return dy[i];
+}
+
 // Per (row range, channel) of the backward: sum dz and sum dz * xhat, with dz = dy
 // (bn_partial_grads_rows, as bn_partial_grads) or, FUSED, dz = dy * act'(z)
 // (bn_act_partial_grads_rows, as bn_act_partial_grads; only it reads residual, gamma and beta).
@@ -310,15 +324,9 @@ __device__ __forceinline__ void bn_partial_grads_rows_body(
     float acc[2] = {0.0f, 0.0f};
     if (cr.active) {
         for (int r = cr.row; r < end; r += cr.step) {
-            const int idx = r * C + cr.c;
-            float xhat, dz;
-            if (FUSED) {
-                const float z = bn_act_pre(x, residual, has_residual, mean, invstd, g, b, idx, &xhat);
-                dz = dy[idx] * derivative(kind, z);
-            } else {
-                xhat = (x[idx] - mean) * invstd;
-                dz = dy[idx];
-            }
+            float xhat;
+            const float dz =
+                bn_rows_dz<FUSED>(dy, x, residual, has_residual, kind, mean, invstd, g, b, r * C + cr.c, &xhat);
             acc[0] += dz;
             acc[1] += dz * xhat;
         }
@@ -345,4 +353,93 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
                               int rows_per_split, int chunks, int splits) {
     bn_partial_grads_rows_body<true>(dy, x, residual, save_mean, save_invstd, gamma, beta, part_dz, part_dz_xhat,
                                      has_residual, kind, C, rows, rows_per_split, chunks, splits);
+}
+
+// The pointwise passes with channels innermost, on the reductions' grid: each thread keeps its
+// channel's per-channel values in registers over its row range, where one thread per element
+// (the kernels above) would read them again for every element, 32 channels per warp apart.
+// Same arithmetic as their per-element counterparts, element for element.
+
+// bn_apply, or FUSED bn_act_apply.
+template <bool FUSED>
+__device__ __forceinline__ void bn_apply_rows_body(const float* __restrict__ x, const float* __restrict__ residual,
+                                                   const float* __restrict__ mean, const float* __restrict__ invstd,
+                                                   const float* __restrict__ gamma, const float* __restrict__ beta,
+                                                   float* __restrict__ y, int has_residual, int kind, int C, int rows,
+                                                   int rows_per_split, int chunks) {
+    int split, end;
+    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
+    if (!cr.active) return;
+    const float m = mean[cr.c], s = invstd[cr.c], g = gamma[cr.c], b = beta[cr.c];
+    for (int r = cr.row; r < end; r += cr.step) {
+        const int i = r * C + cr.c;
+        if (FUSED) {
+            float xhat;
+            y[i] = activate(kind, bn_act_pre(x, residual, has_residual, m, s, g, b, i, &xhat));
+        } else {
+            y[i] = (x[i] - m) * (g * s) + b;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_apply_rows(const float* __restrict__ x, const float* __restrict__ mean, const float* __restrict__ invstd,
+                  const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ y, int C,
+                  int rows, int rows_per_split, int chunks) {
+    bn_apply_rows_body<false>(x, nullptr, mean, invstd, gamma, beta, y, 0, 0, C, rows, rows_per_split, chunks);
+}
+
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_act_apply_rows(const float* __restrict__ x, const float* __restrict__ residual,
+                      const float* __restrict__ mean, const float* __restrict__ invstd,
+                      const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ y,
+                      int has_residual, int kind, int C, int rows, int rows_per_split, int chunks) {
+    bn_apply_rows_body<true>(x, residual, mean, invstd, gamma, beta, y, has_residual, kind, C, rows, rows_per_split,
+                             chunks);
+}
+
+// bn_backward_apply, or FUSED bn_act_backward_apply (only it reads residual and beta and writes
+// dresidual).
+template <bool FUSED>
+__device__ __forceinline__ void bn_backward_apply_rows_body(
+    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ residual,
+    const float* __restrict__ gamma, const float* __restrict__ beta, const float* __restrict__ save_mean,
+    const float* __restrict__ save_invstd, const float* __restrict__ dgamma, const float* __restrict__ dbeta,
+    float* __restrict__ dx, float* dresidual, int has_residual, int kind, int C, int rows, int rows_per_split,
+    int chunks, float inv_count) {
+    int split, end;
+    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
+    if (!cr.active) return;
+    const float m = save_mean[cr.c], s = save_invstd[cr.c], g = gamma[cr.c];
+    const float b = FUSED ? beta[cr.c] : 0.0f;
+    const float db = dbeta[cr.c] * inv_count, dg = dgamma[cr.c];
+    for (int r = cr.row; r < end; r += cr.step) {
+        const int i = r * C + cr.c;
+        float xhat;
+        const float dz = bn_rows_dz<FUSED>(dy, x, residual, has_residual, kind, m, s, g, b, i, &xhat);
+        if (FUSED && has_residual) dresidual[i] = dz;
+        dx[i] = g * s * (dz - db - xhat * dg * inv_count);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_backward_apply_rows(const float* __restrict__ dy, const float* __restrict__ x,
+                           const float* __restrict__ gamma, const float* __restrict__ save_mean,
+                           const float* __restrict__ save_invstd, const float* __restrict__ dgamma,
+                           const float* __restrict__ dbeta, float* __restrict__ dx, int C, int rows,
+                           int rows_per_split, int chunks, float inv_count) {
+    bn_backward_apply_rows_body<false>(dy, x, nullptr, gamma, nullptr, save_mean, save_invstd, dgamma, dbeta, dx,
+                                       nullptr, 0, 0, C, rows, rows_per_split, chunks, inv_count);
+}
+
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    bn_act_backward_apply_rows(const float* __restrict__ dy, const float* __restrict__ x,
+                               const float* __restrict__ residual, const float* __restrict__ gamma,
+                               const float* __restrict__ beta, const float* __restrict__ save_mean,
+                               const float* __restrict__ save_invstd, const float* __restrict__ dgamma,
+                               const float* __restrict__ dbeta, float* __restrict__ dx, float* dresidual,
+                               int has_residual, int kind, int C, int rows, int rows_per_split, int chunks,
+                               float inv_count) {
+    bn_backward_apply_rows_body<true>(dy, x, residual, gamma, beta, save_mean, save_invstd, dgamma, dbeta, dx,
+                                      dresidual, has_residual, kind, C, rows, rows_per_split, chunks, inv_count);
 }

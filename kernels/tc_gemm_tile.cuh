@@ -107,7 +107,7 @@ struct TcSlice {
                     row += row0;
                     k += k0;
                     const int avail = row < rows ? k_end - k : 0;
-                    const float4 f = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f) : gemm_load4(op.ptr(row, k), avail, true);
+                    const float4 f = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f) : op.load4(row, k, avail);
                     v[4 * q] = f.x;
                     v[4 * q + 1] = f.y;
                     v[4 * q + 2] = f.z;

@@ -3,8 +3,9 @@
 //! then merged per channel; normalisation and dx are one thread per element, as is eval. The
 //! fused batch norm -> (add) -> activation shares the statistics kernels and applies in one pass.
 //! With one value per image and channel (hw == 1, how channels-last activations are normalised)
-//! the reductions run with threads along channels instead (the `_rows` kernels, [`RowSplits`]);
-//! the pointwise passes already read along channels there.
+//! the reductions and the pointwise passes run with threads along channels instead (the `_rows`
+//! kernels, on the grid [`RowSplits`] plans), each thread keeping its channel's values over a
+//! range of rows.
 
 use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
@@ -109,6 +110,11 @@ fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
     Ok([KernelArg::I32(g.n as i32), KernelArg::I32(g.c as i32), KernelArg::I32(g.hw as i32)])
 }
 
+/// 1 / (values per channel), the backward passes' mean factor.
+fn inv_count(g: &BatchNormGeom) -> KernelArg {
+    KernelArg::F32((1.0 / g.count() as f64) as f32)
+}
+
 /// The per-channel operands of both forwards, named for the length check.
 fn forward_per_channel<'a>(
     gamma: &GpuBuf<f32>,
@@ -125,6 +131,26 @@ fn forward_per_channel<'a>(
 }
 
 impl GpuBackend {
+    /// Launches pointwise pass `kernel` (bn_apply, bn_backward_apply and their fused
+    /// counterparts) with its leading arguments `args`, then its geometry, then `tail`: one
+    /// thread per element with (c, hw, total), or with channels innermost its `_rows` version on
+    /// the reductions' grid with (C, rows, rows_per_split, chunks).
+    fn normalise_pointwise(&self, kernel: &str, mut args: Vec<KernelArg>, g: &BatchNormGeom, tail: &[KernelArg]) -> Result<()> {
+        let [n, c, hw] = geometry_args(g)?;
+        let (name, config) = match Reduction::of(g) {
+            Reduction::ChannelsInnermost(r) => {
+                args.extend([c, n, KernelArg::I32(r.rows_per_split as i32), KernelArg::I32(r.chunks as i32)]);
+                (format!("{kernel}_rows"), r.config(1)?)
+            }
+            Reduction::PerChannel(_) => {
+                args.extend([c, hw, KernelArg::I32(g.len() as i32)]);
+                (kernel.to_string(), per_element(g.len(), kernel)?)
+            }
+        };
+        args.extend_from_slice(tail);
+        self.launch("norm", &name, config, &args)
+    }
+
     /// The batch statistics (bn_partial_stats, one pass per chunk, then bn_finalize_stats, which
     /// also moves the running statistics) of a training forward.
     fn train_statistics(
@@ -188,20 +214,9 @@ impl NormOps<f32> for GpuBackend {
         g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         g.check_trainable(OP)?;
         let saved = self.train_statistics(x, running_mean, running_var, momentum, g)?;
-        let geometry = geometry_args(g)?;
         let y = self.alloc::<f32>(g.len())?;
-        let args = [
-            x.arg(),
-            saved.mean.arg(),
-            saved.invstd.arg(),
-            gamma.arg(),
-            beta.arg(),
-            y.arg(),
-            geometry[1],
-            geometry[2],
-            KernelArg::I32(g.len() as i32),
-        ];
-        self.launch("norm", "bn_apply", per_element(g.len(), "bn_apply")?, &args)?;
+        let args = vec![x.arg(), saved.mean.arg(), saved.invstd.arg(), gamma.arg(), beta.arg(), y.arg()];
+        self.normalise_pointwise("bn_apply", args, g, &[])?;
         Ok((y, saved))
     }
 
@@ -246,7 +261,6 @@ impl NormOps<f32> for GpuBackend {
         let per_channel =
             [("gamma", gamma.len()), ("saved mean", saved.mean.len()), ("saved invstd", saved.invstd.len())];
         g.check_lengths(OP, &[x.len(), dy.len()], &per_channel)?;
-        let geometry = geometry_args(g)?;
         let plan = Reduction::of(g);
 
         let part_dy = self.alloc::<f32>(plan.partials(g))?;
@@ -259,21 +273,9 @@ impl NormOps<f32> for GpuBackend {
         let dgamma = self.channel_totals(&part_dy_xhat, g, plan)?;
 
         let dx = self.alloc::<f32>(g.len())?;
-        let args = [
-            dy.arg(),
-            x.arg(),
-            gamma.arg(),
-            saved.mean.arg(),
-            saved.invstd.arg(),
-            dgamma.arg(),
-            dbeta.arg(),
-            dx.arg(),
-            geometry[1],
-            geometry[2],
-            KernelArg::I32(g.len() as i32),
-            KernelArg::F32((1.0 / g.count() as f64) as f32),
-        ];
-        self.launch("norm", "bn_backward_apply", per_element(g.len(), "bn_backward_apply")?, &args)?;
+        let args =
+            vec![dy.arg(), x.arg(), gamma.arg(), saved.mean.arg(), saved.invstd.arg(), dgamma.arg(), dbeta.arg(), dx.arg()];
+        self.normalise_pointwise("bn_backward_apply", args, g, &[inv_count(g)])?;
         Ok((dx, dgamma, dbeta))
     }
 
@@ -294,9 +296,8 @@ impl NormOps<f32> for GpuBackend {
         g.check_lengths(OP, &[x.len(), residual_len], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         g.check_trainable(OP)?;
         let saved = self.train_statistics(x, running_mean, running_var, momentum, g)?;
-        let [_, c, hw] = geometry_args(g)?;
         let y = self.alloc::<f32>(g.len())?;
-        let args = [
+        let args = vec![
             x.arg(),
             residual.unwrap_or(x).arg(),
             saved.mean.arg(),
@@ -306,11 +307,8 @@ impl NormOps<f32> for GpuBackend {
             y.arg(),
             KernelArg::I32(residual.is_some() as i32),
             KernelArg::I32(activation_kind_code(activation)),
-            c,
-            hw,
-            KernelArg::I32(g.len() as i32),
         ];
-        self.launch("norm", "bn_act_apply", per_element(g.len(), "bn_act_apply")?, &args)?;
+        self.normalise_pointwise("bn_act_apply", args, g, &[])?;
         Ok((y, saved))
     }
 
@@ -333,7 +331,6 @@ impl NormOps<f32> for GpuBackend {
             ("saved invstd", saved.invstd.len()),
         ];
         g.check_lengths(OP, &[x.len(), dy.len(), residual.map_or(x.len(), |r| r.len())], &per_channel)?;
-        let geometry = geometry_args(g)?;
         let plan = Reduction::of(g);
         let has_residual = KernelArg::I32(residual.is_some() as i32);
         let kind = KernelArg::I32(activation_kind_code(activation));
@@ -361,7 +358,7 @@ impl NormOps<f32> for GpuBackend {
 
         let dx = self.alloc::<f32>(g.len())?;
         let dresidual = residual.map(|_| self.alloc::<f32>(g.len())).transpose()?;
-        let args = [
+        let args = vec![
             dy.arg(),
             x.arg(),
             residual_arg,
@@ -375,12 +372,8 @@ impl NormOps<f32> for GpuBackend {
             dresidual.as_ref().unwrap_or(&dx).arg(),
             has_residual,
             kind,
-            geometry[1],
-            geometry[2],
-            KernelArg::I32(g.len() as i32),
-            KernelArg::F32((1.0 / g.count() as f64) as f32),
         ];
-        self.launch("norm", "bn_act_backward_apply", per_element(g.len(), "bn_act_backward_apply")?, &args)?;
+        self.normalise_pointwise("bn_act_backward_apply", args, g, &[inv_count(g)])?;
         Ok(BatchNormActGrads { dx, dresidual, dgamma, dbeta })
     }
 }

@@ -74,7 +74,8 @@ fn nhwc_target(ptr: u64, g: &ConvGeom, channels: usize) -> GemmTarget {
 }
 
 /// Whether an NHWC tensor's group columns take 16-byte loads (aligned, rows and groups 4
-/// channels apart), as a kernel flag.
+/// channels apart), as a kernel flag: its rows read in place, or its im2col gathered 4 channels
+/// of a tap at a time.
 fn nhwc_vec(ptr: u64, g: &ConvGeom, channels: usize) -> KernelArg {
     KernelArg::I32(nhwc_target(ptr, g, channels).vec as i32)
 }
@@ -128,7 +129,7 @@ impl GpuBackend {
         self.launch("conv", "pack_nhwc_weights", per_element(w.len(), "the convolution weight")?, &args)?;
         let mut operands = vec![packed.arg(), x.arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group(), "conv input group")?];
         operands.extend(forward_window(g)?);
-        operands.push(vectorizable(&packed, 0, k, cout_g * k, g.groups));
+        operands.extend([vectorizable(&packed, 0, k, cout_g * k, g.groups), nhwc_vec(x.ptr(), g, g.c_in)]);
         self.launch_conv_gemm("conv_nhwc_gemm", &forward_spec(g), &nhwc_target(y.ptr(), g, g.c_out), &operands)
     }
 
@@ -152,7 +153,7 @@ impl GpuBackend {
         let reversed_pad = |d: usize, k: usize, p: usize| d as i64 * (k as i64 - 1) - p as i64;
         let mut operands = vec![flipped.arg(), dy.arg(), stride_arg(cout_g * cin_g * taps, "conv weight group")?, stride_arg(cout_g, "conv output-gradient group")?];
         operands.extend(nhwc_window((g.oh, g.ow), g.c_out, cout_g, g, (1, 1), (reversed_pad(g.dh, g.kh, g.ph), reversed_pad(g.dw, g.kw, g.pw)), (g.h, g.w))?);
-        operands.push(vec_w);
+        operands.extend([vec_w, nhwc_vec(dy.ptr(), g, g.c_out)]);
         self.launch_conv_gemm("conv_nhwc_gemm", &data_direct_spec(g), &nhwc_target(dx.ptr(), g, g.c_in), &operands)
     }
 
@@ -170,7 +171,7 @@ impl GpuBackend {
         let (_packed, vec_w, mut args) = self.phase_gemm_head(dx, dy, w, g)?;
         args.extend([int(g.c_out_per_group(), "conv output channels per group")?, int(g.c_in, "conv input channels")?, int(g.c_out, "conv output channels")?]);
         args.extend(phase_geometry_args(g)?);
-        args.extend([vec_w, nhwc_vec(dx.ptr(), g, g.c_in)]);
+        args.extend([vec_w, nhwc_vec(dx.ptr(), g, g.c_in), nhwc_vec(dy.ptr(), g, g.c_out)]);
         let (module, kernel) = self.conv_gemm_kernel("conv_nhwc_data_phase_gemm");
         self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
@@ -184,7 +185,7 @@ impl GpuBackend {
         let channels_last = self.alloc::<f32>(dw.len())?;
         let mut operands = vec![dy.arg(), x.arg(), int(g.c_out, "conv output channels")?, stride_arg(g.c_in_per_group(), "conv input group")?];
         operands.extend(forward_window(g)?);
-        operands.push(nhwc_vec(dy.ptr(), g, g.c_out));
+        operands.extend([nhwc_vec(dy.ptr(), g, g.c_out), nhwc_vec(x.ptr(), g, g.c_in)]);
         self.launch_conv_gemm("conv_nhwc_filter_gemm", &spec, &GemmTarget::row_major(channels_last.ptr(), &spec), &operands)?;
         let total = int(dw.len(), "the convolution weight")?;
         let args = [dw.arg(), channels_last.arg(), int(g.c_in_per_group(), "conv input channels per group")?, int(g.kh * g.kw, "conv taps")?, total];
