@@ -28,8 +28,8 @@ pub struct ModelBenchOptions {
     /// inference with each batch norm that reads a convolution folded into it, as `eval` and
     /// `predict` run (`--no-fusion` turns both off).
     pub fusion: bool,
-    /// `--layout`: the image tensors' memory order.
-    pub layout: Layout,
+    /// `--layout`: the image tensors' memory order (the device's default when absent).
+    pub layout: Option<Layout>,
     /// `--precision`: emulated storage (values rounded to the format in f32 buffers), so the
     /// times include the rounding passes and no 16-bit saving; fp16 without loss scaling.
     pub precision: Precision,
@@ -138,7 +138,7 @@ impl<B: Backend<f32>> TrainLoop<B> {
             true => executor.fuse_batch_norm_activations(),
             false => (executor, FuseCounts::default()),
         };
-        let mut executor = executor.in_layout(opts.layout);
+        let mut executor = executor.in_chosen_layout(opts.layout);
         executor.set_precision(opts.precision);
         let mut resident = executor.resident_batch(batch)?;
         executor.fill_resident_batch(&mut resident, &images, &labels)?;

@@ -54,9 +54,10 @@ pub struct BenchArgs {
     /// into the convolutions (as `eval --no-fusion`).
     #[arg(long)]
     pub no_fusion: bool,
-    /// Memory order of image tensors, as `train --layout`.
-    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
-    pub layout: Layout,
+    /// Memory order of image tensors, as `train --layout` (default: nhwc on GPU devices, nchw
+    /// on the CPU).
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
     /// Numeric format as `train --precision`. Emulated storage (f32 buffers holding values
     /// rounded to the format): the times include the rounding passes and save nothing yet.
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]

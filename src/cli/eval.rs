@@ -56,9 +56,10 @@ pub struct EvalArgs {
     /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
     #[arg(long)]
     pub no_aux: bool,
-    /// Memory order of image tensors, as `train --layout`.
-    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
-    pub layout: Layout,
+    /// Memory order of image tensors, as `train --layout` (default: nhwc on GPU devices, nchw
+    /// on the CPU).
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
     /// Numeric format of the forward pass, as `train --precision` (emulated storage: f32 buffers
     /// holding values rounded to the format; no memory is saved yet).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
@@ -97,7 +98,7 @@ struct EvalRun {
     precision: Precision,
     batch_size: usize,
     fold_batch_norms: bool,
-    layout: Layout,
+    layout: Option<Layout>,
     workers: usize,
     model: RunnableModel,
     dataset: data::Dataset,

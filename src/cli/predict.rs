@@ -47,9 +47,10 @@ pub struct PredictArgs {
     /// never runs): inception_v3 then takes inputs below 299x299, and --weights need no AuxLogits.
     #[arg(long)]
     pub no_aux: bool,
-    /// Memory order of image tensors, as `train --layout`.
-    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
-    pub layout: Layout,
+    /// Memory order of image tensors, as `train --layout` (default: nhwc on GPU devices, nchw
+    /// on the CPU).
+    #[arg(long, value_enum)]
+    pub layout: Option<Layout>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]

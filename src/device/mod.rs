@@ -15,6 +15,7 @@ pub use request::DeviceRequest;
 
 use crate::element::Element;
 use crate::error::Result;
+use crate::shape::Layout;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -182,6 +183,12 @@ pub trait Device<E: Element>: Send + Sync {
     /// Whether `begin_capture` can record this device's work (GPU devices).
     fn can_capture(&self) -> bool {
         false
+    }
+    /// The memory order of image tensors when a run does not choose one (`--layout`): channels
+    /// first here; GPU devices take channels last, PREDICTED faster there (benches/RESULTS.md),
+    /// where the CPU's channels-last ops reorder around its channels-first references.
+    fn default_layout(&self) -> Layout {
+        Layout::Nchw
     }
     /// Starts recording the work this device queues into a graph instead of running it (CUDA
     /// graphs); until `end_capture`, nothing may wait for the device.

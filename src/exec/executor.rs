@@ -245,6 +245,13 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         Executor { graph, gradient_averaging, ..self }
     }
 
+    /// This model in the layout a run chose, or without a choice in its device's
+    /// (`Device::default_layout`).
+    pub fn in_chosen_layout(self, choice: Option<Layout>) -> Self {
+        let layout = choice.unwrap_or_else(|| self.backend.default_layout());
+        self.in_layout(layout)
+    }
+
     /// Runs every later step and evaluation at `precision` (emulated storage: values rounded to
     /// the format in f32 buffers, see `exec::precision`).
     pub fn set_precision(&mut self, precision: Precision) {

@@ -14,6 +14,7 @@ use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig, Stream};
 use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats};
 use crate::error::{Error, Result};
 use crate::precision::Precision;
+use crate::shape::Layout;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
@@ -255,6 +256,9 @@ impl Device<f32> for GpuBackend {
     }
     fn can_capture(&self) -> bool {
         true
+    }
+    fn default_layout(&self) -> Layout {
+        Layout::Nhwc
     }
     fn begin_capture(&self) -> Result<()> {
         let mut capture = self.capture.lock().map_err(|_| Error::device("graph capture state poisoned"))?;

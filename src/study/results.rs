@@ -5,7 +5,6 @@
 use crate::bench::timing::{time_host, Timing};
 use crate::device::DeviceRequest;
 use crate::error::{Error, Result};
-use crate::shape::Layout;
 use crate::exec::Batch;
 use crate::ops::Backend;
 use crate::rng::Rng;
@@ -174,7 +173,7 @@ impl OnBackend for InferenceTimer {
     type Output = InferenceTiming;
 
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<InferenceTiming> {
-        let mut ex = self.model.restore_for_inference(backend, true, Layout::Nchw)?;
+        let mut ex = self.model.restore_for_inference(backend, true, None)?;
         let per_image: usize = self.model.input.iter().product();
         let mut rng = Rng::new(0);
         let images: Vec<f32> = (0..INFERENCE_BATCH * per_image).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();

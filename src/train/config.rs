@@ -238,12 +238,13 @@ pub struct TrainConfig {
     pub cuda_graph: CudaGraphMode,
     /// Memory order of image tensors between the input and the classifier: nchw, or nhwc
     /// (channels-last: the batch converted once where it enters and once before the classifier,
-    /// every op between on channels-last tensors; the same results up to rounding). nchw is the
-    /// default: on the simulator's PREDICTION channels-last is not faster yet (see
-    /// benches/RESULTS.md).
-    #[arg(long, value_enum, default_value_t = Layout::Nchw)]
+    /// every op between on channels-last tensors; the same results up to rounding). Default:
+    /// nhwc on GPU devices (cuda, sim), where the simulator PREDICTS it faster (see
+    /// benches/RESULTS.md), nchw on the CPU, whose channels-last ops reorder around its
+    /// channels-first ones.
+    #[arg(long, value_enum)]
     #[serde(default)]
-    pub layout: Layout,
+    pub layout: Option<Layout>,
     /// Train with batch norm, residual add and activation as separate ops instead of fused ones
     /// (each batch norm -> (add) -> activation chain one op by default; the same results up to
     /// rounding), for checking.

@@ -151,7 +151,7 @@ impl OnBackend for RangeTest {
         if let Some((path, tensors)) = &init {
             init_from(&mut ex, path, tensors, config.replace_classifier, config.quiet)?;
         }
-        let mut ex = fused_unless(config.no_fusion, ex).in_layout(config.layout);
+        let mut ex = fused_unless(config.no_fusion, ex).in_chosen_layout(config.layout);
         let mut optimizer = Optimizer::new(optimizer_config(&config))?;
         if let (false, Some(line)) = (config.quiet, recipe::announcement(&config, &recipe_chosen)) {
             eprintln!("{line}");

@@ -225,11 +225,12 @@ impl RunnableModel {
 
     /// The model for evaluation: [`restore`](Self::restore), then every batch norm that reads a
     /// convolution folded into it unless `fold_batch_norms` is off (`--no-fusion`).
-    /// The restored model for evaluation, its batch norms folded when asked, in `layout`.
-    pub fn restore_for_inference<B: Backend<f32> + Clone>(&self, backend: B, fold_batch_norms: bool, layout: Layout) -> Result<Executor<f32, B>> {
+    /// The restored model for evaluation, its batch norms folded when asked, in `layout` (the
+    /// device's default without one).
+    pub fn restore_for_inference<B: Backend<f32> + Clone>(&self, backend: B, fold_batch_norms: bool, layout: Option<Layout>) -> Result<Executor<f32, B>> {
         let ex = self.restore(backend)?;
         let ex = if fold_batch_norms { ex.fold_batch_norms()?.0 } else { ex };
-        Ok(ex.in_layout(layout))
+        Ok(ex.in_chosen_layout(layout))
     }
 }
 

@@ -284,7 +284,7 @@ impl OnBackend for TrainRun {
         // Synchronised batch norm is the unfused op's (its statistics come from the ranks'
         // all-reduce), so its chains stay apart.
         let sync_bn = config.sync_bn && group.world_size() > 1;
-        let mut ex = fused_unless(config.no_fusion || sync_bn, ex).in_layout(config.layout);
+        let mut ex = fused_unless(config.no_fusion || sync_bn, ex).in_chosen_layout(config.layout);
         ex.set_precision(config.precision);
         let new_scaler = || config.precision.needs_loss_scaling().then(LossScaler::default);
         if sync_bn {
