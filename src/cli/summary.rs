@@ -145,8 +145,8 @@ pub fn table(s: &ModelSummary) -> String {
         s.workspace_bytes >> 20
     );
     out += &format!(
-        "planned GPU step peak: {:.1} MiB (as above on a GPU of {} SMs: implicit-GEMM convolutions, no column \
-         buffers; the largest convolution workspace, split-K partial products, is {:.1} MiB)\n",
+        "planned GPU step peak: {:.1} MiB (as above on a GPU of {} SMs, channels-last: implicit-GEMM convolutions, \
+         no column buffers; the largest convolution workspace, split-K partial products, is {:.1} MiB)\n",
         s.gpu_peak_step_bytes as f64 / (1u64 << 20) as f64,
         crate::sim::DEFAULT_SIM_MULTIPROCESSORS,
         s.gpu_workspace_bytes as f64 / (1u64 << 20) as f64

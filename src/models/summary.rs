@@ -20,6 +20,7 @@ use crate::error::Result;
 use crate::exec::memory::plan_memory;
 use crate::exec::plan::{Mode, Plan};
 use crate::graph::fuse::fuse_batch_norm_activations;
+use crate::graph::layout::channels_last;
 use crate::graph::Graph;
 use crate::ops::NodeOp;
 use serde::Serialize;
@@ -53,7 +54,7 @@ pub struct ModelSummary {
     /// The convolution workspace the planned peak assumes: the device layer's default.
     pub workspace_bytes: u64,
     /// The planned peak on a GPU of `DEFAULT_SIM_MULTIPROCESSORS` SMs (implicit-GEMM
-    /// convolutions), parameters excluded.
+    /// convolutions, channels-last as GPUs train by default), parameters excluded.
     pub gpu_peak_step_bytes: u64,
     /// The most workspace one convolution holds on that GPU (split-K partial products).
     pub gpu_workspace_bytes: u64,
@@ -89,11 +90,14 @@ pub fn summarize(graph: &Graph, batch: usize, fusion: bool) -> Result<ModelSumma
     let plan = Plan::new(trained, Mode::Train, trains, false);
     let workspace_bytes = DEFAULT_WORKSPACE_MB << 20;
     let memory = plan_memory(trained, &plan, batch, F32_BYTES, ConvWorkspace::columns(workspace_bytes), trains)?;
+    // A GPU trains channels-last by default (`Device::default_layout`), so its figures plan that graph.
+    let on_gpu = channels_last(trained);
+    let gpu_plan = Plan::new(&on_gpu, Mode::Train, trains, false);
     let gpu = ConvWorkspace::ImplicitGemm { gemm_sms: DEFAULT_SIM_MULTIPROCESSORS };
-    let gpu_memory = plan_memory(trained, &plan, batch, F32_BYTES, gpu, trains)?;
+    let gpu_memory = plan_memory(&on_gpu, &gpu_plan, batch, F32_BYTES, gpu, trains)?;
     let mut gpu_workspace_bytes = 0;
-    for (id, node) in trained.nodes.iter().enumerate().skip(1) {
-        gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&trained.input_shapes(id), batch, F32_BYTES, gpu, trained.layout)?);
+    for (id, node) in on_gpu.nodes.iter().enumerate().skip(1) {
+        gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&on_gpu.input_shapes(id), batch, F32_BYTES, gpu, on_gpu.layout)?);
     }
     Ok(ModelSummary {
         model: graph.name.clone(),
