@@ -54,6 +54,8 @@ pub struct ModelBenchReport {
     pub batch: usize,
     /// The numeric format, emulated (see `ModelBenchOptions::precision`).
     pub precision: Precision,
+    /// The image tensors' memory order the steps ran in (`--layout`, or the device's default).
+    pub layout: Layout,
     /// Per-sample input [C, H, W].
     pub input: Vec<usize>,
     pub classes: usize,
@@ -236,6 +238,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
     let peak_train_bytes = train.backend().memory().peak_bytes;
     let replayed_graph = train.replays_graph();
     let TrainLoop { executor, resident, fused, .. } = train;
+    let layout = executor.graph().layout;
     let (mut executor, folded) = match opts.fusion {
         true => executor.fold_batch_norms()?,
         false => (executor, FoldCounts::default()),
@@ -251,6 +254,7 @@ pub fn bench_model<B: Backend<f32>>(backend: B, graph: Graph, opts: &ModelBenchO
         device,
         batch: opts.batch,
         precision: opts.precision,
+        layout,
         input,
         classes,
         parameters,
@@ -298,7 +302,7 @@ fn counters_text(c: &DeviceCounters) -> String {
 pub fn summary_text(r: &ModelBenchReport) -> String {
     let mib = |b: usize| b as f64 / (1u64 << 20) as f64;
     let mut out = format!(
-        "{} on {}{}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
+        "{} on {}, {}{}: batch {} of {:?}, {} classes, {} parameters; median of {} steps after {} warm-up\n\
          training step  {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norm -> activation and {} batch norm -> add -> activation chains fused)\n\
          inference      {:>10.2} ms  {:>10.1} images/s  (min {:.2} ms, max {:.2} ms; {} batch norms folded, {} activations fused)\n\
          peak memory    training {:.1} MiB, inference {:.1} MiB; {:.1} MiB cached, {:.1} MiB held at most\n\
@@ -306,6 +310,7 @@ pub fn summary_text(r: &ModelBenchReport) -> String {
          bench per step {} (its dropout seed and timing synchronisation)\n",
         r.model,
         r.device,
+        r.layout.name(),
         match r.precision {
             Precision::Fp32 => String::new(),
             p => format!(" at {p} (emulated: f32 buffers holding {p} values)"),
