@@ -379,13 +379,14 @@ impl OnBackend for TrainRun {
                 eprintln!("{line}");
             }
             eprintln!(
-                "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}{}; outputs in {}",
+                "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}, {}{}; outputs in {}",
                 config.model,
                 totals.trainable_params,
                 dataset.name,
                 train_set.len(),
                 val_set.len(),
-                if replayed.replay.enabled() { " replaying a CUDA graph per step" } else { "" },
+                ex.graph().layout.name(),
+                if replayed.replay.enabled() { ", replaying a CUDA graph per step" } else { "" },
                 out_dir.display()
             );
         }
