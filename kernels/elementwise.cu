@@ -2,6 +2,7 @@
 // kernels), [N, HW, C], and their reductions. Pointwise kernels use one thread per element.
 #include "common.cuh"
 #include "channel_rows.cuh"
+#include "stored.cuh"
 
 extern "C" __global__ void add(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ y, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -127,9 +128,11 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
     channel_reduce_nhwc<true>(dy, x, out, C, rows, splits, rows_per_split, chunks);
 }
 
-extern "C" __global__ void axpy(float alpha, const float* __restrict__ x, float* __restrict__ y, int n) {
+// y += alpha * x, each in its stored format (kernels/stored.cuh): how gradients accumulate,
+// 16-bit ones included.
+extern "C" __global__ void axpy(float alpha, const void* __restrict__ x, int x_format, void* __restrict__ y, int y_format, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] += alpha * x[i];
+    if (i < n) ferro_store(y, i, ferro_load(y, i, y_format) + alpha * ferro_load(x, i, x_format), y_format);
 }
 
 extern "C" __global__ void scale(float alpha, float* __restrict__ x, int n) {

@@ -5,6 +5,7 @@
 // cvt.rn.bf16.f32 and cvt.rna.tf32.f32 need sm_80.
 #include "common.cuh"
 #include "tensor_core.cuh"
+#include "stored.cuh"
 
 // format: 0 fp32 (a copy), 1 tf32, 2 bf16, 3 fp16.
 __device__ __forceinline__ float round_to(float x, int format) {
@@ -29,4 +30,12 @@ __device__ __forceinline__ float round_to(float x, int format) {
 extern "C" __global__ void round_to_format(const float* x, float* y, int n, int format) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = round_to(x[i], format);
+}
+
+// y[i] = x[i] in y's stored format (kernels/stored.cuh): exact widening, or rounding to nearest
+// even when y is narrower. How a bf16/fp16 run stores a value an f32-only kernel produced, and
+// widens a stored value for one.
+extern "C" __global__ void convert_stored(const void* x, int x_format, void* y, int y_format, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) ferro_store(y, i, ferro_load(x, i, x_format), y_format);
 }

@@ -69,6 +69,16 @@ impl Precision {
         matches!(self, Precision::Bf16 | Precision::Fp16)
     }
 
+    /// The 16-bit format a device that stores tensors natively keeps this run's activations and
+    /// activation gradients in (bf16, fp16); None where they stay f32.
+    pub fn stored_format(self) -> Option<StoredFormat> {
+        match self {
+            Precision::Bf16 => Some(StoredFormat::Bf16),
+            Precision::Fp16 => Some(StoredFormat::F16),
+            Precision::Fp32 | Precision::Tf32 => None,
+        }
+    }
+
     /// Whether convolution and linear operands are rounded (every format but fp32).
     pub fn rounds_gemm_operands(self) -> bool {
         self != Precision::Fp32
@@ -94,6 +104,37 @@ impl Precision {
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The element type a GPU buffer of f32 values holds them in: f32 itself, or 16 bits (a bf16 or
+/// fp16 run's activations and activation gradients). Kernels read any of them widened to f32 and
+/// store rounded to nearest even (kernels/stored.cuh); the CPU keeps f32 containers holding the
+/// rounded values instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum StoredFormat {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl StoredFormat {
+    /// Bytes per value.
+    pub fn bytes(self) -> usize {
+        match self {
+            StoredFormat::F32 => 4,
+            StoredFormat::Bf16 | StoredFormat::F16 => 2,
+        }
+    }
+
+    /// The code kernels switch on (kernels/stored.cuh's FERRO_F32, FERRO_BF16, FERRO_F16).
+    pub fn code(self) -> i32 {
+        match self {
+            StoredFormat::F32 => 0,
+            StoredFormat::Bf16 => 1,
+            StoredFormat::F16 => 2,
+        }
     }
 }
 

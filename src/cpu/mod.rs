@@ -42,6 +42,9 @@ impl<T: Send + Sync> Buffer for CpuBuf<T> {
     fn len(&self) -> usize {
         self.data.len()
     }
+    fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.data.as_slice())
+    }
 }
 
 #[derive(Clone)]

@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// A buffer owned by a device; it knows its length in elements.
+/// A buffer owned by a device; it knows its length in elements and the bytes they take (a GPU
+/// may store f32 values in 16 bits).
 pub trait Buffer: Send + Sync {
     fn len(&self) -> usize;
+    fn bytes(&self) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -49,7 +49,7 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         let count = self.graph.nodes.len();
         let mut grads: Vec<Option<Value<E, B>>> = vec![None; count];
         for (node, g) in output_grads {
-            accumulate(self.backend, self.scratch, &mut grads, node, Arc::new(g))?;
+            accumulate(self.backend, self.scratch, self.rounding, &mut grads, node, Arc::new(g))?;
         }
         // Gradients of slice-group followers, joined by the leader.
         let mut slice_grads: HashMap<NodeId, Value<E, B>> = HashMap::new();
@@ -61,7 +61,7 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
                         slice_grads.insert(i, dy);
                     }
                     Some(dy) => {
-                        let dy = self.rounding.store_gradient(self.backend, &self.graph.nodes[i].op, dy)?;
+                        let dy = self.rounding.store_gradient(self.backend, &self.graph.nodes[i].op, self.graph.layout, dy)?;
                         self.node(i, &dy, record, &mut grads)?
                     }
                     None => {}
@@ -111,8 +111,12 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         grads: &mut [Option<Value<E, B>>],
     ) -> Result<()> {
         let group = &self.plan.slice_groups[&leader];
-        let members: Vec<Option<Value<E, B>>> =
-            group.pieces.iter().map(|&(_, member)| member.and_then(|id| slice_grads.remove(&id))).collect();
+        // Concat reads f32 (the gradients arrive stored).
+        let members: Vec<Option<Value<E, B>>> = group
+            .pieces
+            .iter()
+            .map(|&(_, member)| member.and_then(|id| slice_grads.remove(&id)).map(|g| self.rounding.widened(self.backend, g)).transpose())
+            .collect::<Result<_>>()?;
         if members.iter().all(Option::is_none) || !self.plan.requires_grad[group.input] {
             return Ok(());
         }
@@ -135,18 +139,21 @@ impl<E: Element, B: Backend<E>> Backward<'_, E, B> {
         for pad in pads {
             self.scratch.recycle(pad);
         }
-        accumulate(self.backend, self.scratch, grads, group.input, Arc::new(dx))
+        accumulate(self.backend, self.scratch, self.rounding, grads, group.input, Arc::new(dx))
     }
 }
 
-/// Adds `g` into the gradient of node `j`, copying only when both are shared.
+/// Adds `g` into the gradient of node `j`, copying only when both are shared; the contribution
+/// and the sum are stored in the run's format.
 fn accumulate<E: Element, B: Backend<E>>(
     backend: &B,
     scratch: &mut BufferCache<E, B>,
+    rounding: &StorageRounding<E, B>,
     grads: &mut [Option<Value<E, B>>],
     j: NodeId,
     g: Value<E, B>,
 ) -> Result<()> {
+    let g = rounding.store_contribution(backend, g)?;
     let Some(prev) = grads[j].take() else {
         grads[j] = Some(g);
         return Ok(());
@@ -159,7 +166,7 @@ fn accumulate<E: Element, B: Backend<E>>(
         },
     };
     backend.axpy(E::one(), &other, &mut sum)?;
-    grads[j] = Some(Arc::new(sum));
+    grads[j] = Some(rounding.store_contribution(backend, Arc::new(sum))?);
     Ok(())
 }
 
@@ -186,7 +193,7 @@ impl<E: Element, B: Backend<E>> GradSink<E, B> for NodeGrads<'_, '_, E, B> {
         };
         let j = self.backward.graph.nodes[self.node].inputs[pos];
         let b = &mut *self.backward;
-        accumulate(b.backend, b.scratch, self.grads, j, g)
+        accumulate(b.backend, b.scratch, b.rounding, self.grads, j, g)
     }
     fn param_needs_grad(&self, id: ParamId) -> bool {
         self.backward.params.is_trainable(id)

@@ -1,4 +1,5 @@
-//! A cache of freed device buffers keyed by length. The executor routes the buffers it allocates
+//! A cache of freed device buffers keyed by length and bytes (a 16-bit buffer never serves a
+//! request for f32 values). The executor routes the buffers it allocates
 //! itself (zero pads, scratch statistics, gradient accumulators, last step's gradients) through
 //! it, so a steady training loop stops allocating them after the first step. Op outputs are
 //! allocated by the ops themselves and do not pass through here.
@@ -11,7 +12,8 @@ use crate::ops::ElementwiseOps;
 use std::collections::HashMap;
 
 pub struct BufferCache<E: Element, B: ElementwiseOps<E>> {
-    free: HashMap<usize, Vec<Buf<E, B>>>,
+    /// By (length, bytes).
+    free: HashMap<(usize, usize), Vec<Buf<E, B>>>,
     enabled: bool,
     allocations: usize,
     reuses: usize,
@@ -24,7 +26,8 @@ impl<E: Element, B: ElementwiseOps<E>> BufferCache<E, B> {
 
     /// A buffer of `len` elements, all zero: a pooled one refilled, else a fresh allocation.
     pub fn zeros(&mut self, backend: &B, len: usize) -> Result<Buf<E, B>> {
-        if let Some(mut buf) = self.free.get_mut(&len).and_then(Vec::pop) {
+        let key = (len, len * std::mem::size_of::<E>());
+        if let Some(mut buf) = self.free.get_mut(&key).and_then(Vec::pop) {
             self.reuses += 1;
             backend.fill(E::zero(), &mut buf)?;
             return Ok(buf);
@@ -43,7 +46,8 @@ impl<E: Element, B: ElementwiseOps<E>> BufferCache<E, B> {
     /// Keeps `buf` for reuse (or drops it when pooling is off).
     pub fn recycle(&mut self, buf: Buf<E, B>) {
         if self.enabled {
-            self.free.entry(crate::device::Buffer::len(&buf)).or_default().push(buf);
+            let key = (crate::device::Buffer::len(&buf), crate::device::Buffer::bytes(&buf));
+            self.free.entry(key).or_default().push(buf);
         }
     }
 

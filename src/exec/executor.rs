@@ -339,7 +339,12 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// (`Optimizer::state_bytes`).
     pub fn planned_peak_bytes(&self, batch: usize, mode: Mode, workspace: ConvWorkspace) -> Result<usize> {
         let plan = self.plan(mode, false);
-        let activations = plan_memory(&self.graph, &plan, batch, std::mem::size_of::<E>(), workspace, |p| {
+        let elem = std::mem::size_of::<E>();
+        let stored = match self.rounding.precision().stored_format() {
+            Some(format) if self.backend.stores_16bit() => format.bytes(),
+            _ => elem,
+        };
+        let activations = plan_memory(&self.graph, &plan, batch, elem, stored, workspace, |p| {
             self.params.is_trainable(p)
         })?;
         let metric_words = train_words::LEN + batch + if mode == Mode::Eval { eval_words::len(self.graph.num_classes()) } else { 0 };

@@ -67,12 +67,12 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
                 if self.plan.aliases_input(&node.op, xs.len()) {
                     (xs[0].clone(), Saved::None)
                 } else if node.op.channel_range().is_some() {
-                    (self.split_group(i, &xs[0], &mut split_pieces)?, Saved::None)
+                    let x = self.rounding.widened(self.backend, xs[0].clone())?;
+                    (self.split_group(i, &x, &mut split_pieces)?, Saved::None)
                 } else {
-                    let xs = operands.insert(self.rounding.operands(self.backend, &node.op, xs)?);
-                    let (mut y, saved) = self.node(i, xs)?;
-                    self.rounding.store_output(self.backend, &mut y)?;
-                    (Arc::new(y), saved)
+                    let xs = operands.insert(self.rounding.operands(self.backend, &node.op, self.graph.layout, xs)?);
+                    let (y, saved) = self.node(i, xs)?;
+                    (Arc::new(self.rounding.store_output(self.backend, y)?), saved)
                 }
             };
             if self.plan.records(i) {
@@ -96,15 +96,17 @@ impl<E: Element, B: Backend<E>> Forward<'_, E, B> {
                 }
             }
         }
+        // The outputs in f32 for the loss and the metrics (logits: a few values per sample).
         let outputs = self
             .plan
             .outputs
             .iter()
             .map(|&o| {
                 debug_assert_eq!(self.plan.last_use[o], KEPT_TO_END);
-                (o, values[o].clone().expect("outputs are kept to the end"))
+                let value = values[o].clone().expect("outputs are kept to the end");
+                Ok((o, self.rounding.widened(self.backend, value)?))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(ForwardResult { outputs, tape })
     }
 

@@ -50,15 +50,28 @@ struct Sizes<'a> {
     graph: &'a Graph,
     n: usize,
     elem: usize,
+    /// Bytes per stored activation value: `elem`, or 2 where the device stores a bf16/fp16
+    /// run's activations in 16 bits.
+    stored: usize,
     workspace: ConvWorkspace,
 }
 
 impl Sizes<'_> {
+    /// Values of node `id`'s output.
+    fn values(&self, id: NodeId) -> usize {
+        self.n * numel(&self.graph.nodes[id].shape)
+    }
+    /// Bytes of node `id`'s output at `elem` bytes per value.
     fn out(&self, id: NodeId) -> usize {
-        self.n * numel(&self.graph.nodes[id].shape) * self.elem
+        self.values(id) * self.elem
     }
     fn channels(&self, id: NodeId) -> usize {
         self.graph.nodes[id].shape[0]
+    }
+    /// Whether node `id` gets f32 copies of its 16-bit inputs and output gradient, and has its
+    /// f32 output and input gradients stored in 16 bits after it (`exec::precision`).
+    fn widens(&self, id: NodeId) -> bool {
+        self.stored < self.elem && !self.graph.nodes[id].op.reads_stored(self.graph.layout)
     }
     /// Bytes node `id` holds only while its forward or backward runs.
     fn workspace(&self, id: NodeId) -> Result<usize> {
@@ -81,22 +94,31 @@ pub struct PlannedMemory {
 }
 
 /// The memory of one pass with `n` samples of `elem` bytes each, with convolution workspace as
-/// `workspace` says.
+/// `workspace` says. `stored`: bytes per activation value as the device stores them (`elem`, or
+/// 2 for a GPU's bf16/fp16 run, whose nodes that read f32 only get f32 copies: see
+/// `exec::precision`).
+#[allow(clippy::too_many_arguments)]
 pub fn plan_memory(
     graph: &Graph,
     plan: &Plan,
     n: usize,
     elem: usize,
+    stored: usize,
     workspace: ConvWorkspace,
     trainable: impl Fn(ParamId) -> bool,
 ) -> Result<PlannedMemory> {
-    let sizes = Sizes { graph, n, elem, workspace };
+    let sizes = Sizes { graph, n, elem, stored, workspace };
     let mut ledger = ByteLedger::default();
     let count = graph.nodes.len();
     let mut values: Vec<Option<Block>> = vec![None; count];
+    // Bytes per value of each node's output as it is held (f32 for split pieces).
+    let mut value_elem: Vec<usize> = vec![stored; count];
     let mut tape: Vec<Vec<Block>> = vec![Vec::new(); count];
     let mut pending_slices: HashMap<NodeId, Block> = HashMap::new();
-    values[0] = Some(ledger.alloc(sizes.out(0)));
+    // The uploaded batch, and its stored copy when that is narrower (the caller may hold the
+    // upload all step).
+    let upload = ledger.alloc(sizes.out(0));
+    values[0] = Some(if stored < elem { ledger.alloc(sizes.values(0) * stored) } else { upload });
     // A training step's dropout seed, on the device for the whole step.
     if plan.mode == Mode::Train {
         ledger.alloc(STEP_SEED_BYTES);
@@ -107,13 +129,19 @@ pub fn plan_memory(
             continue;
         }
         let node = &graph.nodes[i];
-        let input = |pos: usize| values[node.inputs[pos]].expect("inputs live until their last use");
+        let mut copies: Vec<Option<Block>> = Vec::new();
         let value = if let Some(piece) = pending_slices.remove(&i) {
+            value_elem[i] = elem;
             piece
         } else if plan.aliases_input(&node.op, node.inputs.len()) {
-            ledger.retain(input(0))
+            value_elem[i] = value_elem[node.inputs[0]];
+            ledger.retain(values[node.inputs[0]].expect("inputs live until their last use"))
         } else if node.op.channel_range().is_some() {
             let group = &plan.slice_groups[&i];
+            if value_elem[group.input] < elem {
+                // The split reads an f32 copy of its input.
+                ledger.transient(sizes.out(group.input));
+            }
             let mut own = None;
             for &(c, member) in &group.pieces {
                 let block = ledger.alloc(c * sizes.out(group.input) / sizes.channels(group.input));
@@ -125,12 +153,26 @@ pub fn plan_memory(
                     None => ledger.release(block),
                 }
             }
+            value_elem[i] = elem;
             own.expect("the leader is a member of its group")
         } else {
-            // Ops allocate their output before their workspace.
-            let out = ledger.alloc(sizes.out(i));
+            // Ops allocate their output before their workspace; an f32-only node reads f32
+            // copies of its 16-bit inputs. The output comes in the format of the input read
+            // first, and is stored in the run's format after.
+            let widens = sizes.widens(i);
+            if widens {
+                copies = node.inputs.iter().map(|&j| (value_elem[j] < elem).then(|| ledger.alloc(sizes.out(j)))).collect();
+            }
+            let out_elem = if widens { elem } else { value_elem[node.inputs[0]] };
+            let out = ledger.alloc(sizes.values(i) * out_elem);
             ledger.transient(sizes.workspace(i)?);
-            out
+            if out_elem > stored {
+                let kept = ledger.alloc(sizes.values(i) * stored);
+                ledger.release(out);
+                kept
+            } else {
+                out
+            }
         };
         // Buffers the forward makes for backward: kept when recorded, else dropped at once.
         let saved = node.op.saved_bytes(plan.mode == Mode::Train, &node.shape, n, elem);
@@ -138,12 +180,17 @@ pub fn plan_memory(
         if plan.records(i) {
             for (pos, &keep) in plan.saved_inputs[i].iter().enumerate() {
                 if keep {
-                    tape[i].push(ledger.retain(input(pos)));
+                    let read = copies.get(pos).copied().flatten();
+                    let block = read.unwrap_or_else(|| values[node.inputs[pos]].expect("inputs live until their last use"));
+                    tape[i].push(ledger.retain(block));
                 }
             }
             tape[i].extend(extra);
         } else if let Some(b) = extra {
             ledger.release(b);
+        }
+        for copy in copies.into_iter().flatten() {
+            ledger.release(copy);
         }
         values[i] = Some(value);
         for &j in &node.inputs {
@@ -160,11 +207,15 @@ pub fn plan_memory(
     let tape_blocks: HashSet<Block> = tape.iter().flatten().copied().collect();
     let tape_bytes = tape_blocks.iter().map(|&b| ledger.blocks[b].0).sum();
 
+    // The outputs' f32 copies for the loss, their gradients from it (f32), stored.
+    let output_copies: Vec<Block> =
+        plan.outputs.iter().filter(|&&o| value_elem[o] < elem).map(|&o| ledger.alloc(sizes.out(o))).collect();
     let mut grads: Vec<Option<Block>> = vec![None; count];
     let labels = ledger.alloc(n * 4);
     for out in &graph.outputs {
         if plan.outputs.contains(&out.node) && out.loss_weight != 0.0 {
-            grads[out.node] = Some(ledger.alloc(sizes.out(out.node)));
+            let dlogits = ledger.alloc(sizes.out(out.node));
+            grads[out.node] = Some(store(&mut ledger, &sizes, dlogits, out.node, elem));
         }
     }
     ledger.release(labels);
@@ -172,6 +223,9 @@ pub fn plan_memory(
         if let Some(b) = values[o].take() {
             ledger.release(b);
         }
+    }
+    for b in output_copies {
+        ledger.release(b);
     }
     let mut slice_grads: HashMap<NodeId, Block> = HashMap::new();
     for i in (1..count).rev() {
@@ -190,13 +244,21 @@ pub fn plan_memory(
                 let members: Vec<Block> =
                     group.pieces.iter().filter_map(|&(_, m)| m.and_then(|id| slice_grads.remove(&id))).collect();
                 if !members.is_empty() && plan.requires_grad[group.input] {
-                    sends.push((group.input, ledger.alloc(sizes.out(group.input))));
+                    if stored < elem {
+                        // The concat reads f32 copies of the members.
+                        ledger.transient(sizes.out(group.input));
+                    }
+                    let joined = ledger.alloc(sizes.out(group.input));
+                    sends.push((group.input, store(&mut ledger, &sizes, joined, group.input, elem)));
                 }
                 for b in members {
                     ledger.release(b);
                 }
             }
         } else if let Some(dy) = grads[i].take() {
+            let widens = sizes.widens(i);
+            // An f32-only node reads an f32 copy of the output gradient.
+            let wide_dy = widens.then(|| ledger.alloc(sizes.out(i)));
             // Parameter gradients stay until the optimiser step.
             for p in node.op.learnable_params().into_iter().filter(|&p| trainable(p)) {
                 ledger.alloc(graph.params[p].numel() * elem);
@@ -205,11 +267,15 @@ pub fn plan_memory(
             for (pos, &j) in node.inputs.iter().enumerate() {
                 if flow == GradFlow::PassDy {
                     if needs(pos) {
-                        sends.push((j, ledger.retain(dy)));
+                        // The f32 copy passed on is stored again.
+                        let passed = if widens { ledger.alloc(sizes.values(j) * stored) } else { ledger.retain(dy) };
+                        sends.push((j, passed));
                     }
                 } else if needs(pos) || flow == GradFlow::AllAtOnce {
-                    // Ops that return every input gradient at once allocate them all.
-                    let b = ledger.alloc(sizes.out(j));
+                    // Ops that return every input gradient at once allocate them all, in the
+                    // format of the input they read (f32 for an f32-only node), stored after.
+                    let grad_elem = if widens { elem } else { value_elem[j] };
+                    let b = ledger.alloc(sizes.values(j) * grad_elem);
                     if needs(pos) {
                         sends.push((j, b));
                     } else {
@@ -218,7 +284,17 @@ pub fn plan_memory(
                 }
             }
             ledger.transient(sizes.workspace(i)?);
+            sends = sends
+                .into_iter()
+                .map(|(j, b)| {
+                    let held = ledger.blocks[b].0 / sizes.values(j).max(1);
+                    (j, store(&mut ledger, &sizes, b, j, held))
+                })
+                .collect();
             ledger.release(dy);
+            if let Some(b) = wide_dy {
+                ledger.release(b);
+            }
         }
         for (j, b) in sends {
             match grads[j] {
@@ -232,4 +308,15 @@ pub fn plan_memory(
         }
     }
     Ok(PlannedMemory { peak: ledger.peak, tape: tape_bytes })
+}
+
+/// Block `b` of node `id`'s values at `elem` bytes each, as stored: a copy in the stored format
+/// replaces it when that is narrower.
+fn store(ledger: &mut ByteLedger, sizes: &Sizes<'_>, b: Block, id: NodeId, elem: usize) -> Block {
+    if sizes.stored >= elem {
+        return b;
+    }
+    let kept = ledger.alloc(sizes.values(id) * sizes.stored);
+    ledger.release(b);
+    kept
 }

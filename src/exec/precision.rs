@@ -1,15 +1,19 @@
-//! Where a run at reduced precision (`--precision`) rounds, in one place: the forward and backward
-//! passes call these hooks, the ops themselves know nothing of the precision.
+//! Where a run at reduced precision (`--precision`) rounds and stores, in one place: the forward
+//! and backward passes call these hooks, the ops themselves know nothing of the precision.
 //!
-//! Storage is emulated: buffers stay f32, holding values rounded exactly as a bf16/fp16/tf32
-//! engine would store them (`ops::precision`), on the CPU and on GPUs alike. What is rounded:
-//! - bf16, fp16: the input batch, every node's output (the activations a node stores) and every
-//!   activation gradient once it is complete (accumulated in f32 from its consumers, then
-//!   rounded, before its node's backward reads it). A fused node (`graph::fuse`'s BatchNormAct:
-//!   batch norm, residual add and activation) rounds once, at its output, as a fused kernel
-//!   stores only its output; its intermediates stay f32. Batch-norm statistics, reductions and
-//!   softmax-cross-entropy compute in f32: the loss reads the rounded logits, the loss itself
-//!   is f32.
+//! How values are stored: a GPU keeps a bf16/fp16 run's activations and activation gradients in
+//! 16-bit buffers (`PrecisionOps::stores_16bit`); the CPU keeps f32 containers holding the values
+//! rounded exactly as those stores round them (`ops::precision`), so device results compare
+//! tightly with the CPU's. Nodes whose kernels read every stored format (`NodeOp::reads_stored`)
+//! take the 16-bit buffers and write their outputs in 16 bits; any other node gets f32 copies
+//! and its output is stored after it. What is stored or rounded:
+//! - bf16, fp16: the input batch, every node's output (the activations a node stores), every
+//!   activation gradient contribution a node's backward sends and every partial sum of them
+//!   (AMP's autograd adds bf16 gradients into bf16). A fused node (`graph::fuse`'s
+//!   BatchNormAct: batch norm, residual add and activation) stores once, at its output, as a
+//!   fused kernel stores only its output; its intermediates stay f32. Batch-norm statistics,
+//!   reductions and softmax-cross-entropy compute in f32: the loss reads the stored logits, the
+//!   loss itself is f32.
 //! - every format but fp32: convolutions and linear layers read a format-rounded copy of their
 //!   weights and biases (fp32 master copies stay with the optimiser, as AMP casts them), refreshed
 //!   at each forward pass into buffers kept across steps; their parameter gradients are rounded
@@ -25,7 +29,8 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, Op, ParamId};
 use crate::ops::node::ParamValues;
 use crate::ops::{Backend, NodeOp};
-use crate::precision::Precision;
+use crate::precision::{Precision, StoredFormat};
+use crate::shape::Layout;
 use std::sync::Arc;
 
 /// The ops whose operands are rounded (they are the GEMMs a tensor core runs).
@@ -99,38 +104,86 @@ impl<E: Element, B: Backend<E>> StorageRounding<E, B> {
         RoundedParams { master: Master::Shared(master), copies: &self.copies }
     }
 
-    /// The input batch as stored: rounded at bf16/fp16 (in place when nothing else holds it).
+    /// The input batch as stored at bf16/fp16.
     pub fn store_input(&self, backend: &B, input: Value<E, B>) -> Result<Value<E, B>> {
         if !self.precision.stores_activations() {
             return Ok(input);
         }
-        self.rounded(backend, input)
+        self.stored(backend, input)
     }
 
-    /// The inputs of node `op` as it reads them: rounded copies of a GEMM's inputs at tf32 (at
-    /// bf16/fp16 every value is stored rounded already).
-    pub fn operands(&self, backend: &B, op: &Op, xs: Vec<Value<E, B>>) -> Result<Vec<Value<E, B>>> {
-        if self.precision != Precision::Tf32 || !is_gemm(op) {
+    /// The inputs of node `op` as it reads them: f32 copies of 16-bit values for a node whose
+    /// kernels read f32 only (`NodeOp::reads_stored`), and rounded copies of a GEMM's inputs at
+    /// tf32 (at bf16/fp16 every value is stored rounded already).
+    pub fn operands(&self, backend: &B, op: &Op, layout: Layout, xs: Vec<Value<E, B>>) -> Result<Vec<Value<E, B>>> {
+        if self.precision == Precision::Tf32 && is_gemm(op) {
+            return xs.into_iter().map(|x| self.rounded_copy(backend, &x)).collect();
+        }
+        if op.reads_stored(layout) {
             return Ok(xs);
         }
-        xs.into_iter().map(|x| self.rounded_copy(backend, &x)).collect()
+        xs.into_iter().map(|x| self.widened(backend, x)).collect()
     }
 
-    /// A node's output as stored: rounded in place at bf16/fp16.
-    pub fn store_output(&self, backend: &B, y: &mut Buf<E, B>) -> Result<()> {
-        if self.precision.stores_activations() {
-            backend.round_in_place(self.precision, y)?;
+    /// A node's output as stored at bf16/fp16: in 16 bits on a device that keeps them (a node
+    /// that reads stored formats wrote it so already), else rounded in place.
+    pub fn store_output(&self, backend: &B, y: Buf<E, B>) -> Result<Buf<E, B>> {
+        if !self.precision.stores_activations() {
+            return Ok(y);
         }
-        Ok(())
+        match self.native_format(backend) {
+            Some(format) if backend.stored_format(&y) == format => Ok(y),
+            Some(format) => backend.convert_stored(&y, format),
+            None => {
+                let mut y = y;
+                backend.round_in_place(self.precision, &mut y)?;
+                Ok(y)
+            }
+        }
     }
 
-    /// The complete gradient of node `op`'s output as its backward reads it: rounded at
-    /// bf16/fp16, and at tf32 for a GEMM (an operand of its backward GEMMs).
-    pub fn store_gradient(&self, backend: &B, op: &Op, dy: Value<E, B>) -> Result<Value<E, B>> {
-        if self.precision.stores_activations() || (self.precision == Precision::Tf32 && is_gemm(op)) {
+    /// A gradient contribution, or a partial sum of them, as stored at bf16/fp16 (every one is
+    /// a tensor a reduced-precision engine stores, as AMP's autograd adds its bf16 gradients).
+    pub fn store_contribution(&self, backend: &B, g: Value<E, B>) -> Result<Value<E, B>> {
+        if !self.precision.stores_activations() {
+            return Ok(g);
+        }
+        self.stored(backend, g)
+    }
+
+    /// The complete gradient of node `op`'s output as its backward reads it: stored already at
+    /// bf16/fp16 (as f32 for a node that reads f32 only); at tf32 rounded for a GEMM (an operand
+    /// of its backward GEMMs).
+    pub fn store_gradient(&self, backend: &B, op: &Op, layout: Layout, dy: Value<E, B>) -> Result<Value<E, B>> {
+        if self.precision == Precision::Tf32 && is_gemm(op) {
             return self.rounded(backend, dy);
         }
-        Ok(dy)
+        if op.reads_stored(layout) {
+            return Ok(dy);
+        }
+        self.widened(backend, dy)
+    }
+
+    /// `v` as f32 (a copy when it is stored in 16 bits).
+    pub fn widened(&self, backend: &B, v: Value<E, B>) -> Result<Value<E, B>> {
+        if backend.stored_format(&v) == StoredFormat::F32 {
+            return Ok(v);
+        }
+        Ok(Arc::new(backend.convert_stored(&v, StoredFormat::F32)?))
+    }
+
+    /// The 16-bit format the device keeps this run's activations in, if it keeps them so.
+    fn native_format(&self, backend: &B) -> Option<StoredFormat> {
+        self.precision.stored_format().filter(|_| backend.stores_16bit())
+    }
+
+    /// `v` as stored at bf16/fp16: in 16 bits (a copy unless it is already), or rounded.
+    fn stored(&self, backend: &B, v: Value<E, B>) -> Result<Value<E, B>> {
+        match self.native_format(backend) {
+            Some(format) if backend.stored_format(&v) == format => Ok(v),
+            Some(format) => Ok(Arc::new(backend.convert_stored(&v, format)?)),
+            None => self.rounded(backend, v),
+        }
     }
 
     /// Rounds the gradients of the GEMM ops' parameters to the format at bf16/fp16, as the

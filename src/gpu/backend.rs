@@ -13,15 +13,18 @@ use super::staging::PinnedStaging;
 use crate::device::driver::{DevPtr, Driver, KernelArg, LaunchConfig, Stream};
 use crate::device::{Buffer, CapturedGraph, ConvWorkspace, Device, DeviceCounters, MemoryStats};
 use crate::error::{Error, Result};
-use crate::precision::Precision;
+use crate::precision::{Precision, StoredFormat};
 use crate::shape::Layout;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 /// `len` elements of `T` in device memory; on drop its block goes back to the allocator's cache.
+/// A buffer of f32 values may hold them in 16 bits (`stored`): a bf16 or fp16 run's activations.
 pub struct GpuBuf<T> {
     ptr: DevPtr,
     len: usize,
+    /// F32: elements of `T` itself; Bf16/F16: 16-bit values of a `GpuBuf<f32>`.
+    stored: StoredFormat,
     allocator: Arc<CachingAllocator>,
     _elem: PhantomData<T>,
 }
@@ -33,22 +36,51 @@ impl<T> GpuBuf<T> {
     }
     /// The device address of element `i` (for launches on a sub-range).
     pub fn ptr_at(&self, i: usize) -> DevPtr {
-        self.ptr + (i * std::mem::size_of::<T>()) as u64
+        self.ptr + (i * self.elem_bytes()) as u64
     }
+    /// The pointer argument of a kernel that reads the elements as `T` itself.
     pub fn arg(&self) -> KernelArg {
+        assert_eq!(self.stored, StoredFormat::F32, "a 16-bit buffer passed to a kernel that reads f32 (give it stored_arg and format_arg)");
         KernelArg::Ptr(self.ptr)
+    }
+    /// The pointer argument of a kernel that reads any stored format, with `format_arg`.
+    pub fn stored_arg(&self) -> KernelArg {
+        KernelArg::Ptr(self.ptr)
+    }
+    /// The format the elements are stored in.
+    pub fn stored(&self) -> StoredFormat {
+        self.stored
+    }
+    /// The stored format as the kernel argument that reads or writes this buffer's values
+    /// (kernels/stored.cuh).
+    pub fn format_arg(&self) -> KernelArg {
+        KernelArg::I32(self.stored.code())
+    }
+    /// Bytes per element as stored.
+    pub fn elem_bytes(&self) -> usize {
+        match self.stored {
+            StoredFormat::F32 => std::mem::size_of::<T>(),
+            narrow => narrow.bytes(),
+        }
+    }
+    /// Bytes of device memory the elements take.
+    pub fn bytes(&self) -> usize {
+        self.len * self.elem_bytes()
     }
 }
 
 impl<T> Drop for GpuBuf<T> {
     fn drop(&mut self) {
-        self.allocator.release(self.ptr, self.len * std::mem::size_of::<T>());
+        self.allocator.release(self.ptr, self.bytes());
     }
 }
 
 impl<T: Send + Sync> Buffer for GpuBuf<T> {
     fn len(&self) -> usize {
         self.len
+    }
+    fn bytes(&self) -> usize {
+        GpuBuf::bytes(self)
     }
 }
 
@@ -105,7 +137,14 @@ impl GpuBackend {
     /// An uninitialised buffer of `len` elements (the kernel that follows writes all of it).
     pub fn alloc<T>(&self, len: usize) -> Result<GpuBuf<T>> {
         let ptr = self.allocator.acquire(len * std::mem::size_of::<T>())?;
-        Ok(GpuBuf { ptr, len, allocator: self.allocator.clone(), _elem: PhantomData })
+        Ok(GpuBuf { ptr, len, stored: StoredFormat::F32, allocator: self.allocator.clone(), _elem: PhantomData })
+    }
+
+    /// An uninitialised buffer of `len` f32 values stored in `stored` (16 bits each for bf16
+    /// and fp16): what an op allocates for an output it writes in its input's format.
+    pub fn alloc_stored(&self, len: usize, stored: StoredFormat) -> Result<GpuBuf<f32>> {
+        let ptr = self.allocator.acquire(len * stored.bytes())?;
+        Ok(GpuBuf { ptr, len, stored, allocator: self.allocator.clone(), _elem: PhantomData })
     }
 
     pub fn alloc_zeroed<T>(&self, len: usize) -> Result<GpuBuf<T>> {
@@ -125,7 +164,8 @@ impl GpuBackend {
         Ok(buf)
     }
 
-    /// Overwrites `buf` with `host`, queued through pinned staging like `upload_slice`.
+    /// Overwrites `buf` (stored as `T`) with `host`, queued through pinned staging like
+    /// `upload_slice`.
     pub fn upload_into<T: bytemuck::Pod>(&self, buf: &GpuBuf<T>, host: &[T]) -> Result<()> {
         check_overwrite_len(buf, host)?;
         self.staging.upload(Stream::Compute, buf.ptr, bytemuck::cast_slice(host))
@@ -146,7 +186,11 @@ impl GpuBackend {
         self.copy_stream.overwrite(buf.ptr, landing.ptr, bytemuck::cast_slice(host))
     }
 
+    /// The elements of a buffer stored as `T` (see `download_values` for any f32 buffer).
     pub fn download_slice<T: bytemuck::Pod + Default>(&self, buf: &GpuBuf<T>) -> Result<Vec<T>> {
+        if buf.stored != StoredFormat::F32 {
+            return Err(Error::device(format!("a buffer stored as {:?} read back as 32-bit values", buf.stored)));
+        }
         let mut host = vec![T::default(); buf.len];
         if buf.len > 0 {
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut host);
@@ -154,6 +198,22 @@ impl GpuBackend {
             self.driver.copy_dtoh(bytes, buf.ptr)?;
         }
         Ok(host)
+    }
+
+    /// The values of an f32 buffer in any stored format, widened exactly on the host.
+    pub fn download_values(&self, buf: &GpuBuf<f32>) -> Result<Vec<f32>> {
+        let widen: fn(u16) -> f32 = match buf.stored {
+            StoredFormat::F32 => return self.download_slice(buf),
+            StoredFormat::Bf16 => |bits| half::bf16::from_bits(bits).to_f32(),
+            StoredFormat::F16 => |bits| half::f16::from_bits(bits).to_f32(),
+        };
+        let mut bits = vec![0u16; buf.len];
+        if buf.len > 0 {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut bits);
+            self.accounting.record(DriverCall::CopyD2H { bytes: bytes.len() });
+            self.driver.copy_dtoh(bytes, buf.ptr)?;
+        }
+        Ok(bits.into_iter().map(widen).collect())
     }
 
     /// Returns every cached block to the driver (after waiting for queued work).
@@ -186,6 +246,9 @@ impl GpuBackend {
 }
 
 fn check_overwrite_len<T>(buf: &GpuBuf<T>, host: &[T]) -> Result<()> {
+    if buf.stored != StoredFormat::F32 {
+        return Err(Error::device(format!("32-bit values written to a buffer stored as {:?}", buf.stored)));
+    }
     if host.len() != buf.len {
         return Err(Error::device(format!("{} values written to a buffer of {}", host.len(), buf.len)));
     }
@@ -209,7 +272,7 @@ impl Device<f32> for GpuBackend {
         self.upload_slice(host)
     }
     fn download(&self, buf: &GpuBuf<f32>) -> Result<Vec<f32>> {
-        self.download_slice(buf)
+        self.download_values(buf)
     }
     fn upload_idx(&self, host: &[u32]) -> Result<GpuBuf<u32>> {
         self.upload_slice(host)
@@ -230,10 +293,10 @@ impl Device<f32> for GpuBackend {
         self.upload_through(buf, landing, host)
     }
     fn copy_buf(&self, buf: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
-        let out = self.alloc::<f32>(buf.len)?;
+        let out = self.alloc_stored(buf.len, buf.stored)?;
         if buf.len > 0 {
-            self.accounting.record(DriverCall::CopyD2D { bytes: buf.len * 4 });
-            self.driver.copy_dtod(out.ptr, buf.ptr, buf.len * 4)?;
+            self.accounting.record(DriverCall::CopyD2D { bytes: buf.bytes() });
+            self.driver.copy_dtod(out.ptr, buf.ptr, buf.bytes())?;
         }
         Ok(out)
     }

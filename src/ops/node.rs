@@ -161,6 +161,14 @@ pub trait NodeOp {
     fn aliases_input(&self, _training: bool, _inputs: usize) -> bool {
         false
     }
+    /// Whether every kernel of this node's forward and backward in `layout` reads its inputs
+    /// and output gradient in whatever format they are stored (kernels/stored.cuh) and writes
+    /// its output and input gradients in the format of the input it reads (16 bits in a GPU's
+    /// bf16/fp16 run). The executor hands any other node f32 buffers, and stores what it writes
+    /// in the run's format after it.
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        false
+    }
     /// A channel range start..start+len this node takes of its one input: the executor splits
     /// sibling ranges of one input together.
     fn channel_range(&self) -> Option<(usize, usize)> {

@@ -59,6 +59,9 @@ macro_rules! node_ops {
             fn channel_range(&self) -> Option<(usize, usize)> {
                 match self { $($(Op::$unit(u) => u.channel_range(),)*)* }
             }
+            fn reads_stored(&self, layout: $crate::shape::Layout) -> bool {
+                match self { $($(Op::$unit(u) => u.reads_stored(layout),)*)* }
+            }
             fn kept_inputs(&self, inputs: usize, trainable: &dyn Fn(ParamId) -> bool) -> Vec<bool> {
                 match self { $($(Op::$unit(u) => u.kept_inputs(inputs, trainable),)*)* }
             }

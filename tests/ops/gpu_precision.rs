@@ -3,12 +3,12 @@
 //! against the CPU at the same precision (`gradcheck::precision`).
 
 use ferronet::cpu::CpuBackend;
-use ferronet::device::Device;
+use ferronet::device::{Buffer, Device};
 use ferronet::gradcheck::precision::{check_cpu_at, compare_device_at};
 use ferronet::gradcheck::all_cases;
-use ferronet::ops::PrecisionOps;
+use ferronet::ops::{ElementwiseOps, PrecisionOps};
 use ferronet::ops::gemm::tc::TcInput;
-use ferronet::precision::Precision;
+use ferronet::precision::{Precision, StoredFormat};
 use ferronet_test_support::gpu::{gpu, random_f32};
 
 const REDUCED: [Precision; 3] = [Precision::Tf32, Precision::Bf16, Precision::Fp16];
@@ -59,6 +59,57 @@ fn device_rounding_matches_the_cpu_bit_for_bit() {
         }
     }
     assert_eq!(Precision::Fp16.round(65520.0), f32::INFINITY, "the values include fp16's overflow");
+}
+
+/// 16-bit storage: kernels/stored.cuh's rounding (bf16 on the bit pattern, fp16 by cvt) stores
+/// exactly what the CPU's emulation rounds to, widening back is exact, and the buffers take 2
+/// bytes per value.
+#[test]
+fn stored_16bit_buffers_hold_the_cpu_rounding_bit_for_bit() {
+    let gpu = gpu();
+    let values = delicate_values();
+    let src = gpu.upload(&values).unwrap();
+    for p in [Precision::Bf16, Precision::Fp16] {
+        let format = p.stored_format().expect("bf16 and fp16 store 16-bit values");
+        let narrow = gpu.convert_stored(&src, format).unwrap();
+        assert_eq!((gpu.stored_format(&narrow), Buffer::bytes(&narrow)), (format, 2 * values.len()));
+        let wide = gpu.convert_stored(&narrow, StoredFormat::F32).unwrap();
+        assert_eq!(gpu.stored_format(&wide), StoredFormat::F32);
+        for (what, got) in [("stored", gpu.download(&narrow).unwrap()), ("widened", gpu.download(&wide).unwrap())] {
+            for (&x, &g) in values.iter().zip(&got) {
+                let w = p.round(x);
+                let same = if w.is_nan() { g.is_nan() } else { g.to_bits() == w.to_bits() };
+                assert!(same, "{p} {what}: {x:e} ({:#010x}) gives {g:e} ({:#010x}), want {w:e}", x.to_bits(), g.to_bits());
+            }
+        }
+    }
+}
+
+/// Gradient accumulation in 16 bits: y += x with either side stored in 16 bits computes in f32
+/// and rounds the sum once, as the CPU does on its f32 containers.
+#[test]
+fn axpy_reads_and_writes_stored_formats() {
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    let x = random_f32(1000, 11, -4.0, 4.0);
+    let y = random_f32(1000, 12, -4.0, 4.0);
+    for p in [Precision::Bf16, Precision::Fp16] {
+        let format = p.stored_format().expect("a 16-bit format");
+        let round = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
+        let mut want = cpu.upload(&round(&y)).unwrap();
+        cpu.axpy(0.5, &cpu.upload(&round(&x)).unwrap(), &mut want).unwrap();
+        cpu.round_in_place(p, &mut want).unwrap();
+        let x16 = gpu.convert_stored(&gpu.upload(&x).unwrap(), format).unwrap();
+        let mut y16 = gpu.convert_stored(&gpu.upload(&y).unwrap(), format).unwrap();
+        gpu.axpy(0.5, &x16, &mut y16).unwrap();
+        assert_eq!(gpu.download(&y16).unwrap(), want.to_vec(), "{p}: 16-bit y");
+        // An f32 accumulator reading a 16-bit contribution keeps the f32 sum.
+        let mut acc = gpu.upload(&round(&y)).unwrap();
+        gpu.axpy(0.5, &x16, &mut acc).unwrap();
+        let mut want_f32 = cpu.upload(&round(&y)).unwrap();
+        cpu.axpy(0.5, &cpu.upload(&round(&x)).unwrap(), &mut want_f32).unwrap();
+        assert_eq!(gpu.download(&acc).unwrap(), want_f32.to_vec(), "{p}: f32 y");
+    }
 }
 
 #[test]

@@ -209,7 +209,8 @@ impl ElementwiseOps<f32> for GpuBackend {
     fn axpy(&self, alpha: f32, x: &GpuBuf<f32>, y: &mut GpuBuf<f32>) -> Result<()> {
         expect_len("axpy", "x", x.len(), y.len())?;
         let n = int(y.len(), "the length of the axpy input")?;
-        self.launch("elementwise", "axpy", per_element(y.len(), "axpy")?, &[KernelArg::F32(alpha), x.arg(), y.arg(), n])
+        let args = [KernelArg::F32(alpha), x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), n];
+        self.launch("elementwise", "axpy", per_element(y.len(), "axpy")?, &args)
     }
 
     fn scale(&self, alpha: f32, x: &mut GpuBuf<f32>) -> Result<()> {

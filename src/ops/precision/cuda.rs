@@ -1,5 +1,5 @@
 //! Rounding on the GPU: kernels/precision.cu's `round_to_format`, one thread per value, in place
-//! when source and destination are one buffer.
+//! when source and destination are one buffer; and `convert_stored`, between stored formats.
 
 use super::PrecisionOps;
 use crate::device::driver::KernelArg;
@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
-use crate::precision::Precision;
+use crate::precision::{Precision, StoredFormat};
 
 /// The kernel's format code (kernels/precision.cu).
 fn format_code(precision: Precision) -> i32 {
@@ -18,6 +18,14 @@ fn format_code(precision: Precision) -> i32 {
         Precision::Bf16 => 2,
         Precision::Fp16 => 3,
     }
+}
+
+/// `round_to_format` reads and writes f32 containers only.
+fn expect_f32(op: &str, x: &GpuBuf<f32>) -> Result<()> {
+    if x.stored() != StoredFormat::F32 {
+        return Err(crate::error::Error::device(format!("{op} takes f32 buffers, not one stored as {:?}", x.stored())));
+    }
+    Ok(())
 }
 
 impl GpuBackend {
@@ -33,18 +41,39 @@ impl GpuBackend {
 
 impl PrecisionOps<f32> for GpuBackend {
     fn round_in_place(&self, precision: Precision, x: &mut GpuBuf<f32>) -> Result<()> {
-        if precision == Precision::Fp32 {
+        if precision == Precision::Fp32 || Some(x.stored()) == precision.stored_format() {
             return Ok(());
         }
+        expect_f32("round_in_place", x)?;
         self.launch_rounding(precision, x.arg(), x.arg(), x.len())
     }
 
     fn round_into(&self, precision: Precision, src: &GpuBuf<f32>, dst: &mut GpuBuf<f32>) -> Result<()> {
         expect_len("round_into", "dst", dst.len(), src.len())?;
+        expect_f32("round_into", src)?;
+        expect_f32("round_into", dst)?;
         self.launch_rounding(precision, src.arg(), dst.arg(), src.len())
     }
 
     fn declare_gemm_operand_format(&self, precision: Precision) {
         self.set_gemm_operand_format(precision);
+    }
+
+    fn stores_16bit(&self) -> bool {
+        true
+    }
+
+    fn stored_format(&self, x: &GpuBuf<f32>) -> StoredFormat {
+        x.stored()
+    }
+
+    fn convert_stored(&self, x: &GpuBuf<f32>, format: StoredFormat) -> Result<GpuBuf<f32>> {
+        let y = self.alloc_stored(x.len(), format)?;
+        if x.len() > 0 {
+            let n = int(x.len(), "the length of a buffer to convert")?;
+            let cfg = per_element(x.len(), "convert_stored")?;
+            self.launch("precision", "convert_stored", cfg, &[x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), n])?;
+        }
+        Ok(y)
     }
 }

@@ -9,7 +9,7 @@ mod cuda;
 use crate::device::Device;
 use crate::element::Element;
 use crate::error::Result;
-use crate::precision::Precision;
+use crate::precision::{Precision, StoredFormat};
 
 pub trait PrecisionOps<E: Element>: Device<E> {
     /// Rounds every value of `x` in place to `precision`'s format (nothing for fp32).
@@ -21,4 +21,18 @@ pub trait PrecisionOps<E: Element>: Device<E> {
     /// bf16/fp16/tf32, linear layers at bf16/fp16: `ops::gemm::tc_train`); a device without tensor
     /// cores computes them as before.
     fn declare_gemm_operand_format(&self, _precision: Precision) {}
+    /// Whether this device keeps a bf16/fp16 run's activations and activation gradients in
+    /// 16-bit buffers (GPUs); else they stay in f32 containers rounded in place (the CPU).
+    fn stores_16bit(&self) -> bool {
+        false
+    }
+    /// The format `x` holds its values in: f32 but in a GPU's 16-bit buffers.
+    fn stored_format(&self, _x: &Self::Buf) -> StoredFormat {
+        StoredFormat::F32
+    }
+    /// A copy of `x` stored in `format`: exact going wider, rounded to nearest even going
+    /// narrower. Only devices that `stores_16bit` have narrow buffers.
+    fn convert_stored(&self, _x: &Self::Buf, format: StoredFormat) -> Result<Self::Buf> {
+        Err(crate::error::Error::config(format!("{} keeps no {format:?} buffers", self.name())))
+    }
 }
