@@ -10,9 +10,14 @@
 // With one value per image and channel (hw == 1: batch norm of channels-last activations, x a
 // [rows, C] matrix) the per-channel reads above would stride by C; the _rows kernels at the end
 // reduce with threads along channels instead.
+//
+// Activations (x, the residual, dy, y, dx, dresidual) are read and written in their stored format
+// (kernels/stored.cuh, one format argument after each pointer), computing in f32 and rounding at
+// the store only; statistics, gamma/beta and their gradients are f32.
 #include "common.cuh"
 #include "activation.cuh"
 #include "channel_rows.cuh"
+#include "stored.cuh"
 
 // Flat index of the i-th value (0 <= i < n*hw) of channel ch.
 __device__ __forceinline__ int bn_index(int i, int ch, int c, int hw) {
@@ -26,7 +31,7 @@ __device__ __forceinline__ int chunk_len(int s, int chunk, int count) {
 }
 
 // Per (channel, chunk): the chunk's mean and M2 (sum of squared deviations from that mean).
-extern "C" __global__ void bn_partial_stats(const float* __restrict__ x, float* __restrict__ part_mean,
+extern "C" __global__ void bn_partial_stats(const void* __restrict__ x, int x_fmt, float* __restrict__ part_mean,
                                             float* __restrict__ part_m2, int n, int c, int hw, int chunk,
                                             int splits) {
     __shared__ float scratch[33];
@@ -38,11 +43,11 @@ extern "C" __global__ void bn_partial_stats(const float* __restrict__ x, float* 
     // One pass: the sum and the sum of squares of x - shift (a value of the chunk). Shifting by a
     // value of the chunk keeps both small when |mean| >> std, so M2 = S2 - S1^2 / len does not
     // cancel catastrophically as E[x^2] - E[x]^2 would.
-    const float shift = x[bn_index(begin, ch, c, hw)];
+    const float shift = ferro_load(x, bn_index(begin, ch, c, hw), x_fmt);
     float sum = 0.0f;
     float sq = 0.0f;
     for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        const float d = x[bn_index(i, ch, c, hw)] - shift;
+        const float d = ferro_load(x, bn_index(i, ch, c, hw), x_fmt) - shift;
         sum += d;
         sq += d * d;
     }
@@ -91,32 +96,124 @@ extern "C" __global__ void bn_finalize_stats(const float* __restrict__ part_mean
     }
 }
 
-// Training normalisation, one thread per element: y = (x - mean) * invstd * gamma + beta.
-extern "C" __global__ void bn_apply(const float* __restrict__ x, const float* __restrict__ mean,
-                                    const float* __restrict__ invstd, const float* __restrict__ gamma,
-                                    const float* __restrict__ beta, float* __restrict__ y, int c, int hw, int total) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int ch = (i / hw) % c;
-    y[i] = (x[i] - mean[ch]) * (gamma[ch] * invstd[ch]) + beta[ch];
+// ---- The pointwise passes: V values per thread, V = 4 where the layout allows, so that 16-bit
+// values move 8 bytes per lane (ferro_load4/ferro_store4; every buffer starts 4-value aligned).
+// Unread lanes of a short group are zero and never stored.
+
+// Values i .. i+count-1 (count <= 4; 4 consecutive values, i a multiple of 4, in one load).
+__device__ __forceinline__ void bn_load(const void* p, int fmt, int i, int count, float (&v)[4]) {
+    if (count == 4) {
+        const float4 q = ferro_load4(p, i, fmt);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+        return;
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] = k < count ? ferro_load(p, i + k, fmt) : 0.0f;
 }
 
-// Eval forward, one thread per element, with the running statistics.
-extern "C" __global__ void bn_forward_eval(const float* __restrict__ x, const float* __restrict__ gamma,
+__device__ __forceinline__ void bn_store(void* p, int fmt, int i, int count, const float (&v)[4]) {
+    if (count == 4) {
+        ferro_store4(p, i, make_float4(v[0], v[1], v[2], v[3]), fmt);
+        return;
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        if (k < count) ferro_store(p, i + k, v[k], fmt);
+    }
+}
+
+// One thread per 4 consecutive elements of the flat [N, C, HW] tensor (the last group of a
+// total not a multiple of 4 shorter): this thread's first element and its count (<= 0: none).
+__device__ __forceinline__ int bn_group(int total, int* count) {
+    const long long first = 4LL * ((long long)blockIdx.x * blockDim.x + threadIdx.x);
+    *count = (int)min(4LL, (long long)total - first);
+    return *count > 0 ? (int)first : 0;
+}
+
+// Batch norm -> (residual add) -> activation fused (crate::ops::norm's BatchNormAct): the
+// pre-activation z = (x - mean) * invstd * gamma + beta (+ r) is never stored. The forward
+// writes act(z) alone and the backward recomputes z from x (and r), so the chain keeps only the
+// batch norm's input and the residual, which the residual's other readers keep anyway.
+// `has_residual` is uniform across a launch; without a residual, `residual` is never read.
+__device__ __forceinline__ float bn_act_pre(float x, float r, int has_residual, float mean, float invstd,
+                                            float gamma, float beta, float* xhat) {
+    *xhat = (x - mean) * invstd;
+    const float z = *xhat * gamma + beta;
+    return has_residual ? z + r : z;
+}
+
+// One value of the training normalisation: (x - mean) * invstd * gamma + beta, or FUSED act(z).
+template <bool FUSED>
+__device__ __forceinline__ float bn_normalise(float x, float r, int has_residual, int kind, float mean, float invstd,
+                                              float gamma, float beta) {
+    if (FUSED) {
+        float xhat;
+        return activate(kind, bn_act_pre(x, r, has_residual, mean, invstd, gamma, beta, &xhat));
+    }
+    return (x - mean) * (gamma * invstd) + beta;
+}
+
+// Training normalisation: y = (x - mean) * invstd * gamma + beta, or FUSED act(z) (bn_act_apply,
+// after bn_partial_stats and bn_finalize_stats; only it reads the residual).
+template <bool FUSED>
+__device__ __forceinline__ void bn_apply_group(const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
+                                               int r_fmt, const float* __restrict__ mean,
+                                               const float* __restrict__ invstd, const float* __restrict__ gamma,
+                                               const float* __restrict__ beta, void* __restrict__ y, int y_fmt,
+                                               int has_residual, int kind, int c, int hw, int total) {
+    int count;
+    const int first = bn_group(total, &count);
+    if (count <= 0) return;
+    float v[4], r[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    bn_load(x, x_fmt, first, count, v);
+    if (FUSED && has_residual) bn_load(residual, r_fmt, first, count, r);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const int ch = ((first + k) / hw) % c;
+        v[k] = bn_normalise<FUSED>(v[k], r[k], has_residual, kind, mean[ch], invstd[ch], gamma[ch], beta[ch]);
+    }
+    bn_store(y, y_fmt, first, count, v);
+}
+
+extern "C" __global__ void bn_apply(const void* __restrict__ x, int x_fmt, const float* __restrict__ mean,
+                                    const float* __restrict__ invstd, const float* __restrict__ gamma,
+                                    const float* __restrict__ beta, void* __restrict__ y, int y_fmt, int c, int hw,
+                                    int total) {
+    bn_apply_group<false>(x, x_fmt, nullptr, 0, mean, invstd, gamma, beta, y, y_fmt, 0, 0, c, hw, total);
+}
+
+extern "C" __global__ void bn_act_apply(const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
+                                        int r_fmt, const float* __restrict__ mean, const float* __restrict__ invstd,
+                                        const float* __restrict__ gamma, const float* __restrict__ beta,
+                                        void* __restrict__ y, int y_fmt, int has_residual, int kind, int c, int hw,
+                                        int total) {
+    bn_apply_group<true>(x, x_fmt, residual, r_fmt, mean, invstd, gamma, beta, y, y_fmt, has_residual, kind, c, hw,
+                         total);
+}
+
+// Eval forward with the running statistics.
+extern "C" __global__ void bn_forward_eval(const void* __restrict__ x, int x_fmt, const float* __restrict__ gamma,
                                            const float* __restrict__ beta, const float* __restrict__ running_mean,
-                                           const float* __restrict__ running_var, float* __restrict__ y, int c,
-                                           int hw, int total, float eps) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int ch = (i / hw) % c;
-    const float scale = gamma[ch] / sqrtf(running_var[ch] + eps);
-    y[i] = (x[i] - running_mean[ch]) * scale + beta[ch];
+                                           const float* __restrict__ running_var, void* __restrict__ y, int y_fmt,
+                                           int c, int hw, int total, float eps) {
+    int count;
+    const int first = bn_group(total, &count);
+    if (count <= 0) return;
+    float v[4];
+    bn_load(x, x_fmt, first, count, v);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const int ch = ((first + k) / hw) % c;
+        const float scale = gamma[ch] / sqrtf(running_var[ch] + eps);
+        v[k] = (v[k] - running_mean[ch]) * scale + beta[ch];
+    }
+    bn_store(y, y_fmt, first, count, v);
 }
 
 // Per (channel, chunk) of the backward: sum dy and sum dy * xhat, xhat = (x - mean) * invstd.
 // Summed over chunks (elementwise::channel_sum) they are dbeta and dgamma.
-extern "C" __global__ void bn_partial_grads(const float* __restrict__ dy, const float* __restrict__ x,
-                                            const float* __restrict__ save_mean,
+extern "C" __global__ void bn_partial_grads(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x,
+                                            int x_fmt, const float* __restrict__ save_mean,
                                             const float* __restrict__ save_invstd, float* __restrict__ part_dy,
                                             float* __restrict__ part_dy_xhat, int n, int c, int hw, int chunk,
                                             int splits) {
@@ -132,9 +229,9 @@ extern "C" __global__ void bn_partial_grads(const float* __restrict__ dy, const 
     float sum_dy_xhat = 0.0f;
     for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
         const int idx = bn_index(i, ch, c, hw);
-        const float g = dy[idx];
+        const float g = ferro_load(dy, idx, dy_fmt);
         sum_dy += g;
-        sum_dy_xhat += g * (x[idx] - mean) * invstd;
+        sum_dy_xhat += g * (ferro_load(x, idx, x_fmt) - mean) * invstd;
     }
     sum_dy = ferro_block_sum(sum_dy, scratch);
     sum_dy_xhat = ferro_block_sum(sum_dy_xhat, scratch);
@@ -144,51 +241,10 @@ extern "C" __global__ void bn_partial_grads(const float* __restrict__ dy, const 
     }
 }
 
-// dx = gamma * invstd * (dy - dbeta / m - xhat * dgamma / m), one thread per element.
-extern "C" __global__ void bn_backward_apply(const float* __restrict__ dy, const float* __restrict__ x,
-                                             const float* __restrict__ gamma, const float* __restrict__ save_mean,
-                                             const float* __restrict__ save_invstd, const float* __restrict__ dgamma,
-                                             const float* __restrict__ dbeta, float* __restrict__ dx, int c, int hw,
-                                             int total, float inv_count) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int ch = (i / hw) % c;
-    const float invstd = save_invstd[ch];
-    const float xhat = (x[i] - save_mean[ch]) * invstd;
-    dx[i] = gamma[ch] * invstd * (dy[i] - dbeta[ch] * inv_count - xhat * dgamma[ch] * inv_count);
-}
-
-// Batch norm -> (residual add) -> activation fused (crate::ops::norm's BatchNormAct): the
-// pre-activation z = (x - mean) * invstd * gamma + beta (+ r) is never stored. The forward
-// writes act(z) alone and the backward recomputes z from x (and r), so the chain keeps only the
-// batch norm's input and the residual, which the residual's other readers keep anyway.
-// `has_residual` is uniform across a launch; without a residual, `residual` is never read.
-__device__ __forceinline__ float bn_act_pre(const float* __restrict__ x, const float* __restrict__ residual,
-                                            int has_residual, float mean, float invstd, float gamma,
-                                            float beta, int i, float* xhat) {
-    *xhat = (x[i] - mean) * invstd;
-    const float z = *xhat * gamma + beta;
-    return has_residual ? z + residual[i] : z;
-}
-
-// Training apply after bn_partial_stats and bn_finalize_stats: y = act(z), one thread per element.
-extern "C" __global__ void bn_act_apply(const float* __restrict__ x, const float* __restrict__ residual,
-                                        const float* __restrict__ mean, const float* __restrict__ invstd,
-                                        const float* __restrict__ gamma, const float* __restrict__ beta,
-                                        float* __restrict__ y, int has_residual, int kind, int c, int hw,
-                                        int total) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int ch = (i / hw) % c;
-    float xhat;
-    const float z = bn_act_pre(x, residual, has_residual, mean[ch], invstd[ch], gamma[ch], beta[ch], i, &xhat);
-    y[i] = activate(kind, z);
-}
-
 // Per (channel, chunk) of the backward: with dz = dy * act'(z), sum dz and sum dz * xhat (summed
 // over chunks they are dbeta and dgamma), as bn_partial_grads does for dy.
-extern "C" __global__ void bn_act_partial_grads(const float* __restrict__ dy, const float* __restrict__ x,
-                                                const float* __restrict__ residual,
+extern "C" __global__ void bn_act_partial_grads(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x,
+                                                int x_fmt, const void* __restrict__ residual, int r_fmt,
                                                 const float* __restrict__ save_mean,
                                                 const float* __restrict__ save_invstd,
                                                 const float* __restrict__ gamma, const float* __restrict__ beta,
@@ -209,9 +265,10 @@ extern "C" __global__ void bn_act_partial_grads(const float* __restrict__ dy, co
     float sum_dz_xhat = 0.0f;
     for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
         const int idx = bn_index(i, ch, c, hw);
+        const float r = has_residual ? ferro_load(residual, idx, r_fmt) : 0.0f;
         float xhat;
-        const float z = bn_act_pre(x, residual, has_residual, mean, invstd, g, b, idx, &xhat);
-        const float dz = dy[idx] * derivative(kind, z);
+        const float z = bn_act_pre(ferro_load(x, idx, x_fmt), r, has_residual, mean, invstd, g, b, &xhat);
+        const float dz = ferro_load(dy, idx, dy_fmt) * derivative(kind, z);
         sum_dz += dz;
         sum_dz_xhat += dz * xhat;
     }
@@ -223,25 +280,60 @@ extern "C" __global__ void bn_act_partial_grads(const float* __restrict__ dy, co
     }
 }
 
-// dr = dz (when there is a residual) and dx = gamma * invstd * (dz - dbeta / m - xhat * dgamma / m),
-// one thread per element. Without a residual, `dresidual` is never written.
-extern "C" __global__ void bn_act_backward_apply(const float* __restrict__ dy, const float* __restrict__ x,
-                                                 const float* __restrict__ residual,
+// dx = gamma * invstd * (dz - dbeta / m - xhat * dgamma / m) with dz = dy, or FUSED dz = dy *
+// act'(z) and dr = dz when there is a residual (bn_act_backward_apply; only it reads the residual
+// and beta and writes dresidual).
+template <bool FUSED>
+__device__ __forceinline__ void bn_backward_group(
+    const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
+    int r_fmt, const float* __restrict__ gamma, const float* __restrict__ beta, const float* __restrict__ save_mean,
+    const float* __restrict__ save_invstd, const float* __restrict__ dgamma, const float* __restrict__ dbeta,
+    void* __restrict__ dx, int dx_fmt, void* dresidual, int dr_fmt, int has_residual, int kind, int c, int hw,
+    int total, float inv_count) {
+    int count;
+    const int first = bn_group(total, &count);
+    if (count <= 0) return;
+    float d[4], v[4], r[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    bn_load(dy, dy_fmt, first, count, d);
+    bn_load(x, x_fmt, first, count, v);
+    if (FUSED && has_residual) bn_load(residual, r_fmt, first, count, r);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const int ch = ((first + k) / hw) % c;
+        const float invstd = save_invstd[ch];
+        float xhat = (v[k] - save_mean[ch]) * invstd;
+        if (FUSED) {
+            const float z = bn_act_pre(v[k], r[k], has_residual, save_mean[ch], invstd, gamma[ch], beta[ch], &xhat);
+            d[k] *= derivative(kind, z);
+        }
+        v[k] = gamma[ch] * invstd * (d[k] - dbeta[ch] * inv_count - xhat * dgamma[ch] * inv_count);
+    }
+    if (FUSED && has_residual) bn_store(dresidual, dr_fmt, first, count, d);
+    bn_store(dx, dx_fmt, first, count, v);
+}
+
+extern "C" __global__ void bn_backward_apply(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x,
+                                             int x_fmt, const float* __restrict__ gamma,
+                                             const float* __restrict__ save_mean,
+                                             const float* __restrict__ save_invstd, const float* __restrict__ dgamma,
+                                             const float* __restrict__ dbeta, void* __restrict__ dx, int dx_fmt, int c,
+                                             int hw, int total, float inv_count) {
+    bn_backward_group<false>(dy, dy_fmt, x, x_fmt, nullptr, 0, gamma, nullptr, save_mean, save_invstd, dgamma, dbeta,
+                             dx, dx_fmt, nullptr, 0, 0, 0, c, hw, total, inv_count);
+}
+
+// Without a residual, `dresidual` is never written.
+extern "C" __global__ void bn_act_backward_apply(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x,
+                                                 int x_fmt, const void* __restrict__ residual, int r_fmt,
                                                  const float* __restrict__ gamma, const float* __restrict__ beta,
                                                  const float* __restrict__ save_mean,
                                                  const float* __restrict__ save_invstd,
                                                  const float* __restrict__ dgamma, const float* __restrict__ dbeta,
-                                                 float* __restrict__ dx, float* dresidual, int has_residual,
-                                                 int kind, int c, int hw, int total, float inv_count) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int ch = (i / hw) % c;
-    const float invstd = save_invstd[ch];
-    float xhat;
-    const float z = bn_act_pre(x, residual, has_residual, save_mean[ch], invstd, gamma[ch], beta[ch], i, &xhat);
-    const float dz = dy[i] * derivative(kind, z);
-    if (has_residual) dresidual[i] = dz;
-    dx[i] = gamma[ch] * invstd * (dz - dbeta[ch] * inv_count - xhat * dgamma[ch] * inv_count);
+                                                 void* __restrict__ dx, int dx_fmt, void* dresidual, int dr_fmt,
+                                                 int has_residual, int kind, int c, int hw, int total,
+                                                 float inv_count) {
+    bn_backward_group<true>(dy, dy_fmt, x, x_fmt, residual, r_fmt, gamma, beta, save_mean, save_invstd, dgamma, dbeta,
+                            dx, dx_fmt, dresidual, dr_fmt, has_residual, kind, c, hw, total, inv_count);
 }
 
 // ---- Channels innermost (hw == 1), x [rows, C]: one block per (row range, 32-channel chunk),
@@ -250,13 +342,24 @@ extern "C" __global__ void bn_act_backward_apply(const float* __restrict__ dy, c
 // bn_finalize_stats and the chunk totals serve both. Ranges hold rows_per_split rows, the last
 // fewer but never none.
 
-// This block's row range [begin, end) and its channel chunk's share for this thread.
+// This block's row range [begin, end) and its channel chunk's share for this thread, V
+// consecutive channels per thread (V = 1: channel_rows itself; V = 4 needs C a multiple of 4).
+template <int V = 1>
 __device__ __forceinline__ ChannelRows bn_rows(int C, int rows, int rows_per_split, int chunks, int* split,
                                                int* end) {
     *split = blockIdx.x / chunks;
     const int begin = *split * rows_per_split;
     *end = min(begin + rows_per_split, rows);
-    return channel_rows(C, blockIdx.x - *split * chunks, begin);
+    ChannelRows cr = channel_rows(C, blockIdx.x - *split * chunks, begin);
+    if (V > 1) {
+        const int c0 = cr.c - threadIdx.x % cr.lanes;
+        cr.lanes /= V;
+        cr.step = CR_THREADS / cr.lanes;
+        cr.c = c0 + V * (threadIdx.x % cr.lanes);
+        cr.row = begin + threadIdx.x / cr.lanes;
+        cr.active = threadIdx.x < cr.step * cr.lanes;
+    }
+    return cr;
 }
 
 // Writes a block's two per-channel totals as the [C, splits] partials `first` and `second`.
@@ -270,17 +373,17 @@ __device__ __forceinline__ void bn_rows_store(const float (&acc)[2], const Chann
 // Per (row range, channel): the range's mean and M2, shifted by the range's first value of the
 // channel as bn_partial_stats does.
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_partial_stats_rows(const float* __restrict__ x, float* __restrict__ part_mean, float* __restrict__ part_m2,
-                          int C, int rows, int rows_per_split, int chunks, int splits) {
+    bn_partial_stats_rows(const void* __restrict__ x, int x_fmt, float* __restrict__ part_mean,
+                          float* __restrict__ part_m2, int C, int rows, int rows_per_split, int chunks, int splits) {
     __shared__ float scratch[2][CR_THREADS];
     int split, end;
     const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
     const int begin = split * rows_per_split;
-    const float shift = x[(size_t)begin * C + cr.c];
+    const float shift = ferro_load(x, (size_t)begin * C + cr.c, x_fmt);
     float acc[2] = {0.0f, 0.0f};
     if (cr.active) {
         for (int r = cr.row; r < end; r += cr.step) {
-            const float d = x[(size_t)r * C + cr.c] - shift;
+            const float d = ferro_load(x, (size_t)r * C + cr.c, x_fmt) - shift;
             acc[0] += d;
             acc[1] += d * d;
         }
@@ -291,29 +394,16 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
     bn_rows_store(stats, cr, split, splits, part_mean, part_m2);
 }
 
-// Element i's xhat and dz of a backward pass: dz = dy, or FUSED dy * act'(z) (only then are
-// residual, gamma and beta read).
-template <bool FUSED>
-__device__ __forceinline__ float bn_rows_dz(const float* __restrict__ dy, const float* __restrict__ x,
-                                            const float* __restrict__ residual, int has_residual, int kind,
-                                            float mean, float invstd, float gamma, float beta, int i, float* xhat) {
-    if (FUSED) {
-        const float z = bn_act_pre(x, residual, has_residual, mean, invstd, gamma, beta, i, xhat);
-        return dy[i] * derivative(kind, z);
-    }
-    *xhat = (x[i] - mean) * invstd;
-    return dy[i];
-}
-
 // Per (row range, channel) of the backward: sum dz and sum dz * xhat, with dz = dy
 // (bn_partial_grads_rows, as bn_partial_grads) or, FUSED, dz = dy * act'(z)
 // (bn_act_partial_grads_rows, as bn_act_partial_grads; only it reads residual, gamma and beta).
 template <bool FUSED>
 __device__ __forceinline__ void bn_partial_grads_rows_body(
-    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ residual,
-    const float* __restrict__ save_mean, const float* __restrict__ save_invstd, const float* __restrict__ gamma,
-    const float* __restrict__ beta, float* __restrict__ part_dz, float* __restrict__ part_dz_xhat, int has_residual,
-    int kind, int C, int rows, int rows_per_split, int chunks, int splits) {
+    const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
+    int r_fmt, const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
+    const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ part_dz,
+    float* __restrict__ part_dz_xhat, int has_residual, int kind, int C, int rows, int rows_per_split, int chunks,
+    int splits) {
     __shared__ float scratch[2][CR_THREADS];
     int split, end;
     const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
@@ -324,9 +414,14 @@ __device__ __forceinline__ void bn_partial_grads_rows_body(
     float acc[2] = {0.0f, 0.0f};
     if (cr.active) {
         for (int r = cr.row; r < end; r += cr.step) {
-            float xhat;
-            const float dz =
-                bn_rows_dz<FUSED>(dy, x, residual, has_residual, kind, mean, invstd, g, b, r * C + cr.c, &xhat);
+            const int i = r * C + cr.c;
+            const float xv = ferro_load(x, i, x_fmt);
+            float xhat = (xv - mean) * invstd;
+            float dz = ferro_load(dy, i, dy_fmt);
+            if (FUSED) {
+                const float rv = has_residual ? ferro_load(residual, i, r_fmt) : 0.0f;
+                dz *= derivative(kind, bn_act_pre(xv, rv, has_residual, mean, invstd, g, b, &xhat));
+            }
             acc[0] += dz;
             acc[1] += dz * xhat;
         }
@@ -336,110 +431,154 @@ __device__ __forceinline__ void bn_partial_grads_rows_body(
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_partial_grads_rows(const float* __restrict__ dy, const float* __restrict__ x,
+    bn_partial_grads_rows(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt,
                           const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
                           float* __restrict__ part_dy, float* __restrict__ part_dy_xhat, int C, int rows,
                           int rows_per_split, int chunks, int splits) {
-    bn_partial_grads_rows_body<false>(dy, x, nullptr, save_mean, save_invstd, nullptr, nullptr, part_dy,
-                                      part_dy_xhat, 0, 0, C, rows, rows_per_split, chunks, splits);
+    bn_partial_grads_rows_body<false>(dy, dy_fmt, x, x_fmt, nullptr, 0, save_mean, save_invstd, nullptr, nullptr,
+                                      part_dy, part_dy_xhat, 0, 0, C, rows, rows_per_split, chunks, splits);
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_act_partial_grads_rows(const float* __restrict__ dy, const float* __restrict__ x,
-                              const float* __restrict__ residual, const float* __restrict__ save_mean,
+    bn_act_partial_grads_rows(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt,
+                              const void* __restrict__ residual, int r_fmt, const float* __restrict__ save_mean,
                               const float* __restrict__ save_invstd, const float* __restrict__ gamma,
                               const float* __restrict__ beta, float* __restrict__ part_dz,
                               float* __restrict__ part_dz_xhat, int has_residual, int kind, int C, int rows,
                               int rows_per_split, int chunks, int splits) {
-    bn_partial_grads_rows_body<true>(dy, x, residual, save_mean, save_invstd, gamma, beta, part_dz, part_dz_xhat,
-                                     has_residual, kind, C, rows, rows_per_split, chunks, splits);
+    bn_partial_grads_rows_body<true>(dy, dy_fmt, x, x_fmt, residual, r_fmt, save_mean, save_invstd, gamma, beta,
+                                     part_dz, part_dz_xhat, has_residual, kind, C, rows, rows_per_split, chunks,
+                                     splits);
 }
 
 // The pointwise passes with channels innermost, on the reductions' grid: each thread keeps its
-// channel's per-channel values in registers over its row range, where one thread per element
-// (the kernels above) would read them again for every element, 32 channels per warp apart.
+// channels' per-channel values in registers over its row range, where one thread per element
+// (the kernels above) would read them again for every element, 32 channels per warp apart. With
+// C a multiple of 4 a thread takes 4 consecutive channels (8 bytes of 16-bit values per load).
 // Same arithmetic as their per-element counterparts, element for element.
 
 // bn_apply, or FUSED bn_act_apply.
-template <bool FUSED>
-__device__ __forceinline__ void bn_apply_rows_body(const float* __restrict__ x, const float* __restrict__ residual,
+template <bool FUSED, int V>
+__device__ __forceinline__ void bn_apply_rows_body(const void* __restrict__ x, int x_fmt,
+                                                   const void* __restrict__ residual, int r_fmt,
                                                    const float* __restrict__ mean, const float* __restrict__ invstd,
                                                    const float* __restrict__ gamma, const float* __restrict__ beta,
-                                                   float* __restrict__ y, int has_residual, int kind, int C, int rows,
-                                                   int rows_per_split, int chunks) {
+                                                   void* __restrict__ y, int y_fmt, int has_residual, int kind, int C,
+                                                   int rows, int rows_per_split, int chunks) {
     int split, end;
-    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
+    const ChannelRows cr = bn_rows<V>(C, rows, rows_per_split, chunks, &split, &end);
     if (!cr.active) return;
-    const float m = mean[cr.c], s = invstd[cr.c], g = gamma[cr.c], b = beta[cr.c];
+    float m[4], s[4], g[4], b[4];
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        m[k] = mean[cr.c + k], s[k] = invstd[cr.c + k], g[k] = gamma[cr.c + k], b[k] = beta[cr.c + k];
+    }
     for (int r = cr.row; r < end; r += cr.step) {
         const int i = r * C + cr.c;
-        if (FUSED) {
-            float xhat;
-            y[i] = activate(kind, bn_act_pre(x, residual, has_residual, m, s, g, b, i, &xhat));
-        } else {
-            y[i] = (x[i] - m) * (g * s) + b;
-        }
+        float v[4], res[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        bn_load(x, x_fmt, i, V, v);
+        if (FUSED && has_residual) bn_load(residual, r_fmt, i, V, res);
+#pragma unroll
+        for (int k = 0; k < V; ++k) v[k] = bn_normalise<FUSED>(v[k], res[k], has_residual, kind, m[k], s[k], g[k], b[k]);
+        bn_store(y, y_fmt, i, V, v);
     }
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_apply_rows(const float* __restrict__ x, const float* __restrict__ mean, const float* __restrict__ invstd,
-                  const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ y, int C,
-                  int rows, int rows_per_split, int chunks) {
-    bn_apply_rows_body<false>(x, nullptr, mean, invstd, gamma, beta, y, 0, 0, C, rows, rows_per_split, chunks);
+    bn_apply_rows(const void* __restrict__ x, int x_fmt, const float* __restrict__ mean,
+                  const float* __restrict__ invstd, const float* __restrict__ gamma, const float* __restrict__ beta,
+                  void* __restrict__ y, int y_fmt, int C, int rows, int rows_per_split, int chunks) {
+    if (C % 4 == 0) {
+        bn_apply_rows_body<false, 4>(x, x_fmt, nullptr, 0, mean, invstd, gamma, beta, y, y_fmt, 0, 0, C, rows,
+                                     rows_per_split, chunks);
+    } else {
+        bn_apply_rows_body<false, 1>(x, x_fmt, nullptr, 0, mean, invstd, gamma, beta, y, y_fmt, 0, 0, C, rows,
+                                     rows_per_split, chunks);
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_act_apply_rows(const float* __restrict__ x, const float* __restrict__ residual,
+    bn_act_apply_rows(const void* __restrict__ x, int x_fmt, const void* __restrict__ residual, int r_fmt,
                       const float* __restrict__ mean, const float* __restrict__ invstd,
-                      const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ y,
-                      int has_residual, int kind, int C, int rows, int rows_per_split, int chunks) {
-    bn_apply_rows_body<true>(x, residual, mean, invstd, gamma, beta, y, has_residual, kind, C, rows, rows_per_split,
-                             chunks);
+                      const float* __restrict__ gamma, const float* __restrict__ beta, void* __restrict__ y,
+                      int y_fmt, int has_residual, int kind, int C, int rows, int rows_per_split, int chunks) {
+    if (C % 4 == 0) {
+        bn_apply_rows_body<true, 4>(x, x_fmt, residual, r_fmt, mean, invstd, gamma, beta, y, y_fmt, has_residual,
+                                    kind, C, rows, rows_per_split, chunks);
+    } else {
+        bn_apply_rows_body<true, 1>(x, x_fmt, residual, r_fmt, mean, invstd, gamma, beta, y, y_fmt, has_residual,
+                                    kind, C, rows, rows_per_split, chunks);
+    }
 }
 
 // bn_backward_apply, or FUSED bn_act_backward_apply (only it reads residual and beta and writes
 // dresidual).
-template <bool FUSED>
+template <bool FUSED, int V>
 __device__ __forceinline__ void bn_backward_apply_rows_body(
-    const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ residual,
-    const float* __restrict__ gamma, const float* __restrict__ beta, const float* __restrict__ save_mean,
+    const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
+    int r_fmt, const float* __restrict__ gamma, const float* __restrict__ beta, const float* __restrict__ save_mean,
     const float* __restrict__ save_invstd, const float* __restrict__ dgamma, const float* __restrict__ dbeta,
-    float* __restrict__ dx, float* dresidual, int has_residual, int kind, int C, int rows, int rows_per_split,
-    int chunks, float inv_count) {
+    void* __restrict__ dx, int dx_fmt, void* dresidual, int dr_fmt, int has_residual, int kind, int C, int rows,
+    int rows_per_split, int chunks, float inv_count) {
     int split, end;
-    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
+    const ChannelRows cr = bn_rows<V>(C, rows, rows_per_split, chunks, &split, &end);
     if (!cr.active) return;
-    const float m = save_mean[cr.c], s = save_invstd[cr.c], g = gamma[cr.c];
-    const float b = FUSED ? beta[cr.c] : 0.0f;
-    const float db = dbeta[cr.c] * inv_count, dg = dgamma[cr.c];
+    float m[4], s[4], g[4], b[4], db[4], dg[4];
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        m[k] = save_mean[cr.c + k], s[k] = save_invstd[cr.c + k], g[k] = gamma[cr.c + k];
+        b[k] = FUSED ? beta[cr.c + k] : 0.0f;
+        db[k] = dbeta[cr.c + k] * inv_count, dg[k] = dgamma[cr.c + k];
+    }
     for (int r = cr.row; r < end; r += cr.step) {
         const int i = r * C + cr.c;
-        float xhat;
-        const float dz = bn_rows_dz<FUSED>(dy, x, residual, has_residual, kind, m, s, g, b, i, &xhat);
-        if (FUSED && has_residual) dresidual[i] = dz;
-        dx[i] = g * s * (dz - db - xhat * dg * inv_count);
+        float d[4], v[4], res[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        bn_load(dy, dy_fmt, i, V, d);
+        bn_load(x, x_fmt, i, V, v);
+        if (FUSED && has_residual) bn_load(residual, r_fmt, i, V, res);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            float xhat = (v[k] - m[k]) * s[k];
+            if (FUSED) d[k] *= derivative(kind, bn_act_pre(v[k], res[k], has_residual, m[k], s[k], g[k], b[k], &xhat));
+            v[k] = g[k] * s[k] * (d[k] - db[k] - xhat * dg[k] * inv_count);
+        }
+        if (FUSED && has_residual) bn_store(dresidual, dr_fmt, i, V, d);
+        bn_store(dx, dx_fmt, i, V, v);
     }
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_backward_apply_rows(const float* __restrict__ dy, const float* __restrict__ x,
+    bn_backward_apply_rows(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt,
                            const float* __restrict__ gamma, const float* __restrict__ save_mean,
                            const float* __restrict__ save_invstd, const float* __restrict__ dgamma,
-                           const float* __restrict__ dbeta, float* __restrict__ dx, int C, int rows,
+                           const float* __restrict__ dbeta, void* __restrict__ dx, int dx_fmt, int C, int rows,
                            int rows_per_split, int chunks, float inv_count) {
-    bn_backward_apply_rows_body<false>(dy, x, nullptr, gamma, nullptr, save_mean, save_invstd, dgamma, dbeta, dx,
-                                       nullptr, 0, 0, C, rows, rows_per_split, chunks, inv_count);
+    if (C % 4 == 0) {
+        bn_backward_apply_rows_body<false, 4>(dy, dy_fmt, x, x_fmt, nullptr, 0, gamma, nullptr, save_mean, save_invstd,
+                                              dgamma, dbeta, dx, dx_fmt, nullptr, 0, 0, 0, C, rows, rows_per_split,
+                                              chunks, inv_count);
+    } else {
+        bn_backward_apply_rows_body<false, 1>(dy, dy_fmt, x, x_fmt, nullptr, 0, gamma, nullptr, save_mean, save_invstd,
+                                              dgamma, dbeta, dx, dx_fmt, nullptr, 0, 0, 0, C, rows, rows_per_split,
+                                              chunks, inv_count);
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    bn_act_backward_apply_rows(const float* __restrict__ dy, const float* __restrict__ x,
-                               const float* __restrict__ residual, const float* __restrict__ gamma,
+    bn_act_backward_apply_rows(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt,
+                               const void* __restrict__ residual, int r_fmt, const float* __restrict__ gamma,
                                const float* __restrict__ beta, const float* __restrict__ save_mean,
                                const float* __restrict__ save_invstd, const float* __restrict__ dgamma,
-                               const float* __restrict__ dbeta, float* __restrict__ dx, float* dresidual,
-                               int has_residual, int kind, int C, int rows, int rows_per_split, int chunks,
-                               float inv_count) {
-    bn_backward_apply_rows_body<true>(dy, x, residual, gamma, beta, save_mean, save_invstd, dgamma, dbeta, dx,
-                                      dresidual, has_residual, kind, C, rows, rows_per_split, chunks, inv_count);
+                               const float* __restrict__ dbeta, void* __restrict__ dx, int dx_fmt, void* dresidual,
+                               int dr_fmt, int has_residual, int kind, int C, int rows, int rows_per_split,
+                               int chunks, float inv_count) {
+    if (C % 4 == 0) {
+        bn_backward_apply_rows_body<true, 4>(dy, dy_fmt, x, x_fmt, residual, r_fmt, gamma, beta, save_mean,
+                                             save_invstd, dgamma, dbeta, dx, dx_fmt, dresidual, dr_fmt, has_residual,
+                                             kind, C, rows, rows_per_split, chunks, inv_count);
+    } else {
+        bn_backward_apply_rows_body<true, 1>(dy, dy_fmt, x, x_fmt, residual, r_fmt, gamma, beta, save_mean,
+                                             save_invstd, dgamma, dbeta, dx, dx_fmt, dresidual, dr_fmt, has_residual,
+                                             kind, C, rows, rows_per_split, chunks, inv_count);
+    }
 }

@@ -203,3 +203,99 @@ fn channels_innermost_batch_norm_reduces_along_channels() {
         assert_eq!(log.last().unwrap(), &format!("norm::bn_act_backward_apply{rows}"), "{log:?}");
     }
 }
+
+/// bf16 and fp16 activations: the kernels read x, the residual and dy in 16 bits and store y, dx
+/// and dresidual in 16 bits, computing in f32 and rounding at the store only. So on the same
+/// rounded inputs a 16-bit run stores the f32 run's outputs rounded, bit for bit, with the same
+/// statistics and parameter gradients, and it is within the f64 CPU reference's tolerance plus
+/// one rounding of the format. Channels first with the last group of 4 values cut short
+/// (HW = 35) and whole (HW = 12); channels innermost with 4 channels per thread (C = 24) and one
+/// (C = 7).
+#[test]
+fn sixteen_bit_activations_are_rounded_at_the_store_only() {
+    use ferronet::gpu::GpuBuf;
+    use ferronet::ops::{Activation, BatchNormSaved, PrecisionOps};
+    use ferronet::precision::Precision;
+    let gpu = gpu();
+    let cpu = CpuBackend::new();
+    for (seed, (n, c, hw)) in [(2, 3, 35), (3, 2, 12), (2 * 9 * 9, 24, 1), (50, 7, 1)].into_iter().enumerate() {
+        let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
+        let seed = seed as u64 * 10 + 500;
+        let (gamma, beta) = (random_f32(c, seed + 2, 1.5, 3.0), random_f32(c, seed + 3, -0.5, 0.5));
+        let (running_mean, running_var) = (random_f32(c, seed + 4, -0.2, 0.2), random_f32(c, seed + 5, 0.5, 1.5));
+        let up = |v: &[f32]| gpu.upload(v).unwrap();
+        let (ggamma, gbeta) = (up(&gamma), up(&beta));
+        for p in [Precision::Bf16, Precision::Fp16] {
+            let format = p.stored_format().expect("a 16-bit format");
+            let what = format!("{p} N={n} C={c} HW={hw}");
+            let rounded = |s| random_f32(g.len(), seed + s, -2.0, 2.0).into_iter().map(|v| p.round(v)).collect::<Vec<f32>>();
+            let (x, r, dy) = (rounded(0), rounded(1), rounded(6));
+            let narrow = |v: &[f32]| gpu.convert_stored(&up(v), format).unwrap();
+            let down = |b: &GpuBuf<f32>| gpu.download(b).unwrap();
+            // An f32 run's output as the 16-bit run must store it.
+            let as_stored = |b: &GpuBuf<f32>| down(b).into_iter().map(|v| p.round(v)).collect::<Vec<f32>>();
+            let stored = |b: &GpuBuf<f32>, name: &str| {
+                assert_eq!(gpu.stored_format(b), format, "{name} {what}: stored format");
+                down(b)
+            };
+
+            let (mut rm, mut rv) = (up(&running_mean), up(&running_var));
+            let (y32, saved32) = gpu.batch_norm2d_forward_train(&up(&x), &ggamma, &gbeta, &mut rm, &mut rv, MOMENTUM, &g).unwrap();
+            let (dx32, dgamma32, dbeta32) = gpu.batch_norm2d_backward(&up(&dy), &up(&x), &ggamma, &saved32, &g).unwrap();
+            let (mut rm16, mut rv16) = (up(&running_mean), up(&running_var));
+            let (x16, dy16, r16) = (narrow(&x), narrow(&dy), narrow(&r));
+            let (y, saved) = gpu.batch_norm2d_forward_train(&x16, &ggamma, &gbeta, &mut rm16, &mut rv16, MOMENTUM, &g).unwrap();
+            let (dx, dgamma, dbeta) = gpu.batch_norm2d_backward(&dy16, &x16, &ggamma, &saved, &g).unwrap();
+            assert_eq!(stored(&y, "y"), as_stored(&y32), "y {what}");
+            assert_eq!(stored(&dx, "dx"), as_stored(&dx32), "dx {what}");
+            for (name, got, want) in [
+                ("saved mean", &saved.mean, &saved32.mean),
+                ("saved invstd", &saved.invstd, &saved32.invstd),
+                ("running mean", &rm16, &rm),
+                ("running var", &rv16, &rv),
+                ("dgamma", &dgamma, &dgamma32),
+                ("dbeta", &dbeta, &dbeta32),
+            ] {
+                assert_eq!(gpu.stored_format(got), ferronet::precision::StoredFormat::F32, "{name} {what}");
+                assert_eq!(down(got), down(want), "{name} {what}");
+            }
+            let eval = |x: &GpuBuf<f32>| gpu.batch_norm2d_forward_eval(x, &ggamma, &gbeta, &rm, &rv, &g).unwrap();
+            assert_eq!(stored(&eval(&x16), "eval y"), as_stored(&eval(&up(&x))), "eval y {what}");
+
+            // Against the f64 reference: the tolerances above plus one rounding of the format.
+            let cup = |v: &[f32]| cpu.upload(&widen(v)).unwrap();
+            let (mut crm, mut crv) = (cup(&running_mean), cup(&running_var));
+            let (want_y, want_saved) =
+                cpu.batch_norm2d_forward_train(&cup(&x), &cup(&gamma), &cup(&beta), &mut crm, &mut crv, MOMENTUM, &g).unwrap();
+            let (want_dx, _, _) = cpu.batch_norm2d_backward(&cup(&dy), &cup(&x), &cup(&gamma), &want_saved, &g).unwrap();
+            let u = p.unit_roundoff();
+            assert_close(&format!("y against the CPU {what}"), &down(&y), &want_y, 1e-4, 1e-4 + u);
+            assert_close(&format!("dx against the CPU {what}"), &down(&dx), &want_dx, 1e-4, 1e-3 + u);
+
+            for (activation, residual) in [(Activation::Relu, true), (Activation::Hardswish, false)] {
+                let what = format!("{what} {} residual={residual}", activation.name());
+                let (r32, r16) = (up(&r), &r16);
+                let (res32, res16) = (residual.then_some(&r32), residual.then_some(r16));
+                let train = |x: &GpuBuf<f32>, res: Option<&GpuBuf<f32>>, rm: &mut GpuBuf<f32>, rv: &mut GpuBuf<f32>| {
+                    gpu.batch_norm_act_forward_train(x, res, &ggamma, &gbeta, rm, rv, MOMENTUM, activation, &g).unwrap()
+                };
+                let (mut rm, mut rv) = (up(&running_mean), up(&running_var));
+                let (y32, saved32) = train(&up(&x), res32, &mut rm, &mut rv);
+                let (y, saved) = train(&x16, res16, &mut rm, &mut rv);
+                let back = |dy: &GpuBuf<f32>, x: &GpuBuf<f32>, res: Option<&GpuBuf<f32>>, saved: &BatchNormSaved<GpuBuf<f32>>| {
+                    gpu.batch_norm_act_backward(dy, x, res, &ggamma, &gbeta, saved, activation, &g).unwrap()
+                };
+                let want = back(&up(&dy), &up(&x), res32, &saved32);
+                let grads = back(&dy16, &x16, res16, &saved);
+                assert_eq!(stored(&y, "y"), as_stored(&y32), "y {what}");
+                assert_eq!(stored(&grads.dx, "dx"), as_stored(&want.dx), "dx {what}");
+                assert_eq!(down(&grads.dgamma), down(&want.dgamma), "dgamma {what}");
+                assert_eq!(down(&grads.dbeta), down(&want.dbeta), "dbeta {what}");
+                match (&grads.dresidual, &want.dresidual) {
+                    (Some(dr), Some(want_dr)) => assert_eq!(stored(dr, "dresidual"), as_stored(want_dr), "dresidual {what}"),
+                    (got, _) => assert!(!residual && got.is_none(), "{what}: a residual gradient exactly with a residual"),
+                }
+            }
+        }
+    }
+}

@@ -5,7 +5,12 @@
 //! With one value per image and channel (hw == 1, how channels-last activations are normalised)
 //! the reductions and the pointwise passes run with threads along channels instead (the `_rows`
 //! kernels, on the grid [`RowSplits`] plans), each thread keeping its channel's values over a
-//! range of rows.
+//! range of rows. The pointwise passes take 4 values per thread where the layout allows
+//! (8 bytes of 16-bit values per load).
+//!
+//! Activations (x, the residual, dy) are read in their stored format and the outputs (y, dx,
+//! dresidual) written in their input's (`NodeOp::reads_stored`); statistics and parameter
+//! gradients are f32.
 
 use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
@@ -110,6 +115,11 @@ fn geometry_args(g: &BatchNormGeom) -> Result<[KernelArg; 3]> {
     Ok([KernelArg::I32(g.n as i32), KernelArg::I32(g.c as i32), KernelArg::I32(g.hw as i32)])
 }
 
+/// A buffer's pointer and stored-format code, the two kernel arguments of an activation.
+fn stored(buf: &GpuBuf<f32>) -> [KernelArg; 2] {
+    [buf.stored_arg(), buf.format_arg()]
+}
+
 /// 1 / (values per channel), the backward passes' mean factor.
 fn inv_count(g: &BatchNormGeom) -> KernelArg {
     KernelArg::F32((1.0 / g.count() as f64) as f32)
@@ -133,8 +143,8 @@ fn forward_per_channel<'a>(
 impl GpuBackend {
     /// Launches pointwise pass `kernel` (bn_apply, bn_backward_apply and their fused
     /// counterparts) with its leading arguments `args`, then its geometry, then `tail`: one
-    /// thread per element with (c, hw, total), or with channels innermost its `_rows` version on
-    /// the reductions' grid with (C, rows, rows_per_split, chunks).
+    /// thread per 4 elements with (c, hw, total), or with channels innermost its `_rows` version
+    /// on the reductions' grid with (C, rows, rows_per_split, chunks).
     fn normalise_pointwise(&self, kernel: &str, mut args: Vec<KernelArg>, g: &BatchNormGeom, tail: &[KernelArg]) -> Result<()> {
         let [n, c, hw] = geometry_args(g)?;
         let (name, config) = match Reduction::of(g) {
@@ -144,7 +154,7 @@ impl GpuBackend {
             }
             Reduction::PerChannel(_) => {
                 args.extend([c, hw, KernelArg::I32(g.len() as i32)]);
-                (kernel.to_string(), per_element(g.len(), kernel)?)
+                (kernel.to_string(), per_element(g.len().div_ceil(4), kernel)?)
             }
         };
         args.extend_from_slice(tail);
@@ -167,7 +177,7 @@ impl GpuBackend {
 
         let part_mean = self.alloc::<f32>(plan.partials(g))?;
         let part_m2 = self.alloc::<f32>(plan.partials(g))?;
-        let mut args = vec![x.arg(), part_mean.arg(), part_m2.arg()];
+        let mut args = [stored(x).to_vec(), vec![part_mean.arg(), part_m2.arg()]].concat();
         args.extend(plan.args(g)?);
         self.launch("norm", &plan.kernel("bn_partial_stats"), plan.config(g)?, &args)?;
 
@@ -214,8 +224,13 @@ impl NormOps<f32> for GpuBackend {
         g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         g.check_trainable(OP)?;
         let saved = self.train_statistics(x, running_mean, running_var, momentum, g)?;
-        let y = self.alloc::<f32>(g.len())?;
-        let args = vec![x.arg(), saved.mean.arg(), saved.invstd.arg(), gamma.arg(), beta.arg(), y.arg()];
+        let y = self.alloc_stored(g.len(), x.stored())?;
+        let args = [
+            &stored(x)[..],
+            &[saved.mean.arg(), saved.invstd.arg(), gamma.arg(), beta.arg()],
+            &stored(&y),
+        ]
+        .concat();
         self.normalise_pointwise("bn_apply", args, g, &[])?;
         Ok((y, saved))
     }
@@ -232,20 +247,24 @@ impl NormOps<f32> for GpuBackend {
         const OP: &str = "batch_norm2d (eval)";
         g.check_lengths(OP, &[x.len()], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         let [_, c, hw] = geometry_args(g)?;
-        let y = self.alloc::<f32>(g.len())?;
+        let y = self.alloc_stored(g.len(), x.stored())?;
+        let [x_ptr, x_format] = stored(x);
+        let [y_ptr, y_format] = stored(&y);
         let args = [
-            x.arg(),
+            x_ptr,
+            x_format,
             gamma.arg(),
             beta.arg(),
             running_mean.arg(),
             running_var.arg(),
-            y.arg(),
+            y_ptr,
+            y_format,
             c,
             hw,
             KernelArg::I32(g.len() as i32),
             KernelArg::F32(g.eps as f32),
         ];
-        self.launch("norm", "bn_forward_eval", per_element(g.len(), "bn_forward_eval")?, &args)?;
+        self.launch("norm", "bn_forward_eval", per_element(g.len().div_ceil(4), "bn_forward_eval")?, &args)?;
         Ok(y)
     }
 
@@ -265,16 +284,26 @@ impl NormOps<f32> for GpuBackend {
 
         let part_dy = self.alloc::<f32>(plan.partials(g))?;
         let part_dy_xhat = self.alloc::<f32>(plan.partials(g))?;
-        let mut args = vec![dy.arg(), x.arg(), saved.mean.arg(), saved.invstd.arg(), part_dy.arg(), part_dy_xhat.arg()];
+        let mut args = [
+            &stored(dy)[..],
+            &stored(x),
+            &[saved.mean.arg(), saved.invstd.arg(), part_dy.arg(), part_dy_xhat.arg()],
+        ]
+        .concat();
         args.extend(plan.args(g)?);
         self.launch("norm", &plan.kernel("bn_partial_grads"), plan.config(g)?, &args)?;
 
         let dbeta = self.channel_totals(&part_dy, g, plan)?;
         let dgamma = self.channel_totals(&part_dy_xhat, g, plan)?;
 
-        let dx = self.alloc::<f32>(g.len())?;
-        let args =
-            vec![dy.arg(), x.arg(), gamma.arg(), saved.mean.arg(), saved.invstd.arg(), dgamma.arg(), dbeta.arg(), dx.arg()];
+        let dx = self.alloc_stored(g.len(), x.stored())?;
+        let args = [
+            &stored(dy)[..],
+            &stored(x),
+            &[gamma.arg(), saved.mean.arg(), saved.invstd.arg(), dgamma.arg(), dbeta.arg()],
+            &stored(&dx),
+        ]
+        .concat();
         self.normalise_pointwise("bn_backward_apply", args, g, &[inv_count(g)])?;
         Ok((dx, dgamma, dbeta))
     }
@@ -296,18 +325,15 @@ impl NormOps<f32> for GpuBackend {
         g.check_lengths(OP, &[x.len(), residual_len], &forward_per_channel(gamma, beta, running_mean, running_var))?;
         g.check_trainable(OP)?;
         let saved = self.train_statistics(x, running_mean, running_var, momentum, g)?;
-        let y = self.alloc::<f32>(g.len())?;
-        let args = vec![
-            x.arg(),
-            residual.unwrap_or(x).arg(),
-            saved.mean.arg(),
-            saved.invstd.arg(),
-            gamma.arg(),
-            beta.arg(),
-            y.arg(),
-            KernelArg::I32(residual.is_some() as i32),
-            KernelArg::I32(activation_kind_code(activation)),
-        ];
+        let y = self.alloc_stored(g.len(), x.stored())?;
+        let args = [
+            &stored(x)[..],
+            &stored(residual.unwrap_or(x)),
+            &[saved.mean.arg(), saved.invstd.arg(), gamma.arg(), beta.arg()],
+            &stored(&y),
+            &[KernelArg::I32(residual.is_some() as i32), KernelArg::I32(activation_kind_code(activation))],
+        ]
+        .concat();
         self.normalise_pointwise("bn_act_apply", args, g, &[])?;
         Ok((y, saved))
     }
@@ -334,45 +360,35 @@ impl NormOps<f32> for GpuBackend {
         let plan = Reduction::of(g);
         let has_residual = KernelArg::I32(residual.is_some() as i32);
         let kind = KernelArg::I32(activation_kind_code(activation));
-        let residual_arg = residual.unwrap_or(x).arg();
+        let residual_args = stored(residual.unwrap_or(x));
 
         let part_dz = self.alloc::<f32>(plan.partials(g))?;
         let part_dz_xhat = self.alloc::<f32>(plan.partials(g))?;
-        let mut args = vec![
-            dy.arg(),
-            x.arg(),
-            residual_arg,
-            saved.mean.arg(),
-            saved.invstd.arg(),
-            gamma.arg(),
-            beta.arg(),
-            part_dz.arg(),
-            part_dz_xhat.arg(),
-            has_residual,
-            kind,
-        ];
+        let mut args = [
+            &stored(dy)[..],
+            &stored(x),
+            &residual_args,
+            &[saved.mean.arg(), saved.invstd.arg(), gamma.arg(), beta.arg(), part_dz.arg(), part_dz_xhat.arg()],
+            &[has_residual, kind],
+        ]
+        .concat();
         args.extend(plan.args(g)?);
         self.launch("norm", &plan.kernel("bn_act_partial_grads"), plan.config(g)?, &args)?;
         let dbeta = self.channel_totals(&part_dz, g, plan)?;
         let dgamma = self.channel_totals(&part_dz_xhat, g, plan)?;
 
-        let dx = self.alloc::<f32>(g.len())?;
-        let dresidual = residual.map(|_| self.alloc::<f32>(g.len())).transpose()?;
-        let args = vec![
-            dy.arg(),
-            x.arg(),
-            residual_arg,
-            gamma.arg(),
-            beta.arg(),
-            saved.mean.arg(),
-            saved.invstd.arg(),
-            dgamma.arg(),
-            dbeta.arg(),
-            dx.arg(),
-            dresidual.as_ref().unwrap_or(&dx).arg(),
-            has_residual,
-            kind,
-        ];
+        let dx = self.alloc_stored(g.len(), x.stored())?;
+        let dresidual = residual.map(|r| self.alloc_stored(g.len(), r.stored())).transpose()?;
+        let args = [
+            &stored(dy)[..],
+            &stored(x),
+            &residual_args,
+            &[gamma.arg(), beta.arg(), saved.mean.arg(), saved.invstd.arg(), dgamma.arg(), dbeta.arg()],
+            &stored(&dx),
+            &stored(dresidual.as_ref().unwrap_or(&dx)),
+            &[has_residual, kind],
+        ]
+        .concat();
         self.normalise_pointwise("bn_act_backward_apply", args, g, &[inv_count(g)])?;
         Ok(BatchNormActGrads { dx, dresidual, dgamma, dbeta })
     }
