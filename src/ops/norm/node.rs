@@ -114,7 +114,8 @@ impl NodeOp for BatchNorm2d {
     fn grad_flow(&self, _inputs: usize) -> GradFlow {
         GradFlow::AllAtOnce
     }
-    /// Every kernel of both layouts reads and writes activations in their stored format.
+    /// Every kernel of both layouts reads and writes activations in their stored format; the
+    /// synchronised backward, which goes on through elementwise kernels, widens its inputs first.
     fn reads_stored(&self, _layout: Layout) -> bool {
         true
     }
