@@ -1,27 +1,41 @@
 // Elementwise arithmetic, per-channel broadcasts over x [N, C, HW] or, channels last (the _nhwc
-// kernels), [N, HW, C], and their reductions. Pointwise kernels use one thread per element.
+// kernels), [N, HW, C], and their reductions. Every activation-like buffer (operands, dy, outputs)
+// is read and written in its stored format (kernels/stored.cuh), computed in f32 and rounded once
+// at the store. The same-shape kernels take 4 values per thread (kernels/pointwise.cuh), the
+// broadcasts one thread per element.
 #include "common.cuh"
 #include "channel_rows.cuh"
 #include "stored.cuh"
+#include "pointwise.cuh"
 
-extern "C" __global__ void add(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ y, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = a[i] + b[i];
+extern "C" __global__ void add(const void* __restrict__ a, int a_format, const void* __restrict__ b, int b_format,
+                               void* __restrict__ y, int y_format, int n, int vec) {
+    ferro_map2(a, a_format, b, b_format, y, y_format, n, vec, [](float u, float v) { return u + v; });
 }
 
-extern "C" __global__ void mul(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ y, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = a[i] * b[i];
+extern "C" __global__ void mul(const void* __restrict__ a, int a_format, const void* __restrict__ b, int b_format,
+                               void* __restrict__ y, int y_format, int n, int vec) {
+    ferro_map2(a, a_format, b, b_format, y, y_format, n, vec, [](float u, float v) { return u * v; });
 }
 
-extern "C" __global__ void mul_backward(const float* __restrict__ a, const float* __restrict__ b,
-                                        const float* __restrict__ dy, float* __restrict__ da,
-                                        float* __restrict__ db, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float g = dy[i];
-    da[i] = g * b[i];
-    db[i] = g * a[i];
+// da = dy * b, db = dy * a.
+extern "C" __global__ void mul_backward(const void* __restrict__ a, int a_format, const void* __restrict__ b,
+                                        int b_format, const void* __restrict__ dy, int dy_format,
+                                        void* __restrict__ da, int da_format, void* __restrict__ db, int db_format,
+                                        int n, int vec) {
+    const long long i = ferro_group_start(n);
+    if (i < 0) return;
+    if (ferro_group_whole(i, n, vec)) {
+        const float4 u = ferro_load4(a, i, a_format), v = ferro_load4(b, i, b_format), g = ferro_load4(dy, i, dy_format);
+        ferro_store4(da, i, make_float4(g.x * v.x, g.y * v.y, g.z * v.z, g.w * v.w), da_format);
+        ferro_store4(db, i, make_float4(g.x * u.x, g.y * u.y, g.z * u.z, g.w * u.w), db_format);
+        return;
+    }
+    for (long long k = i; k < n && k < i + FERRO_GROUP; ++k) {
+        const float g = ferro_load(dy, k, dy_format);
+        ferro_store(da, k, g * ferro_load(b, k, b_format), da_format);
+        ferro_store(db, k, g * ferro_load(a, k, a_format), db_format);
+    }
 }
 
 // The broadcast operand's index for element i: [N, C] per sample, else [C].
@@ -36,35 +50,36 @@ __device__ __forceinline__ int operand_index_nhwc(int i, int c, int hw, int per_
     return per_sample ? i / (hw * c) * c + ch : ch;
 }
 
-extern "C" __global__ void add_channel(const float* __restrict__ x, const float* __restrict__ b,
-                                       float* __restrict__ y, int c, int hw, int per_sample, int total) {
+// y = x + operand or x * operand (MUL), the operand broadcast per channel.
+template <bool MUL, bool NHWC>
+__device__ __forceinline__ void broadcast(const void* __restrict__ x, int x_format, const void* __restrict__ operand,
+                                          int operand_format, void* __restrict__ y, int y_format, int c, int hw,
+                                          int per_sample, int total) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) y[i] = x[i] + b[operand_index(i, c, hw, per_sample)];
+    if (i >= total) return;
+    const int o = NHWC ? operand_index_nhwc(i, c, hw, per_sample) : operand_index(i, c, hw, per_sample);
+    const float v = ferro_load(x, i, x_format), w = ferro_load(operand, o, operand_format);
+    ferro_store(y, i, MUL ? v * w : v + w, y_format);
 }
 
-extern "C" __global__ void mul_channel(const float* __restrict__ x, const float* __restrict__ s,
-                                       float* __restrict__ y, int c, int hw, int per_sample, int total) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) y[i] = x[i] * s[operand_index(i, c, hw, per_sample)];
-}
+#define BROADCAST_ENTRY_POINT(name, MUL, NHWC)                                                                      \
+    extern "C" __global__ void name(const void* __restrict__ x, int x_format, const void* __restrict__ operand,    \
+                                    int operand_format, void* __restrict__ y, int y_format, int c, int hw,         \
+                                    int per_sample, int total) {                                                   \
+        broadcast<MUL, NHWC>(x, x_format, operand, operand_format, y, y_format, c, hw, per_sample, total);         \
+    }
 
-extern "C" __global__ void add_channel_nhwc(const float* __restrict__ x, const float* __restrict__ b,
-                                            float* __restrict__ y, int c, int hw, int per_sample, int total) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) y[i] = x[i] + b[operand_index_nhwc(i, c, hw, per_sample)];
-}
-
-extern "C" __global__ void mul_channel_nhwc(const float* __restrict__ x, const float* __restrict__ s,
-                                            float* __restrict__ y, int c, int hw, int per_sample, int total) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < total) y[i] = x[i] * s[operand_index_nhwc(i, c, hw, per_sample)];
-}
+BROADCAST_ENTRY_POINT(add_channel, false, false)
+BROADCAST_ENTRY_POINT(mul_channel, true, false)
+BROADCAST_ENTRY_POINT(add_channel_nhwc, false, true)
+BROADCAST_ENTRY_POINT(mul_channel_nhwc, true, true)
 
 // One block per output of the broadcast operand: output o sums dy (times x when WITH_X) over the
 // HW values of plane o when per_sample, else over the HW values of channel o in every image.
 template <bool WITH_X>
-__device__ __forceinline__ void channel_reduce(const float* __restrict__ dy, const float* __restrict__ x,
-                                               float* __restrict__ out, int n, int c, int hw, int per_sample) {
+__device__ __forceinline__ void channel_reduce(const void* __restrict__ dy, int dy_format, const void* __restrict__ x,
+                                               int x_format, void* __restrict__ out, int out_format, int n, int c,
+                                               int hw, int per_sample) {
     __shared__ float scratch[33];
     const int o = blockIdx.x;
     const int images = per_sample ? 1 : n;
@@ -74,20 +89,22 @@ __device__ __forceinline__ void channel_reduce(const float* __restrict__ dy, con
         const int img = i / hw;
         const int plane = per_sample ? o : img * c + o;
         const int idx = plane * hw + (i - img * hw);
-        acc += WITH_X ? dy[idx] * x[idx] : dy[idx];
+        const float g = ferro_load(dy, idx, dy_format);
+        acc += WITH_X ? g * ferro_load(x, idx, x_format) : g;
     }
     acc = ferro_block_sum(acc, scratch);
-    if (threadIdx.x == 0) out[o] = acc;
+    if (threadIdx.x == 0) ferro_store(out, o, acc, out_format);
 }
 
-extern "C" __global__ void channel_sum(const float* __restrict__ dy, float* __restrict__ out, int n, int c, int hw,
+extern "C" __global__ void channel_sum(const void* __restrict__ dy, int dy_format, void* __restrict__ out,
+                                       int out_format, int n, int c, int hw, int per_sample) {
+    channel_reduce<false>(dy, dy_format, nullptr, FERRO_F32, out, out_format, n, c, hw, per_sample);
+}
+
+extern "C" __global__ void channel_dot(const void* __restrict__ dy, int dy_format, const void* __restrict__ x,
+                                       int x_format, void* __restrict__ out, int out_format, int n, int c, int hw,
                                        int per_sample) {
-    channel_reduce<false>(dy, nullptr, out, n, c, hw, per_sample);
-}
-
-extern "C" __global__ void channel_dot(const float* __restrict__ dy, const float* __restrict__ x,
-                                       float* __restrict__ out, int n, int c, int hw, int per_sample) {
-    channel_reduce<true>(dy, x, out, n, c, hw, per_sample);
+    channel_reduce<true>(dy, dy_format, x, x_format, out, out_format, n, c, hw, per_sample);
 }
 
 // Channels last, with threads along channels (kernels/channel_rows.cuh): out[part][c] sums dy
@@ -96,9 +113,10 @@ extern "C" __global__ void channel_dot(const float* __restrict__ dy, const float
 // sample, or the whole batch). With splits > 1 the [segments * splits, C] partials are summed by
 // this kernel again, over `splits` rows per segment. blockIdx.x = part * chunks + channel chunk.
 template <bool WITH_X>
-__device__ __forceinline__ void channel_reduce_nhwc(const float* __restrict__ dy, const float* __restrict__ x,
-                                                    float* __restrict__ out, int C, int rows, int splits,
-                                                    int rows_per_split, int chunks) {
+__device__ __forceinline__ void channel_reduce_nhwc(const void* __restrict__ dy, int dy_format,
+                                                    const void* __restrict__ x, int x_format, void* __restrict__ out,
+                                                    int out_format, int C, int rows, int splits, int rows_per_split,
+                                                    int chunks) {
     __shared__ float scratch[1][CR_THREADS];
     const int part = blockIdx.x / chunks;
     const int begin = (part % splits) * rows_per_split;
@@ -109,23 +127,26 @@ __device__ __forceinline__ void channel_reduce_nhwc(const float* __restrict__ dy
     if (cr.active) {
         for (int r = cr.row; r < end; r += cr.step) {
             const size_t i = base + (size_t)r * C;
-            acc[0] += WITH_X ? dy[i] * x[i] : dy[i];
+            const float g = ferro_load(dy, i, dy_format);
+            acc[0] += WITH_X ? g * ferro_load(x, i, x_format) : g;
         }
     }
     channel_rows_total<1>(acc, cr, scratch);
-    if (threadIdx.x < cr.lanes) out[(size_t)part * C + cr.c] = acc[0];
+    if (threadIdx.x < cr.lanes) ferro_store(out, (size_t)part * C + cr.c, acc[0], out_format);
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    channel_sum_nhwc(const float* __restrict__ dy, float* __restrict__ out, int C, int rows, int splits,
-                     int rows_per_split, int chunks) {
-    channel_reduce_nhwc<false>(dy, nullptr, out, C, rows, splits, rows_per_split, chunks);
-}
-
-extern "C" __global__ void __launch_bounds__(CR_THREADS)
-    channel_dot_nhwc(const float* __restrict__ dy, const float* __restrict__ x, float* __restrict__ out, int C,
+    channel_sum_nhwc(const void* __restrict__ dy, int dy_format, void* __restrict__ out, int out_format, int C,
                      int rows, int splits, int rows_per_split, int chunks) {
-    channel_reduce_nhwc<true>(dy, x, out, C, rows, splits, rows_per_split, chunks);
+    channel_reduce_nhwc<false>(dy, dy_format, nullptr, FERRO_F32, out, out_format, C, rows, splits, rows_per_split,
+                               chunks);
+}
+
+extern "C" __global__ void __launch_bounds__(CR_THREADS)
+    channel_dot_nhwc(const void* __restrict__ dy, int dy_format, const void* __restrict__ x, int x_format,
+                     void* __restrict__ out, int out_format, int C, int rows, int splits, int rows_per_split,
+                     int chunks) {
+    channel_reduce_nhwc<true>(dy, dy_format, x, x_format, out, out_format, C, rows, splits, rows_per_split, chunks);
 }
 
 // y += alpha * x, each in its stored format (kernels/stored.cuh): how gradients accumulate,

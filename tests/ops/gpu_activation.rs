@@ -2,11 +2,13 @@
 //! whose derivative conventions follow PyTorch.
 
 use ferronet::tolerance::assert_close;
-use ferronet_test_support::gpu::{gpu, random_f32, upload_pair};
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 
-use ferronet::cpu::CpuBackend;
+use ferronet::cpu::{CpuBackend, CpuBuf};
 use ferronet::device::Device;
-use ferronet::ops::{Activation, ActivationOps};
+use ferronet::gpu::GpuBuf;
+use ferronet::ops::{Activation, ActivationOps, PrecisionOps};
+use ferronet::precision::Precision;
 
 /// Random values over every activation's interesting range plus the exact kink points.
 fn inputs(len: usize, seed: u64) -> Vec<f32> {
@@ -69,4 +71,43 @@ fn channel_bias_activation_matches_the_cpu_reference() {
     let (mut gy, gb) = (gpu.upload(&[0.0f32; 6]).unwrap(), gpu.upload(&[0.0f32; 4]).unwrap());
     let err = gpu.channel_bias_activation(Activation::Relu, &mut gy, &gb, 4, 1).err().expect("6 values are not whole samples of 4 channels");
     assert!(err.to_string().contains("not whole samples of 4 channels"), "{err}");
+}
+
+/// 16-bit stored x and dy (bf16, fp16): y and dx come back in x's format and equal the CPU's f32
+/// results on the same rounded values, rounded once; relu and relu6 bit for bit, the
+/// transcendental ones within an ulp of the format (the two devices' expf may differ by an f32
+/// ulp). 46 values: whole groups of 4 and a partial one; the epilogue rounds y + bias once.
+#[test]
+fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let x = inputs(37, 7);
+    let dy = random_f32(x.len(), 8, -1.0, 1.0);
+    let bias = random_f32(2, 9, -2.0, 2.0);
+    for p in [Precision::Bf16, Precision::Fp16] {
+        let format = p.stored_format().expect("a 16-bit format");
+        let rounded = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
+        let store = |v: &[f32]| gpu.convert_stored(&gpu.upload(v).unwrap(), format).unwrap();
+        let (cx, cdy) = (cpu.upload(&rounded(&x)).unwrap(), cpu.upload(&rounded(&dy)).unwrap());
+        let (gx, gdy) = (store(&x), store(&dy));
+        let check = |what: &str, got: &GpuBuf<f32>, mut want: CpuBuf<f32>, exact: bool| {
+            assert_eq!(gpu.stored_format(got), format, "{p} {what}: the result's format");
+            cpu.round_in_place(p, &mut want).unwrap();
+            let got = gpu.download(got).unwrap();
+            if exact {
+                assert_eq!(got, want.to_vec(), "{p} {what}");
+            } else {
+                assert_close(&format!("{p} {what}"), &got, &widen(&want), 1e-30, 2.0 * p.unit_roundoff());
+            }
+        };
+        for kind in Activation::ALL {
+            let exact = matches!(kind, Activation::Relu | Activation::Relu6);
+            check(&format!("{} forward", kind.name()), &gpu.activation_forward(kind, &gx).unwrap(), cpu.activation_forward(kind, &cx).unwrap(), exact);
+            let dx = gpu.activation_backward(kind, &gx, &gdy).unwrap();
+            check(&format!("{} backward", kind.name()), &dx, cpu.activation_backward(kind, &cx, &cdy).unwrap(), exact);
+        }
+        let (mut gy, mut cy) = (gpu.copy_buf(&gx).unwrap(), cpu.copy_buf(&cx).unwrap());
+        gpu.channel_bias_activation(Activation::Relu, &mut gy, &gpu.upload(&bias).unwrap(), 2, 23).unwrap();
+        cpu.channel_bias_activation(Activation::Relu, &mut cy, &cpu.upload(&bias).unwrap(), 2, 23).unwrap();
+        check("relu bias epilogue", &gy, cy, true);
+    }
 }

@@ -7,7 +7,8 @@ use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::ops::dropout::{dropout_uniform, mask_seed, step_seed_words};
-use ferronet::ops::DropoutOps;
+use ferronet::ops::{DropoutOps, PrecisionOps};
+use ferronet::precision::{Precision, StoredFormat};
 
 /// Dropout as node 3 of a step seeded `step_seed`, on `device`.
 fn forward<D: DropoutOps<f32>>(device: &D, x: &D::Buf, p: f64, step_seed: u64) -> ferronet::Result<(D::Buf, D::Buf)> {
@@ -65,4 +66,29 @@ fn a_mask_of_another_length_is_the_same_error_as_on_the_cpu() {
         err.to_string(),
         cpu.dropout_backward(&cdy, &cmask).err().expect("a length mismatch is an error").to_string()
     );
+}
+
+/// A 16-bit stored x (bf16, fp16): y comes back in x's format as the CPU's x * mask on the
+/// rounded x, rounded once, over whole groups of 4 values and a partial one; the mask stays f32,
+/// identical to the f32 run's; the backward's dx takes dy's format.
+#[test]
+fn sixteen_bit_values_keep_their_format_and_the_f32_mask() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    let (x, dy) = (random_f32(39, 4, -2.0, 2.0), random_f32(39, 5, -1.0, 1.0));
+    let (_, f32_mask) = forward(&gpu, &gpu.upload(&x).unwrap(), 0.4, 13).unwrap();
+    for p in [Precision::Bf16, Precision::Fp16] {
+        let format = p.stored_format().expect("a 16-bit format");
+        let rounded = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
+        let (y, mask) = forward(&gpu, &gpu.convert_stored(&gpu.upload(&x).unwrap(), format).unwrap(), 0.4, 13).unwrap();
+        assert_eq!((gpu.stored_format(&y), gpu.stored_format(&mask)), (format, StoredFormat::F32), "{p}");
+        assert_eq!(gpu.download(&mask).unwrap(), gpu.download(&f32_mask).unwrap(), "{p} mask");
+        let (mut want, _) = forward(&cpu, &cpu.upload(&rounded(&x)).unwrap(), 0.4, 13).unwrap();
+        cpu.round_in_place(p, &mut want).unwrap();
+        assert_eq!(gpu.download(&y).unwrap(), want.to_vec(), "{p} y");
+        let dx = gpu.dropout_backward(&gpu.convert_stored(&gpu.upload(&dy).unwrap(), format).unwrap(), &mask).unwrap();
+        assert_eq!(gpu.stored_format(&dx), format, "{p} dx");
+        let mut want = cpu.dropout_backward(&cpu.upload(&rounded(&dy)).unwrap(), &cpu.upload(&gpu.download(&mask).unwrap()).unwrap()).unwrap();
+        cpu.round_in_place(p, &mut want).unwrap();
+        assert_eq!(gpu.download(&dx).unwrap(), want.to_vec(), "{p} dx");
+    }
 }

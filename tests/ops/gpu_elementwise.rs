@@ -1,12 +1,14 @@
 //! GPU elementwise ops and channel broadcasts against the f64 CPU reference.
 
 use ferronet::tolerance::assert_close;
-use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, upload_pair};
+use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, upload_pair, widen};
 
 use ferronet::cpu::layout::nchw_to_nhwc;
-use ferronet::cpu::CpuBackend;
+use ferronet::cpu::{CpuBackend, CpuBuf};
 use ferronet::device::Device;
-use ferronet::ops::{ChannelBroadcast, ElementwiseOps};
+use ferronet::gpu::GpuBuf;
+use ferronet::ops::{ChannelBroadcast, ElementwiseOps, PrecisionOps};
+use ferronet::precision::{Precision, StoredFormat};
 use ferronet::shape::Layout;
 
 /// [N, C, HW] shapes with odd sizes, a one-image batch and more values per channel than a block
@@ -134,4 +136,55 @@ fn mismatched_operands_are_errors() {
     let g = ChannelBroadcast { n: 2, c: 3, hw: 1, per_sample: true, layout: Layout::Nchw };
     let err = gpu.mul_channel(&a, &b, &g).err().unwrap().to_string();
     assert_eq!(err, "shape error: mul_channel: the per-channel operand has 5 elements but 6 are needed");
+}
+
+/// 16-bit stored operands (bf16, fp16): add, mul and mul_backward over 37 values (whole groups of
+/// 4 and a partial one), and the per-sample channel gate in both layouts, come back in the first
+/// operand's format (each gradient in its operand's) and equal the CPU's f32 results on the same
+/// rounded values rounded once: bit for bit pointwise, within an ulp of the format for the gate's
+/// reduction (the devices sum in different orders). 162 channels-last rows over the batch take
+/// two row ranges, so the f32 partial sums are rounded by the second pass.
+#[test]
+fn sixteen_bit_operands_round_once_as_the_cpu_emulation() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for p in [Precision::Bf16, Precision::Fp16] {
+        let format = p.stored_format().expect("a 16-bit format");
+        let rounded = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
+        let store = |v: &[f32]| gpu.convert_stored(&gpu.upload(v).unwrap(), format).unwrap();
+        let check = |what: &str, got: &GpuBuf<f32>, mut want: CpuBuf<f32>, rtol: f64| {
+            assert_eq!(gpu.stored_format(got), format, "{p} {what}: the result's format");
+            cpu.round_in_place(p, &mut want).unwrap();
+            let got = gpu.download(got).unwrap();
+            if rtol == 0.0 {
+                assert_eq!(got, want.to_vec(), "{p} {what}");
+            } else {
+                assert_close(&format!("{p} {what}"), &got, &widen(&want), 1e-30, rtol);
+            }
+        };
+        let [a, b, dy] = [1, 2, 3].map(|seed| random_f32(37, seed, -3.0, 3.0));
+        let [ga, gb, gdy] = [&a, &b, &dy].map(|v| store(v));
+        let [ca, cb, cdy] = [&a, &b, &dy].map(|v| cpu.upload(&rounded(v)).unwrap());
+        check("add", &gpu.add(&ga, &gb).unwrap(), cpu.add(&ca, &cb).unwrap(), 0.0);
+        check("mul", &gpu.mul(&ga, &gb).unwrap(), cpu.mul(&ca, &cb).unwrap(), 0.0);
+        let ((da, db), (want_da, want_db)) = (gpu.mul_backward(&ga, &gb, &gdy).unwrap(), cpu.mul_backward(&ca, &cb, &cdy).unwrap());
+        check("mul backward da", &da, want_da, 0.0);
+        check("mul backward db", &db, want_db, 0.0);
+
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let g = ChannelBroadcast { n: 2, c: 8, hw: 81, per_sample: true, layout };
+            let [x, dy] = [4, 5].map(|seed| random_f32(g.x_len(), seed, -2.0, 2.0));
+            let s = random_f32(g.operand_len(), 6, -2.0, 2.0);
+            let [gx, gs, gdy] = [&x, &s, &dy].map(|v| store(v));
+            let [cx, cs, cdy] = [&x, &s, &dy].map(|v| cpu.upload(&rounded(v)).unwrap());
+            let what = format!("mul_channel {layout:?}");
+            check(&what, &gpu.mul_channel(&gx, &gs, &g).unwrap(), cpu.mul_channel(&cx, &cs, &g).unwrap(), 0.0);
+            let ((dx, ds), (want_dx, want_ds)) = (gpu.mul_channel_backward(&gx, &gs, &gdy, &g).unwrap(), cpu.mul_channel_backward(&cx, &cs, &cdy, &g).unwrap());
+            check(&format!("{what} backward dx"), &dx, want_dx, 0.0);
+            check(&format!("{what} backward ds"), &ds, want_ds, 2.0 * p.unit_roundoff());
+            let across = ChannelBroadcast { per_sample: false, ..g };
+            let db = gpu.add_channel_backward(&gdy, &across).unwrap();
+            assert_eq!(gpu.stored_format(&db), StoredFormat::F32, "{p} {layout:?}: a bias-like operand's gradient is f32");
+            assert_close(&format!("{p} add_channel backward {layout:?}"), &gpu.download(&db).unwrap(), &widen(&cpu.add_channel_backward(&cdy, &across).unwrap()), 1e-5, 1e-5);
+        }
+    }
 }

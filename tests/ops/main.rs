@@ -11,6 +11,7 @@ mod gpu_dropout;
 mod gpu_elementwise;
 mod gpu_gemm;
 mod gpu_gemm_tc;
+mod gpu_layout;
 mod gpu_linear;
 mod gpu_loss;
 mod gpu_norm;

@@ -1,4 +1,5 @@
-//! GPU activations: kernels/activation.cu, one thread per element.
+//! GPU activations: kernels/activation.cu, 4 values per thread, each buffer in its stored format
+//! (y and dx in x's).
 
 use super::{check_channel_bias, Activation, ActivationOps};
 use crate::device::Buffer;
@@ -7,6 +8,7 @@ use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
+use crate::ops::elementwise::pointwise;
 
 /// The `kind` code the kernels switch on (kernels/activation.cuh).
 pub(crate) fn kind_code(kind: Activation) -> i32 {
@@ -22,18 +24,30 @@ pub(crate) fn kind_code(kind: Activation) -> i32 {
 impl ActivationOps<f32> for GpuBackend {
     fn activation_forward(&self, kind: Activation, x: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         let n = int(x.len(), &format!("the length of the {} input", kind.name()))?;
-        let y = self.alloc::<f32>(x.len())?;
-        let args = [x.arg(), y.arg(), KernelArg::I32(kind_code(kind)), n];
-        self.launch("activation", "activation_forward", per_element(x.len(), "activation_forward")?, &args)?;
+        let y = self.alloc_stored(x.len(), x.stored())?;
+        let (config, vec) = pointwise(x.len(), "activation_forward", &[x, &y])?;
+        let args = [x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), KernelArg::I32(kind_code(kind)), n, vec];
+        self.launch("activation", "activation_forward", config, &args)?;
         Ok(y)
     }
 
     fn activation_backward(&self, kind: Activation, x: &GpuBuf<f32>, dy: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         expect_len(kind.name(), "dy", dy.len(), x.len())?;
         let n = int(x.len(), &format!("the length of the {} backward input", kind.name()))?;
-        let dx = self.alloc::<f32>(x.len())?;
-        let args = [x.arg(), dy.arg(), dx.arg(), KernelArg::I32(kind_code(kind)), n];
-        self.launch("activation", "activation_backward", per_element(x.len(), "activation_backward")?, &args)?;
+        let dx = self.alloc_stored(x.len(), x.stored())?;
+        let (config, vec) = pointwise(x.len(), "activation_backward", &[x, dy, &dx])?;
+        let args = [
+            x.stored_arg(),
+            x.format_arg(),
+            dy.stored_arg(),
+            dy.format_arg(),
+            dx.stored_arg(),
+            dx.format_arg(),
+            KernelArg::I32(kind_code(kind)),
+            n,
+            vec,
+        ];
+        self.launch("activation", "activation_backward", config, &args)?;
         Ok(dx)
     }
 
@@ -41,7 +55,8 @@ impl ActivationOps<f32> for GpuBackend {
         check_channel_bias(kind, y.len(), bias.len(), channels, plane)?;
         let what = |part: &str| format!("the {part} of the {} convolution epilogue", kind.name());
         let args = [
-            y.arg(),
+            y.stored_arg(),
+            y.format_arg(),
             bias.arg(),
             KernelArg::I32(kind_code(kind)),
             int(channels, &what("channels"))?,

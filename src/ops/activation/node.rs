@@ -5,8 +5,12 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::ops::node::{BackwardCtx, ForwardCtx, InputGrad, NodeOp, ParamId, Saved};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 impl NodeOp for Activation {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         Ok(inputs[0].to_vec())
     }

@@ -1,5 +1,6 @@
 //! GPU channel concat/split/shuffle: kernels/channel.cu. Concat and split launch one slab copy
-//! per part; the shuffle's inverse is the shuffle with C/groups groups.
+//! per part; the shuffle's inverse is the shuffle with C/groups groups. Results are stored in
+//! their source's format (concat: the first input's), each copy reading its source's format.
 
 use super::{channel_offsets, check_concat_inputs, check_shuffle, ChannelOps};
 use crate::device::Buffer;
@@ -26,8 +27,10 @@ impl GpuBackend {
         int(n * src.total.max(dst.total) * hw, "the element count of a concatenated tensor")?;
         let arg = |v: usize| KernelArg::I32(v as i32);
         let args = [
-            src.buf.arg(),
-            dst.buf.arg(),
+            src.buf.stored_arg(),
+            src.buf.format_arg(),
+            dst.buf.stored_arg(),
+            dst.buf.format_arg(),
             arg(n),
             arg(hw),
             arg(count),
@@ -43,9 +46,9 @@ impl GpuBackend {
     fn shuffle(&self, x: &GpuBuf<f32>, c: usize, hw: usize, groups: usize, op: &str) -> Result<GpuBuf<f32>> {
         // c, hw and groups are at most the element count, checked to fit an int.
         let total = int(x.len(), &format!("the element count of the {op} input"))?;
-        let y = self.alloc::<f32>(x.len())?;
+        let y = self.alloc_stored(x.len(), x.stored())?;
         let arg = |v: usize| KernelArg::I32(v as i32);
-        let args = [x.arg(), y.arg(), arg(c), arg(hw), arg(groups), total];
+        let args = [x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), arg(c), arg(hw), arg(groups), total];
         self.launch("channel", "channel_shuffle", per_element(x.len(), "channel_shuffle")?, &args)?;
         Ok(y)
     }
@@ -55,7 +58,8 @@ impl ChannelOps<f32> for GpuBackend {
     fn concat_channels(&self, xs: &[&GpuBuf<f32>], channels: &[usize], n: usize, hw: usize) -> Result<GpuBuf<f32>> {
         check_concat_inputs(&xs.iter().map(|x| x.len()).collect::<Vec<_>>(), channels, n, hw)?;
         let (offsets, total) = channel_offsets(channels);
-        let y = self.alloc::<f32>(n * total * hw)?;
+        let format = xs.first().map_or(crate::precision::StoredFormat::F32, |x| x.stored());
+        let y = self.alloc_stored(n * total * hw, format)?;
         for ((x, &count), &first) in xs.iter().zip(channels).zip(&offsets) {
             let src = Channels { buf: x, total: count, first: 0 };
             self.copy_channels(src, Channels { buf: &y, total, first }, count, n, hw)?;
@@ -70,7 +74,7 @@ impl ChannelOps<f32> for GpuBackend {
             .iter()
             .zip(&offsets)
             .map(|(&count, &first)| {
-                let part = self.alloc::<f32>(n * count * hw)?;
+                let part = self.alloc_stored(n * count * hw, x.stored())?;
                 let dst = Channels { buf: &part, total: count, first: 0 };
                 self.copy_channels(Channels { buf: x, total, first }, dst, count, n, hw)?;
                 Ok(part)

@@ -34,6 +34,9 @@ impl Concat {
 }
 
 impl NodeOp for Concat {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let (channels, _) = Self::parts(inputs)?;
         let (_, h, w) = chw(inputs[0], "concat")?;
@@ -126,6 +129,9 @@ impl ChannelShuffle {
 }
 
 impl NodeOp for ChannelShuffle {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let (c, _, _) = chw(inputs[0], "channel_shuffle")?;
         if c % self.groups != 0 {

@@ -5,6 +5,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::node::{numel, BackwardCtx, ForwardCtx, InputGrad, NodeOp, Saved};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dropout {
@@ -23,6 +24,9 @@ impl Dropout {
 }
 
 impl NodeOp for Dropout {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         Ok(inputs[0].to_vec())
     }

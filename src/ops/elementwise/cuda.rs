@@ -1,6 +1,10 @@
 //! GPU elementwise ops: kernels/elementwise.cu. The broadcast backward reductions run one block
 //! per element of the broadcast operand; channels last, one block per 32 channels and range of
-//! pixels, threads along channels ([`RowSplits`]).
+//! pixels, threads along channels ([`RowSplits`]). Activation-like buffers (operands, dy, outputs)
+//! are read and written in their stored formats: outputs in the first operand's, each operand's
+//! gradient in that operand's; parameter-like results (add_channel's bias gradient) and the
+//! reductions' partial sums are f32, and `scale`/`fill` touch only f32 buffers (loss gradients,
+//! parameter gradients, pooled zero buffers).
 
 use super::{ChannelBroadcast, ElementwiseOps};
 use crate::device::{Buffer, Device};
@@ -10,12 +14,26 @@ use crate::error::Error;
 use crate::gpu::grid::{int, per_element, wide_reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
+use crate::ops::PrecisionOps;
+use crate::precision::StoredFormat;
 use crate::shape::Layout;
 
 /// Threads per block and channels per block of the reductions over channels-last rows
 /// (CR_THREADS and CR_LANES in kernels/channel_rows.cuh).
 const ROW_THREADS: u32 = 256;
 const ROW_LANES: usize = 32;
+/// Values per thread of the pointwise kernels (FERRO_GROUP in kernels/pointwise.cuh).
+const POINTWISE_GROUP: usize = 4;
+
+/// The launch of a kernels/pointwise.cuh kernel over `len` values (ceil(len / 4) threads) and its
+/// `vec` argument: 1 when every one of `buffers` is 16-byte aligned, so whole groups of 4 values
+/// move in single accesses.
+pub(crate) fn pointwise(len: usize, what: &str, buffers: &[&GpuBuf<f32>]) -> Result<(LaunchConfig, KernelArg)> {
+    int(len, &format!("the element count of {what}"))?;
+    let aligned = buffers.iter().all(|b| matches!(b.stored_arg(), KernelArg::Ptr(p) if p.is_multiple_of(16)));
+    Ok((per_element(len.div_ceil(POINTWISE_GROUP), what)?, KernelArg::I32(aligned as i32)))
+}
+
 /// Enough blocks to fill any current GPU a few times over, and the fewest rows worth a block.
 const ROW_TARGET_BLOCKS: usize = 512;
 const MIN_SPLIT_ROWS: usize = 64;
@@ -58,35 +76,42 @@ impl RowSplits {
 }
 
 impl GpuBackend {
-    /// y = op(a, b) for the same-length binary kernels `add` and `mul` (also the op names).
+    /// y = op(a, b) in a's format for the same-length binary kernels `add` and `mul` (also the op
+    /// names).
     fn binary(&self, kernel: &str, a: &GpuBuf<f32>, b: &GpuBuf<f32>) -> Result<GpuBuf<f32>> {
         expect_len(kernel, "b", b.len(), a.len())?;
         let n = int(a.len(), &format!("the length of the {kernel} input"))?;
-        let y = self.alloc::<f32>(a.len())?;
-        self.launch("elementwise", kernel, per_element(a.len(), kernel)?, &[a.arg(), b.arg(), y.arg(), n])?;
+        let y = self.alloc_stored(a.len(), a.stored())?;
+        let (config, vec) = pointwise(a.len(), kernel, &[a, b, &y])?;
+        let args = [a.stored_arg(), a.format_arg(), b.stored_arg(), b.format_arg(), y.stored_arg(), y.format_arg(), n, vec];
+        self.launch("elementwise", kernel, config, &args)?;
         Ok(y)
     }
 
-    /// y = x op operand[channel] with the broadcast kernel `add_channel` or `mul_channel` (their
-    /// _nhwc twins channels last); `x` and `operand` were checked against `g`.
+    /// y = x op operand[channel], stored in `format`, with the broadcast kernel `add_channel` or
+    /// `mul_channel` (their _nhwc twins channels last); `x` and `operand` were checked against `g`.
     fn broadcast(
         &self,
         kernel: &str,
         x: &GpuBuf<f32>,
         operand: &GpuBuf<f32>,
         g: &ChannelBroadcast,
+        format: StoredFormat,
     ) -> Result<GpuBuf<f32>> {
         // c and hw are at most x_len, checked here to fit an int.
         let total = int(g.x_len(), &format!("the element count of the {kernel} input"))?;
-        let y = self.alloc::<f32>(g.x_len())?;
+        let y = self.alloc_stored(g.x_len(), format)?;
         let kernel = match g.layout {
             Layout::Nchw => kernel.to_string(),
             Layout::Nhwc => format!("{kernel}_nhwc"),
         };
         let args = [
-            x.arg(),
-            operand.arg(),
-            y.arg(),
+            x.stored_arg(),
+            x.format_arg(),
+            operand.stored_arg(),
+            operand.format_arg(),
+            y.stored_arg(),
+            y.format_arg(),
             KernelArg::I32(g.c as i32),
             KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
@@ -96,26 +121,31 @@ impl GpuBackend {
         Ok(y)
     }
 
-    /// The broadcast operand's gradient: `channel_sum` (of dy) or `channel_dot` (of dy * x), one
-    /// block per operand element; `dy` and `x` were checked against `g`.
+    /// The broadcast operand's gradient, stored in `format`: `channel_sum` (of dy) or
+    /// `channel_dot` (of dy * x), one block per operand element; `dy` and `x` were checked
+    /// against `g`.
     fn channel_reduce(
         &self,
         kernel: &str,
         dy: &GpuBuf<f32>,
         x: Option<&GpuBuf<f32>>,
         g: &ChannelBroadcast,
+        format: StoredFormat,
     ) -> Result<GpuBuf<f32>> {
         // The kernel's flat indices reach x_len; n, c and hw are at most that.
         int(g.x_len(), &format!("the element count of the {kernel} input"))?;
-        let mut args = vec![dy.arg()];
-        args.extend(x.map(|x| x.arg()));
-        if g.layout == Layout::Nhwc {
-            return self.channel_reduce_nhwc(kernel, args, g);
+        let mut args = vec![dy.stored_arg(), dy.format_arg()];
+        if let Some(x) = x {
+            args.extend([x.stored_arg(), x.format_arg()]);
         }
-        let out = self.alloc::<f32>(g.operand_len())?;
+        if g.layout == Layout::Nhwc {
+            return self.channel_reduce_nhwc(kernel, args, g, format);
+        }
+        let out = self.alloc_stored(g.operand_len(), format)?;
         let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
         args.extend([
-            out.arg(),
+            out.stored_arg(),
+            out.format_arg(),
             KernelArg::I32(g.n as i32),
             KernelArg::I32(g.c as i32),
             KernelArg::I32(g.hw as i32),
@@ -126,24 +156,35 @@ impl GpuBackend {
     }
 
     /// Channels last: `channel_sum_nhwc` or `channel_dot_nhwc` of the input buffers `args` (dy,
-    /// and x for the dot) over each image's pixels (per_sample) or the whole batch's, threads
-    /// along channels; partial sums of several row ranges are summed by a second channel_sum_nhwc.
-    fn channel_reduce_nhwc(&self, kernel: &str, mut args: Vec<KernelArg>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
+    /// and x for the dot, with their formats) over each image's pixels (per_sample) or the whole
+    /// batch's, threads along channels, stored in `format`; f32 partial sums of several row
+    /// ranges are summed by a second channel_sum_nhwc.
+    fn channel_reduce_nhwc(
+        &self,
+        kernel: &str,
+        mut args: Vec<KernelArg>,
+        g: &ChannelBroadcast,
+        format: StoredFormat,
+    ) -> Result<GpuBuf<f32>> {
         let (segments, rows) = if g.per_sample { (g.n, g.hw) } else { (1, g.n * g.hw) };
         if rows == 0 || g.c == 0 {
-            return self.zeros(g.operand_len());
+            let zeros = self.zeros(g.operand_len())?;
+            return if format == StoredFormat::F32 { Ok(zeros) } else { self.convert_stored(&zeros, format) };
         }
         let plan = RowSplits::of(segments, rows, g.c);
-        let partial = self.alloc::<f32>(segments * plan.splits * g.c)?;
-        args.extend([partial.arg(), KernelArg::I32(g.c as i32)]);
+        // One range per segment writes the result itself.
+        let partial_format = if plan.splits == 1 { format } else { StoredFormat::F32 };
+        let partial = self.alloc_stored(segments * plan.splits * g.c, partial_format)?;
+        args.extend([partial.stored_arg(), partial.format_arg(), KernelArg::I32(g.c as i32)]);
         args.extend(plan.args(rows));
         self.launch("elementwise", &format!("{kernel}_nhwc"), plan.config(segments)?, &args)?;
         if plan.splits == 1 {
             return Ok(partial);
         }
         let totals = RowSplits { rows_per_split: plan.splits, splits: 1, chunks: plan.chunks };
-        let out = self.alloc::<f32>(g.operand_len())?;
-        let mut args = vec![partial.arg(), out.arg(), KernelArg::I32(g.c as i32)];
+        let out = self.alloc_stored(g.operand_len(), format)?;
+        let mut args =
+            vec![partial.stored_arg(), partial.format_arg(), out.stored_arg(), out.format_arg(), KernelArg::I32(g.c as i32)];
         args.extend(totals.args(plan.splits));
         self.launch("elementwise", "channel_sum_nhwc", totals.config(segments)?, &args)?;
         Ok(out)
@@ -169,26 +210,41 @@ impl ElementwiseOps<f32> for GpuBackend {
         expect_len("mul backward", "b", b.len(), a.len())?;
         expect_len("mul backward", "dy", dy.len(), a.len())?;
         let n = int(a.len(), "the length of the mul backward input")?;
-        let da = self.alloc::<f32>(a.len())?;
-        let db = self.alloc::<f32>(a.len())?;
-        let args = [a.arg(), b.arg(), dy.arg(), da.arg(), db.arg(), n];
-        self.launch("elementwise", "mul_backward", per_element(a.len(), "mul_backward")?, &args)?;
+        let da = self.alloc_stored(a.len(), a.stored())?;
+        let db = self.alloc_stored(a.len(), b.stored())?;
+        let (config, vec) = pointwise(a.len(), "mul_backward", &[a, b, dy, &da, &db])?;
+        let args = [
+            a.stored_arg(),
+            a.format_arg(),
+            b.stored_arg(),
+            b.format_arg(),
+            dy.stored_arg(),
+            dy.format_arg(),
+            da.stored_arg(),
+            da.format_arg(),
+            db.stored_arg(),
+            db.format_arg(),
+            n,
+            vec,
+        ];
+        self.launch("elementwise", "mul_backward", config, &args)?;
         Ok((da, db))
     }
 
     fn add_channel(&self, x: &GpuBuf<f32>, b: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
         g.check("add_channel", x.len(), b.len())?;
-        self.broadcast("add_channel", x, b, g)
+        self.broadcast("add_channel", x, b, g, x.stored())
     }
 
     fn add_channel_backward(&self, dy: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
         expect_len("add_channel backward", "dy", dy.len(), g.x_len())?;
-        self.channel_reduce("channel_sum", dy, None, g)
+        // The operand is a bias-like term: its gradient is f32.
+        self.channel_reduce("channel_sum", dy, None, g, StoredFormat::F32)
     }
 
     fn mul_channel(&self, x: &GpuBuf<f32>, s: &GpuBuf<f32>, g: &ChannelBroadcast) -> Result<GpuBuf<f32>> {
         g.check("mul_channel", x.len(), s.len())?;
-        self.broadcast("mul_channel", x, s, g)
+        self.broadcast("mul_channel", x, s, g, x.stored())
     }
 
     fn mul_channel_backward(
@@ -201,8 +257,8 @@ impl ElementwiseOps<f32> for GpuBackend {
         g.check("mul_channel backward", x.len(), s.len())?;
         expect_len("mul_channel backward", "dy", dy.len(), g.x_len())?;
         // dx = dy * s is the forward broadcast applied to dy.
-        let dx = self.broadcast("mul_channel", dy, s, g)?;
-        let ds = self.channel_reduce("channel_dot", dy, Some(x), g)?;
+        let dx = self.broadcast("mul_channel", dy, s, g, x.stored())?;
+        let ds = self.channel_reduce("channel_dot", dy, Some(x), g, s.stored())?;
         Ok((dx, ds))
     }
 

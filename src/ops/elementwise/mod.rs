@@ -8,7 +8,7 @@ mod node;
 
 pub use node::{Add, Mul, MulChannel};
 mod cuda;
-pub(crate) use cuda::RowSplits;
+pub(crate) use cuda::{pointwise, RowSplits};
 
 use crate::device::Device;
 use crate::element::Element;

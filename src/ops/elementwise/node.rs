@@ -21,6 +21,13 @@ fn same_shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
 pub struct Add;
 
 impl NodeOp for Add {
+    /// Its kernel (`add`) reads and writes every stored format, but the memory planner keeps a
+    /// widening node's stored output gradient alive beside its f32 copy where the executor frees
+    /// it, so while BatchNorm widens, a 16-bit residual sum over-predicts the peak past the
+    /// planner's bound (exec_gpu::planned_peak_bounds_gpu_peak).
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        false
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         same_shape(inputs)
     }
@@ -44,6 +51,9 @@ impl NodeOp for Add {
 pub struct Mul;
 
 impl NodeOp for Mul {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         same_shape(inputs)
     }
@@ -78,6 +88,9 @@ impl MulChannel {
 }
 
 impl NodeOp for MulChannel {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let (c, _, _) = chw(inputs[0], "mul_channel")?;
         if inputs[1] != [c, 1, 1] {

@@ -13,19 +13,27 @@ const TILE: usize = 32;
 const ROWS_PER_PASS: u32 = 8;
 
 impl GpuBackend {
-    /// Per image of `n`, x's [rows, cols] matrix transposed into a new [cols, rows] one.
+    /// Per image of `n`, x's [rows, cols] matrix transposed into a new [cols, rows] one, stored
+    /// in x's format.
     fn transpose_images(&self, x: &GpuBuf<f32>, n: usize, rows: usize, cols: usize, op: &str) -> Result<GpuBuf<f32>> {
         int(x.len(), &format!("the element count of the {op} input"))?;
         let images = u32::try_from(n).ok().filter(|&n| n <= 65_535).ok_or_else(|| {
             Error::shape(format!("{op}: a batch of {n} images exceeds the 65535 a launch covers; use a smaller batch"))
         })?;
-        let y = self.alloc::<f32>(x.len())?;
+        let y = self.alloc_stored(x.len(), x.stored())?;
         let cfg = LaunchConfig {
             grid: (cols.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32, images),
             block: (TILE as u32, ROWS_PER_PASS, 1),
             shared_mem_bytes: 0,
         };
-        let args = [x.arg(), y.arg(), int(rows, "transpose rows")?, int(cols, "transpose columns")?];
+        let args = [
+            x.stored_arg(),
+            x.format_arg(),
+            y.stored_arg(),
+            y.format_arg(),
+            int(rows, "transpose rows")?,
+            int(cols, "transpose columns")?,
+        ];
         self.launch("layout", "transpose_images", cfg, &args)?;
         Ok(y)
     }

@@ -32,6 +32,9 @@ impl NodeOp for Relayout {
     fn describe(&self) -> String {
         format!("to {}", self.to.name())
     }
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn forward<E: Element, B: Backend<E>>(&self, ctx: &mut ForwardCtx<'_, E, B>, xs: &[&B::Buf]) -> Result<(B::Buf, Saved<E, B>)> {
         Ok((Self::convert(self.to, ctx.backend, xs[0], ctx.n, ctx.inputs[0])?, Saved::None))
     }

@@ -1,6 +1,8 @@
 //! GPU pooling launchers (`kernels/pool.cu`): one thread per output forwards, one per input
 //! backwards; channels last, one thread per 1 or 4 channels of a pixel (`_nhwc`, `_nhwc_vec4`),
-//! and global average pooling one block per image and 32 or 128 channels.
+//! and global average pooling one block per image and 32 or 128 channels. Every kernel reads x and
+//! dy in their stored formats and writes y in x's format and dx in dy's (the input is not at hand
+//! backwards); max-pool indices are u32.
 
 use super::{AdaptivePoolGeom, PoolGeom, PoolOps};
 use crate::device::Buffer;
@@ -49,8 +51,8 @@ fn nhwc_adaptive_args(g: &AdaptivePoolGeom) -> Result<Vec<KernelArg>> {
     Ok([g.n, g.c, g.h, g.w, g.oh, g.ow].into_iter().map(|v| KernelArg::I32(v as i32)).collect())
 }
 
-/// Channels per thread of the channels-last kernels: 4 (float4) when C is a multiple of 4 and
-/// every buffer in `args` is 16-byte aligned, else 1.
+/// Channels per thread of the channels-last kernels: 4 (one 16-byte f32 or 8-byte 16-bit access)
+/// when C is a multiple of 4 and every buffer in `args` is 16-byte aligned, else 1.
 fn channel_lanes(c: usize, args: &[KernelArg]) -> usize {
     let aligned = args.iter().all(|a| !matches!(a, KernelArg::Ptr(p) if !p.is_multiple_of(16)));
     if c.is_multiple_of(4) && aligned {
@@ -72,7 +74,7 @@ impl GpuBackend {
     /// Adaptive average pooling to 1x1 of a channels-last x: one block per image and 32 lane
     /// groups of channels, reading each pixel's channel row contiguously.
     fn global_avg_pool_nhwc(&self, x: &GpuBuf<f32>, y: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<()> {
-        let buffers = [x.arg(), y.arg()];
+        let buffers = [x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg()];
         let lanes = channel_lanes(g.c, &buffers);
         let chunks = g.c.div_ceil(32 * lanes);
         let blocks = u32::try_from(g.n * chunks)
@@ -88,9 +90,9 @@ impl GpuBackend {
 impl PoolOps<f32> for GpuBackend {
     fn max_pool2d_forward(&self, x: &GpuBuf<f32>, g: &PoolGeom) -> Result<(GpuBuf<f32>, GpuBuf<u32>)> {
         expect_len("max_pool2d", "input", x.len(), g.x_len())?;
-        let y = self.alloc::<f32>(g.y_len())?;
+        let y = self.alloc_stored(g.y_len(), x.stored())?;
         let indices = self.alloc::<u32>(g.y_len())?;
-        let mut args = vec![x.arg(), y.arg(), indices.arg()];
+        let mut args = vec![x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), indices.arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
             self.launch_pool_nhwc("max_pool_forward", g.y_len(), g.c, &args)?;
@@ -104,8 +106,8 @@ impl PoolOps<f32> for GpuBackend {
     fn max_pool2d_backward(&self, dy: &GpuBuf<f32>, indices: &GpuBuf<u32>, g: &PoolGeom) -> Result<GpuBuf<f32>> {
         expect_len("max_pool2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("max_pool2d", "indices", indices.len(), g.y_len())?;
-        let dx = self.alloc::<f32>(g.x_len())?;
-        let mut args = vec![dy.arg(), indices.arg(), dx.arg()];
+        let dx = self.alloc_stored(g.x_len(), dy.stored())?;
+        let mut args = vec![dy.stored_arg(), dy.format_arg(), indices.arg(), dx.stored_arg(), dx.format_arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
             self.launch_pool_nhwc("max_pool_backward", g.x_len(), g.c, &args)?;
@@ -118,8 +120,8 @@ impl PoolOps<f32> for GpuBackend {
 
     fn avg_pool2d_forward(&self, x: &GpuBuf<f32>, g: &PoolGeom) -> Result<GpuBuf<f32>> {
         expect_len("avg_pool2d", "input", x.len(), g.x_len())?;
-        let y = self.alloc::<f32>(g.y_len())?;
-        let mut args = vec![x.arg(), y.arg()];
+        let y = self.alloc_stored(g.y_len(), x.stored())?;
+        let mut args = vec![x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
             args.push(KernelArg::I32(g.count_include_pad as i32));
@@ -134,8 +136,8 @@ impl PoolOps<f32> for GpuBackend {
 
     fn avg_pool2d_backward(&self, dy: &GpuBuf<f32>, g: &PoolGeom) -> Result<GpuBuf<f32>> {
         expect_len("avg_pool2d", "output gradient", dy.len(), g.y_len())?;
-        let dx = self.alloc::<f32>(g.x_len())?;
-        let mut args = vec![dy.arg(), dx.arg()];
+        let dx = self.alloc_stored(g.x_len(), dy.stored())?;
+        let mut args = vec![dy.stored_arg(), dy.format_arg(), dx.stored_arg(), dx.format_arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
             args.push(KernelArg::I32(g.count_include_pad as i32));
@@ -150,8 +152,8 @@ impl PoolOps<f32> for GpuBackend {
 
     fn adaptive_avg_pool2d_forward(&self, x: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<GpuBuf<f32>> {
         expect_len("adaptive_avg_pool2d", "input", x.len(), g.x_len())?;
-        let y = self.alloc::<f32>(g.y_len())?;
-        let mut args = vec![x.arg(), y.arg()];
+        let y = self.alloc_stored(g.y_len(), x.stored())?;
+        let mut args = vec![x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg()];
         if g.layout == Layout::Nhwc {
             if (g.oh, g.ow) == (1, 1) {
                 adaptive_args(g)?;
@@ -169,8 +171,8 @@ impl PoolOps<f32> for GpuBackend {
 
     fn adaptive_avg_pool2d_backward(&self, dy: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<GpuBuf<f32>> {
         expect_len("adaptive_avg_pool2d", "output gradient", dy.len(), g.y_len())?;
-        let dx = self.alloc::<f32>(g.x_len())?;
-        let mut args = vec![dy.arg(), dx.arg()];
+        let dx = self.alloc_stored(g.x_len(), dy.stored())?;
+        let mut args = vec![dy.stored_arg(), dy.format_arg(), dx.stored_arg(), dx.format_arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_adaptive_args(g)?);
             self.launch_pool_nhwc("adaptive_avg_pool_backward", g.x_len(), g.c, &args)?;

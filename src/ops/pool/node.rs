@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::ops::conv::describe_window;
 use crate::ops::node::{chw, numel, BackwardCtx, ForwardCtx, InputGrad, NodeOp, Saved};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 /// A pooling window: kernel, stride and padding per axis, and PyTorch's ceil mode.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -64,6 +65,9 @@ impl MaxPool2d {
 }
 
 impl NodeOp for MaxPool2d {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         self.window.output_shape(inputs[0])
     }
@@ -106,6 +110,9 @@ impl AvgPool2d {
 }
 
 impl NodeOp for AvgPool2d {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         self.window.output_shape(inputs[0])
     }
@@ -146,6 +153,9 @@ impl AdaptiveAvgPool2d {
 }
 
 impl NodeOp for AdaptiveAvgPool2d {
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let (c, _, _) = chw(inputs[0], "adaptive pooling")?;
         Ok(vec![c, self.output.0, self.output.1])
