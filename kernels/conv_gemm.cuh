@@ -12,19 +12,24 @@
 
 // The arguments every convolution GEMM starts with, and where it writes. blockIdx.z = group *
 // splits + split; the block sums its tile over K-slice `split` (the whole K when splits == 1).
-// Unsplit, C of group g goes to `out` + g * out_group as GemmOut (out_plane, out_image) places
-// it; split, the plain partial product goes to partial matrix blockIdx.z (M x N, row-major) for
-// splitk_reduce (gemm.cu) to sum. vec_out allows float4 stores to whichever is written.
+// Unsplit, C of group g goes to `out` (stored as out_format: a 16-bit run's activations) + g *
+// out_group as GemmOutStored (out_plane, out_image) places it, plus the group's N values of `bias`
+// per column when not null (the channels-last forward's); split, the plain partial product goes
+// to partial matrix blockIdx.z (M x N, row-major, f32) for splitk_reduce (gemm.cu) to sum, bias
+// and store. vec_out allows 4-value stores to whichever is written.
 #define CONV_GEMM_PARAMS                                                                          \
-    float *out, float *partial, int M, int N, int K, int splits, int k_per_split,                 \
-        long long out_group, int out_plane, long long out_image, int vec_out
-#define CONV_GEMM_ARGS out, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out
+    void *out, int out_format, const float *bias, float *partial, int M, int N, int K, int splits, \
+        int k_per_split, long long out_group, int out_plane, long long out_image, int vec_out
+#define CONV_GEMM_ARGS                                                                            \
+    out, out_format, bias, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out
 #define CONV_GEMM_SETUP                                                                           \
     int group = blockIdx.z / splits;                                                              \
     int k_begin = (blockIdx.z - group * splits) * k_per_split;                                    \
     int k_end = min(K, k_begin + k_per_split);                                                    \
-    GemmOut dest = splits > 1 ? GemmOut{partial + (size_t)blockIdx.z * M * N, N, 0}               \
-                              : GemmOut{out + group * out_group, out_plane, out_image};
+    GemmOutStored dest =                                                                          \
+        splits > 1 ? GemmOutStored{partial + (size_t)blockIdx.z * M * N, N, 0, FERRO_F32, nullptr}  \
+                   : GemmOutStored{const_cast<void*>(gemm_stored_at(out, group * out_group, out_format)), out_plane, \
+                                   out_image, out_format, bias ? bias + (size_t)group * N : nullptr};
 // The window geometry of an im2col operand (GemmIm2col's fields after the input pointer).
 #define CONV_WINDOW_PARAMS                                                                        \
     int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OW, int plane, \
@@ -189,6 +194,7 @@ struct GemmPhaseGather {
 // Where a phase's dx tile goes: (c, (image, a, b)) at
 // dx[image][c][h.phase + a * sh][w.phase + b * sw].
 struct GemmPhaseOut {
+    static constexpr bool stored = false;
     float* dx;
     int H, W;
     long long image_stride;
@@ -280,21 +286,23 @@ __device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS
 // channels innermost, so the gather of one tap's channels reads consecutive addresses of a pixel;
 // GEMM rows (forward, data gradient) are pixels and columns channels, so each output row is one
 // pixel's channels, written in place with the tensor's row stride (all its channels) and the
-// group's first channel as the base.
+// group's first channel as the base. The activations (x, dy, y, dx) are each stored as their own
+// format argument (f32, or a 16-bit run's bf16/fp16: read and written in place, 8 bytes per 4
+// values where vectorised); the packed weights and the weight gradient stay f32.
 
-// at and load4 of a gathered operand whose ptr(r, c) is the element's address, or nullptr where
-// it reads 0 (the padding); the 4 elements of a load4 from a multiple of 4 are contiguous and
-// inside or outside together.
+// at and load4 of a gathered operand over `base` stored as `format` whose index(r, c) is the
+// element's index, or -1 where it reads 0 (the padding); the 4 elements of a load4 from a
+// multiple of 4 are contiguous and inside or outside together (one 16-byte or 8-byte load).
 template <class Operand>
 __device__ __forceinline__ float gemm_nullable_at(const Operand& op, int r, int c) {
-    const float* p = op.ptr(r, c);
-    return p ? *p : 0.f;
+    const long long i = op.index(r, c);
+    return i < 0 ? 0.f : ferro_load(op.base, i, op.format);
 }
 template <class Operand>
 __device__ __forceinline__ float4 gemm_nullable_load4(const Operand& op, int r, int c, int avail) {
     if (avail < 4) return gemm_gather4(op, r, c, avail);
-    const float* p = op.ptr(r, c);
-    return p ? *reinterpret_cast<const float4*>(p) : make_float4(0.f, 0.f, 0.f, 0.f);
+    const long long i = op.index(r, c);
+    return i < 0 ? make_float4(0.f, 0.f, 0.f, 0.f) : ferro_load4(op.base, i, op.format);
 }
 
 // The im2col matrix of an NHWC tensor read as pixels x K: row image * OH * OW + oh * OW + ow,
@@ -308,16 +316,17 @@ __device__ __forceinline__ float4 gemm_nullable_load4(const Operand& op, int r, 
 // the image or in the padding together: one bounds check and one 16-byte load.
 struct GemmIm2colNhwc {
     static constexpr bool vectorizable = true;
-    const float* x;
+    const void* base;  // x, stored as `format`
+    int format;
     int H, W, C, Cg, KW, sh, sw, ph, pw, dh, dw, OW, plane;
-    // Where (pixel, k) lies in x, or nullptr in the padding.
-    __device__ __forceinline__ const float* ptr(int pixel, int k) const {
+    // Where (pixel, k) lies in x, or -1 in the padding.
+    __device__ __forceinline__ long long index(int pixel, int k) const {
         int tap = k / Cg;
         int ki = tap / KW;
         int image, ih, iw;
         if (!conv_tap_input(pixel, ki, tap - ki * KW, H, W, sh, sw, ph, pw, dh, dw, OW, plane, image, ih, iw))
-            return nullptr;
-        return x + ((size_t)(image * H + ih) * W + iw) * C + k - tap * Cg;
+            return -1;
+        return ((long long)(image * H + ih) * W + iw) * C + k - tap * Cg;
     }
     __device__ __forceinline__ float at(int pixel, int k) const { return gemm_nullable_at(*this, pixel, k); }
     __device__ __forceinline__ float4 load4(int pixel, int k, int avail) const {
@@ -336,13 +345,14 @@ struct GemmIm2colNhwc {
 // (pack_flipped_weights, channels last). `src` advances src_group per group.
 // vec_src: 16-byte gathers of src (GemmIm2colNhwc).
 #define CONV_NHWC_PARAMS                                                                          \
-    CONV_GEMM_PARAMS, const float *packed, const float *src, long long w_group, long long src_group, \
-        CONV_NHWC_WINDOW_PARAMS, int vec_w, int vec_src
-#define CONV_NHWC_ARGS CONV_GEMM_ARGS, packed, src, w_group, src_group, CONV_NHWC_WINDOW, vec_w, vec_src
+    CONV_GEMM_PARAMS, const float *packed, const void *src, int src_format, long long w_group,    \
+        long long src_group, CONV_NHWC_WINDOW_PARAMS, int vec_w, int vec_src
+#define CONV_NHWC_ARGS                                                                            \
+    CONV_GEMM_ARGS, packed, src, src_format, w_group, src_group, CONV_NHWC_WINDOW, vec_w, vec_src
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_gemm_body(CONV_NHWC_PARAMS) {
     CONV_GEMM_SETUP
-    GemmIm2colNhwc a{src + group * src_group, CONV_NHWC_WINDOW};
+    GemmIm2colNhwc a{gemm_stored_at(src, group * src_group, src_format), src_format, CONV_NHWC_WINDOW};
     GemmDense b{packed + group * w_group, K};
     Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_src, vec_w, vec_out);
 }
@@ -352,14 +362,15 @@ __device__ __forceinline__ void conv_nhwc_gemm_body(CONV_NHWC_PARAMS) {
 // place as K x M (rows its channels, ld C_out), im2col(x) as K x N.
 // vec_x: 16-byte gathers of x (GemmIm2colNhwc).
 #define CONV_NHWC_FILTER_PARAMS                                                                   \
-    CONV_GEMM_PARAMS, const float *dy, const float *x, int dy_ld, long long x_group,              \
-        CONV_NHWC_WINDOW_PARAMS, int vec_dy, int vec_x
-#define CONV_NHWC_FILTER_ARGS CONV_GEMM_ARGS, dy, x, dy_ld, x_group, CONV_NHWC_WINDOW, vec_dy, vec_x
+    CONV_GEMM_PARAMS, const void *dy, int dy_format, const void *x, int x_format, int dy_ld,       \
+        long long x_group, CONV_NHWC_WINDOW_PARAMS, int vec_dy, int vec_x
+#define CONV_NHWC_FILTER_ARGS                                                                     \
+    CONV_GEMM_ARGS, dy, dy_format, x, x_format, dy_ld, x_group, CONV_NHWC_WINDOW, vec_dy, vec_x
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_filter_gemm_body(CONV_NHWC_FILTER_PARAMS) {
     CONV_GEMM_SETUP
-    GemmDense a{dy + group * M, dy_ld};
-    GemmIm2colNhwc b{x + group * x_group, CONV_NHWC_WINDOW};
+    GemmDenseStored a{gemm_stored_at(dy, (long long)group * M, dy_format), dy_ld, dy_format};
+    GemmIm2colNhwc b{gemm_stored_at(x, group * x_group, x_format), x_format, CONV_NHWC_WINDOW};
     Tile::template run<false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, vec_x, vec_out);
 }
 
@@ -370,18 +381,19 @@ __device__ __forceinline__ void conv_nhwc_filter_gemm_body(CONV_NHWC_FILTER_PARA
 // from a multiple of 4 are one tap's consecutive channels of one dy pixel.
 struct GemmPhaseGatherNhwc {
     static constexpr bool vectorizable = true;
-    const float* dy;
+    const void* base;  // dy, stored as `format`
+    int format;
     int OH, OW, C, cout;
     ConvPhase phase;
-    // Where (pixel, r) lies in dy, or nullptr outside it.
-    __device__ __forceinline__ const float* ptr(int pixel, int r) const {
+    // Where (pixel, r) lies in dy, or -1 outside it.
+    __device__ __forceinline__ long long index(int pixel, int r) const {
         int o, t, u, image, a, b;
         phase.tap_of_channels_last(r, cout, o, t, u);
         phase.pixel_of(pixel, image, a, b);
         int oh = a + phase.h.offset - t * phase.h.advance;
         int ow = b + phase.w.offset - u * phase.w.advance;
-        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return nullptr;
-        return dy + ((size_t)(image * OH + oh) * OW + ow) * C + o;
+        if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return -1;
+        return ((long long)(image * OH + oh) * OW + ow) * C + o;
     }
     __device__ __forceinline__ float at(int pixel, int r) const { return gemm_nullable_at(*this, pixel, r); }
     __device__ __forceinline__ float4 load4(int pixel, int r, int avail) const {
@@ -391,16 +403,20 @@ struct GemmPhaseGatherNhwc {
 
 // Where a phase's NHWC dx tile goes: (pixel (image, a, b), c) at
 // dx[image][h.phase + a * sh][w.phase + b * sw][c] of the group's channels.
+// dx stored as `format`, through gemm_store_stored (no bias).
 struct GemmPhaseOutNhwc {
-    float* dx;
+    static constexpr bool stored = true;
+    static constexpr const float* bias = nullptr;
+    void* base;
+    int format;
     int H, W, C;
     ConvPhase phase;
-    __device__ __forceinline__ float* ptr(int pixel, int c) const {
+    __device__ __forceinline__ long long index(int pixel, int c) const {
         int image, a, b;
         phase.pixel_of(pixel, image, a, b);
         int ih = phase.h.phase + a * phase.h.stride;
         int iw = phase.w.phase + b * phase.w.stride;
-        return dx + ((size_t)(image * H + ih) * W + iw) * C + c;
+        return ((long long)(image * H + ih) * W + iw) * C + c;
     }
 };
 
@@ -412,11 +428,12 @@ struct GemmPhaseOutNhwc {
 // covers the largest phase; a smaller phase's tile rows past its pixels are the tiles' own edge
 // (gathered as zeros, never stored), and a phase no tap reaches (K = 0) gets zeros.
 #define CONV_NHWC_DATA_PHASE_PARAMS                                                               \
-    float *dx, const float *packed, const float *dy, int cin, int images, int phases,             \
+    void *dx, int dx_format, const float *packed, const void *dy, int dy_format, int cin,          \
+        int images, int phases,                                                                   \
         long long w_group, int cout, int C_in, int C_out, int H, int W, int KH, int KW, int sh,     \
         int sw, int ph, int pw, int dh, int dw, int OH, int OW, int vec_w, int vec_dx, int vec_dy
 #define CONV_NHWC_DATA_PHASE_ARGS                                                                 \
-    dx, packed, dy, cin, images, phases, w_group, cout, C_in, C_out, H, W, KH, KW, sh, sw, ph, pw, \
+    dx, dx_format, packed, dy, dy_format, cin, images, phases, w_group, cout, C_in, C_out, H, W, KH, KW, sh, sw, ph, pw, \
         dh, dw, OH, OW, vec_w, vec_dx, vec_dy
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_data_phase_gemm_body(CONV_NHWC_DATA_PHASE_PARAMS) {
@@ -425,8 +442,8 @@ __device__ __forceinline__ void conv_nhwc_data_phase_gemm_body(CONV_NHWC_DATA_PH
     ConvPhase phase(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw);
     int K = cout * phase.taps();
     size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * cin * cout;
-    GemmPhaseGatherNhwc a{dy + group * cout, OH, OW, C_out, cout, phase};
+    GemmPhaseGatherNhwc a{gemm_stored_at(dy, (long long)group * cout, dy_format), dy_format, OH, OW, C_out, cout, phase};
     GemmDense b{packed + group * w_group + before, K};
-    GemmPhaseOutNhwc out{dx + group * cin, H, W, C_in, phase};
+    GemmPhaseOutNhwc out{const_cast<void*>(gemm_stored_at(dx, (long long)group * cin, dx_format)), dx_format, H, W, C_in, phase};
     Tile::template run<true, true>(a, b, out, images * phase.plane(), cin, 0, K, 1.f, 0.f, vec_dy, vec_w, vec_dx);
 }

@@ -7,6 +7,7 @@
 // K and store its partial tile (gemm_kernels.cuh); `splitk_reduce` sums the partials in a fixed order (deterministic,
 // no atomics) and applies alpha and beta. The host chooses the split (src/ops/gemm/mod.rs).
 #include "gemm_kernels.cuh"
+#include "stored.cuh"
 
 // The 64x64 kernels promise four blocks per SM: that caps registers at 64 (ptxas needs no spills
 // for that) to keep 32 warps resident for latency hiding; the host's split-K planner
@@ -36,13 +37,15 @@ FERRO_SGEMM_KERNELS(tn, true, false)
 FERRO_SGEMM_KERNELS(tt, true, true)
 
 // Split-K, second pass: C[b] = alpha * (sum of the splits' partial M x N products, in split order)
-// + beta * C[b] (C not read when beta == 0), one thread per element of the M x N matrices of all
-// batches; partial matrix b * splits + s holds split s of batch b. Element (r, c) of C[b] lies at
-// C + b * stride_c + r * plane + (c / plane) * image_stride + c % plane: a row-major C is
-// plane = N, image_stride = 0; an NCHW convolution output is plane = OH * OW, image_stride =
-// channels * plane. The fixed order makes the result the same bits on every run.
-extern "C" __global__ void splitk_reduce(const float* partial, float* C, int N, int mn, int splits,
-                                         int total, long long stride_c, int plane,
+// + bias[b * N + c] + beta * C[b] (C not read when beta == 0; bias may be null: a bias per column
+// of each batch matrix, a grouped convolution's per group), stored as c_format
+// (stored.cuh: a 16-bit run's layer outputs round once, here), one thread per element of the
+// M x N matrices of all batches; partial matrix b * splits + s holds split s of batch b. Element
+// (r, c) of C[b] is element b * stride_c + r * plane + (c / plane) * image_stride + c % plane of C:
+// a row-major C is plane = N, image_stride = 0; an NCHW convolution output is plane = OH * OW,
+// image_stride = channels * plane. The fixed order makes the result the same bits on every run.
+extern "C" __global__ void splitk_reduce(const float* partial, void* C, int c_format, const float* bias, int N, int mn,
+                                         int splits, int total, long long stride_c, int plane,
                                          long long image_stride, float alpha, float beta) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= total) return;
@@ -52,10 +55,13 @@ extern "C" __global__ void splitk_reduce(const float* partial, float* C, int N, 
     float sum = p[0];
     for (int s = 1; s < splits; ++s) sum += p[(size_t)s * mn];
     int row = e / N;
-    GemmOut out{C + batch * stride_c, plane, image_stride};
-    float* c = out.ptr(row, e - row * N);
+    int col = e - row * N;
+    int image = col / plane;
+    long long i = batch * stride_c + image * image_stride + (long long)row * plane + (col - image * plane);
     float v = alpha * sum;
-    *c = beta != 0.f ? v + beta * *c : v;
+    if (bias) v += bias[(long long)batch * N + col];
+    if (beta != 0.f) v += beta * ferro_load(C, i, c_format);
+    ferro_store(C, i, v, c_format);
 }
 
 // y[(o * channels + c) * inner + i] += bias[c], one thread per element of y.
@@ -65,10 +71,10 @@ extern "C" __global__ void add_bias(float* y, const float* bias, int channels, i
     y[idx] += bias[(idx / inner) % channels];
 }
 
-// db[c] = sum over o < outer, i < inner of dy[(o * channels + c) * inner + i]; one block of
-// up to 256 threads per channel.
+// db[c] = sum over o < outer, i < inner of dy[(o * channels + c) * inner + i], dy stored as
+// dy_format; one block of up to 256 threads per channel.
 extern "C" __global__ void __launch_bounds__(256)
-    bias_grad(const float* dy, float* db, int outer, int channels, int inner) {
+    bias_grad(const void* dy, int dy_format, float* db, int outer, int channels, int inner) {
     __shared__ float scratch[33];
     int c = blockIdx.x;
     int count = outer * inner;
@@ -76,7 +82,7 @@ extern "C" __global__ void __launch_bounds__(256)
     for (int idx = threadIdx.x; idx < count; idx += blockDim.x) {
         int o = idx / inner;
         int i = idx - o * inner;
-        sum += dy[((size_t)o * channels + c) * inner + i];
+        sum += ferro_load(dy, ((long long)o * channels + c) * inner + i, dy_format);
     }
     float total = ferro_block_sum(sum, scratch);
     if (threadIdx.x == 0) db[c] = total;

@@ -157,17 +157,55 @@ GEMM_TC_KERNEL(gemm_tc_bf16_64, TC_BF16, 2, unsigned short)
 GEMM_TC_KERNEL(gemm_tc_f16_64, TC_F16, 2, unsigned short)
 GEMM_TC_KERNEL(gemm_tc_tf32_64, TC_TF32, 2, float)
 
-// ---- The linear layers' GEMMs of training on the tensor cores: gemm_kernels.cuh's bodies (f32
-// operands read in place, converted exactly as they are already rounded to the format) on
-// tc_gemm_tile.cuh's 64x64 tiles, with the SGEMM kernels' arguments: sgemm_TRANSPOSES_tc_FORMAT
-// and its _split twin (src/ops/gemm/tc_train.rs picks them at bf16/fp16/tf32 on compute
-// capability 8.0+). No pack, no padding: any M, N and K. The transposes a linear layer uses: nn
-// (data gradient), nt (forward) and tn (weight gradient).
+// ---- The linear layers' GEMMs of training on the tensor cores: tc_gemm_tile.cuh's 64x64 tiles
+// with the SGEMM kernels' arguments, except that A, B and C are each stored as f32, bf16 or fp16
+// (a format code after each pointer: a 16-bit run's activations and gradients are read and
+// written in place, 8 bytes per 4 values where vectorised) and C takes an optional f32 bias per
+// column, added before its one rounding store. sgemm_TRANSPOSES_tc_FORMAT and its _split twin
+// (src/ops/gemm/tc_train.rs picks them at bf16/fp16/tf32 on compute capability 8.0+; the split
+// one stores f32 partial products for splitk_reduce, which adds the bias and stores C). No pack,
+// no padding: any M, N and K. The transposes a linear layer uses: nn (data gradient), nt
+// (forward) and tn (weight gradient).
+#define FERRO_TC_GEMM_PARAMS                                                                      \
+    const void *A, int a_format, const void *B, int b_format, void *C, int c_format,             \
+        const float *bias, int M, int N, int K, int lda, int ldb, int ldc, long long stride_a,     \
+        long long stride_b, long long stride_c, float alpha, float beta, int vec_a, int vec_b,     \
+        int vec_c
+#define FERRO_TC_GEMM_ARGS                                                                        \
+    A, a_format, B, b_format, C, c_format, bias, M, N, K, lda, ldb, ldc, stride_a, stride_b,       \
+        stride_c, alpha, beta, vec_a, vec_b, vec_c
+template <class Tile, bool TA, bool TB>
+__device__ __forceinline__ void tc_gemm_body(FERRO_TC_GEMM_PARAMS) {
+    const long long z = blockIdx.z;
+    GemmDenseStored a{gemm_stored_at(A, z * stride_a, a_format), lda, a_format};
+    GemmDenseStored b{gemm_stored_at(B, z * stride_b, b_format), ldb, b_format};
+    GemmOutStored c{const_cast<void*>(gemm_stored_at(C, z * stride_c, c_format)), ldc, 0, c_format, bias};
+    Tile::template run<!TA, TB>(a, b, c, M, N, 0, K, alpha, beta, vec_a, vec_b, vec_c);
+}
+
+#define FERRO_TC_GEMM_SPLIT_PARAMS                                                                \
+    const void *A, int a_format, const void *B, int b_format, float *partial, int M, int N, int K, \
+        int lda, int ldb, long long stride_a, long long stride_b, int splits, int k_per_split,     \
+        int vec_a, int vec_b, int vec_p
+#define FERRO_TC_GEMM_SPLIT_ARGS                                                                  \
+    A, a_format, B, b_format, partial, M, N, K, lda, ldb, stride_a, stride_b, splits, k_per_split, \
+        vec_a, vec_b, vec_p
+template <class Tile, bool TA, bool TB>
+__device__ __forceinline__ void tc_gemm_split_body(FERRO_TC_GEMM_SPLIT_PARAMS) {
+    const int batch = blockIdx.z / splits;
+    const int k_begin = (blockIdx.z - batch * splits) * k_per_split;
+    GemmDenseStored a{gemm_stored_at(A, (long long)batch * stride_a, a_format), lda, a_format};
+    GemmDenseStored b{gemm_stored_at(B, (long long)batch * stride_b, b_format), ldb, b_format};
+    GemmOut p{partial + (size_t)blockIdx.z * M * N, N, 0};
+    Tile::template run<!TA, TB>(a, b, p, M, N, k_begin, min(K, k_begin + k_per_split), 1.f, 0.f, vec_a, vec_b, vec_p);
+}
+
 #define FERRO_TC_GEMM_KERNELS(TRANSPOSES, TA, TB, FORMAT, IN)                                     \
-    GEMM_KERNEL(sgemm_##TRANSPOSES##_tc_##FORMAT, gemm_body, FERRO_GEMM_PARAMS, FERRO_GEMM_ARGS, 2, \
-                TensorCoreTile<IN, 64, 64>, TA, TB)                                               \
-    GEMM_KERNEL(sgemm_##TRANSPOSES##_tc_##FORMAT##_split, gemm_split_body, FERRO_GEMM_SPLIT_PARAMS, \
-                FERRO_GEMM_SPLIT_ARGS, 2, TensorCoreTile<IN, 64, 64>, TA, TB)
+    GEMM_KERNEL(sgemm_##TRANSPOSES##_tc_##FORMAT, tc_gemm_body, FERRO_TC_GEMM_PARAMS,              \
+                FERRO_TC_GEMM_ARGS, 2, TensorCoreTile<IN, 64, 64>, TA, TB)                        \
+    GEMM_KERNEL(sgemm_##TRANSPOSES##_tc_##FORMAT##_split, tc_gemm_split_body,                     \
+                FERRO_TC_GEMM_SPLIT_PARAMS, FERRO_TC_GEMM_SPLIT_ARGS, 2, TensorCoreTile<IN, 64, 64>, \
+                TA, TB)
 #define FERRO_TC_GEMM_FORMAT(FORMAT, IN)                                                          \
     FERRO_TC_GEMM_KERNELS(nn, false, false, FORMAT, IN)                                           \
     FERRO_TC_GEMM_KERNELS(nt, false, true, FORMAT, IN)                                            \

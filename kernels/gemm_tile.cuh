@@ -18,6 +18,7 @@
 // otherwise.
 #pragma once
 #include "common.cuh"
+#include "stored.cuh"
 
 #define GEMM_BK 16
 #define GEMM_THREADS 256
@@ -89,6 +90,7 @@ struct GemmIm2col {
 // A plain row-major matrix is plane = its column count, image_stride = 0; an NCHW output is
 // plane = OH * OW, image_stride = channels * plane.
 struct GemmOut {
+    static constexpr bool stored = false;
     float* base;
     int plane;
     long long image_stride;
@@ -116,6 +118,60 @@ __device__ __forceinline__ float4 GemmImageMajor::load4(int r, int c, int avail)
     return gemm_load4(ptr(r, c), avail, true);
 }
 
+// Element i of a buffer stored as `format` (stored.cuh's codes): where a matrix of it starts.
+__device__ __forceinline__ const void* gemm_stored_at(const void* p, long long i, int format) {
+    return static_cast<const char*>(p) + i * (format == FERRO_F32 ? 4 : 2);
+}
+
+// GemmOut over a buffer stored as f32, bf16 or fp16 (a 16-bit run's activations and their
+// gradients), with an optional f32 bias per column added before the one rounding store (a biased
+// layer output rounds once, as the CPU's emulation does). The tiles store through
+// gemm_store_stored for every Out whose `stored` is true.
+struct GemmOutStored {
+    static constexpr bool stored = true;
+    void* base;
+    int plane;
+    long long image_stride;
+    int format;
+    const float* bias;
+    __device__ __forceinline__ long long index(int r, int c) const {
+        int image = c / plane;
+        return image * image_stride + (long long)r * plane + (c - image * plane);
+    }
+};
+
+// `count` (1 to 4) consecutive columns col.. of row `row` of a stored Out, alpha already applied
+// to v: beta times the old values and the bias added, then one rounding store each; `vec`: the
+// values are one aligned run (count 4: ferro_store4; count 2: one 8-byte or 4-byte store), as
+// the host's vec_c promises.
+template <class Out>
+__device__ __forceinline__ void gemm_store_stored(const Out& out, int row, int col, float* v, int count, bool vec,
+                                                  float beta) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        if (j >= count) break;
+        if (beta != 0.f) v[j] += beta * ferro_load(out.base, out.index(row, col + j), out.format);
+        if (out.bias) v[j] += out.bias[col + j];
+    }
+    const long long i = out.index(row, col);
+    if (vec && count == 4) {
+        ferro_store4(out.base, i, make_float4(v[0], v[1], v[2], v[3]), out.format);
+    } else if (vec && count == 2) {
+        if (out.format == FERRO_F32) {
+            *reinterpret_cast<float2*>(static_cast<float*>(out.base) + i) = make_float2(v[0], v[1]);
+        } else {
+            *reinterpret_cast<unsigned*>(static_cast<unsigned short*>(out.base) + i) =
+                static_cast<unsigned>(ferro_narrow16(v[0], out.format)) | (static_cast<unsigned>(ferro_narrow16(v[1], out.format)) << 16);
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            if (j >= count) break;
+            ferro_store(out.base, out.index(row, col + j), v[j], out.format);
+        }
+    }
+}
+
 // Elements (r, c..c+3) of an operand gathered one at a time, of which `avail` (possibly <= 0)
 // are inside the matrix: a vectorised gather's load4 at a matrix edge.
 template <class Operand>
@@ -127,6 +183,20 @@ __device__ __forceinline__ float4 gemm_gather4(const Operand& op, int r, int c, 
     if (avail > 3) v.w = op.at(r, c + 3);
     return v;
 }
+
+// A row-major matrix stored as f32, bf16 or fp16: a 16-bit run's activations and activation
+// gradients read in place. Vectorised, load4 reads 4 values in one 16-byte (f32) or 8-byte
+// (16-bit) load; the host vouches for the alignment as GemmDense's.
+struct GemmDenseStored {
+    static constexpr bool vectorizable = true;
+    const void* base;
+    int ld;
+    int format;
+    __device__ __forceinline__ float at(int r, int c) const { return ferro_load(base, (long long)r * ld + c, format); }
+    __device__ __forceinline__ float4 load4(int r, int c, int avail) const {
+        return avail >= 4 ? ferro_load4(base, (long long)r * ld + c, format) : gemm_gather4(*this, r, c, avail);
+    }
+};
 
 __device__ __forceinline__ float gemm_lane(const float4& f, int j) {
     return j == 0 ? f.x : j == 1 ? f.y : j == 2 ? f.z : f.w;
@@ -299,7 +369,9 @@ __device__ __forceinline__ void gemm_tile(const OperandA& a, const OperandB& b, 
             float v[4];
 #pragma unroll
             for (int j = 0; j < 4; ++j) v[j] = alpha * acc[i][4 * s + j];
-            if (vec_c && col + 3 < N) {
+            if constexpr (Out::stored) {
+                if (col < N) gemm_store_stored(out, row, col, v, min(4, N - col), vec_c && col + 3 < N, beta);
+            } else if (vec_c && col + 3 < N) {
                 float* c = out.ptr(row, col);
                 if (beta != 0.f) {
                     float4 old = *reinterpret_cast<const float4*>(c);

@@ -28,6 +28,33 @@
 #include "gemm_tile.cuh"
 #include "tensor_core.cuh"
 
+// Columns col and (when `second`) col + 1 of row `row` of C, alpha already applied: beta times
+// the old values added when beta != 0, paired stores when vec allows: a stored Out's through
+// gemm_store_stored, else any GemmOut-like `out` whose ptr(r, c) is the f32 element's address.
+template <class Out>
+__device__ __forceinline__ void tc_store_pair(const Out& out, int row, int col, float v0, float v1, bool second, int vec,
+                                              float beta) {
+    if constexpr (Out::stored) {
+        float v[2] = {v0, v1};
+        gemm_store_stored(out, row, col, v, second ? 2 : 1, vec && second, beta);
+    } else if (vec && second) {
+        float* dst = out.ptr(row, col);
+        if (beta != 0.f) {
+            const float2 old = *reinterpret_cast<const float2*>(dst);
+            v0 += beta * old.x;
+            v1 += beta * old.y;
+        }
+        *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+    } else {
+        float* dst = out.ptr(row, col);
+        *dst = beta != 0.f ? v0 + beta * *dst : v0;
+        if (second) {
+            float* next = out.ptr(row, col + 1);
+            *next = beta != 0.f ? v1 + beta * *next : v1;
+        }
+    }
+}
+
 template <TcIn IN>
 struct TcStage {
     static constexpr int ELEM = IN == TC_TF32 ? 4 : 2;  // bytes of a stored element
@@ -224,23 +251,7 @@ __device__ __forceinline__ void tc_gemm_tile(const OperandA& a, const OperandB& 
     }
 
     auto store = [&](int row, int col, float v0, float v1) {
-        float* dst = out.ptr(row, col);
-        v0 *= alpha;
-        v1 *= alpha;
-        if (vec_c && col + 1 < N) {
-            if (beta != 0.f) {
-                const float2 old = *reinterpret_cast<const float2*>(dst);
-                v0 += beta * old.x;
-                v1 += beta * old.y;
-            }
-            *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
-        } else {
-            *dst = beta != 0.f ? v0 + beta * *dst : v0;
-            if (col + 1 < N) {
-                float* next = out.ptr(row, col + 1);
-                *next = beta != 0.f ? v1 + beta * *next : v1;
-            }
-        }
+        tc_store_pair(out, row, col, alpha * v0, alpha * v1, col + 1 < N, vec_c, beta);
     };
     tc_store_tiles(acc, m0 + wm * WM, n0 + wn * WN, lane, M, N, store);
 }

@@ -15,7 +15,7 @@ use ferronet::gpu::GpuBackend;
 use ferronet::ops::conv::gpu_workspace_bytes;
 use ferronet::ops::{ConvGeom, ConvOps, PrecisionOps};
 use ferronet::ops::gemm::tc::TcInput;
-use ferronet::precision::Precision;
+use ferronet::precision::{Precision, StoredFormat};
 use ferronet::rng::Rng;
 use ferronet::ops::conv::depthwise_gpu_workspace_bytes;
 use ferronet::shape::Layout;
@@ -285,7 +285,8 @@ fn nhwc_layer(gpu: &GpuBackend, p: Precision, g: &ConvGeom, seed: u64) -> Vec<St
 /// The kernels `nhwc_layer` on `g` at `p` launches, without tile suffixes, in the kernel log's
 /// order (each once): a pointwise geometry of one
 /// group runs plain GEMMs (the tensor-core ones at a reduced format), any other the channels-last
-/// GEMMs after their weight packing, the weight gradient unpacked after; splitk_reduce entries are
+/// GEMMs after their weight packing, the weight gradient unpacked after; the bias is added as the
+/// GEMM stores y, except after the fp32 SGEMM's unsplit plain GEMM; splitk_reduce entries are
 /// left out (the plan decides them).
 fn nhwc_launches(p: Precision, g: &ConvGeom) -> Vec<String> {
     let plain = |transposes: &str| match TcInput::for_precision(p) {
@@ -297,7 +298,9 @@ fn nhwc_launches(p: Precision, g: &ConvGeom) -> Vec<String> {
         false => vec!["conv::pack_nhwc_weights".to_string(), kernel_at(p, "conv_nhwc_gemm")],
     };
     let mut want = forward();
-    want.push("gemm::add_bias".into());
+    if g.is_pointwise() && g.groups == 1 && TcInput::for_precision(p).is_none() {
+        want.push("gemm::add_bias".into());
+    }
     want.extend(forward());
     want.extend(match (g.is_pointwise() && g.groups == 1, g.sh * g.sw > 1) {
         (true, _) => vec![plain("nn")],
@@ -337,6 +340,54 @@ fn channels_last_convolution_runs_nhwc_kernels_matching_the_reference() {
             }
         }
         assert_eq!(ran, nhwc_launches(p, &g), "{p} {g:?}");
+    }
+}
+
+/// A bf16/fp16 run's channels-last convolution on 16-bit x and dy (im2col, stride-phase and
+/// pointwise GEMMs, and a forward whose K splits on a 4-SM simulator): y and dx are stored in the
+/// input's format and equal the CPU's f64 results rounded to it (to one unit of the format's last
+/// place, where the sums differ across a rounding boundary); dW and db stay f32.
+#[test]
+fn channels_last_convolution_reads_and_writes_16_bit_activations() {
+    let configs = [
+        (2, 8, (6, 5), 12, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (2, 8, (9, 8), 8, (5, 5), (2, 2), (2, 2), (1, 1), 2),
+        (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ];
+    for (p, format, tol) in [(Precision::Bf16, StoredFormat::Bf16, 8e-3), (Precision::Fp16, StoredFormat::F16, 1e-3)] {
+        for (i, config) in configs.into_iter().enumerate() {
+            let sms = if i == 3 { 4 } else { SimOptions::default().multiprocessors };
+            let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: sms, ..SimOptions::default() }))), p);
+            let g = geom(config).with_layout(Layout::Nhwc);
+            let cpu = CpuBackend::new();
+            let nchw = g.with_layout(Layout::Nchw);
+            let seed = 9500 + 10 * i as u64;
+            let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values_at(p, g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
+            let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
+            let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+            let narrow = |v: Vec<f32>| gpu.convert_stored(&gpu.upload(&v).unwrap(), format).unwrap();
+            let (gx, gdy) = (narrow(nchw_to_nhwc(&x, g.c_in, in_plane)), narrow(nchw_to_nhwc(&dy, g.c_out, out_plane)));
+            let (gw, gb) = (gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
+            let as_nchw = |buf: &ferronet::gpu::GpuBuf<f32>, c: usize, plane: usize| nhwc_to_nchw(&gpu.download(buf).unwrap(), c, plane);
+            let what = |pass: &str| format!("16-bit nhwc {pass} {p} {g:?}");
+            let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
+            let mut want = cpu.conv2d_forward(&cx, &cw, Some(&cb), &nchw).unwrap();
+            cpu.round_in_place(p, &mut want).unwrap();
+            assert_eq!(gpu.stored_format(&y), format, "{}", what("y"));
+            assert_close(&what("forward"), &as_nchw(&y, g.c_out, out_plane), &cpu.download(&want).unwrap(), tol, tol);
+            let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
+            let mut want = cpu.conv2d_backward_data(&cdy, &cw, &nchw).unwrap();
+            cpu.round_in_place(p, &mut want).unwrap();
+            assert_eq!(gpu.stored_format(&dx), format, "{}", what("dx"));
+            assert_close(&what("backward data"), &as_nchw(&dx, g.c_in, in_plane), &cpu.download(&want).unwrap(), tol, tol);
+            let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+            assert_close(&what("backward filter"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &nchw).unwrap(), ATOL, RTOL);
+            let db = gpu.conv2d_backward_bias(&gdy, &g).unwrap();
+            assert_close(&what("backward bias"), &gpu.download(&db).unwrap(), &cpu.conv2d_backward_bias(&cdy, &nchw).unwrap(), ATOL, RTOL);
+            let log = gpu.take_kernel_log();
+            assert!(i != 3 || log.iter().any(|k| k == "gemm::splitk_reduce"), "{}: K splits: {log:?}", what("forward"));
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
 use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
+use crate::precision::StoredFormat;
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
 /// kernel's own argument order.
@@ -94,7 +95,7 @@ fn group_gemm_dims(g: &ConvGeom) -> (usize, usize) {
 /// image-major [channels / groups, images * plane] matrices, one per group.
 fn nchw_target(ptr: u64, g: &ConvGeom, channels: usize, plane: usize) -> GemmTarget {
     let group = channels / g.groups * plane;
-    GemmTarget { ptr, batch_stride: group, plane, image_stride: channels * plane, vec: image_major_vec(ptr, plane) }
+    GemmTarget { ptr, batch_stride: group, plane, image_stride: channels * plane, vec: image_major_vec(ptr, plane), format: StoredFormat::F32, bias: 0 }
 }
 
 /// A product of `spec`'s shape (batch = groups), alpha 1, beta 0.
@@ -279,8 +280,8 @@ impl GpuBackend {
 
     /// Every stride phase's weight of the strided data gradient (pack_phase_weights) packed, K in
     /// the order of `g.layout`'s phase GEMM; the packing, whether it takes 16-byte loads, and the
-    /// arguments both layouts' phase GEMMs start with: dx, the packing, dy, C_in/g, images,
-    /// phases and the packing's group stride.
+    /// arguments both layouts' phase GEMMs start with: dx, the packing, dy (channels-last: dx and
+    /// dy each with its stored format), C_in/g, images, phases and the packing's group stride.
     fn phase_gemm_head(&self, dx: &GpuBuf<f32>, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<(GpuBuf<f32>, KernelArg, Vec<KernelArg>)> {
         let phases = g.sh * g.sw;
         let (cin_g, cout_g) = (g.c_in_per_group(), g.c_out_per_group());
@@ -288,15 +289,16 @@ impl GpuBackend {
         args.extend(&phase_geometry_args(g)?[..10]);
         args.push(KernelArg::I32((g.layout == Layout::Nhwc) as i32));
         let (packed, vec_w) = self.pack_data_weights("pack_phase_weights", w, g, g.groups * phases, &args)?;
-        let head = vec![
-            dx.arg(),
-            packed.arg(),
-            dy.arg(),
+        let mut head = match g.layout {
+            Layout::Nchw => vec![dx.arg(), packed.arg(), dy.arg()],
+            Layout::Nhwc => vec![dx.stored_arg(), dx.format_arg(), packed.arg(), dy.stored_arg(), dy.format_arg()],
+        };
+        head.extend([
             args[0],
             int(g.n, "batch")?,
             args[2],
             stride_arg(cout_g * cin_g * g.kh * g.kw, "conv weight group")?,
-        ];
+        ]);
         Ok((packed, vec_w, head))
     }
 
@@ -371,23 +373,20 @@ impl GpuBackend {
 impl ConvOps<f32> for GpuBackend {
     fn conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
+        // Channels-last, y takes x's stored format and the GEMM adds the bias as it stores y (one
+        // rounding); channels-first, the bias is added to each f32 plane after.
+        if g.layout == Layout::Nhwc {
+            let mut y = self.alloc_stored(g.y_len(), x.stored())?;
+            self.forward_nhwc(x, w, bias, g, &mut y)?;
+            return Ok(y);
+        }
         let mut y = self.alloc::<f32>(g.y_len())?;
-        // The bias is added per channel: of each NCHW plane, or of each NHWC pixel.
-        let plane = match g.layout {
-            Layout::Nchw => {
-                match self.pointwise_gemm(g, false) {
-                    Some(spec) => self.gemm(&spec, w, x, &mut y)?,
-                    None => self.forward_implicit(x, w, g, &mut y)?,
-                }
-                g.oh * g.ow
-            }
-            Layout::Nhwc => {
-                self.forward_nhwc(x, w, g, &mut y)?;
-                1
-            }
-        };
+        match self.pointwise_gemm(g, false) {
+            Some(spec) => self.gemm(&spec, w, x, &mut y)?,
+            None => self.forward_implicit(x, w, g, &mut y)?,
+        }
         if let Some(b) = bias {
-            self.add_bias(&mut y, b, g.c_out, plane)?;
+            self.add_bias(&mut y, b, g.c_out, g.oh * g.ow)?;
         }
         Ok(y)
     }
@@ -395,11 +394,12 @@ impl ConvOps<f32> for GpuBackend {
     fn conv2d_backward_data(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
-        let mut dx = self.alloc::<f32>(g.x_len())?;
         if g.layout == Layout::Nhwc {
+            let mut dx = self.alloc_stored(g.x_len(), dy.stored())?;
             self.backward_data_nhwc(dy, w, g, &mut dx)?;
             return Ok(dx);
         }
+        let mut dx = self.alloc::<f32>(g.x_len())?;
         match self.pointwise_gemm(g, true) {
             Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
             None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::precision::StoredFormat;
 
 /// Threads per block of the GEMM kernels.
 const GEMM_THREADS: u32 = 256;
@@ -39,9 +40,10 @@ fn transposes(spec: &GemmSpec<f32>) -> &'static str {
     }
 }
 
-/// The kernels that run a product: the fp32 SGEMM tiles, or the tensor-core tiles of a format
-/// (64x64 only; nn, nt and tn: what the linear layers use, `ops::gemm::tc_train`), whose kernels
-/// take the same arguments.
+/// The kernels that run a product: the fp32 SGEMM tiles (f32 operands), or the tensor-core tiles
+/// of a format (64x64 only; nn, nt and tn: what the linear layers use, `ops::gemm::tc_train`),
+/// whose kernels take the same arguments but a stored format after each of A, B and C (f32, bf16
+/// or fp16: a 16-bit run's activations read and written in place) and C's bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GemmEngine {
     Sgemm,
@@ -49,6 +51,17 @@ pub(crate) enum GemmEngine {
 }
 
 impl GemmEngine {
+    /// A buffer as the kernels' pointer argument at element `offset`: the pointer alone for the
+    /// SGEMM (which reads f32 only), with its stored format for the tensor-core tiles.
+    fn operand(self, buf: &GpuBuf<f32>, offset: usize) -> Vec<KernelArg> {
+        match self {
+            GemmEngine::Sgemm => {
+                assert_eq!(buf.stored(), StoredFormat::F32, "a 16-bit buffer passed to the fp32 SGEMM");
+                vec![KernelArg::Ptr(buf.ptr_at(offset))]
+            }
+            GemmEngine::TensorCores(_) => vec![KernelArg::Ptr(buf.ptr_at(offset)), buf.format_arg()],
+        }
+    }
     /// The module and kernel of `spec`'s product on `tile`, split or not.
     fn kernel(self, spec: &GemmSpec<f32>, tile: GemmTile, split: bool) -> (&'static str, String) {
         let split = if split { "_split" } else { "" };
@@ -68,19 +81,23 @@ fn vec_partial(spec: &GemmSpec<f32>, partial: &GpuBuf<f32>) -> KernelArg {
 /// + (c / plane) * image_stride + c % plane) floats. A row-major C is plane = n, image_stride = 0;
 /// an NCHW convolution output is plane = OH * OW, image_stride = channels * plane. `vec`: the
 /// unsplit kernel may store 4 consecutive columns at once (16-byte aligned, plane a multiple of 4).
+/// C is stored as `format` (a 16-bit run's activations), and `bias` (a device pointer, 0 for
+/// none) holds one f32 per column of each batch matrix, added before C is stored.
 pub(crate) struct GemmTarget {
     pub ptr: u64,
     pub batch_stride: usize,
     pub plane: usize,
     pub image_stride: usize,
     pub vec: bool,
+    pub format: StoredFormat,
+    pub bias: u64,
 }
 
 impl GemmTarget {
     /// The packed row-major C of `spec` at `ptr`.
     pub fn row_major(ptr: u64, spec: &GemmSpec<f32>) -> GemmTarget {
         let vec = ptr.is_multiple_of(16) && spec.n.is_multiple_of(4) && (spec.batch == 1 || spec.stride_c.is_multiple_of(4));
-        GemmTarget { ptr, batch_stride: spec.stride_c, plane: spec.n, image_stride: 0, vec }
+        GemmTarget { ptr, batch_stride: spec.stride_c, plane: spec.n, image_stride: 0, vec, format: StoredFormat::F32, bias: 0 }
     }
 }
 
@@ -100,12 +117,12 @@ impl GemmOps<f32> for GpuBackend {
 
     fn gemm_split(&self, spec: &GemmSpec<f32>, split: SplitK, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let plan = spec.plan(split, self.driver().multiprocessor_count());
-        self.gemm_planned(GemmEngine::Sgemm, spec, plan, a, b, c)
+        self.gemm_planned(GemmEngine::Sgemm, spec, plan, a, b, None, c)
     }
 
     fn gemm_on_tile(&self, spec: &GemmSpec<f32>, tile: GemmTile, split: SplitK, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
         let k_split = spec.k_split_on(tile, split, self.driver().multiprocessor_count());
-        self.gemm_planned(GemmEngine::Sgemm, spec, GemmPlan { tile, k_split }, a, b, c)
+        self.gemm_planned(GemmEngine::Sgemm, spec, GemmPlan { tile, k_split }, a, b, None, c)
     }
 }
 
@@ -117,8 +134,19 @@ fn too_many_rows(what: &str, spec: &GemmSpec<f32>) -> Option<Error> {
 }
 
 impl GpuBackend {
-    /// `spec`'s product on `engine` as `plan` says.
-    pub(crate) fn gemm_planned(&self, engine: GemmEngine, spec: &GemmSpec<f32>, plan: GemmPlan, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    /// `spec`'s product on `engine` as `plan` says, plus `bias` (one f32 per column of C) when
+    /// given: fused into the tensor-core tiles' or the split-K reduction's store, else added after.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_planned(
+        &self,
+        engine: GemmEngine,
+        spec: &GemmSpec<f32>,
+        plan: GemmPlan,
+        a: &GpuBuf<f32>,
+        b: &GpuBuf<f32>,
+        bias: Option<&GpuBuf<f32>>,
+        c: &mut GpuBuf<f32>,
+    ) -> Result<()> {
         let (need_a, need_b, need_c) = spec.required_lens();
         for (name, have, need) in [("A", a.len(), need_a), ("B", b.len(), need_b), ("C", c.len(), need_c)] {
             if have < need {
@@ -134,14 +162,25 @@ impl GpuBackend {
         if let Some(e) = too_many_rows("gemm", spec) {
             return Err(e);
         }
-        match plan.k_split {
-            KSplit { splits: 1, .. } => self.gemm_unsplit(engine, spec, plan.tile, a, b, c),
-            _ => self.gemm_split_k(engine, spec, plan, a, b, c),
+        if let Some(bias) = bias {
+            if bias.len() < spec.n || spec.batch != 1 {
+                return Err(Error::shape(format!("gemm bias has {} elements for {} columns of a batch of {}", bias.len(), spec.n, spec.batch)));
+            }
+        }
+        match (plan.k_split, engine, bias) {
+            (KSplit { splits: 1, .. }, GemmEngine::Sgemm, Some(bias)) => {
+                self.gemm_unsplit(engine, spec, plan.tile, a, b, None, c)?;
+                self.add_bias(c, bias, spec.n, 1)
+            }
+            (KSplit { splits: 1, .. }, ..) => self.gemm_unsplit(engine, spec, plan.tile, a, b, bias, c),
+            _ => self.gemm_split_k(engine, spec, plan, a, b, bias, c),
         }
     }
 
-    /// One launch of the tiled kernel per up to 65535 batch matrices (the grid's z limit).
-    fn gemm_unsplit(&self, engine: GemmEngine, spec: &GemmSpec<f32>, tile: GemmTile, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    /// One launch of the tiled kernel per up to 65535 batch matrices (the grid's z limit); the
+    /// tensor-core tiles add `bias` as they store C.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_unsplit(&self, engine: GemmEngine, spec: &GemmSpec<f32>, tile: GemmTile, a: &GpuBuf<f32>, b: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, c: &mut GpuBuf<f32>) -> Result<()> {
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
         let ldc = spec.n;
@@ -150,10 +189,13 @@ impl GpuBackend {
             let batch = MAX_GRID_YZ.min(spec.batch - first);
             let (off_a, off_b, off_c) =
                 (spec.offset_a + first * spec.stride_a, spec.offset_b + first * spec.stride_b, spec.offset_c + first * spec.stride_c);
-            let args = [
-                KernelArg::Ptr(a.ptr_at(off_a)),
-                KernelArg::Ptr(b.ptr_at(off_b)),
-                KernelArg::Ptr(c.ptr_at(off_c)),
+            let mut args = engine.operand(a, off_a);
+            args.extend(engine.operand(b, off_b));
+            args.extend(engine.operand(c, off_c));
+            if let GemmEngine::TensorCores(_) = engine {
+                args.push(KernelArg::Ptr(bias.map_or(0, |b| b.ptr())));
+            }
+            args.extend([
                 int(spec.m, "gemm m")?,
                 int(spec.n, "gemm n")?,
                 int(spec.k, "gemm k")?,
@@ -168,7 +210,7 @@ impl GpuBackend {
                 vectorizable(a, off_a, lda, spec.stride_a, batch),
                 vectorizable(b, off_b, ldb, spec.stride_b, batch),
                 vectorizable(c, off_c, ldc, spec.stride_c, batch),
-            ];
+            ]);
             self.launch(module, &kernel, tile_grid(spec, tile, batch), &args)?;
         }
         Ok(())
@@ -178,7 +220,8 @@ impl GpuBackend {
     /// splits x batch x m x n floats (at most `SPLIT_K_SCRATCH_BYTES`), then one reduction over
     /// the slices in order that applies alpha and beta. The plan's K split keeps batch x splits
     /// within the grid's z limit, so each pass is one launch.
-    fn gemm_split_k(&self, engine: GemmEngine, spec: &GemmSpec<f32>, plan: GemmPlan, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_split_k(&self, engine: GemmEngine, spec: &GemmSpec<f32>, plan: GemmPlan, a: &GpuBuf<f32>, b: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, c: &mut GpuBuf<f32>) -> Result<()> {
         let GemmPlan { tile, k_split: KSplit { splits, k_per_split } } = plan;
         let lda = if spec.trans_a { spec.m } else { spec.k };
         let ldb = if spec.trans_b { spec.k } else { spec.n };
@@ -186,9 +229,9 @@ impl GpuBackend {
         let (off_a, off_b) = (spec.offset_a, spec.offset_b);
         // A slice starts k_per_split (a multiple of 4) elements or rows further on, so the first
         // matrix's alignment holds for every slice; each partial matrix starts m*n floats apart.
-        let args = [
-            KernelArg::Ptr(a.ptr_at(off_a)),
-            KernelArg::Ptr(b.ptr_at(off_b)),
+        let mut args = engine.operand(a, off_a);
+        args.extend(engine.operand(b, off_b));
+        args.extend([
             partial.arg(),
             int(spec.m, "gemm m")?,
             int(spec.n, "gemm n")?,
@@ -202,20 +245,23 @@ impl GpuBackend {
             vectorizable(a, off_a, lda, spec.stride_a, spec.batch),
             vectorizable(b, off_b, ldb, spec.stride_b, spec.batch),
             vec_partial(spec, &partial),
-        ];
+        ]);
         let (module, kernel) = engine.kernel(spec, tile, true);
         self.launch(module, &kernel, tile_grid(spec, tile, spec.batch * splits), &args)?;
-        self.reduce_splits(&partial, spec, splits, &GemmTarget::row_major(c.ptr_at(spec.offset_c), spec))
+        let target = GemmTarget { format: c.stored(), bias: bias.map_or(0, |b| b.ptr()), ..GemmTarget::row_major(c.ptr_at(spec.offset_c), spec) };
+        self.reduce_splits(&partial, spec, splits, &target)
     }
 
-    /// C = alpha * (the split partial products summed in split order) + beta * C, written where
-    /// `target` says.
+    /// C = alpha * (the split partial products summed in split order) + the target's bias + beta
+    /// * C, stored where and as `target` says.
     pub(crate) fn reduce_splits(&self, partial: &GpuBuf<f32>, spec: &GemmSpec<f32>, splits: usize, target: &GemmTarget) -> Result<()> {
         let mn = spec.m * spec.n;
         let total = spec.batch * mn;
         let args = [
             partial.arg(),
             KernelArg::Ptr(target.ptr),
+            KernelArg::I32(target.format.code()),
+            KernelArg::Ptr(target.bias),
             int(spec.n, "gemm n")?,
             int(mn, "a gemm output matrix")?,
             int(splits, "gemm K-splits")?,
@@ -257,6 +303,8 @@ impl GpuBackend {
         };
         let mut args = vec![
             KernelArg::Ptr(target.ptr),
+            KernelArg::I32(target.format.code()),
+            KernelArg::Ptr(target.bias),
             KernelArg::Ptr(partial.as_ref().map_or(0, |p| p.ptr())),
             int(spec.m, "gemm m")?,
             int(spec.n, "gemm n")?,
@@ -283,12 +331,13 @@ impl GpuBackend {
         self.launch("gemm", "add_bias", cfg, &args)
     }
 
-    /// The bias gradient [channels]: dy (outer x channels x inner) summed over outer and inner.
+    /// The bias gradient [channels]: dy (outer x channels x inner, any stored format) summed over
+    /// outer and inner.
     pub(crate) fn bias_grad(&self, dy: &GpuBuf<f32>, outer: usize, channels: usize, inner: usize) -> Result<GpuBuf<f32>> {
         let db = self.alloc::<f32>(channels)?;
         let cfg = reduction(channels, outer * inner)?;
         int(outer * inner, "the positions summed per bias channel")?;
-        let args = [dy.arg(), db.arg(), int(outer, "bias outer size")?, int(channels, "bias channels")?, int(inner, "bias inner size")?];
+        let args = [dy.stored_arg(), dy.format_arg(), db.arg(), int(outer, "bias outer size")?, int(channels, "bias channels")?, int(inner, "bias inner size")?];
         self.launch("gemm", "bias_grad", cfg, &args)?;
         Ok(db)
     }

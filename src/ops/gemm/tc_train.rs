@@ -7,15 +7,19 @@
 //! accumulation and output, split-K as the SGEMM plans it) instead of the fp32 SGEMM.
 //!
 //! The operands hold values already rounded to the format (activations, activation gradients and
-//! the weights' rounded copies), so the tiles' conversion of each f32 operand as they gather it
-//! (kernels/tc_gemm_tile.cuh) is exact: nothing is packed or padded beforehand, and the product
-//! is the SGEMM's launch with the tensor-core twin of its kernel.
+//! the weights' rounded copies), so the tiles' conversion of each operand as they gather it
+//! (kernels/tc_gemm_tile.cuh) is exact: nothing is packed or padded beforehand. The activations
+//! and their gradients may be stored in 16 bits (a bf16/fp16 run's, `GpuBuf::stored`): the tiles
+//! read and write each operand in its own stored format, and a layer's bias is added as C is
+//! stored, so a 16-bit output rounds once.
 
 use super::cuda::GemmEngine;
 use super::tc::TcInput;
-use super::{GemmOps, GemmPlan, GemmSpec, GemmTile, SplitK};
+use super::{GemmPlan, GemmSpec, GemmTile, SplitK};
 use crate::error::Result;
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::precision::PrecisionOps;
+use crate::precision::StoredFormat;
 
 impl GpuBackend {
     /// The tensor cores' input format for the training GEMMs, when they run there.
@@ -27,13 +31,28 @@ impl GpuBackend {
     /// the run's operands take them, else on the fp32 SGEMM. A product of two transposed
     /// operands, which no layer makes, stays on the SGEMM.
     pub(crate) fn layer_gemm(&self, spec: &GemmSpec<f32>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, c: &mut GpuBuf<f32>) -> Result<()> {
+        self.layer_gemm_biased(spec, a, b, None, c)
+    }
+
+    /// `layer_gemm` plus `bias` (one f32 per column of C) added before C is stored. A, B and C
+    /// may each be stored in 16 bits; the SGEMM, which reads f32 only, then works on f32 copies
+    /// and C is stored from its f32 result.
+    pub(crate) fn layer_gemm_biased(&self, spec: &GemmSpec<f32>, a: &GpuBuf<f32>, b: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, c: &mut GpuBuf<f32>) -> Result<()> {
+        let sms = self.driver().multiprocessor_count();
         match self.training_tc_input() {
             Some(input) if !(spec.trans_a && spec.trans_b) => {
                 let tile = GemmTile::Small;
-                let k_split = spec.k_split_on(tile, SplitK::Auto, self.driver().multiprocessor_count());
-                self.gemm_planned(GemmEngine::TensorCores(input), spec, GemmPlan { tile, k_split }, a, b, c)
+                let k_split = spec.k_split_on(tile, SplitK::Auto, sms);
+                self.gemm_planned(GemmEngine::TensorCores(input), spec, GemmPlan { tile, k_split }, a, b, bias, c)
             }
-            _ => self.gemm(spec, a, b, c),
+            _ if [a, b, &*c].iter().all(|x| x.stored() == StoredFormat::F32) => self.gemm_planned(GemmEngine::Sgemm, spec, spec.plan(SplitK::Auto, sms), a, b, bias, c),
+            _ => {
+                let wide = |x: &GpuBuf<f32>| self.convert_stored(x, StoredFormat::F32);
+                let mut c32 = wide(c)?;
+                self.gemm_planned(GemmEngine::Sgemm, spec, spec.plan(SplitK::Auto, sms), &wide(a)?, &wide(b)?, bias, &mut c32)?;
+                *c = self.convert_stored(&c32, c.stored())?;
+                Ok(())
+            }
         }
     }
 }

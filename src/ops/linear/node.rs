@@ -5,6 +5,7 @@ use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::ops::node::{numel, BackwardCtx, ForwardCtx, InputGrad, NodeOp, ParamId, Saved};
 use crate::ops::Backend;
+use crate::shape::Layout;
 
 /// [F] -> [out_features]; any input shape is flattened per sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +40,11 @@ impl NodeOp for Linear {
     }
     fn params(&self) -> Vec<ParamId> {
         std::iter::once(self.weight).chain(self.bias).collect()
+    }
+    /// Its GEMMs and bias gradient read x and dy, and write y and dx, in their stored formats
+    /// (`LinearOps` on the GPU), whatever the layout.
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        true
     }
     /// dx needs only the weight; the input is kept for the weight gradient.
     fn kept_inputs(&self, _inputs: usize, trainable: &dyn Fn(ParamId) -> bool) -> Vec<bool> {

@@ -1,7 +1,9 @@
 //! The channels-last GPU convolution (`g.layout == Layout::Nhwc`): x, y, dx and dy are
 //! [N, H, W, C] and read or written in place by implicit GEMMs whose K runs over (ki, kj, c), the
 //! channels innermost, so a tap's gather reads one pixel's consecutive channels
-//! (kernels/conv_gemm.cuh, `conv_nhwc_*`, on the fp32 or the tensor-core tiles as the NCHW GEMMs):
+//! (kernels/conv_gemm.cuh, `conv_nhwc_*`, on the fp32 or the tensor-core tiles as the NCHW GEMMs),
+//! each in its stored format (a bf16/fp16 run's 16-bit activations read and written in place; y
+//! takes x's format, dx dy's; the packed weights, dW and the split-K partials are f32):
 //! - forward: y_g [pixels, C_out/g] = im2col(x)_g [pixels, K] x the weight packed as
 //!   [C_out, KH, KW, C_in/g] (pack_nhwc_weights), transposed;
 //! - stride-1 data gradient: the same GEMM on dy with the reversed window and the flipped weight
@@ -12,7 +14,8 @@
 //!   as planned), then put into PyTorch's [C_out, C_in/g, KH, KW] (unpack_nhwc_filter);
 //! - a 1x1 stride-1 unpadded convolution of one group: plain GEMMs on the [pixels, channels]
 //!   matrices the tensors are (on the tensor-core tiles when the run's operands take them);
-//! - bias and its gradient: the [pixels, C_out] matrix's columns.
+//! - bias and its gradient: the [pixels, C_out] matrix's columns, the bias added as the forward
+//!   GEMM (or its split-K reduction) stores y.
 
 use super::{group_gemm_dims, group_spec, phase_geometry_args};
 use crate::device::driver::KernelArg;
@@ -64,20 +67,20 @@ pub(super) fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
     group_spec(g, cout_g, k, g.n * g.oh * g.ow)
 }
 
-/// An NHWC tensor of `channels` channels at `ptr` as the GEMMs' per-group [pixels,
-/// channels / groups] outputs: row stride `channels`, group g's columns from channel
-/// g * channels / groups. 16-byte stores of 4 channels where every group's row starts aligned.
-fn nhwc_target(ptr: u64, g: &ConvGeom, channels: usize) -> GemmTarget {
+/// An NHWC tensor `t` of `channels` channels as the GEMMs' per-group [pixels, channels / groups]
+/// outputs, in its stored format: row stride `channels`, group g's columns from channel
+/// g * channels / groups. 4-channel stores where every group's row starts aligned.
+fn nhwc_target(t: &GpuBuf<f32>, g: &ConvGeom, channels: usize) -> GemmTarget {
     let per_group = channels / g.groups;
-    let vec = ptr.is_multiple_of(16) && per_group.is_multiple_of(4) && channels.is_multiple_of(4);
-    GemmTarget { ptr, batch_stride: per_group, plane: channels, image_stride: 0, vec }
+    let vec = t.ptr().is_multiple_of(16) && per_group.is_multiple_of(4) && channels.is_multiple_of(4);
+    GemmTarget { ptr: t.ptr(), batch_stride: per_group, plane: channels, image_stride: 0, vec, format: t.stored(), bias: 0 }
 }
 
-/// Whether an NHWC tensor's group columns take 16-byte loads (aligned, rows and groups 4
+/// Whether an NHWC tensor's group columns take 4-value loads (aligned, rows and groups 4
 /// channels apart), as a kernel flag: its rows read in place, or its im2col gathered 4 channels
 /// of a tap at a time.
-fn nhwc_vec(ptr: u64, g: &ConvGeom, channels: usize) -> KernelArg {
-    KernelArg::I32(nhwc_target(ptr, g, channels).vec as i32)
+fn nhwc_vec(t: &GpuBuf<f32>, g: &ConvGeom, channels: usize) -> KernelArg {
+    KernelArg::I32(nhwc_target(t, g, channels).vec as i32)
 }
 
 /// The window of a `GemmIm2colNhwc` (kernels/conv_gemm.cuh): the gathered tensor's (h, w) and
@@ -117,20 +120,21 @@ fn forward_window(g: &ConvGeom) -> Result<Vec<KernelArg>> {
 }
 
 impl GpuBackend {
-    /// y = conv(x, w), x and y NHWC, without bias.
-    pub(super) fn forward_nhwc(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
+    /// y = conv(x, w) + bias, x and y NHWC in their stored formats, the bias added as y is stored.
+    pub(super) fn forward_nhwc(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
         if let Some([spec, ..]) = pointwise_specs(g) {
-            return self.layer_gemm(&spec, x, w, y);
+            return self.layer_gemm_biased(&spec, x, w, bias, y);
         }
         let (cout_g, k) = group_gemm_dims(g);
         let packed = self.alloc::<f32>(w.len())?;
         let taps = g.kh * g.kw;
         let args = [packed.arg(), w.arg(), int(g.c_in_per_group(), "conv input channels per group")?, int(taps, "conv taps")?, int(w.len(), "the convolution weight")?];
         self.launch("conv", "pack_nhwc_weights", per_element(w.len(), "the convolution weight")?, &args)?;
-        let mut operands = vec![packed.arg(), x.arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group(), "conv input group")?];
+        let mut operands = vec![packed.arg(), x.stored_arg(), x.format_arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group(), "conv input group")?];
         operands.extend(forward_window(g)?);
-        operands.extend([vectorizable(&packed, 0, k, cout_g * k, g.groups), nhwc_vec(x.ptr(), g, g.c_in)]);
-        self.launch_conv_gemm("conv_nhwc_gemm", &forward_spec(g), &nhwc_target(y.ptr(), g, g.c_out), &operands)
+        operands.extend([vectorizable(&packed, 0, k, cout_g * k, g.groups), nhwc_vec(x, g, g.c_in)]);
+        let target = GemmTarget { bias: bias.map_or(0, |b| b.ptr()), ..nhwc_target(y, g, g.c_out) };
+        self.launch_conv_gemm("conv_nhwc_gemm", &forward_spec(g), &target, &operands)
     }
 
     /// dx of an NHWC convolution.
@@ -151,10 +155,10 @@ impl GpuBackend {
         let (cout_g, cin_g, taps) = (g.c_out_per_group(), g.c_in_per_group(), g.kh * g.kw);
         let (flipped, vec_w) = self.pack_flipped_weights(w, g)?;
         let reversed_pad = |d: usize, k: usize, p: usize| d as i64 * (k as i64 - 1) - p as i64;
-        let mut operands = vec![flipped.arg(), dy.arg(), stride_arg(cout_g * cin_g * taps, "conv weight group")?, stride_arg(cout_g, "conv output-gradient group")?];
+        let mut operands = vec![flipped.arg(), dy.stored_arg(), dy.format_arg(), stride_arg(cout_g * cin_g * taps, "conv weight group")?, stride_arg(cout_g, "conv output-gradient group")?];
         operands.extend(nhwc_window((g.oh, g.ow), g.c_out, cout_g, g, (1, 1), (reversed_pad(g.dh, g.kh, g.ph), reversed_pad(g.dw, g.kw, g.pw)), (g.h, g.w))?);
-        operands.extend([vec_w, nhwc_vec(dy.ptr(), g, g.c_out)]);
-        self.launch_conv_gemm("conv_nhwc_gemm", &data_direct_spec(g), &nhwc_target(dx.ptr(), g, g.c_in), &operands)
+        operands.extend([vec_w, nhwc_vec(dy, g, g.c_out)]);
+        self.launch_conv_gemm("conv_nhwc_gemm", &data_direct_spec(g), &nhwc_target(dx, g, g.c_in), &operands)
     }
 
     /// Strided: one launch of phase GEMMs (conv_nhwc_data_phase_gemm) after the phase weights'
@@ -171,7 +175,7 @@ impl GpuBackend {
         let (_packed, vec_w, mut args) = self.phase_gemm_head(dx, dy, w, g)?;
         args.extend([int(g.c_out_per_group(), "conv output channels per group")?, int(g.c_in, "conv input channels")?, int(g.c_out, "conv output channels")?]);
         args.extend(phase_geometry_args(g)?);
-        args.extend([vec_w, nhwc_vec(dx.ptr(), g, g.c_in), nhwc_vec(dy.ptr(), g, g.c_out)]);
+        args.extend([vec_w, nhwc_vec(dx, g, g.c_in), nhwc_vec(dy, g, g.c_out)]);
         let (module, kernel) = self.conv_gemm_kernel("conv_nhwc_data_phase_gemm");
         self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
@@ -183,9 +187,9 @@ impl GpuBackend {
         }
         let spec = filter_spec(g);
         let channels_last = self.alloc::<f32>(dw.len())?;
-        let mut operands = vec![dy.arg(), x.arg(), int(g.c_out, "conv output channels")?, stride_arg(g.c_in_per_group(), "conv input group")?];
+        let mut operands = vec![dy.stored_arg(), dy.format_arg(), x.stored_arg(), x.format_arg(), int(g.c_out, "conv output channels")?, stride_arg(g.c_in_per_group(), "conv input group")?];
         operands.extend(forward_window(g)?);
-        operands.extend([nhwc_vec(dy.ptr(), g, g.c_out), nhwc_vec(x.ptr(), g, g.c_in)]);
+        operands.extend([nhwc_vec(dy, g, g.c_out), nhwc_vec(x, g, g.c_in)]);
         self.launch_conv_gemm("conv_nhwc_filter_gemm", &spec, &GemmTarget::row_major(channels_last.ptr(), &spec), &operands)?;
         let total = int(dw.len(), "the convolution weight")?;
         let args = [dw.arg(), channels_last.arg(), int(g.c_in_per_group(), "conv input channels per group")?, int(g.kh * g.kw, "conv taps")?, total];
