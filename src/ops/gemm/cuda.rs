@@ -77,8 +77,8 @@ fn vec_partial(spec: &GemmSpec<f32>, partial: &GpuBuf<f32>) -> KernelArg {
     KernelArg::I32((spec.n.is_multiple_of(4) && partial.ptr().is_multiple_of(16)) as i32)
 }
 
-/// Where a GEMM writes C[b]: element (r, c) of matrix b at `ptr` + (b * batch_stride + r * plane
-/// + (c / plane) * image_stride + c % plane) floats. A row-major C is plane = n, image_stride = 0;
+/// Where a GEMM writes C[b]: element (r, c) of matrix b at `ptr` + (b * batch_stride + r * plane +
+/// (c / plane) * image_stride + c % plane) elements. A row-major C is plane = n, image_stride = 0;
 /// an NCHW convolution output is plane = OH * OW, image_stride = channels * plane. `vec`: the
 /// unsplit kernel may store 4 consecutive columns at once (16-byte aligned, plane a multiple of 4).
 /// C is stored as `format` (a 16-bit run's activations), and `bias` (a device pointer, 0 for
