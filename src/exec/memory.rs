@@ -115,10 +115,10 @@ pub fn plan_memory(
     let mut value_elem: Vec<usize> = vec![stored; count];
     let mut tape: Vec<Vec<Block>> = vec![Vec::new(); count];
     let mut pending_slices: HashMap<NodeId, Block> = HashMap::new();
-    // The uploaded batch, and its stored copy when that is narrower (the caller may hold the
-    // upload all step).
+    // The uploaded batch, replaced by its stored copy when that is narrower (a resident batch
+    // the caller holds all step is not counted, as at f32 it is not held past its last use).
     let upload = ledger.alloc(sizes.out(0));
-    values[0] = Some(if stored < elem { ledger.alloc(sizes.values(0) * stored) } else { upload });
+    values[0] = Some(store(&mut ledger, &sizes, upload, 0, elem));
     // A training step's dropout seed, on the device for the whole step.
     if plan.mode == Mode::Train {
         ledger.alloc(STEP_SEED_BYTES);
@@ -257,8 +257,11 @@ pub fn plan_memory(
             }
         } else if let Some(dy) = grads[i].take() {
             let widens = sizes.widens(i);
-            // An f32-only node reads an f32 copy of the output gradient.
+            // An f32-only node reads an f32 copy of the output gradient, which replaces it.
             let wide_dy = widens.then(|| ledger.alloc(sizes.out(i)));
+            if widens {
+                ledger.release(dy);
+            }
             // Parameter gradients stay until the optimiser step.
             for p in node.op.learnable_params().into_iter().filter(|&p| trainable(p)) {
                 ledger.alloc(graph.params[p].numel() * elem);
@@ -291,9 +294,9 @@ pub fn plan_memory(
                     (j, store(&mut ledger, &sizes, b, j, held))
                 })
                 .collect();
-            ledger.release(dy);
-            if let Some(b) = wide_dy {
-                ledger.release(b);
+            match wide_dy {
+                Some(b) => ledger.release(b),
+                None => ledger.release(dy),
             }
         }
         for (j, b) in sends {

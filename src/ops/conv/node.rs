@@ -192,6 +192,12 @@ pub fn describe_window(kind: &str, k: (usize, usize), s: (usize, usize), p: (usi
 }
 
 impl NodeOp for Conv2d {
+    /// The channels-last GEMMs (and the linear GEMMs pointwise convolutions run on) read and
+    /// write every stored format. Not yet: channels first, grouped and depthwise convolutions,
+    /// and a fused activation (its separate pass would round the output twice).
+    fn reads_stored(&self, layout: Layout) -> bool {
+        layout == Layout::Nhwc && self.cfg.groups == 1 && self.activation.is_none()
+    }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let g = self.geom(inputs[0], 1)?;
         Ok(vec![self.cfg.out_channels, g.oh, g.ow])

@@ -21,12 +21,8 @@ fn same_shape(inputs: &[&[usize]]) -> Result<Vec<usize>> {
 pub struct Add;
 
 impl NodeOp for Add {
-    /// Its kernel (`add`) reads and writes every stored format, but the memory planner keeps a
-    /// widening node's stored output gradient alive beside its f32 copy where the executor frees
-    /// it, so while BatchNorm widens, a 16-bit residual sum over-predicts the peak past the
-    /// planner's bound (exec_gpu::planned_peak_bounds_gpu_peak).
     fn reads_stored(&self, _layout: Layout) -> bool {
-        false
+        true
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         same_shape(inputs)
