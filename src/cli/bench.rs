@@ -58,10 +58,10 @@ pub struct BenchArgs {
     /// on the CPU).
     #[arg(long, value_enum)]
     pub layout: Option<Layout>,
-    /// Numeric format as `train --precision`. Emulated storage (f32 buffers holding values
-    /// rounded to the format): the times include the rounding passes and save nothing yet.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    pub precision: Precision,
+    /// Numeric format as `train --precision` (default: bf16 on GPUs of compute capability 8.0
+    /// and newer, fp32 elsewhere).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// One JSON object on stdout instead of the text summary.
     #[arg(long)]
     pub json: bool,

@@ -60,10 +60,10 @@ pub struct EvalArgs {
     /// on the CPU).
     #[arg(long, value_enum)]
     pub layout: Option<Layout>,
-    /// Numeric format of the forward pass, as `train --precision` (emulated storage: f32 buffers
-    /// holding values rounded to the format; no memory is saved yet).
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
-    pub precision: Precision,
+    /// Numeric format of the forward pass, as `train --precision` (default: bf16 on GPUs of
+    /// compute capability 8.0 and newer, fp32 elsewhere).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
 }
 
 /// What `ferronet eval` measured.
@@ -95,7 +95,7 @@ struct EvalReport<'a> {
 }
 
 struct EvalRun {
-    precision: Precision,
+    precision: Option<Precision>,
     batch_size: usize,
     fold_batch_norms: bool,
     layout: Option<Layout>,
@@ -110,7 +110,7 @@ impl OnBackend for EvalRun {
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<EvalOutcome> {
         let EvalRun { precision, batch_size, fold_batch_norms, layout, workers, model, dataset } = self;
         let mut ex = model.restore_for_inference(backend, fold_batch_norms, layout)?;
-        ex.set_precision(precision);
+        ex.set_chosen_precision(precision);
         let (set, evaluated_on) = match dataset.test {
             Some(test) => (test, "test"),
             None => (dataset.val, "validation"),

@@ -15,6 +15,7 @@ pub use request::DeviceRequest;
 
 use crate::element::Element;
 use crate::error::Result;
+use crate::precision::Precision;
 use crate::shape::Layout;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -191,6 +192,12 @@ pub trait Device<E: Element>: Send + Sync {
     /// where the CPU's channels-last ops reorder around its channels-first references.
     fn default_layout(&self) -> Layout {
         Layout::Nchw
+    }
+    /// The numeric format a run takes when it does not choose one (`--precision`): fp32 here;
+    /// GPUs of compute capability 8.0 and newer take bf16 (16-bit activations on the tensor
+    /// cores, PREDICTED faster: benches/RESULTS.md).
+    fn default_precision(&self) -> Precision {
+        Precision::Fp32
     }
     /// Starts recording the work this device queues into a graph instead of running it (CUDA
     /// graphs); until `end_capture`, nothing may wait for the device.

@@ -262,6 +262,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     pub fn precision(&self) -> Precision {
         self.rounding.precision()
     }
+    /// `set_precision` with the precision a run chose, or without a choice its device's
+    /// (`Device::default_precision`).
+    pub fn set_chosen_precision(&mut self, choice: Option<Precision>) {
+        self.set_precision(choice.unwrap_or_else(|| self.backend.default_precision()));
+    }
 
     /// Multiplies the loss of the next training steps by `scale` before backward and divides
     /// their parameter gradients by it after (dynamic loss scaling, `train::loss_scale`).

@@ -323,6 +323,15 @@ impl Device<f32> for GpuBackend {
     fn default_layout(&self) -> Layout {
         Layout::Nhwc
     }
+    /// bf16 from compute capability 8.0 (its conversions and tensor-core shapes need sm_80); an
+    /// older GPU (Turing's fp16 would be its format) trains in fp32.
+    fn default_precision(&self) -> Precision {
+        if self.driver.compute_capability() >= (8, 0) {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        }
+    }
     fn begin_capture(&self) -> Result<()> {
         let mut capture = self.capture.lock().map_err(|_| Error::device("graph capture state poisoned"))?;
         if capture.is_some() {

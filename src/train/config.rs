@@ -220,15 +220,14 @@ pub struct TrainConfig {
     pub skip_nonfinite: bool,
     /// Numeric format: fp32; tf32 (convolution and linear operands rounded to tf32); bf16 or
     /// fp16 (activations, activation gradients and the weights convolutions and linear layers
-    /// read rounded to the format; fp32 master weights, optimiser state, batch-norm statistics
-    /// and loss; fp16 with dynamic loss scaling, its scale and skipped steps in history.csv).
-    /// EMULATED storage: buffers stay 32-bit and hold values rounded exactly as the format
-    /// stores them, identically on the CPU and on GPUs, so results show the format's accuracy
-    /// but no memory or bandwidth is saved yet and reduced precision adds rounding passes; the
-    /// default therefore stays fp32 on every device.
-    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    /// read in the format; fp32 master weights, optimiser state, batch-norm statistics and loss;
+    /// fp16 with dynamic loss scaling, its scale and skipped steps in history.csv). GPUs store
+    /// bf16/fp16 activations in 16 bits; the CPU emulates them (f32 values rounded exactly as
+    /// the format stores them). Default: bf16 on GPUs of compute capability 8.0 and newer, fp32
+    /// on older GPUs and on the CPU.
+    #[arg(long, value_enum)]
     #[serde(default)]
-    pub precision: Precision,
+    pub precision: Option<Precision>,
     /// Replay each full-size training step as a CUDA graph captured after the first step: auto
     /// (on GPU devices for SGD without dropout or --skip-nonfinite), on, or off. The partial
     /// last batch of an epoch is queued from the host; the graph is captured again when the

@@ -285,8 +285,9 @@ impl OnBackend for TrainRun {
         // all-reduce), so its chains stay apart.
         let sync_bn = config.sync_bn && group.world_size() > 1;
         let mut ex = fused_unless(config.no_fusion || sync_bn, ex).in_chosen_layout(config.layout);
-        ex.set_precision(config.precision);
-        let new_scaler = || config.precision.needs_loss_scaling().then(LossScaler::default);
+        ex.set_chosen_precision(config.precision);
+        let precision = ex.precision();
+        let new_scaler = || precision.needs_loss_scaling().then(LossScaler::default);
         if sync_bn {
             ex.synchronise_batch_norms(group.clone());
         }
@@ -379,13 +380,14 @@ impl OnBackend for TrainRun {
                 eprintln!("{line}");
             }
             eprintln!(
-                "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}, {}{}; outputs in {}",
+                "training {} ({} trainable parameters) on {} ({} training, {} validation images) on {device}, {} {}{}; outputs in {}",
                 config.model,
                 totals.trainable_params,
                 dataset.name,
                 train_set.len(),
                 val_set.len(),
                 ex.graph().layout.name(),
+                ex.precision(),
                 if replayed.replay.enabled() { ", replaying a CUDA graph per step" } else { "" },
                 out_dir.display()
             );

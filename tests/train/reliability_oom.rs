@@ -18,8 +18,9 @@ const BATCH: usize = 64;
 
 #[test]
 fn a_batch_too_large_for_the_gpu_is_refused_before_the_first_step() {
-    // What a step of small_cnn with SGD momentum needs on the simulator, from the executor's plan
-    // (f32 everywhere; the GPU's convolution workspace).
+    // What a step of small_cnn with SGD momentum needs on the simulator at fp32 (the run asks for
+    // it: the simulator's default is bf16), from the executor's plan (the GPU's convolution
+    // workspace).
     let graph = build_model("small_cnn", 10, [1, 28, 28], false).unwrap();
     let momentum_bytes: usize = graph.params.iter().filter(|p| p.trainable).map(|p| p.numel() * 4).sum();
     // Training fuses its batch norm -> activation chains (train's default).
@@ -34,7 +35,7 @@ fn a_batch_too_large_for_the_gpu_is_refused_before_the_first_step() {
     let out = root.join("run");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferronet"));
     cmd.env("FERRONET_SIM_MEMORY_MB", SIM_MEMORY_MB.to_string())
-        .args(["train", "--device", "sim", "--quiet", "--limit", "128", "--epochs", "1"])
+        .args(["train", "--device", "sim", "--precision", "fp32", "--quiet", "--limit", "128", "--epochs", "1"])
         .args(["--batch-size", &BATCH.to_string(), "--out"])
         .arg(&out);
     let line = single_error_line(&run(cmd));
