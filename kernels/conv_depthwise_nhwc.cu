@@ -5,12 +5,18 @@
 // Specialised kernels (the host's `specialised` in src/ops/conv/depthwise_nhwc.rs): a square 3x3
 // or 5x5 window (K) at stride 1 or 2 (S) in both directions, no dilation, multiplier 1, any
 // padding. K and S are template parameters, so every tap loop unrolls. A thread takes V channels
-// (V = 4: one 16-byte load per pixel, when C % 4 == 0 and the tensors are 16-byte aligned) and
+// (V = 4: one 16-byte f32 or 8-byte 16-bit load per pixel, when C % 4 == 0 and the tensors are
+// 16-byte aligned) and
 // DWN_COLS consecutive columns, so each input (or dy) column its window spans is loaded once for
 // all of them instead of once per tap. The generic kernels take every other geometry. The
 // forward and data-gradient kernels read the weight packed tap-major ([KH * KW, C_out],
 // depthwise_nhwc_pack_weights), so a warp's weight loads are contiguous channels too.
+//
+// x and dy are read, y and dx written, in each pointer's stored format (kernels/stored.cuh; y takes
+// x's, dx dy's), computing in f32 and rounding once at the store; the weight, bias and the
+// filter gradient's sums stay f32.
 #include "common.cuh"
+#include "stored.cuh"
 
 // Consecutive columns one thread of a specialised kernel computes (forward: output columns; data
 // gradient: input columns; filter gradient: output columns whose products it sums).
@@ -19,29 +25,30 @@
 // pixels, as many channel lanes as the channels (or groups of V) up to all of them.
 #define DWN_FILTER_THREADS 256
 
-// V consecutive channels of one pixel.
+// V consecutive channels of one pixel: elements i .. i + V - 1 of p, stored in `format` (V = 4: one
+// 16-byte f32 or 8-byte 16-bit access, i a multiple of 4).
 template <int V> struct DwnVec {
     float v[V];
-    __device__ __forceinline__ static DwnVec load(const float* p) {
+    __device__ __forceinline__ static DwnVec load(const void* p, size_t i, int format) {
         DwnVec r;
         if constexpr (V == 4) {
-            float4 q = *reinterpret_cast<const float4*>(p);
+            float4 q = ferro_load4(p, (long long)i, format);
             r.v[0] = q.x;
             r.v[1] = q.y;
             r.v[2] = q.z;
             r.v[3] = q.w;
         } else {
 #pragma unroll
-            for (int i = 0; i < V; ++i) r.v[i] = p[i];
+            for (int k = 0; k < V; ++k) r.v[k] = ferro_load(p, (long long)(i + k), format);
         }
         return r;
     }
-    __device__ __forceinline__ void store(float* p) const {
+    __device__ __forceinline__ void store(void* p, size_t i, int format) const {
         if constexpr (V == 4) {
-            *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+            ferro_store4(p, (long long)i, make_float4(v[0], v[1], v[2], v[3]), format);
         } else {
 #pragma unroll
-            for (int i = 0; i < V; ++i) p[i] = v[i];
+            for (int k = 0; k < V; ++k) ferro_store(p, (long long)(i + k), v[k], format);
         }
     }
 };
@@ -61,7 +68,7 @@ template <int K, int V>
 __device__ __forceinline__ void dwn_filter_row(float (&wr)[K][V], const float* wt, int C, int c, int ki) {
 #pragma unroll
     for (int kj = 0; kj < K; ++kj) {
-        DwnVec<V> f = DwnVec<V>::load(wt + (size_t)(ki * K + kj) * C + c);
+        DwnVec<V> f = DwnVec<V>::load(wt, (size_t)(ki * K + kj) * C + c, FERRO_F32);
 #pragma unroll
         for (int v = 0; v < V; ++v) wr[kj][v] = f.v[v];
     }
@@ -86,33 +93,35 @@ struct DwnRun {
         n = rest / rows;
         return true;
     }
-    // The thread's sums (acc[column][channel]) stored to the NHWC output `out`, the columns past
-    // `cols` left out.
+    // The thread's sums (acc[column][channel]) stored to the NHWC output `out` in `format`, the
+    // columns past `cols` left out.
     template <int V>
-    __device__ __forceinline__ void store(float* out, const float (&acc)[DWN_COLS][V], int rows, int cols, int C) const {
-        float* p = out + (((size_t)n * rows + row) * cols + col0) * C + c;
+    __device__ __forceinline__ void store(void* out, int format, const float (&acc)[DWN_COLS][V], int rows, int cols,
+                                          int C) const {
+        size_t first = (((size_t)n * rows + row) * cols + col0) * C + c;
 #pragma unroll
         for (int j = 0; j < DWN_COLS; ++j) {
             if (col0 + j >= cols) break;
             DwnVec<V> r;
 #pragma unroll
             for (int v = 0; v < V; ++v) r.v[v] = acc[j][v];
-            r.store(p + (size_t)j * C);
+            r.store(out, first + (size_t)j * C, format);
         }
     }
 };
 
-// The input columns iw0 .. iw0 + (DWN_COLS - 1) * S + K - 1 of one input row that a run of
-// DWN_COLS output columns at stride S reads, each inside 0..W loaded once: `tap(j, kj, in)` for
-// every output column j whose tap kj reads it (all compile-time after unrolling).
+// The input columns iw0 .. iw0 + (DWN_COLS - 1) * S + K - 1 of one input row (starting at element
+// `row` of x, stored in `format`) that a run of DWN_COLS output columns at stride S reads, each
+// inside 0..W loaded once: `tap(j, kj, in)` for every output column j whose tap kj reads it (all
+// compile-time after unrolling).
 template <int K, int S, int V, class Tap>
-__device__ __forceinline__ void dwn_row_taps(const float* row, int iw0, int W, int C, Tap tap) {
+__device__ __forceinline__ void dwn_row_taps(const void* x, size_t row, int format, int iw0, int W, int C, Tap tap) {
     constexpr int IN_COLS = (DWN_COLS - 1) * S + K;
 #pragma unroll
     for (int col = 0; col < IN_COLS; ++col) {
         int iw = iw0 + col;
         if (iw < 0 || iw >= W) continue;
-        DwnVec<V> in = DwnVec<V>::load(row + (size_t)iw * C);
+        DwnVec<V> in = DwnVec<V>::load(x, row + (size_t)iw * C, format);
 #pragma unroll
         for (int j = 0; j < DWN_COLS; ++j) {
             int kj = col - j * S;
@@ -123,9 +132,9 @@ __device__ __forceinline__ void dwn_row_taps(const float* row, int iw0, int W, i
 
 // ---- Forward: a DwnRun of y per thread.
 template <int K, int S, int V>
-__device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const float* __restrict__ wt,
-                                            const float* __restrict__ bias, float* __restrict__ y, int N, int C,
-                                            int H, int W, int ph, int pw, int OH, int OW, int has_bias) {
+__device__ __forceinline__ void dwn_forward(const void* __restrict__ x, int x_format, const float* __restrict__ wt,
+                                            const float* __restrict__ bias, void* __restrict__ y, int y_format, int N,
+                                            int C, int H, int W, int ph, int pw, int OH, int OW, int has_bias) {
     DwnRun run;
     if (!run.at(blockIdx.x * blockDim.x + threadIdx.x, N, OH, OW, C, V)) return;
     int n = run.n, oh = run.row, c = run.c;
@@ -143,13 +152,13 @@ __device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const f
         if (ih < 0 || ih >= H) continue;
         float wr[K][V];
         dwn_filter_row<K, V>(wr, wt, C, c, ki);
-        const float* row = x + ((size_t)n * H + ih) * W * C + c;
-        dwn_row_taps<K, S, V>(row, iw0, W, C, [&](int j, int kj, const DwnVec<V>& in) {
+        size_t row = ((size_t)n * H + ih) * W * C + c;
+        dwn_row_taps<K, S, V>(x, row, x_format, iw0, W, C, [&](int j, int kj, const DwnVec<V>& in) {
 #pragma unroll
             for (int v = 0; v < V; ++v) acc[j][v] = fmaf(in.v[v], wr[kj][v], acc[j][v]);
         });
     }
-    run.store<V>(y, acc, OH, OW, C);
+    run.store<V>(y, y_format, acc, OH, OW, C);
 }
 
 // ---- Data gradient: dx[ih][iw] = sum over taps (ki, kj) with ih + ph - ki = S * oh and
@@ -162,13 +171,14 @@ __device__ __forceinline__ void dwn_forward(const float* __restrict__ x, const f
 // kj = OFF + K - 1 + j - S * q for dy column ow_lo + q and dx column iw0 + j.
 template <int K, int S, int V, int OFF>
 __device__ __forceinline__ void dwn_data_row(float (&acc)[DWN_COLS][V], const float (&wr)[K][V],
-                                             const float* dy_row, int ow_lo, int OW, int C) {
+                                             const void* dy, size_t dy_row, int dy_format, int ow_lo, int OW,
+                                             int C) {
     constexpr int Q = (OFF + K - 1 + DWN_COLS - 1) / S + 1;
 #pragma unroll
     for (int q = 0; q < Q; ++q) {
         int ow = ow_lo + q;
         if (ow < 0 || ow >= OW) continue;
-        DwnVec<V> g = DwnVec<V>::load(dy_row + (size_t)ow * C);
+        DwnVec<V> g = DwnVec<V>::load(dy, dy_row + (size_t)ow * C, dy_format);
 #pragma unroll
         for (int j = 0; j < DWN_COLS; ++j) {
             int kj = OFF + K - 1 + j - S * q;
@@ -183,9 +193,9 @@ __device__ __forceinline__ void dwn_data_row(float (&acc)[DWN_COLS][V], const fl
 __device__ __forceinline__ int dwn_floor_div(int a, int b) { return a >= 0 ? a / b : -((b - 1 - a) / b); }
 
 template <int K, int S, int V>
-__device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, const float* __restrict__ wt,
-                                                  float* __restrict__ dx, int N, int C, int H, int W, int ph,
-                                                  int pw, int OH, int OW) {
+__device__ __forceinline__ void dwn_backward_data(const void* __restrict__ dy, int dy_format,
+                                                  const float* __restrict__ wt, void* __restrict__ dx, int dx_format,
+                                                  int N, int C, int H, int W, int ph, int pw, int OH, int OW) {
     DwnRun run;
     if (!run.at(blockIdx.x * blockDim.x + threadIdx.x, N, H, W, C, V)) return;
     int n = run.n, ih = run.row, c = run.c;
@@ -203,15 +213,15 @@ __device__ __forceinline__ void dwn_backward_data(const float* __restrict__ dy, 
         if (t < 0 || t % S != 0 || t / S >= OH) continue;
         float wr[K][V];
         dwn_filter_row<K, V>(wr, wt, C, c, ki);
-        const float* dy_row = dy + ((size_t)n * OH + t / S) * OW * C + c;
+        size_t dy_row = ((size_t)n * OH + t / S) * OW * C + c;
         if constexpr (S == 1) {
-            dwn_data_row<K, S, V, 0>(acc, wr, dy_row, ow_lo, OW, C);
+            dwn_data_row<K, S, V, 0>(acc, wr, dy, dy_row, dy_format, ow_lo, OW, C);
         } else {
-            if (off == 0) dwn_data_row<K, S, V, 0>(acc, wr, dy_row, ow_lo, OW, C);
-            else dwn_data_row<K, S, V, 1>(acc, wr, dy_row, ow_lo, OW, C);
+            if (off == 0) dwn_data_row<K, S, V, 0>(acc, wr, dy, dy_row, dy_format, ow_lo, OW, C);
+            else dwn_data_row<K, S, V, 1>(acc, wr, dy, dy_row, dy_format, ow_lo, OW, C);
         }
     }
-    run.store<V>(dx, acc, H, W, C);
+    run.store<V>(dx, dx_format, acc, H, W, C);
 }
 
 // ---- Filter gradient, in blocks of blockDim.x channel lanes by blockDim.y pixel lanes: each thread
@@ -244,7 +254,8 @@ __device__ __forceinline__ void dwn_sum_lanes(const float (&acc)[KV], float* sum
 // DWN_COLS output columns of one output row (item = (n * OH + oh) * runs + run), whose dy values
 // the thread loads once and whose input row's columns it loads once for every tap of row ki.
 template <int K, int S, int V>
-__device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x, const float* __restrict__ dy,
+__device__ __forceinline__ void dwn_backward_filter(const void* __restrict__ x, int x_format,
+                                                    const void* __restrict__ dy, int dy_format,
                                                     float* __restrict__ out, int N, int C, int H, int W,
                                                     int ph, int pw, int OH, int OW, int chunks) {
     int groups = C / V;
@@ -268,18 +279,18 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
             int ih = oh * S - ph + ki;
             if (ih < 0 || ih >= H) continue;
             DwnVec<V> g[DWN_COLS];
-            const float* dy_row = dy + (((size_t)n * OH + oh) * OW + ow0) * C + c;
+            size_t dy_row = (((size_t)n * OH + oh) * OW + ow0) * C + c;
 #pragma unroll
             for (int j = 0; j < DWN_COLS; ++j) {
                 if (ow0 + j < OW) {
-                    g[j] = DwnVec<V>::load(dy_row + (size_t)j * C);
+                    g[j] = DwnVec<V>::load(dy, dy_row + (size_t)j * C, dy_format);
                 } else {
 #pragma unroll
                     for (int v = 0; v < V; ++v) g[j].v[v] = 0.f;
                 }
             }
-            const float* row = x + ((size_t)n * H + ih) * W * C + c;
-            dwn_row_taps<K, S, V>(row, ow0 * S - pw, W, C, [&](int j, int kj, const DwnVec<V>& in) {
+            size_t row = ((size_t)n * H + ih) * W * C + c;
+            dwn_row_taps<K, S, V>(x, row, x_format, ow0 * S - pw, W, C, [&](int j, int kj, const DwnVec<V>& in) {
 #pragma unroll
                 for (int v = 0; v < V; ++v) acc[kj * V + v] = fmaf(g[j].v[v], in.v[v], acc[kj * V + v]);
             });
@@ -300,20 +311,21 @@ __device__ __forceinline__ void dwn_backward_filter(const float* __restrict__ x,
 // these (the 5x5 stride-2 data gradient with 4 channels takes 72 registers).
 #define DWN_SPECIALISED(K, S, V)                                                                        \
     extern "C" __global__ void __launch_bounds__(256, 1) depthwise_nhwc_forward_##K##x##K##_s##S##_v##V(   \
-        const float* __restrict__ x, const float* __restrict__ wt, const float* __restrict__ bias,        \
-        float* __restrict__ y, int N, int C, int H, int W, int ph, int pw, int OH, int OW, int has_bias) { \
-        dwn_forward<K, S, V>(x, wt, bias, y, N, C, H, W, ph, pw, OH, OW, has_bias);                      \
+        const void* __restrict__ x, int x_format, const float* __restrict__ wt,                          \
+        const float* __restrict__ bias, void* __restrict__ y, int y_format, int N, int C, int H, int W,   \
+        int ph, int pw, int OH, int OW, int has_bias) {                                                  \
+        dwn_forward<K, S, V>(x, x_format, wt, bias, y, y_format, N, C, H, W, ph, pw, OH, OW, has_bias);   \
     }                                                                                                   \
     extern "C" __global__ void __launch_bounds__(256, 1) depthwise_nhwc_backward_data_##K##x##K##_s##S##_v##V( \
-        const float* __restrict__ dy, const float* __restrict__ wt, float* __restrict__ dx, int N, int C,  \
-        int H, int W, int ph, int pw, int OH, int OW) {                                                  \
-        dwn_backward_data<K, S, V>(dy, wt, dx, N, C, H, W, ph, pw, OH, OW);                              \
+        const void* __restrict__ dy, int dy_format, const float* __restrict__ wt, void* __restrict__ dx,  \
+        int dx_format, int N, int C, int H, int W, int ph, int pw, int OH, int OW) {                     \
+        dwn_backward_data<K, S, V>(dy, dy_format, wt, dx, dx_format, N, C, H, W, ph, pw, OH, OW);         \
     }                                                                                                   \
     extern "C" __global__ void __launch_bounds__(DWN_FILTER_THREADS, 1)                                    \
         depthwise_nhwc_backward_filter_##K##x##K##_s##S##_v##V(                                          \
-            const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out, int N,    \
-            int C, int H, int W, int ph, int pw, int OH, int OW, int chunks) {                           \
-        dwn_backward_filter<K, S, V>(x, dy, out, N, C, H, W, ph, pw, OH, OW, chunks);                   \
+            const void* __restrict__ x, int x_format, const void* __restrict__ dy, int dy_format,          \
+            float* __restrict__ out, int N, int C, int H, int W, int ph, int pw, int OH, int OW, int chunks) { \
+        dwn_backward_filter<K, S, V>(x, x_format, dy, dy_format, out, N, C, H, W, ph, pw, OH, OW, chunks); \
     }
 DWN_SPECIALISED(3, 1, 1)
 DWN_SPECIALISED(3, 1, 4)
@@ -329,9 +341,10 @@ DWN_SPECIALISED(5, 2, 4)
 
 // One thread per output element, idx = ((n * OH + oh) * OW + ow) * C_out + co.
 extern "C" __global__ void __launch_bounds__(256)
-    depthwise_nhwc_forward(const float* __restrict__ x, const float* __restrict__ wt, const float* __restrict__ bias,
-                           float* __restrict__ y, int N, int C, int H, int W, int mult, int KH, int KW, int sh,
-                           int sw, int ph, int pw, int dh, int dw, int OH, int OW, int has_bias) {
+    depthwise_nhwc_forward(const void* __restrict__ x, int x_format, const float* __restrict__ wt,
+                           const float* __restrict__ bias, void* __restrict__ y, int y_format, int N, int C, int H,
+                           int W, int mult, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH,
+                           int OW, int has_bias) {
     int C_out = C * mult;
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= N * OH * OW * C_out) return;
@@ -340,7 +353,7 @@ extern "C" __global__ void __launch_bounds__(256)
     int ow = pixel % OW;
     int oh = pixel / OW % OH;
     int n = pixel / (OW * OH);
-    const float* image = x + (size_t)n * H * W * C + co / mult;
+    size_t image = (size_t)n * H * W * C + co / mult;
     float sum = has_bias ? bias[co] : 0.f;
     for (int ki = 0; ki < KH; ++ki) {
         int ih = oh * sh - ph + ki * dh;
@@ -348,18 +361,19 @@ extern "C" __global__ void __launch_bounds__(256)
         for (int kj = 0; kj < KW; ++kj) {
             int iw = ow * sw - pw + kj * dw;
             if (iw < 0 || iw >= W) continue;
-            sum = fmaf(image[((size_t)ih * W + iw) * C], wt[(size_t)(ki * KW + kj) * C_out + co], sum);
+            sum = fmaf(ferro_load(x, (long long)(image + ((size_t)ih * W + iw) * C), x_format),
+                       wt[(size_t)(ki * KW + kj) * C_out + co], sum);
         }
     }
-    y[idx] = sum;
+    ferro_store(y, idx, sum, y_format);
 }
 
 // One thread per input element, idx = ((n * H + ih) * W + iw) * C + c: dy gathered over the
 // channel's `mult` output channels and every tap whose output reads the element.
 extern "C" __global__ void __launch_bounds__(256)
-    depthwise_nhwc_backward_data(const float* __restrict__ dy, const float* __restrict__ wt, float* __restrict__ dx,
-                                 int N, int C, int H, int W, int mult, int KH, int KW, int sh, int sw, int ph,
-                                 int pw, int dh, int dw, int OH, int OW) {
+    depthwise_nhwc_backward_data(const void* __restrict__ dy, int dy_format, const float* __restrict__ wt,
+                                 void* __restrict__ dx, int dx_format, int N, int C, int H, int W, int mult, int KH,
+                                 int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= N * H * W * C) return;
     int c = idx % C;
@@ -375,20 +389,22 @@ extern "C" __global__ void __launch_bounds__(256)
         for (int kj = 0; kj < KW; ++kj) {
             int u = iw + pw - kj * dw;
             if (u < 0 || u % sw != 0 || u / sw >= OW) continue;
-            const float* grad = dy + (((size_t)n * OH + t / sh) * OW + u / sw) * C_out + (size_t)c * mult;
+            size_t grad = (((size_t)n * OH + t / sh) * OW + u / sw) * C_out + (size_t)c * mult;
             for (int m = 0; m < mult; ++m)
-                sum = fmaf(grad[m], wt[(size_t)(ki * KW + kj) * C_out + (size_t)c * mult + m], sum);
+                sum = fmaf(ferro_load(dy, (long long)(grad + m), dy_format),
+                           wt[(size_t)(ki * KW + kj) * C_out + (size_t)c * mult + m], sum);
         }
     }
-    dx[idx] = sum;
+    ferro_store(dx, idx, sum, dx_format);
 }
 
 // blockIdx.z is the tap (ki * KW + kj), blockIdx.y the chunk; an item is an output pixel
 // ((n * OH + oh) * OW + ow), the thread's output channel co = blockIdx.x * blockDim.x + threadIdx.x.
 extern "C" __global__ void __launch_bounds__(DWN_FILTER_THREADS)
-    depthwise_nhwc_backward_filter(const float* __restrict__ x, const float* __restrict__ dy,
-                                   float* __restrict__ out, int N, int C, int H, int W, int mult, int KH, int KW,
-                                   int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW, int chunks) {
+    depthwise_nhwc_backward_filter(const void* __restrict__ x, int x_format, const void* __restrict__ dy,
+                                   int dy_format, float* __restrict__ out, int N, int C, int H, int W, int mult,
+                                   int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
+                                   int chunks) {
     int C_out = C * mult;
     int co = blockIdx.x * blockDim.x + threadIdx.x;
     int tap = blockIdx.z;
@@ -407,7 +423,8 @@ extern "C" __global__ void __launch_bounds__(DWN_FILTER_THREADS)
             int ih = oh * sh - ph + ki * dh;
             int iw = ow * sw - pw + kj * dw;
             if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-            acc[0] = fmaf(dy[(size_t)item * C_out + co], x[(((size_t)n * H + ih) * W + iw) * C + co / mult], acc[0]);
+            acc[0] = fmaf(ferro_load(dy, (long long)item * C_out + co, dy_format),
+                          ferro_load(x, (long long)(((size_t)n * H + ih) * W + iw) * C + co / mult, x_format), acc[0]);
         }
     }
     dwn_sum_lanes<1>(acc, dwn_sums, [&](int e, float total) {

@@ -101,6 +101,8 @@ fn planned_peak_bounds_gpu_peak() {
         // Channels-last: the conversions and the NHWC kernels' packed weights and partials.
         (op_zoo(), Precision::Fp32, Nhwc),
         (residual_block(), Precision::Bf16, Nhwc),
+        // Channels-last depthwise convolutions reading and writing 16-bit activations.
+        (inverted_residual(), Precision::Bf16, Nhwc),
     ];
     for (graph, precision, layout) in cases {
         let x: Vec<f32> = batch(&graph, N, 4).iter().map(|&v| v as f32).collect();

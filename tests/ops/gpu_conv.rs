@@ -616,6 +616,44 @@ fn nhwc_depthwise_kernels_match_the_nchw_reference() {
     }
 }
 
+/// The channels-last depthwise kernels (specialised with 4 and with 1 channel per thread, and
+/// generic with multiplier 2) on bf16 and fp16 x and dy: y and dx are stored in the input's
+/// format and equal the f32 kernels' results on the same values rounded once; dW stays f32 and
+/// equals the f32 run's (the same sums of exactly widened values).
+#[test]
+fn nhwc_depthwise_reads_and_writes_16_bit_activations() {
+    let gpu = gpu();
+    let configs = [
+        ((1, 8, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 8), "3x3_s1_v4"),
+        ((1, 3, (7, 6), 3, (3, 3), (2, 2), (1, 1), (1, 1), 3), "3x3_s2_v1"),
+        ((1, 3, (5, 5), 6, (3, 3), (1, 1), (1, 1), (1, 1), 3), ""),
+    ];
+    for (p, format) in [(Precision::Bf16, StoredFormat::Bf16), (Precision::Fp16, StoredFormat::F16)] {
+        for (i, (config, shape)) in configs.into_iter().enumerate() {
+            let g = geom(config).with_layout(Layout::Nhwc);
+            let seed = 7600 + 10 * i as u64;
+            let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
+            let (fx, fdy, gw, gb) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
+            let (gx, gdy) = (gpu.convert_stored(&fx, format).unwrap(), gpu.convert_stored(&fdy, format).unwrap());
+            let what = |pass: &str| format!("16-bit nhwc depthwise {pass} {p} {g:?}");
+            let rounded = |buf: &ferronet::gpu::GpuBuf<f32>| gpu.download(buf).unwrap().into_iter().map(|v| p.round(v).to_bits()).collect::<Vec<_>>();
+            let bits = |buf: &ferronet::gpu::GpuBuf<f32>| gpu.download(buf).unwrap().into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            let y = gpu.depthwise_conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
+            assert_eq!(gpu.stored_format(&y), format, "{}", what("y"));
+            assert_eq!(bits(&y), rounded(&gpu.depthwise_conv2d_forward(&fx, &gw, Some(&gb), &g).unwrap()), "{}", what("forward"));
+            let dx = gpu.depthwise_conv2d_backward_data(&gdy, &gw, &g).unwrap();
+            assert_eq!(gpu.stored_format(&dx), format, "{}", what("dx"));
+            assert_eq!(bits(&dx), rounded(&gpu.depthwise_conv2d_backward_data(&fdy, &gw, &g).unwrap()), "{}", what("backward data"));
+            let dw = gpu.depthwise_conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+            assert_eq!(gpu.stored_format(&dw), StoredFormat::F32, "{}", what("dW"));
+            assert_eq!(bits(&dw), bits(&gpu.depthwise_conv2d_backward_filter(&fx, &fdy, &g).unwrap()), "{}", what("backward filter"));
+            let log = gpu.take_kernel_log();
+            let forward = if shape.is_empty() { "depthwise_nhwc_forward".to_string() } else { format!("depthwise_nhwc_forward_{shape}") };
+            assert!(log.iter().any(|k| *k == format!("conv_depthwise_nhwc::{forward}")), "{}: {log:?}", what("kernels"));
+        }
+    }
+}
+
 /// Which kernels run (each named once, at its first launch): the specialised ones, the filter gradient's chunks summed by splitk_reduce
 /// when the batch's pixels fill several blocks, the generic ones for a geometry they do not take.
 #[test]

@@ -446,12 +446,16 @@ impl ConvOps<f32> for GpuBackend {
     fn depthwise_conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         let geometry = self.check_depthwise(g)?;
         g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
-        let y = self.alloc::<f32>(g.y_len())?;
-        if g.y_len() == 0 {
+        // Channels-last, y takes x's stored format (the kernel adds the bias before its one rounding).
+        if g.layout == Layout::Nhwc {
+            let y = self.alloc_stored(g.y_len(), x.stored())?;
+            if g.y_len() > 0 {
+                depthwise_nhwc::forward(self, x, w, bias, g, &y, geometry)?;
+            }
             return Ok(y);
         }
-        if g.layout == Layout::Nhwc {
-            depthwise_nhwc::forward(self, x, w, bias, g, &y, geometry)?;
+        let y = self.alloc::<f32>(g.y_len())?;
+        if g.y_len() == 0 {
             return Ok(y);
         }
         let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
@@ -474,12 +478,16 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         int(g.y_len(), "the depthwise output")?;
-        let dx = self.alloc::<f32>(g.x_len())?;
-        if g.x_len() == 0 {
+        // Channels-last, dx takes dy's stored format.
+        if g.layout == Layout::Nhwc {
+            let dx = self.alloc_stored(g.x_len(), dy.stored())?;
+            if g.x_len() > 0 {
+                depthwise_nhwc::backward_data(self, dy, w, g, &dx, geometry)?;
+            }
             return Ok(dx);
         }
-        if g.layout == Layout::Nhwc {
-            depthwise_nhwc::backward_data(self, dy, w, g, &dx, geometry)?;
+        let dx = self.alloc::<f32>(g.x_len())?;
+        if g.x_len() == 0 {
             return Ok(dx);
         }
         let mut args = vec![dy.arg(), w.arg(), dx.arg()];

@@ -1,8 +1,10 @@
 //! GPU depthwise convolution on channels-last tensors (kernels/conv_depthwise_nhwc.cu): x, y, dx
 //! and dy [N, H, W, C], the weight [C_out, 1, KH, KW]. Threads run along the channels; a square
 //! 3x3 or 5x5 window at stride 1 or 2 without dilation or multiplier runs kernels specialised for
-//! it (4 channels per thread with 16-byte accesses when C % 4 == 0 and the tensors are 16-byte
-//! aligned), every other geometry the generic ones. The forward and data-gradient kernels read
+//! it (4 channels per thread with one access each, 16 bytes of f32 or 8 of 16-bit values, when
+//! C % 4 == 0 and the tensors are 16-byte aligned), every other geometry the generic ones. x and
+//! dy are read in their stored formats, y written in x's and dx in dy's (the callers allocate
+//! them so); the weight, bias and filter gradient stay f32. The forward and data-gradient kernels read
 //! the weight packed tap-major ([KH * KW, C_out]) so that its loads run along the channels too.
 //! The filter gradient sums over the batch in chunks of pixels, one block per chunk (and channel
 //! block and filter row or tap), the chunks' partial sums added by `splitk_reduce`.
@@ -42,8 +44,9 @@ fn specialised(g: &ConvGeom) -> Option<String> {
     (square && g.dh == 1 && g.dw == 1 && g.c_out == g.c_in).then(|| format!("{0}x{0}_s{1}", g.kh, g.sh))
 }
 
-/// Channels per thread of the specialised kernels: 4 (float4 accesses) when C % 4 == 0 and every
-/// tensor at `ptrs` is 16-byte aligned (each pixel's channels then start 16-byte aligned too).
+/// Channels per thread of the specialised kernels: 4 (one access of 4 values) when C % 4 == 0 and
+/// every tensor at `ptrs` is 16-byte aligned (each pixel's channels then start aligned to 4 values
+/// too, in any stored format).
 fn channels_per_thread(g: &ConvGeom, ptrs: &[u64]) -> usize {
     if g.c_in.is_multiple_of(4) && ptrs.iter().all(|p| p.is_multiple_of(16)) {
         4
@@ -85,7 +88,7 @@ fn packed_weight(gpu: &GpuBackend, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuB
 /// (N, C, H, W, multiplier, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW).
 pub(super) fn forward(gpu: &GpuBackend, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom, y: &GpuBuf<f32>, geometry: Vec<KernelArg>) -> Result<()> {
     let wt = packed_weight(gpu, w, g)?;
-    let mut args = vec![x.arg(), wt.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
+    let mut args = vec![x.stored_arg(), x.format_arg(), wt.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.stored_arg(), y.format_arg()];
     let has_bias = KernelArg::I32(bias.is_some() as i32);
     match specialised(g) {
         Some(shape) => {
@@ -106,7 +109,7 @@ pub(super) fn forward(gpu: &GpuBackend, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: 
 /// dx from dy and the weight into `dx` (every element written).
 pub(super) fn backward_data(gpu: &GpuBackend, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, dx: &GpuBuf<f32>, geometry: Vec<KernelArg>) -> Result<()> {
     let wt = packed_weight(gpu, w, g)?;
-    let mut args = vec![dy.arg(), wt.arg(), dx.arg()];
+    let mut args = vec![dy.stored_arg(), dy.format_arg(), wt.arg(), dx.stored_arg(), dx.format_arg()];
     match specialised(g) {
         Some(shape) => {
             let vec = channels_per_thread(g, &[dy.ptr(), wt.ptr(), dx.ptr()]);
@@ -156,7 +159,7 @@ pub(super) fn backward_filter(gpu: &GpuBackend, x: &GpuBuf<f32>, dy: &GpuBuf<f32
     let chunks = filter_chunks(g, gpu.driver().multiprocessor_count());
     let partial = if chunks > 1 { Some(gpu.alloc::<f32>(chunks * g.weight_len())?) } else { None };
     let out = partial.as_ref().map_or(dw.arg(), |p| p.arg());
-    let mut args = vec![x.arg(), dy.arg(), out];
+    let mut args = vec![x.stored_arg(), x.format_arg(), dy.stored_arg(), dy.format_arg(), out];
     let (_, z) = filter_items(g);
     // Each thread's sums: a filter row of its channels (specialised) or one tap.
     let (kernel, lanes, sums) = match specialised(g) {
