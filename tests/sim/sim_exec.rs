@@ -18,7 +18,11 @@ fn embedded_kernel_runs_through_the_test_backend() {
     let (a, b) = (data(n, 11), data(n, 12));
     let (da, db) = (gpu.upload(&a).unwrap(), gpu.upload(&b).unwrap());
     let out = gpu.alloc::<f32>(n).unwrap();
-    gpu.launch("elementwise", "add", LaunchConfig::linear(n, 128), &[da.arg(), db.arg(), out.arg(), KernelArg::I32(n as i32)]).unwrap();
+    // f32 operands (format 0), 4 values per thread in one access each (vec 1: fresh buffers are
+    // 16-byte aligned).
+    let f32_format = KernelArg::I32(0);
+    let args = [da.arg(), f32_format, db.arg(), f32_format, out.arg(), f32_format, KernelArg::I32(n as i32), KernelArg::I32(1)];
+    gpu.launch("elementwise", "add", LaunchConfig::linear(n.div_ceil(4), 128), &args).unwrap();
     let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
     assert_eq!(gpu.download(&out).unwrap(), want);
     assert_eq!(gpu.take_kernel_log(), vec!["elementwise::add".to_string()]);
