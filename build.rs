@@ -2,8 +2,9 @@
 //!
 //! Target: compute_75 (Turing), the oldest architecture the kernels are written for; PTX is
 //! JIT-compiled forward by the driver for any newer GPU. A source whose first lines say
-//! `// ferronet: compute_80` (tensor-core kernels) is compiled for that architecture instead, and
-//! its module records it so that drivers load it only on such devices. A kernel that fails to compile fails the
+//! `// ferronet: compute_80` (or `// ferronet: compute_75 compute_80`) is compiled for each
+//! architecture named instead, one module each recording its architecture, so that drivers load
+//! the newest one a device runs. A kernel that fails to compile fails the
 //! build with NVRTC's log naming the file. Without NVRTC the build still succeeds (with a
 //! cargo:warning) and embeds only the sources, which the runtime compiles with the machine's own
 //! NVRTC. Compilation is the runtime's own function (`src/device/nvrtc.rs`), so build time and
@@ -78,24 +79,26 @@ fn main() {
             Ok(s) => inline_headers(&format!("{name}.cu"), &s, &headers, &mut Vec::new()),
             Err(e) => panic!("cannot read {}: {e}", file.display()),
         };
-        let arch = nvrtc::source_compute_capability(&src);
-        let ptx = if have_nvrtc {
-            match nvrtc::compile_ptx(name, &src, arch) {
-                Ok(ptx) => Some(ptx),
-                Err(log) => {
-                    failures.push(log);
-                    None
+        // One module per architecture the source names; they share the name and the source.
+        for arch in nvrtc::source_compute_capabilities(&src) {
+            let ptx = if have_nvrtc {
+                match nvrtc::compile_ptx(name, &src, arch) {
+                    Ok(ptx) => Some(ptx),
+                    Err(log) => {
+                        failures.push(log);
+                        None
+                    }
                 }
-            }
-        } else {
-            None
-        };
-        writeln!(
-            out,
-            "    KernelModule {{ name: {name:?}, source: {src:?}, compute_capability: {arch:?}, ptx: {} }},",
-            ptx.map(|p| format!("Some({p:?})")).unwrap_or_else(|| "None".into())
-        )
-        .expect("writing to a String cannot fail");
+            } else {
+                None
+            };
+            writeln!(
+                out,
+                "    KernelModule {{ name: {name:?}, source: {src:?}, compute_capability: {arch:?}, ptx: {} }},",
+                ptx.map(|p| format!("Some({p:?})")).unwrap_or_else(|| "None".into())
+            )
+            .expect("writing to a String cannot fail");
+        }
     }
     out.push_str("];\n");
     if !failures.is_empty() {

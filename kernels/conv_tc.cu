@@ -1,6 +1,8 @@
-// ferronet: compute_80
+// ferronet: compute_75 compute_80
 // Tensor-core convolutions: the channels-last implicit-GEMM forward below, which no op uses yet,
 // and (at the end of the file) the NCHW convolution GEMMs that training runs at reduced precision.
+// The compute_75 module (Turing) has the f16 kernels only, on tensor_core.cuh's Turing branches,
+// and of the training GEMMs the channels-last ones.
 //
 // Tensor-core implicit-GEMM convolution forward, channels-last: y[N,OH,OW,C_out] (f32) =
 // conv(x[N,H,W,C_in], w[C_out,KH,KW,C_in/groups]) with bf16 or f16 inputs (mma.sync m16n8k16)
@@ -92,7 +94,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
             const int ih = ih0[r] + ki * p.dh, iw = iw0[r] + kj * p.dw;
             const bool inside = ki < p.kh && (unsigned)ih < (unsigned)p.h && (unsigned)iw < (unsigned)p.w;
             const unsigned short* src = inside ? xg + (size_t)(image_base[r] + ih * p.w + iw) * p.c + ci : x;
-            tc_cp_async16(base + tc_swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + tc_swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside);
         }
         const int gk = kt * BK + chunk * (CHUNK / 2);
 #pragma unroll
@@ -100,7 +102,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
             const int row = first_row + r * ROWS_PER_PASS, gn = bn + row;
             const bool inside = gn < cog && gk < k;
             const unsigned short* src = inside ? wg + (size_t)gn * k + gk : wt;
-            tc_cp_async16(base + A_STAGE_BYTES + tc_swizzled(row, chunk), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + A_STAGE_BYTES + tc_swizzled(row, chunk), src, inside);
         }
         ci += BK;
         normalize();
@@ -144,17 +146,20 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
         conv_tc<IN, MT, WARPS_M, WARPS_N>(x, w, y, p);                                                                          \
     }
 
-CONV_TC_KERNEL(conv_tc_bf16_128x128, TC_BF16, 4, 2, 4)
 CONV_TC_KERNEL(conv_tc_f16_128x128, TC_F16, 4, 2, 4)
-CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
 CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
+#if TC_AMPERE
+CONV_TC_KERNEL(conv_tc_bf16_128x128, TC_BF16, 4, 2, 4)
+CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
+#endif
 
 // ---- The convolution GEMMs of training on the tensor cores: conv_gemm.cuh's forward,
 // weight-gradient and data-gradient bodies of either layout (NCHW, and the channels-last
-// conv_nhwc_* ones) (operands read in place, the im2col matrix gathered
-// on the fly) on tc_gemm_tile.cuh's tiles, with the fp32 kernels' arguments and grids
-// (src/ops/conv/cuda.rs picks these at bf16/fp16/tf32 on compute capability 8.0+). No column
-// buffer, no operand pack, one launch per convolution pass whatever the batch and groups.
+// conv_nhwc_* ones) (operands read in place, the im2col matrix gathered on the fly) on
+// tc_gemm_tile.cuh's tiles, with the fp32 kernels' arguments and grids (src/ops/conv/cuda.rs
+// picks these at bf16/fp16/tf32 on compute capability 8.0+; on 7.5 the channels-last ones at
+// fp16). No column buffer, no operand pack, one launch per convolution pass whatever the batch
+// and groups.
 
 // NAME_tc_FORMAT (64x64 tiles), NAME_tc_FORMAT_64x128 and NAME_tc_FORMAT_128 (128x128) of one
 // GEMM: the fp32 kernels' names and tile suffixes with the format in between. EXTRA: the phase
@@ -167,15 +172,23 @@ CONV_TC_KERNEL(conv_tc_f16_128x64, TC_F16, 2, 4, 2)
                      CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 64, 128> EXTRA128)                  \
     GEMM_KERNEL(NAME##_tc_##FORMAT##_128, NAME##_body, CONV_##KIND##_PARAMS,                   \
                      CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 128, 128> EXTRA128)
-#define CONV_TC_FORMAT(FORMAT, IN)                                                                \
-    CONV_TC_GEMM_KERNELS(conv_forward_gemm, FORWARD, FORMAT, IN, , )                              \
-    CONV_TC_GEMM_KERNELS(conv_filter_gemm, FILTER, FORMAT, IN, , )                                \
-    CONV_TC_GEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, FORMAT, IN, , )                      \
-    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128) \
+#define CONV_TC_NHWC_FORMAT(FORMAT, IN)                                                           \
     CONV_TC_GEMM_KERNELS(conv_nhwc_gemm, NHWC, FORMAT, IN, , )                                    \
     CONV_TC_GEMM_KERNELS(conv_nhwc_filter_gemm, NHWC_FILTER, FORMAT, IN, , )                      \
     CONV_TC_GEMM_KERNELS(conv_nhwc_data_phase_gemm, NHWC_DATA_PHASE, FORMAT, IN, , )
+#define CONV_TC_NCHW_FORMAT(FORMAT, IN)                                                           \
+    CONV_TC_GEMM_KERNELS(conv_forward_gemm, FORWARD, FORMAT, IN, , )                              \
+    CONV_TC_GEMM_KERNELS(conv_filter_gemm, FILTER, FORMAT, IN, , )                                \
+    CONV_TC_GEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, FORMAT, IN, , )                      \
+    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128)
 #define TC_COMMA ,
-CONV_TC_FORMAT(bf16, TC_BF16)
-CONV_TC_FORMAT(f16, TC_F16)
-CONV_TC_FORMAT(tf32, TC_TF32)
+CONV_TC_NHWC_FORMAT(f16, TC_F16)
+// Turing runs channels-first convolutions on the fp32 tiles (src/ops/conv/cuda.rs
+// `conv_tc_input`): sm_75's ptxas spills their data-phase and 128x128 filter tiles.
+#if TC_AMPERE
+CONV_TC_NCHW_FORMAT(f16, TC_F16)
+CONV_TC_NHWC_FORMAT(bf16, TC_BF16)
+CONV_TC_NCHW_FORMAT(bf16, TC_BF16)
+CONV_TC_NHWC_FORMAT(tf32, TC_TF32)
+CONV_TC_NCHW_FORMAT(tf32, TC_TF32)
+#endif

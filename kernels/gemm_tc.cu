@@ -1,7 +1,8 @@
-// ferronet: compute_80
+// ferronet: compute_75 compute_80
 // The standalone tensor-core GEMM below (cp.async pipeline, operands as 16-bit patterns or f32
 // for tf32; benchmarks and tests), and at the end of the file the linear layers' GEMMs of training
-// on tc_gemm_tile.cuh's tiles.
+// on tc_gemm_tile.cuh's tiles. The compute_75 module (Turing) has the f16 kernels only, on
+// tensor_core.cuh's Turing branches (two m16n8k8 per m16n8k16, copies without cp.async).
 //
 // Tensor-core GEMM: C[M,N] (f32) = A[M,K] B[K,N], all row-major, with bf16 or f16 inputs
 // (mma.sync m16n8k16) or f32 inputs rounded to tf32 (m16n8k8), accumulated in f32.
@@ -76,7 +77,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             const int gm = bm + row, gk = k0 + chunk * PER_CHUNK;
             const bool inside = gm < m && gk < k;
             const char* src = inside ? ga + ((size_t)gm * k + gk) * ELEM : ga;
-            tc_cp_async16(base + tc_swizzled(row, chunk), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + tc_swizzled(row, chunk), src, inside);
         }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -85,7 +86,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             const int gk = k0 + row, gn = bn + chunk * PER_CHUNK;
             const bool inside = gk < k && gn < n;
             const char* src = inside ? gb + ((size_t)gk * n + gn) * ELEM : gb;
-            tc_cp_async16(base + A_STAGE_BYTES + row * B_ROW_BYTES + ((chunk ^ ((row & 7) << B_SWIZZLE_SHIFT)) << 4), src, inside ? CHUNK : 0);
+            tc_cp_async16(base + A_STAGE_BYTES + row * B_ROW_BYTES + ((chunk ^ ((row & 7) << B_SWIZZLE_SHIFT)) << 4), src, inside);
         }
     };
 
@@ -150,19 +151,21 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
         gemm_tc<IN, MT>(a, b, c, m, n, k);                                                                              \
     }
 
-GEMM_TC_KERNEL(gemm_tc_bf16, TC_BF16, 4, unsigned short)
 GEMM_TC_KERNEL(gemm_tc_f16, TC_F16, 4, unsigned short)
+GEMM_TC_KERNEL(gemm_tc_f16_64, TC_F16, 2, unsigned short)
+#if TC_AMPERE
+GEMM_TC_KERNEL(gemm_tc_bf16, TC_BF16, 4, unsigned short)
 GEMM_TC_KERNEL(gemm_tc_tf32, TC_TF32, 4, float)
 GEMM_TC_KERNEL(gemm_tc_bf16_64, TC_BF16, 2, unsigned short)
-GEMM_TC_KERNEL(gemm_tc_f16_64, TC_F16, 2, unsigned short)
 GEMM_TC_KERNEL(gemm_tc_tf32_64, TC_TF32, 2, float)
+#endif
 
 // ---- The linear layers' GEMMs of training on the tensor cores: tc_gemm_tile.cuh's 64x64 tiles
 // with the SGEMM kernels' arguments, except that A, B and C are each stored as f32, bf16 or fp16
 // (a format code after each pointer: a 16-bit run's activations and gradients are read and
 // written in place, 8 bytes per 4 values where vectorised) and C takes an optional f32 bias per
 // column, added before its one rounding store. sgemm_TRANSPOSES_tc_FORMAT and its _split twin
-// (src/ops/gemm/tc_train.rs picks them at bf16/fp16/tf32 on compute capability 8.0+; the split
+// (src/ops/gemm/tc_train.rs picks them at bf16/fp16/tf32 on compute capability 8.0+, fp16 on 7.5; the split
 // one stores f32 partial products for splitk_reduce, which adds the bias and stores C). No pack,
 // no padding: any M, N and K. The transposes a linear layer uses: nn (data gradient), nt
 // (forward) and tn (weight gradient).
@@ -210,6 +213,8 @@ __device__ __forceinline__ void tc_gemm_split_body(FERRO_TC_GEMM_SPLIT_PARAMS) {
     FERRO_TC_GEMM_KERNELS(nn, false, false, FORMAT, IN)                                           \
     FERRO_TC_GEMM_KERNELS(nt, false, true, FORMAT, IN)                                            \
     FERRO_TC_GEMM_KERNELS(tn, true, false, FORMAT, IN)
-FERRO_TC_GEMM_FORMAT(bf16, TC_BF16)
 FERRO_TC_GEMM_FORMAT(f16, TC_F16)
+#if TC_AMPERE
+FERRO_TC_GEMM_FORMAT(bf16, TC_BF16)
 FERRO_TC_GEMM_FORMAT(tf32, TC_TF32)
+#endif

@@ -1,19 +1,16 @@
-// ferronet: compute_80
+// ferronet: compute_75 compute_80
 // Rounding stored values to a reduced-precision format, kept in f32 containers: what a
 // reduced-precision engine's stores do to its values, emulated (src/precision.rs). The
-// conversions are the PTX ones a bf16/fp16/tf32 kernel stores or feeds tensor cores with;
-// cvt.rn.bf16.f32 and cvt.rna.tf32.f32 need sm_80.
+// conversions are the ones a bf16/fp16/tf32 kernel stores or feeds tensor cores with
+// (tensor_core.cuh): sm_80's cvt.rn.bf16.f32 and cvt.rna.tf32.f32, the same roundings on the
+// bit patterns in the compute_75 module.
 #include "common.cuh"
 #include "tensor_core.cuh"
 #include "stored.cuh"
 
 // format: 0 fp32 (a copy), 1 tf32, 2 bf16, 3 fp16.
 __device__ __forceinline__ float round_to(float x, int format) {
-    if (format == 1) {
-        unsigned r;
-        asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-        return __uint_as_float(r);
-    }
+    if (format == 1) return __uint_as_float(tc_to_tf32(__float_as_uint(x)));
     if (format == 2) {
         // bf16 is the upper half of an f32: widening is exact.
         return __uint_as_float(static_cast<unsigned>(tc_to_16bit(x, TC_BF16)) << 16);

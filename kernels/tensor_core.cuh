@@ -1,7 +1,16 @@
 // The tensor-core building blocks shared by the tensor-core GEMM (gemm_tc.cu) and the implicit-
-// GEMM convolution (conv_tc.cu), compute capability 8.0 and newer: 16-byte cp.async copies,
-// ldmatrix, mma.sync with f32 accumulators, and the multi-stage copy pipeline both run.
+// GEMM convolution (conv_tc.cu): 16-byte cp.async copies, ldmatrix, mma.sync with f32
+// accumulators, and the multi-stage copy pipeline both run. Compiled for compute_80 and for
+// compute_75 (Turing: fp16 only, see tc_mma); where Turing lacks an instruction, the
+// __CUDA_ARCH__ < 800 branch does the same work another way.
 #pragma once
+#include "stored.cuh"
+
+#if __CUDA_ARCH__ >= 800
+#define TC_AMPERE 1
+#else
+#define TC_AMPERE 0
+#endif
 
 enum TcIn { TC_BF16, TC_F16, TC_TF32 };
 
@@ -10,17 +19,28 @@ enum TcIn { TC_BF16, TC_F16, TC_TF32 };
 __device__ __forceinline__ unsigned short tc_to_16bit(float x, int format) {
     unsigned short h;
     if (format == TC_BF16) {
+#if TC_AMPERE
         asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(x));
+#else
+        h = ferro_narrow16(x, FERRO_BF16);  // cvt.rn.bf16.f32 is sm_80's; the same rounding
+#endif
     } else {
         asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x));
     }
     return h;
 }
 
-// Copies 16 bytes from global to shared memory; the last 16 - src_bytes are zeros (src_bytes 0:
-// no global read at all, for operands past an edge or in a convolution's padding).
-__device__ __forceinline__ void tc_cp_async16(unsigned dst, const void* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes));
+// Copies 16 bytes from global to shared memory, or zeros when !inside (no global read at all,
+// for operands past an edge or in a convolution's padding). Turing has no cp.async: the copy is
+// a 16-byte load and store, complete when this returns.
+__device__ __forceinline__ void tc_cp_async16(unsigned dst, const void* src, bool inside) {
+#if TC_AMPERE
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(inside ? 16 : 0));
+#else
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (inside) v = *static_cast<const uint4*>(src);
+    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+#endif
 }
 
 __device__ __forceinline__ void tc_ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
@@ -37,9 +57,17 @@ __device__ __forceinline__ void tc_ldmatrix_x4_trans(unsigned (&r)[4], unsigned 
 
 // cvt.rna.tf32.f32 of the f32 with bits `f32_bits`: the tf32 value a tensor core multiplies.
 __device__ __forceinline__ unsigned tc_to_tf32(unsigned f32_bits) {
+#if TC_AMPERE
     unsigned r;
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(__uint_as_float(f32_bits)));
     return r;
+#else
+    // cvt.rna.tf32.f32 is sm_80's (Turing only rounds for the emulation, src/precision.rs):
+    // half a tf32 step added to the magnitude rounds ties away from zero and carries into the
+    // exponent where it must; infinities and NaNs pass unchanged.
+    if ((f32_bits & 0x7f800000u) == 0x7f800000u) return f32_bits;
+    return (f32_bits & 0x80000000u) | (((f32_bits & 0x7fffffffu) + 0x1000u) & ~0x1fffu);
+#endif
 }
 
 // Shared tiles of 64-byte rows (4 chunks of 16 bytes) are XOR-swizzled: chunk c of row r is stored
@@ -50,9 +78,13 @@ __device__ __forceinline__ unsigned tc_swizzled(int row, int chunk) {
     return row * TC_ROW_BYTES + ((chunk ^ ((row >> 1) & 3)) << 4);
 }
 
-// d += a b for one 16x8 tile: m16n8k16 for bf16/f16 operands, m16n8k8 for tf32.
+// d += a b for one 16x8 tile: m16n8k16 for bf16/f16 operands, m16n8k8 for tf32. Turing has
+// only f16's m16n8k8 (bf16 and tf32 tensor cores are sm_80's; no such kernel is built for it):
+// the 16x16 a fragment's registers 0-1 hold k 0-7 and 2-3 k 8-15, b's register 0 k 0-7 and 1
+// k 8-15, so two m16n8k8 in k order make the m16n8k16.
 template <TcIn IN>
 __device__ __forceinline__ void tc_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+#if TC_AMPERE
     if (IN == TC_BF16) {
         asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -66,6 +98,14 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const unsigned (&a)[4], co
                      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
     }
+#else
+    static_assert(IN == TC_F16, "Turing's tensor cores take f16 only");
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
+        asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[2 * half]), "r"(a[2 * half + 1]), "r"(b[half]));
+#endif
 }
 
 // The four 8x8 matrices of one x4 ldmatrix (k 0-7 and 8-15 of columns 0-7, then of columns
@@ -170,20 +210,27 @@ __device__ __forceinline__ void tc_zero(float (&acc)[MT][NT][4]) {
 // order; `compute(stage)` multiplies the buffer. One barrier per stage: it follows the wait for
 // stage kt's copies, so every warp sees all of them, and precedes the refill of the buffer of
 // stage kt - 1, which every warp has finished reading. Stages past K commit empty groups, so no
-// copy is left in flight at the end.
+// copy is left in flight at the end. On Turing the copies complete as they are issued (see
+// tc_cp_async16): there are no groups to commit or wait for, and the barriers order the same.
 template <int STAGES, class Load, class Compute>
 __device__ __forceinline__ void tc_pipeline(int ktiles, Load& load, Compute& compute) {
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < ktiles) load(s, s);
+#if TC_AMPERE
         asm volatile("cp.async.commit_group;");
+#endif
     }
     for (int kt = 0; kt < ktiles; ++kt) {
+#if TC_AMPERE
         asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
+#endif
         __syncthreads();
         const int next = kt + STAGES - 1;
         if (next < ktiles) load(next % STAGES, next);
+#if TC_AMPERE
         asm volatile("cp.async.commit_group;");
+#endif
         compute(kt % STAGES);
     }
 }

@@ -79,6 +79,16 @@ impl Precision {
         }
     }
 
+    /// The oldest GPU whose tensor cores take the format's GEMM operands: Turing (7.5) has f16
+    /// tensor cores, bf16 and tf32 came with Ampere (8.0); None at fp32 (CUDA cores).
+    pub fn tensor_core_compute_capability(self) -> Option<(i32, i32)> {
+        match self {
+            Precision::Fp16 => Some((7, 5)),
+            Precision::Bf16 | Precision::Tf32 => Some((8, 0)),
+            Precision::Fp32 => None,
+        }
+    }
+
     /// Whether convolution and linear operands are rounded (every format but fp32).
     pub fn rounds_gemm_operands(self) -> bool {
         self != Precision::Fp32

@@ -141,7 +141,7 @@ impl<B: Backend<f32>> TrainLoop<B> {
             false => (executor, FuseCounts::default()),
         };
         let mut executor = executor.in_chosen_layout(opts.layout);
-        executor.set_chosen_precision(opts.precision);
+        executor.set_chosen_precision(opts.precision)?;
         let mut resident = executor.resident_batch(batch)?;
         executor.fill_resident_batch(&mut resident, &images, &labels)?;
         let optimizer = Optimizer::new(OptimizerConfig {

@@ -110,7 +110,7 @@ impl OnBackend for EvalRun {
     fn run<B: Backend<f32> + Clone>(self, backend: B, device: String) -> Result<EvalOutcome> {
         let EvalRun { precision, batch_size, fold_batch_norms, layout, workers, model, dataset } = self;
         let mut ex = model.restore_for_inference(backend, fold_batch_norms, layout)?;
-        ex.set_chosen_precision(precision);
+        ex.set_chosen_precision(precision)?;
         let (set, evaluated_on) = match dataset.test {
             Some(test) => (test, "test"),
             None => (dataset.val, "validation"),

@@ -4,7 +4,7 @@
 
 use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
-use crate::device::DeviceRequest;
+use crate::device::{Device, DeviceRequest};
 use crate::gradcheck::precision::{check_cpu_at, compare_device_at};
 use crate::gradcheck::{compare_device, finite_difference, select_cases, CheckReport, DEVICE_ATOL, DEVICE_RTOL, FD_MAX_REL};
 use crate::precision::Precision;
@@ -37,6 +37,9 @@ pub fn run(args: GradcheckArgs) -> Result<i32> {
     let cpu = CpuBackend::new();
     let device = select::open(args.device)?;
     let precision = args.precision;
+    if let SelectedDevice::Gpu(gpu) = &device {
+        gpu.check_precision(precision)?;
+    }
     let derived = "|err| <= atol + rtol*|ref| from the format's unit roundoff and the reduction length";
     let (device_name, criterion) = match (&device, precision) {
         (SelectedDevice::Cpu(_), Precision::Fp32) => ("cpu (f64)".to_string(), format!("finite differences, max rel < {FD_MAX_REL:e}")),

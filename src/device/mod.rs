@@ -44,8 +44,9 @@ pub enum ConvWorkspace {
     /// split K as planned for `gemm_sms` SMs, holding the partial products.
     ImplicitGemm { gemm_sms: usize },
     /// A GPU whose convolution GEMMs run on the tensor cores (bf16/fp16/tf32 on compute
-    /// capability 8.0+): the same implicit GEMMs, pointwise convolutions among them.
-    TensorCores { gemm_sms: usize },
+    /// capability 8.0+, fp16 on 7.5): the same implicit GEMMs, pointwise convolutions among them;
+    /// channels-first ones too when `channels_first` (not on Turing).
+    TensorCores { gemm_sms: usize, channels_first: bool },
 }
 
 impl ConvWorkspace {
@@ -194,10 +195,15 @@ pub trait Device<E: Element>: Send + Sync {
         Layout::Nchw
     }
     /// The numeric format a run takes when it does not choose one (`--precision`): fp32 here;
-    /// GPUs of compute capability 8.0 and newer take bf16 (16-bit activations on the tensor
-    /// cores, PREDICTED faster: benches/RESULTS.md).
+    /// GPUs of compute capability 8.0 and newer take bf16, Turing (7.5) fp16 (16-bit activations
+    /// on the tensor cores, PREDICTED faster: benches/RESULTS.md).
     fn default_precision(&self) -> Precision {
         Precision::Fp32
+    }
+    /// `Ok` when this device runs `precision`, else why not and what to choose instead, in one
+    /// line: every device emulates every format but GPUs, whose tensor cores must take it.
+    fn check_precision(&self, _precision: Precision) -> Result<()> {
+        Ok(())
     }
     /// Starts recording the work this device queues into a graph instead of running it (CUDA
     /// graphs); until `end_capture`, nothing may wait for the device.

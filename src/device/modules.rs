@@ -11,8 +11,9 @@ pub struct KernelModule {
     /// The CUDA source, with `kernels/common.cuh` already inlined, for run-time recompilation.
     pub source: &'static str,
     /// The architecture the module is compiled for and the oldest device that loads it:
-    /// [`nvrtc::BASE_COMPUTE_CAPABILITY`] unless the source names another
-    /// ([`nvrtc::ARCH_MARKER`]).
+    /// [`nvrtc::BASE_COMPUTE_CAPABILITY`] unless the source names others
+    /// ([`nvrtc::ARCH_MARKER`]); a source naming several has one module per architecture, oldest
+    /// first, all of the same name.
     pub compute_capability: (i32, i32),
     /// PTX from build-time NVRTC (for `compute_capability`), if it was available.
     pub ptx: Option<&'static str>,
@@ -20,8 +21,17 @@ pub struct KernelModule {
 
 include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
-pub fn module(name: &str) -> Option<&'static KernelModule> {
-    MODULES.iter().find(|m| m.name == name)
+/// The module `name` a device of compute capability `cc` loads: the newest of its architectures
+/// the device runs. A device older than all of them is refused.
+pub fn module(name: &str, cc: (i32, i32)) -> Result<&'static KernelModule> {
+    let mut variants = MODULES.iter().filter(|m| m.name == name).peekable();
+    let oldest = variants.peek().copied().ok_or_else(|| Error::device(format!("no kernel module named {name} (no kernels/{name}.cu)")))?;
+    variants.filter(|m| m.compute_capability <= cc).last().ok_or_else(|| {
+        let ((major, minor), (have_major, have_minor)) = (oldest.compute_capability, cc);
+        Error::device(format!(
+            "kernel module {name} needs a GPU of compute capability {major}.{minor} or newer; this device is {have_major}.{have_minor}"
+        ))
+    })
 }
 
 /// Where a module's PTX may come from.
@@ -34,19 +44,12 @@ pub enum PtxSource {
     CompiledNow,
 }
 
-/// Module `name`'s PTX for a device of compute capability `cc`: the embedded PTX (which targets
-/// the module's architecture and runs on every newer device) when `source` allows it, compiled
-/// now for that architecture when the build had no NVRTC, or, for [`PtxSource::CompiledNow`], the
-/// embedded source compiled with the machine's NVRTC for `cc`. A device older than the module's
-/// architecture is refused.
+/// Module `name`'s PTX for a device of compute capability `cc`, of the module [`module`] picks:
+/// its embedded PTX (which targets the module's architecture and runs on every newer device) when
+/// `source` allows it, compiled now for that architecture when the build had no NVRTC, or, for
+/// [`PtxSource::CompiledNow`], its source compiled with the machine's NVRTC for `cc`.
 pub fn ptx(name: &str, cc: (i32, i32), source: PtxSource) -> Result<Cow<'static, str>> {
-    let module = module(name).ok_or_else(|| Error::device(format!("no kernel module named {name} (no kernels/{name}.cu)")))?;
-    if cc < module.compute_capability {
-        let ((major, minor), (have_major, have_minor)) = (module.compute_capability, cc);
-        return Err(Error::device(format!(
-            "kernel module {name} needs a GPU of compute capability {major}.{minor} or newer; this device is {have_major}.{have_minor}"
-        )));
-    }
+    let module = module(name, cc)?;
     match (module.ptx, source) {
         (Some(ptx), PtxSource::EmbeddedFirst) => Ok(Cow::Borrowed(ptx)),
         // What build.rs would have embedded, for a build without NVRTC.

@@ -20,22 +20,31 @@ pub const INSTALL_HINT: &str = "pip install nvidia-cuda-nvrtc-cu12==12.9.86";
 /// newer GPU JIT-compiles its PTX forward, and the simulator runs it.
 pub const BASE_COMPUTE_CAPABILITY: (i32, i32) = (7, 5);
 
-/// The line a kernel source starts with to need a newer architecture than the base one, e.g.
-/// `// ferronet: compute_80` for tensor-core instructions (mma.sync, ldmatrix, cp.async): build.rs
-/// compiles that module for it, and drivers load it only on devices of at least that capability.
-pub const ARCH_MARKER: &str = "// ferronet: compute_";
+/// The line a kernel source starts with to be compiled for other architectures than the base
+/// one, e.g. `// ferronet: compute_80` for sm_80-only instructions, or `// ferronet: compute_75
+/// compute_80` for a source whose `__CUDA_ARCH__` branches give Turing its own code (mma.sync
+/// m16n8k8, no cp.async) and Ampere on its: build.rs compiles one module per architecture, and
+/// drivers load the newest one a device runs.
+pub const ARCH_MARKER: &str = "// ferronet:";
 
-/// The compute capability a kernel source is compiled for: its [`ARCH_MARKER`] line's, else
-/// [`BASE_COMPUTE_CAPABILITY`].
-pub fn source_compute_capability(source: &str) -> (i32, i32) {
-    source
+/// The compute capabilities a kernel source is compiled for, oldest first: its
+/// [`ARCH_MARKER`] line's `compute_XY`s, else [`BASE_COMPUTE_CAPABILITY`] alone.
+pub fn source_compute_capabilities(source: &str) -> Vec<(i32, i32)> {
+    let mut arches: Vec<(i32, i32)> = source
         .lines()
         .find_map(|l| l.trim().strip_prefix(ARCH_MARKER))
-        .and_then(|digits| {
-            let n: i32 = digits.trim().parse().ok()?;
-            Some((n / 10, n % 10))
+        .map(|list| {
+            list.split_whitespace()
+                .filter_map(|word| word.strip_prefix("compute_")?.parse::<i32>().ok())
+                .map(|n| (n / 10, n % 10))
+                .collect()
         })
-        .unwrap_or(BASE_COMPUTE_CAPABILITY)
+        .unwrap_or_default();
+    if arches.is_empty() {
+        arches.push(BASE_COMPUTE_CAPABILITY);
+    }
+    arches.sort();
+    arches
 }
 
 /// Directories that may hold NVRTC, best first.

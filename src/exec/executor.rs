@@ -263,9 +263,13 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
         self.rounding.precision()
     }
     /// `set_precision` with the precision a run chose, or without a choice its device's
-    /// (`Device::default_precision`).
-    pub fn set_chosen_precision(&mut self, choice: Option<Precision>) {
-        self.set_precision(choice.unwrap_or_else(|| self.backend.default_precision()));
+    /// (`Device::default_precision`); a choice the device cannot run is refused
+    /// (`Device::check_precision`).
+    pub fn set_chosen_precision(&mut self, choice: Option<Precision>) -> Result<()> {
+        let precision = choice.unwrap_or_else(|| self.backend.default_precision());
+        self.backend.check_precision(precision)?;
+        self.set_precision(precision);
+        Ok(())
     }
 
     /// Multiplies the loss of the next training steps by `scale` before backward and divides

@@ -323,13 +323,26 @@ impl Device<f32> for GpuBackend {
     fn default_layout(&self) -> Layout {
         Layout::Nhwc
     }
-    /// bf16 from compute capability 8.0 (its conversions and tensor-core shapes need sm_80); an
-    /// older GPU (Turing's fp16 would be its format) trains in fp32.
+    /// bf16 from compute capability 8.0 (bf16 tensor cores came with Ampere); fp16 on Turing
+    /// (7.5), whose tensor cores take f16 only (with dynamic loss scaling, `train::loss_scale`).
     fn default_precision(&self) -> Precision {
-        if self.driver.compute_capability() >= (8, 0) {
+        let bf16_tensor_cores = Precision::Bf16.tensor_core_compute_capability().is_some_and(|need| self.driver.compute_capability() >= need);
+        if bf16_tensor_cores {
             Precision::Bf16
         } else {
-            Precision::Fp32
+            Precision::Fp16
+        }
+    }
+    fn check_precision(&self, precision: Precision) -> Result<()> {
+        let (major, minor) = self.driver.compute_capability();
+        match precision.tensor_core_compute_capability() {
+            Some((need_major, need_minor)) if (major, minor) < (need_major, need_minor) => Err(Error::config(format!(
+                "--precision {} needs a GPU of compute capability {need_major}.{need_minor} or newer (its tensor cores); \
+                 this one is {major}.{minor}: choose --precision {} or fp32",
+                precision.name(),
+                self.default_precision().name()
+            ))),
+            _ => Ok(()),
         }
     }
     fn begin_capture(&self) -> Result<()> {
@@ -349,7 +362,7 @@ impl Device<f32> for GpuBackend {
     fn conv_workspace(&self) -> ConvWorkspace {
         let gemm_sms = self.driver.multiprocessor_count();
         if self.training_tc_input().is_some() {
-            ConvWorkspace::TensorCores { gemm_sms }
+            ConvWorkspace::TensorCores { gemm_sms, channels_first: self.tensor_cores_run_channels_first() }
         } else {
             ConvWorkspace::ImplicitGemm { gemm_sms }
         }

@@ -180,7 +180,7 @@ impl CudaDriver {
             Some(entry) => entry,
             None => {
                 let loaded = self.load_module(module)?;
-                let key = modules::module(module).map(|m| m.name).expect("load_module found this module");
+                let key = modules::module(module, self.info.compute_capability)?.name;
                 modules.entry(key).or_insert(LoadedModule { module: loaded, functions: HashMap::new() })
             }
         };

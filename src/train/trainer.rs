@@ -285,7 +285,7 @@ impl OnBackend for TrainRun {
         // all-reduce), so its chains stay apart.
         let sync_bn = config.sync_bn && group.world_size() > 1;
         let mut ex = fused_unless(config.no_fusion || sync_bn, ex).in_chosen_layout(config.layout);
-        ex.set_chosen_precision(config.precision);
+        ex.set_chosen_precision(config.precision)?;
         let precision = ex.precision();
         let new_scaler = || precision.needs_loss_scaling().then(LossScaler::default);
         if sync_bn {

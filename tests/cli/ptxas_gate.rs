@@ -1,6 +1,9 @@
-//! The register/spill gate: every embedded kernel module is assembled by ptxas for sm_75 and
-//! sm_86, and the modules compiled for compute_80 (the tensor-core GEMM) for sm_80, sm_86, sm_89
-//! and sm_90; any spill or local-memory use fails the test. The per-kernel resources are tabled
+//! The register/spill gate: every embedded kernel module is assembled by ptxas for the
+//! architectures whose devices load it: a module built for compute_75 alone (it serves every
+//! GPU) for sm_75 and sm_86; one of several builds of a source from its architecture up to the
+//! next build's, among sm_75, sm_80, sm_86, sm_89 and sm_90 (the tensor-core modules' compute_75
+//! build is Turing's alone, their compute_80 build Ampere's to Hopper's). Any spill or
+//! local-memory use fails the test. The per-kernel resources are tabled
 //! in the committed kernels/RESOURCES.md, which the test checks against what ptxas reports: a
 //! stale table fails, naming the command that regenerates it,
 //! `FERRONET_WRITE_RESOURCES=1 cargo test --release --test cli ptxas_gate`. Only with that variable
@@ -11,18 +14,21 @@
 //! missing ptxas fails the test: CI installs it.
 
 use ferronet::device::modules::{KernelModule, MODULES};
-use ferronet::device::nvrtc::python_wheel_dir;
+use ferronet::device::nvrtc::{python_wheel_dir, BASE_COMPUTE_CAPABILITY};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The architectures a module is assembled for: Turing and Ampere for the base (compute_75)
-/// modules, every architecture from Ampere to Hopper for those that need compute_80.
-fn arches(module: &KernelModule) -> &'static [&'static str] {
-    if module.compute_capability >= (8, 0) {
-        &["sm_80", "sm_86", "sm_89", "sm_90"]
-    } else {
-        &["sm_75", "sm_86"]
+/// Every architecture gated, from Turing to Hopper.
+const GATED: [((i32, i32), &str); 5] = [((7, 5), "sm_75"), ((8, 0), "sm_80"), ((8, 6), "sm_86"), ((8, 9), "sm_89"), ((9, 0), "sm_90")];
+
+/// The architectures a module is assembled for (see the module comment).
+fn arches(module: &KernelModule) -> Vec<&'static str> {
+    let builds: Vec<(i32, i32)> = MODULES.iter().filter(|m| m.name == module.name).map(|m| m.compute_capability).collect();
+    if builds == [BASE_COMPUTE_CAPABILITY] {
+        return vec!["sm_75", "sm_86"];
     }
+    let next = builds.into_iter().filter(|&cc| cc > module.compute_capability).min();
+    GATED.iter().filter(|&&(cc, _)| cc >= module.compute_capability && next.is_none_or(|next| cc < next)).map(|&(_, arch)| arch).collect()
 }
 
 /// Set to 1 to write kernels/RESOURCES.md instead of checking it.

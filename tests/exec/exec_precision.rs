@@ -1,8 +1,8 @@
 //! Training at reduced precision (emulated storage, `exec::precision`): a few steps on the GPU
 //! backend (a real GPU when present, else the PTX simulator) equal the CPU's emulation of the
 //! same precision within the derived tolerance, with the convolutions' and linear layers' GEMMs
-//! on the tensor cores at bf16/fp16, and fp16's loss scaling skips an overflowing step and
-//! recovers.
+//! on the tensor cores at bf16/fp16 (fp16 on Turing too), and fp16's loss scaling skips an
+//! overflowing step and recovers.
 
 use ferronet::tolerance::{assert_close, between_rounded};
 use ferronet_test_support::gpu::gpu;
@@ -11,7 +11,11 @@ use ferronet_test_support::graphs::{batch, labels, op_zoo, residual_block};
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
+use ferronet::gpu::GpuBackend;
 use ferronet::graph::Graph;
+use ferronet::shape::Layout;
+use ferronet::sim::{SimDriver, SimOptions};
+use std::sync::Arc;
 use ferronet::ops::Backend;
 use ferronet::ops::gemm::tc::TcInput;
 use ferronet::precision::Precision;
@@ -45,12 +49,17 @@ fn fused_if<B: Backend<f32>>(fused: bool, ex: Executor<f32, B>) -> Executor<f32,
 /// layers of these graphs do not amplify it), and by the steps taken; the GEMMs ran on the
 /// engine `assert_gemm_engine` expects.
 fn steps_match(graph: Graph, precision: Precision, fused: bool) {
+    steps_match_on(gpu(), Layout::Nchw, graph, precision, fused)
+}
+
+/// `steps_match` on `device` with image tensors in `layout`.
+fn steps_match_on(device: GpuBackend, layout: Layout, graph: Graph, precision: Precision, fused: bool) {
     let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
     let y = labels(N, graph.num_classes());
     let opts = StepOptions { dropout_seed: Some(3), ..StepOptions::default() };
-    let name = format!("{} at {precision}{}", graph.name, if fused { " fused" } else { "" });
-    let mut cpu = fused_if(fused, Executor::new(CpuBackend::new(), graph.clone(), 7).unwrap());
-    let mut dev = fused_if(fused, Executor::new(gpu(), graph.clone(), 7).unwrap());
+    let name = format!("{} at {precision} {layout:?}{}", graph.name, if fused { " fused" } else { "" });
+    let mut cpu = fused_if(fused, Executor::new(CpuBackend::new(), graph.clone(), 7).unwrap().in_layout(layout));
+    let mut dev = fused_if(fused, Executor::new(device, graph.clone(), 7).unwrap().in_layout(layout));
     let (mut opt_cpu, mut opt_dev) = (Optimizer::new(sgd()).unwrap(), Optimizer::new(sgd()).unwrap());
     cpu.set_precision(precision);
     dev.set_precision(precision);
@@ -73,24 +82,30 @@ fn steps_match(graph: Graph, precision: Precision, fused: bool) {
         dev.optimizer_step(&mut opt_dev).unwrap();
         launched.extend(Device::<f32>::take_kernel_log(dev.backend()));
     }
-    assert_gemm_engine(&name, precision, dev.backend(), &launched);
+    assert_gemm_engine(&name, precision, layout, dev.backend(), &launched);
 }
 
-/// The launch record of a few steps: on a device with tensor cores (compute capability 8.0+),
-/// at bf16, fp16 or tf32 every convolution and linear GEMM ran on the tensor-core tiles of that
-/// format, none on the fp32 SGEMM kernels; at fp32, or without tensor cores, none on the tensor
-/// cores.
-fn assert_gemm_engine(name: &str, precision: Precision, gpu: &ferronet::gpu::GpuBackend, launched: &[String]) {
+/// The launch record of a few steps: on a device whose tensor cores take the format (bf16 and
+/// tf32 from compute capability 8.0, fp16 from 7.5) every convolution and linear GEMM ran on the
+/// tensor-core tiles of that format, none on the fp32 SGEMM kernels, except Turing's
+/// channels-first convolutions, which run on the fp32 tiles; at fp32, or without such tensor
+/// cores, none on the tensor cores.
+fn assert_gemm_engine(name: &str, precision: Precision, layout: Layout, gpu: &GpuBackend, launched: &[String]) {
     let ran = |prefix: &str| launched.iter().any(|k| k.starts_with(prefix));
-    let tensor_cores = gpu.driver().compute_capability() >= (8, 0) && precision != Precision::Fp32;
-    let format = TcInput::for_precision(precision).map_or("fp32", TcInput::name);
-    for kernel in [format!("conv_tc::conv_forward_gemm_tc_{format}"), format!("gemm_tc::sgemm_nt_tc_{format}")] {
-        assert_eq!(ran(&kernel), tensor_cores, "{name}: {kernel} launched? {launched:?}");
-    }
-    if tensor_cores {
-        for sgemm in ["conv::conv_", "gemm::sgemm", "precision::pack"] {
-            assert!(!ran(sgemm), "{name}: {sgemm}* ran: {launched:?}");
-        }
+    let cc = gpu.driver().compute_capability();
+    let input = TcInput::for_precision(precision).filter(|input| input.runs_on(cc));
+    let conv_tensor_cores = input.is_some() && (layout == Layout::Nhwc || cc >= (8, 0));
+    let format = input.map_or("fp32", TcInput::name);
+    let conv = match layout {
+        Layout::Nchw => format!("conv_tc::conv_forward_gemm_tc_{format}"),
+        Layout::Nhwc => format!("conv_tc::conv_nhwc_gemm_tc_{format}"),
+    };
+    assert_eq!(ran(&conv), conv_tensor_cores, "{name}: {conv} launched? {launched:?}");
+    let linear = format!("gemm_tc::sgemm_nt_tc_{format}");
+    assert_eq!(ran(&linear), input.is_some(), "{name}: {linear} launched? {launched:?}");
+    if input.is_some() {
+        assert!(!ran("gemm::sgemm") && !ran("precision::pack"), "{name}: an fp32 linear GEMM ran: {launched:?}");
+        assert_eq!(ran("conv::conv_"), !conv_tensor_cores, "{name}: fp32 convolution GEMMs launched? {launched:?}");
     }
 }
 
@@ -100,6 +115,24 @@ fn reduced_precision_steps_on_the_device_match_the_cpu_emulation() {
         steps_match(residual_block(), precision, false);
         steps_match(residual_block(), precision, true);
         steps_match(op_zoo(), precision, false);
+    }
+}
+
+/// Turing (compute capability 7.5): fp16, its default, on its own tensor-core module (channels-
+/// last convolutions and linear layers; channels-first convolutions on the fp32 tiles) equals the
+/// CPU emulation in both layouts, and bf16 and tf32 are refused in one line naming fp16.
+#[test]
+fn turing_trains_in_fp16_on_its_tensor_cores() {
+    let turing = || GpuBackend::new(Arc::new(SimDriver::new(SimOptions { compute_capability: (7, 5), ..SimOptions::default() })));
+    assert_eq!(Device::<f32>::default_precision(&turing()), Precision::Fp16);
+    for layout in [Layout::Nhwc, Layout::Nchw] {
+        steps_match_on(turing(), layout, residual_block(), Precision::Fp16, false);
+    }
+    steps_match_on(turing(), Layout::Nhwc, op_zoo(), Precision::Fp16, true);
+    for refused in [Precision::Bf16, Precision::Tf32] {
+        let mut ex = Executor::<f32, _>::new(turing(), residual_block(), 7).unwrap();
+        let err = ex.set_chosen_precision(Some(refused)).unwrap_err().to_string();
+        assert!(err.contains("needs a GPU of compute capability 8.0") && err.contains("choose --precision fp16 or fp32"), "{err}");
     }
 }
 

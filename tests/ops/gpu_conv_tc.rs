@@ -2,7 +2,8 @@
 //! sanitizing simulator against its CPU reference of the same arithmetic (inputs rounded as the
 //! GPU sees them, f64 sums, the f32 accumulation's error bound): padding, stride 2, 1x1, 7x7,
 //! dilation and groups, channel counts that are not multiples of the tile, batches of several
-//! images, bf16 and f16, both block tiles, with no bank conflict in any shared access. The
+//! images, bf16 and f16, both block tiles, with no bank conflict in any shared access; f16 on
+//! Turing (compute capability 7.5, its own module) and bf16 refused there. The
 //! reference itself is checked against the NCHW CPU convolution on the same rounded values.
 
 use ferronet::cpu::CpuBackend;
@@ -27,8 +28,13 @@ fn geom(c: Config) -> ConvGeom {
 /// and checks every output against the reference within its bound; returns the launch's bank
 /// conflicts.
 fn check(conv: TcConv, tile: ConvTcTile, seed: u64) -> u64 {
+    check_on(SimOptions::default().compute_capability, conv, tile, seed)
+}
+
+/// `check` on a simulated device of compute capability `cc`.
+fn check_on(cc: (i32, i32), conv: TcConv, tile: ConvTcTile, seed: u64) -> u64 {
     let g = conv.geom;
-    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let driver = Arc::new(SimDriver::new(SimOptions { compute_capability: cc, ..SimOptions::default() }));
     let gpu = GpuBackend::new(driver.clone());
     let x = random_f32(g.x_len(), seed, -1.0, 1.0);
     let w = random_f32(g.weight_len(), seed + 1, -1.0, 1.0);
@@ -87,6 +93,16 @@ fn f16_convolutions_match_the_reference() {
 }
 
 #[test]
+fn turing_runs_f16_convolutions_on_its_own_module() {
+    // Five stages of K (the buffers wrap) on both tiles, and a strided, grouped one.
+    let conv = TcConv { input: TcInput::F16, geom: geom((2, 16, (10, 10), 24, (3, 3), (1, 1), (1, 1), (1, 1), 1)) };
+    assert_eq!(check_on((7, 5), conv, ConvTcTile::Pixels128Channels64, 210), 0);
+    assert_eq!(check_on((7, 5), conv, ConvTcTile::Pixels128Channels128, 211), 0);
+    let conv = TcConv { input: TcInput::F16, geom: geom((2, 16, (6, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 2)) };
+    assert_eq!(check_on((7, 5), conv, ConvTcTile::Pixels128Channels64, 212), 0);
+}
+
+#[test]
 fn the_reference_is_the_nchw_convolution_in_channels_last_layouts() {
     let g = geom((2, 16, (6, 5), 6, (3, 2), (2, 1), (1, 1), (1, 2), 2));
     let conv = TcConv { input: TcInput::Bf16, geom: g };
@@ -134,5 +150,5 @@ fn unsupported_inputs_are_refused_in_one_line() {
     let (x, w) = (pre_ampere.upload_slice(&vec![0u16; g.x_len()]).unwrap(), pre_ampere.upload_slice(&vec![0u16; g.weight_len()]).unwrap());
     let mut y = pre_ampere.alloc::<f32>(g.y_len()).unwrap();
     let err = conv_tc_forward(&pre_ampere, TcConv { input: TcInput::Bf16, geom: g }, None, &x, &w, &mut y).unwrap_err().to_string();
-    assert!(err.contains("needs a GPU of compute capability 8.0 or newer") && err.contains("this one is 7.5"), "{err}");
+    assert!(err.contains("convolution at bf16 needs a GPU of compute capability 8.0 or newer") && err.contains("this one is 7.5"), "{err}");
 }

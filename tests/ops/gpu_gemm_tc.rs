@@ -1,7 +1,9 @@
 //! The tensor-core GEMM (kernels/gemm_tc.cu) on the sanitizing simulator against its CPU
 //! reference of the same arithmetic (inputs rounded as the GPU sees them, f64 sums, the f32
 //! accumulation's error bound): bf16, f16 and tf32, shapes whose M, N and K are not multiples of
-//! the tile, with no bank conflict in any shared access; and a pre-Ampere device refused.
+//! the tile, with no bank conflict in any shared access; f16 on Turing (compute capability 7.5:
+//! its compute_75 module, two m16n8k8 per m16n8k16 and copies without cp.async), and Turing
+//! refused bf16 and tf32.
 
 use ferronet::gpu::GpuBackend;
 use ferronet::ops::gemm::tc::{gemm_tc_half, gemm_tc_tf32, reference, to_bits, TcGemm, TcInput, TcTile};
@@ -14,8 +16,13 @@ use std::sync::Arc;
 /// checks every element of C against the reference within its bound; returns the launch's bank
 /// conflicts.
 fn check(shape: TcGemm, tile: TcTile, seed: u64) -> u64 {
+    check_on(SimOptions::default().compute_capability, shape, tile, seed)
+}
+
+/// `check` on a simulated device of compute capability `cc`.
+fn check_on(cc: (i32, i32), shape: TcGemm, tile: TcTile, seed: u64) -> u64 {
     let TcGemm { m, n, k, input } = shape;
-    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let driver = Arc::new(SimDriver::new(SimOptions { compute_capability: cc, ..SimOptions::default() }));
     let gpu = GpuBackend::new(driver.clone());
     let a = random_f32(m * k, seed, -1.0, 1.0);
     let b = random_f32(k * n, seed + 1, -1.0, 1.0);
@@ -62,15 +69,28 @@ fn tf32_products_match_the_reference_with_ragged_edges() {
 }
 
 #[test]
-fn a_device_before_ampere_is_refused() {
+fn turing_runs_f16_products_on_its_own_module() {
+    for tile in [TcTile::Rows128, TcTile::Rows64] {
+        assert_eq!(check_on((7, 5), TcGemm { input: TcInput::F16, m: 50, n: 72, k: 40 }, tile, 15), 0, "{tile:?}");
+        assert_eq!(check_on((7, 5), TcGemm { input: TcInput::F16, m: 130, n: 136, k: 104 }, tile, 16), 0, "{tile:?}");
+    }
+    let ptx = ferronet::device::modules::ptx("gemm_tc", (7, 5), ferronet::device::modules::PtxSource::EmbeddedFirst).unwrap();
+    assert!(ptx.contains(".target sm_75") && ptx.contains("m16n8k8") && !ptx.contains("cp.async") && !ptx.contains("bf16"), "Turing's module");
+}
+
+#[test]
+fn turing_refuses_bf16_and_tf32() {
     let driver = Arc::new(SimDriver::new(SimOptions { compute_capability: (7, 5), ..SimOptions::default() }));
     let gpu = GpuBackend::new(driver.clone());
     let shape = TcGemm { input: TcInput::Bf16, m: 16, n: 8, k: 16 };
     let (a, b) = (gpu.upload_slice(&[0u16; 256]).unwrap(), gpu.upload_slice(&[0u16; 128]).unwrap());
     let mut c = gpu.alloc::<f32>(128).unwrap();
     let err = gemm_tc_half(&gpu, shape, None, &a, &b, &mut c).unwrap_err().to_string();
-    assert!(err.contains("needs a GPU of compute capability 8.0 or newer") && err.contains("this one is 7.5"), "{err}");
-    // The module itself does not load there either.
-    let err = driver.validate_module("gemm_tc").unwrap_err().to_string();
-    assert!(err.contains("kernel module gemm_tc needs a GPU of compute capability 8.0 or newer; this device is 7.5"), "{err}");
+    assert!(err.contains("tensor-core GEMM at bf16 needs a GPU of compute capability 8.0 or newer") && err.contains("this one is 7.5"), "{err}");
+    let shape = TcGemm { input: TcInput::Tf32, m: 16, n: 8, k: 8 };
+    let err = gemm_tc_tf32(&gpu, shape, None, &gpu.upload_slice(&[0f32; 128]).unwrap(), &gpu.upload_slice(&[0f32; 64]).unwrap(), &mut c).unwrap_err().to_string();
+    assert!(err.contains("at tf32 needs a GPU of compute capability 8.0 or newer"), "{err}");
+    // Turing's module has no bf16 or tf32 kernel to run.
+    let kernels = driver.validate_module("gemm_tc").unwrap();
+    assert!(kernels.iter().all(|k| k.contains("f16") && !k.contains("bf16")), "{kernels:?}");
 }

@@ -3,7 +3,7 @@
 //! gradient, the data gradient of a stride-1 convolution as dy convolved with the reversed
 //! window, and a strided one's by stride phase (each phase of dx summing only the taps that
 //! reach it); groups (and phases) as the GEMM batch; and the dedicated depthwise kernels. When
-//! the run's GEMM operands are bf16, fp16 or tf32 on a device of compute capability 8.0+
+//! the run's GEMM operands are bf16, fp16 or tf32 on a device whose tensor cores take them (8.0+; fp16 from 7.5)
 //! (`training_tc_input`), the same GEMMs run on the tensor cores (kernels/conv_tc.cu: the same
 //! operands, arguments and grids on tensor-core tiles), pointwise convolutions included.
 //! Channels-last (NHWC) tensors take their own GEMMs, reading them in place ([`nhwc`]).
@@ -19,6 +19,7 @@ use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
+use crate::ops::gemm::tc::TcInput;
 use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
 use crate::precision::StoredFormat;
 
@@ -214,10 +215,23 @@ fn window_bytes(patch: (usize, usize), windows: usize) -> usize {
 }
 
 impl GpuBackend {
+    /// Whether this GPU's tensor cores run channels-first convolutions: from Ampere on. Turing's
+    /// run channels-last ones only (sm_75's ptxas spills the channels-first data-phase and
+    /// 128x128 filter tiles, so its conv_tc module builds none of them).
+    pub(crate) fn tensor_cores_run_channels_first(&self) -> bool {
+        self.driver().compute_capability() >= (8, 0)
+    }
+
+    /// The tensor cores' input for the GEMMs of a convolution in `layout`: the run's
+    /// (`training_tc_input`), but Turing runs channels-first convolutions on the fp32 tiles.
+    fn conv_tc_input(&self, layout: Layout) -> Option<TcInput> {
+        self.training_tc_input().filter(|_| layout == Layout::Nhwc || self.tensor_cores_run_channels_first())
+    }
+
     /// The module and name of a convolution GEMM kernel (`base` the fp32 one's, before the tile
-    /// suffix): its tensor-core twin when the run's GEMM operands take the tensor cores.
-    fn conv_gemm_kernel(&self, base: &str) -> (&'static str, String) {
-        match self.training_tc_input() {
+    /// suffix) for a convolution in `layout`: its tensor-core twin when the tensor cores run it.
+    fn conv_gemm_kernel(&self, base: &str, layout: Layout) -> (&'static str, String) {
+        match self.conv_tc_input(layout) {
             Some(input) => ("conv_tc", format!("{base}_tc_{}", input.name())),
             None => ("conv", base.to_string()),
         }
@@ -226,12 +240,12 @@ impl GpuBackend {
     /// A pointwise convolution's plain GEMM (`pointwise_spec`), unless the tensor cores run its
     /// implicit GEMMs.
     fn pointwise_gemm(&self, g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
-        pointwise_spec(g, transpose).filter(|_| self.training_tc_input().is_none())
+        pointwise_spec(g, transpose).filter(|_| self.conv_tc_input(g.layout).is_none())
     }
 
     /// A convolution GEMM of `spec` on `kernel` (`conv_gemm_kernel`'s base name).
-    fn launch_conv_gemm(&self, kernel: &str, spec: &GemmSpec<f32>, target: &GemmTarget, operands: &[KernelArg]) -> Result<()> {
-        let (module, name) = self.conv_gemm_kernel(kernel);
+    fn launch_conv_gemm(&self, kernel: &str, layout: Layout, spec: &GemmSpec<f32>, target: &GemmTarget, operands: &[KernelArg]) -> Result<()> {
+        let (module, name) = self.conv_gemm_kernel(kernel, layout);
         self.launch_tiled_gemm(module, &name, spec, self.plan(spec), target, operands)
     }
 
@@ -247,7 +261,7 @@ impl GpuBackend {
         let mut operands = vec![w.arg(), x.arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?];
         operands.extend(im2col_operand_args(g)?);
         operands.push(vectorizable(w, 0, k, cout_g * k, g.groups));
-        self.launch_conv_gemm("conv_forward_gemm", &spec, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
+        self.launch_conv_gemm("conv_forward_gemm", Layout::Nchw, &spec, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
     }
 
     /// The weight packed as the data-gradient GEMMs read it (kernels/conv.cu): `kernel`
@@ -334,7 +348,7 @@ impl GpuBackend {
             image_stride(g.c_out * g.oh * g.ow)?,
             vec_w,
         ];
-        self.launch_conv_gemm("conv_data_direct_gemm", &spec, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
+        self.launch_conv_gemm("conv_data_direct_gemm", Layout::Nchw, &spec, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
     }
 
     /// dx of a strided convolution: one launch of phase GEMMs (kernels/conv.cu,
@@ -358,7 +372,7 @@ impl GpuBackend {
         args.extend(phase_geometry_args(g)?);
         args.extend([image_stride(g.c_out * g.oh * g.ow)?, image_stride(g.c_in * g.h * g.w)?, vec_w]);
         int(spec.n, "conv input-gradient phase columns")?;
-        let (module, kernel) = self.conv_gemm_kernel("conv_data_phase_gemm");
+        let (module, kernel) = self.conv_gemm_kernel("conv_data_phase_gemm", Layout::Nchw);
         self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
 
@@ -430,7 +444,7 @@ impl ConvOps<f32> for GpuBackend {
         ];
         operands.extend(im2col_operand_args(g)?);
         operands.push(KernelArg::I32(image_major_vec(dy.ptr(), plane) as i32));
-        self.launch_conv_gemm("conv_filter_gemm", &spec, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
+        self.launch_conv_gemm("conv_filter_gemm", Layout::Nchw, &spec, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
         Ok(dw)
     }
 

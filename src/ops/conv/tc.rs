@@ -1,5 +1,5 @@
 //! The tensor-core implicit-GEMM convolution forward (`kernels/conv_tc.cu`, compute capability 8.0
-//! and newer), channels-last: y = conv(x, w) with bf16 or f16 operands (their 16-bit patterns,
+//! and newer; fp16 from 7.5), channels-last: y = conv(x, w) with bf16 or f16 operands (their 16-bit patterns,
 //! [`to_bits`](crate::ops::gemm::tc::to_bits)) accumulated in f32, any geometry [`ConvGeom`]
 //! describes (kernel, stride, padding, dilation, groups) whose input channels per group are a
 //! multiple of 8. No im2col matrix exists: the kernel gathers each tile of it from x.
@@ -111,12 +111,7 @@ impl TcConv {
 /// y = conv(x, w) on the tensor cores, channels-last (see the module), on `tile` or the one
 /// [`TcConv::plan_tile`] picks for the device.
 pub fn conv_tc_forward(gpu: &GpuBackend, conv: TcConv, tile: Option<ConvTcTile>, x: &GpuBuf<u16>, w: &GpuBuf<u16>, y: &mut GpuBuf<f32>) -> Result<()> {
-    let (major, minor) = gpu.driver().compute_capability();
-    if (major, minor) < (8, 0) {
-        return Err(Error::device(format!(
-            "the tensor-core convolution needs a GPU of compute capability 8.0 or newer (mma.sync, ldmatrix, cp.async); this one is {major}.{minor}"
-        )));
-    }
+    conv.input.check_device("tensor-core convolution", gpu.driver().compute_capability())?;
     let ptrs = [x.ptr(), w.ptr(), y.ptr()];
     conv.check([x.len(), w.len(), y.len()], ptrs)?;
     let tile = tile.unwrap_or_else(|| conv.plan_tile(gpu.driver().multiprocessor_count()));

@@ -1,4 +1,4 @@
-//! The tensor-core GEMM (`kernels/gemm_tc.cu`, compute capability 8.0 and newer): C[M,N] (f32) =
+//! The tensor-core GEMM (`kernels/gemm_tc.cu`, compute capability 8.0 and newer; fp16 from 7.5): C[M,N] (f32) =
 //! A[M,K] B[K,N], row-major, with bf16 or f16 inputs (stored as their 16-bit patterns) or f32
 //! inputs that the kernel rounds to tf32, accumulated in f32. Its launcher checks the geometry,
 //! and [`reference`] computes the same arithmetic on the CPU: the inputs rounded exactly as the
@@ -52,6 +52,26 @@ impl TcInput {
             Precision::Tf32 => Some(TcInput::Tf32),
             Precision::Fp32 => None,
         }
+    }
+    /// The oldest GPU whose tensor cores take this format (`Precision::tensor_core_compute_capability`).
+    pub fn min_compute_capability(self) -> (i32, i32) {
+        self.precision().tensor_core_compute_capability().expect("every tensor-core input is a reduced precision")
+    }
+    /// Whether a device of compute capability `cc` has tensor cores for this format.
+    pub fn runs_on(self, cc: (i32, i32)) -> bool {
+        cc >= self.min_compute_capability()
+    }
+    /// `Ok` when a device of compute capability `cc` has tensor cores for this format, else the
+    /// one-line refusal naming `what` would run on them.
+    pub fn check_device(self, what: &str, (major, minor): (i32, i32)) -> Result<()> {
+        let (need_major, need_minor) = self.min_compute_capability();
+        if (major, minor) < (need_major, need_minor) {
+            return Err(Error::device(format!(
+                "the {what} at {} needs a GPU of compute capability {need_major}.{need_minor} or newer (its tensor cores); this one is {major}.{minor}",
+                self.precision().name()
+            )));
+        }
+        Ok(())
     }
     /// The run precision whose GEMM operands take this format (the inverse of `for_precision`).
     pub fn precision(self) -> Precision {
@@ -184,12 +204,7 @@ impl TcGemm {
     }
 
     fn launch(&self, gpu: &GpuBackend, tile: Option<TcTile>, ptrs: [u64; 3]) -> Result<()> {
-        let (major, minor) = gpu.driver().compute_capability();
-        if (major, minor) < (8, 0) {
-            return Err(Error::device(format!(
-                "the tensor-core GEMM needs a GPU of compute capability 8.0 or newer (mma.sync, ldmatrix, cp.async); this one is {major}.{minor}"
-            )));
-        }
+        self.input.check_device("tensor-core GEMM", gpu.driver().compute_capability())?;
         let dim = |d: usize| KernelArg::I32(d as i32);
         let args = [KernelArg::Ptr(ptrs[0]), KernelArg::Ptr(ptrs[1]), KernelArg::Ptr(ptrs[2]), dim(self.m), dim(self.n), dim(self.k)];
         let tile = tile.unwrap_or_else(|| self.plan_tile(gpu.driver().multiprocessor_count()));

@@ -1,7 +1,7 @@
 //! The GEMMs of training on the tensor cores (issue 15): when the run stores the operands of its
 //! GEMMs rounded to bf16, fp16 or tf32 (`GpuBackend::gemm_operand_format`, declared by the
-//! executor's storage rounding) on a device of compute capability 8.0 or newer
-//! (`training_tc_input`), the convolutions' implicit GEMMs run on tensor-core tiles
+//! executor's storage rounding) on a device whose tensor cores take the format (8.0 or newer; fp16
+//! from 7.5: `training_tc_input`), the convolutions' implicit GEMMs run on tensor-core tiles
 //! (`ops::conv`'s GPU module, kernels/conv_tc.cu), and the linear layers' forward, data-gradient
 //! and weight-gradient GEMMs on the same tiles (kernels/gemm_tc.cu, `sgemm_*_tc_*`: f32
 //! accumulation and output, split-K as the SGEMM plans it) instead of the fp32 SGEMM.
@@ -24,7 +24,7 @@ use crate::precision::StoredFormat;
 impl GpuBackend {
     /// The tensor cores' input format for the training GEMMs, when they run there.
     pub(crate) fn training_tc_input(&self) -> Option<TcInput> {
-        TcInput::for_precision(self.gemm_operand_format()).filter(|_| self.driver().compute_capability() >= (8, 0))
+        TcInput::for_precision(self.gemm_operand_format()).filter(|input| input.runs_on(self.driver().compute_capability()))
     }
 
     /// A linear layer's GEMM: on the tensor-core tiles (64x64, K split as planned for them) when
