@@ -109,6 +109,21 @@ fn axpy_reads_and_writes_stored_formats() {
     }
 }
 
+/// Whether training hands op `op` (a gradcheck case in `config`) its activations in 16-bit
+/// buffers at bf16/fp16: every op whose kernels read stored formats, which the loss, flatten and
+/// the channels-first and grouped convolutions don't.
+fn reads_16_bit(op: &str, config: &str) -> bool {
+    match op {
+        "softmax_cross_entropy" | "flatten" => false,
+        "conv2d" => config.ends_with(" nhwc") && config.contains(" groups=1 "),
+        "depthwise_conv2d" => config.ends_with(" nhwc"),
+        _ => true,
+    }
+}
+
+/// Every op within the derived tolerance of the CPU's emulation; at bf16/fp16 the ops that read
+/// stored formats get their activations and dy in 16-bit buffers, converted on the device
+/// (`precision::convert_stored`) as training stores them, the others f32 buffers.
 #[test]
 fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
     let gpu = gpu();
@@ -133,6 +148,8 @@ fn every_op_on_the_device_matches_the_cpu_at_each_reduced_precision() {
             if gemm_op {
                 assert!(!ran("conv::conv_") && !ran("gemm::sgemm"), "{p} {} ({}): an fp32 GEMM ran: {:?}", r.op, r.config, r.kernels);
             }
+            let sixteen_bit = p.stores_activations() && reads_16_bit(&r.op, &r.config);
+            assert_eq!(ran("precision::convert_stored"), sixteen_bit, "{p} {} ({}): 16-bit inputs? {:?}", r.op, r.config, r.kernels);
         }
         let failures: Vec<String> = reports
             .into_iter()
