@@ -21,10 +21,12 @@ pub struct GradcheckArgs {
     #[arg(long, default_value = "cpu")]
     pub device: DeviceRequest,
     /// fp32 checks as above. tf32, bf16, fp16: each op with its inputs, output and gradients
-    /// rounded to the format as a reduced-precision engine stores them (emulated: f32 buffers
-    /// holding rounded values); a GPU device against the CPU at the same precision, the CPU
-    /// against the exact (f64) op on the same rounded inputs, within atol + rtol*|ref| derived
-    /// from the format's unit roundoff and the reduction length (src/tolerance.rs).
+    /// rounded to the format as a reduced-precision engine stores them (on the CPU emulated: f32
+    /// buffers holding rounded values; on a GPU at bf16/fp16 the activations and dy of the ops
+    /// that read them in 16-bit buffers, as training stores them); a GPU device against the CPU
+    /// at the same precision, the CPU against the exact (f64) op on the same rounded inputs,
+    /// within atol + rtol*|ref| derived from the format's unit roundoff and the reduction length
+    /// (src/tolerance.rs).
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// One JSON object per check and line (op, config, max_abs_err, max_rel_err, passed).

@@ -166,10 +166,7 @@ impl<E: Element, B: Backend<E>> StorageRounding<E, B> {
 
     /// `v` as f32 (a copy when it is stored in 16 bits).
     pub fn widened(&self, backend: &B, v: Value<E, B>) -> Result<Value<E, B>> {
-        if backend.stored_format(&v) == StoredFormat::F32 {
-            return Ok(v);
-        }
-        Ok(Arc::new(backend.convert_stored(&v, StoredFormat::F32)?))
+        Ok(backend.widened(&v)?.map_or(v, Arc::new))
     }
 
     /// The 16-bit format the device keeps this run's activations in, if it keeps them so.

@@ -6,10 +6,13 @@
 //! At a reduced precision (`--precision`, see [`precision`]) each op runs as a reduced-precision
 //! engine runs it (emulated storage): its inputs and dy rounded to the format, f32 arithmetic,
 //! its output and gradients stored rounded (at bf16/fp16; at tf32 only convolution and linear
-//! operands are rounded). A GPU device is compared with the CPU doing the same under the
-//! tolerance derived in `crate::tolerance` (two rounded results one format step apart at most);
-//! the CPU itself is compared with the exact (f64) op on the same rounded inputs, so the check
-//! says that the emulation's results are the exact ones rounded once.
+//! operands are rounded). At bf16/fp16 a GPU gets the activations among an op's inputs, and dy,
+//! in 16-bit buffers where its kernels read them (`GradOp::stored_inputs`), as training hands
+//! them over, so the 16-bit kernels run; the CPU keeps f32 containers holding the rounded
+//! values. A GPU device is compared with the CPU doing the same under the tolerance derived in
+//! `crate::tolerance` (two rounded results one format step apart at most); the CPU itself is
+//! compared with the exact (f64) op on the same rounded inputs, so the check says that the
+//! emulation's results are the exact ones rounded once.
 
 pub mod precision;
 

@@ -6,7 +6,7 @@ use crate::cpu::CpuBackend;
 use crate::error::{Error, Result};
 use crate::ops::cases::CaseBackend;
 use crate::ops::Backend;
-use crate::precision::Precision;
+use crate::precision::{Precision, StoredFormat};
 use crate::tolerance::{against_exact, between_rounded, Tolerance};
 
 /// Convolutions and linear layers: the ops whose operands are rounded at tf32.
@@ -42,10 +42,13 @@ fn stored_operands(case: &GradCase, precision: Precision) -> (Vec<Vec<f32>>, Vec
 /// The op's output and gradients on `b` at `precision`, as stored.
 fn run_at<B: CaseBackend<f32>>(b: &B, case: &GradCase, precision: Precision) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
     let (inputs, dy) = stored_operands(case, precision);
+    // As training stores them: activations in 16-bit buffers on a device that keeps those, for
+    // the ops whose kernels read them.
+    let activations = precision.stored_format().filter(|_| b.stores_16bit()).unwrap_or(StoredFormat::F32);
     // As training declares it: a GPU then runs convolutions' and linear layers' GEMMs on its
     // tensor cores at bf16/fp16.
     b.declare_gemm_operand_format(precision);
-    let ran = case.run::<f32, _>(b, &inputs, &dy);
+    let ran = case.run_storing::<f32, _>(b, &inputs, &dy, activations);
     b.declare_gemm_operand_format(Precision::Fp32);
     let (mut out, mut grads) = ran?;
     if rounds_output(case.op, precision) {

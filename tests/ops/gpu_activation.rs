@@ -2,12 +2,12 @@
 //! whose derivative conventions follow PyTorch.
 
 use ferronet::tolerance::assert_close;
-use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+use ferronet_test_support::gpu::{gpu, random_f32, upload_pair};
+use ferronet_test_support::stored::{Agreement, StoredPrecision};
 
-use ferronet::cpu::{CpuBackend, CpuBuf};
+use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
-use ferronet::gpu::GpuBuf;
-use ferronet::ops::{Activation, ActivationOps, PrecisionOps};
+use ferronet::ops::{Activation, ActivationOps};
 use ferronet::precision::Precision;
 
 /// Random values over every activation's interesting range plus the exact kink points.
@@ -84,30 +84,18 @@ fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
     let dy = random_f32(x.len(), 8, -1.0, 1.0);
     let bias = random_f32(2, 9, -2.0, 2.0);
     for p in [Precision::Bf16, Precision::Fp16] {
-        let format = p.stored_format().expect("a 16-bit format");
-        let rounded = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
-        let store = |v: &[f32]| gpu.convert_stored(&gpu.upload(v).unwrap(), format).unwrap();
-        let (cx, cdy) = (cpu.upload(&rounded(&x)).unwrap(), cpu.upload(&rounded(&dy)).unwrap());
-        let (gx, gdy) = (store(&x), store(&dy));
-        let check = |what: &str, got: &GpuBuf<f32>, mut want: CpuBuf<f32>, exact: bool| {
-            assert_eq!(gpu.stored_format(got), format, "{p} {what}: the result's format");
-            cpu.round_in_place(p, &mut want).unwrap();
-            let got = gpu.download(got).unwrap();
-            if exact {
-                assert_eq!(got, want.to_vec(), "{p} {what}");
-            } else {
-                assert_close(&format!("{p} {what}"), &got, &widen(&want), 1e-30, 2.0 * p.unit_roundoff());
-            }
-        };
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let (cx, cdy) = (stored.on_cpu(&x), stored.on_cpu(&dy));
+        let (gx, gdy) = (stored.on_gpu(&x), stored.on_gpu(&dy));
         for kind in Activation::ALL {
-            let exact = matches!(kind, Activation::Relu | Activation::Relu6);
-            check(&format!("{} forward", kind.name()), &gpu.activation_forward(kind, &gx).unwrap(), cpu.activation_forward(kind, &cx).unwrap(), exact);
+            let agreement = if matches!(kind, Activation::Relu | Activation::Relu6) { Agreement::Exact } else { stored.one_ulp(1e-30) };
+            stored.check(&format!("{} forward", kind.name()), &gpu.activation_forward(kind, &gx).unwrap(), cpu.activation_forward(kind, &cx).unwrap(), agreement);
             let dx = gpu.activation_backward(kind, &gx, &gdy).unwrap();
-            check(&format!("{} backward", kind.name()), &dx, cpu.activation_backward(kind, &cx, &cdy).unwrap(), exact);
+            stored.check(&format!("{} backward", kind.name()), &dx, cpu.activation_backward(kind, &cx, &cdy).unwrap(), agreement);
         }
         let (mut gy, mut cy) = (gpu.copy_buf(&gx).unwrap(), cpu.copy_buf(&cx).unwrap());
         gpu.channel_bias_activation(Activation::Relu, &mut gy, &gpu.upload(&bias).unwrap(), 2, 23).unwrap();
         cpu.channel_bias_activation(Activation::Relu, &mut cy, &cpu.upload(&bias).unwrap(), 2, 23).unwrap();
-        check("relu bias epilogue", &gy, cy, true);
+        stored.check("relu bias epilogue", &gy, cy, Agreement::Exact);
     }
 }

@@ -2,10 +2,11 @@
 //! results must be bit-identical.
 
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+use ferronet_test_support::stored::StoredPrecision;
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
-use ferronet::ops::{ChannelOps, PrecisionOps};
+use ferronet::ops::ChannelOps;
 use ferronet::precision::Precision;
 
 fn exact(what: &str, got: &[f32], want: &[f64]) {
@@ -107,28 +108,25 @@ fn concat_of_no_parts_is_empty() {
 /// for bit and their format.
 #[test]
 fn sixteen_bit_tensors_move_unchanged_in_their_format() {
-    let gpu = gpu();
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
     let (n, hw, channels) = (2, 5, [3usize, 2]);
     let parts = [random_f32(n * 3 * hw, 1, -2.0, 2.0), random_f32(n * 2 * hw, 2, -2.0, 2.0)];
     for p in [Precision::Bf16, Precision::Fp16] {
-        let format = p.stored_format().expect("a 16-bit format");
-        let rounded: Vec<Vec<f32>> = parts.iter().map(|v| v.iter().map(|&a| p.round(a)).collect()).collect();
-        let first = gpu.convert_stored(&gpu.upload(&parts[0]).unwrap(), format).unwrap();
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let rounded = parts.each_ref().map(|v| stored.rounded(v));
+        let first = stored.on_gpu(&parts[0]);
         let second = gpu.upload(&rounded[1]).unwrap();
         let joined = gpu.concat_channels(&[&first, &second], &channels, n, hw).unwrap();
-        assert_eq!(gpu.stored_format(&joined), format, "{p} concat");
-        let cpu = CpuBackend::new();
-        let want = cpu.concat_channels(&[&cpu.upload(&rounded[0]).unwrap(), &cpu.upload(&rounded[1]).unwrap()], &channels, n, hw).unwrap();
-        assert_eq!(gpu.download(&joined).unwrap(), want.to_vec(), "{p} concat");
+        let want = cpu.concat_channels(&[&stored.on_cpu(&parts[0]), &stored.on_cpu(&parts[1])], &channels, n, hw).unwrap();
+        assert_eq!(stored.download("concat", &joined), want.to_vec(), "{p} concat");
         for (i, part) in gpu.split_channels(&joined, &channels, n, hw).unwrap().iter().enumerate() {
-            assert_eq!(gpu.stored_format(part), format, "{p} split part {i}");
-            assert_eq!(gpu.download(part).unwrap(), rounded[i], "{p} split part {i}");
+            let what = format!("split part {i}");
+            assert_eq!(stored.download(&what, part), rounded[i], "{p} {what}");
         }
         let (c, groups) = (5, 5);
         let y = gpu.channel_shuffle(&joined, n, c, hw, groups).unwrap();
-        assert_eq!(gpu.stored_format(&y), format, "{p} shuffle");
-        assert_eq!(gpu.download(&y).unwrap(), cpu.channel_shuffle(&want, n, c, hw, groups).unwrap().to_vec(), "{p} shuffle");
+        assert_eq!(stored.download("shuffle", &y), cpu.channel_shuffle(&want, n, c, hw, groups).unwrap().to_vec(), "{p} shuffle");
         let back = gpu.channel_shuffle_backward(&y, n, c, hw, groups).unwrap();
-        assert_eq!((gpu.stored_format(&back), gpu.download(&back).unwrap()), (format, want.to_vec()), "{p} shuffle backward");
+        assert_eq!(stored.download("shuffle backward", &back), want.to_vec(), "{p} shuffle backward");
     }
 }

@@ -7,6 +7,7 @@
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+use ferronet_test_support::stored::{Agreement, StoredPrecision};
 
 use ferronet::cpu::layout::{nchw_to_nhwc, nhwc_to_nchw};
 use ferronet::cpu::CpuBackend;
@@ -355,32 +356,29 @@ fn channels_last_convolution_reads_and_writes_16_bit_activations() {
         (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1),
         (2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
     ];
-    for (p, format, tol) in [(Precision::Bf16, StoredFormat::Bf16, 8e-3), (Precision::Fp16, StoredFormat::F16, 1e-3)] {
+    let cpu = CpuBackend::new();
+    for (p, tol) in [(Precision::Bf16, 8e-3), (Precision::Fp16, 1e-3)] {
+        let within = Agreement::Within { atol: tol, rtol: tol };
         for (i, config) in configs.into_iter().enumerate() {
             let sms = if i == 3 { 4 } else { SimOptions::default().multiprocessors };
             let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: sms, ..SimOptions::default() }))), p);
+            let stored = StoredPrecision::new(&gpu, &cpu, p);
             let g = geom(config).with_layout(Layout::Nhwc);
-            let cpu = CpuBackend::new();
             let nchw = g.with_layout(Layout::Nchw);
             let seed = 9500 + 10 * i as u64;
             let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values_at(p, g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
             let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
             let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-            let narrow = |v: Vec<f32>| gpu.convert_stored(&gpu.upload(&v).unwrap(), format).unwrap();
-            let (gx, gdy) = (narrow(nchw_to_nhwc(&x, g.c_in, in_plane)), narrow(nchw_to_nhwc(&dy, g.c_out, out_plane)));
+            let (gx, gdy) = (stored.on_gpu(&nchw_to_nhwc(&x, g.c_in, in_plane)), stored.on_gpu(&nchw_to_nhwc(&dy, g.c_out, out_plane)));
             let (gw, gb) = (gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
-            let as_nchw = |buf: &ferronet::gpu::GpuBuf<f32>, c: usize, plane: usize| nhwc_to_nchw(&gpu.download(buf).unwrap(), c, plane);
-            let what = |pass: &str| format!("16-bit nhwc {pass} {p} {g:?}");
+            let what = |pass: &str| format!("16-bit nhwc {pass} {g:?}");
+            let as_nchw = |pass: &str, buf: &ferronet::gpu::GpuBuf<f32>, c: usize, plane: usize| nhwc_to_nchw(&stored.download(&what(pass), buf), c, plane);
             let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
-            let mut want = cpu.conv2d_forward(&cx, &cw, Some(&cb), &nchw).unwrap();
-            cpu.round_in_place(p, &mut want).unwrap();
-            assert_eq!(gpu.stored_format(&y), format, "{}", what("y"));
-            assert_close(&what("forward"), &as_nchw(&y, g.c_out, out_plane), &cpu.download(&want).unwrap(), tol, tol);
+            let want = stored.as_stored(cpu.conv2d_forward(&cx, &cw, Some(&cb), &nchw).unwrap());
+            stored.compare(&what("forward"), &as_nchw("y", &y, g.c_out, out_plane), &want, within);
             let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
-            let mut want = cpu.conv2d_backward_data(&cdy, &cw, &nchw).unwrap();
-            cpu.round_in_place(p, &mut want).unwrap();
-            assert_eq!(gpu.stored_format(&dx), format, "{}", what("dx"));
-            assert_close(&what("backward data"), &as_nchw(&dx, g.c_in, in_plane), &cpu.download(&want).unwrap(), tol, tol);
+            let want = stored.as_stored(cpu.conv2d_backward_data(&cdy, &cw, &nchw).unwrap());
+            stored.compare(&what("backward data"), &as_nchw("dx", &dx, g.c_in, in_plane), &want, within);
             let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
             assert_close(&what("backward filter"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &nchw).unwrap(), ATOL, RTOL);
             let db = gpu.conv2d_backward_bias(&gdy, &g).unwrap();
@@ -622,28 +620,28 @@ fn nhwc_depthwise_kernels_match_the_nchw_reference() {
 /// equals the f32 run's (the same sums of exactly widened values).
 #[test]
 fn nhwc_depthwise_reads_and_writes_16_bit_activations() {
-    let gpu = gpu();
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
     let configs = [
         ((1, 8, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 8), "3x3_s1_v4"),
         ((1, 3, (7, 6), 3, (3, 3), (2, 2), (1, 1), (1, 1), 3), "3x3_s2_v1"),
         ((1, 3, (5, 5), 6, (3, 3), (1, 1), (1, 1), (1, 1), 3), ""),
     ];
-    for (p, format) in [(Precision::Bf16, StoredFormat::Bf16), (Precision::Fp16, StoredFormat::F16)] {
+    for p in [Precision::Bf16, Precision::Fp16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
         for (i, (config, shape)) in configs.into_iter().enumerate() {
             let g = geom(config).with_layout(Layout::Nhwc);
             let seed = 7600 + 10 * i as u64;
             let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
             let (fx, fdy, gw, gb) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
-            let (gx, gdy) = (gpu.convert_stored(&fx, format).unwrap(), gpu.convert_stored(&fdy, format).unwrap());
+            let (gx, gdy) = (stored.on_gpu(&x), stored.on_gpu(&dy));
             let what = |pass: &str| format!("16-bit nhwc depthwise {pass} {p} {g:?}");
             let rounded = |buf: &ferronet::gpu::GpuBuf<f32>| gpu.download(buf).unwrap().into_iter().map(|v| p.round(v).to_bits()).collect::<Vec<_>>();
             let bits = |buf: &ferronet::gpu::GpuBuf<f32>| gpu.download(buf).unwrap().into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            let stored_bits = |pass: &str, buf: &ferronet::gpu::GpuBuf<f32>| stored.download(&what(pass), buf).into_iter().map(f32::to_bits).collect::<Vec<_>>();
             let y = gpu.depthwise_conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
-            assert_eq!(gpu.stored_format(&y), format, "{}", what("y"));
-            assert_eq!(bits(&y), rounded(&gpu.depthwise_conv2d_forward(&fx, &gw, Some(&gb), &g).unwrap()), "{}", what("forward"));
+            assert_eq!(stored_bits("y", &y), rounded(&gpu.depthwise_conv2d_forward(&fx, &gw, Some(&gb), &g).unwrap()), "{}", what("forward"));
             let dx = gpu.depthwise_conv2d_backward_data(&gdy, &gw, &g).unwrap();
-            assert_eq!(gpu.stored_format(&dx), format, "{}", what("dx"));
-            assert_eq!(bits(&dx), rounded(&gpu.depthwise_conv2d_backward_data(&fdy, &gw, &g).unwrap()), "{}", what("backward data"));
+            assert_eq!(stored_bits("dx", &dx), rounded(&gpu.depthwise_conv2d_backward_data(&fdy, &gw, &g).unwrap()), "{}", what("backward data"));
             let dw = gpu.depthwise_conv2d_backward_filter(&gx, &gdy, &g).unwrap();
             assert_eq!(gpu.stored_format(&dw), StoredFormat::F32, "{}", what("dW"));
             assert_eq!(bits(&dw), bits(&gpu.depthwise_conv2d_backward_filter(&fx, &fdy, &g).unwrap()), "{}", what("backward filter"));

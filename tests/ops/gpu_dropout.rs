@@ -3,6 +3,7 @@
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+use ferronet_test_support::stored::{Agreement, StoredPrecision};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
@@ -77,18 +78,13 @@ fn sixteen_bit_values_keep_their_format_and_the_f32_mask() {
     let (x, dy) = (random_f32(39, 4, -2.0, 2.0), random_f32(39, 5, -1.0, 1.0));
     let (_, f32_mask) = forward(&gpu, &gpu.upload(&x).unwrap(), 0.4, 13).unwrap();
     for p in [Precision::Bf16, Precision::Fp16] {
-        let format = p.stored_format().expect("a 16-bit format");
-        let rounded = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
-        let (y, mask) = forward(&gpu, &gpu.convert_stored(&gpu.upload(&x).unwrap(), format).unwrap(), 0.4, 13).unwrap();
-        assert_eq!((gpu.stored_format(&y), gpu.stored_format(&mask)), (format, StoredFormat::F32), "{p}");
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let (y, mask) = forward(&gpu, &stored.on_gpu(&x), 0.4, 13).unwrap();
+        assert_eq!(gpu.stored_format(&mask), StoredFormat::F32, "{p} mask");
         assert_eq!(gpu.download(&mask).unwrap(), gpu.download(&f32_mask).unwrap(), "{p} mask");
-        let (mut want, _) = forward(&cpu, &cpu.upload(&rounded(&x)).unwrap(), 0.4, 13).unwrap();
-        cpu.round_in_place(p, &mut want).unwrap();
-        assert_eq!(gpu.download(&y).unwrap(), want.to_vec(), "{p} y");
-        let dx = gpu.dropout_backward(&gpu.convert_stored(&gpu.upload(&dy).unwrap(), format).unwrap(), &mask).unwrap();
-        assert_eq!(gpu.stored_format(&dx), format, "{p} dx");
-        let mut want = cpu.dropout_backward(&cpu.upload(&rounded(&dy)).unwrap(), &cpu.upload(&gpu.download(&mask).unwrap()).unwrap()).unwrap();
-        cpu.round_in_place(p, &mut want).unwrap();
-        assert_eq!(gpu.download(&dx).unwrap(), want.to_vec(), "{p} dx");
+        stored.check("y", &y, forward(&cpu, &stored.on_cpu(&x), 0.4, 13).unwrap().0, Agreement::Exact);
+        let dx = gpu.dropout_backward(&stored.on_gpu(&dy), &mask).unwrap();
+        let want = cpu.dropout_backward(&stored.on_cpu(&dy), &cpu.upload(&gpu.download(&mask).unwrap()).unwrap()).unwrap();
+        stored.check("dx", &dx, want, Agreement::Exact);
     }
 }

@@ -2,11 +2,11 @@
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, upload_pair, widen};
+use ferronet_test_support::stored::{Agreement, StoredPrecision};
 
 use ferronet::cpu::layout::nchw_to_nhwc;
-use ferronet::cpu::{CpuBackend, CpuBuf};
+use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
-use ferronet::gpu::GpuBuf;
 use ferronet::ops::{ChannelBroadcast, ElementwiseOps, PrecisionOps};
 use ferronet::precision::{Precision, StoredFormat};
 use ferronet::shape::Layout;
@@ -148,39 +148,27 @@ fn mismatched_operands_are_errors() {
 fn sixteen_bit_operands_round_once_as_the_cpu_emulation() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
     for p in [Precision::Bf16, Precision::Fp16] {
-        let format = p.stored_format().expect("a 16-bit format");
-        let rounded = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
-        let store = |v: &[f32]| gpu.convert_stored(&gpu.upload(v).unwrap(), format).unwrap();
-        let check = |what: &str, got: &GpuBuf<f32>, mut want: CpuBuf<f32>, rtol: f64| {
-            assert_eq!(gpu.stored_format(got), format, "{p} {what}: the result's format");
-            cpu.round_in_place(p, &mut want).unwrap();
-            let got = gpu.download(got).unwrap();
-            if rtol == 0.0 {
-                assert_eq!(got, want.to_vec(), "{p} {what}");
-            } else {
-                assert_close(&format!("{p} {what}"), &got, &widen(&want), 1e-30, rtol);
-            }
-        };
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
         let [a, b, dy] = [1, 2, 3].map(|seed| random_f32(37, seed, -3.0, 3.0));
-        let [ga, gb, gdy] = [&a, &b, &dy].map(|v| store(v));
-        let [ca, cb, cdy] = [&a, &b, &dy].map(|v| cpu.upload(&rounded(v)).unwrap());
-        check("add", &gpu.add(&ga, &gb).unwrap(), cpu.add(&ca, &cb).unwrap(), 0.0);
-        check("mul", &gpu.mul(&ga, &gb).unwrap(), cpu.mul(&ca, &cb).unwrap(), 0.0);
+        let [ga, gb, gdy] = [&a, &b, &dy].map(|v| stored.on_gpu(v));
+        let [ca, cb, cdy] = [&a, &b, &dy].map(|v| stored.on_cpu(v));
+        stored.check("add", &gpu.add(&ga, &gb).unwrap(), cpu.add(&ca, &cb).unwrap(), Agreement::Exact);
+        stored.check("mul", &gpu.mul(&ga, &gb).unwrap(), cpu.mul(&ca, &cb).unwrap(), Agreement::Exact);
         let ((da, db), (want_da, want_db)) = (gpu.mul_backward(&ga, &gb, &gdy).unwrap(), cpu.mul_backward(&ca, &cb, &cdy).unwrap());
-        check("mul backward da", &da, want_da, 0.0);
-        check("mul backward db", &db, want_db, 0.0);
+        stored.check("mul backward da", &da, want_da, Agreement::Exact);
+        stored.check("mul backward db", &db, want_db, Agreement::Exact);
 
         for layout in [Layout::Nchw, Layout::Nhwc] {
             let g = ChannelBroadcast { n: 2, c: 8, hw: 81, per_sample: true, layout };
             let [x, dy] = [4, 5].map(|seed| random_f32(g.x_len(), seed, -2.0, 2.0));
             let s = random_f32(g.operand_len(), 6, -2.0, 2.0);
-            let [gx, gs, gdy] = [&x, &s, &dy].map(|v| store(v));
-            let [cx, cs, cdy] = [&x, &s, &dy].map(|v| cpu.upload(&rounded(v)).unwrap());
+            let [gx, gs, gdy] = [&x, &s, &dy].map(|v| stored.on_gpu(v));
+            let [cx, cs, cdy] = [&x, &s, &dy].map(|v| stored.on_cpu(v));
             let what = format!("mul_channel {layout:?}");
-            check(&what, &gpu.mul_channel(&gx, &gs, &g).unwrap(), cpu.mul_channel(&cx, &cs, &g).unwrap(), 0.0);
+            stored.check(&what, &gpu.mul_channel(&gx, &gs, &g).unwrap(), cpu.mul_channel(&cx, &cs, &g).unwrap(), Agreement::Exact);
             let ((dx, ds), (want_dx, want_ds)) = (gpu.mul_channel_backward(&gx, &gs, &gdy, &g).unwrap(), cpu.mul_channel_backward(&cx, &cs, &cdy, &g).unwrap());
-            check(&format!("{what} backward dx"), &dx, want_dx, 0.0);
-            check(&format!("{what} backward ds"), &ds, want_ds, 2.0 * p.unit_roundoff());
+            stored.check(&format!("{what} backward dx"), &dx, want_dx, Agreement::Exact);
+            stored.check(&format!("{what} backward ds"), &ds, want_ds, stored.one_ulp(1e-30));
             let across = ChannelBroadcast { per_sample: false, ..g };
             let db = gpu.add_channel_backward(&gdy, &across).unwrap();
             assert_eq!(gpu.stored_format(&db), StoredFormat::F32, "{p} {layout:?}: a bias-like operand's gradient is f32");

@@ -5,12 +5,13 @@
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair};
+use ferronet_test_support::stored::{Agreement, StoredPrecision};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
 use ferronet::ops::{LinearGeom, LinearOps, PrecisionOps};
-use ferronet::precision::{Precision, StoredFormat};
+use ferronet::precision::Precision;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
 
@@ -74,28 +75,23 @@ fn layers_match(gpu: &GpuBackend, p: Precision, layers: &[(usize, usize, usize)]
 /// rounding boundary); dW and db stay f32 at the fp32 tolerance.
 #[test]
 fn sixteen_bit_activations_are_read_and_written_in_place() {
-    for (p, format, tol) in [(Precision::Bf16, StoredFormat::Bf16, 8e-3), (Precision::Fp16, StoredFormat::F16, 1e-3)] {
+    let cpu = CpuBackend::new();
+    for (p, tol) in [(Precision::Bf16, 8e-3), (Precision::Fp16, 1e-3)] {
+        let within = Agreement::Within { atol: tol, rtol: tol };
         let small = GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: 4, ..SimOptions::default() })));
         for (gpu, (n, inf, outf)) in [(gpu(), (3, 17, 5)), (gpu(), (4, 64, 12)), (small, (4, 2048, 8))] {
             gpu.declare_gemm_operand_format(p);
-            let cpu = CpuBackend::new();
+            let stored = StoredPrecision::new(&gpu, &cpu, p);
             let g = LinearGeom::new(n, inf, outf).unwrap();
             let (x, w, b, dy) = (values_at(p, n * inf, 1), values_at(p, outf * inf, 2), values_at(p, outf, 3), values_at(p, n * outf, 4));
-            let narrow = |v: &[f32]| gpu.convert_stored(&gpu.upload(v).unwrap(), format).unwrap();
-            let (gx, gdy, gw, gb) = (narrow(&x), narrow(&dy), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
+            let (gx, gdy, gw, gb) = (stored.on_gpu(&x), stored.on_gpu(&dy), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
             let wide = |v: &[f32]| cpu.upload(&v.iter().map(|&a| a as f64).collect::<Vec<f64>>()).unwrap();
             let (cx, cw, cb, cdy) = (wide(&x), wide(&w), wide(&b), wide(&dy));
             let what = |pass: &str| format!("{pass} {p} {g:?}");
             let y = gpu.linear_forward(&gx, &gw, Some(&gb), &g).unwrap();
-            let mut want_y = cpu.linear_forward(&cx, &cw, Some(&cb), &g).unwrap();
-            cpu.round_in_place(p, &mut want_y).unwrap();
-            assert_eq!(gpu.stored_format(&y), format, "{}", what("y"));
-            assert_close(&what("forward"), &gpu.download(&y).unwrap(), &cpu.download(&want_y).unwrap(), tol, tol);
+            stored.check(&format!("forward {g:?}"), &y, cpu.linear_forward(&cx, &cw, Some(&cb), &g).unwrap(), within);
             let dx = gpu.linear_backward_data(&gdy, &gw, &g).unwrap();
-            let mut want_dx = cpu.linear_backward_data(&cdy, &cw, &g).unwrap();
-            cpu.round_in_place(p, &mut want_dx).unwrap();
-            assert_eq!(gpu.stored_format(&dx), format, "{}", what("dx"));
-            assert_close(&what("backward data"), &gpu.download(&dx).unwrap(), &cpu.download(&want_dx).unwrap(), tol, tol);
+            stored.check(&format!("backward data {g:?}"), &dx, cpu.linear_backward_data(&cdy, &cw, &g).unwrap(), within);
             let dw = gpu.linear_backward_weight(&gx, &gdy, &g).unwrap();
             assert_close(&what("backward weight"), &gpu.download(&dw).unwrap(), &cpu.download(&cpu.linear_backward_weight(&cx, &cdy, &g).unwrap()).unwrap(), 1e-4, 1e-4);
             let db = gpu.linear_backward_bias(&gdy, &g).unwrap();

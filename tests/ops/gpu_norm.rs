@@ -2,6 +2,7 @@
 //! running statistics), eval forward and backward.
 
 use ferronet::tolerance::assert_close;
+use ferronet_test_support::stored::StoredPrecision;
 use ferronet_test_support::gpu::{gpu, random_f32, random_nchw, widen};
 
 use ferronet::cpu::CpuBackend;
@@ -226,24 +227,20 @@ fn sixteen_bit_activations_are_rounded_at_the_store_only() {
         let up = |v: &[f32]| gpu.upload(v).unwrap();
         let (ggamma, gbeta) = (up(&gamma), up(&beta));
         for p in [Precision::Bf16, Precision::Fp16] {
-            let format = p.stored_format().expect("a 16-bit format");
+            let sixteen = StoredPrecision::new(&gpu, &cpu, p);
             let what = format!("{p} N={n} C={c} HW={hw}");
-            let rounded = |s| random_f32(g.len(), seed + s, -2.0, 2.0).into_iter().map(|v| p.round(v)).collect::<Vec<f32>>();
+            let rounded = |s| sixteen.rounded(&random_f32(g.len(), seed + s, -2.0, 2.0));
             let (x, r, dy) = (rounded(0), rounded(1), rounded(6));
-            let narrow = |v: &[f32]| gpu.convert_stored(&up(v), format).unwrap();
             let down = |b: &GpuBuf<f32>| gpu.download(b).unwrap();
             // An f32 run's output as the 16-bit run must store it.
-            let as_stored = |b: &GpuBuf<f32>| down(b).into_iter().map(|v| p.round(v)).collect::<Vec<f32>>();
-            let stored = |b: &GpuBuf<f32>, name: &str| {
-                assert_eq!(gpu.stored_format(b), format, "{name} {what}: stored format");
-                down(b)
-            };
+            let as_stored = |b: &GpuBuf<f32>| sixteen.rounded(&down(b));
+            let stored = |b: &GpuBuf<f32>, name: &str| sixteen.download(&format!("{name} {what}"), b);
 
             let (mut rm, mut rv) = (up(&running_mean), up(&running_var));
             let (y32, saved32) = gpu.batch_norm2d_forward_train(&up(&x), &ggamma, &gbeta, &mut rm, &mut rv, MOMENTUM, &g).unwrap();
             let (dx32, dgamma32, dbeta32) = gpu.batch_norm2d_backward(&up(&dy), &up(&x), &ggamma, &saved32, &g).unwrap();
             let (mut rm16, mut rv16) = (up(&running_mean), up(&running_var));
-            let (x16, dy16, r16) = (narrow(&x), narrow(&dy), narrow(&r));
+            let (x16, dy16, r16) = (sixteen.on_gpu(&x), sixteen.on_gpu(&dy), sixteen.on_gpu(&r));
             let (y, saved) = gpu.batch_norm2d_forward_train(&x16, &ggamma, &gbeta, &mut rm16, &mut rv16, MOMENTUM, &g).unwrap();
             let (dx, dgamma, dbeta) = gpu.batch_norm2d_backward(&dy16, &x16, &ggamma, &saved, &g).unwrap();
             assert_eq!(stored(&y, "y"), as_stored(&y32), "y {what}");

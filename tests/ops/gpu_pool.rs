@@ -4,12 +4,13 @@
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
+use ferronet_test_support::stored::{Agreement, StoredPrecision};
 
 use ferronet::cpu::layout::nchw_to_nhwc;
 use ferronet::cpu::{CpuBackend, CpuBuf};
 use ferronet::device::Device;
 use ferronet::gpu::GpuBuf;
-use ferronet::ops::{AdaptivePoolGeom, PoolGeom, PoolOps, PrecisionOps};
+use ferronet::ops::{AdaptivePoolGeom, PoolGeom, PoolOps};
 use ferronet::precision::Precision;
 use ferronet::shape::Layout;
 
@@ -228,48 +229,42 @@ fn channels_last_adaptive_and_global_average_pooling_match_the_reordered_referen
 fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
     for p in [Precision::Bf16, Precision::Fp16] {
-        let format = p.stored_format().expect("a 16-bit format");
-        let rounded = |v: &[f32]| v.iter().map(|&a| p.round(a)).collect::<Vec<f32>>();
-        let check = |what: &str, got: &GpuBuf<f32>, want: CpuBuf<f32>, exact: bool, (c, hw): (usize, usize), layout: Layout| {
-            assert_eq!(gpu.stored_format(got), format, "{p} {what} {layout:?}: the result's format");
-            let mut want = want;
-            cpu.round_in_place(p, &mut want).unwrap();
-            let want = if layout == Layout::Nhwc { nchw_to_nhwc(&want, c, hw) } else { want.to_vec() };
-            let got = gpu.download(got).unwrap();
-            if exact {
-                assert_eq!(got, want, "{p} {what} {layout:?}");
-            } else {
-                assert_close(&format!("{p} {what} {layout:?}"), &got, &widen(&want), ATOL, 2.0 * p.unit_roundoff());
-            }
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let sum = stored.one_ulp(ATOL);
+        let check = |what: &str, got: &GpuBuf<f32>, want: CpuBuf<f32>, agreement: Agreement, (c, hw): (usize, usize), layout: Layout| {
+            let what = format!("{what} {layout:?}");
+            let want = stored.as_stored(want);
+            let want = if layout == Layout::Nhwc { nchw_to_nhwc(&want, c, hw) } else { want };
+            stored.compare(&what, &stored.download(&what, got), &want, agreement);
         };
         for (layout, c) in [(Layout::Nchw, 3), (Layout::Nhwc, 3), (Layout::Nhwc, 8)] {
             let g = geom(&(2, c, (7, 7), (3, 3), (2, 2), (1, 1), true), false);
             let (input, output) = ((c, 49), (c, g.oh * g.ow));
-            let (x, dy) = (rounded(&random_f32(g.x_len(), 130, -1.0, 1.0)), rounded(&random_f32(g.y_len(), 131, -1.0, 1.0)));
+            let (x, dy) = (stored.rounded(&random_f32(g.x_len(), 130, -1.0, 1.0)), stored.rounded(&random_f32(g.y_len(), 131, -1.0, 1.0)));
             let in_layout = |v: &[f32], (c, hw): (usize, usize)| if layout == Layout::Nhwc { nchw_to_nhwc(v, c, hw) } else { v.to_vec() };
-            let store = |v: &[f32], shape| gpu.convert_stored(&gpu.upload(&in_layout(v, shape)).unwrap(), format).unwrap();
+            let store = |v: &[f32], shape| stored.on_gpu(&in_layout(v, shape));
             let (gx, gdy) = (store(&x, input), store(&dy, output));
             let (cx, cdy) = (cpu.upload(&x).unwrap(), cpu.upload(&dy).unwrap());
             let on_gpu = g.with_layout(layout);
 
             let (y, idx) = gpu.max_pool2d_forward(&gx, &on_gpu).unwrap();
             let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cx, &g).unwrap();
-            check("max forward", &y, y_ref, true, output, layout);
+            check("max forward", &y, y_ref, Agreement::Exact, output, layout);
             assert_eq!(gpu.download_idx(&idx).unwrap(), in_layout_idx(&idx_ref, output, layout), "{p} max argmax {layout:?}");
             let dx = gpu.max_pool2d_backward(&gdy, &idx, &on_gpu).unwrap();
-            check("max backward", &dx, cpu.max_pool2d_backward(&cdy, &idx_ref, &g).unwrap(), false, input, layout);
-            check("avg forward", &gpu.avg_pool2d_forward(&gx, &on_gpu).unwrap(), cpu.avg_pool2d_forward(&cx, &g).unwrap(), false, output, layout);
-            check("avg backward", &gpu.avg_pool2d_backward(&gdy, &on_gpu).unwrap(), cpu.avg_pool2d_backward(&cdy, &g).unwrap(), false, input, layout);
+            check("max backward", &dx, cpu.max_pool2d_backward(&cdy, &idx_ref, &g).unwrap(), sum, input, layout);
+            check("avg forward", &gpu.avg_pool2d_forward(&gx, &on_gpu).unwrap(), cpu.avg_pool2d_forward(&cx, &g).unwrap(), sum, output, layout);
+            check("avg backward", &gpu.avg_pool2d_backward(&gdy, &on_gpu).unwrap(), cpu.avg_pool2d_backward(&cdy, &g).unwrap(), sum, input, layout);
 
             for out in [(1, 1), (3, 2)] {
                 let a = AdaptivePoolGeom::new(2, c, (7, 7), out).unwrap();
                 let pooled = (c, out.0 * out.1);
-                let ady = rounded(&random_f32(a.y_len(), 132, -1.0, 1.0));
+                let ady = stored.rounded(&random_f32(a.y_len(), 132, -1.0, 1.0));
                 let y = gpu.adaptive_avg_pool2d_forward(&gx, &a.with_layout(layout)).unwrap();
-                check(&format!("adaptive {out:?} forward"), &y, cpu.adaptive_avg_pool2d_forward(&cx, &a).unwrap(), false, pooled, layout);
+                check(&format!("adaptive {out:?} forward"), &y, cpu.adaptive_avg_pool2d_forward(&cx, &a).unwrap(), sum, pooled, layout);
                 let dx = gpu.adaptive_avg_pool2d_backward(&store(&ady, pooled), &a.with_layout(layout)).unwrap();
                 let want = cpu.adaptive_avg_pool2d_backward(&cpu.upload(&ady).unwrap(), &a).unwrap();
-                check(&format!("adaptive {out:?} backward"), &dx, want, false, input, layout);
+                check(&format!("adaptive {out:?} backward"), &dx, want, sum, input, layout);
             }
         }
     }

@@ -31,4 +31,7 @@ impl GradOp for ActivationGrad {
     fn run<E: Element, B: Backend<E>>(&self, b: &B, inputs: &[B::Buf], dy: &B::Buf, _dy_host: &[E]) -> Result<(B::Buf, Vec<B::Buf>)> {
         Ok((b.activation_forward(self.0, &inputs[0])?, vec![b.activation_backward(self.0, &inputs[0], dy)?]))
     }
+    fn stored_inputs(&self) -> usize {
+        1
+    }
 }

@@ -8,6 +8,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::gpu::GpuBackend;
 use crate::ops::Backend;
+use crate::precision::StoredFormat;
 use crate::rng::Rng;
 
 /// A case's forward output and the gradient for each input, on the host.
@@ -18,19 +19,33 @@ pub trait GradOp: 'static {
     /// The forward output and the gradients of <output, dy> for `inputs` (in the order the case
     /// lists them); `dy_host` holds dy's values for ops that scale by them on the host.
     fn run<E: Element, B: Backend<E>>(&self, b: &B, inputs: &[B::Buf], dy: &B::Buf, dy_host: &[E]) -> Result<(B::Buf, Vec<B::Buf>)>;
+    /// How many of the leading inputs are activations that the op's kernels read in any stored
+    /// format, as the executor hands them to a node that `reads_stored`: a bf16/fp16 run stores
+    /// them, and dy with them, in 16-bit buffers on a device that keeps those. The other inputs
+    /// (parameters) stay f32, as do all of an op that reads f32 only (the default).
+    fn stored_inputs(&self) -> usize {
+        0
+    }
 }
 
 /// [`GradOp`] made object-safe: one method per (backend, element) pair that exists.
+/// Each method takes `activations`, the format the op's `stored_inputs` and dy are stored in.
 pub trait DynGradOp {
-    fn run_cpu_f64(&self, b: &CpuBackend, inputs: &[Vec<f64>], dy: &[f64]) -> Result<ForwardAndGrads<f64>>;
-    fn run_cpu_f32(&self, b: &CpuBackend, inputs: &[Vec<f32>], dy: &[f32]) -> Result<ForwardAndGrads<f32>>;
-    fn run_gpu_f32(&self, b: &GpuBackend, inputs: &[Vec<f32>], dy: &[f32]) -> Result<ForwardAndGrads<f32>>;
+    fn run_cpu_f64(&self, b: &CpuBackend, inputs: &[Vec<f64>], dy: &[f64], activations: StoredFormat) -> Result<ForwardAndGrads<f64>>;
+    fn run_cpu_f32(&self, b: &CpuBackend, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>>;
+    fn run_gpu_f32(&self, b: &GpuBackend, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>>;
 }
 
-/// Uploads the inputs and dy, runs the op, and downloads its output and gradients.
-fn run_on_host<E: Element, B: Backend<E>>(op: &impl GradOp, b: &B, inputs: &[Vec<E>], dy: &[E]) -> Result<ForwardAndGrads<E>> {
-    let bufs = inputs.iter().map(|v| b.upload(v)).collect::<Result<Vec<_>>>()?;
-    let dy_buf = b.upload(dy)?;
+/// Uploads the inputs and dy (the op's `stored_inputs` and dy stored in `activations`), runs the
+/// op, and downloads its output and gradients (widened to f32 from any stored format).
+fn run_on_host<E: Element, B: Backend<E>>(op: &impl GradOp, b: &B, inputs: &[Vec<E>], dy: &[E], activations: StoredFormat) -> Result<ForwardAndGrads<E>> {
+    let stored = op.stored_inputs();
+    let upload = |v: &[E], is_activation: bool| match b.upload(v)? {
+        buf if is_activation && activations != StoredFormat::F32 => b.convert_stored(&buf, activations),
+        buf => Ok(buf),
+    };
+    let bufs = inputs.iter().enumerate().map(|(i, v)| upload(v, i < stored)).collect::<Result<Vec<_>>>()?;
+    let dy_buf = upload(dy, stored > 0)?;
     let (out, grads) = op.run(b, &bufs, &dy_buf, dy)?;
     let out = b.download(&out)?;
     let grads = grads.iter().map(|g| b.download(g)).collect::<Result<Vec<_>>>()?;
@@ -38,14 +53,14 @@ fn run_on_host<E: Element, B: Backend<E>>(op: &impl GradOp, b: &B, inputs: &[Vec
 }
 
 impl<T: GradOp> DynGradOp for T {
-    fn run_cpu_f64(&self, b: &CpuBackend, inputs: &[Vec<f64>], dy: &[f64]) -> Result<ForwardAndGrads<f64>> {
-        run_on_host(self, b, inputs, dy)
+    fn run_cpu_f64(&self, b: &CpuBackend, inputs: &[Vec<f64>], dy: &[f64], activations: StoredFormat) -> Result<ForwardAndGrads<f64>> {
+        run_on_host(self, b, inputs, dy, activations)
     }
-    fn run_cpu_f32(&self, b: &CpuBackend, inputs: &[Vec<f32>], dy: &[f32]) -> Result<ForwardAndGrads<f32>> {
-        run_on_host(self, b, inputs, dy)
+    fn run_cpu_f32(&self, b: &CpuBackend, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>> {
+        run_on_host(self, b, inputs, dy, activations)
     }
-    fn run_gpu_f32(&self, b: &GpuBackend, inputs: &[Vec<f32>], dy: &[f32]) -> Result<ForwardAndGrads<f32>> {
-        run_on_host(self, b, inputs, dy)
+    fn run_gpu_f32(&self, b: &GpuBackend, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>> {
+        run_on_host(self, b, inputs, dy, activations)
     }
 }
 
@@ -64,7 +79,13 @@ pub struct GradCase {
 impl GradCase {
     /// Forward output and the gradients of <output, dy> for `inputs`, on backend `b`.
     pub fn run<E: Element, B: CaseBackend<E>>(&self, b: &B, inputs: &[Vec<E>], dy: &[E]) -> Result<ForwardAndGrads<E>> {
-        b.run_grad(self.kind.as_ref(), inputs, dy)
+        self.run_storing(b, inputs, dy, StoredFormat::F32)
+    }
+
+    /// `run` with the activations among the inputs, and dy, stored in `activations` (a 16-bit
+    /// format on a device that `stores_16bit`) where the op reads stored formats.
+    pub fn run_storing<E: Element, B: CaseBackend<E>>(&self, b: &B, inputs: &[Vec<E>], dy: &[E], activations: StoredFormat) -> Result<ForwardAndGrads<E>> {
+        b.run_grad(self.kind.as_ref(), inputs, dy, activations)
     }
 }
 

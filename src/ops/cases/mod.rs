@@ -18,6 +18,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::gpu::GpuBackend;
 use crate::ops::Backend;
+use crate::precision::StoredFormat;
 
 /// The cases of one op family. Both lists are empty unless the family overrides them.
 pub trait FamilyCases {
@@ -38,13 +39,13 @@ pub struct Family {
 /// A (backend, element) pair cases run on: it picks its own method of the object-safe case
 /// traits, so callers stay generic over the backend.
 pub trait CaseBackend<E: Element>: Backend<E> + Sized {
-    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<E>], dy: &[E]) -> Result<ForwardAndGrads<E>>;
+    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<E>], dy: &[E], activations: StoredFormat) -> Result<ForwardAndGrads<E>>;
     fn execute_kernel(&self, op: &dyn DynKernel, operands: &mut Operands<E, Self>) -> Result<Vec<Self::Buf>>;
 }
 
 impl CaseBackend<f64> for CpuBackend {
-    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<f64>], dy: &[f64]) -> Result<ForwardAndGrads<f64>> {
-        op.run_cpu_f64(self, inputs, dy)
+    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<f64>], dy: &[f64], activations: StoredFormat) -> Result<ForwardAndGrads<f64>> {
+        op.run_cpu_f64(self, inputs, dy, activations)
     }
     fn execute_kernel(&self, op: &dyn DynKernel, operands: &mut Operands<f64, Self>) -> Result<Vec<Self::Buf>> {
         op.execute_cpu_f64(self, operands)
@@ -52,8 +53,8 @@ impl CaseBackend<f64> for CpuBackend {
 }
 
 impl CaseBackend<f32> for CpuBackend {
-    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<f32>], dy: &[f32]) -> Result<ForwardAndGrads<f32>> {
-        op.run_cpu_f32(self, inputs, dy)
+    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>> {
+        op.run_cpu_f32(self, inputs, dy, activations)
     }
     fn execute_kernel(&self, op: &dyn DynKernel, operands: &mut Operands<f32, Self>) -> Result<Vec<Self::Buf>> {
         op.execute_cpu_f32(self, operands)
@@ -61,8 +62,8 @@ impl CaseBackend<f32> for CpuBackend {
 }
 
 impl CaseBackend<f32> for GpuBackend {
-    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<f32>], dy: &[f32]) -> Result<ForwardAndGrads<f32>> {
-        op.run_gpu_f32(self, inputs, dy)
+    fn run_grad(&self, op: &dyn DynGradOp, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>> {
+        op.run_gpu_f32(self, inputs, dy, activations)
     }
     fn execute_kernel(&self, op: &dyn DynKernel, operands: &mut Operands<f32, Self>) -> Result<Vec<Self::Buf>> {
         op.execute_gpu_f32(self, operands)

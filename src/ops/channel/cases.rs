@@ -42,4 +42,10 @@ impl GradOp for ChannelGrad {
             ),
         })
     }
+    fn stored_inputs(&self) -> usize {
+        match self {
+            ChannelGrad::Concat { channels, .. } => channels.len(),
+            ChannelGrad::Shuffle { .. } => 1,
+        }
+    }
 }

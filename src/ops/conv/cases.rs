@@ -133,6 +133,12 @@ impl GradOp for ConvGrad {
         }
         Ok((y, grads))
     }
+    /// x, where the path has channels-last kernels for 16-bit activations (as `Conv2d` reads
+    /// them: ungrouped or depthwise); the weight and bias are parameters.
+    fn stored_inputs(&self) -> usize {
+        let stored = self.g.layout == Layout::Nhwc && (self.g.groups == 1 || self.path == ConvPath::Depthwise);
+        usize::from(stored)
+    }
 }
 
 /// A layer's convolution geometry for a given batch size.

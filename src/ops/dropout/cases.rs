@@ -29,4 +29,7 @@ impl GradOp for DropoutGrad {
         let (y, mask) = b.dropout_forward(&inputs[0], self.p, &step_seed, 0)?;
         Ok((y, vec![b.dropout_backward(dy, &mask)?]))
     }
+    fn stored_inputs(&self) -> usize {
+        1
+    }
 }

@@ -56,4 +56,13 @@ impl GradOp for ElementwiseGrad {
             }
         })
     }
+    /// Both operands of the same-shape ops and of the per-sample channel gate (squeeze-excitation's,
+    /// an activation); x only beside a per-channel operand, which is a layer's parameter.
+    fn stored_inputs(&self) -> usize {
+        match self {
+            ElementwiseGrad::Add | ElementwiseGrad::Mul => 2,
+            ElementwiseGrad::MulChannel(g) if g.per_sample => 2,
+            ElementwiseGrad::AddChannel(_) | ElementwiseGrad::MulChannel(_) => 1,
+        }
+    }
 }

@@ -47,11 +47,17 @@ impl GpuBackend {
             }
             _ if [a, b, &*c].iter().all(|x| x.stored() == StoredFormat::F32) => self.gemm_planned(GemmEngine::Sgemm, spec, spec.plan(SplitK::Auto, sms), a, b, bias, c),
             _ => {
-                let wide = |x: &GpuBuf<f32>| self.convert_stored(x, StoredFormat::F32);
-                let mut c32 = wide(c)?;
-                self.gemm_planned(GemmEngine::Sgemm, spec, spec.plan(SplitK::Auto, sms), &wide(a)?, &wide(b)?, bias, &mut c32)?;
-                *c = self.convert_stored(&c32, c.stored())?;
-                Ok(())
+                let plan = spec.plan(SplitK::Auto, sms);
+                let (wide_a, wide_b) = (self.widened(a)?, self.widened(b)?);
+                let (a, b) = (wide_a.as_ref().unwrap_or(a), wide_b.as_ref().unwrap_or(b));
+                match self.widened(c)? {
+                    None => self.gemm_planned(GemmEngine::Sgemm, spec, plan, a, b, bias, c),
+                    Some(mut wide_c) => {
+                        self.gemm_planned(GemmEngine::Sgemm, spec, plan, a, b, bias, &mut wide_c)?;
+                        *c = self.convert_stored(&wide_c, c.stored())?;
+                        Ok(())
+                    }
+                }
             }
         }
     }

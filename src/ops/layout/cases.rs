@@ -38,4 +38,7 @@ impl GradOp for LayoutGrad {
             false => (b.to_channels_first(&inputs[0], n, c, hw)?, vec![b.to_channels_last(dy, n, c, hw)?]),
         })
     }
+    fn stored_inputs(&self) -> usize {
+        1
+    }
 }

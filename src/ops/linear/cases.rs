@@ -39,4 +39,8 @@ impl GradOp for LinearGrad {
         }
         Ok((y, grads))
     }
+    /// x; the weight and bias are parameters.
+    fn stored_inputs(&self) -> usize {
+        1
+    }
 }

@@ -65,6 +65,10 @@ impl GradOp for BatchNormGrad {
         let (dx, dgamma, dbeta) = b.batch_norm2d_backward(dy, &inputs[0], &inputs[1], &saved, g)?;
         Ok((y, vec![dx, dgamma, dbeta]))
     }
+    /// x; gamma and beta are parameters.
+    fn stored_inputs(&self) -> usize {
+        1
+    }
 }
 
 /// Inputs x, (residual,) gamma and beta through the fused training forward and backward.
@@ -89,6 +93,10 @@ impl GradOp for BatchNormActGrad {
         out.extend(grads.dresidual);
         out.extend([grads.dgamma, grads.dbeta]);
         Ok((y, out))
+    }
+    /// x and the residual; gamma and beta are parameters.
+    fn stored_inputs(&self) -> usize {
+        1 + usize::from(self.residual)
     }
 }
 

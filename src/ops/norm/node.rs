@@ -7,19 +7,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::ops::node::{channel_rows, chw, BackwardCtx, ForwardCtx, GradFlow, InputGrad, NodeOp, ParamId, Saved};
 use crate::ops::{Activation, Backend};
-use crate::precision::StoredFormat;
 use crate::shape::Layout;
-
-/// `x` as f32 when it is stored in 16 bits (None when it is f32 already): for the paths that go
-/// on through other families' kernels, which read f32 (the synchronised backward's per-channel
-/// correction, the fused node's unfused evaluation). Their f32 results are stored rounded once by
-/// the executor, as the CPU's emulation rounds them.
-fn widened<E: Element, B: Backend<E>>(backend: &B, x: &B::Buf) -> Result<Option<B::Buf>> {
-    if backend.stored_format(x) == StoredFormat::F32 {
-        return Ok(None);
-    }
-    backend.convert_stored(x, StoredFormat::F32).map(Some)
-}
 
 /// The parameters and state of one batch-norm layer, by id in the executor's store.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -146,7 +134,9 @@ impl NodeOp for BatchNorm2d {
         let gamma = ctx.params.value(self.params.gamma);
         let (dx, dgamma, dbeta) = match ctx.batch_norm_group {
             Some(group) => {
-                let (wide_dy, wide_x) = (widened(ctx.backend, dy)?, widened(ctx.backend, ctx.kept_input(0))?);
+                // The synchronised backward's per-channel correction runs other families'
+                // kernels, which read f32; the executor stores its f32 result rounded once.
+                let (wide_dy, wide_x) = (ctx.backend.widened(dy)?, ctx.backend.widened(ctx.kept_input(0))?);
                 let x = wide_x.as_ref().unwrap_or(ctx.kept_input(0));
                 sync::backward(ctx.backend, group, wide_dy.as_ref().unwrap_or(dy), x, gamma, stats, &g)?
             }
@@ -222,8 +212,8 @@ impl NodeOp for BatchNormAct {
         if !ctx.training {
             // Evaluation is off the fused path (evaluation folds batch norms into convolutions
             // instead): the unfused ops in turn, in f32.
-            let wide_x = widened(ctx.backend, xs[0])?;
-            let wide_residual = residual.map(|r| widened(ctx.backend, r)).transpose()?.flatten();
+            let wide_x = ctx.backend.widened(xs[0])?;
+            let wide_residual = residual.map(|r| ctx.backend.widened(r)).transpose()?.flatten();
             let residual = wide_residual.as_ref().or(residual);
             let (normalized, _) = self.bn.forward(ctx, &[wide_x.as_ref().unwrap_or(xs[0])])?;
             let sum = match residual {

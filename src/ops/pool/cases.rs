@@ -111,6 +111,9 @@ impl GradOp for PoolGrad {
             PoolGrad::AdaptiveAvg(g) => (b.adaptive_avg_pool2d_forward(x, g)?, vec![b.adaptive_avg_pool2d_backward(dy, g)?]),
         })
     }
+    fn stored_inputs(&self) -> usize {
+        1
+    }
 }
 
 fn bench_geom(n: usize, c: usize, hw: usize, k: usize, stride: usize, pad: usize) -> Result<PoolGeom> {

@@ -35,4 +35,13 @@ pub trait PrecisionOps<E: Element>: Device<E> {
     fn convert_stored(&self, _x: &Self::Buf, format: StoredFormat) -> Result<Self::Buf> {
         Err(crate::error::Error::config(format!("{} keeps no {format:?} buffers", self.name())))
     }
+    /// An f32 copy of `x` when it is stored in 16 bits; None when it holds f32 already. For
+    /// whatever reads f32 only (kernels of other families, the SGEMM, nodes that don't read
+    /// stored formats).
+    fn widened(&self, x: &Self::Buf) -> Result<Option<Self::Buf>> {
+        if self.stored_format(x) == StoredFormat::F32 {
+            return Ok(None);
+        }
+        self.convert_stored(x, StoredFormat::F32).map(Some)
+    }
 }

@@ -7,6 +7,7 @@ pub mod fuzz;
 pub mod gpu;
 pub mod graphs;
 pub mod sim;
+pub mod stored;
 pub mod tiny_imagenet;
 pub mod train;
 
