@@ -61,7 +61,7 @@ pub struct EvalArgs {
     #[arg(long, value_enum)]
     pub layout: Option<Layout>,
     /// Numeric format of the forward pass, as `train --precision` (default: bf16 on GPUs of
-    /// compute capability 8.0 and newer, fp32 elsewhere).
+    /// compute capability 8.0 and newer, fp16 on Turing, fp32 on the CPU).
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
 }

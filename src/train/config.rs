@@ -223,8 +223,8 @@ pub struct TrainConfig {
     /// read in the format; fp32 master weights, optimiser state, batch-norm statistics and loss;
     /// fp16 with dynamic loss scaling, its scale and skipped steps in history.csv). GPUs store
     /// bf16/fp16 activations in 16 bits; the CPU emulates them (f32 values rounded exactly as
-    /// the format stores them). Default: bf16 on GPUs of compute capability 8.0 and newer, fp32
-    /// on older GPUs and on the CPU.
+    /// the format stores them). Default: bf16 on GPUs of compute capability 8.0 and newer, fp16
+    /// on Turing (7.5), fp32 on the CPU.
     #[arg(long, value_enum)]
     #[serde(default)]
     pub precision: Option<Precision>,
