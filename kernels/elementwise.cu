@@ -1,8 +1,8 @@
 // Elementwise arithmetic, per-channel broadcasts over x [N, C, HW] or, channels last (the _nhwc
 // kernels), [N, HW, C], and their reductions. Every activation-like buffer (operands, dy, outputs)
 // is read and written in its stored format (kernels/stored.cuh), computed in f32 and rounded once
-// at the store. The same-shape kernels take 4 values per thread (kernels/pointwise.cuh), the
-// broadcasts one thread per element.
+// at the store. The same-shape kernels and the broadcasts take 4 values per thread
+// (kernels/pointwise.cuh).
 #include "common.cuh"
 #include "channel_rows.cuh"
 #include "stored.cuh"
@@ -50,23 +50,42 @@ __device__ __forceinline__ int operand_index_nhwc(int i, int c, int hw, int per_
     return per_sample ? i / (hw * c) * c + ch : ch;
 }
 
-// y = x + operand or x * operand (MUL), the operand broadcast per channel.
+// y = x + operand or x * operand (MUL), the operand broadcast per channel, 4 values per thread
+// (pointwise.cuh's groups). A whole group (`vec`: every buffer 16-byte aligned, and hw (channels
+// first) or c (channels last) a multiple of 4) lies in one plane, so it takes one operand value,
+// or in 4 consecutive channels, whose operand values are one aligned access: one access per
+// buffer (8 bytes at 16 bits). Any other group goes value by value.
 template <bool MUL, bool NHWC>
 __device__ __forceinline__ void broadcast(const void* __restrict__ x, int x_format, const void* __restrict__ operand,
                                           int operand_format, void* __restrict__ y, int y_format, int c, int hw,
-                                          int per_sample, int total) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= total) return;
-    const int o = NHWC ? operand_index_nhwc(i, c, hw, per_sample) : operand_index(i, c, hw, per_sample);
-    const float v = ferro_load(x, i, x_format), w = ferro_load(operand, o, operand_format);
-    ferro_store(y, i, MUL ? v * w : v + w, y_format);
+                                          int per_sample, int total, int vec) {
+    const long long i = ferro_group_start(total);
+    if (i < 0) return;
+    auto combine = [](float v, float w) { return MUL ? v * w : v + w; };
+    auto operand_at = [&](long long k) {
+        return NHWC ? operand_index_nhwc((int)k, c, hw, per_sample) : operand_index((int)k, c, hw, per_sample);
+    };
+    if (ferro_group_whole(i, total, vec)) {
+        const float4 v = ferro_load4(x, i, x_format);
+        float4 w;
+        if (NHWC) {
+            w = ferro_load4(operand, operand_at(i), operand_format);
+        } else {
+            const float s = ferro_load(operand, operand_at(i), operand_format);
+            w = make_float4(s, s, s, s);
+        }
+        ferro_store4(y, i, make_float4(combine(v.x, w.x), combine(v.y, w.y), combine(v.z, w.z), combine(v.w, w.w)), y_format);
+        return;
+    }
+    for (long long k = i; k < total && k < i + FERRO_GROUP; ++k)
+        ferro_store(y, k, combine(ferro_load(x, k, x_format), ferro_load(operand, operand_at(k), operand_format)), y_format);
 }
 
 #define BROADCAST_ENTRY_POINT(name, MUL, NHWC)                                                                      \
     extern "C" __global__ void name(const void* __restrict__ x, int x_format, const void* __restrict__ operand,    \
                                     int operand_format, void* __restrict__ y, int y_format, int c, int hw,         \
-                                    int per_sample, int total) {                                                   \
-        broadcast<MUL, NHWC>(x, x_format, operand, operand_format, y, y_format, c, hw, per_sample, total);         \
+                                    int per_sample, int total, int vec) {                                          \
+        broadcast<MUL, NHWC>(x, x_format, operand, operand_format, y, y_format, c, hw, per_sample, total, vec);    \
     }
 
 BROADCAST_ENTRY_POINT(add_channel, false, false)

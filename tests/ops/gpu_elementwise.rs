@@ -139,7 +139,7 @@ fn mismatched_operands_are_errors() {
 }
 
 /// 16-bit stored operands (bf16, fp16): add, mul and mul_backward over 37 values (whole groups of
-/// 4 and a partial one), and the per-sample channel gate in both layouts, come back in the first
+/// 4 and a partial one), and the per-sample channel broadcasts in both layouts, come back in the first
 /// operand's format (each gradient in its operand's) and equal the CPU's f32 results on the same
 /// rounded values rounded once: bit for bit pointwise, within an ulp of the format for the gate's
 /// reduction (the devices sum in different orders). 162 channels-last rows over the batch take
@@ -158,14 +158,18 @@ fn sixteen_bit_operands_round_once_as_the_cpu_emulation() {
         stored.check("mul backward da", &da, want_da, Agreement::Exact);
         stored.check("mul backward db", &db, want_db, Agreement::Exact);
 
-        for layout in [Layout::Nchw, Layout::Nhwc] {
-            let g = ChannelBroadcast { n: 2, c: 8, hw: 81, per_sample: true, layout };
+        // Each layout with groups of 4 that share the operand (channels-first planes of 36 values,
+        // channels-last rows of 8 channels: one access per buffer) and without.
+        for (layout, (c, hw)) in [Layout::Nchw, Layout::Nhwc].into_iter().flat_map(|l| [(l, (8, 81)), (l, (6, 36))]) {
+            let g = ChannelBroadcast { n: 2, c, hw, per_sample: true, layout };
             let [x, dy] = [4, 5].map(|seed| random_f32(g.x_len(), seed, -2.0, 2.0));
             let s = random_f32(g.operand_len(), 6, -2.0, 2.0);
             let [gx, gs, gdy] = [&x, &s, &dy].map(|v| stored.on_gpu(v));
             let [cx, cs, cdy] = [&x, &s, &dy].map(|v| stored.on_cpu(v));
-            let what = format!("mul_channel {layout:?}");
+            let what = format!("mul_channel {layout:?} C={c} HW={hw}");
             stored.check(&what, &gpu.mul_channel(&gx, &gs, &g).unwrap(), cpu.mul_channel(&cx, &cs, &g).unwrap(), Agreement::Exact);
+            let add = format!("add_channel {layout:?} C={c} HW={hw}");
+            stored.check(&add, &gpu.add_channel(&gx, &gs, &g).unwrap(), cpu.add_channel(&cx, &cs, &g).unwrap(), Agreement::Exact);
             let ((dx, ds), (want_dx, want_ds)) = (gpu.mul_channel_backward(&gx, &gs, &gdy, &g).unwrap(), cpu.mul_channel_backward(&cx, &cs, &cdy, &g).unwrap());
             stored.check(&format!("{what} backward dx"), &dx, want_dx, Agreement::Exact);
             stored.check(&format!("{what} backward ds"), &ds, want_ds, stored.one_ulp(1e-30));

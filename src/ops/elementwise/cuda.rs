@@ -30,8 +30,12 @@ const POINTWISE_GROUP: usize = 4;
 /// move in single accesses.
 pub(crate) fn pointwise(len: usize, what: &str, buffers: &[&GpuBuf<f32>]) -> Result<(LaunchConfig, KernelArg)> {
     int(len, &format!("the element count of {what}"))?;
-    let aligned = buffers.iter().all(|b| matches!(b.stored_arg(), KernelArg::Ptr(p) if p.is_multiple_of(16)));
-    Ok((per_element(len.div_ceil(POINTWISE_GROUP), what)?, KernelArg::I32(aligned as i32)))
+    Ok((per_element(len.div_ceil(POINTWISE_GROUP), what)?, KernelArg::I32(all_aligned16(buffers) as i32)))
+}
+
+/// Whether every buffer starts on a 16-byte boundary (a group of 4 values is one access).
+fn all_aligned16(buffers: &[&GpuBuf<f32>]) -> bool {
+    buffers.iter().all(|b| matches!(b.stored_arg(), KernelArg::Ptr(p) if p.is_multiple_of(16)))
 }
 
 /// Enough blocks to fill any current GPU a few times over, and the fewest rows worth a block.
@@ -105,6 +109,13 @@ impl GpuBackend {
             Layout::Nchw => kernel.to_string(),
             Layout::Nhwc => format!("{kernel}_nhwc"),
         };
+        // A group of 4 values takes one operand value (a plane's) or 4 consecutive ones.
+        let groups_share_operand = match g.layout {
+            Layout::Nchw => g.hw.is_multiple_of(4),
+            Layout::Nhwc => g.c.is_multiple_of(4),
+        };
+        let config = per_element(g.x_len().div_ceil(POINTWISE_GROUP), &kernel)?;
+        let vec = KernelArg::I32((groups_share_operand && all_aligned16(&[x, operand, &y])) as i32);
         let args = [
             x.stored_arg(),
             x.format_arg(),
@@ -116,8 +127,9 @@ impl GpuBackend {
             KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
             total,
+            vec,
         ];
-        self.launch("elementwise", &kernel, per_element(g.x_len(), &kernel)?, &args)?;
+        self.launch("elementwise", &kernel, config, &args)?;
         Ok(y)
     }
 
