@@ -3,6 +3,7 @@
 use super::kernels::{CaseReport, KernelReport, Measured, Outcome, Simulated};
 use super::tensor_core::TcReport;
 use crate::error::{Error, Result};
+use crate::sim::roofline::GPU_MODELS;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -146,9 +147,13 @@ fn tensor_core_rows(reports: &[Outcome<TcReport>]) -> String {
                 let gpus: Vec<String> = r
                     .predictions
                     .iter()
-                    .map(|p| {
+                    .enumerate()
+                    .map(|(i, p)| {
+                        // A case predicted for other GPUs than the columns' (Turing's, a T4)
+                        // names its GPU.
+                        let gpu = if GPU_MODELS.get(i).is_some_and(|m| m.name == p.gpu) { String::new() } else { format!("{}: ", p.gpu) };
                         format!(
-                            "{:.1} {} ({:.0}%) / {:.1} {} ({:.0}%)",
+                            "{gpu}{:.1} {} ({:.0}%) / {:.1} {} ({:.0}%)",
                             p.seconds * 1e6,
                             p.limit.label(),
                             100.0 * p.fraction_of_tensor_peak,
@@ -221,8 +226,8 @@ pub fn tables(report: &KernelReport) -> String {
         let _ = writeln!(
             out,
             "\n## Tensor-core GEMM and implicit-GEMM convolution (kernels/gemm_tc.cu, kernels/conv_tc.cu on 16-bit operands; \
-             tc_train_*: training's tiles, kernels/tc_gemm_tile.cuh, on f32 storage; bf16 inputs, f32 accumulation) on the PTX simulator: PREDICTED times in us as `no cache / ideal cache` with the limiting roof (tensor, issue, shared, dram) and the fraction of the \
-             GPU's dense bf16 tensor-core peak; 16 blocks simulated with the full K, counters scaled to the grid; tensor \
+             tc_train_*: training's tiles, kernels/tc_gemm_tile.cuh, on f32 storage; bf16 inputs, f16 in the Turing cases, f32 accumulation) on the PTX simulator: PREDICTED times in us as `no cache / ideal cache` with the limiting roof (tensor, issue, shared, dram) and the fraction of the \
+             GPU's dense 16-bit tensor-core peak (Turing cases on a T4, named in the cell); 16 blocks simulated with the full K, counters scaled to the grid; tensor \
              FLOPs counted over the padded block tiles\n"
         );
         out.push_str(&tensor_core_rows(&report.tensor_core));

@@ -10,7 +10,9 @@
 //! (`kernels/tc_gemm_tile.cuh`: f32 operands gathered in place and converted), so the
 //! `tc_train_*` cases predict those on the same shapes: the 4096^3 product on a linear layer's
 //! 64x64 tiles, and every ResNet-18 3x3 forward convolution as training launches it (NCHW,
-//! implicit im2col, the tile the launcher plans). Correctness is checked by the GPU-vs-CPU
+//! implicit im2col, the tile the launcher plans). The Turing cases run the f16 kernels of the
+//! modules' compute_75 builds on a simulated sm_75 device of a T4's 40 SMs and predict a T4
+//! ([`TcTarget`]). Correctness is checked by the GPU-vs-CPU
 //! tests on small shapes (tests/ops/gpu_gemm_tc.rs, gpu_conv_tc.rs, gpu_linear.rs,
 //! gpu_conv.rs): a sampled run computes nothing meaningful.
 
@@ -22,7 +24,7 @@ use crate::ops::gemm::tc::{gemm_tc_half, TcGemm, TcInput};
 use crate::ops::gemm::GemmSpec;
 use crate::ops::{ConvGeom, ConvOps, PrecisionOps};
 use crate::sim::counters::LaunchStats;
-use crate::sim::roofline::{slower, Limit, LaunchPrediction, GPU_MODELS};
+use crate::sim::roofline::{slower, GpuModel, Limit, LaunchPrediction, GPU_MODELS, T4};
 use crate::sim::{SimDriver, SimOptions};
 use serde::Serialize;
 use std::sync::Arc;
@@ -64,11 +66,39 @@ impl TcWork {
     }
 }
 
+/// The simulated device a case runs on and the GPUs its counters predict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcTarget {
+    /// Compute capability 8.6 (the tensor-core modules' compute_80 builds): RTX 3090, RTX 4090
+    /// and H100.
+    Ampere,
+    /// Compute capability 7.5 (their compute_75 builds, f16 only): a T4.
+    Turing,
+}
+
+impl TcTarget {
+    /// The simulated device: its compute capability (which module build it loads), SM count
+    /// (the tiles its launchers plan) and per-SM limits.
+    fn sim_options(self) -> SimOptions {
+        match self {
+            TcTarget::Ampere => SimOptions::default(),
+            TcTarget::Turing => SimOptions { compute_capability: (7, 5), multiprocessors: T4.sms as usize, residency: T4, ..SimOptions::default() },
+        }
+    }
+    fn models(self) -> &'static [GpuModel] {
+        match self {
+            TcTarget::Ampere => &GPU_MODELS,
+            TcTarget::Turing => &[T4],
+        }
+    }
+}
+
 /// One benchmarked launch.
 #[derive(Clone, Debug)]
 pub struct TcCase {
     pub name: String,
     pub work: TcWork,
+    pub target: TcTarget,
 }
 
 /// ResNet-18's (CIFAR stem) 3x3 convolutions at `batch` images: (input channels, output
@@ -86,38 +116,44 @@ fn resnet18_3x3(batch: usize) -> Vec<ConvGeom> {
 /// the training tiles on the 4096^3 product and every 3x3 convolution (`tc_train_*`).
 pub fn tc_cases(batch: usize) -> Vec<TcCase> {
     let bf16 = |m, n, k| TcGemm { input: TcInput::Bf16, m, n, k };
-    let mut cases = vec![TcCase { name: "tc_gemm bf16 4096^3".into(), work: TcWork::Gemm(bf16(4096, 4096, 4096)) }];
+    let ampere = |name: String, work: TcWork| TcCase { name, work, target: TcTarget::Ampere };
+    let mut cases = vec![ampere("tc_gemm bf16 4096^3".into(), TcWork::Gemm(bf16(4096, 4096, 4096)))];
     let convs = resnet18_3x3(batch);
     for g in convs.iter().filter(|g| g.sh == 1) {
         let shape = bf16(g.c_out, batch * g.oh * g.ow, g.c_in * 9);
-        cases.push(TcCase {
-            name: format!("tc_gemm bf16 conv_fwd resnet18 {}x{}x{} 3x3 as a plain GEMM {}x{}x{}", g.c_in, g.h, g.w, shape.m, shape.n, shape.k),
-            work: TcWork::Gemm(shape),
-        });
+        cases.push(ampere(
+            format!("tc_gemm bf16 conv_fwd resnet18 {}x{}x{} 3x3 as a plain GEMM {}x{}x{}", g.c_in, g.h, g.w, shape.m, shape.n, shape.k),
+            TcWork::Gemm(shape),
+        ));
     }
     for geom in convs {
         let conv = TcConv { input: TcInput::Bf16, geom };
         let (m, n, k) = conv.gemm_dims();
-        cases.push(TcCase {
-            name: format!(
-                "tc_conv bf16 conv_fwd resnet18 {}x{}x{} 3x3 s{} -> {} NHWC implicit GEMM {m}x{n}x{k}",
-                geom.c_in, geom.h, geom.w, geom.sh, geom.c_out
-            ),
-            work: TcWork::Conv(conv),
-        });
+        cases.push(ampere(
+            format!("tc_conv bf16 conv_fwd resnet18 {}x{}x{} 3x3 s{} -> {} NHWC implicit GEMM {m}x{n}x{k}", geom.c_in, geom.h, geom.w, geom.sh, geom.c_out),
+            TcWork::Conv(conv),
+        ));
     }
-    cases.push(TcCase { name: "tc_train_gemm bf16 4096^3 f32 storage, 64x64 training tiles".into(), work: TcWork::TrainingGemm(bf16(4096, 4096, 4096)) });
+    cases.push(ampere("tc_train_gemm bf16 4096^3 f32 storage, 64x64 training tiles".into(), TcWork::TrainingGemm(bf16(4096, 4096, 4096))));
     for geom in resnet18_3x3(batch) {
         let conv = TcConv { input: TcInput::Bf16, geom };
         let (m, n, k) = TcWork::TrainingConv(conv).gemm_dims();
-        cases.push(TcCase {
-            name: format!(
+        cases.push(ampere(
+            format!(
                 "tc_train_conv bf16 conv_fwd resnet18 {}x{}x{} 3x3 s{} -> {} NCHW f32 storage, implicit GEMM {m}x{n}x{k}",
                 geom.c_in, geom.h, geom.w, geom.sh, geom.c_out
             ),
-            work: TcWork::TrainingConv(conv),
-        });
+            TcWork::TrainingConv(conv),
+        ));
     }
+    // Turing's f16 builds (two m16n8k8 per m16n8k16, copies without cp.async) on a T4.
+    let f16 = TcGemm { input: TcInput::F16, m: 4096, n: 4096, k: 4096 };
+    cases.push(TcCase { name: "tc_gemm f16 4096^3 Turing (compute_75 build)".into(), work: TcWork::Gemm(f16), target: TcTarget::Turing });
+    cases.push(TcCase {
+        name: "tc_train_gemm f16 4096^3 f32 storage, 64x64 training tiles, Turing (compute_75 build)".into(),
+        work: TcWork::TrainingGemm(f16),
+        target: TcTarget::Turing,
+    });
     cases
 }
 
@@ -128,7 +164,7 @@ pub struct TcPrediction {
     /// No cache: every sector each block touches moves through DRAM (pessimistic).
     pub seconds: f64,
     pub limit: Limit,
-    /// Achieved FLOP/s over the GPU's dense bf16 tensor-core peak with f32 accumulation.
+    /// Achieved FLOP/s over the GPU's dense 16-bit tensor-core peak with f32 accumulation.
     pub fraction_of_tensor_peak: f64,
     /// Ideal cache: the on-chip roofs, or the compulsory bytes (A and B in bf16, C in f32)
     /// through DRAM, whichever is slower (optimistic).
@@ -157,10 +193,10 @@ pub struct TcReport {
 /// Simulates `case` (sampled) and predicts its time on every modelled GPU.
 pub fn predict_tc(case: &TcCase) -> Result<TcReport> {
     let (m, n, k) = case.work.gemm_dims();
-    let driver = Arc::new(SimDriver::new(SimOptions { sanitize: false, sample_blocks: Some(SAMPLED_BLOCKS), ..SimOptions::default() }));
+    let driver = Arc::new(SimDriver::new(SimOptions { sanitize: false, sample_blocks: Some(SAMPLED_BLOCKS), ..case.target.sim_options() }));
     let gpu = GpuBackend::new(driver.clone());
     // The values do not matter: the sampled blocks' results are discarded. Each launch takes the
-    // tile its launcher plans for the simulated device (an RTX 3090's 82 SMs). The compulsory
+    // tile its launcher plans for the simulated device (an RTX 3090's 82 SMs, or a T4's 40). The compulsory
     // bytes: the operands read once (bf16, or f32 in training's storage), the output in f32
     // written once.
     let compulsory_bytes = match case.work {
@@ -201,7 +237,9 @@ pub fn predict_tc(case: &TcCase) -> Result<TcReport> {
     let mut stats = first.clone();
     rest.iter().for_each(|l| stats.merge(l));
     let flops = case.work.flops();
-    let predictions = GPU_MODELS
+    let predictions = case
+        .target
+        .models()
         .iter()
         .map(|model| {
             let no_cache = summed(&launches, |l| model.predict(l));
@@ -250,21 +288,26 @@ mod tests {
     #[test]
     fn a_sampled_prediction_counts_every_block_of_the_grid() {
         // 3 x 4 blocks of 64 rows (few tiles), all run (fewer than the sample): the exact padded work.
-        let case = TcCase { name: "small".into(), work: TcWork::Gemm(TcGemm { input: TcInput::Bf16, m: 200, n: 296, k: 64 }) };
+        let case = TcCase { name: "small".into(), work: TcWork::Gemm(TcGemm { input: TcInput::Bf16, m: 200, n: 296, k: 64 }), target: TcTarget::Ampere };
         let report = predict_tc(&case).unwrap();
         assert_eq!(report.grid, (3, 4, 1));
         assert_eq!(report.tensor_flops, 2 * 256 * 384 * 64);
         assert_eq!(report.bank_conflicts, 0);
         let rtx4090 = report.predictions.iter().find(|p| p.gpu == "RTX 4090").unwrap();
         assert!(rtx4090.seconds >= rtx4090.seconds_ideal_cache && rtx4090.fraction_of_tensor_peak > 0.0, "{rtx4090:?}");
-        assert_eq!(tc_cases(2).len(), 20);
+        assert_eq!(tc_cases(2).len(), 22);
+        // Turing's f16 build, predicted for a T4 alone.
+        let turing = TcCase { target: TcTarget::Turing, work: TcWork::Gemm(TcGemm { input: TcInput::F16, m: 200, n: 296, k: 64 }), ..case };
+        let report = predict_tc(&turing).unwrap();
+        assert_eq!(report.tensor_flops, 2 * 256 * 384 * 64);
+        assert_eq!(report.predictions.iter().map(|p| p.gpu).collect::<Vec<_>>(), ["T4"]);
     }
 
     #[test]
     fn a_sampled_convolution_prediction_counts_the_padded_tiles() {
         // 2 images of 12x12 pixels (288 pixels: 3 pixel tiles), 64 channels (one channel tile).
         let geom = ConvGeom::new(2, 64, (12, 12), 64, (3, 3), (1, 1), (1, 1), (1, 1), 1).unwrap();
-        let case = TcCase { name: "small conv".into(), work: TcWork::Conv(TcConv { input: TcInput::Bf16, geom }) };
+        let case = TcCase { name: "small conv".into(), work: TcWork::Conv(TcConv { input: TcInput::Bf16, geom }), target: TcTarget::Ampere };
         let report = predict_tc(&case).unwrap();
         assert_eq!(report.grid, (3, 1, 1));
         assert_eq!(report.tensor_flops, 2 * 384 * 64 * 576);

@@ -1,7 +1,7 @@
 //! The emulated devices, configured from the environment when `cuInit` runs. A variable holding
 //! a comma-separated list configures devices in order, its last entry standing for the rest.
 
-use ferronet::sim::roofline::{GpuModel, H100_SXM, RTX_3090, RTX_4090};
+use ferronet::sim::roofline::{GpuModel, H100_SXM, RTX_3090, RTX_4090, T4};
 
 pub const DEVICES_ENV: &str = "FERRONET_EMU_DEVICES";
 pub const NAME_ENV: &str = "FERRONET_EMU_NAME";
@@ -11,25 +11,6 @@ pub const SMS_ENV: &str = "FERRONET_EMU_SMS";
 
 /// Most emulated devices one process may ask for.
 const MAX_DEVICES: usize = 16;
-
-/// Turing (a T4) for predicted timings of sm_75 devices: the simulator's performance models start
-/// at Ampere. 64 fp32 lanes per SM times two (FMA) times the boost clock give the peak; the
-/// tensor-core peak is the T4 data sheet's 65 TFLOP/s of mixed FP16/FP32. Turing has no tf32
-/// (its devices never load compute_80 modules), so that roof never limits.
-const T4: GpuModel = GpuModel {
-    name: "T4",
-    peak_fp32_flops: 8.1e12,
-    peak_tensor_16bit_flops: 65e12,
-    peak_tensor_tf32_flops: f64::INFINITY,
-    dram_bytes_per_s: 320e9,
-    sms: 40,
-    clock_hz: 1.59e9,
-    max_warps_per_sm: 32,
-    max_blocks_per_sm: 16,
-    registers_per_sm: 65536,
-    shared_per_sm: 64 << 10,
-    shared_reserved_per_block: 0,
-};
 
 /// The architectures whose limits the emulation knows: (major, minor, default SM count, the
 /// roofline of a typical GPU of that architecture for predicted timings).

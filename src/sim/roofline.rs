@@ -87,6 +87,26 @@ pub const H100_SXM: GpuModel = GpuModel {
     shared_reserved_per_block: 1024,
 };
 
+/// Turing (a T4) for predicted timings of sm_75 devices, not in `GPU_MODELS`: Turing runs other
+/// kernels (its modules' compute_75 builds). 64 fp32 lanes per SM times two (FMA) times the
+/// boost clock give the peak; the tensor-core peak is the T4 data sheet's 65 TFLOP/s of mixed
+/// FP16/FP32. Turing has no tf32 (its devices never load compute_80 modules), so that roof never
+/// limits.
+pub const T4: GpuModel = GpuModel {
+    name: "T4",
+    peak_fp32_flops: 8.1e12,
+    peak_tensor_16bit_flops: 65e12,
+    peak_tensor_tf32_flops: f64::INFINITY,
+    dram_bytes_per_s: 320e9,
+    sms: 40,
+    clock_hz: 1.59e9,
+    max_warps_per_sm: 32,
+    max_blocks_per_sm: 16,
+    registers_per_sm: 65536,
+    shared_per_sm: 64 << 10,
+    shared_reserved_per_block: 0,
+};
+
 /// Every modelled GPU, in the order reports list them.
 pub const GPU_MODELS: [GpuModel; 3] = [RTX_3090, RTX_4090, H100_SXM];
 
