@@ -353,7 +353,8 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             Some(format) if self.backend.stores_16bit() => format.bytes(),
             _ => elem,
         };
-        let activations = plan_memory(&self.graph, &plan, batch, elem, stored, workspace, |p| {
+        let synchronised = self.batch_norm_group.is_some();
+        let activations = plan_memory(&self.graph, &plan, batch, elem, stored, workspace, synchronised, |p| {
             self.params.is_trainable(p)
         })?;
         let metric_words = train_words::LEN + batch + if mode == Mode::Eval { eval_words::len(self.graph.num_classes()) } else { 0 };

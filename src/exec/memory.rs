@@ -6,7 +6,7 @@
 use super::plan::{Mode, Plan};
 use crate::device::ConvWorkspace;
 use crate::error::Result;
-use crate::graph::{Graph, NodeId, ParamId};
+use crate::graph::{Graph, NodeId, Op, ParamId};
 use crate::ops::node::{numel, GradFlow};
 use crate::ops::NodeOp;
 use std::collections::{HashMap, HashSet};
@@ -54,9 +54,17 @@ struct Sizes<'a> {
     /// run's activations in 16 bits.
     stored: usize,
     workspace: ConvWorkspace,
+    /// Whether batch norms synchronise their statistics over a process group (`--sync-bn`).
+    synchronised_batch_norms: bool,
 }
 
 impl Sizes<'_> {
+    /// Whether node `id` is a batch norm whose training passes synchronise (ops/norm/sync.rs):
+    /// its forward runs a local statistics pass whose output it drops, its backward holds the
+    /// local dx, the scaled input and the correction beside dx, on f32 copies of 16-bit inputs.
+    fn synchronised(&self, id: NodeId, mode: Mode) -> bool {
+        self.synchronised_batch_norms && mode == Mode::Train && matches!(self.graph.nodes[id].op, Op::BatchNorm2d(_))
+    }
     /// Values of node `id`'s output.
     fn values(&self, id: NodeId) -> usize {
         self.n * numel(&self.graph.nodes[id].shape)
@@ -96,7 +104,7 @@ pub struct PlannedMemory {
 /// The memory of one pass with `n` samples of `elem` bytes each, with convolution workspace as
 /// `workspace` says. `stored`: bytes per activation value as the device stores them (`elem`, or
 /// 2 for a GPU's bf16/fp16 run, whose nodes that read f32 only get f32 copies: see
-/// `exec::precision`).
+/// `exec::precision`). `synchronised_batch_norms`: whether batch norms synchronise (`--sync-bn`).
 #[allow(clippy::too_many_arguments)]
 pub fn plan_memory(
     graph: &Graph,
@@ -105,9 +113,10 @@ pub fn plan_memory(
     elem: usize,
     stored: usize,
     workspace: ConvWorkspace,
+    synchronised_batch_norms: bool,
     trainable: impl Fn(ParamId) -> bool,
 ) -> Result<PlannedMemory> {
-    let sizes = Sizes { graph, n, elem, stored, workspace };
+    let sizes = Sizes { graph, n, elem, stored, workspace, synchronised_batch_norms };
     let mut ledger = ByteLedger::default();
     let count = graph.nodes.len();
     let mut values: Vec<Option<Block>> = vec![None; count];
@@ -164,6 +173,9 @@ pub fn plan_memory(
                 copies = node.inputs.iter().map(|&j| (value_elem[j] < elem).then(|| ledger.alloc(sizes.out(j)))).collect();
             }
             let out_elem = if widens { elem } else { value_elem[node.inputs[0]] };
+            if sizes.synchronised(i, plan.mode) {
+                ledger.transient(sizes.values(i) * out_elem);
+            }
             let out = ledger.alloc(sizes.values(i) * out_elem);
             ledger.transient(sizes.workspace(i)?);
             if out_elem > stored {
@@ -256,10 +268,13 @@ pub fn plan_memory(
                 }
             }
         } else if let Some(dy) = grads[i].take() {
-            let widens = sizes.widens(i);
-            // An f32-only node reads an f32 copy of the output gradient, which replaces it.
+            let synchronised = sizes.synchronised(i, plan.mode);
+            let widens = sizes.widens(i) || (synchronised && stored < elem);
+            // An f32-only node reads an f32 copy of the output gradient, which replaces it; a
+            // synchronised batch norm widens its own copy beside it.
             let wide_dy = widens.then(|| ledger.alloc(sizes.out(i)));
-            if widens {
+            let replaced = widens && !synchronised;
+            if replaced {
                 ledger.release(dy);
             }
             // Parameter gradients stay until the optimiser step.
@@ -286,6 +301,12 @@ pub fn plan_memory(
                     }
                 }
             }
+            if synchronised {
+                let x = node.inputs[0];
+                let wide_x = if value_elem[x] < elem { sizes.out(x) } else { 0 };
+                let grad = sizes.values(x) * if widens { elem } else { value_elem[x] };
+                ledger.transient(wide_x + 3 * grad);
+            }
             ledger.transient(sizes.workspace(i)?);
             sends = sends
                 .into_iter()
@@ -294,9 +315,11 @@ pub fn plan_memory(
                     (j, store(&mut ledger, &sizes, b, j, held))
                 })
                 .collect();
-            match wide_dy {
-                Some(b) => ledger.release(b),
-                None => ledger.release(dy),
+            if let Some(b) = wide_dy {
+                ledger.release(b);
+            }
+            if !replaced {
+                ledger.release(dy);
             }
         }
         for (j, b) in sends {

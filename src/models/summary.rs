@@ -89,12 +89,12 @@ pub fn summarize(graph: &Graph, batch: usize, fusion: bool) -> Result<ModelSumma
     };
     let plan = Plan::new(trained, Mode::Train, trains, false);
     let workspace_bytes = DEFAULT_WORKSPACE_MB << 20;
-    let memory = plan_memory(trained, &plan, batch, F32_BYTES, F32_BYTES, ConvWorkspace::columns(workspace_bytes), trains)?;
+    let memory = plan_memory(trained, &plan, batch, F32_BYTES, F32_BYTES, ConvWorkspace::columns(workspace_bytes), false, trains)?;
     // A GPU trains channels-last by default (`Device::default_layout`), so its figures plan that graph.
     let on_gpu = channels_last(trained);
     let gpu_plan = Plan::new(&on_gpu, Mode::Train, trains, false);
     let gpu = ConvWorkspace::ImplicitGemm { gemm_sms: DEFAULT_SIM_MULTIPROCESSORS };
-    let gpu_memory = plan_memory(&on_gpu, &gpu_plan, batch, F32_BYTES, F32_BYTES, gpu, trains)?;
+    let gpu_memory = plan_memory(&on_gpu, &gpu_plan, batch, F32_BYTES, F32_BYTES, gpu, false, trains)?;
     let mut gpu_workspace_bytes = 0;
     for (id, node) in on_gpu.nodes.iter().enumerate().skip(1) {
         gpu_workspace_bytes = gpu_workspace_bytes.max(node.op.workspace_bytes(&on_gpu.input_shapes(id), batch, F32_BYTES, gpu, on_gpu.layout)?);

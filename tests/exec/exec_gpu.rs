@@ -86,7 +86,7 @@ fn op_zoo_step_matches_cpu() {
 }
 
 /// The memory planner's prediction holds for the GPU backend's workspaces too, those of the
-/// tensor-core convolutions at bf16 included.
+/// tensor-core convolutions at bf16 and synchronised batch norms included.
 #[test]
 fn planned_peak_bounds_gpu_peak() {
     use ferronet::exec::Mode;
@@ -104,10 +104,16 @@ fn planned_peak_bounds_gpu_peak() {
         // Channels-last depthwise convolutions reading and writing 16-bit activations.
         (inverted_residual(), Precision::Bf16, Nhwc),
     ];
-    for (graph, precision, layout) in cases {
+    // Synchronised batch norms (a group of one process): their extra passes and temporaries.
+    let synchronised = [(residual_block(), Precision::Fp32, Nchw), (residual_block(), Precision::Bf16, Nhwc)];
+    let cases = cases.into_iter().map(|c| (c, false)).chain(synchronised.into_iter().map(|c| (c, true)));
+    for ((graph, precision, layout), sync_bn) in cases {
         let x: Vec<f32> = batch(&graph, N, 4).iter().map(|&v| v as f32).collect();
         let y = labels(N, graph.num_classes());
         let mut gpu = Executor::<f32, _>::new(gpu(), graph.clone(), 7).unwrap().in_layout(layout);
+        if sync_bn {
+            gpu.synchronise_batch_norms(std::sync::Arc::new(ferronet::dist::ProcessGroup::alone()));
+        }
         gpu.set_precision(precision);
         let planned = gpu.planned_peak_bytes(N, Mode::Train, gpu.backend().conv_workspace()).unwrap();
         gpu.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
