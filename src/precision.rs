@@ -88,6 +88,10 @@ impl Precision {
             Precision::Fp32 => None,
         }
     }
+    /// Whether a GPU of compute capability `cc` has tensor cores for the format.
+    pub fn has_tensor_cores_on(self, cc: (i32, i32)) -> bool {
+        self.tensor_core_compute_capability().is_some_and(|need| cc >= need)
+    }
 
     /// Whether convolution and linear operands are rounded (every format but fp32).
     pub fn rounds_gemm_operands(self) -> bool {

@@ -326,8 +326,7 @@ impl Device<f32> for GpuBackend {
     /// bf16 from compute capability 8.0 (bf16 tensor cores came with Ampere); fp16 on Turing
     /// (7.5), whose tensor cores take f16 only (with dynamic loss scaling, `train::loss_scale`).
     fn default_precision(&self) -> Precision {
-        let bf16_tensor_cores = Precision::Bf16.tensor_core_compute_capability().is_some_and(|need| self.driver.compute_capability() >= need);
-        if bf16_tensor_cores {
+        if Precision::Bf16.has_tensor_cores_on(self.driver.compute_capability()) {
             Precision::Bf16
         } else {
             Precision::Fp16
@@ -336,7 +335,7 @@ impl Device<f32> for GpuBackend {
     fn check_precision(&self, precision: Precision) -> Result<()> {
         let (major, minor) = self.driver.compute_capability();
         match precision.tensor_core_compute_capability() {
-            Some((need_major, need_minor)) if (major, minor) < (need_major, need_minor) => Err(Error::config(format!(
+            Some((need_major, need_minor)) if !precision.has_tensor_cores_on((major, minor)) => Err(Error::config(format!(
                 "--precision {} needs a GPU of compute capability {need_major}.{need_minor} or newer (its tensor cores); \
                  this one is {major}.{minor}: choose --precision {} or fp32",
                 precision.name(),

@@ -59,13 +59,13 @@ impl TcInput {
     }
     /// Whether a device of compute capability `cc` has tensor cores for this format.
     pub fn runs_on(self, cc: (i32, i32)) -> bool {
-        cc >= self.min_compute_capability()
+        self.precision().has_tensor_cores_on(cc)
     }
     /// `Ok` when a device of compute capability `cc` has tensor cores for this format, else the
     /// one-line refusal naming `what` would run on them.
     pub fn check_device(self, what: &str, (major, minor): (i32, i32)) -> Result<()> {
-        let (need_major, need_minor) = self.min_compute_capability();
-        if (major, minor) < (need_major, need_minor) {
+        if !self.runs_on((major, minor)) {
+            let (need_major, need_minor) = self.min_compute_capability();
             return Err(Error::device(format!(
                 "the {what} at {} needs a GPU of compute capability {need_major}.{need_minor} or newer (its tensor cores); this one is {major}.{minor}",
                 self.precision().name()
