@@ -369,8 +369,10 @@ extern "C" __global__ void __launch_bounds__(256)
 }
 
 // One thread per input element, idx = ((n * H + ih) * W + iw) * C + c: dy gathered over the
-// channel's `mult` output channels and every tap whose output reads the element.
-extern "C" __global__ void __launch_bounds__(256)
+// channel's `mult` output channels and every tap whose output reads the element. The minimum of
+// one block per SM leaves ptxas free to use the 64 registers it needs: without it, sm_80's ptxas
+// aimed at 32 and spilled.
+extern "C" __global__ void __launch_bounds__(256, 1)
     depthwise_nhwc_backward_data(const void* __restrict__ dy, int dy_format, const float* __restrict__ wt,
                                  void* __restrict__ dx, int dx_format, int N, int C, int H, int W, int mult, int KH,
                                  int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW) {

@@ -12,8 +12,8 @@
 // The 64x64 kernels promise four blocks per SM: that caps registers at 64 (ptxas needs no spills
 // for that) to keep 32 warps resident for latency hiding; the host's split-K planner
 // (src/ops/gemm/mod.rs, GemmTile::blocks_per_sm) counts on these minimums. The 128x128 ones
-// (suffix _128) promise one: their 8x8 micro-tile and its operand addresses need about 200
-// registers (ptxas spills 350-530 bytes at the 128 of two), so one block of 8 warps runs per SM
+// (suffix _128) promise one: their 8x8 micro-tile and its operand addresses need 130-160
+// registers (more than the 128 of two), so one block of 8 warps runs per SM
 // and the 64 independent accumulators of each thread hide the latency instead. The 64x128 ones
 // (suffix _64x128, 4x8 per thread) promise two. The 64x64 split kernels promise three: the
 // slice's bounds need the registers that the 64-register cap of four would spill.

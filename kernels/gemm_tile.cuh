@@ -15,7 +15,10 @@
 // (`GemmIm2col`: no column buffer in memory). Global loads are float4 when the policy allows it
 // (`vectorizable`, and `load4` reads elements (r, c..c+3)) and the host says the operand is
 // 16-byte aligned with rows of a multiple of 4 floats; scalar and bounds-checked at the edges
-// otherwise.
+// otherwise. A vectorizable operand keeps its float4 layout when the host cannot vouch for the
+// alignment and gathers the same 4 elements one at a time: a main loop that could take either
+// layout at run time held both layouts' addresses (about 90 more registers in the 128x128 tile,
+// spills on sm_90).
 #pragma once
 #include "common.cuh"
 #include "stored.cuh"
@@ -241,25 +244,25 @@ __device__ __forceinline__ void gemm_slot(int i, bool vec, int& row, int& k) {
 
 // Loads this thread's share of the slice at (tile_start, k0) into registers, zero outside the
 // matrix (extent rows, K deep). The storage element of (row, k) is (row, k) when
-// CONTIGUOUS_IN_K, else (k, row).
+// CONTIGUOUS_IN_K, else (k, row). A vectorizable operand's float4s are single loads when `vec`
+// (the host's alignment flag), else gathered.
 template <bool CONTIGUOUS_IN_K, int ROWS, class Operand>
 __device__ __forceinline__ GemmFrag<ROWS> gemm_fetch(const Operand& op, int tile_start, int extent, int k0,
                                                      int K, bool vec) {
     GemmFrag<ROWS> frag;
     int row, k;
     if constexpr (Operand::vectorizable) {
-        if (vec) {
 #pragma unroll
-            for (int q = 0; q < ROWS / 64; ++q) {
-                gemm_slot<CONTIGUOUS_IN_K, ROWS>(q * 4, true, row, k);
-                row += tile_start;
-                k += k0;
-                int avail = CONTIGUOUS_IN_K ? (row < extent ? K - k : 0) : (k < K ? extent - row : 0);
-                frag.v[q] = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
-                                       : (CONTIGUOUS_IN_K ? op.load4(row, k, avail) : op.load4(k, row, avail));
-            }
-            return frag;
+        for (int q = 0; q < ROWS / 64; ++q) {
+            gemm_slot<CONTIGUOUS_IN_K, ROWS>(q * 4, true, row, k);
+            row += tile_start;
+            k += k0;
+            int avail = CONTIGUOUS_IN_K ? (row < extent ? K - k : 0) : (k < K ? extent - row : 0);
+            const int r = CONTIGUOUS_IN_K ? row : k, c = CONTIGUOUS_IN_K ? k : row;
+            frag.v[q] = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
+                                   : (vec ? op.load4(r, c, avail) : gemm_gather4(op, r, c, avail));
         }
+        return frag;
     }
 #pragma unroll
     for (int q = 0; q < ROWS / 64; ++q) {
@@ -277,7 +280,8 @@ __device__ __forceinline__ GemmFrag<ROWS> gemm_fetch(const Operand& op, int tile
     return frag;
 }
 
-// Stores a fetched share into the k-major tile `s` (GEMM_BK rows of ROWS + GEMM_PAD).
+// Stores a fetched share into the k-major tile `s` (GEMM_BK rows of ROWS + GEMM_PAD); `vec`: the
+// share is in the float4 layout (a vectorizable operand's, aligned or gathered).
 template <bool CONTIGUOUS_IN_K, int ROWS>
 __device__ __forceinline__ void gemm_stash(float (*s)[ROWS + GEMM_PAD], const GemmFrag<ROWS>& frag, bool vec) {
 #pragma unroll
@@ -327,8 +331,7 @@ __device__ __forceinline__ void gemm_tile(const OperandA& a, const OperandB& b, 
     int n0 = blockIdx.x * BN;
     int tx = threadIdx.x % 16;
     int ty = threadIdx.x / 16;
-    const bool va = OperandA::vectorizable && vec_a;
-    const bool vb = OperandB::vectorizable && vec_b;
+    constexpr bool va = OperandA::vectorizable, vb = OperandB::vectorizable;
 
     float acc[4 * SM][4 * SN];
 #pragma unroll
@@ -336,15 +339,15 @@ __device__ __forceinline__ void gemm_tile(const OperandA& a, const OperandB& b, 
 #pragma unroll
         for (int j = 0; j < 4 * SN; ++j) acc[i][j] = 0.f;
 
-    GemmFrag<BM> next_a = gemm_fetch<A_IN_K, BM>(a, m0, M, k_begin, k_end, va);
-    GemmFrag<BN> next_b = gemm_fetch<B_IN_K, BN>(b, n0, N, k_begin, k_end, vb);
+    GemmFrag<BM> next_a = gemm_fetch<A_IN_K, BM>(a, m0, M, k_begin, k_end, vec_a);
+    GemmFrag<BN> next_b = gemm_fetch<B_IN_K, BN>(b, n0, N, k_begin, k_end, vec_b);
     for (int k0 = k_begin; k0 < k_end; k0 += GEMM_BK) {
         gemm_stash<A_IN_K, BM>(As, next_a, va);
         gemm_stash<B_IN_K, BN>(Bs, next_b, vb);
         __syncthreads();
         if (k0 + GEMM_BK < k_end) {
-            next_a = gemm_fetch<A_IN_K, BM>(a, m0, M, k0 + GEMM_BK, k_end, va);
-            next_b = gemm_fetch<B_IN_K, BN>(b, n0, N, k0 + GEMM_BK, k_end, vb);
+            next_a = gemm_fetch<A_IN_K, BM>(a, m0, M, k0 + GEMM_BK, k_end, vec_a);
+            next_b = gemm_fetch<B_IN_K, BN>(b, n0, N, k0 + GEMM_BK, k_end, vec_b);
         }
 #pragma unroll
         for (int kk = 0; kk < GEMM_BK; ++kk) {

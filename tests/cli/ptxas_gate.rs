@@ -1,8 +1,8 @@
-//! The register/spill gate: every embedded kernel module is assembled by ptxas for the
-//! architectures whose devices load it: a module built for compute_75 alone (it serves every
-//! GPU) for sm_75 and sm_86; one of several builds of a source from its architecture up to the
-//! next build's, among sm_75, sm_80, sm_86, sm_89 and sm_90 (the tensor-core modules' compute_75
-//! build is Turing's alone, their compute_80 build Ampere's to Hopper's). Any spill or
+//! The register/spill gate: every embedded kernel module is assembled by ptxas for each of sm_75,
+//! sm_80, sm_86, sm_89 and sm_90 whose devices load it: a module built for compute_75 alone (it
+//! serves every GPU) for all five; one of several builds of a source from its architecture up to
+//! the next build's (the tensor-core modules' compute_75 build is Turing's alone, their
+//! compute_80 build Ampere's to Hopper's). Any spill or
 //! local-memory use fails the test. The per-kernel resources are tabled
 //! in the committed kernels/RESOURCES.md, which the test checks against what ptxas reports: a
 //! stale table fails, naming the command that regenerates it,
@@ -14,7 +14,7 @@
 //! missing ptxas fails the test: CI installs it.
 
 use ferronet::device::modules::{KernelModule, MODULES};
-use ferronet::device::nvrtc::{python_wheel_dir, BASE_COMPUTE_CAPABILITY};
+use ferronet::device::nvrtc::python_wheel_dir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,9 +24,6 @@ const GATED: [((i32, i32), &str); 5] = [((7, 5), "sm_75"), ((8, 0), "sm_80"), ((
 /// The architectures a module is assembled for (see the module comment).
 fn arches(module: &KernelModule) -> Vec<&'static str> {
     let builds: Vec<(i32, i32)> = MODULES.iter().filter(|m| m.name == module.name).map(|m| m.compute_capability).collect();
-    if builds == [BASE_COMPUTE_CAPABILITY] {
-        return vec!["sm_75", "sm_86"];
-    }
     let next = builds.into_iter().filter(|&cc| cc > module.compute_capability).min();
     GATED.iter().filter(|&&(cc, _)| cc >= module.compute_capability && next.is_none_or(|next| cc < next)).map(|&(_, arch)| arch).collect()
 }
@@ -106,7 +103,7 @@ fn assemble(ptxas: &Path, module: &KernelModule, arch: &str, problems: &mut Vec<
         problems.push(format!("module {}: no build-time PTX (NVRTC was missing when ferronet was built)", module.name));
         return Vec::new();
     };
-    let file = std::env::temp_dir().join(format!("ferronet-gate-{}-{}-{arch}.ptx", std::process::id(), module.name));
+    let file = std::env::temp_dir().join(format!("ferronet-gate-{}-{}-{}{}-{arch}.ptx", std::process::id(), module.name, module.compute_capability.0, module.compute_capability.1));
     std::fs::write(&file, ptx).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
     let result = Command::new(ptxas)
         .arg(format!("-arch={arch}"))
@@ -161,13 +158,30 @@ fn every_kernel_assembles_without_spills_or_local_memory() {
         ptxas.display()
     );
     assert!(!MODULES.is_empty(), "no kernel modules are embedded");
-    let mut problems = Vec::new();
-    let mut rows = Vec::new();
-    for module in MODULES {
-        for arch in arches(module) {
-            rows.extend(assemble(&ptxas, module, arch, &mut problems));
+    // ptxas is single-threaded: the assemblies are shared among the machine's cores.
+    let jobs: Vec<(&KernelModule, &str)> = MODULES.iter().flat_map(|m| arches(m).into_iter().map(move |a| (m, a))).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (mut problems, mut rows) = (Vec::new(), Vec::new());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut problems, mut rows) = (Vec::new(), Vec::new());
+                    while let Some(&(module, arch)) = jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                        rows.extend(assemble(&ptxas, module, arch, &mut problems));
+                    }
+                    (problems, rows)
+                })
+            })
+            .collect();
+        for handle in handles {
+            let (p, r) = handle.join().expect("a ptxas worker panicked");
+            problems.extend(p);
+            rows.extend(r);
         }
-    }
+    });
+    problems.sort();
     rows.sort_by(|a, b| (&a.module, &a.kernel, &a.arch).cmp(&(&b.module, &b.kernel, &b.arch)));
 
     let table = markdown(&rows);
