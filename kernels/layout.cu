@@ -1,27 +1,59 @@
 // Channels-first <-> channels-last conversion as a batched transpose: image blockIdx.z's
-// [rows, cols] matrix x becomes the [cols, rows] matrix y. A 32 x 8 block moves one 32x32 tile
-// through shared memory, so a warp reads 32 consecutive columns of x and writes 32 consecutive
-// rows of y; the tile's extra column keeps the transposed reads off a single bank. x and y are in
-// their stored formats (kernels/stored.cuh): a move rounds nothing, so y equals x bit for bit.
+// [rows, cols] matrix x becomes the [cols, rows] matrix y. A block of 256 threads moves one
+// 64x64 tile through shared memory, each thread 4 consecutive values per access: 16 bytes of f32
+// or 8 of bf16/fp16 where the host's `vec_x` / `vec_y` say the matrix's rows are multiples of 4
+// values and its buffer 16-byte aligned (else, and past a partial group at an edge, value by
+// value). x
+// and y are in their stored formats (kernels/stored.cuh): a move rounds nothing, so y equals x
+// bit for bit.
+//
+// Each warp pass reads 4 rows x 32 columns (lane / 8 the row, lane % 8 the group of 4 columns)
+// and writes 4 columns x 32 rows (lane / 8 the column, lane % 8 the group of 4 rows). With the
+// tile's row of 65 floats, a lane's shared address is congruent mod 32 banks to its row + 4 x its
+// group (+ the value's place in the group): the 32 lanes of every shared access hit 32 banks.
 #include "common.cuh"
 #include "stored.cuh"
 
-#define TILE 32
-#define ROWS_PER_PASS 8
+#define TILE 64
+#define GROUP 4
+#define PASSES 4  // (TILE * TILE / GROUP) / 256 threads
 
-extern "C" __global__ void transpose_images(const void* __restrict__ x, int x_format, void* __restrict__ y, int y_format,
-                                            int rows, int cols) {
+extern "C" __global__ void __launch_bounds__(256)
+    transpose_images(const void* __restrict__ x, int x_format, void* __restrict__ y, int y_format, int rows, int cols,
+                     int vec_x, int vec_y) {
     __shared__ float tile[TILE][TILE + 1];
-    const size_t image = (size_t)blockIdx.z * rows * cols;
-    const int r0 = blockIdx.y * TILE;
-    const int c0 = blockIdx.x * TILE;
-    for (int r = threadIdx.y; r < TILE; r += ROWS_PER_PASS) {
-        int row = r0 + r, col = c0 + threadIdx.x;
-        if (row < rows && col < cols) tile[r][threadIdx.x] = ferro_load(x, image + (size_t)row * cols + col, x_format);
+    const long long image = (long long)blockIdx.z * rows * cols;
+    const int r0 = blockIdx.y * TILE, c0 = blockIdx.x * TILE;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+        const int piece = warp + 8 * p;  // 32 pieces of 4 rows x 32 columns
+        const int r = (piece / 2) * 4 + lane / 8, c = (piece % 2) * 32 + (lane % 8) * GROUP;
+        const int row = r0 + r, col = c0 + c;
+        if (row >= rows) continue;
+        const long long i = image + (long long)row * cols + col;
+        if (vec_x && col + GROUP <= cols) {
+            const float4 v = ferro_load4(x, i, x_format);
+            tile[r][c] = v.x;
+            tile[r][c + 1] = v.y;
+            tile[r][c + 2] = v.z;
+            tile[r][c + 3] = v.w;
+        } else {
+            for (int j = 0; j < GROUP && col + j < cols; ++j) tile[r][c + j] = ferro_load(x, i + j, x_format);
+        }
     }
     __syncthreads();
-    for (int c = threadIdx.y; c < TILE; c += ROWS_PER_PASS) {
-        int col = c0 + c, row = r0 + threadIdx.x;
-        if (row < rows && col < cols) ferro_store(y, image + (size_t)col * rows + row, tile[threadIdx.x][c], y_format);
+#pragma unroll
+    for (int p = 0; p < PASSES; ++p) {
+        const int piece = warp + 8 * p;  // 32 pieces of 4 columns x 32 rows
+        const int c = (piece / 2) * 4 + lane / 8, r = (piece % 2) * 32 + (lane % 8) * GROUP;
+        const int col = c0 + c, row = r0 + r;
+        if (col >= cols) continue;
+        const long long i = image + (long long)col * rows + row;
+        if (vec_y && row + GROUP <= rows) {
+            ferro_store4(y, i, make_float4(tile[r][c], tile[r + 1][c], tile[r + 2][c], tile[r + 3][c]), y_format);
+        } else {
+            for (int j = 0; j < GROUP && row + j < rows; ++j) ferro_store(y, i + j, tile[r + j][c], y_format);
+        }
     }
 }

@@ -92,6 +92,15 @@ impl Precision {
     pub fn has_tensor_cores_on(self, cc: (i32, i32)) -> bool {
         self.tensor_core_compute_capability().is_some_and(|need| cc >= need)
     }
+    /// Why a GPU of compute capability `cc` cannot run the format on tensor cores ("needs a GPU
+    /// of compute capability 8.0 or newer (its tensor cores); this one is 7.5"), or None when it
+    /// can or the format (fp32) needs none: the clause of every such refusal.
+    pub fn missing_tensor_cores(self, (major, minor): (i32, i32)) -> Option<String> {
+        let (need_major, need_minor) = self.tensor_core_compute_capability()?;
+        (!self.has_tensor_cores_on((major, minor))).then(|| {
+            format!("needs a GPU of compute capability {need_major}.{need_minor} or newer (its tensor cores); this one is {major}.{minor}")
+        })
+    }
 
     /// Whether convolution and linear operands are rounded (every format but fp32).
     pub fn rounds_gemm_operands(self) -> bool {
@@ -169,6 +178,18 @@ pub fn round_tf32(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensor_core_refusals_name_the_capability_needed_and_the_device_s() {
+        assert_eq!(
+            Precision::Bf16.missing_tensor_cores((7, 5)).as_deref(),
+            Some("needs a GPU of compute capability 8.0 or newer (its tensor cores); this one is 7.5")
+        );
+        assert_eq!(Precision::Tf32.missing_tensor_cores((8, 6)), None);
+        assert_eq!(Precision::Fp16.missing_tensor_cores((7, 5)), None);
+        assert!(Precision::Fp16.missing_tensor_cores((7, 0)).is_some());
+        assert_eq!(Precision::Fp32.missing_tensor_cores((5, 0)), None);
+    }
 
     #[test]
     fn bf16_rounds_to_nearest_even() {

@@ -333,15 +333,13 @@ impl Device<f32> for GpuBackend {
         }
     }
     fn check_precision(&self, precision: Precision) -> Result<()> {
-        let (major, minor) = self.driver.compute_capability();
-        match precision.tensor_core_compute_capability() {
-            Some((need_major, need_minor)) if !precision.has_tensor_cores_on((major, minor)) => Err(Error::config(format!(
-                "--precision {} needs a GPU of compute capability {need_major}.{need_minor} or newer (its tensor cores); \
-                 this one is {major}.{minor}: choose --precision {} or fp32",
+        match precision.missing_tensor_cores(self.driver.compute_capability()) {
+            Some(why) => Err(Error::config(format!(
+                "--precision {} {why}: choose --precision {} or fp32",
                 precision.name(),
                 self.default_precision().name()
             ))),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
     fn begin_capture(&self) -> Result<()> {

@@ -53,25 +53,17 @@ impl TcInput {
             Precision::Fp32 => None,
         }
     }
-    /// The oldest GPU whose tensor cores take this format (`Precision::tensor_core_compute_capability`).
-    pub fn min_compute_capability(self) -> (i32, i32) {
-        self.precision().tensor_core_compute_capability().expect("every tensor-core input is a reduced precision")
-    }
     /// Whether a device of compute capability `cc` has tensor cores for this format.
     pub fn runs_on(self, cc: (i32, i32)) -> bool {
         self.precision().has_tensor_cores_on(cc)
     }
     /// `Ok` when a device of compute capability `cc` has tensor cores for this format, else the
     /// one-line refusal naming `what` would run on them.
-    pub fn check_device(self, what: &str, (major, minor): (i32, i32)) -> Result<()> {
-        if !self.runs_on((major, minor)) {
-            let (need_major, need_minor) = self.min_compute_capability();
-            return Err(Error::device(format!(
-                "the {what} at {} needs a GPU of compute capability {need_major}.{need_minor} or newer (its tensor cores); this one is {major}.{minor}",
-                self.precision().name()
-            )));
+    pub fn check_device(self, what: &str, cc: (i32, i32)) -> Result<()> {
+        match self.precision().missing_tensor_cores(cc) {
+            Some(why) => Err(Error::device(format!("the {what} at {} {why}", self.precision().name()))),
+            None => Ok(()),
         }
-        Ok(())
     }
     /// The run precision whose GEMM operands take this format (the inverse of `for_precision`).
     pub fn precision(self) -> Precision {
