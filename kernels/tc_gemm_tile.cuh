@@ -22,8 +22,12 @@
 // - contiguous in k and vectorisable (the host vouches for 16-byte alignment): float4s, eight
 //   lanes per 128-byte row segment;
 // - contiguous in k, scalar: lanes along k (a warp reads one row's 32 consecutive elements);
-// - contiguous along the rows (an im2col matrix's pixels): lanes along the rows, each gathering
-//   one 16-byte chunk of k for its row and storing it at once.
+// - contiguous along the rows and vectorisable (a channels-last operand read as K x rows: the
+//   weight gradient's dy and im2col(x)): 4 consecutive rows of one k per load (8 bytes of 16-bit
+//   values, 16 of f32; gathered one by one when the host cannot vouch for the alignment), a few
+//   consecutive k per thread, stored as each row's piece of a chunk;
+// - contiguous along the rows, not vectorisable (an im2col matrix's pixels): lanes along the
+//   rows, each gathering one 16-byte chunk of k for its row and storing it at once.
 #pragma once
 #include "gemm_tile.cuh"
 #include "tensor_core.cuh"
@@ -123,8 +127,37 @@ struct TcSlice {
         row = idx % ROWS;
         k = (idx / ROWS) * S::PER_CHUNK;
     }
+    // A vectorisable operand contiguous along the rows: 4 consecutive rows (from `row`) of
+    // ROWS4_K consecutive k (from `k`) per thread. A warp takes 8 k groups of 4 row groups, so
+    // each k's loads cover 16 consecutive rows (32 bytes at 16 bits: whole sectors); the warps
+    // take the remaining k groups, then rows.
+    static constexpr int ROWS4_K = ELEMS / 4;
+    static constexpr int K_GROUPS = S::BK / ROWS4_K;
+    static_assert(K_GROUPS % 8 == 0, "whole warps of 8 k groups");
+    static __device__ __forceinline__ void rows4_at(int& row, int& k) {
+        const int t = threadIdx.x, warp = t / 32, k_warps = K_GROUPS / 8;
+        k = (t % 8 + 8 * (warp % k_warps)) * ROWS4_K;
+        row = ((t / 8) % 4 + 4 * (warp / k_warps)) * 4;
+    }
 
     __device__ __forceinline__ void fetch(const Operand& op, int row0, int rows, int k0, int k_end, bool vec) {
+        if constexpr (!IN_K && Operand::vectorizable) {
+            int row, k;
+            rows4_at(row, k);
+            row += row0;
+            k += k0;
+#pragma unroll
+            for (int e = 0; e < ROWS4_K; ++e) {
+                const int avail = k + e < k_end ? rows - row : 0;
+                const float4 f = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
+                                            : (vec ? op.load4(k + e, row, avail) : gemm_gather4(op, k + e, row, avail));
+                v[4 * e] = f.x;
+                v[4 * e + 1] = f.y;
+                v[4 * e + 2] = f.z;
+                v[4 * e + 3] = f.w;
+            }
+            return;
+        }
         if constexpr (IN_K && Operand::vectorizable) {
             if (vec) {
 #pragma unroll
@@ -168,6 +201,24 @@ struct TcSlice {
 
     __device__ __forceinline__ void stash(unsigned char* tile, bool vec) const {
         int row, k;
+        if constexpr (!IN_K && Operand::vectorizable) {
+            // Row j of the 4 goes to its k-contiguous row of the tile. A row group whose two
+            // lowest bits differ stores its rows rotated by one: then each store's lanes hold rows
+            // of both parities (the two halves of the banks, 64-byte rows) and of both swizzle
+            // pairs, and with the k groups' chunks cover every bank equally (the fewest
+            // wavefronts at 16-bit and tf32, 64- and 128-row tiles).
+            rows4_at(row, k);
+            const bool odd = ((row / 4) ^ (row / 8)) & 1;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int rotated = (j + 1) & 3;
+                float w[ROWS4_K];
+#pragma unroll
+                for (int e = 0; e < ROWS4_K; ++e) w[e] = odd ? v[4 * e + rotated] : v[4 * e + j];
+                tc_store_elements<IN, ROWS4_K>(tile + S::offset(row + (odd ? rotated : j), k), w);
+            }
+            return;
+        }
         if (IN_K && Operand::vectorizable && vec) {
 #pragma unroll
             for (int q = 0; q < QUADS; ++q) {

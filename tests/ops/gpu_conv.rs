@@ -361,7 +361,8 @@ fn channels_last_convolution_reads_and_writes_16_bit_activations() {
         let within = Agreement::Within { atol: tol, rtol: tol };
         for (i, config) in configs.into_iter().enumerate() {
             let sms = if i == 3 { 4 } else { SimOptions::default().multiprocessors };
-            let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: sms, ..SimOptions::default() }))), p);
+            let driver = Arc::new(SimDriver::new(SimOptions { multiprocessors: sms, ..SimOptions::default() }));
+            let gpu = at_precision(GpuBackend::new(driver.clone()), p);
             let stored = StoredPrecision::new(&gpu, &cpu, p);
             let g = geom(config).with_layout(Layout::Nhwc);
             let nchw = g.with_layout(Layout::Nchw);
@@ -379,8 +380,17 @@ fn channels_last_convolution_reads_and_writes_16_bit_activations() {
             let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
             let want = stored.as_stored(cpu.conv2d_backward_data(&cdy, &cw, &nchw).unwrap());
             stored.compare(&what("backward data"), &as_nchw("dx", &dx, g.c_in, in_plane), &want, within);
+            driver.take_launch_stats();
             let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
             assert_close(&what("backward filter"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &nchw).unwrap(), ATOL, RTOL);
+            // The weight gradient reads dy and im2col(x) along their rows (4 channels per load
+            // where the channel counts allow) and stores them k-contiguous without bank conflicts.
+            let stats = driver.take_launch_stats();
+            let on_tensor_cores: Vec<_> = stats.iter().filter(|s| s.kernel.contains("_tc_")).collect();
+            assert!(!on_tensor_cores.is_empty(), "{}: the weight gradient ran on the CUDA cores", what("backward filter"));
+            for s in on_tensor_cores {
+                assert_eq!(s.bank_conflicts, 0, "{} {}", what("backward filter"), s.kernel);
+            }
             let db = gpu.conv2d_backward_bias(&gdy, &g).unwrap();
             assert_close(&what("backward bias"), &gpu.download(&db).unwrap(), &cpu.conv2d_backward_bias(&cdy, &nchw).unwrap(), ATOL, RTOL);
             let log = gpu.take_kernel_log();
