@@ -362,72 +362,159 @@ __device__ __forceinline__ ChannelRows bn_rows(int C, int rows, int rows_per_spl
     return cr;
 }
 
-// Writes a block's two per-channel totals as the [C, splits] partials `first` and `second`.
-__device__ __forceinline__ void bn_rows_store(const float (&acc)[2], const ChannelRows& cr, int split, int splits,
+// Writes a block's two per-channel totals of the thread's V channels (acc[k] and acc[V + k] of
+// channel cr.c + k) as the [C, splits] partials `first` and `second`.
+template <int V>
+__device__ __forceinline__ void bn_rows_store(const float (&acc)[2 * V], const ChannelRows& cr, int split, int splits,
                                               float* __restrict__ first, float* __restrict__ second) {
     if (threadIdx.x >= cr.lanes) return;
-    first[cr.c * splits + split] = acc[0];
-    second[cr.c * splits + split] = acc[1];
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        first[(cr.c + k) * splits + split] = acc[k];
+        second[(cr.c + k) * splits + split] = acc[V + k];
+    }
+}
+
+// The thread's V per-channel f32 values from channel c: one 16-byte load where p + c is aligned
+// (a warp's 8 threads of 4 channels then read 128 contiguous bytes, as 32 threads of one), else
+// one by one; 0 for a null p (a value the caller does not use).
+template <int V>
+__device__ __forceinline__ void bn_channel_values(const float* __restrict__ p, int c, float (&v)[4]) {
+    if (p == nullptr) {
+#pragma unroll
+        for (int k = 0; k < V; ++k) v[k] = 0.0f;
+        return;
+    }
+    if (V == 4 && (reinterpret_cast<size_t>(p + c) & 15) == 0) {
+        const float4 q = *reinterpret_cast<const float4*>(p + c);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+        return;
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) v[k] = p[c + k];
 }
 
 // Per (row range, channel): the range's mean and M2, shifted by the range's first value of the
-// channel as bn_partial_stats does.
+// channel as bn_partial_stats does. With C a multiple of 4 a thread takes 4 consecutive channels
+// (8 bytes of 16-bit values per load), as the pointwise passes below.
+template <int V>
+__device__ __forceinline__ void bn_partial_stats_rows_body(const void* __restrict__ x, int x_fmt,
+                                                           float* __restrict__ part_mean, float* __restrict__ part_m2,
+                                                           int C, int rows, int rows_per_split, int chunks, int splits,
+                                                           float (*scratch)[CR_THREADS]) {
+    int split, end;
+    const ChannelRows cr = bn_rows<V>(C, rows, rows_per_split, chunks, &split, &end);
+    const int begin = split * rows_per_split;
+    float shift[4];
+    bn_load(x, x_fmt, begin * C + cr.c, V, shift);
+    float acc[2 * V] = {};
+    if (cr.active) {
+        for (int r = cr.row; r < end; r += cr.step) {
+            float v[4];
+            bn_load(x, x_fmt, r * C + cr.c, V, v);
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                const float d = v[k] - shift[k];
+                acc[k] += d;
+                acc[V + k] += d * d;
+            }
+        }
+    }
+    channel_rows_total<2 * V>(acc, cr, scratch);
+    const float len = (float)(end - begin);
+    float stats[2 * V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        stats[k] = shift[k] + acc[k] / len;
+        stats[V + k] = fmaxf(acc[V + k] - acc[k] * acc[k] / len, 0.0f);
+    }
+    bn_rows_store<V>(stats, cr, split, splits, part_mean, part_m2);
+}
+
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
     bn_partial_stats_rows(const void* __restrict__ x, int x_fmt, float* __restrict__ part_mean,
                           float* __restrict__ part_m2, int C, int rows, int rows_per_split, int chunks, int splits) {
-    __shared__ float scratch[2][CR_THREADS];
-    int split, end;
-    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
-    const int begin = split * rows_per_split;
-    const float shift = ferro_load(x, (size_t)begin * C + cr.c, x_fmt);
-    float acc[2] = {0.0f, 0.0f};
-    if (cr.active) {
-        for (int r = cr.row; r < end; r += cr.step) {
-            const float d = ferro_load(x, (size_t)r * C + cr.c, x_fmt) - shift;
-            acc[0] += d;
-            acc[1] += d * d;
-        }
+    __shared__ float scratch[2 * 4][CR_THREADS];
+    if (C % 4 == 0) {
+        bn_partial_stats_rows_body<4>(x, x_fmt, part_mean, part_m2, C, rows, rows_per_split, chunks, splits, scratch);
+    } else {
+        bn_partial_stats_rows_body<1>(x, x_fmt, part_mean, part_m2, C, rows, rows_per_split, chunks, splits, scratch);
     }
-    channel_rows_total<2>(acc, cr, scratch);
-    const float len = (float)(end - begin);
-    const float stats[2] = {shift + acc[0] / len, fmaxf(acc[1] - acc[0] * acc[0] / len, 0.0f)};
-    bn_rows_store(stats, cr, split, splits, part_mean, part_m2);
+}
+
+// The backward's dz and xhat of the thread's V channels at element i of a [rows, C] matrix:
+// dz = dy, or FUSED dz = dy * act'(z) with z from x and the residual; m, s, g, b the channels'
+// mean, invstd, gamma and beta.
+template <bool FUSED, int V>
+__device__ __forceinline__ void bn_rows_dz(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x,
+                                           int x_fmt, const void* __restrict__ residual, int r_fmt, int has_residual,
+                                           int kind, int i, const float (&m)[4], const float (&s)[4],
+                                           const float (&g)[4], const float (&b)[4], float (&dz)[4],
+                                           float (&xhat)[4]) {
+    float xv[4], rv[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    bn_load(x, x_fmt, i, V, xv);
+    bn_load(dy, dy_fmt, i, V, dz);
+    if (FUSED && has_residual) bn_load(residual, r_fmt, i, V, rv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        xhat[k] = (xv[k] - m[k]) * s[k];
+        if (FUSED) dz[k] *= derivative(kind, bn_act_pre(xv[k], rv[k], has_residual, m[k], s[k], g[k], b[k], &xhat[k]));
+    }
 }
 
 // Per (row range, channel) of the backward: sum dz and sum dz * xhat, with dz = dy
 // (bn_partial_grads_rows, as bn_partial_grads) or, FUSED, dz = dy * act'(z)
 // (bn_act_partial_grads_rows, as bn_act_partial_grads; only it reads residual, gamma and beta).
-template <bool FUSED>
+// V consecutive channels per thread, as the statistics.
+template <bool FUSED, int V>
 __device__ __forceinline__ void bn_partial_grads_rows_body(
     const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
     int r_fmt, const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
     const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ part_dz,
     float* __restrict__ part_dz_xhat, int has_residual, int kind, int C, int rows, int rows_per_split, int chunks,
-    int splits) {
-    __shared__ float scratch[2][CR_THREADS];
+    int splits, float (*scratch)[CR_THREADS]) {
     int split, end;
-    const ChannelRows cr = bn_rows(C, rows, rows_per_split, chunks, &split, &end);
-    const float mean = save_mean[cr.c];
-    const float invstd = save_invstd[cr.c];
-    const float g = FUSED ? gamma[cr.c] : 0.0f;
-    const float b = FUSED ? beta[cr.c] : 0.0f;
-    float acc[2] = {0.0f, 0.0f};
+    const ChannelRows cr = bn_rows<V>(C, rows, rows_per_split, chunks, &split, &end);
+    float m[4], s[4], g[4], b[4];
+    bn_channel_values<V>(save_mean, cr.c, m);
+    bn_channel_values<V>(save_invstd, cr.c, s);
+    bn_channel_values<V>(FUSED ? gamma : nullptr, cr.c, g);
+    bn_channel_values<V>(FUSED ? beta : nullptr, cr.c, b);
+    float acc[2 * V] = {};
     if (cr.active) {
         for (int r = cr.row; r < end; r += cr.step) {
-            const int i = r * C + cr.c;
-            const float xv = ferro_load(x, i, x_fmt);
-            float xhat = (xv - mean) * invstd;
-            float dz = ferro_load(dy, i, dy_fmt);
-            if (FUSED) {
-                const float rv = has_residual ? ferro_load(residual, i, r_fmt) : 0.0f;
-                dz *= derivative(kind, bn_act_pre(xv, rv, has_residual, mean, invstd, g, b, &xhat));
+            float dz[4], xhat[4];
+            bn_rows_dz<FUSED, V>(dy, dy_fmt, x, x_fmt, residual, r_fmt, has_residual, kind, r * C + cr.c, m, s, g, b, dz,
+                                 xhat);
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                acc[k] += dz[k];
+                acc[V + k] += dz[k] * xhat[k];
             }
-            acc[0] += dz;
-            acc[1] += dz * xhat;
         }
     }
-    channel_rows_total<2>(acc, cr, scratch);
-    bn_rows_store(acc, cr, split, splits, part_dz, part_dz_xhat);
+    channel_rows_total<2 * V>(acc, cr, scratch);
+    bn_rows_store<V>(acc, cr, split, splits, part_dz, part_dz_xhat);
+}
+
+// bn_partial_grads_rows_body at 4 channels per thread where C allows, else 1.
+template <bool FUSED>
+__device__ __forceinline__ void bn_partial_grads_rows_any(
+    const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
+    int r_fmt, const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
+    const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ part_dz,
+    float* __restrict__ part_dz_xhat, int has_residual, int kind, int C, int rows, int rows_per_split, int chunks,
+    int splits) {
+    __shared__ float scratch[2 * 4][CR_THREADS];
+    if (C % 4 == 0) {
+        bn_partial_grads_rows_body<FUSED, 4>(dy, dy_fmt, x, x_fmt, residual, r_fmt, save_mean, save_invstd, gamma, beta,
+                                             part_dz, part_dz_xhat, has_residual, kind, C, rows, rows_per_split, chunks,
+                                             splits, scratch);
+    } else {
+        bn_partial_grads_rows_body<FUSED, 1>(dy, dy_fmt, x, x_fmt, residual, r_fmt, save_mean, save_invstd, gamma, beta,
+                                             part_dz, part_dz_xhat, has_residual, kind, C, rows, rows_per_split, chunks,
+                                             splits, scratch);
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
@@ -435,8 +522,8 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
                           const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
                           float* __restrict__ part_dy, float* __restrict__ part_dy_xhat, int C, int rows,
                           int rows_per_split, int chunks, int splits) {
-    bn_partial_grads_rows_body<false>(dy, dy_fmt, x, x_fmt, nullptr, 0, save_mean, save_invstd, nullptr, nullptr,
-                                      part_dy, part_dy_xhat, 0, 0, C, rows, rows_per_split, chunks, splits);
+    bn_partial_grads_rows_any<false>(dy, dy_fmt, x, x_fmt, nullptr, 0, save_mean, save_invstd, nullptr, nullptr,
+                                     part_dy, part_dy_xhat, 0, 0, C, rows, rows_per_split, chunks, splits);
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
@@ -446,9 +533,8 @@ extern "C" __global__ void __launch_bounds__(CR_THREADS)
                               const float* __restrict__ beta, float* __restrict__ part_dz,
                               float* __restrict__ part_dz_xhat, int has_residual, int kind, int C, int rows,
                               int rows_per_split, int chunks, int splits) {
-    bn_partial_grads_rows_body<true>(dy, dy_fmt, x, x_fmt, residual, r_fmt, save_mean, save_invstd, gamma, beta,
-                                     part_dz, part_dz_xhat, has_residual, kind, C, rows, rows_per_split, chunks,
-                                     splits);
+    bn_partial_grads_rows_any<true>(dy, dy_fmt, x, x_fmt, residual, r_fmt, save_mean, save_invstd, gamma, beta,
+                                    part_dz, part_dz_xhat, has_residual, kind, C, rows, rows_per_split, chunks, splits);
 }
 
 // The pointwise passes with channels innermost, on the reductions' grid: each thread keeps its
@@ -469,10 +555,10 @@ __device__ __forceinline__ void bn_apply_rows_body(const void* __restrict__ x, i
     const ChannelRows cr = bn_rows<V>(C, rows, rows_per_split, chunks, &split, &end);
     if (!cr.active) return;
     float m[4], s[4], g[4], b[4];
-#pragma unroll
-    for (int k = 0; k < V; ++k) {
-        m[k] = mean[cr.c + k], s[k] = invstd[cr.c + k], g[k] = gamma[cr.c + k], b[k] = beta[cr.c + k];
-    }
+    bn_channel_values<V>(mean, cr.c, m);
+    bn_channel_values<V>(invstd, cr.c, s);
+    bn_channel_values<V>(gamma, cr.c, g);
+    bn_channel_values<V>(beta, cr.c, b);
     for (int r = cr.row; r < end; r += cr.step) {
         const int i = r * C + cr.c;
         float v[4], res[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -524,24 +610,20 @@ __device__ __forceinline__ void bn_backward_apply_rows_body(
     const ChannelRows cr = bn_rows<V>(C, rows, rows_per_split, chunks, &split, &end);
     if (!cr.active) return;
     float m[4], s[4], g[4], b[4], db[4], dg[4];
+    bn_channel_values<V>(save_mean, cr.c, m);
+    bn_channel_values<V>(save_invstd, cr.c, s);
+    bn_channel_values<V>(gamma, cr.c, g);
+    bn_channel_values<V>(FUSED ? beta : nullptr, cr.c, b);
+    bn_channel_values<V>(dbeta, cr.c, db);
+    bn_channel_values<V>(dgamma, cr.c, dg);
 #pragma unroll
-    for (int k = 0; k < V; ++k) {
-        m[k] = save_mean[cr.c + k], s[k] = save_invstd[cr.c + k], g[k] = gamma[cr.c + k];
-        b[k] = FUSED ? beta[cr.c + k] : 0.0f;
-        db[k] = dbeta[cr.c + k] * inv_count, dg[k] = dgamma[cr.c + k];
-    }
+    for (int k = 0; k < V; ++k) db[k] *= inv_count;
     for (int r = cr.row; r < end; r += cr.step) {
         const int i = r * C + cr.c;
-        float d[4], v[4], res[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        bn_load(dy, dy_fmt, i, V, d);
-        bn_load(x, x_fmt, i, V, v);
-        if (FUSED && has_residual) bn_load(residual, r_fmt, i, V, res);
+        float d[4], xhat[4], v[4];
+        bn_rows_dz<FUSED, V>(dy, dy_fmt, x, x_fmt, residual, r_fmt, has_residual, kind, i, m, s, g, b, d, xhat);
 #pragma unroll
-        for (int k = 0; k < V; ++k) {
-            float xhat = (v[k] - m[k]) * s[k];
-            if (FUSED) d[k] *= derivative(kind, bn_act_pre(v[k], res[k], has_residual, m[k], s[k], g[k], b[k], &xhat));
-            v[k] = g[k] * s[k] * (d[k] - db[k] - xhat * dg[k] * inv_count);
-        }
+        for (int k = 0; k < V; ++k) v[k] = g[k] * s[k] * (d[k] - db[k] - xhat[k] * dg[k] * inv_count);
         if (FUSED && has_residual) bn_store(dresidual, dr_fmt, i, V, d);
         bn_store(dx, dx_fmt, i, V, v);
     }
