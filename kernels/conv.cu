@@ -74,32 +74,6 @@ extern "C" __global__ void pack_phase_weights(float* __restrict__ packed, const 
     packed[base + before + idx] = weights.at(c, idx - c * K);
 }
 
-// ---- The channels-last GEMMs' weights: K in (ki, kj, c) order, the channels innermost.
-
-// Where element idx of a weight packed channels-last ([C_out, KH, KW, C_in/g], `taps` = KH * KW)
-// lies in PyTorch's [C_out, C_in/g, KH, KW].
-__device__ __forceinline__ size_t nhwc_weight_source(int idx, int cin, int taps) {
-    int per_o = taps * cin;
-    int o = idx / per_o;
-    int r = idx - o * per_o;
-    int tap = r / cin;
-    return ((size_t)o * cin + r - tap * cin) * taps + tap;
-}
-
-// The forward's weight packed channels-last; one thread per element.
-extern "C" __global__ void pack_nhwc_weights(float* __restrict__ packed, const float* __restrict__ w, int cin,
-                                             int taps, int total) {
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx < total) packed[idx] = w[nhwc_weight_source(idx, cin, taps)];
-}
-
-// pack_nhwc_weights' inverse: the channels-last weight gradient into PyTorch's order.
-extern "C" __global__ void unpack_nhwc_filter(float* __restrict__ w, const float* __restrict__ packed, int cin,
-                                              int taps, int total) {
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx < total) w[nhwc_weight_source(idx, cin, taps)] = packed[idx];
-}
-
 // The output index along one axis whose tap `k` reads input index `i`, or -1 when none does
 // (the stride skips it, or it falls outside the output).
 __device__ __forceinline__ int conv_output_of_tap(int i, int k, int s, int p, int d, int out) {

@@ -340,7 +340,7 @@ struct GemmIm2colNhwc {
 
 // Forward and stride-1 data gradient: out_g [pixels, cols] = im2col(src)_g [pixels, K] x
 // packed_g^T, packed_g [cols, K] row-major. Forward: src x, cols C_out/g, packed the weight as
-// [C_out, KH, KW, C_in/g] (pack_nhwc_weights). Stride-1 data gradient: src dy with the reversed
+// [C_out, KH, KW, C_in/g] (each output channel's weight transposed, layout.cu). Stride-1 data gradient: src dy with the reversed
 // window, cols C_in/g, packed the flipped weight [C_in/g, KH, KW, C_out/g] per group
 // (pack_flipped_weights, channels last). `src` advances src_group per group.
 // vec_src: 16-byte gathers of src (GemmIm2colNhwc).
@@ -358,7 +358,7 @@ __device__ __forceinline__ void conv_nhwc_gemm_body(CONV_NHWC_PARAMS) {
 }
 
 // Weight gradient: dW_g [C_out/g, K] = dy_g^T x im2col(x)_g over every pixel of the batch, K in
-// (ki, kj, c) order (unpack_nhwc_filter puts it in PyTorch's order); dy [pixels, C_out] read in
+// (ki, kj, c) order (the inverse transpose puts it in PyTorch's order); dy [pixels, C_out] read in
 // place as K x M (rows its channels, ld C_out), im2col(x) as K x N.
 // vec_x: 16-byte gathers of x (GemmIm2colNhwc).
 #define CONV_NHWC_FILTER_PARAMS                                                                   \

@@ -11,6 +11,8 @@
 // and writes 4 columns x 32 rows (lane / 8 the column, lane % 8 the group of 4 rows). With the
 // tile's row of 65 floats, a lane's shared address is congruent mod 32 banks to its row + 4 x its
 // group (+ the value's place in the group): the 32 lanes of every shared access hit 32 banks.
+// A matrix of fewer than 64 columns that cannot move 4 values per access (a convolution weight's
+// taps) is read (or written) flat instead, its whole rows being one contiguous run.
 #include "common.cuh"
 #include "stored.cuh"
 
@@ -18,12 +20,17 @@
 #define GROUP 4
 #define PASSES 4  // (TILE * TILE / GROUP) / 256 threads
 
-extern "C" __global__ void __launch_bounds__(256)
-    transpose_images(const void* __restrict__ x, int x_format, void* __restrict__ y, int y_format, int rows, int cols,
-                     int vec_x, int vec_y) {
-    __shared__ float tile[TILE][TILE + 1];
-    const long long image = (long long)blockIdx.z * rows * cols;
-    const int r0 = blockIdx.y * TILE, c0 = blockIdx.x * TILE;
+// Reads image `image`'s tile (r0, c0) of x into `tile`.
+__device__ __forceinline__ void transpose_read(float (*tile)[TILE + 1], const void* __restrict__ x, int x_format,
+                                               long long image, int rows, int cols, int r0, int c0, int vec_x) {
+    if (c0 == 0 && cols < TILE && !vec_x) {
+        // The tile is whole rows of x, one contiguous run: read flat, so a warp reads 32
+        // consecutive values (a convolution weight's [C_in, KH * KW] matrices, rows of 9).
+        const int run = min(TILE, rows - r0) * cols;
+        for (int e = threadIdx.x; e < run; e += blockDim.x)
+            tile[e / cols][e % cols] = ferro_load(x, image + (long long)r0 * cols + e, x_format);
+        return;
+    }
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
     for (int p = 0; p < PASSES; ++p) {
@@ -42,7 +49,19 @@ extern "C" __global__ void __launch_bounds__(256)
             for (int j = 0; j < GROUP && col + j < cols; ++j) tile[r][c + j] = ferro_load(x, i + j, x_format);
         }
     }
-    __syncthreads();
+}
+
+// Writes `tile` transposed as image `image`'s tile (c0, r0) of y.
+__device__ __forceinline__ void transpose_write(const float (*tile)[TILE + 1], void* __restrict__ y, int y_format,
+                                                long long image, int rows, int cols, int r0, int c0, int vec_y) {
+    if (r0 == 0 && rows < TILE && !vec_y) {
+        // Likewise the tile's part of y is whole rows of fewer than TILE values: written flat.
+        const int run = min(TILE, cols - c0) * rows;
+        for (int e = threadIdx.x; e < run; e += blockDim.x)
+            ferro_store(y, image + (long long)c0 * rows + e, tile[e % rows][e / rows], y_format);
+        return;
+    }
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
     for (int p = 0; p < PASSES; ++p) {
         const int piece = warp + 8 * p;  // 32 pieces of 4 columns x 32 rows
@@ -56,4 +75,15 @@ extern "C" __global__ void __launch_bounds__(256)
             for (int j = 0; j < GROUP && row + j < rows; ++j) ferro_store(y, i + j, tile[r + j][c], y_format);
         }
     }
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    transpose_images(const void* __restrict__ x, int x_format, void* __restrict__ y, int y_format, int rows, int cols,
+                     int vec_x, int vec_y) {
+    __shared__ float tile[TILE][TILE + 1];
+    const long long image = (long long)blockIdx.z * rows * cols;
+    const int r0 = blockIdx.y * TILE, c0 = blockIdx.x * TILE;
+    transpose_read(tile, x, x_format, image, rows, cols, r0, c0, vec_x);
+    __syncthreads();
+    transpose_write(tile, y, y_format, image, rows, cols, r0, c0, vec_y);
 }

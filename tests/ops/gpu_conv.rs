@@ -296,7 +296,7 @@ fn nhwc_launches(p: Precision, g: &ConvGeom) -> Vec<String> {
     };
     let forward = || match g.is_pointwise() && g.groups == 1 {
         true => vec![plain("nt")],
-        false => vec!["conv::pack_nhwc_weights".to_string(), kernel_at(p, "conv_nhwc_gemm")],
+        false => vec!["layout::transpose_images".to_string(), kernel_at(p, "conv_nhwc_gemm")],
     };
     let mut want = forward();
     if g.is_pointwise() && g.groups == 1 && TcInput::for_precision(p).is_none() {
@@ -310,7 +310,7 @@ fn nhwc_launches(p: Precision, g: &ConvGeom) -> Vec<String> {
     });
     want.extend(match g.is_pointwise() && g.groups == 1 {
         true => vec![plain("tn")],
-        false => vec![kernel_at(p, "conv_nhwc_filter_gemm"), "conv::unpack_nhwc_filter".to_string()],
+        false => vec![kernel_at(p, "conv_nhwc_filter_gemm"), "layout::transpose_images".to_string()],
     });
     want.push("gemm::bias_grad".into());
     // The log names each kernel once, at its first launch.

@@ -24,11 +24,22 @@ impl GpuBackend {
     /// Per image of `n`, x's [rows, cols] matrix transposed into a new [cols, rows] one, stored
     /// in x's format.
     fn transpose_images(&self, x: &GpuBuf<f32>, n: usize, rows: usize, cols: usize, op: &str) -> Result<GpuBuf<f32>> {
+        let mut y = self.alloc_stored(x.len(), x.stored())?;
+        self.transpose_images_into(x, &mut y, n, rows, cols, op)?;
+        Ok(y)
+    }
+
+    /// Per image of `n`, x's [rows, cols] matrix transposed into y's [cols, rows] one (y as long
+    /// as x, in any stored format: the values move unrounded when it is x's). `op` names the
+    /// caller in errors.
+    pub(crate) fn transpose_images_into(&self, x: &GpuBuf<f32>, y: &mut GpuBuf<f32>, n: usize, rows: usize, cols: usize, op: &str) -> Result<()> {
         int(x.len(), &format!("the element count of the {op} input"))?;
+        if y.len() != x.len() || x.len() != n * rows * cols {
+            return Err(Error::shape(format!("{op}: {} values into {} do not make {n} images of {rows} x {cols}", x.len(), y.len())));
+        }
         let images = u32::try_from(n).ok().filter(|&n| n <= 65_535).ok_or_else(|| {
             Error::shape(format!("{op}: a batch of {n} images exceeds the 65535 a launch covers; use a smaller batch"))
         })?;
-        let y = self.alloc_stored(x.len(), x.stored())?;
         let cfg = LaunchConfig {
             grid: (cols.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32, images),
             block: (THREADS, 1, 1),
@@ -42,10 +53,9 @@ impl GpuBackend {
             int(rows, "transpose rows")?,
             int(cols, "transpose columns")?,
             moves_groups(x, cols),
-            moves_groups(&y, rows),
+            moves_groups(y, rows),
         ];
-        self.launch("layout", "transpose_images", cfg, &args)?;
-        Ok(y)
+        self.launch("layout", "transpose_images", cfg, &args)
     }
 }
 

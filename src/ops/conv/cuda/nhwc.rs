@@ -5,13 +5,14 @@
 //! each in its stored format (a bf16/fp16 run's 16-bit activations read and written in place; y
 //! takes x's format, dx dy's; the packed weights, dW and the split-K partials are f32):
 //! - forward: y_g [pixels, C_out/g] = im2col(x)_g [pixels, K] x the weight packed as
-//!   [C_out, KH, KW, C_in/g] (pack_nhwc_weights), transposed;
+//!   [C_out, KH, KW, C_in/g] (each output channel's [C_in/g, KH * KW] matrix transposed by the
+//!   layout conversion's kernel, `transpose_images_into`), transposed;
 //! - stride-1 data gradient: the same GEMM on dy with the reversed window and the flipped weight
 //!   packed as [C_in/g, KH, KW, C_out/g] (pack_flipped_weights, channels last);
 //! - strided data gradient: by stride phase as the NCHW one (pack_phase_weights, channels last),
 //!   each phase's GEMM rows its pixels (conv_nhwc_data_phase_gemm);
 //! - weight gradient: dW_g [C_out/g, K] = dy_g^T x im2col(x)_g over the batch's pixels (split-K
-//!   as planned), then put into PyTorch's [C_out, C_in/g, KH, KW] (unpack_nhwc_filter);
+//!   as planned), then put into PyTorch's [C_out, C_in/g, KH, KW] (the inverse transpose);
 //! - a 1x1 stride-1 unpadded convolution of one group: plain GEMMs on the [pixels, channels]
 //!   matrices the tensors are (on the tensor-core tiles when the run's operands take them);
 //! - bias and its gradient: the [pixels, C_out] matrix's columns, the bias added as the forward
@@ -21,7 +22,7 @@ use super::{group_gemm_dims, group_spec, phase_geometry_args};
 use crate::device::driver::KernelArg;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
-use crate::gpu::grid::{int, per_element};
+use crate::gpu::grid::int;
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::conv::ConvGeom;
 use crate::shape::Layout;
@@ -127,10 +128,8 @@ impl GpuBackend {
             return self.layer_gemm_biased(&spec, x, w, bias, y);
         }
         let (cout_g, k) = group_gemm_dims(g);
-        let packed = self.alloc::<f32>(w.len())?;
-        let taps = g.kh * g.kw;
-        let args = [packed.arg(), w.arg(), int(g.c_in_per_group(), "conv input channels per group")?, int(taps, "conv taps")?, int(w.len(), "the convolution weight")?];
-        self.launch("conv", "pack_nhwc_weights", per_element(w.len(), "the convolution weight")?, &args)?;
+        let mut packed = self.alloc::<f32>(w.len())?;
+        self.transpose_images_into(w, &mut packed, g.c_out, g.c_in_per_group(), g.kh * g.kw, "the convolution weight's channels-last pack")?;
         let mut operands = vec![packed.arg(), x.stored_arg(), x.format_arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group(), "conv input group")?];
         operands.extend(forward_window(g)?);
         operands.extend([vectorizable(&packed, 0, k, cout_g * k, g.groups), nhwc_vec(x, g, g.c_in)]);
@@ -192,9 +191,7 @@ impl GpuBackend {
         operands.extend(forward_window(g)?);
         operands.extend([nhwc_vec(dy, g, g.c_out), nhwc_vec(x, g, g.c_in)]);
         self.launch_conv_gemm("conv_nhwc_filter_gemm", Layout::Nhwc, &spec, &GemmTarget::row_major(channels_last.ptr(), &spec), &operands)?;
-        let total = int(dw.len(), "the convolution weight")?;
-        let args = [dw.arg(), channels_last.arg(), int(g.c_in_per_group(), "conv input channels per group")?, int(g.kh * g.kw, "conv taps")?, total];
-        self.launch("conv", "unpack_nhwc_filter", per_element(dw.len(), "the convolution weight")?, &args)
+        self.transpose_images_into(&channels_last, dw, g.c_out, g.kh * g.kw, g.c_in_per_group(), "the channels-last weight gradient's unpack")
     }
 }
 
