@@ -340,9 +340,10 @@ struct GemmIm2colNhwc {
 
 // Forward and stride-1 data gradient: out_g [pixels, cols] = im2col(src)_g [pixels, K] x
 // packed_g^T, packed_g [cols, K] row-major. Forward: src x, cols C_out/g, packed the weight as
-// [C_out, KH, KW, C_in/g] (each output channel's weight transposed, layout.cu). Stride-1 data gradient: src dy with the reversed
-// window, cols C_in/g, packed the flipped weight [C_in/g, KH, KW, C_out/g] per group
-// (pack_flipped_weights, channels last). `src` advances src_group per group.
+// [C_out, KH, KW, C_in/g] (each output channel's weight transposed, layout.cu). Stride-1 data
+// gradient: src dy with the reversed window, cols C_in/g, packed the flipped weight
+// [C_in/g, KH, KW, C_out/g] per group (pack_flipped_weights, channels last). `src` advances
+// src_group per group.
 // vec_src: 16-byte gathers of src (GemmIm2colNhwc).
 #define CONV_NHWC_PARAMS                                                                          \
     CONV_GEMM_PARAMS, const float *packed, const void *src, int src_format, long long w_group,    \

@@ -187,6 +187,14 @@ __device__ __forceinline__ float4 gemm_gather4(const Operand& op, int r, int c, 
     return v;
 }
 
+// Elements (r, c..c+3) of a vectorizable operand, of which `avail` (possibly <= 0) are inside
+// the matrix: one load4 where the host vouched for the alignment (`vec`), else gathered.
+template <class Operand>
+__device__ __forceinline__ float4 gemm_quad(const Operand& op, int r, int c, int avail, bool vec) {
+    if (avail <= 0) return make_float4(0.f, 0.f, 0.f, 0.f);
+    return vec ? op.load4(r, c, avail) : gemm_gather4(op, r, c, avail);
+}
+
 // A row-major matrix stored as f32, bf16 or fp16: a 16-bit run's activations and activation
 // gradients read in place. Vectorised, load4 reads 4 values in one 16-byte (f32) or 8-byte
 // (16-bit) load; the host vouches for the alignment as GemmDense's.
@@ -258,9 +266,7 @@ __device__ __forceinline__ GemmFrag<ROWS> gemm_fetch(const Operand& op, int tile
             row += tile_start;
             k += k0;
             int avail = CONTIGUOUS_IN_K ? (row < extent ? K - k : 0) : (k < K ? extent - row : 0);
-            const int r = CONTIGUOUS_IN_K ? row : k, c = CONTIGUOUS_IN_K ? k : row;
-            frag.v[q] = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
-                                   : (vec ? op.load4(r, c, avail) : gemm_gather4(op, r, c, avail));
+            frag.v[q] = CONTIGUOUS_IN_K ? gemm_quad(op, row, k, avail, vec) : gemm_quad(op, k, row, avail, vec);
         }
         return frag;
     }

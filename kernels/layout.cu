@@ -3,9 +3,8 @@
 // 64x64 tile through shared memory, each thread 4 consecutive values per access: 16 bytes of f32
 // or 8 of bf16/fp16 where the host's `vec_x` / `vec_y` say the matrix's rows are multiples of 4
 // values and its buffer 16-byte aligned (else, and past a partial group at an edge, value by
-// value). x
-// and y are in their stored formats (kernels/stored.cuh): a move rounds nothing, so y equals x
-// bit for bit.
+// value). x and y are in their stored formats (kernels/stored.cuh): a move rounds nothing, so y
+// equals x bit for bit.
 //
 // Each warp pass reads 4 rows x 32 columns (lane / 8 the row, lane % 8 the group of 4 columns)
 // and writes 4 columns x 32 rows (lane / 8 the column, lane % 8 the group of 4 rows). With the
@@ -20,10 +19,24 @@
 #define GROUP 4
 #define PASSES 4  // (TILE * TILE / GROUP) / 256 threads
 
+// Pass p's piece of this thread in a matrix side's 64x64 tile: `line` (of the 4 lines of 32
+// values a warp pass takes; a row when reading x, a column of x when writing y) and `group`, the
+// first of its 4 consecutive values along that line.
+__device__ __forceinline__ void transpose_piece(int p, int& line, int& group) {
+    const int lane = threadIdx.x % 32, piece = threadIdx.x / 32 + 8 * p;  // 32 pieces of 4 x 32
+    line = (piece / 2) * 4 + lane / 8;
+    group = (piece % 2) * 32 + (lane % 8) * GROUP;
+}
+
+// Whether a tile moves flat on the side whose lines are `len` values (the tile starting at
+// `start` along them): all of each line in the tile, fewer than TILE values that cannot move 4
+// per access, so the tile's part of the matrix is one contiguous run.
+__device__ __forceinline__ bool transpose_flat(int start, int len, int vec) { return start == 0 && len < TILE && !vec; }
+
 // Reads image `image`'s tile (r0, c0) of x into `tile`.
 __device__ __forceinline__ void transpose_read(float (*tile)[TILE + 1], const void* __restrict__ x, int x_format,
                                                long long image, int rows, int cols, int r0, int c0, int vec_x) {
-    if (c0 == 0 && cols < TILE && !vec_x) {
+    if (transpose_flat(c0, cols, vec_x)) {
         // The tile is whole rows of x, one contiguous run: read flat, so a warp reads 32
         // consecutive values (a convolution weight's [C_in, KH * KW] matrices, rows of 9).
         const int run = min(TILE, rows - r0) * cols;
@@ -31,11 +44,10 @@ __device__ __forceinline__ void transpose_read(float (*tile)[TILE + 1], const vo
             tile[e / cols][e % cols] = ferro_load(x, image + (long long)r0 * cols + e, x_format);
         return;
     }
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
     for (int p = 0; p < PASSES; ++p) {
-        const int piece = warp + 8 * p;  // 32 pieces of 4 rows x 32 columns
-        const int r = (piece / 2) * 4 + lane / 8, c = (piece % 2) * 32 + (lane % 8) * GROUP;
+        int r, c;
+        transpose_piece(p, r, c);
         const int row = r0 + r, col = c0 + c;
         if (row >= rows) continue;
         const long long i = image + (long long)row * cols + col;
@@ -54,18 +66,17 @@ __device__ __forceinline__ void transpose_read(float (*tile)[TILE + 1], const vo
 // Writes `tile` transposed as image `image`'s tile (c0, r0) of y.
 __device__ __forceinline__ void transpose_write(const float (*tile)[TILE + 1], void* __restrict__ y, int y_format,
                                                 long long image, int rows, int cols, int r0, int c0, int vec_y) {
-    if (r0 == 0 && rows < TILE && !vec_y) {
+    if (transpose_flat(r0, rows, vec_y)) {
         // Likewise the tile's part of y is whole rows of fewer than TILE values: written flat.
         const int run = min(TILE, cols - c0) * rows;
         for (int e = threadIdx.x; e < run; e += blockDim.x)
             ferro_store(y, image + (long long)c0 * rows + e, tile[e % rows][e / rows], y_format);
         return;
     }
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
 #pragma unroll
     for (int p = 0; p < PASSES; ++p) {
-        const int piece = warp + 8 * p;  // 32 pieces of 4 columns x 32 rows
-        const int c = (piece / 2) * 4 + lane / 8, r = (piece % 2) * 32 + (lane % 8) * GROUP;
+        int c, r;
+        transpose_piece(p, c, r);
         const int col = c0 + c, row = r0 + r;
         if (col >= cols) continue;
         const long long i = image + (long long)col * rows + row;

@@ -148,9 +148,7 @@ struct TcSlice {
             k += k0;
 #pragma unroll
             for (int e = 0; e < ROWS4_K; ++e) {
-                const int avail = k + e < k_end ? rows - row : 0;
-                const float4 f = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
-                                            : (vec ? op.load4(k + e, row, avail) : gemm_gather4(op, k + e, row, avail));
+                const float4 f = gemm_quad(op, k + e, row, k + e < k_end ? rows - row : 0, vec);
                 v[4 * e] = f.x;
                 v[4 * e + 1] = f.y;
                 v[4 * e + 2] = f.z;
@@ -166,8 +164,7 @@ struct TcSlice {
                     quad_at(q, row, k);
                     row += row0;
                     k += k0;
-                    const int avail = row < rows ? k_end - k : 0;
-                    const float4 f = avail <= 0 ? make_float4(0.f, 0.f, 0.f, 0.f) : op.load4(row, k, avail);
+                    const float4 f = gemm_quad(op, row, k, row < rows ? k_end - k : 0, true);
                     v[4 * q] = f.x;
                     v[4 * q + 1] = f.y;
                     v[4 * q + 2] = f.z;

@@ -3,22 +3,16 @@
 //! per access where the rows and the buffer allow.
 
 use super::{check_images, LayoutOps};
-use crate::device::driver::{KernelArg, LaunchConfig};
+use crate::device::driver::LaunchConfig;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::gpu::grid::int;
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::gemm::cuda::vectorizable;
 
-/// The tile edge of kernels/layout.cu (TILE), its threads per block and values per access.
+/// The tile edge of kernels/layout.cu (TILE) and its threads per block.
 const TILE: usize = 64;
 const THREADS: u32 = 256;
-const GROUP: usize = 4;
-
-/// Whether a matrix of rows of `row_len` values in `buf` moves 4 values per access: every group
-/// of 4 starts 16-byte aligned (f32; 8-byte for 16-bit values).
-fn moves_groups(buf: &GpuBuf<f32>, row_len: usize) -> KernelArg {
-    KernelArg::I32((row_len.is_multiple_of(GROUP) && buf.ptr().is_multiple_of(16)) as i32)
-}
 
 impl GpuBackend {
     /// Per image of `n`, x's [rows, cols] matrix transposed into a new [cols, rows] one, stored
@@ -52,8 +46,9 @@ impl GpuBackend {
             y.format_arg(),
             int(rows, "transpose rows")?,
             int(cols, "transpose columns")?,
-            moves_groups(x, cols),
-            moves_groups(y, rows),
+            // 4 values per access where every row of the matrices starts 16-byte aligned.
+            vectorizable(x, 0, cols, rows * cols, n),
+            vectorizable(y, 0, rows, rows * cols, n),
         ];
         self.launch("layout", "transpose_images", cfg, &args)
     }
