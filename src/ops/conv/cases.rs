@@ -34,12 +34,15 @@ impl FamilyCases for Cases {
         ] {
             push_conv(cases, ConvPath::Im2colGemm, Layout::Nchw, n, c, hw, co, (k, s, p, d), g, bias);
         }
-        // Channels last: 3x3 stride 1, the pointwise plain GEMMs, a grouped 5x5 stride 2, the
-        // 7x7 stride-2 stem, a 1x1 stride-2 downsample and dilation 2.
+        // Channels last: 3x3 stride 1, the pointwise plain GEMMs, a grouped 5x5 stride 2, grouped
+        // 3x3s whose groups take 4-channel loads (stride 1; stride 2 with 4 input channels per
+        // group), the 7x7 stride-2 stem, a 1x1 stride-2 downsample and dilation 2.
         for &(n, c, hw, co, k, s, p, d, g, bias) in &[
             (2, 3, (7, 6), 4, 3, 1, 1, 1, 1, true),
             (2, 3, (5, 4), 5, 1, 1, 0, 1, 1, true),
             (2, 4, (9, 8), 6, 5, 2, 2, 1, 2, true),
+            (2, 8, (7, 6), 8, 3, 1, 1, 1, 2, true),
+            (1, 8, (8, 7), 12, 3, 2, 1, 1, 2, false),
             (1, 2, (11, 10), 3, 7, 2, 3, 1, 1, false),
             (2, 3, (9, 8), 4, 1, 2, 0, 1, 1, false),
             (2, 2, (9, 7), 3, 3, 1, 2, 2, 1, true),
@@ -134,10 +137,9 @@ impl GradOp for ConvGrad {
         Ok((y, grads))
     }
     /// x, where the path has channels-last kernels for 16-bit activations (as `Conv2d` reads
-    /// them: ungrouped or depthwise); the weight and bias are parameters.
+    /// them); the weight and bias are parameters.
     fn stored_inputs(&self) -> usize {
-        let stored = self.g.layout == Layout::Nhwc && (self.g.groups == 1 || self.path == ConvPath::Depthwise);
-        usize::from(stored)
+        usize::from(self.g.layout == Layout::Nhwc)
     }
 }
 

@@ -202,14 +202,13 @@ pub fn describe_window(kind: &str, k: (usize, usize), s: (usize, usize), p: (usi
 }
 
 impl NodeOp for Conv2d {
-    /// The channels-last GEMMs (and the linear GEMMs pointwise convolutions run on) and the
-    /// channels-last depthwise kernels (bias added before their one store, the bias gradient's
-    /// reduction reading dy as stored) read and write every stored format. Not yet: channels
-    /// first, other groupings, and a fused activation (its separate pass would round the output
+    /// The channels-last GEMMs of every grouping (and the linear GEMMs pointwise convolutions
+    /// run on) and the channels-last depthwise kernels (bias added before their one store, the
+    /// bias gradient's reduction reading dy as stored) read and write every stored format. Not
+    /// yet: channels first, and a fused activation (its separate pass would round the output
     /// twice).
     fn reads_stored(&self, layout: Layout) -> bool {
-        let depthwise = self.cfg.groups == self.in_channels && self.cfg.groups > 1;
-        layout == Layout::Nhwc && (self.cfg.groups == 1 || depthwise) && self.activation.is_none()
+        layout == Layout::Nhwc && self.activation.is_none()
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let g = self.geom(inputs[0], 1)?;
