@@ -1,58 +1,133 @@
-// Fused optimiser steps with PyTorch's semantics (ops/optim/mod.rs): per tensor (one thread per
-// parameter) or over a table of tensors in one launch (multi-tensor). Both go through the same
-// per-element updates, so their results are bit-identical. Also the global gradient norm of
+// Fused optimiser steps with PyTorch's semantics (ops/optim/mod.rs): per tensor or over a table of
+// tensors in one launch (multi-tensor), each thread updating 4 consecutive parameters in 16-byte
+// accesses where the tensor's buffers allow. Both go through the same per-element updates, so
+// their results are bit-identical. Also the global gradient norm of
 // clipping, computed and turned into a scale on the device (no read-back).
 #include "common.cuh"
 
-// One SGD update of param[i] with gradient g. use_momentum == 0 never touches momentum_buf.
-__device__ __forceinline__ void ferro_sgd_update(float* param, float g, float* momentum_buf, int i, float lr,
-                                                 float momentum, float dampening, float weight_decay,
-                                                 int use_momentum, int nesterov, int first_step) {
-    const float p = param[i];
+// One SGD update of a parameter value p with gradient g (buf: its momentum, untouched when
+// use_momentum == 0).
+__device__ __forceinline__ void ferro_sgd_update(float& p, float g, float& buf, float lr, float momentum,
+                                                 float dampening, float weight_decay, int use_momentum, int nesterov,
+                                                 int first_step) {
     g = g + weight_decay * p;
     if (use_momentum) {
-        const float buf = first_step ? g : momentum * momentum_buf[i] + (1.0f - dampening) * g;
-        momentum_buf[i] = buf;
+        buf = first_step ? g : momentum * buf + (1.0f - dampening) * g;
         g = nesterov ? g + momentum * buf : buf;
     }
-    param[i] = p - lr * g;
+    p = p - lr * g;
 }
 
-// One Adam/AdamW update of param[i] with gradient g. bias1 = 1 - beta1^t and bias2 = 1 - beta2^t
-// are computed in f64: by the host for adam_step, on the device for adam_multi_step. Decoupled (AdamW) decay scales the parameter first;
-// otherwise (Adam) the decay joins the gradient.
-__device__ __forceinline__ void ferro_adam_update(float* param, float g, float* m, float* v, int i, float lr,
-                                                  float beta1, float beta2, float eps, float weight_decay,
-                                                  int decoupled, float bias1, float bias2) {
-    float p = param[i];
+// One Adam/AdamW update of a parameter value p with gradient g and moments m, v. bias1 = 1 -
+// beta1^t and bias2 = 1 - beta2^t are computed in f64: by the host for adam_step, on the device
+// for adam_multi_step. Decoupled (AdamW) decay scales the parameter first; otherwise (Adam) the
+// decay joins the gradient.
+__device__ __forceinline__ void ferro_adam_update(float& p, float g, float& m, float& v, float lr, float beta1,
+                                                  float beta2, float eps, float weight_decay, int decoupled,
+                                                  float bias1, float bias2) {
     if (decoupled) {
         p *= 1.0f - lr * weight_decay;
     } else {
         g += weight_decay * p;
     }
-    const float m_new = beta1 * m[i] + (1.0f - beta1) * g;
-    const float v_new = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    param[i] = p - lr * (m_new / bias1) / (sqrtf(v_new / bias2) + eps);
+    m = beta1 * m + (1.0f - beta1) * g;
+    v = beta2 * v + (1.0f - beta2) * g * g;
+    p = p - lr * (m / bias1) / (sqrtf(v / bias2) + eps);
 }
 
+// A thread's 4 consecutive elements [i, i + 4) of a tensor of `len` values: one 16-byte access
+// when `whole` (every buffer of the update 16-byte aligned and i + 4 <= len), else one value at
+// a time, the elements past `len` left out. A null buffer (unused state) reads zeros and is never
+// written.
+struct FerroQuad {
+    int i, len;
+    bool whole;
+    __device__ __forceinline__ FerroQuad() : i(0), len(0), whole(false) {}
+    __device__ __forceinline__ FerroQuad(int first, int n, bool aligned) : i(first), len(n), whole(aligned && first + 4 <= n) {}
+    __device__ __forceinline__ bool has(int k) const { return i + k < len; }
+    __device__ __forceinline__ void load(const float* p, float (&v)[4]) const {
+        if (p != nullptr && whole) {
+            const float4 q = *reinterpret_cast<const float4*>(p + i);
+            v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+            return;
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k) v[k] = p != nullptr && has(k) ? p[i + k] : 0.0f;
+    }
+    __device__ __forceinline__ void store(float* p, const float (&v)[4]) const {
+        if (p == nullptr) return;
+        if (whole) {
+            *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
+            return;
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+            if (has(k)) p[i + k] = v[k];
+    }
+};
+
+// Whether every one of the buffers (null ones aside) starts 16-byte aligned.
+__device__ __forceinline__ bool ferro_aligned16(const void* a, const void* b, const void* c, const void* d) {
+    return ((reinterpret_cast<size_t>(a) | reinterpret_cast<size_t>(b) | reinterpret_cast<size_t>(c) |
+             reinterpret_cast<size_t>(d)) & 15) == 0;
+}
+
+// The SGD update of quad q; `scale` multiplies the gradient first (rounded on its own, as when
+// a clipped gradient was stored before the step; 1 leaves it exact).
+__device__ __forceinline__ void ferro_sgd_quad(const FerroQuad& q, float* param, const float* grad, float* momentum_buf,
+                                               float scale, float lr, float momentum, float dampening,
+                                               float weight_decay, int use_momentum, int nesterov, int first_step) {
+    float p[4], g[4], buf[4];
+    float* state = use_momentum ? momentum_buf : nullptr;
+    q.load(param, p);
+    q.load(grad, g);
+    q.load(state, buf);
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+        ferro_sgd_update(p[k], __fmul_rn(g[k], scale), buf[k], lr, momentum, dampening, weight_decay, use_momentum,
+                         nesterov, first_step);
+    q.store(param, p);
+    q.store(state, buf);
+}
+
+// The Adam/AdamW update of quad q, the gradient scaled as in ferro_sgd_quad.
+__device__ __forceinline__ void ferro_adam_quad(const FerroQuad& q, float* param, const float* grad, float* m_buf,
+                                                float* v_buf, float scale, float lr, float beta1, float beta2,
+                                                float eps, float weight_decay, int decoupled, float bias1,
+                                                float bias2) {
+    float p[4], g[4], m[4], v[4];
+    q.load(param, p);
+    q.load(grad, g);
+    q.load(m_buf, m);
+    q.load(v_buf, v);
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+        ferro_adam_update(p[k], __fmul_rn(g[k], scale), m[k], v[k], lr, beta1, beta2, eps, weight_decay, decoupled,
+                          bias1, bias2);
+    q.store(param, p);
+    q.store(m_buf, m);
+    q.store(v_buf, v);
+}
+
+// One thread per 4 consecutive parameters (16-byte accesses where the buffers allow).
 // use_momentum == 0 never touches momentum_buf (it may be empty then).
 extern "C" __global__ void sgd_step(float* __restrict__ param, const float* __restrict__ grad,
                                     float* __restrict__ momentum_buf, float lr, float momentum, float dampening,
                                     float weight_decay, int use_momentum, int nesterov, int first_step, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int i = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= n) return;
-    ferro_sgd_update(param, grad[i], momentum_buf, i, lr, momentum, dampening, weight_decay, use_momentum, nesterov,
-                     first_step);
+    const FerroQuad q(i, n, ferro_aligned16(param, grad, use_momentum ? momentum_buf : nullptr, nullptr));
+    ferro_sgd_quad(q, param, grad, momentum_buf, 1.0f, lr, momentum, dampening, weight_decay, use_momentum, nesterov,
+                   first_step);
 }
 
 extern "C" __global__ void adam_step(float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ m,
                                      float* __restrict__ v, float lr, float beta1, float beta2, float eps,
                                      float weight_decay, int decoupled, float bias1, float bias2, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const int i = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= n) return;
-    ferro_adam_update(param, grad[i], m, v, i, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2);
+    const FerroQuad q(i, n, ferro_aligned16(param, grad, m, v));
+    ferro_adam_quad(q, param, grad, m, v, 1.0f, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2);
 }
 
 // One tensor of a multi-tensor launch; the layout of TableEntry in ops/optim/cuda.rs. The
@@ -71,8 +146,10 @@ struct FerroOptimTensor {
     int partial_threads;     // the block size of sum_squares's second pass over its partials
 };
 
-// Elements each block of a multi-tensor update handles (4 per thread at 256 threads).
-#define FERRO_OPTIM_CHUNK 1024
+// Threads per block of the multi-tensor kernels and the elements each block of an update
+// handles: 4 consecutive ones per thread (TABLE_BLOCK and UPDATE_CHUNK in ops/optim/cuda.rs).
+#define FERRO_OPTIM_THREADS 256
+#define FERRO_OPTIM_CHUNK (4 * FERRO_OPTIM_THREADS)
 
 // The table entry owning `block`: the last of the `count` entries whose `Start` is <= block
 // (entries are in block order; one with no blocks is never the last such).
@@ -100,14 +177,14 @@ __device__ __forceinline__ bool ferro_clip_scale(const float* clip, float* scale
     return true;
 }
 
-// This block's share of an update launch: its tensor, the gradient scale and the element range
-// [begin, end). False when there is nothing to do: the tensor is in another group, or clipping
-// found a non-finite norm (the step is skipped).
+// This thread's share of an update launch: its tensor, the gradient scale and its 4 elements
+// (none when past the tensor's end). False, for the whole block, when there is nothing to do:
+// the tensor is in another group, or clipping found a non-finite norm (the step is skipped).
 struct FerroUpdateBlock {
     FerroOptimTensor tensor;
     const float* grad;
     float scale;
-    int begin, end;
+    FerroQuad quad;  // the thread's 4 elements
 };
 __device__ __forceinline__ bool ferro_update_block(const FerroOptimTensor* table, const float* const* grads, int count,
                                                    int group, const float* clip, FerroUpdateBlock* b) {
@@ -115,8 +192,8 @@ __device__ __forceinline__ bool ferro_update_block(const FerroOptimTensor* table
     b->tensor = table[t];
     if (b->tensor.group != group || !ferro_clip_scale(clip, &b->scale)) return false;
     b->grad = grads[t];
-    b->begin = (blockIdx.x - b->tensor.update_block_start) * FERRO_OPTIM_CHUNK + threadIdx.x;
-    b->end = min((blockIdx.x - b->tensor.update_block_start + 1) * FERRO_OPTIM_CHUNK, b->tensor.len);
+    const int first = (blockIdx.x - b->tensor.update_block_start) * FERRO_OPTIM_CHUNK + 4 * threadIdx.x;
+    b->quad = FerroQuad(first, b->tensor.len, ferro_aligned16(b->tensor.param, b->grad, b->tensor.first, b->tensor.second));
     return true;
 }
 
@@ -131,9 +208,8 @@ extern "C" __global__ void sgd_multi_step(const FerroOptimTensor* __restrict__ t
     FerroUpdateBlock b;
     if (!ferro_update_block(table, grads, count, group, clip, &b)) return;
     const int first_step = use_momentum && steps[group] == 1u;
-    for (int i = b.begin; i < b.end; i += blockDim.x)
-        ferro_sgd_update(b.tensor.param, __fmul_rn(b.grad[i], b.scale), b.tensor.first, i, lr, momentum, dampening,
-                         b.tensor.weight_decay, use_momentum, nesterov, first_step);
+    ferro_sgd_quad(b.quad, b.tensor.param, b.grad, b.tensor.first, b.scale, lr, momentum, dampening,
+                   b.tensor.weight_decay, use_momentum, nesterov, first_step);
 }
 
 // base^t by repeated squaring: the same function of t however the count got there (a resumed run
@@ -155,18 +231,17 @@ extern "C" __global__ void adam_multi_step(const FerroOptimTensor* __restrict__ 
                                            const float* __restrict__ clip, float lr, float beta1, float beta2,
                                            double beta1_f64, double beta2_f64, float eps, int decoupled,
                                            const unsigned int* __restrict__ steps) {
-    __shared__ float bias[2];
     FerroUpdateBlock b;
     if (!ferro_update_block(table, grads, count, group, clip, &b)) return;
+    __shared__ float bias[2];
     if (threadIdx.x == 0) {
         const unsigned int t = steps[group];
         bias[0] = (float)(1.0 - ferro_pow_count(beta1_f64, t));
         bias[1] = (float)(1.0 - ferro_pow_count(beta2_f64, t));
     }
     __syncthreads();
-    for (int i = b.begin; i < b.end; i += blockDim.x)
-        ferro_adam_update(b.tensor.param, __fmul_rn(b.grad[i], b.scale), b.tensor.first, b.tensor.second, i, lr,
-                          beta1, beta2, eps, b.tensor.weight_decay, decoupled, bias[0], bias[1]);
+    ferro_adam_quad(b.quad, b.tensor.param, b.grad, b.tensor.first, b.tensor.second, b.scale, lr, beta1, beta2, eps,
+                    b.tensor.weight_decay, decoupled, bias[0], bias[1]);
 }
 
 // One more step for every count of a multi-tensor step (one thread per group), unless the

@@ -1,7 +1,8 @@
 //! GPU SGD and Adam/AdamW steps against the f64 CPU reference over several consecutive steps, so
 //! the momentum and moment buffers carried between steps are checked too; the multi-tensor steps
 //! and clipping on the device against the per-tensor steps and host clipping (bit for bit, on
-//! the CPU in f32 and f64 and on the GPU), and their launch count.
+//! the CPU in f32 and f64 and on the GPU), their launch count, the 16-byte accesses of aligned
+//! buffers and the one-value path of unaligned ones.
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, widen};
@@ -331,4 +332,64 @@ fn a_stale_table_is_refused() {
     b.sync_table(&mut table, &slots).unwrap();
     b.sgd_multi_step(table.as_ref().unwrap(), &mut slots, 0, &h, &steps, None).unwrap();
     assert_eq!(b.download(&replaced).unwrap(), vec![0.9, 1.9]);
+}
+
+/// SGD with momentum and Adam each move 4 parameters per lane in one 16-byte access per buffer
+/// (aligned buffers, a whole number of 4-value pieces): loads of param, grad and state, stores
+/// of param and state, one per warp per 128 values. The simulator counts the accesses.
+#[test]
+fn steps_take_one_access_per_4_parameters_per_lane() {
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let b = GpuBackend::new(driver.clone());
+    let n = 4096;
+    let warps = (n / (32 * 4)) as u64;
+    let (mut p, g, mut m, mut v) = (b.upload(&random_f32(n, 1, -1.0, 1.0)).unwrap(), b.upload(&random_f32(n, 2, -1.0, 1.0)).unwrap(), b.zeros(n).unwrap(), b.zeros(n).unwrap());
+    let sgd = SgdParams { lr: 0.1, momentum: 0.9, dampening: 0.0, nesterov: false, weight_decay: 1e-4 };
+    let adam = AdamParams { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-2, decoupled: true };
+    driver.take_launch_stats();
+    b.sgd_step(&mut p, &g, &mut m, &sgd, false).unwrap();
+    b.adam_step(&mut p, &g, &mut m, &mut v, &adam, 1).unwrap();
+    let stats = driver.take_launch_stats();
+    let accesses = |kernel: &str| stats.iter().find(|s| s.kernel == kernel).map(|s| (s.global_accesses, s.global_load_bytes, s.global_store_bytes));
+    let bytes = 4 * n as u64;
+    assert_eq!(accesses("optim::sgd_step"), Some((5 * warps, 3 * bytes, 2 * bytes)));
+    assert_eq!(accesses("optim::adam_step"), Some((7 * warps, 4 * bytes, 3 * bytes)));
+}
+
+/// Buffers that do not start 16-byte aligned (element 1 of an allocation) take the one-value
+/// path, a tail of fewer than 4 parameters included: bit-identical to the aligned update of the
+/// same values.
+#[test]
+fn unaligned_parameters_update_one_value_at_a_time_bit_identically() {
+    use ferronet::device::driver::KernelArg;
+    use ferronet::gpu::grid::per_element;
+    let b = gpu();
+    let n = 37;
+    let (p0, g0) = (random_f32(n + 1, 3, -1.0, 1.0), random_f32(n + 1, 4, -1.0, 1.0));
+    let m0 = random_f32(n + 1, 5, -1.0, 1.0);
+    let h = SgdParams { lr: 0.1, momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 1e-2 };
+    // Aligned: the values from element 1 on in buffers of their own.
+    let (mut p, g, mut m) = (b.upload(&p0[1..]).unwrap(), b.upload(&g0[1..]).unwrap(), b.upload(&m0[1..]).unwrap());
+    b.sgd_step(&mut p, &g, &mut m, &h, false).unwrap();
+    // Unaligned: the same values at element 1 of the whole buffers, through the same kernel.
+    let (pu, gu, mu) = (b.upload(&p0).unwrap(), b.upload(&g0).unwrap(), b.upload(&m0).unwrap());
+    let f = |v: f64| KernelArg::F32(v as f32);
+    let args = [
+        KernelArg::Ptr(pu.ptr_at(1)),
+        KernelArg::Ptr(gu.ptr_at(1)),
+        KernelArg::Ptr(mu.ptr_at(1)),
+        f(h.lr),
+        f(h.momentum),
+        f(h.dampening),
+        f(h.weight_decay),
+        KernelArg::I32(1),
+        KernelArg::I32(h.nesterov as i32),
+        KernelArg::I32(0),
+        KernelArg::I32(n as i32),
+    ];
+    b.launch("optim", "sgd_step", per_element(n.div_ceil(4), "sgd_step").unwrap(), &args).unwrap();
+    let (pu, mu) = (b.download(&pu).unwrap(), b.download(&mu).unwrap());
+    assert_eq!((pu[0], mu[0]), (p0[0], m0[0]), "the element before the range is untouched");
+    assert_eq!(pu[1..].to_vec(), b.download(&p).unwrap());
+    assert_eq!(mu[1..].to_vec(), b.download(&m).unwrap());
 }

@@ -9,11 +9,14 @@ use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::reduce::cuda::scalar_reduction;
 
-/// Elements each block of a multi-tensor update handles (FERRO_OPTIM_CHUNK in kernels/optim.cu).
-const UPDATE_CHUNK: usize = 1024;
-/// Threads per block of the multi-tensor kernels: the widest block of `reduce_sum`'s launches,
-/// which the norm's blocks replay.
+/// Consecutive parameters each thread of an update updates (one 16-byte access per buffer where
+/// the buffers are aligned).
+const VALUES_PER_THREAD: usize = 4;
+/// Threads per block of the multi-tensor kernels (FERRO_OPTIM_THREADS in kernels/optim.cu): the
+/// widest block of `reduce_sum`'s launches, which the norm's blocks replay.
 const TABLE_BLOCK: u32 = 256;
+/// Elements each block of a multi-tensor update handles (FERRO_OPTIM_CHUNK).
+const UPDATE_CHUNK: usize = VALUES_PER_THREAD * TABLE_BLOCK as usize;
 
 /// One tensor of the device table: FerroOptimTensor in kernels/optim.cu.
 #[repr(C)]
@@ -155,7 +158,7 @@ impl OptimOps<f32> for GpuBackend {
             KernelArg::I32(first_step as i32),
             n,
         ];
-        self.launch("optim", "sgd_step", per_element(param.len(), "sgd_step")?, &args)
+        self.launch("optim", "sgd_step", per_element(param.len().div_ceil(VALUES_PER_THREAD), "sgd_step")?, &args)
     }
 
     fn adam_step(
@@ -185,7 +188,7 @@ impl OptimOps<f32> for GpuBackend {
             KernelArg::F32(bias2),
             n,
         ];
-        self.launch("optim", "adam_step", per_element(param.len(), "adam_step")?, &args)
+        self.launch("optim", "adam_step", per_element(param.len().div_ceil(VALUES_PER_THREAD), "adam_step")?, &args)
     }
 
     fn sync_table(&self, table: &mut Option<GpuTensorTable>, slots: &[TensorSlot<'_, GpuBuf<f32>>]) -> Result<()> {
