@@ -52,6 +52,30 @@ __device__ __forceinline__ float ferro_block_reduce(float v, float* scratch) {
 __device__ __forceinline__ float ferro_block_sum(float v, float* scratch) {
     return ferro_block_reduce<FerroSum>(v, scratch);
 }
+
+// Thread t's share, among `threads` threads striding over x[0, n), of the sum of x (of x^2 when
+// `square`, each square fused into the sum): with `vec` (x 16-byte aligned), the 4-value pieces
+// t, t + threads, ... in one 16-byte load each, then the last n % 4 values; otherwise values t,
+// t + threads, ... one at a time. The one partition of kernels/reduce.cu's passes and of the
+// optimiser's gradient norm (kernels/optim.cu), which must agree bit for bit.
+__device__ __forceinline__ float ferro_share_sum(const float* __restrict__ x, int n, int t, int threads, bool square,
+                                                 bool vec) {
+    float acc = 0.0f;
+    int scalar_from = 0;
+    if (vec) {
+        const int pieces = n / 4;
+        for (int q = t; q < pieces; q += threads) {
+            const float4 v = reinterpret_cast<const float4*>(x)[q];
+            acc = square ? fmaf(v.x, v.x, acc) : acc + v.x;
+            acc = square ? fmaf(v.y, v.y, acc) : acc + v.y;
+            acc = square ? fmaf(v.z, v.z, acc) : acc + v.z;
+            acc = square ? fmaf(v.w, v.w, acc) : acc + v.w;
+        }
+        scalar_from = 4 * pieces;
+    }
+    for (int i = scalar_from + t; i < n; i += threads) acc = square ? fmaf(x[i], x[i], acc) : acc + x[i];
+    return acc;
+}
 __device__ __forceinline__ float ferro_block_max(float v, float* scratch) {
     return ferro_block_reduce<FerroMax>(v, scratch);
 }

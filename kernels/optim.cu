@@ -254,8 +254,8 @@ extern "C" __global__ void advance_steps(unsigned int* __restrict__ steps, int n
 }
 
 // First pass of the global gradient norm: each block is one block of the first pass of the
-// per-tensor sum_squares (kernels/reduce.cu's reduce_sum) of its tensor: the same grid-stride
-// partition, the same fma, and the same block reduction (threads beyond that launch's block
+// per-tensor sum_squares (kernels/reduce.cu's reduce_sum) of its tensor: the same partition
+// (ferro_share_sum), and the same block reduction (threads beyond that launch's block
 // size add zeros, which is exact), so each partial is bit-identical to sum_squares's.
 extern "C" __global__ void grad_norm_partials(const FerroOptimTensor* __restrict__ table,
                                               const float* const* __restrict__ grads, int count,
@@ -266,12 +266,9 @@ extern "C" __global__ void grad_norm_partials(const FerroOptimTensor* __restrict
     const float* grad = grads[t];
     float acc = 0.0f;
     if ((int)threadIdx.x < tensor.norm_threads) {
-        const int stride = tensor.norm_blocks * tensor.norm_threads;
-        for (int i = (blockIdx.x - tensor.norm_block_start) * tensor.norm_threads + threadIdx.x; i < tensor.len;
-             i += stride) {
-            const float v = grad[i];
-            acc = fmaf(v, v, acc);
-        }
+        const int t = (blockIdx.x - tensor.norm_block_start) * tensor.norm_threads + threadIdx.x;
+        const bool aligned = (reinterpret_cast<size_t>(grad) & 15) == 0;  // as reduce_sum's host decides
+        acc = ferro_share_sum(grad, tensor.len, t, tensor.norm_blocks * tensor.norm_threads, true, aligned);
     }
     acc = ferro_block_sum(acc, scratch);
     if (threadIdx.x == 0) partials[blockIdx.x] = acc;

@@ -38,18 +38,21 @@ impl GpuBackend {
         let out = self.alloc::<f32>(1)?;
         let plan = scalar_reduction(x.len())?;
         let square = KernelArg::I32(square as i32);
+        // The first pass reads 4 values per load from an aligned x (the gradient norm's kernel
+        // decides the same way); the second reads its partials one at a time.
+        let vec = KernelArg::I32(x.ptr().is_multiple_of(16) as i32);
         match plan.second {
             None => {
-                let args = [x.arg(), out.arg(), n, square, KernelArg::F32(scale)];
+                let args = [x.arg(), out.arg(), n, square, KernelArg::F32(scale), vec];
                 self.launch("reduce", "reduce_sum", plan.first, &args)?;
             }
             Some(second) => {
                 let blocks = plan.first.grid.0 as usize;
                 let partials = self.alloc::<f32>(blocks)?;
-                let args = [x.arg(), partials.arg(), n, square, KernelArg::F32(1.0)];
+                let args = [x.arg(), partials.arg(), n, square, KernelArg::F32(1.0), vec];
                 self.launch("reduce", "reduce_sum", plan.first, &args)?;
-                let args =
-                    [partials.arg(), out.arg(), KernelArg::I32(blocks as i32), KernelArg::I32(0), KernelArg::F32(scale)];
+                let (blocks, scalar) = (KernelArg::I32(blocks as i32), KernelArg::I32(0));
+                let args = [partials.arg(), out.arg(), blocks, KernelArg::I32(0), KernelArg::F32(scale), scalar];
                 self.launch("reduce", "reduce_sum", second, &args)?;
             }
         }
