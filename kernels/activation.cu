@@ -19,10 +19,33 @@ extern "C" __global__ void activation_backward(const void* __restrict__ x, int x
                [kind](float v, float g) { return g * derivative(kind, v); });
 }
 
+template <int V>
+__device__ __forceinline__ void bias_activation_body(void* y, int y_format, const float* __restrict__ bias, int kind,
+                                                     int channels, int plane, int n) {
+    const int i = V * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    const int ch = (i / plane) % channels;
+    if constexpr (V == 4) {
+        const float4 v = ferro_load4(y, i, y_format);
+        // A plane of one value is a pixel of channels last: 4 consecutive channels.
+        const float4 b = plane == 1 ? *reinterpret_cast<const float4*>(bias + ch) : make_float4(bias[ch], bias[ch], bias[ch], bias[ch]);
+        const float4 z = make_float4(activate(kind, v.x + b.x), activate(kind, v.y + b.y), activate(kind, v.z + b.z),
+                                     activate(kind, v.w + b.w));
+        ferro_store4(y, i, z, y_format);
+    } else {
+        ferro_store(y, i, activate(kind, ferro_load(y, i, y_format) + bias[ch]), y_format);
+    }
+}
+
 // y = f(y + bias[channel]) in place over [N, channels, plane], y in its stored format: a folded
-// convolution's epilogue.
-extern "C" __global__ void bias_activation(void* __restrict__ y, int y_format, const float* __restrict__ bias,
-                                           int kind, int channels, int plane, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) ferro_store(y, i, activate(kind, ferro_load(y, i, y_format) + bias[(i / plane) % channels]), y_format);
+// convolution's epilogue. A thread takes V values: 4 (`vec`: y and bias 16-byte aligned, and
+// plane a multiple of 4, so the 4 share a channel, or plane 1 and channels a multiple of 4, the
+// 4 consecutive channels of a pixel channels last) in one access per buffer, else 1.
+extern "C" __global__ void bias_activation(void* y, int y_format, const float* __restrict__ bias, int kind,
+                                           int channels, int plane, int n, int vec) {
+    if (vec) {
+        bias_activation_body<4>(y, y_format, bias, kind, channels, plane, n);
+    } else {
+        bias_activation_body<1>(y, y_format, bias, kind, channels, plane, n);
+    }
 }

@@ -1,8 +1,9 @@
 // Elementwise arithmetic, per-channel broadcasts over x [N, C, HW] or, channels last (the _nhwc
 // kernels), [N, HW, C], and their reductions. Every activation-like buffer (operands, dy, outputs)
 // is read and written in its stored format (kernels/stored.cuh), computed in f32 and rounded once
-// at the store. The same-shape kernels and the broadcasts take 4 values per thread
-// (kernels/pointwise.cuh).
+// at the store. The same-shape kernels, the broadcasts and the in-place updates take 4 values
+// per thread (kernels/pointwise.cuh); the reductions read 4 values per access where the shape
+// allows (`vec`).
 #include "common.cuh"
 #include "channel_rows.cuh"
 #include "stored.cuh"
@@ -95,92 +96,142 @@ BROADCAST_ENTRY_POINT(mul_channel_nhwc, true, true)
 
 // One block per output of the broadcast operand: output o sums dy (times x when WITH_X) over the
 // HW values of plane o when per_sample, else over the HW values of channel o in every image.
+// `vec` (HW a multiple of 4, buffers 16-byte aligned): a thread reads 4 values of a plane per
+// access, in a group of one multiple of 4 of the block's threads ahead of the next.
 template <bool WITH_X>
 __device__ __forceinline__ void channel_reduce(const void* __restrict__ dy, int dy_format, const void* __restrict__ x,
                                                int x_format, void* __restrict__ out, int out_format, int n, int c,
-                                               int hw, int per_sample) {
+                                               int hw, int per_sample, int vec) {
     __shared__ float scratch[33];
     const int o = blockIdx.x;
     const int images = per_sample ? 1 : n;
     const int count = images * hw;
-    float acc = 0.0f;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    // Value i of the output's count values, i / hw the image.
+    auto index = [&](int i) {
         const int img = i / hw;
-        const int plane = per_sample ? o : img * c + o;
-        const int idx = plane * hw + (i - img * hw);
-        const float g = ferro_load(dy, idx, dy_format);
-        acc += WITH_X ? g * ferro_load(x, idx, x_format) : g;
+        return (per_sample ? o : img * c + o) * hw + (i - img * hw);
+    };
+    float acc = 0.0f;
+    if (vec) {
+        for (int i = FERRO_GROUP * threadIdx.x; i < count; i += FERRO_GROUP * blockDim.x) {
+            const int idx = index(i);
+            const float4 g = ferro_load4(dy, idx, dy_format);
+            const float4 v = WITH_X ? ferro_load4(x, idx, x_format) : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            acc += g.x * v.x;
+            acc += g.y * v.y;
+            acc += g.z * v.z;
+            acc += g.w * v.w;
+        }
+    } else {
+        for (int i = threadIdx.x; i < count; i += blockDim.x) {
+            const int idx = index(i);
+            const float g = ferro_load(dy, idx, dy_format);
+            acc += WITH_X ? g * ferro_load(x, idx, x_format) : g;
+        }
     }
     acc = ferro_block_sum(acc, scratch);
     if (threadIdx.x == 0) ferro_store(out, o, acc, out_format);
 }
 
 extern "C" __global__ void channel_sum(const void* __restrict__ dy, int dy_format, void* __restrict__ out,
-                                       int out_format, int n, int c, int hw, int per_sample) {
-    channel_reduce<false>(dy, dy_format, nullptr, FERRO_F32, out, out_format, n, c, hw, per_sample);
+                                       int out_format, int n, int c, int hw, int per_sample, int vec) {
+    channel_reduce<false>(dy, dy_format, nullptr, FERRO_F32, out, out_format, n, c, hw, per_sample, vec);
 }
 
 extern "C" __global__ void channel_dot(const void* __restrict__ dy, int dy_format, const void* __restrict__ x,
                                        int x_format, void* __restrict__ out, int out_format, int n, int c, int hw,
-                                       int per_sample) {
-    channel_reduce<true>(dy, dy_format, x, x_format, out, out_format, n, c, hw, per_sample);
+                                       int per_sample, int vec) {
+    channel_reduce<true>(dy, dy_format, x, x_format, out, out_format, n, c, hw, per_sample, vec);
 }
 
-// Channels last, with threads along channels (kernels/channel_rows.cuh): out[part][c] sums dy
-// (times x when WITH_X) of channel c over rows [split * rows_per_split, ...) of segment
-// part / splits, split = part % splits, a segment being `rows` rows of C values (one image per
-// sample, or the whole batch). With splits > 1 the [segments * splits, C] partials are summed by
-// this kernel again, over `splits` rows per segment. blockIdx.x = part * chunks + channel chunk.
-template <bool WITH_X>
+// Channels last, with threads along channels (kernels/channel_rows.cuh), V of them per thread:
+// out[part][c] sums dy (times x when WITH_X) of channel c over rows [split * rows_per_split, ...)
+// of segment part / splits, split = part % splits, a segment being `rows` rows of C values (one
+// image per sample, or the whole batch). With splits > 1 the [segments * splits, C] partials are
+// summed by this kernel again, over `splits` rows per segment. blockIdx.x = part * chunks +
+// channel chunk.
+template <bool WITH_X, int V>
 __device__ __forceinline__ void channel_reduce_nhwc(const void* __restrict__ dy, int dy_format,
                                                     const void* __restrict__ x, int x_format, void* __restrict__ out,
                                                     int out_format, int C, int rows, int splits, int rows_per_split,
-                                                    int chunks) {
-    __shared__ float scratch[1][CR_THREADS];
+                                                    int chunks, float (*scratch)[CR_THREADS]) {
     const int part = blockIdx.x / chunks;
     const int begin = (part % splits) * rows_per_split;
     const int end = min(begin + rows_per_split, rows);
-    const ChannelRows cr = channel_rows(C, blockIdx.x - part * chunks, begin);
+    const ChannelRows cr = channel_rows<V>(C, blockIdx.x - part * chunks, begin);
     const size_t base = (size_t)(part / splits) * rows * C + cr.c;
-    float acc[1] = {0.0f};
+    float acc[V] = {};
     if (cr.active) {
         for (int r = cr.row; r < end; r += cr.step) {
             const size_t i = base + (size_t)r * C;
-            const float g = ferro_load(dy, i, dy_format);
-            acc[0] += WITH_X ? g * ferro_load(x, i, x_format) : g;
+            float g[V], v[V];
+            channel_rows_load<V>(dy, i, dy_format, g);
+            if (WITH_X) channel_rows_load<V>(x, i, x_format, v);
+#pragma unroll
+            for (int k = 0; k < V; ++k) acc[k] += WITH_X ? g[k] * v[k] : g[k];
         }
     }
-    channel_rows_total<1>(acc, cr, scratch);
-    if (threadIdx.x < cr.lanes) ferro_store(out, (size_t)part * C + cr.c, acc[0], out_format);
+    channel_rows_total<V>(acc, cr, scratch);
+    if (threadIdx.x < cr.lanes) channel_rows_store<V>(out, (size_t)part * C + cr.c, out_format, acc);
 }
 
+// `vec`: C a multiple of 4 and the buffers 16-byte aligned, 4 channels per thread.
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
     channel_sum_nhwc(const void* __restrict__ dy, int dy_format, void* __restrict__ out, int out_format, int C,
-                     int rows, int splits, int rows_per_split, int chunks) {
-    channel_reduce_nhwc<false>(dy, dy_format, nullptr, FERRO_F32, out, out_format, C, rows, splits, rows_per_split,
-                               chunks);
+                     int rows, int splits, int rows_per_split, int chunks, int vec) {
+    __shared__ float scratch[4][CR_THREADS];
+    if (vec) {
+        channel_reduce_nhwc<false, 4>(dy, dy_format, nullptr, FERRO_F32, out, out_format, C, rows, splits,
+                                      rows_per_split, chunks, scratch);
+    } else {
+        channel_reduce_nhwc<false, 1>(dy, dy_format, nullptr, FERRO_F32, out, out_format, C, rows, splits,
+                                      rows_per_split, chunks, scratch);
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(CR_THREADS)
     channel_dot_nhwc(const void* __restrict__ dy, int dy_format, const void* __restrict__ x, int x_format,
                      void* __restrict__ out, int out_format, int C, int rows, int splits, int rows_per_split,
-                     int chunks) {
-    channel_reduce_nhwc<true>(dy, dy_format, x, x_format, out, out_format, C, rows, splits, rows_per_split, chunks);
+                     int chunks, int vec) {
+    __shared__ float scratch[4][CR_THREADS];
+    if (vec) {
+        channel_reduce_nhwc<true, 4>(dy, dy_format, x, x_format, out, out_format, C, rows, splits, rows_per_split,
+                                     chunks, scratch);
+    } else {
+        channel_reduce_nhwc<true, 1>(dy, dy_format, x, x_format, out, out_format, C, rows, splits, rows_per_split,
+                                     chunks, scratch);
+    }
+}
+
+// y = op(y, x) per value in place, 4 values per thread as pointwise.cuh's groups (one access per
+// buffer for a whole group when `vec`); a null x gives op 0. y is read and written by the same
+// thread, so it is not __restrict__.
+template <typename Op>
+__device__ __forceinline__ void update(const void* __restrict__ x, int x_format, void* y, int y_format, int n,
+                                       int vec, Op op) {
+    const long long i = ferro_group_start(n);
+    if (i < 0) return;
+    if (ferro_group_whole(i, n, vec)) {
+        const float4 u = ferro_load4(y, i, y_format);
+        const float4 v = x ? ferro_load4(x, i, x_format) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        ferro_store4(y, i, make_float4(op(u.x, v.x), op(u.y, v.y), op(u.z, v.z), op(u.w, v.w)), y_format);
+        return;
+    }
+    for (long long k = i; k < n && k < i + FERRO_GROUP; ++k)
+        ferro_store(y, k, op(ferro_load(y, k, y_format), x ? ferro_load(x, k, x_format) : 0.0f), y_format);
 }
 
 // y += alpha * x, each in its stored format (kernels/stored.cuh): how gradients accumulate,
 // 16-bit ones included.
-extern "C" __global__ void axpy(float alpha, const void* __restrict__ x, int x_format, void* __restrict__ y, int y_format, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) ferro_store(y, i, ferro_load(y, i, y_format) + alpha * ferro_load(x, i, x_format), y_format);
+extern "C" __global__ void axpy(float alpha, const void* __restrict__ x, int x_format, void* y, int y_format, int n,
+                                int vec) {
+    update(x, x_format, y, y_format, n, vec, [alpha](float u, float v) { return u + alpha * v; });
 }
 
-extern "C" __global__ void scale(float alpha, float* __restrict__ x, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] *= alpha;
+extern "C" __global__ void scale(float alpha, float* x, int n, int vec) {
+    update(nullptr, FERRO_F32, x, FERRO_F32, n, vec, [alpha](float u, float) { return u * alpha; });
 }
 
-extern "C" __global__ void fill(float value, float* __restrict__ x, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) x[i] = value;
+extern "C" __global__ void fill(float value, float* x, int n, int vec) {
+    update(nullptr, FERRO_F32, x, FERRO_F32, n, vec, [value](float, float) { return value; });
 }

@@ -343,23 +343,14 @@ extern "C" __global__ void bn_act_backward_apply(const void* __restrict__ dy, in
 // fewer but never none.
 
 // This block's row range [begin, end) and its channel chunk's share for this thread, V
-// consecutive channels per thread (V = 1: channel_rows itself; V = 4 needs C a multiple of 4).
+// consecutive channels per thread (V = 4 needs C a multiple of 4).
 template <int V = 1>
 __device__ __forceinline__ ChannelRows bn_rows(int C, int rows, int rows_per_split, int chunks, int* split,
                                                int* end) {
     *split = blockIdx.x / chunks;
     const int begin = *split * rows_per_split;
     *end = min(begin + rows_per_split, rows);
-    ChannelRows cr = channel_rows(C, blockIdx.x - *split * chunks, begin);
-    if (V > 1) {
-        const int c0 = cr.c - threadIdx.x % cr.lanes;
-        cr.lanes /= V;
-        cr.step = CR_THREADS / cr.lanes;
-        cr.c = c0 + V * (threadIdx.x % cr.lanes);
-        cr.row = begin + threadIdx.x / cr.lanes;
-        cr.active = threadIdx.x < cr.step * cr.lanes;
-    }
-    return cr;
+    return channel_rows<V>(C, blockIdx.x - *split * chunks, begin);
 }
 
 // Writes a block's two per-channel totals of the thread's V channels (acc[k] and acc[V + k] of

@@ -6,7 +6,7 @@
 // bit patterns in the compute_75 module.
 #include "common.cuh"
 #include "tensor_core.cuh"
-#include "stored.cuh"
+#include "pointwise.cuh"
 
 // format: 0 fp32 (a copy), 1 tf32, 2 bf16, 3 fp16.
 __device__ __forceinline__ float round_to(float x, int format) {
@@ -23,16 +23,25 @@ __device__ __forceinline__ float round_to(float x, int format) {
     return x;
 }
 
-// y[i] = x[i] rounded to `format`; x and y may be the same buffer (in place).
-extern "C" __global__ void round_to_format(const float* x, float* y, int n, int format) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = round_to(x[i], format);
+// y[i] = x[i] rounded to `format`, 4 values per thread (kernels/pointwise.cuh's groups: one
+// 16-byte access each way when `vec`); x and y may be the same buffer (in place), so neither is
+// __restrict__ and each group is read whole before it is written.
+extern "C" __global__ void round_to_format(const float* x, float* y, int n, int format, int vec) {
+    const long long i = ferro_group_start(n);
+    if (i < 0) return;
+    if (ferro_group_whole(i, n, vec)) {
+        const float4 v = reinterpret_cast<const float4*>(x)[i / 4];
+        reinterpret_cast<float4*>(y)[i / 4] =
+            make_float4(round_to(v.x, format), round_to(v.y, format), round_to(v.z, format), round_to(v.w, format));
+        return;
+    }
+    for (long long k = i; k < n && k < i + FERRO_GROUP; ++k) y[k] = round_to(x[k], format);
 }
 
 // y[i] = x[i] in y's stored format (kernels/stored.cuh): exact widening, or rounding to nearest
 // even when y is narrower. How a bf16/fp16 run stores a value an f32-only kernel produced, and
-// widens a stored value for one.
-extern "C" __global__ void convert_stored(const void* x, int x_format, void* y, int y_format, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) ferro_store(y, i, ferro_load(x, i, x_format), y_format);
+// widens a stored value for one. 4 values per thread (kernels/pointwise.cuh).
+extern "C" __global__ void convert_stored(const void* __restrict__ x, int x_format, void* __restrict__ y,
+                                          int y_format, int n, int vec) {
+    ferro_map1(x, x_format, y, y_format, n, vec, [](float v) { return v; });
 }

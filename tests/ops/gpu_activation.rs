@@ -7,8 +7,11 @@ use ferronet_test_support::stored::{Agreement, StoredPrecision};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
+use ferronet::gpu::GpuBackend;
 use ferronet::ops::{Activation, ActivationOps};
 use ferronet::precision::Precision;
+use ferronet::sim::{SimDriver, SimOptions};
+use std::sync::Arc;
 
 /// Random values over every activation's interesting range plus the exact kink points.
 fn inputs(len: usize, seed: u64) -> Vec<f32> {
@@ -47,11 +50,13 @@ fn backward_rejects_a_gradient_of_another_length_as_the_cpu_does() {
     assert_eq!(err.to_string(), "shape error: relu: dy has 3 elements but 4 are needed");
 }
 
-/// The epilogue of a convolution with its batch norm folded in: y = f(y + bias[channel]) in place.
+/// The epilogue of a convolution with its batch norm folded in: y = f(y + bias[channel]) in place,
+/// one value per thread, and 4 in one access where they share a channel (a plane of 12) or are a
+/// pixel's consecutive channels (channels last, a plane of 1, 8 channels).
 #[test]
 fn channel_bias_activation_matches_the_cpu_reference() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
-    for (n, channels, plane, seed) in [(1, 1, 1, 1), (2, 3, 7, 2), (3, 5, 33, 3)] {
+    for (n, channels, plane, seed) in [(1, 1, 1, 1), (2, 3, 7, 2), (3, 5, 33, 3), (2, 3, 12, 4), (6, 8, 1, 5)] {
         let y = random_f32(n * channels * plane, seed, -9.0, 9.0);
         let bias = random_f32(channels, seed + 50, -2.0, 2.0);
         let ((gy, cy), (gb, cb)) = (upload_pair(&gpu, &cpu, &y), upload_pair(&gpu, &cpu, &bias));
@@ -76,13 +81,15 @@ fn channel_bias_activation_matches_the_cpu_reference() {
 /// 16-bit stored x and dy (bf16, fp16): y and dx come back in x's format and equal the CPU's f32
 /// results on the same rounded values, rounded once; relu and relu6 bit for bit, the
 /// transcendental ones within an ulp of the format (the two devices' expf may differ by an f32
-/// ulp). 46 values: whole groups of 4 and a partial one; the epilogue rounds y + bias once.
+/// ulp). 46 values: whole groups of 4 and a partial one; the epilogue rounds y + bias once, over
+/// planes of 22 (one value per thread), 4 (4 per thread, one bias) and 1 of 4 channels (4 per
+/// thread, 4 biases).
 #[test]
 fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
     let x = inputs(37, 7);
     let dy = random_f32(x.len(), 8, -1.0, 1.0);
-    let bias = random_f32(2, 9, -2.0, 2.0);
+    let bias = random_f32(11, 9, -2.0, 2.0);
     for p in [Precision::Bf16, Precision::Fp16] {
         let stored = StoredPrecision::new(&gpu, &cpu, p);
         let (cx, cdy) = (stored.on_cpu(&x), stored.on_cpu(&dy));
@@ -93,9 +100,40 @@ fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
             let dx = gpu.activation_backward(kind, &gx, &gdy).unwrap();
             stored.check(&format!("{} backward", kind.name()), &dx, cpu.activation_backward(kind, &cx, &cdy).unwrap(), agreement);
         }
-        let (mut gy, mut cy) = (gpu.copy_buf(&gx).unwrap(), cpu.copy_buf(&cx).unwrap());
-        gpu.channel_bias_activation(Activation::Relu, &mut gy, &gpu.upload(&bias).unwrap(), 2, 23).unwrap();
-        cpu.channel_bias_activation(Activation::Relu, &mut cy, &cpu.upload(&bias).unwrap(), 2, 23).unwrap();
-        stored.check("relu bias epilogue", &gy, cy, Agreement::Exact);
+        // 44 values: 2 channels x 22, 11 x 4, or 11 pixels of 4 channels.
+        let x = &x[..44];
+        let (gx, cx) = (stored.on_gpu(x), stored.on_cpu(x));
+        for (channels, plane) in [(2, 22), (11, 4), (4, 1)] {
+            let bias = &bias[..channels];
+            let (mut gy, mut cy) = (gpu.copy_buf(&gx).unwrap(), cpu.copy_buf(&cx).unwrap());
+            gpu.channel_bias_activation(Activation::Relu, &mut gy, &gpu.upload(bias).unwrap(), channels, plane).unwrap();
+            cpu.channel_bias_activation(Activation::Relu, &mut cy, &cpu.upload(bias).unwrap(), channels, plane).unwrap();
+            stored.check(&format!("relu bias epilogue, {channels} channels x {plane}"), &gy, cy, Agreement::Exact);
+        }
+    }
+}
+
+/// On the simulator, the epilogue over whole groups of 4 takes one access per warp of 32 x 4
+/// values for each of the load and store of y and the bias (one value per lane where a plane of
+/// 64 shares it, 4 consecutive channels last): 16 bytes per lane at f32, 8 at 16 bits.
+#[test]
+fn bias_epilogue_takes_one_access_per_four_values_per_lane() {
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let (gpu, cpu) = (GpuBackend::new(driver.clone()), CpuBackend::new());
+    let y = random_f32(512, 10, -3.0, 3.0);
+    for p in [Precision::Fp32, Precision::Bf16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        // [2, 4, 64] channels first; 16 pixels of 32 channels last.
+        for (channels, plane) in [(4, 64), (32, 1)] {
+            let bias = random_f32(channels, 11, -1.0, 1.0);
+            let (mut gy, mut cy) = (stored.on_gpu(&y), stored.on_cpu(&y));
+            driver.take_launch_stats();
+            gpu.channel_bias_activation(Activation::Relu6, &mut gy, &gpu.upload(&bias).unwrap(), channels, plane).unwrap();
+            let stats = driver.take_launch_stats();
+            let epilogue = stats.iter().find(|s| s.kernel == "activation::bias_activation").expect("the epilogue ran");
+            assert_eq!(epilogue.global_accesses, 3 * (y.len() / (32 * 4)) as u64, "{p}, {channels} channels x {plane}");
+            cpu.channel_bias_activation(Activation::Relu6, &mut cy, &cpu.upload(&bias).unwrap(), channels, plane).unwrap();
+            stored.check(&format!("relu6 bias epilogue, {channels} channels x {plane}"), &gy, cy, Agreement::Exact);
+        }
     }
 }

@@ -1,25 +1,32 @@
 //! GPU channel concat/split/shuffle against the CPU reference. These only move values, so the
-//! results must be bit-identical.
+//! results must be bit-identical, whether a thread moves 4 values per access (runs of whole
+//! groups of 4: HW a multiple of 4, or channel counts channels last) or one.
 
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
 use ferronet_test_support::stored::StoredPrecision;
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
+use ferronet::gpu::GpuBackend;
 use ferronet::ops::ChannelOps;
 use ferronet::precision::Precision;
+use ferronet::sim::{SimDriver, SimOptions};
+use std::sync::Arc;
 
 fn exact(what: &str, got: &[f32], want: &[f64]) {
     assert_eq!(widen(got), want, "{what}");
 }
 
+/// One value per thread (HW 35, 7; channels last with odd channel counts) and 4 (HW 36; channels
+/// last with counts that are multiples of 4).
 #[test]
 fn concat_and_split_match_the_cpu_reference() {
     let gpu = gpu();
     let cpu = CpuBackend::new();
-    for (seed, (n, hw, channels)) in
-        [(1, 35, vec![3usize]), (5, 35, vec![3, 1, 4]), (2, 1, vec![2, 5]), (3, 7, vec![1, 1])].into_iter().enumerate()
-    {
+    let shapes = [(1, 35, vec![3usize]), (5, 35, vec![3, 1, 4]), (2, 1, vec![2, 5]), (3, 7, vec![1, 1])]
+        .into_iter()
+        .chain([(2, 36, vec![3, 1, 4]), (3, 1, vec![4, 8, 4])]);
+    for (seed, (n, hw, channels)) in shapes.enumerate() {
         let what = format!("N={n} HW={hw} channels={channels:?}");
         let parts: Vec<Vec<f32>> = channels
             .iter()
@@ -45,8 +52,9 @@ fn concat_and_split_match_the_cpu_reference() {
 fn shuffle_and_its_inverse_match_the_cpu_reference() {
     let gpu = gpu();
     let cpu = CpuBackend::new();
+    // The last two take 4 values of a plane per thread.
     for (seed, (n, c, hw, groups)) in
-        [(1, 6, 35, 2), (5, 6, 7, 3), (2, 12, 1, 4), (3, 5, 3, 1), (1, 8, 5, 8)].into_iter().enumerate()
+        [(1, 6, 35, 2), (5, 6, 7, 3), (2, 12, 1, 4), (3, 5, 3, 1), (1, 8, 5, 8), (2, 6, 16, 3), (1, 8, 4, 2)].into_iter().enumerate()
     {
         let what = format!("N={n} C={c} HW={hw} groups={groups}");
         let x = random_f32(n * c * hw, seed as u64, -2.0, 2.0);
@@ -105,13 +113,13 @@ fn concat_of_no_parts_is_empty() {
 
 /// 16-bit stored tensors (bf16, fp16) move without rounding: concat (in the first part's format,
 /// here with an f32 second part), split and the shuffle both ways keep the stored values bit
-/// for bit and their format.
+/// for bit and their format, one value per thread (HW 5) and 4 (HW 8).
 #[test]
 fn sixteen_bit_tensors_move_unchanged_in_their_format() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
-    let (n, hw, channels) = (2, 5, [3usize, 2]);
-    let parts = [random_f32(n * 3 * hw, 1, -2.0, 2.0), random_f32(n * 2 * hw, 2, -2.0, 2.0)];
-    for p in [Precision::Bf16, Precision::Fp16] {
+    let (n, channels) = (2, [3usize, 2]);
+    for (p, hw) in [Precision::Bf16, Precision::Fp16].into_iter().flat_map(|p| [(p, 5), (p, 8)]) {
+        let parts = [random_f32(n * 3 * hw, 1, -2.0, 2.0), random_f32(n * 2 * hw, 2, -2.0, 2.0)];
         let stored = StoredPrecision::new(&gpu, &cpu, p);
         let rounded = parts.each_ref().map(|v| stored.rounded(v));
         let first = stored.on_gpu(&parts[0]);
@@ -128,5 +136,38 @@ fn sixteen_bit_tensors_move_unchanged_in_their_format() {
         assert_eq!(stored.download("shuffle", &y), cpu.channel_shuffle(&want, n, c, hw, groups).unwrap().to_vec(), "{p} shuffle");
         let back = gpu.channel_shuffle_backward(&y, n, c, hw, groups).unwrap();
         assert_eq!(stored.download("shuffle backward", &back), want.to_vec(), "{p} shuffle backward");
+    }
+}
+
+/// On the simulator, copies and shuffles of whole groups of 4 move them in one access per lane
+/// each way (16 bytes at f32, 8 at 16 bits): a warp access moves 32 x 4 values. [2, 12, 64]
+/// split into 4 and 8 channels copies 512 and 1024 values per part.
+#[test]
+fn whole_groups_move_four_values_per_lane() {
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let (gpu, cpu) = (GpuBackend::new(driver.clone()), CpuBackend::new());
+    let (n, hw, channels, groups) = (2, 64, [4usize, 8], 3);
+    let c = channels.iter().sum();
+    let x = random_f32(n * c * hw, 3, -2.0, 2.0);
+    for p in [Precision::Fp32, Precision::Bf16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let joined = stored.on_gpu(&x);
+        driver.take_launch_stats();
+        let parts = gpu.split_channels(&joined, &channels, n, hw).unwrap();
+        let rejoined = gpu.concat_channels(&parts.iter().collect::<Vec<_>>(), &channels, n, hw).unwrap();
+        let shuffled = gpu.channel_shuffle(&joined, n, c, hw, groups).unwrap();
+        let stats = driver.take_launch_stats();
+        let accesses = |kernel: &str| -> Vec<u64> {
+            stats.iter().filter(|s| s.kernel == kernel).map(|s| s.global_accesses).collect()
+        };
+        // A load and a store per warp of 32 x 4 values.
+        let warp_accesses = |values: usize| 2 * (values / (32 * 4)) as u64;
+        let per_copy: Vec<u64> = channels.iter().map(|&count| warp_accesses(n * count * hw)).collect();
+        assert_eq!(accesses("channel::copy_channels"), [per_copy.clone(), per_copy].concat(), "{p}: split, then concat");
+        assert_eq!(accesses("channel::channel_shuffle"), [warp_accesses(n * c * hw)], "{p}: shuffle");
+        let rounded = stored.rounded(&x);
+        assert_eq!(stored.download("concat", &rejoined), rounded, "{p}: split then concat");
+        let want = cpu.channel_shuffle(&cpu.upload(&rounded).unwrap(), n, c, hw, groups).unwrap();
+        assert_eq!(stored.download("shuffle", &shuffled), want.to_vec(), "{p}");
     }
 }

@@ -1,5 +1,6 @@
 //! GPU activations: kernels/activation.cu, 4 values per thread, each buffer in its stored format
-//! (y and dx in x's).
+//! (y and dx in x's). The convolution epilogue takes 4 values per thread in one access where they
+//! share a bias value or read 4 consecutive ones, else 1.
 
 use super::{check_channel_bias, Activation, ActivationOps};
 use crate::device::Buffer;
@@ -8,7 +9,7 @@ use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
-use crate::ops::elementwise::pointwise;
+use crate::ops::elementwise::{all_aligned16, pointwise};
 
 /// The `kind` code the kernels switch on (kernels/activation.cuh).
 pub(crate) fn kind_code(kind: Activation) -> i32 {
@@ -54,6 +55,9 @@ impl ActivationOps<f32> for GpuBackend {
     fn channel_bias_activation(&self, kind: Activation, y: &mut GpuBuf<f32>, bias: &GpuBuf<f32>, channels: usize, plane: usize) -> Result<()> {
         check_channel_bias(kind, y.len(), bias.len(), channels, plane)?;
         let what = |part: &str| format!("the {part} of the {} convolution epilogue", kind.name());
+        // 4 values of a plane share a channel; a plane of 1 (channels last) reads 4 consecutive.
+        let groups_fit = plane.is_multiple_of(4) || (plane == 1 && channels.is_multiple_of(4));
+        let per_thread = if groups_fit && all_aligned16(&[y, bias]) { 4 } else { 1 };
         let args = [
             y.stored_arg(),
             y.format_arg(),
@@ -62,7 +66,8 @@ impl ActivationOps<f32> for GpuBackend {
             int(channels, &what("channels"))?,
             int(plane, &what("plane"))?,
             int(y.len(), &what("length"))?,
+            KernelArg::I32((per_thread == 4) as i32),
         ];
-        self.launch("activation", "bias_activation", per_element(y.len(), "bias_activation")?, &args)
+        self.launch("activation", "bias_activation", per_element(y.len() / per_thread, "bias_activation")?, &args)
     }
 }

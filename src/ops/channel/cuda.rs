@@ -1,6 +1,8 @@
 //! GPU channel concat/split/shuffle: kernels/channel.cu. Concat and split launch one slab copy
 //! per part; the shuffle's inverse is the shuffle with C/groups groups. Results are stored in
 //! their source's format (concat: the first input's), each copy reading its source's format.
+//! A thread moves 4 values in one access each way where the runs moved together are whole groups
+//! of 4 and the buffers 16-byte aligned, else one value.
 
 use super::{channel_offsets, check_concat_inputs, check_shuffle, ChannelOps};
 use crate::device::Buffer;
@@ -9,6 +11,17 @@ use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
+use crate::ops::elementwise::all_aligned16;
+
+/// Values a thread of kernels/channel.cu moves: 4 when `runs` (every length and start of a run
+/// moved together) are multiples of 4 and `buffers` are 16-byte aligned, else 1.
+fn values_per_thread(runs: &[usize], buffers: &[&GpuBuf<f32>]) -> usize {
+    if runs.iter().all(|r| r.is_multiple_of(4)) && all_aligned16(buffers) {
+        4
+    } else {
+        1
+    }
+}
 
 /// A run of channels inside a [N, channels, HW] tensor.
 #[derive(Clone, Copy)]
@@ -26,6 +39,8 @@ impl GpuBackend {
         // Every size below is at most the larger tensor's element count, checked to fit an int.
         int(n * src.total.max(dst.total) * hw, "the element count of a concatenated tensor")?;
         let arg = |v: usize| KernelArg::I32(v as i32);
+        let runs = [count, src.total, src.first, dst.total, dst.first].map(|channels| channels * hw);
+        let per_thread = values_per_thread(&runs, &[src.buf, dst.buf]);
         let args = [
             src.buf.stored_arg(),
             src.buf.format_arg(),
@@ -38,8 +53,9 @@ impl GpuBackend {
             arg(src.first),
             arg(dst.total),
             arg(dst.first),
+            arg((per_thread == 4) as usize),
         ];
-        self.launch("channel", "copy_channels", per_element(n * count * hw, "copy_channels")?, &args)
+        self.launch("channel", "copy_channels", per_element(n * count * hw / per_thread, "copy_channels")?, &args)
     }
 
     /// The shuffle of x [N, c, hw] (length already checked) with `groups` groups.
@@ -48,8 +64,11 @@ impl GpuBackend {
         let total = int(x.len(), &format!("the element count of the {op} input"))?;
         let y = self.alloc_stored(x.len(), x.stored())?;
         let arg = |v: usize| KernelArg::I32(v as i32);
-        let args = [x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), arg(c), arg(hw), arg(groups), total];
-        self.launch("channel", "channel_shuffle", per_element(x.len(), "channel_shuffle")?, &args)?;
+        // A group of 4 values lies in one plane.
+        let per_thread = values_per_thread(&[hw], &[x, &y]);
+        let vec = arg((per_thread == 4) as usize);
+        let args = [x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), arg(c), arg(hw), arg(groups), total, vec];
+        self.launch("channel", "channel_shuffle", per_element(x.len() / per_thread, "channel_shuffle")?, &args)?;
         Ok(y)
     }
 }

@@ -1,6 +1,8 @@
 //! GPU elementwise ops: kernels/elementwise.cu. The broadcast backward reductions run one block
 //! per element of the broadcast operand; channels last, one block per 32 channels and range of
-//! pixels, threads along channels ([`RowSplits`]). Activation-like buffers (operands, dy, outputs)
+//! pixels, threads along channels ([`RowSplits`]). Every kernel reads 4 values per access where
+//! the buffers are 16-byte aligned and the shape keeps groups of 4 together (a plane's HW, or C
+//! channels last, a multiple of 4). Activation-like buffers (operands, dy, outputs)
 //! are read and written in their stored formats: outputs in the first operand's, each operand's
 //! gradient in that operand's; parameter-like results (add_channel's bias gradient) and the
 //! reductions' partial sums are f32, and `scale`/`fill` touch only f32 buffers (loss gradients,
@@ -34,8 +36,13 @@ pub(crate) fn pointwise(len: usize, what: &str, buffers: &[&GpuBuf<f32>]) -> Res
 }
 
 /// Whether every buffer starts on a 16-byte boundary (a group of 4 values is one access).
-fn all_aligned16(buffers: &[&GpuBuf<f32>]) -> bool {
+pub(crate) fn all_aligned16(buffers: &[&GpuBuf<f32>]) -> bool {
     buffers.iter().all(|b| matches!(b.stored_arg(), KernelArg::Ptr(p) if p.is_multiple_of(16)))
+}
+
+/// Each buffer's pointer and format arguments, in order.
+fn stored_args(buffers: &[&GpuBuf<f32>]) -> Vec<KernelArg> {
+    buffers.iter().flat_map(|b| [b.stored_arg(), b.format_arg()]).collect()
 }
 
 /// Enough blocks to fill any current GPU a few times over, and the fewest rows worth a block.
@@ -146,15 +153,15 @@ impl GpuBackend {
     ) -> Result<GpuBuf<f32>> {
         // The kernel's flat indices reach x_len; n, c and hw are at most that.
         int(g.x_len(), &format!("the element count of the {kernel} input"))?;
-        let mut args = vec![dy.stored_arg(), dy.format_arg()];
-        if let Some(x) = x {
-            args.extend([x.stored_arg(), x.format_arg()]);
-        }
+        let inputs: Vec<&GpuBuf<f32>> = std::iter::once(dy).chain(x).collect();
         if g.layout == Layout::Nhwc {
-            return self.channel_reduce_nhwc(kernel, args, g, format);
+            return self.channel_reduce_nhwc(kernel, &inputs, g, format);
         }
+        let mut args = stored_args(&inputs);
         let out = self.alloc_stored(g.operand_len(), format)?;
         let per_output = if g.per_sample { g.hw } else { g.n * g.hw };
+        // A group of 4 values lies in one plane.
+        let per_thread = if g.hw.is_multiple_of(4) && all_aligned16(&inputs) { POINTWISE_GROUP } else { 1 };
         args.extend([
             out.stored_arg(),
             out.format_arg(),
@@ -162,19 +169,21 @@ impl GpuBackend {
             KernelArg::I32(g.c as i32),
             KernelArg::I32(g.hw as i32),
             KernelArg::I32(g.per_sample as i32),
+            KernelArg::I32((per_thread > 1) as i32),
         ]);
-        self.launch("elementwise", kernel, wide_reduction(g.operand_len(), per_output)?, &args)?;
+        self.launch("elementwise", kernel, wide_reduction(g.operand_len(), per_output / per_thread)?, &args)?;
         Ok(out)
     }
 
-    /// Channels last: `channel_sum_nhwc` or `channel_dot_nhwc` of the input buffers `args` (dy,
-    /// and x for the dot, with their formats) over each image's pixels (per_sample) or the whole
-    /// batch's, threads along channels, stored in `format`; f32 partial sums of several row
-    /// ranges are summed by a second channel_sum_nhwc.
+    /// Channels last: `channel_sum_nhwc` or `channel_dot_nhwc` of `inputs` (dy, and x for the
+    /// dot) over each image's pixels (per_sample) or the whole batch's, threads along channels
+    /// (4 per thread in one access where C is a multiple of 4 and the buffers 16-byte aligned),
+    /// stored in `format`; f32 partial sums of several row ranges are summed by a second
+    /// channel_sum_nhwc.
     fn channel_reduce_nhwc(
         &self,
         kernel: &str,
-        mut args: Vec<KernelArg>,
+        inputs: &[&GpuBuf<f32>],
         g: &ChannelBroadcast,
         format: StoredFormat,
     ) -> Result<GpuBuf<f32>> {
@@ -187,25 +196,30 @@ impl GpuBackend {
         // One range per segment writes the result itself.
         let partial_format = if plan.splits == 1 { format } else { StoredFormat::F32 };
         let partial = self.alloc_stored(segments * plan.splits * g.c, partial_format)?;
+        let vec = |buffers: &[&GpuBuf<f32>]| KernelArg::I32((g.c.is_multiple_of(4) && all_aligned16(buffers)) as i32);
+        let mut args = stored_args(inputs);
         args.extend([partial.stored_arg(), partial.format_arg(), KernelArg::I32(g.c as i32)]);
         args.extend(plan.args(rows));
+        args.push(vec(&[inputs, &[&partial]].concat()));
         self.launch("elementwise", &format!("{kernel}_nhwc"), plan.config(segments)?, &args)?;
         if plan.splits == 1 {
             return Ok(partial);
         }
         let totals = RowSplits { rows_per_split: plan.splits, splits: 1, chunks: plan.chunks };
         let out = self.alloc_stored(g.operand_len(), format)?;
-        let mut args =
-            vec![partial.stored_arg(), partial.format_arg(), out.stored_arg(), out.format_arg(), KernelArg::I32(g.c as i32)];
+        let mut args = stored_args(&[&partial, &out]);
+        args.push(KernelArg::I32(g.c as i32));
         args.extend(totals.args(plan.splits));
+        args.push(vec(&[&partial, &out]));
         self.launch("elementwise", "channel_sum_nhwc", totals.config(segments)?, &args)?;
         Ok(out)
     }
 
-    /// In-place `x = f(x)` kernels (`scale`, `fill`) taking (value, x, n).
+    /// In-place `x = f(x)` kernels (`scale`, `fill`) taking (value, x, n, vec).
     fn update(&self, kernel: &str, value: f32, x: &mut GpuBuf<f32>) -> Result<()> {
         let n = int(x.len(), &format!("the length of the {kernel} input"))?;
-        self.launch("elementwise", kernel, per_element(x.len(), kernel)?, &[KernelArg::F32(value), x.arg(), n])
+        let (config, vec) = pointwise(x.len(), kernel, &[x])?;
+        self.launch("elementwise", kernel, config, &[KernelArg::F32(value), x.arg(), n, vec])
     }
 }
 
@@ -277,8 +291,9 @@ impl ElementwiseOps<f32> for GpuBackend {
     fn axpy(&self, alpha: f32, x: &GpuBuf<f32>, y: &mut GpuBuf<f32>) -> Result<()> {
         expect_len("axpy", "x", x.len(), y.len())?;
         let n = int(y.len(), "the length of the axpy input")?;
-        let args = [KernelArg::F32(alpha), x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), n];
-        self.launch("elementwise", "axpy", per_element(y.len(), "axpy")?, &args)
+        let (config, vec) = pointwise(y.len(), "axpy", &[x, y])?;
+        let args = [KernelArg::F32(alpha), x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), n, vec];
+        self.launch("elementwise", "axpy", config, &args)
     }
 
     fn scale(&self, alpha: f32, x: &mut GpuBuf<f32>) -> Result<()> {

@@ -8,7 +8,7 @@ mod node;
 
 pub use node::{Add, Mul, MulChannel};
 mod cuda;
-pub(crate) use cuda::{pointwise, RowSplits};
+pub(crate) use cuda::{all_aligned16, pointwise, RowSplits};
 
 use crate::device::Device;
 use crate::element::Element;

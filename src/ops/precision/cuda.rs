@@ -1,13 +1,15 @@
-//! Rounding on the GPU: kernels/precision.cu's `round_to_format`, one thread per value, in place
-//! when source and destination are one buffer; and `convert_stored`, between stored formats.
+//! Rounding on the GPU: kernels/precision.cu's `round_to_format`, in place when source and
+//! destination are one buffer; and `convert_stored`, between stored formats. Both take 4 values
+//! per thread, one access each way for a whole group of aligned buffers (kernels/pointwise.cuh).
 
 use super::PrecisionOps;
 use crate::device::driver::KernelArg;
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::gpu::grid::{int, per_element};
+use crate::gpu::grid::int;
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
+use crate::ops::elementwise::pointwise;
 use crate::precision::{Precision, StoredFormat};
 
 /// The kernel's format code (kernels/precision.cu).
@@ -29,13 +31,14 @@ fn expect_f32(op: &str, x: &GpuBuf<f32>) -> Result<()> {
 }
 
 impl GpuBackend {
-    fn launch_rounding(&self, precision: Precision, src: KernelArg, dst: KernelArg, len: usize) -> Result<()> {
-        if len == 0 {
+    /// Rounds `src` into `dst` (the same buffer in place; f32 containers of one length).
+    fn launch_rounding(&self, precision: Precision, src: &GpuBuf<f32>, dst: &GpuBuf<f32>) -> Result<()> {
+        if src.len() == 0 {
             return Ok(());
         }
-        let n = int(len, "the length of a buffer to round")?;
-        let cfg = per_element(len, "round_to_format")?;
-        self.launch("precision", "round_to_format", cfg, &[src, dst, n, KernelArg::I32(format_code(precision))])
+        let n = int(src.len(), "the length of a buffer to round")?;
+        let (cfg, vec) = pointwise(src.len(), "round_to_format", &[src, dst])?;
+        self.launch("precision", "round_to_format", cfg, &[src.arg(), dst.arg(), n, KernelArg::I32(format_code(precision)), vec])
     }
 }
 
@@ -45,14 +48,14 @@ impl PrecisionOps<f32> for GpuBackend {
             return Ok(());
         }
         expect_f32("round_in_place", x)?;
-        self.launch_rounding(precision, x.arg(), x.arg(), x.len())
+        self.launch_rounding(precision, x, x)
     }
 
     fn round_into(&self, precision: Precision, src: &GpuBuf<f32>, dst: &mut GpuBuf<f32>) -> Result<()> {
         expect_len("round_into", "dst", dst.len(), src.len())?;
         expect_f32("round_into", src)?;
         expect_f32("round_into", dst)?;
-        self.launch_rounding(precision, src.arg(), dst.arg(), src.len())
+        self.launch_rounding(precision, src, dst)
     }
 
     fn declare_gemm_operand_format(&self, precision: Precision) {
@@ -71,8 +74,8 @@ impl PrecisionOps<f32> for GpuBackend {
         let y = self.alloc_stored(x.len(), format)?;
         if x.len() > 0 {
             let n = int(x.len(), "the length of a buffer to convert")?;
-            let cfg = per_element(x.len(), "convert_stored")?;
-            self.launch("precision", "convert_stored", cfg, &[x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), n])?;
+            let (cfg, vec) = pointwise(x.len(), "convert_stored", &[x, &y])?;
+            self.launch("precision", "convert_stored", cfg, &[x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), n, vec])?;
         }
         Ok(y)
     }
