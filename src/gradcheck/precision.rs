@@ -67,7 +67,8 @@ fn reduction_len(case: &GradCase) -> usize {
 }
 
 /// Compares `got` with `want` tensor by tensor; `rule(stored, scale)` is the tolerance of a
-/// tensor stored in the format (or not) whose largest magnitude is `scale`.
+/// tensor stored in the format (or not) whose largest magnitude, or that of the terms it
+/// cancels (`GradCase::term_scale`), is `scale`.
 fn compare(
     case: &GradCase,
     precision: Precision,
@@ -79,7 +80,7 @@ fn compare(
     let mut stats = ErrorStats { passed: true, ..Default::default() };
     let stored = std::iter::once(rounds_output(case.op, precision)).chain(std::iter::repeat(precision.stores_activations()));
     let pairs = std::iter::once((&got.0, &want.0)).chain(got.1.iter().zip(&want.1));
-    for ((g, w), stored) in pairs.zip(stored) {
+    for (result, ((g, w), stored)) in pairs.zip(stored).enumerate() {
         if g.len() != w.len() {
             return Err(Error::shape(format!(
                 "{} ({}): {} values where the reference has {}",
@@ -89,7 +90,7 @@ fn compare(
                 w.len()
             )));
         }
-        let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let scale = w.iter().fold(case.term_scale(result), |m, v| m.max(v.abs()));
         let t = rule(stored, scale);
         for (&g, &w) in g.iter().zip(w) {
             let abs = (g as f64 - w).abs();

@@ -26,6 +26,14 @@ pub trait GradOp: 'static {
     fn stored_inputs(&self) -> usize {
         0
     }
+    /// Per result (the output, then each gradient): the magnitude of the terms it is the
+    /// difference of, where that exceeds the result itself. A result that cancels (a loss of
+    /// log-sum-exp minus a logit, a softmax probability near 1 minus its target) carries the
+    /// rounding errors of its terms, which a tolerance scaled by the result alone would not
+    /// allow. Empty (the default): every result's terms are no larger than it.
+    fn term_scales(&self, _inputs: &[Vec<f64>], _dy: &[f64]) -> Vec<f64> {
+        Vec::new()
+    }
 }
 
 /// [`GradOp`] made object-safe: one method per (backend, element) pair that exists.
@@ -34,6 +42,7 @@ pub trait DynGradOp {
     fn run_cpu_f64(&self, b: &CpuBackend, inputs: &[Vec<f64>], dy: &[f64], activations: StoredFormat) -> Result<ForwardAndGrads<f64>>;
     fn run_cpu_f32(&self, b: &CpuBackend, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>>;
     fn run_gpu_f32(&self, b: &GpuBackend, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>>;
+    fn term_scales(&self, inputs: &[Vec<f64>], dy: &[f64]) -> Vec<f64>;
 }
 
 /// Uploads the inputs and dy (the op's `stored_inputs` and dy stored in `activations`), runs the
@@ -62,6 +71,9 @@ impl<T: GradOp> DynGradOp for T {
     fn run_gpu_f32(&self, b: &GpuBackend, inputs: &[Vec<f32>], dy: &[f32], activations: StoredFormat) -> Result<ForwardAndGrads<f32>> {
         run_on_host(self, b, inputs, dy, activations)
     }
+    fn term_scales(&self, inputs: &[Vec<f64>], dy: &[f64]) -> Vec<f64> {
+        GradOp::term_scales(self, inputs, dy)
+    }
 }
 
 /// One op in one configuration with fixed input values and output weights `dy`.
@@ -86,6 +98,12 @@ impl GradCase {
     /// format on a device that `stores_16bit`) where the op reads stored formats.
     pub fn run_storing<E: Element, B: CaseBackend<E>>(&self, b: &B, inputs: &[Vec<E>], dy: &[E], activations: StoredFormat) -> Result<ForwardAndGrads<E>> {
         b.run_grad(self.kind.as_ref(), inputs, dy, activations)
+    }
+
+    /// Per result, the magnitude of the terms it cancels ([`GradOp::term_scales`]); 0 past the
+    /// list's end.
+    pub fn term_scale(&self, result: usize) -> f64 {
+        self.kind.term_scales(&self.inputs, &self.dy).get(result).copied().unwrap_or(0.0)
     }
 }
 

@@ -48,6 +48,13 @@ impl GradOp for SoftmaxCrossEntropyGrad {
         b.scale(dy_host[0], &mut dlogits)?;
         Ok((loss, vec![dlogits]))
     }
+    /// The loss is log-sum-exp (at most the largest logit plus ln(classes)) minus a logit, and
+    /// each gradient (softmax - target) * dy / n, a probability near 1 minus a target of 1.
+    fn term_scales(&self, inputs: &[Vec<f64>], dy: &[f64]) -> Vec<f64> {
+        let largest = inputs[0].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let weight = dy.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        vec![2.0 * largest + (self.classes as f64).ln(), weight / self.n as f64]
+    }
 }
 
 /// Forward and gradient in one call, no label smoothing.
