@@ -82,11 +82,11 @@ __device__ __forceinline__ void pool_store(unsigned int* __restrict__ p, const u
 // with one value per thread.
 
 // Values col .. col+V-1 of the row of `len` values starting at element `row` of p (col a multiple
-// of V); values past the row's end read as 0 (no window holds them).
+// of V; with V = 1 inside the row); values past the row's end read as 0 (no window holds them).
 template <int V>
 __device__ __forceinline__ void pool_piece(const void* __restrict__ p, size_t row, int col, int len, int format,
                                            float (&v)[V]) {
-    if (V == 4 && len % 4 == 0) {
+    if (V == 1 || len % 4 == 0) {
         pool_load<V>(p, row + col, format, v);
         return;
     }
@@ -94,15 +94,22 @@ __device__ __forceinline__ void pool_piece(const void* __restrict__ p, size_t ro
     for (int k = 0; k < V; ++k) v[k] = col + k < len ? ferro_load(p, row + col + k, format) : 0.f;
 }
 
+// Indices likewise, past the row's end reading as no plane offset.
 template <int V>
 __device__ __forceinline__ void pool_piece(const unsigned int* __restrict__ p, size_t row, int col, int len,
                                            unsigned int (&v)[V]) {
-    if (V == 4 && len % 4 == 0) {
+    if (V == 1 || len % 4 == 0) {
         pool_load<V>(p + row + col, v);
         return;
     }
 #pragma unroll
-    for (int k = 0; k < V; ++k) v[k] = col + k < len ? p[row + col + k] : 0u;
+    for (int k = 0; k < V; ++k) v[k] = col + k < len ? p[row + col + k] : 0xffffffffu;
+}
+
+// Whether column col of a piece lies in [lo, hi): always with V = 1, whose pieces walk one window.
+template <int V>
+__device__ __forceinline__ bool pool_holds(int col, int lo, int hi) {
+    return V == 1 || (col >= lo && col < hi);
 }
 
 // Thread idx's V consecutive values of a row of a [planes, rows, cols] tensor (cols a multiple of
@@ -145,7 +152,7 @@ __device__ __forceinline__ void nchw_window_sums(const void* __restrict__ x, int
             for (int k = 0; k < V; ++k) {
 #pragma unroll
                 for (int j = 0; j < V; ++j)
-                    if (col + k >= ws[j] && col + k < we[j]) sum[j] += v[k];
+                    if (pool_holds<V>(col + k, ws[j], we[j])) sum[j] += v[k];
             }
         }
     }
@@ -168,7 +175,7 @@ __device__ __forceinline__ void nchw_gather_means(const void* __restrict__ dy, i
                 const float d = divisor(oh, col + k);
 #pragma unroll
                 for (int j = 0; j < V; ++j)
-                    if (col + k >= ow0[j] && col + k < ow1[j]) sum[j] += g[k] / d;
+                    if (pool_holds<V>(col + k, ow0[j], ow1[j])) sum[j] += g[k] / d;
             }
         }
     }
@@ -203,7 +210,7 @@ __device__ __forceinline__ void max_pool_forward_body(const void* __restrict__ x
             for (int k = 0; k < V; ++k) {
 #pragma unroll
                 for (int j = 0; j < V; ++j) {
-                    const bool inside = col + k >= ws[j] && col + k < we[j];
+                    const bool inside = pool_holds<V>(col + k, ws[j], we[j]);
                     if (inside && (v[k] > best[j] || (isnan(v[k]) && !isnan(best[j])))) {
                         best[j] = v[k];
                         best_at[j] = ih * W + col + k;
@@ -216,8 +223,10 @@ __device__ __forceinline__ void max_pool_forward_body(const void* __restrict__ x
     pool_store<V>(indices + first, best_at);
 }
 
-// dx[i] = sum of dy over the windows containing i whose argmax is i. A piece of dy is read only
-// where some index of the piece names one of the thread's inputs.
+// dx[i] = sum of dy over the windows containing i whose argmax is i. An output's argmax lies in
+// its window, so matching the index alone picks those windows among any of the row: outputs
+// outside the thread's window range never name its inputs. A piece of dy is read only where an
+// index of the piece names one of them.
 template <int V>
 __device__ __forceinline__ void max_pool_backward_body(const void* __restrict__ dy, int dy_format,
                                                        const unsigned int* __restrict__ indices,
@@ -226,27 +235,21 @@ __device__ __forceinline__ void max_pool_backward_body(const void* __restrict__ 
     int first, plane, ih, iw;
     if (!nchw_thread<V>(blockIdx.x * blockDim.x + threadIdx.x, planes, H, W, &first, &plane, &ih, &iw)) return;
     const size_t grad = (size_t)plane * OH * OW;
-    int ow0[V], ow1[V];
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-        ow0[j] = pool_first_window(iw + j, KW, sw, pw);
-        ow1[j] = pool_last_window(iw + j, sw, pw, OW) + 1;
-    }
+    const unsigned int self = ih * W + iw;
+    const int ow0 = pool_first_window(iw, KW, sw, pw), ow1 = pool_last_window(iw + V - 1, sw, pw, OW);
     const int oh1 = pool_last_window(ih, sh, ph, OH);
     float sum[V] = {};
     for (int oh = pool_first_window(ih, KH, sh, ph); oh <= oh1; ++oh) {
         const size_t row = grad + (size_t)oh * OW;
-        for (int col = ow0[0] / V * V; col < ow1[V - 1]; col += V) {
+        for (int col = ow0 / V * V; col <= ow1; col += V) {
             unsigned int at[V];
             pool_piece<V>(indices, row, col, OW, at);
-            bool hit[V][V], any = false;
+            // Which of the thread's inputs each index names: input at[k] - self if below V.
+            bool any = false;
 #pragma unroll
             for (int k = 0; k < V; ++k) {
-#pragma unroll
-                for (int j = 0; j < V; ++j) {
-                    hit[k][j] = col + k >= ow0[j] && col + k < ow1[j] && at[k] == (unsigned int)(ih * W + iw + j);
-                    any |= hit[k][j];
-                }
+                at[k] -= self;
+                any |= at[k] < V;
             }
             if (!any) continue;
             float g[V];
@@ -255,7 +258,7 @@ __device__ __forceinline__ void max_pool_backward_body(const void* __restrict__ 
             for (int k = 0; k < V; ++k) {
 #pragma unroll
                 for (int j = 0; j < V; ++j)
-                    if (hit[k][j]) sum[j] += g[k];
+                    if (at[k] == (unsigned int)j) sum[j] += g[k];
             }
         }
     }

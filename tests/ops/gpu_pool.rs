@@ -108,20 +108,27 @@ fn random_geometries_match_the_reference() {
     }
 }
 
+/// Ties and NaNs with one output per thread (5x5) and four (8x8: a thread's overlapping windows
+/// see each value in the order one output's would).
 #[test]
 fn max_pool_ties_pick_the_first_element_and_nan_propagates() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
-    let g = geom(&(1, 1, (5, 5), (3, 3), (1, 1), (1, 1), false), true);
-    // Mostly equal values (ties everywhere) with two NaNs.
-    let mut x: Vec<f32> = (0..g.x_len()).map(|i| if i % 3 == 0 { 1.0 } else { 0.5 }).collect();
-    x[7] = f32::NAN;
-    x[8] = f32::NAN;
-    let (y, idx) = gpu.max_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
-    let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
-    assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec());
-    let y = gpu.download(&y).unwrap();
-    for (got, want) in y.iter().zip(y_ref.iter()) {
-        assert!(got.is_nan() == want.is_nan() && (got.is_nan() || *got as f64 == *want), "{got} vs {want}");
+    for (hw, nans) in [((5, 5), [7, 8]), ((8, 8), [10, 11])] {
+        let g = geom(&(1, 1, hw, (3, 3), (1, 1), (1, 1), false), true);
+        // Mostly equal values (ties everywhere) with two NaNs.
+        let mut x: Vec<f32> = (0..g.x_len()).map(|i| if i % 3 == 0 { 1.0 } else { 0.5 }).collect();
+        for i in nans {
+            x[i] = f32::NAN;
+        }
+        gpu.take_kernel_log();
+        let (y, idx) = gpu.max_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("max_pool_forward", g.ow)]);
+        let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+        assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec(), "{hw:?}");
+        let y = gpu.download(&y).unwrap();
+        for (got, want) in y.iter().zip(y_ref.iter()) {
+            assert!(got.is_nan() == want.is_nan() && (got.is_nan() || *got as f64 == *want), "{hw:?}: {got} vs {want}");
+        }
     }
 }
 
