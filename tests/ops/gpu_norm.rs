@@ -191,7 +191,7 @@ fn channels_innermost_batch_norm_reduces_along_channels() {
     for (n, c, hw) in [(2 * 9 * 9, 24, 1), (2, 24, 81), (2, 24, 64)] {
         let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
         let rows = if hw == 1 { "_rows" } else { "" };
-        let reduce = if hw == 1 { "_rows" } else if hw % 4 == 0 { "_vec4" } else { "" };
+        let reduce = if hw == 1 { "_rows" } else if hw.is_multiple_of(4) { "_vec4" } else { "" };
         let x = gpu.upload(&random_f32(g.len(), 7, -2.0, 2.0)).unwrap();
         let dy = gpu.upload(&random_f32(g.len(), 8, -1.0, 1.0)).unwrap();
         let (gamma, beta) = (gpu.upload(&vec![1.0f32; c]).unwrap(), gpu.zeros(c).unwrap());
