@@ -19,6 +19,28 @@
 #include "channel_rows.cuh"
 #include "stored.cuh"
 
+// Values i .. i+count-1 (count <= 4; 4 consecutive values, i a multiple of 4, in one load).
+__device__ __forceinline__ void bn_load(const void* p, int fmt, int i, int count, float (&v)[4]) {
+    if (count == 4) {
+        const float4 q = ferro_load4(p, i, fmt);
+        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+        return;
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] = k < count ? ferro_load(p, i + k, fmt) : 0.0f;
+}
+
+__device__ __forceinline__ void bn_store(void* p, int fmt, int i, int count, const float (&v)[4]) {
+    if (count == 4) {
+        ferro_store4(p, i, make_float4(v[0], v[1], v[2], v[3]), fmt);
+        return;
+    }
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        if (k < count) ferro_store(p, i + k, v[k], fmt);
+    }
+}
+
 // Flat index of the i-th value (0 <= i < n*hw) of channel ch.
 __device__ __forceinline__ int bn_index(int i, int ch, int c, int hw) {
     const int img = i / hw;
@@ -30,10 +52,17 @@ __device__ __forceinline__ int chunk_len(int s, int chunk, int count) {
     return min(chunk, count - s * chunk);
 }
 
+// The per-(channel, chunk) reductions take V consecutive values of the channel per load: V = 4 in
+// the _vec4 kernels, which the host launches when hw and the chunk are multiples of 4 (so each
+// group of 4 lies in one plane, 4-value aligned: 16 bytes of f32 or 8 of 16-bit values per load)
+// and every buffer is 16-byte aligned. A thread takes the groups starting at begin + V * tid,
+// stepping V * blockDim.x.
+
 // Per (channel, chunk): the chunk's mean and M2 (sum of squared deviations from that mean).
-extern "C" __global__ void bn_partial_stats(const void* __restrict__ x, int x_fmt, float* __restrict__ part_mean,
-                                            float* __restrict__ part_m2, int n, int c, int hw, int chunk,
-                                            int splits) {
+template <int V>
+__device__ __forceinline__ void bn_partial_stats_body(const void* __restrict__ x, int x_fmt,
+                                                      float* __restrict__ part_mean, float* __restrict__ part_m2,
+                                                      int n, int c, int hw, int chunk, int splits) {
     __shared__ float scratch[33];
     const int ch = blockIdx.x / splits;
     const int s = blockIdx.x - ch * splits;
@@ -46,10 +75,15 @@ extern "C" __global__ void bn_partial_stats(const void* __restrict__ x, int x_fm
     const float shift = ferro_load(x, bn_index(begin, ch, c, hw), x_fmt);
     float sum = 0.0f;
     float sq = 0.0f;
-    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        const float d = ferro_load(x, bn_index(i, ch, c, hw), x_fmt) - shift;
-        sum += d;
-        sq += d * d;
+    for (int i = begin + V * threadIdx.x; i < end; i += V * blockDim.x) {
+        float v[4];
+        bn_load(x, x_fmt, bn_index(i, ch, c, hw), V, v);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            const float d = v[k] - shift;
+            sum += d;
+            sq += d * d;
+        }
     }
     const float len = (float)(end - begin);
     const float s1 = ferro_block_sum(sum, scratch);
@@ -99,28 +133,6 @@ extern "C" __global__ void bn_finalize_stats(const float* __restrict__ part_mean
 // ---- The pointwise passes: V values per thread, V = 4 where the layout allows, so that 16-bit
 // values move 8 bytes per lane (ferro_load4/ferro_store4; every buffer starts 4-value aligned).
 // Unread lanes of a short group are zero and never stored.
-
-// Values i .. i+count-1 (count <= 4; 4 consecutive values, i a multiple of 4, in one load).
-__device__ __forceinline__ void bn_load(const void* p, int fmt, int i, int count, float (&v)[4]) {
-    if (count == 4) {
-        const float4 q = ferro_load4(p, i, fmt);
-        v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-        return;
-    }
-#pragma unroll
-    for (int k = 0; k < 4; ++k) v[k] = k < count ? ferro_load(p, i + k, fmt) : 0.0f;
-}
-
-__device__ __forceinline__ void bn_store(void* p, int fmt, int i, int count, const float (&v)[4]) {
-    if (count == 4) {
-        ferro_store4(p, i, make_float4(v[0], v[1], v[2], v[3]), fmt);
-        return;
-    }
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        if (k < count) ferro_store(p, i + k, v[k], fmt);
-    }
-}
 
 // One thread per 4 consecutive elements of the flat [N, C, HW] tensor (the last group of a
 // total not a multiple of 4 shorter): this thread's first element and its count (<= 0: none).
@@ -210,13 +222,15 @@ extern "C" __global__ void bn_forward_eval(const void* __restrict__ x, int x_fmt
     bn_store(y, y_fmt, first, count, v);
 }
 
-// Per (channel, chunk) of the backward: sum dy and sum dy * xhat, xhat = (x - mean) * invstd.
-// Summed over chunks (elementwise::channel_sum) they are dbeta and dgamma.
-extern "C" __global__ void bn_partial_grads(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x,
-                                            int x_fmt, const float* __restrict__ save_mean,
-                                            const float* __restrict__ save_invstd, float* __restrict__ part_dy,
-                                            float* __restrict__ part_dy_xhat, int n, int c, int hw, int chunk,
-                                            int splits) {
+// Per (channel, chunk) of the backward: sum dz and sum dz * xhat, xhat = (x - mean) * invstd, with
+// dz = dy (bn_partial_grads) or, FUSED, dz = dy * act'(z) (bn_act_partial_grads; only it reads the
+// residual, gamma and beta). Summed over chunks (elementwise::channel_sum) they are dbeta and dgamma.
+template <bool FUSED, int V>
+__device__ __forceinline__ void bn_partial_grads_body(
+    const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt, const void* __restrict__ residual,
+    int r_fmt, const float* __restrict__ save_mean, const float* __restrict__ save_invstd,
+    const float* __restrict__ gamma, const float* __restrict__ beta, float* __restrict__ part_dz,
+    float* __restrict__ part_dz_xhat, int has_residual, int kind, int n, int c, int hw, int chunk, int splits) {
     __shared__ float scratch[33];
     const int ch = blockIdx.x / splits;
     const int s = blockIdx.x - ch * splits;
@@ -224,53 +238,24 @@ extern "C" __global__ void bn_partial_grads(const void* __restrict__ dy, int dy_
     const int end = begin + chunk_len(s, chunk, n * hw);
     const float mean = save_mean[ch];
     const float invstd = save_invstd[ch];
-
-    float sum_dy = 0.0f;
-    float sum_dy_xhat = 0.0f;
-    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        const int idx = bn_index(i, ch, c, hw);
-        const float g = ferro_load(dy, idx, dy_fmt);
-        sum_dy += g;
-        sum_dy_xhat += g * (ferro_load(x, idx, x_fmt) - mean) * invstd;
-    }
-    sum_dy = ferro_block_sum(sum_dy, scratch);
-    sum_dy_xhat = ferro_block_sum(sum_dy_xhat, scratch);
-    if (threadIdx.x == 0) {
-        part_dy[blockIdx.x] = sum_dy;
-        part_dy_xhat[blockIdx.x] = sum_dy_xhat;
-    }
-}
-
-// Per (channel, chunk) of the backward: with dz = dy * act'(z), sum dz and sum dz * xhat (summed
-// over chunks they are dbeta and dgamma), as bn_partial_grads does for dy.
-extern "C" __global__ void bn_act_partial_grads(const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x,
-                                                int x_fmt, const void* __restrict__ residual, int r_fmt,
-                                                const float* __restrict__ save_mean,
-                                                const float* __restrict__ save_invstd,
-                                                const float* __restrict__ gamma, const float* __restrict__ beta,
-                                                float* __restrict__ part_dz, float* __restrict__ part_dz_xhat,
-                                                int has_residual, int kind, int n, int c, int hw, int chunk,
-                                                int splits) {
-    __shared__ float scratch[33];
-    const int ch = blockIdx.x / splits;
-    const int s = blockIdx.x - ch * splits;
-    const int begin = s * chunk;
-    const int end = begin + chunk_len(s, chunk, n * hw);
-    const float mean = save_mean[ch];
-    const float invstd = save_invstd[ch];
-    const float g = gamma[ch];
-    const float b = beta[ch];
+    const float g = FUSED ? gamma[ch] : 0.0f;
+    const float b = FUSED ? beta[ch] : 0.0f;
 
     float sum_dz = 0.0f;
     float sum_dz_xhat = 0.0f;
-    for (int i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    for (int i = begin + V * threadIdx.x; i < end; i += V * blockDim.x) {
         const int idx = bn_index(i, ch, c, hw);
-        const float r = has_residual ? ferro_load(residual, idx, r_fmt) : 0.0f;
-        float xhat;
-        const float z = bn_act_pre(ferro_load(x, idx, x_fmt), r, has_residual, mean, invstd, g, b, &xhat);
-        const float dz = ferro_load(dy, idx, dy_fmt) * derivative(kind, z);
-        sum_dz += dz;
-        sum_dz_xhat += dz * xhat;
+        float dz[4], xv[4], r[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        bn_load(dy, dy_fmt, idx, V, dz);
+        bn_load(x, x_fmt, idx, V, xv);
+        if (FUSED && has_residual) bn_load(residual, r_fmt, idx, V, r);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            float xhat = (xv[k] - mean) * invstd;
+            if (FUSED) dz[k] *= derivative(kind, bn_act_pre(xv[k], r[k], has_residual, mean, invstd, g, b, &xhat));
+            sum_dz += dz[k];
+            sum_dz_xhat += dz[k] * xhat;
+        }
     }
     sum_dz = ferro_block_sum(sum_dz, scratch);
     sum_dz_xhat = ferro_block_sum(sum_dz_xhat, scratch);
@@ -279,6 +264,33 @@ extern "C" __global__ void bn_act_partial_grads(const void* __restrict__ dy, int
         part_dz_xhat[blockIdx.x] = sum_dz_xhat;
     }
 }
+
+// The reductions' entry points at V = 1 and, suffixed _vec4, at V = 4.
+#define BN_REDUCTION_ENTRY_POINTS(name, V)                                                                          \
+    extern "C" __global__ void bn_partial_stats##name(const void* __restrict__ x, int x_fmt,                        \
+                                                      float* __restrict__ part_mean, float* __restrict__ part_m2,   \
+                                                      int n, int c, int hw, int chunk, int splits) {                \
+        bn_partial_stats_body<V>(x, x_fmt, part_mean, part_m2, n, c, hw, chunk, splits);                            \
+    }                                                                                                               \
+    extern "C" __global__ void bn_partial_grads##name(                                                              \
+        const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt,                             \
+        const float* __restrict__ save_mean, const float* __restrict__ save_invstd, float* __restrict__ part_dy,    \
+        float* __restrict__ part_dy_xhat, int n, int c, int hw, int chunk, int splits) {                            \
+        bn_partial_grads_body<false, V>(dy, dy_fmt, x, x_fmt, nullptr, 0, save_mean, save_invstd, nullptr, nullptr, \
+                                        part_dy, part_dy_xhat, 0, 0, n, c, hw, chunk, splits);                      \
+    }                                                                                                               \
+    extern "C" __global__ void bn_act_partial_grads##name(                                                          \
+        const void* __restrict__ dy, int dy_fmt, const void* __restrict__ x, int x_fmt,                             \
+        const void* __restrict__ residual, int r_fmt, const float* __restrict__ save_mean,                          \
+        const float* __restrict__ save_invstd, const float* __restrict__ gamma, const float* __restrict__ beta,     \
+        float* __restrict__ part_dz, float* __restrict__ part_dz_xhat, int has_residual, int kind, int n, int c,    \
+        int hw, int chunk, int splits) {                                                                            \
+        bn_partial_grads_body<true, V>(dy, dy_fmt, x, x_fmt, residual, r_fmt, save_mean, save_invstd, gamma, beta,  \
+                                       part_dz, part_dz_xhat, has_residual, kind, n, c, hw, chunk, splits);         \
+    }
+
+BN_REDUCTION_ENTRY_POINTS(, 1)
+BN_REDUCTION_ENTRY_POINTS(_vec4, 4)
 
 // dx = gamma * invstd * (dz - dbeta / m - xhat * dgamma / m) with dz = dy, or FUSED dz = dy *
 // act'(z) and dr = dz when there is a residual (bn_act_backward_apply; only it reads the residual

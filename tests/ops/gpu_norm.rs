@@ -11,10 +11,12 @@ use ferronet::ops::{BatchNormGeom, NormOps};
 
 /// (N, C, HW, offset): odd sizes, one image, one value per image, more values per channel than
 /// a block has threads, channels cut into two or three chunks (the last one shorter), and means
-/// far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32 would lose. With HW = 1 (how
-/// channels-last activations are normalised) the reductions run along channels: C = 24 and 7
-/// (several rows per warp), and 40 channels in two chunks over 15 ranges of images.
-const CASES: [(usize, usize, usize, f32); 11] = [
+/// far from zero whose variance a one-pass E[x^2] - E[x]^2 in f32 would lose. HW a multiple of 4
+/// runs the per-channel reductions 4 values per load (300, 700, 3000, and 12296, whose chunks are
+/// rounded up to a multiple of 4: 4100, 4100 and 4096 values). With HW = 1 (how channels-last
+/// activations are normalised) the reductions run along channels: C = 24 and 7 (several rows per
+/// warp), and 40 channels in two chunks over 15 ranges of images.
+const CASES: [(usize, usize, usize, f32); 12] = [
     (2 * 9 * 9, 24, 1, 0.0),
     (2 * 9 * 9, 7, 1, 0.0),
     (1000, 40, 1, 300.0),
@@ -26,6 +28,7 @@ const CASES: [(usize, usize, usize, f32); 11] = [
     (3, 2, 35, 1000.0),
     (1, 1, 12301, 0.0),
     (3, 2, 3000, 500.0),
+    (1, 1, 12296, 300.0),
 ];
 
 /// The fixed cases and random shapes with more than one value per channel.
@@ -123,9 +126,11 @@ fn fused_batch_norm_activation_matches_the_unfused_cpu_reference() {
     use ferronet::ops::{Activation, ActivationOps, ElementwiseOps};
     let gpu = gpu();
     let cpu = CpuBackend::new();
-    // One chunk per channel, a channel cut into chunks with a mean far from zero, and channels
-    // innermost (HW = 1) in one and in several ranges of images.
-    let shapes = [(2, 3, 35, 0.0f32), (1, 1, 12301, 300.0), (2 * 9 * 9, 7, 1, 0.0), (600, 36, 1, 100.0)];
+    // One chunk per channel, a channel cut into chunks with a mean far from zero, one cut into
+    // chunks reduced 4 values per load (HW = 12296; centred: at a mean of 300 the f32 mean's
+    // rounding alone moves dbeta past the tolerance, whichever the kernel), and channels innermost
+    // (HW = 1) in one and in several ranges of images.
+    let shapes = [(2, 3, 35, 0.0f32), (1, 1, 12301, 300.0), (1, 1, 12296, 0.0), (2 * 9 * 9, 7, 1, 0.0), (600, 36, 1, 100.0)];
     for (seed, (n, c, hw, offset)) in shapes.into_iter().enumerate() {
         let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
         for activation in Activation::ALL {
@@ -177,30 +182,32 @@ fn fused_batch_norm_activation_matches_the_unfused_cpu_reference() {
 
 /// With one value per image and channel the statistics and backward reductions and the
 /// pointwise passes after them are the along-channel `_rows` kernels, the per-channel ones
-/// otherwise; only bn_finalize_stats is shared.
+/// otherwise (the reductions 4 values per load, `_vec4`, where HW is a multiple of 4); only
+/// bn_finalize_stats is shared.
 #[test]
 fn channels_innermost_batch_norm_reduces_along_channels() {
     use ferronet::ops::Activation;
     let gpu = gpu();
-    for (n, c, hw) in [(2 * 9 * 9, 24, 1), (2, 24, 81)] {
+    for (n, c, hw) in [(2 * 9 * 9, 24, 1), (2, 24, 81), (2, 24, 64)] {
         let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
         let rows = if hw == 1 { "_rows" } else { "" };
+        let reduce = if hw == 1 { "_rows" } else if hw.is_multiple_of(4) { "_vec4" } else { "" };
         let x = gpu.upload(&random_f32(g.len(), 7, -2.0, 2.0)).unwrap();
         let dy = gpu.upload(&random_f32(g.len(), 8, -1.0, 1.0)).unwrap();
         let (gamma, beta) = (gpu.upload(&vec![1.0f32; c]).unwrap(), gpu.zeros(c).unwrap());
         let (mut rm, mut rv) = (gpu.zeros(c).unwrap(), gpu.upload(&vec![1.0f32; c]).unwrap());
         gpu.take_kernel_log();
         let (_, saved) = gpu.batch_norm2d_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, MOMENTUM, &g).unwrap();
-        assert_eq!(gpu.take_kernel_log(), [format!("norm::bn_partial_stats{rows}"), "norm::bn_finalize_stats".into(), format!("norm::bn_apply{rows}")]);
+        assert_eq!(gpu.take_kernel_log(), [format!("norm::bn_partial_stats{reduce}"), "norm::bn_finalize_stats".into(), format!("norm::bn_apply{rows}")]);
         gpu.batch_norm2d_backward(&dy, &x, &gamma, &saved, &g).unwrap();
         let log = gpu.take_kernel_log();
-        assert_eq!(log[0], format!("norm::bn_partial_grads{rows}"), "{log:?}");
+        assert_eq!(log[0], format!("norm::bn_partial_grads{reduce}"), "{log:?}");
         assert_eq!(log.last().unwrap(), &format!("norm::bn_backward_apply{rows}"), "{log:?}");
         let (_, saved) = gpu.batch_norm_act_forward_train(&x, None, &gamma, &beta, &mut rm, &mut rv, MOMENTUM, Activation::Relu, &g).unwrap();
         gpu.take_kernel_log();
         gpu.batch_norm_act_backward(&dy, &x, None, &gamma, &beta, &saved, Activation::Relu, &g).unwrap();
         let log = gpu.take_kernel_log();
-        assert_eq!(log[0], format!("norm::bn_act_partial_grads{rows}"), "{log:?}");
+        assert_eq!(log[0], format!("norm::bn_act_partial_grads{reduce}"), "{log:?}");
         assert_eq!(log.last().unwrap(), &format!("norm::bn_act_backward_apply{rows}"), "{log:?}");
     }
 }
@@ -294,5 +301,51 @@ fn sixteen_bit_activations_are_rounded_at_the_store_only() {
                 }
             }
         }
+    }
+}
+
+/// On the simulator, the per-channel reductions over planes of 1024 values (2 images, 2 channels:
+/// one block of 256 threads per channel, 2048 values) load 4 values per lane per access, f32 (16
+/// bytes) and bf16 (8): 2048 / 128 = 16 warp loads per block and activation, besides one load per
+/// warp of each per-channel value (the chunk's first x, the saved mean and invstd, gamma, beta) and
+/// one store of each of the block's 2 partials.
+#[test]
+fn per_channel_reductions_load_four_values_per_lane() {
+    use ferronet::gpu::GpuBackend;
+    use ferronet::ops::Activation;
+    use ferronet::precision::Precision;
+    use ferronet::sim::{SimDriver, SimOptions};
+    use std::sync::Arc;
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let (gpu, cpu) = (GpuBackend::new(driver.clone()), CpuBackend::new());
+    let (n, c, hw) = (2, 2, 1024);
+    let g = BatchNormGeom::new(n, c, hw, EPS).unwrap();
+    let (warps, loads) = (256 / 32, (n * hw / 128) as u64);
+    // Per block: the per-channel values each warp loads, loads of activations, 2 stores.
+    let per_block = |values: u64, activations: u64| values * warps + activations * loads + 2;
+    let up = |v: &[f32]| gpu.upload(v).unwrap();
+    let (gamma, beta) = (up(&vec![1.0f32; c]), up(&vec![0.0f32; c]));
+    for p in [Precision::Fp32, Precision::Bf16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let x = stored.on_gpu(&random_f32(g.len(), 9, -2.0, 2.0));
+        let dy = stored.on_gpu(&random_f32(g.len(), 10, -1.0, 1.0));
+        let (mut rm, mut rv) = (up(&vec![0.0f32; c]), up(&vec![1.0f32; c]));
+        driver.take_launch_stats();
+        let (_, saved) = gpu.batch_norm2d_forward_train(&x, &gamma, &beta, &mut rm, &mut rv, MOMENTUM, &g).unwrap();
+        gpu.batch_norm2d_backward(&dy, &x, &gamma, &saved, &g).unwrap();
+        gpu.batch_norm_act_backward(&dy, &x, None, &gamma, &beta, &saved, Activation::Relu, &g).unwrap();
+        let accesses: Vec<_> = driver
+            .take_launch_stats()
+            .into_iter()
+            .filter(|s| s.kernel.contains("_partial_"))
+            .map(|s| (s.kernel, s.global_accesses))
+            .collect();
+        let c = c as u64;
+        let want = [
+            ("norm::bn_partial_stats_vec4".to_string(), c * per_block(1, 1)),
+            ("norm::bn_partial_grads_vec4".to_string(), c * per_block(2, 2)),
+            ("norm::bn_act_partial_grads_vec4".to_string(), c * per_block(4, 2)),
+        ];
+        assert_eq!(accesses, want, "{p}: one access per 4 values per lane");
     }
 }

@@ -1,6 +1,7 @@
 //! GPU pooling against the f64 CPU reference: max (values, argmax, ties, NaN), average (both
 //! divisor rules) and adaptive average, forward and backward, with overlapping windows, padding,
-//! ceil mode and odd sizes; channels last against the channels-first reference reordered.
+//! ceil mode and odd sizes; channels last against the channels-first reference reordered. Rows
+//! a multiple of 4 long run the kernels that take 4 values per thread (`_vec4`).
 
 use ferronet::tolerance::assert_close;
 use ferronet_test_support::gpu::{gpu, random_f32, upload_pair, widen};
@@ -9,7 +10,9 @@ use ferronet_test_support::stored::{Agreement, StoredPrecision};
 use ferronet::cpu::layout::nchw_to_nhwc;
 use ferronet::cpu::{CpuBackend, CpuBuf};
 use ferronet::device::Device;
-use ferronet::gpu::GpuBuf;
+use ferronet::gpu::{GpuBackend, GpuBuf};
+use ferronet::sim::{SimDriver, SimOptions};
+use std::sync::Arc;
 use ferronet::ops::{AdaptivePoolGeom, PoolGeom, PoolOps};
 use ferronet::precision::Precision;
 use ferronet::shape::Layout;
@@ -20,14 +23,26 @@ const RTOL: f64 = 1e-5;
 /// (N, C, (H, W), kernel, stride, padding, ceil_mode)
 type Case = (usize, usize, (usize, usize), (usize, usize), (usize, usize), (usize, usize), bool);
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 9] = [
     (2, 3, (7, 7), (3, 3), (2, 2), (0, 0), false), // overlapping windows
     (1, 2, (6, 6), (3, 3), (2, 2), (0, 0), true),  // ceil mode: a clipped last window
-    (2, 2, (9, 8), (3, 2), (2, 2), (1, 1), true),  // padding and ceil mode
+    (2, 2, (9, 8), (3, 2), (2, 2), (1, 1), true),  // padding and ceil mode; 4 inputs per thread backwards
     (1, 3, (5, 7), (2, 2), (2, 2), (0, 0), false), // disjoint windows, odd size drops a row
     (2, 1, (8, 5), (3, 3), (1, 1), (1, 1), false), // stride 1, every input in up to 9 windows
     (1, 2, (11, 6), (5, 3), (3, 2), (2, 1), true),
+    // 4 values per thread both ways (W = 16 -> OW = 8): the stem's 3x3 stride-2 padded pool, and
+    // stride 1 (W = OW = 12) where a thread's windows overlap and pad both row ends.
+    (2, 2, (8, 16), (3, 3), (2, 2), (1, 1), false),
+    (2, 1, (5, 12), (3, 3), (1, 1), (1, 1), false),
+    // 4 outputs per thread over rows of 9 inputs, read value by value.
+    (1, 3, (6, 9), (2, 2), (2, 2), (0, 0), false),
 ];
+
+/// The channels-first kernel `base` writing rows of `row` values: 4 per thread (`_vec4`) when
+/// `row` is a multiple of 4 (the test's buffers are all 16-byte aligned).
+fn nchw_kernel(base: &str, row: usize) -> String {
+    format!("pool::{base}{}", if row.is_multiple_of(4) { "_vec4" } else { "" })
+}
 
 fn geom(&(n, c, hw, k, s, p, ceil): &Case, count_include_pad: bool) -> PoolGeom {
     PoolGeom::new(n, c, hw, k, s, p, ceil, count_include_pad).unwrap()
@@ -40,11 +55,15 @@ fn max_pool_matches_the_reference_values_indices_and_gradients() {
         let g = geom(case, true);
         let x = random_f32(g.x_len(), 10 + i as u64, -1.0, 1.0);
         let dy = random_f32(g.y_len(), 20 + i as u64, -1.0, 1.0);
-        let (y, idx) = gpu.max_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+        let (gx, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap());
+        gpu.take_kernel_log();
+        let (y, idx) = gpu.max_pool2d_forward(&gx, &g).unwrap();
+        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("max_pool_forward", g.ow)]);
         let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
         assert_close(&format!("max forward {g:?}"), &gpu.download(&y).unwrap(), &y_ref, 0.0, 0.0);
         assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec(), "max argmax {g:?}");
-        let dx = gpu.max_pool2d_backward(&gpu.upload(&dy).unwrap(), &idx, &g).unwrap();
+        let dx = gpu.max_pool2d_backward(&gdy, &idx, &g).unwrap();
+        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("max_pool_backward", g.w)]);
         let want = cpu.max_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &idx_ref, &g).unwrap();
         assert_close(&format!("max backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
     }
@@ -89,20 +108,27 @@ fn random_geometries_match_the_reference() {
     }
 }
 
+/// Ties and NaNs with one output per thread (5x5) and four (8x8: a thread's overlapping windows
+/// see each value in the order one output's would).
 #[test]
 fn max_pool_ties_pick_the_first_element_and_nan_propagates() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
-    let g = geom(&(1, 1, (5, 5), (3, 3), (1, 1), (1, 1), false), true);
-    // Mostly equal values (ties everywhere) with two NaNs.
-    let mut x: Vec<f32> = (0..g.x_len()).map(|i| if i % 3 == 0 { 1.0 } else { 0.5 }).collect();
-    x[7] = f32::NAN;
-    x[8] = f32::NAN;
-    let (y, idx) = gpu.max_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
-    let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
-    assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec());
-    let y = gpu.download(&y).unwrap();
-    for (got, want) in y.iter().zip(y_ref.iter()) {
-        assert!(got.is_nan() == want.is_nan() && (got.is_nan() || *got as f64 == *want), "{got} vs {want}");
+    for (hw, nans) in [((5, 5), [7, 8]), ((8, 8), [10, 11])] {
+        let g = geom(&(1, 1, hw, (3, 3), (1, 1), (1, 1), false), true);
+        // Mostly equal values (ties everywhere) with two NaNs.
+        let mut x: Vec<f32> = (0..g.x_len()).map(|i| if i % 3 == 0 { 1.0 } else { 0.5 }).collect();
+        for i in nans {
+            x[i] = f32::NAN;
+        }
+        gpu.take_kernel_log();
+        let (y, idx) = gpu.max_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("max_pool_forward", g.ow)]);
+        let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+        assert_eq!(gpu.download_idx(&idx).unwrap(), idx_ref.to_vec(), "{hw:?}");
+        let y = gpu.download(&y).unwrap();
+        for (got, want) in y.iter().zip(y_ref.iter()) {
+            assert!(got.is_nan() == want.is_nan() && (got.is_nan() || *got as f64 == *want), "{hw:?}: {got} vs {want}");
+        }
     }
 }
 
@@ -114,10 +140,14 @@ fn avg_pool_matches_the_reference_for_both_divisor_rules() {
             let g = geom(case, count_include_pad);
             let x = random_f32(g.x_len(), 30 + i as u64, -1.0, 1.0);
             let dy = random_f32(g.y_len(), 40 + i as u64, -1.0, 1.0);
-            let y = gpu.avg_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+            let (gx, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap());
+            gpu.take_kernel_log();
+            let y = gpu.avg_pool2d_forward(&gx, &g).unwrap();
+            assert_eq!(gpu.take_kernel_log(), [nchw_kernel("avg_pool_forward", g.ow)]);
             let want = cpu.avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
             assert_close(&format!("avg forward {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
-            let dx = gpu.avg_pool2d_backward(&gpu.upload(&dy).unwrap(), &g).unwrap();
+            let dx = gpu.avg_pool2d_backward(&gdy, &g).unwrap();
+            assert_eq!(gpu.take_kernel_log(), [nchw_kernel("avg_pool_backward", g.w)]);
             let want = cpu.avg_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &g).unwrap();
             assert_close(&format!("avg backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
         }
@@ -127,15 +157,21 @@ fn avg_pool_matches_the_reference_for_both_divisor_rules() {
 #[test]
 fn adaptive_avg_pool_matches_the_reference_for_any_ratio() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
-    // Divisible, non-divisible (overlapping ranges), global, and larger-than-input outputs.
-    for (i, &(hw, out)) in [((8, 6), (4, 3)), ((7, 5), (3, 2)), ((5, 6), (1, 1)), ((3, 2), (5, 4))].iter().enumerate() {
+    // Divisible, non-divisible (overlapping ranges), global, and larger-than-input outputs; then
+    // rows a multiple of 4 long: both ways, forwards only (W = 7), and overlapping ranges.
+    let shapes = [((8, 6), (4, 3)), ((7, 5), (3, 2)), ((5, 6), (1, 1)), ((3, 2), (5, 4)), ((6, 8), (3, 4)), ((5, 7), (2, 4)), ((4, 12), (3, 8))];
+    for (i, &(hw, out)) in shapes.iter().enumerate() {
         let g = AdaptivePoolGeom::new(2, 3, hw, out).unwrap();
         let x = random_f32(g.x_len(), 50 + i as u64, -1.0, 1.0);
         let dy = random_f32(g.y_len(), 60 + i as u64, -1.0, 1.0);
-        let y = gpu.adaptive_avg_pool2d_forward(&gpu.upload(&x).unwrap(), &g).unwrap();
+        let (gx, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap());
+        gpu.take_kernel_log();
+        let y = gpu.adaptive_avg_pool2d_forward(&gx, &g).unwrap();
+        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("adaptive_avg_pool_forward", g.ow)]);
         let want = cpu.adaptive_avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
         assert_close(&format!("adaptive forward {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
-        let dx = gpu.adaptive_avg_pool2d_backward(&gpu.upload(&dy).unwrap(), &g).unwrap();
+        let dx = gpu.adaptive_avg_pool2d_backward(&gdy, &g).unwrap();
+        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("adaptive_avg_pool_backward", g.w)]);
         let want = cpu.adaptive_avg_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &g).unwrap();
         assert_close(&format!("adaptive backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
     }
@@ -221,8 +257,9 @@ fn channels_last_adaptive_and_global_average_pooling_match_the_reordered_referen
     }
 }
 
-/// 16-bit stored x and dy (bf16, fp16), both layouts (channels last with 8 channels: 4 per
-/// thread, 8-byte accesses; and 3: one), and global average pooling: y comes back in x's format
+/// 16-bit stored x and dy (bf16, fp16), both layouts (channels first with rows of 16 inputs and 8
+/// outputs, and channels last with 8 channels: 4 values per thread, 8-byte accesses; channels
+/// first with rows of 7 and channels last with 3: one), and global average pooling: y comes back in x's format
 /// and dx in dy's, equal to the CPU's f32 results on the same rounded values rounded once; max
 /// pooling's values and argmax bit for bit, sums within an ulp of the format (summation order).
 #[test]
@@ -237,9 +274,9 @@ fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
             let want = if layout == Layout::Nhwc { nchw_to_nhwc(&want, c, hw) } else { want };
             stored.compare(&what, &stored.download(&what, got), &want, agreement);
         };
-        for (layout, c) in [(Layout::Nchw, 3), (Layout::Nhwc, 3), (Layout::Nhwc, 8)] {
-            let g = geom(&(2, c, (7, 7), (3, 3), (2, 2), (1, 1), true), false);
-            let (input, output) = ((c, 49), (c, g.oh * g.ow));
+        for (layout, c, (h, w), ceil) in [(Layout::Nchw, 3, (7, 7), true), (Layout::Nchw, 3, (8, 16), false), (Layout::Nhwc, 3, (7, 7), true), (Layout::Nhwc, 8, (7, 7), true)] {
+            let g = geom(&(2, c, (h, w), (3, 3), (2, 2), (1, 1), ceil), false);
+            let (input, output) = ((c, h * w), (c, g.oh * g.ow));
             let (x, dy) = (stored.rounded(&random_f32(g.x_len(), 130, -1.0, 1.0)), stored.rounded(&random_f32(g.y_len(), 131, -1.0, 1.0)));
             let in_layout = |v: &[f32], (c, hw): (usize, usize)| if layout == Layout::Nhwc { nchw_to_nhwc(v, c, hw) } else { v.to_vec() };
             let store = |v: &[f32], shape| stored.on_gpu(&in_layout(v, shape));
@@ -247,7 +284,10 @@ fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
             let (cx, cdy) = (cpu.upload(&x).unwrap(), cpu.upload(&dy).unwrap());
             let on_gpu = g.with_layout(layout);
 
+            gpu.take_kernel_log();
             let (y, idx) = gpu.max_pool2d_forward(&gx, &on_gpu).unwrap();
+            let kernel = if layout == Layout::Nhwc { nhwc_kernel("max_pool_forward", c).remove(0) } else { nchw_kernel("max_pool_forward", g.ow) };
+            assert_eq!(gpu.take_kernel_log(), [kernel], "{p}");
             let (y_ref, idx_ref) = cpu.max_pool2d_forward(&cx, &g).unwrap();
             check("max forward", &y, y_ref, Agreement::Exact, output, layout);
             assert_eq!(gpu.download_idx(&idx).unwrap(), in_layout_idx(&idx_ref, output, layout), "{p} max argmax {layout:?}");
@@ -256,8 +296,8 @@ fn sixteen_bit_values_round_once_as_the_cpu_emulation() {
             check("avg forward", &gpu.avg_pool2d_forward(&gx, &on_gpu).unwrap(), cpu.avg_pool2d_forward(&cx, &g).unwrap(), sum, output, layout);
             check("avg backward", &gpu.avg_pool2d_backward(&gdy, &on_gpu).unwrap(), cpu.avg_pool2d_backward(&cdy, &g).unwrap(), sum, input, layout);
 
-            for out in [(1, 1), (3, 2)] {
-                let a = AdaptivePoolGeom::new(2, c, (7, 7), out).unwrap();
+            for out in [(1, 1), (3, 2), (2, 4)] {
+                let a = AdaptivePoolGeom::new(2, c, (h, w), out).unwrap();
                 let pooled = (c, out.0 * out.1);
                 let ady = stored.rounded(&random_f32(a.y_len(), 132, -1.0, 1.0));
                 let y = gpu.adaptive_avg_pool2d_forward(&gx, &a.with_layout(layout)).unwrap();
@@ -276,5 +316,47 @@ fn in_layout_idx(idx: &[u32], (c, hw): (usize, usize), layout: Layout) -> Vec<u3
         nchw_to_nhwc(idx, c, hw)
     } else {
         idx.to_vec()
+    }
+}
+
+/// On the simulator, channels-first pooling of 16x16 planes to 8x8 (2x2 windows, stride 2) moves
+/// 4 values per lane in every access of x, y, dy, dx and the indices (16 bytes of f32, 8 of bf16;
+/// indices 16). In warp accesses of 128 values, `x` covers the input and `y` the output once.
+/// Forwards a thread's 4 outputs read 2 window rows of 8 inputs (2 pieces each: x once over) and
+/// write y (and the indices) once; backwards a thread's 4 inputs lie in 2 windows of one output
+/// row, one piece of dy (and of the indices), so the threads of 2 outputs' 8 inputs read it each.
+#[test]
+fn channels_first_pooling_moves_four_values_per_lane() {
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let (gpu, cpu) = (GpuBackend::new(driver.clone()), CpuBackend::new());
+    let g = geom(&(1, 8, (16, 16), (2, 2), (2, 2), (0, 0), false), true);
+    let a = AdaptivePoolGeom::new(1, 8, (16, 16), (8, 8)).unwrap();
+    let (x, y) = ((g.x_len() / 128) as u64, (g.y_len() / 128) as u64);
+    for p in [Precision::Fp32, Precision::Bf16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let gx = stored.on_gpu(&random_f32(g.x_len(), 140, -1.0, 1.0));
+        let gdy = stored.on_gpu(&random_f32(g.y_len(), 141, -1.0, 1.0));
+        driver.take_launch_stats();
+        let (_, idx) = gpu.max_pool2d_forward(&gx, &g).unwrap();
+        gpu.max_pool2d_backward(&gdy, &idx, &g).unwrap();
+        gpu.avg_pool2d_forward(&gx, &g).unwrap();
+        gpu.avg_pool2d_backward(&gdy, &g).unwrap();
+        gpu.adaptive_avg_pool2d_forward(&gx, &a).unwrap();
+        gpu.adaptive_avg_pool2d_backward(&gdy, &a).unwrap();
+        let stats: Vec<_> = driver.take_launch_stats().into_iter().filter(|s| s.kernel.starts_with("pool::")).collect();
+        let accesses: Vec<_> = stats.iter().map(|s| (s.kernel.as_str(), s.global_accesses)).collect();
+        let want = [
+            ("pool::max_pool_forward_vec4", x + 2 * y),
+            ("pool::max_pool_backward_vec4", 3 * x),
+            ("pool::avg_pool_forward_vec4", x + y),
+            ("pool::avg_pool_backward_vec4", 2 * x),
+            ("pool::adaptive_avg_pool_forward_vec4", x + y),
+            ("pool::adaptive_avg_pool_backward_vec4", 2 * x),
+        ];
+        assert_eq!(accesses, want, "{p}: one access per 4 values per lane");
+        let size = if p == Precision::Fp32 { 4 } else { 2 };
+        for forward in [&stats[0], &stats[2], &stats[4]] {
+            assert_eq!(forward.global_load_bytes, (size * g.x_len()) as u64, "{p} {}: x read once", forward.kernel);
+        }
     }
 }

@@ -13,8 +13,9 @@ pub struct Cases;
 
 impl FamilyCases for Cases {
     fn grad_cases(&self, cases: &mut GradCases) {
-        // hw = 1 with many images (channels-last activations) reduces along channels: C = 7 puts
-        // several rows in a warp, and 150 rows are two ranges of images.
+        // hw a multiple of 4 (20, 4) reduces 4 values per load. hw = 1 with many images
+        // (channels-last activations) reduces along channels: C = 7 puts several rows in a warp,
+        // and 150 rows are two ranges of images.
         for &(n, c, hw) in &[(2, 3, 20), (1, 2, 9), (4, 1, 1), (3, 4, 4), (150, 7, 1), (40, 33, 1)] {
             let g = BatchNormGeom::new(n, c, hw, 1e-5).expect("gradcheck batch-norm configs are valid");
             let x = cases.symmetric(g.len());
@@ -23,8 +24,8 @@ impl FamilyCases for Cases {
             cases.push("batch_norm2d", format!("n={n} c={c} hw={hw} training"), BatchNormGrad(g), vec![x, gamma, beta], g.len());
         }
         // The fused batch norm -> (residual add) -> activation, for every activation, per channel
-        // and along channels (hw = 1).
-        let shapes = [(2, 3, 6), (130, 2, 1)].map(|(n, c, hw)| BatchNormGeom::new(n, c, hw, 1e-5).expect("the gradcheck batch_norm_act configs are valid"));
+        // (one value per load, and 4: hw = 8) and along channels (hw = 1).
+        let shapes = [(2, 3, 6), (2, 2, 8), (130, 2, 1)].map(|(n, c, hw)| BatchNormGeom::new(n, c, hw, 1e-5).expect("the gradcheck batch_norm_act configs are valid"));
         for (g, activation) in shapes.into_iter().flat_map(|g| Activation::ALL.into_iter().map(move |a| (g, a))) {
             for residual in [false, true] {
                 let mut inputs = vec![cases.symmetric(g.len())];

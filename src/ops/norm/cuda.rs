@@ -1,6 +1,7 @@
 //! GPU BatchNorm2d: kernels/norm.cu. Training statistics and gradients are reduced in fp32 with
 //! warp shuffles and shared memory, one block per (channel, chunk of the channel's N*H*W values),
-//! then merged per channel; normalisation and dx are one thread per element, as is eval. The
+//! 4 consecutive values of a plane per load where hw allows (the `_vec4` kernels), then merged
+//! per channel; normalisation and dx are one thread per element, as is eval. The
 //! fused batch norm -> (add) -> activation shares the statistics kernels and applies in one pass.
 //! With one value per image and channel (hw == 1, how channels-last activations are normalised)
 //! the reductions and the pointwise passes run with threads along channels instead (the `_rows`
@@ -15,7 +16,7 @@
 use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::device::driver::{KernelArg, LaunchConfig};
+use crate::device::driver::KernelArg;
 use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::activation::activation_kind_code;
@@ -29,7 +30,8 @@ const MIN_CHUNK: usize = 4096;
 const TARGET_BLOCKS: usize = 512;
 
 /// How each channel's N*H*W values are cut for the per-chunk reductions: `splits` chunks of
-/// `chunk` values, the last shorter but never empty.
+/// `chunk` values, the last shorter but never empty. With hw a multiple of 4 the chunk is too, so
+/// every chunk starts a group of 4 values the `_vec4` reductions load at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Chunks {
     chunk: usize,
@@ -42,6 +44,7 @@ impl Chunks {
         let count = g.count();
         let wanted = TARGET_BLOCKS.div_ceil(g.c).min(count / MIN_CHUNK).max(1);
         let chunk = count.div_ceil(wanted);
+        let chunk = if g.hw.is_multiple_of(4) { chunk.next_multiple_of(4) } else { chunk };
         Chunks { chunk, splits: count.div_ceil(chunk) }
     }
 
@@ -80,19 +83,20 @@ impl Reduction {
         g.c * self.chunk_and_splits().1
     }
 
-    /// The kernel for per-channel reduction `base`.
-    fn kernel(&self, base: &str) -> String {
-        match self {
-            Reduction::PerChannel(_) => base.to_string(),
-            Reduction::ChannelsInnermost(_) => format!("{base}_rows"),
-        }
-    }
-
-    fn config(&self, g: &BatchNormGeom) -> Result<LaunchConfig> {
-        match self {
-            Reduction::PerChannel(c) => reduction(c.blocks(g), c.chunk),
-            Reduction::ChannelsInnermost(r) => r.config(1),
-        }
+    /// Launches reduction `base` with `args` (its buffers, then [`Reduction::args`]): along
+    /// channels `base`_rows; per channel its `_vec4` twin, 4 values per load, where every group of
+    /// 4 lies in one plane (hw a multiple of 4, and so the chunk) and every buffer in `args` is
+    /// 16-byte aligned, else `base`.
+    fn launch(&self, gpu: &GpuBackend, base: &str, g: &BatchNormGeom, args: &[KernelArg]) -> Result<()> {
+        let aligned = args.iter().all(|a| !matches!(a, KernelArg::Ptr(p) if !p.is_multiple_of(16)));
+        let (kernel, config) = match self {
+            Reduction::PerChannel(c) if g.hw.is_multiple_of(4) && aligned => {
+                (format!("{base}_vec4"), reduction(c.blocks(g), c.chunk / 4)?)
+            }
+            Reduction::PerChannel(c) => (base.to_string(), reduction(c.blocks(g), c.chunk)?),
+            Reduction::ChannelsInnermost(r) => (format!("{base}_rows"), r.config(1)?),
+        };
+        gpu.launch("norm", &kernel, config, args)
     }
 
     /// The kernels' trailing arguments: (n, c, hw, chunk, splits) per channel, (C, rows,
@@ -179,7 +183,7 @@ impl GpuBackend {
         let part_m2 = self.alloc::<f32>(plan.partials(g))?;
         let mut args = [stored(x).to_vec(), vec![part_mean.arg(), part_m2.arg()]].concat();
         args.extend(plan.args(g)?);
-        self.launch("norm", &plan.kernel("bn_partial_stats"), plan.config(g)?, &args)?;
+        plan.launch(self, "bn_partial_stats", g, &args)?;
 
         let saved = BatchNormSaved { mean: self.alloc::<f32>(g.c)?, invstd: self.alloc::<f32>(g.c)? };
         let args = [
@@ -291,7 +295,7 @@ impl NormOps<f32> for GpuBackend {
         ]
         .concat();
         args.extend(plan.args(g)?);
-        self.launch("norm", &plan.kernel("bn_partial_grads"), plan.config(g)?, &args)?;
+        plan.launch(self, "bn_partial_grads", g, &args)?;
 
         let dbeta = self.channel_totals(&part_dy, g, plan)?;
         let dgamma = self.channel_totals(&part_dy_xhat, g, plan)?;
@@ -373,7 +377,7 @@ impl NormOps<f32> for GpuBackend {
         ]
         .concat();
         args.extend(plan.args(g)?);
-        self.launch("norm", &plan.kernel("bn_act_partial_grads"), plan.config(g)?, &args)?;
+        plan.launch(self, "bn_act_partial_grads", g, &args)?;
         let dbeta = self.channel_totals(&part_dz, g, plan)?;
         let dgamma = self.channel_totals(&part_dz_xhat, g, plan)?;
 
@@ -400,9 +404,10 @@ mod tests {
 
     #[test]
     fn chunks_cover_each_channel_with_no_empty_chunk() {
-        for (n, c, hw) in [(1, 3, 35), (64, 3, 224 * 224), (128, 512, 49), (2, 1, 1), (5, 2, 4097), (7, 1, 1171)] {
+        for (n, c, hw) in [(1, 3, 35), (64, 3, 224 * 224), (128, 512, 49), (2, 1, 1), (5, 2, 4097), (7, 1, 1171), (1, 1, 12296)] {
             let g = BatchNormGeom::new(n, c, hw, 1e-5).unwrap();
             let Chunks { chunk, splits } = Chunks::of(&g);
+            assert!(!hw.is_multiple_of(4) || chunk.is_multiple_of(4), "{n}x{c}x{hw}: chunk {chunk} splits a group of 4");
             assert!(
                 splits * chunk >= g.count() && (splits - 1) * chunk < g.count(),
                 "{n}x{c}x{hw}: {chunk} x {splits}"

@@ -16,12 +16,15 @@ pub struct Cases;
 
 impl FamilyCases for Cases {
     fn grad_cases(&self, cases: &mut GradCases) {
+        // Channels first, rows of 8 inputs and 4 outputs (1x4x8 -> 2x4, 6x8 -> 3x4, 4x8 -> 2x4)
+        // run the kernels that take 4 values per thread, the other rows one.
         for &(n, c, hw, k, s, p, ceil) in &[
             (2, 3, (7, 7), 3, 2, 1, false),
             (1, 2, (6, 6), 3, 2, 0, true),
             (1, 2, (8, 8), 2, 2, 0, false),
             (2, 1, (9, 7), 3, 1, 1, false),
             (1, 2, (5, 5), 2, 2, 1, true),
+            (1, 2, (4, 8), 2, 2, 0, false),
         ] {
             let g = grad_geom(n, c, hw, k, s, p, ceil, true);
             let x = cases.distinct(g.x_len());
@@ -34,13 +37,14 @@ impl FamilyCases for Cases {
             (1, 2, (6, 6), 3, 2, 0, true, true),
             (1, 2, (8, 8), 2, 2, 0, false, true),
             (1, 1, (5, 7), 3, 1, 1, false, false),
+            (1, 2, (6, 8), 3, 2, 1, false, false),
         ] {
             let g = grad_geom(n, c, hw, k, s, p, ceil, inc);
             let x = cases.symmetric(g.x_len());
             let config = format!("n={n} c={c} {}x{} k={k} s={s} p={p} ceil={ceil} count_include_pad={inc}", hw.0, hw.1);
             cases.push("avg_pool2d", config, PoolGrad::Avg(g), vec![x], g.y_len());
         }
-        for &(n, c, hw, out) in &[(2, 3, (7, 7), (1, 1)), (1, 2, (7, 7), (3, 3)), (2, 1, (5, 6), (2, 4)), (1, 2, (4, 4), (4, 4))] {
+        for &(n, c, hw, out) in &[(2, 3, (7, 7), (1, 1)), (1, 2, (7, 7), (3, 3)), (2, 1, (5, 6), (2, 4)), (1, 2, (4, 4), (4, 4)), (1, 2, (4, 8), (2, 4))] {
             let g = AdaptivePoolGeom::new(n, c, hw, out).expect("gradcheck adaptive pool configs are valid");
             let x = cases.symmetric(g.x_len());
             let config = format!("n={n} c={c} {}x{} -> {}x{}", hw.0, hw.1, out.0, out.1);

@@ -1,8 +1,9 @@
 //! GPU pooling launchers (`kernels/pool.cu`): one thread per output forwards, one per input
-//! backwards; channels last, one thread per 1 or 4 channels of a pixel (`_nhwc`, `_nhwc_vec4`),
-//! and global average pooling one block per image and 32 or 128 channels. Every kernel reads x and
-//! dy in their stored formats and writes y in x's format and dx in dy's (the input is not at hand
-//! backwards); max-pool indices are u32.
+//! backwards, or per 4 of them where the layout allows (the `_vec4` kernels): channels first, 4
+//! consecutive values of a row; channels last, 4 channels of a pixel. Global average pooling of
+//! channels-last tensors runs one block per image and 32 or 128 channels. Every kernel reads x
+//! and dy in their stored formats and writes y in x's format and dx in dy's (the input is not at
+//! hand backwards); max-pool indices are u32.
 
 use super::{AdaptivePoolGeom, PoolGeom, PoolOps};
 use crate::device::Buffer;
@@ -51,11 +52,12 @@ fn nhwc_adaptive_args(g: &AdaptivePoolGeom) -> Result<Vec<KernelArg>> {
     Ok([g.n, g.c, g.h, g.w, g.oh, g.ow].into_iter().map(|v| KernelArg::I32(v as i32)).collect())
 }
 
-/// Channels per thread of the channels-last kernels: 4 (one 16-byte f32 or 8-byte 16-bit access)
-/// when C is a multiple of 4 and every buffer in `args` is 16-byte aligned, else 1.
-fn channel_lanes(c: usize, args: &[KernelArg]) -> usize {
+/// Values per thread: 4 (one 16-byte f32 or 8-byte 16-bit access) when the run of consecutive
+/// values a thread's group lies in (the channels of a pixel channels last, the row it writes
+/// channels first) is a multiple of 4 long and every buffer in `args` is 16-byte aligned, else 1.
+fn vector_lanes(run: usize, args: &[KernelArg]) -> usize {
     let aligned = args.iter().all(|a| !matches!(a, KernelArg::Ptr(p) if !p.is_multiple_of(16)));
-    if c.is_multiple_of(4) && aligned {
+    if run.is_multiple_of(4) && aligned {
         4
     } else {
         1
@@ -63,11 +65,12 @@ fn channel_lanes(c: usize, args: &[KernelArg]) -> usize {
 }
 
 impl GpuBackend {
-    /// Launches channels-last kernel `base`_nhwc (or its _vec4 twin) with one thread per lane
-    /// group of each of `total` elements; `args` are its buffers, then its geometry.
-    fn launch_pool_nhwc(&self, base: &str, total: usize, c: usize, args: &[KernelArg]) -> Result<()> {
-        let lanes = channel_lanes(c, args);
-        let kernel = if lanes == 4 { format!("{base}_nhwc_vec4") } else { format!("{base}_nhwc") };
+    /// Launches kernel `name` (or its `_vec4` twin, 4 values per thread where [`vector_lanes`]
+    /// allows for runs of `run` values) with one thread per lane group of each of `total`
+    /// elements; `args` are its buffers, then its geometry.
+    fn launch_pool(&self, name: &str, total: usize, run: usize, args: &[KernelArg]) -> Result<()> {
+        let lanes = vector_lanes(run, args);
+        let kernel = if lanes == 4 { format!("{name}_vec4") } else { name.to_string() };
         self.launch("pool", &kernel, per_element(total / lanes, &kernel)?, args)
     }
 
@@ -75,7 +78,7 @@ impl GpuBackend {
     /// groups of channels, reading each pixel's channel row contiguously.
     fn global_avg_pool_nhwc(&self, x: &GpuBuf<f32>, y: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<()> {
         let buffers = [x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg()];
-        let lanes = channel_lanes(g.c, &buffers);
+        let lanes = vector_lanes(g.c, &buffers);
         let chunks = g.c.div_ceil(32 * lanes);
         let blocks = u32::try_from(g.n * chunks)
             .map_err(|_| Error::shape(format!("global average pooling of {} images needs too many blocks", g.n)))?;
@@ -95,11 +98,11 @@ impl PoolOps<f32> for GpuBackend {
         let mut args = vec![x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), indices.arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
-            self.launch_pool_nhwc("max_pool_forward", g.y_len(), g.c, &args)?;
+            self.launch_pool("max_pool_forward_nhwc", g.y_len(), g.c, &args)?;
             return Ok((y, indices));
         }
         args.extend(window_args(g)?);
-        self.launch("pool", "max_pool_forward", per_element(g.y_len(), "the pooling output")?, &args)?;
+        self.launch_pool("max_pool_forward", g.y_len(), g.ow, &args)?;
         Ok((y, indices))
     }
 
@@ -110,11 +113,11 @@ impl PoolOps<f32> for GpuBackend {
         let mut args = vec![dy.stored_arg(), dy.format_arg(), indices.arg(), dx.stored_arg(), dx.format_arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
-            self.launch_pool_nhwc("max_pool_backward", g.x_len(), g.c, &args)?;
+            self.launch_pool("max_pool_backward_nhwc", g.x_len(), g.c, &args)?;
             return Ok(dx);
         }
         args.extend(window_args(g)?);
-        self.launch("pool", "max_pool_backward", per_element(g.x_len(), "the pooling input")?, &args)?;
+        self.launch_pool("max_pool_backward", g.x_len(), g.w, &args)?;
         Ok(dx)
     }
 
@@ -125,12 +128,12 @@ impl PoolOps<f32> for GpuBackend {
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
             args.push(KernelArg::I32(g.count_include_pad as i32));
-            self.launch_pool_nhwc("avg_pool_forward", g.y_len(), g.c, &args)?;
+            self.launch_pool("avg_pool_forward_nhwc", g.y_len(), g.c, &args)?;
             return Ok(y);
         }
         args.extend(window_args(g)?);
         args.push(KernelArg::I32(g.count_include_pad as i32));
-        self.launch("pool", "avg_pool_forward", per_element(g.y_len(), "the pooling output")?, &args)?;
+        self.launch_pool("avg_pool_forward", g.y_len(), g.ow, &args)?;
         Ok(y)
     }
 
@@ -141,12 +144,12 @@ impl PoolOps<f32> for GpuBackend {
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_window_args(g)?);
             args.push(KernelArg::I32(g.count_include_pad as i32));
-            self.launch_pool_nhwc("avg_pool_backward", g.x_len(), g.c, &args)?;
+            self.launch_pool("avg_pool_backward_nhwc", g.x_len(), g.c, &args)?;
             return Ok(dx);
         }
         args.extend(window_args(g)?);
         args.push(KernelArg::I32(g.count_include_pad as i32));
-        self.launch("pool", "avg_pool_backward", per_element(g.x_len(), "the pooling input")?, &args)?;
+        self.launch_pool("avg_pool_backward", g.x_len(), g.w, &args)?;
         Ok(dx)
     }
 
@@ -160,12 +163,12 @@ impl PoolOps<f32> for GpuBackend {
                 self.global_avg_pool_nhwc(x, &y, g)?;
             } else {
                 args.extend(nhwc_adaptive_args(g)?);
-                self.launch_pool_nhwc("adaptive_avg_pool_forward", g.y_len(), g.c, &args)?;
+                self.launch_pool("adaptive_avg_pool_forward_nhwc", g.y_len(), g.c, &args)?;
             }
             return Ok(y);
         }
         args.extend(adaptive_args(g)?);
-        self.launch("pool", "adaptive_avg_pool_forward", per_element(g.y_len(), "the pooling output")?, &args)?;
+        self.launch_pool("adaptive_avg_pool_forward", g.y_len(), g.ow, &args)?;
         Ok(y)
     }
 
@@ -175,11 +178,11 @@ impl PoolOps<f32> for GpuBackend {
         let mut args = vec![dy.stored_arg(), dy.format_arg(), dx.stored_arg(), dx.format_arg()];
         if g.layout == Layout::Nhwc {
             args.extend(nhwc_adaptive_args(g)?);
-            self.launch_pool_nhwc("adaptive_avg_pool_backward", g.x_len(), g.c, &args)?;
+            self.launch_pool("adaptive_avg_pool_backward_nhwc", g.x_len(), g.c, &args)?;
             return Ok(dx);
         }
         args.extend(adaptive_args(g)?);
-        self.launch("pool", "adaptive_avg_pool_backward", per_element(g.x_len(), "the pooling input")?, &args)?;
+        self.launch_pool("adaptive_avg_pool_backward", g.x_len(), g.w, &args)?;
         Ok(dx)
     }
 }
