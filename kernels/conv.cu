@@ -1,5 +1,6 @@
-// Convolution kernels: the fp32 GEMMs of the convolution (conv_gemm.cuh's operands and bodies)
-// on gemm_tile.cuh's SGEMM tiles, and the dedicated depthwise kernels.
+// Convolution kernels: the fp32 GEMMs of the convolution (conv_gemm.cuh's operands and bodies:
+// activations in any stored format, accumulation in f32) on gemm_tile.cuh's SGEMM tiles, and the
+// dedicated depthwise kernels.
 #include "conv_gemm.cuh"
 
 // Each GEMM comes as NAME (64x64 tiles), NAME_64x128 and NAME_128 (128x128), the host picks as
@@ -19,6 +20,8 @@
 CONV_SGEMM_KERNELS(conv_forward_gemm, FORWARD, 3, 2)
 CONV_SGEMM_KERNELS(conv_filter_gemm, FILTER, 3, 2)
 CONV_SGEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, 2, 2)
+CONV_SGEMM_KERNELS(conv_pointwise_gemm, POINTWISE, 3, 2)
+CONV_SGEMM_KERNELS(conv_pointwise_data_gemm, POINTWISE, 3, 2)
 
 // The phase GEMM's body also needs the tile's width (its blocks past a phase's columns return).
 GEMM_KERNEL(conv_data_phase_gemm, conv_data_phase_gemm_body, CONV_DATA_PHASE_PARAMS, CONV_DATA_PHASE_ARGS, 2,

@@ -2,7 +2,10 @@
 // the tensor-core ones (conv_tc.cu, on tc_gemm_tile.cuh's): the operands that read NCHW tensors in
 // place (the input's im2col matrix gathered on the fly, never stored; NCHW activations as
 // [channels, images * OH * OW] matrices; the weight flipped, or one stride phase's taps of it, for
-// the data gradient), and each GEMM's body, written once over a tile engine `Tile`:
+// the data gradient), and each GEMM's body, written once over a tile engine `Tile`. The
+// activations of either layout (x, dy, y, dx) are each read or written in their own stored format
+// (f32, or a 16-bit run's bf16/fp16: in place, y in x's format and dx in dy's); the weights, dW
+// and the split-K partial products are f32.
 // Tile::template run<A_IN_K, B_IN_K>(a, b, out, M, N, k_begin, k_end, 1, 0, vec_a, vec_b, vec_out)
 // computes blockIdx's tile of out = op(A) op(B) over k_begin <= k < k_end (alpha 1, beta 0).
 // The gathered im2col layout is the one fixed in src/ops/conv/mod.rs: row (c * KH + ki) * KW +
@@ -13,24 +16,26 @@
 // The arguments every convolution GEMM starts with, and where it writes. blockIdx.z = group *
 // splits + split; the block sums its tile over K-slice `split` (the whole K when splits == 1).
 // Unsplit, C of group g goes to `out` (stored as out_format: a 16-bit run's activations) + g *
-// out_group as GemmOutStored (out_plane, out_image) places it, plus the group's N values of `bias`
-// per column when not null (the channels-last forward's); split, the plain partial product goes
-// to partial matrix blockIdx.z (M x N, row-major, f32) for splitk_reduce (gemm.cu) to sum, bias
-// and store. vec_out allows 4-value stores to whichever is written.
+// out_group as GemmOutStored (out_plane, out_image) places it, plus the group's values of `bias`
+// when not null (the forward's: per row of an NCHW output, BIAS_ROWS, whose rows are channels;
+// per column of an NHWC one) before its one rounding; split, the plain partial product goes to
+// partial matrix blockIdx.z (M x N, row-major, f32) for splitk_reduce (gemm.cu) to sum, bias and
+// store. vec_out allows 4-value stores to whichever is written.
 #define CONV_GEMM_PARAMS                                                                          \
     void *out, int out_format, const float *bias, float *partial, int M, int N, int K, int splits, \
         int k_per_split, long long out_group, int out_plane, long long out_image, int vec_out
 #define CONV_GEMM_ARGS                                                                            \
     out, out_format, bias, partial, M, N, K, splits, k_per_split, out_group, out_plane, out_image, vec_out
-#define CONV_GEMM_SETUP                                                                           \
+#define CONV_GEMM_SETUP(BIAS_ROWS)                                                                \
     int group = blockIdx.z / splits;                                                              \
     int k_begin = (blockIdx.z - group * splits) * k_per_split;                                    \
     int k_end = min(K, k_begin + k_per_split);                                                    \
     GemmOutStored dest =                                                                          \
-        splits > 1 ? GemmOutStored{partial + (size_t)blockIdx.z * M * N, N, 0, FERRO_F32, nullptr}  \
+        splits > 1 ? GemmOutStored{partial + (size_t)blockIdx.z * M * N, N, 0, FERRO_F32, nullptr, 0} \
                    : GemmOutStored{const_cast<void*>(gemm_stored_at(out, group * out_group, out_format)), out_plane, \
-                                   out_image, out_format, bias ? bias + (size_t)group * N : nullptr};
-// The window geometry of an im2col operand (GemmIm2col's fields after the input pointer).
+                                   out_image, out_format, bias ? bias + (size_t)group * (BIAS_ROWS ? M : N) : nullptr, \
+                                   BIAS_ROWS};
+// The window geometry of an im2col operand (GemmIm2col's fields after the input and its format).
 #define CONV_WINDOW_PARAMS                                                                        \
     int H, int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OW, int plane, \
         long long x_image
@@ -173,10 +178,11 @@ struct GemmPhaseWeights {
 
 // The phase's gather of dy [C_out/g * taps, images * phase plane]: row (o, t, u), column
 // (image, a, b) holds dy[image][o][a + h.offset - t * h.advance][b + w.offset - u * w.advance],
-// 0 outside dy.
+// 0 outside dy; dy stored as `format`.
 struct GemmPhaseGather {
     static constexpr bool vectorizable = false;
-    const float* dy;
+    const void* dy;
+    int format;
     int OH, OW;
     long long image_stride;
     ConvPhase phase;
@@ -187,54 +193,60 @@ struct GemmPhaseGather {
         int oh = a + phase.h.offset - t * phase.h.advance;
         int ow = b + phase.w.offset - u * phase.w.advance;
         if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) return 0.f;
-        return dy[image * image_stride + ((size_t)o * OH + oh) * OW + ow];
+        return ferro_load(dy, image * image_stride + ((long long)o * OH + oh) * OW + ow, format);
     }
 };
 
 // Where a phase's dx tile goes: (c, (image, a, b)) at
-// dx[image][c][h.phase + a * sh][w.phase + b * sw].
+// dx[image][c][h.phase + a * sh][w.phase + b * sw]; dx stored as `format`, through
+// gemm_store_stored (no bias).
 struct GemmPhaseOut {
-    static constexpr bool stored = false;
-    float* dx;
+    static constexpr bool stored = true;
+    static constexpr const float* bias = nullptr;
+    static constexpr int bias_rows = 0;
+    void* base;
+    int format;
     int H, W;
     long long image_stride;
     ConvPhase phase;
-    __device__ __forceinline__ float* ptr(int c, int col) const {
+    __device__ __forceinline__ long long index(int c, int col) const {
         int image, a, b;
         phase.pixel_of(col, image, a, b);
         int ih = phase.h.phase + a * phase.h.stride;
         int iw = phase.w.phase + b * phase.w.stride;
-        return dx + image * image_stride + ((size_t)c * H + ih) * W + iw;
+        return image * image_stride + ((long long)c * H + ih) * W + iw;
     }
 };
 
 // ---- The GEMM bodies. Each kernel's parameter list is its *_PARAMS macro, and its body passes
 // them on in that order (*_ARGS).
 
-// Forward: y_g [C_out/g, n * OH * OW] = W_g [C_out/g, K] x im2col(x)_g, written into NCHW y.
+// Forward: y_g [C_out/g, n * OH * OW] = W_g [C_out/g, K] x im2col(x)_g (+ the bias per row),
+// written into NCHW y.
 #define CONV_FORWARD_PARAMS                                                                       \
-    CONV_GEMM_PARAMS, const float *w, const float *x, long long w_group, long long x_group,       \
-        CONV_WINDOW_PARAMS, int vec_w
-#define CONV_FORWARD_ARGS CONV_GEMM_ARGS, w, x, w_group, x_group, CONV_WINDOW, vec_w
+    CONV_GEMM_PARAMS, const float *w, const void *x, int x_format, long long w_group,             \
+        long long x_group, CONV_WINDOW_PARAMS, int vec_w
+#define CONV_FORWARD_ARGS CONV_GEMM_ARGS, w, x, x_format, w_group, x_group, CONV_WINDOW, vec_w
 template <class Tile>
 __device__ __forceinline__ void conv_forward_gemm_body(CONV_FORWARD_PARAMS) {
-    CONV_GEMM_SETUP
+    CONV_GEMM_SETUP(1)
     GemmDense a{w + group * w_group, K};
-    GemmIm2col b{x + group * x_group, CONV_WINDOW};
+    GemmIm2col b{gemm_stored_at(x, group * x_group, x_format), x_format, CONV_WINDOW};
     Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, 0, vec_out);
 }
 
 // Weight gradient: dW_g [C_out/g, K] = dy_g [C_out/g, n * OH * OW] x im2col(x)_g^T, dy read in
 // place from NCHW.
 #define CONV_FILTER_PARAMS                                                                        \
-    CONV_GEMM_PARAMS, const float *dy, const float *x, long long dy_group, long long dy_image,    \
-        long long x_group, CONV_WINDOW_PARAMS, int vec_dy
-#define CONV_FILTER_ARGS CONV_GEMM_ARGS, dy, x, dy_group, dy_image, x_group, CONV_WINDOW, vec_dy
+    CONV_GEMM_PARAMS, const void *dy, int dy_format, const void *x, int x_format, long long dy_group, \
+        long long dy_image, long long x_group, CONV_WINDOW_PARAMS, int vec_dy
+#define CONV_FILTER_ARGS                                                                          \
+    CONV_GEMM_ARGS, dy, dy_format, x, x_format, dy_group, dy_image, x_group, CONV_WINDOW, vec_dy
 template <class Tile>
 __device__ __forceinline__ void conv_filter_gemm_body(CONV_FILTER_PARAMS) {
-    CONV_GEMM_SETUP
-    GemmImageMajor a{dy + group * dy_group, plane, dy_image};
-    GemmIm2col b{x + group * x_group, CONV_WINDOW};
+    CONV_GEMM_SETUP(0)
+    GemmImageMajor a{gemm_stored_at(dy, group * dy_group, dy_format), dy_format, plane, dy_image};
+    GemmIm2col b{gemm_stored_at(x, group * x_group, x_format), x_format, CONV_WINDOW};
     Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, 0, vec_out);
 }
 
@@ -243,30 +255,30 @@ __device__ __forceinline__ void conv_filter_gemm_body(CONV_FILTER_PARAMS) {
 // written into NCHW dx: no columns, no col2im.
 // `flipped` is pack_flipped_weights' packing of the weight.
 #define CONV_DATA_DIRECT_PARAMS                                                                   \
-    CONV_GEMM_PARAMS, const float *flipped, const float *dy, long long w_group, long long dy_group, \
-        CONV_WINDOW_PARAMS, int vec_w
-#define CONV_DATA_DIRECT_ARGS CONV_GEMM_ARGS, flipped, dy, w_group, dy_group, CONV_WINDOW, vec_w
+    CONV_GEMM_PARAMS, const float *flipped, const void *dy, int dy_format, long long w_group,     \
+        long long dy_group, CONV_WINDOW_PARAMS, int vec_w
+#define CONV_DATA_DIRECT_ARGS CONV_GEMM_ARGS, flipped, dy, dy_format, w_group, dy_group, CONV_WINDOW, vec_w
 template <class Tile>
 __device__ __forceinline__ void conv_data_direct_gemm_body(CONV_DATA_DIRECT_PARAMS) {
-    CONV_GEMM_SETUP
+    CONV_GEMM_SETUP(0)
     GemmDense a{flipped + group * w_group, K};
-    GemmIm2col b{dy + group * dy_group, CONV_WINDOW};
+    GemmIm2col b{gemm_stored_at(dy, group * dy_group, dy_format), dy_format, CONV_WINDOW};
     Tile::template run<true, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, 0, vec_out);
 }
 
 // Data gradient of a strided convolution: per group and phase, dx_phase [C_in/g, n * phase
-// plane] = phase weights x phase gather of dy, written into NCHW dx. One launch for every group
+// plane] = phase weights x phase gather of dy, written into NCHW dx (in dy's stored format). One launch for every group
 // and phase (blockIdx.z); the grid covers the largest phase, the blocks past a smaller phase's
 // columns return. A phase no tap reaches (a 1x1 stride-2 convolution's odd rows) gets zeros.
 // `packed` is pack_phase_weights' packing of the weight.
 #define CONV_DATA_PHASE_PARAMS                                                                    \
-    float *dx, const float *packed, const float *dy, int M, int images, int phases,               \
-        long long w_group, long long dy_group, long long dx_group, int cout, int H, int W, int KH, \
-        int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW, long long dy_image, \
-        long long dx_image, int vec_w
+    void *dx, int dx_format, const float *packed, const void *dy, int dy_format, int M, int images, \
+        int phases, long long w_group, long long dy_group, long long dx_group, int cout, int H,     \
+        int W, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,     \
+        long long dy_image, long long dx_image, int vec_w
 #define CONV_DATA_PHASE_ARGS                                                                      \
-    dx, packed, dy, M, images, phases, w_group, dy_group, dx_group, cout, H, W, KH, KW, sh, sw, ph, \
-        pw, dh, dw, OH, OW, dy_image, dx_image, vec_w
+    dx, dx_format, packed, dy, dy_format, M, images, phases, w_group, dy_group, dx_group, cout, H, \
+        W, KH, KW, sh, sw, ph, pw, dh, dw, OH, OW, dy_image, dx_image, vec_w
 template <class Tile, int BN>
 __device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS) {
     int group = blockIdx.z / phases;
@@ -277,9 +289,34 @@ __device__ __forceinline__ void conv_data_phase_gemm_body(CONV_DATA_PHASE_PARAMS
     int K = cout * phase.taps();
     size_t before = (size_t)ConvPhase::taps_before(p, H, W, KH, KW, sh, sw, ph, pw, dh, dw) * M * cout;
     GemmDense a{packed + group * w_group + before, K};
-    GemmPhaseGather b{dy + group * dy_group, OH, OW, dy_image, phase};
-    GemmPhaseOut out{dx + group * dx_group, H, W, dx_image, phase};
+    GemmPhaseGather b{gemm_stored_at(dy, group * dy_group, dy_format), dy_format, OH, OW, dy_image, phase};
+    GemmPhaseOut out{const_cast<void*>(gemm_stored_at(dx, group * dx_group, dx_format)), dx_format, H, W, dx_image, phase};
     Tile::template run<true, false>(a, b, out, M, N, 0, K, 1.f, 0.f, vec_w, 0, 0);
+}
+
+// A pointwise convolution (1x1, stride 1, no padding, one group): x (forward) or dy (data
+// gradient) already is the [channels, images * H * W] matrix im2col would gather, read in place
+// as an image-major matrix (4 values per load where vec_src: planes a multiple of 4), against the
+// weight [C_out, C_in]: forward y = W x (+ the bias per row), data gradient dx = W^T dy (W read
+// as K x M), written into NCHW y or dx.
+#define CONV_POINTWISE_PARAMS                                                                     \
+    CONV_GEMM_PARAMS, const float *w, const void *src, int src_format, int plane,                 \
+        long long src_image, int vec_w, int vec_src
+#define CONV_POINTWISE_ARGS CONV_GEMM_ARGS, w, src, src_format, plane, src_image, vec_w, vec_src
+template <class Tile, bool FORWARD>
+__device__ __forceinline__ void conv_pointwise_body(CONV_POINTWISE_PARAMS) {
+    CONV_GEMM_SETUP(1)
+    GemmDense a{w, FORWARD ? K : M};
+    GemmImageMajor b{src, src_format, plane, src_image};
+    Tile::template run<FORWARD, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_w, vec_src, vec_out);
+}
+template <class Tile>
+__device__ __forceinline__ void conv_pointwise_gemm_body(CONV_POINTWISE_PARAMS) {
+    conv_pointwise_body<Tile, true>(CONV_POINTWISE_ARGS);
+}
+template <class Tile>
+__device__ __forceinline__ void conv_pointwise_data_gemm_body(CONV_POINTWISE_PARAMS) {
+    conv_pointwise_body<Tile, false>(CONV_POINTWISE_ARGS);
 }
 
 // ---- Channels-last (NHWC) convolution GEMMs. A GEMM's K is ordered (ki, kj, c) with the
@@ -352,7 +389,7 @@ struct GemmIm2colNhwc {
     CONV_GEMM_ARGS, packed, src, src_format, w_group, src_group, CONV_NHWC_WINDOW, vec_w, vec_src
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_gemm_body(CONV_NHWC_PARAMS) {
-    CONV_GEMM_SETUP
+    CONV_GEMM_SETUP(0)
     GemmIm2colNhwc a{gemm_stored_at(src, group * src_group, src_format), src_format, CONV_NHWC_WINDOW};
     GemmDense b{packed + group * w_group, K};
     Tile::template run<true, true>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_src, vec_w, vec_out);
@@ -369,7 +406,7 @@ __device__ __forceinline__ void conv_nhwc_gemm_body(CONV_NHWC_PARAMS) {
     CONV_GEMM_ARGS, dy, dy_format, x, x_format, dy_ld, x_group, CONV_NHWC_WINDOW, vec_dy, vec_x
 template <class Tile>
 __device__ __forceinline__ void conv_nhwc_filter_gemm_body(CONV_NHWC_FILTER_PARAMS) {
-    CONV_GEMM_SETUP
+    CONV_GEMM_SETUP(0)
     GemmDenseStored a{gemm_stored_at(dy, (long long)group * M, dy_format), dy_ld, dy_format};
     GemmIm2colNhwc b{gemm_stored_at(x, group * x_group, x_format), x_format, CONV_NHWC_WINDOW};
     Tile::template run<false, false>(a, b, dest, M, N, k_begin, k_end, 1.f, 0.f, vec_dy, vec_x, vec_out);
@@ -408,6 +445,7 @@ struct GemmPhaseGatherNhwc {
 struct GemmPhaseOutNhwc {
     static constexpr bool stored = true;
     static constexpr const float* bias = nullptr;
+    static constexpr int bias_rows = 0;
     void* base;
     int format;
     int H, W, C;

@@ -37,15 +37,16 @@ FERRO_SGEMM_KERNELS(tn, true, false)
 FERRO_SGEMM_KERNELS(tt, true, true)
 
 // Split-K, second pass: C[b] = alpha * (sum of the splits' partial M x N products, in split order)
-// + bias[b * N + c] + beta * C[b] (C not read when beta == 0; bias may be null: a bias per column
-// of each batch matrix, a grouped convolution's per group), stored as c_format
+// + bias[b * N + c] (bias_rows: bias[b * M + r]) + beta * C[b] (C not read when beta == 0; bias
+// may be null: a bias per column, or per row, of each batch matrix, a grouped convolution's per
+// group; an NCHW convolution output's rows are its channels), stored as c_format
 // (stored.cuh: a 16-bit run's layer outputs round once, here), one thread per element of the
 // M x N matrices of all batches; partial matrix b * splits + s holds split s of batch b. Element
 // (r, c) of C[b] is element b * stride_c + r * plane + (c / plane) * image_stride + c % plane of C:
 // a row-major C is plane = N, image_stride = 0; an NCHW convolution output is plane = OH * OW,
 // image_stride = channels * plane. The fixed order makes the result the same bits on every run.
-extern "C" __global__ void splitk_reduce(const float* partial, void* C, int c_format, const float* bias, int N, int mn,
-                                         int splits, int total, long long stride_c, int plane,
+extern "C" __global__ void splitk_reduce(const float* partial, void* C, int c_format, const float* bias, int bias_rows,
+                                         int N, int mn, int splits, int total, long long stride_c, int plane,
                                          long long image_stride, float alpha, float beta) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= total) return;
@@ -59,7 +60,7 @@ extern "C" __global__ void splitk_reduce(const float* partial, void* C, int c_fo
     int image = col / plane;
     long long i = batch * stride_c + image * image_stride + (long long)row * plane + (col - image * plane);
     float v = alpha * sum;
-    if (bias) v += bias[(long long)batch * N + col];
+    if (bias) v += bias_rows ? bias[(long long)batch * (mn / N) + row] : bias[(long long)batch * N + col];
     if (beta != 0.f) v += beta * ferro_load(C, i, c_format);
     ferro_store(C, i, v, c_format);
 }

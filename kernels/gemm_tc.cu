@@ -182,7 +182,7 @@ __device__ __forceinline__ void tc_gemm_body(FERRO_TC_GEMM_PARAMS) {
     const long long z = blockIdx.z;
     GemmDenseStored a{gemm_stored_at(A, z * stride_a, a_format), lda, a_format};
     GemmDenseStored b{gemm_stored_at(B, z * stride_b, b_format), ldb, b_format};
-    GemmOutStored c{const_cast<void*>(gemm_stored_at(C, z * stride_c, c_format)), ldc, 0, c_format, bias};
+    GemmOutStored c{const_cast<void*>(gemm_stored_at(C, z * stride_c, c_format)), ldc, 0, c_format, bias, 0};
     Tile::template run<!TA, TB>(a, b, c, M, N, 0, K, alpha, beta, vec_a, vec_b, vec_c);
 }
 

@@ -40,18 +40,21 @@ struct GemmDense {
 };
 
 // The [rows, images * plane] matrix whose row r of image i is the plane at
-// base + i * image_stride + r * plane (an NCHW tensor's channels as rows). Four consecutive
-// columns stay in one image when plane is a multiple of 4, which the host requires for float4.
+// base + i * image_stride + r * plane (an NCHW tensor's channels as rows), stored as `format`
+// (f32, or a 16-bit run's bf16/fp16 activations read in place: 8 bytes per 4 values). Four
+// consecutive columns stay in one image when plane is a multiple of 4, which the host requires
+// for vectorised loads.
 struct GemmImageMajor {
     static constexpr bool vectorizable = true;
-    const float* base;
+    const void* base;
+    int format;
     int plane;
     long long image_stride;
-    __device__ __forceinline__ const float* ptr(int r, int c) const {
+    __device__ __forceinline__ long long index(int r, int c) const {
         int image = c / plane;
-        return base + image * image_stride + (size_t)r * plane + (c - image * plane);
+        return image * image_stride + (long long)r * plane + (c - image * plane);
     }
-    __device__ __forceinline__ float at(int r, int c) const { return *ptr(r, c); }
+    __device__ __forceinline__ float at(int r, int c) const { return ferro_load(base, index(r, c), format); }
     __device__ __forceinline__ float4 load4(int r, int c, int avail) const;
 };
 
@@ -71,11 +74,13 @@ __device__ __forceinline__ bool conv_tap_input(int c, int ki, int kj, int H, int
 
 // The im2col matrix of NCHW input `x` (src/ops/conv/mod.rs fixes its layout): row
 // (ch * KH + ki) * KW + kj, column image * OH * OW + oh * OW + ow holds x[image][ch][ih][iw] with
-// ih = oh * sh - ph + ki * dh, iw = ow * sw - pw + kj * dw, or 0 in the padding. Gathered one
-// element at a time, never stored.
+// ih = oh * sh - ph + ki * dh, iw = ow * sw - pw + kj * dw, or 0 in the padding. x is stored as
+// `format` (a 16-bit run's activations read in place). Gathered one element at a time, never
+// stored.
 struct GemmIm2col {
     static constexpr bool vectorizable = false;
-    const float* x;
+    const void* x;
+    int format;
     int H, W, KH, KW, sh, sw, ph, pw, dh, dw, OW, plane;
     long long image_stride;
     __device__ __forceinline__ float at(int r, int c) const {
@@ -85,7 +90,7 @@ struct GemmIm2col {
         int ki = tap / KW;
         int image, ih, iw;
         if (!conv_tap_input(c, ki, tap - ki * KW, H, W, sh, sw, ph, pw, dh, dw, OW, plane, image, ih, iw)) return 0.f;
-        return x[image * image_stride + ((size_t)ch * H + ih) * W + iw];
+        return ferro_load(x, image * image_stride + ((long long)ch * H + ih) * W + iw, format);
     }
 };
 
@@ -117,9 +122,6 @@ __device__ __forceinline__ float4 gemm_load4(const float* p, int avail, bool vec
 }
 
 __device__ __forceinline__ float4 GemmDense::load4(int r, int c, int avail) const { return gemm_load4(ptr(r, c), avail, true); }
-__device__ __forceinline__ float4 GemmImageMajor::load4(int r, int c, int avail) const {
-    return gemm_load4(ptr(r, c), avail, true);
-}
 
 // Element i of a buffer stored as `format` (stored.cuh's codes): where a matrix of it starts.
 __device__ __forceinline__ const void* gemm_stored_at(const void* p, long long i, int format) {
@@ -127,9 +129,10 @@ __device__ __forceinline__ const void* gemm_stored_at(const void* p, long long i
 }
 
 // GemmOut over a buffer stored as f32, bf16 or fp16 (a 16-bit run's activations and their
-// gradients), with an optional f32 bias per column added before the one rounding store (a biased
-// layer output rounds once, as the CPU's emulation does). The tiles store through
-// gemm_store_stored for every Out whose `stored` is true.
+// gradients), with an optional f32 bias per column (or, bias_rows, per row: an NCHW convolution
+// output's rows are its channels) added before the one rounding store (a biased layer output
+// rounds once, as the CPU's emulation does). The tiles store through gemm_store_stored for every
+// Out whose `stored` is true.
 struct GemmOutStored {
     static constexpr bool stored = true;
     void* base;
@@ -137,6 +140,7 @@ struct GemmOutStored {
     long long image_stride;
     int format;
     const float* bias;
+    int bias_rows;
     __device__ __forceinline__ long long index(int r, int c) const {
         int image = c / plane;
         return image * image_stride + (long long)r * plane + (c - image * plane);
@@ -154,7 +158,7 @@ __device__ __forceinline__ void gemm_store_stored(const Out& out, int row, int c
     for (int j = 0; j < 4; ++j) {
         if (j >= count) break;
         if (beta != 0.f) v[j] += beta * ferro_load(out.base, out.index(row, col + j), out.format);
-        if (out.bias) v[j] += out.bias[col + j];
+        if (out.bias) v[j] += out.bias[out.bias_rows ? row : col + j];
     }
     const long long i = out.index(row, col);
     if (vec && count == 4) {
@@ -208,6 +212,10 @@ struct GemmDenseStored {
         return avail >= 4 ? ferro_load4(base, (long long)r * ld + c, format) : gemm_gather4(*this, r, c, avail);
     }
 };
+
+__device__ __forceinline__ float4 GemmImageMajor::load4(int r, int c, int avail) const {
+    return avail >= 4 ? ferro_load4(base, index(r, c), format) : gemm_gather4(*this, r, c, avail);
+}
 
 __device__ __forceinline__ float gemm_lane(const float4& f, int j) {
     return j == 0 ? f.x : j == 1 ? f.y : j == 2 ? f.z : f.w;

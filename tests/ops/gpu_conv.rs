@@ -220,14 +220,14 @@ fn pointwise_convolution_skips_im2col() {
     let (x, w, b) = (gpu.upload(&values(g.x_len(), 1)).unwrap(), gpu.upload(&values(g.weight_len(), 2)).unwrap(), gpu.upload(&values(g.c_out, 3)).unwrap());
     gpu.take_kernel_log();
     let y = gpu.conv2d_forward(&x, &w, Some(&b), &g).unwrap();
-    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_nn", "gemm::add_bias"]);
+    assert_eq!(gpu.take_kernel_log(), ["conv::conv_pointwise_gemm"]);
     gpu.conv2d_backward_data(&y, &w, &g).unwrap();
-    assert_eq!(gpu.take_kernel_log(), ["gemm::sgemm_tn"]);
+    assert_eq!(gpu.take_kernel_log(), ["conv::conv_pointwise_data_gemm"]);
     // On the tensor cores it runs the implicit GEMMs (the 1x1 window reads x in place): one
     // launch per pass, the data gradient's after the weight's transpose (its 1x1 flip).
     gpu.declare_gemm_operand_format(Precision::Bf16);
     let y = gpu.conv2d_forward(&x, &w, Some(&b), &g).unwrap();
-    assert_eq!(gpu.take_kernel_log(), ["conv_tc::conv_forward_gemm_tc_bf16", "gemm::add_bias"]);
+    assert_eq!(gpu.take_kernel_log(), ["conv_tc::conv_forward_gemm_tc_bf16"]);
     gpu.conv2d_backward_data(&y, &w, &g).unwrap();
     assert_eq!(gpu.take_kernel_log(), ["conv::pack_flipped_weights", "conv_tc::conv_data_direct_gemm_tc_bf16"]);
 }
@@ -395,6 +395,95 @@ fn channels_last_convolution_reads_and_writes_16_bit_activations() {
             assert_close(&what("backward bias"), &gpu.download(&db).unwrap(), &cpu.conv2d_backward_bias(&cdy, &nchw).unwrap(), ATOL, RTOL);
             let log = gpu.take_kernel_log();
             assert!(i != 3 || log.iter().any(|k| k == "gemm::splitk_reduce"), "{}: K splits: {log:?}", what("forward"));
+        }
+    }
+}
+
+/// A bf16/fp16 run's channels-first convolution on 16-bit x and dy, on the tensor-core tiles (an
+/// sm_80 simulator) and on the fp32 ones (sm_75, which runs channels-first convolutions there; at
+/// bf16 all of them): 3x3 stride 1 (planes a multiple of 4: 4-value loads and stores, and not),
+/// a grouped 5x5 stride 2 (the data gradient by phase), a grouped 3x3, pointwise, and a forward
+/// whose K splits on a 4-SM simulator (the reduction adds the bias per channel). y and dx are
+/// stored in the input's format and equal the CPU's f64 results rounded to it (to one unit of the
+/// format's last place, where the sums differ across a rounding boundary); dW and db stay f32; no
+/// pass converts a buffer.
+#[test]
+fn channels_first_convolution_reads_and_writes_16_bit_activations() {
+    let configs = [
+        (2, 8, (6, 5), 12, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (2, 4, (4, 4), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+        (2, 8, (9, 8), 8, (5, 5), (2, 2), (2, 2), (1, 1), 2),
+        (2, 8, (7, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 2),
+        (3, 5, (4, 6), 7, (1, 1), (1, 1), (0, 0), (1, 1), 1),
+        (2, 64, (6, 6), 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ];
+    let cpu = CpuBackend::new();
+    for (cc, p, tol) in [((8, 0), Precision::Bf16, 8e-3), ((8, 0), Precision::Fp16, 1e-3), ((7, 5), Precision::Bf16, 8e-3), ((7, 5), Precision::Fp16, 1e-3)] {
+        let within = Agreement::Within { atol: tol, rtol: tol };
+        for (i, config) in configs.into_iter().enumerate() {
+            let sms = if i == 5 { 4 } else { SimOptions::default().multiprocessors };
+            let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { multiprocessors: sms, compute_capability: cc, ..SimOptions::default() }))), p);
+            let stored = StoredPrecision::new(&gpu, &cpu, p);
+            let g = geom(config);
+            let seed = 9700 + 10 * i as u64;
+            let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values_at(p, g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
+            let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
+            let (gx, gdy, gw, gb) = (stored.on_gpu(&x), stored.on_gpu(&dy), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
+            let what = |pass: &str| format!("16-bit nchw {pass} sm_{}{} {g:?}", cc.0, cc.1);
+            gpu.take_kernel_log();
+            let y = gpu.conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
+            let want = stored.as_stored(cpu.conv2d_forward(&cx, &cw, Some(&cb), &g).unwrap());
+            stored.compare(&what("forward"), &stored.download(&what("y"), &y), &want, within);
+            let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
+            let want = stored.as_stored(cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap());
+            stored.compare(&what("backward data"), &stored.download(&what("dx"), &dx), &want, within);
+            let dw = gpu.conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+            assert_close(&what("backward filter"), &gpu.download(&dw).unwrap(), &cpu.conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
+            let db = gpu.conv2d_backward_bias(&gdy, &g).unwrap();
+            assert_close(&what("backward bias"), &gpu.download(&db).unwrap(), &cpu.conv2d_backward_bias(&cdy, &g).unwrap(), ATOL, RTOL);
+            let log = gpu.take_kernel_log();
+            assert!(log.iter().all(|k| !k.starts_with("precision::") && k != "gemm::add_bias"), "{}: {log:?}", what("passes"));
+            assert_eq!(log.iter().any(|k| k.starts_with("conv_tc::")), cc >= (8, 0), "{}: {log:?}", what("engine"));
+            assert!(i != 5 || log.iter().any(|k| k == "gemm::splitk_reduce"), "{}: K splits: {log:?}", what("forward"));
+        }
+    }
+}
+
+/// The fp32 tiles' pointwise GEMMs read a 16-bit x (or dy) 4 values per 8-byte load and store y
+/// (or dx) 4 values per 8-byte store, the weight 4 per 16-byte load: each 16-deep k-step of a
+/// 64x64 tile is one load of a quad per thread of each operand (8 warp loads each), and 4 values
+/// per store; with a plane not a multiple of 4 they fall back to single values (and still match).
+#[test]
+fn channels_first_pointwise_gemms_move_four_16_bit_values_per_access() {
+    let cpu = CpuBackend::new();
+    let p = Precision::Bf16;
+    let driver = Arc::new(SimDriver::new(SimOptions { compute_capability: (7, 5), ..SimOptions::default() }));
+    let gpu = at_precision(GpuBackend::new(driver.clone()), p);
+    let stored = StoredPrecision::new(&gpu, &cpu, p);
+    let within = Agreement::Within { atol: 8e-3, rtol: 8e-3 };
+    for (config, vectorised) in [((1, 16, (8, 8), 64, (1, 1), (1, 1), (0, 0), (1, 1), 1), true), ((1, 16, (7, 9), 64, (1, 1), (1, 1), (0, 0), (1, 1), 1), false)] {
+        let g = geom(config);
+        let (x, w, dy) = (values_at(p, g.x_len(), 9900), values_at(p, g.weight_len(), 9901), values_at(p, g.y_len(), 9902));
+        let (cx, cw, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &dy));
+        let (gx, gdy, gw) = (stored.on_gpu(&x), stored.on_gpu(&dy), gpu.upload(&w).unwrap());
+        driver.take_launch_stats();
+        let y = gpu.conv2d_forward(&gx, &gw, None, &g).unwrap();
+        stored.compare(&format!("pointwise forward {g:?}"), &stored.download("y", &y), &stored.as_stored(cpu.conv2d_forward(&cx, &cw, None, &g).unwrap()), within);
+        let dx = gpu.conv2d_backward_data(&gdy, &gw, &g).unwrap();
+        stored.compare(&format!("pointwise backward data {g:?}"), &stored.download("dx", &dx), &stored.as_stored(cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap()), within);
+        let stats = driver.take_launch_stats();
+        for kernel in ["conv::conv_pointwise_gemm", "conv::conv_pointwise_data_gemm"] {
+            let s = stats.iter().find(|s| s.kernel == kernel).unwrap_or_else(|| panic!("{kernel} ran: {stats:?}"));
+            // The forward's tile is 64 output channels x 64 pixels over 16 input channels; the
+            // data gradient's 16 input channels x 64 pixels over 64 output channels (4 k-steps).
+            let (rows, steps) = if kernel.ends_with("data_gemm") { (16, 4) } else { (64, 1) };
+            let (loads, stores) = (2 * 8 * steps, rows * 64 / 4 / 32);
+            if vectorised {
+                assert_eq!(s.global_accesses, (loads + stores) as u64, "{kernel}: 4 values per access");
+                assert_eq!(s.global_store_bytes, (rows * 64 * 2) as u64, "{kernel}: 16-bit stores");
+            } else {
+                assert!(s.global_accesses > (loads + stores) as u64, "{kernel}: single values");
+            }
         }
     }
 }

@@ -111,11 +111,11 @@ fn axpy_reads_and_writes_stored_formats() {
 
 /// Whether training hands op `op` (a gradcheck case in `config`) its activations in 16-bit
 /// buffers at bf16/fp16: every op whose kernels read stored formats, which the loss, flatten and
-/// the channels-first convolutions don't.
+/// the channels-first depthwise convolutions don't.
 fn reads_16_bit(op: &str, config: &str) -> bool {
     match op {
         "softmax_cross_entropy" | "flatten" => false,
-        "conv2d" | "depthwise_conv2d" => config.ends_with(" nhwc"),
+        "depthwise_conv2d" => config.ends_with(" nhwc"),
         _ => true,
     }
 }

@@ -136,10 +136,11 @@ impl GradOp for ConvGrad {
         }
         Ok((y, grads))
     }
-    /// x, where the path has channels-last kernels for 16-bit activations (as `Conv2d` reads
-    /// them); the weight and bias are parameters.
+    /// x, where the path's kernels read 16-bit activations (as `Conv2d` reads them): the GEMMs
+    /// of either layout, the depthwise kernels channels-last only; the weight and bias are
+    /// parameters.
     fn stored_inputs(&self) -> usize {
-        usize::from(self.g.layout == Layout::Nhwc)
+        usize::from(self.g.layout == Layout::Nhwc || self.path == ConvPath::Im2colGemm)
     }
 }
 

@@ -1,8 +1,10 @@
 //! GPU convolution: implicit GEMMs on the tiled SGEMM, which read the input's im2col matrix on
-//! the fly and NCHW activations in place, with no column buffer in any pass: forward, weight
-//! gradient, the data gradient of a stride-1 convolution as dy convolved with the reversed
-//! window, and a strided one's by stride phase (each phase of dx summing only the taps that
-//! reach it); groups (and phases) as the GEMM batch; and the dedicated depthwise kernels. When
+//! the fly and NCHW activations in place, with no column buffer in any pass: forward (the bias
+//! added as y is stored), weight gradient, the data gradient of a stride-1 convolution as dy
+//! convolved with the reversed window, and a strided one's by stride phase (each phase of dx
+//! summing only the taps that reach it); groups (and phases) as the GEMM batch; and the dedicated
+//! depthwise kernels. The GEMMs read x and dy in their stored formats and write y in x's, dx in
+//! dy's (a bf16/fp16 run's 16-bit activations in place); the weights and dW are f32. When
 //! the run's GEMM operands are bf16, fp16 or tf32 on a device whose tensor cores take them (8.0+; fp16 from 7.5)
 //! (`training_tc_input`), the same GEMMs run on the tensor cores (kernels/conv_tc.cu: the same
 //! operands, arguments and grids on tensor-core tiles), pointwise convolutions included.
@@ -20,8 +22,7 @@ use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
 use crate::ops::gemm::tc::TcInput;
-use crate::ops::gemm::{GemmOps, GemmPlan, GemmSpec, SplitK};
-use crate::precision::StoredFormat;
+use crate::ops::gemm::{GemmPlan, GemmSpec, SplitK};
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
 /// kernel's own argument order.
@@ -67,23 +68,17 @@ fn image_major_vec(ptr: u64, plane: usize) -> bool {
     ptr.is_multiple_of(16) && plane.is_multiple_of(4)
 }
 
-/// The GEMM of a pointwise convolution (1x1 kernel, stride 1, no padding, one group): each image
-/// already is the [C_in, H*W] matrix im2col would build, so forward (C_out rows) and backward
-/// data (`transpose`d weight, C_in rows) are one GEMM batched over images with the weight shared
-/// (stride 0), with no workspace and no layout shuffle.
+/// The GEMM of a pointwise convolution (1x1 kernel, stride 1, no padding, one group): the NCHW
+/// input already is the image-major [C_in, n * H*W] matrix im2col would build, so forward (C_out
+/// rows) and backward data (`transpose`d weight, C_in rows) read it (or dy) in place as one
+/// GEMM with the weight (kernels/conv_gemm.cuh, conv_pointwise_*), with no gather arithmetic.
 fn pointwise_spec(g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
     let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 && g.groups == 1;
     if !pointwise {
         return None;
     }
-    let plane = g.h * g.w;
     let (rows, inner) = if transpose { (g.c_in, g.c_out) } else { (g.c_out, g.c_in) };
-    let mut spec = GemmSpec::new(transpose, false, rows, plane, inner);
-    spec.batch = g.n;
-    spec.stride_a = 0;
-    spec.stride_b = inner * plane;
-    spec.stride_c = rows * plane;
-    Some(spec)
+    Some(GemmSpec::new(transpose, false, rows, g.n * g.h * g.w, inner))
 }
 
 /// Rows of one group's weight matrix (C_out / groups) and its columns, the GEMMs' inner size
@@ -92,11 +87,21 @@ fn group_gemm_dims(g: &ConvGeom) -> (usize, usize) {
     (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw)
 }
 
-/// The NCHW tensor of `channels` channels of `plane`-pixel planes at `ptr` as the GEMMs'
-/// image-major [channels / groups, images * plane] matrices, one per group.
-fn nchw_target(ptr: u64, g: &ConvGeom, channels: usize, plane: usize) -> GemmTarget {
+/// The NCHW tensor `t` of `channels` channels of `plane`-pixel planes as the GEMMs' image-major
+/// [channels / groups, images * plane] matrices, one per group, in its stored format; plus
+/// `bias` (one f32 per channel: per row) when given.
+fn nchw_target(t: &GpuBuf<f32>, g: &ConvGeom, channels: usize, plane: usize, bias: Option<&GpuBuf<f32>>) -> GemmTarget {
     let group = channels / g.groups * plane;
-    GemmTarget { ptr, batch_stride: group, plane, image_stride: channels * plane, vec: image_major_vec(ptr, plane), format: StoredFormat::F32, bias: 0 }
+    GemmTarget {
+        ptr: t.ptr(),
+        batch_stride: group,
+        plane,
+        image_stride: channels * plane,
+        vec: image_major_vec(t.ptr(), plane),
+        format: t.stored(),
+        bias: bias.map_or(0, |b| b.ptr()),
+        bias_rows: true,
+    }
 }
 
 /// A product of `spec`'s shape (batch = groups), alpha 1, beta 0.
@@ -237,10 +242,26 @@ impl GpuBackend {
         }
     }
 
-    /// A pointwise convolution's plain GEMM (`pointwise_spec`), unless the tensor cores run its
-    /// implicit GEMMs.
+    /// A pointwise convolution's GEMM on its tensors in place (`pointwise_spec`), unless the
+    /// tensor cores run its implicit GEMMs.
     fn pointwise_gemm(&self, g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
         pointwise_spec(g, transpose).filter(|_| self.conv_tc_input(g.layout).is_none())
+    }
+
+    /// `spec` (`pointwise_gemm`'s) of the weight and `src` (x forward, dy for the data
+    /// gradient) into NCHW `target` (conv_pointwise_gemm or conv_pointwise_data_gemm).
+    fn pointwise(&self, kernel: &str, spec: &GemmSpec<f32>, w: &GpuBuf<f32>, src: &GpuBuf<f32>, g: &ConvGeom, target: &GemmTarget) -> Result<()> {
+        let plane = g.h * g.w;
+        let operands = [
+            w.arg(),
+            src.stored_arg(),
+            src.format_arg(),
+            int(plane, "conv input plane")?,
+            image_stride(spec.k * plane)?,
+            vectorizable(w, 0, g.c_in, 0, 1),
+            KernelArg::I32(image_major_vec(src.ptr(), plane) as i32),
+        ];
+        self.launch_conv_gemm(kernel, Layout::Nchw, spec, target, &operands)
     }
 
     /// A convolution GEMM of `spec` on `kernel` (`conv_gemm_kernel`'s base name).
@@ -254,14 +275,15 @@ impl GpuBackend {
         spec.plan(SplitK::Auto, self.driver().multiprocessor_count())
     }
 
-    /// y = conv(x, w) without bias: one GEMM per group reading x's im2col matrix on the fly.
-    fn forward_implicit(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
+    /// y = conv(x, w) + bias: one GEMM per group reading x's im2col matrix on the fly, the bias
+    /// added as y is stored.
+    fn forward_implicit(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom, y: &mut GpuBuf<f32>) -> Result<()> {
         let (cout_g, k) = group_gemm_dims(g);
         let spec = forward_spec(g);
-        let mut operands = vec![w.arg(), x.arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?];
+        let mut operands = vec![w.arg(), x.stored_arg(), x.format_arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?];
         operands.extend(im2col_operand_args(g)?);
         operands.push(vectorizable(w, 0, k, cout_g * k, g.groups));
-        self.launch_conv_gemm("conv_forward_gemm", Layout::Nchw, &spec, &nchw_target(y.ptr(), g, g.c_out, g.oh * g.ow), &operands)
+        self.launch_conv_gemm("conv_forward_gemm", Layout::Nchw, &spec, &nchw_target(y, g, g.c_out, g.oh * g.ow, bias), &operands)
     }
 
     /// The weight packed as the data-gradient GEMMs read it (kernels/conv.cu): `kernel`
@@ -294,8 +316,8 @@ impl GpuBackend {
 
     /// Every stride phase's weight of the strided data gradient (pack_phase_weights) packed, K in
     /// the order of `g.layout`'s phase GEMM; the packing, whether it takes 16-byte loads, and the
-    /// arguments both layouts' phase GEMMs start with: dx, the packing, dy (channels-last: dx and
-    /// dy each with its stored format), C_in/g, images, phases and the packing's group stride.
+    /// arguments both layouts' phase GEMMs start with: dx and its stored format, the packing, dy
+    /// and its stored format, C_in/g, images, phases and the packing's group stride.
     fn phase_gemm_head(&self, dx: &GpuBuf<f32>, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<(GpuBuf<f32>, KernelArg, Vec<KernelArg>)> {
         let phases = g.sh * g.sw;
         let (cin_g, cout_g) = (g.c_in_per_group(), g.c_out_per_group());
@@ -303,10 +325,7 @@ impl GpuBackend {
         args.extend(&phase_geometry_args(g)?[..10]);
         args.push(KernelArg::I32((g.layout == Layout::Nhwc) as i32));
         let (packed, vec_w) = self.pack_data_weights("pack_phase_weights", w, g, g.groups * phases, &args)?;
-        let mut head = match g.layout {
-            Layout::Nchw => vec![dx.arg(), packed.arg(), dy.arg()],
-            Layout::Nhwc => vec![dx.stored_arg(), dx.format_arg(), packed.arg(), dy.stored_arg(), dy.format_arg()],
-        };
+        let mut head = vec![dx.stored_arg(), dx.format_arg(), packed.arg(), dy.stored_arg(), dy.format_arg()];
         head.extend([
             args[0],
             int(g.n, "batch")?,
@@ -330,7 +349,8 @@ impl GpuBackend {
         };
         let operands = [
             flipped.arg(),
-            dy.arg(),
+            dy.stored_arg(),
+            dy.format_arg(),
             stride_arg(cout_g * cin_g * taps, "conv weight group")?,
             stride_arg(cout_g * g.oh * g.ow, "conv output-gradient group")?,
             int(g.oh, "conv output height")?,
@@ -348,7 +368,7 @@ impl GpuBackend {
             image_stride(g.c_out * g.oh * g.ow)?,
             vec_w,
         ];
-        self.launch_conv_gemm("conv_data_direct_gemm", Layout::Nchw, &spec, &nchw_target(dx.ptr(), g, g.c_in, g.h * g.w), &operands)
+        self.launch_conv_gemm("conv_data_direct_gemm", Layout::Nchw, &spec, &nchw_target(dx, g, g.c_in, g.h * g.w, None), &operands)
     }
 
     /// dx of a strided convolution: one launch of phase GEMMs (kernels/conv.cu,
@@ -387,20 +407,16 @@ impl GpuBackend {
 impl ConvOps<f32> for GpuBackend {
     fn conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         g.check_forward_operands("conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
-        // Channels-last, y takes x's stored format and the GEMM adds the bias as it stores y (one
-        // rounding); channels-first, the bias is added to each f32 plane after.
+        // y takes x's stored format and the GEMM (or its split-K reduction) adds the bias as it
+        // stores y: one rounding.
+        let mut y = self.alloc_stored(g.y_len(), x.stored())?;
         if g.layout == Layout::Nhwc {
-            let mut y = self.alloc_stored(g.y_len(), x.stored())?;
             self.forward_nhwc(x, w, bias, g, &mut y)?;
             return Ok(y);
         }
-        let mut y = self.alloc::<f32>(g.y_len())?;
         match self.pointwise_gemm(g, false) {
-            Some(spec) => self.gemm(&spec, w, x, &mut y)?,
-            None => self.forward_implicit(x, w, g, &mut y)?,
-        }
-        if let Some(b) = bias {
-            self.add_bias(&mut y, b, g.c_out, g.oh * g.ow)?;
+            Some(spec) => self.pointwise("conv_pointwise_gemm", &spec, w, x, g, &nchw_target(&y, g, g.c_out, g.oh * g.ow, bias))?,
+            None => self.forward_implicit(x, w, bias, g, &mut y)?,
         }
         Ok(y)
     }
@@ -408,14 +424,14 @@ impl ConvOps<f32> for GpuBackend {
     fn conv2d_backward_data(&self, dy: &GpuBuf<f32>, w: &GpuBuf<f32>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         expect_len("conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("conv2d", "weight", w.len(), g.weight_len())?;
+        // dx takes dy's stored format.
+        let mut dx = self.alloc_stored(g.x_len(), dy.stored())?;
         if g.layout == Layout::Nhwc {
-            let mut dx = self.alloc_stored(g.x_len(), dy.stored())?;
             self.backward_data_nhwc(dy, w, g, &mut dx)?;
             return Ok(dx);
         }
-        let mut dx = self.alloc::<f32>(g.x_len())?;
         match self.pointwise_gemm(g, true) {
-            Some(spec) => self.gemm(&spec, w, dy, &mut dx)?,
+            Some(spec) => self.pointwise("conv_pointwise_data_gemm", &spec, w, dy, g, &nchw_target(&dx, g, g.c_in, g.h * g.w, None))?,
             None if g.sh == 1 && g.sw == 1 => self.backward_data_direct(dy, w, g, &mut dx)?,
             None => self.backward_data_phased(dy, w, g, &mut dx)?,
         }
@@ -436,8 +452,10 @@ impl ConvOps<f32> for GpuBackend {
         // over the whole batch (K = n * plane, split as the device needs).
         let spec = filter_spec(g);
         let mut operands = vec![
-            dy.arg(),
-            x.arg(),
+            dy.stored_arg(),
+            dy.format_arg(),
+            x.stored_arg(),
+            x.format_arg(),
             stride_arg(cout_g * plane, "conv output-gradient group")?,
             image_stride(g.c_out * plane)?,
             stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?,

@@ -202,13 +202,14 @@ pub fn describe_window(kind: &str, k: (usize, usize), s: (usize, usize), p: (usi
 }
 
 impl NodeOp for Conv2d {
-    /// The channels-last GEMMs of every grouping (and the linear GEMMs pointwise convolutions
-    /// run on) and the channels-last depthwise kernels (bias added before their one store, the
-    /// bias gradient's reduction reading dy as stored) read and write every stored format. Not
-    /// yet: channels first, and a fused activation (its separate pass would round the output
-    /// twice).
+    /// The convolution GEMMs of either layout and every grouping (and the linear GEMMs
+    /// channels-last pointwise convolutions run on) and the channels-last depthwise kernels read
+    /// and write every stored format, the bias added before their one store, the bias gradient's
+    /// reduction reading dy as stored. Not yet: the channels-first depthwise kernels, and a fused
+    /// activation (its separate pass would round the output twice).
     fn reads_stored(&self, layout: Layout) -> bool {
-        layout == Layout::Nhwc && self.activation.is_none()
+        let depthwise = self.cfg.groups == self.in_channels && self.in_channels > 1;
+        self.activation.is_none() && (layout == Layout::Nhwc || !depthwise)
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let g = self.geom(inputs[0], 1)?;

@@ -82,7 +82,8 @@ fn vec_partial(spec: &GemmSpec<f32>, partial: &GpuBuf<f32>) -> KernelArg {
 /// an NCHW convolution output is plane = OH * OW, image_stride = channels * plane. `vec`: the
 /// unsplit kernel may store 4 consecutive columns at once (16-byte aligned, plane a multiple of 4).
 /// C is stored as `format` (a 16-bit run's activations), and `bias` (a device pointer, 0 for
-/// none) holds one f32 per column of each batch matrix, added before C is stored.
+/// none) holds one f32 per column of each batch matrix (per row when `bias_rows`: an NCHW
+/// convolution output's rows are its channels), added before C is stored.
 pub(crate) struct GemmTarget {
     pub ptr: u64,
     pub batch_stride: usize,
@@ -91,13 +92,14 @@ pub(crate) struct GemmTarget {
     pub vec: bool,
     pub format: StoredFormat,
     pub bias: u64,
+    pub bias_rows: bool,
 }
 
 impl GemmTarget {
     /// The packed row-major C of `spec` at `ptr`.
     pub fn row_major(ptr: u64, spec: &GemmSpec<f32>) -> GemmTarget {
         let vec = ptr.is_multiple_of(16) && spec.n.is_multiple_of(4) && (spec.batch == 1 || spec.stride_c.is_multiple_of(4));
-        GemmTarget { ptr, batch_stride: spec.stride_c, plane: spec.n, image_stride: 0, vec, format: StoredFormat::F32, bias: 0 }
+        GemmTarget { ptr, batch_stride: spec.stride_c, plane: spec.n, image_stride: 0, vec, format: StoredFormat::F32, bias: 0, bias_rows: false }
     }
 }
 
@@ -262,6 +264,7 @@ impl GpuBackend {
             KernelArg::Ptr(target.ptr),
             KernelArg::I32(target.format.code()),
             KernelArg::Ptr(target.bias),
+            KernelArg::I32(target.bias_rows as i32),
             int(spec.n, "gemm n")?,
             int(mn, "a gemm output matrix")?,
             int(splits, "gemm K-splits")?,

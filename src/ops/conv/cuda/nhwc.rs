@@ -75,7 +75,7 @@ pub(super) fn filter_spec(g: &ConvGeom) -> GemmSpec<f32> {
 fn nhwc_target(t: &GpuBuf<f32>, g: &ConvGeom, channels: usize) -> GemmTarget {
     let per_group = channels / g.groups;
     let vec = t.ptr().is_multiple_of(16) && per_group.is_multiple_of(4) && channels.is_multiple_of(4);
-    GemmTarget { ptr: t.ptr(), batch_stride: per_group, plane: channels, image_stride: 0, vec, format: t.stored(), bias: 0 }
+    GemmTarget { ptr: t.ptr(), batch_stride: per_group, plane: channels, image_stride: 0, vec, format: t.stored(), bias: 0, bias_rows: false }
 }
 
 /// Whether an NHWC tensor's group columns take 4-value loads (aligned, rows and groups 4
