@@ -4,6 +4,12 @@
 use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::error::{Error, Result};
 
+/// Whether every pointer among a launch's `args` starts on a 16-byte boundary: the condition,
+/// with the shape's, for kernels that move 4 values per access (`_vec4` twins).
+pub fn pointers_aligned16(args: &[KernelArg]) -> bool {
+    args.iter().all(|a| !matches!(a, KernelArg::Ptr(p) if !p.is_multiple_of(16)))
+}
+
 /// Threads per block of the one-thread-per-element kernels.
 pub const ELEMENT_BLOCK: u32 = 256;
 

@@ -17,7 +17,7 @@ use super::{BatchNormActGrads, BatchNormGeom, BatchNormSaved, NormOps};
 use crate::device::Buffer;
 use crate::error::Result;
 use crate::device::driver::KernelArg;
-use crate::gpu::grid::{int, per_element, reduction};
+use crate::gpu::grid::{int, per_element, pointers_aligned16, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::activation::activation_kind_code;
 use crate::ops::elementwise::RowSplits;
@@ -88,9 +88,8 @@ impl Reduction {
     /// 4 lies in one plane (hw a multiple of 4, and so the chunk) and every buffer in `args` is
     /// 16-byte aligned, else `base`.
     fn launch(&self, gpu: &GpuBackend, base: &str, g: &BatchNormGeom, args: &[KernelArg]) -> Result<()> {
-        let aligned = args.iter().all(|a| !matches!(a, KernelArg::Ptr(p) if !p.is_multiple_of(16)));
         let (kernel, config) = match self {
-            Reduction::PerChannel(c) if g.hw.is_multiple_of(4) && aligned => {
+            Reduction::PerChannel(c) if g.hw.is_multiple_of(4) && pointers_aligned16(args) => {
                 (format!("{base}_vec4"), reduction(c.blocks(g), c.chunk / 4)?)
             }
             Reduction::PerChannel(c) => (base.to_string(), reduction(c.blocks(g), c.chunk)?),

@@ -10,7 +10,7 @@ use crate::device::Buffer;
 use crate::error::Result;
 use crate::device::driver::{KernelArg, LaunchConfig};
 use crate::error::Error;
-use crate::gpu::grid::{int, per_element};
+use crate::gpu::grid::{int, per_element, pointers_aligned16};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::shape::Layout;
@@ -56,8 +56,7 @@ fn nhwc_adaptive_args(g: &AdaptivePoolGeom) -> Result<Vec<KernelArg>> {
 /// values a thread's group lies in (the channels of a pixel channels last, the row it writes
 /// channels first) is a multiple of 4 long and every buffer in `args` is 16-byte aligned, else 1.
 fn vector_lanes(run: usize, args: &[KernelArg]) -> usize {
-    let aligned = args.iter().all(|a| !matches!(a, KernelArg::Ptr(p) if !p.is_multiple_of(16)));
-    if run.is_multiple_of(4) && aligned {
+    if run.is_multiple_of(4) && pointers_aligned16(args) {
         4
     } else {
         1
