@@ -1,8 +1,8 @@
 // ferronet: compute_75 compute_80
 // Tensor-core convolutions: the channels-last implicit-GEMM forward below, which no op uses yet,
 // and (at the end of the file) the NCHW convolution GEMMs that training runs at reduced precision.
-// The compute_75 module (Turing) has the f16 kernels only, on tensor_core.cuh's Turing branches,
-// and of the training GEMMs the channels-last ones.
+// The compute_75 module (Turing) has the f16 kernels only, on tensor_core.cuh's Turing branches:
+// of the training GEMMs all but the channels-first 128x128 data-phase tile.
 //
 // Tensor-core implicit-GEMM convolution forward, channels-last: y[N,OH,OW,C_out] (f32) =
 // conv(x[N,H,W,C_in], w[C_out,KH,KW,C_in/groups]) with bf16 or f16 inputs (mma.sync m16n8k16)
@@ -157,36 +157,48 @@ CONV_TC_KERNEL(conv_tc_bf16_128x64, TC_BF16, 2, 4, 2)
 // weight-gradient and data-gradient bodies of either layout (NCHW, and the channels-last
 // conv_nhwc_* ones) (operands read in place, the im2col matrix gathered on the fly) on
 // tc_gemm_tile.cuh's tiles, with the fp32 kernels' arguments and grids (src/ops/conv/cuda.rs
-// picks these at bf16/fp16/tf32 on compute capability 8.0+; on 7.5 the channels-last ones at
-// fp16). No column buffer, no operand pack, one launch per convolution pass whatever the batch
-// and groups.
+// picks these at bf16/fp16/tf32 on compute capability 8.0+, at fp16 on 7.5). No column buffer,
+// no operand pack, one launch per convolution pass whatever the batch and groups.
 
 // NAME_tc_FORMAT (64x64 tiles), NAME_tc_FORMAT_64x128 and NAME_tc_FORMAT_128 (128x128) of one
 // GEMM: the fp32 kernels' names and tile suffixes with the format in between. EXTRA: the phase
 // body's tile width, after the engine. The 64x64 ones promise two blocks per SM; the wider ones
-// one (the weight gradient's two im2col gathers spill at 128 registers).
-#define CONV_TC_GEMM_KERNELS(NAME, KIND, FORMAT, IN, EXTRA64, EXTRA128)                           \
+// one (the weight gradient's two im2col gathers spill at 128 registers). CONV_TC_GEMM_64_ROWS
+// makes the two 64-row ones, CONV_TC_GEMM_128 the 128x128 one.
+#define CONV_TC_GEMM_64_ROWS(NAME, KIND, FORMAT, IN, EXTRA64, EXTRA128)                           \
     GEMM_KERNEL(NAME##_tc_##FORMAT, NAME##_body, CONV_##KIND##_PARAMS, CONV_##KIND##_ARGS, 2,   \
                      TensorCoreTile<IN, 64, 64> EXTRA64)                                           \
     GEMM_KERNEL(NAME##_tc_##FORMAT##_64x128, NAME##_body, CONV_##KIND##_PARAMS,                \
-                     CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 64, 128> EXTRA128)                  \
+                     CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 64, 128> EXTRA128)
+#define CONV_TC_GEMM_128(NAME, KIND, FORMAT, IN, EXTRA128)                                        \
     GEMM_KERNEL(NAME##_tc_##FORMAT##_128, NAME##_body, CONV_##KIND##_PARAMS,                   \
                      CONV_##KIND##_ARGS, 1, TensorCoreTile<IN, 128, 128> EXTRA128)
+#define CONV_TC_GEMM_KERNELS(NAME, KIND, FORMAT, IN, EXTRA64, EXTRA128)                           \
+    CONV_TC_GEMM_64_ROWS(NAME, KIND, FORMAT, IN, EXTRA64, EXTRA128)                               \
+    CONV_TC_GEMM_128(NAME, KIND, FORMAT, IN, EXTRA128)
 #define CONV_TC_NHWC_FORMAT(FORMAT, IN)                                                           \
     CONV_TC_GEMM_KERNELS(conv_nhwc_gemm, NHWC, FORMAT, IN, , )                                    \
     CONV_TC_GEMM_KERNELS(conv_nhwc_filter_gemm, NHWC_FILTER, FORMAT, IN, , )                      \
     CONV_TC_GEMM_KERNELS(conv_nhwc_data_phase_gemm, NHWC_DATA_PHASE, FORMAT, IN, , )
-#define CONV_TC_NCHW_FORMAT(FORMAT, IN)                                                           \
+// The channels-first GEMMs but the 128x128 data-phase tile (CONV_TC_NCHW_FORMAT adds it).
+#define CONV_TC_NCHW_BUT_LARGE_PHASE(FORMAT, IN)                                                  \
     CONV_TC_GEMM_KERNELS(conv_forward_gemm, FORWARD, FORMAT, IN, , )                              \
     CONV_TC_GEMM_KERNELS(conv_filter_gemm, FILTER, FORMAT, IN, , )                                \
     CONV_TC_GEMM_KERNELS(conv_data_direct_gemm, DATA_DIRECT, FORMAT, IN, , )                      \
-    CONV_TC_GEMM_KERNELS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128)
+    CONV_TC_GEMM_64_ROWS(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 64, TC_COMMA 128)
+#define CONV_TC_NCHW_FORMAT(FORMAT, IN)                                                           \
+    CONV_TC_NCHW_BUT_LARGE_PHASE(FORMAT, IN)                                                      \
+    CONV_TC_GEMM_128(conv_data_phase_gemm, DATA_PHASE, FORMAT, IN, TC_COMMA 128)
 #define TC_COMMA ,
 CONV_TC_NHWC_FORMAT(f16, TC_F16)
-// Turing runs channels-first convolutions on the fp32 tiles (src/ops/conv/cuda.rs
-// `conv_tc_input`): sm_75's ptxas spills their data-phase and 128x128 filter tiles.
 #if TC_AMPERE
 CONV_TC_NCHW_FORMAT(f16, TC_F16)
+#else
+// sm_75's ptxas spills the 128x128 data-phase tile (255 registers); Turing's strided data
+// gradients take the 64-row tiles (src/ops/conv/cuda.rs, `data_phase_plan`).
+CONV_TC_NCHW_BUT_LARGE_PHASE(f16, TC_F16)
+#endif
+#if TC_AMPERE
 CONV_TC_NHWC_FORMAT(bf16, TC_BF16)
 CONV_TC_NCHW_FORMAT(bf16, TC_BF16)
 CONV_TC_NHWC_FORMAT(tf32, TC_TF32)

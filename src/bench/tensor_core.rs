@@ -154,6 +154,16 @@ pub fn tc_cases(batch: usize) -> Vec<TcCase> {
         work: TcWork::TrainingGemm(f16),
         target: TcTarget::Turing,
     });
+    // A channels-first convolution, which Turing's tensor cores run too: ResNet-18's 128 x 16 x
+    // 16 3x3.
+    let geom = resnet18_3x3(batch)[2];
+    let conv = TcConv { input: TcInput::F16, geom };
+    let (m, n, k) = TcWork::TrainingConv(conv).gemm_dims();
+    cases.push(TcCase {
+        name: format!("tc_train_conv f16 conv_fwd resnet18 {}x{}x{} 3x3 s1 NCHW f32 storage, implicit GEMM {m}x{n}x{k}, Turing (compute_75 build)", geom.c_in, geom.h, geom.w),
+        work: TcWork::TrainingConv(conv),
+        target: TcTarget::Turing,
+    });
     cases
 }
 
@@ -295,12 +305,16 @@ mod tests {
         assert_eq!(report.bank_conflicts, 0);
         let rtx4090 = report.predictions.iter().find(|p| p.gpu == "RTX 4090").unwrap();
         assert!(rtx4090.seconds >= rtx4090.seconds_ideal_cache && rtx4090.fraction_of_tensor_peak > 0.0, "{rtx4090:?}");
-        assert_eq!(tc_cases(2).len(), 22);
+        assert_eq!(tc_cases(2).len(), 23);
         // Turing's f16 build, predicted for a T4 alone.
         let turing = TcCase { target: TcTarget::Turing, work: TcWork::Gemm(TcGemm { input: TcInput::F16, m: 200, n: 296, k: 64 }), ..case };
         let report = predict_tc(&turing).unwrap();
         assert_eq!(report.tensor_flops, 2 * 256 * 384 * 64);
         assert_eq!(report.predictions.iter().map(|p| p.gpu).collect::<Vec<_>>(), ["T4"]);
+        // Turing's tensor cores run the channels-first convolution (the last case).
+        let conv = tc_cases(2).pop().unwrap();
+        assert!(conv.name.contains("NCHW") && conv.target == TcTarget::Turing, "{}", conv.name);
+        assert!(predict_tc(&conv).unwrap().tensor_flops > 0, "{}: no tensor-core work", conv.name);
     }
 
     #[test]

@@ -44,9 +44,8 @@ pub enum ConvWorkspace {
     /// split K as planned for `gemm_sms` SMs, holding the partial products.
     ImplicitGemm { gemm_sms: usize },
     /// A GPU whose convolution GEMMs run on the tensor cores (bf16/fp16/tf32 on compute
-    /// capability 8.0+, fp16 on 7.5): the same implicit GEMMs, pointwise convolutions among them;
-    /// channels-first ones too when `channels_first` (not on Turing).
-    TensorCores { gemm_sms: usize, channels_first: bool },
+    /// capability 8.0+, fp16 on 7.5): the same implicit GEMMs, pointwise convolutions among them.
+    TensorCores { gemm_sms: usize },
 }
 
 impl ConvWorkspace {

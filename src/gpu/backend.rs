@@ -359,7 +359,7 @@ impl Device<f32> for GpuBackend {
     fn conv_workspace(&self) -> ConvWorkspace {
         let gemm_sms = self.driver.multiprocessor_count();
         if self.training_tc_input().is_some() {
-            ConvWorkspace::TensorCores { gemm_sms, channels_first: self.tensor_cores_run_channels_first() }
+            ConvWorkspace::TensorCores { gemm_sms }
         } else {
             ConvWorkspace::ImplicitGemm { gemm_sms }
         }

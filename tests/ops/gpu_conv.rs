@@ -400,8 +400,7 @@ fn channels_last_convolution_reads_and_writes_16_bit_activations() {
 }
 
 /// A bf16/fp16 run's channels-first convolution on 16-bit x and dy, on the tensor-core tiles (an
-/// sm_80 simulator) and on the fp32 ones (sm_75, which runs channels-first convolutions there; at
-/// bf16 all of them): 3x3 stride 1 (planes a multiple of 4: 4-value loads and stores, and not),
+/// sm_80 simulator; sm_75 at fp16) and on the fp32 ones (sm_75 at bf16): 3x3 stride 1 (planes a multiple of 4: 4-value loads and stores, and not),
 /// a grouped 5x5 stride 2 (the data gradient by phase), a grouped 3x3, pointwise, and a forward
 /// whose K splits on a 4-SM simulator (the reduction adds the bias per channel). y and dx are
 /// stored in the input's format and equal the CPU's f64 results rounded to it (to one unit of the
@@ -443,9 +442,34 @@ fn channels_first_convolution_reads_and_writes_16_bit_activations() {
             assert_close(&what("backward bias"), &gpu.download(&db).unwrap(), &cpu.conv2d_backward_bias(&cdy, &g).unwrap(), ATOL, RTOL);
             let log = gpu.take_kernel_log();
             assert!(log.iter().all(|k| !k.starts_with("precision::") && k != "gemm::add_bias"), "{}: {log:?}", what("passes"));
-            assert_eq!(log.iter().any(|k| k.starts_with("conv_tc::")), cc >= (8, 0), "{}: {log:?}", what("engine"));
+            assert_eq!(log.iter().any(|k| k.starts_with("conv_tc::")), cc >= (8, 0) || p == Precision::Fp16, "{}: {log:?}", what("engine"));
             assert!(i != 5 || log.iter().any(|k| k == "gemm::splitk_reduce"), "{}: K splits: {log:?}", what("forward"));
         }
+    }
+}
+
+/// A strided channels-first data gradient whose phase GEMMs (128 x 256, K = 256) the 128x128
+/// tile takes best on a 2-SM simulator: Ampere's tensor cores take it, Turing's (whose module has
+/// no 128x128 data-phase kernel: sm_75 spills it) the best 64-row tile; both equal the CPU's
+/// result rounded to fp16.
+#[test]
+fn turing_strided_data_gradients_take_64_row_tensor_core_tiles() {
+    let cpu = CpuBackend::new();
+    let p = Precision::Fp16;
+    let g = geom((1, 128, (32, 32), 64, (3, 3), (2, 2), (1, 1), (1, 1), 1));
+    let (dy, w) = (values_at(p, g.y_len(), 9800), values_at(p, g.weight_len(), 9801));
+    let (cdy, cw) = (widened(&cpu, &dy), widened(&cpu, &w));
+    for (cc, tile) in [((8, 0), "_128"), ((7, 5), "_64x128")] {
+        let gpu = at_precision(GpuBackend::new(Arc::new(SimDriver::new(SimOptions { compute_capability: cc, multiprocessors: 2, ..SimOptions::default() }))), p);
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let what = format!("strided data gradient sm_{}{}", cc.0, cc.1);
+        gpu.take_kernel_log();
+        let dx = gpu.conv2d_backward_data(&stored.on_gpu(&dy), &gpu.upload(&w).unwrap(), &g).unwrap();
+        let want = stored.as_stored(cpu.conv2d_backward_data(&cdy, &cw, &g).unwrap());
+        stored.compare(&what, &stored.download(&what, &dx), &want, Agreement::Within { atol: 1e-3, rtol: 1e-3 });
+        let log = gpu.take_kernel_log();
+        let kernel = format!("conv_tc::conv_data_phase_gemm_tc_f16{tile}");
+        assert!(log.contains(&kernel), "{what}: {kernel} expected: {log:?}");
     }
 }
 

@@ -21,8 +21,7 @@ use crate::gpu::grid::{int, per_element, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
-use crate::ops::gemm::tc::TcInput;
-use crate::ops::gemm::{GemmPlan, GemmSpec, SplitK};
+use crate::ops::gemm::{GemmPlan, GemmSpec, GemmTile, SplitK};
 
 /// The window geometry as kernel `int`s, in the order the callers destructure it into each
 /// kernel's own argument order.
@@ -220,23 +219,11 @@ fn window_bytes(patch: (usize, usize), windows: usize) -> usize {
 }
 
 impl GpuBackend {
-    /// Whether this GPU's tensor cores run channels-first convolutions: from Ampere on. Turing's
-    /// run channels-last ones only (sm_75's ptxas spills the channels-first data-phase and
-    /// 128x128 filter tiles, so its conv_tc module builds none of them).
-    pub(crate) fn tensor_cores_run_channels_first(&self) -> bool {
-        self.driver().compute_capability() >= (8, 0)
-    }
-
-    /// The tensor cores' input for the GEMMs of a convolution in `layout`: the run's
-    /// (`training_tc_input`), but Turing runs channels-first convolutions on the fp32 tiles.
-    fn conv_tc_input(&self, layout: Layout) -> Option<TcInput> {
-        self.training_tc_input().filter(|_| layout == Layout::Nhwc || self.tensor_cores_run_channels_first())
-    }
-
     /// The module and name of a convolution GEMM kernel (`base` the fp32 one's, before the tile
-    /// suffix) for a convolution in `layout`: its tensor-core twin when the tensor cores run it.
-    fn conv_gemm_kernel(&self, base: &str, layout: Layout) -> (&'static str, String) {
-        match self.conv_tc_input(layout) {
+    /// suffix): its tensor-core twin when the run's operands take the tensor cores
+    /// (`training_tc_input`).
+    fn conv_gemm_kernel(&self, base: &str) -> (&'static str, String) {
+        match self.training_tc_input() {
             Some(input) => ("conv_tc", format!("{base}_tc_{}", input.name())),
             None => ("conv", base.to_string()),
         }
@@ -245,7 +232,20 @@ impl GpuBackend {
     /// A pointwise convolution's GEMM on its tensors in place (`pointwise_spec`), unless the
     /// tensor cores run its implicit GEMMs.
     fn pointwise_gemm(&self, g: &ConvGeom, transpose: bool) -> Option<GemmSpec<f32>> {
-        pointwise_spec(g, transpose).filter(|_| self.conv_tc_input(g.layout).is_none())
+        pointwise_spec(g, transpose).filter(|_| self.training_tc_input().is_none())
+    }
+
+    /// The tile of a channels-first strided data gradient (`data_phase_spec`): never split (a
+    /// split would need a reduction that scatters into the phase's pixels; a phase's GEMM already
+    /// has images x phase plane columns of blocks), and on Turing's tensor cores one of 64 rows,
+    /// the 128x128 one spilling on sm_75 (kernels/conv_tc.cu builds none).
+    fn data_phase_plan(&self, spec: &GemmSpec<f32>) -> GemmTile {
+        let turing_tensor_cores = self.training_tc_input().is_some() && self.driver().compute_capability() < (8, 0);
+        let tiles: &[GemmTile] = match turing_tensor_cores {
+            true => &[GemmTile::Small, GemmTile::Wide],
+            false => &[GemmTile::Small, GemmTile::Wide, GemmTile::Large],
+        };
+        spec.plan_among(tiles, SplitK::Splits(1), self.driver().multiprocessor_count()).tile
     }
 
     /// `spec` (`pointwise_gemm`'s) of the weight and `src` (x forward, dy for the data
@@ -261,12 +261,12 @@ impl GpuBackend {
             vectorizable(w, 0, g.c_in, 0, 1),
             KernelArg::I32(image_major_vec(src.ptr(), plane) as i32),
         ];
-        self.launch_conv_gemm(kernel, Layout::Nchw, spec, target, &operands)
+        self.launch_conv_gemm(kernel, spec, target, &operands)
     }
 
     /// A convolution GEMM of `spec` on `kernel` (`conv_gemm_kernel`'s base name).
-    fn launch_conv_gemm(&self, kernel: &str, layout: Layout, spec: &GemmSpec<f32>, target: &GemmTarget, operands: &[KernelArg]) -> Result<()> {
-        let (module, name) = self.conv_gemm_kernel(kernel, layout);
+    fn launch_conv_gemm(&self, kernel: &str, spec: &GemmSpec<f32>, target: &GemmTarget, operands: &[KernelArg]) -> Result<()> {
+        let (module, name) = self.conv_gemm_kernel(kernel);
         self.launch_tiled_gemm(module, &name, spec, self.plan(spec), target, operands)
     }
 
@@ -283,7 +283,7 @@ impl GpuBackend {
         let mut operands = vec![w.arg(), x.stored_arg(), x.format_arg(), stride_arg(cout_g * k, "conv weight group")?, stride_arg(g.c_in_per_group() * g.h * g.w, "conv input group")?];
         operands.extend(im2col_operand_args(g)?);
         operands.push(vectorizable(w, 0, k, cout_g * k, g.groups));
-        self.launch_conv_gemm("conv_forward_gemm", Layout::Nchw, &spec, &nchw_target(y, g, g.c_out, g.oh * g.ow, bias), &operands)
+        self.launch_conv_gemm("conv_forward_gemm", &spec, &nchw_target(y, g, g.c_out, g.oh * g.ow, bias), &operands)
     }
 
     /// The weight packed as the data-gradient GEMMs read it (kernels/conv.cu): `kernel`
@@ -368,7 +368,7 @@ impl GpuBackend {
             image_stride(g.c_out * g.oh * g.ow)?,
             vec_w,
         ];
-        self.launch_conv_gemm("conv_data_direct_gemm", Layout::Nchw, &spec, &nchw_target(dx, g, g.c_in, g.h * g.w, None), &operands)
+        self.launch_conv_gemm("conv_data_direct_gemm", &spec, &nchw_target(dx, g, g.c_in, g.h * g.w, None), &operands)
     }
 
     /// dx of a strided convolution: one launch of phase GEMMs (kernels/conv.cu,
@@ -380,9 +380,7 @@ impl GpuBackend {
         if spec.m == 0 || spec.n == 0 {
             return Ok(());
         }
-        // Split-K would need a reduction that scatters into the phase's pixels; a phase's GEMM
-        // already has images x phase plane columns of blocks.
-        let tile = spec.plan(SplitK::Splits(1), self.driver().multiprocessor_count()).tile;
+        let tile = self.data_phase_plan(&spec);
         let (_packed, vec_w, mut args) = self.phase_gemm_head(dx, dy, w, g)?;
         args.extend([
             stride_arg(cout_g * g.oh * g.ow, "conv output-gradient group")?,
@@ -392,7 +390,7 @@ impl GpuBackend {
         args.extend(phase_geometry_args(g)?);
         args.extend([image_stride(g.c_out * g.oh * g.ow)?, image_stride(g.c_in * g.h * g.w)?, vec_w]);
         int(spec.n, "conv input-gradient phase columns")?;
-        let (module, kernel) = self.conv_gemm_kernel("conv_data_phase_gemm", Layout::Nchw);
+        let (module, kernel) = self.conv_gemm_kernel("conv_data_phase_gemm");
         self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
 
@@ -462,7 +460,7 @@ impl ConvOps<f32> for GpuBackend {
         ];
         operands.extend(im2col_operand_args(g)?);
         operands.push(KernelArg::I32(image_major_vec(dy.ptr(), plane) as i32));
-        self.launch_conv_gemm("conv_filter_gemm", Layout::Nchw, &spec, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
+        self.launch_conv_gemm("conv_filter_gemm", &spec, &GemmTarget::row_major(dw.ptr(), &spec), &operands)?;
         Ok(dw)
     }
 

@@ -111,14 +111,12 @@ impl ConvPath {
     /// largest pass's split-K partial products (`gpu_workspace_bytes`).
     pub fn workspace_bytes(self, g: &ConvGeom, elem: usize, workspace: ConvWorkspace) -> usize {
         match (self, workspace) {
-            (ConvPath::Depthwise, ConvWorkspace::ImplicitGemm { gemm_sms } | ConvWorkspace::TensorCores { gemm_sms, .. }) => {
+            (ConvPath::Depthwise, ConvWorkspace::ImplicitGemm { gemm_sms } | ConvWorkspace::TensorCores { gemm_sms }) => {
                 super::depthwise_gpu_workspace_bytes(g, gemm_sms)
             }
             (ConvPath::Depthwise, ConvWorkspace::Columns { .. }) => 0,
             (ConvPath::Im2colGemm, ConvWorkspace::ImplicitGemm { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms, false),
-            (ConvPath::Im2colGemm, ConvWorkspace::TensorCores { gemm_sms, channels_first }) => {
-                super::gpu_workspace_bytes(g, gemm_sms, g.layout == Layout::Nhwc || channels_first)
-            }
+            (ConvPath::Im2colGemm, ConvWorkspace::TensorCores { gemm_sms }) => super::gpu_workspace_bytes(g, gemm_sms, true),
             (ConvPath::Im2colGemm, ConvWorkspace::Columns { .. }) if g.is_pointwise() => 0,
             (ConvPath::Im2colGemm, ConvWorkspace::Columns { limit_bytes }) => {
                 let images = g.images_per_chunk(limit_bytes, elem);

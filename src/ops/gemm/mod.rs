@@ -82,12 +82,17 @@ impl<E: Element> GemmSpec<E> {
     /// of the tiles, with each one's [`GemmSpec::k_split_on`], the one [`GemmSpec::cost`] finds
     /// fastest (the first, smaller tile on a tie).
     pub fn plan(&self, split: SplitK, multiprocessors: usize) -> GemmPlan {
-        let on = |tile| GemmPlan { tile, k_split: self.k_split_on(tile, split, multiprocessors) };
-        [GemmTile::Small, GemmTile::Wide, GemmTile::Large]
-            .map(on)
-            .into_iter()
+        self.plan_among(&[GemmTile::Small, GemmTile::Wide, GemmTile::Large], split, multiprocessors)
+    }
+
+    /// [`GemmSpec::plan`] among `tiles` (smallest first, at least one): for a GEMM whose kernel
+    /// some module lacks on a tile.
+    pub fn plan_among(&self, tiles: &[GemmTile], split: SplitK, multiprocessors: usize) -> GemmPlan {
+        tiles
+            .iter()
+            .map(|&tile| GemmPlan { tile, k_split: self.k_split_on(tile, split, multiprocessors) })
             .min_by(|a, b| self.cost(a, multiprocessors).total_cmp(&self.cost(b, multiprocessors)))
-            .expect("three tiles to choose from")
+            .expect("a tile to choose from")
     }
 
     /// The K partition of the tile [`GemmSpec::plan`] picks.

@@ -25,7 +25,6 @@ use crate::error::{Error, Result};
 use crate::gpu::grid::int;
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::conv::ConvGeom;
-use crate::shape::Layout;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
 use crate::ops::gemm::{GemmSpec, GemmTile, SplitK, MAX_GRID_YZ};
 
@@ -134,7 +133,7 @@ impl GpuBackend {
         operands.extend(forward_window(g)?);
         operands.extend([vectorizable(&packed, 0, k, cout_g * k, g.groups), nhwc_vec(x, g, g.c_in)]);
         let target = GemmTarget { bias: bias.map_or(0, |b| b.ptr()), ..nhwc_target(y, g, g.c_out) };
-        self.launch_conv_gemm("conv_nhwc_gemm", Layout::Nhwc, &forward_spec(g), &target, &operands)
+        self.launch_conv_gemm("conv_nhwc_gemm", &forward_spec(g), &target, &operands)
     }
 
     /// dx of an NHWC convolution.
@@ -158,7 +157,7 @@ impl GpuBackend {
         let mut operands = vec![flipped.arg(), dy.stored_arg(), dy.format_arg(), stride_arg(cout_g * cin_g * taps, "conv weight group")?, stride_arg(cout_g, "conv output-gradient group")?];
         operands.extend(nhwc_window((g.oh, g.ow), g.c_out, cout_g, g, (1, 1), (reversed_pad(g.dh, g.kh, g.ph), reversed_pad(g.dw, g.kw, g.pw)), (g.h, g.w))?);
         operands.extend([vec_w, nhwc_vec(dy, g, g.c_out)]);
-        self.launch_conv_gemm("conv_nhwc_gemm", Layout::Nhwc, &data_direct_spec(g), &nhwc_target(dx, g, g.c_in), &operands)
+        self.launch_conv_gemm("conv_nhwc_gemm", &data_direct_spec(g), &nhwc_target(dx, g, g.c_in), &operands)
     }
 
     /// Strided: one launch of phase GEMMs (conv_nhwc_data_phase_gemm) after the phase weights'
@@ -176,7 +175,7 @@ impl GpuBackend {
         args.extend([int(g.c_out_per_group(), "conv output channels per group")?, int(g.c_in, "conv input channels")?, int(g.c_out, "conv output channels")?]);
         args.extend(phase_geometry_args(g)?);
         args.extend([vec_w, nhwc_vec(dx, g, g.c_in), nhwc_vec(dy, g, g.c_out)]);
-        let (module, kernel) = self.conv_gemm_kernel("conv_nhwc_data_phase_gemm", Layout::Nhwc);
+        let (module, kernel) = self.conv_gemm_kernel("conv_nhwc_data_phase_gemm");
         self.launch(module, &format!("{kernel}{}", tile.suffix()), tile_grid(&spec, tile, spec.batch), &args)
     }
 
@@ -190,7 +189,7 @@ impl GpuBackend {
         let mut operands = vec![dy.stored_arg(), dy.format_arg(), x.stored_arg(), x.format_arg(), int(g.c_out, "conv output channels")?, stride_arg(g.c_in_per_group(), "conv input group")?];
         operands.extend(forward_window(g)?);
         operands.extend([nhwc_vec(dy, g, g.c_out), nhwc_vec(x, g, g.c_in)]);
-        self.launch_conv_gemm("conv_nhwc_filter_gemm", Layout::Nhwc, &spec, &GemmTarget::row_major(channels_last.ptr(), &spec), &operands)?;
+        self.launch_conv_gemm("conv_nhwc_filter_gemm", &spec, &GemmTarget::row_major(channels_last.ptr(), &spec), &operands)?;
         self.transpose_images_into(&channels_last, dw, g.c_out, g.kh * g.kw, g.c_in_per_group(), "the channels-last weight gradient's unpack")
     }
 }
