@@ -165,7 +165,8 @@ extern "C" __global__ void depthwise_backward_data(const void* __restrict__ dy, 
 // buffer 16-byte aligned) a window starts at the column left of its first one that is a multiple
 // of 4, and PW (a multiple of 4, 3 columns wider than the window needs) holds whole quads: each
 // is one load of 4 values (16 bytes of f32, 8 of 16-bit values) and one 16-byte shared store, in
-// the plane or in the padding entirely, as the rows start at multiples of 4.
+// the plane or in the padding entirely, as the rows start at multiples of 4. The kernels declare
+// their shared memory 16-byte aligned for those stores (a float array need only be 4-aligned).
 #define DW_TILE_ROWS 8
 #define DW_TILE_COLS 32
 
@@ -215,7 +216,7 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
                             const float* __restrict__ bias, void* __restrict__ y, int y_format, int N, int C,
                             int H, int W, int mult, int KH, int KW, int sh, int sw, int ph, int pw, int dh,
                             int dw, int OH, int OW, int has_bias, int PH, int PW, int vec) {
-    extern __shared__ float patch[];
+    extern __shared__ __align__(16) float patch[];
     int C_out = C * mult;
     int tiles_w = (OW + DW_TILE_COLS - 1) / DW_TILE_COLS;
     int tiles = tiles_w * ((OH + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
@@ -253,7 +254,7 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
                                   void* __restrict__ dx, int dx_format, int N, int C, int H, int W, int mult,
                                   int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
                                   int PH, int PW, int vec) {
-    extern __shared__ float patch[];
+    extern __shared__ __align__(16) float patch[];
     int tiles_w = (W + DW_TILE_COLS - 1) / DW_TILE_COLS;
     int tiles = tiles_w * ((H + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
     int plane = blockIdx.x / tiles;
@@ -301,7 +302,7 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
                                     int dy_format, float* __restrict__ out, int N, int C, int H, int W, int mult,
                                     int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
                                     int OH, int OW, int PH, int PW, int vec, int chunks) {
-    extern __shared__ float smem[];
+    extern __shared__ __align__(16) float smem[];
     __shared__ float scratch[33];
     int taps = KH * KW;
     float* acc = smem;

@@ -5,8 +5,8 @@
 //! summing only the taps that reach it); groups (and phases) as the GEMM batch; and the dedicated
 //! depthwise kernels. The GEMMs and the depthwise kernels read x and dy in their stored formats
 //! and write y in x's, dx in dy's (a bf16/fp16 run's 16-bit activations in place); the weights
-//! and dW are f32. When
-//! the run's GEMM operands are bf16, fp16 or tf32 on a device whose tensor cores take them (8.0+; fp16 from 7.5)
+//! and dW are f32. When the run's GEMM operands are bf16, fp16 or tf32 on a device whose tensor
+//! cores take them (8.0+; fp16 from 7.5)
 //! (`training_tc_input`), the same GEMMs run on the tensor cores (kernels/conv_tc.cu: the same
 //! operands, arguments and grids on tensor-core tiles), pointwise convolutions included.
 //! Channels-last (NHWC) tensors take their own GEMMs, reading them in place ([`nhwc`]).
