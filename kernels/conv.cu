@@ -87,13 +87,16 @@ __device__ __forceinline__ int conv_output_of_tap(int i, int k, int s, int p, in
 }
 
 // ---- Depthwise convolution (groups == C_in, C_out = multiplier * C_in): output channel co reads
-// input channel co / multiplier through its own KH x KW filter. These three kernels, one thread
-// per element (one block per tap for the filter gradient), take any geometry; the host runs them
-// only where the tiled kernels below would need more shared memory than a block may take.
+// input channel co / multiplier through its own KH x KW filter. x and dy are read in their stored
+// formats (kernels/stored.cuh), y written in x's and dx in dy's; the weight, bias and filter
+// gradient are f32 and every sum is f32, rounded once as it is stored. These three kernels, one
+// thread per element (one block per tap for the filter gradient), take any geometry; the host
+// runs them only where the tiled kernels below would need more shared memory than a block may
+// take.
 
 // One thread per output element.
-extern "C" __global__ void depthwise_forward(const float* __restrict__ x, const float* __restrict__ w,
-                                             const float* __restrict__ bias, float* __restrict__ y,
+extern "C" __global__ void depthwise_forward(const void* __restrict__ x, int x_format, const float* __restrict__ w,
+                                             const float* __restrict__ bias, void* __restrict__ y, int y_format,
                                              int N, int C, int H, int W, int mult, int KH, int KW,
                                              int sh, int sw, int ph, int pw, int dh, int dw, int OH,
                                              int OW, int has_bias) {
@@ -104,7 +107,7 @@ extern "C" __global__ void depthwise_forward(const float* __restrict__ x, const 
     int oh = (idx / OW) % OH;
     int co = (idx / (OW * OH)) % C_out;
     int n = idx / (OW * OH * C_out);
-    const float* plane = x + ((size_t)n * C + co / mult) * H * W;
+    long long plane = ((long long)n * C + co / mult) * H * W;
     const float* filt = w + (size_t)co * KH * KW;
     float sum = has_bias ? bias[co] : 0.f;
     for (int ki = 0; ki < KH; ++ki) {
@@ -113,17 +116,17 @@ extern "C" __global__ void depthwise_forward(const float* __restrict__ x, const 
         for (int kj = 0; kj < KW; ++kj) {
             int iw = ow * sw - pw + kj * dw;
             if (iw < 0 || iw >= W) continue;
-            sum = fmaf(plane[ih * W + iw], filt[ki * KW + kj], sum);
+            sum = fmaf(ferro_load(x, plane + ih * W + iw, x_format), filt[ki * KW + kj], sum);
         }
     }
-    y[idx] = sum;
+    ferro_store(y, idx, sum, y_format);
 }
 
 // One thread per input element: gathers dy over every (output channel of its group, tap, output
 // position) that read it.
-extern "C" __global__ void depthwise_backward_data(const float* __restrict__ dy,
-                                                   const float* __restrict__ w, float* __restrict__ dx,
-                                                   int N, int C, int H, int W, int mult, int KH,
+extern "C" __global__ void depthwise_backward_data(const void* __restrict__ dy, int dy_format,
+                                                   const float* __restrict__ w, void* __restrict__ dx,
+                                                   int dx_format, int N, int C, int H, int W, int mult, int KH,
                                                    int KW, int sh, int sw, int ph, int pw, int dh,
                                                    int dw, int OH, int OW) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
@@ -135,7 +138,7 @@ extern "C" __global__ void depthwise_backward_data(const float* __restrict__ dy,
     float sum = 0.f;
     for (int m = 0; m < mult; ++m) {
         int co = c * mult + m;
-        const float* grad = dy + ((size_t)n * C * mult + co) * OH * OW;
+        long long grad = ((long long)n * C * mult + co) * OH * OW;
         const float* filt = w + (size_t)co * KH * KW;
         for (int ki = 0; ki < KH; ++ki) {
             int oh = conv_output_of_tap(ih, ki, sh, ph, dh, OH);
@@ -143,47 +146,77 @@ extern "C" __global__ void depthwise_backward_data(const float* __restrict__ dy,
             for (int kj = 0; kj < KW; ++kj) {
                 int ow = conv_output_of_tap(iw, kj, sw, pw, dw, OW);
                 if (ow < 0) continue;
-                sum = fmaf(grad[oh * OW + ow], filt[ki * KW + kj], sum);
+                sum = fmaf(ferro_load(dy, grad + oh * OW + ow, dy_format), filt[ki * KW + kj], sum);
             }
         }
     }
-    dx[idx] = sum;
+    ferro_store(dx, idx, sum, dx_format);
 }
 
 // ---- The tiled depthwise kernels: a block computes an 8 x 32 tile of one plane (a warp per row,
 // so its loads and stores are row segments), after copying the window of the plane its tile
-// reads into shared memory once. The per-element kernels above read each input value once per
-// tap that reaches it (9 or 25 times for 3x3 or 5x5, each a partly used row of sectors), and the
-// per-tap filter gradient reads dy and x once per tap; these read them about once. The host
-// sizes the windows (PH x PW, passed in) and falls back to the per-element kernels when they
-// would not fit in shared memory.
+// reads into shared memory once, widened to f32. The per-element kernels above read each input
+// value once per tap that reaches it (9 or 25 times for 3x3 or 5x5, each a partly used row of
+// sectors), and the per-tap filter gradient reads dy and x once per tap; these read them about
+// once. The host sizes the windows (PH x PW, passed in) and falls back to the per-element kernels
+// when they would not fit in shared memory.
+//
+// With `vec` (the host's promise that the plane's rows are whole quads, W % 4 == 0, and the
+// buffer 16-byte aligned) a window starts at the column left of its first one that is a multiple
+// of 4, and PW (a multiple of 4, 3 columns wider than the window needs) holds whole quads: each
+// is one load of 4 values (16 bytes of f32, 8 of 16-bit values) and one 16-byte shared store, in
+// the plane or in the padding entirely, as the rows start at multiples of 4. The kernels declare
+// their shared memory 16-byte aligned for those stores (a float array need only be 4-aligned).
 #define DW_TILE_ROWS 8
 #define DW_TILE_COLS 32
 
 // a / b rounded down (b > 0), for indices that may start left of 0.
 __device__ __forceinline__ int dw_floor_div(int a, int b) { return a >= 0 ? a / b : -((b - 1 - a) / b); }
 
-// The block copies the PH x PW window of an H x W plane whose corner is (ih0, iw0) into `patch`,
-// zero outside the plane.
-__device__ __forceinline__ void dw_load_window(float* patch, const float* plane, int H, int W, int ih0, int iw0,
-                                               int PH, int PW) {
-    for (int i = threadIdx.x; i < PH * PW; i += blockDim.x) {
-        int r = i / PW;
+// The first column a window whose first needed column is iw0 holds.
+__device__ __forceinline__ int dw_window_start(int iw0, int vec) { return vec ? iw0 & ~3 : iw0; }
+
+// The block copies `count` PH x PW windows, window k from the H x W plane at element
+// first + k * H * W of `src`, rows from ih0 and columns from iw0 (dw_window_start's), into
+// consecutive windows of `patch`, zero outside the plane.
+__device__ __forceinline__ void dw_load_windows(float* patch, const void* src, int format, long long first, int count,
+                                                int H, int W, int ih0, int iw0, int PH, int PW, int vec) {
+    int plane = H * W;
+    if (vec) {
+        int quads = PW / 4;
+        int window = PH * quads;
+        for (int i = threadIdx.x; i < count * window; i += blockDim.x) {
+            int k = i / window;
+            int r = (i - k * window) / quads;
+            int ih = ih0 + r;
+            int iw = iw0 + 4 * (i - k * window - r * quads);
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (ih >= 0 && ih < H && iw >= 0 && iw < W) v = ferro_load4(src, first + (long long)k * plane + ih * W + iw, format);
+            reinterpret_cast<float4*>(patch)[i] = v;
+        }
+        return;
+    }
+    int window = PH * PW;
+    for (int i = threadIdx.x; i < count * window; i += blockDim.x) {
+        int k = i / window;
+        int r = (i - k * window) / PW;
         int ih = ih0 + r;
-        int iw = iw0 + i - r * PW;
-        patch[i] = ih >= 0 && ih < H && iw >= 0 && iw < W ? plane[(size_t)ih * W + iw] : 0.f;
+        int iw = iw0 + i - k * window - r * PW;
+        bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+        patch[i] = inside ? ferro_load(src, first + (long long)k * plane + ih * W + iw, format) : 0.f;
     }
 }
 
 // Output tile (blockIdx.x: plane n * C_out + co, then tile) of y. The patch holds the
-// input window at ih = oh0 * sh - ph + r, iw = ow0 * sw - pw + c, zero in the padding:
-// PH = 7 * sh + (KH - 1) * dh + 1 rows, PW = 31 * sw + (KW - 1) * dw + 1 columns.
+// input window at ih = oh0 * sh - ph + r, iw = dw_window_start(ow0 * sw - pw) + c, zero in the
+// padding: PH = 7 * sh + (KH - 1) * dh + 1 rows, PW = 31 * sw + (KW - 1) * dw + 1 columns (or
+// more, with vec).
 extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
-    depthwise_forward_tiled(const float* __restrict__ x, const float* __restrict__ w,
-                            const float* __restrict__ bias, float* __restrict__ y, int N, int C, int H,
-                            int W, int mult, int KH, int KW, int sh, int sw, int ph, int pw, int dh,
-                            int dw, int OH, int OW, int has_bias, int PH, int PW) {
-    extern __shared__ float patch[];
+    depthwise_forward_tiled(const void* __restrict__ x, int x_format, const float* __restrict__ w,
+                            const float* __restrict__ bias, void* __restrict__ y, int y_format, int N, int C,
+                            int H, int W, int mult, int KH, int KW, int sh, int sw, int ph, int pw, int dh,
+                            int dw, int OH, int OW, int has_bias, int PH, int PW, int vec) {
+    extern __shared__ __align__(16) float patch[];
     int C_out = C * mult;
     int tiles_w = (OW + DW_TILE_COLS - 1) / DW_TILE_COLS;
     int tiles = tiles_w * ((OH + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
@@ -193,7 +226,9 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
     int n = plane / C_out;
     int oh0 = tile / tiles_w * DW_TILE_ROWS;
     int ow0 = tile % tiles_w * DW_TILE_COLS;
-    dw_load_window(patch, x + ((size_t)n * C + co / mult) * H * W, H, W, oh0 * sh - ph, ow0 * sw - pw, PH, PW);
+    int iw0 = ow0 * sw - pw;
+    int start = dw_window_start(iw0, vec);
+    dw_load_windows(patch, x, x_format, ((long long)n * C + co / mult) * H * W, 1, H, W, oh0 * sh - ph, start, PH, PW, vec);
     __syncthreads();
     int ty = threadIdx.x / DW_TILE_COLS;
     int tx = threadIdx.x % DW_TILE_COLS;
@@ -203,22 +238,23 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
     const float* filt = w + (size_t)co * KH * KW;
     float sum = has_bias ? bias[co] : 0.f;
     for (int ki = 0; ki < KH; ++ki) {
-        const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw;
+        const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw + iw0 - start;
         for (int kj = 0; kj < KW; ++kj) sum = fmaf(row[kj * dw], filt[ki * KW + kj], sum);
     }
-    y[((size_t)plane * OH + oh) * OW + ow] = sum;
+    ferro_store(y, ((long long)plane * OH + oh) * OW + ow, sum, y_format);
 }
 
 // Input-gradient tile (blockIdx.x: plane n * C + c, then tile) of dx. The patches hold, for each
 // of the channel's `mult` output channels, the dy window the tile's taps reach: rows from
 // oh_lo = floor((ih0 + ph - (KH - 1) * dh) / sh), PH = (7 + (KH - 1) * dh) / sh + 2 of them, and
-// columns likewise (PW = (31 + (KW - 1) * dw) / sw + 2), zero outside dy.
+// columns likewise from dw_window_start(ow_lo) (PW = (31 + (KW - 1) * dw) / sw + 2, or more with
+// vec), zero outside dy.
 extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
-    depthwise_backward_data_tiled(const float* __restrict__ dy, const float* __restrict__ w,
-                                  float* __restrict__ dx, int N, int C, int H, int W, int mult, int KH,
-                                  int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
-                                  int PH, int PW) {
-    extern __shared__ float patch[];
+    depthwise_backward_data_tiled(const void* __restrict__ dy, int dy_format, const float* __restrict__ w,
+                                  void* __restrict__ dx, int dx_format, int N, int C, int H, int W, int mult,
+                                  int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
+                                  int PH, int PW, int vec) {
+    extern __shared__ __align__(16) float patch[];
     int tiles_w = (W + DW_TILE_COLS - 1) / DW_TILE_COLS;
     int tiles = tiles_w * ((H + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
     int plane = blockIdx.x / tiles;
@@ -227,21 +263,14 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
     int ih0 = tile / tiles_w * DW_TILE_ROWS;
     int iw0 = tile % tiles_w * DW_TILE_COLS;
     int oh_lo = dw_floor_div(ih0 + ph - (KH - 1) * dh, sh);
-    int ow_lo = dw_floor_div(iw0 + pw - (KW - 1) * dw, sw);
+    int ow_lo = dw_window_start(dw_floor_div(iw0 + pw - (KW - 1) * dw, sw), vec);
     // The channel's output planes are consecutive: n * C * mult + c * mult + m = plane * mult + m.
-    const float* grad = dy + (size_t)plane * mult * OH * OW;
-    int window = PH * PW;
-    for (int i = threadIdx.x; i < mult * window; i += blockDim.x) {
-        int m = i / window;
-        int r = (i - m * window) / PW;
-        int oh = oh_lo + r;
-        int ow = ow_lo + i - m * window - r * PW;
-        patch[i] = oh >= 0 && oh < OH && ow >= 0 && ow < OW ? grad[((size_t)m * OH + oh) * OW + ow] : 0.f;
-    }
+    dw_load_windows(patch, dy, dy_format, (long long)plane * mult * OH * OW, mult, OH, OW, oh_lo, ow_lo, PH, PW, vec);
     __syncthreads();
     int ih = ih0 + threadIdx.x / DW_TILE_COLS;
     int iw = iw0 + threadIdx.x % DW_TILE_COLS;
     if (ih >= H || iw >= W) return;
+    int window = PH * PW;
     float sum = 0.f;
     for (int m = 0; m < mult; ++m) {
         const float* filt = w + ((size_t)c * mult + m) * KH * KW;
@@ -257,7 +286,7 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
             }
         }
     }
-    dx[((size_t)plane * H + ih) * W + iw] = sum;
+    ferro_store(dx, ((long long)plane * H + ih) * W + iw, sum, dx_format);
 }
 
 // Filter-gradient partial sums (blockIdx.x: output channel co, then chunk of images): over the
@@ -269,11 +298,11 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
 // summed over the block at the end into out[(chunk * C_out + co) * taps + tap]. The host sums
 // the chunks (splitk_reduce) when there are several.
 extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
-    depthwise_backward_filter_tiled(const float* __restrict__ x, const float* __restrict__ dy,
-                                    float* __restrict__ out, int N, int C, int H, int W, int mult,
+    depthwise_backward_filter_tiled(const void* __restrict__ x, int x_format, const void* __restrict__ dy,
+                                    int dy_format, float* __restrict__ out, int N, int C, int H, int W, int mult,
                                     int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw,
-                                    int OH, int OW, int PH, int PW, int chunks) {
-    extern __shared__ float smem[];
+                                    int OH, int OW, int PH, int PW, int vec, int chunks) {
+    extern __shared__ __align__(16) float smem[];
     __shared__ float scratch[33];
     int taps = KH * KW;
     float* acc = smem;
@@ -294,15 +323,17 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
         int tile = job - n * tiles;
         int oh0 = tile / tiles_w * DW_TILE_ROWS;
         int ow0 = tile % tiles_w * DW_TILE_COLS;
+        int iw0 = ow0 * sw - pw;
+        int start = dw_window_start(iw0, vec);
         float* patch = windows + (job & 1) * PH * PW;
-        dw_load_window(patch, x + ((size_t)n * C + co / mult) * H * W, H, W, oh0 * sh - ph, ow0 * sw - pw, PH, PW);
+        dw_load_windows(patch, x, x_format, ((long long)n * C + co / mult) * H * W, 1, H, W, oh0 * sh - ph, start, PH, PW, vec);
         __syncthreads();
         int oh = oh0 + ty;
         int ow = ow0 + tx;
         if (oh < OH && ow < OW) {
-            float g = dy[(((size_t)n * C_out + co) * OH + oh) * OW + ow];
+            float g = ferro_load(dy, (((long long)n * C_out + co) * OH + oh) * OW + ow, dy_format);
             for (int ki = 0; ki < KH; ++ki) {
-                const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw;
+                const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw + iw0 - start;
                 for (int kj = 0; kj < KW; ++kj) {
                     float* a = &acc[(ki * KW + kj) * blockDim.x + threadIdx.x];
                     *a = fmaf(g, row[kj * dw], *a);
@@ -319,7 +350,7 @@ extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
 // dw[co][ki][kj] = sum over n, oh, ow of dy[n][co][oh][ow] * x[n][co / mult][ih][iw]. One block of
 // up to 256 threads per filter tap; overwrites dw.
 extern "C" __global__ void __launch_bounds__(256)
-    depthwise_backward_filter(const float* __restrict__ x, const float* __restrict__ dy,
+    depthwise_backward_filter(const void* __restrict__ x, int x_format, const void* __restrict__ dy, int dy_format,
                               float* __restrict__ dw_out, int N, int C, int H, int W, int mult,
                               int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH,
                               int OW) {
@@ -340,8 +371,8 @@ extern "C" __global__ void __launch_bounds__(256)
         int ih = oh * sh - ph + ki * dh;
         int iw = ow * sw - pw + kj * dw;
         if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-            sum = fmaf(dy[((size_t)n * C_out + co) * positions + p],
-                       x[(((size_t)n * C + ci) * H + ih) * W + iw], sum);
+            sum = fmaf(ferro_load(dy, ((long long)n * C_out + co) * positions + p, dy_format),
+                       ferro_load(x, (((long long)n * C + ci) * H + ih) * W + iw, x_format), sum);
         }
     }
     float total = ferro_block_sum(sum, scratch);

@@ -52,7 +52,7 @@ pub fn fold_batch_norms(source: &Graph) -> FoldedGraph {
                 params.len() - 1
             });
             let cfg = crate::ops::ConvCfg { bias: true, ..*conv.cfg() };
-            let op = Conv2d::new(cfg, conv.in_channels(), conv.weight(), Some(bias)).expect("a valid convolution stays valid with a bias");
+            let op = Conv2d::new(cfg, conv.weight(), Some(bias)).expect("a valid convolution stays valid with a bias");
             nodes[folded].op = Op::Conv2d(op);
             folds.push(BnFold { weight: conv.weight(), source_bias: conv.bias(), bias, bn: bn.bn_params(), eps: bn.eps() });
             new_id.push(folded);

@@ -192,7 +192,7 @@ impl GraphBuilder {
         let bias = cfg
             .bias
             .then(|| self.param(format!("{name}.bias"), vec![cfg.out_channels], Init::Uniform { bound }, ParamKind::Bias));
-        let op = Conv2d::new(cfg, c, weight, bias).map_err(|e| in_layer(name, e))?;
+        let op = Conv2d::new(cfg, weight, bias).map_err(|e| in_layer(name, e))?;
         self.node(name, op, &[x])
     }
 

@@ -811,3 +811,99 @@ fn depthwise_kernels_run(gpu: &GpuBackend, g: &ConvGeom) -> Vec<String> {
     gpu.depthwise_conv2d_backward_filter(&x, &dy, g).unwrap();
     gpu.take_kernel_log()
 }
+
+// ---- Channels-first depthwise kernels on stored formats (kernels/conv.cu).
+
+/// Channels-first depthwise geometries and the kernels their forward, data-gradient and
+/// filter-gradient passes run: tiled with windows copied in quads (x rows of 32 and 16 values, dy
+/// rows of 32 and 8; multiplier 2 at stride 2), tiled a value at a time (rows of 14 and 15), and
+/// untiled: a forward and filter window too large for shared memory (stride 8), a data-gradient
+/// one (dilation 8, multiplier 8).
+fn channels_first_depthwise_cases() -> Vec<(ConvGeom, [&'static str; 3])> {
+    let tiled = ["depthwise_forward_tiled", "depthwise_backward_data_tiled", "depthwise_backward_filter_tiled"];
+    [
+        ((2, 4, (16, 32), 4, (3, 3), (1, 1), (1, 1), (1, 1), 4), tiled),
+        ((1, 4, (14, 16), 8, (3, 3), (2, 2), (1, 1), (1, 1), 4), tiled),
+        ((2, 3, (9, 14), 3, (5, 5), (1, 1), (2, 2), (1, 1), 3), tiled),
+        ((1, 2, (40, 40), 2, (5, 5), (8, 8), (0, 0), (1, 1), 2), ["depthwise_forward", "depthwise_backward_data_tiled", "depthwise_backward_filter"]),
+        ((1, 2, (24, 15), 16, (5, 5), (1, 1), (16, 16), (8, 8), 2), ["depthwise_forward_tiled", "depthwise_backward_data", "depthwise_backward_filter_tiled"]),
+    ]
+    .into_iter()
+    .map(|(c, kernels)| (geom(c), kernels))
+    .collect()
+}
+
+/// The channels-first depthwise passes on x and dy stored in f32, bf16 and fp16, tiled (windows
+/// copied in quads and a value at a time) and untiled: y is stored in x's format, dx in dy's,
+/// and both equal the CPU's f64 results on the same rounded values rounded once (within one
+/// unit of the format's last place where the sums differ across a rounding boundary) and, bit
+/// for bit, the f32 kernels' results on the same values rounded once; dW stays f32 and equals
+/// the f32 run's bit for bit (the same sums of exactly widened values). No pass converts a
+/// buffer.
+#[test]
+fn channels_first_depthwise_reads_and_writes_stored_formats() {
+    let (gpu, cpu) = (gpu(), CpuBackend::new());
+    for (p, tol) in [(Precision::Fp32, ATOL), (Precision::Bf16, 8e-3), (Precision::Fp16, 1e-3)] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let within = Agreement::Within { atol: tol, rtol: tol };
+        for (i, (g, kernels)) in channels_first_depthwise_cases().into_iter().enumerate() {
+            let seed = 8100 + 10 * i as u64;
+            let (x, w, b, dy) = (values_at(p, g.x_len(), seed), values(g.weight_len(), seed + 1), values(g.c_out, seed + 2), values_at(p, g.y_len(), seed + 3));
+            let (cx, cw, cb, cdy) = (widened(&cpu, &x), widened(&cpu, &w), widened(&cpu, &b), widened(&cpu, &dy));
+            let (fx, fdy, gw, gb) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap(), gpu.upload(&w).unwrap(), gpu.upload(&b).unwrap());
+            let (gx, gdy) = (stored.on_gpu(&x), stored.on_gpu(&dy));
+            let what = |pass: &str| format!("nchw depthwise {pass} {p} {g:?}");
+            let rounded = |buf: &ferronet::gpu::GpuBuf<f32>| gpu.download(buf).unwrap().into_iter().map(|v| p.round(v)).collect::<Vec<_>>();
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            gpu.take_kernel_log();
+            let y = gpu.depthwise_conv2d_forward(&gx, &gw, Some(&gb), &g).unwrap();
+            let dx = gpu.depthwise_conv2d_backward_data(&gdy, &gw, &g).unwrap();
+            let dw = gpu.depthwise_conv2d_backward_filter(&gx, &gdy, &g).unwrap();
+            let log = gpu.take_kernel_log();
+            let (y, dx) = (stored.download(&what("y"), &y), stored.download(&what("dx"), &dx));
+            stored.compare(&what("forward"), &y, &stored.as_stored(cpu.depthwise_conv2d_forward(&cx, &cw, Some(&cb), &g).unwrap()), within);
+            stored.compare(&what("backward data"), &dx, &stored.as_stored(cpu.depthwise_conv2d_backward_data(&cdy, &cw, &g).unwrap()), within);
+            assert_eq!(gpu.stored_format(&dw), StoredFormat::F32, "{}", what("dW"));
+            assert_close(&what("backward filter"), &gpu.download(&dw).unwrap(), &cpu.depthwise_conv2d_backward_filter(&cx, &cdy, &g).unwrap(), ATOL, RTOL);
+            for kernel in kernels {
+                assert!(log.iter().any(|k| *k == format!("conv::{kernel}")), "{}: {log:?}", what(kernel));
+            }
+            assert!(log.iter().all(|k| k.starts_with("conv::") || k == "gemm::splitk_reduce"), "{}: {log:?}", what("passes"));
+            // The f32 kernels on the same values, rounded once.
+            assert_eq!(bits(y), bits(rounded(&gpu.depthwise_conv2d_forward(&fx, &gw, Some(&gb), &g).unwrap())), "{}", what("forward"));
+            assert_eq!(bits(dx), bits(rounded(&gpu.depthwise_conv2d_backward_data(&fdy, &gw, &g).unwrap())), "{}", what("backward data"));
+            assert_eq!(bits(gpu.download(&dw).unwrap()), bits(gpu.download(&gpu.depthwise_conv2d_backward_filter(&fx, &fdy, &g).unwrap()).unwrap()), "{}", what("backward filter"));
+        }
+    }
+}
+
+/// The tiled forward copies its input window in quads where x's rows are whole quads (W = 32):
+/// per block, one access per warp of the window's 10 rows of 10 quads (40 columns: the 34 the
+/// tile reads, 3 more at most to start at a multiple of 4, rounded up to quads), 4 warps,
+/// against one per warp of its 10 x 34 values (11) where they are not (W = 30); every output
+/// warp of a block adds its 9 weight loads and its store. The 16-bit store moves 2 bytes per
+/// value; bias-free, so no bias load.
+#[test]
+fn channels_first_depthwise_windows_move_four_values_per_access() {
+    let cpu = CpuBackend::new();
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let gpu = GpuBackend::new(driver.clone());
+    let (taps, output_warps, planes) = (9, 8, 2);
+    for p in [Precision::Fp32, Precision::Bf16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        for (w, window_accesses) in [(32, 4), (30, 11)] {
+            let g = geom((1, 2, (10, w), 2, (3, 3), (1, 1), (0, 0), (1, 1), 2));
+            let (x, wt) = (values_at(p, g.x_len(), 8300), values(g.weight_len(), 8301));
+            let (gx, gw) = (stored.on_gpu(&x), gpu.upload(&wt).unwrap());
+            driver.take_launch_stats();
+            let y = gpu.depthwise_conv2d_forward(&gx, &gw, None, &g).unwrap();
+            let stats = driver.take_launch_stats();
+            let want = stored.as_stored(cpu.depthwise_conv2d_forward(&widened(&cpu, &x), &widened(&cpu, &wt), None, &g).unwrap());
+            stored.compare(&format!("depthwise forward {g:?}"), &stored.download("y", &y), &want, Agreement::Within { atol: 8e-3, rtol: 8e-3 });
+            let [s] = stats.as_slice() else { panic!("one launch: {stats:?}") };
+            assert_eq!(s.kernel, "conv::depthwise_forward_tiled");
+            assert_eq!(s.global_accesses, (planes * (window_accesses + output_warps * (taps + 1))) as u64, "{p} W = {w}: window accesses");
+            assert_eq!(s.global_store_bytes, (g.y_len() * p.stored_format().map_or(4, |f| f.bytes())) as u64, "{p} W = {w}: y stores");
+        }
+    }
+}

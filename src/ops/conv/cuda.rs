@@ -3,9 +3,10 @@
 //! added as y is stored), weight gradient, the data gradient of a stride-1 convolution as dy
 //! convolved with the reversed window, and a strided one's by stride phase (each phase of dx
 //! summing only the taps that reach it); groups (and phases) as the GEMM batch; and the dedicated
-//! depthwise kernels. The GEMMs read x and dy in their stored formats and write y in x's, dx in
-//! dy's (a bf16/fp16 run's 16-bit activations in place); the weights and dW are f32. When
-//! the run's GEMM operands are bf16, fp16 or tf32 on a device whose tensor cores take them (8.0+; fp16 from 7.5)
+//! depthwise kernels. The GEMMs and the depthwise kernels read x and dy in their stored formats
+//! and write y in x's, dx in dy's (a bf16/fp16 run's 16-bit activations in place); the weights
+//! and dW are f32. When the run's GEMM operands are bf16, fp16 or tf32 on a device whose tensor
+//! cores take them (8.0+; fp16 from 7.5)
 //! (`training_tc_input`), the same GEMMs run on the tensor cores (kernels/conv_tc.cu: the same
 //! operands, arguments and grids on tensor-core tiles), pointwise convolutions included.
 //! Channels-last (NHWC) tensors take their own GEMMs, reading them in place ([`nhwc`]).
@@ -17,7 +18,7 @@ use crate::shape::Layout;
 use crate::device::Buffer;
 use crate::error::{Error, Result};
 use crate::device::driver::{KernelArg, LaunchConfig};
-use crate::gpu::grid::{int, per_element, reduction};
+use crate::gpu::grid::{int, per_element, pointers_aligned16, reduction};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::gemm::cuda::{stride_arg, tile_grid, vectorizable, GemmTarget};
@@ -174,17 +175,18 @@ fn forward_window(g: &ConvGeom) -> (usize, usize) {
     ((DEPTHWISE_TILE.0 - 1) * g.sh + (g.kh - 1) * g.dh + 1, (DEPTHWISE_TILE.1 - 1) * g.sw + (g.kw - 1) * g.dw + 1)
 }
 
-/// Shared memory of a block of the tiled depthwise filter gradient: each thread's sum per tap
-/// and two input windows.
-fn depthwise_filter_shared_bytes(g: &ConvGeom) -> usize {
-    g.kh * g.kw * DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1 * std::mem::size_of::<f32>() + window_bytes(forward_window(g), 2)
+/// Shared memory of a block of the tiled depthwise filter gradient besides its windows: each
+/// thread's sum per tap.
+fn depthwise_filter_sums_bytes(g: &ConvGeom) -> usize {
+    g.kh * g.kw * DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1 * std::mem::size_of::<f32>()
 }
 
 /// How many chunks of images the tiled depthwise filter gradient splits the batch into on a
 /// device of `sms` SMs (enough blocks, one per output channel and chunk, for two per SM), or
 /// None when its shared memory would not fit (the per-tap kernel then runs).
 fn depthwise_filter_chunks(g: &ConvGeom, sms: usize) -> Option<usize> {
-    fits_in_shared(depthwise_filter_shared_bytes(g)).then(|| (2 * sms).div_ceil(g.c_out.max(1)).clamp(1, g.n.max(1)))
+    tiled_windows(forward_window(g), 2, depthwise_filter_sums_bytes(g), false)
+        .map(|_| (2 * sms).div_ceil(g.c_out.max(1)).clamp(1, g.n.max(1)))
 }
 
 /// Bytes a depthwise convolution holds on a GPU of `sms` SMs: the filter gradient's partial
@@ -199,6 +201,42 @@ pub fn depthwise_gpu_workspace_bytes(g: &ConvGeom, sms: usize) -> usize {
     }
 }
 
+/// The windows a tiled depthwise kernel holds in shared memory, as it takes them: PH, PW (the
+/// columns held) and `vec` (whole quads).
+struct TiledWindows {
+    rows: usize,
+    columns: usize,
+    quads: bool,
+    shared_bytes: usize,
+}
+
+impl TiledWindows {
+    /// The kernel's PH, PW and vec arguments.
+    fn args(&self) -> Result<[KernelArg; 3]> {
+        Ok([int(self.rows, "depthwise patch")?, int(self.columns, "depthwise patch")?, KernelArg::I32(self.quads as i32)])
+    }
+}
+
+/// How a tiled depthwise kernel holds `copies` windows of `window` (rows, columns) besides
+/// `other_bytes` of shared memory: in whole quads when `quads` (the tensor's rows are whole
+/// quads, W % 4 == 0, in a 16-byte aligned buffer) and they fit, each window then starting at
+/// the multiple of 4 at most 3 columns left of its first and 3 columns wider rounded up to 4
+/// (dw_window_start in kernels/conv.cu); else a value at a time. None when neither fits in
+/// shared memory (the untiled kernels run).
+fn tiled_windows(window: (usize, usize), copies: usize, other_bytes: usize, quads: bool) -> Option<TiledWindows> {
+    let held = |columns: usize, quads: bool| {
+        let shared_bytes = other_bytes + copies * window.0 * columns * std::mem::size_of::<f32>();
+        fits_in_shared(shared_bytes).then_some(TiledWindows { rows: window.0, columns, quads, shared_bytes })
+    };
+    quads.then(|| held((window.1 + 3).next_multiple_of(4), true)).flatten().or_else(|| held(window.1, false))
+}
+
+/// Whether a tiled depthwise kernel may copy windows of `t`, an NCHW tensor of `width`-value
+/// rows, in quads: every row then starts at a multiple of 4 values of a 16-byte aligned buffer.
+fn rows_of_quads(t: &GpuBuf<f32>, width: usize) -> bool {
+    width.is_multiple_of(4) && pointers_aligned16(&[t.stored_arg()])
+}
+
 /// Whether a tiled depthwise kernel's block fits in the shared memory a block may take (the
 /// untiled kernels run otherwise).
 fn fits_in_shared(bytes: usize) -> bool {
@@ -211,11 +249,6 @@ fn depthwise_launch(blocks: usize, shared_bytes: usize) -> Result<LaunchConfig> 
     int(blocks, "the depthwise blocks")?;
     let threads = (DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1) as u32;
     Ok(LaunchConfig { grid: (blocks as u32, 1, 1), block: (threads, 1, 1), shared_mem_bytes: shared_bytes as u32 })
-}
-
-/// Bytes of `windows` patches of `patch` (rows, columns) floats.
-fn window_bytes(patch: (usize, usize), windows: usize) -> usize {
-    windows * patch.0 * patch.1 * std::mem::size_of::<f32>()
 }
 
 impl GpuBackend {
@@ -476,29 +509,25 @@ impl ConvOps<f32> for GpuBackend {
     fn depthwise_conv2d_forward(&self, x: &GpuBuf<f32>, w: &GpuBuf<f32>, bias: Option<&GpuBuf<f32>>, g: &ConvGeom) -> Result<GpuBuf<f32>> {
         let geometry = self.check_depthwise(g)?;
         g.check_forward_operands("depthwise conv2d", x.len(), w.len(), bias.map(|b| b.len()))?;
-        // Channels-last, y takes x's stored format (the kernel adds the bias before its one rounding).
-        if g.layout == Layout::Nhwc {
-            let y = self.alloc_stored(g.y_len(), x.stored())?;
-            if g.y_len() > 0 {
-                depthwise_nhwc::forward(self, x, w, bias, g, &y, geometry)?;
-            }
-            return Ok(y);
-        }
-        let y = self.alloc::<f32>(g.y_len())?;
+        // y takes x's stored format (the kernels add the bias before their one rounding).
+        let y = self.alloc_stored(g.y_len(), x.stored())?;
         if g.y_len() == 0 {
             return Ok(y);
         }
-        let mut args = vec![x.arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.arg()];
+        if g.layout == Layout::Nhwc {
+            depthwise_nhwc::forward(self, x, w, bias, g, &y, geometry)?;
+            return Ok(y);
+        }
+        let mut args = vec![x.stored_arg(), x.format_arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.stored_arg(), y.format_arg()];
         args.extend(geometry);
         args.push(KernelArg::I32(bias.is_some() as i32));
-        let patch = forward_window(g);
-        let tiles = g.oh.div_ceil(DEPTHWISE_TILE.0) * g.ow.div_ceil(DEPTHWISE_TILE.1);
-        let shared = window_bytes(patch, 1);
-        if fits_in_shared(shared) {
-            args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
-            self.launch("conv", "depthwise_forward_tiled", depthwise_launch(g.n * g.c_out * tiles, shared)?, &args)?;
-        } else {
-            self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?;
+        match tiled_windows(forward_window(g), 1, 0, rows_of_quads(x, g.w)) {
+            Some(windows) => {
+                let tiles = g.oh.div_ceil(DEPTHWISE_TILE.0) * g.ow.div_ceil(DEPTHWISE_TILE.1);
+                args.extend(windows.args()?);
+                self.launch("conv", "depthwise_forward_tiled", depthwise_launch(g.n * g.c_out * tiles, windows.shared_bytes)?, &args)?;
+            }
+            None => self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?,
         }
         Ok(y)
     }
@@ -508,32 +537,29 @@ impl ConvOps<f32> for GpuBackend {
         expect_len("depthwise conv2d", "output gradient", dy.len(), g.y_len())?;
         expect_len("depthwise conv2d", "weight", w.len(), g.weight_len())?;
         int(g.y_len(), "the depthwise output")?;
-        // Channels-last, dx takes dy's stored format.
-        if g.layout == Layout::Nhwc {
-            let dx = self.alloc_stored(g.x_len(), dy.stored())?;
-            if g.x_len() > 0 {
-                depthwise_nhwc::backward_data(self, dy, w, g, &dx, geometry)?;
-            }
-            return Ok(dx);
-        }
-        let dx = self.alloc::<f32>(g.x_len())?;
+        // dx takes dy's stored format.
+        let dx = self.alloc_stored(g.x_len(), dy.stored())?;
         if g.x_len() == 0 {
             return Ok(dx);
         }
-        let mut args = vec![dy.arg(), w.arg(), dx.arg()];
+        if g.layout == Layout::Nhwc {
+            depthwise_nhwc::backward_data(self, dy, w, g, &dx, geometry)?;
+            return Ok(dx);
+        }
+        let mut args = vec![dy.stored_arg(), dy.format_arg(), w.arg(), dx.stored_arg(), dx.format_arg()];
         args.extend(geometry);
         // The dy window an input tile's taps reach (kernels/conv.cu, depthwise_backward_data_tiled).
-        let patch = (
+        let window = (
             (DEPTHWISE_TILE.0 - 1 + (g.kh - 1) * g.dh) / g.sh + 2,
             (DEPTHWISE_TILE.1 - 1 + (g.kw - 1) * g.dw) / g.sw + 2,
         );
-        let tiles = g.h.div_ceil(DEPTHWISE_TILE.0) * g.w.div_ceil(DEPTHWISE_TILE.1);
-        let shared = window_bytes(patch, g.c_out / g.c_in);
-        if fits_in_shared(shared) {
-            args.extend([int(patch.0, "depthwise patch")?, int(patch.1, "depthwise patch")?]);
-            self.launch("conv", "depthwise_backward_data_tiled", depthwise_launch(g.n * g.c_in * tiles, shared)?, &args)?;
-        } else {
-            self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?;
+        match tiled_windows(window, g.c_out / g.c_in, 0, rows_of_quads(dy, g.ow)) {
+            Some(windows) => {
+                let tiles = g.h.div_ceil(DEPTHWISE_TILE.0) * g.w.div_ceil(DEPTHWISE_TILE.1);
+                args.extend(windows.args()?);
+                self.launch("conv", "depthwise_backward_data_tiled", depthwise_launch(g.n * g.c_in * tiles, windows.shared_bytes)?, &args)?;
+            }
+            None => self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?,
         }
         Ok(dx)
     }
@@ -549,10 +575,13 @@ impl ConvOps<f32> for GpuBackend {
             depthwise_nhwc::backward_filter(self, x, dy, g, &dw, geometry)?;
             return Ok(dw);
         }
-        let Some(chunks) = depthwise_filter_chunks(g, self.driver().multiprocessor_count()) else {
+        let mut args = vec![x.stored_arg(), x.format_arg(), dy.stored_arg(), dy.format_arg()];
+        let chunks = depthwise_filter_chunks(g, self.driver().multiprocessor_count());
+        let windows = tiled_windows(forward_window(g), 2, depthwise_filter_sums_bytes(g), rows_of_quads(x, g.w));
+        let (Some(chunks), Some(windows)) = (chunks, windows) else {
             // One block per filter tap.
             let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;
-            let mut args = vec![x.arg(), dy.arg(), dw.arg()];
+            args.push(dw.arg());
             args.extend(geometry);
             self.launch("conv", "depthwise_backward_filter", cfg, &args)?;
             return Ok(dw);
@@ -561,11 +590,11 @@ impl ConvOps<f32> for GpuBackend {
         // summed as split-K's partial products are.
         let sums = GemmSpec::new(false, false, g.c_out, g.kh * g.kw, 0);
         let partial = if chunks > 1 { Some(self.alloc::<f32>(chunks * g.weight_len())?) } else { None };
-        let window = forward_window(g);
-        let cfg = depthwise_launch(g.c_out * chunks, depthwise_filter_shared_bytes(g))?;
-        let mut args = vec![x.arg(), dy.arg(), partial.as_ref().map_or(dw.arg(), |p| p.arg())];
+        let cfg = depthwise_launch(g.c_out * chunks, windows.shared_bytes)?;
+        args.push(partial.as_ref().map_or(dw.arg(), |p| p.arg()));
         args.extend(geometry);
-        args.extend([int(window.0, "depthwise patch")?, int(window.1, "depthwise patch")?, int(chunks, "depthwise image chunks")?]);
+        args.extend(windows.args()?);
+        args.push(int(chunks, "depthwise image chunks")?);
         self.launch("conv", "depthwise_backward_filter_tiled", cfg, &args)?;
         if let Some(p) = partial {
             self.reduce_splits(&p, &sums, chunks, &GemmTarget::row_major(dw.ptr(), &sums))?;

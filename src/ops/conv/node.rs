@@ -130,10 +130,6 @@ impl ConvPath {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2d {
     cfg: ConvCfg,
-    /// The input's channels: with `cfg.groups` they tell a depthwise convolution (groups ==
-    /// in_channels > 1, ConvPath::Depthwise) from other groupings before any input shape is at
-    /// hand (`reads_stored`).
-    in_channels: usize,
     weight: ParamId,
     bias: Option<ParamId>,
     /// An activation applied to the biased output in the same pass: evaluation only, set by
@@ -143,8 +139,7 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// Checks what needs no input shape; `bias` must be given exactly when `cfg.bias` is set.
-    /// `in_channels` are the channels of the input it will read.
-    pub fn new(cfg: ConvCfg, in_channels: usize, weight: ParamId, bias: Option<ParamId>) -> Result<Self> {
+    pub fn new(cfg: ConvCfg, weight: ParamId, bias: Option<ParamId>) -> Result<Self> {
         let (k, s, d) = (cfg.kernel, cfg.stride, cfg.dilation);
         if [k.0, k.1, s.0, s.1, d.0, d.1, cfg.groups, cfg.out_channels].contains(&0) {
             return Err(Error::shape(format!("conv2d kernel, stride, dilation, groups and out channels must be positive, got {cfg:?}")));
@@ -152,13 +147,10 @@ impl Conv2d {
         if cfg.bias != bias.is_some() {
             return Err(Error::config("conv2d: a bias parameter is given exactly when the configuration has a bias"));
         }
-        Ok(Conv2d { cfg, in_channels, weight, bias, activation: None })
+        Ok(Conv2d { cfg, weight, bias, activation: None })
     }
     pub fn cfg(&self) -> &ConvCfg {
         &self.cfg
-    }
-    pub fn in_channels(&self) -> usize {
-        self.in_channels
     }
     pub fn weight(&self) -> ParamId {
         self.weight
@@ -201,13 +193,12 @@ pub fn describe_window(kind: &str, k: (usize, usize), s: (usize, usize), p: (usi
 
 impl NodeOp for Conv2d {
     /// The convolution GEMMs of either layout and every grouping (and the linear GEMMs
-    /// channels-last pointwise convolutions run on) and the channels-last depthwise kernels read
-    /// and write every stored format, the bias added before their one store, the bias gradient's
-    /// reduction reading dy as stored. Not yet: the channels-first depthwise kernels, and a fused
-    /// activation (its separate pass would round the output twice).
-    fn reads_stored(&self, layout: Layout) -> bool {
-        let depthwise = self.cfg.groups == self.in_channels && self.in_channels > 1;
-        self.activation.is_none() && (layout == Layout::Nhwc || !depthwise)
+    /// channels-last pointwise convolutions run on) and the depthwise kernels of either layout
+    /// read and write every stored format, the bias added before their one store, the bias
+    /// gradient's reduction reading dy as stored. Not a fused activation (its separate pass would
+    /// round the output twice).
+    fn reads_stored(&self, _layout: Layout) -> bool {
+        self.activation.is_none()
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         let g = self.geom(inputs[0], 1)?;
