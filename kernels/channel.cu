@@ -4,7 +4,7 @@
 // groups of 4 and the buffers are 16-byte aligned) in one access each way, 16 bytes of f32 or 8
 // of 16-bit values; else V = 1, consecutive threads on consecutive values.
 #include "common.cuh"
-#include "stored.cuh"
+#include "pointwise.cuh"
 
 // Values i .. i + V - 1 of src to j .. j + V - 1 of dst (i and j multiples of V).
 template <int V>
@@ -17,19 +17,12 @@ __device__ __forceinline__ void move_values(const void* __restrict__ src, int sr
     }
 }
 
-// This thread's first value of the V it moves out of `total`, or -1 past the end.
-template <int V>
-__device__ __forceinline__ int first_value(int total) {
-    const int i = V * (blockIdx.x * blockDim.x + threadIdx.x);
-    return i < total ? i : -1;
-}
-
 template <int V>
 __device__ __forceinline__ void copy_channels_body(const void* __restrict__ src, int src_format,
                                                    void* __restrict__ dst, int dst_format, int n, int hw, int count,
                                                    int src_c, int src_first, int dst_c, int dst_first) {
     const int slab = count * hw;
-    const int i = first_value<V>(n * slab);
+    const int i = (int)ferro_group_start<V>(n * slab);  // below n * slab, or -1
     if (i < 0) return;
     const int img = i / slab;
     const int within = i - img * slab;
@@ -55,7 +48,7 @@ extern "C" __global__ void copy_channels(const void* __restrict__ src, int src_f
 template <int V>
 __device__ __forceinline__ void channel_shuffle_body(const void* __restrict__ x, int x_format, void* __restrict__ y,
                                                      int y_format, int c, int hw, int groups, int total) {
-    const int e = first_value<V>(total);
+    const int e = (int)ferro_group_start<V>(total);  // below total, or -1
     if (e < 0) return;
     const int plane = e / hw;
     const int pos = e - plane * hw;

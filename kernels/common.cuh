@@ -25,9 +25,11 @@ struct FerroMax {
     __device__ static float apply(float a, float b) { return fmaxf(a, b); }
 };
 
+// Over each aligned run of `lanes` lanes (a power of two up to 32; every lane of the warp calls
+// it), every lane of the run gets the run's result.
 template <typename Op>
-__device__ __forceinline__ float ferro_warp_reduce(float v) {
-    for (int offset = FERRO_WARP / 2; offset > 0; offset >>= 1)
+__device__ __forceinline__ float ferro_warp_reduce(float v, int lanes = FERRO_WARP) {
+    for (int offset = lanes / 2; offset > 0; offset >>= 1)
         v = Op::apply(v, __shfl_xor_sync(FERRO_FULL_MASK, v, offset));
     return v;
 }

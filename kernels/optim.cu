@@ -4,6 +4,7 @@
 // their results are bit-identical. Also the global gradient norm of
 // clipping, computed and turned into a scale on the device (no read-back).
 #include "common.cuh"
+#include "pointwise.cuh"
 
 // One SGD update of a parameter value p with gradient g (buf: its momentum, untouched when
 // use_momentum == 0).
@@ -35,15 +36,16 @@ __device__ __forceinline__ void ferro_adam_update(float& p, float g, float& m, f
     p = p - lr * (m / bias1) / (sqrtf(v / bias2) + eps);
 }
 
-// A thread's 4 consecutive elements [i, i + 4) of a tensor of `len` values: one 16-byte access
-// when `whole` (every buffer of the update 16-byte aligned and i + 4 <= len), else one value at
-// a time, the elements past `len` left out. A null buffer (unused state) reads zeros and is never
-// written.
+// A thread's group of 4 consecutive elements [i, i + 4) of a tensor of `len` values
+// (kernels/pointwise.cuh's FERRO_GROUP): one 16-byte access when the group moves whole (every
+// buffer of the update 16-byte aligned and i + 4 <= len), else one value at a time, the elements
+// past `len` left out. A null buffer (unused state) reads zeros and is never written.
 struct FerroQuad {
     int i, len;
     bool whole;
     __device__ __forceinline__ FerroQuad() : i(0), len(0), whole(false) {}
-    __device__ __forceinline__ FerroQuad(int first, int n, bool aligned) : i(first), len(n), whole(aligned && first + 4 <= n) {}
+    __device__ __forceinline__ FerroQuad(int first, int n, bool aligned)
+        : i(first), len(n), whole(ferro_group_whole(first, n, aligned)) {}
     __device__ __forceinline__ bool has(int k) const { return i + k < len; }
     __device__ __forceinline__ void load(const float* p, float (&v)[4]) const {
         if (p != nullptr && whole) {
@@ -114,9 +116,9 @@ __device__ __forceinline__ void ferro_adam_quad(const FerroQuad& q, float* param
 extern "C" __global__ void sgd_step(float* __restrict__ param, const float* __restrict__ grad,
                                     float* __restrict__ momentum_buf, float lr, float momentum, float dampening,
                                     float weight_decay, int use_momentum, int nesterov, int first_step, int n) {
-    const int i = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    const FerroQuad q(i, n, ferro_aligned16(param, grad, use_momentum ? momentum_buf : nullptr, nullptr));
+    const long long i = ferro_group_start(n);
+    if (i < 0) return;
+    const FerroQuad q((int)i, n, ferro_aligned16(param, grad, use_momentum ? momentum_buf : nullptr, nullptr));
     ferro_sgd_quad(q, param, grad, momentum_buf, 1.0f, lr, momentum, dampening, weight_decay, use_momentum, nesterov,
                    first_step);
 }
@@ -124,9 +126,9 @@ extern "C" __global__ void sgd_step(float* __restrict__ param, const float* __re
 extern "C" __global__ void adam_step(float* __restrict__ param, const float* __restrict__ grad, float* __restrict__ m,
                                      float* __restrict__ v, float lr, float beta1, float beta2, float eps,
                                      float weight_decay, int decoupled, float bias1, float bias2, int n) {
-    const int i = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    const FerroQuad q(i, n, ferro_aligned16(param, grad, m, v));
+    const long long i = ferro_group_start(n);
+    if (i < 0) return;
+    const FerroQuad q((int)i, n, ferro_aligned16(param, grad, m, v));
     ferro_adam_quad(q, param, grad, m, v, 1.0f, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2);
 }
 
@@ -149,7 +151,7 @@ struct FerroOptimTensor {
 // Threads per block of the multi-tensor kernels and the elements each block of an update
 // handles: 4 consecutive ones per thread (TABLE_BLOCK and UPDATE_CHUNK in ops/optim/cuda.rs).
 #define FERRO_OPTIM_THREADS 256
-#define FERRO_OPTIM_CHUNK (4 * FERRO_OPTIM_THREADS)
+#define FERRO_OPTIM_CHUNK (FERRO_GROUP * FERRO_OPTIM_THREADS)
 
 // The table entry owning `block`: the last of the `count` entries whose `Start` is <= block
 // (entries are in block order; one with no blocks is never the last such).
@@ -192,7 +194,7 @@ __device__ __forceinline__ bool ferro_update_block(const FerroOptimTensor* table
     b->tensor = table[t];
     if (b->tensor.group != group || !ferro_clip_scale(clip, &b->scale)) return false;
     b->grad = grads[t];
-    const int first = (blockIdx.x - b->tensor.update_block_start) * FERRO_OPTIM_CHUNK + 4 * threadIdx.x;
+    const int first = (blockIdx.x - b->tensor.update_block_start) * FERRO_OPTIM_CHUNK + FERRO_GROUP * threadIdx.x;
     b->quad = FerroQuad(first, b->tensor.len, ferro_aligned16(b->tensor.param, b->grad, b->tensor.first, b->tensor.second));
     return true;
 }

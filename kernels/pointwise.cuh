@@ -7,9 +7,11 @@
 
 #define FERRO_GROUP 4
 
-// The first value of this thread's group, or -1 past the end.
+// The first value of this thread's group of V consecutive values (FERRO_GROUP here; 1 where a
+// kernel's fallback moves values singly), or -1 past the end.
+template <int V = FERRO_GROUP>
 __device__ __forceinline__ long long ferro_group_start(int n) {
-    const long long i = FERRO_GROUP * ((long long)blockIdx.x * blockDim.x + threadIdx.x);
+    const long long i = V * ((long long)blockIdx.x * blockDim.x + threadIdx.x);
     return i < n ? i : -1;
 }
 

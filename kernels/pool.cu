@@ -349,6 +349,38 @@ __device__ __forceinline__ void adaptive_avg_pool_backward_body(const void* __re
     pool_store<V>(dx, first, dx_format, sum);
 }
 
+// Global average pooling (adaptive to 1x1), channels first: each contiguous H*W plane is summed
+// by a run of `group` lanes (a power of two up to 32 that the host sizes to the plane: a few
+// pieces per lane, so that the shuffle tree serves several loads and small planes share a warp),
+// lane k reading the plane's V-value pieces k, k + group, ... so that a run's loads cover
+// consecutive memory; V = 4 (16 bytes of f32, 8 of 16-bit values) where the host found H*W a
+// multiple of 4 and the buffers 16-byte aligned. The run's shuffle tree adds the lanes' f32 sums,
+// and its first lane writes the mean. Lanes past the last plane add nothing but stay for the
+// shuffles.
+template <int V>
+__device__ __forceinline__ void global_avg_pool_body(const void* __restrict__ x, int x_format, void* __restrict__ y,
+                                                     int y_format, int planes, int HW, int group) {
+    const int t = blockIdx.x * blockDim.x + threadIdx.x;
+    const int plane = t / group, lane = t % group;
+    float sum = 0.f;
+    if (plane < planes) {
+        const size_t start = (size_t)plane * HW;
+        // Every lane of the warp takes the same rounds (the last one partial), so the lanes do
+        // not part ways into loads of their own.
+        for (int round = 0; round < HW; round += group * V) {
+            const int i = round + lane * V;
+            if (i < HW) {
+                float v[V];
+                pool_load<V>(x, start + i, x_format, v);
+#pragma unroll
+                for (int j = 0; j < V; ++j) sum += v[j];
+            }
+        }
+    }
+    sum = ferro_warp_reduce<FerroSum>(sum, group);
+    if (plane < planes && lane == 0) ferro_store(y, plane, sum / (float)HW, y_format);
+}
+
 // ---- Channels last: x [N, H, W, C] -> y [N, OH, OW, C]. One thread per V channels of an output
 // pixel forwards and of an input pixel backwards (the same gathers as above), so a warp's loads
 // and stores run along C, contiguous. V = 4 moves 4 values at once (16 bytes of f32, 8 of 16-bit
@@ -634,6 +666,9 @@ POOL_ENTRY_POINTS(_vec4, 4)
     extern "C" __global__ void adaptive_avg_pool_backward##name(POOL_IN, POOL_OUT, int planes, int H, int W,        \
                                                                 int OH, int OW) {                                   \
         adaptive_avg_pool_backward_body<V>(in, in_format, out, out_format, planes, H, W, OH, OW);                   \
+    }                                                                                                               \
+    extern "C" __global__ void global_avg_pool##name(POOL_IN, POOL_OUT, int planes, int HW, int group) {            \
+        global_avg_pool_body<V>(in, in_format, out, out_format, planes, HW, group);                                 \
     }
 
 NCHW_POOL_ENTRY_POINTS(, 1)

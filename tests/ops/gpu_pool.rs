@@ -154,6 +154,21 @@ fn avg_pool_matches_the_reference_for_both_divisor_rules() {
     }
 }
 
+/// The channels-first adaptive pooling kernel forwards: global_avg_pool (`_vec4` when H*W is a
+/// multiple of 4) for a 1x1 output, else the windowed kernel writing rows of OW values.
+fn adaptive_forward_kernel(g: &AdaptivePoolGeom) -> String {
+    if (g.oh, g.ow) == (1, 1) {
+        nchw_kernel("global_avg_pool", g.h * g.w)
+    } else {
+        nchw_kernel("adaptive_avg_pool_forward", g.ow)
+    }
+}
+
+/// And backwards, over rows of W inputs, or of H*W for a 1x1 output (a plane as one row).
+fn adaptive_backward_kernel(g: &AdaptivePoolGeom) -> String {
+    nchw_kernel("adaptive_avg_pool_backward", if (g.oh, g.ow) == (1, 1) { g.h * g.w } else { g.w })
+}
+
 #[test]
 fn adaptive_avg_pool_matches_the_reference_for_any_ratio() {
     let (gpu, cpu) = (gpu(), CpuBackend::new());
@@ -167,11 +182,11 @@ fn adaptive_avg_pool_matches_the_reference_for_any_ratio() {
         let (gx, gdy) = (gpu.upload(&x).unwrap(), gpu.upload(&dy).unwrap());
         gpu.take_kernel_log();
         let y = gpu.adaptive_avg_pool2d_forward(&gx, &g).unwrap();
-        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("adaptive_avg_pool_forward", g.ow)]);
+        assert_eq!(gpu.take_kernel_log(), [adaptive_forward_kernel(&g)]);
         let want = cpu.adaptive_avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
         assert_close(&format!("adaptive forward {g:?}"), &gpu.download(&y).unwrap(), &want, ATOL, RTOL);
         let dx = gpu.adaptive_avg_pool2d_backward(&gdy, &g).unwrap();
-        assert_eq!(gpu.take_kernel_log(), [nchw_kernel("adaptive_avg_pool_backward", g.w)]);
+        assert_eq!(gpu.take_kernel_log(), [adaptive_backward_kernel(&g)]);
         let want = cpu.adaptive_avg_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &g).unwrap();
         assert_close(&format!("adaptive backward {g:?}"), &gpu.download(&dx).unwrap(), &want, ATOL, RTOL);
     }
@@ -357,6 +372,53 @@ fn channels_first_pooling_moves_four_values_per_lane() {
         let size = if p == Precision::Fp32 { 4 } else { 2 };
         for forward in [&stats[0], &stats[2], &stats[4]] {
             assert_eq!(forward.global_load_bytes, (size * g.x_len()) as u64, "{p} {}: x read once", forward.kernel);
+        }
+    }
+}
+
+/// Channels-first global average pooling, forwards and backwards, against the f64 CPU reference
+/// rounded once to the stored format (f32, bf16, fp16): planes of H*W a multiple of 4 (4x4, 8x8,
+/// 7x8, and 6x6 whose rows are not) read 4 values per access, the others (7x7, 3x3) one. On the
+/// simulator, forwards each run of lanes (a power of two up to 32: a lane per 4 pieces of the
+/// plane, but enough lanes for a 32-byte sector per load and no more than the pieces) reads the
+/// plane's pieces once, so a warp makes ceil(pieces / run) loads and one store of the means;
+/// backwards a warp writes 32 groups of 4 (or 32 values) and reads their planes' dy in one access
+/// each.
+#[test]
+fn channels_first_global_average_pooling_reads_four_values_per_access() {
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let (gpu, cpu) = (GpuBackend::new(driver.clone()), CpuBackend::new());
+    for p in [Precision::Fp32, Precision::Bf16, Precision::Fp16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let size = if p == Precision::Fp32 { 4 } else { 2 };
+        for (i, hw) in [(4, 4), (8, 8), (7, 8), (6, 6), (7, 7), (3, 3)].into_iter().enumerate() {
+            let g = AdaptivePoolGeom::new(2, 8, hw, (1, 1)).unwrap();
+            let (planes, plane) = (g.y_len(), hw.0 * hw.1);
+            let x = stored.rounded(&random_f32(g.x_len(), 150 + i as u64, -1.0, 1.0));
+            let dy = stored.rounded(&random_f32(g.y_len(), 160 + i as u64, -1.0, 1.0));
+            let what = format!("global pool {hw:?}");
+            driver.take_launch_stats();
+            let y = gpu.adaptive_avg_pool2d_forward(&stored.on_gpu(&x), &g).unwrap();
+            let dx = gpu.adaptive_avg_pool2d_backward(&stored.on_gpu(&dy), &g).unwrap();
+            let stats: Vec<_> = driver.take_launch_stats().into_iter().filter(|s| s.kernel.starts_with("pool::")).collect();
+            let want = cpu.adaptive_avg_pool2d_forward(&cpu.upload(&widen(&x)).unwrap(), &g).unwrap();
+            stored.check(&format!("{what} forward"), &y, want, stored.one_ulp(ATOL));
+            let want = cpu.adaptive_avg_pool2d_backward(&cpu.upload(&widen(&dy)).unwrap(), &g).unwrap();
+            stored.check(&format!("{what} backward"), &dx, want, stored.one_ulp(ATOL));
+
+            let lanes = if plane % 4 == 0 { 4 } else { 1 };
+            let pieces = plane / lanes;
+            let run = pieces.div_ceil(4).max(32 / (lanes * size)).min(pieces).next_power_of_two().min(32);
+            let forward_warps = (planes * run).div_ceil(32);
+            let backward_warps = g.x_len().div_ceil(32 * lanes);
+            let accesses: Vec<_> = stats.iter().map(|s| (s.kernel.clone(), s.global_accesses)).collect();
+            let want = [
+                (adaptive_forward_kernel(&g), (forward_warps * (pieces.div_ceil(run) + 1)) as u64),
+                (adaptive_backward_kernel(&g), (2 * backward_warps) as u64),
+            ];
+            assert_eq!(accesses, want, "{p} {what}: {lanes} values per access");
+            assert_eq!(stats[0].global_load_bytes, (size * g.x_len()) as u64, "{p} {what}: x read once");
+            assert_eq!(stats[0].global_store_bytes, (size * planes) as u64, "{p} {what}: y written once");
         }
     }
 }

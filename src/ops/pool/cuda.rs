@@ -1,7 +1,8 @@
 //! GPU pooling launchers (`kernels/pool.cu`): one thread per output forwards, one per input
 //! backwards, or per 4 of them where the layout allows (the `_vec4` kernels): channels first, 4
 //! consecutive values of a row; channels last, 4 channels of a pixel. Global average pooling of
-//! channels-last tensors runs one block per image and 32 or 128 channels. Every kernel reads x
+//! channels-last tensors runs one block per image and 32 or 128 channels, of channels-first ones
+//! up to a warp per plane. Every kernel reads x
 //! and dy in their stored formats and writes y in x's format and dx in dy's (the input is not at
 //! hand backwards); max-pool indices are u32.
 
@@ -63,6 +64,19 @@ fn vector_lanes(run: usize, args: &[KernelArg]) -> usize {
     }
 }
 
+/// Pieces of its plane each lane of global_avg_pool reads, when the plane is large enough: a
+/// warp's index arithmetic and shuffle tree then serve several loads instead of one.
+const GLOBAL_POOL_PIECES_PER_LANE: usize = 4;
+
+/// The lanes that sum one plane of `pieces` pieces of `piece_bytes` each in global_avg_pool: a
+/// power of two (a run is then an aligned part of one warp) of at most a warp (the reach of its
+/// shuffle tree), about a lane per GLOBAL_POOL_PIECES_PER_LANE pieces, but at least enough that
+/// a run's load covers a 32-byte sector, and no more than the plane has pieces.
+fn global_pool_run(pieces: usize, piece_bytes: usize) -> usize {
+    let sector = 32usize.div_ceil(piece_bytes);
+    pieces.div_ceil(GLOBAL_POOL_PIECES_PER_LANE).max(sector).min(pieces).next_power_of_two().min(32)
+}
+
 impl GpuBackend {
     /// Launches kernel `name` (or its `_vec4` twin, 4 values per thread where [`vector_lanes`]
     /// allows for runs of `run` values) with one thread per lane group of each of `total`
@@ -86,6 +100,19 @@ impl GpuBackend {
         let mut args = buffers.to_vec();
         args.extend([KernelArg::I32(g.c as i32), KernelArg::I32((g.h * g.w) as i32), KernelArg::I32(chunks as i32)]);
         self.launch("pool", kernel, config, &args)
+    }
+
+    /// Adaptive average pooling to 1x1 of a channels-first x: a run of lanes per contiguous H*W
+    /// plane, 4 values per access where [`vector_lanes`] allows for runs of H*W values.
+    fn global_avg_pool(&self, x: &GpuBuf<f32>, y: &GpuBuf<f32>, g: &AdaptivePoolGeom) -> Result<()> {
+        adaptive_args(g)?;
+        let (planes, hw) = (g.n * g.c, g.h * g.w);
+        let mut args = vec![x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg()];
+        let lanes = vector_lanes(hw, &args);
+        let group = global_pool_run(hw / lanes, lanes * x.stored().bytes());
+        let kernel = if lanes == 4 { "global_avg_pool_vec4" } else { "global_avg_pool" };
+        args.extend([int(planes, "the pooled planes")?, int(hw, "the plane size")?, KernelArg::I32(group as i32)]);
+        self.launch("pool", kernel, per_element(planes * group, kernel)?, &args)
     }
 }
 
@@ -166,6 +193,10 @@ impl PoolOps<f32> for GpuBackend {
             }
             return Ok(y);
         }
+        if (g.oh, g.ow) == (1, 1) {
+            self.global_avg_pool(x, &y, g)?;
+            return Ok(y);
+        }
         args.extend(adaptive_args(g)?);
         self.launch_pool("adaptive_avg_pool_forward", g.y_len(), g.ow, &args)?;
         Ok(y)
@@ -180,7 +211,11 @@ impl PoolOps<f32> for GpuBackend {
             self.launch_pool("adaptive_avg_pool_backward_nhwc", g.x_len(), g.c, &args)?;
             return Ok(dx);
         }
-        args.extend(adaptive_args(g)?);
+        // Global pooling's gradient spreads each dy over its contiguous plane evenly, so the
+        // plane may pass as one row of H*W values: 4 inputs per thread whenever H*W (not only W)
+        // is a multiple of 4, as at 14x14 or 6x6.
+        let g = if (g.oh, g.ow) == (1, 1) { AdaptivePoolGeom::new(g.n, g.c, (1, g.h * g.w), (1, 1))? } else { *g };
+        args.extend(adaptive_args(&g)?);
         self.launch_pool("adaptive_avg_pool_backward", g.x_len(), g.w, &args)?;
         Ok(dx)
     }
