@@ -11,6 +11,8 @@
 //! accumulate on the device (`exec::metrics`) until `read_train_metrics`, so on a GPU the host
 //! queues steps ahead of the device. `train_step_readback` also returns the step's loss and
 //! logits (tests, comparisons). Evaluation accumulates likewise (`infer_accumulate`).
+//! fp16's dynamic loss scale lives on the device too (`start_dynamic_loss_scale`): backward's
+//! seed and the gradients' unscaling read it there and `optimizer_step` updates it there.
 //! The seed draws the initial weights first and then one dropout seed per training step, so a
 //! seed fixes a whole run. Gradient checks call `train_step` with `input_grad` and a fixed
 //! `dropout_seed`, read `grad`/`input_grad`, and evaluate perturbed losses with `loss`, which

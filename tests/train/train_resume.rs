@@ -45,6 +45,7 @@ fn a_resumed_fp16_run_continues_its_loss_scale() {
     assert_eq!(split.loss_scaler, Some(scaler.clone()));
     assert_eq!(scaler.scale(), 65536.0 * 0.5f64.powi(scaler.overflow_skips() as i32), "{scaler:?}");
     assert!(scaler.state().good_steps + scaler.overflow_skips() <= 18, "18 steps, no growth: {scaler:?}");
+    eprintln!("fp16, 18 steps: {scaler:?}");
 }
 
 /// The uninterrupted and the twice interrupted and resumed runs at `precision`: the same
