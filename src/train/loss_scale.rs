@@ -115,6 +115,17 @@ mod tests {
     }
 
     #[test]
+    fn the_device_state_round_trips() {
+        let mut s = LossScaler::new(1024.0, 3);
+        for overflow in [false, true, false, false] {
+            s.update(overflow);
+        }
+        let state = s.state();
+        assert_eq!((state.scale, state.good_steps, state.overflow_skips), (512.0, 2, 1));
+        assert_eq!(LossScaler::from_state(state, s.growth_interval()), s);
+    }
+
+    #[test]
     fn pytorch_defaults() {
         let s = LossScaler::default();
         assert_eq!((s.scale(), s.growth_interval, s.overflow_skips()), (65536.0, 2000, 0));

@@ -10,6 +10,7 @@ use ferronet_test_support::graphs::{batch, labels, op_zoo, residual_block};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
+use crate::exec_graph::resident_step;
 use ferronet::device::CudaGraphMode;
 use ferronet::exec::executor::LossScaleState;
 use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions, StepReplay};
@@ -18,9 +19,10 @@ use ferronet::graph::Graph;
 use ferronet::shape::Layout;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
-use ferronet::ops::Backend;
+use ferronet::ops::precision::LossScaleFactor;
+use ferronet::ops::{Backend, ElementwiseOps, PrecisionOps};
 use ferronet::ops::gemm::tc::TcInput;
-use ferronet::precision::Precision;
+use ferronet::precision::{Precision, StoredFormat};
 use ferronet::train::loss_scale::LossScaler;
 
 const N: usize = 4;
@@ -209,6 +211,54 @@ fn the_device_loss_scale_follows_the_host_scaler_through_overflows_and_growth_on
     eprintln!("loss scale trajectory, CPU: {cpu:?}\nsimulator: {sim:?}");
 }
 
+/// `scale_by_loss_scale` multiplies by the factor of the scale held on the device exactly as
+/// `scale` multiplies by that factor passed from the host (what the executor did before the
+/// scale moved to the device): a backward seed ((weight * scale) / ranks) and an unscaling
+/// (1 / scale) of a scale that is not a power of two, so the factors round; on the CPU and on
+/// the simulator, f32 buffers and fp16 ones (the product rounded once to fp16), a whole number of
+/// aligned groups, which move 4 values per lane in one access each way, and a length ending in
+/// a partial group.
+#[test]
+fn scaling_by_the_device_loss_scale_equals_scaling_by_the_host_factor() {
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let (gpu, cpu) = (GpuBackend::new(driver.clone()), CpuBackend::new());
+    let scale = 3.0 * 2f64.powi(9);
+    let words = [scale as f32, 0.0, 0.0];
+    let (cpu_state, gpu_state) = (cpu.upload(&words).unwrap(), gpu.upload(&words).unwrap());
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    for n in [256, 257] {
+        let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
+        for factor in [LossScaleFactor::Seed { weight: 0.4, ranks: 3.0 }, LossScaleFactor::Unscale] {
+            let alpha = factor.of(scale) as f32;
+            let what = format!("{n} values, {factor:?}");
+            let want: Vec<f32> = x.iter().map(|&v| v * alpha).collect();
+            let mut on_cpu = cpu.upload(&x).unwrap();
+            cpu.scale_by_loss_scale(&mut on_cpu, &cpu_state, factor).unwrap();
+            assert_eq!(bits(&on_cpu), bits(&want), "{what}: the CPU");
+            let mut host_factor = gpu.upload(&x).unwrap();
+            gpu.scale(alpha, &mut host_factor).unwrap();
+            assert_eq!(bits(&gpu.download(&host_factor).unwrap()), bits(&want), "{what}: the GPU's scale");
+            for format in [StoredFormat::F32, StoredFormat::F16] {
+                let mut on_gpu = gpu.convert_stored(&gpu.upload(&x).unwrap(), format).unwrap();
+                driver.take_launch_stats();
+                gpu.scale_by_loss_scale(&mut on_gpu, &gpu_state, factor).unwrap();
+                let stats = driver.take_launch_stats();
+                let launch = stats.iter().find(|s| s.kernel == "precision::scale_by_loss_scale").expect("the scaling ran");
+                assert_eq!(gpu.stored_format(&on_gpu), format);
+                let stored: Vec<f32> = match format {
+                    StoredFormat::F32 => want.clone(),
+                    _ => want.iter().map(|&v| Precision::Fp16.round(v)).collect(),
+                };
+                assert_eq!(bits(&gpu.download(&on_gpu).unwrap()), bits(&stored), "{what}, {format:?}: the GPU");
+                if n % 4 == 0 {
+                    // Per warp of 32 lanes x 4 values: the scale, one load and one store.
+                    assert_eq!(launch.global_accesses, 3 * (n / 128) as u64, "{what}, {format:?}: one access per 4 values per lane");
+                }
+            }
+        }
+    }
+}
+
 /// The simulator GPU backend, whatever device the machine has (graph captures included).
 fn sim() -> GpuBackend {
     GpuBackend::new(Arc::new(SimDriver::new(SimOptions::default())))
@@ -255,18 +305,8 @@ fn fp16_steps_with_an_overflow(mode: CudaGraphMode) -> (Fp16Run, usize) {
         if step == OVERFLOW_STEP {
             x[0] = f32::INFINITY;
         }
-        ex.fill_resident_batch(&mut resident, &x, &labels(N, graph.num_classes())).unwrap();
-        ex.queue_step_seed(&mut resident, None).unwrap();
         let before = (mode == CudaGraphMode::Off && step == OVERFLOW_STEP).then(|| observe(&ex, &optimizer));
-        let counted = ex.backend().counters();
-        let resident = &resident;
-        replay
-            .step(&mut ex, &mut optimizer, |ex, optimizer| {
-                ex.train_step_resident(resident, &StepOptions::default())?;
-                ex.optimizer_step(optimizer)
-            })
-            .unwrap();
-        let work = ex.backend().counters().since(&counted);
+        let work = resident_step(&mut ex, &mut optimizer, &mut replay, &mut resident, &x, &labels(N, graph.num_classes()));
         if mode == CudaGraphMode::On && step >= 2 {
             let sent = (work.graph_launches, work.kernel_launches, work.memsets, work.h2d_copies, work.host_syncs);
             assert_eq!(sent, (1, 0, 0, 0, 0), "step {step}: {work:?}");
