@@ -11,6 +11,8 @@
 //! accumulate on the device (`exec::metrics`) until `read_train_metrics`, so on a GPU the host
 //! queues steps ahead of the device. `train_step_readback` also returns the step's loss and
 //! logits (tests, comparisons). Evaluation accumulates likewise (`infer_accumulate`).
+//! fp16's dynamic loss scale lives on the device too (`start_dynamic_loss_scale`): backward's
+//! seed and the gradients' unscaling read it there and `optimizer_step` updates it there.
 //! The seed draws the initial weights first and then one dropout seed per training step, so a
 //! seed fixes a whole run. Gradient checks call `train_step` with `input_grad` and a fixed
 //! `dropout_seed`, read `grad`/`input_grad`, and evaluate perturbed losses with `loss`, which
@@ -39,6 +41,7 @@ use crate::ops::node::numel;
 use crate::ops::{Input, NodeOp};
 use crate::ops::dropout::step_seed_words;
 use crate::ops::loss::{check_labels, eval_words, train_words};
+use crate::ops::precision::{LossScaleFactor, LOSS_SCALE_STATE_LEN};
 use crate::ops::Backend;
 use crate::precision::Precision;
 use crate::rng::Rng;
@@ -118,6 +121,36 @@ pub struct StepOutput<E> {
     pub logits: Vec<E>,
 }
 
+/// Dynamic loss scaling's state as the device holds it (`train::loss_scale::LossScaler` is its
+/// host form, read back from here when a run needs it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossScaleState {
+    /// The factor the next step's loss is multiplied by.
+    pub scale: f64,
+    /// Finite steps since the scale last changed.
+    pub good_steps: usize,
+    /// Steps skipped for an overflow so far.
+    pub overflow_skips: usize,
+}
+
+impl LossScaleState {
+    fn to_words<E: Element>(self) -> [E; LOSS_SCALE_STATE_LEN] {
+        [self.scale, self.good_steps as f64, self.overflow_skips as f64].map(E::from_f64)
+    }
+    fn from_words<E: Element>(words: &[E]) -> Self {
+        LossScaleState { scale: words[0].to_f64(), good_steps: words[1].to_f64() as usize, overflow_skips: words[2].to_f64() as usize }
+    }
+}
+
+/// A loss scale on the device ([`LOSS_SCALE_STATE_LEN`] values) that the steps' backward seeds
+/// and gradient unscaling read when they run, so that a replayed CUDA graph takes the scale the
+/// steps before it left; with a growth interval it is dynamic, updated on the device after each
+/// optimiser step from that step's overflow check.
+struct LossScaling<E: Element, B: Backend<E>> {
+    state: Buf<E, B>,
+    growth_interval: Option<usize>,
+}
+
 /// What `Executor::fold_batch_norms` removed from the graph.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FoldCounts {
@@ -144,9 +177,9 @@ pub struct Executor<E: Element, B: Backend<E>> {
     last_bucket_counts: Option<BucketCounts>,
     /// `--precision`: what is rounded where (`exec::precision`).
     rounding: StorageRounding<E, B>,
-    /// The factor the loss is multiplied by before backward (dynamic loss scaling); the
-    /// gradients are divided by it again before the optimiser. 1 without scaling.
-    loss_scale: f64,
+    /// The factor the loss is multiplied by before backward (loss scaling); the gradients are
+    /// divided by it again before the optimiser. None without scaling.
+    loss_scale: Option<LossScaling<E, B>>,
 }
 
 /// Checks what the executor relies on: node 0 is the only input, every input precedes its
@@ -196,7 +229,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             gradient_averaging: None,
             last_bucket_counts: None,
             rounding: StorageRounding::new(Precision::Fp32),
-            loss_scale: 1.0,
+            loss_scale: None,
         })
     }
 
@@ -273,13 +306,48 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     }
 
     /// Multiplies the loss of the next training steps by `scale` before backward and divides
-    /// their parameter gradients by it after (dynamic loss scaling, `train::loss_scale`).
+    /// their parameter gradients by it after, the scale staying as set (1 turns scaling off).
     pub fn set_loss_scale(&mut self, scale: f64) -> Result<()> {
-        if !(scale > 0.0 && scale.is_finite()) {
-            return Err(Error::config(format!("loss scale {scale} must be a positive finite number")));
+        if scale == 1.0 {
+            self.loss_scale = None;
+            return Ok(());
         }
-        self.loss_scale = scale;
+        self.put_loss_scale(LossScaleState { scale, good_steps: 0, overflow_skips: 0 }, None)
+    }
+
+    /// Dynamic loss scaling (`train::loss_scale`) from `state` on: each training step's loss is
+    /// multiplied by the device's scale, and each `optimizer_step` updates it on the device from
+    /// the optimiser's overflow check (which this turns on: `Optimizer::skip_nonfinite_updates`),
+    /// halving it on an overflow and doubling it after `growth_interval` finite steps in a row.
+    /// Nothing is read back per step (`read_loss_scale`).
+    pub fn start_dynamic_loss_scale(&mut self, state: LossScaleState, growth_interval: usize) -> Result<()> {
+        if !(1..=1 << 24).contains(&growth_interval) {
+            return Err(Error::config(format!("loss scale growth interval {growth_interval} must be in 1..=2^24")));
+        }
+        self.put_loss_scale(state, Some(growth_interval))
+    }
+
+    /// Writes `state` into the device's loss scale, in place when there is one (a captured graph
+    /// reads it there).
+    fn put_loss_scale(&mut self, state: LossScaleState, growth_interval: Option<usize>) -> Result<()> {
+        if !(state.scale > 0.0 && state.scale.is_finite() && (state.scale as f32).is_normal()) {
+            return Err(Error::config(format!("loss scale {} must be a positive finite number within f32's normal range", state.scale)));
+        }
+        let words = state.to_words::<E>();
+        match &mut self.loss_scale {
+            Some(scaling) => {
+                self.backend.overwrite(&mut scaling.state, &words)?;
+                scaling.growth_interval = growth_interval;
+            }
+            None => self.loss_scale = Some(LossScaling { state: self.backend.upload(&words)?, growth_interval }),
+        }
         Ok(())
+    }
+
+    /// The loss scale's state on the device (one small download, which waits for the queued
+    /// steps); None without loss scaling.
+    pub fn read_loss_scale(&self) -> Result<Option<LossScaleState>> {
+        self.loss_scale.as_ref().map(|scaling| Ok(LossScaleState::from_words(&self.backend.download(&scaling.state)?))).transpose()
     }
 
     /// Turns reuse of the executor's own scratch buffers on (the default) or off.
@@ -477,10 +545,14 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
             // data-parallel step: every rank's local-mean loss is 1/world of the global batch's
             // mean, so the ranks' summed gradients are the global batch's and each activation
             // gradient is the one a single process stores (fp16's range and rounding alike).
-            let ranks = self.gradient_averaging.as_ref().map_or(1, GradientAveraging::world_size);
-            let factor = out.loss_weight * self.loss_scale / ranks as f64;
-            if factor != 1.0 {
-                self.backend.scale(<E as Element>::from_f64(factor), &mut dlogits)?;
+            let ranks = self.gradient_averaging.as_ref().map_or(1, GradientAveraging::world_size) as f64;
+            match &self.loss_scale {
+                Some(scaling) => {
+                    let seed = LossScaleFactor::Seed { weight: out.loss_weight, ranks };
+                    self.backend.scale_by_loss_scale(&mut dlogits, &scaling.state, seed)?;
+                }
+                None if out.loss_weight / ranks != 1.0 => self.backend.scale(<E as Element>::from_f64(out.loss_weight / ranks), &mut dlogits)?,
+                None => {}
             }
             losses.push((out.loss_weight, loss));
             output_grads.push((out.node, dlogits));
@@ -666,12 +738,11 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// overflow stays infinite for the optimiser's non-finite check to find).
     fn finish_param_grads(&mut self) -> Result<()> {
         self.rounding.store_param_grads(&self.backend, &mut self.grads)?;
-        if self.loss_scale != 1.0 {
-            let unscale = <E as Element>::from_f64(1.0 / self.loss_scale);
+        if let Some(scaling) = &self.loss_scale {
             let ids: Vec<ParamId> = self.grads.ids().collect();
             for id in ids {
                 let grad = self.grads.get_mut(id).expect("ids() lists held gradients");
-                self.backend.scale(unscale, grad)?;
+                self.backend.scale_by_loss_scale(grad, &scaling.state, LossScaleFactor::Unscale)?;
             }
         }
         Ok(())
@@ -776,10 +847,20 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     }
 
     /// Applies one optimiser step with the last training step's gradients, then frees them (so
-    /// an evaluation between steps does not carry gradient memory). Reads nothing back: a
-    /// clipping optimiser's gradient norm is `Optimizer::last_grad_norm`.
+    /// an evaluation between steps does not carry gradient memory); with dynamic loss scaling,
+    /// then updates the scale on the device from the step's overflow check. Reads nothing back:
+    /// a clipping optimiser's gradient norm is `Optimizer::last_grad_norm`.
     pub fn optimizer_step(&mut self, optimizer: &mut Optimizer<E, B>) -> Result<()> {
+        let dynamic = self.loss_scale.as_mut().and_then(|s| s.growth_interval.map(|interval| (&mut s.state, interval)));
+        let stepped = self.grads.ids().next().is_some();
+        if dynamic.is_some() {
+            optimizer.skip_nonfinite_updates();
+        }
         optimizer.step(&self.backend, &mut self.params, &self.grads)?;
+        if let (Some((state, growth_interval)), true) = (dynamic, stepped) {
+            let clip = optimizer.clip_state().expect("a step that checks the gradient norm keeps its clip state");
+            self.backend.update_loss_scale(state, clip, growth_interval)?;
+        }
         self.grads.clear();
         Ok(())
     }

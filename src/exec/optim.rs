@@ -342,6 +342,13 @@ impl<E: Element, B: Backend<E>> Optimizer<E, B> {
         Ok(Some(norm))
     }
 
+    /// The clip state of the last step on the device ({norm, scale, non-finite steps}): what
+    /// dynamic loss scaling's update reads that step's overflow from. None when the optimiser
+    /// neither clips nor checks for non-finite gradients, or has not stepped.
+    pub fn clip_state(&self) -> Option<&Buf<E, B>> {
+        self.clip.as_ref()
+    }
+
     /// How many steps the device skipped for a non-finite gradient norm (one read; 0 without
     /// clipping).
     pub fn nonfinite_grad_steps(&self, backend: &B) -> Result<u64> {

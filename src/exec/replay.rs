@@ -9,7 +9,9 @@
 //! graph is captured again when the learning rate changes (at most once an epoch), and what
 //! changes every step is read from device memory instead: each step's dropout seed, which the
 //! host queues into the resident batch before the launch (`Executor::queue_step_seed`), and
-//! the optimiser's step numbers, which the step itself advances on the device (`OptimOps::advance_steps`).
+//! the optimiser's step numbers, which the step itself advances on the device (`OptimOps::advance_steps`),
+//! and fp16's loss scale, which the step itself updates on the device
+//! (`Executor::start_dynamic_loss_scale`).
 
 use super::optim::Optimizer;
 use super::Executor;

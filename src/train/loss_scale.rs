@@ -6,7 +6,10 @@
 //!
 //! The overflow is found on the device, by the optimiser's non-finite gradient-norm check (the
 //! one gradient clipping and --skip-nonfinite use), which leaves parameters and optimiser state
-//! as they were; the host reads that check's count back after each step to update the scale.
+//! as they were; the scale is updated on the device from that check
+//! (`Executor::start_dynamic_loss_scale`), with this arithmetic, so that no step reads anything
+//! back and a CUDA graph can replay the steps. This host form is read back from the device where
+//! it is needed (an epoch's history, a checkpoint) and uploaded when a run resumes.
 //! As in PyTorch, a skipped step leaves the optimiser whole: its step counts do not advance, so
 //! Adam's bias corrections and SGD's first momentum step come with the first step taken.
 
@@ -15,6 +18,8 @@ pub const INIT_SCALE: f64 = 65536.0;
 pub const GROWTH_FACTOR: f64 = 2.0;
 pub const BACKOFF_FACTOR: f64 = 0.5;
 pub const GROWTH_INTERVAL: usize = 2000;
+
+use crate::exec::executor::LossScaleState;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossScaler {
@@ -35,6 +40,26 @@ impl Default for LossScaler {
 impl LossScaler {
     pub fn new(init_scale: f64, growth_interval: usize) -> Self {
         LossScaler { scale: init_scale, growth_interval: growth_interval.max(1), good_steps: 0, overflow_skips: 0 }
+    }
+
+    /// The scaler whose state the device holds (`Executor::read_loss_scale`).
+    pub fn from_state(state: LossScaleState, growth_interval: usize) -> Self {
+        LossScaler {
+            scale: state.scale,
+            growth_interval: growth_interval.max(1),
+            good_steps: state.good_steps,
+            overflow_skips: state.overflow_skips,
+        }
+    }
+
+    /// The state to put on the device (`Executor::start_dynamic_loss_scale`).
+    pub fn state(&self) -> LossScaleState {
+        LossScaleState { scale: self.scale, good_steps: self.good_steps, overflow_skips: self.overflow_skips }
+    }
+
+    /// Finite steps in a row after which the scale doubles.
+    pub fn growth_interval(&self) -> usize {
+        self.growth_interval
     }
 
     /// The factor the next step's loss is multiplied by.
@@ -87,6 +112,17 @@ mod tests {
         s.update(true);
         s.update(true);
         assert_eq!((s.scale(), s.overflow_skips()), (512.0, 3));
+    }
+
+    #[test]
+    fn the_device_state_round_trips() {
+        let mut s = LossScaler::new(1024.0, 3);
+        for overflow in [false, true, false, false] {
+            s.update(overflow);
+        }
+        let state = s.state();
+        assert_eq!((state.scale, state.good_steps, state.overflow_skips), (512.0, 2, 1));
+        assert_eq!(LossScaler::from_state(state, s.growth_interval()), s);
     }
 
     #[test]

@@ -334,9 +334,9 @@ impl OnBackend for TrainRun {
                 }
             }
         };
-        // fp16: each step's scale comes from the overflow check the optimiser now makes.
-        if state.loss_scaler.is_some() {
-            optimizer.skip_nonfinite_updates();
+        // fp16: the scale lives on the device, updated there from each step's overflow check.
+        if let Some(scaler) = &state.loss_scaler {
+            ex.start_dynamic_loss_scale(scaler.state(), scaler.growth_interval())?;
         }
         // On a GPU, a batch that cannot fit fails here naming the largest one that does, instead
         // of an allocation failure inside the first step.
@@ -359,7 +359,6 @@ impl OnBackend for TrainRun {
         let step_options = StepOptions { label_smoothing: config.label_smoothing, ..StepOptions::default() };
         let obstacle = match (config.skip_nonfinite, group.world_size() > 1) {
             (true, _) => Some("--skip-nonfinite reads each step's loss back before the update"),
-            _ if state.loss_scaler.is_some() => Some("--precision fp16 reads each step's overflow check back to set the next loss scale"),
             (_, true) => Some("data-parallel ranks average their gradients between backward and the update"),
             _ => graph_obstacle(ex.backend().can_capture()),
         };
@@ -426,7 +425,7 @@ impl OnBackend for TrainRun {
                     epoch + 1
                 ))
             };
-            let mut figures = EpochFigures::start(&mut ex, &optimizer, &part, config.skip_nonfinite, state.loss_scaler.is_some())?;
+            let mut figures = EpochFigures::start(&mut ex, &optimizer, &part, config.skip_nonfinite)?;
             let mut last_read = Instant::now();
             let mut stepped = Ok(());
             for batch in loader.skip(resumed_steps) {
@@ -434,10 +433,7 @@ impl OnBackend for TrainRun {
                 let step = part.steps_done + 1;
                 stepped = match replayed.takes(&batch, local_batch) {
                     true => replayed.step(&mut ex, &mut optimizer, &batch, &step_options),
-                    false => {
-                        let scaler = state.loss_scaler.as_mut();
-                        train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, scaler, &group)
-                    }
+                    false => train_step(&mut ex, &mut optimizer, &batch, &step_options, &mut figures, &mut part, &fault, &group),
                 };
                 if stepped.is_err() {
                     break;
@@ -448,7 +444,7 @@ impl OnBackend for TrainRun {
                 // Reading waits for the queued steps: at most about once a second.
                 let read_due = last_read.elapsed() >= METRICS_READ_INTERVAL;
                 if read_due {
-                    stepped = figures.read(&ex, &optimizer, &mut part, &fault);
+                    stepped = figures.read(&ex, &optimizer, &mut part, &fault, &mut state.loss_scaler);
                     last_read = Instant::now();
                 }
                 part.seconds += start.elapsed().as_secs_f64();
@@ -463,7 +459,7 @@ impl OnBackend for TrainRun {
                 // Every rank stops after the same step (a Ctrl-C reaches each at its own time).
                 if group.any(interrupt::take_request())? {
                     bar.finish();
-                    figures.read(&ex, &optimizer, &mut part, &fault)?;
+                    figures.read(&ex, &optimizer, &mut part, &fault, &mut state.loss_scaler)?;
                     state.partial = Some(part);
                     if leader {
                         saver.save(&ex, &optimizer, &state)?;
@@ -474,7 +470,7 @@ impl OnBackend for TrainRun {
             bar.finish();
             stepped?;
             let read_start = Instant::now();
-            figures.read(&ex, &optimizer, &mut part, &fault)?;
+            figures.read(&ex, &optimizer, &mut part, &fault, &mut state.loss_scaler)?;
             part.seconds += read_start.elapsed().as_secs_f64();
             if part.seen == 0 {
                 return Err(Error::Numerical(format!(
@@ -597,8 +593,9 @@ struct EpochFigures {
     device_skips: usize,
     /// The optimiser's count of updates it skipped for a NaN/inf gradient norm, at the last look.
     optimizer_skips: u64,
-    /// fp16's loss scaling owns the optimiser's non-finite count: its skips are overflows.
-    loss_scaling: bool,
+    /// fp16's loss scaling owns the optimiser's non-finite count (its skips are overflows):
+    /// the device's count of overflow skips before this epoch, when it scales.
+    overflow_skips_before: Option<usize>,
 }
 
 impl EpochFigures {
@@ -608,7 +605,6 @@ impl EpochFigures {
         optimizer: &Optimizer<f32, B>,
         part: &PartialEpoch,
         skip_nonfinite: bool,
-        loss_scaling: bool,
     ) -> Result<Self> {
         ex.start_train_metrics(&TrainTotals {
             loss_sum: part.loss_sum,
@@ -620,7 +616,9 @@ impl EpochFigures {
         })?;
         // The optimiser counts over the whole run; new skips are those past this count.
         let optimizer_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
-        Ok(EpochFigures { skip_nonfinite, host_counted_skips: 0, device_skips: part.skipped_steps, optimizer_skips, loss_scaling })
+        // A resumed epoch's overflows are in the device's count already.
+        let overflow_skips_before = ex.read_loss_scale()?.map(|s| s.overflow_skips.saturating_sub(part.overflow_skips));
+        Ok(EpochFigures { skip_nonfinite, host_counted_skips: 0, device_skips: part.skipped_steps, optimizer_skips, overflow_skips_before })
     }
 
     /// Reads the device's figures into `part` (one small download). Without --skip-nonfinite a
@@ -628,15 +626,22 @@ impl EpochFigures {
     /// is the error naming it. Returns whether the device counted a new skipped step.
     /// With gradient clipping, a NaN/inf gradient norm (which the device skips) is the error too,
     /// named at the step of the read since the device does not record which step it was.
+    /// With fp16's loss scaling, `scaler` becomes the device's and the epoch's overflow skips
+    /// are counted (one more small download).
     fn read<B: Backend<f32>>(
         &mut self,
         ex: &Executor<f32, B>,
         optimizer: &Optimizer<f32, B>,
         part: &mut PartialEpoch,
         fault: &dyn Fn(usize, &str) -> Error,
+        scaler: &mut Option<LossScaler>,
     ) -> Result<()> {
         self.read_skips(ex, part, fault)?;
-        if !self.skip_nonfinite && !self.loss_scaling && optimizer.nonfinite_grad_steps(ex.backend())? > 0 {
+        if let (Some(before), Some(host), Some(device)) = (self.overflow_skips_before, scaler.as_mut(), ex.read_loss_scale()?) {
+            *host = LossScaler::from_state(device, host.growth_interval());
+            part.overflow_skips = device.overflow_skips - before;
+        }
+        if !self.skip_nonfinite && self.overflow_skips_before.is_none() && optimizer.nonfinite_grad_steps(ex.backend())? > 0 {
             return Err(fault(part.steps_done, "the gradient norm was NaN or inf at this step or before it; lower the learning rate"));
         }
         Ok(())
@@ -721,12 +726,8 @@ fn train_step<B: Backend<f32>>(
     figures: &mut EpochFigures,
     part: &mut PartialEpoch,
     fault: &dyn Fn(usize, &str) -> Error,
-    scaler: Option<&mut LossScaler>,
     group: &ProcessGroup,
 ) -> Result<()> {
-    if let Some(scaler) = &scaler {
-        ex.set_loss_scale(scaler.scale())?;
-    }
     ex.train_step(Batch::HostF32(&batch.x), &batch.labels, options)?;
     if figures.skip_nonfinite {
         let skipped_here = figures.read_skips(ex, part, fault)?;
@@ -740,14 +741,9 @@ fn train_step<B: Backend<f32>>(
             return Ok(());
         }
     }
+    // fp16: the device skips the update if a gradient overflowed, and its scale follows.
     ex.optimizer_step(optimizer)?;
-    // fp16: the device skipped the update if a gradient overflowed; the scale follows.
-    if let Some(scaler) = scaler {
-        let device_norm_skips = optimizer.nonfinite_grad_steps(ex.backend())?;
-        let overflow = device_norm_skips > figures.optimizer_skips;
-        figures.optimizer_skips = device_norm_skips;
-        scaler.update(overflow);
-        part.overflow_skips += usize::from(overflow);
+    if figures.overflow_skips_before.is_some() {
         return Ok(());
     }
     // The device skips an update whose clipped gradient norm is NaN/inf; count it as skipped.

@@ -141,6 +141,30 @@ type TrainerEnd = (Vec<Vec<f32>>, [u64; 4], usize, Vec<(String, u64)>);
 
 const NESTEROV: ferronet::exec::OptimizerKind = ferronet::exec::OptimizerKind::Sgd { momentum: 0.9, dampening: 0.0, nesterov: true };
 
+/// Fills `resident` with the batch `x`, `y` and a fresh dropout seed, then runs a training step
+/// and update on it under `replay`, as the trainer's full-size steps go; returns what the step
+/// itself (not the filling) sent to the driver.
+pub(crate) fn resident_step<B: ferronet::ops::Backend<f32>>(
+    ex: &mut ferronet::exec::Executor<f32, B>,
+    optimizer: &mut ferronet::exec::Optimizer<f32, B>,
+    replay: &mut ferronet::exec::StepReplay,
+    resident: &mut ferronet::exec::ResidentBatch<f32, B>,
+    x: &[f32],
+    y: &[u32],
+) -> ferronet::device::DeviceCounters {
+    ex.fill_resident_batch(resident, x, y).unwrap();
+    ex.queue_step_seed(resident, None).unwrap();
+    let before = ex.backend().counters();
+    let resident = &*resident;
+    replay
+        .step(ex, optimizer, |ex, optimizer| {
+            ex.train_step_resident(resident, &ferronet::exec::StepOptions::default())?;
+            ex.optimizer_step(optimizer)
+        })
+        .unwrap();
+    ex.backend().counters().since(&before)
+}
+
 /// Five steps over resident batches of 4, then a partial batch of 3 queued from the host, the
 /// learning rate changed after the third step: the trainer's use of `StepReplay`.
 fn trainer_like(mode: CudaGraphMode, kind: ferronet::exec::OptimizerKind) -> TrainerEnd {
@@ -165,15 +189,7 @@ fn trainer_like(mode: CudaGraphMode, kind: ferronet::exec::OptimizerKind) -> Tra
         }
         let x: Vec<f32> = batch(&graph, 4, 100 + step).iter().map(|&v| v as f32).collect();
         let y: Vec<u32> = labels(4, classes).iter().map(|&l| (l + step as u32) % classes as u32).collect();
-        ex.fill_resident_batch(&mut resident, &x, &y).unwrap();
-        ex.queue_step_seed(&mut resident, None).unwrap();
-        let resident = &resident;
-        replay
-            .step(&mut ex, &mut optimizer, |ex, optimizer| {
-                ex.train_step_resident(resident, &StepOptions::default())?;
-                ex.optimizer_step(optimizer)
-            })
-            .unwrap();
+        resident_step(&mut ex, &mut optimizer, &mut replay, &mut resident, &x, &y);
     }
     let x: Vec<f32> = batch(&graph, 3, 7).iter().map(|&v| v as f32).collect();
     ex.train_step(Batch::HostF32(&x), &labels(3, classes), &StepOptions::default()).unwrap();

@@ -10,15 +10,19 @@ use ferronet_test_support::graphs::{batch, labels, op_zoo, residual_block};
 
 use ferronet::cpu::CpuBackend;
 use ferronet::device::Device;
-use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions};
+use crate::exec_graph::resident_step;
+use ferronet::device::CudaGraphMode;
+use ferronet::exec::executor::LossScaleState;
+use ferronet::exec::{Batch, Executor, Optimizer, OptimizerConfig, OptimizerKind, StepOptions, StepReplay};
 use ferronet::gpu::GpuBackend;
 use ferronet::graph::Graph;
 use ferronet::shape::Layout;
 use ferronet::sim::{SimDriver, SimOptions};
 use std::sync::Arc;
-use ferronet::ops::Backend;
+use ferronet::ops::precision::LossScaleFactor;
+use ferronet::ops::{Backend, ElementwiseOps, PrecisionOps};
 use ferronet::ops::gemm::tc::TcInput;
-use ferronet::precision::Precision;
+use ferronet::precision::{Precision, StoredFormat};
 use ferronet::train::loss_scale::LossScaler;
 
 const N: usize = 4;
@@ -153,46 +157,183 @@ fn bf16_rounds_what_it_stores_and_keeps_fp32_master_weights() {
     assert!(!in_bf16(&reference.logits), "fp32 stores f32 values");
 }
 
-/// fp16 with a loss scale so large that the gradients overflow: the optimiser skips those
-/// updates (parameters unchanged), the scaler halves the scale each time, and training resumes
-/// once the scaled gradients fit fp16.
-#[test]
-fn an_fp16_overflow_is_skipped_and_the_loss_scale_recovers() {
+/// What a run of fp16 steps with dynamic loss scaling on the device leaves after each step.
+type ScaleTrajectory = Vec<LossScaleState>;
+
+/// fp16 steps with the loss scale on the device (`Executor::start_dynamic_loss_scale`) from
+/// 2^40, which overflows, with a growth interval of 2, until the scale has grown twice: after
+/// every step the device's state {scale, good steps, overflow skips} is `LossScaler`'s host
+/// arithmetic fed with that step's overflow (the optimiser's non-finite count), an overflowing
+/// step left the parameters alone and a finite one updated them. Returns the states.
+fn the_device_loss_scale_follows_the_host_scaler_on<B: Backend<f32>>(backend: B) -> ScaleTrajectory {
     let graph = residual_block();
     let x: Vec<f32> = batch(&graph, N, 5).iter().map(|&v| v as f32).collect();
     let y = labels(N, graph.num_classes());
-    let mut ex = Executor::<f32, _>::new(CpuBackend::new(), graph, 7).unwrap();
+    let mut ex = Executor::<f32, _>::new(backend, graph, 7).unwrap();
     ex.set_precision(Precision::Fp16);
     let mut optimizer = Optimizer::new(sgd()).unwrap();
-    optimizer.skip_nonfinite_updates();
-    let init = 2f64.powi(40);
-    let mut scaler = LossScaler::new(init, 2);
-    let mut seen_skips = 0;
-    let mut good_steps = 0;
-    for _ in 0..40 {
+    let mut scaler = LossScaler::new(2f64.powi(40), 2);
+    ex.start_dynamic_loss_scale(scaler.state(), scaler.growth_interval()).unwrap();
+    let (mut seen_skips, mut growths, mut trajectory) = (0, 0, Vec::new());
+    while growths < 2 {
+        assert!(trajectory.len() < 48, "the scale did not grow twice in 48 steps: {trajectory:?}");
         let before = ex.param_host("conv1.weight").unwrap();
-        ex.set_loss_scale(scaler.scale()).unwrap();
         ex.train_step(Batch::HostF32(&x), &y, &StepOptions::default()).unwrap();
         ex.optimizer_step(&mut optimizer).unwrap();
         let skips = optimizer.nonfinite_grad_steps(ex.backend()).unwrap();
         let overflow = skips > seen_skips;
         seen_skips = skips;
+        let host_scale = scaler.scale();
         scaler.update(overflow);
+        growths += usize::from(scaler.scale() > host_scale);
+        let device = ex.read_loss_scale().unwrap().expect("dynamic loss scaling holds a state");
+        assert_eq!(device, scaler.state(), "step {}: the device's state against the host's arithmetic", trajectory.len() + 1);
         let after = ex.param_host("conv1.weight").unwrap();
         if overflow {
             assert_eq!(before, after, "an overflowing step leaves the parameters alone");
         } else {
             assert_ne!(before, after, "a finite step updates");
-            good_steps += 1;
-            if good_steps == 3 {
-                break;
+        }
+        trajectory.push(device);
+    }
+    let last = trajectory.last().unwrap();
+    assert!(last.overflow_skips > 0 && last.scale < 2f64.powi(40), "a scale of 2^40 overflows fp16: {trajectory:?}");
+    assert!(ex.read_train_metrics().unwrap().loss_sum.is_finite(), "the loss itself is f32 and unscaled");
+    trajectory
+}
+
+#[test]
+fn the_device_loss_scale_follows_the_host_scaler_through_overflows_and_growth_on_every_device() {
+    let cpu = the_device_loss_scale_follows_the_host_scaler_on(CpuBackend::new());
+    let sim = the_device_loss_scale_follows_the_host_scaler_on(sim());
+    eprintln!("loss scale trajectory, CPU: {cpu:?}\nsimulator: {sim:?}");
+}
+
+/// `scale_by_loss_scale` multiplies by the factor of the scale held on the device exactly as
+/// `scale` multiplies by that factor passed from the host (what the executor did before the
+/// scale moved to the device): a backward seed ((weight * scale) / ranks) and an unscaling
+/// (1 / scale) of a scale that is not a power of two, so the factors round; on the CPU and on
+/// the simulator, f32 buffers and fp16 ones (the product rounded once to fp16), a whole number of
+/// aligned groups, which move 4 values per lane in one access each way, and a length ending in
+/// a partial group.
+#[test]
+fn scaling_by_the_device_loss_scale_equals_scaling_by_the_host_factor() {
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let (gpu, cpu) = (GpuBackend::new(driver.clone()), CpuBackend::new());
+    let scale = 3.0 * 2f64.powi(9);
+    let words = [scale as f32, 0.0, 0.0];
+    let (cpu_state, gpu_state) = (cpu.upload(&words).unwrap(), gpu.upload(&words).unwrap());
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    for n in [256, 257] {
+        let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0).collect();
+        for factor in [LossScaleFactor::Seed { weight: 0.4, ranks: 3.0 }, LossScaleFactor::Unscale] {
+            let alpha = factor.of(scale) as f32;
+            let what = format!("{n} values, {factor:?}");
+            let want: Vec<f32> = x.iter().map(|&v| v * alpha).collect();
+            let mut on_cpu = cpu.upload(&x).unwrap();
+            cpu.scale_by_loss_scale(&mut on_cpu, &cpu_state, factor).unwrap();
+            assert_eq!(bits(&on_cpu), bits(&want), "{what}: the CPU");
+            let mut host_factor = gpu.upload(&x).unwrap();
+            gpu.scale(alpha, &mut host_factor).unwrap();
+            assert_eq!(bits(&gpu.download(&host_factor).unwrap()), bits(&want), "{what}: the GPU's scale");
+            for format in [StoredFormat::F32, StoredFormat::F16] {
+                let mut on_gpu = gpu.convert_stored(&gpu.upload(&x).unwrap(), format).unwrap();
+                driver.take_launch_stats();
+                gpu.scale_by_loss_scale(&mut on_gpu, &gpu_state, factor).unwrap();
+                let stats = driver.take_launch_stats();
+                let launch = stats.iter().find(|s| s.kernel == "precision::scale_by_loss_scale").expect("the scaling ran");
+                assert_eq!(gpu.stored_format(&on_gpu), format);
+                let stored: Vec<f32> = match format {
+                    StoredFormat::F32 => want.clone(),
+                    _ => want.iter().map(|&v| Precision::Fp16.round(v)).collect(),
+                };
+                assert_eq!(bits(&gpu.download(&on_gpu).unwrap()), bits(&stored), "{what}, {format:?}: the GPU");
+                if n % 4 == 0 {
+                    // Per warp of 32 lanes x 4 values: the scale, one load and one store.
+                    assert_eq!(launch.global_accesses, 3 * (n / 128) as u64, "{what}, {format:?}: one access per 4 values per lane");
+                }
             }
         }
     }
-    assert!(scaler.overflow_skips() > 0, "a scale of 2^40 overflows fp16");
-    assert_eq!(good_steps, 3, "training resumed after {} skipped steps", scaler.overflow_skips());
-    assert!(scaler.scale() < init);
-    assert!(ex.read_train_metrics().unwrap().loss_sum.is_finite(), "the loss itself is f32 and unscaled");
+}
+
+/// The simulator GPU backend, whatever device the machine has (graph captures included).
+fn sim() -> GpuBackend {
+    GpuBackend::new(Arc::new(SimDriver::new(SimOptions::default())))
+}
+
+/// What an fp16 run of `fp16_steps_with_an_overflow` ends with.
+#[derive(Debug, PartialEq)]
+struct Fp16Run {
+    /// Every parameter and buffer (batch norm's running statistics, which a forward pass with
+    /// an infinite input fills with NaN whatever the update does, as PyTorch's does).
+    params: Vec<Vec<f32>>,
+    trainable: Vec<Vec<f32>>,
+    scale: LossScaleState,
+    optimizer: ferronet::exec::OptimizerState<f32>,
+}
+
+/// Step (0-based) of `fp16_steps_with_an_overflow` whose input holds an infinity.
+const OVERFLOW_STEP: u64 = 3;
+
+/// Six fp16 SGD steps on the simulator over resident batches, queued or replayed from a CUDA
+/// graph (`mode`; step 0 queued, step 1 captured, every step then one graph launch), with the
+/// loss scale on the device from 1024, growing after 2 finite steps; step `OVERFLOW_STEP`'s
+/// input holds an infinity, so its gradients overflow. Queued, the host reads around the
+/// overflowing step: parameters and optimiser state stay as they were, the scale halves and
+/// the skip is counted. Replayed, nothing is read until the end and every launched step
+/// reaches the driver as one graph launch: no kernel launch, copy or host synchronisation.
+fn fp16_steps_with_an_overflow(mode: CudaGraphMode) -> (Fp16Run, usize) {
+    let graph = residual_block();
+    let mut ex = Executor::<f32, _>::new(sim(), graph.clone(), 5).unwrap();
+    ex.set_precision(Precision::Fp16);
+    let mut optimizer = Optimizer::new(damped_sgd()).unwrap();
+    let start = LossScaleState { scale: 1024.0, good_steps: 0, overflow_skips: 0 };
+    ex.start_dynamic_loss_scale(start, 2).unwrap();
+    let mut replay = StepReplay::new(mode);
+    let mut resident = ex.resident_batch(N).unwrap();
+    let observe = |ex: &Executor<f32, GpuBackend>, optimizer: &Optimizer<f32, GpuBackend>| {
+        let params: Vec<Vec<f32>> = ex.params().iter().map(|(_, p)| ex.param_host(&p.spec.name).unwrap()).collect();
+        let trainable = ex.params().iter().filter(|(_, p)| p.spec.trainable).map(|(_, p)| ex.param_host(&p.spec.name).unwrap()).collect();
+        let scale = ex.read_loss_scale().unwrap().unwrap();
+        Fp16Run { params, trainable, scale, optimizer: optimizer.export_state(ex.backend(), ex.params()).unwrap() }
+    };
+    for step in 0..6u64 {
+        let mut x: Vec<f32> = batch(&graph, N, 100 + step).iter().map(|&v| v as f32).collect();
+        if step == OVERFLOW_STEP {
+            x[0] = f32::INFINITY;
+        }
+        let before = (mode == CudaGraphMode::Off && step == OVERFLOW_STEP).then(|| observe(&ex, &optimizer));
+        let work = resident_step(&mut ex, &mut optimizer, &mut replay, &mut resident, &x, &labels(N, graph.num_classes()));
+        if mode == CudaGraphMode::On && step >= 2 {
+            let sent = (work.graph_launches, work.kernel_launches, work.memsets, work.h2d_copies, work.host_syncs);
+            assert_eq!(sent, (1, 0, 0, 0, 0), "step {step}: {work:?}");
+        }
+        if let Some(before) = before {
+            let after = observe(&ex, &optimizer);
+            assert_eq!(after.trainable, before.trainable, "the overflowing step left the trainable parameters alone");
+            assert_eq!(after.optimizer, before.optimizer, "and the optimiser's state");
+            let halved = LossScaleState { scale: before.scale.scale / 2.0, good_steps: 0, overflow_skips: before.scale.overflow_skips + 1 };
+            assert_eq!(after.scale, halved, "the scale halved and the skip counted");
+        }
+    }
+    (observe(&ex, &optimizer), replay.launches())
+}
+
+/// fp16 needs no host read per step: with the loss scale on the device, a CUDA graph replays
+/// each step, an overflowing one included, exactly as the steps queued one by one.
+#[test]
+fn fp16_steps_replay_a_graph_with_the_loss_scale_on_the_device() {
+    let (queued, none) = fp16_steps_with_an_overflow(CudaGraphMode::Off);
+    let (replayed, launches) = fp16_steps_with_an_overflow(CudaGraphMode::On);
+    assert_eq!((none, launches), (0, 5));
+    assert_eq!(queued.scale.overflow_skips, 1, "only the infinite input overflows: {:?}", queued.scale);
+    assert!(queued.scale.scale > 1024.0, "finite steps grew the scale after the overflow: {:?}", queued.scale);
+    assert_eq!(replayed.scale, queued.scale, "the replayed steps updated the scale as the queued ones");
+    assert_eq!(replayed.optimizer, queued.optimizer);
+    for (q, r) in queued.params.iter().zip(&replayed.params) {
+        assert!(q.iter().zip(r).all(|(a, b)| a.to_bits() == b.to_bits()), "a parameter differs between queued and replayed steps");
+    }
 }
 
 fn adam() -> OptimizerConfig {

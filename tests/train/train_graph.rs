@@ -1,13 +1,16 @@
 //! `--cuda-graph`: on the simulator a run whose full-size steps replay a captured CUDA graph
 //! ends exactly where the same run queued from the host ends — history, confusion matrix,
 //! weights, optimiser state and generator state — through a learning-rate change (the graph is
-//! captured again) and a partial last batch (queued from the host); runs a graph cannot replay
+//! captured again) and a partial last batch (queued from the host); an fp16 run, its loss scale
+//! living on the device, replays a graph per step likewise; runs a graph cannot replay
 //! faithfully are refused under `on` (`auto` runs them without one: exec_graph).
 
 use ferronet_test_support::scratch_dir;
 use ferronet_test_support::train::{cpu_config, deterministic, shared_training};
 
 use ferronet::device::CudaGraphMode;
+use ferronet::precision::Precision;
+use ferronet::train::history::parse_history_csv;
 use ferronet::train::checkpoint;
 use ferronet::train::config::{SchedulerChoice, TrainConfig};
 use ferronet::train::trainer::{checkpoint_path, train};
@@ -59,6 +62,44 @@ fn replayed_steps_train_exactly_as_queued_steps() {
         let same_bits = x.data.len() == y.data.len() && x.data.iter().zip(&y.data).all(|(p, q)| p.to_bits() == q.to_bits());
         assert!(same_bits, "{} differs between queued and replayed steps", x.name);
     }
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// One fp16 epoch of lenet5 on 3 full batches of 16 on the simulator under `cuda_graph`.
+fn fp16_config(out: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
+    let mut c = cpu_config(out.to_path_buf());
+    c.device = "sim".parse().unwrap();
+    c.model = "lenet5".into();
+    c.data.limit = Some(48);
+    c.batch_size = 16;
+    c.epochs = 1;
+    c.precision = Some(Precision::Fp16);
+    c.cuda_graph = cuda_graph;
+    c
+}
+
+/// fp16 keeps its dynamic loss scale on the device, so `--cuda-graph on` replays its steps (no
+/// host read per step): the run ends exactly where the same run queued from the host ends, and
+/// history.csv's loss_scale and overflow_skips are the device's (PyTorch's 65536, halved per
+/// overflow, no growth within 2000 steps), as the checkpoint's scaler is.
+#[test]
+fn an_fp16_run_replays_a_graph_per_step_with_its_loss_scale_on_the_device() {
+    let _training = shared_training();
+    let root = scratch_dir("graph_fp16");
+    let queued = train(fp16_config(&root.join("queued"), CudaGraphMode::Off)).unwrap();
+    let replayed = train(fp16_config(&root.join("replayed"), CudaGraphMode::On)).unwrap();
+    // Step 1 is queued from the host; steps 2 and 3 launch the graph captured at step 2.
+    assert_eq!((queued.graph_replayed_steps, replayed.graph_replayed_steps), (0, 2));
+    assert_eq!(deterministic(&replayed.history), deterministic(&queued.history));
+    let history = parse_history_csv(&std::fs::read_to_string(root.join("replayed").join("history.csv")).unwrap()).unwrap();
+    let r = &history[0];
+    assert_eq!(r.loss_scale, 65536.0 * 0.5f64.powi(r.overflow_skips as i32), "{r:?}");
+    let (_, meta) = checkpoint::load(&checkpoint_path(&root.join("replayed"))).unwrap();
+    let (_, queued_meta) = checkpoint::load(&checkpoint_path(&root.join("queued"))).unwrap();
+    let scaler = meta.loss_scaler.expect("an fp16 run checkpoints its loss scale");
+    assert_eq!(Some(&scaler), queued_meta.loss_scaler.as_ref());
+    assert_eq!((scaler.scale(), scaler.overflow_skips()), (r.loss_scale, r.overflow_skips));
+    eprintln!("fp16 on the simulator, 3 steps: loss scale {}, {} overflow skips", r.loss_scale, r.overflow_skips);
     std::fs::remove_dir_all(&root).unwrap();
 }
 

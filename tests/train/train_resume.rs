@@ -6,7 +6,8 @@ use ferronet_test_support::cli_run::{ferronet_bin, run, single_error_line, train
 use ferronet_test_support::scratch_dir;
 use ferronet_test_support::train::{cpu_config, deterministic, exclusive_training};
 
-use ferronet::train::checkpoint;
+use ferronet::precision::Precision;
+use ferronet::train::checkpoint::{self, CheckpointMeta};
 use ferronet::train::config::TrainConfig;
 use ferronet::train::interrupt;
 use ferronet::train::trainer::{checkpoint_path, train};
@@ -31,8 +32,28 @@ fn config(out: &Path) -> TrainConfig {
 
 #[test]
 fn resumed_run_equals_uninterrupted_run() {
+    resumed_run_equals_uninterrupted_run_at(None);
+}
+
+/// fp16's loss scale lives on the device: an interrupted run saves it (read back) and a resumed
+/// one uploads it, so the history's loss_scale and overflow_skips, the checkpoint's scaler
+/// (good steps included) and the weights are the uninterrupted run's.
+#[test]
+fn a_resumed_fp16_run_continues_its_loss_scale() {
+    let (whole, split) = resumed_run_equals_uninterrupted_run_at(Some(Precision::Fp16));
+    let scaler = whole.loss_scaler.expect("an fp16 run checkpoints its loss scale");
+    assert_eq!(split.loss_scaler, Some(scaler.clone()));
+    assert_eq!(scaler.scale(), 65536.0 * 0.5f64.powi(scaler.overflow_skips() as i32), "{scaler:?}");
+    assert!(scaler.state().good_steps + scaler.overflow_skips() <= 18, "18 steps, no growth: {scaler:?}");
+    eprintln!("fp16, 18 steps: {scaler:?}");
+}
+
+/// The uninterrupted and the twice interrupted and resumed runs at `precision`: the same
+/// history, weights and state; their last checkpoints' metadata.
+fn resumed_run_equals_uninterrupted_run_at(precision: Option<Precision>) -> (CheckpointMeta, CheckpointMeta) {
+    let config = |out: &Path| TrainConfig { precision, ..config(out) };
     let _training = exclusive_training();
-    let root = scratch_dir("resume");
+    let root = scratch_dir(&format!("resume_{}", precision.map_or("default".to_string(), |p| p.to_string())));
     let whole_dir = root.join("whole");
     let whole = train(config(&whole_dir)).unwrap();
 
@@ -56,8 +77,8 @@ fn resumed_run_equals_uninterrupted_run() {
 
     assert_eq!(deterministic(&split.history), deterministic(&whole.history));
     assert_eq!(split.final_metrics.confusion, whole.final_metrics.confusion);
-    let (mut a, _) = checkpoint::load(&checkpoint_path(&whole_dir)).unwrap();
-    let (mut b, _) = checkpoint::load(&checkpoint_path(&split_dir)).unwrap();
+    let (mut a, whole_meta) = checkpoint::load(&checkpoint_path(&whole_dir)).unwrap();
+    let (mut b, split_meta) = checkpoint::load(&checkpoint_path(&split_dir)).unwrap();
     a.sort_by(|x, y| x.name.cmp(&y.name));
     b.sort_by(|x, y| x.name.cmp(&y.name));
     assert_eq!(a.len(), b.len());
@@ -69,6 +90,7 @@ fn resumed_run_equals_uninterrupted_run() {
     assert!(a.iter().any(|t| t.name.ends_with("running_mean")), "BN running statistics are saved");
     assert!(a.iter().any(|t| t.name.starts_with("optimizer.") && t.name.ends_with("exp_avg_sq")), "Adam state is saved");
     std::fs::remove_dir_all(&root).unwrap();
+    (whole_meta, split_meta)
 }
 
 /// `ferronet train --resume` with other flags: those about how the run goes (more epochs,

@@ -2,11 +2,11 @@
 //! destination are one buffer; and `convert_stored`, between stored formats. Both take 4 values
 //! per thread, one access each way for a whole group of aligned buffers (kernels/pointwise.cuh).
 
-use super::PrecisionOps;
+use super::{check_loss_scale_args, LossScaleFactor, PrecisionOps, LOSS_SCALE_STATE_LEN};
 use crate::device::driver::KernelArg;
 use crate::device::Buffer;
 use crate::error::Result;
-use crate::gpu::grid::int;
+use crate::gpu::grid::{int, per_element};
 use crate::gpu::{GpuBackend, GpuBuf};
 use crate::ops::check::expect_len;
 use crate::ops::elementwise::pointwise;
@@ -78,5 +78,26 @@ impl PrecisionOps<f32> for GpuBackend {
             self.launch("precision", "convert_stored", cfg, &[x.stored_arg(), x.format_arg(), y.stored_arg(), y.format_arg(), n, vec])?;
         }
         Ok(y)
+    }
+
+    fn scale_by_loss_scale(&self, x: &mut GpuBuf<f32>, state: &GpuBuf<f32>, factor: LossScaleFactor) -> Result<()> {
+        expect_len("scale_by_loss_scale", "loss scale state", state.len(), LOSS_SCALE_STATE_LEN)?;
+        if x.len() == 0 {
+            return Ok(());
+        }
+        let n = int(x.len(), "the length of a buffer to scale by the loss scale")?;
+        let (cfg, vec) = pointwise(x.len(), "scale_by_loss_scale", &[x])?;
+        let (weight, ranks, invert) = match factor {
+            LossScaleFactor::Seed { weight, ranks } => (weight, ranks, 0),
+            LossScaleFactor::Unscale => (1.0, 1.0, 1),
+        };
+        let args = [x.stored_arg(), x.format_arg(), n, state.arg(), KernelArg::F64(weight), KernelArg::F64(ranks), KernelArg::I32(invert), vec];
+        self.launch("precision", "scale_by_loss_scale", cfg, &args)
+    }
+
+    fn update_loss_scale(&self, state: &mut GpuBuf<f32>, clip: &GpuBuf<f32>, growth_interval: usize) -> Result<()> {
+        check_loss_scale_args(state.len(), clip.len(), growth_interval)?;
+        let interval = int(growth_interval, "the loss scale growth interval")?;
+        self.launch("precision", "update_loss_scale", per_element(1, "update_loss_scale")?, &[state.arg(), clip.arg(), interval])
     }
 }

@@ -11,6 +11,29 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::precision::{Precision, StoredFormat};
 
+/// Length of a dynamic loss scale's state on the device: {scale, finite steps since the scale
+/// last changed, steps skipped for an overflow}, kept in f32 as PyTorch's GradScaler keeps it.
+pub const LOSS_SCALE_STATE_LEN: usize = 3;
+
+/// The factor `PrecisionOps::scale_by_loss_scale` multiplies by, of the scale the state holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LossScaleFactor {
+    /// (weight * scale) / ranks: a loss output's gradient seed.
+    Seed { weight: f64, ranks: f64 },
+    /// 1 / scale: parameter gradients back to the loss's own scale.
+    Unscale,
+}
+
+impl LossScaleFactor {
+    /// The factor in f64, rounded to the element type once by the caller.
+    pub fn of(self, scale: f64) -> f64 {
+        match self {
+            LossScaleFactor::Seed { weight, ranks } => weight * scale / ranks,
+            LossScaleFactor::Unscale => 1.0 / scale,
+        }
+    }
+}
+
 pub trait PrecisionOps<E: Element>: Device<E> {
     /// Rounds every value of `x` in place to `precision`'s format (nothing for fp32).
     fn round_in_place(&self, precision: Precision, x: &mut Self::Buf) -> Result<()>;
@@ -44,4 +67,24 @@ pub trait PrecisionOps<E: Element>: Device<E> {
         }
         self.convert_stored(x, StoredFormat::F32).map(Some)
     }
+    /// x *= `factor` of the scale in `state` ([`LOSS_SCALE_STATE_LEN`] values), read when the
+    /// work runs: a step replayed from a CUDA graph takes the scale the steps before it left,
+    /// not the one its capture saw. The product is the one `scale` makes with that factor.
+    fn scale_by_loss_scale(&self, x: &mut Self::Buf, state: &Self::Buf, factor: LossScaleFactor) -> Result<()>;
+    /// Dynamic loss scaling after an optimiser step, from that step's clip state
+    /// (`ops::optim::CLIP_STATE_LEN` values): a non-finite gradient norm (the update was
+    /// skipped) halves the scale, restarts the count of finite steps and counts the skip; a
+    /// finite one adds to the count, and `growth_interval` in a row double the scale.
+    fn update_loss_scale(&self, state: &mut Self::Buf, clip: &Self::Buf, growth_interval: usize) -> Result<()>;
+}
+
+/// Checks a loss-scale state and growth interval before an update: the count of finite steps is
+/// held in f32, exact below 2^24.
+fn check_loss_scale_args(state_len: usize, clip_len: usize, growth_interval: usize) -> Result<()> {
+    crate::ops::check::expect_len("update_loss_scale", "loss scale state", state_len, LOSS_SCALE_STATE_LEN)?;
+    crate::ops::check::expect_len("update_loss_scale", "clip state", clip_len, crate::ops::optim::CLIP_STATE_LEN)?;
+    if !(1..=1 << 24).contains(&growth_interval) {
+        return Err(crate::error::Error::config(format!("loss scale growth interval {growth_interval} must be in 1..=2^24")));
+    }
+    Ok(())
 }
