@@ -229,7 +229,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub precision: Option<Precision>,
     /// Replay each full-size training step as a CUDA graph captured after the first step: auto
-    /// (on GPU devices for SGD without dropout or --skip-nonfinite), on, or off. The partial
+    /// (on GPU devices, but not with --skip-nonfinite or data-parallel ranks), on, or off. The partial
     /// last batch of an epoch is queued from the host; the graph is captured again when the
     /// learning rate changes.
     #[arg(long, value_enum, default_value_t = CudaGraphMode::Auto)]
