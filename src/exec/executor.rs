@@ -41,7 +41,7 @@ use crate::ops::node::numel;
 use crate::ops::{Input, NodeOp};
 use crate::ops::dropout::step_seed_words;
 use crate::ops::loss::{check_labels, eval_words, train_words};
-use crate::ops::precision::{LossScaleFactor, LOSS_SCALE_STATE_LEN};
+use crate::ops::precision::{check_loss_scale_growth_interval, LossScaleFactor, LOSS_SCALE_STATE_LEN};
 use crate::ops::Backend;
 use crate::precision::Precision;
 use crate::rng::Rng;
@@ -321,9 +321,7 @@ impl<E: Element, B: Backend<E>> Executor<E, B> {
     /// halving it on an overflow and doubling it after `growth_interval` finite steps in a row.
     /// Nothing is read back per step (`read_loss_scale`).
     pub fn start_dynamic_loss_scale(&mut self, state: LossScaleState, growth_interval: usize) -> Result<()> {
-        if !(1..=1 << 24).contains(&growth_interval) {
-            return Err(Error::config(format!("loss scale growth interval {growth_interval} must be in 1..=2^24")));
-        }
+        check_loss_scale_growth_interval(growth_interval)?;
         self.put_loss_scale(state, Some(growth_interval))
     }
 

@@ -78,11 +78,16 @@ pub trait PrecisionOps<E: Element>: Device<E> {
     fn update_loss_scale(&self, state: &mut Self::Buf, clip: &Self::Buf, growth_interval: usize) -> Result<()>;
 }
 
-/// Checks a loss-scale state and growth interval before an update: the count of finite steps is
-/// held in f32, exact below 2^24.
+/// Checks a loss-scale state and growth interval before an update.
 fn check_loss_scale_args(state_len: usize, clip_len: usize, growth_interval: usize) -> Result<()> {
     crate::ops::check::expect_len("update_loss_scale", "loss scale state", state_len, LOSS_SCALE_STATE_LEN)?;
     crate::ops::check::expect_len("update_loss_scale", "clip state", clip_len, crate::ops::optim::CLIP_STATE_LEN)?;
+    check_loss_scale_growth_interval(growth_interval)
+}
+
+/// Checks a growth interval the state can count to: its count of finite steps is held in f32,
+/// exact up to 2^24.
+pub fn check_loss_scale_growth_interval(growth_interval: usize) -> Result<()> {
     if !(1..=1 << 24).contains(&growth_interval) {
         return Err(crate::error::Error::config(format!("loss scale growth interval {growth_interval} must be in 1..=2^24")));
     }
