@@ -13,6 +13,8 @@
 //! ptxas is $FERRONET_PTXAS or the one in the `nvidia-cuda-nvcc-cu12` PyPI wheel of python3. A
 //! missing ptxas fails the test: CI installs it.
 
+use ferronet_test_support::parallel::map_on_all_cores;
+
 use ferronet::device::modules::{KernelModule, MODULES};
 use ferronet::device::nvrtc::python_wheel_dir;
 use std::path::{Path, PathBuf};
@@ -160,27 +162,16 @@ fn every_kernel_assembles_without_spills_or_local_memory() {
     assert!(!MODULES.is_empty(), "no kernel modules are embedded");
     // ptxas is single-threaded: the assemblies are shared among the machine's cores.
     let jobs: Vec<(&KernelModule, &str)> = MODULES.iter().flat_map(|m| arches(m).into_iter().map(move |a| (m, a))).collect();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (mut problems, mut rows) = (Vec::new(), Vec::new());
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let (mut problems, mut rows) = (Vec::new(), Vec::new());
-                    while let Some(&(module, arch)) = jobs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
-                        rows.extend(assemble(&ptxas, module, arch, &mut problems));
-                    }
-                    (problems, rows)
-                })
-            })
-            .collect();
-        for handle in handles {
-            let (p, r) = handle.join().expect("a ptxas worker panicked");
-            problems.extend(p);
-            rows.extend(r);
-        }
+    let assembled = map_on_all_cores(&jobs, || (), |_, &(module, arch)| {
+        let mut problems = Vec::new();
+        let rows = assemble(&ptxas, module, arch, &mut problems);
+        (problems, rows)
     });
+    let (mut problems, mut rows) = (Vec::new(), Vec::new());
+    for (p, r) in assembled {
+        problems.extend(p);
+        rows.extend(r);
+    }
     problems.sort();
     rows.sort_by(|a, b| (&a.module, &a.kernel, &a.arch).cmp(&(&b.module, &b.kernel, &b.arch)));
 

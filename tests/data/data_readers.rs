@@ -1,42 +1,14 @@
 //! Dataset readers: round trips on small files written here, and one clear error per corruption.
 
 use ferronet::data::{load, load_image_file, DatasetKind, DatasetOptions, ImageSet};
+use ferronet_test_support::mnist_files::{gzip, idx_bytes, write_mnist};
 use ferronet_test_support::scratch_dir;
-use flate2::write::GzEncoder;
-use std::io::Write;
 use std::path::Path;
-
-fn idx_bytes(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut bytes = magic.to_be_bytes().to_vec();
-    for d in dims {
-        bytes.extend(d.to_be_bytes());
-    }
-    bytes.extend_from_slice(data);
-    bytes
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
 
 /// n images of h x w with pixel (i, p) = (i * 31 + p) mod 256 and label i mod 10.
 fn sample_set(n: usize, h: usize, w: usize) -> ImageSet {
     let pixels = (0..n).flat_map(|i| (0..h * w).map(move |p| ((i * 31 + p) % 256) as u8)).collect();
     ImageSet { channels: 1, height: h, width: w, pixels, labels: (0..n as u32).map(|i| i % 10).collect() }
-}
-
-fn write_mnist(dir: &Path, train: &ImageSet, test: &ImageSet, gz: bool) {
-    for (prefix, set) in [("train", train), ("t10k", test)] {
-        let dims = [set.len() as u32, set.height as u32, set.width as u32];
-        let images = idx_bytes(0x803, &dims, &set.pixels);
-        let labels: Vec<u8> = set.labels.iter().map(|&l| l as u8).collect();
-        let labels = idx_bytes(0x801, &[set.len() as u32], &labels);
-        let (images, labels, ext) = if gz { (gzip(&images), gzip(&labels), ".gz") } else { (images, labels, "") };
-        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte{ext}")), images).unwrap();
-        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte{ext}")), labels).unwrap();
-    }
 }
 
 fn mnist_opts(dir: &Path) -> DatasetOptions {

@@ -3,20 +3,14 @@
 
 use ferronet_test_support::scratch_dir;
 use ferronet_test_support::fuzz::{Mutation, apply, config, corpus, mutation};
+use ferronet_test_support::mnist_files::gzip;
 
 use ferronet::data::{load, DatasetKind, DatasetOptions};
 use proptest::prelude::*;
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const FILES: [&str; 4] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Encoding {

@@ -9,12 +9,13 @@
 //! swept without touching this test) and the probes reaching a kernel by running every probe
 //! once, so a barrier in kernels that no probe reaches fails the sweep too.
 
-use ferronet::device::modules::{self, PtxSource, MODULES};
+use ferronet::device::modules::{self, KernelModule, PtxSource, MODULES};
 use ferronet::device::Device;
 use ferronet::gpu::GpuBackend;
 use ferronet::gradcheck::all_cases;
 use ferronet::ops::loss::{eval_words, train_words, LossOps};
 use ferronet::sim::{SimDriver, SimOptions};
+use ferronet_test_support::parallel::map_on_all_cores;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -210,32 +211,38 @@ fn tensor_core_conv_probes() -> Vec<Probe> {
         .collect()
 }
 
-/// The probes that reach each kernel: (probe, the kernels it launched), from one clean run of
-/// every probe on the sanitizing simulator.
-fn kernels_per_probe() -> Vec<(Probe, BTreeSet<String>)> {
+/// Every probe, in a fixed order: each sweeping thread builds its own (a probe need not be `Sync`).
+fn probes() -> Vec<Probe> {
     gradient_probes()
         .into_iter()
         .chain(metric_probes())
         .chain(optimiser_probes())
         .chain(tensor_core_probes())
         .chain(tensor_core_conv_probes())
+        .collect()
+}
+
+/// The kernels each probe of `probes()` launches, from one clean run of every probe on the
+/// sanitizing simulator.
+fn kernels_per_probe() -> Vec<BTreeSet<String>> {
+    probes()
+        .into_iter()
         .map(|probe| {
             let driver = Arc::new(SimDriver::new(SimOptions::default()));
             (probe.run)(&GpuBackend::new(driver.clone())).unwrap_or_else(|e| panic!("{} fails before any barrier is deleted: {e}", probe.name));
-            let kernels = driver.take_launch_stats().into_iter().map(|s| s.kernel).collect();
-            (probe, kernels)
+            driver.take_launch_stats().into_iter().map(|s| s.kernel).collect()
         })
         .collect()
 }
 
 /// The verdict on `kernel` of `module` with its entry taken from `edited_ptx`: Ok(the probe whose
 /// race report named it) or Err(why not).
-fn sweep_kernel(module: &str, kernel: &str, original_ptx: &str, edited_entry: &str, probes: &[(Probe, BTreeSet<String>)]) -> Result<String, String> {
+fn sweep_kernel(module: &str, kernel: &str, original_ptx: &str, edited_entry: &str, probes: &[Probe], reach: &[BTreeSet<String>]) -> Result<String, String> {
     let (_, original_entry) = entries(original_ptx).into_iter().find(|(name, _)| name == kernel).expect("the kernel is in both PTX");
     let spliced = original_ptx.replacen(original_entry, edited_entry, 1);
     let qualified = format!("{module}::{kernel}");
     let mut reached = 0;
-    for (probe, _) in probes.iter().filter(|(_, kernels)| kernels.contains(&qualified)) {
+    for (probe, _) in probes.iter().zip(reach).filter(|(_, kernels)| kernels.contains(&qualified)) {
         reached += 1;
         let driver = Arc::new(SimDriver::new(SimOptions::default()));
         driver.load_ptx(module, &spliced).unwrap_or_else(|e| panic!("{e}"));
@@ -255,38 +262,65 @@ fn sweep_kernel(module: &str, kernel: &str, original_ptx: &str, edited_entry: &s
 /// be necessary in every one of them: a kernel that reduces only once and uses the result in one
 /// thread, or whose probes launch a single warp per block, runs race-free without it; those
 /// kernels are listed (`--nocapture`) but do not fail the sweep.
+/// What deleting one barrier did to the kernels of one module holding it: the kernels a probe
+/// reported a race in (with the probe), and the others (with why not).
+struct ModuleVerdict {
+    caught: Vec<String>,
+    missed: Vec<String>,
+}
+
+/// Deletes `barrier` from `module`'s source, recompiles it and sweeps each kernel whose barrier
+/// count fell; None when no kernel of the module calls the code holding the barrier.
+fn sweep_module(barrier: &Barrier, module: &KernelModule, probes: &[Probe], reach: &[BTreeSet<String>]) -> Option<ModuleVerdict> {
+    let original_ptx = modules::ptx(module.name, module.compute_capability, PtxSource::EmbeddedFirst).unwrap_or_else(|e| panic!("{e}"));
+    let before: Vec<(String, usize)> = entries(&original_ptx).into_iter().map(|(n, e)| (n, barrier_count(e))).collect();
+    if before.iter().all(|&(_, count)| count == 0) {
+        return None;
+    }
+    let edited_source = module.source.replacen(&barrier.tail, &barrier.tail_without, 1);
+    let edited_ptx = ferronet_test_support::sim::compile_for(module.name, &edited_source, module.compute_capability);
+    let mut verdict = ModuleVerdict { caught: Vec::new(), missed: Vec::new() };
+    for (kernel, edited_entry) in entries(&edited_ptx) {
+        let had = before.iter().find(|(n, _)| *n == kernel).map(|&(_, c)| c);
+        if had.is_none_or(|c| c == barrier_count(edited_entry)) {
+            continue; // the barrier is not in this kernel (an inlined helper it does not call)
+        }
+        match sweep_kernel(module.name, &kernel, &original_ptx, edited_entry, probes, reach) {
+            Ok(probe) => verdict.caught.push(format!("{}::{kernel} (by {probe})", module.name)),
+            Err(why) => verdict.missed.push(format!("{}::{kernel} ({why})", module.name)),
+        }
+    }
+    Some(verdict)
+}
+
+/// A barrier is necessary when deleting it makes a probe fail with a race report in a kernel that
+/// contains it. A barrier in a helper inlined into several kernels (ferro_block_reduce) need not
+/// be necessary in every one of them: a kernel that reduces only once and uses the result in one
+/// thread, or whose probes launch a single warp per block, runs race-free without it; those
+/// kernels are listed (`--nocapture`) but do not fail the sweep. Each (barrier, module) pair is
+/// a recompile and its probes, independent of the others: they are shared out among the host's
+/// threads, each with its own probes.
 #[test]
 fn deleting_any_barrier_makes_a_probe_reaching_its_kernels_report_a_race() {
     let barriers = barriers();
     assert!(!barriers.is_empty(), "no __syncthreads() found in kernels/");
-    let probes = kernels_per_probe();
-    let mut unreported = Vec::new();
-    for barrier in &barriers {
-        let (mut caught, mut missed) = (Vec::new(), Vec::new());
+    let reach = kernels_per_probe();
+    let mut work = Vec::new();
+    for (b, barrier) in barriers.iter().enumerate() {
         for module in MODULES {
             match module.source.matches(barrier.tail.as_str()).count() {
-                0 => continue,
-                1 => {}
+                0 => {}
+                1 => work.push((b, module)),
                 n => panic!("{} appears {n} times in module {}", barrier.site(), module.name),
             }
-            let original_ptx = modules::ptx(module.name, module.compute_capability, PtxSource::EmbeddedFirst).unwrap_or_else(|e| panic!("{e}"));
-            let before: Vec<(String, usize)> = entries(&original_ptx).into_iter().map(|(n, e)| (n, barrier_count(e))).collect();
-            if before.iter().all(|&(_, count)| count == 0) {
-                continue; // no kernel of the module calls the helper holding the barrier
-            }
-            let edited_source = module.source.replacen(&barrier.tail, &barrier.tail_without, 1);
-            let edited_ptx = ferronet_test_support::sim::compile_for(module.name, &edited_source, module.compute_capability);
-            for (kernel, edited_entry) in entries(&edited_ptx) {
-                let had = before.iter().find(|(n, _)| *n == kernel).map(|&(_, c)| c);
-                if had.is_none_or(|c| c == barrier_count(edited_entry)) {
-                    continue; // the barrier is not in this kernel (an inlined helper it does not call)
-                }
-                match sweep_kernel(module.name, &kernel, &original_ptx, edited_entry, &probes) {
-                    Ok(probe) => caught.push(format!("{}::{kernel} (by {probe})", module.name)),
-                    Err(why) => missed.push(format!("{}::{kernel} ({why})", module.name)),
-                }
-            }
         }
+    }
+    let verdicts = map_on_all_cores(&work, probes, |probes, &(b, module)| (b, sweep_module(&barriers[b], module, probes, &reach)));
+    let mut unreported = Vec::new();
+    for (b, barrier) in barriers.iter().enumerate() {
+        let of_barrier = || verdicts.iter().filter(move |(v, _)| *v == b).filter_map(|(_, verdict)| verdict.as_ref());
+        let caught: Vec<&str> = of_barrier().flat_map(|v| v.caught.iter().map(String::as_str)).collect();
+        let missed: Vec<&str> = of_barrier().flat_map(|v| v.missed.iter().map(String::as_str)).collect();
         eprintln!("{} deleted: race reported in {}; not in {}", barrier.site(), caught.join(", "), missed.join(", "));
         if caught.is_empty() {
             unreported.push(format!("{}: kernels containing it: {}", barrier.site(), if missed.is_empty() { "none".into() } else { missed.join(", ") }));

@@ -5,26 +5,29 @@
 //! living on the device, replays a graph per step likewise; runs a graph cannot replay
 //! faithfully are refused under `on` (`auto` runs them without one: exec_graph).
 
+use ferronet_test_support::mnist_files::write_mnist;
 use ferronet_test_support::scratch_dir;
 use ferronet_test_support::train::{cpu_config, deterministic, shared_training};
 
+use ferronet::data::{load, DatasetKind, DatasetOptions};
 use ferronet::device::CudaGraphMode;
 use ferronet::precision::Precision;
 use ferronet::train::history::parse_history_csv;
 use ferronet::train::checkpoint;
-use ferronet::train::config::{SchedulerChoice, TrainConfig};
+use ferronet::train::config::{DatasetChoice, SchedulerChoice, TrainConfig};
 use ferronet::train::trainer::{checkpoint_path, train};
 use std::path::Path;
 
-/// The training images of a run limited to them (the synthetic set's test split validates).
+/// The training images of the small_cnn runs.
 const TRAIN_IMAGES: usize = 56;
 
-/// small_cnn without its dropout, 2 epochs of 3 full batches and a partial one, the learning
-/// rate halved after the first epoch.
-fn config(out: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
+/// small_cnn without its dropout on `mnist_dir` (tiny_synthetic_mnist's, TRAIN_IMAGES), 2 epochs
+/// of 3 full batches and a partial one, the learning rate halved after the first epoch.
+fn config(out: &Path, mnist_dir: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
     let mut c = cpu_config(out.to_path_buf());
     c.device = "sim".parse().unwrap();
-    c.data.limit = Some(TRAIN_IMAGES);
+    c.data.dataset = DatasetChoice::Mnist;
+    c.data.data_dir = Some(mnist_dir.to_path_buf());
     c.batch_size = 16;
     c.epochs = 2;
     c.dropout = Some(0.0);
@@ -39,12 +42,13 @@ fn config(out: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
 
 
 #[test]
-#[ignore = "two runs with a test-set evaluation on the simulator take minutes; exec_graph checks the same steps quickly"]
+#[ignore = "two runs of 16 small_cnn steps on the simulator take over a minute and a half; exec_graph checks the same steps quickly"]
 fn replayed_steps_train_exactly_as_queued_steps() {
     let _training = shared_training();
     let root = scratch_dir("graph");
-    let queued = train(config(&root.join("queued"), CudaGraphMode::Off)).unwrap();
-    let replayed = train(config(&root.join("replayed"), CudaGraphMode::On)).unwrap();
+    tiny_synthetic_mnist(&root, TRAIN_IMAGES);
+    let queued = train(config(&root.join("queued"), &root, CudaGraphMode::Off)).unwrap();
+    let replayed = train(config(&root.join("replayed"), &root, CudaGraphMode::On)).unwrap();
     assert_eq!(queued.graph_replayed_steps, 0);
     // The very first step is queued from the host (it makes the optimiser's state), and so is
     // each epoch's partial last batch; the other full batches are launches of a graph captured
@@ -65,17 +69,29 @@ fn replayed_steps_train_exactly_as_queued_steps() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-/// One fp16 epoch of lenet5 on 3 full batches of 16 on the simulator under `cuda_graph`.
-fn fp16_config(out: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
+/// One fp16 epoch of lenet5 on 3 full batches of 16 on the simulator under `cuda_graph`, over
+/// `mnist_dir` (tiny_synthetic_mnist's).
+fn fp16_config(out: &Path, mnist_dir: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
     let mut c = cpu_config(out.to_path_buf());
     c.device = "sim".parse().unwrap();
     c.model = "lenet5".into();
-    c.data.limit = Some(48);
+    c.data.dataset = DatasetChoice::Mnist;
+    c.data.data_dir = Some(mnist_dir.to_path_buf());
     c.batch_size = 16;
     c.epochs = 1;
     c.precision = Some(Precision::Fp16);
     c.cuda_graph = cuda_graph;
     c
+}
+
+/// The synthetic set's first `train_images` training and 16 test images as MNIST files in `dir`:
+/// a run validates on 16 images instead of the synthetic set's 1000 (minutes on the simulator).
+fn tiny_synthetic_mnist(dir: &Path, train_images: usize) {
+    let mut synthetic = load(&DatasetOptions { val_fraction: 0.0, ..DatasetOptions::new(DatasetKind::Synthetic) }).unwrap();
+    let mut test = synthetic.test.take().expect("the synthetic set has a test split");
+    synthetic.train.truncate(train_images);
+    test.truncate(16);
+    write_mnist(dir, &synthetic.train, &test, false);
 }
 
 /// fp16 keeps its dynamic loss scale on the device, so `--cuda-graph on` replays its steps (no
@@ -86,8 +102,9 @@ fn fp16_config(out: &Path, cuda_graph: CudaGraphMode) -> TrainConfig {
 fn an_fp16_run_replays_a_graph_per_step_with_its_loss_scale_on_the_device() {
     let _training = shared_training();
     let root = scratch_dir("graph_fp16");
-    let queued = train(fp16_config(&root.join("queued"), CudaGraphMode::Off)).unwrap();
-    let replayed = train(fp16_config(&root.join("replayed"), CudaGraphMode::On)).unwrap();
+    tiny_synthetic_mnist(&root, 48);
+    let queued = train(fp16_config(&root.join("queued"), &root, CudaGraphMode::Off)).unwrap();
+    let replayed = train(fp16_config(&root.join("replayed"), &root, CudaGraphMode::On)).unwrap();
     // Step 1 is queued from the host; steps 2 and 3 launch the graph captured at step 2.
     assert_eq!((queued.graph_replayed_steps, replayed.graph_replayed_steps), (0, 2));
     assert_eq!(deterministic(&replayed.history), deterministic(&queued.history));
@@ -107,11 +124,12 @@ fn an_fp16_run_replays_a_graph_per_step_with_its_loss_scale_on_the_device() {
 fn runs_a_graph_cannot_replay_are_refused_before_any_work() {
     let _training = shared_training();
     let root = scratch_dir("graph_refused");
+    tiny_synthetic_mnist(&root, TRAIN_IMAGES);
     for (change, why) in [
         (&(|c: &mut TrainConfig| c.skip_nonfinite = true) as &dyn Fn(&mut TrainConfig), "--skip-nonfinite"),
         (&|c: &mut TrainConfig| c.device = "cpu".parse().unwrap(), "needs a GPU device"),
     ] {
-        let mut c = config(&root.join("on"), CudaGraphMode::On);
+        let mut c = config(&root.join("on"), &root, CudaGraphMode::On);
         change(&mut c);
         let err = train(c).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("--cuda-graph on") && err.contains(why), "{why}: {err}");

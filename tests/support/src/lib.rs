@@ -6,6 +6,8 @@ pub mod emulated_driver;
 pub mod fuzz;
 pub mod gpu;
 pub mod graphs;
+pub mod mnist_files;
+pub mod parallel;
 pub mod sim;
 pub mod stored;
 pub mod tiny_imagenet;
