@@ -153,13 +153,21 @@ extern "C" __global__ void depthwise_backward_data(const void* __restrict__ dy, 
     ferro_store(dx, idx, sum, dx_format);
 }
 
-// ---- The tiled depthwise kernels: a block computes an 8 x 32 tile of one plane (a warp per row,
-// so its loads and stores are row segments), after copying the window of the plane its tile
-// reads into shared memory once, widened to f32. The per-element kernels above read each input
-// value once per tap that reaches it (9 or 25 times for 3x3 or 5x5, each a partly used row of
-// sectors), and the per-tap filter gradient reads dy and x once per tap; these read them about
-// once. The host sizes the windows (PH x PW, passed in) and falls back to the per-element kernels
-// when they would not fit in shared memory.
+// ---- The tiled depthwise kernels: a block of 8 warps computes a tile of one plane 32 columns
+// wide (a lane per column, so its loads and stores are row segments), after copying the window
+// of the plane its tile reads into shared memory once, widened to f32. The per-element kernels
+// above read each input value once per tap that reaches it (9 or 25 times for 3x3 or 5x5, each a
+// partly used row of sectors), and the per-tap filter gradient reads dy and x once per tap; these
+// read them about once. The host sizes the windows (PH x PW, passed in) and falls back to the
+// per-element kernels when they would not fit in shared memory.
+//
+// The forward and data-gradient kernels come as NAME, a warp per row of an 8 x 32 tile and a
+// value per thread, and NAME_vec4, which the host runs where the rows they write are whole quads
+// (OW or W % 4 == 0) in a 16-byte aligned buffer: a warp per 4 rows of a 32 x 32 tile, each
+// thread summing its column of them (the window read as NAME reads it, a lane per column, so
+// without bank conflicts; each filter tap loaded once for 4 outputs), staging its 4 sums in
+// shared memory and storing 4 consecutive outputs of one row in one access (16 bytes of f32, 8
+// of 16-bit values), after its warp's other lanes staged them.
 //
 // With `vec` (the host's promise that the plane's rows are whole quads, W % 4 == 0, and the
 // buffer 16-byte aligned) a window starts at the column left of its first one that is a multiple
@@ -169,6 +177,8 @@ extern "C" __global__ void depthwise_backward_data(const void* __restrict__ dy, 
 // their shared memory 16-byte aligned for those stores (a float array need only be 4-aligned).
 #define DW_TILE_ROWS 8
 #define DW_TILE_COLS 32
+// Floats the _vec4 kernels stage their sums in, before their windows: a warp's 4 rows of 32.
+#define DW_STAGED (DW_TILE_ROWS * 4 * DW_TILE_COLS)
 
 // a / b rounded down (b > 0), for indices that may start left of 0.
 __device__ __forceinline__ int dw_floor_div(int a, int b) { return a >= 0 ? a / b : -((b - 1 - a) / b); }
@@ -207,87 +217,164 @@ __device__ __forceinline__ void dw_load_windows(float* patch, const void* src, i
     }
 }
 
-// Output tile (blockIdx.x: plane n * C_out + co, then tile) of y. The patch holds the
-// input window at ih = oh0 * sh - ph + r, iw = dw_window_start(ow0 * sw - pw) + c, zero in the
-// padding: PH = 7 * sh + (KH - 1) * dh + 1 rows, PW = 31 * sw + (KW - 1) * dw + 1 columns (or
-// more, with vec).
-extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
-    depthwise_forward_tiled(const void* __restrict__ x, int x_format, const float* __restrict__ w,
-                            const float* __restrict__ bias, void* __restrict__ y, int y_format, int N, int C,
-                            int H, int W, int mult, int KH, int KW, int sh, int sw, int ph, int pw, int dh,
-                            int dw, int OH, int OW, int has_bias, int PH, int PW, int vec) {
-    extern __shared__ __align__(16) float patch[];
+// Stores the thread's Q sums, rows r0 + Q * warp + k (k < Q) of column c0 + lane, into the
+// R x S plane at element `first` of dst, those inside it. With Q = 4 through the warp's 128
+// floats of `staged`: every lane of the warp takes part (none may have returned), and R x S's
+// rows are whole quads.
+template <int Q>
+__device__ __forceinline__ void dw_store_tile(void* dst, int format, float* staged, long long first, int R, int S,
+                                              int r0, int c0, const float (&sum)[Q]) {
+    int warp = threadIdx.x / DW_TILE_COLS;
+    int lane = threadIdx.x % DW_TILE_COLS;
+    if constexpr (Q == 1) {
+        int r = r0 + warp;
+        int c = c0 + lane;
+        if (r < R && c < S) ferro_store(dst, first + (long long)r * S + c, sum[0], format);
+    } else {
+        static_assert(Q == 4, "the staged store moves quads");
+        float* mine = staged + warp * 4 * DW_TILE_COLS;
+        for (int k = 0; k < 4; ++k) mine[k * DW_TILE_COLS + lane] = sum[k];
+        __syncwarp();
+        // Lane l takes row l / 8 of the warp's 4, columns 4 * (l % 8) .. + 3: one 16-byte read
+        // of the staged rows, consecutive across the warp.
+        float4 v = reinterpret_cast<const float4*>(mine)[lane];
+        int r = r0 + 4 * warp + lane / 8;
+        int c = c0 + 4 * (lane % 8);
+        if (r < R && c < S) ferro_store4(dst, first + (long long)r * S + c, v, format);
+    }
+}
+
+// Output tile (blockIdx.x: plane n * C_out + co, then tile) of y, 8 * Q rows. The patch holds
+// the input window at ih = oh0 * sh - ph + r, iw = dw_window_start(ow0 * sw - pw) + c, zero in
+// the padding: PH = (8 * Q - 1) * sh + (KH - 1) * dh + 1 rows, PW = 31 * sw + (KW - 1) * dw + 1
+// columns (or more, with vec).
+template <int Q>
+__device__ __forceinline__ void depthwise_forward_tile(const void* __restrict__ x, int x_format, const float* __restrict__ w,
+                                                       const float* __restrict__ bias, void* __restrict__ y, int y_format,
+                                                       int C, int H, int W, int mult, int KH, int KW, int sh, int sw,
+                                                       int ph, int pw, int dh, int dw, int OH, int OW, int has_bias,
+                                                       int PH, int PW, int vec) {
+    extern __shared__ __align__(16) float smem[];
+    float* patch = smem + (Q == 1 ? 0 : DW_STAGED);
+    const int rows = DW_TILE_ROWS * Q;
     int C_out = C * mult;
     int tiles_w = (OW + DW_TILE_COLS - 1) / DW_TILE_COLS;
-    int tiles = tiles_w * ((OH + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
+    int tiles = tiles_w * ((OH + rows - 1) / rows);
     int plane = blockIdx.x / tiles;
     int tile = blockIdx.x - plane * tiles;
     int co = plane % C_out;
     int n = plane / C_out;
-    int oh0 = tile / tiles_w * DW_TILE_ROWS;
+    int oh0 = tile / tiles_w * rows;
     int ow0 = tile % tiles_w * DW_TILE_COLS;
     int iw0 = ow0 * sw - pw;
     int start = dw_window_start(iw0, vec);
     dw_load_windows(patch, x, x_format, ((long long)n * C + co / mult) * H * W, 1, H, W, oh0 * sh - ph, start, PH, PW, vec);
     __syncthreads();
-    int ty = threadIdx.x / DW_TILE_COLS;
+    int ty = Q * (threadIdx.x / DW_TILE_COLS);
     int tx = threadIdx.x % DW_TILE_COLS;
-    int oh = oh0 + ty;
-    int ow = ow0 + tx;
-    if (oh >= OH || ow >= OW) return;
-    const float* filt = w + (size_t)co * KH * KW;
-    float sum = has_bias ? bias[co] : 0.f;
-    for (int ki = 0; ki < KH; ++ki) {
-        const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw + iw0 - start;
-        for (int kj = 0; kj < KW; ++kj) sum = fmaf(row[kj * dw], filt[ki * KW + kj], sum);
+    float sum[Q];
+    for (int k = 0; k < Q; ++k) sum[k] = 0.f;
+    // Threads whose rows all lie below the plane, or whose column right of it, sum nothing (their
+    // window reads would stay inside the patch, but their loads of the filter would be wasted).
+    if (oh0 + ty < OH && ow0 + tx < OW) {
+        const float* filt = w + (size_t)co * KH * KW;
+        if (has_bias) {
+            float b = bias[co];
+            for (int k = 0; k < Q; ++k) sum[k] = b;
+        }
+        for (int ki = 0; ki < KH; ++ki) {
+            const float* row = patch + (ty * sh + ki * dh) * PW + tx * sw + iw0 - start;
+            for (int kj = 0; kj < KW; ++kj) {
+                float f = filt[ki * KW + kj];
+                for (int k = 0; k < Q; ++k) sum[k] = fmaf(row[k * sh * PW + kj * dw], f, sum[k]);
+            }
+        }
     }
-    ferro_store(y, ((long long)plane * OH + oh) * OW + ow, sum, y_format);
+    dw_store_tile<Q>(y, y_format, smem, (long long)plane * OH * OW, OH, OW, oh0, ow0, sum);
 }
 
-// Input-gradient tile (blockIdx.x: plane n * C + c, then tile) of dx. The patches hold, for each
-// of the channel's `mult` output channels, the dy window the tile's taps reach: rows from
-// oh_lo = floor((ih0 + ph - (KH - 1) * dh) / sh), PH = (7 + (KH - 1) * dh) / sh + 2 of them, and
-// columns likewise from dw_window_start(ow_lo) (PW = (31 + (KW - 1) * dw) / sw + 2, or more with
-// vec), zero outside dy.
-extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)
-    depthwise_backward_data_tiled(const void* __restrict__ dy, int dy_format, const float* __restrict__ w,
-                                  void* __restrict__ dx, int dx_format, int N, int C, int H, int W, int mult,
-                                  int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,
-                                  int PH, int PW, int vec) {
-    extern __shared__ __align__(16) float patch[];
+#define DEPTHWISE_FORWARD_TILED(NAME, Q)                                                                       \
+    extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)                                 \
+        NAME(const void* __restrict__ x, int x_format, const float* __restrict__ w,                          \
+             const float* __restrict__ bias, void* __restrict__ y, int y_format, int N, int C, int H, int W,  \
+             int mult, int KH, int KW, int sh, int sw, int ph, int pw, int dh, int dw, int OH, int OW,       \
+             int has_bias, int PH, int PW, int vec) {                                                        \
+        depthwise_forward_tile<Q>(x, x_format, w, bias, y, y_format, C, H, W, mult, KH, KW, sh, sw, ph, pw, dh, \
+                                  dw, OH, OW, has_bias, PH, PW, vec);                                          \
+    }
+DEPTHWISE_FORWARD_TILED(depthwise_forward_tiled, 1)
+DEPTHWISE_FORWARD_TILED(depthwise_forward_tiled_vec4, 4)
+
+// Input-gradient tile (blockIdx.x: plane n * C + c, then tile) of dx, 8 * Q rows. The patches
+// hold, for each of the channel's `mult` output channels, the dy window the tile's taps reach:
+// rows from oh_lo = floor((ih0 + ph - (KH - 1) * dh) / sh), PH = (8 * Q - 1 + (KH - 1) * dh) / sh
+// + 2 of them, and columns likewise from dw_window_start(ow_lo) (PW = (31 + (KW - 1) * dw) / sw
+// + 2, or more with vec), zero outside dy.
+template <int Q>
+__device__ __forceinline__ void depthwise_backward_data_tile(const void* __restrict__ dy, int dy_format,
+                                                             const float* __restrict__ w, void* __restrict__ dx,
+                                                             int dx_format, int C, int H, int W, int mult, int KH,
+                                                             int KW, int sh, int sw, int ph, int pw, int dh, int dw,
+                                                             int OH, int OW, int PH, int PW, int vec) {
+    extern __shared__ __align__(16) float smem[];
+    float* patch = smem + (Q == 1 ? 0 : DW_STAGED);
+    const int rows = DW_TILE_ROWS * Q;
     int tiles_w = (W + DW_TILE_COLS - 1) / DW_TILE_COLS;
-    int tiles = tiles_w * ((H + DW_TILE_ROWS - 1) / DW_TILE_ROWS);
+    int tiles = tiles_w * ((H + rows - 1) / rows);
     int plane = blockIdx.x / tiles;
     int tile = blockIdx.x - plane * tiles;
     int c = plane % C;
-    int ih0 = tile / tiles_w * DW_TILE_ROWS;
+    int ih0 = tile / tiles_w * rows;
     int iw0 = tile % tiles_w * DW_TILE_COLS;
     int oh_lo = dw_floor_div(ih0 + ph - (KH - 1) * dh, sh);
     int ow_lo = dw_window_start(dw_floor_div(iw0 + pw - (KW - 1) * dw, sw), vec);
     // The channel's output planes are consecutive: n * C * mult + c * mult + m = plane * mult + m.
     dw_load_windows(patch, dy, dy_format, (long long)plane * mult * OH * OW, mult, OH, OW, oh_lo, ow_lo, PH, PW, vec);
     __syncthreads();
-    int ih = ih0 + threadIdx.x / DW_TILE_COLS;
+    int ih = ih0 + Q * (threadIdx.x / DW_TILE_COLS);
     int iw = iw0 + threadIdx.x % DW_TILE_COLS;
-    if (ih >= H || iw >= W) return;
-    int window = PH * PW;
-    float sum = 0.f;
-    for (int m = 0; m < mult; ++m) {
-        const float* filt = w + ((size_t)c * mult + m) * KH * KW;
-        const float* p = patch + m * window;
-        for (int ki = 0; ki < KH; ++ki) {
-            int t = ih + ph - ki * dh;
-            if (t < 0 || t % sh != 0) continue;
-            const float* row = p + (t / sh - oh_lo) * PW;
-            for (int kj = 0; kj < KW; ++kj) {
-                int u = iw + pw - kj * dw;
-                if (u < 0 || u % sw != 0) continue;
-                sum = fmaf(row[u / sw - ow_lo], filt[ki * KW + kj], sum);
+    float sum[Q];
+    for (int k = 0; k < Q; ++k) sum[k] = 0.f;
+    if (ih < H && iw < W) {
+        int window = PH * PW;
+        for (int m = 0; m < mult; ++m) {
+            const float* filt = w + ((size_t)c * mult + m) * KH * KW;
+            const float* p = patch + m * window;
+            for (int ki = 0; ki < KH; ++ki) {
+                // The patch row tap ki reads for each of the thread's rows, or -1 where the
+                // stride skips it.
+                int row[Q];
+                bool any = false;
+                for (int k = 0; k < Q; ++k) {
+                    int t = ih + k + ph - ki * dh;
+                    row[k] = t < 0 || t % sh != 0 ? -1 : (t / sh - oh_lo) * PW;
+                    any |= row[k] >= 0;
+                }
+                if (!any) continue;
+                for (int kj = 0; kj < KW; ++kj) {
+                    int u = iw + pw - kj * dw;
+                    if (u < 0 || u % sw != 0) continue;
+                    float f = filt[ki * KW + kj];
+                    for (int k = 0; k < Q; ++k) {
+                        if (row[k] >= 0) sum[k] = fmaf(p[row[k] + u / sw - ow_lo], f, sum[k]);
+                    }
+                }
             }
         }
     }
-    ferro_store(dx, ((long long)plane * H + ih) * W + iw, sum, dx_format);
+    dw_store_tile<Q>(dx, dx_format, smem, (long long)plane * H * W, H, W, ih0, iw0, sum);
 }
+
+#define DEPTHWISE_BACKWARD_DATA_TILED(NAME, Q)                                                                 \
+    extern "C" __global__ void __launch_bounds__(DW_TILE_ROWS * DW_TILE_COLS)                                 \
+        NAME(const void* __restrict__ dy, int dy_format, const float* __restrict__ w, void* __restrict__ dx,  \
+             int dx_format, int N, int C, int H, int W, int mult, int KH, int KW, int sh, int sw, int ph,     \
+             int pw, int dh, int dw, int OH, int OW, int PH, int PW, int vec) {                              \
+        depthwise_backward_data_tile<Q>(dy, dy_format, w, dx, dx_format, C, H, W, mult, KH, KW, sh, sw, ph, pw, \
+                                        dh, dw, OH, OW, PH, PW, vec);                                          \
+    }
+DEPTHWISE_BACKWARD_DATA_TILED(depthwise_backward_data_tiled, 1)
+DEPTHWISE_BACKWARD_DATA_TILED(depthwise_backward_data_tiled_vec4, 4)
 
 // Filter-gradient partial sums (blockIdx.x: output channel co, then chunk of images): over the
 // chunk's images and output tiles, every tap's dy[n][co][oh][ow] * x[n][co / mult][ih][iw],

@@ -636,7 +636,8 @@ fn depthwise_kernels_tile_unless_the_window_outgrows_shared_memory() {
     let tiled = ["conv::depthwise_forward_tiled", "conv::depthwise_backward_data_tiled", "conv::depthwise_backward_filter_tiled", "gemm::splitk_reduce"];
     assert_eq!(run(&mobilenet), tiled);
     let wide_stride = geom((1, 2, (40, 40), 2, (5, 5), (8, 8), (0, 0), (1, 1), 2));
-    assert_eq!(run(&wide_stride), ["conv::depthwise_forward", "conv::depthwise_backward_data_tiled", "conv::depthwise_backward_filter"]);
+    // dx's rows of 40 values are whole quads: the data gradient's 32 x 32 tile, 4 values per thread.
+    assert_eq!(run(&wide_stride), ["conv::depthwise_forward", "conv::depthwise_backward_data_tiled_vec4", "conv::depthwise_backward_filter"]);
 }
 
 #[test]
@@ -815,17 +816,26 @@ fn depthwise_kernels_run(gpu: &GpuBackend, g: &ConvGeom) -> Vec<String> {
 // ---- Channels-first depthwise kernels on stored formats (kernels/conv.cu).
 
 /// Channels-first depthwise geometries and the kernels their forward, data-gradient and
-/// filter-gradient passes run: tiled with windows copied in quads (x rows of 32 and 16 values, dy
-/// rows of 32 and 8; multiplier 2 at stride 2), tiled a value at a time (rows of 14 and 15), and
-/// untiled: a forward and filter window too large for shared memory (stride 8), a data-gradient
-/// one (dilation 8, multiplier 8).
+/// filter-gradient passes run: tiled with windows copied in quads (x rows of 32, 16, 20, 72 and
+/// 36 values, dy rows of 32, 8, 20, 72 and 40) and a value at a time (rows of 14, 15, 18 and
+/// 33); writing y or dx 4 values per thread on 32 x 32 tiles (the `_vec4` kernels: rows of 32,
+/// 8, 20 and 72 values, one, two or three tiles a side, at strides 1 and 2, multiplier 2 and
+/// dilation 2) and a value per thread on 8 x 32 tiles (rows of 14, 15, 18 and 33, and rows of 8
+/// whose 32-row tile's window would not fit in shared memory while the 8-row one's does: stride
+/// 4); and untiled: a forward and filter window too large for shared memory (strides 8 and 4),
+/// a data-gradient one (dilation 8, multiplier 8).
 fn channels_first_depthwise_cases() -> Vec<(ConvGeom, [&'static str; 3])> {
     let tiled = ["depthwise_forward_tiled", "depthwise_backward_data_tiled", "depthwise_backward_filter_tiled"];
+    let quads = ["depthwise_forward_tiled_vec4", "depthwise_backward_data_tiled_vec4", "depthwise_backward_filter_tiled"];
     [
-        ((2, 4, (16, 32), 4, (3, 3), (1, 1), (1, 1), (1, 1), 4), tiled),
-        ((1, 4, (14, 16), 8, (3, 3), (2, 2), (1, 1), (1, 1), 4), tiled),
+        ((2, 4, (16, 32), 4, (3, 3), (1, 1), (1, 1), (1, 1), 4), quads),
+        ((1, 4, (14, 16), 8, (3, 3), (2, 2), (1, 1), (1, 1), 4), quads),
+        ((1, 2, (12, 20), 4, (3, 3), (1, 1), (2, 2), (2, 2), 2), quads),
+        ((1, 2, (40, 72), 2, (3, 3), (1, 1), (1, 1), (1, 1), 2), quads),
+        ((2, 2, (70, 36), 2, (3, 3), (2, 2), (1, 1), (1, 1), 2), ["depthwise_forward_tiled", "depthwise_backward_data_tiled_vec4", "depthwise_backward_filter_tiled"]),
         ((2, 3, (9, 14), 3, (5, 5), (1, 1), (2, 2), (1, 1), 3), tiled),
-        ((1, 2, (40, 40), 2, (5, 5), (8, 8), (0, 0), (1, 1), 2), ["depthwise_forward", "depthwise_backward_data_tiled", "depthwise_backward_filter"]),
+        ((1, 2, (33, 33), 2, (5, 5), (4, 4), (0, 0), (1, 1), 2), ["depthwise_forward_tiled", "depthwise_backward_data_tiled", "depthwise_backward_filter"]),
+        ((1, 2, (40, 40), 2, (5, 5), (8, 8), (0, 0), (1, 1), 2), ["depthwise_forward", "depthwise_backward_data_tiled_vec4", "depthwise_backward_filter"]),
         ((1, 2, (24, 15), 16, (5, 5), (1, 1), (16, 16), (8, 8), 2), ["depthwise_forward_tiled", "depthwise_backward_data", "depthwise_backward_filter_tiled"]),
     ]
     .into_iter()
@@ -880,18 +890,21 @@ fn channels_first_depthwise_reads_and_writes_stored_formats() {
 /// The tiled forward copies its input window in quads where x's rows are whole quads (W = 32):
 /// per block, one access per warp of the window's 10 rows of 10 quads (40 columns: the 34 the
 /// tile reads, 3 more at most to start at a multiple of 4, rounded up to quads), 4 warps,
-/// against one per warp of its 10 x 34 values (11) where they are not (W = 30); every output
-/// warp of a block adds its 9 weight loads and its store. The 16-bit store moves 2 bytes per
-/// value; bias-free, so no bias load.
+/// against one per warp of its values where they are not (W = 30: the 32 x 32 tile's window of
+/// 34 x 34 values, whose first 10 rows, 340 values, lie in the plane: 11 warps). Every warp
+/// with outputs adds its 9 weight loads and its stores: the 8 x 32 tile's 8 warps a row each
+/// where y's rows of 30 are not whole quads, the 32 x 32 tile's 2 warps 4 rows each in one
+/// access where they are (28). The 16-bit store moves 2 bytes per value; bias-free, so no bias
+/// load.
 #[test]
 fn channels_first_depthwise_windows_move_four_values_per_access() {
     let cpu = CpuBackend::new();
     let driver = Arc::new(SimDriver::new(SimOptions::default()));
     let gpu = GpuBackend::new(driver.clone());
-    let (taps, output_warps, planes) = (9, 8, 2);
+    let (taps, planes) = (9, 2);
     for p in [Precision::Fp32, Precision::Bf16] {
         let stored = StoredPrecision::new(&gpu, &cpu, p);
-        for (w, window_accesses) in [(32, 4), (30, 11)] {
+        for (w, window_accesses, output_warps, kernel) in [(32, 4, 8, "depthwise_forward_tiled"), (30, 11, 2, "depthwise_forward_tiled_vec4")] {
             let g = geom((1, 2, (10, w), 2, (3, 3), (1, 1), (0, 0), (1, 1), 2));
             let (x, wt) = (values_at(p, g.x_len(), 8300), values(g.weight_len(), 8301));
             let (gx, gw) = (stored.on_gpu(&x), gpu.upload(&wt).unwrap());
@@ -901,9 +914,58 @@ fn channels_first_depthwise_windows_move_four_values_per_access() {
             let want = stored.as_stored(cpu.depthwise_conv2d_forward(&widened(&cpu, &x), &widened(&cpu, &wt), None, &g).unwrap());
             stored.compare(&format!("depthwise forward {g:?}"), &stored.download("y", &y), &want, Agreement::Within { atol: 8e-3, rtol: 8e-3 });
             let [s] = stats.as_slice() else { panic!("one launch: {stats:?}") };
-            assert_eq!(s.kernel, "conv::depthwise_forward_tiled");
+            assert_eq!(s.kernel, format!("conv::{kernel}"));
             assert_eq!(s.global_accesses, (planes * (window_accesses + output_warps * (taps + 1))) as u64, "{p} W = {w}: window accesses");
             assert_eq!(s.global_store_bytes, (g.y_len() * p.stored_format().map_or(4, |f| f.bytes())) as u64, "{p} W = {w}: y stores");
+        }
+    }
+}
+
+/// The tiled forward and data-gradient kernels store 4 values per access where the rows they
+/// write are whole quads. On 2 planes of 8 x 28 (3x3, stride 1, padding 1: y and dx take x's
+/// shape), each block of the 32 x 32 tile copies its window in quads (34 x 34 values for the
+/// forward, 35 x 35 for the data gradient, both from row -1 and column -4: 10 quads a row, of
+/// which rows 1..=8, quads 1..=7, lie in the plane, windows items 11..=87: 3 warps), and its 2
+/// warps with outputs (rows 0..=3 and 4..=7) load the 9 taps once each and store the warp's 4
+/// rows of 28 in one access: 56 quads in 2 accesses. On 8 x 30 the 8 x 32 tile runs, a value per
+/// thread: windows of 10 x 34 (forward) and 11 x 35 (data gradient) values from row and column
+/// -1, of which items 35..=302 and 36..=310 lie in the plane (warps 1..=9 of 32 items), and 8
+/// warps a row, each with its 9 tap loads and a store of 30 values in one access, but for the
+/// data gradient's row 0, which no output reaches through the filter's last row (3 taps fewer;
+/// the 32 x 32 tile's warp sums rows 1..=3 through it too). The stores move 4 and 2 bytes per
+/// value (f32, bf16) either way.
+#[test]
+fn channels_first_depthwise_tiles_store_four_values_per_access() {
+    let cpu = CpuBackend::new();
+    let driver = Arc::new(SimDriver::new(SimOptions::default()));
+    let gpu = GpuBackend::new(driver.clone());
+    let (taps, planes) = (9, 2);
+    let within = Agreement::Within { atol: 8e-3, rtol: 8e-3 };
+    for p in [Precision::Fp32, Precision::Bf16] {
+        let stored = StoredPrecision::new(&gpu, &cpu, p);
+        let bytes = p.stored_format().map_or(4, |f| f.bytes());
+        // (W, kernel suffix, window accesses, warps with outputs, the data gradient's taps skipped)
+        for (w, suffix, window_accesses, output_warps, skipped) in [(28, "_vec4", 3, 2, 0), (30, "", 9, 8, 3)] {
+            let g = geom((1, 2, (8, w), 2, (3, 3), (1, 1), (1, 1), (1, 1), 2));
+            // Per plane: the window, and each warp with outputs' tap loads and one store.
+            let accesses = |skipped: usize| (planes * (window_accesses + output_warps * (taps + 1) - skipped)) as u64;
+            let (x, dy, wt) = (values_at(p, g.x_len(), 8400), values_at(p, g.y_len(), 8401), values(g.weight_len(), 8402));
+            let (gx, gdy, gw) = (stored.on_gpu(&x), stored.on_gpu(&dy), gpu.upload(&wt).unwrap());
+            let cw = widened(&cpu, &wt);
+            driver.take_launch_stats();
+            let y = gpu.depthwise_conv2d_forward(&gx, &gw, None, &g).unwrap();
+            let dx = gpu.depthwise_conv2d_backward_data(&gdy, &gw, &g).unwrap();
+            let stats = driver.take_launch_stats();
+            let want_y = stored.as_stored(cpu.depthwise_conv2d_forward(&widened(&cpu, &x), &cw, None, &g).unwrap());
+            stored.compare(&format!("depthwise forward {g:?}"), &stored.download("y", &y), &want_y, within);
+            let want_dx = stored.as_stored(cpu.depthwise_conv2d_backward_data(&widened(&cpu, &dy), &cw, &g).unwrap());
+            stored.compare(&format!("depthwise backward data {g:?}"), &stored.download("dx", &dx), &want_dx, within);
+            let [forward, data] = stats.as_slice() else { panic!("two launches: {stats:?}") };
+            for (s, base, len, skipped) in [(forward, "depthwise_forward_tiled", g.y_len(), 0), (data, "depthwise_backward_data_tiled", g.x_len(), skipped)] {
+                assert_eq!(s.kernel, format!("conv::{base}{suffix}"), "{p} W = {w}");
+                assert_eq!(s.global_accesses, accesses(skipped), "{p} W = {w}: {base}'s accesses");
+                assert_eq!(s.global_store_bytes, (len * bytes) as u64, "{p} W = {w}: {base}'s stores");
+            }
         }
     }
 }

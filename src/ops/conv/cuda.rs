@@ -162,17 +162,78 @@ pub fn gpu_workspace_bytes(g: &ConvGeom, sms: usize, tensor_cores: bool) -> usiz
     forward.max(data).max(filter)
 }
 
-/// Rows and columns of the tile one block of the tiled depthwise kernels computes (DW_TILE_ROWS
-/// and DW_TILE_COLS in kernels/conv.cu): a warp per row.
+/// Rows and columns of the tile a block of the tiled depthwise kernels computes a value per
+/// thread (DW_TILE_ROWS and DW_TILE_COLS in kernels/conv.cu): a warp per row. The filter
+/// gradient's, and the forward's and data gradient's where they cannot store quads.
 const DEPTHWISE_TILE: (usize, usize) = (8, 32);
+
+/// A tile of the tiled forward and data-gradient depthwise kernels (kernels/conv.cu): a value
+/// per thread, or with [`DepthwiseTile::Quads`] (the `_vec4` kernels, where the rows they write
+/// are whole quads in a 16-byte aligned buffer) 4 rows per warp, each thread storing 4
+/// consecutive outputs of one row in one access after staging its sums in shared memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum DepthwiseTile {
+    Values,
+    Quads,
+}
+
+impl DepthwiseTile {
+    /// The tile's rows and columns: DEPTHWISE_TILE, 4 times as many rows with quads.
+    fn shape(self) -> (usize, usize) {
+        match self {
+            DepthwiseTile::Values => DEPTHWISE_TILE,
+            DepthwiseTile::Quads => (4 * DEPTHWISE_TILE.0, DEPTHWISE_TILE.1),
+        }
+    }
+
+    /// Shared memory the kernel takes besides its windows: the quad kernels' staged sums
+    /// (DW_STAGED floats, a value per output of the tile).
+    fn staged_bytes(self) -> usize {
+        match self {
+            DepthwiseTile::Values => 0,
+            DepthwiseTile::Quads => 4 * DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1 * std::mem::size_of::<f32>(),
+        }
+    }
+
+    /// The tiles over an R x S plane.
+    fn tiles(self, rows: usize, columns: usize) -> usize {
+        let (r, s) = self.shape();
+        rows.div_ceil(r) * columns.div_ceil(s)
+    }
+
+    /// The kernel `base` (depthwise_forward_tiled, depthwise_backward_data_tiled) on this tile.
+    fn kernel(self, base: &str) -> String {
+        match self {
+            DepthwiseTile::Values => base.to_string(),
+            DepthwiseTile::Quads => format!("{base}_vec4"),
+        }
+    }
+
+    /// The tiles a kernel writing `t`, an NCHW tensor of `width`-value rows, may take, the
+    /// larger first: quads where its rows are whole quads in a 16-byte aligned buffer.
+    fn candidates(t: &GpuBuf<f32>, width: usize) -> &'static [DepthwiseTile] {
+        if rows_of_quads(t, width) {
+            &[DepthwiseTile::Quads, DepthwiseTile::Values]
+        } else {
+            &[DepthwiseTile::Values]
+        }
+    }
+}
 
 /// Shared memory a block may take without opting in, on every supported device.
 const STATIC_SHARED_LIMIT: usize = 48 * 1024;
 
-/// The input window (rows, columns) an output tile of the tiled depthwise kernels reads: 7 and
-/// 31 strides plus the dilated kernel's extent.
-fn forward_window(g: &ConvGeom) -> (usize, usize) {
-    ((DEPTHWISE_TILE.0 - 1) * g.sh + (g.kh - 1) * g.dh + 1, (DEPTHWISE_TILE.1 - 1) * g.sw + (g.kw - 1) * g.dw + 1)
+/// The input window (rows, columns) an output tile of `shape` of the tiled depthwise kernels
+/// reads: a stride per row and column after the first plus the dilated kernel's extent.
+fn forward_window(g: &ConvGeom, shape: (usize, usize)) -> (usize, usize) {
+    ((shape.0 - 1) * g.sh + (g.kh - 1) * g.dh + 1, (shape.1 - 1) * g.sw + (g.kw - 1) * g.dw + 1)
+}
+
+/// The dy window an input-gradient tile of `shape` of depthwise_backward_data_tiled(_vec4)
+/// reaches: the outputs whose taps reach its rows and columns, one more for the rounding of the
+/// first.
+fn backward_data_window(g: &ConvGeom, shape: (usize, usize)) -> (usize, usize) {
+    ((shape.0 - 1 + (g.kh - 1) * g.dh) / g.sh + 2, (shape.1 - 1 + (g.kw - 1) * g.dw) / g.sw + 2)
 }
 
 /// Shared memory of a block of the tiled depthwise filter gradient besides its windows: each
@@ -185,7 +246,7 @@ fn depthwise_filter_sums_bytes(g: &ConvGeom) -> usize {
 /// device of `sms` SMs (enough blocks, one per output channel and chunk, for two per SM), or
 /// None when its shared memory would not fit (the per-tap kernel then runs).
 fn depthwise_filter_chunks(g: &ConvGeom, sms: usize) -> Option<usize> {
-    tiled_windows(forward_window(g), 2, depthwise_filter_sums_bytes(g), false)
+    tiled_windows(forward_window(g, DEPTHWISE_TILE), 2, depthwise_filter_sums_bytes(g), false)
         .map(|_| (2 * sms).div_ceil(g.c_out.max(1)).clamp(1, g.n.max(1)))
 }
 
@@ -231,8 +292,9 @@ fn tiled_windows(window: (usize, usize), copies: usize, other_bytes: usize, quad
     quads.then(|| held((window.1 + 3).next_multiple_of(4), true)).flatten().or_else(|| held(window.1, false))
 }
 
-/// Whether a tiled depthwise kernel may copy windows of `t`, an NCHW tensor of `width`-value
-/// rows, in quads: every row then starts at a multiple of 4 values of a 16-byte aligned buffer.
+/// Whether a tiled depthwise kernel may move `t`, an NCHW tensor of `width`-value rows, in quads
+/// (copy its windows, or store its outputs, 4 values per access): every row then starts at a
+/// multiple of 4 values of a 16-byte aligned buffer.
 fn rows_of_quads(t: &GpuBuf<f32>, width: usize) -> bool {
     width.is_multiple_of(4) && pointers_aligned16(&[t.stored_arg()])
 }
@@ -521,11 +583,15 @@ impl ConvOps<f32> for GpuBackend {
         let mut args = vec![x.stored_arg(), x.format_arg(), w.arg(), KernelArg::Ptr(bias.map_or(0, |b| b.ptr())), y.stored_arg(), y.format_arg()];
         args.extend(geometry);
         args.push(KernelArg::I32(bias.is_some() as i32));
-        match tiled_windows(forward_window(g), 1, 0, rows_of_quads(x, g.w)) {
-            Some(windows) => {
-                let tiles = g.oh.div_ceil(DEPTHWISE_TILE.0) * g.ow.div_ceil(DEPTHWISE_TILE.1);
+        // The largest tile whose window fits, each output's sum the same on either.
+        let tiled = DepthwiseTile::candidates(&y, g.ow).iter().find_map(|&tile| {
+            tiled_windows(forward_window(g, tile.shape()), 1, tile.staged_bytes(), rows_of_quads(x, g.w)).map(|windows| (tile, windows))
+        });
+        match tiled {
+            Some((tile, windows)) => {
                 args.extend(windows.args()?);
-                self.launch("conv", "depthwise_forward_tiled", depthwise_launch(g.n * g.c_out * tiles, windows.shared_bytes)?, &args)?;
+                let cfg = depthwise_launch(g.n * g.c_out * tile.tiles(g.oh, g.ow), windows.shared_bytes)?;
+                self.launch("conv", &tile.kernel("depthwise_forward_tiled"), cfg, &args)?;
             }
             None => self.launch("conv", "depthwise_forward", per_element(g.y_len(), "the depthwise output")?, &args)?,
         }
@@ -548,16 +614,15 @@ impl ConvOps<f32> for GpuBackend {
         }
         let mut args = vec![dy.stored_arg(), dy.format_arg(), w.arg(), dx.stored_arg(), dx.format_arg()];
         args.extend(geometry);
-        // The dy window an input tile's taps reach (kernels/conv.cu, depthwise_backward_data_tiled).
-        let window = (
-            (DEPTHWISE_TILE.0 - 1 + (g.kh - 1) * g.dh) / g.sh + 2,
-            (DEPTHWISE_TILE.1 - 1 + (g.kw - 1) * g.dw) / g.sw + 2,
-        );
-        match tiled_windows(window, g.c_out / g.c_in, 0, rows_of_quads(dy, g.ow)) {
-            Some(windows) => {
-                let tiles = g.h.div_ceil(DEPTHWISE_TILE.0) * g.w.div_ceil(DEPTHWISE_TILE.1);
+        let tiled = DepthwiseTile::candidates(&dx, g.w).iter().find_map(|&tile| {
+            let window = backward_data_window(g, tile.shape());
+            tiled_windows(window, g.c_out / g.c_in, tile.staged_bytes(), rows_of_quads(dy, g.ow)).map(|windows| (tile, windows))
+        });
+        match tiled {
+            Some((tile, windows)) => {
                 args.extend(windows.args()?);
-                self.launch("conv", "depthwise_backward_data_tiled", depthwise_launch(g.n * g.c_in * tiles, windows.shared_bytes)?, &args)?;
+                let cfg = depthwise_launch(g.n * g.c_in * tile.tiles(g.h, g.w), windows.shared_bytes)?;
+                self.launch("conv", &tile.kernel("depthwise_backward_data_tiled"), cfg, &args)?;
             }
             None => self.launch("conv", "depthwise_backward_data", per_element(g.x_len(), "the depthwise input")?, &args)?,
         }
@@ -577,7 +642,7 @@ impl ConvOps<f32> for GpuBackend {
         }
         let mut args = vec![x.stored_arg(), x.format_arg(), dy.stored_arg(), dy.format_arg()];
         let chunks = depthwise_filter_chunks(g, self.driver().multiprocessor_count());
-        let windows = tiled_windows(forward_window(g), 2, depthwise_filter_sums_bytes(g), rows_of_quads(x, g.w));
+        let windows = tiled_windows(forward_window(g, DEPTHWISE_TILE), 2, depthwise_filter_sums_bytes(g), rows_of_quads(x, g.w));
         let (Some(chunks), Some(windows)) = (chunks, windows) else {
             // One block per filter tap.
             let cfg = reduction(g.weight_len(), g.n * g.oh * g.ow)?;
