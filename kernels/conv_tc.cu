@@ -19,8 +19,10 @@
 // A block computes a BM x BN tile of Y with 8 warps (WARPS_M x WARPS_N), each MT*16 rows by 32
 // channels of 16x8 mma tiles whose accumulators stay in registers. K goes in stages of 32 values
 // (64 bytes per row of either tile), filled by the three-stage cp.async pipeline of
-// tensor_core.cuh. Shared rows of 64 bytes are XOR-swizzled in 16-byte chunks (chunk c
-// of row r at c ^ ((r >> 1) & 3)) so that ldmatrix's eight rows of one chunk hit distinct banks.
+// tensor_core.cuh (on Turing, its two buffers filled from registers: the next stage's reads are
+// in flight while the current one is multiplied). Shared rows of 64 bytes are XOR-swizzled in
+// 16-byte chunks (chunk c of row r at c ^ ((r >> 1) & 3)) so that ldmatrix's eight rows of one
+// chunk hit distinct banks.
 //
 // Each thread copies the same chunk column of its rows at every stage, so it keeps the chunk's
 // (tap, channel) position and advances it by 32 values per stage instead of dividing k.
@@ -47,10 +49,10 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
     constexpr int A_STAGE_BYTES = BM * ROW_BYTES, STAGE_BYTES = A_STAGE_BYTES + BN * ROW_BYTES;
     constexpr int ROW_CHUNKS = ROW_BYTES / CHUNK;
     constexpr int ROWS_PER_PASS = THREADS / ROW_CHUNKS;
-    constexpr int A_COPIES = BM / ROWS_PER_PASS, B_COPIES = BN / ROWS_PER_PASS;
+    constexpr int A_COPIES = BM / ROWS_PER_PASS, B_COPIES = BN / ROWS_PER_PASS, COPIES = A_COPIES + B_COPIES;
     static_assert(A_COPIES * ROWS_PER_PASS == BM && B_COPIES * ROWS_PER_PASS == BN, "whole copies per thread");
 
-    __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
+    __shared__ __align__(128) unsigned char smem[tc_pipeline_buffers<STAGES> * STAGE_BYTES];
     const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp / WARPS_N, wn = warp % WARPS_N;
@@ -87,14 +89,13 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
     const unsigned short* xg = x + group * cg;
     const unsigned short* wg = wt + (size_t)group * cog * k;
 
-    auto load_stage = [&](int stage, int kt) {
-        const unsigned base = smem_base + stage * STAGE_BYTES;
+    auto load_stage = [&](int kt, TcCopies<COPIES>& copies) {
 #pragma unroll
         for (int r = 0; r < A_COPIES; ++r) {
             const int ih = ih0[r] + ki * p.dh, iw = iw0[r] + kj * p.dw;
             const bool inside = ki < p.kh && (unsigned)ih < (unsigned)p.h && (unsigned)iw < (unsigned)p.w;
             const unsigned short* src = inside ? xg + (size_t)(image_base[r] + ih * p.w + iw) * p.c + ci : x;
-            tc_cp_async16(base + tc_swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside);
+            copies.issue(r, tc_swizzled(first_row + r * ROWS_PER_PASS, chunk), src, inside);
         }
         const int gk = kt * BK + chunk * (CHUNK / 2);
 #pragma unroll
@@ -102,7 +103,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
             const int row = first_row + r * ROWS_PER_PASS, gn = bn + row;
             const bool inside = gn < cog && gk < k;
             const unsigned short* src = inside ? wg + (size_t)gn * k + gk : wt;
-            tc_cp_async16(base + A_STAGE_BYTES + tc_swizzled(row, chunk), src, inside);
+            copies.issue(A_COPIES + r, A_STAGE_BYTES + tc_swizzled(row, chunk), src, inside);
         }
         ci += BK;
         normalize();
@@ -118,7 +119,7 @@ __device__ __forceinline__ void conv_tc(const unsigned short* x, const unsigned 
         auto load_b = [&](int ks, unsigned (&bf)[NT][2]) { tc_load_b_k_contiguous<IN>(bf, b_base, wn * WN, ks, lane); };
         tc_mma_stage<IN>(acc, a_base, wm * WM, lane, load_b);
     };
-    tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
+    tc_pipeline<STAGES, COPIES>(ktiles, smem_base, STAGE_BYTES, load_stage, compute_stage);
 
     // A float2 where the pair is inside the group and 8-byte aligned (even channels per group).
     float* yg = y + group * cog;

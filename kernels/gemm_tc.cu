@@ -2,7 +2,8 @@
 // The standalone tensor-core GEMM below (cp.async pipeline, operands as 16-bit patterns or f32
 // for tf32; benchmarks and tests), and at the end of the file the linear layers' GEMMs of training
 // on tc_gemm_tile.cuh's tiles. The compute_75 module (Turing) has the f16 kernels only, on
-// tensor_core.cuh's Turing branches (two m16n8k8 per m16n8k16, copies without cp.async).
+// tensor_core.cuh's Turing branches (two m16n8k8 per m16n8k16, copies without cp.async: the
+// next stage's read into registers while the current one is multiplied, two shared buffers).
 //
 // Tensor-core GEMM: C[M,N] (f32) = A[M,K] B[K,N], all row-major, with bf16 or f16 inputs
 // (mma.sync m16n8k16) or f32 inputs rounded to tf32 (m16n8k8), accumulated in f32.
@@ -55,10 +56,10 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
     constexpr int B_ROW_CHUNKS = B_ROW_BYTES / CHUNK;
     constexpr int B_SWIZZLE_SHIFT = IN == TC_TF32 ? 1 : 0;
     // Each thread copies A_COPIES chunks of A and two of B per stage.
-    constexpr int A_COPIES = BM * (A_ROW_BYTES / CHUNK) / THREADS;
+    constexpr int A_COPIES = BM * (A_ROW_BYTES / CHUNK) / THREADS, COPIES = A_COPIES + 2;
     static_assert(A_COPIES * THREADS == BM * (A_ROW_BYTES / CHUNK) && BK * B_ROW_CHUNKS == 2 * THREADS, "whole copies per thread");
 
-    __shared__ __align__(128) unsigned char smem[STAGES * STAGE_BYTES];
+    __shared__ __align__(128) unsigned char smem[tc_pipeline_buffers<STAGES> * STAGE_BYTES];
     const unsigned smem_base = static_cast<unsigned>(__cvta_generic_to_shared(smem));
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 2, wn = warp & 3;
@@ -67,8 +68,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
     const char* gb = static_cast<const char*>(b);
     const int ktiles = (k + BK - 1) / BK;
 
-    auto load_stage = [&](int stage, int kt) {
-        const unsigned base = smem_base + stage * STAGE_BYTES;
+    auto load_stage = [&](int kt, TcCopies<COPIES>& copies) {
         const int k0 = kt * BK;
 #pragma unroll
         for (int r = 0; r < A_COPIES; ++r) {
@@ -77,7 +77,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             const int gm = bm + row, gk = k0 + chunk * PER_CHUNK;
             const bool inside = gm < m && gk < k;
             const char* src = inside ? ga + ((size_t)gm * k + gk) * ELEM : ga;
-            tc_cp_async16(base + tc_swizzled(row, chunk), src, inside);
+            copies.issue(r, tc_swizzled(row, chunk), src, inside);
         }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -86,7 +86,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
             const int gk = k0 + row, gn = bn + chunk * PER_CHUNK;
             const bool inside = gk < k && gn < n;
             const char* src = inside ? gb + ((size_t)gk * n + gn) * ELEM : gb;
-            tc_cp_async16(base + A_STAGE_BYTES + row * B_ROW_BYTES + ((chunk ^ ((row & 7) << B_SWIZZLE_SHIFT)) << 4), src, inside);
+            copies.issue(A_COPIES + r, A_STAGE_BYTES + row * B_ROW_BYTES + ((chunk ^ ((row & 7) << B_SWIZZLE_SHIFT)) << 4), src, inside);
         }
     };
 
@@ -127,7 +127,7 @@ __device__ __forceinline__ void gemm_tc(const void* a, const void* b, float* c, 
         };
         tc_mma_stage<IN>(acc, a_base, wm * WM, lane, load_b);
     };
-    tc_pipeline<STAGES>(ktiles, load_stage, compute_stage);
+    tc_pipeline<STAGES, COPIES>(ktiles, smem_base, STAGE_BYTES, load_stage, compute_stage);
 
 #pragma unroll
     for (int i = 0; i < MT; ++i) {

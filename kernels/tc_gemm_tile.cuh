@@ -15,7 +15,7 @@
 // so both are read with plain ldmatrix. Eight warps (2 along M x 4 along N) each own a
 // (BM/2) x (BN/4) tile of 16x8 mma tiles whose accumulators stay in registers. The next stage's
 // elements are gathered into registers while the tensor cores multiply the current one out of
-// the other of two shared buffers (one barrier per stage).
+// the other of two shared buffers (tensor_core.cuh's tc_staged_pipeline: one barrier per stage).
 //
 // How a thread gathers its share of a ROWS x BK operand slice, so that a warp's global reads are
 // coalesced whichever way the operand is contiguous:
@@ -272,31 +272,17 @@ __device__ __forceinline__ void tc_gemm_tile(const OperandA& a, const OperandB& 
         tc_mma_stage<IN>(acc, a_base, wm * WM, lane, load_b);
     };
 
-    if (k_begin < k_end) {
-        slice_a.fetch(a, m0, M, k_begin, k_end, va);
-        slice_b.fetch(b, n0, N, k_begin, k_end, vb);
-        slice_a.stash(smem, va);
-        slice_b.stash(smem + A_BYTES, vb);
-    }
-    __syncthreads();
-    int stage = 0;
-    for (int k0 = k_begin; k0 < k_end; k0 += S::BK) {
-        // The next stage's gathers are in flight while the tensor cores work on this one; its
-        // buffer was last read before the previous barrier.
-        const bool more = k0 + S::BK < k_end;
-        if (more) {
-            slice_a.fetch(a, m0, M, k0 + S::BK, k_end, va);
-            slice_b.fetch(b, n0, N, k0 + S::BK, k_end, vb);
-        }
-        compute(stage);
-        if (more) {
-            unsigned char* next = smem + (stage ^ 1) * STAGE_BYTES;
-            slice_a.stash(next, va);
-            slice_b.stash(next + A_BYTES, vb);
-        }
-        __syncthreads();
-        stage ^= 1;
-    }
+    // The next stage's gathers are in flight while the tensor cores work on this one.
+    auto fetch = [&](int k0) {
+        slice_a.fetch(a, m0, M, k0, k_end, va);
+        slice_b.fetch(b, n0, N, k0, k_end, vb);
+    };
+    auto stash = [&](int buffer) {
+        unsigned char* tile = smem + buffer * STAGE_BYTES;
+        slice_a.stash(tile, va);
+        slice_b.stash(tile + A_BYTES, vb);
+    };
+    tc_staged_pipeline(k_begin, k_end, S::BK, fetch, stash, compute);
 
     auto store = [&](int row, int col, float v0, float v1) {
         tc_store_pair(out, row, col, alpha * v0, alpha * v1, col + 1 < N, vec_c, beta);

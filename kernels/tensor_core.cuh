@@ -1,6 +1,6 @@
 // The tensor-core building blocks shared by the tensor-core GEMM (gemm_tc.cu) and the implicit-
-// GEMM convolution (conv_tc.cu): 16-byte cp.async copies, ldmatrix, mma.sync with f32
-// accumulators, and the multi-stage copy pipeline both run. Compiled for compute_80 and for
+// GEMM convolution (conv_tc.cu): 16-byte copies (cp.async on Ampere), ldmatrix, mma.sync with f32
+// accumulators, and the copy pipelines they run. Compiled for compute_80 and for
 // compute_75 (Turing: fp16 only, see tc_mma); where Turing lacks an instruction, the
 // __CUDA_ARCH__ < 800 branch does the same work another way.
 #pragma once
@@ -30,18 +30,44 @@ __device__ __forceinline__ unsigned short tc_to_16bit(float x, int format) {
     return h;
 }
 
-// Copies 16 bytes from global to shared memory, or zeros when !inside (no global read at all,
-// for operands past an edge or in a convolution's padding). Turing has no cp.async: the copy is
-// a 16-byte load and store, complete when this returns.
-__device__ __forceinline__ void tc_cp_async16(unsigned dst, const void* src, bool inside) {
+// One stage's COPIES 16-byte copies of a thread from global to shared memory: `issue(i, dst_offset,
+// src, inside)` copies 16 bytes from src to byte dst_offset of the stage's shared buffer as copy i
+// of the thread, or zeros when !inside (no global read at all, for operands past an edge or in a
+// convolution's padding).
 #if TC_AMPERE
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(inside ? 16 : 0));
+// By cp.async into the buffer at shared address `base` (COPIES sizes Turing's only).
+template <int COPIES>
+struct TcCopies {
+    unsigned base;
+
+    __device__ __forceinline__ void issue(int, unsigned dst_offset, const void* src, bool inside) const {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(base + dst_offset), "l"(src), "r"(inside ? 16 : 0));
+    }
+};
 #else
-    uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (inside) v = *static_cast<const uint4*>(src);
-    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+// Turing has no cp.async: the copies are held in registers between their global reads (`issue`)
+// and their shared stores (`stash`), so that the math of the previous stage runs while the reads
+// are in flight. The held values cost 4 registers per copy, their offsets one each.
+template <int COPIES>
+struct TcCopies {
+    uint4 value[COPIES];
+    unsigned offset[COPIES];
+
+    __device__ __forceinline__ void issue(int i, unsigned dst_offset, const void* src, bool inside) {
+        value[i] = inside ? *static_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
+        offset[i] = dst_offset;
+    }
+
+    // Every held copy into the stage buffer at shared address `base`.
+    __device__ __forceinline__ void stash(unsigned base) const {
+#pragma unroll
+        for (int i = 0; i < COPIES; ++i)
+            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(base + offset[i]), "r"(value[i].x), "r"(value[i].y),
+                         "r"(value[i].z), "r"(value[i].w)
+                         : "memory");
+    }
+};
 #endif
-}
 
 __device__ __forceinline__ void tc_ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -205,32 +231,72 @@ __device__ __forceinline__ void tc_zero(float (&acc)[MT][NT][4]) {
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 }
 
-// The STAGES-stage cp.async pipeline over `ktiles` stages of K: `load(stage, kt)` issues the
-// copies of K stage kt into shared buffer `stage`, and must be called for kt = 0, 1, 2, ... in
-// order; `compute(stage)` multiplies the buffer. One barrier per stage: it follows the wait for
+// The two-buffer pipeline of copies staged in registers, over the stages of K that start at
+// k = k_begin, k_begin + step, ... < k_end: `fetch(k)` reads the stage at k from global memory
+// into registers (in that order), `stash(buffer)` stores what the last fetch read into shared
+// buffer 0 or 1, `compute(buffer)` multiplies a buffer. The next stage's reads are in flight
+// while the tensor cores multiply the current one; its stores follow the math, into the buffer
+// every warp finished reading before the previous barrier. One barrier per stage: it orders the
+// stores before the next stage's reads of them, and this stage's reads before the stores of the
+// stage after next into the same buffer.
+template <class Fetch, class Stash, class Compute>
+__device__ __forceinline__ void tc_staged_pipeline(int k_begin, int k_end, int step, Fetch& fetch, Stash& stash,
+                                                   Compute& compute) {
+    if (k_begin < k_end) {
+        fetch(k_begin);
+        stash(0);
+    }
+    __syncthreads();
+    int buffer = 0;
+    for (int k = k_begin; k < k_end; k += step) {
+        const bool more = k + step < k_end;
+        if (more) fetch(k + step);
+        compute(buffer);
+        if (more) stash(buffer ^ 1);
+        __syncthreads();
+        buffer ^= 1;
+    }
+}
+
+// The shared buffers of stage_bytes each that tc_pipeline<STAGES> fills: Turing's copies are
+// staged in registers, which two buffers suffice for.
+template <int STAGES>
+constexpr int tc_pipeline_buffers = TC_AMPERE ? STAGES : 2;
+
+// The copy pipeline over `ktiles` stages of K into tc_pipeline_buffers<STAGES> shared buffers of
+// stage_bytes from smem_base: `load(kt, copies)` issues the copies of K stage kt through
+// `copies` (a TcCopies<COPIES>), and must be called for kt = 0, 1, 2, ... in order;
+// `compute(buffer)` multiplies a buffer.
+//
+// On Ampere, STAGES buffers filled by cp.async. One barrier per stage: it follows the wait for
 // stage kt's copies, so every warp sees all of them, and precedes the refill of the buffer of
 // stage kt - 1, which every warp has finished reading. Stages past K commit empty groups, so no
-// copy is left in flight at the end. On Turing the copies complete as they are issued (see
-// tc_cp_async16): there are no groups to commit or wait for, and the barriers order the same.
-template <int STAGES, class Load, class Compute>
-__device__ __forceinline__ void tc_pipeline(int ktiles, Load& load, Compute& compute) {
+// copy is left in flight at the end. On Turing, tc_staged_pipeline with the copies held in
+// registers.
+template <int STAGES, int COPIES, class Load, class Compute>
+__device__ __forceinline__ void tc_pipeline(int ktiles, unsigned smem_base, int stage_bytes, Load& load, Compute& compute) {
+#if TC_AMPERE
+    auto load_into = [&](int buffer, int kt) {
+        TcCopies<COPIES> copies{smem_base + buffer * stage_bytes};
+        load(kt, copies);
+    };
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < ktiles) load(s, s);
-#if TC_AMPERE
+        if (s < ktiles) load_into(s, s);
         asm volatile("cp.async.commit_group;");
-#endif
     }
     for (int kt = 0; kt < ktiles; ++kt) {
-#if TC_AMPERE
         asm volatile("cp.async.wait_group %0;" ::"n"(STAGES - 2));
-#endif
         __syncthreads();
         const int next = kt + STAGES - 1;
-        if (next < ktiles) load(next % STAGES, next);
-#if TC_AMPERE
+        if (next < ktiles) load_into(next % STAGES, next);
         asm volatile("cp.async.commit_group;");
-#endif
         compute(kt % STAGES);
     }
+#else
+    TcCopies<COPIES> held;
+    auto fetch = [&](int kt) { load(kt, held); };
+    auto stash = [&](int buffer) { held.stash(smem_base + buffer * stage_bytes); };
+    tc_staged_pipeline(0, ktiles, 1, fetch, stash, compute);
+#endif
 }

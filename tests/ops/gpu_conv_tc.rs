@@ -3,7 +3,8 @@
 //! GPU sees them, f64 sums, the f32 accumulation's error bound): padding, stride 2, 1x1, 7x7,
 //! dilation and groups, channel counts that are not multiples of the tile, batches of several
 //! images, bf16 and f16, both block tiles, with no bank conflict in any shared access; f16 on
-//! Turing (compute capability 7.5, its own module) and bf16 refused there. The
+//! Turing (compute capability 7.5, its own module, the next stage's global reads in flight during
+//! the current stage's math in every convolution GEMM of it) and bf16 refused there. The
 //! reference itself is checked against the NCHW CPU convolution on the same rounded values.
 
 use ferronet::cpu::CpuBackend;
@@ -100,6 +101,11 @@ fn turing_runs_f16_convolutions_on_its_own_module() {
     assert_eq!(check_on((7, 5), conv, ConvTcTile::Pixels128Channels128, 211), 0);
     let conv = TcConv { input: TcInput::F16, geom: geom((2, 16, (6, 7), 6, (3, 3), (2, 2), (1, 1), (1, 1), 2)) };
     assert_eq!(check_on((7, 5), conv, ConvTcTile::Pixels128Channels64, 212), 0);
+}
+
+#[test]
+fn turing_convolutions_read_the_next_stage_during_the_math() {
+    crate::gpu_gemm_tc::assert_turing_k_loops_read_ahead("conv_tc");
 }
 
 #[test]

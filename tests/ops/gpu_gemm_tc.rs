@@ -2,9 +2,10 @@
 //! reference of the same arithmetic (inputs rounded as the GPU sees them, f64 sums, the f32
 //! accumulation's error bound): bf16, f16 and tf32, shapes whose M, N and K are not multiples of
 //! the tile, with no bank conflict in any shared access; f16 on Turing (compute capability 7.5:
-//! its compute_75 module, two m16n8k8 per m16n8k16 and copies without cp.async), and Turing
-//! refused bf16 and tf32.
+//! its compute_75 module, two m16n8k8 per m16n8k16 and copies without cp.async, the next stage's
+//! global reads in flight during the current stage's math), and Turing refused bf16 and tf32.
 
+use ferronet::device::modules::{ptx, PtxSource};
 use ferronet::gpu::GpuBackend;
 use ferronet::ops::gemm::tc::{gemm_tc_half, gemm_tc_tf32, reference, to_bits, TcGemm, TcInput, TcTile};
 use ferronet::sim::{SimDriver, SimOptions};
@@ -74,8 +75,41 @@ fn turing_runs_f16_products_on_its_own_module() {
         assert_eq!(check_on((7, 5), TcGemm { input: TcInput::F16, m: 50, n: 72, k: 40 }, tile, 15), 0, "{tile:?}");
         assert_eq!(check_on((7, 5), TcGemm { input: TcInput::F16, m: 130, n: 136, k: 104 }, tile, 16), 0, "{tile:?}");
     }
-    let ptx = ferronet::device::modules::ptx("gemm_tc", (7, 5), ferronet::device::modules::PtxSource::EmbeddedFirst).unwrap();
+    let ptx = ptx("gemm_tc", (7, 5), PtxSource::EmbeddedFirst).unwrap();
     assert!(ptx.contains(".target sm_75") && ptx.contains("m16n8k8") && !ptx.contains("cp.async") && !ptx.contains("bf16"), "Turing's module");
+}
+
+/// Asserts of every kernel of `module`'s compute_75 PTX (Turing: no cp.async) that its K loop
+/// overlaps the next stage's copies with the current stage's math: in the innermost loop holding
+/// an mma.sync (from a label to the last branch back to it), every global load comes before the
+/// first mma.sync and every shared store after the last one, followed by a barrier.
+pub(crate) fn assert_turing_k_loops_read_ahead(module: &str) {
+    let ptx = ptx(module, (7, 5), PtxSource::EmbeddedFirst).unwrap();
+    let entries: Vec<&str> = ptx.split(".entry ").skip(1).collect();
+    assert!(!entries.is_empty(), "{module}: no kernel in its compute_75 PTX");
+    for entry in entries {
+        let kernel = entry.split('(').next().unwrap_or_default();
+        let lines: Vec<&str> = entry.lines().map(str::trim).collect();
+        let loops = lines.iter().enumerate().filter_map(|(start, line)| {
+            let label = line.strip_suffix(':').filter(|l| l.starts_with('$'))?;
+            let back = lines.iter().rposition(|l| l.contains("bra") && l.split_whitespace().last() == Some(format!("{label};").as_str()))?;
+            (back > start).then(|| &lines[start..=back])
+        });
+        let k_loop = loops.filter(|body| body.iter().any(|l| l.starts_with("mma.sync"))).min_by_key(|body| body.len());
+        let k_loop = k_loop.unwrap_or_else(|| panic!("{module}::{kernel}: no loop holds an mma.sync"));
+        let at = |prefix: &str| k_loop.iter().enumerate().filter(|(_, l)| l.starts_with(prefix)).map(|(i, _)| i).collect::<Vec<_>>();
+        let mmas = at("mma.sync");
+        let (first_mma, last_mma) = (mmas[0], mmas[mmas.len() - 1]);
+        let (loads, stores, barriers) = (at("ld.global"), at("st.shared"), at("bar.sync"));
+        assert!(!loads.is_empty() && loads.iter().all(|&i| i < first_mma), "{module}::{kernel}: the next stage's global loads {loads:?} must precede the first mma.sync ({first_mma})");
+        assert!(!stores.is_empty() && stores.iter().all(|&i| i > last_mma), "{module}::{kernel}: its shared stores {stores:?} must follow the last mma.sync ({last_mma})");
+        assert!(barriers.last() > stores.last(), "{module}::{kernel}: a barrier {barriers:?} must follow the shared stores {stores:?}");
+    }
+}
+
+#[test]
+fn turing_gemms_read_the_next_stage_during_the_math() {
+    assert_turing_k_loops_read_ahead("gemm_tc");
 }
 
 #[test]
