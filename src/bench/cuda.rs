@@ -14,9 +14,13 @@ use crate::device::driver::{Driver, Stream};
 use crate::device::Buffer;
 use crate::gpu::cuda_driver::CudaDriver;
 use crate::gpu::{GpuBackend, GpuBuf};
+use crate::ops::cases::CublasGemm;
+use crate::precision::Precision;
+use cublas_sys::{cublasComputeType_t as Compute, cudaDataType};
 use cudarc::cublas::{result as cublas, sys as cublas_sys};
 use cudarc::driver::{result as cu, sys as cu_sys};
 use serde::Serialize;
+use std::ffi::c_void;
 use std::sync::Arc;
 
 /// The flush buffer is this many times the L2 size (and at least `MIN_FLUSH_BYTES`), so that
@@ -140,15 +144,24 @@ impl CudaBench {
         let copy_bytes_per_s = 2.0 * bytes as f64 / copy.median_s;
         drop((src, dst));
         let n = PEAK_GEMM_SIZE;
-        let cublas_sgemm_flops = self.cublas_gemm(false, false, n, n, n)?.map(|t| 2.0 * (n * n * n) as f64 / t.median_s);
+        let square = CublasGemm { precision: Precision::Fp32, trans_a: false, trans_b: false, m: n, n, k: n };
+        let cublas_sgemm_flops = self.cublas_gemm(&square)?.map(|t| 2.0 * (n * n * n) as f64 / t.median_s);
         Ok(DevicePeaks { copy_bytes_per_s, cublas_sgemm_flops, cublas_absent: self.cublas.as_ref().err().copied() })
     }
 
-    /// cuBLAS SGEMM time of the row-major C[m,n] = op(A) op(B) (ferronet's GEMM convention), on
-    /// zeroed operands; None without cuBLAS.
-    pub fn cublas_gemm(&self, trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize) -> Result<Option<Timing>> {
+    /// cuBLAS's time of `gemm` (row-major C[m,n] = op(A) op(B), ferronet's GEMM convention) on
+    /// zeroed operands: SGEMM at fp32, else `cublasGemmEx` with f32 accumulation and output on
+    /// bf16/fp16 operands, or f32 ones at tf32 (`CUBLAS_COMPUTE_32F_FAST_TF32`); None without
+    /// cuBLAS.
+    pub fn cublas_gemm(&self, gemm: &CublasGemm) -> Result<Option<Timing>> {
         let Ok(handle) = &self.cublas else { return Ok(None) };
-        let (a, b) = (self.backend.alloc_zeroed::<f32>(m * k)?, self.backend.alloc_zeroed::<f32>(k * n)?);
+        let CublasGemm { precision, trans_a, trans_b, m, n, k } = *gemm;
+        let (operand_type, operand_bytes, compute) = match precision {
+            Precision::Fp32 | Precision::Tf32 => (cudaDataType::CUDA_R_32F, 4, if precision == Precision::Tf32 { Compute::CUBLAS_COMPUTE_32F_FAST_TF32 } else { Compute::CUBLAS_COMPUTE_32F }),
+            Precision::Bf16 => (cudaDataType::CUDA_R_16BF, 2, Compute::CUBLAS_COMPUTE_32F),
+            Precision::Fp16 => (cudaDataType::CUDA_R_16F, 2, Compute::CUBLAS_COMPUTE_32F),
+        };
+        let (a, b) = (self.backend.alloc_zeroed::<u8>(m * k * operand_bytes)?, self.backend.alloc_zeroed::<u8>(k * n * operand_bytes)?);
         let c = self.backend.alloc_zeroed::<f32>(m * n)?;
         let dim = |v: usize| i32::try_from(v).map_err(|_| Error::shape(format!("cuBLAS dimension {v} exceeds 32 bits")));
         let op = |t: bool| if t { cublas_sys::cublasOperation_t::CUBLAS_OP_T } else { cublas_sys::cublasOperation_t::CUBLAS_OP_N };
@@ -157,27 +170,37 @@ impl CudaBench {
         let (mi, ni, ki) = (dim(m)?, dim(n)?, dim(k)?);
         let (alpha, beta) = (1.0f32, 0.0f32);
         let timing = self.time(1, PEAK_REPS, || {
-            // SAFETY: a, b and c are live allocations of the sizes the dimensions and leading
-            // dimensions describe; alpha and beta are host scalars outliving the call.
+            // SAFETY: a, b and c are live allocations of the sizes the dimensions, leading
+            // dimensions and element types describe; alpha and beta are host f32 scalars (the
+            // scale type of an f32 compute type) outliving the call.
             unsafe {
-                cublas::sgemm(
-                    handle.0,
-                    op(trans_b),
-                    op(trans_a),
-                    ni,
-                    mi,
-                    ki,
-                    &alpha,
-                    b.ptr() as *const f32,
-                    ldb,
-                    a.ptr() as *const f32,
-                    lda,
-                    &beta,
-                    c.ptr() as *mut f32,
-                    ni,
-                )
+                if precision == Precision::Fp32 {
+                    cublas::sgemm(handle.0, op(trans_b), op(trans_a), ni, mi, ki, &alpha, b.ptr() as *const f32, ldb, a.ptr() as *const f32, lda, &beta, c.ptr() as *mut f32, ni)
+                } else {
+                    cublas::gemm_ex(
+                        handle.0,
+                        op(trans_b),
+                        op(trans_a),
+                        ni,
+                        mi,
+                        ki,
+                        (&alpha as *const f32).cast(),
+                        b.ptr() as *const c_void,
+                        operand_type,
+                        ldb,
+                        a.ptr() as *const c_void,
+                        operand_type,
+                        lda,
+                        (&beta as *const f32).cast(),
+                        c.ptr() as *mut c_void,
+                        cudaDataType::CUDA_R_32F,
+                        ni,
+                        compute,
+                        cublas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+                    )
+                }
             }
-            .map_err(|e| cuda_error("cuBLAS SGEMM", e))
+            .map_err(|e| cuda_error(if precision == Precision::Fp32 { "cuBLAS SGEMM" } else { "cuBLAS GemmEx" }, e))
         })?;
         Ok(Some(timing))
     }

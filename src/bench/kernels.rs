@@ -13,6 +13,7 @@ use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gpu::GpuBackend;
 use crate::ops::cases::{CaseBackend, DynKernel, HostOperands, Operands};
+use crate::precision::Precision;
 use crate::sim::roofline::{slower, LaunchPrediction, Limit, GPU_MODELS};
 use crate::sim::{LaunchStats, SimDriver, SimOptions};
 use serde::Serialize;
@@ -213,12 +214,15 @@ fn measure_cuda(
     let (gflops, gbytes_per_s) = rates(op, timing.median_s);
     // The case's bound on this device: compare its arithmetic intensity with the ridge point.
     let compute_bound = peaks.cublas_sgemm_flops.is_some_and(|f| op.flops() / op.min_bytes() > f / peaks.copy_bytes_per_s);
+    // A reduced-precision case runs on the tensor cores, whose rate no fp32 peak bounds: its
+    // yardstick is cuBLAS at the same precision (the `cublas` time).
     let (fraction_of_peak, peak) = match (compute_bound, peaks.cublas_sgemm_flops) {
+        (true, _) if op.operand_precision() != Precision::Fp32 => (None, None),
         (true, Some(flops)) => (Some(op.flops() / timing.median_s / flops), Some("cublas_sgemm")),
         _ => (Some(op.min_bytes() / timing.median_s / peaks.copy_bytes_per_s), Some("copy_bandwidth")),
     };
-    let cublas = match op.as_sgemm() {
-        Some((trans_a, trans_b, m, n, k)) => bench.cublas_gemm(trans_a, trans_b, m, n, k)?,
+    let cublas = match op.as_cublas_gemm() {
+        Some(gemm) => bench.cublas_gemm(&gemm)?,
         None => None,
     };
     Ok(Measured { validation, timing: Some(timing), gflops, gbytes_per_s, fraction_of_peak, peak, cublas })

@@ -32,6 +32,32 @@ fn a_kernel_case_is_validated_on_the_simulator_and_predicted_for_every_gpu() {
     assert!(text.contains("| softmax_ce 8x1000 | ok |"), "{text}");
 }
 
+/// The bf16 linear-layer case (the one timed against cuBLAS's GemmEx on a GPU) runs its sliced
+/// shape on the simulator's tensor-core training tiles and equals the f64 reference of its
+/// bf16-drawn operands.
+#[test]
+fn a_bf16_linear_case_runs_on_the_tensor_core_tiles_and_is_validated() {
+    let opts = KernelBenchOptions {
+        cpu: false,
+        sim: true,
+        cuda: None,
+        batch: 2,
+        warmup: 0,
+        cpu_reps: 1,
+        gpu_reps: 1,
+        filter: Some("linear_fwd bf16 tensor cores batch 2".into()),
+        seed: 1,
+    };
+    let report = run_kernel_bench(&opts, |_| {}).unwrap();
+    let [case] = report.cases.as_slice() else { panic!("{} cases", report.cases.len()) };
+    let Some(Outcome::Ran(sim)) = &case.sim else { panic!("the simulator did not run: {:?}", case.sim) };
+    assert!(sim.validation.passed, "{:?}", sim.validation);
+    let kernels: Vec<&str> = sim.launches.iter().map(|l| l.kernel.as_str()).collect();
+    assert!(kernels.iter().any(|k| k.starts_with("gemm_tc::sgemm_nt_tc_bf16")) && !kernels.iter().any(|k| k.starts_with("gemm::sgemm")), "{kernels:?}");
+    assert!(case.shape.contains("bf16"), "{}", case.shape);
+    assert!(!report.any_failed());
+}
+
 #[test]
 fn a_tensor_core_gemm_is_predicted_for_every_gpu() {
     let opts = KernelBenchOptions {

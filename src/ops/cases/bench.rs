@@ -16,6 +16,7 @@ use crate::element::Element;
 use crate::error::Result;
 use crate::gpu::GpuBackend;
 use crate::ops::Backend;
+use crate::precision::Precision;
 use crate::rng::Rng;
 
 /// The device buffers one call reads and writes.
@@ -68,18 +69,25 @@ pub trait BenchKernel {
     }
     /// A short text form of the shape for the report.
     fn describe(&self) -> String;
-    /// (trans_a, trans_b, m, n, k) of the single SGEMM this call is, for a cuBLAS comparison.
-    fn as_sgemm(&self) -> Option<(bool, bool, usize, usize, usize)> {
+    /// The single GEMM this call is, for a cuBLAS comparison.
+    fn as_cublas_gemm(&self) -> Option<CublasGemm> {
         None
+    }
+
+    /// The format the operands' values are drawn in (rounded to it), so that a kernel taking
+    /// them at reduced precision reads them exactly and the f64 reference is of the same values.
+    fn operand_precision(&self) -> Precision {
+        Precision::Fp32
     }
 
     /// Draws the operands from `seed`: the values, then the index operand.
     fn host_operands(&self, seed: u64) -> Result<HostOperands> {
         let mut rng = Rng::new(seed);
+        let precision = self.operand_precision();
         let values = self
             .operand_ranges()
             .into_iter()
-            .map(|(len, lo, hi)| (0..len).map(|_| rng.uniform_range(lo, hi) as f32).collect())
+            .map(|(len, lo, hi)| (0..len).map(|_| precision.round(rng.uniform_range(lo, hi) as f32)).collect())
             .collect();
         let idx = self.index_operand(&mut rng)?;
         Ok(HostOperands { values, idx })
@@ -91,6 +99,19 @@ pub trait BenchKernel {
     fn tolerance(&self) -> (f64, f64) {
         (1e-5 + 1e-6 * self.reduction_len() as f64, 1e-4)
     }
+}
+
+/// A GEMM as cuBLAS would run it: row-major C[m,n] = op(A) op(B), its operands at `precision`
+/// (fp32: SGEMM; tf32: f32 operands on the tensor cores; bf16/fp16: 16-bit operands), f32
+/// accumulation and output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CublasGemm {
+    pub precision: Precision,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
 }
 
 /// How a benchmarked call runs, written once for every backend by the family that owns it.

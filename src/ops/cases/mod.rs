@@ -10,7 +10,7 @@
 pub mod bench;
 pub mod grad;
 
-pub use bench::{BenchCase, BenchCases, BenchKernel, DynKernel, HostOperands, Operands, RunKernel};
+pub use bench::{BenchCase, BenchCases, BenchKernel, CublasGemm, DynKernel, HostOperands, Operands, RunKernel};
 pub use grad::{DynGradOp, ForwardAndGrads, GradCase, GradCases, GradOp};
 
 use crate::cpu::CpuBackend;

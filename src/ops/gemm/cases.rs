@@ -9,8 +9,9 @@
 use super::{GemmSpec, SplitK};
 use crate::element::Element;
 use crate::error::Result;
-use crate::ops::cases::{BenchCases, BenchKernel, FamilyCases, Operands, RunKernel};
+use crate::ops::cases::{BenchCases, BenchKernel, CublasGemm, FamilyCases, Operands, RunKernel};
 use crate::ops::Backend;
+use crate::precision::Precision;
 use crate::sim::roofline::RTX_3090;
 
 pub struct Cases;
@@ -79,8 +80,9 @@ impl BenchKernel for GemmKernel {
         let GemmKernel { trans_a, trans_b, m, n, k, splits } = *self;
         format!("m={m} n={n} k={k} trans_a={trans_a} trans_b={trans_b} splits={splits}")
     }
-    fn as_sgemm(&self) -> Option<(bool, bool, usize, usize, usize)> {
-        Some((self.trans_a, self.trans_b, self.m, self.n, self.k))
+    fn as_cublas_gemm(&self) -> Option<CublasGemm> {
+        let GemmKernel { trans_a, trans_b, m, n, k, .. } = *self;
+        Some(CublasGemm { precision: Precision::Fp32, trans_a, trans_b, m, n, k })
     }
 }
 
