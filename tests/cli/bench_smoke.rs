@@ -4,21 +4,12 @@
 
 use ferronet::bench::kernels::{run_kernel_bench, KernelBenchOptions, Outcome};
 use ferronet::bench::report::tables;
+use ferronet_test_support::bench::kernel_bench_options;
 use std::process::Command;
 
 #[test]
 fn a_kernel_case_is_validated_on_the_simulator_and_predicted_for_every_gpu() {
-    let opts = KernelBenchOptions {
-        cpu: false,
-        sim: true,
-        cuda: None,
-        batch: 2,
-        warmup: 0,
-        cpu_reps: 1,
-        gpu_reps: 1,
-        filter: Some("softmax_ce".into()),
-        seed: 1,
-    };
+    let opts = KernelBenchOptions { sim: true, ..kernel_bench_options("softmax_ce") };
     let report = run_kernel_bench(&opts, |_| {}).unwrap();
     assert_eq!(report.cases.len(), 1);
     let case = &report.cases[0];
@@ -37,17 +28,7 @@ fn a_kernel_case_is_validated_on_the_simulator_and_predicted_for_every_gpu() {
 /// bf16-drawn operands.
 #[test]
 fn a_bf16_linear_case_runs_on_the_tensor_core_tiles_and_is_validated() {
-    let opts = KernelBenchOptions {
-        cpu: false,
-        sim: true,
-        cuda: None,
-        batch: 2,
-        warmup: 0,
-        cpu_reps: 1,
-        gpu_reps: 1,
-        filter: Some("linear_fwd bf16 tensor cores batch 2".into()),
-        seed: 1,
-    };
+    let opts = KernelBenchOptions { sim: true, ..kernel_bench_options("linear_fwd bf16 tensor cores batch 2") };
     let report = run_kernel_bench(&opts, |_| {}).unwrap();
     let [case] = report.cases.as_slice() else { panic!("{} cases", report.cases.len()) };
     let Some(Outcome::Ran(sim)) = &case.sim else { panic!("the simulator did not run: {:?}", case.sim) };
@@ -60,17 +41,7 @@ fn a_bf16_linear_case_runs_on_the_tensor_core_tiles_and_is_validated() {
 
 #[test]
 fn a_tensor_core_gemm_is_predicted_for_every_gpu() {
-    let opts = KernelBenchOptions {
-        cpu: false,
-        sim: true,
-        cuda: None,
-        batch: 2,
-        warmup: 0,
-        cpu_reps: 1,
-        gpu_reps: 1,
-        filter: Some("tc_gemm bf16 conv_fwd resnet18 512x4x4".into()),
-        seed: 1,
-    };
+    let opts = KernelBenchOptions { sim: true, ..kernel_bench_options("tc_gemm bf16 conv_fwd resnet18 512x4x4") };
     let report = run_kernel_bench(&opts, |_| {}).unwrap();
     assert!(report.cases.is_empty());
     let [Outcome::Ran(tc)] = report.tensor_core.as_slice() else { panic!("{:?}", report.tensor_core) };

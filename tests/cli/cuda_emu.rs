@@ -3,6 +3,8 @@
 //! itself called directly through its C entry points.
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use ferronet::bench::kernels::{run_kernel_bench, KernelBenchOptions, Outcome};
+use ferronet_test_support::bench::kernel_bench_options;
 use ferronet_test_support::emulated_driver::{libcuda_dir, run_own_tests, with_emulated_driver};
 use std::process::{Command, Output};
 
@@ -100,18 +102,7 @@ fn the_model_bench_runs_through_the_emulated_driver() {
 #[test]
 #[ignore = "needs the emulated driver on the loader path; the_kernel_bench_runs_through_the_emulated_driver runs it"]
 fn kernel_bench_on_the_emulated_device() {
-    use ferronet::bench::kernels::{run_kernel_bench, KernelBenchOptions, Outcome};
-    let opts = KernelBenchOptions {
-        cpu: false,
-        sim: false,
-        cuda: Some(0),
-        batch: 2,
-        warmup: 1,
-        cpu_reps: 1,
-        gpu_reps: 2,
-        filter: Some("softmax_ce".into()),
-        seed: 1,
-    };
+    let opts = KernelBenchOptions { cuda: Some(0), warmup: 1, gpu_reps: 2, ..kernel_bench_options("softmax_ce") };
     let report = run_kernel_bench(&opts, |_| {}).unwrap_or_else(|e| panic!("{e}"));
     let device = report.cuda_device.clone().unwrap_or_default();
     assert!(device.contains("emulated"), "{device:?} is no emulated device: run this through the emulated driver");
@@ -136,18 +127,7 @@ fn kernel_bench_on_the_emulated_device() {
 #[test]
 #[ignore = "needs the emulated driver on the loader path; the_kernel_bench_runs_through_the_emulated_driver runs it"]
 fn tensor_core_kernel_bench_on_the_emulated_device() {
-    use ferronet::bench::kernels::{run_kernel_bench, KernelBenchOptions, Outcome};
-    let opts = KernelBenchOptions {
-        cpu: false,
-        sim: false,
-        cuda: Some(0),
-        batch: 2,
-        warmup: 0,
-        cpu_reps: 1,
-        gpu_reps: 1,
-        filter: Some("linear_fwd bf16 tensor cores batch 2".into()),
-        seed: 1,
-    };
+    let opts = KernelBenchOptions { cuda: Some(0), ..kernel_bench_options("linear_fwd bf16 tensor cores batch 2") };
     let report = run_kernel_bench(&opts, |_| {}).unwrap_or_else(|e| panic!("{e}"));
     assert!(report.cuda_predicted, "run this through the emulated driver");
     let [case] = report.cases.as_slice() else { panic!("{} cases", report.cases.len()) };

@@ -1,6 +1,7 @@
 //! Helpers shared by ferronet's integration tests (tests/<layer>/main.rs), one module per concern.
 //! A library crate, so each test binary uses the subset it needs without dead code.
 
+pub mod bench;
 pub mod cli_run;
 pub mod emulated_driver;
 pub mod fuzz;
