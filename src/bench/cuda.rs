@@ -157,7 +157,8 @@ impl CudaBench {
         let Ok(handle) = &self.cublas else { return Ok(None) };
         let CublasGemm { precision, trans_a, trans_b, m, n, k } = *gemm;
         let (operand_type, operand_bytes, compute) = match precision {
-            Precision::Fp32 | Precision::Tf32 => (cudaDataType::CUDA_R_32F, 4, if precision == Precision::Tf32 { Compute::CUBLAS_COMPUTE_32F_FAST_TF32 } else { Compute::CUBLAS_COMPUTE_32F }),
+            Precision::Fp32 => (cudaDataType::CUDA_R_32F, 4, Compute::CUBLAS_COMPUTE_32F),
+            Precision::Tf32 => (cudaDataType::CUDA_R_32F, 4, Compute::CUBLAS_COMPUTE_32F_FAST_TF32),
             Precision::Bf16 => (cudaDataType::CUDA_R_16BF, 2, Compute::CUBLAS_COMPUTE_32F),
             Precision::Fp16 => (cudaDataType::CUDA_R_16F, 2, Compute::CUBLAS_COMPUTE_32F),
         };

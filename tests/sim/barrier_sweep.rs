@@ -315,10 +315,11 @@ fn deleting_any_barrier_makes_a_probe_reaching_its_kernels_report_a_race() {
             }
         }
     }
-    let verdicts = map_on_all_cores(&work, probes, |probes, &(b, module)| (b, sweep_module(&barriers[b], module, probes, &reach)));
+    // In the order of `work`.
+    let verdicts = map_on_all_cores(&work, probes, |probes, &(b, module)| sweep_module(&barriers[b], module, probes, &reach));
     let mut unreported = Vec::new();
     for (b, barrier) in barriers.iter().enumerate() {
-        let of_barrier = || verdicts.iter().filter(move |(v, _)| *v == b).filter_map(|(_, verdict)| verdict.as_ref());
+        let of_barrier = || work.iter().zip(&verdicts).filter(move |((v, _), _)| *v == b).filter_map(|(_, verdict)| verdict.as_ref());
         let caught: Vec<&str> = of_barrier().flat_map(|v| v.caught.iter().map(String::as_str)).collect();
         let missed: Vec<&str> = of_barrier().flat_map(|v| v.missed.iter().map(String::as_str)).collect();
         eprintln!("{} deleted: race reported in {}; not in {}", barrier.site(), caught.join(", "), missed.join(", "));

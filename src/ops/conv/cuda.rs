@@ -191,7 +191,7 @@ impl DepthwiseTile {
     fn staged_bytes(self) -> usize {
         match self {
             DepthwiseTile::Values => 0,
-            DepthwiseTile::Quads => 4 * DEPTHWISE_TILE.0 * DEPTHWISE_TILE.1 * std::mem::size_of::<f32>(),
+            DepthwiseTile::Quads => self.shape().0 * self.shape().1 * std::mem::size_of::<f32>(),
         }
     }
 
